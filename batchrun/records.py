@@ -1,0 +1,137 @@
+"""The Record: one finished request, and the JSONL file that holds them.
+
+Every duration is seconds from a monotonic clock; `queued_at` is a wall-clock
+label only. `sent_s` / `end_s` are offsets from the run's start on the same
+monotonic clock, so records of one run can be laid on one timeline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterator
+
+from batchrun.errors import OutputError
+
+# Outcomes. `skipped` is a bad input row (its reason in `error`); no request was sent.
+OK, ERROR, TIMEOUT, CANCELLED, SKIPPED = "ok", "error", "timeout", "cancelled", "skipped"
+STATUSES = (OK, ERROR, TIMEOUT, CANCELLED, SKIPPED)
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One HTTP attempt of a request; a Record keeps all of them."""
+
+    status: str                              # ok / error / timeout / cancelled
+    sent_s: float                            # offset from run start when the attempt was sent
+    duration_s: float                        # send -> end of this attempt
+    http_status: int | None = None
+    error_type: str | None = None
+    error: str | None = None
+    retry_after_s: float | None = None       # what the server asked for (retry-after-ms / retry-after)
+    backoff_s: float | None = None           # how long we actually waited before the next attempt
+
+
+@dataclass(slots=True)
+class Record:
+    id: str
+    row: int                                 # 0-based input row (input order)
+    status: str = OK
+    error_type: str | None = None            # e.g. RateLimitError, APITimeoutError, StreamError
+    error: str | None = None                 # message, redacted: never a key or auth header
+    http_status: int | None = None
+    attempts: int = 0
+    attempt_log: list[Attempt] = field(default_factory=list)
+    request_id: str | None = None            # server's x-request-id
+    model: str | None = None
+    finish_reason: str | None = None
+    text: str = ""
+    tool_calls: list[dict[str, Any]] | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    tokens_estimated: bool = False           # True when the server sent no usage and we estimated
+    # --- times (final attempt unless said otherwise) ---
+    queued_at: float = 0.0                   # wall clock (unix s) when the row entered the queue; label only
+    scheduled_s: float | None = None         # open-loop runs: planned send offset from run start
+    queue_wait_s: float = 0.0                # queued -> first attempt sent (waiting for a slot / rate limit)
+    sent_s: float | None = None              # final attempt sent, offset from run start
+    end_s: float | None = None               # final attempt finished, offset from run start
+    ttft_s: float | None = None              # send -> first output chunk (content or tool-call delta)
+    latency_s: float | None = None           # send -> last output chunk  (== ttft_s + sum(itl_s))
+    total_s: float | None = None             # send -> end of response (incl. trailing finish/usage chunks)
+    itl_s: list[float] = field(default_factory=list)  # gap between each pair of consecutive output chunks
+    output_chunks: int = 0                   # chunks that carried output (content or tool-call delta)
+    output_tokens_per_s: float | None = None  # completion_tokens / latency_s
+    rounds: list[dict[str, Any]] | None = None  # tool-calling rounds, when the row ran tools
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Record":
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        kwargs["attempt_log"] = [Attempt(**a) for a in kwargs.get("attempt_log") or []]
+        return cls(**kwargs)
+
+
+class RecordSink:
+    """Appends one JSON line per record and flushes it, so a crash loses only what is in flight."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(path, "a", encoding="utf-8")
+        except OSError as exc:
+            raise OutputError(f"cannot write {path}: {exc.strerror} (choose another --out)") from exc
+        self._repair_torn_tail()
+
+    def _repair_torn_tail(self) -> None:
+        # A killed run can leave a last line without its newline; start ours on a fresh line.
+        if self._file.tell() > 0:
+            with open(self.path, "rb") as f:
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    self._file.write("\n")
+
+    def write(self, record: Record) -> None:
+        try:
+            self._file.write(record.to_json() + "\n")
+            self._file.flush()
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.path}: {exc.strerror} (is the disk full?)") from exc
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+
+    def __enter__(self) -> "RecordSink":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_records(path: Path) -> Iterator[Record]:
+    """Every parseable record in file order; a torn (unparseable) line is skipped."""
+    if not path.exists():
+        return
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                yield Record.from_dict(json.loads(line))
+            except (ValueError, TypeError):
+                continue  # torn last line of a killed run
+
+
+def latest_by_id(path: Path) -> dict[str, Record]:
+    """The last record written for each id: a rerun's record supersedes the earlier one."""
+    return {r.id: r for r in read_records(path)}

@@ -1,0 +1,286 @@
+"""One streamed chat request -> one timed AttemptResult. Never raises for a request failure.
+
+The hot path is deliberately lean: aiohttp, SSE lines split by hand, one
+`json.loads` per chunk and a clock read per chunk. Building an SDK object per
+chunk costs ~100 us and caps a core at ~100 streamed requests/s (see
+shared/PERF-FACTS.md); the openai package gives us configuration, auth headers
+and the names of its error types instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import aiohttp
+import openai
+
+from batchrun.records import CANCELLED, ERROR, OK, TIMEOUT
+from batchrun.redact import redact
+from batchrun.tools import ToolCallAssembler
+
+Clock = Callable[[], float]
+
+# Our own error types, for failures the openai SDK has no class for.
+INCOMPLETE_STREAM = "IncompleteStream"   # connection closed before `data: [DONE]`
+MALFORMED_CHUNK = "MalformedChunk"       # a `data:` line that is not JSON
+STREAM_ERROR = "StreamError"             # `data: {"error": ...}` inside a 200 stream
+EMPTY_RESPONSE = "EmptyResponse"         # the stream finished with no output at all
+TIMEOUT_ERROR = openai.APITimeoutError.__name__
+CONNECTION_ERROR = openai.APIConnectionError.__name__
+
+_STATUS_ERRORS: dict[int, type[openai.APIStatusError]] = {
+    400: openai.BadRequestError,
+    401: openai.AuthenticationError,
+    403: openai.PermissionDeniedError,
+    404: openai.NotFoundError,
+    409: openai.ConflictError,
+    422: openai.UnprocessableEntityError,
+    429: openai.RateLimitError,
+}
+_MAX_ERROR_BODY = 64 * 1024
+_MAX_MESSAGE = 500
+
+
+def status_error_type(status: int) -> str:
+    """The openai SDK's exception name for an HTTP status, as the SDK would raise it."""
+    if status in _STATUS_ERRORS:
+        return _STATUS_ERRORS[status].__name__
+    return (openai.InternalServerError if status >= 500 else openai.APIStatusError).__name__
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where requests go and how they authenticate; the key never reaches a repr or a record."""
+
+    base_url: str
+    api_key: str | None = field(default=None, repr=False)
+    embedded: bool = False                 # the built-in simulated endpoint
+
+    @property
+    def chat_url(self) -> str:
+        return self.base_url.rstrip("/") + "/chat/completions"
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return (self.api_key,) if self.api_key else ()
+
+    def headers(self) -> dict[str, str]:
+        """The SDK's own default headers plus auth, without building a client per request."""
+        sdk = openai.OpenAI(api_key=self.api_key or "not-needed", base_url=self.base_url)
+        try:
+            headers = {k: v for k, v in sdk.default_headers.items() if isinstance(v, str)}
+        finally:
+            sdk.close()
+        headers["Accept"] = "text/event-stream"
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        else:
+            headers.pop("Authorization", None)
+        return headers
+
+
+@dataclass(slots=True)
+class AttemptResult:
+    """What one HTTP attempt produced; times are seconds on the injected monotonic clock."""
+
+    sent: float                            # clock value when the request was sent
+    status: str = OK
+    http_status: int | None = None
+    error_type: str | None = None
+    error: str | None = None
+    retry_after_s: float | None = None
+    request_id: str | None = None
+    model: str | None = None
+    finish_reason: str | None = None
+    text: str = ""
+    tool_calls: list[dict[str, Any]] | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    ttft_s: float | None = None            # send -> first output chunk (content or tool-call delta)
+    first_content_s: float | None = None   # send -> first content chunk
+    first_tool_call_s: float | None = None  # send -> first tool-call delta
+    latency_s: float | None = None         # send -> last output chunk
+    total_s: float | None = None           # send -> end of the response
+    itl_s: list[float] = field(default_factory=list)
+    output_chunks: int = 0
+
+    def fail(self, status: str, error_type: str, message: str) -> "AttemptResult":
+        self.status, self.error_type, self.error = status, error_type, message[:_MAX_MESSAGE]
+        return self
+
+
+@dataclass
+class StreamClient:
+    """Sends one streamed chat request at a time over a shared aiohttp session."""
+
+    session: aiohttp.ClientSession
+    endpoint: Endpoint
+    timeout_s: float | None = 600.0        # whole request
+    ttft_timeout_s: float | None = None    # first output chunk
+    clock: Clock = time.perf_counter
+    _headers: dict[str, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._headers = self.endpoint.headers()
+
+    async def send(self, body: bytes) -> AttemptResult:
+        """Stream one request; every failure becomes a result, only cancellation propagates."""
+        result = AttemptResult(sent=self.clock())
+        try:
+            await self._send_timed(body, result)
+        except asyncio.CancelledError:
+            result.fail(CANCELLED, "Cancelled", "cancelled before the response finished")
+            raise
+        except TimeoutError:
+            self._timed_out(result)
+        except aiohttp.ClientPayloadError as exc:
+            result.fail(ERROR, INCOMPLETE_STREAM, f"the stream ended early: {exc}")
+        except (aiohttp.ServerDisconnectedError, ConnectionResetError) as exc:
+            result.fail(ERROR, INCOMPLETE_STREAM if result.output_chunks else CONNECTION_ERROR,
+                        f"the server closed the connection: {exc}")
+        except aiohttp.ClientConnectorError as exc:
+            result.fail(ERROR, CONNECTION_ERROR, f"cannot connect to {exc.host}:{exc.port}: {exc.os_error}")
+        except (aiohttp.ClientError, OSError) as exc:
+            result.fail(ERROR, CONNECTION_ERROR, f"{type(exc).__name__}: {exc}")
+        except ValueError as exc:   # aiohttp: a line longer than its buffer
+            result.fail(ERROR, MALFORMED_CHUNK, f"unreadable stream: {exc}")
+        if result.total_s is None:
+            result.total_s = self.clock() - result.sent
+        if result.error:
+            result.error = redact(result.error, self.endpoint.secrets)
+        return result
+
+    def _timed_out(self, result: AttemptResult) -> None:
+        if result.ttft_s is None and self.ttft_timeout_s is not None:
+            elapsed = self.clock() - result.sent
+            if self.timeout_s is None or elapsed < self.timeout_s - 1e-3:
+                result.fail(TIMEOUT, TIMEOUT_ERROR, f"no first token within {self.ttft_timeout_s:g}s (--ttft-timeout)")
+                return
+        result.fail(TIMEOUT, TIMEOUT_ERROR, f"the request took longer than {self.timeout_s:g}s (--timeout)")
+
+    async def _send_timed(self, body: bytes, result: AttemptResult) -> None:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        first_deadline = self.ttft_timeout_s if self.ttft_timeout_s is not None else self.timeout_s
+        async with asyncio.timeout_at(None if first_deadline is None else start + first_deadline) as deadline:
+            async with self.session.post(self.endpoint.chat_url, data=body, headers=self._headers) as resp:
+                result.http_status = resp.status
+                result.request_id = resp.headers.get("x-request-id")
+                if resp.status != 200:
+                    await self._read_error(resp, result)
+                    return
+                await self._read_stream(resp, result, deadline, start)
+
+    async def _read_stream(self, resp: aiohttp.ClientResponse, result: AttemptResult,
+                           deadline: asyncio.Timeout, start: float) -> None:
+        clock, sent = self.clock, result.sent
+        parts: list[str] = []
+        tools: ToolCallAssembler | None = None
+        last = 0.0
+        done = False
+        async for line in resp.content:
+            if not line.startswith(b"data:"):
+                continue            # blank separators, `event:` lines and `: keep-alive` comments
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                done = True
+                break
+            now = clock()
+            try:
+                chunk = json.loads(data)
+            except ValueError:
+                result.fail(ERROR, MALFORMED_CHUNK, f"a stream line is not JSON: {data[:80]!r}")
+                return
+            if not isinstance(chunk, dict):
+                result.fail(ERROR, MALFORMED_CHUNK, f"a stream line is not a JSON object: {data[:80]!r}")
+                return
+            if "error" in chunk and chunk["error"]:
+                result.fail(ERROR, STREAM_ERROR, _error_message(chunk["error"]))
+                return
+            choices = chunk.get("choices")
+            if choices:
+                choice = choices[0]
+                delta = choice.get("delta") or {}
+                content = delta.get("content")
+                calls = delta.get("tool_calls")
+                if content or calls:
+                    if result.ttft_s is None:
+                        result.ttft_s = now - sent
+                        if self.timeout_s is not None and self.ttft_timeout_s is not None:
+                            deadline.reschedule(start + self.timeout_s)
+                        elif self.timeout_s is None:
+                            deadline.reschedule(None)
+                    else:
+                        result.itl_s.append(now - last)
+                    last = now
+                    result.output_chunks += 1
+                    if content:
+                        if result.first_content_s is None:
+                            result.first_content_s = now - sent
+                        parts.append(content)
+                    if calls:
+                        if tools is None:
+                            tools = ToolCallAssembler()
+                            result.first_tool_call_s = now - sent
+                        tools.add(calls)
+                if choice.get("finish_reason"):
+                    result.finish_reason = choice["finish_reason"]
+            usage = chunk.get("usage")
+            if usage:
+                result.prompt_tokens = usage.get("prompt_tokens")
+                result.completion_tokens = usage.get("completion_tokens")
+            if result.model is None:
+                result.model = chunk.get("model")
+        result.total_s = clock() - sent
+        result.text = "".join(parts)
+        if tools is not None:
+            result.tool_calls = tools.calls()
+        if result.ttft_s is not None:
+            result.latency_s = last - sent
+        if not done:
+            result.fail(ERROR, INCOMPLETE_STREAM, "the stream ended without `data: [DONE]`")
+        elif result.output_chunks == 0:
+            result.fail(ERROR, EMPTY_RESPONSE, "the stream finished without any content or tool call")
+
+    async def _read_error(self, resp: aiohttp.ClientResponse, result: AttemptResult) -> None:
+        raw = await resp.content.read(_MAX_ERROR_BODY)
+        result.retry_after_s = retry_after(resp.headers)
+        try:
+            message = _error_message(json.loads(raw).get("error"))
+        except (ValueError, AttributeError):
+            # A proxy's HTML page or plain text: show its start, not the whole page.
+            message = " ".join(raw.decode("utf-8", "replace").split())[:200] or "(empty body)"
+        result.fail(ERROR, status_error_type(resp.status), f"HTTP {resp.status}: {message}")
+
+
+def _error_message(error: Any) -> str:
+    if isinstance(error, dict):
+        return str(error.get("message") or error.get("code") or error)
+    return str(error)
+
+
+def retry_after(headers: Any) -> float | None:
+    """Seconds the server asked us to wait: `retry-after-ms` first, then `retry-after` in seconds."""
+    for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) * scale
+        except ValueError:
+            continue            # an HTTP-date: rare from LLM providers, ignored in favour of backoff
+        if seconds >= 0:
+            return seconds
+    return None
+
+
+def make_session(concurrency: int, connect_timeout_s: float = 30.0) -> aiohttp.ClientSession:
+    """A session whose pool fits the concurrency; a generous connect timeout, since a busy
+    client loop makes healthy connects look slow (the SDK's 5 s fires under load)."""
+    connector = aiohttp.TCPConnector(limit=max(concurrency, 1), limit_per_host=0, ttl_dns_cache=300)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s)
+    return aiohttp.ClientSession(connector=connector, timeout=timeout, read_bufsize=2**18)

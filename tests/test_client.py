@@ -1,0 +1,205 @@
+"""client.py: one streamed request -> one AttemptResult, timed on an injected clock."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from aiohttp import web
+
+from batchrun.client import (CONNECTION_ERROR, EMPTY_RESPONSE, INCOMPLETE_STREAM, MALFORMED_CHUNK,
+                             STREAM_ERROR, Endpoint, StreamClient, make_session, retry_after,
+                             status_error_type)
+from rawserver import DONE, chunk, cut, raw_server, sse, usage_chunk
+
+BODY = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}).encode()
+
+
+class ScriptedClock:
+    """Returns the given instants in order: the client's timing maths on exact numbers."""
+
+    def __init__(self, *instants: float) -> None:
+        self.instants = list(instants)
+
+    def __call__(self) -> float:
+        return self.instants.pop(0)
+
+
+async def send(base_url: str, clock=None, **kw) -> object:
+    async with make_session(4) as session:
+        client = StreamClient(session, Endpoint(base_url, api_key=kw.pop("api_key", None)), **kw)
+        if clock is not None:
+            client.clock = clock
+        return await client.send(BODY)
+
+
+async def test_timing_on_exact_instants() -> None:
+    """ttft, itl, latency and total from a scripted clock: clock reads are send, then one per
+    data line (role, 3 contents, finish, usage), then the end."""
+    pieces = [chunk("", role="assistant"), chunk("a"), chunk(" b"), chunk(" c"), chunk(finish="stop"),
+              usage_chunk(5, 3), DONE]
+    clock = ScriptedClock(10.0, 10.05, 10.3, 10.32, 10.37, 10.371, 10.372, 10.4)
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await sse(request, pieces)
+
+    async with raw_server(handler) as url:
+        r = await send(url, clock)
+    assert r.status == "ok" and r.text == "a b c" and r.finish_reason == "stop"
+    assert r.ttft_s == pytest.approx(0.3)               # the empty role chunk is not a token
+    assert r.itl_s == pytest.approx([0.02, 0.05])
+    assert r.latency_s == pytest.approx(0.37)           # the last content chunk, not the usage chunk
+    assert r.latency_s - r.ttft_s == pytest.approx(sum(r.itl_s))
+    assert r.total_s == pytest.approx(0.4)
+    assert (r.prompt_tokens, r.completion_tokens, r.output_chunks) == (5, 3, 3)
+    assert r.request_id == "req-raw" and r.model == "raw-model"
+
+
+async def test_multi_token_chunks_count_one_gap_each() -> None:
+    pieces = [chunk("one two"), chunk(" three four five"), chunk(finish="length"), usage_chunk(2, 5), DONE]
+    clock = ScriptedClock(0.0, 0.1, 0.3, 0.31, 0.32, 0.4)
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await sse(request, pieces)
+
+    async with raw_server(handler) as url:
+        r = await send(url, clock)
+    assert r.itl_s == pytest.approx([0.2]) and r.completion_tokens == 5 and r.finish_reason == "length"
+
+
+@pytest.mark.parametrize("status,body,ctype,expected", [
+    (429, {"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}},
+     "application/json", "RateLimitError"),
+    (400, {"error": {"message": "bad", "type": "invalid_request_error"}}, "application/json", "BadRequestError"),
+    (401, {"error": {"message": "Incorrect API key provided: sk-abc...xyz"}}, "application/json", "AuthenticationError"),
+    (503, "upstream unavailable", "text/plain", "InternalServerError"),
+    (502, "<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html", "InternalServerError"),
+])
+async def test_http_errors_become_typed_results(status, body, ctype, expected) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        text = json.dumps(body) if isinstance(body, dict) else body
+        return web.Response(status=status, text=text, content_type=ctype,
+                            headers={"retry-after-ms": "1500", "x-request-id": "req-err"})
+
+    async with raw_server(handler) as url:
+        r = await send(url)
+    assert (r.status, r.http_status, r.error_type) == ("error", status, expected)
+    assert r.error.startswith(f"HTTP {status}:") and r.retry_after_s == 1.5 and r.request_id == "req-err"
+    if ctype == "text/html":
+        assert "502 Bad Gateway" in r.error and len(r.error) < 300
+
+
+async def test_stream_cut_midway_is_incomplete() -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await cut(request, [chunk("a"), chunk(" b")])
+
+    async with raw_server(handler) as url:
+        r = await send(url)
+    assert r.status == "error" and r.error_type == INCOMPLETE_STREAM
+
+
+async def test_stream_without_done_is_incomplete() -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await sse(request, [chunk("a"), chunk(finish="stop")])
+
+    async with raw_server(handler) as url:
+        r = await send(url)
+    assert r.error_type == INCOMPLETE_STREAM and r.text == "a"
+
+
+@pytest.mark.parametrize("pieces,expected", [
+    ([chunk("a"), b"data: {not json\n\n", DONE], MALFORMED_CHUNK),
+    ([chunk("a"), b'data: {"error": {"message": "overloaded", "type": "server_error"}}\n\n', DONE], STREAM_ERROR),
+    ([chunk(finish="stop"), usage_chunk(1, 0), DONE], EMPTY_RESPONSE),
+])
+async def test_bad_streams(pieces, expected) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await sse(request, pieces)
+
+    async with raw_server(handler) as url:
+        r = await send(url)
+    assert r.status == "error" and r.error_type == expected
+
+
+async def test_tolerated_stream_variants() -> None:
+    """Azure's first chunk with empty choices, SSE comments, no usage, [DONE] without finish_reason."""
+    pieces = [chunk(choices=False), b": keep-alive\n\n", chunk("x"), chunk("y"), DONE]
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await sse(request, pieces)
+
+    async with raw_server(handler) as url:
+        r = await send(url)
+    assert r.status == "ok" and r.text == "xy" and r.finish_reason is None
+    assert r.completion_tokens is None and r.output_chunks == 2
+
+
+async def test_ttft_timeout_and_total_timeout() -> None:
+    async def slow_first(request: web.Request) -> web.StreamResponse:
+        return await sse(request, [5.0, chunk("late"), DONE])
+
+    async def slow_tail(request: web.Request) -> web.StreamResponse:
+        return await sse(request, [chunk("a"), 5.0, chunk("b"), DONE])
+
+    async with raw_server(slow_first) as url:
+        r = await send(url, timeout_s=30, ttft_timeout_s=0.2)
+    assert r.status == "timeout" and "--ttft-timeout" in r.error
+    async with raw_server(slow_tail) as url:
+        r = await send(url, timeout_s=0.3, ttft_timeout_s=0.2)
+    assert r.status == "timeout" and "--timeout" in r.error and r.text == ""
+
+
+async def test_connection_refused() -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await sse(request, [])
+
+    async with raw_server(handler) as url:
+        pass                                           # the port is closed again now
+    r = await send(url)
+    assert r.status == "error" and r.error_type == CONNECTION_ERROR and "cannot connect" in r.error
+
+
+async def test_api_key_is_sent_and_redacted_from_errors() -> None:
+    key = "sk-test-SECRET-1234567890"
+    seen = {}
+
+    async def handler(request: web.Request) -> web.Response:
+        seen["auth"] = request.headers.get("Authorization")
+        return web.json_response({"error": {"message": f"Incorrect API key provided: {key}"}}, status=401)
+
+    async with raw_server(handler) as url:
+        r = await send(url, api_key=key)
+    assert seen["auth"] == f"Bearer {key}"
+    assert key not in r.error and "***" in r.error
+
+
+async def test_cancellation_propagates() -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await sse(request, [chunk("a"), 5.0, DONE])
+
+    async with raw_server(handler) as url:
+        task = asyncio.create_task(send(url))
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+def test_retry_after_parsing() -> None:
+    assert retry_after({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
+    assert retry_after({"retry-after": "2"}) == 2.0
+    assert retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) is None
+    assert retry_after({}) is None
+
+
+def test_status_error_types_match_the_sdk() -> None:
+    assert [status_error_type(s) for s in (400, 401, 403, 404, 409, 422, 429, 500, 503, 418)] == [
+        "BadRequestError", "AuthenticationError", "PermissionDeniedError", "NotFoundError", "ConflictError",
+        "UnprocessableEntityError", "RateLimitError", "InternalServerError", "InternalServerError", "APIStatusError"]
+
+
+def test_endpoint_repr_hides_key() -> None:
+    endpoint = Endpoint("http://127.0.0.1:1/v1", api_key="sk-hidden-123456789")
+    assert "sk-hidden" not in repr(endpoint)
+    assert endpoint.headers()["Authorization"] == "Bearer sk-hidden-123456789"

@@ -1,0 +1,131 @@
+"""RunConfig and its validation; the only place the environment and `.env` are read.
+
+Precedence: command-line flag > environment (`OPENAI_*`, `BATCHRUN_*`) > `.env` file > default.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from dotenv import load_dotenv
+
+from batchrun.errors import ConfigError
+
+ON_BAD_ROW = ("fail", "skip")
+OUTPUT_FORMATS = ("csv", "parquet")
+
+
+def load_env_file(path: str | os.PathLike[str] | None = None) -> None:
+    """Read `.env` (from the working directory) into the environment without overriding it."""
+    load_dotenv(path or Path.cwd() / ".env", override=False)
+
+
+def env_endpoint(base_url: str | None, api_key: str | None) -> tuple[str | None, str | None]:
+    """Flags win; otherwise OPENAI_BASE_URL / OPENAI_API_KEY from the environment or `.env`."""
+    base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+    api_key = api_key or os.environ.get("OPENAI_API_KEY") or None
+    return base_url, api_key
+
+
+def parse_json_option(value: str | None, option: str) -> Any:
+    """A JSON option value, or a ConfigError that names the option."""
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except ValueError as exc:
+        raise ConfigError(f"{option} is not valid JSON ({exc.msg} at column {exc.colno}): {value!r}") from exc
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one `batchrun run` needs; built once by the CLI, never mutated."""
+
+    input: Path | None = None
+    fmt: str | None = None
+    prompt_column: str | None = None
+    id_column: str | None = None
+    template: str | None = None
+    system: str | None = None
+    on_bad_row: str = "fail"
+    # request defaults
+    model: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Any = None
+    parallel_tool_calls: bool | None = None
+    tool_module: Path | None = None
+    max_tool_rounds: int = 3
+    tool_timeout: float = 30.0
+    # endpoint
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    # pool
+    concurrency: int = 16
+    rpm: float | None = None
+    tpm: float | None = None
+    timeout: float | None = 600.0
+    ttft_timeout: float | None = None
+    retries: int = 3
+    max_errors: int | None = None
+    max_error_rate: float | None = None
+    # output
+    out: Path | None = None
+    resume: Path | None = None
+    output_format: str = "csv"
+    quiet: bool = False
+    fail_on_error: bool = False
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        self._validate()
+
+    def _validate(self) -> None:
+        if self.concurrency < 1:
+            raise ConfigError(f"--concurrency must be at least 1, got {self.concurrency}")
+        for name in ("rpm", "tpm", "timeout", "ttft_timeout", "max_tokens"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
+        if self.retries < 0:
+            raise ConfigError(f"--retries must be 0 or more, got {self.retries}")
+        if self.max_error_rate is not None and not 0 <= self.max_error_rate <= 1:
+            raise ConfigError(f"--max-error-rate is a fraction between 0 and 1, got {self.max_error_rate}")
+        if self.on_bad_row not in ON_BAD_ROW:
+            raise ConfigError(f"--on-bad-row must be one of {', '.join(ON_BAD_ROW)}, got {self.on_bad_row!r}")
+        if self.output_format not in OUTPUT_FORMATS:
+            raise ConfigError(f"--output-format must be csv or parquet, got {self.output_format!r}")
+        if not isinstance(self.extra_body, dict):
+            raise ConfigError("--extra-body must be a JSON object, e.g. '{\"top_p\": 0.9}'")
+        if self.input is None and self.resume is None:
+            raise ConfigError("give a prompts file (CSV, JSONL or Parquet), or --resume RUN_DIR")
+
+    def public_dict(self) -> dict[str, Any]:
+        """The config as written to run.json / summary.json: JSON-safe, and never the key."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "api_key"}
+        data["api_key_set"] = self.api_key is not None
+        return json.loads(json.dumps(data, default=str))
+
+    @classmethod
+    def from_public_dict(cls, data: dict[str, Any], **overrides: Any) -> "RunConfig":
+        """Rebuild a config saved by `public_dict` (for --resume), applying `overrides`."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        for name in ("input", "out", "resume", "tool_module"):
+            if values.get(name) is not None:
+                values[name] = Path(values[name])
+        values.update(overrides)
+        return cls(**values)
+
+
+def config_replace(config: RunConfig, **changes: Any) -> RunConfig:
+    """A copy of `config` with `changes`, validated again."""
+    data = asdict(config)
+    data.update(changes)
+    return RunConfig(**data)

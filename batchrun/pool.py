@@ -1,0 +1,254 @@
+"""The worker pool: a fixed set of workers over a bounded queue, with RPM/TPM limits,
+retries, error isolation and cancellation. It never prints; progress is read from
+`PoolStats` by whoever displays it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from batchrun.client import (CONNECTION_ERROR, INCOMPLETE_STREAM, MALFORMED_CHUNK, STREAM_ERROR,
+                             AttemptResult, StreamClient)
+from batchrun.errors import BatchrunError
+from batchrun.limits import RateLimits, backoff_s
+from batchrun.prompt import BadRow, Prompt
+from batchrun.records import CANCELLED, ERROR, OK, SKIPPED, TIMEOUT, Attempt, Record
+
+Clock = Callable[[], float]
+_RETRYABLE_STATUS = {408, 409, 429}
+_RETRYABLE_TYPES = {CONNECTION_ERROR, INCOMPLETE_STREAM, MALFORMED_CHUNK, STREAM_ERROR}
+_MIN_FOR_RATE = 20          # finished requests before --max-error-rate may stop a run
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    concurrency: int = 16
+    rpm: float | None = None
+    tpm: float | None = None
+    retries: int = 3
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 30.0
+    max_errors: int | None = None
+    max_error_rate: float | None = None
+    seed: int | None = None              # jitter; set in tests for repeatable waits
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A prompt ready to send: its body bytes and the TPM charge estimated before sending."""
+
+    prompt: Prompt
+    body: bytes
+    estimated_tokens: int               # prompt estimate + max_tokens, charged before the request
+    prompt_tokens_estimate: int         # used in the record when the server sends no usage
+
+
+@dataclass
+class PoolStats:
+    """Live counters for the progress display and the summary."""
+
+    done: int = 0
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0
+    retrying: int = 0
+    in_flight: int = 0
+    peak_in_flight: int = 0
+    resumed: int = 0                     # rows already ok in an earlier run, not sent again
+    recent_ttft_s: deque[float] = field(default_factory=lambda: deque(maxlen=512))
+
+
+def is_retryable(result: AttemptResult) -> bool:
+    """429, 408, 409, 5xx, connection errors, cut or garbled streams and timeouts; never 4xx otherwise."""
+    if result.status == TIMEOUT:
+        return True
+    if result.http_status is not None and result.http_status != 200:
+        return result.http_status in _RETRYABLE_STATUS or result.http_status >= 500
+    return result.error_type in _RETRYABLE_TYPES
+
+
+class Pool:
+    """Runs Jobs through `concurrency` workers and hands each finished Record to `sink`."""
+
+    def __init__(self, client: StreamClient, sink: Callable[[Record], None], config: PoolConfig,
+                 *, t0: float, clock: Clock = time.perf_counter) -> None:
+        self.client, self.sink, self.config = client, sink, config
+        self.t0, self.clock = t0, clock
+        self.stats = PoolStats()
+        self.input_error: BatchrunError | None = None
+        self.abort_reason: str | None = None
+        self._rng = random.Random(config.seed)
+        self._queue: asyncio.Queue[tuple[Job | BadRow, float, float] | None] = \
+            asyncio.Queue(maxsize=2 * config.concurrency)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def run(self, items: Iterable[Job | BadRow]) -> None:
+        """Send everything `items` yields; returns when all is recorded or the run is stopped."""
+        limits = RateLimits(self.config.rpm, self.config.tpm)
+        reader = asyncio.create_task(self._read(items), name="batchrun-reader")
+        workers = [asyncio.create_task(self._work(limits), name=f"batchrun-worker-{i}")
+                   for i in range(self.config.concurrency)]
+        self._tasks = [reader, *workers]
+        try:
+            await asyncio.gather(*self._tasks)
+        except asyncio.CancelledError:
+            # stop() cancelled the workers: that is a normal end. Our own cancellation is not.
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+        finally:
+            await self._cancel_all()
+            await limits.aclose()
+
+    def stop(self) -> None:
+        """Stop sending now: in-flight requests are cancelled and recorded as `cancelled`."""
+        for task in self._tasks:
+            task.cancel()
+
+    async def _cancel_all(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _read(self, items: Iterable[Job | BadRow]) -> None:
+        try:
+            for item in items:
+                # Wall-clock label and monotonic start of the queue wait.
+                await self._queue.put((item, time.time(), self.clock()))
+        except BatchrunError as exc:
+            # --on-bad-row fail: rows before this one are sent and recorded; nothing after it.
+            self.input_error = exc
+        for _ in range(self.config.concurrency):
+            await self._queue.put(None)       # one end-of-input marker per worker
+
+    async def _work(self, limits: RateLimits) -> None:
+        while True:
+            entry = await self._queue.get()
+            if entry is None:
+                return
+            item, queued_at, queued_clock = entry
+            if isinstance(item, BadRow):
+                self._finish(Record(id=item.id, row=item.row, status=SKIPPED, error_type="BadRow",
+                                    error=item.reason, queued_at=queued_at))
+                continue
+            self._finish(await self._process(item, limits, queued_at, queued_clock))
+
+    async def _process(self, job: Job, limits: RateLimits, queued_at: float,
+                       queued_clock: float) -> Record:
+        log: list[Attempt] = []
+        result: AttemptResult | None = None
+        queue_wait = 0.0
+        try:
+            for attempt in range(self.config.retries + 1):
+                await limits.acquire(job.estimated_tokens)
+                if attempt == 0:
+                    queue_wait = self.clock() - queued_clock
+                result = await self._attempt(job, log)
+                if result.status == OK:
+                    limits.correct(job.estimated_tokens, _used_tokens(result, job))
+                    break
+                if not is_retryable(result) or attempt == self.config.retries:
+                    break
+                await self._backoff(attempt, result, log[-1])
+        except asyncio.CancelledError:
+            record = self._cancelled(job, result, log, queued_at, queue_wait)
+            self._finish(record)
+            raise
+        except Exception as exc:  # noqa: BLE001 - error isolation: a bug in one request never stops the run
+            result = result or AttemptResult(sent=self.clock())
+            result.fail(ERROR, "ClientError", f"{type(exc).__name__}: {exc}")
+        assert result is not None
+        return self._to_record(job, result, log, queued_at, queue_wait)
+
+    async def _attempt(self, job: Job, log: list[Attempt]) -> AttemptResult:
+        stats = self.stats
+        stats.in_flight += 1
+        stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
+        try:
+            result = await self.client.send(job.body)
+        finally:
+            stats.in_flight -= 1
+        log.append(Attempt(status=result.status, sent_s=result.sent - self.t0,
+                           duration_s=result.total_s or 0.0, http_status=result.http_status,
+                           error_type=result.error_type, error=result.error,
+                           retry_after_s=result.retry_after_s))
+        if result.ttft_s is not None and result.status == OK:
+            stats.recent_ttft_s.append(result.ttft_s)
+        return result
+
+    async def _backoff(self, attempt: int, result: AttemptResult, entry: Attempt) -> None:
+        wait = backoff_s(attempt, result.retry_after_s, base_s=self.config.backoff_base_s,
+                         max_s=self.config.backoff_max_s, rng=self._rng)
+        entry.backoff_s = wait
+        self.stats.retrying += 1
+        try:
+            await asyncio.sleep(wait)
+        finally:
+            self.stats.retrying -= 1
+
+    def _to_record(self, job: Job, result: AttemptResult, log: list[Attempt], queued_at: float,
+                   queue_wait: float) -> Record:
+        prompt = job.prompt
+        record = Record(
+            id=prompt.id, row=prompt.row, status=result.status, error_type=result.error_type,
+            error=result.error, http_status=result.http_status, attempts=len(log), attempt_log=log,
+            request_id=result.request_id, model=result.model, finish_reason=result.finish_reason,
+            text=result.text, tool_calls=result.tool_calls, prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens, queued_at=queued_at, queue_wait_s=queue_wait,
+            sent_s=result.sent - self.t0, ttft_s=result.ttft_s, latency_s=result.latency_s,
+            total_s=result.total_s, itl_s=result.itl_s, output_chunks=result.output_chunks,
+        )
+        if record.end_s is None and result.total_s is not None:
+            record.end_s = record.sent_s + result.total_s
+        if result.output_chunks and record.completion_tokens is None:
+            # No usage from the server: one token per output chunk, and say it is an estimate.
+            record.completion_tokens = result.output_chunks
+            record.prompt_tokens = record.prompt_tokens or job.prompt_tokens_estimate
+            record.tokens_estimated = True
+        if record.completion_tokens and record.latency_s:
+            record.output_tokens_per_s = record.completion_tokens / record.latency_s
+        return record
+
+    def _cancelled(self, job: Job, result: AttemptResult | None, log: list[Attempt],
+                   queued_at: float, queue_wait: float) -> Record:
+        result = result if result is not None and result.status == CANCELLED else \
+            AttemptResult(sent=self.clock()).fail(CANCELLED, "Cancelled", "the run was stopped before this request finished")
+        record = self._to_record(job, result, log, queued_at, queue_wait)
+        record.status, record.error_type = CANCELLED, "Cancelled"
+        record.error = "the run was stopped before this request finished"
+        return record
+
+    def _finish(self, record: Record) -> None:
+        self.sink(record)
+        stats = self.stats
+        stats.done += 1
+        if record.status == OK:
+            stats.ok += 1
+        elif record.status == SKIPPED:
+            stats.skipped += 1
+        elif record.status != CANCELLED:
+            stats.failed += 1
+            self._check_error_budget()
+
+    def _check_error_budget(self) -> None:
+        stats, cfg = self.stats, self.config
+        finished = stats.ok + stats.failed
+        if cfg.max_errors is not None and stats.failed >= cfg.max_errors:
+            self.abort_reason = f"{stats.failed} requests failed (--max-errors {cfg.max_errors})"
+        elif (cfg.max_error_rate is not None and finished >= _MIN_FOR_RATE
+              and stats.failed / finished > cfg.max_error_rate):
+            self.abort_reason = (f"{stats.failed} of {finished} requests failed, more than "
+                                 f"--max-error-rate {cfg.max_error_rate:g}")
+        if self.abort_reason is not None:
+            self.stop()
+
+
+def _used_tokens(result: AttemptResult, job: Job) -> int:
+    if result.completion_tokens is None:
+        return job.estimated_tokens
+    return (result.prompt_tokens or job.prompt_tokens_estimate) + result.completion_tokens

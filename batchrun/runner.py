@@ -1,0 +1,217 @@
+"""One `batchrun run`, start to finish: endpoint, output dir, pool, signals, final files.
+
+The order of the final steps is what makes a run crash-safe: every record is in
+records.jsonl (flushed) before anything else is written, and results / summary are
+rebuilt from that file, so they can always be written again with `batchrun report`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, AsyncIterator, Iterator
+
+from batchrun.client import Endpoint, StreamClient, make_session
+from batchrun.config import RunConfig, config_replace
+from batchrun.endpoint import open_endpoint, preflight
+from batchrun.errors import ConfigError, OutputError
+from batchrun.inputs import read_prompts
+from batchrun.outputs import done_ids, iter_latest, write_results
+from batchrun.pool import Job, Pool, PoolConfig
+from batchrun.progress import sample_loop_lag, show_progress
+from batchrun.prompt import BadRow, Prompt
+from batchrun.records import RecordSink
+from batchrun.requests import RequestDefaults, build_body, estimate_prompt_tokens, estimate_request_tokens
+
+RECORDS, RUN_JSON, SUMMARY = "records.jsonl", "run.json", "summary.json"
+
+
+@dataclass
+class RunOutcome:
+    out_dir: Path
+    summary: dict[str, Any]
+    interrupted: bool = False
+    aborted: str | None = None
+    input_error: Exception | None = None
+    failed: int = 0
+    files: list[Path] = field(default_factory=list)
+
+
+def say(message: str) -> None:
+    """One line for the user, on stderr so stdout stays clean for pipes."""
+    print(f"batchrun: {message}", file=sys.stderr, flush=True)
+
+
+def default_out_dir(config: RunConfig) -> Path:
+    stem = config.input.stem if config.input else "run"
+    return Path("results") / f"{stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+# What defines the rows and their requests: on --resume these come from the saved run
+# unless given again; how to send them (concurrency, limits, timeouts) comes from now.
+_RESUMED_FIELDS = ("input", "fmt", "prompt_column", "id_column", "template", "system", "on_bad_row",
+                   "model", "max_tokens", "temperature", "extra_body", "tools", "tool_choice",
+                   "parallel_tool_calls", "tool_module", "output_format")
+
+
+def resolve_resume(config: RunConfig) -> RunConfig:
+    """For --resume DIR: the saved run's input and request settings, unless given again now."""
+    if config.resume is None:
+        return config
+    saved = config.resume / RUN_JSON
+    if not saved.exists():
+        raise ConfigError(f"{config.resume} is not a batchrun run directory (no {RUN_JSON}); "
+                          "pass the directory a previous `batchrun run` wrote")
+    base = RunConfig.from_public_dict(json.loads(saved.read_text(encoding="utf-8"))["config"],
+                                      resume=config.resume)
+    defaults = RunConfig.__dataclass_fields__
+    changes: dict[str, Any] = {"out": config.resume}
+    for name in _RESUMED_FIELDS:
+        now = getattr(config, name)
+        default = defaults[name].default
+        changes[name] = getattr(base, name) if now is None or now == default or now == {} else now
+    return config_replace(config, **changes)
+
+
+def jobs(config: RunConfig, skip: set[str]) -> Iterator[Job | BadRow]:
+    """Prompts from the input, minus rows already done, as ready-to-send Jobs."""
+    defaults = RequestDefaults(model=config.model, max_tokens=config.max_tokens,
+                               temperature=config.temperature, extra_body=config.extra_body,
+                               tools=config.tools, tool_choice=config.tool_choice,
+                               parallel_tool_calls=config.parallel_tool_calls)
+    assert config.input is not None
+    for item in read_prompts(config.input, fmt=config.fmt, prompt_column=config.prompt_column,
+                             id_column=config.id_column, template=config.template,
+                             system=config.system, on_bad_row=config.on_bad_row):
+        if item.id in skip:
+            continue
+        if isinstance(item, BadRow):
+            yield item
+            continue
+        body = build_body(item, defaults)
+        yield Job(prompt=item, body=json.dumps(body, ensure_ascii=False).encode(),
+                  estimated_tokens=estimate_request_tokens(body, config.max_tokens),
+                  prompt_tokens_estimate=estimate_prompt_tokens(body))
+
+
+def prepare_out_dir(config: RunConfig) -> Path:
+    out = config.resume or config.out or default_out_dir(config)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputError(f"cannot write to {out}: {exc.strerror} (choose another --out)") from exc
+    return out
+
+
+def write_run_json(out: Path, config: RunConfig, endpoint: Endpoint) -> None:
+    data = {"config": config.public_dict(), "endpoint": endpoint.base_url if not endpoint.embedded else "embedded",
+            "started_at": datetime.now(timezone.utc).isoformat()}
+    (out / RUN_JSON).write_text(json.dumps(data, indent=2), encoding="utf-8")
+
+
+async def execute_run(config: RunConfig) -> RunOutcome:
+    """Run `config` to the end (or until stopped) and write every output file."""
+    config = resolve_resume(config)
+    out = prepare_out_dir(config)
+    async with open_endpoint(config.base_url, config.api_key, announce=say) as endpoint:
+        model = await preflight(endpoint, config.model)
+        if model != config.model:
+            config = config_replace(config, model=model)
+        write_run_json(out, config, endpoint)
+        skip = done_ids(out / RECORDS) if config.resume else set()
+        if skip:
+            say(f"resuming {out}: {len(skip)} rows already done are not sent again")
+        return await _run_pool(config, endpoint, out, skip)
+
+
+async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, skip: set[str]) -> RunOutcome:
+    clock = time.perf_counter
+    lag: list[float] = []
+    t0 = clock()
+    started_wall = time.time()
+    with RecordSink(out / RECORDS) as sink:
+        async with make_session(config.concurrency) as session:
+            client = StreamClient(session, endpoint, timeout_s=config.timeout,
+                                  ttft_timeout_s=config.ttft_timeout, clock=clock)
+            pool = Pool(client, sink.write, _pool_config(config), t0=t0, clock=clock)
+            pool.stats.resumed = len(skip)
+            async with _signals(pool, sink) as interrupted, _background(pool, config, lag, clock):
+                await pool.run(jobs(config, skip))
+        wall = clock() - t0
+    outcome = RunOutcome(out_dir=out, summary={}, interrupted=interrupted.is_set(),
+                         aborted=pool.abort_reason, input_error=pool.input_error, failed=pool.stats.failed)
+    _finish_outputs(outcome, config, lag, wall, started_wall)
+    return outcome
+
+
+def _pool_config(config: RunConfig) -> PoolConfig:
+    return PoolConfig(concurrency=config.concurrency, rpm=config.rpm, tpm=config.tpm,
+                      retries=config.retries, max_errors=config.max_errors,
+                      max_error_rate=config.max_error_rate, seed=config.seed)
+
+
+@contextlib.asynccontextmanager
+async def _background(pool: Pool, config: RunConfig, lag: list[float], clock: Any) -> AsyncIterator[None]:
+    tasks = [asyncio.create_task(sample_loop_lag(lag))]
+    if not config.quiet:
+        tasks.append(asyncio.create_task(show_progress(pool.stats, total=None, clock=clock)))
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def _signals(pool: Pool, sink: RecordSink) -> AsyncIterator[asyncio.Event]:
+    """First Ctrl-C / SIGTERM: stop sending, record in-flight requests as cancelled.
+    Second: exit at once; records already written are whole lines, flushed."""
+    interrupted = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if interrupted.is_set():
+            sink.close()
+            os._exit(130)
+        interrupted.set()
+        say("interrupted: stopping; in-flight requests are recorded as cancelled (Ctrl-C again to quit now)")
+        pool.stop()
+
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, on_signal)
+            installed.append(sig)
+    try:
+        yield interrupted
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+def _finish_outputs(outcome: RunOutcome, config: RunConfig, lag: list[float], wall: float,
+                    started_wall: float) -> None:
+    from batchrun.metrics import summarize
+    from batchrun.report import write_reports
+
+    out = outcome.out_dir
+    outcome.files.append(write_results(out / RECORDS, out, config.output_format))
+    records = list(iter_latest(out / RECORDS))
+    summary = summarize(records, loop_lag_s=lag)
+    summary["run"] = {"interrupted": outcome.interrupted, "aborted": outcome.aborted,
+                      "input_error": str(outcome.input_error) if outcome.input_error else None,
+                      "wall_time_s": wall, "started_at": started_wall}
+    outcome.summary = summary
+    outcome.files.extend(write_reports(out, summary, records, config=config.public_dict()))

@@ -10,7 +10,7 @@ import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from batchrun.client import (CONNECTION_ERROR, INCOMPLETE_STREAM, MALFORMED_CHUNK, STREAM_ERROR,
                              AttemptResult, StreamClient)
@@ -83,14 +83,19 @@ class Pool:
         self.input_error: BatchrunError | None = None
         self.abort_reason: str | None = None
         self._rng = random.Random(config.seed)
-        self._queue: asyncio.Queue[tuple[Job | BadRow, float, float] | None] = \
+        self._queue: asyncio.Queue[tuple[Job | BadRow, float, float, float | None] | None] = \
             asyncio.Queue(maxsize=2 * config.concurrency)
         self._tasks: list[asyncio.Task[None]] = []
 
-    async def run(self, items: Iterable[Job | BadRow]) -> None:
-        """Send everything `items` yields; returns when all is recorded or the run is stopped."""
+    async def run(self, items: Iterable[Job | BadRow], *, schedule: Iterator[float] | None = None,
+                  send_for_s: float | None = None) -> None:
+        """Send everything `items` yields; returns when all is recorded or the run is stopped.
+
+        `schedule` (open-loop load) gives each request's planned send time as an offset from
+        `t0`; `send_for_s` stops taking new items that long after `t0` (in-flight ones finish).
+        """
         limits = RateLimits(self.config.rpm, self.config.tpm)
-        reader = asyncio.create_task(self._read(items), name="batchrun-reader")
+        reader = asyncio.create_task(self._read(items, schedule, send_for_s), name="batchrun-reader")
         workers = [asyncio.create_task(self._work(limits), name=f"batchrun-worker-{i}")
                    for i in range(self.config.concurrency)]
         self._tasks = [reader, *workers]
@@ -115,11 +120,21 @@ class Pool:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def _read(self, items: Iterable[Job | BadRow]) -> None:
+    async def _read(self, items: Iterable[Job | BadRow], schedule: Iterator[float] | None,
+                    send_for_s: float | None) -> None:
+        clock, t0 = self.clock, self.t0
         try:
             for item in items:
-                # Wall-clock label and monotonic start of the queue wait.
-                await self._queue.put((item, time.time(), self.clock()))
+                if send_for_s is not None and clock() - t0 >= send_for_s:
+                    break
+                planned = None
+                if schedule is not None:
+                    planned = next(schedule)
+                    delay = t0 + planned - clock()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                # Wall-clock label, monotonic start of the queue wait, planned send offset.
+                await self._queue.put((item, time.time(), clock(), planned))
         except BatchrunError as exc:
             # --on-bad-row fail: rows before this one are sent and recorded; nothing after it.
             self.input_error = exc
@@ -131,12 +146,14 @@ class Pool:
             entry = await self._queue.get()
             if entry is None:
                 return
-            item, queued_at, queued_clock = entry
+            item, queued_at, queued_clock, planned = entry
             if isinstance(item, BadRow):
                 self._finish(Record(id=item.id, row=item.row, status=SKIPPED, error_type="BadRow",
                                     error=item.reason, queued_at=queued_at))
                 continue
-            self._finish(await self._process(item, limits, queued_at, queued_clock))
+            record = await self._process(item, limits, queued_at, queued_clock)
+            record.scheduled_s = planned
+            self._finish(record)
 
     async def _process(self, job: Job, limits: RateLimits, queued_at: float,
                        queued_clock: float) -> Record:

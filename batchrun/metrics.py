@@ -1,0 +1,379 @@
+"""Pure metrics: records -> summary dict. No printing, plotting, clock reads or I/O.
+
+docs/metrics.md defines every figure; comments here say why a choice was made.
+All times are seconds. Percentiles interpolate linearly between closest ranks
+(numpy's default, `method="linear"`), the convention `vllm bench serve` reports.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+
+from batchrun.records import OK, SKIPPED, STATUSES, Record
+
+PERCENTILES = (50, 90, 95, 99)
+SLO_KEYS = ("ttft", "tpot", "e2e")
+# p99 event-loop lag above this means the client was busy: a request's clock starts late or
+# its chunks are read late, so measured latency includes client-side queueing.
+LOOP_LAG_SATURATED_S = 0.020
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100) of ascending values, linear between closest ranks."""
+    if not sorted_values:
+        raise ValueError("percentile of no values")
+    rank = (len(sorted_values) - 1) * q / 100
+    lo = math.floor(rank)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (rank - lo)
+
+
+@dataclass(frozen=True, slots=True)
+class Distribution:
+    """Summary statistics of one figure; every field None (count 0) for no values."""
+
+    count: int = 0
+    mean: float | None = None
+    std: float | None = None    # population std (ddof=0), as numpy and vllm bench serve report
+    min: float | None = None
+    p50: float | None = None
+    p90: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    max: float | None = None
+
+    @classmethod
+    def of(cls, values: Iterable[float]) -> Distribution:
+        xs = sorted(values)
+        if not xs:
+            return cls()
+        n = len(xs)
+        mean = math.fsum(xs) / n
+        std = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / n)
+        p50, p90, p95, p99 = (percentile(xs, q) for q in PERCENTILES)
+        return cls(n, mean, std, xs[0], p50, p90, p95, p99, xs[-1])
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------- per-request figures
+
+def tpot(record: Record) -> float | None:
+    """Time per output token after the first: (latency - ttft) / (completion_tokens - 1).
+
+    None for fewer than 2 output tokens: with one token there is no decode time to share.
+    """
+    n = record.completion_tokens
+    if n is None or n < 2 or record.latency_s is None or record.ttft_s is None:
+        return None
+    return (record.latency_s - record.ttft_s) / (n - 1)
+
+
+def meets_slo(record: Record, slo: Mapping[str, float]) -> bool:
+    """True when an ok record meets every bound in `slo` (inclusive); unknown values fail."""
+    if record.status != OK:
+        return False
+    if "ttft" in slo and (record.ttft_s is None or record.ttft_s > slo["ttft"]):
+        return False
+    if "e2e" in slo and (record.latency_s is None or record.latency_s > slo["e2e"]):
+        return False
+    if "tpot" in slo:
+        value = tpot(record)
+        if value is None:
+            # A 1-token answer has no decode phase and passes (vLLM counts its TPOT as 0);
+            # an answer whose token count or timing is unknown cannot be shown to pass.
+            return record.completion_tokens is not None and record.completion_tokens < 2 \
+                and record.ttft_s is not None
+        if value > slo["tpot"]:
+            return False
+    return True
+
+
+# ---------------------------------------------------------------- SLO parsing
+
+_SLO_ITEM = re.compile(r"^\s*([a-z0-9_]+)\s*=\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s)\s*$", re.IGNORECASE)
+
+
+def parse_slo(text: str) -> dict[str, float]:
+    """'ttft=500ms,tpot=50ms,e2e=10s' -> {'ttft': 0.5, 'tpot': 0.05, 'e2e': 10.0} (seconds)."""
+    slo: dict[str, float] = {}
+    for item in text.split(","):
+        m = _SLO_ITEM.match(item)
+        if not m:
+            raise ValueError(f"bad SLO item {item.strip()!r}: write NAME=VALUE with a unit, "
+                             f"e.g. ttft=500ms or e2e=10s (names: {', '.join(SLO_KEYS)})")
+        name, value, unit = m.group(1).lower(), float(m.group(2)), m.group(3).lower()
+        if name in slo:
+            raise ValueError(f"SLO {name!r} is given twice")
+        slo[name] = value / 1000 if unit == "ms" else value
+    return check_slo(slo)
+
+
+def check_slo(slo: Mapping[str, float]) -> dict[str, float]:
+    """Validate an SLO mapping (names in SLO_KEYS, positive seconds) and return a copy."""
+    unknown = sorted(set(slo) - set(SLO_KEYS))
+    if unknown:
+        raise ValueError(f"unknown SLO name(s) {', '.join(unknown)}; valid names: {', '.join(SLO_KEYS)}")
+    for name, value in slo.items():
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise ValueError(f"SLO {name} must be a positive number of seconds, got {value!r}")
+    if not slo:
+        raise ValueError(f"empty SLO; give at least one of {', '.join(SLO_KEYS)}")
+    return {k: float(v) for k, v in slo.items()}
+
+
+# ---------------------------------------------------------------- timeline
+
+def _intervals(records: Iterable[Record]) -> list[tuple[float, float]]:
+    return [(r.sent_s, r.end_s) for r in records if r.sent_s is not None and r.end_s is not None]
+
+
+def in_flight_timeline(records: Iterable[Record]) -> list[tuple[float, int]]:
+    """Step function of requests in flight: (time, count from this time on), one per distinct time."""
+    return in_flight_timeline_from(_intervals(records))
+
+
+def in_flight(records: Iterable[Record]) -> tuple[int, float | None]:
+    """(peak, time-weighted mean) requests in flight over [min sent_s, max end_s].
+
+    The mean is sum(end - sent) / (max end - min sent): Little's law over the run's span.
+    """
+    spans = _intervals(records)
+    if not spans:
+        return 0, None
+    peak = max(count for _, count in in_flight_timeline_from(spans))
+    width = max(e for _, e in spans) - min(s for s, _ in spans)
+    mean = math.fsum(e - s for s, e in spans) / width if width > 0 else None
+    return peak, mean
+
+
+def in_flight_timeline_from(spans: Iterable[tuple[float, float]]) -> list[tuple[float, int]]:
+    """in_flight_timeline for bare (start, end) pairs.
+
+    Each request occupies the half-open interval [start, end), so one ending at t and another
+    starting at t never overlap: all events at one instant are applied before a step is emitted.
+    """
+    events = Counter[float]()
+    for start, end in spans:
+        events[start] += 1
+        events[end] -= 1
+    steps, count = [], 0
+    for t in sorted(events):
+        count += events[t]
+        steps.append((t, count))
+    return steps
+
+
+def wall_time(records: Iterable[Record]) -> float | None:
+    """max(end_s) - min(sent_s) over records that were sent; None when nothing was sent."""
+    spans = _intervals(records)
+    if not spans:
+        return None
+    return max(e for _, e in spans) - min(s for s, _ in spans)
+
+
+# ---------------------------------------------------------------- loop lag
+
+def loop_lag(samples: Sequence[float] | None,
+             threshold_s: float = LOOP_LAG_SATURATED_S) -> dict[str, Any] | None:
+    """p50/p99/max of event-loop lag samples and whether the client was saturated."""
+    if samples is None:
+        return None
+    dist = Distribution.of(samples)
+    saturated = dist.p99 is not None and dist.p99 > threshold_s
+    return {"count": dist.count, "p50_s": dist.p50, "p99_s": dist.p99, "max_s": dist.max,
+            "threshold_s": threshold_s, "client_saturated": saturated}
+
+
+# ---------------------------------------------------------------- summary
+
+def _per_s(amount: float, seconds: float | None) -> float | None:
+    return amount / seconds if seconds else None
+
+
+def _sum(values: Iterable[int | None]) -> int:
+    return sum(v for v in values if v is not None)
+
+
+def _counts(records: list[Record]) -> dict[str, int]:
+    by_status = Counter(r.status for r in records)
+    counts = {status: by_status.get(status, 0) for status in STATUSES}
+    counts.update({s: n for s, n in by_status.items() if s not in counts})
+    counts["total"] = len(records)
+    counts["attempted"] = len(records) - counts[SKIPPED]  # success-rate denominator
+    return counts
+
+
+def _distributions(ok: list[Record], sent: list[Record]) -> dict[str, dict[str, Any]]:
+    return {
+        "latency_s": Distribution.of(r.latency_s for r in ok if r.latency_s is not None).to_dict(),
+        "ttft_s": Distribution.of(r.ttft_s for r in ok if r.ttft_s is not None).to_dict(),
+        "total_s": Distribution.of(r.total_s for r in ok if r.total_s is not None).to_dict(),
+        "itl_s": Distribution.of(gap for r in ok for gap in r.itl_s).to_dict(),
+        "tpot_s": Distribution.of(t for t in map(tpot, ok) if t is not None).to_dict(),
+        "queue_wait_s": Distribution.of(r.queue_wait_s for r in sent).to_dict(),
+    }
+
+
+def _tool_stats(records: list[Record]) -> dict[str, Any]:
+    with_calls = [r for r in records if r.tool_calls]
+    return {"records_with_tool_calls": len(with_calls),
+            "tool_calls": sum(len(r.tool_calls or []) for r in with_calls),
+            "rounds": Distribution.of(len(r.rounds) for r in records if r.rounds is not None).to_dict()}
+
+
+def _goodput(ok: list[Record], slo: dict[str, float] | None, wall: float | None) -> dict[str, Any] | None:
+    if slo is None:
+        return None
+    good = sum(meets_slo(r, slo) for r in ok)
+    return {"slo": slo, "requests": good, "requests_per_s": _per_s(good, wall)}
+
+
+def summary_warnings(summary: Mapping[str, Any]) -> list[str]:
+    """Plain-language warnings for a summary (client saturation, no successes, estimated tokens)."""
+    out = []
+    lag = summary["loop_lag"]
+    if lag and lag["client_saturated"]:
+        out.append(f"client saturated: event-loop lag p99 {lag['p99_s'] * 1000:.0f} ms > "
+                   f"{lag['threshold_s'] * 1000:.0f} ms, so latency figures include client-side "
+                   "queueing (lower the concurrency or use more client processes)")
+    if summary["counts"]["attempted"] and not summary["counts"][OK]:
+        out.append("no request succeeded: latency figures are empty")
+    if summary["tokens"]["estimated_records"]:
+        out.append(f"{summary['tokens']['estimated_records']} record(s) have estimated token counts "
+                   "(the server sent no usage): token figures are approximate")
+    return out
+
+
+def summarize(records: Iterable[Record], *, wall_time_s: float | None = None,
+              slo: Mapping[str, float] | None = None,
+              loop_lag_s: Sequence[float] | None = None) -> dict[str, Any]:
+    """Every run-level figure of docs/metrics.md as a JSON-ready dict (keys listed there)."""
+    recs = list(records)
+    ok = [r for r in recs if r.status == OK]
+    sent = [r for r in recs if r.status != SKIPPED and r.sent_s is not None]
+    if wall_time_s is not None and not wall_time_s > 0:
+        raise ValueError(f"wall_time_s must be positive, got {wall_time_s!r}")
+    wall = wall_time_s if wall_time_s is not None else wall_time(sent)
+    slo_checked = check_slo(slo) if slo is not None else None
+    counts = _counts(recs)
+    peak, mean_in_flight = in_flight(sent)
+    prompt_tokens, completion_tokens = _sum(r.prompt_tokens for r in ok), _sum(r.completion_tokens for r in ok)
+    summary: dict[str, Any] = {
+        "counts": counts,
+        "success_rate": counts[OK] / counts["attempted"] if counts["attempted"] else None,
+        "by_error_type": dict(Counter(r.error_type or r.status for r in recs
+                                      if r.status not in (OK, SKIPPED))),
+        "by_finish_reason": dict(Counter(r.finish_reason or "unknown" for r in ok)),
+        **_distributions(ok, sent),
+        "tokens": {"prompt": prompt_tokens, "completion": completion_tokens,
+                   "estimated_records": sum(r.tokens_estimated for r in recs)},
+        "wall_time_s": wall,
+        "wall_time_source": "given" if wall_time_s is not None else "records",
+        "throughput": {"requests_per_s": _per_s(len(ok), wall),
+                       "output_tokens_per_s": _per_s(completion_tokens, wall),
+                       "total_tokens_per_s": _per_s(prompt_tokens + completion_tokens, wall)},
+        "in_flight": {"peak": peak, "mean": mean_in_flight},
+        "goodput": _goodput(ok, slo_checked, wall),
+        "tool_calls": _tool_stats(recs),
+        "loop_lag": loop_lag(loop_lag_s),
+    }
+    summary["warnings"] = summary_warnings(summary)
+    return summary
+
+
+# ---------------------------------------------------------------- repeats and bench curves
+
+# Two-sided 95% Student's t quantiles t(0.975, df) for df = 1..30 (standard table values).
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+         2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+         2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+_Z975 = 1.959964
+
+
+def t975(df: int) -> float:
+    """t(0.975, df): the table up to df 30, then a Cornish-Fisher expansion (error < 0.001)."""
+    if df < 1:
+        raise ValueError(f"degrees of freedom must be >= 1, got {df}")
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z = _Z975
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+
+
+def mean_ci95(values: Sequence[float]) -> tuple[float | None, float | None, float | None]:
+    """(mean, low, high): 95% CI of the mean, mean ± t(0.975, n-1) · s / √n with sample std s.
+
+    One value has no interval: (value, None, None). No values: (None, None, None).
+    """
+    n = len(values)
+    if n == 0:
+        return None, None, None
+    mean = math.fsum(values) / n
+    if n == 1:
+        return mean, None, None
+    s = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
+    half = t975(n - 1) * s / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+class BenchPoint(NamedTuple):
+    """One concurrency level of a bench (means over repeats)."""
+
+    concurrency: int
+    throughput: float | None        # ok requests per second
+    p99_latency_s: float | None
+    p99_ttft_s: float | None
+
+
+def _within(value: float | None, bound: float | None) -> bool:
+    return bound is None or (value is not None and value <= bound)
+
+
+def recommend_concurrency(points: Iterable[BenchPoint | tuple], slo: Mapping[str, float] | None = None,
+                          factor: float = 2.0) -> int | None:
+    """The highest-throughput concurrency whose p99 latency and p99 TTFT stay within bounds.
+
+    Bounds are slo["e2e"] and slo["ttft"] when an SLO is given (a missing key leaves that figure
+    free), else `factor` x the values at the lowest concurrency. Ties go to the lower concurrency.
+    None when no point qualifies.
+    """
+    pts = sorted((BenchPoint(*p) for p in points), key=lambda p: p.concurrency)
+    if not pts:
+        return None
+    if slo is not None:
+        lat_bound, ttft_bound = slo.get("e2e"), slo.get("ttft")
+    else:
+        base = pts[0]
+        lat_bound = factor * base.p99_latency_s if base.p99_latency_s is not None else None
+        ttft_bound = factor * base.p99_ttft_s if base.p99_ttft_s is not None else None
+    ok = [p for p in pts if p.throughput is not None
+          and _within(p.p99_latency_s, lat_bound) and _within(p.p99_ttft_s, ttft_bound)]
+    if not ok:
+        return None
+    best = max(p.throughput for p in ok)
+    return min(p.concurrency for p in ok if p.throughput == best)
+
+
+def plateau_concurrency(points: Iterable[BenchPoint | tuple], gain: float = 0.1) -> int | None:
+    """The first concurrency after which doubling raises throughput by less than `gain` (10%).
+
+    Consecutive points are compared; when they are not exactly 2x apart the gain is scaled to
+    one doubling: (thr2 / thr1) ** (1 / log2(c2 / c1)) - 1. None while throughput keeps growing.
+    """
+    pts = sorted((BenchPoint(*p) for p in points), key=lambda p: p.concurrency)
+    for a, b in zip(pts, pts[1:]):
+        if a.throughput is None or b.throughput is None or b.concurrency <= a.concurrency:
+            continue
+        if a.throughput <= 0:
+            continue  # nothing succeeded yet at a: no growth rate to speak of
+        doublings = math.log2(b.concurrency / a.concurrency)
+        per_doubling = (max(b.throughput, 0.0) / a.throughput) ** (1 / doublings) - 1
+        if per_doubling < gain:
+            return a.concurrency
+    return None

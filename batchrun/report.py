@@ -1,0 +1,455 @@
+"""Summary -> console table, summary.json, report.md and report.html; reading a run back.
+
+Layouts (docs/metrics.md has the full schema):
+    RUN_DIR/records.jsonl, summary.json, report.md, report.html        one run
+    RUN_DIR/bench.json, runs/<name>/records.jsonl (+ summary.json)     a bench, plus the same reports
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from batchrun import plots
+from batchrun.errors import ConfigError, OutputError
+from batchrun.metrics import (
+    BenchPoint, in_flight_timeline, mean_ci95, plateau_concurrency, recommend_concurrency,
+    summarize, summary_warnings,
+)
+from batchrun.records import OK, Record, latest_by_id
+from batchrun.report_html import Document, Image, Section, Table, Text, render_html, render_markdown
+
+SCHEMA_VERSION = 1
+SAMPLE_ROWS = 20
+EXCERPT_CHARS = 120
+_RUN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")  # a path component, never "..", "/" or "~"
+
+
+# ---------------------------------------------------------------- formatting
+
+def fmt_s(value: float | None) -> str:
+    """A duration for people: ms below one second, s above; '-' when unknown."""
+    if value is None:
+        return "-"
+    if abs(value) < 1:
+        return f"{value * 1000:.1f} ms" if abs(value) < 0.01 else f"{value * 1000:.0f} ms"
+    return f"{value:.2f} s"
+
+
+def fmt_num(value: float | None, digits: int = 2, suffix: str = "") -> str:
+    return "-" if value is None else f"{value:,.{digits}f}{suffix}"
+
+
+def fmt_pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.1f}%"
+
+
+def _slo_text(slo: Mapping[str, float]) -> str:
+    return ", ".join(f"{k}<={fmt_s(v)}" for k, v in slo.items())
+
+
+# ---------------------------------------------------------------- console
+
+def format_summary_table(summary: Mapping[str, Any]) -> str:
+    """The ~10 lines printed at the end of a run."""
+    c = summary["counts"]
+    lines = [f"requests    {c['total']} total: {c['ok']} ok, {c['error']} error, {c['timeout']} timeout, "
+             f"{c['cancelled']} cancelled, {c['skipped']} skipped  (success {fmt_pct(summary['success_rate'])})"]
+    timed = [(label, summary[key]) for label, key in (("latency", "latency_s"), ("TTFT", "ttft_s"),
+                                                      ("TPOT", "tpot_s"), ("ITL", "itl_s")) if summary[key]["count"]]
+    if timed:
+        lines.append(f"{'':12}{'p50':>10}{'p90':>10}{'p99':>10}")
+    lines += [f"{label:12}{fmt_s(d['p50']):>10}{fmt_s(d['p90']):>10}{fmt_s(d['p99']):>10}" for label, d in timed]
+    t = summary["throughput"]
+    lines.append(f"throughput  {fmt_num(t['requests_per_s'])} req/s, {fmt_num(t['output_tokens_per_s'], 1)} "
+                 f"output tok/s over {fmt_s(summary['wall_time_s'])}; in flight peak "
+                 f"{summary['in_flight']['peak']}, mean {fmt_num(summary['in_flight']['mean'], 1)}")
+    if summary["goodput"]:
+        g = summary["goodput"]
+        lines.append(f"goodput     {fmt_num(g['requests_per_s'])} req/s ({g['requests']} requests within "
+                     f"{_slo_text(g['slo'])})")
+    lines += [f"warning: {w}" for w in summary["warnings"]]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- single-run document
+
+_TIMINGS = (("latency", "latency_s"), ("TTFT", "ttft_s"), ("total time", "total_s"),
+            ("ITL", "itl_s"), ("TPOT", "tpot_s"), ("queue wait", "queue_wait_s"))
+
+
+def _headline(summary: Mapping[str, Any]) -> Table:
+    c, t, f = summary["counts"], summary["throughput"], summary["in_flight"]
+    rows = [["requests", f"{c['total']} ({c['ok']} ok, {c['attempted'] - c['ok']} failed, {c['skipped']} skipped)"],
+            ["success rate", fmt_pct(summary["success_rate"])],
+            ["wall time", f"{fmt_s(summary['wall_time_s'])} ({summary['wall_time_source']})"],
+            ["requests / s", fmt_num(t["requests_per_s"])],
+            ["output tokens / s", fmt_num(t["output_tokens_per_s"], 1)],
+            ["total tokens / s", fmt_num(t["total_tokens_per_s"], 1)],
+            ["in flight (peak / mean)", f"{f['peak']} / {fmt_num(f['mean'], 1)}"]]
+    if summary["goodput"]:
+        g = summary["goodput"]
+        within = f"{g['requests']} within {_slo_text(g['slo'])}"
+        rows.append(["goodput", f"{fmt_num(g['requests_per_s'])} req/s ({within})"])
+    return Table(["figure", "value"], rows)
+
+
+def _timings(summary: Mapping[str, Any]) -> Table:
+    rows = []
+    for label, key in _TIMINGS:
+        d = summary[key]
+        rows.append([label, str(d["count"])] + [fmt_s(d[k]) for k in ("mean", "p50", "p90", "p95", "p99", "max")])
+    return Table(["figure", "n", "mean", "p50", "p90", "p95", "p99", "max"], rows)
+
+
+def _counts_table(title: str, counts: Mapping[str, int]) -> Table:
+    return Table([title, "count"], [[str(k), str(v)] for k, v in sorted(counts.items(), key=lambda kv: -kv[1])])
+
+
+def _excerpt(record: Record) -> str:
+    text = record.text if record.status == OK else (record.error or "")
+    if record.status == OK and not text and record.tool_calls:
+        text = json.dumps(record.tool_calls, ensure_ascii=False)
+    text = " ".join(text.split())
+    return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS - 1] + "…"
+
+
+def _sample(records: Sequence[Record]) -> Table:
+    first = sorted(records, key=lambda r: r.row)[:SAMPLE_ROWS]
+    return Table(["id", "row", "status", "text or error"],
+                 [[r.id, str(r.row), r.status, _excerpt(r)] for r in first])
+
+
+def _run_plots(records: Sequence[Record]) -> list[Image]:
+    ok = [r for r in records if r.status == OK]
+    ttft = [r.ttft_s for r in ok if r.ttft_s is not None]
+    latency = [r.latency_s for r in ok if r.latency_s is not None]
+    if not ok:
+        return []
+    return [Image(plots.histogram(ttft, title="TTFT", xlabel="seconds"), "TTFT histogram"),
+            Image(plots.histogram(latency, title="Latency", xlabel="seconds"), "latency histogram"),
+            Image(plots.cdf({"TTFT": ttft, "latency": latency}, title="CDF", xlabel="seconds"),
+                  "TTFT and latency CDF"),
+            Image(plots.timeline({"run": in_flight_timeline(records)}, title="Requests in flight"),
+                  "in-flight timeline")]
+
+
+def _warnings(summary: Mapping[str, Any]) -> list[Text]:
+    return [Text(w, warning=True) for w in summary["warnings"]]
+
+
+def _config_table(config: Mapping[str, Any]) -> Table:
+    return Table(["option", "value"], [[k, json.dumps(v, ensure_ascii=False, default=str)]
+                                       for k, v in config.items()])
+
+
+def _lag_section(lag: Mapping[str, Any] | None) -> Section | None:
+    if not lag:
+        return None
+    saturated = f"{'yes' if lag['client_saturated'] else 'no'} ({fmt_s(lag['threshold_s'])})"
+    return Section("Client event-loop lag", [Table(
+        ["samples", "p50", "p99", "max", "saturated (p99 > threshold)"],
+        [[str(lag["count"]), fmt_s(lag["p50_s"]), fmt_s(lag["p99_s"]), fmt_s(lag["max_s"]), saturated]])])
+
+
+def _tools_section(tools: Mapping[str, Any]) -> Section | None:
+    rounds = tools["rounds"]
+    if not (tools["records_with_tool_calls"] or rounds["count"]):
+        return None
+    return Section("Tool calls", [Table(
+        ["records with tool calls", "tool calls", "rounds mean", "rounds max"],
+        [[str(tools["records_with_tool_calls"]), str(tools["tool_calls"]),
+          fmt_num(rounds["mean"]), fmt_num(rounds["max"], 0)]])])
+
+
+def run_document(summary: Mapping[str, Any], records: Sequence[Record],
+                 config: Mapping[str, Any] | None = None) -> Document:
+    """The single-run report as blocks (rendered to both Markdown and HTML)."""
+    sections = [Section("Headline", [*_warnings(summary), _headline(summary)]),
+                Section("Outcomes", [_counts_table("status", {k: v for k, v in summary["counts"].items()
+                                                              if k not in ("total", "attempted") and v}),
+                                     _counts_table("error type", summary["by_error_type"]),
+                                     _counts_table("finish reason", summary["by_finish_reason"])]),
+                Section("Timings (ok requests; queue wait: all sent)", [_timings(summary)])]
+    sections += [s for s in (_lag_section(summary.get("loop_lag")), _tools_section(summary["tool_calls"])) if s]
+    sections.append(Section("Plots", _run_plots(records) or [Text("no successful request to plot")]))
+    sections.append(Section(f"Sample (first {SAMPLE_ROWS} rows)", [_sample(records)]))
+    if config:
+        sections.append(Section("Configuration", [_config_table(config)]))
+    return Document("batchrun report", sections)
+
+
+# ---------------------------------------------------------------- bench analysis
+
+def _mean(values: Iterable[float | None]) -> float | None:
+    xs = [v for v in values if v is not None]
+    return sum(xs) / len(xs) if xs else None
+
+
+def run_summary(run: Mapping[str, Any], slo: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """A bench run's summary: the one given, else computed from its records."""
+    if run.get("summary") is not None:
+        return dict(run["summary"])
+    return summarize(run.get("records") or [], wall_time_s=run.get("wall_time_s"), slo=slo,
+                     loop_lag_s=run.get("loop_lag_s"))
+
+
+def _row(run: Mapping[str, Any], s: Mapping[str, Any], sync_rps: float | None) -> dict[str, Any]:
+    rps, conc = s["throughput"]["requests_per_s"], run.get("concurrency")
+    speedup = rps / sync_rps if rps is not None and sync_rps else None
+    return {"name": run["name"], "mode": run["mode"], "concurrency": conc, "repeat": run.get("repeat", 0),
+            "wall_time_s": s["wall_time_s"], "requests_per_s": rps,
+            "output_tokens_per_s": s["throughput"]["output_tokens_per_s"],
+            "speedup": speedup, "efficiency": speedup / conc if speedup is not None and conc else None,
+            "latency_p50_s": s["latency_s"]["p50"], "latency_p99_s": s["latency_s"]["p99"],
+            "ttft_p50_s": s["ttft_s"]["p50"], "ttft_p99_s": s["ttft_s"]["p99"],
+            "errors": s["counts"]["attempted"] - s["counts"][OK], "success_rate": s["success_rate"],
+            "client_saturated": bool(s["loop_lag"] and s["loop_lag"]["client_saturated"])}
+
+
+def _groups(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Repeats of one (mode, concurrency) pooled: means and 95% CIs over the repeats."""
+    keyed: dict[tuple[str, Any], list[dict[str, Any]]] = {}
+    for row in rows:
+        keyed.setdefault((row["mode"], row["concurrency"]), []).append(row)
+    groups = []
+    for (mode, conc), members in keyed.items():
+        group: dict[str, Any] = {"mode": mode, "concurrency": conc, "repeats": len(members)}
+        for key in ("requests_per_s", "latency_p99_s", "ttft_p99_s"):
+            values = [m[key] for m in members if m[key] is not None]
+            group[key], group[key + "_ci_low"], group[key + "_ci_high"] = mean_ci95(values)
+        for key in ("latency_p50_s", "ttft_p50_s", "speedup", "efficiency"):
+            group[key] = _mean(m[key] for m in members)
+        groups.append(group)
+    return groups
+
+
+def bench_analysis(bench: Mapping[str, Any], slo: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """Per-run rows, per-level groups (with CIs), the recommended and plateau concurrency."""
+    slo = slo if slo is not None else bench.get("slo")
+    runs = bench["runs"]
+    summaries = [run_summary(run, slo) for run in runs]
+    sync_rps = _mean(s["throughput"]["requests_per_s"] for run, s in zip(runs, summaries) if run["mode"] == "sync")
+    rows = [_row(run, s, sync_rps) for run, s in zip(runs, summaries)]
+    groups = _groups(rows)
+    curve = sorted((g for g in groups if g["mode"] == "async" and g["concurrency"]), key=lambda g: g["concurrency"])
+    points = [BenchPoint(g["concurrency"], g["requests_per_s"], g["latency_p99_s"], g["ttft_p99_s"]) for g in curve]
+    c1 = next((g["requests_per_s"] for g in curve if g["concurrency"] == 1), None)
+    return {"rows": rows, "groups": groups, "sync_requests_per_s": sync_rps,
+            "ideal_base_requests_per_s": c1 if c1 is not None else sync_rps, "slo": slo,
+            "recommended_concurrency": recommend_concurrency(points, slo),
+            "plateau_concurrency": plateau_concurrency(points)}
+
+
+# ---------------------------------------------------------------- bench document
+
+def _bench_rows(analysis: Mapping[str, Any]) -> Table:
+    head = ["run", "mode", "c", "wall", "req/s", "speedup", "efficiency", "p50 lat", "p99 lat",
+            "p50 TTFT", "p99 TTFT", "errors"]
+    return Table(head, [[r["name"], r["mode"], str(r["concurrency"]), fmt_s(r["wall_time_s"]),
+                         fmt_num(r["requests_per_s"]), fmt_num(r["speedup"], 2, "x"), fmt_pct(r["efficiency"]),
+                         fmt_s(r["latency_p50_s"]), fmt_s(r["latency_p99_s"]), fmt_s(r["ttft_p50_s"]),
+                         fmt_s(r["ttft_p99_s"]), str(r["errors"])] for r in analysis["rows"]])
+
+
+def _ci(mean: float | None, low: float | None, high: float | None, fmt: Any) -> str:
+    return fmt(mean) if low is None else f"{fmt(mean)} [{fmt(low)}, {fmt(high)}]"
+
+
+def _repeat_rows(analysis: Mapping[str, Any]) -> Table:
+    return Table(["mode", "c", "repeats", "req/s mean [95% CI]", "p99 latency mean [95% CI]"],
+                 [[g["mode"], str(g["concurrency"]), str(g["repeats"]),
+                   _ci(g["requests_per_s"], g["requests_per_s_ci_low"], g["requests_per_s_ci_high"], fmt_num),
+                   _ci(g["latency_p99_s"], g["latency_p99_s_ci_low"], g["latency_p99_s_ci_high"], fmt_s)]
+                  for g in analysis["groups"]])
+
+
+def _recommendation(analysis: Mapping[str, Any]) -> list[Text]:
+    rule = (f"within the SLO {_slo_text(analysis['slo'])}" if analysis["slo"]
+            else "with p99 latency and p99 TTFT within 2x their values at the lowest concurrency")
+    rec, plateau = analysis["recommended_concurrency"], analysis["plateau_concurrency"]
+    return [Text(f"Recommended concurrency: {rec}, the highest-throughput level {rule}." if rec is not None
+                 else f"No concurrency level had throughput {rule}."),
+            Text(f"Throughput stops growing after concurrency {plateau} (doubling it adds less than 10%)."
+                 if plateau is not None else "Throughput was still growing at the highest concurrency measured.")]
+
+
+def _bench_plots(analysis: Mapping[str, Any], runs: Sequence[Mapping[str, Any]]) -> list[Image]:
+    curve = sorted((g for g in analysis["groups"] if g["mode"] == "async" and g["concurrency"]),
+                   key=lambda g: g["concurrency"])
+    cs = [g["concurrency"] for g in curve]
+    images = [Image(plots.throughput_vs_concurrency(
+                  cs, [g["requests_per_s"] for g in curve], ideal_base=analysis["ideal_base_requests_per_s"],
+                  ci=[(g["requests_per_s_ci_low"], g["requests_per_s_ci_high"]) for g in curve]),
+                  "throughput vs concurrency"),
+              Image(plots.percentiles_vs_concurrency(cs, {
+                  label: [g[key] for g in curve] for label, key in (
+                      ("p50 latency", "latency_p50_s"), ("p99 latency", "latency_p99_s"),
+                      ("p50 TTFT", "ttft_p50_s"), ("p99 TTFT", "ttft_p99_s"))},
+                  title="Latency and TTFT vs concurrency"), "latency and TTFT vs concurrency")]
+    with_records = [run for run in runs if run.get("records")]
+    if with_records:
+        ttft = {run["name"]: [r.ttft_s for r in run["records"] if r.status == OK and r.ttft_s is not None]
+                for run in with_records}
+        steps = {run["name"]: in_flight_timeline(run["records"]) for run in with_records}
+        images += [Image(plots.cdf(ttft, title="TTFT CDF per run", xlabel="seconds"), "TTFT CDF per run"),
+                   Image(plots.timeline(steps, title="Requests in flight per run"), "in-flight timeline per run")]
+    return images
+
+
+def bench_document(analysis: Mapping[str, Any], bench: Mapping[str, Any],
+                   config: Mapping[str, Any] | None = None) -> Document:
+    """The bench report as blocks: per-run table, repeats with CIs, recommendation, plots."""
+    warnings = [Text(f"{r['name']}: client saturated, its latency includes client-side queueing", warning=True)
+                for r in analysis["rows"] if r["client_saturated"]]
+    legend = Text("speedup = req/s over the sync baseline's; efficiency = speedup / concurrency")
+    sections = [Section("Runs", [*warnings, _bench_rows(analysis), legend]),
+                Section("Recommendation", _recommendation(analysis)),
+                Section("Plots", _bench_plots(analysis, bench["runs"]))]
+    if any(g["repeats"] > 1 for g in analysis["groups"]):
+        sections.insert(1, Section("Repeats (95% CI, Student's t)", [_repeat_rows(analysis)]))
+    if config:
+        sections.append(Section("Configuration", [_config_table(config)]))
+    return Document("batchrun bench report", sections)
+
+
+# ---------------------------------------------------------------- files
+
+def _write_text(path: Path, text: str) -> None:
+    # Write then rename, so a rebuild interrupted half-way never leaves a torn report.
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror} "
+                          "(check the directory's permissions and free space)") from exc
+
+
+def _json(doc: Any) -> str:
+    return json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n"
+
+
+def _run_meta(run: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: run.get(k) for k in ("name", "mode", "concurrency", "repeat", "rate", "wall_time_s")}
+
+
+def write_reports(run_dir: Path | str, summary: Mapping[str, Any] | None, records: Sequence[Record], *,
+                  bench: Mapping[str, Any] | None = None,
+                  config: Mapping[str, Any] | None = None) -> dict[str, Path]:
+    """Write summary.json, report.md and report.html into run_dir; return their paths by name.
+
+    For a bench pass `bench` ({"runs": [...], "slo": ...}, see docs/metrics.md); `summary` and
+    `records` may then be None / [] or describe a headline run, and each run's summary is also
+    written to runs/<name>/summary.json so `batchrun compare` can take one run of a bench.
+    `config` must not hold secrets: it is written as given.
+    """
+    run_dir = Path(run_dir)
+    doc: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "kind": "bench" if bench else "run",
+                           "summary": summary, "config": config}
+    if bench:
+        analysis = bench_analysis(bench)
+        doc["bench"] = analysis
+        for run in bench["runs"]:
+            run_doc = {"schema_version": SCHEMA_VERSION, "kind": "run", "run": _run_meta(run),
+                       "summary": run_summary(run, analysis["slo"]), "config": config}
+            _write_text(run_dir / "runs" / _checked_name(run["name"]) / "summary.json", _json(run_doc))
+        document = bench_document(analysis, bench, config)
+    else:
+        if summary is None:
+            raise ValueError("write_reports needs a summary for a single run")
+        document = run_document(summary, records, config)
+    paths = {"summary": run_dir / "summary.json", "markdown": run_dir / "report.md", "html": run_dir / "report.html"}
+    _write_text(paths["summary"], _json(doc))
+    _write_text(paths["markdown"], render_markdown(document))
+    _write_text(paths["html"], render_html(document))
+    return paths
+
+
+def write_bench_manifest(run_dir: Path | str, runs: Iterable[Mapping[str, Any]], *,
+                         slo: Mapping[str, float] | None = None, config: Mapping[str, Any] | None = None) -> Path:
+    """Write bench.json: each run's name, mode, concurrency, repeat, wall time and loop-lag samples."""
+    entries = [{**_run_meta(run), "loop_lag_s": list(run.get("loop_lag_s") or [])} for run in runs]
+    for entry in entries:
+        _checked_name(entry["name"])
+    path = Path(run_dir) / "bench.json"
+    _write_text(path, _json({"schema_version": SCHEMA_VERSION, "runs": entries, "slo": slo, "config": config}))
+    return path
+
+
+def _checked_name(name: Any) -> str:
+    if not isinstance(name, str) or not _RUN_NAME.match(name):
+        raise ConfigError(f"bad bench run name {name!r}: use letters, digits, '.', '_' and '-' only")
+    return name
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc} (pass a directory written by batchrun)") from exc
+    if isinstance(doc, dict) and doc.get("schema_version", SCHEMA_VERSION) > SCHEMA_VERSION:
+        raise ConfigError(f"{path} was written by a newer batchrun (schema {doc['schema_version']}); "
+                          "upgrade batchrun to read it")
+    return doc
+
+
+def _records(path: Path) -> list[Record]:
+    return sorted(latest_by_id(path).values(), key=lambda r: r.row)
+
+
+@dataclass(slots=True)
+class LoadedRun:
+    records: list[Record]
+    summary: dict[str, Any]           # recomputed from the records (stored wall time, SLO and loop lag kept)
+    config: dict[str, Any] | None
+
+
+def load_run(run_dir: Path | str) -> LoadedRun:
+    """Read a run directory back, recomputing its summary from records.jsonl without any request."""
+    run_dir = Path(run_dir)
+    path = run_dir / "records.jsonl"
+    if not path.exists():
+        raise ConfigError(f"{run_dir} has no records.jsonl (pass the --out directory of a batchrun run)")
+    stored = _read_json(run_dir / "summary.json") if (run_dir / "summary.json").exists() else {}
+    old = stored.get("summary") or {}
+    records = _records(path)
+    wall = old.get("wall_time_s") if old.get("wall_time_source") == "given" else None
+    slo = (old.get("goodput") or {}).get("slo")
+    summary = summarize(records, wall_time_s=wall, slo=slo)
+    if old.get("loop_lag"):  # raw lag samples are not stored for a single run; keep their statistics
+        summary["loop_lag"] = old["loop_lag"]
+        summary["warnings"] = summary_warnings(summary)
+    return LoadedRun(records, summary, stored.get("config"))
+
+
+def load_bench(run_dir: Path | str) -> dict[str, Any]:
+    """Read bench.json and every runs/<name>/records.jsonl into the `bench` dict write_reports takes."""
+    run_dir = Path(run_dir)
+    manifest = _read_json(run_dir / "bench.json")
+    runs = []
+    for entry in manifest.get("runs") or []:
+        if entry.get("mode") not in ("sync", "async", "rate"):
+            raise ConfigError(f"{run_dir / 'bench.json'}: run {entry.get('name')!r} has mode "
+                              f"{entry.get('mode')!r}; expected sync, async or rate")
+        records_path = run_dir / "runs" / _checked_name(entry.get("name")) / "records.jsonl"
+        if not records_path.exists():
+            raise ConfigError(f"{records_path} is missing (bench.json lists run {entry['name']!r})")
+        runs.append({**entry, "records": _records(records_path)})
+    return {"runs": runs, "slo": manifest.get("slo"), "config": manifest.get("config")}
+
+
+def rebuild_reports(run_dir: Path | str) -> dict[str, Path]:
+    """`batchrun report RUN_DIR`: rebuild every report of a run or a bench from its files."""
+    run_dir = Path(run_dir)
+    if (run_dir / "bench.json").exists():
+        bench = load_bench(run_dir)
+        stored = _read_json(run_dir / "summary.json") if (run_dir / "summary.json").exists() else {}
+        return write_reports(run_dir, stored.get("summary"), [], bench=bench, config=bench["config"])
+    run = load_run(run_dir)
+    return write_reports(run_dir, run.summary, run.records, config=run.config)

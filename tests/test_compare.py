@@ -1,0 +1,173 @@
+"""compare.py on crafted summaries: regression, improvement, within tolerance, missing, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from batchrun.compare import (
+    FIGURES, Tolerance, compare, figure_name, format_comparison, load_summary, parse_tolerances,
+)
+from batchrun.errors import ConfigError
+from batchrun.metrics import summarize
+from batchrun.records import Record, RecordSink
+from batchrun.report import write_reports
+
+approx = pytest.approx
+
+
+def dist(p50: float | None, p90: float | None = None, p99: float | None = None) -> dict:
+    return {"count": 0 if p50 is None else 10, "p50": p50, "p90": p90, "p99": p99}
+
+
+def crafted(*, rps: float = 10.0, tok: float = 500.0, lat: tuple = (1.0, 1.5, 2.0), ttft: tuple = (0.2, 0.5),
+            tpot: float | None = 0.02, itl: float | None = 0.02, ok: int = 98, attempted: int = 100) -> dict:
+    """The part of a summary dict that compare reads, with round numbers."""
+    return {"counts": {"ok": ok, "attempted": attempted},
+            "success_rate": ok / attempted,
+            "throughput": {"requests_per_s": rps, "output_tokens_per_s": tok},
+            "latency_s": dist(*lat), "ttft_s": dist(ttft[0], None, ttft[1]),
+            "tpot_s": dist(tpot), "itl_s": dist(itl), "goodput": None}
+
+
+def change(cmp, name):
+    return next(c for c in cmp.changes if c.name == name)
+
+
+# ---------------------------------------------------------------- tolerances
+
+def test_parse_tolerances():
+    tols = parse_tolerances("p99_latency=10%, ttft_p50=10%,throughput=-5%,errors=3,success_rate=-0.01")
+    assert tols == {"latency_p99": Tolerance(10, True), "ttft_p50": Tolerance(10, True),
+                    "throughput": Tolerance(5, True), "errors": Tolerance(3, False),
+                    "success_rate": Tolerance(0.01, False)}
+    assert parse_tolerances("latency_p50=0%,throughput=0%") == {"latency_p50": Tolerance(0, True),
+                                                                "throughput": Tolerance(0, True)}
+    assert parse_tolerances("") == {}
+
+
+@pytest.mark.parametrize("text, match", [
+    ("latency=10%", "unknown figure 'latency'; valid names: throughput, output_throughput, latency_p50"),
+    ("throughput=5%", "higher-is-better.*throughput=-5%"),
+    ("latency_p99=-10%", "lower-is-better.*latency_p99=10%"),
+    ("latency_p99", "write FIGURE=N%"),
+    ("latency_p99=ten%", "write FIGURE=N%"),
+    ("latency_p99=10%,p99_latency=20%", "given twice"),
+])
+def test_bad_tolerances_are_refused_clearly(text, match):
+    with pytest.raises(ValueError, match=match):
+        parse_tolerances(text)
+
+
+def test_figure_names_accept_percentile_first_spelling():
+    assert figure_name("P90_Latency") == "latency_p90"
+    assert set(FIGURES) >= {"throughput", "output_throughput", "latency_p50", "latency_p90", "latency_p99",
+                            "ttft_p50", "ttft_p99", "tpot_p50", "itl_p50", "success_rate", "errors"}
+
+
+# ---------------------------------------------------------------- verdicts
+
+def test_regression_past_tolerance_is_named():
+    cmp = compare(crafted(), crafted(lat=(1.0, 1.5, 2.5)), "latency_p99=10%")
+    c = change(cmp, "latency_p99")
+    assert (c.change, c.change_pct, c.status) == (approx(0.5), approx(25.0), "regressed")
+    assert cmp.regressions == ["latency_p99 rose 25.0% (2.00 s -> 2.50 s), past the tolerance +10%"]
+    assert not cmp.passed
+
+
+def test_throughput_fall_past_negative_tolerance():
+    cmp = compare(crafted(rps=10.0), crafted(rps=9.4), "throughput=-5%")
+    assert change(cmp, "throughput").status == "regressed"
+    assert cmp.regressions == ["throughput fell 6.0% (10.00 -> 9.40), past the tolerance -5%"]
+    assert compare(crafted(rps=10.0), crafted(rps=9.6), "throughput=-5%").passed
+
+
+def test_improvement_passes():
+    cmp = compare(crafted(), crafted(rps=12.0, lat=(0.8, 1.2, 1.6)), "latency_p99=10%,throughput=-5%")
+    assert change(cmp, "latency_p99").status == "better" and change(cmp, "throughput").status == "better"
+    assert change(cmp, "throughput").change_pct == approx(20.0)
+    assert cmp.passed and cmp.regressions == []
+
+
+def test_exactly_at_tolerance_is_within():
+    # 2.0 -> 2.2 is +10% up to float rounding: worse, but not past the tolerance
+    cmp = compare(crafted(), crafted(lat=(1.0, 1.5, 2.2)), "latency_p99=10%")
+    assert change(cmp, "latency_p99").status == "worse" and cmp.passed
+
+
+def test_worse_without_a_tolerance_is_reported_but_not_a_regression():
+    cmp = compare(crafted(), crafted(ttft=(0.4, 0.5)))
+    assert change(cmp, "ttft_p50").status == "worse" and change(cmp, "ttft_p99").status == "same"
+    assert cmp.passed
+
+
+def test_missing_figure_fails_only_when_a_tolerance_names_it():
+    current = crafted(tpot=None)  # e.g. every answer was a single token
+    c = change(compare(crafted(), current), "tpot_p50")
+    assert (c.status, c.baseline, c.current) == ("missing", 0.02, None)
+    assert compare(crafted(), current).passed
+    cmp = compare(crafted(), current, "tpot_p50=10%")
+    assert cmp.regressions == ["tpot_p50: missing in the current run (the tolerance 10% names it)"]
+
+
+def test_absolute_tolerance_and_zero_baseline():
+    base = crafted(ok=100, attempted=100)           # 0 errors
+    assert compare(base, crafted(ok=98), "errors=3").passed            # +2 <= 3
+    assert not compare(base, crafted(ok=95), "errors=3").passed        # +5 > 3
+    cmp = compare(base, crafted(ok=99), "errors=0%")                   # any rise from 0 is past a %
+    assert change(cmp, "errors").change_pct is None and not cmp.passed
+    assert not compare(base, crafted(ok=97), "success_rate=-0.01").passed  # 1.00 -> 0.97
+
+
+def test_goodput_is_compared_only_when_present():
+    names = [c.name for c in compare(crafted(), crafted()).changes]
+    assert "goodput" not in names
+    with_goodput = {**crafted(), "goodput": {"requests_per_s": 8.0}}
+    cmp = compare(with_goodput, {**crafted(), "goodput": {"requests_per_s": 6.0}}, "goodput=-10%")
+    assert change(cmp, "goodput").status == "regressed"
+
+
+def test_format_comparison_text_and_markdown():
+    cmp = compare(crafted(), crafted(lat=(1.0, 1.5, 2.5)), "latency_p99=10%")
+    text = format_comparison(cmp)
+    assert "latency_p99" in text and "+25.0%" in text and "regressions:" in text
+    assert text.splitlines()[0].split() == ["figure", "baseline", "current", "change", "change", "%",
+                                            "tolerance", "status"]
+    md = format_comparison(cmp, "md")
+    assert "| latency_p99 | 2.00 s | 2.50 s | +500 ms | +25.0% | +10% | regressed |" in md
+    assert "no figure regressed" in format_comparison(compare(crafted(), crafted()), "md")
+    with pytest.raises(ValueError, match="unknown format"):
+        format_comparison(cmp, "html")
+
+
+# ---------------------------------------------------------------- loading
+
+def _ok(id: str, latency: float) -> Record:
+    return Record(id=id, row=0, sent_s=0.0, end_s=latency, ttft_s=0.1, latency_s=latency, total_s=latency,
+                  itl_s=[latency - 0.1], completion_tokens=2, prompt_tokens=1)
+
+
+def test_compare_run_directories(tmp_path: Path):
+    base, cur = tmp_path / "base", tmp_path / "cur"
+    base_records = [_ok("a", 1.0)]
+    write_reports(base, summarize(base_records), base_records)  # summary.json only
+    with RecordSink(cur / "records.jsonl") as sink:             # records only
+        sink.write(_ok("a", 1.5))
+    cmp = compare(base, cur, "latency_p50=10%")
+    assert change(cmp, "latency_p50").change_pct == approx(50.0) and not cmp.passed
+    assert compare(base / "summary.json", json.loads((base / "summary.json").read_text())).passed
+
+
+def test_a_bench_without_headline_must_name_a_run(tmp_path: Path):
+    (tmp_path / "summary.json").write_text(json.dumps({"schema_version": 1, "kind": "bench", "summary": None}))
+    with pytest.raises(ConfigError, match="runs/<name>"):
+        load_summary(tmp_path)
+
+
+def test_unreadable_source(tmp_path: Path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_summary(tmp_path / "nope.json")
+    with pytest.raises(ConfigError, match="no records.jsonl"):
+        load_summary(tmp_path)

@@ -1,0 +1,330 @@
+"""metrics.py on tiny literal inputs; every expected value is worked out by hand in a comment."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from batchrun.metrics import (
+    BenchPoint, Distribution, in_flight, in_flight_timeline, loop_lag, mean_ci95, meets_slo,
+    parse_slo, percentile, plateau_concurrency, recommend_concurrency, summarize, t975, tpot,
+)
+from batchrun.records import Record
+
+approx = pytest.approx
+
+
+def ok(id: str, *, sent: float = 0.0, ttft: float = 0.1, itl: list[float] | None = None,
+       tokens: int | None = None, prompt: int | None = 5, **kw) -> Record:
+    """An ok record whose latency is ttft + sum(itl), as the client guarantees."""
+    itl = itl or []
+    latency = ttft + sum(itl)
+    tokens = len(itl) + 1 if tokens is None else tokens
+    return Record(id=id, row=0, status="ok", sent_s=sent, end_s=sent + latency, ttft_s=ttft,
+                  latency_s=latency, total_s=latency, itl_s=itl, output_chunks=len(itl) + 1,
+                  completion_tokens=tokens, prompt_tokens=prompt, finish_reason="stop", **kw)
+
+
+def failed(id: str, status: str = "error", error_type: str | None = "APIError", *,
+           sent: float | None = 0.0, end: float | None = 1.0) -> Record:
+    return Record(id=id, row=0, status=status, error_type=error_type, error="boom",
+                  sent_s=sent, end_s=end)
+
+
+def skipped(id: str) -> Record:
+    return Record(id=id, row=0, status="skipped", error="column 'text' is empty")
+
+
+# ---------------------------------------------------------------- percentiles and Distribution
+
+def test_percentiles_of_one_to_ten_interpolate_linearly():
+    xs = [float(i) for i in range(1, 11)]
+    # rank = 9q/100: p50 -> 4.5 -> 5.5; p90 -> 8.1 -> 9.1; p95 -> 8.55 -> 9.55; p99 -> 8.91 -> 9.91
+    assert [percentile(xs, q) for q in (0, 50, 90, 95, 99, 100)] == approx([1, 5.5, 9.1, 9.55, 9.91, 10])
+
+
+def test_distribution_of_one_to_ten():
+    d = Distribution.of(range(10, 0, -1))  # order must not matter
+    # population variance of 1..10 = (100 - 1) / 12 = 8.25
+    assert (d.count, d.mean, d.min, d.max) == (10, 5.5, 1, 10)
+    assert d.std == approx(math.sqrt(8.25))
+    assert (d.p50, d.p90, d.p95, d.p99) == approx((5.5, 9.1, 9.55, 9.91))
+
+
+def test_empty_distribution_is_all_none():
+    d = Distribution.of([]).to_dict()
+    assert d.pop("count") == 0
+    assert set(d.values()) == {None}
+
+
+def test_single_value_distribution():
+    d = Distribution.of([0.25])
+    assert (d.count, d.mean, d.std, d.min, d.p50, d.p99, d.max) == (1, 0.25, 0.0, 0.25, 0.25, 0.25, 0.25)
+
+
+def test_percentile_of_nothing_raises():
+    with pytest.raises(ValueError):
+        percentile([], 50)
+
+
+# ---------------------------------------------------------------- TPOT, ITL and token cases
+
+def test_tpot_excludes_one_token_requests():
+    one = ok("a", ttft=0.2, tokens=1)
+    two = ok("b", ttft=0.2, itl=[0.1], tokens=2)
+    assert tpot(one) is None
+    assert tpot(two) == approx(0.1)  # (0.3 - 0.2) / (2 - 1)
+    s = summarize([one, two])
+    assert s["tpot_s"]["count"] == 1 and s["tpot_s"]["mean"] == approx(0.1)
+    assert s["itl_s"]["count"] == 1  # the 1-token request has no gap
+
+
+def test_tpot_is_none_without_token_count():
+    assert tpot(Record(id="x", row=0, ttft_s=0.1, latency_s=0.2, completion_tokens=None)) is None
+
+
+def test_multi_token_chunks_count_each_gap_once_and_tpot_per_token():
+    # 3 chunks carrying 10 tokens: ttft 0.5, gaps 0.2 and 0.3, latency 1.0
+    r = ok("a", ttft=0.5, itl=[0.2, 0.3], tokens=10)
+    s = summarize([r])
+    assert s["itl_s"]["count"] == 2
+    assert s["itl_s"]["mean"] == approx(0.25)
+    assert s["tpot_s"]["p50"] == approx(0.5 / 9)  # (1.0 - 0.5) / (10 - 1)
+    assert s["latency_s"]["p50"] == approx(1.0)
+
+
+def test_itl_gaps_are_pooled_across_ok_requests():
+    s = summarize([ok("a", itl=[0.1, 0.3]), ok("b", itl=[0.2]), failed("c")])
+    # pooled gaps 0.1, 0.2, 0.3: median 0.2; the failed record adds none
+    assert (s["itl_s"]["count"], s["itl_s"]["p50"]) == (3, approx(0.2))
+
+
+# ---------------------------------------------------------------- counts and rates
+
+def test_no_successes():
+    s = summarize([failed("a"), failed("b", "timeout", "APITimeoutError", sent=1.0, end=3.0)])
+    assert s["counts"]["ok"] == 0 and s["counts"]["attempted"] == 2
+    assert s["success_rate"] == 0.0
+    assert s["latency_s"]["count"] == 0 and s["latency_s"]["p50"] is None
+    assert s["wall_time_s"] == 3.0  # max end 3.0 - min sent 0.0
+    assert s["throughput"]["requests_per_s"] == 0.0
+    assert any("no request succeeded" in w for w in s["warnings"])
+
+
+def test_empty_run():
+    s = summarize([])
+    assert s["counts"]["total"] == 0 and s["success_rate"] is None
+    assert s["wall_time_s"] is None and s["throughput"]["requests_per_s"] is None
+    assert s["in_flight"] == {"peak": 0, "mean": None}
+
+
+def test_failed_and_skipped_rows_mixed_in():
+    records = [
+        ok("a", ttft=0.1, itl=[0.1]),                  # latency 0.2
+        ok("b", sent=1.0, ttft=0.3, itl=[0.5]),        # latency 0.8
+        failed("c", "error", "RateLimitError", sent=0.0, end=9.0),  # a failure must not stretch latency
+        failed("d", "timeout", None, sent=0.5, end=2.0),
+        failed("e", "cancelled", None, sent=None, end=None),
+        skipped("f"),
+    ]
+    s = summarize(records)
+    c = s["counts"]
+    assert (c["ok"], c["error"], c["timeout"], c["cancelled"], c["skipped"]) == (2, 1, 1, 1, 1)
+    assert (c["total"], c["attempted"]) == (6, 5)
+    assert s["success_rate"] == approx(2 / 5)  # the skipped row is not in the denominator
+    assert s["by_error_type"] == {"RateLimitError": 1, "timeout": 1, "cancelled": 1}
+    assert s["by_finish_reason"] == {"stop": 2}
+    assert (s["latency_s"]["count"], s["latency_s"]["max"]) == (2, approx(0.8))
+    assert s["wall_time_s"] == approx(9.0)  # failed requests were sent: they count in wall time
+
+
+def test_throughputs_over_default_wall_time():
+    # a: sent 0, ends 1.0; b: sent 2, ends 4.0 -> wall time 4.0
+    a = ok("a", ttft=0.5, itl=[0.5], tokens=10, prompt=5)
+    b = ok("b", sent=2.0, ttft=1.0, itl=[1.0], tokens=20, prompt=5)
+    s = summarize([a, b, skipped("c")])
+    assert s["wall_time_s"] == approx(4.0) and s["wall_time_source"] == "records"
+    t = s["throughput"]
+    assert t["requests_per_s"] == approx(0.5)          # 2 / 4
+    assert t["output_tokens_per_s"] == approx(7.5)     # 30 / 4
+    assert t["total_tokens_per_s"] == approx(10.0)     # (30 + 10) / 4
+    assert s["tokens"] == {"prompt": 10, "completion": 30, "estimated_records": 0}
+
+
+def test_given_wall_time_wins_and_must_be_positive():
+    s = summarize([ok("a", tokens=4)], wall_time_s=2.0)
+    assert (s["wall_time_s"], s["wall_time_source"]) == (2.0, "given")
+    assert s["throughput"]["output_tokens_per_s"] == approx(2.0)
+    with pytest.raises(ValueError, match="positive"):
+        summarize([], wall_time_s=0)
+
+
+def test_queue_wait_covers_every_sent_record():
+    rs = [ok("a", queue_wait_s=0.5), failed("b"), skipped("c")]
+    rs[1].queue_wait_s = 1.5
+    s = summarize(rs)
+    assert (s["queue_wait_s"]["count"], s["queue_wait_s"]["mean"]) == (2, approx(1.0))
+
+
+def test_estimated_tokens_are_counted_and_warned():
+    s = summarize([ok("a", tokens_estimated=True), ok("b")])
+    assert s["tokens"]["estimated_records"] == 1
+    assert any("estimated token counts" in w for w in s["warnings"])
+
+
+def test_tool_call_stats():
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    rs = [ok("a", tool_calls=[call, call], rounds=[{}, {}, {}]), ok("b", tool_calls=[], rounds=[{}]),
+          ok("c")]
+    t = summarize(rs)["tool_calls"]
+    assert (t["records_with_tool_calls"], t["tool_calls"]) == (1, 2)
+    assert (t["rounds"]["count"], t["rounds"]["mean"]) == (2, 2.0)
+
+
+# ---------------------------------------------------------------- in flight
+
+def test_in_flight_on_a_hand_drawn_timeline():
+    #   A  |=======|          [0, 4)
+    #   B    |===|            [1, 3)
+    #   C      |=======|      [2, 6)
+    #   D          |=|        [4, 5)   starts the instant A ends: no overlap with A
+    #      0 1 2 3 4 5 6
+    rs = [Record(id=n, row=0, sent_s=s, end_s=e) for n, s, e in
+          [("A", 0, 4), ("B", 1, 3), ("C", 2, 6), ("D", 4, 5)]]
+    assert in_flight_timeline(rs) == [(0, 1), (1, 2), (2, 3), (3, 2), (4, 2), (5, 1), (6, 0)]
+    peak, mean = in_flight(rs)
+    assert peak == 3
+    assert mean == approx(11 / 6)  # busy time 4 + 2 + 4 + 1 = 11 over span 6
+
+
+def test_in_flight_ignores_unsent_records():
+    rs = [Record(id="a", row=0, sent_s=0, end_s=2), Record(id="b", row=0, status="cancelled")]
+    assert in_flight(rs) == (1, 1.0)
+
+
+# ---------------------------------------------------------------- SLO and goodput
+
+def test_parse_slo():
+    assert parse_slo("ttft=500ms, tpot=50ms,e2e=10s") == {"ttft": 0.5, "tpot": 0.05, "e2e": 10.0}
+    assert parse_slo("E2E=1.5S") == {"e2e": 1.5}
+
+
+@pytest.mark.parametrize("text, match", [
+    ("ttft=500", "with a unit"),
+    ("ttft:500ms", "NAME=VALUE"),
+    ("latency=1s", "unknown SLO name.*valid names: ttft, tpot, e2e"),
+    ("ttft=0ms", "positive"),
+    ("ttft=-1s", "with a unit"),
+    ("ttft=1s,ttft=2s", "given twice"),
+    ("", "NAME=VALUE"),
+])
+def test_parse_slo_rejects_bad_input(text, match):
+    with pytest.raises(ValueError, match=match):
+        parse_slo(text)
+
+
+def test_goodput_counts_ok_requests_meeting_every_bound():
+    slo = {"ttft": 0.5, "tpot": 0.05, "e2e": 2.0}
+    rs = [
+        ok("pass", ttft=0.5, itl=[0.04, 0.04], tokens=3),    # ttft on the bound, tpot 0.04, e2e 0.58
+        ok("slow_ttft", ttft=0.6, itl=[0.01], tokens=2),
+        ok("slow_tpot", ttft=0.1, itl=[0.2], tokens=3),      # tpot 0.2 / 2 = 0.1
+        ok("slow_e2e", ttft=0.1, itl=[2.0], tokens=101),     # tpot 0.02 but e2e 2.1
+        ok("one_token", ttft=0.2, tokens=1),                 # no decode phase: passes tpot
+        failed("err"),                                       # fast but failed
+    ]
+    s = summarize(rs, wall_time_s=10.0, slo=slo)
+    assert s["goodput"] == {"slo": slo, "requests": 2, "requests_per_s": approx(0.2)}
+    assert summarize(rs)["goodput"] is None
+
+
+def test_meets_slo_fails_when_tokens_unknown():
+    r = ok("a", ttft=0.1, itl=[0.1])
+    r.completion_tokens = None
+    assert not meets_slo(r, {"tpot": 1.0})
+    assert meets_slo(r, {"ttft": 1.0})
+
+
+def test_summarize_rejects_bad_slo_dict():
+    with pytest.raises(ValueError, match="unknown SLO"):
+        summarize([], slo={"itl": 0.1})
+
+
+# ---------------------------------------------------------------- loop lag
+
+def test_loop_lag_saturation_flag_and_warning():
+    samples = [0.001] * 98 + [0.05, 0.1]
+    lag = loop_lag(samples)
+    # rank 99 * 0.99 = 98.01 -> 0.05 + 0.01 * (0.1 - 0.05)
+    assert lag["p99_s"] == approx(0.0505) and lag["max_s"] == 0.1 and lag["p50_s"] == approx(0.001)
+    assert lag["client_saturated"] is True
+    s = summarize([ok("a")], loop_lag_s=samples)
+    assert any("include client-side queueing" in w for w in s["warnings"])
+
+
+def test_loop_lag_below_threshold_and_absent():
+    assert loop_lag([0.001, 0.002, 0.019])["client_saturated"] is False
+    assert loop_lag(None) is None
+    assert summarize([ok("a")])["warnings"] == []
+
+
+# ---------------------------------------------------------------- confidence intervals
+
+def test_mean_ci95_with_three_values():
+    mean, low, high = mean_ci95([1.0, 2.0, 3.0])
+    # s = 1, t(0.975, 2) = 4.303, half width 4.303 / sqrt(3) = 2.48434
+    assert mean == 2.0
+    assert (low, high) == approx((2 - 2.48434, 2 + 2.48434), abs=1e-5)
+
+
+def test_mean_ci95_degenerate_cases():
+    assert mean_ci95([]) == (None, None, None)
+    assert mean_ci95([4.0]) == (4.0, None, None)
+    assert mean_ci95([3.0, 3.0]) == (3.0, 3.0, 3.0)
+
+
+def test_t975_table_and_large_df_approximation():
+    assert t975(1) == 12.706 and t975(30) == 2.042
+    assert t975(31) == approx(2.0395, abs=1e-3)
+    assert t975(60) == approx(2.0003, abs=1e-3)
+    assert t975(10_000) == approx(1.96, abs=1e-3)
+    with pytest.raises(ValueError):
+        t975(0)
+
+
+# ---------------------------------------------------------------- bench curves
+
+CURVE = [BenchPoint(1, 10.0, 1.0, 0.2), BenchPoint(2, 19.0, 1.1, 0.25), BenchPoint(4, 35.0, 1.5, 0.35),
+         BenchPoint(8, 50.0, 2.5, 0.6), BenchPoint(16, 52.0, 5.0, 1.5)]
+
+
+def test_recommend_concurrency_without_slo_uses_factor_of_lowest_concurrency():
+    # bounds 2 x (1.0, 0.2) = (2.0, 0.4): 1, 2, 4 qualify; 4 has the most throughput
+    assert recommend_concurrency(CURVE) == 4
+    assert recommend_concurrency(reversed(CURVE), factor=3.0) == 8  # bounds (3.0, 0.6)
+
+
+def test_recommend_concurrency_with_slo():
+    assert recommend_concurrency(CURVE, slo={"e2e": 3.0, "ttft": 1.0}) == 8
+    assert recommend_concurrency(CURVE, slo={"ttft": 2.0}) == 16   # latency left free
+    assert recommend_concurrency(CURVE, slo={"e2e": 0.5}) is None  # nothing qualifies
+
+
+def test_recommend_concurrency_ties_and_missing_values():
+    pts = [(1, 10.0, 1.0, 0.1), (2, 20.0, 1.0, 0.1), (4, 20.0, 1.0, 0.1), (8, 30.0, None, 0.1)]
+    assert recommend_concurrency(pts) == 2  # 8 has no latency figure; 2 and 4 tie -> lower
+    assert recommend_concurrency([]) is None
+
+
+def test_plateau_concurrency():
+    # per doubling: 19/10 = +90%, 35/19 = +84%, 50/35 = +43%, 52/50 = +4% < 10% -> after 8
+    assert plateau_concurrency(CURVE) == 8
+    assert plateau_concurrency(CURVE[:4]) is None
+    assert plateau_concurrency(CURVE, gain=0.5) == 4
+
+
+def test_plateau_scales_gain_to_one_doubling():
+    # 1 -> 4 is two doublings: (12 / 10) ** (1 / 2) - 1 = 9.5% per doubling < 10%
+    assert plateau_concurrency([(1, 10.0, None, None), (4, 12.0, None, None)]) == 1
+    assert plateau_concurrency([(1, 10.0, None, None), (4, 13.0, None, None)]) is None  # 14%

@@ -1,0 +1,246 @@
+"""report.py, report_html.py and plots.py: files written, content, HTML safety, reading runs back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from batchrun.errors import ConfigError
+from batchrun.metrics import summarize
+from batchrun.records import Record, RecordSink
+from batchrun.report import (
+    bench_analysis, fmt_s, format_summary_table, load_bench, load_run, rebuild_reports,
+    write_bench_manifest, write_reports,
+)
+from batchrun.report_html import Document, Section, Table, Text, render_html, render_markdown
+
+approx = pytest.approx
+
+HOSTILE = ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>", '"><svg onload=alert(1)>']
+
+
+def ok(id: str, row: int = 0, *, sent: float = 0.0, latency: float = 1.0, ttft: float = 0.25,
+       text: str = "fine") -> Record:
+    return Record(id=id, row=row, status="ok", sent_s=sent, end_s=sent + latency, ttft_s=ttft,
+                  latency_s=latency, total_s=latency, itl_s=[latency - ttft], output_chunks=2,
+                  completion_tokens=2, prompt_tokens=3, finish_reason="stop", text=text)
+
+
+def write_records(path: Path, records: list[Record]) -> None:
+    with RecordSink(path / "records.jsonl") as sink:
+        for r in records:
+            sink.write(r)
+
+
+def sequential(n: int, latency: float) -> list[Record]:
+    return [ok(f"r{i}", i, sent=i * latency, latency=latency) for i in range(n)]
+
+
+def parallel(n: int, width: int, latency: float) -> list[Record]:
+    """n requests, `width` at a time, each taking `latency`: wall time = ceil(n / width) * latency."""
+    return [ok(f"r{i}", i, sent=(i // width) * latency, latency=latency) for i in range(n)]
+
+
+# ---------------------------------------------------------------- console and formatting
+
+def test_fmt_s_picks_readable_units():
+    assert [fmt_s(v) for v in (None, 0.0005, 0.12, 1.5)] == ["-", "0.5 ms", "120 ms", "1.50 s"]
+
+
+def test_summary_table_is_compact_and_names_the_headline_figures():
+    records = [ok("a"), ok("b", 1, sent=1.0), Record(id="c", row=2, status="error", sent_s=0, end_s=1)]
+    text = format_summary_table(summarize(records, loop_lag_s=[0.05] * 10))
+    lines = text.splitlines()
+    assert lines[0].startswith("requests    3 total: 2 ok, 1 error")
+    assert "success 66.7%" in lines[0]
+    assert any(line.startswith("latency") and "1.00 s" in line for line in lines)
+    assert any(line.startswith("TTFT") and "250 ms" in line for line in lines)
+    assert any("1.00 req/s" in line for line in lines)  # 2 ok over wall time 2.0 s
+    assert lines[-1].startswith("warning: client saturated")
+    assert len(lines) <= 12
+
+
+def test_summary_table_with_no_success_has_no_empty_percentile_rows():
+    text = format_summary_table(summarize([Record(id="a", row=0, status="error", sent_s=0, end_s=1)]))
+    assert not any(line.startswith(("latency", "TTFT", " ")) for line in text.splitlines())
+    assert "warning: no request succeeded" in text
+
+
+# ---------------------------------------------------------------- single run
+
+def test_write_reports_for_a_run(tmp_path: Path):
+    records = sequential(3, 0.5)
+    summary = summarize(records, slo={"ttft": 0.5})
+    paths = write_reports(tmp_path, summary, records, config={"model": "m", "concurrency": 1})
+    doc = json.loads(paths["summary"].read_text())
+    assert (doc["schema_version"], doc["kind"]) == (1, "run")
+    assert doc["summary"]["counts"]["ok"] == 3
+    assert doc["config"] == {"model": "m", "concurrency": 1}
+    md = paths["markdown"].read_text()
+    assert "| requests / s | 2.00 |" in md  # 3 ok over 1.5 s
+    page = paths["html"].read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    assert page.count("data:image/png;base64,") == 4  # two histograms, CDF, in-flight timeline
+
+
+def test_html_is_self_contained(tmp_path: Path):
+    records = sequential(3, 0.5)
+    page = write_reports(tmp_path, summarize(records), records)["html"].read_text()
+    assert "http://" not in page and "https://" not in page
+    assert "<script" not in page and "<link" not in page and "href" not in page
+
+
+def test_hostile_text_is_escaped_in_html_and_markdown(tmp_path: Path):
+    records = [ok(HOSTILE[i], i, text=t + " javascript:alert(1)") for i, t in enumerate(HOSTILE)]
+    records.append(Record(id="e", row=9, status="error", error=HOSTILE[0], error_type=HOSTILE[1], sent_s=0, end_s=1))
+    paths = write_reports(tmp_path, summarize(records), records, config={"system": HOSTILE[2]})
+    page, md = paths["html"].read_text(), paths["markdown"].read_text()
+    for raw in HOSTILE:
+        assert raw not in page and raw not in md
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert "<script" not in page and "<img src=x" not in page and "<svg" not in page
+    assert "href" not in page  # data never becomes a link, javascript: or otherwise
+
+
+def test_markdown_cells_keep_the_table_intact():
+    doc = Document("t", [Section("s", [Table(["a", "b"], [["x | y", "line1\nline2"]])])])
+    assert "| x \\| y | line1 line2 |" in render_markdown(doc)
+
+
+def test_html_escapes_titles_and_warnings():
+    page = render_html(Document("<b>", [Section("<i>", [Text("<u>", warning=True)])]))
+    assert "<b>" not in page and "<i>" not in page and "<u>" not in page
+    assert '<p class="warning">&lt;u&gt;</p>' in page
+
+
+def test_report_of_a_run_with_no_success(tmp_path: Path):
+    records = [Record(id="a", row=0, status="timeout", sent_s=0, end_s=3, error="read timeout")]
+    page = write_reports(tmp_path, summarize(records), records)["html"].read_text()
+    assert "no successful request to plot" in page and "read timeout" in page
+
+
+def test_sample_shows_the_first_twenty_rows_in_input_order(tmp_path: Path):
+    records = [ok(f"id{i}", i, text=f"answer {i} " + "x" * 300) for i in reversed(range(25))]
+    md = write_reports(tmp_path, summarize(records), records)["markdown"].read_text()
+    assert "| id0 | 0 | ok | answer 0 " in md and "| id19 |" in md and "| id20 |" not in md
+    assert "x" * 120 not in md  # excerpts are cut to 120 characters
+
+
+def test_load_run_rebuilds_the_same_summary_without_requests(tmp_path: Path):
+    records = sequential(4, 0.5)
+    summary = summarize(records, wall_time_s=3.0, slo={"e2e": 1.0}, loop_lag_s=[0.03] * 5)
+    write_records(tmp_path, records)
+    write_reports(tmp_path, summary, records, config={"model": "m"})
+    run = load_run(tmp_path)
+    assert run.summary == json.loads(json.dumps(summary))  # wall time, SLO and loop lag kept
+    assert run.config == {"model": "m"} and [r.id for r in run.records] == ["r0", "r1", "r2", "r3"]
+    (tmp_path / "report.html").unlink()
+    rebuild_reports(tmp_path)
+    assert (tmp_path / "report.html").exists()
+
+
+def test_load_run_keeps_the_latest_record_per_id(tmp_path: Path):
+    first = Record(id="a", row=0, status="error", sent_s=0, end_s=1)
+    write_records(tmp_path, [first, ok("a")])
+    assert load_run(tmp_path).summary["counts"]["ok"] == 1
+
+
+def test_load_run_of_a_directory_without_records(tmp_path: Path):
+    with pytest.raises(ConfigError, match="no records.jsonl"):
+        load_run(tmp_path)
+
+
+# ---------------------------------------------------------------- bench
+
+def bench_runs() -> list[dict]:
+    # sync: 4 x 1 s one after another      -> wall 4 s,   1.0 req/s
+    # async c1: the same                   -> 1.0 req/s, speedup 1.0
+    # async c2 (two repeats): 2 at a time  -> wall 2 s,   2.0 req/s; the second 2.5 s -> 1.6 req/s
+    # async c4: 4 at once, 1.6 s each      -> wall 1.6 s, 2.5 req/s, speedup 2.5, efficiency 0.625
+    return [
+        {"name": "sync", "mode": "sync", "concurrency": 1, "records": sequential(4, 1.0)},
+        {"name": "async-c1", "mode": "async", "concurrency": 1, "records": sequential(4, 1.0)},
+        {"name": "async-c2-r0", "mode": "async", "concurrency": 2, "repeat": 0, "records": parallel(4, 2, 1.0)},
+        {"name": "async-c2-r1", "mode": "async", "concurrency": 2, "repeat": 1, "records": parallel(4, 2, 1.25)},
+        {"name": "async-c4", "mode": "async", "concurrency": 4, "records": parallel(4, 4, 1.6),
+         "loop_lag_s": [0.05, 0.05]},
+    ]
+
+
+def test_bench_analysis_speedup_efficiency_and_groups():
+    a = bench_analysis({"runs": bench_runs()})
+    rows = {r["name"]: r for r in a["rows"]}
+    assert a["sync_requests_per_s"] == approx(1.0)
+    assert rows["async-c4"]["requests_per_s"] == approx(2.5)
+    assert (rows["async-c4"]["speedup"], rows["async-c4"]["efficiency"]) == (approx(2.5), approx(0.625))
+    assert rows["async-c2-r1"]["requests_per_s"] == approx(1.6)
+    assert rows["async-c4"]["client_saturated"] is True
+    c2 = next(g for g in a["groups"] if g["concurrency"] == 2)
+    # repeats 2.0 and 1.6: mean 1.8, s = 0.28284, half width 12.706 * 0.28284 / sqrt(2) = 2.5412
+    assert c2["repeats"] == 2 and c2["requests_per_s"] == approx(1.8)
+    assert (c2["requests_per_s_ci_low"], c2["requests_per_s_ci_high"]) == approx((1.8 - 2.5412, 1.8 + 2.5412), abs=1e-3)
+    assert a["ideal_base_requests_per_s"] == approx(1.0)
+    # p99 latency 1.0 / 1.125 / 1.6 all within 2 x 1.0, so the most throughput wins: c4
+    assert a["recommended_concurrency"] == 4
+    # 1 -> 2: +80%; 2 -> 4: 2.5 / 1.8 = +39%: still growing
+    assert a["plateau_concurrency"] is None
+    assert bench_analysis({"runs": bench_runs(), "slo": {"e2e": 1.5}})["recommended_concurrency"] == 2
+
+
+def test_bench_reports_round_trip_through_the_manifest(tmp_path: Path):
+    runs = bench_runs()
+    for run in runs:
+        write_records(tmp_path / "runs" / run["name"], run["records"])
+    write_bench_manifest(tmp_path, runs, config={"model": "m"})
+    manifest = json.loads((tmp_path / "bench.json").read_text())
+    assert manifest["runs"][4] == {"name": "async-c4", "mode": "async", "concurrency": 4, "repeat": None,
+                                   "rate": None, "wall_time_s": None, "loop_lag_s": [0.05, 0.05]}
+    bench = load_bench(tmp_path)
+    assert [len(r["records"]) for r in bench["runs"]] == [4, 4, 4, 4, 4]
+    paths = rebuild_reports(tmp_path)
+    doc = json.loads(paths["summary"].read_text())
+    assert doc["kind"] == "bench" and doc["bench"]["recommended_concurrency"] == 4
+    per_run = json.loads((tmp_path / "runs" / "async-c4" / "summary.json").read_text())
+    assert per_run["run"]["concurrency"] == 4 and per_run["summary"]["loop_lag"]["client_saturated"]
+    page, md = paths["html"].read_text(), paths["markdown"].read_text()
+    assert page.count("data:image/png;base64,") == 4
+    assert "Recommended concurrency: 4" in md and "Repeats (95% CI" in md
+    assert "async-c4: client saturated" in md
+
+
+def test_bench_run_names_must_be_plain_path_components(tmp_path: Path):
+    with pytest.raises(ConfigError, match="bad bench run name"):
+        write_bench_manifest(tmp_path, [{"name": "../escape", "mode": "async", "concurrency": 1}])
+    (tmp_path / "bench.json").write_text(json.dumps({"schema_version": 1, "runs": [{"name": "/etc", "mode": "async"}]}))
+    with pytest.raises(ConfigError, match="bad bench run name"):
+        load_bench(tmp_path)
+
+
+def test_load_bench_names_a_missing_run(tmp_path: Path):
+    write_bench_manifest(tmp_path, [{"name": "c1", "mode": "async", "concurrency": 1}])
+    with pytest.raises(ConfigError, match="runs/c1/records.jsonl is missing"):
+        load_bench(tmp_path)
+
+
+def test_newer_schema_is_refused(tmp_path: Path):
+    write_records(tmp_path, [ok("a")])
+    (tmp_path / "summary.json").write_text(json.dumps({"schema_version": 2, "summary": {}}))
+    with pytest.raises(ConfigError, match="newer batchrun"):
+        load_run(tmp_path)
+
+
+def test_bench_with_only_a_sync_run_still_reports(tmp_path: Path):
+    runs = [{"name": "sync", "mode": "sync", "concurrency": 1, "records": sequential(2, 1.0)}]
+    paths = write_reports(tmp_path, None, [], bench={"runs": runs})
+    md = paths["markdown"].read_text()
+    assert "No concurrency level had throughput" in md and "still growing" in md
+    assert paths["html"].read_text().count("data:image/png;base64,") == 4  # empty curves draw no warning
+
+
+def test_load_bench_refuses_an_unknown_mode(tmp_path: Path):
+    (tmp_path / "bench.json").write_text(json.dumps({"schema_version": 1, "runs": [{"name": "a", "mode": "turbo"}]}))
+    with pytest.raises(ConfigError, match="expected sync, async or rate"):
+        load_bench(tmp_path)

@@ -48,7 +48,7 @@ def run(
     prompts: Annotated[Optional[Path], typer.Argument(help="CSV, JSONL, Parquet or Batch API JSONL file of prompts.")] = None,
     fmt: Annotated[Optional[str], _opt("Input format when the extension does not say: csv, jsonl, parquet.", "--format")] = None,
     prompt_column: Annotated[Optional[str], _opt("Column holding the prompt (default: 'prompt', else the only text column).")] = None,
-    id_column: Annotated[Optional[str], _opt("Column holding the row id (default: the row number).")] = None,
+    id_column: Annotated[Optional[str], _opt("Column holding the row id (default: an 'id' column if present, else the row number).")] = None,
     template: Annotated[Optional[str], _opt("Prompt template filled from the row's columns, e.g. 'Summarise: {text}'.")] = None,
     system: Annotated[Optional[str], _opt("System message put before every prompt.")] = None,
     on_bad_row: Annotated[str, _opt("fail: stop at the first bad row; skip: record it as skipped and go on.", env="BATCHRUN_ON_BAD_ROW")] = "fail",

@@ -192,11 +192,14 @@ class _RowBuilder:
             raise _Bad("the id is empty" if column in data else "the row has no id field", column)
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             raise _Bad(f"an id must be text or a whole number, not {json_kind(value)}", column)
-        return self._claim(str(value).strip(), column)
+        return self._claim(str(value).strip(), column, raw.row)
 
-    def _claim(self, row_id: str, column: str) -> str:
+    def _claim(self, row_id: str, column: str, row: int) -> str:
         if row_id in self._seen:
-            raise _Bad(f"duplicate id {row_id!r}: ids must be unique", column, id=row_id)
+            # The skipped duplicate gets an id of its own: under the same id its record would
+            # supersede the first row's in records.jsonl and hide that row's result.
+            raise _Bad(f"duplicate id {row_id!r}: ids must be unique", column,
+                       id=f"{row_id}#duplicate-row-{row}")
         self._seen.add(row_id)
         return row_id
 
@@ -228,7 +231,7 @@ class _RowBuilder:
         custom_id = data.get("custom_id")
         if not isinstance(custom_id, str) or not custom_id.strip():
             raise _Bad("custom_id must be a non-empty string", "custom_id")
-        row_id = self._claim(custom_id, "custom_id")
+        row_id = self._claim(custom_id, "custom_id", raw.row)
         try:
             return Prompt(row_id, raw.row, raw.line, body=_batch_body(data))
         except _Bad as bad:

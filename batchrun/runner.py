@@ -115,7 +115,9 @@ def prepare_out_dir(config: RunConfig) -> Path:
 
 
 def write_run_json(out: Path, config: RunConfig, endpoint: Endpoint) -> None:
-    data = {"config": config.public_dict(), "endpoint": endpoint.base_url if not endpoint.embedded else "embedded",
+    previous = out / RUN_JSON
+    wall = json.loads(previous.read_text(encoding="utf-8")).get("wall_time_s", 0.0) if previous.exists() else 0.0
+    data = {"wall_time_s": wall, "config": config.public_dict(), "endpoint": endpoint.base_url if not endpoint.embedded else "embedded",
             "started_at": datetime.now(timezone.utc).isoformat()}
     (out / RUN_JSON).write_text(json.dumps(data, indent=2), encoding="utf-8")
 
@@ -208,10 +210,20 @@ def _finish_outputs(outcome: RunOutcome, config: RunConfig, lag: list[float], wa
 
     out = outcome.out_dir
     outcome.files.append(write_results(out / RECORDS, out, config.output_format))
+    wall_total = _add_wall_time(out, wall)
     records = list(iter_latest(out / RECORDS))
-    summary = summarize(records, loop_lag_s=lag)
+    summary = summarize(records, wall_time_s=wall_total, loop_lag_s=lag)
     summary["run"] = {"interrupted": outcome.interrupted, "aborted": outcome.aborted,
                       "input_error": str(outcome.input_error) if outcome.input_error else None,
-                      "wall_time_s": wall, "started_at": started_wall}
+                      "session_wall_time_s": wall, "started_at": started_wall}
     outcome.summary = summary
-    outcome.files.extend(write_reports(out, summary, records, config=config.public_dict()))
+    outcome.files.extend(write_reports(out, summary, records, config=config.public_dict()).values())
+
+
+def _add_wall_time(out: Path, wall: float) -> float:
+    """Sending time over every session of this run (a resumed run adds to it), kept in run.json."""
+    path = out / RUN_JSON
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["wall_time_s"] = data.get("wall_time_s", 0.0) + wall
+    path.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    return data["wall_time_s"]

@@ -265,7 +265,7 @@ def test_bad_param_value_names_the_column(tmp_path: Path, column: str, value: An
 def test_ids_are_row_numbers_without_an_id_column(tmp_path: Path) -> None:
     path = jsonl(tmp_path, {"prompt": "a", "key": "k1"}, "\n", {"prompt": "b", "key": "k1"})
     assert [p.id for p in read(path)] == ["0", "1"]
-    assert [p.id for p in read(path, id_column="key", on_bad_row="skip")] == ["k1", "k1"]  # 2nd: BadRow
+    assert [p.id for p in read(path, id_column="key", on_bad_row="skip")] == ["k1", "k1#duplicate-row-1"]  # 2nd: a BadRow with an id of its own
 
 
 def test_an_id_column_is_used_by_default(tmp_path: Path) -> None:
@@ -283,7 +283,7 @@ def test_id_column_and_duplicates(tmp_path: Path) -> None:
 def test_duplicate_custom_ids(tmp_path: Path) -> None:
     line = {"custom_id": "same", "body": {"messages": [{"role": "user", "content": "q"}]}}
     items = read(jsonl(tmp_path, line, "\n", line), on_bad_row="skip")
-    assert isinstance(items[1], BadRow) and items[1].id == "same" and "duplicate id" in items[1].reason
+    assert isinstance(items[1], BadRow) and items[1].id == "same#duplicate-row-1" and "duplicate id" in items[1].reason
 
 
 def test_empty_id_is_a_bad_row(tmp_path: Path) -> None:

@@ -1,0 +1,208 @@
+"""`batchrun run` end to end: the CLI through CliRunner and real subprocesses, against the
+built-in endpoint in a child process on a loopback port."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from batchrun.cli import app
+from batchrun.outputs import index_records
+from batchrun.records import read_records
+from batchrun.sim import SimConfig, SimProcess
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples"
+KEY = "sk-batchrun-test-KEY-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def fast_sim():
+    with SimProcess(SimConfig(fast=True)) as sim:
+        yield sim
+
+
+@pytest.fixture(scope="module")
+def slow_sim():
+    """Fixed 20 ms TTFT and 10 ms gaps: a run of a few hundred rows takes seconds, not ms."""
+    with SimProcess(SimConfig(fixed_ttft_s=0.02, fixed_itl_s=0.01, output_tokens=20)) as sim:
+        yield sim
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch, tmp_path):
+    for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)          # no stray .env, results/ lands in tmp
+
+
+def invoke(*args: str, env: dict[str, str] | None = None):
+    return CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
+
+
+def write_csv(path: Path, n: int, prefix: str = "question") -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "prompt"])
+        for i in range(n):
+            writer.writerow([f"q{i}", f"{prefix} number {i}"])
+    return path
+
+
+def result_rows(out: Path) -> list[dict[str, str]]:
+    with open(out / "results.csv", newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_readme_first_command_runs_samples_on_the_embedded_default(tmp_path) -> None:
+    result = invoke("run", str(SAMPLES / "prompts.csv"), "--out", "out", "-q", "--max-tokens", "8")
+    assert result.exit_code == 0, result.output
+    assert "built-in simulated endpoint" in result.output
+    rows = result_rows(tmp_path / "out")
+    with open(SAMPLES / "prompts.csv", newline="", encoding="utf-8") as f:
+        expected = [r["id"] for r in csv.DictReader(f)]
+    assert [r["id"] for r in rows] == expected and all(r["status"] == "ok" for r in rows)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["summary"]["counts"]["ok"] == len(expected)
+    assert (tmp_path / "out" / "report.html").exists()
+
+
+@pytest.mark.parametrize("sample", ["prompts.jsonl", "batch_api.jsonl"])
+def test_other_sample_formats(fast_sim, tmp_path, sample) -> None:
+    result = invoke("run", str(SAMPLES / sample), "--base-url", fast_sim.base_url, "--out", "o", "-q")
+    assert result.exit_code == 0, result.output
+    assert all(r["status"] == "ok" and r["text"] for r in result_rows(tmp_path / "o"))
+
+
+def test_parquet_in_and_out(fast_sim, tmp_path) -> None:
+    import pandas as pd
+
+    pd.DataFrame({"prompt": [f"p {i}" for i in range(12)]}).to_parquet(tmp_path / "in.parquet")
+    result = invoke("run", "in.parquet", "--base-url", fast_sim.base_url, "--out", "o", "-q",
+                    "--output-format", "parquet")
+    assert result.exit_code == 0, result.output
+    table = pd.read_parquet(tmp_path / "o" / "results.parquet")
+    assert list(table["row"]) == list(range(12)) and set(table["status"]) == {"ok"}
+
+
+def test_bad_file_is_a_clear_usage_error(fast_sim, tmp_path) -> None:
+    result = invoke("run", "missing.csv", "--base-url", fast_sim.base_url)
+    assert result.exit_code == 2 and "missing.csv" in result.output and "Traceback" not in result.output
+
+
+def test_bad_row_stops_with_file_and_line_and_resume_finishes(fast_sim, tmp_path) -> None:
+    (tmp_path / "p.csv").write_text("id,prompt\na,first\nb,\nc,third\n", encoding="utf-8")
+    result = invoke("run", "p.csv", "--base-url", fast_sim.base_url, "--out", "o", "-q")
+    assert result.exit_code == 2
+    assert "p.csv line 3" in result.output and "--on-bad-row skip" in result.output
+    (tmp_path / "p.csv").write_text("id,prompt\na,first\nb,second\nc,third\n", encoding="utf-8")
+    result = invoke("run", "--resume", "o", "--base-url", fast_sim.base_url, "-q")
+    assert result.exit_code == 0, result.output
+    assert [(r["id"], r["status"]) for r in result_rows(tmp_path / "o")] == [("a", "ok"), ("b", "ok"), ("c", "ok")]
+
+
+def test_skip_mode_records_bad_rows(fast_sim, tmp_path) -> None:
+    (tmp_path / "p.csv").write_text("id,prompt\na,first\nb,\nc,third\n", encoding="utf-8")
+    result = invoke("run", "p.csv", "--base-url", fast_sim.base_url, "--out", "o", "-q", "--on-bad-row", "skip")
+    assert result.exit_code == 0, result.output
+    rows = {r["id"]: r for r in result_rows(tmp_path / "o")}
+    assert rows["b"]["status"] == "skipped" and "line 3" in rows["b"]["error"]
+    assert rows["a"]["status"] == rows["c"]["status"] == "ok"
+
+
+def test_unreachable_endpoint_fails_fast_without_sending(tmp_path) -> None:
+    write_csv(tmp_path / "p.csv", 3)
+    result = invoke("run", "p.csv", "--base-url", "http://127.0.0.1:9/v1", "--out", "o", "-q")
+    assert result.exit_code == 2 and "cannot connect" in result.output
+    assert not (tmp_path / "o" / "records.jsonl").exists()
+
+
+def test_fail_on_error_exit_code(fast_sim, tmp_path) -> None:
+    (tmp_path / "p.csv").write_text("prompt\nfine\n[[sim:error=400]] broken\n", encoding="utf-8")
+    args = ["run", "p.csv", "--base-url", fast_sim.base_url, "-q"]
+    assert invoke(*args, "--out", "a").exit_code == 0
+    assert invoke(*args, "--out", "b", "--fail-on-error").exit_code == 1
+
+
+def test_api_key_never_written_or_printed(tmp_path) -> None:
+    (tmp_path / "p.csv").write_text("prompt\nhello\n[[sim:error=500]] boom\n[[sim:cut=2]] cut\n", encoding="utf-8")
+    with SimProcess(SimConfig(fast=True, api_key=KEY)) as sim:
+        result = invoke("run", "p.csv", "--base-url", sim.base_url, "--out", "o", "--retries", "0",
+                        env={"OPENAI_API_KEY": KEY})
+        assert result.exit_code == 0, result.output
+        bad = invoke("run", "p.csv", "--base-url", sim.base_url, "--out", "w",
+                     env={"OPENAI_API_KEY": KEY + "-wrong"})
+    assert bad.exit_code == 2 and "rejected the API key" in bad.output
+    statuses = sorted(r["status"] for r in result_rows(tmp_path / "o"))
+    assert statuses == ["error", "error", "ok"]
+    written = [p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(written) >= 6                    # records, results, summary, reports, run.json
+    for text in [result.output, bad.output, *written]:
+        assert KEY not in text
+
+
+def run_subprocess(args: list[str], cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("OPENAI_API_KEY", None)
+    return subprocess.Popen([sys.executable, "-m", "batchrun", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_records(path: Path, at_least: int, proc: subprocess.Popen, limit_s: float = 60) -> None:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_bytes().count(b"\n") >= at_least:
+            return
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    raise AssertionError(f"fewer than {at_least} records after {limit_s}s")
+
+
+def assert_each_row_once(out: Path, n: int) -> None:
+    rows = result_rows(out)
+    assert [r["id"] for r in rows] == [f"q{i}" for i in range(n)]
+    assert all(r["status"] == "ok" for r in rows)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
+def test_killed_run_resumes_to_each_row_exactly_once(slow_sim, tmp_path, sig) -> None:
+    n = 300
+    write_csv(tmp_path / "p.csv", n)
+    out = tmp_path / "o"
+    proc = run_subprocess(["run", "p.csv", "--base-url", slow_sim.base_url, "--out", "o", "-q",
+                           "-c", "8"], tmp_path)
+    wait_for_records(out / "records.jsonl", 40, proc)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=30)
+    if sig == signal.SIGKILL:
+        assert proc.returncode == -signal.SIGKILL
+    else:
+        assert proc.returncode == 130, stderr
+        assert "interrupted" in stderr and "Traceback" not in stderr
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["summary"]["run"]["interrupted"] is True
+        assert_valid_jsonl(out / "records.jsonl")
+    written = list(read_records(out / "records.jsonl"))
+    done_before = {r.id for r in written if r.status == "ok"}
+    assert len(done_before) >= 40
+    result = invoke("run", "--resume", str(out), "--base-url", slow_sim.base_url, "-q", "-c", "32")
+    assert result.exit_code == 0, result.output
+    assert_each_row_once(out, n)
+    sent_again = {r.id for r in list(read_records(out / "records.jsonl"))[len(written):]}
+    assert not sent_again & done_before              # rows already ok were not sent again
+    assert len(sent_again) == n - len(done_before)   # every other row was
+    assert len(index_records(out / "records.jsonl")) == n
+
+
+def assert_valid_jsonl(path: Path) -> None:
+    for line in path.read_text(encoding="utf-8").splitlines():
+        json.loads(line)

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 from batchrun.config import RunConfig, env_endpoint, load_env_file, parse_json_option
-from batchrun.errors import BatchrunError
+from batchrun.errors import BatchrunError, ConfigError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Send prompts to any OpenAI-compatible chat endpoint concurrently, and measure it.")
@@ -43,34 +43,53 @@ def guarded(fn: Callable[[], int]) -> None:
     raise typer.Exit(code)
 
 
+# Options shared by `run` and `bench`, declared once.
+Prompts = Annotated[Optional[Path], typer.Argument(help="CSV, JSONL, Parquet or Batch API JSONL file of prompts.")]
+Fmt = Annotated[Optional[str], _opt("Input format when the extension does not say: csv, jsonl, parquet.", "--format")]
+PromptColumn = Annotated[Optional[str], _opt("Column holding the prompt (default: 'prompt', else the only text column).")]
+IdColumn = Annotated[Optional[str], _opt("Column holding the row id (default: an 'id' column if present, else the row number).")]
+Template = Annotated[Optional[str], _opt("Prompt template filled from the row's columns, e.g. 'Summarise: {text}'.")]
+System = Annotated[Optional[str], _opt("System message put before every prompt.")]
+Model = Annotated[Optional[str], _opt("Model name (default: the endpoint's only model).", env="BATCHRUN_MODEL")]
+MaxTokens = Annotated[Optional[int], _opt("Maximum output tokens per request.", env="BATCHRUN_MAX_TOKENS")]
+Temperature = Annotated[Optional[float], _opt("Sampling temperature.", env="BATCHRUN_TEMPERATURE")]
+ExtraBody = Annotated[Optional[str], _opt("JSON object merged into every request body.", env="BATCHRUN_EXTRA_BODY")]
+BaseUrl = Annotated[Optional[str], _opt("Endpoint base URL, e.g. https://api.openai.com/v1 (default: OPENAI_BASE_URL, else the built-in endpoint).")]
+Rpm = Annotated[Optional[float], _opt("Requests-per-minute limit to stay under.", env="BATCHRUN_RPM")]
+Tpm = Annotated[Optional[float], _opt("Tokens-per-minute limit to stay under.", env="BATCHRUN_TPM")]
+Timeout = Annotated[float, _opt("Seconds a whole request may take.", env="BATCHRUN_TIMEOUT")]
+TtftTimeout = Annotated[Optional[float], _opt("Seconds to wait for the first token.", env="BATCHRUN_TTFT_TIMEOUT")]
+Out = Annotated[Optional[Path], _opt("Output directory (default: results/<input>-<timestamp>).")]
+
+
 @app.command()
 def run(
-    prompts: Annotated[Optional[Path], typer.Argument(help="CSV, JSONL, Parquet or Batch API JSONL file of prompts.")] = None,
-    fmt: Annotated[Optional[str], _opt("Input format when the extension does not say: csv, jsonl, parquet.", "--format")] = None,
-    prompt_column: Annotated[Optional[str], _opt("Column holding the prompt (default: 'prompt', else the only text column).")] = None,
-    id_column: Annotated[Optional[str], _opt("Column holding the row id (default: an 'id' column if present, else the row number).")] = None,
-    template: Annotated[Optional[str], _opt("Prompt template filled from the row's columns, e.g. 'Summarise: {text}'.")] = None,
-    system: Annotated[Optional[str], _opt("System message put before every prompt.")] = None,
+    prompts: Prompts = None,
+    fmt: Fmt = None,
+    prompt_column: PromptColumn = None,
+    id_column: IdColumn = None,
+    template: Template = None,
+    system: System = None,
     on_bad_row: Annotated[str, _opt("fail: stop at the first bad row; skip: record it as skipped and go on.", env="BATCHRUN_ON_BAD_ROW")] = "fail",
-    model: Annotated[Optional[str], _opt("Model name (default: the endpoint's only model).", env="BATCHRUN_MODEL")] = None,
-    max_tokens: Annotated[Optional[int], _opt("Maximum output tokens per request.", env="BATCHRUN_MAX_TOKENS")] = None,
-    temperature: Annotated[Optional[float], _opt("Sampling temperature.", env="BATCHRUN_TEMPERATURE")] = None,
-    extra_body: Annotated[Optional[str], _opt("JSON object merged into every request body.", env="BATCHRUN_EXTRA_BODY")] = None,
+    model: Model = None,
+    max_tokens: MaxTokens = None,
+    temperature: Temperature = None,
+    extra_body: ExtraBody = None,
     tools: Annotated[Optional[Path], _opt("JSON file with a list of OpenAI tool definitions.")] = None,
     tool_choice: Annotated[Optional[str], _opt("auto, none, required, or a tool name.")] = None,
     parallel_tool_calls: Annotated[Optional[bool], _opt("Allow several tool calls in one response.", "--parallel-tool-calls/--no-parallel-tool-calls")] = None,
     tool_module: Annotated[Optional[Path], _opt("Python file whose functions run the tools the model calls (runs your code in-process).")] = None,
     max_tool_rounds: Annotated[int, _opt("Most tool-calling rounds per row.")] = 3,
-    base_url: Annotated[Optional[str], _opt("Endpoint base URL, e.g. https://api.openai.com/v1 (default: OPENAI_BASE_URL, else the built-in endpoint).")] = None,
+    base_url: BaseUrl = None,
     concurrency: Annotated[int, _opt("Most requests in flight at once.", "--concurrency", "-c", env="BATCHRUN_CONCURRENCY")] = 16,
-    rpm: Annotated[Optional[float], _opt("Requests-per-minute limit to stay under.", env="BATCHRUN_RPM")] = None,
-    tpm: Annotated[Optional[float], _opt("Tokens-per-minute limit to stay under.", env="BATCHRUN_TPM")] = None,
-    timeout: Annotated[float, _opt("Seconds a whole request may take.", env="BATCHRUN_TIMEOUT")] = 600.0,
-    ttft_timeout: Annotated[Optional[float], _opt("Seconds to wait for the first token.", env="BATCHRUN_TTFT_TIMEOUT")] = None,
+    rpm: Rpm = None,
+    tpm: Tpm = None,
+    timeout: Timeout = 600.0,
+    ttft_timeout: TtftTimeout = None,
     retries: Annotated[int, _opt("Retries for 429 / 5xx / connection errors / timeouts.", env="BATCHRUN_RETRIES")] = 3,
     max_errors: Annotated[Optional[int], _opt("Stop the run after this many failed requests.")] = None,
     max_error_rate: Annotated[Optional[float], _opt("Stop the run when this fraction of requests fails (after 20).")] = None,
-    out: Annotated[Optional[Path], _opt("Output directory (default: results/<input>-<timestamp>).")] = None,
+    out: Out = None,
     resume: Annotated[Optional[Path], _opt("Continue the run in this directory: rows already ok are not sent again.")] = None,
     output_format: Annotated[str, _opt("Results file format: csv or parquet.")] = "csv",
     quiet: Annotated[bool, _opt("No progress bar (for CI logs).", "--quiet", "-q")] = False,
@@ -112,6 +131,105 @@ def _report_run(outcome: Any, fail_on_error: bool) -> int:
         typer.echo(f"batchrun: stopped early: {outcome.aborted}; continue with --resume {outcome.out_dir}", err=True)
         return EXIT_FAILED
     return EXIT_FAILED if fail_on_error and outcome.failed else EXIT_OK
+
+
+@app.command()
+def bench(
+    prompts: Prompts = None,
+    fmt: Fmt = None,
+    prompt_column: PromptColumn = None,
+    id_column: IdColumn = None,
+    template: Template = None,
+    system: System = None,
+    model: Model = None,
+    max_tokens: Annotated[int, _opt("Maximum output tokens per request (bench default 32, so a sweep takes a minute).")] = 32,
+    temperature: Temperature = None,
+    extra_body: ExtraBody = None,
+    base_url: BaseUrl = None,
+    requests: Annotated[int, _opt("Requests per run (prompts cycle when the file has fewer).", "--requests", "-n")] = 64,
+    concurrency: Annotated[str, _opt("Concurrency levels to sweep, e.g. 1,2,4,8.", "--concurrency", "-c")] = "1,2,4,8,16,32,64",
+    rate: Annotated[Optional[str], _opt("Open-loop load instead: requests/s levels, e.g. 2,4,8 (Poisson arrivals).")] = None,
+    burstiness: Annotated[float, _opt("Gamma shape of inter-arrival times with --rate (1 = Poisson, <1 burstier).")] = 1.0,
+    warmup: Annotated[int, _opt("Unmeasured requests before each run, at its concurrency.")] = 0,
+    repeat: Annotated[int, _opt("Repeat every run this many times (figures get 95% confidence intervals).")] = 1,
+    sync: Annotated[bool, _opt("Include the sequential openai.OpenAI baseline.", "--sync/--no-sync")] = True,
+    max_run_time: Annotated[float, _opt("Stop sending new requests this many seconds into a run (0: no limit).")] = 5.0,
+    slo: Annotated[Optional[str], _opt("Latency bounds for goodput and the recommendation, e.g. ttft=500ms,tpot=50ms,e2e=10s.")] = None,
+    rpm: Rpm = None,
+    tpm: Tpm = None,
+    timeout: Timeout = 120.0,
+    ttft_timeout: TtftTimeout = None,
+    retries: Annotated[int, _opt("Retries per request (default 0: in a benchmark a failure is data).")] = 0,
+    out: Out = None,
+) -> None:
+    """Compare the sync SDK baseline with the async pool at several concurrencies; report and plots."""
+    def body() -> int:
+        from batchrun.bench import BenchConfig, execute_bench, parse_levels
+        from batchrun.metrics import parse_slo
+        from batchrun.bench_report import format_bench_table
+
+        url, key = env_endpoint(base_url, None)
+        run_config = RunConfig(
+            input=prompts, fmt=fmt, prompt_column=prompt_column, id_column=id_column, template=template,
+            system=system, on_bad_row="skip", model=model, max_tokens=max_tokens, temperature=temperature,
+            extra_body=parse_json_option(extra_body, "--extra-body") or {}, base_url=url, api_key=key,
+            rpm=rpm, tpm=tpm, timeout=timeout, ttft_timeout=ttft_timeout, retries=retries)
+        config = BenchConfig(
+            run=run_config, requests=requests, concurrencies=parse_levels(concurrency),
+            rates=parse_levels(rate, float) if rate else (), burstiness=burstiness, warmup=warmup,
+            repeat=repeat, sync=sync, max_run_s=max_run_time or None, slo=_slo(slo, parse_slo))
+        out_dir, analysis = asyncio.run(execute_bench(config, out))
+        typer.echo(format_bench_table(analysis))
+        typer.echo(f"  wrote {out_dir}/summary.json, report.md, report.html, runs/")
+        return EXIT_OK
+    guarded(body)
+
+
+def _slo(text: str | None, parse: Callable[[str], dict[str, float]]) -> dict[str, float] | None:
+    if not text:
+        return None
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise ConfigError(f"--slo: {exc}") from exc
+
+
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="A directory written by `batchrun run` or `batchrun bench`.")]) -> None:
+    """Rebuild summary.json, report.md and report.html from saved records, sending nothing."""
+    def body() -> int:
+        from batchrun.report import rebuild_reports
+
+        for path in rebuild_reports(run_dir).values():
+            typer.echo(f"  wrote {path}")
+        return EXIT_OK
+    guarded(body)
+
+
+@app.command()
+def compare(
+    baseline: Annotated[Path, typer.Argument(help="Baseline summary.json or run directory.")],
+    current: Annotated[Path, typer.Argument(help="Current summary.json or run directory.")],
+    max_regression: Annotated[Optional[str], _opt('Tolerances, e.g. "latency_p99=10%,ttft_p50=10%,throughput=-5%".')] = None,
+    fmt: Annotated[str, _opt("text, or md for a pull-request comment.", "--format")] = "text",
+) -> None:
+    """Side-by-side change of every headline figure; exit 1 when one regressed past its tolerance."""
+    def body() -> int:
+        from batchrun.compare import compare as compare_summaries
+        from batchrun.compare import format_comparison, load_summary, parse_tolerances
+
+        try:
+            tolerances = parse_tolerances(max_regression) if max_regression else None
+        except ValueError as exc:
+            raise ConfigError(f"--max-regression: {exc}") from exc
+        if fmt not in ("text", "md"):
+            raise ConfigError(f"--format must be text or md, got {fmt!r}")
+        result = compare_summaries(load_summary(baseline), load_summary(current), tolerances)
+        typer.echo(format_comparison(result, fmt=fmt))
+        for line in result.regressions:
+            typer.echo(f"batchrun: regression: {line}", err=True)
+        return EXIT_OK if result.passed else EXIT_FAILED
+    guarded(body)
 
 
 from batchrun.sim.cli import serve  # noqa: E402  (after `app`, which it does not need)

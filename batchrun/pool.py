@@ -86,6 +86,7 @@ class Pool:
         self._queue: asyncio.Queue[tuple[Job | BadRow, float, float, float | None] | None] = \
             asyncio.Queue(maxsize=2 * config.concurrency)
         self._tasks: list[asyncio.Task[None]] = []
+        self._send_until: float | None = None
 
     async def run(self, items: Iterable[Job | BadRow], *, schedule: Iterator[float] | None = None,
                   send_for_s: float | None = None) -> None:
@@ -95,6 +96,7 @@ class Pool:
         `t0`; `send_for_s` stops taking new items that long after `t0` (in-flight ones finish).
         """
         limits = RateLimits(self.config.rpm, self.config.tpm)
+        self._send_until = None if send_for_s is None else self.t0 + send_for_s
         reader = asyncio.create_task(self._read(items, schedule, send_for_s), name="batchrun-reader")
         workers = [asyncio.create_task(self._work(limits), name=f"batchrun-worker-{i}")
                    for i in range(self.config.concurrency)]
@@ -147,6 +149,8 @@ class Pool:
             if entry is None:
                 return
             item, queued_at, queued_clock, planned = entry
+            if self._send_until is not None and self.clock() >= self._send_until:
+                continue        # the run's sending time is over: queued items are not sent
             if isinstance(item, BadRow):
                 self._finish(Record(id=item.id, row=item.row, status=SKIPPED, error_type="BadRow",
                                     error=item.reason, queued_at=queued_at))

@@ -26,14 +26,20 @@ _SDK_KEYS = {"model", "messages", "max_tokens", "max_completion_tokens", "temper
 
 
 def run_sync(endpoint: Endpoint, jobs: Iterable[Job], *, timeout_s: float | None, t0: float,
-             clock: Callable[[], float] = time.perf_counter) -> list[Record]:
-    """Send `jobs` one after another with the SDK (no SDK retries: a failure is a record)."""
+             send_for_s: float | None = None, clock: Callable[[], float] = time.perf_counter) -> list[Record]:
+    """Send `jobs` one after another with the SDK (no SDK retries: a failure is a record);
+    stop starting new ones `send_for_s` after `t0`."""
     client = openai.OpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key or "not-needed",
                            max_retries=0, timeout=timeout_s)
+    records: list[Record] = []
     try:
-        return [_one(client, job, endpoint, t0, clock) for job in jobs]
+        for job in jobs:
+            if send_for_s is not None and clock() - t0 >= send_for_s:
+                break
+            records.append(_one(client, job, endpoint, t0, clock))
     finally:
         client.close()
+    return records
 
 
 def _one(client: openai.OpenAI, job: Job, endpoint: Endpoint, t0: float,

@@ -1,0 +1,112 @@
+"""bench.py and the bench / report / compare commands, against the built-in endpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from batchrun.bench import arrivals, bench_jobs, parse_levels
+from batchrun.cli import app
+from batchrun.config import RunConfig
+from batchrun.errors import ConfigError
+from batchrun.sim import SimConfig, SimProcess
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+
+
+@pytest.fixture(scope="module")
+def fixed_sim():
+    """20 ms TTFT, 2 ms gaps, 10 tokens, no queueing: every request takes ~40 ms."""
+    with SimProcess(SimConfig(fixed_ttft_s=0.02, fixed_itl_s=0.002, output_tokens=10)) as sim:
+        yield sim
+
+
+@pytest.fixture(autouse=True)
+def in_tmp(monkeypatch, tmp_path):
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
+def test_bench_sweep_writes_every_run_and_a_report(fixed_sim, tmp_path) -> None:
+    result = invoke("bench", str(SAMPLES / "prompts.csv"), "--base-url", fixed_sim.base_url,
+                    "-n", "16", "-c", "1,4", "--warmup", "2", "--out", "b")
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "b"
+    manifest = json.loads((out / "bench.json").read_text())
+    assert [r["name"] for r in manifest["runs"]] == ["sync-r1", "async-c1-r1", "async-c4-r1"]
+    for name in ("sync-r1", "async-c1-r1", "async-c4-r1"):
+        lines = (out / "runs" / name / "records.jsonl").read_text().splitlines()
+        assert len(lines) == 16 and all(json.loads(l)["status"] == "ok" for l in lines)
+    summary = json.loads((out / "summary.json").read_text())
+    rows = {r["name"]: r for r in summary["bench"]["rows"]}
+    # Four at a time against a server with no queueing: clearly faster than one at a time.
+    assert rows["async-c4-r1"]["requests_per_s"] > 2 * rows["async-c1-r1"]["requests_per_s"]
+    assert summary["summary"]["bench_run"] in rows          # the headline is the recommended run
+    html = (out / "report.html").read_text()
+    for title in ("throughput vs concurrency", "latency and TTFT vs concurrency", "TTFT CDF per run",
+                  "in-flight timeline per run"):
+        assert title in html
+    assert html.count("data:image/png;base64,") >= 4
+    assert "Recommended concurrency" in result.output and "speedup over sync" in result.output
+
+
+def test_report_rebuilds_a_bench_and_compare_gates_it(fixed_sim, tmp_path) -> None:
+    args = ["bench", str(SAMPLES / "prompts.csv"), "--base-url", fixed_sim.base_url, "-n", "8",
+            "-c", "2", "--no-sync"]
+    assert invoke(*args, "--out", "a").exit_code == 0
+    (tmp_path / "a" / "report.html").unlink()
+    result = invoke("report", "a")
+    assert result.exit_code == 0 and (tmp_path / "a" / "report.html").exists()
+    same = invoke("compare", "a", "a", "--max-regression", "latency_p99=10%,throughput=-5%")
+    assert same.exit_code == 0, same.output
+    # A crafted regression: the current run's p99 latency doubled.
+    current = json.loads((tmp_path / "a" / "summary.json").read_text())
+    current["summary"]["latency_s"]["p99"] *= 2
+    (tmp_path / "slower.json").write_text(json.dumps(current))
+    worse = invoke("compare", "a", "slower.json", "--max-regression", "latency_p99=10%", "--format", "md")
+    assert worse.exit_code == 1 and "latency_p99" in worse.output and "|" in worse.output
+
+
+def test_open_loop_records_planned_and_actual_send_times(fixed_sim, tmp_path) -> None:
+    result = invoke("bench", str(SAMPLES / "prompts.csv"), "--base-url", fixed_sim.base_url, "-n", "20",
+                    "--rate", "40", "--no-sync", "--out", "r")
+    assert result.exit_code == 0, result.output
+    lines = (tmp_path / "r" / "runs" / "rate-40-r1" / "records.jsonl").read_text().splitlines()
+    records = [json.loads(l) for l in lines]
+    assert len(records) == 20 and all(r["scheduled_s"] is not None for r in records)
+    assert all(r["sent_s"] >= r["scheduled_s"] - 1e-3 for r in records)   # never sent early
+
+
+def test_bad_options_are_usage_errors(tmp_path) -> None:
+    result = invoke("bench", str(SAMPLES / "prompts.csv"), "-c", "1,x", "--base-url", "http://127.0.0.1:9/v1")
+    assert result.exit_code == 2 and "comma-separated" in result.output
+    result = invoke("compare", "nowhere", "nowhere2")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_bench_jobs_cycle_with_unique_ids() -> None:
+    jobs = bench_jobs(RunConfig(input=SAMPLES / "prompts.csv", model="m"), 100)
+    ids = [j.prompt.id for j in jobs]
+    assert len(ids) == 100 and len(set(ids)) == 100 and [j.prompt.row for j in jobs] == list(range(100))
+
+
+def test_arrivals_have_the_requested_mean_rate() -> None:
+    gen = arrivals(10.0, 1.0, seed=3)
+    times = [next(gen) for _ in range(5001)]
+    assert times[0] == 0 and all(b >= a for a, b in zip(times, times[1:]))
+    assert times[-1] / 5000 == pytest.approx(0.1, rel=0.05)       # mean gap 1/rate
+
+
+def test_parse_levels() -> None:
+    assert parse_levels("1,2, 4") == (1, 2, 4)
+    assert parse_levels("0.5,2", float) == (0.5, 2.0)
+    with pytest.raises(ConfigError):
+        parse_levels("1,two")

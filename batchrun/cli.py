@@ -13,7 +13,7 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
-from batchrun.config import RunConfig, env_endpoint, load_env_file, parse_json_option
+from batchrun.config import RunConfig, env_endpoint, load_env_file, parse_json_option, tool_choice_value
 from batchrun.errors import BatchrunError, ConfigError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -79,7 +79,8 @@ def run(
     tool_choice: Annotated[Optional[str], _opt("auto, none, required, or a tool name.")] = None,
     parallel_tool_calls: Annotated[Optional[bool], _opt("Allow several tool calls in one response.", "--parallel-tool-calls/--no-parallel-tool-calls")] = None,
     tool_module: Annotated[Optional[Path], _opt("Python file whose functions run the tools the model calls (runs your code in-process).")] = None,
-    max_tool_rounds: Annotated[int, _opt("Most tool-calling rounds per row.")] = 3,
+    max_tool_rounds: Annotated[int, _opt("Most follow-up requests after tool results, per row (with --tool-module).")] = 3,
+    tool_timeout: Annotated[float, _opt("Seconds one tool call may take (with --tool-module).")] = 30.0,
     base_url: BaseUrl = None,
     concurrency: Annotated[int, _opt("Most requests in flight at once.", "--concurrency", "-c", env="BATCHRUN_CONCURRENCY")] = 16,
     rpm: Rpm = None,
@@ -105,8 +106,8 @@ def run(
             input=prompts, fmt=fmt, prompt_column=prompt_column, id_column=id_column, template=template,
             system=system, on_bad_row=on_bad_row, model=model, max_tokens=max_tokens, temperature=temperature,
             extra_body=parse_json_option(extra_body, "--extra-body") or {},
-            tools=load_tool_definitions(tools) if tools else None, tool_choice=tool_choice,
-            parallel_tool_calls=parallel_tool_calls, tool_module=tool_module, max_tool_rounds=max_tool_rounds,
+            tools=load_tool_definitions(tools) if tools else None, tool_choice=tool_choice_value(tool_choice),
+            parallel_tool_calls=parallel_tool_calls, tool_module=tool_module, max_tool_rounds=max_tool_rounds, tool_timeout=tool_timeout,
             base_url=url, api_key=key, concurrency=concurrency, rpm=rpm, tpm=tpm, timeout=timeout,
             ttft_timeout=ttft_timeout, retries=retries, max_errors=max_errors, max_error_rate=max_error_rate,
             out=out, resume=resume, output_format=output_format, quiet=quiet, fail_on_error=fail_on_error)

@@ -41,6 +41,13 @@ def parse_json_option(value: str | None, option: str) -> Any:
         raise ConfigError(f"{option} is not valid JSON ({exc.msg} at column {exc.colno}): {value!r}") from exc
 
 
+def tool_choice_value(text: str | None) -> Any:
+    """--tool-choice: auto / none / required as they are, any other word names a function."""
+    if text is None or text in ("auto", "none", "required"):
+        return text
+    return {"type": "function", "function": {"name": text}}
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything one `batchrun run` needs; built once by the CLI, never mutated."""

@@ -221,10 +221,20 @@ def _distributions(ok: list[Record], sent: list[Record]) -> dict[str, dict[str, 
 
 
 def _tool_stats(records: list[Record]) -> dict[str, Any]:
+    """Tool-calling rows: calls, calls whose arguments failed their schema, rounds per row,
+    tool outcomes, and the TTFT of the first round beside that of the final answer."""
     with_calls = [r for r in records if r.tool_calls]
+    multi = [r for r in records if r.rounds and len(r.rounds) > 1 and r.status == OK]
+    outcomes = Counter(t["status"] for r in records for rnd in r.rounds or [] for t in rnd.get("tool_results") or [])
     return {"records_with_tool_calls": len(with_calls),
             "tool_calls": sum(len(r.tool_calls or []) for r in with_calls),
-            "rounds": Distribution.of(len(r.rounds) for r in records if r.rounds is not None).to_dict()}
+            "invalid_arguments": sum(1 for r in with_calls for c in r.tool_calls or [] if c.get("valid") is False),
+            "tool_results": dict(outcomes),
+            "rounds": Distribution.of(len(r.rounds) for r in records if r.rounds is not None).to_dict(),
+            "first_round_ttft_s": Distribution.of(r.rounds[0]["ttft_s"] for r in multi
+                                                  if r.rounds[0]["ttft_s"] is not None).to_dict(),
+            "final_answer_ttft_s": Distribution.of(r.rounds[-1]["ttft_s"] for r in multi
+                                                   if r.rounds[-1]["ttft_s"] is not None).to_dict()}
 
 
 def _goodput(ok: list[Record], slo: dict[str, float] | None, wall: float | None) -> dict[str, Any] | None:

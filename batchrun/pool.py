@@ -6,11 +6,12 @@ retries, error isolation and cancellation. It never prints; progress is read fro
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from batchrun.client import (CONNECTION_ERROR, INCOMPLETE_STREAM, MALFORMED_CHUNK, STREAM_ERROR,
                              AttemptResult, StreamClient)
@@ -18,6 +19,8 @@ from batchrun.errors import BatchrunError
 from batchrun.limits import RateLimits, backoff_s
 from batchrun.prompt import BadRow, Prompt
 from batchrun.records import CANCELLED, ERROR, OK, SKIPPED, TIMEOUT, Attempt, Record
+from batchrun.requests import estimate_request_tokens
+from batchrun.tools import ToolRunner, assistant_message, check_calls, merge_rounds, round_entry
 
 Clock = Callable[[], float]
 _RETRYABLE_STATUS = {408, 409, 429}
@@ -36,6 +39,7 @@ class PoolConfig:
     max_errors: int | None = None
     max_error_rate: float | None = None
     seed: int | None = None              # jitter; set in tests for repeatable waits
+    max_tool_rounds: int = 3             # follow-up requests after tool results (with a ToolRunner)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +80,8 @@ class Pool:
     """Runs Jobs through `concurrency` workers and hands each finished Record to `sink`."""
 
     def __init__(self, client: StreamClient, sink: Callable[[Record], None], config: PoolConfig,
-                 *, t0: float, clock: Clock = time.perf_counter) -> None:
-        self.client, self.sink, self.config = client, sink, config
+                 *, t0: float, clock: Clock = time.perf_counter, tool_runner: ToolRunner | None = None) -> None:
+        self.client, self.sink, self.config, self.tool_runner = client, sink, config, tool_runner
         self.t0, self.clock = t0, clock
         self.stats = PoolStats()
         self.input_error: BatchrunError | None = None
@@ -161,37 +165,78 @@ class Pool:
 
     async def _process(self, job: Job, limits: RateLimits, queued_at: float,
                        queued_clock: float) -> Record:
-        log: list[Attempt] = []
-        result: AttemptResult | None = None
-        queue_wait = 0.0
+        row = _RowState(queued_clock=queued_clock)
         try:
-            for attempt in range(self.config.retries + 1):
-                await limits.acquire(job.estimated_tokens)
-                if attempt == 0:
-                    queue_wait = self.clock() - queued_clock
-                result = await self._attempt(job, log)
-                if result.status == OK:
-                    limits.correct(job.estimated_tokens, _used_tokens(result, job))
-                    break
-                if not is_retryable(result) or attempt == self.config.retries:
-                    break
-                await self._backoff(attempt, result, log[-1])
+            result = await self._request(job.body, job.estimated_tokens, job, limits, row)
+            if result.status == OK and result.tool_calls is not None:
+                check_calls(result.tool_calls, self._offered_tools(job))
+                if self.tool_runner is not None:
+                    result = await self._tool_rounds(job, result, limits, row)
         except asyncio.CancelledError:
-            record = self._cancelled(job, result, log, queued_at, queue_wait)
+            record = self._cancelled(job, row.result, row.log, queued_at, row.queue_wait or 0.0)
             self._finish(record)
             raise
         except Exception as exc:  # noqa: BLE001 - error isolation: a bug in one request never stops the run
-            result = result or AttemptResult(sent=self.clock())
+            result = row.result or AttemptResult(sent=self.clock())
             result.fail(ERROR, "ClientError", f"{type(exc).__name__}: {exc}")
-        assert result is not None
-        return self._to_record(job, result, log, queued_at, queue_wait)
+        record = self._to_record(job, result, row.log, queued_at, row.queue_wait or 0.0)
+        if row.rounds:
+            merge_rounds(record, row.rounds, self.t0)
+        return record
 
-    async def _attempt(self, job: Job, log: list[Attempt]) -> AttemptResult:
+    async def _request(self, body: bytes, estimated_tokens: int, job: Job, limits: RateLimits,
+                       row: "_RowState") -> AttemptResult:
+        """One model call with its retries; the last attempt's result."""
+        for attempt in range(self.config.retries + 1):
+            await limits.acquire(estimated_tokens)
+            if row.queue_wait is None:
+                row.queue_wait = self.clock() - row.queued_clock
+            row.result = result = await self._attempt(body, row.log)
+            if result.status == OK:
+                limits.correct(estimated_tokens, _used_tokens(result, job))
+                break
+            if not is_retryable(result) or attempt == self.config.retries:
+                break
+            await self._backoff(attempt, result, row.log[-1])
+        return result
+
+    async def _tool_rounds(self, job: Job, result: AttemptResult, limits: RateLimits,
+                           row: "_RowState") -> AttemptResult:
+        """Run the requested tools, send their results back, and repeat while the model calls
+        tools, up to --max-tool-rounds follow-up requests; every round is kept."""
+        assert self.tool_runner is not None
+        body = json.loads(job.body)
+        tools = body.get("tools")
+        start = len(row.log)
+        for follow_up in range(1, self.config.max_tool_rounds + 2):
+            entry = round_entry(result, row.log[start:], self.t0)
+            row.rounds.append(entry)
+            start = len(row.log)
+            if result.status != OK or not result.tool_calls:
+                return result
+            if follow_up > self.config.max_tool_rounds:
+                return result.fail(ERROR, "ToolRoundLimit", "the model still called tools after "
+                                   f"--max-tool-rounds {self.config.max_tool_rounds}")
+            outputs = await self.tool_runner.run_calls(result.tool_calls)
+            entry["tool_results"] = outputs
+            body["messages"] = [*body["messages"], assistant_message(result.text, result.tool_calls),
+                                *({"role": "tool", "tool_call_id": o["tool_call_id"], "content": o["content"]}
+                                  for o in outputs)]
+            data = json.dumps(body, ensure_ascii=False).encode()
+            result = await self._request(data, estimate_request_tokens(body), job, limits, row)
+            if result.status == OK and result.tool_calls is not None:
+                check_calls(result.tool_calls, tools)
+        return result
+
+    def _offered_tools(self, job: Job) -> list[dict[str, Any]] | None:
+        return json.loads(job.body).get("tools")
+
+    async def _attempt(self, body: bytes, log: list[Attempt]) -> AttemptResult:
         stats = self.stats
         stats.in_flight += 1
         stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
         try:
-            result = await self.client.send(job.body)
+            result = await self.client.send(body)
         finally:
             stats.in_flight -= 1
         log.append(Attempt(status=result.status, sent_s=result.sent - self.t0,
@@ -267,6 +312,17 @@ class Pool:
                                  f"--max-error-rate {cfg.max_error_rate:g}")
         if self.abort_reason is not None:
             self.stop()
+
+
+@dataclass
+class _RowState:
+    """What one row has done so far, kept outside the call stack so a cancellation can record it."""
+
+    queued_clock: float
+    queue_wait: float | None = None
+    result: AttemptResult | None = None
+    log: list[Attempt] = field(default_factory=list)
+    rounds: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _used_tokens(result: AttemptResult, job: Job) -> int:

@@ -160,10 +160,14 @@ def _tools_section(tools: Mapping[str, Any]) -> Section | None:
     rounds = tools["rounds"]
     if not (tools["records_with_tool_calls"] or rounds["count"]):
         return None
+    first, final = tools.get("first_round_ttft_s") or {}, tools.get("final_answer_ttft_s") or {}
+    outcomes = ", ".join(f"{k} {v}" for k, v in (tools.get("tool_results") or {}).items()) or "-"
     return Section("Tool calls", [Table(
-        ["records with tool calls", "tool calls", "rounds mean", "rounds max"],
-        [[str(tools["records_with_tool_calls"]), str(tools["tool_calls"]),
-          fmt_num(rounds["mean"]), fmt_num(rounds["max"], 0)]])])
+        ["records with tool calls", "tool calls", "invalid arguments", "rounds mean", "rounds max",
+         "tool results", "p50 TTFT first round", "p50 TTFT final answer"],
+        [[str(tools["records_with_tool_calls"]), str(tools["tool_calls"]), str(tools.get("invalid_arguments", 0)),
+          fmt_num(rounds["mean"]), fmt_num(rounds["max"], 0), outcomes,
+          fmt_s(first.get("p50")), fmt_s(final.get("p50"))]])])
 
 
 def run_document(summary: Mapping[str, Any], records: Sequence[Record],

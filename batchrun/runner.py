@@ -29,6 +29,7 @@ from batchrun.pool import Job, Pool, PoolConfig
 from batchrun.progress import sample_loop_lag, show_progress
 from batchrun.prompt import BadRow, Prompt
 from batchrun.records import RecordSink
+from batchrun.tools import ToolRunner
 from batchrun.requests import RequestDefaults, build_body, estimate_prompt_tokens, estimate_request_tokens
 
 RECORDS, RUN_JSON, SUMMARY = "records.jsonl", "run.json", "summary.json"
@@ -146,7 +147,8 @@ async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, skip: set[
         async with make_session(config.concurrency) as session:
             client = StreamClient(session, endpoint, timeout_s=config.timeout,
                                   ttft_timeout_s=config.ttft_timeout, clock=clock)
-            pool = Pool(client, sink.write, _pool_config(config), t0=t0, clock=clock)
+            runner = ToolRunner.from_file(config.tool_module, config.tool_timeout) if config.tool_module else None
+            pool = Pool(client, sink.write, _pool_config(config), t0=t0, clock=clock, tool_runner=runner)
             pool.stats.resumed = len(skip)
             async with _signals(pool, sink) as interrupted, _background(pool, config, lag, clock):
                 await pool.run(jobs(config, skip))
@@ -160,7 +162,8 @@ async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, skip: set[
 def _pool_config(config: RunConfig) -> PoolConfig:
     return PoolConfig(concurrency=config.concurrency, rpm=config.rpm, tpm=config.tpm,
                       retries=config.retries, max_errors=config.max_errors,
-                      max_error_rate=config.max_error_rate, seed=config.seed)
+                      max_error_rate=config.max_error_rate, seed=config.seed,
+                      max_tool_rounds=config.max_tool_rounds)
 
 
 @contextlib.asynccontextmanager

@@ -174,12 +174,17 @@ def test_estimated_tokens_are_counted_and_warned():
 
 
 def test_tool_call_stats():
-    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
-    rs = [ok("a", tool_calls=[call, call], rounds=[{}, {}, {}]), ok("b", tool_calls=[], rounds=[{}]),
+    good = {"id": "c1", "name": "f", "valid": True}
+    bad = {"id": "c2", "name": "f", "valid": False}
+    rounds = [{"ttft_s": 0.2, "tool_results": [{"status": "ok"}, {"status": "error"}]},
+              {"ttft_s": 0.5, "tool_results": [{"status": "ok"}]}, {"ttft_s": 0.3, "tool_results": None}]
+    rs = [ok("a", tool_calls=[good, bad, good], rounds=rounds), ok("b", tool_calls=[], rounds=[{}]),
           ok("c")]
     t = summarize(rs)["tool_calls"]
-    assert (t["records_with_tool_calls"], t["tool_calls"]) == (1, 2)
+    assert (t["records_with_tool_calls"], t["tool_calls"], t["invalid_arguments"]) == (1, 3, 1)
     assert (t["rounds"]["count"], t["rounds"]["mean"]) == (2, 2.0)
+    assert t["tool_results"] == {"ok": 2, "error": 1}
+    assert t["first_round_ttft_s"]["p50"] == 0.2 and t["final_answer_ttft_s"]["p50"] == 0.3
 
 
 # ---------------------------------------------------------------- in flight

@@ -1,7 +1,7 @@
 """One streamed chat request -> one timed AttemptResult. Never raises for a request failure.
 
 The hot path is deliberately lean: aiohttp, SSE lines split by hand, one
-`json.loads` per chunk and a clock read per chunk. Building an SDK object per
+`orjson.loads` per chunk and a clock read per network read. Building an SDK object per
 chunk costs ~100 us and caps a core at ~100 streamed requests/s (see
 shared/PERF-FACTS.md); the openai package gives us configuration, auth headers
 and the names of its error types instead.
@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import aiohttp
 import openai
+import orjson
 
 from batchrun.records import CANCELLED, ERROR, OK, TIMEOUT
 from batchrun.redact import redact
@@ -177,74 +178,19 @@ class StreamClient:
 
     async def _read_stream(self, resp: aiohttp.ClientResponse, result: AttemptResult,
                            deadline: asyncio.Timeout, start: float) -> None:
-        clock, sent = self.clock, result.sent
-        parts: list[str] = []
-        tools: ToolCallAssembler | None = None
-        last = 0.0
-        done = False
-        async for line in resp.content:
-            if not line.startswith(b"data:"):
-                continue            # blank separators, `event:` lines and `: keep-alive` comments
-            data = line[5:].strip()
-            if data == b"[DONE]":
-                done = True
+        # One clock read per network read (events that arrived together share their arrival
+        # time), and the lines split here rather than by aiohttp's per-line readline.
+        stream = SSEStream(result)
+        clock = self.clock
+        async for piece in resp.content.iter_any():
+            done = stream.feed(piece, clock())
+            if stream.first_output:
+                stream.first_output = False
+                if self.ttft_timeout_s is not None:   # swap the TTFT deadline for the whole-request one
+                    deadline.reschedule(None if self.timeout_s is None else start + self.timeout_s)
+            if done:
                 break
-            now = clock()
-            try:
-                chunk = json.loads(data)
-            except ValueError:
-                result.fail(ERROR, MALFORMED_CHUNK, f"a stream line is not JSON: {data[:80]!r}")
-                return
-            if not isinstance(chunk, dict):
-                result.fail(ERROR, MALFORMED_CHUNK, f"a stream line is not a JSON object: {data[:80]!r}")
-                return
-            if "error" in chunk and chunk["error"]:
-                result.fail(ERROR, STREAM_ERROR, _error_message(chunk["error"]))
-                return
-            choices = chunk.get("choices")
-            if choices:
-                choice = choices[0]
-                delta = choice.get("delta") or {}
-                content = delta.get("content")
-                calls = delta.get("tool_calls")
-                if content or calls:
-                    if result.ttft_s is None:
-                        result.ttft_s = now - sent
-                        if self.timeout_s is not None and self.ttft_timeout_s is not None:
-                            deadline.reschedule(start + self.timeout_s)
-                        elif self.timeout_s is None:
-                            deadline.reschedule(None)
-                    else:
-                        result.itl_s.append(now - last)
-                    last = now
-                    result.output_chunks += 1
-                    if content:
-                        if result.first_content_s is None:
-                            result.first_content_s = now - sent
-                        parts.append(content)
-                    if calls:
-                        if tools is None:
-                            tools = ToolCallAssembler()
-                            result.first_tool_call_s = now - sent
-                        tools.add(calls)
-                if choice.get("finish_reason"):
-                    result.finish_reason = choice["finish_reason"]
-            usage = chunk.get("usage")
-            if usage:
-                result.prompt_tokens = usage.get("prompt_tokens")
-                result.completion_tokens = usage.get("completion_tokens")
-            if result.model is None:
-                result.model = chunk.get("model")
-        result.total_s = clock() - sent
-        result.text = "".join(parts)
-        if tools is not None:
-            result.tool_calls = tools.calls()
-        if result.ttft_s is not None:
-            result.latency_s = last - sent
-        if not done:
-            result.fail(ERROR, INCOMPLETE_STREAM, "the stream ended without `data: [DONE]`")
-        elif result.output_chunks == 0:
-            result.fail(ERROR, EMPTY_RESPONSE, "the stream finished without any content or tool call")
+        stream.finish(clock())
 
     async def _read_error(self, resp: aiohttp.ClientResponse, result: AttemptResult) -> None:
         raw = await resp.content.read(_MAX_ERROR_BODY)
@@ -255,6 +201,108 @@ class StreamClient:
             # A proxy's HTML page or plain text: show its start, not the whole page.
             message = " ".join(raw.decode("utf-8", "replace").split())[:200] or "(empty body)"
         result.fail(ERROR, status_error_type(resp.status), f"HTTP {resp.status}: {message}")
+
+
+class SSEStream:
+    """Turns the bytes of one streamed response into the AttemptResult's text, tool calls,
+    usage and chunk times. Pure: `feed(bytes, now)` per network read, `finish(now)` at the end.
+
+    The per-chunk path is one orjson.loads (0.7 us against json.loads' 2.7 us for a typical
+    chunk) and a few dict lookups for an ordinary content chunk; everything rarer is off it.
+    """
+
+    __slots__ = ("result", "first_output", "done", "_tail", "_parts", "_tools", "_last")
+
+    def __init__(self, result: AttemptResult) -> None:
+        self.result = result
+        self.first_output = False       # set when the first output chunk arrives (cleared by the caller)
+        self.done = False               # `data: [DONE]` seen
+        self._tail = b""
+        self._parts: list[str] = []
+        self._tools: ToolCallAssembler | None = None
+        self._last: float | None = None
+
+    def feed(self, piece: bytes, now: float) -> bool:
+        """Process one network read that arrived at `now`; True once the stream is over."""
+        lines = (self._tail + piece).split(b"\n") if self._tail else piece.split(b"\n")
+        self._tail = lines.pop()
+        result, loads = self.result, orjson.loads
+        for line in lines:
+            if not line.startswith(b"data:"):
+                continue            # blank separators, `event:` lines and `: keep-alive` comments
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                self.done = True
+                return True
+            try:
+                chunk = loads(data)
+                choices = chunk.get("choices")
+            except (ValueError, AttributeError):
+                result.fail(ERROR, MALFORMED_CHUNK, f"a stream line is not a JSON object: {data[:80]!r}")
+                return True
+            if choices:
+                choice = choices[0]
+                delta = choice.get("delta")
+                if delta:
+                    content = delta.get("content")
+                    calls = delta.get("tool_calls")
+                    if content or calls:
+                        self._output(chunk, content, calls, now)
+                if choice.get("finish_reason"):
+                    result.finish_reason = choice["finish_reason"]
+                    _read_usage(chunk, result)      # some servers put usage on the finish chunk
+            elif chunk.get("error"):
+                result.fail(ERROR, STREAM_ERROR, _error_message(chunk["error"]))
+                return True
+            else:
+                _read_usage(chunk, result)
+        return False
+
+    def _output(self, chunk: dict[str, Any], content: str | None, calls: Any, now: float) -> None:
+        result = self.result
+        since_send = now - result.sent
+        if self._last is None:
+            result.ttft_s = since_send
+            result.model = chunk.get("model")
+            self.first_output = True
+        else:
+            result.itl_s.append(now - self._last)
+        self._last = now
+        if content:
+            self._parts.append(content)
+            if result.first_content_s is None:
+                result.first_content_s = since_send
+        if calls:
+            if self._tools is None:
+                self._tools = ToolCallAssembler()
+                result.first_tool_call_s = since_send
+            self._tools.add(calls)
+
+    def finish(self, now: float) -> None:
+        """The response ended at `now` (or was abandoned): settle totals and the outcome."""
+        result = self.result
+        result.total_s = now - result.sent
+        result.output_chunks = 0 if self._last is None else len(result.itl_s) + 1
+        result.text = "".join(self._parts)
+        if self._tools is not None:
+            result.tool_calls = self._tools.calls()
+        if self._last is not None:
+            result.latency_s = self._last - result.sent
+        if result.status != OK:
+            return
+        if not self.done:
+            result.fail(ERROR, INCOMPLETE_STREAM, "the stream ended without `data: [DONE]`")
+        elif self._last is None:
+            result.fail(ERROR, EMPTY_RESPONSE, "the stream finished without any content or tool call")
+
+
+def _read_usage(chunk: dict[str, Any], result: AttemptResult) -> None:
+    usage = chunk.get("usage")
+    if usage:
+        result.prompt_tokens = usage.get("prompt_tokens")
+        result.completion_tokens = usage.get("completion_tokens")
+    if result.model is None:
+        result.model = chunk.get("model")
 
 
 def _error_message(error: Any) -> str:

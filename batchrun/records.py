@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields
+
+import orjson
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -66,8 +68,15 @@ class Record:
     output_tokens_per_s: float | None = None  # completion_tokens / latency_s
     rounds: list[dict[str, Any]] | None = None  # tool-calling rounds, when the row ran tools
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; by hand, since dataclasses.asdict deep-copies every list (slow per record)."""
+        data = {name: getattr(self, name) for name in _RECORD_FIELDS}
+        data["attempt_log"] = [{name: getattr(a, name) for name in _ATTEMPT_FIELDS} for a in self.attempt_log]
+        return data
+
+    def to_json(self) -> bytes:
+        """One JSON line's bytes (UTF-8, no newline)."""
+        return orjson.dumps(self.to_dict())
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Record":
@@ -77,6 +86,10 @@ class Record:
         return cls(**kwargs)
 
 
+_RECORD_FIELDS = tuple(f.name for f in fields(Record))
+_ATTEMPT_FIELDS = tuple(f.name for f in fields(Attempt))
+
+
 class RecordSink:
     """Appends one JSON line per record and flushes it, so a crash loses only what is in flight."""
 
@@ -84,7 +97,7 @@ class RecordSink:
         self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(path, "a", encoding="utf-8")
+            self._file = open(path, "ab")
         except OSError as exc:
             raise OutputError(f"cannot write {path}: {exc.strerror} (choose another --out)") from exc
         self._repair_torn_tail()
@@ -95,11 +108,11 @@ class RecordSink:
             with open(self.path, "rb") as f:
                 f.seek(-1, os.SEEK_END)
                 if f.read(1) != b"\n":
-                    self._file.write("\n")
+                    self._file.write(b"\n")
 
     def write(self, record: Record) -> None:
         try:
-            self._file.write(record.to_json() + "\n")
+            self._file.write(record.to_json() + b"\n")
             self._file.flush()
         except OSError as exc:
             raise OutputError(f"cannot write {self.path}: {exc.strerror} (is the disk full?)") from exc

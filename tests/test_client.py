@@ -1,4 +1,4 @@
-"""client.py: one streamed request -> one AttemptResult, timed on an injected clock."""
+"""client.py: one streamed request -> one AttemptResult; the timing maths on exact instants."""
 
 from __future__ import annotations
 
@@ -9,63 +9,69 @@ import pytest
 from aiohttp import web
 
 from batchrun.client import (CONNECTION_ERROR, EMPTY_RESPONSE, INCOMPLETE_STREAM, MALFORMED_CHUNK,
-                             STREAM_ERROR, Endpoint, StreamClient, make_session, retry_after,
-                             status_error_type)
+                             STREAM_ERROR, AttemptResult, Endpoint, SSEStream, StreamClient, make_session,
+                             retry_after, status_error_type)
 from rawserver import DONE, chunk, cut, raw_server, sse, usage_chunk
 
 BODY = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}).encode()
 
 
-class ScriptedClock:
-    """Returns the given instants in order: the client's timing maths on exact numbers."""
-
-    def __init__(self, *instants: float) -> None:
-        self.instants = list(instants)
-
-    def __call__(self) -> float:
-        return self.instants.pop(0)
-
-
-async def send(base_url: str, clock=None, **kw) -> object:
+async def send(base_url: str, **kw) -> AttemptResult:
     async with make_session(4) as session:
         client = StreamClient(session, Endpoint(base_url, api_key=kw.pop("api_key", None)), **kw)
-        if clock is not None:
-            client.clock = clock
         return await client.send(BODY)
 
 
-async def test_timing_on_exact_instants() -> None:
-    """ttft, itl, latency and total from a scripted clock: clock reads are send, then one per
-    data line (role, 3 contents, finish, usage), then the end."""
-    pieces = [chunk("", role="assistant"), chunk("a"), chunk(" b"), chunk(" c"), chunk(finish="stop"),
-              usage_chunk(5, 3), DONE]
-    clock = ScriptedClock(10.0, 10.05, 10.3, 10.32, 10.37, 10.371, 10.372, 10.4)
+def feed(pieces: list[tuple[float, bytes]], end: float, sent: float = 0.0) -> AttemptResult:
+    """Run SSEStream on network reads that arrived at exact instants."""
+    result = AttemptResult(sent=sent)
+    stream = SSEStream(result)
+    for now, piece in pieces:
+        if stream.feed(piece, now):
+            break
+    stream.finish(end)
+    return result
 
-    async def handler(request: web.Request) -> web.StreamResponse:
-        return await sse(request, pieces)
 
-    async with raw_server(handler) as url:
-        r = await send(url, clock)
+def test_timing_on_exact_instants() -> None:
+    reads = [(10.05, chunk("", role="assistant")), (10.3, chunk("a")), (10.32, chunk(" b")),
+             (10.37, chunk(" c") + chunk(finish="stop")), (10.372, usage_chunk(5, 3) + DONE)]
+    r = feed(reads, end=10.4, sent=10.0)
     assert r.status == "ok" and r.text == "a b c" and r.finish_reason == "stop"
     assert r.ttft_s == pytest.approx(0.3)               # the empty role chunk is not a token
     assert r.itl_s == pytest.approx([0.02, 0.05])
     assert r.latency_s == pytest.approx(0.37)           # the last content chunk, not the usage chunk
     assert r.latency_s - r.ttft_s == pytest.approx(sum(r.itl_s))
     assert r.total_s == pytest.approx(0.4)
-    assert (r.prompt_tokens, r.completion_tokens, r.output_chunks) == (5, 3, 3)
-    assert r.request_id == "req-raw" and r.model == "raw-model"
+    assert (r.prompt_tokens, r.completion_tokens, r.output_chunks, r.model) == (5, 3, 3, "raw-model")
 
 
-async def test_multi_token_chunks_count_one_gap_each() -> None:
-    pieces = [chunk("one two"), chunk(" three four five"), chunk(finish="length"), usage_chunk(2, 5), DONE]
-    clock = ScriptedClock(0.0, 0.1, 0.3, 0.31, 0.32, 0.4)
+def test_events_in_one_read_share_its_arrival_time_and_lines_may_split_anywhere() -> None:
+    stream = chunk("x") + chunk("y") + chunk("z") + DONE
+    first = len(chunk("x"))
+    r = feed([(1.0, stream[:7]), (1.5, stream[7:first + 20]), (2.0, stream[first + 20:])], end=2.0)
+    assert r.text == "xyz" and r.status == "ok" and r.ttft_s == 1.5   # the first event completes at 1.5
+    assert r.itl_s == [0.5, 0.0]                     # y and z arrived in the same read
+    assert sum(r.itl_s) == pytest.approx(r.latency_s - r.ttft_s)
+
+
+def test_multi_token_chunks_count_one_gap_each() -> None:
+    r = feed([(0.1, chunk("one two")), (0.3, chunk(" three four five")),
+              (0.31, chunk(finish="length") + usage_chunk(2, 5) + DONE)], end=0.4)
+    assert r.itl_s == pytest.approx([0.2]) and r.completion_tokens == 5 and r.finish_reason == "length"
+
+
+async def test_a_real_stream_over_a_socket() -> None:
+    pieces = [chunk("", role="assistant"), 0.05, chunk("a"), 0.05, chunk(" b"), chunk(finish="stop"),
+              usage_chunk(5, 2), DONE]
 
     async def handler(request: web.Request) -> web.StreamResponse:
         return await sse(request, pieces)
 
     async with raw_server(handler) as url:
-        r = await send(url, clock)
-    assert r.itl_s == pytest.approx([0.2]) and r.completion_tokens == 5 and r.finish_reason == "length"
+        r = await send(url)
+    assert r.status == "ok" and r.text == "a b" and r.completion_tokens == 2 and r.request_id == "req-raw"
+    assert 0.03 < r.ttft_s < 5 and r.latency_s >= r.ttft_s
 
 
 @pytest.mark.parametrize("status,body,ctype,expected", [

@@ -1,0 +1,102 @@
+"""`batchrun serve`: run the simulated endpoint in the foreground until Ctrl-C.
+
+Registered by the main app as `app.command("serve")(serve)`; this module only maps options
+onto a SimConfig and runs the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Optional
+
+import typer
+
+from batchrun.errors import ConfigError
+from batchrun.sim.config import DEFAULT_MODEL, SimConfig
+from batchrun.sim.server import run_loop, serve_sim
+
+_LAT = "Latency model"
+_FAULTS = "Faults (probabilities per request, seeded)"
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on; keep the loopback default unless you "
+                                           "mean to expose it.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port; 0 picks a free one.")] = 8000,
+    model: Annotated[Optional[list[str]], typer.Option(
+        "--model", help=f"Model name to list in /v1/models; repeat for several. [default: {DEFAULT_MODEL}]")] = None,
+    enforce_models: Annotated[bool, typer.Option(
+        help="Answer 404 model_not_found for a model not given with --model.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed for text, lengths, jitter and faults.")] = 0,
+    api_key: Annotated[Optional[str], typer.Option(
+        help="Require 'Authorization: Bearer KEY' (401 otherwise). Default: no auth.")] = None,
+    fast: Annotated[bool, typer.Option(
+        help="Zero delays and no queueing: measures the client's own overhead.")] = False,
+    fixed_ttft: Annotated[Optional[float], typer.Option(
+        help="Fixed-latency mode: exact seconds to first token (no jitter, no queue).", rich_help_panel=_LAT)] = None,
+    fixed_itl: Annotated[Optional[float], typer.Option(
+        help="Fixed-latency mode: exact seconds between chunks.", rich_help_panel=_LAT)] = None,
+    ttft: Annotated[float, typer.Option(help="Base seconds to first token.", rich_help_panel=_LAT)] = 0.25,
+    prefill: Annotated[float, typer.Option(
+        help="Seconds added to TTFT per prompt token.", rich_help_panel=_LAT)] = 0.0002,
+    itl: Annotated[float, typer.Option(
+        help="Seconds between tokens with one sequence decoding.", rich_help_panel=_LAT)] = 0.025,
+    itl_load_factor: Annotated[float, typer.Option(
+        help="Relative ITL growth per extra decoding sequence.", rich_help_panel=_LAT)] = 0.03,
+    jitter: Annotated[float, typer.Option(
+        help="Lognormal sigma of TTFT and ITL jitter (0: none).", rich_help_panel=_LAT)] = 0.15,
+    max_concurrency: Annotated[int, typer.Option(
+        help="Sequences decoding at once; more requests wait FIFO.", rich_help_panel=_LAT)] = 16,
+    output_tokens_mean: Annotated[float, typer.Option(
+        help="Mean answer length in tokens (lognormal).", rich_help_panel=_LAT)] = 80.0,
+    output_tokens: Annotated[Optional[int], typer.Option(
+        help="Fixed answer length in tokens (max_tokens still caps it).", rich_help_panel=_LAT)] = None,
+    rpm: Annotated[Optional[int], typer.Option(help="Requests-per-minute limit (429 beyond it).")] = None,
+    tpm: Annotated[Optional[int], typer.Option(
+        help="Tokens-per-minute limit: prompt tokens + max_tokens (256 if unset).")] = None,
+    tool_call_rate: Annotated[float, typer.Option(
+        help="Chance of a tool call when tools are offered and none is named in the prompt.")] = 0.0,
+    fault_500: Annotated[float, typer.Option(help="HTTP 500 rate.", rich_help_panel=_FAULTS)] = 0.0,
+    fault_502: Annotated[float, typer.Option(help="HTTP 502 rate.", rich_help_panel=_FAULTS)] = 0.0,
+    fault_503: Annotated[float, typer.Option(help="HTTP 503 rate.", rich_help_panel=_FAULTS)] = 0.0,
+    fault_429: Annotated[float, typer.Option(help="Injected 429 rate.", rich_help_panel=_FAULTS)] = 0.0,
+    fault_cut: Annotated[float, typer.Option(
+        help="Stream closed mid-way, without [DONE].", rich_help_panel=_FAULTS)] = 0.0,
+    fault_stall: Annotated[float, typer.Option(
+        help="Stream goes silent mid-way for --stall-seconds.", rich_help_panel=_FAULTS)] = 0.0,
+    fault_malformed: Annotated[float, typer.Option(
+        help="One data: line that is not JSON.", rich_help_panel=_FAULTS)] = 0.0,
+    stall_seconds: Annotated[float, typer.Option(help="Length of a stall.", rich_help_panel=_FAULTS)] = 3600.0,
+) -> None:
+    """Run a simulated OpenAI-compatible endpoint (latency model, rate limits, faults) until Ctrl-C."""
+    try:
+        config = SimConfig(
+            seed=seed, models=tuple(model or (DEFAULT_MODEL,)), enforce_models=enforce_models,
+            api_key=api_key, fast=fast, fixed_ttft_s=fixed_ttft, fixed_itl_s=fixed_itl, ttft_s=ttft,
+            prefill_s_per_token=prefill, itl_s=itl, itl_load_factor=itl_load_factor, jitter=jitter,
+            max_concurrency=max_concurrency, output_tokens_mean=output_tokens_mean,
+            output_tokens=output_tokens, rpm=rpm, tpm=tpm, tool_call_rate=tool_call_rate,
+            error_500_rate=fault_500, error_502_rate=fault_502, error_503_rate=fault_503,
+            error_429_rate=fault_429, cut_rate=fault_cut, stall_rate=fault_stall,
+            malformed_rate=fault_malformed, stall_s=stall_seconds)
+    except ConfigError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        run_loop(_serve_forever(config, host, port))
+    except KeyboardInterrupt:
+        typer.echo("\nstopped", err=True)
+        raise typer.Exit(130) from None
+    except OSError as err:
+        typer.echo(f"error: cannot listen on {host}:{port}: {err.strerror} (try --port 0)", err=True)
+        raise typer.Exit(2) from None
+
+
+async def _serve_forever(config: SimConfig, host: str, port: int) -> None:
+    async with serve_sim(config, host, port) as sim:
+        mode = "fast" if config.fast else "fixed-latency" if config.fixed else "latency model"
+        typer.echo(f"batchrun sim ({mode}) listening on {sim.base_url}")
+        typer.echo(f"export OPENAI_BASE_URL={sim.base_url}")
+        typer.echo(f"export OPENAI_API_KEY={config.api_key or 'sim'}")
+        typer.echo("stats: " + sim.url + "/sim/stats   (Ctrl-C to stop)")
+        await asyncio.Event().wait()

@@ -1,0 +1,106 @@
+"""SimConfig: every knob of the simulated endpoint, frozen so one config describes one server."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from batchrun.errors import ConfigError
+
+DEFAULT_MODEL = "batchrun-sim"
+
+# Fault kinds with a seeded rate; the SimConfig field for kind K is f"{K}_rate".
+ERROR_FAULTS = ("error_500", "error_502", "error_503", "error_429")
+STREAM_FAULTS = ("cut", "stall", "malformed")
+FAULT_KINDS = ERROR_FAULTS + STREAM_FAULTS
+
+
+@dataclass(frozen=True, slots=True)
+class SimConfig:
+    """The simulated endpoint's behaviour. Durations in seconds; rates are probabilities per request."""
+
+    seed: int = 0
+    models: tuple[str, ...] = (DEFAULT_MODEL,)  # /v1/models lists these; the first is the default
+    enforce_models: bool = False             # True: an unlisted model gets 404 model_not_found
+    api_key: str | None = None               # None: no auth; else "Authorization: Bearer <key>" is required
+
+    # Output length: lognormal with this mean, capped by max_tokens; output_tokens fixes it instead.
+    output_tokens_mean: float = 80.0
+    output_tokens_sigma: float = 0.6         # lognormal shape: 0.6 gives p10/p90 of about 0.4x / 1.8x the mean
+    output_tokens: int | None = None
+
+    # Latency model (see batchrun/sim/model.py and docs/serve.md for the formulas).
+    ttft_s: float = 0.25                     # base time to first token, before queueing and prefill
+    prefill_s_per_token: float = 0.0002      # added to TTFT per prompt token (1,000 tokens -> +0.2 s)
+    itl_s: float = 0.025                     # gap between tokens with one sequence decoding
+    itl_load_factor: float = 0.03            # relative ITL growth per extra decoding sequence
+    jitter: float = 0.15                     # lognormal sigma of the per-request TTFT / per-token ITL factors
+    max_concurrency: int = 16                # sequences decoding at once; more requests wait FIFO
+
+    fast: bool = False                       # zero delays, no queueing: measures the client's own overhead
+    fixed_ttft_s: float | None = None        # fixed-latency mode (either set): exact TTFT, ...
+    fixed_itl_s: float | None = None         # ... exact gap between chunks; no jitter, no queueing
+
+    rpm: int | None = None                   # requests per minute (token bucket); None: unlimited
+    tpm: int | None = None                   # tokens per minute: prompt tokens + max_tokens (else 256)
+
+    tool_call_rate: float = 0.0              # chance of a tool call when tools are offered and none is named
+
+    error_500_rate: float = 0.0
+    error_502_rate: float = 0.0
+    error_503_rate: float = 0.0
+    error_429_rate: float = 0.0              # injected 429s, apart from the rpm/tpm limiter
+    cut_rate: float = 0.0                    # connection closed mid-stream, no [DONE]
+    stall_rate: float = 0.0                  # no bytes for stall_s mid-stream
+    malformed_rate: float = 0.0              # one `data:` line that is not JSON
+    stall_s: float = 3600.0
+    retry_after_s: float = 1.0               # retry-after sent with injected 429 / 503
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @property
+    def fixed(self) -> bool:
+        """Fixed-latency mode: set TTFT and gaps, no jitter, no queueing."""
+        return self.fixed_ttft_s is not None or self.fixed_itl_s is not None
+
+    def fault_rate(self, kind: str) -> float:
+        return float(getattr(self, f"{kind}_rate"))
+
+    def replace(self, **changes: Any) -> SimConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> SimConfig:
+        data = json.loads(text)
+        data["models"] = tuple(data["models"])
+        return cls(**data)
+
+
+def _validate(cfg: SimConfig) -> None:
+    if not cfg.models or not all(isinstance(m, str) and m for m in cfg.models):
+        raise ConfigError("sim: give at least one non-empty model name (--model NAME)")
+    if cfg.max_concurrency < 1:
+        raise ConfigError("sim: --max-concurrency must be at least 1")
+    for name in ("ttft_s", "prefill_s_per_token", "itl_s", "itl_load_factor", "jitter", "stall_s",
+                 "retry_after_s", "output_tokens_sigma"):
+        if getattr(cfg, name) < 0:
+            raise ConfigError(f"sim: {name} must not be negative")
+    for name in ("fixed_ttft_s", "fixed_itl_s"):
+        if (getattr(cfg, name) or 0) < 0:
+            raise ConfigError(f"sim: {name} must not be negative")
+    if cfg.output_tokens_mean < 1 or (cfg.output_tokens is not None and cfg.output_tokens < 1):
+        raise ConfigError("sim: output tokens must be at least 1")
+    for name in ("rpm", "tpm"):
+        if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
+            raise ConfigError(f"sim: --{name} must be at least 1 (leave it out for no limit)")
+    rates = [cfg.fault_rate(k) for k in FAULT_KINDS] + [cfg.tool_call_rate]
+    if any(not 0.0 <= r <= 1.0 for r in rates):
+        raise ConfigError("sim: fault and tool-call rates are probabilities between 0 and 1")
+    if sum(rates[:-1]) > 1.0:
+        raise ConfigError("sim: the fault rates add up to more than 1")

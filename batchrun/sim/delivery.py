@@ -1,0 +1,221 @@
+"""Playing a Plan over a connection in time: the capacity queue and the timed responses.
+
+Responses run on loop timers (`call_at`), not a task per request: a timer callback is about half
+the cost of a task waking from asyncio.sleep, there is nothing to cancel but one handle when the
+client goes away, and a stopped server leaves no pending tasks. Chunk times are scheduled from
+the previous chunk's planned time, not from "now", so a late wake-up does not push every later
+chunk back (in fixed mode the timeline is exact up to timer resolution).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Callable
+
+from batchrun.sim import model
+from batchrun.sim.config import SimConfig
+from batchrun.sim.http import LAST_CHUNK, Connection, chunk
+from batchrun.sim.planner import Plan
+
+
+class Engine:
+    """max_concurrency slots; requests beyond them wait first-in, first-out."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.decoding = 0                      # requests holding a slot
+        self.queued = 0                        # live requests waiting for one
+        self._waiting: deque[_Delivery] = deque()
+
+    def admit(self, job: _Delivery) -> None:
+        if self.decoding < self.capacity:
+            self.decoding += 1
+            job.begin(holding=True)
+        else:
+            self.queued += 1
+            self._waiting.append(job)
+
+    def release(self) -> None:
+        self.decoding -= 1
+        while self._waiting and self.decoding < self.capacity:
+            job = self._waiting.popleft()
+            if job.cancelled:
+                continue                       # its count was dropped in withdraw()
+            self.queued -= 1
+            self.decoding += 1
+            job.begin(holding=True)
+
+    def withdraw(self) -> None:
+        """A waiting job was cancelled; it stays in the deque and is skipped when reached."""
+        self.queued -= 1
+
+
+class Hooks:
+    """What a delivery reports back to the server (kept apart so this module needs no server)."""
+
+    def __init__(self, count_fault: Callable[[str], None], done: Callable[[bool], None]) -> None:
+        self.count_fault = count_fault   # kind -> None, when a fault actually happens
+        self.done = done                 # True: answered in full; False: the client left mid-answer
+
+
+class _Delivery:
+    def __init__(self, cfg: SimConfig, engine: Engine, conn: Connection, plan: Plan, hooks: Hooks) -> None:
+        self.cfg, self.engine, self.conn, self.plan, self.hooks = cfg, engine, conn, plan, hooks
+        self.loop = asyncio.get_running_loop()
+        self.handle: asyncio.TimerHandle | None = None
+        self.holding = False
+        self.waiting = False
+        self.cancelled = False
+        self.next_at = 0.0
+
+    def start(self) -> None:
+        self.conn.watcher = self
+        if self.plan.queued:
+            self.waiting = True
+            self.engine.admit(self)
+        else:
+            self.begin(holding=False)
+
+    def begin(self, holding: bool) -> None:
+        self.waiting, self.holding = False, holding
+        self.next_at = self.loop.time() + self.plan.ttft_s + self._extra_s()
+        self._schedule()
+
+    def _extra_s(self) -> float:
+        return 0.0
+
+    def _instant(self) -> bool:
+        """Fast mode with nothing to wait for: answer at once, no timer."""
+        return self.cfg.fast and not self.plan.faults.events and not self.plan.ttft_s
+
+    def cancel(self) -> None:
+        """The client went away: stop the timers and give the slot back."""
+        if self.cancelled:
+            return
+        self.cancelled = True
+        if self.handle is not None:
+            self.handle.cancel()
+        if self.waiting:
+            self.engine.withdraw()
+        self._release()
+        self.hooks.done(False)
+
+    def _schedule(self) -> None:
+        self.handle = self.loop.call_at(self.next_at, self._step)
+
+    def _release(self) -> None:
+        if self.holding:
+            self.holding = False
+            self.engine.release()
+
+    def _gap(self, k: int) -> float:
+        jitter = self.plan.itl_jitter[k] if k < len(self.plan.itl_jitter) else 1.0
+        return model.itl_s(self.cfg, max(1, self.engine.decoding), jitter)
+
+    def _end(self, completed: bool) -> None:
+        self.cancelled = True            # nothing more to cancel if the connection drops now
+        self._release()
+        if completed:
+            self.hooks.done(True)
+            self.conn.finish()
+        else:
+            self.conn.watcher = None
+            self.conn.close()
+
+    def _step(self) -> None:
+        raise NotImplementedError
+
+
+class StreamDelivery(_Delivery):
+    """SSE: one HTTP chunk per output chunk, after TTFT and then one ITL apart."""
+
+    def __init__(self, cfg: SimConfig, engine: Engine, conn: Connection, plan: Plan, hooks: Hooks,
+                 head: bytes, units: list[bytes], tail: bytes, malformed: bytes) -> None:
+        super().__init__(cfg, engine, conn, plan, hooks)
+        self.head, self.units, self.tail, self.malformed = head, units, tail, malformed
+        self.sent = 0
+        self.fault_i = 0
+
+    def start(self) -> None:
+        if self._instant():
+            # Zero delays: headers and the whole body in one chunk, one write.
+            self.conn.write(self.head + chunk(b"".join(self.units) + self.tail) + LAST_CHUNK)
+            self.hooks.done(True)
+            return self.conn.finish()
+        # Headers go out at once, as streaming servers do; the first token waits for TTFT.
+        self.conn.write(self.head)
+        super().start()
+
+    def _step(self) -> None:
+        out: list[bytes] = []
+        events = self.plan.faults.events
+        while self.fault_i < len(events) and events[self.fault_i][0] == self.sent:
+            kind = events[self.fault_i][1]
+            self.fault_i += 1
+            self.hooks.count_fault(kind)
+            if kind == "malformed":
+                out.append(self.malformed)
+            elif kind == "stall":
+                return self._stall(out)
+            else:  # cut
+                self._flush(out)
+                return self._end(completed=False)
+        if self.sent == len(self.units):
+            self.conn.write(chunk(b"".join(out) + self.tail) + LAST_CHUNK)
+            return self._end(completed=True)
+        out.append(self.units[self.sent])
+        self.sent += 1
+        self._flush(out)
+        self.next_at += self._gap(self.sent - 1)
+        self._schedule()
+
+    def _stall(self, out: list[bytes]) -> None:
+        # A stalled stream gives its slot back, so one hung request does not starve the rest;
+        # after stall_s it resumes without a slot.
+        self._flush(out)
+        self._release()
+        self.next_at = self.loop.time() + self.cfg.stall_s
+        self._schedule()
+
+    def _flush(self, out: list[bytes]) -> None:
+        if out:
+            self.conn.write(chunk(b"".join(out)))
+
+
+class BodyDelivery(_Delivery):
+    """Non-streamed: the whole JSON once the answer is "generated" (TTFT + one ITL per token)."""
+
+    def __init__(self, cfg: SimConfig, engine: Engine, conn: Connection, plan: Plan, hooks: Hooks,
+                 head: Callable[[int], bytes], body: bytes) -> None:
+        super().__init__(cfg, engine, conn, plan, hooks)
+        self.head, self.body = head, body
+
+    def start(self) -> None:
+        if self._instant():
+            return self.respond()
+        super().start()
+
+    def _extra_s(self) -> float:
+        # One timer for the whole answer; the batching slowdown is sampled once, at the start.
+        extra = sum(self._gap(k) for k in range(self.plan.n_chunks))
+        if any(kind == "stall" for _, kind in self.plan.faults.events):
+            self.hooks.count_fault("stall")
+            extra += self.cfg.stall_s
+        return extra
+
+    def _step(self) -> None:
+        self.respond()
+
+    def respond(self) -> None:
+        kinds = {kind for _, kind in self.plan.faults.events}
+        body = self.body
+        if "malformed" in kinds:
+            self.hooks.count_fault("malformed")
+            body = body[: len(body) // 2]        # a complete HTTP response whose JSON is cut short
+        if "cut" in kinds:
+            self.hooks.count_fault("cut")
+            self.conn.write(self.head(len(body)) + body[: len(body) // 2])
+            return self._end(completed=False)
+        self.conn.write(self.head(len(body)) + body)
+        self._end(completed=True)

@@ -1,0 +1,109 @@
+"""A validated request body -> the Plan of its response (pure: no clock, no socket).
+
+Everything seeded comes from RNGs keyed by (seed, messages, tools), so the plan does not depend
+on arrival order. The text and tool choice use attempt 0 (a retry gets the same answer); fault
+rolls and latency jitter use the attempt number of the identical body (a retry can succeed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from batchrun.sim import model
+from batchrun.sim.config import SimConfig
+from batchrun.sim.directives import Directives, parse_directives
+from batchrun.sim.faults import NO_FAULTS, Faults, any_fault_rate, choose_faults
+from batchrun.sim.text import generate_tokens
+from batchrun.sim.tools import ToolCall, choose_tools, make_calls, split_arguments
+
+DEFAULT_COST_COMPLETION = 256   # TPM cost of the answer when the request gives no max_tokens
+
+
+@dataclass(slots=True)
+class Plan:
+    prompt_tokens: int
+    finish_reason: str = "stop"
+    tokens: list[str] = field(default_factory=list)           # content tokens, one per chunk
+    calls: list[ToolCall] = field(default_factory=list)
+    arg_pieces: list[list[str]] = field(default_factory=list)  # per call: argument pieces, one per chunk
+    faults: Faults = NO_FAULTS
+    ttft_s: float = 0.0          # slot -> first token (no queue wait); see model.ttft_s
+    queued: bool = True          # False: skip the capacity queue (fast, fixed, [[sim:ttft=...]])
+    itl_jitter: list[float] = field(default_factory=list)      # one factor per gap
+
+    @property
+    def n_chunks(self) -> int:
+        """Output chunks: one per content token, or per call one header plus its argument pieces."""
+        return len(self.tokens) + sum(1 + len(p) for p in self.arg_pieces)
+
+    @property
+    def completion_tokens(self) -> int:
+        return self.n_chunks
+
+
+def last_user_text(messages: list[Any]) -> str:
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return model.message_text(message)
+    return ""
+
+
+def output_cap(body: dict[str, Any]) -> int | None:
+    cap = body.get("max_completion_tokens") or body.get("max_tokens")
+    return cap if isinstance(cap, int) else None
+
+
+def token_cost(body: dict[str, Any], prompt_tokens: int) -> int:
+    """What a request counts against the TPM limit: prompt + max_tokens, as OpenAI reserves it."""
+    return prompt_tokens + (output_cap(body) or DEFAULT_COST_COMPLETION)
+
+
+def request_directives(body: dict[str, Any], attempt: int) -> Directives:
+    """Raises DirectiveError for an unreadable marker."""
+    return parse_directives(last_user_text(body["messages"]), attempt)
+
+
+def plan_request(cfg: SimConfig, body: dict[str, Any], d: Directives, attempt: int,
+                 prompt_tokens: int) -> Plan:
+    messages = body["messages"]
+    key = model.request_key(cfg.seed, messages, body.get("tools"))
+    plan = Plan(prompt_tokens=prompt_tokens)
+    _plan_output(plan, cfg, body, d, key)
+    faulty = d != Directives() or any_fault_rate(cfg)
+    if faulty:
+        rng = model.rng_for(key, "fault", attempt) if any_fault_rate(cfg) else None
+        plan.faults = choose_faults(cfg, d, rng, plan.n_chunks)
+    _plan_timing(plan, cfg, d, key, attempt)
+    return plan
+
+
+def _plan_output(plan: Plan, cfg: SimConfig, body: dict[str, Any], d: Directives, key: bytes) -> None:
+    messages = body["messages"]
+    user_text = last_user_text(messages)
+    if body.get("tools"):
+        last_role = messages[-1].get("role", "") if isinstance(messages[-1], dict) else ""
+        rng = model.rng_for(key, "tools")
+        names = choose_tools(body, user_text, last_role, d, rng, cfg.tool_call_rate)
+        if names:
+            plan.calls = make_calls(names, body, user_text, rng, d.bad_args)
+            plan.arg_pieces = [split_arguments(c.arguments, rng) for c in plan.calls]
+            plan.finish_reason = "tool_calls"
+            return
+    rng = model.rng_for(key, "text")
+    natural = d.tokens or model.sample_output_tokens(rng, cfg)
+    cap = output_cap(body)
+    n = min(natural, cap) if cap else natural
+    plan.finish_reason = "length" if n < natural else "stop"
+    plan.tokens = generate_tokens(rng, n)
+
+
+def _plan_timing(plan: Plan, cfg: SimConfig, d: Directives, key: bytes, attempt: int) -> None:
+    plan.queued = not (cfg.fast or cfg.fixed or d.ttft is not None)
+    if not cfg.fast:
+        gaps = plan.n_chunks  # gaps after the first chunk, plus one before the finish chunk
+        factors = model.jitter_factors(model.rng_for(key, "latency", attempt), cfg, gaps + 1)
+        plan.ttft_s = model.ttft_s(cfg, plan.prompt_tokens, factors[0])
+        plan.itl_jitter = factors[1:]
+    if d.ttft is not None:
+        plan.ttft_s = d.ttft      # honoured in fast mode too: handy for client-timeout tests

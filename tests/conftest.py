@@ -1,0 +1,30 @@
+"""Shared fixtures: the built-in simulated endpoint on a real loopback socket."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from batchrun.sim import SimConfig, SimServer, serve_sim
+
+MakeSim = Callable[..., Awaitable[SimServer]]
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[SimServer]:
+    """A fast-mode sim (zero delays) in the test's event loop; `.base_url` ends in /v1."""
+    async with serve_sim(SimConfig(fast=True)) as server:
+        yield server
+
+
+@pytest.fixture
+async def make_sim() -> AsyncIterator[MakeSim]:
+    """Factory: `await make_sim(fast=True, rpm=10)` starts a sim with those SimConfig fields;
+    every sim it started is stopped when the test ends."""
+    async with contextlib.AsyncExitStack() as stack:
+        async def factory(**config: Any) -> SimServer:
+            return await stack.enter_async_context(serve_sim(SimConfig(**config)))
+
+        yield factory

@@ -1,0 +1,107 @@
+"""Latency-model properties seen from a client; bounds are generous so a busy machine passes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+import aiohttp
+
+from batchrun.sim import SimServer
+
+if TYPE_CHECKING:
+    from conftest import MakeSim
+
+
+async def timed_stream(session: aiohttp.ClientSession, sim: SimServer, text: str,
+                       **body: object) -> tuple[float, list[float], float]:
+    """(TTFT, arrival time of every content chunk, total), in seconds from sending."""
+    payload = {"model": "m", "stream": True, "messages": [{"role": "user", "content": text}], **body}
+    start = time.perf_counter()
+    arrivals: list[float] = []
+    async with session.post(sim.base_url + "/chat/completions", json=payload) as resp:
+        async for line in resp.content:
+            if line.startswith(b'data: {') and b'"content":"' in line and b'"content":""' not in line:
+                arrivals.append(time.perf_counter() - start)
+    return arrivals[0], arrivals, time.perf_counter() - start
+
+
+async def test_fixed_mode_gives_the_set_ttft_and_gaps(make_sim: MakeSim) -> None:
+    server = await make_sim(fixed_ttft_s=0.05, fixed_itl_s=0.005, output_tokens=32)
+    async with aiohttp.ClientSession() as session:
+        ttft, arrivals, total = await timed_stream(session, server, "hi")
+    assert len(arrivals) == 32
+    assert 0.045 <= ttft < 0.5
+    # 31 gaps of 5 ms to the last token, one more before the finish chunk
+    assert arrivals[-1] - arrivals[0] >= 31 * 0.005 - 0.01
+    assert 0.05 + 32 * 0.005 - 0.01 <= total < 2.0
+
+
+async def test_ttft_directive_overrides_the_model(make_sim: MakeSim) -> None:
+    server = await make_sim(ttft_s=5.0, itl_s=0.001, jitter=0)
+    async with aiohttp.ClientSession() as session:
+        ttft, arrivals, _ = await timed_stream(session, server, "[[sim:ttft=0.1,tokens=3]]")
+    assert 0.09 <= ttft < 2.0 and len(arrivals) == 3
+
+
+async def test_ttft_rises_with_queue_depth_beyond_capacity(make_sim: MakeSim) -> None:
+    # capacity 2, each answer holds its slot ~0.05 + 6 x 0.01 s: requests 3-4 wait one round, 5-6 two.
+    server = await make_sim(max_concurrency=2, ttft_s=0.05, prefill_s_per_token=0, itl_s=0.01,
+                            itl_load_factor=0, jitter=0, output_tokens=5)
+    async with aiohttp.ClientSession() as session:
+        results = []
+        for i in range(6):     # started in order, so the FIFO order is known
+            results.append(asyncio.create_task(timed_stream(session, server, f"p{i}")))
+            await asyncio.sleep(0.002)
+        ttfts = [r[0] for r in await asyncio.gather(*results)]
+    assert max(ttfts[:2]) < 0.1 + 0.5                      # no wait (generous upper bound)
+    assert min(ttfts[2:4]) > min(ttfts[:2]) + 0.08          # waited for one slot to free
+    assert min(ttfts[4:]) > min(ttfts[2:4]) + 0.08          # waited for two
+    assert server.stats()["completed"] == 6 and server.stats()["decoding"] == 0
+
+
+async def test_fast_mode_has_no_delay_and_no_queue(make_sim: MakeSim) -> None:
+    server = await make_sim(fast=True, max_concurrency=1, output_tokens=64)
+    async with aiohttp.ClientSession() as session:
+        start = time.perf_counter()
+        results = await asyncio.gather(*(timed_stream(session, server, f"p{i}") for i in range(20)))
+        took = time.perf_counter() - start
+    assert all(len(arrivals) == 64 for _, arrivals, _ in results)
+    assert took < 3.0
+
+
+async def test_many_slow_streams_are_held_at_once(make_sim: MakeSim) -> None:
+    server = await make_sim(fixed_ttft_s=0.3, fixed_itl_s=0.3, output_tokens=2)
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        tasks = [asyncio.create_task(timed_stream(session, server, f"s{i}")) for i in range(300)]
+        await asyncio.sleep(0.25)
+        open_now = server.stats()["open_connections"]
+        results = await asyncio.gather(*tasks)
+    assert open_now == 300
+    assert all(len(arrivals) == 2 for _, arrivals, _ in results)
+    assert server.stats()["completed"] == 300
+
+
+async def test_client_leaving_a_queue_frees_its_place(make_sim: MakeSim) -> None:
+    server = await make_sim(max_concurrency=1, ttft_s=0.2, jitter=0, output_tokens=2, itl_s=0.01)
+    async with aiohttp.ClientSession() as session:
+        first = asyncio.create_task(timed_stream(session, server, "a"))
+        await asyncio.sleep(0.05)
+        second = asyncio.create_task(timed_stream(session, server, "b"))
+        await asyncio.sleep(0.05)
+        assert server.stats()["queued"] == 1
+        second.cancel()
+        await asyncio.gather(second, return_exceptions=True)
+        await asyncio.sleep(0.05)
+        assert server.stats()["queued"] == 0
+        await first
+    stats = server.stats()
+    assert stats["disconnects"] == 1 and stats["completed"] == 1 and stats["decoding"] == 0
+
+
+async def test_ttft_directive_also_delays_a_fast_sim(sim: SimServer) -> None:
+    async with aiohttp.ClientSession() as session:
+        ttft, arrivals, _ = await timed_stream(session, sim, "[[sim:ttft=0.15,tokens=4]]")
+    assert 0.14 <= ttft < 2.0 and len(arrivals) == 4

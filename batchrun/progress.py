@@ -31,6 +31,8 @@ async def sample_loop_lag(samples: list[float], interval_s: float = LAG_INTERVAL
 async def show_progress(stats: PoolStats, *, total: int | None, clock: Callable[[], float],
                         interval_s: float = 0.5) -> None:
     """A tqdm bar on stderr with ok / failed / retrying, requests/s and median TTFT, until cancelled."""
+    if not sys.stderr.isatty():
+        interval_s = max(interval_s, 10.0)     # a log file gets a line every 10 s, not a stream of \r
     bar = tqdm(total=total, unit="req", file=sys.stderr, dynamic_ncols=True, mininterval=interval_s)
     start = clock()
     try:

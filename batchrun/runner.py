@@ -28,7 +28,7 @@ from batchrun.outputs import done_ids, iter_latest, write_results
 from batchrun.pool import Job, Pool, PoolConfig
 from batchrun.progress import sample_loop_lag, show_progress
 from batchrun.prompt import BadRow, Prompt
-from batchrun.records import RecordSink
+from batchrun.records import Record, RecordSink
 from batchrun.tools import ToolRunner
 from batchrun.requests import RequestDefaults, build_body, estimate_prompt_tokens, estimate_request_tokens
 
@@ -214,13 +214,25 @@ def _finish_outputs(outcome: RunOutcome, config: RunConfig, lag: list[float], wa
     out = outcome.out_dir
     outcome.files.append(write_results(out / RECORDS, out, config.output_format))
     wall_total = _add_wall_time(out, wall)
-    records = list(iter_latest(out / RECORDS))
+    records = list(_slim(iter_latest(out / RECORDS)))
     summary = summarize(records, wall_time_s=wall_total, loop_lag_s=lag)
     summary["run"] = {"interrupted": outcome.interrupted, "aborted": outcome.aborted,
                       "input_error": str(outcome.input_error) if outcome.input_error else None,
                       "session_wall_time_s": wall, "started_at": started_wall}
     outcome.summary = summary
     outcome.files.extend(write_reports(out, summary, records, config=config.public_dict()).values())
+
+
+def _slim(records: Iterator[Record], keep_text: int = 20) -> Iterator[Record]:
+    """Records for the summary and reports, without what they never read (attempt logs, and the
+    text past the report's sample rows), so a million-row run's summary fits in memory."""
+    for i, record in enumerate(records):
+        record.attempt_log = []
+        if i >= keep_text:
+            record.text = ""
+            if record.rounds:
+                record.rounds = [{**r, "text": "", "itl_s": []} for r in record.rounds]
+        yield record
 
 
 def _add_wall_time(out: Path, wall: float) -> float:

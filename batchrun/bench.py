@@ -24,9 +24,10 @@ from batchrun.endpoint import open_endpoint, preflight
 from batchrun.errors import ConfigError, InputError
 from batchrun.pool import Job, Pool, PoolConfig
 from batchrun.progress import sample_loop_lag
-from batchrun.prompt import BadRow
+from batchrun.prompt import BadRow, Prompt
 from batchrun.records import Record, RecordSink
 from batchrun.runner import jobs as run_jobs
+from batchrun.runner import open_rows
 from batchrun.runner import say
 from batchrun.syncbase import run_sync
 
@@ -66,9 +67,10 @@ def parse_levels(text: str, kind: type = int) -> tuple[Any, ...]:
         raise ConfigError(f"expected a comma-separated list of numbers, got {text!r}") from exc
 
 
-def bench_jobs(config: RunConfig, n: int) -> list[Job]:
+def bench_jobs(config: RunConfig, n: int, rows: Iterator[Prompt | BadRow] | None = None) -> list[Job]:
     """The first `n` prompts of the input, cycling when it has fewer; bad rows are left out."""
-    base = [item for item in itertools.islice(run_jobs(config, set()), n) if not isinstance(item, BadRow)]
+    rows = open_rows(config) if rows is None else rows
+    base = [item for item in itertools.islice(run_jobs(config, rows, set()), n) if not isinstance(item, BadRow)]
     if not base:
         raise InputError("no usable prompts to benchmark", path=str(config.input))
     out = []
@@ -161,12 +163,13 @@ async def execute_bench(config: BenchConfig, out: Path | None = None) -> tuple[P
 
     run = config.run
     out = out or Path("results") / f"bench-{run.input.stem if run.input else 'run'}-{datetime.now():%Y%m%d-%H%M%S}"
+    rows = open_rows(run)                   # a bad file stops here, before the endpoint starts
     out.mkdir(parents=True, exist_ok=True)
     async with open_endpoint(run.base_url, run.api_key, announce=say) as endpoint:
         model = await preflight(endpoint, run.model)
         if model != run.model:
             config = dataclasses.replace(config, run=dataclasses.replace(run, model=model))
-        jobs = bench_jobs(config.run, config.requests)
+        jobs = bench_jobs(config.run, config.requests, rows)
         results = await _all_runs(endpoint, jobs, config, out)
     public = {**config.run.public_dict(), **_bench_settings(config)}
     bench = {"runs": [r.entry() for r in results], "slo": config.slo}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -82,16 +83,25 @@ def resolve_resume(config: RunConfig) -> RunConfig:
     return config_replace(config, **changes)
 
 
-def jobs(config: RunConfig, skip: set[str]) -> Iterator[Job | BadRow]:
-    """Prompts from the input, minus rows already done, as ready-to-send Jobs."""
+def open_rows(config: RunConfig) -> Iterator[Prompt | BadRow]:
+    """The input's rows, read lazily; a missing, empty or unreadable file, or a bad
+    --template / --prompt-column, raises InputError here, before anything is started."""
+    assert config.input is not None
+    rows = read_prompts(config.input, fmt=config.fmt, prompt_column=config.prompt_column,
+                        id_column=config.id_column, template=config.template,
+                        system=config.system, on_bad_row=config.on_bad_row)
+    # Header-level problems (which column is the prompt?) surface with the first row: read it now.
+    first = next(rows, None)
+    return rows if first is None else itertools.chain([first], rows)
+
+
+def jobs(config: RunConfig, rows: Iterator[Prompt | BadRow], skip: set[str]) -> Iterator[Job | BadRow]:
+    """Rows minus those already done, as ready-to-send Jobs."""
     defaults = RequestDefaults(model=config.model, max_tokens=config.max_tokens,
                                temperature=config.temperature, extra_body=config.extra_body,
                                tools=config.tools, tool_choice=config.tool_choice,
                                parallel_tool_calls=config.parallel_tool_calls)
-    assert config.input is not None
-    for item in read_prompts(config.input, fmt=config.fmt, prompt_column=config.prompt_column,
-                             id_column=config.id_column, template=config.template,
-                             system=config.system, on_bad_row=config.on_bad_row):
+    for item in rows:
         if item.id in skip:
             continue
         if isinstance(item, BadRow):
@@ -126,6 +136,7 @@ def write_run_json(out: Path, config: RunConfig, endpoint: Endpoint) -> None:
 async def execute_run(config: RunConfig) -> RunOutcome:
     """Run `config` to the end (or until stopped) and write every output file."""
     config = resolve_resume(config)
+    rows = open_rows(config)
     out = prepare_out_dir(config)
     async with open_endpoint(config.base_url, config.api_key, announce=say) as endpoint:
         model = await preflight(endpoint, config.model)
@@ -135,10 +146,11 @@ async def execute_run(config: RunConfig) -> RunOutcome:
         skip = done_ids(out / RECORDS) if config.resume else set()
         if skip:
             say(f"resuming {out}: {len(skip)} rows already done are not sent again")
-        return await _run_pool(config, endpoint, out, skip)
+        return await _run_pool(config, endpoint, out, jobs(config, rows, skip), len(skip))
 
 
-async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, skip: set[str]) -> RunOutcome:
+async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, items: Iterator[Job | BadRow],
+                    resumed: int) -> RunOutcome:
     clock = time.perf_counter
     lag: list[float] = []
     t0 = clock()
@@ -149,9 +161,9 @@ async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, skip: set[
                                   ttft_timeout_s=config.ttft_timeout, clock=clock)
             runner = ToolRunner.from_file(config.tool_module, config.tool_timeout) if config.tool_module else None
             pool = Pool(client, sink.write, _pool_config(config), t0=t0, clock=clock, tool_runner=runner)
-            pool.stats.resumed = len(skip)
+            pool.stats.resumed = resumed
             async with _signals(pool, sink) as interrupted, _background(pool, config, lag, clock):
-                await pool.run(jobs(config, skip))
+                await pool.run(items)
         wall = clock() - t0
     outcome = RunOutcome(out_dir=out, summary={}, interrupted=interrupted.is_set(),
                          aborted=pool.abort_reason, input_error=pool.input_error, failed=pool.stats.failed)

@@ -94,9 +94,16 @@ def test_parquet_in_and_out(fast_sim, tmp_path) -> None:
     assert list(table["row"]) == list(range(12)) and set(table["status"]) == {"ok"}
 
 
-def test_bad_file_is_a_clear_usage_error(fast_sim, tmp_path) -> None:
-    result = invoke("run", "missing.csv", "--base-url", fast_sim.base_url)
-    assert result.exit_code == 2 and "missing.csv" in result.output and "Traceback" not in result.output
+@pytest.mark.parametrize("args,message", [
+    (["missing.csv"], "missing.csv: no such file"),
+    (["amb.csv"], "pass --prompt-column"),
+    (["amb.csv", "--template", "{a.__class__}"], "only plain {column} names"),
+])
+def test_bad_file_or_template_stops_before_anything_starts(tmp_path, args, message) -> None:
+    (tmp_path / "amb.csv").write_text("a,b\nx,y\n", encoding="utf-8")
+    result = invoke("run", *args)                    # no base URL: the embedded endpoint would start
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+    assert "built-in simulated endpoint" not in result.output and not (tmp_path / "results").exists()
 
 
 def test_bad_row_stops_with_file_and_line_and_resume_finishes(fast_sim, tmp_path) -> None:

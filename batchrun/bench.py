@@ -32,6 +32,8 @@ from batchrun.runner import say
 from batchrun.syncbase import run_sync
 
 DEFAULT_SWEEP = (1, 2, 4, 8, 16, 32, 64)
+_NOT_IN_BENCH = {"concurrency", "resume", "out", "output_format", "quiet", "fail_on_error", "max_errors",
+                 "max_error_rate", "on_bad_row", "tool_module", "max_tool_rounds", "tool_timeout"}
 
 
 @dataclass(frozen=True)
@@ -171,7 +173,9 @@ async def execute_bench(config: BenchConfig, out: Path | None = None) -> tuple[P
             config = dataclasses.replace(config, run=dataclasses.replace(run, model=model))
         jobs = bench_jobs(config.run, config.requests, rows)
         results = await _all_runs(endpoint, jobs, config, out)
-    public = {**config.run.public_dict(), **_bench_settings(config)}
+    # The run settings that mean something in a bench (not concurrency, resume, output, ...).
+    run_public = {k: v for k, v in config.run.public_dict().items() if k not in _NOT_IN_BENCH}
+    public = {**run_public, **_bench_settings(config)}
     bench = {"runs": [r.entry() for r in results], "slo": config.slo}
     write_bench_manifest(out, bench["runs"], slo=config.slo, config=public)
     analysis = bench_analysis(bench)

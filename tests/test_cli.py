@@ -213,3 +213,22 @@ def test_killed_run_resumes_to_each_row_exactly_once(slow_sim, tmp_path, sig) ->
 def assert_valid_jsonl(path: Path) -> None:
     for line in path.read_text(encoding="utf-8").splitlines():
         json.loads(line)
+
+
+def test_dotenv_and_batchrun_env_defaults_flags_win(fast_sim, tmp_path, monkeypatch) -> None:
+    (tmp_path / ".env").write_text(f"OPENAI_BASE_URL={fast_sim.base_url}\nBATCHRUN_CONCURRENCY=3\n")
+    write_csv(tmp_path / "p.csv", 5)
+    for name in ("OPENAI_BASE_URL", "BATCHRUN_CONCURRENCY"):
+        # Recorded as unset, so the values load_dotenv puts in os.environ are removed afterwards.
+        monkeypatch.setenv(name, "placeholder")
+        monkeypatch.delenv(name)
+    from batchrun.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:          # main() reads .env, as the console script does
+        main(["run", "p.csv", "--out", "a", "-q"])
+    assert exit_info.value.code == 0
+    config = json.loads((tmp_path / "a" / "run.json").read_text())["config"]
+    assert config["base_url"] == fast_sim.base_url and config["concurrency"] == 3
+    with pytest.raises(SystemExit):
+        main(["run", "p.csv", "--out", "b", "-q", "-c", "2"])
+    assert json.loads((tmp_path / "b" / "run.json").read_text())["config"]["concurrency"] == 2

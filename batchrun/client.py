@@ -234,28 +234,32 @@ class SSEStream:
             if data == b"[DONE]":
                 self.done = True
                 return True
+            # One try around the whole chunk: JSON of the wrong shape (`"choices": "x"`, a
+            # number for content) is a garbled stream like invalid JSON, never a crash.
             try:
                 chunk = loads(data)
                 choices = chunk.get("choices")
-            except (ValueError, AttributeError):
-                result.fail(ERROR, MALFORMED_CHUNK, f"a stream line is not a JSON object: {data[:80]!r}")
+                if choices:
+                    choice = choices[0]
+                    delta = choice.get("delta")
+                    if delta:
+                        content = delta.get("content")
+                        calls = delta.get("tool_calls")
+                        if content or calls:
+                            if content is not None and not isinstance(content, str):
+                                raise TypeError("content is not text")
+                            self._output(chunk, content, calls, now)
+                    if choice.get("finish_reason"):
+                        result.finish_reason = choice["finish_reason"]
+                        _read_usage(chunk, result)      # some servers put usage on the finish chunk
+                elif chunk.get("error"):
+                    result.fail(ERROR, STREAM_ERROR, _error_message(chunk["error"]))
+                    return True
+                else:
+                    _read_usage(chunk, result)
+            except (ValueError, AttributeError, TypeError, KeyError, IndexError):
+                result.fail(ERROR, MALFORMED_CHUNK, f"a stream line is not a chat completion chunk: {data[:80]!r}")
                 return True
-            if choices:
-                choice = choices[0]
-                delta = choice.get("delta")
-                if delta:
-                    content = delta.get("content")
-                    calls = delta.get("tool_calls")
-                    if content or calls:
-                        self._output(chunk, content, calls, now)
-                if choice.get("finish_reason"):
-                    result.finish_reason = choice["finish_reason"]
-                    _read_usage(chunk, result)      # some servers put usage on the finish chunk
-            elif chunk.get("error"):
-                result.fail(ERROR, STREAM_ERROR, _error_message(chunk["error"]))
-                return True
-            else:
-                _read_usage(chunk, result)
         return False
 
     def _output(self, chunk: dict[str, Any], content: str | None, calls: Any, now: float) -> None:
@@ -299,8 +303,10 @@ class SSEStream:
 def _read_usage(chunk: dict[str, Any], result: AttemptResult) -> None:
     usage = chunk.get("usage")
     if usage:
-        result.prompt_tokens = usage.get("prompt_tokens")
-        result.completion_tokens = usage.get("completion_tokens")
+        # Only whole numbers: a string here would break every sum in the summary later.
+        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        result.prompt_tokens = prompt if type(prompt) is int else None
+        result.completion_tokens = completion if type(completion) is int else None
     if result.model is None:
         result.model = chunk.get("model")
 

@@ -14,6 +14,7 @@ from typing import Any
 from dotenv import load_dotenv
 
 from batchrun.errors import ConfigError
+from batchrun.redact import redact
 
 ON_BAD_ROW = ("fail", "skip")
 OUTPUT_FORMATS = ("csv", "parquet")
@@ -116,6 +117,8 @@ class RunConfig:
     def public_dict(self) -> dict[str, Any]:
         """The config as written to run.json / summary.json: JSON-safe, and never the key."""
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "api_key"}
+        if self.base_url:       # a gateway key may ride in the URL (`?api_key=...`)
+            data["base_url"] = redact(self.base_url, (self.api_key,) if self.api_key else ())
         data["api_key_set"] = self.api_key is not None
         return json.loads(json.dumps(data, default=str))
 

@@ -264,7 +264,10 @@ def _field_text(data: dict[str, Any], name: str) -> str:
         raise _Bad("empty value for the --template field" if name in data else "missing --template field", name)
     if isinstance(value, str):
         return value
-    return json.dumps(value, ensure_ascii=False, default=str)  # numbers, lists, dates: stable text
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str)  # numbers, lists, dates: stable text
+    except (ValueError, RecursionError) as exc:     # a value nested too deeply to write out again
+        raise _Bad(f"the value cannot be written as text ({exc})", name) from None
 
 
 def _batch_body(data: dict[str, Any]) -> dict[str, Any]:

@@ -74,6 +74,7 @@ def write_results(records_path: Path, out_dir: Path, fmt: str = "csv") -> Path:
                     writer.writerow(_row(record))
         tmp.replace(target)       # atomic: a crash never leaves a half-written results file
     except OSError as exc:
+        tmp.unlink(missing_ok=True)     # a half-written temp file only takes space from a full disk
         raise OutputError(f"cannot write {target}: {exc.strerror}") from exc
     return target
 

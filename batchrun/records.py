@@ -7,6 +7,7 @@ monotonic clock, so records of one run can be laid on one timeline.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
@@ -118,10 +119,16 @@ class RecordSink:
             raise OutputError(f"cannot write {self.path}: {exc.strerror} (is the disk full?)") from exc
 
     def close(self) -> None:
-        if not self._file.closed:
+        if self._file.closed:
+            return
+        try:
             self._file.flush()
             os.fsync(self._file.fileno())
-            self._file.close()
+        except OSError as exc:      # the disk filled up: the same clear error as write(), not a traceback
+            raise OutputError(f"cannot write {self.path}: {exc.strerror} (is the disk full?)") from exc
+        finally:
+            with contextlib.suppress(OSError):
+                self._file.close()  # releases the file even when its last flush failed
 
     def __enter__(self) -> "RecordSink":
         return self

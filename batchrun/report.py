@@ -197,6 +197,7 @@ def _write_text(path: Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     except OSError as exc:
+        tmp.unlink(missing_ok=True)     # a half-written temp file only takes space from a full disk
         raise OutputError(f"cannot write {path}: {exc.strerror} "
                           "(check the directory's permissions and free space)") from exc
 

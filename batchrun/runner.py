@@ -29,6 +29,7 @@ from batchrun.outputs import done_ids, iter_latest, write_results
 from batchrun.pool import Job, Pool, PoolConfig
 from batchrun.progress import sample_loop_lag, show_progress
 from batchrun.prompt import BadRow, Prompt
+from batchrun.redact import redact
 from batchrun.records import Record, RecordSink
 from batchrun.tools import ToolRunner
 from batchrun.requests import RequestDefaults, build_body, estimate_prompt_tokens, estimate_request_tokens
@@ -72,8 +73,12 @@ def resolve_resume(config: RunConfig) -> RunConfig:
     if not saved.exists():
         raise ConfigError(f"{config.resume} is not a batchrun run directory (no {RUN_JSON}); "
                           "pass the directory a previous `batchrun run` wrote")
-    base = RunConfig.from_public_dict(json.loads(saved.read_text(encoding="utf-8"))["config"],
-                                      resume=config.resume)
+    try:
+        saved_config = json.loads(saved.read_text(encoding="utf-8"))["config"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"cannot read {saved} ({type(exc).__name__}: {exc}); rerun without --resume "
+                          f"into a new --out (rows already done are in {config.resume / RECORDS})") from exc
+    base = RunConfig.from_public_dict(saved_config, resume=config.resume)
     defaults = RunConfig.__dataclass_fields__
     changes: dict[str, Any] = {"out": config.resume}
     for name in _RESUMED_FIELDS:
@@ -128,9 +133,9 @@ def prepare_out_dir(config: RunConfig) -> Path:
 def write_run_json(out: Path, config: RunConfig, endpoint: Endpoint) -> None:
     previous = out / RUN_JSON
     wall = json.loads(previous.read_text(encoding="utf-8")).get("wall_time_s", 0.0) if previous.exists() else 0.0
-    data = {"wall_time_s": wall, "config": config.public_dict(), "endpoint": endpoint.base_url if not endpoint.embedded else "embedded",
+    data = {"wall_time_s": wall, "config": config.public_dict(), "endpoint": redact(endpoint.base_url, endpoint.secrets) if not endpoint.embedded else "embedded",
             "started_at": datetime.now(timezone.utc).isoformat()}
-    (out / RUN_JSON).write_text(json.dumps(data, indent=2), encoding="utf-8")
+    _write_json(out / RUN_JSON, data)
 
 
 async def execute_run(config: RunConfig) -> RunOutcome:
@@ -252,5 +257,16 @@ def _add_wall_time(out: Path, wall: float) -> float:
     path = out / RUN_JSON
     data = json.loads(path.read_text(encoding="utf-8"))
     data["wall_time_s"] = data.get("wall_time_s", 0.0) + wall
-    path.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    _write_json(path, data)
     return data["wall_time_s"]
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write then rename: a crash mid-write never leaves a torn run.json that --resume cannot read."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path}: {exc.strerror} (is the disk full?)") from exc

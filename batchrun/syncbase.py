@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable
 
 import openai
 
-from batchrun.client import Endpoint, status_error_type
+from batchrun.client import CONNECTION_ERROR, INCOMPLETE_STREAM, MALFORMED_CHUNK, Endpoint, status_error_type
 from batchrun.pool import Job
 from batchrun.records import ERROR, OK, TIMEOUT, Attempt, Record
 from batchrun.redact import redact
@@ -83,6 +83,11 @@ def _one(client: openai.OpenAI, job: Job, endpoint: Endpoint, t0: float,
         record.error_type, record.error = status_error_type(exc.status_code), f"HTTP {exc.status_code}: {exc.message}"
     except openai.OpenAIError as exc:
         record.status, record.error_type, record.error = ERROR, type(exc).__name__, str(exc)
+    except ValueError as exc:      # mid-stream, the SDK lets json's error on a non-JSON line through
+        record.status, record.error_type, record.error = ERROR, MALFORMED_CHUNK, f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # noqa: BLE001 - a cut stream raises the SDK's HTTP library's own error
+        kind = INCOMPLETE_STREAM if record.output_chunks else CONNECTION_ERROR
+        record.status, record.error_type, record.error = ERROR, kind, f"{type(exc).__name__}: {exc}"
     end = clock()
     record.text = "".join(parts)
     record.total_s = end - sent

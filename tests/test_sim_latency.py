@@ -72,12 +72,18 @@ async def test_fast_mode_has_no_delay_and_no_queue(make_sim: MakeSim) -> None:
 
 
 async def test_many_slow_streams_are_held_at_once(make_sim: MakeSim) -> None:
-    server = await make_sim(fixed_ttft_s=0.3, fixed_itl_s=0.3, output_tokens=2)
+    # A TTFT far longer than 300 connects take: every stream is open before any can finish,
+    # however busy the machine (polling, not a fixed sleep, decides when to look).
+    server = await make_sim(fixed_ttft_s=3.0, fixed_itl_s=0.1, output_tokens=2)
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
         tasks = [asyncio.create_task(timed_stream(session, server, f"s{i}")) for i in range(300)]
-        await asyncio.sleep(0.25)
-        open_now = server.stats()["open_connections"]
+        open_now = 0
+        for _ in range(250):
+            open_now = server.stats()["open_connections"]
+            if open_now == 300 or any(t.done() for t in tasks):
+                break
+            await asyncio.sleep(0.01)
         results = await asyncio.gather(*tasks)
     assert open_now == 300
     assert all(len(arrivals) == 2 for _, arrivals, _ in results)

@@ -1,6 +1,6 @@
 """How fast is the built-in sim, and can it hold 5,000 slow streams?
 
-    /work/venv/bin/python bench/bench_sim.py [--requests 8000] [--slow-streams 5000]
+    python bench/bench_sim.py [--requests 8000] [--slow-streams 5000]
 
 1. Throughput: the sim in --fast mode in a child process (pinned to its own core) driven by a
    minimal raw aiohttp client (pinned to the other core; concurrency 128; 64 content chunks per

@@ -16,10 +16,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from batchrun import plots
 from batchrun.errors import ConfigError, OutputError
-from batchrun.metrics import (
-    BenchPoint, in_flight_timeline, mean_ci95, plateau_concurrency, recommend_concurrency,
-    summarize, summary_warnings,
-)
+from batchrun.metrics import in_flight_timeline, summarize, summary_warnings
 from batchrun.records import OK, Record, latest_by_id
 from batchrun.report_html import Document, Image, Section, Table, Text, render_html, render_markdown
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -10,6 +11,15 @@ import pytest
 from batchrun.sim import SimConfig, SimServer, serve_sim
 
 MakeSim = Callable[..., Awaitable[SimServer]]
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Every test runs in its own empty directory (no stray .env; results/ lands there) with no
+    endpoint or key from the developer's environment, so no test can reach a real provider."""
+    for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture

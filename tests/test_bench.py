@@ -24,13 +24,6 @@ def fixed_sim():
         yield sim
 
 
-@pytest.fixture(autouse=True)
-def in_tmp(monkeypatch, tmp_path):
-    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    monkeypatch.chdir(tmp_path)
-
-
 def invoke(*args: str):
     return CliRunner().invoke(app, list(args), catch_exceptions=False)
 

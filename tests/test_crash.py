@@ -26,14 +26,6 @@ N = 2500
 KILLS = 4
 
 
-@pytest.fixture(autouse=True)
-def in_tmp(monkeypatch, tmp_path) -> Path:
-    for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 @pytest.fixture(scope="module")
 def sim() -> Iterator[SimProcess]:
     # A few ms per request: a run of thousands of rows lasts seconds, so kills land mid-run.

@@ -14,7 +14,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 from faultserver import (
@@ -294,21 +294,13 @@ def invoke(*args: str):
     return CliRunner().invoke(app, list(args), catch_exceptions=False)
 
 
-@pytest.fixture
-def in_tmp(monkeypatch, tmp_path) -> Iterator[Path]:
-    for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
-    yield tmp_path
-
-
-def test_endpoint_killed_mid_run_rows_fail_cleanly_and_resume_completes(in_tmp: Path) -> None:
+def test_endpoint_killed_mid_run_rows_fail_cleanly_and_resume_completes(tmp_path: Path) -> None:
     """The CLI with no retries: the endpoint's process is SIGKILLed mid-run; every row still
     gets a record (ok, or a clean connection error), and --resume against the restarted
     endpoint completes exactly the rows that failed."""
     n = 400
-    write_prompts(in_tmp / "p.csv", n)
-    records_path = in_tmp / "o" / "records.jsonl"
+    write_prompts(tmp_path / "p.csv", n)
+    records_path = tmp_path / "o" / "records.jsonl"
     port = free_port()
     config = SimConfig(fixed_ttft_s=0.01, fixed_itl_s=0.005, output_tokens=4)
     sim = SimProcess(config, port=port)
@@ -343,16 +335,16 @@ def test_endpoint_killed_mid_run_rows_fail_cleanly_and_resume_completes(in_tmp: 
         second = invoke("run", "--resume", "o", "--base-url", again.base_url, "-q", "-c", "8")
         assert again.stats()["requests"] == len(failed)
     assert second.exit_code == 0, second.output
-    with open(in_tmp / "o" / "results.csv", newline="", encoding="utf-8") as f:
+    with open(tmp_path / "o" / "results.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     assert [r["id"] for r in rows] == [f"q{i}" for i in range(n)]
     assert all(r["status"] == "ok" for r in rows)
-    summary = json.loads((in_tmp / "o" / "summary.json").read_text())
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert summary["summary"]["counts"]["ok"] == n
 
 
-def test_connection_refused_from_the_start_is_a_fast_clear_error(in_tmp: Path) -> None:
-    write_prompts(in_tmp / "p.csv", 50)
+def test_connection_refused_from_the_start_is_a_fast_clear_error(tmp_path: Path) -> None:
+    write_prompts(tmp_path / "p.csv", 50)
     port = free_port()                      # nothing listens there
     start = time.monotonic()
     result = invoke("run", "p.csv", "--base-url", f"http://127.0.0.1:{port}/v1", "--out", "o", "-q")
@@ -361,7 +353,7 @@ def test_connection_refused_from_the_start_is_a_fast_clear_error(in_tmp: Path) -
     assert f"cannot connect to http://127.0.0.1:{port}/v1" in result.output
     assert "is the server running?" in result.output and "Traceback" not in result.output
     assert elapsed < 10                     # one refused connect, no retry storm (usually ~0.1 s)
-    assert not (in_tmp / "o" / "records.jsonl").exists()
+    assert not (tmp_path / "o" / "records.jsonl").exists()
 
 
 async def test_endpoint_gone_after_preflight_fails_every_row_with_bounded_attempts() -> None:

@@ -31,14 +31,6 @@ PAYLOADS = (SCRIPT, IMG, LINK)
 CHROMIUM = "/usr/bin/chromium"
 
 
-@pytest.fixture(autouse=True)
-def in_tmp(monkeypatch, tmp_path) -> Path:
-    for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 @pytest.fixture(scope="module")
 def chromium() -> str:
     path = shutil.which("chromium") or (CHROMIUM if os.path.exists(CHROMIUM) else None)

@@ -6,7 +6,6 @@ import asyncio
 import json
 import time
 
-import pytest
 from aiohttp import web
 
 from batchrun.client import Endpoint, StreamClient, make_session

@@ -191,6 +191,14 @@ def test_bench_analysis_speedup_efficiency_and_groups():
     assert bench_analysis({"runs": bench_runs(), "slo": {"e2e": 1.5}})["recommended_concurrency"] == 2
 
 
+def test_format_bench_table_names_the_recommendation_and_best_speedup():
+    text = format_bench_table(bench_analysis({"runs": bench_runs()}))
+    lines = text.splitlines()
+    assert lines[0].split()[:4] == ["run", "mode", "c", "wall"] and len(lines) >= 1 + 5
+    assert "Recommended concurrency: 4" in text
+    assert "Best measured speedup over sync: 2.5x at concurrency 4 (ideal 4x, efficiency 62.5%)." in text
+
+
 def test_bench_reports_round_trip_through_the_manifest(tmp_path: Path):
     runs = bench_runs()
     for run in runs:

@@ -24,14 +24,6 @@ from batchrun.sim import SimConfig, SimProcess
 KEY = "hrd-SECRET-7d1e9b0c4a2f6e38d5b1"
 
 
-@pytest.fixture(autouse=True)
-def in_tmp(monkeypatch, tmp_path) -> Path:
-    for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
 def invoke(*args: str, key: str | None = KEY):
     env = {"OPENAI_API_KEY": key} if key else None
     return CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)

@@ -8,6 +8,7 @@ All times are seconds. Percentiles interpolate linearly between closest ranks
 from __future__ import annotations
 
 import math
+import random
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -209,12 +210,41 @@ def _counts(records: list[Record]) -> dict[str, int]:
     return counts
 
 
-def _distributions(ok: list[Record], sent: list[Record]) -> dict[str, dict[str, Any]]:
+class GapSample:
+    """A uniform random sample of at most `capacity` ITL gaps (Algorithm R, seeded, so the same
+    records in the same order always give the same sample), and how many gaps it has seen.
+
+    Below the capacity it holds every gap, so the figures are exact; above it, a million-row run's
+    ITL percentiles come from `capacity` gaps instead of hundreds of millions of floats in memory.
+    """
+
+    def __init__(self, capacity: int = 1_000_000, seed: int = 0) -> None:
+        self.capacity, self.seen, self.values = capacity, 0, []
+        self._rng = random.Random(seed)
+
+    def add(self, gaps: Iterable[float]) -> None:
+        for gap in gaps:
+            self.seen += 1
+            if len(self.values) < self.capacity:
+                self.values.append(gap)
+            else:
+                slot = self._rng.randrange(self.seen)
+                if slot < self.capacity:
+                    self.values[slot] = gap
+
+
+def _distributions(ok: list[Record], sent: list[Record],
+                   itl_sample: GapSample | None = None) -> dict[str, dict[str, Any]]:
+    if itl_sample is None:
+        itl = Distribution.of(gap for r in ok for gap in r.itl_s).to_dict()
+    else:
+        itl = Distribution.of(itl_sample.values).to_dict()
+        itl["population"] = itl_sample.seen        # == count unless the gaps were sampled
     return {
         "latency_s": Distribution.of(r.latency_s for r in ok if r.latency_s is not None).to_dict(),
         "ttft_s": Distribution.of(r.ttft_s for r in ok if r.ttft_s is not None).to_dict(),
         "total_s": Distribution.of(r.total_s for r in ok if r.total_s is not None).to_dict(),
-        "itl_s": Distribution.of(gap for r in ok for gap in r.itl_s).to_dict(),
+        "itl_s": itl,
         "tpot_s": Distribution.of(t for t in map(tpot, ok) if t is not None).to_dict(),
         "queue_wait_s": Distribution.of(r.queue_wait_s for r in sent).to_dict(),
     }
@@ -262,8 +292,12 @@ def summary_warnings(summary: Mapping[str, Any]) -> list[str]:
 
 def summarize(records: Iterable[Record], *, wall_time_s: float | None = None,
               slo: Mapping[str, float] | None = None,
-              loop_lag_s: Sequence[float] | None = None) -> dict[str, Any]:
-    """Every run-level figure of docs/metrics.md as a JSON-ready dict (keys listed there)."""
+              loop_lag_s: Sequence[float] | None = None,
+              itl_sample: GapSample | None = None) -> dict[str, Any]:
+    """Every run-level figure of the README's Metrics section as a JSON-ready dict.
+
+    `itl_sample`: the ok records' ITL gaps, gathered (and for huge runs sampled) by the caller,
+    whose records then need not carry them."""
     recs = list(records)
     ok = [r for r in recs if r.status == OK]
     sent = [r for r in recs if r.status != SKIPPED and r.sent_s is not None]
@@ -280,7 +314,7 @@ def summarize(records: Iterable[Record], *, wall_time_s: float | None = None,
         "by_error_type": dict(Counter(r.error_type or r.status for r in recs
                                       if r.status not in (OK, SKIPPED))),
         "by_finish_reason": dict(Counter(r.finish_reason or "unknown" for r in ok)),
-        **_distributions(ok, sent),
+        **_distributions(ok, sent, itl_sample),
         "tokens": {"prompt": prompt_tokens, "completion": completion_tokens,
                    "estimated_records": sum(r.tokens_estimated for r in recs)},
         "wall_time_s": wall,

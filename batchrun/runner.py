@@ -25,12 +25,13 @@ from batchrun.config import RunConfig, config_replace
 from batchrun.endpoint import open_endpoint, preflight
 from batchrun.errors import ConfigError, OutputError
 from batchrun.inputs import read_prompts
+from batchrun.metrics import GapSample, summarize
 from batchrun.outputs import done_ids, iter_latest, write_results
 from batchrun.pool import Job, Pool, PoolConfig
 from batchrun.progress import sample_loop_lag, show_progress
 from batchrun.prompt import BadRow, Prompt
 from batchrun.redact import redact
-from batchrun.records import Record, RecordSink
+from batchrun.records import OK, Record, RecordSink
 from batchrun.tools import ToolRunner
 from batchrun.requests import RequestDefaults, build_body, estimate_prompt_tokens, estimate_request_tokens
 
@@ -225,14 +226,14 @@ async def _signals(pool: Pool, sink: RecordSink) -> AsyncIterator[asyncio.Event]
 
 def _finish_outputs(outcome: RunOutcome, config: RunConfig, lag: list[float], wall: float,
                     started_wall: float) -> None:
-    from batchrun.metrics import summarize
     from batchrun.report import write_reports
 
     out = outcome.out_dir
     outcome.files.append(write_results(out / RECORDS, out, config.output_format))
     wall_total = _add_wall_time(out, wall)
-    records = list(_slim(iter_latest(out / RECORDS)))
-    summary = summarize(records, wall_time_s=wall_total, loop_lag_s=lag)
+    gaps = GapSample()
+    records = list(_slim(iter_latest(out / RECORDS), gaps))
+    summary = summarize(records, wall_time_s=wall_total, loop_lag_s=lag, itl_sample=gaps)
     summary["run"] = {"interrupted": outcome.interrupted, "aborted": outcome.aborted,
                       "input_error": str(outcome.input_error) if outcome.input_error else None,
                       "session_wall_time_s": wall, "started_at": started_wall}
@@ -240,10 +241,14 @@ def _finish_outputs(outcome: RunOutcome, config: RunConfig, lag: list[float], wa
     outcome.files.extend(write_reports(out, summary, records, config=config.public_dict()).values())
 
 
-def _slim(records: Iterator[Record], keep_text: int = 20) -> Iterator[Record]:
-    """Records for the summary and reports, without what they never read (attempt logs, and the
-    text past the report's sample rows), so a million-row run's summary fits in memory."""
+def _slim(records: Iterator[Record], gaps: GapSample, keep_text: int = 20) -> Iterator[Record]:
+    """Records for the summary and reports, without what they never read (attempt logs, the
+    text past the report's sample rows, and ITL gaps, which go to `gaps`), so a million-row
+    run's summary fits in memory."""
     for i, record in enumerate(records):
+        if record.status == OK:
+            gaps.add(record.itl_s)
+        record.itl_s = []
         record.attempt_log = []
         if i >= keep_text:
             record.text = ""

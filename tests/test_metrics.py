@@ -7,6 +7,7 @@ import math
 import pytest
 
 from batchrun.metrics import (
+    GapSample,
     BenchPoint, Distribution, in_flight, in_flight_timeline, loop_lag, mean_ci95, meets_slo,
     parse_slo, percentile, plateau_concurrency, recommend_concurrency, summarize, t975, tpot,
 )
@@ -333,3 +334,20 @@ def test_plateau_scales_gain_to_one_doubling():
     # 1 -> 4 is two doublings: (12 / 10) ** (1 / 2) - 1 = 9.5% per doubling < 10%
     assert plateau_concurrency([(1, 10.0, None, None), (4, 12.0, None, None)]) == 1
     assert plateau_concurrency([(1, 10.0, None, None), (4, 13.0, None, None)]) is None  # 14%
+
+
+# ---------------------------------------------------------------- ITL sample for huge runs
+
+def test_gap_sample_is_exact_below_capacity_and_bounded_above():
+    exact = GapSample(capacity=10)
+    exact.add([0.1, 0.2]); exact.add([0.3])
+    assert (exact.values, exact.seen) == ([0.1, 0.2, 0.3], 3)
+    s = summarize([ok("a", itl=[0.1, 0.2]), ok("b", itl=[0.3])], itl_sample=exact)
+    assert s["itl_s"]["count"] == 3 and s["itl_s"]["population"] == 3 and s["itl_s"]["p50"] == approx(0.2)
+    big = GapSample(capacity=1000, seed=1)
+    big.add(i / 100_000 for i in range(100_000))          # uniform on [0, 1)
+    assert len(big.values) == 1000 and big.seen == 100_000
+    assert Distribution.of(big.values).p50 == approx(0.5, abs=0.06)   # a uniform sample's median
+    again = GapSample(capacity=1000, seed=1)
+    again.add(i / 100_000 for i in range(100_000))
+    assert again.values == big.values                       # seeded: the same run, the same figures

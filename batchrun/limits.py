@@ -18,6 +18,7 @@ class _Bucket:
     """One leaky bucket; requests larger than the bucket are charged in bucket-sized parts."""
 
     def __init__(self, per_minute: float) -> None:
+        self._turn = asyncio.Lock()
         rate = per_minute / 60.0
         if rate * _BURST_S >= 1:
             self._limiter = AsyncLimiter(rate * _BURST_S, _BURST_S)
@@ -25,12 +26,16 @@ class _Bucket:
             self._limiter = AsyncLimiter(1, 1 / rate)
 
     async def take(self, amount: float) -> None:
-        cap = self._limiter.max_rate
-        while amount > cap:
-            await self._limiter.acquire(cap)
-            amount -= cap
-        if amount > 0:
-            await self._limiter.acquire(amount)
+        # First come, first served: aiolimiter wakes its smallest waiter first and lets a new
+        # arrival take free capacity, so under load a larger request (and every part of one
+        # larger than the bucket) could be overtaken for ever, parking its worker.
+        async with self._turn:
+            cap = self._limiter.max_rate
+            while amount > cap:
+                await self._limiter.acquire(cap)
+                amount -= cap
+            if amount > 0:
+                await self._limiter.acquire(amount)
 
     def give_back(self, amount: float) -> None:
         """Return over-charged capacity. aiolimiter has no public refund, so this lowers its

@@ -153,6 +153,10 @@ async def test_stop_records_in_flight_as_cancelled() -> None:
         pool.stop()
         await task
     assert len(records) == 3 and all(r.status == "cancelled" for r in records)
+    for r in records:           # the attempt cut short is kept, with its send time and duration
+        assert r.attempts == 1 and r.attempt_log[0].status == "cancelled"
+        assert r.sent_s is not None and r.end_s is not None and r.end_s > r.sent_s
+        assert r.text == "a" and r.ttft_s is not None   # what arrived before the stop is kept
 
 
 async def test_rate_limit_paces_requests() -> None:
@@ -173,6 +177,28 @@ async def test_tpm_refund_lets_the_next_request_through() -> None:
     limits.correct(charged_tokens=100, actual_tokens=10)   # 90 refunded
     await asyncio.wait_for(limits.acquire(80), timeout=0.5)  # fits at once after the refund
     await limits.aclose()
+
+
+async def test_a_large_request_is_not_starved_by_smaller_ones() -> None:
+    """A TPM bucket of 20,000 tokens (1.2M/min) kept busy by 8 workers taking 4,000 at a time:
+    a 30,000-token request (larger than the bucket) still gets its turn (first come, first served)."""
+    limits = RateLimits(tpm=1_200_000)
+    stop = asyncio.Event()
+
+    async def small() -> None:
+        while not stop.is_set():
+            await limits.acquire(4_000)
+
+    crowd = [asyncio.create_task(small()) for _ in range(8)]
+    await asyncio.sleep(0.05)
+    try:
+        await asyncio.wait_for(limits.acquire(30_000), timeout=10)   # ~1.5 s of budget at the fair share
+    finally:
+        stop.set()
+        for task in crowd:
+            task.cancel()
+        await asyncio.gather(*crowd, return_exceptions=True)
+        await limits.aclose()
 
 
 def test_backoff_rule() -> None:

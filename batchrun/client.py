@@ -128,9 +128,10 @@ class StreamClient:
     def __post_init__(self) -> None:
         self._headers = self.endpoint.headers()
 
-    async def send(self, body: bytes) -> AttemptResult:
-        """Stream one request; every failure becomes a result, only cancellation propagates."""
-        result = AttemptResult(sent=self.clock())
+    async def send(self, body: bytes, result: AttemptResult | None = None) -> AttemptResult:
+        """Stream one request; every failure becomes a result, only cancellation propagates
+        (pass `result` to keep what a cancelled request had received)."""
+        result = AttemptResult(sent=self.clock()) if result is None else result
         try:
             await self._send_timed(body, result)
         except asyncio.CancelledError:
@@ -166,7 +167,9 @@ class StreamClient:
     async def _send_timed(self, body: bytes, result: AttemptResult) -> None:
         loop = asyncio.get_running_loop()
         start = loop.time()
-        first_deadline = self.ttft_timeout_s if self.ttft_timeout_s is not None else self.timeout_s
+        # Before the first token both bounds apply: the TTFT one, and the whole-request one.
+        bounds = [b for b in (self.ttft_timeout_s, self.timeout_s) if b is not None]
+        first_deadline = min(bounds) if bounds else None
         async with asyncio.timeout_at(None if first_deadline is None else start + first_deadline) as deadline:
             async with self.session.post(self.endpoint.chat_url, data=body, headers=self._headers) as resp:
                 result.http_status = resp.status
@@ -182,15 +185,19 @@ class StreamClient:
         # time), and the lines split here rather than by aiohttp's per-line readline.
         stream = SSEStream(result)
         clock = self.clock
-        async for piece in resp.content.iter_any():
-            done = stream.feed(piece, clock())
-            if stream.first_output:
-                stream.first_output = False
-                if self.ttft_timeout_s is not None:   # swap the TTFT deadline for the whole-request one
-                    deadline.reschedule(None if self.timeout_s is None else start + self.timeout_s)
-            if done:
-                break
-        stream.finish(clock())
+        try:
+            async for piece in resp.content.iter_any():
+                done = stream.feed(piece, clock())
+                if stream.first_output:
+                    stream.first_output = False
+                    if self.ttft_timeout_s is not None:   # swap the TTFT deadline for the whole-request one
+                        deadline.reschedule(None if self.timeout_s is None else start + self.timeout_s)
+                if done:
+                    break
+        finally:
+            # Also on a timeout, a cut or a cancellation: keep the partial text and timings
+            # (the caller then sets the outcome, which finish() never overrides).
+            stream.finish(clock())
 
     async def _read_error(self, resp: aiohttp.ClientResponse, result: AttemptResult) -> None:
         raw = await resp.content.read(_MAX_ERROR_BODY)
@@ -285,6 +292,8 @@ class SSEStream:
     def finish(self, now: float) -> None:
         """The response ended at `now` (or was abandoned): settle totals and the outcome."""
         result = self.result
+        if self._tail.strip() == b"data: [DONE]":      # the last line may come without its newline
+            self.done = True
         result.total_s = now - result.sent
         result.output_chunks = 0 if self._last is None else len(result.itl_s) + 1
         result.text = "".join(self._parts)

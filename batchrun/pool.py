@@ -18,6 +18,7 @@ from batchrun.client import (CONNECTION_ERROR, INCOMPLETE_STREAM, MALFORMED_CHUN
 from batchrun.errors import BatchrunError
 from batchrun.limits import RateLimits, backoff_s
 from batchrun.prompt import BadRow, Prompt
+from batchrun.redact import redact
 from batchrun.records import CANCELLED, ERROR, OK, SKIPPED, TIMEOUT, Attempt, Record
 from batchrun.requests import estimate_request_tokens
 from batchrun.tools import ToolRunner, assistant_message, check_calls, merge_rounds, round_entry
@@ -25,7 +26,8 @@ from batchrun.tools import ToolRunner, assistant_message, check_calls, merge_rou
 Clock = Callable[[], float]
 _RETRYABLE_STATUS = {408, 409, 429}
 _RETRYABLE_TYPES = {CONNECTION_ERROR, INCOMPLETE_STREAM, MALFORMED_CHUNK, STREAM_ERROR}
-_MIN_FOR_RATE = 20          # finished requests before --max-error-rate may stop a run
+_MIN_FOR_RATE = 20
+_STOPPED = "the run was stopped before this request finished"          # finished requests before --max-error-rate may stop a run
 
 
 @dataclass(frozen=True)
@@ -173,12 +175,12 @@ class Pool:
                 if self.tool_runner is not None:
                     result = await self._tool_rounds(job, result, limits, row)
         except asyncio.CancelledError:
-            record = self._cancelled(job, row.result, row.log, queued_at, row.queue_wait or 0.0)
+            record = self._cancelled(job, row, queued_at)
             self._finish(record)
             raise
         except Exception as exc:  # noqa: BLE001 - error isolation: a bug in one request never stops the run
             result = row.result or AttemptResult(sent=self.clock())
-            result.fail(ERROR, "ClientError", f"{type(exc).__name__}: {exc}")
+            result.fail(ERROR, "ClientError", redact(f"{type(exc).__name__}: {exc}", self.client.endpoint.secrets))
         record = self._to_record(job, result, row.log, queued_at, row.queue_wait or 0.0)
         if row.rounds:
             merge_rounds(record, row.rounds, self.t0)
@@ -191,9 +193,9 @@ class Pool:
             await limits.acquire(estimated_tokens)
             if row.queue_wait is None:
                 row.queue_wait = self.clock() - row.queued_clock
-            row.result = result = await self._attempt(body, row.log)
+            row.result = result = await self._attempt(body, row)
             if result.status == OK:
-                limits.correct(estimated_tokens, _used_tokens(result, job))
+                limits.correct(estimated_tokens, _used_tokens(result, job, estimated_tokens))
                 break
             if not is_retryable(result) or attempt == self.config.retries:
                 break
@@ -231,12 +233,21 @@ class Pool:
     def _offered_tools(self, job: Job) -> list[dict[str, Any]] | None:
         return json.loads(job.body).get("tools")
 
-    async def _attempt(self, body: bytes, log: list[Attempt]) -> AttemptResult:
-        stats = self.stats
+    async def _attempt(self, body: bytes, row: "_RowState") -> AttemptResult:
+        stats, log = self.stats, row.log
         stats.in_flight += 1
         stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
+        result = AttemptResult(sent=self.clock())
         try:
-            result = await self.client.send(body)
+            await self.client.send(body, result)
+        except asyncio.CancelledError:
+            # Keep the attempt that was in flight: what it received, and that it was cut short.
+            result.fail(CANCELLED, "Cancelled", _STOPPED)
+            result.total_s = result.total_s if result.total_s is not None else self.clock() - result.sent
+            row.result = result
+            log.append(Attempt(status=CANCELLED, sent_s=result.sent - self.t0, duration_s=result.total_s,
+                               error_type="Cancelled", error=_STOPPED))
+            raise
         finally:
             stats.in_flight -= 1
         log.append(Attempt(status=result.status, sent_s=result.sent - self.t0,
@@ -280,13 +291,14 @@ class Pool:
             record.output_tokens_per_s = record.completion_tokens / record.latency_s
         return record
 
-    def _cancelled(self, job: Job, result: AttemptResult | None, log: list[Attempt],
-                   queued_at: float, queue_wait: float) -> Record:
-        result = result if result is not None and result.status == CANCELLED else \
-            AttemptResult(sent=self.clock()).fail(CANCELLED, "Cancelled", "the run was stopped before this request finished")
-        record = self._to_record(job, result, log, queued_at, queue_wait)
-        record.status, record.error_type = CANCELLED, "Cancelled"
-        record.error = "the run was stopped before this request finished"
+    def _cancelled(self, job: Job, row: "_RowState", queued_at: float) -> Record:
+        """The record of a row the run stopped: its last attempt's figures (the one cut short, or
+        the failed one it was backing off from), or none when it was never sent."""
+        if row.result is None:
+            return Record(id=job.prompt.id, row=job.prompt.row, status=CANCELLED, error_type="Cancelled",
+                          error=_STOPPED, queued_at=queued_at, queue_wait_s=row.queue_wait or 0.0)
+        record = self._to_record(job, row.result, row.log, queued_at, row.queue_wait or 0.0)
+        record.status, record.error_type, record.error = CANCELLED, "Cancelled", _STOPPED
         return record
 
     def _finish(self, record: Record) -> None:
@@ -325,7 +337,7 @@ class _RowState:
     rounds: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _used_tokens(result: AttemptResult, job: Job) -> int:
+def _used_tokens(result: AttemptResult, job: Job, charged: int) -> int:
     if result.completion_tokens is None:
-        return job.estimated_tokens
+        return charged          # no usage from the server: keep what was charged
     return (result.prompt_tokens or job.prompt_tokens_estimate) + result.completion_tokens

@@ -153,7 +153,22 @@ async def test_ttft_timeout_and_total_timeout() -> None:
     assert r.status == "timeout" and "--ttft-timeout" in r.error
     async with raw_server(slow_tail) as url:
         r = await send(url, timeout_s=0.3, ttft_timeout_s=0.2)
-    assert r.status == "timeout" and "--timeout" in r.error and r.text == ""
+    assert r.status == "timeout" and "--timeout" in r.error
+    assert r.text == "a" and r.output_chunks == 1 and r.latency_s == r.ttft_s   # partial, and consistent
+
+
+async def test_whole_request_timeout_also_bounds_the_wait_for_the_first_token() -> None:
+    async def silent(request: web.Request) -> web.StreamResponse:
+        return await sse(request, [5.0, chunk("late"), DONE])
+
+    async with raw_server(silent) as url:
+        r = await send(url, timeout_s=0.2, ttft_timeout_s=30)
+    assert r.status == "timeout" and "--timeout" in r.error and r.total_s < 2
+
+
+def test_done_without_a_final_newline_still_ends_the_stream() -> None:
+    r = feed([(0.1, chunk("a") + b"data: [DONE]")], end=0.2)
+    assert r.status == "ok" and r.text == "a"
 
 
 async def test_connection_refused() -> None:

@@ -71,7 +71,7 @@ def _stream(spec: InputSpec, fmt: str, template: Template | None) -> Iterator[Pr
                 if spec.on_bad_row == "fail":
                     raise where.error(bad.message, line=raw.line, column=bad.column, hint=SKIP_HINT) from None
                 reason = str(where.error(bad.message, line=raw.line, column=bad.column))
-                item = BadRow(bad.id if bad.id is not None else str(raw.row), raw.row, raw.line, reason)
+                item = BadRow(bad.id if bad.id is not None else builder.fallback_id(raw.row), raw.row, raw.line, reason)
             yield item
 
 
@@ -182,6 +182,13 @@ class _RowBuilder:
         except _Bad as bad:
             bad.id = row_id
             raise
+
+    def fallback_id(self, row: int) -> str:
+        """The id of a bad row whose own id is missing or unreadable. With ids from the file, the
+        row number could be some other row's id (whose result it would then hide): mark it."""
+        if self.layout is None or self.layout.id_column is None:
+            return str(row)
+        return f"#row-{row}"
 
     def _row_id(self, raw: RawRow, data: dict[str, Any]) -> str:
         column = self.layout.id_column if self.layout else None

@@ -23,7 +23,7 @@ from typing import Any, AsyncIterator, Iterator
 from batchrun.client import Endpoint, StreamClient, make_session
 from batchrun.config import RunConfig, config_replace
 from batchrun.endpoint import open_endpoint, preflight
-from batchrun.errors import ConfigError, OutputError
+from batchrun.errors import ConfigError, InputError, OutputError
 from batchrun.inputs import read_prompts
 from batchrun.metrics import GapSample, summarize
 from batchrun.outputs import done_ids, iter_latest, write_results
@@ -113,8 +113,17 @@ def jobs(config: RunConfig, rows: Iterator[Prompt | BadRow], skip: set[str]) -> 
         if isinstance(item, BadRow):
             yield item
             continue
-        body = build_body(item, defaults)
-        yield Job(prompt=item, body=json.dumps(body, ensure_ascii=False).encode(),
+        try:
+            body = build_body(item, defaults)
+            data = json.dumps(body, ensure_ascii=False).encode()
+        except (TypeError, ValueError, RecursionError) as exc:   # e.g. a Parquet date inside messages
+            reason = f"{config.input} line {item.line}: the row cannot be sent as JSON ({exc})"
+            if config.on_bad_row == "fail":
+                raise InputError(f"the row cannot be sent as JSON ({exc})", path=str(config.input),
+                                 line=item.line, hint="fix the row or use --on-bad-row skip") from None
+            yield BadRow(item.id, item.row, item.line, reason)
+            continue
+        yield Job(prompt=item, body=data,
                   estimated_tokens=estimate_request_tokens(body, config.max_tokens),
                   prompt_tokens_estimate=estimate_prompt_tokens(body))
 

@@ -36,14 +36,18 @@ def run_sync(endpoint: Endpoint, jobs: Iterable[Job], *, timeout_s: float | None
         for job in jobs:
             if send_for_s is not None and clock() - t0 >= send_for_s:
                 break
-            records.append(_one(client, job, endpoint, t0, clock))
+            records.append(_one(client, job, endpoint, t0, clock, timeout_s))
     finally:
         client.close()
     return records
 
 
+class _Deadline(Exception):
+    """The whole-request --timeout passed mid-stream (the SDK's timeout bounds each read only)."""
+
+
 def _one(client: openai.OpenAI, job: Job, endpoint: Endpoint, t0: float,
-         clock: Callable[[], float]) -> Record:
+         clock: Callable[[], float], timeout_s: float | None = None) -> Record:
     body: dict[str, Any] = json.loads(job.body)
     body.pop("stream", None)
     kwargs = {k: body.pop(k) for k in list(body) if k in _SDK_KEYS}
@@ -57,6 +61,8 @@ def _one(client: openai.OpenAI, job: Job, endpoint: Endpoint, t0: float,
         with stream:
             for chunk in stream:
                 now = clock()
+                if timeout_s is not None and now - sent > timeout_s:
+                    raise _Deadline
                 record.model = record.model or chunk.model
                 if chunk.usage is not None:
                     record.prompt_tokens = chunk.usage.prompt_tokens
@@ -76,11 +82,17 @@ def _one(client: openai.OpenAI, job: Job, endpoint: Endpoint, t0: float,
         record.status = OK if record.output_chunks else ERROR
         if not record.output_chunks:
             record.error_type, record.error = "EmptyResponse", "the stream finished without any content"
+    except _Deadline:
+        record.status, record.error_type = TIMEOUT, openai.APITimeoutError.__name__
+        record.error = f"the request took longer than {timeout_s:g}s (--timeout)"
     except openai.APITimeoutError as exc:
         record.status, record.error_type, record.error = TIMEOUT, type(exc).__name__, str(exc)
     except openai.APIStatusError as exc:
         record.status, record.http_status = ERROR, exc.status_code
         record.error_type, record.error = status_error_type(exc.status_code), f"HTTP {exc.status_code}: {exc.message}"
+    except openai.APIConnectionError as exc:     # a stream cut after output is what the async client calls it
+        kind = INCOMPLETE_STREAM if record.output_chunks else CONNECTION_ERROR
+        record.status, record.error_type, record.error = ERROR, kind, f"{type(exc).__name__}: {exc}"
     except openai.OpenAIError as exc:
         record.status, record.error_type, record.error = ERROR, type(exc).__name__, str(exc)
     except ValueError as exc:      # mid-stream, the SDK lets json's error on a non-JSON line through

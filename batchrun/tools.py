@@ -6,6 +6,7 @@ import asyncio
 import importlib.util
 import inspect
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -162,12 +163,37 @@ class ToolRunner:
             if inspect.iscoroutinefunction(function):
                 value = await asyncio.wait_for(function(**arguments), self.timeout_s)
             else:
-                value = await asyncio.wait_for(asyncio.to_thread(function, **arguments), self.timeout_s)
+                value = await asyncio.wait_for(_in_daemon_thread(function, arguments), self.timeout_s)
         except TimeoutError:
             return "timeout", {"error": f"the tool did not finish within {self.timeout_s:g}s"}
         except Exception as exc:  # noqa: BLE001 - the user's tool failing is a result, never a crash
             return "error", {"error": f"{type(exc).__name__}: {exc}"}
         return "ok", value
+
+
+def _in_daemon_thread(function: Callable[..., Any], arguments: dict[str, Any]) -> "asyncio.Future[Any]":
+    """Run a sync tool in a thread of its own. A daemon thread, not the loop's executor: a tool
+    that hangs past its timeout must neither hold a pool thread that later calls need nor keep
+    the process from exiting when the run is done."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(value: Any, error: BaseException | None) -> None:
+        if not future.done():
+            future.set_exception(error) if error is not None else future.set_result(value)
+
+    def target() -> None:
+        try:
+            value, error = function(**arguments), None
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+            value, error = None, exc
+        try:
+            loop.call_soon_threadsafe(settle, value, error)
+        except RuntimeError:
+            pass                      # the loop is gone: the run ended while this tool hung
+
+    threading.Thread(target=target, name="batchrun-tool", daemon=True).start()
+    return future
 
 
 def load_tool_module(path: Path) -> dict[str, Callable[..., Any]]:

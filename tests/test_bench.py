@@ -103,3 +103,20 @@ def test_parse_levels() -> None:
     assert parse_levels("0.5,2", float) == (0.5, 2.0)
     with pytest.raises(ConfigError):
         parse_levels("1,two")
+
+
+def test_sync_baseline_enforces_the_whole_request_timeout_like_the_async_client() -> None:
+    """Chunks every 50 ms for 0.5 s: each read is quick, the whole request is not (timeout 0.3 s)."""
+    import time
+
+    from batchrun.client import Endpoint
+    from batchrun.syncbase import run_sync
+
+    jobs = bench_jobs(RunConfig(input=SAMPLES / "prompts.csv", model="m"), 2)
+    with SimProcess(SimConfig(fixed_ttft_s=0.01, fixed_itl_s=0.05, output_tokens=10)) as sim:
+        endpoint = Endpoint(sim.base_url)
+        slow = run_sync(endpoint, jobs, timeout_s=0.3, t0=time.perf_counter())
+        ok = run_sync(endpoint, jobs, timeout_s=5.0, t0=time.perf_counter())
+    assert [r.status for r in slow] == ["timeout", "timeout"] and "--timeout" in slow[0].error
+    assert [r.status for r in ok] == ["ok", "ok"] and ok[0].completion_tokens == 10
+    assert ok[0].latency_s - ok[0].ttft_s == pytest.approx(sum(ok[0].itl_s))

@@ -225,3 +225,27 @@ def test_dotenv_and_batchrun_env_defaults_flags_win(fast_sim, tmp_path, monkeypa
     with pytest.raises(SystemExit):
         main(["run", "p.csv", "--out", "b", "-q", "-c", "2"])
     assert json.loads((tmp_path / "b" / "run.json").read_text())["config"]["concurrency"] == 2
+
+
+def test_a_bad_row_without_an_id_never_hides_another_row(fast_sim, tmp_path) -> None:
+    (tmp_path / "p.csv").write_text("id,prompt\na,hello\n,bad\n1,hello again\n", encoding="utf-8")
+    result = invoke("run", "p.csv", "--base-url", fast_sim.base_url, "--out", "o", "-q", "--on-bad-row", "skip")
+    assert result.exit_code == 0, result.output
+    rows = result_rows(tmp_path / "o")
+    assert [(r["id"], r["row"], r["status"]) for r in rows] == [("a", "0", "ok"), ("#row-1", "1", "skipped"),
+                                                               ("1", "2", "ok")]
+
+
+def test_a_row_that_cannot_be_sent_as_json_is_a_bad_row(fast_sim, tmp_path) -> None:
+    import datetime
+
+    import pandas as pd
+
+    messages = [[{"role": "user", "content": "hi", "sent": datetime.datetime(2026, 1, 1)}],
+                [{"role": "user", "content": "fine", "sent": None}]]
+    pd.DataFrame({"id": ["x", "y"], "messages": messages}).to_parquet(tmp_path / "m.parquet")
+    result = invoke("run", "m.parquet", "--base-url", fast_sim.base_url, "--out", "o", "-q")
+    assert result.exit_code == 2 and "cannot be sent as JSON" in result.output and "Traceback" not in result.output
+    result = invoke("run", "m.parquet", "--base-url", fast_sim.base_url, "--out", "s", "-q", "--on-bad-row", "skip")
+    assert result.exit_code == 0, result.output
+    assert [r["status"] for r in result_rows(tmp_path / "s")] == ["skipped", "ok"]

@@ -80,6 +80,22 @@ async def test_tool_runner_outcomes() -> None:
     assert "RuntimeError: tool broke" in out[1]["content"] and [o["tool_call_id"] for o in out] == [f"c{i}" for i in range(5)]
 
 
+async def test_a_hung_sync_tool_holds_no_thread_the_process_waits_for() -> None:
+    import threading
+
+    release = threading.Event()
+
+    def hangs(x: int) -> None:
+        release.wait(30)
+
+    runner = ToolRunner({"hangs": hangs}, timeout_s=0.1)
+    [out] = await runner.run_calls([{"id": "c", "name": "hangs", "parsed_arguments": {"x": 1}, "valid": True}])
+    assert out["status"] == "timeout"
+    stuck = [t for t in threading.enumerate() if t.name == "batchrun-tool"]
+    assert stuck and all(t.daemon for t in stuck)     # exiting the process will not wait for it
+    release.set()
+
+
 def test_load_tool_module_errors(tmp_path) -> None:
     assert set(load_tool_module(SAMPLES / "mytools.py")) == {"convert_units", "lookup_capital"}
     (tmp_path / "broken.py").write_text("import not_a_module_xyz\n")

@@ -19,6 +19,7 @@ from batchrun.cli import app
 from batchrun.outputs import index_records
 from batchrun.records import read_records
 from batchrun.sim import SimConfig, SimProcess
+from promptfiles import write_prompts
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -40,15 +41,6 @@ def slow_sim():
 
 def invoke(*args: str, env: dict[str, str] | None = None):
     return CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
-
-
-def write_csv(path: Path, n: int, prefix: str = "question") -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["id", "prompt"])
-        for i in range(n):
-            writer.writerow([f"q{i}", f"{prefix} number {i}"])
-    return path
 
 
 def result_rows(out: Path) -> list[dict[str, str]]:
@@ -120,7 +112,7 @@ def test_skip_mode_records_bad_rows(fast_sim, tmp_path) -> None:
 
 
 def test_unreachable_endpoint_fails_fast_without_sending(tmp_path) -> None:
-    write_csv(tmp_path / "p.csv", 3)
+    write_prompts(tmp_path / "p.csv", 3)
     result = invoke("run", "p.csv", "--base-url", "http://127.0.0.1:9/v1", "--out", "o", "-q")
     assert result.exit_code == 2 and "cannot connect" in result.output
     assert not (tmp_path / "o" / "records.jsonl").exists()
@@ -176,7 +168,7 @@ def assert_each_row_once(out: Path, n: int) -> None:
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])
 def test_killed_run_resumes_to_each_row_exactly_once(slow_sim, tmp_path, sig) -> None:
     n = 300
-    write_csv(tmp_path / "p.csv", n)
+    write_prompts(tmp_path / "p.csv", n)
     out = tmp_path / "o"
     proc = run_subprocess(["run", "p.csv", "--base-url", slow_sim.base_url, "--out", "o", "-q",
                            "-c", "8"], tmp_path)
@@ -210,7 +202,7 @@ def assert_valid_jsonl(path: Path) -> None:
 
 def test_dotenv_and_batchrun_env_defaults_flags_win(fast_sim, tmp_path, monkeypatch) -> None:
     (tmp_path / ".env").write_text(f"OPENAI_BASE_URL={fast_sim.base_url}\nBATCHRUN_CONCURRENCY=3\n")
-    write_csv(tmp_path / "p.csv", 5)
+    write_prompts(tmp_path / "p.csv", 5)
     for name in ("OPENAI_BASE_URL", "BATCHRUN_CONCURRENCY"):
         # Recorded as unset, so the values load_dotenv puts in os.environ are removed afterwards.
         monkeypatch.setenv(name, "placeholder")

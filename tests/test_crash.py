@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from batchrun.cli import app
 from batchrun.outputs import index_records
 from batchrun.sim import SimConfig, SimProcess
+from promptfiles import write_prompts
 
 N = 2500
 KILLS = 4
@@ -31,14 +32,6 @@ def sim() -> Iterator[SimProcess]:
     # A few ms per request: a run of thousands of rows lasts seconds, so kills land mid-run.
     with SimProcess(SimConfig(fixed_ttft_s=0.004, fixed_itl_s=0.002, output_tokens=4)) as server:
         yield server
-
-
-def write_prompts(path: Path, n: int) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["id", "prompt"])
-        writer.writerows([f"q{i}", f"question {i}"] for i in range(n))
-    return path
 
 
 def start(args: list[str], cwd: Path) -> subprocess.Popen[str]:

@@ -47,6 +47,7 @@ from batchrun.pool import Job, Pool, PoolConfig
 from batchrun.prompt import Prompt
 from batchrun.records import Record, read_records
 from batchrun.sim import SimConfig, SimProcess, SimServer, serve_sim
+from promptfiles import write_prompts
 
 N = 300
 RETRIES = 3
@@ -280,14 +281,6 @@ async def test_endpoint_killed_and_restarted_on_the_same_port_mid_run() -> None:
     assert refused > 0
     total = first.stats()["requests"] + restarts[0].stats()["requests"]
     assert len(records) <= total <= sum(r.attempts for r in records) - refused
-
-
-def write_prompts(path: Path, n: int) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["id", "prompt"])
-        writer.writerows([f"q{i}", f"question {i}"] for i in range(n))
-    return path
 
 
 def invoke(*args: str):

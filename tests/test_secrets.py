@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from batchrun.cli import app
 from batchrun.sim import SimConfig, SimProcess
+from promptfiles import write_prompts
 
 # Not sk- shaped on purpose: the generic `sk-…` pattern cannot hide it, only real redaction can.
 KEY = "hrd-SECRET-7d1e9b0c4a2f6e38d5b1"
@@ -42,14 +43,6 @@ def assert_key_nowhere(root: Path, *printed: str, min_files: int = 0) -> list[Pa
     for text in printed:
         assert KEY not in text, text
     return files
-
-
-def write_prompts(path: Path, prompts: list[str]) -> Path:
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["id", "prompt"])
-        writer.writerows([f"q{i}", p] for i, p in enumerate(prompts))
-    return path
 
 
 def statuses(out: Path) -> dict[str, str]:

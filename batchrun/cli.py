@@ -99,7 +99,7 @@ def run(
     """Send every prompt, write one timed record per row, and a summary."""
     def body() -> int:
         from batchrun.runner import execute_run
-        from batchrun.tools import load_tool_definitions
+        from batchrun.engine.tools import load_tool_definitions
 
         url, key = env_endpoint(base_url, None)
         config = RunConfig(
@@ -116,7 +116,7 @@ def run(
 
 
 def _report_run(outcome: Any, fail_on_error: bool) -> int:
-    from batchrun.report import format_summary_table
+    from batchrun.report.summary import format_summary_table
 
     typer.echo(format_summary_table(outcome.summary))
     for path in outcome.files:
@@ -165,9 +165,9 @@ def bench(
 ) -> None:
     """Compare the sync SDK baseline with the async pool at several concurrencies; report and plots."""
     def body() -> int:
-        from batchrun.bench import BenchConfig, execute_bench, parse_levels
-        from batchrun.metrics import parse_slo
-        from batchrun.bench_report import format_bench_table
+        from batchrun.bench.sweep import BenchConfig, execute_bench, parse_levels
+        from batchrun.analysis.metrics import parse_slo
+        from batchrun.report.bench import format_bench_table
 
         url, key = env_endpoint(base_url, None)
         run_config = RunConfig(
@@ -199,7 +199,7 @@ def _slo(text: str | None, parse: Callable[[str], dict[str, float]]) -> dict[str
 def report(run_dir: Annotated[Path, typer.Argument(help="A directory written by `batchrun run` or `batchrun bench`.")]) -> None:
     """Rebuild summary.json, report.md and report.html from saved records, sending nothing."""
     def body() -> int:
-        from batchrun.report import rebuild_reports
+        from batchrun.report.summary import rebuild_reports
 
         for path in rebuild_reports(run_dir).values():
             typer.echo(f"  wrote {path}")
@@ -216,8 +216,8 @@ def compare(
 ) -> None:
     """Side-by-side change of every headline figure; exit 1 when one regressed past its tolerance."""
     def body() -> int:
-        from batchrun.compare import compare as compare_summaries
-        from batchrun.compare import format_comparison, load_summary, parse_tolerances
+        from batchrun.analysis.compare import compare as compare_summaries
+        from batchrun.analysis.compare import format_comparison, load_summary, parse_tolerances
 
         try:
             tolerances = parse_tolerances(max_regression) if max_regression else None

@@ -9,7 +9,7 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from batchrun.pool import PoolStats
+from batchrun.engine.pool import PoolStats
 
 LAG_INTERVAL_S = 0.05
 

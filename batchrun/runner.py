@@ -21,20 +21,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterator
 
-from batchrun.client import Endpoint, StreamClient, make_session
+from batchrun.endpoint.client import Endpoint, StreamClient, make_session
 from batchrun.config import RunConfig, config_replace
-from batchrun.endpoint import open_endpoint, preflight
+from batchrun.endpoint.resolve import open_endpoint, preflight
 from batchrun.errors import ConfigError, InputError, OutputError
-from batchrun.inputs import read_prompts
-from batchrun.metrics import GapSample, summarize
-from batchrun.outputs import done_ids, iter_latest, write_results
-from batchrun.pool import Job, Pool, PoolConfig
+from batchrun.inputs.rows import read_prompts
+from batchrun.analysis.metrics import GapSample, summarize
+from batchrun.store.outputs import done_ids, iter_latest, write_results
+from batchrun.engine.pool import Job, Pool, PoolConfig
 from batchrun.progress import sample_loop_lag, show_progress
-from batchrun.prompt import BadRow, Prompt
+from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.redact import redact
-from batchrun.records import OK, Record, RecordSink
-from batchrun.tools import ToolRunner
-from batchrun.requests import RequestDefaults, build_body, estimate_prompt_tokens, estimate_request_tokens
+from batchrun.store.records import OK, Record, RecordSink
+from batchrun.engine.tools import ToolRunner
+from batchrun.endpoint.requests import RequestDefaults, build_body, estimate_prompt_tokens, estimate_request_tokens
 
 RECORDS, RUN_JSON, SUMMARY = "records.jsonl", "run.json", "summary.json"
 
@@ -252,7 +252,7 @@ async def _signals(pool: Pool, sink: RecordSink) -> AsyncIterator[asyncio.Event]
 
 def _finish_outputs(outcome: RunOutcome, config: RunConfig, lag: list[float], wall: float,
                     started_wall: float) -> None:
-    from batchrun.report import write_reports
+    from batchrun.report.summary import write_reports
 
     out = outcome.out_dir
     outcome.files.append(write_results(out / RECORDS, out, config.output_format))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from batchrun.bench import arrivals, bench_jobs, parse_levels
+from batchrun.bench.sweep import arrivals, bench_jobs, parse_levels
 from batchrun.cli import app
 from batchrun.config import RunConfig
 from batchrun.errors import ConfigError
@@ -109,8 +109,8 @@ def test_sync_baseline_enforces_the_whole_request_timeout_like_the_async_client(
     """Chunks every 50 ms for 0.5 s: each read is quick, the whole request is not (timeout 0.3 s)."""
     import time
 
-    from batchrun.client import Endpoint
-    from batchrun.syncbase import run_sync
+    from batchrun.endpoint.client import Endpoint
+    from batchrun.bench.sync import run_sync
 
     jobs = bench_jobs(RunConfig(input=SAMPLES / "prompts.csv", model="m"), 2)
     with SimProcess(SimConfig(fixed_ttft_s=0.01, fixed_itl_s=0.05, output_tokens=10)) as sim:

@@ -8,7 +8,7 @@ import json
 import pytest
 from aiohttp import web
 
-from batchrun.client import (CONNECTION_ERROR, EMPTY_RESPONSE, INCOMPLETE_STREAM, MALFORMED_CHUNK,
+from batchrun.endpoint.client import (CONNECTION_ERROR, EMPTY_RESPONSE, INCOMPLETE_STREAM, MALFORMED_CHUNK,
                              STREAM_ERROR, AttemptResult, Endpoint, SSEStream, StreamClient, make_session,
                              retry_after, status_error_type)
 from rawserver import DONE, chunk, cut, raw_server, sse, usage_chunk

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from batchrun.compare import (
+from batchrun.analysis.compare import (
     FIGURES, Tolerance, compare, figure_name, format_comparison, load_summary, parse_tolerances,
 )
 from batchrun.errors import ConfigError
-from batchrun.metrics import summarize
-from batchrun.records import Record, RecordSink
-from batchrun.report import write_reports
+from batchrun.analysis.metrics import summarize
+from batchrun.store.records import Record, RecordSink
+from batchrun.report.summary import write_reports
 
 approx = pytest.approx
 

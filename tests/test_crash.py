@@ -19,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from batchrun.cli import app
-from batchrun.outputs import index_records
+from batchrun.store.outputs import index_records
 from batchrun.sim import SimConfig, SimProcess
 from promptfiles import write_prompts
 

@@ -41,11 +41,11 @@ from rawserver import raw_server
 from typer.testing import CliRunner
 
 from batchrun.cli import app
-from batchrun.client import Endpoint, StreamClient, make_session
-from batchrun.metrics import summarize
-from batchrun.pool import Job, Pool, PoolConfig
-from batchrun.prompt import Prompt
-from batchrun.records import Record, read_records
+from batchrun.endpoint.client import Endpoint, StreamClient, make_session
+from batchrun.analysis.metrics import summarize
+from batchrun.engine.pool import Job, Pool, PoolConfig
+from batchrun.inputs.prompt import Prompt
+from batchrun.store.records import Record, read_records
 from batchrun.sim import SimConfig, SimProcess, SimServer, serve_sim
 from promptfiles import write_prompts
 

@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from batchrun.errors import InputError
-from batchrun.inputs import read_prompts
-from batchrun.prompt import BadRow, Prompt
-from batchrun.requests import RequestDefaults, build_body
+from batchrun.inputs.rows import read_prompts
+from batchrun.inputs.prompt import BadRow, Prompt
+from batchrun.endpoint.requests import RequestDefaults, build_body
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 HANG_S = 20.0        # a safety bound only: every example here reads in milliseconds

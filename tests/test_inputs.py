@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from batchrun.errors import InputError
-from batchrun.inputs import read_prompts
-from batchrun.prompt import BadRow, Prompt
+from batchrun.inputs.rows import read_prompts
+from batchrun.inputs.prompt import BadRow, Prompt
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 

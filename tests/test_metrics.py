@@ -6,12 +6,12 @@ import math
 
 import pytest
 
-from batchrun.metrics import (
+from batchrun.analysis.metrics import (
     GapSample,
     BenchPoint, Distribution, in_flight, in_flight_timeline, loop_lag, mean_ci95, meets_slo,
     parse_slo, percentile, plateau_concurrency, recommend_concurrency, summarize, t975, tpot,
 )
-from batchrun.records import Record
+from batchrun.store.records import Record
 
 approx = pytest.approx
 

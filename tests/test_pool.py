@@ -8,11 +8,11 @@ import time
 
 from aiohttp import web
 
-from batchrun.client import Endpoint, StreamClient, make_session
-from batchrun.limits import RateLimits, backoff_s
-from batchrun.pool import Job, Pool, PoolConfig
-from batchrun.prompt import BadRow, Prompt
-from batchrun.records import Record
+from batchrun.endpoint.client import Endpoint, StreamClient, make_session
+from batchrun.engine.limits import RateLimits, backoff_s
+from batchrun.engine.pool import Job, Pool, PoolConfig
+from batchrun.inputs.prompt import BadRow, Prompt
+from batchrun.store.records import Record
 from rawserver import DONE, chunk, cut, raw_server, sse, usage_chunk
 
 

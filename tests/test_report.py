@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 from batchrun.errors import ConfigError
-from batchrun.metrics import summarize
-from batchrun.records import Record, RecordSink
-from batchrun.bench_report import bench_analysis, format_bench_table
-from batchrun.report import (
+from batchrun.analysis.metrics import summarize
+from batchrun.store.records import Record, RecordSink
+from batchrun.report.bench import bench_analysis, format_bench_table
+from batchrun.report.summary import (
     fmt_s, format_summary_table, load_bench, load_run, rebuild_reports,
     write_bench_manifest, write_reports,
 )
-from batchrun.report_html import Document, Section, Table, Text, render_html, render_markdown
+from batchrun.report.html import Document, Section, Table, Text, render_html, render_markdown
 
 approx = pytest.approx
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from batchrun.prompt import Prompt
-from batchrun.requests import (DEFAULT_OUTPUT_TOKENS, RequestDefaults, build_body, estimate_prompt_tokens,
+from batchrun.inputs.prompt import Prompt
+from batchrun.endpoint.requests import (DEFAULT_OUTPUT_TOKENS, RequestDefaults, build_body, estimate_prompt_tokens,
                                estimate_request_tokens)
 
 USER = [{"role": "user", "content": "hello"}]

@@ -12,12 +12,12 @@ import pytest
 from typer.testing import CliRunner
 
 from batchrun.cli import app
-from batchrun.client import Endpoint, StreamClient, make_session
+from batchrun.endpoint.client import Endpoint, StreamClient, make_session
 from batchrun.errors import InputError
-from batchrun.pool import Job, Pool, PoolConfig
-from batchrun.prompt import Prompt
-from batchrun.records import Record
-from batchrun.tools import (ToolCallAssembler, ToolRunner, argument_problems, check_calls,
+from batchrun.engine.pool import Job, Pool, PoolConfig
+from batchrun.inputs.prompt import Prompt
+from batchrun.store.records import Record
+from batchrun.engine.tools import (ToolCallAssembler, ToolRunner, argument_problems, check_calls,
                             load_tool_definitions, load_tool_module, merge_rounds)
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "tools"

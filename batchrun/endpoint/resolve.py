@@ -8,7 +8,7 @@ from typing import AsyncIterator, Callable
 
 import aiohttp
 
-from batchrun.client import Endpoint
+from batchrun.endpoint.client import Endpoint
 from batchrun.errors import ConfigError
 from batchrun.redact import redact
 

@@ -19,9 +19,9 @@ import aiohttp
 import openai
 import orjson
 
-from batchrun.records import CANCELLED, ERROR, OK, TIMEOUT
+from batchrun.store.records import CANCELLED, ERROR, OK, TIMEOUT
 from batchrun.redact import redact
-from batchrun.tools import ToolCallAssembler
+from batchrun.engine.tools import ToolCallAssembler
 
 Clock = Callable[[], float]
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping, Sequence
 
-from batchrun import plots
-from batchrun.metrics import (
+from batchrun.report import plots
+from batchrun.analysis.metrics import (
     BenchPoint, in_flight_timeline, mean_ci95, plateau_concurrency, recommend_concurrency, summarize,
 )
-from batchrun.records import OK
-from batchrun.report import _config_table, _slo_text, fmt_num, fmt_pct, fmt_s
-from batchrun.report_html import Document, Image, Section, Table, Text
+from batchrun.store.records import OK
+from batchrun.report.summary import _config_table, _slo_text, fmt_num, fmt_pct, fmt_s
+from batchrun.report.html import Document, Image, Section, Table, Text
 
 
 # ---------------------------------------------------------------- bench analysis

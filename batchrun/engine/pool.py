@@ -13,15 +13,15 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
-from batchrun.client import (CONNECTION_ERROR, INCOMPLETE_STREAM, MALFORMED_CHUNK, STREAM_ERROR,
+from batchrun.endpoint.client import (CONNECTION_ERROR, INCOMPLETE_STREAM, MALFORMED_CHUNK, STREAM_ERROR,
                              AttemptResult, StreamClient)
 from batchrun.errors import BatchrunError
-from batchrun.limits import RateLimits, backoff_s
-from batchrun.prompt import BadRow, Prompt
+from batchrun.engine.limits import RateLimits, backoff_s
+from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.redact import redact
-from batchrun.records import CANCELLED, ERROR, OK, SKIPPED, TIMEOUT, Attempt, Record
-from batchrun.requests import estimate_request_tokens
-from batchrun.tools import ToolRunner, assistant_message, check_calls, merge_rounds, round_entry
+from batchrun.store.records import CANCELLED, ERROR, OK, SKIPPED, TIMEOUT, Attempt, Record
+from batchrun.endpoint.requests import estimate_request_tokens
+from batchrun.engine.tools import ToolRunner, assistant_message, check_calls, merge_rounds, round_entry
 
 Clock = Callable[[], float]
 _RETRYABLE_STATUS = {408, 409, 429}

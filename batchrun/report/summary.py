@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from batchrun import plots
+from batchrun.report import plots
 from batchrun.errors import ConfigError, OutputError
-from batchrun.metrics import in_flight_timeline, summarize, summary_warnings
-from batchrun.records import OK, Record, latest_by_id
-from batchrun.report_html import Document, Image, Section, Table, Text, render_html, render_markdown
+from batchrun.analysis.metrics import in_flight_timeline, summarize, summary_warnings
+from batchrun.store.records import OK, Record, latest_by_id
+from batchrun.report.html import Document, Image, Section, Table, Text, render_html, render_markdown
 
 SCHEMA_VERSION = 1
 SAMPLE_ROWS = 20
@@ -221,7 +221,7 @@ def write_reports(run_dir: Path | str, summary: Mapping[str, Any] | None, record
     doc: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "kind": "bench" if bench else "run",
                            "summary": summary, "config": config}
     if bench:
-        from batchrun.bench_report import bench_analysis, bench_document, run_summary
+        from batchrun.report.bench import bench_analysis, bench_document, run_summary
 
         analysis = bench_analysis(bench)
         doc["bench"] = analysis

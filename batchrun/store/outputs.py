@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from batchrun.errors import OutputError
-from batchrun.records import OK, Record
+from batchrun.store.records import OK, Record
 
 RESULT_COLUMNS = [
     "id", "row", "status", "text", "finish_reason", "error_type", "error", "http_status",

@@ -13,9 +13,9 @@ from typing import Any, Callable, Iterable
 
 import openai
 
-from batchrun.client import CONNECTION_ERROR, INCOMPLETE_STREAM, MALFORMED_CHUNK, Endpoint, status_error_type
-from batchrun.pool import Job
-from batchrun.records import ERROR, OK, TIMEOUT, Attempt, Record
+from batchrun.endpoint.client import CONNECTION_ERROR, INCOMPLETE_STREAM, MALFORMED_CHUNK, Endpoint, status_error_type
+from batchrun.engine.pool import Job
+from batchrun.store.records import ERROR, OK, TIMEOUT, Attempt, Record
 from batchrun.redact import redact
 
 # Body keys the SDK takes as keyword arguments; anything else goes through `extra_body`.

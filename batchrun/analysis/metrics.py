@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
-from batchrun.records import OK, SKIPPED, STATUSES, Record
+from batchrun.store.records import OK, SKIPPED, STATUSES, Record
 
 PERCENTILES = (50, 90, 95, 99)
 SLO_KEYS = ("ttft", "tpot", "e2e")

@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
 
-from batchrun.prompt import Prompt
+from batchrun.inputs.prompt import Prompt
 
 if TYPE_CHECKING:  # the SDK's TypedDicts document shapes; no SDK object is used at runtime
     from openai.types.chat import ChatCompletionToolChoiceOptionParam, ChatCompletionToolUnionParam

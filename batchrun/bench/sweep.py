@@ -18,18 +18,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
-from batchrun.client import Endpoint, StreamClient, make_session
+from batchrun.endpoint.client import Endpoint, StreamClient, make_session
 from batchrun.config import RunConfig
-from batchrun.endpoint import open_endpoint, preflight
+from batchrun.endpoint.resolve import open_endpoint, preflight
 from batchrun.errors import ConfigError, InputError
-from batchrun.pool import Job, Pool, PoolConfig
+from batchrun.engine.pool import Job, Pool, PoolConfig
 from batchrun.progress import sample_loop_lag
-from batchrun.prompt import BadRow, Prompt
-from batchrun.records import Record, RecordSink
+from batchrun.inputs.prompt import BadRow, Prompt
+from batchrun.store.records import Record, RecordSink
 from batchrun.runner import jobs as run_jobs
 from batchrun.runner import open_rows
 from batchrun.runner import say
-from batchrun.syncbase import run_sync
+from batchrun.bench.sync import run_sync
 
 DEFAULT_SWEEP = (1, 2, 4, 8, 16, 32, 64)
 _NOT_IN_BENCH = {"concurrency", "resume", "out", "output_format", "quiet", "fail_on_error", "max_errors",
@@ -160,8 +160,8 @@ async def measure_sync(endpoint: Endpoint, jobs: list[Job], config: BenchConfig,
 
 async def execute_bench(config: BenchConfig, out: Path | None = None) -> tuple[Path, dict[str, Any]]:
     """Run the whole bench; returns the output directory and the bench analysis."""
-    from batchrun.bench_report import bench_analysis
-    from batchrun.report import write_bench_manifest, write_reports
+    from batchrun.report.bench import bench_analysis
+    from batchrun.report.summary import write_bench_manifest, write_reports
 
     run = config.run
     out = out or Path("results") / f"bench-{run.input.stem if run.input else 'run'}-{datetime.now():%Y%m%d-%H%M%S}"
@@ -207,7 +207,7 @@ def _bench_settings(config: BenchConfig) -> dict[str, Any]:
 
 def _headline(analysis: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The recommended concurrency's summary (its first repeat), so `compare` can gate a bench."""
-    from batchrun.bench_report import run_summary
+    from batchrun.report.bench import run_summary
 
     best = analysis.get("recommended_concurrency")
     for run in runs:

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal
 
-from batchrun._readers import RawRow, Where, check_path, json_kind, open_source, resolve_format
+from batchrun.inputs.readers import RawRow, Where, check_path, json_kind, open_source, resolve_format
 from batchrun.errors import InputError
-from batchrun.prompt import BadRow, Prompt
+from batchrun.inputs.prompt import BadRow, Prompt
 
 SKIP_HINT = "fix the row or use --on-bad-row skip"
 MESSAGES = "messages"

@@ -1,0 +1,1 @@
+"""Pure arithmetic over records: metrics (Summary) and compare (baseline vs current)."""

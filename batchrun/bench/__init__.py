@@ -1,0 +1,1 @@
+"""bench: the sync baseline and async runs at several concurrencies, on the same prompts."""

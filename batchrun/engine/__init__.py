@@ -1,0 +1,1 @@
+"""The worker pool: concurrency, rate limits, retries, tool-call rounds."""

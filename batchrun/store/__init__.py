@@ -1,0 +1,1 @@
+"""What a run keeps on disk: records.jsonl (records), results files (outputs)."""

@@ -1,0 +1,86 @@
+"""What a server's headers say about time: duration strings, HTTP dates, RFC 3339 instants.
+
+Pure parsers shared by retry waits (how long to back off) and learned rate limits (when a
+window resets). Each returns None for a value it cannot read, never raises: a malformed header
+is the server's problem and must not become a failed row.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+
+# OpenAI's `x-ratelimit-reset-*` values are Go durations: "1s", "6m0s", "20ms", "1h2m3.5s", "0.5s".
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h|d)")
+_UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _finite_nonneg(value: float) -> float | None:
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+def parse_duration_s(text: str | None) -> float | None:
+    """Seconds in a Go-style duration ("6m0s", "20ms") or a bare number of seconds ("1.5")."""
+    if text is None:
+        return None
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return _finite_nonneg(float(text))
+    except ValueError:
+        pass
+    total, pos = 0.0, 0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != pos:
+            return None
+        total += float(match.group(1)) * _UNIT_S[match.group(2)]
+        pos = match.end()
+    if pos != len(text):
+        return None
+    return _finite_nonneg(total)
+
+
+def parse_http_date(text: str | None) -> float | None:
+    """POSIX seconds of an HTTP-date ("Wed, 21 Oct 2015 07:28:00 GMT"), or None."""
+    if not text:
+        return None
+    try:
+        moment = parsedate_to_datetime(text.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def parse_rfc3339(text: str | None) -> float | None:
+    """POSIX seconds of an RFC 3339 instant ("2026-11-24T12:00:05Z", Anthropic's resets), or None."""
+    if not text:
+        return None
+    value = text.strip()
+    if value.endswith(("Z", "z")):
+        value = value[:-1] + "+00:00"
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None             # an instant without a zone is ambiguous: not trusted
+    return moment.timestamp()
+
+
+def seconds_until(text: str | None, now_s: float) -> float | None:
+    """A wait written as seconds ("2", "1.5") or as an HTTP-date, in seconds from `now_s`
+    (POSIX seconds); a date in the past is a wait of 0."""
+    seconds = parse_duration_s(text) if text and re.fullmatch(r"\s*[\d.]+\s*", text) else None
+    if seconds is not None:
+        return seconds
+    moment = parse_http_date(text)
+    if moment is None:
+        return None
+    return max(0.0, moment - now_s)

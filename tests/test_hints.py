@@ -1,0 +1,39 @@
+"""Header time parsers, against hand-written values."""
+
+from __future__ import annotations
+
+import pytest
+
+from batchrun.endpoint.hints import parse_duration_s, parse_http_date, parse_rfc3339, seconds_until
+
+
+@pytest.mark.parametrize("text, seconds", [
+    ("1s", 1.0), ("6m0s", 360.0), ("20ms", 0.02), ("1h2m3.5s", 3723.5), ("0.5s", 0.5),
+    ("1.5", 1.5), ("0", 0.0), ("250us", 0.00025), (" 2s ", 2.0),
+])
+def test_duration_strings(text: str, seconds: float) -> None:
+    assert parse_duration_s(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", [None, "", "abc", "1x", "s", "-1s", "-3", "nan", "inf", "1s2", "ms1"])
+def test_bad_durations_are_none(text: str | None) -> None:
+    assert parse_duration_s(text) is None
+
+
+def test_http_date_and_rfc3339() -> None:
+    assert parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT") == 1445412480.0
+    assert parse_http_date("not a date") is None
+    assert parse_rfc3339("2015-10-21T07:28:00Z") == 1445412480.0
+    assert parse_rfc3339("2015-10-21T09:28:00+02:00") == 1445412480.0
+    assert parse_rfc3339("2015-10-21T07:28:00") is None      # no zone: not trusted
+    assert parse_rfc3339("yesterday") is None
+
+
+def test_seconds_until_takes_seconds_or_a_date() -> None:
+    now = 1445412470.0
+    assert seconds_until("7", now) == 7.0
+    assert seconds_until("0.25", now) == 0.25
+    assert seconds_until("Wed, 21 Oct 2015 07:28:00 GMT", now) == 10.0
+    assert seconds_until("Wed, 21 Oct 2015 07:27:00 GMT", now) == 0.0     # already past
+    assert seconds_until("soon", now) is None
+    assert seconds_until(None, now) is None

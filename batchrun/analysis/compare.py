@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from batchrun.errors import ConfigError
-from batchrun.report.summary import fmt_num, fmt_s, load_run
+from batchrun.report.format import fmt_num, fmt_s
+from batchrun.report.summary import load_run
 
 
 @dataclass(frozen=True, slots=True)

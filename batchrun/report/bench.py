@@ -10,7 +10,7 @@ from batchrun.analysis.metrics import (
     BenchPoint, in_flight_timeline, mean_ci95, plateau_concurrency, recommend_concurrency, summarize,
 )
 from batchrun.store.records import OK
-from batchrun.report.summary import _config_table, _slo_text, fmt_num, fmt_pct, fmt_s
+from batchrun.report.format import config_table, fmt_num, fmt_pct, fmt_s, slo_text
 from batchrun.report.html import Document, Image, Section, Table, Text
 
 
@@ -100,7 +100,7 @@ def _repeat_rows(analysis: Mapping[str, Any]) -> Table:
 
 
 def _recommendation(analysis: Mapping[str, Any]) -> list[Text]:
-    rule = (f"within the SLO {_slo_text(analysis['slo'])}" if analysis["slo"]
+    rule = (f"within the SLO {slo_text(analysis['slo'])}" if analysis["slo"]
             else "with p99 latency and p99 TTFT within 2x their values at the lowest concurrency")
     rec, plateau = analysis["recommended_concurrency"], analysis["plateau_concurrency"]
     return [Text(f"Recommended concurrency: {rec}, the highest-throughput level {rule}." if rec is not None
@@ -144,7 +144,7 @@ def bench_document(analysis: Mapping[str, Any], bench: Mapping[str, Any],
     if any(g["repeats"] > 1 for g in analysis["groups"]):
         sections.insert(1, Section("Repeats (95% CI, Student's t)", [_repeat_rows(analysis)]))
     if config:
-        sections.append(Section("Configuration", [_config_table(config)]))
+        sections.append(Section("Configuration", [config_table(config)]))
     return Document("batchrun bench report", sections)
 
 

@@ -18,35 +18,13 @@ from batchrun.report import plots
 from batchrun.errors import ConfigError, OutputError
 from batchrun.analysis.metrics import in_flight_timeline, summarize, summary_warnings
 from batchrun.store.records import OK, Record, latest_by_id
+from batchrun.report.format import config_table, fmt_num, fmt_pct, fmt_s, slo_text
 from batchrun.report.html import Document, Image, Section, Table, Text, render_html, render_markdown
 
 SCHEMA_VERSION = 1
 SAMPLE_ROWS = 20
 EXCERPT_CHARS = 120
 _RUN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")  # a path component, never "..", "/" or "~"
-
-
-# ---------------------------------------------------------------- formatting
-
-def fmt_s(value: float | None) -> str:
-    """A duration for people: ms below one second, s above; '-' when unknown."""
-    if value is None:
-        return "-"
-    if abs(value) < 1:
-        return f"{value * 1000:.1f} ms" if abs(value) < 0.01 else f"{value * 1000:.0f} ms"
-    return f"{value:.2f} s"
-
-
-def fmt_num(value: float | None, digits: int = 2, suffix: str = "") -> str:
-    return "-" if value is None else f"{value:,.{digits}f}{suffix}"
-
-
-def fmt_pct(value: float | None) -> str:
-    return "-" if value is None else f"{value * 100:.1f}%"
-
-
-def _slo_text(slo: Mapping[str, float]) -> str:
-    return ", ".join(f"{k}<={fmt_s(v)}" for k, v in slo.items())
 
 
 # ---------------------------------------------------------------- console
@@ -68,7 +46,7 @@ def format_summary_table(summary: Mapping[str, Any]) -> str:
     if summary["goodput"]:
         g = summary["goodput"]
         lines.append(f"goodput     {fmt_num(g['requests_per_s'])} req/s ({g['requests']} requests within "
-                     f"{_slo_text(g['slo'])})")
+                     f"{slo_text(g['slo'])})")
     lines += [f"warning: {w}" for w in summary["warnings"]]
     return "\n".join(lines)
 
@@ -90,7 +68,7 @@ def _headline(summary: Mapping[str, Any]) -> Table:
             ["in flight (peak / mean)", f"{f['peak']} / {fmt_num(f['mean'], 1)}"]]
     if summary["goodput"]:
         g = summary["goodput"]
-        within = f"{g['requests']} within {_slo_text(g['slo'])}"
+        within = f"{g['requests']} within {slo_text(g['slo'])}"
         rows.append(["goodput", f"{fmt_num(g['requests_per_s'])} req/s ({within})"])
     return Table(["figure", "value"], rows)
 
@@ -139,11 +117,6 @@ def _warnings(summary: Mapping[str, Any]) -> list[Text]:
     return [Text(w, warning=True) for w in summary["warnings"]]
 
 
-def _config_table(config: Mapping[str, Any]) -> Table:
-    return Table(["option", "value"], [[k, json.dumps(v, ensure_ascii=False, default=str)]
-                                       for k, v in config.items()])
-
-
 def _lag_section(lag: Mapping[str, Any] | None) -> Section | None:
     if not lag:
         return None
@@ -180,7 +153,7 @@ def run_document(summary: Mapping[str, Any], records: Sequence[Record],
     sections.append(Section("Plots", _run_plots(records) or [Text("no successful request to plot")]))
     sections.append(Section(f"Sample (first {SAMPLE_ROWS} rows)", [_sample(records)]))
     if config:
-        sections.append(Section("Configuration", [_config_table(config)]))
+        sections.append(Section("Configuration", [config_table(config)]))
     return Document("batchrun report", sections)
 
 

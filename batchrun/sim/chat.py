@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from batchrun.sim import model
 from batchrun.sim.delivery import BodyDelivery, StreamDelivery
 from batchrun.sim.directives import DirectiveError
+from batchrun.sim.host import Host
 from batchrun.sim.http import Connection, Request, response_head
 from batchrun.sim.planner import Plan, plan_request, request_directives, token_cost
 from batchrun.sim.validate import parse_body, validate_chat
@@ -21,14 +22,11 @@ from batchrun.sim.wire import (
     server_error,
 )
 
-if TYPE_CHECKING:
-    from batchrun.sim.server import SimServer
-
 SSE_HEADERS = [("content-type", "text/event-stream; charset=utf-8"), ("cache-control", "no-cache")]
 JSON_HEADERS = [("content-type", "application/json")]
 
 
-def handle_chat(server: SimServer, conn: Connection, req: Request, rid: str) -> None:
+def handle_chat(server: Host, conn: Connection, req: Request, rid: str) -> None:
     server.counters.requests += 1
     try:
         body, plan = _admit(server, req)
@@ -44,7 +42,7 @@ def handle_chat(server: SimServer, conn: Connection, req: Request, rid: str) -> 
         _respond(server, conn, req, body, plan, headers)
 
 
-def _admit(server: SimServer, req: Request) -> tuple[dict[str, Any], Plan]:
+def _admit(server: Host, req: Request) -> tuple[dict[str, Any], Plan]:
     """Auth, body, model, directives, rate limit, injected error -- or the ApiError to answer with."""
     cfg = server.config
     check_auth(cfg.api_key, req)
@@ -81,7 +79,7 @@ def _injected_error(status: int, retry_after_s: float) -> ApiError:
     return server_error(status, retry_after_s if status == 503 else None)
 
 
-def _stream(server: SimServer, conn: Connection, req: Request, body: dict[str, Any], plan: Plan,
+def _stream(server: Host, conn: Connection, req: Request, body: dict[str, Any], plan: Plan,
             headers: list[tuple[str, str]]) -> None:
     opts = body.get("stream_options") or {}
     enc = ChunkEncoder(server.completion_id(), server.created(), body["model"],
@@ -107,7 +105,7 @@ def _units(enc: ChunkEncoder, plan: Plan) -> list[bytes]:
     return units
 
 
-def _respond(server: SimServer, conn: Connection, req: Request, body: dict[str, Any], plan: Plan,
+def _respond(server: Host, conn: Connection, req: Request, body: dict[str, Any], plan: Plan,
              headers: list[tuple[str, str]]) -> None:
     text = None if plan.calls else "".join(plan.tokens)
     payload = completion_body(server.completion_id(), server.created(), body["model"], text, plan.calls,

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import itertools
 import os
 import time
-from collections import Counter
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Coroutine
+from typing import Any, AsyncIterator, Callable, Coroutine
 
 from batchrun.sim.chat import JSON_HEADERS, check_auth, handle_chat
-from batchrun.sim.config import FAULT_KINDS, SimConfig
+from batchrun.sim.config import SimConfig
 from batchrun.sim.delivery import Engine, Hooks
+from batchrun.sim.host import AttemptCounter, Host, Stats
 from batchrun.sim.http import Connection, Request, response_head
 from batchrun.sim.limits import RateLimiter
 from batchrun.sim.wire import ApiError, dumps, invalid_url, model_object, models_body, rate_limit_error
@@ -21,40 +20,12 @@ from batchrun.sim.wire import ApiError, dumps, invalid_url, model_object, models
 _QUIET_PATHS = ("/health", "/v1/health", "/sim/stats")   # not counted, so polling changes no stats
 
 
-class Stats:
-    """Counters a test compares with what its client saw."""
+Handler = Callable[[Host, Connection, Request, str], None]
 
-    def __init__(self) -> None:
-        self.requests = 0                  # chat-completion requests received
-        self.responses: Counter[int] = Counter()   # every response by HTTP status (bar _QUIET_PATHS)
-        self.faults: Counter[str] = Counter(dict.fromkeys(FAULT_KINDS, 0))
-        self.rate_limited: Counter[str] = Counter(requests=0, tokens=0)   # 429s from rpm / tpm
-        self.tool_call_responses = 0
-        self.completed = 0                 # answers sent in full
-        self.disconnects = 0               # clients that left mid-answer (cuts not included)
-
-    def count_response(self, status: int) -> None:
-        self.responses[status] += 1
-
-    def count_fault(self, kind: str) -> None:
-        self.faults[kind] += 1
-
-
-class AttemptCounter:
-    """How many times an identical request body was seen, so `xN` directives and fault rolls
-    can differ between a request and its retries. Bounded: oldest bodies are forgotten first."""
-
-    def __init__(self, limit: int = 200_000) -> None:
-        self._seen: dict[bytes, int] = {}
-        self._limit = limit
-
-    def next(self, body: bytes) -> int:
-        key = hashlib.blake2b(body, digest_size=16).digest()
-        n = self._seen.get(key, 0)
-        self._seen[key] = n + 1
-        if len(self._seen) > self._limit:
-            del self._seen[next(iter(self._seen))]
-        return n
+# POST endpoints by path (after /v1); each handler answers through the Host it is given.
+POST_ROUTES: dict[str, Handler] = {
+    "/chat/completions": handle_chat,
+}
 
 
 class SimServer:
@@ -156,8 +127,9 @@ class SimServer:
         path = req.path.rstrip("/") or "/"
         if path.startswith("/v1/"):
             path = path[3:]
-        if req.method == "POST" and path == "/chat/completions":
-            return handle_chat(self, conn, req, rid)
+        handler = POST_ROUTES.get(path) if req.method == "POST" else None
+        if handler is not None:
+            return handler(self, conn, req, rid)
         try:
             status, body = self._route_get(req.method, path, req)
         except ApiError as err:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import time
 from dataclasses import dataclass, field
@@ -86,9 +87,14 @@ class Endpoint:
         auth = (unquote(parts.username or ""), unquote(parts.password or ""))
         return cls(clean, api_key, embedded, auth)
 
-    @property
+    def url(self, path: str) -> str:
+        """`base_url` + "/" + `path`, before any query (`?api_key=` of some gateways) it has."""
+        parts = urlsplit(self.base_url)
+        return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/" + path))
+
+    @functools.cached_property
     def chat_url(self) -> str:
-        return self.base_url.rstrip("/") + "/chat/completions"
+        return self.url("chat/completions")
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -100,8 +106,12 @@ class Endpoint:
 
     @property
     def display_url(self) -> str:
-        """The URL as it may be shown and written: secrets (a key in the query) masked."""
-        return redact(self.base_url, self.secrets)
+        """The URL as it may be shown and written: secrets masked, `***:***@` where credentials were."""
+        url = self.base_url
+        if self.basic_auth is not None:
+            scheme, sep, rest = url.partition("://")
+            url = f"{scheme}{sep}***:***@{rest}"
+        return redact(url, self.secrets)
 
     def _basic_token(self) -> str:
         assert self.basic_auth is not None

@@ -243,6 +243,7 @@ def _distributions(ok: list[Record], sent: list[Record],
     return {
         "latency_s": Distribution.of(r.latency_s for r in ok if r.latency_s is not None).to_dict(),
         "ttft_s": Distribution.of(r.ttft_s for r in ok if r.ttft_s is not None).to_dict(),
+        "ttfo_s": Distribution.of(r.ttfo_s for r in ok if r.ttfo_s is not None).to_dict(),
         "total_s": Distribution.of(r.total_s for r in ok if r.total_s is not None).to_dict(),
         "itl_s": itl,
         "tpot_s": Distribution.of(t for t in map(tpot, ok) if t is not None).to_dict(),

@@ -295,3 +295,23 @@ def test_records_with_fields_this_version_does_not_know_are_kept(tmp_path: Path)
     assert invoke("report", "o").exit_code == 0
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert summary["summary"]["counts"]["ok"] == 3
+
+
+async def test_a_refused_bench_stops_with_exit_2(tmp_path: Path) -> None:
+    write_prompts(tmp_path / "p.csv", 4)
+    refusing = Counting(ws.REFUSED_KEY)
+    async with raw_server(refusing.handle) as url:
+        result = await in_thread("bench", "p.csv", "--base-url", url, "--out", "b", "-c", "1,2,4", "-n", "40",
+                                 "--no-sync")
+    assert result.exit_code == 2 and "HTTP 401" in result.output and "Incorrect API key" in result.output
+    assert refusing.calls <= 3                                    # the first level stopped it
+
+
+def test_pacing_warnings() -> None:
+    from batchrun.engine.capacity import pacing_warnings
+
+    [small] = pacing_warnings(rows=None, charge_tokens=1000, rpm=None, tpm=100)
+    assert "--tpm 100 is smaller than one request's token charge (~1000 tokens" in small and "10.0 min" in small
+    [slow] = pacing_warnings(rows=100_000, charge_tokens=50, rpm=60, tpm=None)
+    assert slow.startswith("at --rpm 60, about 100000 rows take about 1.2 days")
+    assert pacing_warnings(rows=1000, charge_tokens=50, rpm=600, tpm=1_000_000) == []

@@ -141,6 +141,9 @@ async def measure_async(endpoint: Endpoint, jobs: list[Job], config: BenchConfig
             finally:
                 sampler.cancel()
                 await asyncio.gather(sampler, return_exceptions=True)
+            if pool.refused is not None:        # a rejected key or a wrong model: no level can succeed
+                raise ConfigError(f"the endpoint refused the run: {pool.refused} (fix OPENAI_API_KEY, "
+                                  "--model or --base-url)")
             wall = clock() - t0
     return RunResult(name, "rate" if rate else "async", workers if rate else concurrency, repeat, rate,
                      wall, records, lag)

@@ -315,3 +315,17 @@ def test_pacing_warnings() -> None:
     [slow] = pacing_warnings(rows=100_000, charge_tokens=50, rpm=60, tpm=None)
     assert slow.startswith("at --rpm 60, about 100000 rows take about 1.2 days")
     assert pacing_warnings(rows=1000, charge_tokens=50, rpm=600, tpm=1_000_000) == []
+
+
+async def test_a_run_through_a_litellm_gateway_records_real_usage_on_every_row(tmp_path: Path) -> None:
+    write_prompts(tmp_path / "p.csv", 40)
+    async with raw_server(ws.litellm_usage) as url:
+        result = await in_thread("run", "p.csv", "--base-url", url, "--out", "o", "-q", "-c", "8")
+    assert result.exit_code == 0, result.output
+    by_id = records(tmp_path / "o")
+    assert len(by_id) == 40
+    assert all(r.status == "ok" and not r.tokens_estimated and (r.prompt_tokens, r.completion_tokens) == (11, 3)
+               for r in by_id.values())
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())["summary"]
+    assert summary["tokens"] == {"prompt": 440, "completion": 120, "estimated_records": 0}
+    assert not any("estimated" in w for w in summary["warnings"])

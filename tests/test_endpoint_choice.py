@@ -329,3 +329,12 @@ async def test_a_run_through_a_litellm_gateway_records_real_usage_on_every_row(t
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())["summary"]
     assert summary["tokens"] == {"prompt": 440, "completion": 120, "estimated_records": 0}
     assert not any("estimated" in w for w in summary["warnings"])
+
+
+@pytest.mark.parametrize("command", ["run", "bench"])
+def test_the_new_options_are_in_help_and_readme(command: str) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    help_text = " ".join(invoke(command, "--help", env={"COLUMNS": "200"}).output.split())
+    for option in ("--max-retry-wait", "--max-response-bytes"):
+        assert option in help_text and f"`{option}" in readme
+    assert "'builtin' for the built-in simulated endpoint" in help_text and "`--base-url builtin`" in readme

@@ -65,7 +65,8 @@ def start_session(out: Path, config: dict[str, Any], endpoint: dict[str, Any]) -
     sessions = list(previous.get("sessions") or [])
     session = {"n": len(sessions) + 1, "started_at": datetime.now(timezone.utc).isoformat(),
                "batchrun_version": __version__, "endpoint": endpoint}
-    data = {"wall_time_s": previous.get("wall_time_s", 0.0), "config": config, "endpoint": endpoint,
+    # Keys written by other stages (e.g. the input's identity) are kept as they are.
+    data = {**previous, "wall_time_s": previous.get("wall_time_s", 0.0), "config": config, "endpoint": endpoint,
             "started_at": previous.get("started_at", session["started_at"]), "sessions": [*sessions, session]}
     write_json(path, data)
     return session["n"], (sessions[-1] if sessions else None)

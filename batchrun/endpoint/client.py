@@ -262,8 +262,13 @@ class StreamClient:
     async def _read_error(self, resp: aiohttp.ClientResponse, result: AttemptResult) -> None:
         raw = await read_capped(resp.content, _MAX_ERROR_BODY)
         result.retry_after_s = retry_wait_s(resp.headers, self.wall_clock())
-        result.fail(ERROR, status_error_type(resp.status),
-                    f"HTTP {resp.status}: {error_body_text(raw, resp.headers.get('Content-Type', ''))}")
+        fail_status(result, resp.status, raw, resp.headers.get("Content-Type", ""))
+
+
+def fail_status(result: AttemptResult, status: int, raw: bytes, content_type: str = "") -> AttemptResult:
+    """Classify a non-200 response from its status and body (shared with the sync baseline)."""
+    return result.fail(ERROR, status_error_type(status),
+                       f"HTTP {status}: {error_body_text(raw[:_MAX_ERROR_BODY], content_type)}")
 
 
 async def read_capped(content: aiohttp.StreamReader, limit: int) -> bytes:

@@ -35,9 +35,10 @@ def endpoint_info(endpoint: Endpoint, model: str | None) -> dict[str, Any]:
 
 @contextlib.asynccontextmanager
 async def open_endpoint(base_url: str | None, api_key: str | None,
-                        announce: Callable[[str], None]) -> AsyncIterator[Endpoint]:
-    """The endpoint `choose_base_url` picks; the built-in one is started in a child process so
-    that its work never shares a core or an event loop with the measuring client."""
+                        announce: Callable[[str], None], sim_config: Any = None) -> AsyncIterator[Endpoint]:
+    """The endpoint `choose_base_url` picks; the built-in one (configured by `sim_config`, a
+    SimConfig; default SimConfig()) is started in a child process so that its work never shares
+    a core or an event loop with the measuring client."""
     url = choose_base_url(base_url, api_key)
     if url != BUILTIN:
         if not base_url:
@@ -50,7 +51,7 @@ async def open_endpoint(base_url: str | None, api_key: str | None,
         return
     from batchrun.sim import SimConfig, SimProcess
 
-    async with SimProcess(SimConfig()) as sim:
+    async with SimProcess(sim_config or SimConfig()) as sim:
         why = "--base-url builtin" if base_url else "no OPENAI_BASE_URL, --base-url or OPENAI_API_KEY set"
         announce(f"{why}: using the built-in simulated endpoint at {sim.base_url}; its answers are "
                  "made up and its timings are a model's, not a real provider's (set OPENAI_API_KEY, "

@@ -338,3 +338,14 @@ def test_the_new_options_are_in_help_and_readme(command: str) -> None:
     for option in ("--max-retry-wait", "--max-response-bytes"):
         assert option in help_text and f"`{option}" in readme
     assert "'builtin' for the built-in simulated endpoint" in help_text and "`--base-url builtin`" in readme
+
+
+@pytest.mark.parametrize("url, says", [
+    ("http://u:pw-HIDDEN-9@host:abc/v1", "is not a valid URL"),
+    ("ftp://u:pw-HIDDEN-9@host/v1", "must start with http:// or https://"),
+])
+def test_a_bad_base_url_is_refused_without_showing_its_password(tmp_path: Path, url: str, says: str) -> None:
+    write_prompts(tmp_path / "p.csv", 1)
+    result = invoke("run", "p.csv", "--base-url", url, "--out", "o")
+    assert result.exit_code == 2 and says in result.output and "***:***@host" in result.output
+    assert "pw-HIDDEN-9" not in result.output and "Traceback" not in result.output

@@ -44,10 +44,14 @@ async def open_endpoint(base_url: str | None, api_key: str | None,
         if not base_url:
             announce(f"OPENAI_API_KEY is set and no base URL: using {OPENAI_BASE_URL} "
                      "(set OPENAI_BASE_URL or --base-url for another provider)")
+        try:
+            endpoint = Endpoint.of(url, api_key)
+        except ValueError as exc:           # e.g. a port that is not a number
+            raise ConfigError(f"--base-url is not a valid URL ({exc}): {redact(url, (api_key or '',))}") from None
         if not url.lower().startswith(("http://", "https://")):
             raise ConfigError(f"--base-url must start with http:// or https:// (or be '{BUILTIN}'), "
-                              f"got {Endpoint.of(url).display_url!r}")
-        yield Endpoint.of(url, api_key)
+                              f"got {endpoint.display_url!r}")
+        yield endpoint
         return
     from batchrun.sim import SimConfig, SimProcess
 

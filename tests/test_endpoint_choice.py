@@ -349,3 +349,14 @@ def test_a_bad_base_url_is_refused_without_showing_its_password(tmp_path: Path, 
     result = invoke("run", "p.csv", "--base-url", url, "--out", "o")
     assert result.exit_code == 2 and says in result.output and "***:***@host" in result.output
     assert "pw-HIDDEN-9" not in result.output and "Traceback" not in result.output
+
+
+async def test_a_reasoning_model_reports_time_to_first_answer_beside_ttft(tmp_path: Path) -> None:
+    write_prompts(tmp_path / "p.csv", 4)
+    async with raw_server(ws.reasoning_then_answer) as url:
+        result = await in_thread("run", "p.csv", "--base-url", url, "--out", "o", "-q")
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())["summary"]
+    assert summary["ttfo_s"]["count"] == 4 and summary["ttfo_s"]["p50"] > summary["ttft_s"]["p50"]
+    assert "TTFO (first answer)" in (tmp_path / "o" / "report.md").read_text()
+    assert all(r.reasoning_text == "Let me think." and r.text == "Yes." for r in records(tmp_path / "o").values())

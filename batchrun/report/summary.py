@@ -73,9 +73,17 @@ def _headline(summary: Mapping[str, Any]) -> Table:
     return Table(["figure", "value"], rows)
 
 
+def _with_ttfo(summary: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """The timing rows, with time to first answer token beside TTFT when the model reasoned first."""
+    ttfo, ttft = summary.get("ttfo_s") or {}, summary["ttft_s"]
+    if not ttfo.get("count") or ttfo.get("mean") == ttft.get("mean"):
+        return _TIMINGS
+    return (_TIMINGS[0], _TIMINGS[1], ("TTFO (first answer)", "ttfo_s"), *_TIMINGS[2:])
+
+
 def _timings(summary: Mapping[str, Any]) -> Table:
     rows = []
-    for label, key in _TIMINGS:
+    for label, key in _with_ttfo(summary):
         d = summary[key]
         rows.append([label, str(d["count"])] + [fmt_s(d[k]) for k in ("mean", "p50", "p90", "p95", "p99", "max")])
     return Table(["figure", "n", "mean", "p50", "p90", "p95", "p99", "max"], rows)

@@ -25,7 +25,7 @@ from batchrun.endpoint.client import Endpoint, StreamClient, make_session
 from batchrun.config import RunConfig, config_replace, env_base_url
 from batchrun.endpoint.resolve import BUILTIN, choose_base_url, endpoint_info, open_endpoint, preflight
 from batchrun.engine.capacity import count_rows, ensure_open_files, pacing_warnings
-from batchrun.errors import ConfigError, InputError, OutputError
+from batchrun.errors import InputError, OutputError
 from batchrun.inputs.rows import read_prompts
 from batchrun.analysis.metrics import GapSample, summarize
 from batchrun.store.outputs import done_ids, iter_latest, write_results
@@ -33,7 +33,7 @@ from batchrun.engine.pool import Job, Pool, PoolConfig
 from batchrun.progress import sample_loop_lag, show_progress
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.store.records import OK, Record, RecordSink
-from batchrun.store.sessions import RUN_JSON, add_wall_time, read_run_json, restore_base_url, saved_base_url, start_session
+from batchrun.store.sessions import RUN_JSON, add_wall_time, read_run_json, restore_base_url, saved_base_url, start_session  # noqa: F401 (RUN_JSON: kept importable from here)
 from batchrun.engine.tools import ToolRunner
 from batchrun.endpoint.requests import RequestDefaults, build_body, estimate_prompt_tokens, estimate_request_tokens
 

@@ -209,28 +209,51 @@ def report(run_dir: Annotated[Path, typer.Argument(help="A directory written by 
 
 @app.command()
 def compare(
-    baseline: Annotated[Path, typer.Argument(help="Baseline summary.json or run directory.")],
-    current: Annotated[Path, typer.Argument(help="Current summary.json or run directory.")],
-    max_regression: Annotated[Optional[str], _opt('Tolerances, e.g. "latency_p99=10%,ttft_p50=10%,throughput=-5%".')] = None,
-    fmt: Annotated[str, _opt("text, or md for a pull-request comment.", "--format")] = "text",
+    baseline: Annotated[Path, typer.Argument(help="Baseline run or bench directory (or its summary.json).")],
+    current: Annotated[Path, typer.Argument(help="Current run or bench directory (or its summary.json).")],
+    max_regression: Annotated[Optional[str], _opt('Tolerances, added to or replacing the defaults, e.g. "latency_p99=10%,ttft_p50=10%,throughput=-5%".')] = None,
+    fmt: Annotated[str, _opt("text, md (a pull-request comment), json, junit (XML test report) or github (workflow annotations).", "--format")] = "text",
+    fail_on_inconclusive: Annotated[bool, _opt("Exit 1 also when a figure is inconclusive (too few requests to decide).")] = False,
+    allow_config_change: Annotated[bool, _opt("Compare even when model, endpoint, max_tokens, concurrency, input or batchrun version differ.")] = False,
+    quiet: Annotated[bool, _opt("Print only the regressions and errors.", "--quiet", "-q")] = False,
 ) -> None:
-    """Side-by-side change of every headline figure; exit 1 when one regressed past its tolerance."""
+    """Each headline figure's change with a 95% interval and a verdict; exit 1 on a regression.
+
+    Writes a Markdown summary to $GITHUB_STEP_SUMMARY when that variable is set."""
     def body() -> int:
-        from batchrun.analysis.compare import compare as compare_summaries
-        from batchrun.analysis.compare import format_comparison, load_summary, parse_tolerances
+        from batchrun.analysis.compare import compare as compare_sides
+        from batchrun.analysis.compare import parse_tolerances
+        from batchrun.report.compare import FORMATS, format_comparison
 
         try:
             tolerances = parse_tolerances(max_regression) if max_regression else None
         except ValueError as exc:
             raise ConfigError(f"--max-regression: {exc}") from exc
-        if fmt not in ("text", "md"):
-            raise ConfigError(f"--format must be text or md, got {fmt!r}")
-        result = compare_summaries(load_summary(baseline), load_summary(current), tolerances)
-        typer.echo(format_comparison(result, fmt=fmt))
+        if fmt not in FORMATS:
+            raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        result = compare_sides(baseline, current, tolerances, defaults=True, allow_config_change=allow_config_change)
+        if not quiet:
+            typer.echo(format_comparison(result, fmt, fail_on_inconclusive), nl=False)
+        _step_summary(format_comparison(result, "md", fail_on_inconclusive))
         for line in result.regressions:
             typer.echo(f"batchrun: regression: {line}", err=True)
-        return EXIT_OK if result.passed else EXIT_FAILED
+        failed = not result.passed or (fail_on_inconclusive and bool(result.inconclusive))
+        return EXIT_FAILED if failed else EXIT_OK
     guarded(body)
+
+
+def _step_summary(markdown: str) -> None:
+    """Append to the GitHub Actions job summary when running there."""
+    import os
+
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not path:
+        return
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(markdown + "\n")
+    except OSError as exc:
+        typer.echo(f"batchrun: warning: cannot write $GITHUB_STEP_SUMMARY ({path}): {exc.strerror}", err=True)
 
 
 from batchrun.sim.cli import serve  # noqa: E402  (after `app`, which it does not need)

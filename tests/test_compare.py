@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from batchrun.analysis.compare import (
-    FIGURES, Tolerance, compare, figure_name, format_comparison, load_summary, parse_tolerances,
+    FIGURES, CompareRefused, Tolerance, compare, figure_name, load_summary, parse_tolerances,
 )
 from batchrun.errors import ConfigError
+from batchrun.report.compare import format_comparison
 from batchrun.analysis.metrics import summarize
 from batchrun.store.records import Record, RecordSink
 from batchrun.report.summary import write_reports
@@ -74,6 +75,7 @@ def test_regression_past_tolerance_is_named():
     c = change(cmp, "latency_p99")
     assert (c.change, c.change_pct, c.status) == (approx(0.5), approx(25.0), "regressed")
     assert cmp.regressions == ["latency_p99 rose 25.0% (2.00 s -> 2.50 s), past the tolerance +10%"]
+    assert not cmp.statistical and "point comparison" in cmp.notes[-1]
     assert not cmp.passed
 
 
@@ -86,21 +88,23 @@ def test_throughput_fall_past_negative_tolerance():
 
 def test_improvement_passes():
     cmp = compare(crafted(), crafted(rps=12.0, lat=(0.8, 1.2, 1.6)), "latency_p99=10%,throughput=-5%")
-    assert change(cmp, "latency_p99").status == "better" and change(cmp, "throughput").status == "better"
+    assert change(cmp, "latency_p99").status == "improved" and change(cmp, "throughput").status == "improved"
     assert change(cmp, "throughput").change_pct == approx(20.0)
     assert cmp.passed and cmp.regressions == []
 
 
 def test_exactly_at_tolerance_is_within():
-    # 2.0 -> 2.2 is +10% up to float rounding: worse, but not past the tolerance
+    # 2.0 -> 2.2 is +10% up to float rounding: not past the tolerance, so unchanged (never "worse")
     cmp = compare(crafted(), crafted(lat=(1.0, 1.5, 2.2)), "latency_p99=10%")
-    assert change(cmp, "latency_p99").status == "worse" and cmp.passed
+    assert change(cmp, "latency_p99").status == "unchanged" and cmp.passed
 
 
-def test_worse_without_a_tolerance_is_reported_but_not_a_regression():
+def test_a_figure_without_a_tolerance_is_shown_but_not_gated():
     cmp = compare(crafted(), crafted(ttft=(0.4, 0.5)))
-    assert change(cmp, "ttft_p50").status == "worse" and change(cmp, "ttft_p99").status == "same"
+    assert change(cmp, "ttft_p50").status == "not gated" and change(cmp, "ttft_p50").change_pct == approx(100)
     assert cmp.passed
+    # The CLI starts from the README's default tolerances, so a bare `compare A B` gates.
+    assert not compare(crafted(), crafted(ttft=(0.4, 0.5)), defaults=True).passed
 
 
 def test_missing_figure_fails_only_when_a_tolerance_names_it():
@@ -132,14 +136,23 @@ def test_goodput_is_compared_only_when_present():
 def test_format_comparison_text_and_markdown():
     cmp = compare(crafted(), crafted(lat=(1.0, 1.5, 2.5)), "latency_p99=10%")
     text = format_comparison(cmp)
-    assert "latency_p99" in text and "+25.0%" in text and "regressions:" in text
-    assert text.splitlines()[0].split() == ["figure", "baseline", "current", "change", "change", "%",
-                                            "tolerance", "status"]
+    assert "latency_p99" in text and "+25.0%" in text and "regressed:" in text
+    head = next(line for line in text.splitlines() if line.startswith("figure"))
+    assert head.split() == ["figure", "baseline", "current", "change", "95%", "interval", "tolerance", "n",
+                            "(base/cur)", "verdict"]
     md = format_comparison(cmp, "md")
-    assert "| latency_p99 | 2.00 s | 2.50 s | +500 ms | +25.0% | +10% | regressed |" in md
+    assert "| latency_p99 | 2.00 s | 2.50 s | +25.0% | - | +10% | - | regressed |" in md
     assert "no figure regressed" in format_comparison(compare(crafted(), crafted()), "md")
     with pytest.raises(ValueError, match="unknown format"):
         format_comparison(cmp, "html")
+
+
+def test_signs_and_units_of_tolerances():
+    cmp = compare(crafted(ok=100), crafted(rps=9.0, ok=97), "throughput=-5%,success_rate=-0.01,latency_p99=0.1")
+    md = format_comparison(cmp, "md")
+    assert "| throughput | 10.00 | 9.00 | -10.0% | - | -5% | - | regressed |" in md
+    assert "| success_rate | 100.0% | 97.0% | -3.0 pt | - | -1 pt | - | regressed |" in md
+    assert "| latency_p99 | 2.00 s | 2.00 s | +0.0% | - | +100 ms | - | unchanged |" in md
 
 
 # ---------------------------------------------------------------- loading
@@ -157,12 +170,13 @@ def test_compare_run_directories(tmp_path: Path):
         sink.write(_ok("a", 1.5))
     cmp = compare(base, cur, "latency_p50=10%")
     assert change(cmp, "latency_p50").change_pct == approx(50.0) and not cmp.passed
+    assert not cmp.statistical           # one request a side, and the baseline has no records
     assert compare(base / "summary.json", json.loads((base / "summary.json").read_text())).passed
 
 
 def test_a_bench_without_headline_must_name_a_run(tmp_path: Path):
     (tmp_path / "summary.json").write_text(json.dumps({"schema_version": 1, "kind": "bench", "summary": None}))
-    with pytest.raises(ConfigError, match="runs/<name>"):
+    with pytest.raises(CompareRefused, match="runs/<name>"):
         load_summary(tmp_path)
 
 

@@ -182,17 +182,19 @@ def _run_meta(run: Mapping[str, Any]) -> dict[str, Any]:
 
 def write_reports(run_dir: Path | str, summary: Mapping[str, Any] | None, records: Sequence[Record], *,
                   bench: Mapping[str, Any] | None = None,
-                  config: Mapping[str, Any] | None = None) -> dict[str, Path]:
+                  config: Mapping[str, Any] | None = None,
+                  extra: Mapping[str, Any] | None = None) -> dict[str, Path]:
     """Write summary.json, report.md and report.html into run_dir; return their paths by name.
 
     For a bench pass `bench` ({"runs": [...], "slo": ...}, see docs/metrics.md); `summary` and
     `records` may then be None / [] or describe a headline run, and each run's summary is also
     written to runs/<name>/summary.json so `batchrun compare` can take one run of a bench.
-    `config` must not hold secrets: it is written as given.
+    `config` must not hold secrets: it is written as given. Every summary.json also names the
+    batchrun version and the input file's identity (`extra` may give it, and more top-level keys).
     """
     run_dir = Path(run_dir)
     doc: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "kind": "bench" if bench else "run",
-                           "summary": summary, "config": config}
+                           "summary": summary, "config": config, **_identity(config, extra)}
     if bench:
         from batchrun.report.bench import bench_analysis, bench_document, run_summary
 
@@ -200,7 +202,8 @@ def write_reports(run_dir: Path | str, summary: Mapping[str, Any] | None, record
         doc["bench"] = analysis
         for run in bench["runs"]:
             run_doc = {"schema_version": SCHEMA_VERSION, "kind": "run", "run": _run_meta(run),
-                       "summary": run_summary(run, analysis["slo"]), "config": config}
+                       "summary": run_summary(run, analysis["slo"]), "config": config,
+                       **{k: v for k, v in doc.items() if k not in ("schema_version", "kind", "summary", "config")}}
             _write_text(run_dir / "runs" / _checked_name(run["name"]) / "summary.json", _json(run_doc))
         document = bench_document(analysis, bench, config)
     else:
@@ -212,6 +215,17 @@ def write_reports(run_dir: Path | str, summary: Mapping[str, Any] | None, record
     _write_text(paths["markdown"], render_markdown(document))
     _write_text(paths["html"], render_html(document))
     return paths
+
+
+def _identity(config: Mapping[str, Any] | None, extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    from batchrun import __version__
+    from batchrun.store.fingerprint import input_identity
+
+    out: dict[str, Any] = {"batchrun_version": __version__}
+    out.update(extra or {})
+    if "input" not in out and config and config.get("input"):
+        out["input"] = input_identity(config["input"])
+    return out
 
 
 def write_bench_manifest(run_dir: Path | str, runs: Iterable[Mapping[str, Any]], *,
@@ -290,9 +304,11 @@ def load_bench(run_dir: Path | str) -> dict[str, Any]:
 def rebuild_reports(run_dir: Path | str) -> dict[str, Path]:
     """`batchrun report RUN_DIR`: rebuild every report of a run or a bench from its files."""
     run_dir = Path(run_dir)
+    stored = _read_json(run_dir / "summary.json") if (run_dir / "summary.json").exists() else {}
+    # What was measured, and with which batchrun, stays as it was written.
+    kept = {k: stored[k] for k in ("batchrun_version", "input", "endpoint") if k in stored}
     if (run_dir / "bench.json").exists():
         bench = load_bench(run_dir)
-        stored = _read_json(run_dir / "summary.json") if (run_dir / "summary.json").exists() else {}
-        return write_reports(run_dir, stored.get("summary"), [], bench=bench, config=bench["config"])
+        return write_reports(run_dir, stored.get("summary"), [], bench=bench, config=bench["config"], extra=kept)
     run = load_run(run_dir)
-    return write_reports(run_dir, run.summary, run.records, config=run.config)
+    return write_reports(run_dir, run.summary, run.records, config=run.config, extra=kept)

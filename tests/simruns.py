@@ -19,8 +19,8 @@ def simulated_run(seed: int, n: int = 100, concurrency: int = 8, ttft_s: float =
     records = []
     for i in range(n):
         sent = heapq.heappop(lanes)
-        ttft = ttft_s * rng.lognormal(0.0, jitter)
-        gaps = list(itl_s * rng.lognormal(0.0, jitter, tokens - 1))
+        ttft = float(ttft_s * rng.lognormal(0.0, jitter))
+        gaps = [float(g) for g in itl_s * rng.lognormal(0.0, jitter, tokens - 1)]
         latency = ttft + sum(gaps)
         total = latency + 0.0005
         records.append(Record(id=str(i), row=i, sent_s=sent, end_s=sent + total, ttft_s=ttft, latency_s=latency,

@@ -88,7 +88,7 @@ class Tolerance:
 # The README's defaults: every headline figure but `errors` gates, so a bare `compare A B` is a gate.
 DEFAULT_TOLERANCES_TEXT = ("throughput=-10%,output_throughput=-10%,latency_p50=10%,latency_p90=15%,"
                            "latency_p99=20%,ttft_p50=10%,ttft_p99=20%,tpot_p50=10%,itl_p50=10%,"
-                           "success_rate=-0.01,goodput=-10%")
+                           "success_rate=-0.05,goodput=-10%")
 
 _TOL_ITEM = re.compile(r"^\s*([A-Za-z0-9_]+)\s*=\s*([+-]?)(\d+(?:\.\d*)?|\.\d+)\s*(%?)\s*$")
 

@@ -165,19 +165,19 @@ def clustered_median(groups: Sequence[Sequence[float]]) -> Stat:
     median of every value of the resampled groups, each group counted as often as it was drawn
     (a weighted median, so no resample is ever concatenated).
 
-    Only the middle 40% of the sorted values is scanned, after a matrix product gives each
+    Only the middle 30% of the sorted values is scanned, after a matrix product gives each
     resample's weight below it; a resample whose median falls outside is scanned in full."""
     values = np.concatenate([np.asarray(g, dtype=float) for g in groups])
-    lengths = np.array([len(g) for g in groups])
+    lengths = np.array([len(g) for g in groups], dtype=np.int32)
     owner = np.repeat(np.arange(len(groups)), lengths)
     order = np.argsort(values, kind="stable")
     values, owner = values[order], owner[order]
     k, size = len(groups), len(values)
-    start, end = int(size * 0.3), max(int(size * 0.7), int(size * 0.3) + 1)
-    below = np.bincount(owner[:start], minlength=k)
+    start, end = int(size * 0.35), max(int(size * 0.65), int(size * 0.35) + 1)
+    below = np.bincount(owner[:start], minlength=k).astype(np.int32)
 
     def medians(counts: np.ndarray, lo_pos: int, hi_pos: int, prefix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        cum = np.cumsum(counts[:, owner[lo_pos:hi_pos]], axis=1, dtype=np.int64) + prefix[:, None]
+        cum = np.cumsum(counts[:, owner[lo_pos:hi_pos]], axis=1, dtype=np.int32) + prefix[:, None]
         total = counts @ lengths
         width = hi_pos - lo_pos
         lo = (2 * cum < total[:, None]).sum(axis=1)             # first position reaching half the weight
@@ -190,11 +190,11 @@ def clustered_median(groups: Sequence[Sequence[float]]) -> Stat:
     def stat(cols: list[np.ndarray]) -> np.ndarray:
         idx = cols[0].astype(int)
         idx2 = idx.reshape(-1, idx.shape[-1])
-        counts = np.zeros((idx2.shape[0], k), dtype=np.int64)
+        counts = np.zeros((idx2.shape[0], k), dtype=np.int32)
         np.add.at(counts, (np.repeat(np.arange(idx2.shape[0]), idx2.shape[1]), idx2.ravel()), 1)
         med, inside = medians(counts, start, end, counts @ below)
         if not inside.all():
-            full, _ = medians(counts[~inside], 0, size, np.zeros((~inside).sum(), dtype=np.int64))
+            full, _ = medians(counts[~inside], 0, size, np.zeros((~inside).sum(), dtype=np.int32))
             med[~inside] = full
         return med.reshape(idx.shape[:-1]) if idx.ndim > 1 else med[0]
     return stat

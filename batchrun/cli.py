@@ -60,6 +60,7 @@ Tpm = Annotated[Optional[float], _opt("Tokens-per-minute limit to stay under.", 
 Timeout = Annotated[float, _opt("Seconds a whole request may take.", env="BATCHRUN_TIMEOUT")]
 TtftTimeout = Annotated[Optional[float], _opt("Seconds to wait for the first token.", env="BATCHRUN_TTFT_TIMEOUT")]
 Out = Annotated[Optional[Path], _opt("Output directory (default: results/<input>-<timestamp>).")]
+BuiltinOption = Annotated[Optional[list[str]], _opt("Configure the built-in endpoint, KEY=VALUE (repeatable), e.g. ttft_s=0.3 or seed=7; see `batchrun serve --help`.", "--builtin-option")]
 
 
 @app.command()
@@ -95,6 +96,7 @@ def run(
     output_format: Annotated[str, _opt("Results file format: csv or parquet.")] = "csv",
     quiet: Annotated[bool, _opt("No progress bar (for CI logs).", "--quiet", "-q")] = False,
     fail_on_error: Annotated[bool, _opt("Exit 1 when any request failed.")] = False,
+    builtin_option: BuiltinOption = None,
 ) -> None:
     """Send every prompt, write one timed record per row, and a summary."""
     def body() -> int:
@@ -110,7 +112,8 @@ def run(
             parallel_tool_calls=parallel_tool_calls, tool_module=tool_module, max_tool_rounds=max_tool_rounds, tool_timeout=tool_timeout,
             base_url=url, api_key=key, concurrency=concurrency, rpm=rpm, tpm=tpm, timeout=timeout,
             ttft_timeout=ttft_timeout, retries=retries, max_errors=max_errors, max_error_rate=max_error_rate,
-            out=out, resume=resume, output_format=output_format, quiet=quiet, fail_on_error=fail_on_error)
+            out=out, resume=resume, output_format=output_format, quiet=quiet, fail_on_error=fail_on_error,
+            builtin_options=tuple(builtin_option or ()))
         return _report_run(asyncio.run(execute_run(config)), fail_on_error)
     guarded(body)
 

@@ -120,3 +120,56 @@ def test_sync_baseline_enforces_the_whole_request_timeout_like_the_async_client(
     assert [r.status for r in slow] == ["timeout", "timeout"] and "--timeout" in slow[0].error
     assert [r.status for r in ok] == ["ok", "ok"] and ok[0].completion_tokens == 10
     assert ok[0].latency_s - ok[0].ttft_s == pytest.approx(sum(ok[0].itl_s))
+
+
+# ---------------------------------------------------------------- one request path for both sides
+
+from aiohttp import web  # noqa: E402
+
+from rawserver import DONE, chunk, cut, raw_server, sse  # noqa: E402
+
+
+def _cases() -> dict[str, object]:
+    ok = [chunk(role="assistant"), chunk("Hel"), chunk("lo", finish="stop")]
+    cases = {
+        "ok": lambda r: sse(r, ok + [DONE]),
+        "no [DONE]": lambda r: sse(r, ok),
+        "error event in a 200 stream": lambda r: sse(r, [chunk("a"), b'data: {"error": {"message": "boom"}}\n\n']),
+        "malformed line": lambda r: sse(r, [chunk("a"), b"data: {not json\n\n", DONE]),
+        "empty answer": lambda r: sse(r, [chunk(role="assistant"), chunk(finish="stop"), DONE]),
+        "cut mid-stream": lambda r: cut(r, [chunk("a"), chunk("b")]),
+        "429": lambda r: _status(429, {"error": {"message": "slow down"}}),
+        "500 html": lambda r: _status(500, "<html>oops</html>"),
+    }
+
+    def handler(make):          # aiohttp wants coroutine functions, not lambdas returning coroutines
+        async def handle(request: web.Request) -> web.StreamResponse:
+            return await make(request)
+        return handle
+    return {name: handler(make) for name, make in cases.items()}
+
+
+async def _status(status: int, body: object) -> web.Response:
+    if isinstance(body, str):
+        return web.Response(status=status, text=body, content_type="text/html")
+    return web.json_response(body, status=status)
+
+
+async def test_sync_and_async_classify_the_same_response_the_same_way() -> None:
+    import asyncio
+    import time
+
+    from batchrun.bench.sync import run_sync
+    from batchrun.endpoint.client import Endpoint, StreamClient, make_session
+
+    jobs = bench_jobs(RunConfig(input=SAMPLES / "prompts.csv", model="raw-model"), 1)
+    for name, handler in _cases().items():
+        async with raw_server(handler) as url:
+            endpoint = Endpoint(url)
+            async with make_session(1) as session:
+                result = await StreamClient(session, endpoint, timeout_s=5.0).send(jobs[0].body)
+            [record] = await asyncio.to_thread(run_sync, endpoint, jobs, timeout_s=5.0, t0=time.perf_counter())
+        assert (record.status, record.error_type) == (result.status, result.error_type), name
+        assert record.text == result.text, name
+        if name != "cut mid-stream":          # only the transport's own words for a cut differ
+            assert record.error == result.error, name

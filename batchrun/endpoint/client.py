@@ -202,12 +202,17 @@ class StreamClient:
     async def _read_error(self, resp: aiohttp.ClientResponse, result: AttemptResult) -> None:
         raw = await resp.content.read(_MAX_ERROR_BODY)
         result.retry_after_s = retry_after(resp.headers)
-        try:
-            message = _error_message(json.loads(raw).get("error"))
-        except (ValueError, AttributeError):
-            # A proxy's HTML page or plain text: show its start, not the whole page.
-            message = " ".join(raw.decode("utf-8", "replace").split())[:200] or "(empty body)"
-        result.fail(ERROR, status_error_type(resp.status), f"HTTP {resp.status}: {message}")
+        fail_status(result, resp.status, raw)
+
+
+def fail_status(result: AttemptResult, status: int, raw: bytes) -> AttemptResult:
+    """Classify a non-200 response from its status and body (shared with the sync baseline)."""
+    try:
+        message = _error_message(json.loads(raw[:_MAX_ERROR_BODY]).get("error"))
+    except (ValueError, AttributeError):
+        # A proxy's HTML page or plain text: show its start, not the whole page.
+        message = " ".join(raw[:_MAX_ERROR_BODY].decode("utf-8", "replace").split())[:200] or "(empty body)"
+    return result.fail(ERROR, status_error_type(status), f"HTTP {status}: {message}")
 
 
 class SSEStream:

@@ -150,14 +150,14 @@ def bench(
     temperature: Temperature = None,
     extra_body: ExtraBody = None,
     base_url: BaseUrl = None,
-    requests: Annotated[int, _opt("Requests per run (prompts cycle when the file has fewer).", "--requests", "-n")] = 64,
+    requests: Annotated[Optional[int], _opt("Measured requests per run (default: max(100, 4 x concurrency) per level; prompts cycle when the file has fewer).", "--requests", "-n")] = None,
     concurrency: Annotated[str, _opt("Concurrency levels to sweep, e.g. 1,2,4,8.", "--concurrency", "-c")] = "1,2,4,8,16,32,64",
     rate: Annotated[Optional[str], _opt("Open-loop load instead: requests/s levels, e.g. 2,4,8 (Poisson arrivals).")] = None,
     burstiness: Annotated[float, _opt("Gamma shape of inter-arrival times with --rate (1 = Poisson, <1 burstier).")] = 1.0,
-    warmup: Annotated[int, _opt("Unmeasured requests before each run, at its concurrency.")] = 0,
+    warmup: Annotated[Optional[int], _opt("Unmeasured requests before each run, at its concurrency (default: one wave, one per slot).")] = None,
     repeat: Annotated[int, _opt("Repeat every run this many times (figures get 95% confidence intervals).")] = 1,
     sync: Annotated[bool, _opt("Include the sequential openai.OpenAI baseline.", "--sync/--no-sync")] = True,
-    max_run_time: Annotated[float, _opt("Stop sending new requests this many seconds into a run (0: no limit).")] = 5.0,
+    max_run_time: Annotated[float, _opt("Stop sending new requests this many seconds into a run (default 0: no limit; a cut run is reported with its count).")] = 0.0,
     slo: Annotated[Optional[str], _opt("Latency bounds for goodput and the recommendation, e.g. ttft=500ms,tpot=50ms,e2e=10s.")] = None,
     rpm: Rpm = None,
     tpm: Tpm = None,
@@ -165,6 +165,8 @@ def bench(
     ttft_timeout: TtftTimeout = None,
     retries: Annotated[int, _opt("Retries per request (default 0: in a benchmark a failure is data).")] = 0,
     out: Out = None,
+    builtin_option: BuiltinOption = None,
+    quiet: Annotated[bool, _opt("Print only the final table and errors (for CI logs).", "--quiet", "-q")] = False,
 ) -> None:
     """Compare the sync SDK baseline with the async pool at several concurrencies; report and plots."""
     def body() -> int:
@@ -177,7 +179,8 @@ def bench(
             input=prompts, fmt=fmt, prompt_column=prompt_column, id_column=id_column, template=template,
             system=system, on_bad_row="skip", model=model, max_tokens=max_tokens, temperature=temperature,
             extra_body=parse_json_option(extra_body, "--extra-body") or {}, base_url=url, api_key=key,
-            rpm=rpm, tpm=tpm, timeout=timeout, ttft_timeout=ttft_timeout, retries=retries)
+            rpm=rpm, tpm=tpm, timeout=timeout, ttft_timeout=ttft_timeout, retries=retries,
+            builtin_options=tuple(builtin_option or ()), quiet=quiet)
         config = BenchConfig(
             run=run_config, requests=requests, concurrencies=parse_levels(concurrency),
             rates=parse_levels(rate, float) if rate else (), burstiness=burstiness, warmup=warmup,

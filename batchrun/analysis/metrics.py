@@ -367,41 +367,78 @@ def mean_ci95(values: Sequence[float]) -> tuple[float | None, float | None, floa
 
 
 class BenchPoint(NamedTuple):
-    """One concurrency level of a bench (means over repeats)."""
+    """One concurrency level of a bench (pooled over repeats)."""
 
     concurrency: int
     throughput: float | None        # ok requests per second
     p99_latency_s: float | None
     p99_ttft_s: float | None
+    throughput_low: float | None = None     # 95% interval of the throughput, when known
+    throughput_high: float | None = None
 
 
 def _within(value: float | None, bound: float | None) -> bool:
     return bound is None or (value is not None and value <= bound)
 
 
-def recommend_concurrency(points: Iterable[BenchPoint | tuple], slo: Mapping[str, float] | None = None,
-                          factor: float = 2.0) -> int | None:
-    """The highest-throughput concurrency whose p99 latency and p99 TTFT stay within bounds.
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
-    Bounds are slo["e2e"] and slo["ttft"] when an SLO is given (a missing key leaves that figure
-    free), else `factor` x the values at the lowest concurrency. Ties go to the lower concurrency.
-    None when no point qualifies.
+
+def recommend(points: Iterable[BenchPoint | tuple], slo: Mapping[str, float] | None = None,
+              factor: float = 2.0) -> tuple[int | None, dict[int, str]]:
+    """(recommended concurrency, why each other level lost).
+
+    A level qualifies when its p99 latency and p99 TTFT stay within bounds: slo["e2e"] and
+    slo["ttft"] when an SLO is given (a missing key leaves that figure free), else `factor` x the
+    values at the lowest concurrency. Among qualifying levels, the recommendation is the
+    **smallest** concurrency whose throughput is within noise of the best: its throughput (or its
+    interval's upper end) reaches the lower end of the best level's 95% interval (the best's own
+    value when no interval is known). None when no level qualifies.
     """
     pts = sorted((BenchPoint(*p) for p in points), key=lambda p: p.concurrency)
+    reasons: dict[int, str] = {}
     if not pts:
-        return None
+        return None, reasons
     if slo is not None:
         lat_bound, ttft_bound = slo.get("e2e"), slo.get("ttft")
     else:
         base = pts[0]
         lat_bound = factor * base.p99_latency_s if base.p99_latency_s is not None else None
         ttft_bound = factor * base.p99_ttft_s if base.p99_ttft_s is not None else None
-    ok = [p for p in pts if p.throughput is not None
-          and _within(p.p99_latency_s, lat_bound) and _within(p.p99_ttft_s, ttft_bound)]
+    ok = []
+    for p in pts:
+        if p.throughput is None:
+            reasons[p.concurrency] = "no request succeeded"
+        elif not _within(p.p99_latency_s, lat_bound):
+            reasons[p.concurrency] = f"p99 latency {_ms(p.p99_latency_s or 0)} is over the bound {_ms(lat_bound)}"
+        elif not _within(p.p99_ttft_s, ttft_bound):
+            reasons[p.concurrency] = f"p99 TTFT {_ms(p.p99_ttft_s or 0)} is over the bound {_ms(ttft_bound)}"
+        else:
+            ok.append(p)
     if not ok:
-        return None
-    best = max(p.throughput for p in ok)
-    return min(p.concurrency for p in ok if p.throughput == best)
+        return None, reasons
+    best = max(ok, key=lambda p: p.throughput)
+    floor = best.throughput_low if best.throughput_low is not None else best.throughput
+    near = [p for p in ok if (p.throughput_high if p.throughput_high is not None else p.throughput) >= floor]
+    choice = min(p.concurrency for p in near)
+    for p in ok:
+        if p.concurrency == choice:
+            continue
+        if p in near:
+            reasons[p.concurrency] = (f"throughput {p.throughput:.2f} req/s is within noise of the best, "
+                                      f"but concurrency {choice} gets there with fewer requests in flight")
+        else:
+            reasons[p.concurrency] = (f"throughput {p.throughput:.2f} req/s is below the best level's "
+                                      f"(c={best.concurrency}, {best.throughput:.2f} req/s, 95% interval "
+                                      f"from {floor:.2f})")
+    return choice, reasons
+
+
+def recommend_concurrency(points: Iterable[BenchPoint | tuple], slo: Mapping[str, float] | None = None,
+                          factor: float = 2.0) -> int | None:
+    """The recommended concurrency of `recommend` (without the reasons)."""
+    return recommend(points, slo, factor)[0]
 
 
 def plateau_concurrency(points: Iterable[BenchPoint | tuple], gain: float = 0.1) -> int | None:

@@ -160,6 +160,25 @@ def bootstrap_ratio(base: Sequence[Sequence[float]], cur: Sequence[Sequence[floa
     return Interval(c0 / b0 - 1, float(lo) - 1, float(hi) - 1)
 
 
+def bootstrap_ci(columns: Sequence[Sequence[float]], stat: Stat, *, level: float = LEVEL,
+                 resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> Interval | None:
+    """Percentile-bootstrap CI of stat(columns) (one sample; rows resampled, columns together)."""
+    cols = [np.asarray(c, dtype=float) for c in columns]
+    n = len(cols[0])
+    if n < 2:
+        return None
+    est = float(stat(cols))
+    g = rng(seed)
+    values = []
+    block = max(1, min(resamples, 2_000_000 // n))
+    for start in range(0, resamples, block):
+        idx = g.integers(0, n, (min(block, resamples - start), n))
+        values.append(np.asarray(stat([c[idx] for c in cols]), dtype=float))
+    alpha = 1 - level
+    lo, hi = np.quantile(np.concatenate(values), [alpha / 2, 1 - alpha / 2])
+    return Interval(est, float(lo), float(hi))
+
+
 def clustered_median(groups: Sequence[Sequence[float]]) -> Stat:
     """A bootstrap statistic for bootstrap_ratio over one column of group indices (0..k-1): the
     median of every value of the resampled groups, each group counted as often as it was drawn

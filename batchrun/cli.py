@@ -202,13 +202,15 @@ def _slo(text: str | None, parse: Callable[[str], dict[str, float]]) -> dict[str
 
 
 @app.command()
-def report(run_dir: Annotated[Path, typer.Argument(help="A directory written by `batchrun run` or `batchrun bench`.")]) -> None:
+def report(run_dir: Annotated[Path, typer.Argument(help="A directory written by `batchrun run` or `batchrun bench` (also an interrupted bench).")],
+           quiet: Annotated[bool, _opt("Print nothing but errors.", "--quiet", "-q")] = False) -> None:
     """Rebuild summary.json, report.md and report.html from saved records, sending nothing."""
     def body() -> int:
         from batchrun.report.summary import rebuild_reports
 
         for path in rebuild_reports(run_dir).values():
-            typer.echo(f"  wrote {path}")
+            if not quiet:
+                typer.echo(f"  wrote {path}")
         return EXIT_OK
     guarded(body)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from batchrun.bench.sweep import arrivals, bench_jobs, parse_levels
+from batchrun.bench.sweep import BenchConfig, arrivals, bench_jobs, parse_levels
 from batchrun.cli import app
 from batchrun.config import RunConfig
 from batchrun.errors import ConfigError
@@ -173,3 +173,66 @@ async def test_sync_and_async_classify_the_same_response_the_same_way() -> None:
         assert record.text == result.text, name
         if name != "cut mid-stream":          # only the transport's own words for a cut differ
             assert record.error == result.error, name
+
+
+# ---------------------------------------------------------------- samples, wall time, the built-in endpoint
+
+def test_requests_per_level_are_honoured_and_enough_by_default() -> None:
+    config = BenchConfig(run=RunConfig(input=SAMPLES / "prompts.csv", model="m"))
+    assert config.max_run_s is None                       # was 5 s: -n 200 at c=4 measured 20
+    assert [config.requests_for(c) for c in (1, 4, 25, 64)] == [100, 100, 100, 256]
+    assert [config.warmup_for(c) for c in (1, 8)] == [1, 8]
+    given = BenchConfig(run=config.run, requests=7, warmup=0)
+    assert (given.requests_for(64), given.warmup_for(64)) == (7, 0)
+
+
+def test_a_time_cut_is_reported_and_small_levels_are_marked(fixed_sim, tmp_path) -> None:
+    result = invoke("bench", str(SAMPLES / "prompts.csv"), "--base-url", fixed_sim.base_url, "-n", "40",
+                    "-c", "1", "--no-sync", "--max-run-time", "0.2", "--out", "cut")
+    assert result.exit_code == 0, result.output
+    records = (tmp_path / "cut" / "runs" / "async-c1-r1" / "records.jsonl").read_text().splitlines()
+    assert 1 <= len(records) < 40
+    assert f"cut it to {len(records)} of 40 requests" in result.output
+    assert f"{len(records)} of 40 (<30)" in result.output and "(<30)" in (tmp_path / "cut" / "report.md").read_text()
+
+
+def test_wall_time_runs_from_the_first_send_to_the_last_byte(fixed_sim, tmp_path) -> None:
+    result = invoke("bench", str(SAMPLES / "prompts.csv"), "--base-url", fixed_sim.base_url, "-n", "6",
+                    "-c", "1", "--out", "w", "-q")
+    assert result.exit_code == 0, result.output
+    assert "batchrun: async, concurrency" not in result.output            # --quiet
+    manifest = json.loads((tmp_path / "w" / "bench.json").read_text())
+    for run in manifest["runs"]:
+        records = [json.loads(l) for l in (tmp_path / "w" / "runs" / run["name"] / "records.jsonl").read_text().splitlines()]
+        span = max(r["end_s"] for r in records) - min(r["sent_s"] for r in records)
+        assert run["wall_time_s"] == pytest.approx(span), run["name"]     # no client setup inside
+    rows = {r["mode"]: r for r in json.loads((tmp_path / "w" / "summary.json").read_text())["bench"]["rows"]}
+    assert rows["async"]["efficiency"] < 1.1        # sync setup no longer inflates async-vs-sync efficiency
+
+
+def test_the_built_in_endpoint_is_noisy_and_seeded_per_bench(tmp_path) -> None:
+    args = ["bench", str(SAMPLES / "prompts.csv"), "-n", "5", "-c", "2", "--no-sync", "-q",
+            "--builtin-option", "fixed_ttft_s=0.001", "--builtin-option", "fixed_itl_s=0"]
+    seeds = []
+    for name in ("s1", "s2"):
+        assert invoke(*args, "--out", name).exit_code == 0
+        doc = json.loads((tmp_path / name / "summary.json").read_text())
+        assert doc["builtin_endpoint"]["fresh_jitter"] is True and doc["builtin_endpoint"]["fixed_ttft_s"] == 0.001
+        seeds.append(doc["builtin_endpoint"]["seed"])
+    assert seeds[0] != seeds[1]
+    bad = invoke(*args[:-4], "--builtin-option", "ttft_s=fast", "--out", "s3")
+    assert bad.exit_code == 2 and "ttft_s takes a float" in bad.output
+
+
+def test_report_rebuilds_an_interrupted_bench(fixed_sim, tmp_path) -> None:
+    """A bench killed after some runs has bench.json (rewritten after each run) and their records."""
+    assert invoke("bench", str(SAMPLES / "prompts.csv"), "--base-url", fixed_sim.base_url, "-n", "6",
+                  "-c", "1,2", "--no-sync", "--out", "i", "-q").exit_code == 0
+    for name in ("summary.json", "report.md", "report.html"):
+        (tmp_path / "i" / name).unlink()
+    manifest = json.loads((tmp_path / "i" / "bench.json").read_text())
+    manifest["runs"] = manifest["runs"][:1]                       # as if stopped during the second run
+    (tmp_path / "i" / "bench.json").write_text(json.dumps(manifest))
+    result = invoke("report", "i", "-q")
+    assert result.exit_code == 0, result.output
+    assert "async-c1-r1" in (tmp_path / "i" / "report.md").read_text()

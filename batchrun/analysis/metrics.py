@@ -240,14 +240,40 @@ def _distributions(ok: list[Record], sent: list[Record],
     else:
         itl = Distribution.of(itl_sample.values).to_dict()
         itl["population"] = itl_sample.seen        # == count unless the gaps were sampled
+    itl["zero_share"] = zero_share(itl_sample.values if itl_sample is not None else
+                                   [gap for r in ok for gap in r.itl_s])
     return {
         "latency_s": Distribution.of(r.latency_s for r in ok if r.latency_s is not None).to_dict(),
+        "e2el_s": Distribution.of(r.total_s for r in ok if r.total_s is not None).to_dict(),
         "ttft_s": Distribution.of(r.ttft_s for r in ok if r.ttft_s is not None).to_dict(),
         "total_s": Distribution.of(r.total_s for r in ok if r.total_s is not None).to_dict(),
         "itl_s": itl,
         "tpot_s": Distribution.of(t for t in map(tpot, ok) if t is not None).to_dict(),
         "queue_wait_s": Distribution.of(r.queue_wait_s for r in sent).to_dict(),
     }
+
+
+def zero_share(gaps: Sequence[float]) -> float | None:
+    """Share of ITL gaps that are exactly 0: chunks that arrived in one network read."""
+    return sum(1 for g in gaps if g == 0) / len(gaps) if gaps else None
+
+
+def schedule_figures(sent: list[Record]) -> dict[str, Any] | None:
+    """Open-loop runs: how late each request left against its planned time, and TTFT and latency
+    measured from the planned time (so a client that fell behind cannot hide it: no coordinated
+    omission). None when no record has a planned send time."""
+    planned = [r for r in sent if r.scheduled_s is not None and r.sent_s is not None]
+    if not planned:
+        return None
+    ok = [r for r in planned if r.status == OK]
+    return {"send_lag_s": Distribution.of(max(0.0, r.sent_s - r.scheduled_s) for r in planned).to_dict(),
+            "ttft_s": Distribution.of(r.sent_s - r.scheduled_s + r.ttft_s for r in ok if r.ttft_s is not None).to_dict(),
+            "latency_s": Distribution.of(r.sent_s - r.scheduled_s + r.latency_s
+                                         for r in ok if r.latency_s is not None).to_dict()}
+
+
+# The client is behind its schedule when requests leave this late (p99) against their planned time.
+SCHEDULE_LAG_S = 0.010
 
 
 def _tool_stats(records: list[Record]) -> dict[str, Any]:
@@ -282,6 +308,15 @@ def summary_warnings(summary: Mapping[str, Any]) -> list[str]:
         out.append(f"client saturated: event-loop lag p99 {lag['p99_s'] * 1000:.0f} ms > "
                    f"{lag['threshold_s'] * 1000:.0f} ms, so latency figures include client-side "
                    "queueing (lower the concurrency or use more client processes)")
+    itl_p50 = (summary.get("itl_s") or {}).get("p50")
+    if lag and not lag["client_saturated"] and itl_p50 and lag["p99_s"] is not None and lag["p99_s"] > itl_p50 / 2:
+        out.append(f"event-loop lag p99 {lag['p99_s'] * 1000:.1f} ms is large against the median ITL "
+                   f"{itl_p50 * 1000:.1f} ms: gaps between chunks include client-side delay")
+    sched = summary.get("schedule")
+    if sched and sched["send_lag_s"]["p99"] is not None and sched["send_lag_s"]["p99"] > SCHEDULE_LAG_S:
+        out.append(f"the client fell behind the arrival schedule: requests left up to "
+                   f"{sched['send_lag_s']['p99'] * 1000:.0f} ms late (p99); schedule.ttft_s and "
+                   "schedule.latency_s count that wait")
     if summary["counts"]["attempted"] and not summary["counts"][OK]:
         out.append("no request succeeded: latency figures are empty")
     if summary["tokens"]["estimated_records"]:
@@ -324,6 +359,7 @@ def summarize(records: Iterable[Record], *, wall_time_s: float | None = None,
                        "total_tokens_per_s": _per_s(prompt_tokens + completion_tokens, wall)},
         "in_flight": {"peak": peak, "mean": mean_in_flight},
         "goodput": _goodput(ok, slo_checked, wall),
+        "schedule": schedule_figures(sent),
         "tool_calls": _tool_stats(recs),
         "loop_lag": loop_lag(loop_lag_s),
     }

@@ -53,7 +53,7 @@ def format_summary_table(summary: Mapping[str, Any]) -> str:
 
 # ---------------------------------------------------------------- single-run document
 
-_TIMINGS = (("latency", "latency_s"), ("TTFT", "ttft_s"), ("total time", "total_s"),
+_TIMINGS = (("latency", "latency_s"), ("TTFT", "ttft_s"), ("E2EL (end of stream)", "e2el_s"), ("total time", "total_s"),
             ("ITL", "itl_s"), ("TPOT", "tpot_s"), ("queue wait", "queue_wait_s"))
 
 
@@ -75,8 +75,15 @@ def _headline(summary: Mapping[str, Any]) -> Table:
 
 def _timings(summary: Mapping[str, Any]) -> Table:
     rows = []
-    for label, key in _TIMINGS:
-        d = summary[key]
+    sched = summary.get("schedule") or {}
+    timings = [*_TIMINGS, *((label, key) for label, key in (("send lag (open loop)", "send_lag_s"),
+                                                             ("TTFT from planned send", "ttft_s"),
+                                                             ("latency from planned send", "latency_s"))
+                            if sched)]
+    for label, key in timings:
+        d = (sched if label.endswith(("(open loop)", "planned send")) else summary).get(key)
+        if d is None:
+            continue
         rows.append([label, str(d["count"])] + [fmt_s(d[k]) for k in ("mean", "p50", "p90", "p95", "p99", "max")])
     return Table(["figure", "n", "mean", "p50", "p90", "p95", "p99", "max"], rows)
 

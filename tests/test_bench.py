@@ -238,3 +238,22 @@ def test_report_rebuilds_an_interrupted_bench(fixed_sim, tmp_path) -> None:
     result = invoke("report", "i", "-q")
     assert result.exit_code == 0, result.output
     assert "async-c1-r1" in (tmp_path / "i" / "report.md").read_text()
+
+
+def test_compare_pools_every_repeat_of_the_bench_level(fixed_sim, tmp_path) -> None:
+    args = ["bench", str(SAMPLES / "prompts.csv"), "--base-url", fixed_sim.base_url, "-n", "8", "-c", "2",
+            "--no-sync", "--repeat", "2", "-q", "--warmup", "0"]
+    for name in ("a", "b"):
+        assert invoke(*args, "--out", name).exit_code == 0
+    result = invoke("compare", "a", "b", "--format", "json")
+    doc = json.loads(result.stdout)
+    ttft = next(f for f in doc["figures"] if f["name"] == "ttft_p50")
+    assert (ttft["n_baseline"], ttft["n_current"]) == (16, 16)          # both repeats, not the first
+    assert "c=2, 16 requests, 2 repeats pooled" in doc["baseline"]
+    other = invoke("bench", str(SAMPLES / "prompts.csv"), "--base-url", fixed_sim.base_url, "-n", "4",
+                   "-c", "4", "--no-sync", "-q", "--out", "c")
+    assert other.exit_code == 0
+    refused = invoke("compare", "a", "c")
+    assert refused.exit_code == 2 and "did not measure c=2" in refused.output
+    run = invoke("compare", "a", "a/runs/async-c2-r1")
+    assert run.exit_code == 2 and "bench" in run.output and "run" in run.output

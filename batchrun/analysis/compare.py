@@ -313,7 +313,7 @@ def _pick_levels(base: Side, cur: Side) -> tuple[Side, Side]:
 # Settings whose change changes what is measured (the rest, like --out or --quiet, do not).
 _COMPARED_SETTINGS = ("model", "base_url", "max_tokens", "temperature", "system", "template", "extra_body",
                       "tools", "tool_choice", "prompt_column", "concurrency", "rates", "burstiness",
-                      "level", "input")
+                      "level", "slo", "input")
 
 
 def _endpoint_kind(side: Side) -> str | None:

@@ -313,7 +313,8 @@ def rebuild_reports(run_dir: Path | str) -> dict[str, Path]:
     run_dir = Path(run_dir)
     stored = _read_json(run_dir / "summary.json") if (run_dir / "summary.json").exists() else {}
     # What was measured, and with which batchrun, stays as it was written.
-    kept = {k: stored[k] for k in ("batchrun_version", "input", "endpoint") if k in stored}
+    kept = {k: stored[k] for k in ("batchrun_version", "input", "endpoint", "builtin_endpoint", "interrupted")
+            if k in stored}
     if (run_dir / "bench.json").exists():
         bench = load_bench(run_dir)
         return write_reports(run_dir, stored.get("summary"), [], bench=bench, config=bench["config"], extra=kept)

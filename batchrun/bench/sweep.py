@@ -13,6 +13,7 @@ import itertools
 import json
 import math
 import random
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -199,10 +200,15 @@ async def measure_sync(endpoint: Endpoint, jobs: list[Job], config: BenchConfig,
     from batchrun.runner import _quiet_gc
 
     name = f"sync-r{repeat}"
+    stop = threading.Event()
     async with _quiet_gc():
-        records = await asyncio.to_thread(run_sync, endpoint, jobs, timeout_s=config.run.timeout,
-                                          send_for_s=config.max_run_s,
-                                          warmup=_warmup_jobs(jobs, config.warmup_for(1)))
+        try:
+            records = await asyncio.to_thread(run_sync, endpoint, jobs, timeout_s=config.run.timeout,
+                                              send_for_s=config.max_run_s,
+                                              warmup=_warmup_jobs(jobs, config.warmup_for(1)), stop=stop)
+        except asyncio.CancelledError:
+            stop.set()          # the thread cannot be cancelled: it stops after its request in flight
+            raise
     wall = send_span(records) or 1e-9
     with RecordSink(out / "runs" / name / "records.jsonl") as sink:
         for record in records:

@@ -13,6 +13,7 @@ is not counted as the baseline's time.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any, Callable, Iterable, Sequence
 
@@ -41,11 +42,12 @@ def make_client(endpoint: Endpoint, timeout_s: float | None) -> openai.OpenAI:
 
 def run_sync(endpoint: Endpoint, jobs: Iterable[Job], *, timeout_s: float | None, t0: float | None = None,
              send_for_s: float | None = None, clock: Callable[[], float] = time.perf_counter,
-             warmup: Sequence[Job] = ()) -> list[Record]:
+             warmup: Sequence[Job] = (), stop: threading.Event | None = None) -> list[Record]:
     """Send `jobs` one after another; stop starting new ones `send_for_s` after the start.
 
     `warmup` jobs go first and are not recorded; the run's clock (`t0`, unless given) starts after
-    them, so every record's `sent_s` is an offset from the first measured send."""
+    them, so every record's `sent_s` is an offset from the first measured send. Setting `stop`
+    (Ctrl-C in the bench) ends the run after the request in flight."""
     client = make_client(endpoint, timeout_s)
     records: list[Record] = []
     try:
@@ -53,7 +55,7 @@ def run_sync(endpoint: Endpoint, jobs: Iterable[Job], *, timeout_s: float | None
             _one(client, job, endpoint, clock(), clock, timeout_s)
         start = clock() if t0 is None else t0
         for job in jobs:
-            if send_for_s is not None and clock() - start >= send_for_s:
+            if (send_for_s is not None and clock() - start >= send_for_s) or (stop is not None and stop.is_set()):
                 break
             records.append(_one(client, job, endpoint, start, clock, timeout_s))
     finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import itertools
 import json
 import math
@@ -27,7 +28,7 @@ from batchrun.errors import ConfigError, InputError
 from batchrun.engine.pool import Job, Pool, PoolConfig
 from batchrun.progress import sample_loop_lag
 from batchrun.inputs.prompt import BadRow, Prompt
-from batchrun.store.records import Record, RecordSink
+from batchrun.store.records import CANCELLED, Record, RecordSink
 from batchrun.runner import jobs as run_jobs
 from batchrun.runner import open_rows
 from batchrun.runner import say
@@ -175,16 +176,31 @@ async def measure_async(endpoint: Endpoint, jobs: list[Job], config: BenchConfig
                 t0 = clock()
                 pool = Pool(client, keep, pool_config, t0=t0, clock=clock)
                 sampler = asyncio.create_task(sample_loop_lag(lag))
+                interrupted = False
                 try:
                     schedule = arrivals(rate, config.burstiness, run.seed) if rate else None
                     await pool.run(iter(jobs), schedule=schedule, send_for_s=config.max_run_s)
+                except asyncio.CancelledError:
+                    interrupted = True          # Ctrl-C: keep what finished (below), then stop the bench
                 finally:
                     sampler.cancel()
                     await asyncio.gather(sampler, return_exceptions=True)
                     wall = send_span(records) or clock() - t0
+    finished = [r for r in records if r.status != CANCELLED]
+    result = RunResult(name, "rate" if rate else "async", workers if rate else concurrency, repeat, rate,
+                       send_span(finished) or wall, finished, lag, len(jobs))
+    if interrupted:
+        raise Interrupted(result)
     _cut_warning(name, records, len(jobs), config.max_run_s)
-    return RunResult(name, "rate" if rate else "async", workers if rate else concurrency, repeat, rate,
-                     wall, records, lag, len(jobs))
+    return result
+
+
+class Interrupted(Exception):
+    """Ctrl-C during a run; carries what the run had finished."""
+
+    def __init__(self, result: RunResult) -> None:
+        super().__init__(result.name)
+        self.result = result
 
 
 def _warmup_jobs(jobs: list[Job], n: int) -> list[Job]:
@@ -201,20 +217,28 @@ async def measure_sync(endpoint: Endpoint, jobs: list[Job], config: BenchConfig,
 
     name = f"sync-r{repeat}"
     stop = threading.Event()
+    interrupted = False
     async with _quiet_gc():
+        thread = asyncio.get_running_loop().run_in_executor(None, functools.partial(
+            run_sync, endpoint, jobs, timeout_s=config.run.timeout, send_for_s=config.max_run_s,
+            warmup=_warmup_jobs(jobs, config.warmup_for(1)), stop=stop))
         try:
-            records = await asyncio.to_thread(run_sync, endpoint, jobs, timeout_s=config.run.timeout,
-                                              send_for_s=config.max_run_s,
-                                              warmup=_warmup_jobs(jobs, config.warmup_for(1)), stop=stop)
+            records = await asyncio.shield(thread)
         except asyncio.CancelledError:
-            stop.set()          # the thread cannot be cancelled: it stops after its request in flight
-            raise
+            # Ctrl-C: a thread cannot be cancelled; it stops after its request in flight, and
+            # what it finished is kept.
+            stop.set()
+            interrupted = True
+            records = await thread
     wall = send_span(records) or 1e-9
     with RecordSink(out / "runs" / name / "records.jsonl") as sink:
         for record in records:
             sink.write(record)
+    result = RunResult(name, "sync", 1, repeat, None, wall, records, [], len(jobs))
+    if interrupted:
+        raise Interrupted(result)
     _cut_warning(name, records, len(jobs), config.max_run_s)
-    return RunResult(name, "sync", 1, repeat, None, wall, records, [], len(jobs))
+    return result
 
 
 async def execute_bench(config: BenchConfig, out: Path | None = None) -> tuple[Path, dict[str, Any]]:
@@ -242,9 +266,14 @@ async def execute_bench(config: BenchConfig, out: Path | None = None) -> tuple[P
         jobs = bench_jobs(config.run, max(config.requests_for(config.largest_level()), config.requests_for(1)), rows)
         try:
             await _all_runs(endpoint, jobs, config, out, results, public)
-        except (KeyboardInterrupt, asyncio.CancelledError):
+        except (KeyboardInterrupt, asyncio.CancelledError, Interrupted) as exc:
             interrupted = True
-            say(f"interrupted: keeping the {len(results)} run(s) measured so far")
+            if isinstance(exc, Interrupted) and exc.result.records:
+                results.append(exc.result)
+                write_bench_manifest(out, [r.entry() for r in results], slo=config.slo, config=public)
+            say(f"interrupted: keeping the {len(results)} run(s) measured so far"
+                + (f" ({exc.result.name} partly: {len(exc.result.records)} requests)"
+                   if isinstance(exc, Interrupted) and exc.result.records else ""))
     bench = {"runs": [r.entry() for r in results], "slo": config.slo}
     analysis = bench_analysis(bench)
     headline = _headline(analysis, bench["runs"])

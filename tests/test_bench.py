@@ -257,3 +257,28 @@ def test_compare_pools_every_repeat_of_the_bench_level(fixed_sim, tmp_path) -> N
     assert refused.exit_code == 2 and "did not measure c=2" in refused.output
     run = invoke("compare", "a", "a/runs/async-c2-r1")
     assert run.exit_code == 2 and "bench" in run.output and "run" in run.output
+
+
+def test_ctrl_c_keeps_what_the_bench_measured(fixed_sim, tmp_path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = str(Path(__file__).resolve().parent.parent)
+    proc = subprocess.Popen([sys.executable, "-m", "batchrun", "bench", str(SAMPLES / "prompts.csv"), "--base-url",
+                             fixed_sim.base_url, "-n", "500", "-c", "1", "--no-sync", "-q", "--out", "x"],
+                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": root},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    records = tmp_path / "x" / "runs" / "async-c1-r1" / "records.jsonl"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (not records.exists() or len(records.read_text().splitlines()) < 5):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    output = proc.communicate(timeout=30)[0].decode()
+    assert proc.returncode == 130, output
+    doc = json.loads((tmp_path / "x" / "summary.json").read_text())
+    [row] = doc["bench"]["rows"]
+    assert doc["interrupted"] is True and 5 <= row["n"] < 500 and row["errors"] == 0
+    assert "async-c1-r1 partly" in output

@@ -233,12 +233,21 @@ def test_verdicts_and_how_many_more_requests_would_settle_it():
     assert change(same, "ttft_p50").status == "unchanged" and change(same, "throughput").status == "unchanged"
 
 
-def _write_run(path: Path, records: list, **config) -> Path:
+def _write_run(path: Path, records: list, *, reports: bool = False, **config) -> Path:
+    """A run directory: records.jsonl and summary.json (report.md / .html only when asked: plots are slow)."""
+    from batchrun import __version__
+    from batchrun.store.fingerprint import input_identity
+
     with RecordSink(path / "records.jsonl") as sink:
         for r in records:
             sink.write(r)
     cfg = {"model": "m", "max_tokens": 32, "concurrency": 8, "input": None, **config}
-    write_reports(path, summarize(records), records, config=cfg)
+    if reports:
+        write_reports(path, summarize(records), records, config=cfg)
+    else:
+        (path / "summary.json").write_text(json.dumps({
+            "schema_version": 1, "kind": "run", "summary": summarize(records), "config": cfg,
+            "batchrun_version": __version__, "input": input_identity(cfg["input"])}))
     return path
 
 
@@ -328,7 +337,7 @@ def test_summaries_name_the_batchrun_version_and_input(tmp_path: Path):
 
     prompts = tmp_path / "p.csv"
     prompts.write_text("prompt\nhi\n")
-    _write_run(tmp_path / "a", simulated_run(1, n=5), input=str(prompts))
+    _write_run(tmp_path / "a", simulated_run(1, n=5), input=str(prompts), reports=True)
     doc = json.loads((tmp_path / "a" / "summary.json").read_text())
     assert doc["batchrun_version"] == __version__
     assert doc["input"]["name"] == "p.csv" and len(doc["input"]["sha256"]) == 64

@@ -312,7 +312,8 @@ def _statistical_change(fig: Figure, base: Side, cur: Side, tol: Tolerance | Non
         return Change(fig.name, fig.unit, fig.higher_is_better, bv, cv, delta, pct, tol, "inconclusive",
                       more_requests=more or None, note=why, **common)
     sign = -1 if fig.higher_is_better else 1
-    est = delta if absolute else (pct if pct is not None else 0.0)
+    # The interval's own centre (Hodges-Lehmann, bootstrap point), in the interval's units.
+    est = iv.estimate if absolute else 100 * iv.estimate
     w_est, w_lo, w_hi = sign * est, min(sign * low, sign * high), max(sign * low, sign * high)
     status = _verdict(w_lo, w_hi, bound)
     more = _more_needed(min(nb, nc), w_est, w_lo, w_hi, bound) if status == "inconclusive" else None

@@ -23,7 +23,7 @@ from typing import Any, Iterator
 
 from batchrun.endpoint.client import Endpoint, StreamClient, make_session
 from batchrun.config import RunConfig
-from batchrun.endpoint.resolve import open_endpoint, preflight
+from batchrun.endpoint.resolve import endpoint_info, open_endpoint, preflight
 from batchrun.errors import ConfigError, InputError
 from batchrun.engine.pool import Job, Pool, PoolConfig
 from batchrun.progress import sample_loop_lag
@@ -160,8 +160,10 @@ async def measure_async(endpoint: Endpoint, jobs: list[Job], config: BenchConfig
     records: list[Record] = []
     lag: list[float] = []
     async with make_session(workers) as session:
-        client = StreamClient(session, endpoint, timeout_s=run.timeout, ttft_timeout_s=run.ttft_timeout, clock=clock)
-        pool_config = PoolConfig(concurrency=workers, retries=run.retries, rpm=run.rpm, tpm=run.tpm, seed=run.seed)
+        client = StreamClient(session, endpoint, timeout_s=run.timeout, ttft_timeout_s=run.ttft_timeout, clock=clock,
+                              max_response_bytes=run.max_response_bytes)
+        pool_config = PoolConfig(concurrency=workers, retries=run.retries, rpm=run.rpm, tpm=run.tpm, seed=run.seed,
+                                 max_retry_wait_s=run.max_retry_wait)
         warmup = config.warmup_for(level)
         if warmup:
             warm = Pool(client, lambda r: None, dataclasses.replace(pool_config, concurrency=min(level, workers)),
@@ -186,6 +188,9 @@ async def measure_async(endpoint: Endpoint, jobs: list[Job], config: BenchConfig
                     sampler.cancel()
                     await asyncio.gather(sampler, return_exceptions=True)
                     wall = send_span(records) or clock() - t0
+                if pool.refused is not None:        # a rejected key or a wrong model: no level can succeed
+                    raise ConfigError(f"the endpoint refused the run: {pool.refused} (fix OPENAI_API_KEY, "
+                                      "--model or --base-url)")
     finished = [r for r in records if r.status != CANCELLED]
     result = RunResult(name, "rate" if rate else "async", workers if rate else concurrency, repeat, rate,
                        send_span(finished) or wall, finished, lag, len(jobs))
@@ -259,9 +264,10 @@ async def execute_bench(config: BenchConfig, out: Path | None = None) -> tuple[P
     interrupted = False
     async with open_endpoint(run.base_url, run.api_key, announce=lambda m: _note(config, m),
                              sim_config=builtin) as endpoint:
-        model = await preflight(endpoint, run.model)
+        model = await preflight(endpoint, run.model, timeout_s=run.timeout, announce=say)
         if model != run.model:
             config = dataclasses.replace(config, run=dataclasses.replace(run, model=model))
+        info = endpoint_info(endpoint, model)
         public = _public(config)
         jobs = bench_jobs(config.run, max(config.requests_for(config.largest_level()), config.requests_for(1)), rows)
         try:
@@ -278,7 +284,9 @@ async def execute_bench(config: BenchConfig, out: Path | None = None) -> tuple[P
     analysis = bench_analysis(bench)
     headline = _headline(analysis, bench["runs"])
     if results:
-        write_reports(out, headline, [], bench=bench, config=public, extra={**extra, "interrupted": interrupted})
+        write_reports(out, headline, [], bench=bench, config=public, endpoint=info,
+                      extra={**extra, "interrupted": interrupted})
+    analysis["endpoint"] = info
     if interrupted:
         raise KeyboardInterrupt
     return out, analysis

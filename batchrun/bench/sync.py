@@ -37,6 +37,7 @@ _SDK_KEYS = {"model", "messages", "max_tokens", "max_completion_tokens", "temper
 def make_client(endpoint: Endpoint, timeout_s: float | None) -> openai.OpenAI:
     """The SDK client, without its retries (a failure is a record)."""
     return openai.OpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key or "not-needed",
+                         default_headers=endpoint.auth_headers() if endpoint.basic_auth else None,
                          max_retries=0, timeout=timeout_s)
 
 

@@ -330,13 +330,18 @@ def _bench_settings(config: BenchConfig) -> dict[str, Any]:
 
 
 def _headline(analysis: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The recommended concurrency's summary (its first repeat), so `compare` can gate a bench."""
-    from batchrun.report.bench import run_summary
+    """The recommended level's summary, every repeat pooled (as `compare` pools them);
+    `bench_run` names its first run."""
+    from batchrun.analysis.metrics import summarize
 
     best = analysis.get("recommended_concurrency")
-    for run in runs:
-        if run["mode"] == "async" and run["concurrency"] == best:
-            summary = run_summary(run, analysis.get("slo"))
-            summary["bench_run"] = run["name"]
-            return summary
-    return None
+    level = [run for run in runs if run["mode"] == "async" and run["concurrency"] == best]
+    if not level:
+        return None
+    records = [r for run in level for r in run["records"]]
+    wall = sum(run["wall_time_s"] or 0.0 for run in level) or None
+    summary = summarize(records, wall_time_s=wall, slo=analysis.get("slo"),
+                        loop_lag_s=[x for run in level for x in run.get("loop_lag_s") or []])
+    summary["bench_run"] = level[0]["name"]
+    summary["bench_runs"] = [run["name"] for run in level]
+    return summary

@@ -64,6 +64,7 @@ Tpm = Annotated[Optional[float], _opt("Tokens-per-minute limit to stay under.", 
 Timeout = Annotated[float, _opt("Seconds a whole request may take.", env="BATCHRUN_TIMEOUT")]
 TtftTimeout = Annotated[Optional[float], _opt("Seconds to wait for the first token.", env="BATCHRUN_TTFT_TIMEOUT")]
 Out = Annotated[Optional[Path], _opt("Output directory (default: results/<input>-<timestamp>).")]
+BuiltinOption = Annotated[Optional[list[str]], _opt("Configure the built-in endpoint, KEY=VALUE (repeatable), e.g. ttft_s=0.3 or seed=7; see `batchrun serve --help`.", "--builtin-option")]
 
 
 @app.command()
@@ -101,6 +102,7 @@ def run(
     output_format: Annotated[str, _opt("Results file format: csv or parquet.")] = "csv",
     quiet: Annotated[bool, _opt("No progress bar (for CI logs).", "--quiet", "-q")] = False,
     fail_on_error: Annotated[bool, _opt("Exit 1 when any request failed.")] = False,
+    builtin_option: BuiltinOption = None,
 ) -> None:
     """Send every prompt, write one timed record per row, and a summary."""
     def body() -> int:
@@ -116,7 +118,9 @@ def run(
             parallel_tool_calls=parallel_tool_calls, tool_module=tool_module, max_tool_rounds=max_tool_rounds, tool_timeout=tool_timeout,
             base_url=url, api_key=key, concurrency=concurrency, rpm=rpm, tpm=tpm, timeout=timeout,
             ttft_timeout=ttft_timeout, retries=retries, max_errors=max_errors, max_error_rate=max_error_rate,
-            max_retry_wait=max_retry_wait, max_response_bytes=max_response_bytes, out=out, resume=resume, output_format=output_format, quiet=quiet, fail_on_error=fail_on_error)
+            max_retry_wait=max_retry_wait, max_response_bytes=max_response_bytes, out=out, resume=resume,
+            output_format=output_format, quiet=quiet, fail_on_error=fail_on_error,
+            builtin_options=tuple(builtin_option or ()))
         return _report_run(asyncio.run(execute_run(config)), fail_on_error)
     guarded(body)
 
@@ -169,14 +173,14 @@ def bench(
     temperature: Temperature = None,
     extra_body: ExtraBody = None,
     base_url: BaseUrl = None,
-    requests: Annotated[int, _opt("Requests per run (prompts cycle when the file has fewer).", "--requests", "-n")] = 64,
+    requests: Annotated[Optional[int], _opt("Measured requests per run (default: max(100, 4 x concurrency) per level; prompts cycle when the file has fewer).", "--requests", "-n")] = None,
     concurrency: Annotated[str, _opt("Concurrency levels to sweep, e.g. 1,2,4,8.", "--concurrency", "-c")] = "1,2,4,8,16,32,64",
     rate: Annotated[Optional[str], _opt("Open-loop load instead: requests/s levels, e.g. 2,4,8 (Poisson arrivals).")] = None,
     burstiness: Annotated[float, _opt("Gamma shape of inter-arrival times with --rate (1 = Poisson, <1 burstier).")] = 1.0,
-    warmup: Annotated[int, _opt("Unmeasured requests before each run, at its concurrency.")] = 0,
+    warmup: Annotated[Optional[int], _opt("Unmeasured requests before each run, at its concurrency (default: one wave, one per slot).")] = None,
     repeat: Annotated[int, _opt("Repeat every run this many times (figures get 95% confidence intervals).")] = 1,
     sync: Annotated[bool, _opt("Include the sequential openai.OpenAI baseline.", "--sync/--no-sync")] = True,
-    max_run_time: Annotated[float, _opt("Stop sending new requests this many seconds into a run (0: no limit).")] = 5.0,
+    max_run_time: Annotated[float, _opt("Stop sending new requests this many seconds into a run (default 0: no limit; a cut run is reported with its count).")] = 0.0,
     slo: Annotated[Optional[str], _opt("Latency bounds for goodput and the recommendation, e.g. ttft=500ms,tpot=50ms,e2e=10s.")] = None,
     rpm: Rpm = None,
     tpm: Tpm = None,
@@ -186,6 +190,8 @@ def bench(
     max_retry_wait: MaxRetryWait = 60.0,
     max_response_bytes: MaxResponseBytes = 16 * 1024 * 1024,
     out: Out = None,
+    builtin_option: BuiltinOption = None,
+    quiet: Annotated[bool, _opt("Print only the final table and errors (for CI logs).", "--quiet", "-q")] = False,
 ) -> None:
     """Compare the sync SDK baseline with the async pool at several concurrencies; report and plots."""
     def body() -> int:
@@ -199,7 +205,8 @@ def bench(
             system=system, on_bad_row="skip", model=model, max_tokens=max_tokens, temperature=temperature,
             extra_body=parse_json_option(extra_body, "--extra-body") or {}, base_url=url, api_key=key,
             rpm=rpm, tpm=tpm, timeout=timeout, ttft_timeout=ttft_timeout, retries=retries,
-            max_retry_wait=max_retry_wait, max_response_bytes=max_response_bytes)
+            max_retry_wait=max_retry_wait, max_response_bytes=max_response_bytes,
+            builtin_options=tuple(builtin_option or ()), quiet=quiet)
         config = BenchConfig(
             run=run_config, requests=requests, concurrencies=parse_levels(concurrency),
             rates=parse_levels(rate, float) if rate else (), burstiness=burstiness, warmup=warmup,
@@ -222,41 +229,66 @@ def _slo(text: str | None, parse: Callable[[str], dict[str, float]]) -> dict[str
 
 
 @app.command()
-def report(run_dir: Annotated[Path, typer.Argument(help="A directory written by `batchrun run` or `batchrun bench`.")]) -> None:
+def report(run_dir: Annotated[Path, typer.Argument(help="A directory written by `batchrun run` or `batchrun bench` (also an interrupted bench).")],
+           quiet: Annotated[bool, _opt("Print nothing but errors.", "--quiet", "-q")] = False) -> None:
     """Rebuild summary.json, report.md and report.html from saved records, sending nothing."""
     def body() -> int:
         from batchrun.report.summary import rebuild_reports
 
         for path in rebuild_reports(run_dir).values():
-            typer.echo(f"  wrote {path}")
+            if not quiet:
+                typer.echo(f"  wrote {path}")
         return EXIT_OK
     guarded(body)
 
 
 @app.command()
 def compare(
-    baseline: Annotated[Path, typer.Argument(help="Baseline summary.json or run directory.")],
-    current: Annotated[Path, typer.Argument(help="Current summary.json or run directory.")],
-    max_regression: Annotated[Optional[str], _opt('Tolerances, e.g. "latency_p99=10%,ttft_p50=10%,throughput=-5%".')] = None,
-    fmt: Annotated[str, _opt("text, or md for a pull-request comment.", "--format")] = "text",
+    baseline: Annotated[Path, typer.Argument(help="Baseline run or bench directory (or its summary.json).")],
+    current: Annotated[Path, typer.Argument(help="Current run or bench directory (or its summary.json).")],
+    max_regression: Annotated[Optional[str], _opt('Tolerances, added to or replacing the defaults, e.g. "latency_p99=10%,ttft_p50=10%,throughput=-5%".')] = None,
+    fmt: Annotated[str, _opt("text, md (a pull-request comment), json, junit (XML test report) or github (workflow annotations).", "--format")] = "text",
+    fail_on_inconclusive: Annotated[bool, _opt("Exit 1 also when a figure is inconclusive (too few requests to decide).")] = False,
+    allow_config_change: Annotated[bool, _opt("Compare even when model, endpoint, max_tokens, concurrency, input or batchrun version differ.")] = False,
+    quiet: Annotated[bool, _opt("Print only the regressions and errors.", "--quiet", "-q")] = False,
 ) -> None:
-    """Side-by-side change of every headline figure; exit 1 when one regressed past its tolerance."""
+    """Each headline figure's change with a 95% interval and a verdict; exit 1 on a regression.
+
+    Writes a Markdown summary to $GITHUB_STEP_SUMMARY when that variable is set."""
     def body() -> int:
-        from batchrun.analysis.compare import compare as compare_summaries
-        from batchrun.analysis.compare import format_comparison, load_summary, parse_tolerances
+        from batchrun.analysis.compare import compare as compare_sides
+        from batchrun.analysis.compare import parse_tolerances
+        from batchrun.report.compare import FORMATS, format_comparison
 
         try:
             tolerances = parse_tolerances(max_regression) if max_regression else None
         except ValueError as exc:
             raise ConfigError(f"--max-regression: {exc}") from exc
-        if fmt not in ("text", "md"):
-            raise ConfigError(f"--format must be text or md, got {fmt!r}")
-        result = compare_summaries(load_summary(baseline), load_summary(current), tolerances)
-        typer.echo(format_comparison(result, fmt=fmt))
+        if fmt not in FORMATS:
+            raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        result = compare_sides(baseline, current, tolerances, defaults=True, allow_config_change=allow_config_change)
+        if not quiet:
+            typer.echo(format_comparison(result, fmt, fail_on_inconclusive), nl=False)
+        _step_summary(format_comparison(result, "md", fail_on_inconclusive))
         for line in result.regressions:
             typer.echo(f"batchrun: regression: {line}", err=True)
-        return EXIT_OK if result.passed else EXIT_FAILED
+        failed = not result.passed or (fail_on_inconclusive and bool(result.inconclusive))
+        return EXIT_FAILED if failed else EXIT_OK
     guarded(body)
+
+
+def _step_summary(markdown: str) -> None:
+    """Append to the GitHub Actions job summary when running there."""
+    import os
+
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not path:
+        return
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(markdown + "\n")
+    except OSError as exc:
+        typer.echo(f"batchrun: warning: cannot write $GITHUB_STEP_SUMMARY ({path}): {exc.strerror}", err=True)
 
 
 from batchrun.sim.cli import serve  # noqa: E402  (after `app`, which it does not need)

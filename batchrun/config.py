@@ -114,6 +114,7 @@ class RunConfig:
     quiet: bool = False
     fail_on_error: bool = False
     seed: int | None = None
+    builtin_options: tuple[str, ...] = ()    # --builtin-option KEY=VALUE for the built-in endpoint
 
     def __post_init__(self) -> None:
         self._validate()

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator
+from typing import Any, AsyncIterator, Callable, Iterator
 
 from batchrun.endpoint.client import Endpoint, StreamClient, make_session
 from batchrun.config import RunConfig, config_replace, env_base_url
@@ -149,7 +149,8 @@ async def execute_run(config: RunConfig) -> RunOutcome:
     raised = ensure_open_files(config.concurrency)
     if raised:
         say(raised)
-    async with open_endpoint(config.base_url, config.api_key, announce=say) as endpoint:
+    async with open_endpoint(config.base_url, config.api_key, announce=say,
+                             sim_config=sim_config(config)) as endpoint:
         model = await preflight(endpoint, config.model, timeout_s=config.timeout, announce=say)
         config = config_replace(config, model=model, base_url=BUILTIN if endpoint.embedded
                                 else choose_base_url(config.base_url, config.api_key))
@@ -199,11 +200,13 @@ async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, items: Ite
             client = StreamClient(session, endpoint, timeout_s=config.timeout, ttft_timeout_s=config.ttft_timeout,
                                   clock=clock, max_response_bytes=config.max_response_bytes)
             runner = ToolRunner.from_file(config.tool_module, config.tool_timeout) if config.tool_module else None
-            pool = Pool(client, write, _pool_config(config), t0=t0, clock=clock, tool_runner=runner)
+            span = SendSpan(write)
+            pool = Pool(client, span.write, _pool_config(config), t0=t0, clock=clock, tool_runner=runner)
             pool.stats.resumed = resumed
             async with _signals(pool, sink) as interrupted, _background(pool, config, lag, clock), _quiet_gc():
                 await pool.run(items)
-        wall = clock() - t0
+        # First send to last byte: client setup before the first request is not the endpoint's time.
+        wall = span.width() or clock() - t0
     outcome = RunOutcome(out_dir=out, summary={}, interrupted=interrupted.is_set(),
                          aborted=pool.abort_reason, input_error=pool.input_error, failed=pool.stats.failed,
                          endpoint=endpoint_info(endpoint, config.model), refused=pool.refused,
@@ -212,6 +215,37 @@ async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, items: Ite
         _write_internal_log(out, pool.internal_errors)
     _finish_outputs(outcome, config, lag, wall, started_wall)
     return outcome
+
+
+class SendSpan:
+    """Passes records on to `write` and keeps the first send and the last end among them."""
+
+    def __init__(self, write: Callable[[Record], None]) -> None:
+        self._write, self.first, self.last = write, None, None
+
+    def write(self, record: Record) -> None:
+        if record.sent_s is not None and record.end_s is not None:
+            self.first = record.sent_s if self.first is None else min(self.first, record.sent_s)
+            self.last = record.end_s if self.last is None else max(self.last, record.end_s)
+        self._write(record)
+
+    def width(self) -> float | None:
+        """Seconds from the first send to the last byte; None before any request ended."""
+        width = None if self.first is None else self.last - self.first
+        return width if width else None
+
+
+def sim_config(config: RunConfig, realistic: bool = False) -> Any:
+    """The built-in endpoint's SimConfig for this run (None with a configured endpoint): the
+    defaults, or `realistic` noise for a bench, with --builtin-option applied."""
+    if choose_base_url(config.base_url, config.api_key) != BUILTIN:
+        if config.builtin_options:
+            raise ConfigError("--builtin-option configures the built-in endpoint; it has no effect with "
+                              "--base-url / OPENAI_BASE_URL (leave one of them out)")
+        return None
+    from batchrun.sim.config import SimConfig, realistic as noisy
+
+    return (noisy() if realistic else SimConfig()).with_options(config.builtin_options)
 
 
 def _write_internal_log(out: Path, tracebacks: list[str]) -> None:
@@ -291,6 +325,7 @@ async def _signals(pool: Pool, sink: RecordSink) -> AsyncIterator[asyncio.Event]
 def _finish_outputs(outcome: RunOutcome, config: RunConfig, lag: list[float], wall: float,
                     started_wall: float) -> None:
     from batchrun.report.summary import write_reports
+    from batchrun.sim.config import public as public_sim
 
     out = outcome.out_dir
     outcome.files.append(write_results(out / RECORDS, out, config.output_format))
@@ -303,8 +338,10 @@ def _finish_outputs(outcome: RunOutcome, config: RunConfig, lag: list[float], wa
                       "refused": outcome.refused, "internal_errors": outcome.internal_errors,
                       "session_wall_time_s": wall, "started_at": started_wall}
     outcome.summary = summary
+    builtin = sim_config(config)
+    extra = {"builtin_endpoint": public_sim(builtin)} if builtin is not None else None
     outcome.files.extend(write_reports(out, summary, records, config=config.public_dict(),
-                                       endpoint=outcome.endpoint).values())
+                                       endpoint=outcome.endpoint, extra=extra).values())
 
 
 def _slim(records: Iterator[Record], gaps: GapSample, keep_text: int = 20) -> Iterator[Record]:

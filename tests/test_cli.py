@@ -241,3 +241,23 @@ def test_a_row_that_cannot_be_sent_as_json_is_a_bad_row(fast_sim, tmp_path) -> N
     result = invoke("run", "m.parquet", "--base-url", fast_sim.base_url, "--out", "s", "-q", "--on-bad-row", "skip")
     assert result.exit_code == 0, result.output
     assert [r["status"] for r in result_rows(tmp_path / "s")] == ["skipped", "ok"]
+
+
+def test_run_wall_time_is_first_send_to_last_byte(slow_sim, tmp_path) -> None:
+    """Client setup (the session, the SDK's headers) happens before the first send: not counted."""
+    result = invoke("run", str(SAMPLES / "prompts.csv"), "--base-url", slow_sim.base_url, "--out", "w", "-q",
+                    "-c", "4")
+    assert result.exit_code == 0, result.output
+    records = [json.loads(l) for l in (tmp_path / "w" / "records.jsonl").read_text().splitlines()]
+    span = max(r["end_s"] for r in records) - min(r["sent_s"] for r in records)
+    assert json.loads((tmp_path / "w" / "summary.json").read_text())["summary"]["wall_time_s"] == pytest.approx(span)
+
+
+def test_builtin_options_configure_the_built_in_endpoint(tmp_path) -> None:
+    args = ["run", str(SAMPLES / "prompts.csv"), "-q", "--max-tokens", "4", "--builtin-option", "fixed_ttft_s=0.002",
+            "--builtin-option", "fixed_itl_s=0", "--builtin-option", "seed=11"]
+    assert invoke(*args, "--out", "b").exit_code == 0
+    doc = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert doc["builtin_endpoint"]["seed"] == 11 and doc["builtin_endpoint"]["fixed_ttft_s"] == 0.002
+    bad = invoke(*args, "--base-url", "http://127.0.0.1:9/v1", "--out", "c")
+    assert bad.exit_code == 2 and "--builtin-option configures the built-in endpoint" in bad.output

@@ -359,3 +359,48 @@ def test_gap_sample_is_exact_below_capacity_and_bounded_above():
     again = GapSample(capacity=1000, seed=1)
     again.add(i / 100_000 for i in range(100_000))
     assert again.values == big.values                       # seeded: the same run, the same figures
+
+
+# ---------------------------------------------------------------- e2el, zero gaps, open-loop schedule
+
+def test_e2el_is_send_to_the_end_of_the_stream_and_latency_stays_to_the_last_token():
+    r = ok("a", ttft=0.1, itl=[0.2, 0.3])
+    r.total_s = 0.65                       # a trailing finish / usage chunk 50 ms after the last token
+    s = summarize([r])
+    assert s["latency_s"]["p50"] == approx(0.6) and s["e2el_s"]["p50"] == approx(0.65)
+    assert s["e2el_s"]["count"] == 1
+
+
+def test_share_of_zero_itl_gaps():
+    s = summarize([ok("a", itl=[0.0, 0.0, 0.1]), ok("b", itl=[0.2])])
+    assert s["itl_s"]["zero_share"] == approx(0.5)          # 2 of 4 gaps arrived in one read
+    assert summarize([ok("c")])["itl_s"]["zero_share"] is None
+
+
+def test_open_loop_figures_count_from_the_planned_send():
+    on_time = ok("a", sent=1.0, ttft=0.1, itl=[0.1], scheduled_s=1.0)
+    late = ok("b", sent=2.5, ttft=0.1, itl=[0.1], scheduled_s=2.0)      # left 0.5 s behind schedule
+    s = summarize([on_time, late])
+    sched = s["schedule"]
+    assert sched["send_lag_s"]["max"] == approx(0.5) and sched["send_lag_s"]["min"] == 0
+    assert sched["ttft_s"]["max"] == approx(0.6) and sched["latency_s"]["max"] == approx(0.7)
+    assert s["ttft_s"]["max"] == approx(0.1)                            # from the actual send, as before
+    assert any("fell behind the arrival schedule" in w for w in s["warnings"])
+    assert summarize([ok("c")])["schedule"] is None
+
+
+def test_loop_lag_large_against_itl_is_warned():
+    s = summarize([ok("a", itl=[0.004, 0.004, 0.004])], loop_lag_s=[0.003] * 10)
+    assert not s["loop_lag"]["client_saturated"]
+    assert any("large against the median ITL 4.0 ms" in w for w in s["warnings"])
+
+
+def test_recommendation_is_the_smallest_level_within_noise_of_the_best():
+    from batchrun.analysis.metrics import recommend
+
+    points = [BenchPoint(1, 10.0, 1.0, 0.2, 9.5, 10.5), BenchPoint(8, 70.0, 1.1, 0.25, 66.0, 74.0),
+              BenchPoint(16, 72.0, 1.2, 0.3, 68.0, 76.0), BenchPoint(32, 73.0, 2.5, 1.0, 69.0, 77.0)]
+    choice, why = recommend(points)
+    assert choice == 8                      # 70 is within 16's interval (from 68): fewer in flight wins
+    assert "within noise" in why[16] and "below the best" in why[1] and "p99 latency" in why[32]
+    assert recommend(points, {"e2e": 1.15})[0] == 8 and recommend(points, {"ttft": 0.1})[0] is None

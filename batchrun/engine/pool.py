@@ -296,28 +296,7 @@ class Pool:
 
     def _to_record(self, job: Job, result: AttemptResult, log: list[Attempt], queued_at: float,
                    queue_wait: float) -> Record:
-        prompt = job.prompt
-        record = Record(
-            id=prompt.id, row=prompt.row, status=result.status, error_type=result.error_type,
-            error=result.error, http_status=result.http_status, attempts=len(log), attempt_log=log,
-            request_id=result.request_id, model=result.model, finish_reason=result.finish_reason,
-            text=result.text, tool_calls=result.tool_calls, prompt_tokens=result.prompt_tokens,
-            completion_tokens=result.completion_tokens, queued_at=queued_at, queue_wait_s=queue_wait,
-            sent_s=result.sent - self.t0, ttft_s=result.ttft_s, latency_s=result.latency_s,
-            total_s=result.total_s, itl_s=result.itl_s, output_chunks=result.output_chunks,
-            ttfo_s=result.ttfo_s, reasoning_text=result.reasoning_text, reasoning_tokens=result.reasoning_tokens,
-            other_choices=result.other_choices,
-        )
-        if record.end_s is None and result.total_s is not None:
-            record.end_s = record.sent_s + result.total_s
-        if result.output_chunks and record.completion_tokens is None:
-            # No usage from the server: one token per output chunk, and say it is an estimate.
-            record.completion_tokens = result.output_chunks
-            record.prompt_tokens = record.prompt_tokens or job.prompt_tokens_estimate
-            record.tokens_estimated = True
-        if record.completion_tokens and record.latency_s:
-            record.output_tokens_per_s = record.completion_tokens / record.latency_s
-        return record
+        return to_record(job, result, log, self.t0, queued_at, queue_wait)
 
     def _cancelled(self, job: Job, row: "_RowState", queued_at: float) -> Record:
         """The record of a row the run stopped: its last attempt's figures (the one cut short, or
@@ -394,3 +373,32 @@ def _used_tokens(result: AttemptResult, job: Job, charged: int) -> int:
     if result.completion_tokens is None:
         return charged          # no usage from the server: keep what was charged
     return (result.prompt_tokens or job.prompt_tokens_estimate) + result.completion_tokens
+
+
+def to_record(job: Job, result: AttemptResult, log: list[Attempt], t0: float, queued_at: float,
+              queue_wait: float) -> Record:
+    """One row's Record from its final attempt (shared with the sync baseline, so both sides of a
+    bench build records, and estimate tokens, the same way)."""
+    prompt = job.prompt
+    record = Record(
+        id=prompt.id, row=prompt.row, status=result.status, error_type=result.error_type,
+        error=result.error, http_status=result.http_status, attempts=len(log), attempt_log=log,
+        request_id=result.request_id, model=result.model, finish_reason=result.finish_reason,
+        text=result.text, tool_calls=result.tool_calls, prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens, queued_at=queued_at, queue_wait_s=queue_wait,
+        sent_s=result.sent - t0, ttft_s=result.ttft_s, latency_s=result.latency_s,
+        total_s=result.total_s, itl_s=result.itl_s, output_chunks=result.output_chunks,
+        ttfo_s=result.ttfo_s, reasoning_text=result.reasoning_text, reasoning_tokens=result.reasoning_tokens,
+        other_choices=result.other_choices,
+    )
+    if record.end_s is None and result.total_s is not None:
+        record.end_s = record.sent_s + result.total_s
+    if result.output_chunks and record.completion_tokens is None:
+        # No usage from the server: one token per output chunk, and say it is an estimate.
+        record.completion_tokens = result.output_chunks
+        record.prompt_tokens = record.prompt_tokens or job.prompt_tokens_estimate
+        record.tokens_estimated = True
+    if record.completion_tokens and record.latency_s:
+        record.output_tokens_per_s = record.completion_tokens / record.latency_s
+    return record
+

@@ -53,7 +53,7 @@ def format_summary_table(summary: Mapping[str, Any]) -> str:
 
 # ---------------------------------------------------------------- single-run document
 
-_TIMINGS = (("latency", "latency_s"), ("TTFT", "ttft_s"), ("total time", "total_s"),
+_TIMINGS = (("latency", "latency_s"), ("TTFT", "ttft_s"), ("E2EL (end of stream)", "e2el_s"), ("total time", "total_s"),
             ("ITL", "itl_s"), ("TPOT", "tpot_s"), ("queue wait", "queue_wait_s"))
 
 
@@ -83,8 +83,15 @@ def _with_ttfo(summary: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
 
 def _timings(summary: Mapping[str, Any]) -> Table:
     rows = []
-    for label, key in _with_ttfo(summary):
-        d = summary[key]
+    sched = summary.get("schedule") or {}
+    timings = [*_with_ttfo(summary), *((label, key) for label, key in (("send lag (open loop)", "send_lag_s"),
+                                                                        ("TTFT from planned send", "ttft_s"),
+                                                                        ("latency from planned send", "latency_s"))
+                                       if sched)]
+    for label, key in timings:
+        d = (sched if label.endswith(("(open loop)", "planned send")) else summary).get(key)
+        if d is None:
+            continue
         rows.append([label, str(d["count"])] + [fmt_s(d[k]) for k in ("mean", "p50", "p90", "p95", "p99", "max")])
     return Table(["figure", "n", "mean", "p50", "p90", "p95", "p99", "max"], rows)
 
@@ -202,7 +209,8 @@ def endpoint_banner(endpoint: Mapping[str, Any] | None) -> Section | None:
 def write_reports(run_dir: Path | str, summary: Mapping[str, Any] | None, records: Sequence[Record], *,
                   bench: Mapping[str, Any] | None = None,
                   config: Mapping[str, Any] | None = None,
-                  endpoint: Mapping[str, Any] | None = None) -> dict[str, Path]:
+                  endpoint: Mapping[str, Any] | None = None,
+                  extra: Mapping[str, Any] | None = None) -> dict[str, Path]:
     """Write summary.json, report.md and report.html into run_dir; return their paths by name.
 
     For a bench pass `bench` ({"runs": [...], "slo": ...}, see docs/metrics.md); `summary` and
@@ -210,11 +218,12 @@ def write_reports(run_dir: Path | str, summary: Mapping[str, Any] | None, record
     written to runs/<name>/summary.json so `batchrun compare` can take one run of a bench.
     `config` must not hold secrets: it is written as given. `endpoint` ({"kind": "builtin" |
     "remote", "base_url": redacted URL or None, "model": ...}) says which endpoint answered; a
-    simulated one gets a banner in both reports.
+    simulated one gets a banner in both reports. Every summary.json also names the batchrun
+    version and the input file's identity (`extra` may give it, and more top-level keys).
     """
     run_dir = Path(run_dir)
     doc: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "kind": "bench" if bench else "run",
-                           "summary": summary, "config": config, "endpoint": endpoint}
+                           "summary": summary, "config": config, "endpoint": endpoint, **_identity(config, extra)}
     if bench:
         from batchrun.report.bench import bench_analysis, bench_document, run_summary
 
@@ -222,7 +231,8 @@ def write_reports(run_dir: Path | str, summary: Mapping[str, Any] | None, record
         doc["bench"] = analysis
         for run in bench["runs"]:
             run_doc = {"schema_version": SCHEMA_VERSION, "kind": "run", "run": _run_meta(run),
-                       "summary": run_summary(run, analysis["slo"]), "config": config, "endpoint": endpoint}
+                       "summary": run_summary(run, analysis["slo"]), "config": config,
+                       **{k: v for k, v in doc.items() if k not in ("schema_version", "kind", "summary", "config")}}
             _write_text(run_dir / "runs" / _checked_name(run["name"]) / "summary.json", _json(run_doc))
         document = bench_document(analysis, bench, config)
     else:
@@ -237,6 +247,17 @@ def write_reports(run_dir: Path | str, summary: Mapping[str, Any] | None, record
     _write_text(paths["markdown"], render_markdown(document))
     _write_text(paths["html"], render_html(document))
     return paths
+
+
+def _identity(config: Mapping[str, Any] | None, extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    from batchrun import __version__
+    from batchrun.store.fingerprint import input_identity
+
+    out: dict[str, Any] = {"batchrun_version": __version__}
+    out.update(extra or {})
+    if "input" not in out and config and config.get("input"):
+        out["input"] = input_identity(config["input"])
+    return out
 
 
 def write_bench_manifest(run_dir: Path | str, runs: Iterable[Mapping[str, Any]], *,
@@ -316,10 +337,12 @@ def load_bench(run_dir: Path | str) -> dict[str, Any]:
 def rebuild_reports(run_dir: Path | str) -> dict[str, Path]:
     """`batchrun report RUN_DIR`: rebuild every report of a run or a bench from its files."""
     run_dir = Path(run_dir)
+    stored = _read_json(run_dir / "summary.json") if (run_dir / "summary.json").exists() else {}
+    # What was measured, and with which batchrun, stays as it was written.
+    kept = {k: stored[k] for k in ("batchrun_version", "input", "builtin_endpoint", "interrupted") if k in stored}
     if (run_dir / "bench.json").exists():
         bench = load_bench(run_dir)
-        stored = _read_json(run_dir / "summary.json") if (run_dir / "summary.json").exists() else {}
         return write_reports(run_dir, stored.get("summary"), [], bench=bench, config=bench["config"],
-                             endpoint=stored.get("endpoint"))
+                             endpoint=stored.get("endpoint"), extra=kept)
     run = load_run(run_dir)
-    return write_reports(run_dir, run.summary, run.records, config=run.config, endpoint=run.endpoint)
+    return write_reports(run_dir, run.summary, run.records, config=run.config, endpoint=run.endpoint, extra=kept)

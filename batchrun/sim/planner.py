@@ -7,6 +7,7 @@ rolls and latency jitter use the attempt number of the identical body (a retry c
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,10 @@ def last_user_text(messages: list[Any]) -> str:
 def output_cap(body: dict[str, Any]) -> int | None:
     cap = body.get("max_completion_tokens") or body.get("max_tokens")
     return cap if isinstance(cap, int) else None
+
+
+# Counts requests planned in this process; only fresh-jitter mode reads it (seeded by order).
+_REQUEST_COUNTER = itertools.count()
 
 
 def token_cost(body: dict[str, Any], prompt_tokens: int) -> int:
@@ -102,7 +107,9 @@ def _plan_timing(plan: Plan, cfg: SimConfig, d: Directives, key: bytes, attempt:
     plan.queued = not (cfg.fast or cfg.fixed or d.ttft is not None)
     if not cfg.fast:
         gaps = plan.n_chunks  # gaps after the first chunk, plus one before the finish chunk
-        factors = model.jitter_factors(model.rng_for(key, "latency", attempt), cfg, gaps + 1)
+        # Fresh jitter: a counter in the key, so even the same prompt sent twice differs.
+        jitter_key = key + next(_REQUEST_COUNTER).to_bytes(8, "little") if cfg.fresh_jitter else key
+        factors = model.jitter_factors(model.rng_for(jitter_key, "latency", attempt), cfg, gaps + 1)
         plan.ttft_s = model.ttft_s(cfg, plan.prompt_tokens, factors[0])
         plan.itl_jitter = factors[1:]
     if d.ttft is not None:

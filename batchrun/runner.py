@@ -29,12 +29,15 @@ from batchrun.inputs.rows import read_prompts
 from batchrun.analysis.metrics import GapSample, summarize
 from batchrun.store.outputs import done_ids, iter_latest, write_results
 from batchrun.engine.pool import Job, Pool, PoolConfig
-from batchrun.progress import sample_loop_lag, show_progress
+from batchrun.progress import Total, sample_loop_lag, show_progress
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.redact import redact
-from batchrun.store.records import OK, Record, RecordSink
+from batchrun.store.records import CANCELLED, OK, Record, RecordSink
+from batchrun.store.rundir import check_input, claim_run_dir, input_identity
 from batchrun.engine.tools import ToolRunner
 from batchrun.endpoint.requests import RequestDefaults, build_body, estimate_prompt_tokens, estimate_request_tokens
+from batchrun.endpoint.answers import AnswerCheck, response_format
+from batchrun.analysis.cost import resolve_price, run_cost
 
 RECORDS, RUN_JSON, SUMMARY = "records.jsonl", "run.json", "summary.json"
 
@@ -65,6 +68,10 @@ def default_out_dir(config: RunConfig) -> Path:
 _RESUMED_FIELDS = ("input", "fmt", "prompt_column", "id_column", "template", "system", "on_bad_row",
                    "model", "max_tokens", "temperature", "extra_body", "tools", "tool_choice",
                    "parallel_tool_calls", "tool_module", "output_format")
+# Issue 10's: how rows become requests and answers are read. --limit is not kept, so a resume
+# without it extends a pilot to the whole file.
+_RESUMED_FIELDS += ("row_settings", "save_request", "csv_formulas", "json_schema", "json_mode",
+                    "price_in", "price_out")
 
 
 def resolve_resume(config: RunConfig) -> RunConfig:
@@ -80,7 +87,7 @@ def resolve_resume(config: RunConfig) -> RunConfig:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"cannot read {saved} ({type(exc).__name__}: {exc}); rerun without --resume "
                           f"into a new --out (rows already done are in {config.resume / RECORDS})") from exc
-    base = RunConfig.from_public_dict(saved_config, resume=config.resume)
+    base = RunConfig.from_public_dict(saved_config, resume=config.resume, overwrite=False, dry_run=False)
     defaults = RunConfig.__dataclass_fields__
     changes: dict[str, Any] = {"out": config.resume}
     for name in _RESUMED_FIELDS:
@@ -96,19 +103,27 @@ def open_rows(config: RunConfig) -> Iterator[Prompt | BadRow]:
     assert config.input is not None
     rows = read_prompts(config.input, fmt=config.fmt, prompt_column=config.prompt_column,
                         id_column=config.id_column, template=config.template,
-                        system=config.system, on_bad_row=config.on_bad_row)
+                        system=config.system, on_bad_row=config.on_bad_row, row_settings=config.row_settings)
     # Header-level problems (which column is the prompt?) surface with the first row: read it now.
     first = next(rows, None)
     return rows if first is None else itertools.chain([first], rows)
 
 
-def jobs(config: RunConfig, rows: Iterator[Prompt | BadRow], skip: set[str]) -> Iterator[Job | BadRow]:
-    """Rows minus those already done, as ready-to-send Jobs."""
-    defaults = RequestDefaults(model=config.model, max_tokens=config.max_tokens,
-                               temperature=config.temperature, extra_body=config.extra_body,
-                               tools=config.tools, tool_choice=config.tool_choice,
-                               parallel_tool_calls=config.parallel_tool_calls)
+def request_defaults(config: RunConfig) -> RequestDefaults:
+    return RequestDefaults(model=config.model, max_tokens=config.max_tokens,
+                           temperature=config.temperature, extra_body=config.extra_body,
+                           tools=config.tools, tool_choice=config.tool_choice,
+                           parallel_tool_calls=config.parallel_tool_calls,
+                           response_format=response_format(config.json_schema, config.json_mode))
+
+
+def jobs(config: RunConfig, rows: Iterator[Prompt | BadRow], skip: set[str],
+         seen_ids: set[str] | None = None) -> Iterator[Job | BadRow]:
+    """Rows minus those already done, as ready-to-send Jobs; `seen_ids` collects every id read."""
+    defaults = request_defaults(config)
     for item in rows:
+        if seen_ids is not None:
+            seen_ids.add(item.id)
         if item.id in skip:
             continue
         if isinstance(item, BadRow):
@@ -122,17 +137,32 @@ def jobs(config: RunConfig, rows: Iterator[Prompt | BadRow], skip: set[str]) -> 
             if config.on_bad_row == "fail":
                 raise InputError(f"the row cannot be sent as JSON ({exc})", path=str(config.input),
                                  line=item.line, hint="fix the row or use --on-bad-row skip") from None
-            yield BadRow(item.id, item.row, item.line, reason)
+            yield BadRow(item.id, item.row, item.line, reason, data=item.data)
             continue
         yield Job(prompt=item, body=data,
                   estimated_tokens=estimate_request_tokens(body, config.max_tokens),
-                  prompt_tokens_estimate=estimate_prompt_tokens(body))
+                  prompt_tokens_estimate=estimate_prompt_tokens(body),
+                  request=_saved_request(body) if config.save_request else None)
+
+
+def _saved_request(body: dict[str, Any]) -> dict[str, Any]:
+    """What the record keeps of a body: all of it but the streaming plumbing batchrun adds."""
+    return {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
+
+
+def limited(rows: Iterator[Prompt | BadRow], limit: int | None) -> Iterator[Prompt | BadRow]:
+    """--limit N: the file's first N rows (a pilot); reading stops there."""
+    if limit is None:
+        return rows
+    return itertools.takewhile(lambda item: item.row < limit, rows)
 
 
 def prepare_out_dir(config: RunConfig) -> Path:
     out = config.resume or config.out or default_out_dir(config)
     try:
         out.mkdir(parents=True, exist_ok=True)
+        if not out.is_dir():
+            raise NotADirectoryError(20, "not a directory")
         probe = out / ".write-test"
         probe.write_text("ok")
         probe.unlink()
@@ -153,16 +183,80 @@ async def execute_run(config: RunConfig) -> RunOutcome:
     """Run `config` to the end (or until stopped) and write every output file."""
     config = resolve_resume(config)
     rows = open_rows(config)
-    out = prepare_out_dir(config)
-    async with open_endpoint(config.base_url, config.api_key, announce=say) as endpoint:
-        model = await preflight(endpoint, config.model)
-        if model != config.model:
-            config = config_replace(config, model=model)
-        write_run_json(out, config, endpoint)
-        skip = done_ids(out / RECORDS) if config.resume else set()
-        if skip:
-            say(f"resuming {out}: {len(skip)} rows already done are not sent again")
-        return await _run_pool(config, endpoint, out, jobs(config, rows, skip), len(skip))
+    config = config_replace(config, out=config.resume or config.out or default_out_dir(config))
+    assert config.out is not None
+    with claim_run_dir(config.out, resume=config.resume is not None, overwrite=config.overwrite):
+        out = prepare_out_dir(config)
+        identity = _checked_input(config, out)
+        _announce_row_settings(config)
+        async with open_endpoint(config.base_url, config.api_key, announce=say) as endpoint:
+            model = await preflight(endpoint, config.model)
+            if model != config.model:
+                config = config_replace(config, model=model)
+            resolve_price(config.model, config.price_in, config.price_out)   # a bad price stops here
+            write_run_json(out, config, endpoint)
+            _save_input_identity(out, identity)
+            skip = done_ids(out / RECORDS) if config.resume else set()
+            if skip:
+                say(f"resuming {out}: {len(skip)} rows already done are not sent again")
+            seen = set() if config.input_changed == "ok" else None
+            items = jobs(config, limited(rows, config.limit), skip, seen)
+            outcome = await _run_pool(config, endpoint, out, items, len(skip))
+            _report_vanished(outcome, skip, seen)
+            return outcome
+
+
+def _checked_input(config: RunConfig, out: Path) -> dict[str, Any] | None:
+    """The input's identity; on --resume, refused when it is not the file the run started with."""
+    if config.input is None:
+        return None
+    identity = input_identity(config.input)
+    if config.resume is not None:
+        saved = _read_run_json(out).get("input_identity")
+        difference = check_input(saved, identity, config.input_changed == "ok")
+        if difference:
+            say(f"--input-changed ok: {difference}; rows are matched by id")
+    return identity
+
+
+def _read_run_json(out: Path) -> dict[str, Any]:
+    try:
+        return json.loads((out / RUN_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _save_input_identity(out: Path, identity: dict[str, Any] | None) -> None:
+    data = _read_run_json(out)
+    data["input_identity"] = identity
+    _write_json(out / RUN_JSON, data)
+
+
+def _announce_row_settings(config: RunConfig) -> None:
+    """Input columns named like request settings override the flags: say so once, up front."""
+    from batchrun.inputs.scan import setting_columns
+
+    if config.input is None:
+        return
+    found = setting_columns(config.input, config.fmt)
+    if not found:
+        return
+    listed = ", ".join(f"'{name}' ({n} distinct value{'s' if n != 1 else ''})" for name, n in found.items())
+    if config.row_settings:
+        say(f"input columns {listed} set those request fields per row, over the flags "
+            "(--no-row-settings ignores them)")
+    else:
+        say(f"--no-row-settings: input columns {listed} are kept as data, not sent as request fields")
+
+
+def _report_vanished(outcome: RunOutcome, done: set[str], seen: set[str] | None) -> None:
+    """--input-changed ok: ids the run had finished that the new file no longer has."""
+    if seen is None or outcome.input_error is not None or outcome.interrupted:
+        return
+    vanished = sorted(done - seen)
+    if vanished:
+        say(f"{len(vanished)} id(s) done earlier are not in the input any more (kept in the results): "
+            + ", ".join(vanished[:10]) + (" ..." if len(vanished) > 10 else ""))
 
 
 async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, items: Iterator[Job | BadRow],
@@ -176,7 +270,8 @@ async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, items: Ite
             client = StreamClient(session, endpoint, timeout_s=config.timeout,
                                   ttft_timeout_s=config.ttft_timeout, clock=clock)
             runner = ToolRunner.from_file(config.tool_module, config.tool_timeout) if config.tool_module else None
-            pool = Pool(client, sink.write, _pool_config(config), t0=t0, clock=clock, tool_runner=runner)
+            pool = Pool(client, sink.write, _pool_config(config), t0=t0, clock=clock, tool_runner=runner,
+                        output_check=_output_check(config))
             pool.stats.resumed = resumed
             async with _signals(pool, sink) as interrupted, _background(pool, config, lag, clock), _quiet_gc():
                 await pool.run(items)
@@ -185,6 +280,12 @@ async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, items: Ite
                          aborted=pool.abort_reason, input_error=pool.input_error, failed=pool.stats.failed)
     _finish_outputs(outcome, config, lag, wall, started_wall)
     return outcome
+
+
+def _output_check(config: RunConfig) -> Any:
+    if config.json_schema is None and not config.json_mode:
+        return None
+    return AnswerCheck(config.json_schema)
 
 
 def _pool_config(config: RunConfig) -> PoolConfig:
@@ -214,13 +315,27 @@ async def _quiet_gc() -> AsyncIterator[None]:
 async def _background(pool: Pool, config: RunConfig, lag: list[float], clock: Any) -> AsyncIterator[None]:
     tasks = [asyncio.create_task(sample_loop_lag(lag))]
     if not config.quiet:
-        tasks.append(asyncio.create_task(show_progress(pool.stats, total=None, clock=clock)))
+        total = Total()
+        tasks.append(asyncio.create_task(_count_total(config, total)))
+        tasks.append(asyncio.create_task(show_progress(pool.stats, total=total, clock=clock)))
     try:
         yield
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _count_total(config: RunConfig, total: Total) -> None:
+    """The progress total, counted in a thread so the first rows go out at once."""
+    from batchrun.inputs.scan import count_rows
+
+    if config.input is None:
+        return
+    rows = await asyncio.to_thread(count_rows, config.input, config.fmt)
+    if rows is not None and config.limit is not None:
+        rows = min(rows, config.limit)
+    total.rows = rows
 
 
 @contextlib.asynccontextmanager
@@ -255,7 +370,8 @@ def _finish_outputs(outcome: RunOutcome, config: RunConfig, lag: list[float], wa
     from batchrun.report.summary import write_reports
 
     out = outcome.out_dir
-    outcome.files.append(write_results(out / RECORDS, out, config.output_format))
+    outcome.files.append(write_results(out / RECORDS, out, config.output_format, id_column=config.id_column,
+                                       csv_formulas=config.csv_formulas))
     wall_total = _add_wall_time(out, wall)
     gaps = GapSample()
     records = list(_slim(iter_latest(out / RECORDS), gaps))
@@ -263,8 +379,19 @@ def _finish_outputs(outcome: RunOutcome, config: RunConfig, lag: list[float], wa
     summary["run"] = {"interrupted": outcome.interrupted, "aborted": outcome.aborted,
                       "input_error": str(outcome.input_error) if outcome.input_error else None,
                       "session_wall_time_s": wall, "started_at": started_wall}
+    _add_run_facts(summary, config, records)
     outcome.summary = summary
     outcome.files.extend(write_reports(out, summary, records, config=config.public_dict()).values())
+
+
+def _add_run_facts(summary: dict[str, Any], config: RunConfig, records: list[Record]) -> None:
+    """The cost of what was sent (when a price is known) and the pilot's --limit."""
+    try:
+        price = resolve_price(config.model, config.price_in, config.price_out)
+    except ConfigError:
+        price = None
+    summary["cost"] = run_cost(records, price)
+    summary["run"]["limit"] = config.limit
 
 
 def _slim(records: Iterator[Record], gaps: GapSample, keep_text: int = 20) -> Iterator[Record]:

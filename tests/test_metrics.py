@@ -133,7 +133,9 @@ def test_failed_and_skipped_rows_mixed_in():
     c = s["counts"]
     assert (c["ok"], c["error"], c["timeout"], c["cancelled"], c["skipped"]) == (2, 1, 1, 1, 1)
     assert (c["total"], c["attempted"]) == (6, 5)
-    assert s["success_rate"] == approx(2 / 5)  # the skipped row is not in the denominator
+    # Over finished requests: neither the skipped row nor the cancelled one is in the denominator.
+    assert s["success_rate"] == approx(2 / 4)
+    assert (c["finished"], c["sent"], c["never_sent"]) == (4, 4, 1)
     assert s["by_error_type"] == {"RateLimitError": 1, "timeout": 1, "cancelled": 1}
     assert s["by_finish_reason"] == {"stop": 2}
     assert (s["latency_s"]["count"], s["latency_s"]["max"]) == (2, approx(0.8))

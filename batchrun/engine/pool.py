@@ -19,11 +19,13 @@ from batchrun.errors import BatchrunError
 from batchrun.engine.limits import RateLimits, backoff_s
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.redact import redact
-from batchrun.store.records import CANCELLED, ERROR, OK, SKIPPED, TIMEOUT, Attempt, Record
+from batchrun.store.records import CANCELLED, ERROR, INVALID_OUTPUT, OK, SKIPPED, TIMEOUT, Attempt, Record
 from batchrun.endpoint.requests import estimate_request_tokens
 from batchrun.engine.tools import ToolRunner, assistant_message, check_calls, merge_rounds, round_entry
 
 Clock = Callable[[], float]
+# --json / --json-schema: the answer's text -> (parsed object, None) or (None, why it is invalid).
+OutputCheck = Callable[[str], "tuple[dict[str, Any] | None, str | None]"]
 _RETRYABLE_STATUS = {408, 409, 429}
 _RETRYABLE_TYPES = {CONNECTION_ERROR, INCOMPLETE_STREAM, MALFORMED_CHUNK, STREAM_ERROR}
 _MIN_FOR_RATE = 20
@@ -52,6 +54,7 @@ class Job:
     body: bytes
     estimated_tokens: int               # prompt estimate + max_tokens, charged before the request
     prompt_tokens_estimate: int         # used in the record when the server sends no usage
+    request: dict[str, Any] | None = None  # the body as sent, kept in the record (None: --no-save-request)
 
 
 @dataclass
@@ -66,12 +69,13 @@ class PoolStats:
     in_flight: int = 0
     peak_in_flight: int = 0
     resumed: int = 0                     # rows already ok in an earlier run, not sent again
+    output_tokens: int = 0               # completion tokens of finished requests (progress tok/s)
     recent_ttft_s: deque[float] = field(default_factory=lambda: deque(maxlen=512))
 
 
 def is_retryable(result: AttemptResult) -> bool:
     """429, 408, 409, 5xx, connection errors, cut or garbled streams and timeouts; never 4xx otherwise."""
-    if result.status == TIMEOUT:
+    if result.status in (TIMEOUT, INVALID_OUTPUT):
         return True
     if result.http_status is not None and result.http_status != 200:
         return result.http_status in _RETRYABLE_STATUS or result.http_status >= 500
@@ -82,8 +86,10 @@ class Pool:
     """Runs Jobs through `concurrency` workers and hands each finished Record to `sink`."""
 
     def __init__(self, client: StreamClient, sink: Callable[[Record], None], config: PoolConfig,
-                 *, t0: float, clock: Clock = time.perf_counter, tool_runner: ToolRunner | None = None) -> None:
+                 *, t0: float, clock: Clock = time.perf_counter, tool_runner: ToolRunner | None = None,
+                 output_check: OutputCheck | None = None) -> None:
         self.client, self.sink, self.config, self.tool_runner = client, sink, config, tool_runner
+        self.output_check = output_check
         self.t0, self.clock = t0, clock
         self.stats = PoolStats()
         self.input_error: BatchrunError | None = None
@@ -159,7 +165,8 @@ class Pool:
                 continue        # the run's sending time is over: queued items are not sent
             if isinstance(item, BadRow):
                 self._finish(Record(id=item.id, row=item.row, status=SKIPPED, error_type="BadRow",
-                                    error=item.reason, queued_at=queued_at))
+                                    error=item.reason, queued_at=queued_at, input=item.data,
+                                    synthetic_id=item.synthetic_id))
                 continue
             record = await self._process(item, limits, queued_at, queued_clock)
             record.scheduled_s = planned
@@ -184,6 +191,8 @@ class Pool:
         record = self._to_record(job, result, row.log, queued_at, row.queue_wait or 0.0)
         if row.rounds:
             merge_rounds(record, row.rounds, self.t0)
+        if record.status == OK:
+            record.parsed = row.parsed
         return record
 
     async def _request(self, body: bytes, estimated_tokens: int, job: Job, limits: RateLimits,
@@ -194,6 +203,8 @@ class Pool:
             if row.queue_wait is None:
                 row.queue_wait = self.clock() - row.queued_clock
             row.result = result = await self._attempt(body, row)
+            if result.status == OK and self.output_check is not None and result.tool_calls is None:
+                self._check_output(result, row)
             if result.status == OK:
                 limits.correct(estimated_tokens, _used_tokens(result, job, estimated_tokens))
                 break
@@ -201,6 +212,15 @@ class Pool:
                 break
             await self._backoff(attempt, result, row.log[-1])
         return result
+
+    def _check_output(self, result: AttemptResult, row: "_RowState") -> None:
+        """--json / --json-schema: parse the answer; an invalid one fails this attempt (retryable)."""
+        assert self.output_check is not None
+        row.parsed, problem = self.output_check(result.text)
+        if problem is not None:
+            result.fail(INVALID_OUTPUT, "InvalidOutput", problem)
+            entry = row.log[-1]
+            entry.status, entry.error_type, entry.error = INVALID_OUTPUT, "InvalidOutput", result.error
 
     async def _tool_rounds(self, job: Job, result: AttemptResult, limits: RateLimits,
                            row: "_RowState") -> AttemptResult:
@@ -279,6 +299,7 @@ class Pool:
             completion_tokens=result.completion_tokens, queued_at=queued_at, queue_wait_s=queue_wait,
             sent_s=result.sent - self.t0, ttft_s=result.ttft_s, latency_s=result.latency_s,
             total_s=result.total_s, itl_s=result.itl_s, output_chunks=result.output_chunks,
+            input=prompt.data, request=job.request,
         )
         if record.end_s is None and result.total_s is not None:
             record.end_s = record.sent_s + result.total_s
@@ -296,7 +317,8 @@ class Pool:
         the failed one it was backing off from), or none when it was never sent."""
         if row.result is None:
             return Record(id=job.prompt.id, row=job.prompt.row, status=CANCELLED, error_type="Cancelled",
-                          error=_STOPPED, queued_at=queued_at, queue_wait_s=row.queue_wait or 0.0)
+                          error=_STOPPED, queued_at=queued_at, queue_wait_s=row.queue_wait or 0.0,
+                          input=job.prompt.data, request=job.request)
         record = self._to_record(job, row.result, row.log, queued_at, row.queue_wait or 0.0)
         record.status, record.error_type, record.error = CANCELLED, "Cancelled", _STOPPED
         return record
@@ -305,6 +327,7 @@ class Pool:
         self.sink(record)
         stats = self.stats
         stats.done += 1
+        stats.output_tokens += record.completion_tokens or 0
         if record.status == OK:
             stats.ok += 1
         elif record.status == SKIPPED:
@@ -335,6 +358,7 @@ class _RowState:
     result: AttemptResult | None = None
     log: list[Attempt] = field(default_factory=list)
     rounds: list[dict[str, Any]] = field(default_factory=list)
+    parsed: dict[str, Any] | None = None     # --json / --json-schema: the last attempt's parsed answer
 
 
 def _used_tokens(result: AttemptResult, job: Job, charged: int) -> int:

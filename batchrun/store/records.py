@@ -19,8 +19,10 @@ from typing import Any, Iterator
 from batchrun.errors import OutputError
 
 # Outcomes. `skipped` is a bad input row (its reason in `error`); no request was sent.
+# `invalid_output`: --json / --json-schema, and the answer was not valid JSON or broke the schema.
 OK, ERROR, TIMEOUT, CANCELLED, SKIPPED = "ok", "error", "timeout", "cancelled", "skipped"
-STATUSES = (OK, ERROR, TIMEOUT, CANCELLED, SKIPPED)
+INVALID_OUTPUT = "invalid_output"
+STATUSES = (OK, ERROR, TIMEOUT, CANCELLED, SKIPPED, INVALID_OUTPUT)
 
 
 @dataclass(slots=True)
@@ -68,6 +70,11 @@ class Record:
     output_chunks: int = 0                   # chunks that carried output (content or tool-call delta)
     output_tokens_per_s: float | None = None  # completion_tokens / latency_s
     rounds: list[dict[str, Any]] | None = None  # tool-calling rounds, when the row ran tools
+    # --- the row and what was asked (issue 10) ---
+    input: dict[str, Any] | None = None      # the input row's own columns, given back in results
+    request: dict[str, Any] | None = None    # the body as sent (messages, model, ...); None with --no-save-request
+    parsed: dict[str, Any] | None = None     # --json / --json-schema: the answer parsed as a JSON object
+    synthetic_id: bool = False               # a skipped row whose own id was missing or taken: `id` is made up
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; by hand, since dataclasses.asdict deep-copies every list (slow per record)."""
@@ -77,7 +84,7 @@ class Record:
 
     def to_json(self) -> bytes:
         """One JSON line's bytes (UTF-8, no newline)."""
-        return orjson.dumps(self.to_dict())
+        return orjson.dumps(self.to_dict(), default=str)   # Parquet dates, decimals: their text
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Record":

@@ -392,6 +392,14 @@ def _add_run_facts(summary: dict[str, Any], config: RunConfig, records: list[Rec
         price = None
     summary["cost"] = run_cost(records, price)
     summary["run"]["limit"] = config.limit
+    run = summary["run"]
+    if (run["interrupted"] or run["aborted"]) and config.input is not None:
+        from batchrun.inputs.scan import count_rows
+
+        total = count_rows(config.input, config.fmt)      # only now: a finished run needs no count
+        if total is not None:
+            total = min(total, config.limit) if config.limit else total
+            run["unread"] = max(0, total - len(records))   # rows the run never reached
 
 
 def _slim(records: Iterator[Record], gaps: GapSample, keep_text: int = 20) -> Iterator[Record]:

@@ -353,3 +353,23 @@ def test_gap_sample_is_exact_below_capacity_and_bounded_above():
     again = GapSample(capacity=1000, seed=1)
     again.add(i / 100_000 for i in range(100_000))
     assert again.values == big.values                       # seeded: the same run, the same figures
+
+
+def test_in_flight_over_sessions_never_lays_two_sessions_on_one_timeline():
+    from batchrun.analysis.metrics import in_flight_sessions
+
+    # Each session's offsets start at 0. Session 1: two requests over [0, 2) and [0, 1);
+    # session 2 (a resume): one request over [0, 1). On one timeline the peak would be 3.
+    peak, mean = in_flight_sessions({1: [(0.0, 2.0), (0.0, 1.0)], 2: [(0.0, 1.0)]})
+    assert peak == 2
+    assert mean == approx((2 + 1 + 1) / (2 + 1))      # busy time over the sum of the sessions' spans
+    assert in_flight_sessions({}) == (0, None)
+
+
+def test_an_interrupted_runs_counts_split_cancelled_rows():
+    sent_and_cut = Record(id="c", row=2, status="cancelled", attempts=1, sent_s=0.5, end_s=0.7)
+    never_sent = Record(id="d", row=3, status="cancelled")
+    s = summarize([ok("a"), failed("b"), sent_and_cut, never_sent])
+    c = s["counts"]
+    assert (c["sent"], c["never_sent"], c["cancelled"], c["finished"]) == (3, 1, 2, 2)
+    assert s["success_rate"] == approx(1 / 2)

@@ -17,7 +17,30 @@ from batchrun.runner import jobs, limited, open_rows
 
 SHOWN_PROMPTS = 3
 SHOWN_BAD_ROWS = 50
-TOKEN_METHOD = "UTF-8 bytes / 4 + 4 per message; no tokenizer"
+TOKEN_METHOD = "UTF-8 bytes / 4 + 4 per message; no tokenizer installed"
+TOKENS_PER_MESSAGE = 4
+
+
+def tokenizer() -> tuple[Any, str] | None:
+    """tiktoken's o200k_base encoding when tiktoken is installed and has it (it may need to
+    download it once); None otherwise, and the estimate falls back to UTF-8 bytes / 4."""
+    try:
+        import tiktoken
+
+        return tiktoken.get_encoding("o200k_base"), "tiktoken o200k_base + 4 per message"
+    except Exception:       # noqa: BLE001 - not installed, or no network to fetch the encoding
+        return None
+
+
+def count_prompt_tokens(body: dict[str, Any], encoding: Any) -> int:
+    """Prompt tokens of a body with a real tokenizer: every message's text + 4 per message."""
+    total = 0
+    for message in body.get("messages") or ():
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):
+            content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+        total += len(encoding.encode(content or "")) + TOKENS_PER_MESSAGE
+    return max(1, total)
 
 
 @dataclass
@@ -32,6 +55,7 @@ class Preview:
     prompt_tokens: int = 0                # estimated
     output_tokens: int = 0                # upper bound: each request's max_tokens (or the default charge)
     price: Price | None = None
+    token_method: str = TOKEN_METHOD
 
     @property
     def cost_usd(self) -> float | None:
@@ -41,6 +65,9 @@ class Preview:
 def dry_run(config: RunConfig) -> Preview:
     """Read every row as a run would, send nothing."""
     preview = Preview(price=resolve_price(config.model, config.price_in, config.price_out))
+    counter = tokenizer()
+    if counter is not None:
+        preview.token_method = counter[1]
     reading = config_replace(config, on_bad_row="skip")      # every bad row, not only the first
     for item in jobs(reading, limited(open_rows(reading), config.limit), set()):
         preview.rows += 1
@@ -51,9 +78,9 @@ def dry_run(config: RunConfig) -> Preview:
             continue
         body = json.loads(item.body)
         preview.sendable += 1
-        prompt = estimate_prompt_tokens(body)
-        preview.prompt_tokens += prompt
-        preview.output_tokens += estimate_request_tokens(body, config.max_tokens) - prompt
+        estimate = estimate_prompt_tokens(body)
+        preview.output_tokens += estimate_request_tokens(body, config.max_tokens) - estimate
+        preview.prompt_tokens += count_prompt_tokens(body, counter[0]) if counter else estimate
         if len(preview.prompts) < SHOWN_PROMPTS:
             preview.prompts.append(body.get("messages") or [])
     return preview
@@ -80,10 +107,10 @@ def format_preview(preview: Preview, config: RunConfig) -> str:
         lines.append(f"bad row           ... and {preview.bad_count - len(preview.bad)} more")
     for i, messages in enumerate(preview.prompts, 1):
         lines.append(f"prompt {i}          " + " | ".join(_message_text(m) for m in messages))
-    lines.append(f"prompt tokens     ~{preview.prompt_tokens:,} (estimated: {TOKEN_METHOD})")
+    lines.append(f"prompt tokens     ~{preview.prompt_tokens:,} (estimated: {preview.token_method})")
     lines.append(f"output tokens     at most {preview.output_tokens:,} (each request's max_tokens"
                  + ("" if config.max_tokens else "; none given, so 256 per request") + ")")
-    lines.append("cost              " + _cost_text(preview))
+    lines.append("cost              " + _cost_text(preview, config.model))
     seconds = limits_time_s(preview, config.rpm, config.tpm)
     lines.append("time              " + (f"at least {fmt_eta(seconds)} at the --rpm / --tpm limits"
                                          if seconds is not None else
@@ -98,9 +125,10 @@ def _message_text(message: dict[str, Any], width: int = 160) -> str:
     return f"[{message.get('role')}] " + (text if len(text) <= width else text[:width - 1] + "…")
 
 
-def _cost_text(preview: Preview) -> str:
+def _cost_text(preview: Preview, model: str | None) -> str:
     if preview.price is None:
-        return "unknown: no list price for this model; pass --price-in and --price-out (USD per 1M tokens)"
+        which = f"for {model}" if model else "without --model"
+        return f"unknown: no list price {which}; pass --price-in and --price-out (USD per 1M tokens)"
     p = preview.price
     return (f"at most {format_usd(preview.cost_usd or 0.0)} (prompt ${p.input_per_m:g} + output "
             f"${p.output_per_m:g} per 1M tokens: {p.source}; output counted at its max_tokens bound)")

@@ -150,3 +150,19 @@ def test_an_interrupted_run_reports_sent_cancelled_and_never_sent(tmp_path) -> N
     assert summary["run"]["unread"] == 200 - c["total"]
     report = (tmp_path / "o" / "report.md").read_text()
     assert "This run did not finish: interrupted" in report and "never sent" in report
+
+
+def test_dry_run_counts_with_a_tokenizer_when_one_is_installed(tmp_path, monkeypatch) -> None:
+    import types
+
+    class Encoding:                          # stands in for tiktoken's: one token per word
+        def encode(self, text: str) -> list[int]:
+            return list(range(len(text.split())))
+
+    monkeypatch.setitem(sys.modules, "tiktoken", types.SimpleNamespace(get_encoding=lambda name: Encoding()))
+    (tmp_path / "p.csv").write_text("prompt\none two three\nfour five\n", encoding="utf-8")
+    result = invoke("run", "p.csv", "--dry-run", "--model", "gpt-4o", "--max-tokens", "10")
+    assert result.exit_code == 0, result.output
+    assert "prompt tokens     ~13 (estimated: tiktoken o200k_base" in result.output   # (3 + 4) + (2 + 4)
+    # 13 x $2.50 + 20 x $10.00 per 1M tokens
+    assert f"at most ${(13 * 2.5 + 20 * 10) / 1e6:.4f}" in result.output

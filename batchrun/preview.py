@@ -12,6 +12,7 @@ from batchrun.analysis.cost import Price, estimate_cost, format_usd, resolve_pri
 from batchrun.config import RunConfig, config_replace
 from batchrun.endpoint.requests import estimate_prompt_tokens, estimate_request_tokens
 from batchrun.inputs.prompt import BadRow
+from batchrun.inputs.scan import setting_columns
 from batchrun.progress import fmt_eta
 from batchrun.runner import jobs, limited, open_rows
 
@@ -56,6 +57,7 @@ class Preview:
     output_tokens: int = 0                # upper bound: each request's max_tokens (or the default charge)
     price: Price | None = None
     token_method: str = TOKEN_METHOD
+    row_settings: dict[str, int] = field(default_factory=dict)   # setting column -> distinct values
 
     @property
     def cost_usd(self) -> float | None:
@@ -65,6 +67,7 @@ class Preview:
 def dry_run(config: RunConfig) -> Preview:
     """Read every row as a run would, send nothing."""
     preview = Preview(price=resolve_price(config.model, config.price_in, config.price_out))
+    preview.row_settings = setting_columns(config.input, config.fmt) if config.input else {}
     counter = tokenizer()
     if counter is not None:
         preview.token_method = counter[1]
@@ -105,6 +108,9 @@ def format_preview(preview: Preview, config: RunConfig) -> str:
         lines.append(f"bad row           {reason}")
     if preview.bad_count > len(preview.bad):
         lines.append(f"bad row           ... and {preview.bad_count - len(preview.bad)} more")
+    for name, distinct in preview.row_settings.items():
+        lines.append(f"row setting       column '{name}' ({distinct} distinct values) sets {name} per row"
+                     + (" (ignored: --no-row-settings)" if not config.row_settings else ""))
     for i, messages in enumerate(preview.prompts, 1):
         lines.append(f"prompt {i}          " + " | ".join(_message_text(m) for m in messages))
     lines.append(f"prompt tokens     ~{preview.prompt_tokens:,} (estimated: {preview.token_method})")

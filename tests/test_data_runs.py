@@ -81,20 +81,22 @@ def test_dry_run_lists_every_bad_row_and_exits_2(tmp_path) -> None:
 
 
 def test_an_invalid_answer_is_its_own_status_and_is_retried(tmp_path) -> None:
-    (tmp_path / "p.csv").write_text("prompt\n" + "".join(f"review {i}\n" for i in range(6)), encoding="utf-8")
-    with SimProcess(SimConfig(fast=True, invalid_json_rate=0.4)) as sim:
+    (tmp_path / "p.csv").write_text("prompt\n" + "".join(f"review {i}\n" for i in range(10)), encoding="utf-8")
+    with SimProcess(SimConfig(fast=True, invalid_json_rate=0.4)) as sim:    # seeded: the same rolls every run
         result = invoke("run", "p.csv", "--base-url", sim.base_url, "--out", "o", "-q",
-                        "--json-schema", str(SAMPLES / "label.json"), "--retries", "0")
-        never_retried = [r["status"] for r in records_of(tmp_path / "o")]
-        result = invoke("run", "p.csv", "--base-url", sim.base_url, "--out", "r", "-q",
-                        "--json-schema", str(SAMPLES / "label.json"), "--retries", "4")
+                        "--json-schema", str(SAMPLES / "label.json"), "--retries", "1")
     assert result.exit_code == 0, result.output
-    assert "invalid_output" in never_retried and "ok" in never_retried
-    bad = next(r for r in records_of(tmp_path / "o") if r["status"] == "invalid_output")
-    assert bad["error_type"] == "InvalidOutput" and "not valid JSON" in bad["error"] and bad["parsed"] is None
-    retried = records_of(tmp_path / "r")
-    assert all(r["status"] == "ok" for r in retried) and any(r["attempts"] > 1 for r in retried)
-    assert all(r["parsed"]["label"] in ("positive", "negative", "neutral") for r in retried)
+    assert "1 invalid output" in result.output
+    records = records_of(tmp_path / "o")
+    logs = {r["id"]: [a["status"] for a in r["attempt_log"]] for r in records}
+    assert sum(log == ["invalid_output", "ok"] for log in logs.values()) >= 1         # retried, then fine
+    bad = [r for r in records if r["status"] == "invalid_output"]
+    assert len(bad) == 1 and logs[bad[0]["id"]] == ["invalid_output", "invalid_output"]   # --retries 1 spent
+    assert bad[0]["error_type"] == "InvalidOutput" and "not valid JSON" in bad[0]["error"]
+    assert bad[0]["parsed"] is None
+    assert all(r["parsed"]["label"] in ("positive", "negative", "neutral") for r in records if r["status"] == "ok")
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())["summary"]
+    assert summary["counts"]["invalid_output"] == 1 and summary["success_rate"] == pytest.approx(0.9)
 
 
 def test_json_mode_parses_without_a_schema(fast_sim, tmp_path) -> None:
@@ -117,6 +119,8 @@ def test_row_setting_columns_are_announced_and_can_be_ignored(fast_sim, tmp_path
     # A product catalogue's `model` column is data, not the model to ask.
     (tmp_path / "p.csv").write_text("model,prompt\nX100,describe it\nX200,describe it\nX100,again\n",
                                     encoding="utf-8")
+    result = invoke("run", "p.csv", "--dry-run")
+    assert "column 'model' (2 distinct values) sets model per row" in result.output
     result = invoke("run", "p.csv", "--base-url", fast_sim.base_url, "--out", "a", "-q")
     assert "input columns 'model' (2 distinct values) set those request fields per row" in result.output
     assert {r["request"]["model"] for r in records_of(tmp_path / "a")} == {"X100", "X200"}

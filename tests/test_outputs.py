@@ -43,19 +43,26 @@ def test_results_keep_every_input_column_in_order_and_the_id_column_name(fast_si
     (tmp_path / "p.csv").write_text("review_id,product,prompt,stars\n007,kettle,Is it good?,5\n"
                                     "008,lamp,Is it bad?,1\n", encoding="utf-8")
     result = invoke("run", "p.csv", "--id-column", "review_id", "--base-url", fast_sim.base_url,
-                    "--out", "o", "-q", "--max-tokens", "4")
+                    "--out", "o", "-q", "--max-tokens", "4", "--system", "Be brief.")
     assert result.exit_code == 0, result.output
     header, *rows = rows_of(tmp_path / "o" / "results.csv")
     assert header[:4] == ["review_id", "product", "prompt", "stars"]
     assert header[4:7] == ["row", "status", "text"] and "id" not in header     # the id keeps its own name
     assert [r[:4] for r in rows] == [["007", "kettle", "Is it good?", "5"], ["008", "lamp", "Is it bad?", "1"]]
+    # records.jsonl keeps the input row and the request as sent
+    record = json.loads((tmp_path / "o" / "records.jsonl").read_text().splitlines()[0])
+    assert record["input"] == {"review_id": "007", "product": "kettle", "prompt": "Is it good?", "stars": "5"}
+    assert record["request"]["messages"] == [{"role": "system", "content": "Be brief."},
+                                             {"role": "user", "content": "Is it good?"}]
+    assert record["request"]["max_tokens"] == 4 and "stream" not in record["request"]
 
 
 def test_parquet_keeps_csv_text_as_text(fast_sim, tmp_path) -> None:
     (tmp_path / "p.csv").write_text("id,prompt,zip\n007,hello,01234\n010,again,99999\n", encoding="utf-8")
     result = invoke("run", "p.csv", "--base-url", fast_sim.base_url, "--out", "o", "-q",
-                    "--output-format", "parquet", "--max-tokens", "4")
+                    "--output-format", "parquet", "--max-tokens", "4", "--no-save-request")
     assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "o" / "records.jsonl").read_text().splitlines()[0])["request"] is None
     table = pq.read_table(tmp_path / "o" / "results.parquet")
     assert table.column("id").to_pylist() == ["007", "010"]
     assert table.column("zip").to_pylist() == ["01234", "99999"]
@@ -131,17 +138,3 @@ def test_a_made_up_id_never_collides_with_a_real_one(tmp_path) -> None:
                Record(id="#row-2", row=2, status="skipped", synthetic_id=True, input={"id": ""})]
     index = index_records(write_records(tmp_path / "records.jsonl", records))
     assert sorted(row for row, _, _ in index.values()) == [1, 2]
-
-
-def test_records_keep_the_request_as_sent_unless_told_not_to(fast_sim, tmp_path) -> None:
-    (tmp_path / "p.csv").write_text("prompt\nhello\n", encoding="utf-8")
-    invoke("run", "p.csv", "--base-url", fast_sim.base_url, "--out", "a", "-q", "--system", "Be brief.",
-           "--max-tokens", "4")
-    record = json.loads((tmp_path / "a" / "records.jsonl").read_text().splitlines()[0])
-    assert record["request"]["messages"] == [{"role": "system", "content": "Be brief."},
-                                             {"role": "user", "content": "hello"}]
-    assert record["request"]["max_tokens"] == 4 and "stream" not in record["request"]
-    assert record["input"] == {"prompt": "hello"}
-    invoke("run", "p.csv", "--base-url", fast_sim.base_url, "--out", "b", "-q", "--no-save-request")
-    record = json.loads((tmp_path / "b" / "records.jsonl").read_text().splitlines()[0])
-    assert record["request"] is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -38,12 +39,27 @@ def test_a_non_empty_out_is_refused_and_nothing_is_touched(fast_sim, tmp_path) -
     assert (tmp_path / "o" / "results.csv").read_text() == "the user's own file\n"
 
 
-def test_overwrite_replaces_the_run_files(fast_sim, tmp_path) -> None:
+@pytest.fixture(scope="module")
+def finished_run(fast_sim, tmp_path_factory) -> Path:
+    """One finished run of two rows, made once; tests that change it work on a copy."""
+    home = tmp_path_factory.mktemp("finished")
+    (home / "p.csv").write_text("id,prompt\na,one\nb,two\n", encoding="utf-8")
+    result = invoke("run", str(home / "p.csv"), "--base-url", fast_sim.base_url, "--out", str(home / "o"), "-q")
+    assert result.exit_code == 0, result.output
+    return home / "o"
+
+
+def copy_of(run: Path, tmp_path: Path) -> Path:
+    shutil.copytree(run, tmp_path / "o")
+    return tmp_path / "o"
+
+
+def test_overwrite_replaces_the_run_files(fast_sim, finished_run, tmp_path) -> None:
+    out = copy_of(finished_run, tmp_path)
     (tmp_path / "p.csv").write_text("prompt\nhello\n", encoding="utf-8")
-    assert invoke("run", "p.csv", "--base-url", fast_sim.base_url, "--out", "o", "-q").exit_code == 0
     result = invoke("run", "p.csv", "--base-url", fast_sim.base_url, "--out", "o", "-q", "--overwrite")
     assert result.exit_code == 0, result.output
-    assert len((tmp_path / "o" / "records.jsonl").read_text().splitlines()) == 1   # not two runs mixed
+    assert [json.loads(line)["id"] for line in (out / "records.jsonl").read_text().splitlines()] == ["0"]
 
 
 def test_overwrite_never_clears_a_directory_batchrun_did_not_write(tmp_path) -> None:
@@ -53,14 +69,15 @@ def test_overwrite_never_clears_a_directory_batchrun_did_not_write(tmp_path) -> 
     assert (tmp_path / "thesis.tex").exists()
 
 
-def test_a_second_process_on_a_locked_directory_stops_naming_the_holder(fast_sim, tmp_path) -> None:
-    (tmp_path / "p.csv").write_text("prompt\nhello\n", encoding="utf-8")
-    assert invoke("run", "p.csv", "--base-url", fast_sim.base_url, "--out", "o", "-q").exit_code == 0
-    with lock_run_dir(tmp_path / "o"):           # flock is per open file: this stands for another process
+def test_a_second_process_on_a_locked_directory_stops_naming_the_holder(fast_sim, finished_run, tmp_path) -> None:
+    out = copy_of(finished_run, tmp_path)
+    with lock_run_dir(out):                      # flock is per open file: this stands for another process
         result = invoke("run", "--resume", "o", "--base-url", fast_sim.base_url, "-q")
-    assert result.exit_code == 2
-    assert "in use by another batchrun run" in result.output and f"pid {os.getpid()}" in result.output
-    assert invoke("run", "--resume", "o", "--base-url", fast_sim.base_url, "-q").exit_code == 0  # released
+        assert result.exit_code == 2
+        assert "in use by another batchrun run" in result.output and f"pid {os.getpid()}" in result.output
+        assert len((out / "records.jsonl").read_text().splitlines()) == 2      # nothing written
+    with lock_run_dir(out):                      # released when its holder let go
+        pass
 
 
 def test_resume_refuses_a_changed_input_unless_told(fast_sim, tmp_path) -> None:
@@ -78,10 +95,9 @@ def test_resume_refuses_a_changed_input_unless_told(fast_sim, tmp_path) -> None:
     assert sent == ["a", "b", "c"]              # b was done: matched by id, not sent again
 
 
-def test_resume_with_another_file_is_refused(fast_sim, tmp_path) -> None:
-    (tmp_path / "p.csv").write_text("prompt\none\n", encoding="utf-8")
-    (tmp_path / "q.csv").write_text("prompt\none\n", encoding="utf-8")
-    assert invoke("run", "p.csv", "--base-url", fast_sim.base_url, "--out", "o", "-q").exit_code == 0
+def test_resume_with_another_file_is_refused(fast_sim, finished_run, tmp_path) -> None:
+    copy_of(finished_run, tmp_path)
+    (tmp_path / "q.csv").write_text("id,prompt\na,one\nb,two\n", encoding="utf-8")
     result = invoke("run", "q.csv", "--resume", "o", "--base-url", fast_sim.base_url, "-q")
     assert result.exit_code == 2 and "the run read" in result.output
 

@@ -16,7 +16,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from batchrun.report import plots
 from batchrun.errors import ConfigError, OutputError
-from batchrun.analysis.metrics import in_flight_timeline, summarize, summary_warnings
+from batchrun.analysis.metrics import in_flight_timeline, session_of, summarize, summary_warnings
 from batchrun.store.records import OK, Record
 from batchrun.report.format import config_table, fmt_num, fmt_pct, fmt_s, slo_text
 from batchrun.report.html import Document, Image, Section, Table, Text, render_html, render_markdown
@@ -33,7 +33,9 @@ def format_summary_table(summary: Mapping[str, Any]) -> str:
     """The ~10 lines printed at the end of a run."""
     c = summary["counts"]
     lines = [f"requests    {c['total']} total: {c['ok']} ok, {c['error']} error, {c['timeout']} timeout, "
-             f"{c['cancelled']} cancelled, {c['skipped']} skipped  (success {fmt_pct(summary['success_rate'])})"]
+             f"{c['cancelled']} cancelled, {c['skipped']} skipped"
+             + (f", {c['invalid_output']} invalid output" if c.get("invalid_output") else "")
+             + f"  (success {fmt_pct(summary['success_rate'])})"]
     timed = [(label, summary[key]) for label, key in (("latency", "latency_s"), ("TTFT", "ttft_s"),
                                                       ("TPOT", "tpot_s"), ("ITL", "itl_s")) if summary[key]["count"]]
     if timed:
@@ -144,8 +146,16 @@ def _run_plots(records: Sequence[Record]) -> list[Image]:
             Image(plots.histogram(latency, title="Latency", xlabel="seconds"), "latency histogram"),
             Image(plots.cdf({"TTFT": ttft, "latency": latency}, title="CDF", xlabel="seconds"),
                   "TTFT and latency CDF"),
-            Image(plots.timeline({"run": in_flight_timeline(records)}, title="Requests in flight"),
+            Image(plots.timeline(_session_timelines(records), title="Requests in flight"),
                   "in-flight timeline")]
+
+
+def _session_timelines(records: Sequence[Record]) -> dict[str, list[tuple[float, int]]]:
+    """One in-flight line per session: a resumed run's sessions each start at 0."""
+    sessions = sorted({session_of(r) for r in records})
+    if len(sessions) <= 1:
+        return {"run": in_flight_timeline(records)}
+    return {f"session {n}": in_flight_timeline([r for r in records if session_of(r) == n]) for n in sessions}
 
 
 def _warnings(summary: Mapping[str, Any]) -> list[Text]:

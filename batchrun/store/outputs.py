@@ -14,9 +14,12 @@ from __future__ import annotations
 import csv
 import json
 import math
+
+import orjson
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from batchrun.errors import OutputError
 from batchrun.store.records import OK, SKIPPED, Record
@@ -41,8 +44,9 @@ def _key(data: dict[str, Any]) -> str:
     return data["id"]
 
 
-def index_records(path: Path) -> dict[str, tuple[int, int, str]]:
+def index_records(path: Path, seen: Callable[[dict[str, Any]], None] | None = None) -> dict[str, tuple[int, int, str]]:
     """id -> (row, byte offset of its latest record, status); torn or blank lines are ignored.
+    `seen` is shown every parsed record (so one pass can learn more than the index).
 
     A skipped row is superseded by any later record of the same row (the row was fixed and
     sent on --resume, perhaps under another id), so a fixed row never leaves a ghost behind.
@@ -54,10 +58,13 @@ def index_records(path: Path) -> dict[str, tuple[int, int, str]]:
         offset = 0
         for line in f:
             try:
-                data = json.loads(line)
+                data = orjson.loads(line)
                 index[_key(data)] = (int(data["row"]), offset, data["status"])
             except (ValueError, KeyError, TypeError):
                 pass            # a torn last line from a killed run
+            else:
+                if seen is not None:
+                    seen(data)
             offset += len(line)
     return _drop_ghosts(index)
 
@@ -77,11 +84,16 @@ def done_ids(path: Path) -> set[str]:
 
 def iter_latest(path: Path, index: dict[str, tuple[int, int, str]] | None = None) -> Iterator[Record]:
     """The latest record of every id, in input (row) order."""
+    return (Record.from_dict(data) for data in _latest_dicts(path, index))
+
+
+def _latest_dicts(path: Path, index: dict[str, tuple[int, int, str]] | None = None) -> Iterator[dict[str, Any]]:
+    """iter_latest as the records' plain dicts (no Record objects: the results writer's fast path)."""
     index = index_records(path) if index is None else index
     with open(path, "rb") as f:
         for _, offset, _ in sorted(index.values()):
             f.seek(offset)
-            yield Record.from_dict(json.loads(f.readline()))
+            yield orjson.loads(f.readline())
 
 
 # ------------------------------------------------------------------ the columns
@@ -100,23 +112,43 @@ class Layout:
         return [*self.input_columns, *self.names.values()]
 
 
-def plan_layout(records: Iterator[Record], id_column: str | None = None) -> Layout:
+class LayoutPlanner:
+    """Learns the results' columns from records shown to it one at a time (as dicts)."""
+
+    def __init__(self, id_column: str | None = None) -> None:
+        self.layout = Layout()
+        self._input: dict[str, None] = {}
+        self._parsed: dict[str, None] = {}
+        self._id_holders = (id_column,) if id_column else ("id", "custom_id")
+
+    def __call__(self, data: dict[str, Any]) -> None:
+        layout, kinds = self.layout, self.layout.kinds
+        for name, value in (data.get("input") or {}).items():
+            if name not in self._input:
+                self._input[name] = None
+            _note_kind(kinds, ("input", name), value)
+            if not layout.id_in_input and name in self._id_holders and _text(value) == data.get("id"):
+                layout.id_in_input = True
+        for name, value in (data.get("parsed") or {}).items():
+            if name not in self._parsed:
+                self._parsed[name] = None
+            _note_kind(kinds, ("parsed", name), value)
+
+    def finish(self) -> Layout:
+        return _name_columns(self.layout, list(self._input), list(self._parsed))
+
+
+def plan_layout(records: Iterable[Record], id_column: str | None = None) -> Layout:
     """Which columns results have: the union of the input rows' columns in first-seen order
     (a CSV header's order), then the answer columns, the parsed answer's fields after `status`."""
-    layout = Layout()
-    seen_input: dict[str, None] = {}
-    seen_parsed: dict[str, None] = {}
-    id_holders = [id_column] if id_column else ["id", "custom_id"]
+    planner = LayoutPlanner(id_column)
     for record in records:
-        for name, value in (record.input or {}).items():
-            seen_input.setdefault(name)
-            _note_kind(layout.kinds, ("input", name), value)
-            if not layout.id_in_input and name in id_holders and _text(value) == record.id:
-                layout.id_in_input = True
-        for name, value in (record.parsed or {}).items():
-            seen_parsed.setdefault(name)
-            _note_kind(layout.kinds, ("parsed", name), value)
-    layout.input_columns, layout.parsed_columns = list(seen_input), list(seen_parsed)
+        planner({"id": record.id, "input": record.input, "parsed": record.parsed})
+    return planner.finish()
+
+
+def _name_columns(layout: Layout, input_columns: list[str], parsed_columns: list[str]) -> Layout:
+    layout.input_columns, layout.parsed_columns = input_columns, parsed_columns
     answer = [c for c in ANSWER_COLUMNS if not (c == "id" and layout.id_in_input)]
     status_at = answer.index("status") + 1
     fields = [*answer[:status_at], *(("parsed", p) for p in layout.parsed_columns), *answer[status_at:]]
@@ -173,21 +205,25 @@ def _is_number(text: str) -> bool:
 
 # ------------------------------------------------------------------ one row
 
-def _answer_values(record: Record) -> dict[str, Any]:
-    values = {name: getattr(record, name) for name in ANSWER_COLUMNS if name != "tool_calls"}
-    values["tool_calls"] = json.dumps(record.tool_calls, ensure_ascii=False) if record.tool_calls else ""
+_RECORD_DEFAULTS = {f.name: f.default for f in dataclass_fields(Record)}
+
+
+def _answer_values(data: dict[str, Any]) -> dict[str, Any]:
+    values = {name: data.get(name, _RECORD_DEFAULTS.get(name)) for name in ANSWER_COLUMNS if name != "tool_calls"}
+    calls = data.get("tool_calls")
+    values["tool_calls"] = json.dumps(calls, ensure_ascii=False) if calls else ""
     for name in TIMING_COLUMNS:
         if values[name] is not None:
             values[name] = round(values[name], 6)     # microseconds: more is clock noise
     return values
 
 
-def _values(record: Record, layout: Layout) -> list[Any]:
-    """The row's values in layout order, Python-typed (None for a missing cell)."""
-    data = record.input or {}
-    answer = _answer_values(record)
-    parsed = record.parsed or {}
-    out = [data.get(name) for name in layout.input_columns]
+def _values(data: dict[str, Any], layout: Layout) -> list[Any]:
+    """A record's (as a dict) results row in layout order, Python-typed (None for a missing cell)."""
+    row = data.get("input") or {}
+    answer = _answer_values(data)
+    parsed = data.get("parsed") or {}
+    out = [row.get(name) for name in layout.input_columns]
     for key in layout.names:
         out.append(parsed.get(key[7:]) if key.startswith("parsed:") else answer[key])
     return out
@@ -209,9 +245,10 @@ def write_results(records_path: Path, out_dir: Path, fmt: str = "csv", *, id_col
     """Write results.<fmt> with exactly one row per input row, in input order."""
     target = out_dir / f"results.{fmt}"
     tmp = target.with_suffix(target.suffix + ".tmp")
-    index = index_records(records_path)
+    planner = LayoutPlanner(id_column)
+    index = index_records(records_path, planner)    # one pass: the index and the columns
     try:
-        layout = plan_layout(iter_latest(records_path, index), id_column)
+        layout = planner.finish()
         if fmt == "parquet":
             _write_parquet(records_path, index, layout, tmp)
         else:
@@ -228,8 +265,8 @@ def _write_csv(records_path: Path, index: dict[str, tuple[int, int, str]], layou
     with open(target, "w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(layout.columns())
-        for record in iter_latest(records_path, index):
-            writer.writerow([_csv_cell(v, escape) for v in _values(record, layout)])
+        for data in _latest_dicts(records_path, index):
+            writer.writerow([_csv_cell(v, escape) for v in _values(data, layout)])
 
 
 def _write_parquet(records_path: Path, index: dict[str, tuple[int, int, str]], layout: Layout,
@@ -248,8 +285,8 @@ def _write_parquet(records_path: Path, index: dict[str, tuple[int, int, str]], l
         rows.clear()
 
     try:
-        for record in iter_latest(records_path, index):
-            rows.append(_values(record, layout))
+        for data in _latest_dicts(records_path, index):
+            rows.append(_values(data, layout))
             if len(rows) >= batch:
                 flush()
         if rows:

@@ -13,6 +13,7 @@ from batchrun.config import RunConfig, config_replace
 from batchrun.endpoint.requests import estimate_prompt_tokens, estimate_request_tokens
 from batchrun.inputs.prompt import BadRow
 from batchrun.inputs.scan import setting_columns
+from batchrun.store.outputs import done_ids
 from batchrun.progress import fmt_eta
 from batchrun.runner import jobs, limited, open_rows
 
@@ -48,7 +49,8 @@ def count_prompt_tokens(body: dict[str, Any], encoding: Any) -> int:
 class Preview:
     """What a run of `config` would send."""
 
-    rows: int = 0                         # rows read (sendable + bad)
+    rows: int = 0                         # rows read (sendable + bad + already done)
+    done: int = 0                         # --resume: rows already ok, not sent again
     sendable: int = 0
     bad: list[str] = field(default_factory=list)    # the first SHOWN_BAD_ROWS reasons
     bad_count: int = 0
@@ -72,7 +74,9 @@ def dry_run(config: RunConfig) -> Preview:
     if counter is not None:
         preview.token_method = counter[1]
     reading = config_replace(config, on_bad_row="skip")      # every bad row, not only the first
-    for item in jobs(reading, limited(open_rows(reading), config.limit), set()):
+    done = done_ids(config.resume / "records.jsonl") if config.resume else set()
+    preview.done = preview.rows = len(done)
+    for item in jobs(reading, limited(open_rows(reading), config.limit), done):
         preview.rows += 1
         if isinstance(item, BadRow):
             preview.bad_count += 1
@@ -102,7 +106,8 @@ def limits_time_s(preview: Preview, rpm: float | None, tpm: float | None) -> flo
 
 def format_preview(preview: Preview, config: RunConfig) -> str:
     lines = [f"dry run of {config.input}: nothing was sent",
-             f"rows              {preview.rows} ({preview.sendable} to send, {preview.bad_count} bad)"
+             f"rows              {preview.rows} ({preview.sendable} to send, {preview.bad_count} bad"
+             + (f", {preview.done} already done" if preview.done else "") + ")"
              + (f", the first {config.limit} (--limit)" if config.limit else "")]
     for reason in preview.bad:
         lines.append(f"bad row           {reason}")

@@ -55,6 +55,8 @@ def test_the_readme_walkthrough_dry_run_pilot_then_the_whole_file(fast_sim, tmp_
     assert len(records_of(tmp_path / "labels")) == 20
     assert "cost        $0.0" in pilot.output                                  # the cost of what was sent
 
+    rest = invoke("run", "--resume", "labels", "--dry-run")                  # what the rest would cost
+    assert rest.exit_code == 0 and "(20 to send, 0 bad, 20 already done)" in rest.output
     full = invoke("run", "--resume", "labels", "--base-url", fast_sim.base_url, "-q")
     assert full.exit_code == 0, full.output
     assert len(records_of(tmp_path / "labels")) == 40                        # 20 more, none twice

@@ -30,7 +30,6 @@ ANSWER_COLUMNS = [
     "attempts", "prompt_tokens", "completion_tokens", "tokens_estimated", "ttft_s", "latency_s",
     "total_s", "queue_wait_s", "output_tokens_per_s", "request_id", "model", "tool_calls",
 ]
-RESULT_COLUMNS = ANSWER_COLUMNS         # the columns of a run whose records carry no input row
 TIMING_COLUMNS = frozenset({"ttft_s", "latency_s", "total_s", "queue_wait_s"})
 CSV_FORMULAS = ("escape", "raw")
 # OWASP "CSV injection": a spreadsheet runs a cell starting with these as a formula.

@@ -15,7 +15,8 @@ from batchrun.inputs.prompt import BadRow
 from batchrun.inputs.scan import setting_columns
 from batchrun.store.outputs import done_ids
 from batchrun.progress import fmt_eta
-from batchrun.runner import jobs, limited, open_rows
+from batchrun.datarun import limited
+from batchrun.runner import jobs, open_rows
 
 SHOWN_PROMPTS = 3
 SHOWN_BAD_ROWS = 50

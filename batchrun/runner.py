@@ -32,12 +32,14 @@ from batchrun.engine.pool import Job, Pool, PoolConfig
 from batchrun.progress import Total, sample_loop_lag, show_progress
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.redact import redact
-from batchrun.store.records import CANCELLED, OK, Record, RecordSink
-from batchrun.store.rundir import check_input, claim_run_dir, input_identity
+from batchrun.store.records import OK, Record, RecordSink
+from batchrun.store.rundir import claim_run_dir
 from batchrun.engine.tools import ToolRunner
 from batchrun.endpoint.requests import RequestDefaults, build_body, estimate_prompt_tokens, estimate_request_tokens
-from batchrun.endpoint.answers import AnswerCheck, response_format
-from batchrun.analysis.cost import resolve_price, run_cost
+from batchrun.endpoint.answers import response_format
+from batchrun.analysis.cost import resolve_price
+from batchrun.datarun import (add_run_facts, announce_row_settings, checked_input, count_total, limited,
+                              output_check, read_run_json, report_vanished, saved_request)
 
 RECORDS, RUN_JSON, SUMMARY = "records.jsonl", "run.json", "summary.json"
 
@@ -142,19 +144,7 @@ def jobs(config: RunConfig, rows: Iterator[Prompt | BadRow], skip: set[str],
         yield Job(prompt=item, body=data,
                   estimated_tokens=estimate_request_tokens(body, config.max_tokens),
                   prompt_tokens_estimate=estimate_prompt_tokens(body),
-                  request=_saved_request(body) if config.save_request else None)
-
-
-def _saved_request(body: dict[str, Any]) -> dict[str, Any]:
-    """What the record keeps of a body: all of it but the streaming plumbing batchrun adds."""
-    return {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
-
-
-def limited(rows: Iterator[Prompt | BadRow], limit: int | None) -> Iterator[Prompt | BadRow]:
-    """--limit N: the file's first N rows (a pilot); reading stops there."""
-    if limit is None:
-        return rows
-    return itertools.takewhile(lambda item: item.row < limit, rows)
+                  request=saved_request(body) if config.save_request else None)
 
 
 def prepare_out_dir(config: RunConfig) -> Path:
@@ -187,8 +177,8 @@ async def execute_run(config: RunConfig) -> RunOutcome:
     assert config.out is not None
     with claim_run_dir(config.out, resume=config.resume is not None, overwrite=config.overwrite):
         out = prepare_out_dir(config)
-        identity = _checked_input(config, out)
-        _announce_row_settings(config)
+        identity = checked_input(config, out / RUN_JSON, say)
+        announce_row_settings(config, say)
         async with open_endpoint(config.base_url, config.api_key, announce=say) as endpoint:
             model = await preflight(endpoint, config.model)
             if model != config.model:
@@ -202,61 +192,15 @@ async def execute_run(config: RunConfig) -> RunOutcome:
             seen = set() if config.input_changed == "ok" else None
             items = jobs(config, limited(rows, config.limit), skip, seen)
             outcome = await _run_pool(config, endpoint, out, items, len(skip))
-            _report_vanished(outcome, skip, seen)
+            if outcome.input_error is None and not outcome.interrupted:
+                report_vanished(skip, seen, say)
             return outcome
 
 
-def _checked_input(config: RunConfig, out: Path) -> dict[str, Any] | None:
-    """The input's identity; on --resume, refused when it is not the file the run started with."""
-    if config.input is None:
-        return None
-    identity = input_identity(config.input)
-    if config.resume is not None:
-        saved = _read_run_json(out).get("input_identity")
-        difference = check_input(saved, identity, config.input_changed == "ok")
-        if difference:
-            say(f"--input-changed ok: {difference}; rows are matched by id")
-    return identity
-
-
-def _read_run_json(out: Path) -> dict[str, Any]:
-    try:
-        return json.loads((out / RUN_JSON).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
 def _save_input_identity(out: Path, identity: dict[str, Any] | None) -> None:
-    data = _read_run_json(out)
+    data = read_run_json(out / RUN_JSON)
     data["input_identity"] = identity
     _write_json(out / RUN_JSON, data)
-
-
-def _announce_row_settings(config: RunConfig) -> None:
-    """Input columns named like request settings override the flags: say so once, up front."""
-    from batchrun.inputs.scan import setting_columns
-
-    if config.input is None:
-        return
-    found = setting_columns(config.input, config.fmt)
-    if not found:
-        return
-    listed = ", ".join(f"'{name}' ({n} distinct value{'s' if n != 1 else ''})" for name, n in found.items())
-    if config.row_settings:
-        say(f"input columns {listed} set those request fields per row, over the flags "
-            "(--no-row-settings ignores them)")
-    else:
-        say(f"--no-row-settings: input columns {listed} are kept as data, not sent as request fields")
-
-
-def _report_vanished(outcome: RunOutcome, done: set[str], seen: set[str] | None) -> None:
-    """--input-changed ok: ids the run had finished that the new file no longer has."""
-    if seen is None or outcome.input_error is not None or outcome.interrupted:
-        return
-    vanished = sorted(done - seen)
-    if vanished:
-        say(f"{len(vanished)} id(s) done earlier are not in the input any more (kept in the results): "
-            + ", ".join(vanished[:10]) + (" ..." if len(vanished) > 10 else ""))
 
 
 async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, items: Iterator[Job | BadRow],
@@ -271,7 +215,7 @@ async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, items: Ite
                                   ttft_timeout_s=config.ttft_timeout, clock=clock)
             runner = ToolRunner.from_file(config.tool_module, config.tool_timeout) if config.tool_module else None
             pool = Pool(client, sink.write, _pool_config(config), t0=t0, clock=clock, tool_runner=runner,
-                        output_check=_output_check(config))
+                        output_check=output_check(config))
             pool.stats.resumed = resumed
             async with _signals(pool, sink) as interrupted, _background(pool, config, lag, clock), _quiet_gc():
                 await pool.run(items)
@@ -280,12 +224,6 @@ async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, items: Ite
                          aborted=pool.abort_reason, input_error=pool.input_error, failed=pool.stats.failed)
     _finish_outputs(outcome, config, lag, wall, started_wall)
     return outcome
-
-
-def _output_check(config: RunConfig) -> Any:
-    if config.json_schema is None and not config.json_mode:
-        return None
-    return AnswerCheck(config.json_schema)
 
 
 def _pool_config(config: RunConfig) -> PoolConfig:
@@ -316,7 +254,7 @@ async def _background(pool: Pool, config: RunConfig, lag: list[float], clock: An
     tasks = [asyncio.create_task(sample_loop_lag(lag))]
     if not config.quiet:
         total = Total()
-        tasks.append(asyncio.create_task(_count_total(config, total)))
+        tasks.append(asyncio.create_task(count_total(config, total)))
         tasks.append(asyncio.create_task(show_progress(pool.stats, total=total, clock=clock)))
     try:
         yield
@@ -324,18 +262,6 @@ async def _background(pool: Pool, config: RunConfig, lag: list[float], clock: An
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def _count_total(config: RunConfig, total: Total) -> None:
-    """The progress total, counted in a thread so the first rows go out at once."""
-    from batchrun.inputs.scan import count_rows
-
-    if config.input is None:
-        return
-    rows = await asyncio.to_thread(count_rows, config.input, config.fmt)
-    if rows is not None and config.limit is not None:
-        rows = min(rows, config.limit)
-    total.rows = rows
 
 
 @contextlib.asynccontextmanager
@@ -379,27 +305,9 @@ def _finish_outputs(outcome: RunOutcome, config: RunConfig, lag: list[float], wa
     summary["run"] = {"interrupted": outcome.interrupted, "aborted": outcome.aborted,
                       "input_error": str(outcome.input_error) if outcome.input_error else None,
                       "session_wall_time_s": wall, "started_at": started_wall}
-    _add_run_facts(summary, config, records)
+    add_run_facts(summary, config, records)
     outcome.summary = summary
     outcome.files.extend(write_reports(out, summary, records, config=config.public_dict()).values())
-
-
-def _add_run_facts(summary: dict[str, Any], config: RunConfig, records: list[Record]) -> None:
-    """The cost of what was sent (when a price is known) and the pilot's --limit."""
-    try:
-        price = resolve_price(config.model, config.price_in, config.price_out)
-    except ConfigError:
-        price = None
-    summary["cost"] = run_cost(records, price)
-    summary["run"]["limit"] = config.limit
-    run = summary["run"]
-    if (run["interrupted"] or run["aborted"]) and config.input is not None:
-        from batchrun.inputs.scan import count_rows
-
-        total = count_rows(config.input, config.fmt)      # only now: a finished run needs no count
-        if total is not None:
-            total = min(total, config.limit) if config.limit else total
-            run["unread"] = max(0, total - len(records))   # rows the run never reached
 
 
 def _slim(records: Iterator[Record], gaps: GapSample, keep_text: int = 20) -> Iterator[Record]:

@@ -138,3 +138,11 @@ def test_a_made_up_id_never_collides_with_a_real_one(tmp_path) -> None:
                Record(id="#row-2", row=2, status="skipped", synthetic_id=True, input={"id": ""})]
     index = index_records(write_records(tmp_path / "records.jsonl", records))
     assert sorted(row for row, _, _ in index.values()) == [1, 2]
+
+
+def test_an_input_row_with_a_huge_integer_is_recorded_and_given_back(tmp_path) -> None:
+    big = 123456789012345678901234567890           # valid JSON, past orjson's 64 bits
+    records = [Record(id="0", row=0, input={"prompt": "x", "n": big})]
+    write_results(write_records(tmp_path / "records.jsonl", records), tmp_path)
+    header, row = rows_of(tmp_path / "results.csv")
+    assert row[header.index("n")] == str(big)

@@ -84,7 +84,11 @@ class Record:
 
     def to_json(self) -> bytes:
         """One JSON line's bytes (UTF-8, no newline)."""
-        return orjson.dumps(self.to_dict(), default=str)   # Parquet dates, decimals: their text
+        data = self.to_dict()
+        try:
+            return orjson.dumps(data, default=str)    # Parquet dates, decimals: their text
+        except TypeError:   # orjson stops at 64-bit integers; a JSONL input row may hold a bigger one
+            return orjson.dumps(_big_ints_as_text(data), default=str)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Record":
@@ -96,6 +100,17 @@ class Record:
 
 _RECORD_FIELDS = tuple(f.name for f in fields(Record))
 _ATTEMPT_FIELDS = tuple(f.name for f in fields(Attempt))
+
+
+def _big_ints_as_text(value: Any) -> Any:
+    """Integers past 64 bits as their digits (JSON readers, orjson too, would turn them to floats)."""
+    if isinstance(value, int) and not isinstance(value, bool) and not -2**63 <= value < 2**64:
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _big_ints_as_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_big_ints_as_text(v) for v in value]
+    return value
 
 
 class RecordSink:

@@ -319,6 +319,7 @@ def _slim(records: Iterator[Record], gaps: GapSample, keep_text: int = 20) -> It
             gaps.add(record.itl_s)
         record.itl_s = []
         record.attempt_log = []
+        record.input = record.request = record.parsed = None    # the results file has them
         if i >= keep_text:
             record.text = ""
             if record.rounds:

@@ -71,6 +71,7 @@ def test_overwrite_never_clears_a_directory_batchrun_did_not_write(tmp_path) -> 
 
 def test_a_second_process_on_a_locked_directory_stops_naming_the_holder(fast_sim, finished_run, tmp_path) -> None:
     out = copy_of(finished_run, tmp_path)
+    (tmp_path / "q.csv").write_text("prompt\nhello\n", encoding="utf-8")
     with lock_run_dir(out):                      # flock is per open file: this stands for another process
         result = invoke("run", "--resume", "o", "--base-url", fast_sim.base_url, "-q")
         assert result.exit_code == 2
@@ -78,6 +79,10 @@ def test_a_second_process_on_a_locked_directory_stops_naming_the_holder(fast_sim
         assert len((out / "records.jsonl").read_text().splitlines()) == 2      # nothing written
     with lock_run_dir(out):                      # released when its holder let go
         pass
+    with lock_run_dir(out):                      # --overwrite of a running run's directory deletes nothing
+        result = invoke("run", "q.csv", "--base-url", fast_sim.base_url, "--out", "o", "-q", "--overwrite")
+        assert result.exit_code == 2 and "in use" in result.output
+        assert len((out / "records.jsonl").read_text().splitlines()) == 2
 
 
 def test_resume_refuses_a_changed_input_unless_told(fast_sim, tmp_path) -> None:

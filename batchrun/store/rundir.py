@@ -93,13 +93,17 @@ def lock_run_dir(out: Path) -> Iterator[None]:
 
 @contextlib.contextmanager
 def claim_run_dir(out: Path, *, resume: bool, overwrite: bool) -> Iterator[None]:
-    """check_empty, then create OUT and hold its lock for the body."""
-    check_empty(out, resume=resume, overwrite=overwrite)
+    """Create OUT and hold its lock for the body. A refused directory is left untouched (no lock
+    file either); --overwrite clears only under the lock, so it never deletes a running run's files;
+    and a fresh run checks again under the lock, in case another run filled OUT meanwhile."""
+    if not overwrite:
+        check_empty(out, resume=resume, overwrite=False)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot write to {out}: {exc.strerror} (choose another --out)") from exc
     with lock_run_dir(out):
+        check_empty(out, resume=resume, overwrite=overwrite)
         yield
 
 

@@ -156,6 +156,7 @@ def test_an_interrupted_run_reports_sent_cancelled_and_never_sent(tmp_path) -> N
     assert summary["run"]["unread"] == 200 - c["total"]
     report = (tmp_path / "o" / "report.md").read_text()
     assert "This run did not finish: interrupted" in report and "never sent" in report
+    assert "This run did not finish: interrupted" in (tmp_path / "o" / "report.html").read_text()
 
 
 def test_dry_run_counts_with_a_tokenizer_when_one_is_installed(tmp_path, monkeypatch) -> None:

@@ -19,7 +19,7 @@ import orjson
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterator
 
 from batchrun.errors import OutputError
 from batchrun.store.records import OK, SKIPPED, Record
@@ -134,16 +134,9 @@ class LayoutPlanner:
             _note_kind(kinds, ("parsed", name), value)
 
     def finish(self) -> Layout:
+        """The columns: the union of the input rows' columns in first-seen order (a CSV header's
+        order), then the answer columns, the parsed answer's fields after `status`."""
         return _name_columns(self.layout, list(self._input), list(self._parsed))
-
-
-def plan_layout(records: Iterable[Record], id_column: str | None = None) -> Layout:
-    """Which columns results have: the union of the input rows' columns in first-seen order
-    (a CSV header's order), then the answer columns, the parsed answer's fields after `status`."""
-    planner = LayoutPlanner(id_column)
-    for record in records:
-        planner({"id": record.id, "input": record.input, "parsed": record.parsed})
-    return planner.finish()
 
 
 def _name_columns(layout: Layout, input_columns: list[str], parsed_columns: list[str]) -> Layout:

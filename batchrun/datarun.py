@@ -6,7 +6,6 @@ Messages go through `say`, the runner's one line on stderr."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -30,10 +29,20 @@ def saved_request(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def limited(rows: Iterator[Prompt | BadRow], limit: int | None) -> Iterator[Prompt | BadRow]:
-    """--limit N: the file's first N rows (a pilot); reading stops there."""
+    """--limit N: the file's first N rows (a pilot). Reading stops at row N-1: row N is never
+    read, so a bad row past the pilot cannot stop it."""
     if limit is None:
         return rows
-    return itertools.takewhile(lambda item: item.row < limit, rows)
+    return _first_rows(rows, limit)
+
+
+def _first_rows(rows: Iterator[Prompt | BadRow], limit: int) -> Iterator[Prompt | BadRow]:
+    for item in rows:
+        if item.row >= limit:
+            return
+        yield item
+        if item.row >= limit - 1:
+            return
 
 
 def read_run_json(path: Path) -> dict[str, Any]:

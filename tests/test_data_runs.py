@@ -173,3 +173,10 @@ def test_dry_run_counts_with_a_tokenizer_when_one_is_installed(tmp_path, monkeyp
     assert "prompt tokens     ~13 (estimated: tiktoken o200k_base" in result.output   # (3 + 4) + (2 + 4)
     # 13 x $2.50 + 20 x $10.00 per 1M tokens
     assert f"at most ${(13 * 2.5 + 20 * 10) / 1e6:.4f}" in result.output
+
+
+def test_a_bad_row_past_the_pilot_does_not_stop_it(fast_sim, tmp_path) -> None:
+    (tmp_path / "p.csv").write_text("id,prompt\na,one\nb,two\nc,\n", encoding="utf-8")
+    result = invoke("run", "p.csv", "--base-url", fast_sim.base_url, "--out", "o", "-q", "--limit", "2")
+    assert result.exit_code == 0, result.output
+    assert [r["id"] for r in records_of(tmp_path / "o")] == ["a", "b"]

@@ -146,3 +146,20 @@ def test_an_input_row_with_a_huge_integer_is_recorded_and_given_back(tmp_path) -
     write_results(write_records(tmp_path / "records.jsonl", records), tmp_path)
     header, row = rows_of(tmp_path / "results.csv")
     assert row[header.index("n")] == str(big)
+
+
+def test_a_parquet_inputs_every_column_comes_back_with_its_type(fast_sim, tmp_path) -> None:
+    import datetime
+
+    import pyarrow as pa
+
+    pq.write_table(pa.table({"id": ["007", "008"], "prompt": ["a", "b"], "n": [1, 2],
+                             "when": [datetime.date(2024, 1, 31), None], "unused": [1.5, None]}), tmp_path / "in.parquet")
+    result = invoke("run", "in.parquet", "--base-url", fast_sim.base_url, "--out", "o", "-q",
+                    "--output-format", "parquet", "--max-tokens", "3")
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(tmp_path / "o" / "results.parquet")
+    assert table.column_names[:5] == ["id", "prompt", "n", "when", "unused"]
+    assert table.select(["id", "n", "when", "unused"]).to_pylist() == [
+        {"id": "007", "n": 1, "when": "2024-01-31", "unused": 1.5},
+        {"id": "008", "n": 2, "when": None, "unused": None}]

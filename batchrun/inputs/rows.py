@@ -67,7 +67,7 @@ def _stream(spec: InputSpec, fmt: str, template: Template | None) -> Iterator[Pr
         builder = _RowBuilder(spec, template, where)
         if source.columns is not None:
             builder.set_columns(source.columns, source.text_columns or [], header=True)
-        for raw in source.rows(builder.needed_columns()):
+        for raw in source.rows():        # every column: results give the whole row back
             try:
                 item: Prompt | BadRow = builder.build(raw)
             except _Bad as bad:
@@ -169,14 +169,6 @@ class _RowBuilder:
             if name not in columns:
                 raise self.where.error(f"--template uses {{{name}}} but there is no column {name!r}; "
                                        f"its columns are {have}", hint="fix the --template field names")
-
-    def needed_columns(self) -> list[str] | None:
-        """Columns a row needs (lets Parquet skip the rest); None: all."""
-        if self.layout is None:
-            return None
-        wanted = [self.layout.prompt_column, self.layout.id_column, MESSAGES, *PARAMS]
-        wanted += self.template.fields if self.template else ()
-        return [c for c in wanted if c is not None]
 
     def build(self, raw: RawRow) -> Prompt:
         """The Prompt for one row; raises _Bad naming the column at fault."""

@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator
 
 from batchrun.analysis.cost import resolve_price, run_cost
 from batchrun.config import RunConfig
-from batchrun.endpoint.answers import AnswerCheck
+from batchrun.endpoint.answers import AnswerCheck, strict_problems
 from batchrun.errors import ConfigError
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.inputs.scan import count_rows, setting_columns
@@ -88,6 +88,14 @@ def report_vanished(done: set[str], seen: set[str] | None, say: Say) -> None:
     if vanished:
         say(f"{len(vanished)} id(s) done earlier are not in the input any more (kept in the results): "
             + ", ".join(vanished[:10]) + (" ..." if len(vanished) > 10 else ""))
+
+
+def announce_schema(config: RunConfig, say: Say) -> None:
+    """--json-schema: warn up front when OpenAI's strict mode would refuse the schema."""
+    problems = strict_problems(config.json_schema) if config.json_schema is not None else []
+    if problems:
+        say("warning: OpenAI's strict structured outputs would reject this schema ("
+            + "; ".join(problems[:3]) + "); servers that accept it still get it")
 
 
 def output_check(config: RunConfig) -> AnswerCheck | None:

@@ -38,8 +38,9 @@ from batchrun.engine.tools import ToolRunner
 from batchrun.endpoint.requests import RequestDefaults, build_body, estimate_prompt_tokens, estimate_request_tokens
 from batchrun.endpoint.answers import response_format
 from batchrun.analysis.cost import resolve_price
-from batchrun.datarun import (add_run_facts, announce_row_settings, checked_input, count_total, limited,
-                              output_check, read_run_json, report_vanished, saved_request)
+from batchrun.datarun import (add_run_facts, announce_row_settings, announce_schema, checked_input,
+                              count_total, limited, output_check, read_run_json, report_vanished,
+                              saved_request)
 
 RECORDS, RUN_JSON, SUMMARY = "records.jsonl", "run.json", "summary.json"
 
@@ -179,6 +180,7 @@ async def execute_run(config: RunConfig) -> RunOutcome:
         out = prepare_out_dir(config)
         identity = checked_input(config, out / RUN_JSON, say)
         announce_row_settings(config, say)
+        announce_schema(config, say)
         async with open_endpoint(config.base_url, config.api_key, announce=say) as endpoint:
             model = await preflight(endpoint, config.model)
             if model != config.model:

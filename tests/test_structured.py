@@ -106,3 +106,14 @@ async def test_the_sim_can_break_json_and_max_tokens_cuts_it(make_sim) -> None:
     fine = await make_sim(fast=True)
     _, payload = await post(fine, {**body, "max_tokens": 2})
     assert len(streamed_text(payload)) <= 8 and '"finish_reason":"length"' in payload.decode()
+
+
+def test_strict_mode_problems_are_named() -> None:
+    from batchrun.endpoint.answers import strict_problems
+
+    assert strict_problems(SCHEMA) == ["the schema does not require detail",
+                                       "the schema.detail does not set additionalProperties: false",
+                                       "the schema.detail does not require n"]
+    loose = {"type": "object", "properties": {"a": {"type": "string"}}}
+    assert strict_problems(loose) == ["the schema does not set additionalProperties: false",
+                                      "the schema does not require a"]

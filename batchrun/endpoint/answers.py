@@ -44,6 +44,27 @@ def load_schema(text: str, source: str) -> dict[str, Any]:
     return schema
 
 
+def strict_problems(schema: Any, where: str = "the schema") -> list[str]:
+    """What OpenAI's strict mode would reject in `schema`: an object without
+    additionalProperties false, or with properties missing from `required` (other servers, e.g.
+    vLLM, accept such schemas, so this is a warning, not a refusal)."""
+    if not isinstance(schema, dict):
+        return []
+    problems = []
+    if schema.get("type") == "object" or "properties" in schema:
+        props = schema.get("properties") or {}
+        if schema.get("additionalProperties") is not False:
+            problems.append(f"{where} does not set additionalProperties: false")
+        missing = [name for name in props if name not in (schema.get("required") or [])]
+        if missing:
+            problems.append(f"{where} does not require {', '.join(missing)}")
+        for name, sub in props.items():
+            problems += strict_problems(sub, f"{where}.{name}")
+    if isinstance(schema.get("items"), dict):
+        problems += strict_problems(schema["items"], f"{where}[]")
+    return problems
+
+
 class AnswerCheck:
     """Callable: an answer's text -> (the parsed object, None) or (None, why it is invalid)."""
 

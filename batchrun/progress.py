@@ -43,7 +43,9 @@ async def show_progress(stats: PoolStats, *, total: Total | int | None, clock: C
     if not sys.stderr.isatty():
         await _plain_progress(stats, known, clock, plain_interval_s)
         return
-    bar = tqdm(total=known.rows, unit="row", file=sys.stderr, dynamic_ncols=True, mininterval=interval_s)
+    # initial: rows done in an earlier session are not counted into this session's rate and ETA
+    bar = tqdm(total=known.rows, initial=stats.resumed, unit="row", file=sys.stderr, dynamic_ncols=True,
+               mininterval=interval_s)
     start = clock()
     try:
         while True:

@@ -191,7 +191,7 @@ async def execute_run(config: RunConfig) -> RunOutcome:
             skip = done_ids(out / RECORDS) if config.resume else set()
             if skip:
                 say(f"resuming {out}: {len(skip)} rows already done are not sent again")
-            seen = set() if config.input_changed == "ok" else None
+            seen = set() if config.input_changed == "ok" and config.limit is None else None
             items = jobs(config, limited(rows, config.limit), skip, seen)
             outcome = await _run_pool(config, endpoint, out, items, len(skip))
             if outcome.input_error is None and not outcome.interrupted:

@@ -52,4 +52,5 @@ def test_run_cost_counts_usage_of_everything_sent() -> None:
 
 
 def test_format_usd() -> None:
-    assert format_usd(0.00302) == "$0.0030" and format_usd(1234.5) == "$1,234.50"
+    assert format_usd(0.00302) == "$0.003020" and format_usd(0.0302) == "$0.0302"
+    assert format_usd(1234.5) == "$1,234.50" and format_usd(0.0) == "$0.000000"

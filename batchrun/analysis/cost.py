@@ -112,7 +112,9 @@ def run_cost(records: Iterable[Record], price: Price | None) -> dict[str, Any] |
 
 
 def format_usd(usd: float) -> str:
-    """$0.0123 below a dollar (small pilots), $12.34 above."""
+    """$0.000040 below a cent (a pilot of a few rows), $0.0123 below a dollar, $12.34 above."""
     if not math.isfinite(usd):
         return "n/a"
+    if usd < 0.01:
+        return f"${usd:.6f}"
     return f"${usd:.4f}" if usd < 1 else f"${usd:,.2f}"

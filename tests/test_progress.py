@@ -43,3 +43,28 @@ async def test_not_a_terminal_gets_plain_lines(monkeypatch) -> None:
     lines = err.getvalue().splitlines()
     assert lines and all(line.startswith("batchrun: ") for line in lines) and "\r" not in err.getvalue()
     assert "5/10 rows (50%)" in lines[-1]
+
+
+async def test_a_terminal_gets_a_bar_with_total_percent_and_counts(monkeypatch) -> None:
+    import os
+    import pty
+
+    import fcntl
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 160, 0, 0))   # a 160-column terminal
+    term = os.fdopen(slave, "w", buffering=1)
+    monkeypatch.setattr(sys, "stderr", term)
+    stats, total = PoolStats(resumed=10), Total()
+    task = asyncio.create_task(show_progress(stats, total=total, clock=lambda: 1.0, interval_s=0.01))
+    total.rows, stats.done, stats.ok, stats.failed = 40, 10, 9, 1
+    await asyncio.sleep(0.1)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    term.flush()
+    shown = os.read(master, 65536).decode(errors="replace")
+    term.close()
+    os.close(master)
+    assert "20/40" in shown and "50%" in shown and "ok=9 failed=1" in shown and "\r" in shown

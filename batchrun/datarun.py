@@ -108,10 +108,10 @@ async def count_total(config: RunConfig, total: Total) -> None:
     """The progress total, counted in a thread so the first rows go out at once."""
     if config.input is None:
         return
+    total.rows = config.limit             # a pilot's total at once; corrected if the file is shorter
     rows = await asyncio.to_thread(count_rows, config.input, config.fmt)
-    if rows is not None and config.limit is not None:
-        rows = min(rows, config.limit)
-    total.rows = rows
+    if rows is not None:
+        total.rows = min(rows, config.limit) if config.limit is not None else rows
 
 
 def add_run_facts(summary: dict[str, Any], config: RunConfig, records: list[Record]) -> None:

@@ -180,3 +180,13 @@ def test_a_bad_row_past_the_pilot_does_not_stop_it(fast_sim, tmp_path) -> None:
     result = invoke("run", "p.csv", "--base-url", fast_sim.base_url, "--out", "o", "-q", "--limit", "2")
     assert result.exit_code == 0, result.output
     assert [r["id"] for r in records_of(tmp_path / "o")] == ["a", "b"]
+
+
+def test_an_answer_cut_at_max_tokens_is_not_retried(fast_sim, tmp_path) -> None:
+    (tmp_path / "p.csv").write_text("prompt\nhello\n", encoding="utf-8")
+    result = invoke("run", "p.csv", "--base-url", fast_sim.base_url, "--out", "o", "-q", "--json",
+                    "--max-tokens", "2", "--retries", "3")
+    assert result.exit_code == 0, result.output
+    record = records_of(tmp_path / "o")[0]
+    assert (record["status"], record["error_type"], record["attempts"]) == ("invalid_output", "TruncatedOutput", 1)
+    assert "raise --max-tokens" in record["error"]

@@ -27,6 +27,7 @@ Clock = Callable[[], float]
 # --json / --json-schema: the answer's text -> (parsed object, None) or (None, why it is invalid).
 OutputCheck = Callable[[str], "tuple[dict[str, Any] | None, str | None]"]
 _RETRYABLE_STATUS = {408, 409, 429}
+TRUNCATED_OUTPUT = "TruncatedOutput"     # error_type of an invalid answer that hit max_tokens
 _RETRYABLE_TYPES = {CONNECTION_ERROR, INCOMPLETE_STREAM, MALFORMED_CHUNK, STREAM_ERROR}
 _MIN_FOR_RATE = 20
 _STOPPED = "the run was stopped before this request finished"          # finished requests before --max-error-rate may stop a run
@@ -75,7 +76,9 @@ class PoolStats:
 
 def is_retryable(result: AttemptResult) -> bool:
     """429, 408, 409, 5xx, connection errors, cut or garbled streams and timeouts; never 4xx otherwise."""
-    if result.status in (TIMEOUT, INVALID_OUTPUT):
+    if result.status == INVALID_OUTPUT:
+        return result.error_type != TRUNCATED_OUTPUT   # cut at max_tokens: a retry is cut the same way
+    if result.status == TIMEOUT:
         return True
     if result.http_status is not None and result.http_status != 200:
         return result.http_status in _RETRYABLE_STATUS or result.http_status >= 500
@@ -218,9 +221,12 @@ class Pool:
         assert self.output_check is not None
         row.parsed, problem = self.output_check(result.text)
         if problem is not None:
-            result.fail(INVALID_OUTPUT, "InvalidOutput", problem)
+            kind = "InvalidOutput"
+            if result.finish_reason == "length":
+                kind, problem = TRUNCATED_OUTPUT, f"{problem}; the answer was cut at max_tokens (raise --max-tokens)"
+            result.fail(INVALID_OUTPUT, kind, problem)
             entry = row.log[-1]
-            entry.status, entry.error_type, entry.error = INVALID_OUTPUT, "InvalidOutput", result.error
+            entry.status, entry.error_type, entry.error = INVALID_OUTPUT, kind, result.error
 
     async def _tool_rounds(self, job: Job, result: AttemptResult, limits: RateLimits,
                            row: "_RowState") -> AttemptResult:

@@ -19,6 +19,7 @@ from batchrun.inputs.scan import count_rows, setting_columns
 from batchrun.progress import Total
 from batchrun.store.records import Record
 from batchrun.store.rundir import check_input, input_identity
+from batchrun.store.sessions import write_json
 
 Say = Callable[[str], None]
 
@@ -45,11 +46,18 @@ def _first_rows(rows: Iterator[Prompt | BadRow], limit: int) -> Iterator[Prompt 
             return
 
 
-def read_run_json(path: Path) -> dict[str, Any]:
+def _saved_run(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
+
+
+def save_input_identity(run_json: Path, identity: dict[str, Any] | None) -> None:
+    """Keep the input's identity in run.json (start_session keeps keys it does not own)."""
+    data = _saved_run(run_json)
+    data["input_identity"] = identity
+    write_json(run_json, data)
 
 
 def checked_input(config: RunConfig, run_json: Path, say: Say) -> dict[str, Any] | None:
@@ -58,7 +66,7 @@ def checked_input(config: RunConfig, run_json: Path, say: Say) -> dict[str, Any]
         return None
     identity = input_identity(config.input)
     if config.resume is not None:
-        saved = read_run_json(run_json).get("input_identity")
+        saved = _saved_run(run_json).get("input_identity")
         difference = check_input(saved, identity, config.input_changed == "ok")
         if difference:
             say(f"--input-changed ok: {difference}; rows are matched by id")

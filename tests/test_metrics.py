@@ -176,6 +176,14 @@ def test_estimated_tokens_are_counted_and_warned():
     assert any("estimated token counts" in w for w in s["warnings"])
 
 
+def test_estimated_tokens_of_failed_rows_are_not_warned_about():
+    cut = failed("b")
+    cut.tokens_estimated = True          # a stream cut after some output: no usage, but no answer either
+    s = summarize([ok("a"), cut])
+    assert s["tokens"]["estimated_records"] == 0
+    assert not any("estimated token counts" in w for w in s["warnings"])
+
+
 def test_tool_call_stats():
     good = {"id": "c1", "name": "f", "valid": True}
     bad = {"id": "c2", "name": "f", "valid": False}
@@ -373,3 +381,13 @@ def test_an_interrupted_runs_counts_split_cancelled_rows():
     c = s["counts"]
     assert (c["sent"], c["never_sent"], c["cancelled"], c["finished"]) == (3, 1, 2, 2)
     assert s["success_rate"] == approx(1 / 2)
+
+
+def test_a_resumed_runs_sessions_are_never_laid_on_one_timeline():
+    # Two sessions of 2 concurrent requests each, both counted from their own start at 0.
+    first = [ok("a", sent=0.0, ttft=1.0), ok("b", sent=0.0, ttft=1.0)]
+    second = [ok("c", sent=0.0, ttft=1.0, session=2), ok("d", sent=0.0, ttft=1.0, session=2)]
+    s = summarize(first + second)
+    assert s["in_flight"] == {"peak": 2, "mean": approx(2.0)}     # one timeline would say 4
+    assert s["wall_time_s"] == approx(2.0)                        # 1 s per session, summed
+    assert s["throughput"]["requests_per_s"] == approx(4 / 2.0)

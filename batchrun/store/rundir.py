@@ -23,7 +23,7 @@ from batchrun.errors import ConfigError, OutputError
 LOCK_FILE = ".batchrun.lock"
 # What a run writes; --overwrite removes exactly these, never a file of the user's.
 RUN_FILES = ("records.jsonl", "run.json", "summary.json", "results.csv", "results.parquet",
-             "report.md", "report.html")
+             "report.md", "report.html", "internal-errors.log")
 _IGNORED = {LOCK_FILE, ".write-test"}
 HASH_WHOLE_UP_TO = 2 * 1024 * 1024     # bytes: smaller files are hashed whole
 EDGE = 1024 * 1024                     # bytes hashed at each end of a larger file

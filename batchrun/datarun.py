@@ -132,7 +132,7 @@ def add_run_facts(summary: dict[str, Any], config: RunConfig, records: list[Reco
     summary["cost"] = run_cost(records, price)
     run = summary["run"]
     run["limit"] = config.limit
-    if (run["interrupted"] or run["aborted"]) and config.input is not None:
+    if (run["interrupted"] or run["aborted"] or run.get("refused")) and config.input is not None:
         total = count_rows(config.input, config.fmt)      # only now: a finished run needs no count
         if total is not None:
             total = min(total, config.limit) if config.limit else total

@@ -74,9 +74,11 @@ def _run_facts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
 def interruption_note(summary: Mapping[str, Any]) -> str | None:
     """'interrupted: 40 sent, 3 cancelled in flight, 5 never sent' for a run that did not finish."""
     run, c = summary.get("run") or {}, summary["counts"]
-    if not (run.get("interrupted") or run.get("aborted")):
+    if not (run.get("interrupted") or run.get("aborted") or run.get("refused")):
         return None
-    why = "interrupted (Ctrl-C / SIGTERM)" if run.get("interrupted") else f"stopped early: {run['aborted']}"
+    why = ("interrupted (Ctrl-C / SIGTERM)" if run.get("interrupted") else
+           f"stopped early: {run['aborted']}" if run.get("aborted") else
+           f"the endpoint refused the run: {run['refused']}")
     never = c.get("never_sent", 0)
     text = (f"{why}: {c.get('sent', 0)} sent, {c['cancelled'] - never} cancelled in flight, {never} never sent; "
             "the success rate counts finished requests only")

@@ -103,6 +103,17 @@ def run(
     quiet: Annotated[bool, _opt("No progress bar (for CI logs).", "--quiet", "-q")] = False,
     fail_on_error: Annotated[bool, _opt("Exit 1 when any request failed.")] = False,
     builtin_option: BuiltinOption = None,
+    dry_run: Annotated[bool, _opt("Read the whole file and show bad rows, three prompts, estimated tokens, cost and time; send nothing.", "--dry-run")] = False,
+    limit: Annotated[Optional[int], _opt("Send only the first N rows (a pilot); --resume without it extends the run to the whole file.")] = None,
+    price_in: Annotated[Optional[float], _opt("USD per 1M prompt tokens (default: a dated list price for well-known models).")] = None,
+    price_out: Annotated[Optional[float], _opt("USD per 1M output tokens (default: a dated list price for well-known models).")] = None,
+    json_schema: Annotated[Optional[Path], _opt("JSON Schema file: ask for strict structured output, validate every answer, its fields become result columns.")] = None,
+    json_mode: Annotated[bool, _opt("Ask for a JSON object answer (json_object mode) and parse it into result columns.", "--json")] = False,
+    overwrite: Annotated[bool, _opt("Let --out name a non-empty run directory: its run files are replaced.", "--overwrite")] = False,
+    input_changed: Annotated[Optional[str], _opt("'ok': let --resume continue on a changed input file (rows matched by id).")] = None,
+    csv_formulas: Annotated[str, _opt("escape: prefix text cells starting with = + - @ with ' (spreadsheet-safe); raw: write them as they are.")] = "escape",
+    row_settings: Annotated[bool, _opt("Input columns named model, max_tokens, temperature, ... set those per row.", "--row-settings/--no-row-settings")] = True,
+    save_request: Annotated[bool, _opt("Keep each request as sent (messages, model, ...) in records.jsonl.", "--save-request/--no-save-request")] = True,
 ) -> None:
     """Send every prompt, write one timed record per row, and a summary."""
     def body() -> int:
@@ -120,9 +131,39 @@ def run(
             ttft_timeout=ttft_timeout, retries=retries, max_errors=max_errors, max_error_rate=max_error_rate,
             max_retry_wait=max_retry_wait, max_response_bytes=max_response_bytes, out=out, resume=resume,
             output_format=output_format, quiet=quiet, fail_on_error=fail_on_error,
-            builtin_options=tuple(builtin_option or ()))
+            builtin_options=tuple(builtin_option or ()),
+            **_data_options(dry_run=dry_run, limit=limit, price_in=price_in, price_out=price_out,
+                            json_schema=json_schema, json_mode=json_mode, overwrite=overwrite,
+                            input_changed=input_changed, csv_formulas=csv_formulas,
+                            row_settings=row_settings, save_request=save_request))
+        if config.dry_run:
+            return _preview(config)
         return _report_run(asyncio.run(execute_run(config)), fail_on_error)
     guarded(body)
+
+
+def _data_options(*, json_schema: Path | None, **options: Any) -> dict[str, Any]:
+    """Issue 10's run options as RunConfig fields; the schema file is read and checked here."""
+    from batchrun.endpoint.answers import load_schema
+
+    if json_schema is not None:
+        try:
+            text = json_schema.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"--json-schema {json_schema}: {exc.strerror or exc}") from None
+        options["json_schema"] = load_schema(text, f"--json-schema {json_schema}")
+    return options
+
+
+def _preview(config: RunConfig) -> int:
+    """--dry-run: exit 0 when every row can be sent, 2 when some cannot."""
+    from batchrun.preview import dry_run, format_preview
+    from batchrun.runner import resolve_resume
+
+    config = resolve_resume(config)
+    preview = dry_run(config)
+    typer.echo(format_preview(preview, config))
+    return EXIT_OK if preview.bad_count == 0 else EXIT_USAGE
 
 
 def _say_if_simulated(endpoint: dict[str, Any] | None) -> None:
@@ -149,7 +190,8 @@ def _report_run(outcome: Any, fail_on_error: bool) -> int:
         return EXIT_FAILED
     if outcome.input_error is not None:
         typer.echo(f"batchrun: error: {outcome.input_error}", err=True)
-        typer.echo(f"batchrun: rows before it are recorded; fix the file and rerun with --resume {outcome.out_dir}", err=True)
+        typer.echo(f"batchrun: rows before it are recorded; fix the file and rerun with --resume {outcome.out_dir} "
+                   "--input-changed ok", err=True)
         return EXIT_USAGE
     if outcome.interrupted:
         typer.echo(f"batchrun: interrupted; continue with: batchrun run --resume {outcome.out_dir}", err=True)

@@ -98,6 +98,8 @@ def test_bad_row_stops_with_file_and_line_and_resume_finishes(fast_sim, tmp_path
     assert "p.csv line 3" in result.output and "--on-bad-row skip" in result.output
     (tmp_path / "p.csv").write_text("id,prompt\na,first\nb,second\nc,third\n", encoding="utf-8")
     result = invoke("run", "--resume", "o", "--base-url", fast_sim.base_url, "-q")
+    assert result.exit_code == 2 and "--input-changed ok" in result.output   # the file changed: say so
+    result = invoke("run", "--resume", "o", "--base-url", fast_sim.base_url, "-q", "--input-changed", "ok")
     assert result.exit_code == 0, result.output
     assert [(r["id"], r["status"]) for r in result_rows(tmp_path / "o")] == [("a", "ok"), ("b", "ok"), ("c", "ok")]
 
@@ -224,7 +226,8 @@ def test_a_bad_row_without_an_id_never_hides_another_row(fast_sim, tmp_path) -> 
     result = invoke("run", "p.csv", "--base-url", fast_sim.base_url, "--out", "o", "-q", "--on-bad-row", "skip")
     assert result.exit_code == 0, result.output
     rows = result_rows(tmp_path / "o")
-    assert [(r["id"], r["row"], r["status"]) for r in rows] == [("a", "0", "ok"), ("#row-1", "1", "skipped"),
+    # The id column is the input's own: the bad row shows its (empty) id, never a made-up one.
+    assert [(r["id"], r["row"], r["status"]) for r in rows] == [("a", "0", "ok"), ("", "1", "skipped"),
                                                                ("1", "2", "ok")]
 
 

@@ -133,7 +133,9 @@ def test_failed_and_skipped_rows_mixed_in():
     c = s["counts"]
     assert (c["ok"], c["error"], c["timeout"], c["cancelled"], c["skipped"]) == (2, 1, 1, 1, 1)
     assert (c["total"], c["attempted"]) == (6, 5)
-    assert s["success_rate"] == approx(2 / 5)  # the skipped row is not in the denominator
+    # Over finished requests: neither the skipped row nor the cancelled one is in the denominator.
+    assert s["success_rate"] == approx(2 / 4)
+    assert (c["finished"], c["sent"], c["never_sent"]) == (4, 4, 1)
     assert s["by_error_type"] == {"RateLimitError": 1, "timeout": 1, "cancelled": 1}
     assert s["by_finish_reason"] == {"stop": 2}
     assert (s["latency_s"]["count"], s["latency_s"]["max"]) == (2, approx(0.8))
@@ -404,3 +406,31 @@ def test_recommendation_is_the_smallest_level_within_noise_of_the_best():
     assert choice == 8                      # 70 is within 16's interval (from 68): fewer in flight wins
     assert "within noise" in why[16] and "below the best" in why[1] and "p99 latency" in why[32]
     assert recommend(points, {"e2e": 1.15})[0] == 8 and recommend(points, {"ttft": 0.1})[0] is None
+def test_in_flight_over_sessions_never_lays_two_sessions_on_one_timeline():
+    from batchrun.analysis.metrics import in_flight_sessions
+
+    # Each session's offsets start at 0. Session 1: two requests over [0, 2) and [0, 1);
+    # session 2 (a resume): one request over [0, 1). On one timeline the peak would be 3.
+    peak, mean = in_flight_sessions({1: [(0.0, 2.0), (0.0, 1.0)], 2: [(0.0, 1.0)]})
+    assert peak == 2
+    assert mean == approx((2 + 1 + 1) / (2 + 1))      # busy time over the sum of the sessions' spans
+    assert in_flight_sessions({}) == (0, None)
+
+
+def test_an_interrupted_runs_counts_split_cancelled_rows():
+    sent_and_cut = Record(id="c", row=2, status="cancelled", attempts=1, sent_s=0.5, end_s=0.7)
+    never_sent = Record(id="d", row=3, status="cancelled")
+    s = summarize([ok("a"), failed("b"), sent_and_cut, never_sent])
+    c = s["counts"]
+    assert (c["sent"], c["never_sent"], c["cancelled"], c["finished"]) == (3, 1, 2, 2)
+    assert s["success_rate"] == approx(1 / 2)
+
+
+def test_a_resumed_runs_sessions_are_never_laid_on_one_timeline():
+    # Two sessions of 2 concurrent requests each, both counted from their own start at 0.
+    first = [ok("a", sent=0.0, ttft=1.0), ok("b", sent=0.0, ttft=1.0)]
+    second = [ok("c", sent=0.0, ttft=1.0, session=2), ok("d", sent=0.0, ttft=1.0, session=2)]
+    s = summarize(first + second)
+    assert s["in_flight"] == {"peak": 2, "mean": approx(2.0)}     # one timeline would say 4
+    assert s["wall_time_s"] == approx(2.0)                        # 1 s per session, summed
+    assert s["throughput"]["requests_per_s"] == approx(4 / 2.0)

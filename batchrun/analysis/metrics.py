@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
-from batchrun.store.records import OK, SKIPPED, STATUSES, Record
+from batchrun.store.records import CANCELLED, OK, SKIPPED, STATUSES, Record
 
 PERCENTILES = (50, 90, 95, 99)
 SLO_KEYS = ("ttft", "tpot", "e2e")
@@ -134,6 +134,35 @@ def _intervals(records: Iterable[Record]) -> list[tuple[float, float]]:
     return [(r.sent_s, r.end_s) for r in records if r.sent_s is not None and r.end_s is not None]
 
 
+def session_of(record: Record) -> int:
+    """The 1-based session (first run, first resume, ...) a record was written in."""
+    return record.session or 1
+
+
+def _session_intervals(records: Iterable[Record]) -> dict[int, list[tuple[float, float]]]:
+    """(sent, end) spans per session: each session's offsets count from its own start, so spans
+    of two sessions must never be laid on one timeline."""
+    spans: dict[int, list[tuple[float, float]]] = {}
+    for r in records:
+        if r.sent_s is not None and r.end_s is not None:
+            spans.setdefault(session_of(r), []).append((r.sent_s, r.end_s))
+    return spans
+
+
+def in_flight_sessions(sessions: Mapping[int, list[tuple[float, float]]]) -> tuple[int, float | None]:
+    """(peak, time-weighted mean) in flight over several sessions: the peak is the highest of any
+    session; the mean is all busy time over the sum of the sessions' spans (Little's law per session,
+    pooled), never over one timeline running from the first session's start to the last's end."""
+    peak, busy, width = 0, 0.0, 0.0
+    for spans in sessions.values():
+        if not spans:
+            continue
+        peak = max(peak, max(count for _, count in in_flight_timeline_from(spans)))
+        busy += math.fsum(e - s for s, e in spans)
+        width += max(e for _, e in spans) - min(s for s, _ in spans)
+    return peak, (busy / width if width > 0 else None)
+
+
 def in_flight_timeline(records: Iterable[Record]) -> list[tuple[float, int]]:
     """Step function of requests in flight: (time, count from this time on), one per distinct time."""
     return in_flight_timeline_from(_intervals(records))
@@ -168,6 +197,14 @@ def in_flight_timeline_from(spans: Iterable[tuple[float, float]]) -> list[tuple[
         count += events[t]
         steps.append((t, count))
     return steps
+
+
+def sessions_wall_time(records: Iterable[Record]) -> float | None:
+    """wall_time per session, summed: a resumed run's time between sessions is not sending time."""
+    spans = _session_intervals(records)
+    if not spans:
+        return None
+    return math.fsum(max(e for _, e in s) - min(t for t, _ in s) for s in spans.values())
 
 
 def wall_time(records: Iterable[Record]) -> float | None:
@@ -206,7 +243,12 @@ def _counts(records: list[Record]) -> dict[str, int]:
     counts = {status: by_status.get(status, 0) for status in STATUSES}
     counts.update({s: n for s, n in by_status.items() if s not in counts})
     counts["total"] = len(records)
-    counts["attempted"] = len(records) - counts[SKIPPED]  # success-rate denominator
+    counts["attempted"] = len(records) - counts[SKIPPED]
+    # An interrupted run: a cancelled request is neither a success nor a failure.
+    sent = [r.status != SKIPPED and (r.attempts > 0 or r.sent_s is not None) for r in records]
+    counts["sent"] = sum(sent)
+    counts["never_sent"] = sum(1 for r, was in zip(records, sent) if r.status == CANCELLED and not was)
+    counts["finished"] = counts["attempted"] - counts[CANCELLED]   # success-rate denominator
     return counts
 
 
@@ -343,14 +385,14 @@ def summarize(records: Iterable[Record], *, wall_time_s: float | None = None,
     sent = [r for r in recs if r.status != SKIPPED and r.sent_s is not None]
     if wall_time_s is not None and not wall_time_s > 0:
         raise ValueError(f"wall_time_s must be positive, got {wall_time_s!r}")
-    wall = wall_time_s if wall_time_s is not None else wall_time(sent)
+    wall = wall_time_s if wall_time_s is not None else sessions_wall_time(sent)
     slo_checked = check_slo(slo) if slo is not None else None
     counts = _counts(recs)
-    peak, mean_in_flight = in_flight(sent)
+    peak, mean_in_flight = in_flight_sessions(_session_intervals(sent))
     prompt_tokens, completion_tokens = _sum(r.prompt_tokens for r in ok), _sum(r.completion_tokens for r in ok)
     summary: dict[str, Any] = {
         "counts": counts,
-        "success_rate": counts[OK] / counts["attempted"] if counts["attempted"] else None,
+        "success_rate": counts[OK] / counts["finished"] if counts["finished"] else None,
         "by_error_type": dict(Counter(r.error_type or r.status for r in recs
                                       if r.status not in (OK, SKIPPED))),
         "by_finish_reason": dict(Counter(r.finish_reason or "unknown" for r in ok)),

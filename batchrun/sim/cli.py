@@ -60,6 +60,7 @@ def serve(
     fault_502: Annotated[float, typer.Option(help="HTTP 502 rate.", rich_help_panel=_FAULTS)] = 0.0,
     fault_503: Annotated[float, typer.Option(help="HTTP 503 rate.", rich_help_panel=_FAULTS)] = 0.0,
     fault_429: Annotated[float, typer.Option(help="Injected 429 rate.", rich_help_panel=_FAULTS)] = 0.0,
+    fault_invalid_json: Annotated[float, typer.Option(help="Share of response_format JSON answers sent as broken JSON.", rich_help_panel=_FAULTS)] = 0.0,
     fault_cut: Annotated[float, typer.Option(
         help="Stream closed mid-way, without [DONE].", rich_help_panel=_FAULTS)] = 0.0,
     fault_stall: Annotated[float, typer.Option(
@@ -82,7 +83,8 @@ def serve(
             output_tokens=output_tokens, rpm=rpm, tpm=tpm, tool_call_rate=tool_call_rate,
             error_500_rate=fault_500, error_502_rate=fault_502, error_503_rate=fault_503,
             error_429_rate=fault_429, cut_rate=fault_cut, stall_rate=fault_stall,
-            malformed_rate=fault_malformed, stall_s=stall_seconds, fresh_jitter=fresh_jitter)
+            malformed_rate=fault_malformed, stall_s=stall_seconds, fresh_jitter=fresh_jitter,
+            invalid_json_rate=fault_invalid_json)
     except ConfigError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None

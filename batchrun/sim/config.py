@@ -49,6 +49,7 @@ class SimConfig:
     tpm: int | None = None                   # tokens per minute: prompt tokens + max_tokens (else 256)
 
     tool_call_rate: float = 0.0              # chance of a tool call when tools are offered and none is named
+    invalid_json_rate: float = 0.0           # response_format json answers: share of attempts with broken JSON
 
     error_500_rate: float = 0.0
     error_502_rate: float = 0.0
@@ -146,8 +147,8 @@ def _validate(cfg: SimConfig) -> None:
     for name in ("rpm", "tpm"):
         if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
             raise ConfigError(f"sim: --{name} must be at least 1 (leave it out for no limit)")
-    rates = [cfg.fault_rate(k) for k in FAULT_KINDS] + [cfg.tool_call_rate]
+    rates = [cfg.fault_rate(k) for k in FAULT_KINDS] + [cfg.invalid_json_rate, cfg.tool_call_rate]
     if any(not 0.0 <= r <= 1.0 for r in rates):
         raise ConfigError("sim: fault and tool-call rates are probabilities between 0 and 1")
-    if sum(rates[:-1]) > 1.0:
+    if sum(rates[:-2]) > 1.0:
         raise ConfigError("sim: the fault rates add up to more than 1")

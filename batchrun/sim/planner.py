@@ -11,7 +11,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from batchrun.sim import model
+from batchrun.sim import model, structured
 from batchrun.sim.config import SimConfig
 from batchrun.sim.directives import Directives, parse_directives
 from batchrun.sim.faults import NO_FAULTS, Faults, any_fault_rate, choose_faults
@@ -32,6 +32,7 @@ class Plan:
     ttft_s: float = 0.0          # slot -> first token (no queue wait); see model.ttft_s
     queued: bool = True          # False: skip the capacity queue (fast, fixed, [[sim:ttft=...]])
     itl_jitter: list[float] = field(default_factory=list)      # one factor per gap
+    json_text: bool = False      # tokens are pieces of a JSON document: escaped on the wire
 
     @property
     def n_chunks(self) -> int:
@@ -74,7 +75,10 @@ def plan_request(cfg: SimConfig, body: dict[str, Any], d: Directives, attempt: i
     messages = body["messages"]
     key = model.request_key(cfg.seed, messages, body.get("tools"))
     plan = Plan(prompt_tokens=prompt_tokens)
-    _plan_output(plan, cfg, body, d, key)
+    if structured.wants_json(body) and not body.get("tools"):
+        _plan_json(plan, cfg, body, key, attempt)
+    else:
+        _plan_output(plan, cfg, body, d, key)
     faulty = d != Directives() or any_fault_rate(cfg)
     if faulty:
         rng = model.rng_for(key, "fault", attempt) if any_fault_rate(cfg) else None
@@ -101,6 +105,17 @@ def _plan_output(plan: Plan, cfg: SimConfig, body: dict[str, Any], d: Directives
     n = min(natural, cap) if cap else natural
     plan.finish_reason = "length" if n < natural else "stop"
     plan.tokens = generate_tokens(rng, n)
+
+
+def _plan_json(plan: Plan, cfg: SimConfig, body: dict[str, Any], key: bytes, attempt: int) -> None:
+    """response_format json_object / json_schema: a JSON answer (see sim/structured.py)."""
+    text = structured.json_answer(body, model.rng_for(key, "json"))
+    if cfg.invalid_json_rate and model.rng_for(key, "invalid-json", attempt).random() < cfg.invalid_json_rate:
+        text = structured.break_json(text)
+    tokens = structured.json_tokens(text)
+    cap = output_cap(body)
+    plan.finish_reason = "length" if cap and cap < len(tokens) else "stop"
+    plan.tokens, plan.json_text = tokens[:cap] if cap else tokens, True
 
 
 def _plan_timing(plan: Plan, cfg: SimConfig, d: Directives, key: bytes, attempt: int) -> None:

@@ -6,6 +6,8 @@ retries, error isolation and cancellation. It never prints; progress is read fro
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import json
 import random
 import time
@@ -16,7 +18,9 @@ from typing import Any, Callable, Iterable, Iterator
 from batchrun.endpoint.client import (CONNECTION_ERROR, INCOMPLETE_STREAM, MALFORMED_CHUNK, STREAM_ERROR,
                              AttemptResult, StreamClient)
 from batchrun.errors import BatchrunError
+from batchrun.engine.adaptive import AdaptiveConfig, ConcurrencyController, Gate
 from batchrun.engine.limits import RateLimits, backoff_s
+from batchrun.endpoint.ratelimits import is_ratelimit_header, parse_ratelimit_headers
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.redact import redact
 from batchrun.store.records import CANCELLED, ERROR, OK, SKIPPED, TIMEOUT, Attempt, Record
@@ -27,6 +31,7 @@ Clock = Callable[[], float]
 _RETRYABLE_STATUS = {408, 409, 429}
 _RETRYABLE_TYPES = {CONNECTION_ERROR, INCOMPLETE_STREAM, MALFORMED_CHUNK, STREAM_ERROR}
 _MIN_FOR_RATE = 20
+_NO_GATE = contextlib.nullcontext()
 _STOPPED = "the run was stopped before this request finished"          # finished requests before --max-error-rate may stop a run
 
 
@@ -42,6 +47,8 @@ class PoolConfig:
     max_error_rate: float | None = None
     seed: int | None = None              # jitter; set in tests for repeatable waits
     max_tool_rounds: int = 3             # follow-up requests after tool results (with a ToolRunner)
+    learn_limits: bool = False           # pace by the provider's rate-limit headers where rpm/tpm is None
+    adaptive: AdaptiveConfig | None = None   # --concurrency auto; `concurrency` is then the ceiling
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +74,9 @@ class PoolStats:
     peak_in_flight: int = 0
     resumed: int = 0                     # rows already ok in an earlier run, not sent again
     recent_ttft_s: deque[float] = field(default_factory=lambda: deque(maxlen=512))
+    attempts: int = 0                    # HTTP attempts finished (retries count)
+    rate_limited: int = 0                # of which answered 429
+    concurrency_history: list[tuple[float, int]] = field(default_factory=list)  # (s since t0, limit)
 
 
 def is_retryable(result: AttemptResult) -> bool:
@@ -82,8 +92,14 @@ class Pool:
     """Runs Jobs through `concurrency` workers and hands each finished Record to `sink`."""
 
     def __init__(self, client: StreamClient, sink: Callable[[Record], None], config: PoolConfig,
-                 *, t0: float, clock: Clock = time.perf_counter, tool_runner: ToolRunner | None = None) -> None:
+                 *, t0: float, clock: Clock = time.perf_counter, tool_runner: ToolRunner | None = None,
+                 warn: Callable[[str], None] | None = None) -> None:
         self.client, self.sink, self.config, self.tool_runner = client, sink, config, tool_runner
+        self.warn = warn
+        self.warnings: list[str] = []
+        self.limits: RateLimits | None = None
+        self.controller: ConcurrencyController | None = None
+        self._gate: Gate | None = None
         self.t0, self.clock = t0, clock
         self.stats = PoolStats()
         self.input_error: BatchrunError | None = None
@@ -101,7 +117,10 @@ class Pool:
         `schedule` (open-loop load) gives each request's planned send time as an offset from
         `t0`; `send_for_s` stops taking new items that long after `t0` (in-flight ones finish).
         """
-        limits = RateLimits(self.config.rpm, self.config.tpm)
+        limits = self.limits = RateLimits(self.config.rpm, self.config.tpm, learn=self.config.learn_limits,
+                                          warn=self._warning)
+        self._start_adaptive()
+        hook, self.client.on_headers = self.client.on_headers, self._on_headers
         self._send_until = None if send_for_s is None else self.t0 + send_for_s
         reader = asyncio.create_task(self._read(items, schedule, send_for_s), name="batchrun-reader")
         workers = [asyncio.create_task(self._work(limits), name=f"batchrun-worker-{i}")
@@ -115,6 +134,7 @@ class Pool:
             if current is not None and current.cancelling():
                 raise
         finally:
+            self.client.on_headers = hook
             await self._cancel_all()
             await limits.aclose()
 
@@ -161,7 +181,8 @@ class Pool:
                 self._finish(Record(id=item.id, row=item.row, status=SKIPPED, error_type="BadRow",
                                     error=item.reason, queued_at=queued_at))
                 continue
-            record = await self._process(item, limits, queued_at, queued_clock)
+            async with self._gate or _NO_GATE:
+                record = await self._process(item, limits, queued_at, queued_clock)
             record.scheduled_s = planned
             self._finish(record)
 
@@ -256,7 +277,48 @@ class Pool:
                            retry_after_s=result.retry_after_s))
         if result.ttft_s is not None and result.status == OK:
             stats.recent_ttft_s.append(result.ttft_s)
+        self._observe(result)
         return result
+
+    # --- learned limits and adaptive concurrency ---
+    def _warning(self, message: str) -> None:
+        self.warnings.append(message)
+        if self.warn is not None:
+            self.warn(message)
+
+    def _start_adaptive(self) -> None:
+        adaptive = self.config.adaptive
+        if adaptive is None:
+            return
+        adaptive = dataclasses.replace(adaptive, ceiling=min(adaptive.ceiling, self.config.concurrency))
+        self.controller = ConcurrencyController(adaptive, self.clock())
+        self._gate = Gate(self.controller.limit)
+        self.stats.concurrency_history = [(self.clock() - self.t0, self.controller.limit)]
+
+    def _on_headers(self, headers: Any) -> None:
+        """Every response's head, as it arrives: its rate-limit headers, parsed, to the limits."""
+        if self.limits is None:
+            return
+        fields = {name.lower(): value for name, value in headers.items() if is_ratelimit_header(name.lower())}
+        if fields:
+            self.limits.observe(*parse_ratelimit_headers(fields, time.time()))
+
+    def _observe(self, result: AttemptResult) -> None:
+        """One finished attempt: count it, and let the concurrency controller see it."""
+        stats = self.stats
+        stats.attempts += 1
+        stats.rate_limited += result.http_status == 429
+        if self.controller is None or self._gate is None or result.status == CANCELLED:
+            return
+        overloaded = result.status == TIMEOUT or (result.http_status is not None and (
+            result.http_status == 429 or result.http_status >= 500))
+        limit = self.controller.observe(
+            sent=result.sent, now=self.clock(), ttft_s=result.ttft_s if result.status == OK else None,
+            latency_s=result.latency_s if result.status == OK else None, overloaded=overloaded,
+            in_flight=stats.in_flight + 1)
+        if limit != self._gate.limit:
+            self._gate.set_limit(limit)
+            stats.concurrency_history.append((self.clock() - self.t0, limit))
 
     async def _backoff(self, attempt: int, result: AttemptResult, entry: Attempt) -> None:
         wait = backoff_s(attempt, result.retry_after_s, base_s=self.config.backoff_base_s,

@@ -28,6 +28,7 @@ from batchrun.errors import ConfigError, InputError, OutputError
 from batchrun.inputs.rows import read_prompts
 from batchrun.analysis.metrics import GapSample, summarize
 from batchrun.store.outputs import done_ids, iter_latest, write_results
+from batchrun.engine.adaptive import AdaptiveConfig
 from batchrun.engine.pool import Job, Pool, PoolConfig
 from batchrun.progress import sample_loop_lag, show_progress
 from batchrun.inputs.prompt import BadRow, Prompt
@@ -176,22 +177,45 @@ async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, items: Ite
             client = StreamClient(session, endpoint, timeout_s=config.timeout,
                                   ttft_timeout_s=config.ttft_timeout, clock=clock)
             runner = ToolRunner.from_file(config.tool_module, config.tool_timeout) if config.tool_module else None
-            pool = Pool(client, sink.write, _pool_config(config), t0=t0, clock=clock, tool_runner=runner)
+            pool = Pool(client, sink.write, _pool_config(config), t0=t0, clock=clock, tool_runner=runner, warn=say)
             pool.stats.resumed = resumed
             async with _signals(pool, sink) as interrupted, _background(pool, config, lag, clock), _quiet_gc():
                 await pool.run(items)
         wall = clock() - t0
     outcome = RunOutcome(out_dir=out, summary={}, interrupted=interrupted.is_set(),
                          aborted=pool.abort_reason, input_error=pool.input_error, failed=pool.stats.failed)
-    _finish_outputs(outcome, config, lag, wall, started_wall)
+    _finish_outputs(outcome, config, lag, wall, started_wall, _pool_findings(pool, config, wall))
     return outcome
 
 
+def _pool_findings(pool: Pool, config: RunConfig, wall: float) -> dict[str, Any]:
+    """What the pool learned about the endpoint: its rate limits and, with --concurrency auto,
+    the concurrency over time and where it settled."""
+    from batchrun.engine.adaptive import settled_limit
+    from batchrun.engine.limits import limits_summary
+
+    assert pool.limits is not None
+    stats = pool.stats
+    found: dict[str, Any] = {"rate_limits": limits_summary(
+        pool.limits, attempts=stats.attempts, rate_limited=stats.rate_limited, user_rpm=config.rpm,
+        user_tpm=config.tpm, learn=config.learn_rpm or config.learn_tpm)}
+    if pool.controller is not None:
+        history = stats.concurrency_history
+        found["concurrency"] = {"auto": True, "ceiling": config.concurrency, "history": history,
+                                "settled": settled_limit(history, wall), "final": history[-1][1] if history else None}
+    return found
+
+
 def _pool_config(config: RunConfig) -> PoolConfig:
+    adaptive = None
+    if config.concurrency_auto:
+        slo = config.slo or {}
+        adaptive = AdaptiveConfig(ceiling=config.concurrency, slo_ttft_s=slo.get("ttft"), slo_e2e_s=slo.get("e2e"))
     return PoolConfig(concurrency=config.concurrency, rpm=config.rpm, tpm=config.tpm,
                       retries=config.retries, max_errors=config.max_errors,
                       max_error_rate=config.max_error_rate, seed=config.seed,
-                      max_tool_rounds=config.max_tool_rounds)
+                      max_tool_rounds=config.max_tool_rounds, learn_rpm=config.learn_rpm,
+                      learn_tpm=config.learn_tpm, adaptive=adaptive)
 
 
 @contextlib.asynccontextmanager
@@ -251,7 +275,8 @@ async def _signals(pool: Pool, sink: RecordSink) -> AsyncIterator[asyncio.Event]
 
 
 def _finish_outputs(outcome: RunOutcome, config: RunConfig, lag: list[float], wall: float,
-                    started_wall: float) -> None:
+                    started_wall: float, findings: dict[str, Any] | None = None) -> None:
+    from batchrun.report.limits import add_findings
     from batchrun.report.summary import write_reports
 
     out = outcome.out_dir
@@ -259,7 +284,8 @@ def _finish_outputs(outcome: RunOutcome, config: RunConfig, lag: list[float], wa
     wall_total = _add_wall_time(out, wall)
     gaps = GapSample()
     records = list(_slim(iter_latest(out / RECORDS), gaps))
-    summary = summarize(records, wall_time_s=wall_total, loop_lag_s=lag, itl_sample=gaps)
+    summary = summarize(records, wall_time_s=wall_total, loop_lag_s=lag, itl_sample=gaps, slo=config.slo)
+    add_findings(summary, findings or {})
     summary["run"] = {"interrupted": outcome.interrupted, "aborted": outcome.aborted,
                       "input_error": str(outcome.input_error) if outcome.input_error else None,
                       "session_wall_time_s": wall, "started_at": started_wall}

@@ -120,7 +120,8 @@ async def measure_async(endpoint: Endpoint, jobs: list[Job], config: BenchConfig
     lag: list[float] = []
     async with make_session(workers) as session:
         client = StreamClient(session, endpoint, timeout_s=run.timeout, ttft_timeout_s=run.ttft_timeout, clock=clock)
-        pool_config = PoolConfig(concurrency=workers, retries=run.retries, rpm=run.rpm, tpm=run.tpm, seed=run.seed)
+        pool_config = PoolConfig(concurrency=workers, retries=run.retries, rpm=run.rpm, tpm=run.tpm, seed=run.seed,
+                                 learn_rpm=run.learn_rpm, learn_tpm=run.learn_tpm)
         if config.warmup:
             warm = Pool(client, lambda r: None, dataclasses.replace(pool_config, concurrency=concurrency),
                         t0=clock(), clock=clock)

@@ -137,22 +137,40 @@ def _ietf(headers: Mapping[str, str], now_s: float, problems: list[str]) -> Rate
     field, policy = headers.get("ratelimit"), headers.get("ratelimit-policy")
     if field is None and policy is None:
         return _ietf_separate(headers, problems)
-    quota = _ietf_fields(field or "", policy or "", problems)
-    return None if quota is None else RateLimitInfo(IETF, requests=quota)
+    if field is not None and ";" not in field:        # drafts 5-7: one dictionary
+        state = {k: v for member in field.split(",") for k, v in _params(member).items()}
+        quota = _ietf_quota(state, _old_policy(policy or ""), problems)
+        return None if quota is None else RateLimitInfo(IETF, requests=quota)
+    # Draft 8 on: named policies (`"p";q=100;w=60`) and their state (`"p";r=50;t=30`). The
+    # quota unit `qu` is requests unless it says "tokens" (an extension some LLM gateways use);
+    # policies in other units (bytes, concurrent requests) are not rates we can pace.
+    states = {_name(m): _params(m) for m in (field or "").split(",") if m.strip()}
+    quotas: dict[str, Quota | None] = {}
+    for member in (policy or "").split(","):
+        if not member.strip():
+            continue
+        pol = _params(member)
+        kind = {"requests": REQUESTS, "tokens": TOKENS}.get(pol.get("qu", "requests"))
+        if kind is not None and kind not in quotas:
+            quotas[kind] = _ietf_quota(states.get(_name(member), {}), pol, problems)
+    if not quotas and len(states) == 1:                # state without a policy: requests
+        quotas[REQUESTS] = _ietf_quota(next(iter(states.values())), {}, problems)
+    if not any(quotas.values()):
+        return None
+    return RateLimitInfo(IETF, quotas.get(REQUESTS), quotas.get(TOKENS))
 
 
-def _ietf_fields(field: str, policy: str, problems: list[str]) -> Quota | None:
-    # Drafts 5-7 put everything in one dictionary (`limit=100, remaining=50, reset=30`); draft 8
-    # on splits the policy (`"p";q=100;w=60`) from the state (`"p";r=50;t=30`). The first
-    # policy and state are used: they are the ones the server lists first.
-    state = _params(field.split(",")[0]) if ";" in field else {
-        k: v for member in field.split(",") for k, v in _params(member).items()}
+def _name(member: str) -> str:
+    return member.split(";")[0].strip().strip('"')
+
+
+def _old_policy(policy: str) -> dict[str, str]:
+    """Drafts 5-7: `100;w=60`, the quota as the bare item."""
     first = policy.split(",")[0]
-    pol = _params(first)
-    head = first.partition(";")[0].strip()
-    if "q" not in pol and head and not head.startswith('"'):
-        pol["q"] = head                 # drafts 5-7: `100;w=60`, the quota is the bare item
+    return {"q": first.partition(";")[0].strip(), **_params(first)} if first.strip() else {}
 
+
+def _ietf_quota(state: dict[str, str], pol: dict[str, str], problems: list[str]) -> Quota | None:
     def num(table: dict[str, str], *keys: str) -> float | None:
         for key in keys:
             if key in table:

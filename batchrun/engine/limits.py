@@ -8,6 +8,7 @@ aiolimiter offers none of the first two without its private attributes.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from dataclasses import dataclass, field
 from typing import Callable
@@ -62,14 +63,11 @@ class TokenBucket:
         self.level = min(self.capacity, self.level + amount)
 
     def at_most(self, available: float, now: float) -> None:
-        """The provider says only `available` units are left: never count on more."""
+        """The provider says only `available` units are left: never count on more (a negative
+        value holds everything until the refill has made up for it)."""
         self.refill(now)
         self.level = min(self.level, available)
 
-    def hold_for(self, seconds: float, now: float) -> None:
-        """Nothing free for `seconds` (a window that resets only then)."""
-        self.refill(now)
-        self.level = min(self.level, -seconds * self.rate)
 
 
 class Bucket:
@@ -122,8 +120,6 @@ class Bucket:
     def at_most(self, available: float) -> None:
         self.core.at_most(available, self._clock())
 
-    def hold_for(self, seconds: float) -> None:
-        self.core.hold_for(seconds, self._clock())
 
     def _poke(self) -> None:
         if self._wakeup is not None:
@@ -164,19 +160,19 @@ def per_minute(quota: Quota) -> float | None:
 class RateLimits:
     """RPM and TPM pacing; create inside the running loop.
 
-    A limit the user gave is fixed. With `learn`, a dimension the user left open is paced at the
+    A limit the user gave is fixed. With `learn_rpm` / `learn_tpm`, a dimension the user left open is paced at the
     limit the provider's headers announce, from the first response that names it: the bucket's
     rate follows the announced limit, its free capacity never exceeds the provider's `remaining`
-    (so budget spent by another process counts), and an IETF window with nothing left holds
-    every request until its reset.
+    (so budget spent by another process counts), and what is left of an IETF window must last
+    until its reset.
     """
 
-    def __init__(self, rpm: float | None = None, tpm: float | None = None, *, learn: bool = False,
-                 warn: Callable[[str], None] | None = None) -> None:
+    def __init__(self, rpm: float | None = None, tpm: float | None = None, *, learn_rpm: bool = False,
+                 learn_tpm: bool = False, warn: Callable[[str], None] | None = None) -> None:
         self._rpm = Bucket(rpm) if rpm else None
         self._tpm = Bucket(tpm) if tpm else None
-        self._learn_rpm = learn and not rpm
-        self._learn_tpm = learn and not tpm
+        self._learn_rpm = learn_rpm and not rpm        # a limit the user gave always wins
+        self._learn_tpm = learn_tpm and not tpm
         self._warn = warn
         self.seen = LimitsSeen()
         self._debts: set[asyncio.Task[None]] = set()
@@ -244,10 +240,12 @@ class RateLimits:
         elif abs(bucket.per_minute - rate) > 1e-9 * rate:
             bucket.set_rate(rate)
         if quota.remaining is not None:
-            if source == IETF and quota.remaining < 1 and quota.reset_s:
-                bucket.hold_for(quota.reset_s)      # a fixed window: nothing until it resets
-            else:
-                bucket.at_most(quota.remaining)
+            left = quota.remaining
+            if source == IETF and quota.reset_s:
+                # The draft's windows may be fixed: what is left must last until the reset, so
+                # the refill the bucket would add before then is not counted on.
+                left -= rate / _MINUTE_S * quota.reset_s
+            bucket.at_most(left)
         return bucket
 
     async def aclose(self) -> None:
@@ -275,3 +273,16 @@ def backoff_s(attempt: int, retry_after_s: float | None, *, base_s: float, max_s
         return min(retry_after_s * (1 + 0.1 * rng.random()), max(max_s, retry_after_s))
     delay = min(max_s, base_s * 2 ** attempt)
     return delay / 2 + rng.random() * delay / 2
+
+
+def limits_summary(limits: RateLimits, *, attempts: int, rate_limited: int, user_rpm: float | None,
+                   user_tpm: float | None, learn: bool) -> dict[str, object]:
+    """The limits a run saw and paced by, its share of 429s, and the --rpm/--tpm to recommend:
+    the provider's announced limits (batchrun paces at them by default; giving them as flags
+    also paces the first wave of requests, sent before any header was seen)."""
+    seen = limits.seen
+    recommend = {"rpm": math.floor(seen.requests_per_min) if seen.requests_per_min else None,
+                 "tpm": math.floor(seen.tokens_per_min) if seen.tokens_per_min else None}
+    return {"provider": seen.to_dict(), "user": {"rpm": user_rpm, "tpm": user_tpm}, "learned": learn,
+            "paced": limits.paced, "attempts": attempts, "rate_limited": rate_limited,
+            "rate_limited_share": rate_limited / attempts if attempts else None, "recommend": recommend}

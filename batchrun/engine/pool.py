@@ -47,7 +47,8 @@ class PoolConfig:
     max_error_rate: float | None = None
     seed: int | None = None              # jitter; set in tests for repeatable waits
     max_tool_rounds: int = 3             # follow-up requests after tool results (with a ToolRunner)
-    learn_limits: bool = False           # pace by the provider's rate-limit headers where rpm/tpm is None
+    learn_rpm: bool = False              # pace by the provider's rate-limit headers where rpm is None
+    learn_tpm: bool = False              # ... and where tpm is None
     adaptive: AdaptiveConfig | None = None   # --concurrency auto; `concurrency` is then the ceiling
 
 
@@ -117,7 +118,8 @@ class Pool:
         `schedule` (open-loop load) gives each request's planned send time as an offset from
         `t0`; `send_for_s` stops taking new items that long after `t0` (in-flight ones finish).
         """
-        limits = self.limits = RateLimits(self.config.rpm, self.config.tpm, learn=self.config.learn_limits,
+        cfg = self.config
+        limits = self.limits = RateLimits(cfg.rpm, cfg.tpm, learn_rpm=cfg.learn_rpm, learn_tpm=cfg.learn_tpm,
                                           warn=self._warning)
         self._start_adaptive()
         hook, self.client.on_headers = self.client.on_headers, self._on_headers

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from batchrun.report import plots
+from batchrun.report import limits, plots
 from batchrun.errors import ConfigError, OutputError
 from batchrun.analysis.metrics import in_flight_timeline, summarize, summary_warnings
 from batchrun.store.records import OK, Record, latest_by_id
@@ -47,6 +47,7 @@ def format_summary_table(summary: Mapping[str, Any]) -> str:
         g = summary["goodput"]
         lines.append(f"goodput     {fmt_num(g['requests_per_s'])} req/s ({g['requests']} requests within "
                      f"{slo_text(g['slo'])})")
+    lines += limits.console_lines(summary)
     lines += [f"warning: {w}" for w in summary["warnings"]]
     return "\n".join(lines)
 
@@ -149,7 +150,8 @@ def run_document(summary: Mapping[str, Any], records: Sequence[Record],
                                      _counts_table("error type", summary["by_error_type"]),
                                      _counts_table("finish reason", summary["by_finish_reason"])]),
                 Section("Timings (ok requests; queue wait: all sent)", [_timings(summary)])]
-    sections += [s for s in (_lag_section(summary.get("loop_lag")), _tools_section(summary["tool_calls"])) if s]
+    sections += [s for s in (_lag_section(summary.get("loop_lag")), _tools_section(summary["tool_calls"]),
+                             limits.limits_section(summary, records)) if s]
     sections.append(Section("Plots", _run_plots(records) or [Text("no successful request to plot")]))
     sections.append(Section(f"Sample (first {SAMPLE_ROWS} rows)", [_sample(records)]))
     if config:
@@ -268,6 +270,7 @@ def load_run(run_dir: Path | str) -> LoadedRun:
     if old.get("loop_lag"):  # raw lag samples are not stored for a single run; keep their statistics
         summary["loop_lag"] = old["loop_lag"]
         summary["warnings"] = summary_warnings(summary)
+    limits.add_findings(summary, old)   # what the pool learned is not in the records: keep it
     return LoadedRun(records, summary, stored.get("config"))
 
 

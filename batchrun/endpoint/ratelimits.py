@@ -153,7 +153,7 @@ def _ietf(headers: Mapping[str, str], now_s: float, problems: list[str]) -> Rate
         kind = {"requests": REQUESTS, "tokens": TOKENS}.get(pol.get("qu", "requests"))
         if kind is not None and kind not in quotas:
             quotas[kind] = _ietf_quota(states.get(_name(member), {}), pol, problems)
-    if not quotas and len(states) == 1:                # state without a policy: requests
+    if policy is None and len(states) == 1:            # state without a policy: requests
         quotas[REQUESTS] = _ietf_quota(next(iter(states.values())), {}, problems)
     if not any(quotas.values()):
         return None

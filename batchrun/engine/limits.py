@@ -175,6 +175,7 @@ class RateLimits:
         self._learn_tpm = learn_tpm and not tpm
         self._warn = warn
         self.seen = LimitsSeen()
+        self._acquired, self._mean_tokens = 0, 0.0      # for the tokens of requests still in transit
         self._debts: set[asyncio.Task[None]] = set()
 
     @property
@@ -185,6 +186,8 @@ class RateLimits:
 
     async def acquire(self, estimated_tokens: int) -> None:
         """Wait until one request of about `estimated_tokens` tokens fits both limits."""
+        self._mean_tokens += (estimated_tokens - self._mean_tokens) / min(self._acquired + 1, 100)
+        self._acquired += 1
         if self._rpm is not None:
             await self._rpm.take(1)
         if self._tpm is not None:
@@ -207,8 +210,10 @@ class RateLimits:
             self._debts.add(task)
             task.add_done_callback(self._debts.discard)
 
-    def observe(self, info: RateLimitInfo | None, problems: list[str]) -> None:
-        """One response's headers, parsed: remember them and, where learning, pace by them."""
+    def observe(self, info: RateLimitInfo | None, problems: list[str], *, unanswered: int = 0) -> None:
+        """One response's headers, parsed: remember them and, where learning, pace by them.
+
+        `unanswered`: requests sent since that the provider's `remaining` may not count yet."""
         for problem in problems:
             name = problem.split(":")[0]
             if name not in self.seen.problems:
@@ -223,15 +228,15 @@ class RateLimits:
             seen.requests_per_min = per_minute(info.requests) or seen.requests_per_min
             seen.lowest_requests_left = _lowest(seen.lowest_requests_left, info.requests.remaining)
             if self._learn_rpm:
-                self._rpm = self._follow(self._rpm, info.requests, info.source)
+                self._rpm = self._follow(self._rpm, info.requests, info.source, unanswered)
         if info.tokens is not None:
             seen.tokens_per_min = per_minute(info.tokens) or seen.tokens_per_min
             seen.lowest_tokens_left = _lowest(seen.lowest_tokens_left, info.tokens.remaining)
             if self._learn_tpm:
-                self._tpm = self._follow(self._tpm, info.tokens, info.source)
+                self._tpm = self._follow(self._tpm, info.tokens, info.source, unanswered * self._mean_tokens)
 
     @staticmethod
-    def _follow(bucket: Bucket | None, quota: Quota, source: str) -> Bucket | None:
+    def _follow(bucket: Bucket | None, quota: Quota, source: str, in_transit: float) -> Bucket | None:
         rate = per_minute(quota)
         if rate is None:
             return bucket
@@ -240,7 +245,7 @@ class RateLimits:
         elif abs(bucket.per_minute - rate) > 1e-9 * rate:
             bucket.set_rate(rate)
         if quota.remaining is not None:
-            left = quota.remaining
+            left = quota.remaining - in_transit
             if source == IETF and quota.reset_s:
                 # The draft's windows may be fixed: what is left must last until the reset, so
                 # the refill the bucket would add before then is not counted on.

@@ -101,6 +101,7 @@ class Pool:
         self.limits: RateLimits | None = None
         self.controller: ConcurrencyController | None = None
         self._gate: Gate | None = None
+        self._unanswered = 0               # attempts sent whose response head has not arrived
         self.t0, self.clock = t0, clock
         self.stats = PoolStats()
         self.input_error: BatchrunError | None = None
@@ -261,6 +262,7 @@ class Pool:
         stats.in_flight += 1
         stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
         result = AttemptResult(sent=self.clock())
+        self._unanswered += 1
         try:
             await self.client.send(body, result)
         except asyncio.CancelledError:
@@ -273,6 +275,8 @@ class Pool:
             raise
         finally:
             stats.in_flight -= 1
+            if result.http_status is None:      # no response head came (its hook counts those that did)
+                self._unanswered -= 1
         log.append(Attempt(status=result.status, sent_s=result.sent - self.t0,
                            duration_s=result.total_s or 0.0, http_status=result.http_status,
                            error_type=result.error_type, error=result.error,
@@ -299,11 +303,13 @@ class Pool:
 
     def _on_headers(self, headers: Any) -> None:
         """Every response's head, as it arrives: its rate-limit headers, parsed, to the limits."""
+        self._unanswered = max(0, self._unanswered - 1)
         if self.limits is None:
             return
         fields = {name.lower(): value for name, value in headers.items() if is_ratelimit_header(name.lower())}
         if fields:
-            self.limits.observe(*parse_ratelimit_headers(fields, time.time()))
+            info, problems = parse_ratelimit_headers(fields, time.time())
+            self.limits.observe(info, problems, unanswered=self._unanswered)
 
     def _observe(self, result: AttemptResult) -> None:
         """One finished attempt: count it, and let the concurrency controller see it."""

@@ -9,7 +9,8 @@ rounds of requests sent since its last change, and after each round
 - when the round's median TTFT is past `knee_factor` x the best round median seen (the server
   has started queueing: a latency knee), or its p90 TTFT / latency is past the SLO: cut it to 80%;
 - otherwise, if the pool actually used the limit: double it while no round has been congested
-  yet (slow start), then add one per round.
+  yet (slow start), then add max(1, sqrt(limit) / 2) per round (as the gradient limiter's
+  sqrt(limit) queue allowance: a large limit climbs back in a few rounds, a small one by one).
 
 The first congestion ends slow start at the last limit whose round was fine (TCP's ssthresh),
 so the doubling does not overshoot by 2x for several rounds. Pure: times are passed in.
@@ -97,7 +98,7 @@ class ConcurrencyController:
                 self.best_ttft = median if self.best_ttft is None else min(self.best_ttft, median)
             self.last_good = self.value
             if rnd.peak_in_flight >= 0.8 * self.limit:   # grow only a limit that was used
-                self.value = self.value * 2 if self.slow_start else self.value + 1
+                self.value = self.value * 2 if self.slow_start else self.value + max(1.0, math.sqrt(self.value) / 2)
         self.value = min(max(self.value, cfg.floor), cfg.ceiling)
         if self.limit != self.history[-1][1]:
             self.history.append((now, self.limit))

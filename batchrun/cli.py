@@ -167,6 +167,8 @@ def bench(
     sync: Annotated[bool, _opt("Include the sequential openai.OpenAI baseline.", "--sync/--no-sync")] = True,
     max_run_time: Annotated[float, _opt("Stop sending new requests this many seconds into a run (0: no limit).")] = 5.0,
     slo: Annotated[Optional[str], _opt("Latency bounds for goodput and the recommendation, e.g. ttft=500ms,tpot=50ms,e2e=10s.")] = None,
+    find_max: Annotated[bool, _opt("Search for the highest concurrency meeting --slo (doubling from the lowest "
+                                   "--concurrency level, then bisection) instead of sweeping every level.")] = False,
     rpm: Rpm = "auto",
     tpm: Tpm = "auto",
     timeout: Timeout = 120.0,
@@ -192,6 +194,13 @@ def bench(
             run=run_config, requests=requests, concurrencies=parse_levels(concurrency),
             rates=parse_levels(rate, float) if rate else (), burstiness=burstiness, warmup=warmup,
             repeat=repeat, sync=sync, max_run_s=max_run_time or None, slo=_slo(slo, parse_slo))
+        if find_max:
+            from batchrun.bench.findmax import execute_find_max, format_find_max
+
+            out_dir, found = asyncio.run(execute_find_max(config, out))
+            typer.echo(format_find_max(found, config.slo or {}))
+            typer.echo(f"  wrote {out_dir}/find_max.json, summary.json, report.md, report.html, runs/")
+            return EXIT_OK
         out_dir, analysis = asyncio.run(execute_bench(config, out))
         typer.echo(format_bench_table(analysis))
         typer.echo(f"  wrote {out_dir}/summary.json, report.md, report.html, runs/")

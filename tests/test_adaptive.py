@@ -17,8 +17,9 @@ class ScriptedServer:
     wait = service * (n - knee) / knee). `rate_limit`: more in flight than this gets 429s."""
 
     def __init__(self, knee: int, *, ttft_s: float = 0.25, service_s: float = 3.0,
-                 rate_limit: int | None = None, seed: int = 0) -> None:
+                 rate_limit: int | None = None, waves: bool = False, seed: int = 0) -> None:
         self.knee, self.ttft_s, self.service_s, self.rate_limit = knee, ttft_s, service_s, rate_limit
+        self.waves = waves      # even service times: only the excess waits, a whole service time each
         self.rng = random.Random(seed)
 
     def drive(self, controller: ConcurrencyController, seconds: float) -> list[tuple[float, int]]:
@@ -28,6 +29,8 @@ class ScriptedServer:
             n = controller.limit
             wait = self.service_s * max(0, n - self.knee) / self.knee
             step = (self.service_s + wait) / n                  # completions arrive n per cycle
+            if self.waves:
+                wait = self.service_s if self.rng.random() < max(0, n - self.knee) / n else 0.0
             now += step
             jitter = self.rng.lognormvariate(0, 0.15)
             overloaded = self.rate_limit is not None and n > self.rate_limit and self.rng.random() < 0.3
@@ -43,7 +46,7 @@ def after(trace: list[tuple[float, int]], t: float) -> list[int]:
     return [n for when, n in trace if when >= t]
 
 
-@pytest.mark.parametrize("knee, within_s", [(8, 30.0), (16, 30.0), (48, 60.0)])
+@pytest.mark.parametrize("knee, within_s", [(8, 30.0), (16, 30.0), (48, 75.0)])
 def test_settles_near_the_knee_and_stays_there(knee: int, within_s: float) -> None:
     controller = ConcurrencyController(AdaptiveConfig(), now=0.0)
     trace = ScriptedServer(knee).drive(controller, 300.0)
@@ -52,6 +55,17 @@ def test_settles_near_the_knee_and_stays_there(knee: int, within_s: float) -> No
     settled = settled_limit(controller.history, 300.0)
     assert settled is not None and abs(settled - knee) <= 0.25 * knee
     assert all(abs(n - settled) <= 0.2 * settled + 1 for n in after(trace, 60.0))   # no wide swings
+
+
+@pytest.mark.parametrize("knee", [16, 32])
+def test_a_queue_only_the_excess_waits_in_is_seen_too(knee: int) -> None:
+    """Even service times: the few requests past the knee wait a whole service time each while
+    the median request waits for nothing. The round mean still sees the queue (Little's law)."""
+    controller = ConcurrencyController(AdaptiveConfig(), now=0.0)
+    trace = ScriptedServer(knee, waves=True).drive(controller, 300.0)
+    settled = settled_limit(controller.history, 300.0)
+    assert settled is not None and abs(settled - knee) <= 0.25 * knee
+    assert max(after(trace, 60.0)) <= 1.6 * knee and min(after(trace, 60.0)) >= 0.75 * knee
 
 
 def test_slow_start_doubles_then_the_first_congestion_ends_it_at_the_last_good_limit() -> None:

@@ -6,8 +6,13 @@ decrease), with a latency signal like TCP Vegas' and Netflix's gradient limiter:
 rounds of requests sent since its last change, and after each round
 
 - on a 429, a 5xx or a timeout in the round: cut the limit to 70%;
-- when the round's median TTFT is past `knee_factor` x the best round median seen (the server
-  has started queueing: a latency knee), or its p90 TTFT / latency is past the SLO: cut it to 80%;
+- when the round's mean TTFT is past `knee_factor` x the best round mean seen (the server has
+  started queueing: a latency knee), or the round's p90 TTFT / latency is past the SLO: cut it
+  to 80%. The mean, not the median: by Little's law the mean queue wait past a knee of k slots
+  is service_time x (n - k) / k however the wait is shared out, while a server with even service
+  times makes only the few requests past its capacity wait (a whole service time each) and the
+  median request waits for nothing. With the default factor 2 the knee is flagged once the mean
+  wait exceeds the unloaded TTFT;
 - otherwise, if the pool actually used the limit: double it while no round has been congested
   yet (slow start), then add max(1, sqrt(limit) / 2) per round (as the gradient limiter's
   sqrt(limit) queue allowance: a large limit climbs back in a few rounds, a small one by one).
@@ -31,7 +36,7 @@ class AdaptiveConfig:
     start: int = 4                        # the first limit
     floor: int = 1
     ceiling: int = 256                    # never more in flight than this
-    knee_factor: float = 2.0              # round median TTFT over the best round median: a knee
+    knee_factor: float = 2.0              # round mean TTFT past this x the best round mean: a knee
     slo_ttft_s: float | None = None       # round p90 TTFT above this: too much load
     slo_e2e_s: float | None = None        # round p90 latency above this: too much load
     error_cut: float = 0.7                # limit x this after a 429 / 5xx / timeout
@@ -45,6 +50,7 @@ class _Round:
     latency: list[float] = field(default_factory=list)
     overloaded: int = 0
     peak_in_flight: int = 0
+    marker: float | None = None           # when the round's first request finished
 
     @property
     def size(self) -> int:
@@ -81,21 +87,27 @@ class ConcurrencyController:
             rnd.ttft.append(ttft_s)
             if latency_s is not None:
                 rnd.latency.append(latency_s)
-            if rnd.size >= max(4, math.ceil(self.limit / 2)):
+            # A round lasts a window of requests *and* until a request sent after its first
+            # finished one has finished too: the first to finish are the ones that did not
+            # queue, and the queued ones (sent as early, finished a service time later) must
+            # be in the round for it to see the queue.
+            if rnd.marker is None:
+                rnd.marker = now
+            elif rnd.size >= max(4, self.limit) and sent >= rnd.marker:
                 self._decide(now)
         return self.limit
 
     def _decide(self, now: float) -> None:
         rnd, cfg = self._round, self.config
         ttft = sorted(rnd.ttft)
-        median = percentile(ttft, 50) if ttft else None
         if rnd.overloaded:
             self._cut(cfg.error_cut)
-        elif median is not None and self._congested(median, ttft, sorted(rnd.latency)):
+        elif ttft and self._congested(ttft, sorted(rnd.latency)):
             self._cut(cfg.latency_cut)
         else:
-            if median is not None:
-                self.best_ttft = median if self.best_ttft is None else min(self.best_ttft, median)
+            if ttft:
+                mean = sum(ttft) / len(ttft)
+                self.best_ttft = mean if self.best_ttft is None else min(self.best_ttft, mean)
             self.last_good = self.value
             if rnd.peak_in_flight >= 0.8 * self.limit:   # grow only a limit that was used
                 self.value = self.value * 2 if self.slow_start else self.value + max(1.0, math.sqrt(self.value) / 2)
@@ -104,9 +116,9 @@ class ConcurrencyController:
             self.history.append((now, self.limit))
         self._round = _Round(started=now)
 
-    def _congested(self, median: float, ttft: list[float], latency: list[float]) -> bool:
+    def _congested(self, ttft: list[float], latency: list[float]) -> bool:
         cfg = self.config
-        if self.best_ttft is not None and median > cfg.knee_factor * self.best_ttft:
+        if self.best_ttft is not None and sum(ttft) / len(ttft) > cfg.knee_factor * self.best_ttft:
             return True
         if cfg.slo_ttft_s is not None and percentile(ttft, 90) > cfg.slo_ttft_s:
             return True

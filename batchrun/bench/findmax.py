@@ -4,8 +4,9 @@ doubling and then bisection instead of a full sweep.
 Each probe is one bench level (sweep.measure_async), with at least max(100, 4 x concurrency)
 requests and one unmeasured warm-up wave, judged by the sweep's own rule (p99 TTFT and p99
 latency within the SLO, metrics.recommend_concurrency), so the answer is the one a full sweep
-at every level would give. The answer comes with its bracket (the lowest failing level) and the
-95% interval of each probe's p99s, which says when a probe was too close to call.
+at every level would give. A probe whose p99's 95% interval straddles its bound (a close call)
+is measured again, up to twice, and judged on all its requests. The answer comes with its
+bracket (the lowest failing level) and the 95% interval of each probe's p99s.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from batchrun.store.records import OK, Record
 
 _Z95 = 1.959964
 MIN_REQUESTS = 100
+MORE_ON_CLOSE_CALL = 2          # a probe whose p99 interval straddles its bound is measured again, up to 2x
 
 
 @dataclass(frozen=True)
@@ -144,11 +146,18 @@ async def execute_find_max(config: Any, out: Path | None = None) -> tuple[Path, 
         async def probe(c: int) -> Probe:
             n = probe_requests(config.requests, c)
             level = dataclasses.replace(config, warmup=max(config.warmup, c))
-            say(f"find-max: concurrency {c}, {n} requests")
-            result = await measure_async(endpoint, pool[:n], level, out, name=f"findmax-c{c}",
-                                         concurrency=c, repeat=1)
-            results.append(result)
-            verdict = judge(c, result.records, result.wall_time_s, config.slo)
+            records: list[Record] = []
+            wall = 0.0
+            for attempt in range(1 + MORE_ON_CLOSE_CALL):
+                say(f"find-max: concurrency {c}, {n} requests" + (" more (a close call)" if attempt else ""))
+                result = await measure_async(endpoint, pool[:n], level, out, concurrency=c, repeat=attempt + 1,
+                                             name=f"findmax-c{c}" + (f"-more{attempt}" if attempt else ""))
+                results.append(result)
+                records += result.records
+                wall += result.wall_time_s
+                verdict = judge(c, records, wall, config.slo)
+                if not verdict.close_call:
+                    break
             say(f"find-max: concurrency {c}: {'meets' if verdict.meets else 'misses'} the SLO")
             return verdict
 

@@ -57,7 +57,8 @@ def compare(slo: str, tmp: Path) -> None:
     found = json.loads((tmp / f"fm-{slo}" / "find_max.json").read_text())
     analysis = json.loads((tmp / f"sweep-{slo}" / "summary.json").read_text())["bench"]
     sweep_best = analysis["recommended_concurrency"]
-    verdicts = {c: judge(c, _records(tmp / f"sweep-{slo}" / "runs" / f"async-c{c}-r1"), None, analysis["slo"])
+    # (the wall time only sets req/s, which the verdict does not use)
+    verdicts = {c: judge(c, _records(tmp / f"sweep-{slo}" / "runs" / f"async-c{c}-r1"), 1.0, analysis["slo"])
                 for c in levels}
     meeting = [c for c, v in verdicts.items() if v.meets]
     probes = " ".join(f"{p['concurrency']}{'+' if p['meets'] else '-'}" for p in found["probes"])

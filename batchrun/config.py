@@ -54,7 +54,7 @@ def parse_limit(text: str | float | None, option: str) -> tuple[float | None, bo
     word = str(text).strip().lower()
     if word in ("auto", ""):
         return None, True
-    if word in ("off", "none", "0"):
+    if word in ("off", "none"):
         return None, False
     try:
         value = float(word)

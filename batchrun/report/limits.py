@@ -97,7 +97,8 @@ def limits_section(summary: Mapping[str, Any], records: Sequence[Record]) -> Sec
         steps = [(t, n) for t, n in conc["history"]]
         if steps and summary.get("wall_time_s"):
             steps.append((max(steps[-1][0], summary["wall_time_s"]), steps[-1][1]))
-        blocks.append(Image(plots.timeline({"concurrency limit": steps,
-                                            "in flight": in_flight_timeline(records)},
+        # In flight first, so the limit is drawn over it (they coincide while the limit binds).
+        blocks.append(Image(plots.timeline({"in flight": in_flight_timeline(records),
+                                            "concurrency limit": steps},
                                            title="Concurrency over time"), "concurrency over time"))
     return Section("Rate limits and concurrency", blocks)

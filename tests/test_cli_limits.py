@@ -76,3 +76,17 @@ def test_bad_limit_values_are_usage_errors(tmp_path: Path, args: list[str], mess
     prompts = write_prompts(tmp_path / "p.csv", 1)
     result = CliRunner().invoke(app, ["run", str(prompts), *args])
     assert result.exit_code == 2 and message in result.output
+
+
+@pytest.mark.parametrize("command, options", [
+    ("run", ("--concurrency", "--rpm", "--tpm", "--slo")),
+    ("bench", ("--find-max", "--rpm", "--tpm")),
+    ("serve", ("--ratelimit-headers",)),
+])
+def test_the_new_options_are_in_help_and_readme(command: str, options: tuple[str, ...]) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    help_text = " ".join(CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"}).output.split())
+    for option in options:
+        assert option in help_text and f"`{option}" in readme
+    if command == "run":
+        assert "or auto:" in help_text and "auto: the limit the provider's rate-limit headers announce" in help_text

@@ -18,8 +18,11 @@ from batchrun.endpoint.ratelimits import IETF, OPENAI, Quota, RateLimitInfo
 from batchrun.engine.limits import RateLimits, TokenBucket, limits_summary
 from batchrun.engine.pool import Pool, PoolConfig
 from batchrun.store.records import Record
+from aiohttp import web
+
 from conftest import MakeSim
-from test_pool import job
+from rawserver import raw_server, sse
+from test_pool import OK_STREAM, job
 
 # ---------------------------------------------------------------- the bucket, pure
 
@@ -177,7 +180,7 @@ async def test_limits_are_learned_from_each_header_format(make_sim: MakeSim, sty
     assert pool.limits.paced == {"rpm": 6000, "tpm": 600_000}
 
 
-async def test_a_run_that_starts_with_the_minute_half_spent_stays_under_the_limit(make_sim: MakeSim) -> None:
+async def test_a_run_that_starts_with_the_minute_mostly_spent_stays_under_the_limit(make_sim: MakeSim) -> None:
     sim = await make_sim(fast=True, rpm=600)             # 10/s, a full minute's 600 at the start
     body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 1})
     async with aiohttp.ClientSession() as other:         # another process spends 595 of them
@@ -188,6 +191,19 @@ async def test_a_run_that_starts_with_the_minute_half_spent_stays_under_the_limi
     records, pool = await run_learning(sim.base_url, 40, concurrency=4, learn_rpm=True, learn_tpm=True)
     assert all(r.status == "ok" for r in records)
     assert pool.stats.rate_limited <= 1                  # without learning: most of the 40 are 429s
+
+
+async def test_a_server_with_an_unreadable_header_gets_one_warning_and_its_rows_succeed() -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await sse(request, OK_STREAM, headers={"x-ratelimit-limit-requests": "plenty",
+                                                      "x-ratelimit-remaining-requests": "5",
+                                                      "x-ratelimit-limit-tokens": "100000"})
+
+    async with raw_server(handler) as url:
+        records, pool = await run_learning(url, 12, concurrency=3, learn_rpm=True, learn_tpm=True)
+    assert all(r.status == "ok" for r in records)
+    assert len(pool.warnings) == 1 and "x-ratelimit-limit-requests: 'plenty'" in pool.warnings[0]
+    assert pool.limits is not None and pool.limits.paced == {"rpm": None, "tpm": 100_000}
 
 
 _WITHOUT_AIOLIMITER = """

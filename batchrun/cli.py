@@ -13,7 +13,8 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
-from batchrun.config import RunConfig, env_endpoint, load_env_file, parse_json_option, tool_choice_value
+from batchrun.config import (RunConfig, env_endpoint, load_env_file, parse_concurrency, parse_json_option,
+                             parse_limit, tool_choice_value)
 from batchrun.errors import BatchrunError, ConfigError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -59,8 +60,9 @@ BaseUrl = Annotated[Optional[str], _opt("Endpoint base URL, e.g. http://localhos
                                         "on --resume, the run's own endpoint).")]
 MaxRetryWait = Annotated[float, _opt("Longest single wait before a retry, in seconds, whatever the server's retry-after asks.", env="BATCHRUN_MAX_RETRY_WAIT")]
 MaxResponseBytes = Annotated[int, _opt("Largest response accepted, in bytes; a longer one is cut and recorded as ResponseTooLarge.", env="BATCHRUN_MAX_RESPONSE_BYTES")]
-Rpm = Annotated[Optional[float], _opt("Requests-per-minute limit to stay under.", env="BATCHRUN_RPM")]
-Tpm = Annotated[Optional[float], _opt("Tokens-per-minute limit to stay under.", env="BATCHRUN_TPM")]
+Rpm = Annotated[str, _opt("Requests-per-minute limit to stay under; auto: the limit the provider's "
+                          "rate-limit headers announce; off: none.", env="BATCHRUN_RPM")]
+Tpm = Annotated[str, _opt("Tokens-per-minute limit to stay under; auto / off as for --rpm.", env="BATCHRUN_TPM")]
 Timeout = Annotated[float, _opt("Seconds a whole request may take.", env="BATCHRUN_TIMEOUT")]
 TtftTimeout = Annotated[Optional[float], _opt("Seconds to wait for the first token.", env="BATCHRUN_TTFT_TIMEOUT")]
 Out = Annotated[Optional[Path], _opt("Output directory (default: results/<input>-<timestamp>).")]
@@ -87,9 +89,13 @@ def run(
     max_tool_rounds: Annotated[int, _opt("Most follow-up requests after tool results, per row (with --tool-module).")] = 3,
     tool_timeout: Annotated[float, _opt("Seconds one tool call may take (with --tool-module).")] = 30.0,
     base_url: BaseUrl = None,
-    concurrency: Annotated[int, _opt("Most requests in flight at once.", "--concurrency", "-c", env="BATCHRUN_CONCURRENCY")] = 16,
-    rpm: Rpm = None,
-    tpm: Tpm = None,
+    concurrency: Annotated[str, _opt("Most requests in flight at once, or auto: start low and find what the "
+                                     "endpoint takes (AIMD on 429s, errors and a TTFT knee).", "--concurrency", "-c",
+                                     env="BATCHRUN_CONCURRENCY")] = "16",
+    rpm: Rpm = "auto",
+    tpm: Tpm = "auto",
+    slo: Annotated[Optional[str], _opt("Latency bounds, e.g. ttft=500ms,e2e=10s: goodput in the summary, "
+                                       "and the bound --concurrency auto keeps to.")] = None,
     timeout: Timeout = 600.0,
     ttft_timeout: TtftTimeout = None,
     retries: Annotated[int, _opt("Retries for 429 / 5xx / connection errors / timeouts.", env="BATCHRUN_RETRIES")] = 3,
@@ -120,14 +126,19 @@ def run(
         from batchrun.runner import execute_run
         from batchrun.engine.tools import load_tool_definitions
 
+        from batchrun.analysis.metrics import parse_slo
+
         url, key = env_endpoint(base_url, None, use_env_url=resume is None)
+        (rpm_value, learn_rpm), (tpm_value, learn_tpm) = parse_limit(rpm, "--rpm"), parse_limit(tpm, "--tpm")
+        conc, auto = parse_concurrency(concurrency)
         config = RunConfig(
             input=prompts, fmt=fmt, prompt_column=prompt_column, id_column=id_column, template=template,
             system=system, on_bad_row=on_bad_row, model=model, max_tokens=max_tokens, temperature=temperature,
             extra_body=parse_json_option(extra_body, "--extra-body") or {},
             tools=load_tool_definitions(tools) if tools else None, tool_choice=tool_choice_value(tool_choice),
             parallel_tool_calls=parallel_tool_calls, tool_module=tool_module, max_tool_rounds=max_tool_rounds, tool_timeout=tool_timeout,
-            base_url=url, api_key=key, concurrency=concurrency, rpm=rpm, tpm=tpm, timeout=timeout,
+            base_url=url, api_key=key, concurrency=conc, concurrency_auto=auto, rpm=rpm_value, tpm=tpm_value,
+            learn_rpm=learn_rpm, learn_tpm=learn_tpm, slo=_slo(slo, parse_slo), timeout=timeout,
             ttft_timeout=ttft_timeout, retries=retries, max_errors=max_errors, max_error_rate=max_error_rate,
             max_retry_wait=max_retry_wait, max_response_bytes=max_response_bytes, out=out, resume=resume,
             output_format=output_format, quiet=quiet, fail_on_error=fail_on_error,
@@ -224,8 +235,10 @@ def bench(
     sync: Annotated[bool, _opt("Include the sequential openai.OpenAI baseline.", "--sync/--no-sync")] = True,
     max_run_time: Annotated[float, _opt("Stop sending new requests this many seconds into a run (default 0: no limit; a cut run is reported with its count).")] = 0.0,
     slo: Annotated[Optional[str], _opt("Latency bounds for goodput and the recommendation, e.g. ttft=500ms,tpot=50ms,e2e=10s.")] = None,
-    rpm: Rpm = None,
-    tpm: Tpm = None,
+    find_max: Annotated[bool, _opt("Search for the highest concurrency meeting --slo (doubling from the lowest "
+                                   "--concurrency level, then bisection) instead of sweeping every level.")] = False,
+    rpm: Rpm = "auto",
+    tpm: Tpm = "auto",
     timeout: Timeout = 120.0,
     ttft_timeout: TtftTimeout = None,
     retries: Annotated[int, _opt("Retries per request (default 0: in a benchmark a failure is data).")] = 0,
@@ -242,17 +255,25 @@ def bench(
         from batchrun.report.bench import format_bench_table
 
         url, key = env_endpoint(base_url, None)
+        (rpm_value, learn_rpm), (tpm_value, learn_tpm) = parse_limit(rpm, "--rpm"), parse_limit(tpm, "--tpm")
         run_config = RunConfig(
             input=prompts, fmt=fmt, prompt_column=prompt_column, id_column=id_column, template=template,
             system=system, on_bad_row="skip", model=model, max_tokens=max_tokens, temperature=temperature,
             extra_body=parse_json_option(extra_body, "--extra-body") or {}, base_url=url, api_key=key,
-            rpm=rpm, tpm=tpm, timeout=timeout, ttft_timeout=ttft_timeout, retries=retries,
-            max_retry_wait=max_retry_wait, max_response_bytes=max_response_bytes,
-            builtin_options=tuple(builtin_option or ()), quiet=quiet)
+            rpm=rpm_value, tpm=tpm_value, learn_rpm=learn_rpm, learn_tpm=learn_tpm, timeout=timeout,
+            ttft_timeout=ttft_timeout, retries=retries, max_retry_wait=max_retry_wait,
+            max_response_bytes=max_response_bytes, builtin_options=tuple(builtin_option or ()), quiet=quiet)
         config = BenchConfig(
             run=run_config, requests=requests, concurrencies=parse_levels(concurrency),
             rates=parse_levels(rate, float) if rate else (), burstiness=burstiness, warmup=warmup,
             repeat=repeat, sync=sync, max_run_s=max_run_time or None, slo=_slo(slo, parse_slo))
+        if find_max:
+            from batchrun.bench.findmax import execute_find_max, format_find_max
+
+            out_dir, found = asyncio.run(execute_find_max(config, out))
+            typer.echo(format_find_max(found, config.slo or {}))
+            typer.echo(f"  wrote {out_dir}/find_max.json, summary.json, report.md, report.html, runs/")
+            return EXIT_OK
         out_dir, analysis = asyncio.run(execute_bench(config, out))
         typer.echo(format_bench_table(analysis))
         typer.echo(f"  wrote {out_dir}/summary.json, report.md, report.html, runs/")

@@ -59,6 +59,41 @@ def parse_json_option(value: str | None, option: str) -> Any:
         raise ConfigError(f"{option}: {exc}: {value!r}") from exc
 
 
+AUTO_CEILING = 256      # --concurrency auto grows to at most this many requests in flight
+
+
+def parse_limit(text: str | float | None, option: str) -> tuple[float | None, bool]:
+    """--rpm / --tpm: a number (fixed), `auto` (learned from the provider's headers) or `off`
+    (neither) -> (limit, learn)."""
+    if text is None:
+        return None, True
+    word = str(text).strip().lower()
+    if word in ("auto", ""):
+        return None, True
+    if word in ("off", "none"):
+        return None, False
+    try:
+        value = float(word)
+    except ValueError:
+        raise ConfigError(f"{option} takes a number per minute, 'auto' or 'off', got {text!r}") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{option} must be a finite number, got {text}")
+    if value <= 0:
+        raise ConfigError(f"{option} must be a positive number per minute, 'auto' or 'off', got {text!r}")
+    return value, False
+
+
+def parse_concurrency(text: str | int) -> tuple[int, bool]:
+    """--concurrency: a number, or `auto` (found at run time, up to AUTO_CEILING) -> (value, auto)."""
+    word = str(text).strip().lower()
+    if word == "auto":
+        return AUTO_CEILING, True
+    try:
+        return int(word), False
+    except ValueError:
+        raise ConfigError(f"--concurrency takes a whole number or 'auto', got {text!r}") from None
+
+
 def tool_choice_value(text: str | None) -> Any:
     """--tool-choice: auto / none / required as they are, any other word names a function."""
     if text is None or text in ("auto", "none", "required"):
@@ -98,9 +133,13 @@ class RunConfig:
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
     # pool
-    concurrency: int = 16
+    concurrency: int = 16                # with concurrency_auto: the most it may grow to
+    concurrency_auto: bool = False       # --concurrency auto: found at run time (engine/adaptive.py)
     rpm: float | None = None
     tpm: float | None = None
+    learn_rpm: bool = True               # --rpm auto (the default): pace by the provider's headers
+    learn_tpm: bool = True
+    slo: dict[str, float] | None = None  # latency bounds: goodput, and the ceiling of --concurrency auto
     timeout: float | None = 600.0
     ttft_timeout: float | None = None
     retries: int = 3

@@ -29,6 +29,7 @@ from batchrun.errors import ConfigError, InputError, OutputError
 from batchrun.inputs.rows import read_prompts
 from batchrun.analysis.metrics import GapSample, summarize
 from batchrun.store.outputs import done_ids, iter_latest, write_results
+from batchrun.engine.adaptive import AdaptiveConfig
 from batchrun.engine.pool import Job, Pool, PoolConfig
 from batchrun.progress import Total, sample_loop_lag, show_progress
 from batchrun.inputs.prompt import BadRow, Prompt
@@ -234,7 +235,7 @@ async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, items: Ite
             runner = ToolRunner.from_file(config.tool_module, config.tool_timeout) if config.tool_module else None
             span = SendSpan(write)
             pool = Pool(client, span.write, _pool_config(config), t0=t0, clock=clock, tool_runner=runner,
-                        output_check=output_check(config))
+                        output_check=output_check(config), warn=say)
             pool.stats.resumed = resumed
             async with _signals(pool, sink) as interrupted, _background(pool, config, lag, clock), _quiet_gc():
                 await pool.run(items)
@@ -246,7 +247,7 @@ async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, items: Ite
                          internal_errors=len(pool.internal_errors))
     if pool.internal_errors:
         _write_internal_log(out, pool.internal_errors)
-    _finish_outputs(outcome, config, lag, wall, started_wall)
+    _finish_outputs(outcome, config, lag, wall, started_wall, _pool_findings(pool, config, wall))
     return outcome
 
 
@@ -279,6 +280,22 @@ def sim_config(config: RunConfig, realistic: bool = False) -> Any:
     from batchrun.sim.config import SimConfig, realistic as noisy
 
     return (noisy() if realistic else SimConfig()).with_options(config.builtin_options)
+def _pool_findings(pool: Pool, config: RunConfig, wall: float) -> dict[str, Any]:
+    """What the pool learned about the endpoint: its rate limits and, with --concurrency auto,
+    the concurrency over time and where it settled."""
+    from batchrun.engine.adaptive import settled_limit
+    from batchrun.engine.limits import limits_summary
+
+    assert pool.limits is not None
+    stats = pool.stats
+    found: dict[str, Any] = {"rate_limits": limits_summary(
+        pool.limits, attempts=stats.attempts, rate_limited=stats.rate_limited, user_rpm=config.rpm,
+        user_tpm=config.tpm, learn=config.learn_rpm or config.learn_tpm)}
+    if pool.controller is not None:
+        history = stats.concurrency_history
+        found["concurrency"] = {"auto": True, "ceiling": config.concurrency, "history": history,
+                                "settled": settled_limit(history, wall), "final": history[-1][1] if history else None}
+    return found
 
 
 def _write_internal_log(out: Path, tracebacks: list[str]) -> None:
@@ -293,10 +310,15 @@ def _write_internal_log(out: Path, tracebacks: list[str]) -> None:
 
 
 def _pool_config(config: RunConfig) -> PoolConfig:
+    adaptive = None
+    if config.concurrency_auto:
+        slo = config.slo or {}
+        adaptive = AdaptiveConfig(ceiling=config.concurrency, slo_ttft_s=slo.get("ttft"), slo_e2e_s=slo.get("e2e"))
     return PoolConfig(concurrency=config.concurrency, rpm=config.rpm, tpm=config.tpm,
                       retries=config.retries, max_errors=config.max_errors,
                       max_error_rate=config.max_error_rate, seed=config.seed,
-                      max_tool_rounds=config.max_tool_rounds, max_retry_wait_s=config.max_retry_wait)
+                      max_tool_rounds=config.max_tool_rounds, max_retry_wait_s=config.max_retry_wait,
+                      learn_rpm=config.learn_rpm, learn_tpm=config.learn_tpm, adaptive=adaptive)
 
 
 @contextlib.asynccontextmanager
@@ -358,7 +380,8 @@ async def _signals(pool: Pool, sink: RecordSink) -> AsyncIterator[asyncio.Event]
 
 
 def _finish_outputs(outcome: RunOutcome, config: RunConfig, lag: list[float], wall: float,
-                    started_wall: float) -> None:
+                    started_wall: float, findings: dict[str, Any] | None = None) -> None:
+    from batchrun.report.limits import add_findings
     from batchrun.report.summary import write_reports
     from batchrun.sim.config import public as public_sim
 
@@ -368,7 +391,8 @@ def _finish_outputs(outcome: RunOutcome, config: RunConfig, lag: list[float], wa
     wall_total = add_wall_time(out, wall)
     gaps = GapSample()
     records = list(_slim(iter_latest(out / RECORDS), gaps))
-    summary = summarize(records, wall_time_s=wall_total, loop_lag_s=lag, itl_sample=gaps)
+    summary = summarize(records, wall_time_s=wall_total, loop_lag_s=lag, itl_sample=gaps, slo=config.slo)
+    add_findings(summary, findings or {})
     summary["run"] = {"interrupted": outcome.interrupted, "aborted": outcome.aborted,
                       "input_error": str(outcome.input_error) if outcome.input_error else None,
                       "refused": outcome.refused, "internal_errors": outcome.internal_errors,

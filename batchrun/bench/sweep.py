@@ -163,7 +163,7 @@ async def measure_async(endpoint: Endpoint, jobs: list[Job], config: BenchConfig
         client = StreamClient(session, endpoint, timeout_s=run.timeout, ttft_timeout_s=run.ttft_timeout, clock=clock,
                               max_response_bytes=run.max_response_bytes)
         pool_config = PoolConfig(concurrency=workers, retries=run.retries, rpm=run.rpm, tpm=run.tpm, seed=run.seed,
-                                 max_retry_wait_s=run.max_retry_wait)
+                                 max_retry_wait_s=run.max_retry_wait, learn_rpm=run.learn_rpm, learn_tpm=run.learn_tpm)
         warmup = config.warmup_for(level)
         if warmup:
             warm = Pool(client, lambda r: None, dataclasses.replace(pool_config, concurrency=min(level, workers)),

@@ -6,6 +6,8 @@ retries, error isolation and cancellation. It never prints; progress is read fro
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import json
 import random
 import time
@@ -17,8 +19,10 @@ from typing import Any, Awaitable, Callable, Iterable, Iterator
 from batchrun.endpoint.client import (CONNECTION_ERROR, INCOMPLETE_STREAM, MALFORMED_CHUNK, STREAM_ERROR,
                              AttemptResult, StreamClient)
 from batchrun.errors import BatchrunError
+from batchrun.engine.adaptive import AdaptiveConfig, ConcurrencyController, Gate
 from batchrun.engine.limits import RateLimits
 from batchrun.engine.retry import DEFAULT_MAX_RETRY_WAIT_S, RATE_LIMIT_BASE_S, retry_delay_s
+from batchrun.endpoint.ratelimits import is_ratelimit_header, parse_ratelimit_headers
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.redact import redact
 from batchrun.store.records import CANCELLED, ERROR, INVALID_OUTPUT, OK, SKIPPED, TIMEOUT, Attempt, Record
@@ -32,6 +36,7 @@ _RETRYABLE_STATUS = {408, 409, 429}
 TRUNCATED_OUTPUT = "TruncatedOutput"     # error_type of an invalid answer that hit max_tokens
 _RETRYABLE_TYPES = {CONNECTION_ERROR, INCOMPLETE_STREAM, MALFORMED_CHUNK, STREAM_ERROR}
 _MIN_FOR_RATE = 20                       # finished requests before --max-error-rate may stop a run
+_NO_GATE = contextlib.nullcontext()
 _STOPPED = "the run was stopped before this request finished"
 _REFUSED_STATUS = {401, 403, 404}         # a refused key or a wrong model/URL: every row would get it
 _SAME_4XX_STOP = 5                        # the first N finished requests all failed with one 4xx: stop
@@ -53,6 +58,9 @@ class PoolConfig:
     max_error_rate: float | None = None
     seed: int | None = None              # jitter; set in tests for repeatable waits
     max_tool_rounds: int = 3             # follow-up requests after tool results (with a ToolRunner)
+    learn_rpm: bool = False              # pace by the provider's rate-limit headers where rpm is None
+    learn_tpm: bool = False              # ... and where tpm is None
+    adaptive: AdaptiveConfig | None = None   # --concurrency auto; `concurrency` is then the ceiling
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +88,9 @@ class PoolStats:
     resumed: int = 0                     # rows already ok in an earlier run, not sent again
     output_tokens: int = 0               # completion tokens of finished requests (progress tok/s)
     recent_ttft_s: deque[float] = field(default_factory=lambda: deque(maxlen=512))
+    attempts: int = 0                    # HTTP attempts finished (retries count)
+    rate_limited: int = 0                # of which answered 429
+    concurrency_history: list[tuple[float, int]] = field(default_factory=list)  # (s since t0, limit)
 
 
 def is_retryable(result: AttemptResult) -> bool:
@@ -103,10 +114,17 @@ class Pool:
 
     def __init__(self, client: StreamClient, sink: Callable[[Record], None], config: PoolConfig,
                  *, t0: float, clock: Clock = time.perf_counter, tool_runner: ToolRunner | None = None,
-                 output_check: OutputCheck | None = None, sleep: Sleep = asyncio.sleep) -> None:
+                 output_check: OutputCheck | None = None, sleep: Sleep = asyncio.sleep,
+                 warn: Callable[[str], None] | None = None) -> None:
         self.client, self.sink, self.config, self.tool_runner = client, sink, config, tool_runner
         self.output_check = output_check
         self.t0, self.clock, self.sleep = t0, clock, sleep
+        self.warn = warn
+        self.warnings: list[str] = []
+        self.limits: RateLimits | None = None
+        self.controller: ConcurrencyController | None = None
+        self._gate: Gate | None = None
+        self._unanswered = 0               # attempts sent whose response head has not arrived
         self.stats = PoolStats()
         self.input_error: BatchrunError | None = None
         self.abort_reason: str | None = None
@@ -128,7 +146,11 @@ class Pool:
         `schedule` (open-loop load) gives each request's planned send time as an offset from
         `t0`; `send_for_s` stops taking new items that long after `t0` (in-flight ones finish).
         """
-        limits = RateLimits(self.config.rpm, self.config.tpm)
+        cfg = self.config
+        limits = self.limits = RateLimits(cfg.rpm, cfg.tpm, learn_rpm=cfg.learn_rpm, learn_tpm=cfg.learn_tpm,
+                                          warn=self._warning)
+        self._start_adaptive()
+        hook, self.client.on_headers = self.client.on_headers, self._on_headers
         self._send_until = None if send_for_s is None else self.t0 + send_for_s
         reader = asyncio.create_task(self._read(items, schedule, send_for_s), name="batchrun-reader")
         workers = [asyncio.create_task(self._work(limits), name=f"batchrun-worker-{i}")
@@ -142,6 +164,7 @@ class Pool:
             if current is not None and current.cancelling():
                 raise
         finally:
+            self.client.on_headers = hook
             await self._cancel_all()
             await limits.aclose()
 
@@ -189,7 +212,8 @@ class Pool:
                                     error=item.reason, queued_at=queued_at, input=item.data,
                                     synthetic_id=item.synthetic_id))
                 continue
-            record = await self._process(item, limits, queued_at, queued_clock)
+            async with self._gate or _NO_GATE:
+                record = await self._process(item, limits, queued_at, queued_clock)
             record.scheduled_s = planned
             self._finish(record)
 
@@ -287,6 +311,7 @@ class Pool:
         stats.in_flight += 1
         stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
         result = AttemptResult(sent=self.clock())
+        self._unanswered += 1
         try:
             await self.client.send(body, result)
         except asyncio.CancelledError:
@@ -299,13 +324,58 @@ class Pool:
             raise
         finally:
             stats.in_flight -= 1
+            if result.http_status is None:      # no response head came (its hook counts those that did)
+                self._unanswered -= 1
         log.append(Attempt(status=result.status, sent_s=result.sent - self.t0,
                            duration_s=result.total_s or 0.0, http_status=result.http_status,
                            error_type=result.error_type, error=result.error,
                            retry_after_s=result.retry_after_s))
         if result.ttft_s is not None and result.status == OK:
             stats.recent_ttft_s.append(result.ttft_s)
+        self._observe(result)
         return result
+
+    # --- learned limits and adaptive concurrency ---
+    def _warning(self, message: str) -> None:
+        self.warnings.append(message)
+        if self.warn is not None:
+            self.warn(message)
+
+    def _start_adaptive(self) -> None:
+        adaptive = self.config.adaptive
+        if adaptive is None:
+            return
+        adaptive = dataclasses.replace(adaptive, ceiling=min(adaptive.ceiling, self.config.concurrency))
+        self.controller = ConcurrencyController(adaptive, self.clock())
+        self._gate = Gate(self.controller.limit)
+        self.stats.concurrency_history = [(self.clock() - self.t0, self.controller.limit)]
+
+    def _on_headers(self, headers: Any) -> None:
+        """Every response's head, as it arrives: its rate-limit headers, parsed, to the limits."""
+        self._unanswered = max(0, self._unanswered - 1)
+        if self.limits is None:
+            return
+        fields = {name.lower(): value for name, value in headers.items() if is_ratelimit_header(name.lower())}
+        if fields:
+            info, problems = parse_ratelimit_headers(fields, time.time())
+            self.limits.observe(info, problems, unanswered=self._unanswered)
+
+    def _observe(self, result: AttemptResult) -> None:
+        """One finished attempt: count it, and let the concurrency controller see it."""
+        stats = self.stats
+        stats.attempts += 1
+        stats.rate_limited += result.http_status == 429
+        if self.controller is None or self._gate is None or result.status == CANCELLED:
+            return
+        overloaded = result.status == TIMEOUT or (result.http_status is not None and (
+            result.http_status == 429 or result.http_status >= 500))
+        limit = self.controller.observe(
+            sent=result.sent, now=self.clock(), ttft_s=result.ttft_s if result.status == OK else None,
+            latency_s=result.latency_s if result.status == OK else None, overloaded=overloaded,
+            in_flight=stats.in_flight + 1)
+        if limit != self._gate.limit:
+            self._gate.set_limit(limit)
+            stats.concurrency_history.append((self.clock() - self.t0, limit))
 
     async def _backoff(self, attempt: int, result: AttemptResult, entry: Attempt) -> None:
         cfg = self.config

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from batchrun.report import plots
+from batchrun.report import limits, plots
 from batchrun.errors import ConfigError, OutputError
 from batchrun.analysis.metrics import in_flight_timeline, session_of, summarize, summary_warnings
 from batchrun.store.records import OK, Record
@@ -49,6 +49,7 @@ def format_summary_table(summary: Mapping[str, Any]) -> str:
         g = summary["goodput"]
         lines.append(f"goodput     {fmt_num(g['requests_per_s'])} req/s ({g['requests']} requests within "
                      f"{slo_text(g['slo'])})")
+    lines += limits.console_lines(summary)
     lines += [f"warning: {w}" for w in summary["warnings"]]
     lines += [f"{label:12}{text}" for label, text in _run_facts(summary)]
     return "\n".join(lines)
@@ -214,7 +215,8 @@ def run_document(summary: Mapping[str, Any], records: Sequence[Record],
                                      _counts_table("error type", summary["by_error_type"]),
                                      _counts_table("finish reason", summary["by_finish_reason"])]),
                 Section("Timings (ok requests; queue wait: all sent)", [_timings(summary)])]
-    sections += [s for s in (_lag_section(summary.get("loop_lag")), _tools_section(summary["tool_calls"])) if s]
+    sections += [s for s in (_lag_section(summary.get("loop_lag")), _tools_section(summary["tool_calls"]),
+                             limits.limits_section(summary, records)) if s]
     sections.append(Section("Plots", _run_plots(records) or [Text("no successful request to plot")]))
     sections.append(Section(f"Sample (first {SAMPLE_ROWS} rows)", [_sample(records)]))
     if config:
@@ -370,6 +372,7 @@ def load_run(run_dir: Path | str) -> LoadedRun:
     for key in ("run", "cost"):       # how the run ended and its price are not in the records
         if old.get(key) is not None:
             summary[key] = old[key]
+    limits.add_findings(summary, old)   # what the pool learned is not in the records: keep it
     return LoadedRun(records, summary, stored.get("config"), stored.get("endpoint"))
 
 

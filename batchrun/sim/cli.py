@@ -54,6 +54,9 @@ def serve(
     rpm: Annotated[Optional[int], typer.Option(help="Requests-per-minute limit (429 beyond it).")] = None,
     tpm: Annotated[Optional[int], typer.Option(
         help="Tokens-per-minute limit: prompt tokens + max_tokens (256 if unset).")] = None,
+    ratelimit_headers: Annotated[str, typer.Option(
+        help="How --rpm/--tpm are announced: openai (x-ratelimit-*), anthropic (anthropic-ratelimit-*), "
+             "ietf (RateLimit / RateLimit-Policy) or none.")] = "openai",
     tool_call_rate: Annotated[float, typer.Option(
         help="Chance of a tool call when tools are offered and none is named in the prompt.")] = 0.0,
     fault_500: Annotated[float, typer.Option(help="HTTP 500 rate.", rich_help_panel=_FAULTS)] = 0.0,
@@ -80,7 +83,7 @@ def serve(
             api_key=api_key, fast=fast, fixed_ttft_s=fixed_ttft, fixed_itl_s=fixed_itl, ttft_s=ttft,
             prefill_s_per_token=prefill, itl_s=itl, itl_load_factor=itl_load_factor, jitter=jitter,
             max_concurrency=max_concurrency, output_tokens_mean=output_tokens_mean,
-            output_tokens=output_tokens, rpm=rpm, tpm=tpm, tool_call_rate=tool_call_rate,
+            output_tokens=output_tokens, rpm=rpm, tpm=tpm, ratelimit_headers=ratelimit_headers, tool_call_rate=tool_call_rate,
             error_500_rate=fault_500, error_502_rate=fault_502, error_503_rate=fault_503,
             error_429_rate=fault_429, cut_rate=fault_cut, stall_rate=fault_stall,
             malformed_rate=fault_malformed, stall_s=stall_seconds, fresh_jitter=fresh_jitter,

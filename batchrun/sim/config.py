@@ -15,6 +15,7 @@ DEFAULT_MODEL = "batchrun-sim"
 ERROR_FAULTS = ("error_500", "error_502", "error_503", "error_429")
 STREAM_FAULTS = ("cut", "stall", "malformed")
 FAULT_KINDS = ERROR_FAULTS + STREAM_FAULTS
+RATELIMIT_STYLES = ("openai", "anthropic", "ietf", "none")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,7 @@ class SimConfig:
 
     rpm: int | None = None                   # requests per minute (token bucket); None: unlimited
     tpm: int | None = None                   # tokens per minute: prompt tokens + max_tokens (else 256)
+    ratelimit_headers: str = "openai"        # how the limits are announced: openai, anthropic, ietf, none
 
     tool_call_rate: float = 0.0              # chance of a tool call when tools are offered and none is named
     invalid_json_rate: float = 0.0           # response_format json answers: share of attempts with broken JSON
@@ -147,6 +149,9 @@ def _validate(cfg: SimConfig) -> None:
     for name in ("rpm", "tpm"):
         if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
             raise ConfigError(f"sim: --{name} must be at least 1 (leave it out for no limit)")
+    if cfg.ratelimit_headers not in RATELIMIT_STYLES:
+        raise ConfigError(f"sim: --ratelimit-headers must be one of {', '.join(RATELIMIT_STYLES)}, "
+                          f"got {cfg.ratelimit_headers!r}")
     rates = [cfg.fault_rate(k) for k in FAULT_KINDS] + [cfg.invalid_json_rate, cfg.tool_call_rate]
     if any(not 0.0 <= r <= 1.0 for r in rates):
         raise ConfigError("sim: fault and tool-call rates are probabilities between 0 and 1")

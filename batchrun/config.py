@@ -19,6 +19,7 @@ from batchrun.redact import redact
 
 ON_BAD_ROW = ("fail", "skip")
 OUTPUT_FORMATS = ("csv", "parquet")
+CSV_FORMULAS = ("escape", "raw")
 
 
 def load_env_file(path: str | os.PathLike[str] | None = None) -> None:
@@ -153,9 +154,39 @@ class RunConfig:
     quiet: bool = False
     fail_on_error: bool = False
     seed: int | None = None
+    builtin_options: tuple[str, ...] = ()    # --builtin-option KEY=VALUE for the built-in endpoint
+    # data-team runs (issue 10)
+    row_settings: bool = True               # input columns named model / max_tokens / ... override the flags
+    save_request: bool = True               # records keep the body as sent
+    csv_formulas: str = "escape"            # escape: OWASP-neutralise formula-like text cells; raw: as is
+    overwrite: bool = False                 # --out may name a non-empty directory: its run files are replaced
+    input_changed: str | None = None        # "ok": --resume accepts a changed input file (rows matched by id)
+    dry_run: bool = False                   # read and price the file, send nothing
+    limit: int | None = None                # send only the first N rows (a pilot)
+    price_in: float | None = None           # USD per 1M prompt tokens (None: the price table's, if any)
+    price_out: float | None = None          # USD per 1M output tokens
+    json_schema: dict[str, Any] | None = None  # --json-schema: the schema answers must follow
+    json_mode: bool = False                 # --json: answers must be a JSON object
 
     def __post_init__(self) -> None:
         self._validate()
+        self._validate_data_options()
+
+    def _validate_data_options(self) -> None:
+        if self.csv_formulas not in CSV_FORMULAS:
+            raise ConfigError(f"--csv-formulas must be escape or raw, got {self.csv_formulas!r}")
+        if self.input_changed not in (None, "ok"):
+            raise ConfigError(f"--input-changed takes only 'ok', got {self.input_changed!r}")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"--limit must be at least 1, got {self.limit}")
+        for name in ("price_in", "price_out"):
+            value = getattr(self, name)
+            if value is not None and (value < 0 or value != value):
+                raise ConfigError(f"--{name.replace('_', '-')} is USD per 1M tokens, 0 or more; got {value}")
+        if self.json_schema is not None and not isinstance(self.json_schema, dict):
+            raise ConfigError("--json-schema must hold a JSON object (a JSON Schema)")
+        if self.overwrite and self.resume is not None:
+            raise ConfigError("--overwrite and --resume contradict each other: pick one")
 
     def _validate(self) -> None:
         for name in _NUMBERS:

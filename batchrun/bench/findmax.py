@@ -22,7 +22,7 @@ from batchrun.errors import ConfigError
 from batchrun.store.records import OK, Record
 
 _Z95 = 1.959964
-MIN_REQUESTS = 100
+MIN_REQUESTS = 100          # as bench/sweep.py's per-level floor
 MORE_ON_CLOSE_CALL = 2          # a probe whose p99 interval straddles its bound is measured again, up to 2x
 
 
@@ -113,9 +113,9 @@ async def search(probe: Callable[[int], Awaitable[Probe]], *, start: int = 1, ce
     return FindMaxResult(lo, hi, probes)
 
 
-def probe_requests(requests: int, concurrency: int) -> int:
+def probe_requests(requests: int | None, concurrency: int) -> int:
     """Requests measured per probe: enough for a p99 (at least 100) and four waves."""
-    return max(requests, MIN_REQUESTS, 4 * concurrency)
+    return max(requests or 0, MIN_REQUESTS, 4 * concurrency)
 
 
 async def execute_find_max(config: Any, out: Path | None = None) -> tuple[Path, FindMaxResult]:
@@ -126,7 +126,7 @@ async def execute_find_max(config: Any, out: Path | None = None) -> tuple[Path, 
     from batchrun.bench.sweep import RunResult, bench_jobs, measure_async
     from batchrun.endpoint.resolve import open_endpoint, preflight
     from batchrun.report.summary import write_bench_manifest, write_reports
-    from batchrun.runner import open_rows, say
+    from batchrun.runner import open_rows, say, sim_config
 
     if not config.slo:
         raise ConfigError("--find-max needs --slo, e.g. --slo ttft=500ms,e2e=10s")
@@ -137,15 +137,16 @@ async def execute_find_max(config: Any, out: Path | None = None) -> tuple[Path, 
     # Every request of a probe is measured: no --max-run-time cut, one warm-up wave.
     config = dataclasses.replace(config, max_run_s=None)
     results: list[RunResult] = []
-    async with open_endpoint(run.base_url, run.api_key, announce=say) as endpoint:
-        model = await preflight(endpoint, run.model)
+    async with open_endpoint(run.base_url, run.api_key, announce=say,
+                             sim_config=sim_config(run, realistic=True)) as endpoint:
+        model = await preflight(endpoint, run.model, timeout_s=run.timeout, announce=say)
         if model != run.model:
             config = dataclasses.replace(config, run=dataclasses.replace(run, model=model))
         pool = bench_jobs(config.run, probe_requests(config.requests, config.max_concurrency), rows)
 
         async def probe(c: int) -> Probe:
             n = probe_requests(config.requests, c)
-            level = dataclasses.replace(config, warmup=max(config.warmup, c))
+            level = dataclasses.replace(config, warmup=max(config.warmup_for(c), c))
             records: list[Record] = []
             wall = 0.0
             for attempt in range(1 + MORE_ON_CLOSE_CALL):

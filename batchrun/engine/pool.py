@@ -25,12 +25,15 @@ from batchrun.engine.retry import DEFAULT_MAX_RETRY_WAIT_S, RATE_LIMIT_BASE_S, r
 from batchrun.endpoint.ratelimits import is_ratelimit_header, parse_ratelimit_headers
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.redact import redact
-from batchrun.store.records import CANCELLED, ERROR, OK, SKIPPED, TIMEOUT, Attempt, Record
+from batchrun.store.records import CANCELLED, ERROR, INVALID_OUTPUT, OK, SKIPPED, TIMEOUT, Attempt, Record
 from batchrun.endpoint.requests import estimate_request_tokens
 from batchrun.engine.tools import ToolRunner, assistant_message, check_calls, merge_rounds, round_entry
 
 Clock = Callable[[], float]
+# --json / --json-schema: the answer's text -> (parsed object, None) or (None, why it is invalid).
+OutputCheck = Callable[[str], "tuple[dict[str, Any] | None, str | None]"]
 _RETRYABLE_STATUS = {408, 409, 429}
+TRUNCATED_OUTPUT = "TruncatedOutput"     # error_type of an invalid answer that hit max_tokens
 _RETRYABLE_TYPES = {CONNECTION_ERROR, INCOMPLETE_STREAM, MALFORMED_CHUNK, STREAM_ERROR}
 _MIN_FOR_RATE = 20                       # finished requests before --max-error-rate may stop a run
 _NO_GATE = contextlib.nullcontext()
@@ -68,6 +71,7 @@ class Job:
     body: bytes
     estimated_tokens: int               # prompt estimate + max_tokens, charged before the request
     prompt_tokens_estimate: int         # used in the record when the server sends no usage
+    request: dict[str, Any] | None = None  # the body as sent, kept in the record (None: --no-save-request)
 
 
 @dataclass
@@ -82,6 +86,7 @@ class PoolStats:
     in_flight: int = 0
     peak_in_flight: int = 0
     resumed: int = 0                     # rows already ok in an earlier run, not sent again
+    output_tokens: int = 0               # completion tokens of finished requests (progress tok/s)
     recent_ttft_s: deque[float] = field(default_factory=lambda: deque(maxlen=512))
     attempts: int = 0                    # HTTP attempts finished (retries count)
     rate_limited: int = 0                # of which answered 429
@@ -90,6 +95,8 @@ class PoolStats:
 
 def is_retryable(result: AttemptResult) -> bool:
     """429, 408, 409, 5xx, connection errors, cut or garbled streams and timeouts; never 4xx otherwise."""
+    if result.status == INVALID_OUTPUT:
+        return result.error_type != TRUNCATED_OUTPUT   # cut at max_tokens: a retry is cut the same way
     if result.status == TIMEOUT:
         return True
     if result.http_status is not None and result.http_status != 200:
@@ -107,8 +114,10 @@ class Pool:
 
     def __init__(self, client: StreamClient, sink: Callable[[Record], None], config: PoolConfig,
                  *, t0: float, clock: Clock = time.perf_counter, tool_runner: ToolRunner | None = None,
-                 sleep: Sleep = asyncio.sleep, warn: Callable[[str], None] | None = None) -> None:
+                 output_check: OutputCheck | None = None, sleep: Sleep = asyncio.sleep,
+                 warn: Callable[[str], None] | None = None) -> None:
         self.client, self.sink, self.config, self.tool_runner = client, sink, config, tool_runner
+        self.output_check = output_check
         self.t0, self.clock, self.sleep = t0, clock, sleep
         self.warn = warn
         self.warnings: list[str] = []
@@ -200,7 +209,8 @@ class Pool:
                 continue        # the run's sending time is over: queued items are not sent
             if isinstance(item, BadRow):
                 self._finish(Record(id=item.id, row=item.row, status=SKIPPED, error_type="BadRow",
-                                    error=item.reason, queued_at=queued_at))
+                                    error=item.reason, queued_at=queued_at, input=item.data,
+                                    synthetic_id=item.synthetic_id))
                 continue
             async with self._gate or _NO_GATE:
                 record = await self._process(item, limits, queued_at, queued_clock)
@@ -231,6 +241,8 @@ class Pool:
         record = self._to_record(job, result, row.log, queued_at, row.queue_wait or 0.0)
         if row.rounds:
             merge_rounds(record, row.rounds, self.t0)
+        if record.status == OK:
+            record.parsed = row.parsed
         return record
 
     async def _request(self, body: bytes, estimated_tokens: int, job: Job, limits: RateLimits,
@@ -241,6 +253,8 @@ class Pool:
             if row.queue_wait is None:
                 row.queue_wait = self.clock() - row.queued_clock
             row.result = result = await self._attempt(body, row)
+            if result.status == OK and self.output_check is not None and result.tool_calls is None:
+                self._check_output(result, row)
             if result.status == OK:
                 limits.correct(estimated_tokens, _used_tokens(result, job, estimated_tokens))
                 break
@@ -248,6 +262,18 @@ class Pool:
                 break
             await self._backoff(attempt, result, row.log[-1])
         return result
+
+    def _check_output(self, result: AttemptResult, row: "_RowState") -> None:
+        """--json / --json-schema: parse the answer; an invalid one fails this attempt (retryable)."""
+        assert self.output_check is not None
+        row.parsed, problem = self.output_check(result.text)
+        if problem is not None:
+            kind = "InvalidOutput"
+            if result.finish_reason == "length":
+                kind, problem = TRUNCATED_OUTPUT, f"{problem}; the answer was cut at max_tokens (raise --max-tokens)"
+            result.fail(INVALID_OUTPUT, kind, problem)
+            entry = row.log[-1]
+            entry.status, entry.error_type, entry.error = INVALID_OUTPUT, kind, result.error
 
     async def _tool_rounds(self, job: Job, result: AttemptResult, limits: RateLimits,
                            row: "_RowState") -> AttemptResult:
@@ -365,35 +391,15 @@ class Pool:
 
     def _to_record(self, job: Job, result: AttemptResult, log: list[Attempt], queued_at: float,
                    queue_wait: float) -> Record:
-        prompt = job.prompt
-        record = Record(
-            id=prompt.id, row=prompt.row, status=result.status, error_type=result.error_type,
-            error=result.error, http_status=result.http_status, attempts=len(log), attempt_log=log,
-            request_id=result.request_id, model=result.model, finish_reason=result.finish_reason,
-            text=result.text, tool_calls=result.tool_calls, prompt_tokens=result.prompt_tokens,
-            completion_tokens=result.completion_tokens, queued_at=queued_at, queue_wait_s=queue_wait,
-            sent_s=result.sent - self.t0, ttft_s=result.ttft_s, latency_s=result.latency_s,
-            total_s=result.total_s, itl_s=result.itl_s, output_chunks=result.output_chunks,
-            ttfo_s=result.ttfo_s, reasoning_text=result.reasoning_text, reasoning_tokens=result.reasoning_tokens,
-            other_choices=result.other_choices,
-        )
-        if record.end_s is None and result.total_s is not None:
-            record.end_s = record.sent_s + result.total_s
-        if result.output_chunks and record.completion_tokens is None:
-            # No usage from the server: one token per output chunk, and say it is an estimate.
-            record.completion_tokens = result.output_chunks
-            record.prompt_tokens = record.prompt_tokens or job.prompt_tokens_estimate
-            record.tokens_estimated = True
-        if record.completion_tokens and record.latency_s:
-            record.output_tokens_per_s = record.completion_tokens / record.latency_s
-        return record
+        return to_record(job, result, log, self.t0, queued_at, queue_wait)
 
     def _cancelled(self, job: Job, row: "_RowState", queued_at: float) -> Record:
         """The record of a row the run stopped: its last attempt's figures (the one cut short, or
         the failed one it was backing off from), or none when it was never sent."""
         if row.result is None:
             return Record(id=job.prompt.id, row=job.prompt.row, status=CANCELLED, error_type="Cancelled",
-                          error=_STOPPED, queued_at=queued_at, queue_wait_s=row.queue_wait or 0.0)
+                          error=_STOPPED, queued_at=queued_at, queue_wait_s=row.queue_wait or 0.0,
+                          input=job.prompt.data, request=job.request)
         record = self._to_record(job, row.result, row.log, queued_at, row.queue_wait or 0.0)
         record.status, record.error_type, record.error = CANCELLED, "Cancelled", _STOPPED
         return record
@@ -402,6 +408,7 @@ class Pool:
         self.sink(record)
         stats = self.stats
         stats.done += 1
+        stats.output_tokens += record.completion_tokens or 0
         if record.status == OK:
             stats.ok += 1
         elif record.status == SKIPPED:
@@ -457,9 +464,39 @@ class _RowState:
     result: AttemptResult | None = None
     log: list[Attempt] = field(default_factory=list)
     rounds: list[dict[str, Any]] = field(default_factory=list)
+    parsed: dict[str, Any] | None = None     # --json / --json-schema: the last attempt's parsed answer
 
 
 def _used_tokens(result: AttemptResult, job: Job, charged: int) -> int:
     if result.completion_tokens is None:
         return charged          # no usage from the server: keep what was charged
     return (result.prompt_tokens or job.prompt_tokens_estimate) + result.completion_tokens
+
+
+def to_record(job: Job, result: AttemptResult, log: list[Attempt], t0: float, queued_at: float,
+              queue_wait: float) -> Record:
+    """One row's Record from its final attempt (shared with the sync baseline, so both sides of a
+    bench build records, and estimate tokens, the same way)."""
+    prompt = job.prompt
+    record = Record(
+        id=prompt.id, row=prompt.row, status=result.status, error_type=result.error_type,
+        error=result.error, http_status=result.http_status, attempts=len(log), attempt_log=log,
+        request_id=result.request_id, model=result.model, finish_reason=result.finish_reason,
+        text=result.text, tool_calls=result.tool_calls, prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens, queued_at=queued_at, queue_wait_s=queue_wait,
+        sent_s=result.sent - t0, ttft_s=result.ttft_s, latency_s=result.latency_s,
+        total_s=result.total_s, itl_s=result.itl_s, output_chunks=result.output_chunks,
+        ttfo_s=result.ttfo_s, reasoning_text=result.reasoning_text, reasoning_tokens=result.reasoning_tokens,
+        other_choices=result.other_choices, input=prompt.data, request=job.request,
+    )
+    if record.end_s is None and result.total_s is not None:
+        record.end_s = record.sent_s + result.total_s
+    if result.output_chunks and record.completion_tokens is None:
+        # No usage from the server: one token per output chunk, and say it is an estimate.
+        record.completion_tokens = result.output_chunks
+        record.prompt_tokens = record.prompt_tokens or job.prompt_tokens_estimate
+        record.tokens_estimated = True
+    if record.completion_tokens and record.latency_s:
+        record.output_tokens_per_s = record.completion_tokens / record.latency_s
+    return record
+

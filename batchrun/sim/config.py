@@ -58,6 +58,13 @@ class SimConfig:
     stall_s: float = 3600.0
     retry_after_s: float = 1.0               # retry-after sent with injected 429 / 503
 
+    # Batch API (/v1/files, /v1/batches; see batchrun/sim/batches.py for a job's timeline).
+    batch_delay_s: float = 2.0               # creation -> completed; short, so a demo finishes in seconds
+    batch_error_rate: float = 0.0            # chance a request of a job fails (HTTP 500 in the error file)
+    batch_failure_rate: float = 0.0          # chance a whole job fails validation (status failed)
+    batch_expiry_rate: float = 0.0           # chance a job expires with half its requests done
+    batch_state_dir: str | None = None       # keep files and jobs here, so they survive a restart
+
     def __post_init__(self) -> None:
         _validate(self)
 
@@ -102,5 +109,9 @@ def _validate(cfg: SimConfig) -> None:
     rates = [cfg.fault_rate(k) for k in FAULT_KINDS] + [cfg.tool_call_rate]
     if any(not 0.0 <= r <= 1.0 for r in rates):
         raise ConfigError("sim: fault and tool-call rates are probabilities between 0 and 1")
+    if cfg.batch_delay_s < 0:
+        raise ConfigError("sim: batch_delay_s must not be negative")
+    if any(not 0.0 <= r <= 1.0 for r in (cfg.batch_error_rate, cfg.batch_failure_rate, cfg.batch_expiry_rate)):
+        raise ConfigError("sim: batch error, failure and expiry rates are probabilities between 0 and 1")
     if sum(rates[:-1]) > 1.0:
         raise ConfigError("sim: the fault rates add up to more than 1")

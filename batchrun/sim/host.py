@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from batchrun.sim.config import FAULT_KINDS, SimConfig
 from batchrun.sim.delivery import Engine, Hooks
 from batchrun.sim.http import Connection, Request
 from batchrun.sim.wire import ApiError
+
+if TYPE_CHECKING:   # the stores import this module for Host
+    from batchrun.sim.batches import BatchStore
+    from batchrun.sim.files import FileStore
 
 
 class Stats:
@@ -58,6 +62,8 @@ class Host(Protocol):
     attempts: AttemptCounter
     engine: Engine
     hooks: Hooks
+    files: FileStore                 # /v1/files
+    batches: BatchStore              # /v1/batches
 
     def completion_id(self) -> str: ...
     def created(self) -> int: ...

@@ -95,6 +95,11 @@ def run(
     output_format: Annotated[str, _opt("Results file format: csv or parquet.")] = "csv",
     quiet: Annotated[bool, _opt("No progress bar (for CI logs).", "--quiet", "-q")] = False,
     fail_on_error: Annotated[bool, _opt("Exit 1 when any request failed.")] = False,
+    mode: Annotated[Optional[str], _opt("online: stream every request now; batch: through the OpenAI Batch API (half price, "
+                                        "results within 24 h); auto: online when small or urgent, else batch. [default: online]",
+                                        env="BATCHRUN_MODE")] = None,
+    deadline: Annotated[Optional[str], _opt("Answers needed within this time, e.g. 2h or 90m: --mode auto goes online below "
+                                            "24 h; --mode batch cancels jobs still open then (their rows stay resumable).")] = None,
 ) -> None:
     """Send every prompt, write one timed record per row, and a summary."""
     def body() -> int:
@@ -110,7 +115,8 @@ def run(
             parallel_tool_calls=parallel_tool_calls, tool_module=tool_module, max_tool_rounds=max_tool_rounds, tool_timeout=tool_timeout,
             base_url=url, api_key=key, concurrency=concurrency, rpm=rpm, tpm=tpm, timeout=timeout,
             ttft_timeout=ttft_timeout, retries=retries, max_errors=max_errors, max_error_rate=max_error_rate,
-            out=out, resume=resume, output_format=output_format, quiet=quiet, fail_on_error=fail_on_error)
+            out=out, resume=resume, output_format=output_format, quiet=quiet, fail_on_error=fail_on_error,
+            mode=mode, deadline_s=_duration(deadline, "--deadline"))
         return _report_run(asyncio.run(execute_run(config)), fail_on_error)
     guarded(body)
 
@@ -184,6 +190,17 @@ def bench(
         typer.echo(f"  wrote {out_dir}/summary.json, report.md, report.html, runs/")
         return EXIT_OK
     guarded(body)
+
+
+def _duration(text: str | None, option: str) -> float | None:
+    from batchrun.endpoint.hints import parse_duration_s
+
+    if text is None:
+        return None
+    seconds = parse_duration_s(text)
+    if seconds is None:
+        raise ConfigError(f"{option}: cannot read {text!r} as a duration; write e.g. 2h, 90m, 45s or 3600")
+    return seconds
 
 
 def _slo(text: str | None, parse: Callable[[str], dict[str, float]]) -> dict[str, float] | None:

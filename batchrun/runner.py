@@ -64,7 +64,7 @@ def default_out_dir(config: RunConfig) -> Path:
 # unless given again; how to send them (concurrency, limits, timeouts) comes from now.
 _RESUMED_FIELDS = ("input", "fmt", "prompt_column", "id_column", "template", "system", "on_bad_row",
                    "model", "max_tokens", "temperature", "extra_body", "tools", "tool_choice",
-                   "parallel_tool_calls", "tool_module", "output_format")
+                   "parallel_tool_calls", "tool_module", "output_format", "mode")
 
 
 def resolve_resume(config: RunConfig) -> RunConfig:
@@ -143,8 +143,9 @@ def prepare_out_dir(config: RunConfig) -> Path:
 
 def write_run_json(out: Path, config: RunConfig, endpoint: Endpoint) -> None:
     previous = out / RUN_JSON
-    wall = json.loads(previous.read_text(encoding="utf-8")).get("wall_time_s", 0.0) if previous.exists() else 0.0
-    data = {"wall_time_s": wall, "config": config.public_dict(), "endpoint": redact(endpoint.base_url, endpoint.secrets) if not endpoint.embedded else "embedded",
+    old = json.loads(previous.read_text(encoding="utf-8")) if previous.exists() else {}
+    wall = old.get("wall_time_s", 0.0)
+    data = {**old, "wall_time_s": wall, "config": config.public_dict(), "endpoint": redact(endpoint.base_url, endpoint.secrets) if not endpoint.embedded else "embedded",
             "started_at": datetime.now(timezone.utc).isoformat()}
     _write_json(out / RUN_JSON, data)
 
@@ -152,6 +153,11 @@ def write_run_json(out: Path, config: RunConfig, endpoint: Endpoint) -> None:
 async def execute_run(config: RunConfig) -> RunOutcome:
     """Run `config` to the end (or until stopped) and write every output file."""
     config = resolve_resume(config)
+    from batchrun.batchapi import choose_mode, execute_batch_run
+
+    config = await choose_mode(config, say)
+    if config.mode == "batch":
+        return await execute_batch_run(config)
     rows = open_rows(config)
     out = prepare_out_dir(config)
     async with open_endpoint(config.base_url, config.api_key, announce=say) as endpoint:

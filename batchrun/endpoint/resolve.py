@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from typing import AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable
 
 import aiohttp
 
@@ -15,15 +15,16 @@ from batchrun.redact import redact
 
 @contextlib.asynccontextmanager
 async def open_endpoint(base_url: str | None, api_key: str | None,
-                        announce: Callable[[str], None]) -> AsyncIterator[Endpoint]:
+                        announce: Callable[[str], None], sim_config: Any = None) -> AsyncIterator[Endpoint]:
     """The configured endpoint, or with no base URL the built-in one, started in a child
-    process so that its work never shares a core or an event loop with the measuring client."""
+    process so that its work never shares a core or an event loop with the measuring client.
+    `sim_config`: the built-in endpoint's SimConfig (default: SimConfig())."""
     if base_url:
         yield Endpoint(base_url=base_url, api_key=api_key)
         return
     from batchrun.sim import SimConfig, SimProcess
 
-    async with SimProcess(SimConfig()) as sim:
+    async with SimProcess(sim_config or SimConfig()) as sim:
         announce(f"no OPENAI_BASE_URL or --base-url set: using the built-in simulated endpoint at "
                  f"{sim.base_url} (set OPENAI_BASE_URL and OPENAI_API_KEY to use a real provider)")
         yield Endpoint(base_url=sim.base_url, api_key=None, embedded=True)

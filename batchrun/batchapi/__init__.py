@@ -1,0 +1,14 @@
+"""Batch API mode: the same rows, records and reports as online mode, at the Batch API's price.
+
+    lines.py    rows -> request lines (online mode's bodies, not streamed), split into files
+    ledger.py   the jobs of a run, saved in run.json before each step (resume, never twice)
+    api.py      files and batches through the openai SDK
+    collect.py  output / error lines -> Records (pure)
+    flow.py     one session: plan, upload, create, wait, collect
+    mode.py     --mode auto's rule
+"""
+
+from batchrun.batchapi.flow import execute_batch_run
+from batchrun.batchapi.mode import choose_mode
+
+__all__ = ["choose_mode", "execute_batch_run"]

@@ -1,0 +1,112 @@
+"""The Batch API calls batchrun makes, through the openai SDK (its retries, auth and error types).
+
+Speed does not matter here (a handful of calls per job), so the SDK is used as is; every
+provider error becomes a BatchApiError whose message says what to do, with secrets redacted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import openai
+
+from batchrun.endpoint.client import Endpoint
+from batchrun.errors import BatchrunError
+from batchrun.redact import redact
+
+ENDPOINT = "/v1/chat/completions"
+COMPLETION_WINDOW = "24h"
+# Errors worth waiting out while polling: the SDK has already retried them twice.
+TRANSIENT = (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError)
+
+
+class BatchApiError(BatchrunError):
+    """The provider refused a Batch API call (no Batch API, a bad key, a rejected file)."""
+
+
+class BatchApi:
+    """`async with BatchApi(endpoint) as api:` files and batches of one endpoint."""
+
+    def __init__(self, endpoint: Endpoint, *, max_retries: int = 4, timeout_s: float = 600.0) -> None:
+        self.endpoint = endpoint
+        self._client = openai.AsyncOpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key or "not-needed",
+                                          max_retries=max_retries, timeout=timeout_s)
+
+    async def __aenter__(self) -> "BatchApi":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._client.close()
+
+    def error(self, what: str, exc: Exception) -> BatchApiError:
+        where = redact(self.endpoint.base_url, self.endpoint.secrets)
+        detail = redact(str(exc), self.endpoint.secrets)
+        if isinstance(exc, openai.NotFoundError) and what.startswith(("upload", "list")):
+            hint = "this endpoint has no Batch API; use --mode online"
+        elif isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
+            hint = "check OPENAI_API_KEY"
+        else:
+            hint = "fix the cause and rerun with --resume; jobs already created are kept"
+        return BatchApiError(f"{what} at {where} failed: {type(exc).__name__}: {detail} ({hint})")
+
+    async def upload(self, path: Path, name: str) -> str:
+        try:
+            with open(path, "rb") as f:
+                created = await self._client.files.create(file=(name, f), purpose="batch")
+        except openai.OpenAIError as exc:
+            raise self.error(f"upload of {path.name}", exc) from exc
+        return created.id
+
+    async def find_file(self, name: str) -> str | None:
+        """The id of an uploaded batch file named `name` (an upload whose id was never saved)."""
+        try:
+            async for f in self._client.files.list(purpose="batch"):
+                if f.filename == name:
+                    return f.id
+        except openai.OpenAIError as exc:
+            raise self.error("list of files", exc) from exc
+        return None
+
+    async def create(self, file_id: str, name: str) -> Any:
+        try:
+            return await self._client.batches.create(input_file_id=file_id, endpoint=ENDPOINT,
+                                                     completion_window=COMPLETION_WINDOW,
+                                                     metadata={"batchrun_file": name})
+        except openai.OpenAIError as exc:
+            raise self.error(f"creating the job for {name}", exc) from exc
+
+    async def find_batch(self, file_id: str) -> Any | None:
+        """The job made from `file_id` (a create whose id was never saved), newest first."""
+        try:
+            async for batch in self._client.batches.list(limit=100):
+                if batch.input_file_id == file_id:
+                    return batch
+        except openai.OpenAIError as exc:
+            raise self.error("list of batches", exc) from exc
+        return None
+
+    async def retrieve(self, batch_id: str) -> Any:
+        """The job; a transient failure propagates as is so the poll loop can wait it out."""
+        try:
+            return await self._client.batches.retrieve(batch_id)
+        except TRANSIENT:
+            raise
+        except openai.OpenAIError as exc:
+            raise self.error(f"status of {batch_id}", exc) from exc
+
+    async def cancel(self, batch_id: str) -> None:
+        try:
+            await self._client.batches.cancel(batch_id)
+        except openai.OpenAIError as exc:
+            raise self.error(f"cancelling {batch_id}", exc) from exc
+
+    async def lines(self, file_id: str) -> AsyncIterator[bytes]:
+        """The lines of an output or error file, streamed (a 200 MB file is never held whole)."""
+        try:
+            async with self._client.files.with_streaming_response.content(file_id) as response:
+                async for line in response.iter_lines():
+                    if line.strip():
+                        yield line.encode("utf-8") if isinstance(line, str) else line
+        except openai.OpenAIError as exc:
+            raise self.error(f"download of {file_id}", exc) from exc

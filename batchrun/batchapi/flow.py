@@ -1,0 +1,292 @@
+"""`batchrun run --mode batch`, start to finish: plan, upload, create, wait, collect, report.
+
+Every step is saved in run.json before the next (see ledger.py), so `--resume DIR` after a
+crash reattaches to the jobs already created, collects them, and submits only rows that have
+no ok record and were not in a job collected in this session: never a file or job twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import time
+from pathlib import Path
+from typing import Any, AsyncIterator, Iterator
+
+from batchrun.batchapi.api import TRANSIENT, BatchApi
+from batchrun.batchapi.collect import JobInfo, missing_record, record_from_line
+from batchrun.batchapi.ledger import TERMINAL, JobEntry, Ledger
+from batchrun.batchapi.lines import Limits, Splitter, batch_body, oversize_reason, read_ids, request_line
+from batchrun.batchapi.progress import JobsProgress
+from batchrun.config import RunConfig, config_replace
+from batchrun.endpoint.client import Endpoint
+from batchrun.endpoint.requests import RequestDefaults
+from batchrun.endpoint.resolve import open_endpoint, preflight
+from batchrun.errors import ConfigError, InputError
+from batchrun.inputs.prompt import BadRow, Prompt
+from batchrun.redact import redact
+from batchrun.store.outputs import done_ids
+from batchrun.store.records import OK, SKIPPED, Record, RecordSink, read_records
+
+BATCH_DIR = "batch"                  # the run directory's request files
+SIM_STATE_DIR = "sim-batches"        # the built-in endpoint's files and jobs, kept for --resume
+POLL_FIRST_S, POLL_GROWTH, POLL_MAX_S = 0.5, 1.5, 30.0
+
+
+async def execute_batch_run(config: RunConfig, limits: Limits = Limits(), poll_max_s: float = POLL_MAX_S) -> Any:
+    """Run `config` through the Batch API and write the same files as an online run."""
+    from batchrun import runner
+
+    config = runner.resolve_resume(config)
+    if config.tool_module is not None:
+        raise ConfigError("--tool-module runs tools between requests, which the Batch API cannot; "
+                          "use --mode online")
+    rows = runner.open_rows(config)
+    out = runner.prepare_out_dir(config)
+    ledger = Ledger.load(out)
+    sim = _sim_config(out) if not config.base_url else None
+    async with open_endpoint(config.base_url, config.api_key, announce=runner.say, sim_config=sim) as endpoint:
+        model = await preflight(endpoint, config.model)
+        if model != config.model:
+            config = config_replace(config, model=model)
+        runner.write_run_json(out, config, endpoint)
+        _check_endpoint(ledger, endpoint, out)
+        ledger.save(out)
+        session = BatchSession(config, endpoint, out, ledger, limits, poll_max_s)
+        await session.run(rows)
+    outcome = runner.RunOutcome(out_dir=out, summary={}, interrupted=session.interrupted, failed=session.failed)
+    runner._finish_outputs(outcome, config, [], max(session.wall_s, 1e-9), session.started_wall)
+    return outcome
+
+
+def _sim_config(out: Path) -> Any:
+    from batchrun.sim import SimConfig
+
+    return SimConfig(batch_state_dir=str((out / SIM_STATE_DIR).resolve()))
+
+
+def _check_endpoint(ledger: Ledger, endpoint: Endpoint, out: Path) -> None:
+    here = "embedded" if endpoint.embedded else redact(endpoint.base_url, endpoint.secrets)
+    if ledger.endpoint is None or not ledger.open_jobs():
+        ledger.endpoint = here
+    elif ledger.endpoint != here:
+        raise ConfigError(f"the open Batch API jobs of {out} live at {ledger.endpoint}, not {here}: resume "
+                          f"against the same endpoint (--base-url / OPENAI_BASE_URL) to collect them")
+
+
+class BatchSession:
+    """One session of a batch run: its planning, submissions, waiting and collecting."""
+
+    def __init__(self, config: RunConfig, endpoint: Endpoint, out: Path, ledger: Ledger, limits: Limits,
+                 poll_max_s: float) -> None:
+        self.config, self.endpoint, self.out, self.ledger = config, endpoint, out, ledger
+        self.limits, self.poll_max_s = limits, poll_max_s
+        self.interrupted, self.failed = False, 0
+        self.wall_s, self.started_wall = 0.0, time.time()
+        self._stop = asyncio.Event()
+
+    async def run(self, rows: Iterator[Prompt | BadRow]) -> None:
+        t0 = time.perf_counter()
+        records = self.out / "records.jsonl"
+        try:
+            with RecordSink(records) as sink:
+                self.sink = sink
+                already = _recorded_by_job(records, {j.batch_id for j in self.ledger.open_jobs() if j.batch_id})
+                skip = done_ids(records) | self._open_ids()
+                self._plan(rows, skip)
+                async with BatchApi(self.endpoint) as api, self._signals():
+                    await self._submit(api)
+                    await self._wait(api, already)
+        finally:
+            self.wall_s = time.perf_counter() - t0
+
+    # --- planning ---
+    def _open_ids(self) -> set[str]:
+        return {cid for job in self.ledger.open_jobs() for cid, _ in read_ids(self.out / job.ids)}
+
+    def _plan(self, rows: Iterator[Prompt | BadRow], skip: set[str]) -> None:
+        """Write request files for rows not done and not in an open job; add them to the ledger."""
+        first = len(self.ledger.jobs)
+        splitter = Splitter(self.out / BATCH_DIR, lambda i: f"{first + i + 1:04d}", self.limits)
+        defaults = RequestDefaults(model=self.config.model, max_tokens=self.config.max_tokens,
+                                   temperature=self.config.temperature, extra_body=self.config.extra_body,
+                                   tools=self.config.tools, tool_choice=self.config.tool_choice,
+                                   parallel_tool_calls=self.config.parallel_tool_calls)
+        try:
+            for item in rows:
+                if item.id not in skip:
+                    self._plan_row(item, defaults, splitter)
+        finally:
+            chunks = splitter.close()
+        for chunk in chunks:
+            self.ledger.jobs.append(JobEntry(name=chunk.name, input=str(chunk.input_path.relative_to(self.out)),
+                                             ids=str(chunk.ids_path.relative_to(self.out)), requests=chunk.requests,
+                                             bytes=chunk.bytes, model=chunk.model))
+        self.ledger.save(self.out)
+        if chunks:
+            runner_say(f"{sum(c.requests for c in chunks)} rows in {len(chunks)} Batch API file(s) under "
+                       f"{self.out / BATCH_DIR}")
+
+    def _plan_row(self, item: Prompt | BadRow, defaults: RequestDefaults, splitter: Splitter) -> None:
+        if isinstance(item, BadRow):
+            return self._skip(item.id, item.row, item.line, item.reason)
+        try:
+            body = batch_body(item, defaults)
+            line = request_line(item.id, body)
+        except (TypeError, ValueError, RecursionError) as exc:
+            return self._skip(item.id, item.row, item.line, f"the row cannot be sent as JSON ({exc})")
+        too_big = oversize_reason(len(line), self.limits)
+        if too_big:
+            return self._skip(item.id, item.row, item.line, too_big)
+        splitter.add(line, item.id, item.row, body.get("model"))
+
+    def _skip(self, rid: str, row: int, line: int, reason: str) -> None:
+        if self.config.on_bad_row == "fail":
+            raise InputError(reason, path=str(self.config.input), line=line,
+                             hint="fix the row or use --on-bad-row skip")
+        self.sink.write(Record(id=rid, row=row, status=SKIPPED, error_type="BadRow",
+                               error=f"{self.config.input} line {line}: {reason}"))
+
+    # --- submitting ---
+    async def _submit(self, api: BatchApi) -> None:
+        for job in self.ledger.open_jobs():
+            if self._stop.is_set():
+                return
+            if job.file_id is None:
+                name = self.ledger.upload_name(job)
+                job.file_id = await api.find_file(name) or await api.upload(self.out / job.input, name)
+                self.ledger.save(self.out)
+            if job.batch_id is None:
+                batch = await api.find_batch(job.file_id) or await api.create(job.file_id, self.ledger.upload_name(job))
+                _update(job, batch)
+                self.ledger.save(self.out)
+                runner_say(f"job {job.batch_id}: {job.requests} requests ({job.status})")
+
+    # --- waiting and collecting ---
+    async def _wait(self, api: BatchApi, already: dict[str, set[str]]) -> None:
+        waiting = [j for j in self.ledger.open_jobs() if j.batch_id]
+        if not waiting:
+            return
+        progress = None if self.config.quiet else JobsProgress(waiting)
+        interval = POLL_FIRST_S
+        try:
+            while waiting and not self._stop.is_set():
+                for job in list(waiting):
+                    if await self._poll(api, job):
+                        await self._collect(api, job, already.get(job.batch_id or "", set()))
+                        waiting.remove(job)
+                if progress is not None:
+                    progress.update()
+                if waiting:
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), interval)
+                    interval = min(interval * POLL_GROWTH, self.poll_max_s)
+        finally:
+            if progress is not None:
+                progress.close()
+        if waiting:
+            self.interrupted = True
+            runner_say(f"{len(waiting)} job(s) keep running at the provider; collect them with "
+                       f"batchrun run --resume {self.out}")
+
+    async def _poll(self, api: BatchApi, job: JobEntry) -> bool:
+        """Refresh one job; True once it has ended."""
+        try:
+            batch = await api.retrieve(job.batch_id or "")
+        except TRANSIENT as exc:
+            runner_say(f"job {job.batch_id}: status unavailable ({type(exc).__name__}); trying again")
+            return False
+        before = job.status
+        _update(job, batch)
+        if job.status != before:
+            self.ledger.save(self.out)
+        return job.status in TERMINAL
+
+    async def _collect(self, api: BatchApi, job: JobEntry, recorded: set[str]) -> None:
+        """One record per row of the job: its output or error line, else why it has none."""
+        rows = dict(read_ids(self.out / job.ids))
+        info = JobInfo(batch_id=job.batch_id or "", status=job.status or "", created_at=job.created_at,
+                       ended_at=job.ended_at, errors=tuple(str(e.get("message")) for e in job.errors))
+        seen: set[str] = set()
+        for file_id in filter(None, (job.output_file_id, job.error_file_id)):
+            async for raw in api.lines(file_id):
+                line = _json_line(raw)
+                cid = line.get("custom_id") if line else None
+                if cid in rows and cid not in seen:
+                    seen.add(cid)
+                    self._write(record_from_line(line, rows[cid], info), recorded)
+        for cid, row in rows.items():
+            if cid not in seen:
+                self._write(missing_record(cid, row, info), recorded)
+        job.collected = True
+        self.ledger.save(self.out)
+        counts = job.request_counts
+        runner_say(f"job {job.batch_id} {job.status}: {counts.get('completed', 0)} completed, "
+                   f"{counts.get('failed', 0)} failed, {len(rows) - len(seen)} without a result line")
+
+    def _write(self, record: Record, recorded: set[str]) -> None:
+        if record.id in recorded:
+            return          # written by a session killed while collecting this job
+        if record.status != OK:
+            self.failed += 1
+        self.sink.write(record)
+
+    @contextlib.asynccontextmanager
+    async def _signals(self) -> AsyncIterator[None]:
+        """Ctrl-C / SIGTERM: stop waiting (the jobs run on at the provider) and write the reports."""
+        loop = asyncio.get_running_loop()
+        installed = []
+
+        def on_signal() -> None:
+            runner_say("interrupted: no longer waiting; the jobs keep running at the provider")
+            self._stop.set()
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, on_signal)
+                installed.append(sig)
+        try:
+            yield
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            if self._stop.is_set():
+                self.interrupted = True
+
+
+def runner_say(message: str) -> None:
+    from batchrun.runner import say
+
+    say(message)
+
+
+def _update(job: JobEntry, batch: Any) -> None:
+    """Copy what the provider says about a job into its ledger entry."""
+    job.batch_id, job.status = batch.id, batch.status
+    counts = batch.request_counts
+    job.request_counts = {"total": counts.total, "completed": counts.completed, "failed": counts.failed} \
+        if counts is not None else {}
+    job.created_at = batch.created_at
+    job.ended_at = batch.completed_at or batch.expired_at or batch.cancelled_at or batch.failed_at
+    job.output_file_id, job.error_file_id = batch.output_file_id, batch.error_file_id
+    job.errors = [e.model_dump() for e in (batch.errors.data or [])] if batch.errors else []
+
+
+def _json_line(raw: bytes) -> dict[str, Any] | None:
+    try:
+        line = json.loads(raw)
+    except ValueError:
+        return None
+    return line if isinstance(line, dict) else None
+
+
+def _recorded_by_job(path: Path, batch_ids: set[str]) -> dict[str, set[str]]:
+    """Ids already recorded for each of `batch_ids` (a session killed mid-collect wrote some)."""
+    found: dict[str, set[str]] = {bid: set() for bid in batch_ids}
+    if batch_ids:
+        for record in read_records(path):
+            if record.batch_id in found:
+                found[record.batch_id].add(record.id)
+    return found

@@ -1,0 +1,118 @@
+"""Prompts -> Batch API request lines, split into files within the API's limits (pure but for the
+files it writes).
+
+A line's body is exactly what online mode sends (`endpoint.requests.build_body`) minus the two
+fields that make a request stream: the Batch API answers every request with one whole
+`chat.completion` (usage included), and rejects `stream: true`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Iterable, Iterator
+
+from batchrun.endpoint.requests import RequestDefaults, build_body
+from batchrun.inputs.prompt import BadRow, Prompt
+
+ENDPOINT = "/v1/chat/completions"
+MAX_REQUESTS = 50_000                 # OpenAI: requests per input file
+MAX_BYTES = 200 * 1024 * 1024         # OpenAI: bytes per input file
+STREAM_FIELDS = ("stream", "stream_options")
+
+
+def batch_body(prompt: Prompt, defaults: RequestDefaults) -> dict[str, Any]:
+    """The online request body without its streaming fields."""
+    body = build_body(prompt, defaults)
+    for name in STREAM_FIELDS:
+        body.pop(name, None)
+    return body
+
+
+def request_line(custom_id: str, body: dict[str, Any]) -> bytes:
+    """One line of a Batch API input file, newline included."""
+    line = {"custom_id": custom_id, "method": "POST", "url": ENDPOINT, "body": body}
+    return json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_requests: int = MAX_REQUESTS
+    max_bytes: int = MAX_BYTES
+
+
+@dataclass(slots=True)
+class Chunk:
+    """One input file being written: its request lines and, beside them, each line's (id, row)."""
+
+    name: str
+    model: str | None
+    input_path: Path
+    ids_path: Path
+    requests: int = 0
+    bytes: int = 0
+    _lines: BinaryIO | None = field(default=None, repr=False)
+    _ids: BinaryIO | None = field(default=None, repr=False)
+
+    def fits(self, size: int, limits: Limits) -> bool:
+        return self.requests < limits.max_requests and self.bytes + size <= limits.max_bytes
+
+    def add(self, line: bytes, custom_id: str, row: int) -> None:
+        if self._lines is None:
+            self._lines, self._ids = open(self.input_path, "wb"), open(self.ids_path, "wb")
+        self._lines.write(line)
+        self._ids.write(json.dumps([custom_id, row], ensure_ascii=False).encode() + b"\n")  # type: ignore[union-attr]
+        self.requests += 1
+        self.bytes += len(line)
+
+    def close(self) -> None:
+        for f in (self._lines, self._ids):
+            if f is not None:
+                f.close()
+
+
+class Splitter:
+    """Request lines -> chunks of one model each (OpenAI wants one model per file), every chunk
+    within `limits`; a new chunk starts when the next line would not fit."""
+
+    def __init__(self, directory: Path, first_name: Callable[[int], str], limits: Limits = Limits()) -> None:
+        self.directory, self.limits, self._name = directory, limits, first_name
+        self.chunks: list[Chunk] = []
+        self._open: dict[str | None, Chunk] = {}
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def add(self, line: bytes, custom_id: str, row: int, model: str | None) -> None:
+        chunk = self._open.get(model)
+        if chunk is None or not chunk.fits(len(line), self.limits):
+            if chunk is not None:
+                chunk.close()
+            name = self._name(len(self.chunks))
+            chunk = Chunk(name, model, self.directory / f"{name}.jsonl", self.directory / f"{name}.ids.jsonl")
+            self.chunks.append(chunk)
+            self._open[model] = chunk
+        chunk.add(line, custom_id, row)
+
+    def close(self) -> list[Chunk]:
+        for chunk in self._open.values():
+            chunk.close()
+        return self.chunks
+
+
+def oversize_reason(size: int, limits: Limits) -> str | None:
+    if size > limits.max_bytes:
+        return (f"its Batch API request line is {size:,} bytes, over the {limits.max_bytes:,}-byte file "
+                "limit (send it with --mode online)")
+    return None
+
+
+def read_ids(path: Path) -> Iterator[tuple[str, int]]:
+    """(custom_id, row) of every line of a chunk, in file order."""
+    with open(path, "rb") as f:
+        for line in f:
+            cid, row = json.loads(line)
+            yield cid, row
+
+
+def count_rows(rows: Iterable[Prompt | BadRow]) -> int:
+    return sum(1 for _ in rows)

@@ -194,9 +194,10 @@ class BatchStore:
         job = self._jobs.get(bid)
         if job is None:
             raise ApiError(404, f"No batch found with id '{bid}'.", param="batch_id")
-        if job["final"] is None and self._status(job) in TERMINAL:
-            self._finalize(job)
-        return self._object(job)
+        status = self._status(job)      # read the clock once: the object must match its files
+        if job["final"] is None and status in TERMINAL:
+            self._finalize(job, status)
+        return self._object(job, status)
 
     def cancel(self, bid: str) -> dict[str, Any]:
         status = self.view(bid)["status"]
@@ -268,8 +269,7 @@ class BatchStore:
             share = min(share, EXPIRED_DONE_SHARE)
         return math.floor(total * share)
 
-    def _finalize(self, job: dict[str, Any]) -> None:
-        status = self._status(job)
+    def _finalize(self, job: dict[str, Any], status: str) -> None:
         if status != "failed":
             done = self._done_count(job, status)
             answers = self._load_answers(job)
@@ -302,8 +302,8 @@ class BatchStore:
         tmp.write_text(json.dumps(job), encoding="utf-8")
         os.replace(tmp, self._dir / f"{job['id']}.json")
 
-    def _object(self, job: dict[str, Any]) -> dict[str, Any]:
-        status, t0, d = self._status(job), job["t0"], job["delay_s"]
+    def _object(self, job: dict[str, Any], status: str) -> dict[str, Any]:
+        t0, d = job["t0"], job["delay_s"]
         at = lambda share: int(t0 + share * d)  # noqa: E731
         obj: dict[str, Any] = dict.fromkeys(
             ("cancelled_at", "cancelling_at", "completed_at", "error_file_id", "errors", "expired_at",

@@ -192,3 +192,17 @@ def test_online_resume_of_a_run_with_open_jobs_is_refused(tmp_path: Path) -> Non
     result = CliRunner().invoke(app, ["run", "--resume", str(out), "--mode", "online"])
     assert result.exit_code == 2
     assert "not yet collected" in result.output and "--mode batch" in result.output
+
+
+def test_a_deadline_cancels_open_jobs_and_records_their_rows_cancelled(tmp_path: Path) -> None:
+    prompts = write_prompts(tmp_path / "p.csv", 3)
+    out = tmp_path / "run"
+    with SimProcess(SimConfig(fast=True, batch_delay_s=5.0)) as slow:
+        result = CliRunner().invoke(app, ["run", str(prompts), "--mode", "batch", "--base-url", slow.base_url,
+                                          "--out", str(out), "--deadline", "0.2s", "-q"])
+    assert result.exit_code == 0, result.output
+    assert "cancelling 1 open job" in result.output
+    rows = results(out)
+    assert [r["status"] for r in rows] == ["cancelled"] * 3 and {r["error_type"] for r in rows} == {"batch_cancelled"}
+    [job] = json.loads((out / "run.json").read_text())["batch"]["jobs"]
+    assert job["status"] == "cancelled" and job["collected"]

@@ -96,8 +96,11 @@ class BatchApi:
             raise self.error(f"status of {batch_id}", exc) from exc
 
     async def cancel(self, batch_id: str) -> None:
+        """Ask the provider to cancel; a job that has just ended (409 / 400) is left as it is."""
         try:
             await self._client.batches.cancel(batch_id)
+        except (openai.ConflictError, openai.BadRequestError):
+            return
         except openai.OpenAIError as exc:
             raise self.error(f"cancelling {batch_id}", exc) from exc
 

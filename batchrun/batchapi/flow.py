@@ -86,9 +86,10 @@ class BatchSession:
         self.interrupted, self.failed = False, 0
         self.wall_s, self.started_wall = 0.0, time.time()
         self._stop = asyncio.Event()
+        self._t0, self._cancelled = time.perf_counter(), False
 
     async def run(self, rows: Iterator[Prompt | BadRow]) -> None:
-        t0 = time.perf_counter()
+        t0 = self._t0 = time.perf_counter()
         records = self.out / "records.jsonl"
         try:
             with RecordSink(records) as sink:
@@ -173,6 +174,7 @@ class BatchSession:
         interval = POLL_FIRST_S
         try:
             while waiting and not self._stop.is_set():
+                await self._past_deadline(api, waiting)
                 for job in list(waiting):
                     if await self._poll(api, job):
                         await self._collect(api, job, already.get(job.batch_id or "", set()))
@@ -190,6 +192,17 @@ class BatchSession:
             self.interrupted = True
             runner_say(f"{len(waiting)} job(s) keep running at the provider; collect them with "
                        f"batchrun run --resume {self.out}")
+
+    async def _past_deadline(self, api: BatchApi, waiting: list[JobEntry]) -> None:
+        """--deadline: once it has passed, cancel the open jobs (once) and collect what they did."""
+        deadline = self.config.deadline_s
+        if deadline is None or self._cancelled or time.perf_counter() - self._t0 < deadline:
+            return
+        self._cancelled = True
+        runner_say(f"--deadline {deadline:g} s passed: cancelling {len(waiting)} open job(s); rows they did "
+                   "not finish are recorded cancelled (send them again with --resume)")
+        for job in waiting:
+            await api.cancel(job.batch_id or "")
 
     async def _poll(self, api: BatchApi, job: JobEntry) -> bool:
         """Refresh one job; True once it has ended."""
@@ -210,13 +223,16 @@ class BatchSession:
         info = JobInfo(batch_id=job.batch_id or "", status=job.status or "", created_at=job.created_at,
                        ended_at=job.ended_at, errors=tuple(str(e.get("message")) for e in job.errors))
         seen: set[str] = set()
+        tools: dict[str, Any] | None = None
         for file_id in filter(None, (job.output_file_id, job.error_file_id)):
             async for raw in api.lines(file_id):
                 line = _json_line(raw)
                 cid = line.get("custom_id") if line else None
                 if cid in rows and cid not in seen:
                     seen.add(cid)
-                    self._write(record_from_line(line, rows[cid], info), recorded)
+                    if tools is None and b'"tool_calls"' in raw:
+                        tools = _offered_tools(self.out / job.input)
+                    self._write(record_from_line(line, rows[cid], info, (tools or {}).get(cid)), recorded)
         for cid, row in rows.items():
             if cid not in seen:
                 self._write(missing_record(cid, row, info), recorded)
@@ -272,6 +288,17 @@ def _update(job: JobEntry, batch: Any) -> None:
     job.ended_at = batch.completed_at or batch.expired_at or batch.cancelled_at or batch.failed_at
     job.output_file_id, job.error_file_id = batch.output_file_id, batch.error_file_id
     job.errors = [e.model_dump() for e in (batch.errors.data or [])] if batch.errors else []
+
+
+def _offered_tools(path: Path) -> dict[str, Any]:
+    """custom_id -> the tools its request offered (to check the calls against, as online mode does)."""
+    offered = {}
+    with open(path, "rb") as f:
+        for raw in f:
+            line = json.loads(raw)
+            if line["body"].get("tools"):
+                offered[line["custom_id"]] = line["body"]["tools"]
+    return offered
 
 
 def _json_line(raw: bytes) -> dict[str, Any] | None:

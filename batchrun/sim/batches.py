@@ -4,7 +4,7 @@ A job's life is a pure function of the time since it was created and the sim's
 `batch_delay_s` (D): validating for 0.1 D, in_progress until 0.9 D (request_counts grow
 linearly), finalizing until D, then completed -- or failed at 0.1 D (a bad input file, or
 `batch_failure_rate`), or expired at D with half its requests done (`batch_expiry_rate`).
-Cancelling stops processing where it is; the job is cancelled 0.05 D later.
+Cancelling stops processing where it is; the job is cancelled 0.05 D (at most 1 s) later.
 
 Every answer is computed when the job is created (the same planner as /chat/completions,
 never streamed) and released as the output / error file when the job ends, in OpenAI's
@@ -59,6 +59,11 @@ def processed_share(elapsed_s: float, delay_s: float) -> float:
     if delay_s <= 0:
         return 1.0
     return min(1.0, max(0.0, (elapsed_s - 0.1 * delay_s) / (0.8 * delay_s)))
+
+
+def _cancel_s(delay_s: float) -> float:
+    """How long a job stays `cancelling`: 0.05 D, at most 1 s."""
+    return min(0.05 * delay_s, 1.0)
 
 
 # ---------------------------------------------------------------- one request line
@@ -255,7 +260,7 @@ class BatchStore:
         if job["errors"]:
             return "validating" if elapsed < 0.1 * d else "failed"
         if job["cancel_at"] is not None:
-            return "cancelling" if elapsed < job["cancel_at"] - job["t0"] + 0.05 * d else "cancelled"
+            return "cancelling" if elapsed < job["cancel_at"] - job["t0"] + _cancel_s(d) else "cancelled"
         p = phase(elapsed, d)
         return ("expired" if job["expires"] else "completed") if p == "done" else p
 
@@ -329,7 +334,7 @@ class BatchStore:
         if job["cancel_at"] is not None:
             obj["cancelling_at"] = int(job["cancel_at"])
         obj.update({"completed": {"completed_at": at(1.0)}, "expired": {"expired_at": at(1.0)},
-                    "cancelled": {"cancelled_at": int(job["cancel_at"] + 0.05 * d) if job["cancel_at"] else None},
+                    "cancelled": {"cancelled_at": int(job["cancel_at"] + _cancel_s(d)) if job["cancel_at"] else None},
                     }.get(status, {}))
         if job["final"]:
             obj["output_file_id"], obj["error_file_id"] = job["output_file_id"], job["error_file_id"]

@@ -17,6 +17,7 @@ from batchrun.sim.server import run_loop, serve_sim
 
 _LAT = "Latency model"
 _FAULTS = "Faults (probabilities per request, seeded)"
+_BATCH = "Batch API (/v1/files, /v1/batches)"
 
 
 def serve(
@@ -67,6 +68,16 @@ def serve(
     fault_malformed: Annotated[float, typer.Option(
         help="One data: line that is not JSON.", rich_help_panel=_FAULTS)] = 0.0,
     stall_seconds: Annotated[float, typer.Option(help="Length of a stall.", rich_help_panel=_FAULTS)] = 3600.0,
+    batch_delay: Annotated[float, typer.Option(
+        help="Seconds from creating a batch job to its completion.", rich_help_panel=_BATCH)] = 2.0,
+    batch_error_rate: Annotated[float, typer.Option(
+        help="Chance a request of a job fails (HTTP 500 in the error file).", rich_help_panel=_BATCH)] = 0.0,
+    batch_failure_rate: Annotated[float, typer.Option(
+        help="Chance a whole job fails validation.", rich_help_panel=_BATCH)] = 0.0,
+    batch_expiry_rate: Annotated[float, typer.Option(
+        help="Chance a job expires with half its requests done.", rich_help_panel=_BATCH)] = 0.0,
+    batch_state_dir: Annotated[Optional[str], typer.Option(
+        help="Keep files and jobs in this directory, so they survive a restart.", rich_help_panel=_BATCH)] = None,
 ) -> None:
     """Run a simulated OpenAI-compatible endpoint (latency model, rate limits, faults) until Ctrl-C."""
     try:
@@ -78,7 +89,9 @@ def serve(
             output_tokens=output_tokens, rpm=rpm, tpm=tpm, tool_call_rate=tool_call_rate,
             error_500_rate=fault_500, error_502_rate=fault_502, error_503_rate=fault_503,
             error_429_rate=fault_429, cut_rate=fault_cut, stall_rate=fault_stall,
-            malformed_rate=fault_malformed, stall_s=stall_seconds)
+            malformed_rate=fault_malformed, stall_s=stall_seconds, batch_delay_s=batch_delay,
+            batch_error_rate=batch_error_rate, batch_failure_rate=batch_failure_rate,
+            batch_expiry_rate=batch_expiry_rate, batch_state_dir=batch_state_dir)
     except ConfigError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None

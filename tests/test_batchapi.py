@@ -188,7 +188,8 @@ def test_online_resume_of_a_run_with_open_jobs_is_refused(tmp_path: Path) -> Non
     out.mkdir()
     (out / "run.json").write_text(json.dumps({"config": {"input": str(write_prompts(tmp_path / "p.csv", 2)),
                                                          "mode": "batch"},
-                                              "batch": {"token": "t", "jobs": [{"name": "0001", "collected": False}]}}))
+                                              "batch": {"token": "t", "jobs": [{"name": "0001", "collected": False,
+                                                                                "file_id": "file-1"}]}}))
     result = CliRunner().invoke(app, ["run", "--resume", str(out), "--mode", "online"])
     assert result.exit_code == 2
     assert "not yet collected" in result.output and "--mode batch" in result.output

@@ -57,7 +57,7 @@ async def execute_batch_run(config: RunConfig, limits: Limits = Limits(), poll_m
         session = BatchSession(config, endpoint, out, ledger, limits, poll_max_s)
         await session.run(rows)
     outcome = runner.RunOutcome(out_dir=out, summary={}, interrupted=session.interrupted, failed=session.failed)
-    runner._finish_outputs(outcome, config, [], max(session.wall_s, 1e-9), session.started_wall)
+    runner._finish_outputs(outcome, config, None, max(session.wall_s, 1e-9), session.started_wall)  # type: ignore[arg-type]
     return outcome
 
 

@@ -38,7 +38,8 @@ def auto_choice(rows: int, deadline_s: float | None, tool_module: bool, has_batc
 
 
 def open_batch_jobs(out: Path | None) -> int:
-    """Batch API jobs of the run in `out` not yet collected (0 for a new run)."""
+    """Batch API jobs of the run in `out` not yet collected that may exist at the provider
+    (uploaded, or created); 0 for a new run."""
     path = out / "run.json" if out is not None else None
     if path is None or not path.exists():
         return 0
@@ -46,7 +47,22 @@ def open_batch_jobs(out: Path | None) -> int:
         jobs = (json.loads(path.read_text(encoding="utf-8")).get("batch") or {}).get("jobs") or []
     except (OSError, ValueError):
         return 0
-    return sum(1 for job in jobs if not job.get("collected"))
+    return sum(1 for job in jobs if not job.get("collected") and (job.get("file_id") or job.get("batch_id")))
+
+
+def drop_unsent_jobs(out: Path | None) -> None:
+    """Going online: planned files never uploaded are dropped, so a later batch session cannot
+    send rows that online mode has answered meanwhile."""
+    if out is None or not (out / "run.json").exists():
+        return
+    from batchrun.batchapi.ledger import Ledger
+
+    ledger = Ledger.load(out)
+    unsent = [job for job in ledger.open_jobs() if job.file_id is None and job.batch_id is None]
+    for job in unsent:
+        job.collected, job.status = True, "dropped"
+    if unsent:
+        ledger.save(out)
 
 
 async def choose_mode(config: RunConfig, announce: Callable[[str], None]) -> RunConfig:
@@ -56,6 +72,7 @@ async def choose_mode(config: RunConfig, announce: Callable[[str], None]) -> Run
         if open_jobs:
             raise ConfigError(f"{config.resume} has {open_jobs} Batch API job(s) not yet collected: resume with "
                               "--mode batch to collect them (sending their rows online would pay twice)")
+        drop_unsent_jobs(config.resume)
         return config_replace(config, mode="online")
     if config.mode == "batch":
         return config

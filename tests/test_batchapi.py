@@ -207,3 +207,21 @@ def test_a_deadline_cancels_open_jobs_and_records_their_rows_cancelled(tmp_path:
     assert [r["status"] for r in rows] == ["cancelled"] * 3 and {r["error_type"] for r in rows} == {"batch_cancelled"}
     [job] = json.loads((out / "run.json").read_text())["batch"]["jobs"]
     assert job["status"] == "cancelled" and job["collected"]
+
+
+def test_auto_sends_a_small_job_online_and_a_large_one_through_the_batch_api(batch_sim: SimProcess,
+                                                                             tmp_path: Path) -> None:
+    small = CliRunner().invoke(app, ["run", str(write_prompts(tmp_path / "s.csv", 3)), "--mode", "auto",
+                                     "--base-url", batch_sim.base_url, "--out", str(tmp_path / "s"), "-q"])
+    assert small.exit_code == 0, small.output
+    assert "--mode auto: online (3 rows to send" in small.output
+    assert all(r["ttft_s"] != "" and r["batch_id"] == "" for r in results(tmp_path / "s"))
+
+    rows = AUTO_ONLINE_MAX_ROWS + 1
+    large = CliRunner().invoke(app, ["run", str(write_prompts(tmp_path / "l.csv", rows)), "--mode", "auto",
+                                     "--base-url", batch_sim.base_url, "--out", str(tmp_path / "l"), "-q",
+                                     "--max-tokens", "2"])
+    assert large.exit_code == 0, large.output
+    assert "--mode auto: batch" in large.output
+    out = results(tmp_path / "l")
+    assert len(out) == rows and {r["status"] for r in out} == {"ok"} and len({r["batch_id"] for r in out}) == 1

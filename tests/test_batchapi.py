@@ -225,3 +225,25 @@ def test_auto_sends_a_small_job_online_and_a_large_one_through_the_batch_api(bat
     assert "--mode auto: batch" in large.output
     out = results(tmp_path / "l")
     assert len(out) == rows and {r["status"] for r in out} == {"ok"} and len({r["batch_id"] for r in out}) == 1
+
+
+async def test_an_endpoint_without_a_batch_api_is_a_clear_error_and_auto_goes_online(tmp_path: Path) -> None:
+    from aiohttp import web
+
+    from batchrun.batchapi.api import BatchApiError
+    from batchrun.config import RunConfig
+    from batchrun.runner import execute_run
+    from rawserver import raw_server
+
+    async def never(request: web.Request) -> web.StreamResponse:
+        raise AssertionError("no chat request expected")
+
+    prompts = write_prompts(tmp_path / "p.csv", 2)
+    async with raw_server(never) as url:
+        config = RunConfig(input=prompts, base_url=url, mode="batch", out=tmp_path / "run", quiet=True)
+        with pytest.raises(BatchApiError) as err:
+            await execute_run(config)
+        assert "has no Batch API; use --mode online" in str(err.value) and "NotFoundError" in str(err.value)
+        from batchrun.batchapi.mode import has_batch_api
+        assert await has_batch_api(url, None) is False
+

@@ -17,6 +17,7 @@ from batchrun.redact import redact
 
 ENDPOINT = "/v1/chat/completions"
 COMPLETION_WINDOW = "24h"
+CLOCK_SKEW_S = 600.0      # our clock vs the provider's, when searching by creation time
 # Errors worth waiting out while polling: the SDK has already retried them twice.
 TRANSIENT = (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError)
 
@@ -58,10 +59,13 @@ class BatchApi:
             raise self.error(f"upload of {path.name}", exc) from exc
         return created.id
 
-    async def find_file(self, name: str) -> str | None:
-        """The id of an uploaded batch file named `name` (an upload whose id was never saved)."""
+    async def find_file(self, name: str, since: float) -> str | None:
+        """The id of a batch file named `name` uploaded after `since` (unix s): an upload whose id
+        was never saved. Newest first, so the search stops at the first older file."""
         try:
-            async for f in self._client.files.list(purpose="batch"):
+            async for f in self._client.files.list(purpose="batch", order="desc"):
+                if f.created_at < since - CLOCK_SKEW_S:
+                    break
                 if f.filename == name:
                     return f.id
         except openai.OpenAIError as exc:
@@ -76,10 +80,13 @@ class BatchApi:
         except openai.OpenAIError as exc:
             raise self.error(f"creating the job for {name}", exc) from exc
 
-    async def find_batch(self, file_id: str) -> Any | None:
-        """The job made from `file_id` (a create whose id was never saved), newest first."""
+    async def find_batch(self, file_id: str, since: float) -> Any | None:
+        """The job made from `file_id` created after `since` (a create whose id was never saved);
+        the list is newest first, so the search stops at the first older job."""
         try:
             async for batch in self._client.batches.list(limit=100):
+                if batch.created_at < since - CLOCK_SKEW_S:
+                    break
                 if batch.input_file_id == file_id:
                     return batch
         except openai.OpenAIError as exc:

@@ -124,7 +124,7 @@ class BatchSession:
         for chunk in chunks:
             self.ledger.jobs.append(JobEntry(name=chunk.name, input=str(chunk.input_path.relative_to(self.out)),
                                              ids=str(chunk.ids_path.relative_to(self.out)), requests=chunk.requests,
-                                             bytes=chunk.bytes, model=chunk.model))
+                                             bytes=chunk.bytes, model=chunk.model, planned_at=time.time()))
         self.ledger.save(self.out)
         if chunks:
             runner_say(f"{sum(c.requests for c in chunks)} rows in {len(chunks)} Batch API file(s) under "
@@ -157,10 +157,11 @@ class BatchSession:
                 return
             if job.file_id is None:
                 name = self.ledger.upload_name(job)
-                job.file_id = await api.find_file(name) or await api.upload(self.out / job.input, name)
+                job.file_id = await api.find_file(name, job.planned_at) or await api.upload(self.out / job.input, name)
                 self.ledger.save(self.out)
             if job.batch_id is None:
-                batch = await api.find_batch(job.file_id) or await api.create(job.file_id, self.ledger.upload_name(job))
+                batch = await api.find_batch(job.file_id, job.planned_at) or \
+                    await api.create(job.file_id, self.ledger.upload_name(job))
                 _update(job, batch)
                 self.ledger.save(self.out)
                 runner_say(f"job {job.batch_id}: {job.requests} requests ({job.status})")

@@ -29,6 +29,7 @@ class JobEntry:
     requests: int
     bytes: int
     model: str | None = None
+    planned_at: float = 0.0                   # unix s, our clock: the provider's search starts here
     file_id: str | None = None                # set once uploaded
     batch_id: str | None = None               # set once the job is created
     status: str | None = None                 # the provider's last reported status
@@ -39,10 +40,6 @@ class JobEntry:
     error_file_id: str | None = None
     errors: list[dict[str, Any]] = field(default_factory=list)   # a failed job's validation errors
     collected: bool = False                   # every row of the job has its record
-
-    @property
-    def upload_name(self) -> str:
-        return Path(self.input).name
 
 
 @dataclass(slots=True)

@@ -19,7 +19,7 @@ from batchrun.cli import app
 from batchrun.endpoint.requests import RequestDefaults, build_body
 from batchrun.inputs.prompt import Prompt
 from batchrun.sim import SimConfig, SimProcess
-from batchrun.store.records import CANCELLED, ERROR, OK, TIMEOUT, read_records
+from batchrun.store.records import CANCELLED, ERROR, OK, TIMEOUT
 from promptfiles import write_prompts
 
 JOB = JobInfo(batch_id="batch_1", status="completed", created_at=100, ended_at=160)

@@ -218,6 +218,16 @@ def test_jobs_and_files_survive_a_restart_on_the_same_state_dir(tmp_path: Path) 
     assert [x["custom_id"] for x in file_lines(files_again, view["output_file_id"])] == ["a", "b"]
 
 
+def test_a_restarted_sim_goes_on_counting_submissions_for_xn_directives(tmp_path: Path) -> None:
+    batches, files, clock = store(tmp_path)
+    create(batches, files, [line("a", "fails once [[sim:error=500x1]]")])
+    again, files_again, clock_again = store(tmp_path)
+    clock_again.now = clock.now
+    second = create(again, files_again, [line("a", "fails once [[sim:error=500x1]]")])
+    clock_again.now += 10.0
+    assert again.view(second["id"])["request_counts"] == {"total": 1, "completed": 1, "failed": 0}
+
+
 # ---------------------------------------------------------------- multipart
 
 def test_multipart_fields_and_file() -> None:

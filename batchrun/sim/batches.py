@@ -172,6 +172,20 @@ class BatchStore:
             for path in sorted(self._dir.glob("*.json")):
                 job = json.loads(path.read_text(encoding="utf-8"))
                 self._jobs[job["id"]] = job
+            self._replay_attempts()
+
+    def _replay_attempts(self) -> None:
+        """Count the saved jobs' request bodies again, so `[[sim:...xN]]` directives go on counting
+        submissions across a restart (the resubmitted row of a killed run then succeeds)."""
+        for job in sorted(self._jobs.values(), key=lambda j: j["t0"]):
+            if job["errors"]:
+                continue
+            try:
+                lines, _ = check_lines(self.files.content(job["input_file_id"]))
+            except ApiError:            # the input file was deleted
+                continue
+            for line in lines:
+                self.attempts.next(dumps(line["body"]))
 
     # --- API operations ---
     def create(self, params: Any) -> dict[str, Any]:

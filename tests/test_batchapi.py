@@ -247,3 +247,17 @@ async def test_an_endpoint_without_a_batch_api_is_a_clear_error_and_auto_goes_on
         from batchrun.batchapi.mode import has_batch_api
         assert await has_batch_api(url, None) is False
 
+
+
+def test_the_key_is_used_for_the_batch_api_and_written_nowhere(tmp_path: Path) -> None:
+    key = "hrd-SECRET-batch-5c0ffee9d1e2"
+    prompts = write_prompts(tmp_path / "p.csv", ["question 0", "[[sim:error=401]] question 1"])
+    with SimProcess(SimConfig(fast=True, batch_delay_s=0.2, api_key=key)) as keyed:
+        result = CliRunner().invoke(app, ["run", str(prompts), "--mode", "batch", "--base-url", keyed.base_url,
+                                          "--out", str(tmp_path / "o")], env={"OPENAI_API_KEY": key})
+    assert result.exit_code == 0, result.output
+    assert [r["status"] for r in results(tmp_path / "o")] == ["ok", "error"]
+    assert key not in result.output
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert key.encode() not in path.read_bytes(), f"the key is in {path}"

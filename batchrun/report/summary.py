@@ -108,7 +108,7 @@ def _run_plots(records: Sequence[Record]) -> list[Image]:
     ok = [r for r in records if r.status == OK]
     ttft = [r.ttft_s for r in ok if r.ttft_s is not None]
     latency = [r.latency_s for r in ok if r.latency_s is not None]
-    if not ok:
+    if not ttft and not latency:         # nothing succeeded, or only Batch API rows (never timed)
         return []
     return [Image(plots.histogram(ttft, title="TTFT", xlabel="seconds"), "TTFT histogram"),
             Image(plots.histogram(latency, title="Latency", xlabel="seconds"), "latency histogram"),
@@ -167,7 +167,8 @@ def run_document(summary: Mapping[str, Any], records: Sequence[Record],
                 Section("Timings (ok requests; queue wait: all sent)", [_timings(summary)])]
     sections += [s for s in (_batch_section(summary.get("batch")), _lag_section(summary.get("loop_lag")),
                              _tools_section(summary["tool_calls"])) if s]
-    sections.append(Section("Plots", _run_plots(records) or [Text("no successful request to plot")]))
+    sections.append(Section("Plots", _run_plots(records) or [Text(
+        "no successful request to plot" if not summary["counts"]["ok"] else "no timed request to plot")]))
     sections.append(Section(f"Sample (first {SAMPLE_ROWS} rows)", [_sample(records)]))
     if config:
         sections.append(Section("Configuration", [config_table(config)]))

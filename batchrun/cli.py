@@ -254,6 +254,10 @@ from batchrun.sim.cli import serve  # noqa: E402  (after `app`, which it does no
 
 app.command("serve", help="Run the built-in simulated OpenAI-compatible endpoint in the foreground.")(serve)
 
+from batchrun.batchapi.commands import batch_app  # noqa: E402
+
+app.add_typer(batch_app, name="batch")
+
 
 def main(argv: list[str] | None = None) -> None:
     load_env_file()

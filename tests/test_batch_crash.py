@@ -62,6 +62,13 @@ def kill_once_submitted(proc: subprocess.Popen[str], out: Path, timeout_s: float
 
 
 
+def first_job_id(out: Path) -> str | None:
+    try:
+        return json.loads((out / "run.json").read_text())["batch"]["jobs"][0].get("batch_id")
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
 def batches_at(sim: SimProcess) -> list[Any]:
     with openai.OpenAI(base_url=sim.base_url, api_key="x") as client:
         return list(client.batches.list(limit=100))
@@ -133,3 +140,34 @@ def test_ids_lost_to_a_kill_are_found_at_the_provider(slow_batches: SimProcess, 
     [entry] = json.loads((out / "run.json").read_text())["batch"]["jobs"]
     assert (entry["batch_id"], entry["file_id"]) == (job["batch_id"], job["file_id"])
     assert_every_row_once(out)
+
+
+def test_batch_status_and_cancel_from_another_terminal_while_a_run_waits(tmp_path: Path) -> None:
+    import asyncio
+    import threading
+
+    from batchrun.config import RunConfig
+    from batchrun.runner import execute_run
+
+    prompts = write_prompts(tmp_path / "p.csv", 4)
+    out = tmp_path / "run"
+    with SimProcess(SimConfig(fast=True, batch_delay_s=30.0)) as slow:
+        config = RunConfig(input=prompts, base_url=slow.base_url, mode="batch", out=out, quiet=True)
+        outcome: list[Any] = []
+        waiting = threading.Thread(target=lambda: outcome.append(asyncio.run(execute_run(config))))
+        waiting.start()
+        try:
+            deadline = time.monotonic() + 30
+            while not first_job_id(out) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            shown = CliRunner().invoke(app, ["batch", "status", str(out), "--base-url", slow.base_url])
+            assert shown.exit_code == 0, shown.output
+            assert "0001  batch_" in shown.output and "collect with: batchrun run --resume" in shown.output
+            stopped = CliRunner().invoke(app, ["batch", "cancel", str(out), "--base-url", slow.base_url])
+            assert stopped.exit_code == 0, stopped.output
+            assert "1 job(s) asked to cancel" in stopped.output
+        finally:
+            waiting.join(timeout=60)
+    assert outcome and not outcome[0].interrupted
+    with open(out / "results.csv", newline="", encoding="utf-8") as f:
+        assert [r["status"] for r in csv.DictReader(f)] == ["cancelled"] * 4

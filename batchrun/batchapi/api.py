@@ -7,7 +7,7 @@ provider error becomes a BatchApiError whose message says what to do, with secre
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import openai
 
@@ -111,12 +111,17 @@ class BatchApi:
         except openai.OpenAIError as exc:
             raise self.error(f"cancelling {batch_id}", exc) from exc
 
-    async def lines(self, file_id: str) -> AsyncIterator[bytes]:
-        """The lines of an output or error file, streamed (a 200 MB file is never held whole)."""
+    async def download(self, file_id: str, target: Path) -> Path:
+        """An output or error file, streamed to `target` (a 200 MB file is never held whole);
+        written then renamed, so a file there is always complete."""
+        tmp = target.with_name(target.name + ".part")
         try:
             async with self._client.files.with_streaming_response.content(file_id) as response:
-                async for line in response.iter_lines():
-                    if line.strip():
-                        yield line.encode("utf-8") if isinstance(line, str) else line
+                with open(tmp, "wb") as f:
+                    async for piece in response.iter_bytes():
+                        f.write(piece)
+            tmp.replace(target)
         except openai.OpenAIError as exc:
+            tmp.unlink(missing_ok=True)
             raise self.error(f"download of {file_id}", exc) from exc
+        return target

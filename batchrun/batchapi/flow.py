@@ -18,7 +18,8 @@ from typing import Any, AsyncIterator, Iterator
 from batchrun.batchapi.api import TRANSIENT, BatchApi
 from batchrun.batchapi.collect import JobInfo, missing_record, record_from_line
 from batchrun.batchapi.ledger import TERMINAL, JobEntry, Ledger
-from batchrun.batchapi.lines import Limits, Splitter, batch_body, oversize_reason, read_ids, request_line
+from batchrun.batchapi.lines import (Limits, Splitter, batch_body, index_lines, oversize_reason, read_ids,
+                                     read_requests, request_line)
 from batchrun.batchapi.progress import JobsProgress
 from batchrun.config import RunConfig, config_replace
 from batchrun.endpoint.client import Endpoint
@@ -219,29 +220,31 @@ class BatchSession:
         return job.status in TERMINAL
 
     async def _collect(self, api: BatchApi, job: JobEntry, recorded: set[str]) -> None:
-        """One record per row of the job: its output or error line, else why it has none."""
-        rows = dict(read_ids(self.out / job.ids))
+        """One record per row of the job, in input order: its output or error line, else why it has
+        none. The provider's files are kept beside the request file (batch/0001.output.jsonl, ...)."""
+        found: dict[str, tuple[Path, int]] = {}
+        for kind, file_id in (("output", job.output_file_id), ("errors", job.error_file_id)):
+            if file_id:
+                path = await api.download(file_id, self.out / BATCH_DIR / f"{job.name}.{kind}.jsonl")
+                for cid, offset in index_lines(path):
+                    found.setdefault(cid, (path, offset))
         info = JobInfo(batch_id=job.batch_id or "", status=job.status or "", created_at=job.created_at,
                        ended_at=job.ended_at, errors=tuple(str(e.get("message")) for e in job.errors))
-        seen: set[str] = set()
-        tools: dict[str, Any] | None = None
-        for file_id in filter(None, (job.output_file_id, job.error_file_id)):
-            async for raw in api.lines(file_id):
-                line = _json_line(raw)
-                cid = line.get("custom_id") if line else None
-                if cid in rows and cid not in seen:
-                    seen.add(cid)
-                    if tools is None and b'"tool_calls"' in raw:
-                        tools = _offered_tools(self.out / job.input)
-                    self._write(record_from_line(line, rows[cid], info, (tools or {}).get(cid)), recorded)
-        for cid, row in rows.items():
-            if cid not in seen:
-                self._write(missing_record(cid, row, info), recorded)
+        with contextlib.ExitStack() as files:
+            handles = {path: files.enter_context(open(path, "rb")) for path, _ in set(found.values())}
+            for (cid, row), request in zip(read_ids(self.out / job.ids), read_requests(self.out / job.input)):
+                if cid not in found:
+                    self._write(missing_record(cid, row, info), recorded)
+                    continue
+                path, offset = found[cid]
+                handles[path].seek(offset)
+                line = json.loads(handles[path].readline())
+                self._write(record_from_line(line, row, info, request["body"].get("tools")), recorded)
         job.collected = True
         self.ledger.save(self.out)
         counts = job.request_counts
         runner_say(f"job {job.batch_id} {job.status}: {counts.get('completed', 0)} completed, "
-                   f"{counts.get('failed', 0)} failed, {len(rows) - len(seen)} without a result line")
+                   f"{counts.get('failed', 0)} failed, {job.requests - len(found)} without a result line")
 
     def _write(self, record: Record, recorded: set[str]) -> None:
         if record.id in recorded:
@@ -289,25 +292,6 @@ def _update(job: JobEntry, batch: Any) -> None:
     job.ended_at = batch.completed_at or batch.expired_at or batch.cancelled_at or batch.failed_at
     job.output_file_id, job.error_file_id = batch.output_file_id, batch.error_file_id
     job.errors = [e.model_dump() for e in (batch.errors.data or [])] if batch.errors else []
-
-
-def _offered_tools(path: Path) -> dict[str, Any]:
-    """custom_id -> the tools its request offered (to check the calls against, as online mode does)."""
-    offered = {}
-    with open(path, "rb") as f:
-        for raw in f:
-            line = json.loads(raw)
-            if line["body"].get("tools"):
-                offered[line["custom_id"]] = line["body"]["tools"]
-    return offered
-
-
-def _json_line(raw: bytes) -> dict[str, Any] | None:
-    try:
-        line = json.loads(raw)
-    except ValueError:
-        return None
-    return line if isinstance(line, dict) else None
 
 
 def _recorded_by_job(path: Path, batch_ids: set[str]) -> dict[str, set[str]]:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 
 from batchrun.endpoint.requests import RequestDefaults, build_body
-from batchrun.inputs.prompt import BadRow, Prompt
+from batchrun.inputs.prompt import Prompt
 
 ENDPOINT = "/v1/chat/completions"
 MAX_REQUESTS = 50_000                 # OpenAI: requests per input file
@@ -114,5 +114,23 @@ def read_ids(path: Path) -> Iterator[tuple[str, int]]:
             yield cid, row
 
 
-def count_rows(rows: Iterable[Prompt | BadRow]) -> int:
-    return sum(1 for _ in rows)
+def read_requests(path: Path) -> Iterator[dict[str, Any]]:
+    """The request lines of a chunk, in file order (beside read_ids, line for line)."""
+    with open(path, "rb") as f:
+        for line in f:
+            yield json.loads(line)
+
+
+def index_lines(path: Path) -> Iterator[tuple[str, int]]:
+    """(custom_id, byte offset) of every readable line of an output or error file; a line that
+    is not a JSON object with a custom_id is passed over (its row then counts as missing)."""
+    offset = 0
+    with open(path, "rb") as f:
+        for line in f:
+            try:
+                cid = json.loads(line).get("custom_id")
+            except (ValueError, AttributeError):
+                cid = None
+            if isinstance(cid, str):
+                yield cid, offset
+            offset += len(line)

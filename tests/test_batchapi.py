@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from batchrun.batchapi.collect import JobInfo, missing_record, record_from_line
-from batchrun.batchapi.lines import Limits, Splitter, batch_body, oversize_reason, read_ids, request_line
+from batchrun.batchapi.lines import Limits, Splitter, batch_body, index_lines, oversize_reason, read_ids, request_line
 from batchrun.batchapi.mode import AUTO_ONLINE_MAX_ROWS, auto_choice
 from batchrun.cli import app
 from batchrun.endpoint.requests import RequestDefaults, build_body
@@ -59,6 +59,14 @@ def test_split_by_request_count_bytes_and_model(tmp_path: Path) -> None:
     assert list(read_ids(chunks[2].ids_path)) == [("a6", 6)]
     assert chunks[1].input_path.read_bytes() == line * 3
     assert oversize_reason(101, Limits(max_bytes=100)) is not None and oversize_reason(100, Limits(max_bytes=100)) is None
+
+
+def test_index_lines_finds_each_custom_id_and_passes_over_garbage(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    lines = [b'{"custom_id": "a", "response": null}\n', b'not json\n', b'[1, 2]\n', b'{"custom_id": "b"}\n']
+    path.write_bytes(b"".join(lines))
+    offsets = dict(index_lines(path))
+    assert offsets == {"a": 0, "b": sum(map(len, lines[:3]))}
 
 
 # ---------------------------------------------------------------- records

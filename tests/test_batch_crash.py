@@ -22,6 +22,16 @@ from batchrun.cli import app
 from batchrun.sim import SimConfig, SimProcess
 from promptfiles import write_prompts
 
+
+@pytest.fixture(autouse=True)
+def quick_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process runs poll every 50 ms at first (0.5 s in real use), so a test waits for the
+    sim's short jobs, not for the poll interval."""
+    from batchrun.batchapi import flow
+
+    monkeypatch.setattr(flow, "POLL_FIRST_S", 0.05)
+
+
 N = 30
 
 

@@ -25,6 +25,16 @@ from promptfiles import write_prompts
 JOB = JobInfo(batch_id="batch_1", status="completed", created_at=100, ended_at=160)
 
 
+
+@pytest.fixture(autouse=True)
+def quick_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process runs poll every 50 ms at first (0.5 s in real use), so a test waits for the
+    sim's short jobs, not for the poll interval."""
+    from batchrun.batchapi import flow
+
+    monkeypatch.setattr(flow, "POLL_FIRST_S", 0.05)
+
+
 # ---------------------------------------------------------------- request lines
 
 def test_a_batch_body_is_the_online_body_without_streaming() -> None:
@@ -139,7 +149,7 @@ def test_the_auto_rule() -> None:
 
 @pytest.fixture(scope="module")
 def batch_sim() -> Iterator[SimProcess]:
-    with SimProcess(SimConfig(fast=True, batch_delay_s=0.3, seed=5)) as server:
+    with SimProcess(SimConfig(fast=True, batch_delay_s=0.1, seed=5)) as server:
         yield server
 
 

@@ -71,6 +71,11 @@ def run(
     template: Template = None,
     system: System = None,
     on_bad_row: Annotated[str, _opt("fail: stop at the first bad row; skip: record it as skipped and go on.", env="BATCHRUN_ON_BAD_ROW")] = "fail",
+    mode: Annotated[Optional[str], _opt("online: stream every request now; batch: through the OpenAI Batch API (half price, "
+                                        "results within 24 h); auto: online when small or urgent, else batch. [default: online]",
+                                        env="BATCHRUN_MODE")] = None,
+    deadline: Annotated[Optional[str], _opt("Answers needed within this time, e.g. 2h or 90m: --mode auto goes online below "
+                                            "24 h; --mode batch cancels jobs still open then (their rows stay resumable).")] = None,
     model: Model = None,
     max_tokens: MaxTokens = None,
     temperature: Temperature = None,
@@ -95,11 +100,6 @@ def run(
     output_format: Annotated[str, _opt("Results file format: csv or parquet.")] = "csv",
     quiet: Annotated[bool, _opt("No progress bar (for CI logs).", "--quiet", "-q")] = False,
     fail_on_error: Annotated[bool, _opt("Exit 1 when any request failed.")] = False,
-    mode: Annotated[Optional[str], _opt("online: stream every request now; batch: through the OpenAI Batch API (half price, "
-                                        "results within 24 h); auto: online when small or urgent, else batch. [default: online]",
-                                        env="BATCHRUN_MODE")] = None,
-    deadline: Annotated[Optional[str], _opt("Answers needed within this time, e.g. 2h or 90m: --mode auto goes online below "
-                                            "24 h; --mode batch cancels jobs still open then (their rows stay resumable).")] = None,
 ) -> None:
     """Send every prompt, write one timed record per row, and a summary."""
     def body() -> int:

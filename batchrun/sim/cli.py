@@ -31,6 +31,16 @@ def serve(
     seed: Annotated[int, typer.Option(help="Seed for text, lengths, jitter and faults.")] = 0,
     api_key: Annotated[Optional[str], typer.Option(
         help="Require 'Authorization: Bearer KEY' (401 otherwise). Default: no auth.")] = None,
+    batch_delay: Annotated[float, typer.Option(
+        help="Seconds from creating a batch job to its completion.", rich_help_panel=_BATCH)] = 2.0,
+    batch_error_rate: Annotated[float, typer.Option(
+        help="Chance a request of a job fails (HTTP 500 in the error file).", rich_help_panel=_BATCH)] = 0.0,
+    batch_failure_rate: Annotated[float, typer.Option(
+        help="Chance a whole job fails validation.", rich_help_panel=_BATCH)] = 0.0,
+    batch_expiry_rate: Annotated[float, typer.Option(
+        help="Chance a job expires with half its requests done.", rich_help_panel=_BATCH)] = 0.0,
+    batch_state_dir: Annotated[Optional[str], typer.Option(
+        help="Keep files and jobs in this directory, so they survive a restart.", rich_help_panel=_BATCH)] = None,
     fast: Annotated[bool, typer.Option(
         help="Zero delays and no queueing: measures the client's own overhead.")] = False,
     fixed_ttft: Annotated[Optional[float], typer.Option(
@@ -68,16 +78,6 @@ def serve(
     fault_malformed: Annotated[float, typer.Option(
         help="One data: line that is not JSON.", rich_help_panel=_FAULTS)] = 0.0,
     stall_seconds: Annotated[float, typer.Option(help="Length of a stall.", rich_help_panel=_FAULTS)] = 3600.0,
-    batch_delay: Annotated[float, typer.Option(
-        help="Seconds from creating a batch job to its completion.", rich_help_panel=_BATCH)] = 2.0,
-    batch_error_rate: Annotated[float, typer.Option(
-        help="Chance a request of a job fails (HTTP 500 in the error file).", rich_help_panel=_BATCH)] = 0.0,
-    batch_failure_rate: Annotated[float, typer.Option(
-        help="Chance a whole job fails validation.", rich_help_panel=_BATCH)] = 0.0,
-    batch_expiry_rate: Annotated[float, typer.Option(
-        help="Chance a job expires with half its requests done.", rich_help_panel=_BATCH)] = 0.0,
-    batch_state_dir: Annotated[Optional[str], typer.Option(
-        help="Keep files and jobs in this directory, so they survive a restart.", rich_help_panel=_BATCH)] = None,
 ) -> None:
     """Run a simulated OpenAI-compatible endpoint (latency model, rate limits, faults) until Ctrl-C."""
     try:

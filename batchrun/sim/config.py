@@ -98,6 +98,10 @@ def _validate(cfg: SimConfig) -> None:
                  "retry_after_s", "output_tokens_sigma"):
         if getattr(cfg, name) < 0:
             raise ConfigError(f"sim: {name} must not be negative")
+    if cfg.batch_delay_s < 0:
+        raise ConfigError("sim: batch_delay_s must not be negative")
+    if any(not 0.0 <= r <= 1.0 for r in (cfg.batch_error_rate, cfg.batch_failure_rate, cfg.batch_expiry_rate)):
+        raise ConfigError("sim: batch error, failure and expiry rates are probabilities between 0 and 1")
     for name in ("fixed_ttft_s", "fixed_itl_s"):
         if (getattr(cfg, name) or 0) < 0:
             raise ConfigError(f"sim: {name} must not be negative")
@@ -109,9 +113,5 @@ def _validate(cfg: SimConfig) -> None:
     rates = [cfg.fault_rate(k) for k in FAULT_KINDS] + [cfg.tool_call_rate]
     if any(not 0.0 <= r <= 1.0 for r in rates):
         raise ConfigError("sim: fault and tool-call rates are probabilities between 0 and 1")
-    if cfg.batch_delay_s < 0:
-        raise ConfigError("sim: batch_delay_s must not be negative")
-    if any(not 0.0 <= r <= 1.0 for r in (cfg.batch_error_rate, cfg.batch_failure_rate, cfg.batch_expiry_rate)):
-        raise ConfigError("sim: batch error, failure and expiry rates are probabilities between 0 and 1")
     if sum(rates[:-1]) > 1.0:
         raise ConfigError("sim: the fault rates add up to more than 1")

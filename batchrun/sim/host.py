@@ -13,10 +13,6 @@ from batchrun.sim.delivery import Engine, Hooks
 from batchrun.sim.http import Connection, Request
 from batchrun.sim.wire import ApiError
 
-if TYPE_CHECKING:   # the stores import this module for Host
-    from batchrun.sim.batches import BatchStore
-    from batchrun.sim.files import FileStore
-
 
 class Stats:
     """Counters a test compares with what its client saw."""
@@ -54,16 +50,21 @@ class AttemptCounter:
         return n
 
 
+if TYPE_CHECKING:   # the stores import this module for Host
+    from batchrun.sim.batches import BatchStore
+    from batchrun.sim.files import FileStore
+
+
 class Host(Protocol):
     """The server as its handlers see it (SimServer implements it)."""
 
+    files: FileStore                 # /v1/files
+    batches: BatchStore              # /v1/batches
     config: SimConfig
     counters: Stats
     attempts: AttemptCounter
     engine: Engine
     hooks: Hooks
-    files: FileStore                 # /v1/files
-    batches: BatchStore              # /v1/batches
 
     def completion_id(self) -> str: ...
     def created(self) -> int: ...

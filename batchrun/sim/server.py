@@ -10,10 +10,10 @@ from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Callable, Coroutine
 
 from batchrun.sim.batches import BatchStore, handle_batches
+from batchrun.sim.files import FileStore, handle_files
 from batchrun.sim.chat import JSON_HEADERS, check_auth, handle_chat
 from batchrun.sim.config import SimConfig
 from batchrun.sim.delivery import Engine, Hooks
-from batchrun.sim.files import FileStore, handle_files
 from batchrun.sim.host import AttemptCounter, Host, Stats
 from batchrun.sim.http import Connection, Request, response_head
 from batchrun.sim.limits import RateLimiter
@@ -26,9 +26,9 @@ Handler = Callable[[Host, Connection, Request, str], None]
 
 # POST endpoints by path (after /v1); each handler answers through the Host it is given.
 POST_ROUTES: dict[str, Handler] = {
-    "/chat/completions": handle_chat,
     "/files": handle_files,
     "/batches": handle_batches,
+    "/chat/completions": handle_chat,
 }
 
 # Resources with ids below them (/files/{id}/content, /batches/{id}/cancel), any method: the

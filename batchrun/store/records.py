@@ -55,6 +55,10 @@ class Record:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     tokens_estimated: bool = False           # True when the server sent no usage and we estimated
+    # --- Batch API rows (--mode batch): no per-request timing exists, so the times below stay None ---
+    batch_id: str | None = None              # the job that answered the row
+    batch_created_at: int | None = None      # the job's created_at (unix s, from the provider)
+    batch_completed_at: int | None = None    # when the job ended: completed / expired / cancelled / failed at
     # --- times (final attempt unless said otherwise) ---
     queued_at: float = 0.0                   # wall clock (unix s) when the row entered the queue; label only
     scheduled_s: float | None = None         # open-loop runs: planned send offset from run start
@@ -68,10 +72,6 @@ class Record:
     output_chunks: int = 0                   # chunks that carried output (content or tool-call delta)
     output_tokens_per_s: float | None = None  # completion_tokens / latency_s
     rounds: list[dict[str, Any]] | None = None  # tool-calling rounds, when the row ran tools
-    # --- Batch API rows (--mode batch): no per-request timing exists, so the times above stay None ---
-    batch_id: str | None = None              # the job that answered the row
-    batch_created_at: int | None = None      # the job's created_at (unix s, from the provider)
-    batch_completed_at: int | None = None    # when the job ended: completed / expired / cancelled / failed at
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; by hand, since dataclasses.asdict deep-copies every list (slow per record)."""

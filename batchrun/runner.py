@@ -153,14 +153,13 @@ def write_run_json(out: Path, config: RunConfig, endpoint: Endpoint) -> None:
 async def execute_run(config: RunConfig) -> RunOutcome:
     """Run `config` to the end (or until stopped) and write every output file."""
     config = resolve_resume(config)
-    from batchrun.batchapi import choose_mode, execute_batch_run
+    from batchrun import batchapi
 
-    config = await choose_mode(config, say)
-    if config.mode == "batch":
-        return await execute_batch_run(config)
+    config = await batchapi.choose_mode(config, say)
     rows = open_rows(config)
     out = prepare_out_dir(config)
-    async with open_endpoint(config.base_url, config.api_key, announce=say) as endpoint:
+    async with open_endpoint(config.base_url, config.api_key, announce=say,
+                             sim_config=batchapi.sim_config(config, out)) as endpoint:
         model = await preflight(endpoint, config.model)
         if model != config.model:
             config = config_replace(config, model=model)
@@ -168,6 +167,8 @@ async def execute_run(config: RunConfig) -> RunOutcome:
         skip = done_ids(out / RECORDS) if config.resume else set()
         if skip:
             say(f"resuming {out}: {len(skip)} rows already done are not sent again")
+        if config.mode == "batch":
+            return await batchapi.run_batch(config, endpoint, out, jobs(config, rows, skip))
         return await _run_pool(config, endpoint, out, jobs(config, rows, skip), len(skip))
 
 

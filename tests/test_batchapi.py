@@ -39,21 +39,16 @@ def quick_polls(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_a_batch_body_is_the_online_body_without_streaming() -> None:
     prompt = Prompt(id="a", row=0, line=2, messages=[{"role": "user", "content": "hi"}], params={"temperature": 0.5})
-    defaults = RequestDefaults(model="m", max_tokens=7, extra_body={"top_p": 0.9})
-    online = build_body(prompt, defaults)
-    batch = batch_body(prompt, defaults)
-    assert online.pop("stream") is True and "stream_options" in online
-    online.pop("stream_options")
-    assert batch == online == {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 7,
-                               "top_p": 0.9, "temperature": 0.5}
+    online = build_body(prompt, RequestDefaults(model="m", max_tokens=7, extra_body={"top_p": 0.9}))
+    batch = batch_body(online)
+    assert online["stream"] is True and online["stream_options"] == {"include_usage": True}
+    assert batch == {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 7,
+                     "top_p": 0.9, "temperature": 0.5}
     assert json.loads(request_line("a", batch)) == {"custom_id": "a", "method": "POST",
                                                    "url": "/v1/chat/completions", "body": batch}
-
-
-def test_a_batch_api_input_line_keeps_its_body() -> None:
     body = {"model": "x", "messages": [{"role": "user", "content": "hi"}], "stream": True}
-    assert batch_body(Prompt(id="c", row=0, line=1, body=body), RequestDefaults(model="m")) == \
-        {"model": "x", "messages": [{"role": "user", "content": "hi"}]}
+    batch_line = build_body(Prompt(id="c", row=0, line=1, body=body), RequestDefaults(model="m"))
+    assert batch_body(batch_line) == {"model": "x", "messages": [{"role": "user", "content": "hi"}]}
 
 
 def test_split_by_request_count_bytes_and_model(tmp_path: Path) -> None:
@@ -279,3 +274,17 @@ def test_the_key_is_used_for_the_batch_api_and_written_nowhere(tmp_path: Path) -
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert key.encode() not in path.read_bytes(), f"the key is in {path}"
+
+
+def test_bad_rows_fail_before_anything_is_submitted_or_are_skipped(batch_sim: SimProcess, tmp_path: Path) -> None:
+    prompts = write_prompts(tmp_path / "p.csv", ["fine", "", "also fine"])
+    before = len(jobs_at(batch_sim))
+    args = ["run", str(prompts), "--mode", "batch", "--base-url", batch_sim.base_url, "-q"]
+    failed = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "f")])
+    assert failed.exit_code == 2 and "line 3" in failed.output and "--on-bad-row skip" in failed.output
+    assert len(jobs_at(batch_sim)) == before
+    skipped = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "s"), "--on-bad-row", "skip"])
+    assert skipped.exit_code == 0, skipped.output
+    assert [r["status"] for r in results(tmp_path / "s")] == ["ok", "skipped", "ok"]
+    [job] = json.loads((tmp_path / "s" / "run.json").read_text())["batch"]["jobs"]
+    assert job["requests"] == 2

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["choose_mode", "execute_batch_run"]
+__all__ = ["choose_mode", "run_batch", "sim_config"]
+_HOMES = {"choose_mode": "mode", "run_batch": "flow", "sim_config": "flow"}
 
 
 def __getattr__(name: str) -> Any:
-    if name == "execute_batch_run":
-        from batchrun.batchapi.flow import execute_batch_run
-        return execute_batch_run
-    if name == "choose_mode":
-        from batchrun.batchapi.mode import choose_mode
-        return choose_mode
-    raise AttributeError(name)
+    if name not in _HOMES:
+        raise AttributeError(name)
+    import importlib
+
+    return getattr(importlib.import_module(f"batchrun.batchapi.{_HOMES[name]}"), name)

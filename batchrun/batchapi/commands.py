@@ -103,13 +103,14 @@ class _api:
 
     async def __aenter__(self) -> Any:
         from batchrun.batchapi.api import BatchApi
-        from batchrun.batchapi.flow import _check_endpoint, _sim_config
+        from batchrun.batchapi.flow import SIM_STATE_DIR, _check_endpoint
+        from batchrun.sim import SimConfig
         from batchrun.endpoint.resolve import open_endpoint
         from batchrun.runner import say
 
         if self.url is None and self.ledger.endpoint not in (None, "embedded"):
             self.url = self.ledger.endpoint
-        sim = _sim_config(self.run_dir) if self.url is None else None
+        sim = SimConfig(batch_state_dir=str((self.run_dir / SIM_STATE_DIR).resolve())) if self.url is None else None
         self._endpoint = open_endpoint(self.url, self.key, announce=say, sim_config=sim)
         endpoint = await self._endpoint.__aenter__()
         _check_endpoint(self.ledger, endpoint, self.run_dir)

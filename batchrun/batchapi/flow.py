@@ -21,14 +21,12 @@ from batchrun.batchapi.ledger import TERMINAL, JobEntry, Ledger
 from batchrun.batchapi.lines import (Limits, Splitter, batch_body, index_lines, oversize_reason, read_ids,
                                      read_requests, request_line)
 from batchrun.batchapi.progress import JobsProgress
-from batchrun.config import RunConfig, config_replace
+from batchrun.config import RunConfig
 from batchrun.endpoint.client import Endpoint
-from batchrun.endpoint.requests import RequestDefaults
-from batchrun.endpoint.resolve import open_endpoint, preflight
+from batchrun.engine.pool import Job
 from batchrun.errors import ConfigError, InputError
-from batchrun.inputs.prompt import BadRow, Prompt
+from batchrun.inputs.prompt import BadRow
 from batchrun.redact import redact
-from batchrun.store.outputs import done_ids
 from batchrun.store.records import OK, SKIPPED, Record, RecordSink, read_records
 
 BATCH_DIR = "batch"                  # the run directory's request files
@@ -36,36 +34,30 @@ SIM_STATE_DIR = "sim-batches"        # the built-in endpoint's files and jobs, k
 POLL_FIRST_S, POLL_GROWTH, POLL_MAX_S = 0.5, 1.5, 30.0
 
 
-async def execute_batch_run(config: RunConfig, limits: Limits = Limits(), poll_max_s: float = POLL_MAX_S) -> Any:
-    """Run `config` through the Batch API and write the same files as an online run."""
-    from batchrun import runner
-
-    config = runner.resolve_resume(config)
-    if config.tool_module is not None:
-        raise ConfigError("--tool-module runs tools between requests, which the Batch API cannot; "
-                          "use --mode online")
-    rows = runner.open_rows(config)
-    out = runner.prepare_out_dir(config)
-    ledger = Ledger.load(out)
-    sim = _sim_config(out) if not config.base_url else None
-    async with open_endpoint(config.base_url, config.api_key, announce=runner.say, sim_config=sim) as endpoint:
-        model = await preflight(endpoint, config.model)
-        if model != config.model:
-            config = config_replace(config, model=model)
-        runner.write_run_json(out, config, endpoint)
-        _check_endpoint(ledger, endpoint, out)
-        ledger.save(out)
-        session = BatchSession(config, endpoint, out, ledger, limits, poll_max_s)
-        await session.run(rows)
-    outcome = runner.RunOutcome(out_dir=out, summary={}, interrupted=session.interrupted, failed=session.failed)
-    runner._finish_outputs(outcome, config, None, max(session.wall_s, 1e-9), session.started_wall)  # type: ignore[arg-type]
-    return outcome
-
-
-def _sim_config(out: Path) -> Any:
+def sim_config(config: RunConfig, out: Path) -> Any:
+    """The built-in endpoint's config for a batch run: its files and jobs kept in the run
+    directory, so a resumed run finds them. None (the default sim) for an online run."""
+    if config.mode != "batch" or config.base_url:
+        return None
     from batchrun.sim import SimConfig
 
     return SimConfig(batch_state_dir=str((out / SIM_STATE_DIR).resolve()))
+
+
+async def run_batch(config: RunConfig, endpoint: Endpoint, out: Path, items: Iterator[Job | BadRow],
+                    limits: Limits = Limits(), poll_max_s: float = POLL_MAX_S) -> Any:
+    """Where an online run starts its pool: the same rows (`runner.jobs`: the same bodies, bad
+    rows and skips) through the Batch API, then the same output files."""
+    from batchrun import runner
+
+    ledger = Ledger.load(out)
+    _check_endpoint(ledger, endpoint, out)
+    ledger.save(out)
+    session = BatchSession(config, endpoint, out, ledger, limits, poll_max_s)
+    await session.run(items)
+    outcome = runner.RunOutcome(out_dir=out, summary={}, interrupted=session.interrupted, failed=session.failed)
+    runner._finish_outputs(outcome, config, None, max(session.wall_s, 1e-9), session.started_wall)  # type: ignore[arg-type]
+    return outcome
 
 
 def _check_endpoint(ledger: Ledger, endpoint: Endpoint, out: Path) -> None:
@@ -89,15 +81,14 @@ class BatchSession:
         self._stop = asyncio.Event()
         self._t0, self._cancelled = time.perf_counter(), False
 
-    async def run(self, rows: Iterator[Prompt | BadRow]) -> None:
+    async def run(self, items: Iterator[Job | BadRow]) -> None:
         t0 = self._t0 = time.perf_counter()
         records = self.out / "records.jsonl"
         try:
             with RecordSink(records) as sink:
                 self.sink = sink
                 already = _recorded_by_job(records, {j.batch_id for j in self.ledger.open_jobs() if j.batch_id})
-                skip = done_ids(records) | self._open_ids()
-                self._plan(rows, skip)
+                self._plan(items, self._open_ids())
                 async with BatchApi(self.endpoint) as api, self._signals():
                     await self._submit(api)
                     await self._wait(api, already)
@@ -108,18 +99,14 @@ class BatchSession:
     def _open_ids(self) -> set[str]:
         return {cid for job in self.ledger.open_jobs() for cid, _ in read_ids(self.out / job.ids)}
 
-    def _plan(self, rows: Iterator[Prompt | BadRow], skip: set[str]) -> None:
-        """Write request files for rows not done and not in an open job; add them to the ledger."""
+    def _plan(self, items: Iterator[Job | BadRow], skip: set[str]) -> None:
+        """Write request files for the rows not in an open job; add them to the ledger."""
         first = len(self.ledger.jobs)
         splitter = Splitter(self.out / BATCH_DIR, lambda i: f"{first + i + 1:04d}", self.limits)
-        defaults = RequestDefaults(model=self.config.model, max_tokens=self.config.max_tokens,
-                                   temperature=self.config.temperature, extra_body=self.config.extra_body,
-                                   tools=self.config.tools, tool_choice=self.config.tool_choice,
-                                   parallel_tool_calls=self.config.parallel_tool_calls)
         try:
-            for item in rows:
-                if item.id not in skip:
-                    self._plan_row(item, defaults, splitter)
+            for item in items:
+                if _item_id(item) not in skip:
+                    self._plan_row(item, splitter)
         finally:
             chunks = splitter.close()
         for chunk in chunks:
@@ -131,25 +118,22 @@ class BatchSession:
             runner_say(f"{sum(c.requests for c in chunks)} rows in {len(chunks)} Batch API file(s) under "
                        f"{self.out / BATCH_DIR}")
 
-    def _plan_row(self, item: Prompt | BadRow, defaults: RequestDefaults, splitter: Splitter) -> None:
-        if isinstance(item, BadRow):
-            return self._skip(item.id, item.row, item.line, item.reason)
-        try:
-            body = batch_body(item, defaults)
-            line = request_line(item.id, body)
-        except (TypeError, ValueError, RecursionError) as exc:
-            return self._skip(item.id, item.row, item.line, f"the row cannot be sent as JSON ({exc})")
+    def _plan_row(self, item: Job | BadRow, splitter: Splitter) -> None:
+        if isinstance(item, BadRow):      # recorded as the pool records it
+            self.sink.write(Record(id=item.id, row=item.row, status=SKIPPED, error_type="BadRow", error=item.reason))
+            return
+        prompt = item.prompt
+        body = batch_body(json.loads(item.body))
+        line = request_line(prompt.id, body)
         too_big = oversize_reason(len(line), self.limits)
-        if too_big:
-            return self._skip(item.id, item.row, item.line, too_big)
-        splitter.add(line, item.id, item.row, body.get("model"))
-
-    def _skip(self, rid: str, row: int, line: int, reason: str) -> None:
-        if self.config.on_bad_row == "fail":
-            raise InputError(reason, path=str(self.config.input), line=line,
+        if too_big is None:
+            splitter.add(line, prompt.id, prompt.row, body.get("model"))
+        elif self.config.on_bad_row == "fail":
+            raise InputError(too_big, path=str(self.config.input), line=prompt.line,
                              hint="fix the row or use --on-bad-row skip")
-        self.sink.write(Record(id=rid, row=row, status=SKIPPED, error_type="BadRow",
-                               error=f"{self.config.input} line {line}: {reason}"))
+        else:
+            self.sink.write(Record(id=prompt.id, row=prompt.row, status=SKIPPED, error_type="BadRow",
+                                   error=f"{self.config.input} line {prompt.line}: {too_big}"))
 
     # --- submitting ---
     async def _submit(self, api: BatchApi) -> None:
@@ -292,6 +276,10 @@ def _update(job: JobEntry, batch: Any) -> None:
     job.ended_at = batch.completed_at or batch.expired_at or batch.cancelled_at or batch.failed_at
     job.output_file_id, job.error_file_id = batch.output_file_id, batch.error_file_id
     job.errors = [e.model_dump() for e in (batch.errors.data or [])] if batch.errors else []
+
+
+def _item_id(item: Job | BadRow) -> str:
+    return item.id if isinstance(item, BadRow) else item.prompt.id
 
 
 def _recorded_by_job(path: Path, batch_ids: set[str]) -> dict[str, set[str]]:

@@ -1,7 +1,8 @@
 """Prompts -> Batch API request lines, split into files within the API's limits (pure but for the
 files it writes).
 
-A line's body is exactly what online mode sends (`endpoint.requests.build_body`) minus the two
+A line's body is exactly what online mode sends (`endpoint.requests.build_body`, through
+`runner.jobs`) minus the two
 fields that make a request stream: the Batch API answers every request with one whole
 `chat.completion` (usage included), and rejects `stream: true`.
 """
@@ -13,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
 
-from batchrun.endpoint.requests import RequestDefaults, build_body
-from batchrun.inputs.prompt import Prompt
 
 ENDPOINT = "/v1/chat/completions"
 MAX_REQUESTS = 50_000                 # OpenAI: requests per input file
@@ -22,9 +21,9 @@ MAX_BYTES = 200 * 1024 * 1024         # OpenAI: bytes per input file
 STREAM_FIELDS = ("stream", "stream_options")
 
 
-def batch_body(prompt: Prompt, defaults: RequestDefaults) -> dict[str, Any]:
-    """The online request body without its streaming fields."""
-    body = build_body(prompt, defaults)
+def batch_body(online: dict[str, Any]) -> dict[str, Any]:
+    """An online request body (`build_body`'s, as `runner.jobs` made it) without its streaming fields."""
+    body = dict(online)
     for name in STREAM_FIELDS:
         body.pop(name, None)
     return body

@@ -75,6 +75,9 @@ async def choose_mode(config: RunConfig, announce: Callable[[str], None]) -> Run
         drop_unsent_jobs(config.resume)
         return config_replace(config, mode="online")
     if config.mode == "batch":
+        if config.tool_module is not None:
+            raise ConfigError("--tool-module runs tools between requests, which a Batch API request cannot; "
+                              "use --mode online")
         return config
     if open_jobs:
         return config_replace(config, mode="batch")

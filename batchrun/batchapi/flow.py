@@ -1,4 +1,5 @@
-"""`batchrun run --mode batch`, start to finish: plan, upload, create, wait, collect, report.
+"""`batchrun run --mode batch` from where an online run would start its pool: plan, upload, create,
+wait, collect, then the same output files.
 
 Every step is saved in run.json before the next (see ledger.py), so `--resume DIR` after a
 crash reattaches to the jobs already created, collects them, and submits only rows that have

@@ -206,6 +206,11 @@ def test_cancel_keeps_what_ran_and_refuses_an_ended_job() -> None:
     with pytest.raises(ApiError) as err:
         batches.cancel(job["id"])
     assert err.value.status == 409
+    early = create(batches, files, [line("x")])
+    batches.cancel(early["id"])                       # still validating: it never ran
+    clock.now += 1.0
+    view = batches.view(early["id"])
+    assert view["status"] == "cancelled" and view["in_progress_at"] is None and view["output_file_id"] is None
 
 
 def test_jobs_and_files_survive_a_restart_on_the_same_state_dir(tmp_path: Path) -> None:

@@ -341,7 +341,8 @@ class BatchStore:
         ok = job["ok"][:done].count("1")
         failed = done - ok + (total - done if status == "expired" else 0)
         obj["request_counts"] = {"total": total, "completed": ok, "failed": failed}
-        if status != "validating":
+        ran_until = job["cancel_at"] - t0 if job["cancel_at"] is not None else self._elapsed(job)
+        if ran_until >= 0.1 * d and status != "validating":     # a job cancelled while validating never ran
             obj["in_progress_at"] = at(0.1)
         if status in ("finalizing", "completed"):
             obj["finalizing_at"] = at(0.9)

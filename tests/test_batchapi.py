@@ -288,3 +288,23 @@ def test_bad_rows_fail_before_anything_is_submitted_or_are_skipped(batch_sim: Si
     assert [r["status"] for r in results(tmp_path / "s")] == ["ok", "skipped", "ok"]
     [job] = json.loads((tmp_path / "s" / "run.json").read_text())["batch"]["jobs"]
     assert job["requests"] == 2
+
+
+def test_a_job_refused_at_the_enqueued_token_limit_is_sent_again_when_another_ends(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from batchrun.batchapi import flow
+
+    monkeypatch.setattr(flow, "LIMITS", Limits(max_requests=3))          # 6 rows: two jobs of 3
+    prompts = write_prompts(tmp_path / "p.csv", 6)                      # ~3 prompt tokens a row
+    out = tmp_path / "run"
+    with SimProcess(SimConfig(fast=True, batch_delay_s=0.2, batch_token_limit=10)) as limited:
+        result = CliRunner().invoke(app, ["run", str(prompts), "--mode", "batch", "--base-url", limited.base_url,
+                                          "--out", str(out), "-q"])
+        assert result.exit_code == 0, result.output
+        at_provider = jobs_at(limited)
+    assert "refused: Enqueued token limit reached" in result.output
+    assert [r["status"] for r in results(out)] == ["ok"] * 6
+    first, second = json.loads((out / "run.json").read_text())["batch"]["jobs"]
+    assert first["refused"] == [] and len(second["refused"]) == 1 and second["status"] == "completed"
+    assert sorted(b.status for b in at_provider) == ["completed", "completed", "failed"]
+    assert next(b for b in at_provider if b.status == "failed").errors.data[0].code == "token_limit_exceeded"

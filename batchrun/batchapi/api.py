@@ -80,14 +80,15 @@ class BatchApi:
         except openai.OpenAIError as exc:
             raise self.error(f"creating the job for {name}", exc) from exc
 
-    async def find_batch(self, file_id: str, since: float) -> Any | None:
-        """The job made from `file_id` created after `since` (a create whose id was never saved);
-        the list is newest first, so the search stops at the first older job."""
+    async def find_batch(self, file_id: str, since: float, refused: set[str] = frozenset()) -> Any | None:  # type: ignore[assignment]
+        """The job made from `file_id` created after `since` (a create whose id was never saved),
+        other than the `refused` ones; the list is newest first, so the search stops at the first
+        older job."""
         try:
             async for batch in self._client.batches.list(limit=100):
                 if batch.created_at < since - CLOCK_SKEW_S:
                     break
-                if batch.input_file_id == file_id:
+                if batch.input_file_id == file_id and batch.id not in refused:
                     return batch
         except openai.OpenAIError as exc:
             raise self.error("list of batches", exc) from exc

@@ -33,6 +33,8 @@ from batchrun.store.records import OK, SKIPPED, Record, RecordSink, read_records
 BATCH_DIR = "batch"                  # the run directory's request files
 SIM_STATE_DIR = "sim-batches"        # the built-in endpoint's files and jobs, kept for --resume
 POLL_FIRST_S, POLL_GROWTH, POLL_MAX_S = 0.5, 1.5, 30.0
+LIMITS = Limits()                        # the Batch API's per-file limits (50,000 requests, 200 MB)
+CAPACITY_CODE = "token_limit_exceeded"   # "Enqueued token limit reached for <model> ..."
 
 
 def sim_config(config: RunConfig, out: Path) -> Any:
@@ -45,8 +47,7 @@ def sim_config(config: RunConfig, out: Path) -> Any:
     return SimConfig(batch_state_dir=str((out / SIM_STATE_DIR).resolve()))
 
 
-async def run_batch(config: RunConfig, endpoint: Endpoint, out: Path, items: Iterator[Job | BadRow],
-                    limits: Limits = Limits(), poll_max_s: float = POLL_MAX_S) -> Any:
+async def run_batch(config: RunConfig, endpoint: Endpoint, out: Path, items: Iterator[Job | BadRow]) -> Any:
     """Where an online run starts its pool: the same rows (`runner.jobs`: the same bodies, bad
     rows and skips) through the Batch API, then the same output files."""
     from batchrun import runner
@@ -54,7 +55,7 @@ async def run_batch(config: RunConfig, endpoint: Endpoint, out: Path, items: Ite
     ledger = Ledger.load(out)
     _check_endpoint(ledger, endpoint, out)
     ledger.save(out)
-    session = BatchSession(config, endpoint, out, ledger, limits, poll_max_s)
+    session = BatchSession(config, endpoint, out, ledger, LIMITS, POLL_MAX_S)
     await session.run(items)
     outcome = runner.RunOutcome(out_dir=out, summary={}, interrupted=session.interrupted, failed=session.failed)
     runner._finish_outputs(outcome, config, None, max(session.wall_s, 1e-9), session.started_wall)  # type: ignore[arg-type]
@@ -141,55 +142,86 @@ class BatchSession:
         for job in self.ledger.open_jobs():
             if self._stop.is_set():
                 return
-            if job.file_id is None:
-                name = self.ledger.upload_name(job)
-                job.file_id = await api.find_file(name, job.planned_at) or await api.upload(self.out / job.input, name)
-                self.ledger.save(self.out)
-            if job.batch_id is None:
-                batch = await api.find_batch(job.file_id, job.planned_at) or \
-                    await api.create(job.file_id, self.ledger.upload_name(job))
-                _update(job, batch)
-                self.ledger.save(self.out)
-                runner_say(f"job {job.batch_id}: {job.requests} requests ({job.status})")
+            await self._send(api, job)
+
+    async def _send(self, api: BatchApi, job: JobEntry) -> None:
+        """Upload the job's file and create its job, unless run.json or the provider says it was done."""
+        name = self.ledger.upload_name(job)
+        if job.file_id is None:
+            job.file_id = await api.find_file(name, job.planned_at) or await api.upload(self.out / job.input, name)
+            self.ledger.save(self.out)
+        if job.batch_id is None:
+            batch = await api.find_batch(job.file_id, job.planned_at, set(job.refused)) or \
+                await api.create(job.file_id, name)
+            _update(job, batch)
+            self.ledger.save(self.out)
+            runner_say(f"job {job.batch_id}: {job.requests} requests ({job.status})")
 
     # --- waiting and collecting ---
     async def _wait(self, api: BatchApi, already: dict[str, set[str]]) -> None:
         waiting = [j for j in self.ledger.open_jobs() if j.batch_id]
+        queued: list[JobEntry] = []           # refused for the enqueued-token limit: sent again later
         if not waiting:
             return
         progress = None if self.config.quiet else JobsProgress(waiting)
         interval = POLL_FIRST_S
         try:
-            while waiting and not self._stop.is_set():
-                await self._past_deadline(api, waiting)
+            while (waiting or queued) and not self._stop.is_set():
+                if await self._past_deadline(api, waiting):
+                    for job in queued:        # never created again: their rows are cancelled, resumable
+                        job.status = "cancelled"
+                        await self._collect(api, job, set())
+                    queued = []
+                freed = False
                 for job in list(waiting):
-                    if await self._poll(api, job):
-                        await self._collect(api, job, already.get(job.batch_id or "", set()))
-                        waiting.remove(job)
+                    if not await self._poll(api, job):
+                        continue
+                    waiting.remove(job)
+                    if waiting and not self._cancelled and _refused_for_capacity(job):
+                        self._requeue(job)
+                        queued.append(job)
+                        continue
+                    await self._collect(api, job, already.get(job.batch_id or "", set()))
+                    freed = True
+                if freed and queued:          # a job ended: there may be room for the refused ones
+                    for job in queued:
+                        await self._send(api, job)
+                    waiting, queued = waiting + queued, []
                 if progress is not None:
                     progress.update()
-                if waiting:
+                if waiting or queued:
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(self._stop.wait(), interval)
                     interval = min(interval * POLL_GROWTH, self.poll_max_s)
         finally:
             if progress is not None:
                 progress.close()
-        if waiting:
+        if waiting or queued:
             self.interrupted = True
-            runner_say(f"{len(waiting)} job(s) keep running at the provider; collect them with "
-                       f"batchrun run --resume {self.out}")
+            runner_say(f"{len(waiting) + len(queued)} job(s) not collected (the open ones keep running at the "
+                       f"provider); continue with batchrun run --resume {self.out}")
 
-    async def _past_deadline(self, api: BatchApi, waiting: list[JobEntry]) -> None:
-        """--deadline: once it has passed, cancel the open jobs (once) and collect what they did."""
+    def _requeue(self, job: JobEntry) -> None:
+        """A job the provider refused at its enqueued-token limit ran nothing: its file is sent as a
+        new job once one of this run's other jobs has ended."""
+        runner_say(f"job {job.batch_id} refused: {job.errors[0].get('message') if job.errors else ''} "
+                   "(it will be created again when another job of this run ends)")
+        job.refused.append(job.batch_id or "")
+        job.batch_id, job.status, job.errors, job.request_counts = None, "waiting", [], {}
+        self.ledger.save(self.out)
+
+    async def _past_deadline(self, api: BatchApi, waiting: list[JobEntry]) -> bool:
+        """--deadline: once it has passed, cancel the open jobs (once) and collect what they did.
+        True in the round it passes."""
         deadline = self.config.deadline_s
         if deadline is None or self._cancelled or time.perf_counter() - self._t0 < deadline:
-            return
+            return False
         self._cancelled = True
         runner_say(f"--deadline {deadline:g} s passed: cancelling {len(waiting)} open job(s); rows they did "
                    "not finish are recorded cancelled (send them again with --resume)")
         for job in waiting:
             await api.cancel(job.batch_id or "")
+        return True
 
     async def _poll(self, api: BatchApi, job: JobEntry) -> bool:
         """Refresh one job; True once it has ended."""
@@ -277,6 +309,11 @@ def _update(job: JobEntry, batch: Any) -> None:
     job.ended_at = batch.completed_at or batch.expired_at or batch.cancelled_at or batch.failed_at
     job.output_file_id, job.error_file_id = batch.output_file_id, batch.error_file_id
     job.errors = [e.model_dump() for e in (batch.errors.data or [])] if batch.errors else []
+
+
+def _refused_for_capacity(job: JobEntry) -> bool:
+    """OpenAI creates a job past the enqueued-token limit and fails it at once with this code."""
+    return job.status == "failed" and any(e.get("code") == CAPACITY_CODE for e in job.errors)
 
 
 def _item_id(item: Job | BadRow) -> str:

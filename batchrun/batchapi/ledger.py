@@ -40,6 +40,7 @@ class JobEntry:
     error_file_id: str | None = None
     errors: list[dict[str, Any]] = field(default_factory=list)   # a failed job's validation errors
     collected: bool = False                   # every row of the job has its record
+    refused: list[str] = field(default_factory=list)   # earlier jobs of this file, failed at the token limit
 
 
 @dataclass(slots=True)

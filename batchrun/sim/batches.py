@@ -104,6 +104,11 @@ def _completion(cfg: SimConfig, body: Any, attempt: int, fail: bool, created: in
                            plan.finish_reason, plan.prompt_tokens, plan.completion_tokens)
 
 
+def _prompt_tokens(body: Any) -> int:
+    messages = body.get("messages") if isinstance(body, dict) else None
+    return model.estimate_prompt_tokens(messages) if isinstance(messages, list) else 0
+
+
 def expired_line(custom_id: str) -> bytes:
     return (b'{"id":"batch_req_' + os.urandom(12).hex().encode() + b'","custom_id":' + dumps(custom_id)
             + b',"response":null,"error":{"code":"batch_expired","message":"' + EXPIRED_MESSAGE.encode() + b'"}}\n')
@@ -201,7 +206,10 @@ class BatchStore:
                "errors": errors, "expires": not errors and rng.random() < self.config.batch_expiry_rate,
                "custom_ids": [line["custom_id"] for line in lines], "ok": "", "cancel_at": None,
                "model": next((ln["body"].get("model") for ln in lines if isinstance(ln["body"], dict)), None),
+               "tokens": sum(_prompt_tokens(line["body"]) for line in lines),
                "output_file_id": None, "error_file_id": None, "final": None}
+        if not errors:
+            job["errors"] = errors = self._over_token_limit(job)
         if not errors:
             self._answer_all(job, lines, int(now))
         self._jobs[bid] = job
@@ -229,6 +237,20 @@ class BatchStore:
 
     def ids(self) -> list[str]:
         return list(self._jobs)
+
+    def _over_token_limit(self, job: dict[str, Any]) -> list[dict[str, Any]]:
+        """OpenAI's enqueued-token limit: prompt tokens of a model's unfinished jobs. A job past it is
+        created and fails at once (as OpenAI's do) with `token_limit_exceeded`."""
+        limit = self.config.batch_token_limit
+        if limit is None:
+            return []
+        enqueued = sum(j.get("tokens", 0) for j in self._jobs.values() if j["model"] == job["model"]
+                       and not j["errors"] and self._status(j) not in TERMINAL)
+        if enqueued + job["tokens"] <= limit:
+            return []
+        return [_err("token_limit_exceeded", f"Enqueued token limit reached for {job['model']} in organization "
+                     f"org-sim. Limit: {limit:,} enqueued tokens. Please try again once some in_progress batches "
+                     "have been completed.", None)]
 
     # --- internals ---
     def _check_params(self, params: Any) -> str:

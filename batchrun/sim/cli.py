@@ -41,6 +41,9 @@ def serve(
         help="Chance a job expires with half its requests done.", rich_help_panel=_BATCH)] = 0.0,
     batch_state_dir: Annotated[Optional[str], typer.Option(
         help="Keep files and jobs in this directory, so they survive a restart.", rich_help_panel=_BATCH)] = None,
+    batch_token_limit: Annotated[Optional[int], typer.Option(
+        help="Enqueued-token limit: prompt tokens per model over unfinished jobs; a job past it fails "
+             "with token_limit_exceeded.", rich_help_panel=_BATCH)] = None,
     fast: Annotated[bool, typer.Option(
         help="Zero delays and no queueing: measures the client's own overhead.")] = False,
     fixed_ttft: Annotated[Optional[float], typer.Option(
@@ -91,7 +94,8 @@ def serve(
             error_429_rate=fault_429, cut_rate=fault_cut, stall_rate=fault_stall,
             malformed_rate=fault_malformed, stall_s=stall_seconds, batch_delay_s=batch_delay,
             batch_error_rate=batch_error_rate, batch_failure_rate=batch_failure_rate,
-            batch_expiry_rate=batch_expiry_rate, batch_state_dir=batch_state_dir)
+            batch_expiry_rate=batch_expiry_rate, batch_state_dir=batch_state_dir,
+            batch_token_limit=batch_token_limit)
     except ConfigError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None

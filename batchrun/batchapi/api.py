@@ -31,8 +31,10 @@ class BatchApi:
 
     def __init__(self, endpoint: Endpoint, *, max_retries: int = 4, timeout_s: float = 600.0) -> None:
         self.endpoint = endpoint
+        # Credentials that were in the URL go as Basic auth, as online mode sends them.
+        headers = endpoint.auth_headers() if endpoint.basic_auth is not None else None
         self._client = openai.AsyncOpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key or "not-needed",
-                                          max_retries=max_retries, timeout=timeout_s)
+                                          max_retries=max_retries, timeout=timeout_s, default_headers=headers)
 
     async def __aenter__(self) -> "BatchApi":
         return self
@@ -41,7 +43,7 @@ class BatchApi:
         await self._client.close()
 
     def error(self, what: str, exc: Exception) -> BatchApiError:
-        where = redact(self.endpoint.base_url, self.endpoint.secrets)
+        where = self.endpoint.display_url
         detail = redact(str(exc), self.endpoint.secrets)
         if isinstance(exc, openai.NotFoundError) and what.startswith(("upload", "list")):
             hint = "this endpoint has no Batch API; use --mode online"

@@ -19,8 +19,8 @@ from batchrun.errors import ConfigError
 batch_app = typer.Typer(no_args_is_help=True, help="The Batch API jobs of a `batchrun run --mode batch` directory.")
 
 RunDir = Annotated[Path, typer.Argument(help="A directory written by `batchrun run --mode batch`.")]
-BaseUrl = Annotated[Optional[str], typer.Option(help="The endpoint the jobs live at (default: OPENAI_BASE_URL, "
-                                                     "else the run's own).")]
+BaseUrl = Annotated[Optional[str], typer.Option(help="The endpoint the jobs live at (default: the run's own, "
+                                                     "as --resume uses).")]
 
 
 @batch_app.command()
@@ -98,19 +98,19 @@ class _api:
     run's saved state), as a BatchApi."""
 
     def __init__(self, run_dir: Path, ledger: Ledger, base_url: str | None) -> None:
-        self.url, self.key = env_endpoint(base_url, None)
+        self.url, self.key = env_endpoint(base_url, None, use_env_url=False)   # like --resume: the run's own
         self.run_dir, self.ledger = run_dir, ledger
 
     async def __aenter__(self) -> Any:
         from batchrun.batchapi.api import BatchApi
         from batchrun.batchapi.flow import SIM_STATE_DIR, _check_endpoint
         from batchrun.sim import SimConfig
-        from batchrun.endpoint.resolve import open_endpoint
+        from batchrun.endpoint.resolve import BUILTIN, open_endpoint
         from batchrun.runner import say
 
-        if self.url is None and self.ledger.endpoint not in (None, "embedded"):
-            self.url = self.ledger.endpoint
-        sim = SimConfig(batch_state_dir=str((self.run_dir / SIM_STATE_DIR).resolve())) if self.url is None else None
+        if self.url is None:        # the run's own endpoint (a URL that held credentials needs --base-url)
+            self.url = BUILTIN if self.ledger.endpoint in (None, "embedded") else self.ledger.endpoint
+        sim = SimConfig(batch_state_dir=str((self.run_dir / SIM_STATE_DIR).resolve()))
         self._endpoint = open_endpoint(self.url, self.key, announce=say, sim_config=sim)
         endpoint = await self._endpoint.__aenter__()
         _check_endpoint(self.ledger, endpoint, self.run_dir)

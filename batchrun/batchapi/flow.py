@@ -24,10 +24,10 @@ from batchrun.batchapi.lines import (Limits, Splitter, batch_body, index_lines, 
 from batchrun.batchapi.progress import JobsProgress
 from batchrun.config import RunConfig
 from batchrun.endpoint.client import Endpoint
+from batchrun.endpoint.resolve import endpoint_info
 from batchrun.engine.pool import Job
 from batchrun.errors import ConfigError, InputError
 from batchrun.inputs.prompt import BadRow
-from batchrun.redact import redact
 from batchrun.store.records import OK, SKIPPED, Record, RecordSink, read_records
 
 BATCH_DIR = "batch"                  # the run directory's request files
@@ -40,14 +40,15 @@ CAPACITY_CODE = "token_limit_exceeded"   # "Enqueued token limit reached for <mo
 def sim_config(config: RunConfig, out: Path) -> Any:
     """The built-in endpoint's config for a batch run: its files and jobs kept in the run
     directory, so a resumed run finds them. None (the default sim) for an online run."""
-    if config.mode != "batch" or config.base_url:
+    if config.mode != "batch":          # (open_endpoint uses it only when the built-in one answers)
         return None
     from batchrun.sim import SimConfig
 
     return SimConfig(batch_state_dir=str((out / SIM_STATE_DIR).resolve()))
 
 
-async def run_batch(config: RunConfig, endpoint: Endpoint, out: Path, items: Iterator[Job | BadRow]) -> Any:
+async def run_batch(config: RunConfig, endpoint: Endpoint, out: Path, items: Iterator[Job | BadRow],
+                    session_n: int = 1) -> Any:
     """Where an online run starts its pool: the same rows (`runner.jobs`: the same bodies, bad
     rows and skips) through the Batch API, then the same output files."""
     from batchrun import runner
@@ -56,14 +57,16 @@ async def run_batch(config: RunConfig, endpoint: Endpoint, out: Path, items: Ite
     _check_endpoint(ledger, endpoint, out)
     ledger.save(out)
     session = BatchSession(config, endpoint, out, ledger, LIMITS, POLL_MAX_S)
+    session.session_n = session_n
     await session.run(items)
-    outcome = runner.RunOutcome(out_dir=out, summary={}, interrupted=session.interrupted, failed=session.failed)
+    outcome = runner.RunOutcome(out_dir=out, summary={}, interrupted=session.interrupted, failed=session.failed,
+                                endpoint=endpoint_info(endpoint, config.model))
     runner._finish_outputs(outcome, config, None, max(session.wall_s, 1e-9), session.started_wall)  # type: ignore[arg-type]
     return outcome
 
 
 def _check_endpoint(ledger: Ledger, endpoint: Endpoint, out: Path) -> None:
-    here = "embedded" if endpoint.embedded else redact(endpoint.base_url, endpoint.secrets)
+    here = "embedded" if endpoint.embedded else endpoint.display_url
     if ledger.endpoint is None or not ledger.open_jobs():
         ledger.endpoint = here
     elif ledger.endpoint != here:
@@ -82,13 +85,14 @@ class BatchSession:
         self.wall_s, self.started_wall = 0.0, time.time()
         self._stop = asyncio.Event()
         self._t0, self._cancelled = time.perf_counter(), False
+        self.session_n = 1                   # run.json's session number, kept on every record
 
     async def run(self, items: Iterator[Job | BadRow]) -> None:
         t0 = self._t0 = time.perf_counter()
         records = self.out / "records.jsonl"
         try:
             with RecordSink(records) as sink:
-                self.sink = sink
+                self._sink = sink
                 already = _recorded_by_job(records, {j.batch_id for j in self.ledger.open_jobs() if j.batch_id})
                 self._plan(items, self._open_ids())
                 async with BatchApi(self.endpoint) as api, self._signals():
@@ -122,7 +126,7 @@ class BatchSession:
 
     def _plan_row(self, item: Job | BadRow, splitter: Splitter) -> None:
         if isinstance(item, BadRow):      # recorded as the pool records it
-            self.sink.write(Record(id=item.id, row=item.row, status=SKIPPED, error_type="BadRow", error=item.reason))
+            self._record(Record(id=item.id, row=item.row, status=SKIPPED, error_type="BadRow", error=item.reason))
             return
         prompt = item.prompt
         body = batch_body(json.loads(item.body))
@@ -134,8 +138,8 @@ class BatchSession:
             raise InputError(too_big, path=str(self.config.input), line=prompt.line,
                              hint="fix the row or use --on-bad-row skip")
         else:
-            self.sink.write(Record(id=prompt.id, row=prompt.row, status=SKIPPED, error_type="BadRow",
-                                   error=f"{self.config.input} line {prompt.line}: {too_big}"))
+            self._record(Record(id=prompt.id, row=prompt.row, status=SKIPPED, error_type="BadRow",
+                                error=f"{self.config.input} line {prompt.line}: {too_big}"))
 
     # --- submitting ---
     async def _submit(self, api: BatchApi) -> None:
@@ -268,7 +272,11 @@ class BatchSession:
             return          # written by a session killed while collecting this job
         if record.status != OK:
             self.failed += 1
-        self.sink.write(record)
+        self._record(record)
+
+    def _record(self, record: Record) -> None:
+        record.session = self.session_n
+        self._sink.write(record)
 
     @contextlib.asynccontextmanager
     async def _signals(self) -> AsyncIterator[None]:

@@ -98,8 +98,11 @@ def rows_to_send(config: RunConfig) -> int:
 
 
 async def has_batch_api(base_url: str | None, api_key: str | None) -> bool | None:
-    """Whether GET {base_url}/batches answers 200; the built-in endpoint (no base URL) has one."""
-    if not base_url:
+    """Whether GET {base_url}/batches answers 200; the built-in endpoint and OpenAI (no base URL)
+    have one."""
+    from batchrun.endpoint.resolve import BUILTIN
+
+    if not base_url or base_url == BUILTIN:
         return True
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:

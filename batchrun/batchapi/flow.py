@@ -19,8 +19,8 @@ from typing import Any, AsyncIterator, Iterator
 from batchrun.batchapi.api import TRANSIENT, BatchApi
 from batchrun.batchapi.collect import JobInfo, missing_record, record_from_line
 from batchrun.batchapi.ledger import TERMINAL, JobEntry, Ledger
-from batchrun.batchapi.lines import (Limits, Splitter, batch_body, index_lines, oversize_reason, read_ids,
-                                     read_requests, request_line)
+from batchrun.batchapi.lines import (Limits, Splitter, batch_body, index_lines, oversize_reason, read_entries,
+                                     read_ids, read_requests, request_line)
 from batchrun.batchapi.progress import JobsProgress
 from batchrun.config import RunConfig
 from batchrun.endpoint.client import Endpoint
@@ -133,7 +133,7 @@ class BatchSession:
         line = request_line(prompt.id, body)
         too_big = oversize_reason(len(line), self.limits)
         if too_big is None:
-            splitter.add(line, prompt.id, prompt.row, body.get("model"))
+            splitter.add(line, prompt.id, prompt.row, body.get("model"), row_extras(item))
         elif self.config.on_bad_row == "fail":
             raise InputError(too_big, path=str(self.config.input), line=prompt.line,
                              hint="fix the row or use --on-bad-row skip")
@@ -253,19 +253,26 @@ class BatchSession:
                        ended_at=job.ended_at, errors=tuple(str(e.get("message")) for e in job.errors))
         with contextlib.ExitStack() as files:
             handles = {path: files.enter_context(open(path, "rb")) for path, _ in set(found.values())}
-            for (cid, row), request in zip(read_ids(self.out / job.ids), read_requests(self.out / job.input)):
+            for (cid, row, extra), request in zip(read_entries(self.out / job.ids), read_requests(self.out / job.input)):
                 if cid not in found:
-                    self._write(missing_record(cid, row, info), recorded)
-                    continue
-                path, offset = found[cid]
-                handles[path].seek(offset)
-                line = json.loads(handles[path].readline())
-                self._write(record_from_line(line, row, info, request["body"].get("tools")), recorded)
+                    record = missing_record(cid, row, info)
+                else:
+                    path, offset = found[cid]
+                    handles[path].seek(offset)
+                    line = json.loads(handles[path].readline())
+                    record = self._checked(record_from_line(line, row, info, request["body"].get("tools")))
+                for name, value in extra.items():
+                    setattr(record, name, value)
+                self._write(record, recorded)
         job.collected = True
         self.ledger.save(self.out)
         counts = job.request_counts
         runner_say(f"job {job.batch_id} {job.status}: {counts.get('completed', 0)} completed, "
                    f"{counts.get('failed', 0)} failed, {job.requests - len(found)} without a result line")
+
+    def _checked(self, record: Record) -> Record:
+        """Online mode's checks of an ok answer (none yet in this branch)."""
+        return record
 
     def _write(self, record: Record, recorded: set[str]) -> None:
         if record.id in recorded:
@@ -317,6 +324,12 @@ def _update(job: JobEntry, batch: Any) -> None:
     job.ended_at = batch.completed_at or batch.expired_at or batch.cancelled_at or batch.failed_at
     job.output_file_id, job.error_file_id = batch.output_file_id, batch.error_file_id
     job.errors = [e.model_dump() for e in (batch.errors.data or [])] if batch.errors else []
+
+
+def row_extras(job: Job) -> dict[str, Any]:
+    """What a row's record carries from the input besides the answer, kept beside the request line
+    until the job ends (Record field -> value)."""
+    return {}
 
 
 def _refused_for_capacity(job: JobEntry) -> bool:

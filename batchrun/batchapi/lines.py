@@ -43,7 +43,8 @@ class Limits:
 
 @dataclass(slots=True)
 class Chunk:
-    """One input file being written: its request lines and, beside them, each line's (id, row)."""
+    """One input file being written: its request lines and, beside them, each line's id, row and
+    what its record carries from the input (see flow.row_extras)."""
 
     name: str
     model: str | None
@@ -57,11 +58,12 @@ class Chunk:
     def fits(self, size: int, limits: Limits) -> bool:
         return self.requests < limits.max_requests and self.bytes + size <= limits.max_bytes
 
-    def add(self, line: bytes, custom_id: str, row: int) -> None:
+    def add(self, line: bytes, custom_id: str, row: int, extra: dict[str, Any] | None = None) -> None:
         if self._lines is None:
             self._lines, self._ids = open(self.input_path, "wb"), open(self.ids_path, "wb")
         self._lines.write(line)
-        self._ids.write(json.dumps([custom_id, row], ensure_ascii=False).encode() + b"\n")  # type: ignore[union-attr]
+        entry = [custom_id, row, extra] if extra else [custom_id, row]
+        self._ids.write(json.dumps(entry, ensure_ascii=False, default=str).encode() + b"\n")  # type: ignore[union-attr]
         self.requests += 1
         self.bytes += len(line)
 
@@ -81,7 +83,8 @@ class Splitter:
         self._open: dict[str | None, Chunk] = {}
         directory.mkdir(parents=True, exist_ok=True)
 
-    def add(self, line: bytes, custom_id: str, row: int, model: str | None) -> None:
+    def add(self, line: bytes, custom_id: str, row: int, model: str | None,
+            extra: dict[str, Any] | None = None) -> None:
         chunk = self._open.get(model)
         if chunk is None or not chunk.fits(len(line), self.limits):
             if chunk is not None:
@@ -90,7 +93,7 @@ class Splitter:
             chunk = Chunk(name, model, self.directory / f"{name}.jsonl", self.directory / f"{name}.ids.jsonl")
             self.chunks.append(chunk)
             self._open[model] = chunk
-        chunk.add(line, custom_id, row)
+        chunk.add(line, custom_id, row, extra)
 
     def close(self) -> list[Chunk]:
         for chunk in self._open.values():
@@ -107,10 +110,16 @@ def oversize_reason(size: int, limits: Limits) -> str | None:
 
 def read_ids(path: Path) -> Iterator[tuple[str, int]]:
     """(custom_id, row) of every line of a chunk, in file order."""
+    for cid, row, _ in read_entries(path):
+        yield cid, row
+
+
+def read_entries(path: Path) -> Iterator[tuple[str, int, dict[str, Any]]]:
+    """(custom_id, row, what the row's record carries besides the answer) per line, in file order."""
     with open(path, "rb") as f:
         for line in f:
-            cid, row = json.loads(line)
-            yield cid, row
+            entry = json.loads(line)
+            yield entry[0], entry[1], (entry[2] if len(entry) > 2 else {})
 
 
 def read_requests(path: Path) -> Iterator[dict[str, Any]]:

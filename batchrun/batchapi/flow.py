@@ -25,10 +25,11 @@ from batchrun.batchapi.progress import JobsProgress
 from batchrun.config import RunConfig
 from batchrun.endpoint.client import Endpoint
 from batchrun.endpoint.resolve import endpoint_info
-from batchrun.engine.pool import Job
+from batchrun.datarun import output_check
+from batchrun.engine.pool import TRUNCATED_OUTPUT, Job
 from batchrun.errors import ConfigError, InputError
 from batchrun.inputs.prompt import BadRow
-from batchrun.store.records import OK, SKIPPED, Record, RecordSink, read_records
+from batchrun.store.records import INVALID_OUTPUT, OK, SKIPPED, Record, RecordSink, read_records
 
 BATCH_DIR = "batch"                  # the run directory's request files
 SIM_STATE_DIR = "sim-batches"        # the built-in endpoint's files and jobs, kept for --resume
@@ -37,14 +38,12 @@ LIMITS = Limits()                        # the Batch API's per-file limits (50,0
 CAPACITY_CODE = "token_limit_exceeded"   # "Enqueued token limit reached for <model> ..."
 
 
-def sim_config(config: RunConfig, out: Path) -> Any:
-    """The built-in endpoint's config for a batch run: its files and jobs kept in the run
-    directory, so a resumed run finds them. None (the default sim) for an online run."""
-    if config.mode != "batch":          # (open_endpoint uses it only when the built-in one answers)
-        return None
-    from batchrun.sim import SimConfig
-
-    return SimConfig(batch_state_dir=str((out / SIM_STATE_DIR).resolve()))
+def sim_config(base: Any, config: RunConfig, out: Path) -> Any:
+    """The built-in endpoint's SimConfig (`base`, None for a configured endpoint) for this run: in
+    batch mode its files and jobs are kept in the run directory, so a resumed run finds them."""
+    if base is None or config.mode != "batch":
+        return base
+    return base.replace(batch_state_dir=str((out / SIM_STATE_DIR).resolve()))
 
 
 async def run_batch(config: RunConfig, endpoint: Endpoint, out: Path, items: Iterator[Job | BadRow],
@@ -86,6 +85,7 @@ class BatchSession:
         self._stop = asyncio.Event()
         self._t0, self._cancelled = time.perf_counter(), False
         self.session_n = 1                   # run.json's session number, kept on every record
+        self._answer_check = output_check(config)
 
     async def run(self, items: Iterator[Job | BadRow]) -> None:
         t0 = self._t0 = time.perf_counter()
@@ -126,7 +126,8 @@ class BatchSession:
 
     def _plan_row(self, item: Job | BadRow, splitter: Splitter) -> None:
         if isinstance(item, BadRow):      # recorded as the pool records it
-            self._record(Record(id=item.id, row=item.row, status=SKIPPED, error_type="BadRow", error=item.reason))
+            self._record(Record(id=item.id, row=item.row, status=SKIPPED, error_type="BadRow", error=item.reason,
+                                input=item.data))
             return
         prompt = item.prompt
         body = batch_body(json.loads(item.body))
@@ -139,7 +140,7 @@ class BatchSession:
                              hint="fix the row or use --on-bad-row skip")
         else:
             self._record(Record(id=prompt.id, row=prompt.row, status=SKIPPED, error_type="BadRow",
-                                error=f"{self.config.input} line {prompt.line}: {too_big}"))
+                                error=f"{self.config.input} line {prompt.line}: {too_big}", input=prompt.data))
 
     # --- submitting ---
     async def _submit(self, api: BatchApi) -> None:
@@ -271,7 +272,16 @@ class BatchSession:
                    f"{counts.get('failed', 0)} failed, {job.requests - len(found)} without a result line")
 
     def _checked(self, record: Record) -> Record:
-        """Online mode's checks of an ok answer (none yet in this branch)."""
+        """--json / --json-schema: an ok answer is parsed and checked as online mode does; an invalid
+        one is `invalid_output` (no retry within a job: --resume sends the row again)."""
+        if record.status != OK or record.tool_calls or self._answer_check is None:
+            return record
+        record.parsed, problem = self._answer_check(record.text)
+        if problem is not None:
+            kind = "InvalidOutput"
+            if record.finish_reason == "length":
+                kind, problem = TRUNCATED_OUTPUT, f"{problem}; the answer was cut at max_tokens (raise --max-tokens)"
+            record.status, record.error_type, record.error = INVALID_OUTPUT, kind, problem
         return record
 
     def _write(self, record: Record, recorded: set[str]) -> None:
@@ -328,8 +338,9 @@ def _update(job: JobEntry, batch: Any) -> None:
 
 def row_extras(job: Job) -> dict[str, Any]:
     """What a row's record carries from the input besides the answer, kept beside the request line
-    until the job ends (Record field -> value)."""
-    return {}
+    until the job ends (Record field -> value): the row's own columns and the request as sent."""
+    extras = {"input": job.prompt.data, "request": job.request}
+    return {name: value for name, value in extras.items() if value is not None}
 
 
 def _refused_for_capacity(job: JobEntry) -> bool:

@@ -184,6 +184,7 @@ class StreamClient:
     clock: Clock = time.perf_counter
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     wall_clock: Clock = time.time          # for retry-after HTTP dates only
+    on_headers: Callable[[Any], None] | None = None   # sees every response's headers as they arrive
     _headers: dict[str, str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -234,6 +235,8 @@ class StreamClient:
             async with self.session.post(self.endpoint.chat_url, data=body, headers=self._headers) as resp:
                 result.http_status = resp.status
                 result.request_id = resp.headers.get("x-request-id")
+                if self.on_headers is not None:
+                    self.on_headers(resp.headers)
                 if resp.status != 200:
                     await self._read_error(resp, result)
                     return

@@ -32,6 +32,7 @@ from batchrun.sim.files import FileStore, list_page, query_of, subpath
 from batchrun.sim.host import AttemptCounter, Host
 from batchrun.sim.http import Connection, Request
 from batchrun.sim.planner import plan_request, request_directives
+from batchrun.sim.structured import check_response_format
 from batchrun.sim.validate import parse_body, validate_chat
 from batchrun.sim.wire import ApiError, completion_body, dumps, invalid_url, model_not_found, server_error
 
@@ -85,6 +86,7 @@ def _completion(cfg: SimConfig, body: Any, attempt: int, fail: bool, created: in
     if not isinstance(body, dict):
         raise ApiError(400, "Invalid type for 'body': expected an object.", param="body")
     validate_chat(body)
+    check_response_format(body)
     if body.get("stream"):
         raise ApiError(400, "Streaming is not supported in the Batch API.", param="stream")
     if cfg.enforce_models and body["model"] not in cfg.models:

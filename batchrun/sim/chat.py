@@ -10,6 +10,7 @@ from batchrun.sim.directives import DirectiveError
 from batchrun.sim.host import Host
 from batchrun.sim.http import Connection, Request, response_head
 from batchrun.sim.planner import Plan, plan_request, request_directives, token_cost
+from batchrun.sim.structured import check_response_format, escape
 from batchrun.sim.validate import parse_body, validate_chat
 from batchrun.sim.wire import (
     DONE,
@@ -48,6 +49,7 @@ def _admit(server: Host, req: Request) -> tuple[dict[str, Any], Plan]:
     check_auth(cfg.api_key, req)
     body = parse_body(req.body)
     validate_chat(body)
+    check_response_format(body)
     if cfg.enforce_models and body["model"] not in cfg.models:
         raise model_not_found(body["model"])
     attempt = server.attempts.next(req.body)
@@ -97,6 +99,8 @@ def _stream(server: Host, conn: Connection, req: Request, body: dict[str, Any], 
 
 def _units(enc: ChunkEncoder, plan: Plan) -> list[bytes]:
     if not plan.calls:
+        if plan.json_text:          # JSON pieces carry quotes: escape them (plain words need not be)
+            return [enc.content(escape(t)) for t in plan.tokens]
         return [enc.content(t) for t in plan.tokens]
     units = []
     for i, (call, pieces) in enumerate(zip(plan.calls, plan.arg_pieces, strict=True)):

@@ -308,3 +308,19 @@ def test_a_job_refused_at_the_enqueued_token_limit_is_sent_again_when_another_en
     assert first["refused"] == [] and len(second["refused"]) == 1 and second["status"] == "completed"
     assert sorted(b.status for b in at_provider) == ["completed", "completed", "failed"]
     assert next(b for b in at_provider if b.status == "failed").errors.data[0].code == "token_limit_exceeded"
+
+
+def test_collecting_opens_each_downloaded_file_once(batch_sim: SimProcess, tmp_path: Path) -> None:
+    """Regression: a 50,000-row job ran out of file handles (one per row) while collecting."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    prompts = write_prompts(tmp_path / "p.csv", 400)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))
+    try:
+        result = CliRunner().invoke(app, ["run", str(prompts), "--mode", "batch", "--base-url", batch_sim.base_url,
+                                          "--out", str(tmp_path / "o"), "-q", "--max-tokens", "2"])
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert result.exit_code == 0, result.output
+    assert len(results(tmp_path / "o")) == 400

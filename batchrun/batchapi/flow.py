@@ -253,7 +253,7 @@ class BatchSession:
         info = JobInfo(batch_id=job.batch_id or "", status=job.status or "", created_at=job.created_at,
                        ended_at=job.ended_at, errors=tuple(str(e.get("message")) for e in job.errors))
         with contextlib.ExitStack() as files:
-            handles = {path: files.enter_context(open(path, "rb")) for path, _ in set(found.values())}
+            handles = {path: files.enter_context(open(path, "rb")) for path in {p for p, _ in found.values()}}
             for (cid, row, extra), request in zip(read_entries(self.out / job.ids), read_requests(self.out / job.input)):
                 if cid not in found:
                     record = missing_record(cid, row, info)

@@ -180,8 +180,10 @@ async def execute_run(config: RunConfig) -> RunOutcome:
         raised = ensure_open_files(config.concurrency)
         if raised:
             say(raised)
-        async with open_endpoint(config.base_url, config.api_key, announce=say,
-                                 sim_config=batchapi.sim_config(sim_config(config), config, out)) as endpoint:
+        sim = sim_config(config)
+        if config.mode == "batch":   # batchapi.sim_config loads the openai SDK: only a batch run needs it
+            sim = batchapi.sim_config(sim, config, out)
+        async with open_endpoint(config.base_url, config.api_key, announce=say, sim_config=sim) as endpoint:
             model = await preflight(endpoint, config.model, timeout_s=config.timeout, announce=say)
             config = config_replace(config, model=model, base_url=BUILTIN if endpoint.embedded
                                     else choose_base_url(config.base_url, config.api_key))

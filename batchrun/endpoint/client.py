@@ -20,7 +20,6 @@ from typing import Any, Callable
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aiohttp
-import openai
 import orjson
 
 from batchrun.store.records import CANCELLED, ERROR, OK, TIMEOUT
@@ -36,17 +35,19 @@ MALFORMED_CHUNK = "MalformedChunk"       # a `data:` line that is not JSON
 STREAM_ERROR = "StreamError"             # `data: {"error": ...}` inside a 200 stream
 EMPTY_RESPONSE = "EmptyResponse"         # the stream finished with no output at all
 RESPONSE_TOO_LARGE = "ResponseTooLarge"  # the response grew past --max-response-bytes
-TIMEOUT_ERROR = openai.APITimeoutError.__name__
-CONNECTION_ERROR = openai.APIConnectionError.__name__
+# The openai SDK's exception names, spelled out so a run does not import the SDK (~0.4 s) just for
+# them; tests/test_lazy_imports.py pins them to the SDK's classes.
+TIMEOUT_ERROR = "APITimeoutError"
+CONNECTION_ERROR = "APIConnectionError"
 
-_STATUS_ERRORS: dict[int, type[openai.APIStatusError]] = {
-    400: openai.BadRequestError,
-    401: openai.AuthenticationError,
-    403: openai.PermissionDeniedError,
-    404: openai.NotFoundError,
-    409: openai.ConflictError,
-    422: openai.UnprocessableEntityError,
-    429: openai.RateLimitError,
+_STATUS_ERRORS: dict[int, str] = {
+    400: "BadRequestError",
+    401: "AuthenticationError",
+    403: "PermissionDeniedError",
+    404: "NotFoundError",
+    409: "ConflictError",
+    422: "UnprocessableEntityError",
+    429: "RateLimitError",
 }
 _MAX_ERROR_BODY = 64 * 1024
 _MAX_MESSAGE = 500
@@ -56,8 +57,8 @@ DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 def status_error_type(status: int) -> str:
     """The openai SDK's exception name for an HTTP status, as the SDK would raise it."""
     if status in _STATUS_ERRORS:
-        return _STATUS_ERRORS[status].__name__
-    return (openai.InternalServerError if status >= 500 else openai.APIStatusError).__name__
+        return _STATUS_ERRORS[status]
+    return "InternalServerError" if status >= 500 else "APIStatusError"
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,8 @@ class Endpoint:
 
     def headers(self) -> dict[str, str]:
         """The SDK's own default headers plus auth, without building a client per request."""
+        import openai  # the SDK is heavy: only where its default headers are wanted
+
         sdk = openai.OpenAI(api_key=self.api_key or "not-needed", base_url=self.base_url)
         try:
             headers = {k: v for k, v in sdk.default_headers.items() if isinstance(v, str)}

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import base64
 import io
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
-from matplotlib.figure import Figure
+if TYPE_CHECKING:  # matplotlib (~0.3 s) is imported only when a figure is drawn
+    from matplotlib.figure import Figure
 
 _SIZE = (6.4, 3.4)  # inches; at 100 dpi a figure is ~30-60 kB, so a report stays small
 _WIDE = (10.0, 4.0)  # the per-concurrency plots: shown full width, readable at 8+ levels
@@ -25,6 +26,8 @@ def _png(fig: Figure) -> str:
 
 
 def _new(title: str, xlabel: str, ylabel: str, size: tuple[float, float] = _SIZE) -> tuple[Figure, object]:
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=size)
     ax = fig.add_subplot()
     ax.set_title(title)

@@ -67,6 +67,14 @@ def serve(
     fault_malformed: Annotated[float, typer.Option(
         help="One data: line that is not JSON.", rich_help_panel=_FAULTS)] = 0.0,
     stall_seconds: Annotated[float, typer.Option(help="Length of a stall.", rich_help_panel=_FAULTS)] = 3600.0,
+    strict: Annotated[bool, typer.Option(
+        "--strict/--lenient", help="strict: 400 for unknown parameters and out-of-range values, as OpenAI; "
+                                   "lenient: accept and ignore them, as vLLM.")] = True,
+    prefix_cache_tokens: Annotated[int, typer.Option(
+        help="Prefix-cache capacity in tokens (0: off); a cached prompt prefix skips its prefill time.",
+        rich_help_panel=_LAT)] = 1_000_000,
+    embedding_dim: Annotated[int, typer.Option(
+        help="Length of /v1/embeddings vectors unless the request sets 'dimensions'.")] = 256,
 ) -> None:
     """Run a simulated OpenAI-compatible endpoint (latency model, rate limits, faults) until Ctrl-C."""
     try:
@@ -78,7 +86,8 @@ def serve(
             output_tokens=output_tokens, rpm=rpm, tpm=tpm, tool_call_rate=tool_call_rate,
             error_500_rate=fault_500, error_502_rate=fault_502, error_503_rate=fault_503,
             error_429_rate=fault_429, cut_rate=fault_cut, stall_rate=fault_stall,
-            malformed_rate=fault_malformed, stall_s=stall_seconds)
+            malformed_rate=fault_malformed, stall_s=stall_seconds, strict=strict,
+            prefix_cache_tokens=prefix_cache_tokens, embedding_dim=embedding_dim)
     except ConfigError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None

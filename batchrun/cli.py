@@ -60,6 +60,9 @@ Tpm = Annotated[Optional[float], _opt("Tokens-per-minute limit to stay under.", 
 Timeout = Annotated[float, _opt("Seconds a whole request may take.", env="BATCHRUN_TIMEOUT")]
 TtftTimeout = Annotated[Optional[float], _opt("Seconds to wait for the first token.", env="BATCHRUN_TTFT_TIMEOUT")]
 Out = Annotated[Optional[Path], _opt("Output directory (default: results/<input>-<timestamp>).")]
+EndpointKind = Annotated[str, _opt("API to call: chat (/chat/completions), completions (/completions, prompt strings) or embeddings (/embeddings, batched; run only).", "--endpoint")]
+Synthetic = Annotated[Optional[str], _opt("Generated prompts instead of a file, e.g. prompt_tokens=512,output_tokens=128,stdev=32,n=1000,seed=1 (see README: Workloads).")]
+Slice = Annotated[Optional[str], _opt("Also report throughput and latency per time window of this width, e.g. 10s.", "--slice")]
 
 
 @app.command()
@@ -95,6 +98,11 @@ def run(
     output_format: Annotated[str, _opt("Results file format: csv or parquet.")] = "csv",
     quiet: Annotated[bool, _opt("No progress bar (for CI logs).", "--quiet", "-q")] = False,
     fail_on_error: Annotated[bool, _opt("Exit 1 when any request failed.")] = False,
+    endpoint: EndpointKind = "chat",
+    batch_size: Annotated[int, _opt("Inputs per request with --endpoint embeddings.")] = 32,
+    synthetic: Synthetic = None,
+    speedup: Annotated[float, _opt("Trace replay (a timestamp or delay_s column): play the schedule this many times faster.")] = 1.0,
+    slice_: Slice = None,
 ) -> None:
     """Send every prompt, write one timed record per row, and a summary."""
     def body() -> int:
@@ -110,7 +118,9 @@ def run(
             parallel_tool_calls=parallel_tool_calls, tool_module=tool_module, max_tool_rounds=max_tool_rounds, tool_timeout=tool_timeout,
             base_url=url, api_key=key, concurrency=concurrency, rpm=rpm, tpm=tpm, timeout=timeout,
             ttft_timeout=ttft_timeout, retries=retries, max_errors=max_errors, max_error_rate=max_error_rate,
-            out=out, resume=resume, output_format=output_format, quiet=quiet, fail_on_error=fail_on_error)
+            out=out, resume=resume, output_format=output_format, quiet=quiet, fail_on_error=fail_on_error,
+            endpoint=endpoint, batch_size=batch_size, synthetic=synthetic, speedup=speedup,
+            slice_s=_duration(slice_, "--slice"))
         return _report_run(asyncio.run(execute_run(config)), fail_on_error)
     guarded(body)
 
@@ -118,7 +128,11 @@ def run(
 def _report_run(outcome: Any, fail_on_error: bool) -> int:
     from batchrun.report.summary import format_summary_table
 
+    from batchrun.report.workloads import workload_lines
+
     typer.echo(format_summary_table(outcome.summary))
+    for line in workload_lines(outcome.summary):
+        typer.echo(line)
     for path in outcome.files:
         typer.echo(f"  wrote {path}")
     if outcome.input_error is not None:
@@ -184,6 +198,21 @@ def bench(
         typer.echo(f"  wrote {out_dir}/summary.json, report.md, report.html, runs/")
         return EXIT_OK
     guarded(body)
+
+
+def _duration(text: str | None, option: str) -> float | None:
+    """'10s', '500ms', '2m' or a bare number of seconds."""
+    if text is None:
+        return None
+    from batchrun.endpoint.hints import parse_duration_s
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    seconds = parse_duration_s(text)
+    if seconds is None:
+        raise ConfigError(f"{option}: expected a duration such as 10s, 500ms or 2m, got {text!r}")
+    return seconds
 
 
 def _slo(text: str | None, parse: Callable[[str], dict[str, float]]) -> dict[str, float] | None:

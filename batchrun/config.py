@@ -90,6 +90,12 @@ class RunConfig:
     quiet: bool = False
     fail_on_error: bool = False
     seed: int | None = None
+    # workloads and endpoints (see inputs/synthetic.py, inputs/sessions.py, inputs/traces.py)
+    endpoint: str = "chat"                   # chat / completions / embeddings
+    batch_size: int = 32                     # inputs per /embeddings request
+    synthetic: str | None = None             # --synthetic spec: generated prompts instead of a file
+    speedup: float = 1.0                     # trace replay: timestamps / delay_s divided by this
+    slice_s: float | None = None             # --slice: per-window figures of this width
 
     def __post_init__(self) -> None:
         self._validate()
@@ -111,8 +117,9 @@ class RunConfig:
             raise ConfigError(f"--output-format must be csv or parquet, got {self.output_format!r}")
         if not isinstance(self.extra_body, dict):
             raise ConfigError("--extra-body must be a JSON object, e.g. '{\"top_p\": 0.9}'")
-        if self.input is None and self.resume is None:
-            raise ConfigError("give a prompts file (CSV, JSONL or Parquet), or --resume RUN_DIR")
+        if self.input is None and self.resume is None and self.synthetic is None:
+            raise ConfigError("give a prompts file (CSV, JSONL or Parquet), --synthetic SPEC, or --resume RUN_DIR")
+        _validate_workload(self)
 
     def public_dict(self) -> dict[str, Any]:
         """The config as written to run.json / summary.json: JSON-safe, and never the key."""
@@ -132,6 +139,22 @@ class RunConfig:
                 values[name] = Path(values[name])
         values.update(overrides)
         return cls(**values)
+
+
+ENDPOINTS = ("chat", "completions", "embeddings")
+
+
+def _validate_workload(config: RunConfig) -> None:
+    if config.endpoint not in ENDPOINTS:
+        raise ConfigError(f"--endpoint must be one of {', '.join(ENDPOINTS)}, got {config.endpoint!r}")
+    if not 1 <= config.batch_size <= 2048:
+        raise ConfigError(f"--batch-size must be between 1 and 2048, got {config.batch_size}")
+    if config.speedup <= 0:
+        raise ConfigError(f"--speedup must be positive, got {config.speedup}")
+    if config.slice_s is not None and config.slice_s <= 0:
+        raise ConfigError(f"--slice must be a positive duration, got {config.slice_s}")
+    if config.endpoint == "embeddings" and config.tools:
+        raise ConfigError("--tools cannot be used with --endpoint embeddings")
 
 
 def config_replace(config: RunConfig, **changes: Any) -> RunConfig:

@@ -34,7 +34,8 @@ from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.redact import redact
 from batchrun.store.records import OK, Record, RecordSink
 from batchrun.engine.tools import ToolRunner
-from batchrun.endpoint.requests import RequestDefaults, build_body, estimate_prompt_tokens, estimate_request_tokens
+from batchrun.endpoint.requests import (RequestDefaults, build_body, build_completion_body, estimate_prompt_tokens,
+                                       estimate_request_tokens)
 
 RECORDS, RUN_JSON, SUMMARY = "records.jsonl", "run.json", "summary.json"
 
@@ -64,7 +65,8 @@ def default_out_dir(config: RunConfig) -> Path:
 # unless given again; how to send them (concurrency, limits, timeouts) comes from now.
 _RESUMED_FIELDS = ("input", "fmt", "prompt_column", "id_column", "template", "system", "on_bad_row",
                    "model", "max_tokens", "temperature", "extra_body", "tools", "tool_choice",
-                   "parallel_tool_calls", "tool_module", "output_format")
+                   "parallel_tool_calls", "tool_module", "output_format", "endpoint", "batch_size",
+                   "synthetic")
 
 
 def resolve_resume(config: RunConfig) -> RunConfig:
@@ -93,6 +95,10 @@ def resolve_resume(config: RunConfig) -> RunConfig:
 def open_rows(config: RunConfig) -> Iterator[Prompt | BadRow]:
     """The input's rows, read lazily; a missing, empty or unreadable file, or a bad
     --template / --prompt-column, raises InputError here, before anything is started."""
+    if config.synthetic is not None:     # checked now; generated once the endpoint is known
+        from batchrun.inputs.synthetic import check_spec
+        check_spec(config.synthetic)
+        return iter(())
     assert config.input is not None
     rows = read_prompts(config.input, fmt=config.fmt, prompt_column=config.prompt_column,
                         id_column=config.id_column, template=config.template,
@@ -108,6 +114,7 @@ def jobs(config: RunConfig, rows: Iterator[Prompt | BadRow], skip: set[str]) -> 
                                temperature=config.temperature, extra_body=config.extra_body,
                                tools=config.tools, tool_choice=config.tool_choice,
                                parallel_tool_calls=config.parallel_tool_calls)
+    build = build_completion_body if config.endpoint == "completions" else build_body
     for item in rows:
         if item.id in skip:
             continue
@@ -115,7 +122,7 @@ def jobs(config: RunConfig, rows: Iterator[Prompt | BadRow], skip: set[str]) -> 
             yield item
             continue
         try:
-            body = build_body(item, defaults)
+            body = build(item, defaults)
             data = json.dumps(body, ensure_ascii=False).encode()
         except (TypeError, ValueError, RecursionError) as exc:   # e.g. a Parquet date inside messages
             reason = f"{config.input} line {item.line}: the row cannot be sent as JSON ({exc})"
@@ -159,10 +166,19 @@ async def execute_run(config: RunConfig) -> RunOutcome:
         if model != config.model:
             config = config_replace(config, model=model)
         write_run_json(out, config, endpoint)
+        if config.synthetic is not None:
+            from batchrun.endpoint.calibrate import synthetic_rows
+            rows, info = await synthetic_rows(config, endpoint, _client_class(config), 100, say)
+            _write_json(out / "synthetic.json", info)
         skip = done_ids(out / RECORDS) if config.resume else set()
         if skip:
             say(f"resuming {out}: {len(skip)} rows already done are not sent again")
-        return await _run_pool(config, endpoint, out, jobs(config, rows, skip), len(skip))
+        if config.endpoint == "embeddings":
+            from batchrun.engine.embed import embed_items
+            items: Iterator[Any] = embed_items(config, rows, skip)
+        else:
+            items = jobs(config, rows, skip)
+        return await _run_pool(config, endpoint, out, items, len(skip))
 
 
 async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, items: Iterator[Job | BadRow],
@@ -173,10 +189,14 @@ async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, items: Ite
     started_wall = time.time()
     with RecordSink(out / RECORDS) as sink:
         async with make_session(config.concurrency) as session:
-            client = StreamClient(session, endpoint, timeout_s=config.timeout,
-                                  ttft_timeout_s=config.ttft_timeout, clock=clock)
-            runner = ToolRunner.from_file(config.tool_module, config.tool_timeout) if config.tool_module else None
-            pool = Pool(client, sink.write, _pool_config(config), t0=t0, clock=clock, tool_runner=runner)
+            if config.endpoint == "embeddings":
+                from batchrun.engine.embed import embed_pool
+                pool = embed_pool(session, endpoint, sink.write, config, _pool_config(config), out, t0, clock)
+            else:
+                client = _client_class(config)(session, endpoint, timeout_s=config.timeout,
+                                               ttft_timeout_s=config.ttft_timeout, clock=clock)
+                runner = ToolRunner.from_file(config.tool_module, config.tool_timeout) if config.tool_module else None
+                pool = Pool(client, sink.write, _pool_config(config), t0=t0, clock=clock, tool_runner=runner)
             pool.stats.resumed = resumed
             async with _signals(pool, sink) as interrupted, _background(pool, config, lag, clock), _quiet_gc():
                 await pool.run(items)
@@ -185,6 +205,13 @@ async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, items: Ite
                          aborted=pool.abort_reason, input_error=pool.input_error, failed=pool.stats.failed)
     _finish_outputs(outcome, config, lag, wall, started_wall)
     return outcome
+
+
+def _client_class(config: RunConfig) -> type[StreamClient]:
+    if config.endpoint == "completions":
+        from batchrun.endpoint.completions import TextStreamClient
+        return TextStreamClient
+    return StreamClient
 
 
 def _pool_config(config: RunConfig) -> PoolConfig:
@@ -256,15 +283,32 @@ def _finish_outputs(outcome: RunOutcome, config: RunConfig, lag: list[float], wa
 
     out = outcome.out_dir
     outcome.files.append(write_results(out / RECORDS, out, config.output_format))
+    if config.endpoint == "embeddings":
+        from batchrun.store.vectors import consolidate
+        outcome.files.append(consolidate(out, done_ids(out / RECORDS)))
     wall_total = _add_wall_time(out, wall)
     gaps = GapSample()
     records = list(_slim(iter_latest(out / RECORDS), gaps))
     summary = summarize(records, wall_time_s=wall_total, loop_lag_s=lag, itl_sample=gaps)
+    summary.update(_workloads(out, config, records, wall_total))
     summary["run"] = {"interrupted": outcome.interrupted, "aborted": outcome.aborted,
                       "input_error": str(outcome.input_error) if outcome.input_error else None,
                       "session_wall_time_s": wall, "started_at": started_wall}
     outcome.summary = summary
     outcome.files.extend(write_reports(out, summary, records, config=config.public_dict()).values())
+    from batchrun.report.workloads import append_markdown
+    append_markdown(out, summary)
+    if summary.get("slices"):
+        from batchrun.report.slices import write_slices
+        outcome.files.extend(write_slices(out, summary["slices"]))
+
+
+def _workloads(out: Path, config: RunConfig, records: list[Record], wall: float) -> dict[str, Any]:
+    from batchrun.analysis.workloads import workload_summary
+
+    info = out / "synthetic.json"
+    synthetic = json.loads(info.read_text(encoding="utf-8")) if info.exists() else None
+    return workload_summary(config.public_dict(), records, wall, synthetic)
 
 
 def _slim(records: Iterator[Record], gaps: GapSample, keep_text: int = 20) -> Iterator[Record]:

@@ -13,7 +13,7 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import aiohttp
 import openai
@@ -124,9 +124,12 @@ class StreamClient:
     ttft_timeout_s: float | None = None    # first output chunk
     clock: Clock = time.perf_counter
     _headers: dict[str, str] = field(init=False)
+    path: ClassVar[str] = "/chat/completions"   # class attributes: a subclass serves another endpoint
+    stream_class: ClassVar[Any] = None              # the SSE parser class; SSEStream (set below the class)
 
     def __post_init__(self) -> None:
         self._headers = self.endpoint.headers()
+        self._url = self.endpoint.base_url.rstrip("/") + self.path
 
     async def send(self, body: bytes, result: AttemptResult | None = None) -> AttemptResult:
         """Stream one request; every failure becomes a result, only cancellation propagates
@@ -171,7 +174,7 @@ class StreamClient:
         bounds = [b for b in (self.ttft_timeout_s, self.timeout_s) if b is not None]
         first_deadline = min(bounds) if bounds else None
         async with asyncio.timeout_at(None if first_deadline is None else start + first_deadline) as deadline:
-            async with self.session.post(self.endpoint.chat_url, data=body, headers=self._headers) as resp:
+            async with self.session.post(self._url, data=body, headers=self._headers) as resp:
                 result.http_status = resp.status
                 result.request_id = resp.headers.get("x-request-id")
                 if resp.status != 200:
@@ -183,7 +186,7 @@ class StreamClient:
                            deadline: asyncio.Timeout, start: float) -> None:
         # One clock read per network read (events that arrived together share their arrival
         # time), and the lines split here rather than by aiohttp's per-line readline.
-        stream = SSEStream(result)
+        stream = self.stream_class(result)
         clock = self.clock
         try:
             async for piece in resp.content.iter_any():
@@ -307,6 +310,9 @@ class SSEStream:
             result.fail(ERROR, INCOMPLETE_STREAM, "the stream ended without `data: [DONE]`")
         elif self._last is None:
             result.fail(ERROR, EMPTY_RESPONSE, "the stream finished without any content or tool call")
+
+
+StreamClient.stream_class = SSEStream
 
 
 def _read_usage(chunk: dict[str, Any], result: AttemptResult) -> None:

@@ -1,0 +1,76 @@
+"""One POST /embeddings (a batch of inputs) -> a timed EmbedResult with its vectors.
+
+Not streamed: `latency_s` = `total_s` = send -> whole body read; there is no TTFT or ITL. The
+vectors come back in `vectors` (float32, one row per input, in input order), decoded from base64
+(or from JSON numbers when the server ignores encoding_format). Never raises for a request failure.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import aiohttp
+import numpy as np
+import orjson
+
+from batchrun.endpoint.client import AttemptResult, StreamClient
+from batchrun.store.records import ERROR
+
+BAD_EMBEDDINGS = "BadEmbeddingsResponse"   # a 200 whose body is not the expected list of vectors
+_MAX_BODY = 1 << 30
+
+
+@dataclass(slots=True)
+class EmbedResult(AttemptResult):
+    vectors: np.ndarray | None = None      # shape (inputs, dim), float32
+    inputs: int = 0                        # how many inputs the request carried
+
+
+class EmbeddingsClient(StreamClient):
+    """StreamClient's error handling, timeouts and redaction, for the non-streamed /embeddings."""
+
+    path: ClassVar[str] = "/embeddings"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._headers["Accept"] = "application/json"
+
+    async def embed(self, body: bytes, inputs: int) -> EmbedResult:
+        result = EmbedResult(sent=self.clock(), inputs=inputs)
+        await self.send(body, result)
+        return result
+
+    async def _read_stream(self, resp: aiohttp.ClientResponse, result: AttemptResult, deadline: Any,
+                           start: float) -> None:
+        raw = await resp.content.read(_MAX_BODY)
+        now = self.clock()
+        result.latency_s = result.total_s = now - result.sent
+        assert isinstance(result, EmbedResult)
+        try:
+            parse_embeddings(orjson.loads(raw), result)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            result.fail(ERROR, BAD_EMBEDDINGS, f"the embeddings response cannot be read: {exc}")
+
+
+def parse_embeddings(data: dict[str, Any], result: EmbedResult) -> None:
+    """Fill `result` from an OpenAI `list` of `embedding` objects (pure)."""
+    items = sorted(data["data"], key=lambda d: d["index"])
+    if len(items) != result.inputs:
+        raise ValueError(f"{len(items)} vectors for {result.inputs} inputs")
+    vectors = [_vector(item["embedding"]) for item in items]
+    if len({len(v) for v in vectors}) > 1:
+        raise ValueError("vectors of different lengths in one response")
+    result.vectors = np.stack(vectors) if vectors else np.zeros((0, 0), np.float32)
+    result.model = data.get("model")
+    usage = data.get("usage") or {}
+    prompt = usage.get("prompt_tokens")
+    result.prompt_tokens = prompt if type(prompt) is int else None
+    result.finish_reason = "stop"
+
+
+def _vector(value: Any) -> np.ndarray:
+    if isinstance(value, str):
+        return np.frombuffer(base64.b64decode(value), dtype="<f4").astype(np.float32)
+    return np.asarray(value, dtype=np.float32)

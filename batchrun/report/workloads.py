@@ -1,0 +1,43 @@
+"""Console lines and a report.md section for the workload figures (embeddings, synthetic
+lengths, sessions, schedule lag); every figure with its sample size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+
+def _d(dist: Mapping[str, Any], scale: float = 1.0, unit: str = "") -> str:
+    if not dist or not dist.get("count"):
+        return "no data"
+    return (f"mean {dist['mean'] * scale:.1f}{unit}, p50 {dist['p50'] * scale:.1f}{unit}, "
+            f"p99 {dist['p99'] * scale:.1f}{unit} (n={dist['count']})")
+
+
+def workload_lines(summary: Mapping[str, Any]) -> list[str]:
+    lines: list[str] = []
+    emb = summary.get("embeddings")
+    if emb:
+        rate = emb["inputs_per_s"]
+        tok = emb["prompt_tokens_per_s"]
+        lines.append(f"embeddings  {emb['inputs']} inputs in {emb['batches']} batches: "
+                     f"{rate or 0:.1f} inputs/s, {tok or 0:.0f} tokens/s; batch latency {_d(emb['batch_latency_s'], 1000, ' ms')}")
+    syn = summary.get("synthetic")
+    if syn:
+        for key in ("prompt_tokens", "output_tokens"):
+            lines.append(f"{key:<14}requested {_d(syn['requested'][key])}; realised (usage) {_d(syn['realised'][key])}")
+        lines.append(f"              sizing: {syn['sizing']['source']}")
+    for turn in summary.get("turns") or []:
+        lines.append(f"turn {turn['turn']:<7}TTFT {_d(turn['ttft_s'], 1000, ' ms')}; latency {_d(turn['latency_s'], 1000, ' ms')}")
+    lag = summary.get("schedule_lag_s")
+    if lag and lag.get("count"):
+        lines.append(f"schedule    lag (actual - scheduled send) {_d(lag, 1000, ' ms')}")
+    return lines
+
+
+def append_markdown(out: Path, summary: Mapping[str, Any]) -> None:
+    lines = workload_lines(summary)
+    if not lines:
+        return
+    with open(out / "report.md", "a", encoding="utf-8") as f:
+        f.write("\n## Workload\n\n```\n" + "\n".join(lines) + "\n```\n")

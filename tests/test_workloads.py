@@ -1,0 +1,177 @@
+"""Workloads end to end on the built-in endpoint (completions, embeddings, synthetic lengths,
+prefix sharing, time slices) and their pure parts on hand-computed values."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from batchrun.analysis.slices import time_slices
+from batchrun.analysis.workloads import embedding_figures, schedule_lag
+from batchrun.cli import app
+from batchrun.engine.embed import split_tokens
+from batchrun.errors import ConfigError
+from batchrun.inputs.synthetic import fit_sizer, parse_spec, plan_lengths, requested_lengths
+from batchrun.sim import SimConfig, SimProcess
+from batchrun.store.records import Record
+from promptfiles import write_prompts
+
+
+@pytest.fixture(scope="module")
+def fast_sim():
+    with SimProcess(SimConfig(fast=True)) as sim:
+        yield sim
+
+
+def invoke(*args: str, base_url: str | None = None):
+    extra = ["--base-url", base_url] if base_url else []
+    return CliRunner().invoke(app, [*args, *extra], catch_exceptions=False)
+
+
+def summary_of(out: Path) -> dict:
+    return json.loads((out / "summary.json").read_text())["summary"]
+
+
+# --- completions ---
+
+def test_run_completions_endpoint_streams_text_and_times_it(fast_sim, tmp_path: Path) -> None:
+    write_prompts(tmp_path / "p.csv", 5)
+    result = invoke("run", "p.csv", "--endpoint", "completions", "--max-tokens", "6", "--out", "c", "-q",
+                    base_url=fast_sim.base_url)
+    assert result.exit_code == 0, result.output
+    rows = pd.read_csv(tmp_path / "c" / "results.csv")
+    assert (rows.status == "ok").all() and (rows.completion_tokens == 6).all()
+    assert rows.text.str.split().str.len().eq(6).all() and rows.ttft_s.notna().all()
+    assert fast_sim.stats()["by_endpoint"].get("completions", 0) >= 5
+
+
+# --- embeddings ---
+
+def test_embeddings_batched_one_vector_per_input_exactly_once_across_resume(fast_sim, tmp_path: Path) -> None:
+    texts = [f"text {i}" for i in range(10)]
+    texts[9] = "[[sim:error=500x1]] fails the first time"        # the last batch (rows 8, 9) fails once
+    write_prompts(tmp_path / "p.csv", texts)
+    before = fast_sim.stats()["by_endpoint"].get("embeddings", 0)
+    first = invoke("run", "p.csv", "--endpoint", "embeddings", "--batch-size", "4", "--retries", "0",
+                   "--out", "e", "-q", base_url=fast_sim.base_url)
+    assert first.exit_code == 0, first.output
+    assert fast_sim.stats()["by_endpoint"]["embeddings"] - before == 3          # 4 + 4 + 2 inputs
+    rows = pd.read_csv(tmp_path / "e" / "results.csv")
+    assert rows.set_index("id").status.to_dict() == {**{f"q{i}": "ok" for i in range(8)}, "q8": "error", "q9": "error"}
+    # A crash after a part was written but before its records: drop two ok records.
+    records = (tmp_path / "e" / "records.jsonl").read_text().splitlines()
+    kept = [line for line in records if json.loads(line)["id"] not in ("q0", "q1")]
+    (tmp_path / "e" / "records.jsonl").write_text("\n".join(kept) + "\n")
+    second = invoke("run", "--resume", "e", "-q", base_url=fast_sim.base_url)
+    assert second.exit_code == 0, second.output
+    vectors = pd.read_parquet(tmp_path / "e" / "embeddings.parquet")
+    assert sorted(vectors.id) == sorted(f"q{i}" for i in range(10))            # one row per input
+    assert len({len(v) for v in vectors.embedding}) == 1
+    norms = np.linalg.norm(np.stack(vectors.embedding.to_numpy()), axis=1)
+    assert np.allclose(norms, 1.0, atol=1e-5)
+    emb = summary_of(tmp_path / "e")["embeddings"]
+    assert emb["inputs"] == 10 and emb["batches"] >= 2
+
+
+def test_split_tokens_adds_up_to_the_batch_usage() -> None:
+    assert split_tokens(10, ["aaaa", "a", "aaaaa"]) == [4, 1, 5]
+    assert sum(split_tokens(7, ["ab", "abc", "a"])) == 7
+    assert split_tokens(None, ["a"]) == [None]
+
+
+def test_embedding_figures_by_hand() -> None:
+    recs = [Record(id=f"r{i}", row=i, status="ok", request_id=f"b{i // 2}", latency_s=0.1 * (1 + i // 2),
+                   prompt_tokens=3) for i in range(4)] + [Record(id="x", row=4, status="error")]
+    figures = embedding_figures(recs, wall_time_s=2.0)
+    assert figures["inputs"] == 4 and figures["batches"] == 2 and figures["inputs_per_s"] == 2.0
+    assert figures["prompt_tokens_per_s"] == 6.0 and figures["inputs_per_batch"] == 2.0
+    assert figures["batch_latency_s"]["mean"] == pytest.approx(0.15)
+
+
+# --- synthetic ---
+
+def test_synthetic_lengths_are_exact_on_the_built_in_endpoint(fast_sim, tmp_path: Path) -> None:
+    spec = "prompt_tokens=200-400,output_tokens=16,stdev=0,n=24,seed=3"
+    result = invoke("run", "--synthetic", spec, "--out", "s", "-q", base_url=fast_sim.base_url)
+    assert result.exit_code == 0, result.output
+    assert "requested" in result.output and "realised" in result.output
+    syn = summary_of(tmp_path / "s")["synthetic"]
+    assert syn["realised"]["prompt_tokens"]["count"] == 24
+    assert syn["prompt_tokens_error"]["max"] == 0 and syn["prompt_tokens_error"]["min"] == 0
+    assert syn["output_tokens_error"]["max"] == 0 and syn["realised"]["output_tokens"]["mean"] == 16
+    rows = pd.read_csv(tmp_path / "s" / "results.csv")
+    assert rows.prompt_tokens.tolist() == requested_lengths(spec, rows.id.tolist())["prompt_tokens"]
+
+
+def test_synthetic_shared_prefix_is_served_from_the_prefix_cache(fast_sim, tmp_path: Path) -> None:
+    spec = "prompt_tokens=600,output_tokens=4,n=12,shared_prefix_tokens=512,prefix_pool=2,seed=9"
+    before = fast_sim.stats()["prefix_cache_hit_tokens"]
+    result = invoke("run", "--synthetic", spec, "--out", "s", "-q", "-c", "1", base_url=fast_sim.base_url)
+    assert result.exit_code == 0, result.output
+    hits = fast_sim.stats()["prefix_cache_hit_tokens"] - before
+    # Two prefixes of 512 tokens; every prompt after the first of its prefix reuses >= 496 of them.
+    assert hits >= 10 * 496
+
+
+def test_bad_synthetic_spec_is_a_usage_error(tmp_path: Path) -> None:
+    result = invoke("run", "--synthetic", "prompt_tokens=10,output_tokens=x")
+    assert result.exit_code == 2 and "--synthetic" in result.output
+    with pytest.raises(ConfigError, match="needs prompt_tokens"):
+        parse_spec("output_tokens=5")
+    with pytest.raises(ConfigError, match="smaller than the shortest"):
+        parse_spec("prompt_tokens=100,output_tokens=5,shared_prefix_tokens=100")
+
+
+def test_plan_lengths_are_seeded_and_ranges_hold() -> None:
+    spec = parse_spec("prompt_tokens=10-20,output_tokens=5,seed=1,shared_prefix_tokens=4,prefix_pool=3")
+    plans = plan_lengths(spec, 50)
+    assert plans == plan_lengths(spec, 50)
+    assert all(10 <= p.prompt_tokens <= 20 and p.output_tokens == 5 for p in plans)
+    assert [p.prefix for p in plans[:4]] == [0, 1, 2, 0]
+
+
+def test_fit_sizer_through_two_probes() -> None:
+    sizer = fit_sizer([(200, 60), (2000, 510)])       # 0.25 tokens per character, 10 tokens overhead
+    assert sizer is not None and sizer.per_char == 0.25 and sizer.overhead == 10
+    assert fit_sizer([(200, 60)]) is None and fit_sizer([(200, 60), (2000, 60)]) is None
+
+
+# --- time slices and schedule lag ---
+
+def test_time_slices_by_hand() -> None:
+    def rec(end: float, status: str = "ok", ttft: float = 0.1, tokens: int = 10) -> Record:
+        return Record(id=str(end), row=0, status=status, sent_s=end - 0.5, end_s=end, ttft_s=ttft,
+                      latency_s=0.5, completion_tokens=tokens)
+    records = [rec(0.5), rec(1.5), rec(9.0, ttft=0.3), rec(12.0, "error"), rec(14.0),
+               Record(id="skip", row=9, status="skipped")]
+    windows = time_slices(records, 10.0)
+    assert [w["requests"] for w in windows] == [3, 2]
+    first, last = windows
+    assert first["requests_per_s"] == 0.3 and first["output_tokens_per_s"] == 3.0
+    assert first["ttft_s"]["max"] == 0.3 and first["ttft_s"]["count"] == 3
+    assert last["length_s"] == 4.0 and last["ok"] == 1 and last["failed"] == 1
+    assert last["requests_per_s"] == 0.25
+    assert time_slices([], 1.0) == []
+
+
+def test_schedule_lag_by_hand() -> None:
+    recs = [Record(id="a", row=0, scheduled_s=1.0, sent_s=1.25), Record(id="b", row=1, scheduled_s=2.0, sent_s=2.05),
+            Record(id="c", row=2, sent_s=3.0)]
+    lag = schedule_lag(recs)
+    assert lag["count"] == 2 and lag["max"] == 0.25 and lag["min"] == pytest.approx(0.05)
+
+
+def test_slice_option_writes_table_and_plot(fast_sim, tmp_path: Path) -> None:
+    write_prompts(tmp_path / "p.csv", 6)
+    result = invoke("run", "p.csv", "--slice", "500ms", "--out", "o", "-q", base_url=fast_sim.base_url)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "o" / "slices.png").stat().st_size > 1000
+    table = (tmp_path / "o" / "slices.md").read_text()
+    assert "| window (s) |" in table
+    assert sum(w["requests"] for w in summary_of(tmp_path / "o")["slices"]) == 6
+    assert invoke("run", "p.csv", "--slice", "soon").exit_code == 2

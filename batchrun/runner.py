@@ -34,6 +34,8 @@ from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.redact import redact
 from batchrun.store.records import OK, Record, RecordSink
 from batchrun.engine.tools import ToolRunner
+from batchrun.workloads import Workload, load_side, make_pool
+from batchrun.workloads import prepare as prepare_workload
 from batchrun.endpoint.requests import (RequestDefaults, build_body, build_completion_body, estimate_prompt_tokens,
                                        estimate_request_tokens)
 
@@ -166,22 +168,14 @@ async def execute_run(config: RunConfig) -> RunOutcome:
         if model != config.model:
             config = config_replace(config, model=model)
         write_run_json(out, config, endpoint)
-        if config.synthetic is not None:
-            from batchrun.endpoint.calibrate import synthetic_rows
-            rows, info = await synthetic_rows(config, endpoint, _client_class(config), 100, say)
-            _write_json(out / "synthetic.json", info)
         skip = done_ids(out / RECORDS) if config.resume else set()
         if skip:
             say(f"resuming {out}: {len(skip)} rows already done are not sent again")
-        if config.endpoint == "embeddings":
-            from batchrun.engine.embed import embed_items
-            items: Iterator[Any] = embed_items(config, rows, skip)
-        else:
-            items = jobs(config, rows, skip)
-        return await _run_pool(config, endpoint, out, items, len(skip))
+        workload = await prepare_workload(config, endpoint, rows, out, skip, jobs, say)
+        return await _run_pool(config, endpoint, out, workload, len(skip))
 
 
-async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, items: Iterator[Job | BadRow],
+async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, workload: Workload,
                     resumed: int) -> RunOutcome:
     clock = time.perf_counter
     lag: list[float] = []
@@ -189,29 +183,20 @@ async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, items: Ite
     started_wall = time.time()
     with RecordSink(out / RECORDS) as sink:
         async with make_session(config.concurrency) as session:
-            if config.endpoint == "embeddings":
-                from batchrun.engine.embed import embed_pool
-                pool = embed_pool(session, endpoint, sink.write, config, _pool_config(config), out, t0, clock)
-            else:
-                client = _client_class(config)(session, endpoint, timeout_s=config.timeout,
-                                               ttft_timeout_s=config.ttft_timeout, clock=clock)
-                runner = ToolRunner.from_file(config.tool_module, config.tool_timeout) if config.tool_module else None
-                pool = Pool(client, sink.write, _pool_config(config), t0=t0, clock=clock, tool_runner=runner)
+            runner = ToolRunner.from_file(config.tool_module, config.tool_timeout) if config.tool_module else None
+            pool = make_pool(workload, session, endpoint, sink.write, config, _pool_config(config), out, t0, clock,
+                             runner, lambda prompt: next(jobs(config, iter([prompt]), set())))
             pool.stats.resumed = resumed
             async with _signals(pool, sink) as interrupted, _background(pool, config, lag, clock), _quiet_gc():
-                await pool.run(items)
+                if workload.schedule is not None:
+                    await pool.run(workload.items, schedule=workload.schedule)
+                else:
+                    await pool.run(workload.items)
         wall = clock() - t0
     outcome = RunOutcome(out_dir=out, summary={}, interrupted=interrupted.is_set(),
                          aborted=pool.abort_reason, input_error=pool.input_error, failed=pool.stats.failed)
     _finish_outputs(outcome, config, lag, wall, started_wall)
     return outcome
-
-
-def _client_class(config: RunConfig) -> type[StreamClient]:
-    if config.endpoint == "completions":
-        from batchrun.endpoint.completions import TextStreamClient
-        return TextStreamClient
-    return StreamClient
 
 
 def _pool_config(config: RunConfig) -> PoolConfig:
@@ -306,9 +291,8 @@ def _finish_outputs(outcome: RunOutcome, config: RunConfig, lag: list[float], wa
 def _workloads(out: Path, config: RunConfig, records: list[Record], wall: float) -> dict[str, Any]:
     from batchrun.analysis.workloads import workload_summary
 
-    info = out / "synthetic.json"
-    synthetic = json.loads(info.read_text(encoding="utf-8")) if info.exists() else None
-    return workload_summary(config.public_dict(), records, wall, synthetic)
+    side = load_side(out)
+    return workload_summary(config.public_dict(), records, wall, side.get("synthetic"), side.get("turns"))
 
 
 def _slim(records: Iterator[Record], gaps: GapSample, keep_text: int = 20) -> Iterator[Record]:

@@ -81,7 +81,8 @@ def synthetic_figures(records: list[Record], info: Mapping[str, Any],
 
 
 def workload_summary(config: Mapping[str, Any], records: list[Record], wall_time_s: float | None,
-                     synthetic_info: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                     synthetic_info: Mapping[str, Any] | None = None,
+                     turn_of: Mapping[str, int] | None = None) -> dict[str, Any]:
     """The extra summary sections a run's config calls for (empty for a plain chat run)."""
     out: dict[str, Any] = {}
     if config.get("endpoint") == "embeddings":
@@ -90,6 +91,8 @@ def workload_summary(config: Mapping[str, Any], records: list[Record], wall_time
         from batchrun.inputs.synthetic import requested_lengths
         ids = [r.id for r in records if r.id.startswith("syn-")]
         out["synthetic"] = synthetic_figures(records, synthetic_info, requested_lengths(config["synthetic"], ids), ids)
+    if turn_of:
+        out["turns"] = turn_figures(records, turn_of)
     if any(r.scheduled_s is not None for r in records):
         out["schedule_lag_s"] = schedule_lag(records)
     if config.get("slice_s"):

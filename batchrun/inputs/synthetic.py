@@ -10,6 +10,8 @@
     ignore_eos=true|false      send vLLM's ignore_eos so the server writes exactly max_tokens
                                (default true; false for servers that reject unknown fields)
     tokenizer=PATH             a local tokenizer.json: exact prompt lengths (needs `tokenizers`)
+    sessions=S,turns=T         multi-turn instead: S sessions of T turns; each turn's new user
+    think_s=X                  message has prompt_tokens tokens, sent X s after the last answer
 
 Without a tokenizer the length of the text is sized from the endpoint's own counting: two
 probe requests (short and long) give usage.prompt_tokens = a * characters + b, and each prompt
@@ -37,7 +39,7 @@ moment air teacher force education river garden signal engine window market brid
 """.split())
 
 KEYS = {"prompt_tokens", "output_tokens", "stdev", "prompt_stdev", "output_stdev", "n", "seed",
-        "shared_prefix_tokens", "prefix_pool", "ignore_eos", "tokenizer"}
+        "shared_prefix_tokens", "prefix_pool", "ignore_eos", "tokenizer", "sessions", "turns", "think_s"}
 
 
 @dataclass(frozen=True)
@@ -71,12 +73,16 @@ class SyntheticSpec:
     prefix_pool: int = 1
     ignore_eos: bool = True
     tokenizer: str | None = None
+    sessions: int | None = None         # multi-turn: this many sessions ...
+    turns: int = 1                      # ... of this many turns ...
+    think_s: float = 0.0                # ... each turn sent this long after the previous answer
     text: str = ""                      # the spec as given
 
     def public(self) -> dict[str, Any]:
         return {"spec": self.text, "prompt_tokens": self.prompt.describe(),
                 "output_tokens": self.output.describe(), "seed": self.seed,
-                "shared_prefix_tokens": self.shared_prefix_tokens, "prefix_pool": self.prefix_pool}
+                        "shared_prefix_tokens": self.shared_prefix_tokens, "prefix_pool": self.prefix_pool,
+                "sessions": self.sessions, "turns": self.turns, "think_s": self.think_s}
 
 
 def parse_spec(text: str) -> SyntheticSpec:
@@ -98,7 +104,9 @@ def parse_spec(text: str) -> SyntheticSpec:
             n=int(items["n"]) if "n" in items else None, seed=int(items.get("seed", 0)),
             shared_prefix_tokens=int(items.get("shared_prefix_tokens", 0)),
             prefix_pool=int(items.get("prefix_pool", 1)),
-            ignore_eos=_bool(items.get("ignore_eos", "true")), tokenizer=items.get("tokenizer"), text=text)
+            ignore_eos=_bool(items.get("ignore_eos", "true")), tokenizer=items.get("tokenizer"),
+            sessions=int(items["sessions"]) if "sessions" in items else None, turns=int(items.get("turns", 1)),
+            think_s=float(items.get("think_s", 0)), text=text)
     except ValueError as exc:
         raise ConfigError(f"--synthetic {text!r}: {exc}") from None
     _check(spec)
@@ -129,6 +137,10 @@ def _bool(value: str) -> bool:
 def _check(spec: SyntheticSpec) -> None:
     if spec.n is not None and spec.n < 1:
         raise ConfigError("--synthetic: n must be at least 1")
+    if (spec.sessions is not None and spec.sessions < 1) or spec.turns < 1 or spec.think_s < 0:
+        raise ConfigError("--synthetic: sessions and turns must be at least 1, think_s not negative")
+    if spec.turns > 1 and spec.sessions is None:
+        raise ConfigError("--synthetic: turns needs sessions=S too, e.g. sessions=100,turns=5")
     if spec.prefix_pool < 1 or spec.shared_prefix_tokens < 0:
         raise ConfigError("--synthetic: prefix_pool must be at least 1, shared_prefix_tokens not negative")
     low = spec.prompt.low if spec.prompt.low is not None else spec.prompt.mean - 3 * spec.prompt.stdev
@@ -255,6 +267,8 @@ def probe_texts(seed: int = 0) -> list[str]:
 
 
 def default_count(spec: SyntheticSpec, fallback: int) -> int:
+    if spec.sessions is not None:
+        return spec.sessions * spec.turns
     return spec.n if spec.n is not None else fallback
 
 

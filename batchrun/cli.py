@@ -176,6 +176,8 @@ def bench(
     ttft_timeout: TtftTimeout = None,
     retries: Annotated[int, _opt("Retries per request (default 0: in a benchmark a failure is data).")] = 0,
     out: Out = None,
+    endpoint: EndpointKind = "chat",
+    synthetic: Synthetic = None,
 ) -> None:
     """Compare the sync SDK baseline with the async pool at several concurrencies; report and plots."""
     def body() -> int:
@@ -188,7 +190,8 @@ def bench(
             input=prompts, fmt=fmt, prompt_column=prompt_column, id_column=id_column, template=template,
             system=system, on_bad_row="skip", model=model, max_tokens=max_tokens, temperature=temperature,
             extra_body=parse_json_option(extra_body, "--extra-body") or {}, base_url=url, api_key=key,
-            rpm=rpm, tpm=tpm, timeout=timeout, ttft_timeout=ttft_timeout, retries=retries)
+            rpm=rpm, tpm=tpm, timeout=timeout, ttft_timeout=ttft_timeout, retries=retries,
+            endpoint=endpoint, synthetic=synthetic)
         config = BenchConfig(
             run=run_config, requests=requests, concurrencies=parse_levels(concurrency),
             rates=parse_levels(rate, float) if rate else (), burstiness=burstiness, warmup=warmup,

@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
-from batchrun.endpoint.client import Endpoint, StreamClient, make_session
+from batchrun.endpoint.client import Endpoint, make_session
 from batchrun.config import RunConfig
 from batchrun.endpoint.resolve import open_endpoint, preflight
 from batchrun.errors import ConfigError, InputError
@@ -30,6 +30,7 @@ from batchrun.runner import jobs as run_jobs
 from batchrun.runner import open_rows
 from batchrun.runner import say
 from batchrun.bench.sync import run_sync
+from batchrun.workloads import client_class
 
 DEFAULT_SWEEP = (1, 2, 4, 8, 16, 32, 64)
 _NOT_IN_BENCH = {"concurrency", "resume", "out", "output_format", "quiet", "fail_on_error", "max_errors",
@@ -59,6 +60,9 @@ class BenchConfig:
             raise ConfigError("concurrency levels must be >= 1 and rates > 0")
         if self.burstiness <= 0:
             raise ConfigError(f"--burstiness must be positive, got {self.burstiness}")
+        if self.run.endpoint == "embeddings":
+            raise ConfigError("bench measures streamed endpoints (chat, completions); time embeddings with "
+                              "`batchrun run --endpoint embeddings` (its summary has inputs/s and tokens/s)")
 
 
 def parse_levels(text: str, kind: type = int) -> tuple[Any, ...]:
@@ -119,7 +123,7 @@ async def measure_async(endpoint: Endpoint, jobs: list[Job], config: BenchConfig
     records: list[Record] = []
     lag: list[float] = []
     async with make_session(workers) as session:
-        client = StreamClient(session, endpoint, timeout_s=run.timeout, ttft_timeout_s=run.ttft_timeout, clock=clock)
+        client = client_class(run)(session, endpoint, timeout_s=run.timeout, ttft_timeout_s=run.ttft_timeout, clock=clock)
         pool_config = PoolConfig(concurrency=workers, retries=run.retries, rpm=run.rpm, tpm=run.tpm, seed=run.seed)
         if config.warmup:
             warm = Pool(client, lambda r: None, dataclasses.replace(pool_config, concurrency=concurrency),
@@ -171,6 +175,9 @@ async def execute_bench(config: BenchConfig, out: Path | None = None) -> tuple[P
         model = await preflight(endpoint, run.model)
         if model != run.model:
             config = dataclasses.replace(config, run=dataclasses.replace(run, model=model))
+        if run.synthetic is not None:
+            from batchrun.endpoint.calibrate import synthetic_rows
+            rows, _ = await synthetic_rows(config.run, endpoint, client_class(run), config.requests, say)
         jobs = bench_jobs(config.run, config.requests, rows)
         results = await _all_runs(endpoint, jobs, config, out)
     # The run settings that mean something in a bench (not concurrency, resume, output, ...).
@@ -187,7 +194,7 @@ async def execute_bench(config: BenchConfig, out: Path | None = None) -> tuple[P
 async def _all_runs(endpoint: Endpoint, jobs: list[Job], config: BenchConfig, out: Path) -> list[RunResult]:
     results: list[RunResult] = []
     for repeat in range(1, config.repeat + 1):
-        if config.sync:
+        if config.sync and config.run.endpoint == "chat":     # the SDK baseline speaks chat only
             say(f"sync baseline (openai.OpenAI, sequential), repeat {repeat}")
             results.append(await measure_sync(endpoint, jobs, config, out, repeat))
         for c in config.concurrencies if not config.rates else ():

@@ -268,12 +268,12 @@ def _finish_outputs(outcome: RunOutcome, config: RunConfig, lag: list[float], wa
 
     out = outcome.out_dir
     outcome.files.append(write_results(out / RECORDS, out, config.output_format))
-    if config.endpoint == "embeddings":
-        from batchrun.store.vectors import consolidate
-        outcome.files.append(consolidate(out, done_ids(out / RECORDS)))
     wall_total = _add_wall_time(out, wall)
     gaps = GapSample()
     records = list(_slim(iter_latest(out / RECORDS), gaps))
+    if config.endpoint == "embeddings":
+        from batchrun.store.vectors import consolidate
+        outcome.files.append(consolidate(out, (r.id for r in records if r.status == OK)))
     summary = summarize(records, wall_time_s=wall_total, loop_lag_s=lag, itl_sample=gaps)
     summary.update(_workloads(out, config, records, wall_total))
     summary["run"] = {"interrupted": outcome.interrupted, "aborted": outcome.aborted,

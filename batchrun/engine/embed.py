@@ -143,7 +143,7 @@ class EmbedPool:
                 result = EmbedResult(sent=self.clock(), inputs=len(item.prompts))
                 result.fail(ERROR, "ClientError", redact(f"{type(exc).__name__}: {exc}", self.client.endpoint.secrets))
                 wait = 0.0
-            self._settle(item, result, log, wait)
+            await self._settle(item, result, log, wait)
 
     async def _request(self, batch: Batch, limits: RateLimits, log: list[Attempt]) -> tuple[EmbedResult, float]:
         wait: float | None = None
@@ -171,12 +171,12 @@ class EmbedPool:
             await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
-    def _settle(self, batch: Batch, result: EmbedResult, log: list[Attempt], wait: float) -> None:
+    async def _settle(self, batch: Batch, result: EmbedResult, log: list[Attempt], wait: float) -> None:
         tokens = split_tokens(result.prompt_tokens, [prompt_text(p) for p in batch.prompts])
         records = [self._record(p, batch, result, log, wait, result.status, n) for p, n in zip(batch.prompts, tokens)]
         if result.status == OK and result.vectors is not None:
-            self.vectors.add(records, result.vectors)     # records go out once their vectors are on disk
             self._count(records)
+            await self.vectors.add(records, result.vectors)   # records go out once their vectors are on disk
         else:
             self._finish(records)
 

@@ -9,6 +9,7 @@ disk; a row whose vector was written but whose record was lost is simply sent ag
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 from typing import Callable, Iterable
@@ -38,24 +39,36 @@ class VectorSink:
         self._vectors: list[np.ndarray] = []
         self._records: list[Record] = []
 
-    def add(self, records: list[Record], vectors: np.ndarray) -> None:
+    async def add(self, records: list[Record], vectors: np.ndarray) -> None:
+        """Buffer one batch; past flush_rows, write a part in a thread (the event loop keeps
+        timing other requests meanwhile), then the records of its rows."""
         self._ids.extend(r.id for r in records)
         self._rows.extend(r.row for r in records)
         self._vectors.append(vectors)
         self._records.extend(records)
         if len(self._ids) >= self.flush_rows:
-            self.flush()
+            path, table, done = self._take()
+            await asyncio.to_thread(_write_atomic, path, table)
+            self._emit(done)
 
     def flush(self) -> None:
-        if not self._ids:
-            return
-        matrix = np.concatenate(self._vectors)
+        """Write what is buffered now (end of run, also after a cancellation)."""
+        if self._ids:
+            path, table, done = self._take()
+            _write_atomic(path, table)
+            self._emit(done)
+
+    def _take(self) -> tuple[Path, pa.Table, list[Record]]:
         path = self.dir / f"part-{self._next:06d}.parquet"
-        _write_atomic(path, _table(self._ids, self._rows, matrix))
         self._next += 1
-        for record in self._records:
-            self.write_record(record)
+        table = _table(self._ids, self._rows, np.concatenate(self._vectors))
+        done = self._records
         self._ids, self._rows, self._vectors, self._records = [], [], [], []
+        return path, table, done
+
+    def _emit(self, records: list[Record]) -> None:
+        for record in records:
+            self.write_record(record)
 
 
 def _table(ids: list[str], rows: list[int], matrix: np.ndarray) -> pa.Table:

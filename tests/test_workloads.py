@@ -175,3 +175,26 @@ def test_slice_option_writes_table_and_plot(fast_sim, tmp_path: Path) -> None:
     assert "| window (s) |" in table
     assert sum(w["requests"] for w in summary_of(tmp_path / "o")["slices"]) == 6
     assert invoke("run", "p.csv", "--slice", "soon").exit_code == 2
+
+
+# --- the README's workload commands, as written ---
+
+def readme_workload_commands() -> list[list[str]]:
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = text.split("## Workloads and endpoints", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    return [line.split("#", 1)[0].split()[1:] for line in block.strip().splitlines()]
+
+
+def test_every_readme_workload_runs_on_the_built_in_endpoint(fast_sim, tmp_path: Path, monkeypatch) -> None:
+    root = Path(__file__).resolve().parent.parent
+    monkeypatch.chdir(root)                           # the commands name samples/...
+    commands = readme_workload_commands()
+    assert len(commands) >= 9
+    for i, args in enumerate(commands):
+        extra = ["--out", str(tmp_path / f"w{i}")] + (["-q"] if args[0] == "run" else ["--no-sync", "-n", "16"])
+        result = invoke(*args, *extra, base_url=fast_sim.base_url)
+        assert result.exit_code == 0, (args, result.output)
+        summary = json.loads((tmp_path / f"w{i}" / "summary.json").read_text())
+        if args[0] == "run":
+            counts = summary["summary"]["counts"]
+            assert counts["ok"] == counts["total"] > 0, (args, counts)

@@ -55,6 +55,7 @@ MaxTokens = Annotated[Optional[int], _opt("Maximum output tokens per request.", 
 Temperature = Annotated[Optional[float], _opt("Sampling temperature.", env="BATCHRUN_TEMPERATURE")]
 ExtraBody = Annotated[Optional[str], _opt("JSON object merged into every request body.", env="BATCHRUN_EXTRA_BODY")]
 BaseUrl = Annotated[Optional[str], _opt("Endpoint base URL, e.g. https://api.openai.com/v1 (default: OPENAI_BASE_URL, else the built-in endpoint).")]
+BaseUrls = Annotated[Optional[list[str]], _opt("Endpoint base URL (default: OPENAI_BASE_URL, else the built-in endpoint); repeat it to spread requests over several endpoints (see --balance).", "--base-url")]
 Rpm = Annotated[Optional[float], _opt("Requests-per-minute limit to stay under.", env="BATCHRUN_RPM")]
 Tpm = Annotated[Optional[float], _opt("Tokens-per-minute limit to stay under.", env="BATCHRUN_TPM")]
 Timeout = Annotated[float, _opt("Seconds a whole request may take.", env="BATCHRUN_TIMEOUT")]
@@ -84,7 +85,7 @@ def run(
     tool_module: Annotated[Optional[Path], _opt("Python file whose functions run the tools the model calls (runs your code in-process).")] = None,
     max_tool_rounds: Annotated[int, _opt("Most follow-up requests after tool results, per row (with --tool-module).")] = 3,
     tool_timeout: Annotated[float, _opt("Seconds one tool call may take (with --tool-module).")] = 30.0,
-    base_url: BaseUrl = None,
+    base_url: BaseUrls = None,
     concurrency: Annotated[int, _opt("Most requests in flight at once.", "--concurrency", "-c", env="BATCHRUN_CONCURRENCY")] = 16,
     rpm: Rpm = None,
     tpm: Tpm = None,
@@ -103,13 +104,14 @@ def run(
     synthetic: Synthetic = None,
     speedup: Annotated[float, _opt("Trace replay (a timestamp or delay_s column): play the schedule this many times faster.")] = 1.0,
     slice_: Slice = None,
+    balance: Annotated[str, _opt("With several --base-url: rr (in turn) or least (fewest requests in flight).")] = "rr",
 ) -> None:
     """Send every prompt, write one timed record per row, and a summary."""
     def body() -> int:
         from batchrun.runner import execute_run
         from batchrun.engine.tools import load_tool_definitions
 
-        url, key = env_endpoint(base_url, None)
+        url, key = env_endpoint(base_url[0] if base_url else None, None)
         config = RunConfig(
             input=prompts, fmt=fmt, prompt_column=prompt_column, id_column=id_column, template=template,
             system=system, on_bad_row=on_bad_row, model=model, max_tokens=max_tokens, temperature=temperature,
@@ -120,7 +122,7 @@ def run(
             ttft_timeout=ttft_timeout, retries=retries, max_errors=max_errors, max_error_rate=max_error_rate,
             out=out, resume=resume, output_format=output_format, quiet=quiet, fail_on_error=fail_on_error,
             endpoint=endpoint, batch_size=batch_size, synthetic=synthetic, speedup=speedup,
-            slice_s=_duration(slice_, "--slice"))
+            slice_s=_duration(slice_, "--slice"), extra_base_urls=list(base_url or [])[1:], balance=balance)
         return _report_run(asyncio.run(execute_run(config)), fail_on_error)
     guarded(body)
 

@@ -96,6 +96,8 @@ class RunConfig:
     synthetic: str | None = None             # --synthetic spec: generated prompts instead of a file
     speedup: float = 1.0                     # trace replay: timestamps / delay_s divided by this
     slice_s: float | None = None             # --slice: per-window figures of this width
+    extra_base_urls: list[str] = field(default_factory=list)   # --base-url given more than once
+    balance: str = "rr"                      # rr / least, across base_url and extra_base_urls
 
     def __post_init__(self) -> None:
         self._validate()
@@ -126,6 +128,7 @@ class RunConfig:
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "api_key"}
         if self.base_url:       # a gateway key may ride in the URL (`?api_key=...`)
             data["base_url"] = redact(self.base_url, (self.api_key,) if self.api_key else ())
+        data["extra_base_urls"] = [redact(u, (self.api_key,) if self.api_key else ()) for u in self.extra_base_urls]
         data["api_key_set"] = self.api_key is not None
         return json.loads(json.dumps(data, default=str))
 
@@ -153,6 +156,10 @@ def _validate_workload(config: RunConfig) -> None:
         raise ConfigError(f"--speedup must be positive, got {config.speedup}")
     if config.slice_s is not None and config.slice_s <= 0:
         raise ConfigError(f"--slice must be a positive duration, got {config.slice_s}")
+    if config.balance not in ("rr", "least"):
+        raise ConfigError(f"--balance must be rr or least, got {config.balance!r}")
+    if config.extra_base_urls and config.endpoint == "embeddings":
+        raise ConfigError("--endpoint embeddings takes one --base-url")
     if config.endpoint == "embeddings" and config.tools:
         raise ConfigError("--tools cannot be used with --endpoint embeddings")
 

@@ -23,6 +23,7 @@ from typing import Any, AsyncIterator, Iterator
 
 from batchrun.endpoint.client import Endpoint, StreamClient, make_session
 from batchrun.config import RunConfig, config_replace
+from batchrun.endpoint.multi import open_more
 from batchrun.endpoint.resolve import open_endpoint, preflight
 from batchrun.errors import ConfigError, InputError, OutputError
 from batchrun.inputs.rows import read_prompts
@@ -163,7 +164,7 @@ async def execute_run(config: RunConfig) -> RunOutcome:
     config = resolve_resume(config)
     rows = open_rows(config)
     out = prepare_out_dir(config)
-    async with open_endpoint(config.base_url, config.api_key, announce=say) as endpoint:
+    async with open_endpoint(config.base_url, config.api_key, announce=say) as endpoint, open_more(config, say) as more:
         model = await preflight(endpoint, config.model)
         if model != config.model:
             config = config_replace(config, model=model)
@@ -172,6 +173,7 @@ async def execute_run(config: RunConfig) -> RunOutcome:
         if skip:
             say(f"resuming {out}: {len(skip)} rows already done are not sent again")
         workload = await prepare_workload(config, endpoint, rows, out, skip, jobs, say)
+        workload.more_endpoints = more
         return await _run_pool(config, endpoint, out, workload, len(skip))
 
 
@@ -200,7 +202,9 @@ async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, workload: 
 
 
 def _pool_config(config: RunConfig) -> PoolConfig:
-    return PoolConfig(concurrency=config.concurrency, rpm=config.rpm, tpm=config.tpm,
+    several = bool(config.extra_base_urls)      # then each endpoint has its own limits (endpoint/multi.py)
+    return PoolConfig(concurrency=config.concurrency, rpm=None if several else config.rpm,
+                      tpm=None if several else config.tpm,
                       retries=config.retries, max_errors=config.max_errors,
                       max_error_rate=config.max_error_rate, seed=config.seed,
                       max_tool_rounds=config.max_tool_rounds)

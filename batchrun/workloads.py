@@ -10,7 +10,7 @@ call for, its items (and schedule), and the pool that runs them.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
@@ -32,6 +32,7 @@ class Workload:
     kind: str                                   # rows / embeddings / sessions / trace
     items: Iterator[Any]
     schedule: Iterator[float] | None = None     # planned send offsets, one per item (trace)
+    more_endpoints: list[Any] = field(default_factory=list)   # --base-url given more than once
 
 
 def kind_of(config: RunConfig) -> str:
@@ -123,8 +124,12 @@ def make_pool(workload: Workload, session: aiohttp.ClientSession, endpoint: Endp
     if workload.kind == "embeddings":
         from batchrun.engine.embed import embed_pool
         return embed_pool(session, endpoint, write, config, pool_config, out, t0, clock)
-    client = client_class(config)(session, endpoint, timeout_s=config.timeout,
-                                  ttft_timeout_s=config.ttft_timeout, clock=clock)
+    clients = [client_class(config)(session, e, timeout_s=config.timeout, ttft_timeout_s=config.ttft_timeout,
+                                    clock=clock) for e in [endpoint, *workload.more_endpoints]]
+    client: Any = clients[0]
+    if len(clients) > 1:
+        from batchrun.endpoint.multi import multi_client
+        client = multi_client(clients, config)
     if workload.kind == "sessions":
         from batchrun.engine.sessions import SessionPool
         return SessionPool(client, write, pool_config, t0=t0, clock=clock, make_job=make_job)

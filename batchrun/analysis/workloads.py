@@ -91,6 +91,8 @@ def workload_summary(config: Mapping[str, Any], records: list[Record], wall_time
         from batchrun.inputs.synthetic import requested_lengths
         ids = [r.id for r in records if r.id.startswith("syn-")]
         out["synthetic"] = synthetic_figures(records, synthetic_info, requested_lengths(config["synthetic"], ids), ids)
+    if any(r.endpoint for r in records):
+        out["by_endpoint"] = endpoint_figures(records, wall_time_s)
     if turn_of:
         out["turns"] = turn_figures(records, turn_of)
     if any(r.scheduled_s is not None for r in records):
@@ -98,4 +100,20 @@ def workload_summary(config: Mapping[str, Any], records: list[Record], wall_time
     if config.get("slice_s"):
         from batchrun.analysis.slices import time_slices
         out["slices"] = time_slices(records, config["slice_s"])
+    return out
+
+
+def endpoint_figures(records: list[Record], wall_time_s: float | None) -> dict[str, dict[str, Any]]:
+    """Per endpoint (the one that answered each record's final attempt): counts, success rate,
+    throughput over the run's wall time, and the latency / TTFT distributions."""
+    from batchrun.analysis.metrics import summarize
+
+    groups: dict[str, list[Record]] = defaultdict(list)
+    for r in records:
+        if r.endpoint:
+            groups[r.endpoint].append(r)
+    out = {}
+    for name, recs in sorted(groups.items()):
+        s = summarize(recs, wall_time_s=wall_time_s or None)
+        out[name] = {k: s[k] for k in ("counts", "success_rate", "throughput", "latency_s", "ttft_s", "tokens")}
     return out

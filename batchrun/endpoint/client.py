@@ -108,6 +108,7 @@ class AttemptResult:
     total_s: float | None = None           # send -> end of the response
     itl_s: list[float] = field(default_factory=list)
     output_chunks: int = 0
+    endpoint: str | None = None            # which endpoint answered, with several (--base-url A --base-url B)
 
     def fail(self, status: str, error_type: str, message: str) -> "AttemptResult":
         self.status, self.error_type, self.error = status, error_type, message[:_MAX_MESSAGE]

@@ -279,6 +279,7 @@ class Pool:
             completion_tokens=result.completion_tokens, queued_at=queued_at, queue_wait_s=queue_wait,
             sent_s=result.sent - self.t0, ttft_s=result.ttft_s, latency_s=result.latency_s,
             total_s=result.total_s, itl_s=result.itl_s, output_chunks=result.output_chunks,
+            endpoint=result.endpoint,
         )
         if record.end_s is None and result.total_s is not None:
             record.end_s = record.sent_s + result.total_s

@@ -29,6 +29,10 @@ def workload_lines(summary: Mapping[str, Any]) -> list[str]:
         lines.append(f"              sizing: {syn['sizing']['source']}")
     for turn in summary.get("turns") or []:
         lines.append(f"turn {turn['turn']:<7}TTFT {_d(turn['ttft_s'], 1000, ' ms')}; latency {_d(turn['latency_s'], 1000, ' ms')}")
+    for name, e in (summary.get("by_endpoint") or {}).items():
+        rate = e["throughput"]["requests_per_s"]
+        lines.append(f"endpoint    {name}: {e['counts']['ok']} ok of {e['counts']['attempted']}, "
+                     f"{rate or 0:.2f} req/s; latency {_d(e['latency_s'], 1000, ' ms')}")
     lag = summary.get("schedule_lag_s")
     if lag and lag.get("count"):
         lines.append(f"schedule    lag (actual - scheduled send) {_d(lag, 1000, ' ms')}")

@@ -68,6 +68,7 @@ class Record:
     output_chunks: int = 0                   # chunks that carried output (content or tool-call delta)
     output_tokens_per_s: float | None = None  # completion_tokens / latency_s
     rounds: list[dict[str, Any]] | None = None  # tool-calling rounds, when the row ran tools
+    endpoint: str | None = None              # the endpoint that answered, when the run used several
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; by hand, since dataclasses.asdict deep-copies every list (slow per record)."""

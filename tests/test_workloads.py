@@ -198,3 +198,24 @@ def test_every_readme_workload_runs_on_the_built_in_endpoint(fast_sim, tmp_path:
         if args[0] == "run":
             counts = summary["summary"]["counts"]
             assert counts["ok"] == counts["total"] > 0, (args, counts)
+
+
+def test_tokenizer_sizes_prompts_exactly(fast_sim, tmp_path: Path) -> None:
+    tokenizers = pytest.importorskip("tokenizers")
+    from batchrun.inputs.synthetic import _WORDS, Sizer, synthetic_prompts
+
+    vocab = {w: i for i, w in enumerate(["[UNK]", *sorted(set(_WORDS))])}
+    tok = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    tok.decoder = tokenizers.decoders.WordPiece()
+    tok.save(str(tmp_path / "tokenizer.json"))
+    spec = parse_spec(f"prompt_tokens=20-60,output_tokens=4,n=10,shared_prefix_tokens=12,tokenizer={tmp_path / 'tokenizer.json'}")
+    sizer = Sizer(tokenizer=tok)
+    for prompt, planned in zip(synthetic_prompts(spec, 10, sizer), plan_lengths(spec, 10)):
+        text = prompt.messages[0]["content"]
+        assert len(tok.encode(text, add_special_tokens=False).ids) == planned.prompt_tokens
+    result = invoke("run", "--synthetic", spec.text, "--out", "t", "-q", base_url=fast_sim.base_url)
+    assert result.exit_code == 0, result.output
+    assert "tokenizer" in summary_of(tmp_path / "t")["synthetic"]["sizing"]["source"]
+    bad = invoke("run", "--synthetic", "prompt_tokens=5,output_tokens=5,tokenizer=nope.json")
+    assert bad.exit_code == 2 and "tokenizer" in bad.output

@@ -240,7 +240,8 @@ def synthetic_prompts(spec: SyntheticSpec, n: int, sizer: Sizer) -> Iterator[Pro
     for i, plan in enumerate(plan_lengths(spec, n)):
         if plan.prefix is not None:
             body = sizer.text(text_rng, plan.prompt_tokens - spec.shared_prefix_tokens)
-            text = prefixes[plan.prefix] + " " + body
+            # Sized by characters, the joining space takes the place of the body's first character.
+            text = prefixes[plan.prefix] + " " + (body if sizer.tokenizer is not None else body[1:])
         else:
             text = sizer.text(text_rng, plan.prompt_tokens)
         params: dict[str, Any] = {"max_tokens": plan.output_tokens}

@@ -35,7 +35,7 @@ from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.redact import redact
 from batchrun.store.records import OK, Record, RecordSink
 from batchrun.engine.tools import ToolRunner
-from batchrun.workloads import Workload, load_side, make_pool
+from batchrun.workloads import Workload, make_pool
 from batchrun.workloads import prepare as prepare_workload
 from batchrun.endpoint.requests import (RequestDefaults, build_body, build_completion_body, estimate_prompt_tokens,
                                        estimate_request_tokens)
@@ -285,18 +285,13 @@ def _finish_outputs(outcome: RunOutcome, config: RunConfig, lag: list[float], wa
                       "session_wall_time_s": wall, "started_at": started_wall}
     outcome.summary = summary
     outcome.files.extend(write_reports(out, summary, records, config=config.public_dict()).values())
-    from batchrun.report.workloads import append_markdown
-    append_markdown(out, summary)
-    if summary.get("slices"):
-        from batchrun.report.slices import write_slices
-        outcome.files.extend(write_slices(out, summary["slices"]))
+    from batchrun.report.workloads import write_extras
+    outcome.files.extend(write_extras(out, summary).values())
 
 
 def _workloads(out: Path, config: RunConfig, records: list[Record], wall: float) -> dict[str, Any]:
-    from batchrun.analysis.workloads import workload_summary
-
-    side = load_side(out)
-    return workload_summary(config.public_dict(), records, wall, side.get("synthetic"), side.get("turns"))
+    from batchrun.report.workloads import workload_sections
+    return workload_sections(out, config.public_dict(), records, wall)
 
 
 def _slim(records: Iterator[Record], gaps: GapSample, keep_text: int = 20) -> Iterator[Record]:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from batchrun.endpoint.client import Endpoint, StreamClient
 
-TURNS_FILE = "turns.json"
+TURNS_FILE = "turns.json"          # the names report/workloads.py reads back (SIDE_FILES)
 SYNTHETIC_FILE = "synthetic.json"
 
 
@@ -135,16 +135,6 @@ def make_pool(workload: Workload, session: aiohttp.ClientSession, endpoint: Endp
         return SessionPool(client, write, pool_config, t0=t0, clock=clock, make_job=make_job)
     from batchrun.engine.pool import Pool
     return Pool(client, write, pool_config, t0=t0, clock=clock, tool_runner=tool_runner)
-
-
-def load_side(out: Path) -> dict[str, Any]:
-    """What the workload left beside the records for the summary (synthetic.json, turns.json)."""
-    side: dict[str, Any] = {}
-    for key, name in (("synthetic", SYNTHETIC_FILE), ("turns", TURNS_FILE)):
-        path = out / name
-        if path.exists():
-            side[key] = json.loads(path.read_text(encoding="utf-8"))
-    return side
 
 
 def _write(path: Path, data: Any) -> None:

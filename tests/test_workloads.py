@@ -65,6 +65,8 @@ def test_embeddings_batched_one_vector_per_input_exactly_once_across_resume(fast
     assert np.allclose(norms, 1.0, atol=1e-5)
     emb = summary_of(tmp_path / "e")["embeddings"]
     assert emb["inputs"] == 10 and emb["batches"] >= 2
+    rebuilt = CliRunner().invoke(app, ["report", "e"], catch_exceptions=False)   # `report` keeps the section
+    assert rebuilt.exit_code == 0 and summary_of(tmp_path / "e")["embeddings"] == emb
 
 
 def test_split_tokens_adds_up_to_the_batch_usage() -> None:

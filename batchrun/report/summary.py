@@ -268,6 +268,8 @@ def load_run(run_dir: Path | str) -> LoadedRun:
     if old.get("loop_lag"):  # raw lag samples are not stored for a single run; keep their statistics
         summary["loop_lag"] = old["loop_lag"]
         summary["warnings"] = summary_warnings(summary)
+    from batchrun.report.workloads import workload_sections
+    summary.update(workload_sections(run_dir, stored.get("config") or {}, records, summary["wall_time_s"]))
     return LoadedRun(records, summary, stored.get("config"))
 
 
@@ -295,4 +297,5 @@ def rebuild_reports(run_dir: Path | str) -> dict[str, Path]:
         stored = _read_json(run_dir / "summary.json") if (run_dir / "summary.json").exists() else {}
         return write_reports(run_dir, stored.get("summary"), [], bench=bench, config=bench["config"])
     run = load_run(run_dir)
-    return write_reports(run_dir, run.summary, run.records, config=run.config)
+    from batchrun.report.workloads import write_extras
+    return {**write_reports(run_dir, run.summary, run.records, config=run.config), **write_extras(run_dir, run.summary)}

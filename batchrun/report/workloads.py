@@ -3,8 +3,13 @@ lengths, sessions, schedule lag); every figure with its sample size."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
+
+from batchrun.store.records import Record
+
+SIDE_FILES = {"synthetic": "synthetic.json", "turns": "turns.json"}
 
 
 def _d(dist: Mapping[str, Any], scale: float = 1.0, unit: str = "") -> str:
@@ -45,3 +50,32 @@ def append_markdown(out: Path, summary: Mapping[str, Any]) -> None:
         return
     with open(out / "report.md", "a", encoding="utf-8") as f:
         f.write("\n## Workload\n\n```\n" + "\n".join(lines) + "\n```\n")
+
+
+def load_side(out: Path) -> dict[str, Any]:
+    """What a workload left beside the records for the summary (synthetic.json, turns.json)."""
+    side: dict[str, Any] = {}
+    for key, name in SIDE_FILES.items():
+        path = out / name
+        if path.exists():
+            side[key] = json.loads(path.read_text(encoding="utf-8"))
+    return side
+
+
+def workload_sections(out: Path, config: Mapping[str, Any], records: Sequence[Record],
+                      wall_time_s: float | None) -> dict[str, Any]:
+    """The summary's workload sections for a run directory (the run itself, or `batchrun report`)."""
+    from batchrun.analysis.workloads import workload_summary
+
+    side = load_side(out)
+    return workload_summary(config, list(records), wall_time_s, side.get("synthetic"), side.get("turns"))
+
+
+def write_extras(out: Path, summary: Mapping[str, Any]) -> dict[str, Path]:
+    """The workload section of report.md, and slices.md / slices.png with --slice."""
+    append_markdown(out, summary)
+    if not summary.get("slices"):
+        return {}
+    from batchrun.report.slices import write_slices
+    md, png = write_slices(out, summary["slices"])
+    return {"slices_md": md, "slices_png": png}

@@ -187,7 +187,7 @@ async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, workload: 
         async with make_session(config.concurrency) as session:
             runner = ToolRunner.from_file(config.tool_module, config.tool_timeout) if config.tool_module else None
             pool = make_pool(workload, session, endpoint, sink.write, config, _pool_config(config), out, t0, clock,
-                             runner, lambda prompt: next(jobs(config, iter([prompt]), set())))
+                             runner, lambda prompt: next(jobs(config, iter([prompt]), set())), sink.write_many)
             pool.stats.resumed = resumed
             async with _signals(pool, sink) as interrupted, _background(pool, config, lag, clock), _quiet_gc():
                 if workload.schedule is not None:

@@ -120,10 +120,11 @@ def _row(item: Any) -> int:
 
 def make_pool(workload: Workload, session: aiohttp.ClientSession, endpoint: Endpoint, write: Callable[[Any], None],
               config: RunConfig, pool_config: Any, out: Path, t0: float, clock: Callable[[], float],
-              tool_runner: Any, make_job: Callable[[Prompt], Any]) -> Any:
+              tool_runner: Any, make_job: Callable[[Prompt], Any],
+              write_many: Callable[[list[Any]], None] | None = None) -> Any:
     if workload.kind == "embeddings":
         from batchrun.engine.embed import embed_pool
-        return embed_pool(session, endpoint, write, config, pool_config, out, t0, clock)
+        return embed_pool(session, endpoint, write, config, pool_config, out, t0, clock, write_many)
     clients = [client_class(config)(session, e, timeout_s=config.timeout, ttft_timeout_s=config.ttft_timeout,
                                     clock=clock) for e in [endpoint, *workload.more_endpoints]]
     client: Any = clients[0]

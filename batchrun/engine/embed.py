@@ -40,6 +40,7 @@ _STOPPED = "the run was stopped before this batch finished"
 @dataclass(frozen=True, slots=True)
 class Batch:
     prompts: list[Prompt]
+    texts: list[str]
     body: bytes
     estimated_tokens: int
     queued_at: float = 0.0
@@ -66,7 +67,7 @@ def _batch(prompts: list[Prompt], model: str | None, extra_body: dict) -> Batch:
     texts = [prompt_text(p) for p in prompts]
     body = build_embeddings_body(texts, model, extra_body)
     tokens = sum(math.ceil(len(t.encode()) / 4) for t in texts)
-    return Batch(prompts, json.dumps(body, ensure_ascii=False).encode(), max(1, tokens))
+    return Batch(prompts, texts, json.dumps(body, ensure_ascii=False).encode(), max(1, tokens))
 
 
 def split_tokens(total: int | None, texts: list[str]) -> list[int | None]:
@@ -120,7 +121,7 @@ class EmbedPool:
         try:
             for item in items:
                 if isinstance(item, Batch):
-                    item = Batch(item.prompts, item.body, item.estimated_tokens, time.time(), self.clock())
+                    item = Batch(item.prompts, item.texts, item.body, item.estimated_tokens, time.time(), self.clock())
                 await self._queue.put(item)
         except BatchrunError as exc:
             self.input_error = exc
@@ -172,7 +173,7 @@ class EmbedPool:
         raise AssertionError("unreachable")
 
     async def _settle(self, batch: Batch, result: EmbedResult, log: list[Attempt], wait: float) -> None:
-        tokens = split_tokens(result.prompt_tokens, [prompt_text(p) for p in batch.prompts])
+        tokens = split_tokens(result.prompt_tokens, batch.texts)
         records = [self._record(p, batch, result, log, wait, result.status, n) for p, n in zip(batch.prompts, tokens)]
         if result.status == OK and result.vectors is not None:
             self._count(records)
@@ -182,7 +183,7 @@ class EmbedPool:
 
     def _record(self, prompt: Prompt, batch: Batch, result: EmbedResult | None, log: list[Attempt],
                 wait: float, status: str, tokens: int | None = None) -> Record:
-        record = Record(id=prompt.id, row=prompt.row, status=status, attempts=len(log), attempt_log=list(log),
+        record = Record(id=prompt.id, row=prompt.row, status=status, attempts=len(log), attempt_log=log,
                         queued_at=batch.queued_at, queue_wait_s=wait)
         if status == CANCELLED:
             record.error_type, record.error = "Cancelled", _STOPPED
@@ -227,6 +228,8 @@ def embed_items(config: "RunConfig", rows: Iterable[Prompt | BadRow], skip: set[
 
 
 def embed_pool(session: "aiohttp.ClientSession", endpoint: "Endpoint", write: Callable[[Record], None],
-               config: "RunConfig", pool_config: PoolConfig, out: "Path", t0: float, clock: Clock) -> EmbedPool:
+               config: "RunConfig", pool_config: PoolConfig, out: "Path", t0: float, clock: Clock,
+               write_many: Callable[[list[Record]], None] | None = None) -> EmbedPool:
     client = EmbeddingsClient(session, endpoint, timeout_s=config.timeout, clock=clock)
-    return EmbedPool(client, write, VectorSink(out, write), pool_config, t0=t0, clock=clock)
+    many = write_many or (lambda records: [write(r) for r in records])
+    return EmbedPool(client, write, VectorSink(out, many), pool_config, t0=t0, clock=clock)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import json
+
+import orjson
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -31,7 +33,7 @@ def index_records(path: Path) -> dict[str, tuple[int, int, str]]:
         offset = 0
         for line in f:
             try:
-                data = json.loads(line)
+                data = orjson.loads(line)
                 index[data["id"]] = (int(data["row"]), offset, data["status"])
             except (ValueError, KeyError, TypeError):
                 pass            # a torn last line from a killed run
@@ -50,7 +52,7 @@ def iter_latest(path: Path, index: dict[str, tuple[int, int, str]] | None = None
     with open(path, "rb") as f:
         for _, offset, _ in sorted(index.values()):
             f.seek(offset)
-            yield Record.from_dict(json.loads(f.readline()))
+            yield Record.from_dict(orjson.loads(f.readline()))
 
 
 def _row(record: Record) -> list[Any]:

@@ -82,14 +82,14 @@ class Record:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Record":
-        known = {f.name for f in fields(cls)}
-        kwargs = {k: v for k, v in data.items() if k in known}
+        kwargs = {k: v for k, v in data.items() if k in _RECORD_NAMES}
         kwargs["attempt_log"] = [Attempt(**a) for a in kwargs.get("attempt_log") or []]
         return cls(**kwargs)
 
 
 _RECORD_FIELDS = tuple(f.name for f in fields(Record))
 _ATTEMPT_FIELDS = tuple(f.name for f in fields(Attempt))
+_RECORD_NAMES = frozenset(_RECORD_FIELDS)
 
 
 class RecordSink:
@@ -115,6 +115,14 @@ class RecordSink:
     def write(self, record: Record) -> None:
         try:
             self._file.write(record.to_json() + b"\n")
+            self._file.flush()
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.path}: {exc.strerror} (is the disk full?)") from exc
+
+    def write_many(self, records: list[Record]) -> None:
+        """Several records in one write and one flush (a batch whose rows finished together)."""
+        try:
+            self._file.write(b"".join(r.to_json() + b"\n" for r in records))
             self._file.flush()
         except OSError as exc:
             raise OutputError(f"cannot write {self.path}: {exc.strerror} (is the disk full?)") from exc
@@ -148,7 +156,7 @@ def read_records(path: Path) -> Iterator[Record]:
             if not line:
                 continue
             try:
-                yield Record.from_dict(json.loads(line))
+                yield Record.from_dict(orjson.loads(line))   # orjson: ~3x json.loads on a record line
             except (ValueError, TypeError):
                 continue  # torn last line of a killed run
 

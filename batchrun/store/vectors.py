@@ -28,10 +28,10 @@ EMBEDDINGS_FILE = "embeddings.parquet"
 class VectorSink:
     """Buffers (id, row, vector) and the rows' records; `flush` writes one part, then the records."""
 
-    def __init__(self, out: Path, write_record: Callable[[Record], None], flush_rows: int = 4096) -> None:
+    def __init__(self, out: Path, write_records: Callable[[list[Record]], None], flush_rows: int = 4096) -> None:
         self.dir = out / PARTS_DIR
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.write_record, self.flush_rows = write_record, flush_rows
+        self.write_records, self.flush_rows = write_records, flush_rows
         existing = [int(p.stem.split("-")[1]) for p in self.dir.glob("part-*.parquet")]
         self._next = max(existing, default=0) + 1
         self._ids: list[str] = []
@@ -67,8 +67,7 @@ class VectorSink:
         return path, table, done
 
     def _emit(self, records: list[Record]) -> None:
-        for record in records:
-            self.write_record(record)
+        self.write_records(records)
 
 
 def _table(ids: list[str], rows: list[int], matrix: np.ndarray) -> pa.Table:

@@ -213,9 +213,15 @@ class EmbedPool:
                 stats.skipped += 1
             elif record.status != CANCELLED:
                 stats.failed += 1
-        cfg = self.config
-        if cfg.max_errors is not None and stats.failed >= cfg.max_errors and self.abort_reason is None:
+        cfg, finished = self.config, stats.ok + stats.failed
+        if self.abort_reason is not None:
+            return
+        if cfg.max_errors is not None and stats.failed >= cfg.max_errors:
             self.abort_reason = f"{stats.failed} inputs failed (--max-errors {cfg.max_errors})"
+        elif cfg.max_error_rate is not None and finished >= 20 and stats.failed / finished > cfg.max_error_rate:
+            self.abort_reason = (f"{stats.failed} of {finished} inputs failed, more than "
+                                 f"--max-error-rate {cfg.max_error_rate:g}")
+        if self.abort_reason is not None:
             self.stop()
 
 

@@ -207,3 +207,13 @@ def test_tokenizer_sizes_prompts_exactly(fast_sim, tmp_path: Path) -> None:
     assert "tokenizer" in summary_of(tmp_path / "t")["synthetic"]["sizing"]["source"]
     bad = invoke("run", "--synthetic", "prompt_tokens=5,output_tokens=5,tokenizer=nope.json")
     assert bad.exit_code == 2 and "tokenizer" in bad.output
+
+
+def test_embeddings_stop_at_max_errors(fast_sim, tmp_path: Path) -> None:
+    write_prompts(tmp_path / "p.csv", [f"[[sim:error=400]] {i}" for i in range(8)])
+    before = fast_sim.stats()["by_endpoint"].get("embeddings", 0)
+    result = invoke("run", "p.csv", "--endpoint", "embeddings", "--batch-size", "2", "-c", "1", "--max-errors", "2",
+                    "--out", "e", "-q", base_url=fast_sim.base_url)
+    assert result.exit_code == 1 and "--max-errors 2" in result.output
+    assert fast_sim.stats()["by_endpoint"]["embeddings"] - before == 1
+    assert summary_of(tmp_path / "e")["counts"]["error"] == 2

@@ -23,6 +23,7 @@ from batchrun.store.records import Record
 
 PARTS_DIR = "vectors"
 EMBEDDINGS_FILE = "embeddings.parquet"
+EMPTY_SCHEMA = pa.schema([("id", pa.string()), ("row", pa.int64()), ("embedding", pa.list_(pa.float32()))])
 
 
 class VectorSink:
@@ -116,8 +117,8 @@ def consolidate(out: Path, ok_ids: Iterable[str]) -> Path:
                 raise OutputError(f"{part}: vectors of another length than earlier parts; "
                                   "rerun into a new --out with one fixed 'dimensions'")
             writer.write_table(table)
-        if writer is None:
-            writer = pq.ParquetWriter(tmp, _table([], [], np.zeros((0, 0), np.float32)).schema)
+        if writer is None:       # no vector at all (every batch failed): an empty file, same columns
+            writer = pq.ParquetWriter(tmp, EMPTY_SCHEMA)
     finally:
         if writer is not None:
             writer.close()

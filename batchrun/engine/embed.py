@@ -130,6 +130,8 @@ class EmbedPool:
 
     async def _work(self, limits: RateLimits) -> None:
         while (item := await self._queue.get()) is not None:
+            if self.abort_reason is not None:
+                return              # stopped: stop() cancels us at the next suspension; send nothing more
             if isinstance(item, BadRow):
                 self._finish([Record(id=item.id, row=item.row, status=SKIPPED, error_type="BadRow",
                                      error=item.reason, queued_at=time.time())])

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterator
 
-from batchrun.endpoint.client import Endpoint, StreamClient, make_session
+from batchrun.endpoint.client import Endpoint, make_session
 from batchrun.config import RunConfig, config_replace
 from batchrun.endpoint.multi import open_more
 from batchrun.endpoint.resolve import open_endpoint, preflight

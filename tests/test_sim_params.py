@@ -15,7 +15,7 @@ import pytest
 from batchrun.sim import SimConfig, SimServer
 from batchrun.sim.prefix_cache import BLOCK_CHARS, BLOCK_TOKENS, PrefixCache
 from batchrun.sim.sampling import apply_stop, output_length
-from test_sim_server import raw, sdk, sse_events
+from test_sim_server import raw, sdk
 
 if TYPE_CHECKING:
     from conftest import MakeSim

@@ -16,7 +16,7 @@ from batchrun.analysis.workloads import embedding_figures, schedule_lag
 from batchrun.cli import app
 from batchrun.engine.embed import split_tokens
 from batchrun.errors import ConfigError
-from batchrun.inputs.synthetic import fit_sizer, parse_spec, plan_lengths, requested_lengths
+from batchrun.inputs.synthetic import fit_sizer, parse_spec, plan_lengths
 from batchrun.sim import SimConfig, SimProcess
 from batchrun.store.records import Record
 from promptfiles import write_prompts

@@ -9,7 +9,6 @@ sequences and logprobs (pure: seeded RNGs in, lists out).
 
 from __future__ import annotations
 
-import math
 import random
 from typing import Any
 
@@ -77,10 +76,6 @@ def completion_logprobs(tokens: list[str], lps: list[tuple[float, list[tuple[str
         pos += len(token)
     return {"tokens": list(tokens), "token_logprobs": [lp for lp, _ in lps],
             "top_logprobs": [dict(alts) for _, alts in lps], "text_offset": offsets}
-
-
-def probability(lp: float) -> float:
-    return math.exp(lp)
 
 
 def plan_logprobs(key: bytes, tokens: list[str], top: int) -> list[tuple[float, list[tuple[str, float]]]]:

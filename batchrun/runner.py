@@ -191,6 +191,7 @@ async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, workload: 
             pool.stats.resumed = resumed
             async with _signals(pool, sink) as interrupted, _background(pool, config, lag, clock), _quiet_gc():
                 if workload.schedule is not None:
+                    pool.t0 = t0 = clock()      # a trace's clock starts now, after the setup above (gc freeze)
                     await pool.run(workload.items, schedule=workload.schedule)
                 else:
                     await pool.run(workload.items)

@@ -63,11 +63,27 @@ def client_class(config: RunConfig) -> type[StreamClient]:
     return StreamClient
 
 
+def length_trace(config: RunConfig) -> bool:
+    """A trace of lengths without text (Mooncake): its prompts are generated, not read."""
+    from batchrun.inputs.sidecols import file_columns
+    from batchrun.inputs.traces import is_length_trace
+
+    if config.input is None or config.synthetic is not None or config.prompt_column or config.template:
+        return False
+    return is_length_trace(file_columns(config.input, config.fmt))
+
+
 async def prepare(config: RunConfig, endpoint: Endpoint, rows: Iterator[Prompt | BadRow], out: Path,
                   skip: set[str], make_jobs: Callable[..., Iterator[Any]],
                   say: Callable[[str], None]) -> Workload:
     """The run's items; `make_jobs(config, rows, skip)` is the runner's Prompt -> Job step."""
     kind = kind_of(config)
+    if length_trace(config):
+        from batchrun.endpoint.calibrate import calibrate
+        from batchrun.inputs.traces import length_trace_prompts
+        assert config.input is not None
+        sizer = await calibrate(config, endpoint, client_class(config), say)
+        rows = length_trace_prompts(config.input, config.fmt, sizer)
     if config.synthetic is not None:
         from batchrun.endpoint.calibrate import synthetic_rows
         rows, info = await synthetic_rows(config, endpoint, client_class(config), 100, say)

@@ -105,3 +105,18 @@ def test_a_bad_trace_cell_is_an_input_error(fast_sim, tmp_path: Path) -> None:
     write_csv(tmp_path / "t.csv", ["prompt", "delay_s"], [["a", 1], ["b", "soon"]])
     result = invoke("run", "t.csv", "-q", "--out", "o", base_url=fast_sim.base_url)
     assert result.exit_code == 2 and "t.csv line 3" in result.output and "delay_s" in result.output
+
+
+def test_mooncake_style_trace_of_lengths_and_hash_ids(fast_sim, tmp_path: Path) -> None:
+    rows = [(0, 600, 8, [1, 2]), (500, 700, 4, [1, 2, 3]), (1000, 300, 6, [4]), (1200, 1100, 5, [1, 2, 3, 5])]
+    (tmp_path / "trace.jsonl").write_text("".join(
+        json.dumps({"timestamp": t, "input_length": i, "output_length": o, "hash_ids": h}) + "\n"
+        for t, i, o, h in rows))
+    before = fast_sim.stats()["prefix_cache_hit_tokens"]
+    result = invoke("run", "trace.jsonl", "--speedup", "10", "-c", "1", "--out", "o", "-q", base_url=fast_sim.base_url)
+    assert result.exit_code == 0, result.output
+    by_row = {r.row: r for r in records(tmp_path / "o")}
+    assert [(by_row[k].prompt_tokens, by_row[k].completion_tokens) for k in range(4)] == [(i, o) for _, i, o, _ in rows]
+    assert [by_row[k].scheduled_s for k in range(4)] == pytest.approx([0.0, 0.05, 0.1, 0.12])
+    # Rows 1 and 3 begin with row 0's blocks 1 and 2 (the first 600 tokens of them): served from the cache.
+    assert fast_sim.stats()["prefix_cache_hit_tokens"] - before >= 2 * 576

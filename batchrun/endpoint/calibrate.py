@@ -16,16 +16,15 @@ from batchrun.store.records import OK
 
 
 async def calibrate(config: RunConfig, endpoint: Endpoint, client_class: type[StreamClient],
-                    say: Callable[[str], None]) -> Sizer:
-    spec = check_spec(config.synthetic or "")
-    if spec.tokenizer:
-        return Sizer(tokenizer=load_tokenizer(spec.tokenizer), source=f"tokenizer {spec.tokenizer}")
+                    say: Callable[[str], None], tokenizer: str | None = None, seed: int = 0) -> Sizer:
+    if tokenizer:
+        return Sizer(tokenizer=load_tokenizer(tokenizer), source=f"tokenizer {tokenizer}")
     build = build_completion_body if config.endpoint == "completions" else build_body
     defaults = RequestDefaults(model=config.model, extra_body=config.extra_body)
     points: list[tuple[int, int]] = []
     async with make_session(1) as session:
         client = client_class(session, endpoint, timeout_s=config.timeout)
-        for text in probe_texts(spec.seed):
+        for text in probe_texts(seed):
             prompt = Prompt(id="probe", row=0, line=0, messages=[{"role": "user", "content": text}],
                             params={"max_tokens": 1})
             result = await client.send(json.dumps(build(prompt, defaults), ensure_ascii=False).encode())
@@ -45,6 +44,6 @@ async def synthetic_rows(config: RunConfig, endpoint: Endpoint, client_class: ty
                          fallback_n: int, say: Callable[[str], None]) -> tuple[Iterator[Prompt], dict[str, Any]]:
     """The run's generated prompts and what to record about them (spec, sizing)."""
     spec = check_spec(config.synthetic or "")
-    sizer = await calibrate(config, endpoint, client_class, say)
+    sizer = await calibrate(config, endpoint, client_class, say, spec.tokenizer, spec.seed)
     info = {**spec.public(), "sizing": sizer.public()}
     return synthetic_prompts(spec, default_count(spec, fallback_n), sizer), info

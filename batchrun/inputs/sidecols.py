@@ -11,20 +11,22 @@ from typing import Any, Iterator
 from batchrun.inputs.readers import Where, open_source, resolve_format
 
 SESSION_COLUMNS = ("session_id", "turn", "think_s")
-TRACE_COLUMNS = ("timestamp", "delay_s")
+TRACE_COLUMNS = ("timestamp", "delay_s", "input_length", "output_length", "hash_ids")
 WORKLOAD_COLUMNS = SESSION_COLUMNS + TRACE_COLUMNS
+_WANTED = {*WORKLOAD_COLUMNS, "prompt", "messages"}
 
 
 def file_columns(path: Path, fmt: str | None) -> set[str]:
-    """The workload columns the file has (CSV / Parquet header, or the first JSONL object)."""
+    """The workload columns the file has (CSV / Parquet header, or the first JSONL object),
+    plus 'prompt' / 'messages' when present."""
     fmt = resolve_format(path, fmt)
     where = Where(str(path), "row" if fmt == "parquet" else "line")
     with open_source(path, fmt, where) as source:
         if source.columns is not None:
-            return set(source.columns) & set(WORKLOAD_COLUMNS)
+            return set(source.columns) & _WANTED
         for raw in source.rows():
             if raw.data is not None:
-                return set(raw.data) & set(WORKLOAD_COLUMNS)
+                return set(raw.data) & _WANTED
     return set()
 
 

@@ -166,6 +166,17 @@ class Sizer:
         target = tokens - (self.overhead if with_overhead else 0.0)
         return words_text(rng, max(1, round(target / self.per_char)))
 
+    def fit(self, parts: list[str], tokens: int, rng: random.Random) -> str:
+        """`parts` joined, then unique words, cut to a prompt of `tokens` tokens (with overhead)."""
+        if self.tokenizer is not None:
+            text = "".join(parts) + " " + _tokenizer_text(self.tokenizer, rng, tokens)
+            return self.tokenizer.decode(self.tokenizer.encode(text, add_special_tokens=False).ids[:tokens])
+        chars = max(1, round((tokens - self.overhead) / self.per_char))
+        text = "".join(parts)
+        if len(text) < chars:
+            text += " " + words_text(rng, chars - len(text))
+        return text[:chars]
+
     def public(self) -> dict[str, Any]:
         return {"source": self.source, "tokens_per_char": self.per_char, "overhead_tokens": self.overhead}
 

@@ -156,6 +156,8 @@ def _validate_workload(config: RunConfig) -> None:
         raise ConfigError(f"--speedup must be positive, got {config.speedup}")
     if config.slice_s is not None and config.slice_s <= 0:
         raise ConfigError(f"--slice must be a positive duration, got {config.slice_s}")
+    if config.synthetic is not None and config.input is not None:
+        raise ConfigError("give a prompts file or --synthetic, not both")
     if config.balance not in ("rr", "least"):
         raise ConfigError(f"--balance must be rr or least, got {config.balance!r}")
     if config.extra_base_urls and config.endpoint == "embeddings":

@@ -89,6 +89,9 @@ def test_embedding_figures_by_hand() -> None:
 def test_bad_synthetic_spec_is_a_usage_error(tmp_path: Path) -> None:
     result = invoke("run", "--synthetic", "prompt_tokens=10,output_tokens=x")
     assert result.exit_code == 2 and "--synthetic" in result.output
+    write_prompts(tmp_path / "p.csv", 2)
+    both = invoke("run", "p.csv", "--synthetic", "prompt_tokens=10,output_tokens=5")
+    assert both.exit_code == 2 and "not both" in both.output
     with pytest.raises(ConfigError, match="needs prompt_tokens"):
         parse_spec("output_tokens=5")
     with pytest.raises(ConfigError, match="smaller than the shortest"):

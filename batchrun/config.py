@@ -150,6 +150,8 @@ ENDPOINTS = ("chat", "completions", "embeddings")
 def _validate_workload(config: RunConfig) -> None:
     if config.endpoint not in ENDPOINTS:
         raise ConfigError(f"--endpoint must be one of {', '.join(ENDPOINTS)}, got {config.endpoint!r}")
+    if config.batch_size != 32 and config.endpoint != "embeddings":
+        raise ConfigError("--batch-size groups inputs for --endpoint embeddings only")
     if not 1 <= config.batch_size <= 2048:
         raise ConfigError(f"--batch-size must be between 1 and 2048, got {config.batch_size}")
     if config.speedup <= 0:

@@ -37,6 +37,13 @@ class Workload:
 
 def kind_of(config: RunConfig) -> str:
     """Decided before anything is sent; a wrong combination is a ConfigError."""
+    kind = _kind(config)
+    if config.speedup != 1.0 and kind != "trace":
+        raise ConfigError("--speedup replays a trace: the input needs a timestamp or delay_s column")
+    return kind
+
+
+def _kind(config: RunConfig) -> str:
     from batchrun.inputs.sidecols import file_columns
     from batchrun.inputs.synthetic import parse_spec
 

@@ -101,6 +101,12 @@ def test_trace_replay_keeps_the_schedule_and_reports_the_lag(fast_sim, tmp_path:
     assert lag["count"] == 4 and lag["min"] >= 0
 
 
+def test_speedup_without_a_trace_is_a_usage_error(fast_sim, tmp_path: Path) -> None:
+    write_csv(tmp_path / "p.csv", ["prompt"], [["a"]])
+    result = invoke("run", "p.csv", "--speedup", "2", "-q", "--out", "o", base_url=fast_sim.base_url)
+    assert result.exit_code == 2 and "timestamp or delay_s" in result.output
+
+
 def test_a_bad_trace_cell_is_an_input_error(fast_sim, tmp_path: Path) -> None:
     write_csv(tmp_path / "t.csv", ["prompt", "delay_s"], [["a", 1], ["b", "soon"]])
     result = invoke("run", "t.csv", "-q", "--out", "o", base_url=fast_sim.base_url)

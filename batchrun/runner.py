@@ -102,13 +102,13 @@ def open_rows(config: RunConfig) -> Iterator[Prompt | BadRow]:
         from batchrun.inputs.synthetic import check_spec
         check_spec(config.synthetic)
         return iter(())
-    from batchrun.workloads import length_trace
-    if length_trace(config):             # lengths without text: prompts are sized once the endpoint is known
-        return iter(())
     assert config.input is not None
     rows = read_prompts(config.input, fmt=config.fmt, prompt_column=config.prompt_column,
                         id_column=config.id_column, template=config.template,
                         system=config.system, on_bad_row=config.on_bad_row)
+    from batchrun.workloads import length_trace
+    if length_trace(config):             # lengths without text: prompts are sized once the endpoint is known
+        return iter(())
     # Header-level problems (which column is the prompt?) surface with the first row: read it now.
     first = next(rows, None)
     return rows if first is None else itertools.chain([first], rows)

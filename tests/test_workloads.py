@@ -162,6 +162,9 @@ def test_every_readme_workload_runs_on_the_built_in_endpoint(fast_sim, tmp_path:
         if args[0] == "run":
             assert summary["counts"]["ok"] == summary["counts"]["total"] > 0, (args, summary["counts"])
             check_workload(args, summary, out, stats, fast_sim.stats())
+        else:                                            # bench: the headline run's lengths, requested vs realised
+            assert summary["synthetic"]["output_tokens_error"]["max"] == 0
+            assert "realised (usage)" in (out / "report.md").read_text()
 
 
 def check_workload(args: list[str], summary: dict, out: Path, before: dict, after: dict) -> None:

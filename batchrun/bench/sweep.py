@@ -30,6 +30,7 @@ from batchrun.runner import jobs as run_jobs
 from batchrun.runner import open_rows
 from batchrun.runner import say
 from batchrun.bench.sync import run_sync
+from batchrun.report.workloads import append_markdown, bench_headline_workloads
 from batchrun.workloads import client_class
 
 DEFAULT_SWEEP = (1, 2, 4, 8, 16, 32, 64)
@@ -175,9 +176,10 @@ async def execute_bench(config: BenchConfig, out: Path | None = None) -> tuple[P
         model = await preflight(endpoint, run.model)
         if model != run.model:
             config = dataclasses.replace(config, run=dataclasses.replace(run, model=model))
+        synthetic_info = None
         if run.synthetic is not None:
             from batchrun.endpoint.calibrate import synthetic_rows
-            rows, _ = await synthetic_rows(config.run, endpoint, client_class(run), config.requests, say)
+            rows, synthetic_info = await synthetic_rows(config.run, endpoint, client_class(run), config.requests, say)
         jobs = bench_jobs(config.run, config.requests, rows)
         results = await _all_runs(endpoint, jobs, config, out)
     # The run settings that mean something in a bench (not concurrency, resume, output, ...).
@@ -187,7 +189,9 @@ async def execute_bench(config: BenchConfig, out: Path | None = None) -> tuple[P
     write_bench_manifest(out, bench["runs"], slo=config.slo, config=public)
     analysis = bench_analysis(bench)
     headline = _headline(analysis, bench["runs"])
+    headline = bench_headline_workloads(headline, bench["runs"], run.synthetic, synthetic_info)
     write_reports(out, headline, [], bench=bench, config=public)
+    append_markdown(out, headline or {})
     return out, analysis
 
 

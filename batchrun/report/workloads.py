@@ -79,3 +79,19 @@ def write_extras(out: Path, summary: Mapping[str, Any]) -> dict[str, Path]:
     from batchrun.report.slices import write_slices
     md, png = write_slices(out, summary["slices"])
     return {"slices_md": md, "slices_png": png}
+
+
+def bench_headline_workloads(headline: dict[str, Any] | None, runs: Sequence[Mapping[str, Any]],
+                             spec: str | None, info: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A synthetic bench's headline run, with its requested and realised lengths."""
+    if headline is None or spec is None or info is None:
+        return headline
+    from batchrun.analysis.workloads import synthetic_figures
+    from batchrun.inputs.synthetic import requested_lengths
+
+    run = next((r for r in runs if r["name"] == headline.get("bench_run")), None)
+    if run is None:
+        return headline
+    records = list(run["records"])
+    ids = [r.id for r in records if r.id.startswith("syn-")]
+    return {**headline, "synthetic": synthetic_figures(records, info, requested_lengths(spec, ids), ids)}

@@ -223,3 +223,20 @@ def test_embeddings_stop_at_max_errors(fast_sim, tmp_path: Path) -> None:
     assert result.exit_code == 1 and "--max-errors 2" in result.output
     assert fast_sim.stats()["by_endpoint"]["embeddings"] - before == 1
     assert summary_of(tmp_path / "e")["counts"]["error"] == 2
+
+
+def test_parse_embeddings_base64_float_and_bad_shapes() -> None:
+    import base64
+
+    from batchrun.endpoint.embeddings import EmbedResult, parse_embeddings
+
+    vecs = np.arange(8, dtype="<f4").reshape(2, 4)
+    data = {"data": [{"index": 1, "embedding": base64.b64encode(vecs[1].tobytes()).decode()},
+                     {"index": 0, "embedding": vecs[0].tolist()}], "model": "m", "usage": {"prompt_tokens": 5}}
+    result = EmbedResult(sent=0.0, inputs=2)
+    parse_embeddings(data, result)                   # mixed forms, out of order: sorted by index
+    assert result.vectors.tolist() == vecs.tolist() and result.prompt_tokens == 5
+    for bad in ({"data": [{"index": 0, "embedding": [1.0]}]},                                   # one vector for two inputs
+                {"data": [{"index": 0, "embedding": [1.0]}, {"index": 1, "embedding": [1.0, 2.0]}]}):
+        with pytest.raises(ValueError):
+            parse_embeddings(bad, EmbedResult(sent=0.0, inputs=2))

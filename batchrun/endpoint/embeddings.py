@@ -59,10 +59,7 @@ def parse_embeddings(data: dict[str, Any], result: EmbedResult) -> None:
     items = sorted(data["data"], key=lambda d: d["index"])
     if len(items) != result.inputs:
         raise ValueError(f"{len(items)} vectors for {result.inputs} inputs")
-    vectors = [_vector(item["embedding"]) for item in items]
-    if len({len(v) for v in vectors}) > 1:
-        raise ValueError("vectors of different lengths in one response")
-    result.vectors = np.stack(vectors) if vectors else np.zeros((0, 0), np.float32)
+    result.vectors = _matrix([item["embedding"] for item in items])
     result.model = data.get("model")
     usage = data.get("usage") or {}
     prompt = usage.get("prompt_tokens")
@@ -70,7 +67,17 @@ def parse_embeddings(data: dict[str, Any], result: EmbedResult) -> None:
     result.finish_reason = "stop"
 
 
-def _vector(value: Any) -> np.ndarray:
-    if isinstance(value, str):
-        return np.frombuffer(base64.b64decode(value), dtype="<f4").astype(np.float32)
-    return np.asarray(value, dtype=np.float32)
+def _matrix(values: list[Any]) -> np.ndarray:
+    """(inputs, dim) float32 from base64 strings (one buffer, one copy) or JSON number lists."""
+    if not values:
+        return np.zeros((0, 0), np.float32)
+    if all(isinstance(v, str) for v in values):
+        raw = [base64.b64decode(v) for v in values]
+        if len({len(r) for r in raw}) > 1 or len(raw[0]) % 4:
+            raise ValueError("vectors of different lengths in one response")
+        return np.frombuffer(b"".join(raw), dtype="<f4").astype(np.float32, copy=False).reshape(len(raw), -1)
+    vectors = [np.frombuffer(base64.b64decode(v), dtype="<f4") if isinstance(v, str)
+               else np.asarray(v, dtype=np.float32) for v in values]
+    if len({v.shape for v in vectors}) > 1 or vectors[0].ndim != 1:
+        raise ValueError("vectors of different lengths in one response")
+    return np.stack(vectors)

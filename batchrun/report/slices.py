@@ -16,16 +16,30 @@ def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+HEADERS = ["window (s)", "requests", "ok", "failed", "req/s", "output tok/s", "TTFT p50 / p99 (ms)",
+           "latency p50 / p99 (ms)"]
+
+
+def slice_rows(slices: Sequence[dict[str, Any]]) -> list[list[str]]:
+    return [[f"{w['start_s']:g}–{w['start_s'] + w['length_s']:.3g}", str(w["requests"]), str(w["ok"]), str(w["failed"]),
+             _num(w["requests_per_s"]), _num(w["output_tokens_per_s"]),
+             f"{_ms(w['ttft_s']['p50'])} / {_ms(w['ttft_s']['p99'])}",
+             f"{_ms(w['latency_s']['p50'])} / {_ms(w['latency_s']['p99'])}"] for w in slices]
+
+
 def slices_markdown(slices: Sequence[dict[str, Any]]) -> str:
-    lines = ["| window (s) | requests | ok | failed | req/s | output tok/s | TTFT p50 / p99 (ms) | latency p50 / p99 (ms) |",
-             "|---|---|---|---|---|---|---|---|"]
-    for w in slices:
-        end = w["start_s"] + w["length_s"]
-        lines.append(f"| {w['start_s']:g}–{end:.3g} | {w['requests']} | {w['ok']} | {w['failed']} | "
-                     f"{_num(w['requests_per_s'])} | {_num(w['output_tokens_per_s'])} | "
-                     f"{_ms(w['ttft_s']['p50'])} / {_ms(w['ttft_s']['p99'])} | "
-                     f"{_ms(w['latency_s']['p50'])} / {_ms(w['latency_s']['p99'])} |")
+    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+    lines += ["| " + " | ".join(row) + " |" for row in slice_rows(slices)]
     return "\n".join(lines) + "\n"
+
+
+def slices_png_b64(slices: Sequence[dict[str, Any]]) -> str:
+    import base64
+    import io
+
+    buf = io.BytesIO()
+    slices_figure(slices).savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def slices_figure(slices: Sequence[dict[str, Any]]) -> Figure:

@@ -150,6 +150,8 @@ def run_document(summary: Mapping[str, Any], records: Sequence[Record],
                                      _counts_table("finish reason", summary["by_finish_reason"])]),
                 Section("Timings (ok requests; queue wait: all sent)", [_timings(summary)])]
     sections += [s for s in (_lag_section(summary.get("loop_lag")), _tools_section(summary["tool_calls"])) if s]
+    from batchrun.report.workloads import workload_doc
+    sections += workload_doc(summary)
     sections.append(Section("Plots", _run_plots(records) or [Text("no successful request to plot")]))
     sections.append(Section(f"Sample (first {SAMPLE_ROWS} rows)", [_sample(records)]))
     if config:

@@ -71,9 +71,24 @@ def workload_sections(out: Path, config: Mapping[str, Any], records: Sequence[Re
     return workload_summary(config, list(records), wall_time_s, side.get("synthetic"), side.get("turns"))
 
 
+def workload_doc(summary: Mapping[str, Any]) -> list[Any]:
+    """Report sections (Markdown and HTML) for the workload figures and the --slice windows."""
+    from batchrun.report.html import Image, Section, Table, Text
+
+    sections = []
+    lines = workload_lines(summary)
+    if lines:
+        sections.append(Section("Workload", [Text(line.strip()) for line in lines]))
+    if summary.get("slices"):
+        from batchrun.report.slices import HEADERS, slice_rows, slices_png_b64
+        sections.append(Section("Per time window (a request counts in the window it ended in)", [
+            Table(HEADERS, slice_rows(summary["slices"])),
+            Image(slices_png_b64(summary["slices"]), "requests/s, TTFT and latency per time window")]))
+    return sections
+
+
 def write_extras(out: Path, summary: Mapping[str, Any]) -> dict[str, Path]:
-    """The workload section of report.md, and slices.md / slices.png with --slice."""
-    append_markdown(out, summary)
+    """slices.md / slices.png with --slice (report.md and report.html carry the rest)."""
     if not summary.get("slices"):
         return {}
     from batchrun.report.slices import write_slices

@@ -128,7 +128,8 @@ class RunConfig:
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "api_key"}
         if self.base_url:       # a gateway key may ride in the URL (`?api_key=...`)
             data["base_url"] = redact(self.base_url, (self.api_key,) if self.api_key else ())
-        data["extra_base_urls"] = [redact(u, (self.api_key,) if self.api_key else ()) for u in self.extra_base_urls]
+        from batchrun.endpoint.multi import public_url
+        data["extra_base_urls"] = [public_url(u, (self.api_key,) if self.api_key else ()) for u in self.extra_base_urls]
         data["api_key_set"] = self.api_key is not None
         return json.loads(json.dumps(data, default=str))
 

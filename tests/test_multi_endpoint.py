@@ -57,3 +57,13 @@ def test_run_over_two_endpoints_fails_over_and_reports_each(tmp_path: Path) -> N
     assert bad_500 == FAIL_LIMIT                                        # then the bad one rested
     by = summary["by_endpoint"]
     assert list(by) == [good.base_url] and by[good.base_url]["counts"]["ok"] == 12
+
+
+def test_endpoint_labels_carry_no_password_or_key() -> None:
+    from batchrun.config import RunConfig
+    from batchrun.endpoint.multi import public_url
+
+    url = "http://bob:hunter2@127.0.0.1:8000/v1?api_key=sk-abcdef0123456789"
+    assert public_url(url) == "http://127.0.0.1:8000/v1?api_key=***"
+    config = RunConfig(synthetic="prompt_tokens=5,output_tokens=5", base_url="http://a/v1", extra_base_urls=[url])
+    assert "hunter2" not in str(config.public_dict()) and "sk-abcdef" not in str(config.public_dict())

@@ -16,6 +16,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, AsyncIterator, Callable
+from urllib.parse import urlsplit, urlunsplit
 
 from batchrun.endpoint.client import CONNECTION_ERROR, AttemptResult, Endpoint, StreamClient
 from batchrun.endpoint.requests import estimate_request_tokens
@@ -102,7 +103,16 @@ def _estimate(body: bytes) -> int:
 
 
 def label(endpoint: Endpoint) -> str:
-    return redact(endpoint.base_url, endpoint.secrets)
+    """How records and the summary name an endpoint: its URL without a password or key."""
+    return public_url(endpoint.base_url, endpoint.secrets)
+
+
+def public_url(url: str, secrets: tuple[str, ...] = ()) -> str:
+    """The URL with any `user:password@` dropped and key-like values redacted."""
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        parts = parts._replace(netloc=parts.netloc.rsplit("@", 1)[1])
+    return redact(urlunsplit(parts), secrets)
 
 
 @contextlib.asynccontextmanager

@@ -200,9 +200,21 @@ def bench(
             repeat=repeat, sync=sync, max_run_s=max_run_time or None, slo=_slo(slo, parse_slo))
         out_dir, analysis = asyncio.run(execute_bench(config, out))
         typer.echo(format_bench_table(analysis))
+        _echo_workloads(out_dir)
         typer.echo(f"  wrote {out_dir}/summary.json, report.md, report.html, runs/")
         return EXIT_OK
     guarded(body)
+
+
+def _echo_workloads(out_dir: Any) -> None:
+    """A synthetic bench: the headline run's requested and realised lengths."""
+    import json
+
+    from batchrun.report.workloads import workload_lines
+
+    headline = json.loads((out_dir / "summary.json").read_text(encoding="utf-8")).get("summary") or {}
+    for line in workload_lines(headline):
+        typer.echo(line)
 
 
 def _duration(text: str | None, option: str) -> float | None:

@@ -19,7 +19,7 @@ class Stats:
     """Counters a test compares with what its client saw."""
 
     def __init__(self) -> None:
-        self.requests = 0                  # chat-completion requests received
+        self.requests = 0                  # POST requests on chat, completions and embeddings
         self.by_endpoint: Counter[str] = Counter()  # POST requests by endpoint (chat, completions, embeddings)
         self.responses: Counter[int] = Counter()   # every response by HTTP status (bar _QUIET_PATHS)
         self.faults: Counter[str] = Counter(dict.fromkeys(FAULT_KINDS, 0))

@@ -54,8 +54,14 @@ Model = Annotated[Optional[str], _opt("Model name (default: the endpoint's only 
 MaxTokens = Annotated[Optional[int], _opt("Maximum output tokens per request.", env="BATCHRUN_MAX_TOKENS")]
 Temperature = Annotated[Optional[float], _opt("Sampling temperature.", env="BATCHRUN_TEMPERATURE")]
 ExtraBody = Annotated[Optional[str], _opt("JSON object merged into every request body.", env="BATCHRUN_EXTRA_BODY")]
-BaseUrl = Annotated[Optional[str], _opt("Endpoint base URL, e.g. https://api.openai.com/v1 (default: OPENAI_BASE_URL, else the built-in endpoint).")]
-BaseUrls = Annotated[Optional[list[str]], _opt("Endpoint base URL (default: OPENAI_BASE_URL, else the built-in endpoint); repeat it to spread requests over several endpoints (see --balance).", "--base-url")]
+BaseUrl = Annotated[Optional[str], _opt("Endpoint base URL, e.g. http://localhost:8000/v1, or 'builtin' for the built-in simulated endpoint "
+                                        "(default: OPENAI_BASE_URL; with only OPENAI_API_KEY set, https://api.openai.com/v1; with neither, the built-in endpoint; "
+                                        "on --resume, the run's own endpoint).")]
+MaxRetryWait = Annotated[float, _opt("Longest single wait before a retry, in seconds, whatever the server's retry-after asks.", env="BATCHRUN_MAX_RETRY_WAIT")]
+MaxResponseBytes = Annotated[int, _opt("Largest response accepted, in bytes; a longer one is cut and recorded as ResponseTooLarge.", env="BATCHRUN_MAX_RESPONSE_BYTES")]
+BaseUrls = Annotated[Optional[list[str]], _opt("Endpoint base URL, e.g. http://localhost:8000/v1, or 'builtin' for the built-in simulated endpoint "
+                                               "(default: OPENAI_BASE_URL; with only OPENAI_API_KEY set, https://api.openai.com/v1; with neither, the built-in endpoint; "
+                                               "on --resume, the run's own endpoint). Repeat it to spread requests over several endpoints (see --balance).", "--base-url")]
 Rpm = Annotated[Optional[float], _opt("Requests-per-minute limit to stay under.", env="BATCHRUN_RPM")]
 Tpm = Annotated[Optional[float], _opt("Tokens-per-minute limit to stay under.", env="BATCHRUN_TPM")]
 Timeout = Annotated[float, _opt("Seconds a whole request may take.", env="BATCHRUN_TIMEOUT")]
@@ -92,6 +98,8 @@ def run(
     timeout: Timeout = 600.0,
     ttft_timeout: TtftTimeout = None,
     retries: Annotated[int, _opt("Retries for 429 / 5xx / connection errors / timeouts.", env="BATCHRUN_RETRIES")] = 3,
+    max_retry_wait: MaxRetryWait = 60.0,
+    max_response_bytes: MaxResponseBytes = 16 * 1024 * 1024,
     max_errors: Annotated[Optional[int], _opt("Stop the run after this many failed requests.")] = None,
     max_error_rate: Annotated[Optional[float], _opt("Stop the run when this fraction of requests fails (after 20).")] = None,
     out: Out = None,
@@ -111,7 +119,7 @@ def run(
         from batchrun.runner import execute_run
         from batchrun.engine.tools import load_tool_definitions
 
-        url, key = env_endpoint(base_url[0] if base_url else None, None)
+        url, key = env_endpoint(base_url[0] if base_url else None, None, use_env_url=resume is None)
         config = RunConfig(
             input=prompts, fmt=fmt, prompt_column=prompt_column, id_column=id_column, template=template,
             system=system, on_bad_row=on_bad_row, model=model, max_tokens=max_tokens, temperature=temperature,
@@ -120,11 +128,17 @@ def run(
             parallel_tool_calls=parallel_tool_calls, tool_module=tool_module, max_tool_rounds=max_tool_rounds, tool_timeout=tool_timeout,
             base_url=url, api_key=key, concurrency=concurrency, rpm=rpm, tpm=tpm, timeout=timeout,
             ttft_timeout=ttft_timeout, retries=retries, max_errors=max_errors, max_error_rate=max_error_rate,
-            out=out, resume=resume, output_format=output_format, quiet=quiet, fail_on_error=fail_on_error,
+            max_retry_wait=max_retry_wait, max_response_bytes=max_response_bytes, out=out, resume=resume, output_format=output_format, quiet=quiet, fail_on_error=fail_on_error,
             endpoint=endpoint, batch_size=batch_size, synthetic=synthetic, speedup=speedup,
             slice_s=_duration(slice_, "--slice"), extra_base_urls=list(base_url or [])[1:], balance=balance)
         return _report_run(asyncio.run(execute_run(config)), fail_on_error)
     guarded(body)
+
+
+def _say_if_simulated(endpoint: dict[str, Any] | None) -> None:
+    if endpoint and endpoint.get("kind") == "builtin":
+        typer.echo("batchrun: note: these results come from the built-in simulated endpoint, not a real model "
+                   "(set OPENAI_API_KEY / OPENAI_BASE_URL for a real one)", err=True)
 
 
 def _report_run(outcome: Any, fail_on_error: bool) -> int:
@@ -137,6 +151,16 @@ def _report_run(outcome: Any, fail_on_error: bool) -> int:
         typer.echo(line)
     for path in outcome.files:
         typer.echo(f"  wrote {path}")
+    _say_if_simulated(outcome.endpoint)
+    if outcome.refused is not None:
+        typer.echo(f"batchrun: error: the endpoint refused the run: {outcome.refused}", err=True)
+        typer.echo("batchrun: no more rows were sent; fix the key (OPENAI_API_KEY), --model or --base-url and "
+                   f"continue with: batchrun run --resume {outcome.out_dir}", err=True)
+        return EXIT_USAGE
+    if outcome.internal_errors:
+        typer.echo(f"batchrun: error: {outcome.internal_errors} row(s) hit an internal error of batchrun (a bug); "
+                   f"the tracebacks are in {outcome.out_dir}/internal-errors.log", err=True)
+        return EXIT_FAILED
     if outcome.input_error is not None:
         typer.echo(f"batchrun: error: {outcome.input_error}", err=True)
         typer.echo(f"batchrun: rows before it are recorded; fix the file and rerun with --resume {outcome.out_dir}", err=True)
@@ -177,6 +201,8 @@ def bench(
     timeout: Timeout = 120.0,
     ttft_timeout: TtftTimeout = None,
     retries: Annotated[int, _opt("Retries per request (default 0: in a benchmark a failure is data).")] = 0,
+    max_retry_wait: MaxRetryWait = 60.0,
+    max_response_bytes: MaxResponseBytes = 16 * 1024 * 1024,
     out: Out = None,
     endpoint: EndpointKind = "chat",
     synthetic: Synthetic = None,
@@ -193,7 +219,7 @@ def bench(
             system=system, on_bad_row="skip", model=model, max_tokens=max_tokens, temperature=temperature,
             extra_body=parse_json_option(extra_body, "--extra-body") or {}, base_url=url, api_key=key,
             rpm=rpm, tpm=tpm, timeout=timeout, ttft_timeout=ttft_timeout, retries=retries,
-            endpoint=endpoint, synthetic=synthetic)
+            max_retry_wait=max_retry_wait, max_response_bytes=max_response_bytes, endpoint=endpoint, synthetic=synthetic)
         config = BenchConfig(
             run=run_config, requests=requests, concurrencies=parse_levels(concurrency),
             rates=parse_levels(rate, float) if rate else (), burstiness=burstiness, warmup=warmup,
@@ -202,6 +228,7 @@ def bench(
         typer.echo(format_bench_table(analysis))
         _echo_workloads(out_dir)
         typer.echo(f"  wrote {out_dir}/summary.json, report.md, report.html, runs/")
+        _say_if_simulated(analysis.get("endpoint"))
         return EXIT_OK
     guarded(body)
 

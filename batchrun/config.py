@@ -6,6 +6,7 @@ Precedence: command-line flag > environment (`OPENAI_*`, `BATCHRUN_*`) > `.env` 
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -25,11 +26,24 @@ def load_env_file(path: str | os.PathLike[str] | None = None) -> None:
     load_dotenv(path or Path.cwd() / ".env", override=False)
 
 
-def env_endpoint(base_url: str | None, api_key: str | None) -> tuple[str | None, str | None]:
-    """Flags win; otherwise OPENAI_BASE_URL / OPENAI_API_KEY from the environment or `.env`."""
-    base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+def env_endpoint(base_url: str | None, api_key: str | None, *,
+                 use_env_url: bool = True) -> tuple[str | None, str | None]:
+    """Flags win; otherwise OPENAI_BASE_URL / OPENAI_API_KEY from the environment or `.env`.
+    `use_env_url=False` (a --resume): the base URL only from the flag, since a resumed run keeps
+    its own endpoint unless told otherwise."""
+    if use_env_url:
+        base_url = base_url or env_base_url()
     api_key = api_key or os.environ.get("OPENAI_API_KEY") or None
     return base_url, api_key
+
+
+def env_base_url() -> str | None:
+    """OPENAI_BASE_URL from the environment or `.env`."""
+    return os.environ.get("OPENAI_BASE_URL") or None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
 
 
 def parse_json_option(value: str | None, option: str) -> Any:
@@ -37,9 +51,11 @@ def parse_json_option(value: str | None, option: str) -> Any:
     if value is None:
         return None
     try:
-        return json.loads(value)
-    except ValueError as exc:
+        return json.loads(value, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
         raise ConfigError(f"{option} is not valid JSON ({exc.msg} at column {exc.colno}): {value!r}") from exc
+    except ValueError as exc:       # NaN / Infinity: not JSON, and no server would take it
+        raise ConfigError(f"{option}: {exc}: {value!r}") from exc
 
 
 def tool_choice_value(text: str | None) -> Any:
@@ -47,6 +63,12 @@ def tool_choice_value(text: str | None) -> Any:
     if text is None or text in ("auto", "none", "required"):
         return text
     return {"type": "function", "function": {"name": text}}
+
+
+# Every number option: NaN or infinity in any of them is refused (`--rpm nan` would hang the
+# limiter, `--temperature nan` would be sent as invalid JSON).
+_NUMBERS = ("max_tokens", "temperature", "tool_timeout", "concurrency", "rpm", "tpm", "timeout",
+            "ttft_timeout", "max_error_rate", "max_retry_wait")
 
 
 @dataclass(frozen=True)
@@ -83,6 +105,8 @@ class RunConfig:
     retries: int = 3
     max_errors: int | None = None
     max_error_rate: float | None = None
+    max_retry_wait: float = 60.0
+    max_response_bytes: int = 16 * 1024 * 1024
     # output
     out: Path | None = None
     resume: Path | None = None
@@ -103,9 +127,14 @@ class RunConfig:
         self._validate()
 
     def _validate(self) -> None:
+        for name in _NUMBERS:
+            value = getattr(self, name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
         if self.concurrency < 1:
             raise ConfigError(f"--concurrency must be at least 1, got {self.concurrency}")
-        for name in ("rpm", "tpm", "timeout", "ttft_timeout", "max_tokens"):
+        for name in ("rpm", "tpm", "timeout", "ttft_timeout", "max_tokens", "max_retry_wait",
+                     "max_response_bytes", "tool_timeout"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")

@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Iterator
 
 from batchrun.endpoint.client import Endpoint, make_session
-from batchrun.config import RunConfig, config_replace
-from batchrun.endpoint.multi import open_more
-from batchrun.endpoint.resolve import open_endpoint, preflight
+from batchrun.config import RunConfig, config_replace, env_base_url
+from batchrun.endpoint.multi import check_more, open_more
+from batchrun.endpoint.resolve import BUILTIN, choose_base_url, endpoint_info, open_endpoint, preflight
+from batchrun.engine.capacity import count_rows, ensure_open_files, pacing_warnings
 from batchrun.errors import ConfigError, InputError, OutputError
 from batchrun.inputs.rows import read_prompts
 from batchrun.analysis.metrics import GapSample, summarize
@@ -32,15 +33,15 @@ from batchrun.store.outputs import done_ids, iter_latest, write_results
 from batchrun.engine.pool import Job, Pool, PoolConfig
 from batchrun.progress import sample_loop_lag, show_progress
 from batchrun.inputs.prompt import BadRow, Prompt
-from batchrun.redact import redact
 from batchrun.store.records import OK, Record, RecordSink
+from batchrun.store.sessions import RUN_JSON, add_wall_time, read_run_json, restore_base_url, saved_base_url, start_session
 from batchrun.engine.tools import ToolRunner
 from batchrun.workloads import Workload, make_pool
 from batchrun.workloads import prepare as prepare_workload
 from batchrun.endpoint.requests import (RequestDefaults, build_body, build_completion_body, estimate_prompt_tokens,
                                        estimate_request_tokens)
 
-RECORDS, RUN_JSON, SUMMARY = "records.jsonl", "run.json", "summary.json"
+RECORDS, SUMMARY, INTERNAL_LOG = "records.jsonl", "summary.json", "internal-errors.log"
 
 
 @dataclass
@@ -52,6 +53,9 @@ class RunOutcome:
     input_error: Exception | None = None
     failed: int = 0
     files: list[Path] = field(default_factory=list)
+    endpoint: dict[str, Any] = field(default_factory=dict)   # endpoint_info of this session
+    refused: str | None = None         # the endpoint refused the run (key, model): what it said
+    internal_errors: int = 0           # rows that met a bug of batchrun's (see internal-errors.log)
 
 
 def say(message: str) -> None:
@@ -73,21 +77,17 @@ _RESUMED_FIELDS = ("input", "fmt", "prompt_column", "id_column", "template", "sy
 
 
 def resolve_resume(config: RunConfig) -> RunConfig:
-    """For --resume DIR: the saved run's input and request settings, unless given again now."""
+    """For --resume DIR: the saved run's input and request settings, unless given again now, and
+    its endpoint unless --base-url names another (`config.base_url` is then the flag's value)."""
     if config.resume is None:
         return config
-    saved = config.resume / RUN_JSON
-    if not saved.exists():
-        raise ConfigError(f"{config.resume} is not a batchrun run directory (no {RUN_JSON}); "
-                          "pass the directory a previous `batchrun run` wrote")
-    try:
-        saved_config = json.loads(saved.read_text(encoding="utf-8"))["config"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"cannot read {saved} ({type(exc).__name__}: {exc}); rerun without --resume "
-                          f"into a new --out (rows already done are in {config.resume / RECORDS})") from exc
+    run = read_run_json(config.resume)
+    saved_config = {k: v for k, v in run["config"].items() if k != "base_url"}
     base = RunConfig.from_public_dict(saved_config, resume=config.resume)
     defaults = RunConfig.__dataclass_fields__
     changes: dict[str, Any] = {"out": config.resume}
+    if config.base_url is None:
+        changes["base_url"] = restore_base_url(saved_base_url(run), env_base_url(), config.api_key)
     for name in _RESUMED_FIELDS:
         now = getattr(config, name)
         default = defaults[name].default
@@ -129,7 +129,7 @@ def jobs(config: RunConfig, rows: Iterator[Prompt | BadRow], skip: set[str]) -> 
             continue
         try:
             body = build(item, defaults)
-            data = json.dumps(body, ensure_ascii=False).encode()
+            data = json.dumps(body, ensure_ascii=False, allow_nan=False).encode()   # NaN is not JSON
         except (TypeError, ValueError, RecursionError) as exc:   # e.g. a Parquet date inside messages
             reason = f"{config.input} line {item.line}: the row cannot be sent as JSON ({exc})"
             if config.on_bad_row == "fail":
@@ -154,43 +154,73 @@ def prepare_out_dir(config: RunConfig) -> Path:
     return out
 
 
-def write_run_json(out: Path, config: RunConfig, endpoint: Endpoint) -> None:
-    previous = out / RUN_JSON
-    wall = json.loads(previous.read_text(encoding="utf-8")).get("wall_time_s", 0.0) if previous.exists() else 0.0
-    data = {"wall_time_s": wall, "config": config.public_dict(), "endpoint": redact(endpoint.base_url, endpoint.secrets) if not endpoint.embedded else "embedded",
-            "started_at": datetime.now(timezone.utc).isoformat()}
-    _write_json(out / RUN_JSON, data)
-
-
 async def execute_run(config: RunConfig) -> RunOutcome:
     """Run `config` to the end (or until stopped) and write every output file."""
     config = resolve_resume(config)
     rows = open_rows(config)
     out = prepare_out_dir(config)
+    raised = ensure_open_files(config.concurrency)
+    if raised:
+        say(raised)
     async with open_endpoint(config.base_url, config.api_key, announce=say) as endpoint, open_more(config, say) as more:
-        model = await preflight(endpoint, config.model)
-        if model != config.model:
-            config = config_replace(config, model=model)
-        write_run_json(out, config, endpoint)
+        model = await preflight(endpoint, config.model, timeout_s=config.timeout, announce=say)
+        config = config_replace(config, model=model, base_url=BUILTIN if endpoint.embedded
+                                else choose_base_url(config.base_url, config.api_key))
+        info = endpoint_info(endpoint, model)
+        session, previous = start_session(out, config.public_dict(), info)
+        if previous is not None and previous.get("endpoint") != info:
+            say(f"this session's endpoint differs from session {previous.get('n')}'s "
+                f"({_describe(previous.get('endpoint') or {})}): now {_describe(info)}")
         skip = done_ids(out / RECORDS) if config.resume else set()
         if skip:
-            say(f"resuming {out}: {len(skip)} rows already done are not sent again")
+            say(f"resuming {out} (session {session}): {len(skip)} rows already done are not sent again")
+        await check_more(more, config, say)
         workload = await prepare_workload(config, endpoint, rows, out, skip, jobs, say)
         workload.more_endpoints = more
-        return await _run_pool(config, endpoint, out, workload, len(skip))
+        if workload.kind in ("rows", "trace"):
+            workload.items = _warn_pacing(config, workload.items)
+        outcome = await _run_pool(config, endpoint, out, workload, len(skip), session)
+        outcome.endpoint = info
+        return outcome
+
+
+def _describe(info: dict[str, Any]) -> str:
+    where = "the built-in simulated endpoint" if info.get("kind") == "builtin" else info.get("base_url")
+    return f"{where}, model {info.get('model')}"
+
+
+def _warn_pacing(config: RunConfig, items: Iterator[Job | BadRow]) -> Iterator[Job | BadRow]:
+    """With --rpm / --tpm: warn before sending when they cannot be what was meant."""
+    if config.rpm is None and config.tpm is None:
+        return items
+    first = [item for item in itertools.islice(items, 1)]
+    charge = next((i.estimated_tokens for i in first if isinstance(i, Job)), 0)
+    rows = count_rows(config.input) if config.input is not None else None
+    for warning in pacing_warnings(rows, charge, config.rpm, config.tpm):
+        say(f"warning: {warning}")
+    return itertools.chain(first, items)
 
 
 async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, workload: Workload,
-                    resumed: int) -> RunOutcome:
+                    resumed: int, session_n: int = 1) -> RunOutcome:
     clock = time.perf_counter
     lag: list[float] = []
     t0 = clock()
     started_wall = time.time()
     with RecordSink(out / RECORDS) as sink:
+        def write(record: Record) -> None:
+            record.session = session_n
+            sink.write(record)
+
+        def write_many(records: list[Record]) -> None:
+            for record in records:
+                record.session = session_n
+            sink.write_many(records)
+
         async with make_session(config.concurrency) as session:
             runner = ToolRunner.from_file(config.tool_module, config.tool_timeout) if config.tool_module else None
-            pool = make_pool(workload, session, endpoint, sink.write, config, _pool_config(config), out, t0, clock,
-                             runner, lambda prompt: next(jobs(config, iter([prompt]), set())), sink.write_many)
+            pool = make_pool(workload, session, endpoint, write, config, _pool_config(config), out, t0, clock,
+                             runner, lambda prompt: next(jobs(config, iter([prompt]), set())), write_many)
             pool.stats.resumed = resumed
             async with _signals(pool, sink) as interrupted, _background(pool, config, lag, clock), _quiet_gc():
                 if workload.schedule is not None:
@@ -200,9 +230,24 @@ async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, workload: 
                     await pool.run(workload.items)
         wall = clock() - t0
     outcome = RunOutcome(out_dir=out, summary={}, interrupted=interrupted.is_set(),
-                         aborted=pool.abort_reason, input_error=pool.input_error, failed=pool.stats.failed)
+                         aborted=pool.abort_reason, input_error=pool.input_error, failed=pool.stats.failed,
+                         endpoint=endpoint_info(endpoint, config.model), refused=pool.refused,
+                         internal_errors=len(pool.internal_errors))
+    if pool.internal_errors:
+        _write_internal_log(out, pool.internal_errors)
     _finish_outputs(outcome, config, lag, wall, started_wall)
     return outcome
+
+
+def _write_internal_log(out: Path, tracebacks: list[str]) -> None:
+    """A bug of batchrun's is not a provider failure: its tracebacks go to internal-errors.log."""
+    stamp = datetime.now(timezone.utc).isoformat()
+    try:
+        with open(out / INTERNAL_LOG, "a", encoding="utf-8") as f:
+            for text in tracebacks:
+                f.write(f"--- {stamp} {text}\n")
+    except OSError as exc:
+        raise OutputError(f"cannot write {out / INTERNAL_LOG}: {exc.strerror}") from exc
 
 
 def _pool_config(config: RunConfig) -> PoolConfig:
@@ -211,7 +256,7 @@ def _pool_config(config: RunConfig) -> PoolConfig:
                       tpm=None if several else config.tpm,
                       retries=config.retries, max_errors=config.max_errors,
                       max_error_rate=config.max_error_rate, seed=config.seed,
-                      max_tool_rounds=config.max_tool_rounds)
+                      max_tool_rounds=config.max_tool_rounds, max_retry_wait_s=config.max_retry_wait)
 
 
 @contextlib.asynccontextmanager
@@ -276,7 +321,7 @@ def _finish_outputs(outcome: RunOutcome, config: RunConfig, lag: list[float], wa
 
     out = outcome.out_dir
     outcome.files.append(write_results(out / RECORDS, out, config.output_format))
-    wall_total = _add_wall_time(out, wall)
+    wall_total = add_wall_time(out, wall)
     gaps = GapSample()
     records = list(_slim(iter_latest(out / RECORDS), gaps))
     if config.endpoint == "embeddings":
@@ -286,9 +331,11 @@ def _finish_outputs(outcome: RunOutcome, config: RunConfig, lag: list[float], wa
     summary.update(_workloads(out, config, records, wall_total))
     summary["run"] = {"interrupted": outcome.interrupted, "aborted": outcome.aborted,
                       "input_error": str(outcome.input_error) if outcome.input_error else None,
+                      "refused": outcome.refused, "internal_errors": outcome.internal_errors,
                       "session_wall_time_s": wall, "started_at": started_wall}
     outcome.summary = summary
-    outcome.files.extend(write_reports(out, summary, records, config=config.public_dict()).values())
+    outcome.files.extend(write_reports(out, summary, records, config=config.public_dict(),
+                                       endpoint=outcome.endpoint).values())
     from batchrun.report.workloads import write_extras
     outcome.files.extend(write_extras(out, summary).values())
 
@@ -312,23 +359,3 @@ def _slim(records: Iterator[Record], gaps: GapSample, keep_text: int = 20) -> It
             if record.rounds:
                 record.rounds = [{**r, "text": "", "itl_s": []} for r in record.rounds]
         yield record
-
-
-def _add_wall_time(out: Path, wall: float) -> float:
-    """Sending time over every session of this run (a resumed run adds to it), kept in run.json."""
-    path = out / RUN_JSON
-    data = json.loads(path.read_text(encoding="utf-8"))
-    data["wall_time_s"] = data.get("wall_time_s", 0.0) + wall
-    _write_json(path, data)
-    return data["wall_time_s"]
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write then rename: a crash mid-write never leaves a torn run.json that --resume cannot read."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot write {path}: {exc.strerror} (is the disk full?)") from exc

@@ -149,7 +149,8 @@ def make_pool(workload: Workload, session: aiohttp.ClientSession, endpoint: Endp
         from batchrun.engine.embed import embed_pool
         return embed_pool(session, endpoint, write, config, pool_config, out, t0, clock, write_many)
     clients = [client_class(config)(session, e, timeout_s=config.timeout, ttft_timeout_s=config.ttft_timeout,
-                                    clock=clock) for e in [endpoint, *workload.more_endpoints]]
+                                    clock=clock, max_response_bytes=config.max_response_bytes)
+               for e in [endpoint, *workload.more_endpoints]]
     client: Any = clients[0]
     if len(clients) > 1:
         from batchrun.endpoint.multi import multi_client

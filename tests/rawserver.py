@@ -68,11 +68,12 @@ async def cut(request: web.Request, pieces: list[bytes]) -> web.StreamResponse:
 
 
 @contextlib.asynccontextmanager
-async def raw_server(handler: Handler) -> AsyncIterator[str]:
-    """Serve `handler` for POST /v1/chat/completions and GET /v1/models; yields the base URL."""
+async def raw_server(handler: Handler, models: Handler | None = None) -> AsyncIterator[str]:
+    """Serve `handler` for POST /v1/chat/completions and `models` (default: one model,
+    raw-model) for GET /v1/models; yields the base URL."""
     app = web.Application()
     app.router.add_post("/v1/chat/completions", handler)
-    app.router.add_get("/v1/models", _models)
+    app.router.add_get("/v1/models", models or _models)
     runner = web.AppRunner(app, shutdown_timeout=0.5)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from batchrun.endpoint.client import (CONNECTION_ERROR, EMPTY_RESPONSE, INCOMPLETE_STREAM, MALFORMED_CHUNK,
                              STREAM_ERROR, AttemptResult, Endpoint, SSEStream, StreamClient, make_session,
-                             retry_after, status_error_type)
+                             status_error_type)
 from rawserver import DONE, chunk, cut, raw_server, sse, usage_chunk
 
 BODY = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}).encode()
@@ -205,13 +205,6 @@ async def test_cancellation_propagates() -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-
-
-def test_retry_after_parsing() -> None:
-    assert retry_after({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
-    assert retry_after({"retry-after": "2"}) == 2.0
-    assert retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) is None
-    assert retry_after({}) is None
 
 
 def test_status_error_types_match_the_sdk() -> None:

@@ -174,6 +174,14 @@ def test_estimated_tokens_are_counted_and_warned():
     assert any("estimated token counts" in w for w in s["warnings"])
 
 
+def test_estimated_tokens_of_failed_rows_are_not_warned_about():
+    cut = failed("b")
+    cut.tokens_estimated = True          # a stream cut after some output: no usage, but no answer either
+    s = summarize([ok("a"), cut])
+    assert s["tokens"]["estimated_records"] == 0
+    assert not any("estimated token counts" in w for w in s["warnings"])
+
+
 def test_tool_call_stats():
     good = {"id": "c1", "name": "f", "valid": True}
     bad = {"id": "c2", "name": "f", "valid": False}

@@ -9,7 +9,8 @@ import time
 from aiohttp import web
 
 from batchrun.endpoint.client import Endpoint, StreamClient, make_session
-from batchrun.engine.limits import RateLimits, backoff_s
+from batchrun.engine.limits import RateLimits
+from batchrun.engine.retry import retry_delay_s
 from batchrun.engine.pool import Job, Pool, PoolConfig
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.store.records import Record
@@ -131,11 +132,12 @@ async def test_bad_rows_are_recorded_as_skipped() -> None:
 
 async def test_max_errors_stops_the_run() -> None:
     async def handler(request: web.Request) -> web.Response:
-        return web.json_response({"error": {"message": "nope"}}, status=404)
+        return web.json_response({"error": {"message": "nope"}}, status=500)
 
     async with raw_server(handler) as url:
-        records, pool = await run_pool(url, (job(i) for i in range(500)), concurrency=4, max_errors=10)
+        records, pool = await run_pool(url, (job(i) for i in range(500)), concurrency=4, max_errors=10, retries=0)
     assert pool.abort_reason and "--max-errors 10" in pool.abort_reason
+    assert "InternalServerError: HTTP 500: nope" in pool.abort_reason      # names the commonest error
     assert 10 <= len(records) < 500      # stopped long before the end
 
 
@@ -205,7 +207,12 @@ def test_backoff_rule() -> None:
     import random
 
     rng = random.Random(0)
-    waits = [backoff_s(a, None, base_s=1.0, max_s=8.0, rng=rng) for a in range(6)]
+    waits = [retry_delay_s(a, 500, None, base_s=1.0, max_s=8.0, rng=rng) for a in range(6)]
     assert [0.5 <= waits[0] <= 1, 1 <= waits[1] <= 2, 2 <= waits[2] <= 4] == [True] * 3
     assert all(4 <= w <= 8 for w in waits[3:])           # capped at max_s
-    assert 2.0 <= backoff_s(0, 2.0, base_s=1, max_s=8, rng=rng) <= 2.2   # retry-after wins
+    assert 2.0 <= retry_delay_s(0, 429, 2.0, base_s=1, max_s=8, rng=rng) <= 2.2   # retry-after wins
+    # A 429 without a hint outlasts a one-minute window within the default 3 retries ...
+    assert sum(retry_delay_s(a, 429, None, rng=rng) for a in range(3)) >= 60
+    # ... and --max-retry-wait caps every wait, hinted or not.
+    assert retry_delay_s(2, 429, None, max_wait_s=7.0, rng=rng) == 7.0
+    assert retry_delay_s(0, 429, 3600.0, max_wait_s=60.0, rng=rng) == 60.0

@@ -53,7 +53,7 @@ def statuses(out: Path) -> dict[str, str]:
 EVERY_FAILURE = [
     "question 0", "question 1",
     "[[sim:error=500]] question 2", "[[sim:error=502]] question 3", "[[sim:error=503]] question 4",
-    "[[sim:error=429]] question 5", "[[sim:error=401]] question 6", "[[sim:error=400]] question 7",
+    "[[sim:error=429]] question 5", "[[sim:error=422]] question 6", "[[sim:error=400]] question 7",
     "[[sim:cut=2]] question 8", "[[sim:malformed]] question 9", "[[sim:stall=1]] question 10",
 ]
 EXPECTED = {"q0": "ok", "q1": "ok", "q10": "timeout",
@@ -74,7 +74,7 @@ def test_success_and_every_failure_kind_in_a_real_process(tmp_path: Path) -> Non
         stats = sim.stats()
     assert proc.returncode == 0, proc.stderr
     assert statuses(tmp_path / "o") == EXPECTED
-    assert stats["responses"].get("401", 0) == 1         # only the [[sim:error=401]] row: the key worked
+    assert stats["responses"].get("401", 0) == 0         # the key worked
     rebuilt = invoke("report", "o")
     assert rebuilt.exit_code == 0, rebuilt.output
     files = assert_key_nowhere(tmp_path, proc.stdout, proc.stderr, output_of(rebuilt))
@@ -85,7 +85,7 @@ def test_wrong_key_is_rejected_without_showing_it(tmp_path: Path) -> None:
     write_prompts(tmp_path / "p.csv", ["question 0"])
     with SimProcess(SimConfig(fast=True, api_key="the-right-key-000000")) as sim:
         result = invoke("run", "p.csv", "--base-url", sim.base_url, "--out", "o")
-    assert result.exit_code == 2 and "rejected the API key (HTTP 401)" in result.output
+    assert result.exit_code == 2 and "rejected the API key (HTTP 401: " in result.output
     assert_key_nowhere(tmp_path, output_of(result))
 
 
@@ -119,9 +119,9 @@ async def echoing_handler(request: web.Request) -> web.StreamResponse:
     key = auth.removeprefix("Bearer ")
     i = row_of(await request.read())
     kind = i % 6
-    if kind == 0:
+    if kind == 0:   # (a 401/403 stops the run: see test_a_refused_key_echoed_back_stops_the_run_masked)
         return web.json_response({"error": {"message": f"invalid header Authorization: {auth}",
-                                            "type": "invalid_request_error"}}, status=401)
+                                            "type": "invalid_request_error"}}, status=400)
     if kind == 1:
         return web.Response(status=500, text=f"upstream said: key={key} auth={auth}")
     if kind == 2:
@@ -132,7 +132,7 @@ async def echoing_handler(request: web.Request) -> web.StreamResponse:
         return await sse(request, [chunk("", role="assistant"), chunk("x"), f"data: {body}\n\n".encode()])
     if kind == 4:
         return await sse(request, [chunk("x"), f"data: {{not json {key}\n\n".encode(), DONE])
-    return web.json_response({"error": {"message": None, "code": f"{key}"}}, status=403)
+    return web.json_response({"error": {"message": None, "code": f"{key}"}}, status=422)
 
 
 async def _serve_echo_and_run(args: list[str]) -> object:
@@ -175,3 +175,83 @@ async def test_bench_against_a_server_echoing_the_key(tmp_path: Path) -> None:
     # The SDK words some failures without the body ("Error code: 500"); the rest show the masked echo.
     assert sum("***" in r["error"] for r in records) >= len(records) // 2
     assert_key_nowhere(tmp_path, output_of(result))
+
+
+# ------------------------------------------------------------ credentials in the URL, Basic auth,
+# redaction before truncation, refusals and resume: one scan over every file and printed line.
+
+PASSWORD = "pw-HIDDEN-31f0c9e2b7a4"
+
+
+def credential_echo(seen: list[str]):
+    """Behind Basic auth; echoes what it got, a different way per row, past the 500-char cut too."""
+    import base64
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        auth = request.headers.get("Authorization", "")
+        seen.append(auth)
+        decoded = base64.b64decode(auth.removeprefix("Basic ")).decode() if auth.startswith("Basic ") else ""
+        i = row_of(await request.read())
+        kind = i % 5
+        if kind == 0:
+            return await sse(request, [chunk("fine"), chunk(finish="stop"), DONE])
+        if kind == 1:   # the secret starts at character ~490: a cut at 500 before redaction leaks its start
+            return web.Response(status=500, text="x" * 480 + f" key={KEY} pass={PASSWORD} {decoded}")
+        if kind == 2:
+            return web.Response(status=502, content_type="text/html",
+                                text=f"<html><body><h1>502</h1><p>{auth}</p><!-- {KEY} --></body></html>")
+        if kind == 3:
+            return web.json_response({"error": {"message": f"bad: Authorization: {auth} ({decoded})"}}, status=400)
+        body = json.dumps({"error": {"message": f"upstream rejected {decoded} / {PASSWORD}"}})
+        return await sse(request, [chunk("x"), f"data: {body}\n\n".encode()])
+    return handler
+
+
+def assert_no_secret(root: Path, *printed: str) -> None:
+    for secret in (KEY, PASSWORD, KEY[:12], PASSWORD[:12]):
+        for path in (p for p in root.rglob("*") if p.is_file()):
+            assert secret.encode() not in path.read_bytes(), f"{secret!r} is in {path}"
+        for text in printed:
+            assert secret not in text, text
+
+
+async def test_url_credentials_with_a_key_set_work_and_no_secret_leaks_anywhere(tmp_path: Path) -> None:
+    import base64
+
+    write_prompts(tmp_path / "p.csv", [f"question {i}" for i in range(10)])
+    seen: list[str] = []
+    async with raw_server(credential_echo(seen)) as url:
+        with_creds = url.replace("http://", f"http://alice:{PASSWORD}@")
+        result = await asyncio.to_thread(invoke, "run", "p.csv", "--base-url", with_creds, "--out", "o",
+                                         "--retries", "0")
+        assert result.exit_code == 0, result.output
+        token = base64.b64encode(f"alice:{PASSWORD}".encode()).decode()
+        assert seen and all(a == f"Basic {token}" for a in seen)          # the URL's credentials were used
+        run_json = json.loads((tmp_path / "o" / "run.json").read_text())
+        assert run_json["sessions"][0]["endpoint"]["base_url"] == url.replace("http://", "http://***:***@")
+        # Resume: the saved URL has no credentials, so they must come from OPENAI_BASE_URL again.
+        refused = await asyncio.to_thread(invoke, "run", "--resume", "o")
+        assert refused.exit_code == 2 and "credentials are not kept" in refused.output
+        resumed = await asyncio.to_thread(
+            lambda: CliRunner().invoke(app, ["run", "--resume", "o", "--retries", "0"], catch_exceptions=False,
+                                       env={"OPENAI_API_KEY": KEY, "OPENAI_BASE_URL": with_creds}))
+        assert resumed.exit_code == 0, resumed.output
+    assert len(json.loads((tmp_path / "o" / "run.json").read_text())["sessions"]) == 2
+    rebuilt = invoke("report", "o")
+    errors = [json.loads(line)["error"] for line in (tmp_path / "o" / "records.jsonl").read_text().splitlines()]
+    assert sum("***" in (e or "") for e in errors) >= 6                  # the echoes were there, masked
+    assert_no_secret(tmp_path, output_of(result), output_of(refused), output_of(resumed), output_of(rebuilt))
+
+
+async def test_a_refused_key_echoed_back_stops_the_run_masked(tmp_path: Path) -> None:
+    async def refuse(request: web.Request) -> web.Response:
+        await request.read()
+        auth = request.headers.get("Authorization", "")
+        return web.json_response({"error": {"message": "x" * 470 + f" Incorrect API key provided: {auth}",
+                                            "code": "invalid_api_key"}}, status=401)
+
+    write_prompts(tmp_path / "p.csv", 30)
+    async with raw_server(refuse) as url:
+        result = await asyncio.to_thread(invoke, "run", "p.csv", "--base-url", url, "--out", "o", "-c", "2")
+    assert result.exit_code == 2 and "HTTP 401: xxx" in result.output and "--resume o" in result.output
+    assert_no_secret(tmp_path, output_of(result))

@@ -243,6 +243,7 @@ def _distributions(ok: list[Record], sent: list[Record],
     return {
         "latency_s": Distribution.of(r.latency_s for r in ok if r.latency_s is not None).to_dict(),
         "ttft_s": Distribution.of(r.ttft_s for r in ok if r.ttft_s is not None).to_dict(),
+        "ttfo_s": Distribution.of(r.ttfo_s for r in ok if r.ttfo_s is not None).to_dict(),
         "total_s": Distribution.of(r.total_s for r in ok if r.total_s is not None).to_dict(),
         "itl_s": itl,
         "tpot_s": Distribution.of(t for t in map(tpot, ok) if t is not None).to_dict(),
@@ -284,8 +285,12 @@ def summary_warnings(summary: Mapping[str, Any]) -> list[str]:
                    "queueing (lower the concurrency or use more client processes)")
     if summary["counts"]["attempted"] and not summary["counts"][OK]:
         out.append("no request succeeded: latency figures are empty")
+    internal = summary["by_error_type"].get("InternalError")
+    if internal:
+        out.append(f"{internal} row(s) hit an internal error of batchrun (a bug, not the endpoint's "
+                   "failure): the tracebacks are in internal-errors.log; please report them")
     if summary["tokens"]["estimated_records"]:
-        out.append(f"{summary['tokens']['estimated_records']} record(s) have estimated token counts "
+        out.append(f"{summary['tokens']['estimated_records']} ok record(s) have estimated token counts "
                    "(the server sent no usage): token figures are approximate")
     return out
 
@@ -316,7 +321,7 @@ def summarize(records: Iterable[Record], *, wall_time_s: float | None = None,
         "by_finish_reason": dict(Counter(r.finish_reason or "unknown" for r in ok)),
         **_distributions(ok, sent, itl_sample),
         "tokens": {"prompt": prompt_tokens, "completion": completion_tokens,
-                   "estimated_records": sum(r.tokens_estimated for r in recs)},
+                   "estimated_records": sum(r.tokens_estimated for r in ok)},
         "wall_time_s": wall,
         "wall_time_source": "given" if wall_time_s is not None else "records",
         "throughput": {"requests_per_s": _per_s(len(ok), wall),

@@ -20,7 +20,7 @@ from typing import Any, Iterator
 
 from batchrun.endpoint.client import Endpoint, make_session
 from batchrun.config import RunConfig
-from batchrun.endpoint.resolve import open_endpoint, preflight
+from batchrun.endpoint.resolve import endpoint_info, open_endpoint, preflight
 from batchrun.errors import ConfigError, InputError
 from batchrun.engine.pool import Job, Pool, PoolConfig
 from batchrun.progress import sample_loop_lag
@@ -124,8 +124,10 @@ async def measure_async(endpoint: Endpoint, jobs: list[Job], config: BenchConfig
     records: list[Record] = []
     lag: list[float] = []
     async with make_session(workers) as session:
-        client = client_class(run)(session, endpoint, timeout_s=run.timeout, ttft_timeout_s=run.ttft_timeout, clock=clock)
-        pool_config = PoolConfig(concurrency=workers, retries=run.retries, rpm=run.rpm, tpm=run.tpm, seed=run.seed)
+        client = client_class(run)(session, endpoint, timeout_s=run.timeout, ttft_timeout_s=run.ttft_timeout, clock=clock,
+                                   max_response_bytes=run.max_response_bytes)
+        pool_config = PoolConfig(concurrency=workers, retries=run.retries, rpm=run.rpm, tpm=run.tpm, seed=run.seed,
+                                 max_retry_wait_s=run.max_retry_wait)
         if config.warmup:
             warm = Pool(client, lambda r: None, dataclasses.replace(pool_config, concurrency=concurrency),
                         t0=clock(), clock=clock)
@@ -144,6 +146,9 @@ async def measure_async(endpoint: Endpoint, jobs: list[Job], config: BenchConfig
             finally:
                 sampler.cancel()
                 await asyncio.gather(sampler, return_exceptions=True)
+            if pool.refused is not None:        # a rejected key or a wrong model: no level can succeed
+                raise ConfigError(f"the endpoint refused the run: {pool.refused} (fix OPENAI_API_KEY, "
+                                  "--model or --base-url)")
             wall = clock() - t0
     return RunResult(name, "rate" if rate else "async", workers if rate else concurrency, repeat, rate,
                      wall, records, lag)
@@ -173,9 +178,10 @@ async def execute_bench(config: BenchConfig, out: Path | None = None) -> tuple[P
     rows = open_rows(run)                   # a bad file stops here, before the endpoint starts
     out.mkdir(parents=True, exist_ok=True)
     async with open_endpoint(run.base_url, run.api_key, announce=say) as endpoint:
-        model = await preflight(endpoint, run.model)
+        model = await preflight(endpoint, run.model, timeout_s=run.timeout, announce=say)
         if model != run.model:
             config = dataclasses.replace(config, run=dataclasses.replace(run, model=model))
+        info = endpoint_info(endpoint, model)
         synthetic_info = None
         if run.synthetic is not None:
             from batchrun.endpoint.calibrate import synthetic_rows
@@ -190,8 +196,9 @@ async def execute_bench(config: BenchConfig, out: Path | None = None) -> tuple[P
     analysis = bench_analysis(bench)
     headline = _headline(analysis, bench["runs"])
     headline = bench_headline_workloads(headline, bench["runs"], run.synthetic, synthetic_info)
-    write_reports(out, headline, [], bench=bench, config=public)
+    write_reports(out, headline, [], bench=bench, config=public, endpoint=info)
     append_markdown(out, headline or {})
+    analysis["endpoint"] = info
     return out, analysis
 
 

@@ -30,6 +30,7 @@ def run_sync(endpoint: Endpoint, jobs: Iterable[Job], *, timeout_s: float | None
     """Send `jobs` one after another with the SDK (no SDK retries: a failure is a record);
     stop starting new ones `send_for_s` after `t0`."""
     client = openai.OpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key or "not-needed",
+                           default_headers=endpoint.auth_headers() if endpoint.basic_auth else None,
                            max_retries=0, timeout=timeout_s)
     records: list[Record] = []
     try:

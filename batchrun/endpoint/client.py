@@ -10,10 +10,14 @@ and the names of its error types instead.
 from __future__ import annotations
 
 import asyncio
+import base64
+import functools
 import json
 import time
 from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from typing import Any, Callable, ClassVar
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aiohttp
 import openai
@@ -21,6 +25,7 @@ import orjson
 
 from batchrun.store.records import CANCELLED, ERROR, OK, TIMEOUT
 from batchrun.redact import redact
+from batchrun.endpoint.hints import retry_wait_s
 from batchrun.engine.tools import ToolCallAssembler
 
 Clock = Callable[[], float]
@@ -30,6 +35,7 @@ INCOMPLETE_STREAM = "IncompleteStream"   # connection closed before `data: [DONE
 MALFORMED_CHUNK = "MalformedChunk"       # a `data:` line that is not JSON
 STREAM_ERROR = "StreamError"             # `data: {"error": ...}` inside a 200 stream
 EMPTY_RESPONSE = "EmptyResponse"         # the stream finished with no output at all
+RESPONSE_TOO_LARGE = "ResponseTooLarge"  # the response grew past --max-response-bytes
 TIMEOUT_ERROR = openai.APITimeoutError.__name__
 CONNECTION_ERROR = openai.APIConnectionError.__name__
 
@@ -44,6 +50,7 @@ _STATUS_ERRORS: dict[int, type[openai.APIStatusError]] = {
 }
 _MAX_ERROR_BODY = 64 * 1024
 _MAX_MESSAGE = 500
+DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 
 
 def status_error_type(status: int) -> str:
@@ -55,19 +62,66 @@ def status_error_type(status: int) -> str:
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where requests go and how they authenticate; the key never reaches a repr or a record."""
+    """Where requests go and how they authenticate; no secret reaches a repr, a record or a message.
+
+    `base_url` never holds credentials: `user:password@` in a configured URL is taken out by
+    `Endpoint.of` and sent as HTTP Basic auth (as the openai SDK's httpx does with such a URL).
+    """
 
     base_url: str
     api_key: str | None = field(default=None, repr=False)
     embedded: bool = False                 # the built-in simulated endpoint
+    basic_auth: tuple[str, str] | None = field(default=None, repr=False)
 
-    @property
+    @classmethod
+    def of(cls, url: str, api_key: str | None = None, *, embedded: bool = False) -> "Endpoint":
+        """An endpoint from a configured URL, credentials in it split off into `basic_auth`."""
+        parts = urlsplit(url)
+        if parts.username is None and parts.password is None:
+            return cls(url, api_key, embedded)
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        netloc = host + (f":{parts.port}" if parts.port else "")
+        clean = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+        auth = (unquote(parts.username or ""), unquote(parts.password or ""))
+        return cls(clean, api_key, embedded, auth)
+
+    def url(self, path: str) -> str:
+        """`base_url` + "/" + `path`, before any query (`?api_key=` of some gateways) it has."""
+        parts = urlsplit(self.base_url)
+        return urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/" + path))
+
+    @functools.cached_property
     def chat_url(self) -> str:
-        return self.base_url.rstrip("/") + "/chat/completions"
+        return self.url("chat/completions")
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        return (self.api_key,) if self.api_key else ()
+        found = [self.api_key] if self.api_key else []
+        if self.basic_auth is not None:
+            user, password = self.basic_auth
+            found += [password, f"{user}:{password}", self._basic_token()]
+        return tuple(s for s in found if s)
+
+    @property
+    def display_url(self) -> str:
+        """The URL as it may be shown and written: secrets masked, `***:***@` where credentials were."""
+        url = self.base_url
+        if self.basic_auth is not None:
+            scheme, sep, rest = url.partition("://")
+            url = f"{scheme}{sep}***:***@{rest}"
+        return redact(url, self.secrets)
+
+    def _basic_token(self) -> str:
+        assert self.basic_auth is not None
+        return base64.b64encode(":".join(self.basic_auth).encode()).decode()
+
+    def auth_headers(self) -> dict[str, str]:
+        """The Authorization header: Basic from URL credentials (they win, as in the SDK), else Bearer."""
+        if self.basic_auth is not None:
+            return {"Authorization": f"Basic {self._basic_token()}"}
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
     def headers(self) -> dict[str, str]:
         """The SDK's own default headers plus auth, without building a client per request."""
@@ -77,10 +131,8 @@ class Endpoint:
         finally:
             sdk.close()
         headers["Accept"] = "text/event-stream"
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        else:
-            headers.pop("Authorization", None)
+        headers.pop("Authorization", None)
+        headers.update(self.auth_headers())
         return headers
 
 
@@ -101,16 +153,23 @@ class AttemptResult:
     tool_calls: list[dict[str, Any]] | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
-    ttft_s: float | None = None            # send -> first output chunk (content or tool-call delta)
+    reasoning_tokens: int | None = None    # usage.completion_tokens_details.reasoning_tokens
+    reasoning_text: str = ""               # `reasoning_content` / `reasoning` deltas
+    other_choices: list[str] | None = None  # n > 1: the texts of choices 1.. by their `index`
+    ttft_s: float | None = None            # send -> first output chunk (reasoning, content or tool call)
+    ttfo_s: float | None = None            # send -> first answer chunk (content or tool call, not reasoning)
     first_content_s: float | None = None   # send -> first content chunk
     first_tool_call_s: float | None = None  # send -> first tool-call delta
     latency_s: float | None = None         # send -> last output chunk
     total_s: float | None = None           # send -> end of the response
     itl_s: list[float] = field(default_factory=list)
     output_chunks: int = 0
+    secrets: tuple[str, ...] = ()          # redacted from `error` before it is cut to length
     endpoint: str | None = None            # which endpoint answered, with several (--base-url A --base-url B)
 
     def fail(self, status: str, error_type: str, message: str) -> "AttemptResult":
+        # Redact first: a key echoed past the cut point must not leave its first characters behind.
+        message = redact(message, self.secrets)
         self.status, self.error_type, self.error = status, error_type, message[:_MAX_MESSAGE]
         return self
 
@@ -124,18 +183,21 @@ class StreamClient:
     timeout_s: float | None = 600.0        # whole request
     ttft_timeout_s: float | None = None    # first output chunk
     clock: Clock = time.perf_counter
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    wall_clock: Clock = time.time          # for retry-after HTTP dates only
     _headers: dict[str, str] = field(init=False)
     path: ClassVar[str] = "/chat/completions"   # class attributes: a subclass serves another endpoint
     stream_class: ClassVar[Any] = None              # the SSE parser class; SSEStream (set below the class)
 
     def __post_init__(self) -> None:
         self._headers = self.endpoint.headers()
-        self._url = self.endpoint.base_url.rstrip("/") + self.path
+        self._url = self.endpoint.url(self.path.lstrip("/"))
 
     async def send(self, body: bytes, result: AttemptResult | None = None) -> AttemptResult:
         """Stream one request; every failure becomes a result, only cancellation propagates
         (pass `result` to keep what a cancelled request had received)."""
         result = AttemptResult(sent=self.clock()) if result is None else result
+        result.secrets = self.endpoint.secrets
         try:
             await self._send_timed(body, result)
         except asyncio.CancelledError:
@@ -152,12 +214,10 @@ class StreamClient:
             result.fail(ERROR, CONNECTION_ERROR, f"cannot connect to {exc.host}:{exc.port}: {exc.os_error}")
         except (aiohttp.ClientError, OSError) as exc:
             result.fail(ERROR, CONNECTION_ERROR, f"{type(exc).__name__}: {exc}")
-        except ValueError as exc:   # aiohttp: a line longer than its buffer
+        except ValueError as exc:   # aiohttp: a header line longer than its buffer
             result.fail(ERROR, MALFORMED_CHUNK, f"unreadable stream: {exc}")
         if result.total_s is None:
             result.total_s = self.clock() - result.sent
-        if result.error:
-            result.error = redact(result.error, self.endpoint.secrets)
         return result
 
     def _timed_out(self, result: AttemptResult) -> None:
@@ -187,7 +247,7 @@ class StreamClient:
                            deadline: asyncio.Timeout, start: float) -> None:
         # One clock read per network read (events that arrived together share their arrival
         # time), and the lines split here rather than by aiohttp's per-line readline.
-        stream = self.stream_class(result)
+        stream = self.stream_class(result, self.max_response_bytes)
         clock = self.clock
         try:
             async for piece in resp.content.iter_any():
@@ -204,14 +264,72 @@ class StreamClient:
             stream.finish(clock())
 
     async def _read_error(self, resp: aiohttp.ClientResponse, result: AttemptResult) -> None:
-        raw = await resp.content.read(_MAX_ERROR_BODY)
-        result.retry_after_s = retry_after(resp.headers)
-        try:
-            message = _error_message(json.loads(raw).get("error"))
-        except (ValueError, AttributeError):
-            # A proxy's HTML page or plain text: show its start, not the whole page.
-            message = " ".join(raw.decode("utf-8", "replace").split())[:200] or "(empty body)"
-        result.fail(ERROR, status_error_type(resp.status), f"HTTP {resp.status}: {message}")
+        raw = await read_capped(resp.content, _MAX_ERROR_BODY)
+        result.retry_after_s = retry_wait_s(resp.headers, self.wall_clock())
+        fail_status(result, resp.status, raw, resp.headers.get("Content-Type", ""))
+
+
+def fail_status(result: AttemptResult, status: int, raw: bytes, content_type: str = "") -> AttemptResult:
+    """Classify a non-200 response from its status and body (shared with the sync baseline)."""
+    return result.fail(ERROR, status_error_type(status),
+                       f"HTTP {status}: {error_body_text(raw[:_MAX_ERROR_BODY], content_type)}")
+
+
+async def read_capped(content: aiohttp.StreamReader, limit: int) -> bytes:
+    """The body up to `limit` bytes, however many writes the server split it into."""
+    parts: list[bytes] = []
+    size = 0
+    while size < limit:
+        part = await content.read(limit - size)
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
+
+
+def error_body_text(raw: bytes, content_type: str = "") -> str:
+    """What an error body says, for a person: the `error.message` of a JSON body, the visible
+    text of an HTML page (a proxy's 502), or the start of plain text."""
+    text = raw.decode("utf-8", "replace")
+    try:
+        return _error_message(json.loads(text).get("error") or json.loads(text))
+    except (ValueError, AttributeError):
+        pass
+    if "html" in content_type.lower() or text.lstrip()[:1] == "<":
+        text = _HTMLText.of(text)
+    return " ".join(text.split())[:300] or "(empty body)"
+
+
+class _HTMLText(HTMLParser):
+    """The visible text of an HTML page: no tags, comments, scripts or styles."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._hidden = 0
+
+    @classmethod
+    def of(cls, page: str) -> str:
+        parser = cls()
+        parser.feed(page)
+        parser.close()
+        return " ".join(parser.parts)
+
+    def handle_starttag(self, tag: str, attrs: Any) -> None:
+        if tag in ("script", "style"):
+            self._hidden += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style") and self._hidden:
+            self._hidden -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self._hidden and data.strip():
+            self.parts.append(data.strip())
+
+
+_CR, _LF = 13, 10
 
 
 class SSEStream:
@@ -220,23 +338,44 @@ class SSEStream:
 
     The per-chunk path is one orjson.loads (0.7 us against json.loads' 2.7 us for a typical
     chunk) and a few dict lookups for an ordinary content chunk; everything rarer is off it.
+    Bytes are handled in linear time: a read without a line end is only kept, and joined once
+    its line ends, so a 200 MB line costs one join rather than one copy per read.
     """
 
-    __slots__ = ("result", "first_output", "done", "_tail", "_parts", "_tools", "_last")
+    __slots__ = ("result", "first_output", "done", "_pending", "_parts", "_tools",
+                 "_last", "_size", "_max_bytes", "_others", "_reasoning")
 
-    def __init__(self, result: AttemptResult) -> None:
+    def __init__(self, result: AttemptResult, max_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> None:
         self.result = result
         self.first_output = False       # set when the first output chunk arrives (cleared by the caller)
         self.done = False               # `data: [DONE]` seen
-        self._tail = b""
+        self._pending: list[bytes] = []  # the start of a line whose end has not arrived
         self._parts: list[str] = []
         self._tools: ToolCallAssembler | None = None
         self._last: float | None = None
+        self._size = 0
+        self._max_bytes = max_bytes
+        self._others: dict[int, list[str]] | None = None
+        self._reasoning: list[str] | None = None
 
     def feed(self, piece: bytes, now: float) -> bool:
         """Process one network read that arrived at `now`; True once the stream is over."""
-        lines = (self._tail + piece).split(b"\n") if self._tail else piece.split(b"\n")
-        self._tail = lines.pop()
+        self._size += len(piece)
+        if self._size > self._max_bytes:
+            return self._too_large()
+        # `13 in piece` (an int) is a memchr; `b"\r" in piece` costs 6x as much per read.
+        if _CR in piece:                # SSE allows CRLF, LF and a bare CR as line ends
+            piece = piece.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        if self._pending:               # a line began in an earlier read: join it once it ends
+            self._pending.append(piece)
+            if _LF not in piece:
+                return False
+            piece = b"".join(self._pending)
+            self._pending = []
+        lines = piece.split(b"\n")
+        tail = lines.pop()
+        if tail:
+            self._pending.append(tail)
         result, loads = self.result, orjson.loads
         for line in lines:
             if not line.startswith(b"data:"):
@@ -252,37 +391,111 @@ class SSEStream:
                 choices = chunk.get("choices")
                 if choices:
                     choice = choices[0]
-                    delta = choice.get("delta")
-                    if delta:
-                        content = delta.get("content")
-                        calls = delta.get("tool_calls")
-                        if content or calls:
-                            if content is not None and not isinstance(content, str):
-                                raise TypeError("content is not text")
-                            self._output(chunk, content, calls, now)
-                    if choice.get("finish_reason"):
-                        result.finish_reason = choice["finish_reason"]
-                        _read_usage(chunk, result)      # some servers put usage on the finish chunk
+                    if choice.get("index") or len(choices) > 1:
+                        for choice in choices:              # n > 1: each by its index
+                            self._choice(chunk, choice, now)
+                    else:                                   # the common case, inline
+                        delta = choice.get("delta")
+                        if delta:
+                            content = delta.get("content")
+                            if content and content.__class__ is str and "tool_calls" not in delta:
+                                self._output(chunk, content, None, now)
+                            else:
+                                self._delta(chunk, delta, now)
+                        if choice.get("finish_reason"):
+                            result.finish_reason = choice["finish_reason"]
                 elif chunk.get("error"):
                     result.fail(ERROR, STREAM_ERROR, _error_message(chunk["error"]))
                     return True
-                else:
+                if chunk.get("usage"):      # on any chunk, whatever its choices hold; the last one wins
                     _read_usage(chunk, result)
+                elif result.model is None and not choices:
+                    result.model = chunk.get("model") or None
             except (ValueError, AttributeError, TypeError, KeyError, IndexError):
                 result.fail(ERROR, MALFORMED_CHUNK, f"a stream line is not a chat completion chunk: {data[:80]!r}")
                 return True
         return False
 
-    def _output(self, chunk: dict[str, Any], content: str | None, calls: Any, now: float) -> None:
+    def _too_large(self) -> bool:
+        self._pending = []
+        self.result.fail(ERROR, RESPONSE_TOO_LARGE, f"the response grew past {self._max_bytes} bytes "
+                         "(--max-response-bytes); it was cut there")
+        return True
+
+    def _choice0(self, chunk: dict[str, Any], choice: dict[str, Any], now: float) -> None:
+        """Choice 0 (what `feed` does inline for a one-choice chunk)."""
+        delta = choice.get("delta")
+        if delta:
+            self._delta(chunk, delta, now)
+        if choice.get("finish_reason"):
+            self.result.finish_reason = choice["finish_reason"]
+
+    def _delta(self, chunk: dict[str, Any], delta: dict[str, Any], now: float) -> None:
+        """Choice 0's delta: content and tool calls are the answer, reasoning is kept apart."""
+        content = delta.get("content")
+        calls = delta.get("tool_calls")
+        if content or calls:
+            if content is not None and content.__class__ is not str:
+                raise TypeError("content is not text")
+            self._output(chunk, content, calls, now)
+        elif delta.get("reasoning_content") or delta.get("reasoning"):
+            self._reasoning_delta(chunk, delta, now)
+
+    def _choice(self, chunk: dict[str, Any], choice: dict[str, Any], now: float) -> None:
+        """One of several choices (n > 1), taken by its `index`, never by its position."""
+        index = choice.get("index") or 0
+        if index != 0:
+            self._other_choice(index, choice)
+        else:
+            self._choice0(chunk, choice, now)
+
+    def _other_choice(self, index: int, choice: dict[str, Any]) -> None:
+        """n > 1: choices other than the first keep their own text, by `index`, not position."""
+        if not isinstance(index, int) or index < 0 or index > 1024:
+            raise ValueError("bad choice index")
+        content = (choice.get("delta") or {}).get("content")
+        if content:
+            if not isinstance(content, str):
+                raise TypeError("content is not text")
+            if self._others is None:
+                self._others = {}
+            self._others.setdefault(index, []).append(content)
+
+    def _reasoning_delta(self, chunk: dict[str, Any], delta: dict[str, Any], now: float) -> None:
+        text = delta.get("reasoning_content") or delta.get("reasoning")
+        if not isinstance(text, str):
+            raise TypeError("reasoning is not text")
+        if self._reasoning is None:
+            self._reasoning = []
+        self._reasoning.append(text)
+        self._tick(chunk, now)
+
+    def _tick(self, chunk: dict[str, Any], now: float) -> float:
+        """An output chunk (reasoning or answer) arrived at `now`: TTFT and ITL; seconds since send."""
         result = self.result
-        since_send = now - result.sent
         if self._last is None:
-            result.ttft_s = since_send
+            result.ttft_s = now - result.sent
             result.model = chunk.get("model")
             self.first_output = True
         else:
             result.itl_s.append(now - self._last)
         self._last = now
+        return now - result.sent
+
+    def _output(self, chunk: dict[str, Any], content: str | None, calls: Any, now: float) -> None:
+        result = self.result
+        if result.first_content_s is not None and calls is None:     # the per-chunk path
+            result.itl_s.append(now - self._last)                     # type: ignore[operator]
+            self._last = now
+            self._parts.append(content)                               # type: ignore[arg-type]
+            return
+        since_send = now - result.sent
+        if self._last is None or result.ttfo_s is None:
+            since_send = self._tick(chunk, now)
+            result.ttfo_s = since_send
+        else:
+            result.itl_s.append(now - self._last)
+            self._last = now
         if content:
             self._parts.append(content)
             if result.first_content_s is None:
@@ -296,11 +509,19 @@ class SSEStream:
     def finish(self, now: float) -> None:
         """The response ended at `now` (or was abandoned): settle totals and the outcome."""
         result = self.result
-        if self._tail.strip() == b"data: [DONE]":      # the last line may come without its newline
-            self.done = True
+        if self._pending and not self.done:     # the last line may come without its line end
+            last = b"".join(self._pending).strip()
+            if last.startswith(b"data:") and last[5:].strip() == b"[DONE]":
+                self.done = True
+        self._pending = []
         result.total_s = now - result.sent
         result.output_chunks = 0 if self._last is None else len(result.itl_s) + 1
         result.text = "".join(self._parts)
+        if self._reasoning is not None:
+            result.reasoning_text = "".join(self._reasoning)
+        if self._others is not None:
+            top = max(self._others)
+            result.other_choices = ["".join(self._others.get(i, ())) for i in range(1, top + 1)]
         if self._tools is not None:
             result.tool_calls = self._tools.calls()
         if self._last is not None:
@@ -311,41 +532,31 @@ class SSEStream:
             result.fail(ERROR, INCOMPLETE_STREAM, "the stream ended without `data: [DONE]`")
         elif self._last is None:
             result.fail(ERROR, EMPTY_RESPONSE, "the stream finished without any content or tool call")
+        elif result.ttfo_s is None:
+            result.fail(ERROR, EMPTY_RESPONSE, "the stream finished with reasoning but no answer "
+                        f"(finish_reason {result.finish_reason or 'none'})")
 
 
 StreamClient.stream_class = SSEStream
 
 
 def _read_usage(chunk: dict[str, Any], result: AttemptResult) -> None:
-    usage = chunk.get("usage")
-    if usage:
-        # Only whole numbers: a string here would break every sum in the summary later.
-        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-        result.prompt_tokens = prompt if type(prompt) is int else None
-        result.completion_tokens = completion if type(completion) is int else None
+    usage = chunk["usage"]
+    # Only whole numbers: a string here would break every sum in the summary later.
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    result.prompt_tokens = prompt if type(prompt) is int else None
+    result.completion_tokens = completion if type(completion) is int else None
+    details = usage.get("completion_tokens_details")
+    if isinstance(details, dict) and type(details.get("reasoning_tokens")) is int:
+        result.reasoning_tokens = details["reasoning_tokens"]
     if result.model is None:
         result.model = chunk.get("model")
 
 
 def _error_message(error: Any) -> str:
     if isinstance(error, dict):
-        return str(error.get("message") or error.get("code") or error)
+        return str(error.get("message") or error.get("detail") or error.get("code") or error)
     return str(error)
-
-
-def retry_after(headers: Any) -> float | None:
-    """Seconds the server asked us to wait: `retry-after-ms` first, then `retry-after` in seconds."""
-    for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            seconds = float(value) * scale
-        except ValueError:
-            continue            # an HTTP-date: rare from LLM providers, ignored in favour of backoff
-        if seconds >= 0:
-            return seconds
-    return None
 
 
 def make_session(concurrency: int, connect_timeout_s: float = 30.0) -> aiohttp.ClientSession:

@@ -1,7 +1,7 @@
 """/v1/completions: the same timed streaming client, reading `choices[0].text` instead of a delta.
 
-Only the per-chunk parse differs from chat (SSEStream); framing, timing, usage, errors and
-the end-of-stream rules are SSEStream's own.
+Only the per-chunk parse differs from chat (SSEStream): line framing, the response cap,
+timing (TTFT, ITL), usage, errors and the end-of-stream rules are SSEStream's own.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from typing import Any, ClassVar
 
 import orjson
 
-from batchrun.endpoint.client import MALFORMED_CHUNK, STREAM_ERROR, SSEStream, StreamClient, _error_message, _read_usage
+from batchrun.endpoint.client import (_CR, _LF, MALFORMED_CHUNK, STREAM_ERROR, SSEStream, StreamClient,
+                                      _error_message, _read_usage)
 from batchrun.store.records import ERROR
 
 
@@ -20,8 +21,21 @@ class TextSSEStream(SSEStream):
     __slots__ = ()
 
     def feed(self, piece: bytes, now: float) -> bool:
-        lines = (self._tail + piece).split(b"\n") if self._tail else piece.split(b"\n")
-        self._tail = lines.pop()
+        self._size += len(piece)
+        if self._size > self._max_bytes:
+            return self._too_large()
+        if _CR in piece:
+            piece = piece.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        if self._pending:
+            self._pending.append(piece)
+            if _LF not in piece:
+                return False
+            piece = b"".join(self._pending)
+            self._pending = []
+        lines = piece.split(b"\n")
+        tail = lines.pop()
+        if tail:
+            self._pending.append(tail)
         for line in lines:
             if not line.startswith(b"data:"):
                 continue
@@ -40,20 +54,22 @@ class TextSSEStream(SSEStream):
             chunk = orjson.loads(data)
             choices = chunk.get("choices")
             if choices:
-                choice = choices[0]
-                text = choice.get("text")
-                if text:
-                    if not isinstance(text, str):
-                        raise TypeError("text is not a string")
-                    self._output(chunk, text, None, now)
-                if choice.get("finish_reason"):
-                    result.finish_reason = choice["finish_reason"]
-                    _read_usage(chunk, result)
+                choice = next((c for c in choices if (c.get("index") or 0) == 0), None)
+                if choice is not None:
+                    text = choice.get("text")
+                    if text:
+                        if not isinstance(text, str):
+                            raise TypeError("text is not a string")
+                        self._output(chunk, text, None, now)
+                    if choice.get("finish_reason"):
+                        result.finish_reason = choice["finish_reason"]
             elif chunk.get("error"):
                 result.fail(ERROR, STREAM_ERROR, _error_message(chunk["error"]))
                 return True
-            else:
+            if chunk.get("usage"):
                 _read_usage(chunk, result)
+            elif result.model is None and not choices:
+                result.model = chunk.get("model") or None
         except (ValueError, AttributeError, TypeError, KeyError, IndexError):
             result.fail(ERROR, MALFORMED_CHUNK, f"a stream line is not a text completion chunk: {data[:80]!r}")
             return True

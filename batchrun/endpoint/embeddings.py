@@ -15,11 +15,10 @@ import aiohttp
 import numpy as np
 import orjson
 
-from batchrun.endpoint.client import AttemptResult, StreamClient
+from batchrun.endpoint.client import RESPONSE_TOO_LARGE, AttemptResult, StreamClient, read_capped
 from batchrun.store.records import ERROR
 
 BAD_EMBEDDINGS = "BadEmbeddingsResponse"   # a 200 whose body is not the expected list of vectors
-_MAX_BODY = 1 << 30
 
 
 @dataclass(slots=True)
@@ -44,8 +43,12 @@ class EmbeddingsClient(StreamClient):
 
     async def _read_stream(self, resp: aiohttp.ClientResponse, result: AttemptResult, deadline: Any,
                            start: float) -> None:
-        raw = await resp.content.read(_MAX_BODY)
+        raw = await read_capped(resp.content, self.max_response_bytes + 1)
         now = self.clock()
+        if len(raw) > self.max_response_bytes:
+            result.fail(ERROR, RESPONSE_TOO_LARGE, f"the response grew past {self.max_response_bytes} bytes "
+                        "(--max-response-bytes); lower --batch-size or raise the limit")
+            return
         result.latency_s = result.total_s = now - result.sent
         assert isinstance(result, EmbedResult)
         try:

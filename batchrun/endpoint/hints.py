@@ -11,6 +11,7 @@ import math
 import re
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
+from typing import Mapping
 
 # OpenAI's `x-ratelimit-reset-*` values are Go durations: "1s", "6m0s", "20ms", "1h2m3.5s", "0.5s".
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h|d)")
@@ -84,3 +85,31 @@ def seconds_until(text: str | None, now_s: float) -> float | None:
     if moment is None:
         return None
     return max(0.0, moment - now_s)
+
+
+# Every header a provider uses to say when to come back, read in this order; the longest of the
+# resets wins, since both the request and the token window must have room again.
+_RESET_HEADERS = ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens")
+
+
+def retry_wait_s(headers: Mapping[str, str], now_s: float) -> float | None:
+    """Seconds a server asked us to wait before retrying (`now_s`: POSIX seconds, for dates).
+
+    `retry-after-ms` (milliseconds), `retry-after` (seconds or an HTTP-date), LiteLLM's
+    `llm_provider-retry-after` (seconds), then OpenAI's `x-ratelimit-reset-requests` /
+    `-tokens` durations ("1s", "6m0s", "20ms"). None when none of them is readable.
+    """
+    milliseconds = parse_duration_s(headers.get("retry-after-ms"))
+    if milliseconds is not None and _plain_number(headers.get("retry-after-ms")):
+        return milliseconds / 1000.0
+    for name in ("retry-after", "llm_provider-retry-after"):
+        wait = seconds_until(headers.get(name), now_s)
+        if wait is not None:
+            return wait
+    resets = [parse_duration_s(headers.get(name)) for name in _RESET_HEADERS]
+    known = [r for r in resets if r is not None]
+    return max(known) if known else None
+
+
+def _plain_number(text: str | None) -> bool:
+    return text is not None and re.fullmatch(r"\s*[\d.]+\s*", text) is not None

@@ -16,7 +16,6 @@ import math
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, AsyncIterator, Callable
-from urllib.parse import urlsplit, urlunsplit
 
 from batchrun.endpoint.client import CONNECTION_ERROR, AttemptResult, Endpoint, StreamClient
 from batchrun.endpoint.requests import estimate_request_tokens
@@ -104,30 +103,35 @@ def _estimate(body: bytes) -> int:
 
 def label(endpoint: Endpoint) -> str:
     """How records and the summary name an endpoint: its URL without a password or key."""
-    return public_url(endpoint.base_url, endpoint.secrets)
+    return endpoint.display_url
 
 
 def public_url(url: str, secrets: tuple[str, ...] = ()) -> str:
-    """The URL with any `user:password@` dropped and key-like values redacted."""
-    parts = urlsplit(url)
-    if "@" in parts.netloc:
-        parts = parts._replace(netloc=parts.netloc.rsplit("@", 1)[1])
-    return redact(urlunsplit(parts), secrets)
+    """A configured URL as it may be written: credentials masked, key-like values redacted."""
+    try:
+        return redact(Endpoint.of(url).display_url, secrets)
+    except ValueError:
+        return "***"
 
 
 @contextlib.asynccontextmanager
 async def open_more(config: RunConfig, say: Callable[[str], None]) -> AsyncIterator[list[Endpoint]]:
-    """The endpoints after the first --base-url, each checked (reachable, key accepted) first."""
-    from batchrun.endpoint.resolve import open_endpoint, preflight
+    """The endpoints after the first --base-url (check them with check_more once the model is known)."""
+    from batchrun.endpoint.resolve import open_endpoint
 
     async with contextlib.AsyncExitStack() as stack:
-        more = [await stack.enter_async_context(open_endpoint(url, config.api_key, say))
-                for url in config.extra_base_urls]
-        for endpoint in more:
-            await preflight(endpoint, config.model or "unchecked")
-        if more:
-            say(f"{len(more) + 1} endpoints, balanced {config.balance}")
-        yield more
+        yield [await stack.enter_async_context(open_endpoint(url, config.api_key, say))
+               for url in config.extra_base_urls]
+
+
+async def check_more(more: list[Endpoint], config: RunConfig, say: Callable[[str], None]) -> None:
+    """Each further endpoint reachable, its key accepted and `config.model` (the first one's) served."""
+    from batchrun.endpoint.resolve import preflight
+
+    for endpoint in more:
+        await preflight(endpoint, config.model, timeout_s=config.timeout)
+    if more:
+        say(f"{len(more) + 1} endpoints, balanced {config.balance}")
 
 
 def multi_client(clients: list[StreamClient], config: RunConfig) -> MultiClient:

@@ -1,62 +1,114 @@
-"""Choose the endpoint (a configured one, or the built-in simulated one) and check it before a run."""
+"""Choose the endpoint (a configured one, OpenAI's for a bare key, or the built-in simulated one)
+and check it before a run."""
 
 from __future__ import annotations
 
 import contextlib
 import json
-from typing import AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable
 
 import aiohttp
 
-from batchrun.endpoint.client import Endpoint
+from batchrun.endpoint.client import Endpoint, error_body_text
 from batchrun.errors import ConfigError
 from batchrun.redact import redact
+
+BUILTIN = "builtin"                        # `--base-url builtin`: the simulated endpoint, by name
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+_MAX_MODELS_SHOWN = 20
+
+
+def choose_base_url(base_url: str | None, api_key: str | None) -> str:
+    """The URL a run uses: the configured one; with only a key, OpenAI's (as the openai SDK and
+    the `llm` CLI do); with neither, the built-in endpoint. `builtin` names it explicitly."""
+    if base_url:
+        return BUILTIN if base_url.strip().lower() == BUILTIN else base_url
+    return OPENAI_BASE_URL if api_key else BUILTIN
+
+
+def endpoint_info(endpoint: Endpoint, model: str | None) -> dict[str, Any]:
+    """Which endpoint answered, as summary.json and run.json say it (never a secret)."""
+    if endpoint.embedded:
+        return {"kind": "builtin", "base_url": None, "model": model}
+    return {"kind": "remote", "base_url": endpoint.display_url, "model": model}
 
 
 @contextlib.asynccontextmanager
 async def open_endpoint(base_url: str | None, api_key: str | None,
-                        announce: Callable[[str], None]) -> AsyncIterator[Endpoint]:
-    """The configured endpoint, or with no base URL the built-in one, started in a child
-    process so that its work never shares a core or an event loop with the measuring client."""
-    if base_url:
-        yield Endpoint(base_url=base_url, api_key=api_key)
+                        announce: Callable[[str], None], sim_config: Any = None) -> AsyncIterator[Endpoint]:
+    """The endpoint `choose_base_url` picks; the built-in one (configured by `sim_config`, a
+    SimConfig; default SimConfig()) is started in a child process so that its work never shares
+    a core or an event loop with the measuring client."""
+    url = choose_base_url(base_url, api_key)
+    if url != BUILTIN:
+        if not base_url:
+            announce(f"OPENAI_API_KEY is set and no base URL: using {OPENAI_BASE_URL} "
+                     "(set OPENAI_BASE_URL or --base-url for another provider)")
+        try:
+            endpoint = Endpoint.of(url, api_key)
+        except ValueError as exc:           # e.g. a port that is not a number
+            raise ConfigError(f"--base-url is not a valid URL ({exc}): {redact(url, (api_key or '',))}") from None
+        if not url.lower().startswith(("http://", "https://")):
+            raise ConfigError(f"--base-url must start with http:// or https:// (or be '{BUILTIN}'), "
+                              f"got {endpoint.display_url!r}")
+        yield endpoint
         return
     from batchrun.sim import SimConfig, SimProcess
 
-    async with SimProcess(SimConfig()) as sim:
-        announce(f"no OPENAI_BASE_URL or --base-url set: using the built-in simulated endpoint at "
-                 f"{sim.base_url} (set OPENAI_BASE_URL and OPENAI_API_KEY to use a real provider)")
+    async with SimProcess(sim_config or SimConfig()) as sim:
+        why = "--base-url builtin" if base_url else "no OPENAI_BASE_URL, --base-url or OPENAI_API_KEY set"
+        announce(f"{why}: using the built-in simulated endpoint at {sim.base_url}; its answers are "
+                 "made up and its timings are a model's, not a real provider's (set OPENAI_API_KEY, "
+                 "and OPENAI_BASE_URL for a provider other than OpenAI)")
         yield Endpoint(base_url=sim.base_url, api_key=None, embedded=True)
 
 
-async def preflight(endpoint: Endpoint, model: str | None) -> str | None:
+async def preflight(endpoint: Endpoint, model: str | None, *, timeout_s: float | None = 30.0,
+                    announce: Callable[[str], None] = lambda _: None) -> str | None:
     """Fail fast on an endpoint that cannot be reached or rejects the key, before any row is sent;
-    with no --model, use the endpoint's model when it serves exactly one."""
-    headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
-    url = endpoint.base_url.rstrip("/") + "/models"
-    timeout = aiohttp.ClientTimeout(total=30)
+    with no --model, use the endpoint's model when it serves exactly one, and stop when it
+    lists several. `timeout_s` is the run's --timeout."""
+    url = endpoint.url("models")
+    where = endpoint.display_url
     try:
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            async with session.get(url, headers=headers) as resp:
-                body = await resp.read()
-                status = resp.status
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session:
+            async with session.get(url, headers=endpoint.auth_headers()) as resp:
+                body = await resp.content.read(1 << 20)
+                status, ctype = resp.status, resp.headers.get("Content-Type", "")
     except aiohttp.ClientConnectorError as exc:
-        raise ConfigError(f"cannot connect to {redact(endpoint.base_url, endpoint.secrets)}: "
-                          f"{exc.os_error} (is the server running? check --base-url / OPENAI_BASE_URL)") from exc
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise ConfigError(f"cannot reach {redact(endpoint.base_url, endpoint.secrets)}: "
-                          f"{type(exc).__name__} (check --base-url / OPENAI_BASE_URL)") from exc
+        raise ConfigError(f"cannot connect to {where}: {exc.os_error} "
+                          "(is the server running? check --base-url / OPENAI_BASE_URL)") from exc
+    except TimeoutError as exc:
+        raise ConfigError(f"{where} did not answer GET /models within {timeout_s:g}s (--timeout); "
+                          "check --base-url / OPENAI_BASE_URL") from exc
+    except aiohttp.ClientError as exc:
+        raise ConfigError(f"cannot reach {where}: {type(exc).__name__} (check --base-url / OPENAI_BASE_URL)") from exc
+    message = redact(error_body_text(body, ctype), endpoint.secrets)
     if status in (401, 403):
-        raise ConfigError(f"{redact(endpoint.base_url, endpoint.secrets)} rejected the API key "
-                          f"(HTTP {status}); check OPENAI_API_KEY / --api-key")
-    if model or status != 200:
-        return model            # some servers have no /models; the requests will tell
-    return _only_model(body)
+        raise ConfigError(f"{where} rejected the API key (HTTP {status}: {message}); "
+                          "check OPENAI_API_KEY")
+    if status != 200:
+        # Some servers have no /models: say so, and let the first requests tell (a refused key
+        # or a wrong model on a chat request still stops the run at once).
+        announce(f"GET {redact(url, endpoint.secrets)} answered HTTP {status} ({message}): the key and the model "
+                 "are not checked before sending" + ("" if model else "; pass --model"))
+        return model
+    models = _models(body)
+    if model or models is None:
+        if model and models and model not in models:
+            announce(f"model {model!r} is not among the {len(models)} models {where} lists; sending anyway")
+        return model
+    if len(models) == 1:
+        return models[0]
+    if not models:
+        raise ConfigError(f"{where} lists no models; pass --model")
+    shown = ", ".join(models[:_MAX_MODELS_SHOWN]) + (", ..." if len(models) > _MAX_MODELS_SHOWN else "")
+    raise ConfigError(f"{where} serves {len(models)} models and no --model was given; "
+                      f"choose one with --model: {shown}")
 
 
-def _only_model(body: bytes) -> str | None:
+def _models(body: bytes) -> list[str] | None:
     try:
-        models = [m["id"] for m in json.loads(body)["data"]]
+        return [str(m["id"]) for m in json.loads(body)["data"]]
     except (ValueError, KeyError, TypeError):
         return None
-    return models[0] if len(models) == 1 else None

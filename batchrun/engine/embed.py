@@ -92,6 +92,8 @@ class EmbedPool:
         self.stats = PoolStats()
         self.input_error: BatchrunError | None = None
         self.abort_reason: str | None = None
+        self.refused: str | None = None        # the endpoint refused the run (401 / 403 / 404): stop at once
+        self.internal_errors: list[str] = []   # Pool's face; a bug here is recorded on its rows instead
         self._rng = random.Random(config.seed)
         self._queue: asyncio.Queue[Batch | BadRow | None] = asyncio.Queue(maxsize=2 * config.concurrency)
         self._tasks: list[asyncio.Task[None]] = []
@@ -130,7 +132,7 @@ class EmbedPool:
 
     async def _work(self, limits: RateLimits) -> None:
         while (item := await self._queue.get()) is not None:
-            if self.abort_reason is not None:
+            if self.abort_reason is not None or self.refused is not None:
                 return              # stopped: stop() cancels us at the next suspension; send nothing more
             if isinstance(item, BadRow):
                 self._finish([Record(id=item.id, row=item.row, status=SKIPPED, error_type="BadRow",
@@ -216,7 +218,11 @@ class EmbedPool:
             elif record.status != CANCELLED:
                 stats.failed += 1
         cfg, finished = self.config, stats.ok + stats.failed
-        if self.abort_reason is not None:
+        refusal = next((r for r in records if r.http_status in (401, 403, 404)), None)
+        if refusal is not None and self.refused is None:
+            self.refused = refusal.error or f"HTTP {refusal.http_status}"
+            self.stop()
+        if self.abort_reason is not None or self.refused is not None:
             return
         if cfg.max_errors is not None and stats.failed >= cfg.max_errors:
             self.abort_reason = f"{stats.failed} inputs failed (--max-errors {cfg.max_errors})"
@@ -238,6 +244,7 @@ def embed_items(config: "RunConfig", rows: Iterable[Prompt | BadRow], skip: set[
 def embed_pool(session: "aiohttp.ClientSession", endpoint: "Endpoint", write: Callable[[Record], None],
                config: "RunConfig", pool_config: PoolConfig, out: "Path", t0: float, clock: Clock,
                write_many: Callable[[list[Record]], None] | None = None) -> EmbedPool:
-    client = EmbeddingsClient(session, endpoint, timeout_s=config.timeout, clock=clock)
+    client = EmbeddingsClient(session, endpoint, timeout_s=config.timeout, clock=clock,
+                              max_response_bytes=config.max_response_bytes)
     many = write_many or (lambda records: [write(r) for r in records])
     return EmbedPool(client, write, VectorSink(out, many), pool_config, t0=t0, clock=clock)

@@ -9,14 +9,16 @@ import asyncio
 import json
 import random
 import time
-from collections import deque
+import traceback
+from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Awaitable, Callable, Iterable, Iterator
 
 from batchrun.endpoint.client import (CONNECTION_ERROR, INCOMPLETE_STREAM, MALFORMED_CHUNK, STREAM_ERROR,
                              AttemptResult, StreamClient)
 from batchrun.errors import BatchrunError
-from batchrun.engine.limits import RateLimits, backoff_s
+from batchrun.engine.limits import RateLimits
+from batchrun.engine.retry import DEFAULT_MAX_RETRY_WAIT_S, RATE_LIMIT_BASE_S, retry_delay_s
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.redact import redact
 from batchrun.store.records import CANCELLED, ERROR, OK, SKIPPED, TIMEOUT, Attempt, Record
@@ -26,8 +28,12 @@ from batchrun.engine.tools import ToolRunner, assistant_message, check_calls, me
 Clock = Callable[[], float]
 _RETRYABLE_STATUS = {408, 409, 429}
 _RETRYABLE_TYPES = {CONNECTION_ERROR, INCOMPLETE_STREAM, MALFORMED_CHUNK, STREAM_ERROR}
-_MIN_FOR_RATE = 20
-_STOPPED = "the run was stopped before this request finished"          # finished requests before --max-error-rate may stop a run
+_MIN_FOR_RATE = 20                       # finished requests before --max-error-rate may stop a run
+_STOPPED = "the run was stopped before this request finished"
+_REFUSED_STATUS = {401, 403, 404}         # a refused key or a wrong model/URL: every row would get it
+_SAME_4XX_STOP = 5                        # the first N finished requests all failed with one 4xx: stop
+INTERNAL_ERROR = "InternalError"          # a bug in batchrun, never a provider's failure
+Sleep = Callable[[float], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -36,8 +42,10 @@ class PoolConfig:
     rpm: float | None = None
     tpm: float | None = None
     retries: int = 3
-    backoff_base_s: float = 0.5
-    backoff_max_s: float = 30.0
+    backoff_base_s: float = 0.5          # 5xx, cut streams, timeouts: base * 2^attempt ...
+    backoff_max_s: float = 30.0          # ... capped here
+    rate_limit_backoff_s: float = RATE_LIMIT_BASE_S  # 429 without a hint: this * 3^attempt
+    max_retry_wait_s: float = DEFAULT_MAX_RETRY_WAIT_S  # --max-retry-wait: no single wait is longer
     max_errors: int | None = None
     max_error_rate: float | None = None
     seed: int | None = None              # jitter; set in tests for repeatable waits
@@ -79,15 +87,26 @@ def is_retryable(result: AttemptResult) -> bool:
 
 
 class Pool:
-    """Runs Jobs through `concurrency` workers and hands each finished Record to `sink`."""
+    """Runs Jobs through `concurrency` workers and hands each finished Record to `sink`.
+
+    After a run: `abort_reason` says why --max-errors / --max-error-rate stopped it, `refused`
+    why the endpoint refused the run (a rejected key, a wrong model: the run stops at once),
+    and `internal_errors` holds the tracebacks of batchrun's own bugs met on the way.
+    """
 
     def __init__(self, client: StreamClient, sink: Callable[[Record], None], config: PoolConfig,
-                 *, t0: float, clock: Clock = time.perf_counter, tool_runner: ToolRunner | None = None) -> None:
+                 *, t0: float, clock: Clock = time.perf_counter, tool_runner: ToolRunner | None = None,
+                 sleep: Sleep = asyncio.sleep) -> None:
         self.client, self.sink, self.config, self.tool_runner = client, sink, config, tool_runner
-        self.t0, self.clock = t0, clock
+        self.t0, self.clock, self.sleep = t0, clock, sleep
         self.stats = PoolStats()
         self.input_error: BatchrunError | None = None
         self.abort_reason: str | None = None
+        self.refused: str | None = None
+        self.internal_errors: list[str] = []
+        self._errors: Counter[tuple[str, int | None]] = Counter()
+        self._error_sample: dict[tuple[str, int | None], str] = {}
+        self._first_4xx: list[int | None] = []
         self._rng = random.Random(config.seed)
         self._queue: asyncio.Queue[tuple[Job | BadRow, float, float, float | None] | None] = \
             asyncio.Queue(maxsize=2 * config.concurrency)
@@ -178,9 +197,14 @@ class Pool:
             record = self._cancelled(job, row, queued_at)
             self._finish(record)
             raise
-        except Exception as exc:  # noqa: BLE001 - error isolation: a bug in one request never stops the run
+        except Exception as exc:  # noqa: BLE001 - a bug of ours: recorded on the row, and surfaced
+            # Not a provider failure: the traceback goes to the run's internal-errors.log, the
+            # summary warns and the exit code is non-zero (see runner.py).
+            secrets = self.client.endpoint.secrets
+            self.internal_errors.append(redact(f"row {job.prompt.id!r}:\n{traceback.format_exc()}", secrets))
             result = row.result or AttemptResult(sent=self.clock())
-            result.fail(ERROR, "ClientError", redact(f"{type(exc).__name__}: {exc}", self.client.endpoint.secrets))
+            result.fail(ERROR, INTERNAL_ERROR, redact(f"batchrun bug, see internal-errors.log: "
+                                                      f"{type(exc).__name__}: {exc}", secrets))
         record = self._to_record(job, result, row.log, queued_at, row.queue_wait or 0.0)
         if row.rounds:
             merge_rounds(record, row.rounds, self.t0)
@@ -259,12 +283,14 @@ class Pool:
         return result
 
     async def _backoff(self, attempt: int, result: AttemptResult, entry: Attempt) -> None:
-        wait = backoff_s(attempt, result.retry_after_s, base_s=self.config.backoff_base_s,
-                         max_s=self.config.backoff_max_s, rng=self._rng)
+        cfg = self.config
+        wait = retry_delay_s(attempt, result.http_status, result.retry_after_s, rng=self._rng,
+                             max_wait_s=cfg.max_retry_wait_s, base_s=cfg.backoff_base_s,
+                             max_s=cfg.backoff_max_s, rate_limit_base_s=cfg.rate_limit_backoff_s)
         entry.backoff_s = wait
         self.stats.retrying += 1
         try:
-            await asyncio.sleep(wait)
+            await self.sleep(wait)
         finally:
             self.stats.retrying -= 1
 
@@ -279,7 +305,8 @@ class Pool:
             completion_tokens=result.completion_tokens, queued_at=queued_at, queue_wait_s=queue_wait,
             sent_s=result.sent - self.t0, ttft_s=result.ttft_s, latency_s=result.latency_s,
             total_s=result.total_s, itl_s=result.itl_s, output_chunks=result.output_chunks,
-            endpoint=result.endpoint,
+            ttfo_s=result.ttfo_s, reasoning_text=result.reasoning_text, reasoning_tokens=result.reasoning_tokens,
+            other_choices=result.other_choices, endpoint=result.endpoint,
         )
         if record.end_s is None and result.total_s is not None:
             record.end_s = record.sent_s + result.total_s
@@ -312,7 +339,29 @@ class Pool:
             stats.skipped += 1
         elif record.status != CANCELLED:
             stats.failed += 1
+            key = (record.error_type or record.status, record.http_status)
+            self._errors[key] += 1
+            self._error_sample[key] = (record.error or "")[:160]
             self._check_error_budget()
+        if record.status in (OK, ERROR, TIMEOUT) and self.refused is None:
+            self._check_refused(record)
+
+    def _check_refused(self, record: Record) -> None:
+        """Stop at once when the endpoint refuses the run itself, whichever row sees it first: a
+        401/403 (the key), a 404 (the model or the URL), or the first few finished requests all
+        failing with one and the same non-retryable 4xx."""
+        status = record.http_status if record.status == ERROR else None
+        if status in _REFUSED_STATUS:
+            self.refused = record.error or f"HTTP {status}"
+        elif len(self._first_4xx) < _SAME_4XX_STOP:
+            self._first_4xx.append(status if status is not None and 400 <= status < 500 else None)
+            first = self._first_4xx[0]
+            if (len(self._first_4xx) == _SAME_4XX_STOP and first is not None and first not in _RETRYABLE_STATUS
+                    and all(s == first for s in self._first_4xx)):
+                self.refused = (f"the first {_SAME_4XX_STOP} requests all failed with HTTP {first}; "
+                                f"the last said: {record.error}")
+        if self.refused is not None:
+            self.stop()
 
     def _check_error_budget(self) -> None:
         stats, cfg = self.stats, self.config
@@ -324,6 +373,9 @@ class Pool:
             self.abort_reason = (f"{stats.failed} of {finished} requests failed, more than "
                                  f"--max-error-rate {cfg.max_error_rate:g}")
         if self.abort_reason is not None:
+            key, count = self._errors.most_common(1)[0]
+            self.abort_reason += (f"; the commonest error ({count} of {stats.failed}): {key[0]}: "
+                                  f"{self._error_sample[key]}")
             self.stop()
 
 

@@ -15,7 +15,9 @@ from batchrun.errors import InputError
 
 
 class ToolCallAssembler:
-    """Collects `delta.tool_calls` pieces; several parallel calls are kept apart by `index`."""
+    """Collects `delta.tool_calls` pieces; several parallel calls are kept apart by `index`.
+    Name and argument fragments are kept as lists and joined once at the end: `+=` on a string
+    would copy the whole so far for every fragment, quadratic in their number."""
 
     __slots__ = ("_calls",)
 
@@ -28,20 +30,21 @@ class ToolCallAssembler:
             call = self._calls.get(index)
             if call is None:
                 call = self._calls[index] = {"index": index, "id": None, "type": "function",
-                                             "name": "", "arguments": ""}
+                                             "name": [], "arguments": []}
             if delta.get("id"):
                 call["id"] = delta["id"]
             if delta.get("type"):
                 call["type"] = delta["type"]
             function = delta.get("function") or {}
             if function.get("name"):
-                call["name"] += function["name"]
+                call["name"].append(function["name"])
             if function.get("arguments"):
-                call["arguments"] += function["arguments"]
+                call["arguments"].append(function["arguments"])
 
     def calls(self) -> list[dict[str, Any]]:
         """The finished calls in index order, each with its arguments parsed where they are JSON."""
-        return [_with_parsed_arguments(self._calls[i]) for i in sorted(self._calls)]
+        return [_with_parsed_arguments({**call, "name": "".join(call["name"]), "arguments": "".join(call["arguments"])})
+                for _, call in sorted(self._calls.items())]
 
 
 def _with_parsed_arguments(call: dict[str, Any]) -> dict[str, Any]:

@@ -73,9 +73,17 @@ def _headline(summary: Mapping[str, Any]) -> Table:
     return Table(["figure", "value"], rows)
 
 
+def _with_ttfo(summary: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """The timing rows, with time to first answer token beside TTFT when the model reasoned first."""
+    ttfo, ttft = summary.get("ttfo_s") or {}, summary["ttft_s"]
+    if not ttfo.get("count") or ttfo.get("mean") == ttft.get("mean"):
+        return _TIMINGS
+    return (_TIMINGS[0], _TIMINGS[1], ("TTFO (first answer)", "ttfo_s"), *_TIMINGS[2:])
+
+
 def _timings(summary: Mapping[str, Any]) -> Table:
     rows = []
-    for label, key in _TIMINGS:
+    for label, key in _with_ttfo(summary):
         d = summary[key]
         rows.append([label, str(d["count"])] + [fmt_s(d[k]) for k in ("mean", "p50", "p90", "p95", "p99", "max")])
     return Table(["figure", "n", "mean", "p50", "p90", "p95", "p99", "max"], rows)
@@ -182,19 +190,33 @@ def _run_meta(run: Mapping[str, Any]) -> dict[str, Any]:
     return {k: run.get(k) for k in ("name", "mode", "concurrency", "repeat", "rate", "wall_time_s")}
 
 
+SIMULATED = ("SIMULATED ENDPOINT: these results come from batchrun's built-in simulated endpoint, "
+             "not from a real model; its answers are made up and its timings are a latency model's.")
+
+
+def endpoint_banner(endpoint: Mapping[str, Any] | None) -> Section | None:
+    """The report's first section when the answers did not come from a real provider."""
+    if endpoint and endpoint.get("kind") == "builtin":
+        return Section("Endpoint", [Text(SIMULATED, warning=True)])
+    return None
+
+
 def write_reports(run_dir: Path | str, summary: Mapping[str, Any] | None, records: Sequence[Record], *,
                   bench: Mapping[str, Any] | None = None,
-                  config: Mapping[str, Any] | None = None) -> dict[str, Path]:
+                  config: Mapping[str, Any] | None = None,
+                  endpoint: Mapping[str, Any] | None = None) -> dict[str, Path]:
     """Write summary.json, report.md and report.html into run_dir; return their paths by name.
 
     For a bench pass `bench` ({"runs": [...], "slo": ...}, see docs/metrics.md); `summary` and
     `records` may then be None / [] or describe a headline run, and each run's summary is also
     written to runs/<name>/summary.json so `batchrun compare` can take one run of a bench.
-    `config` must not hold secrets: it is written as given.
+    `config` must not hold secrets: it is written as given. `endpoint` ({"kind": "builtin" |
+    "remote", "base_url": redacted URL or None, "model": ...}) says which endpoint answered; a
+    simulated one gets a banner in both reports.
     """
     run_dir = Path(run_dir)
     doc: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "kind": "bench" if bench else "run",
-                           "summary": summary, "config": config}
+                           "summary": summary, "config": config, "endpoint": endpoint}
     if bench:
         from batchrun.report.bench import bench_analysis, bench_document, run_summary
 
@@ -202,13 +224,16 @@ def write_reports(run_dir: Path | str, summary: Mapping[str, Any] | None, record
         doc["bench"] = analysis
         for run in bench["runs"]:
             run_doc = {"schema_version": SCHEMA_VERSION, "kind": "run", "run": _run_meta(run),
-                       "summary": run_summary(run, analysis["slo"]), "config": config}
+                       "summary": run_summary(run, analysis["slo"]), "config": config, "endpoint": endpoint}
             _write_text(run_dir / "runs" / _checked_name(run["name"]) / "summary.json", _json(run_doc))
         document = bench_document(analysis, bench, config)
     else:
         if summary is None:
             raise ValueError("write_reports needs a summary for a single run")
         document = run_document(summary, records, config)
+    banner = endpoint_banner(endpoint)
+    if banner is not None:
+        document.sections.insert(0, banner)
     paths = {"summary": run_dir / "summary.json", "markdown": run_dir / "report.md", "html": run_dir / "report.html"}
     _write_text(paths["summary"], _json(doc))
     _write_text(paths["markdown"], render_markdown(document))
@@ -253,6 +278,7 @@ class LoadedRun:
     records: list[Record]
     summary: dict[str, Any]           # recomputed from the records (stored wall time, SLO and loop lag kept)
     config: dict[str, Any] | None
+    endpoint: dict[str, Any] | None = None
 
 
 def load_run(run_dir: Path | str) -> LoadedRun:
@@ -272,7 +298,7 @@ def load_run(run_dir: Path | str) -> LoadedRun:
         summary["warnings"] = summary_warnings(summary)
     from batchrun.report.workloads import workload_sections
     summary.update(workload_sections(run_dir, stored.get("config") or {}, records, summary["wall_time_s"]))
-    return LoadedRun(records, summary, stored.get("config"))
+    return LoadedRun(records, summary, stored.get("config"), stored.get("endpoint"))
 
 
 def load_bench(run_dir: Path | str) -> dict[str, Any]:
@@ -297,7 +323,9 @@ def rebuild_reports(run_dir: Path | str) -> dict[str, Path]:
     if (run_dir / "bench.json").exists():
         bench = load_bench(run_dir)
         stored = _read_json(run_dir / "summary.json") if (run_dir / "summary.json").exists() else {}
-        return write_reports(run_dir, stored.get("summary"), [], bench=bench, config=bench["config"])
+        return write_reports(run_dir, stored.get("summary"), [], bench=bench, config=bench["config"],
+                             endpoint=stored.get("endpoint"))
     run = load_run(run_dir)
     from batchrun.report.workloads import write_extras
-    return {**write_reports(run_dir, run.summary, run.records, config=run.config), **write_extras(run_dir, run.summary)}
+    return {**write_reports(run_dir, run.summary, run.records, config=run.config, endpoint=run.endpoint),
+            **write_extras(run_dir, run.summary)}

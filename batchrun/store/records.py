@@ -8,7 +8,6 @@ monotonic clock, so records of one run can be laid on one timeline.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 
 import orjson
@@ -69,6 +68,11 @@ class Record:
     output_tokens_per_s: float | None = None  # completion_tokens / latency_s
     rounds: list[dict[str, Any]] | None = None  # tool-calling rounds, when the row ran tools
     endpoint: str | None = None              # the endpoint that answered, when the run used several
+    session: int = 1                         # which session of the run (first run 1, each --resume +1) wrote it
+    ttfo_s: float | None = None              # send -> first answer chunk (content or tool call; not reasoning)
+    reasoning_text: str = ""                 # reasoning deltas (`reasoning_content` / `reasoning`), apart from `text`
+    reasoning_tokens: int | None = None      # usage.completion_tokens_details.reasoning_tokens
+    other_choices: list[str] | None = None   # with n > 1: the texts of choices 1.. (`text` is choice 0)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; by hand, since dataclasses.asdict deep-copies every list (slow per record)."""
@@ -82,14 +86,17 @@ class Record:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Record":
+        """A record from its JSON; fields this version does not know (written by a newer
+        batchrun) are ignored, in the record and in each attempt, never a reason to drop it."""
         kwargs = {k: v for k, v in data.items() if k in _RECORD_NAMES}
-        kwargs["attempt_log"] = [Attempt(**a) for a in kwargs.get("attempt_log") or []]
+        kwargs["attempt_log"] = [Attempt(**{k: v for k, v in a.items() if k in _ATTEMPT_NAMES})
+                                 for a in kwargs.get("attempt_log") or []]
         return cls(**kwargs)
 
 
 _RECORD_FIELDS = tuple(f.name for f in fields(Record))
 _ATTEMPT_FIELDS = tuple(f.name for f in fields(Attempt))
-_RECORD_NAMES = frozenset(_RECORD_FIELDS)
+_RECORD_NAMES, _ATTEMPT_NAMES = frozenset(_RECORD_FIELDS), frozenset(_ATTEMPT_FIELDS)
 
 
 class RecordSink:

@@ -1,0 +1,129 @@
+"""Provider wire variants and hostile servers, each over a real socket (servers in wireservers.py)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+import wireservers as ws
+from batchrun.endpoint.client import (EMPTY_RESPONSE, RESPONSE_TOO_LARGE, AttemptResult, Endpoint, SSEStream,
+                                      StreamClient, make_session)
+from batchrun.engine.tools import ToolCallAssembler
+from rawserver import DONE, chunk, raw_server
+
+BODY = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}).encode()
+
+
+async def send(handler, **kw) -> AttemptResult:
+    async with raw_server(handler) as url, make_session(2) as session:
+        return await StreamClient(session, Endpoint(url), **kw).send(BODY)
+
+
+async def test_litellm_usage_chunk_with_an_empty_delta_choice_is_read() -> None:
+    r = await send(ws.litellm_usage)
+    assert r.status == "ok" and r.text == "Hello you"
+    assert (r.prompt_tokens, r.completion_tokens) == (11, 3)      # not estimated
+    assert r.output_chunks == 3 and len(r.itl_s) == 2             # the usage chunk is no token
+
+
+async def test_vllm_continuous_usage_the_last_one_wins_and_no_chunk_counts_twice() -> None:
+    r = await send(ws.vllm_continuous_usage)
+    assert r.status == "ok" and r.text == "abc" and (r.prompt_tokens, r.completion_tokens) == (7, 3)
+    assert r.output_chunks == 3
+
+
+async def test_bare_cr_line_endings() -> None:
+    r = await send(ws.bare_cr)
+    assert r.status == "ok" and r.text == "one two" and r.completion_tokens == 2
+
+
+async def test_done_without_a_space_and_without_a_newline_ends_the_stream() -> None:
+    r = await send(ws.done_without_space)
+    assert r.status == "ok" and r.text == "hi"
+
+
+async def test_n_choices_are_kept_apart_by_index() -> None:
+    r = await send(ws.n_choices_interleaved)
+    assert r.status == "ok" and r.text == "A1 A2" and r.other_choices == ["B1 B2"]
+
+
+async def test_reasoning_is_recorded_apart_with_its_own_first_token_time() -> None:
+    r = await send(ws.reasoning_then_answer)
+    assert r.status == "ok" and r.text == "Yes." and r.reasoning_text == "Let me think."
+    assert r.reasoning_tokens == 3 and r.completion_tokens == 6
+    assert r.output_chunks == 5                                   # 3 reasoning + 2 answer chunks
+    assert r.ttft_s is not None and r.ttfo_s is not None and r.ttfo_s > r.ttft_s   # first answer comes later
+    assert r.first_content_s == r.ttfo_s
+
+
+def test_reasoning_without_an_answer_is_an_empty_response() -> None:
+    result = AttemptResult(sent=0.0)
+    stream = SSEStream(result)
+    stream.feed(b'data: {"choices": [{"index": 0, "delta": {"reasoning_content": "hmm"}}]}\n\n'
+                + chunk(finish="length") + DONE, 1.0)
+    stream.finish(1.0)
+    assert result.error_type == EMPTY_RESPONSE and "reasoning but no answer" in result.error
+
+
+async def test_an_endless_stream_ends_at_the_response_cap_not_at_the_timeout() -> None:
+    r = await send(ws.endless_stream, max_response_bytes=1 << 20, timeout_s=600)
+    assert r.status == "error" and r.error_type == RESPONSE_TOO_LARGE and "--max-response-bytes" in r.error
+
+
+async def test_a_line_without_a_newline_ends_at_the_cap() -> None:
+    r = await send(ws.long_line(8 << 20), max_response_bytes=2 << 20)
+    assert r.error_type == RESPONSE_TOO_LARGE
+
+
+async def test_a_long_line_under_the_cap_is_parsed_whole() -> None:
+    async def handler(request):
+        from rawserver import sse
+        big = "z" * 3_000_000
+        body = json.dumps({"choices": [{"index": 0, "delta": {"content": big}}]}).encode()
+        return await sse(request, [b"data: ", *(body[i:i + 1000] for i in range(0, len(body), 1000)),
+                                   b"\n\n", chunk(finish="stop"), DONE])
+    r = await send(handler)
+    assert r.status == "ok" and len(r.text) == 3_000_000
+
+
+async def test_a_429_body_sent_in_two_writes_is_read_whole() -> None:
+    r = await send(ws.rate_limit_body_in_two_writes)
+    assert r.error_type == "RateLimitError"
+    assert r.error.endswith("Limit 3, Used 3, Requested 1."), r.error
+
+
+def _cpu(fn) -> float:
+    start = time.process_time()
+    fn()
+    return time.process_time() - start
+
+
+def _feed_line(pieces: int) -> None:
+    stream = SSEStream(AttemptResult(sent=0.0), max_bytes=1 << 40)
+    stream.feed(b'data: {"choices": [{"index": 0, "delta": {"content": "', 0.0)
+    block = b"y" * 64
+    for _ in range(pieces):
+        stream.feed(block, 0.0)
+    stream.feed(b'"}}]}\n\n', 0.0)
+    assert len(stream._parts[0]) == 64 * pieces
+
+
+def _join_arguments(pieces: int) -> None:
+    tools = ToolCallAssembler()
+    tools.add([{"index": 0, "id": "c", "function": {"name": "f", "arguments": "["}}])
+    for _ in range(pieces):
+        tools.add([{"index": 0, "function": {"arguments": "1," * 32}}])
+    tools.add([{"index": 0, "function": {"arguments": "1]"}}])
+    assert len(tools.calls()[0]["parsed_arguments"]) == 32 * pieces + 1
+
+
+@pytest.mark.parametrize("work", [_feed_line, _join_arguments], ids=["sse-line", "tool-arguments"])
+def test_parsing_is_linear_in_the_bytes(work) -> None:
+    """8x the bytes must cost about 8x the CPU, not 64x (the old `tail + piece` and `+=` were
+    quadratic). A ratio of CPU times on the same machine, so independent of its speed."""
+    work(2_000)                                       # warm up
+    small = min(_cpu(lambda: work(10_000)) for _ in range(3))
+    large = min(_cpu(lambda: work(80_000)) for _ in range(2))
+    assert large / max(small, 1e-4) < 24, (small, large)

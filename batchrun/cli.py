@@ -13,7 +13,8 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
-from batchrun.config import RunConfig, env_endpoint, load_env_file, parse_json_option, tool_choice_value
+from batchrun.config import (RunConfig, env_endpoint, load_env_file, parse_concurrency, parse_json_option,
+                             parse_limit, tool_choice_value)
 from batchrun.errors import BatchrunError, ConfigError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -59,14 +60,16 @@ BaseUrl = Annotated[Optional[str], _opt("Endpoint base URL, e.g. http://localhos
                                         "on --resume, the run's own endpoint).")]
 MaxRetryWait = Annotated[float, _opt("Longest single wait before a retry, in seconds, whatever the server's retry-after asks.", env="BATCHRUN_MAX_RETRY_WAIT")]
 MaxResponseBytes = Annotated[int, _opt("Largest response accepted, in bytes; a longer one is cut and recorded as ResponseTooLarge.", env="BATCHRUN_MAX_RESPONSE_BYTES")]
-BaseUrls = Annotated[Optional[list[str]], _opt("Endpoint base URL, e.g. http://localhost:8000/v1, or 'builtin' for the built-in simulated endpoint "
-                                               "(default: OPENAI_BASE_URL; with only OPENAI_API_KEY set, https://api.openai.com/v1; with neither, the built-in endpoint; "
-                                               "on --resume, the run's own endpoint). Repeat it to spread requests over several endpoints (see --balance).", "--base-url")]
-Rpm = Annotated[Optional[float], _opt("Requests-per-minute limit to stay under.", env="BATCHRUN_RPM")]
-Tpm = Annotated[Optional[float], _opt("Tokens-per-minute limit to stay under.", env="BATCHRUN_TPM")]
+Rpm = Annotated[str, _opt("Requests-per-minute limit to stay under; auto: the limit the provider's "
+                          "rate-limit headers announce; off: none.", env="BATCHRUN_RPM")]
+Tpm = Annotated[str, _opt("Tokens-per-minute limit to stay under; auto / off as for --rpm.", env="BATCHRUN_TPM")]
 Timeout = Annotated[float, _opt("Seconds a whole request may take.", env="BATCHRUN_TIMEOUT")]
 TtftTimeout = Annotated[Optional[float], _opt("Seconds to wait for the first token.", env="BATCHRUN_TTFT_TIMEOUT")]
 Out = Annotated[Optional[Path], _opt("Output directory (default: results/<input>-<timestamp>).")]
+BuiltinOption = Annotated[Optional[list[str]], _opt("Configure the built-in endpoint, KEY=VALUE (repeatable), e.g. ttft_s=0.3 or seed=7; see `batchrun serve --help`.", "--builtin-option")]
+BaseUrls = Annotated[Optional[list[str]], _opt("Endpoint base URL, e.g. http://localhost:8000/v1, or 'builtin' for the built-in simulated endpoint "
+                                               "(default: OPENAI_BASE_URL; with only OPENAI_API_KEY set, https://api.openai.com/v1; with neither, the built-in endpoint; "
+                                               "on --resume, the run's own endpoint). Repeat it to spread requests over several endpoints (see --balance).", "--base-url")]
 EndpointKind = Annotated[str, _opt("API to call: chat (/chat/completions), completions (/completions, prompt strings) or embeddings (/embeddings, batched; run only).", "--endpoint")]
 Synthetic = Annotated[Optional[str], _opt("Generated prompts instead of a file, e.g. prompt_tokens=512,output_tokens=128,stdev=32,n=1000,seed=1 (see README: Workloads).")]
 Slice = Annotated[Optional[str], _opt("Also report throughput and latency per time window of this width, e.g. 10s.", "--slice")]
@@ -92,9 +95,13 @@ def run(
     max_tool_rounds: Annotated[int, _opt("Most follow-up requests after tool results, per row (with --tool-module).")] = 3,
     tool_timeout: Annotated[float, _opt("Seconds one tool call may take (with --tool-module).")] = 30.0,
     base_url: BaseUrls = None,
-    concurrency: Annotated[int, _opt("Most requests in flight at once.", "--concurrency", "-c", env="BATCHRUN_CONCURRENCY")] = 16,
-    rpm: Rpm = None,
-    tpm: Tpm = None,
+    concurrency: Annotated[str, _opt("Most requests in flight at once, or auto: start low and find what the "
+                                     "endpoint takes (AIMD on 429s, errors and a TTFT knee).", "--concurrency", "-c",
+                                     env="BATCHRUN_CONCURRENCY")] = "16",
+    rpm: Rpm = "auto",
+    tpm: Tpm = "auto",
+    slo: Annotated[Optional[str], _opt("Latency bounds, e.g. ttft=500ms,e2e=10s: goodput in the summary, "
+                                       "and the bound --concurrency auto keeps to.")] = None,
     timeout: Timeout = 600.0,
     ttft_timeout: TtftTimeout = None,
     retries: Annotated[int, _opt("Retries for 429 / 5xx / connection errors / timeouts.", env="BATCHRUN_RETRIES")] = 3,
@@ -107,6 +114,18 @@ def run(
     output_format: Annotated[str, _opt("Results file format: csv or parquet.")] = "csv",
     quiet: Annotated[bool, _opt("No progress bar (for CI logs).", "--quiet", "-q")] = False,
     fail_on_error: Annotated[bool, _opt("Exit 1 when any request failed.")] = False,
+    builtin_option: BuiltinOption = None,
+    dry_run: Annotated[bool, _opt("Read the whole file and show bad rows, three prompts, estimated tokens, cost and time; send nothing.", "--dry-run")] = False,
+    limit: Annotated[Optional[int], _opt("Send only the first N rows (a pilot); --resume without it extends the run to the whole file.")] = None,
+    price_in: Annotated[Optional[float], _opt("USD per 1M prompt tokens (default: a dated list price for well-known models).")] = None,
+    price_out: Annotated[Optional[float], _opt("USD per 1M output tokens (default: a dated list price for well-known models).")] = None,
+    json_schema: Annotated[Optional[Path], _opt("JSON Schema file: ask for strict structured output, validate every answer, its fields become result columns.")] = None,
+    json_mode: Annotated[bool, _opt("Ask for a JSON object answer (json_object mode) and parse it into result columns.", "--json")] = False,
+    overwrite: Annotated[bool, _opt("Let --out name a non-empty run directory: its run files are replaced.", "--overwrite")] = False,
+    input_changed: Annotated[Optional[str], _opt("'ok': let --resume continue on a changed input file (rows matched by id).")] = None,
+    csv_formulas: Annotated[str, _opt("escape: prefix text cells starting with = + - @ with ' (spreadsheet-safe); raw: write them as they are.")] = "escape",
+    row_settings: Annotated[bool, _opt("Input columns named model, max_tokens, temperature, ... set those per row.", "--row-settings/--no-row-settings")] = True,
+    save_request: Annotated[bool, _opt("Keep each request as sent (messages, model, ...) in records.jsonl.", "--save-request/--no-save-request")] = True,
     endpoint: EndpointKind = "chat",
     batch_size: Annotated[int, _opt("Inputs per request with --endpoint embeddings.")] = 32,
     synthetic: Synthetic = None,
@@ -119,20 +138,57 @@ def run(
         from batchrun.runner import execute_run
         from batchrun.engine.tools import load_tool_definitions
 
+        from batchrun.analysis.metrics import parse_slo
+
         url, key = env_endpoint(base_url[0] if base_url else None, None, use_env_url=resume is None)
+        (rpm_value, learn_rpm), (tpm_value, learn_tpm) = parse_limit(rpm, "--rpm"), parse_limit(tpm, "--tpm")
+        conc, auto = parse_concurrency(concurrency)
         config = RunConfig(
             input=prompts, fmt=fmt, prompt_column=prompt_column, id_column=id_column, template=template,
             system=system, on_bad_row=on_bad_row, model=model, max_tokens=max_tokens, temperature=temperature,
             extra_body=parse_json_option(extra_body, "--extra-body") or {},
             tools=load_tool_definitions(tools) if tools else None, tool_choice=tool_choice_value(tool_choice),
             parallel_tool_calls=parallel_tool_calls, tool_module=tool_module, max_tool_rounds=max_tool_rounds, tool_timeout=tool_timeout,
-            base_url=url, api_key=key, concurrency=concurrency, rpm=rpm, tpm=tpm, timeout=timeout,
+            base_url=url, api_key=key, concurrency=conc, concurrency_auto=auto, rpm=rpm_value, tpm=tpm_value,
+            learn_rpm=learn_rpm, learn_tpm=learn_tpm, slo=_slo(slo, parse_slo), timeout=timeout,
             ttft_timeout=ttft_timeout, retries=retries, max_errors=max_errors, max_error_rate=max_error_rate,
-            max_retry_wait=max_retry_wait, max_response_bytes=max_response_bytes, out=out, resume=resume, output_format=output_format, quiet=quiet, fail_on_error=fail_on_error,
+            max_retry_wait=max_retry_wait, max_response_bytes=max_response_bytes, out=out, resume=resume,
+            output_format=output_format, quiet=quiet, fail_on_error=fail_on_error,
+            builtin_options=tuple(builtin_option or ()),
+            **_data_options(dry_run=dry_run, limit=limit, price_in=price_in, price_out=price_out,
+                            json_schema=json_schema, json_mode=json_mode, overwrite=overwrite,
+                            input_changed=input_changed, csv_formulas=csv_formulas,
+                            row_settings=row_settings, save_request=save_request),
             endpoint=endpoint, batch_size=batch_size, synthetic=synthetic, speedup=speedup,
             slice_s=_duration(slice_, "--slice"), extra_base_urls=list(base_url or [])[1:], balance=balance)
+        if config.dry_run:
+            return _preview(config)
         return _report_run(asyncio.run(execute_run(config)), fail_on_error)
     guarded(body)
+
+
+def _data_options(*, json_schema: Path | None, **options: Any) -> dict[str, Any]:
+    """Issue 10's run options as RunConfig fields; the schema file is read and checked here."""
+    from batchrun.endpoint.answers import load_schema
+
+    if json_schema is not None:
+        try:
+            text = json_schema.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"--json-schema {json_schema}: {exc.strerror or exc}") from None
+        options["json_schema"] = load_schema(text, f"--json-schema {json_schema}")
+    return options
+
+
+def _preview(config: RunConfig) -> int:
+    """--dry-run: exit 0 when every row can be sent, 2 when some cannot."""
+    from batchrun.preview import dry_run, format_preview
+    from batchrun.runner import resolve_resume
+
+    config = resolve_resume(config)
+    preview = dry_run(config)
+    typer.echo(format_preview(preview, config))
+    return EXIT_OK if preview.bad_count == 0 else EXIT_USAGE
 
 
 def _say_if_simulated(endpoint: dict[str, Any] | None) -> None:
@@ -163,7 +219,8 @@ def _report_run(outcome: Any, fail_on_error: bool) -> int:
         return EXIT_FAILED
     if outcome.input_error is not None:
         typer.echo(f"batchrun: error: {outcome.input_error}", err=True)
-        typer.echo(f"batchrun: rows before it are recorded; fix the file and rerun with --resume {outcome.out_dir}", err=True)
+        typer.echo(f"batchrun: rows before it are recorded; fix the file and rerun with --resume {outcome.out_dir} "
+                   "--input-changed ok", err=True)
         return EXIT_USAGE
     if outcome.interrupted:
         typer.echo(f"batchrun: interrupted; continue with: batchrun run --resume {outcome.out_dir}", err=True)
@@ -187,23 +244,27 @@ def bench(
     temperature: Temperature = None,
     extra_body: ExtraBody = None,
     base_url: BaseUrl = None,
-    requests: Annotated[int, _opt("Requests per run (prompts cycle when the file has fewer).", "--requests", "-n")] = 64,
+    requests: Annotated[Optional[int], _opt("Measured requests per run (default: max(100, 4 x concurrency) per level; prompts cycle when the file has fewer).", "--requests", "-n")] = None,
     concurrency: Annotated[str, _opt("Concurrency levels to sweep, e.g. 1,2,4,8.", "--concurrency", "-c")] = "1,2,4,8,16,32,64",
     rate: Annotated[Optional[str], _opt("Open-loop load instead: requests/s levels, e.g. 2,4,8 (Poisson arrivals).")] = None,
     burstiness: Annotated[float, _opt("Gamma shape of inter-arrival times with --rate (1 = Poisson, <1 burstier).")] = 1.0,
-    warmup: Annotated[int, _opt("Unmeasured requests before each run, at its concurrency.")] = 0,
+    warmup: Annotated[Optional[int], _opt("Unmeasured requests before each run, at its concurrency (default: one wave, one per slot).")] = None,
     repeat: Annotated[int, _opt("Repeat every run this many times (figures get 95% confidence intervals).")] = 1,
     sync: Annotated[bool, _opt("Include the sequential openai.OpenAI baseline.", "--sync/--no-sync")] = True,
-    max_run_time: Annotated[float, _opt("Stop sending new requests this many seconds into a run (0: no limit).")] = 5.0,
+    max_run_time: Annotated[float, _opt("Stop sending new requests this many seconds into a run (default 0: no limit; a cut run is reported with its count).")] = 0.0,
     slo: Annotated[Optional[str], _opt("Latency bounds for goodput and the recommendation, e.g. ttft=500ms,tpot=50ms,e2e=10s.")] = None,
-    rpm: Rpm = None,
-    tpm: Tpm = None,
+    find_max: Annotated[bool, _opt("Search for the highest concurrency meeting --slo (doubling from the lowest "
+                                   "--concurrency level, then bisection) instead of sweeping every level.")] = False,
+    rpm: Rpm = "auto",
+    tpm: Tpm = "auto",
     timeout: Timeout = 120.0,
     ttft_timeout: TtftTimeout = None,
     retries: Annotated[int, _opt("Retries per request (default 0: in a benchmark a failure is data).")] = 0,
     max_retry_wait: MaxRetryWait = 60.0,
     max_response_bytes: MaxResponseBytes = 16 * 1024 * 1024,
     out: Out = None,
+    builtin_option: BuiltinOption = None,
+    quiet: Annotated[bool, _opt("Print only the final table and errors (for CI logs).", "--quiet", "-q")] = False,
     endpoint: EndpointKind = "chat",
     synthetic: Synthetic = None,
 ) -> None:
@@ -214,16 +275,26 @@ def bench(
         from batchrun.report.bench import format_bench_table
 
         url, key = env_endpoint(base_url, None)
+        (rpm_value, learn_rpm), (tpm_value, learn_tpm) = parse_limit(rpm, "--rpm"), parse_limit(tpm, "--tpm")
         run_config = RunConfig(
             input=prompts, fmt=fmt, prompt_column=prompt_column, id_column=id_column, template=template,
             system=system, on_bad_row="skip", model=model, max_tokens=max_tokens, temperature=temperature,
             extra_body=parse_json_option(extra_body, "--extra-body") or {}, base_url=url, api_key=key,
-            rpm=rpm, tpm=tpm, timeout=timeout, ttft_timeout=ttft_timeout, retries=retries,
-            max_retry_wait=max_retry_wait, max_response_bytes=max_response_bytes, endpoint=endpoint, synthetic=synthetic)
+            rpm=rpm_value, tpm=tpm_value, learn_rpm=learn_rpm, learn_tpm=learn_tpm, timeout=timeout,
+            ttft_timeout=ttft_timeout, retries=retries, max_retry_wait=max_retry_wait,
+            max_response_bytes=max_response_bytes, builtin_options=tuple(builtin_option or ()), quiet=quiet,
+            endpoint=endpoint, synthetic=synthetic)
         config = BenchConfig(
             run=run_config, requests=requests, concurrencies=parse_levels(concurrency),
             rates=parse_levels(rate, float) if rate else (), burstiness=burstiness, warmup=warmup,
             repeat=repeat, sync=sync, max_run_s=max_run_time or None, slo=_slo(slo, parse_slo))
+        if find_max:
+            from batchrun.bench.findmax import execute_find_max, format_find_max
+
+            out_dir, found = asyncio.run(execute_find_max(config, out))
+            typer.echo(format_find_max(found, config.slo or {}))
+            typer.echo(f"  wrote {out_dir}/find_max.json, summary.json, report.md, report.html, runs/")
+            return EXIT_OK
         out_dir, analysis = asyncio.run(execute_bench(config, out))
         typer.echo(format_bench_table(analysis))
         _echo_workloads(out_dir)
@@ -269,41 +340,66 @@ def _slo(text: str | None, parse: Callable[[str], dict[str, float]]) -> dict[str
 
 
 @app.command()
-def report(run_dir: Annotated[Path, typer.Argument(help="A directory written by `batchrun run` or `batchrun bench`.")]) -> None:
+def report(run_dir: Annotated[Path, typer.Argument(help="A directory written by `batchrun run` or `batchrun bench` (also an interrupted bench).")],
+           quiet: Annotated[bool, _opt("Print nothing but errors.", "--quiet", "-q")] = False) -> None:
     """Rebuild summary.json, report.md and report.html from saved records, sending nothing."""
     def body() -> int:
         from batchrun.report.summary import rebuild_reports
 
         for path in rebuild_reports(run_dir).values():
-            typer.echo(f"  wrote {path}")
+            if not quiet:
+                typer.echo(f"  wrote {path}")
         return EXIT_OK
     guarded(body)
 
 
 @app.command()
 def compare(
-    baseline: Annotated[Path, typer.Argument(help="Baseline summary.json or run directory.")],
-    current: Annotated[Path, typer.Argument(help="Current summary.json or run directory.")],
-    max_regression: Annotated[Optional[str], _opt('Tolerances, e.g. "latency_p99=10%,ttft_p50=10%,throughput=-5%".')] = None,
-    fmt: Annotated[str, _opt("text, or md for a pull-request comment.", "--format")] = "text",
+    baseline: Annotated[Path, typer.Argument(help="Baseline run or bench directory (or its summary.json).")],
+    current: Annotated[Path, typer.Argument(help="Current run or bench directory (or its summary.json).")],
+    max_regression: Annotated[Optional[str], _opt('Tolerances, added to or replacing the defaults, e.g. "latency_p99=10%,ttft_p50=10%,throughput=-5%".')] = None,
+    fmt: Annotated[str, _opt("text, md (a pull-request comment), json, junit (XML test report) or github (workflow annotations).", "--format")] = "text",
+    fail_on_inconclusive: Annotated[bool, _opt("Exit 1 also when a figure is inconclusive (too few requests to decide).")] = False,
+    allow_config_change: Annotated[bool, _opt("Compare even when model, endpoint, max_tokens, concurrency, input or batchrun version differ.")] = False,
+    quiet: Annotated[bool, _opt("Print only the regressions and errors.", "--quiet", "-q")] = False,
 ) -> None:
-    """Side-by-side change of every headline figure; exit 1 when one regressed past its tolerance."""
+    """Each headline figure's change with a 95% interval and a verdict; exit 1 on a regression.
+
+    Writes a Markdown summary to $GITHUB_STEP_SUMMARY when that variable is set."""
     def body() -> int:
-        from batchrun.analysis.compare import compare as compare_summaries
-        from batchrun.analysis.compare import format_comparison, load_summary, parse_tolerances
+        from batchrun.analysis.compare import compare as compare_sides
+        from batchrun.analysis.compare import parse_tolerances
+        from batchrun.report.compare import FORMATS, format_comparison
 
         try:
             tolerances = parse_tolerances(max_regression) if max_regression else None
         except ValueError as exc:
             raise ConfigError(f"--max-regression: {exc}") from exc
-        if fmt not in ("text", "md"):
-            raise ConfigError(f"--format must be text or md, got {fmt!r}")
-        result = compare_summaries(load_summary(baseline), load_summary(current), tolerances)
-        typer.echo(format_comparison(result, fmt=fmt))
+        if fmt not in FORMATS:
+            raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        result = compare_sides(baseline, current, tolerances, defaults=True, allow_config_change=allow_config_change)
+        if not quiet:
+            typer.echo(format_comparison(result, fmt, fail_on_inconclusive), nl=False)
+        _step_summary(format_comparison(result, "md", fail_on_inconclusive))
         for line in result.regressions:
             typer.echo(f"batchrun: regression: {line}", err=True)
-        return EXIT_OK if result.passed else EXIT_FAILED
+        failed = not result.passed or (fail_on_inconclusive and bool(result.inconclusive))
+        return EXIT_FAILED if failed else EXIT_OK
     guarded(body)
+
+
+def _step_summary(markdown: str) -> None:
+    """Append to the GitHub Actions job summary when running there."""
+    import os
+
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not path:
+        return
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(markdown + "\n")
+    except OSError as exc:
+        typer.echo(f"batchrun: warning: cannot write $GITHUB_STEP_SUMMARY ({path}): {exc.strerror}", err=True)
 
 
 from batchrun.sim.cli import serve  # noqa: E402  (after `app`, which it does not need)

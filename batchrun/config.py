@@ -19,6 +19,7 @@ from batchrun.redact import redact
 
 ON_BAD_ROW = ("fail", "skip")
 OUTPUT_FORMATS = ("csv", "parquet")
+CSV_FORMULAS = ("escape", "raw")
 
 
 def load_env_file(path: str | os.PathLike[str] | None = None) -> None:
@@ -56,6 +57,41 @@ def parse_json_option(value: str | None, option: str) -> Any:
         raise ConfigError(f"{option} is not valid JSON ({exc.msg} at column {exc.colno}): {value!r}") from exc
     except ValueError as exc:       # NaN / Infinity: not JSON, and no server would take it
         raise ConfigError(f"{option}: {exc}: {value!r}") from exc
+
+
+AUTO_CEILING = 256      # --concurrency auto grows to at most this many requests in flight
+
+
+def parse_limit(text: str | float | None, option: str) -> tuple[float | None, bool]:
+    """--rpm / --tpm: a number (fixed), `auto` (learned from the provider's headers) or `off`
+    (neither) -> (limit, learn)."""
+    if text is None:
+        return None, True
+    word = str(text).strip().lower()
+    if word in ("auto", ""):
+        return None, True
+    if word in ("off", "none"):
+        return None, False
+    try:
+        value = float(word)
+    except ValueError:
+        raise ConfigError(f"{option} takes a number per minute, 'auto' or 'off', got {text!r}") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{option} must be a finite number, got {text}")
+    if value <= 0:
+        raise ConfigError(f"{option} must be a positive number per minute, 'auto' or 'off', got {text!r}")
+    return value, False
+
+
+def parse_concurrency(text: str | int) -> tuple[int, bool]:
+    """--concurrency: a number, or `auto` (found at run time, up to AUTO_CEILING) -> (value, auto)."""
+    word = str(text).strip().lower()
+    if word == "auto":
+        return AUTO_CEILING, True
+    try:
+        return int(word), False
+    except ValueError:
+        raise ConfigError(f"--concurrency takes a whole number or 'auto', got {text!r}") from None
 
 
 def tool_choice_value(text: str | None) -> Any:
@@ -97,9 +133,13 @@ class RunConfig:
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
     # pool
-    concurrency: int = 16
+    concurrency: int = 16                # with concurrency_auto: the most it may grow to
+    concurrency_auto: bool = False       # --concurrency auto: found at run time (engine/adaptive.py)
     rpm: float | None = None
     tpm: float | None = None
+    learn_rpm: bool = True               # --rpm auto (the default): pace by the provider's headers
+    learn_tpm: bool = True
+    slo: dict[str, float] | None = None  # latency bounds: goodput, and the ceiling of --concurrency auto
     timeout: float | None = 600.0
     ttft_timeout: float | None = None
     retries: int = 3
@@ -122,9 +162,39 @@ class RunConfig:
     slice_s: float | None = None             # --slice: per-window figures of this width
     extra_base_urls: list[str] = field(default_factory=list)   # --base-url given more than once
     balance: str = "rr"                      # rr / least, across base_url and extra_base_urls
+    builtin_options: tuple[str, ...] = ()    # --builtin-option KEY=VALUE for the built-in endpoint
+    # data-team runs (issue 10)
+    row_settings: bool = True               # input columns named model / max_tokens / ... override the flags
+    save_request: bool = True               # records keep the body as sent
+    csv_formulas: str = "escape"            # escape: OWASP-neutralise formula-like text cells; raw: as is
+    overwrite: bool = False                 # --out may name a non-empty directory: its run files are replaced
+    input_changed: str | None = None        # "ok": --resume accepts a changed input file (rows matched by id)
+    dry_run: bool = False                   # read and price the file, send nothing
+    limit: int | None = None                # send only the first N rows (a pilot)
+    price_in: float | None = None           # USD per 1M prompt tokens (None: the price table's, if any)
+    price_out: float | None = None          # USD per 1M output tokens
+    json_schema: dict[str, Any] | None = None  # --json-schema: the schema answers must follow
+    json_mode: bool = False                 # --json: answers must be a JSON object
 
     def __post_init__(self) -> None:
         self._validate()
+        self._validate_data_options()
+
+    def _validate_data_options(self) -> None:
+        if self.csv_formulas not in CSV_FORMULAS:
+            raise ConfigError(f"--csv-formulas must be escape or raw, got {self.csv_formulas!r}")
+        if self.input_changed not in (None, "ok"):
+            raise ConfigError(f"--input-changed takes only 'ok', got {self.input_changed!r}")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"--limit must be at least 1, got {self.limit}")
+        for name in ("price_in", "price_out"):
+            value = getattr(self, name)
+            if value is not None and (value < 0 or value != value):
+                raise ConfigError(f"--{name.replace('_', '-')} is USD per 1M tokens, 0 or more; got {value}")
+        if self.json_schema is not None and not isinstance(self.json_schema, dict):
+            raise ConfigError("--json-schema must hold a JSON object (a JSON Schema)")
+        if self.overwrite and self.resume is not None:
+            raise ConfigError("--overwrite and --resume contradict each other: pick one")
 
     def _validate(self) -> None:
         for name in _NUMBERS:

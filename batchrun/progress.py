@@ -28,28 +28,78 @@ async def sample_loop_lag(samples: list[float], interval_s: float = LAG_INTERVAL
         samples.append(max(0.0, loop.time() - planned))
 
 
-async def show_progress(stats: PoolStats, *, total: int | None, clock: Callable[[], float],
-                        interval_s: float = 0.5) -> None:
-    """A tqdm bar on stderr with ok / failed / retrying, requests/s and median TTFT, until cancelled."""
+class Total:
+    """The run's row total, filled in by a background count while the run goes (None until then)."""
+
+    def __init__(self, rows: int | None = None) -> None:
+        self.rows = rows
+
+
+async def show_progress(stats: PoolStats, *, total: Total | int | None, clock: Callable[[], float],
+                        interval_s: float = 0.5, plain_interval_s: float = 5.0) -> None:
+    """Progress on stderr until cancelled: a tqdm bar (percent and ETA once the total is known)
+    on a terminal; one plain line every `plain_interval_s` when stderr is a log file or a pipe."""
+    known = total if isinstance(total, Total) else Total(total)
     if not sys.stderr.isatty():
-        interval_s = max(interval_s, 10.0)     # a log file gets a line every 10 s, not a stream of \r
-    bar = tqdm(total=total, unit="req", file=sys.stderr, dynamic_ncols=True, mininterval=interval_s)
+        await _plain_progress(stats, known, clock, plain_interval_s)
+        return
+    # initial: rows done in an earlier session are not counted into this session's rate and ETA
+    bar = tqdm(total=known.rows, initial=stats.resumed, unit="row", file=sys.stderr, dynamic_ncols=True,
+               mininterval=interval_s)
     start = clock()
     try:
         while True:
             await asyncio.sleep(interval_s)
-            _refresh(bar, stats, clock() - start)
+            _refresh(bar, stats, known, clock() - start)
     finally:
-        _refresh(bar, stats, clock() - start)
+        _refresh(bar, stats, known, clock() - start)
         bar.close()
 
 
-def _refresh(bar: tqdm, stats: PoolStats, elapsed_s: float) -> None:
+async def _plain_progress(stats: PoolStats, total: Total, clock: Callable[[], float], interval_s: float) -> None:
+    start = clock()
+    try:
+        while True:
+            await asyncio.sleep(interval_s)
+            print(progress_line(stats, total.rows, clock() - start), file=sys.stderr, flush=True)
+    finally:
+        print(progress_line(stats, total.rows, clock() - start), file=sys.stderr, flush=True)
+
+
+def progress_line(stats: PoolStats, total: int | None, elapsed_s: float) -> str:
+    """'batchrun: 120/500 rows (24%), ok 118, failed 2, retrying 0, 310 tok/s, ETA 1m 20s'.
+
+    The rate (and so the ETA) is over this session's rows: rows done in an earlier session
+    count toward the percent but were not done at this session's speed.
+    """
+    done = stats.done + stats.resumed
+    of = f"/{total} rows ({100 * done / total:.0f}%)" if total else " rows"
+    rate = stats.done / elapsed_s if elapsed_s > 0 else 0.0
+    tokens = stats.output_tokens / elapsed_s if elapsed_s > 0 else 0.0
+    eta = f", ETA {fmt_eta((total - done) / rate)}" if total and rate > 0 and done < total else ""
+    return (f"batchrun: {done}{of}, ok {stats.ok}, failed {stats.failed}, retrying {stats.retrying}, "
+            f"{tokens:.0f} tok/s{eta}")
+
+
+def fmt_eta(seconds: float) -> str:
+    """1h 02m, 3m 05s, 42s."""
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+
+
+def _refresh(bar: tqdm, stats: PoolStats, total: Total, elapsed_s: float) -> None:
+    if total.rows is not None and bar.total != total.rows:
+        bar.total = total.rows
     bar.n = stats.done + stats.resumed
     ttft = statistics.median(stats.recent_ttft_s) if stats.recent_ttft_s else None
+    tokens = stats.output_tokens / elapsed_s if elapsed_s > 0 else 0.0
     bar.set_postfix_str(
         f"ok={stats.ok} failed={stats.failed} retrying={stats.retrying} "
-        f"in-flight={stats.in_flight} {stats.done / elapsed_s if elapsed_s > 0 else 0:.1f} req/s"
+        f"in-flight={stats.in_flight} {tokens:.0f} tok/s"
         + (f" ttft_p50={ttft * 1000:.0f}ms" if ttft is not None else ""),
         refresh=False,
     )

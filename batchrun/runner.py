@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterator
+from typing import Any, AsyncIterator, Callable, Iterator
 
 from batchrun.endpoint.client import Endpoint, make_session
 from batchrun.config import RunConfig, config_replace, env_base_url
@@ -30,16 +30,23 @@ from batchrun.errors import ConfigError, InputError, OutputError
 from batchrun.inputs.rows import read_prompts
 from batchrun.analysis.metrics import GapSample, summarize
 from batchrun.store.outputs import done_ids, iter_latest, write_results
+from batchrun.engine.adaptive import AdaptiveConfig
 from batchrun.engine.pool import Job, Pool, PoolConfig
-from batchrun.progress import sample_loop_lag, show_progress
+from batchrun.progress import Total, sample_loop_lag, show_progress
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.store.records import OK, Record, RecordSink
-from batchrun.store.sessions import RUN_JSON, add_wall_time, read_run_json, restore_base_url, saved_base_url, start_session
+from batchrun.store.rundir import claim_run_dir
+from batchrun.store.sessions import RUN_JSON, add_wall_time, read_run_json, restore_base_url, saved_base_url, start_session  # noqa: F401 (RUN_JSON: kept importable from here)
 from batchrun.engine.tools import ToolRunner
 from batchrun.workloads import Workload, make_pool
 from batchrun.workloads import prepare as prepare_workload
 from batchrun.endpoint.requests import (RequestDefaults, build_body, build_completion_body, estimate_prompt_tokens,
                                        estimate_request_tokens)
+from batchrun.endpoint.answers import response_format
+from batchrun.analysis.cost import resolve_price
+from batchrun.datarun import (add_run_facts, announce_row_settings, announce_schema, checked_input,
+                              count_total, limited, output_check, report_vanished, save_input_identity,
+                              saved_request)
 
 RECORDS, SUMMARY, INTERNAL_LOG = "records.jsonl", "summary.json", "internal-errors.log"
 
@@ -74,6 +81,10 @@ _RESUMED_FIELDS = ("input", "fmt", "prompt_column", "id_column", "template", "sy
                    "model", "max_tokens", "temperature", "extra_body", "tools", "tool_choice",
                    "parallel_tool_calls", "tool_module", "output_format", "endpoint", "batch_size",
                    "synthetic")
+# Issue 10's: how rows become requests and answers are read. --limit is not kept, so a resume
+# without it extends a pilot to the whole file.
+_RESUMED_FIELDS += ("row_settings", "save_request", "csv_formulas", "json_schema", "json_mode",
+                    "price_in", "price_out")
 
 
 def resolve_resume(config: RunConfig) -> RunConfig:
@@ -83,7 +94,7 @@ def resolve_resume(config: RunConfig) -> RunConfig:
         return config
     run = read_run_json(config.resume)
     saved_config = {k: v for k, v in run["config"].items() if k != "base_url"}
-    base = RunConfig.from_public_dict(saved_config, resume=config.resume)
+    base = RunConfig.from_public_dict(saved_config, resume=config.resume, overwrite=False, dry_run=False)
     defaults = RunConfig.__dataclass_fields__
     changes: dict[str, Any] = {"out": config.resume}
     if config.base_url is None:
@@ -105,7 +116,7 @@ def open_rows(config: RunConfig) -> Iterator[Prompt | BadRow]:
     assert config.input is not None
     rows = read_prompts(config.input, fmt=config.fmt, prompt_column=config.prompt_column,
                         id_column=config.id_column, template=config.template,
-                        system=config.system, on_bad_row=config.on_bad_row)
+                        system=config.system, on_bad_row=config.on_bad_row, row_settings=config.row_settings)
     from batchrun.workloads import length_trace
     if length_trace(config):             # lengths without text: prompts are sized once the endpoint is known
         return iter(())
@@ -114,14 +125,22 @@ def open_rows(config: RunConfig) -> Iterator[Prompt | BadRow]:
     return rows if first is None else itertools.chain([first], rows)
 
 
-def jobs(config: RunConfig, rows: Iterator[Prompt | BadRow], skip: set[str]) -> Iterator[Job | BadRow]:
-    """Rows minus those already done, as ready-to-send Jobs."""
-    defaults = RequestDefaults(model=config.model, max_tokens=config.max_tokens,
-                               temperature=config.temperature, extra_body=config.extra_body,
-                               tools=config.tools, tool_choice=config.tool_choice,
-                               parallel_tool_calls=config.parallel_tool_calls)
+def request_defaults(config: RunConfig) -> RequestDefaults:
+    return RequestDefaults(model=config.model, max_tokens=config.max_tokens,
+                           temperature=config.temperature, extra_body=config.extra_body,
+                           tools=config.tools, tool_choice=config.tool_choice,
+                           parallel_tool_calls=config.parallel_tool_calls,
+                           response_format=response_format(config.json_schema, config.json_mode))
+
+
+def jobs(config: RunConfig, rows: Iterator[Prompt | BadRow], skip: set[str],
+         seen_ids: set[str] | None = None) -> Iterator[Job | BadRow]:
+    """Rows minus those already done, as ready-to-send Jobs; `seen_ids` collects every id read."""
+    defaults = request_defaults(config)
     build = build_completion_body if config.endpoint == "completions" else build_body
     for item in rows:
+        if seen_ids is not None:
+            seen_ids.add(item.id)
         if item.id in skip:
             continue
         if isinstance(item, BadRow):
@@ -135,17 +154,20 @@ def jobs(config: RunConfig, rows: Iterator[Prompt | BadRow], skip: set[str]) -> 
             if config.on_bad_row == "fail":
                 raise InputError(f"the row cannot be sent as JSON ({exc})", path=str(config.input),
                                  line=item.line, hint="fix the row or use --on-bad-row skip") from None
-            yield BadRow(item.id, item.row, item.line, reason)
+            yield BadRow(item.id, item.row, item.line, reason, data=item.data)
             continue
         yield Job(prompt=item, body=data,
                   estimated_tokens=estimate_request_tokens(body, config.max_tokens),
-                  prompt_tokens_estimate=estimate_prompt_tokens(body))
+                  prompt_tokens_estimate=estimate_prompt_tokens(body),
+                  request=saved_request(body) if config.save_request else None)
 
 
 def prepare_out_dir(config: RunConfig) -> Path:
     out = config.resume or config.out or default_out_dir(config)
     try:
         out.mkdir(parents=True, exist_ok=True)
+        if not out.is_dir():
+            raise NotADirectoryError(20, "not a directory")
         probe = out / ".write-test"
         probe.write_text("ok")
         probe.unlink()
@@ -158,30 +180,43 @@ async def execute_run(config: RunConfig) -> RunOutcome:
     """Run `config` to the end (or until stopped) and write every output file."""
     config = resolve_resume(config)
     rows = open_rows(config)
-    out = prepare_out_dir(config)
-    raised = ensure_open_files(config.concurrency)
-    if raised:
-        say(raised)
-    async with open_endpoint(config.base_url, config.api_key, announce=say) as endpoint, open_more(config, say) as more:
-        model = await preflight(endpoint, config.model, timeout_s=config.timeout, announce=say)
-        config = config_replace(config, model=model, base_url=BUILTIN if endpoint.embedded
-                                else choose_base_url(config.base_url, config.api_key))
-        info = endpoint_info(endpoint, model)
-        session, previous = start_session(out, config.public_dict(), info)
-        if previous is not None and previous.get("endpoint") != info:
-            say(f"this session's endpoint differs from session {previous.get('n')}'s "
-                f"({_describe(previous.get('endpoint') or {})}): now {_describe(info)}")
-        skip = done_ids(out / RECORDS) if config.resume else set()
-        if skip:
-            say(f"resuming {out} (session {session}): {len(skip)} rows already done are not sent again")
-        await check_more(more, config, say)
-        workload = await prepare_workload(config, endpoint, rows, out, skip, jobs, say)
-        workload.more_endpoints = more
-        if workload.kind in ("rows", "trace"):
-            workload.items = _warn_pacing(config, workload.items)
-        outcome = await _run_pool(config, endpoint, out, workload, len(skip), session)
-        outcome.endpoint = info
-        return outcome
+    config = config_replace(config, out=config.resume or config.out or default_out_dir(config))
+    assert config.out is not None
+    with claim_run_dir(config.out, resume=config.resume is not None, overwrite=config.overwrite):
+        out = prepare_out_dir(config)
+        identity = checked_input(config, out / RUN_JSON, say)
+        announce_row_settings(config, say)
+        announce_schema(config, say)
+        raised = ensure_open_files(config.concurrency)
+        if raised:
+            say(raised)
+        async with open_endpoint(config.base_url, config.api_key, announce=say,
+                                 sim_config=sim_config(config)) as endpoint, open_more(config, say) as more:
+            model = await preflight(endpoint, config.model, timeout_s=config.timeout, announce=say)
+            config = config_replace(config, model=model, base_url=BUILTIN if endpoint.embedded
+                                    else choose_base_url(config.base_url, config.api_key))
+            resolve_price(config.model, config.price_in, config.price_out)   # a bad price stops here
+            info = endpoint_info(endpoint, model)
+            session, previous = start_session(out, config.public_dict(), info)
+            save_input_identity(out / RUN_JSON, identity)
+            if previous is not None and previous.get("endpoint") != info:
+                say(f"this session's endpoint differs from session {previous.get('n')}'s "
+                    f"({_describe(previous.get('endpoint') or {})}): now {_describe(info)}")
+            skip = done_ids(out / RECORDS) if config.resume else set()
+            if skip:
+                say(f"resuming {out} (session {session}): {len(skip)} rows already done are not sent again")
+            seen = set() if config.input_changed == "ok" and config.limit is None else None
+            await check_more(more, config, say)
+            workload = await prepare_workload(config, endpoint, limited(rows, config.limit), out, skip,
+                                              lambda c, r, k: jobs(c, r, k, seen), say)
+            workload.more_endpoints = more
+            if workload.kind in ("rows", "trace"):
+                workload.items = _warn_pacing(config, workload.items)
+            outcome = await _run_pool(config, endpoint, out, workload, len(skip), session)
+            outcome.endpoint = info
+            if outcome.input_error is None and not outcome.interrupted:
+                report_vanished(skip, seen, say)
+            return outcome
 
 
 def _describe(info: dict[str, Any]) -> str:
@@ -215,12 +250,15 @@ async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, workload: 
         def write_many(records: list[Record]) -> None:
             for record in records:
                 record.session = session_n
+                span.track(record)
             sink.write_many(records)
 
         async with make_session(config.concurrency) as session:
             runner = ToolRunner.from_file(config.tool_module, config.tool_timeout) if config.tool_module else None
-            pool = make_pool(workload, session, endpoint, write, config, _pool_config(config), out, t0, clock,
-                             runner, lambda prompt: next(jobs(config, iter([prompt]), set())), write_many)
+            span = SendSpan(write)
+            pool = make_pool(workload, session, endpoint, span.write, config, _pool_config(config), out, t0, clock,
+                             runner, lambda prompt: next(jobs(config, iter([prompt]), set())), write_many,
+                             output_check=output_check(config), warn=say)
             pool.stats.resumed = resumed
             async with _signals(pool, sink) as interrupted, _background(pool, config, lag, clock), _quiet_gc():
                 if workload.schedule is not None:
@@ -228,15 +266,67 @@ async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, workload: 
                     await pool.run(workload.items, schedule=workload.schedule)
                 else:
                     await pool.run(workload.items)
-        wall = clock() - t0
+        # First send to last byte: client setup before the first request is not the endpoint's time.
+        wall = span.width() or clock() - t0
     outcome = RunOutcome(out_dir=out, summary={}, interrupted=interrupted.is_set(),
                          aborted=pool.abort_reason, input_error=pool.input_error, failed=pool.stats.failed,
                          endpoint=endpoint_info(endpoint, config.model), refused=pool.refused,
                          internal_errors=len(pool.internal_errors))
     if pool.internal_errors:
         _write_internal_log(out, pool.internal_errors)
-    _finish_outputs(outcome, config, lag, wall, started_wall)
+    findings = _pool_findings(pool, config, wall) if isinstance(pool, Pool) else {}
+    _finish_outputs(outcome, config, lag, wall, started_wall, findings)
     return outcome
+
+
+class SendSpan:
+    """Passes records on to `write` and keeps the first send and the last end among them."""
+
+    def __init__(self, write: Callable[[Record], None]) -> None:
+        self._write, self.first, self.last = write, None, None
+
+    def write(self, record: Record) -> None:
+        self.track(record)
+        self._write(record)
+
+    def track(self, record: Record) -> None:
+        if record.sent_s is not None and record.end_s is not None:
+            self.first = record.sent_s if self.first is None else min(self.first, record.sent_s)
+            self.last = record.end_s if self.last is None else max(self.last, record.end_s)
+
+    def width(self) -> float | None:
+        """Seconds from the first send to the last byte; None before any request ended."""
+        width = None if self.first is None else self.last - self.first
+        return width if width else None
+
+
+def sim_config(config: RunConfig, realistic: bool = False) -> Any:
+    """The built-in endpoint's SimConfig for this run (None with a configured endpoint): the
+    defaults, or `realistic` noise for a bench, with --builtin-option applied."""
+    if choose_base_url(config.base_url, config.api_key) != BUILTIN:
+        if config.builtin_options:
+            raise ConfigError("--builtin-option configures the built-in endpoint; it has no effect with "
+                              "--base-url / OPENAI_BASE_URL (leave one of them out)")
+        return None
+    from batchrun.sim.config import SimConfig, realistic as noisy
+
+    return (noisy() if realistic else SimConfig()).with_options(config.builtin_options)
+def _pool_findings(pool: Pool, config: RunConfig, wall: float) -> dict[str, Any]:
+    """What the pool learned about the endpoint: its rate limits and, with --concurrency auto,
+    the concurrency over time and where it settled."""
+    from batchrun.engine.adaptive import settled_limit
+    from batchrun.engine.limits import limits_summary
+
+    assert pool.limits is not None
+    stats = pool.stats
+    found: dict[str, Any] = {"rate_limits": limits_summary(
+        pool.limits, attempts=stats.attempts, rate_limited=stats.rate_limited, user_rpm=config.rpm,
+        user_tpm=config.tpm, learn=config.learn_rpm or config.learn_tpm)}
+    if pool.controller is not None:
+        history = stats.concurrency_history
+        found["concurrency"] = {"auto": True, "ceiling": config.concurrency, "history": history,
+                                "settled": settled_limit(history, wall), "final": history[-1][1] if history else None}
+    return found
 
 
 def _write_internal_log(out: Path, tracebacks: list[str]) -> None:
@@ -251,12 +341,17 @@ def _write_internal_log(out: Path, tracebacks: list[str]) -> None:
 
 
 def _pool_config(config: RunConfig) -> PoolConfig:
+    adaptive = None
+    if config.concurrency_auto:
+        slo = config.slo or {}
+        adaptive = AdaptiveConfig(ceiling=config.concurrency, slo_ttft_s=slo.get("ttft"), slo_e2e_s=slo.get("e2e"))
     several = bool(config.extra_base_urls)      # then each endpoint has its own limits (endpoint/multi.py)
     return PoolConfig(concurrency=config.concurrency, rpm=None if several else config.rpm,
                       tpm=None if several else config.tpm,
                       retries=config.retries, max_errors=config.max_errors,
                       max_error_rate=config.max_error_rate, seed=config.seed,
-                      max_tool_rounds=config.max_tool_rounds, max_retry_wait_s=config.max_retry_wait)
+                      max_tool_rounds=config.max_tool_rounds, max_retry_wait_s=config.max_retry_wait,
+                      learn_rpm=config.learn_rpm, learn_tpm=config.learn_tpm, adaptive=adaptive)
 
 
 @contextlib.asynccontextmanager
@@ -279,7 +374,9 @@ async def _quiet_gc() -> AsyncIterator[None]:
 async def _background(pool: Pool, config: RunConfig, lag: list[float], clock: Any) -> AsyncIterator[None]:
     tasks = [asyncio.create_task(sample_loop_lag(lag))]
     if not config.quiet:
-        tasks.append(asyncio.create_task(show_progress(pool.stats, total=None, clock=clock)))
+        total = Total()
+        tasks.append(asyncio.create_task(count_total(config, total)))
+        tasks.append(asyncio.create_task(show_progress(pool.stats, total=total, clock=clock)))
     try:
         yield
     finally:
@@ -316,26 +413,33 @@ async def _signals(pool: Pool, sink: RecordSink) -> AsyncIterator[asyncio.Event]
 
 
 def _finish_outputs(outcome: RunOutcome, config: RunConfig, lag: list[float], wall: float,
-                    started_wall: float) -> None:
+                    started_wall: float, findings: dict[str, Any] | None = None) -> None:
+    from batchrun.report.limits import add_findings
     from batchrun.report.summary import write_reports
+    from batchrun.sim.config import public as public_sim
 
     out = outcome.out_dir
-    outcome.files.append(write_results(out / RECORDS, out, config.output_format))
+    outcome.files.append(write_results(out / RECORDS, out, config.output_format, id_column=config.id_column,
+                                       csv_formulas=config.csv_formulas))
     wall_total = add_wall_time(out, wall)
     gaps = GapSample()
     records = list(_slim(iter_latest(out / RECORDS), gaps))
     if config.endpoint == "embeddings":
         from batchrun.store.vectors import consolidate
         outcome.files.append(consolidate(out, (r.id for r in records if r.status == OK)))
-    summary = summarize(records, wall_time_s=wall_total, loop_lag_s=lag, itl_sample=gaps)
+    summary = summarize(records, wall_time_s=wall_total, loop_lag_s=lag, itl_sample=gaps, slo=config.slo)
     summary.update(_workloads(out, config, records, wall_total))
+    add_findings(summary, findings or {})
     summary["run"] = {"interrupted": outcome.interrupted, "aborted": outcome.aborted,
                       "input_error": str(outcome.input_error) if outcome.input_error else None,
                       "refused": outcome.refused, "internal_errors": outcome.internal_errors,
                       "session_wall_time_s": wall, "started_at": started_wall}
+    add_run_facts(summary, config, records)
     outcome.summary = summary
+    builtin = sim_config(config)
+    extra = {"builtin_endpoint": public_sim(builtin)} if builtin is not None else None
     outcome.files.extend(write_reports(out, summary, records, config=config.public_dict(),
-                                       endpoint=outcome.endpoint).values())
+                                       endpoint=outcome.endpoint, extra=extra).values())
     from batchrun.report.workloads import write_extras
     outcome.files.extend(write_extras(out, summary).values())
 
@@ -354,6 +458,7 @@ def _slim(records: Iterator[Record], gaps: GapSample, keep_text: int = 20) -> It
             gaps.add(record.itl_s)
         record.itl_s = []
         record.attempt_log = []
+        record.input = record.request = record.parsed = None    # the results file has them
         if i >= keep_text:
             record.text = ""
             if record.rounds:

@@ -144,7 +144,8 @@ def _row(item: Any) -> int:
 def make_pool(workload: Workload, session: aiohttp.ClientSession, endpoint: Endpoint, write: Callable[[Any], None],
               config: RunConfig, pool_config: Any, out: Path, t0: float, clock: Callable[[], float],
               tool_runner: Any, make_job: Callable[[Prompt], Any],
-              write_many: Callable[[list[Any]], None] | None = None) -> Any:
+              write_many: Callable[[list[Any]], None] | None = None, **pool_kw: Any) -> Any:
+    """The pool for the workload; `pool_kw` (output_check, warn, ...) go to Pool as they are."""
     if workload.kind == "embeddings":
         from batchrun.engine.embed import embed_pool
         return embed_pool(session, endpoint, write, config, pool_config, out, t0, clock, write_many)
@@ -157,9 +158,9 @@ def make_pool(workload: Workload, session: aiohttp.ClientSession, endpoint: Endp
         client = multi_client(clients, config)
     if workload.kind == "sessions":
         from batchrun.engine.sessions import SessionPool
-        return SessionPool(client, write, pool_config, t0=t0, clock=clock, make_job=make_job)
+        return SessionPool(client, write, pool_config, t0=t0, clock=clock, make_job=make_job, **pool_kw)
     from batchrun.engine.pool import Pool
-    return Pool(client, write, pool_config, t0=t0, clock=clock, tool_runner=tool_runner)
+    return Pool(client, write, pool_config, t0=t0, clock=clock, tool_runner=tool_runner, **pool_kw)
 
 
 def _write(path: Path, data: Any) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from batchrun.bench.sweep import arrivals, bench_jobs, parse_levels
+from batchrun.bench.sweep import BenchConfig, arrivals, bench_jobs, parse_levels
 from batchrun.cli import app
 from batchrun.config import RunConfig
 from batchrun.errors import ConfigError
@@ -120,3 +120,165 @@ def test_sync_baseline_enforces_the_whole_request_timeout_like_the_async_client(
     assert [r.status for r in slow] == ["timeout", "timeout"] and "--timeout" in slow[0].error
     assert [r.status for r in ok] == ["ok", "ok"] and ok[0].completion_tokens == 10
     assert ok[0].latency_s - ok[0].ttft_s == pytest.approx(sum(ok[0].itl_s))
+
+
+# ---------------------------------------------------------------- one request path for both sides
+
+from aiohttp import web  # noqa: E402
+
+from rawserver import DONE, chunk, cut, raw_server, sse  # noqa: E402
+
+
+def _cases() -> dict[str, object]:
+    ok = [chunk(role="assistant"), chunk("Hel"), chunk("lo", finish="stop")]
+    cases = {
+        "ok": lambda r: sse(r, ok + [DONE]),
+        "no [DONE]": lambda r: sse(r, ok),
+        "error event in a 200 stream": lambda r: sse(r, [chunk("a"), b'data: {"error": {"message": "boom"}}\n\n']),
+        "malformed line": lambda r: sse(r, [chunk("a"), b"data: {not json\n\n", DONE]),
+        "empty answer": lambda r: sse(r, [chunk(role="assistant"), chunk(finish="stop"), DONE]),
+        "cut mid-stream": lambda r: cut(r, [chunk("a"), chunk("b")]),
+        "429": lambda r: _status(429, {"error": {"message": "slow down"}}),
+        "500 html": lambda r: _status(500, "<html>oops</html>"),
+    }
+
+    def handler(make):          # aiohttp wants coroutine functions, not lambdas returning coroutines
+        async def handle(request: web.Request) -> web.StreamResponse:
+            return await make(request)
+        return handle
+    return {name: handler(make) for name, make in cases.items()}
+
+
+async def _status(status: int, body: object) -> web.Response:
+    if isinstance(body, str):
+        return web.Response(status=status, text=body, content_type="text/html")
+    return web.json_response(body, status=status)
+
+
+async def test_sync_and_async_classify_the_same_response_the_same_way() -> None:
+    import asyncio
+    import time
+
+    from batchrun.bench.sync import run_sync
+    from batchrun.endpoint.client import Endpoint, StreamClient, make_session
+
+    jobs = bench_jobs(RunConfig(input=SAMPLES / "prompts.csv", model="raw-model"), 1)
+    for name, handler in _cases().items():
+        async with raw_server(handler) as url:
+            endpoint = Endpoint(url)
+            async with make_session(1) as session:
+                result = await StreamClient(session, endpoint, timeout_s=5.0).send(jobs[0].body)
+            [record] = await asyncio.to_thread(run_sync, endpoint, jobs, timeout_s=5.0, t0=time.perf_counter())
+        assert (record.status, record.error_type) == (result.status, result.error_type), name
+        assert record.text == result.text, name
+        if name != "cut mid-stream":          # only the transport's own words for a cut differ
+            assert record.error == result.error, name
+
+
+# ---------------------------------------------------------------- samples, wall time, the built-in endpoint
+
+def test_requests_per_level_are_honoured_and_enough_by_default() -> None:
+    config = BenchConfig(run=RunConfig(input=SAMPLES / "prompts.csv", model="m"))
+    assert config.max_run_s is None                       # was 5 s: -n 200 at c=4 measured 20
+    assert [config.requests_for(c) for c in (1, 4, 25, 64)] == [100, 100, 100, 256]
+    assert [config.warmup_for(c) for c in (1, 8)] == [1, 8]
+    given = BenchConfig(run=config.run, requests=7, warmup=0)
+    assert (given.requests_for(64), given.warmup_for(64)) == (7, 0)
+
+
+def test_a_time_cut_is_reported_and_small_levels_are_marked(fixed_sim, tmp_path) -> None:
+    result = invoke("bench", str(SAMPLES / "prompts.csv"), "--base-url", fixed_sim.base_url, "-n", "40",
+                    "-c", "1", "--no-sync", "--max-run-time", "0.2", "--out", "cut")
+    assert result.exit_code == 0, result.output
+    records = (tmp_path / "cut" / "runs" / "async-c1-r1" / "records.jsonl").read_text().splitlines()
+    assert 1 <= len(records) < 40
+    assert f"cut it to {len(records)} of 40 requests" in result.output
+    assert f"{len(records)} of 40 (<30)" in result.output and "(<30)" in (tmp_path / "cut" / "report.md").read_text()
+
+
+def test_wall_time_runs_from_the_first_send_to_the_last_byte(fixed_sim, tmp_path) -> None:
+    result = invoke("bench", str(SAMPLES / "prompts.csv"), "--base-url", fixed_sim.base_url, "-n", "6",
+                    "-c", "1", "--out", "w", "-q")
+    assert result.exit_code == 0, result.output
+    assert "batchrun: async, concurrency" not in result.output            # --quiet
+    manifest = json.loads((tmp_path / "w" / "bench.json").read_text())
+    for run in manifest["runs"]:
+        records = [json.loads(l) for l in (tmp_path / "w" / "runs" / run["name"] / "records.jsonl").read_text().splitlines()]
+        span = max(r["end_s"] for r in records) - min(r["sent_s"] for r in records)
+        assert run["wall_time_s"] == pytest.approx(span), run["name"]     # no client setup inside
+    rows = {r["mode"]: r for r in json.loads((tmp_path / "w" / "summary.json").read_text())["bench"]["rows"]}
+    # Six 40 ms requests: the SDK client's 0.1-0.27 s setup inside the sync wall time made this
+    # about 2x; what is left is the SDK's own per-request cost.
+    assert rows["async"]["efficiency"] < 1.3
+
+
+def test_the_built_in_endpoint_is_noisy_and_seeded_per_bench(tmp_path) -> None:
+    args = ["bench", str(SAMPLES / "prompts.csv"), "-n", "5", "-c", "2", "--no-sync", "-q",
+            "--builtin-option", "fixed_ttft_s=0.001", "--builtin-option", "fixed_itl_s=0"]
+    seeds = []
+    for name in ("s1", "s2"):
+        assert invoke(*args, "--out", name).exit_code == 0
+        doc = json.loads((tmp_path / name / "summary.json").read_text())
+        assert doc["builtin_endpoint"]["fresh_jitter"] is True and doc["builtin_endpoint"]["fixed_ttft_s"] == 0.001
+        seeds.append(doc["builtin_endpoint"]["seed"])
+    assert seeds[0] != seeds[1]
+    bad = invoke(*args[:-4], "--builtin-option", "ttft_s=fast", "--out", "s3")
+    assert bad.exit_code == 2 and "ttft_s takes a float" in bad.output
+
+
+def test_report_rebuilds_an_interrupted_bench(fixed_sim, tmp_path) -> None:
+    """A bench killed after some runs has bench.json (rewritten after each run) and their records."""
+    assert invoke("bench", str(SAMPLES / "prompts.csv"), "--base-url", fixed_sim.base_url, "-n", "6",
+                  "-c", "1,2", "--no-sync", "--out", "i", "-q").exit_code == 0
+    for name in ("summary.json", "report.md", "report.html"):
+        (tmp_path / "i" / name).unlink()
+    manifest = json.loads((tmp_path / "i" / "bench.json").read_text())
+    manifest["runs"] = manifest["runs"][:1]                       # as if stopped during the second run
+    (tmp_path / "i" / "bench.json").write_text(json.dumps(manifest))
+    result = invoke("report", "i", "-q")
+    assert result.exit_code == 0, result.output
+    assert "async-c1-r1" in (tmp_path / "i" / "report.md").read_text()
+
+
+def test_compare_pools_every_repeat_of_the_bench_level(fixed_sim, tmp_path) -> None:
+    args = ["bench", str(SAMPLES / "prompts.csv"), "--base-url", fixed_sim.base_url, "-n", "8", "-c", "2",
+            "--no-sync", "--repeat", "2", "-q", "--warmup", "0"]
+    for name in ("a", "b"):
+        assert invoke(*args, "--out", name).exit_code == 0
+    result = invoke("compare", "a", "b", "--format", "json")
+    doc = json.loads(result.stdout)
+    ttft = next(f for f in doc["figures"] if f["name"] == "ttft_p50")
+    assert (ttft["n_baseline"], ttft["n_current"]) == (16, 16)          # both repeats, not the first
+    assert "c=2, 16 requests, 2 repeats pooled" in doc["baseline"]
+    other = invoke("bench", str(SAMPLES / "prompts.csv"), "--base-url", fixed_sim.base_url, "-n", "4",
+                   "-c", "4", "--no-sync", "-q", "--out", "c")
+    assert other.exit_code == 0
+    refused = invoke("compare", "a", "c")
+    assert refused.exit_code == 2 and "did not measure c=2" in refused.output
+    run = invoke("compare", "a", "a/runs/async-c2-r1")
+    assert run.exit_code == 2 and "bench" in run.output and "run" in run.output
+
+
+def test_ctrl_c_keeps_what_the_bench_measured(fixed_sim, tmp_path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = str(Path(__file__).resolve().parent.parent)
+    proc = subprocess.Popen([sys.executable, "-m", "batchrun", "bench", str(SAMPLES / "prompts.csv"), "--base-url",
+                             fixed_sim.base_url, "-n", "500", "-c", "1", "--no-sync", "-q", "--out", "x"],
+                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": root},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    records = tmp_path / "x" / "runs" / "async-c1-r1" / "records.jsonl"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (not records.exists() or len(records.read_text().splitlines()) < 5):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    output = proc.communicate(timeout=30)[0].decode()
+    assert proc.returncode == 130, output
+    doc = json.loads((tmp_path / "x" / "summary.json").read_text())
+    [row] = doc["bench"]["rows"]
+    assert doc["interrupted"] is True and 5 <= row["n"] < 500 and row["errors"] == 0
+    assert "async-c1-r1 partly" in output

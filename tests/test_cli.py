@@ -98,6 +98,8 @@ def test_bad_row_stops_with_file_and_line_and_resume_finishes(fast_sim, tmp_path
     assert "p.csv line 3" in result.output and "--on-bad-row skip" in result.output
     (tmp_path / "p.csv").write_text("id,prompt\na,first\nb,second\nc,third\n", encoding="utf-8")
     result = invoke("run", "--resume", "o", "--base-url", fast_sim.base_url, "-q")
+    assert result.exit_code == 2 and "--input-changed ok" in result.output   # the file changed: say so
+    result = invoke("run", "--resume", "o", "--base-url", fast_sim.base_url, "-q", "--input-changed", "ok")
     assert result.exit_code == 0, result.output
     assert [(r["id"], r["status"]) for r in result_rows(tmp_path / "o")] == [("a", "ok"), ("b", "ok"), ("c", "ok")]
 
@@ -224,7 +226,8 @@ def test_a_bad_row_without_an_id_never_hides_another_row(fast_sim, tmp_path) -> 
     result = invoke("run", "p.csv", "--base-url", fast_sim.base_url, "--out", "o", "-q", "--on-bad-row", "skip")
     assert result.exit_code == 0, result.output
     rows = result_rows(tmp_path / "o")
-    assert [(r["id"], r["row"], r["status"]) for r in rows] == [("a", "0", "ok"), ("#row-1", "1", "skipped"),
+    # The id column is the input's own: the bad row shows its (empty) id, never a made-up one.
+    assert [(r["id"], r["row"], r["status"]) for r in rows] == [("a", "0", "ok"), ("", "1", "skipped"),
                                                                ("1", "2", "ok")]
 
 
@@ -241,3 +244,23 @@ def test_a_row_that_cannot_be_sent_as_json_is_a_bad_row(fast_sim, tmp_path) -> N
     result = invoke("run", "m.parquet", "--base-url", fast_sim.base_url, "--out", "s", "-q", "--on-bad-row", "skip")
     assert result.exit_code == 0, result.output
     assert [r["status"] for r in result_rows(tmp_path / "s")] == ["skipped", "ok"]
+
+
+def test_run_wall_time_is_first_send_to_last_byte(slow_sim, tmp_path) -> None:
+    """Client setup (the session, the SDK's headers) happens before the first send: not counted."""
+    result = invoke("run", str(SAMPLES / "prompts.csv"), "--base-url", slow_sim.base_url, "--out", "w", "-q",
+                    "-c", "4")
+    assert result.exit_code == 0, result.output
+    records = [json.loads(l) for l in (tmp_path / "w" / "records.jsonl").read_text().splitlines()]
+    span = max(r["end_s"] for r in records) - min(r["sent_s"] for r in records)
+    assert json.loads((tmp_path / "w" / "summary.json").read_text())["summary"]["wall_time_s"] == pytest.approx(span)
+
+
+def test_builtin_options_configure_the_built_in_endpoint(tmp_path) -> None:
+    args = ["run", str(SAMPLES / "prompts.csv"), "-q", "--max-tokens", "4", "--builtin-option", "fixed_ttft_s=0.002",
+            "--builtin-option", "fixed_itl_s=0", "--builtin-option", "seed=11"]
+    assert invoke(*args, "--out", "b").exit_code == 0
+    doc = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert doc["builtin_endpoint"]["seed"] == 11 and doc["builtin_endpoint"]["fixed_ttft_s"] == 0.002
+    bad = invoke(*args, "--base-url", "http://127.0.0.1:9/v1", "--out", "c")
+    assert bad.exit_code == 2 and "--builtin-option configures the built-in endpoint" in bad.output

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from batchrun.analysis.compare import (
-    FIGURES, Tolerance, compare, figure_name, format_comparison, load_summary, parse_tolerances,
+    FIGURES, CompareRefused, Tolerance, compare, figure_name, load_summary, parse_tolerances,
 )
 from batchrun.errors import ConfigError
+from batchrun.report.compare import format_comparison
 from batchrun.analysis.metrics import summarize
 from batchrun.store.records import Record, RecordSink
 from batchrun.report.summary import write_reports
@@ -74,6 +75,7 @@ def test_regression_past_tolerance_is_named():
     c = change(cmp, "latency_p99")
     assert (c.change, c.change_pct, c.status) == (approx(0.5), approx(25.0), "regressed")
     assert cmp.regressions == ["latency_p99 rose 25.0% (2.00 s -> 2.50 s), past the tolerance +10%"]
+    assert not cmp.statistical and "point comparison" in cmp.notes[-1]
     assert not cmp.passed
 
 
@@ -86,21 +88,23 @@ def test_throughput_fall_past_negative_tolerance():
 
 def test_improvement_passes():
     cmp = compare(crafted(), crafted(rps=12.0, lat=(0.8, 1.2, 1.6)), "latency_p99=10%,throughput=-5%")
-    assert change(cmp, "latency_p99").status == "better" and change(cmp, "throughput").status == "better"
+    assert change(cmp, "latency_p99").status == "improved" and change(cmp, "throughput").status == "improved"
     assert change(cmp, "throughput").change_pct == approx(20.0)
     assert cmp.passed and cmp.regressions == []
 
 
 def test_exactly_at_tolerance_is_within():
-    # 2.0 -> 2.2 is +10% up to float rounding: worse, but not past the tolerance
+    # 2.0 -> 2.2 is +10% up to float rounding: not past the tolerance, so unchanged (never "worse")
     cmp = compare(crafted(), crafted(lat=(1.0, 1.5, 2.2)), "latency_p99=10%")
-    assert change(cmp, "latency_p99").status == "worse" and cmp.passed
+    assert change(cmp, "latency_p99").status == "unchanged" and cmp.passed
 
 
-def test_worse_without_a_tolerance_is_reported_but_not_a_regression():
+def test_a_figure_without_a_tolerance_is_shown_but_not_gated():
     cmp = compare(crafted(), crafted(ttft=(0.4, 0.5)))
-    assert change(cmp, "ttft_p50").status == "worse" and change(cmp, "ttft_p99").status == "same"
+    assert change(cmp, "ttft_p50").status == "not gated" and change(cmp, "ttft_p50").change_pct == approx(100)
     assert cmp.passed
+    # The CLI starts from the README's default tolerances, so a bare `compare A B` gates.
+    assert not compare(crafted(), crafted(ttft=(0.4, 0.5)), defaults=True).passed
 
 
 def test_missing_figure_fails_only_when_a_tolerance_names_it():
@@ -132,14 +136,23 @@ def test_goodput_is_compared_only_when_present():
 def test_format_comparison_text_and_markdown():
     cmp = compare(crafted(), crafted(lat=(1.0, 1.5, 2.5)), "latency_p99=10%")
     text = format_comparison(cmp)
-    assert "latency_p99" in text and "+25.0%" in text and "regressions:" in text
-    assert text.splitlines()[0].split() == ["figure", "baseline", "current", "change", "change", "%",
-                                            "tolerance", "status"]
+    assert "latency_p99" in text and "+25.0%" in text and "regressed:" in text
+    head = next(line for line in text.splitlines() if line.startswith("figure"))
+    assert head.split() == ["figure", "baseline", "current", "change", "95%", "interval", "tolerance", "n",
+                            "(base/cur)", "verdict"]
     md = format_comparison(cmp, "md")
-    assert "| latency_p99 | 2.00 s | 2.50 s | +500 ms | +25.0% | +10% | regressed |" in md
+    assert "| latency_p99 | 2.00 s | 2.50 s | +25.0% | - | +10% | - | regressed |" in md
     assert "no figure regressed" in format_comparison(compare(crafted(), crafted()), "md")
     with pytest.raises(ValueError, match="unknown format"):
         format_comparison(cmp, "html")
+
+
+def test_signs_and_units_of_tolerances():
+    cmp = compare(crafted(ok=100), crafted(rps=9.0, ok=97), "throughput=-5%,success_rate=-0.01,latency_p99=0.1")
+    md = format_comparison(cmp, "md")
+    assert "| throughput | 10.00 | 9.00 | -10.0% | - | -5% | - | regressed |" in md
+    assert "| success_rate | 100.0% | 97.0% | -3.0 pt | - | -1 pt | - | regressed |" in md
+    assert "| latency_p99 | 2.00 s | 2.00 s | +0.0% | - | +100 ms | - | unchanged |" in md
 
 
 # ---------------------------------------------------------------- loading
@@ -157,12 +170,13 @@ def test_compare_run_directories(tmp_path: Path):
         sink.write(_ok("a", 1.5))
     cmp = compare(base, cur, "latency_p50=10%")
     assert change(cmp, "latency_p50").change_pct == approx(50.0) and not cmp.passed
+    assert not cmp.statistical           # one request a side, and the baseline has no records
     assert compare(base / "summary.json", json.loads((base / "summary.json").read_text())).passed
 
 
 def test_a_bench_without_headline_must_name_a_run(tmp_path: Path):
     (tmp_path / "summary.json").write_text(json.dumps({"schema_version": 1, "kind": "bench", "summary": None}))
-    with pytest.raises(ConfigError, match="runs/<name>"):
+    with pytest.raises(CompareRefused, match="runs/<name>"):
         load_summary(tmp_path)
 
 
@@ -171,3 +185,166 @@ def test_unreadable_source(tmp_path: Path):
         load_summary(tmp_path / "nope.json")
     with pytest.raises(ConfigError, match="no records.jsonl"):
         load_summary(tmp_path)
+
+
+# ---------------------------------------------------------------- distributions, not points
+
+from typer.testing import CliRunner  # noqa: E402
+
+from batchrun.analysis.compare import side_of_records  # noqa: E402
+from batchrun.cli import app  # noqa: E402
+
+from simruns import simulated_run  # noqa: E402
+
+
+def test_identical_configurations_rarely_raise_a_false_alarm():
+    """40 pairs of runs drawn from one noisy distribution (100 requests each): the point
+    comparison flagged a regression in about a fifth of them; the interval verdicts at the default
+    tolerances in at most 5%."""
+    alarms = point_alarms = 0
+    for i in range(40):
+        a, b = simulated_run(2 * i, jitter=0.5), simulated_run(2 * i + 1, jitter=0.5)
+        alarms += not compare(side_of_records(a), side_of_records(b), defaults=True).passed
+        point_alarms += not compare(summarize(a), summarize(b), "latency_p99=10%,ttft_p50=10%,throughput=-5%").passed
+    assert alarms <= 2
+    assert point_alarms >= 8          # what the old gate did with the README's example tolerances
+
+
+def test_a_real_20_percent_ttft_regression_is_detected():
+    hits = 0
+    for i in range(40):
+        base, slow = simulated_run(i, n=200), simulated_run(500 + i, n=200, ttft_s=0.30)
+        cmp = compare(side_of_records(base), side_of_records(slow), defaults=True, figures=["ttft_p50"])
+        hits += cmp.changes[0].status == "regressed"
+    assert hits >= 38                 # >= 95%
+
+
+def test_verdicts_and_how_many_more_requests_would_settle_it():
+    base = side_of_records(simulated_run(1, n=40))
+    slightly = side_of_records(simulated_run(2, n=40, ttft_s=0.275))            # +10%: right at the tolerance
+    c = change(compare(base, slightly, defaults=True), "ttft_p50")
+    assert c.status == "inconclusive" and c.method == "Hodges-Lehmann" and (c.n_baseline, c.n_current) == (40, 40)
+    assert c.low < 10 < c.high and c.more_requests is None or c.more_requests > 0
+    p99 = change(compare(base, slightly, defaults=True), "latency_p99")
+    assert p99.status == "inconclusive" and p99.more_requests == 435 - 40   # no p99 interval below 435 a side
+    faster = side_of_records(simulated_run(3, n=200, ttft_s=0.15))
+    assert change(compare(side_of_records(simulated_run(4, n=200)), faster, defaults=True), "ttft_p50").status == "improved"
+    same = compare(side_of_records(simulated_run(5, n=200)), side_of_records(simulated_run(6, n=200)), defaults=True)
+    assert change(same, "ttft_p50").status == "unchanged" and change(same, "throughput").status == "unchanged"
+
+
+def _write_run(path: Path, records: list, *, reports: bool = False, **config) -> Path:
+    """A run directory: records.jsonl and summary.json (report.md / .html only when asked: plots are slow)."""
+    from batchrun import __version__
+    from batchrun.store.fingerprint import input_identity
+
+    with RecordSink(path / "records.jsonl") as sink:
+        for r in records:
+            sink.write(r)
+    cfg = {"model": "m", "max_tokens": 32, "concurrency": 8, "input": None, **config}
+    if reports:
+        write_reports(path, summarize(records), records, config=cfg)
+    else:
+        (path / "summary.json").write_text(json.dumps({
+            "schema_version": 1, "kind": "run", "summary": summarize(records), "config": cfg,
+            "batchrun_version": __version__, "input": input_identity(cfg["input"])}))
+    return path
+
+
+def invoke(*args: str, **env: str):
+    return CliRunner().invoke(app, list(args), catch_exceptions=False, env=env or None)
+
+
+def test_cli_compares_run_directories_with_intervals(tmp_path: Path):
+    a = _write_run(tmp_path / "a", simulated_run(1, n=200))
+    b = _write_run(tmp_path / "b", simulated_run(2, n=200, ttft_s=0.30))
+    result = invoke("compare", str(a), str(b))
+    assert result.exit_code == 1
+    assert "ttft_p50 rose" in result.output and "95% interval" in result.output
+    assert "200/200" in result.output                                  # every row shows n
+    same = invoke("compare", str(a), str(_write_run(tmp_path / "c", simulated_run(3, n=200))))
+    assert same.exit_code == 0 and "no figure regressed" in same.output
+    assert "worse" not in same.output
+
+
+def test_cli_output_formats_and_the_step_summary(tmp_path: Path):
+    import xml.etree.ElementTree as ET
+
+    a = _write_run(tmp_path / "a", simulated_run(1, n=60))
+    b = _write_run(tmp_path / "b", simulated_run(2, n=60, ttft_s=0.40))
+    doc = json.loads(invoke("compare", str(a), str(b), "--format", "json").stdout)
+    ttft = next(f for f in doc["figures"] if f["name"] == "ttft_p50")
+    assert not doc["passed"] and ttft["status"] == "regressed" and ttft["interval"]["low"] > 10
+    suite = ET.fromstring(invoke("compare", str(a), str(b), "--format", "junit").stdout)
+    assert int(suite.get("failures")) >= 1 and suite.find("testcase[@name='ttft_p50']/failure") is not None
+    gh = invoke("compare", str(a), str(b), "--format", "github").stdout
+    assert any(line.startswith("::error title=batchrun compare: regression::ttft_p50 rose") for line in gh.splitlines())
+    summary_file = tmp_path / "step.md"
+    invoke("compare", str(a), str(b), "-q", GITHUB_STEP_SUMMARY=str(summary_file))
+    assert "| ttft_p50 |" in summary_file.read_text()
+
+
+def test_fail_on_inconclusive(tmp_path: Path):
+    a = _write_run(tmp_path / "a", simulated_run(1, n=40))
+    b = _write_run(tmp_path / "b", simulated_run(2, n=40))
+    assert invoke("compare", str(a), str(b)).exit_code == 0           # p99 cannot be decided from 40
+    strict = invoke("compare", str(a), str(b), "--fail-on-inconclusive")
+    assert strict.exit_code == 1 and "more requests a side would settle it" in strict.output
+
+
+# ---------------------------------------------------------------- refusals
+
+@pytest.mark.parametrize("content, match", [
+    ("{}", "empty"),
+    ('{"schema_version": 99, "kind": "run", "summary": {}}', "schema version 99"),
+    ('{"schema_version": 1, "kind": "run", "summary": {"counts": {}}}', "not a batchrun summary"),
+    ("[1, 2]", "not a JSON object"),
+])
+def test_what_cannot_be_compared_is_refused_with_exit_2(tmp_path: Path, content, match):
+    good = _write_run(tmp_path / "good", simulated_run(1, n=20))
+    (tmp_path / "bad.json").write_text(content)
+    for args in (["bad.json", str(good)], [str(good), "bad.json"]):
+        result = invoke("compare", *args)
+        assert result.exit_code == 2 and match in result.output, result.output
+        assert "Traceback" not in result.output
+
+
+def test_configuration_differences_are_refused_unless_allowed(tmp_path: Path):
+    a = _write_run(tmp_path / "a", simulated_run(1, n=50), max_tokens=32)
+    b = _write_run(tmp_path / "b", simulated_run(2, n=50), max_tokens=None)
+    refused = invoke("compare", str(a), str(b))
+    assert refused.exit_code == 2 and "max_tokens: 32 -> unknown/none" in refused.output
+    assert "--allow-config-change" in refused.output
+    allowed = invoke("compare", str(a), str(b), "--allow-config-change")
+    assert allowed.exit_code == 0 and "config changed (allowed): max_tokens" in allowed.output
+
+
+def test_simulated_against_real_is_a_difference_and_an_unknown_endpoint_is_said(tmp_path: Path):
+    records = simulated_run(1, n=20)
+    sim = {"schema_version": 1, "kind": "run", "summary": summarize(records), "config": {"model": "m"},
+           "endpoint": {"kind": "builtin", "base_url": None, "model": "m"}}
+    real = {**sim, "endpoint": {"kind": "remote", "base_url": "https://x/v1", "model": "m"}}
+    unknown = {k: v for k, v in sim.items() if k != "endpoint"}
+    with pytest.raises(CompareRefused, match="builtin -> remote"):
+        compare(sim, real, allow_config_change=False)
+    with pytest.raises(CompareRefused, match="unknown on the current side"):
+        compare(sim, unknown, allow_config_change=False)
+    assert "simulated or real is unknown on both sides" in " ".join(compare(unknown, unknown).notes)
+
+
+def test_summaries_name_the_batchrun_version_and_input(tmp_path: Path):
+    from batchrun import __version__
+
+    prompts = tmp_path / "p.csv"
+    prompts.write_text("prompt\nhi\n")
+    _write_run(tmp_path / "a", simulated_run(1, n=5), input=str(prompts), reports=True)
+    doc = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert doc["batchrun_version"] == __version__
+    assert doc["input"]["name"] == "p.csv" and len(doc["input"]["sha256"]) == 64
+    prompts.write_text("prompt\nbye\n")
+    _write_run(tmp_path / "b", simulated_run(1, n=5), input=str(prompts))
+    with pytest.raises(CompareRefused, match="input"):
+        compare(tmp_path / "a", tmp_path / "b", allow_config_change=False)
+    other = {**doc, "batchrun_version": "0.0.1"}
+    with pytest.raises(CompareRefused, match="batchrun version: 0.0.1"):
+        compare(other, doc, allow_config_change=False)

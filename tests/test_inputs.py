@@ -361,12 +361,25 @@ def test_blank_only_jsonl(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["p.csv", "p.jsonl"])
-def test_latin1_file_names_line_and_byte_offset(tmp_path: Path, name: str) -> None:
+def test_latin1_line_names_line_and_byte(tmp_path: Path, name: str) -> None:
     first = "prompt\nok\n" if name.endswith("csv") else '{"prompt": "ok"}\n'
     path = write(tmp_path, name, first.encode() + "caf\xe9\n".encode("latin-1"))
-    err = fails(path, on_bad_row="skip")
+    err = fails(path)
     assert err.line == first.count("\n") + 1
-    assert f"byte 0xe9 at byte offset {len(first) + 3}" in str(err) and "re-save the file as UTF-8" in str(err)
+    assert "byte 0xe9" in str(err) and "re-save the file as UTF-8" in str(err)
+    if name.endswith("jsonl"):
+        assert f"at byte offset {len(first) + 3}" in str(err)
+
+
+@pytest.mark.parametrize("name", ["p.csv", "p.jsonl"])
+def test_skip_passes_over_an_undecodable_line_late_in_the_file(tmp_path: Path, name: str) -> None:
+    rows = ["prompt", "one", "caf\xe9", "three"] if name.endswith("csv") else \
+        ['{"prompt": "one"}', '{"prompt": "caf\xe9"}', '{"prompt": "three"}']
+    path = write(tmp_path, name, "\n".join(rows).encode("latin-1") + b"\n")
+    items = list(read_prompts(path, on_bad_row="skip"))
+    assert [type(i).__name__ for i in items] == ["Prompt", "BadRow", "Prompt"]
+    assert "not UTF-8" in items[1].reason and "0xe9" in items[1].reason
+    assert items[2].messages == [{"role": "user", "content": "three"}]
 
 
 def test_utf16_file(tmp_path: Path) -> None:

@@ -133,7 +133,9 @@ def test_failed_and_skipped_rows_mixed_in():
     c = s["counts"]
     assert (c["ok"], c["error"], c["timeout"], c["cancelled"], c["skipped"]) == (2, 1, 1, 1, 1)
     assert (c["total"], c["attempted"]) == (6, 5)
-    assert s["success_rate"] == approx(2 / 5)  # the skipped row is not in the denominator
+    # Over finished requests: neither the skipped row nor the cancelled one is in the denominator.
+    assert s["success_rate"] == approx(2 / 4)
+    assert (c["finished"], c["sent"], c["never_sent"]) == (4, 4, 1)
     assert s["by_error_type"] == {"RateLimitError": 1, "timeout": 1, "cancelled": 1}
     assert s["by_finish_reason"] == {"stop": 2}
     assert (s["latency_s"]["count"], s["latency_s"]["max"]) == (2, approx(0.8))
@@ -359,3 +361,76 @@ def test_gap_sample_is_exact_below_capacity_and_bounded_above():
     again = GapSample(capacity=1000, seed=1)
     again.add(i / 100_000 for i in range(100_000))
     assert again.values == big.values                       # seeded: the same run, the same figures
+
+
+# ---------------------------------------------------------------- e2el, zero gaps, open-loop schedule
+
+def test_e2el_is_send_to_the_end_of_the_stream_and_latency_stays_to_the_last_token():
+    r = ok("a", ttft=0.1, itl=[0.2, 0.3])
+    r.total_s = 0.65                       # a trailing finish / usage chunk 50 ms after the last token
+    s = summarize([r])
+    assert s["latency_s"]["p50"] == approx(0.6) and s["e2el_s"]["p50"] == approx(0.65)
+    assert s["e2el_s"]["count"] == 1
+
+
+def test_share_of_zero_itl_gaps():
+    s = summarize([ok("a", itl=[0.0, 0.0, 0.1]), ok("b", itl=[0.2])])
+    assert s["itl_s"]["zero_share"] == approx(0.5)          # 2 of 4 gaps arrived in one read
+    assert summarize([ok("c")])["itl_s"]["zero_share"] is None
+
+
+def test_open_loop_figures_count_from_the_planned_send():
+    on_time = ok("a", sent=1.0, ttft=0.1, itl=[0.1], scheduled_s=1.0)
+    late = ok("b", sent=2.5, ttft=0.1, itl=[0.1], scheduled_s=2.0)      # left 0.5 s behind schedule
+    s = summarize([on_time, late])
+    sched = s["schedule"]
+    assert sched["send_lag_s"]["max"] == approx(0.5) and sched["send_lag_s"]["min"] == 0
+    assert sched["ttft_s"]["max"] == approx(0.6) and sched["latency_s"]["max"] == approx(0.7)
+    assert s["ttft_s"]["max"] == approx(0.1)                            # from the actual send, as before
+    assert any("fell behind the arrival schedule" in w for w in s["warnings"])
+    assert summarize([ok("c")])["schedule"] is None
+
+
+def test_loop_lag_large_against_itl_is_warned():
+    s = summarize([ok("a", itl=[0.004, 0.004, 0.004])], loop_lag_s=[0.003] * 10)
+    assert not s["loop_lag"]["client_saturated"]
+    assert any("large against the median ITL 4.0 ms" in w for w in s["warnings"])
+
+
+def test_recommendation_is_the_smallest_level_within_noise_of_the_best():
+    from batchrun.analysis.metrics import recommend
+
+    points = [BenchPoint(1, 10.0, 1.0, 0.2, 9.5, 10.5), BenchPoint(8, 70.0, 1.1, 0.25, 66.0, 74.0),
+              BenchPoint(16, 72.0, 1.2, 0.3, 68.0, 76.0), BenchPoint(32, 73.0, 2.5, 1.0, 69.0, 77.0)]
+    choice, why = recommend(points)
+    assert choice == 8                      # 70 is within 16's interval (from 68): fewer in flight wins
+    assert "within noise" in why[16] and "below the best" in why[1] and "p99 latency" in why[32]
+    assert recommend(points, {"e2e": 1.15})[0] == 8 and recommend(points, {"ttft": 0.1})[0] is None
+def test_in_flight_over_sessions_never_lays_two_sessions_on_one_timeline():
+    from batchrun.analysis.metrics import in_flight_sessions
+
+    # Each session's offsets start at 0. Session 1: two requests over [0, 2) and [0, 1);
+    # session 2 (a resume): one request over [0, 1). On one timeline the peak would be 3.
+    peak, mean = in_flight_sessions({1: [(0.0, 2.0), (0.0, 1.0)], 2: [(0.0, 1.0)]})
+    assert peak == 2
+    assert mean == approx((2 + 1 + 1) / (2 + 1))      # busy time over the sum of the sessions' spans
+    assert in_flight_sessions({}) == (0, None)
+
+
+def test_an_interrupted_runs_counts_split_cancelled_rows():
+    sent_and_cut = Record(id="c", row=2, status="cancelled", attempts=1, sent_s=0.5, end_s=0.7)
+    never_sent = Record(id="d", row=3, status="cancelled")
+    s = summarize([ok("a"), failed("b"), sent_and_cut, never_sent])
+    c = s["counts"]
+    assert (c["sent"], c["never_sent"], c["cancelled"], c["finished"]) == (3, 1, 2, 2)
+    assert s["success_rate"] == approx(1 / 2)
+
+
+def test_a_resumed_runs_sessions_are_never_laid_on_one_timeline():
+    # Two sessions of 2 concurrent requests each, both counted from their own start at 0.
+    first = [ok("a", sent=0.0, ttft=1.0), ok("b", sent=0.0, ttft=1.0)]
+    second = [ok("c", sent=0.0, ttft=1.0, session=2), ok("d", sent=0.0, ttft=1.0, session=2)]
+    s = summarize(first + second)
+    assert s["in_flight"] == {"peak": 2, "mean": approx(2.0)}     # one timeline would say 4
+    assert s["wall_time_s"] == approx(2.0)                        # 1 s per session, summed
+    assert s["throughput"]["requests_per_s"] == approx(4 / 2.0)

@@ -236,3 +236,12 @@ def test_config_rejects_nonsense(bad: dict) -> None:
 def test_config_round_trips_through_json() -> None:
     cfg = SimConfig(seed=3, models=("a", "b"), rpm=5, fixed_ttft_s=0.1)
     assert SimConfig.from_json(cfg.to_json()) == cfg
+
+
+def test_fresh_jitter_differs_for_the_same_prompt_and_keyed_jitter_does_not() -> None:
+    body = {"model": "m", "messages": USER, "max_tokens": 8}
+    keyed = SimConfig(jitter=0.2)
+    assert plan(keyed, body).ttft_s == plan(keyed, body).ttft_s
+    fresh = SimConfig(jitter=0.2, fresh_jitter=True)
+    assert plan(fresh, body).ttft_s != plan(fresh, body).ttft_s
+    assert plan(fresh, body).tokens == plan(keyed, body).tokens          # the answer itself stays

@@ -1,22 +1,36 @@
-"""Baseline comparison: two summaries -> per-figure change and the regressions past tolerance.
+"""Baseline comparison: two runs (or benches) -> per-figure verdict from an interval of the change.
+
+With records on both sides each headline figure gets a 95% interval of its relative change
+(pooled over a bench level's repeats), and a verdict against its tolerance:
+
+    regressed     the whole interval is past the tolerance in the bad direction
+    improved      the whole interval is past the tolerance in the good direction
+    unchanged     no part of the interval is past the tolerance in the bad direction
+    inconclusive  the interval straddles the tolerance: too few samples to say
 
 A tolerance bounds how far a figure may move in its *bad* direction: `latency_p99=10%` lets
 p99 latency rise at most 10%; `throughput=-5%` lets throughput fall at most 5%. Without '%'
-the bound is absolute in the figure's unit (`errors=3`, `success_rate=-0.01`).
+the bound is absolute in the figure's unit (`errors=3`, `success_rate=-0.01`). Summaries alone
+(no records) fall back to comparing the two point values, and say so.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
-from batchrun.errors import ConfigError
-from batchrun.report.format import fmt_num, fmt_s
-from batchrun.report.summary import load_run
+import numpy as np
+
+from batchrun.analysis import stats
+from batchrun.analysis.metrics import meets_slo, tpot
+from batchrun.analysis.sides import (  # noqa: F401  (CompareRefused, side_of_records: the library face)
+    CompareRefused, Side, _headline_level, _pick_levels, _pool_level, config_differences, load_side,
+    side_of_records,
+)
+from batchrun.store.records import OK, SKIPPED, Record
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +39,7 @@ class Figure:
     higher_is_better: bool
     unit: str                                    # "s", "req/s", "tok/s", "ratio", "count"
     get: Callable[[Mapping[str, Any]], Any]
+    method: str                                  # how its interval is made from records
 
 
 def _dist(key: str, stat: str) -> Callable[[Mapping[str, Any]], Any]:
@@ -36,19 +51,20 @@ def _errors(s: Mapping[str, Any]) -> Any:
     return counts["attempted"] - counts["ok"] if "attempted" in counts and "ok" in counts else None
 
 
+HL, ORDER, BOOT, NEWCOMBE, POINT = ("Hodges-Lehmann", "order statistics", "bootstrap", "Newcombe", "point")
 FIGURES: dict[str, Figure] = {f.name: f for f in (
-    Figure("throughput", True, "req/s", lambda s: (s.get("throughput") or {}).get("requests_per_s")),
-    Figure("output_throughput", True, "tok/s", lambda s: (s.get("throughput") or {}).get("output_tokens_per_s")),
-    Figure("latency_p50", False, "s", _dist("latency_s", "p50")),
-    Figure("latency_p90", False, "s", _dist("latency_s", "p90")),
-    Figure("latency_p99", False, "s", _dist("latency_s", "p99")),
-    Figure("ttft_p50", False, "s", _dist("ttft_s", "p50")),
-    Figure("ttft_p99", False, "s", _dist("ttft_s", "p99")),
-    Figure("tpot_p50", False, "s", _dist("tpot_s", "p50")),
-    Figure("itl_p50", False, "s", _dist("itl_s", "p50")),
-    Figure("success_rate", True, "ratio", lambda s: s.get("success_rate")),
-    Figure("errors", False, "count", _errors),
-    Figure("goodput", True, "req/s", lambda s: (s.get("goodput") or {}).get("requests_per_s")),
+    Figure("throughput", True, "req/s", lambda s: (s.get("throughput") or {}).get("requests_per_s"), BOOT),
+    Figure("output_throughput", True, "tok/s", lambda s: (s.get("throughput") or {}).get("output_tokens_per_s"), BOOT),
+    Figure("latency_p50", False, "s", _dist("latency_s", "p50"), HL),
+    Figure("latency_p90", False, "s", _dist("latency_s", "p90"), ORDER),
+    Figure("latency_p99", False, "s", _dist("latency_s", "p99"), ORDER),
+    Figure("ttft_p50", False, "s", _dist("ttft_s", "p50"), HL),
+    Figure("ttft_p99", False, "s", _dist("ttft_s", "p99"), ORDER),
+    Figure("tpot_p50", False, "s", _dist("tpot_s", "p50"), HL),
+    Figure("itl_p50", False, "s", _dist("itl_s", "p50"), BOOT),
+    Figure("success_rate", True, "ratio", lambda s: s.get("success_rate"), NEWCOMBE),
+    Figure("errors", False, "count", _errors, POINT),
+    Figure("goodput", True, "req/s", lambda s: (s.get("goodput") or {}).get("requests_per_s"), BOOT),
 )}
 # Shown even when absent on both sides; goodput only exists when an SLO was given.
 HEADLINE = tuple(name for name in FIGURES if name != "goodput")
@@ -62,6 +78,11 @@ class Tolerance:
     def __str__(self) -> str:
         return f"{self.limit:g}%" if self.relative else f"{self.limit:g}"
 
+
+# The README's defaults: every headline figure but `errors` gates, so a bare `compare A B` is a gate.
+DEFAULT_TOLERANCES_TEXT = ("throughput=-10%,output_throughput=-10%,latency_p50=10%,latency_p90=15%,"
+                           "latency_p99=20%,ttft_p50=10%,ttft_p99=20%,tpot_p50=10%,itl_p50=10%,"
+                           "success_rate=-0.05,goodput=-10%")
 
 _TOL_ITEM = re.compile(r"^\s*([A-Za-z0-9_]+)\s*=\s*([+-]?)(\d+(?:\.\d*)?|\.\d+)\s*(%?)\s*$")
 
@@ -99,6 +120,11 @@ def parse_tolerances(text: str) -> dict[str, Tolerance]:
     return tolerances
 
 
+DEFAULT_TOLERANCES = parse_tolerances(DEFAULT_TOLERANCES_TEXT)
+
+
+# ---------------------------------------------------------------- verdicts
+
 @dataclass(frozen=True, slots=True)
 class Change:
     name: str
@@ -109,13 +135,27 @@ class Change:
     change: float | None          # current - baseline
     change_pct: float | None      # 100 * change / |baseline|; None when baseline is 0 or missing
     tolerance: Tolerance | None
-    status: str                   # better / same / worse / regressed / missing
+    status: str                   # regressed / improved / unchanged / inconclusive / missing / not gated
+    low: float | None = None      # 95% interval of the change: percent of baseline, or the figure's unit
+    high: float | None = None     #   (`absolute` says which)
+    absolute: bool = False
+    method: str = POINT
+    n_baseline: int | None = None
+    n_current: int | None = None
+    more_requests: int | None = None   # per side, to settle an inconclusive figure (estimate)
+    note: str | None = None
 
 
 @dataclass(slots=True)
 class Comparison:
     changes: list[Change] = field(default_factory=list)
-    regressions: list[str] = field(default_factory=list)   # one sentence per failed figure
+    regressions: list[str] = field(default_factory=list)    # one sentence per failed figure
+    inconclusive: list[str] = field(default_factory=list)
+    differences: list[str] = field(default_factory=list)    # configuration differences (allowed)
+    notes: list[str] = field(default_factory=list)
+    statistical: bool = False
+    baseline_label: str = ""
+    current_label: str = ""
 
     @property
     def passed(self) -> bool:
@@ -127,102 +167,311 @@ def _past(worse: float, bound: float) -> bool:
     return worse > bound and not math.isclose(worse, bound, rel_tol=1e-9, abs_tol=1e-12)
 
 
-def _judge(fig: Figure, base: float, cur: float, tol: Tolerance | None) -> str:
-    worse = (base - cur) if fig.higher_is_better else (cur - base)
-    if tol is not None:
-        bound = tol.limit / 100 * abs(base) if tol.relative else tol.limit
-        if _past(worse, bound):
-            return "regressed"
-    return "worse" if worse > 0 else "better" if worse < 0 else "same"
+def _bound(tol: Tolerance, base: float, absolute_space: bool) -> float:
+    """The tolerance in the space the interval lives in: percent of baseline, or absolute units."""
+    if absolute_space:
+        return tol.limit / 100 * abs(base) if tol.relative else tol.limit
+    if tol.relative:
+        return tol.limit
+    return 100 * tol.limit / abs(base) if base else (0.0 if tol.limit == 0 else math.inf)
 
 
-def _value(v: float | None, unit: str) -> str:
+def _verdict(worse_low: float, worse_high: float, bound: float) -> str:
+    if _past(worse_low, bound):
+        return "regressed"
+    if worse_high < -bound and not math.isclose(worse_high, -bound, rel_tol=1e-9, abs_tol=1e-12):
+        return "improved"
+    if _past(worse_high, bound):
+        return "inconclusive"
+    return "unchanged"
+
+
+def _more_needed(n: int, worse_est: float, worse_low: float, worse_high: float, bound: float) -> int | None:
+    """Requests a side to add so the interval stops straddling the bound (widths shrink as 1/sqrt(n))."""
+    if worse_est < bound:
+        need, have = bound - worse_est, worse_high - worse_est
+    else:
+        need, have = worse_est - bound, worse_est - worse_low
+    if need <= 0 or have <= 0:
+        return None
+    factor = (have / need) ** 2
+    return max(1, math.ceil(n * factor) - n) if factor < 1e4 else None
+
+
+# ---------------------------------------------------------------- intervals from records
+
+def _ok(side: Side) -> list[Record]:
+    return [r for r in side.records or [] if r.status == OK]
+
+
+def _sent(side: Side) -> list[Record]:
+    return [r for r in side.records or [] if r.status != SKIPPED and r.sent_s is not None and r.total_s is not None]
+
+
+def _per_request(side: Side, name: str) -> list[float]:
+    ok = _ok(side)
+    if name.startswith("latency"):
+        return sorted(r.latency_s for r in ok if r.latency_s is not None)
+    if name.startswith("ttft"):
+        return sorted(r.ttft_s for r in ok if r.ttft_s is not None)
+    return sorted(t for t in map(tpot, ok) if t is not None)
+
+
+def _itl_interval(base: Side, cur: Side, seed: int) -> tuple[stats.Interval | None, int, int]:
+    """Median ITL: a bootstrap that resamples whole requests (gaps within one are not independent)."""
+    bg = [r.itl_s for r in _ok(base) if r.itl_s]
+    cg = [r.itl_s for r in _ok(cur) if r.itl_s]
+    nb, nc = sum(map(len, bg)), sum(map(len, cg))
+    if len(bg) < 2 or len(cg) < 2:
+        return None, nb, nc
+    index = [np.arange(len(bg), dtype=float)], [np.arange(len(cg), dtype=float)]
+    pair = (stats.clustered_median(bg), stats.clustered_median(cg))
+    return stats.bootstrap_ratio(*index, pair, seed=seed), nb, nc
+
+
+def _throughput_interval(base: Side, cur: Side, name: str, slo: Mapping[str, float] | None,
+                         seed: int) -> stats.Interval | None:
+    """Closed loop: throughput = L · ok / sum(total_s) (Little's law, with L the measured mean in
+    flight), so resampling requests gives its noise. Open loop: counts over the run time (Poisson)."""
+    def columns(side: Side) -> tuple[list[list[float]], float]:
+        sent = _sent(side)
+        if name == "throughput":
+            weight = [1.0 if r.status == OK else 0.0 for r in sent]
+        elif name == "output_throughput":
+            weight = [float(r.completion_tokens or 0) if r.status == OK else 0.0 for r in sent]
+        else:
+            weight = [1.0 if slo is not None and meets_slo(r, slo) else 0.0 for r in sent]
+        total = [r.total_s for r in sent]
+        in_flight = math.fsum(total) / side.wall_s if side.wall_s else 0.0
+        return [weight, total], in_flight
+
+    (bc, bl), (cc, cl) = columns(base), columns(cur)
+    if base.open_loop or cur.open_loop:
+        kb, kc = sum(bc[0]), sum(cc[0])
+        if name == "output_throughput":     # tokens are not Poisson counts: use requests as the unit
+            kb, kc = sum(1 for w in bc[0] if w > 0), sum(1 for w in cc[0] if w > 0)
+        return stats.poisson_rate_ratio(int(kb), base.wall_s, int(kc), cur.wall_s)
+    if not (bl > 0 and cl > 0):
+        return None
+    factor = cl / bl
+
+    def stat(cols: list[np.ndarray]) -> np.ndarray:
+        return cols[0].sum(axis=-1) / cols[1].sum(axis=-1)
+    iv = stats.bootstrap_ratio(bc, cc, stat, seed=seed)
+    if iv is None:
+        return None
+    return stats.Interval((iv.estimate + 1) * factor - 1, (iv.low + 1) * factor - 1, (iv.high + 1) * factor - 1)
+
+
+def _interval(fig: Figure, base: Side, cur: Side, seed: int) -> tuple[stats.Interval | None, int, int, str | None]:
+    """(interval of the relative change, n baseline, n current, why there is none)."""
+    if fig.method == HL or fig.method == ORDER:
+        b, c = _per_request(base, fig.name), _per_request(cur, fig.name)
+        if fig.method == HL:
+            iv = stats.hodges_lehmann_ratio(b, c)
+            if iv is None and len(b) >= 5 and len(c) >= 5:     # zeros (fast endpoints): bootstrap medians
+                iv = stats.bootstrap_ratio([b], [c], lambda cols: np.median(cols[0], axis=-1), seed=seed)
+            return iv, len(b), len(c), None if iv else "fewer than 5 values a side"
+        q = float(fig.name.rsplit("_p", 1)[1])
+        iv = stats.quantile_ratio(b, c, q)
+        need = stats.min_n_for_quantile_ratio(q)
+        return iv, len(b), len(c), None if iv else f"a p{q:g} interval needs {need} values a side"
+    if fig.name == "itl_p50":
+        iv, nb, nc = _itl_interval(base, cur, seed)
+        return iv, nb, nc, None if iv else "too few gaps, or a median gap of 0"
+    slo = (cur.summary.get("goodput") or {}).get("slo")
+    iv = _throughput_interval(base, cur, fig.name, slo, seed)
+    return iv, len(_sent(base)), len(_sent(cur)), None if iv else "too few requests"
+
+
+def _statistical_change(fig: Figure, base: Side, cur: Side, tol: Tolerance | None, seed: int) -> Change:
+    bv, cv = fig.get(base.summary), fig.get(cur.summary)
+    if bv is None or cv is None:
+        return _point_change(fig, base.summary, cur.summary, tol)
+    delta = cv - bv
+    pct = 100 * delta / abs(bv) if bv else (0.0 if delta == 0 else None)
+    if fig.method == POINT:
+        return _point_change(fig, base.summary, cur.summary, tol)
+    if fig.method == NEWCOMBE:
+        bc, cc = base.summary["counts"], cur.summary["counts"]
+        iv = stats.proportion_difference(bc[OK], bc["attempted"], cc[OK], cc["attempted"])
+        nb, nc, why, absolute = bc["attempted"], cc["attempted"], "no attempted requests", True
+        low, high = (iv.low, iv.high) if iv else (None, None)
+    else:
+        iv, nb, nc, why = _interval(fig, base, cur, seed)
+        absolute = False
+        low, high = (100 * iv.low, 100 * iv.high) if iv else (None, None)
+    common = dict(low=low, high=high, absolute=absolute, method=fig.method, n_baseline=nb, n_current=nc)
+    if tol is None:
+        return Change(fig.name, fig.unit, fig.higher_is_better, bv, cv, delta, pct, tol, "not gated", **common)
+    bound = _bound(tol, bv, absolute)
+    if low is None:
+        more = None
+        if fig.method == ORDER:
+            more = max(0, stats.min_n_for_quantile_ratio(float(fig.name.rsplit("_p", 1)[1])) - min(nb, nc))
+        return Change(fig.name, fig.unit, fig.higher_is_better, bv, cv, delta, pct, tol, "inconclusive",
+                      more_requests=more or None, note=why, **common)
+    sign = -1 if fig.higher_is_better else 1
+    # The interval's own centre (Hodges-Lehmann, bootstrap point), in the interval's units.
+    est = iv.estimate if absolute else 100 * iv.estimate
+    w_est, w_lo, w_hi = sign * est, min(sign * low, sign * high), max(sign * low, sign * high)
+    status = _verdict(w_lo, w_hi, bound)
+    more = _more_needed(min(nb, nc), w_est, w_lo, w_hi, bound) if status == "inconclusive" else None
+    return Change(fig.name, fig.unit, fig.higher_is_better, bv, cv, delta, pct, tol, status,
+                  more_requests=more, **common)
+
+
+def _point_change(fig: Figure, baseline: Mapping[str, Any], current: Mapping[str, Any],
+                  tol: Tolerance | None) -> Change:
+    base, cur = fig.get(baseline), fig.get(current)
+    if base is None or cur is None:
+        return Change(fig.name, fig.unit, fig.higher_is_better, base, cur, None, None, tol, "missing")
+    delta = cur - base
+    pct = 100 * delta / abs(base) if base else (0.0 if delta == 0 else None)
+    if tol is None:
+        return Change(fig.name, fig.unit, fig.higher_is_better, base, cur, delta, pct, tol, "not gated")
+    worse = -delta if fig.higher_is_better else delta
+    bound = tol.limit / 100 * abs(base) if tol.relative else tol.limit
+    status = "regressed" if _past(worse, bound) else "improved" if (worse < -bound and bound > 0) else "unchanged"
+    return Change(fig.name, fig.unit, fig.higher_is_better, base, cur, delta, pct, tol, status)
+
+
+# ---------------------------------------------------------------- sentences
+
+def value_text(v: float | None, unit: str) -> str:
+    from batchrun.report.format import fmt_num, fmt_s
+
     if v is None:
         return "-"
     return fmt_s(v) if unit == "s" else fmt_num(v * 100, 1, "%") if unit == "ratio" else \
         str(int(v)) if unit == "count" else fmt_num(v, 2)
 
 
+def tolerance_text(c: Change) -> str:
+    """'+10%', '-5%', '-1.0 pt' (a rate's absolute bound), '+3' (a count)."""
+    if c.tolerance is None:
+        return "-"
+    sign = "-" if c.higher_is_better else "+"
+    if not c.tolerance.relative and c.unit == "ratio":
+        return f"{sign}{c.tolerance.limit * 100:g} pt"
+    if not c.tolerance.relative and c.unit == "s":
+        return sign + value_text(c.tolerance.limit, "s")
+    return sign + str(c.tolerance)
+
+
+def interval_text(c: Change) -> str:
+    if c.low is None:
+        return "-"
+    if c.absolute:
+        return f"[{c.low * 100:+.1f} pt, {c.high * 100:+.1f} pt]"
+    return f"[{c.low:+.1f}%, {c.high:+.1f}%]"
+
+
 def _sentence(c: Change) -> str:
     if c.status == "missing":
         side = "baseline" if c.baseline is None else "current"
         return f"{c.name}: missing in the {side} run (the tolerance {c.tolerance} names it)"
-    verb = "fell" if c.change < 0 else "rose"
-    pct = f" {abs(c.change_pct):.1f}%" if c.change_pct is not None else ""
-    sign = "-" if c.higher_is_better else "+"
-    return (f"{c.name} {verb}{pct} ({_value(c.baseline, c.unit)} -> {_value(c.current, c.unit)}), "
-            f"past the tolerance {sign}{c.tolerance}")
+    verb = "fell" if c.change < 0 else "rose" if c.change > 0 else "did not move"
+    pct = f" {abs(c.change_pct):.1f}%" if c.change_pct is not None and c.change else ""
+    iv = f", 95% interval {interval_text(c)}" if c.low is not None else ""
+    head = (f"{c.name} {verb}{pct} ({value_text(c.baseline, c.unit)} -> {value_text(c.current, c.unit)}{iv})")
+    if c.status == "regressed":
+        return f"{head}, past the tolerance {tolerance_text(c)}"
+    settle = (f"; about {c.more_requests} more requests a side would settle it" if c.more_requests
+              else f" ({c.note})" if c.note else "")
+    return f"{head}: the interval straddles the tolerance {tolerance_text(c)}{settle}"
 
 
-def _change(fig: Figure, baseline: Mapping[str, Any], current: Mapping[str, Any],
-            tol: Tolerance | None) -> Change:
-    base, cur = fig.get(baseline), fig.get(current)
-    if base is None or cur is None:
-        return Change(fig.name, fig.unit, fig.higher_is_better, base, cur, None, None, tol, "missing")
-    delta = cur - base
-    pct = 100 * delta / abs(base) if base else (0.0 if delta == 0 else None)
-    return Change(fig.name, fig.unit, fig.higher_is_better, base, cur, delta, pct, tol,
-                  _judge(fig, base, cur, tol))
+# ---------------------------------------------------------------- compare
 
-
-def load_summary(source: Mapping[str, Any] | Path | str) -> dict[str, Any]:
-    """A summary dict from a summary dict, a summary.json document, a summary.json file or a run dir.
-
-    A run dir's summary.json is used when present (a committed baseline may have nothing else);
-    otherwise the summary is computed from its records.jsonl.
-    """
-    if isinstance(source, Mapping):
-        doc, where = dict(source), "the given summary"
-    else:
-        path = Path(source)
-        if path.is_dir() and not (path / "summary.json").exists():
-            return load_run(path).summary
-        where = str(path / "summary.json" if path.is_dir() else path)
-        try:
-            doc = json.loads(Path(where).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"cannot read {where}: {exc} (pass a run directory or its summary.json)") from exc
-    if "schema_version" not in doc:
-        return doc  # a bare summary dict
-    if doc.get("summary") is None:
-        raise ConfigError(f"{where} is a bench with no headline summary: compare one of its runs, "
-                          "e.g. RUN_DIR/runs/<name>")
-    return doc["summary"]
-
-
-def compare(baseline: Mapping[str, Any] | Path | str, current: Mapping[str, Any] | Path | str,
-            tolerances: Mapping[str, Tolerance] | str | None = None) -> Comparison:
-    """Every headline figure, baseline vs current; regressions are figures past their tolerance."""
-    tols = parse_tolerances(tolerances) if isinstance(tolerances, str) else \
+def _merged_tolerances(tolerances: Mapping[str, Tolerance] | str | None,
+                       defaults: bool) -> dict[str, Tolerance]:
+    given = parse_tolerances(tolerances) if isinstance(tolerances, str) else \
         {figure_name(k): v for k, v in (tolerances or {}).items()}
-    base, cur = load_summary(baseline), load_summary(current)
-    names = [n for n in FIGURES if n in HEADLINE or n in tols
-             or FIGURES[n].get(base) is not None or FIGURES[n].get(cur) is not None]
-    result = Comparison()
+    return {**(DEFAULT_TOLERANCES if defaults else {}), **given}
+
+
+def _label(side: Side, n: int | None) -> str:
+    what = f"{side.kind}" + (f" {side.level}" if side.level else "")
+    runs = f", {side.runs} repeats pooled" if side.runs > 1 else ""
+    return f"{side.where} ({what}, {n if n is not None else '?'} requests{runs})"
+
+
+def compare(baseline: Mapping[str, Any] | Path | str | Side, current: Mapping[str, Any] | Path | str | Side,
+            tolerances: Mapping[str, Tolerance] | str | None = None, *, defaults: bool = False,
+            allow_config_change: bool = True, seed: int = 0,
+            figures: Sequence[str] | None = None) -> Comparison:
+    """Every headline figure, baseline vs current, with a verdict against its tolerance.
+
+    `defaults`: start from DEFAULT_TOLERANCES (the CLI does); `allow_config_change=False` refuses
+    (CompareRefused) when the configurations differ. `seed` fixes the bootstrap's resamples;
+    `figures` limits the comparison to those names."""
+    tols = _merged_tolerances(tolerances, defaults)
+    base = baseline if isinstance(baseline, Side) else load_side(baseline)
+    cur = current if isinstance(current, Side) else load_side(current)
+    base, cur = _pick_levels(base, cur)
+    if base.doc.get("kind") and cur.doc.get("kind") and base.doc["kind"] != cur.doc["kind"] \
+            and not (base.level or cur.level):
+        raise CompareRefused(f"{base.where} is a {base.doc['kind']} and {cur.where} a {cur.doc['kind']}: "
+                             "compare like with like (a bench run is RUN_DIR/runs/<name>)")
+    if (base.summary.get("counts") or {}).get(OK) == 0:
+        raise CompareRefused(f"{base.where}: no request succeeded in the baseline, so it has no figures to "
+                             "compare against (record a good baseline first)")
+    diffs, notes = config_differences(base, cur)
+    if diffs and not allow_config_change:
+        raise CompareRefused("the two sides were measured differently: " + "; ".join(diffs) +
+                             " (pass --allow-config-change to compare anyway)")
+    statistical = base.records is not None and cur.records is not None
+    if not statistical:
+        notes.append("no records on " + ("either side" if base.records is None and cur.records is None else
+                     "the baseline side" if base.records is None else "the current side") +
+                     ": point comparison of the two summaries, without intervals (pass run directories "
+                     "to compare distributions)")
+    names = [n for n in FIGURES if n in HEADLINE or FIGURES[n].get(base.summary) is not None
+             or FIGURES[n].get(cur.summary) is not None or (n in tols and n != "goodput")]
+    if figures is not None:
+        wanted = {figure_name(f) for f in figures}
+        names = [n for n in names if n in wanted]
+    if "goodput" in names and (FIGURES["goodput"].get(base.summary) is None) != \
+            (FIGURES["goodput"].get(cur.summary) is None):
+        notes.append("goodput is on one side only (an SLO was given to one run): not compared")
+        names.remove("goodput")
+    result = Comparison(differences=diffs, notes=notes, statistical=statistical,
+                        baseline_label=_label(base, (base.summary.get("counts") or {}).get("attempted")),
+                        current_label=_label(cur, (cur.summary.get("counts") or {}).get("attempted")))
     for name in names:
-        change = _change(FIGURES[name], base, cur, tols.get(name))
+        fig, tol = FIGURES[name], tols.get(name)
+        change = _statistical_change(fig, base, cur, tol, seed) if statistical else \
+            _point_change(fig, base.summary, cur.summary, tol)
         result.changes.append(change)
         if change.status == "regressed" or (change.status == "missing" and change.tolerance is not None):
             result.regressions.append(_sentence(change))
+        elif change.status == "inconclusive":
+            result.inconclusive.append(_sentence(change))
     return result
 
 
-def format_comparison(cmp: Comparison, fmt: str = "text") -> str:
-    """The comparison as an aligned text table ('text') or a Markdown table ('md')."""
-    if fmt not in ("text", "md"):
-        raise ValueError(f"unknown format {fmt!r}; use 'text' or 'md'")
-    head = ["figure", "baseline", "current", "change", "change %", "tolerance", "status"]
-    rows = [[c.name, _value(c.baseline, c.unit), _value(c.current, c.unit),
-             "-" if c.change is None else ("+" if c.change >= 0 else "-") + _value(abs(c.change), c.unit),
-             "-" if c.change_pct is None else f"{c.change_pct:+.1f}%",
-             "-" if c.tolerance is None else ("-" if c.higher_is_better else "+") + str(c.tolerance),
-             c.status] for c in cmp.changes]
-    verdict = (["regressions:"] + [f"  - {r}" for r in cmp.regressions]) if cmp.regressions \
-        else ["no figure regressed past its tolerance"]
-    if fmt == "md":
-        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        lines += ["| " + " | ".join(row) + " |" for row in rows]
-        return "\n".join(lines + [""] + [v.replace("  - ", "- ") for v in verdict]) + "\n"
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [head, *rows]]
-    return "\n".join(lines + [""] + verdict) + "\n"
+def load_summary(source: Mapping[str, Any] | Path | str) -> dict[str, Any]:
+    """The headline summary of a summary dict, a summary.json file, or a run or bench directory."""
+    side = load_side(source)
+    if side.doc.get("_bench") is not None:
+        level = _headline_level(side)
+        if level is None:
+            raise CompareRefused(f"{side.where} is a bench with no headline summary: compare one of its runs, "
+                                 "e.g. RUN_DIR/runs/<name>")
+        return _pool_level(side, level).summary
+    return side.summary
+
+
+def changes_as_dicts(cmp: Comparison) -> list[dict[str, Any]]:
+    """The comparison's rows as JSON-ready dicts."""
+    out = []
+    for c in cmp.changes:
+        row = {k: getattr(c, k) for k in Change.__slots__}
+        row["tolerance"] = None if c.tolerance is None else tolerance_text(c)
+        row["interval"] = None if c.low is None else {"low": c.low, "high": c.high,
+                                                      "unit": "fraction" if c.absolute else "percent"}
+        del row["low"], row["high"]
+        out.append(row)
+    return out
+

@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
-from batchrun.store.records import OK, SKIPPED, STATUSES, Record
+from batchrun.store.records import CANCELLED, OK, SKIPPED, STATUSES, Record
 
 PERCENTILES = (50, 90, 95, 99)
 SLO_KEYS = ("ttft", "tpot", "e2e")
@@ -134,6 +134,35 @@ def _intervals(records: Iterable[Record]) -> list[tuple[float, float]]:
     return [(r.sent_s, r.end_s) for r in records if r.sent_s is not None and r.end_s is not None]
 
 
+def session_of(record: Record) -> int:
+    """The 1-based session (first run, first resume, ...) a record was written in."""
+    return record.session or 1
+
+
+def _session_intervals(records: Iterable[Record]) -> dict[int, list[tuple[float, float]]]:
+    """(sent, end) spans per session: each session's offsets count from its own start, so spans
+    of two sessions must never be laid on one timeline."""
+    spans: dict[int, list[tuple[float, float]]] = {}
+    for r in records:
+        if r.sent_s is not None and r.end_s is not None:
+            spans.setdefault(session_of(r), []).append((r.sent_s, r.end_s))
+    return spans
+
+
+def in_flight_sessions(sessions: Mapping[int, list[tuple[float, float]]]) -> tuple[int, float | None]:
+    """(peak, time-weighted mean) in flight over several sessions: the peak is the highest of any
+    session; the mean is all busy time over the sum of the sessions' spans (Little's law per session,
+    pooled), never over one timeline running from the first session's start to the last's end."""
+    peak, busy, width = 0, 0.0, 0.0
+    for spans in sessions.values():
+        if not spans:
+            continue
+        peak = max(peak, max(count for _, count in in_flight_timeline_from(spans)))
+        busy += math.fsum(e - s for s, e in spans)
+        width += max(e for _, e in spans) - min(s for s, _ in spans)
+    return peak, (busy / width if width > 0 else None)
+
+
 def in_flight_timeline(records: Iterable[Record]) -> list[tuple[float, int]]:
     """Step function of requests in flight: (time, count from this time on), one per distinct time."""
     return in_flight_timeline_from(_intervals(records))
@@ -168,6 +197,14 @@ def in_flight_timeline_from(spans: Iterable[tuple[float, float]]) -> list[tuple[
         count += events[t]
         steps.append((t, count))
     return steps
+
+
+def sessions_wall_time(records: Iterable[Record]) -> float | None:
+    """wall_time per session, summed: a resumed run's time between sessions is not sending time."""
+    spans = _session_intervals(records)
+    if not spans:
+        return None
+    return math.fsum(max(e for _, e in s) - min(t for t, _ in s) for s in spans.values())
 
 
 def wall_time(records: Iterable[Record]) -> float | None:
@@ -206,7 +243,12 @@ def _counts(records: list[Record]) -> dict[str, int]:
     counts = {status: by_status.get(status, 0) for status in STATUSES}
     counts.update({s: n for s, n in by_status.items() if s not in counts})
     counts["total"] = len(records)
-    counts["attempted"] = len(records) - counts[SKIPPED]  # success-rate denominator
+    counts["attempted"] = len(records) - counts[SKIPPED]
+    # An interrupted run: a cancelled request is neither a success nor a failure.
+    sent = [r.status != SKIPPED and (r.attempts > 0 or r.sent_s is not None) for r in records]
+    counts["sent"] = sum(sent)
+    counts["never_sent"] = sum(1 for r, was in zip(records, sent) if r.status == CANCELLED and not was)
+    counts["finished"] = counts["attempted"] - counts[CANCELLED]   # success-rate denominator
     return counts
 
 
@@ -240,8 +282,11 @@ def _distributions(ok: list[Record], sent: list[Record],
     else:
         itl = Distribution.of(itl_sample.values).to_dict()
         itl["population"] = itl_sample.seen        # == count unless the gaps were sampled
+    itl["zero_share"] = zero_share(itl_sample.values if itl_sample is not None else
+                                   [gap for r in ok for gap in r.itl_s])
     return {
         "latency_s": Distribution.of(r.latency_s for r in ok if r.latency_s is not None).to_dict(),
+        "e2el_s": Distribution.of(r.total_s for r in ok if r.total_s is not None).to_dict(),
         "ttft_s": Distribution.of(r.ttft_s for r in ok if r.ttft_s is not None).to_dict(),
         "ttfo_s": Distribution.of(r.ttfo_s for r in ok if r.ttfo_s is not None).to_dict(),
         "total_s": Distribution.of(r.total_s for r in ok if r.total_s is not None).to_dict(),
@@ -249,6 +294,29 @@ def _distributions(ok: list[Record], sent: list[Record],
         "tpot_s": Distribution.of(t for t in map(tpot, ok) if t is not None).to_dict(),
         "queue_wait_s": Distribution.of(r.queue_wait_s for r in sent).to_dict(),
     }
+
+
+def zero_share(gaps: Sequence[float]) -> float | None:
+    """Share of ITL gaps that are exactly 0: chunks that arrived in one network read."""
+    return sum(1 for g in gaps if g == 0) / len(gaps) if gaps else None
+
+
+def schedule_figures(sent: list[Record]) -> dict[str, Any] | None:
+    """Open-loop runs: how late each request left against its planned time, and TTFT and latency
+    measured from the planned time (so a client that fell behind cannot hide it: no coordinated
+    omission). None when no record has a planned send time."""
+    planned = [r for r in sent if r.scheduled_s is not None and r.sent_s is not None]
+    if not planned:
+        return None
+    ok = [r for r in planned if r.status == OK]
+    return {"send_lag_s": Distribution.of(max(0.0, r.sent_s - r.scheduled_s) for r in planned).to_dict(),
+            "ttft_s": Distribution.of(r.sent_s - r.scheduled_s + r.ttft_s for r in ok if r.ttft_s is not None).to_dict(),
+            "latency_s": Distribution.of(r.sent_s - r.scheduled_s + r.latency_s
+                                         for r in ok if r.latency_s is not None).to_dict()}
+
+
+# The client is behind its schedule when requests leave this late (p99) against their planned time.
+SCHEDULE_LAG_S = 0.010
 
 
 def _tool_stats(records: list[Record]) -> dict[str, Any]:
@@ -283,6 +351,15 @@ def summary_warnings(summary: Mapping[str, Any]) -> list[str]:
         out.append(f"client saturated: event-loop lag p99 {lag['p99_s'] * 1000:.0f} ms > "
                    f"{lag['threshold_s'] * 1000:.0f} ms, so latency figures include client-side "
                    "queueing (lower the concurrency or use more client processes)")
+    itl_p50 = (summary.get("itl_s") or {}).get("p50")
+    if lag and not lag["client_saturated"] and itl_p50 and lag["p99_s"] is not None and lag["p99_s"] > itl_p50 / 2:
+        out.append(f"event-loop lag p99 {lag['p99_s'] * 1000:.1f} ms is large against the median ITL "
+                   f"{itl_p50 * 1000:.1f} ms: gaps between chunks include client-side delay")
+    sched = summary.get("schedule")
+    if sched and sched["send_lag_s"]["p99"] is not None and sched["send_lag_s"]["p99"] > SCHEDULE_LAG_S:
+        out.append(f"the client fell behind the arrival schedule: requests left up to "
+                   f"{sched['send_lag_s']['p99'] * 1000:.0f} ms late (p99); schedule.ttft_s and "
+                   "schedule.latency_s count that wait")
     if summary["counts"]["attempted"] and not summary["counts"][OK]:
         out.append("no request succeeded: latency figures are empty")
     internal = summary["by_error_type"].get("InternalError")
@@ -308,14 +385,14 @@ def summarize(records: Iterable[Record], *, wall_time_s: float | None = None,
     sent = [r for r in recs if r.status != SKIPPED and r.sent_s is not None]
     if wall_time_s is not None and not wall_time_s > 0:
         raise ValueError(f"wall_time_s must be positive, got {wall_time_s!r}")
-    wall = wall_time_s if wall_time_s is not None else wall_time(sent)
+    wall = wall_time_s if wall_time_s is not None else sessions_wall_time(sent)
     slo_checked = check_slo(slo) if slo is not None else None
     counts = _counts(recs)
-    peak, mean_in_flight = in_flight(sent)
+    peak, mean_in_flight = in_flight_sessions(_session_intervals(sent))
     prompt_tokens, completion_tokens = _sum(r.prompt_tokens for r in ok), _sum(r.completion_tokens for r in ok)
     summary: dict[str, Any] = {
         "counts": counts,
-        "success_rate": counts[OK] / counts["attempted"] if counts["attempted"] else None,
+        "success_rate": counts[OK] / counts["finished"] if counts["finished"] else None,
         "by_error_type": dict(Counter(r.error_type or r.status for r in recs
                                       if r.status not in (OK, SKIPPED))),
         "by_finish_reason": dict(Counter(r.finish_reason or "unknown" for r in ok)),
@@ -329,6 +406,7 @@ def summarize(records: Iterable[Record], *, wall_time_s: float | None = None,
                        "total_tokens_per_s": _per_s(prompt_tokens + completion_tokens, wall)},
         "in_flight": {"peak": peak, "mean": mean_in_flight},
         "goodput": _goodput(ok, slo_checked, wall),
+        "schedule": schedule_figures(sent),
         "tool_calls": _tool_stats(recs),
         "loop_lag": loop_lag(loop_lag_s),
     }
@@ -372,41 +450,78 @@ def mean_ci95(values: Sequence[float]) -> tuple[float | None, float | None, floa
 
 
 class BenchPoint(NamedTuple):
-    """One concurrency level of a bench (means over repeats)."""
+    """One concurrency level of a bench (pooled over repeats)."""
 
     concurrency: int
     throughput: float | None        # ok requests per second
     p99_latency_s: float | None
     p99_ttft_s: float | None
+    throughput_low: float | None = None     # 95% interval of the throughput, when known
+    throughput_high: float | None = None
 
 
 def _within(value: float | None, bound: float | None) -> bool:
     return bound is None or (value is not None and value <= bound)
 
 
-def recommend_concurrency(points: Iterable[BenchPoint | tuple], slo: Mapping[str, float] | None = None,
-                          factor: float = 2.0) -> int | None:
-    """The highest-throughput concurrency whose p99 latency and p99 TTFT stay within bounds.
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
-    Bounds are slo["e2e"] and slo["ttft"] when an SLO is given (a missing key leaves that figure
-    free), else `factor` x the values at the lowest concurrency. Ties go to the lower concurrency.
-    None when no point qualifies.
+
+def recommend(points: Iterable[BenchPoint | tuple], slo: Mapping[str, float] | None = None,
+              factor: float = 2.0) -> tuple[int | None, dict[int, str]]:
+    """(recommended concurrency, why each other level lost).
+
+    A level qualifies when its p99 latency and p99 TTFT stay within bounds: slo["e2e"] and
+    slo["ttft"] when an SLO is given (a missing key leaves that figure free), else `factor` x the
+    values at the lowest concurrency. Among qualifying levels, the recommendation is the
+    **smallest** concurrency whose throughput is within noise of the best: its throughput (or its
+    interval's upper end) reaches the lower end of the best level's 95% interval (the best's own
+    value when no interval is known). None when no level qualifies.
     """
     pts = sorted((BenchPoint(*p) for p in points), key=lambda p: p.concurrency)
+    reasons: dict[int, str] = {}
     if not pts:
-        return None
+        return None, reasons
     if slo is not None:
         lat_bound, ttft_bound = slo.get("e2e"), slo.get("ttft")
     else:
         base = pts[0]
         lat_bound = factor * base.p99_latency_s if base.p99_latency_s is not None else None
         ttft_bound = factor * base.p99_ttft_s if base.p99_ttft_s is not None else None
-    ok = [p for p in pts if p.throughput is not None
-          and _within(p.p99_latency_s, lat_bound) and _within(p.p99_ttft_s, ttft_bound)]
+    ok = []
+    for p in pts:
+        if p.throughput is None:
+            reasons[p.concurrency] = "no request succeeded"
+        elif not _within(p.p99_latency_s, lat_bound):
+            reasons[p.concurrency] = f"p99 latency {_ms(p.p99_latency_s or 0)} is over the bound {_ms(lat_bound)}"
+        elif not _within(p.p99_ttft_s, ttft_bound):
+            reasons[p.concurrency] = f"p99 TTFT {_ms(p.p99_ttft_s or 0)} is over the bound {_ms(ttft_bound)}"
+        else:
+            ok.append(p)
     if not ok:
-        return None
-    best = max(p.throughput for p in ok)
-    return min(p.concurrency for p in ok if p.throughput == best)
+        return None, reasons
+    best = max(ok, key=lambda p: p.throughput)
+    floor = best.throughput_low if best.throughput_low is not None else best.throughput
+    near = [p for p in ok if (p.throughput_high if p.throughput_high is not None else p.throughput) >= floor]
+    choice = min(p.concurrency for p in near)
+    for p in ok:
+        if p.concurrency == choice:
+            continue
+        if p in near:
+            reasons[p.concurrency] = (f"throughput {p.throughput:.2f} req/s is within noise of the best, "
+                                      f"but concurrency {choice} gets there with fewer requests in flight")
+        else:
+            reasons[p.concurrency] = (f"throughput {p.throughput:.2f} req/s is below the best level's "
+                                      f"(c={best.concurrency}, {best.throughput:.2f} req/s, 95% interval "
+                                      f"from {floor:.2f})")
+    return choice, reasons
+
+
+def recommend_concurrency(points: Iterable[BenchPoint | tuple], slo: Mapping[str, float] | None = None,
+                          factor: float = 2.0) -> int | None:
+    """The recommended concurrency of `recommend` (without the reasons)."""
+    return recommend(points, slo, factor)[0]
 
 
 def plateau_concurrency(points: Iterable[BenchPoint | tuple], gain: float = 0.1) -> int | None:

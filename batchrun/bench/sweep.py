@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import itertools
 import json
+import math
 import random
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,11 +28,13 @@ from batchrun.errors import ConfigError, InputError
 from batchrun.engine.pool import Job, Pool, PoolConfig
 from batchrun.progress import sample_loop_lag
 from batchrun.inputs.prompt import BadRow, Prompt
-from batchrun.store.records import Record, RecordSink
+from batchrun.store.records import CANCELLED, Record, RecordSink
 from batchrun.runner import jobs as run_jobs
 from batchrun.runner import open_rows
 from batchrun.runner import say
 from batchrun.bench.sync import run_sync
+from batchrun.report.bench import bench_analysis
+from batchrun.report.summary import write_bench_manifest, write_reports
 from batchrun.report.workloads import append_markdown, bench_headline_workloads
 from batchrun.workloads import client_class
 
@@ -38,24 +43,29 @@ _NOT_IN_BENCH = {"concurrency", "resume", "out", "output_format", "quiet", "fail
                  "max_error_rate", "on_bad_row", "tool_module", "max_tool_rounds", "tool_timeout"}
 
 
+MIN_REQUESTS = 100          # per level by default: at least this many, and 4 x the concurrency
+FEW_REQUESTS = 30           # a level with fewer measured requests is marked in every table
+
+
 @dataclass(frozen=True)
 class BenchConfig:
     """What to measure; `run` holds the input, request and endpoint settings shared with `run`."""
 
     run: RunConfig
-    requests: int = 64                      # per run; prompts cycle when the file has fewer
+    requests: int | None = None             # per run; None: max(100, 4 x concurrency) per level
     concurrencies: tuple[int, ...] = DEFAULT_SWEEP
     rates: tuple[float, ...] = ()           # open-loop requests/s instead of fixed concurrency
     burstiness: float = 1.0                 # gamma shape of inter-arrival times; 1 = Poisson
     max_concurrency: int = 1024             # cap on in-flight requests in open-loop runs
-    warmup: int = 0                         # unmeasured requests before each run, same concurrency
+    warmup: int | None = None               # unmeasured requests before each run; None: one wave
     repeat: int = 1
     sync: bool = True
-    max_run_s: float | None = 5.0           # stop sending new requests this long into a run
+    max_run_s: float | None = None          # stop sending new requests this long into a run
     slo: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
-        if self.requests < 1 or self.repeat < 1 or self.warmup < 0:
+        if (self.requests is not None and self.requests < 1) or self.repeat < 1 or \
+                (self.warmup is not None and self.warmup < 0):
             raise ConfigError("--requests and --repeat must be at least 1, --warmup at least 0")
         if any(c < 1 for c in self.concurrencies) or any(r <= 0 for r in self.rates):
             raise ConfigError("concurrency levels must be >= 1 and rates > 0")
@@ -64,6 +74,18 @@ class BenchConfig:
         if self.run.endpoint == "embeddings":
             raise ConfigError("bench measures streamed endpoints (chat, completions); time embeddings with "
                               "`batchrun run --endpoint embeddings` (its summary has inputs/s and tokens/s)")
+
+    def requests_for(self, concurrency: int) -> int:
+        """Measured requests at one level: -n, else max(100, 4 x concurrency)."""
+        return self.requests if self.requests is not None else max(MIN_REQUESTS, 4 * concurrency)
+
+    def warmup_for(self, concurrency: int) -> int:
+        """Unmeasured requests before a level: --warmup, else one wave (one per slot)."""
+        return self.warmup if self.warmup is not None else concurrency
+
+    def largest_level(self) -> int:
+        levels = [*self.concurrencies, *(math.ceil(r) for r in self.rates), 1]
+        return max(levels)
 
 
 def parse_levels(text: str, kind: type = int) -> tuple[Any, ...]:
@@ -109,17 +131,36 @@ class RunResult:
     wall_time_s: float
     records: list[Record]
     loop_lag_s: list[float]
+    planned: int = 0                        # requests the run meant to measure
 
     def entry(self) -> dict[str, Any]:
         """The run as report.py takes it (records stay Record objects)."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
+def send_span(records: list[Record]) -> float | None:
+    """Seconds from the first send to the last byte among `records` (setup never counted)."""
+    sent = [(r.sent_s, r.end_s) for r in records if r.sent_s is not None and r.end_s is not None]
+    if not sent:
+        return None
+    return max(e for _, e in sent) - min(s for s, _ in sent) or None
+
+
+def _cut_warning(name: str, records: list[Record], planned: int, max_run_s: float | None) -> None:
+    if max_run_s is not None and len(records) < planned:
+        say(f"warning: {name}: --max-run-time {max_run_s:g}s cut it to {len(records)} of {planned} "
+            f"requests{' (fewer than 30: its figures are marked)' if len(records) < FEW_REQUESTS else ''}")
+
+
 async def measure_async(endpoint: Endpoint, jobs: list[Job], config: BenchConfig, out: Path, *,
                         name: str, concurrency: int, repeat: int, rate: float | None = None) -> RunResult:
-    """One async run: warm the pool's connections, then send `jobs` and record each."""
+    """One async run: warm the pool's connections with one wave, then send `jobs` and record each,
+    under the same garbage-collector settings as `batchrun run`."""
+    from batchrun.runner import _quiet_gc
+
     run = config.run
     workers = config.max_concurrency if rate else concurrency
+    level = math.ceil(rate) if rate else concurrency
     clock = time.perf_counter
     records: list[Record] = []
     lag: list[float] = []
@@ -127,57 +168,107 @@ async def measure_async(endpoint: Endpoint, jobs: list[Job], config: BenchConfig
         client = client_class(run)(session, endpoint, timeout_s=run.timeout, ttft_timeout_s=run.ttft_timeout, clock=clock,
                                    max_response_bytes=run.max_response_bytes)
         pool_config = PoolConfig(concurrency=workers, retries=run.retries, rpm=run.rpm, tpm=run.tpm, seed=run.seed,
-                                 max_retry_wait_s=run.max_retry_wait)
-        if config.warmup:
-            warm = Pool(client, lambda r: None, dataclasses.replace(pool_config, concurrency=concurrency),
+                                 max_retry_wait_s=run.max_retry_wait, learn_rpm=run.learn_rpm, learn_tpm=run.learn_tpm)
+        warmup = config.warmup_for(level)
+        if warmup:
+            warm = Pool(client, lambda r: None, dataclasses.replace(pool_config, concurrency=min(level, workers)),
                         t0=clock(), clock=clock)
-            await warm.run(iter(jobs[: config.warmup]))
+            await warm.run(iter(_warmup_jobs(jobs, warmup)))
         with RecordSink(out / "runs" / name / "records.jsonl") as sink:
             def keep(record: Record) -> None:
                 records.append(record)
                 sink.write(record)
 
-            t0 = clock()
-            pool = Pool(client, keep, pool_config, t0=t0, clock=clock)
-            sampler = asyncio.create_task(sample_loop_lag(lag))
-            try:
-                schedule = arrivals(rate, config.burstiness, run.seed) if rate else None
-                await pool.run(iter(jobs), schedule=schedule, send_for_s=config.max_run_s)
-            finally:
-                sampler.cancel()
-                await asyncio.gather(sampler, return_exceptions=True)
-            if pool.refused is not None:        # a rejected key or a wrong model: no level can succeed
-                raise ConfigError(f"the endpoint refused the run: {pool.refused} (fix OPENAI_API_KEY, "
-                                  "--model or --base-url)")
-            wall = clock() - t0
-    return RunResult(name, "rate" if rate else "async", workers if rate else concurrency, repeat, rate,
-                     wall, records, lag)
+            async with _quiet_gc():
+                t0 = clock()
+                pool = Pool(client, keep, pool_config, t0=t0, clock=clock)
+                sampler = asyncio.create_task(sample_loop_lag(lag))
+                interrupted = False
+                try:
+                    schedule = arrivals(rate, config.burstiness, run.seed) if rate else None
+                    await pool.run(iter(jobs), schedule=schedule, send_for_s=config.max_run_s)
+                except asyncio.CancelledError:
+                    interrupted = True          # Ctrl-C: keep what finished (below), then stop the bench
+                finally:
+                    sampler.cancel()
+                    await asyncio.gather(sampler, return_exceptions=True)
+                    wall = send_span(records) or clock() - t0
+                if pool.refused is not None:        # a rejected key or a wrong model: no level can succeed
+                    raise ConfigError(f"the endpoint refused the run: {pool.refused} (fix OPENAI_API_KEY, "
+                                      "--model or --base-url)")
+    finished = [r for r in records if r.status != CANCELLED]
+    result = RunResult(name, "rate" if rate else "async", workers if rate else concurrency, repeat, rate,
+                       send_span(finished) or wall, finished, lag, len(jobs))
+    if interrupted:
+        raise Interrupted(result)
+    _cut_warning(name, records, len(jobs), config.max_run_s)
+    return result
+
+
+class Interrupted(Exception):
+    """Ctrl-C during a run; carries what the run had finished."""
+
+    def __init__(self, result: RunResult) -> None:
+        super().__init__(result.name)
+        self.result = result
+
+
+def _warmup_jobs(jobs: list[Job], n: int) -> list[Job]:
+    """`n` jobs for the warm-up wave (the prompts cycle), with ids that never meet a measured one."""
+    return [dataclasses.replace(jobs[i % len(jobs)], prompt=dataclasses.replace(
+        jobs[i % len(jobs)].prompt, id=f"warmup-{i}")) for i in range(n)]
 
 
 async def measure_sync(endpoint: Endpoint, jobs: list[Job], config: BenchConfig, out: Path,
                        repeat: int) -> RunResult:
-    """The SDK baseline, one request after another, in a thread so the loop stays free."""
+    """The SDK baseline, one request after another, in a thread so the loop stays free; its client
+    is built and warmed before the clock starts."""
+    from batchrun.runner import _quiet_gc
+
     name = f"sync-r{repeat}"
-    t0 = time.perf_counter()
-    records = await asyncio.to_thread(run_sync, endpoint, jobs, timeout_s=config.run.timeout, t0=t0,
-                                      send_for_s=config.max_run_s)
-    wall = time.perf_counter() - t0
+    stop = threading.Event()
+    interrupted = False
+    async with _quiet_gc():
+        thread = asyncio.get_running_loop().run_in_executor(None, functools.partial(
+            run_sync, endpoint, jobs, timeout_s=config.run.timeout, send_for_s=config.max_run_s,
+            warmup=_warmup_jobs(jobs, config.warmup_for(1)), stop=stop))
+        try:
+            records = await asyncio.shield(thread)
+        except asyncio.CancelledError:
+            # Ctrl-C: a thread cannot be cancelled; it stops after its request in flight, and
+            # what it finished is kept.
+            stop.set()
+            interrupted = True
+            records = await thread
+    wall = send_span(records) or 1e-9
     with RecordSink(out / "runs" / name / "records.jsonl") as sink:
         for record in records:
             sink.write(record)
-    return RunResult(name, "sync", 1, repeat, None, wall, records, [])
+    result = RunResult(name, "sync", 1, repeat, None, wall, records, [], len(jobs))
+    if interrupted:
+        raise Interrupted(result)
+    _cut_warning(name, records, len(jobs), config.max_run_s)
+    return result
 
 
 async def execute_bench(config: BenchConfig, out: Path | None = None) -> tuple[Path, dict[str, Any]]:
-    """Run the whole bench; returns the output directory and the bench analysis."""
-    from batchrun.report.bench import bench_analysis
-    from batchrun.report.summary import write_bench_manifest, write_reports
+    """Run the whole bench; returns the output directory and the bench analysis.
+
+    bench.json is rewritten after every run, so a bench stopped by Ctrl-C keeps (and reports)
+    every run it finished; KeyboardInterrupt is raised again after the reports are written."""
+    from batchrun.runner import sim_config
+    from batchrun.sim.config import public as public_sim
 
     run = config.run
     out = out or Path("results") / f"bench-{run.input.stem if run.input else 'run'}-{datetime.now():%Y%m%d-%H%M%S}"
     rows = open_rows(run)                   # a bad file stops here, before the endpoint starts
     out.mkdir(parents=True, exist_ok=True)
-    async with open_endpoint(run.base_url, run.api_key, announce=say) as endpoint:
+    builtin = sim_config(run, realistic=True)
+    extra = {"builtin_endpoint": public_sim(builtin)} if builtin is not None else {}
+    results: list[RunResult] = []
+    interrupted = False
+    async with open_endpoint(run.base_url, run.api_key, announce=lambda m: _note(config, m),
+                             sim_config=builtin) as endpoint:
         model = await preflight(endpoint, run.model, timeout_s=run.timeout, announce=say)
         if model != run.model:
             config = dataclasses.replace(config, run=dataclasses.replace(run, model=model))
@@ -186,37 +277,63 @@ async def execute_bench(config: BenchConfig, out: Path | None = None) -> tuple[P
         if run.synthetic is not None:
             from batchrun.endpoint.calibrate import synthetic_rows
             rows, synthetic_info = await synthetic_rows(config.run, endpoint, client_class(run), config.requests, say)
-        jobs = bench_jobs(config.run, config.requests, rows)
-        results = await _all_runs(endpoint, jobs, config, out)
-    # The run settings that mean something in a bench (not concurrency, resume, output, ...).
-    run_public = {k: v for k, v in config.run.public_dict().items() if k not in _NOT_IN_BENCH}
-    public = {**run_public, **_bench_settings(config)}
+        public = _public(config)
+        jobs = bench_jobs(config.run, max(config.requests_for(config.largest_level()), config.requests_for(1)), rows)
+        try:
+            await _all_runs(endpoint, jobs, config, out, results, public)
+        except (KeyboardInterrupt, asyncio.CancelledError, Interrupted) as exc:
+            interrupted = True
+            if isinstance(exc, Interrupted) and exc.result.records:
+                results.append(exc.result)
+                write_bench_manifest(out, [r.entry() for r in results], slo=config.slo, config=public)
+            say(f"interrupted: keeping the {len(results)} run(s) measured so far"
+                + (f" ({exc.result.name} partly: {len(exc.result.records)} requests)"
+                   if isinstance(exc, Interrupted) and exc.result.records else ""))
     bench = {"runs": [r.entry() for r in results], "slo": config.slo}
-    write_bench_manifest(out, bench["runs"], slo=config.slo, config=public)
     analysis = bench_analysis(bench)
     headline = _headline(analysis, bench["runs"])
     headline = bench_headline_workloads(headline, bench["runs"], run.synthetic, synthetic_info)
-    write_reports(out, headline, [], bench=bench, config=public, endpoint=info)
-    append_markdown(out, headline or {})
+    if results:
+        write_reports(out, headline, [], bench=bench, config=public, endpoint=info,
+                      extra={**extra, "interrupted": interrupted})
+        append_markdown(out, headline or {})
     analysis["endpoint"] = info
+    if interrupted:
+        raise KeyboardInterrupt
     return out, analysis
 
 
-async def _all_runs(endpoint: Endpoint, jobs: list[Job], config: BenchConfig, out: Path) -> list[RunResult]:
-    results: list[RunResult] = []
+def _note(config: BenchConfig, message: str) -> None:
+    """Progress lines, left out with --quiet (warnings always print)."""
+    if not config.run.quiet:
+        say(message)
+
+
+def _public(config: BenchConfig) -> dict[str, Any]:
+    # The run settings that mean something in a bench (not concurrency, resume, output, ...).
+    run_public = {k: v for k, v in config.run.public_dict().items() if k not in _NOT_IN_BENCH}
+    return {**run_public, **_bench_settings(config)}
+
+
+async def _all_runs(endpoint: Endpoint, jobs: list[Job], config: BenchConfig, out: Path,
+                    results: list[RunResult], public: dict[str, Any]) -> None:
+    def done(result: RunResult) -> None:
+        results.append(result)
+        write_bench_manifest(out, [r.entry() for r in results], slo=config.slo, config=public)
+
     for repeat in range(1, config.repeat + 1):
         if config.sync and config.run.endpoint == "chat":     # the SDK baseline speaks chat only
-            say(f"sync baseline (openai.OpenAI, sequential), repeat {repeat}")
-            results.append(await measure_sync(endpoint, jobs, config, out, repeat))
+            _note(config, f"sync baseline (openai.OpenAI, sequential), repeat {repeat}")
+            done(await measure_sync(endpoint, jobs[:config.requests_for(1)], config, out, repeat))
         for c in config.concurrencies if not config.rates else ():
-            say(f"async, concurrency {c}, repeat {repeat}")
-            results.append(await measure_async(endpoint, jobs, config, out, name=f"async-c{c}-r{repeat}",
-                                               concurrency=c, repeat=repeat))
+            _note(config, f"async, concurrency {c}, repeat {repeat}")
+            done(await measure_async(endpoint, jobs[:config.requests_for(c)], config, out,
+                                     name=f"async-c{c}-r{repeat}", concurrency=c, repeat=repeat))
         for rate in config.rates:
-            say(f"open loop, {rate:g} requests/s, repeat {repeat}")
-            results.append(await measure_async(endpoint, jobs, config, out, name=f"rate-{rate:g}-r{repeat}",
-                                               concurrency=config.max_concurrency, repeat=repeat, rate=rate))
-    return results
+            _note(config, f"open loop, {rate:g} requests/s, repeat {repeat}")
+            done(await measure_async(endpoint, jobs[:config.requests_for(math.ceil(rate))], config, out,
+                                     name=f"rate-{rate:g}-r{repeat}", concurrency=config.max_concurrency,
+                                     repeat=repeat, rate=rate))
 
 
 def _bench_settings(config: BenchConfig) -> dict[str, Any]:
@@ -224,13 +341,18 @@ def _bench_settings(config: BenchConfig) -> dict[str, Any]:
 
 
 def _headline(analysis: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The recommended concurrency's summary (its first repeat), so `compare` can gate a bench."""
-    from batchrun.report.bench import run_summary
+    """The recommended level's summary, every repeat pooled (as `compare` pools them);
+    `bench_run` names its first run."""
+    from batchrun.analysis.metrics import summarize
 
     best = analysis.get("recommended_concurrency")
-    for run in runs:
-        if run["mode"] == "async" and run["concurrency"] == best:
-            summary = run_summary(run, analysis.get("slo"))
-            summary["bench_run"] = run["name"]
-            return summary
-    return None
+    level = [run for run in runs if run["mode"] == "async" and run["concurrency"] == best]
+    if not level:
+        return None
+    records = [r for run in level for r in run["records"]]
+    wall = sum(run["wall_time_s"] or 0.0 for run in level) or None
+    summary = summarize(records, wall_time_s=wall, slo=analysis.get("slo"),
+                        loop_lag_s=[x for run in level for x in run.get("loop_lag_s") or []])
+    summary["bench_run"] = level[0]["name"]
+    summary["bench_runs"] = [run["name"] for run in level]
+    return summary

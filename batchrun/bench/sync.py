@@ -1,22 +1,31 @@
 """The sync baseline of `batchrun bench`: the official `openai.OpenAI` client, one request after
-another, streaming, timed exactly like the async client (same definitions, same clock).
+another, streaming.
 
-It is what "plain sequential calls" cost on the user's own prompts and endpoint; the SDK's
-per-chunk objects cost ~100 us each, which the report's overhead note mentions.
+Only the transport is its own (the SDK's blocking httpx client); the bytes it receives go through
+the async client's own SSE parser and classification (`SSEStream`, `fail_status`, `to_record`),
+so the sync and async rows of a bench call the same server response the same thing: a stream
+without `[DONE]`, an error event inside a 200 stream, a malformed line, an empty answer.
+
+The client is built and warmed (one unmeasured request) before the clock starts, so its setup
+is not counted as the baseline's time.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import openai
 
-from batchrun.endpoint.client import CONNECTION_ERROR, INCOMPLETE_STREAM, MALFORMED_CHUNK, Endpoint, status_error_type
-from batchrun.engine.pool import Job
-from batchrun.store.records import ERROR, OK, TIMEOUT, Attempt, Record
+from batchrun.endpoint.client import (
+    CONNECTION_ERROR, INCOMPLETE_STREAM, TIMEOUT_ERROR, AttemptResult, Endpoint, SSEStream,
+    fail_status,
+)
+from batchrun.engine.pool import Job, to_record
 from batchrun.redact import redact
+from batchrun.store.records import CANCELLED, ERROR, TIMEOUT, Attempt, Record
 
 # Body keys the SDK takes as keyword arguments; anything else goes through `extra_body`.
 _SDK_KEYS = {"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p",
@@ -25,19 +34,31 @@ _SDK_KEYS = {"model", "messages", "max_tokens", "max_completion_tokens", "temper
              "response_format"}
 
 
-def run_sync(endpoint: Endpoint, jobs: Iterable[Job], *, timeout_s: float | None, t0: float,
-             send_for_s: float | None = None, clock: Callable[[], float] = time.perf_counter) -> list[Record]:
-    """Send `jobs` one after another with the SDK (no SDK retries: a failure is a record);
-    stop starting new ones `send_for_s` after `t0`."""
-    client = openai.OpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key or "not-needed",
-                           default_headers=endpoint.auth_headers() if endpoint.basic_auth else None,
-                           max_retries=0, timeout=timeout_s)
+def make_client(endpoint: Endpoint, timeout_s: float | None) -> openai.OpenAI:
+    """The SDK client, without its retries (a failure is a record)."""
+    return openai.OpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key or "not-needed",
+                         default_headers=endpoint.auth_headers() if endpoint.basic_auth else None,
+                         max_retries=0, timeout=timeout_s)
+
+
+def run_sync(endpoint: Endpoint, jobs: Iterable[Job], *, timeout_s: float | None, t0: float | None = None,
+             send_for_s: float | None = None, clock: Callable[[], float] = time.perf_counter,
+             warmup: Sequence[Job] = (), stop: threading.Event | None = None) -> list[Record]:
+    """Send `jobs` one after another; stop starting new ones `send_for_s` after the start.
+
+    `warmup` jobs go first and are not recorded; the run's clock (`t0`, unless given) starts after
+    them, so every record's `sent_s` is an offset from the first measured send. Setting `stop`
+    (Ctrl-C in the bench) ends the run after the request in flight."""
+    client = make_client(endpoint, timeout_s)
     records: list[Record] = []
     try:
+        for job in warmup:
+            _one(client, job, endpoint, clock(), clock, timeout_s)
+        start = clock() if t0 is None else t0
         for job in jobs:
-            if send_for_s is not None and clock() - t0 >= send_for_s:
+            if (send_for_s is not None and clock() - start >= send_for_s) or (stop is not None and stop.is_set()):
                 break
-            records.append(_one(client, job, endpoint, t0, clock, timeout_s))
+            records.append(_one(client, job, endpoint, start, clock, timeout_s))
     finally:
         client.close()
     return records
@@ -47,75 +68,58 @@ class _Deadline(Exception):
     """The whole-request --timeout passed mid-stream (the SDK's timeout bounds each read only)."""
 
 
-def _one(client: openai.OpenAI, job: Job, endpoint: Endpoint, t0: float,
-         clock: Callable[[], float], timeout_s: float | None = None) -> Record:
+def _kwargs(job: Job) -> dict[str, Any]:
     body: dict[str, Any] = json.loads(job.body)
     body.pop("stream", None)
     kwargs = {k: body.pop(k) for k in list(body) if k in _SDK_KEYS}
-    record = Record(id=job.prompt.id, row=job.prompt.row, queued_at=time.time(), attempts=1)
-    sent = clock()
-    record.sent_s = sent - t0
-    parts: list[str] = []
-    last = sent
+    return {**kwargs, "stream": True, "extra_body": body or None}
+
+
+def _one(client: openai.OpenAI, job: Job, endpoint: Endpoint, t0: float,
+         clock: Callable[[], float], timeout_s: float | None = None) -> Record:
+    queued_at = time.time()
+    result = AttemptResult(sent=clock())
     try:
-        stream = client.chat.completions.create(stream=True, extra_body=body or None, **kwargs)
-        with stream:
-            for chunk in stream:
-                now = clock()
-                if timeout_s is not None and now - sent > timeout_s:
-                    raise _Deadline
-                record.model = record.model or chunk.model
-                if chunk.usage is not None:
-                    record.prompt_tokens = chunk.usage.prompt_tokens
-                    record.completion_tokens = chunk.usage.completion_tokens
-                if not chunk.choices:
-                    continue
-                choice = chunk.choices[0]
-                if choice.delta.content or choice.delta.tool_calls:
-                    if record.ttft_s is None:
-                        record.ttft_s = now - sent
-                    else:
-                        record.itl_s.append(now - last)
-                    last = now
-                    record.output_chunks += 1
-                    parts.append(choice.delta.content or "")
-                record.finish_reason = choice.finish_reason or record.finish_reason
-        record.status = OK if record.output_chunks else ERROR
-        if not record.output_chunks:
-            record.error_type, record.error = "EmptyResponse", "the stream finished without any content"
+        _stream(client, job, result, clock, timeout_s)
     except _Deadline:
-        record.status, record.error_type = TIMEOUT, openai.APITimeoutError.__name__
-        record.error = f"the request took longer than {timeout_s:g}s (--timeout)"
-    except openai.APITimeoutError as exc:
-        record.status, record.error_type, record.error = TIMEOUT, type(exc).__name__, str(exc)
+        result.fail(TIMEOUT, TIMEOUT_ERROR, f"the request took longer than {timeout_s:g}s (--timeout)")
+    except openai.APITimeoutError:
+        result.fail(TIMEOUT, TIMEOUT_ERROR, f"the request took longer than {timeout_s:g}s (--timeout)")
     except openai.APIStatusError as exc:
-        record.status, record.http_status = ERROR, exc.status_code
-        record.error_type, record.error = status_error_type(exc.status_code), f"HTTP {exc.status_code}: {exc.message}"
-    except openai.APIConnectionError as exc:     # a stream cut after output is what the async client calls it
-        kind = INCOMPLETE_STREAM if record.output_chunks else CONNECTION_ERROR
-        record.status, record.error_type, record.error = ERROR, kind, f"{type(exc).__name__}: {exc}"
-    except openai.OpenAIError as exc:
-        record.status, record.error_type, record.error = ERROR, type(exc).__name__, str(exc)
-    except ValueError as exc:      # mid-stream, the SDK lets json's error on a non-JSON line through
-        record.status, record.error_type, record.error = ERROR, MALFORMED_CHUNK, f"{type(exc).__name__}: {exc}"
-    except Exception as exc:  # noqa: BLE001 - a cut stream raises the SDK's HTTP library's own error
-        kind = INCOMPLETE_STREAM if record.output_chunks else CONNECTION_ERROR
-        record.status, record.error_type, record.error = ERROR, kind, f"{type(exc).__name__}: {exc}"
-    end = clock()
-    record.text = "".join(parts)
-    record.total_s = end - sent
-    record.end_s = end - t0
-    if record.ttft_s is not None:
-        record.latency_s = last - sent
-    if record.error:
-        record.error = redact(record.error, endpoint.secrets)[:500]
-    if record.completion_tokens is None and record.output_chunks:
-        record.completion_tokens, record.tokens_estimated = record.output_chunks, True
-        record.prompt_tokens = record.prompt_tokens or job.prompt_tokens_estimate
-    if record.completion_tokens and record.latency_s:
-        record.output_tokens_per_s = record.completion_tokens / record.latency_s
-    record.http_status = record.http_status or (200 if record.status == OK else None)
-    record.attempt_log = [Attempt(status=record.status, sent_s=record.sent_s, duration_s=record.total_s,
-                                  http_status=record.http_status, error_type=record.error_type,
-                                  error=record.error)]
-    return record
+        result.http_status = exc.status_code
+        fail_status(result, exc.status_code, exc.response.content if exc.response is not None else b"")
+    except KeyboardInterrupt:
+        result.fail(CANCELLED, "Cancelled", "cancelled before the response finished")
+        raise
+    except Exception as exc:  # noqa: BLE001 - mid-stream, the SDK lets its HTTP library's own errors through
+        if "Timeout" in type(exc).__name__:
+            result.fail(TIMEOUT, TIMEOUT_ERROR, f"the request took longer than {timeout_s:g}s (--timeout)")
+        else:   # a stream cut after output is what the async client calls it
+            kind = INCOMPLETE_STREAM if result.ttft_s is not None else CONNECTION_ERROR
+            result.fail(ERROR, kind, f"the server closed the connection: {type(exc).__name__}: {exc}")
+    if result.total_s is None:
+        result.total_s = clock() - result.sent
+    if result.error:
+        result.error = redact(result.error, endpoint.secrets)
+    log = [Attempt(status=result.status, sent_s=result.sent - t0, duration_s=result.total_s,
+                   http_status=result.http_status, error_type=result.error_type, error=result.error)]
+    return to_record(job, result, log, t0, queued_at, 0.0)
+
+
+def _stream(client: openai.OpenAI, job: Job, result: AttemptResult, clock: Callable[[], float],
+            timeout_s: float | None) -> None:
+    with client.chat.completions.with_streaming_response.create(**_kwargs(job)) as resp:
+        result.http_status = resp.status_code
+        result.request_id = resp.headers.get("x-request-id")
+        stream = SSEStream(result)
+        try:
+            for piece in resp.iter_bytes():
+                now = clock()
+                if timeout_s is not None and now - result.sent > timeout_s:
+                    raise _Deadline
+                if stream.feed(piece, now):
+                    break
+        finally:
+            # Also on a timeout or a cut: keep the partial text and timings (the caller then sets
+            # the outcome, which finish() never overrides).
+            stream.finish(clock())

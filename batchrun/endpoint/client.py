@@ -185,6 +185,7 @@ class StreamClient:
     clock: Clock = time.perf_counter
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     wall_clock: Clock = time.time          # for retry-after HTTP dates only
+    on_headers: Callable[[Any], None] | None = None   # sees every response's headers as they arrive
     _headers: dict[str, str] = field(init=False)
     path: ClassVar[str] = "/chat/completions"   # class attributes: a subclass serves another endpoint
     stream_class: ClassVar[Any] = None              # the SSE parser class; SSEStream (set below the class)
@@ -238,6 +239,8 @@ class StreamClient:
             async with self.session.post(self._url, data=body, headers=self._headers) as resp:
                 result.http_status = resp.status
                 result.request_id = resp.headers.get("x-request-id")
+                if self.on_headers is not None:
+                    self.on_headers(resp.headers)
                 if resp.status != 200:
                     await self._read_error(resp, result)
                     return

@@ -46,6 +46,7 @@ class RequestDefaults:
     tools: list[ChatCompletionToolUnionParam] | None = None
     tool_choice: ChatCompletionToolChoiceOptionParam | None = None  # only sent when the body has tools
     parallel_tool_calls: bool | None = None                      # only sent when the body has tools
+    response_format: dict[str, Any] | None = None                # --json / --json-schema (see answers.py)
 
 
 def build_body(prompt: Prompt, defaults: RequestDefaults) -> dict[str, Any]:
@@ -64,7 +65,8 @@ def build_body(prompt: Prompt, defaults: RequestDefaults) -> dict[str, Any]:
 
 
 def _named_defaults(defaults: RequestDefaults) -> dict[str, Any]:
-    named = {"max_tokens": defaults.max_tokens, "temperature": defaults.temperature, "tools": defaults.tools}
+    named = {"max_tokens": defaults.max_tokens, "temperature": defaults.temperature, "tools": defaults.tools,
+             "response_format": defaults.response_format}
     return {k: v for k, v in named.items() if v is not None}
 
 

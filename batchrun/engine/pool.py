@@ -6,6 +6,8 @@ retries, error isolation and cancellation. It never prints; progress is read fro
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import json
 import random
 import time
@@ -17,18 +19,24 @@ from typing import Any, Awaitable, Callable, Iterable, Iterator
 from batchrun.endpoint.client import (CONNECTION_ERROR, INCOMPLETE_STREAM, MALFORMED_CHUNK, STREAM_ERROR,
                              AttemptResult, StreamClient)
 from batchrun.errors import BatchrunError
+from batchrun.engine.adaptive import AdaptiveConfig, ConcurrencyController, Gate
 from batchrun.engine.limits import RateLimits
 from batchrun.engine.retry import DEFAULT_MAX_RETRY_WAIT_S, RATE_LIMIT_BASE_S, retry_delay_s
+from batchrun.endpoint.ratelimits import is_ratelimit_header, parse_ratelimit_headers
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.redact import redact
-from batchrun.store.records import CANCELLED, ERROR, OK, SKIPPED, TIMEOUT, Attempt, Record
+from batchrun.store.records import CANCELLED, ERROR, INVALID_OUTPUT, OK, SKIPPED, TIMEOUT, Attempt, Record
 from batchrun.endpoint.requests import estimate_request_tokens
 from batchrun.engine.tools import ToolRunner, assistant_message, check_calls, merge_rounds, round_entry
 
 Clock = Callable[[], float]
+# --json / --json-schema: the answer's text -> (parsed object, None) or (None, why it is invalid).
+OutputCheck = Callable[[str], "tuple[dict[str, Any] | None, str | None]"]
 _RETRYABLE_STATUS = {408, 409, 429}
+TRUNCATED_OUTPUT = "TruncatedOutput"     # error_type of an invalid answer that hit max_tokens
 _RETRYABLE_TYPES = {CONNECTION_ERROR, INCOMPLETE_STREAM, MALFORMED_CHUNK, STREAM_ERROR}
 _MIN_FOR_RATE = 20                       # finished requests before --max-error-rate may stop a run
+_NO_GATE = contextlib.nullcontext()
 _STOPPED = "the run was stopped before this request finished"
 _REFUSED_STATUS = {401, 403, 404}         # a refused key or a wrong model/URL: every row would get it
 _SAME_4XX_STOP = 5                        # the first N finished requests all failed with one 4xx: stop
@@ -50,6 +58,9 @@ class PoolConfig:
     max_error_rate: float | None = None
     seed: int | None = None              # jitter; set in tests for repeatable waits
     max_tool_rounds: int = 3             # follow-up requests after tool results (with a ToolRunner)
+    learn_rpm: bool = False              # pace by the provider's rate-limit headers where rpm is None
+    learn_tpm: bool = False              # ... and where tpm is None
+    adaptive: AdaptiveConfig | None = None   # --concurrency auto; `concurrency` is then the ceiling
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +71,7 @@ class Job:
     body: bytes
     estimated_tokens: int               # prompt estimate + max_tokens, charged before the request
     prompt_tokens_estimate: int         # used in the record when the server sends no usage
+    request: dict[str, Any] | None = None  # the body as sent, kept in the record (None: --no-save-request)
 
 
 @dataclass
@@ -74,11 +86,17 @@ class PoolStats:
     in_flight: int = 0
     peak_in_flight: int = 0
     resumed: int = 0                     # rows already ok in an earlier run, not sent again
+    output_tokens: int = 0               # completion tokens of finished requests (progress tok/s)
     recent_ttft_s: deque[float] = field(default_factory=lambda: deque(maxlen=512))
+    attempts: int = 0                    # HTTP attempts finished (retries count)
+    rate_limited: int = 0                # of which answered 429
+    concurrency_history: list[tuple[float, int]] = field(default_factory=list)  # (s since t0, limit)
 
 
 def is_retryable(result: AttemptResult) -> bool:
     """429, 408, 409, 5xx, connection errors, cut or garbled streams and timeouts; never 4xx otherwise."""
+    if result.status == INVALID_OUTPUT:
+        return result.error_type != TRUNCATED_OUTPUT   # cut at max_tokens: a retry is cut the same way
     if result.status == TIMEOUT:
         return True
     if result.http_status is not None and result.http_status != 200:
@@ -96,9 +114,17 @@ class Pool:
 
     def __init__(self, client: StreamClient, sink: Callable[[Record], None], config: PoolConfig,
                  *, t0: float, clock: Clock = time.perf_counter, tool_runner: ToolRunner | None = None,
-                 sleep: Sleep = asyncio.sleep) -> None:
+                 output_check: OutputCheck | None = None, sleep: Sleep = asyncio.sleep,
+                 warn: Callable[[str], None] | None = None) -> None:
         self.client, self.sink, self.config, self.tool_runner = client, sink, config, tool_runner
+        self.output_check = output_check
         self.t0, self.clock, self.sleep = t0, clock, sleep
+        self.warn = warn
+        self.warnings: list[str] = []
+        self.limits: RateLimits | None = None
+        self.controller: ConcurrencyController | None = None
+        self._gate: Gate | None = None
+        self._unanswered = 0               # attempts sent whose response head has not arrived
         self.stats = PoolStats()
         self.input_error: BatchrunError | None = None
         self.abort_reason: str | None = None
@@ -120,7 +146,11 @@ class Pool:
         `schedule` (open-loop load) gives each request's planned send time as an offset from
         `t0`; `send_for_s` stops taking new items that long after `t0` (in-flight ones finish).
         """
-        limits = RateLimits(self.config.rpm, self.config.tpm)
+        cfg = self.config
+        limits = self.limits = RateLimits(cfg.rpm, cfg.tpm, learn_rpm=cfg.learn_rpm, learn_tpm=cfg.learn_tpm,
+                                          warn=self._warning)
+        self._start_adaptive()
+        hook, self.client.on_headers = self.client.on_headers, self._on_headers
         self._send_until = None if send_for_s is None else self.t0 + send_for_s
         reader = asyncio.create_task(self._read(items, schedule, send_for_s), name="batchrun-reader")
         workers = [asyncio.create_task(self._work(limits), name=f"batchrun-worker-{i}")
@@ -134,6 +164,7 @@ class Pool:
             if current is not None and current.cancelling():
                 raise
         finally:
+            self.client.on_headers = hook
             await self._cancel_all()
             await limits.aclose()
 
@@ -178,9 +209,11 @@ class Pool:
                 continue        # the run's sending time is over: queued items are not sent
             if isinstance(item, BadRow):
                 self._finish(Record(id=item.id, row=item.row, status=SKIPPED, error_type="BadRow",
-                                    error=item.reason, queued_at=queued_at))
+                                    error=item.reason, queued_at=queued_at, input=item.data,
+                                    synthetic_id=item.synthetic_id))
                 continue
-            record = await self._process(item, limits, queued_at, queued_clock)
+            async with self._gate or _NO_GATE:
+                record = await self._process(item, limits, queued_at, queued_clock)
             record.scheduled_s = planned
             self._finish(record)
 
@@ -208,6 +241,8 @@ class Pool:
         record = self._to_record(job, result, row.log, queued_at, row.queue_wait or 0.0)
         if row.rounds:
             merge_rounds(record, row.rounds, self.t0)
+        if record.status == OK:
+            record.parsed = row.parsed
         return record
 
     async def _request(self, body: bytes, estimated_tokens: int, job: Job, limits: RateLimits,
@@ -218,6 +253,8 @@ class Pool:
             if row.queue_wait is None:
                 row.queue_wait = self.clock() - row.queued_clock
             row.result = result = await self._attempt(body, row)
+            if result.status == OK and self.output_check is not None and result.tool_calls is None:
+                self._check_output(result, row)
             if result.status == OK:
                 limits.correct(estimated_tokens, _used_tokens(result, job, estimated_tokens))
                 break
@@ -225,6 +262,18 @@ class Pool:
                 break
             await self._backoff(attempt, result, row.log[-1])
         return result
+
+    def _check_output(self, result: AttemptResult, row: "_RowState") -> None:
+        """--json / --json-schema: parse the answer; an invalid one fails this attempt (retryable)."""
+        assert self.output_check is not None
+        row.parsed, problem = self.output_check(result.text)
+        if problem is not None:
+            kind = "InvalidOutput"
+            if result.finish_reason == "length":
+                kind, problem = TRUNCATED_OUTPUT, f"{problem}; the answer was cut at max_tokens (raise --max-tokens)"
+            result.fail(INVALID_OUTPUT, kind, problem)
+            entry = row.log[-1]
+            entry.status, entry.error_type, entry.error = INVALID_OUTPUT, kind, result.error
 
     async def _tool_rounds(self, job: Job, result: AttemptResult, limits: RateLimits,
                            row: "_RowState") -> AttemptResult:
@@ -262,6 +311,7 @@ class Pool:
         stats.in_flight += 1
         stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
         result = AttemptResult(sent=self.clock())
+        self._unanswered += 1
         try:
             await self.client.send(body, result)
         except asyncio.CancelledError:
@@ -274,13 +324,58 @@ class Pool:
             raise
         finally:
             stats.in_flight -= 1
+            if result.http_status is None:      # no response head came (its hook counts those that did)
+                self._unanswered -= 1
         log.append(Attempt(status=result.status, sent_s=result.sent - self.t0,
                            duration_s=result.total_s or 0.0, http_status=result.http_status,
                            error_type=result.error_type, error=result.error,
                            retry_after_s=result.retry_after_s))
         if result.ttft_s is not None and result.status == OK:
             stats.recent_ttft_s.append(result.ttft_s)
+        self._observe(result)
         return result
+
+    # --- learned limits and adaptive concurrency ---
+    def _warning(self, message: str) -> None:
+        self.warnings.append(message)
+        if self.warn is not None:
+            self.warn(message)
+
+    def _start_adaptive(self) -> None:
+        adaptive = self.config.adaptive
+        if adaptive is None:
+            return
+        adaptive = dataclasses.replace(adaptive, ceiling=min(adaptive.ceiling, self.config.concurrency))
+        self.controller = ConcurrencyController(adaptive, self.clock())
+        self._gate = Gate(self.controller.limit)
+        self.stats.concurrency_history = [(self.clock() - self.t0, self.controller.limit)]
+
+    def _on_headers(self, headers: Any) -> None:
+        """Every response's head, as it arrives: its rate-limit headers, parsed, to the limits."""
+        self._unanswered = max(0, self._unanswered - 1)
+        if self.limits is None:
+            return
+        fields = {name.lower(): value for name, value in headers.items() if is_ratelimit_header(name.lower())}
+        if fields:
+            info, problems = parse_ratelimit_headers(fields, time.time())
+            self.limits.observe(info, problems, unanswered=self._unanswered)
+
+    def _observe(self, result: AttemptResult) -> None:
+        """One finished attempt: count it, and let the concurrency controller see it."""
+        stats = self.stats
+        stats.attempts += 1
+        stats.rate_limited += result.http_status == 429
+        if self.controller is None or self._gate is None or result.status == CANCELLED:
+            return
+        overloaded = result.status == TIMEOUT or (result.http_status is not None and (
+            result.http_status == 429 or result.http_status >= 500))
+        limit = self.controller.observe(
+            sent=result.sent, now=self.clock(), ttft_s=result.ttft_s if result.status == OK else None,
+            latency_s=result.latency_s if result.status == OK else None, overloaded=overloaded,
+            in_flight=stats.in_flight + 1)
+        if limit != self._gate.limit:
+            self._gate.set_limit(limit)
+            stats.concurrency_history.append((self.clock() - self.t0, limit))
 
     async def _backoff(self, attempt: int, result: AttemptResult, entry: Attempt) -> None:
         cfg = self.config
@@ -296,35 +391,15 @@ class Pool:
 
     def _to_record(self, job: Job, result: AttemptResult, log: list[Attempt], queued_at: float,
                    queue_wait: float) -> Record:
-        prompt = job.prompt
-        record = Record(
-            id=prompt.id, row=prompt.row, status=result.status, error_type=result.error_type,
-            error=result.error, http_status=result.http_status, attempts=len(log), attempt_log=log,
-            request_id=result.request_id, model=result.model, finish_reason=result.finish_reason,
-            text=result.text, tool_calls=result.tool_calls, prompt_tokens=result.prompt_tokens,
-            completion_tokens=result.completion_tokens, queued_at=queued_at, queue_wait_s=queue_wait,
-            sent_s=result.sent - self.t0, ttft_s=result.ttft_s, latency_s=result.latency_s,
-            total_s=result.total_s, itl_s=result.itl_s, output_chunks=result.output_chunks,
-            ttfo_s=result.ttfo_s, reasoning_text=result.reasoning_text, reasoning_tokens=result.reasoning_tokens,
-            other_choices=result.other_choices, endpoint=result.endpoint,
-        )
-        if record.end_s is None and result.total_s is not None:
-            record.end_s = record.sent_s + result.total_s
-        if result.output_chunks and record.completion_tokens is None:
-            # No usage from the server: one token per output chunk, and say it is an estimate.
-            record.completion_tokens = result.output_chunks
-            record.prompt_tokens = record.prompt_tokens or job.prompt_tokens_estimate
-            record.tokens_estimated = True
-        if record.completion_tokens and record.latency_s:
-            record.output_tokens_per_s = record.completion_tokens / record.latency_s
-        return record
+        return to_record(job, result, log, self.t0, queued_at, queue_wait)
 
     def _cancelled(self, job: Job, row: "_RowState", queued_at: float) -> Record:
         """The record of a row the run stopped: its last attempt's figures (the one cut short, or
         the failed one it was backing off from), or none when it was never sent."""
         if row.result is None:
             return Record(id=job.prompt.id, row=job.prompt.row, status=CANCELLED, error_type="Cancelled",
-                          error=_STOPPED, queued_at=queued_at, queue_wait_s=row.queue_wait or 0.0)
+                          error=_STOPPED, queued_at=queued_at, queue_wait_s=row.queue_wait or 0.0,
+                          input=job.prompt.data, request=job.request)
         record = self._to_record(job, row.result, row.log, queued_at, row.queue_wait or 0.0)
         record.status, record.error_type, record.error = CANCELLED, "Cancelled", _STOPPED
         return record
@@ -333,6 +408,7 @@ class Pool:
         self.sink(record)
         stats = self.stats
         stats.done += 1
+        stats.output_tokens += record.completion_tokens or 0
         if record.status == OK:
             stats.ok += 1
         elif record.status == SKIPPED:
@@ -388,9 +464,39 @@ class _RowState:
     result: AttemptResult | None = None
     log: list[Attempt] = field(default_factory=list)
     rounds: list[dict[str, Any]] = field(default_factory=list)
+    parsed: dict[str, Any] | None = None     # --json / --json-schema: the last attempt's parsed answer
 
 
 def _used_tokens(result: AttemptResult, job: Job, charged: int) -> int:
     if result.completion_tokens is None:
         return charged          # no usage from the server: keep what was charged
     return (result.prompt_tokens or job.prompt_tokens_estimate) + result.completion_tokens
+
+
+def to_record(job: Job, result: AttemptResult, log: list[Attempt], t0: float, queued_at: float,
+              queue_wait: float) -> Record:
+    """One row's Record from its final attempt (shared with the sync baseline, so both sides of a
+    bench build records, and estimate tokens, the same way)."""
+    prompt = job.prompt
+    record = Record(
+        id=prompt.id, row=prompt.row, status=result.status, error_type=result.error_type,
+        error=result.error, http_status=result.http_status, attempts=len(log), attempt_log=log,
+        request_id=result.request_id, model=result.model, finish_reason=result.finish_reason,
+        text=result.text, tool_calls=result.tool_calls, prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens, queued_at=queued_at, queue_wait_s=queue_wait,
+        sent_s=result.sent - t0, ttft_s=result.ttft_s, latency_s=result.latency_s,
+        total_s=result.total_s, itl_s=result.itl_s, output_chunks=result.output_chunks,
+        ttfo_s=result.ttfo_s, reasoning_text=result.reasoning_text, reasoning_tokens=result.reasoning_tokens,
+        other_choices=result.other_choices, input=prompt.data, request=job.request, endpoint=result.endpoint,
+    )
+    if record.end_s is None and result.total_s is not None:
+        record.end_s = record.sent_s + result.total_s
+    if result.output_chunks and record.completion_tokens is None:
+        # No usage from the server: one token per output chunk, and say it is an estimate.
+        record.completion_tokens = result.output_chunks
+        record.prompt_tokens = record.prompt_tokens or job.prompt_tokens_estimate
+        record.tokens_estimated = True
+    if record.completion_tokens and record.latency_s:
+        record.output_tokens_per_s = record.completion_tokens / record.latency_s
+    return record
+

@@ -21,6 +21,7 @@ class Prompt:
     messages: list[dict[str, Any]] | None = None
     params: dict[str, Any] = field(default_factory=dict)
     body: dict[str, Any] | None = None
+    data: dict[str, Any] | None = None        # the row's own columns as read, given back in results
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,3 +32,5 @@ class BadRow:
     row: int
     line: int
     reason: str                               # the same text an InputError would show
+    data: dict[str, Any] | None = None        # the row's columns when it could be parsed at all
+    synthetic_id: bool = False                # `id` was made up (the row's own id was missing or taken)

@@ -6,9 +6,11 @@ Every csv / json / pyarrow / decoding failure becomes an InputError naming file 
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -19,6 +21,22 @@ FORMAT_ALIASES = {"csv": "csv", "jsonl": "jsonl", "ndjson": "jsonl", "jsonlines"
                   "json": "jsonl", "parquet": "parquet", "pq": "parquet"}
 _PARQUET_BATCH_ROWS = 1024   # rows decoded at a time: bounded memory, few Python round trips
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+# CSV text is decoded with this handler: an undecodable byte becomes a lone surrogate (as with
+# "surrogateescape") and the counter moves, so rows are only searched for such bytes in a file
+# that has one (a clean file costs nothing).
+_UNDECODABLE = [0]
+_SURROGATE = re.compile("[\udc80-\udcff]")
+
+
+def _mark_undecodable(exc: UnicodeError) -> tuple[str, int]:
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    _UNDECODABLE[0] += 1
+    return "".join(chr(0xDC00 + b) for b in exc.object[exc.start:exc.end]), exc.end
+
+
+codecs.register_error("batchrun-undecodable", _mark_undecodable)
 
 # The stdlib default (128 KiB per field) is smaller than a long-context prompt; we raise it
 # once for the process (never lower it) so a 100k-token document in one cell is readable.
@@ -111,6 +129,16 @@ def _not_utf8(where: Where, raw: bytes, exc: UnicodeDecodeError, offset: int, li
                        line=lineno, hint='re-save the file as UTF-8, e.g. Excel\'s "CSV UTF-8"')
 
 
+def _refuse_utf16(path: Path, where: Where) -> None:
+    try:
+        with open(path, "rb") as f:
+            start = f.read(2)
+    except OSError:
+        return                               # _open_text reports it
+    if start in _UTF16_BOMS:
+        raise where.error("is UTF-16, not UTF-8", line=1, hint="re-save the file as UTF-8")
+
+
 def open_source(path: Path, fmt: str, where: Where) -> "CsvSource | JsonlSource | ParquetSource":
     """An open source for `fmt`; use it as a context manager so the file is always closed."""
     kind = {"csv": CsvSource, "jsonl": JsonlSource, "parquet": ParquetSource}[fmt]
@@ -147,7 +175,9 @@ class CsvSource(_Closing):
         self.path, self.where = path, where
         # utf-8-sig drops a leading BOM (Excel writes one); newline="" is what csv needs for
         # quoted newlines and keeps line_num counting physical lines.
-        self._file = _open_text(path, where, encoding="utf-8-sig", newline="")
+        _refuse_utf16(path, where)
+        self._errors_at_open = _UNDECODABLE[0]
+        self._file = _open_text(path, where, encoding="utf-8-sig", newline="", errors="batchrun-undecodable")
         self._reader = csv.reader(self._file)
         self._records = self._iter_records()
         try:
@@ -167,6 +197,8 @@ class CsvSource(_Closing):
         if dupes:
             raise self.where.error(f"the header repeats column names {', '.join(map(repr, dupes))}",
                                    line=first[0], hint="give every column a unique name")
+        if self._undecodable(header):
+            raise encoding_error(self.path, self.where)
         self._header = header
         self.columns = self.text_columns = named
 
@@ -193,7 +225,21 @@ class CsvSource(_Closing):
         if row < 0:
             raise self.where.error("has a header but no rows", hint="add at least one row under the header")
 
+    def _undecodable(self, fields: list[str]) -> str | None:
+        """The first byte that is not UTF-8 in a record's fields, as 0x.., else None."""
+        if _UNDECODABLE[0] == self._errors_at_open:
+            return None
+        for value in fields:
+            found = _SURROGATE.search(value)
+            if found:
+                return f"0x{ord(found.group()) - 0xDC00:02x}"
+        return None
+
     def _raw(self, row: int, line: int, fields: list[str]) -> RawRow:
+        byte = self._undecodable(fields)
+        if byte is not None:
+            return RawRow(row, line, None, f"is not UTF-8 (byte {byte}; re-save the file as UTF-8, "
+                                           'e.g. Excel\'s "CSV UTF-8")')
         n, want = len(fields), len(self._header)
         if n > want and not any(f.strip() for f in fields[want:]):
             fields, n = fields[:want], want  # trailing empty fields: a spreadsheet's stray commas
@@ -222,7 +268,13 @@ class JsonlSource(_Closing):
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise _not_utf8(self.where, raw, exc, offset, lineno) from None
+                if lineno == 1 and raw.startswith(_UTF16_BOMS):
+                    raise _not_utf8(self.where, raw, exc, offset, lineno) from None
+                # One undecodable line is one bad row: --on-bad-row decides (its rows before were sent).
+                yield RawRow(row, lineno, None, f"is not UTF-8: byte 0x{raw[exc.start]:02x} at byte offset "
+                                                f"{offset + exc.start} (re-save the file as UTF-8)")
+                row, offset = row + 1, offset + len(raw)
+                continue
             offset += len(raw)
             if lineno == 1:
                 text = text.removeprefix("\ufeff")

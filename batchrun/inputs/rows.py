@@ -39,13 +39,16 @@ class InputSpec:
     template: str | None = None              # e.g. "Summarise: {text}"; wins over prompt_column
     system: str | None = None                # system message put first (unless the row has one)
     on_bad_row: Literal["fail", "skip"] = "fail"
+    row_settings: bool = True                # columns named model / max_tokens / ... override the flags
 
 
 def read_prompts(path: str | Path, *, fmt: str | None = None, prompt_column: str | None = None,
                  id_column: str | None = None, template: str | None = None, system: str | None = None,
-                 on_bad_row: Literal["fail", "skip"] = "fail") -> Iterator[Prompt | BadRow]:
+                 on_bad_row: Literal["fail", "skip"] = "fail",
+                 row_settings: bool = True) -> Iterator[Prompt | BadRow]:
     """Check options and path now (InputError), then stream the file as Prompt / BadRow."""
-    return iter_prompts(InputSpec(Path(path), fmt, prompt_column, id_column, template, system, on_bad_row))
+    return iter_prompts(InputSpec(Path(path), fmt, prompt_column, id_column, template, system, on_bad_row,
+                                  row_settings))
 
 
 def iter_prompts(spec: InputSpec) -> Iterator[Prompt | BadRow]:
@@ -64,15 +67,22 @@ def _stream(spec: InputSpec, fmt: str, template: Template | None) -> Iterator[Pr
         builder = _RowBuilder(spec, template, where)
         if source.columns is not None:
             builder.set_columns(source.columns, source.text_columns or [], header=True)
-        for raw in source.rows(builder.needed_columns()):
+        for raw in source.rows():        # every column: results give the whole row back
             try:
                 item: Prompt | BadRow = builder.build(raw)
             except _Bad as bad:
                 if spec.on_bad_row == "fail":
                     raise where.error(bad.message, line=raw.line, column=bad.column, hint=SKIP_HINT) from None
                 reason = str(where.error(bad.message, line=raw.line, column=bad.column))
-                item = BadRow(bad.id if bad.id is not None else builder.fallback_id(raw.row), raw.row, raw.line, reason)
+                item = _bad_row(bad, raw, builder, reason)
             yield item
+
+
+def _bad_row(bad: "_Bad", raw: RawRow, builder: "_RowBuilder", reason: str) -> BadRow:
+    if bad.id is not None:
+        return BadRow(bad.id, raw.row, raw.line, reason, data=raw.data, synthetic_id=bad.synthetic)
+    row_id, synthetic = builder.fallback_id(raw.row)
+    return BadRow(row_id, raw.row, raw.line, reason, data=raw.data, synthetic_id=synthetic)
 
 
 class Template:
@@ -115,8 +125,10 @@ def _parse_template(text: str) -> list[tuple[str, str | None]]:
 class _Bad(Exception):
     """A row that cannot become a Prompt; becomes an InputError or a BadRow."""
 
-    def __init__(self, message: str, column: str | int | None = None, id: str | None = None) -> None:
+    def __init__(self, message: str, column: str | int | None = None, id: str | None = None,
+                 synthetic: bool = False) -> None:
         super().__init__(message)
+        self.synthetic = synthetic
         self.message, self.column, self.id = message, column, id
 
 
@@ -158,14 +170,6 @@ class _RowBuilder:
                 raise self.where.error(f"--template uses {{{name}}} but there is no column {name!r}; "
                                        f"its columns are {have}", hint="fix the --template field names")
 
-    def needed_columns(self) -> list[str] | None:
-        """Columns a row needs (lets Parquet skip the rest); None: all."""
-        if self.layout is None:
-            return None
-        wanted = [self.layout.prompt_column, self.layout.id_column, MESSAGES, *PARAMS]
-        wanted += self.template.fields if self.template else ()
-        return [c for c in wanted if c is not None]
-
     def build(self, raw: RawRow) -> Prompt:
         """The Prompt for one row; raises _Bad naming the column at fault."""
         if raw.data is None:
@@ -178,17 +182,19 @@ class _RowBuilder:
         row_id = self._row_id(raw, data)
         try:
             messages = self._conversation(data)
-            return Prompt(row_id, raw.row, raw.line, messages=messages, params=row_params(data))
+            params = row_params(data) if self.spec.row_settings else {}
+            return Prompt(row_id, raw.row, raw.line, messages=messages, params=params, data=data)
         except _Bad as bad:
             bad.id = row_id
             raise
 
-    def fallback_id(self, row: int) -> str:
-        """The id of a bad row whose own id is missing or unreadable. With ids from the file, the
-        row number could be some other row's id (whose result it would then hide): mark it."""
+    def fallback_id(self, row: int) -> tuple[str, bool]:
+        """(id, made up?) of a bad row whose own id is missing or unreadable. With ids from the file,
+        the row number could be some other row's id: the made-up id is flagged, and the flag (not
+        the text) keeps it apart from real ids in records.jsonl."""
         if self.layout is None or self.layout.id_column is None:
-            return str(row)
-        return f"#row-{row}"
+            return str(row), False
+        return f"#row-{row}", True
 
     def _row_id(self, raw: RawRow, data: dict[str, Any]) -> str:
         column = self.layout.id_column if self.layout else None
@@ -206,7 +212,7 @@ class _RowBuilder:
             # The skipped duplicate gets an id of its own: under the same id its record would
             # supersede the first row's in records.jsonl and hide that row's result.
             raise _Bad(f"duplicate id {row_id!r}: ids must be unique", column,
-                       id=f"{row_id}#duplicate-row-{row}")
+                       id=f"{row_id}#duplicate-row-{row}", synthetic=True)
         self._seen.add(row_id)
         return row_id
 
@@ -240,7 +246,7 @@ class _RowBuilder:
             raise _Bad("custom_id must be a non-empty string", "custom_id")
         row_id = self._claim(custom_id, "custom_id", raw.row)
         try:
-            return Prompt(row_id, raw.row, raw.line, body=_batch_body(data))
+            return Prompt(row_id, raw.row, raw.line, body=_batch_body(data), data=data)
         except _Bad as bad:
             bad.id = row_id
             raise

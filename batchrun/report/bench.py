@@ -3,15 +3,19 @@ and the console table printed at the end of `batchrun bench`."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, Iterable, Mapping, Sequence
 
-from batchrun.report import plots
+from batchrun.analysis import stats
 from batchrun.analysis.metrics import (
-    BenchPoint, in_flight_timeline, mean_ci95, plateau_concurrency, recommend_concurrency, summarize,
+    BenchPoint, in_flight_timeline, plateau_concurrency, recommend, summarize, wall_time,
 )
+from batchrun.report import plots
 from batchrun.store.records import OK
 from batchrun.report.format import config_table, fmt_num, fmt_pct, fmt_s, slo_text
 from batchrun.report.html import Document, Image, Section, Table, Text
+
+FEW_REQUESTS = 30       # a level with fewer measured requests is marked in every table
 
 
 # ---------------------------------------------------------------- bench analysis
@@ -32,9 +36,12 @@ def run_summary(run: Mapping[str, Any], slo: Mapping[str, float] | None = None) 
 def _row(run: Mapping[str, Any], s: Mapping[str, Any], sync_rps: float | None) -> dict[str, Any]:
     rps, conc = s["throughput"]["requests_per_s"], run.get("concurrency")
     speedup = rps / sync_rps if rps is not None and sync_rps else None
+    n = s["counts"]["attempted"]
     return {"name": run["name"], "mode": run["mode"], "concurrency": conc, "repeat": run.get("repeat", 0),
+            "n": n, "planned": run.get("planned") or None, "few": n < FEW_REQUESTS,
             "wall_time_s": s["wall_time_s"], "requests_per_s": rps,
             "output_tokens_per_s": s["throughput"]["output_tokens_per_s"],
+            "goodput_per_s": (s.get("goodput") or {}).get("requests_per_s"),
             "speedup": speedup, "efficiency": speedup / conc if speedup is not None and conc else None,
             "latency_p50_s": s["latency_s"]["p50"], "latency_p99_s": s["latency_s"]["p99"],
             "ttft_p50_s": s["ttft_s"]["p50"], "ttft_p99_s": s["ttft_s"]["p99"],
@@ -42,60 +49,139 @@ def _row(run: Mapping[str, Any], s: Mapping[str, Any], sync_rps: float | None) -
             "client_saturated": bool(s["loop_lag"] and s["loop_lag"]["client_saturated"])}
 
 
-def _groups(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Repeats of one (mode, concurrency) pooled: means and 95% CIs over the repeats."""
-    keyed: dict[tuple[str, Any], list[dict[str, Any]]] = {}
-    for row in rows:
-        keyed.setdefault((row["mode"], row["concurrency"]), []).append(row)
+def _wall(run: Mapping[str, Any]) -> float:
+    """A run's wall time: as measured, else first send to last byte of its records."""
+    return run.get("wall_time_s") or wall_time(run.get("records") or []) or 0.0
+
+
+def _throughput_ci(runs: list[Mapping[str, Any]]) -> tuple[float | None, float | None]:
+    """95% interval of pooled throughput: ok / sum(total_s) x L, with L = the measured mean in flight
+    (Little's law), requests resampled; open-loop runs: a Poisson count over the run time."""
+    records = [r for run in runs for r in run.get("records") or []
+               if r.sent_s is not None and r.total_s is not None]
+    wall = sum(map(_wall, runs))
+    if len(records) < 2 or not wall:
+        return None, None
+    ok = [1.0 if r.status == OK else 0.0 for r in records]
+    if any(run["mode"] == "rate" for run in runs):
+        k = sum(ok)
+        if not k:
+            return None, None
+        half = stats.z() * math.sqrt(k)
+        return max(0.0, k - half) / wall, (k + half) / wall
+    total = [r.total_s for r in records]
+    in_flight = math.fsum(total) / wall
+    iv = stats.bootstrap_ci([ok, total], lambda c: in_flight * c[0].sum(axis=-1) / c[1].sum(axis=-1))
+    return (iv.low, iv.high) if iv else (None, None)
+
+
+def _percentile_ci(values: list[float], q: float) -> tuple[float | None, float | None]:
+    ci = stats.quantile_ci(sorted(values), q)
+    return ci if ci is not None else (None, None)
+
+
+def _pooled(runs: list[Mapping[str, Any]], slo: Mapping[str, float] | None) -> dict[str, Any]:
+    """A level's repeats pooled: every request counts once; percentiles with order-statistic CIs."""
+    records = [r for run in runs for r in run.get("records") or []]
+    wall = sum(map(_wall, runs))
+    s = summarize(records, wall_time_s=wall or None, slo=slo)
+    out: dict[str, Any] = {"n": s["counts"]["attempted"], "requests_per_s": s["throughput"]["requests_per_s"],
+                           "goodput_per_s": (s.get("goodput") or {}).get("requests_per_s")}
+    out["requests_per_s_ci_low"], out["requests_per_s_ci_high"] = _throughput_ci(runs)
+    ok = [r for r in records if r.status == OK]
+    for key, attr in (("latency", "latency_s"), ("ttft", "ttft_s")):
+        values = [getattr(r, attr) for r in ok if getattr(r, attr) is not None]
+        for q in (50, 99):
+            name = f"{key}_p{q}_s"
+            out[name] = s[attr][f"p{q}"]
+            out[name + "_ci_low"], out[name + "_ci_high"] = _percentile_ci(values, q)
+    return out
+
+
+def _groups(runs: list[Mapping[str, Any]], rows: list[dict[str, Any]],
+            slo: Mapping[str, float] | None) -> list[dict[str, Any]]:
+    """Repeats of one (mode, concurrency) pooled over their requests, with 95% intervals."""
+    keyed: dict[tuple[str, Any], list[int]] = {}
+    for i, row in enumerate(rows):
+        keyed.setdefault((row["mode"], row["concurrency"] if row["mode"] != "rate" else runs[i].get("rate")),
+                         []).append(i)
     groups = []
-    for (mode, conc), members in keyed.items():
-        group: dict[str, Any] = {"mode": mode, "concurrency": conc, "repeats": len(members)}
-        for key in ("requests_per_s", "latency_p99_s", "ttft_p99_s"):
-            values = [m[key] for m in members if m[key] is not None]
-            group[key], group[key + "_ci_low"], group[key + "_ci_high"] = mean_ci95(values)
-        for key in ("latency_p50_s", "ttft_p50_s", "speedup", "efficiency"):
-            group[key] = _mean(m[key] for m in members)
+    for (mode, level), members in keyed.items():
+        group: dict[str, Any] = {"mode": mode, "concurrency": rows[members[0]]["concurrency"],
+                                 "rate": runs[members[0]].get("rate"), "repeats": len(members)}
+        if any(runs[i].get("records") for i in members):
+            group.update(_pooled([runs[i] for i in members], slo))
+        else:   # summaries only: means over the repeats, no intervals
+            for key in ("requests_per_s", "latency_p50_s", "latency_p99_s", "ttft_p50_s", "ttft_p99_s",
+                        "goodput_per_s"):
+                group[key] = _mean(rows[i][key] for i in members)
+            group["n"] = sum(rows[i]["n"] for i in members)
+        group["few"] = group["n"] < FEW_REQUESTS
+        for key in ("speedup", "efficiency"):
+            group[key] = _mean(rows[i][key] for i in members)
         groups.append(group)
     return groups
 
 
 def bench_analysis(bench: Mapping[str, Any], slo: Mapping[str, float] | None = None) -> dict[str, Any]:
-    """Per-run rows, per-level groups (with CIs), the recommended and plateau concurrency."""
+    """Per-run rows, per-level groups (pooled, with CIs), the recommended and plateau concurrency."""
     slo = slo if slo is not None else bench.get("slo")
     runs = bench["runs"]
     summaries = [run_summary(run, slo) for run in runs]
     sync_rps = _mean(s["throughput"]["requests_per_s"] for run, s in zip(runs, summaries) if run["mode"] == "sync")
     rows = [_row(run, s, sync_rps) for run, s in zip(runs, summaries)]
-    groups = _groups(rows)
+    groups = _groups(runs, rows, slo)
     curve = sorted((g for g in groups if g["mode"] == "async" and g["concurrency"]), key=lambda g: g["concurrency"])
-    points = [BenchPoint(g["concurrency"], g["requests_per_s"], g["latency_p99_s"], g["ttft_p99_s"]) for g in curve]
+    points = [BenchPoint(g["concurrency"], g["requests_per_s"], g["latency_p99_s"], g["ttft_p99_s"],
+                         g.get("requests_per_s_ci_low"), g.get("requests_per_s_ci_high")) for g in curve]
     c1 = next((g["requests_per_s"] for g in curve if g["concurrency"] == 1), None)
+    choice, reasons = recommend(points, slo)
     return {"rows": rows, "groups": groups, "sync_requests_per_s": sync_rps,
             "ideal_base_requests_per_s": c1 if c1 is not None else sync_rps, "slo": slo,
-            "recommended_concurrency": recommend_concurrency(points, slo),
+            "recommended_concurrency": choice, "recommendation_reasons": {str(k): v for k, v in reasons.items()},
             "plateau_concurrency": plateau_concurrency(points)}
 
 
 # ---------------------------------------------------------------- bench document
 
+def _n(item: Mapping[str, Any]) -> str:
+    """The sample size, marked when it is too small for its figures."""
+    text = str(item["n"])
+    if item.get("planned") and item["planned"] != item["n"]:
+        text += f" of {item['planned']}"
+    return text + " (<30)" if item["few"] else text
+
+
 def _bench_rows(analysis: Mapping[str, Any]) -> Table:
-    head = ["run", "mode", "c", "wall", "req/s", "speedup", "efficiency", "p50 lat", "p99 lat",
+    head = ["run", "mode", "c", "n", "wall", "req/s", "speedup", "efficiency", "p50 lat", "p99 lat",
             "p50 TTFT", "p99 TTFT", "errors"]
-    return Table(head, [[r["name"], r["mode"], str(r["concurrency"]), fmt_s(r["wall_time_s"]),
-                         fmt_num(r["requests_per_s"]), fmt_num(r["speedup"], 2, "x"), fmt_pct(r["efficiency"]),
-                         fmt_s(r["latency_p50_s"]), fmt_s(r["latency_p99_s"]), fmt_s(r["ttft_p50_s"]),
-                         fmt_s(r["ttft_p99_s"]), str(r["errors"])] for r in analysis["rows"]])
+    goodput = analysis.get("slo") is not None
+    if goodput:
+        head.insert(6, "goodput/s")
+    rows = []
+    for r in analysis["rows"]:
+        row = [r["name"], r["mode"], str(r["concurrency"]), _n(r), fmt_s(r["wall_time_s"]),
+               fmt_num(r["requests_per_s"]), fmt_num(r["speedup"], 2, "x"), fmt_pct(r["efficiency"]),
+               fmt_s(r["latency_p50_s"]), fmt_s(r["latency_p99_s"]), fmt_s(r["ttft_p50_s"]),
+               fmt_s(r["ttft_p99_s"]), str(r["errors"])]
+        if goodput:
+            row.insert(6, fmt_num(r.get("goodput_per_s")))
+        rows.append(row)
+    return Table(head, rows)
 
 
 def _ci(mean: float | None, low: float | None, high: float | None, fmt: Any) -> str:
     return fmt(mean) if low is None else f"{fmt(mean)} [{fmt(low)}, {fmt(high)}]"
 
 
-def _repeat_rows(analysis: Mapping[str, Any]) -> Table:
-    return Table(["mode", "c", "repeats", "req/s mean [95% CI]", "p99 latency mean [95% CI]"],
-                 [[g["mode"], str(g["concurrency"]), str(g["repeats"]),
-                   _ci(g["requests_per_s"], g["requests_per_s_ci_low"], g["requests_per_s_ci_high"], fmt_num),
-                   _ci(g["latency_p99_s"], g["latency_p99_s_ci_low"], g["latency_p99_s_ci_high"], fmt_s)]
+def _level_rows(analysis: Mapping[str, Any]) -> Table:
+    def ci(g: Mapping[str, Any], key: str, fmt: Any) -> str:
+        return _ci(g.get(key), g.get(key + "_ci_low"), g.get(key + "_ci_high"), fmt)
+    return Table(["mode", "c", "repeats", "n", "req/s [95% CI]", "p50 latency [95% CI]", "p99 latency [95% CI]",
+                  "p50 TTFT [95% CI]", "p99 TTFT [95% CI]"],
+                 [[g["mode"], str(g["concurrency"] if g["mode"] != "rate" else f"rate {g['rate']:g}"),
+                   str(g["repeats"]), _n(g), ci(g, "requests_per_s", fmt_num), ci(g, "latency_p50_s", fmt_s),
+                   ci(g, "latency_p99_s", fmt_s), ci(g, "ttft_p50_s", fmt_s), ci(g, "ttft_p99_s", fmt_s)]
                   for g in analysis["groups"]])
 
 
@@ -103,10 +189,19 @@ def _recommendation(analysis: Mapping[str, Any]) -> list[Text]:
     rule = (f"within the SLO {slo_text(analysis['slo'])}" if analysis["slo"]
             else "with p99 latency and p99 TTFT within 2x their values at the lowest concurrency")
     rec, plateau = analysis["recommended_concurrency"], analysis["plateau_concurrency"]
-    return [Text(f"Recommended concurrency: {rec}, the highest-throughput level {rule}." if rec is not None
-                 else f"No concurrency level had throughput {rule}."),
-            Text(f"Throughput stops growing after concurrency {plateau} (doubling it adds less than 10%)."
-                 if plateau is not None else "Throughput was still growing at the highest concurrency measured.")]
+    lines = [Text(f"Recommended concurrency: {rec}, the smallest level {rule} whose throughput is within "
+                  "noise of the best (its 95% interval reaches the best level's)." if rec is not None
+                  else f"No concurrency level had throughput {rule}.")]
+    for level, why in sorted((analysis.get("recommendation_reasons") or {}).items(), key=lambda kv: int(kv[0])):
+        lines.append(Text(f"  c={level}: {why}"))
+    if rec is not None and analysis["slo"]:
+        group = next((g for g in analysis["groups"] if g["mode"] == "async" and g["concurrency"] == rec), None)
+        if group is not None and group.get("goodput_per_s") is not None:
+            lines.append(Text(f"Goodput at concurrency {rec}: {fmt_num(group['goodput_per_s'])} req/s "
+                              f"meet the SLO {slo_text(analysis['slo'])}."))
+    lines.append(Text(f"Throughput stops growing after concurrency {plateau} (doubling it adds less than 10%)."
+                      if plateau is not None else "Throughput was still growing at the highest concurrency measured."))
+    return lines
 
 
 def _bench_plots(analysis: Mapping[str, Any], runs: Sequence[Mapping[str, Any]]) -> list[Image]:
@@ -134,15 +229,21 @@ def _bench_plots(analysis: Mapping[str, Any], runs: Sequence[Mapping[str, Any]])
 
 def bench_document(analysis: Mapping[str, Any], bench: Mapping[str, Any],
                    config: Mapping[str, Any] | None = None) -> Document:
-    """The bench report as blocks: per-run table, repeats with CIs, recommendation, plots."""
+    """The bench report as blocks: per-run table, levels with CIs, recommendation, plots."""
     warnings = [Text(f"{r['name']}: client saturated, its latency includes client-side queueing", warning=True)
                 for r in analysis["rows"] if r["client_saturated"]]
-    legend = Text("speedup = req/s over the sync baseline's; efficiency = speedup / concurrency")
+    few = [r["name"] for r in analysis["rows"] if r["few"]]
+    if few:
+        warnings.append(Text(f"{', '.join(few)}: fewer than {FEW_REQUESTS} measured requests; their percentiles "
+                             "and rates are too noisy to compare (marked <30)", warning=True))
+    legend = Text("n = measured requests; speedup = req/s over the sync baseline's; efficiency = speedup / concurrency")
     sections = [Section("Runs", [*warnings, _bench_rows(analysis), legend]),
+                Section("Levels (repeats pooled; 95% intervals)", [_level_rows(analysis), Text(
+                    "Percentile intervals are distribution-free order-statistic intervals over the pooled "
+                    "requests (none below the sample size they need: 6 for p50, 368 for p99); the req/s "
+                    "interval is a bootstrap of the requests (Little's law, the mean in flight held).")]),
                 Section("Recommendation", _recommendation(analysis)),
                 Section("Plots", _bench_plots(analysis, bench["runs"]))]
-    if any(g["repeats"] > 1 for g in analysis["groups"]):
-        sections.insert(1, Section("Repeats (95% CI, Student's t)", [_repeat_rows(analysis)]))
     if config:
         sections.append(Section("Configuration", [config_table(config)]))
     return Document("batchrun bench report", sections)

@@ -9,6 +9,7 @@ model, the prompts file or an error message: the HTML renderer escapes all of it
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import dataclass, field
 from typing import Union
 
@@ -56,7 +57,7 @@ table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}
 th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:left;vertical-align:top}
 th{background:#f4f4f4}td{font-variant-numeric:tabular-nums;white-space:pre-wrap;word-break:break-word}
 .warning{background:#fff4e5;border-left:4px solid #f0a020;padding:.4rem .8rem}
-img{max-width:100%;height:auto;display:block;margin:.5rem 0}
+img{width:100%;max-width:100%;height:auto;display:block;margin:.5rem 0}
 """
 
 
@@ -93,10 +94,16 @@ def render_html(doc: Document) -> str:
 
 # ---------------------------------------------------------------- Markdown
 
+# A '<' that cannot open a tag (not followed by a letter, '/', '!' or '?') is plain text to every
+# HTML parser, so `<=` and `(<30)` stay readable.
+_HARMLESS_LT = re.compile(r"&lt;(?![A-Za-z/!?])")
+
+
 def _md_cell(text: object) -> str:
     # Many Markdown viewers pass raw HTML through, so model output is HTML-escaped here too;
     # pipes and newlines would break the table row.
-    return html.escape(str(text), quote=False).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+    escaped = _HARMLESS_LT.sub("<", html.escape(str(text), quote=False))
+    return escaped.replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
 
 def _md_block(block: Block) -> str:

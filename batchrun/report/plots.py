@@ -14,6 +14,7 @@ from typing import Mapping, Sequence
 from matplotlib.figure import Figure
 
 _SIZE = (6.4, 3.4)  # inches; at 100 dpi a figure is ~30-60 kB, so a report stays small
+_WIDE = (10.0, 4.0)  # the per-concurrency plots: shown full width, readable at 8+ levels
 _MAX_LEGEND = 12    # past this many series a legend hides the plot
 
 
@@ -23,8 +24,8 @@ def _png(fig: Figure) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _new(title: str, xlabel: str, ylabel: str) -> tuple[Figure, object]:
-    fig = Figure(figsize=_SIZE)
+def _new(title: str, xlabel: str, ylabel: str, size: tuple[float, float] = _SIZE) -> tuple[Figure, object]:
+    fig = Figure(figsize=size)
     ax = fig.add_subplot()
     ax.set_title(title)
     ax.set_xlabel(xlabel)
@@ -80,7 +81,7 @@ def throughput_vs_concurrency(concurrency: Sequence[int], throughput: Sequence[f
                               ideal_base: float | None,
                               ci: Sequence[tuple[float | None, float | None]] | None = None) -> str:
     """Measured requests/s per concurrency, the ideal linear line c x ideal_base, optional 95% CIs."""
-    fig, ax = _new("Throughput vs concurrency", "concurrency", "requests / s")
+    fig, ax = _new("Throughput vs concurrency", "concurrency (log 2)", "requests / s", _WIDE)
     pts = [(c, t) for c, t in zip(concurrency, throughput) if t is not None]
     drawn = 0
     if pts:
@@ -101,7 +102,7 @@ def throughput_vs_concurrency(concurrency: Sequence[int], throughput: Sequence[f
 def percentiles_vs_concurrency(concurrency: Sequence[int],
                                lines: Mapping[str, Sequence[float | None]], *, title: str) -> str:
     """Several per-concurrency figures (e.g. p50/p99 latency and TTFT) in seconds."""
-    fig, ax = _new(title, "concurrency", "seconds")
+    fig, ax = _new(title, "concurrency (log 2)", "seconds", _WIDE)
     drawn = 0
     for name, values in lines.items():
         pts = [(c, v) for c, v in zip(concurrency, values) if v is not None]

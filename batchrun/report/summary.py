@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from batchrun.report import plots
+from batchrun.report import limits, plots
 from batchrun.errors import ConfigError, OutputError
-from batchrun.analysis.metrics import in_flight_timeline, summarize, summary_warnings
-from batchrun.store.records import OK, Record, latest_by_id
+from batchrun.analysis.metrics import in_flight_timeline, session_of, summarize, summary_warnings
+from batchrun.store.records import OK, Record
 from batchrun.report.format import config_table, fmt_num, fmt_pct, fmt_s, slo_text
 from batchrun.report.html import Document, Image, Section, Table, Text, render_html, render_markdown
 
@@ -33,7 +33,9 @@ def format_summary_table(summary: Mapping[str, Any]) -> str:
     """The ~10 lines printed at the end of a run."""
     c = summary["counts"]
     lines = [f"requests    {c['total']} total: {c['ok']} ok, {c['error']} error, {c['timeout']} timeout, "
-             f"{c['cancelled']} cancelled, {c['skipped']} skipped  (success {fmt_pct(summary['success_rate'])})"]
+             f"{c['cancelled']} cancelled, {c['skipped']} skipped"
+             + (f", {c['invalid_output']} invalid output" if c.get("invalid_output") else "")
+             + f"  (success {fmt_pct(summary['success_rate'])})"]
     timed = [(label, summary[key]) for label, key in (("latency", "latency_s"), ("TTFT", "ttft_s"),
                                                       ("TPOT", "tpot_s"), ("ITL", "itl_s")) if summary[key]["count"]]
     if timed:
@@ -47,19 +49,56 @@ def format_summary_table(summary: Mapping[str, Any]) -> str:
         g = summary["goodput"]
         lines.append(f"goodput     {fmt_num(g['requests_per_s'])} req/s ({g['requests']} requests within "
                      f"{slo_text(g['slo'])})")
+    lines += limits.console_lines(summary)
     lines += [f"warning: {w}" for w in summary["warnings"]]
+    lines += [f"{label:12}{text}" for label, text in _run_facts(summary)]
     return "\n".join(lines)
+
+
+def _run_facts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(label, text) lines on how the run ended and what it cost, when there is something to say."""
+    from batchrun.analysis.cost import format_usd
+
+    out = []
+    note = interruption_note(summary)
+    if note:
+        out.append(("stopped", note))
+    cost = summary.get("cost")
+    if cost:
+        unpriced = f"; {cost['records_without_usage']} sent without usage, not counted" if cost["records_without_usage"] else ""
+        out.append(("cost", f"{format_usd(cost['usd'])} for {cost['prompt_tokens']} prompt + "
+                            f"{cost['completion_tokens']} output tokens of {cost['records_with_usage']} requests "
+                            f"({cost['price']['source']}){unpriced}"))
+    return out
+
+
+def interruption_note(summary: Mapping[str, Any]) -> str | None:
+    """'interrupted: 40 sent, 3 cancelled in flight, 5 never sent' for a run that did not finish."""
+    run, c = summary.get("run") or {}, summary["counts"]
+    if not (run.get("interrupted") or run.get("aborted") or run.get("refused")):
+        return None
+    why = ("interrupted (Ctrl-C / SIGTERM)" if run.get("interrupted") else
+           f"stopped early: {run['aborted']}" if run.get("aborted") else
+           f"the endpoint refused the run: {run['refused']}")
+    never = c.get("never_sent", 0)
+    text = (f"{why}: {c.get('sent', 0)} sent, {c['cancelled'] - never} cancelled in flight, {never} never sent; "
+            "the success rate counts finished requests only")
+    if run.get("unread") is not None:
+        text += f"; {run['unread']} rows were never read"
+    return text
 
 
 # ---------------------------------------------------------------- single-run document
 
-_TIMINGS = (("latency", "latency_s"), ("TTFT", "ttft_s"), ("total time", "total_s"),
+_TIMINGS = (("latency", "latency_s"), ("TTFT", "ttft_s"), ("E2EL (end of stream)", "e2el_s"), ("total time", "total_s"),
             ("ITL", "itl_s"), ("TPOT", "tpot_s"), ("queue wait", "queue_wait_s"))
 
 
 def _headline(summary: Mapping[str, Any]) -> Table:
     c, t, f = summary["counts"], summary["throughput"], summary["in_flight"]
-    rows = [["requests", f"{c['total']} ({c['ok']} ok, {c['attempted'] - c['ok']} failed, {c['skipped']} skipped)"],
+    failed = c.get("finished", c["attempted"]) - c["ok"]
+    rows = [["requests", f"{c['total']} ({c['ok']} ok, {failed} failed, {c['cancelled']} cancelled, "
+                         f"{c['skipped']} skipped)"],
             ["success rate", fmt_pct(summary["success_rate"])],
             ["wall time", f"{fmt_s(summary['wall_time_s'])} ({summary['wall_time_source']})"],
             ["requests / s", fmt_num(t["requests_per_s"])],
@@ -70,6 +109,7 @@ def _headline(summary: Mapping[str, Any]) -> Table:
         g = summary["goodput"]
         within = f"{g['requests']} within {slo_text(g['slo'])}"
         rows.append(["goodput", f"{fmt_num(g['requests_per_s'])} req/s ({within})"])
+    rows += [[label, text] for label, text in _run_facts(summary)]
     return Table(["figure", "value"], rows)
 
 
@@ -83,8 +123,15 @@ def _with_ttfo(summary: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
 
 def _timings(summary: Mapping[str, Any]) -> Table:
     rows = []
-    for label, key in _with_ttfo(summary):
-        d = summary[key]
+    sched = summary.get("schedule") or {}
+    timings = [*_with_ttfo(summary), *((label, key) for label, key in (("send lag (open loop)", "send_lag_s"),
+                                                                        ("TTFT from planned send", "ttft_s"),
+                                                                        ("latency from planned send", "latency_s"))
+                                       if sched)]
+    for label, key in timings:
+        d = (sched if label.endswith(("(open loop)", "planned send")) else summary).get(key)
+        if d is None:
+            continue
         rows.append([label, str(d["count"])] + [fmt_s(d[k]) for k in ("mean", "p50", "p90", "p95", "p99", "max")])
     return Table(["figure", "n", "mean", "p50", "p90", "p95", "p99", "max"], rows)
 
@@ -117,8 +164,16 @@ def _run_plots(records: Sequence[Record]) -> list[Image]:
             Image(plots.histogram(latency, title="Latency", xlabel="seconds"), "latency histogram"),
             Image(plots.cdf({"TTFT": ttft, "latency": latency}, title="CDF", xlabel="seconds"),
                   "TTFT and latency CDF"),
-            Image(plots.timeline({"run": in_flight_timeline(records)}, title="Requests in flight"),
+            Image(plots.timeline(_session_timelines(records), title="Requests in flight"),
                   "in-flight timeline")]
+
+
+def _session_timelines(records: Sequence[Record]) -> dict[str, list[tuple[float, int]]]:
+    """One in-flight line per session: a resumed run's sessions each start at 0."""
+    sessions = sorted({session_of(r) for r in records})
+    if len(sessions) <= 1:
+        return {"run": in_flight_timeline(records)}
+    return {f"session {n}": in_flight_timeline([r for r in records if session_of(r) == n]) for n in sessions}
 
 
 def _warnings(summary: Mapping[str, Any]) -> list[Text]:
@@ -151,13 +206,17 @@ def _tools_section(tools: Mapping[str, Any]) -> Section | None:
 def run_document(summary: Mapping[str, Any], records: Sequence[Record],
                  config: Mapping[str, Any] | None = None) -> Document:
     """The single-run report as blocks (rendered to both Markdown and HTML)."""
-    sections = [Section("Headline", [*_warnings(summary), _headline(summary)]),
+    note = interruption_note(summary)
+    stopped = [Text(f"This run did not finish: {note}.", warning=True)] if note else []
+    sections = [Section("Headline", [*stopped, *_warnings(summary), _headline(summary)]),
                 Section("Outcomes", [_counts_table("status", {k: v for k, v in summary["counts"].items()
-                                                              if k not in ("total", "attempted") and v}),
+                                                              if k not in ("total", "attempted", "sent", "finished")
+                                                              and v}),
                                      _counts_table("error type", summary["by_error_type"]),
                                      _counts_table("finish reason", summary["by_finish_reason"])]),
                 Section("Timings (ok requests; queue wait: all sent)", [_timings(summary)])]
-    sections += [s for s in (_lag_section(summary.get("loop_lag")), _tools_section(summary["tool_calls"])) if s]
+    sections += [s for s in (_lag_section(summary.get("loop_lag")), _tools_section(summary["tool_calls"]),
+                             limits.limits_section(summary, records)) if s]
     from batchrun.report.workloads import workload_doc
     sections += workload_doc(summary)
     sections.append(Section("Plots", _run_plots(records) or [Text("no successful request to plot")]))
@@ -204,7 +263,8 @@ def endpoint_banner(endpoint: Mapping[str, Any] | None) -> Section | None:
 def write_reports(run_dir: Path | str, summary: Mapping[str, Any] | None, records: Sequence[Record], *,
                   bench: Mapping[str, Any] | None = None,
                   config: Mapping[str, Any] | None = None,
-                  endpoint: Mapping[str, Any] | None = None) -> dict[str, Path]:
+                  endpoint: Mapping[str, Any] | None = None,
+                  extra: Mapping[str, Any] | None = None) -> dict[str, Path]:
     """Write summary.json, report.md and report.html into run_dir; return their paths by name.
 
     For a bench pass `bench` ({"runs": [...], "slo": ...}, see docs/metrics.md); `summary` and
@@ -212,11 +272,12 @@ def write_reports(run_dir: Path | str, summary: Mapping[str, Any] | None, record
     written to runs/<name>/summary.json so `batchrun compare` can take one run of a bench.
     `config` must not hold secrets: it is written as given. `endpoint` ({"kind": "builtin" |
     "remote", "base_url": redacted URL or None, "model": ...}) says which endpoint answered; a
-    simulated one gets a banner in both reports.
+    simulated one gets a banner in both reports. Every summary.json also names the batchrun
+    version and the input file's identity (`extra` may give it, and more top-level keys).
     """
     run_dir = Path(run_dir)
     doc: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "kind": "bench" if bench else "run",
-                           "summary": summary, "config": config, "endpoint": endpoint}
+                           "summary": summary, "config": config, "endpoint": endpoint, **_identity(config, extra)}
     if bench:
         from batchrun.report.bench import bench_analysis, bench_document, run_summary
 
@@ -224,7 +285,8 @@ def write_reports(run_dir: Path | str, summary: Mapping[str, Any] | None, record
         doc["bench"] = analysis
         for run in bench["runs"]:
             run_doc = {"schema_version": SCHEMA_VERSION, "kind": "run", "run": _run_meta(run),
-                       "summary": run_summary(run, analysis["slo"]), "config": config, "endpoint": endpoint}
+                       "summary": run_summary(run, analysis["slo"]), "config": config,
+                       **{k: v for k, v in doc.items() if k not in ("schema_version", "kind", "summary", "config")}}
             _write_text(run_dir / "runs" / _checked_name(run["name"]) / "summary.json", _json(run_doc))
         document = bench_document(analysis, bench, config)
     else:
@@ -239,6 +301,17 @@ def write_reports(run_dir: Path | str, summary: Mapping[str, Any] | None, record
     _write_text(paths["markdown"], render_markdown(document))
     _write_text(paths["html"], render_html(document))
     return paths
+
+
+def _identity(config: Mapping[str, Any] | None, extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    from batchrun import __version__
+    from batchrun.store.fingerprint import input_identity
+
+    out: dict[str, Any] = {"batchrun_version": __version__}
+    out.update(extra or {})
+    if "input" not in out and config and config.get("input"):
+        out["input"] = input_identity(config["input"])
+    return out
 
 
 def write_bench_manifest(run_dir: Path | str, runs: Iterable[Mapping[str, Any]], *,
@@ -270,7 +343,9 @@ def _read_json(path: Path) -> Any:
 
 
 def _records(path: Path) -> list[Record]:
-    return sorted(latest_by_id(path).values(), key=lambda r: r.row)
+    from batchrun.store.outputs import iter_latest   # latest per id, a fixed bad row's ghost dropped
+
+    return list(iter_latest(path))
 
 
 @dataclass(slots=True)
@@ -296,6 +371,10 @@ def load_run(run_dir: Path | str) -> LoadedRun:
     if old.get("loop_lag"):  # raw lag samples are not stored for a single run; keep their statistics
         summary["loop_lag"] = old["loop_lag"]
         summary["warnings"] = summary_warnings(summary)
+    for key in ("run", "cost"):       # how the run ended and its price are not in the records
+        if old.get(key) is not None:
+            summary[key] = old[key]
+    limits.add_findings(summary, old)   # what the pool learned is not in the records: keep it
     from batchrun.report.workloads import workload_sections
     summary.update(workload_sections(run_dir, stored.get("config") or {}, records, summary["wall_time_s"]))
     return LoadedRun(records, summary, stored.get("config"), stored.get("endpoint"))
@@ -320,12 +399,14 @@ def load_bench(run_dir: Path | str) -> dict[str, Any]:
 def rebuild_reports(run_dir: Path | str) -> dict[str, Path]:
     """`batchrun report RUN_DIR`: rebuild every report of a run or a bench from its files."""
     run_dir = Path(run_dir)
+    stored = _read_json(run_dir / "summary.json") if (run_dir / "summary.json").exists() else {}
+    # What was measured, and with which batchrun, stays as it was written.
+    kept = {k: stored[k] for k in ("batchrun_version", "input", "builtin_endpoint", "interrupted") if k in stored}
     if (run_dir / "bench.json").exists():
         bench = load_bench(run_dir)
-        stored = _read_json(run_dir / "summary.json") if (run_dir / "summary.json").exists() else {}
         return write_reports(run_dir, stored.get("summary"), [], bench=bench, config=bench["config"],
-                             endpoint=stored.get("endpoint"))
+                             endpoint=stored.get("endpoint"), extra=kept)
     run = load_run(run_dir)
     from batchrun.report.workloads import write_extras
-    return {**write_reports(run_dir, run.summary, run.records, config=run.config, endpoint=run.endpoint),
+    return {**write_reports(run_dir, run.summary, run.records, config=run.config, endpoint=run.endpoint, extra=kept),
             **write_extras(run_dir, run.summary)}

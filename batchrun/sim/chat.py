@@ -13,6 +13,7 @@ from batchrun.sim.planner import Plan, plan_request, request_directives, token_c
 from batchrun.sim.params import check_params, check_sampling
 from batchrun.sim.prefix_cache import apply_cache, chat_prefix_text
 from batchrun.sim.sampling import chat_logprob_entry, plan_logprobs
+from batchrun.sim.structured import check_response_format, escape
 from batchrun.sim.validate import parse_body, validate_chat
 from batchrun.sim.wire import (
     DONE,
@@ -54,6 +55,7 @@ def _admit(server: Host, req: Request) -> tuple[dict[str, Any], Plan]:
     check_params(body, "chat", cfg.strict)
     validate_chat(body)
     check_sampling(body, "chat")
+    check_response_format(body)
     if cfg.enforce_models and body["model"] not in cfg.models:
         raise model_not_found(body["model"])
     attempt = server.attempts.next(req.body)
@@ -117,6 +119,8 @@ def _units(enc: ChunkEncoder, plan: Plan, body: dict[str, Any]) -> list[bytes]:
     if entries is not None:
         return [enc.content_logprobs(t, e) for t, e in zip(plan.tokens, entries)]
     if not plan.calls:
+        if plan.json_text:          # JSON pieces carry quotes: escape them (plain words need not be)
+            return [enc.content(escape(t)) for t in plan.tokens]
         return [enc.content(t) for t in plan.tokens]
     units = []
     for i, (call, pieces) in enumerate(zip(plan.calls, plan.arg_pieces, strict=True)):

@@ -54,12 +54,16 @@ def serve(
     rpm: Annotated[Optional[int], typer.Option(help="Requests-per-minute limit (429 beyond it).")] = None,
     tpm: Annotated[Optional[int], typer.Option(
         help="Tokens-per-minute limit: prompt tokens + max_tokens (256 if unset).")] = None,
+    ratelimit_headers: Annotated[str, typer.Option(
+        help="How --rpm/--tpm are announced: openai (x-ratelimit-*), anthropic (anthropic-ratelimit-*), "
+             "ietf (RateLimit / RateLimit-Policy) or none.")] = "openai",
     tool_call_rate: Annotated[float, typer.Option(
         help="Chance of a tool call when tools are offered and none is named in the prompt.")] = 0.0,
     fault_500: Annotated[float, typer.Option(help="HTTP 500 rate.", rich_help_panel=_FAULTS)] = 0.0,
     fault_502: Annotated[float, typer.Option(help="HTTP 502 rate.", rich_help_panel=_FAULTS)] = 0.0,
     fault_503: Annotated[float, typer.Option(help="HTTP 503 rate.", rich_help_panel=_FAULTS)] = 0.0,
     fault_429: Annotated[float, typer.Option(help="Injected 429 rate.", rich_help_panel=_FAULTS)] = 0.0,
+    fault_invalid_json: Annotated[float, typer.Option(help="Share of response_format JSON answers sent as broken JSON.", rich_help_panel=_FAULTS)] = 0.0,
     fault_cut: Annotated[float, typer.Option(
         help="Stream closed mid-way, without [DONE].", rich_help_panel=_FAULTS)] = 0.0,
     fault_stall: Annotated[float, typer.Option(
@@ -75,6 +79,10 @@ def serve(
         rich_help_panel=_LAT)] = 1_000_000,
     embedding_dim: Annotated[int, typer.Option(
         help="Length of /v1/embeddings vectors unless the request sets 'dimensions'.")] = 256,
+    fresh_jitter: Annotated[bool, typer.Option(
+        help="Draw jitter afresh per request (a real endpoint's noise) instead of from the prompt.",
+        rich_help_panel=_LAT)] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the base URL.")] = False,
 ) -> None:
     """Run a simulated OpenAI-compatible endpoint (latency model, rate limits, faults) until Ctrl-C."""
     try:
@@ -83,16 +91,17 @@ def serve(
             api_key=api_key, fast=fast, fixed_ttft_s=fixed_ttft, fixed_itl_s=fixed_itl, ttft_s=ttft,
             prefill_s_per_token=prefill, itl_s=itl, itl_load_factor=itl_load_factor, jitter=jitter,
             max_concurrency=max_concurrency, output_tokens_mean=output_tokens_mean,
-            output_tokens=output_tokens, rpm=rpm, tpm=tpm, tool_call_rate=tool_call_rate,
+            output_tokens=output_tokens, rpm=rpm, tpm=tpm, ratelimit_headers=ratelimit_headers, tool_call_rate=tool_call_rate,
             error_500_rate=fault_500, error_502_rate=fault_502, error_503_rate=fault_503,
             error_429_rate=fault_429, cut_rate=fault_cut, stall_rate=fault_stall,
-            malformed_rate=fault_malformed, stall_s=stall_seconds, strict=strict,
+            malformed_rate=fault_malformed, stall_s=stall_seconds, fresh_jitter=fresh_jitter,
+            invalid_json_rate=fault_invalid_json, strict=strict,
             prefix_cache_tokens=prefix_cache_tokens, embedding_dim=embedding_dim)
     except ConfigError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
     try:
-        run_loop(_serve_forever(config, host, port))
+        run_loop(_serve_forever(config, host, port, quiet))
     except KeyboardInterrupt:
         typer.echo("\nstopped", err=True)
         raise typer.Exit(130) from None
@@ -101,8 +110,11 @@ def serve(
         raise typer.Exit(2) from None
 
 
-async def _serve_forever(config: SimConfig, host: str, port: int) -> None:
+async def _serve_forever(config: SimConfig, host: str, port: int, quiet: bool = False) -> None:
     async with serve_sim(config, host, port) as sim:
+        if quiet:
+            typer.echo(sim.base_url)
+            await asyncio.Event().wait()
         mode = "fast" if config.fast else "fixed-latency" if config.fixed else "latency model"
         typer.echo(f"batchrun sim ({mode}) listening on {sim.base_url}")
         typer.echo(f"export OPENAI_BASE_URL={sim.base_url}")

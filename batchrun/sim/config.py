@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 from batchrun.errors import ConfigError
 
@@ -15,6 +15,7 @@ DEFAULT_MODEL = "batchrun-sim"
 ERROR_FAULTS = ("error_500", "error_502", "error_503", "error_429")
 STREAM_FAULTS = ("cut", "stall", "malformed")
 FAULT_KINDS = ERROR_FAULTS + STREAM_FAULTS
+RATELIMIT_STYLES = ("openai", "anthropic", "ietf", "none")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,8 @@ class SimConfig:
     itl_s: float = 0.025                     # gap between tokens with one sequence decoding
     itl_load_factor: float = 0.03            # relative ITL growth per extra decoding sequence
     jitter: float = 0.15                     # lognormal sigma of the per-request TTFT / per-token ITL factors
+    fresh_jitter: bool = False               # True: jitter drawn afresh per request (a real endpoint's noise);
+                                             # False: from the prompt, so the same prompt is equally fast
     max_concurrency: int = 16                # sequences decoding at once; more requests wait FIFO
 
     fast: bool = False                       # zero delays, no queueing: measures the client's own overhead
@@ -45,8 +48,10 @@ class SimConfig:
 
     rpm: int | None = None                   # requests per minute (token bucket); None: unlimited
     tpm: int | None = None                   # tokens per minute: prompt tokens + max_tokens (else 256)
+    ratelimit_headers: str = "openai"        # how the limits are announced: openai, anthropic, ietf, none
 
     tool_call_rate: float = 0.0              # chance of a tool call when tools are offered and none is named
+    invalid_json_rate: float = 0.0           # response_format json answers: share of attempts with broken JSON
 
     strict: bool = True                      # 400 for unknown parameters and out-of-range values (else ignored)
     prefix_cache_tokens: int = 1_000_000     # prefix-cache capacity (0: off); a cached prefix skips its prefill
@@ -79,11 +84,56 @@ class SimConfig:
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
 
+    def with_options(self, options: "Iterable[str]") -> SimConfig:
+        """This config with `KEY=VALUE` items applied (`--builtin-option`); values are JSON
+        (`0.3`, `true`, `null`, `["a"]`) or else plain text. ConfigError names a bad item."""
+        changes: dict[str, Any] = {}
+        names = {f.name: f for f in dataclasses.fields(self)}
+        for item in options:
+            key, sep, raw = item.partition("=")
+            key = key.strip().replace("-", "_")
+            if not sep or key not in names:
+                raise ConfigError(f"--builtin-option {item!r}: write KEY=VALUE with KEY one of "
+                                  f"{', '.join(sorted(names))}")
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                value = raw.strip()
+            default = names[key].default
+            if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if default is not None and not isinstance(default, tuple) and type(value) is not type(default) \
+                    and value is not None:
+                raise ConfigError(f"--builtin-option {item!r}: {key} takes a {type(default).__name__}, "
+                                  f"e.g. {key}={json.dumps(default)}")
+            changes[key] = tuple(value) if key == "models" and isinstance(value, list) else value
+        try:
+            return self.replace(**changes)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"--builtin-option: {exc}") from exc
+
     @classmethod
     def from_json(cls, text: str) -> SimConfig:
         data = json.loads(text)
         data["models"] = tuple(data["models"])
         return cls(**data)
+
+
+def realistic(seed: int | None = None, **changes: Any) -> SimConfig:
+    """The built-in endpoint as `batchrun bench` starts it: a fresh random seed per run (recorded
+    in the summary) and jitter drawn afresh per request, so two runs differ the way two runs
+    against a real endpoint do, and a CI gate calibrated on it sees noise."""
+    import random
+
+    return SimConfig(seed=random.SystemRandom().randrange(2**31) if seed is None else seed,
+                     fresh_jitter=True, jitter=0.2, **changes)
+
+
+def public(cfg: SimConfig) -> dict[str, Any]:
+    """The config as written into summaries: never the API key."""
+    data = dataclasses.asdict(cfg)
+    data["api_key"] = None if cfg.api_key is None else "(set)"
+    return data
 
 
 def _validate(cfg: SimConfig) -> None:
@@ -105,8 +155,11 @@ def _validate(cfg: SimConfig) -> None:
             raise ConfigError(f"sim: --{name} must be at least 1 (leave it out for no limit)")
     if cfg.prefix_cache_tokens < 0 or cfg.embedding_dim < 1:
         raise ConfigError("sim: prefix_cache_tokens must not be negative and embedding_dim must be at least 1")
-    rates = [cfg.fault_rate(k) for k in FAULT_KINDS] + [cfg.tool_call_rate]
+    if cfg.ratelimit_headers not in RATELIMIT_STYLES:
+        raise ConfigError(f"sim: --ratelimit-headers must be one of {', '.join(RATELIMIT_STYLES)}, "
+                          f"got {cfg.ratelimit_headers!r}")
+    rates = [cfg.fault_rate(k) for k in FAULT_KINDS] + [cfg.invalid_json_rate, cfg.tool_call_rate]
     if any(not 0.0 <= r <= 1.0 for r in rates):
         raise ConfigError("sim: fault and tool-call rates are probabilities between 0 and 1")
-    if sum(rates[:-1]) > 1.0:
+    if sum(rates[:-2]) > 1.0:
         raise ConfigError("sim: the fault rates add up to more than 1")

@@ -1,4 +1,5 @@
-"""RPM / TPM limits as token buckets, and OpenAI's x-ratelimit-* headers.
+"""RPM / TPM limits as token buckets, and the headers that announce them (OpenAI's
+x-ratelimit-*, Anthropic's anthropic-ratelimit-*, or the IETF draft's RateLimit / RateLimit-Policy).
 
 A bucket holds up to `limit` units and refills at limit/60 per second, so a burst of a full
 minute's allowance passes at once and then the steady rate applies -- the way OpenAI's limits
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from batchrun.sim.model import format_duration
 
@@ -76,12 +78,34 @@ class RateLimiter:
                 bucket.take(amount, now)
         return None
 
-    def headers(self, now: float) -> list[tuple[str, str]]:
-        """x-ratelimit-{limit,remaining,reset}-{requests,tokens}; none for an unlimited dimension."""
+    def headers(self, now: float, style: str = "openai", wall: float = 0.0) -> list[tuple[str, str]]:
+        """The limits as `style` announces them (see SimConfig.ratelimit_headers); none for an
+        unlimited dimension. `wall` is the POSIX time, for Anthropic's absolute resets."""
         out: list[tuple[str, str]] = []
+        if style == "ietf":
+            return _ietf_headers(self.requests, self.tokens, now)
         for kind, bucket in (("requests", self.requests), ("tokens", self.tokens)):
-            if bucket is not None:
-                out += [(f"x-ratelimit-limit-{kind}", str(bucket.limit)),
-                        (f"x-ratelimit-remaining-{kind}", str(bucket.remaining(now))),
-                        (f"x-ratelimit-reset-{kind}", format_duration(bucket.reset_s(now)))]
+            if bucket is None:
+                continue
+            limit, left, reset = str(bucket.limit), str(bucket.remaining(now)), bucket.reset_s(now)
+            if style == "openai":
+                out += [(f"x-ratelimit-limit-{kind}", limit), (f"x-ratelimit-remaining-{kind}", left),
+                        (f"x-ratelimit-reset-{kind}", format_duration(reset))]
+            elif style == "anthropic":
+                moment = datetime.fromtimestamp(math.ceil(wall + reset), timezone.utc)
+                out += [(f"anthropic-ratelimit-{kind}-limit", limit), (f"anthropic-ratelimit-{kind}-remaining", left),
+                        (f"anthropic-ratelimit-{kind}-reset", moment.strftime("%Y-%m-%dT%H:%M:%SZ"))]
         return out
+
+
+def _ietf_headers(requests: TokenBucket | None, tokens: TokenBucket | None, now: float) -> list[tuple[str, str]]:
+    """Draft 8 on: one named policy per limit (tokens marked `qu="tokens"`) and its state."""
+    policies, states = [], []
+    for name, bucket in (("requests", requests), ("tokens", tokens)):
+        if bucket is not None:
+            unit = ';qu="tokens"' if name == "tokens" else ""
+            policies.append(f'"{name}";q={bucket.limit};w=60{unit}')
+            states.append(f'"{name}";r={bucket.remaining(now)};t={math.ceil(bucket.reset_s(now))}')
+    if not policies:
+        return []
+    return [("RateLimit-Policy", ", ".join(policies)), ("RateLimit", ", ".join(states))]

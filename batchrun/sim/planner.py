@@ -7,10 +7,11 @@ rolls and latency jitter use the attempt number of the identical body (a retry c
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from batchrun.sim import model
+from batchrun.sim import model, structured
 from batchrun.sim.config import SimConfig
 from batchrun.sim.directives import Directives, parse_directives
 from batchrun.sim.faults import NO_FAULTS, Faults, any_fault_rate, choose_faults
@@ -35,6 +36,7 @@ class Plan:
     itl_jitter: list[float] = field(default_factory=list)      # one factor per gap
     cached_tokens: int = 0       # prompt tokens served from the prefix cache (usage.prompt_tokens_details)
     key: bytes = b""             # the request's RNG key (logprobs are drawn from it)
+    json_text: bool = False      # tokens are pieces of a JSON document: escaped on the wire
 
     @property
     def n_chunks(self) -> int:
@@ -58,6 +60,10 @@ def output_cap(body: dict[str, Any]) -> int | None:
     return cap if isinstance(cap, int) else None
 
 
+# Counts requests planned in this process; only fresh-jitter mode reads it (seeded by order).
+_REQUEST_COUNTER = itertools.count()
+
+
 def token_cost(body: dict[str, Any], prompt_tokens: int) -> int:
     """What a request counts against the TPM limit: prompt + max_tokens, as OpenAI reserves it."""
     return prompt_tokens + (output_cap(body) or DEFAULT_COST_COMPLETION)
@@ -73,7 +79,10 @@ def plan_request(cfg: SimConfig, body: dict[str, Any], d: Directives, attempt: i
     messages = body["messages"]
     key = model.request_key(cfg.seed, messages, body.get("tools"), body.get("seed"))
     plan = Plan(prompt_tokens=prompt_tokens, key=key)
-    _plan_output(plan, cfg, body, d, key)
+    if structured.wants_json(body) and not body.get("tools"):
+        _plan_json(plan, cfg, body, key, attempt)
+    else:
+        _plan_output(plan, cfg, body, d, key)
     faulty = d != Directives() or any_fault_rate(cfg)
     if faulty:
         rng = model.rng_for(key, "fault", attempt) if any_fault_rate(cfg) else None
@@ -104,11 +113,24 @@ def _plan_output(plan: Plan, cfg: SimConfig, body: dict[str, Any], d: Directives
         plan.finish_reason = "stop"
 
 
+def _plan_json(plan: Plan, cfg: SimConfig, body: dict[str, Any], key: bytes, attempt: int) -> None:
+    """response_format json_object / json_schema: a JSON answer (see sim/structured.py)."""
+    text = structured.json_answer(body, model.rng_for(key, "json"))
+    if cfg.invalid_json_rate and model.rng_for(key, "invalid-json", attempt).random() < cfg.invalid_json_rate:
+        text = structured.break_json(text)
+    tokens = structured.json_tokens(text)
+    cap = output_cap(body)
+    plan.finish_reason = "length" if cap and cap < len(tokens) else "stop"
+    plan.tokens, plan.json_text = tokens[:cap] if cap else tokens, True
+
+
 def _plan_timing(plan: Plan, cfg: SimConfig, d: Directives, key: bytes, attempt: int) -> None:
     plan.queued = not (cfg.fast or cfg.fixed or d.ttft is not None)
     if not cfg.fast:
         gaps = plan.n_chunks  # gaps after the first chunk, plus one before the finish chunk
-        factors = model.jitter_factors(model.rng_for(key, "latency", attempt), cfg, gaps + 1)
+        # Fresh jitter: a counter in the key, so even the same prompt sent twice differs.
+        jitter_key = key + next(_REQUEST_COUNTER).to_bytes(8, "little") if cfg.fresh_jitter else key
+        factors = model.jitter_factors(model.rng_for(jitter_key, "latency", attempt), cfg, gaps + 1)
         plan.ttft_s = model.ttft_s(cfg, plan.prompt_tokens, factors[0])
         plan.itl_jitter = factors[1:]
     if d.ttft is not None:

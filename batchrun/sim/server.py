@@ -100,7 +100,10 @@ class SimServer:
         return int(time.time())
 
     def ratelimit_headers(self) -> list[tuple[str, str]]:
-        return self.limiter.headers(time.monotonic()) if self.limiter.active else []
+        style = self.config.ratelimit_headers
+        if not self.limiter.active or style == "none":
+            return []
+        return self.limiter.headers(time.monotonic(), style, time.time())
 
     def check_rate_limit(self, model: str, cost_tokens: int) -> None:
         if not self.limiter.active:

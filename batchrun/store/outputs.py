@@ -3,29 +3,53 @@
 records.jsonl may hold several records for one id (a resumed run appends a new one for
 each row it sends again); the last one wins. Only an index (id -> row, byte offset) is
 kept in memory, so a million-row run does not hold a million records at once.
+
+A results row is the input row's own columns, under their own names and in their order,
+then the answer: `status`, the parsed answer's fields (--json / --json-schema), `text`, ...
+An answer column whose name an input column already has gets a `result_` prefix.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 
 import orjson
+from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from batchrun.errors import OutputError
-from batchrun.store.records import OK, Record
+from batchrun.store.records import OK, SKIPPED, Record
 
-RESULT_COLUMNS = [
+# Answer columns after the input's own; `id` only when no input column holds the id.
+ANSWER_COLUMNS = [
     "id", "row", "status", "text", "finish_reason", "error_type", "error", "http_status",
     "attempts", "prompt_tokens", "completion_tokens", "tokens_estimated", "ttft_s", "latency_s",
     "total_s", "queue_wait_s", "output_tokens_per_s", "request_id", "model", "tool_calls",
 ]
+TIMING_COLUMNS = frozenset({"ttft_s", "latency_s", "total_s", "queue_wait_s"})
+CSV_FORMULAS = ("escape", "raw")
+# OWASP "CSV injection": a spreadsheet runs a cell starting with these as a formula.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_SYNTHETIC = "\x00synthetic-row:"       # index key of a made-up id: no real id can start with NUL
 
 
-def index_records(path: Path) -> dict[str, tuple[int, int, str]]:
-    """id -> (row, byte offset of its latest record, status); torn or blank lines are ignored."""
+def _key(data: dict[str, Any]) -> str:
+    if data.get("synthetic_id"):
+        return f"{_SYNTHETIC}{int(data['row'])}"
+    return data["id"]
+
+
+def index_records(path: Path, seen: Callable[[dict[str, Any]], None] | None = None) -> dict[str, tuple[int, int, str]]:
+    """id -> (row, byte offset of its latest record, status); torn or blank lines are ignored.
+    `seen` is shown every parsed record (so one pass can learn more than the index).
+
+    A skipped row is superseded by any later record of the same row (the row was fixed and
+    sent on --resume, perhaps under another id), so a fixed row never leaves a ghost behind.
+    """
     index: dict[str, tuple[int, int, str]] = {}
     if not path.exists():
         return index
@@ -34,11 +58,22 @@ def index_records(path: Path) -> dict[str, tuple[int, int, str]]:
         for line in f:
             try:
                 data = orjson.loads(line)
-                index[data["id"]] = (int(data["row"]), offset, data["status"])
+                index[_key(data)] = (int(data["row"]), offset, data["status"])
             except (ValueError, KeyError, TypeError):
                 pass            # a torn last line from a killed run
+            else:
+                if seen is not None:
+                    seen(data)
             offset += len(line)
-    return index
+    return _drop_ghosts(index)
+
+
+def _drop_ghosts(index: dict[str, tuple[int, int, str]]) -> dict[str, tuple[int, int, str]]:
+    newest_of_row: dict[int, int] = {}
+    for row, offset, _ in index.values():
+        newest_of_row[row] = max(offset, newest_of_row.get(row, -1))
+    return {key: entry for key, entry in index.items()
+            if entry[2] != SKIPPED or newest_of_row[entry[0]] == entry[1]}
 
 
 def done_ids(path: Path) -> set[str]:
@@ -48,32 +83,168 @@ def done_ids(path: Path) -> set[str]:
 
 def iter_latest(path: Path, index: dict[str, tuple[int, int, str]] | None = None) -> Iterator[Record]:
     """The latest record of every id, in input (row) order."""
+    return (Record.from_dict(data) for data in _latest_dicts(path, index))
+
+
+def _latest_dicts(path: Path, index: dict[str, tuple[int, int, str]] | None = None) -> Iterator[dict[str, Any]]:
+    """iter_latest as the records' plain dicts (no Record objects: the results writer's fast path)."""
     index = index_records(path) if index is None else index
     with open(path, "rb") as f:
         for _, offset, _ in sorted(index.values()):
             f.seek(offset)
-            yield Record.from_dict(orjson.loads(f.readline()))
+            yield orjson.loads(f.readline())
 
 
-def _row(record: Record) -> list[Any]:
-    values = {name: getattr(record, name) for name in RESULT_COLUMNS if name != "tool_calls"}
-    values["tool_calls"] = json.dumps(record.tool_calls, ensure_ascii=False) if record.tool_calls else ""
-    return [values[name] for name in RESULT_COLUMNS]
+# ------------------------------------------------------------------ the columns
+
+@dataclass
+class Layout:
+    """The results' columns, from one pass over the latest records."""
+
+    input_columns: list[str] = field(default_factory=list)
+    parsed_columns: list[str] = field(default_factory=list)
+    kinds: dict[str, set[str]] = field(default_factory=dict)   # column -> kinds of value seen
+    id_in_input: bool = False
+    names: dict[str, str] = field(default_factory=dict)        # answer field -> its column name
+
+    def columns(self) -> list[str]:
+        return [*self.input_columns, *self.names.values()]
 
 
-def write_results(records_path: Path, out_dir: Path, fmt: str = "csv") -> Path:
+class LayoutPlanner:
+    """Learns the results' columns from records shown to it one at a time (as dicts)."""
+
+    def __init__(self, id_column: str | None = None) -> None:
+        self.layout = Layout()
+        self._input: dict[str, None] = {}
+        self._parsed: dict[str, None] = {}
+        self._id_holders = (id_column,) if id_column else ("id", "custom_id")
+
+    def __call__(self, data: dict[str, Any]) -> None:
+        layout, kinds = self.layout, self.layout.kinds
+        for name, value in (data.get("input") or {}).items():
+            if name not in self._input:
+                self._input[name] = None
+            _note_kind(kinds, ("input", name), value)
+            if not layout.id_in_input and name in self._id_holders and _text(value) == data.get("id"):
+                layout.id_in_input = True
+        for name, value in (data.get("parsed") or {}).items():
+            if name not in self._parsed:
+                self._parsed[name] = None
+            _note_kind(kinds, ("parsed", name), value)
+
+    def finish(self) -> Layout:
+        """The columns: the union of the input rows' columns in first-seen order (a CSV header's
+        order), then the answer columns, the parsed answer's fields after `status`."""
+        return _name_columns(self.layout, list(self._input), list(self._parsed))
+
+
+def _name_columns(layout: Layout, input_columns: list[str], parsed_columns: list[str]) -> Layout:
+    layout.input_columns, layout.parsed_columns = input_columns, parsed_columns
+    answer = [c for c in ANSWER_COLUMNS if not (c == "id" and layout.id_in_input)]
+    status_at = answer.index("status") + 1
+    fields = [*answer[:status_at], *(("parsed", p) for p in layout.parsed_columns), *answer[status_at:]]
+    taken = set(layout.input_columns)
+    for f in fields:
+        name = f[1] if isinstance(f, tuple) else f
+        column = name
+        while column in taken:
+            column = f"result_{column}"
+        taken.add(column)
+        layout.names[f if isinstance(f, str) else f"parsed:{name}"] = column
+    return layout
+
+
+def _note_kind(kinds: dict[Any, set[str]], key: Any, value: Any) -> None:
+    kinds.setdefault(key, set()).add(_kind(value))
+
+
+def _kind(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    return "str"
+
+
+def _text(value: Any) -> str:
+    """A cell's text: strings as they are, JSON for everything else (numbers, lists, objects)."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def neutralize(cell: str) -> str:
+    """A text cell a spreadsheet would run as a formula gets a leading `'` (OWASP); numbers such
+    as -5 or +1.5 are left as they are."""
+    if not cell.startswith(_FORMULA_START) or _is_number(cell):
+        return cell
+    return "'" + cell
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+# ------------------------------------------------------------------ one row
+
+_RECORD_DEFAULTS = {f.name: f.default for f in dataclass_fields(Record)}
+
+
+def _answer_values(data: dict[str, Any]) -> dict[str, Any]:
+    values = {name: data.get(name, _RECORD_DEFAULTS.get(name)) for name in ANSWER_COLUMNS if name != "tool_calls"}
+    calls = data.get("tool_calls")
+    values["tool_calls"] = json.dumps(calls, ensure_ascii=False) if calls else ""
+    for name in TIMING_COLUMNS:
+        if values[name] is not None:
+            values[name] = round(values[name], 6)     # microseconds: more is clock noise
+    return values
+
+
+def _values(data: dict[str, Any], layout: Layout) -> list[Any]:
+    """A record's (as a dict) results row in layout order, Python-typed (None for a missing cell)."""
+    row = data.get("input") or {}
+    answer = _answer_values(data)
+    parsed = data.get("parsed") or {}
+    out = [row.get(name) for name in layout.input_columns]
+    for key in layout.names:
+        out.append(parsed.get(key[7:]) if key.startswith("parsed:") else answer[key])
+    return out
+
+
+def _csv_cell(value: Any, escape: bool) -> Any:
+    if isinstance(value, float) or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = _text(value)
+    return neutralize(text) if escape else text
+
+
+# ------------------------------------------------------------------ the files
+
+def write_results(records_path: Path, out_dir: Path, fmt: str = "csv", *, id_column: str | None = None,
+                  csv_formulas: str = "escape") -> Path:
     """Write results.<fmt> with exactly one row per input row, in input order."""
     target = out_dir / f"results.{fmt}"
     tmp = target.with_suffix(target.suffix + ".tmp")
+    planner = LayoutPlanner(id_column)
+    index = index_records(records_path, planner)    # one pass: the index and the columns
     try:
+        layout = planner.finish()
         if fmt == "parquet":
-            _write_parquet(records_path, tmp)
+            _write_parquet(records_path, index, layout, tmp)
         else:
-            with open(tmp, "w", encoding="utf-8", newline="") as f:
-                writer = csv.writer(f)
-                writer.writerow(RESULT_COLUMNS)
-                for record in iter_latest(records_path):
-                    writer.writerow(_row(record))
+            _write_csv(records_path, index, layout, tmp, escape=csv_formulas != "raw")
         tmp.replace(target)       # atomic: a crash never leaves a half-written results file
     except OSError as exc:
         tmp.unlink(missing_ok=True)     # a half-written temp file only takes space from a full disk
@@ -81,36 +252,74 @@ def write_results(records_path: Path, out_dir: Path, fmt: str = "csv") -> Path:
     return target
 
 
-def _write_parquet(records_path: Path, target: Path, batch: int = 10_000) -> None:
+def _write_csv(records_path: Path, index: dict[str, tuple[int, int, str]], layout: Layout, target: Path,
+               *, escape: bool) -> None:
+    with open(target, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(layout.columns())
+        for data in _latest_dicts(records_path, index):
+            writer.writerow([_csv_cell(v, escape) for v in _values(data, layout)])
+
+
+def _write_parquet(records_path: Path, index: dict[str, tuple[int, int, str]], layout: Layout,
+                   target: Path, batch: int = 10_000) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    writer: pq.ParquetWriter | None = None
+    schema = _schema(pa, layout)
+    convert = [_arrow_value(t, pa) for t in schema.types]
+    writer = pq.ParquetWriter(target, schema)
     rows: list[list[Any]] = []
 
     def flush() -> None:
-        nonlocal writer
-        table = pa.table({name: [r[i] for r in rows] for i, name in enumerate(RESULT_COLUMNS)},
-                         schema=_schema(pa))
-        writer = writer or pq.ParquetWriter(target, table.schema)
-        writer.write_table(table)
+        columns = {name: [conv(r[i]) for r in rows] for i, (name, conv) in enumerate(zip(schema.names, convert))}
+        writer.write_table(pa.table(columns, schema=schema))
         rows.clear()
 
     try:
-        for record in iter_latest(records_path):
-            rows.append(_row(record))
+        for data in _latest_dicts(records_path, index):
+            rows.append(_values(data, layout))
             if len(rows) >= batch:
                 flush()
-        if rows or writer is None:
+        if rows:
             flush()
     finally:
-        if writer is not None:
-            writer.close()
+        writer.close()
 
 
-def _schema(pa: Any) -> Any:
-    types = {"row": pa.int64(), "http_status": pa.int64(), "attempts": pa.int64(),
-             "prompt_tokens": pa.int64(), "completion_tokens": pa.int64(),
-             "tokens_estimated": pa.bool_(), "ttft_s": pa.float64(), "latency_s": pa.float64(),
-             "total_s": pa.float64(), "queue_wait_s": pa.float64(), "output_tokens_per_s": pa.float64()}
-    return pa.schema([(name, types.get(name, pa.string())) for name in RESULT_COLUMNS])
+_ANSWER_TYPES = {"row": "int64", "http_status": "int64", "attempts": "int64", "prompt_tokens": "int64",
+                 "completion_tokens": "int64", "tokens_estimated": "bool_", "ttft_s": "float64",
+                 "latency_s": "float64", "total_s": "float64", "queue_wait_s": "float64",
+                 "output_tokens_per_s": "float64"}
+
+
+def _schema(pa: Any, layout: Layout) -> Any:
+    """Text stays text (a CSV input's `007` is a string column); a JSON / Parquet column whose
+    values are all numbers or all booleans keeps that type; anything mixed is text."""
+    fields = [(name, _column_type(pa, layout.kinds.get(("input", name), set()))) for name in layout.input_columns]
+    for key, column in layout.names.items():
+        if key.startswith("parsed:"):
+            kind = _column_type(pa, layout.kinds.get(("parsed", key[7:]), set()))
+        else:
+            kind = getattr(pa, _ANSWER_TYPES.get(key, "string"))()
+        fields.append((column, kind))
+    return pa.schema(fields)
+
+
+def _column_type(pa: Any, kinds: set[str]) -> Any:
+    kinds = kinds - {"null"}
+    if kinds == {"bool"}:
+        return pa.bool_()
+    if kinds == {"int"}:
+        return pa.int64()
+    if kinds and kinds <= {"int", "float"}:
+        return pa.float64()
+    return pa.string()
+
+
+def _arrow_value(kind: Any, pa: Any) -> Any:
+    if pa.types.is_string(kind):
+        return lambda v: None if v is None else _text(v)
+    if pa.types.is_floating(kind):
+        return lambda v: None if v is None else float(v)
+    return lambda v: v

@@ -18,8 +18,10 @@ from typing import Any, Iterator
 from batchrun.errors import OutputError
 
 # Outcomes. `skipped` is a bad input row (its reason in `error`); no request was sent.
+# `invalid_output`: --json / --json-schema, and the answer was not valid JSON or broke the schema.
 OK, ERROR, TIMEOUT, CANCELLED, SKIPPED = "ok", "error", "timeout", "cancelled", "skipped"
-STATUSES = (OK, ERROR, TIMEOUT, CANCELLED, SKIPPED)
+INVALID_OUTPUT = "invalid_output"
+STATUSES = (OK, ERROR, TIMEOUT, CANCELLED, SKIPPED, INVALID_OUTPUT)
 
 
 @dataclass(slots=True)
@@ -73,6 +75,11 @@ class Record:
     reasoning_text: str = ""                 # reasoning deltas (`reasoning_content` / `reasoning`), apart from `text`
     reasoning_tokens: int | None = None      # usage.completion_tokens_details.reasoning_tokens
     other_choices: list[str] | None = None   # with n > 1: the texts of choices 1.. (`text` is choice 0)
+    # --- the row and what was asked (issue 10) ---
+    input: dict[str, Any] | None = None      # the input row's own columns, given back in results
+    request: dict[str, Any] | None = None    # the body as sent (messages, model, ...); None with --no-save-request
+    parsed: dict[str, Any] | None = None     # --json / --json-schema: the answer parsed as a JSON object
+    synthetic_id: bool = False               # a skipped row whose own id was missing or taken: `id` is made up
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; by hand, since dataclasses.asdict deep-copies every list (slow per record)."""
@@ -82,7 +89,11 @@ class Record:
 
     def to_json(self) -> bytes:
         """One JSON line's bytes (UTF-8, no newline)."""
-        return orjson.dumps(self.to_dict())
+        data = self.to_dict()
+        try:
+            return orjson.dumps(data, default=str)    # Parquet dates, decimals: their text
+        except TypeError:   # orjson stops at 64-bit integers; a JSONL input row may hold a bigger one
+            return orjson.dumps(_big_ints_as_text(data), default=str)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Record":
@@ -97,6 +108,17 @@ class Record:
 _RECORD_FIELDS = tuple(f.name for f in fields(Record))
 _ATTEMPT_FIELDS = tuple(f.name for f in fields(Attempt))
 _RECORD_NAMES, _ATTEMPT_NAMES = frozenset(_RECORD_FIELDS), frozenset(_ATTEMPT_FIELDS)
+
+
+def _big_ints_as_text(value: Any) -> Any:
+    """Integers past 64 bits as their digits (JSON readers, orjson too, would turn them to floats)."""
+    if isinstance(value, int) and not isinstance(value, bool) and not -2**63 <= value < 2**64:
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _big_ints_as_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_big_ints_as_text(v) for v in value]
+    return value
 
 
 class RecordSink:

@@ -1,0 +1,120 @@
+"""What a run costs: list prices per 1M tokens, and pure cost arithmetic.
+
+    price = resolve_price("gpt-4o-mini", price_in=None, price_out=None)   # the table's list price
+    estimate_cost(120_000, 40_000, price)                                  # -> USD
+
+The table is a convenience, dated, and goes stale: --price-in / --price-out (USD per 1M
+tokens) override it, and every figure says which price it used.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any, Iterable
+
+from batchrun.errors import ConfigError
+from batchrun.store.records import Record
+
+PRICES_AS_OF = "2025-08-07"
+# model -> (USD per 1M input tokens, USD per 1M output tokens), OpenAI's standard-tier list prices
+# on PRICES_AS_OF (no cached-input or Batch API discounts).
+LIST_PRICES: dict[str, tuple[float, float]] = {
+    "gpt-5": (1.25, 10.00),
+    "gpt-5-mini": (0.25, 2.00),
+    "gpt-5-nano": (0.05, 0.40),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4o-mini": (0.15, 0.60),
+    "o3": (2.00, 8.00),
+    "o4-mini": (1.10, 4.40),
+    "o3-mini": (1.10, 4.40),
+    "gpt-4-turbo": (10.00, 30.00),
+    "gpt-3.5-turbo": (0.50, 1.50),
+}
+
+
+@dataclass(frozen=True)
+class Price:
+    """USD per 1M tokens, and where the numbers came from (shown beside every cost)."""
+
+    input_per_m: float
+    output_per_m: float
+    source: str
+
+    def scaled(self, factor: float, why: str) -> "Price":
+        """E.g. the Batch API's half price: `price.scaled(0.5, "Batch API, half price")`."""
+        return replace(self, input_per_m=self.input_per_m * factor, output_per_m=self.output_per_m * factor,
+                       source=f"{self.source}, {why}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"input_per_1m": self.input_per_m, "output_per_1m": self.output_per_m, "source": self.source}
+
+
+def price_for(model: str | None) -> Price | None:
+    """The table's list price of `model`; a dated snapshot (gpt-4o-mini-2024-07-18) takes its
+    family's price (the longest table name it starts with). None when the model is unknown."""
+    if not model:
+        return None
+    name = model.split("/")[-1].lower()          # "openai/gpt-4o" as gateways spell it
+    if name not in LIST_PRICES:
+        family = [m for m in LIST_PRICES if name.startswith(m + "-")]
+        if not family:
+            return None
+        name = max(family, key=len)
+    price_in, price_out = LIST_PRICES[name]
+    return Price(price_in, price_out, f"list price of {name} as of {PRICES_AS_OF}")
+
+
+def resolve_price(model: str | None, price_in: float | None, price_out: float | None) -> Price | None:
+    """--price-in / --price-out where given, else the table's; None when no price is known."""
+    listed = price_for(model)
+    if price_in is None and price_out is None:
+        return listed
+    if listed is None and (price_in is None or price_out is None):
+        raise ConfigError(f"give both --price-in and --price-out: there is no list price for "
+                          f"{model or 'an unnamed model'} to fill in the other")
+    if price_in is not None and price_out is not None:
+        return Price(price_in, price_out, "--price-in/--price-out")
+    assert listed is not None
+    if price_in is not None:
+        return Price(price_in, listed.output_per_m, f"--price-in; output: {listed.source}")
+    return Price(listed.input_per_m, price_out or 0.0, f"--price-out; input: {listed.source}")
+
+
+def estimate_cost(prompt_tokens: float, output_tokens: float, price: Price) -> float:
+    """USD: prompt_tokens x input price + output_tokens x output price, prices per 1M tokens."""
+    return (prompt_tokens * price.input_per_m + output_tokens * price.output_per_m) / 1_000_000
+
+
+def run_cost(records: Iterable[Record], price: Price | None) -> dict[str, Any] | None:
+    """The cost of what was sent, from each record's usage (any status: a failed request that
+    reported usage was billed). Records without usage are counted, not guessed."""
+    if price is None:
+        return None
+    prompt = completion = with_usage = without = estimated = 0
+    for record in records:
+        if record.sent_s is None:
+            continue                      # never sent: skipped, or cancelled in the queue
+        if record.prompt_tokens is None and record.completion_tokens is None:
+            without += 1
+            continue
+        with_usage += 1
+        estimated += record.tokens_estimated
+        prompt += record.prompt_tokens or 0
+        completion += record.completion_tokens or 0
+    usd = estimate_cost(prompt, completion, price)
+    return {"usd": usd, "prompt_tokens": prompt, "completion_tokens": completion,
+            "records_with_usage": with_usage, "records_without_usage": without,
+            "records_estimated": estimated, "price": price.to_dict()}
+
+
+def format_usd(usd: float) -> str:
+    """$0.000040 below a cent (a pilot of a few rows), $0.0123 below a dollar, $12.34 above."""
+    if not math.isfinite(usd):
+        return "n/a"
+    if usd < 0.01:
+        return f"${usd:.6f}"
+    return f"${usd:.4f}" if usd < 1 else f"${usd:,.2f}"

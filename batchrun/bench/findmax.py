@@ -1,0 +1,194 @@
+"""`batchrun bench --find-max --slo ...`: the highest concurrency that meets the SLO, found by
+doubling and then bisection instead of a full sweep.
+
+Each probe is one bench level (sweep.measure_async), with at least max(100, 4 x concurrency)
+requests and one unmeasured warm-up wave, judged by the sweep's own rule (p99 TTFT and p99
+latency within the SLO, metrics.recommend_concurrency), so the answer is the one a full sweep
+at every level would give. A probe whose p99's 95% interval straddles its bound (a close call)
+is measured again, up to twice, and judged on all its requests. The answer comes with its
+bracket (the lowest failing level) and the 95% interval of each probe's p99s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Sequence
+
+from batchrun.analysis.metrics import BenchPoint, percentile, recommend_concurrency
+from batchrun.errors import ConfigError
+from batchrun.store.records import OK, Record
+
+_Z95 = 1.959964
+MIN_REQUESTS = 100          # as bench/sweep.py's per-level floor
+MORE_ON_CLOSE_CALL = 2          # a probe whose p99 interval straddles its bound is measured again, up to 2x
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One measured level."""
+
+    concurrency: int
+    requests: int                          # measured (ok and failed)
+    ok: int
+    requests_per_s: float | None
+    ttft_p99_s: float | None
+    ttft_p99_ci: tuple[float, float] | None
+    latency_p99_s: float | None
+    latency_p99_ci: tuple[float, float] | None
+    meets: bool                            # the sweep's rule: p99 TTFT and p99 latency within the SLO
+    close_call: bool                       # a p99's 95% interval straddles its bound
+
+
+@dataclass(frozen=True)
+class FindMaxResult:
+    best: int | None                       # highest concurrency that met the SLO (None: not even the first)
+    first_failing: int | None              # lowest concurrency that missed it (None: the ceiling passed)
+    probes: list[Probe]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"best_concurrency": self.best, "first_failing_concurrency": self.first_failing,
+                "probes": [dataclasses.asdict(p) for p in self.probes]}
+
+
+def quantile_ci(sorted_values: Sequence[float], q: float) -> tuple[float, float] | None:
+    """A distribution-free 95% interval of the q-th percentile (0..100): the order statistics at
+    ranks n*p -/+ 1.96*sqrt(n*p*(1-p)) (normal approximation to the binomial count below it)."""
+    n = len(sorted_values)
+    if n == 0:
+        return None
+    p = q / 100
+    half = _Z95 * math.sqrt(n * p * (1 - p))
+    lo = max(0, math.floor(n * p - half) - 1)
+    hi = min(n - 1, math.ceil(n * p + half) - 1)
+    return sorted_values[lo], sorted_values[hi]
+
+
+def judge(concurrency: int, records: Sequence[Record], wall_s: float | None,
+          slo: dict[str, float]) -> Probe:
+    """A level's figures and verdict; pure."""
+    ok = [r for r in records if r.status == OK]
+    ttft = sorted(r.ttft_s for r in ok if r.ttft_s is not None)
+    latency = sorted(r.latency_s for r in ok if r.latency_s is not None)
+    ttft_p99 = percentile(ttft, 99) if ttft else None
+    lat_p99 = percentile(latency, 99) if latency else None
+    rps = len(ok) / wall_s if wall_s else None
+    meets = bool(ok) and recommend_concurrency([BenchPoint(concurrency, rps, lat_p99, ttft_p99)], slo) is not None
+    ttft_ci, lat_ci = quantile_ci(ttft, 99), quantile_ci(latency, 99)
+    close = any(ci is not None and bound is not None and ci[0] <= bound < ci[1]
+                for ci, bound in ((ttft_ci, slo.get("ttft")), (lat_ci, slo.get("e2e"))))
+    return Probe(concurrency, len(records), len(ok), rps, ttft_p99, ttft_ci, lat_p99, lat_ci, meets, close)
+
+
+async def search(probe: Callable[[int], Awaitable[Probe]], *, start: int = 1, ceiling: int = 1024,
+                 resolution: float = 0.1) -> FindMaxResult:
+    """Double from `start` while the SLO is met, then bisect between the last level that met it and
+    the first that did not, until they are within `resolution` (relative) or 1 apart."""
+    probes: list[Probe] = []
+
+    async def passes(c: int) -> bool:
+        result = await probe(c)
+        probes.append(result)
+        return result.meets
+
+    lo, hi, c = None, None, max(1, start)
+    while True:
+        if not await passes(c):
+            hi = c
+            break
+        lo = c
+        if c >= ceiling:
+            break
+        c = min(c * 2, ceiling)
+    if lo is None or hi is None:
+        return FindMaxResult(lo, hi, probes)
+    while hi - lo > max(1, math.floor(lo * resolution)):
+        mid = (lo + hi) // 2
+        if await passes(mid):
+            lo = mid
+        else:
+            hi = mid
+    return FindMaxResult(lo, hi, probes)
+
+
+def probe_requests(requests: int | None, concurrency: int) -> int:
+    """Requests measured per probe: enough for a p99 (at least 100) and four waves."""
+    return max(requests or 0, MIN_REQUESTS, 4 * concurrency)
+
+
+async def execute_find_max(config: Any, out: Path | None = None) -> tuple[Path, FindMaxResult]:
+    """Run the search against the configured endpoint; every probe is written as a bench run."""
+    import json
+    from datetime import datetime
+
+    from batchrun.bench.sweep import RunResult, bench_jobs, measure_async
+    from batchrun.endpoint.resolve import open_endpoint, preflight
+    from batchrun.report.summary import write_bench_manifest, write_reports
+    from batchrun.runner import open_rows, say, sim_config
+
+    if not config.slo:
+        raise ConfigError("--find-max needs --slo, e.g. --slo ttft=500ms,e2e=10s")
+    run = config.run
+    out = out or Path("results") / f"findmax-{datetime.now():%Y%m%d-%H%M%S}"
+    rows = open_rows(run)
+    out.mkdir(parents=True, exist_ok=True)
+    # Every request of a probe is measured: no --max-run-time cut, one warm-up wave.
+    config = dataclasses.replace(config, max_run_s=None)
+    results: list[RunResult] = []
+    async with open_endpoint(run.base_url, run.api_key, announce=say,
+                             sim_config=sim_config(run, realistic=True)) as endpoint:
+        model = await preflight(endpoint, run.model, timeout_s=run.timeout, announce=say)
+        if model != run.model:
+            config = dataclasses.replace(config, run=dataclasses.replace(run, model=model))
+        pool = bench_jobs(config.run, probe_requests(config.requests, config.max_concurrency), rows)
+
+        async def probe(c: int) -> Probe:
+            n = probe_requests(config.requests, c)
+            level = dataclasses.replace(config, warmup=max(config.warmup_for(c), c))
+            records: list[Record] = []
+            wall = 0.0
+            for attempt in range(1 + MORE_ON_CLOSE_CALL):
+                say(f"find-max: concurrency {c}, {n} requests" + (" more (a close call)" if attempt else ""))
+                result = await measure_async(endpoint, pool[:n], level, out, concurrency=c, repeat=attempt + 1,
+                                             name=f"findmax-c{c}" + (f"-more{attempt}" if attempt else ""))
+                results.append(result)
+                records += result.records
+                wall += result.wall_time_s
+                verdict = judge(c, records, wall, config.slo)
+                if not verdict.close_call:
+                    break
+            say(f"find-max: concurrency {c}: {'meets' if verdict.meets else 'misses'} the SLO")
+            return verdict
+
+        found = await search(probe, start=min(config.concurrencies or (1,)), ceiling=config.max_concurrency)
+    bench = {"runs": [r.entry() for r in results], "slo": config.slo}
+    write_bench_manifest(out, bench["runs"], slo=config.slo)
+    write_reports(out, None, [], bench=bench)
+    (out / "find_max.json").write_text(json.dumps({"slo": config.slo, **found.to_dict()}, indent=2) + "\n")
+    return out, found
+
+
+def format_find_max(result: FindMaxResult, slo: dict[str, float]) -> str:
+    """The console lines: one per probe, then the answer with its bracket."""
+    from batchrun.report.format import fmt_num, fmt_s, slo_text
+
+    def ci(value: float | None, interval: tuple[float, float] | None) -> str:
+        return fmt_s(value) if interval is None else f"{fmt_s(value)} [{fmt_s(interval[0])}, {fmt_s(interval[1])}]"
+
+    lines = [f"{'c':>5}  {'n':>5}  {'req/s':>8}  {'p99 TTFT [95% CI]':>28}  {'p99 latency [95% CI]':>28}  verdict"]
+    for p in sorted(result.probes, key=lambda p: p.concurrency):
+        verdict = ("meets" if p.meets else "misses") + (" (close call)" if p.close_call else "")
+        lines.append(f"{p.concurrency:>5}  {p.requests:>5}  {fmt_num(p.requests_per_s):>8}  "
+                     f"{ci(p.ttft_p99_s, p.ttft_p99_ci):>28}  {ci(p.latency_p99_s, p.latency_p99_ci):>28}  {verdict}")
+    rule = slo_text(slo)
+    if result.best is None:
+        lines.append(f"No concurrency met the SLO ({rule}), not even {result.probes[0].concurrency}.")
+    elif result.first_failing is None:
+        lines.append(f"Highest load meeting the SLO ({rule}): concurrency {result.best} or more "
+                     "(the ceiling still met it).")
+    else:
+        lines.append(f"Highest load meeting the SLO ({rule}): concurrency {result.best} "
+                     f"(it lies in [{result.best}, {result.first_failing}): {result.first_failing} missed).")
+    return "\n".join(lines)

@@ -1,0 +1,146 @@
+"""`batchrun run FILE --dry-run`: read the whole file (streamed), list every bad row, show three
+rendered prompts, estimate tokens, cost and the time the rate limits imply. Sends nothing and
+starts no endpoint."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from batchrun.analysis.cost import Price, estimate_cost, format_usd, resolve_price
+from batchrun.config import RunConfig, config_replace
+from batchrun.endpoint.requests import estimate_prompt_tokens, estimate_request_tokens
+from batchrun.inputs.prompt import BadRow
+from batchrun.inputs.scan import setting_columns
+from batchrun.store.outputs import done_ids
+from batchrun.progress import fmt_eta
+from batchrun.datarun import limited
+from batchrun.runner import jobs, open_rows
+
+SHOWN_PROMPTS = 3
+SHOWN_BAD_ROWS = 50
+TOKEN_METHOD = "UTF-8 bytes / 4 + 4 per message; no tokenizer installed"
+TOKENS_PER_MESSAGE = 4
+
+
+def tokenizer() -> tuple[Any, str] | None:
+    """tiktoken's o200k_base encoding when tiktoken is installed and has it (it may need to
+    download it once); None otherwise, and the estimate falls back to UTF-8 bytes / 4."""
+    try:
+        import tiktoken
+
+        return tiktoken.get_encoding("o200k_base"), "tiktoken o200k_base + 4 per message"
+    except Exception:       # noqa: BLE001 - not installed, or no network to fetch the encoding
+        return None
+
+
+def count_prompt_tokens(body: dict[str, Any], encoding: Any) -> int:
+    """Prompt tokens of a body with a real tokenizer: every message's text + 4 per message."""
+    total = 0
+    for message in body.get("messages") or ():
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):
+            content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+        total += len(encoding.encode(content or "")) + TOKENS_PER_MESSAGE
+    return max(1, total)
+
+
+@dataclass
+class Preview:
+    """What a run of `config` would send."""
+
+    rows: int = 0                         # rows read (sendable + bad + already done)
+    done: int = 0                         # --resume: rows already ok, not sent again
+    sendable: int = 0
+    bad: list[str] = field(default_factory=list)    # the first SHOWN_BAD_ROWS reasons
+    bad_count: int = 0
+    prompts: list[list[dict[str, Any]]] = field(default_factory=list)   # the first rendered conversations
+    prompt_tokens: int = 0                # estimated
+    output_tokens: int = 0                # upper bound: each request's max_tokens (or the default charge)
+    price: Price | None = None
+    token_method: str = TOKEN_METHOD
+    row_settings: dict[str, int] = field(default_factory=dict)   # setting column -> distinct values
+
+    @property
+    def cost_usd(self) -> float | None:
+        return None if self.price is None else estimate_cost(self.prompt_tokens, self.output_tokens, self.price)
+
+
+def dry_run(config: RunConfig) -> Preview:
+    """Read every row as a run would, send nothing."""
+    preview = Preview(price=resolve_price(config.model, config.price_in, config.price_out))
+    preview.row_settings = setting_columns(config.input, config.fmt) if config.input else {}
+    counter = tokenizer()
+    if counter is not None:
+        preview.token_method = counter[1]
+    reading = config_replace(config, on_bad_row="skip")      # every bad row, not only the first
+    done = done_ids(config.resume / "records.jsonl") if config.resume else set()
+    preview.done = preview.rows = len(done)
+    for item in jobs(reading, limited(open_rows(reading), config.limit), done):
+        preview.rows += 1
+        if isinstance(item, BadRow):
+            preview.bad_count += 1
+            if len(preview.bad) < SHOWN_BAD_ROWS:
+                preview.bad.append(item.reason)
+            continue
+        body = json.loads(item.body)
+        preview.sendable += 1
+        estimate = estimate_prompt_tokens(body)
+        preview.output_tokens += estimate_request_tokens(body, config.max_tokens) - estimate
+        preview.prompt_tokens += count_prompt_tokens(body, counter[0]) if counter else estimate
+        if len(preview.prompts) < SHOWN_PROMPTS:
+            preview.prompts.append(body.get("messages") or [])
+    return preview
+
+
+def limits_time_s(preview: Preview, rpm: float | None, tpm: float | None) -> float | None:
+    """Seconds the rate limits alone impose: the slower of rows / RPM and tokens / TPM (tokens
+    as charged: prompt estimate + output bound). None without limits."""
+    times = []
+    if rpm:
+        times.append(preview.sendable / rpm * 60)
+    if tpm:
+        times.append((preview.prompt_tokens + preview.output_tokens) / tpm * 60)
+    return max(times) if times else None
+
+
+def format_preview(preview: Preview, config: RunConfig) -> str:
+    lines = [f"dry run of {config.input}: nothing was sent",
+             f"rows              {preview.rows} ({preview.sendable} to send, {preview.bad_count} bad"
+             + (f", {preview.done} already done" if preview.done else "") + ")"
+             + (f", the first {config.limit} (--limit)" if config.limit else "")]
+    for reason in preview.bad:
+        lines.append(f"bad row           {reason}")
+    if preview.bad_count > len(preview.bad):
+        lines.append(f"bad row           ... and {preview.bad_count - len(preview.bad)} more")
+    for name, distinct in preview.row_settings.items():
+        lines.append(f"row setting       column '{name}' ({distinct} distinct values) sets {name} per row"
+                     + (" (ignored: --no-row-settings)" if not config.row_settings else ""))
+    for i, messages in enumerate(preview.prompts, 1):
+        lines.append(f"prompt {i}          " + " | ".join(_message_text(m) for m in messages))
+    lines.append(f"prompt tokens     ~{preview.prompt_tokens:,} (estimated: {preview.token_method})")
+    lines.append(f"output tokens     at most {preview.output_tokens:,} (each request's max_tokens"
+                 + ("" if config.max_tokens else "; none given, so 256 per request") + ")")
+    lines.append("cost              " + _cost_text(preview, config.model))
+    seconds = limits_time_s(preview, config.rpm, config.tpm)
+    lines.append("time              " + (f"at least {fmt_eta(seconds)} at the --rpm / --tpm limits"
+                                         if seconds is not None else
+                                         "not bounded by --rpm / --tpm; depends on the endpoint"))
+    return "\n".join(lines)
+
+
+def _message_text(message: dict[str, Any], width: int = 160) -> str:
+    content = message.get("content")
+    text = content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
+    text = " ".join(str(text).split())
+    return f"[{message.get('role')}] " + (text if len(text) <= width else text[:width - 1] + "…")
+
+
+def _cost_text(preview: Preview, model: str | None) -> str:
+    if preview.price is None:
+        which = f"for {model}" if model else "without --model"
+        return f"unknown: no list price {which}; pass --price-in and --price-out (USD per 1M tokens)"
+    p = preview.price
+    return (f"at most {format_usd(preview.cost_usd or 0.0)} (prompt ${p.input_per_m:g} + output "
+            f"${p.output_per_m:g} per 1M tokens: {p.source}; output counted at its max_tokens bound)")

@@ -1,0 +1,96 @@
+"""bench/findmax.py: the search on scripted probes, the verdict on literal records, and
+`bench --find-max` end to end against the built-in endpoint with a sharp knee."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from batchrun.bench.findmax import Probe, judge, probe_requests, quantile_ci, search
+from batchrun.cli import app
+from batchrun.sim import SimConfig, SimProcess
+from batchrun.store.records import Record
+from promptfiles import write_prompts
+
+
+def scripted(max_ok: int, asked: list[int]):
+    async def probe(c: int) -> Probe:
+        asked.append(c)
+        return Probe(c, 100, 100, float(c), None, None, None, None, meets=c <= max_ok, close_call=False)
+    return probe
+
+
+@pytest.mark.parametrize("max_ok, expected, bracket", [(13, 13, 14), (16, 16, 17), (1, 1, 2), (100, 100, 101)])
+async def test_doubling_then_bisection_finds_the_highest_passing_level(max_ok: int, expected: int,
+                                                                        bracket: int) -> None:
+    asked: list[int] = []
+    found = await search(scripted(max_ok, asked), start=1, ceiling=1024, resolution=0.0)
+    assert (found.best, found.first_failing) == (expected, bracket)
+    doublings = [c for c in asked if c & (c - 1) == 0]
+    assert asked[:len(doublings)] == doublings                  # doubling first
+    assert len(asked) <= 2 * (max_ok.bit_length() + 1)         # then bisection: logarithmic
+
+
+async def test_resolution_stops_the_bisection_early() -> None:
+    asked: list[int] = []
+    found = await search(scripted(300, asked), start=1, ceiling=1024, resolution=0.1)
+    assert found.first_failing is not None and found.best is not None
+    assert found.first_failing - found.best <= max(1, int(found.best * 0.1)) and found.best <= 300
+
+
+async def test_nothing_passes_and_the_ceiling_passes() -> None:
+    assert (await search(scripted(0, []), start=2)).best is None
+    found = await search(scripted(10_000, []), start=1, ceiling=64)
+    assert (found.best, found.first_failing) == (64, None)
+
+
+def ok(ttft: float, latency: float) -> Record:
+    return Record(id="x", row=0, status="ok", ttft_s=ttft, latency_s=latency)
+
+
+def test_judge_uses_the_sweeps_p99_rule() -> None:
+    records = [ok(0.1, 1.0)] * 98 + [ok(0.3, 1.0), ok(0.9, 5.0)]
+    verdict = judge(8, records, wall_s=10.0, slo={"ttft": 0.5})
+    # p99 of 100 ascending values: between the 99th (0.3) and 100th (0.9): 0.3 + 0.6 * 0.01.
+    assert verdict.ttft_p99_s == pytest.approx(0.306) and verdict.meets and verdict.requests_per_s == 10.0
+    assert not judge(8, records, wall_s=10.0, slo={"ttft": 0.3}).meets
+    failed = [Record(id="e", row=0, status="error")] * 3
+    assert not judge(8, failed, wall_s=1.0, slo={"ttft": 0.5}).meets      # nothing ok: not met
+
+
+def test_quantile_interval_brackets_the_estimate() -> None:
+    values = [i / 1000 for i in range(1, 1001)]                 # 0.001 .. 1.000
+    low, high = quantile_ci(values, 50)
+    assert low < 0.5 < high and high - low < 0.08                # ranks 500 -/+ 31
+    assert quantile_ci([], 99) is None
+    assert quantile_ci([1.0], 99) == (1.0, 1.0)
+    close = judge(1, [ok(t, 1.0) for t in values], wall_s=1.0, slo={"ttft": 0.99})
+    assert close.close_call                                     # p99 0.990: the bound is inside its interval
+
+
+def test_probe_size() -> None:
+    assert probe_requests(64, 1) == 100 and probe_requests(64, 64) == 256 and probe_requests(500, 8) == 500
+
+
+def test_find_max_end_to_end(tmp_path: Path) -> None:
+    # Four decoding slots, no jitter: TTFT 20 ms up to 4 in flight, queueing past it.
+    config = SimConfig(ttft_s=0.02, itl_s=0.001, output_tokens=4, max_concurrency=4, jitter=0.0,
+                       prefill_s_per_token=0.0)
+    prompts = write_prompts(tmp_path / "p.csv", 10)
+    with SimProcess(config) as sim:
+        result = CliRunner().invoke(app, ["bench", str(prompts), "--base-url", sim.base_url, "--find-max",
+                                          "--slo", "ttft=30ms", "--out", "fm", "-n", "40", "-c", "2"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    found = json.loads((tmp_path / "fm" / "find_max.json").read_text())
+    assert found["best_concurrency"] == 4 and found["first_failing_concurrency"] == 5
+    assert "Highest load meeting the SLO (ttft<=30 ms): concurrency 4" in result.output
+    assert (tmp_path / "fm" / "report.html").exists()
+
+
+def test_find_max_needs_an_slo(tmp_path: Path) -> None:
+    prompts = write_prompts(tmp_path / "p.csv", 1)
+    result = CliRunner().invoke(app, ["bench", str(prompts), "--find-max"])
+    assert result.exit_code == 2 and "--find-max needs --slo" in result.output

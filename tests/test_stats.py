@@ -1,0 +1,90 @@
+"""stats.py: interval functions on literal and simulated samples (pure, seeded, no HTTP)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from batchrun.analysis import stats
+
+approx = pytest.approx
+
+
+def test_order_statistic_ranks_match_the_tables():
+    # n = 100, median, 95%: the textbook ranks 40 and 61 (Conover, Table A3 / binomial).
+    assert stats._order_ranks(100, 50, 0.95) == (40, 61)
+    assert stats._order_ranks(10, 50, 0.95) == (2, 9)
+    assert stats._order_ranks(5, 50, 0.95) is None           # 2 * 0.5^5 = 6.25% > 5%: no interval
+    assert stats.quantile_ci(list(range(1, 11)), 50) == (2.0, 9.0)
+
+
+def test_a_p99_interval_needs_enough_values():
+    assert stats.min_n_for_quantile_ci(99) == 368             # 0.99^368 < 0.025 <= 0.99^367
+    assert stats.quantile_ci(list(range(367)), 99) is None
+    assert stats.quantile_ci(list(range(368)), 99) == (359.0, 367.0)
+    assert stats.min_n_for_quantile_ratio(99) == 435
+
+
+@pytest.mark.parametrize("q, n", [(50, 64), (99, 600)])
+def test_percentile_intervals_cover_the_true_value(q, n):
+    """Over 300 simulated runs (lognormal latencies) the 95% interval holds the true percentile
+    at least 93% of the time. The old t-interval over per-repeat p99s covered 71-77%."""
+    rng = np.random.default_rng(7)
+    true = math.exp(0.5 * {50: 0.0, 99: 2.326348}[q])
+    hits = 0
+    for _ in range(300):
+        lo, hi = stats.quantile_ci(np.sort(rng.lognormal(0.0, 0.5, n)), q)
+        hits += lo <= true <= hi
+    assert hits / 300 >= 0.93
+
+
+def test_t_interval_by_hand():
+    iv = stats.t_interval([1.0, 2.0, 3.0])
+    # mean 2, s = 1, t(0.975, 2) = 4.303: 2 ± 4.303 / sqrt(3)
+    assert iv == approx((2.0, 2.0 - 4.303 / math.sqrt(3), 2.0 + 4.303 / math.sqrt(3)))
+    assert stats.t_interval([1.0]) is None
+
+
+def test_hodges_lehmann_finds_a_common_factor():
+    base = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    iv = stats.hodges_lehmann_ratio(base, [1.2 * x for x in base])
+    assert iv.estimate == approx(0.2) and iv.low < 0.2 < iv.high
+    assert stats.hodges_lehmann_ratio(base[:4], base) is None          # fewer than 5 a side
+    assert stats.hodges_lehmann_ratio([0.0] + base, base) is None      # log of 0
+
+
+def test_pair_difference_order_statistics_without_building_the_pairs():
+    rng = np.random.default_rng(3)
+    a, b = np.sort(rng.normal(size=40)), np.sort(rng.normal(size=30))
+    every = np.sort((b[None, :] - a[:, None]).ravel())
+    for k in (1, 17, 600, 1200):
+        assert stats._pair_diff_order_stat(a, b, k) == approx(every[k - 1], abs=1e-9)
+
+
+def test_bootstrap_is_seeded_and_brackets_the_ratio():
+    rng = np.random.default_rng(1)
+    base, cur = rng.lognormal(0, 0.2, 200), rng.lognormal(math.log(1.5), 0.2, 200)
+    median = lambda cols: np.median(cols[0], axis=-1)  # noqa: E731
+    one = stats.bootstrap_ratio([base], [cur], median, seed=5)
+    assert one == stats.bootstrap_ratio([base], [cur], median, seed=5)
+    assert one.low < 0.5 < one.high and one.low > 0.3
+
+
+def test_clustered_median_equals_the_median_of_the_concatenated_groups():
+    rng = np.random.default_rng(0)
+    groups = [rng.lognormal(0, 0.3, rng.integers(1, 8)) for _ in range(50)]
+    stat = stats.clustered_median(groups)
+    assert stat([np.arange(50.0)]) == approx(np.median(np.concatenate(groups)))
+    draws = rng.integers(0, 50, (200, 50))
+    want = [np.median(np.concatenate([groups[i] for i in row])) for row in draws]
+    assert stat([draws.astype(float)]) == approx(want)
+
+
+def test_proportions_and_rates():
+    d = stats.proportion_difference(98, 100, 95, 100)
+    assert d.estimate == approx(-0.03) and d.low < -0.03 < d.high < 0.05
+    r = stats.poisson_rate_ratio(100, 10.0, 100, 10.0)
+    assert r.estimate == 0 and r.low == approx(math.exp(-1.959964 * math.sqrt(0.02)) - 1, abs=1e-5)
+    assert stats.poisson_rate_ratio(0, 1.0, 3, 1.0) is None

@@ -351,7 +351,8 @@ def _pool_config(config: RunConfig) -> PoolConfig:
                       retries=config.retries, max_errors=config.max_errors,
                       max_error_rate=config.max_error_rate, seed=config.seed,
                       max_tool_rounds=config.max_tool_rounds, max_retry_wait_s=config.max_retry_wait,
-                      learn_rpm=config.learn_rpm, learn_tpm=config.learn_tpm, adaptive=adaptive)
+                      learn_rpm=config.learn_rpm and not several, learn_tpm=config.learn_tpm and not several,
+                      adaptive=adaptive)
 
 
 @contextlib.asynccontextmanager

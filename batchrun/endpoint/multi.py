@@ -15,7 +15,7 @@ import json
 import math
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 
 from batchrun.endpoint.client import CONNECTION_ERROR, AttemptResult, Endpoint, StreamClient
 from batchrun.endpoint.requests import estimate_request_tokens
@@ -54,6 +54,16 @@ class MultiClient:
     @property
     def endpoint(self) -> Endpoint:
         return self.members[0].client.endpoint
+
+    @property
+    def on_headers(self) -> Any:
+        """The pool's response-header hook (learned limits), shared by every member client."""
+        return self.members[0].client.on_headers
+
+    @on_headers.setter
+    def on_headers(self, hook: Any) -> None:
+        for member in self.members:
+            member.client.on_headers = hook
 
     def pick(self) -> Member:
         now = self.clock()

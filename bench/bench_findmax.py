@@ -9,8 +9,9 @@ Two SLOs: `ttft=200ms` (met up to the knee, missed just past it) and `e2e=275ms`
 grows with load, ~8 ms per level near 12, about as much as a p99 of 100 requests varies: met
 somewhere below the knee). For each, `batchrun bench --find-max`
 and a full sweep (`batchrun bench -c <every level>`, 100 requests per level, one warm-up wave),
-both as whole processes. The sweep's answer is its recommended concurrency (the best level whose
-p99 TTFT and p99 latency meet the SLO); find-max must agree with it (the same level, or - when
+both as whole processes. The sweep's answer is its highest level whose p99 TTFT and p99 latency
+meet the SLO, judged on its own records by the same rule (its recommendation, the smallest level
+within noise of the best throughput, is printed beside it); find-max must agree with it (the same level, or - when
 p99s at neighbouring levels are within noise of the bound - a level such that every sweep
 level between the two answers was a close call in the sweep's own data: its p99's 95% interval
 straddled the bound, so 100 requests could not decide it).
@@ -56,23 +57,24 @@ def compare(slo: str, tmp: Path) -> None:
                             "--max-run-time", "0"])
     found = json.loads((tmp / f"fm-{slo}" / "find_max.json").read_text())
     analysis = json.loads((tmp / f"sweep-{slo}" / "summary.json").read_text())["bench"]
-    sweep_best = analysis["recommended_concurrency"]
+    recommended = analysis["recommended_concurrency"]
     # (the wall time only sets req/s, which the verdict does not use)
     verdicts = {c: judge(c, _records(tmp / f"sweep-{slo}" / "runs" / f"async-c{c}-r1"), 1.0, analysis["slo"])
                 for c in levels}
     meeting = [c for c, v in verdicts.items() if v.meets]
+    sweep_best = max(meeting, default=None)       # the sweep's highest level meeting the SLO
     probes = " ".join(f"{p['concurrency']}{'+' if p['meets'] else '-'}" for p in found["probes"])
     best = found["best_concurrency"]
     # Agree: the same level, or every sweep level between the two answers was a close call in the
     # sweep's own data (its p99's 95% interval straddled the bound: 100 requests cannot decide it).
-    between = [c for c in levels if min(best, sweep_best) < c <= max(best, sweep_best)]
+    between = [c for c in levels if min(best or 0, sweep_best or 0) < c <= max(best or 0, sweep_best or 0)]
     agree = best == sweep_best or all(verdicts[c].close_call for c in between)
     calls = ", ".join(f"{c}{' (close call)' if verdicts[c].close_call else ''}" for c in between)
     print(f"== SLO {slo}")
     print(f"find-max   {fm_wall:6.1f} s, {len(found['probes'])} probes ({probes}): concurrency {best} "
           f"in [{best}, {found['first_failing_concurrency']})")
     print(f"full sweep {sweep_wall:6.1f} s, {len(levels)} levels: best SLO-meeting level {sweep_best} "
-          f"(levels meeting it: {', '.join(map(str, meeting))})")
+          f"(levels meeting it: {', '.join(map(str, meeting))}; the sweep recommends {recommended})")
     if between:
         print(f"sweep levels between the two answers: {calls}")
     print(f"agree: {'yes' if agree else 'NO'}; find-max took {fm_wall / sweep_wall:.2f}x the sweep's time")

@@ -68,6 +68,22 @@ def test_a_queue_only_the_excess_waits_in_is_seen_too(knee: int) -> None:
     assert max(after(trace, 60.0)) <= 1.6 * knee and min(after(trace, 60.0)) >= 0.75 * knee
 
 
+def test_a_server_that_slows_every_token_instead_of_queueing_is_not_pushed_past_2x() -> None:
+    """No queue, so TTFT stays flat; past the knee every request just takes longer (throughput
+    flat). The latency signal stops the growth where latency has doubled: at about 2x the knee."""
+    controller = ConcurrencyController(AdaptiveConfig(), now=0.0)
+    rng = random.Random(1)
+    now, knee, service = 0.0, 16, 2.0
+    for _ in range(4000):
+        n = controller.limit
+        latency = service * max(1.0, n / knee)
+        now += latency / n
+        controller.observe(sent=now - latency, now=now, ttft_s=0.25 * rng.lognormvariate(0, 0.15),
+                           latency_s=latency * rng.lognormvariate(0, 0.15), overloaded=False, in_flight=n)
+    settled = settled_limit(controller.history, now)
+    assert settled is not None and knee <= settled <= 2 * knee
+
+
 def test_slow_start_doubles_then_the_first_congestion_ends_it_at_the_last_good_limit() -> None:
     controller = ConcurrencyController(AdaptiveConfig(start=4), now=0.0)
     ScriptedServer(knee=20).drive(controller, 30.0)

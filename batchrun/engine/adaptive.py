@@ -12,7 +12,9 @@ rounds of requests sent since its last change, and after each round
   is service_time x (n - k) / k however the wait is shared out, while a server with even service
   times makes only the few requests past its capacity wait (a whole service time each) and the
   median request waits for nothing. With the default factor 2 the knee is flagged once the mean
-  wait exceeds the unloaded TTFT;
+  wait exceeds the unloaded TTFT. The round's mean latency past `knee_factor` x the best round
+  mean counts too: a server that slows every token instead of queueing gains no throughput
+  (limit / latency, Little's law) once latency grows as fast as the limit;
 - otherwise, if the pool actually used the limit: double it while no round has been congested
   yet (slow start), then add max(1, sqrt(limit) / 2) per round (as the gradient limiter's
   sqrt(limit) queue allowance: a large limit climbs back in a few rounds, a small one by one).
@@ -65,6 +67,7 @@ class ConcurrencyController:
         self.value = float(min(max(config.start, config.floor), config.ceiling))
         self.slow_start = True
         self.best_ttft: float | None = None
+        self.best_latency: float | None = None
         self.last_good: float | None = None
         self.history: list[tuple[float, int]] = [(now, self.limit)]
         self._round = _Round(started=now)
@@ -108,6 +111,9 @@ class ConcurrencyController:
             if ttft:
                 mean = sum(ttft) / len(ttft)
                 self.best_ttft = mean if self.best_ttft is None else min(self.best_ttft, mean)
+            if rnd.latency:
+                mean = sum(rnd.latency) / len(rnd.latency)
+                self.best_latency = mean if self.best_latency is None else min(self.best_latency, mean)
             self.last_good = self.value
             if rnd.peak_in_flight >= 0.8 * self.limit:   # grow only a limit that was used
                 self.value = self.value * 2 if self.slow_start else self.value + max(1.0, math.sqrt(self.value) / 2)
@@ -119,6 +125,11 @@ class ConcurrencyController:
     def _congested(self, ttft: list[float], latency: list[float]) -> bool:
         cfg = self.config
         if self.best_ttft is not None and sum(ttft) / len(ttft) > cfg.knee_factor * self.best_ttft:
+            return True
+        # A server that slows every token instead of queueing: throughput = limit / latency stops
+        # growing once latency grows as fast as the limit; past knee_factor x the best, stop.
+        if (self.best_latency is not None and latency
+                and sum(latency) / len(latency) > cfg.knee_factor * self.best_latency):
             return True
         if cfg.slo_ttft_s is not None and percentile(ttft, 90) > cfg.slo_ttft_s:
             return True

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import random
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -264,20 +263,6 @@ def _lowest(current: float | None, value: float | None) -> float | None:
     if value is None:
         return current
     return value if current is None else min(current, value)
-
-
-def backoff_s(attempt: int, retry_after_s: float | None, *, base_s: float, max_s: float,
-              rng: random.Random) -> float:
-    """Seconds to wait before attempt `attempt + 1`.
-
-    The server's `retry-after` wins when it sent one (plus up to 10% jitter so that a
-    crowd of workers does not return in the same millisecond); otherwise exponential
-    backoff `base * 2**attempt`, capped at `max_s`, with equal jitter (half fixed, half random).
-    """
-    if retry_after_s is not None:
-        return min(retry_after_s * (1 + 0.1 * rng.random()), max(max_s, retry_after_s))
-    delay = min(max_s, base_s * 2 ** attempt)
-    return delay / 2 + rng.random() * delay / 2
 
 
 def limits_summary(limits: RateLimits, *, attempts: int, rate_limited: int, user_rpm: float | None,

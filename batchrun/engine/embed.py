@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from batchrun.endpoint.embeddings import EmbeddingsClient, EmbedResult
 from batchrun.endpoint.requests import build_embeddings_body, prompt_text
-from batchrun.engine.limits import RateLimits, backoff_s
+from batchrun.engine.limits import RateLimits
+from batchrun.engine.retry import retry_delay_s
 from batchrun.engine.pool import PoolConfig, PoolStats, is_retryable
 from batchrun.errors import BatchrunError
 from batchrun.inputs.prompt import BadRow, Prompt
@@ -170,8 +171,10 @@ class EmbedPool:
                 return result, wait
             if not is_retryable(result) or attempt == self.config.retries:
                 return result, wait
-            delay = backoff_s(attempt, result.retry_after_s, base_s=self.config.backoff_base_s,
-                              max_s=self.config.backoff_max_s, rng=self._rng)
+            cfg = self.config
+            delay = retry_delay_s(attempt, result.http_status, result.retry_after_s, rng=self._rng,
+                                  max_wait_s=cfg.max_retry_wait_s, base_s=cfg.backoff_base_s,
+                                  max_s=cfg.backoff_max_s, rate_limit_base_s=cfg.rate_limit_backoff_s)
             log[-1].backoff_s = delay
             await asyncio.sleep(delay)
         raise AssertionError("unreachable")

@@ -84,6 +84,11 @@ def run(
     template: Template = None,
     system: System = None,
     on_bad_row: Annotated[str, _opt("fail: stop at the first bad row; skip: record it as skipped and go on.", env="BATCHRUN_ON_BAD_ROW")] = "fail",
+    mode: Annotated[Optional[str], _opt("online: stream every request now; batch: through the OpenAI Batch API (half price, "
+                                        "results within 24 h); auto: online when small or urgent, else batch. [default: online]",
+                                        env="BATCHRUN_MODE")] = None,
+    deadline: Annotated[Optional[str], _opt("Answers needed within this time, e.g. 2h or 90m: --mode auto goes online below "
+                                            "24 h; --mode batch cancels jobs still open then (their rows stay resumable).")] = None,
     model: Model = None,
     max_tokens: MaxTokens = None,
     temperature: Temperature = None,
@@ -159,6 +164,7 @@ def run(
                             json_schema=json_schema, json_mode=json_mode, overwrite=overwrite,
                             input_changed=input_changed, csv_formulas=csv_formulas,
                             row_settings=row_settings, save_request=save_request),
+            mode=mode, deadline_s=_duration(deadline, "--deadline"),
             endpoint=endpoint, batch_size=batch_size, synthetic=synthetic, speedup=speedup,
             slice_s=_duration(slice_, "--slice"), extra_base_urls=list(base_url or [])[1:], balance=balance)
         if config.dry_run:
@@ -316,17 +322,13 @@ def _echo_workloads(out_dir: Any) -> None:
 
 
 def _duration(text: str | None, option: str) -> float | None:
-    """'10s', '500ms', '2m' or a bare number of seconds."""
+    from batchrun.endpoint.hints import parse_duration_s
+
     if text is None:
         return None
-    from batchrun.endpoint.hints import parse_duration_s
-    try:
-        return float(text)
-    except ValueError:
-        pass
     seconds = parse_duration_s(text)
     if seconds is None:
-        raise ConfigError(f"{option}: expected a duration such as 10s, 500ms or 2m, got {text!r}")
+        raise ConfigError(f"{option}: cannot read {text!r} as a duration; write e.g. 2h, 90m, 45s or 3600")
     return seconds
 
 
@@ -405,6 +407,10 @@ def _step_summary(markdown: str) -> None:
 from batchrun.sim.cli import serve  # noqa: E402  (after `app`, which it does not need)
 
 app.command("serve", help="Run the built-in simulated OpenAI-compatible endpoint in the foreground.")(serve)
+
+from batchrun.batchapi.commands import batch_app  # noqa: E402
+
+app.add_typer(batch_app, name="batch")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -118,6 +118,9 @@ class RunConfig:
     template: str | None = None
     system: str | None = None
     on_bad_row: str = "fail"
+    # online now, or through the Batch API (batchrun/batchapi); None: online, or the resumed run's mode
+    mode: str | None = None
+    deadline_s: float | None = None          # answers needed within this many seconds
     # request defaults
     model: str | None = None
     max_tokens: int | None = None
@@ -214,6 +217,10 @@ class RunConfig:
             raise ConfigError(f"--max-error-rate is a fraction between 0 and 1, got {self.max_error_rate}")
         if self.on_bad_row not in ON_BAD_ROW:
             raise ConfigError(f"--on-bad-row must be one of {', '.join(ON_BAD_ROW)}, got {self.on_bad_row!r}")
+        if self.mode not in (None, "online", "batch", "auto"):
+            raise ConfigError(f"--mode must be online, batch or auto, got {self.mode!r}")
+        if self.deadline_s is not None and self.deadline_s <= 0:
+            raise ConfigError(f"--deadline must be positive, got {self.deadline_s}")
         if self.output_format not in OUTPUT_FORMATS:
             raise ConfigError(f"--output-format must be csv or parquet, got {self.output_format!r}")
         if not isinstance(self.extra_body, dict):

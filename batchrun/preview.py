@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from batchrun.analysis.cost import Price, estimate_cost, format_usd, resolve_price
+from batchrun.analysis.cost import Price, batch_price, estimate_cost, format_usd, resolve_price
 from batchrun.config import RunConfig, config_replace
 from batchrun.endpoint.requests import estimate_prompt_tokens, estimate_request_tokens
 from batchrun.inputs.prompt import BadRow
@@ -123,6 +123,8 @@ def format_preview(preview: Preview, config: RunConfig) -> str:
     lines.append(f"output tokens     at most {preview.output_tokens:,} (each request's max_tokens"
                  + ("" if config.max_tokens else "; none given, so 256 per request") + ")")
     lines.append("cost              " + _cost_text(preview, config.model))
+    if preview.price is not None:
+        lines.append("cost, batch mode  " + _batch_cost_text(preview, config.model))
     seconds = limits_time_s(preview, config.rpm, config.tpm)
     lines.append("time              " + (f"at least {fmt_eta(seconds)} at the --rpm / --tpm limits"
                                          if seconds is not None else
@@ -135,6 +137,15 @@ def _message_text(message: dict[str, Any], width: int = 160) -> str:
     text = content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
     text = " ".join(str(text).split())
     return f"[{message.get('role')}] " + (text if len(text) <= width else text[:width - 1] + "…")
+
+
+def _batch_cost_text(preview: Preview, model: str | None) -> str:
+    """The same rows through the Batch API (--mode batch): its price; answers within 24 h."""
+    price = batch_price(preview.price, model)
+    assert price is not None
+    usd = estimate_cost(preview.prompt_tokens, preview.output_tokens, price)
+    return (f"at most {format_usd(usd)} with --mode batch (prompt ${price.input_per_m:g} + output "
+            f"${price.output_per_m:g} per 1M tokens: {price.source}; answers within 24 h)")
 
 
 def _cost_text(preview: Preview, model: str | None) -> str:

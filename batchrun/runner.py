@@ -79,7 +79,7 @@ def default_out_dir(config: RunConfig) -> Path:
 # unless given again; how to send them (concurrency, limits, timeouts) comes from now.
 _RESUMED_FIELDS = ("input", "fmt", "prompt_column", "id_column", "template", "system", "on_bad_row",
                    "model", "max_tokens", "temperature", "extra_body", "tools", "tool_choice",
-                   "parallel_tool_calls", "tool_module", "output_format", "endpoint", "batch_size",
+                   "parallel_tool_calls", "tool_module", "output_format", "mode", "endpoint", "batch_size",
                    "synthetic")
 # Issue 10's: how rows become requests and answers are read. --limit is not kept, so a resume
 # without it extends a pilot to the whole file.
@@ -179,6 +179,9 @@ def prepare_out_dir(config: RunConfig) -> Path:
 async def execute_run(config: RunConfig) -> RunOutcome:
     """Run `config` to the end (or until stopped) and write every output file."""
     config = resolve_resume(config)
+    from batchrun import batchapi
+
+    config = await batchapi.choose_mode(config, say)
     rows = open_rows(config)
     config = config_replace(config, out=config.resume or config.out or default_out_dir(config))
     assert config.out is not None
@@ -191,7 +194,8 @@ async def execute_run(config: RunConfig) -> RunOutcome:
         if raised:
             say(raised)
         async with open_endpoint(config.base_url, config.api_key, announce=say,
-                                 sim_config=sim_config(config)) as endpoint, open_more(config, say) as more:
+                                 sim_config=batchapi.sim_config(sim_config(config), config, out)) as endpoint, \
+                open_more(config, say) as more:
             model = await preflight(endpoint, config.model, timeout_s=config.timeout, announce=say)
             config = config_replace(config, model=model, base_url=BUILTIN if endpoint.embedded
                                     else choose_base_url(config.base_url, config.api_key))
@@ -206,13 +210,17 @@ async def execute_run(config: RunConfig) -> RunOutcome:
             if skip:
                 say(f"resuming {out} (session {session}): {len(skip)} rows already done are not sent again")
             seen = set() if config.input_changed == "ok" and config.limit is None else None
-            await check_more(more, config, say)
-            workload = await prepare_workload(config, endpoint, limited(rows, config.limit), out, skip,
-                                              lambda c, r, k: jobs(c, r, k, seen), say)
-            workload.more_endpoints = more
-            if workload.kind in ("rows", "trace"):
-                workload.items = _warn_pacing(config, workload.items)
-            outcome = await _run_pool(config, endpoint, out, workload, len(skip), session)
+            if config.mode == "batch":
+                items = jobs(config, limited(rows, config.limit), skip, seen)
+                outcome = await batchapi.run_batch(config, endpoint, out, items, session)
+            else:
+                await check_more(more, config, say)
+                workload = await prepare_workload(config, endpoint, limited(rows, config.limit), out, skip,
+                                                  lambda c, r, k: jobs(c, r, k, seen), say)
+                workload.more_endpoints = more
+                if workload.kind in ("rows", "trace"):
+                    workload.items = _warn_pacing(config, workload.items)
+                outcome = await _run_pool(config, endpoint, out, workload, len(skip), session)
             outcome.endpoint = info
             if outcome.input_error is None and not outcome.interrupted:
                 report_vanished(skip, seen, say)

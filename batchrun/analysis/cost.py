@@ -53,6 +53,21 @@ class Price:
         return {"input_per_1m": self.input_per_m, "output_per_1m": self.output_per_m, "source": self.source}
 
 
+# The Batch API's price as a share of the list price: half for every model in LIST_PRICES on
+# PRICES_AS_OF; a model priced otherwise would be listed in BATCH_SHARES.
+BATCH_SHARE = 0.5
+BATCH_SHARES: dict[str, float] = {}
+
+
+def batch_price(price: Price | None, model: str | None = None) -> Price | None:
+    """What a request costs through the Batch API (--mode batch): half the online price, unless
+    BATCH_SHARES says otherwise for the model."""
+    if price is None:
+        return None
+    share = BATCH_SHARES.get((model or "").split("/")[-1].lower(), BATCH_SHARE)
+    return price.scaled(share, f"Batch API: {share:g} of it")
+
+
 def price_for(model: str | None) -> Price | None:
     """The table's list price of `model`; a dated snapshot (gpt-4o-mini-2024-07-18) takes its
     family's price (the longest table name it starts with). None when the model is unknown."""
@@ -94,21 +109,30 @@ def run_cost(records: Iterable[Record], price: Price | None) -> dict[str, Any] |
     reported usage was billed). Records without usage are counted, not guessed."""
     if price is None:
         return None
-    prompt = completion = with_usage = without = estimated = 0
+    tokens = {False: [0, 0], True: [0, 0]}      # online / Batch API rows: [prompt, completion]
+    with_usage = without = estimated = 0
     for record in records:
-        if record.sent_s is None:
+        batch = record.batch_id is not None
+        if record.sent_s is None and not batch:
             continue                      # never sent: skipped, or cancelled in the queue
         if record.prompt_tokens is None and record.completion_tokens is None:
-            without += 1
+            if not batch:                 # a Batch API row without usage never ran: not billed
+                without += 1
             continue
         with_usage += 1
         estimated += record.tokens_estimated
-        prompt += record.prompt_tokens or 0
-        completion += record.completion_tokens or 0
-    usd = estimate_cost(prompt, completion, price)
-    return {"usd": usd, "prompt_tokens": prompt, "completion_tokens": completion,
+        tokens[batch][0] += record.prompt_tokens or 0
+        tokens[batch][1] += record.completion_tokens or 0
+    half = batch_price(price)
+    assert half is not None
+    cost = {"usd": estimate_cost(*tokens[False], price) + estimate_cost(*tokens[True], half),
+            "prompt_tokens": tokens[False][0] + tokens[True][0], "completion_tokens": tokens[False][1] + tokens[True][1],
             "records_with_usage": with_usage, "records_without_usage": without,
             "records_estimated": estimated, "price": price.to_dict()}
+    if any(tokens[True]):                 # rows answered by Batch API jobs, at the batch price
+        cost["batch"] = {"prompt_tokens": tokens[True][0], "completion_tokens": tokens[True][1],
+                         "usd": estimate_cost(*tokens[True], half), "price": half.to_dict()}
+    return cost
 
 
 def format_usd(usd: float) -> str:

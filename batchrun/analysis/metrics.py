@@ -343,6 +343,24 @@ def _goodput(ok: list[Record], slo: dict[str, float] | None, wall: float | None)
     return {"slo": slo, "requests": good, "requests_per_s": _per_s(good, wall)}
 
 
+def batch_jobs(records: Iterable[Record]) -> dict[str, Any] | None:
+    """Batch API rows: how many jobs and rows, and each job's turnaround (ended_at - created_at,
+    whole seconds as the API gives them). None when no record came from a Batch API job."""
+    jobs: dict[str, tuple[int | None, int | None]] = {}
+    rows = 0
+    for r in records:
+        if r.batch_id:
+            rows += 1
+            jobs[r.batch_id] = (r.batch_created_at, r.batch_completed_at)
+    if not jobs:
+        return None
+    times = [(c, e) for c, e in jobs.values() if c is not None and e is not None]
+    return {"jobs": len(jobs), "requests": rows,
+            "turnaround_s": Distribution.of(float(e - c) for c, e in times).to_dict(),
+            "first_created_at": min((c for c, _ in times), default=None),
+            "last_ended_at": max((e for _, e in times), default=None)}
+
+
 def summary_warnings(summary: Mapping[str, Any]) -> list[str]:
     """Plain-language warnings for a summary (client saturation, no successes, estimated tokens)."""
     out = []
@@ -409,6 +427,7 @@ def summarize(records: Iterable[Record], *, wall_time_s: float | None = None,
         "schedule": schedule_figures(sent),
         "tool_calls": _tool_stats(recs),
         "loop_lag": loop_lag(loop_lag_s),
+        "batch": batch_jobs(recs),
     }
     summary["warnings"] = summary_warnings(summary)
     return summary

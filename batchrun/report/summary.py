@@ -45,6 +45,11 @@ def format_summary_table(summary: Mapping[str, Any]) -> str:
     lines.append(f"throughput  {fmt_num(t['requests_per_s'])} req/s, {fmt_num(t['output_tokens_per_s'], 1)} "
                  f"output tok/s over {fmt_s(summary['wall_time_s'])}; in flight peak "
                  f"{summary['in_flight']['peak']}, mean {fmt_num(summary['in_flight']['mean'], 1)}")
+    if summary.get("batch"):
+        b = summary["batch"]
+        lines.append(f"batch API   {b['requests']} rows in {b['jobs']} job(s); job turnaround p50 "
+                     f"{fmt_s(b['turnaround_s']['p50'])}, max {fmt_s(b['turnaround_s']['max'])} "
+                     "(no per-request timing: the Batch API gives none)")
     if summary["goodput"]:
         g = summary["goodput"]
         lines.append(f"goodput     {fmt_num(g['requests_per_s'])} req/s ({g['requests']} requests within "
@@ -158,7 +163,7 @@ def _run_plots(records: Sequence[Record]) -> list[Image]:
     ok = [r for r in records if r.status == OK]
     ttft = [r.ttft_s for r in ok if r.ttft_s is not None]
     latency = [r.latency_s for r in ok if r.latency_s is not None]
-    if not ok:
+    if not ttft and not latency:         # nothing succeeded, or only Batch API rows (never timed)
         return []
     return [Image(plots.histogram(ttft, title="TTFT", xlabel="seconds"), "TTFT histogram"),
             Image(plots.histogram(latency, title="Latency", xlabel="seconds"), "latency histogram"),
@@ -178,6 +183,17 @@ def _session_timelines(records: Sequence[Record]) -> dict[str, list[tuple[float,
 
 def _warnings(summary: Mapping[str, Any]) -> list[Text]:
     return [Text(w, warning=True) for w in summary["warnings"]]
+
+
+def _batch_section(batch: Mapping[str, Any] | None) -> Section | None:
+    if not batch:
+        return None
+    t = batch["turnaround_s"]
+    return Section("Batch API jobs", [
+        Text("Rows answered by Batch API jobs have no per-request timing (the API gives none); "
+             "a job's turnaround is its completed (or expired / cancelled / failed) time minus its created time."),
+        Table(["jobs", "rows", "turnaround n", "p50", "max"],
+              [[str(batch["jobs"]), str(batch["requests"]), str(t["count"]), fmt_s(t["p50"]), fmt_s(t["max"])]])])
 
 
 def _lag_section(lag: Mapping[str, Any] | None) -> Section | None:
@@ -215,11 +231,12 @@ def run_document(summary: Mapping[str, Any], records: Sequence[Record],
                                      _counts_table("error type", summary["by_error_type"]),
                                      _counts_table("finish reason", summary["by_finish_reason"])]),
                 Section("Timings (ok requests; queue wait: all sent)", [_timings(summary)])]
-    sections += [s for s in (_lag_section(summary.get("loop_lag")), _tools_section(summary["tool_calls"]),
-                             limits.limits_section(summary, records)) if s]
+    sections += [s for s in (_batch_section(summary.get("batch")), _lag_section(summary.get("loop_lag")),
+                             _tools_section(summary["tool_calls"]), limits.limits_section(summary, records)) if s]
     from batchrun.report.workloads import workload_doc
     sections += workload_doc(summary)
-    sections.append(Section("Plots", _run_plots(records) or [Text("no successful request to plot")]))
+    sections.append(Section("Plots", _run_plots(records) or [Text(
+        "no successful request to plot" if not summary["counts"]["ok"] else "no timed request to plot")]))
     sections.append(Section(f"Sample (first {SAMPLE_ROWS} rows)", [_sample(records)]))
     if config:
         sections.append(Section("Configuration", [config_table(config)]))

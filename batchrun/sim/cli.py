@@ -17,6 +17,7 @@ from batchrun.sim.server import run_loop, serve_sim
 
 _LAT = "Latency model"
 _FAULTS = "Faults (probabilities per request, seeded)"
+_BATCH = "Batch API (/v1/files, /v1/batches)"
 
 
 def serve(
@@ -30,6 +31,19 @@ def serve(
     seed: Annotated[int, typer.Option(help="Seed for text, lengths, jitter and faults.")] = 0,
     api_key: Annotated[Optional[str], typer.Option(
         help="Require 'Authorization: Bearer KEY' (401 otherwise). Default: no auth.")] = None,
+    batch_delay: Annotated[float, typer.Option(
+        help="Seconds from creating a batch job to its completion.", rich_help_panel=_BATCH)] = 2.0,
+    batch_error_rate: Annotated[float, typer.Option(
+        help="Chance a request of a job fails (HTTP 500 in the error file).", rich_help_panel=_BATCH)] = 0.0,
+    batch_failure_rate: Annotated[float, typer.Option(
+        help="Chance a whole job fails validation.", rich_help_panel=_BATCH)] = 0.0,
+    batch_expiry_rate: Annotated[float, typer.Option(
+        help="Chance a job expires with half its requests done.", rich_help_panel=_BATCH)] = 0.0,
+    batch_state_dir: Annotated[Optional[str], typer.Option(
+        help="Keep files and jobs in this directory, so they survive a restart.", rich_help_panel=_BATCH)] = None,
+    batch_token_limit: Annotated[Optional[int], typer.Option(
+        help="Enqueued-token limit: prompt tokens per model over unfinished jobs; a job past it fails "
+             "with token_limit_exceeded.", rich_help_panel=_BATCH)] = None,
     fast: Annotated[bool, typer.Option(
         help="Zero delays and no queueing: measures the client's own overhead.")] = False,
     fixed_ttft: Annotated[Optional[float], typer.Option(
@@ -94,9 +108,12 @@ def serve(
             output_tokens=output_tokens, rpm=rpm, tpm=tpm, ratelimit_headers=ratelimit_headers, tool_call_rate=tool_call_rate,
             error_500_rate=fault_500, error_502_rate=fault_502, error_503_rate=fault_503,
             error_429_rate=fault_429, cut_rate=fault_cut, stall_rate=fault_stall,
-            malformed_rate=fault_malformed, stall_s=stall_seconds, fresh_jitter=fresh_jitter,
-            invalid_json_rate=fault_invalid_json, strict=strict,
-            prefix_cache_tokens=prefix_cache_tokens, embedding_dim=embedding_dim)
+            malformed_rate=fault_malformed, stall_s=stall_seconds, batch_delay_s=batch_delay,
+            batch_error_rate=batch_error_rate, batch_failure_rate=batch_failure_rate,
+            batch_expiry_rate=batch_expiry_rate, batch_state_dir=batch_state_dir,
+            batch_token_limit=batch_token_limit, invalid_json_rate=fault_invalid_json,
+            fresh_jitter=fresh_jitter, strict=strict, prefix_cache_tokens=prefix_cache_tokens,
+            embedding_dim=embedding_dim)
     except ConfigError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None

@@ -67,6 +67,14 @@ class SimConfig:
     stall_s: float = 3600.0
     retry_after_s: float = 1.0               # retry-after sent with injected 429 / 503
 
+    # Batch API (/v1/files, /v1/batches; see batchrun/sim/batches.py for a job's timeline).
+    batch_delay_s: float = 2.0               # creation -> completed; short, so a demo finishes in seconds
+    batch_error_rate: float = 0.0            # chance a request of a job fails (HTTP 500 in the error file)
+    batch_failure_rate: float = 0.0          # chance a whole job fails validation (status failed)
+    batch_expiry_rate: float = 0.0           # chance a job expires with half its requests done
+    batch_state_dir: str | None = None       # keep files and jobs here, so they survive a restart
+    batch_token_limit: int | None = None     # enqueued prompt tokens per model over unfinished jobs
+
     def __post_init__(self) -> None:
         _validate(self)
 
@@ -145,6 +153,12 @@ def _validate(cfg: SimConfig) -> None:
                  "retry_after_s", "output_tokens_sigma"):
         if getattr(cfg, name) < 0:
             raise ConfigError(f"sim: {name} must not be negative")
+    if cfg.batch_delay_s < 0:
+        raise ConfigError("sim: batch_delay_s must not be negative")
+    if cfg.batch_token_limit is not None and cfg.batch_token_limit < 1:
+        raise ConfigError("sim: --batch-token-limit must be at least 1 (leave it out for no limit)")
+    if any(not 0.0 <= r <= 1.0 for r in (cfg.batch_error_rate, cfg.batch_failure_rate, cfg.batch_expiry_rate)):
+        raise ConfigError("sim: batch error, failure and expiry rates are probabilities between 0 and 1")
     for name in ("fixed_ttft_s", "fixed_itl_s"):
         if (getattr(cfg, name) or 0) < 0:
             raise ConfigError(f"sim: {name} must not be negative")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from batchrun.sim.config import FAULT_KINDS, SimConfig
 from batchrun.sim.delivery import Engine, Hooks
@@ -52,9 +52,16 @@ class AttemptCounter:
         return n
 
 
+if TYPE_CHECKING:   # the stores import this module for Host
+    from batchrun.sim.batches import BatchStore
+    from batchrun.sim.files import FileStore
+
+
 class Host(Protocol):
     """The server as its handlers see it (SimServer implements it)."""
 
+    files: FileStore                 # /v1/files
+    batches: BatchStore              # /v1/batches
     config: SimConfig
     counters: Stats
     attempts: AttemptCounter

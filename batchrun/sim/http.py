@@ -28,6 +28,7 @@ class Request:
     headers: dict[bytes, bytes]  # lower-cased names
     body: bytes
     keep_alive: bool
+    query: str = ""              # the raw query string, without "?"
 
 
 class Watcher(Protocol):
@@ -109,10 +110,10 @@ class Connection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
-        path = self._url.split(b"?", 1)[0].decode("latin-1")
+        path, _, query = self._url.decode("latin-1").partition("?")
         method = self._parser.get_method().decode("latin-1")
         self._pending.append(Request(method, path, self._headers, b"".join(self._body),
-                                     self._parser.should_keep_alive()))
+                                     self._parser.should_keep_alive(), query))
         if self._busy is None:
             self._next()
 

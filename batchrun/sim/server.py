@@ -9,6 +9,8 @@ import time
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Callable, Coroutine
 
+from batchrun.sim.batches import BatchStore, handle_batches
+from batchrun.sim.files import FileStore, handle_files
 from batchrun.sim.chat import JSON_HEADERS, check_auth, handle_chat
 from batchrun.sim.completions import handle_completions
 from batchrun.sim.embeddings import handle_embeddings
@@ -27,9 +29,18 @@ Handler = Callable[[Host, Connection, Request, str], None]
 
 # POST endpoints by path (after /v1); each handler answers through the Host it is given.
 POST_ROUTES: dict[str, Handler] = {
+    "/files": handle_files,
+    "/batches": handle_batches,
     "/chat/completions": handle_chat,
     "/completions": handle_completions,
     "/embeddings": handle_embeddings,
+}
+
+# Resources with ids below them (/files/{id}/content, /batches/{id}/cancel), any method: the
+# handler routes within. Keyed by the path's first segment.
+RESOURCE_ROUTES: dict[str, Handler] = {
+    "/files": handle_files,
+    "/batches": handle_batches,
 }
 
 
@@ -50,6 +61,8 @@ class SimServer:
         self._server: asyncio.AbstractServer | None = None
         self._ids = itertools.count(1)
         self._id_prefix = os.urandom(5).hex()
+        self.files = FileStore(config.batch_state_dir)
+        self.batches = BatchStore(config, self.files, self.attempts)
 
     @property
     def url(self) -> str:
@@ -138,6 +151,7 @@ class SimServer:
         if path.startswith("/v1/"):
             path = path[3:]
         handler = POST_ROUTES.get(path) if req.method == "POST" else None
+        handler = handler or RESOURCE_ROUTES.get("/" + path[1:].split("/", 1)[0])
         if handler is not None:
             return handler(self, conn, req, rid)
         try:

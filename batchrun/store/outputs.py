@@ -29,6 +29,7 @@ ANSWER_COLUMNS = [
     "id", "row", "status", "text", "finish_reason", "error_type", "error", "http_status",
     "attempts", "prompt_tokens", "completion_tokens", "tokens_estimated", "ttft_s", "latency_s",
     "total_s", "queue_wait_s", "output_tokens_per_s", "request_id", "model", "tool_calls",
+    "batch_id",         # the Batch API job that answered the row (--mode batch), else empty
 ]
 TIMING_COLUMNS = frozenset({"ttft_s", "latency_s", "total_s", "queue_wait_s"})
 CSV_FORMULAS = ("escape", "raw")

@@ -56,10 +56,14 @@ class Record:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     tokens_estimated: bool = False           # True when the server sent no usage and we estimated
+    # --- Batch API rows (--mode batch): no per-request timing exists, so the times below stay None ---
+    batch_id: str | None = None              # the job that answered the row
+    batch_created_at: int | None = None      # the job's created_at (unix s, from the provider)
+    batch_completed_at: int | None = None    # when the job ended: completed / expired / cancelled / failed at
     # --- times (final attempt unless said otherwise) ---
     queued_at: float = 0.0                   # wall clock (unix s) when the row entered the queue; label only
     scheduled_s: float | None = None         # open-loop runs: planned send offset from run start
-    queue_wait_s: float = 0.0                # queued -> first attempt sent (waiting for a slot / rate limit)
+    queue_wait_s: float | None = 0.0         # queued -> first attempt sent (waiting for a slot / rate limit); None: Batch API
     sent_s: float | None = None              # final attempt sent, offset from run start
     end_s: float | None = None               # final attempt finished, offset from run start
     ttft_s: float | None = None              # send -> first output chunk (content or tool-call delta)

@@ -267,6 +267,8 @@ def _validate_workload(config: RunConfig) -> None:
         raise ConfigError(f"--slice must be a positive duration, got {config.slice_s}")
     if config.synthetic is not None and config.input is not None:
         raise ConfigError("give a prompts file or --synthetic, not both")
+    if getattr(config, "mode", "online") == "batch" and (config.endpoint != "chat" or config.extra_base_urls):
+        raise ConfigError("--mode batch sends chat requests to one endpoint; leave out --endpoint / a second --base-url")
     if config.balance not in ("rr", "least"):
         raise ConfigError(f"--balance must be rr or least, got {config.balance!r}")
     if config.extra_base_urls and config.endpoint == "embeddings":

@@ -128,7 +128,7 @@ def format_preview(preview: Preview, config: RunConfig) -> str:
     seconds = limits_time_s(preview, config.rpm, config.tpm)
     lines.append("time              " + (f"at least {fmt_eta(seconds)} at the --rpm / --tpm limits"
                                          if seconds is not None else
-                                         "not bounded by --rpm / --tpm; depends on the endpoint"))
+                                         "no fixed --rpm / --tpm (auto paces by the provider's own limits): depends on the endpoint"))
     return "\n".join(lines)
 
 

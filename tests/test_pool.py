@@ -142,16 +142,27 @@ async def test_max_errors_stops_the_run() -> None:
 
 
 async def test_stop_records_in_flight_as_cancelled() -> None:
+    sent_a = 0
+    three_sent = asyncio.Event()
+
     async def handler(request: web.Request) -> web.StreamResponse:
-        return await sse(request, [chunk("a"), 30.0, DONE])
+        nonlocal sent_a
+        resp = await sse(request, [chunk("a")], end=False)
+        sent_a += 1
+        if sent_a == 3:
+            three_sent.set()
+        await asyncio.sleep(30.0)
+        return resp
 
     records: list[Record] = []
     async with raw_server(handler) as url, make_session(3) as session:
         pool = Pool(StreamClient(session, Endpoint(url)), records.append, PoolConfig(concurrency=3),
                     t0=time.perf_counter())
         task = asyncio.create_task(pool.run(job(i) for i in range(10)))
-        while pool.stats.in_flight < 3:
-            await asyncio.sleep(0.01)
+        # Stop only once every stream's first chunk is on the wire (being in flight is not enough:
+        # a request counts as in flight before it is even sent), then give loopback time to deliver it.
+        await asyncio.wait_for(three_sent.wait(), 30)
+        await asyncio.sleep(0.3)
         pool.stop()
         await task
     assert len(records) == 3 and all(r.status == "cancelled" for r in records)

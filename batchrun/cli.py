@@ -67,6 +67,12 @@ Timeout = Annotated[float, _opt("Seconds a whole request may take.", env="BATCHR
 TtftTimeout = Annotated[Optional[float], _opt("Seconds to wait for the first token.", env="BATCHRUN_TTFT_TIMEOUT")]
 Out = Annotated[Optional[Path], _opt("Output directory (default: results/<input>-<timestamp>).")]
 BuiltinOption = Annotated[Optional[list[str]], _opt("Configure the built-in endpoint, KEY=VALUE (repeatable), e.g. ttft_s=0.3 or seed=7; see `batchrun serve --help`.", "--builtin-option")]
+BaseUrls = Annotated[Optional[list[str]], _opt("Endpoint base URL, e.g. http://localhost:8000/v1, or 'builtin' for the built-in simulated endpoint "
+                                               "(default: OPENAI_BASE_URL; with only OPENAI_API_KEY set, https://api.openai.com/v1; with neither, the built-in endpoint; "
+                                               "on --resume, the run's own endpoint). Repeat it to spread requests over several endpoints (see --balance).", "--base-url")]
+EndpointKind = Annotated[str, _opt("API to call: chat (/chat/completions), completions (/completions, prompt strings) or embeddings (/embeddings, batched; run only).", "--endpoint")]
+Synthetic = Annotated[Optional[str], _opt("Generated prompts instead of a file, e.g. prompt_tokens=512,output_tokens=128,stdev=32,n=1000,seed=1 (see README: Workloads).")]
+Slice = Annotated[Optional[str], _opt("Also report throughput and latency per time window of this width, e.g. 10s.", "--slice")]
 
 
 @app.command()
@@ -93,7 +99,7 @@ def run(
     tool_module: Annotated[Optional[Path], _opt("Python file whose functions run the tools the model calls (runs your code in-process).")] = None,
     max_tool_rounds: Annotated[int, _opt("Most follow-up requests after tool results, per row (with --tool-module).")] = 3,
     tool_timeout: Annotated[float, _opt("Seconds one tool call may take (with --tool-module).")] = 30.0,
-    base_url: BaseUrl = None,
+    base_url: BaseUrls = None,
     concurrency: Annotated[str, _opt("Most requests in flight at once, or auto: start low and find what the "
                                      "endpoint takes (AIMD on 429s, errors and a TTFT knee).", "--concurrency", "-c",
                                      env="BATCHRUN_CONCURRENCY")] = "16",
@@ -125,6 +131,12 @@ def run(
     csv_formulas: Annotated[str, _opt("escape: prefix text cells starting with = + - @ with ' (spreadsheet-safe); raw: write them as they are.")] = "escape",
     row_settings: Annotated[bool, _opt("Input columns named model, max_tokens, temperature, ... set those per row.", "--row-settings/--no-row-settings")] = True,
     save_request: Annotated[bool, _opt("Keep each request as sent (messages, model, ...) in records.jsonl.", "--save-request/--no-save-request")] = True,
+    endpoint: EndpointKind = "chat",
+    batch_size: Annotated[int, _opt("Inputs per request with --endpoint embeddings.")] = 32,
+    synthetic: Synthetic = None,
+    speedup: Annotated[float, _opt("Trace replay (a timestamp or delay_s column): play the schedule this many times faster.")] = 1.0,
+    slice_: Slice = None,
+    balance: Annotated[str, _opt("With several --base-url: rr (in turn) or least (fewest requests in flight).")] = "rr",
 ) -> None:
     """Send every prompt, write one timed record per row, and a summary."""
     def body() -> int:
@@ -133,7 +145,7 @@ def run(
 
         from batchrun.analysis.metrics import parse_slo
 
-        url, key = env_endpoint(base_url, None, use_env_url=resume is None)
+        url, key = env_endpoint(base_url[0] if base_url else None, None, use_env_url=resume is None)
         (rpm_value, learn_rpm), (tpm_value, learn_tpm) = parse_limit(rpm, "--rpm"), parse_limit(tpm, "--tpm")
         conc, auto = parse_concurrency(concurrency)
         config = RunConfig(
@@ -152,7 +164,9 @@ def run(
                             json_schema=json_schema, json_mode=json_mode, overwrite=overwrite,
                             input_changed=input_changed, csv_formulas=csv_formulas,
                             row_settings=row_settings, save_request=save_request),
-            mode=mode, deadline_s=_duration(deadline, "--deadline"))
+            mode=mode, deadline_s=_duration(deadline, "--deadline"),
+            endpoint=endpoint, batch_size=batch_size, synthetic=synthetic, speedup=speedup,
+            slice_s=_duration(slice_, "--slice"), extra_base_urls=list(base_url or [])[1:], balance=balance)
         if config.dry_run:
             return _preview(config)
         return _report_run(asyncio.run(execute_run(config)), fail_on_error)
@@ -192,7 +206,11 @@ def _say_if_simulated(endpoint: dict[str, Any] | None) -> None:
 def _report_run(outcome: Any, fail_on_error: bool) -> int:
     from batchrun.report.summary import format_summary_table
 
+    from batchrun.report.workloads import workload_lines
+
     typer.echo(format_summary_table(outcome.summary))
+    for line in workload_lines(outcome.summary):
+        typer.echo(line)
     for path in outcome.files:
         typer.echo(f"  wrote {path}")
     _say_if_simulated(outcome.endpoint)
@@ -253,6 +271,8 @@ def bench(
     out: Out = None,
     builtin_option: BuiltinOption = None,
     quiet: Annotated[bool, _opt("Print only the final table and errors (for CI logs).", "--quiet", "-q")] = False,
+    endpoint: EndpointKind = "chat",
+    synthetic: Synthetic = None,
 ) -> None:
     """Compare the sync SDK baseline with the async pool at several concurrencies; report and plots."""
     def body() -> int:
@@ -268,7 +288,8 @@ def bench(
             extra_body=parse_json_option(extra_body, "--extra-body") or {}, base_url=url, api_key=key,
             rpm=rpm_value, tpm=tpm_value, learn_rpm=learn_rpm, learn_tpm=learn_tpm, timeout=timeout,
             ttft_timeout=ttft_timeout, retries=retries, max_retry_wait=max_retry_wait,
-            max_response_bytes=max_response_bytes, builtin_options=tuple(builtin_option or ()), quiet=quiet)
+            max_response_bytes=max_response_bytes, builtin_options=tuple(builtin_option or ()), quiet=quiet,
+            endpoint=endpoint, synthetic=synthetic)
         config = BenchConfig(
             run=run_config, requests=requests, concurrencies=parse_levels(concurrency),
             rates=parse_levels(rate, float) if rate else (), burstiness=burstiness, warmup=warmup,
@@ -282,10 +303,22 @@ def bench(
             return EXIT_OK
         out_dir, analysis = asyncio.run(execute_bench(config, out))
         typer.echo(format_bench_table(analysis))
+        _echo_workloads(out_dir)
         typer.echo(f"  wrote {out_dir}/summary.json, report.md, report.html, runs/")
         _say_if_simulated(analysis.get("endpoint"))
         return EXIT_OK
     guarded(body)
+
+
+def _echo_workloads(out_dir: Any) -> None:
+    """A synthetic bench: the headline run's requested and realised lengths."""
+    import json
+
+    from batchrun.report.workloads import workload_lines
+
+    headline = json.loads((out_dir / "summary.json").read_text(encoding="utf-8")).get("summary") or {}
+    for line in workload_lines(headline):
+        typer.echo(line)
 
 
 def _duration(text: str | None, option: str) -> float | None:

@@ -157,6 +157,14 @@ class RunConfig:
     quiet: bool = False
     fail_on_error: bool = False
     seed: int | None = None
+    # workloads and endpoints (see inputs/synthetic.py, inputs/sessions.py, inputs/traces.py)
+    endpoint: str = "chat"                   # chat / completions / embeddings
+    batch_size: int = 32                     # inputs per /embeddings request
+    synthetic: str | None = None             # --synthetic spec: generated prompts instead of a file
+    speedup: float = 1.0                     # trace replay: timestamps / delay_s divided by this
+    slice_s: float | None = None             # --slice: per-window figures of this width
+    extra_base_urls: list[str] = field(default_factory=list)   # --base-url given more than once
+    balance: str = "rr"                      # rr / least, across base_url and extra_base_urls
     builtin_options: tuple[str, ...] = ()    # --builtin-option KEY=VALUE for the built-in endpoint
     # data-team runs (issue 10)
     row_settings: bool = True               # input columns named model / max_tokens / ... override the flags
@@ -217,14 +225,17 @@ class RunConfig:
             raise ConfigError(f"--output-format must be csv or parquet, got {self.output_format!r}")
         if not isinstance(self.extra_body, dict):
             raise ConfigError("--extra-body must be a JSON object, e.g. '{\"top_p\": 0.9}'")
-        if self.input is None and self.resume is None:
-            raise ConfigError("give a prompts file (CSV, JSONL or Parquet), or --resume RUN_DIR")
+        if self.input is None and self.resume is None and self.synthetic is None:
+            raise ConfigError("give a prompts file (CSV, JSONL or Parquet), --synthetic SPEC, or --resume RUN_DIR")
+        _validate_workload(self)
 
     def public_dict(self) -> dict[str, Any]:
         """The config as written to run.json / summary.json: JSON-safe, and never the key."""
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "api_key"}
         if self.base_url:       # a gateway key may ride in the URL (`?api_key=...`)
             data["base_url"] = redact(self.base_url, (self.api_key,) if self.api_key else ())
+        from batchrun.endpoint.multi import public_url
+        data["extra_base_urls"] = [public_url(u, (self.api_key,) if self.api_key else ()) for u in self.extra_base_urls]
         data["api_key_set"] = self.api_key is not None
         return json.loads(json.dumps(data, default=str))
 
@@ -238,6 +249,32 @@ class RunConfig:
                 values[name] = Path(values[name])
         values.update(overrides)
         return cls(**values)
+
+
+ENDPOINTS = ("chat", "completions", "embeddings")
+
+
+def _validate_workload(config: RunConfig) -> None:
+    if config.endpoint not in ENDPOINTS:
+        raise ConfigError(f"--endpoint must be one of {', '.join(ENDPOINTS)}, got {config.endpoint!r}")
+    if config.batch_size != 32 and config.endpoint != "embeddings":
+        raise ConfigError("--batch-size groups inputs for --endpoint embeddings only")
+    if not 1 <= config.batch_size <= 2048:
+        raise ConfigError(f"--batch-size must be between 1 and 2048, got {config.batch_size}")
+    if config.speedup <= 0:
+        raise ConfigError(f"--speedup must be positive, got {config.speedup}")
+    if config.slice_s is not None and config.slice_s <= 0:
+        raise ConfigError(f"--slice must be a positive duration, got {config.slice_s}")
+    if config.synthetic is not None and config.input is not None:
+        raise ConfigError("give a prompts file or --synthetic, not both")
+    if getattr(config, "mode", "online") == "batch" and (config.endpoint != "chat" or config.extra_base_urls):
+        raise ConfigError("--mode batch sends chat requests to one endpoint; leave out --endpoint / a second --base-url")
+    if config.balance not in ("rr", "least"):
+        raise ConfigError(f"--balance must be rr or least, got {config.balance!r}")
+    if config.extra_base_urls and config.endpoint == "embeddings":
+        raise ConfigError("--endpoint embeddings takes one --base-url")
+    if config.endpoint == "embeddings" and config.tools:
+        raise ConfigError("--tools cannot be used with --endpoint embeddings")
 
 
 def config_replace(config: RunConfig, **changes: Any) -> RunConfig:

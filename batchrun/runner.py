@@ -21,8 +21,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterator
 
-from batchrun.endpoint.client import Endpoint, StreamClient, make_session
+from batchrun.endpoint.client import Endpoint, make_session
 from batchrun.config import RunConfig, config_replace, env_base_url
+from batchrun.endpoint.multi import check_more, open_more
 from batchrun.endpoint.resolve import BUILTIN, choose_base_url, endpoint_info, open_endpoint, preflight
 from batchrun.engine.capacity import count_rows, ensure_open_files, pacing_warnings
 from batchrun.errors import ConfigError, InputError, OutputError
@@ -37,7 +38,10 @@ from batchrun.store.records import OK, Record, RecordSink
 from batchrun.store.rundir import claim_run_dir
 from batchrun.store.sessions import RUN_JSON, add_wall_time, read_run_json, restore_base_url, saved_base_url, start_session  # noqa: F401 (RUN_JSON: kept importable from here)
 from batchrun.engine.tools import ToolRunner
-from batchrun.endpoint.requests import RequestDefaults, build_body, estimate_prompt_tokens, estimate_request_tokens
+from batchrun.workloads import Workload, make_pool
+from batchrun.workloads import prepare as prepare_workload
+from batchrun.endpoint.requests import (RequestDefaults, build_body, build_completion_body, estimate_prompt_tokens,
+                                       estimate_request_tokens)
 from batchrun.endpoint.answers import response_format
 from batchrun.analysis.cost import resolve_price
 from batchrun.datarun import (add_run_facts, announce_row_settings, announce_schema, checked_input,
@@ -75,7 +79,8 @@ def default_out_dir(config: RunConfig) -> Path:
 # unless given again; how to send them (concurrency, limits, timeouts) comes from now.
 _RESUMED_FIELDS = ("input", "fmt", "prompt_column", "id_column", "template", "system", "on_bad_row",
                    "model", "max_tokens", "temperature", "extra_body", "tools", "tool_choice",
-                   "parallel_tool_calls", "tool_module", "output_format", "mode")
+                   "parallel_tool_calls", "tool_module", "output_format", "mode", "endpoint", "batch_size",
+                   "synthetic")
 # Issue 10's: how rows become requests and answers are read. --limit is not kept, so a resume
 # without it extends a pilot to the whole file.
 _RESUMED_FIELDS += ("row_settings", "save_request", "csv_formulas", "json_schema", "json_mode",
@@ -104,10 +109,17 @@ def resolve_resume(config: RunConfig) -> RunConfig:
 def open_rows(config: RunConfig) -> Iterator[Prompt | BadRow]:
     """The input's rows, read lazily; a missing, empty or unreadable file, or a bad
     --template / --prompt-column, raises InputError here, before anything is started."""
+    if config.synthetic is not None:     # checked now; generated once the endpoint is known
+        from batchrun.inputs.synthetic import check_spec
+        check_spec(config.synthetic)
+        return iter(())
     assert config.input is not None
     rows = read_prompts(config.input, fmt=config.fmt, prompt_column=config.prompt_column,
                         id_column=config.id_column, template=config.template,
                         system=config.system, on_bad_row=config.on_bad_row, row_settings=config.row_settings)
+    from batchrun.workloads import length_trace
+    if length_trace(config):             # lengths without text: prompts are sized once the endpoint is known
+        return iter(())
     # Header-level problems (which column is the prompt?) surface with the first row: read it now.
     first = next(rows, None)
     return rows if first is None else itertools.chain([first], rows)
@@ -125,6 +137,7 @@ def jobs(config: RunConfig, rows: Iterator[Prompt | BadRow], skip: set[str],
          seen_ids: set[str] | None = None) -> Iterator[Job | BadRow]:
     """Rows minus those already done, as ready-to-send Jobs; `seen_ids` collects every id read."""
     defaults = request_defaults(config)
+    build = build_completion_body if config.endpoint == "completions" else build_body
     for item in rows:
         if seen_ids is not None:
             seen_ids.add(item.id)
@@ -134,7 +147,7 @@ def jobs(config: RunConfig, rows: Iterator[Prompt | BadRow], skip: set[str],
             yield item
             continue
         try:
-            body = build_body(item, defaults)
+            body = build(item, defaults)
             data = json.dumps(body, ensure_ascii=False, allow_nan=False).encode()   # NaN is not JSON
         except (TypeError, ValueError, RecursionError) as exc:   # e.g. a Parquet date inside messages
             reason = f"{config.input} line {item.line}: the row cannot be sent as JSON ({exc})"
@@ -183,7 +196,8 @@ async def execute_run(config: RunConfig) -> RunOutcome:
         sim = sim_config(config)
         if config.mode == "batch":   # batchapi.sim_config loads the openai SDK: only a batch run needs it
             sim = batchapi.sim_config(sim, config, out)
-        async with open_endpoint(config.base_url, config.api_key, announce=say, sim_config=sim) as endpoint:
+        async with open_endpoint(config.base_url, config.api_key, announce=say, sim_config=sim) as endpoint, \
+                open_more(config, say) as more:
             model = await preflight(endpoint, config.model, timeout_s=config.timeout, announce=say)
             config = config_replace(config, model=model, base_url=BUILTIN if endpoint.embedded
                                     else choose_base_url(config.base_url, config.api_key))
@@ -198,11 +212,17 @@ async def execute_run(config: RunConfig) -> RunOutcome:
             if skip:
                 say(f"resuming {out} (session {session}): {len(skip)} rows already done are not sent again")
             seen = set() if config.input_changed == "ok" and config.limit is None else None
-            items = jobs(config, limited(rows, config.limit), skip, seen)
             if config.mode == "batch":
+                items = jobs(config, limited(rows, config.limit), skip, seen)
                 outcome = await batchapi.run_batch(config, endpoint, out, items, session)
             else:
-                outcome = await _run_pool(config, endpoint, out, _warn_pacing(config, items), len(skip), session)
+                await check_more(more, config, say)
+                workload = await prepare_workload(config, endpoint, limited(rows, config.limit), out, skip,
+                                                  lambda c, r, k: jobs(c, r, k, seen), say)
+                workload.more_endpoints = more
+                if workload.kind in ("rows", "trace"):
+                    workload.items = _warn_pacing(config, workload.items)
+                outcome = await _run_pool(config, endpoint, out, workload, len(skip), session)
             outcome.endpoint = info
             if outcome.input_error is None and not outcome.interrupted:
                 report_vanished(skip, seen, say)
@@ -226,7 +246,7 @@ def _warn_pacing(config: RunConfig, items: Iterator[Job | BadRow]) -> Iterator[J
     return itertools.chain(first, items)
 
 
-async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, items: Iterator[Job | BadRow],
+async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, workload: Workload,
                     resumed: int, session_n: int = 1) -> RunOutcome:
     clock = time.perf_counter
     lag: list[float] = []
@@ -237,16 +257,25 @@ async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, items: Ite
             record.session = session_n
             sink.write(record)
 
+        def write_many(records: list[Record]) -> None:
+            for record in records:
+                record.session = session_n
+                span.track(record)
+            sink.write_many(records)
+
         async with make_session(config.concurrency) as session:
-            client = StreamClient(session, endpoint, timeout_s=config.timeout, ttft_timeout_s=config.ttft_timeout,
-                                  clock=clock, max_response_bytes=config.max_response_bytes)
             runner = ToolRunner.from_file(config.tool_module, config.tool_timeout) if config.tool_module else None
             span = SendSpan(write)
-            pool = Pool(client, span.write, _pool_config(config), t0=t0, clock=clock, tool_runner=runner,
-                        output_check=output_check(config), warn=say)
+            pool = make_pool(workload, session, endpoint, span.write, config, _pool_config(config), out, t0, clock,
+                             runner, lambda prompt: next(jobs(config, iter([prompt]), set())), write_many,
+                             output_check=output_check(config), warn=say)
             pool.stats.resumed = resumed
             async with _signals(pool, sink) as interrupted, _background(pool, config, lag, clock), _quiet_gc():
-                await pool.run(items)
+                if workload.schedule is not None:
+                    pool.t0 = t0 = clock()      # a trace's clock starts now, after the setup above (gc freeze)
+                    await pool.run(workload.items, schedule=workload.schedule)
+                else:
+                    await pool.run(workload.items)
         # First send to last byte: client setup before the first request is not the endpoint's time.
         wall = span.width() or clock() - t0
     outcome = RunOutcome(out_dir=out, summary={}, interrupted=interrupted.is_set(),
@@ -255,7 +284,8 @@ async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, items: Ite
                          internal_errors=len(pool.internal_errors))
     if pool.internal_errors:
         _write_internal_log(out, pool.internal_errors)
-    _finish_outputs(outcome, config, lag, wall, started_wall, _pool_findings(pool, config, wall))
+    findings = _pool_findings(pool, config, wall) if isinstance(pool, Pool) else {}
+    _finish_outputs(outcome, config, lag, wall, started_wall, findings)
     return outcome
 
 
@@ -266,10 +296,13 @@ class SendSpan:
         self._write, self.first, self.last = write, None, None
 
     def write(self, record: Record) -> None:
+        self.track(record)
+        self._write(record)
+
+    def track(self, record: Record) -> None:
         if record.sent_s is not None and record.end_s is not None:
             self.first = record.sent_s if self.first is None else min(self.first, record.sent_s)
             self.last = record.end_s if self.last is None else max(self.last, record.end_s)
-        self._write(record)
 
     def width(self) -> float | None:
         """Seconds from the first send to the last byte; None before any request ended."""
@@ -322,11 +355,14 @@ def _pool_config(config: RunConfig) -> PoolConfig:
     if config.concurrency_auto:
         slo = config.slo or {}
         adaptive = AdaptiveConfig(ceiling=config.concurrency, slo_ttft_s=slo.get("ttft"), slo_e2e_s=slo.get("e2e"))
-    return PoolConfig(concurrency=config.concurrency, rpm=config.rpm, tpm=config.tpm,
+    several = bool(config.extra_base_urls)      # then each endpoint has its own limits (endpoint/multi.py)
+    return PoolConfig(concurrency=config.concurrency, rpm=None if several else config.rpm,
+                      tpm=None if several else config.tpm,
                       retries=config.retries, max_errors=config.max_errors,
                       max_error_rate=config.max_error_rate, seed=config.seed,
                       max_tool_rounds=config.max_tool_rounds, max_retry_wait_s=config.max_retry_wait,
-                      learn_rpm=config.learn_rpm, learn_tpm=config.learn_tpm, adaptive=adaptive)
+                      learn_rpm=config.learn_rpm and not several, learn_tpm=config.learn_tpm and not several,
+                      adaptive=adaptive)
 
 
 @contextlib.asynccontextmanager
@@ -399,7 +435,11 @@ def _finish_outputs(outcome: RunOutcome, config: RunConfig, lag: list[float], wa
     wall_total = add_wall_time(out, wall)
     gaps = GapSample()
     records = list(_slim(iter_latest(out / RECORDS), gaps))
+    if config.endpoint == "embeddings":
+        from batchrun.store.vectors import consolidate
+        outcome.files.append(consolidate(out, (r.id for r in records if r.status == OK)))
     summary = summarize(records, wall_time_s=wall_total, loop_lag_s=lag, itl_sample=gaps, slo=config.slo)
+    summary.update(_workloads(out, config, records, wall_total))
     add_findings(summary, findings or {})
     summary["run"] = {"interrupted": outcome.interrupted, "aborted": outcome.aborted,
                       "input_error": str(outcome.input_error) if outcome.input_error else None,
@@ -411,6 +451,13 @@ def _finish_outputs(outcome: RunOutcome, config: RunConfig, lag: list[float], wa
     extra = {"builtin_endpoint": public_sim(builtin)} if builtin is not None else None
     outcome.files.extend(write_reports(out, summary, records, config=config.public_dict(),
                                        endpoint=outcome.endpoint, extra=extra).values())
+    from batchrun.report.workloads import write_extras
+    outcome.files.extend(write_extras(out, summary).values())
+
+
+def _workloads(out: Path, config: RunConfig, records: list[Record], wall: float) -> dict[str, Any]:
+    from batchrun.report.workloads import workload_sections
+    return workload_sections(out, config.public_dict(), records, wall)
 
 
 def _slim(records: Iterator[Record], gaps: GapSample, keep_text: int = 20) -> Iterator[Record]:

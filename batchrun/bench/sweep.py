@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
-from batchrun.endpoint.client import Endpoint, StreamClient, make_session
+from batchrun.endpoint.client import Endpoint, make_session
 from batchrun.config import RunConfig
 from batchrun.endpoint.resolve import endpoint_info, open_endpoint, preflight
 from batchrun.errors import ConfigError, InputError
@@ -35,6 +35,8 @@ from batchrun.runner import say
 from batchrun.bench.sync import run_sync
 from batchrun.report.bench import bench_analysis
 from batchrun.report.summary import write_bench_manifest, write_reports
+from batchrun.report.workloads import append_markdown, bench_headline_workloads
+from batchrun.workloads import client_class
 
 DEFAULT_SWEEP = (1, 2, 4, 8, 16, 32, 64)
 _NOT_IN_BENCH = {"concurrency", "resume", "out", "output_format", "quiet", "fail_on_error", "max_errors",
@@ -69,6 +71,9 @@ class BenchConfig:
             raise ConfigError("concurrency levels must be >= 1 and rates > 0")
         if self.burstiness <= 0:
             raise ConfigError(f"--burstiness must be positive, got {self.burstiness}")
+        if self.run.endpoint == "embeddings":
+            raise ConfigError("bench measures streamed endpoints (chat, completions); time embeddings with "
+                              "`batchrun run --endpoint embeddings` (its summary has inputs/s and tokens/s)")
 
     def requests_for(self, concurrency: int) -> int:
         """Measured requests at one level: -n, else max(100, 4 x concurrency)."""
@@ -160,8 +165,8 @@ async def measure_async(endpoint: Endpoint, jobs: list[Job], config: BenchConfig
     records: list[Record] = []
     lag: list[float] = []
     async with make_session(workers) as session:
-        client = StreamClient(session, endpoint, timeout_s=run.timeout, ttft_timeout_s=run.ttft_timeout, clock=clock,
-                              max_response_bytes=run.max_response_bytes)
+        client = client_class(run)(session, endpoint, timeout_s=run.timeout, ttft_timeout_s=run.ttft_timeout, clock=clock,
+                                   max_response_bytes=run.max_response_bytes)
         pool_config = PoolConfig(concurrency=workers, retries=run.retries, rpm=run.rpm, tpm=run.tpm, seed=run.seed,
                                  max_retry_wait_s=run.max_retry_wait, learn_rpm=run.learn_rpm, learn_tpm=run.learn_tpm)
         warmup = config.warmup_for(level)
@@ -268,6 +273,10 @@ async def execute_bench(config: BenchConfig, out: Path | None = None) -> tuple[P
         if model != run.model:
             config = dataclasses.replace(config, run=dataclasses.replace(run, model=model))
         info = endpoint_info(endpoint, model)
+        synthetic_info = None
+        if run.synthetic is not None:
+            from batchrun.endpoint.calibrate import synthetic_rows
+            rows, synthetic_info = await synthetic_rows(config.run, endpoint, client_class(run), config.requests, say)
         public = _public(config)
         jobs = bench_jobs(config.run, max(config.requests_for(config.largest_level()), config.requests_for(1)), rows)
         try:
@@ -283,9 +292,11 @@ async def execute_bench(config: BenchConfig, out: Path | None = None) -> tuple[P
     bench = {"runs": [r.entry() for r in results], "slo": config.slo}
     analysis = bench_analysis(bench)
     headline = _headline(analysis, bench["runs"])
+    headline = bench_headline_workloads(headline, bench["runs"], run.synthetic, synthetic_info)
     if results:
         write_reports(out, headline, [], bench=bench, config=public, endpoint=info,
                       extra={**extra, "interrupted": interrupted})
+        append_markdown(out, headline or {})
     analysis["endpoint"] = info
     if interrupted:
         raise KeyboardInterrupt
@@ -311,7 +322,7 @@ async def _all_runs(endpoint: Endpoint, jobs: list[Job], config: BenchConfig, ou
         write_bench_manifest(out, [r.entry() for r in results], slo=config.slo, config=public)
 
     for repeat in range(1, config.repeat + 1):
-        if config.sync:
+        if config.sync and config.run.endpoint == "chat":     # the SDK baseline speaks chat only
             _note(config, f"sync baseline (openai.OpenAI, sequential), repeat {repeat}")
             done(await measure_sync(endpoint, jobs[:config.requests_for(1)], config, out, repeat))
         for c in config.concurrencies if not config.rates else ():

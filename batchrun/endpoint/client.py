@@ -16,7 +16,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aiohttp
@@ -168,6 +168,7 @@ class AttemptResult:
     itl_s: list[float] = field(default_factory=list)
     output_chunks: int = 0
     secrets: tuple[str, ...] = ()          # redacted from `error` before it is cut to length
+    endpoint: str | None = None            # which endpoint answered, with several (--base-url A --base-url B)
 
     def fail(self, status: str, error_type: str, message: str) -> "AttemptResult":
         # Redact first: a key echoed past the cut point must not leave its first characters behind.
@@ -189,9 +190,12 @@ class StreamClient:
     wall_clock: Clock = time.time          # for retry-after HTTP dates only
     on_headers: Callable[[Any], None] | None = None   # sees every response's headers as they arrive
     _headers: dict[str, str] = field(init=False)
+    path: ClassVar[str] = "/chat/completions"   # class attributes: a subclass serves another endpoint
+    stream_class: ClassVar[Any] = None              # the SSE parser class; SSEStream (set below the class)
 
     def __post_init__(self) -> None:
         self._headers = self.endpoint.headers()
+        self._url = self.endpoint.url(self.path.lstrip("/"))
 
     async def send(self, body: bytes, result: AttemptResult | None = None) -> AttemptResult:
         """Stream one request; every failure becomes a result, only cancellation propagates
@@ -235,7 +239,7 @@ class StreamClient:
         bounds = [b for b in (self.ttft_timeout_s, self.timeout_s) if b is not None]
         first_deadline = min(bounds) if bounds else None
         async with asyncio.timeout_at(None if first_deadline is None else start + first_deadline) as deadline:
-            async with self.session.post(self.endpoint.chat_url, data=body, headers=self._headers) as resp:
+            async with self.session.post(self._url, data=body, headers=self._headers) as resp:
                 result.http_status = resp.status
                 result.request_id = resp.headers.get("x-request-id")
                 if self.on_headers is not None:
@@ -249,7 +253,7 @@ class StreamClient:
                            deadline: asyncio.Timeout, start: float) -> None:
         # One clock read per network read (events that arrived together share their arrival
         # time), and the lines split here rather than by aiohttp's per-line readline.
-        stream = SSEStream(result, self.max_response_bytes)
+        stream = self.stream_class(result, self.max_response_bytes)
         clock = self.clock
         try:
             async for piece in resp.content.iter_any():
@@ -537,6 +541,9 @@ class SSEStream:
         elif result.ttfo_s is None:
             result.fail(ERROR, EMPTY_RESPONSE, "the stream finished with reasoning but no answer "
                         f"(finish_reason {result.finish_reason or 'none'})")
+
+
+StreamClient.stream_class = SSEStream
 
 
 def _read_usage(chunk: dict[str, Any], result: AttemptResult) -> None:

@@ -161,3 +161,50 @@ def _output_limit(body: Mapping[str, Any], default_max_tokens: int | None) -> in
             return value
     return default_max_tokens if default_max_tokens is not None else DEFAULT_OUTPUT_TOKENS
 
+
+
+# ---------------------------------------------------------------- /completions and /embeddings
+
+COMPLETION_DROPPED = frozenset({"messages", "tools", "tool_choice", "parallel_tool_calls", "max_completion_tokens"})
+
+
+def prompt_text(prompt: Prompt) -> str:
+    """A row's conversation as one prompt string: the text of every message, in order, one blank
+    line apart (a system message first, as --system puts it). Content parts contribute their text."""
+    if prompt.body is not None:
+        value = prompt.body.get("prompt") or prompt.body.get("input")
+        if isinstance(value, str):
+            return value
+    parts = []
+    for message in prompt.messages or []:
+        content = message.get("content")
+        if isinstance(content, list):
+            content = " ".join(p.get("text", "") for p in content if isinstance(p, Mapping))
+        if isinstance(content, str) and content:
+            parts.append(content)
+    return "\n\n".join(parts)
+
+
+def build_completion_body(prompt: Prompt, defaults: RequestDefaults) -> dict[str, Any]:
+    """The body for POST /completions: `prompt` instead of `messages`, the same precedence of
+    run-wide options < extra_body < row fields; chat-only fields (tools, ...) are left out and
+    max_completion_tokens becomes max_tokens (the only name /completions knows)."""
+    chat = build_body(prompt, defaults)
+    limit = chat.get("max_completion_tokens", chat.get("max_tokens"))
+    body = {k: v for k, v in chat.items() if k not in COMPLETION_DROPPED and k != "max_tokens"}
+    body["prompt"] = prompt_text(prompt)
+    if limit is not None:
+        body["max_tokens"] = limit
+    return body
+
+
+def build_embeddings_body(texts: list[str], model: str | None, extra_body: Mapping[str, Any],
+                          encoding_format: str = "base64") -> dict[str, Any]:
+    """The body for POST /embeddings: one batch of inputs. base64 by default: a quarter of the bytes
+    of JSON floats and no float parsing (what the openai SDK asks for too)."""
+    body: dict[str, Any] = {"encoding_format": encoding_format}
+    if model is not None:
+        body["model"] = model
+    body.update({k: v for k, v in extra_body.items() if k not in ("input", "stream", "stream_options")})
+    body["input"] = texts
+    return body

@@ -487,7 +487,7 @@ def to_record(job: Job, result: AttemptResult, log: list[Attempt], t0: float, qu
         sent_s=result.sent - t0, ttft_s=result.ttft_s, latency_s=result.latency_s,
         total_s=result.total_s, itl_s=result.itl_s, output_chunks=result.output_chunks,
         ttfo_s=result.ttfo_s, reasoning_text=result.reasoning_text, reasoning_tokens=result.reasoning_tokens,
-        other_choices=result.other_choices, input=prompt.data, request=job.request,
+        other_choices=result.other_choices, input=prompt.data, request=job.request, endpoint=result.endpoint,
     )
     if record.end_s is None and result.total_s is not None:
         record.end_s = record.sent_s + result.total_s

@@ -233,6 +233,8 @@ def run_document(summary: Mapping[str, Any], records: Sequence[Record],
                 Section("Timings (ok requests; queue wait: all sent)", [_timings(summary)])]
     sections += [s for s in (_batch_section(summary.get("batch")), _lag_section(summary.get("loop_lag")),
                              _tools_section(summary["tool_calls"]), limits.limits_section(summary, records)) if s]
+    from batchrun.report.workloads import workload_doc
+    sections += workload_doc(summary)
     sections.append(Section("Plots", _run_plots(records) or [Text(
         "no successful request to plot" if not summary["counts"]["ok"] else "no timed request to plot")]))
     sections.append(Section(f"Sample (first {SAMPLE_ROWS} rows)", [_sample(records)]))
@@ -390,6 +392,8 @@ def load_run(run_dir: Path | str) -> LoadedRun:
         if old.get(key) is not None:
             summary[key] = old[key]
     limits.add_findings(summary, old)   # what the pool learned is not in the records: keep it
+    from batchrun.report.workloads import workload_sections
+    summary.update(workload_sections(run_dir, stored.get("config") or {}, records, summary["wall_time_s"]))
     return LoadedRun(records, summary, stored.get("config"), stored.get("endpoint"))
 
 
@@ -420,4 +424,6 @@ def rebuild_reports(run_dir: Path | str) -> dict[str, Path]:
         return write_reports(run_dir, stored.get("summary"), [], bench=bench, config=bench["config"],
                              endpoint=stored.get("endpoint"), extra=kept)
     run = load_run(run_dir)
-    return write_reports(run_dir, run.summary, run.records, config=run.config, endpoint=run.endpoint, extra=kept)
+    from batchrun.report.workloads import write_extras
+    return {**write_reports(run_dir, run.summary, run.records, config=run.config, endpoint=run.endpoint, extra=kept),
+            **write_extras(run_dir, run.summary)}

@@ -10,6 +10,9 @@ from batchrun.sim.directives import DirectiveError
 from batchrun.sim.host import Host
 from batchrun.sim.http import Connection, Request, response_head
 from batchrun.sim.planner import Plan, plan_request, request_directives, token_cost
+from batchrun.sim.params import check_params, check_sampling
+from batchrun.sim.prefix_cache import apply_cache, chat_prefix_text
+from batchrun.sim.sampling import chat_logprob_entry, plan_logprobs
 from batchrun.sim.structured import check_response_format, escape
 from batchrun.sim.validate import parse_body, validate_chat
 from batchrun.sim.wire import (
@@ -29,6 +32,7 @@ JSON_HEADERS = [("content-type", "application/json")]
 
 def handle_chat(server: Host, conn: Connection, req: Request, rid: str) -> None:
     server.counters.requests += 1
+    server.counters.by_endpoint["chat"] += 1
     try:
         body, plan = _admit(server, req)
     except ApiError as err:
@@ -48,7 +52,9 @@ def _admit(server: Host, req: Request) -> tuple[dict[str, Any], Plan]:
     cfg = server.config
     check_auth(cfg.api_key, req)
     body = parse_body(req.body)
+    check_params(body, "chat", cfg.strict)
     validate_chat(body)
+    check_sampling(body, "chat")
     check_response_format(body)
     if cfg.enforce_models and body["model"] not in cfg.models:
         raise model_not_found(body["model"])
@@ -60,6 +66,7 @@ def _admit(server: Host, req: Request) -> tuple[dict[str, Any], Plan]:
     prompt_tokens = model.estimate_prompt_tokens(body["messages"])
     server.check_rate_limit(body["model"], token_cost(body, prompt_tokens))
     plan = plan_request(cfg, body, directives, attempt, prompt_tokens)
+    apply_cache(server.prefix_cache, plan, cfg.prefill_s_per_token, chat_prefix_text(body["messages"]))
     if plan.faults.error is not None:
         server.counters.count_fault(f"error_{plan.faults.error}")
         raise _injected_error(plan.faults.error, cfg.retry_after_s)
@@ -86,18 +93,31 @@ def _stream(server: Host, conn: Connection, req: Request, body: dict[str, Any], 
     opts = body.get("stream_options") or {}
     enc = ChunkEncoder(server.completion_id(), server.created(), body["model"],
                        bool(opts.get("include_usage")))
-    units = _units(enc, plan)
-    units[0] = enc.role() + units[0]   # the role chunk goes out with the first token, as OpenAI's does
+    units = _units(enc, plan, body)
+    if units:
+        units[0] = enc.role() + units[0]   # the role chunk goes out with the first token, as OpenAI's does
+    else:
+        units = [enc.role()]               # a stop sequence at the very start: no content at all
     tail = enc.finish(plan.finish_reason)
     if opts.get("include_usage"):
-        tail += enc.usage(plan.prompt_tokens, plan.completion_tokens)
+        tail += enc.usage(plan.prompt_tokens, plan.completion_tokens, plan.cached_tokens)
     head = response_head(200, headers, None, req.keep_alive)
     server.counters.count_response(200)
     StreamDelivery(server.config, server.engine, conn, plan, server.hooks,
                    head, units, tail + DONE, enc.malformed()).start()
 
 
-def _units(enc: ChunkEncoder, plan: Plan) -> list[bytes]:
+def _logprob_entries(body: dict[str, Any], plan: Plan) -> list[dict[str, Any]] | None:
+    if not body.get("logprobs") or plan.calls:
+        return None
+    lps = plan_logprobs(plan.key, plan.tokens, body.get("top_logprobs") or 0)
+    return [chat_logprob_entry(t, lp, alts) for t, (lp, alts) in zip(plan.tokens, lps)]
+
+
+def _units(enc: ChunkEncoder, plan: Plan, body: dict[str, Any]) -> list[bytes]:
+    entries = _logprob_entries(body, plan)
+    if entries is not None:
+        return [enc.content_logprobs(t, e) for t, e in zip(plan.tokens, entries)]
     if not plan.calls:
         if plan.json_text:          # JSON pieces carry quotes: escape them (plain words need not be)
             return [enc.content(escape(t)) for t in plan.tokens]
@@ -112,8 +132,10 @@ def _units(enc: ChunkEncoder, plan: Plan) -> list[bytes]:
 def _respond(server: Host, conn: Connection, req: Request, body: dict[str, Any], plan: Plan,
              headers: list[tuple[str, str]]) -> None:
     text = None if plan.calls else "".join(plan.tokens)
+    entries = _logprob_entries(body, plan)
     payload = completion_body(server.completion_id(), server.created(), body["model"], text, plan.calls,
-                              plan.finish_reason, plan.prompt_tokens, plan.completion_tokens)
+                              plan.finish_reason, plan.prompt_tokens, plan.completion_tokens,
+                              plan.cached_tokens, None if entries is None else {"content": entries, "refusal": None})
 
     def head(length: int) -> bytes:
         server.counters.count_response(200)

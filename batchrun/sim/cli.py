@@ -85,6 +85,14 @@ def serve(
     fault_malformed: Annotated[float, typer.Option(
         help="One data: line that is not JSON.", rich_help_panel=_FAULTS)] = 0.0,
     stall_seconds: Annotated[float, typer.Option(help="Length of a stall.", rich_help_panel=_FAULTS)] = 3600.0,
+    strict: Annotated[bool, typer.Option(
+        "--strict/--lenient", help="strict: 400 for unknown parameters and out-of-range values, as OpenAI; "
+                                   "lenient: accept and ignore them, as vLLM.")] = True,
+    prefix_cache_tokens: Annotated[int, typer.Option(
+        help="Prefix-cache capacity in tokens (0: off); a cached prompt prefix skips its prefill time.",
+        rich_help_panel=_LAT)] = 1_000_000,
+    embedding_dim: Annotated[int, typer.Option(
+        help="Length of /v1/embeddings vectors unless the request sets 'dimensions'.")] = 256,
     fresh_jitter: Annotated[bool, typer.Option(
         help="Draw jitter afresh per request (a real endpoint's noise) instead of from the prompt.",
         rich_help_panel=_LAT)] = False,
@@ -103,7 +111,9 @@ def serve(
             malformed_rate=fault_malformed, stall_s=stall_seconds, batch_delay_s=batch_delay,
             batch_error_rate=batch_error_rate, batch_failure_rate=batch_failure_rate,
             batch_expiry_rate=batch_expiry_rate, batch_state_dir=batch_state_dir,
-            batch_token_limit=batch_token_limit, invalid_json_rate=fault_invalid_json)
+            batch_token_limit=batch_token_limit, invalid_json_rate=fault_invalid_json,
+            fresh_jitter=fresh_jitter, strict=strict, prefix_cache_tokens=prefix_cache_tokens,
+            embedding_dim=embedding_dim)
     except ConfigError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None

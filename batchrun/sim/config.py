@@ -53,6 +53,10 @@ class SimConfig:
     tool_call_rate: float = 0.0              # chance of a tool call when tools are offered and none is named
     invalid_json_rate: float = 0.0           # response_format json answers: share of attempts with broken JSON
 
+    strict: bool = True                      # 400 for unknown parameters and out-of-range values (else ignored)
+    prefix_cache_tokens: int = 1_000_000     # prefix-cache capacity (0: off); a cached prefix skips its prefill
+    embedding_dim: int = 256                 # /v1/embeddings vector length unless the request gives `dimensions`
+
     error_500_rate: float = 0.0
     error_502_rate: float = 0.0
     error_503_rate: float = 0.0
@@ -163,6 +167,8 @@ def _validate(cfg: SimConfig) -> None:
     for name in ("rpm", "tpm"):
         if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
             raise ConfigError(f"sim: --{name} must be at least 1 (leave it out for no limit)")
+    if cfg.prefix_cache_tokens < 0 or cfg.embedding_dim < 1:
+        raise ConfigError("sim: prefix_cache_tokens must not be negative and embedding_dim must be at least 1")
     if cfg.ratelimit_headers not in RATELIMIT_STYLES:
         raise ConfigError(f"sim: --ratelimit-headers must be one of {', '.join(RATELIMIT_STYLES)}, "
                           f"got {cfg.ratelimit_headers!r}")

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from batchrun.sim.config import FAULT_KINDS, SimConfig
 from batchrun.sim.delivery import Engine, Hooks
 from batchrun.sim.http import Connection, Request
+from batchrun.sim.prefix_cache import PrefixCache
 from batchrun.sim.wire import ApiError
 
 
@@ -18,7 +19,8 @@ class Stats:
     """Counters a test compares with what its client saw."""
 
     def __init__(self) -> None:
-        self.requests = 0                  # chat-completion requests received
+        self.requests = 0                  # POST requests on chat, completions and embeddings
+        self.by_endpoint: Counter[str] = Counter()  # POST requests by endpoint (chat, completions, embeddings)
         self.responses: Counter[int] = Counter()   # every response by HTTP status (bar _QUIET_PATHS)
         self.faults: Counter[str] = Counter(dict.fromkeys(FAULT_KINDS, 0))
         self.rate_limited: Counter[str] = Counter(requests=0, tokens=0)   # 429s from rpm / tpm
@@ -65,6 +67,7 @@ class Host(Protocol):
     attempts: AttemptCounter
     engine: Engine
     hooks: Hooks
+    prefix_cache: PrefixCache
 
     def completion_id(self) -> str: ...
     def created(self) -> int: ...

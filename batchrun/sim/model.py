@@ -23,9 +23,11 @@ from batchrun.sim.config import SimConfig
 CHARS_PER_TOKEN = 4     # the usual rule of thumb for English with BPE tokenizers
 
 
-def request_key(seed: int, messages: Any, tools: Any = None) -> bytes:
-    """A digest of what decides the answer; independent of arrival order and of other requests."""
-    canon = json.dumps([seed, messages, tools], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+def request_key(seed: int, messages: Any, tools: Any = None, request_seed: int | None = None) -> bytes:
+    """A digest of what decides the answer; independent of arrival order and of other requests.
+    A request's own `seed` joins the key: same seed, same text; another seed, another text."""
+    parts = [seed, messages, tools] if request_seed is None else [seed, messages, tools, request_seed]
+    canon = json.dumps(parts, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.blake2b(canon.encode(), digest_size=16).digest()
 
 

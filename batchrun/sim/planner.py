@@ -15,6 +15,8 @@ from batchrun.sim import model, structured
 from batchrun.sim.config import SimConfig
 from batchrun.sim.directives import Directives, parse_directives
 from batchrun.sim.faults import NO_FAULTS, Faults, any_fault_rate, choose_faults
+from batchrun.sim.params import stop_list
+from batchrun.sim.sampling import apply_stop, output_length
 from batchrun.sim.text import generate_tokens
 from batchrun.sim.tools import ToolCall, choose_tools, make_calls, split_arguments
 
@@ -32,6 +34,8 @@ class Plan:
     ttft_s: float = 0.0          # slot -> first token (no queue wait); see model.ttft_s
     queued: bool = True          # False: skip the capacity queue (fast, fixed, [[sim:ttft=...]])
     itl_jitter: list[float] = field(default_factory=list)      # one factor per gap
+    cached_tokens: int = 0       # prompt tokens served from the prefix cache (usage.prompt_tokens_details)
+    key: bytes = b""             # the request's RNG key (logprobs are drawn from it)
     json_text: bool = False      # tokens are pieces of a JSON document: escaped on the wire
 
     @property
@@ -73,8 +77,8 @@ def request_directives(body: dict[str, Any], attempt: int) -> Directives:
 def plan_request(cfg: SimConfig, body: dict[str, Any], d: Directives, attempt: int,
                  prompt_tokens: int) -> Plan:
     messages = body["messages"]
-    key = model.request_key(cfg.seed, messages, body.get("tools"))
-    plan = Plan(prompt_tokens=prompt_tokens)
+    key = model.request_key(cfg.seed, messages, body.get("tools"), body.get("seed"))
+    plan = Plan(prompt_tokens=prompt_tokens, key=key)
     if structured.wants_json(body) and not body.get("tools"):
         _plan_json(plan, cfg, body, key, attempt)
     else:
@@ -101,10 +105,12 @@ def _plan_output(plan: Plan, cfg: SimConfig, body: dict[str, Any], d: Directives
             return
     rng = model.rng_for(key, "text")
     natural = d.tokens or model.sample_output_tokens(rng, cfg)
-    cap = output_cap(body)
-    n = min(natural, cap) if cap else natural
-    plan.finish_reason = "length" if n < natural else "stop"
+    min_tokens = body.get("min_tokens") or 0
+    n, plan.finish_reason = output_length(natural, output_cap(body), bool(body.get("ignore_eos")), min_tokens)
     plan.tokens = generate_tokens(rng, n)
+    plan.tokens, stopped = apply_stop(plan.tokens, stop_list(body), min_tokens)   # ignore_eos keeps stops, as vLLM
+    if stopped:
+        plan.finish_reason = "stop"
 
 
 def _plan_json(plan: Plan, cfg: SimConfig, body: dict[str, Any], key: bytes, attempt: int) -> None:

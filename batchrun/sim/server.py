@@ -12,11 +12,14 @@ from typing import Any, AsyncIterator, Callable, Coroutine
 from batchrun.sim.batches import BatchStore, handle_batches
 from batchrun.sim.files import FileStore, handle_files
 from batchrun.sim.chat import JSON_HEADERS, check_auth, handle_chat
+from batchrun.sim.completions import handle_completions
+from batchrun.sim.embeddings import handle_embeddings
 from batchrun.sim.config import SimConfig
 from batchrun.sim.delivery import Engine, Hooks
 from batchrun.sim.host import AttemptCounter, Host, Stats
 from batchrun.sim.http import Connection, Request, response_head
 from batchrun.sim.limits import RateLimiter
+from batchrun.sim.prefix_cache import PrefixCache
 from batchrun.sim.wire import ApiError, dumps, invalid_url, model_object, models_body, rate_limit_error
 
 _QUIET_PATHS = ("/health", "/v1/health", "/sim/stats")   # not counted, so polling changes no stats
@@ -29,6 +32,8 @@ POST_ROUTES: dict[str, Handler] = {
     "/files": handle_files,
     "/batches": handle_batches,
     "/chat/completions": handle_chat,
+    "/completions": handle_completions,
+    "/embeddings": handle_embeddings,
 }
 
 # Resources with ids below them (/files/{id}/content, /batches/{id}/cancel), any method: the
@@ -50,6 +55,7 @@ class SimServer:
         self.hooks = Hooks(self.counters.count_fault, self._done)
         self.connections: set[Connection] = set()
         self.limiter = RateLimiter(config.rpm, config.tpm, time.monotonic())
+        self.prefix_cache = PrefixCache(config.prefix_cache_tokens)
         self.started = int(time.time())
         self.host, self.port = "127.0.0.1", 0
         self._server: asyncio.AbstractServer | None = None
@@ -93,7 +99,8 @@ class SimServer:
                 "faults": dict(s.faults), "rate_limited": dict(s.rate_limited),
                 "tool_call_responses": s.tool_call_responses, "completed": s.completed,
                 "disconnects": s.disconnects, "open_connections": len(self.connections),
-                "decoding": self.engine.decoding, "queued": self.engine.queued}
+                "decoding": self.engine.decoding, "queued": self.engine.queued,
+                "by_endpoint": dict(s.by_endpoint), "prefix_cache_hit_tokens": self.prefix_cache.hit_tokens}
 
     # --- helpers for handlers ---
     def request_id(self) -> str:

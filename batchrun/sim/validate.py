@@ -26,7 +26,8 @@ def parse_body(raw: bytes) -> dict[str, Any]:
 
 
 def validate_chat(body: dict[str, Any]) -> None:
-    """Raise ApiError(400) for what OpenAI would reject; accept unknown extra fields, as it does."""
+    """Raise ApiError(400) for a malformed request; unknown parameters and value ranges are
+    params.py's (strict mode only)."""
     if not isinstance(body.get("model"), str) or not body["model"]:
         raise ApiError(400, "you must provide a model parameter", param="model")
     _check_messages(body.get("messages"))

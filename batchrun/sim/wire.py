@@ -1,4 +1,4 @@
-"""OpenAI's JSON shapes, byte for byte: errors, model lists, completions and stream chunks."""
+"""OpenAI's JSON shapes: errors, model lists, chat completions and their stream chunks."""
 
 from __future__ import annotations
 
@@ -94,24 +94,25 @@ def models_body(models: Sequence[str], created: int) -> bytes:
     return dumps({"object": "list", "data": [model_object(m, created) for m in models]})
 
 
-def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+def usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> dict[str, Any]:
     return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": 0},
+            "prompt_tokens_details": {"cached_tokens": cached_tokens},
             "completion_tokens_details": {"reasoning_tokens": 0}}
 
 
 def completion_body(cid: str, created: int, model: str, text: str | None, calls: Sequence[ToolCall],
-                    finish_reason: str, prompt_tokens: int, completion_tokens: int) -> bytes:
+                    finish_reason: str, prompt_tokens: int, completion_tokens: int,
+                    cached_tokens: int = 0, logprobs: Any = None) -> bytes:
     """A non-streamed `chat.completion` object."""
     message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None, "annotations": []}
     if calls:
         message["tool_calls"] = [{"id": c.id, "type": "function",
                                   "function": {"name": c.name, "arguments": c.arguments}} for c in calls]
     return dumps({"id": cid, "object": "chat.completion", "created": created, "model": model,
-                  "choices": [{"index": 0, "message": message, "logprobs": None,
+                  "choices": [{"index": 0, "message": message, "logprobs": logprobs,
                                "finish_reason": finish_reason}],
-                  "usage": usage(prompt_tokens, completion_tokens),
+                  "usage": usage(prompt_tokens, completion_tokens, cached_tokens),
                   "service_tier": "default", "system_fingerprint": FINGERPRINT})
 
 
@@ -138,6 +139,12 @@ class ChunkEncoder:
     def content(self, token: str) -> bytes:
         return self._content_open + token.encode() + self._content_close
 
+    def content_logprobs(self, token: str, entry: dict[str, Any]) -> bytes:
+        """A content chunk carrying its token's logprobs (the slow path: only when asked for)."""
+        return (self._open + b'{"content":' + dumps(token) + b'},"logprobs":'
+                + dumps({"content": [entry], "refusal": None}) + b',"finish_reason":null}]'
+                + self._usage_null + b"}\n\n")
+
     def tool_start(self, index: int, call: ToolCall) -> bytes:
         delta = {"tool_calls": [{"index": index, "id": call.id, "type": "function",
                                  "function": {"name": call.name, "arguments": ""}}]}
@@ -151,8 +158,8 @@ class ChunkEncoder:
         return (self._open + b'{},"logprobs":null,"finish_reason":"' + reason.encode() + b'"}]'
                 + self._usage_null + b"}\n\n")
 
-    def usage(self, prompt_tokens: int, completion_tokens: int) -> bytes:
-        return (self._head + b'"choices":[],"usage":' + dumps(usage(prompt_tokens, completion_tokens))
+    def usage(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> bytes:
+        return (self._head + b'"choices":[],"usage":' + dumps(usage(prompt_tokens, completion_tokens, cached_tokens))
                 + b"}\n\n")
 
     def malformed(self) -> bytes:

@@ -1,0 +1,49 @@
+"""Size synthetic prompts for the endpoint at hand: a local tokenizer when one is named, else two
+probe requests whose usage.prompt_tokens fit tokens = a * characters + b (see inputs/synthetic.py)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Iterator
+
+from batchrun.config import RunConfig
+from batchrun.endpoint.client import Endpoint, StreamClient, make_session
+from batchrun.endpoint.requests import RequestDefaults, build_body, build_completion_body
+from batchrun.inputs.prompt import Prompt
+from batchrun.inputs.synthetic import (Sizer, check_spec, default_count, fit_sizer, load_tokenizer, probe_texts,
+                                       synthetic_prompts)
+from batchrun.store.records import OK
+
+
+async def calibrate(config: RunConfig, endpoint: Endpoint, client_class: type[StreamClient],
+                    say: Callable[[str], None], tokenizer: str | None = None, seed: int = 0) -> Sizer:
+    if tokenizer:
+        return Sizer(tokenizer=load_tokenizer(tokenizer), source=f"tokenizer {tokenizer}")
+    build = build_completion_body if config.endpoint == "completions" else build_body
+    defaults = RequestDefaults(model=config.model, extra_body=config.extra_body)
+    points: list[tuple[int, int]] = []
+    async with make_session(1) as session:
+        client = client_class(session, endpoint, timeout_s=config.timeout)
+        for text in probe_texts(seed):
+            prompt = Prompt(id="probe", row=0, line=0, messages=[{"role": "user", "content": text}],
+                            params={"max_tokens": 1})
+            result = await client.send(json.dumps(build(prompt, defaults), ensure_ascii=False).encode())
+            if result.status == OK and result.prompt_tokens:
+                points.append((len(text), result.prompt_tokens))
+    sizer = fit_sizer(points)
+    if sizer is None:
+        say("synthetic: the endpoint's usage could not calibrate prompt lengths (no usage in the probe "
+            "answers); sizing at 4 characters per token, so realised lengths may differ from requested")
+        return Sizer()
+    say(f"synthetic: {sizer.per_char * 1000:.0f} tokens per 1,000 characters, {sizer.overhead:.0f} tokens "
+        "of overhead per prompt (from two probe requests)")
+    return sizer
+
+
+async def synthetic_rows(config: RunConfig, endpoint: Endpoint, client_class: type[StreamClient],
+                         fallback_n: int, say: Callable[[str], None]) -> tuple[Iterator[Prompt], dict[str, Any]]:
+    """The run's generated prompts and what to record about them (spec, sizing)."""
+    spec = check_spec(config.synthetic or "")
+    sizer = await calibrate(config, endpoint, client_class, say, spec.tokenizer, spec.seed)
+    info = {**spec.public(), "sizing": sizer.public()}
+    return synthetic_prompts(spec, default_count(spec, fallback_n), sizer), info

@@ -1,0 +1,149 @@
+"""Several endpoints behind one client (`--base-url A --base-url B --balance rr|least`).
+
+Each endpoint keeps its own client (connection pool), its own RPM / TPM buckets (the run's
+--rpm / --tpm apply to each endpoint) and its own health: after FAIL_LIMIT consecutive
+connection failures or 5xx answers it is left out for COOLDOWN_S seconds (all endpoints out:
+the least recently failed one is tried). `rr` takes the healthy endpoints in turn; `least` takes
+the one with the fewest requests in flight (ties in turn). Every result is labelled with its
+endpoint (`AttemptResult.endpoint`), so the summary can give figures per endpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
+
+from batchrun.endpoint.client import CONNECTION_ERROR, AttemptResult, Endpoint, StreamClient
+from batchrun.endpoint.requests import estimate_request_tokens
+from batchrun.engine.limits import RateLimits
+from batchrun.redact import redact
+
+if TYPE_CHECKING:
+    from batchrun.config import RunConfig
+
+BALANCES = ("rr", "least")
+FAIL_LIMIT = 3
+COOLDOWN_S = 5.0
+
+
+@dataclass
+class Member:
+    client: StreamClient
+    label: str
+    limits: RateLimits
+    in_flight: int = 0
+    failures: int = 0                  # consecutive
+    down_until: float = 0.0
+    sent: int = 0
+
+
+@dataclass
+class MultiClient:
+    """The Pool's client (send(body, result) -> result) over several StreamClients."""
+
+    members: list[Member]
+    balance: str = "rr"
+    clock: Callable[[], float] = time.monotonic
+    charge_tokens: bool = False        # True with --tpm: each request's tokens are estimated
+    _next: int = field(default=0, init=False)
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return self.members[0].client.endpoint
+
+    @property
+    def on_headers(self) -> Any:
+        """The pool's response-header hook (learned limits), shared by every member client."""
+        return self.members[0].client.on_headers
+
+    @on_headers.setter
+    def on_headers(self, hook: Any) -> None:
+        for member in self.members:
+            member.client.on_headers = hook
+
+    def pick(self) -> Member:
+        now = self.clock()
+        healthy = [m for m in self._in_turn() if m.down_until <= now]
+        if not healthy:
+            return min(self.members, key=lambda m: m.down_until)
+        choice = min(healthy, key=lambda m: m.in_flight) if self.balance == "least" else healthy[0]
+        self._next = (self.members.index(choice) + 1) % len(self.members)
+        return choice
+
+    def _in_turn(self) -> list[Member]:
+        return self.members[self._next:] + self.members[:self._next]
+
+    async def send(self, body: bytes, result: AttemptResult | None = None) -> AttemptResult:
+        member = self.pick()
+        result = AttemptResult(sent=member.client.clock()) if result is None else result
+        await member.limits.acquire(_estimate(body) if self.charge_tokens else 1)
+        member.in_flight += 1
+        member.sent += 1
+        try:
+            await member.client.send(body, result)
+        finally:
+            member.in_flight -= 1
+        result.endpoint = member.label
+        self._health(member, result)
+        return result
+
+    def _health(self, member: Member, result: AttemptResult) -> None:
+        bad = result.error_type == CONNECTION_ERROR or (result.http_status or 0) >= 500
+        member.failures = member.failures + 1 if bad else 0
+        if member.failures >= FAIL_LIMIT:
+            member.down_until = self.clock() + COOLDOWN_S
+            member.failures = 0
+
+    async def aclose(self) -> None:
+        for member in self.members:
+            await member.limits.aclose()
+
+
+def _estimate(body: bytes) -> int:
+    """The request's TPM charge, as the pool estimates it (prompt estimate + max_tokens)."""
+    try:
+        return estimate_request_tokens(json.loads(body))
+    except ValueError:
+        return max(1, math.ceil(len(body) / 4))
+
+
+def label(endpoint: Endpoint) -> str:
+    """How records and the summary name an endpoint: its URL without a password or key."""
+    return endpoint.display_url
+
+
+def public_url(url: str, secrets: tuple[str, ...] = ()) -> str:
+    """A configured URL as it may be written: credentials masked, key-like values redacted."""
+    try:
+        return redact(Endpoint.of(url).display_url, secrets)
+    except ValueError:
+        return "***"
+
+
+@contextlib.asynccontextmanager
+async def open_more(config: RunConfig, say: Callable[[str], None]) -> AsyncIterator[list[Endpoint]]:
+    """The endpoints after the first --base-url (check them with check_more once the model is known)."""
+    from batchrun.endpoint.resolve import open_endpoint
+
+    async with contextlib.AsyncExitStack() as stack:
+        yield [await stack.enter_async_context(open_endpoint(url, config.api_key, say))
+               for url in config.extra_base_urls]
+
+
+async def check_more(more: list[Endpoint], config: RunConfig, say: Callable[[str], None]) -> None:
+    """Each further endpoint reachable, its key accepted and `config.model` (the first one's) served."""
+    from batchrun.endpoint.resolve import preflight
+
+    for endpoint in more:
+        await preflight(endpoint, config.model, timeout_s=config.timeout)
+    if more:
+        say(f"{len(more) + 1} endpoints, balanced {config.balance}")
+
+
+def multi_client(clients: list[StreamClient], config: RunConfig) -> MultiClient:
+    members = [Member(c, label(c.endpoint), RateLimits(config.rpm, config.tpm)) for c in clients]
+    return MultiClient(members, config.balance, charge_tokens=config.tpm is not None)

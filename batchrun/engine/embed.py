@@ -1,0 +1,253 @@
+"""The embeddings pool: rows grouped into batches of --batch-size inputs, one POST /embeddings
+per batch, `concurrency` workers, RPM/TPM limits, retries, error isolation and cancellation as
+in pool.py. It has Pool's face (run / stop / stats / abort_reason / input_error) so the runner
+drives both alike; a batch's outcome becomes one Record per input, its vectors one Parquet row
+per input (store/vectors.py writes them before the records).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+
+from batchrun.endpoint.embeddings import EmbeddingsClient, EmbedResult
+from batchrun.endpoint.requests import build_embeddings_body, prompt_text
+from batchrun.engine.limits import RateLimits
+from batchrun.engine.retry import retry_delay_s
+from batchrun.engine.pool import PoolConfig, PoolStats, is_retryable
+from batchrun.errors import BatchrunError
+from batchrun.inputs.prompt import BadRow, Prompt
+from batchrun.redact import redact
+from batchrun.store.records import CANCELLED, ERROR, OK, SKIPPED, Attempt, Record
+from batchrun.store.vectors import VectorSink
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import aiohttp
+
+    from batchrun.config import RunConfig
+    from batchrun.endpoint.client import Endpoint
+
+Clock = Callable[[], float]
+_STOPPED = "the run was stopped before this batch finished"
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    prompts: list[Prompt]
+    texts: list[str]
+    body: bytes
+    estimated_tokens: int
+    queued_at: float = 0.0
+    queued_clock: float = 0.0
+
+
+def make_batches(rows: Iterable[Prompt | BadRow], size: int, model: str | None,
+                 extra_body: dict) -> Iterator[Batch | BadRow]:
+    """Consecutive prompts in groups of `size` (the last may be smaller); bad rows pass through."""
+    group: list[Prompt] = []
+    for item in rows:
+        if isinstance(item, BadRow):
+            yield item
+            continue
+        group.append(item)
+        if len(group) == size:
+            yield _batch(group, model, extra_body)
+            group = []
+    if group:
+        yield _batch(group, model, extra_body)
+
+
+def _batch(prompts: list[Prompt], model: str | None, extra_body: dict) -> Batch:
+    texts = [prompt_text(p) for p in prompts]
+    body = build_embeddings_body(texts, model, extra_body)
+    tokens = sum(math.ceil(len(t.encode()) / 4) for t in texts)
+    return Batch(prompts, texts, json.dumps(body, ensure_ascii=False).encode(), max(1, tokens))
+
+
+def split_tokens(total: int | None, texts: list[str]) -> list[int | None]:
+    """A batch's usage.prompt_tokens shared out by text length (largest remainder), so per-input
+    counts add up to exactly what the server reported."""
+    if total is None:
+        return [None] * len(texts)
+    weights = [max(1, len(t)) for t in texts]
+    whole = sum(weights)
+    shares = [total * w / whole for w in weights]
+    counts = [int(s) for s in shares]
+    for i in sorted(range(len(texts)), key=lambda i: counts[i] - shares[i])[: total - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+class EmbedPool:
+    def __init__(self, client: EmbeddingsClient, sink: Callable[[Record], None], vectors: VectorSink,
+                 config: PoolConfig, *, t0: float, clock: Clock = time.perf_counter) -> None:
+        self.client, self.sink, self.vectors, self.config = client, sink, vectors, config
+        self.t0, self.clock = t0, clock
+        self.stats = PoolStats()
+        self.input_error: BatchrunError | None = None
+        self.abort_reason: str | None = None
+        self.refused: str | None = None        # the endpoint refused the run (401 / 403 / 404): stop at once
+        self.internal_errors: list[str] = []   # Pool's face; a bug here is recorded on its rows instead
+        self._rng = random.Random(config.seed)
+        self._queue: asyncio.Queue[Batch | BadRow | None] = asyncio.Queue(maxsize=2 * config.concurrency)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def run(self, items: Iterable[Batch | BadRow]) -> None:
+        limits = RateLimits(self.config.rpm, self.config.tpm)
+        self._tasks = [asyncio.create_task(self._read(items))]
+        self._tasks += [asyncio.create_task(self._work(limits)) for _ in range(self.config.concurrency)]
+        try:
+            await asyncio.gather(*self._tasks)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await limits.aclose()
+            self.vectors.flush()
+
+    def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+
+    async def _read(self, items: Iterable[Batch | BadRow]) -> None:
+        try:
+            for item in items:
+                if isinstance(item, Batch):
+                    item = Batch(item.prompts, item.texts, item.body, item.estimated_tokens, time.time(), self.clock())
+                await self._queue.put(item)
+        except BatchrunError as exc:
+            self.input_error = exc
+        for _ in range(self.config.concurrency):
+            await self._queue.put(None)
+
+    async def _work(self, limits: RateLimits) -> None:
+        while (item := await self._queue.get()) is not None:
+            if self.abort_reason is not None or self.refused is not None:
+                return              # stopped: stop() cancels us at the next suspension; send nothing more
+            if isinstance(item, BadRow):
+                self._finish([Record(id=item.id, row=item.row, status=SKIPPED, error_type="BadRow",
+                                     error=item.reason, queued_at=time.time())])
+                continue
+            log: list[Attempt] = []
+            try:
+                result, wait = await self._request(item, limits, log)
+            except asyncio.CancelledError:
+                self._finish([self._record(p, item, None, log, 0.0, CANCELLED) for p in item.prompts])
+                raise
+            except Exception as exc:  # noqa: BLE001 - a bug in one batch never stops the run
+                result = EmbedResult(sent=self.clock(), inputs=len(item.prompts))
+                result.fail(ERROR, "ClientError", redact(f"{type(exc).__name__}: {exc}", self.client.endpoint.secrets))
+                wait = 0.0
+            await self._settle(item, result, log, wait)
+
+    async def _request(self, batch: Batch, limits: RateLimits, log: list[Attempt]) -> tuple[EmbedResult, float]:
+        wait: float | None = None
+        for attempt in range(self.config.retries + 1):
+            await limits.acquire(batch.estimated_tokens)
+            if wait is None:
+                wait = self.clock() - batch.queued_clock
+            self.stats.in_flight += 1
+            self.stats.peak_in_flight = max(self.stats.peak_in_flight, self.stats.in_flight)
+            try:
+                result = await self.client.embed(batch.body, len(batch.prompts))
+            finally:
+                self.stats.in_flight -= 1
+            log.append(Attempt(status=result.status, sent_s=result.sent - self.t0, duration_s=result.total_s or 0.0,
+                               http_status=result.http_status, error_type=result.error_type, error=result.error,
+                               retry_after_s=result.retry_after_s))
+            if result.status == OK:
+                limits.correct(batch.estimated_tokens, result.prompt_tokens or batch.estimated_tokens)
+                return result, wait
+            if not is_retryable(result) or attempt == self.config.retries:
+                return result, wait
+            cfg = self.config
+            delay = retry_delay_s(attempt, result.http_status, result.retry_after_s, rng=self._rng,
+                                  max_wait_s=cfg.max_retry_wait_s, base_s=cfg.backoff_base_s,
+                                  max_s=cfg.backoff_max_s, rate_limit_base_s=cfg.rate_limit_backoff_s)
+            log[-1].backoff_s = delay
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def _settle(self, batch: Batch, result: EmbedResult, log: list[Attempt], wait: float) -> None:
+        tokens = split_tokens(result.prompt_tokens, batch.texts)
+        records = [self._record(p, batch, result, log, wait, result.status, n) for p, n in zip(batch.prompts, tokens)]
+        if result.status == OK and result.vectors is not None:
+            self._count(records)
+            await self.vectors.add(records, result.vectors)   # records go out once their vectors are on disk
+        else:
+            self._finish(records)
+
+    def _record(self, prompt: Prompt, batch: Batch, result: EmbedResult | None, log: list[Attempt],
+                wait: float, status: str, tokens: int | None = None) -> Record:
+        record = Record(id=prompt.id, row=prompt.row, status=status, attempts=len(log), attempt_log=log,
+                        queued_at=batch.queued_at, queue_wait_s=wait)
+        if status == CANCELLED:
+            record.error_type, record.error = "Cancelled", _STOPPED
+        if result is None:
+            return record
+        record.error_type, record.error = record.error_type or result.error_type, record.error or result.error
+        record.http_status, record.request_id, record.model = result.http_status, result.request_id, result.model
+        record.finish_reason, record.prompt_tokens = result.finish_reason, tokens
+        record.completion_tokens = 0 if status == OK else None
+        record.sent_s, record.latency_s, record.total_s = result.sent - self.t0, result.latency_s, result.total_s
+        if result.total_s is not None:
+            record.end_s = record.sent_s + result.total_s
+        return record
+
+    def _finish(self, records: list[Record]) -> None:
+        for record in records:
+            self.sink(record)
+        self._count(records)
+
+    def _count(self, records: list[Record]) -> None:
+        stats = self.stats
+        for record in records:
+            stats.done += 1
+            if record.status == OK:
+                stats.ok += 1
+            elif record.status == SKIPPED:
+                stats.skipped += 1
+            elif record.status != CANCELLED:
+                stats.failed += 1
+        cfg, finished = self.config, stats.ok + stats.failed
+        refusal = next((r for r in records if r.http_status in (401, 403, 404)), None)
+        if refusal is not None and self.refused is None:
+            self.refused = refusal.error or f"HTTP {refusal.http_status}"
+            self.stop()
+        if self.abort_reason is not None or self.refused is not None:
+            return
+        if cfg.max_errors is not None and stats.failed >= cfg.max_errors:
+            self.abort_reason = f"{stats.failed} inputs failed (--max-errors {cfg.max_errors})"
+        elif cfg.max_error_rate is not None and finished >= 20 and stats.failed / finished > cfg.max_error_rate:
+            self.abort_reason = (f"{stats.failed} of {finished} inputs failed, more than "
+                                 f"--max-error-rate {cfg.max_error_rate:g}")
+        if self.abort_reason is not None:
+            self.stop()
+
+
+
+
+def embed_items(config: "RunConfig", rows: Iterable[Prompt | BadRow], skip: set[str]) -> Iterator[Batch | BadRow]:
+    """The rows not yet done, in batches of --batch-size."""
+    return make_batches((r for r in rows if r.id not in skip), config.batch_size, config.model,
+                        config.extra_body)
+
+
+def embed_pool(session: "aiohttp.ClientSession", endpoint: "Endpoint", write: Callable[[Record], None],
+               config: "RunConfig", pool_config: PoolConfig, out: "Path", t0: float, clock: Clock,
+               write_many: Callable[[list[Record]], None] | None = None) -> EmbedPool:
+    client = EmbeddingsClient(session, endpoint, timeout_s=config.timeout, clock=clock,
+                              max_response_bytes=config.max_response_bytes)
+    many = write_many or (lambda records: [write(r) for r in records])
+    return EmbedPool(client, write, VectorSink(out, many), pool_config, t0=t0, clock=clock)

@@ -1,0 +1,67 @@
+"""Sessions through the worker pool: one worker runs one session at a time, its turns in order,
+each request carrying the history so far; `concurrency` sessions are in flight at once.
+
+Every turn is a Record of its own (its TTFT and latency are the turn's). When a turn fails, the
+session's later turns are recorded as failed without being sent (their history does not exist).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from typing import Any, Callable
+
+from batchrun.engine.limits import RateLimits
+from batchrun.engine.pool import Job, Pool
+from batchrun.inputs.prompt import BadRow, Prompt
+from batchrun.inputs.sessions import Session
+from batchrun.store.records import ERROR, OK, SKIPPED, Record
+
+SESSION_ABORTED = "SessionAborted"
+
+
+class SessionPool(Pool):
+    """Pool whose items are Sessions (or BadRows); `make_job` turns a Prompt into a ready Job."""
+
+    def __init__(self, *args: Any, make_job: Callable[[Prompt], Job | BadRow], **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.make_job = make_job
+
+    async def _work(self, limits: RateLimits) -> None:
+        while True:
+            entry = await self._queue.get()
+            if entry is None:
+                return
+            item, queued_at, queued_clock, _ = entry
+            if self._send_until is not None and self.clock() >= self._send_until:
+                continue
+            if isinstance(item, BadRow):
+                self._finish(Record(id=item.id, row=item.row, status=SKIPPED, error_type="BadRow",
+                                    error=item.reason, queued_at=queued_at))
+                continue
+            await self._session(item, limits, queued_at, queued_clock)  # type: ignore[arg-type]
+
+    async def _session(self, session: Session, limits: RateLimits, queued_at: float, queued_clock: float) -> None:
+        history: list[dict[str, Any]] = []
+        for k, turn in enumerate(session.turns):
+            if k and turn.think_s:
+                await asyncio.sleep(turn.think_s)
+                queued_at, queued_clock = time.time(), self.clock()
+            new = [m for m in turn.prompt.messages or [] if not (history and m.get("role") in ("system", "developer"))]
+            job = self.make_job(dataclasses.replace(turn.prompt, messages=[*history, *new]))
+            if isinstance(job, BadRow):
+                self._finish(Record(id=job.id, row=job.row, status=SKIPPED, error_type="BadRow",
+                                    error=job.reason, queued_at=queued_at))
+                return self._abort_rest(session, k + 1, queued_at, f"turn {turn.number} could not be sent")
+            record = await self._process(job, limits, queued_at, queued_clock)
+            self._finish(record)
+            if record.status != OK:
+                return self._abort_rest(session, k + 1, queued_at, f"turn {turn.number} failed ({record.error_type})")
+            history = [*history, *new, {"role": "assistant", "content": record.text}]
+            queued_at, queued_clock = time.time(), self.clock()
+
+    def _abort_rest(self, session: Session, start: int, queued_at: float, why: str) -> None:
+        for turn in session.turns[start:]:
+            self._finish(Record(id=turn.prompt.id, row=turn.prompt.row, status=ERROR, error_type=SESSION_ABORTED,
+                                error=f"not sent: {why}; --resume sends the session again", queued_at=queued_at))

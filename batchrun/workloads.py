@@ -1,0 +1,167 @@
+"""What a run sends, beyond one chat request per row: which workload the config and the input
+call for, its items (and schedule), and the pool that runs them.
+
+    rows        one request per row (chat or completions): engine/pool.py
+    embeddings  rows in batches per /embeddings request: engine/embed.py
+    sessions    session_id / turn columns, or --synthetic ...,sessions=S: engine/sessions.py
+    trace       a timestamp or delay_s column: open-loop at the trace's times / --speedup
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from batchrun.config import RunConfig
+from batchrun.errors import ConfigError
+from batchrun.inputs.prompt import BadRow, Prompt
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from batchrun.endpoint.client import Endpoint, StreamClient
+
+TURNS_FILE = "turns.json"          # the names report/workloads.py reads back (SIDE_FILES)
+SYNTHETIC_FILE = "synthetic.json"
+
+
+@dataclass
+class Workload:
+    kind: str                                   # rows / embeddings / sessions / trace
+    items: Iterator[Any]
+    schedule: Iterator[float] | None = None     # planned send offsets, one per item (trace)
+    more_endpoints: list[Any] = field(default_factory=list)   # --base-url given more than once
+
+
+def kind_of(config: RunConfig) -> str:
+    """Decided before anything is sent; a wrong combination is a ConfigError."""
+    kind = _kind(config)
+    if config.speedup != 1.0 and kind != "trace":
+        raise ConfigError("--speedup replays a trace: the input needs a timestamp or delay_s column")
+    return kind
+
+
+def _kind(config: RunConfig) -> str:
+    from batchrun.inputs.sidecols import file_columns
+    from batchrun.inputs.synthetic import parse_spec
+
+    if config.endpoint == "embeddings":
+        return "embeddings"
+    if config.synthetic is not None:
+        return "sessions" if parse_spec(config.synthetic).sessions else "rows"
+    columns = file_columns(config.input, config.fmt) if config.input is not None else set()
+    if {"session_id", "turn"} <= columns:
+        return "sessions"
+    if columns & {"timestamp", "delay_s"}:
+        if config.tool_module is not None:
+            raise ConfigError("trace replay and --tool-module cannot be combined")
+        return "trace"
+    return "rows"
+
+
+def client_class(config: RunConfig) -> type[StreamClient]:
+    from batchrun.endpoint.client import StreamClient
+
+    if config.endpoint == "completions":
+        from batchrun.endpoint.completions import TextStreamClient
+        return TextStreamClient
+    return StreamClient
+
+
+def length_trace(config: RunConfig) -> bool:
+    """A trace of lengths without text (Mooncake): its prompts are generated, not read."""
+    from batchrun.inputs.sidecols import file_columns
+    from batchrun.inputs.traces import is_length_trace
+
+    if config.input is None or config.synthetic is not None or config.prompt_column or config.template:
+        return False
+    return is_length_trace(file_columns(config.input, config.fmt))
+
+
+async def prepare(config: RunConfig, endpoint: Endpoint, rows: Iterator[Prompt | BadRow], out: Path,
+                  skip: set[str], make_jobs: Callable[..., Iterator[Any]],
+                  say: Callable[[str], None]) -> Workload:
+    """The run's items; `make_jobs(config, rows, skip)` is the runner's Prompt -> Job step."""
+    kind = kind_of(config)
+    if length_trace(config):
+        from batchrun.endpoint.calibrate import calibrate
+        from batchrun.inputs.traces import length_trace_prompts
+        assert config.input is not None
+        sizer = await calibrate(config, endpoint, client_class(config), say)
+        rows = length_trace_prompts(config.input, config.fmt, sizer)
+    if config.synthetic is not None:
+        from batchrun.endpoint.calibrate import synthetic_rows
+        rows, info = await synthetic_rows(config, endpoint, client_class(config), 100, say)
+        _write(out / SYNTHETIC_FILE, info)
+    if kind == "embeddings":
+        from batchrun.engine.embed import embed_items
+        return Workload(kind, embed_items(config, rows, skip))
+    if kind == "sessions":
+        return Workload(kind, iter(_sessions(config, rows, skip, out, say)))
+    if kind == "trace":
+        return _trace(config, rows, skip, make_jobs)
+    return Workload(kind, make_jobs(config, rows, skip))
+
+
+def _sessions(config: RunConfig, rows: Iterator[Prompt | BadRow], skip: set[str], out: Path,
+              say: Callable[[str], None]) -> list[Any]:
+    from batchrun.inputs.sessions import file_sessions, generated_sessions, pending, turn_numbers
+    from batchrun.inputs.synthetic import parse_spec
+
+    bad: list[BadRow] = []
+    if config.synthetic is not None:
+        spec = parse_spec(config.synthetic)
+        sessions = generated_sessions(rows, spec.sessions or 0, spec.turns, spec.think_s)   # type: ignore[arg-type]
+    else:
+        assert config.input is not None
+        sessions, bad = file_sessions(config.input, config.fmt, rows)
+    _write(out / TURNS_FILE, turn_numbers(sessions))
+    todo = pending(sessions, skip)
+    if skip and len(todo) < len(sessions):
+        say(f"{len(sessions) - len(todo)} sessions already done are not sent again; "
+            f"{len(todo)} unfinished ones are sent again from their first turn")
+    return [b for b in bad if b.id not in skip] + todo
+
+
+def _trace(config: RunConfig, rows: Iterator[Prompt | BadRow], skip: set[str],
+           make_jobs: Callable[..., Iterator[Any]]) -> Workload:
+    from batchrun.inputs.traces import rebase, trace_offsets
+
+    assert config.input is not None
+    offsets = trace_offsets(config.input, config.fmt, config.speedup)
+    items = list(make_jobs(config, rows, skip))
+    items.sort(key=lambda item: offsets[_row(item)])
+    planned = rebase([offsets[_row(item)] for item in items])
+    return Workload("trace", iter(items), iter(planned))
+
+
+def _row(item: Any) -> int:
+    return item.row if isinstance(item, BadRow) else item.prompt.row
+
+
+def make_pool(workload: Workload, session: aiohttp.ClientSession, endpoint: Endpoint, write: Callable[[Any], None],
+              config: RunConfig, pool_config: Any, out: Path, t0: float, clock: Callable[[], float],
+              tool_runner: Any, make_job: Callable[[Prompt], Any],
+              write_many: Callable[[list[Any]], None] | None = None, **pool_kw: Any) -> Any:
+    """The pool for the workload; `pool_kw` (output_check, warn, ...) go to Pool as they are."""
+    if workload.kind == "embeddings":
+        from batchrun.engine.embed import embed_pool
+        return embed_pool(session, endpoint, write, config, pool_config, out, t0, clock, write_many)
+    clients = [client_class(config)(session, e, timeout_s=config.timeout, ttft_timeout_s=config.ttft_timeout,
+                                    clock=clock, max_response_bytes=config.max_response_bytes)
+               for e in [endpoint, *workload.more_endpoints]]
+    client: Any = clients[0]
+    if len(clients) > 1:
+        from batchrun.endpoint.multi import multi_client
+        client = multi_client(clients, config)
+    if workload.kind == "sessions":
+        from batchrun.engine.sessions import SessionPool
+        return SessionPool(client, write, pool_config, t0=t0, clock=clock, make_job=make_job, **pool_kw)
+    from batchrun.engine.pool import Pool
+    return Pool(client, write, pool_config, t0=t0, clock=clock, tool_runner=tool_runner, **pool_kw)
+
+
+def _write(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=1), encoding="utf-8")

@@ -1,0 +1,242 @@
+"""Workloads end to end on the built-in endpoint (completions, embeddings, synthetic lengths,
+prefix sharing, time slices) and their pure parts on hand-computed values."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from batchrun.analysis.slices import time_slices
+from batchrun.analysis.workloads import embedding_figures, schedule_lag
+from batchrun.cli import app
+from batchrun.engine.embed import split_tokens
+from batchrun.errors import ConfigError
+from batchrun.inputs.synthetic import fit_sizer, parse_spec, plan_lengths
+from batchrun.sim import SimConfig, SimProcess
+from batchrun.store.records import Record
+from promptfiles import write_prompts
+
+
+@pytest.fixture(scope="module")
+def fast_sim():
+    with SimProcess(SimConfig(fast=True)) as sim:
+        yield sim
+
+
+def invoke(*args: str, base_url: str | None = None):
+    extra = ["--base-url", base_url] if base_url else []
+    return CliRunner().invoke(app, [*args, *extra], catch_exceptions=False)
+
+
+def summary_of(out: Path) -> dict:
+    return json.loads((out / "summary.json").read_text())["summary"]
+
+
+# --- completions ---
+
+# --- embeddings ---
+
+def test_embeddings_batched_one_vector_per_input_exactly_once_across_resume(fast_sim, tmp_path: Path) -> None:
+    texts = [f"text {i}" for i in range(10)]
+    texts[9] = "[[sim:error=500x1]] fails the first time"        # the last batch (rows 8, 9) fails once
+    write_prompts(tmp_path / "p.csv", texts)
+    before = fast_sim.stats()["by_endpoint"].get("embeddings", 0)
+    first = invoke("run", "p.csv", "--endpoint", "embeddings", "--batch-size", "4", "--retries", "0",
+                   "--out", "e", "-q", base_url=fast_sim.base_url)
+    assert first.exit_code == 0, first.output
+    assert fast_sim.stats()["by_endpoint"]["embeddings"] - before == 3          # 4 + 4 + 2 inputs
+    rows = pd.read_csv(tmp_path / "e" / "results.csv")
+    assert rows.set_index("id").status.to_dict() == {**{f"q{i}": "ok" for i in range(8)}, "q8": "error", "q9": "error"}
+    # A crash after a part was written but before its records: drop two ok records.
+    records = (tmp_path / "e" / "records.jsonl").read_text().splitlines()
+    kept = [line for line in records if json.loads(line)["id"] not in ("q0", "q1")]
+    (tmp_path / "e" / "records.jsonl").write_text("\n".join(kept) + "\n")
+    second = invoke("run", "--resume", "e", "-q", base_url=fast_sim.base_url)
+    assert second.exit_code == 0, second.output
+    vectors = pd.read_parquet(tmp_path / "e" / "embeddings.parquet")
+    assert sorted(vectors.id) == sorted(f"q{i}" for i in range(10))            # one row per input
+    assert len({len(v) for v in vectors.embedding}) == 1
+    norms = np.linalg.norm(np.stack(vectors.embedding.to_numpy()), axis=1)
+    assert np.allclose(norms, 1.0, atol=1e-5)
+    emb = summary_of(tmp_path / "e")["embeddings"]
+    assert emb["inputs"] == 10 and emb["batches"] >= 2
+    rebuilt = CliRunner().invoke(app, ["report", "e"], catch_exceptions=False)   # `report` keeps the section
+    assert rebuilt.exit_code == 0 and summary_of(tmp_path / "e")["embeddings"] == emb
+
+
+def test_split_tokens_adds_up_to_the_batch_usage() -> None:
+    assert split_tokens(10, ["aaaa", "a", "aaaaa"]) == [4, 1, 5]
+    assert sum(split_tokens(7, ["ab", "abc", "a"])) == 7
+    assert split_tokens(None, ["a"]) == [None]
+
+
+def test_embedding_figures_by_hand() -> None:
+    recs = [Record(id=f"r{i}", row=i, status="ok", request_id=f"b{i // 2}", latency_s=0.1 * (1 + i // 2),
+                   prompt_tokens=3) for i in range(4)] + [Record(id="x", row=4, status="error")]
+    figures = embedding_figures(recs, wall_time_s=2.0)
+    assert figures["inputs"] == 4 and figures["batches"] == 2 and figures["inputs_per_s"] == 2.0
+    assert figures["prompt_tokens_per_s"] == 6.0 and figures["inputs_per_batch"] == 2.0
+    assert figures["batch_latency_s"]["mean"] == pytest.approx(0.15)
+
+
+# --- synthetic ---
+
+def test_bad_synthetic_spec_is_a_usage_error(tmp_path: Path) -> None:
+    result = invoke("run", "--synthetic", "prompt_tokens=10,output_tokens=x")
+    assert result.exit_code == 2 and "--synthetic" in result.output
+    write_prompts(tmp_path / "p.csv", 2)
+    both = invoke("run", "p.csv", "--synthetic", "prompt_tokens=10,output_tokens=5")
+    assert both.exit_code == 2 and "not both" in both.output
+    with pytest.raises(ConfigError, match="needs prompt_tokens"):
+        parse_spec("output_tokens=5")
+    with pytest.raises(ConfigError, match="smaller than the shortest"):
+        parse_spec("prompt_tokens=100,output_tokens=5,shared_prefix_tokens=100")
+
+
+def test_plan_lengths_are_seeded_and_ranges_hold() -> None:
+    spec = parse_spec("prompt_tokens=10-20,output_tokens=5,seed=1,shared_prefix_tokens=4,prefix_pool=3")
+    plans = plan_lengths(spec, 50)
+    assert plans == plan_lengths(spec, 50)
+    assert all(10 <= p.prompt_tokens <= 20 and p.output_tokens == 5 for p in plans)
+    assert [p.prefix for p in plans[:4]] == [0, 1, 2, 0]
+
+
+def test_fit_sizer_through_two_probes() -> None:
+    sizer = fit_sizer([(200, 60), (2000, 510)])       # 0.25 tokens per character, 10 tokens overhead
+    assert sizer is not None and sizer.per_char == 0.25 and sizer.overhead == 10
+    assert fit_sizer([(200, 60)]) is None and fit_sizer([(200, 60), (2000, 60)]) is None
+
+
+# --- time slices and schedule lag ---
+
+def test_time_slices_by_hand() -> None:
+    def rec(end: float, status: str = "ok", ttft: float = 0.1, tokens: int = 10) -> Record:
+        return Record(id=str(end), row=0, status=status, sent_s=end - 0.5, end_s=end, ttft_s=ttft,
+                      latency_s=0.5, completion_tokens=tokens)
+    records = [rec(0.5), rec(1.5), rec(9.0, ttft=0.3), rec(12.0, "error"), rec(14.0),
+               Record(id="skip", row=9, status="skipped")]
+    windows = time_slices(records, 10.0)
+    assert [w["requests"] for w in windows] == [3, 2]
+    first, last = windows
+    assert first["requests_per_s"] == 0.3 and first["output_tokens_per_s"] == 3.0
+    assert first["ttft_s"]["max"] == 0.3 and first["ttft_s"]["count"] == 3
+    assert last["length_s"] == 4.0 and last["ok"] == 1 and last["failed"] == 1
+    assert last["requests_per_s"] == 0.25
+    assert time_slices([], 1.0) == []
+
+
+def test_schedule_lag_by_hand() -> None:
+    recs = [Record(id="a", row=0, scheduled_s=1.0, sent_s=1.25), Record(id="b", row=1, scheduled_s=2.0, sent_s=2.05),
+            Record(id="c", row=2, sent_s=3.0)]
+    lag = schedule_lag(recs)
+    assert lag["count"] == 2 and lag["max"] == 0.25 and lag["min"] == pytest.approx(0.05)
+
+
+# --- the README's workload commands, as written ---
+
+def readme_workload_commands() -> list[list[str]]:
+    """The commands as written, with counts and think times cut so the suite stays fast."""
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = text.split("## Workloads and endpoints", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    block = block.replace("n=200", "n=20").replace("think_s=0.5", "think_s=0.01")
+    return [line.split("#", 1)[0].split()[1:] for line in block.strip().splitlines()]
+
+
+def test_every_readme_workload_runs_on_the_built_in_endpoint(fast_sim, tmp_path: Path, monkeypatch) -> None:
+    root = Path(__file__).resolve().parent.parent
+    monkeypatch.chdir(root)                           # the commands name samples/...
+    commands = readme_workload_commands()
+    assert len(commands) >= 9
+    for i, args in enumerate(commands):
+        out = tmp_path / f"w{i}"
+        extra = ["--out", str(out)] + (["-q"] if args[0] == "run" else ["--no-sync", "-n", "16"])
+        stats = fast_sim.stats()
+        result = invoke(*args, *extra, base_url=fast_sim.base_url)
+        assert result.exit_code == 0, (args, result.output)
+        summary = json.loads((out / "summary.json").read_text())["summary"]
+        if args[0] == "run":
+            assert summary["counts"]["ok"] == summary["counts"]["total"] > 0, (args, summary["counts"])
+            check_workload(args, summary, out, stats, fast_sim.stats())
+        else:                                            # bench: the headline run's lengths, requested vs realised
+            assert summary["synthetic"]["output_tokens_error"]["max"] == 0
+            assert "realised (usage)" in (out / "report.md").read_text()
+
+
+def check_workload(args: list[str], summary: dict, out: Path, before: dict, after: dict) -> None:
+    """What each README workload promises, beyond every row being ok."""
+    line = " ".join(args)
+    if "--synthetic" in args and "sessions=" not in line:
+        syn = summary["synthetic"]                   # lengths held exactly on the built-in endpoint
+        for key in ("prompt_tokens_error", "output_tokens_error"):
+            assert syn[key]["min"] == syn[key]["max"] == 0, (line, key, syn[key])
+        assert "calibrated" in syn["sizing"]["source"]
+    if "shared_prefix_tokens" in line:               # every prompt after the first of its prefix hits the cache
+        hits = after["prefix_cache_hit_tokens"] - before["prefix_cache_hit_tokens"]
+        assert hits >= (20 - 4) * 496, hits
+    if "sessions" in line:
+        assert [t["turn"] for t in summary["turns"]] == list(range(1, len(summary["turns"]) + 1))
+        assert len(summary["turns"]) >= 3
+    if "trace.csv" in line:
+        assert summary["schedule_lag_s"]["count"] == summary["counts"]["ok"]
+    if "--slice" in args:
+        assert (out / "slices.png").stat().st_size > 1000 and "| window (s) |" in (out / "slices.md").read_text()
+        assert sum(w["requests"] for w in summary["slices"]) == summary["counts"]["total"]
+    if "completions" in args:
+        assert after["by_endpoint"].get("completions", 0) - before["by_endpoint"].get("completions", 0) >= 10
+        assert summary["ttft_s"]["count"] == summary["counts"]["ok"]
+    if "embeddings" in args:
+        vectors = pd.read_parquet(out / "embeddings.parquet")
+        assert len(vectors) == summary["counts"]["ok"] == summary["embeddings"]["inputs"]
+
+
+def test_tokenizer_sizes_prompts_exactly(fast_sim, tmp_path: Path) -> None:
+    tokenizers = pytest.importorskip("tokenizers")
+    from batchrun.inputs.synthetic import _WORDS, Sizer, synthetic_prompts
+
+    vocab = {w: i for i, w in enumerate(["[UNK]", *sorted(set(_WORDS))])}
+    tok = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    tok.decoder = tokenizers.decoders.WordPiece()
+    tok.save(str(tmp_path / "tokenizer.json"))
+    spec = parse_spec(f"prompt_tokens=20-60,output_tokens=4,n=10,shared_prefix_tokens=12,tokenizer={tmp_path / 'tokenizer.json'}")
+    sizer = Sizer(tokenizer=tok)
+    for prompt, planned in zip(synthetic_prompts(spec, 10, sizer), plan_lengths(spec, 10)):
+        text = prompt.messages[0]["content"]
+        assert len(tok.encode(text, add_special_tokens=False).ids) == planned.prompt_tokens
+    result = invoke("run", "--synthetic", spec.text, "--out", "t", "-q", base_url=fast_sim.base_url)
+    assert result.exit_code == 0, result.output
+    assert "tokenizer" in summary_of(tmp_path / "t")["synthetic"]["sizing"]["source"]
+    bad = invoke("run", "--synthetic", "prompt_tokens=5,output_tokens=5,tokenizer=nope.json")
+    assert bad.exit_code == 2 and "tokenizer" in bad.output
+
+
+def test_embeddings_stop_at_max_errors(fast_sim, tmp_path: Path) -> None:
+    write_prompts(tmp_path / "p.csv", [f"[[sim:error=400]] {i}" for i in range(8)])
+    before = fast_sim.stats()["by_endpoint"].get("embeddings", 0)
+    result = invoke("run", "p.csv", "--endpoint", "embeddings", "--batch-size", "2", "-c", "1", "--max-errors", "2",
+                    "--out", "e", "-q", base_url=fast_sim.base_url)
+    assert result.exit_code == 1 and "--max-errors 2" in result.output
+    assert fast_sim.stats()["by_endpoint"]["embeddings"] - before == 1
+    assert summary_of(tmp_path / "e")["counts"]["error"] == 2
+
+
+def test_parse_embeddings_base64_float_and_bad_shapes() -> None:
+    import base64
+
+    from batchrun.endpoint.embeddings import EmbedResult, parse_embeddings
+
+    vecs = np.arange(8, dtype="<f4").reshape(2, 4)
+    data = {"data": [{"index": 1, "embedding": base64.b64encode(vecs[1].tobytes()).decode()},
+                     {"index": 0, "embedding": vecs[0].tolist()}], "model": "m", "usage": {"prompt_tokens": 5}}
+    result = EmbedResult(sent=0.0, inputs=2)
+    parse_embeddings(data, result)                   # mixed forms, out of order: sorted by index
+    assert result.vectors.tolist() == vecs.tolist() and result.prompt_tokens == 5
+    for bad in ({"data": [{"index": 0, "embedding": [1.0]}]},                                   # one vector for two inputs
+                {"data": [{"index": 0, "embedding": [1.0]}, {"index": 1, "embedding": [1.0, 2.0]}]}):
+        with pytest.raises(ValueError):
+            parse_embeddings(bad, EmbedResult(sent=0.0, inputs=2))

@@ -11,9 +11,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy loads on the first embeddings request, not with every `batchrun` start
+    import numpy as np
 
 from batchrun.sim import model
 from batchrun.sim.chat import JSON_HEADERS, _injected_error, check_auth
@@ -116,6 +117,8 @@ def validate_embeddings(body: dict[str, Any]) -> tuple[list[str], int]:
 
 def embedding_vector(seed: int, text: str, dim: int) -> np.ndarray:
     """A unit float32 vector that depends only on (seed, text, dim)."""
+    import numpy as np
+
     digest = hashlib.blake2b(f"{seed}\x00{text}".encode(), digest_size=8).digest()
     vec = np.random.default_rng(int.from_bytes(digest, "little")).standard_normal(dim).astype(np.float32)
     return vec / np.float32(np.linalg.norm(vec) or 1.0)

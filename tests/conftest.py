@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
 
-from batchrun.sim import SimConfig, SimServer, serve_sim
+from batchrun.sim import SimConfig, SimProcess, SimServer, serve_sim
 
 MakeSim = Callable[..., Awaitable[SimServer]]
 
@@ -38,3 +38,11 @@ async def make_sim() -> AsyncIterator[MakeSim]:
             return await stack.enter_async_context(serve_sim(SimConfig(**config)))
 
         yield factory
+
+
+@pytest.fixture(scope="module")
+def fast_sim() -> Iterator[SimProcess]:
+    """A fast-mode sim in a child process, one per test module (for CLI runs, which start their
+    own event loop): `.base_url` ends in /v1."""
+    with SimProcess(SimConfig(fast=True)) as sim:
+        yield sim

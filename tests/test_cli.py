@@ -27,12 +27,6 @@ KEY = "sk-batchrun-test-KEY-0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
-def fast_sim():
-    with SimProcess(SimConfig(fast=True)) as sim:
-        yield sim
-
-
-@pytest.fixture(scope="module")
 def slow_sim():
     """Fixed 20 ms TTFT and 10 ms gaps: a run of a few hundred rows takes seconds, not ms."""
     with SimProcess(SimConfig(fixed_ttft_s=0.02, fixed_itl_s=0.01, output_tokens=20)) as sim:

@@ -25,12 +25,6 @@ SAMPLES = ROOT / "samples"
 TEMPLATE = "Label the sentiment of this {product} review: {review}"
 
 
-@pytest.fixture(scope="module")
-def fast_sim():
-    with SimProcess(SimConfig(fast=True)) as sim:
-        yield sim
-
-
 def invoke(*args: str):
     return CliRunner().invoke(app, list(args), catch_exceptions=False)
 

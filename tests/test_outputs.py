@@ -12,15 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from batchrun.cli import app
-from batchrun.sim import SimConfig, SimProcess
 from batchrun.store.outputs import index_records, neutralize, write_results
 from batchrun.store.records import Record, RecordSink
-
-
-@pytest.fixture(scope="module")
-def fast_sim():
-    with SimProcess(SimConfig(fast=True)) as sim:
-        yield sim
 
 
 def invoke(*args: str):

@@ -58,7 +58,8 @@ def test_summary_table_is_compact_and_names_the_headline_figures():
     assert "success 66.7%" in lines[0]
     assert any(line.startswith("latency") and "1.00 s" in line for line in lines)
     assert any(line.startswith("TTFT") and "250 ms" in line for line in lines)
-    assert any("1.00 req/s" in line for line in lines)  # 2 ok over wall time 2.0 s
+    assert lines[1].split()[-1] == "n" and lines[2].split()[-1] == "2"    # each figure's sample size
+    assert any("1.00 req/s" in line and "in flight peak" in line for line in lines)  # 2 ok over 2.0 s
     assert lines[-1].startswith("warning: client saturated")
     assert len(lines) <= 12
 
@@ -67,6 +68,11 @@ def test_summary_table_with_no_success_has_no_empty_percentile_rows():
     text = format_summary_table(summarize([Record(id="a", row=0, status="error", sent_s=0, end_s=1)]))
     assert not any(line.startswith(("latency", "TTFT", " ")) for line in text.splitlines())
     assert "warning: no request succeeded" in text
+
+
+def test_summary_table_leaves_out_in_flight_figures_when_nothing_was_in_flight():
+    batch = Record(id="a", row=0, status="ok", text="x", completion_tokens=1)      # no timings (Batch API)
+    assert "in flight" not in format_summary_table(summarize([batch]))
 
 
 # ---------------------------------------------------------------- single run

@@ -13,15 +13,8 @@ from typer.testing import CliRunner
 
 from batchrun.cli import app
 from batchrun.errors import ConfigError, OutputError
-from batchrun.sim import SimConfig, SimProcess
 from batchrun.store.rundir import (EDGE, HASH_WHOLE_UP_TO, check_empty, check_input, input_identity,
                                    lock_run_dir)
-
-
-@pytest.fixture(scope="module")
-def fast_sim():
-    with SimProcess(SimConfig(fast=True)) as sim:
-        yield sim
 
 
 def invoke(*args: str):

@@ -11,14 +11,7 @@ from typer.testing import CliRunner
 
 from batchrun.cli import app
 from batchrun.inputs.traces import rebase, trace_offsets
-from batchrun.sim import SimConfig, SimProcess
 from batchrun.store.records import read_records
-
-
-@pytest.fixture(scope="module")
-def fast_sim():
-    with SimProcess(SimConfig(fast=True)) as sim:
-        yield sim
 
 
 def invoke(*args: str, base_url: str):

@@ -17,15 +17,8 @@ from batchrun.cli import app
 from batchrun.engine.embed import split_tokens
 from batchrun.errors import ConfigError
 from batchrun.inputs.synthetic import fit_sizer, parse_spec, plan_lengths
-from batchrun.sim import SimConfig, SimProcess
 from batchrun.store.records import Record
 from promptfiles import write_prompts
-
-
-@pytest.fixture(scope="module")
-def fast_sim():
-    with SimProcess(SimConfig(fast=True)) as sim:
-        yield sim
 
 
 def invoke(*args: str, base_url: str | None = None):

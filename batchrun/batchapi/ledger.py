@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from batchrun.errors import ConfigError, OutputError
+from batchrun.errors import ConfigError
+from batchrun.store.sessions import write_json
 
 RUN_JSON = "run.json"
 TERMINAL = ("completed", "failed", "expired", "cancelled")
@@ -69,13 +70,7 @@ class Ledger:
         path = out / RUN_JSON
         data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
         data["batch"] = {"endpoint": self.endpoint, "token": self.token, "jobs": [asdict(j) for j in self.jobs]}
-        tmp = path.with_name(path.name + ".batch.tmp")
-        try:
-            tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-            os.replace(tmp, path)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise OutputError(f"cannot write {path}: {exc.strerror} (is the disk full?)") from exc
+        write_json(path, data)
 
     def open_jobs(self) -> list[JobEntry]:
         return [j for j in self.jobs if not j.collected]

@@ -39,12 +39,14 @@ def format_summary_table(summary: Mapping[str, Any]) -> str:
     timed = [(label, summary[key]) for label, key in (("latency", "latency_s"), ("TTFT", "ttft_s"),
                                                       ("TPOT", "tpot_s"), ("ITL", "itl_s")) if summary[key]["count"]]
     if timed:
-        lines.append(f"{'':12}{'p50':>10}{'p90':>10}{'p99':>10}")
-    lines += [f"{label:12}{fmt_s(d['p50']):>10}{fmt_s(d['p90']):>10}{fmt_s(d['p99']):>10}" for label, d in timed]
+        lines.append(f"{'':12}{'p50':>10}{'p90':>10}{'p99':>10}{'n':>8}")
+    lines += [f"{label:12}{fmt_s(d['p50']):>10}{fmt_s(d['p90']):>10}{fmt_s(d['p99']):>10}{d['count']:>8,}"
+              for label, d in timed]
     t = summary["throughput"]
     lines.append(f"throughput  {fmt_num(t['requests_per_s'])} req/s, {fmt_num(t['output_tokens_per_s'], 1)} "
-                 f"output tok/s over {fmt_s(summary['wall_time_s'])}; in flight peak "
-                 f"{summary['in_flight']['peak']}, mean {fmt_num(summary['in_flight']['mean'], 1)}")
+                 f"output tok/s over {fmt_s(summary['wall_time_s'])}"
+                 + (f"; in flight peak {summary['in_flight']['peak']}, mean {fmt_num(summary['in_flight']['mean'], 1)}"
+                    if summary["in_flight"]["peak"] else ""))       # a Batch API run has no in-flight figures
     if summary.get("batch"):
         b = summary["batch"]
         lines.append(f"batch API   {b['requests']} rows in {b['jobs']} job(s); job turnaround p50 "

@@ -364,24 +364,32 @@ class SSEStream:
         self._others: dict[int, list[str]] | None = None
         self._reasoning: list[str] | None = None
 
-    def feed(self, piece: bytes, now: float) -> bool:
-        """Process one network read that arrived at `now`; True once the stream is over."""
+    def _lines(self, piece: bytes) -> list[bytes] | None:
+        """The lines this network read completes (a line still open is kept for the next read);
+        None once the response has grown past the cap. Called per read, not per chunk."""
         self._size += len(piece)
         if self._size > self._max_bytes:
-            return self._too_large()
+            return None
         # `13 in piece` (an int) is a memchr; `b"\r" in piece` costs 6x as much per read.
         if _CR in piece:                # SSE allows CRLF, LF and a bare CR as line ends
             piece = piece.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         if self._pending:               # a line began in an earlier read: join it once it ends
             self._pending.append(piece)
             if _LF not in piece:
-                return False
+                return []
             piece = b"".join(self._pending)
             self._pending = []
         lines = piece.split(b"\n")
         tail = lines.pop()
         if tail:
             self._pending.append(tail)
+        return lines
+
+    def feed(self, piece: bytes, now: float) -> bool:
+        """Process one network read that arrived at `now`; True once the stream is over."""
+        lines = self._lines(piece)
+        if lines is None:
+            return self._too_large()
         result, loads = self.result, orjson.loads
         for line in lines:
             if not line.startswith(b"data:"):

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from batchrun.endpoint.client import (_CR, _LF, MALFORMED_CHUNK, STREAM_ERROR, SSEStream, StreamClient,
+from batchrun.endpoint.client import (MALFORMED_CHUNK, STREAM_ERROR, SSEStream, StreamClient,
                                       _error_message, _read_usage)
 from batchrun.store.records import ERROR
 
@@ -21,21 +21,9 @@ class TextSSEStream(SSEStream):
     __slots__ = ()
 
     def feed(self, piece: bytes, now: float) -> bool:
-        self._size += len(piece)
-        if self._size > self._max_bytes:
+        lines = self._lines(piece)
+        if lines is None:
             return self._too_large()
-        if _CR in piece:
-            piece = piece.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        if self._pending:
-            self._pending.append(piece)
-            if _LF not in piece:
-                return False
-            piece = b"".join(self._pending)
-            self._pending = []
-        lines = piece.split(b"\n")
-        tail = lines.pop()
-        if tail:
-            self._pending.append(tail)
         for line in lines:
             if not line.startswith(b"data:"):
                 continue

@@ -29,7 +29,7 @@ from batchrun.engine.capacity import count_rows, ensure_open_files, pacing_warni
 from batchrun.errors import ConfigError, InputError, OutputError
 from batchrun.inputs.rows import read_prompts
 from batchrun.analysis.metrics import GapSample, summarize
-from batchrun.store.outputs import done_ids, iter_latest, write_results
+from batchrun.store.outputs import done_ids, write_results
 from batchrun.engine.adaptive import AdaptiveConfig
 from batchrun.engine.pool import Job, Pool, PoolConfig
 from batchrun.progress import Total, sample_loop_lag, show_progress
@@ -425,19 +425,21 @@ async def _signals(pool: Pool, sink: RecordSink) -> AsyncIterator[asyncio.Event]
 
 def _finish_outputs(outcome: RunOutcome, config: RunConfig, lag: list[float], wall: float,
                     started_wall: float, findings: dict[str, Any] | None = None) -> None:
+    from batchrun.analysis.columns import ColumnsBuilder
     from batchrun.report.limits import add_findings
-    from batchrun.report.summary import write_reports
+    from batchrun.report.summary import SAMPLE_ROWS, slim_records, write_reports
     from batchrun.sim.config import public as public_sim
 
     out = outcome.out_dir
-    outcome.files.append(write_results(out / RECORDS, out, config.output_format, id_column=config.id_column,
-                                       csv_formulas=config.csv_formulas))
-    wall_total = add_wall_time(out, wall)
     gaps = GapSample()
-    records = list(_slim(iter_latest(out / RECORDS), gaps))
+    lean = ColumnsBuilder(keep=SAMPLE_ROWS, gaps=gaps)     # the summary's figures, one record at a time
+    outcome.files.append(write_results(out / RECORDS, out, config.output_format, id_column=config.id_column,
+                                       csv_formulas=config.csv_formulas, each=lean.add))
+    wall_total = add_wall_time(out, wall)
+    records = lean.finish()
     if config.endpoint == "embeddings":
         from batchrun.store.vectors import consolidate
-        outcome.files.append(consolidate(out, (r.id for r in records if r.status == OK)))
+        outcome.files.append(consolidate(out, (r.id for r in slim_records(out / RECORDS) if r.status == OK)))
     summary = summarize(records, wall_time_s=wall_total, loop_lag_s=lag, itl_sample=gaps, slo=config.slo)
     summary.update(_workloads(out, config, records, wall_total))
     add_findings(summary, findings or {})
@@ -445,7 +447,7 @@ def _finish_outputs(outcome: RunOutcome, config: RunConfig, lag: list[float], wa
                       "input_error": str(outcome.input_error) if outcome.input_error else None,
                       "refused": outcome.refused, "internal_errors": outcome.internal_errors,
                       "session_wall_time_s": wall, "started_at": started_wall}
-    add_run_facts(summary, config, records)
+    add_run_facts(summary, config, records)       # len() and one pass of light per-record views
     outcome.summary = summary
     builtin = sim_config(config)
     extra = {"builtin_endpoint": public_sim(builtin)} if builtin is not None else None
@@ -455,23 +457,7 @@ def _finish_outputs(outcome: RunOutcome, config: RunConfig, lag: list[float], wa
     outcome.files.extend(write_extras(out, summary).values())
 
 
-def _workloads(out: Path, config: RunConfig, records: list[Record], wall: float) -> dict[str, Any]:
+def _workloads(out: Path, config: RunConfig, records: Any, wall: float) -> dict[str, Any]:
+    from batchrun.report.summary import slim_records
     from batchrun.report.workloads import workload_sections
-    return workload_sections(out, config.public_dict(), records, wall)
-
-
-def _slim(records: Iterator[Record], gaps: GapSample, keep_text: int = 20) -> Iterator[Record]:
-    """Records for the summary and reports, without what they never read (attempt logs, the
-    text past the report's sample rows, and ITL gaps, which go to `gaps`), so a million-row
-    run's summary fits in memory."""
-    for i, record in enumerate(records):
-        if record.status == OK:
-            gaps.add(record.itl_s)
-        record.itl_s = []
-        record.attempt_log = []
-        record.input = record.request = record.parsed = None    # the results file has them
-        if i >= keep_text:
-            record.text = ""
-            if record.rounds:
-                record.rounds = [{**r, "text": "", "itl_s": []} for r in record.rounds]
-        yield record
+    return workload_sections(out, config.public_dict(), records, wall, lambda: slim_records(out / RECORDS))

@@ -351,7 +351,7 @@ def test_plateau_scales_gain_to_one_doubling():
 def test_gap_sample_is_exact_below_capacity_and_bounded_above():
     exact = GapSample(capacity=10)
     exact.add([0.1, 0.2]); exact.add([0.3])
-    assert (exact.values, exact.seen) == ([0.1, 0.2, 0.3], 3)
+    assert (list(exact.values), exact.seen) == ([0.1, 0.2, 0.3], 3)
     s = summarize([ok("a", itl=[0.1, 0.2]), ok("b", itl=[0.3])], itl_sample=exact)
     assert s["itl_s"]["count"] == 3 and s["itl_s"]["population"] == 3 and s["itl_s"]["p50"] == approx(0.2)
     big = GapSample(capacity=1000, seed=1)

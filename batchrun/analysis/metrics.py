@@ -7,13 +7,17 @@ All times are seconds. Percentiles interpolate linearly between closest ranks
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
+from array import array
+
+from batchrun.analysis.columns import Columns, ColumnsBuilder, iter_present
 from batchrun.store.records import CANCELLED, OK, SKIPPED, STATUSES, Record
 
 PERCENTILES = (50, 90, 95, 99)
@@ -188,15 +192,24 @@ def in_flight_timeline_from(spans: Iterable[tuple[float, float]]) -> list[tuple[
     Each request occupies the half-open interval [start, end), so one ending at t and another
     starting at t never overlap: all events at one instant are applied before a step is emitted.
     """
-    events = Counter[float]()
-    for start, end in spans:
-        events[start] += 1
-        events[end] -= 1
-    steps, count = [], 0
-    for t in sorted(events):
-        count += events[t]
-        steps.append((t, count))
-    return steps
+    pairs = list(spans)
+    return list(_steps(sorted(s for s, _ in pairs), sorted(e for _, e in pairs)))
+
+
+def _steps(starts: Sequence[float], ends: Sequence[float]) -> Iterator[tuple[float, int]]:
+    """The in-flight step function of sorted start and end times, one step per distinct time,
+    made by merging the two (no table of every instant: a million-row run stays small)."""
+    i = j = count = 0
+    n, m = len(starts), len(ends)
+    while i < n or j < m:
+        t = starts[i] if j >= m or (i < n and starts[i] <= ends[j]) else ends[j]
+        while i < n and starts[i] == t:
+            count += 1
+            i += 1
+        while j < m and ends[j] == t:
+            count -= 1
+            j += 1
+        yield t, count
 
 
 def sessions_wall_time(records: Iterable[Record]) -> float | None:
@@ -238,16 +251,23 @@ def _sum(values: Iterable[int | None]) -> int:
     return sum(v for v in values if v is not None)
 
 
-def _counts(records: list[Record]) -> dict[str, int]:
-    by_status = Counter(r.status for r in records)
-    counts = {status: by_status.get(status, 0) for status in STATUSES}
+def _sent_mask(cols: Columns, skipped: int) -> bytes:
+    """Records that were sent: not skipped, and attempted or given a send time."""
+    return bytes(s != skipped and (a > 0 or t == t)
+                 for s, a, t in zip(cols.column("status"), cols.column("attempts"), cols.column("sent_s")))
+
+
+def _counts(cols: Columns, sent: bytes) -> dict[str, int]:
+    status, names = cols.column("status"), cols.labels_table("status")
+    by_status = {names[code]: n for code, n in Counter(status).items()}
+    counts = {s: by_status.get(s, 0) for s in STATUSES}
     counts.update({s: n for s, n in by_status.items() if s not in counts})
-    counts["total"] = len(records)
-    counts["attempted"] = len(records) - counts[SKIPPED]
+    counts["total"] = cols.n
+    counts["attempted"] = cols.n - counts[SKIPPED]
     # An interrupted run: a cancelled request is neither a success nor a failure.
-    sent = [r.status != SKIPPED and (r.attempts > 0 or r.sent_s is not None) for r in records]
     counts["sent"] = sum(sent)
-    counts["never_sent"] = sum(1 for r, was in zip(records, sent) if r.status == CANCELLED and not was)
+    cancelled = cols.label_code("status", CANCELLED)
+    counts["never_sent"] = sum(1 for s, was in zip(status, sent) if s == cancelled and not was)
     counts["finished"] = counts["attempted"] - counts[CANCELLED]   # success-rate denominator
     return counts
 
@@ -261,7 +281,8 @@ class GapSample:
     """
 
     def __init__(self, capacity: int = 1_000_000, seed: int = 0) -> None:
-        self.capacity, self.seen, self.values = capacity, 0, []
+        self.capacity, self.seen = capacity, 0
+        self.values = array("d")        # 8 bytes a gap: a full sample is 8 MB, not 32
         self._rng = random.Random(seed)
 
     def add(self, gaps: Iterable[float]) -> None:
@@ -275,24 +296,30 @@ class GapSample:
                     self.values[slot] = gap
 
 
-def _distributions(ok: list[Record], sent: list[Record],
-                   itl_sample: GapSample | None = None) -> dict[str, dict[str, Any]]:
-    if itl_sample is None:
-        itl = Distribution.of(gap for r in ok for gap in r.itl_s).to_dict()
-    else:
-        itl = Distribution.of(itl_sample.values).to_dict()
-        itl["population"] = itl_sample.seen        # == count unless the gaps were sampled
-    itl["zero_share"] = zero_share(itl_sample.values if itl_sample is not None else
-                                   [gap for r in ok for gap in r.itl_s])
+def _tpots(cols: Columns, ok: bytes) -> Iterator[float | None]:
+    """tpot() of every record where `ok` (None where it has none), from the columns."""
+    return ((lat - ttft) / (n - 1) if m and n >= 2 and lat == lat and ttft == ttft else None
+            for m, n, lat, ttft in zip(ok, cols.column("completion_tokens"), cols.column("latency_s"),
+                                       cols.column("ttft_s")))
+
+
+def _distributions(cols: Columns, ok: bytes, sent_timed: bytes,
+                   itl: GapSample | Sequence[float]) -> dict[str, dict[str, Any]]:
+    gaps = itl.values if isinstance(itl, GapSample) else itl
+    itl_d = Distribution.of(gaps).to_dict()
+    if isinstance(itl, GapSample):
+        itl_d["population"] = itl.seen        # == count unless the gaps were sampled
+    itl_d["zero_share"] = zero_share(gaps)
+    of = lambda name, mask: Distribution.of(iter_present(cols.column(name), mask)).to_dict()  # noqa: E731
     return {
-        "latency_s": Distribution.of(r.latency_s for r in ok if r.latency_s is not None).to_dict(),
-        "e2el_s": Distribution.of(r.total_s for r in ok if r.total_s is not None).to_dict(),
-        "ttft_s": Distribution.of(r.ttft_s for r in ok if r.ttft_s is not None).to_dict(),
-        "ttfo_s": Distribution.of(r.ttfo_s for r in ok if r.ttfo_s is not None).to_dict(),
-        "total_s": Distribution.of(r.total_s for r in ok if r.total_s is not None).to_dict(),
-        "itl_s": itl,
-        "tpot_s": Distribution.of(t for t in map(tpot, ok) if t is not None).to_dict(),
-        "queue_wait_s": Distribution.of(r.queue_wait_s for r in sent).to_dict(),
+        "latency_s": of("latency_s", ok),
+        "e2el_s": of("total_s", ok),
+        "ttft_s": of("ttft_s", ok),
+        "ttfo_s": of("ttfo_s", ok),
+        "total_s": of("total_s", ok),
+        "itl_s": itl_d,
+        "tpot_s": Distribution.of(t for t in _tpots(cols, ok) if t is not None).to_dict(),
+        "queue_wait_s": of("queue_wait_s", sent_timed),
     }
 
 
@@ -301,57 +328,90 @@ def zero_share(gaps: Sequence[float]) -> float | None:
     return sum(1 for g in gaps if g == 0) / len(gaps) if gaps else None
 
 
-def schedule_figures(sent: list[Record]) -> dict[str, Any] | None:
+def schedule_figures(cols: Columns, sent_timed: bytes) -> dict[str, Any] | None:
     """Open-loop runs: how late each request left against its planned time, and TTFT and latency
     measured from the planned time (so a client that fell behind cannot hide it: no coordinated
     omission). None when no record has a planned send time."""
-    planned = [r for r in sent if r.scheduled_s is not None and r.sent_s is not None]
-    if not planned:
+    if not cols.has("scheduled_s"):
         return None
-    ok = [r for r in planned if r.status == OK]
-    return {"send_lag_s": Distribution.of(max(0.0, r.sent_s - r.scheduled_s) for r in planned).to_dict(),
-            "ttft_s": Distribution.of(r.sent_s - r.scheduled_s + r.ttft_s for r in ok if r.ttft_s is not None).to_dict(),
-            "latency_s": Distribution.of(r.sent_s - r.scheduled_s + r.latency_s
-                                         for r in ok if r.latency_s is not None).to_dict()}
+    okc = cols.label_code("status", OK)
+    lag, ttft, latency = [], [], []
+    for m, s, sch, sent, t, lat in zip(sent_timed, cols.column("status"), cols.column("scheduled_s"),
+                                       cols.column("sent_s"), cols.column("ttft_s"), cols.column("latency_s")):
+        if not m or sch != sch:
+            continue
+        lag.append(max(0.0, sent - sch))
+        if s == okc:
+            if t == t:
+                ttft.append(sent - sch + t)
+            if lat == lat:
+                latency.append(sent - sch + lat)
+    if not lag:
+        return None
+    return {"send_lag_s": Distribution.of(lag).to_dict(), "ttft_s": Distribution.of(ttft).to_dict(),
+            "latency_s": Distribution.of(latency).to_dict()}
 
 
 # The client is behind its schedule when requests leave this late (p99) against their planned time.
 SCHEDULE_LAG_S = 0.010
 
 
-def _tool_stats(records: list[Record]) -> dict[str, Any]:
+def _tool_stats(cols: Columns, ok: bytes) -> dict[str, Any]:
     """Tool-calling rows: calls, calls whose arguments failed their schema, rounds per row,
     tool outcomes, and the TTFT of the first round beside that of the final answer."""
-    with_calls = [r for r in records if r.tool_calls]
-    multi = [r for r in records if r.rounds and len(r.rounds) > 1 and r.status == OK]
-    outcomes = Counter(t["status"] for r in records for rnd in r.rounds or [] for t in rnd.get("tool_results") or [])
-    return {"records_with_tool_calls": len(with_calls),
-            "tool_calls": sum(len(r.tool_calls or []) for r in with_calls),
-            "invalid_arguments": sum(1 for r in with_calls for c in r.tool_calls or [] if c.get("valid") is False),
+    calls, rounds = cols.column("tool_calls"), cols.column("rounds")
+    multi = bytes(m and n > 1 for m, n in zip(ok, rounds))
+    outcomes = Counter(status for i in sorted(cols.tool_results) for status in cols.tool_results[i])
+    return {"records_with_tool_calls": sum(1 for c in calls if c > 0),
+            "tool_calls": sum(calls),
+            "invalid_arguments": sum(cols.column("invalid_arguments")),
             "tool_results": dict(outcomes),
-            "rounds": Distribution.of(len(r.rounds) for r in records if r.rounds is not None).to_dict(),
-            "first_round_ttft_s": Distribution.of(r.rounds[0]["ttft_s"] for r in multi
-                                                  if r.rounds[0]["ttft_s"] is not None).to_dict(),
-            "final_answer_ttft_s": Distribution.of(r.rounds[-1]["ttft_s"] for r in multi
-                                                   if r.rounds[-1]["ttft_s"] is not None).to_dict()}
+            "rounds": Distribution.of(n for n in rounds if n >= 0).to_dict(),
+            "first_round_ttft_s": Distribution.of(iter_present(cols.column("first_round_ttft_s"), multi)).to_dict(),
+            "final_answer_ttft_s": Distribution.of(iter_present(cols.column("final_round_ttft_s"), multi)).to_dict()}
 
 
-def _goodput(ok: list[Record], slo: dict[str, float] | None, wall: float | None) -> dict[str, Any] | None:
+def _meets_slo(cols: Columns, ok: bytes, slo: Mapping[str, float]) -> int:
+    """How many records where `ok` meet every bound (meets_slo, over the columns)."""
+    good = 0
+    for m, ttft, lat, n in zip(ok, cols.column("ttft_s"), cols.column("latency_s"), cols.column("completion_tokens")):
+        if not m:
+            continue
+        if "ttft" in slo and not ttft <= slo["ttft"]:        # NaN (unknown) fails
+            continue
+        if "e2e" in slo and not lat <= slo["e2e"]:
+            continue
+        if "tpot" in slo:
+            if n < 0 or lat != lat or ttft != ttft or n < 2:
+                # A 1-token answer has no decode phase and passes (vLLM counts its TPOT as 0);
+                # an answer whose token count or timing is unknown cannot be shown to pass.
+                if not (0 <= n < 2 and ttft == ttft):
+                    continue
+            elif (lat - ttft) / (n - 1) > slo["tpot"]:
+                continue
+        good += 1
+    return good
+
+
+def _goodput(cols: Columns, ok: bytes, slo: dict[str, float] | None, wall: float | None) -> dict[str, Any] | None:
     if slo is None:
         return None
-    good = sum(meets_slo(r, slo) for r in ok)
+    good = _meets_slo(cols, ok, slo)
     return {"slo": slo, "requests": good, "requests_per_s": _per_s(good, wall)}
 
 
-def batch_jobs(records: Iterable[Record]) -> dict[str, Any] | None:
+def batch_jobs(cols: Columns) -> dict[str, Any] | None:
     """Batch API rows: how many jobs and rows, and each job's turnaround (ended_at - created_at,
     whole seconds as the API gives them). None when no record came from a Batch API job."""
+    if not cols.has("batch_id"):
+        return None
     jobs: dict[str, tuple[int | None, int | None]] = {}
     rows = 0
-    for r in records:
-        if r.batch_id:
+    for batch_id, c, e in zip(cols.labels("batch_id"), cols.column("batch_created_at"),
+                              cols.column("batch_completed_at")):
+        if batch_id:
             rows += 1
-            jobs[r.batch_id] = (r.batch_created_at, r.batch_completed_at)
+            jobs[batch_id] = (None if c != c else int(c), None if e != e else int(e))
     if not jobs:
         return None
     times = [(c, e) for c, e in jobs.values() if c is not None and e is not None]
@@ -390,47 +450,164 @@ def summary_warnings(summary: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def summarize(records: Iterable[Record], *, wall_time_s: float | None = None,
+def _by_label(cols: Columns, name: str, mask: bytes, fallback: Callable[[int], str]) -> dict[str, int]:
+    """Counter of a label column's texts where `mask` is true, in first-seen order; a record
+    whose label is missing or empty counts under fallback(its status code)."""
+    out: Counter[str] = Counter()
+    names = cols.labels_table(name)
+    for m, code, status in zip(mask, cols.column(name), cols.column("status")):
+        if m:
+            out[(names[code] if code >= 0 else None) or fallback(status)] += 1
+    return dict(out)
+
+
+class _Spans:
+    """One session's sent records: send and end offsets (each sorted) and their summed busy time."""
+
+    def __init__(self) -> None:
+        self.starts: Sequence[float] = array("d")
+        self.ends: Sequence[float] = array("d")
+        self.busy = 0.0
+
+
+def _spans(cols: Columns, sent_timed: bytes, by_session: bool = True) -> dict[int, _Spans]:
+    """Per session (or all under 1), the records that were sent (not skipped) and ended, in
+    first-seen order."""
+    spans: dict[int, _Spans] = {}
+    sessions = cols.column("session") if by_session else itertools.repeat(1)
+    for m, session, s, e in zip(sent_timed, sessions, cols.column("sent_s"), cols.column("end_s")):
+        if m and e == e:
+            one = spans.get(session or 1)
+            if one is None:
+                one = spans[session or 1] = _Spans()
+            one.starts.append(s)
+            one.ends.append(e)
+    for one in spans.values():
+        one.busy = math.fsum(e - s for s, e in zip(one.starts, one.ends))   # before sorting splits the pairs
+        one.starts = array("d", sorted(one.starts))
+        one.ends = array("d", sorted(one.ends))
+    return spans
+
+
+def _in_flight(spans: Mapping[int, _Spans]) -> tuple[int, float | None, float | None]:
+    """(peak, time-weighted mean, wall time summed over sessions): in_flight_sessions and
+    sessions_wall_time over the columns' spans."""
+    peak, busy, width, widths = 0, 0.0, 0.0, []
+    for one in spans.values():
+        peak = max(peak, max(count for _, count in _steps(one.starts, one.ends)))
+        busy += one.busy
+        widths.append(one.ends[-1] - one.starts[0])
+        width += widths[-1]
+    return peak, (busy / width if width > 0 else None), (math.fsum(widths) if widths else None)
+
+
+def _sent_timed(cols: Columns) -> bytes:
+    """Records with a send time that were not skipped (the `sent` of the per-record figures)."""
+    skipped = cols.label_code("status", SKIPPED)
+    return bytes(s != skipped and t == t for s, t in zip(cols.column("status"), cols.column("sent_s")))
+
+
+# A plot of requests in flight keeps at most this many steps (a million-row run has two million).
+PLOT_STEPS = 4000
+
+
+def session_timelines(cols: Columns, *, by_session: bool = True,
+                      max_steps: int = PLOT_STEPS) -> dict[int, list[tuple[float, int]]]:
+    """In-flight step functions per session (all under 1 with by_session=False), for plots:
+    every step up to `max_steps`, else per time bucket its lowest and highest step (the peaks
+    and troughs a plot shows), so a drawing never takes one point per request."""
+    out = {}
+    for session, one in _spans(cols, _sent_timed(cols), by_session).items():
+        out[session] = thin_steps(_steps(one.starts, one.ends), one.starts[0], one.ends[-1],
+                                  2 * len(one.starts), max_steps)
+    return out
+
+
+def thin_steps(steps: Iterable[tuple[float, int]], start: float, end: float, n: int,
+               max_steps: int = PLOT_STEPS) -> list[tuple[float, int]]:
+    """At most ~max_steps of n steps spanning [start, end]: each of max_steps / 2 equal time
+    buckets keeps its lowest and its highest step, in time order; all steps when n is small."""
+    if n <= max_steps or not end > start:
+        return list(steps)
+    width = (end - start) / (max_steps // 2)
+    out: list[tuple[float, int]] = []
+    bucket, lo, hi = None, (0.0, 0), (0.0, 0)
+    for t, c in steps:
+        b = int((t - start) / width)
+        if b != bucket:
+            if bucket is not None:
+                out.extend(sorted({lo, hi}))
+            bucket, lo, hi = b, (t, c), (t, c)
+        elif c < lo[1]:
+            lo = (t, c)
+        elif c > hi[1]:
+            hi = (t, c)
+    if bucket is not None:
+        out.extend(sorted({lo, hi}))
+    return out
+
+
+def summarize(records: Iterable[Record] | Columns, *, wall_time_s: float | None = None,
               slo: Mapping[str, float] | None = None,
               loop_lag_s: Sequence[float] | None = None,
               itl_sample: GapSample | None = None) -> dict[str, Any]:
     """Every run-level figure of the README's Metrics section as a JSON-ready dict.
 
+    `records`: Records, or their Columns (a million-row run's summary without a million Records).
     `itl_sample`: the ok records' ITL gaps, gathered (and for huge runs sampled) by the caller,
-    whose records then need not carry them."""
-    recs = list(records)
-    ok = [r for r in recs if r.status == OK]
-    sent = [r for r in recs if r.status != SKIPPED and r.sent_s is not None]
+    whose records then need not carry them; Columns carry no gaps, so pass it with Columns."""
     if wall_time_s is not None and not wall_time_s > 0:
         raise ValueError(f"wall_time_s must be positive, got {wall_time_s!r}")
-    wall = wall_time_s if wall_time_s is not None else sessions_wall_time(sent)
+    if isinstance(records, Columns):
+        cols, gaps = records, itl_sample if itl_sample is not None else []
+    else:
+        cols, gaps = _columns_and_gaps(records, itl_sample)
+    okc, skipped = cols.label_code("status", OK), cols.label_code("status", SKIPPED)
+    ok = bytes(s == okc for s in cols.column("status"))
+    sent = _sent_mask(cols, skipped)
+    sent_timed = _sent_timed(cols)
+    spans = _spans(cols, sent_timed)
+    peak, mean_in_flight, spans_width = _in_flight(spans)
+    wall = wall_time_s if wall_time_s is not None else spans_width
     slo_checked = check_slo(slo) if slo is not None else None
-    counts = _counts(recs)
-    peak, mean_in_flight = in_flight_sessions(_session_intervals(sent))
-    prompt_tokens, completion_tokens = _sum(r.prompt_tokens for r in ok), _sum(r.completion_tokens for r in ok)
+    counts = _counts(cols, sent)
+    okn = counts[OK]
+    prompt_tokens = sum(n for n, m in zip(cols.column("prompt_tokens"), ok) if m and n >= 0)
+    completion_tokens = sum(n for n, m in zip(cols.column("completion_tokens"), ok) if m and n >= 0)
+    failed = bytes(s != okc and s != skipped for s in cols.column("status"))
+    status_of = cols.labels_table("status")
     summary: dict[str, Any] = {
         "counts": counts,
-        "success_rate": counts[OK] / counts["finished"] if counts["finished"] else None,
-        "by_error_type": dict(Counter(r.error_type or r.status for r in recs
-                                      if r.status not in (OK, SKIPPED))),
-        "by_finish_reason": dict(Counter(r.finish_reason or "unknown" for r in ok)),
-        **_distributions(ok, sent, itl_sample),
+        "success_rate": okn / counts["finished"] if counts["finished"] else None,
+        "by_error_type": _by_label(cols, "error_type", failed, lambda code: status_of[code]),
+        "by_finish_reason": _by_label(cols, "finish_reason", ok, lambda code: "unknown"),
+        **_distributions(cols, ok, sent_timed, gaps),
         "tokens": {"prompt": prompt_tokens, "completion": completion_tokens,
-                   "estimated_records": sum(r.tokens_estimated for r in ok)},
+                   "estimated_records": sum(1 for m, e in zip(ok, cols.column("tokens_estimated")) if m and e)},
         "wall_time_s": wall,
         "wall_time_source": "given" if wall_time_s is not None else "records",
-        "throughput": {"requests_per_s": _per_s(len(ok), wall),
+        "throughput": {"requests_per_s": _per_s(okn, wall),
                        "output_tokens_per_s": _per_s(completion_tokens, wall),
                        "total_tokens_per_s": _per_s(prompt_tokens + completion_tokens, wall)},
         "in_flight": {"peak": peak, "mean": mean_in_flight},
-        "goodput": _goodput(ok, slo_checked, wall),
-        "schedule": schedule_figures(sent),
-        "tool_calls": _tool_stats(recs),
+        "goodput": _goodput(cols, ok, slo_checked, wall),
+        "schedule": schedule_figures(cols, sent_timed),
+        "tool_calls": _tool_stats(cols, ok),
         "loop_lag": loop_lag(loop_lag_s),
-        "batch": batch_jobs(recs),
+        "batch": batch_jobs(cols),
     }
     summary["warnings"] = summary_warnings(summary)
     return summary
+
+
+def _columns_and_gaps(records: Iterable[Record], itl_sample: GapSample | None) -> tuple[Columns, Any]:
+    """Records -> their Columns, and (without a caller's sample) every ok record's ITL gaps."""
+    builder, gaps = ColumnsBuilder(keep=0), []
+    for r in records:
+        builder.add_record(r)
+        if itl_sample is None and r.status == OK:
+            gaps.extend(r.itl_s)
+    return builder.finish(), (itl_sample if itl_sample is not None else gaps)
 
 
 # ---------------------------------------------------------------- repeats and bench curves

@@ -16,31 +16,39 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable
 
+from batchrun.analysis.columns import Columns
 from batchrun.analysis.metrics import Distribution
 from batchrun.store.records import CANCELLED, OK, SKIPPED, Record
 
 
-def time_slices(records: Iterable[Record], width_s: float) -> list[dict[str, Any]]:
+def time_slices(records: Iterable[Record] | Columns, width_s: float) -> list[dict[str, Any]]:
     if not width_s > 0:
         raise ValueError(f"slice width must be positive, got {width_s!r}")
-    ended = [r for r in records if r.status != SKIPPED and r.end_s is not None]
+    cols = records if isinstance(records, Columns) else Columns.of(records, keep=0)
+    skipped = cols.label_code("status", SKIPPED)
+    ends = cols.column("end_s")
+    ended = [i for i, (s, e) in enumerate(zip(cols.column("status"), ends)) if s != skipped and e == e]
     if not ended:
         return []
-    last = max(r.end_s for r in ended)
+    last = max(ends[i] for i in ended)
     n = max(1, math.ceil(last / width_s)) if last > 0 else 1
-    windows: list[list[Record]] = [[] for _ in range(n)]
-    for r in ended:
-        windows[min(n - 1, max(0, int(r.end_s // width_s)))].append(r)
-    return [_window(k, width_s, min(width_s, last - k * width_s) if k == n - 1 else width_s, rs)
-            for k, rs in enumerate(windows)]
+    windows: list[list[int]] = [[] for _ in range(n)]
+    for i in ended:
+        windows[min(n - 1, max(0, int(ends[i] // width_s)))].append(i)
+    return [_window(k, width_s, min(width_s, last - k * width_s) if k == n - 1 else width_s, cols, rows)
+            for k, rows in enumerate(windows)]
 
 
-def _window(k: int, width_s: float, length_s: float, records: list[Record]) -> dict[str, Any]:
-    ok = [r for r in records if r.status == OK]
-    failed = sum(1 for r in records if r.status not in (OK, CANCELLED))
-    tokens = sum(r.completion_tokens or 0 for r in ok)
+def _window(k: int, width_s: float, length_s: float, cols: Columns, rows: list[int]) -> dict[str, Any]:
+    status = cols.column("status")
+    okc, cancelled = cols.label_code("status", OK), cols.label_code("status", CANCELLED)
+    ok = [i for i in rows if status[i] == okc]
+    failed = sum(1 for i in rows if status[i] not in (okc, cancelled))
+    completion = cols.column("completion_tokens")
+    tokens = sum(max(0, completion[i]) for i in ok)
+    ttft, latency = cols.column("ttft_s"), cols.column("latency_s")
     rate = (lambda x: x / length_s) if length_s > 0 else (lambda x: None)
-    return {"start_s": k * width_s, "length_s": length_s, "requests": len(records), "ok": len(ok),
+    return {"start_s": k * width_s, "length_s": length_s, "requests": len(rows), "ok": len(ok),
             "failed": failed, "requests_per_s": rate(len(ok)), "output_tokens_per_s": rate(tokens),
-            "ttft_s": Distribution.of(r.ttft_s for r in ok if r.ttft_s is not None).to_dict(),
-            "latency_s": Distribution.of(r.latency_s for r in ok if r.latency_s is not None).to_dict()}
+            "ttft_s": Distribution.of(ttft[i] for i in ok if ttft[i] == ttft[i]).to_dict(),
+            "latency_s": Distribution.of(latency[i] for i in ok if latency[i] == latency[i]).to_dict()}

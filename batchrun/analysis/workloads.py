@@ -5,8 +5,9 @@ Records in, JSON-ready dicts out; no clock, no printing."""
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
+from batchrun.analysis.columns import Columns
 from batchrun.analysis.metrics import Distribution
 from batchrun.store.records import OK, Record
 
@@ -14,17 +15,21 @@ from batchrun.store.records import OK, Record
 def embedding_figures(records: Iterable[Record], wall_time_s: float | None) -> dict[str, Any]:
     """inputs/s and prompt tokens/s over the run's wall time; batches are told apart by request id.
 
-    batch_latency_s: one value per successful batch (send -> whole response read)."""
-    ok = [r for r in records if r.status == OK]
+    batch_latency_s: one value per successful batch (send -> whole response read). One pass, one
+    record at a time: `records` may be a stream read from disk."""
+    inputs = tokens = 0
     batches: dict[str, float] = {}
-    for r in ok:
+    for r in records:
+        if r.status != OK:
+            continue
+        inputs += 1
+        tokens += r.prompt_tokens or 0
         if r.latency_s is not None:
             batches.setdefault(r.request_id or f"{r.sent_s}", r.latency_s)
-    tokens = sum(r.prompt_tokens or 0 for r in ok)
     per_s = (lambda x: x / wall_time_s) if wall_time_s else (lambda x: None)
-    return {"inputs": len(ok), "batches": len(batches), "inputs_per_s": per_s(len(ok)),
+    return {"inputs": inputs, "batches": len(batches), "inputs_per_s": per_s(inputs),
             "prompt_tokens": tokens, "prompt_tokens_per_s": per_s(tokens),
-            "inputs_per_batch": len(ok) / len(batches) if batches else None,
+            "inputs_per_batch": inputs / len(batches) if batches else None,
             "batch_latency_s": Distribution.of(batches.values()).to_dict()}
 
 
@@ -50,9 +55,11 @@ def turn_figures(records: Iterable[Record], turn_of: Mapping[str, int]) -> list[
             for t, rs in sorted(by_turn.items())]
 
 
-def schedule_lag(records: Iterable[Record]) -> dict[str, Any]:
+def schedule_lag(records: Iterable[Record] | Columns) -> dict[str, Any]:
     """Actual send minus scheduled send (s), for records that had a schedule (open-loop runs)."""
-    lags = [r.sent_s - r.scheduled_s for r in records if r.scheduled_s is not None and r.sent_s is not None]
+    cols = records if isinstance(records, Columns) else Columns.of(records, keep=0)
+    lags = [sent - sch for sch, sent in zip(cols.column("scheduled_s"), cols.column("sent_s"))
+            if sch == sch and sent == sent]
     return Distribution.of(lags).to_dict()
 
 
@@ -80,40 +87,49 @@ def synthetic_figures(records: list[Record], info: Mapping[str, Any],
             "output_tokens_error": Distribution.of(diffs_out).to_dict()}
 
 
-def workload_summary(config: Mapping[str, Any], records: list[Record], wall_time_s: float | None,
+def workload_summary(config: Mapping[str, Any], records: list[Record] | Columns, wall_time_s: float | None,
                      synthetic_info: Mapping[str, Any] | None = None,
-                     turn_of: Mapping[str, int] | None = None) -> dict[str, Any]:
-    """The extra summary sections a run's config calls for (empty for a plain chat run)."""
+                     turn_of: Mapping[str, int] | None = None,
+                     stream: Callable[[], Iterable[Record]] | None = None) -> dict[str, Any]:
+    """The extra summary sections a run's config calls for (empty for a plain chat run).
+
+    `records`: Records, or a run's Columns; then `stream` gives the (slimmed) records again, one
+    at a time, for the sections that need what columns do not keep (ids, request ids)."""
+    cols = records if isinstance(records, Columns) else Columns.of(records, keep=0)
+    again: Callable[[], Iterable[Record]] = stream if stream is not None else (lambda: iter(records))
+    if isinstance(records, Columns) and stream is None:
+        again = lambda: iter(())       # noqa: E731  (no records to read again: those sections are empty)
     out: dict[str, Any] = {}
     if config.get("endpoint") == "embeddings":
-        out["embeddings"] = embedding_figures(records, wall_time_s)
+        out["embeddings"] = embedding_figures(again(), wall_time_s)
     if config.get("synthetic") and synthetic_info is not None:
         from batchrun.inputs.synthetic import requested_lengths
-        ids = [r.id for r in records if r.id.startswith("syn-")]
-        out["synthetic"] = synthetic_figures(records, synthetic_info, requested_lengths(config["synthetic"], ids), ids)
-    if any(r.endpoint for r in records):
-        out["by_endpoint"] = endpoint_figures(records, wall_time_s)
+        records_list = list(again())
+        ids = [r.id for r in records_list if r.id.startswith("syn-")]
+        out["synthetic"] = synthetic_figures(records_list, synthetic_info,
+                                             requested_lengths(config["synthetic"], ids), ids)
+    if cols.has("endpoint"):
+        out["by_endpoint"] = endpoint_figures(cols, wall_time_s)
     if turn_of:
-        out["turns"] = turn_figures(records, turn_of)
-    if any(r.scheduled_s is not None for r in records):
-        out["schedule_lag_s"] = schedule_lag(records)
+        out["turns"] = turn_figures(again(), turn_of)
+    if cols.has("scheduled_s"):
+        out["schedule_lag_s"] = schedule_lag(cols)
     if config.get("slice_s"):
         from batchrun.analysis.slices import time_slices
-        out["slices"] = time_slices(records, config["slice_s"])
+        out["slices"] = time_slices(cols, config["slice_s"])
     return out
 
 
-def endpoint_figures(records: list[Record], wall_time_s: float | None) -> dict[str, dict[str, Any]]:
+def endpoint_figures(records: list[Record] | Columns, wall_time_s: float | None) -> dict[str, dict[str, Any]]:
     """Per endpoint (the one that answered each record's final attempt): counts, success rate,
     throughput over the run's wall time, and the latency / TTFT distributions."""
     from batchrun.analysis.metrics import summarize
 
-    groups: dict[str, list[Record]] = defaultdict(list)
-    for r in records:
-        if r.endpoint:
-            groups[r.endpoint].append(r)
+    cols = records if isinstance(records, Columns) else Columns.of(records, keep=0)
+    codes = cols.column("endpoint")
     out = {}
-    for name, recs in sorted(groups.items()):
-        s = summarize(recs, wall_time_s=wall_time_s or None)
+    for name in sorted(n for n in cols.labels_table("endpoint") if n):
+        code = cols.label_code("endpoint", name)
+        s = summarize(cols.select([c == code for c in codes]), wall_time_s=wall_time_s or None)
         out[name] = {k: s[k] for k in ("counts", "success_rate", "throughput", "latency_s", "ttft_s", "tokens")}
     return out

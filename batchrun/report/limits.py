@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from batchrun.analysis.metrics import in_flight_timeline
+from batchrun.analysis.columns import Columns
+from batchrun.analysis.metrics import in_flight_timeline, session_timelines
 from batchrun.report import plots
 from batchrun.report.format import fmt_num, fmt_pct
 from batchrun.report.html import Image, Section, Table, Text
@@ -76,7 +77,7 @@ def console_lines(summary: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def limits_section(summary: Mapping[str, Any], records: Sequence[Record]) -> Section | None:
+def limits_section(summary: Mapping[str, Any], records: Sequence[Record] | Columns) -> Section | None:
     """'Rate limits and concurrency': the limits seen and paced by, and the concurrency plot."""
     limits, conc = summary.get("rate_limits"), summary.get("concurrency")
     if not limits and not conc:
@@ -98,7 +99,15 @@ def limits_section(summary: Mapping[str, Any], records: Sequence[Record]) -> Sec
         if steps and summary.get("wall_time_s"):
             steps.append((max(steps[-1][0], summary["wall_time_s"]), steps[-1][1]))
         # In flight first, so the limit is drawn over it (they coincide while the limit binds).
-        blocks.append(Image(plots.timeline({"in flight": in_flight_timeline(records),
+        blocks.append(Image(plots.timeline({"in flight": _in_flight_line(records),
                                             "concurrency limit": steps},
                                            title="Concurrency over time"), "concurrency over time"))
     return Section("Rate limits and concurrency", blocks)
+
+
+def _in_flight_line(records: Sequence[Record] | Columns) -> list[tuple[float, int]]:
+    """The run's in-flight steps (thinned for a plot when there are very many): all sessions'
+    spans on one line, as in_flight_timeline draws them."""
+    if not isinstance(records, Columns):
+        return in_flight_timeline(records)
+    return session_timelines(records, by_session=False).get(1, [])

@@ -12,11 +12,12 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from batchrun.report import limits, plots
 from batchrun.errors import ConfigError, OutputError
-from batchrun.analysis.metrics import in_flight_timeline, session_of, summarize, summary_warnings
+from batchrun.analysis.columns import Columns, ColumnsBuilder, iter_present, present
+from batchrun.analysis.metrics import GapSample, session_timelines, summarize, summary_warnings
 from batchrun.store.records import OK, Record
 from batchrun.report.format import config_table, fmt_num, fmt_pct, fmt_s, slo_text
 from batchrun.report.html import Document, Image, Section, Table, Text, render_html, render_markdown
@@ -155,32 +156,50 @@ def _excerpt(record: Record) -> str:
     return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS - 1] + "…"
 
 
-def _sample(records: Sequence[Record]) -> Table:
-    first = sorted(records, key=lambda r: r.row)[:SAMPLE_ROWS]
+def _sample(cols: Columns) -> Table:
+    first = sorted(cols.sample, key=lambda r: r.row)[:SAMPLE_ROWS]
     return Table(["id", "row", "status", "text or error"],
                  [[r.id, str(r.row), r.status, _excerpt(r)] for r in first])
 
 
-def _run_plots(records: Sequence[Record]) -> list[Image]:
-    ok = [r for r in records if r.status == OK]
-    ttft = [r.ttft_s for r in ok if r.ttft_s is not None]
-    latency = [r.latency_s for r in ok if r.latency_s is not None]
-    if not ttft and not latency:         # nothing succeeded, or only Batch API rows (never timed)
-        return []
-    return [Image(plots.histogram(ttft, title="TTFT", xlabel="seconds"), "TTFT histogram"),
-            Image(plots.histogram(latency, title="Latency", xlabel="seconds"), "latency histogram"),
-            Image(plots.cdf({"TTFT": ttft, "latency": latency}, title="CDF", xlabel="seconds"),
-                  "TTFT and latency CDF"),
-            Image(plots.timeline(_session_timelines(records), title="Requests in flight"),
+# A CDF drawn from more points than this gets this many, evenly spaced in rank (a million-row
+# run's curve looks the same; its figure stays small).
+CDF_POINTS = 2000
+
+
+def _run_plots(cols: Columns) -> list[Image]:
+    okc = cols.label_code("status", OK)
+    ok = bytes(s == okc for s in cols.column("status"))
+    ttft, latency = cols.column("ttft_s"), cols.column("latency_s")
+    if next(iter_present(ttft, ok), None) is None and next(iter_present(latency, ok), None) is None:
+        return []                        # nothing succeeded, or only Batch API rows (never timed)
+    images, curves = [], {}
+    for title, alt, key, column in (("TTFT", "TTFT histogram", "TTFT", ttft),
+                                    ("Latency", "latency histogram", "latency", latency)):
+        values = present(column, ok)     # one run-sized list at a time
+        images.append(Image(plots.histogram(values, title=title, xlabel="seconds"), alt))
+        curves[key] = _thin_sorted(values)
+    return [*images,
+            Image(plots.cdf(curves, title="CDF", xlabel="seconds"), "TTFT and latency CDF"),
+            Image(plots.timeline(_session_timelines(cols), title="Requests in flight"),
                   "in-flight timeline")]
 
 
-def _session_timelines(records: Sequence[Record]) -> dict[str, list[tuple[float, int]]]:
+def _thin_sorted(values: list[float], points: int = CDF_POINTS) -> list[float]:
+    """The values sorted, or `points` of them evenly spaced in rank (first and last kept)."""
+    values.sort()
+    if len(values) <= points:
+        return values
+    step = (len(values) - 1) / (points - 1)
+    return [values[round(i * step)] for i in range(points)]
+
+
+def _session_timelines(cols: Columns) -> dict[str, list[tuple[float, int]]]:
     """One in-flight line per session: a resumed run's sessions each start at 0."""
-    sessions = sorted({session_of(r) for r in records})
-    if len(sessions) <= 1:
-        return {"run": in_flight_timeline(records)}
-    return {f"session {n}": in_flight_timeline([r for r in records if session_of(r) == n]) for n in sessions}
+    lines = session_timelines(cols)
+    if len(lines) <= 1:
+        return {"run": next(iter(lines.values()), [])}
+    return {f"session {n}": steps for n, steps in sorted(lines.items())}
 
 
 def _warnings(summary: Mapping[str, Any]) -> list[Text]:
@@ -221,9 +240,11 @@ def _tools_section(tools: Mapping[str, Any]) -> Section | None:
           fmt_s(first.get("p50")), fmt_s(final.get("p50"))]])])
 
 
-def run_document(summary: Mapping[str, Any], records: Sequence[Record],
+def run_document(summary: Mapping[str, Any], records: Sequence[Record] | Columns,
                  config: Mapping[str, Any] | None = None) -> Document:
-    """The single-run report as blocks (rendered to both Markdown and HTML)."""
+    """The single-run report as blocks (rendered to both Markdown and HTML). `records`: the run's
+    Records, or its Columns (what a run of any size passes: see analysis/columns.py)."""
+    cols = records if isinstance(records, Columns) else Columns.of(sorted(records, key=lambda r: r.row))
     note = interruption_note(summary)
     stopped = [Text(f"This run did not finish: {note}.", warning=True)] if note else []
     sections = [Section("Headline", [*stopped, *_warnings(summary), _headline(summary)]),
@@ -234,12 +255,12 @@ def run_document(summary: Mapping[str, Any], records: Sequence[Record],
                                      _counts_table("finish reason", summary["by_finish_reason"])]),
                 Section("Timings (ok requests; queue wait: all sent)", [_timings(summary)])]
     sections += [s for s in (_batch_section(summary.get("batch")), _lag_section(summary.get("loop_lag")),
-                             _tools_section(summary["tool_calls"]), limits.limits_section(summary, records)) if s]
+                             _tools_section(summary["tool_calls"]), limits.limits_section(summary, cols)) if s]
     from batchrun.report.workloads import workload_doc
     sections += workload_doc(summary)
-    sections.append(Section("Plots", _run_plots(records) or [Text(
+    sections.append(Section("Plots", _run_plots(cols) or [Text(
         "no successful request to plot" if not summary["counts"]["ok"] else "no timed request to plot")]))
-    sections.append(Section(f"Sample (first {SAMPLE_ROWS} rows)", [_sample(records)]))
+    sections.append(Section(f"Sample (first {SAMPLE_ROWS} rows)", [_sample(cols)]))
     if config:
         sections.append(Section("Configuration", [config_table(config)]))
     return Document("batchrun report", sections)
@@ -279,7 +300,7 @@ def endpoint_banner(endpoint: Mapping[str, Any] | None) -> Section | None:
     return None
 
 
-def write_reports(run_dir: Path | str, summary: Mapping[str, Any] | None, records: Sequence[Record], *,
+def write_reports(run_dir: Path | str, summary: Mapping[str, Any] | None, records: Sequence[Record] | Columns, *,
                   bench: Mapping[str, Any] | None = None,
                   config: Mapping[str, Any] | None = None,
                   endpoint: Mapping[str, Any] | None = None,
@@ -369,33 +390,63 @@ def _records(path: Path) -> list[Record]:
 
 @dataclass(slots=True)
 class LoadedRun:
-    records: list[Record]
+    records: list[Record] | Columns   # the latest records; with lean=True their Columns (and first rows)
     summary: dict[str, Any]           # recomputed from the records (stored wall time, SLO and loop lag kept)
     config: dict[str, Any] | None
     endpoint: dict[str, Any] | None = None
 
 
-def load_run(run_dir: Path | str) -> LoadedRun:
-    """Read a run directory back, recomputing its summary from records.jsonl without any request."""
+def read_columns(path: Path, gaps: GapSample | None = None) -> Columns:
+    """The latest record of every id (a fixed bad row's ghost dropped) as Columns, read one record
+    at a time: what a run's summary and report need, in memory flat in the number of rows."""
+    from batchrun.store.outputs import latest_dicts
+
+    builder = ColumnsBuilder(keep=SAMPLE_ROWS, gaps=gaps)
+    for data in latest_dicts(path):
+        builder.add(data)
+    return builder.finish()
+
+
+def slim_records(path: Path) -> Iterator[Record]:
+    """The latest records again, one at a time, without what no summary reads (the input row,
+    the request, attempt logs, ITL gaps, the answer's text): for the rare workload sections
+    that need ids."""
+    from batchrun.store.outputs import latest_dicts
+
+    for data in latest_dicts(path):
+        for key in ("input", "request", "parsed", "attempt_log", "itl_s", "text", "reasoning_text", "rounds"):
+            data.pop(key, None)
+        yield Record.from_dict(data)
+
+
+def load_run(run_dir: Path | str, *, lean: bool = False) -> LoadedRun:
+    """Read a run directory back, recomputing its summary from records.jsonl without any request.
+
+    lean=True (`batchrun report`): the records are read one at a time into Columns, as a run's
+    own summary is made, so a million-row run is rebuilt in memory flat in its rows; ITL figures
+    then come from a GapSample, as the run's did. Otherwise every latest Record is kept (what
+    `compare` needs: per-request ITL gaps)."""
     run_dir = Path(run_dir)
     path = run_dir / "records.jsonl"
     if not path.exists():
         raise ConfigError(f"{run_dir} has no records.jsonl (pass the --out directory of a batchrun run)")
     stored = _read_json(run_dir / "summary.json") if (run_dir / "summary.json").exists() else {}
     old = stored.get("summary") or {}
-    records = _records(path)
+    gaps = GapSample() if lean else None
+    records: list[Record] | Columns = read_columns(path, gaps) if lean else _records(path)
     wall = old.get("wall_time_s") if old.get("wall_time_source") == "given" else None
     slo = (old.get("goodput") or {}).get("slo")
-    summary = summarize(records, wall_time_s=wall, slo=slo)
+    summary = summarize(records, wall_time_s=wall, slo=slo, itl_sample=gaps)
     if old.get("loop_lag"):  # raw lag samples are not stored for a single run; keep their statistics
         summary["loop_lag"] = old["loop_lag"]
         summary["warnings"] = summary_warnings(summary)
     for key in ("run", "cost"):       # how the run ended and its price are not in the records
-        if old.get(key) is not None:
+        if key in old:
             summary[key] = old[key]
     limits.add_findings(summary, old)   # what the pool learned is not in the records: keep it
     from batchrun.report.workloads import workload_sections
-    summary.update(workload_sections(run_dir, stored.get("config") or {}, records, summary["wall_time_s"]))
+    summary.update(workload_sections(run_dir, stored.get("config") or {}, records, summary["wall_time_s"],
+                                     (lambda: slim_records(path)) if lean else None))
     return LoadedRun(records, summary, stored.get("config"), stored.get("endpoint"))
 
 
@@ -425,7 +476,7 @@ def rebuild_reports(run_dir: Path | str) -> dict[str, Path]:
         bench = load_bench(run_dir)
         return write_reports(run_dir, stored.get("summary"), [], bench=bench, config=bench["config"],
                              endpoint=stored.get("endpoint"), extra=kept)
-    run = load_run(run_dir)
+    run = load_run(run_dir, lean=True)
     from batchrun.report.workloads import write_extras
     return {**write_reports(run_dir, run.summary, run.records, config=run.config, endpoint=run.endpoint, extra=kept),
             **write_extras(run_dir, run.summary)}

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from batchrun.analysis.columns import Columns
 from batchrun.store.records import Record
 
 SIDE_FILES = {"synthetic": "synthetic.json", "turns": "turns.json"}
@@ -62,13 +63,16 @@ def load_side(out: Path) -> dict[str, Any]:
     return side
 
 
-def workload_sections(out: Path, config: Mapping[str, Any], records: Sequence[Record],
-                      wall_time_s: float | None) -> dict[str, Any]:
-    """The summary's workload sections for a run directory (the run itself, or `batchrun report`)."""
+def workload_sections(out: Path, config: Mapping[str, Any], records: Sequence[Record] | Columns,
+                      wall_time_s: float | None,
+                      stream: Callable[[], Iterable[Record]] | None = None) -> dict[str, Any]:
+    """The summary's workload sections for a run directory (the run itself, or `batchrun report`).
+    With Columns, `stream` reads the records again one at a time for the sections that need ids."""
     from batchrun.analysis.workloads import workload_summary
 
     side = load_side(out)
-    return workload_summary(config, list(records), wall_time_s, side.get("synthetic"), side.get("turns"))
+    records = records if isinstance(records, Columns) else list(records)
+    return workload_summary(config, records, wall_time_s, side.get("synthetic"), side.get("turns"), stream)
 
 
 def workload_doc(summary: Mapping[str, Any]) -> list[Any]:

@@ -1,8 +1,9 @@
 """Final outputs of a run: results.csv / results.parquet in input order, read back from records.jsonl.
 
 records.jsonl may hold several records for one id (a resumed run appends a new one for
-each row it sends again); the last one wins. Only an index (id -> row, byte offset) is
-kept in memory, so a million-row run does not hold a million records at once.
+each row it sends again); the last one wins. Only the byte offsets of the latest records are
+kept in memory (an array, 8 bytes a row), so a million-row run does not hold a million
+records, or a dict of a million ids, at once.
 
 A results row is the input row's own columns, under their own names and in their order,
 then the answer: `status`, the parsed answer's fields (--json / --json-schema), `text`, ...
@@ -14,12 +15,13 @@ from __future__ import annotations
 import csv
 import json
 import math
+from array import array
 
 import orjson
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from batchrun.errors import OutputError
 from batchrun.store.records import OK, SKIPPED, Record
@@ -82,18 +84,99 @@ def done_ids(path: Path) -> set[str]:
     return {rid for rid, (_, _, status) in index_records(path).items() if status == OK}
 
 
-def iter_latest(path: Path, index: dict[str, tuple[int, int, str]] | None = None) -> Iterator[Record]:
+def iter_latest(path: Path) -> Iterator[Record]:
     """The latest record of every id, in input (row) order."""
-    return (Record.from_dict(data) for data in _latest_dicts(path, index))
+    return (Record.from_dict(data) for data in latest_dicts(path))
 
 
-def _latest_dicts(path: Path, index: dict[str, tuple[int, int, str]] | None = None) -> Iterator[dict[str, Any]]:
+def latest_dicts(path: Path, offsets: Sequence[int] | None = None) -> Iterator[dict[str, Any]]:
     """iter_latest as the records' plain dicts (no Record objects: the results writer's fast path)."""
-    index = index_records(path) if index is None else index
+    offsets = latest_offsets(path) if offsets is None else offsets
     with open(path, "rb") as f:
-        for _, offset, _ in sorted(index.values()):
+        for offset in offsets:
             f.seek(offset)
             yield orjson.loads(f.readline())
+
+
+# ------------------------------------------------------------------ the lean index
+
+def latest_offsets(path: Path, seen: Callable[[dict[str, Any]], None] | None = None) -> array:
+    """Byte offsets of the latest record of every id, in input (row) order: the rule of
+    index_records (a skipped row's ghost dropped), held as arrays of 8-byte numbers instead of a
+    dict of every id, so a million-row run's results cost tens of MB, not hundreds.
+
+    Ids are told apart by their hash first; ids whose hashes match (a resumed row's records,
+    or a collision) are read again and compared whole, so a collision can never merge two ids.
+    """
+    hashes, rows, offsets, skipped = array("q"), array("q"), array("q"), bytearray()
+    if not path.exists():
+        return offsets
+    with open(path, "rb") as f:
+        offset = 0
+        for line in f:
+            try:
+                data = orjson.loads(line)
+                key, row, status = _key(data), int(data["row"]), data["status"]
+            except (ValueError, KeyError, TypeError):
+                pass            # a torn last line from a killed run
+            else:
+                hashes.append(hash(key))
+                rows.append(row)
+                offsets.append(offset)
+                skipped.append(status == SKIPPED)
+                if seen is not None:
+                    seen(data)
+            offset += len(line)
+    keep = _last_of_each_key(path, hashes, offsets)
+    del hashes
+    return _in_row_order(keep, rows, offsets, skipped)
+
+
+def _packed_sort(keys: Iterable[tuple[int, int]], n: int) -> tuple[list[int], int]:
+    """(key, line) pairs, lines < n and keys non-negative, sorted by key then line; each packed
+    as key << shift | line (one int per line, not a list of tuples)."""
+    shift = max(n, 1).bit_length()
+    return sorted((k << shift) | line for k, line in keys), shift
+
+
+def _groups(packed: list[int], shift: int) -> Iterator[list[int]]:
+    """The lines of each run of equal keys in a packed sort, in line order."""
+    mask, n, i = (1 << shift) - 1, len(packed), 0
+    while i < n:
+        key, j = packed[i] >> shift, i + 1
+        while j < n and packed[j] >> shift == key:
+            j += 1
+        yield [packed[k] & mask for k in range(i, j)]
+        i = j
+
+
+def _last_of_each_key(path: Path, hashes: array, offsets: array) -> array:
+    """The last line of each id (line numbers, in no particular order)."""
+    packed, shift = _packed_sort(((h + 2**63, line) for line, h in enumerate(hashes)), len(hashes))
+    keep = array("q")
+    for lines in _groups(packed, shift):
+        keep.extend(lines if len(lines) == 1 else _last_by_key(path, lines, offsets))
+    return keep
+
+
+def _last_by_key(path: Path, lines: list[int], offsets: array) -> list[int]:
+    """Of lines whose ids hash alike, the last line of each id, read again and compared whole."""
+    last: dict[str, int] = {}
+    with open(path, "rb") as f:
+        for line in lines:                  # ascending: a later line of an id replaces an earlier one
+            f.seek(offsets[line])
+            last[_key(orjson.loads(f.readline()))] = line
+    return list(last.values())
+
+
+def _in_row_order(keep: array, rows: array, offsets: array, skipped: bytearray) -> array:
+    """The kept lines' offsets by (row, offset); a skipped record is dropped when a later record
+    of its row was kept (the row was fixed and sent on --resume, perhaps under another id)."""
+    packed, shift = _packed_sort(((rows[line], line) for line in keep), len(offsets))
+    out = array("q")
+    for lines in _groups(packed, shift):       # one input row; lines ascend with their offsets
+        out.extend(offsets[line] for line in lines if not skipped[line] or line == lines[-1])
+    return out
 
 
 # ------------------------------------------------------------------ the columns
@@ -234,18 +317,23 @@ def _csv_cell(value: Any, escape: bool) -> Any:
 # ------------------------------------------------------------------ the files
 
 def write_results(records_path: Path, out_dir: Path, fmt: str = "csv", *, id_column: str | None = None,
-                  csv_formulas: str = "escape") -> Path:
-    """Write results.<fmt> with exactly one row per input row, in input order."""
+                  csv_formulas: str = "escape", each: Callable[[dict[str, Any]], None] | None = None) -> Path:
+    """Write results.<fmt> with exactly one row per input row, in input order, row by row (never
+    every row at once). `each` is shown every latest record (as its dict) in that order, so the
+    same pass can feed the summary."""
     target = out_dir / f"results.{fmt}"
     tmp = target.with_suffix(target.suffix + ".tmp")
     planner = LayoutPlanner(id_column)
-    index = index_records(records_path, planner)    # one pass: the index and the columns
+    offsets = latest_offsets(records_path, planner)    # one pass: the index and the columns
+    records = latest_dicts(records_path, offsets)
+    if each is not None:
+        records = _shown(records, each)
     try:
         layout = planner.finish()
         if fmt == "parquet":
-            _write_parquet(records_path, index, layout, tmp)
+            _write_parquet(records, layout, tmp)
         else:
-            _write_csv(records_path, index, layout, tmp, escape=csv_formulas != "raw")
+            _write_csv(records, layout, tmp, escape=csv_formulas != "raw")
         tmp.replace(target)       # atomic: a crash never leaves a half-written results file
     except OSError as exc:
         tmp.unlink(missing_ok=True)     # a half-written temp file only takes space from a full disk
@@ -253,17 +341,21 @@ def write_results(records_path: Path, out_dir: Path, fmt: str = "csv", *, id_col
     return target
 
 
-def _write_csv(records_path: Path, index: dict[str, tuple[int, int, str]], layout: Layout, target: Path,
-               *, escape: bool) -> None:
+def _shown(records: Iterator[dict[str, Any]], each: Callable[[dict[str, Any]], None]) -> Iterator[dict[str, Any]]:
+    for data in records:
+        each(data)
+        yield data
+
+
+def _write_csv(records: Iterable[dict[str, Any]], layout: Layout, target: Path, *, escape: bool) -> None:
     with open(target, "w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(layout.columns())
-        for data in _latest_dicts(records_path, index):
+        for data in records:
             writer.writerow([_csv_cell(v, escape) for v in _values(data, layout)])
 
 
-def _write_parquet(records_path: Path, index: dict[str, tuple[int, int, str]], layout: Layout,
-                   target: Path, batch: int = 10_000) -> None:
+def _write_parquet(records: Iterable[dict[str, Any]], layout: Layout, target: Path, batch: int = 10_000) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -278,7 +370,7 @@ def _write_parquet(records_path: Path, index: dict[str, tuple[int, int, str]], l
         rows.clear()
 
     try:
-        for data in _latest_dicts(records_path, index):
+        for data in records:
             rows.append(_values(data, layout))
             if len(rows) >= batch:
                 flush()

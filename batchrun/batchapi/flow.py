@@ -265,6 +265,7 @@ class BatchSession:
                 for name, value in extra.items():
                     setattr(record, name, value)
                 self._write(record, recorded)
+        self._sink.flush()          # the job's records on disk before run.json calls it collected
         job.collected = True
         self.ledger.save(self.out)
         counts = job.request_counts

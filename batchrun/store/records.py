@@ -7,8 +7,10 @@ monotonic clock, so records of one run can be laid on one timeline.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import threading
 
 import orjson
 from dataclasses import dataclass, field, fields
@@ -125,10 +127,19 @@ def _big_ints_as_text(value: Any) -> Any:
     return value
 
 
-class RecordSink:
-    """Appends one JSON line per record and flushes it, so a crash loses only what is in flight."""
+FLUSH_EVERY_S = 0.1        # the writer thread flushes what has come in at least this often
+_WAKE_BYTES = 1 << 20      # ... and at once when this much is waiting (memory stays bounded)
 
-    def __init__(self, path: Path) -> None:
+
+class RecordSink:
+    """Appends one JSON line per record, written and flushed by a writer thread, off the caller's
+    event loop: `write` only queues the line's bytes. The thread flushes at least every
+    `flush_every_s` (100 ms) and on close, so a SIGKILL loses only records that finished in the
+    last flush window (and those still in flight); they are not in the file, so a resume sends
+    them again, once. A write error (a full disk) is raised as OutputError by the next `write`,
+    `write_many`, `flush` or `close`, in the caller's thread."""
+
+    def __init__(self, path: Path, flush_every_s: float | None = None) -> None:
         self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -136,6 +147,16 @@ class RecordSink:
         except OSError as exc:
             raise OutputError(f"cannot write {path}: {exc.strerror} (choose another --out)") from exc
         self._repair_torn_tail()
+        self._every = FLUSH_EVERY_S if flush_every_s is None else flush_every_s
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._wake = threading.Condition(threading.Lock())
+        self._io = threading.Lock()                  # one writer of the file at a time
+        self._error: OutputError | None = None
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name=f"records-writer:{path.name}", daemon=True)
+        self._thread.start()
+        atexit.register(self._at_exit)               # an exit that skipped close() still flushes
 
     def _repair_torn_tail(self) -> None:
         # A killed run can leave a last line without its newline; start ours on a fresh line.
@@ -146,24 +167,66 @@ class RecordSink:
                     self._file.write(b"\n")
 
     def write(self, record: Record) -> None:
-        try:
-            self._file.write(record.to_json() + b"\n")
-            self._file.flush()
-        except OSError as exc:
-            raise OutputError(f"cannot write {self.path}: {exc.strerror} (is the disk full?)") from exc
+        self._put(record.to_json() + b"\n")
 
     def write_many(self, records: list[Record]) -> None:
-        """Several records in one write and one flush (a batch whose rows finished together)."""
-        try:
-            self._file.write(b"".join(r.to_json() + b"\n" for r in records))
-            self._file.flush()
-        except OSError as exc:
-            raise OutputError(f"cannot write {self.path}: {exc.strerror} (is the disk full?)") from exc
+        """Several records in one write (a batch whose rows finished together)."""
+        self._put(b"".join(r.to_json() + b"\n" for r in records))
+
+    def _put(self, data: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        if self._file.closed:
+            raise OutputError(f"cannot write {self.path}: the records file is closed")
+        with self._wake:
+            self._pending.append(data)
+            self._pending_bytes += len(data)
+            if self._pending_bytes >= _WAKE_BYTES:
+                self._wake.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                if not self._closing:
+                    self._wake.wait(self._every)
+                closing = self._closing
+            self._drain()
+            if closing or self._error is not None:
+                return
+
+    def _drain(self) -> None:
+        """Write and flush everything queued so far (in the order it was queued)."""
+        with self._io:
+            with self._wake:
+                chunks, self._pending, self._pending_bytes = self._pending, [], 0
+            if not chunks or self._error is not None or self._file.closed:
+                return
+            try:
+                self._file.write(b"".join(chunks))
+                self._file.flush()
+            except OSError as exc:
+                self._error = OutputError(f"cannot write {self.path}: {exc.strerror} (is the disk full?)")
+                self._error.__cause__ = exc
+
+    def flush(self) -> None:
+        """Write and flush what is queued now, in the caller's thread (blocking)."""
+        self._drain()
+        if self._error is not None:
+            raise self._error
 
     def close(self) -> None:
         if self._file.closed:
             return
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+        atexit.unregister(self._at_exit)
         try:
+            self._drain()           # what came in while the thread stopped
+            if self._error is not None:
+                raise self._error
             self._file.flush()
             os.fsync(self._file.fileno())
         except OSError as exc:      # the disk filled up: the same clear error as write(), not a traceback
@@ -171,6 +234,10 @@ class RecordSink:
         finally:
             with contextlib.suppress(OSError):
                 self._file.close()  # releases the file even when its last flush failed
+
+    def _at_exit(self) -> None:
+        with contextlib.suppress(OutputError):
+            self.close()
 
     def __enter__(self) -> "RecordSink":
         return self

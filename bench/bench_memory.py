@@ -61,7 +61,12 @@ def main() -> None:
     ap.add_argument("--sizes", default="10k,100k,1m", help="comma-separated row counts (10k, 100k, 1m, 2500)")
     ap.add_argument("--concurrency", type=int, default=128)
     ap.add_argument("--max-tokens", type=int, default=16, help="answer length asked of the fast sim")
+    ap.add_argument("--index-rows", default=None,
+                    help="instead: peak RSS of reading the results index of a generated records.jsonl of "
+                         "this many rows (dict of every id vs the array index), against importing the module")
     opts = ap.parse_args()
+    if opts.index_rows:
+        return _index_bench(_size(opts.index_rows))
     sizes = [_size(s) for s in opts.sizes.split(",") if s.strip()]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "BATCHRUN_"))}
     server = subprocess.Popen(_batchrun() + ["serve", "--fast", "--host", "127.0.0.1", "--port", "0", "-q"],
@@ -92,6 +97,26 @@ def main() -> None:
     print(f"  {'rows':>9}  {'peak RSS':>10}  {'x baseline':>10}  {'wall':>8}  {'records.jsonl':>13}")
     for rows, peak, wall, size in results:
         print(f"  {rows:>9,}  {peak / 2**20:7.1f} MiB  {peak / base:9.2f}x  {wall:7.1f}s  {size / 2**20:9.1f} MiB")
+
+
+def _index_bench(rows: int) -> None:
+    """Peak RSS of one process that indexes a records.jsonl of `rows` records, each way."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "BATCHRUN_"))}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp, "records.jsonl")
+        with open(path, "w", encoding="utf-8") as f:
+            for i in range(rows):
+                f.write(f'{{"id": "r{i}", "row": {i}, "status": "ok", "text": "an answer", "ttft_s": 0.01}}\n')
+        load = "from pathlib import Path; from batchrun.store import outputs as o; p = Path({!r}); ".format(str(path))
+        cases = [("import batchrun.store.outputs (baseline)", load + "pass"),
+                 ("index_records: dict of every id", load + "i = o.index_records(p); sorted(i.values())"),
+                 ("latest_offsets: arrays", load + "i = o.latest_offsets(p)")]
+        print(f"results index over {rows:,} records (peak RSS of one process each)")
+        base = None
+        for label, code in cases:
+            peak, wall = _run([sys.executable, "-c", code], env)
+            base = base or peak
+            print(f"  {label:42} {peak / 2**20:7.1f} MiB  {peak / base:5.2f}x  {wall:6.1f}s")
 
 
 if __name__ == "__main__":

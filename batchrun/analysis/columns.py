@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections import Counter
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from batchrun.store.records import OK, Record
@@ -74,9 +73,6 @@ class Labels:
             code = self._codes[name] = len(self.names)
             self.names.append(name)
         return code
-
-    def name(self, code: int) -> str | None:
-        return None if code < 0 else self.names[code]
 
 
 class ColumnsBuilder:
@@ -238,8 +234,3 @@ def iter_present(values: Sequence[float], mask: Sequence[bool] | None = None) ->
     if mask is None:
         return (v for v in values if v == v)
     return (v for v, m in zip(values, mask) if m and v == v)
-
-
-def count_codes(codes: Iterable[int]) -> Counter[int]:
-    """How many of each code, in first-seen order (as Counter over the texts would be)."""
-    return Counter(codes)

@@ -260,6 +260,50 @@ def test_bad_param_value_names_the_column(tmp_path: Path, column: str, value: An
     assert f"line 2, column '{column}'" in str(err) and "--on-bad-row skip" in str(err)
 
 
+def non_finite_file(tmp_path: Path, fmt: str, column: str, spelling: str) -> Path:
+    """Two rows; the second has a non-finite `column` ('nan', 'inf' or '-inf') as each format writes it."""
+    value = float(spelling)
+    if fmt == "csv":
+        return write(tmp_path, "p.csv", f"prompt,{column}\nok,1\nx,{spelling}\n")
+    if fmt == "jsonl":    # Python's json writes NaN / Infinity / -Infinity, as pandas records dumped by hand have
+        return jsonl(tmp_path, {"prompt": "ok", column: 1}, "\n", {"prompt": "x", column: value})
+    path = tmp_path / "p.parquet"
+    pq.write_table(pa.table({"prompt": ["ok", "x"], column: pa.array([1.0, value], from_pandas=False)}), path)
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+@pytest.mark.parametrize("column", ["temperature", "max_tokens", "max_completion_tokens"])
+@pytest.mark.parametrize("spelling", ["nan", "inf", "-inf"])
+def test_non_finite_row_setting_is_a_bad_row_never_dropped(tmp_path: Path, fmt: str, column: str,
+                                                           spelling: str) -> None:
+    path = non_finite_file(tmp_path, fmt, column, spelling)
+    err = fails(path)
+    unit, line = {"csv": ("line", 3), "jsonl": ("line", 2), "parquet": ("row", 2)}[fmt]
+    assert (err.path, err.line, err.column) == (str(path), line, column)
+    assert str(err).startswith(f"{path} {unit} {line}, column '{column}': ")
+    word = {"nan": "NaN", "inf": "infinite", "-inf": "infinite"}[spelling]
+    assert word in str(err) and "leave it empty" in str(err) and "--on-bad-row skip" in str(err)
+    first, second = read(path, on_bad_row="skip")
+    assert isinstance(first, Prompt) and isinstance(second, BadRow) and f"column '{column}'" in second.reason
+
+
+def test_nan_in_a_plain_data_column_is_data(tmp_path: Path) -> None:
+    path = tmp_path / "p.parquet"
+    pq.write_table(pa.table({"prompt": ["x"], "score": pa.array([float("nan")], from_pandas=False)}), path)
+    (prompt,) = read(path)
+    assert isinstance(prompt, Prompt) and prompt.params == {} and user_text(prompt) == "x"
+    assert prompt.data is not None and prompt.data["score"] != prompt.data["score"]   # NaN, as written
+
+
+def test_nan_prompt_or_template_field_is_a_bad_row_that_says_nan(tmp_path: Path) -> None:
+    nan = float("nan")
+    err = fails(jsonl(tmp_path, {"prompt": "ok"}, "\n", {"prompt": nan}))
+    assert (err.line, err.column) == (2, "prompt") and "NaN" in str(err)
+    err = fails(jsonl(tmp_path, {"text": "a"}, "\n", {"text": nan}), template="S: {text}")
+    assert (err.line, err.column) == (2, "text") and "NaN" in str(err)
+
+
 # --- ids ---------------------------------------------------------------------------------------
 
 def test_ids_are_row_numbers_without_an_id_column(tmp_path: Path) -> None:

@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 from batchrun.errors import InputError
 from batchrun.inputs.rows import read_prompts
 from batchrun.inputs.prompt import BadRow, Prompt
+from batchrun.inputs.sessions import file_sessions
+from batchrun.inputs.traces import trace_offsets
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
@@ -302,6 +304,25 @@ def test_nan_prompt_or_template_field_is_a_bad_row_that_says_nan(tmp_path: Path)
     assert (err.line, err.column) == (2, "prompt") and "NaN" in str(err)
     err = fails(jsonl(tmp_path, {"text": "a"}, "\n", {"text": nan}), template="S: {text}")
     assert (err.line, err.column) == (2, "text") and "NaN" in str(err)
+
+
+def test_nan_think_time_is_an_error_not_zero(tmp_path: Path) -> None:
+    path = jsonl(tmp_path, {"prompt": "a", "session_id": "s", "turn": 1}, "\n",
+                 {"prompt": "b", "session_id": "s", "turn": 2, "think_s": float("nan")})
+    with pytest.raises(InputError) as caught:
+        file_sessions(path, None, read(path))
+    err = caught.value
+    assert (err.path, err.line, err.column) == (str(path), 2, "think_s") and "NaN" in str(err)
+    assert str(err).count(str(path)) == 1                    # said once, not "p.jsonl line 2: p.jsonl line 2"
+
+
+@pytest.mark.parametrize("column, value", [("delay_s", "nan"), ("delay_s", "-1"), ("timestamp", "inf")])
+def test_trace_times_must_be_finite(tmp_path: Path, column: str, value: str) -> None:
+    path = write(tmp_path, "t.csv", f"prompt,{column}\na,0\nb,{value}\n")
+    with pytest.raises(InputError) as caught:
+        trace_offsets(path, None, 1.0)
+    err = caught.value
+    assert (err.line, err.column) == (3, column) and str(err).count(str(path)) == 1
 
 
 # --- ids ---------------------------------------------------------------------------------------

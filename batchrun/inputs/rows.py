@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal
 
-from batchrun.inputs.readers import RawRow, Where, check_path, json_kind, open_source, resolve_format
+from batchrun.inputs.readers import RawRow, Where, check_path, json_kind, non_finite, open_source, resolve_format
 from batchrun.errors import InputError
 from batchrun.inputs.prompt import BadRow, Prompt
 
@@ -62,7 +62,7 @@ def iter_prompts(spec: InputSpec) -> Iterator[Prompt | BadRow]:
 
 
 def _stream(spec: InputSpec, fmt: str, template: Template | None) -> Iterator[Prompt | BadRow]:
-    where = Where(str(spec.path), "row" if fmt == "parquet" else "line")
+    where = Where.of(spec.path, fmt)
     with open_source(spec.path, fmt, where) as source:
         builder = _RowBuilder(spec, template, where)
         if source.columns is not None:
@@ -358,9 +358,8 @@ def _number(value: Any) -> float | int | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     if isinstance(value, float) and not math.isfinite(value):
-        what = "NaN is not a number (pandas writes it for a missing value)" if math.isnan(value) else \
-            f"{value:g} is an infinite number"
-        raise ValueError(f"{what}: write a finite number, or leave it empty (null) to use the run's setting")
+        raise ValueError(f"{non_finite(value)}: write a finite number, or leave it empty (null) to use the "
+                         "run's setting")
     return value
 
 

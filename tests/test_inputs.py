@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from batchrun.errors import InputError
 from batchrun.inputs.rows import read_prompts
 from batchrun.inputs.prompt import BadRow, Prompt
+from batchrun.inputs.scan import count_rows
 from batchrun.inputs.sessions import file_sessions
 from batchrun.inputs.traces import trace_offsets
 
@@ -496,3 +497,31 @@ def test_arbitrary_bytes_give_prompts_or_input_error(tmp_path: Path, content: by
     except InputError:
         return
     assert all(isinstance(i, (Prompt, BadRow)) for i in items)
+
+
+# --- counting rows (the progress total, the pacing warning) ------------------------------------
+
+def test_count_rows_respects_quoted_newlines_and_blank_lines(tmp_path: Path) -> None:
+    (tmp_path / "p.csv").write_bytes(b'id,prompt\n1,"two\nlines"\n\n2,plain\n3,"a ""quoted"" word"\n4,last')
+    assert count_rows(tmp_path / "p.csv") == 4
+    (tmp_path / "p.jsonl").write_text('{"prompt": "a"}\n\n{"prompt": "b"}\n')
+    assert count_rows(tmp_path / "p.jsonl") == 2
+    assert count_rows(tmp_path / "missing.csv") is None
+
+
+def test_count_rows_of_parquet_and_of_a_file_named_by_format(tmp_path: Path) -> None:
+    pq.write_table(pa.table({"prompt": ["a", "b", "c"]}), tmp_path / "p.parquet")
+    assert count_rows(tmp_path / "p.parquet") == 3
+    (tmp_path / "prompts.txt").write_text('prompt\n"a\nb"\nc\n')
+    assert count_rows(tmp_path / "prompts.txt") is None                  # no format: no count
+    assert count_rows(tmp_path / "prompts.txt", "csv") == 2
+    (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
+    assert count_rows(tmp_path / "broken.parquet") is None
+
+
+@pytest.mark.parametrize("name, content", [
+    ("p.csv", "id,prompt\nq0,a\n\nq1,b\n"), ("p.jsonl", '{"prompt": "a"}\n\n{"prompt": "b"}\n'),
+])
+def test_count_rows_agrees_with_the_reader(tmp_path: Path, name: str, content: str) -> None:
+    path = write(tmp_path, name, content)
+    assert count_rows(path) == len(read(path)) == 2

@@ -218,6 +218,17 @@ def test_embeddings_stop_at_max_errors(fast_sim, tmp_path: Path) -> None:
     assert summary_of(tmp_path / "e")["counts"]["error"] == 2
 
 
+def test_embeddings_stop_at_a_bad_row_after_sending_the_rows_before_it(fast_sim, tmp_path: Path) -> None:
+    (tmp_path / "p.csv").write_text("id,prompt\na,one\nb,two\nc,three\nd,four\ne,\nf,six\n")
+    before = fast_sim.stats()["by_endpoint"].get("embeddings", 0)
+    result = invoke("run", "p.csv", "--endpoint", "embeddings", "--batch-size", "2", "-c", "1",
+                    "--out", "e", "-q", base_url=fast_sim.base_url)
+    assert result.exit_code == 2 and "p.csv line 6, column 'prompt'" in result.output
+    assert fast_sim.stats()["by_endpoint"]["embeddings"] - before == 2          # a+b, c+d; nothing after
+    assert summary_of(tmp_path / "e")["counts"]["ok"] == 4
+    assert len(pd.read_parquet(tmp_path / "e" / "embeddings.parquet")) == 4
+
+
 def test_parse_embeddings_base64_float_and_bad_shapes() -> None:
     import base64
 

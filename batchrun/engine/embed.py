@@ -22,7 +22,7 @@ from batchrun.endpoint.requests import build_embeddings_body, prompt_text
 from batchrun.engine.fanout import Fanout
 from batchrun.engine.limits import RateLimits
 from batchrun.engine.retry import retry_delay_s
-from batchrun.engine.pool import PoolConfig, PoolStats, is_retryable
+from batchrun.engine.pool import PoolConfig, PoolStats, is_retryable, skipped_record
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.redact import redact
 from batchrun.store.records import CANCELLED, ERROR, OK, SKIPPED, Attempt, Record
@@ -118,8 +118,7 @@ class EmbedPool(Fanout["Batch | BadRow"]):
             if self.abort_reason is not None or self.refused is not None:
                 return              # stopped: stop() cancels us at the next suspension; send nothing more
             if isinstance(item, BadRow):
-                self._finish([Record(id=item.id, row=item.row, status=SKIPPED, error_type="BadRow",
-                                     error=item.reason, queued_at=time.time())])
+                self._finish([skipped_record(item, time.time())])
                 continue
             log: list[Attempt] = []
             try:

@@ -182,9 +182,7 @@ class Pool(Fanout[Entry]):
             if self._send_until is not None and self.clock() >= self._send_until:
                 continue        # the run's sending time is over: queued items are not sent
             if isinstance(item, BadRow):
-                self._finish(Record(id=item.id, row=item.row, status=SKIPPED, error_type="BadRow",
-                                    error=item.reason, queued_at=queued_at, input=item.data,
-                                    synthetic_id=item.synthetic_id))
+                self._finish(skipped_record(item, queued_at))
                 continue
             async with self._gate or _NO_GATE:
                 record = await self._process(item, limits, queued_at, queued_clock)
@@ -445,6 +443,13 @@ def _used_tokens(result: AttemptResult, job: Job, charged: int) -> int:
     if result.completion_tokens is None:
         return charged          # no usage from the server: keep what was charged
     return (result.prompt_tokens or job.prompt_tokens_estimate) + result.completion_tokens
+
+
+def skipped_record(bad: BadRow, queued_at: float) -> Record:
+    """The record of a row that cannot be sent (--on-bad-row skip): why, the row's input, and
+    whether its id is made up (so it never passes for a real row's)."""
+    return Record(id=bad.id, row=bad.row, status=SKIPPED, error_type="BadRow", error=bad.reason,
+                  queued_at=queued_at, input=bad.data, synthetic_id=bad.synthetic_id)
 
 
 def to_record(job: Job, result: AttemptResult, log: list[Attempt], t0: float, queued_at: float,

@@ -143,7 +143,7 @@ class RecordSink:
         self.path = path
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(path, "ab")
+            self._file = open(path, "ab", buffering=0)    # unbuffered: one os write per flush window
         except OSError as exc:
             raise OutputError(f"cannot write {path}: {exc.strerror} (choose another --out)") from exc
         self._repair_torn_tail()
@@ -181,14 +181,16 @@ class RecordSink:
         with self._wake:
             self._pending.append(data)
             self._pending_bytes += len(data)
-            if self._pending_bytes >= _WAKE_BYTES:
-                self._wake.notify()
+            if len(self._pending) == 1 or self._pending_bytes >= _WAKE_BYTES:
+                self._wake.notify()     # a window starts (the writer sleeps while there is nothing)
 
     def _run(self) -> None:
         while True:
             with self._wake:
-                if not self._closing:
-                    self._wake.wait(self._every)
+                while not self._pending and not self._closing:
+                    self._wake.wait()                   # idle: no wake-ups while nothing is written
+                if not self._closing and self._pending_bytes < _WAKE_BYTES:
+                    self._wake.wait(self._every)        # gather the window's records
                 closing = self._closing
             self._drain()
             if closing or self._error is not None:
@@ -202,8 +204,7 @@ class RecordSink:
             if not chunks or self._error is not None or self._file.closed:
                 return
             try:
-                self._file.write(b"".join(chunks))
-                self._file.flush()
+                _write_all(self._file, b"".join(chunks))    # one system call (one GIL hand-off), usually
             except OSError as exc:
                 self._error = OutputError(f"cannot write {self.path}: {exc.strerror} (is the disk full?)")
                 self._error.__cause__ = exc
@@ -244,6 +245,16 @@ class RecordSink:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _write_all(file: Any, data: bytes) -> None:
+    """Write every byte to an unbuffered file (a raw write may take fewer than asked)."""
+    view = memoryview(data)
+    while view:
+        written = file.write(view)
+        if not written:
+            raise OSError(28, "No space left on device")
+        view = view[written:]
 
 
 def read_records(path: Path) -> Iterator[Record]:

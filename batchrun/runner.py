@@ -432,6 +432,7 @@ def _finish_outputs(outcome: RunOutcome, config: RunConfig, lag: list[float], wa
     from batchrun.sim.config import public as public_sim
 
     out = outcome.out_dir
+    gc.collect()        # the run's cyclic garbage (collected rarely while sending) is free for what follows
     gaps = GapSample()
     lean = ColumnsBuilder(keep=SAMPLE_ROWS, gaps=gaps)     # the summary's figures, one record at a time
     outcome.files.append(write_results(out / RECORDS, out, config.output_format, id_column=config.id_column,

@@ -144,9 +144,9 @@ class RecordSink:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(path, "ab", buffering=0)    # unbuffered: one os write per flush window
+            self._repair_torn_tail()
         except OSError as exc:
             raise OutputError(f"cannot write {path}: {exc.strerror} (choose another --out)") from exc
-        self._repair_torn_tail()
         self._every = FLUSH_EVERY_S if flush_every_s is None else flush_every_s
         self._pending: list[bytes] = []
         self._pending_bytes = 0

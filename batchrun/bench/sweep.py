@@ -47,8 +47,8 @@ _NOT_IN_BENCH = {"concurrency", "resume", "out", "output_format", "quiet", "fail
 MIN_REQUESTS = 100          # per level by default: at least this many, and 4 x the concurrency
 FEW_REQUESTS = 30           # a level with fewer measured requests is marked in every table
 # Default sizing of an async level: past its minimum it keeps sending until `compare` against an
-# identical run would give its p50 TTFT and p50 latency a 95% interval within ±4% (see
-# level_is_tight), checked every quarter of the minimum, up to 4 x the minimum. ±4% against the
+# identical run would give its p50 TTFT and p50 latency a 95% interval within ±4% (SizedJobs,
+# level_half_width), checked every quarter of the minimum, up to 4 x the minimum. ±4% against the
 # default 10% tolerance catches a 20% regression in ~99% of pairs (simulated; bench_compare.py
 # measures it for real); the sync baseline, only the speedup's denominator, keeps the minimum.
 TARGET_HALF_WIDTH = 0.04
@@ -88,8 +88,8 @@ class BenchConfig:
         return self.requests if self.requests is not None else max(MIN_REQUESTS, 4 * concurrency)
 
     def requests_cap(self, concurrency: int) -> int:
-        """The most an async level may measure: -n, else MAX_FACTOR x its minimum (sized by
-        level_is_tight in between)."""
+        """The most an async level may measure: -n, else MAX_FACTOR x its minimum (SizedJobs
+        decides in between)."""
         return self.requests if self.requests is not None else MAX_FACTOR * self.requests_for(concurrency)
 
     def warmup_for(self, concurrency: int) -> int:
@@ -173,8 +173,9 @@ def level_half_width(records: list[Record]) -> float | None:
 class SizedJobs:
     """The jobs of one async level, handed out lazily: the first `minimum`, then more while the
     measured records are not tight enough (level_half_width above `target`, checked every `every`
-    jobs), up to all of `jobs`. Only finished requests are judged, and the rule looks at the spread,
-    never at the values' level, so stopping does not bias what the level measures."""
+    jobs), up to all of `jobs`. Only finished requests are judged, and the rule looks at their
+    spread, never at where they lie, so stopping on it leaves the level's intervals honest
+    (simulated coverage 95-96%)."""
 
     def __init__(self, jobs: list[Job], records: list[Record], minimum: int, target: float | None) -> None:
         self.jobs, self.records, self.minimum, self.target = jobs, records, minimum, target

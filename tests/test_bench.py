@@ -216,12 +216,10 @@ def test_a_level_measures_until_its_p50_interval_is_tight_enough() -> None:
     assert len(list(failing)) == 100                                             # nothing to judge: the minimum
 
 
-def test_the_default_sizing_in_a_real_bench(fixed_sim, tmp_path) -> None:
-    """Exact latencies stop at the minimum; wild jitter runs to the cap with a warning."""
-    result = invoke("bench", str(SAMPLES / "prompts.csv"), "--base-url", fixed_sim.base_url, "-c", "8",
-                    "--no-sync", "--out", "tight", "-q")
-    assert result.exit_code == 0, result.output
-    assert len((tmp_path / "tight" / "runs" / "async-c8-r1" / "records.jsonl").read_text().splitlines()) == 100
+def test_the_default_sizing_in_a_real_bench(tmp_path) -> None:
+    """Wild jitter runs a level to its cap (4 x 100), with a warning and without a "cut" mark.
+    (Stopping at the minimum is tested on scripted records above: a real endpoint's timing on a
+    loaded machine is not steady enough to pin.)"""
     wild = invoke("bench", str(SAMPLES / "prompts.csv"), "-c", "8", "--no-sync", "--out", "wild", "-q",
                   *[a for opt in ("ttft_s=0.002", "prefill_s_per_token=0", "itl_s=0.0002", "output_tokens=3",
                                   "jitter=1.5") for a in ("--builtin-option", opt)])

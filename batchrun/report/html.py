@@ -57,7 +57,7 @@ table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}
 th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:left;vertical-align:top}
 th{background:#f4f4f4}td{font-variant-numeric:tabular-nums;white-space:pre-wrap;word-break:break-word}
 .warning{background:#fff4e5;border-left:4px solid #f0a020;padding:.4rem .8rem}
-.plot{display:inline-block;vertical-align:top;max-width:100%;margin:.5rem 1rem .5rem 0}
+.plot{display:inline-block;vertical-align:top;max-width:100%;box-sizing:border-box;margin:.5rem 0;padding-right:.75rem}
 .plot svg{display:block;max-width:100%;height:auto}
 """
 

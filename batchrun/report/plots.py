@@ -11,7 +11,7 @@ from typing import Mapping, Sequence
 
 from batchrun.report.svg import PALETTE, Chart, Key, finite, fixed_axis, linear_axis, log2_axis
 
-_SIZE = (520, 300)   # px: two fit side by side in the report's width
+_SIZE = (510, 300)   # px: two fit side by side in the report's width
 _WIDE = (1060, 380)  # the per-concurrency plots: full width, readable at 8+ levels
 _MAX_LEGEND = 12     # past this many series a legend hides the plot
 _BAR = "#4C72B0"

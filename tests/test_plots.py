@@ -6,11 +6,13 @@ import math
 import xml.etree.ElementTree as ET
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from batchrun.report import plots
 from batchrun.report.html import Document, Image, Section, checked_svg, render_html
 from batchrun.report.slices import slices_svg
-from batchrun.report.svg import linear_axis, log2_axis, nice_step, tick_labels
+from batchrun.report.svg import finite, linear_axis, log2_axis, nice_step, tick_labels
 
 NAN, INF = float("nan"), float("inf")
 
@@ -69,6 +71,9 @@ def test_one_value_axes_get_room() -> None:
     axis = linear_axis(2.0, 2.0, zero=False)
     assert axis.lo < 2.0 < axis.hi
     assert tick_labels([-0.0, 0.5]) == ["0.0", "0.5"]       # never "-0.0"
+    assert tick_labels([0.0, 2e-9, 4e-9]) == ["0", "2e-09", "4e-09"]
+    assert tick_labels([0.0, 2e9, 4e9]) == ["0", "2e+09", "4e+09"]
+    assert tick_labels([1e-9 + 1e-10, 1e-9 + 2e-10]) == ["1.1e-09", "1.2e-09"]
 
 
 def test_log2_axis_has_a_tick_at_every_level_spaced_evenly() -> None:
@@ -240,3 +245,31 @@ def test_slices_plot_is_one_standalone_svg_document() -> None:
     charts = [el for el in root if el.tag.endswith("svg")]
     assert len(charts) == 2 and math.isclose(float(charts[1].get("y")), float(charts[0].get("height")))
     checked_svg(slices_svg([w(0, 3.0, 0.1)]))
+
+
+finite_or_not = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True, width=64),
+                          st.floats(min_value=1e-9, max_value=1e9))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(finite_or_not, max_size=40))
+def test_any_values_draw_a_valid_plot_whose_axis_covers_them(values: list[float | None]) -> None:
+    for svg in (plots.histogram(values, title="t", xlabel="s"), plots.cdf({"a": values}, title="t", xlabel="s")):
+        root = parse(svg)
+        labels = texts(root, "xtick")
+        assert len(set(labels)) == len(labels)            # ticks never print the same label twice
+    drawn = [v for v in values if v is not None and math.isfinite(v) and abs(v) <= 1e300]
+    if drawn:
+        axis = linear_axis(min(drawn), max(drawn), zero=False)
+        slack = (axis.hi - axis.lo) * 1e-6                 # within a millionth of the axis: the same pixel
+        assert axis.lo <= min(drawn) + slack and max(drawn) - slack <= axis.hi
+        assert len(axis.ticks) <= 9                        # at most 6 steps over the data, rounded out
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(min_value=-2, max_value=1 << 20), finite_or_not, finite_or_not), max_size=12))
+def test_any_levels_draw_valid_concurrency_plots(rows: list[tuple[int, float | None, float | None]]) -> None:
+    cs, a, b = [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
+    parse(plots.throughput_vs_concurrency(cs, a, ideal_base=a[0] if a else None, ci=list(zip(a, b))))
+    parse(plots.percentiles_vs_concurrency(cs, {"p50": a, "p99": b}, title="t"))
+    parse(plots.timeline({"run": [(v, n) for v, n in zip(finite([x for x in a]), range(len(a)))]}, title="t"))

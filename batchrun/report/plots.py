@@ -102,8 +102,9 @@ def throughput_vs_concurrency(concurrency: Sequence[int], throughput: Sequence[f
     spans = [(c, lo, hi) for c, (lo, hi) in zip(concurrency, ci or [])
              if c is not None and c > 0 and finite([lo, hi]) == [lo, hi]]
     measured = finite([t for _, t in pts]) + [v for _, lo, hi in spans for v in (lo, hi)]
-    ideal = [(c, c * ideal_base) for c in sorted(set(levels))] if ideal_base and levels else []
-    top = max(measured) if measured else max((v for _, v in ideal), default=1.0)
+    usable = bool(ideal_base and finite([ideal_base]) and ideal_base > 0)
+    ideal = [(c, c * ideal_base) for c in sorted(set(levels))] if usable and levels else []
+    top = max(measured) if measured else max(finite(v for _, v in ideal), default=1.0)
     keys = []
     if finite([t for _, t in pts]):
         keys.append(Key("measured", _color(0), marker=True))

@@ -32,9 +32,12 @@ def esc(text: object) -> str:
     return html.escape(_CONTROL.sub("", str(text)), quote=True)
 
 
+_HUGE = 1e300   # past this, axis arithmetic (padding, rounding out) overflows
+
+
 def finite(values: Iterable[float | None]) -> list[float]:
-    """The values that can be drawn: no None, NaN or infinity."""
-    return [float(v) for v in values if v is not None and math.isfinite(v)]
+    """The values that can be drawn: no None, NaN, infinity, nor magnitudes past 1e300."""
+    return [float(v) for v in values if v is not None and math.isfinite(v) and abs(v) <= _HUGE]
 
 
 def _num(v: float) -> str:
@@ -59,11 +62,20 @@ def nice_step(span: float, target: int) -> float:
 
 
 def tick_labels(ticks: Sequence[float]) -> list[str]:
-    """The same number of decimals on every tick, as few as tell them apart exactly."""
-    for decimals in range(0, 12):
-        if all(abs(round(t, decimals) - t) <= 1e-9 * max(1.0, abs(t)) for t in ticks):
-            break
-    return [f"{t + 0.0:,.{decimals}f}" for t in ticks]     # + 0.0: no "-0"
+    """The same number of decimals on every tick, as few as tell them apart exactly ("0.25",
+    "1,000"); significant digits with an exponent for very small or very large ticks ("2e-09")."""
+    step = min((b - a for a, b in zip(ticks, ticks[1:])), default=abs(ticks[0]) if ticks else 1.0) or 1.0
+    biggest = max((abs(t) for t in ticks), default=0.0)
+    if 1e-4 <= step and biggest < 1e9:
+        for decimals in range(0, 8):
+            if all(abs(round(t, decimals) - t) <= step * 1e-6 for t in ticks):
+                break
+        return [f"{t + 0.0:,.{decimals}f}" for t in ticks]     # + 0.0: no "-0"
+    for digits in range(1, 16):
+        labels = [f"{t + 0.0:.{digits}g}" for t in ticks]
+        if len(set(labels)) == len(labels):
+            return labels
+    return labels
 
 
 @dataclass(frozen=True)
@@ -133,10 +145,10 @@ class Chart:
     ylabel: str
     x: Axis
     y: Axis
-    width: int = 520
+    width: int = 510
     height: int = 300
     legend: Sequence[Key] = ()
-    _ops: list[Callable[[], str]] = field(default_factory=list)
+    _ops: list[Callable[[], str]] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._base_height = self.height

@@ -16,8 +16,9 @@ import openai
 from batchrun.endpoint import client
 
 # matplotlib is no longer a dependency at all (plots are SVG from report/svg.py); it stays on the
-# list so that nobody brings it back onto the run path unnoticed. httpx/httpx2 come with openai.
-HEAVY = ("matplotlib", "openai", "httpx", "httpx2", "pandas", "pyarrow", "numpy", "jsonschema")
+# list so that nobody brings it back onto the run path unnoticed. httpx/httpx2 come with openai;
+# pydantic with openai, and with typer >= 0.28 (pyproject caps typer below it for this reason).
+HEAVY = ("matplotlib", "openai", "httpx", "httpx2", "pydantic", "pandas", "pyarrow", "numpy", "jsonschema")
 
 
 def _loaded_after(code: str, names: tuple[str, ...] = HEAVY) -> list[str]:

@@ -75,6 +75,9 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=10)
+    load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"load average at the end (1 / 5 / 15 min): {load} on {os.cpu_count()} cores; above the core count, "
+          "other work shares the CPU and the wall clock grows with it")
     print(f"median of {opts.runs} whole-process runs each:      wall clock        CPU (user+sys)")
     for name, (wall, cpu) in (("python -c pass", bare), ("python -c 'import batchrun.cli'", cli),
                               ("batchrun run (1 row, -q)", one)):

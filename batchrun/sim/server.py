@@ -11,7 +11,8 @@ from typing import Any, AsyncIterator, Callable, Coroutine
 
 from batchrun.sim.batches import BatchStore, handle_batches
 from batchrun.sim.files import FileStore, handle_files
-from batchrun.sim.chat import JSON_HEADERS, check_auth, handle_chat
+from batchrun.sim.handling import JSON_HEADERS, check_auth
+from batchrun.sim.chat import handle_chat
 from batchrun.sim.completions import handle_completions
 from batchrun.sim.embeddings import handle_embeddings
 from batchrun.sim.config import SimAddress, SimConfig

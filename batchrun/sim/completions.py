@@ -12,14 +12,8 @@ from typing import Any
 
 from batchrun.sim.delivery import StreamDelivery
 from batchrun.sim.directives import DirectiveError
-from batchrun.sim.handling import (
-    admitted,
-    answer_headers,
-    check_injected_error,
-    check_model,
-    read_body,
-    send_body,
-)
+from batchrun.sim.handling import (admitted, answer_headers, check_injected_error, check_model, read_body,
+                                   send_body)
 from batchrun.sim.host import Host
 from batchrun.sim.http import Connection, Request, response_head
 from batchrun.sim.model import CHARS_PER_TOKEN

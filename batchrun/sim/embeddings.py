@@ -19,14 +19,8 @@ if TYPE_CHECKING:  # numpy loads on the first embeddings request, not with every
 from batchrun.sim import model
 from batchrun.sim.directives import DirectiveError, parse_directives
 from batchrun.sim.faults import any_fault_rate, choose_faults
-from batchrun.sim.handling import (
-    admitted,
-    answer_headers,
-    check_injected_error,
-    check_model,
-    read_body,
-    send_body,
-)
+from batchrun.sim.handling import (admitted, answer_headers, check_injected_error, check_model, read_body,
+                                   send_body)
 from batchrun.sim.host import Host
 from batchrun.sim.http import Connection, Request
 from batchrun.sim.planner import Plan

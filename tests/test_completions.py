@@ -8,9 +8,15 @@ from typing import Any
 
 import pytest
 
-from batchrun.endpoint.client import MALFORMED_CHUNK, STREAM_ERROR, AttemptResult, SSEStream
+from batchrun.endpoint.client import MALFORMED_CHUNK, STREAM_ERROR, AttemptResult
 from batchrun.endpoint.completions import TextSSEStream
 from rawserver import DONE, chunk, usage_chunk
+from test_client import feed as feed_stream
+
+
+def feed(pieces: list[tuple[float, bytes]], end: float, sent: float = 0.0) -> AttemptResult:
+    """TextSSEStream on network reads that arrived at exact instants."""
+    return feed_stream(pieces, end, sent, TextSSEStream)
 
 
 def text_chunk(text: str | None = "", finish: str | None = None, *, choices: list[dict[str, Any]] | None = None,
@@ -21,17 +27,6 @@ def text_chunk(text: str | None = "", finish: str | None = None, *, choices: lis
     body = {"id": "cmpl-raw", "object": "text_completion", "created": 0, "model": "text-model",
             "choices": choices, **extra}
     return b"data: " + json.dumps(body).encode() + b"\n\n"
-
-
-def feed(pieces: list[tuple[float, bytes]], end: float, sent: float = 0.0,
-         stream_class: type[SSEStream] = TextSSEStream) -> AttemptResult:
-    result = AttemptResult(sent=sent)
-    stream = stream_class(result)
-    for now, piece in pieces:
-        if stream.feed(piece, now):
-            break
-    stream.finish(end)
-    return result
 
 
 def test_text_chunks_timed_on_exact_instants() -> None:
@@ -72,7 +67,7 @@ def test_a_garbled_text_stream_is_a_malformed_chunk(bad: bytes) -> None:
 
 
 def test_a_chat_stream_names_its_own_kind_when_garbled() -> None:
-    r = feed([(0.1, chunk("a")), (0.2, b"data: {not json\n\n")], end=0.3, stream_class=SSEStream)
+    r = feed_stream([(0.1, chunk("a")), (0.2, b"data: {not json\n\n")], end=0.3)
     assert r.error_type == MALFORMED_CHUNK and "a stream line is not a chat completion chunk" in r.error
 
 

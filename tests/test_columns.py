@@ -185,13 +185,3 @@ def test_report_rebuilds_the_summary_a_run_wrote_from_its_columns(fast_sim, tmp_
     md = (tmp_path / "o" / "report.md").read_text()
     assert "| q0 | 0 | ok |" in md and "| q19 | 19 | ok |" in md and "| q20 |" not in md
 
-
-def test_a_huge_histogram_is_drawn_from_every_kth_value_and_says_so() -> None:
-    from batchrun.report.summary import _every_kth
-
-    values = [float(i) for i in range(10)]
-    assert _every_kth(values, 20) == (values, 1)
-    # k = ceil(10 / 4) = 3: values 0, 3, 6, 9 (the largest is one of them)
-    assert _every_kth(values, 4) == ([0.0, 3.0, 6.0, 9.0], 3)
-    # k = ceil(10 / 3) = 4: 0, 4, 8, and the largest, 9, added
-    assert _every_kth(values, 3) == ([0.0, 4.0, 8.0, 9.0], 4)

@@ -176,32 +176,13 @@ def _run_plots(cols: Columns) -> list[Image]:
     images, curves = [], {}
     for title, alt, key, column in (("TTFT", "TTFT histogram", "TTFT", ttft),
                                     ("Latency", "latency histogram", "latency", latency)):
-        values = sorted(present(column, ok))     # one run-sized list at a time
-        shown, every = _every_kth(values, HISTOGRAM_POINTS)
-        if every > 1:                            # say so: the bars count 1 in `every` requests
-            title = f"{title} (1 in {every} of {len(values):,} requests, by rank)"
-        images.append(Image(plots.histogram(shown, title=title, xlabel="seconds"), alt))
+        values = present(column, ok)             # one run-sized list at a time
+        images.append(Image(plots.histogram(values, title=title, xlabel="seconds"), alt))
         curves[key] = _thin_sorted(values)
     return [*images,
             Image(plots.cdf(curves, title="CDF", xlabel="seconds"), "TTFT and latency CDF"),
             Image(plots.timeline(_session_timelines(cols), title="Requests in flight"),
                   "in-flight timeline")]
-
-
-# Above this many values a histogram is drawn from every k-th value by rank (its shape and range
-# kept, its bars 1/k as tall, and its title says so): drawing a million values costs ~230 MB.
-HISTOGRAM_POINTS = 100_000
-
-
-def _every_kth(sorted_values: list[float], most: int) -> tuple[list[float], int]:
-    """(every k-th of the sorted values, the largest kept too; k), k the smallest giving <= most."""
-    if len(sorted_values) <= most:
-        return sorted_values, 1
-    k = -(-len(sorted_values) // most)
-    shown = sorted_values[::k]
-    if (len(sorted_values) - 1) % k:
-        shown.append(sorted_values[-1])
-    return shown, k
 
 
 def _thin_sorted(values: list[float], points: int = CDF_POINTS) -> list[float]:

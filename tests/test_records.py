@@ -94,10 +94,12 @@ def test_sigkill_loses_only_the_last_window_and_resume_sends_those_rows_once(tmp
     """A kill in the middle of a 2 s flush window: the file holds only whole lines written at
     flushes; the rows that finished in the window were sent but are not on disk, so a resume
     sends each of them again, exactly once, and every row ends ok once."""
-    n = 3000
+    n = 2000
     write_prompts(tmp_path / "p.csv", n)
     records = tmp_path / "o" / "records.jsonl"
-    with SimProcess(SimConfig(fast=True)) as sim:
+    # 10 ms to the first token, 4 tokens 2 ms apart, 4 at a time: at most ~250 rows/s however fast
+    # the machine, so the 2,000 rows cannot all finish before the kill (~3 s in).
+    with SimProcess(SimConfig(fixed_ttft_s=0.01, fixed_itl_s=0.002, output_tokens=4)) as sim:
         code = ("import batchrun.store.records as r; r.FLUSH_EVERY_S = 2.0; "
                 "from batchrun.cli import main; main()")
         env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}

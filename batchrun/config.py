@@ -83,6 +83,31 @@ def parse_limit(text: str | float | None, option: str) -> tuple[float | None, bo
     return value, False
 
 
+def parse_workers(text: str | int) -> tuple[int, bool]:
+    """--workers: a number of processes, or `auto` -> (value, auto)."""
+    word = str(text).strip().lower()
+    if word == "auto":
+        return 1, True
+    try:
+        return int(word), False
+    except ValueError:
+        raise ConfigError(f"--workers takes a whole number or 'auto', got {text!r}") from None
+
+
+def _validate_workers(config: "RunConfig") -> None:
+    if config.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {config.workers}")
+    if config.workers == 1:
+        return
+    clash = ("--concurrency auto" if config.concurrency_auto else
+             "a second --base-url" if config.extra_base_urls else
+             "--endpoint embeddings" if config.endpoint == "embeddings" else
+             "--mode batch" if config.mode == "batch" else None)
+    if clash:
+        raise ConfigError(f"--workers {config.workers} cannot be combined with {clash} yet: "
+                          "those run in one process (use --workers 1)")
+
+
 def parse_concurrency(text: str | int) -> tuple[int, bool]:
     """--concurrency: a number, or `auto` (found at run time, up to AUTO_CEILING) -> (value, auto)."""
     word = str(text).strip().lower()
@@ -138,6 +163,8 @@ class RunConfig:
     # pool
     concurrency: int = 16                # with concurrency_auto: the most it may grow to
     concurrency_auto: bool = False       # --concurrency auto: found at run time (engine/adaptive.py)
+    workers: int = 1                     # --workers: sending processes (1: the run's own process)
+    workers_auto: bool = False           # --workers auto: cores - 1 at high concurrency (engine/workers_plan.py)
     rpm: float | None = None
     tpm: float | None = None
     learn_rpm: bool = True               # --rpm auto (the default): pace by the provider's headers
@@ -211,6 +238,7 @@ class RunConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
+        _validate_workers(self)
         if self.retries < 0:
             raise ConfigError(f"--retries must be 0 or more, got {self.retries}")
         if self.max_error_rate is not None and not 0 <= self.max_error_rate <= 1:

@@ -146,9 +146,7 @@ class Pool:
         `schedule` (open-loop load) gives each request's planned send time as an offset from
         `t0`; `send_for_s` stops taking new items that long after `t0` (in-flight ones finish).
         """
-        cfg = self.config
-        limits = self.limits = RateLimits(cfg.rpm, cfg.tpm, learn_rpm=cfg.learn_rpm, learn_tpm=cfg.learn_tpm,
-                                          warn=self._warning)
+        limits = self.limits = self._new_limits()
         self._start_adaptive()
         hook, self.client.on_headers = self.client.on_headers, self._on_headers
         self._send_until = None if send_for_s is None else self.t0 + send_for_s
@@ -167,6 +165,11 @@ class Pool:
             self.client.on_headers = hook
             await self._cancel_all()
             await limits.aclose()
+
+    def _new_limits(self) -> RateLimits:
+        """The run's pacing (a worker process paces by the coordinator's credits instead)."""
+        cfg = self.config
+        return RateLimits(cfg.rpm, cfg.tpm, learn_rpm=cfg.learn_rpm, learn_tpm=cfg.learn_tpm, warn=self._warning)
 
     def stop(self) -> None:
         """Stop sending now: in-flight requests are cancelled and recorded as `cancelled`."""
@@ -208,9 +211,7 @@ class Pool:
             if self._send_until is not None and self.clock() >= self._send_until:
                 continue        # the run's sending time is over: queued items are not sent
             if isinstance(item, BadRow):
-                self._finish(Record(id=item.id, row=item.row, status=SKIPPED, error_type="BadRow",
-                                    error=item.reason, queued_at=queued_at, input=item.data,
-                                    synthetic_id=item.synthetic_id))
+                self._finish(bad_row_record(item, queued_at))
                 continue
             async with self._gate or _NO_GATE:
                 record = await self._process(item, limits, queued_at, queued_clock)
@@ -465,6 +466,12 @@ class _RowState:
     log: list[Attempt] = field(default_factory=list)
     rounds: list[dict[str, Any]] = field(default_factory=list)
     parsed: dict[str, Any] | None = None     # --json / --json-schema: the last attempt's parsed answer
+
+
+def bad_row_record(item: BadRow, queued_at: float) -> Record:
+    """The record of a row that could not be sent (--on-bad-row skip)."""
+    return Record(id=item.id, row=item.row, status=SKIPPED, error_type="BadRow", error=item.reason,
+                  queued_at=queued_at, input=item.data, synthetic_id=item.synthetic_id)
 
 
 def _used_tokens(result: AttemptResult, job: Job, charged: int) -> int:

@@ -137,6 +137,7 @@ class Coordinator:
         self.links = [Link(handle=None, share=s) for s in shares(pool_config.concurrency, workers)]  # type: ignore[arg-type]
         self.stopping = False
         self.resent = 0                          # jobs sent again after their worker died
+        self.loop_lag: list[float] = []          # the workers' event-loop lag samples, seconds
         self._again: deque[Job] = deque()
         self._changed = asyncio.Event()
         self._wants: deque[tuple[Link, int]] = deque()
@@ -254,6 +255,7 @@ class Coordinator:
             elif kind == DONE:
                 link.done = True
                 self.tally.internal_errors.extend(payload.get("internal_errors") or [])
+                self.loop_lag.extend(payload.get("loop_lag") or [])
         self._gone(link)
 
     def _on_batch(self, link: Link, payload: dict[str, Any]) -> None:

@@ -1,9 +1,9 @@
-"""`batchrun run --workers N`: CPU per request, TTFT inflation under many slow streams, and
-exactly-once over many rows with faults and a killed worker.
+"""`batchrun run --workers N`: CPU per request, TTFT inflation under many slow streams, the
+concurrency where one process stops keeping up, and exactly-once over many rows with faults and a killed worker.
 
-    nice -n 5 python bench/bench_workers.py            # all three parts (a few minutes)
+    nice -n 5 python bench/bench_workers.py            # every part (a few minutes)
     nice -n 5 python bench/bench_workers.py --quick    # smaller counts
-    python bench/bench_workers.py --only cpu|ttft|exact
+    python bench/bench_workers.py --only cpu|ttft|knee|exact
 
 1. CPU seconds per 1,000 requests vs N. The built-in endpoint (`--fast`, 64 tokens) runs in its
    own process pinned to the last core (`taskset` / sched_setaffinity); the whole batchrun process
@@ -15,7 +15,9 @@ exactly-once over many rows with faults and a killed worker.
    measured TTFT - 50 ms, p50 / p99, with 1 and 2 workers, the endpoint pinned to its own core.
    On a 2-core machine the client then has one core whatever N is, so this shows the cost of
    the coordinator's hop, not the gain of a second core: said in the output.
-3. Exactness: `rows` rows (20,000 by default) against an endpoint with 8% injected faults
+3. The knee (`--only knee`): one process's TTFT inflation and loop lag by concurrency, with the
+   same slow streams: where `--workers auto` starts to use more processes.
+4. Exactness: `rows` rows (20,000 by default) against an endpoint with 8% injected faults
    (500, 502, cut streams, malformed chunks; retried), 2 workers, one SIGKILLed a third of the
    way: every row must end ok exactly once.
 Everything runs on 127.0.0.1 and stops by itself.
@@ -100,21 +102,44 @@ def cpu_per_1k(workers: list[int], small: int, big: int, concurrency: int) -> No
 def ttft_inflation(workers: list[int], n: int, streams: int) -> None:
     print(f"== TTFT inflation: {streams} streams, {n} requests; endpoint fixed TTFT 50 ms, 5 ms gaps, 32 chunks")
     config = SimConfig(fixed_ttft_s=0.05, fixed_itl_s=0.005, output_tokens=32)
+    for pinned in (True, False):
+        with SimProcess(config) as sim, tempfile.TemporaryDirectory() as tmp:
+            client, endpoint = pin_endpoint(sim) if pinned else (cores(), cores())
+            note = ("  (one core for the client whatever N is: this machine cannot show a second core's gain)"
+                    if pinned and len(client) < 2 else "")
+            print(f"   endpoint on cores {endpoint}, batchrun on cores {client}{note}")
+            write_prompts(Path(tmp) / "p.csv", n)
+            for n_workers in workers:
+                _one_ttft_run(sim, client, Path(tmp), n_workers, streams)
+
+
+def _one_ttft_run(sim: SimProcess, client: list[int], tmp: Path, n_workers: int, streams: int) -> None:
+    out = tmp / f"o{n_workers}"
+    cpu = run_batchrun(["p.csv", "--base-url", sim.base_url, "-q", "-c", str(streams), "--workers", str(n_workers),
+                        "--max-tokens", "32", "--out", out.name, "--retries", "0"], client, tmp)
+    over = sorted(r["ttft_s"] - 0.05 for r in _records(out) if r["status"] == "ok")
+    summary = json.loads((out / "summary.json").read_text())["summary"]
+    print(f"     --workers {n_workers}: TTFT - 50 ms p50 {_pct(over, .5) * 1e3:+7.1f} ms  "
+          f"p99 {_pct(over, .99) * 1e3:+7.1f} ms  (n={len(over)}; {summary['throughput']['requests_per_s']:.0f} "
+          f"req/s; client CPU {cpu:.1f} s)")
+
+
+def knee(levels: list[int], waves: int) -> None:
+    """Where one process stops keeping up: TTFT inflation p99 by concurrency, one worker (the
+    measurement behind workers_plan.AUTO_MIN_CONCURRENCY)."""
+    print(f"== one process by concurrency ({waves} waves each); endpoint fixed TTFT 50 ms, 5 ms gaps, 32 chunks")
+    config = SimConfig(fixed_ttft_s=0.05, fixed_itl_s=0.005, output_tokens=32)
     with SimProcess(config) as sim, tempfile.TemporaryDirectory() as tmp:
         client, endpoint = pin_endpoint(sim)
-        print(f"   endpoint on core {endpoint}, batchrun on cores {client}"
-              + ("  (one core for the client whatever N is: this machine cannot show a second core's gain)"
-                 if len(client) < 2 else ""))
-        write_prompts(Path(tmp) / "p.csv", n)
-        for n_workers in workers:
-            out = Path(tmp) / f"o{n_workers}"
-            run_batchrun(["p.csv", "--base-url", sim.base_url, "-q", "-c", str(streams), "--workers", str(n_workers),
-                          "--max-tokens", "32", "--out", out.name, "--retries", "0"], client, Path(tmp))
+        for level in levels:
+            write_prompts(Path(tmp) / f"p{level}.csv", waves * level)
+            out = Path(tmp) / f"k{level}"
+            run_batchrun([f"p{level}.csv", "--base-url", sim.base_url, "-q", "-c", str(level), "--max-tokens", "32",
+                          "--out", out.name, "--retries", "0"], client, Path(tmp))
             over = sorted(r["ttft_s"] - 0.05 for r in _records(out) if r["status"] == "ok")
-            summary = json.loads((out / "summary.json").read_text())["summary"]
-            print(f"   --workers {n_workers}: TTFT - 50 ms p50 {_pct(over, .5) * 1e3:+7.1f} ms  "
-                  f"p99 {_pct(over, .99) * 1e3:+7.1f} ms  (n={len(over)}; "
-                  f"{summary['throughput']['requests_per_s']:.0f} req/s)")
+            lag = json.loads((out / "summary.json").read_text())["summary"]["loop_lag"]
+            print(f"   -c {level:5d}: TTFT - 50 ms p50 {_pct(over, .5) * 1e3:+7.1f} ms  p99 {_pct(over, .99) * 1e3:+7.1f} ms"
+                  f"  loop lag p99 {lag['p99_s'] * 1e3:6.1f} ms  (n={len(over)})")
 
 
 def exactness(rows: int) -> None:
@@ -170,7 +195,7 @@ def _pct(values: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller request counts")
-    parser.add_argument("--only", choices=("cpu", "ttft", "exact"))
+    parser.add_argument("--only", choices=("cpu", "ttft", "knee", "exact"))
     parser.add_argument("--rows", type=int, default=20_000, help="rows of the exactness part")
     parser.add_argument("--streams", type=int, default=1024)
     args = parser.parse_args()
@@ -179,6 +204,8 @@ def main() -> None:
         cpu_per_1k([1, 2, 3], 2_000, 4_000 if args.quick else 10_000, 128)
     if args.only in (None, "ttft"):
         ttft_inflation([1, 2], 2 * args.streams if args.quick else 4 * args.streams, args.streams)
+    if args.only in (None, "knee"):
+        knee([64, 128, 256, 512, 1024], 3)
     if args.only in (None, "exact"):
         exactness(5_000 if args.quick else args.rows)
 

@@ -144,6 +144,7 @@ class Coordinator:
         self._wanted = asyncio.Event()
         self._metered = spec.metered
         self._posting = False
+        self._failure: Exception | None = None    # what broke a listener (raised by run)
 
     @property
     def stats(self) -> Any:
@@ -173,6 +174,8 @@ class Coordinator:
             for link in self._alive():
                 link.handle.channel.post(END)
             await asyncio.gather(*listeners)
+            if self._failure is not None:
+                raise self._failure
         finally:
             for task in (*listeners, granter):
                 task.cancel()
@@ -248,15 +251,22 @@ class Coordinator:
     # --- records and requests in ---
     async def _listen(self, link: Link) -> None:
         channel = link.handle.channel
-        while (message := await channel.recv()) is not None:
-            kind, payload = message
-            if kind == BATCH:
-                self._on_batch(link, payload)
-            elif kind == DONE:
-                link.done = True
-                self.tally.internal_errors.extend(payload.get("internal_errors") or [])
-                self.loop_lag.extend(payload.get("loop_lag") or [])
+        try:
+            while (message := await channel.recv()) is not None:
+                self._on_message(link, *message)
+        except Exception as exc:      # e.g. the disk filled up: stop everything, then raise it (run)
+            self._failure = exc
+            self.stop()
+            raise
         self._gone(link)
+
+    def _on_message(self, link: Link, kind: str, payload: Any) -> None:
+        if kind == BATCH:
+            self._on_batch(link, payload)
+        elif kind == DONE:
+            link.done = True
+            self.tally.internal_errors.extend(payload.get("internal_errors") or [])
+            self.loop_lag.extend(payload.get("loop_lag") or [])
 
     def _on_batch(self, link: Link, payload: dict[str, Any]) -> None:
         records = []

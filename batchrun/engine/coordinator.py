@@ -195,15 +195,22 @@ class Coordinator:
 
     # --- start ---
     async def _start(self) -> None:
-        handles = await asyncio.gather(*(self.launch(i) for i in range(len(self.links))))
+        try:
+            handles = await asyncio.gather(*(self.launch(i) for i in range(len(self.links))))
+        except OSError as exc:
+            raise BatchrunError(f"cannot start a worker process: {exc} (try --workers 1)") from exc
         for link, handle in zip(self.links, handles):
             link.handle = handle
             spec = {**self.spec.to_dict(), "pool": {**self.spec.pool, "concurrency": link.share}}
             await handle.channel.send(START, spec)
         for link in self.links:
-            reply = await asyncio.wait_for(link.handle.channel.recv(), START_TIMEOUT_S)
+            try:
+                reply = await asyncio.wait_for(link.handle.channel.recv(), START_TIMEOUT_S)
+            except TimeoutError:
+                reply = None
             if reply is None or reply[0] != READY:
-                raise BatchrunError(f"worker {link.handle.name} did not start (see the messages above)")
+                raise BatchrunError(f"worker {link.handle.name} did not start within {START_TIMEOUT_S:g} s "
+                                    "(see the messages above; --workers 1 sends from this process)")
 
     # --- jobs out ---
     async def _dispatch(self, source: Iterator[Job | BadRow]) -> None:

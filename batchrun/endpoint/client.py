@@ -3,8 +3,8 @@
 The hot path is deliberately lean: aiohttp, SSE lines split by hand, one
 `orjson.loads` per chunk and a clock read per network read. Building an SDK object per
 chunk costs ~100 us and caps a core at ~100 streamed requests/s (see
-shared/PERF-FACTS.md); the openai package gives us configuration, auth headers
-and the names of its error types instead.
+shared/PERF-FACTS.md); we send the openai SDK's default headers and use the names of its
+error types instead, both spelled out here so a run never imports the SDK.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import orjson
 from batchrun.store.records import CANCELLED, ERROR, OK, TIMEOUT
 from batchrun.redact import redact
 from batchrun.endpoint.hints import retry_wait_s
+from batchrun.endpoint.sdk_headers import sdk_default_headers
 from batchrun.engine.tools import ToolCallAssembler
 
 Clock = Callable[[], float]
@@ -125,16 +126,9 @@ class Endpoint:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
     def headers(self) -> dict[str, str]:
-        """The SDK's own default headers plus auth, without building a client per request."""
-        import openai  # the SDK is heavy: only where its default headers are wanted
-
-        sdk = openai.OpenAI(api_key=self.api_key or "not-needed", base_url=self.base_url)
-        try:
-            headers = {k: v for k, v in sdk.default_headers.items() if isinstance(v, str)}
-        finally:
-            sdk.close()
+        """The openai SDK's default headers plus auth (streaming: Accept text/event-stream)."""
+        headers = sdk_default_headers()
         headers["Accept"] = "text/event-stream"
-        headers.pop("Authorization", None)
         headers.update(self.auth_headers())
         return headers
 
@@ -350,6 +344,7 @@ class SSEStream:
 
     __slots__ = ("result", "first_output", "done", "_pending", "_parts", "_tools",
                  "_last", "_size", "_max_bytes", "_others", "_reasoning")
+    kind: ClassVar[str] = "chat completion"     # what a garbled line is not, in its error message
 
     def __init__(self, result: AttemptResult, max_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> None:
         self.result = result
@@ -416,6 +411,8 @@ class SSEStream:
                                 self._output(chunk, content, None, now)
                             else:
                                 self._delta(chunk, delta, now)
+                        else:                               # chat's finish chunk; every text chunk
+                            self._no_delta(chunk, choice, now)
                         if choice.get("finish_reason"):
                             result.finish_reason = choice["finish_reason"]
                 elif chunk.get("error"):
@@ -426,7 +423,7 @@ class SSEStream:
                 elif result.model is None and not choices:
                     result.model = chunk.get("model") or None
             except (ValueError, AttributeError, TypeError, KeyError, IndexError):
-                result.fail(ERROR, MALFORMED_CHUNK, f"a stream line is not a chat completion chunk: {data[:80]!r}")
+                result.fail(ERROR, MALFORMED_CHUNK, f"a stream line is not a {self.kind} chunk: {data[:80]!r}")
                 return True
         return False
 
@@ -441,8 +438,13 @@ class SSEStream:
         delta = choice.get("delta")
         if delta:
             self._delta(chunk, delta, now)
+        else:
+            self._no_delta(chunk, choice, now)
         if choice.get("finish_reason"):
             self.result.finish_reason = choice["finish_reason"]
+
+    def _no_delta(self, chunk: dict[str, Any], choice: dict[str, Any], now: float) -> None:
+        """Choice 0 with no (or an empty) delta: nothing to read in chat; TextSSEStream reads `text`."""
 
     def _delta(self, chunk: dict[str, Any], delta: dict[str, Any], now: float) -> None:
         """Choice 0's delta: content and tool calls are the answer, reasoning is kept apart."""

@@ -329,6 +329,8 @@ async def _send_by_workers(config: RunConfig, endpoint: Endpoint, out: Path, wor
     async with _signals(coordinator, run.sink) as interrupted, _background(coordinator, config, run.lag, run.clock):
         await coordinator.run(workload.items, started=lambda names: say(
             f"{len(names)} worker processes ({', '.join(names)}); this process reads, writes and paces"))
+    # The loops that timed the requests are the workers': their lag is what the summary judges.
+    run.lag[:] = coordinator.loop_lag or run.lag
     if coordinator.resent:
         say(f"{coordinator.resent} rows held by a worker that ended were sent again; each is recorded once")
     return coordinator.tally, interrupted

@@ -4,7 +4,9 @@ the whole run, or Ctrl-C (then --resume)."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import dataclasses
 import json
 import os
 import re
@@ -23,7 +25,10 @@ from typer.testing import CliRunner
 
 from batchrun.cli import app
 from batchrun.config import RunConfig
-from batchrun.engine.channel import StreamChannel, encode
+from batchrun.engine.channel import CREDIT, DONE, END, JOBS, READY, START, StreamChannel, encode
+from batchrun.engine.pool import PoolConfig
+from batchrun.engine.workers import WorkerSpec, job_wire, serve
+from batchrun.inputs.prompt import Prompt
 from batchrun.engine.coordinator import shares
 from batchrun.engine.workers_plan import AUTO_MIN_CONCURRENCY, worker_count
 from batchrun.errors import ConfigError
@@ -152,6 +157,40 @@ async def test_a_frame_cut_short_is_never_delivered() -> None:
     assert await channel.recv() == ("batch", {"records": [1, 2]})
     assert await channel.recv() is None
     await channel.close()
+
+
+async def test_the_worker_loop_over_a_channel_paced_by_credits(sim: Any, tmp_path: Path) -> None:
+    """The worker as the coordinator (or a Ray driver) sees it: START, JOBS, END in; READY, BATCHes
+    asking one credit per request (metered) and carrying the records, DONE out."""
+    from batchrun.runner import jobs
+
+    ours, theirs = socket.socketpair()
+    coordinator, worker_side = await StreamChannel.over(ours), await StreamChannel.over(theirs)
+    worker = asyncio.create_task(serve(worker_side))
+    pool = {k: v for k, v in dataclasses.asdict(PoolConfig(concurrency=3)).items() if k != "adaptive"}
+    spec = WorkerSpec(base_url=sim.base_url, api_key=None, basic_auth=None, embedded=True, endpoint_kind="chat",
+                      timeout=30.0, ttft_timeout=None, max_response_bytes=1 << 20, pool=pool,
+                      t0=time.perf_counter(), metered=True)
+    await coordinator.send(START, spec.to_dict())
+    assert (await coordinator.recv())[0] == READY
+    config = RunConfig(input=write_prompts(tmp_path / "p.csv", 1), model="batchrun-sim")
+    todo = list(jobs(config, iter(Prompt(id=f"r{i}", row=i, line=i + 2, messages=[{"role": "user", "content": "hi"}])
+                                  for i in range(10)), set()))
+    await coordinator.send(JOBS, [job_wire(job) for job in todo])
+    await coordinator.send(END)
+    got, credits = [], 0
+    while (message := await coordinator.recv())[0] != DONE:
+        batch = message[1]
+        got += batch["records"]
+        if batch["want"]:
+            credits += len(batch["want"])
+            await coordinator.send(CREDIT, len(batch["want"]))
+    await worker
+    await coordinator.close()
+    await worker_side.close()
+    assert sorted(r["id"] for r in got) == sorted(f"r{i}" for i in range(10)), (credits, [(r["id"], r["status"]) for r in got])
+    assert {r["status"] for r in got} == {"ok"} and credits == 10
+    assert all(r["input"] is None and r["request"] is None for r in got)   # they stay with the coordinator
 
 
 # --- runs ---

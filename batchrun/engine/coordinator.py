@@ -137,12 +137,14 @@ class Coordinator:
         self.links = [Link(handle=None, share=s) for s in shares(pool_config.concurrency, workers)]  # type: ignore[arg-type]
         self.stopping = False
         self.resent = 0                          # jobs sent again after their worker died
+        self.loop_lag: list[float] = []          # the workers' event-loop lag samples, seconds
         self._again: deque[Job] = deque()
         self._changed = asyncio.Event()
         self._wants: deque[tuple[Link, int]] = deque()
         self._wanted = asyncio.Event()
         self._metered = spec.metered
         self._posting = False
+        self._failure: Exception | None = None    # what broke a listener (raised by run)
 
     @property
     def stats(self) -> Any:
@@ -172,6 +174,8 @@ class Coordinator:
             for link in self._alive():
                 link.handle.channel.post(END)
             await asyncio.gather(*listeners)
+            if self._failure is not None:
+                raise self._failure
         finally:
             for task in (*listeners, granter):
                 task.cancel()
@@ -191,15 +195,22 @@ class Coordinator:
 
     # --- start ---
     async def _start(self) -> None:
-        handles = await asyncio.gather(*(self.launch(i) for i in range(len(self.links))))
+        try:
+            handles = await asyncio.gather(*(self.launch(i) for i in range(len(self.links))))
+        except OSError as exc:
+            raise BatchrunError(f"cannot start a worker process: {exc} (try --workers 1)") from exc
         for link, handle in zip(self.links, handles):
             link.handle = handle
             spec = {**self.spec.to_dict(), "pool": {**self.spec.pool, "concurrency": link.share}}
             await handle.channel.send(START, spec)
         for link in self.links:
-            reply = await asyncio.wait_for(link.handle.channel.recv(), START_TIMEOUT_S)
+            try:
+                reply = await asyncio.wait_for(link.handle.channel.recv(), START_TIMEOUT_S)
+            except TimeoutError:
+                reply = None
             if reply is None or reply[0] != READY:
-                raise BatchrunError(f"worker {link.handle.name} did not start (see the messages above)")
+                raise BatchrunError(f"worker {link.handle.name} did not start within {START_TIMEOUT_S:g} s "
+                                    "(see the messages above; --workers 1 sends from this process)")
 
     # --- jobs out ---
     async def _dispatch(self, source: Iterator[Job | BadRow]) -> None:
@@ -247,14 +258,22 @@ class Coordinator:
     # --- records and requests in ---
     async def _listen(self, link: Link) -> None:
         channel = link.handle.channel
-        while (message := await channel.recv()) is not None:
-            kind, payload = message
-            if kind == BATCH:
-                self._on_batch(link, payload)
-            elif kind == DONE:
-                link.done = True
-                self.tally.internal_errors.extend(payload.get("internal_errors") or [])
+        try:
+            while (message := await channel.recv()) is not None:
+                self._on_message(link, *message)
+        except Exception as exc:      # e.g. the disk filled up: stop everything, then raise it (run)
+            self._failure = exc
+            self.stop()
+            raise
         self._gone(link)
+
+    def _on_message(self, link: Link, kind: str, payload: Any) -> None:
+        if kind == BATCH:
+            self._on_batch(link, payload)
+        elif kind == DONE:
+            link.done = True
+            self.tally.internal_errors.extend(payload.get("internal_errors") or [])
+            self.loop_lag.extend(payload.get("loop_lag") or [])
 
     def _on_batch(self, link: Link, payload: dict[str, Any]) -> None:
         records = []

@@ -224,6 +224,14 @@ class WorkerPool(Pool):
     def _new_limits(self) -> Any:
         return self.credits
 
+    # The run's fate (--max-errors, --max-error-rate, an endpoint refusing the run) is decided
+    # over all workers' records by the coordinator's Tally, which then sends STOP.
+    def _check_refused(self, record: Record) -> None:
+        pass
+
+    def _check_error_budget(self) -> None:
+        pass
+
     async def _read(self, items: Iterable[Job | BadRow], schedule: Iterator[float] | None,
                     send_for_s: float | None) -> None:
         while (batch := await self.inbox.get()) is not None:
@@ -241,17 +249,21 @@ async def serve(channel: Channel) -> None:
     spec = WorkerSpec.from_dict(first[1])
     from batchrun.endpoint.client import make_session
 
+    from batchrun.progress import sample_loop_lag
+
+    lag: list[float] = []                # this loop's lag: it is the one that times the requests
     async with make_session(spec.pool["concurrency"]) as session:
         pool, outbox = _build(spec, session, channel)
         await channel.send(READY, os.getpid())
-        listener = asyncio.create_task(_listen(channel, pool))
+        tasks = [asyncio.create_task(_listen(channel, pool)), asyncio.create_task(sample_loop_lag(lag))]
         try:
             await pool.run(())
             await outbox.flush()
-            await channel.send(DONE, {"internal_errors": pool.internal_errors})
+            await channel.send(DONE, {"internal_errors": pool.internal_errors, "loop_lag": lag})
         finally:
-            listener.cancel()
-            await asyncio.gather(listener, return_exceptions=True)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _build(spec: WorkerSpec, session: Any, channel: Channel) -> tuple[WorkerPool, Outbox]:

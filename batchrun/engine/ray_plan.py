@@ -197,7 +197,9 @@ def _connect(ray: Any, address: str) -> None:
         ray.init(**kwargs)
     except Exception as exc:             # ConnectionError, ValueError, RuntimeError, ...: all mean "not connected"
         where = "a local Ray cluster" if address == LOCAL else f"the Ray cluster at {address}"
-        raise ConfigError(f"--ray: could not connect to {where}: {_first_line(exc)}") from None
+        hint = (f' (a ray:// address needs Ray Client: {INSTALL} installs it)'
+                if isinstance(exc, ImportError) and address.startswith("ray://") else "")
+        raise ConfigError(f"--ray: could not connect to {where}: {_first_line(exc)}{hint}") from None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -7,14 +7,13 @@ are tested without a cluster; `RayCluster` does the connecting and starting.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import os
 import uuid
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable
 from urllib.parse import urlsplit
-
-import contextlib
 
 from batchrun.errors import BatchrunError, ConfigError
 

@@ -232,6 +232,19 @@ def test_rpm_holds_across_two_workers(headers_sim: SimProcess, tmp_path: Path) -
     assert sent[-1] - sent[0] >= (n - per_s) / per_s * 0.95
 
 
+def test_max_errors_counts_over_all_workers_and_stops_them_all(headers_sim: SimProcess, tmp_path: Path) -> None:
+    """The run's fate is the coordinator's: 10 failures in total (not per worker) stop both workers."""
+    n = 400
+    write_prompts(tmp_path / "p.csv", [f"q {i} [[sim:error=500]]" for i in range(n)])
+    result = invoke(["run", "p.csv", "--base-url", headers_sim.base_url, "-q", "-c", "8", "--workers", "2",
+                     "--retries", "0", "--max-errors", "10", "--out", "o"])
+    assert result.exit_code == 1, result.output
+    assert "--max-errors 10" in result.output
+    statuses = Counter(r["status"] for r in records(tmp_path / "o"))
+    assert statuses["error"] >= 10 and set(statuses) <= {"error", "cancelled"}
+    assert sum(statuses.values()) < n / 2            # stopped early: most rows left for --resume
+
+
 def test_a_killed_worker_leaves_every_row_once_with_faults(slow_sim: SimProcess, tmp_path: Path) -> None:
     """2,000 rows with 8% injected faults (retried); one worker SIGKILLed mid-run: the coordinator
     sends its unfinished rows again, and the run ends with every row recorded ok exactly once.

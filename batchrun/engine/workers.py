@@ -23,7 +23,7 @@ import sys
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any, AsyncIterator, Iterable, Iterator
 
 import orjson
 
@@ -232,11 +232,17 @@ class WorkerPool(Pool):
     def _check_error_budget(self) -> None:
         pass
 
-    async def _read(self, items: Iterable[Job | BadRow], schedule: Iterator[float] | None,
-                    send_for_s: float | None) -> None:
+    async def _entries(self, items: Iterable[Job | BadRow], schedule: Iterator[float] | None,
+                       send_for_s: float | None) -> AsyncIterator[tuple[Job, float, float, None]]:
+        """The jobs of every JOBS message, until END: (job, wall-clock label, queue start, no plan)."""
         while (batch := await self.inbox.get()) is not None:
             for job in batch:
-                await self._queue.put((job, time.time(), self.clock(), None))
+                yield job, time.time(), self.clock(), None
+
+    async def _read(self, items: Iterable[Job | BadRow], schedule: Iterator[float] | None,
+                    send_for_s: float | None) -> None:
+        async for entry in self._entries(items, schedule, send_for_s):
+            await self._queue.put(entry)
         for _ in range(self.config.concurrency):
             await self._queue.put(None)
 

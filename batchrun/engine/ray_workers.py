@@ -22,10 +22,12 @@ Ray is imported only here and in engine/ray_plan.py, which the runner loads only
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import socket
 import time
+import traceback
 from collections import deque
 from typing import Any
 
@@ -36,6 +38,7 @@ from batchrun.engine.channel import START
 from batchrun.engine.workers import serve
 
 _CLOSE = "__close__"      # driver -> actor: the driver closed its end (the worker takes it as STOP)
+CLOSE_TIMEOUT_S = 10.0    # for the last push to reach a live actor
 
 
 class _ActorSide:
@@ -95,8 +98,11 @@ class WorkerActor:
     async def _serve(side: _ActorSide) -> None:
         try:
             await serve(side)
+        except Exception:                # a bug of ours: in the actor's log (and the driver's stderr)
+            traceback.print_exc()
+            raise
         finally:
-            side.end()
+            side.end()                   # the driver sees the channel end: this actor's rows go to others
 
     async def push(self, data: bytes) -> None:
         assert self._side is not None
@@ -164,7 +170,8 @@ class RayChannel:
             return
         self.post(_CLOSE)
         self._closed = True
-        await self._drained.wait()
+        with contextlib.suppress(TimeoutError, asyncio.TimeoutError):   # a stuck push: finish kills the actor
+            await asyncio.wait_for(self._drained.wait(), CLOSE_TIMEOUT_S)
         self._sender.cancel()
         await asyncio.gather(self._sender, return_exceptions=True)
 

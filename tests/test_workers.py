@@ -264,7 +264,7 @@ def test_a_killed_worker_leaves_every_row_once_with_faults(slow_sim: SimProcess,
 
 def test_ctrl_c_then_sigkill_of_the_whole_run_each_leave_it_resumable_exactly_once(slow_sim: SimProcess,
                                                                                       tmp_path: Path) -> None:
-    """Ctrl-C (to the whole process group, as a terminal sends it): exit 130, summary marked
+    """Ctrl-C (to the run's process group, as a terminal sends it): exit 130, summary marked
     interrupted. A resume, SIGKILLed with its workers mid-run. A last resume: every row ok once."""
     n = 1000
     write_prompts(tmp_path / "p.csv", n)
@@ -284,7 +284,7 @@ def test_ctrl_c_then_sigkill_of_the_whole_run_each_leave_it_resumable_exactly_on
     run = Run(["run", "--resume", "o", *flags], tmp_path)
     pids = run.worker_pids()
     run.wait_for_records(out / "records.jsonl", 2 * n // 3)
-    os.killpg(run.proc.pid, signal.SIGKILL)           # coordinator and workers at once
+    os.killpg(run.proc.pid, signal.SIGKILL)           # the run's group; its workers see their socket close
     assert run.finish() == -signal.SIGKILL
     _assert_gone(pids)
     ok_second = {r["id"] for r in records(out) if r["status"] == "ok"}

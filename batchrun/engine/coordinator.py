@@ -64,9 +64,12 @@ class ProcessWorker:
         root = str(Path(__file__).resolve().parents[2])      # the child imports this very batchrun
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
         try:
+            # A process group of its own: a terminal's Ctrl-C reaches the coordinator only (a worker
+            # still importing would die of it), which then sends STOP; a worker whose coordinator is
+            # gone, even SIGKILLed with its group, sees its socket close and ends (workers.py).
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "batchrun.engine.workers", str(theirs.fileno()),
-                pass_fds=[theirs.fileno()], env=env, stdin=asyncio.subprocess.DEVNULL)
+                pass_fds=[theirs.fileno()], env=env, stdin=asyncio.subprocess.DEVNULL, start_new_session=True)
         finally:
             theirs.close()
         return cls(proc, await StreamChannel.over(ours))
@@ -187,7 +190,8 @@ class Coordinator:
             return
         self.stopping = True
         for link in self._alive():
-            link.handle.channel.post(STOP)
+            if link.handle is not None:       # not yet started: it is ended before it gets a job
+                link.handle.channel.post(STOP)
         self._changed.set()
 
     def names(self) -> list[str]:
@@ -207,10 +211,11 @@ class Coordinator:
             try:
                 reply = await asyncio.wait_for(link.handle.channel.recv(), START_TIMEOUT_S)
             except TimeoutError:
-                reply = None
-            if reply is None or reply[0] != READY:
                 raise BatchrunError(f"worker {link.handle.name} did not start within {START_TIMEOUT_S:g} s "
-                                    "(see the messages above; --workers 1 sends from this process)")
+                                    "(--workers 1 sends from this process)") from None
+            if reply is None or reply[0] != READY:
+                raise BatchrunError(f"worker {link.handle.name} ended before it started (see the messages "
+                                    "above; --workers 1 sends from this process)")
 
     # --- jobs out ---
     async def _dispatch(self, source: Iterator[Job | BadRow]) -> None:

@@ -111,9 +111,11 @@ def test_a_plain_run_never_imports_ray_and_ray_missing_is_a_clear_usage_error(fa
     assert lines["ray"].startswith("2 ") and 'pip install "batchrun[ray]"' in lines["ray"], lines["ray"]
 
 
-def test_ray_with_a_one_process_workload_is_a_usage_error(tmp_path: Path) -> None:
+def test_ray_with_a_one_process_option_or_a_bad_address_is_a_usage_error(tmp_path: Path) -> None:
     write_prompts(tmp_path / "p.csv", 3)
     result = invoke(["run", "p.csv", "--ray", "-c", "auto", "--base-url", "http://127.0.0.1:9/v1"])
+    assert result.exit_code == 2 and "--ray" in result.output
+    result = invoke(["run", "p.csv", "--ray-address", "head", "--base-url", "http://127.0.0.1:9/v1"])
     assert result.exit_code == 2 and "--ray" in result.output
 
 

@@ -353,7 +353,8 @@ async def _send_by_ray(config: RunConfig, endpoint: Endpoint, out: Path, workloa
         async with _signals(coordinator, run.sink) as interrupted, \
                 _background(coordinator, config, run.lag, run.clock):
             await coordinator.run(workload.items, started=lambda names: say(
-                f"{len(names)} Ray actors ({'; '.join(names)}); this process reads, writes and paces"))
+                f"{len(names)} Ray actor{'s' if len(names) > 1 else ''} ({'; '.join(names)}); this process reads, "
+                "writes and paces"))
     run.lag[:] = coordinator.loop_lag or run.lag      # the actors' loops timed the requests
     if coordinator.resent:
         say(f"{coordinator.resent} rows held by a Ray actor that ended were sent again; each is recorded once")

@@ -25,7 +25,8 @@ from batchrun.endpoint.client import Endpoint, make_session
 from batchrun.config import RunConfig, config_replace, env_base_url
 from batchrun.endpoint.multi import check_more, open_more
 from batchrun.endpoint.resolve import BUILTIN, choose_base_url, endpoint_info, open_endpoint, preflight
-from batchrun.engine.capacity import count_rows, ensure_open_files, pacing_warnings
+from batchrun.engine.capacity import ensure_open_files, pacing_warnings
+from batchrun.inputs.scan import count_rows
 from batchrun.errors import ConfigError, InputError, OutputError
 from batchrun.inputs.rows import read_prompts
 from batchrun.analysis.metrics import GapSample, summarize
@@ -240,7 +241,7 @@ def _warn_pacing(config: RunConfig, items: Iterator[Job | BadRow]) -> Iterator[J
         return items
     first = [item for item in itertools.islice(items, 1)]
     charge = next((i.estimated_tokens for i in first if isinstance(i, Job)), 0)
-    rows = count_rows(config.input) if config.input is not None else None
+    rows = count_rows(config.input, config.fmt) if config.input is not None else None
     for warning in pacing_warnings(rows, charge, config.rpm, config.tpm):
         say(f"warning: {warning}")
     return itertools.chain(first, items)

@@ -69,13 +69,30 @@ def write_prompts(path: Path, n: int) -> Path:
     return path
 
 
+# `batchrun run` that also writes its own process's CPU seconds (the coordinator alone) at exit.
+_SELF_CPU = ("import atexit, resource, sys\n"
+             "def _cpu():\n"
+             "    u = resource.getrusage(resource.RUSAGE_SELF)\n"
+             "    open('self-cpu.txt', 'w').write(str(u.ru_utime + u.ru_stime))\n"
+             "atexit.register(_cpu)\n"
+             "from batchrun.cli import main\n"
+             "sys.argv = ['batchrun', *sys.argv[1:]]\n"
+             "main()\n")
+
+
 def run_batchrun(args: list[str], client_cores: list[int], cwd: Path) -> float:
     """`batchrun run ...` pinned to `client_cores`; CPU seconds (user + system) of its process tree."""
+    return run_batchrun_split(args, client_cores, cwd)[0]
+
+
+def run_batchrun_split(args: list[str], client_cores: list[int], cwd: Path) -> tuple[float, float]:
+    """(CPU seconds of the whole process tree, of the coordinator process alone)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cmd = ["taskset", "-c", ",".join(map(str, client_cores)), sys.executable, "-m", "batchrun", "run", *args]
+    cmd = ["taskset", "-c", ",".join(map(str, client_cores)), sys.executable, "-c", _SELF_CPU, "run", *args]
     subprocess.run(cmd, check=True, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    tree = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return tree, float((cwd / "self-cpu.txt").read_text())
 
 
 def cpu_per_1k(workers: list[int], small: int, big: int, concurrency: int) -> None:
@@ -86,17 +103,19 @@ def cpu_per_1k(workers: list[int], small: int, big: int, concurrency: int) -> No
         print(f"   endpoint on core {endpoint}, batchrun (coordinator + workers) on cores {client}")
         base = None
         for n_workers in workers:
-            cpu = {}
+            cpu, own = {}, {}
             for n in (small, big):
                 write_prompts(Path(tmp) / f"p{n}.csv", n)
-                cpu[n] = min(run_batchrun([f"p{n}.csv", "--base-url", sim.base_url, "-q", "-c", str(concurrency),
-                                           "--workers", str(n_workers), "--max-tokens", "64", "--out",
-                                           f"o-{n_workers}-{n}-{rep}", "--retries", "0"], client, Path(tmp))
-                             for rep in range(2))
+                cpu[n], own[n] = min(run_batchrun_split(
+                    [f"p{n}.csv", "--base-url", sim.base_url, "-q", "-c", str(concurrency), "--workers",
+                     str(n_workers), "--max-tokens", "64", "--out", f"o-{n_workers}-{n}-{rep}", "--retries", "0"],
+                    client, Path(tmp)) for rep in range(2))
             per_1k = (cpu[big] - cpu[small]) / (big - small) * 1000
+            coordinator = (own[big] - own[small]) / (big - small) * 1000
             base = per_1k if base is None else base
             print(f"   --workers {n_workers}: {per_1k:6.2f} CPU s / 1k requests   ({per_1k / base:.2f}x of "
-                  f"--workers {workers[0]}; whole runs: {cpu[small]:.2f} s and {cpu[big]:.2f} s)")
+                  f"--workers {workers[0]}; of which this process: {coordinator:.2f} s; whole runs: "
+                  f"{cpu[small]:.2f} s and {cpu[big]:.2f} s)")
 
 
 def ttft_inflation(workers: list[int], n: int, streams: int) -> None:

@@ -234,10 +234,10 @@ def test_a_nan_in_a_batch_api_body_is_a_bad_row_not_invalid_json(tmp_path: Path)
 
 
 def test_an_rpm_that_makes_the_run_take_days_is_warned_about(tmp_path: Path) -> None:
-    write_prompts(tmp_path / "p.csv", 1)
+    write_prompts(tmp_path / "p.csv", 1)            # one row: its header line is not a second one
     result = invoke("run", "p.csv", "--out", "o", "-q", "--rpm", "0.0001", "--max-tokens", "4")
     assert result.exit_code == 0, result.output
-    assert "warning: at --rpm 0.0001, about 2 rows take about 13.9 days" in result.output
+    assert "warning: at --rpm 0.0001, about 1 row takes about 6.9 days" in result.output
 
 
 def _limit_files(soft: int, hard: int):

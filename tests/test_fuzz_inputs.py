@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from batchrun.errors import InputError
@@ -139,6 +139,29 @@ def jsonl_files(draw: Any) -> bytes:
        skip=st.booleans())
 def test_jsonl_arbitrary_bytes_and_random_objects(tmp_path: Path, data: bytes, skip: bool) -> None:
     read_all(write(tmp_path, "f.jsonl", data), on_bad_row="skip" if skip else "fail")
+
+
+@FUZZ
+@given(value=st.floats() | st.integers(-5, 10**6) | st.sampled_from(["nan", " NaN ", "inf", "-Infinity", "1e400", "0.5"]),
+       column=st.sampled_from(["temperature", "max_tokens", "max_completion_tokens"]),
+       name=st.sampled_from(["p.csv", "p.jsonl"]))
+@example(value=float("nan"), column="temperature", name="p.jsonl")     # was dropped: sent with the flag's value
+@example(value=float("-inf"), column="max_tokens", name="p.jsonl")
+def test_a_row_setting_is_used_or_refused_never_dropped(tmp_path: Path, value: Any, column: str, name: str) -> None:
+    """NaN, infinities, huge and negative numbers, as numbers or text: the row either carries the
+    value as a finite number or is a bad row naming the column; it never goes out without it."""
+    if name == "p.csv":
+        data = f"prompt,{column}\nhi,{value}\n".encode()
+    else:
+        data = json.dumps({"prompt": "hi", column: value}).encode()    # NaN / Infinity as Python writes them
+    items = read_all(write(tmp_path, name, data), on_bad_row="skip")
+    assert isinstance(items, list) and len(items) == 1
+    item = items[0]
+    if isinstance(item, BadRow):
+        assert f"column '{column}'" in item.reason, item.reason
+    else:
+        sent = item.params[column]
+        assert isinstance(sent, (int, float)) and sent == sent and abs(sent) != float("inf"), item.params
 
 
 @FUZZ

@@ -16,6 +16,9 @@ from hypothesis import strategies as st
 from batchrun.errors import InputError
 from batchrun.inputs.rows import read_prompts
 from batchrun.inputs.prompt import BadRow, Prompt
+from batchrun.inputs.scan import count_rows
+from batchrun.inputs.sessions import file_sessions
+from batchrun.inputs.traces import trace_offsets
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
@@ -260,6 +263,69 @@ def test_bad_param_value_names_the_column(tmp_path: Path, column: str, value: An
     assert f"line 2, column '{column}'" in str(err) and "--on-bad-row skip" in str(err)
 
 
+def non_finite_file(tmp_path: Path, fmt: str, column: str, spelling: str) -> Path:
+    """Two rows; the second has a non-finite `column` ('nan', 'inf' or '-inf') as each format writes it."""
+    value = float(spelling)
+    if fmt == "csv":
+        return write(tmp_path, "p.csv", f"prompt,{column}\nok,1\nx,{spelling}\n")
+    if fmt == "jsonl":    # Python's json writes NaN / Infinity / -Infinity, as pandas records dumped by hand have
+        return jsonl(tmp_path, {"prompt": "ok", column: 1}, "\n", {"prompt": "x", column: value})
+    path = tmp_path / "p.parquet"
+    pq.write_table(pa.table({"prompt": ["ok", "x"], column: pa.array([1.0, value], from_pandas=False)}), path)
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+@pytest.mark.parametrize("column", ["temperature", "max_tokens", "max_completion_tokens"])
+@pytest.mark.parametrize("spelling", ["nan", "inf", "-inf"])
+def test_non_finite_row_setting_is_a_bad_row_never_dropped(tmp_path: Path, fmt: str, column: str,
+                                                           spelling: str) -> None:
+    path = non_finite_file(tmp_path, fmt, column, spelling)
+    err = fails(path)
+    unit, line = {"csv": ("line", 3), "jsonl": ("line", 2), "parquet": ("row", 2)}[fmt]
+    assert (err.path, err.line, err.column) == (str(path), line, column)
+    assert str(err).startswith(f"{path} {unit} {line}, column '{column}': ")
+    word = {"nan": "NaN", "inf": "infinite", "-inf": "infinite"}[spelling]
+    assert word in str(err) and "leave it empty" in str(err) and "--on-bad-row skip" in str(err)
+    first, second = read(path, on_bad_row="skip")
+    assert isinstance(first, Prompt) and isinstance(second, BadRow) and f"column '{column}'" in second.reason
+
+
+def test_nan_in_a_plain_data_column_is_data(tmp_path: Path) -> None:
+    path = tmp_path / "p.parquet"
+    pq.write_table(pa.table({"prompt": ["x"], "score": pa.array([float("nan")], from_pandas=False)}), path)
+    (prompt,) = read(path)
+    assert isinstance(prompt, Prompt) and prompt.params == {} and user_text(prompt) == "x"
+    assert prompt.data is not None and prompt.data["score"] != prompt.data["score"]   # NaN, as written
+
+
+def test_nan_prompt_or_template_field_is_a_bad_row_that_says_nan(tmp_path: Path) -> None:
+    nan = float("nan")
+    err = fails(jsonl(tmp_path, {"prompt": "ok"}, "\n", {"prompt": nan}))
+    assert (err.line, err.column) == (2, "prompt") and "NaN" in str(err)
+    err = fails(jsonl(tmp_path, {"text": "a"}, "\n", {"text": nan}), template="S: {text}")
+    assert (err.line, err.column) == (2, "text") and "NaN" in str(err)
+
+
+def test_nan_think_time_is_an_error_not_zero(tmp_path: Path) -> None:
+    path = jsonl(tmp_path, {"prompt": "a", "session_id": "s", "turn": 1}, "\n",
+                 {"prompt": "b", "session_id": "s", "turn": 2, "think_s": float("nan")})
+    with pytest.raises(InputError) as caught:
+        file_sessions(path, None, read(path))
+    err = caught.value
+    assert (err.path, err.line, err.column) == (str(path), 2, "think_s") and "NaN" in str(err)
+    assert str(err).count(str(path)) == 1                    # said once, not "p.jsonl line 2: p.jsonl line 2"
+
+
+@pytest.mark.parametrize("column, value", [("delay_s", "nan"), ("delay_s", "-1"), ("timestamp", "inf")])
+def test_trace_times_must_be_finite(tmp_path: Path, column: str, value: str) -> None:
+    path = write(tmp_path, "t.csv", f"prompt,{column}\na,0\nb,{value}\n")
+    with pytest.raises(InputError) as caught:
+        trace_offsets(path, None, 1.0)
+    err = caught.value
+    assert (err.line, err.column) == (3, column) and str(err).count(str(path)) == 1
+
+
 # --- ids ---------------------------------------------------------------------------------------
 
 def test_ids_are_row_numbers_without_an_id_column(tmp_path: Path) -> None:
@@ -431,3 +497,31 @@ def test_arbitrary_bytes_give_prompts_or_input_error(tmp_path: Path, content: by
     except InputError:
         return
     assert all(isinstance(i, (Prompt, BadRow)) for i in items)
+
+
+# --- counting rows (the progress total, the pacing warning) ------------------------------------
+
+def test_count_rows_respects_quoted_newlines_and_blank_lines(tmp_path: Path) -> None:
+    (tmp_path / "p.csv").write_bytes(b'id,prompt\n1,"two\nlines"\n\n2,plain\n3,"a ""quoted"" word"\n4,last')
+    assert count_rows(tmp_path / "p.csv") == 4
+    (tmp_path / "p.jsonl").write_text('{"prompt": "a"}\n\n{"prompt": "b"}\n')
+    assert count_rows(tmp_path / "p.jsonl") == 2
+    assert count_rows(tmp_path / "missing.csv") is None
+
+
+def test_count_rows_of_parquet_and_of_a_file_named_by_format(tmp_path: Path) -> None:
+    pq.write_table(pa.table({"prompt": ["a", "b", "c"]}), tmp_path / "p.parquet")
+    assert count_rows(tmp_path / "p.parquet") == 3
+    (tmp_path / "prompts.txt").write_text('prompt\n"a\nb"\nc\n')
+    assert count_rows(tmp_path / "prompts.txt") is None                  # no format: no count
+    assert count_rows(tmp_path / "prompts.txt", "csv") == 2
+    (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
+    assert count_rows(tmp_path / "broken.parquet") is None
+
+
+@pytest.mark.parametrize("name, content", [
+    ("p.csv", "id,prompt\nq0,a\n\nq1,b\n"), ("p.jsonl", '{"prompt": "a"}\n\n{"prompt": "b"}\n'),
+])
+def test_count_rows_agrees_with_the_reader(tmp_path: Path, name: str, content: str) -> None:
+    path = write(tmp_path, name, content)
+    assert count_rows(path) == len(read(path)) == 2

@@ -8,7 +8,6 @@ import sys
 import threading
 
 from batchrun.engine.pool import PoolStats
-from batchrun.inputs.scan import count_rows
 from batchrun.progress import Total, fmt_eta, progress_line, show_progress
 
 
@@ -22,14 +21,6 @@ def test_progress_line_has_percent_eta_counts_and_tokens() -> None:
 
 def test_eta_format() -> None:
     assert (fmt_eta(42), fmt_eta(185), fmt_eta(3725)) == ("42s", "3m 05s", "1h 02m")
-
-
-def test_count_rows_respects_quoted_newlines_and_blank_lines(tmp_path) -> None:
-    (tmp_path / "p.csv").write_bytes(b'id,prompt\n1,"two\nlines"\n\n2,plain\n3,"a ""quoted"" word"\n4,last')
-    assert count_rows(tmp_path / "p.csv") == 4
-    (tmp_path / "p.jsonl").write_text('{"prompt": "a"}\n\n{"prompt": "b"}\n')
-    assert count_rows(tmp_path / "p.jsonl") == 2
-    assert count_rows(tmp_path / "missing.csv") is None
 
 
 async def test_not_a_terminal_gets_plain_lines(monkeypatch) -> None:

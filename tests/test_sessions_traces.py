@@ -45,6 +45,17 @@ def test_session_turns_go_in_order_with_the_history(fast_sim, tmp_path: Path) ->
     assert [(t["turn"], t["count"]) for t in turns] == [(1, 2), (2, 1), (3, 1)]
 
 
+def test_a_skipped_session_row_keeps_its_input_and_its_made_up_id_flag(fast_sim, tmp_path: Path) -> None:
+    rows = [["a1", "A", 1, "alpha"], ["a1", "B", 1, "beta"]]
+    write_csv(tmp_path / "s.csv", ["id", "session_id", "turn", "prompt"], rows)
+    result = invoke("run", "s.csv", "--max-tokens", "4", "--on-bad-row", "skip", "--out", "o", "-q",
+                    base_url=fast_sim.base_url)
+    assert result.exit_code == 0, result.output
+    skipped = {r.id: r for r in records(tmp_path / "o")}["a1#duplicate-row-1"]
+    assert skipped.status == "skipped" and skipped.synthetic_id
+    assert skipped.input == {"id": "a1", "session_id": "B", "turn": "1", "prompt": "beta"}
+
+
 def test_a_failed_turn_aborts_its_session_and_resume_reruns_it_whole(fast_sim, tmp_path: Path) -> None:
     rows = [["x1", "X", 1, "first"], ["x2", "X", 2, "[[sim:error=400x1]] second"], ["x3", "X", 3, "third"],
             ["y1", "Y", 1, "other session"]]

@@ -17,7 +17,7 @@ from batchrun.cli import app
 from batchrun.engine.embed import split_tokens
 from batchrun.errors import ConfigError
 from batchrun.inputs.synthetic import fit_sizer, parse_spec, plan_lengths
-from batchrun.store.records import Record
+from batchrun.store.records import Record, read_records
 from promptfiles import write_prompts
 
 
@@ -216,6 +216,30 @@ def test_embeddings_stop_at_max_errors(fast_sim, tmp_path: Path) -> None:
     assert result.exit_code == 1 and "--max-errors 2" in result.output
     assert fast_sim.stats()["by_endpoint"]["embeddings"] - before == 1
     assert summary_of(tmp_path / "e")["counts"]["error"] == 2
+
+
+def test_embeddings_stop_at_a_bad_row_after_sending_the_rows_before_it(fast_sim, tmp_path: Path) -> None:
+    (tmp_path / "p.csv").write_text("id,prompt\na,one\nb,two\nc,three\nd,four\ne,\nf,six\n")
+    before = fast_sim.stats()["by_endpoint"].get("embeddings", 0)
+    result = invoke("run", "p.csv", "--endpoint", "embeddings", "--batch-size", "2", "-c", "1",
+                    "--out", "e", "-q", base_url=fast_sim.base_url)
+    assert result.exit_code == 2 and "p.csv line 6, column 'prompt'" in result.output
+    assert fast_sim.stats()["by_endpoint"]["embeddings"] - before == 2          # a+b, c+d; nothing after
+    assert summary_of(tmp_path / "e")["counts"]["ok"] == 4
+    assert len(pd.read_parquet(tmp_path / "e" / "embeddings.parquet")) == 4
+
+
+def test_a_skipped_embeddings_row_keeps_its_input_and_its_made_up_id_flag(fast_sim, tmp_path: Path) -> None:
+    (tmp_path / "p.csv").write_text("id,prompt,topic\na,one,x\na,two,y\nb,,z\n")
+    result = invoke("run", "p.csv", "--endpoint", "embeddings", "--on-bad-row", "skip",
+                    "--out", "e", "-q", base_url=fast_sim.base_url)
+    assert result.exit_code == 0, result.output
+    by_id = {r.id: r for r in read_records(tmp_path / "e" / "records.jsonl")}
+    duplicate, empty = by_id["a#duplicate-row-1"], by_id["b"]
+    assert duplicate.status == empty.status == "skipped"
+    assert duplicate.synthetic_id and not empty.synthetic_id      # a made-up id never passes for a real one
+    assert (duplicate.input, empty.input) == ({"id": "a", "prompt": "two", "topic": "y"},
+                                              {"id": "b", "prompt": "", "topic": "z"})
 
 
 def test_parse_embeddings_base64_float_and_bad_shapes() -> None:

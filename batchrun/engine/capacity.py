@@ -3,8 +3,6 @@ the process may open files, or rate limits that would make a run last for days."
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from batchrun.errors import ConfigError
 
 _SPARE_FILES = 64                           # the input, records.jsonl, the event loop, logs, ...
@@ -34,22 +32,6 @@ def ensure_open_files(concurrency: int) -> str | None:
     return f"raised the open-file limit from {soft} to {needed} for --concurrency {concurrency}"
 
 
-def count_rows(path: Path) -> int | None:
-    """About how many rows a prompts file holds (its lines; Parquet's row count), or None."""
-    try:
-        if path.suffix.lower() == ".parquet":
-            import pyarrow.parquet as pq
-
-            return pq.ParquetFile(path).metadata.num_rows
-        lines = 0
-        with open(path, "rb") as f:
-            while block := f.read(1 << 20):
-                lines += block.count(b"\n")
-        return lines
-    except Exception:  # noqa: BLE001 - only an estimate for a warning; the reader reports real errors
-        return None
-
-
 def pacing_warnings(rows: int | None, charge_tokens: int, rpm: float | None, tpm: float | None) -> list[str]:
     """Warnings for limits that cannot be what the user meant: a --tpm below one request's charge,
     or an --rpm / --tpm that stretches the run past a day (with the expected duration)."""
@@ -64,7 +46,8 @@ def pacing_warnings(rows: int | None, charge_tokens: int, rpm: float | None, tpm
             waits.append((f"--tpm {tpm:g}", 60.0 * rows * charge_tokens / tpm))
         for option, seconds in waits:
             if seconds > _DAY_S:
-                out.append(f"at {option}, about {rows} rows take about {_duration(seconds)}; "
+                what = "1 row takes" if rows == 1 else f"{rows} rows take"
+                out.append(f"at {option}, about {what} about {_duration(seconds)}; "
                            "is that the limit you meant?")
     return out
 

@@ -27,7 +27,7 @@ from typing import Any, Awaitable, Callable, Iterable, Iterator, Protocol
 
 from batchrun.engine.channel import BATCH, CREDIT, DONE, END, JOBS, PACE, READY, START, STOP, Channel, StreamChannel
 from batchrun.engine.limits import RateLimits
-from batchrun.engine.pool import Job, Pool, PoolConfig, bad_row_record
+from batchrun.engine.pool import Job, Pool, PoolConfig, skipped_record
 from batchrun.engine.workers import WorkerSpec, info_from_wire, job_wire
 from batchrun.errors import BatchrunError
 from batchrun.inputs.prompt import BadRow
@@ -250,7 +250,7 @@ class Coordinator:
                 self.tally.input_error, exhausted = exc, True
             else:
                 if isinstance(item, BadRow):
-                    self._record([bad_row_record(item, time.time())])
+                    self._record([skipped_record(item, time.time())])
                 else:
                     batch.append(item)
         return batch, exhausted

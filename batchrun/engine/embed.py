@@ -1,26 +1,28 @@
 """The embeddings pool: rows grouped into batches of --batch-size inputs, one POST /embeddings
-per batch, `concurrency` workers, RPM/TPM limits, retries, error isolation and cancellation as
-in pool.py. It has Pool's face (run / stop / stats / abort_reason / input_error) so the runner
-drives both alike; a batch's outcome becomes one Record per input, its vectors one Parquet row
-per input (store/vectors.py writes them before the records).
+per batch, `concurrency` workers (the reader / workers / cancel skeleton is Pool's, engine/fanout.py),
+RPM/TPM limits, retries, error isolation and cancellation as in pool.py. It has Pool's face
+(run / stop / stats / abort_reason / input_error) so the runner drives both alike; a batch's
+outcome becomes one Record per input, its vectors one Parquet row per input (store/vectors.py
+writes them before the records).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 import random
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, AsyncIterator, Callable, Iterable, Iterator
 
 from batchrun.endpoint.embeddings import EmbeddingsClient, EmbedResult
 from batchrun.endpoint.requests import build_embeddings_body, prompt_text
+from batchrun.engine.fanout import Fanout
 from batchrun.engine.limits import RateLimits
 from batchrun.engine.retry import retry_delay_s
-from batchrun.engine.pool import PoolConfig, PoolStats, is_retryable
-from batchrun.errors import BatchrunError
+from batchrun.engine.pool import PoolConfig, PoolStats, is_retryable, skipped_record
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.redact import redact
 from batchrun.store.records import CANCELLED, ERROR, OK, SKIPPED, Attempt, Record
@@ -85,59 +87,38 @@ def split_tokens(total: int | None, texts: list[str]) -> list[int | None]:
     return counts
 
 
-class EmbedPool:
+class EmbedPool(Fanout["Batch | BadRow"]):
     def __init__(self, client: EmbeddingsClient, sink: Callable[[Record], None], vectors: VectorSink,
                  config: PoolConfig, *, t0: float, clock: Clock = time.perf_counter) -> None:
+        super().__init__(config.concurrency)
         self.client, self.sink, self.vectors, self.config = client, sink, vectors, config
         self.t0, self.clock = t0, clock
         self.stats = PoolStats()
-        self.input_error: BatchrunError | None = None
         self.abort_reason: str | None = None
         self.refused: str | None = None        # the endpoint refused the run (401 / 403 / 404): stop at once
         self.internal_errors: list[str] = []   # Pool's face; a bug here is recorded on its rows instead
         self._rng = random.Random(config.seed)
-        self._queue: asyncio.Queue[Batch | BadRow | None] = asyncio.Queue(maxsize=2 * config.concurrency)
-        self._tasks: list[asyncio.Task[None]] = []
 
     async def run(self, items: Iterable[Batch | BadRow]) -> None:
         limits = RateLimits(self.config.rpm, self.config.tpm)
-        self._tasks = [asyncio.create_task(self._read(items))]
-        self._tasks += [asyncio.create_task(self._work(limits)) for _ in range(self.config.concurrency)]
         try:
-            await asyncio.gather(*self._tasks)
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise
+            await self._fan_out(self._entries(items), lambda: self._work(limits))
         finally:
-            for task in self._tasks:
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
             await limits.aclose()
             self.vectors.flush()
 
-    def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-
-    async def _read(self, items: Iterable[Batch | BadRow]) -> None:
-        try:
-            for item in items:
-                if isinstance(item, Batch):
-                    item = Batch(item.prompts, item.texts, item.body, item.estimated_tokens, time.time(), self.clock())
-                await self._queue.put(item)
-        except BatchrunError as exc:
-            self.input_error = exc
-        for _ in range(self.config.concurrency):
-            await self._queue.put(None)
+    async def _entries(self, items: Iterable[Batch | BadRow]) -> AsyncIterator[Batch | BadRow]:
+        for item in items:
+            if isinstance(item, Batch):      # its queue wait starts now
+                item = dataclasses.replace(item, queued_at=time.time(), queued_clock=self.clock())
+            yield item
 
     async def _work(self, limits: RateLimits) -> None:
         while (item := await self._queue.get()) is not None:
             if self.abort_reason is not None or self.refused is not None:
                 return              # stopped: stop() cancels us at the next suspension; send nothing more
             if isinstance(item, BadRow):
-                self._finish([Record(id=item.id, row=item.row, status=SKIPPED, error_type="BadRow",
-                                     error=item.reason, queued_at=time.time())])
+                self._finish([skipped_record(item, time.time())])
                 continue
             log: list[Attempt] = []
             try:

@@ -14,12 +14,12 @@ import time
 import traceback
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Iterable, Iterator
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 
 from batchrun.endpoint.client import (CONNECTION_ERROR, INCOMPLETE_STREAM, MALFORMED_CHUNK, STREAM_ERROR,
                              AttemptResult, StreamClient)
-from batchrun.errors import BatchrunError
 from batchrun.engine.adaptive import AdaptiveConfig, ConcurrencyController, Gate
+from batchrun.engine.fanout import Fanout
 from batchrun.engine.limits import RateLimits
 from batchrun.engine.retry import DEFAULT_MAX_RETRY_WAIT_S, RATE_LIMIT_BASE_S, retry_delay_s
 from batchrun.endpoint.ratelimits import is_ratelimit_header, parse_ratelimit_headers
@@ -42,6 +42,8 @@ _REFUSED_STATUS = {401, 403, 404}         # a refused key or a wrong model/URL: 
 _SAME_4XX_STOP = 5                        # the first N finished requests all failed with one 4xx: stop
 INTERNAL_ERROR = "InternalError"          # a bug in batchrun, never a provider's failure
 Sleep = Callable[[float], Awaitable[None]]
+# A queued item: the item, its wall-clock label, the monotonic start of its queue wait, its planned send.
+Entry = tuple["Job | BadRow", float, float, "float | None"]
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,7 @@ def is_retryable(result: AttemptResult) -> bool:
     return result.error_type in _RETRYABLE_TYPES
 
 
-class Pool:
+class Pool(Fanout[Entry]):
     """Runs Jobs through `concurrency` workers and hands each finished Record to `sink`.
 
     After a run: `abort_reason` says why --max-errors / --max-error-rate stopped it, `refused`
@@ -116,6 +118,7 @@ class Pool:
                  *, t0: float, clock: Clock = time.perf_counter, tool_runner: ToolRunner | None = None,
                  output_check: OutputCheck | None = None, sleep: Sleep = asyncio.sleep,
                  warn: Callable[[str], None] | None = None) -> None:
+        super().__init__(config.concurrency)
         self.client, self.sink, self.config, self.tool_runner = client, sink, config, tool_runner
         self.output_check = output_check
         self.t0, self.clock, self.sleep = t0, clock, sleep
@@ -126,7 +129,6 @@ class Pool:
         self._gate: Gate | None = None
         self._unanswered = 0               # attempts sent whose response head has not arrived
         self.stats = PoolStats()
-        self.input_error: BatchrunError | None = None
         self.abort_reason: str | None = None
         self.refused: str | None = None
         self.internal_errors: list[str] = []
@@ -134,9 +136,6 @@ class Pool:
         self._error_sample: dict[tuple[str, int | None], str] = {}
         self._first_4xx: list[int | None] = []
         self._rng = random.Random(config.seed)
-        self._queue: asyncio.Queue[tuple[Job | BadRow, float, float, float | None] | None] = \
-            asyncio.Queue(maxsize=2 * config.concurrency)
-        self._tasks: list[asyncio.Task[None]] = []
         self._send_until: float | None = None
 
     async def run(self, items: Iterable[Job | BadRow], *, schedule: Iterator[float] | None = None,
@@ -150,20 +149,11 @@ class Pool:
         self._start_adaptive()
         hook, self.client.on_headers = self.client.on_headers, self._on_headers
         self._send_until = None if send_for_s is None else self.t0 + send_for_s
-        reader = asyncio.create_task(self._read(items, schedule, send_for_s), name="batchrun-reader")
-        workers = [asyncio.create_task(self._work(limits), name=f"batchrun-worker-{i}")
-                   for i in range(self.config.concurrency)]
-        self._tasks = [reader, *workers]
         try:
-            await asyncio.gather(*self._tasks)
-        except asyncio.CancelledError:
-            # stop() cancelled the workers: that is a normal end. Our own cancellation is not.
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise
+            # stop() (in-flight requests are recorded as `cancelled`) ends it normally; see Fanout.
+            await self._fan_out(self._entries(items, schedule, send_for_s), lambda: self._work(limits))
         finally:
             self.client.on_headers = hook
-            await self._cancel_all()
             await limits.aclose()
 
     def _new_limits(self) -> RateLimits:
@@ -171,36 +161,20 @@ class Pool:
         cfg = self.config
         return RateLimits(cfg.rpm, cfg.tpm, learn_rpm=cfg.learn_rpm, learn_tpm=cfg.learn_tpm, warn=self._warning)
 
-    def stop(self) -> None:
-        """Stop sending now: in-flight requests are cancelled and recorded as `cancelled`."""
-        for task in self._tasks:
-            task.cancel()
-
-    async def _cancel_all(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    async def _read(self, items: Iterable[Job | BadRow], schedule: Iterator[float] | None,
-                    send_for_s: float | None) -> None:
+    async def _entries(self, items: Iterable[Job | BadRow], schedule: Iterator[float] | None,
+                       send_for_s: float | None) -> AsyncIterator[Entry]:
         clock, t0 = self.clock, self.t0
-        try:
-            for item in items:
-                if send_for_s is not None and clock() - t0 >= send_for_s:
-                    break
-                planned = None
-                if schedule is not None:
-                    planned = next(schedule)
-                    delay = t0 + planned - clock()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                # Wall-clock label, monotonic start of the queue wait, planned send offset.
-                await self._queue.put((item, time.time(), clock(), planned))
-        except BatchrunError as exc:
-            # --on-bad-row fail: rows before this one are sent and recorded; nothing after it.
-            self.input_error = exc
-        for _ in range(self.config.concurrency):
-            await self._queue.put(None)       # one end-of-input marker per worker
+        for item in items:
+            if send_for_s is not None and clock() - t0 >= send_for_s:
+                break
+            planned = None
+            if schedule is not None:
+                planned = next(schedule)
+                delay = t0 + planned - clock()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            # Wall-clock label, monotonic start of the queue wait, planned send offset.
+            yield item, time.time(), clock(), planned
 
     async def _work(self, limits: RateLimits) -> None:
         while True:
@@ -211,7 +185,7 @@ class Pool:
             if self._send_until is not None and self.clock() >= self._send_until:
                 continue        # the run's sending time is over: queued items are not sent
             if isinstance(item, BadRow):
-                self._finish(bad_row_record(item, queued_at))
+                self._finish(skipped_record(item, queued_at))
                 continue
             async with self._gate or _NO_GATE:
                 record = await self._process(item, limits, queued_at, queued_clock)
@@ -468,16 +442,17 @@ class _RowState:
     parsed: dict[str, Any] | None = None     # --json / --json-schema: the last attempt's parsed answer
 
 
-def bad_row_record(item: BadRow, queued_at: float) -> Record:
-    """The record of a row that could not be sent (--on-bad-row skip)."""
-    return Record(id=item.id, row=item.row, status=SKIPPED, error_type="BadRow", error=item.reason,
-                  queued_at=queued_at, input=item.data, synthetic_id=item.synthetic_id)
-
-
 def _used_tokens(result: AttemptResult, job: Job, charged: int) -> int:
     if result.completion_tokens is None:
         return charged          # no usage from the server: keep what was charged
     return (result.prompt_tokens or job.prompt_tokens_estimate) + result.completion_tokens
+
+
+def skipped_record(bad: BadRow, queued_at: float) -> Record:
+    """The record of a row that cannot be sent (--on-bad-row skip): why, the row's input, and
+    whether its id is made up (so it never passes for a real row's)."""
+    return Record(id=bad.id, row=bad.row, status=SKIPPED, error_type="BadRow", error=bad.reason,
+                  queued_at=queued_at, input=bad.data, synthetic_id=bad.synthetic_id)
 
 
 def to_record(job: Job, result: AttemptResult, log: list[Attempt], t0: float, queued_at: float,

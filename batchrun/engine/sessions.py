@@ -13,10 +13,10 @@ import time
 from typing import Any, Callable
 
 from batchrun.engine.limits import RateLimits
-from batchrun.engine.pool import Job, Pool
+from batchrun.engine.pool import Job, Pool, skipped_record
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.inputs.sessions import Session
-from batchrun.store.records import ERROR, OK, SKIPPED, Record
+from batchrun.store.records import ERROR, OK, Record
 
 SESSION_ABORTED = "SessionAborted"
 
@@ -37,8 +37,7 @@ class SessionPool(Pool):
             if self._send_until is not None and self.clock() >= self._send_until:
                 continue
             if isinstance(item, BadRow):
-                self._finish(Record(id=item.id, row=item.row, status=SKIPPED, error_type="BadRow",
-                                    error=item.reason, queued_at=queued_at))
+                self._finish(skipped_record(item, queued_at))
                 continue
             await self._session(item, limits, queued_at, queued_clock)  # type: ignore[arg-type]
 
@@ -51,8 +50,7 @@ class SessionPool(Pool):
             new = [m for m in turn.prompt.messages or [] if not (history and m.get("role") in ("system", "developer"))]
             job = self.make_job(dataclasses.replace(turn.prompt, messages=[*history, *new]))
             if isinstance(job, BadRow):
-                self._finish(Record(id=job.id, row=job.row, status=SKIPPED, error_type="BadRow",
-                                    error=job.reason, queued_at=queued_at))
+                self._finish(skipped_record(job, queued_at))
                 return self._abort_rest(session, k + 1, queued_at, f"turn {turn.number} could not be sent")
             record = await self._process(job, limits, queued_at, queued_clock)
             self._finish(record)

@@ -239,13 +239,6 @@ class WorkerPool(Pool):
             for job in batch:
                 yield job, time.time(), self.clock(), None
 
-    async def _read(self, items: Iterable[Job | BadRow], schedule: Iterator[float] | None,
-                    send_for_s: float | None) -> None:
-        async for entry in self._entries(items, schedule, send_for_s):
-            await self._queue.put(entry)
-        for _ in range(self.config.concurrency):
-            await self._queue.put(None)
-
 
 async def serve(channel: Channel) -> None:
     """The worker: START, then jobs until END (or STOP, or the coordinator's end), then DONE."""

@@ -50,6 +50,11 @@ class Where:
     path: str
     unit: str = "line"
 
+    @classmethod
+    def of(cls, path: Path, fmt: str) -> "Where":
+        """Parquet positions are rows, text files' are lines."""
+        return cls(str(path), "row" if fmt == "parquet" else "line")
+
     def error(self, message: str, *, line: int | None = None, column: str | int | None = None,
               hint: str | None = None) -> InputError:
         if self.unit == "line" or line is None:
@@ -356,6 +361,13 @@ def _is_text(pa: Any, kind: Any) -> bool:
         kind = kind.value_type
     return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind)
                 or getattr(pa.types, "is_string_view", lambda _: False)(kind))
+
+
+def non_finite(value: float) -> str:
+    """What is wrong with a NaN or infinite number, for messages."""
+    if value != value:
+        return "NaN is not a number (pandas writes it for a missing value)"
+    return f"{value:g} is an infinite number"
 
 
 def json_kind(value: Any) -> str:

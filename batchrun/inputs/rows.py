@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal
 
-from batchrun.inputs.readers import RawRow, Where, check_path, json_kind, open_source, resolve_format
+from batchrun.inputs.readers import RawRow, Where, check_path, json_kind, non_finite, open_source, resolve_format
 from batchrun.errors import InputError
 from batchrun.inputs.prompt import BadRow, Prompt
 
@@ -62,7 +62,7 @@ def iter_prompts(spec: InputSpec) -> Iterator[Prompt | BadRow]:
 
 
 def _stream(spec: InputSpec, fmt: str, template: Template | None) -> Iterator[Prompt | BadRow]:
-    where = Where(str(spec.path), "row" if fmt == "parquet" else "line")
+    where = Where.of(spec.path, fmt)
     with open_source(spec.path, fmt, where) as source:
         builder = _RowBuilder(spec, template, where)
         if source.columns is not None:
@@ -202,7 +202,7 @@ class _RowBuilder:
             return str(raw.row)              # unique by construction: nothing to remember
         value = data.get(column)
         if _unset(value):
-            raise _Bad("the id is empty" if column in data else "the row has no id field", column)
+            raise _Bad(f"the id is {_blank(value)}" if column in data else "the row has no id field", column)
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             raise _Bad(f"an id must be text or a whole number, not {json_kind(value)}", column)
         return self._claim(str(value).strip(), column, raw.row)
@@ -235,7 +235,7 @@ class _RowBuilder:
                        "(pass --prompt-column or --template)")
         value = data.get(column)
         if _unset(value):
-            raise _Bad("the prompt is empty" if column in data else "the row has no prompt field", column)
+            raise _Bad(f"the prompt is {_blank(value)}" if column in data else "the row has no prompt field", column)
         if not isinstance(value, str):
             raise _Bad(f"the prompt must be text, not {json_kind(value)}", column)
         return value
@@ -274,7 +274,7 @@ def _infer_prompt_column(columns: list[str], text_columns: list[str], id_column:
 def _field_text(data: dict[str, Any], name: str) -> str:
     value = data.get(name)
     if _unset(value):
-        raise _Bad("empty value for the --template field" if name in data else "missing --template field", name)
+        raise _Bad(f"the --template field is {_blank(value)}" if name in data else "missing --template field", name)
     if isinstance(value, str):
         return value
     try:
@@ -330,16 +330,25 @@ def _message_problem(message: Any) -> str | None:
 # --- per-row request fields -------------------------------------------------------------------
 
 def _unset(value: Any) -> bool:
-    """A blank cell, null or NaN (pandas' missing value) means 'not set'."""
-    if value is None:
-        return True
-    if isinstance(value, str):
-        return not value.strip()
-    return isinstance(value, float) and math.isnan(value)
+    """In a data column (id, prompt, messages, a --template field) a blank cell, null or NaN
+    (pandas' missing value) means 'no value'."""
+    return _blank_cell(value) or (isinstance(value, float) and math.isnan(value))
+
+
+def _blank_cell(value: Any) -> bool:
+    """A blank cell or null: the only 'not set' of a row setting. NaN is not one: a NaN
+    temperature is a bad row, never silently the flag's value."""
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _blank(value: Any) -> str:
+    """How an unset data value reads in a message."""
+    return "NaN (how pandas writes a missing value)" if isinstance(value, float) else "empty"
 
 
 def _number(value: Any) -> float | int | None:
-    """An int or finite float from a number or its text; None if it is neither."""
+    """An int or finite float from a number or its text; None if it is neither. NaN and
+    infinities (as numbers or as text such as 'nan', '-inf') raise a ValueError that says so."""
     if isinstance(value, str):
         text = value.strip()
         try:
@@ -348,7 +357,10 @@ def _number(value: Any) -> float | int | None:
             return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return value if isinstance(value, int) or math.isfinite(value) else None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{non_finite(value)}: write a finite number, or leave it empty (null) to use the "
+                         "run's setting")
+    return value
 
 
 def _as_count(value: Any) -> int:
@@ -410,7 +422,7 @@ def row_params(data: dict[str, Any]) -> dict[str, Any]:
         if name not in data:               # the common case; checked first because it is cheap
             continue
         value = data[name]
-        if _unset(value):
+        if _blank_cell(value):
             continue
         try:
             converted = convert(value)

@@ -51,7 +51,7 @@ def setting_columns(path: Path, fmt: str | None = None) -> dict[str, int]:
 
 
 def _setting_columns(path: Path, kind: str) -> dict[str, int]:
-    where = Where(str(path), "row" if kind == "parquet" else "line")
+    where = Where.of(path, kind)
     with open_source(path, kind, where) as source:
         columns = source.columns
         rows = source.rows(list(PARAMS)) if columns is None or any(c in PARAMS for c in columns) else iter(())

@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from batchrun.errors import InputError
 from batchrun.inputs.prompt import BadRow, Prompt
-from batchrun.inputs.sidecols import as_number, side_values
+from batchrun.inputs.sidecols import as_number, cell_where, side_values
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +40,7 @@ def file_sessions(path: Path, fmt: str | None, rows: Iterable[Prompt | BadRow]) 
     side = {row: (line, values) for row, line, values in side_values(path, fmt, ("session_id", "turn", "think_s"))}
     sessions: OrderedDict[str, Session] = OrderedDict()
     bad: list[BadRow] = []
+    where = cell_where(path, fmt)
     for item in rows:
         if isinstance(item, BadRow):
             bad.append(item)
@@ -48,13 +48,10 @@ def file_sessions(path: Path, fmt: str | None, rows: Iterable[Prompt | BadRow]) 
         line, values = side[item.row]
         sid, turn = values["session_id"], values["turn"]
         if sid is None or turn is None:
-            raise InputError("a row of a session file needs both session_id and turn", path=str(path), line=line,
-                             hint="fill the cells, or remove the session_id / turn columns")
-        try:
-            number = int(as_number(turn, "turn", str(path), line))
-            think = as_number(values["think_s"], "think_s", str(path), line) if values["think_s"] is not None else 0.0
-        except ValueError as exc:
-            raise InputError(str(exc), path=str(path), line=line, column="turn") from None
+            raise where.error("a row of a session file needs both session_id and turn", line=line,
+                              hint="fill the cells, or remove the session_id / turn columns")
+        number = int(as_number(turn, "turn", where, line))
+        think = as_number(values["think_s"], "think_s", where, line) if values["think_s"] is not None else 0.0
         sessions.setdefault(str(sid), Session(str(sid))).turns.append(Turn(item, number, think))
     for session in sessions.values():
         session.turns.sort(key=lambda t: t.number)

@@ -15,9 +15,9 @@ import random
 from pathlib import Path
 from typing import Any, Iterator
 
-from batchrun.errors import InputError
+from batchrun.inputs.readers import Where
 from batchrun.inputs.prompt import Prompt
-from batchrun.inputs.sidecols import as_number, side_values
+from batchrun.inputs.sidecols import as_number, cell_where, side_values
 from batchrun.inputs.synthetic import Sizer
 
 
@@ -27,17 +27,15 @@ def trace_offsets(path: Path, fmt: str | None, speedup: float) -> dict[int, floa
     if not values:
         return {}
     column = "timestamp" if values[0][2]["timestamp"] is not None else "delay_s"
+    where = cell_where(path, fmt)
     raw: dict[int, float] = {}
     clock = 0.0
     for row, line, cells in values:
         cell = cells[column]
         if cell is None:
-            raise InputError(f"every row of a trace needs a {column!r} value (the first row has one)",
-                             path=str(path), line=line, column=column)
-        try:
-            number = as_number(cell, column, str(path), line)
-        except ValueError as exc:
-            raise InputError(str(exc), path=str(path), line=line, column=column) from None
+            raise where.error(f"every row of a trace needs a {column!r} value (the first row has one)",
+                              line=line, column=column)
+        number = as_number(cell, column, where, line)
         if column == "timestamp":
             raw[row] = number / 1000.0
         else:
@@ -69,15 +67,12 @@ def length_trace_prompts(path: Path, fmt: str | None, sizer: Sizer) -> Iterator[
     """One Prompt per row: the text of its hash_ids' blocks (the same id, the same text, so shared
     ids are a shared prefix a server can cache), then unique words, sized to input_length tokens;
     max_tokens = output_length, with ignore_eos."""
-    where = str(path)
+    where = cell_where(path, fmt)
     blocks: dict[int, str] = {}
     for row, line, cells in side_values(path, fmt, ("id", "input_length", "output_length", "hash_ids")):
-        try:
-            tokens = int(as_number(cells["input_length"], "input_length", where, line))
-            output = int(as_number(cells["output_length"], "output_length", where, line))
-            ids = _hash_ids(cells["hash_ids"], where, line)
-        except ValueError as exc:
-            raise InputError(str(exc), path=where, line=line) from None
+        tokens = int(as_number(cells["input_length"], "input_length", where, line))
+        output = int(as_number(cells["output_length"], "output_length", where, line))
+        ids = _hash_ids(cells["hash_ids"], where, line)
         parts = []
         for h in ids:
             if h not in blocks:
@@ -91,16 +86,16 @@ def length_trace_prompts(path: Path, fmt: str | None, sizer: Sizer) -> Iterator[
                      params={"max_tokens": max(1, output), "ignore_eos": True})
 
 
-def _hash_ids(value: Any, where: str, line: int) -> list[int]:
+def _hash_ids(value: Any, where: Where, line: int) -> list[int]:
     if value is None:
         return []
     if isinstance(value, str):
         try:
             value = json.loads(value)
-        except ValueError:
-            raise ValueError(f"{where} line {line}: column 'hash_ids' must be a JSON list of integers") from None
+        except (ValueError, RecursionError):
+            raise where.error("must be a JSON list of integers", line=line, column="hash_ids") from None
     if hasattr(value, "tolist"):
         value = value.tolist()                   # a Parquet list column
     if not isinstance(value, list) or not all(isinstance(h, int) and not isinstance(h, bool) for h in value):
-        raise ValueError(f"{where} line {line}: column 'hash_ids' must be a list of integers, got {value!r}")
+        raise where.error(f"must be a list of integers, got {value!r}", line=line, column="hash_ids")
     return value

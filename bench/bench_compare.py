@@ -1,13 +1,15 @@
 """How often `batchrun compare` cries wolf, and how often it catches a real regression.
 
-    python bench/bench_compare.py                 # 40 identical pairs + 40 regressed pairs, ~12 min
+    python bench/bench_compare.py                 # 40 identical pairs + 40 regressed pairs, ~30-40 min
     python bench/bench_compare.py --pairs 10      # a quicker look
+    python bench/bench_compare.py -n 100          # a fixed sample size instead of the default sizing
 
-Each run is a real `batchrun bench` (one level, --no-sync, the CI recipe's -c 8 -n 200) against
-the built-in endpoint, started per run with its own random seed and realistic noise (fresh
-lognormal jitter per request, sigma 0.2): its TTFT model as shipped (250 ms plus prefill), its gaps
-between tokens cut to 5 ms so that 120 runs take about 20 minutes, not an hour. Every run uses the
-same prompts.
+Each run is a real `batchrun bench` of the CI recipe's shape (one level, --no-sync, -c 8, the
+default per-level sample size unless -n is given) against the built-in endpoint, started per run
+with its own random seed and realistic noise (fresh lognormal jitter per request, sigma 0.2): its
+TTFT model as shipped (250 ms plus prefill), its gaps between tokens cut to 5 ms so that 120 runs
+take half an hour, not two. Every run uses the same prompts. It prints the requests each run
+measured (the default sizing decides them from each run's own spread).
 
 1. False alarms: pairs of identical configurations, compared at the default tolerances (the
    README's): the share of pairs with any figure `regressed` (target <= 5%), and the share with an
@@ -38,14 +40,14 @@ TTFT_S, PREFILL_S = 0.25, 0.0002          # the built-in endpoint's defaults
 EXAMPLE_TOLERANCES = "latency_p99=10%,ttft_p50=10%,throughput=-5%"
 
 
-def bench_config(n: int, concurrency: int, slower: float) -> BenchConfig:
+def bench_config(n: int | None, concurrency: int, slower: float) -> BenchConfig:
     options = tuple(o.format(ttft=TTFT_S * slower, prefill=PREFILL_S * slower) for o in SCALED)
     run = RunConfig(input=PROMPTS, max_tokens=32, timeout=60.0, retries=0, on_bad_row="skip", quiet=True,
                     builtin_options=options)
     return BenchConfig(run=run, requests=n, concurrencies=(concurrency,), sync=False)
 
 
-def one_run(out: Path, n: int, concurrency: int, slower: float = 1.0) -> Path:
+def one_run(out: Path, n: int | None, concurrency: int, slower: float = 1.0) -> Path:
     asyncio.run(execute_bench(bench_config(n, concurrency, slower), out))
     return out
 
@@ -53,18 +55,21 @@ def one_run(out: Path, n: int, concurrency: int, slower: float = 1.0) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=40)
-    parser.add_argument("-n", type=int, default=200, help="requests per run (the CI recipe's)")
+    parser.add_argument("-n", type=int, default=None,
+                        help="requests per run (default: bench's own per-level sizing, as the CI recipe)")
     parser.add_argument("-c", type=int, default=8, help="concurrency (the CI recipe's)")
     args = parser.parse_args()
     started = time.perf_counter()
     alarms = inconclusive = point_alarms = hits = 0
     effects: list[float] = []
+    sizes: list[int] = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         for i in range(args.pairs):
             a = one_run(root / f"a{i}", args.n, args.c)
             b = one_run(root / f"b{i}", args.n, args.c)
             slow = one_run(root / f"s{i}", args.n, args.c, slower=1.2)
+            sizes += [measured(a), measured(b), measured(slow)]
             same = compare(a, b, defaults=True)
             alarms += not same.passed
             inconclusive += bool(same.inconclusive)
@@ -76,16 +81,25 @@ def main() -> None:
             regressed = [c.name for c in same.changes if c.status == "regressed"]
             print(f"pair {i + 1:>3}: identical -> {'REGRESSED ' + ','.join(regressed) if regressed else 'pass'}"
                   f"{' (inconclusive: ' + ','.join(c.name for c in same.changes if c.status == 'inconclusive') + ')' if same.inconclusive else ''}"
-                  f"; ttft +20% -> {worse.changes[0].status} {worse.changes[0].low:+.1f}%..{worse.changes[0].high:+.1f}%",
+                  f"; ttft +20% -> {worse.changes[0].status} {worse.changes[0].low:+.1f}%..{worse.changes[0].high:+.1f}%"
+                  f"; n {sizes[-3]}/{sizes[-2]}/{sizes[-1]}",
                   flush=True)
     k = args.pairs
-    print(f"\n{k} pairs, -c {args.c} -n {args.n}, {time.perf_counter() - started:.0f} s")
+    ordered = sorted(sizes)
+    print(f"\n{k} pairs, -c {args.c} -n {args.n or 'default sizing'}, {time.perf_counter() - started:.0f} s")
+    print(f"requests per run: min {ordered[0]}, median {ordered[len(ordered) // 2]}, max {ordered[-1]} "
+          f"(mean {sum(sizes) / len(sizes):.0f}, {len(sizes)} runs)")
     print(f"false alarms (identical pairs, default tolerances):   {alarms}/{k} = {alarms / k:.1%}  (target <= 5%)")
     print(f"  pairs with an inconclusive figure:                 {inconclusive}/{k} = {inconclusive / k:.1%}")
     print(f"  same-run baseline, old point gate ({EXAMPLE_TOLERANCES}): "
           f"{point_alarms}/{k} = {point_alarms / k:.1%}")
     print(f"detection of a 20% TTFT p50 regression:               {hits}/{k} = {hits / k:.1%}  (target >= 95%)")
     print(f"  measured TTFT p50 change in those pairs: median {sorted(effects)[len(effects) // 2]:+.1f}%")
+
+
+def measured(run_dir: Path) -> int:
+    """The bench's measured requests (its one level)."""
+    return sum(1 for _ in next((run_dir / "runs").glob("*/records.jsonl")).open())
 
 
 def same_summary(run_dir: Path) -> dict:

@@ -5,14 +5,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from batchrun.bench.sweep import BenchConfig, arrivals, bench_jobs, parse_levels
+from batchrun.bench.sweep import (
+    TARGET_HALF_WIDTH, BenchConfig, SizedJobs, arrivals, bench_jobs, level_half_width, parse_levels,
+)
 from batchrun.cli import app
 from batchrun.config import RunConfig
 from batchrun.errors import ConfigError
 from batchrun.sim import SimConfig, SimProcess
+from batchrun.store.records import Record
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
@@ -181,9 +185,48 @@ def test_requests_per_level_are_honoured_and_enough_by_default() -> None:
     config = BenchConfig(run=RunConfig(input=SAMPLES / "prompts.csv", model="m"))
     assert config.max_run_s is None                       # was 5 s: -n 200 at c=4 measured 20
     assert [config.requests_for(c) for c in (1, 4, 25, 64)] == [100, 100, 100, 256]
+    assert [config.requests_cap(c) for c in (1, 64)] == [400, 1024]
     assert [config.warmup_for(c) for c in (1, 8)] == [1, 8]
     given = BenchConfig(run=config.run, requests=7, warmup=0)
-    assert (given.requests_for(64), given.warmup_for(64)) == (7, 0)
+    assert (given.requests_for(64), given.requests_cap(64), given.warmup_for(64)) == (7, 7, 0)
+
+
+def _sized_level(sigma: float, seed: int = 1, target: float | None = TARGET_HALF_WIDTH) -> tuple[SizedJobs, list]:
+    """Hand out jobs as the pool would, each finishing at once with a lognormal(0, sigma) TTFT."""
+    rng = np.random.default_rng(seed)
+    records: list[Record] = []
+    sized = SizedJobs(list(range(400)), records, 100, target)
+    for i in sized:
+        ttft = 0.3 * float(rng.lognormal(0.0, sigma))
+        records.append(Record(id=str(i), row=i, ttft_s=ttft, latency_s=ttft + 0.5))
+    return sized, records
+
+
+def test_a_level_measures_until_its_p50_interval_is_tight_enough() -> None:
+    quiet, records = _sized_level(0.01)
+    assert quiet.sent == len(records) == 100 and quiet.capped_width() is None    # tight at its minimum
+    noisy, records = _sized_level(0.2)
+    assert 125 <= noisy.sent == len(records) <= 300                              # checked every 25
+    assert level_half_width(records) <= TARGET_HALF_WIDTH < level_half_width(records[:noisy.sent - 25])
+    wild, records = _sized_level(1.0)
+    assert wild.sent == 400 and wild.capped_width() > 0.1                        # the cap, and it says so
+    given, records = _sized_level(1.0, target=None)                              # -n: exactly that many
+    assert given.sent == 400 and given.capped_width() is None
+    failing = SizedJobs(list(range(400)), [Record(id="x", row=0, status="error")] * 100, 100, TARGET_HALF_WIDTH)
+    assert len(list(failing)) == 100                                             # nothing to judge: the minimum
+
+
+def test_the_default_sizing_in_a_real_bench(tmp_path) -> None:
+    """Wild jitter runs a level to its cap (4 x 100), with a warning and without a "cut" mark.
+    (Stopping at the minimum is tested on scripted records above: a real endpoint's timing on a
+    loaded machine is not steady enough to pin.)"""
+    wild = invoke("bench", str(SAMPLES / "prompts.csv"), "-c", "8", "--no-sync", "--out", "wild", "-q",
+                  *[a for opt in ("ttft_s=0.002", "prefill_s_per_token=0", "itl_s=0.0002", "output_tokens=3",
+                                  "jitter=1.5") for a in ("--builtin-option", opt)])
+    assert wild.exit_code == 0, wild.output
+    assert len((tmp_path / "wild" / "runs" / "async-c8-r1" / "records.jsonl").read_text().splitlines()) == 400
+    assert "stopped at its cap of 400 requests" in wild.output and "measure more with -n" in wild.output
+    assert "400 of" not in (tmp_path / "wild" / "report.md").read_text()        # not shown as a cut run
 
 
 def test_a_time_cut_is_reported_and_small_levels_are_marked(fixed_sim, tmp_path) -> None:

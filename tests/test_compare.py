@@ -219,6 +219,35 @@ def test_a_real_20_percent_ttft_regression_is_detected():
     assert hits >= 38                 # >= 95%
 
 
+def _sized_run(seed: int, **model) -> list:
+    """A simulated run grown as bench's default sizing grows a level: 100 requests, then 25 more
+    while compare's p50 interval against an identical run would be wider than ±4%, at most 400."""
+    from batchrun.bench.sweep import MAX_FACTOR, MIN_REQUESTS, TARGET_HALF_WIDTH, level_half_width
+
+    n = MIN_REQUESTS
+    while n < MAX_FACTOR * MIN_REQUESTS and level_half_width(simulated_run(seed, n=n, **model)) > TARGET_HALF_WIDTH:
+        n += MIN_REQUESTS // 4
+    return simulated_run(seed, n=n, **model)
+
+
+def test_the_default_sample_size_detects_a_20_percent_regression():
+    """With the built-in endpoint's bench noise (jitter 0.2): 100 requests a side caught a 20%
+    TTFT regression in fewer than 95% of pairs; the default sizing catches it in >= 95%, and
+    sizes by spread (a quiet endpoint stops at 100)."""
+    hits = at_100 = 0
+    sizes = []
+    for i in range(40):
+        base, slow = _sized_run(i, jitter=0.2), _sized_run(500 + i, jitter=0.2, ttft_s=0.30)
+        sizes += [len(base), len(slow)]
+        hits += change(compare(side_of_records(base), side_of_records(slow), defaults=True,
+                               figures=["ttft_p50"]), "ttft_p50").status == "regressed"
+        small = compare(side_of_records(base[:100]), side_of_records(slow[:100]), defaults=True, figures=["ttft_p50"])
+        at_100 += change(small, "ttft_p50").status == "regressed"
+    assert hits >= 38 and at_100 < 38
+    assert 125 <= min(sizes) and max(sizes) <= 300
+    assert len(_sized_run(1, jitter=0.02)) == 100
+
+
 def test_verdicts_and_how_many_more_requests_would_settle_it():
     base = side_of_records(simulated_run(1, n=40))
     slightly = side_of_records(simulated_run(2, n=40, ttft_s=0.275))            # +10%: right at the tolerance

@@ -46,18 +46,39 @@ async def test_ttft_directive_overrides_the_model(make_sim: MakeSim) -> None:
 
 
 async def test_ttft_rises_with_queue_depth_beyond_capacity(make_sim: MakeSim) -> None:
-    # capacity 2, each answer holds its slot ~0.05 + 6 x 0.01 s: requests 3-4 wait one round, 5-6 two.
-    server = await make_sim(max_concurrency=2, ttft_s=0.05, prefill_s_per_token=0, itl_s=0.01,
+    # capacity 2, each answer holds its slot 0.4 + 5 x 0.02 s = 0.5 s: requests 3-4 wait one
+    # round, 5-6 two. Each request is sent only once the server holds the previous one (decoding
+    # or queued), so the FIFO order is the sending order however busy the machine (it was a race
+    # of six connections). Request k + 2 takes the slot request k frees, so its first token comes
+    # one hold time after request k's, measured on one clock: how long the sending took cancels.
+    hold = 0.4 + 5 * 0.02
+    server = await make_sim(max_concurrency=2, ttft_s=0.4, prefill_s_per_token=0, itl_s=0.02,
                             itl_load_factor=0, jitter=0, output_tokens=5)
+
+    def held() -> int:
+        s = server.stats()
+        return s["decoding"] + s["queued"] + s["completed"]
+
+    async def first_token_at(session: aiohttp.ClientSession, i: int) -> tuple[float, float]:
+        sent = time.perf_counter()
+        ttft, _, _ = await timed_stream(session, server, f"p{i}")
+        return ttft, sent + ttft
+
     async with aiohttp.ClientSession() as session:
-        results = []
-        for i in range(6):     # started in order, so the FIFO order is known
-            results.append(asyncio.create_task(timed_stream(session, server, f"p{i}")))
-            await asyncio.sleep(0.002)
-        ttfts = [r[0] for r in await asyncio.gather(*results)]
-    assert max(ttfts[:2]) < 0.1 + 0.5                      # no wait (generous upper bound)
-    assert min(ttfts[2:4]) > min(ttfts[:2]) + 0.08          # waited for one slot to free
-    assert min(ttfts[4:]) > min(ttfts[2:4]) + 0.08          # waited for two
+        tasks = []
+        for i in range(6):
+            tasks.append(asyncio.create_task(first_token_at(session, i)))
+            for _ in range(5000):                          # polls until held, not a timed guess
+                if held() > i:
+                    break
+                await asyncio.sleep(0.001)
+            assert held() == i + 1, f"request {i} never reached the server"
+        assert server.stats()["completed"] == 0 and server.stats()["queued"] == 4   # all in the queue in time
+        ttfts, firsts = zip(*await asyncio.gather(*tasks))
+    assert max(ttfts[:2]) < 0.4 + 0.5                      # no wait (generous upper bound)
+    for k in range(4):                                     # 3-4 waited one round, 5-6 two
+        assert firsts[k + 2] - firsts[k] > 0.8 * hold, (k, firsts)
+    assert min(ttfts[4:]) > max(ttfts[2:4]) > max(ttfts[:2])
     assert server.stats()["completed"] == 6 and server.stats()["decoding"] == 0
 
 

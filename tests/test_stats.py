@@ -55,6 +55,38 @@ def test_hodges_lehmann_finds_a_common_factor():
     assert stats.hodges_lehmann_ratio([0.0] + base, base) is None      # log of 0
 
 
+def test_hodges_lehmann_interval_covers_the_true_factor():
+    """300 pairs of lognormal samples (100 a side), the current side 1.2x slower: the 95% interval
+    holds the true +20% at least 93% of the time, and is as narrow as the t-interval on the logs
+    (optimal for these data) within 10%: a tighter test would buy no power on this shape."""
+    rng = np.random.default_rng(11)
+    hits, widths, t_widths = 0, [], []
+    for _ in range(300):
+        base, cur = rng.lognormal(0.0, 0.2, 100), 1.2 * rng.lognormal(0.0, 0.2, 100)
+        iv = stats.hodges_lehmann_ratio(base, cur)
+        hits += iv.low <= 0.2 <= iv.high
+        widths.append(math.log1p(iv.high) - math.log1p(iv.low))
+        se = math.sqrt(np.log(cur).var(ddof=1) / 100 + np.log(base).var(ddof=1) / 100)
+        t_widths.append(2 * 1.972 * se)             # t(0.975, 198)
+    assert hits / 300 >= 0.93
+    assert np.mean(widths) <= 1.10 * np.mean(t_widths)
+
+
+def test_the_half_width_against_an_identical_run_is_predicted_from_one_sample():
+    """median_change_half_width(x) ~ the half-width of hodges_lehmann_ratio(x, y) for y another
+    sample like x (what a bench level is sized by), within 5% on average."""
+    rng = np.random.default_rng(5)
+    own, pair = [], []
+    for _ in range(100):
+        x, y = rng.lognormal(0.0, 0.2, 150), rng.lognormal(0.0, 0.2, 150)
+        own.append(stats.median_change_half_width(x))
+        iv = stats.hodges_lehmann_ratio(x, y)
+        pair.append((iv.high - iv.low) / 2)
+    assert np.mean(own) == approx(np.mean(pair), rel=0.05)
+    assert 0.035 < np.mean(own) < 0.06              # ±1.96 · 0.2 · sqrt(2/150) / sqrt(0.955), about ±4.6%
+    assert stats.median_change_half_width([1.0, 2.0, 3.0]) is None
+
+
 def test_pair_difference_order_statistics_without_building_the_pairs():
     rng = np.random.default_rng(3)
     a, b = np.sort(rng.normal(size=40)), np.sort(rng.normal(size=30))

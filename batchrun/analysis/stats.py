@@ -267,6 +267,15 @@ def hodges_lehmann_ratio(base: Sequence[float], cur: Sequence[float], level: flo
     return Interval(math.expm1(est), math.expm1(low), math.expm1(high))
 
 
+def median_change_half_width(values: Sequence[float], level: float = LEVEL) -> float | None:
+    """The half-width (a fraction: 0.04 is ±4%) that hodges_lehmann_ratio would give comparing
+    `values` with an independent sample of the same size and distribution, predicted from
+    `values` alone: its interval against itself (the pairwise differences of one sample spread
+    like those of two). Used to size a bench level; None when no interval exists."""
+    iv = hodges_lehmann_ratio(values, values, level)
+    return None if iv is None else max(-iv.low, iv.high)
+
+
 def quantile_ratio(base_sorted: Sequence[float], cur_sorted: Sequence[float], q: float,
                    level: float = LEVEL) -> Interval | None:
     """Relative change of the q-th percentile from two distribution-free intervals.

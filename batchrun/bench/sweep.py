@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
+from batchrun.analysis import stats
 from batchrun.endpoint.client import Endpoint, make_session
 from batchrun.config import RunConfig
 from batchrun.endpoint.resolve import endpoint_info, open_endpoint, preflight
@@ -28,7 +29,7 @@ from batchrun.errors import ConfigError, InputError
 from batchrun.engine.pool import Job, Pool, PoolConfig
 from batchrun.progress import sample_loop_lag
 from batchrun.inputs.prompt import BadRow, Prompt
-from batchrun.store.records import CANCELLED, Record, RecordSink
+from batchrun.store.records import CANCELLED, OK, Record, RecordSink
 from batchrun.runner import jobs as run_jobs
 from batchrun.runner import open_rows
 from batchrun.runner import say
@@ -45,6 +46,13 @@ _NOT_IN_BENCH = {"concurrency", "resume", "out", "output_format", "quiet", "fail
 
 MIN_REQUESTS = 100          # per level by default: at least this many, and 4 x the concurrency
 FEW_REQUESTS = 30           # a level with fewer measured requests is marked in every table
+# Default sizing of an async level: past its minimum it keeps sending until `compare` against an
+# identical run would give its p50 TTFT and p50 latency a 95% interval within ±4% (SizedJobs,
+# level_half_width), checked every quarter of the minimum, up to 4 x the minimum. ±4% against the
+# default 10% tolerance catches a 20% regression in ~99% of pairs (simulated; bench_compare.py
+# measures it for real); the sync baseline, only the speedup's denominator, keeps the minimum.
+TARGET_HALF_WIDTH = 0.04
+MAX_FACTOR = 4
 
 
 @dataclass(frozen=True)
@@ -76,8 +84,13 @@ class BenchConfig:
                               "`batchrun run --endpoint embeddings` (its summary has inputs/s and tokens/s)")
 
     def requests_for(self, concurrency: int) -> int:
-        """Measured requests at one level: -n, else max(100, 4 x concurrency)."""
+        """Measured requests at one level: -n, else at least max(100, 4 x concurrency)."""
         return self.requests if self.requests is not None else max(MIN_REQUESTS, 4 * concurrency)
+
+    def requests_cap(self, concurrency: int) -> int:
+        """The most an async level may measure: -n, else MAX_FACTOR x its minimum (SizedJobs
+        decides in between)."""
+        return self.requests if self.requests is not None else MAX_FACTOR * self.requests_for(concurrency)
 
     def warmup_for(self, concurrency: int) -> int:
         """Unmeasured requests before a level: --warmup, else one wave (one per slot)."""
@@ -146,6 +159,54 @@ def send_span(records: list[Record]) -> float | None:
     return max(e for _, e in sent) - min(s for s, _ in sent) or None
 
 
+def level_half_width(records: list[Record]) -> float | None:
+    """How tight `compare` would be on this level against an identical run of the same size: the
+    wider predicted half-width (fraction) of its p50 TTFT and p50 latency intervals; None when
+    too few requests succeeded to say."""
+    ok = [r for r in records if r.status == OK]
+    widths = [stats.median_change_half_width([v for r in ok if (v := getattr(r, key)) is not None])
+              for key in ("ttft_s", "latency_s")]
+    known = [w for w in widths if w is not None]
+    return max(known) if known else None
+
+
+class SizedJobs:
+    """The jobs of one async level, handed out lazily: the first `minimum`, then more while the
+    measured records are not tight enough (level_half_width above `target`, checked every `every`
+    jobs), up to all of `jobs`. Only finished requests are judged, and the rule looks at their
+    spread, never at where they lie, so stopping on it leaves the level's intervals honest
+    (simulated coverage 95-96%)."""
+
+    def __init__(self, jobs: list[Job], records: list[Record], minimum: int, target: float | None) -> None:
+        self.jobs, self.records, self.minimum, self.target = jobs, records, minimum, target
+        self.every = max(1, minimum // 4)
+        self.sent = 0
+        self.width: float | None = None          # the last predicted half-width judged
+
+    def __iter__(self) -> Iterator[Job]:
+        for i, job in enumerate(self.jobs):
+            if self.target is not None and i >= self.minimum and (i - self.minimum) % self.every == 0:
+                self.width = self.predicted(i)
+                if self.width is None or self.width <= self.target:
+                    return
+            self.sent = i + 1
+            yield job
+
+    def predicted(self, sent: int) -> float | None:
+        """The half-width once all `sent` requests have finished: up to 3 waves are still in flight
+        or queued, so the finished ones' width is scaled by sqrt(finished / sent) (widths shrink as
+        1/sqrt(n))."""
+        width = level_half_width(self.records)
+        return None if width is None else width * math.sqrt(len(self.records) / sent)
+
+    def capped_width(self) -> float | None:
+        """The level's final half-width when the cap stopped it short of the target, else None."""
+        if self.target is None or self.sent < len(self.jobs) or self.sent <= self.minimum:
+            return None
+        width = level_half_width(self.records)
+        return math.inf if width is None else width if width > self.target else None
+
+
 def _cut_warning(name: str, records: list[Record], planned: int, max_run_s: float | None) -> None:
     if max_run_s is not None and len(records) < planned:
         say(f"warning: {name}: --max-run-time {max_run_s:g}s cut it to {len(records)} of {planned} "
@@ -170,6 +231,8 @@ async def measure_async(endpoint: Endpoint, jobs: list[Job], config: BenchConfig
         pool_config = PoolConfig(concurrency=workers, retries=run.retries, rpm=run.rpm, tpm=run.tpm, seed=run.seed,
                                  max_retry_wait_s=run.max_retry_wait, learn_rpm=run.learn_rpm, learn_tpm=run.learn_tpm)
         warmup = config.warmup_for(level)
+        sized = SizedJobs(jobs, records, min(len(jobs), config.requests_for(level)),
+                          TARGET_HALF_WIDTH if config.requests is None else None)
         if warmup:
             warm = Pool(client, lambda r: None, dataclasses.replace(pool_config, concurrency=min(level, workers)),
                         t0=clock(), clock=clock)
@@ -186,7 +249,7 @@ async def measure_async(endpoint: Endpoint, jobs: list[Job], config: BenchConfig
                 interrupted = False
                 try:
                     schedule = arrivals(rate, config.burstiness, run.seed) if rate else None
-                    await pool.run(iter(jobs), schedule=schedule, send_for_s=config.max_run_s)
+                    await pool.run(iter(sized), schedule=schedule, send_for_s=config.max_run_s)
                 except asyncio.CancelledError:
                     interrupted = True          # Ctrl-C: keep what finished (below), then stop the bench
                 finally:
@@ -197,11 +260,18 @@ async def measure_async(endpoint: Endpoint, jobs: list[Job], config: BenchConfig
                     raise ConfigError(f"the endpoint refused the run: {pool.refused} (fix OPENAI_API_KEY, "
                                       "--model or --base-url)")
     finished = [r for r in records if r.status != CANCELLED]
+    planned = max(sized.sent, sized.minimum) if config.max_run_s is not None else sized.sent
     result = RunResult(name, "rate" if rate else "async", workers if rate else concurrency, repeat, rate,
-                       send_span(finished) or wall, finished, lag, len(jobs))
+                       send_span(finished) or wall, finished, lag, planned)
     if interrupted:
         raise Interrupted(result)
-    _cut_warning(name, records, len(jobs), config.max_run_s)
+    _cut_warning(name, records, planned, config.max_run_s)
+    capped = sized.capped_width()
+    if capped is not None:
+        width = "unknown" if math.isinf(capped) else f"±{100 * capped:.1f}%"
+        say(f"warning: {name}: stopped at its cap of {sized.sent} requests with the p50 TTFT/latency "
+            f"interval against an identical run still {width} (the default sizing aims at "
+            f"±{100 * TARGET_HALF_WIDTH:g}%): a small regression may not be caught; measure more with -n")
     return result
 
 
@@ -278,7 +348,7 @@ async def execute_bench(config: BenchConfig, out: Path | None = None) -> tuple[P
             from batchrun.endpoint.calibrate import synthetic_rows
             rows, synthetic_info = await synthetic_rows(config.run, endpoint, client_class(run), config.requests, say)
         public = _public(config)
-        jobs = bench_jobs(config.run, max(config.requests_for(config.largest_level()), config.requests_for(1)), rows)
+        jobs = bench_jobs(config.run, max(config.requests_cap(config.largest_level()), config.requests_for(1)), rows)
         try:
             await _all_runs(endpoint, jobs, config, out, results, public)
         except (KeyboardInterrupt, asyncio.CancelledError, Interrupted) as exc:
@@ -327,11 +397,11 @@ async def _all_runs(endpoint: Endpoint, jobs: list[Job], config: BenchConfig, ou
             done(await measure_sync(endpoint, jobs[:config.requests_for(1)], config, out, repeat))
         for c in config.concurrencies if not config.rates else ():
             _note(config, f"async, concurrency {c}, repeat {repeat}")
-            done(await measure_async(endpoint, jobs[:config.requests_for(c)], config, out,
+            done(await measure_async(endpoint, jobs[:config.requests_cap(c)], config, out,
                                      name=f"async-c{c}-r{repeat}", concurrency=c, repeat=repeat))
         for rate in config.rates:
             _note(config, f"open loop, {rate:g} requests/s, repeat {repeat}")
-            done(await measure_async(endpoint, jobs[:config.requests_for(math.ceil(rate))], config, out,
+            done(await measure_async(endpoint, jobs[:config.requests_cap(math.ceil(rate))], config, out,
                                      name=f"rate-{rate:g}-r{repeat}", concurrency=config.max_concurrency,
                                      repeat=repeat, rate=rate))
 

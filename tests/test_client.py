@@ -22,10 +22,11 @@ async def send(base_url: str, **kw) -> AttemptResult:
         return await client.send(BODY)
 
 
-def feed(pieces: list[tuple[float, bytes]], end: float, sent: float = 0.0) -> AttemptResult:
-    """Run SSEStream on network reads that arrived at exact instants."""
+def feed(pieces: list[tuple[float, bytes]], end: float, sent: float = 0.0,
+         stream_class: type[SSEStream] = SSEStream) -> AttemptResult:
+    """Run SSEStream (or a subclass) on network reads that arrived at exact instants."""
     result = AttemptResult(sent=sent)
-    stream = SSEStream(result)
+    stream = stream_class(result)
     for now, piece in pieces:
         if stream.feed(piece, now):
             break

@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from batchrun.sim import SimConfig
-from batchrun.sim.batches import BatchStore, phase, processed_share
+from batchrun.sim.batches import BatchStore, answer_line, phase, processed_share
 from batchrun.sim.files import FileStore
 from batchrun.sim.host import AttemptCounter
 from batchrun.sim.multipart import MultipartError, parse_multipart
@@ -192,6 +192,18 @@ def test_failure_and_request_error_rates() -> None:
     view = batches.view(job["id"])
     assert view["request_counts"] == {"total": 2, "completed": 0, "failed": 2}
     assert {x["response"]["status_code"] for x in file_lines(files, view["error_file_id"])} == {500}
+
+
+def test_a_line_for_a_model_the_sim_does_not_list_is_a_404_when_models_are_enforced() -> None:
+    cfg = SimConfig(fast=True, models=("batchrun-sim",), enforce_models=True)
+    ok, _ = answer_line(cfg, line("a"), 0, False, 0)
+    bad = line("b")
+    bad["body"]["model"] = "other"
+    refused, out = answer_line(cfg, bad, 0, False, 0)
+    response = json.loads(out)["response"]
+    assert ok and not refused and response["status_code"] == 404
+    assert response["body"]["error"]["code"] == "model_not_found"
+    assert answer_line(SimConfig(fast=True), bad, 0, False, 0)[0]     # not enforced: answered
 
 
 def test_cancel_keeps_what_ran_and_refuses_an_ended_job() -> None:

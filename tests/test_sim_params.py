@@ -13,8 +13,11 @@ import openai
 import pytest
 
 from batchrun.sim import SimConfig, SimServer
+from batchrun.sim.params import check_sampling
 from batchrun.sim.prefix_cache import BLOCK_CHARS, BLOCK_TOKENS, PrefixCache
 from batchrun.sim.sampling import apply_stop, output_length
+from batchrun.sim.validate import validate_chat
+from batchrun.sim.wire import ApiError
 from test_sim_server import raw, sdk
 
 if TYPE_CHECKING:
@@ -48,6 +51,22 @@ def test_stop_cuts_before_the_sequence_and_not_inside_min_tokens() -> None:
     assert apply_stop(tokens, [" ri", "xyz"]) == (["The"], True)
     assert apply_stop(tokens, ["."], min_tokens=3) == (["The", " river", " runs.", " The", " end"], True)
     assert apply_stop(tokens, ["zzz"]) == (tokens, False)
+
+
+@pytest.mark.parametrize("check,body,param,message", [
+    (lambda b: check_sampling(b, "chat"), chat(seed=True), "seed",
+     "Invalid type for 'seed': expected an integer, but got a boolean instead."),
+    (validate_chat, {"model": "m", "messages": "hi"}, "messages",
+     "Invalid type for 'messages': expected an array, but got a string instead."),
+    (validate_chat, {"model": "m", "messages": HELLO, "stream": 1.5}, "stream",
+     "Invalid type for 'stream': expected a boolean, but got a number instead."),
+])
+def test_wrong_types_are_worded_alike_by_params_and_validate(check: Any, body: dict[str, Any], param: str,
+                                                             message: str) -> None:
+    with pytest.raises(ApiError) as caught:
+        check(body)
+    assert (caught.value.status, caught.value.param, caught.value.code) == (400, param, "invalid_type")
+    assert caught.value.message == message
 
 
 def test_prefix_cache_counts_leading_blocks_only_and_evicts_lru() -> None:

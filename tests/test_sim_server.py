@@ -194,6 +194,41 @@ async def test_unknown_model_is_not_found_when_models_are_enforced(make_sim: Mak
     assert [m.id for m in listed.data] == ["a", "b"]
 
 
+MODEL_ENDPOINTS = {
+    "chat": ("/v1/chat/completions", lambda model, text: {"model": model, "messages": [{"role": "user", "content": text}]}),
+    "completions": ("/v1/completions", lambda model, text: {"model": model, "prompt": text, "max_tokens": 3}),
+    "embeddings": ("/v1/embeddings", lambda model, text: {"model": model, "input": text}),
+}
+
+
+@pytest.mark.parametrize("endpoint", list(MODEL_ENDPOINTS))
+async def test_model_endpoints_share_the_first_checks_and_injected_errors(make_sim: MakeSim, endpoint: str) -> None:
+    """Auth, JSON body, strict parameters, enforced models and injected errors, in that order, alike
+    on chat, completions and embeddings (one shared implementation in sim/handling.py)."""
+    server = await make_sim(fast=True, models=("a",), enforce_models=True, api_key="sk-right")
+    path, body = MODEL_ENDPOINTS[endpoint]
+    auth = {"Authorization": "Bearer sk-right"}
+    answers = [await raw(server, body("b", "hi"), path=path),                   # no key, unknown model: 401 first
+               await raw(server, b"{not json", path=path, headers=auth),
+               await raw(server, {**body("b", "hi"), "bogus": 1}, path=path, headers=auth),
+               await raw(server, body("b", "hi"), path=path, headers=auth),
+               await raw(server, body("a", "hi [[sim:error=503]]"), path=path, headers=auth),
+               await raw(server, body("a", "hi [[sim:error=429]]"), path=path, headers=auth),
+               await raw(server, body("a", "hi"), path=path, headers=auth)]
+    errors = [json.loads(payload)["error"] for _, _, payload in answers[:-1]]
+    assert [status for status, _, _ in answers] == [401, 400, 400, 404, 503, 429, 200]
+    assert [e["code"] for e in errors] == ["invalid_api_key", None, None, "model_not_found", None,
+                                           "rate_limit_exceeded"]
+    assert errors[2]["message"] == "Unrecognized request argument supplied: bogus"
+    assert [headers.get("retry-after") for _, headers, _ in answers[4:]] == ["1", "1", None]
+    assert all(headers["x-request-id"].startswith("req_") for _, headers, _ in answers)
+    assert answers[-1][1]["content-type"] == "application/json"
+    stats = server.stats()
+    assert stats["by_endpoint"] == {endpoint: 7} and stats["requests"] == 7
+    assert stats["responses"] == {"200": 1, "400": 2, "401": 1, "404": 1, "429": 1, "503": 1}
+    assert (stats["faults"]["error_503"], stats["faults"]["error_429"]) == (1, 1)
+
+
 @pytest.mark.parametrize("body, code", [
     (b"{not json", None),
     ({"model": "m"}, "missing_required_parameter"),

@@ -350,6 +350,7 @@ class SSEStream:
 
     __slots__ = ("result", "first_output", "done", "_pending", "_parts", "_tools",
                  "_last", "_size", "_max_bytes", "_others", "_reasoning")
+    kind: ClassVar[str] = "chat completion"     # what a garbled line is not, in its error message
 
     def __init__(self, result: AttemptResult, max_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> None:
         self.result = result
@@ -416,6 +417,8 @@ class SSEStream:
                                 self._output(chunk, content, None, now)
                             else:
                                 self._delta(chunk, delta, now)
+                        else:                               # chat's finish chunk; every text chunk
+                            self._no_delta(chunk, choice, now)
                         if choice.get("finish_reason"):
                             result.finish_reason = choice["finish_reason"]
                 elif chunk.get("error"):
@@ -426,7 +429,7 @@ class SSEStream:
                 elif result.model is None and not choices:
                     result.model = chunk.get("model") or None
             except (ValueError, AttributeError, TypeError, KeyError, IndexError):
-                result.fail(ERROR, MALFORMED_CHUNK, f"a stream line is not a chat completion chunk: {data[:80]!r}")
+                result.fail(ERROR, MALFORMED_CHUNK, f"a stream line is not a {self.kind} chunk: {data[:80]!r}")
                 return True
         return False
 
@@ -441,8 +444,13 @@ class SSEStream:
         delta = choice.get("delta")
         if delta:
             self._delta(chunk, delta, now)
+        else:
+            self._no_delta(chunk, choice, now)
         if choice.get("finish_reason"):
             self.result.finish_reason = choice["finish_reason"]
+
+    def _no_delta(self, chunk: dict[str, Any], choice: dict[str, Any], now: float) -> None:
+        """Choice 0 with no (or an empty) delta: nothing to read in chat; TextSSEStream reads `text`."""
 
     def _delta(self, chunk: dict[str, Any], delta: dict[str, Any], now: float) -> None:
         """Choice 0's delta: content and tool calls are the answer, reasoning is kept apart."""

@@ -1,67 +1,32 @@
 """/v1/completions: the same timed streaming client, reading `choices[0].text` instead of a delta.
 
-Only the per-chunk parse differs from chat (SSEStream): line framing, the response cap,
-timing (TTFT, ITL), usage, errors and the end-of-stream rules are SSEStream's own.
+Only where the text sits differs from chat: line framing, the response cap, timing (TTFT, ITL),
+usage, errors, choices by index and the end-of-stream rules are SSEStream's own (its `feed`
+hands a choice without a delta to `_no_delta`, which is where a text chunk's `text` is read).
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import orjson
-
-from batchrun.endpoint.client import (MALFORMED_CHUNK, STREAM_ERROR, SSEStream, StreamClient,
-                                      _error_message, _read_usage)
-from batchrun.store.records import ERROR
+from batchrun.endpoint.client import SSEStream, StreamClient
 
 
 class TextSSEStream(SSEStream):
     """SSEStream for `text_completion` chunks: `{"choices": [{"text": "...", "finish_reason": ...}]}`."""
 
     __slots__ = ()
+    kind: ClassVar[str] = "text completion"
 
-    def feed(self, piece: bytes, now: float) -> bool:
-        lines = self._lines(piece)
-        if lines is None:
-            return self._too_large()
-        for line in lines:
-            if not line.startswith(b"data:"):
-                continue
-            data = line[5:].strip()
-            if data == b"[DONE]":
-                self.done = True
-                return True
-            if self._chunk(data, now):
-                return True
-        return False
+    def _no_delta(self, chunk: dict[str, Any], choice: dict[str, Any], now: float) -> None:
+        text = choice.get("text")
+        if text:
+            if not isinstance(text, str):
+                raise TypeError("text is not a string")
+            self._output(chunk, text, None, now)
 
-    def _chunk(self, data: bytes, now: float) -> bool:
-        """One `data:` payload; True when it ends the stream (an error or a garbled line)."""
-        result = self.result
-        try:
-            chunk = orjson.loads(data)
-            choices = chunk.get("choices")
-            if choices:
-                choice = next((c for c in choices if (c.get("index") or 0) == 0), None)
-                if choice is not None:
-                    text = choice.get("text")
-                    if text:
-                        if not isinstance(text, str):
-                            raise TypeError("text is not a string")
-                        self._output(chunk, text, None, now)
-                    if choice.get("finish_reason"):
-                        result.finish_reason = choice["finish_reason"]
-            elif chunk.get("error"):
-                result.fail(ERROR, STREAM_ERROR, _error_message(chunk["error"]))
-                return True
-            if chunk.get("usage"):
-                _read_usage(chunk, result)
-            elif result.model is None and not choices:
-                result.model = chunk.get("model") or None
-        except (ValueError, AttributeError, TypeError, KeyError, IndexError):
-            result.fail(ERROR, MALFORMED_CHUNK, f"a stream line is not a text completion chunk: {data[:80]!r}")
-            return True
-        return False
+    def _other_choice(self, index: int, choice: dict[str, Any]) -> None:
+        """n > 1: only choice 0's text is read; the other choices' text is not kept."""
 
 
 class TextStreamClient(StreamClient):

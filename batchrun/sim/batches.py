@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from batchrun.sim import model
-from batchrun.sim.chat import check_auth
+from batchrun.sim.handling import check_auth, check_model
 from batchrun.sim.config import SimConfig
 from batchrun.sim.directives import DirectiveError
 from batchrun.sim.files import FileStore, list_page, query_of, subpath
@@ -34,7 +34,7 @@ from batchrun.sim.http import Connection, Request
 from batchrun.sim.planner import plan_request, request_directives
 from batchrun.sim.structured import check_response_format
 from batchrun.sim.validate import parse_body, validate_chat
-from batchrun.sim.wire import ApiError, completion_body, dumps, invalid_url, model_not_found, server_error
+from batchrun.sim.wire import ApiError, completion_body, dumps, invalid_url, server_error
 
 ENDPOINT = "/v1/chat/completions"
 MAX_REQUESTS = 50_000
@@ -89,8 +89,7 @@ def _completion(cfg: SimConfig, body: Any, attempt: int, fail: bool, created: in
     check_response_format(body)
     if body.get("stream"):
         raise ApiError(400, "Streaming is not supported in the Batch API.", param="stream")
-    if cfg.enforce_models and body["model"] not in cfg.models:
-        raise model_not_found(body["model"])
+    check_model(cfg, body)
     try:
         directives = request_directives(body, attempt)
     except DirectiveError as err:

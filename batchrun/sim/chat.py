@@ -5,42 +5,29 @@ from __future__ import annotations
 from typing import Any
 
 from batchrun.sim import model
-from batchrun.sim.delivery import BodyDelivery, StreamDelivery
+from batchrun.sim.delivery import StreamDelivery
 from batchrun.sim.directives import DirectiveError
+from batchrun.sim.handling import (admitted, answer_headers, check_injected_error, check_model, read_body,
+                                   send_body)
 from batchrun.sim.host import Host
 from batchrun.sim.http import Connection, Request, response_head
 from batchrun.sim.planner import Plan, plan_request, request_directives, token_cost
-from batchrun.sim.params import check_params, check_sampling
+from batchrun.sim.params import check_sampling
 from batchrun.sim.prefix_cache import apply_cache, chat_prefix_text
 from batchrun.sim.sampling import chat_logprob_entry, plan_logprobs
 from batchrun.sim.structured import check_response_format, escape
-from batchrun.sim.validate import parse_body, validate_chat
-from batchrun.sim.wire import (
-    DONE,
-    ApiError,
-    ChunkEncoder,
-    completion_body,
-    injected_429,
-    invalid_api_key,
-    model_not_found,
-    server_error,
-)
-
-SSE_HEADERS = [("content-type", "text/event-stream; charset=utf-8"), ("cache-control", "no-cache")]
-JSON_HEADERS = [("content-type", "application/json")]
+from batchrun.sim.validate import validate_chat
+from batchrun.sim.wire import DONE, ApiError, ChunkEncoder, completion_body
 
 
 def handle_chat(server: Host, conn: Connection, req: Request, rid: str) -> None:
-    server.counters.requests += 1
-    server.counters.by_endpoint["chat"] += 1
-    try:
-        body, plan = _admit(server, req)
-    except ApiError as err:
-        return server.send_error(conn, req, rid, err)
+    got = admitted(server, conn, req, rid, "chat", _admit)
+    if got is None:
+        return
+    body, plan = got
     if plan.calls:
         server.counters.tool_call_responses += 1
-    headers = [*(SSE_HEADERS if body.get("stream") else JSON_HEADERS), ("x-request-id", rid),
-               *server.ratelimit_headers()]
+    headers = answer_headers(server, rid, bool(body.get("stream")))
     if body.get("stream"):
         _stream(server, conn, req, body, plan, headers)
     else:
@@ -50,14 +37,11 @@ def handle_chat(server: Host, conn: Connection, req: Request, rid: str) -> None:
 def _admit(server: Host, req: Request) -> tuple[dict[str, Any], Plan]:
     """Auth, body, model, directives, rate limit, injected error -- or the ApiError to answer with."""
     cfg = server.config
-    check_auth(cfg.api_key, req)
-    body = parse_body(req.body)
-    check_params(body, "chat", cfg.strict)
+    body = read_body(server, req, "chat")
     validate_chat(body)
     check_sampling(body, "chat")
     check_response_format(body)
-    if cfg.enforce_models and body["model"] not in cfg.models:
-        raise model_not_found(body["model"])
+    check_model(cfg, body)
     attempt = server.attempts.next(req.body)
     try:
         directives = request_directives(body, attempt)
@@ -67,25 +51,8 @@ def _admit(server: Host, req: Request) -> tuple[dict[str, Any], Plan]:
     server.check_rate_limit(body["model"], token_cost(body, prompt_tokens))
     plan = plan_request(cfg, body, directives, attempt, prompt_tokens)
     apply_cache(server.prefix_cache, plan, cfg.prefill_s_per_token, chat_prefix_text(body["messages"]))
-    if plan.faults.error is not None:
-        server.counters.count_fault(f"error_{plan.faults.error}")
-        raise _injected_error(plan.faults.error, cfg.retry_after_s)
+    check_injected_error(server, plan)
     return body, plan
-
-
-def check_auth(api_key: str | None, req: Request) -> None:
-    if api_key is None:
-        return
-    auth = req.headers.get(b"authorization", b"").decode("latin-1")
-    given = auth[7:] if auth[:7].lower() == "bearer " else ""
-    if given != api_key:
-        raise invalid_api_key(given)
-
-
-def _injected_error(status: int, retry_after_s: float) -> ApiError:
-    if status == 429:
-        return injected_429(retry_after_s)
-    return server_error(status, retry_after_s if status == 503 else None)
 
 
 def _stream(server: Host, conn: Connection, req: Request, body: dict[str, Any], plan: Plan,
@@ -136,9 +103,4 @@ def _respond(server: Host, conn: Connection, req: Request, body: dict[str, Any],
     payload = completion_body(server.completion_id(), server.created(), body["model"], text, plan.calls,
                               plan.finish_reason, plan.prompt_tokens, plan.completion_tokens,
                               plan.cached_tokens, None if entries is None else {"content": entries, "refusal": None})
-
-    def head(length: int) -> bytes:
-        server.counters.count_response(200)
-        return response_head(200, headers, length, req.keep_alive)
-
-    BodyDelivery(server.config, server.engine, conn, plan, server.hooks, head, payload).start()
+    send_body(server, conn, req, plan, headers, payload)

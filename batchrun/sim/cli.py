@@ -7,7 +7,7 @@ onto a SimConfig and runs the server.
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Optional
+from typing import Annotated, Any, Callable, Optional
 
 import typer
 
@@ -18,6 +18,14 @@ from batchrun.sim.server import run_loop, serve_sim
 _LAT = "Latency model"
 _FAULTS = "Faults (probabilities per request, seeded)"
 _BATCH = "Batch API (/v1/files, /v1/batches)"
+
+
+def _panel(name: str) -> Callable[[str], Any]:
+    """`_lat("...")` is typer.Option(help="...", rich_help_panel=_LAT): the panels' plain options."""
+    return lambda help: typer.Option(help=help, rich_help_panel=name)
+
+
+_lat, _faults, _batch = _panel(_LAT), _panel(_FAULTS), _panel(_BATCH)
 
 
 def serve(
@@ -31,40 +39,30 @@ def serve(
     seed: Annotated[int, typer.Option(help="Seed for text, lengths, jitter and faults.")] = 0,
     api_key: Annotated[Optional[str], typer.Option(
         help="Require 'Authorization: Bearer KEY' (401 otherwise). Default: no auth.")] = None,
-    batch_delay: Annotated[float, typer.Option(
-        help="Seconds from creating a batch job to its completion.", rich_help_panel=_BATCH)] = 2.0,
-    batch_error_rate: Annotated[float, typer.Option(
-        help="Chance a request of a job fails (HTTP 500 in the error file).", rich_help_panel=_BATCH)] = 0.0,
-    batch_failure_rate: Annotated[float, typer.Option(
-        help="Chance a whole job fails validation.", rich_help_panel=_BATCH)] = 0.0,
-    batch_expiry_rate: Annotated[float, typer.Option(
-        help="Chance a job expires with half its requests done.", rich_help_panel=_BATCH)] = 0.0,
-    batch_state_dir: Annotated[Optional[str], typer.Option(
-        help="Keep files and jobs in this directory, so they survive a restart.", rich_help_panel=_BATCH)] = None,
-    batch_token_limit: Annotated[Optional[int], typer.Option(
-        help="Enqueued-token limit: prompt tokens per model over unfinished jobs; a job past it fails "
-             "with token_limit_exceeded.", rich_help_panel=_BATCH)] = None,
+    batch_delay: Annotated[float, _batch("Seconds from creating a batch job to its completion.")] = 2.0,
+    batch_error_rate: Annotated[float, _batch(
+        "Chance a request of a job fails (HTTP 500 in the error file).")] = 0.0,
+    batch_failure_rate: Annotated[float, _batch("Chance a whole job fails validation.")] = 0.0,
+    batch_expiry_rate: Annotated[float, _batch("Chance a job expires with half its requests done.")] = 0.0,
+    batch_state_dir: Annotated[Optional[str], _batch(
+        "Keep files and jobs in this directory, so they survive a restart.")] = None,
+    batch_token_limit: Annotated[Optional[int], _batch(
+        "Enqueued-token limit: prompt tokens per model over unfinished jobs; a job past it fails "
+        "with token_limit_exceeded.")] = None,
     fast: Annotated[bool, typer.Option(
         help="Zero delays and no queueing: measures the client's own overhead.")] = False,
-    fixed_ttft: Annotated[Optional[float], typer.Option(
-        help="Fixed-latency mode: exact seconds to first token (no jitter, no queue).", rich_help_panel=_LAT)] = None,
-    fixed_itl: Annotated[Optional[float], typer.Option(
-        help="Fixed-latency mode: exact seconds between chunks.", rich_help_panel=_LAT)] = None,
-    ttft: Annotated[float, typer.Option(help="Base seconds to first token.", rich_help_panel=_LAT)] = 0.25,
-    prefill: Annotated[float, typer.Option(
-        help="Seconds added to TTFT per prompt token.", rich_help_panel=_LAT)] = 0.0002,
-    itl: Annotated[float, typer.Option(
-        help="Seconds between tokens with one sequence decoding.", rich_help_panel=_LAT)] = 0.025,
-    itl_load_factor: Annotated[float, typer.Option(
-        help="Relative ITL growth per extra decoding sequence.", rich_help_panel=_LAT)] = 0.03,
-    jitter: Annotated[float, typer.Option(
-        help="Lognormal sigma of TTFT and ITL jitter (0: none).", rich_help_panel=_LAT)] = 0.15,
-    max_concurrency: Annotated[int, typer.Option(
-        help="Sequences decoding at once; more requests wait FIFO.", rich_help_panel=_LAT)] = 16,
-    output_tokens_mean: Annotated[float, typer.Option(
-        help="Mean answer length in tokens (lognormal).", rich_help_panel=_LAT)] = 80.0,
-    output_tokens: Annotated[Optional[int], typer.Option(
-        help="Fixed answer length in tokens (max_tokens still caps it).", rich_help_panel=_LAT)] = None,
+    fixed_ttft: Annotated[Optional[float], _lat(
+        "Fixed-latency mode: exact seconds to first token (no jitter, no queue).")] = None,
+    fixed_itl: Annotated[Optional[float], _lat("Fixed-latency mode: exact seconds between chunks.")] = None,
+    ttft: Annotated[float, _lat("Base seconds to first token.")] = 0.25,
+    prefill: Annotated[float, _lat("Seconds added to TTFT per prompt token.")] = 0.0002,
+    itl: Annotated[float, _lat("Seconds between tokens with one sequence decoding.")] = 0.025,
+    itl_load_factor: Annotated[float, _lat("Relative ITL growth per extra decoding sequence.")] = 0.03,
+    jitter: Annotated[float, _lat("Lognormal sigma of TTFT and ITL jitter (0: none).")] = 0.15,
+    max_concurrency: Annotated[int, _lat("Sequences decoding at once; more requests wait FIFO.")] = 16,
+    output_tokens_mean: Annotated[float, _lat("Mean answer length in tokens (lognormal).")] = 80.0,
+    output_tokens: Annotated[Optional[int], _lat(
+        "Fixed answer length in tokens (max_tokens still caps it).")] = None,
     rpm: Annotated[Optional[int], typer.Option(help="Requests-per-minute limit (429 beyond it).")] = None,
     tpm: Annotated[Optional[int], typer.Option(
         help="Tokens-per-minute limit: prompt tokens + max_tokens (256 if unset).")] = None,
@@ -73,29 +71,25 @@ def serve(
              "ietf (RateLimit / RateLimit-Policy) or none.")] = "openai",
     tool_call_rate: Annotated[float, typer.Option(
         help="Chance of a tool call when tools are offered and none is named in the prompt.")] = 0.0,
-    fault_500: Annotated[float, typer.Option(help="HTTP 500 rate.", rich_help_panel=_FAULTS)] = 0.0,
-    fault_502: Annotated[float, typer.Option(help="HTTP 502 rate.", rich_help_panel=_FAULTS)] = 0.0,
-    fault_503: Annotated[float, typer.Option(help="HTTP 503 rate.", rich_help_panel=_FAULTS)] = 0.0,
-    fault_429: Annotated[float, typer.Option(help="Injected 429 rate.", rich_help_panel=_FAULTS)] = 0.0,
-    fault_invalid_json: Annotated[float, typer.Option(help="Share of response_format JSON answers sent as broken JSON.", rich_help_panel=_FAULTS)] = 0.0,
-    fault_cut: Annotated[float, typer.Option(
-        help="Stream closed mid-way, without [DONE].", rich_help_panel=_FAULTS)] = 0.0,
-    fault_stall: Annotated[float, typer.Option(
-        help="Stream goes silent mid-way for --stall-seconds.", rich_help_panel=_FAULTS)] = 0.0,
-    fault_malformed: Annotated[float, typer.Option(
-        help="One data: line that is not JSON.", rich_help_panel=_FAULTS)] = 0.0,
-    stall_seconds: Annotated[float, typer.Option(help="Length of a stall.", rich_help_panel=_FAULTS)] = 3600.0,
+    fault_500: Annotated[float, _faults("HTTP 500 rate.")] = 0.0,
+    fault_502: Annotated[float, _faults("HTTP 502 rate.")] = 0.0,
+    fault_503: Annotated[float, _faults("HTTP 503 rate.")] = 0.0,
+    fault_429: Annotated[float, _faults("Injected 429 rate.")] = 0.0,
+    fault_invalid_json: Annotated[float, _faults(
+        "Share of response_format JSON answers sent as broken JSON.")] = 0.0,
+    fault_cut: Annotated[float, _faults("Stream closed mid-way, without [DONE].")] = 0.0,
+    fault_stall: Annotated[float, _faults("Stream goes silent mid-way for --stall-seconds.")] = 0.0,
+    fault_malformed: Annotated[float, _faults("One data: line that is not JSON.")] = 0.0,
+    stall_seconds: Annotated[float, _faults("Length of a stall.")] = 3600.0,
     strict: Annotated[bool, typer.Option(
         "--strict/--lenient", help="strict: 400 for unknown parameters and out-of-range values, as OpenAI; "
                                    "lenient: accept and ignore them, as vLLM.")] = True,
-    prefix_cache_tokens: Annotated[int, typer.Option(
-        help="Prefix-cache capacity in tokens (0: off); a cached prompt prefix skips its prefill time.",
-        rich_help_panel=_LAT)] = 1_000_000,
+    prefix_cache_tokens: Annotated[int, _lat(
+        "Prefix-cache capacity in tokens (0: off); a cached prompt prefix skips its prefill time.")] = 1_000_000,
     embedding_dim: Annotated[int, typer.Option(
         help="Length of /v1/embeddings vectors unless the request sets 'dimensions'.")] = 256,
-    fresh_jitter: Annotated[bool, typer.Option(
-        help="Draw jitter afresh per request (a real endpoint's noise) instead of from the prompt.",
-        rich_help_panel=_LAT)] = False,
+    fresh_jitter: Annotated[bool, _lat(
+        "Draw jitter afresh per request (a real endpoint's noise) instead of from the prompt.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the base URL.")] = False,
 ) -> None:
     """Run a simulated OpenAI-compatible endpoint (latency model, rate limits, faults) until Ctrl-C."""

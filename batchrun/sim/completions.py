@@ -10,29 +10,26 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from batchrun.sim.chat import JSON_HEADERS, SSE_HEADERS, _injected_error, check_auth
-from batchrun.sim.delivery import BodyDelivery, StreamDelivery
+from batchrun.sim.delivery import StreamDelivery
 from batchrun.sim.directives import DirectiveError
+from batchrun.sim.handling import (admitted, answer_headers, check_injected_error, check_model, read_body,
+                                   send_body)
 from batchrun.sim.host import Host
 from batchrun.sim.http import Connection, Request, response_head
 from batchrun.sim.model import CHARS_PER_TOKEN
-from batchrun.sim.params import check_params, check_sampling
+from batchrun.sim.params import check_sampling
 from batchrun.sim.planner import Plan, plan_request, request_directives, token_cost
 from batchrun.sim.prefix_cache import apply_cache
 from batchrun.sim.sampling import completion_logprobs, plan_logprobs
-from batchrun.sim.validate import parse_body
-from batchrun.sim.wire import DONE, FINGERPRINT, ApiError, dumps, model_not_found, usage
+from batchrun.sim.wire import DONE, FINGERPRINT, ApiError, dumps, usage
 
 
 def handle_completions(server: Host, conn: Connection, req: Request, rid: str) -> None:
-    server.counters.requests += 1
-    server.counters.by_endpoint["completions"] += 1
-    try:
-        body, prompt, plan = _admit(server, req)
-    except ApiError as err:
-        return server.send_error(conn, req, rid, err)
-    headers = [*(SSE_HEADERS if body.get("stream") else JSON_HEADERS), ("x-request-id", rid),
-               *server.ratelimit_headers()]
+    got = admitted(server, conn, req, rid, "completions", _admit)
+    if got is None:
+        return
+    body, prompt, plan = got
+    headers = answer_headers(server, rid, bool(body.get("stream")))
     cid = "cmpl-" + server.completion_id().removeprefix("chatcmpl-")
     enc = TextEncoder(cid, server.created(), body["model"], bool((body.get("stream_options") or {}).get("include_usage")))
     echo = prompt if body.get("echo") and isinstance(prompt, str) else ""
@@ -48,23 +45,15 @@ def handle_completions(server: Host, conn: Connection, req: Request, rid: str) -
                        enc.prefix + b'"unterminated\n\n').start()
         return
     payload = enc.body(echo + "".join(plan.tokens), plan, _joined(lps, plan, len(echo)))
-
-    def head(length: int) -> bytes:
-        server.counters.count_response(200)
-        return response_head(200, headers, length, req.keep_alive)
-
-    BodyDelivery(server.config, server.engine, conn, plan, server.hooks, head, payload).start()
+    send_body(server, conn, req, plan, headers, payload)
 
 
 def _admit(server: Host, req: Request) -> tuple[dict[str, Any], str | list[int], Plan]:
     cfg = server.config
-    check_auth(cfg.api_key, req)
-    body = parse_body(req.body)
-    check_params(body, "completions", cfg.strict)
+    body = read_body(server, req, "completions")
     prompt = validate_completion(body)
     check_sampling(body, "completions")
-    if cfg.enforce_models and body["model"] not in cfg.models:
-        raise model_not_found(body["model"])
+    check_model(cfg, body)
     text = prompt if isinstance(prompt, str) else " ".join(map(str, prompt))
     chat_like = {**body, "messages": [{"role": "user", "content": text}]}
     chat_like.pop("logprobs", None)
@@ -77,9 +66,7 @@ def _admit(server: Host, req: Request) -> tuple[dict[str, Any], str | list[int],
     server.check_rate_limit(body["model"], token_cost(body, prompt_tokens))
     plan = plan_request(cfg, chat_like, directives, attempt, prompt_tokens)
     apply_cache(server.prefix_cache, plan, cfg.prefill_s_per_token, text)
-    if plan.faults.error is not None:
-        server.counters.count_fault(f"error_{plan.faults.error}")
-        raise _injected_error(plan.faults.error, cfg.retry_after_s)
+    check_injected_error(server, plan)
     return body, prompt, plan
 
 

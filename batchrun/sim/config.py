@@ -177,3 +177,18 @@ def _validate(cfg: SimConfig) -> None:
         raise ConfigError("sim: fault and tool-call rates are probabilities between 0 and 1")
     if sum(rates[:-2]) > 1.0:
         raise ConfigError("sim: the fault rates add up to more than 1")
+
+
+class SimAddress:
+    """`url` and `base_url` of a sim listening on `host`:`port` (SimServer, SimProcess)."""
+
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/v1"

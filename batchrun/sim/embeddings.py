@@ -17,48 +17,35 @@ if TYPE_CHECKING:  # numpy loads on the first embeddings request, not with every
     import numpy as np
 
 from batchrun.sim import model
-from batchrun.sim.chat import JSON_HEADERS, _injected_error, check_auth
-from batchrun.sim.delivery import BodyDelivery
 from batchrun.sim.directives import DirectiveError, parse_directives
 from batchrun.sim.faults import any_fault_rate, choose_faults
+from batchrun.sim.handling import (admitted, answer_headers, check_injected_error, check_model, read_body,
+                                   send_body)
 from batchrun.sim.host import Host
-from batchrun.sim.http import Connection, Request, response_head
-from batchrun.sim.params import check_params
+from batchrun.sim.http import Connection, Request
 from batchrun.sim.planner import Plan
-from batchrun.sim.validate import parse_body
-from batchrun.sim.wire import ApiError, dumps, model_not_found
+from batchrun.sim.wire import ApiError, dumps
 
 MAX_INPUTS = 2048          # OpenAI's limit on inputs per request
 ENCODINGS = ("float", "base64")
 
 
 def handle_embeddings(server: Host, conn: Connection, req: Request, rid: str) -> None:
-    server.counters.requests += 1
-    server.counters.by_endpoint["embeddings"] += 1
-    try:
-        body, texts, plan = _admit(server, req)
-    except ApiError as err:
-        return server.send_error(conn, req, rid, err)
+    got = admitted(server, conn, req, rid, "embeddings", _admit)
+    if got is None:
+        return
+    body, texts, plan = got
     dim = body.get("dimensions") or server.config.embedding_dim
     payload = embeddings_body(server.config.seed, texts, body["model"], dim,
                               body.get("encoding_format") or "float", plan.prompt_tokens)
-    headers = [*JSON_HEADERS, ("x-request-id", rid), *server.ratelimit_headers()]
-
-    def head(length: int) -> bytes:
-        server.counters.count_response(200)
-        return response_head(200, headers, length, req.keep_alive)
-
-    BodyDelivery(server.config, server.engine, conn, plan, server.hooks, head, payload).start()
+    send_body(server, conn, req, plan, answer_headers(server, rid, False), payload)
 
 
 def _admit(server: Host, req: Request) -> tuple[dict[str, Any], list[str], Plan]:
     cfg = server.config
-    check_auth(cfg.api_key, req)
-    body = parse_body(req.body)
-    check_params(body, "embeddings", cfg.strict)
+    body = read_body(server, req, "embeddings")
     texts, tokens = validate_embeddings(body)
-    if cfg.enforce_models and body["model"] not in cfg.models:
-        raise model_not_found(body["model"])
+    check_model(cfg, body)
     attempt = server.attempts.next(req.body)
     try:
         d = parse_directives("\n".join(texts), attempt)
@@ -70,9 +57,7 @@ def _admit(server: Host, req: Request) -> tuple[dict[str, Any], list[str], Plan]
     if d.error is not None or d.cut is not None or d.malformed is not None or any_fault_rate(cfg):
         rng = model.rng_for(key, "fault", attempt) if any_fault_rate(cfg) else None
         plan.faults = choose_faults(cfg, d, rng, 0)
-    if plan.faults.error is not None:
-        server.counters.count_fault(f"error_{plan.faults.error}")
-        raise _injected_error(plan.faults.error, cfg.retry_after_s)
+    check_injected_error(server, plan)
     plan.queued = not (cfg.fast or cfg.fixed or d.ttft is not None)
     jitter = model.jitter_factors(model.rng_for(key, "latency", attempt), cfg, 1)[0]
     plan.ttft_s = d.ttft if d.ttft is not None else model.ttft_s(cfg, tokens, jitter)

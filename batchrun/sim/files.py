@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qs
 
-from batchrun.sim.chat import check_auth
+from batchrun.sim.handling import check_auth
 from batchrun.sim.host import Host
 from batchrun.sim.http import Connection, Request, response_head
 from batchrun.sim.multipart import MultipartError, parse_multipart

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from batchrun.sim.wire import ApiError
+from batchrun.sim.wire import ApiError, invalid_type
 
 # Parameters that change the answer. `ignore_eos` and `min_tokens` are vLLM's extensions,
 # accepted because benchmarks send them to hold the output length.
@@ -91,13 +91,13 @@ def check_sampling(body: dict[str, Any], endpoint: str) -> None:
                            param="stop", code="array_above_max_length")
     seed = body.get("seed")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-        raise _invalid_type("seed", "an integer", seed)
+        raise invalid_type("seed", "an integer", seed)
     for name in ("ignore_eos", "echo"):
         if body.get(name) is not None and not isinstance(body[name], bool):
-            raise _invalid_type(name, "a boolean", body[name])
+            raise invalid_type(name, "a boolean", body[name])
     min_tokens = body.get("min_tokens")
     if min_tokens is not None and (not isinstance(min_tokens, int) or isinstance(min_tokens, bool)):
-        raise _invalid_type("min_tokens", "an integer", min_tokens)
+        raise invalid_type("min_tokens", "an integer", min_tokens)
     if endpoint == "chat":
         _check_chat_logprobs(body)
 
@@ -105,12 +105,12 @@ def check_sampling(body: dict[str, Any], endpoint: str) -> None:
 def _check_chat_logprobs(body: dict[str, Any]) -> None:
     logprobs = body.get("logprobs")
     if logprobs is not None and not isinstance(logprobs, bool):
-        raise _invalid_type("logprobs", "a boolean", logprobs)
+        raise invalid_type("logprobs", "a boolean", logprobs)
     top = body.get("top_logprobs")
     if top is None:
         return
     if not isinstance(top, int) or isinstance(top, bool):
-        raise _invalid_type("top_logprobs", "an integer", top)
+        raise invalid_type("top_logprobs", "an integer", top)
     if not logprobs:
         raise ApiError(400, "Invalid value for 'top_logprobs': 'logprobs' must be set to true when "
                             "'top_logprobs' is given.", param="top_logprobs", code="invalid_value")
@@ -126,20 +126,10 @@ def stop_list(body: dict[str, Any]) -> list[str]:
 def _check_range(name: str, value: Any, low: float, high: float, integer: bool) -> None:
     kind = "integer" if integer else "decimal"
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
-        raise _invalid_type(name, "an integer" if integer else "a number", value)
+        raise invalid_type(name, "an integer" if integer else "a number", value)
     if value < low:
         raise ApiError(400, f"Invalid '{name}': {kind} below minimum value. Expected a value >= {low:g}, "
                             f"but got {value:g} instead.", param=name, code=f"{kind}_below_min_value")
     if value > high:
         raise ApiError(400, f"Invalid '{name}': {kind} above maximum value. Expected a value <= {high:g}, "
                             f"but got {value:g} instead.", param=name, code=f"{kind}_above_max_value")
-
-
-_TYPE_NAMES = {str: "a string", int: "an integer", bool: "a boolean", list: "an array",
-               dict: "an object", float: "a number", type(None): "null"}
-
-
-def _invalid_type(param: str, expected: str, value: Any) -> ApiError:
-    got = _TYPE_NAMES.get(type(value), type(value).__name__)
-    return ApiError(400, f"Invalid type for '{param}': expected {expected}, but got {got} instead.",
-                    param=param, code="invalid_type")

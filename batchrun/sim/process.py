@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from batchrun.errors import BatchrunError
-from batchrun.sim.config import SimConfig
+from batchrun.sim.config import SimAddress, SimConfig
 
 START_TIMEOUT_S = 10.0     # generous: a cold interpreter on a loaded CI machine; ~0.2 s is usual
 
@@ -28,7 +28,7 @@ class SimProcessError(BatchrunError):
     """The child process could not start the sim."""
 
 
-class SimProcess:
+class SimProcess(SimAddress):
     """`with SimProcess(cfg) as sim:` or `async with`; `.base_url`, `.stats()`, `.pid`."""
 
     def __init__(self, config: SimConfig | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -36,14 +36,6 @@ class SimProcess:
         self.host, self.port = host, port
         self.pid: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def base_url(self) -> str:
-        return f"{self.url}/v1"
 
     def start(self) -> None:
         root = str(Path(__file__).resolve().parents[2])   # so the child imports this very batchrun

@@ -11,10 +11,11 @@ from typing import Any, AsyncIterator, Callable, Coroutine
 
 from batchrun.sim.batches import BatchStore, handle_batches
 from batchrun.sim.files import FileStore, handle_files
-from batchrun.sim.chat import JSON_HEADERS, check_auth, handle_chat
+from batchrun.sim.handling import JSON_HEADERS, check_auth
+from batchrun.sim.chat import handle_chat
 from batchrun.sim.completions import handle_completions
 from batchrun.sim.embeddings import handle_embeddings
-from batchrun.sim.config import SimConfig
+from batchrun.sim.config import SimAddress, SimConfig
 from batchrun.sim.delivery import Engine, Hooks
 from batchrun.sim.host import AttemptCounter, Host, Stats
 from batchrun.sim.http import Connection, Request, response_head
@@ -44,7 +45,7 @@ RESOURCE_ROUTES: dict[str, Handler] = {
 }
 
 
-class SimServer:
+class SimServer(SimAddress):
     """An OpenAI-compatible endpoint on a raw asyncio server; see serve_sim()."""
 
     def __init__(self, config: SimConfig) -> None:
@@ -63,14 +64,6 @@ class SimServer:
         self._id_prefix = os.urandom(5).hex()
         self.files = FileStore(config.batch_state_dir)
         self.batches = BatchStore(config, self.files, self.attempts)
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def base_url(self) -> str:
-        return f"{self.url}/v1"
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         loop = asyncio.get_running_loop()

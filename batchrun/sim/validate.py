@@ -6,11 +6,9 @@ import json
 from typing import Any
 
 from batchrun.sim.tools import function_tools
-from batchrun.sim.wire import ApiError
+from batchrun.sim.wire import TYPE_NAMES, ApiError, invalid_type
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
-_TYPE_NAMES = {str: "a string", int: "an integer", bool: "a boolean", list: "an array",
-               dict: "an object", float: "a number", type(None): "null"}
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:
@@ -21,7 +19,7 @@ def parse_body(raw: bytes) -> dict[str, Any]:
                             "you aren't using your HTTP library correctly. The OpenAI API expects a JSON "
                             "payload, but what was sent was not valid JSON.)") from None
     if not isinstance(body, dict):
-        raise _invalid_type("body", "an object", body)
+        raise invalid_type("body", "an object", body)
     return body
 
 
@@ -49,7 +47,7 @@ def _check_messages(messages: Any) -> None:
         raise ApiError(400, "Missing required parameter: 'messages'.", param="messages",
                        code="missing_required_parameter")
     if not isinstance(messages, list):
-        raise _invalid_type("messages", "an array", messages)
+        raise invalid_type("messages", "an array", messages)
     if not messages:
         raise ApiError(400, "Invalid 'messages': empty array. Expected an array with minimum length 1, "
                             "but got an empty array instead.", param="messages", code="empty_array")
@@ -60,7 +58,7 @@ def _check_messages(messages: Any) -> None:
 def _check_message(i: int, message: Any) -> None:
     where = f"messages[{i}]"
     if not isinstance(message, dict):
-        raise _invalid_type(where, "an object", message)
+        raise invalid_type(where, "an object", message)
     role = message.get("role")
     if role not in ROLES:
         raise ApiError(400, f"Invalid value: {role!r}. Supported values are: "
@@ -71,13 +69,13 @@ def _check_message(i: int, message: Any) -> None:
         raise ApiError(400, f"Missing required parameter: '{where}.content'.",
                        param=f"{where}.content", code="missing_required_parameter")
     if content is not None and not isinstance(content, (str, list)):
-        raise _invalid_type(f"{where}.content", "one of a string or an array", content)
+        raise invalid_type(f"{where}.content", "one of a string or an array", content)
 
 
 def _check_tools(body: dict[str, Any]) -> None:
     tools = body.get("tools")
     if tools is not None and not isinstance(tools, list):
-        raise _invalid_type("tools", "an array", tools)
+        raise invalid_type("tools", "an array", tools)
     choice = body.get("tool_choice")
     if choice is None:
         return
@@ -98,7 +96,7 @@ def _check_tools(body: dict[str, Any]) -> None:
 def _check_optional(body: dict[str, Any], name: str, kind: type) -> None:
     value = body.get(name)
     if value is not None and not isinstance(value, kind):
-        raise _invalid_type(name, _TYPE_NAMES[kind], value)
+        raise invalid_type(name, TYPE_NAMES[kind], value)
 
 
 def _check_positive_int(body: dict[str, Any], name: str) -> None:
@@ -106,13 +104,7 @@ def _check_positive_int(body: dict[str, Any], name: str) -> None:
     if value is None:
         return
     if not isinstance(value, int) or isinstance(value, bool):
-        raise _invalid_type(name, "an integer", value)
+        raise invalid_type(name, "an integer", value)
     if value < 1:
         raise ApiError(400, f"Invalid '{name}': integer below minimum value. Expected a value >= 1, but "
                             f"got {value} instead.", param=name, code="integer_below_min_value")
-
-
-def _invalid_type(param: str, expected: str, value: Any) -> ApiError:
-    got = _TYPE_NAMES.get(type(value), type(value).__name__)
-    return ApiError(400, f"Invalid type for '{param}': expected {expected}, but got {got} instead.",
-                    param=param, code="invalid_type")

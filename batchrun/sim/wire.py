@@ -86,6 +86,17 @@ def invalid_url(method: str, path: str) -> ApiError:
     return ApiError(404, f"Invalid URL ({method} {path})")
 
 
+TYPE_NAMES = {str: "a string", int: "an integer", bool: "a boolean", list: "an array",
+              dict: "an object", float: "a number", type(None): "null"}
+
+
+def invalid_type(param: str, expected: str, value: Any) -> ApiError:
+    """OpenAI's 400 for a field of the wrong JSON type, naming the type it got."""
+    got = TYPE_NAMES.get(type(value), type(value).__name__)
+    return ApiError(400, f"Invalid type for '{param}': expected {expected}, but got {got} instead.",
+                    param=param, code="invalid_type")
+
+
 def model_object(name: str, created: int) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": created, "owned_by": "batchrun-sim"}
 

@@ -43,6 +43,12 @@ def env_base_url() -> str | None:
     return os.environ.get("OPENAI_BASE_URL") or None
 
 
+def env_openai_org_project() -> tuple[str | None, str | None]:
+    """OPENAI_ORG_ID and OPENAI_PROJECT_ID (None when unset), which the openai SDK turns into the
+    OpenAI-Organization / OpenAI-Project headers; batchrun sends them the same way."""
+    return os.environ.get("OPENAI_ORG_ID"), os.environ.get("OPENAI_PROJECT_ID")
+
+
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows")
 

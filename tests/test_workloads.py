@@ -177,7 +177,7 @@ def check_workload(args: list[str], summary: dict, out: Path, before: dict, afte
     if "trace.csv" in line:
         assert summary["schedule_lag_s"]["count"] == summary["counts"]["ok"]
     if "--slice" in args:
-        assert (out / "slices.png").stat().st_size > 1000 and "| window (s) |" in (out / "slices.md").read_text()
+        assert (out / "slices.svg").stat().st_size > 1000 and "| window (s) |" in (out / "slices.md").read_text()
         assert sum(w["requests"] for w in summary["slices"]) == summary["counts"]["total"]
     if "completions" in args:
         assert after["by_endpoint"].get("completions", 0) - before["by_endpoint"].get("completions", 0) >= 10

@@ -3,8 +3,8 @@
 The hot path is deliberately lean: aiohttp, SSE lines split by hand, one
 `orjson.loads` per chunk and a clock read per network read. Building an SDK object per
 chunk costs ~100 us and caps a core at ~100 streamed requests/s (see
-shared/PERF-FACTS.md); the openai package gives us configuration, auth headers
-and the names of its error types instead.
+shared/PERF-FACTS.md); we send the openai SDK's default headers and use the names of its
+error types instead, both spelled out here so a run never imports the SDK.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import orjson
 from batchrun.store.records import CANCELLED, ERROR, OK, TIMEOUT
 from batchrun.redact import redact
 from batchrun.endpoint.hints import retry_wait_s
+from batchrun.endpoint.sdk_headers import sdk_default_headers
 from batchrun.engine.tools import ToolCallAssembler
 
 Clock = Callable[[], float]
@@ -125,16 +126,9 @@ class Endpoint:
         return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
     def headers(self) -> dict[str, str]:
-        """The SDK's own default headers plus auth, without building a client per request."""
-        import openai  # the SDK is heavy: only where its default headers are wanted
-
-        sdk = openai.OpenAI(api_key=self.api_key or "not-needed", base_url=self.base_url)
-        try:
-            headers = {k: v for k, v in sdk.default_headers.items() if isinstance(v, str)}
-        finally:
-            sdk.close()
+        """The openai SDK's default headers plus auth (streaming: Accept text/event-stream)."""
+        headers = sdk_default_headers()
         headers["Accept"] = "text/event-stream"
-        headers.pop("Authorization", None)
         headers.update(self.auth_headers())
         return headers
 

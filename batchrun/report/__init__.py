@@ -1,4 +1,4 @@
 """Summary and bench results -> Markdown / HTML / JSON reports and plots.
 
-Submodules are imported directly (report.summary, report.bench, ...) so that matplotlib is loaded only
-when a plot is drawn."""
+Submodules are imported directly (report.summary, report.bench, ...): each caller loads only what
+it draws. Plots are SVG written by report/svg.py (no plotting library)."""

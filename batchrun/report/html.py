@@ -28,7 +28,7 @@ class Text:
 
 @dataclass(frozen=True, slots=True)
 class Image:
-    png_b64: str            # produced by plots.py from our own numbers, never from data
+    svg: str                # one <svg> element from plots.py: every text in it escaped by report/svg.py
     alt: str
 
 
@@ -57,7 +57,8 @@ table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}
 th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:left;vertical-align:top}
 th{background:#f4f4f4}td{font-variant-numeric:tabular-nums;white-space:pre-wrap;word-break:break-word}
 .warning{background:#fff4e5;border-left:4px solid #f0a020;padding:.4rem .8rem}
-img{width:100%;max-width:100%;height:auto;display:block;margin:.5rem 0}
+.plot{display:inline-block;vertical-align:top;max-width:100%;box-sizing:border-box;margin:.5rem 0;padding-right:.75rem}
+.plot svg{display:block;max-width:100%;height:auto}
 """
 
 
@@ -73,8 +74,29 @@ def _html_block(block: Block) -> str:
     if isinstance(block, Text):
         cls = ' class="warning"' if block.warning else ""
         return f"<p{cls}>{_esc(block.text)}</p>"
-    # base64 text is [A-Za-z0-9+/=] only; escaping it too costs nothing and keeps the rule absolute
-    return f'<img alt="{_esc(block.alt)}" src="data:image/png;base64,{_esc(block.png_b64)}">'
+    return f'<div class="plot" role="img" aria-label="{_esc(block.alt)}">{checked_svg(block.svg)}</div>'
+
+
+# The elements and attributes report/svg.py writes, and nothing else: no script, no foreignObject,
+# no href, no on* handler, no style. The plots escape their text; this check makes that a rule the
+# page enforces rather than a promise (a plot that broke it fails loudly, it is never inlined).
+_SVG_TAGS = frozenset({"svg", "g", "path", "rect", "circle", "text", "title"})
+_SVG_ATTRS = frozenset({"xmlns", "class", "role", "font-family", "font-size", "font-weight", "width", "height",
+                        "viewBox", "x", "y", "d", "fill", "stroke", "stroke-width", "stroke-dasharray", "cx",
+                        "cy", "r", "text-anchor", "transform", "data-name"})
+
+
+def checked_svg(markup: str) -> str:
+    """`markup` if it is one well-formed <svg> made only of the allowed elements and attributes."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(markup)
+    for el in root.iter():
+        tag = el.tag.rpartition("}")[2]
+        bad = [a for a in el.attrib if a not in _SVG_ATTRS]
+        if tag not in _SVG_TAGS or bad or (el is root and tag != "svg"):
+            raise ValueError(f"plot markup has a disallowed element or attribute: <{tag}> {bad}")
+    return markup
 
 
 def render_html(doc: Document) -> str:
@@ -87,7 +109,7 @@ def render_html(doc: Document) -> str:
             # CSP: even if something slipped through escaping, the page may run no script
             # and load nothing from the network.
             "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
-            "style-src 'unsafe-inline'; img-src data:\">"
+            "style-src 'unsafe-inline'\">"
             f"<title>{_esc(doc.title)}</title><style>{_CSS}</style></head>\n<body>\n"
             + "\n".join(parts) + "\n</body></html>\n")
 

@@ -1,127 +1,137 @@
-"""Figures for the HTML report, each returned as base64 PNG text ready for a data: URI.
+"""Figures for the HTML report, each returned as SVG markup (one <svg> element) drawn by report/svg.py.
 
-Figures are built with `matplotlib.figure.Figure` rather than pyplot: a bare Figure renders
-with the Agg canvas, never touches pyplot's global figure registry (so nothing can leak or
-need `plt.close`), and does not switch the backend of whoever imported us.
+Inputs are plain sequences and mappings of floats; None, NaN and infinite values are dropped, and
+an empty input draws empty axes saying "no data" rather than failing.
 """
 
 from __future__ import annotations
 
-import base64
-import io
-from typing import TYPE_CHECKING, Mapping, Sequence
+import math
+from typing import Mapping, Sequence
 
-if TYPE_CHECKING:  # matplotlib (~0.3 s) is imported only when a figure is drawn
-    from matplotlib.figure import Figure
+from batchrun.report.svg import PALETTE, Chart, Key, finite, fixed_axis, linear_axis, log2_axis
 
-_SIZE = (6.4, 3.4)  # inches; at 100 dpi a figure is ~30-60 kB, so a report stays small
-_WIDE = (10.0, 4.0)  # the per-concurrency plots: shown full width, readable at 8+ levels
-_MAX_LEGEND = 12    # past this many series a legend hides the plot
-
-
-def _png(fig: Figure) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+_SIZE = (510, 300)   # px: two fit side by side in the report's width
+_WIDE = (1060, 380)  # the per-concurrency plots: full width, readable at 8+ levels
+_MAX_LEGEND = 12     # past this many series a legend hides the plot
+_BAR = "#4C72B0"
+_NO_DATA = "no data"
 
 
-def _new(title: str, xlabel: str, ylabel: str, size: tuple[float, float] = _SIZE) -> tuple[Figure, object]:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=size)
-    ax = fig.add_subplot()
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(True, alpha=0.3)
-    return fig, ax
+def _color(i: int) -> str:
+    return PALETTE[i % len(PALETTE)]
 
 
-def _legend(ax: object, n_series: int) -> None:
-    if 0 < n_series <= _MAX_LEGEND:
-        ax.legend(fontsize="small")
+def _keys(names: Sequence[str], *, marker: bool = False) -> list[Key]:
+    return [Key(name, _color(i), marker=marker) for i, name in enumerate(names)]
 
 
-def histogram(values: Sequence[float], *, title: str, xlabel: str) -> str:
-    """Histogram of one figure's per-request values (seconds)."""
-    fig, ax = _new(title, xlabel, "requests")
-    if values:
-        ax.hist(values, bins=min(50, max(5, len(values) // 4)), color="#4C72B0")
-    return _png(fig)
+def _legend(keys: list[Key]) -> list[Key]:
+    return keys if 0 < len(keys) <= _MAX_LEGEND else []
 
 
-def cdf(series: Mapping[str, Sequence[float]], *, title: str, xlabel: str) -> str:
-    """Empirical CDF, one line per named series: the share of requests at or below x."""
-    fig, ax = _new(title, xlabel, "fraction of requests")
-    drawn = 0
-    for name, values in series.items():
-        xs = sorted(values)
-        if not xs:
-            continue
-        ys = [(i + 1) / len(xs) for i in range(len(xs))]
-        ax.step(xs, ys, where="post", label=name)
-        drawn += 1
-    ax.set_ylim(0, 1.02)
-    _legend(ax, drawn)
-    return _png(fig)
+def histogram(values: Sequence[float | None], *, title: str, xlabel: str) -> str:
+    """Histogram of one figure's per-request values (seconds): min(50, max(5, n // 4)) equal bins
+    from the smallest value to the largest."""
+    xs = finite(values)
+    if not xs:
+        chart = Chart(title, xlabel, "requests", linear_axis(0, 1), linear_axis(0, 1, integer=True), *_SIZE)
+        chart.note(_NO_DATA)
+        return chart.render()
+    bins = min(50, max(5, len(xs) // 4))
+    lo, hi = min(xs), max(xs)
+    if hi == lo:                       # one distinct value: one bar in the middle
+        pad = abs(lo) * 0.05 or 0.5
+        lo, hi = lo - pad, hi + pad
+    width = (hi - lo) / bins
+    counts = [0] * bins
+    for v in xs:
+        counts[min(int((v - lo) / width), bins - 1)] += 1
+    edges = [lo + i * width for i in range(bins)] + [hi]
+    chart = Chart(title, xlabel, "requests", linear_axis(lo, hi, zero=False),
+                  linear_axis(0, max(counts), integer=True, headroom=0.05), *_SIZE)
+    chart.bars(edges, counts, _BAR)
+    return chart.render()
+
+
+def cdf(series: Mapping[str, Sequence[float | None]], *, title: str, xlabel: str) -> str:
+    """Empirical CDF, one step line per named series: the share of requests at or below x."""
+    drawn = {name: sorted(xs) for name, values in series.items() if (xs := finite(values))}
+    every = [v for xs in drawn.values() for v in (xs[0], xs[-1])]
+    x_axis = linear_axis(min(every), max(every), zero=False) if every else linear_axis(0, 1)
+    keys = _keys(list(drawn))
+    chart = Chart(title, xlabel, "fraction of requests", x_axis,
+                  fixed_axis(0.0, 1.04, [0.0, 0.25, 0.5, 0.75, 1.0]), *_SIZE, legend=_legend(keys))
+    for key, xs in zip(keys, drawn.values()):
+        n = len(xs)
+        # From 0 at the first value, so the jump there shows (and one value is still a visible step).
+        chart.line([(xs[0], 0.0)] + [(x, (i + 1) / n) for i, x in enumerate(xs)], key, step=True)
+    if not drawn:
+        chart.note(_NO_DATA)
+    return chart.render()
 
 
 def timeline(series: Mapping[str, Sequence[tuple[float, int]]], *, title: str) -> str:
     """Requests in flight over time (step function from metrics.in_flight_timeline)."""
-    fig, ax = _new(title, "seconds since run start", "requests in flight")
-    drawn = 0
-    for name, steps in series.items():
-        if not steps:
-            continue
-        ax.step([t for t, _ in steps], [n for _, n in steps], where="post", label=name)
-        drawn += 1
-    if drawn > 1:
-        _legend(ax, drawn)
-    return _png(fig)
+    drawn = {name: pts for name, steps in series.items()
+             if (pts := [(float(t), float(n)) for t, n in steps
+                         if t is not None and n is not None and math.isfinite(t) and math.isfinite(n)])}
+    ts = [t for pts in drawn.values() for t, _ in pts]
+    ns = [n for pts in drawn.values() for _, n in pts]
+    x_axis = linear_axis(min(ts), max(ts)) if ts else linear_axis(0, 1)
+    y_axis = linear_axis(0, max(ns), integer=True, headroom=0.05) if ns else linear_axis(0, 1, integer=True)
+    keys = _keys(list(drawn))
+    chart = Chart(title, "seconds since run start", "requests in flight", x_axis, y_axis, *_SIZE,
+                  legend=_legend(keys) if len(keys) > 1 else [])
+    for key, pts in zip(keys, drawn.values()):
+        chart.line(pts, key, step=True)
+    if not drawn:
+        chart.note(_NO_DATA)
+    return chart.render()
 
 
 def throughput_vs_concurrency(concurrency: Sequence[int], throughput: Sequence[float | None], *,
                               ideal_base: float | None,
                               ci: Sequence[tuple[float | None, float | None]] | None = None) -> str:
-    """Measured requests/s per concurrency, the ideal linear line c x ideal_base, optional 95% CIs."""
-    fig, ax = _new("Throughput vs concurrency", "concurrency (log 2)", "requests / s", _WIDE)
-    pts = [(c, t) for c, t in zip(concurrency, throughput) if t is not None]
-    drawn = 0
-    if pts:
-        ax.plot([c for c, _ in pts], [t for _, t in pts], "o-", label="measured")
-        drawn += 1
-    for c, (low, high) in zip(concurrency, ci or []):
-        if low is not None and high is not None:
-            ax.vlines(c, low, high, color="#333333", linewidth=1)
-    if ideal_base and concurrency:
-        cs = sorted(set(concurrency))
-        ax.plot(cs, [c * ideal_base for c in cs], "--", color="grey", label="ideal (linear from c=1)")
-        drawn += 1
-    _log2_x(ax, concurrency)
-    _legend(ax, drawn)
-    return _png(fig)
+    """Measured requests/s per concurrency, the ideal linear line c x ideal_base, optional 95% CIs.
+
+    The y axis fits the measurements and their intervals; the ideal line, which grows much faster
+    once a server saturates, is drawn until it leaves the plot rather than flattening the curve."""
+    levels = [c for c in concurrency if c is not None and c > 0]
+    pts = [(c, t) for c, t in zip(concurrency, throughput) if c is not None and c > 0]
+    spans = [(c, lo, hi) for c, (lo, hi) in zip(concurrency, ci or [])
+             if c is not None and c > 0 and finite([lo, hi]) == [lo, hi]]
+    measured = finite([t for _, t in pts]) + [v for _, lo, hi in spans for v in (lo, hi)]
+    usable = bool(ideal_base and finite([ideal_base]) and ideal_base > 0)
+    ideal = [(c, c * ideal_base) for c in sorted(set(levels))] if usable and levels else []
+    top = max(measured) if measured else max(finite(v for _, v in ideal), default=1.0)
+    keys = []
+    if finite([t for _, t in pts]):
+        keys.append(Key("measured", _color(0), marker=True))
+    if ideal:
+        keys.append(Key("ideal (linear from c=1)", "#7f7f7f", dashed=True))
+    chart = Chart("Throughput vs concurrency", "concurrency (log 2)", "requests / s", log2_axis(levels),
+                  linear_axis(0, top, headroom=0.08), *_WIDE, legend=_legend(keys))
+    for key in keys:
+        chart.line(pts if key.name == "measured" else ideal, key)
+    chart.intervals(spans)
+    if not keys:
+        chart.note(_NO_DATA)
+    return chart.render()
 
 
 def percentiles_vs_concurrency(concurrency: Sequence[int],
                                lines: Mapping[str, Sequence[float | None]], *, title: str) -> str:
     """Several per-concurrency figures (e.g. p50/p99 latency and TTFT) in seconds."""
-    fig, ax = _new(title, "concurrency (log 2)", "seconds", _WIDE)
-    drawn = 0
-    for name, values in lines.items():
-        pts = [(c, v) for c, v in zip(concurrency, values) if v is not None]
-        if pts:
-            ax.plot([c for c, _ in pts], [v for _, v in pts], "o-", label=name)
-            drawn += 1
-    _log2_x(ax, concurrency)
-    _legend(ax, drawn)
-    return _png(fig)
-
-
-def _log2_x(ax: object, concurrency: Sequence[int]) -> None:
-    # Concurrency doubles from level to level; a log-2 axis spaces the levels evenly.
-    # Only with positive data: matplotlib warns when log-scaling an empty axis.
-    levels = sorted({c for c in concurrency if c > 0})
-    if levels:
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(levels, [str(c) for c in levels])  # "16", not "2^4"
-        ax.minorticks_off()
+    levels = [c for c in concurrency if c is not None and c > 0]
+    drawn = {name: list(zip(concurrency, values)) for name, values in lines.items()
+             if finite(v for c, v in zip(concurrency, values) if c is not None and c > 0)}
+    values = [v for pts in drawn.values() for v in finite(v for _, v in pts)]
+    keys = _keys(list(drawn), marker=True)
+    chart = Chart(title, "concurrency (log 2)", "seconds", log2_axis(levels),
+                  linear_axis(0, max(values, default=1.0), headroom=0.08), *_WIDE, legend=_legend(keys))
+    for key, pts in zip(keys, drawn.values()):
+        chart.line(pts, key)
+    if not drawn:
+        chart.note(_NO_DATA)
+    return chart.render()

@@ -1,11 +1,9 @@
-"""The --slice table (slices.md) and plot (slices.png) written beside a run's reports."""
+"""The --slice table (slices.md) and plot (slices.svg) written beside a run's reports."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Sequence
-
-from matplotlib.figure import Figure
 
 
 def _ms(value: float | None) -> str:
@@ -33,37 +31,32 @@ def slices_markdown(slices: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def slices_png_b64(slices: Sequence[dict[str, Any]]) -> str:
-    import base64
-    import io
+def slices_svg(slices: Sequence[dict[str, Any]], *, standalone: bool = False) -> str:
+    """Requests/s per window above TTFT and latency p50/p99 per window (ms), as one SVG document."""
+    from batchrun.report.svg import PALETTE, Chart, Key, finite, linear_axis, stack
 
-    buf = io.BytesIO()
-    slices_figure(slices).savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def slices_figure(slices: Sequence[dict[str, Any]]) -> Figure:
-    fig = Figure(figsize=(6.4, 5.0))
-    top, bottom = fig.add_subplot(2, 1, 1), fig.add_subplot(2, 1, 2)
     mid = [w["start_s"] + w["length_s"] / 2 for w in slices]
-    top.plot(mid, [w["requests_per_s"] or 0 for w in slices], marker="o", label="requests/s")
-    top.set_ylabel("requests/s")
-    top.set_title("Per time window")
-    top.grid(True, alpha=0.3)
-    for key, label in (("ttft_s", "TTFT"), ("latency_s", "latency")):
-        for q in ("p50", "p99"):
-            bottom.plot(mid, [(w[key][q] or float("nan")) * 1000 for w in slices], marker=".", label=f"{label} {q}")
-    bottom.set_xlabel("seconds since start (window middle)")
-    bottom.set_ylabel("ms")
-    bottom.grid(True, alpha=0.3)
-    bottom.legend(fontsize="small")
-    return fig
+    ends = [w["start_s"] for w in slices] + [w["start_s"] + w["length_s"] for w in slices]
+    x_axis = linear_axis(min(ends, default=0.0), max(ends, default=1.0), zero=False)
+    rate = [w["requests_per_s"] or 0.0 for w in slices]
+    top = Chart("Per time window", "seconds since start (window middle)", "requests/s", x_axis,
+                linear_axis(0, max(finite(rate), default=1.0), headroom=0.08), 640, 250)
+    top.line(list(zip(mid, rate)), Key("requests/s", PALETTE[0], marker=True))
+    ms = {f"{label} {q}": [None if w[key][q] is None else w[key][q] * 1000 for w in slices]
+          for key, label in (("ttft_s", "TTFT"), ("latency_s", "latency")) for q in ("p50", "p99")}
+    keys = [Key(name, PALETTE[i + 1], marker=True) for i, name in enumerate(ms)]
+    every = [v for values in ms.values() for v in finite(values)]
+    bottom = Chart("TTFT and latency per window", "seconds since start (window middle)", "ms", x_axis,
+                   linear_axis(0, max(every, default=1.0), headroom=0.08), 640, 280, legend=keys)
+    for key, values in zip(keys, ms.values()):
+        bottom.line(list(zip(mid, values)), key)
+    return stack([top, bottom], standalone=standalone)
 
 
 def write_slices(out: Path, slices: Sequence[dict[str, Any]]) -> list[Path]:
     md = out / "slices.md"
     md.write_text("# Per time window\n\nA request counts in the window its final attempt ended in.\n\n"
                   + slices_markdown(slices), encoding="utf-8")
-    png = out / "slices.png"
-    slices_figure(slices).savefig(png, dpi=100, bbox_inches="tight")
-    return [md, png]
+    svg = out / "slices.svg"
+    svg.write_text('<?xml version="1.0" encoding="UTF-8"?>\n' + slices_svg(slices, standalone=True) + "\n", encoding="utf-8")
+    return [md, svg]

@@ -80,20 +80,20 @@ def workload_doc(summary: Mapping[str, Any]) -> list[Any]:
     if lines:
         sections.append(Section("Workload", [Text(line.strip()) for line in lines]))
     if summary.get("slices"):
-        from batchrun.report.slices import HEADERS, slice_rows, slices_png_b64
+        from batchrun.report.slices import HEADERS, slice_rows, slices_svg
         sections.append(Section("Per time window (a request counts in the window it ended in)", [
             Table(HEADERS, slice_rows(summary["slices"])),
-            Image(slices_png_b64(summary["slices"]), "requests/s, TTFT and latency per time window")]))
+            Image(slices_svg(summary["slices"]), "requests/s, TTFT and latency per time window")]))
     return sections
 
 
 def write_extras(out: Path, summary: Mapping[str, Any]) -> dict[str, Path]:
-    """slices.md / slices.png with --slice (report.md and report.html carry the rest)."""
+    """slices.md / slices.svg with --slice (report.md and report.html carry the rest)."""
     if not summary.get("slices"):
         return {}
     from batchrun.report.slices import write_slices
-    md, png = write_slices(out, summary["slices"])
-    return {"slices_md": md, "slices_png": png}
+    md, svg = write_slices(out, summary["slices"])
+    return {"slices_md": md, "slices_svg": svg}
 
 
 def bench_headline_workloads(headline: dict[str, Any] | None, runs: Sequence[Mapping[str, Any]],

@@ -10,8 +10,23 @@ and seeded faults, for testing and benchmarking clients without a GPU or an API 
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from batchrun.sim.config import DEFAULT_MODEL, SimConfig
-from batchrun.sim.process import SimProcess
-from batchrun.sim.server import SimServer, serve_sim
+
+if TYPE_CHECKING:
+    from batchrun.sim.process import SimProcess
+    from batchrun.sim.server import SimServer, serve_sim
 
 __all__ = ["DEFAULT_MODEL", "SimConfig", "SimProcess", "SimServer", "serve_sim"]
+
+# The server (~0.1 s of imports) loads on first use: `batchrun run` against a configured endpoint
+# imports sim.config for the CLI's defaults and never needs the rest.
+_LAZY = {"SimProcess": "batchrun.sim.process", "SimServer": "batchrun.sim.server", "serve_sim": "batchrun.sim.server"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'batchrun.sim' has no attribute {name!r}")

@@ -13,7 +13,6 @@ import typer
 
 from batchrun.errors import ConfigError
 from batchrun.sim.config import DEFAULT_MODEL, SimConfig
-from batchrun.sim.server import run_loop, serve_sim
 
 _LAT = "Latency model"
 _FAULTS = "Faults (probabilities per request, seeded)"
@@ -111,6 +110,8 @@ def serve(
     except ConfigError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
+    from batchrun.sim.server import run_loop  # the server loads only when `serve` runs
+
     try:
         run_loop(_serve_forever(config, host, port, quiet))
     except KeyboardInterrupt:
@@ -122,6 +123,8 @@ def serve(
 
 
 async def _serve_forever(config: SimConfig, host: str, port: int, quiet: bool = False) -> None:
+    from batchrun.sim.server import serve_sim
+
     async with serve_sim(config, host, port) as sim:
         if quiet:
             typer.echo(sim.base_url)

@@ -254,7 +254,7 @@ async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, workload: 
     t0 = clock()
     started_wall = time.time()
     from batchrun.engine.workers_plan import worker_count
-    workers = worker_count(config, workload.kind)
+    workers = worker_count(config, workload.kind) if config.ray is None else 0
     with RecordSink(out / RECORDS) as sink:
         def write(record: Record) -> None:
             record.session = session_n
@@ -267,7 +267,7 @@ async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, workload: 
             sink.write_many(records)
 
         span = SendSpan(write)
-        send = _send_by_workers if workers > 1 else _send_in_process
+        send = _send_by_ray if config.ray is not None else _send_by_workers if workers > 1 else _send_in_process
         pool, interrupted = await send(config, endpoint, out, workload,
                                        _Sending(span.write, write_many, sink, t0, clock, lag, resumed, workers))
         # First send to last byte: client setup before the first request is not the endpoint's time.
@@ -334,6 +334,31 @@ async def _send_by_workers(config: RunConfig, endpoint: Endpoint, out: Path, wor
     run.lag[:] = coordinator.loop_lag or run.lag
     if coordinator.resent:
         say(f"{coordinator.resent} rows held by a worker that ended were sent again; each is recorded once")
+    return coordinator.tally, interrupted
+
+
+async def _send_by_ray(config: RunConfig, endpoint: Endpoint, out: Path, workload: Workload,
+                       run: _Sending) -> tuple[Any, asyncio.Event]:
+    """--ray: the workers as Ray actors; this process reads, writes, paces and counts (engine/ray_plan.py)."""
+    from batchrun.engine.coordinator import Coordinator
+    from batchrun.engine.ray_plan import RayCluster, check_workload
+    from batchrun.engine.workers_plan import worker_spec
+
+    check_workload(workload.kind)
+    pool_config = _pool_config(config)
+    async with RayCluster.open(config.ray, say) as cluster:
+        actors = cluster.plan(None if config.workers_auto else config.workers, config.ray_cpus, endpoint)
+        coordinator = Coordinator(worker_spec(config, endpoint, pool_config, run.t0), pool_config, actors,
+                                  t0=run.t0, write_many=run.write_many, say=say, launch=cluster.launch)
+        coordinator.stats.resumed = run.resumed
+        async with _signals(coordinator, run.sink) as interrupted, \
+                _background(coordinator, config, run.lag, run.clock):
+            await coordinator.run(workload.items, started=lambda names: say(
+                f"{len(names)} Ray actor{'s' if len(names) > 1 else ''} ({'; '.join(names)}); this process reads, "
+                "writes and paces"))
+    run.lag[:] = coordinator.loop_lag or run.lag      # the actors' loops timed the requests
+    if coordinator.resent:
+        say(f"{coordinator.resent} rows held by a Ray actor that ended were sent again; each is recorded once")
     return coordinator.tally, interrupted
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
-from batchrun.config import (RunConfig, env_endpoint, load_env_file, parse_concurrency, parse_json_option,
+from batchrun.config import (RunConfig, env_endpoint, load_env_file, parse_concurrency, parse_json_option, parse_workers,
                              parse_limit, tool_choice_value)
 from batchrun.errors import BatchrunError, ConfigError
 
@@ -77,6 +77,7 @@ Slice = Annotated[Optional[str], _opt("Also report throughput and latency per ti
 
 @app.command()
 def run(
+    ctx: typer.Context,
     prompts: Prompts = None,
     fmt: Fmt = None,
     prompt_column: PromptColumn = None,
@@ -103,6 +104,15 @@ def run(
     concurrency: Annotated[str, _opt("Most requests in flight at once, or auto: start low and find what the "
                                      "endpoint takes (AIMD on 429s, errors and a TTFT knee).", "--concurrency", "-c",
                                      env="BATCHRUN_CONCURRENCY")] = "16",
+    workers: Annotated[str, _opt("Sending processes, each with its own event loop and connections; this one "
+                                 "reads, writes and paces for all. auto: cores - 1 from --concurrency 256 on, "
+                                 "else 1.", env="BATCHRUN_WORKERS")] = "1",
+    ray: Annotated[bool, _opt("Run the workers as Ray actors: join the Ray cluster on this machine (or RAY_ADDRESS's) "
+                              "or start one; --workers N actors (default: the cluster's CPUs - 1). Needs "
+                              "pip install 'batchrun[ray]'.", "--ray")] = False,
+    ray_address: Annotated[Optional[str], _opt("Join this Ray cluster (implies --ray): auto, ray://HOST:10001 "
+                                               "or HOST:6379.", env="BATCHRUN_RAY_ADDRESS")] = None,
+    ray_cpus: Annotated[float, _opt("CPUs each Ray actor reserves (with --ray).")] = 1.0,
     rpm: Rpm = "auto",
     tpm: Tpm = "auto",
     slo: Annotated[Optional[str], _opt("Latency bounds, e.g. ttft=500ms,e2e=10s: goodput in the summary, "
@@ -148,13 +158,18 @@ def run(
         url, key = env_endpoint(base_url[0] if base_url else None, None, use_env_url=resume is None)
         (rpm_value, learn_rpm), (tpm_value, learn_tpm) = parse_limit(rpm, "--rpm"), parse_limit(tpm, "--tpm")
         conc, auto = parse_concurrency(concurrency)
+        n_workers, workers_auto = parse_workers(workers)
+        ray_at = ray_address or ("local" if ray else None)
+        if ray_at is not None and ctx.get_parameter_source("workers").name == "DEFAULT":   # sized by the cluster
+            workers_auto = True
         config = RunConfig(
             input=prompts, fmt=fmt, prompt_column=prompt_column, id_column=id_column, template=template,
             system=system, on_bad_row=on_bad_row, model=model, max_tokens=max_tokens, temperature=temperature,
             extra_body=parse_json_option(extra_body, "--extra-body") or {},
             tools=load_tool_definitions(tools) if tools else None, tool_choice=tool_choice_value(tool_choice),
             parallel_tool_calls=parallel_tool_calls, tool_module=tool_module, max_tool_rounds=max_tool_rounds, tool_timeout=tool_timeout,
-            base_url=url, api_key=key, concurrency=conc, concurrency_auto=auto, rpm=rpm_value, tpm=tpm_value,
+            base_url=url, api_key=key, concurrency=conc, concurrency_auto=auto,
+            workers=n_workers, workers_auto=workers_auto, ray=ray_at, ray_cpus=ray_cpus, rpm=rpm_value, tpm=tpm_value,
             learn_rpm=learn_rpm, learn_tpm=learn_tpm, slo=_slo(slo, parse_slo), timeout=timeout,
             ttft_timeout=ttft_timeout, retries=retries, max_errors=max_errors, max_error_rate=max_error_rate,
             max_retry_wait=max_retry_wait, max_response_bytes=max_response_bytes, out=out, resume=resume,

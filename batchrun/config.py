@@ -89,6 +89,50 @@ def parse_limit(text: str | float | None, option: str) -> tuple[float | None, bo
     return value, False
 
 
+def parse_workers(text: str | int) -> tuple[int, bool]:
+    """--workers: a number of processes, or `auto` -> (value, auto)."""
+    word = str(text).strip().lower()
+    if word == "auto":
+        return 1, True
+    try:
+        return int(word), False
+    except ValueError:
+        raise ConfigError(f"--workers takes a whole number or 'auto', got {text!r}") from None
+
+
+def _validate_workers(config: "RunConfig") -> None:
+    if config.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {config.workers}")
+    if config.workers == 1:
+        return
+    clash = ("--concurrency auto" if config.concurrency_auto else
+             "a second --base-url" if config.extra_base_urls else
+             "--endpoint embeddings" if config.endpoint == "embeddings" else
+             "--mode batch" if config.mode == "batch" else None)
+    if clash:
+        raise ConfigError(f"--workers {config.workers} cannot be combined with {clash} yet: "
+                          "those run in one process (use --workers 1)")
+
+
+def _validate_ray(config: "RunConfig") -> None:
+    """--ray: Ray importable (without importing it), an address it can take, no one-process option."""
+    if config.ray is None:
+        return
+    import importlib.util
+    from batchrun.engine.ray_plan import INSTALL, check_address
+    if importlib.util.find_spec("ray") is None:
+        raise ConfigError(f"--ray needs Ray, which is not installed here ({INSTALL})")
+    check_address(config.ray)
+    if not config.ray_cpus > 0:
+        raise ConfigError(f"--ray-cpus must be positive, got {config.ray_cpus}")
+    clash = ("--concurrency auto" if config.concurrency_auto else
+             "a second --base-url" if config.extra_base_urls else
+             "--endpoint embeddings" if config.endpoint == "embeddings" else
+             "--mode batch" if config.mode == "batch" else None)
+    if clash:
+        raise ConfigError(f"--ray cannot be combined with {clash} yet: that runs in one process")
+
+
 def parse_concurrency(text: str | int) -> tuple[int, bool]:
     """--concurrency: a number, or `auto` (found at run time, up to AUTO_CEILING) -> (value, auto)."""
     word = str(text).strip().lower()
@@ -144,6 +188,10 @@ class RunConfig:
     # pool
     concurrency: int = 16                # with concurrency_auto: the most it may grow to
     concurrency_auto: bool = False       # --concurrency auto: found at run time (engine/adaptive.py)
+    workers: int = 1                     # --workers: sending processes (1: the run's own process)
+    workers_auto: bool = False           # --workers auto: cores - 1 at high concurrency (engine/workers_plan.py)
+    ray: str | None = None               # --ray: local, auto, ray://HOST:PORT or HOST:PORT (engine/ray_plan.py)
+    ray_cpus: float = 1.0                # --ray-cpus: CPUs each Ray actor reserves
     rpm: float | None = None
     tpm: float | None = None
     learn_rpm: bool = True               # --rpm auto (the default): pace by the provider's headers
@@ -217,6 +265,8 @@ class RunConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive, got {value}")
+        _validate_workers(self)
+        _validate_ray(self)
         if self.retries < 0:
             raise ConfigError(f"--retries must be 0 or more, got {self.retries}")
         if self.max_error_rate is not None and not 0 <= self.max_error_rate <= 1:

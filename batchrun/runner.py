@@ -253,6 +253,8 @@ async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, workload: 
     lag: list[float] = []
     t0 = clock()
     started_wall = time.time()
+    from batchrun.engine.workers_plan import worker_count
+    workers = worker_count(config, workload.kind) if config.ray is None else 0
     with RecordSink(out / RECORDS) as sink:
         def write(record: Record) -> None:
             record.session = session_n
@@ -264,21 +266,12 @@ async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, workload: 
                 span.track(record)
             sink.write_many(records)
 
-        async with make_session(config.concurrency) as session:
-            runner = ToolRunner.from_file(config.tool_module, config.tool_timeout) if config.tool_module else None
-            span = SendSpan(write)
-            pool = make_pool(workload, session, endpoint, span.write, config, _pool_config(config), out, t0, clock,
-                             runner, lambda prompt: next(jobs(config, iter([prompt]), set())), write_many,
-                             output_check=output_check(config), warn=say)
-            pool.stats.resumed = resumed
-            async with _signals(pool, sink) as interrupted, _background(pool, config, lag, clock), _quiet_gc():
-                if workload.schedule is not None:
-                    pool.t0 = t0 = clock()      # a trace's clock starts now, after the setup above (gc freeze)
-                    await pool.run(workload.items, schedule=workload.schedule)
-                else:
-                    await pool.run(workload.items)
+        span = SendSpan(write)
+        send = _send_by_ray if config.ray is not None else _send_by_workers if workers > 1 else _send_in_process
+        pool, interrupted = await send(config, endpoint, out, workload,
+                                       _Sending(span.write, write_many, sink, t0, clock, lag, resumed, workers))
         # First send to last byte: client setup before the first request is not the endpoint's time.
-        wall = span.width() or clock() - t0
+        wall = span.width() or clock() - getattr(pool, "t0", t0)
     outcome = RunOutcome(out_dir=out, summary={}, interrupted=interrupted.is_set(),
                          aborted=pool.abort_reason, input_error=pool.input_error, failed=pool.stats.failed,
                          endpoint=endpoint_info(endpoint, config.model), refused=pool.refused,
@@ -288,6 +281,85 @@ async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, workload: 
     findings = _pool_findings(pool, config, wall) if isinstance(pool, Pool) else {}
     _finish_outputs(outcome, config, lag, wall, started_wall, findings)
     return outcome
+
+
+@dataclass
+class _Sending:
+    """What either way of sending needs from _run_pool."""
+
+    write: Callable[[Record], None]              # one record (sets its session, tracks the send span)
+    write_many: Callable[[list[Record]], None]
+    sink: RecordSink
+    t0: float
+    clock: Callable[[], float]
+    lag: list[float]                             # event-loop lag samples of this process
+    resumed: int                                 # rows done in earlier sessions (progress)
+    workers: int
+
+
+async def _send_in_process(config: RunConfig, endpoint: Endpoint, out: Path, workload: Workload,
+                           run: _Sending) -> tuple[Any, asyncio.Event]:
+    """Today's single-process run: the pool on this event loop."""
+    t0, clock = run.t0, run.clock
+    async with make_session(config.concurrency) as session:
+        runner = ToolRunner.from_file(config.tool_module, config.tool_timeout) if config.tool_module else None
+        pool = make_pool(workload, session, endpoint, run.write, config, _pool_config(config), out, t0, clock,
+                         runner, lambda prompt: next(jobs(config, iter([prompt]), set())), run.write_many,
+                         output_check=output_check(config), warn=say)
+        pool.stats.resumed = run.resumed
+        async with _signals(pool, run.sink) as interrupted, _background(pool, config, run.lag, clock), \
+                _quiet_gc():
+            if workload.schedule is not None:
+                pool.t0 = clock()      # a trace's clock starts now, after the setup above (gc freeze)
+                await pool.run(workload.items, schedule=workload.schedule)
+            else:
+                await pool.run(workload.items)
+    return pool, interrupted
+
+
+async def _send_by_workers(config: RunConfig, endpoint: Endpoint, out: Path, workload: Workload,
+                           run: _Sending) -> tuple[Any, asyncio.Event]:
+    """--workers N: N sending processes; this one reads, writes, paces and counts (engine/coordinator.py)."""
+    from batchrun.engine.coordinator import Coordinator
+    from batchrun.engine.workers_plan import worker_spec
+
+    pool_config = _pool_config(config)
+    coordinator = Coordinator(worker_spec(config, endpoint, pool_config, run.t0), pool_config, run.workers,
+                              t0=run.t0, write_many=run.write_many, say=say)
+    coordinator.stats.resumed = run.resumed
+    async with _signals(coordinator, run.sink) as interrupted, _background(coordinator, config, run.lag, run.clock):
+        await coordinator.run(workload.items, started=lambda names: say(
+            f"{len(names)} worker processes ({', '.join(names)}); this process reads, writes and paces"))
+    # The loops that timed the requests are the workers': their lag is what the summary judges.
+    run.lag[:] = coordinator.loop_lag or run.lag
+    if coordinator.resent:
+        say(f"{coordinator.resent} rows held by a worker that ended were sent again; each is recorded once")
+    return coordinator.tally, interrupted
+
+
+async def _send_by_ray(config: RunConfig, endpoint: Endpoint, out: Path, workload: Workload,
+                       run: _Sending) -> tuple[Any, asyncio.Event]:
+    """--ray: the workers as Ray actors; this process reads, writes, paces and counts (engine/ray_plan.py)."""
+    from batchrun.engine.coordinator import Coordinator
+    from batchrun.engine.ray_plan import RayCluster, check_workload
+    from batchrun.engine.workers_plan import worker_spec
+
+    check_workload(workload.kind)
+    pool_config = _pool_config(config)
+    async with RayCluster.open(config.ray, say) as cluster:
+        actors = cluster.plan(None if config.workers_auto else config.workers, config.ray_cpus, endpoint)
+        coordinator = Coordinator(worker_spec(config, endpoint, pool_config, run.t0), pool_config, actors,
+                                  t0=run.t0, write_many=run.write_many, say=say, launch=cluster.launch)
+        coordinator.stats.resumed = run.resumed
+        async with _signals(coordinator, run.sink) as interrupted, \
+                _background(coordinator, config, run.lag, run.clock):
+            await coordinator.run(workload.items, started=lambda names: say(
+                f"{len(names)} Ray actor{'s' if len(names) > 1 else ''} ({'; '.join(names)}); this process reads, "
+                "writes and paces"))
+    run.lag[:] = coordinator.loop_lag or run.lag      # the actors' loops timed the requests
+    if coordinator.resent:
+        say(f"{coordinator.resent} rows held by a Ray actor that ended were sent again; each is recorded once")
+    return coordinator.tally, interrupted
 
 
 class SendSpan:

@@ -145,9 +145,7 @@ class Pool(Fanout[Entry]):
         `schedule` (open-loop load) gives each request's planned send time as an offset from
         `t0`; `send_for_s` stops taking new items that long after `t0` (in-flight ones finish).
         """
-        cfg = self.config
-        limits = self.limits = RateLimits(cfg.rpm, cfg.tpm, learn_rpm=cfg.learn_rpm, learn_tpm=cfg.learn_tpm,
-                                          warn=self._warning)
+        limits = self.limits = self._new_limits()
         self._start_adaptive()
         hook, self.client.on_headers = self.client.on_headers, self._on_headers
         self._send_until = None if send_for_s is None else self.t0 + send_for_s
@@ -157,6 +155,11 @@ class Pool(Fanout[Entry]):
         finally:
             self.client.on_headers = hook
             await limits.aclose()
+
+    def _new_limits(self) -> RateLimits:
+        """The run's pacing (a worker process paces by the coordinator's credits instead)."""
+        cfg = self.config
+        return RateLimits(cfg.rpm, cfg.tpm, learn_rpm=cfg.learn_rpm, learn_tpm=cfg.learn_tpm, warn=self._warning)
 
     async def _entries(self, items: Iterable[Job | BadRow], schedule: Iterator[float] | None,
                        send_for_s: float | None) -> AsyncIterator[Entry]:

@@ -25,7 +25,7 @@ from batchrun.engine.ray_plan import Node, actor_count, check_address, is_loopba
 from batchrun.errors import ConfigError
 from batchrun.sim import SimConfig, SimProcess
 from promptfiles import write_prompts
-from test_workers import FAULTS, Run, assert_each_row_once, invoke, records, results
+from test_workers import Run, assert_each_row_once, invoke, records, results, slow_sim  # noqa: F401 (a fixture)
 
 HAVE_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="Ray is not installed (pip install 'batchrun[ray]')")
@@ -42,13 +42,6 @@ def cluster() -> Iterator[Any]:
         yield ray
     finally:
         ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def slow_sim() -> Iterator[SimProcess]:
-    # A few ms per request: a run of a thousand rows lasts seconds, so kills land mid-run.
-    with SimProcess(SimConfig(fixed_ttft_s=0.004, fixed_itl_s=0.002, output_tokens=4, seed=7, **FAULTS)) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

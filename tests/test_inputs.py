@@ -525,3 +525,16 @@ def test_count_rows_of_parquet_and_of_a_file_named_by_format(tmp_path: Path) -> 
 def test_count_rows_agrees_with_the_reader(tmp_path: Path, name: str, content: str) -> None:
     path = write(tmp_path, name, content)
     assert count_rows(path) == len(read(path)) == 2
+
+
+def test_csv_quote_left_open_is_an_error_at_its_line_not_one_giant_prompt(tmp_path: Path) -> None:
+    # Without strict parsing, row 2's open quote swallowed rows 3 and 4 into its prompt: two rows lost.
+    path = write(tmp_path, "p.csv", 'id,prompt\n1,hi\n2,"open\n3,three\n4,four\n')
+    err = fails(path)
+    assert "line 3" in str(err) and "unexpected end of data" in str(err) and "quoting" in str(err)
+
+
+def test_csv_text_after_a_closing_quote_is_an_error_not_glued_on(tmp_path: Path) -> None:
+    path = write(tmp_path, "p.csv", 'id,prompt\n1,"quoted"tail\n')
+    err = fails(path)
+    assert "line 2" in str(err) and "quoting" in str(err)

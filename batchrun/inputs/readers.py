@@ -183,7 +183,9 @@ class CsvSource(_Closing):
         _refuse_utf16(path, where)
         self._errors_at_open = _UNDECODABLE[0]
         self._file = _open_text(path, where, encoding="utf-8-sig", newline="", errors="batchrun-undecodable")
-        self._reader = csv.reader(self._file)
+        # strict: a quote left open runs to the end of the file and would swallow every row after it
+        # into one prompt; an error naming its line loses nothing.
+        self._reader = csv.reader(self._file, strict=True)
         self._records = self._iter_records()
         try:
             self._read_header()

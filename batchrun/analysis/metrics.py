@@ -428,7 +428,7 @@ def summary_warnings(summary: Mapping[str, Any]) -> list[str]:
     if lag and lag["client_saturated"]:
         out.append(f"client saturated: event-loop lag p99 {lag['p99_s'] * 1000:.0f} ms > "
                    f"{lag['threshold_s'] * 1000:.0f} ms, so latency figures include client-side "
-                   "queueing (lower the concurrency or use more client processes)")
+                   "queueing (lower the concurrency; a run can also spread it over processes with --workers N)")
     itl_p50 = (summary.get("itl_s") or {}).get("p50")
     if lag and not lag["client_saturated"] and itl_p50 and lag["p99_s"] is not None and lag["p99_s"] > itl_p50 / 2:
         out.append(f"event-loop lag p99 {lag['p99_s'] * 1000:.1f} ms is large against the median ITL "

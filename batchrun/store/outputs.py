@@ -54,21 +54,29 @@ def index_records(path: Path, seen: Callable[[dict[str, Any]], None] | None = No
     sent on --resume, perhaps under another id), so a fixed row never leaves a ghost behind.
     """
     index: dict[str, tuple[int, int, str]] = {}
+    for offset, data, key, row, status in _parsed_lines(path):
+        index[key] = (row, offset, status)
+        if seen is not None:
+            seen(data)
+    return _drop_ghosts(index)
+
+
+def _parsed_lines(path: Path) -> Iterator[tuple[int, dict[str, Any], str, int, str]]:
+    """(byte offset, record, index key, row, status) of every parseable line of records.jsonl;
+    torn or blank lines (a killed run's last line) are passed over; no file, no lines."""
     if not path.exists():
-        return index
+        return
     with open(path, "rb") as f:
         offset = 0
         for line in f:
             try:
                 data = orjson.loads(line)
-                index[_key(data)] = (int(data["row"]), offset, data["status"])
+                key, row, status = _key(data), int(data["row"]), data["status"]
             except (ValueError, KeyError, TypeError):
                 pass            # a torn last line from a killed run
             else:
-                if seen is not None:
-                    seen(data)
+                yield offset, data, key, row, status
             offset += len(line)
-    return _drop_ghosts(index)
 
 
 def _drop_ghosts(index: dict[str, tuple[int, int, str]]) -> dict[str, tuple[int, int, str]]:
@@ -109,24 +117,13 @@ def latest_offsets(path: Path, seen: Callable[[dict[str, Any]], None] | None = N
     or a collision) are read again and compared whole, so a collision can never merge two ids.
     """
     hashes, rows, offsets, skipped = array("q"), array("q"), array("q"), bytearray()
-    if not path.exists():
-        return offsets
-    with open(path, "rb") as f:
-        offset = 0
-        for line in f:
-            try:
-                data = orjson.loads(line)
-                key, row, status = _key(data), int(data["row"]), data["status"]
-            except (ValueError, KeyError, TypeError):
-                pass            # a torn last line from a killed run
-            else:
-                hashes.append(hash(key))
-                rows.append(row)
-                offsets.append(offset)
-                skipped.append(status == SKIPPED)
-                if seen is not None:
-                    seen(data)
-            offset += len(line)
+    for offset, data, key, row, status in _parsed_lines(path):
+        hashes.append(hash(key))
+        rows.append(row)
+        offsets.append(offset)
+        skipped.append(status == SKIPPED)
+        if seen is not None:
+            seen(data)
     keep = _last_of_each_key(path, hashes, offsets)
     del hashes
     return _in_row_order(keep, rows, offsets, skipped)

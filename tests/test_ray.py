@@ -25,7 +25,7 @@ from batchrun.engine.ray_plan import Node, actor_count, check_address, is_loopba
 from batchrun.errors import ConfigError
 from batchrun.sim import SimConfig, SimProcess
 from promptfiles import write_prompts
-from test_workers import Run, assert_each_row_once, invoke, records, results, slow_sim  # noqa: F401 (a fixture)
+from test_workers import Run, assert_each_row_once, assert_same_rows, invoke, records, results, slow_sim  # noqa: F401 (a fixture)
 
 HAVE_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="Ray is not installed (pip install 'batchrun[ray]')")
@@ -132,12 +132,7 @@ def test_ray_actors_give_the_rows_one_process_gives_at_the_rate_asked(cluster: A
     assert two.exit_code == 0, two.output
     after = keyed_sim.stats()
     assert "2 Ray actors" in two.output
-    same = ("id", "row", "status", "text", "finish_reason", "prompt_tokens", "completion_tokens", "attempts", "prompt")
-    assert [{k: r[k] for k in same} for r in results(tmp_path / "one")] == \
-           [{k: r[k] for k in same} for r in results(tmp_path / "two")]
-    one_rec = {r["id"]: r for r in records(tmp_path / "one")}
-    for r in records(tmp_path / "two"):      # the row's columns and request come back into the record
-        assert r["input"] == one_rec[r["id"]]["input"] and r["request"] == one_rec[r["id"]]["request"]
+    assert_same_rows(tmp_path / "one", tmp_path / "two")
 
     assert after["requests"] - before["requests"] == n and after["rate_limited"] == before["rate_limited"]
     limits = json.loads((tmp_path / "two" / "summary.json").read_text())["summary"]["rate_limits"]

@@ -67,6 +67,16 @@ def records(out: Path) -> list[dict[str, Any]]:
             pass
     return found
 
+def assert_same_rows(one: Path, two: Path) -> None:
+    """Two runs of the same prompts gave the same rows, and each record got its row's columns and
+    request back (a worker never sees them: the coordinator puts them back)."""
+    same = ("id", "row", "status", "text", "finish_reason", "prompt_tokens", "completion_tokens", "attempts", "prompt")
+    assert [{k: r[k] for k in same} for r in results(one)] == [{k: r[k] for k in same} for r in results(two)]
+    one_rec = {r["id"]: r for r in records(one)}
+    for r in records(two):
+        assert r["input"] == one_rec[r["id"]]["input"] and r["request"] == one_rec[r["id"]]["request"]
+
+
 
 def invoke(args: list[str]) -> Any:
     return CliRunner().invoke(app, args, catch_exceptions=False)
@@ -201,12 +211,7 @@ def test_two_workers_give_the_rows_one_process_gives(headers_sim: SimProcess, tm
     two = invoke([*base, "--out", "two", "--workers", "2"])
     assert two.exit_code == 0, two.output
     assert "2 worker processes" in two.output
-    same = ("id", "row", "status", "text", "finish_reason", "prompt_tokens", "completion_tokens", "attempts", "prompt")
-    assert [{k: r[k] for k in same} for r in results(tmp_path / "one")] == \
-           [{k: r[k] for k in same} for r in results(tmp_path / "two")]
-    one_rec = {r["id"]: r for r in records(tmp_path / "one")}
-    for r in records(tmp_path / "two"):      # the row's columns and request come back into the record
-        assert r["input"] == one_rec[r["id"]]["input"] and r["request"] == one_rec[r["id"]]["request"]
+    assert_same_rows(tmp_path / "one", tmp_path / "two")
     summary = json.loads((tmp_path / "two" / "summary.json").read_text())
     assert summary["summary"]["counts"]["ok"] == 200
 

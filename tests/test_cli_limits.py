@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from batchrun.cli import app
 from batchrun.sim import SimConfig, SimProcess
+from docstext import docs_text
 from promptfiles import write_prompts
 
 
@@ -84,7 +85,7 @@ def test_bad_limit_values_are_usage_errors(tmp_path: Path, args: list[str], mess
     ("serve", ("--ratelimit-headers",)),
 ])
 def test_the_new_options_are_in_help_and_readme(command: str, options: tuple[str, ...]) -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    readme = docs_text()
     help_text = " ".join(CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"}).output.split())
     for option in options:
         assert option in help_text and f"`{option}" in readme

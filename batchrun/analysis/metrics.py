@@ -551,7 +551,7 @@ def summarize(records: Iterable[Record] | Columns, *, wall_time_s: float | None 
               slo: Mapping[str, float] | None = None,
               loop_lag_s: Sequence[float] | None = None,
               itl_sample: GapSample | None = None) -> dict[str, Any]:
-    """Every run-level figure of the README's Metrics section as a JSON-ready dict.
+    """Every run-level figure of the Metrics page (docs/metrics.md) as a JSON-ready dict.
 
     `records`: Records, or their Columns (a million-row run's summary without a million Records).
     `itl_sample`: the ok records' ITL gaps, gathered (and for huge runs sampled) by the caller,

@@ -71,7 +71,7 @@ BaseUrls = Annotated[Optional[list[str]], _opt("Endpoint base URL, e.g. http://l
                                                "(default: OPENAI_BASE_URL; with only OPENAI_API_KEY set, https://api.openai.com/v1; with neither, the built-in endpoint; "
                                                "on --resume, the run's own endpoint). Repeat it to spread requests over several endpoints (see --balance).", "--base-url")]
 EndpointKind = Annotated[str, _opt("API to call: chat (/chat/completions), completions (/completions, prompt strings) or embeddings (/embeddings, batched; run only).", "--endpoint")]
-Synthetic = Annotated[Optional[str], _opt("Generated prompts instead of a file, e.g. prompt_tokens=512,output_tokens=128,stdev=32,n=1000,seed=1 (see README: Workloads).")]
+Synthetic = Annotated[Optional[str], _opt("Generated prompts instead of a file, e.g. prompt_tokens=512,output_tokens=128,stdev=32,n=1000,seed=1 (see docs/workloads.md).")]
 Slice = Annotated[Optional[str], _opt("Also report throughput and latency per time window of this width, e.g. 10s.", "--slice")]
 
 
@@ -109,7 +109,7 @@ def run(
                                  "else 1.", env="BATCHRUN_WORKERS")] = "1",
     ray: Annotated[bool, _opt("Run the workers as Ray actors: join the Ray cluster on this machine (or RAY_ADDRESS's) "
                               "or start one; --workers N actors (default: the cluster's CPUs - 1). Needs "
-                              "pip install 'batchrun[ray]'.", "--ray")] = False,
+                              "pip install 'ray[client]>=2.9' (the ray extra).", "--ray")] = False,
     ray_address: Annotated[Optional[str], _opt("Join this Ray cluster (implies --ray): auto, ray://HOST:10001 "
                                                "or HOST:6379.", env="BATCHRUN_RAY_ADDRESS")] = None,
     ray_cpus: Annotated[float, _opt("CPUs each Ray actor reserves (with --ray).")] = 1.0,

@@ -28,7 +28,7 @@ from promptfiles import write_prompts
 from test_workers import Run, assert_each_row_once, assert_same_rows, invoke, records, results, slow_sim  # noqa: F401 (a fixture)
 
 HAVE_RAY = importlib.util.find_spec("ray") is not None
-needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="Ray is not installed (pip install 'batchrun[ray]')")
+needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="Ray is not installed (pip install -e '.[ray]')")
 KEY = "sk-raytest-0123456789abcdef"
 
 
@@ -101,7 +101,7 @@ def test_a_plain_run_never_imports_ray_and_ray_missing_is_a_clear_usage_error(fa
                           timeout=120)
     lines = dict(line.split(" ", 1) for line in done.stdout.splitlines() if line.startswith(("plain", "ray")))
     assert lines["plain"] == "0 False", done.stdout + done.stderr
-    assert lines["ray"].startswith("2 ") and 'pip install "batchrun[ray]"' in lines["ray"], lines["ray"]
+    assert lines["ray"].startswith("2 ") and 'pip install "ray[client]>=2.9"' in lines["ray"], lines["ray"]
 
 
 def test_ray_with_a_one_process_option_or_a_bad_address_is_a_usage_error(tmp_path: Path) -> None:

@@ -20,7 +20,8 @@ from batchrun.errors import BatchrunError, ConfigError
 NAMESPACE = "batchrun"          # actors are named batchrun-<driver pid>-<run>-<i> in this namespace
 LOCAL = "local"                 # --ray alone: ray.init() joins the cluster here (or RAY_ADDRESS's) or starts one
 START_TIMEOUT_S = 120.0         # an actor waits for a free CPU; an autoscaler may add a node meanwhile
-INSTALL = 'pip install "batchrun[ray]"'
+# The `ray` extra's requirement itself: it installs Ray however batchrun was installed.
+INSTALL = 'pip install "ray[client]>=2.9"'
 
 
 def import_ray() -> Any:

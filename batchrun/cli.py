@@ -16,6 +16,7 @@ import typer
 from batchrun.config import (RunConfig, env_endpoint, load_env_file, parse_concurrency, parse_json_option, parse_workers,
                              parse_limit, tool_choice_value)
 from batchrun.errors import BatchrunError, ConfigError
+from batchrun.interrupts import unwinding
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Send prompts to any OpenAI-compatible chat endpoint concurrently, and measure it.")
@@ -33,9 +34,11 @@ def fail(message: str, code: int = EXIT_USAGE) -> None:
 
 
 def guarded(fn: Callable[[], int]) -> None:
-    """Run a command body; a BatchrunError is a user mistake: a message, never a traceback."""
+    """Run a command body; a BatchrunError is a user mistake: a message, never a traceback.
+    Ctrl-C or SIGTERM unwinds the body (files closed, the run directory's lock removed): one line, 130."""
     try:
-        code = fn()
+        with unwinding():
+            code = fn()
     except BatchrunError as exc:
         fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:

@@ -13,7 +13,6 @@ import gc
 import itertools
 import json
 import os
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -36,7 +35,9 @@ from batchrun.engine.pool import Job, Pool, PoolConfig
 from batchrun.progress import Total, sample_loop_lag, show_progress
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.store.records import OK, Record, RecordSink
-from batchrun.store.rundir import claim_run_dir
+from batchrun.store.rundir import claim_run_dir, drop_held_locks
+from batchrun.interrupts import loop_handlers
+from batchrun.redact import host_and_port
 from batchrun.store.sessions import RUN_JSON, add_wall_time, read_run_json, restore_base_url, saved_base_url, start_session  # noqa: F401 (RUN_JSON: kept importable from here)
 from batchrun.engine.tools import ToolRunner
 from batchrun.workloads import Workload, make_pool
@@ -186,7 +187,8 @@ async def execute_run(config: RunConfig) -> RunOutcome:
     rows = open_rows(config)
     config = config_replace(config, out=config.resume or config.out or default_out_dir(config))
     assert config.out is not None
-    with claim_run_dir(config.out, resume=config.resume is not None, overwrite=config.overwrite):
+    with claim_run_dir(config.out, resume=config.resume is not None, overwrite=config.overwrite,
+                       about=lock_about(config), say=say):
         out = prepare_out_dir(config)
         identity = checked_input(config, out / RUN_JSON, say)
         announce_row_settings(config, say)
@@ -228,6 +230,17 @@ async def execute_run(config: RunConfig) -> RunOutcome:
             if outcome.input_error is None and not outcome.interrupted:
                 report_vanished(skip, seen, say)
             return outcome
+
+
+def lock_about(config: RunConfig) -> dict[str, str]:
+    """What the run directory's lock says the run is, for a person who finds it: the subcommand,
+    the input file and the endpoint's host and port (never a URL's credentials, path or query)."""
+    about = {"subcommand": "batchrun run" + (" --resume" if config.resume else "")}
+    if config.input is not None:
+        about["input"] = str(config.input)
+    url = choose_base_url(config.base_url, config.api_key)
+    about["endpoint"] = "the built-in endpoint" if url == BUILTIN else host_and_port(url)
+    return about
 
 
 def _describe(info: dict[str, Any]) -> str:
@@ -474,26 +487,18 @@ async def _signals(pool: Pool, sink: RecordSink) -> AsyncIterator[asyncio.Event]
     """First Ctrl-C / SIGTERM: stop sending, record in-flight requests as cancelled.
     Second: exit at once; records already written are whole lines, flushed."""
     interrupted = asyncio.Event()
-    loop = asyncio.get_running_loop()
 
     def on_signal() -> None:
         if interrupted.is_set():
             sink.close()
+            drop_held_locks()
             os._exit(130)
         interrupted.set()
         say("interrupted: stopping; in-flight requests are recorded as cancelled (Ctrl-C again to quit now)")
         pool.stop()
 
-    installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, on_signal)
-            installed.append(sig)
-    try:
+    with loop_handlers(asyncio.get_running_loop(), on_signal):
         yield interrupted
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
 
 
 def _finish_outputs(outcome: RunOutcome, config: RunConfig, lag: list[float], wall: float,

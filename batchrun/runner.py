@@ -46,9 +46,9 @@ from batchrun.endpoint.requests import (RequestDefaults, build_body, build_compl
                                        estimate_request_tokens)
 from batchrun.endpoint.answers import response_format
 from batchrun.analysis.cost import resolve_price
-from batchrun.datarun import (add_run_facts, announce_row_settings, announce_schema, checked_input,
-                              count_total, limited, output_check, report_vanished, save_input_identity,
-                              saved_request)
+from batchrun.datarun import (add_run_facts, announce_row_settings, announce_schema, changed_during_run,
+                              checked_input, count_total, limited, output_check, report_vanished,
+                              save_input_identity, saved_request)
 
 RECORDS, SUMMARY, INTERNAL_LOG = "records.jsonl", "summary.json", "internal-errors.log"
 
@@ -225,7 +225,7 @@ async def execute_run(config: RunConfig) -> RunOutcome:
                 workload.more_endpoints = more
                 if workload.kind in ("rows", "trace"):
                     workload.items = _warn_pacing(config, workload.items)
-                outcome = await _run_pool(config, endpoint, out, workload, len(skip), session)
+                outcome = await _run_pool(config, endpoint, out, workload, len(skip), session, identity)
             outcome.endpoint = info
             if outcome.input_error is None and not outcome.interrupted:
                 report_vanished(skip, seen, say)
@@ -261,7 +261,7 @@ def _warn_pacing(config: RunConfig, items: Iterator[Job | BadRow]) -> Iterator[J
 
 
 async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, workload: Workload,
-                    resumed: int, session_n: int = 1) -> RunOutcome:
+                    resumed: int, session_n: int = 1, identity: dict[str, Any] | None = None) -> RunOutcome:
     clock = time.perf_counter
     lag: list[float] = []
     t0 = clock()
@@ -291,6 +291,8 @@ async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, workload: 
                          internal_errors=len(pool.internal_errors))
     if pool.internal_errors:
         _write_internal_log(out, pool.internal_errors)
+    if not (outcome.input_error or outcome.interrupted or outcome.aborted or outcome.refused):
+        outcome.input_error = changed_during_run(config, identity)
     findings = _pool_findings(pool, config, wall) if isinstance(pool, Pool) else {}
     _finish_outputs(outcome, config, lag, wall, started_wall, findings)
     return outcome

@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 from batchrun.cli import app
 from batchrun.errors import ConfigError, OutputError
 from batchrun.sim import SimProcess
-from batchrun.store.rundir import (EDGE, HASH_WHOLE_UP_TO, LOCK_FILE, check_empty, check_input, input_identity,
-                                   lock_run_dir)
+from batchrun.inputs.identity import EDGE, HASH_WHOLE_UP_TO, input_identity
+from batchrun.store.rundir import LOCK_FILE, check_empty, check_input, lock_run_dir
 from promptfiles import write_prompts
 from test_workers import Run, slow_sim  # noqa: F401 (a fixture)
 

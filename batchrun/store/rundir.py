@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import socket
@@ -18,14 +17,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from batchrun.errors import ConfigError, OutputError
+from batchrun.inputs.identity import content_change
 
 LOCK_FILE = ".batchrun.lock"
 # What a run writes; --overwrite removes exactly these, never a file of the user's.
 RUN_FILES = ("records.jsonl", "run.json", "summary.json", "results.csv", "results.parquet",
              "report.md", "report.html", "internal-errors.log")
 _IGNORED = {LOCK_FILE, ".write-test"}
-HASH_WHOLE_UP_TO = 2 * 1024 * 1024     # bytes: smaller files are hashed whole
-EDGE = 1024 * 1024                     # bytes hashed at each end of a larger file
 
 
 def check_empty(out: Path, *, resume: bool, overwrite: bool) -> None:
@@ -197,32 +195,14 @@ def claim_run_dir(out: Path, *, resume: bool, overwrite: bool, about: Mapping[st
 
 # ------------------------------------------------------------------ input identity
 
-def input_identity(path: Path) -> dict[str, Any]:
-    """Path, size and SHA-256 of the input (whole up to 2 MiB, else its first and last MiB)."""
-    size = path.stat().st_size
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        if size <= HASH_WHOLE_UP_TO:
-            digest.update(f.read())
-            hashed = "whole file"
-        else:
-            digest.update(f.read(EDGE))
-            f.seek(size - EDGE)
-            digest.update(f.read(EDGE))
-            hashed = "first and last MiB"
-    return {"path": str(path.resolve()), "size": size, "sha256": digest.hexdigest(), "hashed": hashed}
-
-
 def input_difference(saved: dict[str, Any] | None, now: dict[str, Any]) -> str | None:
     """How the input differs from the one the run started with, or None."""
     if not saved:
         return None           # a run directory from before identities were kept
     if saved.get("path") != now["path"]:
         return f"the run read {saved.get('path')}, this is {now['path']}"
-    if saved.get("size") != now["size"] or saved.get("sha256") != now["sha256"]:
-        return (f"{now['path']} changed since the run started (size {saved.get('size')} -> {now['size']} "
-                "bytes, or its content)")
-    return None
+    change = content_change(saved, now)
+    return None if change is None else f"{now['path']} changed since the run started ({change})"
 
 
 def check_input(saved: dict[str, Any] | None, now: dict[str, Any], accept_changed: bool) -> str | None:

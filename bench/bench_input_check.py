@@ -24,19 +24,7 @@ from typing import Callable
 
 from batchrun.inputs.identity import changed_while_read, input_identity
 from batchrun.inputs.rows import read_prompts
-
-
-def _size(text: str) -> int:
-    text = text.strip().lower().replace("_", "")
-    scale = {"k": 1_000, "m": 1_000_000}.get(text[-1:], 1)
-    return int(float(text.rstrip("km")) * scale)
-
-
-def _write_input(path: Path, rows: int) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("id,prompt\n")
-        for i in range(rows):
-            f.write(f"r{i},Write one sentence about the number {i}.\n")
+from bench_memory import row_count, write_input     # the same generated prompts (this directory is on sys.path)
 
 
 def _best_s(fn: Callable[[], object], repeat: int) -> float:
@@ -70,10 +58,10 @@ def main() -> None:
     ap.add_argument("--rows", default="1m", help="rows in the generated CSV (10k, 1m, 2500)")
     ap.add_argument("--repeat", type=int, default=3, help="timings per figure; the best is shown")
     opts = ap.parse_args()
-    rows = _size(opts.rows)
+    rows = row_count(opts.rows)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "in.csv"
-        _write_input(path, rows)
+        write_input(path, rows)
         size_mb = path.stat().st_size / 1e6
         assert _read_all(path) == rows
         read_s = _best_s(lambda: _read_all(path), opts.repeat)

@@ -14,11 +14,11 @@ from batchrun.analysis.cost import resolve_price, run_cost
 from batchrun.config import RunConfig
 from batchrun.endpoint.answers import AnswerCheck, strict_problems
 from batchrun.errors import ConfigError, InputChanged
+from batchrun.inputs.identity import changed_while_read, input_identity
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.inputs.scan import count_rows, setting_columns
 from batchrun.progress import Total
 from batchrun.store.records import Record
-from batchrun.inputs.identity import changed_while_read, input_identity
 from batchrun.store.rundir import check_input
 from batchrun.store.sessions import write_json
 

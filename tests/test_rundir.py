@@ -155,12 +155,13 @@ def _assert_lock_says_no_secret(lock: Path, pid: int) -> None:
     assert stat.S_IMODE(lock.stat().st_mode) == 0o600
 
 
-@pytest.mark.parametrize("ending", ["normal", "SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("ending", ["normal", "SIGINT", "SIGTERM", "SIGINT twice"])
 def test_the_lock_names_no_secret_is_0600_and_is_gone_when_the_run_ends(slow_sim: SimProcess, tmp_path: Path,
                                                                         ending: str) -> None:
     """A base URL with user:password and ?api_key=, a key in the environment: while the run goes,
     the lock holds pid, host, start time, subcommand, input and endpoint host only, mode 0600;
-    it is gone after a normal end, after Ctrl-C and after SIGTERM."""
+    it is gone after a normal end, after Ctrl-C, after SIGTERM and after a second Ctrl-C (which
+    exits at once)."""
     rows = 60 if ending == "normal" else 3000
     write_prompts(tmp_path / "p.csv", rows)
     lock, records_file = tmp_path / "o" / LOCK_FILE, tmp_path / "o" / "records.jsonl"
@@ -170,7 +171,10 @@ def test_the_lock_names_no_secret_is_0600_and_is_gone_when_the_run_ends(slow_sim
               "five records")
     if ending != "normal":
         _assert_lock_says_no_secret(lock, run.proc.pid)
-        os.kill(run.proc.pid, getattr(signal, ending))
+        for sig in {"SIGINT": [signal.SIGINT], "SIGTERM": [signal.SIGTERM],
+                    "SIGINT twice": [signal.SIGINT, signal.SIGINT]}[ending]:   # a second Ctrl-C exits at once
+            os.kill(run.proc.pid, sig)
+            time.sleep(0.01)
     code = run.finish()
     assert code == (0 if ending == "normal" else 130), "".join(run.lines)[-2000:]
     assert not lock.exists()

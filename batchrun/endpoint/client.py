@@ -284,7 +284,8 @@ def redirect_text(location: str | None) -> str:
     path or query may carry a signed token) and what to do."""
     where = f"to {host_and_port(location)}" if location else "(without a Location)"
     return (f"the endpoint redirects this request {where}; batchrun does not follow redirects on POST "
-            "(the request would arrive as a GET): set --base-url to the final URL")
+            "(after a 301 or 302 the request would arrive as a GET, and the key could go to another host): "
+            "set --base-url to the final URL")
 
 
 async def read_capped(content: aiohttp.StreamReader, limit: int) -> bytes:

@@ -15,7 +15,8 @@ import typer
 
 from batchrun.config import (RunConfig, env_endpoint, load_env_file, parse_concurrency, parse_json_option, parse_workers,
                              parse_limit, tool_choice_value)
-from batchrun.errors import BatchrunError, ConfigError
+from batchrun.errors import BatchrunError, ConfigError, InputChanged
+from batchrun.interrupts import unwinding
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Send prompts to any OpenAI-compatible chat endpoint concurrently, and measure it.")
@@ -33,9 +34,11 @@ def fail(message: str, code: int = EXIT_USAGE) -> None:
 
 
 def guarded(fn: Callable[[], int]) -> None:
-    """Run a command body; a BatchrunError is a user mistake: a message, never a traceback."""
+    """Run a command body; a BatchrunError is a user mistake: a message, never a traceback.
+    Ctrl-C or SIGTERM unwinds the body (files closed, the run directory's lock removed): one line, 130."""
     try:
-        code = fn()
+        with unwinding():
+            code = fn()
     except BatchrunError as exc:
         fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
@@ -240,8 +243,13 @@ def _report_run(outcome: Any, fail_on_error: bool) -> int:
         return EXIT_FAILED
     if outcome.input_error is not None:
         typer.echo(f"batchrun: error: {outcome.input_error}", err=True)
-        typer.echo(f"batchrun: rows before it are recorded; fix the file and rerun with --resume {outcome.out_dir} "
-                   "--input-changed ok", err=True)
+        if isinstance(outcome.input_error, InputChanged):
+            typer.echo(f"batchrun: the rows read are recorded; once the file is as it should be, send what it has "
+                       f"that this run did not with --resume {outcome.out_dir} --input-changed ok (rows matched by "
+                       "id), or start a new --out", err=True)
+        else:
+            typer.echo(f"batchrun: rows before it are recorded; fix the file and rerun with --resume {outcome.out_dir} "
+                       "--input-changed ok", err=True)
         return EXIT_USAGE
     if outcome.interrupted:
         typer.echo(f"batchrun: interrupted; continue with: batchrun run --resume {outcome.out_dir}", err=True)

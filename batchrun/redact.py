@@ -24,3 +24,21 @@ def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
     text = _USERINFO.sub(r"\1***:***@", text)
     text = _QUERY_KEY.sub(r"\1***", text)
     return _SK.sub("sk-***", text)
+
+
+def host_and_port(url: str) -> str:
+    """Where a URL points, as 'host:port' and nothing else: never its credentials, path or query
+    (for a Location header or a lock file, where a path may carry a signed token)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url.strip())
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return "(an unreadable URL)"
+    if not host:
+        return "(a relative URL on the same host)"
+    if ":" in host:
+        host = f"[{host}]"
+    port = port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    return f"{host}:{port}" if port else host

@@ -164,3 +164,30 @@ def slow_models(delay_s: float):
         await asyncio.sleep(delay_s)
         return web.json_response({"object": "list", "data": [{"id": "raw-model"}]})
     return handler
+
+
+# --- redirects ----------------------------------------------------------------------------------
+
+MOVED_TO = "/v2/moved"      # where `redirect` points: a client that follows it lands here
+
+
+def redirect(status: int, log: list[str]):
+    """An endpoint that has moved: every request is answered `status` with a Location on this host
+    carrying credentials, a path and a signed query (none of which may be shown). `log` gets
+    'METHOD path' of every request, so a test sees whether the client followed."""
+    async def handler(request: web.Request) -> web.Response:
+        log.append(f"{request.method} {request.path}")
+        await request.read()
+        return web.Response(status=status, headers={
+            "Location": f"http://mover:pa55word@{request.host}{MOVED_TO}?sig=SIGNED-TOKEN-0123"})
+    return handler
+
+
+def moved_answer(log: list[str]):
+    """What a client that follows the redirect gets: a whole, ok chat answer to whatever it sent
+    (a GET: the prompt is lost)."""
+    async def handler(request: web.Request) -> web.StreamResponse:
+        log.append(f"{request.method} {request.path}")
+        return await sse(request, [chunk("", role="assistant"), chunk("an answer to no prompt"),
+                                   chunk(finish="stop"), _data({"choices": [], "usage": _usage(1, 5)}), DONE])
+    return handler

@@ -11,7 +11,7 @@ from typing import Any
 
 import openai
 
-from batchrun.endpoint.client import Endpoint
+from batchrun.endpoint.client import Endpoint, redirect_text
 from batchrun.errors import BatchrunError
 from batchrun.redact import redact
 
@@ -33,8 +33,10 @@ class BatchApi:
         self.endpoint = endpoint
         # Credentials that were in the URL go as Basic auth, as online mode sends them.
         headers = endpoint.auth_headers() if endpoint.basic_auth is not None else None
+        # Redirects are not followed (the SDK's httpx would turn an upload's POST into a GET).
         self._client = openai.AsyncOpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key or "not-needed",
-                                          max_retries=max_retries, timeout=timeout_s, default_headers=headers)
+                                          max_retries=max_retries, timeout=timeout_s, default_headers=headers,
+                                          http_client=openai.DefaultAsyncHttpxClient(follow_redirects=False))
 
     async def __aenter__(self) -> "BatchApi":
         return self
@@ -45,7 +47,9 @@ class BatchApi:
     def error(self, what: str, exc: Exception) -> BatchApiError:
         where = self.endpoint.display_url
         detail = redact(str(exc), self.endpoint.secrets)
-        if isinstance(exc, openai.NotFoundError) and what.startswith(("upload", "list")):
+        if isinstance(exc, openai.APIStatusError) and 300 <= exc.status_code < 400:
+            detail, hint = f"HTTP {exc.status_code}", redirect_text(exc.response.headers.get("location"))
+        elif isinstance(exc, openai.NotFoundError) and what.startswith(("upload", "list")):
             hint = "this endpoint has no Batch API; use --mode online"
         elif isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
             hint = "check OPENAI_API_KEY"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import signal
 import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterator
@@ -29,6 +28,7 @@ from batchrun.datarun import output_check
 from batchrun.engine.pool import TRUNCATED_OUTPUT, Job
 from batchrun.errors import ConfigError, InputError
 from batchrun.inputs.prompt import BadRow
+from batchrun.interrupts import loop_handlers
 from batchrun.store.records import INVALID_OUTPUT, OK, SKIPPED, Record, RecordSink, read_records
 
 BATCH_DIR = "batch"                  # the run directory's request files
@@ -299,22 +299,14 @@ class BatchSession:
     @contextlib.asynccontextmanager
     async def _signals(self) -> AsyncIterator[None]:
         """Ctrl-C / SIGTERM: stop waiting (the jobs run on at the provider) and write the reports."""
-        loop = asyncio.get_running_loop()
-        installed = []
-
         def on_signal() -> None:
             runner_say("interrupted: no longer waiting; the jobs keep running at the provider")
             self._stop.set()
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, on_signal)
-                installed.append(sig)
         try:
-            yield
+            with loop_handlers(asyncio.get_running_loop(), on_signal):
+                yield
         finally:
-            for sig in installed:
-                loop.remove_signal_handler(sig)
             if self._stop.is_set():
                 self.interrupted = True
 

@@ -35,10 +35,12 @@ _SDK_KEYS = {"model", "messages", "max_tokens", "max_completion_tokens", "temper
 
 
 def make_client(endpoint: Endpoint, timeout_s: float | None) -> openai.OpenAI:
-    """The SDK client, without its retries (a failure is a record)."""
+    """The SDK client, without its retries (a failure is a record) and without following
+    redirects (the SDK's httpx client follows them, turning a POST into a GET)."""
     return openai.OpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key or "not-needed",
                          default_headers=endpoint.auth_headers() if endpoint.basic_auth else None,
-                         max_retries=0, timeout=timeout_s)
+                         max_retries=0, timeout=timeout_s,
+                         http_client=openai.DefaultHttpxClient(follow_redirects=False))
 
 
 def run_sync(endpoint: Endpoint, jobs: Iterable[Job], *, timeout_s: float | None, t0: float | None = None,
@@ -87,7 +89,9 @@ def _one(client: openai.OpenAI, job: Job, endpoint: Endpoint, t0: float,
         result.fail(TIMEOUT, TIMEOUT_ERROR, f"the request took longer than {timeout_s:g}s (--timeout)")
     except openai.APIStatusError as exc:
         result.http_status = exc.status_code
-        fail_status(result, exc.status_code, exc.response.content if exc.response is not None else b"")
+        response = exc.response
+        fail_status(result, exc.status_code, response.content if response is not None else b"",
+                    location=response.headers.get("location") if response is not None else None)
     except KeyboardInterrupt:
         result.fail(CANCELLED, "Cancelled", "cancelled before the response finished")
         raise

@@ -23,7 +23,7 @@ import aiohttp
 import orjson
 
 from batchrun.store.records import CANCELLED, ERROR, OK, TIMEOUT
-from batchrun.redact import redact
+from batchrun.redact import host_and_port, redact
 from batchrun.endpoint.hints import retry_wait_s
 from batchrun.endpoint.sdk_headers import sdk_default_headers
 from batchrun.engine.tools import ToolCallAssembler
@@ -233,7 +233,8 @@ class StreamClient:
         bounds = [b for b in (self.ttft_timeout_s, self.timeout_s) if b is not None]
         first_deadline = min(bounds) if bounds else None
         async with asyncio.timeout_at(None if first_deadline is None else start + first_deadline) as deadline:
-            async with self.session.post(self._url, data=body, headers=self._headers) as resp:
+            # Never follow a redirect: a 301/302 turns the POST into a GET, whose answer is not this request's.
+            async with self.session.post(self._url, data=body, headers=self._headers, allow_redirects=False) as resp:
                 result.http_status = resp.status
                 result.request_id = resp.headers.get("x-request-id")
                 if self.on_headers is not None:
@@ -266,13 +267,25 @@ class StreamClient:
     async def _read_error(self, resp: aiohttp.ClientResponse, result: AttemptResult) -> None:
         raw = await read_capped(resp.content, _MAX_ERROR_BODY)
         result.retry_after_s = retry_wait_s(resp.headers, self.wall_clock())
-        fail_status(result, resp.status, raw, resp.headers.get("Content-Type", ""))
+        fail_status(result, resp.status, raw, resp.headers.get("Content-Type", ""), resp.headers.get("Location"))
 
 
-def fail_status(result: AttemptResult, status: int, raw: bytes, content_type: str = "") -> AttemptResult:
+def fail_status(result: AttemptResult, status: int, raw: bytes, content_type: str = "",
+                location: str | None = None) -> AttemptResult:
     """Classify a non-200 response from its status and body (shared with the sync baseline)."""
+    if 300 <= status < 400:
+        return result.fail(ERROR, status_error_type(status), f"HTTP {status}: {redirect_text(location)}")
     return result.fail(ERROR, status_error_type(status),
                        f"HTTP {status}: {error_body_text(raw[:_MAX_ERROR_BODY], content_type)}")
+
+
+def redirect_text(location: str | None) -> str:
+    """What a redirect of a POST means, for a person: where it points (host and port only: its
+    path or query may carry a signed token) and what to do."""
+    where = f"to {host_and_port(location)}" if location else "(without a Location)"
+    return (f"the endpoint redirects this request {where}; batchrun does not follow redirects on POST "
+            "(after a 301 or 302 the request would arrive as a GET, and the key could go to another host): "
+            "set --base-url to the final URL")
 
 
 async def read_capped(content: aiohttp.StreamReader, limit: int) -> bytes:

@@ -38,7 +38,8 @@ _RETRYABLE_TYPES = {CONNECTION_ERROR, INCOMPLETE_STREAM, MALFORMED_CHUNK, STREAM
 _MIN_FOR_RATE = 20                       # finished requests before --max-error-rate may stop a run
 _NO_GATE = contextlib.nullcontext()
 _STOPPED = "the run was stopped before this request finished"
-_REFUSED_STATUS = {401, 403, 404}         # a refused key or a wrong model/URL: every row would get it
+# A refused key, a wrong model/URL, or a URL that redirects (POSTs are never followed): every row would get it.
+REFUSED_STATUS = {301, 302, 303, 307, 308, 401, 403, 404}
 _SAME_4XX_STOP = 5                        # the first N finished requests all failed with one 4xx: stop
 INTERNAL_ERROR = "InternalError"          # a bug in batchrun, never a provider's failure
 Sleep = Callable[[float], Awaitable[None]]
@@ -402,7 +403,7 @@ class Pool(Fanout[Entry]):
         401/403 (the key), a 404 (the model or the URL), or the first few finished requests all
         failing with one and the same non-retryable 4xx."""
         status = record.http_status if record.status == ERROR else None
-        if status in _REFUSED_STATUS:
+        if status in REFUSED_STATUS:
             self.refused = record.error or f"HTTP {status}"
         elif len(self._first_4xx) < _SAME_4XX_STOP:
             self._first_4xx.append(status if status is not None and 400 <= status < 500 else None)

@@ -35,7 +35,7 @@ from batchrun.engine.adaptive import AdaptiveConfig
 from batchrun.engine.pool import Job, Pool, PoolConfig
 from batchrun.progress import Total, sample_loop_lag, show_progress
 from batchrun.inputs.prompt import BadRow, Prompt
-from batchrun.store.records import OK, Record, RecordSink
+from batchrun.store.records import OK, RECORDS, Record, RecordSink
 from batchrun.store.rundir import claim_run_dir
 from batchrun.store.sessions import RUN_JSON, add_wall_time, read_run_json, restore_base_url, saved_base_url, start_session  # noqa: F401 (RUN_JSON: kept importable from here)
 from batchrun.engine.tools import ToolRunner
@@ -49,7 +49,7 @@ from batchrun.datarun import (add_run_facts, announce_row_settings, announce_sch
                               count_total, limited, output_check, report_vanished, save_input_identity,
                               saved_request)
 
-RECORDS, SUMMARY, INTERNAL_LOG = "records.jsonl", "summary.json", "internal-errors.log"
+SUMMARY, INTERNAL_LOG = "summary.json", "internal-errors.log"
 
 
 @dataclass

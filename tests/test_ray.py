@@ -10,9 +10,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -189,6 +191,69 @@ def test_an_interrupted_ray_run_resumes_exactly_once(cluster: Any, slow_sim: Sim
     resumed = invoke(["run", "--resume", "o", "--ray", *flags])
     assert resumed.exit_code == 0, resumed.output
     assert_each_row_once(out, n)
+
+
+@needs_ray
+def test_a_sigkilled_driver_leaves_no_process_of_its_cluster_behind(slow_sim: SimProcess, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plain --ray starts a local cluster as the driver's children. The driver SIGKILLed once its
+    actors send: every process of that cluster (the driver's descendants just before the kill, and
+    any process naming the run's own Ray temp dir) is gone within 30 s. Ray alone ends the GCS,
+    the raylet and the actors, but leaves the DashboardAgent and the RuntimeEnvAgent for a minute."""
+    import ray  # noqa: F401 (puts the psutil Ray ships on sys.path)
+    import psutil
+
+    ray_tmp = tempfile.mkdtemp(prefix="brray", dir="/tmp")     # short: Ray's socket paths live under it
+    monkeypatch.setenv("RAY_TMPDIR", ray_tmp)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)              # start a cluster, never join one
+    write_prompts(tmp_path / "p.csv", 20_000)
+    run = Run(["run", "p.csv", *ray_flags(slow_sim, "--out", "o", "-c", "4")], tmp_path)
+    cluster: list[Any] = []
+    try:
+        run.wait_for_records(tmp_path / "o" / "records.jsonl", 100, timeout_s=120)
+        driver = psutil.Process(run.proc.pid)
+        cluster = driver.children(recursive=True) + [p for p in psutil.process_iter() if _names(p, ray_tmp)]
+        assert any("raylet" in _cmdline(p) for p in cluster), [_cmdline(p) for p in cluster]
+        run.proc.kill()
+        killed_at = time.monotonic()
+        run.finish()
+        left = _running(cluster)
+        while left and time.monotonic() - killed_at < 45:
+            time.sleep(0.1)
+            left = _running(cluster)
+        took = time.monotonic() - killed_at
+        assert not left and took <= 30, f"after {took:.1f} s still running: {[_cmdline(p)[:80] for p in left]}"
+    finally:
+        for proc in _running(cluster):
+            proc.kill()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def _running(procs: list[Any]) -> list[Any]:
+    """Those of `procs` still running as themselves (a reused pid is another process; a zombie is dead)."""
+    import psutil
+
+    alive = []
+    for proc in procs:
+        try:
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                alive.append(proc)
+        except psutil.Error:
+            pass
+    return alive
+
+
+def _cmdline(proc: Any) -> str:
+    import psutil
+
+    try:
+        return " ".join(proc.cmdline())
+    except psutil.Error:
+        return "?"
+
+
+def _names(proc: Any, text: str) -> bool:
+    return text in _cmdline(proc)
 
 
 def _kill_one_actor(ray: Any, path: Path, n: int, killed: list[str], timeout_s: float = 60) -> None:

@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 import ray  # noqa: E402,F401 (puts the psutil Ray ships on sys.path)
 import psutil  # noqa: E402
 
+from batchrun.engine.ray_watchdog import running  # noqa: E402
 from batchrun.sim import SimConfig, SimProcess  # noqa: E402
 
 CAP_S = 120.0
@@ -46,17 +47,6 @@ ray.get(a.ping.remote())
 print("ready", flush=True)
 time.sleep(600)
 """
-
-
-def running(procs: list[Any]) -> list[Any]:
-    alive = []
-    for proc in procs:
-        try:
-            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
-                alive.append(proc)
-        except psutil.Error:
-            pass
-    return alive
 
 
 def kill_and_time(driver: subprocess.Popen[Any]) -> tuple[float, int, list[str]]:

@@ -194,6 +194,47 @@ def test_an_interrupted_ray_run_resumes_exactly_once(cluster: Any, slow_sim: Sim
 
 
 @needs_ray
+def test_the_watchdog_kills_its_roots_and_their_descendants_once_the_driver_pipe_ends() -> None:
+    """Without a cluster: a root that ignores SIGTERM and its child that does too are SIGKILLed
+    when the pipe ends; a process outside the tree is left alone."""
+    import ray  # noqa: F401 (puts the psutil Ray ships on sys.path)
+    import psutil
+
+    from batchrun.engine.ray_watchdog import running, watch
+
+    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
+    root = subprocess.Popen([sys.executable, "-c", f"import subprocess, sys; subprocess.Popen([sys.executable, "
+                             f"'-c', {stubborn!r}]); {stubborn}"])
+    bystander = subprocess.Popen([sys.executable, "-c", stubborn])
+    tree = [psutil.Process(root.pid)]
+    try:
+        deadline = time.monotonic() + 30
+        while len(tree) < 2 and time.monotonic() < deadline:
+            tree = [psutil.Process(root.pid), *psutil.Process(root.pid).children()]
+            time.sleep(0.01)
+        assert len(tree) == 2, "the root did not start its child"
+        read, write = os.pipe()
+        killed: list[int] = []
+        with open(read, "rb") as pipe:
+            watcher = threading.Thread(target=lambda: killed.append(watch([root.pid], pipe, poll_s=0.05)))
+            watcher.start()
+            os.close(write)                   # the driver is gone
+            watcher.join(30)
+        assert killed == [2]
+        deadline = time.monotonic() + 30        # a SIGKILL takes effect soon, not at once
+        while running(tree) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert running(tree) == []
+        assert running([psutil.Process(bystander.pid)]) != []
+    finally:
+        for proc in running(tree):
+            proc.kill()
+        bystander.kill()
+        for proc in (root, bystander):
+            proc.wait()
+
+
+@needs_ray
 def test_a_sigkilled_driver_leaves_no_process_of_its_cluster_behind(slow_sim: SimProcess, tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Plain --ray starts a local cluster as the driver's children. The driver SIGKILLed once its
@@ -202,6 +243,8 @@ def test_a_sigkilled_driver_leaves_no_process_of_its_cluster_behind(slow_sim: Si
     the raylet and the actors, but leaves the DashboardAgent and the RuntimeEnvAgent for a minute."""
     import ray  # noqa: F401 (puts the psutil Ray ships on sys.path)
     import psutil
+
+    from batchrun.engine.ray_watchdog import running
 
     ray_tmp = tempfile.mkdtemp(prefix="brray", dir="/tmp")     # short: Ray's socket paths live under it
     monkeypatch.setenv("RAY_TMPDIR", ray_tmp)
@@ -217,30 +260,16 @@ def test_a_sigkilled_driver_leaves_no_process_of_its_cluster_behind(slow_sim: Si
         run.proc.kill()
         killed_at = time.monotonic()
         run.finish()
-        left = _running(cluster)
+        left = running(cluster)
         while left and time.monotonic() - killed_at < 45:
             time.sleep(0.1)
-            left = _running(cluster)
+            left = running(cluster)
         took = time.monotonic() - killed_at
         assert not left and took <= 30, f"after {took:.1f} s still running: {[_cmdline(p)[:80] for p in left]}"
     finally:
-        for proc in _running(cluster):
+        for proc in running(cluster):
             proc.kill()
         shutil.rmtree(ray_tmp, ignore_errors=True)
-
-
-def _running(procs: list[Any]) -> list[Any]:
-    """Those of `procs` still running as themselves (a reused pid is another process; a zombie is dead)."""
-    import psutil
-
-    alive = []
-    for proc in procs:
-        try:
-            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
-                alive.append(proc)
-        except psutil.Error:
-            pass
-    return alive
 
 
 def _cmdline(proc: Any) -> str:

@@ -23,7 +23,7 @@ import os
 import select
 import subprocess
 import sys
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Iterable
 
 POLL_S = 0.5            # how often the roots' descendants are looked up while the driver lives
 
@@ -73,35 +73,39 @@ def watch(roots: list[int], pipe: BinaryIO, poll_s: float = POLL_S) -> int:
     for pid in roots:
         with contextlib.suppress(psutil.Error):
             procs[pid] = psutil.Process(pid)
-    while not _ended(pipe, poll_s):
-        for root in [p for p in procs.values() if _running(p)]:
+    while True:                                         # look first: what exists now is seen
+        for root in running(procs.values()):
             with contextlib.suppress(psutil.Error):     # it ended meanwhile
                 for child in root.children(recursive=True):
-                    if not _running(procs.get(child.pid)):
+                    if not running([procs[child.pid]] if child.pid in procs else []):
                         procs[child.pid] = child
+        if _ended(pipe, poll_s):
+            break
     killed = 0
-    for proc in procs.values():
-        if _running(proc):
-            with contextlib.suppress(psutil.Error):
-                proc.kill()
-                killed += 1
+    for proc in running(procs.values()):
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+            killed += 1
     return killed
+
+
+def running(procs: Iterable[Any]) -> list[Any]:
+    """Those of `procs` (psutil.Process) still running as themselves: a pid given to another
+    program since is not theirs, and a zombie is dead."""
+    import psutil
+
+    alive = []
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                alive.append(proc)
+    return alive
 
 
 def _ended(pipe: BinaryIO, timeout_s: float) -> bool:
     """True once the driver's end of the pipe is closed (it never writes: readable means EOF)."""
     readable, _, _ = select.select([pipe], [], [], timeout_s)
     return bool(readable) and not os.read(pipe.fileno(), 4096)
-
-
-def _running(proc: Any) -> bool:
-    """Alive and still the process it was (not a reused pid); a zombie is dead."""
-    import psutil
-
-    try:
-        return proc is not None and proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
 
 
 def main(argv: list[str]) -> None:

@@ -11,7 +11,9 @@ its own, so that a Ctrl-C to the driver's process group does not end the watchdo
 watchdog keeps the roots and all their descendants in view (every POLL_S) while the pipe is open;
 the pipe ends when the driver exits, by any path, SIGKILL included; then it SIGKILLs every one
 still running and exits. It holds psutil.Process objects, which know their start time, so a pid
-the system has given to another program since is never signalled.
+the system has given to another program since is never signalled. A process started in the last
+POLL_S before the driver died is not seen: only a worker the raylet starts can be one, and
+workers end themselves within seconds of the raylet (the agents are what waits on the GCS).
 
 psutil comes with Ray (in its `thirdparty_files`); the driver passes the directory it is in.
 """
@@ -55,9 +57,11 @@ def stop(watchdog: subprocess.Popen[bytes] | None, timeout_s: float = 10.0) -> N
 
 
 def children_of(pid: int) -> set[int]:
-    """The direct children of `pid` now (psutil: call after `import ray`)."""
-    import psutil
-
+    """The direct children of `pid` now (psutil: call after `import ray`); none known without psutil."""
+    try:
+        import psutil
+    except ImportError:          # a Ray packaged without its psutil: no watchdog, as before it
+        return set()
     try:
         return {child.pid for child in psutil.Process(pid).children()}
     except psutil.Error:

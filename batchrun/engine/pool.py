@@ -223,13 +223,13 @@ class Pool(Fanout[Entry]):
     async def _request(self, body: bytes, estimated_tokens: int, job: Job, limits: RateLimits,
                        row: "_RowState") -> AttemptResult:
         """One model call with its retries; the last attempt's result. A retry names the
-        endpoints that failed this call so far (`failed_on`): with several, it goes elsewhere."""
-        failed_on: list[str] = []
+        endpoints that failed this call so far (`row.failed_on`): with several, it goes elsewhere."""
+        row.failed_on = []
         for attempt in range(self.config.retries + 1):
             await limits.acquire(estimated_tokens)
             if row.queue_wait is None:
                 row.queue_wait = self.clock() - row.queued_clock
-            row.result = result = await self._attempt(body, row, failed_on)
+            row.result = result = await self._attempt(body, row)
             if result.status == OK and self.output_check is not None and result.tool_calls is None:
                 self._check_output(result, row)
             if result.status == OK:
@@ -238,7 +238,7 @@ class Pool(Fanout[Entry]):
             if not is_retryable(result) or attempt == self.config.retries:
                 break
             if result.endpoint is not None:
-                failed_on.append(result.endpoint)
+                row.failed_on.append(result.endpoint)
             await self._backoff(attempt, result, row.log[-1])
         return result
 
@@ -285,14 +285,14 @@ class Pool(Fanout[Entry]):
     def _offered_tools(self, job: Job) -> list[dict[str, Any]] | None:
         return json.loads(job.body).get("tools")
 
-    async def _attempt(self, body: bytes, row: "_RowState", failed_on: list[str]) -> AttemptResult:
+    async def _attempt(self, body: bytes, row: "_RowState") -> AttemptResult:
         stats, log = self.stats, row.log
         stats.in_flight += 1
         stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
         result = AttemptResult(sent=self.clock())
         self._unanswered += 1
         try:
-            await self.client.send(body, result, avoid=failed_on)
+            await self.client.send(body, result, avoid=row.failed_on)
         except asyncio.CancelledError:
             # Keep the attempt that was in flight: what it received, and that it was cut short.
             result.fail(CANCELLED, "Cancelled", _STOPPED)
@@ -444,6 +444,7 @@ class _RowState:
     log: list[Attempt] = field(default_factory=list)
     rounds: list[dict[str, Any]] = field(default_factory=list)
     parsed: dict[str, Any] | None = None     # --json / --json-schema: the last attempt's parsed answer
+    failed_on: list[str] = field(default_factory=list)  # endpoints that failed the current call, in order
 
 
 def _used_tokens(result: AttemptResult, job: Job, charged: int) -> int:

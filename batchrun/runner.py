@@ -34,7 +34,7 @@ from batchrun.engine.adaptive import AdaptiveConfig
 from batchrun.engine.pool import Job, Pool, PoolConfig
 from batchrun.progress import Total, sample_loop_lag, show_progress
 from batchrun.inputs.prompt import BadRow, Prompt
-from batchrun.store.records import OK, Record, RecordSink
+from batchrun.store.records import OK, RECORDS, Record, RecordSink
 from batchrun.store.rundir import claim_run_dir, drop_held_locks
 from batchrun.interrupts import loop_handlers
 from batchrun.redact import host_and_port
@@ -50,7 +50,7 @@ from batchrun.datarun import (add_run_facts, announce_row_settings, announce_sch
                               checked_input, count_total, limited, output_check, report_vanished,
                               save_input_identity, saved_request)
 
-RECORDS, SUMMARY, INTERNAL_LOG = "records.jsonl", "summary.json", "internal-errors.log"
+SUMMARY, INTERNAL_LOG = "summary.json", "internal-errors.log"
 
 
 @dataclass

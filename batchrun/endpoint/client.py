@@ -16,7 +16,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Sequence
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aiohttp
@@ -191,9 +191,11 @@ class StreamClient:
         self._headers = self.endpoint.headers()
         self._url = self.endpoint.url(self.path.lstrip("/"))
 
-    async def send(self, body: bytes, result: AttemptResult | None = None) -> AttemptResult:
+    async def send(self, body: bytes, result: AttemptResult | None = None, *,
+                   avoid: Sequence[str] = ()) -> AttemptResult:
         """Stream one request; every failure becomes a result, only cancellation propagates
-        (pass `result` to keep what a cancelled request had received)."""
+        (pass `result` to keep what a cancelled request had received). `avoid` (endpoints that
+        failed this row) matters only to a MultiClient: one endpoint has nowhere else to send."""
         result = AttemptResult(sent=self.clock()) if result is None else result
         result.secrets = self.endpoint.secrets
         try:

@@ -223,7 +223,9 @@ class Pool(Fanout[Entry]):
 
     async def _request(self, body: bytes, estimated_tokens: int, job: Job, limits: RateLimits,
                        row: "_RowState") -> AttemptResult:
-        """One model call with its retries; the last attempt's result."""
+        """One model call with its retries; the last attempt's result. A retry names the
+        endpoints that failed this call so far (`row.failed_on`): with several, it goes elsewhere."""
+        row.failed_on = []
         for attempt in range(self.config.retries + 1):
             await limits.acquire(estimated_tokens)
             if row.queue_wait is None:
@@ -236,6 +238,8 @@ class Pool(Fanout[Entry]):
                 break
             if not is_retryable(result) or attempt == self.config.retries:
                 break
+            if result.endpoint is not None:
+                row.failed_on.append(result.endpoint)
             await self._backoff(attempt, result, row.log[-1])
         return result
 
@@ -289,7 +293,7 @@ class Pool(Fanout[Entry]):
         result = AttemptResult(sent=self.clock())
         self._unanswered += 1
         try:
-            await self.client.send(body, result)
+            await self.client.send(body, result, avoid=row.failed_on)
         except asyncio.CancelledError:
             # Keep the attempt that was in flight: what it received, and that it was cut short.
             result.fail(CANCELLED, "Cancelled", _STOPPED)
@@ -441,6 +445,7 @@ class _RowState:
     log: list[Attempt] = field(default_factory=list)
     rounds: list[dict[str, Any]] = field(default_factory=list)
     parsed: dict[str, Any] | None = None     # --json / --json-schema: the last attempt's parsed answer
+    failed_on: list[str] = field(default_factory=list)  # endpoints that failed the current call, in order
 
 
 def _used_tokens(result: AttemptResult, job: Job, charged: int) -> int:

@@ -117,10 +117,17 @@ class RayCluster:
     @contextlib.asynccontextmanager
     async def open(cls, address: str, say: Callable[[str], None]) -> AsyncIterator["RayCluster"]:
         """Connected (joined, or started on this machine) for the block; actors killed after it."""
+        from batchrun.engine import ray_watchdog
+
         ray = import_ray()
         started_here = not ray.is_initialized()
+        watchdog = None
         if started_here:
+            before = ray_watchdog.children_of(os.getpid())
             _connect(ray, address)       # in the main thread: Ray sets its signal handlers there
+            # A cluster started here (rather than joined) is this process's children: a watchdog
+            # ends them, and what they start, should this process die without shutting it down.
+            watchdog = ray_watchdog.start(sorted(ray_watchdog.children_of(os.getpid()) - before))
         cluster = cls(ray, started_here, say)
         try:
             yield cluster
@@ -130,6 +137,7 @@ class RayCluster:
                     ray.kill(actor)
             if started_here:
                 ray.shutdown()
+            ray_watchdog.stop(watchdog)
 
     # --- facts ---
     def nodes(self) -> list[Node]:

@@ -24,6 +24,7 @@ from batchrun.errors import OutputError
 OK, ERROR, TIMEOUT, CANCELLED, SKIPPED = "ok", "error", "timeout", "cancelled", "skipped"
 INVALID_OUTPUT = "invalid_output"
 STATUSES = (OK, ERROR, TIMEOUT, CANCELLED, SKIPPED, INVALID_OUTPUT)
+RECORDS = "records.jsonl"            # a run directory's records, one JSON line per finished request
 
 
 @dataclass(slots=True)

@@ -325,3 +325,35 @@ async def test_online_no_credential_reaches_any_file_of_the_run_dir(tmp_path: Pa
     assert sum(t.startswith("the answer, ") and "***" in t for t in texts) == 2     # the answer kept, masked
     rebuilt = invoke("report", "o")
     assert_no_secret_anywhere(tmp_path, output_of(result), output_of(rebuilt), min_files=6)
+
+
+@pytest.mark.parametrize("auth, faults", [("key", {}), ("url-credentials", {"batch_failure_rate": 1.0}),
+                                          ("url-credentials", {"batch_expiry_rate": 1.0})],
+                         ids=["key", "failed-job", "expired-job"])
+def test_batch_no_credential_reaches_any_file_of_the_run_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             auth: str, faults: dict[str, float]) -> None:
+    """Regression: a job's errors[].message or an error-file message quoting the key was written
+    unredacted into records.jsonl, results.csv, run.json, both reports and the saved errors file."""
+    from batchrun.batchapi import flow
+
+    monkeypatch.setattr(flow, "POLL_FIRST_S", 0.05)
+    write_prompts(tmp_path / "p.csv", ["question 0", "[[sim:error=500]] question 1", "[[sim:error=400]] question 2",
+                                       "[[sim:batch_line=not_json]] question 3", "question 4"])
+    config = SimConfig(fast=True, batch_delay_s=0.2, batch_echo_auth=True, api_key=KEY if auth == "key" else None,
+                       **faults)
+    with SimProcess(config) as sim:
+        base = f"{sim.base_url}?api_key={QUERY_KEY}"
+        if auth == "url-credentials":
+            base = base.replace("http://", f"http://alice:{PASSWORD}@")
+        result = invoke("run", "p.csv", "--mode", "batch", "--base-url", base, "--out", "o")
+        status = invoke("batch", "status", "o", "--base-url", base)
+    assert result.exit_code == 0, result.output
+    assert status.exit_code == 0, status.output
+    errors = [json.loads(line)["error"] or "" for line in (tmp_path / "o" / "records.jsonl").read_text().splitlines()]
+    assert sum("***" in e for e in errors) >= 2                                  # the quotes were there, masked
+    run_json = json.loads((tmp_path / "o" / "run.json").read_text())
+    assert "***" in run_json["batch"]["jobs"][0]["errors"][0]["message"]
+    rebuilt = invoke("report", "o")
+    files = assert_no_secret_anywhere(tmp_path, output_of(result), output_of(status), output_of(rebuilt), min_files=8)
+    kept = [p for p in files if p.name.endswith((".output.jsonl", ".errors.jsonl"))]
+    assert kept or faults.get("batch_failure_rate")                              # a failed job has no files

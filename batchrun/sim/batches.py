@@ -229,8 +229,8 @@ class BatchStore:
         lines, errors = check_lines(self.files.content(input_file_id))
         rng = random.Random(f"{self.config.seed}:{bid}")
         if not errors and rng.random() < self.config.batch_failure_rate:
-            errors = [_err("batch_failed", "The sim failed this job (batch_failure_rate)." + (f" {echo}" if echo else ""),
-                           None)]
+            why = "The sim failed this job (batch_failure_rate)." + (f" {echo}" if echo else "")
+            errors = [_err("batch_failed", why, None)]
         job = {"id": bid, "t0": now, "delay_s": self.config.batch_delay_s, "input_file_id": input_file_id,
                "metadata": params.get("metadata"), "completion_window": params["completion_window"],
                "errors": errors, "expires": not errors and rng.random() < self.config.batch_expiry_rate,

@@ -94,7 +94,7 @@ _BREAKERS = {
     "tool_calls": lambda line: _changed(line, "tool_calls", ["x"]),
     "content_number": lambda line: _changed(line, "content", 42),
     "content_parts": _split_content,
-    "refusal_part": lambda line: _changed(line, "content", [{"type": "refusal", "refusal": "I cannot help with that."}]),
+    "refusal_part": lambda line: _changed(line, "content", [{"type": "refusal", "refusal": "I cannot help."}]),
     "bad_part": lambda line: _changed(line, "content", [{"type": "image_url", "image_url": {"url": "x"}}]),
     "no_custom_id": _without("custom_id"),
     "unknown_custom_id": lambda line: {**line, "custom_id": "nobody-" + str(line["custom_id"])},

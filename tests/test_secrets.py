@@ -305,8 +305,12 @@ async def quoting_handler(request: web.Request) -> web.StreamResponse:
     if kind == 4:
         return web.json_response({"error": {"message": None, "code": said}}, status=422)
     key = request.query.get("api_key") or ""
+    token = request.headers.get("Authorization", "").split(" ", 1)[-1]
+    # Rate-limit headers quoting them: an unreadable one is named in the summary (cut to 40 characters).
+    headers = {"x-request-id": f"req-{key}", "x-ratelimit-limit-requests": f"{'n' * 30}{token}",
+               "x-ratelimit-remaining-requests": f"{'n' * 30}{key}", "x-ratelimit-reset-requests": token}
     return await sse(request, [chunk("", role="assistant"), chunk(f"the answer, {said}"), chunk(finish="stop"), DONE],
-                     headers={"x-request-id": f"req-{key}"})
+                     headers=headers)
 
 
 @pytest.mark.parametrize("auth", ["key", "url-credentials"])

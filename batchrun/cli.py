@@ -59,7 +59,7 @@ BaseUrl = Annotated[Optional[str], _opt("Endpoint base URL, e.g. http://localhos
                                         "(default: OPENAI_BASE_URL; with only OPENAI_API_KEY set, https://api.openai.com/v1; with neither, the built-in endpoint; "
                                         "on --resume, the run's own endpoint).")]
 MaxRetryWait = Annotated[float, _opt("Longest single wait before a retry, in seconds, whatever the server's retry-after asks.", env="BATCHRUN_MAX_RETRY_WAIT")]
-MaxResponseBytes = Annotated[int, _opt("Largest response accepted, in bytes; a longer one is cut and recorded as ResponseTooLarge.", env="BATCHRUN_MAX_RESPONSE_BYTES")]
+MaxResponseBytes = Annotated[int, _opt("Largest response accepted, in bytes (--mode batch: result line); a longer one is cut and recorded as ResponseTooLarge.", env="BATCHRUN_MAX_RESPONSE_BYTES")]
 Rpm = Annotated[str, _opt("Requests-per-minute limit to stay under; auto: the limit the provider's "
                           "rate-limit headers announce; off: none.", env="BATCHRUN_RPM")]
 Tpm = Annotated[str, _opt("Tokens-per-minute limit to stay under; auto / off as for --rpm.", env="BATCHRUN_TPM")]

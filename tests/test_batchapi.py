@@ -110,6 +110,21 @@ def test_kept_lines_mask_the_secrets_also_when_escaped_in_json() -> None:
     assert orjson.loads(note)["custom_id"] == "***"
 
 
+def test_the_result_index_keeps_a_few_places_of_lines_that_repeat_or_name_no_row(tmp_path: Path) -> None:
+    from batchrun.batchapi.results import ResultIndex
+
+    kept = tmp_path / "batch" / "0001.output.jsonl"
+    kept.parent.mkdir()
+    kept.write_bytes(b'{"custom_id":"a"}\n' + b"garbage\n" * 10 + b'{"custom_id":"b"}\n' * 5 + b'{"custom_id":"z"}\n')
+    index = ResultIndex(tmp_path)
+    index.add(kept, {"a", "b"})
+    assert list(index.found) == ["a"] and [s.number for s in index.twice["b"]] == [12, 13, 14]
+    assert index.unmatched_count == 11 and len(index.unmatched) == 5
+    assert index.unmatched_note() == ("11 result line(s) named no row of this job: batch/0001.output.jsonl line 2, "
+                                      "batch/0001.output.jsonl line 3, batch/0001.output.jsonl line 4, "
+                                      "batch/0001.output.jsonl line 5, batch/0001.output.jsonl line 6 and 6 more")
+
+
 # ---------------------------------------------------------------- records
 
 def ok_line(cid: str, **message: Any) -> dict[str, Any]:

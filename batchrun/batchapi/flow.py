@@ -307,7 +307,7 @@ class BatchSession:
         job.collected = True
         self.ledger.save(self.out)
         counts = job.request_counts
-        unmatched = f", {len(index.unmatched)} naming no row of it" if index.unmatched else ""
+        unmatched = f", {index.unmatched_count} naming no row of it" if index.unmatched_count else ""
         runner_say(f"job {job.batch_id} {job.status}: {counts.get('completed', '?')} completed, "
                    f"{counts.get('failed', '?')} failed, {len(ids) - len(index.found) - len(index.twice)} without "
                    f"a result line{unmatched}")

@@ -18,6 +18,8 @@ from batchrun.batchapi.collect import JobInfo, malformed_record, missing_record,
 from batchrun.batchapi.lines import Spot, index_lines, read_entries, read_requests
 from batchrun.store.records import Record
 
+_NAMED = 5          # lines that named no row, named in the records of rows without a line
+
 
 @dataclass(slots=True)
 class ResultIndex:
@@ -25,16 +27,21 @@ class ResultIndex:
 
     out: Path                                  # the run directory: files are named relative to it
     found: dict[str, Spot] = field(default_factory=dict)
-    twice: dict[str, list[Spot]] = field(default_factory=dict)    # custom_ids on more than one line
-    unmatched: list[Spot] = field(default_factory=list)          # lines that name no row of the job
+    twice: dict[str, list[Spot]] = field(default_factory=dict)    # custom_ids on more than one line (first 3)
+    unmatched: list[Spot] = field(default_factory=list)          # lines that name no row of the job (first 5)
+    unmatched_count: int = 0
 
     def add(self, path: Path, ids: set[str]) -> None:
-        """Index one kept file of the job whose custom_ids are `ids`."""
+        """Index one kept file of the job whose custom_ids are `ids`. A hostile file may repeat a
+        line millions of times: only the first few places of each kind are kept."""
         for cid, spot in index_lines(path):
             if cid is None or cid not in ids:
-                self.unmatched.append(spot)
+                self.unmatched_count += 1
+                if len(self.unmatched) < _NAMED:
+                    self.unmatched.append(spot)
             elif cid in self.twice:
-                self.twice[cid].append(spot)
+                if len(self.twice[cid]) < 3:
+                    self.twice[cid].append(spot)
             elif cid in self.found:
                 self.twice[cid] = [self.found.pop(cid), spot]
             else:
@@ -46,11 +53,11 @@ class ResultIndex:
 
     def unmatched_note(self) -> str:
         """The lines that named no row, for the records of rows without a line (at most five named)."""
-        if not self.unmatched:
+        if not self.unmatched_count:
             return ""
-        named = ", ".join(self.where(s) for s in self.unmatched[:5])
-        more = f" and {len(self.unmatched) - 5} more" if len(self.unmatched) > 5 else ""
-        return f"{len(self.unmatched)} result line(s) named no row of this job: {named}{more}"
+        named = ", ".join(self.where(s) for s in self.unmatched)
+        more = f" and {self.unmatched_count - len(self.unmatched)} more" if self.unmatched_count > _NAMED else ""
+        return f"{self.unmatched_count} result line(s) named no row of this job: {named}{more}"
 
 
 def job_records(index: ResultIndex, ids_path: Path, input_path: Path, info: JobInfo,
@@ -62,7 +69,7 @@ def job_records(index: ResultIndex, ids_path: Path, input_path: Path, info: JobI
         handles = {p: files.enter_context(open(p, "rb")) for p in {s.path for s in index.found.values()}}
         for (cid, row, extra), request in zip(read_entries(ids_path), read_requests(input_path)):
             if cid in index.twice:
-                record = malformed_record(cid, row, info, " and ".join(index.where(s) for s in index.twice[cid][:3]),
+                record = malformed_record(cid, row, info, " and ".join(index.where(s) for s in index.twice[cid]),
                                           "the custom_id is on more than one line: which is the row's answer "
                                           "cannot be told")
             elif cid in index.found:

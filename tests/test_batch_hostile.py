@@ -206,3 +206,10 @@ def test_a_result_file_that_cannot_be_downloaded_leaves_its_job_open_and_the_run
     assert "stopped early: the results of 1 ended job(s) could not be downloaded" in result.output
     assert [j["collected"] for j in ledger(out)] == [False]
     assert (out / "summary.json").exists() and (out / "results.csv").exists()
+
+
+@pytest.mark.parametrize("value, message", [("0", "--batch-wait must be a positive duration"),
+                                            ("soon", "--batch-wait: cannot read 'soon' as a duration")])
+def test_a_batch_wait_that_is_no_duration_is_a_usage_error(tmp_path: Path, value: str, message: str) -> None:
+    result = run(str(write_prompts(tmp_path / "p.csv", 2)), "--mode", "batch", "--batch-wait", value)
+    assert result.exit_code == 2 and message in result.output

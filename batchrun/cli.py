@@ -62,7 +62,7 @@ BaseUrl = Annotated[Optional[str], _opt("Endpoint base URL, e.g. http://localhos
                                         "(default: OPENAI_BASE_URL; with only OPENAI_API_KEY set, https://api.openai.com/v1; with neither, the built-in endpoint; "
                                         "on --resume, the run's own endpoint).")]
 MaxRetryWait = Annotated[float, _opt("Longest single wait before a retry, in seconds, whatever the server's retry-after asks.", env="BATCHRUN_MAX_RETRY_WAIT")]
-MaxResponseBytes = Annotated[int, _opt("Largest response accepted, in bytes; a longer one is cut and recorded as ResponseTooLarge.", env="BATCHRUN_MAX_RESPONSE_BYTES")]
+MaxResponseBytes = Annotated[int, _opt("Largest response accepted, in bytes (--mode batch: result line); a longer one is cut and recorded as ResponseTooLarge.", env="BATCHRUN_MAX_RESPONSE_BYTES")]
 Rpm = Annotated[str, _opt("Requests-per-minute limit to stay under; auto: the limit the provider's "
                           "rate-limit headers announce; off: none.", env="BATCHRUN_RPM")]
 Tpm = Annotated[str, _opt("Tokens-per-minute limit to stay under; auto / off as for --rpm.", env="BATCHRUN_TPM")]
@@ -93,6 +93,9 @@ def run(
                                         env="BATCHRUN_MODE")] = None,
     deadline: Annotated[Optional[str], _opt("Answers needed within this time, e.g. 2h or 90m: --mode auto goes online below "
                                             "24 h; --mode batch cancels jobs still open then (their rows stay resumable).")] = None,
+    batch_wait: Annotated[Optional[str], _opt("--mode batch: the longest this session waits for open jobs, e.g. 6h; "
+                                              "then it stops waiting, the jobs go on at the provider and "
+                                              "--resume collects them. [default: 25h]")] = None,
     model: Model = None,
     max_tokens: MaxTokens = None,
     temperature: Temperature = None,
@@ -182,7 +185,7 @@ def run(
                             json_schema=json_schema, json_mode=json_mode, overwrite=overwrite,
                             input_changed=input_changed, csv_formulas=csv_formulas,
                             row_settings=row_settings, save_request=save_request),
-            mode=mode, deadline_s=_duration(deadline, "--deadline"),
+            mode=mode, deadline_s=_duration(deadline, "--deadline"), batch_wait_s=_duration(batch_wait, "--batch-wait"),
             endpoint=endpoint, batch_size=batch_size, synthetic=synthetic, speedup=speedup,
             slice_s=_duration(slice_, "--slice"), extra_base_urls=list(base_url or [])[1:], balance=balance)
         if config.dry_run:

@@ -268,7 +268,8 @@ async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, workload: 
     started_wall = time.time()
     from batchrun.engine.workers_plan import worker_count
     workers = worker_count(config, workload.kind) if config.ray is None else 0
-    with RecordSink(out / RECORDS) as sink:
+    secrets = tuple(dict.fromkeys(s for e in [endpoint, *workload.more_endpoints] for s in e.secrets))
+    with RecordSink(out / RECORDS, secrets=secrets) as sink:
         def write(record: Record) -> None:
             record.session = session_n
             sink.write(record)

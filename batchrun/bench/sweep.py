@@ -237,7 +237,7 @@ async def measure_async(endpoint: Endpoint, jobs: list[Job], config: BenchConfig
             warm = Pool(client, lambda r: None, dataclasses.replace(pool_config, concurrency=min(level, workers)),
                         t0=clock(), clock=clock)
             await warm.run(iter(_warmup_jobs(jobs, warmup)))
-        with RecordSink(out / "runs" / name / "records.jsonl") as sink:
+        with RecordSink(out / "runs" / name / "records.jsonl", secrets=endpoint.secrets) as sink:
             def keep(record: Record) -> None:
                 records.append(record)
                 sink.write(record)
@@ -311,7 +311,7 @@ async def measure_sync(endpoint: Endpoint, jobs: list[Job], config: BenchConfig,
             interrupted = True
             records = await thread
     wall = send_span(records) or 1e-9
-    with RecordSink(out / "runs" / name / "records.jsonl") as sink:
+    with RecordSink(out / "runs" / name / "records.jsonl", secrets=endpoint.secrets) as sink:
         for record in records:
             sink.write(record)
     result = RunResult(name, "sync", 1, repeat, None, wall, records, [], len(jobs))

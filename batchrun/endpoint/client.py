@@ -23,7 +23,7 @@ import aiohttp
 import orjson
 
 from batchrun.store.records import CANCELLED, ERROR, OK, TIMEOUT
-from batchrun.redact import host_and_port, redact
+from batchrun.redact import host_and_port, query_secrets, redact
 from batchrun.endpoint.hints import retry_wait_s
 from batchrun.endpoint.sdk_headers import sdk_default_headers
 from batchrun.engine.tools import ToolCallAssembler
@@ -98,13 +98,16 @@ class Endpoint:
     def chat_url(self) -> str:
         return self.url("chat/completions")
 
-    @property
+    @functools.cached_property
     def secrets(self) -> tuple[str, ...]:
+        """What a provider must never get written back: the key, URL credentials (as sent: the
+        Basic token too) and key-like query values of the base URL (`?api_key=`)."""
         found = [self.api_key] if self.api_key else []
         if self.basic_auth is not None:
             user, password = self.basic_auth
             found += [password, f"{user}:{password}", self._basic_token()]
-        return tuple(s for s in found if s)
+        found += query_secrets(self.base_url)
+        return tuple(dict.fromkeys(s for s in found if s))
 
     @property
     def display_url(self) -> str:

@@ -24,7 +24,7 @@ from batchrun.engine.limits import RateLimits
 from batchrun.engine.retry import DEFAULT_MAX_RETRY_WAIT_S, RATE_LIMIT_BASE_S, retry_delay_s
 from batchrun.endpoint.ratelimits import is_ratelimit_header, parse_ratelimit_headers
 from batchrun.inputs.prompt import BadRow, Prompt
-from batchrun.redact import redact
+from batchrun.redact import mask, redact
 from batchrun.store.records import CANCELLED, ERROR, INVALID_OUTPUT, OK, SKIPPED, TIMEOUT, Attempt, Record
 from batchrun.endpoint.requests import estimate_request_tokens
 from batchrun.engine.tools import ToolRunner, assistant_message, check_calls, merge_rounds, round_entry
@@ -335,7 +335,9 @@ class Pool(Fanout[Entry]):
         self._unanswered = max(0, self._unanswered - 1)
         if self.limits is None:
             return
-        fields = {name.lower(): value for name, value in headers.items() if is_ratelimit_header(name.lower())}
+        secrets = self.client.endpoint.secrets      # a value that quotes one is never repeated, not even cut
+        fields = {name.lower(): mask(value, secrets) for name, value in headers.items()
+                  if is_ratelimit_header(name.lower())}
         if fields:
             info, problems = parse_ratelimit_headers(fields, time.time())
             self.limits.observe(info, problems, unanswered=self._unanswered)

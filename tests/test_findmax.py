@@ -99,6 +99,8 @@ def test_find_max_end_to_end(tmp_path: Path) -> None:
     assert found["best_concurrency"] == 4 and found["first_failing_concurrency"] == 5
     assert "Highest load meeting the SLO (ttft<=90 ms): concurrency 4" in result.output
     assert (tmp_path / "fm" / "report.html").exists()
+    assert "Warm-up: 10 prompts sent once before measuring (2 at a time, max_tokens 1), not measured; each run " \
+           "also opened its connections with one unmeasured wave" in (tmp_path / "fm" / "report.md").read_text()
 
 
 def test_find_max_needs_an_slo(tmp_path: Path) -> None:

@@ -1,13 +1,13 @@
 """`batchrun bench --find-max --slo ...`: the highest concurrency that meets the SLO, found by
 doubling and then bisection instead of a full sweep.
 
-Each probe is one bench level (sweep.measure_async), with at least max(100, 4 x concurrency)
-requests and one unmeasured warm-up wave, judged by the sweep's own rule (at most
---max-failure-share failed, p99 TTFT and p99 latency within the SLO: recommend.recommend), so the
-answer is the one a full sweep at every level would give. A probe whose p99's 95% interval
-straddles its bound (a close call) is measured again, up to twice, and judged on all its
-requests. The answer comes with its bracket (the lowest failing level) and the 95% interval of
-each probe's p99s.
+After the sweep's warm-up pass over the prompts, each probe is one bench level
+(sweep.measure_async), with at least max(100, 4 x concurrency) requests and one unmeasured
+warm-up wave, judged by the sweep's own rule (at most --max-failure-share failed, p99 TTFT and
+p99 latency within the SLO: recommend.recommend), so the answer is the one a full sweep at every
+level would give. A probe whose p99's 95% interval straddles its bound (a close call) is measured
+again, up to twice, and judged on all its requests. The answer comes with its bracket (the
+lowest failing level) and the 95% interval of each probe's p99s.
 """
 
 from __future__ import annotations
@@ -78,8 +78,8 @@ def judge(concurrency: int, records: Sequence[Record], wall_s: float | None,
     ttft_p99 = percentile(ttft, 99) if ttft else None
     lat_p99 = percentile(latency, 99) if latency else None
     rps = len(ok) / wall_s if wall_s else None
-    verdict = recommend([BenchPoint(concurrency, rps, lat_p99, ttft_p99, n=len(records), failed=len(records) - len(ok))],
-                        slo, max_failure_share)
+    point = BenchPoint(concurrency, rps, lat_p99, ttft_p99, n=len(records), failed=len(records) - len(ok))
+    verdict = recommend([point], slo, max_failure_share)
     ttft_ci, lat_ci = quantile_ci(ttft, 99), quantile_ci(latency, 99)
     close = any(ci is not None and bound is not None and ci[0] <= bound < ci[1]
                 for ci, bound in ((ttft_ci, slo.get("ttft")), (lat_ci, slo.get("e2e"))))
@@ -128,7 +128,7 @@ async def execute_find_max(config: Any, out: Path | None = None) -> tuple[Path, 
     import json
     from datetime import datetime
 
-    from batchrun.bench.sweep import RunResult, bench_jobs, measure_async
+    from batchrun.bench.sweep import RunResult, bench_jobs, measure_async, warm_prompts
     from batchrun.endpoint.resolve import open_endpoint, preflight
     from batchrun.report.summary import write_bench_manifest, write_reports
     from batchrun.runner import open_rows, say, sim_config
@@ -148,10 +148,13 @@ async def execute_find_max(config: Any, out: Path | None = None) -> tuple[Path, 
         if model != run.model:
             config = dataclasses.replace(config, run=dataclasses.replace(run, model=model))
         pool = bench_jobs(config.run, probe_requests(config.requests, config.max_concurrency), rows)
+        warmup = await warm_prompts(endpoint, pool, config)
+        # Each probe opens its connections with at least one unmeasured wave (none with --no-warmup).
+        warmup["wave"] = (config.warmup or None) if config.warm_cache else 0
 
         async def probe(c: int) -> Probe:
             n = probe_requests(config.requests, c)
-            level = dataclasses.replace(config, warmup=max(config.warmup_for(c), c))
+            level = dataclasses.replace(config, warmup=max(config.warmup_for(c), c) if config.warm_cache else 0)
             records: list[Record] = []
             wall = 0.0
             for attempt in range(1 + MORE_ON_CLOSE_CALL):
@@ -161,15 +164,17 @@ async def execute_find_max(config: Any, out: Path | None = None) -> tuple[Path, 
                 results.append(result)
                 records += result.records
                 wall += result.wall_time_s
-                verdict = judge(c, records, wall, config.slo)
+                verdict = judge(c, records, wall, config.slo, config.max_failure_share)
                 if not verdict.close_call:
                     break
-            say(f"find-max: concurrency {c}: {'meets' if verdict.meets else 'misses'} the SLO")
+            say(f"find-max: concurrency {c}: {'meets' if verdict.meets else 'misses'} the SLO"
+                + (f" ({verdict.why})" if verdict.why else ""))
             return verdict
 
         found = await search(probe, start=min(config.concurrencies or (1,)), ceiling=config.max_concurrency)
-    bench = {"runs": [r.entry() for r in results], "slo": config.slo}
-    write_bench_manifest(out, bench["runs"], slo=config.slo)
+    bench = {"runs": [r.entry() for r in results], "slo": config.slo, "warmup": warmup,
+             "max_failure_share": config.max_failure_share}
+    write_bench_manifest(out, bench["runs"], slo=config.slo, warmup=warmup, max_failure_share=config.max_failure_share)
     write_reports(out, None, [], bench=bench)
     (out / "find_max.json").write_text(json.dumps({"slo": config.slo, **found.to_dict()}, indent=2) + "\n")
     return out, found

@@ -61,13 +61,14 @@ def failed_text(failed: int, n: int) -> str:
     return f"{failed}/{n} failed ({percent(failed / n)})" if failed and n else "0 failed"
 
 
-def throughput_text(p: BenchPoint) -> str:
-    """'7.74 req/s [7.40, 8.05], n=40, 18/40 failed (45%)' (or '..., n=40, 0 failed'): the figure
-    with its interval, sample size and failures, as every sentence naming a throughput shows it."""
+def throughput_text(p: BenchPoint, counts: bool = True) -> str:
+    """'7.74 req/s [7.40, 8.05], n=40, 18/40 failed (45%)' (or '..., n=40, 0 failed'): a level's
+    throughput with its interval, sample size and failures, as a sentence introducing the level
+    shows it; counts=False leaves out n and failures (for a level whose counts were just given)."""
     text = f"{p.throughput or 0:.2f} req/s"
     if p.throughput_low is not None and p.throughput_high is not None:
         text += f" [{p.throughput_low:.2f}, {p.throughput_high:.2f}]"
-    if p.n is not None:
+    if counts and p.n is not None:
         text += f", n={p.n}, {failed_text(p.failed, p.n)}"
     return text
 
@@ -127,18 +128,19 @@ def recommend(points: Iterable[BenchPoint | tuple], slo: Mapping[str, float] | N
 
 
 def _lost(p: BenchPoint, choice: BenchPoint, top: BenchPoint) -> str:
-    """Why an eligible level lost to `choice`, given the eligible level with the most throughput."""
+    """Why an eligible level lost to `choice`, given the eligible level with the most throughput
+    (a predicate: the caller names the level and its figures)."""
     if not indistinguishable(p, top):
-        return (f"its throughput, {throughput_text(p)}, is below c={top.concurrency}'s {throughput_text(top)} "
-                "by more than the noise of their 95% intervals")
+        return (f"its throughput is below c={top.concurrency}'s {throughput_text(top, False)} by more than "
+                "the noise of the two 95% intervals")
     fewer = f"c={choice.concurrency} keeps fewer requests in flight"
     if choice.p99_ttft_s is not None and p.p99_ttft_s is not None:
         fewer += f" (p99 TTFT {_ms(choice.p99_ttft_s)} vs {_ms(p.p99_ttft_s)})"
     if p is top:
-        return (f"its throughput, {throughput_text(p)}, is statistically indistinguishable from "
-                f"c={choice.concurrency}'s {throughput_text(choice)}, and {fewer}")
-    return (f"its throughput, {throughput_text(p)}, is statistically indistinguishable from the best, "
-            f"c={top.concurrency}'s {throughput_text(top)}, as is c={choice.concurrency}'s, and {fewer}")
+        return (f"its throughput is statistically indistinguishable from c={choice.concurrency}'s "
+                f"{throughput_text(choice, False)}, and {fewer}")
+    return (f"its throughput is statistically indistinguishable from the best, c={top.concurrency}'s "
+            f"{throughput_text(top, False)}, as is c={choice.concurrency}'s, and {fewer}")
 
 
 def recommend_concurrency(points: Iterable[BenchPoint | tuple], slo: Mapping[str, float] | None = None,

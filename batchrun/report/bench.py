@@ -268,14 +268,13 @@ def _recommendation(analysis: Mapping[str, Any]) -> list[Text]:
                  if analysis["groups"] and reasons else "No concurrency level was measured."]
     said = best if top is not None and best != rec else None
     if top is not None and said is not None:
-        why, point = reasons.get(str(best), "unknown"), _point(top)
-        if point.failed and why.startswith(failed_text(point.failed, point.n or 0)):
-            point = point._replace(n=None)          # its failures open the reason: not twice in a row
-        lines.append(f"The level with the most throughput, c={best} ({throughput_text(point)}), "
-                     f"was not picked: {why}.")
+        why = reasons.get(str(best), "unknown")
+        lines.append(f"The level with the most throughput, c={best} ({_figure(top, why)}), was not picked: {why}.")
     lines.append(_rule(analysis))
-    lines += [f"  c={level}: {why}" for level, why in sorted(reasons.items(), key=lambda kv: int(kv[0]))
-              if int(level) != said]
+    for level, why in sorted(reasons.items(), key=lambda kv: int(kv[0])):
+        other = _level(analysis, int(level))
+        if int(level) != said and other is not None:
+            lines.append(f"  c={level} ({_figure(other, why)}): {why}")
     slo, plateau = analysis["slo"], analysis["plateau_concurrency"]
     if group is not None and slo and group.get("goodput_per_s") is not None:
         lines.append(f"Goodput at concurrency {rec}: {fmt_num(group['goodput_per_s'])} req/s "
@@ -283,6 +282,15 @@ def _recommendation(analysis: Mapping[str, Any]) -> list[Text]:
     lines.append(f"Throughput stops growing after concurrency {plateau} (doubling it adds less than 10%)."
                  if plateau is not None else "Throughput was still growing at the highest concurrency measured.")
     return [Text(line) for line in lines]
+
+
+def _figure(group: Mapping[str, Any], why: str) -> str:
+    """A level's throughput with n and failures, where the reason that follows does not open
+    with those very failures (they are said once)."""
+    point = _point(group)
+    if point.failed and why.startswith(failed_text(point.failed, point.n or 0)):
+        return throughput_text(point, False) + f", n={point.n}"
+    return throughput_text(point)
 
 
 def _rule(analysis: Mapping[str, Any]) -> str:

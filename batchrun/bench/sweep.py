@@ -331,10 +331,14 @@ async def warm_prompts(endpoint: Endpoint, jobs: list[Job], config: BenchConfig)
     clock = time.perf_counter
     async with make_session(level) as session:
         client, pool_config = _client(session, endpoint, config.run, level, clock)
-        pool = Pool(client, count, pool_config, t0=clock(), clock=clock)
-        await pool.run(iter(distinct))
-    if pool.refused is not None:
-        raise ConfigError(f"the endpoint refused the run: {pool.refused} (fix OPENAI_API_KEY, --model or --base-url)")
+        # The first prompt alone: a rejected key or a wrong model stops the bench after one
+        # request, not after a whole wave of them.
+        for part, width in ((distinct[:1], 1), (distinct[1:], level)):
+            pool = Pool(client, count, dataclasses.replace(pool_config, concurrency=width), t0=clock(), clock=clock)
+            await pool.run(iter(part))
+            if pool.refused is not None:
+                raise ConfigError(f"the endpoint refused the run: {pool.refused} (fix OPENAI_API_KEY, --model or "
+                                  "--base-url)")
     if failed:
         say(f"warning: warm-up: {failed} of {len(distinct)} requests failed"
             + (": the first measured run may meet a cold cache" if failed == len(distinct) else ""))

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
+from batchrun.analysis.recommend import DEFAULT_MAX_FAILURE_SHARE
 from batchrun.config import (RunConfig, env_endpoint, load_env_file, parse_concurrency, parse_json_option, parse_workers,
                              parse_limit, tool_choice_value)
 from batchrun.errors import BatchrunError, ConfigError, InputChanged
@@ -281,10 +282,16 @@ def bench(
     rate: Annotated[Optional[str], _opt("Open-loop load instead: requests/s levels, e.g. 2,4,8 (Poisson arrivals).")] = None,
     burstiness: Annotated[float, _opt("Gamma shape of inter-arrival times with --rate (1 = Poisson, <1 burstier).")] = 1.0,
     warmup: Annotated[Optional[int], _opt("Unmeasured requests before each run, at its concurrency (default: one wave, one per slot).")] = None,
+    no_warmup: Annotated[bool, _opt("Send nothing unmeasured: no warm-up pass over the prompts before the first run "
+                                    "(by default every distinct prompt is sent once, max_tokens 1, so every run meets "
+                                    "the same server cache state) and no --warmup wave before each run.",
+                                    "--no-warmup")] = False,
     repeat: Annotated[int, _opt("Repeat every run this many times (figures get 95% confidence intervals).")] = 1,
     sync: Annotated[bool, _opt("Include the sequential openai.OpenAI baseline.", "--sync/--no-sync")] = True,
     max_run_time: Annotated[float, _opt("Stop sending new requests this many seconds into a run (default 0: no limit; a cut run is reported with its count).")] = 0.0,
     slo: Annotated[Optional[str], _opt("Latency bounds for goodput and the recommendation, e.g. ttft=500ms,tpot=50ms,e2e=10s.")] = None,
+    max_failure_share: Annotated[float, _opt("Largest share of failed requests a level may have and still be "
+                                             "recommended, e.g. 0.05 for 5% (an API with occasional 5xx).")] = DEFAULT_MAX_FAILURE_SHARE,
     find_max: Annotated[bool, _opt("Search for the highest concurrency meeting --slo (doubling from the lowest "
                                    "--concurrency level, then bisection) instead of sweeping every level.")] = False,
     rpm: Rpm = "auto",
@@ -316,10 +323,13 @@ def bench(
             ttft_timeout=ttft_timeout, retries=retries, max_retry_wait=max_retry_wait,
             max_response_bytes=max_response_bytes, builtin_options=tuple(builtin_option or ()), quiet=quiet,
             endpoint=endpoint, synthetic=synthetic)
+        if no_warmup and warmup is not None:
+            raise ConfigError("--no-warmup sends nothing unmeasured: leave out --warmup (or --no-warmup)")
         config = BenchConfig(
             run=run_config, requests=requests, concurrencies=parse_levels(concurrency),
-            rates=parse_levels(rate, float) if rate else (), burstiness=burstiness, warmup=warmup,
-            repeat=repeat, sync=sync, max_run_s=max_run_time or None, slo=_slo(slo, parse_slo))
+            rates=parse_levels(rate, float) if rate else (), burstiness=burstiness,
+            warmup=0 if no_warmup else warmup, warm_cache=not no_warmup, repeat=repeat, sync=sync,
+            max_run_s=max_run_time or None, slo=_slo(slo, parse_slo), max_failure_share=max_failure_share)
         if find_max:
             from batchrun.bench.findmax import execute_find_max, format_find_max
 

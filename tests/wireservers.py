@@ -42,6 +42,21 @@ async def vllm_continuous_usage(request: web.Request) -> web.StreamResponse:
     return await sse(request, [c("a", 1), c("b", 2), c("c", 3), c(None, 3, "stop"), DONE])
 
 
+async def openai_cached_prompt(request: web.Request) -> web.StreamResponse:
+    """OpenAI (and vLLM with --enable-prompt-tokens-details): the prompt tokens taken from the
+    prompt cache in usage.prompt_tokens_details.cached_tokens."""
+    usage = _usage(1200, 2, prompt_tokens_details={"cached_tokens": 1024, "audio_tokens": 0})
+    return await sse(request, [chunk("ok"), chunk(finish="stop"), _data({"choices": [], "usage": usage}), DONE])
+
+
+async def llama_server_cache_n(request: web.Request) -> web.StreamResponse:
+    """llama.cpp's llama-server: no prompt_tokens_details; its final chunk carries `timings`,
+    whose cache_n is the prompt tokens reused from the slot's cache, beside the usage."""
+    final = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": _usage(24, 2),
+             "timings": {"cache_n": 23, "prompt_n": 1, "prompt_ms": 2.1, "predicted_n": 2, "predicted_ms": 9.8}}
+    return await sse(request, [chunk("o"), chunk("k"), _data(final), DONE])
+
+
 # --- stream edge cases --------------------------------------------------------------------------
 
 async def bare_cr(request: web.Request) -> web.StreamResponse:

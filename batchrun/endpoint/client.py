@@ -154,6 +154,7 @@ class AttemptResult:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     reasoning_tokens: int | None = None    # usage.completion_tokens_details.reasoning_tokens
+    cached_tokens: int | None = None       # usage.prompt_tokens_details.cached_tokens (llama-server: timings.cache_n)
     reasoning_text: str = ""               # `reasoning_content` / `reasoning` deltas
     other_choices: list[str] | None = None  # n > 1: the texts of choices 1.. by their `index`
     ttft_s: float | None = None            # send -> first output chunk (reasoning, content or tool call)
@@ -583,8 +584,21 @@ def _read_usage(chunk: dict[str, Any], result: AttemptResult) -> None:
     details = usage.get("completion_tokens_details")
     if isinstance(details, dict) and type(details.get("reasoning_tokens")) is int:
         result.reasoning_tokens = details["reasoning_tokens"]
+    result.cached_tokens = _cached_tokens(usage, chunk.get("timings"))
     if result.model is None:
         result.model = chunk.get("model")
+
+
+def _cached_tokens(usage: dict[str, Any], timings: Any) -> int | None:
+    """Prompt tokens served from the server's prompt cache: OpenAI's and vLLM's
+    usage.prompt_tokens_details.cached_tokens, else llama-server's timings.cache_n (sent in the
+    same final chunk as its usage); None when the server does not say."""
+    details = usage.get("prompt_tokens_details")
+    if isinstance(details, dict) and type(details.get("cached_tokens")) is int:
+        return details["cached_tokens"]
+    if isinstance(timings, dict) and type(timings.get("cache_n")) is int and timings["cache_n"] >= 0:
+        return timings["cache_n"]
+    return None
 
 
 def _error_message(error: Any) -> str:

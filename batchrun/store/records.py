@@ -60,6 +60,7 @@ class Record:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     tokens_estimated: bool = False           # True when the server sent no usage and we estimated
+    cached_tokens: int | None = None         # prompt tokens the server took from its prompt cache (usage), None: not said
     # --- Batch API rows (--mode batch): no per-request timing exists, so the times below stay None ---
     batch_id: str | None = None              # the job that answered the row
     batch_created_at: int | None = None      # the job's created_at (unix s, from the provider)

@@ -17,7 +17,8 @@ deterministic). The `policy` says what happens to each connection:
                    any connection, fresh or reused, is dropped without a byte
     "drop_all"     every request is dropped without a byte (every connection, fresh ones too)
 
-GET /v1/models is answered (then closed the same way). Everything runs on 127.0.0.1.
+GET /v1/models gives one model, any other GET an empty list (the Batch API's GET /v1/batches),
+under the same policy. Everything runs on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ import json
 import threading
 from collections import Counter
 from typing import Any
+
+from batchrun.engine.pool import Job
+from batchrun.inputs.prompt import Prompt
 
 IDLE_CLOSE_S = 10.0       # a connection no request comes on is closed after this
 
@@ -53,6 +57,7 @@ def _head(content_type: str, *, chunked: bool = False, length: int | None = None
 
 
 MODELS = json.dumps({"object": "list", "data": [{"id": "drop-model", "object": "model"}]}).encode()
+EMPTY_LIST = json.dumps({"object": "list", "data": [], "has_more": False}).encode()
 
 
 class DropServer:
@@ -99,13 +104,13 @@ class DropServer:
                 request = await asyncio.wait_for(_read_request(reader), IDLE_CLOSE_S if served else None)
                 if request is None:
                     return
-                method, body = request
+                method, path, body = request
                 once_done = self.policy == "answer_once" and sum(self.answered.values()) > 0
                 if served or self.policy == "drop_all" or (once_done and method != "GET"):
                     self.dropped += 1
                     return
                 served += 1
-                await self._answer(writer, method, body)
+                await self._answer(writer, method, path, body)
                 if self.policy == "close_after":
                     return
         except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
@@ -113,9 +118,10 @@ class DropServer:
         finally:
             writer.close()
 
-    async def _answer(self, writer: asyncio.StreamWriter, method: str, body: bytes) -> None:
+    async def _answer(self, writer: asyncio.StreamWriter, method: str, path: str, body: bytes) -> None:
         if method == "GET":
-            writer.write(_head("application/json", length=len(MODELS)) + MODELS)
+            payload = MODELS if path.startswith("/v1/models") else EMPTY_LIST
+            writer.write(_head("application/json", length=len(payload)) + payload)
             await writer.drain()
             return
         prompt = _prompt(body)
@@ -132,23 +138,31 @@ class DropServer:
         self.answered[prompt] += 1
 
 
-async def _read_request(reader: asyncio.StreamReader) -> tuple[str, bytes] | None:
+async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, bytes] | None:
     try:
         head = await reader.readuntil(b"\r\n\r\n")
     except (asyncio.IncompleteReadError, ConnectionError):
         return None
     lines = head.decode("latin-1").split("\r\n")
-    method = lines[0].split(" ", 1)[0]
+    method, path = lines[0].split(" ")[:2]
     length = 0
     for line in lines[1:]:
         name, _, value = line.partition(":")
         if name.strip().lower() == "content-length":
             length = int(value.strip())
     body = await reader.readexactly(length) if length else b""
-    return method, body
+    return method, path, body
 
 
 def _prompt(body: bytes) -> str:
     data: dict[str, Any] = json.loads(body)
     messages = data.get("messages") or [{"content": data.get("prompt", "")}]
     return str(messages[-1].get("content"))
+
+
+def chat_job(i: int) -> Job:
+    """Row i as the Pool and the sync baseline take it: a streamed chat request for drop-model."""
+    messages = [{"role": "user", "content": f"question {i}"}]
+    body = {"model": "drop-model", "messages": messages, "stream": True, "stream_options": {"include_usage": True}}
+    return Job(prompt=Prompt(id=f"q{i}", row=i, line=i + 2, messages=messages),
+               body=json.dumps(body).encode(), estimated_tokens=10, prompt_tokens_estimate=2)

@@ -17,10 +17,9 @@ from typer.testing import CliRunner
 from batchrun.cli import app
 from batchrun.endpoint.client import CONNECTION_ERROR, INCOMPLETE_STREAM, Endpoint, StreamClient, make_session
 from batchrun.endpoint.reconnect import closed_before_response, connection_reused, fresh_connection
-from batchrun.engine.pool import Job, Pool, PoolConfig
-from batchrun.inputs.prompt import Prompt
+from batchrun.engine.pool import Pool, PoolConfig
 from batchrun.store.records import ERROR, OK, Record, read_records
-from dropserver import DropServer
+from dropserver import DropServer, chat_job
 from promptfiles import write_prompts
 
 
@@ -62,13 +61,6 @@ class _nothing:
         return None
 
 
-def job(i: int) -> Job:
-    messages = [{"role": "user", "content": f"question {i}"}]
-    body = {"model": "drop-model", "messages": messages, "stream": True, "stream_options": {"include_usage": True}}
-    return Job(prompt=Prompt(id=f"q{i}", row=i, line=i + 2, messages=messages),
-               body=json.dumps(body).encode(), estimated_tokens=10, prompt_tokens_estimate=2)
-
-
 async def run_pool(url: str, n: int, *, concurrency: int, retries: int = 2) -> tuple[list[Record], list[float]]:
     """n jobs through a Pool whose backoff sleeps are only noted (nothing waits for real)."""
     records: list[Record] = []
@@ -81,7 +73,7 @@ async def run_pool(url: str, n: int, *, concurrency: int, retries: int = 2) -> t
     async with make_session(concurrency) as session:
         pool = Pool(StreamClient(session, Endpoint(url), timeout_s=30), records.append,
                     PoolConfig(concurrency=concurrency, retries=retries, seed=1), t0=time.perf_counter(), sleep=sleep)
-        await pool.run(job(i) for i in range(n))
+        await pool.run(chat_job(i) for i in range(n))
     return sorted(records, key=lambda r: r.row), waits
 
 

@@ -24,7 +24,9 @@ under the same policy. Everything runs on 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import struct
 import threading
 from collections import Counter
 from typing import Any
@@ -35,11 +37,18 @@ from batchrun.inputs.prompt import Prompt
 IDLE_CLOSE_S = 10.0       # a connection no request comes on is closed after this
 
 
-def sse_response(prompt: str, tokens: int = 3) -> bytes:
-    """A complete chunked SSE response (head and body), as llama-server sends: no Connection header."""
-    events = [{"choices": [{"index": 0, "delta": {"role": "assistant", "content": None}, "finish_reason": None}]}]
-    events += [{"choices": [{"index": 0, "delta": {"content": f" w{i}"}, "finish_reason": None}]} for i in range(tokens)]
-    events.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+def sse_response(prompt: str, tokens: int = 3, *, text: bool = False) -> bytes:
+    """A complete chunked SSE response (head and body), as llama-server sends: no Connection
+    header. Chat chunks, or /completions' `text` chunks with `text=True`."""
+    def choice(content: str | None, finish: str | None = None) -> dict[str, Any]:
+        if text:
+            return {"index": 0, "text": content or "", "finish_reason": finish}
+        delta = {} if finish else {"content": content} if content else {"role": "assistant", "content": None}
+        return {"index": 0, "delta": delta, "finish_reason": finish}
+
+    events = [{"choices": [choice(None)]}]
+    events += [{"choices": [choice(f" w{i}")]} for i in range(tokens)]
+    events.append({"choices": [choice(None, "stop")]})
     events.append({"choices": [], "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": tokens,
                                              "total_tokens": len(prompt.split()) + tokens}})
     body = b"".join(_chunk(b"data: " + json.dumps({"model": "drop-model", **e}).encode() + b"\n\n") for e in events)
@@ -54,6 +63,17 @@ def _chunk(data: bytes) -> bytes:
 def _head(content_type: str, *, chunked: bool = False, length: int | None = None) -> bytes:
     size = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {length}"
     return f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n{size}\r\n\r\n".encode()
+
+
+def embeddings_response(body: bytes) -> bytes:
+    """One 2-float vector per input, base64 as batchrun asks, usage one token per word."""
+    texts = json.loads(body)["input"]
+    vector = base64.b64encode(struct.pack("<2f", 1.0, 0.0)).decode()
+    payload = json.dumps({"object": "list", "model": "drop-model",
+                          "data": [{"object": "embedding", "index": i, "embedding": vector} for i in range(len(texts))],
+                          "usage": {"prompt_tokens": sum(len(t.split()) for t in texts),
+                                    "total_tokens": sum(len(t.split()) for t in texts)}}).encode()
+    return _head("application/json", length=len(payload)) + payload
 
 
 MODELS = json.dumps({"object": "list", "data": [{"id": "drop-model", "object": "model"}]}).encode()
@@ -124,8 +144,13 @@ class DropServer:
             writer.write(_head("application/json", length=len(payload)) + payload)
             await writer.drain()
             return
+        if path.endswith("/embeddings"):
+            writer.write(embeddings_response(body))
+            await writer.drain()
+            self.answered[" ".join(json.loads(body)["input"])] += 1
+            return
         prompt = _prompt(body)
-        response = sse_response(prompt)
+        response = sse_response(prompt, text=path.endswith("/v1/completions"))
         if self.policy == "cut_first" and not self.cut[prompt]:
             self.cut[prompt] += 1
             first_chunk_end = response.index(b"\r\n\r\n") + 4

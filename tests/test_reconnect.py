@@ -16,8 +16,15 @@ from typer.testing import CliRunner
 
 from batchrun.cli import app
 from batchrun.endpoint.client import CONNECTION_ERROR, INCOMPLETE_STREAM, Endpoint, StreamClient, make_session
+from batchrun.endpoint.completions import TextStreamClient
+from batchrun.endpoint.embeddings import EmbeddingsClient
+from batchrun.endpoint.multi import Member, MultiClient
 from batchrun.endpoint.reconnect import closed_before_response, connection_reused, fresh_connection
-from batchrun.engine.pool import Pool, PoolConfig
+from batchrun.engine.embed import EmbedPool, make_batches
+from batchrun.engine.limits import RateLimits
+from batchrun.engine.pool import Job, Pool, PoolConfig
+from batchrun.inputs.prompt import Prompt
+from batchrun.store.vectors import VectorSink
 from batchrun.store.records import ERROR, OK, Record, read_records
 from dropserver import DropServer, chat_job
 from promptfiles import write_prompts
@@ -147,6 +154,54 @@ async def test_a_server_that_drops_every_connection_fails_in_bounded_tries() -> 
     assert server.dropped == 3 * 2 and len(waits) == 3
 
 
+async def test_the_completions_client_resends_too() -> None:
+    def text_job(i: int) -> Job:
+        body = {"model": "drop-model", "prompt": f"question {i}", "stream": True}
+        return Job(prompt=Prompt(id=f"q{i}", row=i, line=i + 2, messages=[]), body=json.dumps(body).encode(),
+                   estimated_tokens=10, prompt_tokens_estimate=2)
+
+    records: list[Record] = []
+    with DropServer("llama") as server:
+        async with make_session(1) as session:
+            pool = Pool(TextStreamClient(session, Endpoint(server.base_url)), records.append,
+                        PoolConfig(concurrency=1, retries=2), t0=time.perf_counter())
+            await pool.run(text_job(i) for i in range(4))
+    records.sort(key=lambda r: r.row)
+    assert [(r.status, r.attempts, r.text) for r in records] == [(OK, 1, " w0 w1 w2")] * 4
+    assert [r.reconnects for r in records] == [0, 1, 0, 1] and server.dropped == 2
+
+
+async def test_the_embeddings_pool_resends_and_counts_each_resend_once(tmp_path: Path) -> None:
+    """Batches of two inputs: a batch's re-send is on its first row only, so the sum is true."""
+    texts = [Prompt(id=f"q{i}", row=i, line=i + 2, messages=[{"role": "user", "content": f"text {i}"}])
+             for i in range(8)]
+    records: list[Record] = []
+    with DropServer("llama") as server:
+        async with make_session(1) as session:
+            client = EmbeddingsClient(session, Endpoint(server.base_url))
+            pool = EmbedPool(client, records.append, VectorSink(tmp_path, records.extend), PoolConfig(concurrency=1),
+                             t0=time.perf_counter())
+            await pool.run(make_batches(texts, 2, "drop-model", {}))
+    records.sort(key=lambda r: r.row)
+    assert [(r.status, r.attempts) for r in records] == [(OK, 1)] * 8
+    assert [r.reconnects for r in records] == [0, 0, 1, 0, 0, 0, 1, 0]
+    assert server.dropped == 2
+
+
+async def test_the_multi_endpoint_client_resends_and_keeps_both_endpoints_healthy() -> None:
+    records: list[Record] = []
+    with DropServer("llama") as a, DropServer("llama") as b:
+        async with make_session(2) as session:
+            members = [Member(StreamClient(session, Endpoint(s.base_url)), s.base_url, RateLimits()) for s in (a, b)]
+            client = MultiClient(members)
+            pool = Pool(client, records.append, PoolConfig(concurrency=2, retries=2), t0=time.perf_counter())  # type: ignore[arg-type]
+            await pool.run(chat_job(i) for i in range(12))
+            await client.aclose()
+    assert all(r.status == OK and r.attempts == 1 for r in records) and len(records) == 12
+    assert sum(r.reconnects for r in records) == a.dropped + b.dropped > 0
+    assert all(m.down_until == 0.0 and m.failures == 0 for m in members)   # a re-send is no failure
+
+
 def invoke(*args: str):
     return CliRunner().invoke(app, list(args), catch_exceptions=False)
 
@@ -181,3 +236,17 @@ def test_the_reconnect_count_comes_back_from_worker_processes(tmp_path: Path) ->
     assert len(records) == 8 and all(r.status == OK and r.attempts == 1 for r in records)
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())["summary"]
     assert summary["reconnects"] == sum(r.reconnects for r in records) == server.dropped > 0
+
+
+def test_batchrun_bench_against_a_llama_like_server_fails_no_request(tmp_path: Path) -> None:
+    """Both sides of a bench: the sync baseline (the openai SDK) and the async levels."""
+    write_prompts(tmp_path / "p.csv", 8)
+    with DropServer("llama") as server:
+        result = invoke("bench", str(tmp_path / "p.csv"), "--base-url", server.base_url, "--out", str(tmp_path / "b"),
+                        "-c", "1,4", "-n", "8", "-q")
+    assert result.exit_code == 0, result.output
+    runs = sorted((tmp_path / "b" / "runs").iterdir())
+    records = [r for run in runs for r in read_records(run / "records.jsonl")]
+    assert {run.name.split("-")[0] for run in runs} >= {"sync", "async"}
+    assert records and all(r.status == OK and r.attempts == 1 for r in records)
+    assert sum(r.reconnects for r in records) > 0

@@ -116,6 +116,15 @@ def test_error_lines_become_failed_records() -> None:
     assert record_from_line(unended, 3, JOB).error_type == "EmptyResponse"
 
 
+def test_a_text_answer_to_a_forced_tool_call_is_flagged() -> None:
+    forced = {"type": "function", "function": {"name": "f"}}
+    assert record_from_line(ok_line("a"), 0, JOB, None, forced).tool_choice_ignored is True
+    assert record_from_line(ok_line("b"), 1, JOB, None, "required").tool_choice_ignored is True
+    assert record_from_line(ok_line("c"), 2, JOB, None, "auto").tool_choice_ignored is False
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    assert record_from_line(ok_line("d", content=None, tool_calls=[call]), 3, JOB, None, forced).tool_choice_ignored is False
+
+
 def test_an_empty_answer_the_server_ended_is_ok_and_marked_empty() -> None:
     record = record_from_line(ok_line("d", content=""), 3, JOB)
     assert (record.status, record.text, record.empty, record.finish_reason) == (OK, "", True, "stop")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from batchrun.endpoint.client import EMPTY_RESPONSE, status_error_type
-from batchrun.engine.tools import ToolCallAssembler, check_calls
+from batchrun.engine.tools import ToolCallAssembler, check_calls, forces_tool_call
 from batchrun.store.records import CANCELLED, ERROR, OK, TIMEOUT, Record
 
 EXPIRED = "batch_expired"
@@ -38,8 +38,9 @@ def _base(cid: str, row: int, job: JobInfo) -> Record:
 
 
 def record_from_line(line: dict[str, Any], row: int, job: JobInfo,
-                     tools: list[dict[str, Any]] | None = None) -> Record:
-    """One output- or error-file line as the record of its row."""
+                     tools: list[dict[str, Any]] | None = None, tool_choice: Any = None) -> Record:
+    """One output- or error-file line as the record of its row (`tools` and `tool_choice`: the
+    request's, to check its tool calls and whether it forced one)."""
     record = _base(str(line.get("custom_id")), row, job)
     response = line.get("response")
     if not isinstance(response, dict):
@@ -49,7 +50,9 @@ def record_from_line(line: dict[str, Any], row: int, job: JobInfo,
     body = response.get("body") if isinstance(response.get("body"), dict) else {}
     if record.http_status != 200:
         return _fail(record, ERROR, status_error_type(int(record.http_status or 0)), _error_message(body))
-    return _completion(record, body, tools)
+    record = _completion(record, body, tools)
+    record.tool_choice_ignored = record.status == OK and not record.tool_calls and forces_tool_call(tool_choice)
+    return record
 
 
 def _completion(record: Record, body: dict[str, Any], tools: list[dict[str, Any]] | None) -> Record:

@@ -266,7 +266,8 @@ class BatchSession:
                     path, offset = found[cid]
                     handles[path].seek(offset)
                     line = json.loads(handles[path].readline())
-                    record = self._checked(record_from_line(line, row, info, request["body"].get("tools")))
+                    body = request["body"]
+                    record = self._checked(record_from_line(line, row, info, body.get("tools"), body.get("tool_choice")))
                 for name, value in extra.items():
                     setattr(record, name, value)
                 self._write(record, recorded)

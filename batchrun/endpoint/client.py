@@ -607,7 +607,9 @@ def _error_message(error: Any) -> str:
 
 def make_session(concurrency: int, connect_timeout_s: float = 30.0) -> aiohttp.ClientSession:
     """A session whose pool fits the concurrency; a generous connect timeout, since a busy
-    client loop makes healthy connects look slow (the SDK's 5 s fires under load)."""
+    client loop makes healthy connects look slow (the SDK's 5 s fires under load). Its
+    PoolConnector lets StreamClient re-send what met a dead pooled connection (reconnect.py);
+    a StreamClient on any other session never re-sends."""
     connector = PoolConnector(limit=max(concurrency, 1), limit_per_host=0, ttl_dns_cache=300)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s)
     return aiohttp.ClientSession(connector=connector, timeout=timeout, read_bufsize=2**18)

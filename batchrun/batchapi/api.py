@@ -14,6 +14,7 @@ import openai
 
 from batchrun.batchapi.lines import KeptLines
 from batchrun.endpoint.client import Endpoint, redirect_text
+from batchrun.endpoint.sdk_transport import AsyncResendTransport
 from batchrun.errors import BatchrunError
 from batchrun.redact import redact
 
@@ -37,13 +38,20 @@ class BatchApi:
         headers = endpoint.auth_headers() if endpoint.basic_auth is not None else None
         # A query in the base URL (`?api_key=` of some gateways) goes with every call: the SDK would
         # glue the path onto it ("/v1/?api_key=kbatches"). Redirects are not followed (the SDK's httpx
-        # would turn an upload's POST into a GET).
+        # would turn an upload's POST into a GET). A call that meets a pooled connection the server
+        # had closed is sent again at once (endpoint/sdk_transport.py), not after a backed-off retry.
         url = urlsplit(endpoint.base_url)
+        self._transport = AsyncResendTransport()
+        http = openai.DefaultAsyncHttpxClient(transport=self._transport, follow_redirects=False)
         self._client = openai.AsyncOpenAI(base_url=urlunsplit(url._replace(query="")),
                                           api_key=endpoint.api_key or "not-needed", max_retries=max_retries,
                                           timeout=timeout_s, default_headers=headers,
-                                          default_query=dict(parse_qsl(url.query)) or None,
-                                          http_client=openai.DefaultAsyncHttpxClient(follow_redirects=False))
+                                          default_query=dict(parse_qsl(url.query)) or None, http_client=http)
+
+    @property
+    def reconnects(self) -> int:
+        """Calls re-sent at once after meeting a pooled connection the server had closed."""
+        return self._transport.reconnects
 
     async def __aenter__(self) -> "BatchApi":
         return self

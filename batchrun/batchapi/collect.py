@@ -22,7 +22,7 @@ import orjson
 
 from batchrun.batchapi.lines import TOO_LARGE
 from batchrun.endpoint.client import EMPTY_RESPONSE, RESPONSE_TOO_LARGE, status_error_type
-from batchrun.engine.tools import ToolCallAssembler, check_calls
+from batchrun.engine.tools import ToolCallAssembler, check_calls, forces_tool_call
 from batchrun.redact import redact
 from batchrun.store.records import CANCELLED, ERROR, OK, TIMEOUT, Record
 
@@ -57,28 +57,33 @@ def _base(cid: str, row: int, job: JobInfo) -> Record:
 
 
 def record_from_raw(raw: bytes, cid: str, row: int, job: JobInfo, tools: list[dict[str, Any]] | None = None,
-                    *, where: str = "a result line", secrets: tuple[str, ...] = ()) -> Record:
+                    *, where: str = "a result line", secrets: tuple[str, ...] = (), tool_choice: Any = None) -> Record:
     """One line of a kept output or error file (lines.KeptLines: bounded, secrets masked) as the
     record of row `row`, whose custom_id is `cid`; `where` names the line ("batch/0001.output.jsonl
-    line 7") in the record's error."""
+    line 7") in the record's error; `tools` and `tool_choice` are the request's, to check its tool
+    calls and whether it forced one."""
     try:
         line = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         return malformed_record(cid, row, job, where, f"it cannot be read as JSON ({exc.args[0]})")
     if isinstance(line, dict) and isinstance(line.get(TOO_LARGE), dict):
         return _too_large(_base(cid, row, job), line[TOO_LARGE], where)
-    return record_from_line(line, row, job, tools, where=where, secrets=secrets, cid=cid)
+    return record_from_line(line, row, job, tools, where=where, secrets=secrets, cid=cid,
+                            tool_choice=tool_choice)
 
 
 def record_from_line(line: Any, row: int, job: JobInfo, tools: list[dict[str, Any]] | None = None, *,
-                     where: str = "a result line", secrets: tuple[str, ...] = (), cid: str | None = None) -> Record:
+                     where: str = "a result line", secrets: tuple[str, ...] = (), cid: str | None = None,
+                     tool_choice: Any = None) -> Record:
     """One parsed output- or error-file line as the record of its row."""
     if cid is None:
         cid = str(line.get("custom_id")) if isinstance(line, dict) else "?"
     try:
-        return _read_line(_base(cid, row, job), line, tools, secrets)
+        record = _read_line(_base(cid, row, job), line, tools, secrets)
     except _Malformed as exc:
         return malformed_record(cid, row, job, where, str(exc))
+    record.tool_choice_ignored = record.status == OK and not record.tool_calls and forces_tool_call(tool_choice)
+    return record
 
 
 def malformed_record(cid: str, row: int, job: JobInfo, where: str, what: str) -> Record:
@@ -124,9 +129,12 @@ def _completion(record: Record, body: dict[str, Any], tools: list[dict[str, Any]
     if message.get("tool_calls") is not None:
         record.tool_calls = check_calls(_tool_calls(message["tool_calls"]), tools) or None
     if not record.text and not record.tool_calls:
-        why = f"the model refused: {redact(refusal, secrets)}" if refusal else \
-            "the completion has neither content nor a tool call"
-        return _fail(record, ERROR, EMPTY_RESPONSE, why)
+        if refusal:
+            return _fail(record, ERROR, EMPTY_RESPONSE, f"the model refused: {redact(refusal, secrets)}")
+        if record.finish_reason is None:       # as online: only an answer nobody ended is a failure
+            return _fail(record, ERROR, EMPTY_RESPONSE, "the completion has neither content, a tool call "
+                         "nor a finish_reason")
+        record.empty = True
     record.status = OK
     return record
 

@@ -76,15 +76,21 @@ def job_records(index: ResultIndex, ids_path: Path, input_path: Path, info: JobI
                 spot = index.found[cid]
                 handles[spot.path].seek(spot.offset)
                 record = record_from_raw(handles[spot.path].readline(), cid, row, info, _tools(request),
-                                         where=index.where(spot), secrets=secrets)
+                                         where=index.where(spot), secrets=secrets,
+                                         tool_choice=_body(request).get("tool_choice"))
             else:
                 record = missing_record(cid, row, info, note)
             yield record, extra
 
 
-def _tools(request: Any) -> list[dict[str, Any]] | None:
+def _body(request: Any) -> dict[str, Any]:
+    """The request line's body as sent ({} when the line has none)."""
     body = request.get("body") if isinstance(request, dict) else None
-    tools = body.get("tools") if isinstance(body, dict) else None
+    return body if isinstance(body, dict) else {}
+
+
+def _tools(request: Any) -> list[dict[str, Any]] | None:
+    tools = _body(request).get("tools")
     return tools if isinstance(tools, list) else None
 
 

@@ -12,6 +12,10 @@
     [[sim:batch_line=K]]   Batch API only: the request's output line is broken the K way (see
                            BATCH_LINE_KINDS; a hostile provider's file, for batchrun's tests)
     [[sim:batch_bytes=N]]  Batch API only: the answer is padded so its output line is N bytes
+    [[sim:no_tools]]       answer with text even when tool_choice forces a tool call (a server that
+                           ignores tool_choice)
+    [[sim:empty]]          end the answer at once: no content, finish_reason "stop", usage
+                           completion_tokens 1 (a stop sequence that matched the first token)
 
 A suffix `xN` makes a directive fire only on the first N attempts of an identical request body,
 e.g. `[[sim:error=500x2]]` fails twice, then succeeds. Several directives may share one marker,
@@ -34,7 +38,7 @@ BATCH_LINE_KINDS = ("status_code", "usage", "choices", "message", "tool_calls", 
                     "duplicate", "line_array", "no_response")
 _WORD_ARGS = {"batch_line": BATCH_LINE_KINDS}
 _FLOAT_ARGS = {"ttft"}
-_FLAGS = {"bad_args", "always_tools", "tools", "malformed"}
+_FLAGS = {"bad_args", "always_tools", "tools", "malformed", "no_tools", "empty"}
 
 
 class DirectiveError(ValueError):
@@ -54,6 +58,8 @@ class Directives:
     bad_args: bool = False
     batch_line: str | None = None
     batch_bytes: int | None = None
+    no_tools: bool = False
+    empty: bool = False
 
 
 NONE = Directives()

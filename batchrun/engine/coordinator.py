@@ -103,8 +103,9 @@ class Link:
 
 
 class Tally(Pool):
-    """The single-process Pool's bookkeeping of finished records (counts, --max-errors,
-    --max-error-rate, a refusing endpoint), fed with the workers' records; it never sends."""
+    """The single-process Pool's bookkeeping of finished records (counts, and its StopRule:
+    --max-errors, --max-error-rate, a refusing endpoint), fed with the workers' records; it
+    never sends."""
 
     def __init__(self, config: PoolConfig, t0: float, on_stop: Callable[[], None]) -> None:
         super().__init__(None, lambda record: None, config, t0=t0)   # type: ignore[arg-type]
@@ -257,7 +258,7 @@ class Coordinator:
 
     def _all_gone(self) -> None:
         left = len(self._again)
-        self.tally.abort_reason = (f"every worker process ended unexpectedly; {left} rows they held and the rows "
+        self.tally.stop_rule.abort(f"every worker process ended unexpectedly; {left} rows they held and the rows "
                                    "not yet read were not sent (continue with --resume)")
 
     # --- records and requests in ---

@@ -22,10 +22,11 @@ from batchrun.endpoint.requests import build_embeddings_body, prompt_text
 from batchrun.engine.fanout import Fanout
 from batchrun.engine.limits import RateLimits
 from batchrun.engine.retry import retry_delay_s
-from batchrun.engine.pool import REFUSED_STATUS, PoolConfig, PoolStats, is_retryable, skipped_record
+from batchrun.engine.pool import PoolConfig, PoolStats, is_retryable, skipped_record
+from batchrun.engine.stop import StopRule
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.redact import redact
-from batchrun.store.records import CANCELLED, ERROR, OK, SKIPPED, Attempt, Record
+from batchrun.store.records import CANCELLED, ERROR, OK, Attempt, Record
 from batchrun.store.vectors import VectorSink
 
 if TYPE_CHECKING:
@@ -94,10 +95,17 @@ class EmbedPool(Fanout["Batch | BadRow"]):
         self.client, self.sink, self.vectors, self.config = client, sink, vectors, config
         self.t0, self.clock = t0, clock
         self.stats = PoolStats()
-        self.abort_reason: str | None = None
-        self.refused: str | None = None        # the endpoint refused the run (401 / 403 / 404, a redirect): stop at once
+        self.stop_rule = StopRule(config.max_errors, config.max_error_rate, unit="inputs")
         self.internal_errors: list[str] = []   # Pool's face; a bug here is recorded on its rows instead
         self._rng = random.Random(config.seed)
+
+    @property
+    def abort_reason(self) -> str | None:
+        return self.stop_rule.abort_reason
+
+    @property
+    def refused(self) -> str | None:
+        return self.stop_rule.refused
 
     async def run(self, items: Iterable[Batch | BadRow]) -> None:
         limits = RateLimits(self.config.rpm, self.config.tpm)
@@ -115,7 +123,7 @@ class EmbedPool(Fanout["Batch | BadRow"]):
 
     async def _work(self, limits: RateLimits) -> None:
         while (item := await self._queue.get()) is not None:
-            if self.abort_reason is not None or self.refused is not None:
+            if self.stop_rule.decided:
                 return              # stopped: stop() cancels us at the next suspension; send nothing more
             if isinstance(item, BadRow):
                 self._finish([skipped_record(item, time.time())])
@@ -199,31 +207,11 @@ class EmbedPool(Fanout["Batch | BadRow"]):
         self._count(records)
 
     def _count(self, records: list[Record]) -> None:
-        stats = self.stats
+        """The records of one request (or one skipped row): counted, and judged as one request."""
         for record in records:
-            stats.done += 1
-            if record.status == OK:
-                stats.ok += 1
-            elif record.status == SKIPPED:
-                stats.skipped += 1
-            elif record.status != CANCELLED:
-                stats.failed += 1
-        cfg, finished = self.config, stats.ok + stats.failed
-        refusal = next((r for r in records if r.http_status in REFUSED_STATUS), None)
-        if refusal is not None and self.refused is None:
-            self.refused = refusal.error or f"HTTP {refusal.http_status}"
+            self.stats.count(record)
+        if records and self.stop_rule.see(records[0], len(records)):
             self.stop()
-        if self.abort_reason is not None or self.refused is not None:
-            return
-        if cfg.max_errors is not None and stats.failed >= cfg.max_errors:
-            self.abort_reason = f"{stats.failed} inputs failed (--max-errors {cfg.max_errors})"
-        elif cfg.max_error_rate is not None and finished >= 20 and stats.failed / finished > cfg.max_error_rate:
-            self.abort_reason = (f"{stats.failed} of {finished} inputs failed, more than "
-                                 f"--max-error-rate {cfg.max_error_rate:g}")
-        if self.abort_reason is not None:
-            self.stop()
-
-
 
 
 def embed_items(config: "RunConfig", rows: Iterable[Prompt | BadRow], skip: set[str]) -> Iterator[Batch | BadRow]:

@@ -12,7 +12,7 @@ import json
 import random
 import time
 import traceback
-from collections import Counter, deque
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 
@@ -21,7 +21,8 @@ from batchrun.endpoint.client import (CONNECTION_ERROR, INCOMPLETE_STREAM, MALFO
 from batchrun.engine.adaptive import AdaptiveConfig, ConcurrencyController, Gate
 from batchrun.engine.fanout import Fanout
 from batchrun.engine.limits import RateLimits
-from batchrun.engine.retry import DEFAULT_MAX_RETRY_WAIT_S, RATE_LIMIT_BASE_S, retry_delay_s
+from batchrun.engine.retry import DEFAULT_MAX_RETRY_WAIT_S, RATE_LIMIT_BASE_S, RETRYABLE_STATUS, retry_delay_s
+from batchrun.engine.stop import StopRule
 from batchrun.endpoint.ratelimits import is_ratelimit_header, parse_ratelimit_headers
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.redact import mask, redact
@@ -33,15 +34,10 @@ from batchrun.engine.tools import (ToolRunner, assistant_message, body_forces_to
 Clock = Callable[[], float]
 # --json / --json-schema: the answer's text -> (parsed object, None) or (None, why it is invalid).
 OutputCheck = Callable[[str], "tuple[dict[str, Any] | None, str | None]"]
-_RETRYABLE_STATUS = {408, 409, 429}
 TRUNCATED_OUTPUT = "TruncatedOutput"     # error_type of an invalid answer that hit max_tokens
 _RETRYABLE_TYPES = {CONNECTION_ERROR, INCOMPLETE_STREAM, MALFORMED_CHUNK, STREAM_ERROR}
-_MIN_FOR_RATE = 20                       # finished requests before --max-error-rate may stop a run
 _NO_GATE = contextlib.nullcontext()
 _STOPPED = "the run was stopped before this request finished"
-# A refused key, a wrong model/URL, or a URL that redirects (POSTs are never followed): every row would get it.
-REFUSED_STATUS = {301, 302, 303, 307, 308, 401, 403, 404}
-_SAME_4XX_STOP = 5                        # the first N finished requests all failed with one 4xx: stop
 INTERNAL_ERROR = "InternalError"          # a bug in batchrun, never a provider's failure
 Sleep = Callable[[float], Awaitable[None]]
 # A queued item: the item, its wall-clock label, the monotonic start of its queue wait, its planned send.
@@ -96,6 +92,17 @@ class PoolStats:
     rate_limited: int = 0                # of which answered 429
     concurrency_history: list[tuple[float, int]] = field(default_factory=list)  # (s since t0, limit)
 
+    def count(self, record: Record) -> None:
+        """One finished row's record."""
+        self.done += 1
+        self.output_tokens += record.completion_tokens or 0
+        if record.status == OK:
+            self.ok += 1
+        elif record.status == SKIPPED:
+            self.skipped += 1
+        elif record.status != CANCELLED:
+            self.failed += 1
+
 
 def is_retryable(result: AttemptResult) -> bool:
     """429, 408, 409, 5xx, connection errors, cut or garbled streams and timeouts; never 4xx otherwise."""
@@ -104,7 +111,7 @@ def is_retryable(result: AttemptResult) -> bool:
     if result.status == TIMEOUT:
         return True
     if result.http_status is not None and result.http_status != 200:
-        return result.http_status in _RETRYABLE_STATUS or result.http_status >= 500
+        return result.http_status in RETRYABLE_STATUS or result.http_status >= 500
     return result.error_type in _RETRYABLE_TYPES
 
 
@@ -113,7 +120,8 @@ class Pool(Fanout[Entry]):
 
     After a run: `abort_reason` says why --max-errors / --max-error-rate stopped it, `refused`
     why the endpoint refused the run (a rejected key, a wrong model: the run stops at once),
-    and `internal_errors` holds the tracebacks of batchrun's own bugs met on the way.
+    both decided by `stop_rule` (engine/stop.py), and `internal_errors` holds the tracebacks
+    of batchrun's own bugs met on the way.
     """
 
     def __init__(self, client: StreamClient, sink: Callable[[Record], None], config: PoolConfig,
@@ -131,14 +139,18 @@ class Pool(Fanout[Entry]):
         self._gate: Gate | None = None
         self._unanswered = 0               # attempts sent whose response head has not arrived
         self.stats = PoolStats()
-        self.abort_reason: str | None = None
-        self.refused: str | None = None
+        self.stop_rule = StopRule(config.max_errors, config.max_error_rate)
         self.internal_errors: list[str] = []
-        self._errors: Counter[tuple[str, int | None]] = Counter()
-        self._error_sample: dict[tuple[str, int | None], str] = {}
-        self._first_4xx: list[int | None] = []
         self._rng = random.Random(config.seed)
         self._send_until: float | None = None
+
+    @property
+    def abort_reason(self) -> str | None:
+        return self.stop_rule.abort_reason
+
+    @property
+    def refused(self) -> str | None:
+        return self.stop_rule.refused
 
     async def run(self, items: Iterable[Job | BadRow], *, schedule: Iterator[float] | None = None,
                   send_for_s: float | None = None) -> None:
@@ -395,53 +407,13 @@ class Pool(Fanout[Entry]):
 
     def _finish(self, record: Record) -> None:
         self.sink(record)
-        stats = self.stats
-        stats.done += 1
-        stats.output_tokens += record.completion_tokens or 0
-        if record.status == OK:
-            stats.ok += 1
-        elif record.status == SKIPPED:
-            stats.skipped += 1
-        elif record.status != CANCELLED:
-            stats.failed += 1
-            key = (record.error_type or record.status, record.http_status)
-            self._errors[key] += 1
-            self._error_sample[key] = (record.error or "")[:160]
-            self._check_error_budget()
-        if record.status in (OK, ERROR, TIMEOUT) and self.refused is None:
-            self._check_refused(record)
-
-    def _check_refused(self, record: Record) -> None:
-        """Stop at once when the endpoint refuses the run itself, whichever row sees it first: a
-        401/403 (the key), a 404 (the model or the URL), or the first few finished requests all
-        failing with one and the same non-retryable 4xx."""
-        status = record.http_status if record.status == ERROR else None
-        if status in REFUSED_STATUS:
-            self.refused = record.error or f"HTTP {status}"
-        elif len(self._first_4xx) < _SAME_4XX_STOP:
-            self._first_4xx.append(status if status is not None and 400 <= status < 500 else None)
-            first = self._first_4xx[0]
-            if (len(self._first_4xx) == _SAME_4XX_STOP and first is not None and first not in _RETRYABLE_STATUS
-                    and all(s == first for s in self._first_4xx)):
-                self.refused = (f"the first {_SAME_4XX_STOP} requests all failed with HTTP {first}; "
-                                f"the last said: {record.error}")
-        if self.refused is not None:
+        self.stats.count(record)
+        if self._judge(record):
             self.stop()
 
-    def _check_error_budget(self) -> None:
-        stats, cfg = self.stats, self.config
-        finished = stats.ok + stats.failed
-        if cfg.max_errors is not None and stats.failed >= cfg.max_errors:
-            self.abort_reason = f"{stats.failed} requests failed (--max-errors {cfg.max_errors})"
-        elif (cfg.max_error_rate is not None and finished >= _MIN_FOR_RATE
-              and stats.failed / finished > cfg.max_error_rate):
-            self.abort_reason = (f"{stats.failed} of {finished} requests failed, more than "
-                                 f"--max-error-rate {cfg.max_error_rate:g}")
-        if self.abort_reason is not None:
-            key, count = self._errors.most_common(1)[0]
-            self.abort_reason += (f"; the commonest error ({count} of {stats.failed}): {key[0]}: "
-                                  f"{self._error_sample[key]}")
-            self.stop()
+    def _judge(self, record: Record) -> bool:
+        """Whether this finished row stops the run (a worker process leaves that to its coordinator)."""
+        return self.stop_rule.see(record)
 
 
 @dataclass

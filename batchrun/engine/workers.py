@@ -224,13 +224,10 @@ class WorkerPool(Pool):
     def _new_limits(self) -> Any:
         return self.credits
 
-    # The run's fate (--max-errors, --max-error-rate, an endpoint refusing the run) is decided
-    # over all workers' records by the coordinator's Tally, which then sends STOP.
-    def _check_refused(self, record: Record) -> None:
-        pass
-
-    def _check_error_budget(self) -> None:
-        pass
+    def _judge(self, record: Record) -> bool:
+        """Never here: the run's fate (engine/stop.py) is decided over all workers' records by the
+        coordinator's Tally, which then sends STOP."""
+        return False
 
     async def _entries(self, items: Iterable[Job | BadRow], schedule: Iterator[float] | None,
                        send_for_s: float | None) -> AsyncIterator[tuple[Job, float, float, None]]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from batchrun.endpoint.client import Endpoint, StreamClient, make_session
+from batchrun.endpoint.transport import Endpoint, StreamClient, make_session
 from batchrun.endpoint.ratelimits import IETF, OPENAI, Quota, RateLimitInfo
 from batchrun.engine.limits import RateLimits, TokenBucket, limits_summary
 from batchrun.engine.pool import Pool, PoolConfig
@@ -209,8 +209,9 @@ async def test_a_server_with_an_unreadable_header_gets_one_warning_and_its_rows_
 _WITHOUT_AIOLIMITER = """
 import asyncio, json, sys, time
 sys.modules["aiolimiter"] = None                     # any import of it now fails
-from batchrun.endpoint.client import Endpoint, StreamClient, make_session
-from batchrun.engine.pool import Job, Pool, PoolConfig
+from batchrun.endpoint.transport import Endpoint, StreamClient, make_session
+from batchrun.endpoint.requests import Job
+from batchrun.engine.pool import Pool, PoolConfig
 from batchrun.inputs.prompt import Prompt
 from batchrun.sim import SimConfig, serve_sim
 

@@ -19,8 +19,9 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Collection, Sequence
 
-from batchrun.endpoint.client import (CONNECTION_ERROR, INCOMPLETE_STREAM, MALFORMED_CHUNK, STREAM_ERROR,
-                                      AttemptResult, Endpoint, StreamClient)
+from batchrun.endpoint.attempt import (CONNECTION_ERROR, INCOMPLETE_STREAM, MALFORMED_CHUNK, STREAM_ERROR,
+                                       AttemptResult)
+from batchrun.endpoint.transport import Endpoint, StreamClient
 from batchrun.endpoint.requests import estimate_request_tokens
 from batchrun.engine.limits import RateLimits
 from batchrun.redact import redact

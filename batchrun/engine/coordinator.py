@@ -27,7 +27,8 @@ from typing import Any, Awaitable, Callable, Iterable, Iterator, Protocol
 
 from batchrun.engine.channel import BATCH, CREDIT, DONE, END, JOBS, PACE, READY, START, STOP, Channel, StreamChannel
 from batchrun.engine.limits import RateLimits
-from batchrun.engine.pool import Job, Pool, PoolConfig, skipped_record
+from batchrun.endpoint.requests import Job
+from batchrun.engine.pool import Pool, PoolConfig, skipped_record
 from batchrun.engine.workers import WorkerSpec, info_from_wire, job_wire
 from batchrun.errors import BatchrunError
 from batchrun.inputs.prompt import BadRow

@@ -16,20 +16,22 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 
-from batchrun.endpoint.client import (CONNECTION_ERROR, INCOMPLETE_STREAM, MALFORMED_CHUNK, STREAM_ERROR,
-                             AttemptResult, StreamClient)
+from batchrun.endpoint.assemble import to_record
+from batchrun.endpoint.attempt import (CONNECTION_ERROR, INCOMPLETE_STREAM, MALFORMED_CHUNK, STREAM_ERROR,
+                                       AttemptResult)
+from batchrun.endpoint.ratelimits import is_ratelimit_header, parse_ratelimit_headers
+from batchrun.endpoint.requests import Job, estimate_request_tokens
+from batchrun.endpoint.toolcalls import body_forces_tool_call, check_calls
+from batchrun.endpoint.transport import StreamClient
 from batchrun.engine.adaptive import AdaptiveConfig, ConcurrencyController, Gate
 from batchrun.engine.fanout import Fanout
 from batchrun.engine.limits import RateLimits
 from batchrun.engine.retry import DEFAULT_MAX_RETRY_WAIT_S, RATE_LIMIT_BASE_S, RETRYABLE_STATUS, retry_delay_s
 from batchrun.engine.stop import StopRule
-from batchrun.endpoint.ratelimits import is_ratelimit_header, parse_ratelimit_headers
-from batchrun.inputs.prompt import BadRow, Prompt
+from batchrun.engine.tools import ToolRunner, assistant_message, merge_rounds, round_entry
+from batchrun.inputs.prompt import BadRow
 from batchrun.redact import mask, redact
 from batchrun.store.records import CANCELLED, ERROR, INVALID_OUTPUT, OK, SKIPPED, TIMEOUT, Attempt, Record
-from batchrun.endpoint.requests import estimate_request_tokens
-from batchrun.engine.tools import (ToolRunner, assistant_message, body_forces_tool_call, check_calls, merge_rounds,
-                                   round_entry)
 
 Clock = Callable[[], float]
 # --json / --json-schema: the answer's text -> (parsed object, None) or (None, why it is invalid).
@@ -61,17 +63,6 @@ class PoolConfig:
     learn_rpm: bool = False              # pace by the provider's rate-limit headers where rpm is None
     learn_tpm: bool = False              # ... and where tpm is None
     adaptive: AdaptiveConfig | None = None   # --concurrency auto; `concurrency` is then the ceiling
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    """A prompt ready to send: its body bytes and the TPM charge estimated before sending."""
-
-    prompt: Prompt
-    body: bytes
-    estimated_tokens: int               # prompt estimate + max_tokens, charged before the request
-    prompt_tokens_estimate: int         # used in the record when the server sends no usage
-    request: dict[str, Any] | None = None  # the body as sent, kept in the record (None: --no-save-request)
 
 
 @dataclass
@@ -443,34 +434,3 @@ def skipped_record(bad: BadRow, queued_at: float) -> Record:
     whether its id is made up (so it never passes for a real row's)."""
     return Record(id=bad.id, row=bad.row, status=SKIPPED, error_type="BadRow", error=bad.reason,
                   queued_at=queued_at, input=bad.data, synthetic_id=bad.synthetic_id)
-
-
-def to_record(job: Job, result: AttemptResult, log: list[Attempt], t0: float, queued_at: float,
-              queue_wait: float) -> Record:
-    """One row's Record from its final attempt (shared with the sync baseline, so both sides of a
-    bench build records, and estimate tokens, the same way)."""
-    prompt = job.prompt
-    record = Record(
-        id=prompt.id, row=prompt.row, status=result.status, error_type=result.error_type,
-        error=result.error, http_status=result.http_status, attempts=len(log), attempt_log=log,
-        request_id=result.request_id, model=result.model, finish_reason=result.finish_reason,
-        text=result.text, tool_calls=result.tool_calls, prompt_tokens=result.prompt_tokens,
-        completion_tokens=result.completion_tokens, cached_tokens=result.cached_tokens,
-        queued_at=queued_at, queue_wait_s=queue_wait,
-        sent_s=result.sent - t0, ttft_s=result.ttft_s, latency_s=result.latency_s,
-        total_s=result.total_s, itl_s=result.itl_s, output_chunks=result.output_chunks,
-        ttfo_s=result.ttfo_s, reasoning_text=result.reasoning_text, reasoning_tokens=result.reasoning_tokens,
-        other_choices=result.other_choices, input=prompt.data, request=job.request, endpoint=result.endpoint,
-    )
-    if record.end_s is None and result.total_s is not None:
-        record.end_s = record.sent_s + result.total_s
-    record.empty = result.status == OK and not result.text and not result.tool_calls
-    if result.output_chunks and record.completion_tokens is None:
-        # No usage from the server: one token per output chunk, and say it is an estimate.
-        record.completion_tokens = result.output_chunks
-        record.prompt_tokens = record.prompt_tokens or job.prompt_tokens_estimate
-        record.tokens_estimated = True
-    if record.completion_tokens and record.latency_s:
-        record.output_tokens_per_s = record.completion_tokens / record.latency_s
-    return record
-

@@ -30,7 +30,8 @@ import orjson
 from batchrun.endpoint.ratelimits import Quota, RateLimitInfo
 from batchrun.engine.channel import (BATCH, CREDIT, DONE, END, JOBS, PACE, READY, START, STOP, Channel,
                                      StreamChannel)
-from batchrun.engine.pool import Job, Pool, PoolConfig
+from batchrun.endpoint.requests import Job
+from batchrun.engine.pool import Pool, PoolConfig
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.store.records import Record
 
@@ -243,7 +244,7 @@ async def serve(channel: Channel) -> None:
     if first is None or first[0] != START:
         return
     spec = WorkerSpec.from_dict(first[1])
-    from batchrun.endpoint.client import make_session
+    from batchrun.endpoint.transport import make_session
 
     from batchrun.progress import sample_loop_lag
 
@@ -263,13 +264,14 @@ async def serve(channel: Channel) -> None:
 
 
 def _build(spec: WorkerSpec, session: Any, channel: Channel) -> tuple[WorkerPool, Outbox]:
-    from batchrun.endpoint.client import Endpoint
+    from batchrun.endpoint.kinds import kind
+    from batchrun.endpoint.transport import Endpoint
     from batchrun.engine.tools import ToolRunner
 
     endpoint = Endpoint(spec.base_url, spec.api_key, spec.embedded, spec.basic_auth)
-    client = _client_class(spec.endpoint_kind)(session, endpoint, timeout_s=spec.timeout,
-                                               ttft_timeout_s=spec.ttft_timeout, clock=time.perf_counter,
-                                               max_response_bytes=spec.max_response_bytes)
+    client = kind(spec.endpoint_kind).client_for(session, endpoint, timeout_s=spec.timeout,
+                                                 ttft_timeout_s=spec.ttft_timeout, clock=time.perf_counter,
+                                                 max_response_bytes=spec.max_response_bytes)
     runner = ToolRunner.from_file(spec.tool_module, spec.tool_timeout) if spec.tool_module else None
     check = None
     if spec.json_schema is not None or spec.json_mode:
@@ -280,15 +282,6 @@ def _build(spec: WorkerSpec, session: Any, channel: Channel) -> tuple[WorkerPool
                       tool_runner=runner, output_check=check, credits=CreditLimits(outbox, spec.metered))
     outbox.watch(pool)
     return pool, outbox
-
-
-def _client_class(endpoint_kind: str) -> Any:
-    """As workloads.client_class, from the endpoint kind alone."""
-    if endpoint_kind == "completions":
-        from batchrun.endpoint.completions import TextStreamClient
-        return TextStreamClient
-    from batchrun.endpoint.client import StreamClient
-    return StreamClient
 
 
 async def _listen(channel: Channel, pool: WorkerPool) -> None:

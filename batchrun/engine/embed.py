@@ -23,7 +23,7 @@ from batchrun.engine.fanout import Fanout
 from batchrun.engine.limits import RateLimits
 from batchrun.engine.retry import retry_delay_s
 from batchrun.engine.pool import PoolConfig, PoolStats, is_retryable, skipped_record
-from batchrun.engine.stop import StopRule
+from batchrun.engine.stop import StopRule, Stoppable
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.redact import redact
 from batchrun.store.records import CANCELLED, ERROR, OK, Attempt, Record
@@ -74,7 +74,7 @@ def _batch(prompts: list[Prompt], model: str | None, extra_body: dict) -> Batch:
     return Batch(prompts, texts, json.dumps(body, ensure_ascii=False).encode(), max(1, tokens))
 
 
-class EmbedPool(Fanout["Batch | BadRow"]):
+class EmbedPool(Fanout["Batch | BadRow"], Stoppable):
     def __init__(self, client: EmbeddingsClient, sink: Callable[[Record], None], vectors: VectorSink,
                  config: PoolConfig, *, t0: float, clock: Clock = time.perf_counter) -> None:
         super().__init__(config.concurrency)
@@ -84,14 +84,6 @@ class EmbedPool(Fanout["Batch | BadRow"]):
         self.stop_rule = StopRule(config.max_errors, config.max_error_rate, unit="inputs")
         self.internal_errors: list[str] = []   # Pool's face; a bug here is recorded on its rows instead
         self._rng = random.Random(config.seed)
-
-    @property
-    def abort_reason(self) -> str | None:
-        return self.stop_rule.abort_reason
-
-    @property
-    def refused(self) -> str | None:
-        return self.stop_rule.refused
 
     async def run(self, items: Iterable[Batch | BadRow]) -> None:
         limits = RateLimits(self.config.rpm, self.config.tpm)

@@ -27,7 +27,7 @@ from batchrun.engine.adaptive import AdaptiveConfig, ConcurrencyController, Gate
 from batchrun.engine.fanout import Fanout
 from batchrun.engine.limits import RateLimits
 from batchrun.engine.retry import DEFAULT_MAX_RETRY_WAIT_S, RATE_LIMIT_BASE_S, RETRYABLE_STATUS, retry_delay_s
-from batchrun.engine.stop import StopRule
+from batchrun.engine.stop import StopRule, Stoppable
 from batchrun.engine.tools import ToolRunner, assistant_message, merge_rounds, round_entry
 from batchrun.inputs.prompt import BadRow
 from batchrun.redact import mask, redact
@@ -106,7 +106,7 @@ def is_retryable(result: AttemptResult) -> bool:
     return result.error_type in _RETRYABLE_TYPES
 
 
-class Pool(Fanout[Entry]):
+class Pool(Fanout[Entry], Stoppable):
     """Runs Jobs through `concurrency` workers and hands each finished Record to `sink`.
 
     After a run: `abort_reason` says why --max-errors / --max-error-rate stopped it, `refused`
@@ -134,14 +134,6 @@ class Pool(Fanout[Entry]):
         self.internal_errors: list[str] = []
         self._rng = random.Random(config.seed)
         self._send_until: float | None = None
-
-    @property
-    def abort_reason(self) -> str | None:
-        return self.stop_rule.abort_reason
-
-    @property
-    def refused(self) -> str | None:
-        return self.stop_rule.refused
 
     async def run(self, items: Iterable[Job | BadRow], *, schedule: Iterator[float] | None = None,
                   send_for_s: float | None = None) -> None:

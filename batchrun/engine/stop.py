@@ -98,3 +98,17 @@ class StopRule:
             return None
         key, n = self._errors.most_common(1)[0]
         return f"{reason}; the commonest error ({n} of {failed}): {key[0]}: {self._samples[key]}"
+
+
+class Stoppable:
+    """Why a pool's run stopped early, as its StopRule decided (the face the runner reads)."""
+
+    stop_rule: StopRule
+
+    @property
+    def abort_reason(self) -> str | None:
+        return self.stop_rule.abort_reason
+
+    @property
+    def refused(self) -> str | None:
+        return self.stop_rule.refused

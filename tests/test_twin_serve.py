@@ -16,6 +16,8 @@ import os
 import selectors
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Iterator
@@ -26,7 +28,10 @@ from batchrun.analysis.metrics import percentile
 from batchrun.analysis.stats import proportion_difference, quantile_ci
 from batchrun.cli import app
 from batchrun.store.records import CANCELLED, OK, Record, read_records
+from batchrun.sim import SimProcess
+from batchrun.twin import sim_config
 from batchrun.twin.fit import failure_kind
+from batchrun.twin.model import GRID, Failure, Failures, Level, Output, TwinModel
 from promptfiles import write_prompts
 
 WORDS = "river stone bridge market signal pattern garden window letter answer".split()
@@ -154,6 +159,21 @@ def test_fit_on_a_bench_sweep_gives_a_level_per_concurrency_and_a_report(tmp_pat
     page = Path("out/twin.html").read_text()
     assert page.count('<div class="plot"') == 2 + 1 + 3 * 2      # per-level lines, throughput, CDFs
     assert "Measured vs twin" in Path("out/twin.md").read_text()
+
+
+def test_a_twin_config_serves_from_a_child_process() -> None:
+    """What a Python caller does: a TwinModel -> sim_config -> SimProcess (the config, twin
+    included, crosses to the child as JSON)."""
+    flat = lambda v: (v,) * len(GRID)   # noqa: E731
+    twin = TwinModel(levels=(Level(1.0, 30, flat(0.01), 30, flat(0.001), 60, flat(1.0)),), model="acme-7b",
+                     output=Output(n=30, stop_n=30, stop_tokens=flat(5.0)),
+                     failures=Failures(100, (Failure("http_503", 100),)))   # every attempt: 503
+    with SimProcess(sim_config(twin)) as sim:
+        body = json.dumps({"model": "acme-7b", "messages": [{"role": "user", "content": "hi"}]}).encode()
+        request = urllib.request.Request(sim.base_url + "/chat/completions", body, {"Content-Type": "application/json"})
+        with contextlib.suppress(urllib.error.HTTPError), urllib.request.urlopen(request, timeout=30):
+            raise AssertionError("the twin answered 200; every attempt should be a 503")
+        assert sim.stats()["responses"] == {"503": 1}
 
 
 def test_fit_and_serve_like_refuse_what_is_not_a_run_or_a_twin(tmp_path: Path) -> None:

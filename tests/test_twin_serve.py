@@ -89,10 +89,11 @@ def ok_values(records: list[Record], key: str) -> list[float]:
 
 def test_a_run_against_the_twin_gives_the_sources_ttft_and_latency_within_10_percent(tmp_path: Path) -> None:
     """Known settings: TTFT 50 ms, 5 ms per token, 8 slots under 16 requests (so half of them
-    queue), 5% HTTP 500s, natural answer lengths (lognormal, mean 12) under max_tokens 64."""
+    queue), 5% HTTP 500s, natural answer lengths (lognormal, mean 12, sigma 0.3) under max_tokens 64.
+    (With sigma 0.6 the latency p90's interval reaches about 5% at this n: 0.3 keeps it near 3%.)"""
     data = prompts(tmp_path / "p.csv", 480)
     settings = ["ttft_s=0.05", "itl_s=0.005", "max_concurrency=8", "error_500_rate=0.05", "output_tokens_mean=12",
-                "fresh_jitter=true", "seed=3"]
+                "output_tokens_sigma=0.3", "fresh_jitter=true", "seed=3"]
     source = run(data, "source", "-c", "16", "--max-tokens", "64", *builtin(*settings))
     assert invoke("fit", "source", "--out", "twin.json", "-q").exit_code == 0
     with serve_like("twin.json") as url:
@@ -115,15 +116,16 @@ def failure_counts(records: list[Record]) -> Counter[str]:
 
 
 def test_serve_like_a_run_dir_reproduces_failure_kinds_and_rates(tmp_path: Path) -> None:
-    """HTTP 500 / 503 / 429, cut and malformed streams and stalls (a timeout at the client's 1 s),
-    each at a known rate; the twin is fitted from the run directory as it starts."""
+    """HTTP 500 / 503 / 429, cut and malformed streams and stalls (a timeout at the client's 3 s),
+    each at a known rate; the twin is fitted from the run directory as it starts. At 16 in flight
+    the client keeps up on a busy machine: no answer but a stalled one comes near the timeout."""
     n = 1500
     data = prompts(tmp_path / "p.csv", n, chars=40)
     faults = ["fixed_ttft_s=0.002", "fixed_itl_s=0.001", "output_tokens=4", "error_500_rate=0.04",
               "error_503_rate=0.03", "error_429_rate=0.02", "cut_rate=0.03", "malformed_rate=0.02", "stall_rate=0.01"]
-    source = run(data, "source", "-c", "64", "--timeout", "1", *builtin(*faults))
+    source = run(data, "source", "-c", "16", "--timeout", "3", *builtin(*faults))
     with serve_like("source") as url:
-        twin = run(data, "twin", "-c", "64", "--timeout", "1", "--base-url", url)
+        twin = run(data, "twin", "-c", "16", "--timeout", "3", "--base-url", url)
     seen, got = failure_counts(source), failure_counts(twin)
     assert set(seen) == set(got) == {"http_500", "http_503", "http_429", "cut", "malformed", "timeout"}
     for kind in seen:

@@ -179,3 +179,10 @@ def test_nothing_to_fit_is_a_value_error() -> None:
                     attempt_log=[Attempt(ERROR, 0.0, 0.1, 500)])
     with pytest.raises(ValueError, match="no successful request"):
         fit_twin([RunRecords("r", [failed])])
+
+
+def test_a_saturated_clients_run_is_named_in_the_notes() -> None:
+    twin = fit_twin([RunRecords("calm", sequential(30)), RunRecords("busy", sequential(30, start=30), client_saturated=True)])
+    assert any(n.startswith("client saturated in busy:") for n in twin.notes)
+    assert not any("calm" in n and "saturated" in n for n in twin.notes)
+

@@ -61,6 +61,7 @@ class RunRecords:
     records: Sequence[Record]
     rate_limits: Mapping[str, Any] | None = None    # summary.json: summary.rate_limits.provider
     model: str | None = None                        # summary.json: endpoint.model
+    client_saturated: bool = False                  # summary.json: loop_lag.client_saturated
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,6 +349,11 @@ def fit_notes(levels: Sequence[Level], prompt: Prompt, output: Output, failures:
               limits: RateLimits, wire: Wire, runs: Sequence[RunRecords]) -> tuple[str, ...]:
     """What the fit could not fit, what it assumed, and where the twin extrapolates."""
     notes = [_levels_note(levels)]
+    saturated = [r.name for r in runs if r.client_saturated]
+    if saturated:
+        notes.append(f"client saturated in {', '.join(saturated)}: those timings include the client's own queueing "
+                     "(event-loop lag), which the twin serves as the endpoint's and a run against the twin adds "
+                     "again; fit runs at a concurrency the client keeps up with (or with --workers)")
     if prompt.prefill_n:
         notes.append(f"TTFT vs prompt length: {prompt.prefill_s_per_token * 1000:.4g} ms per 1,000 prompt tokens "
                      f"(n={prompt.prefill_n}), around {prompt.ref_tokens:g} tokens")

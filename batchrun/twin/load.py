@@ -77,10 +77,12 @@ def _bench_runs(bench: Path) -> list[RunRecords]:
 
 def _run(directory: Path, source: Path, level: str | None = None) -> RunRecords:
     summary = _json(directory / "summary.json") if (directory / "summary.json").is_file() else {}
-    limits = ((summary.get("summary") or {}).get("rate_limits") or {}).get("provider")
+    figures = summary.get("summary") or {}
+    limits = (figures.get("rate_limits") or {}).get("provider")
     model = (summary.get("endpoint") or {}).get("model")
+    saturated = bool((figures.get("loop_lag") or {}).get("client_saturated"))
     name = f"{source}:{level}" if level else str(source)
-    return RunRecords(name, [_lean(r) for r in read_records(directory / "records.jsonl")], limits, model)
+    return RunRecords(name, [_lean(r) for r in read_records(directory / "records.jsonl")], limits, model, saturated)
 
 
 def _lean(record: Record) -> Record:

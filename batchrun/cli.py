@@ -411,7 +411,7 @@ def fit(
                                                        "`batchrun bench`) of the endpoint to copy.")],
     out: Annotated[Path, _opt("The twin file to write (serve it with `batchrun serve --like FILE`).")] = Path("twin.json"),
     report: Annotated[Optional[Path], _opt("The fit's report page, HTML with a Markdown copy beside it "
-                                           "[default: the twin file's name with .html].")] = None,
+                                           "(default: the twin file's name with .html).")] = None,
     no_report: Annotated[bool, _opt("Write only the twin file.", "--no-report")] = False,
     quiet: Annotated[bool, _opt("Print only the paths written and errors.", "--quiet", "-q")] = False,
 ) -> None:

@@ -182,6 +182,8 @@ def test_fit_and_serve_like_refuse_what_is_not_a_run_or_a_twin(tmp_path: Path) -
     Path("empty").mkdir()
     result = invoke("fit", "empty")
     assert result.exit_code == 2 and "not a run or bench directory" in result.output
+    result = invoke("fit", "missing")
+    assert result.exit_code == 2 and "missing: no such file or directory" in result.output
     Path("bad.json").write_text(json.dumps({"schema": "batchrun.twin/1", "levels": [{"in_flight": 1}]}))
     proc = subprocess.run([sys.executable, "-m", "batchrun", "serve", "--like", "bad.json", "--port", "0"],
                           capture_output=True, text=True, timeout=60)

@@ -53,6 +53,8 @@ def read_sources(sources: Sequence[str | Path]) -> list[RunRecords]:
         raise ConfigError("give at least one run or bench directory")
     runs: list[RunRecords] = []
     for source in map(Path, sources):
+        if not source.exists():
+            raise ConfigError(f"{source}: no such file or directory (give a run or bench directory)")
         if source.is_file():
             raise ConfigError(f"{source}: a file; fit takes the run or bench directories it should copy")
         if (source / "bench.json").is_file():

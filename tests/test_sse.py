@@ -8,6 +8,8 @@ from batchrun.endpoint.attempt import AttemptResult
 from batchrun.endpoint.sse import SSEStream
 from rawserver import DONE, chunk, usage_chunk
 
+USAGE = {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
+
 
 def feed(pieces: list[tuple[float, bytes]], end: float, sent: float = 0.0,
          parse: type[SSEStream] = SSEStream) -> AttemptResult:
@@ -47,6 +49,19 @@ def test_multi_token_chunks_count_one_gap_each() -> None:
     r = feed([(0.1, chunk("one two")), (0.3, chunk(" three four five")),
               (0.31, chunk(finish="length") + usage_chunk(2, 5) + DONE)], end=0.4)
     assert r.itl_s == pytest.approx([0.2]) and r.completion_tokens == 5 and r.finish_reason == "length"
+
+
+@pytest.mark.parametrize("tail,place", [
+    (chunk(" c") + chunk(finish="stop") + usage_chunk(5, 3), "trailing"),
+    (chunk(" c") + chunk(finish="stop", usage=USAGE), "finish"),
+    (chunk(" c", usage=USAGE) + chunk(finish="stop"), "content"),
+    (chunk(" c") + chunk(finish="stop") + chunk("", usage=USAGE), "trailing"),   # LiteLLM: an empty delta
+    (chunk(" c") + chunk(finish="stop"), None),
+])
+def test_where_usage_came_is_recorded(tail: bytes, place: str | None) -> None:
+    r = feed([(0.1, chunk("a")), (0.2, chunk(" b")), (0.3, tail + DONE)], end=0.4)
+    assert r.status == "ok" and r.text == "a b c" and r.usage_chunk == place
+    assert r.completion_tokens == (None if place is None else 3)
 
 
 def test_done_without_a_final_newline_still_ends_the_stream() -> None:

@@ -59,6 +59,7 @@ class AttemptResult:
     completion_tokens: int | None = None
     reasoning_tokens: int | None = None    # usage.completion_tokens_details.reasoning_tokens
     cached_tokens: int | None = None       # usage.prompt_tokens_details.cached_tokens (llama-server: timings.cache_n)
+    usage_chunk: str | None = None         # where usage came: trailing, finish or content (see sse.usage_place)
     reasoning_text: str = ""               # `reasoning_content` / `reasoning` deltas
     other_choices: list[str] | None = None  # n > 1: the texts of choices 1.. by their `index`
     ttft_s: float | None = None            # send -> first output chunk (reasoning, content or tool call)

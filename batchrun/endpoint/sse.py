@@ -108,6 +108,7 @@ class SSEStream:
                     return True
                 if chunk.get("usage"):      # on any chunk, whatever its choices hold; the last one wins
                     _read_usage(chunk, result)
+                    result.usage_chunk = usage_place(choices)
                 elif result.model is None and not choices:
                     result.model = chunk.get("model") or None
             except (ValueError, AttributeError, TypeError, KeyError, IndexError):
@@ -261,6 +262,19 @@ class TextSSEStream(SSEStream):
 
     def _other_choice(self, index: int, choice: dict[str, Any]) -> None:
         """n > 1: only choice 0's text is read; the other choices' text is not kept."""
+
+
+def usage_place(choices: Any) -> str:
+    """Which chunk carried usage, from that chunk's choices: `finish` (the one with finish_reason),
+    `content` (an output chunk), else `trailing` (a chunk of its own: no choices, or an empty
+    delta as LiteLLM sends). Off the per-chunk path: called once per usage chunk."""
+    choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
+    if choice.get("finish_reason"):
+        return "finish"
+    delta = choice.get("delta") or {}
+    if (isinstance(delta, dict) and (delta.get("content") or delta.get("tool_calls"))) or choice.get("text"):
+        return "content"
+    return "trailing"
 
 
 def _read_usage(chunk: dict[str, Any], result: AttemptResult) -> None:

@@ -153,7 +153,8 @@ def make_pool(workload: Workload, session: aiohttp.ClientSession, endpoint: Endp
     client: Any = clients[0]
     if len(clients) > 1:
         from batchrun.endpoint.multi import multi_client
-        client = multi_client(clients, config)
+        from batchrun.engine.limits import RateLimits
+        client = multi_client(clients, config, lambda: RateLimits(config.rpm, config.tpm))
     if workload.kind == "sessions":
         from batchrun.engine.sessions import SessionPool
         return SessionPool(client, write, pool_config, t0=t0, clock=clock, make_job=make_job, **pool_kw)

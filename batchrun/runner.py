@@ -33,7 +33,8 @@ from batchrun.store.outputs import done_ids, write_results
 from batchrun.engine.adaptive import AdaptiveConfig
 from batchrun.endpoint.requests import Job
 from batchrun.engine.pool import Pool, PoolConfig
-from batchrun.progress import Total, sample_loop_lag, show_progress
+from batchrun.engine.looplag import sample_loop_lag
+from batchrun.progress import Total, show_progress
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.store.records import OK, RECORDS, Record, RecordSink
 from batchrun.store.rundir import claim_run_dir, drop_held_locks

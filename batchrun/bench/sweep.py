@@ -33,7 +33,7 @@ from batchrun.endpoint.resolve import endpoint_info, open_endpoint, preflight
 from batchrun.errors import ConfigError, InputError
 from batchrun.endpoint.requests import Job
 from batchrun.engine.pool import Pool, PoolConfig
-from batchrun.progress import sample_loop_lag
+from batchrun.engine.looplag import sample_loop_lag
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.store.records import CANCELLED, OK, Record, RecordSink
 from batchrun.runner import jobs as run_jobs

@@ -246,7 +246,7 @@ async def serve(channel: Channel) -> None:
     spec = WorkerSpec.from_dict(first[1])
     from batchrun.endpoint.transport import make_session
 
-    from batchrun.progress import sample_loop_lag
+    from batchrun.engine.looplag import sample_loop_lag
 
     lag: list[float] = []                # this loop's lag: it is the one that times the requests
     async with make_session(spec.pool["concurrency"]) as session:

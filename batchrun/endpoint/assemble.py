@@ -16,7 +16,7 @@ def to_record(job: Job, result: AttemptResult, log: list[Attempt], t0: float, qu
     """One row's Record from its final attempt; `log` holds every attempt, `t0` is the run's start
     on the same clock as `result`, `queued_at` the wall-clock label of the row's queueing and
     `queue_wait` the seconds it waited before its first send."""
-    prompt = job.prompt
+    prompt, sent_s = job.prompt, result.sent - t0
     record = Record(
         id=prompt.id, row=prompt.row, status=result.status, error_type=result.error_type,
         error=result.error, http_status=result.http_status, attempts=len(log), attempt_log=log,
@@ -24,13 +24,13 @@ def to_record(job: Job, result: AttemptResult, log: list[Attempt], t0: float, qu
         text=result.text, tool_calls=result.tool_calls, prompt_tokens=result.prompt_tokens,
         completion_tokens=result.completion_tokens, cached_tokens=result.cached_tokens,
         usage_chunk=result.usage_chunk, queued_at=queued_at, queue_wait_s=queue_wait,
-        sent_s=result.sent - t0, ttft_s=result.ttft_s, latency_s=result.latency_s,
+        sent_s=sent_s, ttft_s=result.ttft_s, latency_s=result.latency_s,
         total_s=result.total_s, itl_s=result.itl_s, output_chunks=result.output_chunks,
         ttfo_s=result.ttfo_s, reasoning_text=result.reasoning_text, reasoning_tokens=result.reasoning_tokens,
         other_choices=result.other_choices, input=prompt.data, request=job.request, endpoint=result.endpoint,
     )
     if record.end_s is None and result.total_s is not None:
-        record.end_s = record.sent_s + result.total_s
+        record.end_s = sent_s + result.total_s
     record.empty = result.status == OK and not result.text and not result.tool_calls
     if result.output_chunks and record.completion_tokens is None:
         # No usage from the server: one token per output chunk, and say it is an estimate.

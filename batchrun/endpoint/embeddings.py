@@ -104,7 +104,7 @@ class EmbeddingsClient(StreamClient):
             result.fail(ERROR, BAD_EMBEDDINGS, f"the embeddings response cannot be read: {exc}")
 
 
-def split_tokens(total: int | None, texts: list[str]) -> list[int | None]:
+def split_tokens(total: int | None, texts: list[str]) -> list[int] | list[None]:
     """A batch's usage.prompt_tokens shared out by text length (largest remainder), so per-input
     counts add up to exactly what the server reported."""
     if total is None:

@@ -17,7 +17,7 @@ from batchrun.engine.stop import StopRule
 from batchrun.store.records import Record
 from promptfiles import write_prompts
 
-N = 40
+N = 200
 # How each caller of the rule is reached from the command line; each sends one input per request.
 CALLERS = {
     "pool": ["-c", "1"],
@@ -44,7 +44,8 @@ def test_the_first_five_requests_failing_with_one_4xx_stop_every_caller(fast_sim
     assert result.exit_code == 2, result.output
     assert ("the endpoint refused the run: the first 5 requests all failed with HTTP 400; "
             "the last said: HTTP 400") in result.output
-    assert set(statuses) <= {"error", "cancelled"} and sum(statuses.values()) < N
+    assert set(statuses) <= {"error", "cancelled"}
+    assert sum(statuses.values()) < N / 2          # stopped early: most rows left for --resume
     if caller != "workers":         # one request at a time: the fifth answer stopped it (a sixth may be cancelled)
         assert statuses["error"] == 5
 
@@ -56,7 +57,7 @@ def test_max_errors_stops_every_caller_with_the_commonest_error(fast_sim: Any, t
     unit = "inputs" if caller == "embeddings" else "requests"
     assert (f"stopped early: 3 {unit} failed (--max-errors 3); the commonest error (3 of 3): "
             "InternalServerError: HTTP 500") in result.output
-    assert set(statuses) <= {"error", "cancelled"} and sum(statuses.values()) < N
+    assert set(statuses) <= {"error", "cancelled"} and sum(statuses.values()) < N / 2
     if caller != "workers":
         assert statuses["error"] == 3
 

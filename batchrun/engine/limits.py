@@ -1,10 +1,12 @@
-"""Client-side RPM / TPM pacing, limits learned from the provider's headers, and the retry backoff rule.
+"""Client-side RPM / TPM pacing and limits learned from the provider's headers.
 
 The request rate (--rpm) is paced by aiolimiter's AsyncLimiter, through its public API: every
-request is one unit, so nothing is ever refunded. The token budget (--tpm) is our own bucket:
-it charges an estimate before the request and corrects it from the response's `usage` after
-(refunds, and charges for an under-estimate), which a leaky bucket that only fills offers no
-way to express.
+request is one unit, so nothing is ever refunded. bench/bench_rpm_pacer.py measured it against
+our own bucket: the same requests in every sliding 60 s and 1 s window, and CPU per acquire
+0.83x ours when capacity is free, ~1.2x (+3 µs) when a 2,000/s limit binds. The token budget
+(--tpm) is our own bucket: it charges an estimate before the request and corrects it from the
+response's `usage` after (refunds, and charges for an under-estimate), which a leaky bucket
+that only fills offers no way to express.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ import math
 import pytest
 
 from batchrun.analysis.metrics import (
-    GapSample, Distribution, cached_share, in_flight, in_flight_timeline, loop_lag, mean_ci95, meets_slo,
-    parse_slo, percentile, summarize, t975, tpot,
+    GapSample, Distribution, cached_share, in_flight, in_flight_timeline, loop_lag, meets_slo,
+    parse_slo, percentile, summarize, tpot,
 )
 from batchrun.store.records import Record
 
@@ -313,30 +313,6 @@ def test_loop_lag_below_threshold_and_absent():
     assert loop_lag([0.001, 0.002, 0.019])["client_saturated"] is False
     assert loop_lag(None) is None
     assert summarize([ok("a")])["warnings"] == []
-
-
-# ---------------------------------------------------------------- confidence intervals
-
-def test_mean_ci95_with_three_values():
-    mean, low, high = mean_ci95([1.0, 2.0, 3.0])
-    # s = 1, t(0.975, 2) = 4.303, half width 4.303 / sqrt(3) = 2.48434
-    assert mean == 2.0
-    assert (low, high) == approx((2 - 2.48434, 2 + 2.48434), abs=1e-5)
-
-
-def test_mean_ci95_degenerate_cases():
-    assert mean_ci95([]) == (None, None, None)
-    assert mean_ci95([4.0]) == (4.0, None, None)
-    assert mean_ci95([3.0, 3.0]) == (3.0, 3.0, 3.0)
-
-
-def test_t975_table_and_large_df_approximation():
-    assert t975(1) == 12.706 and t975(30) == 2.042
-    assert t975(31) == approx(2.0395, abs=1e-3)
-    assert t975(60) == approx(2.0003, abs=1e-3)
-    assert t975(10_000) == approx(1.96, abs=1e-3)
-    with pytest.raises(ValueError):
-        t975(0)
 
 
 # ---------------------------------------------------------------- ITL sample for huge runs

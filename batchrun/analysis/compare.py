@@ -451,18 +451,6 @@ def compare(baseline: Mapping[str, Any] | Path | str | Side, current: Mapping[st
     return result
 
 
-def load_summary(source: Mapping[str, Any] | Path | str) -> dict[str, Any]:
-    """The headline summary of a summary dict, a summary.json file, or a run or bench directory."""
-    side = load_side(source)
-    if side.doc.get("_bench") is not None:
-        level = _headline_level(side)
-        if level is None:
-            raise CompareRefused(f"{side.where} is a bench with no headline summary: compare one of its runs, "
-                                 "e.g. RUN_DIR/runs/<name>")
-        return _pool_level(side, level).summary
-    return side.summary
-
-
 def changes_as_dicts(cmp: Comparison) -> list[dict[str, Any]]:
     """The comparison's rows as JSON-ready dicts."""
     out = []

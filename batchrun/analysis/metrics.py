@@ -247,10 +247,6 @@ def _per_s(amount: float, seconds: float | None) -> float | None:
     return amount / seconds if seconds else None
 
 
-def _sum(values: Iterable[int | None]) -> int:
-    return sum(v for v in values if v is not None)
-
-
 def _sent_mask(cols: Columns, skipped: int) -> bytes:
     """Records that were sent: not skipped, and attempted or given a send time."""
     return bytes(s != skipped and (a > 0 or t == t)
@@ -671,38 +667,3 @@ def _columns_and_gaps(records: Iterable[Record], itl_sample: GapSample | None) -
         if itl_sample is None and r.status == OK:
             gaps.extend(r.itl_s)
     return builder.finish(), (itl_sample if itl_sample is not None else gaps)
-
-
-# ---------------------------------------------------------------- repeats
-
-# Two-sided 95% Student's t quantiles t(0.975, df) for df = 1..30 (standard table values).
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-         2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-         2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
-_Z975 = 1.959964
-
-
-def t975(df: int) -> float:
-    """t(0.975, df): the table up to df 30, then a Cornish-Fisher expansion (error < 0.001)."""
-    if df < 1:
-        raise ValueError(f"degrees of freedom must be >= 1, got {df}")
-    if df <= len(_T975):
-        return _T975[df - 1]
-    z = _Z975
-    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
-
-
-def mean_ci95(values: Sequence[float]) -> tuple[float | None, float | None, float | None]:
-    """(mean, low, high): 95% CI of the mean, mean ± t(0.975, n-1) · s / √n with sample std s.
-
-    One value has no interval: (value, None, None). No values: (None, None, None).
-    """
-    n = len(values)
-    if n == 0:
-        return None, None, None
-    mean = math.fsum(values) / n
-    if n == 1:
-        return mean, None, None
-    s = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
-    half = t975(n - 1) * s / math.sqrt(n)
-    return mean, mean - half, mean + half

@@ -1,4 +1,4 @@
-"""Pure interval statistics: percentile CIs, t-intervals, bootstrap, Hodges-Lehmann, proportions.
+"""Pure interval statistics: percentile CIs, bootstrap, Hodges-Lehmann, proportions, rates.
 
 No I/O, no clock; randomness only from a seeded generator passed in or made from `seed`, so the
 same samples always give the same interval. numpy does the resampling and the rank counting
@@ -87,29 +87,6 @@ def quantile_ci(sorted_values: Sequence[float], q: float, level: float = LEVEL) 
         return None
     l, u = ranks
     return float(sorted_values[l - 1]), float(sorted_values[u - 1])
-
-
-# ---------------------------------------------------------------- means
-
-def t_quantile(df: int, level: float = LEVEL) -> float:
-    """Student's t quantile; exact table at 95% via metrics.t975, else a Cornish-Fisher expansion."""
-    from batchrun.analysis.metrics import t975
-
-    if abs(level - 0.95) < 1e-12:
-        return t975(df)
-    zz = z(level)
-    return zz + (zz**3 + zz) / (4 * df) + (5 * zz**5 + 16 * zz**3 + 3 * zz) / (96 * df**2)
-
-
-def t_interval(values: Sequence[float], level: float = LEVEL) -> Interval | None:
-    """mean ± t(df = n - 1) · s / √n; None for fewer than two values."""
-    n = len(values)
-    if n < 2:
-        return None
-    mean = math.fsum(values) / n
-    s = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
-    half = t_quantile(n - 1, level) * s / math.sqrt(n)
-    return Interval(mean, mean - half, mean + half)
 
 
 # ---------------------------------------------------------------- two-sample: relative change

@@ -310,8 +310,3 @@ def read_records(path: Path) -> Iterator[Record]:
                 yield Record.from_dict(orjson.loads(line))   # orjson: ~3x json.loads on a record line
             except (ValueError, TypeError):
                 continue  # torn last line of a killed run
-
-
-def latest_by_id(path: Path) -> dict[str, Record]:
-    """The last record written for each id: a rerun's record supersedes the earlier one."""
-    return {r.id: r for r in read_records(path)}

@@ -5,15 +5,14 @@ worked out by hand in comments. Also the lean results index (store/outputs.lates
 from __future__ import annotations
 
 import json
-import random
 from array import array
-from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from batchrun.analysis.columns import Columns
-from batchrun.analysis.metrics import GapSample, in_flight_timeline_from, summarize, thin_steps
+from batchrun.analysis.distribution import GapSample
+from batchrun.analysis.metrics import summarize
 from batchrun.report.summary import read_columns
 from batchrun.store.outputs import _last_of_each_key, index_records, latest_dicts, latest_offsets
 from batchrun.store.records import Record, RecordSink
@@ -99,31 +98,6 @@ def test_select_keeps_the_chosen_records() -> None:
     cols = Columns.of(run_records())
     ok_only = cols.select([s == "ok" for s in cols.labels("status")])
     assert len(ok_only) == 2 and summarize(ok_only)["counts"]["ok"] == 2
-
-
-def test_in_flight_steps_by_merge_match_a_table_of_every_instant() -> None:
-    rng = random.Random(3)
-    spans = []
-    for _ in range(300):
-        start = rng.choice([0.0, 0.5, 1.0]) + rng.randrange(20) / 4     # many shared instants
-        spans.append((start, start + rng.randrange(1, 8) / 4))
-    events = Counter()
-    for s, e in spans:
-        events[s] += 1
-        events[e] -= 1
-    count, expected = 0, []
-    for t in sorted(events):
-        count += events[t]
-        expected.append((t, count))
-    assert in_flight_timeline_from(spans) == expected
-
-
-def test_thinned_steps_keep_every_bucket_peak_and_trough() -> None:
-    steps = [(float(t), c) for t, c in enumerate([0, 5, 1, 1, 9, 2, 2, 2, 0, 0])]
-    assert thin_steps(iter(steps), 0.0, 9.0, len(steps), max_steps=20) == steps      # few: all kept
-    thin = thin_steps(iter(steps), 0.0, 9.0, len(steps), max_steps=4)               # 2 buckets of 4.5 s
-    # bucket [0, 4.5): low (0, 0), high (4, 9); [4.5, 9): high (5, 2), low (8, 0); the end, 9.0, alone
-    assert thin == [(0.0, 0), (4.0, 9), (5.0, 2), (8.0, 0), (9.0, 0)]
 
 
 # ---------------------------------------------------------------- the lean results index

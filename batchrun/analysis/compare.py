@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from batchrun.analysis import stats
-from batchrun.analysis.metrics import meets_slo, tpot
+from batchrun.analysis.request_figures import meets_slo, tpot
 from batchrun.analysis.sides import (  # noqa: F401  (CompareRefused, side_of_records: the library face)
     CompareRefused, Side, _headline_level, _pick_levels, _pool_level, config_differences, load_side,
     side_of_records,

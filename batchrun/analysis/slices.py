@@ -17,7 +17,7 @@ import math
 from typing import Any, Iterable
 
 from batchrun.analysis.columns import Columns
-from batchrun.analysis.metrics import Distribution
+from batchrun.analysis.distribution import Distribution
 from batchrun.store.records import CANCELLED, OK, SKIPPED, Record
 
 

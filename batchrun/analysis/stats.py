@@ -17,6 +17,8 @@ from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
+from batchrun.analysis.distribution import percentile
+
 LEVEL = 0.95
 BOOTSTRAP_RESAMPLES = 2000
 
@@ -261,8 +263,6 @@ def quantile_ratio(base_sorted: Sequence[float], cur_sorted: Sequence[float], q:
     together with probability >= level, and the ratio lies in [lo_cur / hi_base, hi_cur / lo_base].
     Conservative (wider than it must be) but valid for any distribution and any tail.
     """
-    from batchrun.analysis.metrics import percentile
-
     each = math.sqrt(level)
     b, c = quantile_ci(base_sorted, q, each), quantile_ci(cur_sorted, q, each)
     if b is None or c is None or b[0] <= 0:

@@ -8,7 +8,7 @@ from collections import defaultdict
 from typing import Any, Callable, Iterable, Mapping
 
 from batchrun.analysis.columns import Columns
-from batchrun.analysis.metrics import Distribution
+from batchrun.analysis.distribution import Distribution
 from batchrun.store.records import OK, Record
 
 

@@ -15,7 +15,7 @@ from batchrun.analysis.columns import Columns, ColumnsBuilder, iter_present
 from batchrun.analysis.distribution import Distribution, GapSample, percentile, zero_share
 from batchrun.analysis.request_figures import check_slo, meets_bounds, meets_slo, parse_slo, tpot, tpot_of
 from batchrun.analysis.timeline import (
-    in_flight, in_flight_timeline, sent_timed, session_spans, session_timelines, wall_time,
+    in_flight, in_flight_timeline, per_s, sent_timed, session_spans, session_timelines, wall_time,
 )
 from batchrun.store.records import CANCELLED, OK, SKIPPED, STATUSES, Record
 
@@ -42,10 +42,6 @@ def loop_lag(samples: Sequence[float] | None,
 
 
 # ---------------------------------------------------------------- summary
-
-def _per_s(amount: float, seconds: float | None) -> float | None:
-    return amount / seconds if seconds else None
-
 
 def _sent_mask(cols: Columns, skipped: int) -> bytes:
     """Records that were sent: not skipped, and attempted or given a send time."""
@@ -184,7 +180,7 @@ def _goodput(cols: Columns, ok: bytes, slo: dict[str, float] | None, wall: float
     if slo is None:
         return None
     good = _meets_slo(cols, ok, slo)
-    return {"slo": slo, "requests": good, "requests_per_s": _per_s(good, wall)}
+    return {"slo": slo, "requests": good, "requests_per_s": per_s(good, wall)}
 
 
 def batch_jobs(cols: Columns) -> dict[str, Any] | None:
@@ -311,9 +307,9 @@ def summarize(records: Iterable[Record] | Columns, *, wall_time_s: float | None 
                    "estimated_records": sum(1 for m, e in zip(ok, cols.column("tokens_estimated")) if m and e)},
         "wall_time_s": wall,
         "wall_time_source": "given" if wall_time_s is not None else "records",
-        "throughput": {"requests_per_s": _per_s(okn, wall),
-                       "output_tokens_per_s": _per_s(completion_tokens, wall),
-                       "total_tokens_per_s": _per_s(prompt_tokens + completion_tokens, wall)},
+        "throughput": {"requests_per_s": per_s(okn, wall),
+                       "output_tokens_per_s": per_s(completion_tokens, wall),
+                       "total_tokens_per_s": per_s(prompt_tokens + completion_tokens, wall)},
         "in_flight": {"peak": peak, "mean": mean_in_flight},
         "goodput": _goodput(cols, ok, slo_checked, wall),
         "schedule": schedule_figures(cols, timed),

@@ -299,6 +299,52 @@ def proportion_difference(k_base: int, n_base: int, k_cur: int, n_cur: int,
                     d + math.sqrt((u2 - p2) ** 2 + (p1 - l1) ** 2))
 
 
+# ---------------------------------------------------------------- rates
+
+def poisson_rate_ci(k: float, seconds: float, level: float = LEVEL) -> tuple[float, float] | None:
+    """CI of the rate k / seconds from an event count over a fixed time (an open-loop run):
+    (k -/+ z·sqrt(k)) / seconds, the normal approximation to the Poisson count, the low end at
+    least 0. None without any event or time."""
+    if not k or not seconds > 0:
+        return None
+    half = z(level) * math.sqrt(k)
+    return max(0.0, k - half) / seconds, (k + half) / seconds
+
+
+def little_rate_ci(weights: Sequence[float], totals: Sequence[float], wall_s: float, *, level: float = LEVEL,
+                   resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> Interval | None:
+    """CI of a closed-loop rate sum(weights) / wall_s (weights: 1 per ok request, or its tokens).
+
+    By Little's law the rate is L · sum(weights) / sum(totals), L = sum(totals) / wall_s the mean
+    in flight (each request's total_s is its time in the system); L is held and the requests are
+    resampled (bootstrap_ci), so the interval is the noise of the requests, not of the clock."""
+    in_flight = math.fsum(totals) / wall_s
+    return bootstrap_ci([weights, totals], lambda c: in_flight * c[0].sum(axis=-1) / c[1].sum(axis=-1),
+                        level=level, resamples=resamples, seed=seed)
+
+
+def little_rate_ratio(base: tuple[Sequence[float], Sequence[float], float],
+                      cur: tuple[Sequence[float], Sequence[float], float], *, level: float = LEVEL,
+                      resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> Interval | None:
+    """Relative change of a closed-loop rate, cur / base - 1, each side (weights, totals, wall_s) as
+    in little_rate_ci: the ratio of sum(w) / sum(total) bootstrapped (bootstrap_ratio), times the
+    ratio of the two mean-in-flight figures, which are held. None when a side has nothing in flight."""
+    def in_flight(side: tuple[Sequence[float], Sequence[float], float]) -> float:
+        return math.fsum(side[1]) / side[2] if side[2] else 0.0
+
+    bl, cl = in_flight(base), in_flight(cur)
+    if not (bl > 0 and cl > 0):
+        return None
+    factor = cl / bl
+
+    def stat(cols: list[np.ndarray]) -> np.ndarray:
+        return cols[0].sum(axis=-1) / cols[1].sum(axis=-1)
+    iv = bootstrap_ratio([base[0], base[1]], [cur[0], cur[1]], stat, level=level, resamples=resamples, seed=seed)
+    if iv is None:
+        return None
+    return Interval((iv.estimate + 1) * factor - 1, (iv.low + 1) * factor - 1, (iv.high + 1) * factor - 1)
+
+
 def poisson_rate_ratio(k_base: int, t_base: float, k_cur: int, t_cur: float,
                        level: float = LEVEL) -> Interval | None:
     """CI of (k_cur / t_cur) / (k_base / t_base) - 1 for event counts over fixed times

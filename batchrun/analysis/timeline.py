@@ -19,6 +19,11 @@ from batchrun.store.records import SKIPPED, Record
 PLOT_STEPS = 4000
 
 
+def per_s(amount: float, seconds: float | None) -> float | None:
+    """A rate: amount / seconds; None when the time is unknown or zero (no rate, never infinity)."""
+    return amount / seconds if seconds else None
+
+
 class Spans:
     """The [sent, end) spans of one timeline: send and end offsets, each sorted once closed,
     and their summed busy time. Arrays of 8-byte floats: a million-row run's spans stay small."""

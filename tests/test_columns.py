@@ -121,7 +121,10 @@ def test_latest_offsets_follow_the_index_rule(tmp_path: Path) -> None:
     lean = [(d["id"], d["status"]) for d in latest_dicts(path, latest_offsets(path, seen.append))]
     index = index_records(path)
     assert lean == [("r0", "ok"), ("r1", "ok"), ("r2", "ok"), ("r3", "skipped"), ("r4", "skipped")]
-    assert len(index) == len(lean) and len(seen) == 7                  # the ghost of row 2 is gone
+    assert len(seen) == 7                                               # the ghost of row 2 is gone
+    # --resume's index holds exactly the results' records: one rule for both
+    assert list(index.items()) == [(d["id"], (d["row"], offset, d["status"]))
+                                   for offset, d in zip(latest_offsets(path), latest_dicts(path))]
     assert isinstance(latest_offsets(path), array)
 
 
@@ -159,7 +162,6 @@ def test_report_rebuilds_the_summary_a_run_wrote_from_its_columns(fast_sim, tmp_
     assert again == written and again["counts"]["ok"] == 30 and again["itl_s"]["population"] > 0
     md = (tmp_path / "o" / "report.md").read_text()
     assert "| q0 | 0 | ok |" in md and "| q19 | 19 | ok |" in md and "| q20 |" not in md
-
 
 
 def test_records_written_before_the_flags_existed_read_as_none_set(tmp_path: Path) -> None:

@@ -1,9 +1,9 @@
 """Final outputs of a run: results.csv / results.parquet in input order, read back from records.jsonl.
 
 records.jsonl may hold several records for one id (a resumed run appends a new one for
-each row it sends again); the last one wins. Only the byte offsets of the latest records are
-kept in memory (an array, 8 bytes a row), so a million-row run does not hold a million
-records, or a dict of a million ids, at once.
+each row it sends again); the last one wins, by one rule (_latest_lines) for both readers: the
+results (byte offsets in an array, 8 bytes a row, so a million-row run does not hold a million
+records or a dict of a million ids at once) and --resume (a dict of ids, which it must look up).
 
 A results row is the input row's own columns, under their own names and in their order,
 then the answer: `status`, the parsed answer's fields (--json / --json-schema), `text`, ...
@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import sys
 from array import array
 
 import orjson
@@ -50,18 +51,18 @@ def _key(data: dict[str, Any]) -> str:
 
 
 def index_records(path: Path, seen: Callable[[dict[str, Any]], None] | None = None) -> dict[str, tuple[int, int, str]]:
-    """id -> (row, byte offset of its latest record, status); torn or blank lines are ignored.
-    `seen` is shown every parsed record (so one pass can learn more than the index).
-
-    A skipped row is superseded by any later record of the same row (the row was fixed and
-    sent on --resume, perhaps under another id), so a fixed row never leaves a ghost behind.
+    """id -> (row, byte offset of its latest record, status): the records of latest_offsets,
+    keyed for look-ups (what --resume asks: is this id done?). `seen` is shown every parsed record.
     """
-    index: dict[str, tuple[int, int, str]] = {}
-    for offset, data, key, row, status in _parsed_lines(path):
-        index[key] = (row, offset, status)
-        if seen is not None:
-            seen(data)
-    return _drop_ghosts(index)
+    keys: list[str] = []
+    statuses: list[str] = []
+
+    def note(key: str, status: str) -> None:
+        keys.append(key)
+        statuses.append(sys.intern(status))      # a handful of distinct texts, not one object a line
+
+    lines, latest = _latest_lines(path, seen, note)
+    return {keys[i]: (lines.rows[i], lines.offsets[i], statuses[i]) for i in latest}
 
 
 def _parsed_lines(path: Path) -> Iterator[tuple[int, dict[str, Any], str, int, str]]:
@@ -80,14 +81,6 @@ def _parsed_lines(path: Path) -> Iterator[tuple[int, dict[str, Any], str, int, s
             else:
                 yield offset, data, key, row, status
             offset += len(line)
-
-
-def _drop_ghosts(index: dict[str, tuple[int, int, str]]) -> dict[str, tuple[int, int, str]]:
-    newest_of_row: dict[int, int] = {}
-    for row, offset, _ in index.values():
-        newest_of_row[row] = max(offset, newest_of_row.get(row, -1))
-    return {key: entry for key, entry in index.items()
-            if entry[2] != SKIPPED or newest_of_row[entry[0]] == entry[1]}
 
 
 def done_ids(path: Path) -> set[str]:
@@ -122,27 +115,50 @@ def latest_dicts(path: Path, offsets: Sequence[int] | None = None) -> Iterator[d
             yield orjson.loads(f.readline())
 
 
-# ------------------------------------------------------------------ the lean index
+# ------------------------------------------------------------------ the latest record of each id
 
 def latest_offsets(path: Path, seen: Callable[[dict[str, Any]], None] | None = None) -> array:
-    """Byte offsets of the latest record of every id, in input (row) order: the rule of
-    index_records (a skipped row's ghost dropped), held as arrays of 8-byte numbers instead of a
-    dict of every id, so a million-row run's results cost tens of MB, not hundreds.
+    """Byte offsets of the latest record of every id, in input (row) order (_latest_lines)."""
+    lines, latest = _latest_lines(path, seen)
+    return array("q", (lines.offsets[i] for i in latest))
 
-    Ids are told apart by their hash first; ids whose hashes match (a resumed row's records,
-    or a collision) are read again and compared whole, so a collision can never merge two ids.
+
+@dataclass
+class _Lines:
+    """What the latest-record rule needs of each parseable line of records.jsonl: 8-byte numbers,
+    no ids, so a million-row run's index costs tens of MB, not hundreds."""
+
+    hashes: array = field(default_factory=lambda: array("q"))
+    rows: array = field(default_factory=lambda: array("q"))
+    offsets: array = field(default_factory=lambda: array("q"))
+    skipped: bytearray = field(default_factory=bytearray)
+
+
+def _latest_lines(path: Path, seen: Callable[[dict[str, Any]], None] | None = None,
+                  note: Callable[[str, str], None] | None = None) -> tuple[_Lines, array]:
+    """One pass over records.jsonl: its lines, and the numbers of the lines that hold the latest
+    record of each id, in (row, offset) order. `seen` is shown every parsed record, `note` every
+    line's index key and status (in line order).
+
+    The last record of an id wins (a resumed run appends a new one for each row it sends again).
+    A skipped row is superseded by any later record of the same row (the row was fixed and sent
+    on --resume, perhaps under another id), so a fixed row never leaves a ghost behind. Ids are
+    told apart by their hash first; ids whose hashes match (a resumed row's records, or a
+    collision) are read again and compared whole, so a collision can never merge two ids.
     """
-    hashes, rows, offsets, skipped = array("q"), array("q"), array("q"), bytearray()
+    lines = _Lines()
     for offset, data, key, row, status in _parsed_lines(path):
-        hashes.append(hash(key))
-        rows.append(row)
-        offsets.append(offset)
-        skipped.append(status == SKIPPED)
+        lines.hashes.append(hash(key))
+        lines.rows.append(row)
+        lines.offsets.append(offset)
+        lines.skipped.append(status == SKIPPED)
         if seen is not None:
             seen(data)
-    keep = _last_of_each_key(path, hashes, offsets)
-    del hashes
-    return _in_row_order(keep, rows, offsets, skipped)
+        if note is not None:
+            note(key, status)
+    keep = _last_of_each_key(path, lines.hashes, lines.offsets)
+    lines.hashes = array("q")           # done with: the caller keeps rows and offsets only
+    return lines, _in_row_order(keep, lines.rows, lines.skipped)
 
 
 def _packed_sort(keys: Iterable[tuple[int, int]], n: int) -> tuple[list[int], int]:
@@ -182,13 +198,13 @@ def _last_by_key(path: Path, lines: list[int], offsets: array) -> list[int]:
     return list(last.values())
 
 
-def _in_row_order(keep: array, rows: array, offsets: array, skipped: bytearray) -> array:
-    """The kept lines' offsets by (row, offset); a skipped record is dropped when a later record
-    of its row was kept (the row was fixed and sent on --resume, perhaps under another id)."""
-    packed, shift = _packed_sort(((rows[line], line) for line in keep), len(offsets))
+def _in_row_order(keep: array, rows: array, skipped: bytearray) -> array:
+    """The kept lines by (row, line); a skipped record is dropped when a later record of its row
+    was kept (the row was fixed and sent on --resume, perhaps under another id)."""
+    packed, shift = _packed_sort(((rows[line], line) for line in keep), len(rows))
     out = array("q")
-    for lines in _groups(packed, shift):       # one input row; lines ascend with their offsets
-        out.extend(offsets[line] for line in lines if not skipped[line] or line == lines[-1])
+    for lines in _groups(packed, shift):       # one input row; lines ascend, as their offsets do
+        out.extend(line for line in lines if not skipped[line] or line == lines[-1])
     return out
 
 

@@ -39,7 +39,7 @@ def test_ties_and_missing_values():
     assert recommend([]).choice is None and recommend([]).best is None
 
 
-def test_the_issue_case_c1_is_not_within_noise_of_c8():
+def test_a_llama_server_bench_c1_is_not_within_noise_of_c8():
     """llama-server: c=1 1.58 req/s, p99 TTFT 31 ms; c=8 7.74 req/s, p99 TTFT 133 ms. The former
     rule bounded p99 TTFT at 2 x c=1's (62 ms), ruled c=8 out and called c=1 "within noise of
     the best" (the best of what was left: itself)."""

@@ -84,7 +84,7 @@ class Record:
     reasoning_text: str = ""                 # reasoning deltas (`reasoning_content` / `reasoning`), apart from `text`
     reasoning_tokens: int | None = None      # usage.completion_tokens_details.reasoning_tokens
     other_choices: list[str] | None = None   # with n > 1: the texts of choices 1.. (`text` is choice 0)
-    # --- the row and what was asked (issue 10) ---
+    # --- the row and what was asked ---
     input: dict[str, Any] | None = None      # the input row's own columns, given back in results
     request: dict[str, Any] | None = None    # the body as sent (messages, model, ...); None with --no-save-request
     parsed: dict[str, Any] | None = None     # --json / --json-schema: the answer parsed as a JSON object

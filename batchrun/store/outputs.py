@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from batchrun.errors import OutputError
-from batchrun.store.records import OK, SKIPPED, Record
+from batchrun.store.records import OK, SKIPPED, Record, record_lines
 
 # Answer columns after the input's own; `id` only when no input column holds the id.
 ANSWER_COLUMNS = [
@@ -66,21 +66,14 @@ def index_records(path: Path, seen: Callable[[dict[str, Any]], None] | None = No
 
 
 def _parsed_lines(path: Path) -> Iterator[tuple[int, dict[str, Any], str, int, str]]:
-    """(byte offset, record, index key, row, status) of every parseable line of records.jsonl;
-    torn or blank lines (a killed run's last line) are passed over; no file, no lines."""
-    if not path.exists():
-        return
-    with open(path, "rb") as f:
-        offset = 0
-        for line in f:
-            try:
-                data = orjson.loads(line)
-                key, row, status = _key(data), int(data["row"]), data["status"]
-            except (ValueError, KeyError, TypeError):
-                pass            # a torn last line from a killed run
-            else:
-                yield offset, data, key, row, status
-            offset += len(line)
+    """(byte offset, record, index key, row, status) of every record line of records.jsonl
+    (record_lines); a line without an id, row or status is passed over."""
+    for offset, data in record_lines(path):
+        try:
+            key, row, status = _key(data), int(data["row"]), data["status"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        yield offset, data, key, row, status
 
 
 def done_ids(path: Path) -> set[str]:

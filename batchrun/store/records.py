@@ -297,16 +297,29 @@ def _write_all(file: Any, data: bytes) -> None:
         view = view[written:]
 
 
-def read_records(path: Path) -> Iterator[Record]:
-    """Every parseable record in file order; a torn (unparseable) line is skipped."""
+def record_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(byte offset, JSON object) of every line of a records file that parses as one, in file
+    order: the one reader of records.jsonl. A torn or blank line (a killed run's last line) is
+    passed over; no file, no lines."""
     if not path.exists():
         return
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with open(path, "rb") as f:
+        offset = 0
         for line in f:
-            line = line.strip()
-            if not line:
-                continue
             try:
-                yield Record.from_dict(orjson.loads(line))   # orjson: ~3x json.loads on a record line
-            except (ValueError, TypeError):
-                continue  # torn last line of a killed run
+                data = orjson.loads(line)        # orjson: ~3x json.loads on a record line
+            except ValueError:
+                data = None
+            if isinstance(data, dict):
+                yield offset, data
+            offset += len(line)
+
+
+def read_records(path: Path) -> Iterator[Record]:
+    """Every parseable record in file order; a torn (unparseable) line is skipped."""
+    for _, data in record_lines(path):
+        try:
+            record = Record.from_dict(data)
+        except (ValueError, TypeError):
+            continue            # a line that is JSON but no record (no id or row)
+        yield record

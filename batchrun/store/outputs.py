@@ -113,7 +113,7 @@ def latest_dicts(path: Path, offsets: Sequence[int] | None = None) -> Iterator[d
 def latest_offsets(path: Path, seen: Callable[[dict[str, Any]], None] | None = None) -> array:
     """Byte offsets of the latest record of every id, in input (row) order (_latest_lines)."""
     lines, latest = _latest_lines(path, seen)
-    return array("q", (lines.offsets[i] for i in latest))
+    return array("q", map(lines.offsets.__getitem__, latest))
 
 
 @dataclass
@@ -140,11 +140,12 @@ def _latest_lines(path: Path, seen: Callable[[dict[str, Any]], None] | None = No
     collision) are read again and compared whole, so a collision can never merge two ids.
     """
     lines = _Lines()
+    hashes, rows, offsets, skipped = lines.hashes.append, lines.rows.append, lines.offsets.append, lines.skipped.append
     for offset, data, key, row, status in _parsed_lines(path):
-        lines.hashes.append(hash(key))
-        lines.rows.append(row)
-        lines.offsets.append(offset)
-        lines.skipped.append(status == SKIPPED)
+        hashes(hash(key))
+        rows(row)
+        offsets(offset)
+        skipped(status == SKIPPED)
         if seen is not None:
             seen(data)
         if note is not None:
@@ -161,14 +162,19 @@ def _packed_sort(keys: Iterable[tuple[int, int]], n: int) -> tuple[list[int], in
     return sorted((k << shift) | line for k, line in keys), shift
 
 
-def _groups(packed: list[int], shift: int) -> Iterator[list[int]]:
-    """The lines of each run of equal keys in a packed sort, in line order."""
+def _runs(packed: list[int], shift: int) -> Iterator[int | list[int]]:
+    """The lines of a packed sort in order: a line alone under its key as an int (nearly every
+    line: no list made for it), the lines that share a key as one list, in line order."""
     mask, n, i = (1 << shift) - 1, len(packed), 0
     while i < n:
-        key, j = packed[i] >> shift, i + 1
-        while j < n and packed[j] >> shift == key:
-            j += 1
-        yield [packed[k] & mask for k in range(i, j)]
+        p, j = packed[i], i + 1
+        if j < n and packed[j] >> shift == p >> shift:
+            key = p >> shift
+            while j < n and packed[j] >> shift == key:
+                j += 1
+            yield [q & mask for q in packed[i:j]]
+        else:
+            yield p & mask
         i = j
 
 
@@ -176,8 +182,11 @@ def _last_of_each_key(path: Path, hashes: array, offsets: array) -> array:
     """The last line of each id (line numbers, in no particular order)."""
     packed, shift = _packed_sort(((h + 2**63, line) for line, h in enumerate(hashes)), len(hashes))
     keep = array("q")
-    for lines in _groups(packed, shift):
-        keep.extend(lines if len(lines) == 1 else _last_by_key(path, lines, offsets))
+    for run in _runs(packed, shift):
+        if isinstance(run, int):
+            keep.append(run)
+        else:
+            keep.extend(_last_by_key(path, run, offsets))
     return keep
 
 
@@ -196,8 +205,11 @@ def _in_row_order(keep: array, rows: array, skipped: bytearray) -> array:
     was kept (the row was fixed and sent on --resume, perhaps under another id)."""
     packed, shift = _packed_sort(((rows[line], line) for line in keep), len(rows))
     out = array("q")
-    for lines in _groups(packed, shift):       # one input row; lines ascend, as their offsets do
-        out.extend(line for line in lines if not skipped[line] or line == lines[-1])
+    for run in _runs(packed, shift):           # one input row; lines ascend, as their offsets do
+        if isinstance(run, int):
+            out.append(run)
+        else:
+            out.extend(line for line in run if not skipped[line] or line == run[-1])
     return out
 
 

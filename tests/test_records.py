@@ -135,7 +135,7 @@ OURS = {"id", "row", "status", "http_status", "attempts", "prompt_tokens", "comp
         "batch_id", "batch_created_at", "batch_completed_at", "queued_at", "scheduled_s", "queue_wait_s", "sent_s",
         "end_s", "ttft_s", "latency_s", "total_s", "itl_s", "output_chunks", "output_tokens_per_s", "endpoint",
         "session", "ttfo_s", "reasoning_tokens", "input", "request", "synthetic_id", "reconnects", "cached_tokens",
-        "empty", "tool_choice_ignored"}
+        "empty", "tool_choice_ignored", "usage_chunk"}
 
 
 def test_every_record_field_is_either_ours_or_redacted_as_provider_text() -> None:

@@ -9,7 +9,8 @@ import pytest
 
 from batchrun.analysis.columns import Columns
 from batchrun.analysis.timeline import (
-    in_flight, in_flight_timeline, sent_timed, session_spans, session_timelines, thin_steps, wall_time,
+    in_flight, in_flight_timeline, sent_timed, session_spans, session_timelines, sessions_in_flight, thin_steps,
+    wall_time,
 )
 from batchrun.store.records import Record
 
@@ -26,18 +27,18 @@ def test_in_flight_on_a_hand_drawn_timeline():
           [("A", 0, 4), ("B", 1, 3), ("C", 2, 6), ("D", 4, 5)]]
     assert in_flight_timeline(rs) == [(0, 1), (1, 2), (2, 3), (3, 2), (4, 2), (5, 1), (6, 0)]
     cols = Columns.of(rs)
-    peak, mean, wall = in_flight(session_spans(cols, sent_timed(cols)))
+    peak, mean, wall = sessions_in_flight(session_spans(cols, sent_timed(cols)))
     assert (peak, wall) == (3, 6)
     assert mean == approx(11 / 6)  # busy time 4 + 2 + 4 + 1 = 11 over span 6
-    assert wall_time(rs) == 6
+    assert wall_time(rs) == 6 and in_flight(rs) == (3, 11 / 6)
 
 
 def test_in_flight_ignores_unsent_records():
     rs = [Record(id="a", row=0, sent_s=0, end_s=2), Record(id="b", row=0, status="cancelled"),
           Record(id="c", row=0, status="skipped", sent_s=1, end_s=3)]       # a skipped row never ran
     cols = Columns.of(rs)
-    assert in_flight(session_spans(cols, sent_timed(cols))) == (1, 1.0, 2.0)
-    assert wall_time([]) is None
+    assert sessions_in_flight(session_spans(cols, sent_timed(cols))) == (1, 1.0, 2.0)
+    assert in_flight(rs[:2]) == (1, 1.0) and in_flight([]) == (0, None) and wall_time([]) is None
 
 
 def test_two_sessions_each_start_at_zero_and_are_drawn_apart():
@@ -46,7 +47,7 @@ def test_two_sessions_each_start_at_zero_and_are_drawn_apart():
           Record(id="c", row=2, sent_s=0, end_s=1, session=2)]
     cols = Columns.of(rs)
     # peak 2 (session 1); busy 2 + 2 + 1 = 5 over widths 3 + 1; wall 3 + 1
-    assert in_flight(session_spans(cols, sent_timed(cols))) == (2, 5 / 4, 4.0)
+    assert sessions_in_flight(session_spans(cols, sent_timed(cols))) == (2, 5 / 4, 4.0)
     assert session_timelines(cols) == {1: [(0, 1), (1, 2), (2, 1), (3, 0)], 2: [(0, 1), (1, 0)]}
     assert session_timelines(cols, by_session=False) == {1: [(0, 2), (1, 2), (2, 1), (3, 0)]}
 

@@ -15,13 +15,14 @@ from batchrun.analysis.columns import Columns, ColumnsBuilder, iter_present
 from batchrun.analysis.distribution import Distribution, GapSample, percentile, zero_share
 from batchrun.analysis.request_figures import check_slo, meets_bounds, meets_slo, parse_slo, tpot, tpot_of
 from batchrun.analysis.timeline import (
-    in_flight, in_flight_timeline, per_s, sent_timed, session_spans, session_timelines, wall_time,
+    in_flight, in_flight_timeline, per_s, sent_timed, session_spans, session_timelines, sessions_in_flight, wall_time,
 )
 from batchrun.store.records import CANCELLED, OK, SKIPPED, STATUSES, Record
 
 # Other stages import these from here (their homes are the modules above).
-__all__ = ["Distribution", "GapSample", "percentile", "meets_slo", "parse_slo", "tpot", "in_flight_timeline",
-           "session_timelines", "wall_time", "summarize", "summary_warnings", "loop_lag", "cached_share"]
+__all__ = ["Distribution", "GapSample", "percentile", "meets_slo", "parse_slo", "tpot", "in_flight",
+           "in_flight_timeline", "session_timelines", "wall_time", "summarize", "summary_warnings", "loop_lag",
+           "cached_share"]
 
 # p99 event-loop lag above this means the client was busy: a request's clock starts late or
 # its chunks are read late, so measured latency includes client-side queueing.
@@ -288,7 +289,7 @@ def summarize(records: Iterable[Record] | Columns, *, wall_time_s: float | None 
     ok = bytes(s == okc for s in cols.column("status"))
     sent = _sent_mask(cols, skipped)
     timed = sent_timed(cols)
-    peak, mean_in_flight, spans_width = in_flight(session_spans(cols, timed))
+    peak, mean_in_flight, spans_width = sessions_in_flight(session_spans(cols, timed))
     wall = wall_time_s if wall_time_s is not None else spans_width
     slo_checked = check_slo(slo) if slo is not None else None
     counts = _counts(cols, sent)

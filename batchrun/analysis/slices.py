@@ -49,6 +49,7 @@ def _window(k: int, width_s: float, length_s: float, cols: Columns, rows: list[i
     tokens = sum(max(0, completion[i]) for i in ok)
     ttft, latency = cols.column("ttft_s"), cols.column("latency_s")
     return {"start_s": k * width_s, "length_s": length_s, "requests": len(rows), "ok": len(ok),
-            "failed": failed, "requests_per_s": per_s(len(ok), length_s), "output_tokens_per_s": per_s(tokens, length_s),
+            "failed": failed, "requests_per_s": per_s(len(ok), length_s),
+            "output_tokens_per_s": per_s(tokens, length_s),
             "ttft_s": Distribution.of(ttft[i] for i in ok if ttft[i] == ttft[i]).to_dict(),
             "latency_s": Distribution.of(latency[i] for i in ok if latency[i] == latency[i]).to_dict()}

@@ -82,6 +82,16 @@ def in_flight_timeline(records: Iterable[Record]) -> list[tuple[float, int]]:
     return list(Spans.of(_pairs(records)).steps())
 
 
+def in_flight(records: Iterable[Record]) -> tuple[int, float | None]:
+    """(peak, time-weighted mean) requests in flight of records on one timeline (sessions_in_flight
+    of their spans); (0, None) when none was sent."""
+    spans = Spans.of(_pairs(records))
+    if not spans.starts:
+        return 0, None
+    peak, mean, _ = sessions_in_flight({1: spans})
+    return peak, mean
+
+
 def wall_time(records: Iterable[Record]) -> float | None:
     """max(end_s) - min(sent_s) over records that were sent, on one timeline; None when none was."""
     spans = Spans.of(_pairs(records))
@@ -110,7 +120,7 @@ def session_spans(cols: Columns, sent: bytes, by_session: bool = True) -> dict[i
     return spans
 
 
-def in_flight(spans: Mapping[int, Spans]) -> tuple[int, float | None, float | None]:
+def sessions_in_flight(spans: Mapping[int, Spans]) -> tuple[int, float | None, float | None]:
     """(peak, time-weighted mean, wall time) over sessions: the peak is the highest of any
     session; the mean is all busy time over the sum of the sessions' widths (Little's law per
     session, pooled); the wall time is the sessions' widths summed (the time between two

@@ -196,7 +196,7 @@ def run(
 
 
 def _data_options(*, json_schema: Path | None, **options: Any) -> dict[str, Any]:
-    """Issue 10's run options as RunConfig fields; the schema file is read and checked here."""
+    """The data-team run options as RunConfig fields; the schema file is read and checked here."""
     from batchrun.endpoint.answers import load_schema
 
     if json_schema is not None:

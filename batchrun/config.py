@@ -221,7 +221,7 @@ class RunConfig:
     extra_base_urls: list[str] = field(default_factory=list)   # --base-url given more than once
     balance: str = "rr"                      # rr / least, across base_url and extra_base_urls
     builtin_options: tuple[str, ...] = ()    # --builtin-option KEY=VALUE for the built-in endpoint
-    # data-team runs (issue 10)
+    # data-team runs
     row_settings: bool = True               # input columns named model / max_tokens / ... override the flags
     save_request: bool = True               # records keep the body as sent
     csv_formulas: str = "escape"            # escape: OWASP-neutralise formula-like text cells; raw: as is

@@ -1,0 +1,219 @@
+"""batchrun's CLI against real servers: llama-server (marker realserver, in CI) and vLLM on CPU
+(marker vllm, on demand). Each test runs the `batchrun` process on loopback and reads what it wrote."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from batchrun.endpoint.client import CONNECTION_ERROR, INCOMPLETE_STREAM
+from promptfiles import write_prompts
+
+from .rawclient import raw_run
+from .realruns import CliRun, batchrun, cli_argv, cli_env, prompt_texts
+from .servers import Backend, ServerKind
+
+ROWS = 120
+MAX_TOKENS = 48
+# batchrun's wall time may be this many times the raw client's on the same rows (issue: 14x with retries).
+WALL_RATIO_LIMIT = 1.25
+# A stream cut by the kill, or a connection refused once the server is gone.
+CONNECTION_ERRORS = {INCOMPLETE_STREAM, CONNECTION_ERROR}
+
+
+def _prompts(tmp_path: Path, n: int = ROWS) -> Path:
+    return write_prompts(tmp_path / "prompts.csv", prompt_texts(n))
+
+
+def _run(backend: Backend, out: Path, *args: str | Path) -> CliRun:
+    return batchrun(out, "run", *args, "--base-url", backend.url, "--out", out, "-q", "--temperature", "0")
+
+
+def _assert_all_first_attempt(run: CliRun, n: int) -> None:
+    latest = run.latest()
+    assert len(latest) == n, run.explain()
+    bad = {i: (r["status"], r["attempts"], r["error_type"], r["error"]) for i, r in latest.items()
+           if r["status"] != "ok" or r["attempts"] != 1}
+    assert not bad, f"{len(bad)} rows not ok at the first attempt: {list(bad.items())[:5]}"
+
+
+def _reconnects(run: CliRun) -> tuple[int, int]:
+    """(summary's reconnect count, the sum of the records' own counts)."""
+    return run.summary()["reconnects"], sum(r.get("reconnects") or 0 for r in run.records())
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_run_streams_every_row_at_the_first_attempt(chat: Backend, tmp_path: Path, concurrency: int) -> None:
+    prompts = _prompts(tmp_path)
+    runs = [_run(chat, tmp_path / f"run{i}", prompts, "-c", str(concurrency), "--max-tokens", str(MAX_TOKENS))
+            for i in range(2)]
+    for run in runs:
+        assert run.code == 0, run.explain()
+        _assert_all_first_attempt(run, ROWS)
+        summary, per_record = _reconnects(run)
+        assert summary == per_record
+        assert run.summary()["counts"]["ok"] == ROWS
+        assert all(r["finish_reason"] in ("stop", "length") for r in run.records())
+        assert all(r["completion_tokens"] and r["completion_tokens"] <= MAX_TOKENS for r in run.records())
+    if not chat.timing:
+        return
+    bodies = [r["request"] for r in sorted(runs[0].records(), key=lambda r: r["row"])]
+    raws = [raw_run(chat.url, bodies, concurrency) for _ in range(2)]
+    assert all(raw.ok == ROWS for raw in raws)
+    ratio = min(r.summary()["wall_time_s"] for r in runs) / min(raw.wall_s for raw in raws)
+    assert ratio <= WALL_RATIO_LIMIT, (
+        f"batchrun took {ratio:.2f}x the raw client's wall time at c={concurrency} "
+        f"(batchrun {[round(r.summary()['wall_time_s'], 2) for r in runs]} s, raw {[round(r.wall_s, 2) for r in raws]} s)")
+
+
+def test_limit_then_resume_sends_each_row_once(chat: Backend, tmp_path: Path) -> None:
+    prompts, out = _prompts(tmp_path, 30), tmp_path / "run"
+    first = _run(chat, out, prompts, "-c", "4", "--max-tokens", "8", "--limit", "12")
+    assert first.code == 0, first.explain()
+    assert len(first.latest()) == 12
+    resumed = batchrun(out, "run", "--resume", out, "-q")
+    assert resumed.code == 0, resumed.explain()
+    records = resumed.records()
+    assert sorted(r["id"] for r in records) == sorted(f"q{i}" for i in range(30)), "a row was sent twice or never"
+    _assert_all_first_attempt(resumed, 30)
+    assert resumed.summary()["counts"]["ok"] == 30
+
+
+def test_bench_has_no_failed_requests(chat: Backend, tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    run = batchrun(out, "bench", _prompts(tmp_path, 40), "--base-url", chat.url, "-c", "1,4", "-n", "40",
+                   "--max-tokens", "16", "--out", out, "-q")
+    assert run.code == 0, run.explain()
+    rows = json.loads((out / "summary.json").read_text())["bench"]["rows"]
+    assert {(r["mode"], r["concurrency"]) for r in rows} == {("sync", 1), ("async", 1), ("async", 4)}
+    for r in rows:
+        assert (r["name"], r["n"], r["errors"], r["success_rate"]) == (r["name"], 40, 0, 1.0)
+
+
+def test_json_schema_answers_validate(chat: Backend, tmp_path: Path) -> None:
+    schema = {"type": "object", "properties": {"answer": {"type": "string", "enum": ["yes", "no"]},
+                                               "score": {"type": "integer", "minimum": 0, "maximum": 9}},
+              "required": ["answer", "score"], "additionalProperties": False}
+    (tmp_path / "schema.json").write_text(json.dumps(schema))
+    run = _run(chat, tmp_path / "run", _prompts(tmp_path, 12), "-c", "4", "--max-tokens", "256",
+               "--json-schema", tmp_path / "schema.json")
+    # llama-server's grammar allows up to ~22 whitespace tokens between JSON tokens: 256 always ends the object.
+    assert run.code == 0, run.explain()
+    for r in run.records():
+        assert r["status"] == "ok", (r["status"], r["error_type"], r["error"], r["text"])
+        parsed = json.loads(r["text"])
+        assert parsed["answer"] in ("yes", "no") and 0 <= parsed["score"] <= 9
+        assert r["request"]["response_format"]["type"] == "json_schema"
+
+
+def test_completions_endpoint(chat: Backend, tmp_path: Path) -> None:
+    run = _run(chat, tmp_path / "run", _prompts(tmp_path, 20), "--endpoint", "completions", "-c", "4",
+               "--max-tokens", "12")
+    assert run.code == 0, run.explain()
+    _assert_all_first_attempt(run, 20)
+    for r in run.records():
+        assert r["finish_reason"] in ("stop", "length")
+        assert 1 <= r["completion_tokens"] <= 12 and r["prompt_tokens"] > 0 and not r["tokens_estimated"]
+        assert r["completion_tokens"] == 12 or r["finish_reason"] == "stop"
+
+
+def test_embeddings_rows_and_estimated_tokens(embed: Backend, tmp_path: Path) -> None:
+    run = batchrun(tmp_path / "run", "run", _prompts(tmp_path, 40), "--endpoint", "embeddings", "--batch-size", "8",
+                   "--base-url", embed.url, "--out", tmp_path / "run", "-q", "-c", "2")
+    assert run.code == 0, run.explain()
+    _assert_all_first_attempt(run, 40)
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(run.out / "embeddings.parquet")
+    assert table.num_rows == 40
+    assert len({len(v) for v in table.column("embedding").to_pylist()}) == 1
+    # The server gives one token total per batch of 8; a row's share of it is an estimate and says so.
+    assert all(r["tokens_estimated"] for r in run.records())
+    assert sum(r["prompt_tokens"] for r in run.records()) > 0
+
+
+def _first_token_text(chat: Backend, prompt: str) -> str:
+    """The greedy first token this model answers `prompt` with (asked with max_tokens 1)."""
+    import urllib.request
+
+    body = {"model": chat.model, "messages": [{"role": "user", "content": prompt}], "max_tokens": 1,
+            "temperature": 0}
+    req = urllib.request.Request(f"{chat.url}/chat/completions", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        return str(json.loads(resp.read())["choices"][0]["message"]["content"])
+
+
+def test_empty_answer_ended_by_a_stop_sequence_is_ok(chat: Backend, tmp_path: Path) -> None:
+    prompt = prompt_texts(1)[0]
+    first = _first_token_text(chat, prompt)
+    assert first.strip(), f"the model's first token is blank ({first!r}): pick another prompt"
+    prompts = write_prompts(tmp_path / "one.csv", [prompt])
+    run = _run(chat, tmp_path / "run", prompts, "--max-tokens", "8", "--extra-body", json.dumps({"stop": [first]}))
+    assert run.code == 0, run.explain()
+    (r,) = run.records()
+    assert (r["status"], r["text"], r["finish_reason"]) == ("ok", "", "stop"), (r["status"], r["error"], r["text"])
+    assert run.summary()["empty"] == 1 and r["empty"]
+
+
+def test_server_killed_midrun_then_resume_finishes(server_kind: ServerKind, tmp_path: Path) -> None:
+    out, prompts = tmp_path / "run", _prompts(tmp_path, 200)
+    with server_kind.new("doomed") as server:
+        proc = subprocess.Popen(cli_argv("run", prompts, "--base-url", server.url, "--out", out, "-q", "-c", "2",
+                                         "--max-tokens", "200", "--retries", "0"),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())
+        try:
+            _wait_for_records(out / "records.jsonl", 10)
+            server.kill()
+            stdout, stderr = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    killed = CliRun(subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), out)
+    failed = [r for r in killed.latest().values() if r["status"] != "ok"]
+    assert failed, killed.explain()
+    assert {r["error_type"] for r in failed} <= CONNECTION_ERRORS, {(r["error_type"], r["error"]) for r in failed}
+    with server_kind.new("revived") as again:
+        resumed = batchrun(out, "run", "--resume", out, "--base-url", again.url, "-q")
+    assert resumed.code == 0, resumed.explain()
+    final = resumed.latest()
+    assert len(final) == 200 and all(r["status"] == "ok" for r in final.values())
+
+
+def _wait_for_records(path: Path, n: int, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_bytes().count(b"\n") >= n:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{path}: fewer than {n} records after {timeout_s:.0f} s")
+
+
+WEATHER_TOOL = [{"type": "function", "function": {
+    "name": "get_weather", "description": "The weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+
+
+@pytest.mark.parametrize("tool_choice", ["required", "get_weather"])
+def test_forced_tool_choice_answered_in_text_is_flagged(chat: Backend, tmp_path: Path, tool_choice: str) -> None:
+    # llama-server with a ChatML template that knows no tools answers a forced tool choice in plain
+    # text (a named function is even refused as the wrong type and dropped, with a warning in its log).
+    (tmp_path / "tools.json").write_text(json.dumps(WEATHER_TOOL))
+    run = _run(chat, tmp_path / "run", _prompts(tmp_path, 6), "--max-tokens", "16", "--tools", tmp_path / "tools.json",
+               "--tool-choice", tool_choice)
+    assert run.code == 0, run.explain()
+    records = run.records()
+    texts = [r for r in records if not r["tool_calls"]]
+    assert all(r["status"] == "ok" for r in records)
+    assert all(r["tool_choice_ignored"] for r in texts) and not any(r["tool_choice_ignored"] for r in records
+                                                                     if r["tool_calls"])
+    assert run.summary()["tool_choice_ignored"] == len(texts)
+    if chat.kind == "llama-server":
+        assert len(texts) == len(records)

@@ -2,6 +2,10 @@
 
     python bench/bench_client.py            # throughput + TTFT accuracy (about a minute)
     python bench/bench_client.py --quick    # smaller counts
+    python bench/bench_client.py --throughput-only --against DIR --repeat 3
+                                            # also `batchrun run` from another checkout (DIR holds
+                                            # its batchrun/ package, e.g. `git archive main`),
+                                            # interleaved with this one: the ratio of the two
 
 1. Throughput: the built-in endpoint in --fast mode (zero delays) in a child process, 64 tokens
    per response; a raw aiohttp client at concurrency 128 (SSE lines split by hand, one
@@ -18,6 +22,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -64,17 +70,26 @@ async def raw_client(base_url: str, n: int, concurrency: int, max_tokens: int) -
         return time.perf_counter() - start, ttfts
 
 
-def batchrun_process(base_url: str, n: int, concurrency: int, max_tokens: int, tmp: Path) -> tuple[float, dict]:
-    """`batchrun run` as a user runs it; (wall seconds of the whole process, summary)."""
+def batchrun_process(base_url: str, n: int, concurrency: int, max_tokens: int, tmp: Path,
+                     src: Path | None = None) -> tuple[float, dict]:
+    """`batchrun run` as a user runs it (from the checkout `src`, else this one); (wall seconds of
+    the whole process, summary)."""
     prompts = tmp / f"prompts-{n}.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": f"benchmark {i}"}) + "\n" for i in range(n)))
     out = tmp / f"out-{n}-{concurrency}-{time.monotonic_ns()}"
     cmd = [sys.executable, "-m", "batchrun", "run", str(prompts), "--base-url", base_url, "-c", str(concurrency),
            "--max-tokens", str(max_tokens), "--out", str(out), "-q", "--retries", "0"]
+    env = {**os.environ, "PYTHONPATH": str(src)} if src is not None else None
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
     wall = time.perf_counter() - start
     return wall, json.loads((out / "summary.json").read_text())["summary"]
+
+
+def child_cpu_s() -> float:
+    """CPU seconds (user + system) of every finished child process so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def batchrun_ttfts(summary_dir: Path) -> list[float]:
@@ -84,6 +99,39 @@ def batchrun_ttfts(summary_dir: Path) -> list[float]:
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def throughput_against(n: int, other: Path, repeat: int) -> None:
+    """This checkout's `batchrun run` and another's, interleaved `repeat` times on one endpoint
+    process, each beside the raw client: medians and the ratio this / other."""
+    print(f"== throughput: {n} requests, 64 tokens each, concurrency 128; this checkout vs {other}, "
+          f"{repeat} interleaved rounds")
+    walls: dict[str, list[float]] = {"raw": [], "this": [], "other": []}
+    cpu: dict[str, list[float]] = {"this": [], "other": []}       # CPU us per request of the process
+    with SimProcess(SimConfig(fast=True, output_tokens=64)) as sim, tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(raw_client(sim.base_url, 500, 128, 64))          # warm the endpoint
+        for round_ in range(repeat):
+            walls["raw"].append(asyncio.run(raw_client(sim.base_url, n, 128, 64))[0])
+            order = [("this", None), ("other", other)]
+            for name, src in order if round_ % 2 == 0 else order[::-1]:     # neither always goes first
+                before = child_cpu_s()
+                walls[name].append(batchrun_process(sim.base_url, n, 128, 64, Path(tmp), src=src)[0])
+                cpu[name].append((child_cpu_s() - before) / n * 1e6)
+    rps = {k: [n / w for w in v] for k, v in walls.items()}
+    for name in ("raw", "this", "other"):
+        print(f"{name:6} req/s  " + "  ".join(f"{x:7.0f}" for x in rps[name])
+              + f"   median {statistics.median(rps[name]):7.0f}")
+    ratios = [t / o for t, o in zip(rps["this"], rps["other"])]
+    print(f"ratio this / other per round: {'  '.join(f'{r:.3f}' for r in ratios)}   median "
+          f"{statistics.median(ratios):.3f}")
+    print(f"ratio to raw: this {statistics.median(rps['this']) / statistics.median(rps['raw']):.2f}x, "
+          f"other {statistics.median(rps['other']) / statistics.median(rps['raw']):.2f}x")
+    for name in ("this", "other"):     # CPU is steadier than wall time on a shared machine
+        print(f"{name:6} CPU us/request (whole process)  " + "  ".join(f"{x:6.0f}" for x in cpu[name])
+              + f"   median {statistics.median(cpu[name]):6.0f}")
+    cpu_ratios = [t / o for t, o in zip(cpu["this"], cpu["other"])]
+    print(f"CPU per request this / other per round: {'  '.join(f'{r:.3f}' for r in cpu_ratios)}   median "
+          f"{statistics.median(cpu_ratios):.3f}")
 
 
 def throughput(n: int) -> None:
@@ -117,8 +165,17 @@ def accuracy(n: int, streams: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller request counts")
+    parser.add_argument("--throughput-only", action="store_true", help="skip the TTFT accuracy runs")
+    parser.add_argument("--against", type=Path, help="another checkout (the directory holding its batchrun/)")
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds with --against")
     args = parser.parse_args()
-    throughput(4_000 if args.quick else 20_000)
+    n = 4_000 if args.quick else 20_000
+    if args.against is not None:
+        throughput_against(n, args.against.resolve(), args.repeat)
+    else:
+        throughput(n)
+    if args.throughput_only:
+        return
     accuracy(640 if args.quick else 2_000, 64)
     accuracy(2_048 if args.quick else 4_096, 1024)
 

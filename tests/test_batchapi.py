@@ -111,8 +111,15 @@ def test_error_lines_become_failed_records() -> None:
     expired = {"custom_id": "c", "response": None, "error": {"code": "batch_expired", "message": "too late"}}
     record = record_from_line(expired, 2, JOB)
     assert (record.status, record.error_type, record.error) == (TIMEOUT, "batch_expired", "too late")
-    empty = ok_line("d", content="")
-    assert record_from_line(empty, 3, JOB).error_type == "EmptyResponse"
+    unended = ok_line("d", content="")
+    unended["response"]["body"]["choices"][0]["finish_reason"] = None
+    assert record_from_line(unended, 3, JOB).error_type == "EmptyResponse"
+
+
+def test_an_empty_answer_the_server_ended_is_ok_and_marked_empty() -> None:
+    record = record_from_line(ok_line("d", content=""), 3, JOB)
+    assert (record.status, record.text, record.empty, record.finish_reason) == (OK, "", True, "stop")
+    assert record_from_line(ok_line("e"), 4, JOB).empty is False
 
 
 @pytest.mark.parametrize("status, expected", [("expired", (TIMEOUT, "batch_expired")),

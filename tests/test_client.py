@@ -118,7 +118,7 @@ async def test_stream_without_done_is_incomplete() -> None:
 @pytest.mark.parametrize("pieces,expected", [
     ([chunk("a"), b"data: {not json\n\n", DONE], MALFORMED_CHUNK),
     ([chunk("a"), b'data: {"error": {"message": "overloaded", "type": "server_error"}}\n\n', DONE], STREAM_ERROR),
-    ([chunk(finish="stop"), usage_chunk(1, 0), DONE], EMPTY_RESPONSE),
+    ([chunk(role="assistant"), usage_chunk(1, 0), DONE], EMPTY_RESPONSE),   # no content and no finish_reason
 ])
 async def test_bad_streams(pieces, expected) -> None:
     async def handler(request: web.Request) -> web.StreamResponse:
@@ -127,6 +127,18 @@ async def test_bad_streams(pieces, expected) -> None:
     async with raw_server(handler) as url:
         r = await send(url)
     assert r.status == "error" and r.error_type == expected
+
+
+async def test_an_empty_answer_the_server_ended_is_ok_with_no_timing_invented() -> None:
+    """llama-server's answer when a stop sequence matches the first token: a finish chunk, usage
+    with one completion token, [DONE], and no content at all."""
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await sse(request, [chunk(role="assistant", content=""), chunk(finish="stop"), usage_chunk(5, 1), DONE])
+
+    async with raw_server(handler) as url:
+        r = await send(url)
+    assert (r.status, r.text, r.finish_reason, r.completion_tokens, r.output_chunks) == ("ok", "", "stop", 1, 0)
+    assert r.ttft_s is None and r.latency_s is None and r.total_s is not None   # no output chunk came
 
 
 async def test_tolerated_stream_variants() -> None:

@@ -184,6 +184,37 @@ def test_estimated_tokens_of_failed_rows_are_not_warned_about():
     assert not any("estimated token counts" in w for w in s["warnings"])
 
 
+def test_empty_answers_ignored_tool_choice_and_reconnects_on_hand_counted_records():
+    # 4 ok (2 empty: one stopped, one cut at max_tokens; 1 text despite a forced tool call),
+    # 1 failed; attempts 1+1+2+1+3 = 8, re-sends 1+0+1+0+1 = 3 (a failed row's count too).
+    rs = [ok("a", empty=True, reconnects=1, attempts=1),
+          ok("b", empty=True, attempts=1),
+          ok("c", tool_choice_ignored=True, reconnects=1, attempts=2),
+          ok("d", attempts=1),
+          failed("e")]
+    rs[1].finish_reason = "length"
+    rs[4].attempts, rs[4].reconnects = 3, 1
+    rs[4].empty = rs[4].tool_choice_ignored = True       # flags on a failed row are not counted
+    s = summarize(rs)
+    assert (s["empty"], s["empty_by_finish_reason"], s["tool_choice_ignored"]) == (2, {"stop": 1, "length": 1}, 1)
+    assert (s["reconnects"], s["reconnect_share"]) == (3, approx(3 / (8 + 3)))
+    warned = " ".join(s["warnings"])
+    assert "2 of 4 ok answers are empty" in warned and "1 of them stopped at max_tokens" in warned
+    assert "1 of 4 ok answers are text although the request forced a tool call" in warned
+    assert "closed 3 pooled connections (27% of sends)" in warned
+
+
+def test_a_reconnect_share_under_one_percent_is_counted_not_warned():
+    rs = [ok(f"r{i}", attempts=1) for i in range(100)]
+    rs[0].reconnects = 1
+    s = summarize(rs)
+    assert (s["reconnects"], s["reconnect_share"]) == (1, approx(1 / 101))
+    assert not any("pooled connections" in w for w in s["warnings"])
+    quiet = summarize([ok("a", attempts=1)])
+    assert (quiet["reconnects"], quiet["empty"], quiet["tool_choice_ignored"]) == (0, 0, 0)
+    assert quiet["warnings"] == []
+
+
 def test_tool_call_stats():
     good = {"id": "c1", "name": "f", "valid": True}
     bad = {"id": "c2", "name": "f", "valid": False}

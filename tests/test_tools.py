@@ -17,8 +17,9 @@ from batchrun.errors import InputError
 from batchrun.engine.pool import Job, Pool, PoolConfig
 from batchrun.inputs.prompt import Prompt
 from batchrun.store.records import Record
-from batchrun.engine.tools import (ToolCallAssembler, ToolRunner, argument_problems, check_calls,
-                            load_tool_definitions, load_tool_module, merge_rounds)
+from batchrun.engine.tools import (ToolCallAssembler, ToolRunner, argument_problems, body_forces_tool_call, check_calls,
+                            forces_tool_call, load_tool_definitions, load_tool_module, merge_rounds)
+from promptfiles import write_prompts
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "tools"
 TOOLS = load_tool_definitions(SAMPLES / "tools.json")
@@ -211,3 +212,45 @@ def test_tools_sample_end_to_end_on_the_cli(tmp_path, monkeypatch) -> None:
     assert rows["t4"]["tool_calls"] == ""
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())["summary"]
     assert summary["tool_calls"]["records_with_tool_calls"] == 4
+
+
+# ---------------------------------------------------------------- a forced tool call answered with text
+
+def test_which_tool_choices_force_a_tool_call() -> None:
+    named = {"type": "function", "function": {"name": "convert_units"}}
+    assert forces_tool_call("required") and forces_tool_call(named)
+    assert forces_tool_call({"type": "custom", "custom": {"name": "grep"}})
+    assert forces_tool_call({"type": "allowed_tools", "allowed_tools": {"mode": "required", "tools": []}})
+    assert not forces_tool_call({"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": []}})
+    assert not any(forces_tool_call(c) for c in ("auto", "none", None, 3))
+    assert body_forces_tool_call(json.dumps({"tools": TOOLS, "tool_choice": named}).encode())
+    assert not body_forces_tool_call(json.dumps({"tools": TOOLS, "tool_choice": "auto"}).encode())
+    assert not body_forces_tool_call(b'{"messages": []}') and not body_forces_tool_call(b'{"tool_choice": ')
+
+
+@pytest.mark.parametrize("choice", ["required", "convert_units"])
+def test_a_forced_tool_choice_answered_with_text_is_flagged_and_counted(fast_sim, tmp_path: Path, choice: str) -> None:
+    """[[sim:no_tools]]: the built-in endpoint answers that row with text, as a server that ignores
+    tool_choice would; the row stays ok, flagged in records and results, counted and warned."""
+    write_prompts(tmp_path / "p.csv", ["convert 3 km to miles", "[[sim:no_tools]] convert 5 kg to lb", "hello"])
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "p.csv"), "--base-url", fast_sim.base_url,
+                                      "--tools", str(SAMPLES / "tools.json"), "--tool-choice", choice,
+                                      "--out", str(tmp_path / "o"), "--max-tokens", "8"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    with open(tmp_path / "o" / "results.csv", newline="") as f:
+        rows = {r["id"]: r for r in csv.DictReader(f)}
+    assert {k: (r["status"], r["tool_choice_ignored"]) for k, r in rows.items()} == {
+        "q0": ("ok", "false"), "q1": ("ok", "true"), "q2": ("ok", "false")}
+    assert rows["q1"]["tool_calls"] == "" and rows["q1"]["text"]
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())["summary"]
+    assert summary["tool_choice_ignored"] == 1
+    assert "1 of 3 ok answers are text although the request forced a tool call" in result.output
+
+
+def test_no_tool_choice_or_auto_never_flags_a_text_answer(fast_sim, tmp_path: Path) -> None:
+    write_prompts(tmp_path / "p.csv", ["[[sim:no_tools]] convert 5 kg to lb", "hello"])
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "p.csv"), "--base-url", fast_sim.base_url, "-q",
+                                      "--tools", str(SAMPLES / "tools.json"), "--tool-choice", "auto",
+                                      "--out", str(tmp_path / "o"), "--max-tokens", "8"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["summary"]["tool_choice_ignored"] == 0

@@ -59,13 +59,23 @@ async def test_reasoning_is_recorded_apart_with_its_own_first_token_time() -> No
     assert r.first_content_s == r.ttfo_s
 
 
-def test_reasoning_without_an_answer_is_an_empty_response() -> None:
+def test_reasoning_without_an_answer_or_a_finish_reason_is_an_empty_response() -> None:
     result = AttemptResult(sent=0.0)
     stream = SSEStream(result)
-    stream.feed(b'data: {"choices": [{"index": 0, "delta": {"reasoning_content": "hmm"}}]}\n\n'
-                + chunk(finish="length") + DONE, 1.0)
+    stream.feed(b'data: {"choices": [{"index": 0, "delta": {"reasoning_content": "hmm"}}]}\n\n' + DONE, 1.0)
     stream.finish(1.0)
     assert result.error_type == EMPTY_RESPONSE and "reasoning but no answer" in result.error
+
+
+def test_reasoning_that_spent_max_tokens_is_an_ok_empty_answer_keeping_its_reasoning() -> None:
+    """The server ended it (finish_reason length): not a failure of the request, an empty answer."""
+    result = AttemptResult(sent=0.0)
+    stream = SSEStream(result)
+    stream.feed(b'data: {"choices": [{"index": 0, "delta": {"reasoning_content": "hmm"}}]}\n\n', 0.5)
+    stream.feed(chunk(finish="length") + DONE, 1.0)
+    stream.finish(1.0)
+    assert (result.status, result.text, result.reasoning_text, result.finish_reason) == ("ok", "", "hmm", "length")
+    assert (result.ttft_s, result.ttfo_s, result.latency_s) == (0.5, None, 0.5)
 
 
 async def test_an_endless_stream_ends_at_the_response_cap_not_at_the_timeout() -> None:

@@ -30,9 +30,47 @@ def summary_of(out: Path) -> dict:
     return json.loads((out / "summary.json").read_text())["summary"]
 
 
-# --- completions ---
+# --- empty answers (chat and completions) ---
+
+@pytest.mark.parametrize("endpoint", ["chat", "completions"])
+def test_an_empty_answer_the_server_ended_is_ok_and_counted(fast_sim, tmp_path: Path, endpoint: str) -> None:
+    """[[sim:empty]]: finish_reason stop, usage completion_tokens 1, no content, as when a stop
+    sequence matches the first token."""
+    write_prompts(tmp_path / "p.csv", ["[[sim:empty]] say nothing", "say something"])
+    result = invoke("run", "p.csv", "--endpoint", endpoint, "--out", "o", "--max-tokens", "4", "--retries", "0",
+                    base_url=fast_sim.base_url)
+    assert result.exit_code == 0, result.output
+    records = {r.id: r for r in read_records(tmp_path / "o" / "records.jsonl")}
+    empty, full = records["q0"], records["q1"]
+    assert (empty.status, empty.text, empty.finish_reason, empty.completion_tokens) == ("ok", "", "stop", 1)
+    assert (empty.empty, empty.attempts, empty.ttft_s, empty.latency_s) == (True, 1, None, None)
+    assert full.status == "ok" and full.text and full.empty is False
+    summary = summary_of(tmp_path / "o")
+    assert (summary["empty"], summary["empty_by_finish_reason"], summary["success_rate"]) == (1, {"stop": 1}, 1.0)
+    assert "1 of 2 ok answers are empty" in result.output
+    assert pd.read_csv(tmp_path / "o" / "results.csv").set_index("id")["empty"].to_dict() == {"q0": True, "q1": False}
+
 
 # --- embeddings ---
+
+def test_embedding_tokens_split_from_a_batch_total_are_marked_estimated(fast_sim, tmp_path: Path) -> None:
+    """The built-in endpoint counts max(1, ceil(chars / 4)) per input: 1, 1, 1, 4 (+ 3 alone).
+    A batch of four reports 7, shared by length (1, 2, 3, 16 chars) as 0, 1, 1, 5: estimates. The
+    fifth row is a batch of its own: its count is the server's, exact."""
+    write_prompts(tmp_path / "p.csv", ["a", "bb", "ccc", "d" * 16, "e" * 11])
+    result = invoke("run", "p.csv", "--endpoint", "embeddings", "--batch-size", "4", "--out", "e", "-q",
+                    base_url=fast_sim.base_url)
+    assert result.exit_code == 0, result.output
+    records = {r.id: r for r in read_records(tmp_path / "e" / "records.jsonl")}
+    assert [(records[f"q{i}"].prompt_tokens, records[f"q{i}"].tokens_estimated) for i in range(5)] == [
+        (0, True), (1, True), (1, True), (5, True), (3, False)]
+    assert summary_of(tmp_path / "e")["tokens"]["estimated_records"] == 4
+    alone = invoke("run", "p.csv", "--endpoint", "embeddings", "--batch-size", "1", "--out", "one", "-q",
+                   base_url=fast_sim.base_url)
+    assert alone.exit_code == 0, alone.output
+    exact = {r.id: (r.prompt_tokens, r.tokens_estimated) for r in read_records(tmp_path / "one" / "records.jsonl")}
+    assert [exact[f"q{i}"] for i in range(5)] == [(1, False), (1, False), (1, False), (4, False), (3, False)]
+
 
 def test_embeddings_batched_one_vector_per_input_exactly_once_across_resume(fast_sim, tmp_path: Path) -> None:
     texts = [f"text {i}" for i in range(10)]

@@ -29,7 +29,9 @@ _UNREAD = ("input", "request", "parsed", "attempt_log", "itl_s")
 _FLOATS = ("ttft_s", "ttfo_s", "latency_s", "total_s", "queue_wait_s", "sent_s", "end_s", "scheduled_s",
            "batch_created_at", "batch_completed_at", "first_round_ttft_s", "final_round_ttft_s")
 _INTS = ("prompt_tokens", "completion_tokens", "rounds")          # -1: None (counts are never negative)
-_SMALL = ("attempts", "session", "tool_calls", "invalid_arguments", "tokens_estimated")
+_SMALL = ("attempts", "session", "tool_calls", "invalid_arguments", "tokens_estimated", "reconnects", "empty",
+          "tool_choice_ignored")
+_FLAGS = ("tokens_estimated", "empty", "tool_choice_ignored")        # 0 / 1 in the columns, bool in a view
 _LABELS = ("status", "error_type", "finish_reason", "endpoint", "batch_id")   # -1: None
 COLUMNS = (*_FLOATS, *_INTS, *_SMALL, *_LABELS)
 # 4-byte ints ("i"): token counts, attempts and label codes stay far below 2**31.
@@ -113,7 +115,9 @@ class ColumnsBuilder:
             col[name].append(-1 if value is None else int(value))
         col["attempts"].append(int(get("attempts") or 0))
         col["session"].append(int(get("session") or 1))
-        col["tokens_estimated"].append(1 if get("tokens_estimated") else 0)
+        col["reconnects"].append(int(get("reconnects") or 0))
+        for name in _FLAGS:
+            col[name].append(1 if get(name) else 0)
         for name in _LABELS:
             value = get(name)
             col[name].append(labels[name].code(None if value is None else str(value)))
@@ -216,7 +220,8 @@ class RecordView:
                 d[name] = None if value < 0 else value
             else:
                 d[name] = value
-        d["tokens_estimated"] = bool(d["tokens_estimated"])
+        for name in _FLAGS:
+            d[name] = bool(d[name])
         for name in ("batch_created_at", "batch_completed_at"):
             if d[name] is not None:
                 d[name] = int(d[name])

@@ -356,6 +356,30 @@ def schedule_figures(cols: Columns, sent_timed: bytes) -> dict[str, Any] | None:
 SCHEDULE_LAG_S = 0.010
 
 
+# A share of sends this large meeting dead pooled connections is a server that closes them
+# without saying so (one per run is the ordinary idle-timeout race): the summary warns.
+RECONNECT_WARN_SHARE = 0.01
+
+
+def answer_flags(cols: Columns, ok: bytes) -> dict[str, Any]:
+    """`empty`: ok records whose answer the server ended with no content or tool call, and their
+    finish reasons; `tool_choice_ignored`: ok records answered with text although the request
+    forced a tool call."""
+    empty = bytes(m and e for m, e in zip(ok, cols.column("empty")))
+    return {"empty": sum(empty),
+            "empty_by_finish_reason": _by_label(cols, "finish_reason", empty, lambda code: "unknown"),
+            "tool_choice_ignored": sum(1 for m, f in zip(ok, cols.column("tool_choice_ignored")) if m and f)}
+
+
+def reconnect_figures(cols: Columns) -> dict[str, Any]:
+    """`reconnects`: requests re-sent at once after meeting a pooled connection the server had
+    closed (any status); `reconnect_share`: reconnects / (attempts + reconnects), the share of
+    all sends that met one (None when nothing was sent)."""
+    reconnects = sum(cols.column("reconnects"))
+    sends = sum(cols.column("attempts")) + reconnects
+    return {"reconnects": reconnects, "reconnect_share": reconnects / sends if sends else None}
+
+
 def _tool_stats(cols: Columns, ok: bytes) -> dict[str, Any]:
     """Tool-calling rows: calls, calls whose arguments failed their schema, rounds per row,
     tool outcomes, and the TTFT of the first round beside that of the final answer."""
@@ -446,7 +470,32 @@ def summary_warnings(summary: Mapping[str, Any]) -> list[str]:
                    "failure): the tracebacks are in internal-errors.log; please report them")
     if summary["tokens"]["estimated_records"]:
         out.append(f"{summary['tokens']['estimated_records']} ok record(s) have estimated token counts "
-                   "(the server sent no usage): token figures are approximate")
+                   "(the server sent no usage, or one total for a batch of embedding inputs): token "
+                   "figures are approximate")
+    return out + _answer_warnings(summary)
+
+
+def _answer_warnings(summary: Mapping[str, Any]) -> list[str]:
+    """Warnings on ok answers that are not what was asked for, and on a server that drops connections.
+    Summaries written before these figures existed have none of them: no warning."""
+    out = []
+    empty, ok = summary.get("empty") or 0, summary["counts"][OK]
+    if empty:
+        length = (summary.get("empty_by_finish_reason") or {}).get("length", 0)
+        cut = (f"; {length} of them stopped at max_tokens (finish_reason length) before any answer: "
+               "raise --max-tokens") if length else ""
+        out.append(f"{empty} of {ok} ok answers are empty: the server ended them without any content or "
+                   f"tool call (text \"\", `empty` in results){cut}")
+    ignored = summary.get("tool_choice_ignored") or 0
+    if ignored:
+        out.append(f"{ignored} of {ok} ok answers are text although the request forced a tool call "
+                   "(tool_choice required or a named function): the server ignores tool_choice "
+                   "(`tool_choice_ignored` in results)")
+    share = summary.get("reconnect_share")
+    if share is not None and share >= RECONNECT_WARN_SHARE:
+        out.append(f"the server closed {summary['reconnects']} pooled connections ({share:.0%} of sends) "
+                   "without `Connection: close`; each request was sent again at once on a new connection "
+                   "(not a retry: no backoff, not in attempts), so those requests paid for a new connection")
     return out
 
 
@@ -595,6 +644,8 @@ def summarize(records: Iterable[Record] | Columns, *, wall_time_s: float | None 
         "tool_calls": _tool_stats(cols, ok),
         "loop_lag": loop_lag(loop_lag_s),
         "batch": batch_jobs(cols),
+        **answer_flags(cols, ok),
+        **reconnect_figures(cols),
     }
     summary["warnings"] = summary_warnings(summary)
     return summary

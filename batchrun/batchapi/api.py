@@ -12,6 +12,7 @@ from typing import Any
 import openai
 
 from batchrun.endpoint.client import Endpoint
+from batchrun.endpoint.sdk_transport import AsyncResendTransport
 from batchrun.errors import BatchrunError
 from batchrun.redact import redact
 
@@ -33,8 +34,18 @@ class BatchApi:
         self.endpoint = endpoint
         # Credentials that were in the URL go as Basic auth, as online mode sends them.
         headers = endpoint.auth_headers() if endpoint.basic_auth is not None else None
+        # A call that meets a pooled connection the server had closed is sent again at once
+        # (endpoint/sdk_transport.py), not after one of the SDK's backed-off retries.
+        self._transport = AsyncResendTransport()
+        http = openai.DefaultAsyncHttpxClient(transport=self._transport)
         self._client = openai.AsyncOpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key or "not-needed",
-                                          max_retries=max_retries, timeout=timeout_s, default_headers=headers)
+                                          max_retries=max_retries, timeout=timeout_s, default_headers=headers,
+                                          http_client=http)
+
+    @property
+    def reconnects(self) -> int:
+        """Calls re-sent at once after meeting a pooled connection the server had closed."""
+        return self._transport.reconnects
 
     async def __aenter__(self) -> "BatchApi":
         return self

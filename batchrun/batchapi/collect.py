@@ -66,7 +66,10 @@ def _completion(record: Record, body: dict[str, Any], tools: list[dict[str, Any]
         assembler.add([{"index": i, **call} for i, call in enumerate(message["tool_calls"])])
         record.tool_calls = check_calls(assembler.calls(), tools)
     if not record.text and not record.tool_calls:
-        return _fail(record, ERROR, EMPTY_RESPONSE, "the completion has neither content nor a tool call")
+        if record.finish_reason is None:       # as online: only an answer nobody ended is a failure
+            return _fail(record, ERROR, EMPTY_RESPONSE, "the completion has neither content, a tool call "
+                         "nor a finish_reason")
+        record.empty = True
     record.status = OK
     return record
 

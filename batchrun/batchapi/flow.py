@@ -96,8 +96,13 @@ class BatchSession:
                 already = _recorded_by_job(records, {j.batch_id for j in self.ledger.open_jobs() if j.batch_id})
                 self._plan(items, self._open_ids())
                 async with BatchApi(self.endpoint) as api, self._signals():
-                    await self._submit(api)
-                    await self._wait(api, already)
+                    try:
+                        await self._submit(api)
+                        await self._wait(api, already)
+                    finally:
+                        if api.reconnects:
+                            runner_say(f"{api.reconnects} Batch API call(s) met a pooled connection the server had "
+                                       "closed and were sent again at once on a new one (not retries)")
         finally:
             self.wall_s = time.perf_counter() - t0
 

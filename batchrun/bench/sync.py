@@ -7,7 +7,9 @@ so the sync and async rows of a bench call the same server response the same thi
 without `[DONE]`, an error event inside a 200 stream, a malformed line, an empty answer.
 
 The client is built and warmed (one unmeasured request) before the clock starts, so its setup
-is not counted as the baseline's time.
+is not counted as the baseline's time. Its transport re-sends, once and at once, a request that
+met a pooled connection the server had closed (endpoint/sdk_transport.py), as the async client
+does, and the record counts it in `reconnects`: neither side pays a failed try for it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 import openai
 
@@ -23,6 +25,7 @@ from batchrun.endpoint.client import (
     CONNECTION_ERROR, INCOMPLETE_STREAM, TIMEOUT_ERROR, AttemptResult, Endpoint, SSEStream,
     fail_status,
 )
+from batchrun.endpoint.sdk_transport import ResendTransport
 from batchrun.engine.pool import Job, to_record
 from batchrun.redact import redact
 from batchrun.store.records import CANCELLED, ERROR, TIMEOUT, Attempt, Record
@@ -34,11 +37,18 @@ _SDK_KEYS = {"model", "messages", "max_tokens", "max_completion_tokens", "temper
              "response_format"}
 
 
-def make_client(endpoint: Endpoint, timeout_s: float | None) -> openai.OpenAI:
-    """The SDK client, without its retries (a failure is a record)."""
-    return openai.OpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key or "not-needed",
-                         default_headers=endpoint.auth_headers() if endpoint.basic_auth else None,
-                         max_retries=0, timeout=timeout_s)
+class _Client(NamedTuple):
+    sdk: openai.OpenAI
+    transport: ResendTransport       # its `reconnects` gives each request's re-sends
+
+
+def make_client(endpoint: Endpoint, timeout_s: float | None) -> _Client:
+    """The SDK client, without its retries (a failure is a record), over a ResendTransport."""
+    transport = ResendTransport()
+    sdk = openai.OpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key or "not-needed",
+                        default_headers=endpoint.auth_headers() if endpoint.basic_auth else None,
+                        max_retries=0, timeout=timeout_s, http_client=openai.DefaultHttpxClient(transport=transport))
+    return _Client(sdk, transport)
 
 
 def run_sync(endpoint: Endpoint, jobs: Iterable[Job], *, timeout_s: float | None, t0: float | None = None,
@@ -60,7 +70,7 @@ def run_sync(endpoint: Endpoint, jobs: Iterable[Job], *, timeout_s: float | None
                 break
             records.append(_one(client, job, endpoint, start, clock, timeout_s))
     finally:
-        client.close()
+        client.sdk.close()
     return records
 
 
@@ -75,12 +85,13 @@ def _kwargs(job: Job) -> dict[str, Any]:
     return {**kwargs, "stream": True, "extra_body": body or None}
 
 
-def _one(client: openai.OpenAI, job: Job, endpoint: Endpoint, t0: float,
+def _one(client: _Client, job: Job, endpoint: Endpoint, t0: float,
          clock: Callable[[], float], timeout_s: float | None = None) -> Record:
     queued_at = time.time()
+    resent_before = client.transport.reconnects
     result = AttemptResult(sent=clock())
     try:
-        _stream(client, job, result, clock, timeout_s)
+        _stream(client.sdk, job, result, clock, timeout_s)
     except _Deadline:
         result.fail(TIMEOUT, TIMEOUT_ERROR, f"the request took longer than {timeout_s:g}s (--timeout)")
     except openai.APITimeoutError:
@@ -103,7 +114,11 @@ def _one(client: openai.OpenAI, job: Job, endpoint: Endpoint, t0: float,
         result.error = redact(result.error, endpoint.secrets)
     log = [Attempt(status=result.status, sent_s=result.sent - t0, duration_s=result.total_s,
                    http_status=result.http_status, error_type=result.error_type, error=result.error)]
-    return to_record(job, result, log, t0, queued_at, 0.0)
+    record = to_record(job, result, log, t0, queued_at, 0.0)
+    # The re-send happens inside the SDK's call: its clock started before the dead connection,
+    # so unlike the async client's, this record's times include that (loopback: well under 1 ms).
+    record.reconnects = client.transport.reconnects - resent_before
+    return record
 
 
 def _stream(client: openai.OpenAI, job: Job, result: AttemptResult, clock: Callable[[], float],
@@ -112,14 +127,18 @@ def _stream(client: openai.OpenAI, job: Job, result: AttemptResult, clock: Calla
         result.http_status = resp.status_code
         result.request_id = resp.headers.get("x-request-id")
         stream = SSEStream(result)
+        ended: float | None = None          # when `data: [DONE]` (or a stream error) was read
         try:
             for piece in resp.iter_bytes():
                 now = clock()
                 if timeout_s is not None and now - result.sent > timeout_s:
                     raise _Deadline
-                if stream.feed(piece, now):
-                    break
+                # After the end, read on to the body's own end (its last chunk marker), as the
+                # SDK's Stream does: httpx keeps only a connection whose response was read to
+                # the end, and a user of the SDK sends each request on a kept connection.
+                if ended is None and stream.feed(piece, now):
+                    ended = now
         finally:
             # Also on a timeout or a cut: keep the partial text and timings (the caller then sets
             # the outcome, which finish() never overrides).
-            stream.finish(clock())
+            stream.finish(clock() if ended is None else ended)

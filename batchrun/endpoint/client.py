@@ -25,6 +25,7 @@ import orjson
 from batchrun.store.records import CANCELLED, ERROR, OK, TIMEOUT
 from batchrun.redact import redact
 from batchrun.endpoint.hints import retry_wait_s
+from batchrun.endpoint.reconnect import PoolConnector, closed_before_response, connection_reused, fresh_connection
 from batchrun.endpoint.sdk_headers import sdk_default_headers
 from batchrun.engine.tools import ToolCallAssembler
 
@@ -34,7 +35,7 @@ Clock = Callable[[], float]
 INCOMPLETE_STREAM = "IncompleteStream"   # connection closed before `data: [DONE]`
 MALFORMED_CHUNK = "MalformedChunk"       # a `data:` line that is not JSON
 STREAM_ERROR = "StreamError"             # `data: {"error": ...}` inside a 200 stream
-EMPTY_RESPONSE = "EmptyResponse"         # the stream finished with no output at all
+EMPTY_RESPONSE = "EmptyResponse"         # the stream finished with no answer and no finish_reason
 RESPONSE_TOO_LARGE = "ResponseTooLarge"  # the response grew past --max-response-bytes
 # The openai SDK's exception names, spelled out so a run does not import the SDK (~0.4 s) just for
 # them; tests/test_lazy_imports.py pins them to the SDK's classes.
@@ -163,6 +164,7 @@ class AttemptResult:
     output_chunks: int = 0
     secrets: tuple[str, ...] = ()          # redacted from `error` before it is cut to length
     endpoint: str | None = None            # which endpoint answered, with several (--base-url A --base-url B)
+    reconnects: int = 0                    # re-sends after a dead pooled connection (not attempts)
 
     def fail(self, status: str, error_type: str, message: str) -> "AttemptResult":
         # Redact first: a key echoed past the cut point must not leave its first characters behind.
@@ -193,30 +195,57 @@ class StreamClient:
 
     async def send(self, body: bytes, result: AttemptResult | None = None) -> AttemptResult:
         """Stream one request; every failure becomes a result, only cancellation propagates
-        (pass `result` to keep what a cancelled request had received)."""
+        (pass `result` to keep what a cancelled request had received).
+
+        A request that met a pooled connection the server had already closed is sent again at
+        once on a new connection (endpoint/reconnect.py): `result.reconnects` is then 1, and
+        `result.sent` and every time in `result` are the re-send's."""
         result = AttemptResult(sent=self.clock()) if result is None else result
         result.secrets = self.endpoint.secrets
-        try:
-            await self._send_timed(body, result)
-        except asyncio.CancelledError:
-            result.fail(CANCELLED, "Cancelled", "cancelled before the response finished")
-            raise
-        except TimeoutError:
-            self._timed_out(result)
-        except aiohttp.ClientPayloadError as exc:
-            result.fail(ERROR, INCOMPLETE_STREAM, f"the stream ended early: {exc}")
-        except (aiohttp.ServerDisconnectedError, ConnectionResetError) as exc:
-            result.fail(ERROR, INCOMPLETE_STREAM if result.output_chunks else CONNECTION_ERROR,
-                        f"the server closed the connection: {exc}")
-        except aiohttp.ClientConnectorError as exc:
-            result.fail(ERROR, CONNECTION_ERROR, f"cannot connect to {exc.host}:{exc.port}: {exc.os_error}")
-        except (aiohttp.ClientError, OSError) as exc:
-            result.fail(ERROR, CONNECTION_ERROR, f"{type(exc).__name__}: {exc}")
-        except ValueError as exc:   # aiohttp: a header line longer than its buffer
-            result.fail(ERROR, MALFORMED_CHUNK, f"unreadable stream: {exc}")
+        while True:
+            try:
+                if result.reconnects:
+                    with fresh_connection():
+                        await self._send_timed(body, result)
+                else:
+                    await self._send_timed(body, result)
+            except asyncio.CancelledError:
+                result.fail(CANCELLED, "Cancelled", "cancelled before the response finished")
+                raise
+            except TimeoutError:
+                self._timed_out(result)
+            except aiohttp.ClientPayloadError as exc:
+                result.fail(ERROR, INCOMPLETE_STREAM, f"the stream ended early: {exc}")
+            except aiohttp.ClientConnectorError as exc:
+                result.fail(ERROR, CONNECTION_ERROR, f"cannot connect to {exc.host}:{exc.port}: {exc.os_error}")
+            except (aiohttp.ServerDisconnectedError, ConnectionResetError) as exc:
+                if self._resend(exc, result):
+                    continue
+                result.fail(ERROR, INCOMPLETE_STREAM if result.output_chunks else CONNECTION_ERROR,
+                            f"the server closed the connection: {exc}")
+            except (aiohttp.ClientError, OSError) as exc:
+                if self._resend(exc, result):
+                    continue
+                result.fail(ERROR, CONNECTION_ERROR, f"{type(exc).__name__}: {exc}")
+            except ValueError as exc:   # aiohttp: a header line longer than its buffer
+                result.fail(ERROR, MALFORMED_CHUNK, f"unreadable stream: {exc}")
+            break
         if result.total_s is None:
             result.total_s = self.clock() - result.sent
         return result
+
+    def _resend(self, exc: BaseException, result: AttemptResult) -> bool:
+        """True (and the result reset to a new send) when `exc` met a dead pooled connection
+        before any response came: the request goes out again at once, on a new connection, not
+        as a retry. Once per attempt: that new connection is never a reused one."""
+        if (result.reconnects or result.http_status is not None or not connection_reused()
+                or not closed_before_response(exc)):
+            return False
+        result.reconnects = 1
+        # The clock restarts: the time lost on the dead connection is neither this send's
+        # latency nor queue wait (the caller measured that up to the first send).
+        result.sent = self.clock()
+        return True
 
     def _timed_out(self, result: AttemptResult) -> None:
         if result.ttft_s is None and self.ttft_timeout_s is not None:
@@ -546,11 +575,12 @@ class SSEStream:
             return
         if not self.done:
             result.fail(ERROR, INCOMPLETE_STREAM, "the stream ended without `data: [DONE]`")
-        elif self._last is None:
-            result.fail(ERROR, EMPTY_RESPONSE, "the stream finished without any content or tool call")
-        elif result.ttfo_s is None:
-            result.fail(ERROR, EMPTY_RESPONSE, "the stream finished with reasoning but no answer "
-                        f"(finish_reason {result.finish_reason or 'none'})")
+        elif result.ttfo_s is None and result.finish_reason is None:
+            # No answer and no finish_reason: nothing says the server meant to end there. With a
+            # finish_reason the server ended the answer itself (a stop sequence on the first token,
+            # max_tokens spent on reasoning): an ok, empty answer (Record.empty).
+            what = "reasoning but no answer" if self._last is not None else "no content or tool call"
+            result.fail(ERROR, EMPTY_RESPONSE, f"the stream finished with {what} and no finish_reason")
 
 
 StreamClient.stream_class = SSEStream
@@ -578,6 +608,6 @@ def _error_message(error: Any) -> str:
 def make_session(concurrency: int, connect_timeout_s: float = 30.0) -> aiohttp.ClientSession:
     """A session whose pool fits the concurrency; a generous connect timeout, since a busy
     client loop makes healthy connects look slow (the SDK's 5 s fires under load)."""
-    connector = aiohttp.TCPConnector(limit=max(concurrency, 1), limit_per_host=0, ttl_dns_cache=300)
+    connector = PoolConnector(limit=max(concurrency, 1), limit_per_host=0, ttl_dns_cache=300)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s)
     return aiohttp.ClientSession(connector=connector, timeout=timeout, read_bufsize=2**18)

@@ -134,6 +134,7 @@ class EmbedPool(Fanout["Batch | BadRow"]):
 
     async def _request(self, batch: Batch, limits: RateLimits, log: list[Attempt]) -> tuple[EmbedResult, float]:
         wait: float | None = None
+        reconnects = 0
         for attempt in range(self.config.retries + 1):
             await limits.acquire(batch.estimated_tokens)
             if wait is None:
@@ -144,6 +145,8 @@ class EmbedPool(Fanout["Batch | BadRow"]):
                 result = await self.client.embed(batch.body, len(batch.prompts))
             finally:
                 self.stats.in_flight -= 1
+            reconnects += result.reconnects
+            result.reconnects = reconnects        # the batch's total, over its attempts
             log.append(Attempt(status=result.status, sent_s=result.sent - self.t0, duration_s=result.total_s or 0.0,
                                http_status=result.http_status, error_type=result.error_type, error=result.error,
                                retry_after_s=result.retry_after_s))
@@ -163,6 +166,8 @@ class EmbedPool(Fanout["Batch | BadRow"]):
     async def _settle(self, batch: Batch, result: EmbedResult, log: list[Attempt], wait: float) -> None:
         tokens = split_tokens(result.prompt_tokens, batch.texts)
         records = [self._record(p, batch, result, log, wait, result.status, n) for p, n in zip(batch.prompts, tokens)]
+        if records:
+            records[0].reconnects = result.reconnects     # once per request, so the summary's sum is true
         if result.status == OK and result.vectors is not None:
             self._count(records)
             await self.vectors.add(records, result.vectors)   # records go out once their vectors are on disk
@@ -180,6 +185,8 @@ class EmbedPool(Fanout["Batch | BadRow"]):
         record.error_type, record.error = record.error_type or result.error_type, record.error or result.error
         record.http_status, record.request_id, record.model = result.http_status, result.request_id, result.model
         record.finish_reason, record.prompt_tokens = result.finish_reason, tokens
+        # Several inputs share one usage figure: each row's share of it is a length-weighted guess.
+        record.tokens_estimated = tokens is not None and len(batch.prompts) > 1
         record.completion_tokens = 0 if status == OK else None
         record.sent_s, record.latency_s, record.total_s = result.sent - self.t0, result.latency_s, result.total_s
         if result.total_s is not None:

@@ -27,7 +27,8 @@ from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.redact import redact
 from batchrun.store.records import CANCELLED, ERROR, INVALID_OUTPUT, OK, SKIPPED, TIMEOUT, Attempt, Record
 from batchrun.endpoint.requests import estimate_request_tokens
-from batchrun.engine.tools import ToolRunner, assistant_message, check_calls, merge_rounds, round_entry
+from batchrun.engine.tools import (ToolRunner, assistant_message, body_forces_tool_call, check_calls, merge_rounds,
+                                   round_entry)
 
 Clock = Callable[[], float]
 # --json / --json-schema: the answer's text -> (parsed object, None) or (None, why it is invalid).
@@ -194,7 +195,7 @@ class Pool(Fanout[Entry]):
 
     async def _process(self, job: Job, limits: RateLimits, queued_at: float,
                        queued_clock: float) -> Record:
-        row = _RowState(queued_clock=queued_clock)
+        row = _RowState(queued_clock=queued_clock, forced_tool=body_forces_tool_call(job.body))
         try:
             result = await self._request(job.body, job.estimated_tokens, job, limits, row)
             if result.status == OK and result.tool_calls is not None:
@@ -214,6 +215,8 @@ class Pool(Fanout[Entry]):
             result.fail(ERROR, INTERNAL_ERROR, redact(f"batchrun bug, see internal-errors.log: "
                                                       f"{type(exc).__name__}: {exc}", secrets))
         record = self._to_record(job, result, row.log, queued_at, row.queue_wait or 0.0)
+        record.reconnects = row.reconnects
+        record.tool_choice_ignored = row.tool_choice_ignored and record.status == OK
         if row.rounds:
             merge_rounds(record, row.rounds, self.t0)
         if record.status == OK:
@@ -232,6 +235,8 @@ class Pool(Fanout[Entry]):
                 self._check_output(result, row)
             if result.status == OK:
                 limits.correct(estimated_tokens, _used_tokens(result, job, estimated_tokens))
+                if row.forced_tool and not result.tool_calls:
+                    row.tool_choice_ignored = True
                 break
             if not is_retryable(result) or attempt == self.config.retries:
                 break
@@ -299,6 +304,7 @@ class Pool(Fanout[Entry]):
             raise
         finally:
             stats.in_flight -= 1
+            row.reconnects += result.reconnects
             if result.http_status is None:      # no response head came (its hook counts those that did)
                 self._unanswered -= 1
         log.append(Attempt(status=result.status, sent_s=result.sent - self.t0,
@@ -377,6 +383,7 @@ class Pool(Fanout[Entry]):
                           input=job.prompt.data, request=job.request)
         record = self._to_record(job, row.result, row.log, queued_at, row.queue_wait or 0.0)
         record.status, record.error_type, record.error = CANCELLED, "Cancelled", _STOPPED
+        record.reconnects = row.reconnects
         return record
 
     def _finish(self, record: Record) -> None:
@@ -440,6 +447,9 @@ class _RowState:
     log: list[Attempt] = field(default_factory=list)
     rounds: list[dict[str, Any]] = field(default_factory=list)
     parsed: dict[str, Any] | None = None     # --json / --json-schema: the last attempt's parsed answer
+    reconnects: int = 0                      # dead pooled connections met by all its attempts and rounds
+    forced_tool: bool = False                # its body's tool_choice obliges a tool call
+    tool_choice_ignored: bool = False        # ... and an ok answer (of any round) came without one
 
 
 def _used_tokens(result: AttemptResult, job: Job, charged: int) -> int:
@@ -473,6 +483,7 @@ def to_record(job: Job, result: AttemptResult, log: list[Attempt], t0: float, qu
     )
     if record.end_s is None and result.total_s is not None:
         record.end_s = record.sent_s + result.total_s
+    record.empty = result.status == OK and not result.text and not result.tool_calls
     if result.output_chunks and record.completion_tokens is None:
         # No usage from the server: one token per output chunk, and say it is an estimate.
         record.completion_tokens = result.output_chunks

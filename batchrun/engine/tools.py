@@ -128,6 +128,29 @@ def check_calls(calls: list[dict[str, Any]], tools: list[dict[str, Any]] | None)
 
 # ---------------------------------------------------------------- running the user's tools
 
+def forces_tool_call(choice: Any) -> bool:
+    """Whether a tool_choice obliges the model to call a tool: "required", a named function or
+    custom tool, or allowed_tools in "required" mode (pure)."""
+    if choice == "required":
+        return True
+    if not isinstance(choice, dict):
+        return False
+    if choice.get("type") == "allowed_tools":
+        return (choice.get("allowed_tools") or {}).get("mode") == "required"
+    return choice.get("type") in ("function", "custom")
+
+
+def body_forces_tool_call(body: bytes) -> bool:
+    """forces_tool_call of a request body's tool_choice; the body is parsed only when it names one."""
+    if b'"tool_choice"' not in body:
+        return False
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and forces_tool_call(data.get("tool_choice"))
+
+
 class ToolRunner:
     """Runs the model's tool calls with the user's own functions (`--tool-module`).
 

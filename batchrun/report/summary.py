@@ -71,6 +71,9 @@ def _run_facts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
     note = interruption_note(summary)
     if note:
         out.append(("stopped", note))
+    if summary.get("reconnects"):
+        out.append(("reconnects", f"{summary['reconnects']} request(s) met a pooled connection the server "
+                                  "had closed and were sent again at once on a new one (not retries)"))
     cost = summary.get("cost")
     if cost:
         unpriced = f"; {cost['records_without_usage']} sent without usage, not counted" if cost["records_without_usage"] else ""

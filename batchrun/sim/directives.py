@@ -9,6 +9,10 @@
     [[sim:tools]]          call a tool (as with tool_choice "required")
     [[sim:always_tools]]   keep calling tools even after tool results
     [[sim:bad_args]]       tool-call arguments that are not valid JSON
+    [[sim:no_tools]]       answer with text even when tool_choice forces a tool call (a server that
+                           ignores tool_choice)
+    [[sim:empty]]          end the answer at once: no content, finish_reason "stop", usage
+                           completion_tokens 1 (a stop sequence that matched the first token)
 
 A suffix `xN` makes a directive fire only on the first N attempts of an identical request body,
 e.g. `[[sim:error=500x2]]` fails twice, then succeeds. Several directives may share one marker,
@@ -26,7 +30,7 @@ _ITEM_RE = re.compile(r"^([a-z_]+)(?:=([0-9]+(?:\.[0-9]+)?))?(?:x([0-9]+))?$")
 
 _INT_ARGS = {"error", "cut", "stall", "malformed", "tokens"}
 _FLOAT_ARGS = {"ttft"}
-_FLAGS = {"bad_args", "always_tools", "tools", "malformed"}
+_FLAGS = {"bad_args", "always_tools", "tools", "malformed", "no_tools", "empty"}
 
 
 class DirectiveError(ValueError):
@@ -44,6 +48,8 @@ class Directives:
     tools: bool = False
     always_tools: bool = False
     bad_args: bool = False
+    no_tools: bool = False
+    empty: bool = False
 
 
 NONE = Directives()

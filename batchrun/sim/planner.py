@@ -37,6 +37,7 @@ class Plan:
     cached_tokens: int = 0       # prompt tokens served from the prefix cache (usage.prompt_tokens_details)
     key: bytes = b""             # the request's RNG key (logprobs are drawn from it)
     json_text: bool = False      # tokens are pieces of a JSON document: escaped on the wire
+    unseen_tokens: int = 0       # generated but not sent: the stop token of [[sim:empty]]
 
     @property
     def n_chunks(self) -> int:
@@ -45,7 +46,7 @@ class Plan:
 
     @property
     def completion_tokens(self) -> int:
-        return self.n_chunks
+        return self.n_chunks + self.unseen_tokens
 
 
 def last_user_text(messages: list[Any]) -> str:
@@ -103,6 +104,9 @@ def _plan_output(plan: Plan, cfg: SimConfig, body: dict[str, Any], d: Directives
             plan.arg_pieces = [split_arguments(c.arguments, rng) for c in plan.calls]
             plan.finish_reason = "tool_calls"
             return
+    if d.empty:         # the first token matched a stop sequence: counted in usage, never sent
+        plan.finish_reason, plan.unseen_tokens = "stop", 1
+        return
     rng = model.rng_for(key, "text")
     natural = d.tokens or model.sample_output_tokens(rng, cfg)
     min_tokens = body.get("min_tokens") or 0

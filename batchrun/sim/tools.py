@@ -3,6 +3,7 @@
 The decision is deterministic: a tool named in the last user message is called (two named tools:
 two parallel calls, unless parallel_tool_calls is false); else tool_choice "required", a named
 function, or the [[sim:tools]] directive forces one; else a seeded roll against tool_call_rate.
+[[sim:no_tools]] answers with text whatever tool_choice says, as a server that ignores it would.
 After a `role: "tool"` result the answer is plain content, unless [[sim:always_tools]] is given.
 """
 
@@ -45,7 +46,7 @@ def choose_tools(body: dict[str, Any], user_text: str, last_role: str, d: Direct
     """Names of the tools this request calls, in call order (empty: answer with content)."""
     tools = list(function_tools(body.get("tools")))
     choice = body.get("tool_choice", "auto")
-    if not tools or choice == "none" or (last_role == "tool" and not d.always_tools):
+    if not tools or choice == "none" or d.no_tools or (last_role == "tool" and not d.always_tools):
         return []
     if isinstance(choice, dict):
         name = (choice.get("function") or {}).get("name")

@@ -31,6 +31,9 @@ ANSWER_COLUMNS = [
     "id", "row", "status", "text", "finish_reason", "error_type", "error", "http_status",
     "attempts", "prompt_tokens", "completion_tokens", "tokens_estimated", "ttft_s", "latency_s",
     "total_s", "queue_wait_s", "output_tokens_per_s", "request_id", "model", "tool_calls",
+    "tool_choice_ignored",  # a forced tool call answered with text
+    "empty",            # an ok answer the server ended without content (text "")
+    "reconnects",       # re-sends after a dead pooled connection (not attempts)
     "batch_id",         # the Batch API job that answered the row (--mode batch), else empty
 ]
 TIMING_COLUMNS = frozenset({"ttft_s", "latency_s", "total_s", "queue_wait_s"})
@@ -379,6 +382,7 @@ def _write_parquet(records: Iterable[dict[str, Any]], layout: Layout, target: Pa
 
 _ANSWER_TYPES = {"row": "int64", "http_status": "int64", "attempts": "int64", "prompt_tokens": "int64",
                  "completion_tokens": "int64", "tokens_estimated": "bool_", "ttft_s": "float64",
+                 "tool_choice_ignored": "bool_", "empty": "bool_", "reconnects": "int64",
                  "latency_s": "float64", "total_s": "float64", "queue_wait_s": "float64",
                  "output_tokens_per_s": "float64"}
 

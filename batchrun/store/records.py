@@ -86,6 +86,16 @@ class Record:
     request: dict[str, Any] | None = None    # the body as sent (messages, model, ...); None with --no-save-request
     parsed: dict[str, Any] | None = None     # --json / --json-schema: the answer parsed as a JSON object
     synthetic_id: bool = False               # a skipped row whose own id was missing or taken: `id` is made up
+    # Sends that met a pooled connection the server had already closed, before any response byte,
+    # and went out again at once on another: not attempts (no backoff, not in attempt_log); the
+    # times above are the re-send's. Embeddings: a batch's re-sends count on its first row only.
+    reconnects: int = 0
+    # ok, but the server ended the answer (a finish_reason) without any content or tool call:
+    # `text` is "" (a stop sequence matched the first token, max_tokens spent on reasoning).
+    empty: bool = False
+    # ok, but the request forced a tool call (tool_choice "required" or a named function) and the
+    # answer came as text: the server ignored tool_choice.
+    tool_choice_ignored: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; by hand, since dataclasses.asdict deep-copies every list (slow per record)."""

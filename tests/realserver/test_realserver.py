@@ -48,28 +48,46 @@ def _reconnects(run: CliRun) -> tuple[int, int]:
     return run.summary()["reconnects"], sum(r.get("reconnects") or 0 for r in run.records())
 
 
+def _check_run(run: CliRun) -> None:
+    """Every row ok at its first attempt, tokens within max_tokens, reconnects counted consistently."""
+    assert run.code == 0, run.explain()
+    _assert_all_first_attempt(run, ROWS)
+    summary, per_record = _reconnects(run)
+    assert summary == per_record
+    assert run.summary()["counts"]["ok"] == ROWS
+    assert all(r["finish_reason"] in ("stop", "length") for r in run.records())
+    assert all(r["completion_tokens"] and r["completion_tokens"] <= MAX_TOKENS for r in run.records())
+
+
 @pytest.mark.parametrize("concurrency", [1, 4])
 def test_run_streams_every_row_at_the_first_attempt(chat: Backend, tmp_path: Path, concurrency: int) -> None:
     prompts = _prompts(tmp_path)
-    runs = [_run(chat, tmp_path / f"run{i}", prompts, "-c", str(concurrency), "--max-tokens", str(MAX_TOKENS))
-            for i in range(2)]
-    for run in runs:
-        assert run.code == 0, run.explain()
-        _assert_all_first_attempt(run, ROWS)
-        summary, per_record = _reconnects(run)
-        assert summary == per_record
-        assert run.summary()["counts"]["ok"] == ROWS
-        assert all(r["finish_reason"] in ("stop", "length") for r in run.records())
-        assert all(r["completion_tokens"] and r["completion_tokens"] <= MAX_TOKENS for r in run.records())
+
+    def run(i: int) -> CliRun:
+        done = _run(chat, tmp_path / f"run{i}", prompts, "-c", str(concurrency), "--max-tokens", str(MAX_TOKENS))
+        _check_run(done)
+        return done
+
+    first = run(0)  # also fills the server's prompt cache, so the timed passes below all find it warm
+    if chat.kind == "llama-server" and concurrency == 1:
+        # llama-server closes every streamed connection without saying so: at c=1 nearly every request
+        # after the first meets the closed socket, and each such re-send is counted.
+        assert _reconnects(first)[0] > 0
     if not chat.timing:
         return
-    bodies = [r["request"] for r in sorted(runs[0].records(), key=lambda r: r["row"])]
-    raws = [raw_run(chat.url, bodies, concurrency) for _ in range(2)]
+    # Interleaved, best of three each: the machine's other load hits both clients alike.
+    bodies = [r["request"] for r in sorted(first.records(), key=lambda r: r["row"])]
+    raws, runs = [], []
+    for i in range(1, 4):
+        raws.append(raw_run(chat.url, bodies, concurrency))
+        runs.append(run(i))
     assert all(raw.ok == ROWS for raw in raws)
     ratio = min(r.summary()["wall_time_s"] for r in runs) / min(raw.wall_s for raw in raws)
-    assert ratio <= WALL_RATIO_LIMIT, (
-        f"batchrun took {ratio:.2f}x the raw client's wall time at c={concurrency} "
-        f"(batchrun {[round(r.summary()['wall_time_s'], 2) for r in runs]} s, raw {[round(r.wall_s, 2) for r in raws]} s)")
+    figures = (f"c={concurrency}: batchrun/raw wall time {ratio:.2f}x (batchrun "
+               f"{[round(r.summary()['wall_time_s'], 2) for r in runs]} s, raw {[round(r.wall_s, 2) for r in raws]} s, "
+               f"{ROWS} rows each; reconnects {[_reconnects(r)[0] for r in runs]})")
+    print(figures)
+    assert ratio <= WALL_RATIO_LIMIT, figures
 
 
 def test_limit_then_resume_sends_each_row_once(chat: Backend, tmp_path: Path) -> None:

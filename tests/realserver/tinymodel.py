@@ -84,22 +84,47 @@ def _vocab(tok: Any) -> tuple[list[str], list[str]]:
     return tokens, merges
 
 
-def _weights(shape: Shape, vocab: int, seed: int) -> dict[str, np.ndarray]:
-    """Random float32 llama weights in GGUF names and numpy shapes (rows = output features)."""
+def hf_weights(shape: Shape, vocab: int, seed: int) -> dict[str, np.ndarray]:
+    """Seeded random float32 llama weights in Hugging Face names and layout (Linear: out x in)."""
     rng = np.random.default_rng(seed)
 
     def mat(rows: int, cols: int) -> np.ndarray:
         return (rng.standard_normal((rows, cols)) / np.sqrt(cols)).astype(np.float32)
 
     e, ff = shape.n_embd, shape.n_ff
-    out = {"token_embd.weight": mat(vocab, e), "output_norm.weight": np.ones(e, np.float32),
-           "output.weight": mat(vocab, e)}
+    out = {"model.embed_tokens.weight": mat(vocab, e), "model.norm.weight": np.ones(e, np.float32),
+           "lm_head.weight": mat(vocab, e)}
     for i in range(shape.n_layer):
-        out |= {f"blk.{i}.attn_norm.weight": np.ones(e, np.float32), f"blk.{i}.attn_q.weight": mat(e, e),
-                f"blk.{i}.attn_k.weight": mat(e, e), f"blk.{i}.attn_v.weight": mat(e, e),
-                f"blk.{i}.attn_output.weight": mat(e, e), f"blk.{i}.ffn_norm.weight": np.ones(e, np.float32),
-                f"blk.{i}.ffn_gate.weight": mat(ff, e), f"blk.{i}.ffn_up.weight": mat(ff, e),
-                f"blk.{i}.ffn_down.weight": mat(e, ff)}
+        p = f"model.layers.{i}."
+        out |= {p + "input_layernorm.weight": np.ones(e, np.float32), p + "self_attn.q_proj.weight": mat(e, e),
+                p + "self_attn.k_proj.weight": mat(e, e), p + "self_attn.v_proj.weight": mat(e, e),
+                p + "self_attn.o_proj.weight": mat(e, e), p + "post_attention_layernorm.weight": np.ones(e, np.float32),
+                p + "mlp.gate_proj.weight": mat(ff, e), p + "mlp.up_proj.weight": mat(ff, e),
+                p + "mlp.down_proj.weight": mat(e, ff)}
+    return out
+
+
+_GGUF_NAMES = {"model.embed_tokens": "token_embd", "model.norm": "output_norm", "lm_head": "output",
+               "input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
+               "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
+               "post_attention_layernorm": "ffn_norm", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+               "mlp.down_proj": "ffn_down"}
+
+
+def _rope_rows(w: np.ndarray, n_head: int) -> np.ndarray:
+    """Reorder Q/K rows from HF's rotate-half RoPE layout to GGUF llama's interleaved one (as llama.cpp's
+    converter does), so both files hold the same model."""
+    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def gguf_weights(shape: Shape, vocab: int, seed: int) -> dict[str, np.ndarray]:
+    """`hf_weights` renamed for GGUF, Q and K rows reordered for its RoPE layout."""
+    out = {}
+    for name, w in hf_weights(shape, vocab, seed).items():
+        stem = name.removesuffix(".weight")
+        layer, _, part = stem.removeprefix("model.layers.").partition(".")
+        gguf_name = f"blk.{layer}.{_GGUF_NAMES[part]}" if stem.startswith("model.layers.") else _GGUF_NAMES[stem]
+        out[f"{gguf_name}.weight"] = _rope_rows(w, shape.n_head) if part in ("self_attn.q_proj", "self_attn.k_proj") else w
     return out
 
 
@@ -132,7 +157,7 @@ def write_gguf(path: Path, shape: Shape = Shape(), seed: int = 0) -> Path:
     w.add_eos_token_id(special[IM_END])
     w.add_add_bos_token(False)
     w.add_chat_template(CHAT_TEMPLATE)
-    for name, array in _weights(shape, len(tokens), seed).items():
+    for name, array in gguf_weights(shape, len(tokens), seed).items():
         w.add_tensor(name, array)
     w.write_header_to_file()
     w.write_kv_data_to_file()
@@ -157,8 +182,8 @@ def write_hf(out: Path, shape: Shape = Shape(), seed: int = 0) -> Path:
                          rms_norm_eps=shape.rms_eps, rope_theta=shape.rope_theta,
                          bos_token_id=tok.token_to_id(END_OF_TEXT), eos_token_id=tok.token_to_id(IM_END),
                          tie_word_embeddings=False, torch_dtype="float32")
-    torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in hf_weights(shape, vocab, seed).items()})
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     fast.save_pretrained(out)

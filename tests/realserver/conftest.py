@@ -18,7 +18,7 @@ import pytest
 
 from . import build_llama_server as build
 from . import tinymodel
-from .servers import MODEL_NAME, VLLM_ENV, VLLM_START_TIMEOUT_S, Backend, RealServer, ServerDied, ServerKind, llama_server_command, vllm_command
+from .servers import LLAMA_EMBED_ARGS, MODEL_NAME, VLLM_CHAT_ARGS, VLLM_EMBED_ARGS, VLLM_ENV, VLLM_START_TIMEOUT_S, Backend, RealServer, ServerDied, ServerKind, llama_server_command, vllm_command
 
 SKIP_PREFIX = "real-server tier not run"
 BUILD_WAIT_S = 30 * 60.0
@@ -113,11 +113,11 @@ def server_kind(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     if request.param == "llama-server":
         binary, model = request.getfixturevalue("llama_binary"), request.getfixturevalue("tiny_gguf")
         return ServerKind("llama-server", True, lambda name, *extra: RealServer(
-            name, llama_server_command(binary, model, *extra), logs / f"{name}.log"), ("--embeddings", "--pooling", "mean"))
+            name, llama_server_command(binary, model, *extra), logs / f"{name}.log"), (), LLAMA_EMBED_ARGS)
     python, model = request.getfixturevalue("vllm_python"), request.getfixturevalue("tiny_hf")
     return ServerKind("vllm", False, lambda name, *extra: RealServer(
         name, vllm_command(python, model, *extra), logs / f"{name}.log", env=VLLM_ENV,
-        start_timeout_s=VLLM_START_TIMEOUT_S), ("--runner", "pooling"))
+        start_timeout_s=VLLM_START_TIMEOUT_S), VLLM_CHAT_ARGS, VLLM_EMBED_ARGS)
 
 
 def _serving(kind: ServerKind, server: RealServer) -> Iterator[Backend]:
@@ -134,7 +134,7 @@ def _serving(kind: ServerKind, server: RealServer) -> Iterator[Backend]:
 @pytest.fixture(scope="session")
 def chat(server_kind: ServerKind) -> Iterator[Backend]:
     """A chat/completions server of each kind, shared by the session's tests."""
-    yield from _serving(server_kind, server_kind.new("chat"))
+    yield from _serving(server_kind, server_kind.new("chat", *server_kind.chat_args))
 
 
 @pytest.fixture(scope="session")

@@ -134,6 +134,7 @@ class ServerKind:
     kind: str                              # "llama-server" or "vllm"
     timing: bool                           # False where its timings mean nothing (vLLM on 2 cores)
     new: Callable[..., RealServer]
+    chat_args: tuple[str, ...]             # what a chat server of this kind is started with
     embed_args: tuple[str, ...]            # what makes it serve /v1/embeddings
 
 
@@ -149,5 +150,13 @@ def vllm_command(python: str, model_dir: Path, *extra: str) -> list[str]:
             "--served-model-name", MODEL_NAME, "--host", "127.0.0.1", "--dtype", "float32", "--enforce-eager",
             "--max-model-len", "1024", "--max-num-seqs", "8", *extra]
 
+
+# vLLM answers a forced tool choice only with a tool-call parser (else HTTP 400); `pythonic` needs no
+# special tokens. Its JSON grammar allows unbounded whitespace, which a random model fills until
+# max_tokens: structured answers are only complete without it.
+VLLM_CHAT_ARGS = ("--enable-auto-tool-choice", "--tool-call-parser", "pythonic",
+                  "--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}')
+VLLM_EMBED_ARGS = ("--runner", "pooling")
+LLAMA_EMBED_ARGS = ("--embeddings", "--pooling", "mean")
 
 VLLM_ENV = {"VLLM_HOST_IP": "127.0.0.1", "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}

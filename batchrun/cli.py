@@ -13,9 +13,11 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
+from batchrun.analysis.recommend import DEFAULT_MAX_FAILURE_SHARE
 from batchrun.config import (RunConfig, env_endpoint, load_env_file, parse_concurrency, parse_json_option, parse_workers,
                              parse_limit, tool_choice_value)
-from batchrun.errors import BatchrunError, ConfigError
+from batchrun.errors import BatchrunError, ConfigError, InputChanged
+from batchrun.interrupts import unwinding
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Send prompts to any OpenAI-compatible chat endpoint concurrently, and measure it.")
@@ -33,9 +35,11 @@ def fail(message: str, code: int = EXIT_USAGE) -> None:
 
 
 def guarded(fn: Callable[[], int]) -> None:
-    """Run a command body; a BatchrunError is a user mistake: a message, never a traceback."""
+    """Run a command body; a BatchrunError is a user mistake: a message, never a traceback.
+    Ctrl-C or SIGTERM unwinds the body (files closed, the run directory's lock removed): one line, 130."""
     try:
-        code = fn()
+        with unwinding():
+            code = fn()
     except BatchrunError as exc:
         fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
@@ -59,7 +63,7 @@ BaseUrl = Annotated[Optional[str], _opt("Endpoint base URL, e.g. http://localhos
                                         "(default: OPENAI_BASE_URL; with only OPENAI_API_KEY set, https://api.openai.com/v1; with neither, the built-in endpoint; "
                                         "on --resume, the run's own endpoint).")]
 MaxRetryWait = Annotated[float, _opt("Longest single wait before a retry, in seconds, whatever the server's retry-after asks.", env="BATCHRUN_MAX_RETRY_WAIT")]
-MaxResponseBytes = Annotated[int, _opt("Largest response accepted, in bytes; a longer one is cut and recorded as ResponseTooLarge.", env="BATCHRUN_MAX_RESPONSE_BYTES")]
+MaxResponseBytes = Annotated[int, _opt("Largest response accepted, in bytes (--mode batch: result line); a longer one is cut and recorded as ResponseTooLarge.", env="BATCHRUN_MAX_RESPONSE_BYTES")]
 Rpm = Annotated[str, _opt("Requests-per-minute limit to stay under; auto: the limit the provider's "
                           "rate-limit headers announce; off: none.", env="BATCHRUN_RPM")]
 Tpm = Annotated[str, _opt("Tokens-per-minute limit to stay under; auto / off as for --rpm.", env="BATCHRUN_TPM")]
@@ -71,7 +75,7 @@ BaseUrls = Annotated[Optional[list[str]], _opt("Endpoint base URL, e.g. http://l
                                                "(default: OPENAI_BASE_URL; with only OPENAI_API_KEY set, https://api.openai.com/v1; with neither, the built-in endpoint; "
                                                "on --resume, the run's own endpoint). Repeat it to spread requests over several endpoints (see --balance).", "--base-url")]
 EndpointKind = Annotated[str, _opt("API to call: chat (/chat/completions), completions (/completions, prompt strings) or embeddings (/embeddings, batched; run only).", "--endpoint")]
-Synthetic = Annotated[Optional[str], _opt("Generated prompts instead of a file, e.g. prompt_tokens=512,output_tokens=128,stdev=32,n=1000,seed=1 (see README: Workloads).")]
+Synthetic = Annotated[Optional[str], _opt("Generated prompts instead of a file, e.g. prompt_tokens=512,output_tokens=128,stdev=32,n=1000,seed=1 (see docs/workloads.md).")]
 Slice = Annotated[Optional[str], _opt("Also report throughput and latency per time window of this width, e.g. 10s.", "--slice")]
 
 
@@ -90,6 +94,9 @@ def run(
                                         env="BATCHRUN_MODE")] = None,
     deadline: Annotated[Optional[str], _opt("Answers needed within this time, e.g. 2h or 90m: --mode auto goes online below "
                                             "24 h; --mode batch cancels jobs still open then (their rows stay resumable).")] = None,
+    batch_wait: Annotated[Optional[str], _opt("--mode batch: the longest this session waits for open jobs, e.g. 6h; "
+                                              "then it stops waiting, the jobs go on at the provider and "
+                                              "--resume collects them. [default: 25h]")] = None,
     model: Model = None,
     max_tokens: MaxTokens = None,
     temperature: Temperature = None,
@@ -109,7 +116,7 @@ def run(
                                  "else 1.", env="BATCHRUN_WORKERS")] = "1",
     ray: Annotated[bool, _opt("Run the workers as Ray actors: join the Ray cluster on this machine (or RAY_ADDRESS's) "
                               "or start one; --workers N actors (default: the cluster's CPUs - 1). Needs "
-                              "pip install 'batchrun[ray]'.", "--ray")] = False,
+                              "pip install 'ray[client]>=2.9' (the ray extra).", "--ray")] = False,
     ray_address: Annotated[Optional[str], _opt("Join this Ray cluster (implies --ray): auto, ray://HOST:10001 "
                                                "or HOST:6379.", env="BATCHRUN_RAY_ADDRESS")] = None,
     ray_cpus: Annotated[float, _opt("CPUs each Ray actor reserves (with --ray).")] = 1.0,
@@ -179,7 +186,7 @@ def run(
                             json_schema=json_schema, json_mode=json_mode, overwrite=overwrite,
                             input_changed=input_changed, csv_formulas=csv_formulas,
                             row_settings=row_settings, save_request=save_request),
-            mode=mode, deadline_s=_duration(deadline, "--deadline"),
+            mode=mode, deadline_s=_duration(deadline, "--deadline"), batch_wait_s=_duration(batch_wait, "--batch-wait"),
             endpoint=endpoint, batch_size=batch_size, synthetic=synthetic, speedup=speedup,
             slice_s=_duration(slice_, "--slice"), extra_base_urls=list(base_url or [])[1:], balance=balance)
         if config.dry_run:
@@ -240,8 +247,13 @@ def _report_run(outcome: Any, fail_on_error: bool) -> int:
         return EXIT_FAILED
     if outcome.input_error is not None:
         typer.echo(f"batchrun: error: {outcome.input_error}", err=True)
-        typer.echo(f"batchrun: rows before it are recorded; fix the file and rerun with --resume {outcome.out_dir} "
-                   "--input-changed ok", err=True)
+        if isinstance(outcome.input_error, InputChanged):
+            typer.echo(f"batchrun: the rows read are recorded; once the file is as it should be, send what it has "
+                       f"that this run did not with --resume {outcome.out_dir} --input-changed ok (rows matched by "
+                       "id), or start a new --out", err=True)
+        else:
+            typer.echo(f"batchrun: rows before it are recorded; fix the file and rerun with --resume {outcome.out_dir} "
+                       "--input-changed ok", err=True)
         return EXIT_USAGE
     if outcome.interrupted:
         typer.echo(f"batchrun: interrupted; continue with: batchrun run --resume {outcome.out_dir}", err=True)
@@ -270,10 +282,16 @@ def bench(
     rate: Annotated[Optional[str], _opt("Open-loop load instead: requests/s levels, e.g. 2,4,8 (Poisson arrivals).")] = None,
     burstiness: Annotated[float, _opt("Gamma shape of inter-arrival times with --rate (1 = Poisson, <1 burstier).")] = 1.0,
     warmup: Annotated[Optional[int], _opt("Unmeasured requests before each run, at its concurrency (default: one wave, one per slot).")] = None,
+    no_warmup: Annotated[bool, _opt("Send nothing unmeasured: no warm-up pass over the prompts before the first run "
+                                    "(by default every distinct prompt is sent once, max_tokens 1, so every run meets "
+                                    "the same server cache state) and no --warmup wave before each run.",
+                                    "--no-warmup")] = False,
     repeat: Annotated[int, _opt("Repeat every run this many times (figures get 95% confidence intervals).")] = 1,
     sync: Annotated[bool, _opt("Include the sequential openai.OpenAI baseline.", "--sync/--no-sync")] = True,
     max_run_time: Annotated[float, _opt("Stop sending new requests this many seconds into a run (default 0: no limit; a cut run is reported with its count).")] = 0.0,
     slo: Annotated[Optional[str], _opt("Latency bounds for goodput and the recommendation, e.g. ttft=500ms,tpot=50ms,e2e=10s.")] = None,
+    max_failure_share: Annotated[float, _opt("Largest share of failed requests a level may have and still be "
+                                             "recommended, e.g. 0.05 for 5% (an API with occasional 5xx).")] = DEFAULT_MAX_FAILURE_SHARE,
     find_max: Annotated[bool, _opt("Search for the highest concurrency meeting --slo (doubling from the lowest "
                                    "--concurrency level, then bisection) instead of sweeping every level.")] = False,
     rpm: Rpm = "auto",
@@ -305,10 +323,13 @@ def bench(
             ttft_timeout=ttft_timeout, retries=retries, max_retry_wait=max_retry_wait,
             max_response_bytes=max_response_bytes, builtin_options=tuple(builtin_option or ()), quiet=quiet,
             endpoint=endpoint, synthetic=synthetic)
+        if no_warmup and warmup is not None:
+            raise ConfigError("--no-warmup sends nothing unmeasured: leave out --warmup (or --no-warmup)")
         config = BenchConfig(
             run=run_config, requests=requests, concurrencies=parse_levels(concurrency),
-            rates=parse_levels(rate, float) if rate else (), burstiness=burstiness, warmup=warmup,
-            repeat=repeat, sync=sync, max_run_s=max_run_time or None, slo=_slo(slo, parse_slo))
+            rates=parse_levels(rate, float) if rate else (), burstiness=burstiness,
+            warmup=0 if no_warmup else warmup, warm_cache=not no_warmup, repeat=repeat, sync=sync,
+            max_run_s=max_run_time or None, slo=_slo(slo, parse_slo), max_failure_share=max_failure_share)
         if find_max:
             from batchrun.bench.findmax import execute_find_max, format_find_max
 

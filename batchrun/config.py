@@ -171,6 +171,7 @@ class RunConfig:
     # online now, or through the Batch API (batchrun/batchapi); None: online, or the resumed run's mode
     mode: str | None = None
     deadline_s: float | None = None          # answers needed within this many seconds
+    batch_wait_s: float | None = None        # --mode batch: longest wait for open jobs per session (None: 25 h)
     # request defaults
     model: str | None = None
     max_tokens: int | None = None
@@ -277,6 +278,8 @@ class RunConfig:
             raise ConfigError(f"--mode must be online, batch or auto, got {self.mode!r}")
         if self.deadline_s is not None and self.deadline_s <= 0:
             raise ConfigError(f"--deadline must be positive, got {self.deadline_s}")
+        if self.batch_wait_s is not None and not (0 < self.batch_wait_s < math.inf):
+            raise ConfigError(f"--batch-wait must be a positive duration, got {self.batch_wait_s}")
         if self.output_format not in OUTPUT_FORMATS:
             raise ConfigError(f"--output-format must be csv or parquet, got {self.output_format!r}")
         if not isinstance(self.extra_body, dict):

@@ -13,12 +13,13 @@ from typing import Any, Callable, Iterator
 from batchrun.analysis.cost import resolve_price, run_cost
 from batchrun.config import RunConfig
 from batchrun.endpoint.answers import AnswerCheck, strict_problems
-from batchrun.errors import ConfigError
+from batchrun.errors import ConfigError, InputChanged
+from batchrun.inputs.identity import changed_while_read, input_identity
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.inputs.scan import count_rows, setting_columns
 from batchrun.progress import Total
 from batchrun.store.records import Record
-from batchrun.store.rundir import check_input, input_identity
+from batchrun.store.rundir import check_input
 from batchrun.store.sessions import write_json
 
 Say = Callable[[str], None]
@@ -71,6 +72,18 @@ def checked_input(config: RunConfig, run_json: Path, say: Say) -> dict[str, Any]
         if difference:
             say(f"--input-changed ok: {difference}; rows are matched by id")
     return identity
+
+
+def changed_during_run(config: RunConfig, identity: dict[str, Any] | None) -> InputChanged | None:
+    """After a run that read its whole input: the file is still the one it began on. Rows added
+    after the reader reached its end were never read (and the summary would say 100%)."""
+    if config.input is None or identity is None:
+        return None
+    change = changed_while_read(config.input, identity, None)
+    if change is None:
+        return None
+    return InputChanged(f"changed during the run, after it was read ({change}): rows it has now may not be "
+                        "in this run, rows it lost may be", path=str(config.input))
 
 
 def announce_row_settings(config: RunConfig, say: Say) -> None:

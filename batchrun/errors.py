@@ -6,6 +6,7 @@ what to do next.
 
     BatchrunError
      +-- InputError      the prompts file is missing, unreadable or has a bad row (exit 2)
+     |    +-- InputChanged    it changed while the run read it (exit 2)
      +-- ConfigError     an option or environment value is invalid (exit 2)
      +-- OutputError     the results directory cannot be written (exit 2)
      +-- RunAborted      --max-errors / --max-error-rate stopped the run (exit 1)
@@ -35,6 +36,10 @@ class InputError(BatchrunError):
         if hint:
             text += f" ({hint})"
         super().__init__(text)
+
+
+class InputChanged(InputError):
+    """The prompts file changed while the run read it: rows may be missing, or sent from two versions."""
 
 
 class ConfigError(BatchrunError):

@@ -13,7 +13,6 @@ import gc
 import itertools
 import json
 import os
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -35,8 +34,10 @@ from batchrun.engine.adaptive import AdaptiveConfig
 from batchrun.engine.pool import Job, Pool, PoolConfig
 from batchrun.progress import Total, sample_loop_lag, show_progress
 from batchrun.inputs.prompt import BadRow, Prompt
-from batchrun.store.records import OK, Record, RecordSink
-from batchrun.store.rundir import claim_run_dir
+from batchrun.store.records import OK, RECORDS, Record, RecordSink
+from batchrun.store.rundir import claim_run_dir, drop_held_locks
+from batchrun.interrupts import loop_handlers
+from batchrun.redact import host_and_port
 from batchrun.store.sessions import RUN_JSON, add_wall_time, read_run_json, restore_base_url, saved_base_url, start_session  # noqa: F401 (RUN_JSON: kept importable from here)
 from batchrun.engine.tools import ToolRunner
 from batchrun.workloads import Workload, make_pool
@@ -45,11 +46,11 @@ from batchrun.endpoint.requests import (RequestDefaults, build_body, build_compl
                                        estimate_request_tokens)
 from batchrun.endpoint.answers import response_format
 from batchrun.analysis.cost import resolve_price
-from batchrun.datarun import (add_run_facts, announce_row_settings, announce_schema, checked_input,
-                              count_total, limited, output_check, report_vanished, save_input_identity,
-                              saved_request)
+from batchrun.datarun import (add_run_facts, announce_row_settings, announce_schema, changed_during_run,
+                              checked_input, count_total, limited, output_check, report_vanished,
+                              save_input_identity, saved_request)
 
-RECORDS, SUMMARY, INTERNAL_LOG = "records.jsonl", "summary.json", "internal-errors.log"
+SUMMARY, INTERNAL_LOG = "summary.json", "internal-errors.log"
 
 
 @dataclass
@@ -186,7 +187,8 @@ async def execute_run(config: RunConfig) -> RunOutcome:
     rows = open_rows(config)
     config = config_replace(config, out=config.resume or config.out or default_out_dir(config))
     assert config.out is not None
-    with claim_run_dir(config.out, resume=config.resume is not None, overwrite=config.overwrite):
+    with claim_run_dir(config.out, resume=config.resume is not None, overwrite=config.overwrite,
+                       about=lock_about(config), say=say):
         out = prepare_out_dir(config)
         identity = checked_input(config, out / RUN_JSON, say)
         announce_row_settings(config, say)
@@ -223,11 +225,22 @@ async def execute_run(config: RunConfig) -> RunOutcome:
                 workload.more_endpoints = more
                 if workload.kind in ("rows", "trace"):
                     workload.items = _warn_pacing(config, workload.items)
-                outcome = await _run_pool(config, endpoint, out, workload, len(skip), session)
+                outcome = await _run_pool(config, endpoint, out, workload, len(skip), session, identity)
             outcome.endpoint = info
             if outcome.input_error is None and not outcome.interrupted:
                 report_vanished(skip, seen, say)
             return outcome
+
+
+def lock_about(config: RunConfig) -> dict[str, str]:
+    """What the run directory's lock says the run is, for a person who finds it: the subcommand,
+    the input file and the endpoint's host and port (never a URL's credentials, path or query)."""
+    about = {"subcommand": "batchrun run" + (" --resume" if config.resume else "")}
+    if config.input is not None:
+        about["input"] = str(config.input)
+    url = choose_base_url(config.base_url, config.api_key)
+    about["endpoint"] = "the built-in endpoint" if url == BUILTIN else host_and_port(url)
+    return about
 
 
 def _describe(info: dict[str, Any]) -> str:
@@ -248,14 +261,15 @@ def _warn_pacing(config: RunConfig, items: Iterator[Job | BadRow]) -> Iterator[J
 
 
 async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, workload: Workload,
-                    resumed: int, session_n: int = 1) -> RunOutcome:
+                    resumed: int, session_n: int = 1, identity: dict[str, Any] | None = None) -> RunOutcome:
     clock = time.perf_counter
     lag: list[float] = []
     t0 = clock()
     started_wall = time.time()
     from batchrun.engine.workers_plan import worker_count
     workers = worker_count(config, workload.kind) if config.ray is None else 0
-    with RecordSink(out / RECORDS) as sink:
+    secrets = tuple(dict.fromkeys(s for e in [endpoint, *workload.more_endpoints] for s in e.secrets))
+    with RecordSink(out / RECORDS, secrets=secrets) as sink:
         def write(record: Record) -> None:
             record.session = session_n
             sink.write(record)
@@ -278,6 +292,8 @@ async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, workload: 
                          internal_errors=len(pool.internal_errors))
     if pool.internal_errors:
         _write_internal_log(out, pool.internal_errors)
+    if not (outcome.input_error or outcome.interrupted or outcome.aborted or outcome.refused):
+        outcome.input_error = changed_during_run(config, identity)
     findings = _pool_findings(pool, config, wall) if isinstance(pool, Pool) else {}
     _finish_outputs(outcome, config, lag, wall, started_wall, findings)
     return outcome
@@ -474,26 +490,18 @@ async def _signals(pool: Pool, sink: RecordSink) -> AsyncIterator[asyncio.Event]
     """First Ctrl-C / SIGTERM: stop sending, record in-flight requests as cancelled.
     Second: exit at once; records already written are whole lines, flushed."""
     interrupted = asyncio.Event()
-    loop = asyncio.get_running_loop()
 
     def on_signal() -> None:
         if interrupted.is_set():
             sink.close()
+            drop_held_locks()
             os._exit(130)
         interrupted.set()
         say("interrupted: stopping; in-flight requests are recorded as cancelled (Ctrl-C again to quit now)")
         pool.stop()
 
-    installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, on_signal)
-            installed.append(sig)
-    try:
+    with loop_handlers(asyncio.get_running_loop(), on_signal):
         yield interrupted
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
 
 
 def _finish_outputs(outcome: RunOutcome, config: RunConfig, lag: list[float], wall: float,

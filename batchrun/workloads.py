@@ -107,7 +107,9 @@ async def prepare(config: RunConfig, endpoint: Endpoint, rows: Iterator[Prompt |
 
 def _sessions(config: RunConfig, rows: Iterator[Prompt | BadRow], skip: set[str], out: Path,
               say: Callable[[str], None]) -> list[Any]:
-    from batchrun.inputs.sessions import file_sessions, generated_sessions, pending, turn_numbers
+    from batchrun.inputs.sessions import file_sessions, generated_sessions, pending, turn_numbers, with_answers
+    from batchrun.store.outputs import done_answers
+    from batchrun.store.records import RECORDS
     from batchrun.inputs.synthetic import parse_spec
 
     bad: list[BadRow] = []
@@ -119,9 +121,12 @@ def _sessions(config: RunConfig, rows: Iterator[Prompt | BadRow], skip: set[str]
         sessions, bad = file_sessions(config.input, config.fmt, rows)
     _write(out / TURNS_FILE, turn_numbers(sessions))
     todo = pending(sessions, skip)
+    answered = [t.prompt.id for s in todo for t in s.turns if t.prompt.id in skip]
+    if answered:
+        todo = with_answers(todo, done_answers(out / RECORDS, answered))
     if skip and len(todo) < len(sessions):
-        say(f"{len(sessions) - len(todo)} sessions already done are not sent again; "
-            f"{len(todo)} unfinished ones are sent again from their first turn")
+        say(f"{len(sessions) - len(todo)} sessions already done are not sent again; {len(todo)} unfinished "
+            f"ones carry on, their {len(answered)} turns already ok replayed as history, not sent")
     return [b for b in bad if b.id not in skip] + todo
 
 

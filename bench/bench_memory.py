@@ -30,13 +30,13 @@ def _batchrun() -> list[str]:
     return [sys.executable, "-c", "from batchrun.cli import main; main()"]
 
 
-def _size(text: str) -> int:
+def row_count(text: str) -> int:
     text = text.strip().lower().replace("_", "")
     scale = {"k": 1_000, "m": 1_000_000}.get(text[-1:], 1)
     return int(float(text.rstrip("km")) * scale)
 
 
-def _write_input(path: Path, rows: int) -> None:
+def write_input(path: Path, rows: int) -> None:
     with open(path, "w", encoding="utf-8") as f:
         f.write("id,prompt\n")
         for i in range(rows):
@@ -66,8 +66,8 @@ def main() -> None:
                          "this many rows (dict of every id vs the array index), against importing the module")
     opts = ap.parse_args()
     if opts.index_rows:
-        return _index_bench(_size(opts.index_rows))
-    sizes = [_size(s) for s in opts.sizes.split(",") if s.strip()]
+        return _index_bench(row_count(opts.index_rows))
+    sizes = [row_count(s) for s in opts.sizes.split(",") if s.strip()]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "BATCHRUN_"))}
     server = subprocess.Popen(_batchrun() + ["serve", "--fast", "--host", "127.0.0.1", "--port", "0", "-q"],
                               env=env, stdout=subprocess.PIPE, text=True)
@@ -79,7 +79,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             for rows in [BASELINE_ROWS, *sizes]:
                 data, out = Path(tmp, f"in-{rows}.csv"), Path(tmp, f"run-{rows}")
-                _write_input(data, rows)
+                write_input(data, rows)
                 cmd = _batchrun() + ["run", str(data), "--base-url", url, "-q", "--out", str(out),
                                      "-c", str(opts.concurrency), "--max-tokens", str(opts.max_tokens)]
                 peak, wall = _run(cmd, env)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
 
 from aiohttp import web
 
@@ -68,12 +68,14 @@ async def cut(request: web.Request, pieces: list[bytes]) -> web.StreamResponse:
 
 
 @contextlib.asynccontextmanager
-async def raw_server(handler: Handler, models: Handler | None = None) -> AsyncIterator[str]:
-    """Serve `handler` for POST /v1/chat/completions and `models` (default: one model,
-    raw-model) for GET /v1/models; yields the base URL."""
+async def raw_server(handler: Handler, models: Handler | None = None,
+                     routes: Sequence[web.RouteDef] = ()) -> AsyncIterator[str]:
+    """Serve `handler` for POST /v1/chat/completions, `models` (default: one model, raw-model)
+    for GET /v1/models, and any further `routes`; yields the base URL."""
     app = web.Application()
     app.router.add_post("/v1/chat/completions", handler)
     app.router.add_get("/v1/models", models or _models)
+    app.router.add_routes(routes)
     runner = web.AppRunner(app, shutdown_timeout=0.5)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

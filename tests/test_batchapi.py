@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import openai
+import orjson
 import pytest
 from typer.testing import CliRunner
 
@@ -66,12 +67,62 @@ def test_split_by_request_count_bytes_and_model(tmp_path: Path) -> None:
     assert oversize_reason(101, Limits(max_bytes=100)) is not None and oversize_reason(100, Limits(max_bytes=100)) is None
 
 
-def test_index_lines_finds_each_custom_id_and_passes_over_garbage(tmp_path: Path) -> None:
+def test_index_lines_names_each_line_by_its_custom_id(tmp_path: Path) -> None:
     path = tmp_path / "out.jsonl"
-    lines = [b'{"custom_id": "a", "response": null}\n', b'not json\n', b'[1, 2]\n', b'{"custom_id": "b"}\n']
+    lines = [b'{"custom_id": "a", "response": null}\n', b'not json\n', b'[1, 2]\n', b'{"custom_id": "b"}\n',
+             b'\n', b'{"custom_id": "c", "response": {"status_co\n', b'{"custom_id": 7}\n']
     path.write_bytes(b"".join(lines))
-    offsets = dict(index_lines(path))
-    assert offsets == {"a": 0, "b": sum(map(len, lines[:3]))}
+    found = [(cid, spot.offset, spot.number) for cid, spot in index_lines(path)]
+    offsets = [sum(map(len, lines[:i])) for i in range(len(lines))]
+    # A line cut short is named by the custom_id at its start; blank lines are passed over.
+    assert found == [("a", 0, 1), (None, offsets[1], 2), (None, offsets[2], 3), ("b", offsets[3], 4),
+                     ("c", offsets[5], 6), (None, offsets[6], 7)]
+
+
+def kept(data: bytes, max_bytes: int, secrets: tuple[str, ...] = (), piece: int = 7) -> list[bytes]:
+    """`data` through KeptLines in pieces of `piece` bytes, as the kept file's lines."""
+    from batchrun.batchapi.lines import KeptLines
+
+    lines = KeptLines(max_bytes, secrets)
+    out = b"".join(lines.feed(data[i:i + piece]) for i in range(0, len(data), piece)) + lines.close()
+    return out.splitlines()
+
+
+def test_kept_lines_bound_each_line_and_note_the_oversize_ones() -> None:
+    small = b'{"custom_id":"a","response":null}'
+    big = b'{"id":"batch_req_1","custom_id":"b","response":{"body":"' + b"x" * 500 + b'"}}'
+    lines = kept(small + b"\n" + big + b"\n" + small, max_bytes=100)
+    assert lines[0] == small and lines[2] == small               # the last line had no newline
+    assert orjson.loads(lines[1]) == {"custom_id": "b", "batchrun_too_large": {"bytes": len(big), "limit": 100}}
+    assert kept(big, max_bytes=len(big)) == [big]                 # the bound itself is allowed
+    nameless = kept(b"y" * 300 + b"\n", max_bytes=10)
+    assert orjson.loads(nameless[0])["custom_id"] is None
+
+
+def test_kept_lines_mask_the_secrets_also_when_escaped_in_json() -> None:
+    secret = "hrd-SECRET/xyz+9"
+    escaped = b'{"custom_id":"a","text":"key \\u0068rd-SECRET\\/xyz+9 and ' + secret.encode() + b'"}'
+    [line] = kept(escaped + b"\n", max_bytes=1000, secrets=(secret,))
+    assert orjson.loads(line) == {"custom_id": "a", "text": "key *** and ***"}
+    [garbage] = kept(b"<html>" + secret.encode() + b" Bearer tok123</html>\n", max_bytes=1000, secrets=(secret,))
+    assert garbage.startswith(b"<html>*** Bearer ***")         # not JSON: masked as text, patterns too
+    [note] = kept(b'{"custom_id":"' + secret.encode() + b'","x":"' + b"z" * 200 + b'"}\n', 50, (secret,))
+    assert orjson.loads(note)["custom_id"] == "***"
+
+
+def test_the_result_index_keeps_a_few_places_of_lines_that_repeat_or_name_no_row(tmp_path: Path) -> None:
+    from batchrun.batchapi.results import ResultIndex
+
+    kept = tmp_path / "batch" / "0001.output.jsonl"
+    kept.parent.mkdir()
+    kept.write_bytes(b'{"custom_id":"a"}\n' + b"garbage\n" * 10 + b'{"custom_id":"b"}\n' * 5 + b'{"custom_id":"z"}\n')
+    index = ResultIndex(tmp_path)
+    index.add(kept, {"a", "b"})
+    assert list(index.found) == ["a"] and [s.number for s in index.twice["b"]] == [12, 13, 14]
+    assert index.unmatched_count == 11 and len(index.unmatched) == 5
+    assert index.unmatched_note() == ("11 result line(s) named no row of this job: batch/0001.output.jsonl line 2, "
+                                      "batch/0001.output.jsonl line 3, batch/0001.output.jsonl line 4, "
+                                      "batch/0001.output.jsonl line 5, batch/0001.output.jsonl line 6 and 6 more")
 
 
 # ---------------------------------------------------------------- records
@@ -116,10 +167,102 @@ def test_error_lines_become_failed_records() -> None:
     assert record_from_line(unended, 3, JOB).error_type == "EmptyResponse"
 
 
+def test_a_text_answer_to_a_forced_tool_call_is_flagged() -> None:
+    forced = {"type": "function", "function": {"name": "f"}}
+    assert record_from_line(ok_line("a"), 0, JOB, None, forced).tool_choice_ignored is True
+    assert record_from_line(ok_line("b"), 1, JOB, None, "required").tool_choice_ignored is True
+    assert record_from_line(ok_line("c"), 2, JOB, None, "auto").tool_choice_ignored is False
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    assert record_from_line(ok_line("d", content=None, tool_calls=[call]), 3, JOB, None, forced).tool_choice_ignored is False
+
+
 def test_an_empty_answer_the_server_ended_is_ok_and_marked_empty() -> None:
     record = record_from_line(ok_line("d", content=""), 3, JOB)
     assert (record.status, record.text, record.empty, record.finish_reason) == (OK, "", True, "stop")
     assert record_from_line(ok_line("e"), 4, JOB).empty is False
+
+
+def broken(path: str, value: Any) -> dict[str, Any]:
+    """ok_line("a") with the field at `path` (dots; choices means choices[0]) set to `value`."""
+    line = ok_line("a")
+    target: Any = line
+    names = path.split(".")
+    for name in names[:-1]:
+        target = target[name][0] if name == "choices" else target[name]
+    target[names[-1]] = value
+    return line
+
+
+WRONG_SHAPES = [("response.status_code", "abc"), ("response.status_code", True), ("response.status_code", 9999),
+                ("response", "str"), ("response.body", [1]), ("response.body.usage", "lots"),
+                ("response.body.usage.prompt_tokens", -5), ("response.body.usage.completion_tokens", "2"),
+                ("response.body.usage.completion_tokens", 2**60), ("response.body.usage.prompt_tokens", 1.5),
+                ("response.body.choices", {}), ("response.body.choices.message", "str"),
+                ("response.body.choices.message.content", 42), ("response.body.choices.message.tool_calls", ["x"]),
+                ("response.body.choices.message.tool_calls", "x"), ("response.body.choices.finish_reason", 3),
+                ("response.body.model", {"a": 1}), ("response.request_id", 5),
+                ("response.body.choices.message.content", [{"type": "image_url", "image_url": {}}]),
+                ("response.body.choices.message.content", [{"type": "text", "text": 1}]),
+                ("response.body.choices.message.content",
+                 [{"type": "text", "text": "a"}, {"type": "refusal", "refusal": "no"}])]
+
+
+@pytest.mark.parametrize("path, value", WRONG_SHAPES, ids=[f"{p}={v!r}"[:60] for p, v in WRONG_SHAPES])
+def test_a_line_of_the_wrong_shape_is_that_rows_malformed_line_error(path: str, value: Any) -> None:
+    """Regression: such a line raised in collect (ValueError / AttributeError / KeyError /
+    TypeError) and lost the job; now it costs its own row, named by file and line."""
+    record = record_from_line(broken(path, value), 4, JOB, where="batch/0001.output.jsonl line 7")
+    assert (record.id, record.row, record.status, record.error_type) == ("a", 4, ERROR, "MalformedBatchLine")
+    assert record.error.startswith("batch/0001.output.jsonl line 7: ") and "--resume" in record.error
+    assert record.text == "" and record.tool_calls is None and record.prompt_tokens is None
+    assert repr(value) not in record.error or isinstance(value, (int, bool))   # types are named, values are not
+
+
+@pytest.mark.parametrize("line", [[1, 2], "text", None, {"custom_id": "a", "response": None, "error": None},
+                                  {"custom_id": "a", "response": None, "error": "boom"},
+                                  {"custom_id": "a", "response": None, "error": {"code": 5, "message": "x"}}])
+def test_a_line_that_is_not_a_result_is_malformed_too(line: Any) -> None:
+    record = record_from_line(line, 0, JOB, cid="a")
+    assert (record.id, record.status, record.error_type) == ("a", ERROR, "MalformedBatchLine")
+
+
+def test_raw_lines_not_json_or_noted_too_large() -> None:
+    from batchrun.batchapi.collect import record_from_raw
+
+    cut = record_from_raw(b'{"custom_id":"a","response":{"status_co\n', "a", 0, JOB, where="f line 2")
+    assert (cut.error_type, cut.status) == ("MalformedBatchLine", ERROR) and "cannot be read as JSON" in cut.error
+    note = b'{"custom_id":"a","batchrun_too_large":{"bytes":157286400,"limit":1048576}}\n'
+    big = record_from_raw(note, "a", 0, JOB, where="f line 3")
+    assert (big.error_type, big.status) == ("ResponseTooLarge", ERROR)
+    assert "157,286,400 bytes, over --max-response-bytes 1,048,576" in big.error and big.text == ""
+    fine = record_from_raw(orjson.dumps(ok_line("a")), "a", 0, JOB)
+    assert (fine.status, fine.text) == (OK, "hi there")
+
+
+def test_content_parts_are_joined_as_the_api_defines_them() -> None:
+    """Regression: list content was recorded ok with a list as its text, then crashed the summary."""
+    parts = [{"type": "text", "text": "hi "}, {"type": "text", "text": "there"}]
+    record = record_from_line(ok_line("a", content=parts), 0, JOB)
+    assert (record.status, record.text) == (OK, "hi there")
+    refusal = record_from_line(ok_line("a", content=[{"type": "refusal", "refusal": "I cannot"}]), 0, JOB)
+    assert (refusal.status, refusal.error_type) == (ERROR, "EmptyResponse") and "refused: I cannot" in refusal.error
+    assert refusal.text == ""
+    field = record_from_line(ok_line("a", content=None, refusal="not this"), 0, JOB)
+    assert field.error_type == "EmptyResponse" and "refused: not this" in field.error
+    assert record_from_line(ok_line("a", content=[]), 0, JOB).error_type == "EmptyResponse"
+
+
+def test_provider_text_in_a_failed_line_is_redacted_before_it_is_cut() -> None:
+    secret = "hrd-SECRET-batch-77aa"
+    body = {"error": {"message": "x" * 490 + f" key {secret} Authorization: Bearer {secret}"}}
+    line = {"custom_id": "a", "response": {"status_code": 401, "body": body}}
+    record = record_from_line(line, 0, JOB, secrets=(secret,))
+    assert record.http_status == 401 and secret[:6] not in record.error and len(record.error) <= 500
+    plain = {"custom_id": "a", "response": {"status_code": 500, "body": f"upstream: Bearer {secret}"}}
+    assert secret not in record_from_line(plain, 0, JOB, secrets=(secret,)).error
+    code = {"custom_id": "a", "response": None, "error": {"code": f"bad {secret}", "message": secret}}
+    coded = record_from_line(code, 0, JOB, secrets=(secret,))
+    assert (coded.error_type, coded.error) == ("BatchLineError", "***")     # a code that is not a name is no type
 
 
 @pytest.mark.parametrize("status, expected", [("expired", (TIMEOUT, "batch_expired")),

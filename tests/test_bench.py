@@ -17,6 +17,7 @@ from batchrun.config import RunConfig
 from batchrun.errors import ConfigError
 from batchrun.sim import SimConfig, SimProcess
 from batchrun.store.records import Record
+from promptfiles import write_prompts
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
@@ -325,3 +326,107 @@ def test_ctrl_c_keeps_what_the_bench_measured(fixed_sim, tmp_path) -> None:
     [row] = doc["bench"]["rows"]
     assert doc["interrupted"] is True and 5 <= row["n"] < 500 and row["errors"] == 0
     assert "async-c1-r1 partly" in output
+
+
+def _records(out: Path, run: str) -> list[dict]:
+    return [json.loads(line) for line in (out / "runs" / run / "records.jsonl").read_text().splitlines()]
+
+
+def test_a_level_with_failures_says_so_everywhere_and_is_not_recommended(fixed_sim, tmp_path) -> None:
+    """9 of 20 prompts fail on their first send of an identical body (a sim directive): the
+    warm-up pass (its own body, max_tokens 1) and c=1 meet the failures, c=4 (the second send)
+    does not. c=1 is marked in all four outputs and never recommended."""
+    texts = [f"t19 failures row {i}" + (" [[sim:error=500x1]]" if i % 20 in (1, 3, 5, 7, 9, 11, 13, 15, 17) else "")
+             for i in range(20)]
+    prompts = write_prompts(tmp_path / "p.csv", texts)
+    result = invoke("bench", str(prompts), "--base-url", fixed_sim.base_url, "-n", "20", "-c", "1,4", "--no-sync",
+                    "--warmup", "0", "--out", "f")
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "f"
+    assert sum(r["status"] != "ok" for r in _records(out, "async-c1-r1")) == 9
+    assert all(r["status"] == "ok" for r in _records(out, "async-c4-r1"))
+    md, html = (out / "report.md").read_text(), (out / "report.html").read_text()
+    for text in (result.output, md, html):
+        assert "9/20 (45%)" in text                                     # the failed column, next to its req/s
+        assert "async-c1-r1: 9/20 failed (45%): its req/s and speedup count only the 11 that succeeded" in text
+        assert "Recommended concurrency: 4 (" in text and "n=20, 0 failed;" in text
+        assert "n=20): 9/20 failed (45%), over the 1% allowed" in text     # c=1's line
+        assert "Warm-up: 20 prompts sent once before measuring (4 at a time, max_tokens 1), not measured; " \
+               "9/20 failed (45%)" in text
+    doc = json.loads((out / "summary.json").read_text())["bench"]
+    c1 = next(r for r in doc["rows"] if r["name"] == "async-c1-r1")
+    assert (c1["n"], c1["errors"], c1["failure_share"]) == (20, 9, 0.45)
+    assert doc["recommended_concurrency"] == 4 and doc["excluded_levels"] == [1] and doc["max_failure_share"] == 0.01
+    assert doc["recommendation_reasons"]["1"] == "9/20 failed (45%), over the 1% allowed"
+    assert doc["warmup"]["failed"] == 9 and doc["recommendation"][0].startswith("Recommended concurrency: 4")
+    assert json.loads((out / "summary.json").read_text())["summary"]["bench_run"] == "async-c4-r1"
+
+
+def test_a_5xx_share_on_every_level_leaves_nothing_to_recommend(tmp_path) -> None:
+    """The built-in endpoint failing ~30% of requests (seeded): every level is ruled out and the
+    throughput-best one is named with its failures; --max-failure-share 0.5 (here through a
+    rebuilt report) lets them back in, with the failures beside the figures."""
+    result = invoke("bench", str(SAMPLES / "prompts.csv"), "-n", "30", "-c", "1,2", "--out", "x", "-q",
+                    *[a for opt in ("fixed_ttft_s=0.002", "fixed_itl_s=0", "output_tokens=3", "error_500_rate=0.3",
+                                    "seed=5") for a in ("--builtin-option", opt)])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "x"
+    doc = json.loads((out / "summary.json").read_text())["bench"]
+    assert doc["recommended_concurrency"] is None and doc["excluded_levels"] == [1, 2]
+    assert all(r["errors"] / r["n"] > 0.01 for r in doc["rows"])
+    assert doc["recommendation"][0] == "No concurrency level can be recommended: every level measured was ruled out (below)."
+    best = next(g for g in doc["groups"] if g["mode"] == "async" and g["concurrency"] == doc["best_concurrency"])
+    assert f"failed ({best['errors'] * 100 / best['n']:.3g}" in doc["recommendation"][1]
+    assert "No speedup over sync is shown: every async run had more than 1% failed requests" in result.output
+    manifest = json.loads((out / "bench.json").read_text())
+    manifest["max_failure_share"] = 0.5
+    (out / "bench.json").write_text(json.dumps(manifest))
+    assert invoke("report", "x", "-q").exit_code == 0
+    again = json.loads((out / "summary.json").read_text())["bench"]
+    rec = next(g for g in again["groups"] if g["mode"] == "async" and g["concurrency"] == again["recommended_concurrency"])
+    assert f"n=30, {rec['errors']}/30 failed" in again["recommendation"][0]
+    assert "at most 50% failed requests" in (out / "report.md").read_text()
+
+
+def _long_prompts(tag: str, n: int) -> list[str]:
+    # ~300 characters each, distinct from the first character: the sim's prefix cache (blocks of
+    # 64 characters) can only have one from having seen that very prompt.
+    return [f"{tag} {i} " + "every request of this prompt shares nothing with another one " * 5 for i in range(n)]
+
+
+def test_every_pass_meets_the_same_cache_state_after_the_warm_up(fixed_sim, tmp_path) -> None:
+    prompts = write_prompts(tmp_path / "p.csv", _long_prompts("t19 warm", 8))
+    result = invoke("bench", str(prompts), "--base-url", fixed_sim.base_url, "-n", "8", "-c", "1", "--out", "w")
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "w"
+    sync, async_ = _records(out, "sync-r1"), _records(out, "async-c1-r1")
+    # Nothing of the warm-up is in a measured run: 8 records each, the bench's own ids.
+    assert [r["id"] for r in sync] == [r["id"] for r in async_] == [f"q{i}" for i in range(8)]
+    # The sync baseline, the first measured pass, already finds every prompt cached, as c=1 does.
+    assert all(r["cached_tokens"] > 0 for r in sync + async_)
+    assert [r["cached_tokens"] for r in sync] == [r["cached_tokens"] for r in async_]
+    rows = {r["name"]: r for r in json.loads((out / "summary.json").read_text())["bench"]["rows"]}
+    assert rows["sync-r1"]["cached_share"] == rows["async-c1-r1"]["cached_share"] > 0.5
+    statement = "Warm-up: 8 prompts sent once before measuring (1 at a time, max_tokens 1), not measured"
+    for text in (result.output, (out / "report.md").read_text(), (out / "report.html").read_text()):
+        assert statement in text and "different prompt-cache states" not in text
+    warmup = json.loads((out / "summary.json").read_text())["bench"]["warmup"]
+    assert (warmup["pass"], warmup["prompts"], warmup["failed"], warmup["max_tokens"]) == (True, 8, 0, 1)
+    assert warmup["text"].startswith(statement)
+
+
+def test_no_warmup_sends_nothing_unmeasured_and_says_the_first_pass_was_cold(fixed_sim, tmp_path) -> None:
+    prompts = write_prompts(tmp_path / "p.csv", _long_prompts("t19 cold", 8))
+    result = invoke("bench", str(prompts), "--base-url", fixed_sim.base_url, "-n", "8", "-c", "1", "--out", "c",
+                    "--no-warmup")
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "c"
+    assert all(r["cached_tokens"] == 0 for r in _records(out, "sync-r1"))          # cold: never seen
+    assert all(r["cached_tokens"] > 0 for r in _records(out, "async-c1-r1"))       # seen once, by sync
+    statement = "No warm-up (--no-warmup): the first pass may see a cold cache; every request sent was measured"
+    for text in (result.output, (out / "report.md").read_text(), (out / "report.html").read_text()):
+        assert statement in text
+        assert "the runs met different prompt-cache states (share of prompt tokens cached: sync-r1 0.0%" in text
+    assert json.loads((out / "summary.json").read_text())["bench"]["warmup"]["pass"] is False
+    both = invoke("bench", str(prompts), "--base-url", fixed_sim.base_url, "--no-warmup", "--warmup", "2")
+    assert both.exit_code == 2 and "--no-warmup sends nothing unmeasured" in both.output

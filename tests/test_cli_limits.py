@@ -3,14 +3,19 @@ the built-in endpoint in a child process: what the console, summary.json and the
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 from pathlib import Path
 
 import pytest
+from aiohttp import web
+from rawserver import DONE, chunk, raw_server, sse, usage_chunk
 from typer.testing import CliRunner
 
 from batchrun.cli import app
 from batchrun.sim import SimConfig, SimProcess
+from docstext import docs_text
 from promptfiles import write_prompts
 
 
@@ -84,9 +89,41 @@ def test_bad_limit_values_are_usage_errors(tmp_path: Path, args: list[str], mess
     ("serve", ("--ratelimit-headers",)),
 ])
 def test_the_new_options_are_in_help_and_readme(command: str, options: tuple[str, ...]) -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    readme = docs_text()
     help_text = " ".join(CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"}).output.split())
     for option in options:
         assert option in help_text and f"`{option}" in readme
     if command == "run":
         assert "or auto:" in help_text and "auto: the limit the provider's rate-limit headers announce" in help_text
+
+
+ABSURD = {"x-ratelimit-limit-requests": "1e300", "x-ratelimit-remaining-requests": "1e300",
+          "x-ratelimit-limit-tokens": "40000", "x-ratelimit-remaining-tokens": "39000",
+          "x-ratelimit-reset-tokens": "1e300"}
+
+
+async def test_absurd_header_figures_are_ignored_with_one_warning_and_never_printed(tmp_path: Path) -> None:
+    """`x-ratelimit-limit-requests: 1e300` gave a 300-digit --rpm advice on the console, in
+    summary.json and in both reports. Each absurd figure is now one warning (per header), and the
+    sane ones are still used."""
+    async def handler(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        return await sse(request, [chunk("", role="assistant"), chunk("hi"), chunk(finish="stop"),
+                                   usage_chunk(3, 1), DONE], headers=ABSURD)
+
+    write_prompts(tmp_path / "p.csv", 12)
+    async with raw_server(handler) as url:
+        result = await asyncio.to_thread(invoke, "run", "p.csv", "--base-url", url, "--out", "out", "-c", "3")
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    texts = {"console": result.output, **{name: (out / name).read_text(encoding="utf-8")
+                                           for name in ("summary.json", "report.md", "report.html")}}
+    for where, text in texts.items():
+        assert not re.search(r"(?<![\w.])\d[\d,]{15,}(?![\w.])", text), where     # no 300-digit figure
+    warnings = [line for line in result.output.splitlines() if line.startswith("batchrun: ignored a rate-limit header")]
+    assert len(warnings) == 3, warnings                  # limit, remaining and reset: once each, 12 responses
+    assert "x-ratelimit-limit-requests: 1e+300 is out of range" in warnings[0]
+    limits = json.loads(texts["summary.json"])["summary"]["rate_limits"]
+    assert limits["recommend"] == {"rpm": None, "tpm": 40_000} and limits["paced"]["rpm"] is None
+    assert limits["provider"]["requests_per_min"] is None and limits["provider"]["lowest_requests_left"] is None
+    assert "recommended: --tpm 40000" in result.output

@@ -4,6 +4,7 @@ worked out by hand in comments. Also the lean results index (store/outputs.lates
 
 from __future__ import annotations
 
+import json
 import random
 from array import array
 from collections import Counter
@@ -185,3 +186,18 @@ def test_report_rebuilds_the_summary_a_run_wrote_from_its_columns(fast_sim, tmp_
     md = (tmp_path / "o" / "report.md").read_text()
     assert "| q0 | 0 | ok |" in md and "| q19 | 19 | ok |" in md and "| q20 |" not in md
 
+
+
+def test_records_written_before_the_flags_existed_read_as_none_set(tmp_path: Path) -> None:
+    """An older run's records have no reconnects / empty / tool_choice_ignored: 0 and false."""
+    old = Record(id="a", row=0, sent_s=0.0, end_s=0.3, ttft_s=0.1, latency_s=0.3, attempts=1, finish_reason="stop",
+                 text="x").to_dict()
+    for name in ("reconnects", "empty", "tool_choice_ignored"):
+        del old[name]
+    record = Record.from_dict(old)
+    assert (record.reconnects, record.empty, record.tool_choice_ignored) == (0, False, False)
+    path = tmp_path / "records.jsonl"
+    path.write_text(json.dumps(old) + "\n")
+    summary = summarize(read_columns(path), itl_sample=GapSample())
+    assert (summary["reconnects"], summary["reconnect_share"], summary["empty"], summary["tool_choice_ignored"]) == (
+        0, 0.0, 0, 0)

@@ -18,6 +18,7 @@ import wireservers as ws
 from batchrun.cli import app
 from batchrun.endpoint.resolve import OPENAI_BASE_URL, open_endpoint
 from batchrun.store.records import read_records
+from docstext import docs_text
 from faultserver import free_port, ok_pieces, row_of
 from promptfiles import write_prompts
 from rawserver import raw_server, sse
@@ -333,7 +334,7 @@ async def test_a_run_through_a_litellm_gateway_records_real_usage_on_every_row(t
 
 @pytest.mark.parametrize("command", ["run", "bench"])
 def test_the_new_options_are_in_help_and_readme(command: str) -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    readme = docs_text()
     help_text = " ".join(invoke(command, "--help", env={"COLUMNS": "200"}).output.split())
     for option in ("--max-retry-wait", "--max-response-bytes"):
         assert option in help_text and f"`{option}" in readme

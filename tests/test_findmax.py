@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from batchrun.bench.findmax import Probe, judge, probe_requests, quantile_ci, search
+from batchrun.bench.findmax import FindMaxResult, Probe, format_find_max, judge, probe_requests, quantile_ci, search
 from batchrun.cli import app
 from batchrun.sim import SimConfig, SimProcess
 from batchrun.store.records import Record
@@ -61,6 +61,16 @@ def test_judge_uses_the_sweeps_p99_rule() -> None:
     assert not judge(8, failed, wall_s=1.0, slo={"ttft": 0.5}).meets      # nothing ok: not met
 
 
+def test_a_probe_with_failures_misses_however_fast_its_successes() -> None:
+    # 55 fast successes, 45 failures: p99 TTFT 0.1 s is well within the SLO, 45% failed is not.
+    records = [ok(0.1, 1.0)] * 55 + [Record(id="e", row=0, status="error")] * 45
+    probe = judge(4, records, wall_s=10.0, slo={"ttft": 0.5})
+    assert not probe.meets and probe.why == "45/100 failed (45%), over the 1% allowed"
+    assert judge(4, records, wall_s=10.0, slo={"ttft": 0.5}, max_failure_share=0.5).meets
+    assert "misses (45/100 failed (45%), over the 1% allowed)" in format_find_max(FindMaxResult(None, 4, [probe]),
+                                                                                 {"ttft": 0.5})
+
+
 def test_quantile_interval_brackets_the_estimate() -> None:
     values = [i / 1000 for i in range(1, 1001)]                 # 0.001 .. 1.000
     low, high = quantile_ci(values, 50)
@@ -89,6 +99,8 @@ def test_find_max_end_to_end(tmp_path: Path) -> None:
     assert found["best_concurrency"] == 4 and found["first_failing_concurrency"] == 5
     assert "Highest load meeting the SLO (ttft<=90 ms): concurrency 4" in result.output
     assert (tmp_path / "fm" / "report.html").exists()
+    assert "Warm-up: 10 prompts sent once before measuring (2 at a time, max_tokens 1), not measured; each run " \
+           "also opened its connections with one unmeasured wave" in (tmp_path / "fm" / "report.md").read_text()
 
 
 def test_find_max_needs_an_slo(tmp_path: Path) -> None:

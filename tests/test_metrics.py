@@ -7,9 +7,8 @@ import math
 import pytest
 
 from batchrun.analysis.metrics import (
-    GapSample,
-    BenchPoint, Distribution, in_flight, in_flight_timeline, loop_lag, mean_ci95, meets_slo,
-    parse_slo, percentile, plateau_concurrency, recommend_concurrency, summarize, t975, tpot,
+    GapSample, Distribution, cached_share, in_flight, in_flight_timeline, loop_lag, mean_ci95, meets_slo,
+    parse_slo, percentile, summarize, t975, tpot,
 )
 from batchrun.store.records import Record
 
@@ -340,43 +339,6 @@ def test_t975_table_and_large_df_approximation():
         t975(0)
 
 
-# ---------------------------------------------------------------- bench curves
-
-CURVE = [BenchPoint(1, 10.0, 1.0, 0.2), BenchPoint(2, 19.0, 1.1, 0.25), BenchPoint(4, 35.0, 1.5, 0.35),
-         BenchPoint(8, 50.0, 2.5, 0.6), BenchPoint(16, 52.0, 5.0, 1.5)]
-
-
-def test_recommend_concurrency_without_slo_uses_factor_of_lowest_concurrency():
-    # bounds 2 x (1.0, 0.2) = (2.0, 0.4): 1, 2, 4 qualify; 4 has the most throughput
-    assert recommend_concurrency(CURVE) == 4
-    assert recommend_concurrency(reversed(CURVE), factor=3.0) == 8  # bounds (3.0, 0.6)
-
-
-def test_recommend_concurrency_with_slo():
-    assert recommend_concurrency(CURVE, slo={"e2e": 3.0, "ttft": 1.0}) == 8
-    assert recommend_concurrency(CURVE, slo={"ttft": 2.0}) == 16   # latency left free
-    assert recommend_concurrency(CURVE, slo={"e2e": 0.5}) is None  # nothing qualifies
-
-
-def test_recommend_concurrency_ties_and_missing_values():
-    pts = [(1, 10.0, 1.0, 0.1), (2, 20.0, 1.0, 0.1), (4, 20.0, 1.0, 0.1), (8, 30.0, None, 0.1)]
-    assert recommend_concurrency(pts) == 2  # 8 has no latency figure; 2 and 4 tie -> lower
-    assert recommend_concurrency([]) is None
-
-
-def test_plateau_concurrency():
-    # per doubling: 19/10 = +90%, 35/19 = +84%, 50/35 = +43%, 52/50 = +4% < 10% -> after 8
-    assert plateau_concurrency(CURVE) == 8
-    assert plateau_concurrency(CURVE[:4]) is None
-    assert plateau_concurrency(CURVE, gain=0.5) == 4
-
-
-def test_plateau_scales_gain_to_one_doubling():
-    # 1 -> 4 is two doublings: (12 / 10) ** (1 / 2) - 1 = 9.5% per doubling < 10%
-    assert plateau_concurrency([(1, 10.0, None, None), (4, 12.0, None, None)]) == 1
-    assert plateau_concurrency([(1, 10.0, None, None), (4, 13.0, None, None)]) is None  # 14%
-
-
 # ---------------------------------------------------------------- ITL sample for huge runs
 
 def test_gap_sample_is_exact_below_capacity_and_bounded_above():
@@ -428,26 +390,6 @@ def test_loop_lag_large_against_itl_is_warned():
     assert any("large against the median ITL 4.0 ms" in w for w in s["warnings"])
 
 
-def test_recommendation_is_the_smallest_level_within_noise_of_the_best():
-    from batchrun.analysis.metrics import recommend
-
-    points = [BenchPoint(1, 10.0, 1.0, 0.2, 9.5, 10.5), BenchPoint(8, 70.0, 1.1, 0.25, 66.0, 74.0),
-              BenchPoint(16, 72.0, 1.2, 0.3, 68.0, 76.0), BenchPoint(32, 73.0, 2.5, 1.0, 69.0, 77.0)]
-    choice, why = recommend(points)
-    assert choice == 8                      # 70 is within 16's interval (from 68): fewer in flight wins
-    assert "within noise" in why[16] and "below the best" in why[1] and "p99 latency" in why[32]
-    assert recommend(points, {"e2e": 1.15})[0] == 8 and recommend(points, {"ttft": 0.1})[0] is None
-def test_in_flight_over_sessions_never_lays_two_sessions_on_one_timeline():
-    from batchrun.analysis.metrics import in_flight_sessions
-
-    # Each session's offsets start at 0. Session 1: two requests over [0, 2) and [0, 1);
-    # session 2 (a resume): one request over [0, 1). On one timeline the peak would be 3.
-    peak, mean = in_flight_sessions({1: [(0.0, 2.0), (0.0, 1.0)], 2: [(0.0, 1.0)]})
-    assert peak == 2
-    assert mean == approx((2 + 1 + 1) / (2 + 1))      # busy time over the sum of the sessions' spans
-    assert in_flight_sessions({}) == (0, None)
-
-
 def test_an_interrupted_runs_counts_split_cancelled_rows():
     sent_and_cut = Record(id="c", row=2, status="cancelled", attempts=1, sent_s=0.5, end_s=0.7)
     never_sent = Record(id="d", row=3, status="cancelled")
@@ -465,3 +407,13 @@ def test_a_resumed_runs_sessions_are_never_laid_on_one_timeline():
     assert s["in_flight"] == {"peak": 2, "mean": approx(2.0)}     # one timeline would say 4
     assert s["wall_time_s"] == approx(2.0)                        # 1 s per session, summed
     assert s["throughput"]["requests_per_s"] == approx(4 / 2.0)
+
+
+def test_cached_share_is_cached_over_prompt_tokens_of_ok_records_that_say():
+    # (90 + 0) cached of (100 + 100) prompt tokens; the failed record and the one whose server
+    # said nothing are left out.
+    records = [ok("a", prompt=100, cached_tokens=90), ok("b", prompt=100, cached_tokens=0),
+               ok("c", prompt=100), failed("d")]
+    records[3].cached_tokens, records[3].prompt_tokens = 50, 50
+    assert cached_share(records) == approx(90 / 200)
+    assert cached_share([ok("e", prompt=100)]) is None

@@ -98,3 +98,33 @@ def test_only_rate_limit_header_names_are_kept() -> None:
     keep = ["x-ratelimit-limit-requests", "anthropic-ratelimit-tokens-reset", "ratelimit", "ratelimit-policy"]
     assert all(is_ratelimit_header(n) for n in keep)
     assert not any(is_ratelimit_header(n) for n in ("retry-after", "content-type", "x-request-id"))
+
+
+@pytest.mark.parametrize("headers, bad", [
+    ({"x-ratelimit-limit-requests": "1e300", "x-ratelimit-remaining-requests": "5"}, "x-ratelimit-limit-requests"),
+    ({"x-ratelimit-limit-requests": "1e-300"}, "x-ratelimit-limit-requests"),       # would hold a run forever
+    ({"x-ratelimit-limit-requests": "2000000000"}, "x-ratelimit-limit-requests"),   # 2e9 a minute
+    ({"x-ratelimit-limit-tokens": "40000", "x-ratelimit-remaining-tokens": "1e20"}, "x-ratelimit-remaining-tokens"),
+    ({"x-ratelimit-limit-tokens": "40000", "x-ratelimit-reset-tokens": "1e300"}, "x-ratelimit-reset-tokens"),
+    ({"anthropic-ratelimit-tokens-limit": "5e12"}, "anthropic-ratelimit-tokens-limit"),
+    ({"ratelimit-policy": '"p";q=100;w=0.00000001', "ratelimit": '"p";r=50;t=3'}, "ratelimit-policy w"),
+    ({"ratelimit-policy": '"p";q=1e300;w=60', "ratelimit": '"p";r=50;t=3'}, "ratelimit limit"),
+    ({"ratelimit-limit": "100", "ratelimit-reset": "99999999999"}, "ratelimit-reset"),
+])
+def test_figures_no_real_limit_could_have_are_left_out_and_named(headers: dict[str, str], bad: str) -> None:
+    """Bounds: 1 to 1e9 requests / 1e12 tokens a minute, resets and windows up to 31 days, windows
+    from 1 ms. The figure is named in the problem short (never its 300 digits) and not kept."""
+    info, problems = parse(headers)
+    assert len(problems) == 1 and problems[0].startswith(bad + ":") and "out of range" in problems[0], problems
+    assert len(problems[0]) < 200
+    for quota in (info.requests, info.tokens) if info else ():
+        for value in (quota.limit, quota.remaining) if quota else ():
+            assert value is None or 0 <= value <= 1e12
+        assert quota is None or quota.reset_s is None or quota.reset_s <= 31 * 86_400
+
+
+def test_the_highest_real_limits_are_kept() -> None:
+    info, problems = parse({"x-ratelimit-limit-requests": "30000", "x-ratelimit-limit-tokens": "150000000",
+                            "x-ratelimit-reset-tokens": "86400"})
+    assert problems == []
+    assert info == RateLimitInfo(OPENAI, Quota(30_000, None, None), Quota(150_000_000, None, 86_400))

@@ -10,9 +10,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -28,7 +30,7 @@ from promptfiles import write_prompts
 from test_workers import Run, assert_each_row_once, assert_same_rows, invoke, records, results, slow_sim  # noqa: F401 (a fixture)
 
 HAVE_RAY = importlib.util.find_spec("ray") is not None
-needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="Ray is not installed (pip install 'batchrun[ray]')")
+needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="Ray is not installed (pip install -e '.[ray]')")
 KEY = "sk-raytest-0123456789abcdef"
 
 
@@ -101,7 +103,7 @@ def test_a_plain_run_never_imports_ray_and_ray_missing_is_a_clear_usage_error(fa
                           timeout=120)
     lines = dict(line.split(" ", 1) for line in done.stdout.splitlines() if line.startswith(("plain", "ray")))
     assert lines["plain"] == "0 False", done.stdout + done.stderr
-    assert lines["ray"].startswith("2 ") and 'pip install "batchrun[ray]"' in lines["ray"], lines["ray"]
+    assert lines["ray"].startswith("2 ") and 'pip install "ray[client]>=2.9"' in lines["ray"], lines["ray"]
 
 
 def test_ray_with_a_one_process_option_or_a_bad_address_is_a_usage_error(tmp_path: Path) -> None:
@@ -189,6 +191,98 @@ def test_an_interrupted_ray_run_resumes_exactly_once(cluster: Any, slow_sim: Sim
     resumed = invoke(["run", "--resume", "o", "--ray", *flags])
     assert resumed.exit_code == 0, resumed.output
     assert_each_row_once(out, n)
+
+
+@needs_ray
+def test_the_watchdog_kills_its_roots_and_their_descendants_once_the_driver_pipe_ends() -> None:
+    """Without a cluster: a root that ignores SIGTERM and its child that does too are SIGKILLed
+    when the pipe ends; a process outside the tree is left alone."""
+    import ray  # noqa: F401 (puts the psutil Ray ships on sys.path)
+    import psutil
+
+    from batchrun.engine.ray_watchdog import running, watch
+
+    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
+    root = subprocess.Popen([sys.executable, "-c", f"import subprocess, sys; subprocess.Popen([sys.executable, "
+                             f"'-c', {stubborn!r}]); {stubborn}"])
+    bystander = subprocess.Popen([sys.executable, "-c", stubborn])
+    tree = [psutil.Process(root.pid)]
+    try:
+        deadline = time.monotonic() + 30
+        while len(tree) < 2 and time.monotonic() < deadline:
+            tree = [psutil.Process(root.pid), *psutil.Process(root.pid).children()]
+            time.sleep(0.01)
+        assert len(tree) == 2, "the root did not start its child"
+        read, write = os.pipe()
+        killed: list[int] = []
+        with open(read, "rb") as pipe:
+            watcher = threading.Thread(target=lambda: killed.append(watch([root.pid], pipe, poll_s=0.05)))
+            watcher.start()
+            os.close(write)                   # the driver is gone
+            watcher.join(30)
+        assert killed == [2]
+        deadline = time.monotonic() + 30        # a SIGKILL takes effect soon, not at once
+        while running(tree) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert running(tree) == []
+        assert running([psutil.Process(bystander.pid)]) != []
+    finally:
+        for proc in running(tree):
+            proc.kill()
+        bystander.kill()
+        for proc in (root, bystander):
+            proc.wait()
+
+
+@needs_ray
+def test_a_sigkilled_driver_leaves_no_process_of_its_cluster_behind(slow_sim: SimProcess, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plain --ray starts a local cluster as the driver's children. The driver SIGKILLed once its
+    actors send: every process of that cluster (the driver's descendants just before the kill, and
+    any process naming the run's own Ray temp dir) is gone within 30 s. Ray alone ends the GCS,
+    the raylet and the actors, but leaves the DashboardAgent and the RuntimeEnvAgent for a minute."""
+    import ray  # noqa: F401 (puts the psutil Ray ships on sys.path)
+    import psutil
+
+    from batchrun.engine.ray_watchdog import running
+
+    ray_tmp = tempfile.mkdtemp(prefix="brray", dir="/tmp")     # short: Ray's socket paths live under it
+    monkeypatch.setenv("RAY_TMPDIR", ray_tmp)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)              # start a cluster, never join one
+    write_prompts(tmp_path / "p.csv", 20_000)
+    run = Run(["run", "p.csv", *ray_flags(slow_sim, "--out", "o", "-c", "4")], tmp_path)
+    cluster: list[Any] = []
+    try:
+        run.wait_for_records(tmp_path / "o" / "records.jsonl", 100, timeout_s=120)
+        driver = psutil.Process(run.proc.pid)
+        cluster = driver.children(recursive=True) + [p for p in psutil.process_iter() if _names(p, ray_tmp)]
+        assert any("raylet" in _cmdline(p) for p in cluster), [_cmdline(p) for p in cluster]
+        run.proc.kill()
+        killed_at = time.monotonic()
+        run.finish()
+        left = running(cluster)
+        while left and time.monotonic() - killed_at < 45:
+            time.sleep(0.1)
+            left = running(cluster)
+        took = time.monotonic() - killed_at
+        assert not left and took <= 30, f"after {took:.1f} s still running: {[_cmdline(p)[:80] for p in left]}"
+    finally:
+        for proc in running(cluster):
+            proc.kill()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def _cmdline(proc: Any) -> str:
+    import psutil
+
+    try:
+        return " ".join(proc.cmdline())
+    except psutil.Error:
+        return "?"
+
+
+def _names(proc: Any, text: str) -> bool:
+    return text in _cmdline(proc)
 
 
 def _kill_one_actor(ray: Any, path: Path, n: int, killed: list[str], timeout_s: float = 60) -> None:

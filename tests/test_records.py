@@ -126,3 +126,40 @@ def test_sigkill_loses_only_the_last_window_and_resume_sends_those_rows_once(tmp
     ids = [r.id for r in read_records(records)]
     assert sorted(ids) == sorted(f"q{i}" for i in range(n))             # every row once, none twice
     assert sent_second == n - len(on_disk)                # resume sent exactly the rows not on disk
+
+
+# Record fields batchrun fills itself (figures, the row, the request as sent, labels). Every other
+# field holds provider text and must be in PROVIDER_VALUES / PROVIDER_MESSAGES, so redact_record
+# masks it: a new field has to be put on one side or the other.
+OURS = {"id", "row", "status", "http_status", "attempts", "prompt_tokens", "completion_tokens", "tokens_estimated",
+        "batch_id", "batch_created_at", "batch_completed_at", "queued_at", "scheduled_s", "queue_wait_s", "sent_s",
+        "end_s", "ttft_s", "latency_s", "total_s", "itl_s", "output_chunks", "output_tokens_per_s", "endpoint",
+        "session", "ttfo_s", "reasoning_tokens", "input", "request", "synthetic_id"}
+
+
+def test_every_record_field_is_either_ours_or_redacted_as_provider_text() -> None:
+    from dataclasses import fields
+
+    from batchrun.store.records import PROVIDER_MESSAGES, PROVIDER_VALUES
+
+    names = {f.name for f in fields(Record)}
+    provider = set(PROVIDER_VALUES) | set(PROVIDER_MESSAGES)
+    assert not provider & OURS and names == provider | OURS, names ^ (provider | OURS)
+
+
+def test_redact_record_masks_provider_text_and_keeps_the_users_own() -> None:
+    from batchrun.store.records import Attempt, redact_record
+
+    secret = "hrd-SECRET-0a1b2c3d"
+    record = Record(id="a", row=0, text=f"echo {secret}", error=f"HTTP 500: Bearer {secret} and Bearer other-tok",
+                    request_id=f"req-{secret}", tool_calls=[{"name": "f", "arguments": f'{{"k": "{secret}"}}'}],
+                    attempt_log=[Attempt(status="error", sent_s=0.0, duration_s=1.0, error=f"key={secret}")],
+                    input={"prompt": f"my own {secret}"}, other_choices=[secret], parsed={secret: secret})
+    redact_record(record, (secret,))
+    assert record.text == "echo ***" and record.request_id == "req-***" and record.other_choices == ["***"]
+    assert record.error == "HTTP 500: Bearer *** and Bearer ***"               # messages: patterns too
+    assert record.tool_calls == [{"name": "f", "arguments": '{"k": "***"}'}] and record.parsed == {"***": "***"}
+    assert record.attempt_log[0].error == "key=***"
+    assert record.input == {"prompt": f"my own {secret}"}                      # the user's row is theirs
+    answer = Record(id="b", row=1, text="Authorization: Bearer $TOKEN")        # an answer is not a message
+    assert redact_record(answer, (secret,)).text == "Authorization: Bearer $TOKEN"

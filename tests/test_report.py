@@ -191,8 +191,9 @@ def test_bench_analysis_speedup_efficiency_and_groups():
     assert c2["requests_per_s_ci_low"] <= 8 / 4.5 <= c2["requests_per_s_ci_high"]
     assert c2["few"] and "(<30)" in format_bench_table(a)
     assert a["ideal_base_requests_per_s"] == approx(1.0)
-    # p99 latency 1.0 / 1.125 / 1.6 all within 2 x 1.0, so the most throughput wins: c4
-    assert a["recommended_concurrency"] == 4
+    # c4's 2.5 req/s is beyond the noise of c2's 1.78 [1.64, 1.94] (c4's own interval is [2.5, 2.5]):
+    # the most throughput wins, c4
+    assert a["recommended_concurrency"] == 4 and a["best_concurrency"] == 4
     # 1 -> 2: +80%; 2 -> 4: 2.5 / 1.8 = +39%: still growing
     assert a["plateau_concurrency"] is None
     assert bench_analysis({"runs": bench_runs(), "slo": {"e2e": 1.5}})["recommended_concurrency"] == 2
@@ -201,9 +202,38 @@ def test_bench_analysis_speedup_efficiency_and_groups():
 def test_format_bench_table_names_the_recommendation_and_best_speedup():
     text = format_bench_table(bench_analysis({"runs": bench_runs()}))
     lines = text.splitlines()
-    assert lines[0].split()[:5] == ["run", "mode", "c", "n", "wall"] and len(lines) >= 1 + 5
-    assert "Recommended concurrency: 4" in text
+    assert lines[0] == "Warm-up: not recorded (a bench written before batchrun recorded it)"
+    header = next(line for line in lines if line.split()[:2] == ["run", "mode"])
+    assert header.split()[:6] == ["run", "mode", "c", "n", "failed", "wall"]
+    assert ("Recommended concurrency: 4 (2.50 req/s [2.50, 2.50], n=4, 0 failed; p99 TTFT 250 ms, "
+            "p99 latency 1.60 s). It is also the level with the most throughput.") in lines
     assert "Best measured speedup over sync: 2.5x at concurrency 4 (ideal 4x, efficiency 62.5%)." in text
+
+
+def test_the_recommendation_names_the_best_level_and_why_a_failing_one_lost():
+    # c=1: 40 requests one after another, 0.5 s each -> 2.0 req/s. c=8: 40 requests 8 at a time,
+    # 0.5 s each, 18 of them failing -> 22 ok over 2.5 s = 8.8 req/s, the most, but 45% failed.
+    c8 = parallel(40, 8, 0.5)
+    for r in c8[:18]:
+        r.status, r.error_type = "error", "InternalServerError"
+    runs = [{"name": "async-c1", "mode": "async", "concurrency": 1, "records": sequential(40, 0.5)},
+            {"name": "async-c8", "mode": "async", "concurrency": 8, "records": c8}]
+    a = bench_analysis({"runs": runs})
+    assert (a["recommended_concurrency"], a["best_concurrency"], a["excluded_levels"]) == (1, 8, [8])
+    first, second = a["recommendation"][:2]
+    assert first.startswith("Recommended concurrency: 1 (2.00 req/s") and ", n=40, 0 failed; p99 TTFT 250 ms" in first
+    assert second.startswith("The level with the most throughput, c=8 (8.80 req/s")
+    assert second.endswith(", n=40), was not picked: 18/40 failed (45%), over the 1% allowed.")
+    text = format_bench_table(a)
+    assert "async-c8: 18/40 failed (45%): its req/s and speedup count only the 22 that succeeded" in text
+    assert "18/40 (45%)" in text.splitlines()[4]                # the failed column of the c=8 row
+    # The same levels with 1 failure in 40 (2.5%) allowed by max_failure_share 0.05: c=8 wins, its
+    # failures beside its figures.
+    for r in c8[1:18]:
+        r.status, r.error_type = "ok", None
+    allowed = bench_analysis({"runs": runs, "max_failure_share": 0.05})
+    assert allowed["recommended_concurrency"] == 8 and ", n=40, 1/40 failed (2.5%); p99" in allowed["recommendation"][0]
+    assert "at most 5% failed requests" in allowed["recommendation"][1]
 
 
 def test_bench_reports_round_trip_through_the_manifest(tmp_path: Path):
@@ -252,7 +282,7 @@ def test_bench_with_only_a_sync_run_still_reports(tmp_path: Path):
     runs = [{"name": "sync", "mode": "sync", "concurrency": 1, "records": sequential(2, 1.0)}]
     paths = write_reports(tmp_path, None, [], bench={"runs": runs})
     md = paths["markdown"].read_text()
-    assert "No concurrency level had throughput" in md and "still growing" in md
+    assert "No concurrency level was measured." in md and "still growing" in md
     assert paths["html"].read_text().count('<div class="plot"') == 4  # empty curves draw no warning
 
 

@@ -255,3 +255,109 @@ async def test_a_refused_key_echoed_back_stops_the_run_masked(tmp_path: Path) ->
         result = await asyncio.to_thread(invoke, "run", "p.csv", "--base-url", url, "--out", "o", "-c", "2")
     assert result.exit_code == 2 and "HTTP 401: xxx" in result.output and "--resume o" in result.output
     assert_no_secret(tmp_path, output_of(result))
+
+
+# ------------------------------------------------------------ one redaction pass: a provider that
+# quotes every credential it got (the key, the URL's password, a `?api_key=` query value) into
+# error bodies, stream error events, answers and headers (online), and into job errors, error-file
+# and output lines (batch). Every file of the run directory is scanned.
+
+QUERY_KEY = "qk-HIDDEN-5e4d3c2b1a09f8"
+EVERY_SECRET = (KEY, PASSWORD, QUERY_KEY, KEY[:12], PASSWORD[:12], QUERY_KEY[:12])
+
+
+def assert_no_secret_anywhere(root: Path, *printed: str, min_files: int = 0) -> list[Path]:
+    files = [p for p in root.rglob("*") if p.is_file()]
+    assert len(files) >= min_files, files
+    for path in files:
+        data = path.read_bytes()
+        for secret in EVERY_SECRET:
+            assert secret.encode() not in data, f"{secret!r} is in {path}"
+    for text in printed:
+        for secret in EVERY_SECRET:
+            assert secret not in text, text
+    return files
+
+
+def quoted(request: web.Request) -> str:
+    """Every credential the request came with, bare and decoded, as a careless provider quotes them."""
+    import base64
+
+    auth = request.headers.get("Authorization", "")
+    token = auth.split(" ", 1)[-1]
+    decoded = base64.b64decode(token).decode() if auth.startswith("Basic ") else token
+    return f"Authorization: {auth} = {decoded} at {request.path_qs} (key {request.query.get('api_key')})"
+
+
+async def quoting_handler(request: web.Request) -> web.StreamResponse:
+    said = quoted(request)
+    i = row_of(await request.read())
+    kind = i % 6
+    if kind == 0:
+        return web.json_response({"error": {"message": f"bad request: {said}"}}, status=400)
+    if kind == 1:
+        return web.Response(status=500, text=f"upstream said {said}")
+    if kind == 2:
+        return web.Response(status=502, content_type="text/html", text=f"<html><pre>{said}</pre></html>")
+    if kind == 3:
+        body = json.dumps({"error": {"message": f"stream failed: {said}", "code": "x"}})
+        return await sse(request, [chunk("", role="assistant"), chunk("x"), f"data: {body}\n\n".encode()])
+    if kind == 4:
+        return web.json_response({"error": {"message": None, "code": said}}, status=422)
+    key = request.query.get("api_key") or ""
+    token = request.headers.get("Authorization", "").split(" ", 1)[-1]
+    # Rate-limit headers quoting them: an unreadable one is named in the summary (cut to 40 characters).
+    headers = {"x-request-id": f"req-{key}", "x-ratelimit-limit-requests": f"{'n' * 30}{token}",
+               "x-ratelimit-remaining-requests": f"{'n' * 30}{key}", "x-ratelimit-reset-requests": token}
+    return await sse(request, [chunk("", role="assistant"), chunk(f"the answer, {said}"), chunk(finish="stop"), DONE],
+                     headers=headers)
+
+
+@pytest.mark.parametrize("auth", ["key", "url-credentials"])
+async def test_online_no_credential_reaches_any_file_of_the_run_dir(tmp_path: Path, auth: str) -> None:
+    """Regression: an answer or x-request-id quoting the key was stored as is, and a `?api_key=`
+    value quoted without its name (not `api_key=...`) was masked nowhere."""
+    write_prompts(tmp_path / "p.csv", [f"question {i}" for i in range(12)])
+    async with raw_server(quoting_handler) as url:
+        base = f"{url}?api_key={QUERY_KEY}"
+        if auth == "url-credentials":
+            base = base.replace("http://", f"http://alice:{PASSWORD}@")
+        result = await asyncio.to_thread(invoke, "run", "p.csv", "--base-url", base, "--out", "o", "--retries", "0")
+    assert result.exit_code == 0, result.output
+    assert sorted(statuses(tmp_path / "o").values()).count("ok") == 2
+    texts = [json.loads(line)["text"] for line in (tmp_path / "o" / "records.jsonl").read_text().splitlines()]
+    assert sum(t.startswith("the answer, ") and "***" in t for t in texts) == 2     # the answer kept, masked
+    rebuilt = invoke("report", "o")
+    assert_no_secret_anywhere(tmp_path, output_of(result), output_of(rebuilt), min_files=6)
+
+
+@pytest.mark.parametrize("auth, faults", [("key", {}), ("url-credentials", {"batch_failure_rate": 1.0}),
+                                          ("url-credentials", {"batch_expiry_rate": 1.0})],
+                         ids=["key", "failed-job", "expired-job"])
+def test_batch_no_credential_reaches_any_file_of_the_run_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             auth: str, faults: dict[str, float]) -> None:
+    """Regression: a job's errors[].message or an error-file message quoting the key was written
+    unredacted into records.jsonl, results.csv, run.json, both reports and the saved errors file."""
+    from batchrun.batchapi import flow
+
+    monkeypatch.setattr(flow, "POLL_FIRST_S", 0.05)
+    write_prompts(tmp_path / "p.csv", ["question 0", "[[sim:error=500]] question 1", "[[sim:error=400]] question 2",
+                                       "[[sim:batch_line=not_json]] question 3", "question 4"])
+    config = SimConfig(fast=True, batch_delay_s=0.2, batch_echo_auth=True, api_key=KEY if auth == "key" else None,
+                       **faults)
+    with SimProcess(config) as sim:
+        base = f"{sim.base_url}?api_key={QUERY_KEY}"
+        if auth == "url-credentials":
+            base = base.replace("http://", f"http://alice:{PASSWORD}@")
+        result = invoke("run", "p.csv", "--mode", "batch", "--base-url", base, "--out", "o")
+        status = invoke("batch", "status", "o", "--base-url", base)
+    assert result.exit_code == 0, result.output
+    assert status.exit_code == 0, status.output
+    errors = [json.loads(line)["error"] or "" for line in (tmp_path / "o" / "records.jsonl").read_text().splitlines()]
+    assert sum("***" in e for e in errors) >= 2                                  # the quotes were there, masked
+    run_json = json.loads((tmp_path / "o" / "run.json").read_text())
+    assert "***" in run_json["batch"]["jobs"][0]["errors"][0]["message"]
+    rebuilt = invoke("report", "o")
+    files = assert_no_secret_anywhere(tmp_path, output_of(result), output_of(status), output_of(rebuilt), min_files=8)
+    kept = [p for p in files if p.name.endswith((".output.jsonl", ".errors.jsonl"))]
+    assert kept or faults.get("batch_failure_rate")                              # a failed job has no files

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
+import os
+import sys
+import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -11,6 +16,9 @@ from typer.testing import CliRunner
 
 from batchrun.cli import app
 from batchrun.inputs.traces import rebase, trace_offsets
+from batchrun.sim import SimConfig, SimServer
+from batchrun.sim.http import Connection, Request
+from batchrun.store.outputs import done_ids
 from batchrun.store.records import read_records
 
 
@@ -56,7 +64,7 @@ def test_a_skipped_session_row_keeps_its_input_and_its_made_up_id_flag(fast_sim,
     assert skipped.input == {"id": "a1", "session_id": "B", "turn": "1", "prompt": "beta"}
 
 
-def test_a_failed_turn_aborts_its_session_and_resume_reruns_it_whole(fast_sim, tmp_path: Path) -> None:
+def test_a_failed_turn_aborts_its_session_and_resume_carries_it_on_from_that_turn(fast_sim, tmp_path: Path) -> None:
     rows = [["x1", "X", 1, "first"], ["x2", "X", 2, "[[sim:error=400x1]] second"], ["x3", "X", 3, "third"],
             ["y1", "Y", 1, "other session"]]
     write_csv(tmp_path / "s.csv", ["id", "session_id", "turn", "prompt"], rows)
@@ -64,12 +72,80 @@ def test_a_failed_turn_aborts_its_session_and_resume_reruns_it_whole(fast_sim, t
     assert first.exit_code == 0, first.output
     status = {r.id: (r.status, r.error_type) for r in records(tmp_path / "o")}
     assert status["x2"][0] == "error" and status["x3"] == ("error", "SessionAborted") and status["y1"][0] == "ok"
+    x1 = {r.id: r for r in records(tmp_path / "o")}["x1"]
     sent_before = len(records(tmp_path / "o"))
     second = invoke("run", "--resume", "o", "-q", base_url=fast_sim.base_url)
     assert second.exit_code == 0, second.output
-    again = records(tmp_path / "o")[sent_before:]
-    assert sorted(r.id for r in again) == ["x1", "x2", "x3"]           # the whole session, not y1
-    assert all(r.status == "ok" for r in again)
+    again = {r.id: r for r in records(tmp_path / "o")[sent_before:]}
+    assert sorted(again) == ["x2", "x3"]                  # x1 was ok: not sent again, nor y1's session
+    assert all(r.status == "ok" for r in again.values())
+    # x2 carries x1's recorded answer as history: the sim counts the characters of every message.
+    assert again["x2"].prompt_tokens == -(-(len("first") + len(x1.text) + len(rows[1][3])) // 4)
+
+
+class TurnCountingSim(SimServer):
+    """The built-in endpoint, also counting chat requests by their last message's text (one per
+    turn in the test's input), so a test sees how often each turn reached the server."""
+
+    def __init__(self, config: SimConfig) -> None:
+        super().__init__(config)
+        self.sent: Counter[str] = Counter()
+
+    def handle(self, conn: Connection, req: Request) -> None:
+        if req.method == "POST" and req.path.endswith("/chat/completions"):
+            self.sent[json.loads(req.body)["messages"][-1]["content"]] += 1
+        super().handle(conn, req)
+
+
+async def run_until(args: list[str], cwd: Path, records: Path, lines: int | None) -> None:
+    """`batchrun *args` in a child process; SIGKILLed once records.jsonl has `lines` lines (None:
+    left to finish). The sim runs on this loop, so the waits here are asyncio's."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "batchrun", *args, cwd=cwd, env=env,
+                                                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    deadline = time.monotonic() + 90
+    try:
+        while lines is not None and proc.returncode is None and time.monotonic() < deadline:
+            if records.exists() and records.read_bytes().count(b"\n") >= lines:
+                proc.kill()
+                break
+            await asyncio.sleep(0.005)
+        _, err = await asyncio.wait_for(proc.communicate(), 90)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    expected = 0 if lines is None else -9
+    assert proc.returncode == expected, f"rc {proc.returncode} (wanted {expected}): {err.decode()[-2000:]}"
+
+
+async def test_a_killed_sessions_run_resumes_without_sending_an_ok_turn_again(tmp_path: Path) -> None:
+    """30 sessions of 2 to 6 turns (so sessions end at different times and a kill finds some half
+    done), SIGKILLed twice at different points (counted in records written), resumed each time: no
+    turn whose latest record was ok when a run started reaches the server in that run (its
+    recorded answer is the next turn's history), and the last run ends every turn ok. Turns in
+    flight at a kill (never recorded) are sent again, as they must be."""
+    text = {f"s{s}-t{t}": f"session {s} turn {t}" for s in range(30) for t in range(1, 2 + s % 5 + 1)}
+    write_csv(tmp_path / "s.csv", ["id", "session_id", "turn", "prompt"],
+              [[rid, rid.split("-")[0], rid.split("-t")[1], prompt] for rid, prompt in text.items()])
+    records_path = tmp_path / "o" / "records.jsonl"
+    server = TurnCountingSim(SimConfig(fixed_ttft_s=0.1, fixed_itl_s=0.005, output_tokens=4))
+    await server.start()
+    try:
+        base = ["--base-url", server.base_url, "-q", "-c", "6", "--max-tokens", "4"]
+        runs = [(["run", "s.csv", "--out", "o", *base], 23), (["run", "--resume", "o", *base], 57),
+                (["run", "--resume", "o", *base], None)]
+        for args, kill_at in runs:
+            ok_before = done_ids(records_path)
+            server.sent.clear()
+            await run_until(args, tmp_path, records_path, kill_at)
+            sent_again = sorted(rid for rid in ok_before if server.sent[text[rid]])
+            assert sent_again == [], f"turns recorded ok before this run and sent again: {sent_again}"
+            assert all(n == 1 for n in server.sent.values()), server.sent.most_common(3)
+            assert kill_at is None or len(ok_before) < len(done_ids(records_path)) < len(text)
+    finally:
+        await server.stop()
+    assert done_ids(records_path) == set(text)
 
 
 def test_generated_sessions_with_think_time(fast_sim, tmp_path: Path) -> None:

@@ -245,6 +245,48 @@ def test_a_restarted_sim_goes_on_counting_submissions_for_xn_directives(tmp_path
     assert again.view(second["id"])["request_counts"] == {"total": 1, "completed": 1, "failed": 0}
 
 
+# ---------------------------------------------------------------- a hostile provider (batchrun's own tests)
+
+def test_broken_lines_patched_objects_and_echoed_credentials(tmp_path: Path) -> None:
+    """The faults batchrun's batch tests stand on: each [[sim:batch_line=K]] breaks its line the
+    way it says (kept across a restart, a duplicate too), batch_patch puts fields over the job
+    object, and batch_echo_auth quotes the credentials in the job's errors and every line."""
+    batches, files, clock = store(tmp_path, batch_patch={"status": "paused", "request_counts": {"completed": -5}},
+                                  batch_echo_auth=True, batch_error_rate=0.0)
+    kinds = ["status_code", "usage", "content_parts", "no_custom_id", "duplicate", "not_json"]
+    lines = [line(f"r{i}", f"[[sim:batch_line={k}]] hi") for i, k in enumerate(kinds)]
+    lines.append(line("bad", "[[sim:error=400]] x"))
+    fid = files.add(jsonl(lines), "in.jsonl", "batch")["id"]
+    job = batches.create({"input_file_id": fid, "endpoint": "/v1/chat/completions", "completion_window": "24h"},
+                         echo="you sent Authorization: Bearer k-123")
+    again, files_again, clock_again = store(tmp_path, batch_echo_auth=True)     # restarted: answers read back
+    clock_again.now = clock.now + 10.0
+    view = again.view(job["id"])
+    assert view["status"] == "completed" and "Bearer k-123" in view["errors"]["data"][0]["message"]
+    out = files_again.content(view["output_file_id"]).splitlines()
+    assert len(out) == len(kinds) + 1                                            # the duplicate is two lines
+    parsed = [json.loads(x) for x in out[:5]]
+    assert parsed[0]["response"]["status_code"] == "abc" and parsed[1]["response"]["body"]["usage"] == "lots"
+    content = parsed[2]["response"]["body"]["choices"][0]["message"]["content"]
+    assert [p["type"] for p in content] == ["text", "text"] and "Bearer k-123" in "".join(p["text"] for p in content)
+    assert "custom_id" not in parsed[3] and parsed[4]["custom_id"] == json.loads(out[5])["custom_id"] == "r4"
+    with pytest.raises(ValueError):
+        json.loads(out[6])                                                       # not_json: cut short
+    assert out[6].startswith(b'{"id":"batch_req_') and b'"custom_id":"r5"' in out[6]
+    [error] = file_lines(files_again, view["error_file_id"])
+    assert "Bearer k-123" in error["response"]["body"]["error"]["message"]
+
+    patched, files_p, clock_p = store(batch_patch={"status": "paused", "request_counts": {"completed": -5}})
+    made = create(patched, files_p, [line("a")])
+    clock_p.now += 10.0
+    assert (made["status"], patched.view(made["id"])["request_counts"]) == ("paused", {"completed": -5})
+
+
+def test_a_padded_answer_makes_a_line_of_the_asked_size() -> None:
+    ok, data = answer_line(SimConfig(fast=True), line("a", "[[sim:batch_bytes=200000]] hi"), 0, False, 0)
+    assert ok and 199_000 <= len(data) <= 201_000          # "about": the envelope is not counted exactly
+
+
 # ---------------------------------------------------------------- multipart
 
 def test_multipart_fields_and_file() -> None:

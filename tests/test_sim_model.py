@@ -120,7 +120,8 @@ def test_directive_with_attempt_limit_fires_only_on_first_attempts() -> None:
     assert [parse_directives(text, a).error for a in range(4)] == [500, 500, None, None]
 
 
-@pytest.mark.parametrize("text", ["[[sim:nonsense=3]]", "[[sim:tokens]]", "[[sim:error=200]]", "[[sim:cut=x]]"])
+@pytest.mark.parametrize("text", ["[[sim:nonsense=3]]", "[[sim:tokens]]", "[[sim:error=200]]", "[[sim:cut=x]]",
+                                  "[[sim:batch_line=nope]]", "[[sim:batch_line=5]]", "[[sim:batch_bytes=0]]"])
 def test_bad_directives_are_rejected(text: str) -> None:
     with pytest.raises(DirectiveError):
         parse_directives(text)

@@ -35,6 +35,15 @@ async def test_vllm_continuous_usage_the_last_one_wins_and_no_chunk_counts_twice
     assert r.output_chunks == 3
 
 
+async def test_cached_prompt_tokens_are_read_from_usage_or_llama_servers_timings() -> None:
+    r = await send(ws.openai_cached_prompt)
+    assert r.status == "ok" and (r.prompt_tokens, r.cached_tokens) == (1200, 1024)
+    r = await send(ws.llama_server_cache_n)
+    assert r.status == "ok" and (r.prompt_tokens, r.cached_tokens) == (24, 23)
+    r = await send(ws.litellm_usage)
+    assert r.cached_tokens is None                                # not said: unknown, not 0
+
+
 async def test_bare_cr_line_endings() -> None:
     r = await send(ws.bare_cr)
     assert r.status == "ok" and r.text == "one two" and r.completion_tokens == 2

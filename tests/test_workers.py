@@ -85,9 +85,10 @@ def invoke(args: list[str]) -> Any:
 class Run:
     """`python -m batchrun run ...` in its own process group, its stderr collected in a thread."""
 
-    def __init__(self, args: list[str], cwd: Path) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        env.pop("OPENAI_API_KEY", None)
+    def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+        base = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        base.pop("OPENAI_API_KEY", None)
+        env = {**base, **(env or {})}
         self.proc = subprocess.Popen([sys.executable, "-m", "batchrun", *args], cwd=cwd, env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                      start_new_session=True)

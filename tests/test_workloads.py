@@ -18,6 +18,7 @@ from batchrun.engine.embed import split_tokens
 from batchrun.errors import ConfigError
 from batchrun.inputs.synthetic import fit_sizer, parse_spec, plan_lengths
 from batchrun.store.records import Record, read_records
+from docstext import doc_page
 from promptfiles import write_prompts
 
 
@@ -168,12 +169,11 @@ def test_schedule_lag_by_hand() -> None:
     assert lag["count"] == 2 and lag["max"] == 0.25 and lag["min"] == pytest.approx(0.05)
 
 
-# --- the README's workload commands, as written ---
+# --- the documented workload commands (docs/workloads.md), as written ---
 
 def readme_workload_commands() -> list[list[str]]:
     """The commands as written, with counts and think times cut so the suite stays fast."""
-    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    block = text.split("## Workloads and endpoints", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    block = doc_page("workloads.md").split("```bash", 1)[1].split("```", 1)[0]
     block = block.replace("n=200", "n=20").replace("think_s=0.5", "think_s=0.01")
     return [line.split("#", 1)[0].split()[1:] for line in block.strip().splitlines()]
 

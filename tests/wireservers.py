@@ -42,6 +42,21 @@ async def vllm_continuous_usage(request: web.Request) -> web.StreamResponse:
     return await sse(request, [c("a", 1), c("b", 2), c("c", 3), c(None, 3, "stop"), DONE])
 
 
+async def openai_cached_prompt(request: web.Request) -> web.StreamResponse:
+    """OpenAI (and vLLM with --enable-prompt-tokens-details): the prompt tokens taken from the
+    prompt cache in usage.prompt_tokens_details.cached_tokens."""
+    usage = _usage(1200, 2, prompt_tokens_details={"cached_tokens": 1024, "audio_tokens": 0})
+    return await sse(request, [chunk("ok"), chunk(finish="stop"), _data({"choices": [], "usage": usage}), DONE])
+
+
+async def llama_server_cache_n(request: web.Request) -> web.StreamResponse:
+    """llama.cpp's llama-server: no prompt_tokens_details; its final chunk carries `timings`,
+    whose cache_n is the prompt tokens reused from the slot's cache, beside the usage."""
+    final = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": _usage(24, 2),
+             "timings": {"cache_n": 23, "prompt_n": 1, "prompt_ms": 2.1, "predicted_n": 2, "predicted_ms": 9.8}}
+    return await sse(request, [chunk("o"), chunk("k"), _data(final), DONE])
+
+
 # --- stream edge cases --------------------------------------------------------------------------
 
 async def bare_cr(request: web.Request) -> web.StreamResponse:
@@ -163,4 +178,31 @@ def slow_models(delay_s: float):
     async def handler(request: web.Request) -> web.Response:
         await asyncio.sleep(delay_s)
         return web.json_response({"object": "list", "data": [{"id": "raw-model"}]})
+    return handler
+
+
+# --- redirects ----------------------------------------------------------------------------------
+
+MOVED_TO = "/v2/moved"      # where `redirect` points: a client that follows it lands here
+
+
+def redirect(status: int, log: list[str]):
+    """An endpoint that has moved: every request is answered `status` with a Location on this host
+    carrying credentials, a path and a signed query (none of which may be shown). `log` gets
+    'METHOD path' of every request, so a test sees whether the client followed."""
+    async def handler(request: web.Request) -> web.Response:
+        log.append(f"{request.method} {request.path}")
+        await request.read()
+        return web.Response(status=status, headers={
+            "Location": f"http://mover:pa55word@{request.host}{MOVED_TO}?sig=SIGNED-TOKEN-0123"})
+    return handler
+
+
+def moved_answer(log: list[str]):
+    """What a client that follows the redirect gets: a whole, ok chat answer to whatever it sent
+    (a GET: the prompt is lost)."""
+    async def handler(request: web.Request) -> web.StreamResponse:
+        log.append(f"{request.method} {request.path}")
+        return await sse(request, [chunk("", role="assistant"), chunk("an answer to no prompt"),
+                                   chunk(finish="stop"), _data({"choices": [], "usage": _usage(1, 5)}), DONE])
     return handler

@@ -79,7 +79,7 @@ class Tolerance:
         return f"{self.limit:g}%" if self.relative else f"{self.limit:g}"
 
 
-# The README's defaults: every headline figure but `errors` gates, so a bare `compare A B` is a gate.
+# The documented defaults (docs/ci-gate.md): every headline figure but `errors` gates, so a bare `compare A B` is a gate.
 DEFAULT_TOLERANCES_TEXT = ("throughput=-10%,output_throughput=-10%,latency_p50=10%,latency_p90=15%,"
                            "latency_p99=20%,ttft_p50=10%,ttft_p99=20%,tpot_p50=10%,itl_p50=10%,"
                            "success_rate=-0.05,goodput=-10%")

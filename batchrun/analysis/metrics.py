@@ -13,7 +13,7 @@ import random
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from array import array
 
@@ -328,6 +328,18 @@ def zero_share(gaps: Sequence[float]) -> float | None:
     return sum(1 for g in gaps if g == 0) / len(gaps) if gaps else None
 
 
+def cached_share(records: Iterable[Record]) -> float | None:
+    """Share of prompt tokens the server served from its prompt cache: sum(cached_tokens) /
+    sum(prompt_tokens) over ok records that report both; None when none does (the server does
+    not say). Two bench passes with different shares met different cache states."""
+    cached = prompt = 0
+    for r in records:
+        if r.status == OK and r.cached_tokens is not None and r.prompt_tokens:
+            cached += r.cached_tokens
+            prompt += r.prompt_tokens
+    return cached / prompt if prompt else None
+
+
 def schedule_figures(cols: Columns, sent_timed: bytes) -> dict[str, Any] | None:
     """Open-loop runs: how late each request left against its planned time, and TTFT and latency
     measured from the planned time (so a client that fell behind cannot hide it: no coordinated
@@ -600,7 +612,7 @@ def summarize(records: Iterable[Record] | Columns, *, wall_time_s: float | None 
               slo: Mapping[str, float] | None = None,
               loop_lag_s: Sequence[float] | None = None,
               itl_sample: GapSample | None = None) -> dict[str, Any]:
-    """Every run-level figure of the README's Metrics section as a JSON-ready dict.
+    """Every run-level figure of the Metrics page (docs/metrics.md) as a JSON-ready dict.
 
     `records`: Records, or their Columns (a million-row run's summary without a million Records).
     `itl_sample`: the ok records' ITL gaps, gathered (and for huge runs sampled) by the caller,
@@ -661,7 +673,7 @@ def _columns_and_gaps(records: Iterable[Record], itl_sample: GapSample | None) -
     return builder.finish(), (itl_sample if itl_sample is not None else gaps)
 
 
-# ---------------------------------------------------------------- repeats and bench curves
+# ---------------------------------------------------------------- repeats
 
 # Two-sided 95% Student's t quantiles t(0.975, df) for df = 1..30 (standard table values).
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
@@ -694,97 +706,3 @@ def mean_ci95(values: Sequence[float]) -> tuple[float | None, float | None, floa
     s = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
     half = t975(n - 1) * s / math.sqrt(n)
     return mean, mean - half, mean + half
-
-
-class BenchPoint(NamedTuple):
-    """One concurrency level of a bench (pooled over repeats)."""
-
-    concurrency: int
-    throughput: float | None        # ok requests per second
-    p99_latency_s: float | None
-    p99_ttft_s: float | None
-    throughput_low: float | None = None     # 95% interval of the throughput, when known
-    throughput_high: float | None = None
-
-
-def _within(value: float | None, bound: float | None) -> bool:
-    return bound is None or (value is not None and value <= bound)
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
-
-
-def recommend(points: Iterable[BenchPoint | tuple], slo: Mapping[str, float] | None = None,
-              factor: float = 2.0) -> tuple[int | None, dict[int, str]]:
-    """(recommended concurrency, why each other level lost).
-
-    A level qualifies when its p99 latency and p99 TTFT stay within bounds: slo["e2e"] and
-    slo["ttft"] when an SLO is given (a missing key leaves that figure free), else `factor` x the
-    values at the lowest concurrency. Among qualifying levels, the recommendation is the
-    **smallest** concurrency whose throughput is within noise of the best: its throughput (or its
-    interval's upper end) reaches the lower end of the best level's 95% interval (the best's own
-    value when no interval is known). None when no level qualifies.
-    """
-    pts = sorted((BenchPoint(*p) for p in points), key=lambda p: p.concurrency)
-    reasons: dict[int, str] = {}
-    if not pts:
-        return None, reasons
-    if slo is not None:
-        lat_bound, ttft_bound = slo.get("e2e"), slo.get("ttft")
-    else:
-        base = pts[0]
-        lat_bound = factor * base.p99_latency_s if base.p99_latency_s is not None else None
-        ttft_bound = factor * base.p99_ttft_s if base.p99_ttft_s is not None else None
-    ok = []
-    for p in pts:
-        if p.throughput is None:
-            reasons[p.concurrency] = "no request succeeded"
-        elif not _within(p.p99_latency_s, lat_bound):
-            reasons[p.concurrency] = f"p99 latency {_ms(p.p99_latency_s or 0)} is over the bound {_ms(lat_bound)}"
-        elif not _within(p.p99_ttft_s, ttft_bound):
-            reasons[p.concurrency] = f"p99 TTFT {_ms(p.p99_ttft_s or 0)} is over the bound {_ms(ttft_bound)}"
-        else:
-            ok.append(p)
-    if not ok:
-        return None, reasons
-    best = max(ok, key=lambda p: p.throughput)
-    floor = best.throughput_low if best.throughput_low is not None else best.throughput
-    near = [p for p in ok if (p.throughput_high if p.throughput_high is not None else p.throughput) >= floor]
-    choice = min(p.concurrency for p in near)
-    for p in ok:
-        if p.concurrency == choice:
-            continue
-        if p in near:
-            reasons[p.concurrency] = (f"throughput {p.throughput:.2f} req/s is within noise of the best, "
-                                      f"but concurrency {choice} gets there with fewer requests in flight")
-        else:
-            reasons[p.concurrency] = (f"throughput {p.throughput:.2f} req/s is below the best level's "
-                                      f"(c={best.concurrency}, {best.throughput:.2f} req/s, 95% interval "
-                                      f"from {floor:.2f})")
-    return choice, reasons
-
-
-def recommend_concurrency(points: Iterable[BenchPoint | tuple], slo: Mapping[str, float] | None = None,
-                          factor: float = 2.0) -> int | None:
-    """The recommended concurrency of `recommend` (without the reasons)."""
-    return recommend(points, slo, factor)[0]
-
-
-def plateau_concurrency(points: Iterable[BenchPoint | tuple], gain: float = 0.1) -> int | None:
-    """The first concurrency after which doubling raises throughput by less than `gain` (10%).
-
-    Consecutive points are compared; when they are not exactly 2x apart the gain is scaled to
-    one doubling: (thr2 / thr1) ** (1 / log2(c2 / c1)) - 1. None while throughput keeps growing.
-    """
-    pts = sorted((BenchPoint(*p) for p in points), key=lambda p: p.concurrency)
-    for a, b in zip(pts, pts[1:]):
-        if a.throughput is None or b.throughput is None or b.concurrency <= a.concurrency:
-            continue
-        if a.throughput <= 0:
-            continue  # nothing succeeded yet at a: no growth rate to speak of
-        doublings = math.log2(b.concurrency / a.concurrency)
-        per_doubling = (max(b.throughput, 0.0) / a.throughput) ** (1 / doublings) - 1
-        if per_doubling < gain:
-            return a.concurrency
-    return None

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import openai
 
-from batchrun.endpoint.client import Endpoint
+from batchrun.batchapi.lines import KeptLines
+from batchrun.endpoint.client import Endpoint, redirect_text
 from batchrun.endpoint.sdk_transport import AsyncResendTransport
 from batchrun.errors import BatchrunError
 from batchrun.redact import redact
@@ -34,13 +36,17 @@ class BatchApi:
         self.endpoint = endpoint
         # Credentials that were in the URL go as Basic auth, as online mode sends them.
         headers = endpoint.auth_headers() if endpoint.basic_auth is not None else None
-        # A call that meets a pooled connection the server had closed is sent again at once
-        # (endpoint/sdk_transport.py), not after one of the SDK's backed-off retries.
+        # A query in the base URL (`?api_key=` of some gateways) goes with every call: the SDK would
+        # glue the path onto it ("/v1/?api_key=kbatches"). Redirects are not followed (the SDK's httpx
+        # would turn an upload's POST into a GET). A call that meets a pooled connection the server
+        # had closed is sent again at once (endpoint/sdk_transport.py), not after a backed-off retry.
+        url = urlsplit(endpoint.base_url)
         self._transport = AsyncResendTransport()
-        http = openai.DefaultAsyncHttpxClient(transport=self._transport)
-        self._client = openai.AsyncOpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key or "not-needed",
-                                          max_retries=max_retries, timeout=timeout_s, default_headers=headers,
-                                          http_client=http)
+        http = openai.DefaultAsyncHttpxClient(transport=self._transport, follow_redirects=False)
+        self._client = openai.AsyncOpenAI(base_url=urlunsplit(url._replace(query="")),
+                                          api_key=endpoint.api_key or "not-needed", max_retries=max_retries,
+                                          timeout=timeout_s, default_headers=headers,
+                                          default_query=dict(parse_qsl(url.query)) or None, http_client=http)
 
     @property
     def reconnects(self) -> int:
@@ -56,7 +62,9 @@ class BatchApi:
     def error(self, what: str, exc: Exception) -> BatchApiError:
         where = self.endpoint.display_url
         detail = redact(str(exc), self.endpoint.secrets)
-        if isinstance(exc, openai.NotFoundError) and what.startswith(("upload", "list")):
+        if isinstance(exc, openai.APIStatusError) and 300 <= exc.status_code < 400:
+            detail, hint = f"HTTP {exc.status_code}", redirect_text(exc.response.headers.get("location"))
+        elif isinstance(exc, openai.NotFoundError) and what.startswith(("upload", "list")):
             hint = "this endpoint has no Batch API; use --mode online"
         elif isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
             hint = "check OPENAI_API_KEY"
@@ -77,9 +85,9 @@ class BatchApi:
         was never saved. Newest first, so the search stops at the first older file."""
         try:
             async for f in self._client.files.list(purpose="batch", order="desc"):
-                if f.created_at < since - CLOCK_SKEW_S:
+                if _older(f.created_at, since):
                     break
-                if f.filename == name:
+                if f.filename == name and isinstance(f.id, str):
                     return f.id
         except openai.OpenAIError as exc:
             raise self.error("list of files", exc) from exc
@@ -99,9 +107,9 @@ class BatchApi:
         older job."""
         try:
             async for batch in self._client.batches.list(limit=100):
-                if batch.created_at < since - CLOCK_SKEW_S:
+                if _older(batch.created_at, since):
                     break
-                if batch.input_file_id == file_id and batch.id not in refused:
+                if batch.input_file_id == file_id and isinstance(batch.id, str) and batch.id not in refused:
                     return batch
         except openai.OpenAIError as exc:
             raise self.error("list of batches", exc) from exc
@@ -125,17 +133,27 @@ class BatchApi:
         except openai.OpenAIError as exc:
             raise self.error(f"cancelling {batch_id}", exc) from exc
 
-    async def download(self, file_id: str, target: Path) -> Path:
-        """An output or error file, streamed to `target` (a 200 MB file is never held whole);
-        written then renamed, so a file there is always complete."""
+    async def download(self, file_id: str, target: Path, max_line_bytes: int) -> Path:
+        """An output or error file, streamed to `target` as batchrun keeps it (lines.KeptLines:
+        secrets masked, lines over `max_line_bytes` replaced by a note; a 200 MB file or a 150 MB
+        line is never held whole); written then renamed, so a file there is always complete."""
         tmp = target.with_name(target.name + ".part")
+        kept = KeptLines(max_line_bytes, self.endpoint.secrets)
         try:
             async with self._client.files.with_streaming_response.content(file_id) as response:
                 with open(tmp, "wb") as f:
                     async for piece in response.iter_bytes():
-                        f.write(piece)
+                        f.write(kept.feed(piece))
+                    f.write(kept.close())
             tmp.replace(target)
         except openai.OpenAIError as exc:
             tmp.unlink(missing_ok=True)
             raise self.error(f"download of {file_id}", exc) from exc
         return target
+
+
+def _older(created_at: Any, since: float) -> bool:
+    """Whether a listed file or job was made before `since` (unix s, our clock, less the skew);
+    a created_at that is not a number says nothing, so the search goes on."""
+    return isinstance(created_at, (int, float)) and not isinstance(created_at, bool) and \
+        created_at < since - CLOCK_SKEW_S

@@ -56,7 +56,7 @@ async def _status(run_dir: Path, base_url: str | None) -> int:
         async with _api(run_dir, ledger, base_url) as api:
             for job in open_jobs:
                 try:
-                    _refresh(job, await api.retrieve(job.batch_id or ""))
+                    _refresh(job, await api.retrieve(job.batch_id or ""), api.endpoint.secrets)
                 except TRANSIENT as exc:
                     typer.echo(f"batchrun: {job.batch_id}: status unavailable ({type(exc).__name__})", err=True)
         ledger.save(run_dir)
@@ -73,7 +73,7 @@ async def _cancel(run_dir: Path, base_url: str | None) -> int:
     async with _api(run_dir, ledger, base_url) as api:
         for job in open_jobs:
             await api.cancel(job.batch_id or "")
-            _refresh(job, await api.retrieve(job.batch_id or ""))
+            _refresh(job, await api.retrieve(job.batch_id or ""), api.endpoint.secrets)
             typer.echo(job_row(job))
     ledger.save(run_dir)
     typer.echo(f"{len(open_jobs)} job(s) asked to cancel; collect what they did with: batchrun run --resume {run_dir}")
@@ -87,10 +87,11 @@ def _ledger(run_dir: Path) -> Ledger:
     return ledger
 
 
-def _refresh(job: JobEntry, batch: Any) -> None:
+def _refresh(job: JobEntry, batch: Any, secrets: tuple[str, ...]) -> None:
     from batchrun.batchapi.flow import _update
 
-    _update(job, batch)
+    for problem in _update(job, batch, secrets):
+        typer.echo(f"batchrun: warning: job {job.batch_id or job.name}: the provider's {problem}; ignored", err=True)
 
 
 class _api:

@@ -11,17 +11,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import signal
 import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Iterator
 
-from batchrun.batchapi.api import TRANSIENT, BatchApi
-from batchrun.batchapi.collect import JobInfo, missing_record, record_from_line
+from batchrun.batchapi.api import TRANSIENT, BatchApi, BatchApiError
+from batchrun.batchapi.collect import JobInfo
+from batchrun.batchapi.jobobject import KNOWN_STATUSES, read_job
 from batchrun.batchapi.ledger import TERMINAL, JobEntry, Ledger
-from batchrun.batchapi.lines import (Limits, Splitter, batch_body, index_lines, oversize_reason, read_entries,
-                                     read_ids, read_requests, request_line)
+from batchrun.batchapi.lines import Limits, Splitter, batch_body, oversize_reason, read_ids, request_line
 from batchrun.batchapi.progress import JobsProgress
+from batchrun.batchapi.results import ResultIndex, job_records
 from batchrun.config import RunConfig
 from batchrun.endpoint.client import Endpoint
 from batchrun.endpoint.resolve import endpoint_info
@@ -29,11 +29,13 @@ from batchrun.datarun import output_check
 from batchrun.engine.pool import TRUNCATED_OUTPUT, Job
 from batchrun.errors import ConfigError, InputError
 from batchrun.inputs.prompt import BadRow
+from batchrun.interrupts import loop_handlers
 from batchrun.store.records import INVALID_OUTPUT, OK, SKIPPED, Record, RecordSink, read_records
 
 BATCH_DIR = "batch"                  # the run directory's request files
 SIM_STATE_DIR = "sim-batches"        # the built-in endpoint's files and jobs, kept for --resume
 POLL_FIRST_S, POLL_GROWTH, POLL_MAX_S = 0.5, 1.5, 30.0
+BATCH_WAIT_S = 25 * 3600.0               # --batch-wait's default: the 24 h window and an hour to finalize
 LIMITS = Limits()                        # the Batch API's per-file limits (50,000 requests, 200 MB)
 CAPACITY_CODE = "token_limit_exceeded"   # "Enqueued token limit reached for <model> ..."
 
@@ -59,7 +61,7 @@ async def run_batch(config: RunConfig, endpoint: Endpoint, out: Path, items: Ite
     session.session_n = session_n
     await session.run(items)
     outcome = runner.RunOutcome(out_dir=out, summary={}, interrupted=session.interrupted, failed=session.failed,
-                                endpoint=endpoint_info(endpoint, config.model))
+                                aborted=session.aborted, endpoint=endpoint_info(endpoint, config.model))
     runner._finish_outputs(outcome, config, None, max(session.wall_s, 1e-9), session.started_wall)  # type: ignore[arg-type]
     return outcome
 
@@ -81,6 +83,9 @@ class BatchSession:
         self.config, self.endpoint, self.out, self.ledger = config, endpoint, out, ledger
         self.limits, self.poll_max_s = limits, poll_max_s
         self.interrupted, self.failed = False, 0
+        self.aborted: str | None = None      # why this session stopped early (--batch-wait, a failed download)
+        self.uncollected: list[str] = []     # jobs that ended but whose files could not be downloaded
+        self._warned: set[tuple[str, str]] = set()   # (job, problem) already warned about
         self.wall_s, self.started_wall = 0.0, time.time()
         self._stop = asyncio.Event()
         self._t0, self._cancelled = time.perf_counter(), False
@@ -91,7 +96,7 @@ class BatchSession:
         t0 = self._t0 = time.perf_counter()
         records = self.out / "records.jsonl"
         try:
-            with RecordSink(records) as sink:
+            with RecordSink(records, secrets=self.endpoint.secrets) as sink:
                 self._sink = sink
                 already = _recorded_by_job(records, {j.batch_id for j in self.ledger.open_jobs() if j.batch_id})
                 self._plan(items, self._open_ids())
@@ -163,7 +168,10 @@ class BatchSession:
         if job.batch_id is None:
             batch = await api.find_batch(job.file_id, job.planned_at, set(job.refused)) or \
                 await api.create(job.file_id, name)
-            _update(job, batch)
+            self._warn(job, _update(job, batch, self.endpoint.secrets))
+            if job.batch_id is None:
+                raise BatchApiError(f"creating the job for {name} at {self.endpoint.display_url}: the answer has no "
+                                    f"job id to follow; --resume looks for the job by its file ({job.file_id}) again")
             self.ledger.save(self.out)
             runner_say(f"job {job.batch_id}: {job.requests} requests ({job.status})")
 
@@ -174,9 +182,9 @@ class BatchSession:
         if not waiting:
             return
         progress = None if self.config.quiet else JobsProgress(waiting)
-        interval = POLL_FIRST_S
+        interval, since = POLL_FIRST_S, time.perf_counter()
         try:
-            while (waiting or queued) and not self._stop.is_set():
+            while (waiting or queued) and not self._stop.is_set() and not self._waited_enough(since, waiting + queued):
                 if await self._past_deadline(api, waiting):
                     for job in queued:        # never created again: their rows are cancelled, resumable
                         job.status = "cancelled"
@@ -206,10 +214,32 @@ class BatchSession:
         finally:
             if progress is not None:
                 progress.close()
-        if waiting or queued:
+        if (waiting or queued) and self.aborted is None:
             self.interrupted = True
             runner_say(f"{len(waiting) + len(queued)} job(s) not collected (the open ones keep running at the "
                        f"provider); continue with batchrun run --resume {self.out}")
+        elif self.uncollected and self.aborted is None:
+            self.aborted = (f"the results of {len(self.uncollected)} ended job(s) could not be downloaded "
+                            f"({', '.join(self.uncollected[:5])}); they stay open")
+
+    def _waited_enough(self, since: float, waiting: list[JobEntry]) -> bool:
+        """--batch-wait: once this session has waited that long, stop (the jobs go on at the
+        provider, not cancelled) and say what to do; True from then on."""
+        limit = self.config.batch_wait_s or BATCH_WAIT_S
+        if self.aborted is None and time.perf_counter() - since >= limit:
+            open_jobs = ", ".join(f"{j.batch_id} ({_status_text(j.status)})" for j in waiting[:5])
+            self.aborted = (f"waited {_hours(limit)} for the Batch API jobs (--batch-wait) and {len(waiting)} are "
+                            f"still open: {open_jobs or 'none created yet'}. They go on at the provider: look at "
+                            f"them with batchrun batch status {self.out}, or stop them with batchrun batch cancel "
+                            f"{self.out}")
+        return self.aborted is not None
+
+    def _warn(self, job: JobEntry, problems: list[str], suffix: str = "; ignored") -> None:
+        """Each problem of a job's object once per session (a poll every 30 s would repeat it)."""
+        for problem in problems:
+            if (job.batch_id or job.name, problem) not in self._warned:
+                self._warned.add((job.batch_id or job.name, problem))
+                runner_say(f"warning: job {job.batch_id or job.name}: the provider's {problem}{suffix}")
 
     def _requeue(self, job: JobEntry) -> None:
         """A job the provider refused at its enqueued-token limit ran nothing: its file is sent as a
@@ -241,41 +271,51 @@ class BatchSession:
             runner_say(f"job {job.batch_id}: status unavailable ({type(exc).__name__}); trying again")
             return False
         before = job.status
-        _update(job, batch)
+        self._warn(job, _update(job, batch, self.endpoint.secrets))
+        if job.status not in KNOWN_STATUSES:
+            limit = _hours(self.config.batch_wait_s or BATCH_WAIT_S)
+            self._warn(job, [f"status {_status_text(job.status)} is one batchrun does not know"],
+                       f": the job is waited for as a running one, for at most {limit} in this session (--batch-wait)")
         if job.status != before:
             self.ledger.save(self.out)
         return job.status in TERMINAL
 
     async def _collect(self, api: BatchApi, job: JobEntry, recorded: set[str]) -> None:
-        """One record per row of the job, in input order: its output or error line, else why it has
-        none. The provider's files are kept beside the request file (batch/0001.output.jsonl, ...)."""
-        found: dict[str, tuple[Path, int]] = {}
+        """_collect_job; a job whose files cannot be downloaded stays open (not collected in
+        run.json) while the others are collected and the run's files written: --resume tries again."""
+        try:
+            await self._collect_job(api, job, recorded)
+        except BatchApiError as exc:
+            self.uncollected.append(job.batch_id or job.name)
+            runner_say(f"warning: {exc}; job {job.batch_id} stays open and --resume {self.out} collects it")
+
+    async def _collect_job(self, api: BatchApi, job: JobEntry, recorded: set[str]) -> None:
+        """One record per row of the job, in input order (results.job_records). The provider's files
+        are kept beside the request file (batch/0001.output.jsonl, ...) as lines.KeptLines makes
+        them. Idempotent: rows already in `recorded` (a session killed mid-collect wrote them) are
+        not written again, and run.json calls the job collected only once all its records are on disk."""
+        index = ResultIndex(self.out)
+        ids = {cid for cid, _ in read_ids(self.out / job.ids)}
         for kind, file_id in (("output", job.output_file_id), ("errors", job.error_file_id)):
             if file_id:
-                path = await api.download(file_id, self.out / BATCH_DIR / f"{job.name}.{kind}.jsonl")
-                for cid, offset in index_lines(path):
-                    found.setdefault(cid, (path, offset))
+                target = self.out / BATCH_DIR / f"{job.name}.{kind}.jsonl"
+                index.add(await api.download(file_id, target, self.config.max_response_bytes), ids)
         info = JobInfo(batch_id=job.batch_id or "", status=job.status or "", created_at=job.created_at,
-                       ended_at=job.ended_at, errors=tuple(str(e.get("message")) for e in job.errors))
-        with contextlib.ExitStack() as files:
-            handles = {path: files.enter_context(open(path, "rb")) for path in {p for p, _ in found.values()}}
-            for (cid, row, extra), request in zip(read_entries(self.out / job.ids), read_requests(self.out / job.input)):
-                if cid not in found:
-                    record = missing_record(cid, row, info)
-                else:
-                    path, offset = found[cid]
-                    handles[path].seek(offset)
-                    line = json.loads(handles[path].readline())
-                    record = self._checked(record_from_line(line, row, info, request["body"].get("tools")))
-                for name, value in extra.items():
-                    setattr(record, name, value)
-                self._write(record, recorded)
+                       ended_at=job.ended_at, errors=tuple(str(e["message"]) for e in job.errors if e.get("message")))
+        for record, extra in job_records(index, self.out / job.ids, self.out / job.input, info,
+                                         self.endpoint.secrets):
+            record = self._checked(record)
+            for name, value in extra.items():
+                setattr(record, name, value)
+            self._write(record, recorded)
         self._sink.flush()          # the job's records on disk before run.json calls it collected
         job.collected = True
         self.ledger.save(self.out)
         counts = job.request_counts
-        runner_say(f"job {job.batch_id} {job.status}: {counts.get('completed', 0)} completed, "
-                   f"{counts.get('failed', 0)} failed, {job.requests - len(found)} without a result line")
+        unmatched = f", {index.unmatched_count} naming no row of it" if index.unmatched_count else ""
+        runner_say(f"job {job.batch_id} {job.status}: {counts.get('completed', '?')} completed, "
+                   f"{counts.get('failed', '?')} failed, {len(ids) - len(index.found) - len(index.twice)} without "
+                   f"a result line{unmatched}")
 
     def _checked(self, record: Record) -> Record:
         """--json / --json-schema: an ok answer is parsed and checked as online mode does; an invalid
@@ -304,22 +344,14 @@ class BatchSession:
     @contextlib.asynccontextmanager
     async def _signals(self) -> AsyncIterator[None]:
         """Ctrl-C / SIGTERM: stop waiting (the jobs run on at the provider) and write the reports."""
-        loop = asyncio.get_running_loop()
-        installed = []
-
         def on_signal() -> None:
             runner_say("interrupted: no longer waiting; the jobs keep running at the provider")
             self._stop.set()
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, on_signal)
-                installed.append(sig)
         try:
-            yield
+            with loop_handlers(asyncio.get_running_loop(), on_signal):
+                yield
         finally:
-            for sig in installed:
-                loop.remove_signal_handler(sig)
             if self._stop.is_set():
                 self.interrupted = True
 
@@ -330,16 +362,23 @@ def runner_say(message: str) -> None:
     say(message)
 
 
-def _update(job: JobEntry, batch: Any) -> None:
-    """Copy what the provider says about a job into its ledger entry."""
-    job.batch_id, job.status = batch.id, batch.status
-    counts = batch.request_counts
-    job.request_counts = {"total": counts.total, "completed": counts.completed, "failed": counts.failed} \
-        if counts is not None else {}
-    job.created_at = batch.created_at
-    job.ended_at = batch.completed_at or batch.expired_at or batch.cancelled_at or batch.failed_at
-    job.output_file_id, job.error_file_id = batch.output_file_id, batch.error_file_id
-    job.errors = [e.model_dump() for e in (batch.errors.data or [])] if batch.errors else []
+def _update(job: JobEntry, batch: Any, secrets: tuple[str, ...] = ()) -> list[str]:
+    """Copy what the provider says about a job into its ledger entry, every field checked
+    (jobobject.read_job: what does not check out is left out); the problems, to warn about."""
+    view = read_job(batch, job.requests, secrets)
+    job.batch_id = view.batch_id or job.batch_id
+    job.status, job.request_counts = view.status, view.request_counts
+    job.created_at, job.ended_at = view.created_at, view.ended_at
+    job.output_file_id, job.error_file_id, job.errors = view.output_file_id, view.error_file_id, view.errors
+    return view.problems
+
+
+def _status_text(status: str | None) -> str:
+    return f"'{status}'" if status else "(none)"
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds:g} s"
 
 
 def row_extras(job: Job) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from batchrun.batchapi.jobobject import read_counts
 from batchrun.errors import ConfigError
 from batchrun.store.sessions import write_json
 
@@ -63,6 +64,8 @@ class Ledger:
             return cls()
         known = {f.name for f in fields(JobEntry)}
         jobs = [JobEntry(**{k: v for k, v in job.items() if k in known}) for job in data.get("jobs", [])]
+        for job in jobs:        # saved raw by an earlier batchrun: only figures that are counts
+            job.request_counts = read_counts(job.request_counts, job.requests, [])
         return cls(endpoint=data.get("endpoint"), token=data["token"], jobs=jobs)
 
     def save(self, out: Path) -> None:

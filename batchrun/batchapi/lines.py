@@ -1,18 +1,25 @@
-"""Prompts -> Batch API request lines, split into files within the API's limits (pure but for the
-files it writes).
+"""The Batch API's files, line by line (pure but for the files it writes and reads).
 
-A line's body is exactly what online mode sends (`endpoint.requests.build_body`, through
-`runner.jobs`) minus the two
+Prompts -> request lines, split into files within the API's limits. A line's body is exactly
+what online mode sends (`endpoint.requests.build_body`, through `runner.jobs`) minus the two
 fields that make a request stream: the Batch API answers every request with one whole
 `chat.completion` (usage included), and rejects `stream: true`.
+
+The provider's output and error files -> the copies batchrun keeps and reads (KeptLines): secrets
+masked, lines over --max-response-bytes replaced by a note, and an index of their custom_ids.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
+
+import orjson
+
+from batchrun.redact import redact, redact_json
 
 
 ENDPOINT = "/v1/chat/completions"
@@ -129,16 +136,107 @@ def read_requests(path: Path) -> Iterator[dict[str, Any]]:
             yield json.loads(line)
 
 
-def index_lines(path: Path) -> Iterator[tuple[str, int]]:
-    """(custom_id, byte offset) of every readable line of an output or error file; a line that
-    is not a JSON object with a custom_id is passed over (its row then counts as missing)."""
+# ---------------------------------------------------------------- the provider's output and error files
+
+HEAD_BYTES = 64 * 1024        # of an oversize line, kept to find its custom_id
+TOO_LARGE = "batchrun_too_large"   # the key of the note that stands in for an oversize line
+_CUSTOM_ID = re.compile(rb'"custom_id"\s*:\s*("(?:[^"\\]|\\.){0,4096}")')
+
+
+class KeptLines:
+    """A provider's output or error file, in pieces as it downloads -> the copy batchrun keeps and
+    reads: every line with the endpoint's secrets masked, and every line longer than `max_bytes`
+    replaced by a one-line note {"custom_id": ..., TOO_LARGE: {"bytes": n, "limit": max_bytes}}.
+    An oversize line is never held whole: past the bound only its first HEAD_BYTES (to find its
+    custom_id) and its length are kept while the rest streams by."""
+
+    def __init__(self, max_bytes: int, secrets: tuple[str, ...] = ()) -> None:
+        self.max_bytes, self.secrets = max_bytes, secrets
+        self._line = bytearray()
+        self._head: bytes | None = None     # set once the line in progress is past the bound
+        self._size = 0
+
+    def feed(self, piece: bytes) -> bytes:
+        """The kept bytes of every line that `piece` completes."""
+        out, start = [], 0
+        while True:
+            end = piece.find(b"\n", start)
+            self._take(piece[start:] if end < 0 else piece[start:end])
+            if end < 0:
+                return b"".join(out)
+            out.append(self._end_line())
+            start = end + 1
+
+    def close(self) -> bytes:
+        """The last line, when the file does not end with a newline."""
+        return self._end_line() if self._size else b""
+
+    def _take(self, data: bytes) -> None:
+        self._size += len(data)
+        if self._head is not None:
+            return
+        if self._size <= self.max_bytes:
+            self._line += data
+            return
+        self._line += data[:HEAD_BYTES]
+        self._head, self._line = bytes(self._line[:HEAD_BYTES]), bytearray()
+
+    def _end_line(self) -> bytes:
+        line, head, size = bytes(self._line), self._head, self._size
+        self._line, self._head, self._size = bytearray(), None, 0
+        if head is not None:
+            note = {"custom_id": sniff_custom_id(head), TOO_LARGE: {"bytes": size, "limit": self.max_bytes}}
+            return orjson.dumps(redact_json(note, self.secrets)) + b"\n"
+        return (masked_line(line, self.secrets) if self.secrets else line) + b"\n"
+
+
+def masked_line(line: bytes, secrets: tuple[str, ...]) -> bytes:
+    """A result line with `secrets` masked in every string of it: parsed, masked and written again
+    (a secret may be escaped in JSON: \\u0041, \\/); a line that is not JSON is masked as text."""
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return redact(line.decode("utf-8", "replace"), secrets).encode()
+    return orjson.dumps(redact_json(value, secrets))
+
+
+def sniff_custom_id(raw: bytes) -> str | None:
+    """The custom_id of a line that cannot be parsed (cut short, or too long to read whole), from
+    the first `"custom_id": "..."` in its bytes."""
+    found = _CUSTOM_ID.search(raw)
+    if found is None:
+        return None
+    try:
+        cid = orjson.loads(found.group(1))
+    except orjson.JSONDecodeError:
+        return None
+    return cid if isinstance(cid, str) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Spot:
+    """Where a result line is: its kept file, byte offset and 1-based line number."""
+
+    path: Path
+    offset: int
+    number: int
+
+
+def index_lines(path: Path) -> Iterator[tuple[str | None, Spot]]:
+    """(custom_id, where) of every non-blank line of a kept output or error file. The custom_id is
+    None for a line that names none; a line that is not JSON is named by sniff_custom_id."""
     offset = 0
     with open(path, "rb") as f:
-        for line in f:
-            try:
-                cid = json.loads(line).get("custom_id")
-            except (ValueError, AttributeError):
-                cid = None
-            if isinstance(cid, str):
-                yield cid, offset
+        for number, line in enumerate(f, 1):
+            if line.strip():
+                yield _custom_id(line), Spot(path, offset, number)
             offset += len(line)
+
+
+def _custom_id(line: bytes) -> str | None:
+    try:
+        value = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return sniff_custom_id(line)
+    cid = value.get("custom_id") if isinstance(value, dict) else None
+    return cid if isinstance(cid, str) else None

@@ -1,12 +1,13 @@
 """`batchrun bench --find-max --slo ...`: the highest concurrency that meets the SLO, found by
 doubling and then bisection instead of a full sweep.
 
-Each probe is one bench level (sweep.measure_async), with at least max(100, 4 x concurrency)
-requests and one unmeasured warm-up wave, judged by the sweep's own rule (p99 TTFT and p99
-latency within the SLO, metrics.recommend_concurrency), so the answer is the one a full sweep
-at every level would give. A probe whose p99's 95% interval straddles its bound (a close call)
-is measured again, up to twice, and judged on all its requests. The answer comes with its
-bracket (the lowest failing level) and the 95% interval of each probe's p99s.
+After the sweep's warm-up pass over the prompts, each probe is one bench level
+(sweep.measure_async), with at least max(100, 4 x concurrency) requests and one unmeasured
+warm-up wave, judged by the sweep's own rule (at most --max-failure-share failed, p99 TTFT and
+p99 latency within the SLO: recommend.recommend), so the answer is the one a full sweep at every
+level would give. A probe whose p99's 95% interval straddles its bound (a close call) is measured
+again, up to twice, and judged on all its requests. The answer comes with its bracket (the
+lowest failing level) and the 95% interval of each probe's p99s.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Sequence
 
-from batchrun.analysis.metrics import BenchPoint, percentile, recommend_concurrency
+from batchrun.analysis.metrics import percentile
+from batchrun.analysis.recommend import DEFAULT_MAX_FAILURE_SHARE, BenchPoint, recommend
 from batchrun.errors import ConfigError
 from batchrun.store.records import OK, Record
 
@@ -38,8 +40,9 @@ class Probe:
     ttft_p99_ci: tuple[float, float] | None
     latency_p99_s: float | None
     latency_p99_ci: tuple[float, float] | None
-    meets: bool                            # the sweep's rule: p99 TTFT and p99 latency within the SLO
+    meets: bool                            # the sweep's rule: few enough failures, p99 TTFT and latency within the SLO
     close_call: bool                       # a p99's 95% interval straddles its bound
+    why: str | None = None                 # why it missed, when it did
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,7 @@ def quantile_ci(sorted_values: Sequence[float], q: float) -> tuple[float, float]
 
 
 def judge(concurrency: int, records: Sequence[Record], wall_s: float | None,
-          slo: dict[str, float]) -> Probe:
+          slo: dict[str, float], max_failure_share: float = DEFAULT_MAX_FAILURE_SHARE) -> Probe:
     """A level's figures and verdict; pure."""
     ok = [r for r in records if r.status == OK]
     ttft = sorted(r.ttft_s for r in ok if r.ttft_s is not None)
@@ -75,11 +78,13 @@ def judge(concurrency: int, records: Sequence[Record], wall_s: float | None,
     ttft_p99 = percentile(ttft, 99) if ttft else None
     lat_p99 = percentile(latency, 99) if latency else None
     rps = len(ok) / wall_s if wall_s else None
-    meets = bool(ok) and recommend_concurrency([BenchPoint(concurrency, rps, lat_p99, ttft_p99)], slo) is not None
+    point = BenchPoint(concurrency, rps, lat_p99, ttft_p99, n=len(records), failed=len(records) - len(ok))
+    verdict = recommend([point], slo, max_failure_share)
     ttft_ci, lat_ci = quantile_ci(ttft, 99), quantile_ci(latency, 99)
     close = any(ci is not None and bound is not None and ci[0] <= bound < ci[1]
                 for ci, bound in ((ttft_ci, slo.get("ttft")), (lat_ci, slo.get("e2e"))))
-    return Probe(concurrency, len(records), len(ok), rps, ttft_p99, ttft_ci, lat_p99, lat_ci, meets, close)
+    return Probe(concurrency, len(records), len(ok), rps, ttft_p99, ttft_ci, lat_p99, lat_ci,
+                 verdict.choice is not None, close, verdict.reasons.get(concurrency))
 
 
 async def search(probe: Callable[[int], Awaitable[Probe]], *, start: int = 1, ceiling: int = 1024,
@@ -123,7 +128,7 @@ async def execute_find_max(config: Any, out: Path | None = None) -> tuple[Path, 
     import json
     from datetime import datetime
 
-    from batchrun.bench.sweep import RunResult, bench_jobs, measure_async
+    from batchrun.bench.sweep import RunResult, bench_jobs, measure_async, warm_prompts
     from batchrun.endpoint.resolve import open_endpoint, preflight
     from batchrun.report.summary import write_bench_manifest, write_reports
     from batchrun.runner import open_rows, say, sim_config
@@ -143,10 +148,13 @@ async def execute_find_max(config: Any, out: Path | None = None) -> tuple[Path, 
         if model != run.model:
             config = dataclasses.replace(config, run=dataclasses.replace(run, model=model))
         pool = bench_jobs(config.run, probe_requests(config.requests, config.max_concurrency), rows)
+        warmup = await warm_prompts(endpoint, pool, config)
+        # Each probe opens its connections with at least one unmeasured wave (none with --no-warmup).
+        warmup["wave"] = (config.warmup or None) if config.warm_cache else 0
 
         async def probe(c: int) -> Probe:
             n = probe_requests(config.requests, c)
-            level = dataclasses.replace(config, warmup=max(config.warmup_for(c), c))
+            level = dataclasses.replace(config, warmup=max(config.warmup_for(c), c) if config.warm_cache else 0)
             records: list[Record] = []
             wall = 0.0
             for attempt in range(1 + MORE_ON_CLOSE_CALL):
@@ -156,15 +164,17 @@ async def execute_find_max(config: Any, out: Path | None = None) -> tuple[Path, 
                 results.append(result)
                 records += result.records
                 wall += result.wall_time_s
-                verdict = judge(c, records, wall, config.slo)
+                verdict = judge(c, records, wall, config.slo, config.max_failure_share)
                 if not verdict.close_call:
                     break
-            say(f"find-max: concurrency {c}: {'meets' if verdict.meets else 'misses'} the SLO")
+            say(f"find-max: concurrency {c}: {'meets' if verdict.meets else 'misses'} the SLO"
+                + (f" ({verdict.why})" if verdict.why else ""))
             return verdict
 
         found = await search(probe, start=min(config.concurrencies or (1,)), ceiling=config.max_concurrency)
-    bench = {"runs": [r.entry() for r in results], "slo": config.slo}
-    write_bench_manifest(out, bench["runs"], slo=config.slo)
+    bench = {"runs": [r.entry() for r in results], "slo": config.slo, "warmup": warmup,
+             "max_failure_share": config.max_failure_share}
+    write_bench_manifest(out, bench["runs"], slo=config.slo, warmup=warmup, max_failure_share=config.max_failure_share)
     write_reports(out, None, [], bench=bench)
     (out / "find_max.json").write_text(json.dumps({"slo": config.slo, **found.to_dict()}, indent=2) + "\n")
     return out, found
@@ -179,7 +189,8 @@ def format_find_max(result: FindMaxResult, slo: dict[str, float]) -> str:
 
     lines = [f"{'c':>5}  {'n':>5}  {'req/s':>8}  {'p99 TTFT [95% CI]':>28}  {'p99 latency [95% CI]':>28}  verdict"]
     for p in sorted(result.probes, key=lambda p: p.concurrency):
-        verdict = ("meets" if p.meets else "misses") + (" (close call)" if p.close_call else "")
+        verdict = ("meets" if p.meets else f"misses ({p.why})" if p.why else "misses") + \
+            (" (close call)" if p.close_call else "")
         lines.append(f"{p.concurrency:>5}  {p.requests:>5}  {fmt_num(p.requests_per_s):>8}  "
                      f"{ci(p.ttft_p99_s, p.ttft_p99_ci):>28}  {ci(p.latency_p99_s, p.latency_p99_ci):>28}  {verdict}")
     rule = slo_text(slo)

@@ -1,8 +1,11 @@
 """`batchrun bench`: the same prompts through the sync SDK baseline and the async pool at
 several concurrencies (or open-loop arrival rates), each run recorded, then one report.
 
-Every run of a bench shares the endpoint and the prompts; each async run gets its own
-connection pool, warmed by `--warmup` requests that are not measured.
+Every run of a bench shares the endpoint and the prompts. Before the first measured run, one
+unmeasured pass sends every distinct prompt once (max_tokens 1: the prefill is what a prompt
+cache keeps), so the sync baseline and every async level meet the same server cache state;
+`--no-warmup` skips it. Each async run also gets its own connection pool, warmed by `--warmup`
+requests that are not measured.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from batchrun.analysis import stats
+from batchrun.analysis.recommend import DEFAULT_MAX_FAILURE_SHARE
 from batchrun.endpoint.client import Endpoint, make_session
 from batchrun.config import RunConfig
 from batchrun.endpoint.resolve import endpoint_info, open_endpoint, preflight
@@ -53,6 +57,9 @@ FEW_REQUESTS = 30           # a level with fewer measured requests is marked in 
 # measures it for real); the sync baseline, only the speedup's denominator, keeps the minimum.
 TARGET_HALF_WIDTH = 0.04
 MAX_FACTOR = 4
+# The warm-up pass's requests in flight (at most the largest level): quick over a few hundred
+# prompts, and few enough that a small server (llama-server's 4 slots) only queues a little.
+WARMUP_CONCURRENCY = 8
 
 
 @dataclass(frozen=True)
@@ -66,15 +73,20 @@ class BenchConfig:
     burstiness: float = 1.0                 # gamma shape of inter-arrival times; 1 = Poisson
     max_concurrency: int = 1024             # cap on in-flight requests in open-loop runs
     warmup: int | None = None               # unmeasured requests before each run; None: one wave
+    warm_cache: bool = True                 # one unmeasured pass over the distinct prompts before measuring
     repeat: int = 1
     sync: bool = True
     max_run_s: float | None = None          # stop sending new requests this long into a run
     slo: dict[str, float] | None = None
+    max_failure_share: float = DEFAULT_MAX_FAILURE_SHARE    # a level failing more is never recommended
 
     def __post_init__(self) -> None:
         if (self.requests is not None and self.requests < 1) or self.repeat < 1 or \
                 (self.warmup is not None and self.warmup < 0):
             raise ConfigError("--requests and --repeat must be at least 1, --warmup at least 0")
+        if not 0.0 <= self.max_failure_share <= 1.0:
+            raise ConfigError(f"--max-failure-share is a share between 0 and 1 (0.05 allows 5%), "
+                              f"got {self.max_failure_share:g}")
         if any(c < 1 for c in self.concurrencies) or any(r <= 0 for r in self.rates):
             raise ConfigError("concurrency levels must be >= 1 and rates > 0")
         if self.burstiness <= 0:
@@ -226,10 +238,7 @@ async def measure_async(endpoint: Endpoint, jobs: list[Job], config: BenchConfig
     records: list[Record] = []
     lag: list[float] = []
     async with make_session(workers) as session:
-        client = client_class(run)(session, endpoint, timeout_s=run.timeout, ttft_timeout_s=run.ttft_timeout, clock=clock,
-                                   max_response_bytes=run.max_response_bytes)
-        pool_config = PoolConfig(concurrency=workers, retries=run.retries, rpm=run.rpm, tpm=run.tpm, seed=run.seed,
-                                 max_retry_wait_s=run.max_retry_wait, learn_rpm=run.learn_rpm, learn_tpm=run.learn_tpm)
+        client, pool_config = _client(session, endpoint, run, workers, clock)
         warmup = config.warmup_for(level)
         sized = SizedJobs(jobs, records, min(len(jobs), config.requests_for(level)),
                           TARGET_HALF_WIDTH if config.requests is None else None)
@@ -237,7 +246,7 @@ async def measure_async(endpoint: Endpoint, jobs: list[Job], config: BenchConfig
             warm = Pool(client, lambda r: None, dataclasses.replace(pool_config, concurrency=min(level, workers)),
                         t0=clock(), clock=clock)
             await warm.run(iter(_warmup_jobs(jobs, warmup)))
-        with RecordSink(out / "runs" / name / "records.jsonl") as sink:
+        with RecordSink(out / "runs" / name / "records.jsonl", secrets=endpoint.secrets) as sink:
             def keep(record: Record) -> None:
                 records.append(record)
                 sink.write(record)
@@ -273,6 +282,68 @@ async def measure_async(endpoint: Endpoint, jobs: list[Job], config: BenchConfig
             f"interval against an identical run still {width} (the default sizing aims at "
             f"±{100 * TARGET_HALF_WIDTH:g}%): a small regression may not be caught; measure more with -n")
     return result
+
+
+def _client(session: Any, endpoint: Endpoint, run: RunConfig, workers: int,
+            clock: Any) -> tuple[Any, PoolConfig]:
+    """The async client and pool settings every bench run (and the warm-up pass) uses."""
+    client = client_class(run)(session, endpoint, timeout_s=run.timeout, ttft_timeout_s=run.ttft_timeout, clock=clock,
+                               max_response_bytes=run.max_response_bytes)
+    return client, PoolConfig(concurrency=workers, retries=run.retries, rpm=run.rpm, tpm=run.tpm, seed=run.seed,
+                              max_retry_wait_s=run.max_retry_wait, learn_rpm=run.learn_rpm, learn_tpm=run.learn_tpm)
+
+
+def cache_pass_jobs(jobs: list[Job]) -> tuple[list[Job], int | None]:
+    """One job per distinct request body among `jobs` (the prompts cycle), with its output cap
+    cut to 1 token (the prompt's prefill is what a server's prompt cache keeps; the answer adds
+    nothing to it), and ids that never meet a measured one. Also the cap sent (None: the body
+    had none, so it was left as it was)."""
+    seen: set[bytes] = set()
+    out, cap = [], None
+    for job in jobs:
+        if job.body in seen:
+            continue
+        seen.add(job.body)
+        body = json.loads(job.body)
+        for key in ("max_tokens", "max_completion_tokens"):
+            if key in body:
+                body[key] = cap = 1
+        out.append(dataclasses.replace(job, body=json.dumps(body, ensure_ascii=False).encode(),
+                                       prompt=dataclasses.replace(job.prompt, id=f"warmup-pass-{len(out)}")))
+    return out, cap
+
+
+async def warm_prompts(endpoint: Endpoint, jobs: list[Job], config: BenchConfig) -> dict[str, Any]:
+    """The warm-up pass: every distinct prompt of `jobs` sent once, unmeasured, before the first
+    measured run, so each run meets a server that has seen all of them (a cold prompt cache
+    otherwise slows the first run only). Returns what was done, for bench.json and the reports."""
+    if not config.warm_cache:
+        return {"pass": False, "wave": config.warmup}
+    distinct, cap = cache_pass_jobs(jobs)
+    level = min(WARMUP_CONCURRENCY, config.largest_level(), len(distinct))
+    failed = 0
+
+    def count(record: Record) -> None:
+        nonlocal failed
+        failed += record.status != OK
+
+    _note(config, f"warm-up: {len(distinct)} distinct prompts once, {level} at a time, not measured")
+    clock = time.perf_counter
+    async with make_session(level) as session:
+        client, pool_config = _client(session, endpoint, config.run, level, clock)
+        # The first prompt alone: a rejected key or a wrong model stops the bench after one
+        # request, not after a whole wave of them.
+        for part, width in ((distinct[:1], 1), (distinct[1:], level)):
+            pool = Pool(client, count, dataclasses.replace(pool_config, concurrency=width), t0=clock(), clock=clock)
+            await pool.run(iter(part))
+            if pool.refused is not None:
+                raise ConfigError(f"the endpoint refused the run: {pool.refused} (fix OPENAI_API_KEY, --model or "
+                                  "--base-url)")
+    if failed:
+        say(f"warning: warm-up: {failed} of {len(distinct)} requests failed"
+            + (": the first measured run may meet a cold cache" if failed == len(distinct) else ""))
+    return {"pass": True, "prompts": len(distinct), "failed": failed, "concurrency": level, "max_tokens": cap,
+            "wave": config.warmup}
 
 
 class Interrupted(Exception):
@@ -311,7 +382,7 @@ async def measure_sync(endpoint: Endpoint, jobs: list[Job], config: BenchConfig,
             interrupted = True
             records = await thread
     wall = send_span(records) or 1e-9
-    with RecordSink(out / "runs" / name / "records.jsonl") as sink:
+    with RecordSink(out / "runs" / name / "records.jsonl", secrets=endpoint.secrets) as sink:
         for record in records:
             sink.write(record)
     result = RunResult(name, "sync", 1, repeat, None, wall, records, [], len(jobs))
@@ -349,17 +420,25 @@ async def execute_bench(config: BenchConfig, out: Path | None = None) -> tuple[P
             rows, synthetic_info = await synthetic_rows(config.run, endpoint, client_class(run), config.requests, say)
         public = _public(config)
         jobs = bench_jobs(config.run, max(config.requests_cap(config.largest_level()), config.requests_for(1)), rows)
+        warmup: dict[str, Any] | None = None
+
+        def manifest() -> None:
+            write_bench_manifest(out, [r.entry() for r in results], slo=config.slo, config=public, warmup=warmup,
+                                 max_failure_share=config.max_failure_share)
+
         try:
-            await _all_runs(endpoint, jobs, config, out, results, public)
+            warmup = await warm_prompts(endpoint, jobs, config)
+            await _all_runs(endpoint, jobs, config, out, results, manifest)
         except (KeyboardInterrupt, asyncio.CancelledError, Interrupted) as exc:
             interrupted = True
             if isinstance(exc, Interrupted) and exc.result.records:
                 results.append(exc.result)
-                write_bench_manifest(out, [r.entry() for r in results], slo=config.slo, config=public)
+                manifest()
             say(f"interrupted: keeping the {len(results)} run(s) measured so far"
                 + (f" ({exc.result.name} partly: {len(exc.result.records)} requests)"
                    if isinstance(exc, Interrupted) and exc.result.records else ""))
-    bench = {"runs": [r.entry() for r in results], "slo": config.slo}
+    bench = {"runs": [r.entry() for r in results], "slo": config.slo, "warmup": warmup,
+             "max_failure_share": config.max_failure_share}
     analysis = bench_analysis(bench)
     headline = _headline(analysis, bench["runs"])
     headline = bench_headline_workloads(headline, bench["runs"], run.synthetic, synthetic_info)
@@ -386,10 +465,10 @@ def _public(config: BenchConfig) -> dict[str, Any]:
 
 
 async def _all_runs(endpoint: Endpoint, jobs: list[Job], config: BenchConfig, out: Path,
-                    results: list[RunResult], public: dict[str, Any]) -> None:
+                    results: list[RunResult], manifest: Callable[[], None]) -> None:
     def done(result: RunResult) -> None:
         results.append(result)
-        write_bench_manifest(out, [r.entry() for r in results], slo=config.slo, config=public)
+        manifest()
 
     for repeat in range(1, config.repeat + 1):
         if config.sync and config.run.endpoint == "chat":     # the SDK baseline speaks chat only

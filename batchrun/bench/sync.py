@@ -43,11 +43,13 @@ class _Client(NamedTuple):
 
 
 def make_client(endpoint: Endpoint, timeout_s: float | None) -> _Client:
-    """The SDK client, without its retries (a failure is a record), over a ResendTransport."""
+    """The SDK client, without its retries (a failure is a record), over a ResendTransport, and
+    without following redirects (the SDK's httpx client follows them, turning a POST into a GET)."""
     transport = ResendTransport()
     sdk = openai.OpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key or "not-needed",
                         default_headers=endpoint.auth_headers() if endpoint.basic_auth else None,
-                        max_retries=0, timeout=timeout_s, http_client=openai.DefaultHttpxClient(transport=transport))
+                        max_retries=0, timeout=timeout_s,
+                        http_client=openai.DefaultHttpxClient(transport=transport, follow_redirects=False))
     return _Client(sdk, transport)
 
 
@@ -98,7 +100,9 @@ def _one(client: _Client, job: Job, endpoint: Endpoint, t0: float,
         result.fail(TIMEOUT, TIMEOUT_ERROR, f"the request took longer than {timeout_s:g}s (--timeout)")
     except openai.APIStatusError as exc:
         result.http_status = exc.status_code
-        fail_status(result, exc.status_code, exc.response.content if exc.response is not None else b"")
+        response = exc.response
+        fail_status(result, exc.status_code, response.content if response is not None else b"",
+                    location=response.headers.get("location") if response is not None else None)
     except KeyboardInterrupt:
         result.fail(CANCELLED, "Cancelled", "cancelled before the response finished")
         raise

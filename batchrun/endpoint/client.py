@@ -16,14 +16,14 @@ import json
 import time
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Sequence
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aiohttp
 import orjson
 
 from batchrun.store.records import CANCELLED, ERROR, OK, TIMEOUT
-from batchrun.redact import redact
+from batchrun.redact import host_and_port, query_secrets, redact
 from batchrun.endpoint.hints import retry_wait_s
 from batchrun.endpoint.reconnect import PoolConnector, closed_before_response, connection_reused, fresh_connection
 from batchrun.endpoint.sdk_headers import sdk_default_headers
@@ -99,13 +99,16 @@ class Endpoint:
     def chat_url(self) -> str:
         return self.url("chat/completions")
 
-    @property
+    @functools.cached_property
     def secrets(self) -> tuple[str, ...]:
+        """What a provider must never get written back: the key, URL credentials (as sent: the
+        Basic token too) and key-like query values of the base URL (`?api_key=`)."""
         found = [self.api_key] if self.api_key else []
         if self.basic_auth is not None:
             user, password = self.basic_auth
             found += [password, f"{user}:{password}", self._basic_token()]
-        return tuple(s for s in found if s)
+        found += query_secrets(self.base_url)
+        return tuple(dict.fromkeys(s for s in found if s))
 
     @property
     def display_url(self) -> str:
@@ -152,6 +155,7 @@ class AttemptResult:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     reasoning_tokens: int | None = None    # usage.completion_tokens_details.reasoning_tokens
+    cached_tokens: int | None = None       # usage.prompt_tokens_details.cached_tokens (llama-server: timings.cache_n)
     reasoning_text: str = ""               # `reasoning_content` / `reasoning` deltas
     other_choices: list[str] | None = None  # n > 1: the texts of choices 1.. by their `index`
     ttft_s: float | None = None            # send -> first output chunk (reasoning, content or tool call)
@@ -193,9 +197,11 @@ class StreamClient:
         self._headers = self.endpoint.headers()
         self._url = self.endpoint.url(self.path.lstrip("/"))
 
-    async def send(self, body: bytes, result: AttemptResult | None = None) -> AttemptResult:
+    async def send(self, body: bytes, result: AttemptResult | None = None, *,
+                   avoid: Sequence[str] = ()) -> AttemptResult:
         """Stream one request; every failure becomes a result, only cancellation propagates
-        (pass `result` to keep what a cancelled request had received).
+        (pass `result` to keep what a cancelled request had received). `avoid` (endpoints that
+        failed this row) matters only to a MultiClient: one endpoint has nowhere else to send.
 
         A request that met a pooled connection the server had already closed is sent again at
         once on a new connection (endpoint/reconnect.py): `result.reconnects` is then 1, and
@@ -262,7 +268,8 @@ class StreamClient:
         bounds = [b for b in (self.ttft_timeout_s, self.timeout_s) if b is not None]
         first_deadline = min(bounds) if bounds else None
         async with asyncio.timeout_at(None if first_deadline is None else start + first_deadline) as deadline:
-            async with self.session.post(self._url, data=body, headers=self._headers) as resp:
+            # Never follow a redirect: a 301/302 turns the POST into a GET, whose answer is not this request's.
+            async with self.session.post(self._url, data=body, headers=self._headers, allow_redirects=False) as resp:
                 result.http_status = resp.status
                 result.request_id = resp.headers.get("x-request-id")
                 if self.on_headers is not None:
@@ -295,13 +302,25 @@ class StreamClient:
     async def _read_error(self, resp: aiohttp.ClientResponse, result: AttemptResult) -> None:
         raw = await read_capped(resp.content, _MAX_ERROR_BODY)
         result.retry_after_s = retry_wait_s(resp.headers, self.wall_clock())
-        fail_status(result, resp.status, raw, resp.headers.get("Content-Type", ""))
+        fail_status(result, resp.status, raw, resp.headers.get("Content-Type", ""), resp.headers.get("Location"))
 
 
-def fail_status(result: AttemptResult, status: int, raw: bytes, content_type: str = "") -> AttemptResult:
+def fail_status(result: AttemptResult, status: int, raw: bytes, content_type: str = "",
+                location: str | None = None) -> AttemptResult:
     """Classify a non-200 response from its status and body (shared with the sync baseline)."""
+    if 300 <= status < 400:
+        return result.fail(ERROR, status_error_type(status), f"HTTP {status}: {redirect_text(location)}")
     return result.fail(ERROR, status_error_type(status),
                        f"HTTP {status}: {error_body_text(raw[:_MAX_ERROR_BODY], content_type)}")
+
+
+def redirect_text(location: str | None) -> str:
+    """What a redirect of a POST means, for a person: where it points (host and port only: its
+    path or query may carry a signed token) and what to do."""
+    where = f"to {host_and_port(location)}" if location else "(without a Location)"
+    return (f"the endpoint redirects this request {where}; batchrun does not follow redirects on POST "
+            "(after a 301 or 302 the request would arrive as a GET, and the key could go to another host): "
+            "set --base-url to the final URL")
 
 
 async def read_capped(content: aiohttp.StreamReader, limit: int) -> bytes:
@@ -595,8 +614,21 @@ def _read_usage(chunk: dict[str, Any], result: AttemptResult) -> None:
     details = usage.get("completion_tokens_details")
     if isinstance(details, dict) and type(details.get("reasoning_tokens")) is int:
         result.reasoning_tokens = details["reasoning_tokens"]
+    result.cached_tokens = _cached_tokens(usage, chunk.get("timings"))
     if result.model is None:
         result.model = chunk.get("model")
+
+
+def _cached_tokens(usage: dict[str, Any], timings: Any) -> int | None:
+    """Prompt tokens served from the server's prompt cache: OpenAI's and vLLM's
+    usage.prompt_tokens_details.cached_tokens, else llama-server's timings.cache_n (sent in the
+    same final chunk as its usage); None when the server does not say."""
+    details = usage.get("prompt_tokens_details")
+    if isinstance(details, dict) and type(details.get("cached_tokens")) is int:
+        return details["cached_tokens"]
+    if isinstance(timings, dict) and type(timings.get("cache_n")) is int and timings["cache_n"] >= 0:
+        return timings["cache_n"]
+    return None
 
 
 def _error_message(error: Any) -> str:
@@ -607,7 +639,9 @@ def _error_message(error: Any) -> str:
 
 def make_session(concurrency: int, connect_timeout_s: float = 30.0) -> aiohttp.ClientSession:
     """A session whose pool fits the concurrency; a generous connect timeout, since a busy
-    client loop makes healthy connects look slow (the SDK's 5 s fires under load)."""
+    client loop makes healthy connects look slow (the SDK's 5 s fires under load). Its
+    PoolConnector lets StreamClient re-send what met a dead pooled connection (reconnect.py);
+    a StreamClient on any other session never re-sends."""
     connector = PoolConnector(limit=max(concurrency, 1), limit_per_host=0, ttl_dns_cache=300)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s)
     return aiohttp.ClientSession(connector=connector, timeout=timeout, read_bufsize=2**18)

@@ -1,11 +1,13 @@
 """Several endpoints behind one client (`--base-url A --base-url B --balance rr|least`).
 
 Each endpoint keeps its own client (connection pool), its own RPM / TPM buckets (the run's
---rpm / --tpm apply to each endpoint) and its own health: after FAIL_LIMIT consecutive
-connection failures or 5xx answers it is left out for COOLDOWN_S seconds (all endpoints out:
-the least recently failed one is tried). `rr` takes the healthy endpoints in turn; `least` takes
-the one with the fewest requests in flight (ties in turn). Every result is labelled with its
-endpoint (`AttemptResult.endpoint`), so the summary can give figures per endpoint.
+--rpm / --tpm apply to each endpoint) and its own health: after FAIL_LIMIT consecutive failures
+that are the server's fault (see `server_fault`) it is left out for COOLDOWN_S seconds (all
+endpoints out: the least recently failed one is tried). `rr` takes the healthy endpoints in turn;
+`least` takes the one with the fewest requests in flight (ties in turn). A retry names the
+endpoints that already failed its row (`avoid`): it goes to a healthy one that has not, so a row
+is lost only when every endpoint fails it (or the retries run out first). Every result is
+labelled with its endpoint (`AttemptResult.endpoint`), so the summary can give figures per endpoint.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ import json
 import math
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Collection, Sequence
 
-from batchrun.endpoint.client import CONNECTION_ERROR, AttemptResult, Endpoint, StreamClient
+from batchrun.endpoint.client import (CONNECTION_ERROR, INCOMPLETE_STREAM, MALFORMED_CHUNK, STREAM_ERROR,
+                                      AttemptResult, Endpoint, StreamClient)
 from batchrun.endpoint.requests import estimate_request_tokens
 from batchrun.engine.limits import RateLimits
 from batchrun.redact import redact
@@ -28,6 +31,11 @@ if TYPE_CHECKING:
 BALANCES = ("rr", "least")
 FAIL_LIMIT = 3
 COOLDOWN_S = 5.0
+# Failures that say the endpoint is broken, whatever was asked of it: it could not be reached, or
+# it answered 200 and then garbled (MalformedChunk), cut (IncompleteStream) or aborted
+# (StreamError) the stream. Timeouts, 429s, 4xx, EmptyResponse (a stop sequence or a tiny
+# max_tokens gives one on any endpoint) and ResponseTooLarge (our own cap) say nothing of its health.
+SERVER_FAULTS = frozenset({CONNECTION_ERROR, MALFORMED_CHUNK, INCOMPLETE_STREAM, STREAM_ERROR})
 
 
 @dataclass
@@ -65,20 +73,28 @@ class MultiClient:
         for member in self.members:
             member.client.on_headers = hook
 
-    def pick(self) -> Member:
+    def pick(self, avoid: Sequence[str] = ()) -> Member:
+        """The endpoint for the next attempt; `avoid` names those that already failed this row,
+        the last one last. A healthy endpoint not in it first; else a healthy one other than the
+        last to fail; else (all resting) the least recently failed, again not the last if another."""
         now = self.clock()
         healthy = [m for m in self._in_turn() if m.down_until <= now]
         if not healthy:
-            return min(self.members, key=lambda m: m.down_until)
-        choice = min(healthy, key=lambda m: m.in_flight) if self.balance == "least" else healthy[0]
+            resting = _unless(sorted(self.members, key=lambda m: m.down_until), avoid[-1:])
+            return resting[0]
+        fresh = [m for m in healthy if m.label not in avoid]
+        candidates = fresh or _unless(healthy, avoid[-1:])
+        choice = min(candidates, key=lambda m: m.in_flight) if self.balance == "least" else candidates[0]
         self._next = (self.members.index(choice) + 1) % len(self.members)
         return choice
 
     def _in_turn(self) -> list[Member]:
         return self.members[self._next:] + self.members[:self._next]
 
-    async def send(self, body: bytes, result: AttemptResult | None = None) -> AttemptResult:
-        member = self.pick()
+    async def send(self, body: bytes, result: AttemptResult | None = None, *,
+                   avoid: Sequence[str] = ()) -> AttemptResult:
+        """One attempt on the endpoint `pick(avoid)` chooses; the result names it (`endpoint`)."""
+        member = self.pick(avoid)
         result = AttemptResult(sent=member.client.clock()) if result is None else result
         await member.limits.acquire(_estimate(body) if self.charge_tokens else 1)
         member.in_flight += 1
@@ -92,7 +108,7 @@ class MultiClient:
         return result
 
     def _health(self, member: Member, result: AttemptResult) -> None:
-        bad = result.error_type == CONNECTION_ERROR or (result.http_status or 0) >= 500
+        bad = server_fault(result)
         member.failures = member.failures + 1 if bad else 0
         if member.failures >= FAIL_LIMIT:
             member.down_until = self.clock() + COOLDOWN_S
@@ -101,6 +117,16 @@ class MultiClient:
     async def aclose(self) -> None:
         for member in self.members:
             await member.limits.aclose()
+
+
+def server_fault(result: AttemptResult) -> bool:
+    """The attempt failed through the endpoint's own fault: a 5xx, or a SERVER_FAULTS type."""
+    return (result.http_status or 0) >= 500 or result.error_type in SERVER_FAULTS
+
+
+def _unless(members: list[Member], labels: Collection[str]) -> list[Member]:
+    """`members` without those labelled `labels`, unless that leaves none."""
+    return [m for m in members if m.label not in labels] or members
 
 
 def _estimate(body: bytes) -> int:

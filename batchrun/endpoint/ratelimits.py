@@ -10,8 +10,9 @@ Three families are read:
   (drafts 5-7), and the separate `RateLimit-Limit` / `-Remaining` / `-Reset` fields (drafts 0-4).
   Their quota is in requests.
 
-A value that cannot be read is left out and named in the returned problems (the caller warns
-once per header name); it never fails a request. Times parse with `endpoint.hints`.
+A value that cannot be read, or that no real limit could be (see MOST_PER_MIN), is left out and
+named in the returned problems (the caller warns once per header name); it never fails a request,
+is never paced by and never reaches a report. Times parse with `endpoint.hints`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,15 @@ from batchrun.endpoint.hints import parse_duration_s, parse_rfc3339
 REQUESTS, TOKENS = "requests", "tokens"
 OPENAI, ANTHROPIC, IETF = "openai", "anthropic", "ietf"
 _PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-", "ratelimit")
+_MINUTE_S = 60.0
+
+# Beyond these a header's figure is broken or hostile, not a limit (`1e300` would otherwise be
+# advised as a 300-digit --rpm, and `1e-300` would hold the run forever). The highest per-key limits
+# providers publish are ~3e4 requests and ~1.5e8 tokens a minute (OpenAI's top tier); the bounds
+# leave four orders of magnitude above them. A limit is a count: at least 1 per window.
+MOST_PER_MIN = {REQUESTS: 1e9, TOKENS: 1e12}
+LONGEST_S = 31 * 86_400.0        # a reset or window past a month is no rate limit's
+SHORTEST_WINDOW_S = 0.001
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +46,7 @@ class Quota:
     remaining: float | None = None      # units left now
     reset_s: float | None = None        # seconds from the response until the limit is whole again
     window_s: float | None = None       # the policy's window when stated (IETF `w`); else per minute
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +97,27 @@ def _checked(headers: Mapping[str, str], name: str, value: float | None, problem
     return value
 
 
-def _quota(limit: float | None, remaining: float | None, reset_s: float | None,
-           window_s: float | None = None) -> Quota | None:
+def _quota(kind: str, names: tuple[str, ...], problems: list[str], limit: float | None,
+           remaining: float | None, reset_s: float | None, window_s: float | None = None) -> Quota | None:
+    """The quota of one kind, its figures within MOST_PER_MIN / LONGEST_S; `names` are the
+    (limit, remaining, reset, window) headers, for the problem lines of figures left out."""
+    def out_of_range(name: str, value: float, bound: str) -> None:
+        problems.append(f"{name}: {value:.3g} is out of range ({bound}), not a real limit")
+
+    if window_s is not None and not SHORTEST_WINDOW_S <= window_s <= LONGEST_S:
+        out_of_range(names[3], window_s, f"a window is {SHORTEST_WINDOW_S:g} s to 31 days")
+        limit, window_s = None, None
+    window_min = (window_s or _MINUTE_S) / _MINUTE_S
+    most = MOST_PER_MIN[kind] * window_min
+    if limit is not None and not 1 <= limit <= most:
+        out_of_range(names[0], limit, f"{kind} limits are 1 to {MOST_PER_MIN[kind]:.0e} a minute")
+        limit = None
+    if remaining is not None and remaining > most:
+        out_of_range(names[1], remaining, f"at most {MOST_PER_MIN[kind]:.0e} {kind} a minute")
+        remaining = None
+    if reset_s is not None and reset_s > LONGEST_S:
+        out_of_range(names[2], reset_s, "a reset is at most 31 days away")
+        reset_s = None
     if limit is None and remaining is None:
         return None
     return Quota(limit, remaining, reset_s, window_s)
@@ -100,7 +130,8 @@ def _openai(headers: Mapping[str, str], now_s: float, problems: list[str]) -> Ra
         remaining = _number(headers, f"x-ratelimit-remaining-{kind}", problems)
         name = f"x-ratelimit-reset-{kind}"
         reset = _checked(headers, name, parse_duration_s(headers.get(name)), problems)
-        quotas[kind] = _quota(limit, remaining, reset)
+        names = (f"x-ratelimit-limit-{kind}", f"x-ratelimit-remaining-{kind}", name)
+        quotas[kind] = _quota(kind, names, problems, limit, remaining, reset)
     if not any(quotas.values()):
         return None
     return RateLimitInfo(OPENAI, quotas[REQUESTS], quotas[TOKENS])
@@ -113,7 +144,9 @@ def _anthropic(headers: Mapping[str, str], now_s: float, problems: list[str]) ->
         limit = _number(headers, f"{base}-limit", problems)
         remaining = _number(headers, f"{base}-remaining", problems)
         moment = _checked(headers, f"{base}-reset", parse_rfc3339(headers.get(f"{base}-reset")), problems)
-        quotas[kind] = _quota(limit, remaining, None if moment is None else max(0.0, moment - now_s))
+        names = (f"{base}-limit", f"{base}-remaining", f"{base}-reset")
+        quotas[kind] = _quota(kind, names, problems, limit, remaining,
+                              None if moment is None else max(0.0, moment - now_s))
     if not any(quotas.values()):
         return None
     return RateLimitInfo(ANTHROPIC, quotas[REQUESTS], quotas[TOKENS])
@@ -139,7 +172,7 @@ def _ietf(headers: Mapping[str, str], now_s: float, problems: list[str]) -> Rate
         return _ietf_separate(headers, problems)
     if field is not None and ";" not in field:        # drafts 5-7: one dictionary
         state = {k: v for member in field.split(",") for k, v in _params(member).items()}
-        quota = _ietf_quota(state, _old_policy(policy or ""), problems)
+        quota = _ietf_quota(REQUESTS, state, _old_policy(policy or ""), problems)
         return None if quota is None else RateLimitInfo(IETF, requests=quota)
     # Draft 8 on: named policies (`"p";q=100;w=60`) and their state (`"p";r=50;t=30`). The
     # quota unit `qu` is requests unless it says "tokens" (an extension some LLM gateways use);
@@ -152,9 +185,9 @@ def _ietf(headers: Mapping[str, str], now_s: float, problems: list[str]) -> Rate
         pol = _params(member)
         kind = {"requests": REQUESTS, "tokens": TOKENS}.get(pol.get("qu", "requests"))
         if kind is not None and kind not in quotas:
-            quotas[kind] = _ietf_quota(states.get(_name(member), {}), pol, problems)
+            quotas[kind] = _ietf_quota(kind, states.get(_name(member), {}), pol, problems)
     if policy is None and len(states) == 1:            # state without a policy: requests
-        quotas[REQUESTS] = _ietf_quota(next(iter(states.values())), {}, problems)
+        quotas[REQUESTS] = _ietf_quota(REQUESTS, next(iter(states.values())), {}, problems)
     if not any(quotas.values()):
         return None
     return RateLimitInfo(IETF, quotas.get(REQUESTS), quotas.get(TOKENS))
@@ -170,7 +203,7 @@ def _old_policy(policy: str) -> dict[str, str]:
     return {"q": first.partition(";")[0].strip(), **_params(first)} if first.strip() else {}
 
 
-def _ietf_quota(state: dict[str, str], pol: dict[str, str], problems: list[str]) -> Quota | None:
+def _ietf_quota(kind: str, state: dict[str, str], pol: dict[str, str], problems: list[str]) -> Quota | None:
     def num(table: dict[str, str], *keys: str) -> float | None:
         for key in keys:
             if key in table:
@@ -184,7 +217,8 @@ def _ietf_quota(state: dict[str, str], pol: dict[str, str], problems: list[str])
         return None
 
     limit = num(state, "limit")
-    return _quota(limit if limit is not None else num(pol, "q"), num(state, "remaining", "r"),
+    return _quota(kind, ("ratelimit limit", "ratelimit remaining", "ratelimit reset", "ratelimit-policy w"), problems,
+                  limit if limit is not None else num(pol, "q"), num(state, "remaining", "r"),
                   num(state, "reset", "t"), num(pol, "w") or None)
 
 
@@ -203,5 +237,7 @@ def _ietf_separate(headers: Mapping[str, str], problems: list[str]) -> RateLimit
                 window = parse_duration_s(found)
     remaining = _number(headers, "ratelimit-remaining", problems)
     reset = _checked(headers, "ratelimit-reset", parse_duration_s(headers.get("ratelimit-reset")), problems)
-    quota = _quota(limit, remaining, reset, window or None)
+    quota = _quota(REQUESTS, ("ratelimit-limit", "ratelimit-remaining", "ratelimit-reset", "ratelimit-limit w"),
+                   problems,
+                   limit, remaining, reset, window or None)
     return None if quota is None else RateLimitInfo(IETF, requests=quota)

@@ -11,7 +11,7 @@ import aiohttp
 
 from batchrun.endpoint.client import Endpoint, error_body_text
 from batchrun.errors import ConfigError
-from batchrun.redact import redact
+from batchrun.redact import mask, redact
 
 BUILTIN = "builtin"                        # `--base-url builtin`: the simulated endpoint, by name
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -102,7 +102,8 @@ async def preflight(endpoint: Endpoint, model: str | None, *, timeout_s: float |
         return models[0]
     if not models:
         raise ConfigError(f"{where} lists no models; pass --model")
-    shown = ", ".join(models[:_MAX_MODELS_SHOWN]) + (", ..." if len(models) > _MAX_MODELS_SHOWN else "")
+    shown = mask(", ".join(models[:_MAX_MODELS_SHOWN]), endpoint.secrets) + \
+        (", ..." if len(models) > _MAX_MODELS_SHOWN else "")
     raise ConfigError(f"{where} serves {len(models)} models and no --model was given; "
                       f"choose one with --model: {shown}")
 

@@ -22,7 +22,7 @@ from batchrun.endpoint.requests import build_embeddings_body, prompt_text
 from batchrun.engine.fanout import Fanout
 from batchrun.engine.limits import RateLimits
 from batchrun.engine.retry import retry_delay_s
-from batchrun.engine.pool import PoolConfig, PoolStats, is_retryable, skipped_record
+from batchrun.engine.pool import REFUSED_STATUS, PoolConfig, PoolStats, is_retryable, skipped_record
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.redact import redact
 from batchrun.store.records import CANCELLED, ERROR, OK, SKIPPED, Attempt, Record
@@ -95,7 +95,7 @@ class EmbedPool(Fanout["Batch | BadRow"]):
         self.t0, self.clock = t0, clock
         self.stats = PoolStats()
         self.abort_reason: str | None = None
-        self.refused: str | None = None        # the endpoint refused the run (401 / 403 / 404): stop at once
+        self.refused: str | None = None        # the endpoint refused the run (401 / 403 / 404, a redirect): stop at once
         self.internal_errors: list[str] = []   # Pool's face; a bug here is recorded on its rows instead
         self._rng = random.Random(config.seed)
 
@@ -209,7 +209,7 @@ class EmbedPool(Fanout["Batch | BadRow"]):
             elif record.status != CANCELLED:
                 stats.failed += 1
         cfg, finished = self.config, stats.ok + stats.failed
-        refusal = next((r for r in records if r.http_status in (401, 403, 404)), None)
+        refusal = next((r for r in records if r.http_status in REFUSED_STATUS), None)
         if refusal is not None and self.refused is None:
             self.refused = refusal.error or f"HTTP {refusal.http_status}"
             self.stop()

@@ -218,7 +218,7 @@ class RateLimits:
             if name not in self.seen.problems:
                 self.seen.problems[name] = problem
                 if self._warn is not None:
-                    self._warn(f"ignored an unreadable rate-limit header ({problem}); warned once per header")
+                    self._warn(f"ignored a rate-limit header ({problem}); warned once per header")
         if info is None:
             return
         seen = self.seen

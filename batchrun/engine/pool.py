@@ -24,7 +24,7 @@ from batchrun.engine.limits import RateLimits
 from batchrun.engine.retry import DEFAULT_MAX_RETRY_WAIT_S, RATE_LIMIT_BASE_S, retry_delay_s
 from batchrun.endpoint.ratelimits import is_ratelimit_header, parse_ratelimit_headers
 from batchrun.inputs.prompt import BadRow, Prompt
-from batchrun.redact import redact
+from batchrun.redact import mask, redact
 from batchrun.store.records import CANCELLED, ERROR, INVALID_OUTPUT, OK, SKIPPED, TIMEOUT, Attempt, Record
 from batchrun.endpoint.requests import estimate_request_tokens
 from batchrun.engine.tools import (ToolRunner, assistant_message, body_forces_tool_call, check_calls, merge_rounds,
@@ -39,7 +39,8 @@ _RETRYABLE_TYPES = {CONNECTION_ERROR, INCOMPLETE_STREAM, MALFORMED_CHUNK, STREAM
 _MIN_FOR_RATE = 20                       # finished requests before --max-error-rate may stop a run
 _NO_GATE = contextlib.nullcontext()
 _STOPPED = "the run was stopped before this request finished"
-_REFUSED_STATUS = {401, 403, 404}         # a refused key or a wrong model/URL: every row would get it
+# A refused key, a wrong model/URL, or a URL that redirects (POSTs are never followed): every row would get it.
+REFUSED_STATUS = {301, 302, 303, 307, 308, 401, 403, 404}
 _SAME_4XX_STOP = 5                        # the first N finished requests all failed with one 4xx: stop
 INTERNAL_ERROR = "InternalError"          # a bug in batchrun, never a provider's failure
 Sleep = Callable[[float], Awaitable[None]]
@@ -225,7 +226,9 @@ class Pool(Fanout[Entry]):
 
     async def _request(self, body: bytes, estimated_tokens: int, job: Job, limits: RateLimits,
                        row: "_RowState") -> AttemptResult:
-        """One model call with its retries; the last attempt's result."""
+        """One model call with its retries; the last attempt's result. A retry names the
+        endpoints that failed this call so far (`row.failed_on`): with several, it goes elsewhere."""
+        row.failed_on = []
         for attempt in range(self.config.retries + 1):
             await limits.acquire(estimated_tokens)
             if row.queue_wait is None:
@@ -240,6 +243,8 @@ class Pool(Fanout[Entry]):
                 break
             if not is_retryable(result) or attempt == self.config.retries:
                 break
+            if result.endpoint is not None:
+                row.failed_on.append(result.endpoint)
             await self._backoff(attempt, result, row.log[-1])
         return result
 
@@ -293,7 +298,7 @@ class Pool(Fanout[Entry]):
         result = AttemptResult(sent=self.clock())
         self._unanswered += 1
         try:
-            await self.client.send(body, result)
+            await self.client.send(body, result, avoid=row.failed_on)
         except asyncio.CancelledError:
             # Keep the attempt that was in flight: what it received, and that it was cut short.
             result.fail(CANCELLED, "Cancelled", _STOPPED)
@@ -336,7 +341,9 @@ class Pool(Fanout[Entry]):
         self._unanswered = max(0, self._unanswered - 1)
         if self.limits is None:
             return
-        fields = {name.lower(): value for name, value in headers.items() if is_ratelimit_header(name.lower())}
+        secrets = self.client.endpoint.secrets      # a value that quotes one is never repeated, not even cut
+        fields = {name.lower(): mask(value, secrets) for name, value in headers.items()
+                  if is_ratelimit_header(name.lower())}
         if fields:
             info, problems = parse_ratelimit_headers(fields, time.time())
             self.limits.observe(info, problems, unanswered=self._unanswered)
@@ -409,7 +416,7 @@ class Pool(Fanout[Entry]):
         401/403 (the key), a 404 (the model or the URL), or the first few finished requests all
         failing with one and the same non-retryable 4xx."""
         status = record.http_status if record.status == ERROR else None
-        if status in _REFUSED_STATUS:
+        if status in REFUSED_STATUS:
             self.refused = record.error or f"HTTP {status}"
         elif len(self._first_4xx) < _SAME_4XX_STOP:
             self._first_4xx.append(status if status is not None and 400 <= status < 500 else None)
@@ -447,6 +454,7 @@ class _RowState:
     log: list[Attempt] = field(default_factory=list)
     rounds: list[dict[str, Any]] = field(default_factory=list)
     parsed: dict[str, Any] | None = None     # --json / --json-schema: the last attempt's parsed answer
+    failed_on: list[str] = field(default_factory=list)  # endpoints that failed the current call, in order
     reconnects: int = 0                      # dead pooled connections met by all its attempts and rounds
     forced_tool: bool = False                # its body's tool_choice obliges a tool call
     tool_choice_ignored: bool = False        # ... and an ok answer (of any round) came without one
@@ -475,7 +483,8 @@ def to_record(job: Job, result: AttemptResult, log: list[Attempt], t0: float, qu
         error=result.error, http_status=result.http_status, attempts=len(log), attempt_log=log,
         request_id=result.request_id, model=result.model, finish_reason=result.finish_reason,
         text=result.text, tool_calls=result.tool_calls, prompt_tokens=result.prompt_tokens,
-        completion_tokens=result.completion_tokens, queued_at=queued_at, queue_wait_s=queue_wait,
+        completion_tokens=result.completion_tokens, cached_tokens=result.cached_tokens,
+        queued_at=queued_at, queue_wait_s=queue_wait,
         sent_s=result.sent - t0, ttft_s=result.ttft_s, latency_s=result.latency_s,
         total_s=result.total_s, itl_s=result.itl_s, output_chunks=result.output_chunks,
         ttfo_s=result.ttfo_s, reasoning_text=result.reasoning_text, reasoning_tokens=result.reasoning_tokens,

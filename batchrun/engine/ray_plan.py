@@ -20,7 +20,8 @@ from batchrun.errors import BatchrunError, ConfigError
 NAMESPACE = "batchrun"          # actors are named batchrun-<driver pid>-<run>-<i> in this namespace
 LOCAL = "local"                 # --ray alone: ray.init() joins the cluster here (or RAY_ADDRESS's) or starts one
 START_TIMEOUT_S = 120.0         # an actor waits for a free CPU; an autoscaler may add a node meanwhile
-INSTALL = 'pip install "batchrun[ray]"'
+# The `ray` extra's requirement itself: it installs Ray however batchrun was installed.
+INSTALL = 'pip install "ray[client]>=2.9"'
 
 
 def import_ray() -> Any:
@@ -116,10 +117,17 @@ class RayCluster:
     @contextlib.asynccontextmanager
     async def open(cls, address: str, say: Callable[[str], None]) -> AsyncIterator["RayCluster"]:
         """Connected (joined, or started on this machine) for the block; actors killed after it."""
+        from batchrun.engine import ray_watchdog
+
         ray = import_ray()
         started_here = not ray.is_initialized()
+        watchdog = None
         if started_here:
+            before = ray_watchdog.children_of(os.getpid())
             _connect(ray, address)       # in the main thread: Ray sets its signal handlers there
+            # A cluster started here (rather than joined) is this process's children: a watchdog
+            # ends them, and what they start, should this process die without shutting it down.
+            watchdog = ray_watchdog.start(sorted(ray_watchdog.children_of(os.getpid()) - before))
         cluster = cls(ray, started_here, say)
         try:
             yield cluster
@@ -129,6 +137,7 @@ class RayCluster:
                     ray.kill(actor)
             if started_here:
                 ray.shutdown()
+            ray_watchdog.stop(watchdog)
 
     # --- facts ---
     def nodes(self) -> list[Node]:

@@ -159,6 +159,11 @@ class _Closing:
     def close(self) -> None:
         raise NotImplementedError
 
+    def bytes_read(self) -> int | None:
+        """Bytes taken from the file so far (after the last row: its size as the reader saw it);
+        None when the reader cannot say."""
+        return None
+
     def __enter__(self) -> "_Closing":
         return self
 
@@ -259,6 +264,9 @@ class CsvSource(_Closing):
     def close(self) -> None:
         self._file.close()
 
+    def bytes_read(self) -> int | None:
+        return self._file.buffer.raw.tell()
+
 
 class JsonlSource(_Closing):
     """One JSON object per line; blank lines are skipped, line numbers are exact."""
@@ -313,6 +321,9 @@ class JsonlSource(_Closing):
 
     def close(self) -> None:
         self._file.close()
+
+    def bytes_read(self) -> int | None:
+        return self._file.raw.tell()
 
 
 class ParquetSource(_Closing):

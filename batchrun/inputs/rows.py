@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Literal
 
 from batchrun.inputs.readers import RawRow, Where, check_path, json_kind, non_finite, open_source, resolve_format
-from batchrun.errors import InputError
+from batchrun.errors import InputChanged, InputError
+from batchrun.inputs.identity import changed_while_read, input_identity
 from batchrun.inputs.prompt import BadRow, Prompt
 
 SKIP_HINT = "fix the row or use --on-bad-row skip"
@@ -63,19 +64,48 @@ def iter_prompts(spec: InputSpec) -> Iterator[Prompt | BadRow]:
 
 def _stream(spec: InputSpec, fmt: str, template: Template | None) -> Iterator[Prompt | BadRow]:
     where = Where.of(spec.path, fmt)
+    before = _identity(spec.path)            # as reading begins: compared once it ends
     with open_source(spec.path, fmt, where) as source:
-        builder = _RowBuilder(spec, template, where)
-        if source.columns is not None:
-            builder.set_columns(source.columns, source.text_columns or [], header=True)
-        for raw in source.rows():        # every column: results give the whole row back
-            try:
-                item: Prompt | BadRow = builder.build(raw)
-            except _Bad as bad:
-                if spec.on_bad_row == "fail":
-                    raise where.error(bad.message, line=raw.line, column=bad.column, hint=SKIP_HINT) from None
-                reason = str(where.error(bad.message, line=raw.line, column=bad.column))
-                item = _bad_row(bad, raw, builder, reason)
-            yield item
+        try:
+            yield from _items(spec, template, where, source)
+        except InputError as exc:            # a row torn by a change is the change's doing: say that
+            changed = _changed(spec.path, before, None)
+            if changed is None:
+                raise
+            raise changed from exc
+        changed = _changed(spec.path, before, source.bytes_read())
+        if changed is not None:
+            raise changed
+
+
+def _items(spec: InputSpec, template: Template | None, where: Where, source: Any) -> Iterator[Prompt | BadRow]:
+    builder = _RowBuilder(spec, template, where)
+    if source.columns is not None:
+        builder.set_columns(source.columns, source.text_columns or [], header=True)
+    for raw in source.rows():        # every column: results give the whole row back
+        try:
+            item: Prompt | BadRow = builder.build(raw)
+        except _Bad as bad:
+            if spec.on_bad_row == "fail":
+                raise where.error(bad.message, line=raw.line, column=bad.column, hint=SKIP_HINT) from None
+            reason = str(where.error(bad.message, line=raw.line, column=bad.column))
+            item = _bad_row(bad, raw, builder, reason)
+        yield item
+
+
+def _identity(path: Path) -> dict[str, Any] | None:
+    try:
+        return input_identity(path)
+    except OSError:
+        return None                          # opening it says what is wrong
+
+
+def _changed(path: Path, before: dict[str, Any] | None, bytes_read: int | None) -> InputChanged | None:
+    change = None if before is None else changed_while_read(path, before, bytes_read)
+    if change is None:
+        return None
+    return InputChanged(f"changed while the run read it ({change}): rows added, removed or edited meanwhile "
+                        "may be missing, or sent from two versions of the file", path=str(path))
 
 
 def _bad_row(bad: "_Bad", raw: RawRow, builder: "_RowBuilder", reason: str) -> BadRow:

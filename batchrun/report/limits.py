@@ -28,7 +28,7 @@ def limit_warnings(summary: Mapping[str, Any]) -> list[str]:
     limits = summary.get("rate_limits")
     if not limits:
         return []
-    out = [f"ignored an unreadable rate-limit header: {p}" for p in limits["provider"]["unreadable"].values()]
+    out = [f"ignored a rate-limit header: {p}" for p in limits["provider"]["unreadable"].values()]
     share = limits["rate_limited_share"]
     if share is not None and share > _MANY_429:
         out.append(f"{fmt_pct(share)} of requests were answered 429 (rate limited); "

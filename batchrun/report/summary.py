@@ -358,13 +358,16 @@ def _identity(config: Mapping[str, Any] | None, extra: Mapping[str, Any] | None)
 
 
 def write_bench_manifest(run_dir: Path | str, runs: Iterable[Mapping[str, Any]], *,
-                         slo: Mapping[str, float] | None = None, config: Mapping[str, Any] | None = None) -> Path:
-    """Write bench.json: each run's name, mode, concurrency, repeat, wall time and loop-lag samples."""
+                         slo: Mapping[str, float] | None = None, config: Mapping[str, Any] | None = None,
+                         warmup: Mapping[str, Any] | None = None, max_failure_share: float | None = None) -> Path:
+    """Write bench.json: each run's name, mode, concurrency, repeat, wall time and loop-lag samples;
+    the warm-up the bench did before measuring; the failure share a recommended level may have."""
     entries = [{**_run_meta(run), "loop_lag_s": list(run.get("loop_lag_s") or [])} for run in runs]
     for entry in entries:
         _checked_name(entry["name"])
     path = Path(run_dir) / "bench.json"
-    _write_text(path, _json({"schema_version": SCHEMA_VERSION, "runs": entries, "slo": slo, "config": config}))
+    _write_text(path, _json({"schema_version": SCHEMA_VERSION, "runs": entries, "slo": slo, "config": config,
+                             "warmup": warmup, "max_failure_share": max_failure_share}))
     return path
 
 
@@ -466,7 +469,8 @@ def load_bench(run_dir: Path | str) -> dict[str, Any]:
         if not records_path.exists():
             raise ConfigError(f"{records_path} is missing (bench.json lists run {entry['name']!r})")
         runs.append({**entry, "records": _records(records_path)})
-    return {"runs": runs, "slo": manifest.get("slo"), "config": manifest.get("config")}
+    return {"runs": runs, "slo": manifest.get("slo"), "config": manifest.get("config"),
+            "warmup": manifest.get("warmup"), "max_failure_share": manifest.get("max_failure_share")}
 
 
 def rebuild_reports(run_dir: Path | str) -> dict[str, Path]:

@@ -29,6 +29,7 @@ from batchrun.sim.handling import check_auth, check_model
 from batchrun.sim.config import SimConfig
 from batchrun.sim.directives import DirectiveError
 from batchrun.sim.files import FileStore, list_page, query_of, subpath
+from batchrun.sim.hostile import broken_line, echo_errors, echo_of, patched
 from batchrun.sim.host import AttemptCounter, Host
 from batchrun.sim.http import Connection, Request
 from batchrun.sim.planner import plan_request, request_directives
@@ -69,20 +70,34 @@ def _cancel_s(delay_s: float) -> float:
 
 # ---------------------------------------------------------------- one request line
 
-def answer_line(cfg: SimConfig, line: dict[str, Any], attempt: int, fail: bool, created: int) -> tuple[bool, bytes]:
-    """(ok, the output- or error-file line) for one validated input line."""
+def answer_line(cfg: SimConfig, line: dict[str, Any], attempt: int, fail: bool, created: int,
+                echo: str = "") -> tuple[bool, bytes]:
+    """(ok, the output- or error-file line) for one validated input line; `echo` (batch_echo_auth)
+    is quoted in the answer or the error message."""
     cid = line["custom_id"]
     rid = "req_" + os.urandom(12).hex()
     try:
-        status, body = 200, _completion(cfg, line["body"], attempt, fail, created)
+        status, body = 200, _completion(cfg, line["body"], attempt, fail, created, echo)
     except ApiError as err:
+        if echo:
+            err.message += f" ({echo})"
         status, body = err.status, err.body()
-    return status == 200, (b'{"id":"batch_req_' + os.urandom(12).hex().encode() + b'","custom_id":' + dumps(cid)
-                           + b',"response":{"status_code":%d,"request_id":"%s","body":' % (status, rid.encode())
-                           + body + b'},"error":null}\n')
+    data = (b'{"id":"batch_req_' + os.urandom(12).hex().encode() + b'","custom_id":' + dumps(cid)
+            + b',"response":{"status_code":%d,"request_id":"%s","body":' % (status, rid.encode())
+            + body + b'},"error":null}\n')
+    kind = _line_fault(line["body"], attempt)
+    return status == 200, (data if kind is None or status != 200 else broken_line(kind, data))
 
 
-def _completion(cfg: SimConfig, body: Any, attempt: int, fail: bool, created: int) -> bytes:
+def _line_fault(body: Any, attempt: int) -> str | None:
+    """`[[sim:batch_line=K]]` of a request, if it has one (a body the sim refused has none)."""
+    try:
+        return request_directives(body, attempt).batch_line
+    except (DirectiveError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _completion(cfg: SimConfig, body: Any, attempt: int, fail: bool, created: int, echo: str = "") -> bytes:
     if not isinstance(body, dict):
         raise ApiError(400, "Invalid type for 'body': expected an object.", param="body")
     validate_chat(body)
@@ -101,8 +116,18 @@ def _completion(cfg: SimConfig, body: Any, attempt: int, fail: bool, created: in
     if fail:
         raise server_error(500)
     text = None if plan.calls else "".join(plan.tokens)
+    if text is not None and echo:
+        text += f" [{echo}]"
+    if text is not None and directives.batch_bytes:
+        text = _padded(text, directives.batch_bytes)
     return completion_body("chatcmpl-" + os.urandom(12).hex(), created, body["model"], text, plan.calls,
                            plan.finish_reason, plan.prompt_tokens, plan.completion_tokens)
+
+
+def _padded(text: str, line_bytes: int) -> str:
+    """The answer grown so its output line is about `line_bytes` long (`[[sim:batch_bytes=N]]`):
+    a provider's oversize answer."""
+    return text + " " + "x" * max(0, line_bytes - 600 - len(text))
 
 
 def _prompt_tokens(body: Any) -> int:
@@ -110,9 +135,10 @@ def _prompt_tokens(body: Any) -> int:
     return model.estimate_prompt_tokens(messages) if isinstance(messages, list) else 0
 
 
-def expired_line(custom_id: str) -> bytes:
+def expired_line(custom_id: str, echo: str = "") -> bytes:
+    message = EXPIRED_MESSAGE + (f" ({echo})" if echo else "")
     return (b'{"id":"batch_req_' + os.urandom(12).hex().encode() + b'","custom_id":' + dumps(custom_id)
-            + b',"response":null,"error":{"code":"batch_expired","message":"' + EXPIRED_MESSAGE.encode() + b'"}}\n')
+            + b',"response":null,"error":{"code":"batch_expired","message":' + dumps(message) + b'}}\n')
 
 
 def check_lines(raw: bytes) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -194,21 +220,24 @@ class BatchStore:
                 self.attempts.next(dumps(line["body"]))
 
     # --- API operations ---
-    def create(self, params: Any) -> dict[str, Any]:
+    def create(self, params: Any, echo: str = "") -> dict[str, Any]:
+        """A new job from `params` (the create call's body); `echo`: the credentials it came with,
+        quoted back in the job's errors and lines (batch_echo_auth)."""
         input_file_id = self._check_params(params)
         now = self.clock()
         bid = "batch_" + os.urandom(12).hex()
         lines, errors = check_lines(self.files.content(input_file_id))
         rng = random.Random(f"{self.config.seed}:{bid}")
         if not errors and rng.random() < self.config.batch_failure_rate:
-            errors = [_err("batch_failed", "The sim failed this job (batch_failure_rate).", None)]
+            why = "The sim failed this job (batch_failure_rate)." + (f" {echo}" if echo else "")
+            errors = [_err("batch_failed", why, None)]
         job = {"id": bid, "t0": now, "delay_s": self.config.batch_delay_s, "input_file_id": input_file_id,
                "metadata": params.get("metadata"), "completion_window": params["completion_window"],
                "errors": errors, "expires": not errors and rng.random() < self.config.batch_expiry_rate,
                "custom_ids": [line["custom_id"] for line in lines], "ok": "", "cancel_at": None,
                "model": next((ln["body"].get("model") for ln in lines if isinstance(ln["body"], dict)), None),
                "tokens": sum(_prompt_tokens(line["body"]) for line in lines),
-               "output_file_id": None, "error_file_id": None, "final": None}
+               "output_file_id": None, "error_file_id": None, "final": None, "echo": echo}
         if not errors:
             job["errors"] = errors = self._over_token_limit(job)
         if not errors:
@@ -225,7 +254,10 @@ class BatchStore:
         status = self._status(job)      # read the clock once: the object must match its files
         if job["final"] is None and status in TERMINAL:
             self._finalize(job, status)
-        return self._object(job, status)
+        obj = self._object(job, status)
+        if job.get("echo") and not job["errors"]:
+            obj["errors"] = {"object": "list", "data": echo_errors(job["echo"])}
+        return patched(obj, self.config.batch_patch)
 
     def cancel(self, bid: str) -> dict[str, Any]:
         status = self.view(bid)["status"]
@@ -279,13 +311,13 @@ class BatchStore:
             attempt = self.attempts.next(dumps(line["body"]))
             fail = random.Random(f"{self.config.seed}:{job['id']}:{line['custom_id']}").random() \
                 < self.config.batch_error_rate
-            good, data = answer_line(self.config, line, attempt, fail, created)
+            good, data = answer_line(self.config, line, attempt, fail, created, job.get("echo", ""))
             answers.append(data)
             ok.append("1" if good else "0")
         job["ok"] = "".join(ok)
         self._answers[job["id"]] = answers
         if self._dir is not None:
-            (self._dir / f"{job['id']}.answers").write_bytes(b"".join(answers))
+            (self._dir / f"{job['id']}.answers").write_bytes(_pack(answers))
 
     def _elapsed(self, job: dict[str, Any]) -> float:
         return self.clock() - job["t0"]
@@ -318,7 +350,7 @@ class BatchStore:
             out = [a for a, ok in zip(answers[:done], job["ok"]) if ok == "1"]
             err = [a for a, ok in zip(answers[:done], job["ok"]) if ok == "0"]
             if status == "expired":
-                err += [expired_line(cid) for cid in job["custom_ids"][done:]]
+                err += [expired_line(cid, job.get("echo", "")) for cid in job["custom_ids"][done:]]
             job["done"] = done
             job["output_file_id"] = self._file(job, "output", out)
             job["error_file_id"] = self._file(job, "error", err)
@@ -335,7 +367,7 @@ class BatchStore:
         if job["id"] in self._answers:
             return self._answers[job["id"]]
         path = self._dir / f"{job['id']}.answers" if self._dir is not None else None
-        return path.read_bytes().splitlines(keepends=True) if path is not None and path.exists() else []
+        return _unpack(path.read_bytes()) if path is not None and path.exists() else []
 
     def _save(self, job: dict[str, Any]) -> None:
         if self._dir is None:
@@ -379,6 +411,20 @@ class BatchStore:
         return obj
 
 
+_PACKED = b"#answers-v2\n"     # one JSON string per answer: a hostile answer may span two lines
+
+
+def _pack(answers: list[bytes]) -> bytes:
+    """The answers of a job as saved (latin-1 maps each byte to one character and back)."""
+    return _PACKED + b"".join(dumps(a.decode("latin-1")) + b"\n" for a in answers)
+
+
+def _unpack(data: bytes) -> list[bytes]:
+    if not data.startswith(_PACKED):          # saved by an earlier sim: one line per answer
+        return data.splitlines(keepends=True)
+    return [json.loads(line).encode("latin-1") for line in data[len(_PACKED):].splitlines()]
+
+
 # ---------------------------------------------------------------- HTTP
 
 def handle_batches(server: Host, conn: Connection, req: Request, rid: str) -> None:
@@ -393,7 +439,7 @@ def handle_batches(server: Host, conn: Connection, req: Request, rid: str) -> No
 def _route(store: BatchStore, req: Request) -> bytes:
     parts = subpath(req, "/batches")
     if req.method == "POST" and not parts:
-        return dumps(store.create(parse_body(req.body)))
+        return dumps(store.create(parse_body(req.body), echo_of(req) if store.config.batch_echo_auth else ""))
     if req.method == "GET" and not parts:
         return list_page([store.view(bid) for bid in store.ids()], query_of(req), 20)
     if req.method == "GET" and len(parts) == 1:

@@ -112,8 +112,11 @@ def serve(
         raise typer.Exit(2) from None
     from batchrun.sim.server import run_loop  # the server loads only when `serve` runs
 
+    from batchrun.interrupts import unwinding
+
     try:
-        run_loop(_serve_forever(config, host, port, quiet))
+        with unwinding():      # Ctrl-C stops the server through its cleanup (batch state saved)
+            run_loop(_serve_forever(config, host, port, quiet))
     except KeyboardInterrupt:
         typer.echo("\nstopped", err=True)
         raise typer.Exit(130) from None

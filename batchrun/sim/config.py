@@ -74,6 +74,9 @@ class SimConfig:
     batch_expiry_rate: float = 0.0           # chance a job expires with half its requests done
     batch_state_dir: str | None = None       # keep files and jobs here, so they survive a restart
     batch_token_limit: int | None = None     # enqueued prompt tokens per model over unfinished jobs
+    # A hostile provider (tests; see batchrun/sim/hostile.py): both off by default.
+    batch_patch: dict[str, Any] | None = None   # put over every Batch object served, e.g. {"status": "paused"}
+    batch_echo_auth: bool = False            # job errors and result lines quote the request's credentials
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -157,6 +160,8 @@ def _validate(cfg: SimConfig) -> None:
         raise ConfigError("sim: batch_delay_s must not be negative")
     if cfg.batch_token_limit is not None and cfg.batch_token_limit < 1:
         raise ConfigError("sim: --batch-token-limit must be at least 1 (leave it out for no limit)")
+    if cfg.batch_patch is not None and not isinstance(cfg.batch_patch, dict):
+        raise ConfigError('sim: batch_patch is a JSON object of Batch fields, e.g. {"status": "paused"}')
     if any(not 0.0 <= r <= 1.0 for r in (cfg.batch_error_rate, cfg.batch_failure_rate, cfg.batch_expiry_rate)):
         raise ConfigError("sim: batch error, failure and expiry rates are probabilities between 0 and 1")
     for name in ("fixed_ttft_s", "fixed_itl_s"):

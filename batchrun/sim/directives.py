@@ -9,6 +9,9 @@
     [[sim:tools]]          call a tool (as with tool_choice "required")
     [[sim:always_tools]]   keep calling tools even after tool results
     [[sim:bad_args]]       tool-call arguments that are not valid JSON
+    [[sim:batch_line=K]]   Batch API only: the request's output line is broken the K way (see
+                           BATCH_LINE_KINDS; a hostile provider's file, for batchrun's tests)
+    [[sim:batch_bytes=N]]  Batch API only: the answer is padded so its output line is N bytes
     [[sim:no_tools]]       answer with text even when tool_choice forces a tool call (a server that
                            ignores tool_choice)
     [[sim:empty]]          end the answer at once: no content, finish_reason "stop", usage
@@ -26,9 +29,14 @@ from dataclasses import dataclass
 
 MARKER = "[[sim:"
 _MARKER_RE = re.compile(r"\[\[sim:([^\]]*)\]\]")
-_ITEM_RE = re.compile(r"^([a-z_]+)(?:=([0-9]+(?:\.[0-9]+)?))?(?:x([0-9]+))?$")
+_ITEM_RE = re.compile(r"^([a-z_]+)(?:=([0-9]+(?:\.[0-9]+)?|[a-z_]+?))?(?:x([0-9]+))?$")
 
-_INT_ARGS = {"error", "cut", "stall", "malformed", "tokens"}
+_INT_ARGS = {"error", "cut", "stall", "malformed", "tokens", "batch_bytes"}
+# How [[sim:batch_line=K]] breaks an output line: each a shape a provider's file must not crash a reader with.
+BATCH_LINE_KINDS = ("status_code", "usage", "choices", "message", "tool_calls", "content_number", "content_parts",
+                    "refusal_part", "bad_part", "not_json", "garbage", "no_custom_id", "unknown_custom_id",
+                    "duplicate", "line_array", "no_response")
+_WORD_ARGS = {"batch_line": BATCH_LINE_KINDS}
 _FLOAT_ARGS = {"ttft"}
 _FLAGS = {"bad_args", "always_tools", "tools", "malformed", "no_tools", "empty"}
 
@@ -48,6 +56,8 @@ class Directives:
     tools: bool = False
     always_tools: bool = False
     bad_args: bool = False
+    batch_line: str | None = None
+    batch_bytes: int | None = None
     no_tools: bool = False
     empty: bool = False
 
@@ -78,9 +88,12 @@ def _parse_item(item: str) -> tuple[str, object, int | None]:
         if name not in _FLAGS:
             raise DirectiveError(f"sim directive {name!r} needs a value, e.g. [[sim:{name}=5]]")
         return name, (1 if name == "malformed" else True), limit_n
-    if name in _INT_ARGS and "." not in raw:
+    if name in _WORD_ARGS and raw in _WORD_ARGS[name]:
+        return name, raw, limit_n
+    numeric = raw[0].isdigit()          # the pattern lets words through for _WORD_ARGS only
+    if numeric and name in _INT_ARGS and "." not in raw:
         return name, _checked(name, int(raw)), limit_n
-    if name in _FLOAT_ARGS:
+    if numeric and name in _FLOAT_ARGS:
         return name, float(raw), limit_n
     raise DirectiveError(f"unknown sim directive or bad value {item!r} (see docs/serve.md)")
 
@@ -90,4 +103,6 @@ def _checked(name: str, value: int) -> int:
         raise DirectiveError(f"[[sim:error={value}]]: use an HTTP error status 400-599")
     if name == "tokens" and value < 1:
         raise DirectiveError("[[sim:tokens=N]] needs N >= 1")
+    if name == "batch_bytes" and not 1 <= value <= 2**31:
+        raise DirectiveError("[[sim:batch_bytes=N]] needs 1 <= N <= 2**31")
     return value

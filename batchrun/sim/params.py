@@ -1,6 +1,6 @@
 """Which request parameters the built-in endpoint honours, ignores and rejects, per endpoint.
 
-The tables below are the single source of the README's "Parameters" section. In `--strict` mode
+The tables below are the single source of the "Parameters" section of docs/serve.md. In `--strict` mode
 (the default) a parameter the endpoint does not know, or a value out of OpenAI's documented
 range, is answered with OpenAI's own 400 wording; `--lenient` skips these checks and ignores
 what it does not use, as vLLM does. Structural checks (missing `messages`, wrong types of the

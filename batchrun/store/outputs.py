@@ -95,6 +95,19 @@ def done_ids(path: Path) -> set[str]:
     return {rid for rid, (_, _, status) in index_records(path).items() if status == OK}
 
 
+def done_answers(path: Path, ids: Iterable[str]) -> dict[str, str]:
+    """id -> answer text, for each of `ids` whose latest record is ok (a resumed session replays
+    them as history). One scan of the file, then one read per id."""
+    index = index_records(path)
+    found = {rid: index[rid][1] for rid in ids if rid in index and index[rid][2] == OK}
+    answers: dict[str, str] = {}
+    with open(path, "rb") as f:
+        for rid, offset in found.items():
+            f.seek(offset)
+            answers[rid] = orjson.loads(f.readline()).get("text") or ""
+    return answers
+
+
 def iter_latest(path: Path) -> Iterator[Record]:
     """The latest record of every id, in input (row) order."""
     return (Record.from_dict(data) for data in latest_dicts(path))

@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from batchrun.errors import OutputError
+from batchrun.redact import redact, redact_json
 
 # Outcomes. `skipped` is a bad input row (its reason in `error`); no request was sent.
 # `invalid_output`: --json / --json-schema, and the answer was not valid JSON or broke the schema.
 OK, ERROR, TIMEOUT, CANCELLED, SKIPPED = "ok", "error", "timeout", "cancelled", "skipped"
 INVALID_OUTPUT = "invalid_output"
 STATUSES = (OK, ERROR, TIMEOUT, CANCELLED, SKIPPED, INVALID_OUTPUT)
+RECORDS = "records.jsonl"            # a run directory's records, one JSON line per finished request
 
 
 @dataclass(slots=True)
@@ -58,6 +60,7 @@ class Record:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     tokens_estimated: bool = False           # True when the server sent no usage and we estimated
+    cached_tokens: int | None = None         # prompt tokens the server took from its prompt cache (usage), None: not said
     # --- Batch API rows (--mode batch): no per-request timing exists, so the times below stay None ---
     batch_id: str | None = None              # the job that answered the row
     batch_created_at: int | None = None      # the job's created_at (unix s, from the provider)
@@ -125,6 +128,31 @@ _RECORD_FIELDS = tuple(f.name for f in fields(Record))
 _ATTEMPT_FIELDS = tuple(f.name for f in fields(Attempt))
 _RECORD_NAMES, _ATTEMPT_NAMES = frozenset(_RECORD_FIELDS), frozenset(_ATTEMPT_FIELDS)
 
+# What a provider wrote into a record (answers, ids, codes), and its messages. Every other field
+# is ours (figures, the row, the request as sent); test_records checks that each field is in one
+# of the two lists, so a new field cannot slip past `redact_record` unnoticed.
+PROVIDER_VALUES = ("error_type", "request_id", "model", "finish_reason", "text", "tool_calls", "reasoning_text",
+                   "other_choices", "rounds", "parsed")
+PROVIDER_MESSAGES = ("error", "attempt_log")
+
+
+def redact_record(record: Record, secrets: tuple[str, ...]) -> Record:
+    """The record (changed in place) with the endpoint's `secrets` masked in everything the provider
+    wrote into it: the answer exactly (`mask`), messages also by pattern (`redact`). No secrets
+    (a keyless endpoint): nothing to mask, and messages were redacted where they were made."""
+    if not secrets:
+        return record
+    if record.error:
+        record.error = redact(record.error, secrets)
+    for attempt in record.attempt_log:
+        if attempt.error:
+            attempt.error = redact(attempt.error, secrets)
+    for name in PROVIDER_VALUES:
+        value = getattr(record, name)
+        if value:
+            setattr(record, name, redact_json(value, secrets))
+    return record
+
 
 def _big_ints_as_text(value: Any) -> Any:
     """Integers past 64 bits as their digits (JSON readers, orjson too, would turn them to floats)."""
@@ -149,8 +177,8 @@ class RecordSink:
     them again, once. A write error (a full disk) is raised as OutputError by the next `write`,
     `write_many`, `flush` or `close`, in the caller's thread."""
 
-    def __init__(self, path: Path, flush_every_s: float | None = None) -> None:
-        self.path = path
+    def __init__(self, path: Path, flush_every_s: float | None = None, secrets: tuple[str, ...] = ()) -> None:
+        self.path, self.secrets = path, secrets
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._file = open(path, "ab", buffering=0)    # unbuffered: one os write per flush window
@@ -177,11 +205,13 @@ class RecordSink:
                     self._file.write(b"\n")
 
     def write(self, record: Record) -> None:
-        self._put(record.to_json() + b"\n")
+        """Queue one record, its provider text redacted first (`redact_record`: in place, so a
+        caller that keeps the record keeps the redacted one)."""
+        self._put(redact_record(record, self.secrets).to_json() + b"\n")
 
     def write_many(self, records: list[Record]) -> None:
         """Several records in one write (a batch whose rows finished together)."""
-        self._put(b"".join(r.to_json() + b"\n" for r in records))
+        self._put(b"".join(redact_record(r, self.secrets).to_json() + b"\n" for r in records))
 
     def _put(self, data: bytes) -> None:
         if self._error is not None:

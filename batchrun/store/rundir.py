@@ -9,24 +9,21 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import socket
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 from batchrun.errors import ConfigError, OutputError
+from batchrun.inputs.identity import content_change
 
 LOCK_FILE = ".batchrun.lock"
 # What a run writes; --overwrite removes exactly these, never a file of the user's.
 RUN_FILES = ("records.jsonl", "run.json", "summary.json", "results.csv", "results.parquet",
              "report.md", "report.html", "internal-errors.log")
 _IGNORED = {LOCK_FILE, ".write-test"}
-HASH_WHOLE_UP_TO = 2 * 1024 * 1024     # bytes: smaller files are hashed whole
-EDGE = 1024 * 1024                     # bytes hashed at each end of a larger file
 
 
 def check_empty(out: Path, *, resume: bool, overwrite: bool) -> None:
@@ -52,47 +49,136 @@ def check_empty(out: Path, *, resume: bool, overwrite: bool) -> None:
             (out / name).unlink()
 
 
-def _holder_text() -> str:
+def _holder_text(about: Mapping[str, str]) -> str:
+    """Who holds the lock, for a person: pid, host, start time and what runs (never the argv,
+    which may hold a URL password or `?api_key=`)."""
     since = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-    command = " ".join(["batchrun", *sys.argv[1:]])[:200]
-    return json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": since, "command": command})
+    return json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": since, **about})
 
 
 def describe_holder(text: str) -> str:
-    """The lock file's content, as words for an error message."""
+    """The lock file's content, as words for a message. Only the fields this version writes are
+    shown: an older version's lock kept the whole command line, secrets and all."""
     try:
         data = json.loads(text)
-        return f"pid {data['pid']} on {data['host']}, since {data['since']} ({data['command']})"
+        words = f"pid {int(data['pid'])} on {data['host']} since {data['since']}"
     except (ValueError, KeyError, TypeError):
         return "another process"
+    doing = [f"{label}{data[key]}" for key, label in (("subcommand", ""), ("input", "input "),
+                                                       ("endpoint", "endpoint ")) if isinstance(data.get(key), str)]
+    return words + (f": {', '.join(doing)}" if doing else "")
 
 
-@contextlib.contextmanager
-def lock_run_dir(out: Path) -> Iterator[None]:
-    """Hold an exclusive flock on OUT/.batchrun.lock; a second process stops at once (exit 2)
-    naming the holder. The kernel drops the lock when the process dies, so a crash never
-    leaves a stale lock; the file itself stays (removing it would race a waiting process)."""
+# Locks this process holds (path -> fd): an exit that skips `finally` (a second Ctrl-C) removes them.
+_HELD: dict[Path, int] = {}
+
+
+def drop_held_locks() -> None:
+    """Remove every lock this process holds, now (before an immediate os._exit)."""
+    for path, fd in list(_HELD.items()):
+        _release(path, fd)
+
+
+def _release(path: Path, fd: int) -> None:
+    # Unlink while still holding the flock, then close: a process waiting on this file finds
+    # it gone and starts over on a new one (see _take).
+    if _HELD.pop(path, None) is None:
+        return
+    with contextlib.suppress(OSError):
+        if _same_file(fd, path):
+            path.unlink()
+    os.close(fd)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        here, there = os.fstat(fd), os.stat(path, follow_symlinks=False)
+    except OSError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+
+def _open_lock(path: Path) -> tuple[int, bool] | None:
+    """(fd, created) for the lock file; None when it vanished between two calls (try again).
+    A new file is created 0600 from the start: it names this host and process."""
+    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        return os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600), True
+    except FileExistsError:
+        pass
+    try:
+        return os.open(path, flags), False
+    except FileNotFoundError:
+        return None
+
+
+def _take(out: Path, about: Mapping[str, str], say: Callable[[str], None]) -> int:
+    """The fd of OUT/.batchrun.lock, created by this process and flock'ed. A lock file that
+    nobody holds is a run that ended without removing it (SIGKILL, a crash, a machine that
+    stopped): it is replaced, with a message. The flock decides, not the pid: the kernel drops
+    it when its process dies, and a file system shared between machines (NFS) shares it too."""
     path = out / LOCK_FILE
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise OutputError(f"cannot write to {out}: {exc.strerror} (choose another --out)") from exc
-    try:
+    for _ in range(100):
+        opened = _open_lock(path)
+        if opened is None:
+            continue
+        fd, created = opened
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = describe_holder(os.pread(fd, 4096, 0).decode("utf-8", "replace"))
+            os.close(fd)
             raise OutputError(f"{out} is in use by another batchrun run: {holder}; wait for it to finish "
                               "(two runs in one directory would send rows twice)") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, _holder_text().encode(), 0)
-        yield
-    finally:
-        os.close(fd)       # closing releases the flock
+        if not _same_file(fd, path):        # its holder removed it as we opened it: start over
+            os.close(fd)
+            continue
+        if created:
+            os.pwrite(fd, _holder_text(about).encode(), 0)
+            return fd
+        left = os.pread(fd, 4096, 0).decode("utf-8", "replace")
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()                   # replaced by a new file of ours (created 0600) on the next turn
+        os.close(fd)
+        if left.strip():
+            say(_stale_message(out, left))
+    raise OutputError(f"cannot lock {path}: it keeps changing under this process (choose another --out)")
+
+
+def _stale_message(out: Path, text: str) -> str:
+    try:
+        host = json.loads(text).get("host")
+    except (ValueError, AttributeError):
+        host = None
+    where = "" if host in (None, socket.gethostname()) else (
+        f"; batchrun cannot see {host}'s processes and trusts the file system's lock, which NFS shares "
+        "between machines: on a file system that does not, make sure that run has ended")
+    return (f"{out}: taking over the lock left by a run that did not end cleanly ({describe_holder(text)}); "
+            f"nobody holds it any more, so that process is gone{where}")
 
 
 @contextlib.contextmanager
-def claim_run_dir(out: Path, *, resume: bool, overwrite: bool) -> Iterator[None]:
+def lock_run_dir(out: Path, about: Mapping[str, str] | None = None,
+                 say: Callable[[str], None] = lambda _: None) -> Iterator[None]:
+    """Hold an exclusive lock on OUT/.batchrun.lock (mode 0600: pid, host, start time and the
+    public `about` fields, e.g. subcommand, input, endpoint host); a second process stops at once
+    (exit 2) naming the holder. The file is removed when the body ends, however it ends short of
+    SIGKILL; after a SIGKILL the next run takes it over (see _take)."""
+    try:
+        fd = _take(out, about or {}, say)
+    except OSError as exc:
+        raise OutputError(f"cannot write to {out}: {exc.strerror} (choose another --out)") from exc
+    path = out / LOCK_FILE
+    _HELD[path] = fd
+    try:
+        yield
+    finally:
+        _release(path, fd)
+
+
+@contextlib.contextmanager
+def claim_run_dir(out: Path, *, resume: bool, overwrite: bool, about: Mapping[str, str] | None = None,
+                  say: Callable[[str], None] = lambda _: None) -> Iterator[None]:
     """Create OUT and hold its lock for the body. A refused directory is left untouched (no lock
     file either); --overwrite clears only under the lock, so it never deletes a running run's files;
     and a fresh run checks again under the lock, in case another run filled OUT meanwhile."""
@@ -102,28 +188,12 @@ def claim_run_dir(out: Path, *, resume: bool, overwrite: bool) -> Iterator[None]
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot write to {out}: {exc.strerror} (choose another --out)") from exc
-    with lock_run_dir(out):
+    with lock_run_dir(out, about, say):
         check_empty(out, resume=resume, overwrite=overwrite)
         yield
 
 
 # ------------------------------------------------------------------ input identity
-
-def input_identity(path: Path) -> dict[str, Any]:
-    """Path, size and SHA-256 of the input (whole up to 2 MiB, else its first and last MiB)."""
-    size = path.stat().st_size
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        if size <= HASH_WHOLE_UP_TO:
-            digest.update(f.read())
-            hashed = "whole file"
-        else:
-            digest.update(f.read(EDGE))
-            f.seek(size - EDGE)
-            digest.update(f.read(EDGE))
-            hashed = "first and last MiB"
-    return {"path": str(path.resolve()), "size": size, "sha256": digest.hexdigest(), "hashed": hashed}
-
 
 def input_difference(saved: dict[str, Any] | None, now: dict[str, Any]) -> str | None:
     """How the input differs from the one the run started with, or None."""
@@ -131,10 +201,8 @@ def input_difference(saved: dict[str, Any] | None, now: dict[str, Any]) -> str |
         return None           # a run directory from before identities were kept
     if saved.get("path") != now["path"]:
         return f"the run read {saved.get('path')}, this is {now['path']}"
-    if saved.get("size") != now["size"] or saved.get("sha256") != now["sha256"]:
-        return (f"{now['path']} changed since the run started (size {saved.get('size')} -> {now['size']} "
-                "bytes, or its content)")
-    return None
+    change = content_change(saved, now)
+    return None if change is None else f"{now['path']} changed since the run started ({change})"
 
 
 def check_input(saved: dict[str, Any] | None, now: dict[str, Any], accept_changed: bool) -> str | None:

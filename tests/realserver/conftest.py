@@ -66,7 +66,7 @@ def _llama_binary() -> Path:
     if build.version_of(binary) is None:
         lacking = build.missing_tools()
         how = (f"this machine has no {', '.join(lacking)} to build it" if lacking else
-               "build it with `python tests/realserver/build_llama_server.py` (~10 min on 2 cores)")
+               "build it with `python tests/realserver/build_llama_server.py` (4-8 min on 2 cores)")
         _unavailable(f"no llama-server at {binary}; {how}")
     return binary
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from batchrun.endpoint.client import CONNECTION_ERROR, INCOMPLETE_STREAM
+from batchrun.report.bench import CACHE_STATE_GAP
 from promptfiles import write_prompts
 
 from .rawclient import raw_run
@@ -102,15 +103,28 @@ def test_limit_then_resume_sends_each_row_once(chat: Backend, tmp_path: Path) ->
     assert resumed.summary()["counts"]["ok"] == 30
 
 
-def test_bench_has_no_failed_requests(chat: Backend, tmp_path: Path) -> None:
+def test_bench_has_no_failed_requests_and_states_its_warmup(chat: Backend, tmp_path: Path) -> None:
     out = tmp_path / "bench"
     run = batchrun(out, "bench", _prompts(tmp_path, 40), "--base-url", chat.url, "-c", "1,4", "-n", "40",
                    "--max-tokens", "16", "--out", out, "-q")
     assert run.code == 0, run.explain()
-    rows = json.loads((out / "summary.json").read_text())["bench"]["rows"]
+    bench = json.loads((out / "summary.json").read_text())["bench"]
+    rows = bench["rows"]
     assert {(r["mode"], r["concurrency"]) for r in rows} == {("sync", 1), ("async", 1), ("async", 4)}
     for r in rows:
         assert (r["name"], r["n"], r["errors"], r["success_rate"]) == (r["name"], 40, 0, 1.0)
+    # Every prompt went once, unmeasured, before the sync baseline, and the report says so.
+    warmup = bench["warmup"]
+    assert (warmup["pass"], warmup["prompts"], warmup["failed"]) == (True, 40, 0)
+    assert warmup["text"] in run.report()
+    # llama-server keeps each slot's last prompt, so the share of cached prompt tokens depends on
+    # which slot a request lands on: even after the warm-up the sync pass and the async levels meet
+    # different shares (measured: 42%, 58-69%, 66-76%). The report must then say so.
+    shares = [r["cached_share"] for r in rows]
+    if chat.kind == "llama-server":
+        assert None not in shares
+    differ = None not in shares and max(shares) - min(shares) > CACHE_STATE_GAP
+    assert ("different prompt-cache states" in run.report()) == differ, shares
 
 
 def test_json_schema_answers_validate(chat: Backend, tmp_path: Path) -> None:

@@ -81,6 +81,11 @@ def binary_path(version: str = VERSION) -> Path:
     return install_dir(version) / "llama-server"
 
 
+def log_path(version: str = VERSION) -> Path:
+    """The last build's full cmake output for this key."""
+    return install_dir(version).parent / f"{build_key(version)}.build.log"
+
+
 def version_of(binary: Path) -> str | None:
     """The binary's `--version` text, or None when it is missing or does not run."""
     if not binary.is_file():
@@ -157,7 +162,7 @@ def build(version: str = VERSION, jobs: int | None = None) -> Path:
         if version_of(binary):
             return binary
         started = time.monotonic()
-        log = install_dir(version).parent / f"{build_key(version)}.build.log"
+        log = log_path(version)
         log.write_text("")
         with tempfile.TemporaryDirectory(prefix="llama-build-") as tmp:
             work = Path(tmp)

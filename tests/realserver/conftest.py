@@ -67,6 +67,8 @@ def _llama_binary() -> Path:
         lacking = build.missing_tools()
         how = (f"this machine has no {', '.join(lacking)} to build it" if lacking else
                "build it with `python tests/realserver/build_llama_server.py` (4-8 min on 2 cores)")
+        if build.log_path().exists():
+            how += f"; the last build's log: {build.log_path()}"
         _unavailable(f"no llama-server at {binary}; {how}")
     return binary
 

@@ -426,6 +426,40 @@ def compare(
     guarded(body)
 
 
+@app.command()
+def fit(
+    sources: Annotated[list[Path], typer.Argument(help="Run or bench directories (written by `batchrun run` / "
+                                                       "`batchrun bench`) of the endpoint to copy.")],
+    out: Annotated[Path, _opt("The twin file to write (serve it with `batchrun serve --like FILE`).")] = Path("twin.json"),
+    report: Annotated[Optional[Path], _opt("The fit's report page, HTML with a Markdown copy beside it "
+                                           "(default: the twin file's name with .html).")] = None,
+    no_report: Annotated[bool, _opt("Write only the twin file.", "--no-report")] = False,
+    quiet: Annotated[bool, _opt("Print only the paths written and errors.", "--quiet", "-q")] = False,
+) -> None:
+    """Fit an endpoint twin to the records of runs and benches: latency by requests in flight and
+    prompt length, output lengths, failures, rate limits and wire quirks, as a small JSON file."""
+    def body() -> int:
+        from batchrun.twin.load import fit_sources, write_twin
+
+        twin, observed = fit_sources(sources)
+        write_twin(twin, out)
+        typer.echo(f"  wrote {out}")
+        if not no_report:
+            from batchrun.twin.compare import compare_fit
+            from batchrun.twin.report import headline, write_fit_report
+
+            comparison = compare_fit(twin, observed)
+            for path in write_fit_report(twin, comparison, report or out.with_suffix(".html")):
+                typer.echo(f"  wrote {path}")
+            if not quiet:
+                typer.echo(headline(comparison))
+        if not quiet:
+            for note in twin.notes:
+                typer.echo(f"note: {note}")
+        return EXIT_OK
+    guarded(body)
+
+
 def _step_summary(markdown: str) -> None:
     """Append to the GitHub Actions job summary when running there."""
     import os

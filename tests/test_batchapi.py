@@ -169,11 +169,11 @@ def test_error_lines_become_failed_records() -> None:
 
 def test_a_text_answer_to_a_forced_tool_call_is_flagged() -> None:
     forced = {"type": "function", "function": {"name": "f"}}
-    assert record_from_line(ok_line("a"), 0, JOB, None, forced).tool_choice_ignored is True
-    assert record_from_line(ok_line("b"), 1, JOB, None, "required").tool_choice_ignored is True
-    assert record_from_line(ok_line("c"), 2, JOB, None, "auto").tool_choice_ignored is False
+    assert record_from_line(ok_line("a"), 0, JOB, None, tool_choice=forced).tool_choice_ignored is True
+    assert record_from_line(ok_line("b"), 1, JOB, None, tool_choice="required").tool_choice_ignored is True
+    assert record_from_line(ok_line("c"), 2, JOB, None, tool_choice="auto").tool_choice_ignored is False
     call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
-    assert record_from_line(ok_line("d", content=None, tool_calls=[call]), 3, JOB, None, forced).tool_choice_ignored is False
+    assert record_from_line(ok_line("d", content=None, tool_calls=[call]), 3, JOB, None, tool_choice=forced).tool_choice_ignored is False
 
 
 def test_an_empty_answer_the_server_ended_is_ok_and_marked_empty() -> None:
@@ -249,7 +249,8 @@ def test_content_parts_are_joined_as_the_api_defines_them() -> None:
     assert refusal.text == ""
     field = record_from_line(ok_line("a", content=None, refusal="not this"), 0, JOB)
     assert field.error_type == "EmptyResponse" and "refused: not this" in field.error
-    assert record_from_line(ok_line("a", content=[]), 0, JOB).error_type == "EmptyResponse"
+    no_parts = record_from_line(ok_line("a", content=[]), 0, JOB)      # no parts, but ended (finish_reason)
+    assert (no_parts.status, no_parts.text, no_parts.empty) == (OK, "", True)
 
 
 def test_provider_text_in_a_failed_line_is_redacted_before_it_is_cut() -> None:

@@ -134,7 +134,8 @@ def test_sigkill_loses_only_the_last_window_and_resume_sends_those_rows_once(tmp
 OURS = {"id", "row", "status", "http_status", "attempts", "prompt_tokens", "completion_tokens", "tokens_estimated",
         "batch_id", "batch_created_at", "batch_completed_at", "queued_at", "scheduled_s", "queue_wait_s", "sent_s",
         "end_s", "ttft_s", "latency_s", "total_s", "itl_s", "output_chunks", "output_tokens_per_s", "endpoint",
-        "session", "ttfo_s", "reasoning_tokens", "input", "request", "synthetic_id"}
+        "session", "ttfo_s", "reasoning_tokens", "input", "request", "synthetic_id", "reconnects", "cached_tokens",
+        "empty", "tool_choice_ignored", "usage_chunk"}
 
 
 def test_every_record_field_is_either_ours_or_redacted_as_provider_text() -> None:

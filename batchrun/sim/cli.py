@@ -89,9 +89,15 @@ def serve(
         help="Length of /v1/embeddings vectors unless the request sets 'dimensions'.")] = 256,
     fresh_jitter: Annotated[bool, _lat(
         "Draw jitter afresh per request (a real endpoint's noise) instead of from the prompt.")] = False,
+    like: Annotated[Optional[list[str]], typer.Option(
+        "--like", help="Serve a twin: a twin file from `batchrun fit`, or run / bench directories to fit now "
+                       "(repeatable). Its latency, output lengths, failures, rate limits and wire quirks replace "
+                       "the latency, output, fault and rate-limit options.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the base URL.")] = False,
 ) -> None:
     """Run a simulated OpenAI-compatible endpoint (latency model, rate limits, faults) until Ctrl-C."""
+    if like:
+        return _serve(_twin_config(like, seed=seed, api_key=api_key, model=model, quiet=quiet), host, port, quiet)
     try:
         config = SimConfig(
             seed=seed, models=tuple(model or (DEFAULT_MODEL,)), enforce_models=enforce_models,
@@ -110,6 +116,30 @@ def serve(
     except ConfigError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
+    _serve(config, host, port, quiet)
+
+
+def _twin_config(like: list[str], *, seed: int, api_key: str | None, model: list[str] | None,
+                 quiet: bool) -> SimConfig:
+    """The SimConfig serving the twin `--like` names; its notes go to stderr (what it could not fit)."""
+    from batchrun.twin.load import load, sim_config
+
+    try:
+        twin = load(like)
+        changes: dict[str, Any] = {"api_key": api_key}
+        if model:
+            changes["models"] = tuple(model)
+        config = sim_config(twin, seed=seed, **changes)
+    except ConfigError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    if not quiet:
+        for note in twin.notes:
+            typer.echo(f"note: {note}", err=True)
+    return config
+
+
+def _serve(config: SimConfig, host: str, port: int, quiet: bool) -> None:
     from batchrun.sim.server import run_loop  # the server loads only when `serve` runs
 
     from batchrun.interrupts import unwinding
@@ -132,7 +162,7 @@ async def _serve_forever(config: SimConfig, host: str, port: int, quiet: bool = 
         if quiet:
             typer.echo(sim.base_url)
             await asyncio.Event().wait()
-        mode = "fast" if config.fast else "fixed-latency" if config.fixed else "latency model"
+        mode = "fast" if config.fast else "fixed-latency" if config.fixed else "twin" if config.twin else "latency model"
         typer.echo(f"batchrun sim ({mode}) listening on {sim.base_url}")
         typer.echo(f"export OPENAI_BASE_URL={sim.base_url}")
         typer.echo(f"export OPENAI_API_KEY={config.api_key or 'sim'}")

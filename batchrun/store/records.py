@@ -61,6 +61,8 @@ class Record:
     completion_tokens: int | None = None
     tokens_estimated: bool = False           # True when the server sent no usage and we estimated
     cached_tokens: int | None = None         # prompt tokens the server took from its prompt cache (usage), None: not said
+    usage_chunk: str | None = None           # the stream chunk usage came on: trailing (its own chunk, after the
+                                             # finish), finish (the finish_reason chunk), content (an output chunk)
     # --- Batch API rows (--mode batch): no per-request timing exists, so the times below stay None ---
     batch_id: str | None = None              # the job that answered the row
     batch_created_at: int | None = None      # the job's created_at (unix s, from the provider)

@@ -37,8 +37,10 @@ class CliRun:
 
     def records(self) -> list[dict[str, Any]]:
         """Every line of records.jsonl (a resumed row appears once per attempt session)."""
-        path = self.out / "records.jsonl"
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        # Split on newlines only: str.splitlines() also splits at U+2028, U+0085 and the like, which a
+        # random model's answer can hold and JSON leaves unescaped.
+        lines = (self.out / "records.jsonl").read_bytes().split(b"\n")
+        return [json.loads(line) for line in lines if line.strip()]
 
     def latest(self) -> dict[str, dict[str, Any]]:
         """The last record of each id."""

@@ -8,6 +8,7 @@ rolls and latency jitter use the attempt number of the identical body (a retry c
 from __future__ import annotations
 
 import itertools
+import math
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +36,7 @@ class Plan:
     ttft_s: float = 0.0          # slot -> first token (no queue wait); see model.ttft_s
     queued: bool = True          # False: skip the capacity queue (fast, fixed, [[sim:ttft=...]])
     itl_jitter: list[float] = field(default_factory=list)      # one factor per gap
-    chunk_tokens: int = 1        # content tokens per output chunk (SimConfig.tokens_per_chunk, plain text)
+    chunk_tokens: float = 1.0    # content tokens per output chunk, on average (SimConfig.tokens_per_chunk, plain text)
     twin_ranks: list[float] = field(default_factory=list)      # twin: TTFT rank, mean-gap rank, a rank per gap
     twin_ttft: bool = False      # twin: TTFT drawn when the request starts (else ttft_s, from a directive)
     cached_tokens: int = 0       # prompt tokens served from the prefix cache (usage.prompt_tokens_details)
@@ -47,16 +48,32 @@ class Plan:
     def n_chunks(self) -> int:
         """Output chunks: one per chunk_tokens content tokens, or per call one header plus its
         argument pieces."""
-        return -(-len(self.tokens) // self.chunk_tokens) + sum(1 + len(p) for p in self.arg_pieces)
+        return content_chunk_count(len(self.tokens), self.chunk_tokens) + sum(1 + len(p) for p in self.arg_pieces)
 
     @property
     def completion_tokens(self) -> int:
         return len(self.tokens) + sum(1 + len(p) for p in self.arg_pieces) + self.unseen_tokens
 
     def content_chunks(self) -> list[str]:
-        """The content tokens as streamed: chunk_tokens of them per chunk."""
-        k = self.chunk_tokens
-        return self.tokens if k == 1 else ["".join(self.tokens[i:i + k]) for i in range(0, len(self.tokens), k)]
+        """The content tokens as streamed: chunk_tokens of them per chunk (see chunk_edges)."""
+        if self.chunk_tokens == 1:
+            return self.tokens
+        edges = chunk_edges(len(self.tokens), self.chunk_tokens)
+        return ["".join(self.tokens[a:b]) for a, b in zip(edges, edges[1:])]
+
+
+def content_chunk_count(tokens: int, per_chunk: float) -> int:
+    """Chunks that `tokens` content tokens are streamed in at `per_chunk` tokens a chunk: ceil(tokens / per_chunk)."""
+    return math.ceil(tokens / per_chunk - 1e-9) if tokens else 0
+
+
+def chunk_edges(tokens: int, per_chunk: float) -> list[int]:
+    """Where each chunk starts, and the end: chunk j holds tokens [floor(j k), floor((j + 1) k)),
+    so a whole k gives chunks of exactly k and a fractional one (a server that holds a token back
+    until it completes a character, 32 tokens in 27 chunks) mixes sizes floor(k) and ceil(k)
+    evenly, always content_chunk_count(tokens, k) chunks."""
+    n = content_chunk_count(tokens, per_chunk)
+    return [min(tokens, math.floor(j * per_chunk + 1e-9)) for j in range(n)] + [tokens]
 
 
 def last_user_text(messages: list[Any]) -> str:

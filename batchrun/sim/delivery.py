@@ -24,6 +24,8 @@ from batchrun.sim import model
 from batchrun.sim.config import SimConfig
 from batchrun.sim.http import LAST_CHUNK, Connection, chunk
 from batchrun.sim.planner import Plan
+from batchrun.twin.inflight import LoadMeter
+
 
 # Both loops fire a timer on a millisecond grid after its time, about half a millisecond late on
 # average (uvloop counts whole milliseconds; asyncio's epoll wait rounds its timeout up to one):
@@ -38,8 +40,17 @@ class Engine:
         self.capacity = capacity
         self.decoding = 0                      # requests holding a slot
         self.queued = 0                        # live requests waiting for one
-        self.open = 0                          # requests being answered, queued or not: a twin's "in flight"
+        self.open = 0                          # requests being answered, queued or not
+        self.meter = LoadMeter()               # open and its recent average: a twin's load (twin/inflight.py)
         self._waiting: deque[_Delivery] = deque()
+
+    def load(self) -> float:
+        """What a twin reads its tables at: the requests being answered, or their recent average."""
+        return self.meter.load(time.monotonic())
+
+    def count(self, delta: int) -> None:
+        self.open += delta
+        self.meter.change(time.monotonic(), delta)
 
     def admit(self, job: _Delivery) -> None:
         if self.decoding < self.capacity:
@@ -82,12 +93,13 @@ class _Delivery:
         self.cancelled = False
         self.counted = False
         self.ratio_mean: float | None = None     # a twin's: see TwinModel.ratio_mean
+        self.mean_rank = 0.5                     # a twin's: the rank its mean gap is read at (mean_gap_rank)
         self.next_at = 0.0
 
     def start(self) -> None:
         self.conn.watcher = self
         self.counted = True
-        self.engine.open += 1
+        self.engine.count(+1)
         if self.plan.queued:
             self.waiting = True
             self.engine.admit(self)
@@ -105,7 +117,7 @@ class _Delivery:
         """Seconds to the first chunk: the plan's, or a twin's at the requests now in flight."""
         twin, plan = self.cfg.twin, self.plan
         if twin is not None and plan.twin_ttft:
-            return twin.ttft_s(self.engine.open, plan.twin_ranks[0], plan.prompt_tokens)
+            return twin.ttft_s(self.engine.load(), plan.twin_ranks[0], plan.prompt_tokens)
         return plan.ttft_s
 
     def _extra_s(self) -> float:
@@ -139,14 +151,17 @@ class _Delivery:
     def _uncount(self) -> None:
         if self.counted:
             self.counted = False
-            self.engine.open -= 1
+            self.engine.count(-1)
 
     def _gap(self, k: int) -> float:
         ranks, twin = self.plan.twin_ranks, self.cfg.twin
         if ranks and twin is not None:
-            if self.ratio_mean is None:   # once per request, at the requests in flight at its first gap
-                self.ratio_mean = twin.ratio_mean(self.engine.open, ranks[2:2 + max(0, self.plan.n_chunks - 1)])
-            return twin.gap_s(self.engine.open, ranks[1], ranks[2 + k] if 2 + k < len(ranks) else 0.5, self.ratio_mean)
+            load = self.engine.load()
+            if self.ratio_mean is None:   # once per request, at the load at its first gap
+                self.ratio_mean = twin.ratio_mean(load, ranks[2:2 + max(0, self.plan.n_chunks - 1)])
+                self.mean_rank = twin.mean_gap_rank(load, ranks[0], ranks[1])
+            return twin.gap_s(load, self.mean_rank, ranks[2 + k] if 2 + k < len(ranks) else 0.5,
+                              self.ratio_mean)
         jitter = self.plan.itl_jitter[k] if k < len(self.plan.itl_jitter) else 1.0
         return model.itl_s(self.cfg, max(1, self.engine.decoding), jitter)
 

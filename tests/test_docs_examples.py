@@ -542,15 +542,21 @@ def all_option_names(command: Any) -> set[str]:
     return option_names(command).union(*(all_option_names(sub) for sub in getattr(command, "commands", {}).values()))
 
 
-# Options the prose names that belong to other programs than batchrun.
+# Options the prose names that belong to programs batchrun's own code never starts with them.
 OTHER_PROGRAMS = {"--enable-prompt-tokens-details": "vLLM's server"}
 
 
+def scripts_options() -> str:
+    """The source of bench/ scripts and of the tests that start other programs (llama-server, vLLM):
+    an option quoted there is that script's or that program's."""
+    sources = [*(ROOT / "bench").glob("*.py"), *(ROOT / "tests").rglob("*.py")]
+    return "\n".join(path.read_text(encoding="utf-8") for path in sources if path.resolve() != Path(__file__).resolve())
+
+
 def test_every_option_the_prose_names_exists() -> None:
-    """An option in a code span of the prose (`--rpm`, `--fault-*`) is one of batchrun's, or of a
-    bench/ script's (named in its source), or listed in OTHER_PROGRAMS."""
-    ours = all_option_names(cli_command())
-    scripts = "\n".join(path.read_text(encoding="utf-8") for path in (ROOT / "bench").glob("*.py"))
+    """An option in a code span of the prose (`--rpm`, `--fault-*`) is one of batchrun's, or one a
+    bench/ script or a test server quotes, or listed in OTHER_PROGRAMS."""
+    ours, scripts = all_option_names(cli_command()), scripts_options()
     unknown = []
     for page in doc_pages():
         for number, span in prose_code(page.read_text(encoding="utf-8")):

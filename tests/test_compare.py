@@ -520,6 +520,8 @@ def test_a_regression_says_figure_change_interval_tolerance_and_n_in_every_forma
     text = invoke("compare", str(a), str(b))
     assert text.exit_code == 1 and f"  - {sentence}\n" in text.output
     assert "batchrun: regression" not in text.output             # said once, not again on stderr
+    quiet = invoke("compare", str(a), str(b), "-q")
+    assert (quiet.exit_code, quiet.stdout, quiet.stderr) == (1, "", f"batchrun: regression: {sentence}\n")
     md = invoke("compare", str(a), str(b), "--format", "md").stdout
     assert f"\n- {sentence}\n" in md and re.search(r"\| ttft_p50 \| .* \| \+10% \| 200/200 \| regressed \|", md)
     jsoned = invoke("compare", str(a), str(b), "--format", "json")

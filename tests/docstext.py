@@ -19,11 +19,12 @@ cannot have (a real provider, a Ray cluster): it is checked for its options only
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,6 +44,11 @@ def doc_pages() -> list[Path]:
 def docs_text() -> str:
     """README.md and every page under docs/, joined: where an option or a command is documented."""
     return "\n".join(page.read_text(encoding="utf-8") for page in doc_pages())
+
+
+def doc_page(name: str) -> str:
+    """One page of docs/, e.g. `doc_page("ci-gate.md")`."""
+    return (ROOT / "docs" / name).read_text(encoding="utf-8")
 
 
 @dataclass(frozen=True)
@@ -144,30 +150,34 @@ class _Block:
     exported: dict[str, str]
 
 
-def _examples_of_line(block: _Block, line: int, code: str, comment: str,
-                      inside: str | None = None) -> Iterator[Example]:
-    """The examples of one logical line (several when it chains commands or nests a script)."""
-    has_batchrun = "batchrun" in code
-    try:
-        tokens = words(expand(code, block.variables))
-    except DocSyntaxError:
-        if has_batchrun:
-            raise
-        return                                       # not an example: a line of another tool's syntax
-    marked = _NEEDS.search(comment)
-    for command in commands(tokens):
+def _simple_commands(block: _Block, code: str) -> Iterator[tuple[list[str], dict[str, str]]]:
+    """Each simple command of a line and its environment; the line's assignments (`T='...'` alone,
+    `export NAME=value`) are kept in the block for the lines after it."""
+    for command in commands(words(expand(code, block.variables))):
         assigned: dict[str, str] = {}
         while command and _ASSIGNMENT.match(command[0]):
             name, value = command.pop(0).split("=", 1)
             assigned[name] = value
-        if not command:                              # `T='...'` alone: a variable for the lines after it
+        if not command:
             block.variables.update(assigned)
-            continue
-        if command[0] == "export":
+        elif command[0] == "export":
             for name, value in (w.split("=", 1) for w in command[1:] if _ASSIGNMENT.match(w)):
                 block.variables[name] = block.exported[name] = value
-            continue
-        env = {**block.exported, **assigned}
+        else:
+            yield command, {**block.exported, **assigned}
+
+
+def _examples_of_line(block: _Block, line: int, code: str, comment: str,
+                      inside: str | None = None) -> Iterator[Example]:
+    """The examples of one logical line (several when it chains commands or nests a script)."""
+    try:
+        simple = list(_simple_commands(block, code))
+    except DocSyntaxError:
+        if "batchrun" in code:
+            raise
+        return                                       # not an example: a line of another tool's syntax
+    marked = _NEEDS.search(comment)
+    for command, env in simple:
         if command[0] == "batchrun":
             unexpanded = [w for w in command if _VARIABLE.search(w)]
             if unexpanded and inside is None:
@@ -223,6 +233,54 @@ def examples_in(page: str, text: str) -> list[Example]:
             for example in _examples_of_line(block, number, code, comment):
                 examples.append(dataclasses.replace(example, output=output))
     return examples
+
+
+def script_commands(script: str) -> Iterator[list[str]]:
+    """The words of every simple command of a shell script (a workflow's `run:`), read as a
+    block's lines are: continuations joined, comments dropped, split at `&&` `||` `;` `|`, the
+    script's variables expanded, `NAME=value` prefixes dropped."""
+    block = _Block("script", 0, True, {}, {})
+    for _, code, _, _ in _logical_lines(block, list(enumerate(script.splitlines(), 1))):
+        for command, _env in _simple_commands(block, code):
+            yield command
+
+
+@functools.cache
+def cli_command() -> Any:
+    """batchrun's typer app as a click command (typer 0.27 brings its own copy of click, so this is
+    read by duck typing: `.commands`, `.params`, `.make_context`)."""
+    import typer.main
+
+    from batchrun.cli import app
+
+    return typer.main.get_command(app)
+
+
+def subcommand(argv: Sequence[str]) -> tuple[Any, str, list[str]]:
+    """The click command the words after `batchrun` name (`batch status` too), its name, its arguments."""
+    command, name, rest = cli_command(), "batchrun", list(argv)
+    while hasattr(command, "commands") and rest and not rest[0].startswith("-"):
+        found = command.commands.get(rest[0])
+        if found is None:
+            raise AssertionError(f"batchrun has no command `{name} {rest[0]}` (it has: {', '.join(command.commands)})")
+        command, name, rest = found, f"{name} {rest[0]}", rest[1:]
+    if hasattr(command, "commands"):
+        raise AssertionError(f"`{name}` needs a subcommand")
+    return command, name, rest
+
+
+def parse_command(argv: Sequence[str]) -> str:
+    """Parse the words after `batchrun` with the real CLI, running nothing; the subcommand's name.
+    An unknown command or option, a missing argument or a value of the wrong type raises
+    AssertionError with the CLI's own message."""
+    command, name, args = subcommand(argv)
+    try:
+        with command.make_context(name, args):
+            pass
+    except Exception as exc:                         # click's UsageError (typer's own copy, or click's)
+        message = exc.format_message() if hasattr(exc, "format_message") else repr(exc)
+        raise AssertionError(f"`{shlex.join(['batchrun', *argv])}`: {message}") from None
+    return name
 
 
 def prose_code(text: str) -> Iterator[tuple[int, str]]:

@@ -119,8 +119,8 @@ async def execute_find_max(config: Any, out: Path | None = None) -> tuple[Path, 
     import json
     from datetime import datetime
 
-    from batchrun.bench.sweep import RunResult, bench_jobs, measure_async, warm_prompts
-    from batchrun.endpoint.resolve import open_endpoint, preflight
+    from batchrun.bench.sweep import RunResult, bench_jobs, builtin_extra, measure_async, public_settings, warm_prompts
+    from batchrun.endpoint.resolve import endpoint_info, open_endpoint, preflight
     from batchrun.report.summary import write_bench_manifest, write_reports
     from batchrun.runner import open_rows, say, sim_config
 
@@ -133,11 +133,12 @@ async def execute_find_max(config: Any, out: Path | None = None) -> tuple[Path, 
     # Every request of a probe is measured: no --max-run-time cut, one warm-up wave.
     config = dataclasses.replace(config, max_run_s=None)
     results: list[RunResult] = []
-    async with open_endpoint(run.base_url, run.api_key, announce=say,
-                             sim_config=sim_config(run, realistic=True)) as endpoint:
+    builtin = sim_config(run, realistic=True)
+    async with open_endpoint(run.base_url, run.api_key, announce=say, sim_config=builtin) as endpoint:
         model = await preflight(endpoint, run.model, timeout_s=run.timeout, announce=say)
         if model != run.model:
             config = dataclasses.replace(config, run=dataclasses.replace(run, model=model))
+        info = endpoint_info(endpoint, model)
         pool = bench_jobs(config.run, probe_requests(config.requests, config.max_concurrency), rows)
         warmup = await warm_prompts(endpoint, pool, config)
         # Each probe opens its connections with at least one unmeasured wave (none with --no-warmup).
@@ -165,8 +166,11 @@ async def execute_find_max(config: Any, out: Path | None = None) -> tuple[Path, 
         found = await search(probe, start=min(config.concurrencies or (1,)), ceiling=config.max_concurrency)
     bench = {"runs": [r.entry() for r in results], "slo": config.slo, "warmup": warmup,
              "max_failure_share": config.max_failure_share}
-    write_bench_manifest(out, bench["runs"], slo=config.slo, warmup=warmup, max_failure_share=config.max_failure_share)
-    write_reports(out, None, [], bench=bench)
+    public = public_settings(config)
+    write_bench_manifest(out, bench["runs"], slo=config.slo, config=public, warmup=warmup,
+                         max_failure_share=config.max_failure_share)
+    # The same endpoint block and banner as a sweep's (and a run's) reports.
+    write_reports(out, None, [], bench=bench, config=public, endpoint=info, extra=builtin_extra(builtin))
     (out / "find_max.json").write_text(json.dumps({"slo": config.slo, **found.to_dict()}, indent=2) + "\n")
     return out, found
 

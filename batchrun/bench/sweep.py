@@ -398,14 +398,13 @@ async def execute_bench(config: BenchConfig, out: Path | None = None) -> tuple[P
     bench.json is rewritten after every run, so a bench stopped by Ctrl-C keeps (and reports)
     every run it finished; KeyboardInterrupt is raised again after the reports are written."""
     from batchrun.runner import sim_config
-    from batchrun.sim.config import public as public_sim
 
     run = config.run
     out = out or Path("results") / f"bench-{run.input.stem if run.input else 'run'}-{datetime.now():%Y%m%d-%H%M%S}"
     rows = open_rows(run)                   # a bad file stops here, before the endpoint starts
     out.mkdir(parents=True, exist_ok=True)
     builtin = sim_config(run, realistic=True)
-    extra = {"builtin_endpoint": public_sim(builtin)} if builtin is not None else {}
+    extra = builtin_extra(builtin)
     results: list[RunResult] = []
     interrupted = False
     async with open_endpoint(run.base_url, run.api_key, announce=lambda m: _note(config, m),
@@ -418,7 +417,7 @@ async def execute_bench(config: BenchConfig, out: Path | None = None) -> tuple[P
         if run.synthetic is not None:
             from batchrun.endpoint.calibrate import synthetic_rows
             rows, synthetic_info = await synthetic_rows(config.run, endpoint, client_class(run), config.requests, say)
-        public = _public(config)
+        public = public_settings(config)
         jobs = bench_jobs(config.run, max(config.requests_cap(config.largest_level()), config.requests_for(1)), rows)
         warmup: dict[str, Any] | None = None
 
@@ -458,8 +457,17 @@ def _note(config: BenchConfig, message: str) -> None:
         say(message)
 
 
-def _public(config: BenchConfig) -> dict[str, Any]:
-    # The run settings that mean something in a bench (not concurrency, resume, output, ...).
+def builtin_extra(builtin: Any) -> dict[str, Any]:
+    """summary.json's `builtin_endpoint`: every setting of the built-in endpoint that answered
+    (its seed too, so a bench can be repeated exactly); nothing for a configured endpoint."""
+    from batchrun.sim.config import public as public_sim
+
+    return {"builtin_endpoint": public_sim(builtin)} if builtin is not None else {}
+
+
+def public_settings(config: BenchConfig) -> dict[str, Any]:
+    """The settings a bench's reports and bench.json show: the run settings that mean something
+    in a bench (not concurrency, resume, output, ...) and the bench's own."""
     run_public = {k: v for k, v in config.run.public_dict().items() if k not in _NOT_IN_BENCH}
     return {**run_public, **_bench_settings(config)}
 

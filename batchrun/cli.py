@@ -286,8 +286,9 @@ def bench(
                                                "--concurrency", "-c")] = None,
     time_budget: Annotated[Optional[float], _opt("Seconds the runs share: each sends until what it sent would end past its share "
                                                  "(the sync baseline two shares), after at least 10 requests and one per slot. "
-                                                 "Default 36 when neither -c, --rate nor -n is given (the whole bench then takes about "
-                                                 "45 s against an endpoint answering in about 1 s), else none; 0: none.")] = None,
+                                                 "Default 36 when neither -c, --rate nor -n is given (the whole bench then takes under "
+                                                 "a minute against an endpoint answering in about 1 s: 46-49 s against the built-in "
+                                                 "one), else none; 0: none.")] = None,
     rate: Annotated[Optional[str], _opt("Open-loop load instead: requests/s levels, e.g. 2,4,8 (Poisson arrivals).")] = None,
     burstiness: Annotated[float, _opt("Gamma shape of inter-arrival times with --rate (1 = Poisson, <1 burstier).")] = 1.0,
     warmup: Annotated[Optional[int], _opt("Unmeasured requests before each run, at its concurrency (default: one wave, one per slot).")] = None,
@@ -316,11 +317,7 @@ def bench(
     endpoint: EndpointKind = "chat",
     synthetic: Synthetic = None,
 ) -> None:
-    """Compare the sync SDK baseline with the async pool at several concurrencies; report and plots.
-
-    With no options it takes about 45 s against an endpoint answering in about 1 s (the built-in one):
-    the sync baseline and concurrency 1, 4, 16 and 64 share a 36 s time budget. More with
-    --time-budget, -n, or -c (levels sized by their spread, as a CI gate needs)."""
+    """The sync SDK baseline vs the async pool at several concurrencies, under a minute by default (--time-budget)."""
     def body() -> int:
         from batchrun.bench.sweep import DEFAULT_LEVELS, BenchConfig, execute_bench, parse_levels, resolve_time_budget
         from batchrun.analysis.metrics import parse_slo

@@ -59,7 +59,8 @@ MAX_FACTOR = 4
 # The default bench (no -c, --rate, -n): a time budget shared by its runs, each sending while
 # what it has in flight would end within its share, after at least QUICK_MIN requests (and one
 # per slot). The sync baseline gets SYNC_SHARES shares: the speedup's interval is mostly its
-# width. Against the built-in endpoint (~1 s a request) the whole bench takes about 45 s.
+# width. Against the built-in endpoint (~1 s a request) the whole bench took 46-49 s (3 runs,
+# /usr/bin/time, 2-core machine at load 2.6-3.8).
 DEFAULT_TIME_BUDGET_S = 36.0
 SYNC_SHARES = 2
 # The warm-up pass's requests in flight (at most the largest level): quick over a few hundred

@@ -26,12 +26,15 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterator
 
 from batchrun.analysis.recommend import DEFAULT_MAX_FAILURE_SHARE
-from batchrun.endpoint.client import Endpoint, make_session
+from batchrun.endpoint.kinds import kind
+from batchrun.endpoint.transport import Endpoint, make_session
 from batchrun.config import RunConfig
 from batchrun.endpoint.resolve import endpoint_info, open_endpoint, preflight
 from batchrun.errors import ConfigError, InputError
-from batchrun.engine.pool import Job, Pool, PoolConfig
-from batchrun.progress import LevelProgress, sample_loop_lag, show_level_progress
+from batchrun.endpoint.requests import Job
+from batchrun.engine.pool import Pool, PoolConfig
+from batchrun.engine.looplag import sample_loop_lag
+from batchrun.progress import LevelProgress, show_level_progress
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.store.records import CANCELLED, OK, Record, RecordSink
 from batchrun.runner import jobs as run_jobs
@@ -42,7 +45,6 @@ from batchrun.bench.sync import run_sync
 from batchrun.report.bench import bench_analysis
 from batchrun.report.summary import write_bench_manifest, write_reports
 from batchrun.report.workloads import append_markdown, bench_headline_workloads
-from batchrun.workloads import client_class
 
 # The default levels: a factor of 4 apart, so four runs span what seven doubling ones did.
 DEFAULT_LEVELS = (1, 4, 16, 64)
@@ -317,8 +319,8 @@ async def _progress(config: BenchConfig, label: str | None, sized: SizedJobs) ->
 def _client(session: Any, endpoint: Endpoint, run: RunConfig, workers: int,
             clock: Any) -> tuple[Any, PoolConfig]:
     """The async client and pool settings every bench run (and the warm-up pass) uses."""
-    client = client_class(run)(session, endpoint, timeout_s=run.timeout, ttft_timeout_s=run.ttft_timeout, clock=clock,
-                               max_response_bytes=run.max_response_bytes)
+    client = kind(run.endpoint).client_for(session, endpoint, timeout_s=run.timeout, ttft_timeout_s=run.ttft_timeout,
+                                           clock=clock, max_response_bytes=run.max_response_bytes)
     return client, PoolConfig(concurrency=workers, retries=run.retries, rpm=run.rpm, tpm=run.tpm, seed=run.seed,
                               max_retry_wait_s=run.max_retry_wait, learn_rpm=run.learn_rpm, learn_tpm=run.learn_tpm)
 
@@ -455,7 +457,7 @@ async def execute_bench(config: BenchConfig, out: Path | None = None) -> tuple[P
         synthetic_info = None
         if run.synthetic is not None:
             from batchrun.endpoint.calibrate import synthetic_rows
-            rows, synthetic_info = await synthetic_rows(config.run, endpoint, client_class(run), config.requests, say)
+            rows, synthetic_info = await synthetic_rows(config.run, endpoint, config.requests, say)
         public = public_settings(config)
         jobs = bench_jobs(config.run, max(config.requests_cap(config.largest_level()), config.requests_for(1)), rows)
         warmup: dict[str, Any] | None = None

@@ -217,8 +217,10 @@ def test_a_bench_given_no_levels_and_no_n_shares_a_time_budget() -> None:
     assert spread.size(8) == RunSize(100, 400, target=TARGET_HALF_WIDTH)
     assert spread.size(1, sync=True) == RunSize(100, 100)
     assert BenchConfig(run=run, requests=7).size(64) == RunSize(7, 7)
-    with pytest.raises(ConfigError, match="--time-budget"):
+    with pytest.raises(ConfigError, match="give one of them"):
         BenchConfig(run=run, requests=7, time_budget_s=30.0)
+    bad = invoke("bench", str(SAMPLES / "prompts.csv"), "--time-budget", "-5")
+    assert bad.exit_code == 2 and "--time-budget is a number of seconds above 0 (0 for none), got -5" in bad.output
 
 
 def test_drain_and_window_by_hand() -> None:

@@ -132,3 +132,9 @@ def test_find_max_reports_carry_the_simulated_banner_and_the_endpoint(tmp_path: 
     assert summary["config"]["slo"] == {"ttft": 0.015}
     for name in ("report.md", "report.html"):
         assert "SIMULATED ENDPOINT" in (out / name).read_text(), name
+    # The reports lead with find-max's own answer, the console's first line; a rebuild keeps it.
+    answer = result.stdout.splitlines()[0]
+    assert answer.startswith(("Highest load meeting the SLO (ttft<=15 ms): concurrency ", "No concurrency met the SLO"))
+    assert (out / "report.md").read_text().split("\n\n")[1:3] == ["## Answer", answer]
+    assert CliRunner().invoke(app, ["report", "fm", "-q"]).exit_code == 0
+    assert (out / "report.md").read_text().split("\n\n")[1:3] == ["## Answer", answer]

@@ -100,9 +100,11 @@ class BenchConfig:
             raise ConfigError("concurrency levels must be >= 1 and rates > 0")
         if self.burstiness <= 0:
             raise ConfigError(f"--burstiness must be positive, got {self.burstiness}")
-        if self.time_budget_s is not None and (self.time_budget_s <= 0 or self.requests is not None):
-            raise ConfigError("--time-budget is a positive number of seconds, and -n measures exactly N "
-                              "requests a run: give one of them")
+        if self.time_budget_s is not None and self.time_budget_s <= 0:
+            raise ConfigError(f"--time-budget is a number of seconds above 0 (0 for none), got {self.time_budget_s:g}")
+        if self.time_budget_s is not None and self.requests is not None:
+            raise ConfigError("-n measures exactly N requests a run and --time-budget sizes runs by time: "
+                              "give one of them")
         if self.run.endpoint == "embeddings":
             raise ConfigError("bench measures streamed endpoints (chat, completions); time embeddings with "
                               "`batchrun run --endpoint embeddings` (its summary has inputs/s and tokens/s)")

@@ -499,7 +499,8 @@ def _speedup_sentence(analysis: Mapping[str, Any], rec: int, group: Mapping[str,
     """'async at c=16 is 11.7x faster than sync (95% interval 10.9x to 12.6x); n=52 at c=16,
     n=11 sync.', with the failures of either side beside its n."""
     sync = [r for r in analysis["rows"] if r["mode"] == "sync"]
-    level = f"n={group['n']} at c={rec}" + (f" ({failed_text(group['errors'], group['n'])})" if group.get("errors") else "")
+    level = f"n={group['n']} at c={rec}"
+    level += f" ({failed_text(group['errors'], group['n'])})" if group.get("errors") else ""
     if not sync:
         return (f"async at c={rec}: {throughput_text(_point(group), False)}; {level}; no sync baseline was "
                 "measured (--no-sync), so no speedup.")

@@ -418,15 +418,19 @@ def compare(
     fmt: Annotated[str, _opt("text, md (a pull-request comment), json, junit (XML test report) or github (workflow annotations).", "--format")] = "text",
     fail_on_inconclusive: Annotated[bool, _opt("Exit 1 also when a figure is inconclusive (too few requests to decide).")] = False,
     allow_config_change: Annotated[bool, _opt("Compare even when model, endpoint, max_tokens, concurrency, input or batchrun version differ.")] = False,
-    quiet: Annotated[bool, _opt("Print only the regressions and errors.", "--quiet", "-q")] = False,
+    quiet: Annotated[bool, _opt("Print only the regressions (on stderr) and errors.", "--quiet", "-q")] = False,
+    verbose: Annotated[bool, _opt("Print the whole comparison also when the gate passes (a pass prints nothing, "
+                                  "or with --format github one warning naming the undecided figures).",
+                                  "--verbose", "-v")] = False,
 ) -> None:
     """Each headline figure's change with a 95% interval and a verdict; exit 1 on a regression.
 
-    Writes a Markdown summary to $GITHUB_STEP_SUMMARY when that variable is set."""
+    Silent on a pass unless --verbose; a failure prints what failed. Writes a Markdown summary to
+    $GITHUB_STEP_SUMMARY when that variable is set."""
     def body() -> int:
         from batchrun.analysis.compare import compare as compare_sides
         from batchrun.analysis.compare import parse_tolerances
-        from batchrun.report.compare import FORMATS, format_comparison
+        from batchrun.report.compare import FORMATS, console_output, format_comparison, gate_failed
 
         try:
             tolerances = parse_tolerances(max_regression) if max_regression else None
@@ -436,12 +440,12 @@ def compare(
             raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
         result = compare_sides(baseline, current, tolerances, defaults=True, allow_config_change=allow_config_change)
         if not quiet:
-            typer.echo(format_comparison(result, fmt, fail_on_inconclusive), nl=False)
+            typer.echo(console_output(result, fmt, fail_on_inconclusive, verbose), nl=False)
         _step_summary(format_comparison(result, "md", fail_on_inconclusive))
-        for line in result.regressions:
-            typer.echo(f"batchrun: regression: {line}", err=True)
-        failed = not result.passed or (fail_on_inconclusive and bool(result.inconclusive))
-        return EXIT_FAILED if failed else EXIT_OK
+        if quiet or fmt not in ("text", "github"):      # else stdout already says what failed
+            for line in result.regressions:
+                typer.echo(f"batchrun: regression: {line}", err=True)
+        return EXIT_FAILED if gate_failed(result, fail_on_inconclusive) else EXIT_OK
     guarded(body)
 
 

@@ -233,9 +233,11 @@ def test_a_real_20_percent_ttft_regression_is_detected():
 
 
 def _sized_run(seed: int, **model) -> list:
-    """A simulated run grown as bench's default sizing grows a level: 100 requests, then 25 more
-    while compare's p50 interval against an identical run would be wider than ±4%, at most 400."""
-    from batchrun.bench.sweep import MAX_FACTOR, MIN_REQUESTS, TARGET_HALF_WIDTH, level_half_width
+    """A simulated run grown as bench sizes a level given with -c (by its spread): 100 requests,
+    then 25 more while compare's p50 interval against an identical run would be wider than ±4%,
+    at most 400."""
+    from batchrun.bench.sizing import TARGET_HALF_WIDTH, level_half_width
+    from batchrun.bench.sweep import MAX_FACTOR, MIN_REQUESTS
 
     n = MIN_REQUESTS
     while n < MAX_FACTOR * MIN_REQUESTS and level_half_width(simulated_run(seed, n=n, **model)) > TARGET_HALF_WIDTH:
@@ -245,7 +247,7 @@ def _sized_run(seed: int, **model) -> list:
 
 def test_the_default_sample_size_detects_a_20_percent_regression():
     """With the built-in endpoint's bench noise (jitter 0.2): 100 requests a side caught a 20%
-    TTFT regression in fewer than 95% of pairs; the default sizing catches it in >= 95%, and
+    TTFT regression in fewer than 95% of pairs; the sizing by spread catches it in >= 95%, and
     sizes by spread (a quiet endpoint stops at 100)."""
     hits = at_100 = 0
     sizes = []

@@ -83,10 +83,17 @@ def with_option(argv: list[str], names: tuple[str, ...], value: str) -> list[str
 # --- what the test changes in a runnable example, and why (never what the example means) ---
 
 def fewer_bench_requests(argv: list[str]) -> list[str]:
-    """bench: 16 measured requests per level (`-n 16`). By default a level measures at least
-    max(100, 4 x concurrency), more until its intervals are tight; 16 still make every table, plot
-    and recommendation (marked <30) the example shows."""
-    return with_option(argv, ("-n", "--requests"), "16") if argv[0] == "bench" else argv
+    """bench: sized the way the example sizes it, smaller. A time budget (`--time-budget S`, or the
+    default 36 s a bench gets when it gives no -c, --rate or -n) becomes 1 s; otherwise each level
+    measures 16 requests (`-n 16`: a level given with -c measures at least max(100, 4 x concurrency)
+    by default, more until its intervals are tight, and find-max probes at least 100). Either still
+    makes every table, plot and recommendation the example shows."""
+    if argv[0] != "bench":
+        return argv
+    sized = any(option_value(argv, name) for name in ("-c", "--concurrency", "--rate", "-n", "--requests"))
+    if "--find-max" not in argv and (option_value(argv, "--time-budget") or not sized):
+        return with_option(argv, ("--time-budget",), "1")
+    return with_option(argv, ("-n", "--requests"), "16")
 
 
 def faster_rates(argv: list[str]) -> list[str]:
@@ -640,6 +647,9 @@ def test_an_unreadable_example_is_an_error_and_another_tools_line_is_not(line: s
 
 def test_shrinks_change_counts_only() -> None:
     assert shrink(["bench", "p.csv", "-n", "200", "--rate", "2,4,8"]) == ["bench", "p.csv", "-n", "16", "--rate", "200,400,800"]
+    assert shrink(["bench", "p.csv", "-c", "1,4"]) == ["bench", "p.csv", "-c", "1,4", "-n", "16"]
+    assert shrink(["bench", "p.csv"]) == ["bench", "p.csv", "--time-budget", "1"]
+    assert shrink(["bench", "p.csv", "--time-budget", "300"]) == ["bench", "p.csv", "--time-budget", "1"]
     assert option_value(shrink(["bench", "p.csv", "--find-max", "--slo", "ttft=500ms,e2e=10s"]), "--slo") == "ttft=50ms,e2e=1s"
     assert option_value(shrink(["run", "--synthetic", "a=1,n=200,think_s=0.5"]), "--synthetic") == "a=1,n=20,think_s=0.01"
     assert shrink(["run", "p.csv", "-c", "64"]) == ["run", "p.csv", "-c", "64"]

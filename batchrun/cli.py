@@ -273,12 +273,22 @@ def bench(
     template: Template = None,
     system: System = None,
     model: Model = None,
-    max_tokens: Annotated[int, _opt("Maximum output tokens per request (bench default 32, so a sweep takes a minute).")] = 32,
+    max_tokens: Annotated[int, _opt("Maximum output tokens per request (bench default 32: short answers keep a bench quick).")] = 32,
     temperature: Temperature = None,
     extra_body: ExtraBody = None,
     base_url: BaseUrl = None,
-    requests: Annotated[Optional[int], _opt("Measured requests per run (default: at least max(100, 4 x concurrency) per level, more until its p50 TTFT and latency intervals are within ±4%, at most 4x that; 100 for the sync baseline; prompts cycle when the file has fewer).", "--requests", "-n")] = None,
-    concurrency: Annotated[str, _opt("Concurrency levels to sweep, e.g. 1,2,4,8.", "--concurrency", "-c")] = "1,2,4,8,16,32,64",
+    requests: Annotated[Optional[int], _opt("Measured requests per run, exactly (default: sized: by --time-budget, or, with -c or --rate given, "
+                                            "at least max(100, 4 x concurrency) per level, more until its p50 TTFT and latency intervals are "
+                                            "within ±4%, at most 4x that, and 100 for the sync baseline; prompts cycle when the file has fewer).",
+                                            "--requests", "-n")] = None,
+    concurrency: Annotated[Optional[str], _opt("Concurrency levels to sweep, e.g. 1,2,4,8 (default 1,4,16,64). Given, each level is "
+                                               "sized by its spread (see -n) unless --time-budget is given too.",
+                                               "--concurrency", "-c")] = None,
+    time_budget: Annotated[Optional[float], _opt("Seconds the runs share: each sends until what it sent would end past its share "
+                                                 "(the sync baseline two shares), after at least 10 requests and one per slot. "
+                                                 "Default 36 when neither -c, --rate nor -n is given (the whole bench then takes under "
+                                                 "a minute against an endpoint answering in about 1 s: 46-49 s against the built-in "
+                                                 "one), else none; 0: none.")] = None,
     rate: Annotated[Optional[str], _opt("Open-loop load instead: requests/s levels, e.g. 2,4,8 (Poisson arrivals).")] = None,
     burstiness: Annotated[float, _opt("Gamma shape of inter-arrival times with --rate (1 = Poisson, <1 burstier).")] = 1.0,
     warmup: Annotated[Optional[int], _opt("Unmeasured requests before each run, at its concurrency (default: one wave, one per slot).")] = None,
@@ -307,9 +317,9 @@ def bench(
     endpoint: EndpointKind = "chat",
     synthetic: Synthetic = None,
 ) -> None:
-    """Compare the sync SDK baseline with the async pool at several concurrencies; report and plots."""
+    """The sync SDK baseline vs the async pool at several concurrencies, under a minute by default (--time-budget)."""
     def body() -> int:
-        from batchrun.bench.sweep import BenchConfig, execute_bench, parse_levels
+        from batchrun.bench.sweep import DEFAULT_LEVELS, BenchConfig, execute_bench, parse_levels, resolve_time_budget
         from batchrun.analysis.metrics import parse_slo
         from batchrun.report.bench import format_bench_table
 
@@ -326,8 +336,10 @@ def bench(
         if no_warmup and warmup is not None:
             raise ConfigError("--no-warmup sends nothing unmeasured: leave out --warmup (or --no-warmup)")
         config = BenchConfig(
-            run=run_config, requests=requests, concurrencies=parse_levels(concurrency),
+            run=run_config, requests=requests,
+            concurrencies=parse_levels(concurrency) if concurrency else DEFAULT_LEVELS,
             rates=parse_levels(rate, float) if rate else (), burstiness=burstiness,
+            time_budget_s=resolve_time_budget(time_budget, requests=requests, levels_given=bool(concurrency or rate)),
             warmup=0 if no_warmup else warmup, warm_cache=not no_warmup, repeat=repeat, sync=sync,
             max_run_s=max_run_time or None, slo=_slo(slo, parse_slo), max_failure_share=max_failure_share)
         if find_max:
@@ -336,6 +348,7 @@ def bench(
             out_dir, found = asyncio.run(execute_find_max(config, out))
             typer.echo(format_find_max(found, config.slo or {}))
             typer.echo(f"  wrote {out_dir}/find_max.json, summary.json, report.md, report.html, runs/")
+            _say_if_simulated(_written_endpoint(out_dir))
             return EXIT_OK
         out_dir, analysis = asyncio.run(execute_bench(config, out))
         typer.echo(format_bench_table(analysis))
@@ -355,6 +368,12 @@ def _echo_workloads(out_dir: Any) -> None:
     headline = json.loads((out_dir / "summary.json").read_text(encoding="utf-8")).get("summary") or {}
     for line in workload_lines(headline):
         typer.echo(line)
+
+
+def _written_endpoint(out_dir: Path) -> Any:
+    import json
+
+    return json.loads((out_dir / "summary.json").read_text(encoding="utf-8")).get("endpoint")
 
 
 def _duration(text: str | None, option: str) -> float | None:
@@ -399,15 +418,19 @@ def compare(
     fmt: Annotated[str, _opt("text, md (a pull-request comment), json, junit (XML test report) or github (workflow annotations).", "--format")] = "text",
     fail_on_inconclusive: Annotated[bool, _opt("Exit 1 also when a figure is inconclusive (too few requests to decide).")] = False,
     allow_config_change: Annotated[bool, _opt("Compare even when model, endpoint, max_tokens, concurrency, input or batchrun version differ.")] = False,
-    quiet: Annotated[bool, _opt("Print only the regressions and errors.", "--quiet", "-q")] = False,
+    quiet: Annotated[bool, _opt("Print only the regressions (on stderr) and errors.", "--quiet", "-q")] = False,
+    verbose: Annotated[bool, _opt("Print the whole comparison also when the gate passes (a pass prints nothing, "
+                                  "or with --format github one warning naming the undecided figures).",
+                                  "--verbose", "-v")] = False,
 ) -> None:
     """Each headline figure's change with a 95% interval and a verdict; exit 1 on a regression.
 
-    Writes a Markdown summary to $GITHUB_STEP_SUMMARY when that variable is set."""
+    Silent on a pass unless --verbose; a failure prints what failed. Writes a Markdown summary to
+    $GITHUB_STEP_SUMMARY when that variable is set."""
     def body() -> int:
         from batchrun.analysis.compare import compare as compare_sides
         from batchrun.analysis.compare import parse_tolerances
-        from batchrun.report.compare import FORMATS, format_comparison
+        from batchrun.report.compare import FORMATS, console_output, format_comparison, gate_failed
 
         try:
             tolerances = parse_tolerances(max_regression) if max_regression else None
@@ -417,12 +440,12 @@ def compare(
             raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
         result = compare_sides(baseline, current, tolerances, defaults=True, allow_config_change=allow_config_change)
         if not quiet:
-            typer.echo(format_comparison(result, fmt, fail_on_inconclusive), nl=False)
+            typer.echo(console_output(result, fmt, fail_on_inconclusive, verbose), nl=False)
         _step_summary(format_comparison(result, "md", fail_on_inconclusive))
-        for line in result.regressions:
-            typer.echo(f"batchrun: regression: {line}", err=True)
-        failed = not result.passed or (fail_on_inconclusive and bool(result.inconclusive))
-        return EXIT_FAILED if failed else EXIT_OK
+        if quiet or fmt not in ("text", "github"):      # else stdout already says what failed
+            for line in result.regressions:
+                typer.echo(f"batchrun: regression: {line}", err=True)
+        return EXIT_FAILED if gate_failed(result, fail_on_inconclusive) else EXIT_OK
     guarded(body)
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from batchrun.sim.config import SimConfig
 from batchrun.sim.delivery import Engine, Hooks, StreamDelivery
 from batchrun.sim.planner import Plan, chunk_edges, content_chunk_count
@@ -57,3 +59,14 @@ def test_fractional_tokens_per_chunk_mixes_chunk_sizes_evenly() -> None:
     sizes = [b - a for a, b in zip(edges, edges[1:])]
     assert sorted(set(sizes)) == [1, 2] and sizes.count(2) == 5 and sum(sizes) == 32
     assert chunk_edges(7, 3.0) == [0, 3, 6, 7] and content_chunk_count(0, 1.5) == 0
+
+
+def test_a_fractional_chunk_count_keeps_its_mean() -> None:
+    """24 tokens at 1.18 a chunk are 20.34 chunks: 21 for draws under 0.34, else 20 (a whole
+    tokens_per_chunk still rounds up: 7 tokens at 3 are 3 + 3 + 1)."""
+    k = 24 / 20.34
+    assert [content_chunk_count(24, k, u) for u in (0.0, 0.33, 0.35, 0.99)] == [21, 21, 20, 20]
+    draws = [content_chunk_count(24, k, (i + 0.5) / 1000) for i in range(1000)]
+    assert sum(draws) / 1000 == pytest.approx(20.34, abs=0.01)
+    assert {content_chunk_count(7, 3.0, u) for u in (0.0, 0.9)} == {3}
+    assert content_chunk_count(1, 1.5, 0.9) == 1                 # never no chunk for a token

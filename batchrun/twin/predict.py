@@ -57,7 +57,7 @@ def draw_level(twin: TwinModel, like: Sequence[Observed], in_flight: float, n: i
         tokens = twin.answer_tokens(rng.random(), cap)
         tokens = min(tokens, cap) if cap else tokens
         u_request = twin.mean_gap_rank(in_flight, u_ttft, rng.random())
-        ranks = [rng.random() for _ in range(content_chunk_count(tokens, per_chunk) - 1)]
+        ranks = [rng.random() for _ in range(content_chunk_count(tokens, per_chunk, rng.random()) - 1)]
         scale = twin.ratio_mean(in_flight, ranks)
         gaps = [twin.gap_s(in_flight, u_request, u, scale) for u in ranks]
         out.ttft_s.append(ttft)

@@ -366,6 +366,14 @@ async def test_tokens_per_chunk_groups_the_same_text(make_sim: MakeSim, path: st
     assert three.text == one.text and three.completion_tokens == one.completion_tokens == 7
 
 
+async def test_a_fractional_tokens_per_chunk_streams_that_many_chunks(make_sim: MakeSim) -> None:
+    body = {"model": "m", "stream": True, "stream_options": {"include_usage": True}, "messages": HELLO}
+    one = await client_send(await make_sim(fast=True, output_tokens=8), body)
+    merged = await client_send(await make_sim(fast=True, output_tokens=8, tokens_per_chunk=1.6), body)
+    assert (one.output_chunks, merged.output_chunks) == (8, 5)            # ceil(8 / 1.6): sizes 1, 2, 1, 2, 2
+    assert merged.text == one.text and merged.completion_tokens == 8
+
+
 async def test_logprobs_keep_one_token_per_chunk(make_sim: MakeSim) -> None:
     server = await make_sim(fast=True, output_tokens=6, tokens_per_chunk=3)
     r = await client_send(server, {"model": "m", "messages": HELLO, "stream": True, "logprobs": True})

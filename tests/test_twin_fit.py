@@ -3,11 +3,14 @@ by hand here (see batchrun/twin/fit.py for the definitions)."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from batchrun.store.records import ERROR, OK, TIMEOUT, Attempt, Record
 from batchrun.twin.fit import (MIN_LEVEL, RunRecords, fit_failures, fit_twin, fit_wire, group_levels, in_flight_at,
                                observe, prefill_slope, quantile_table)
+from batchrun.twin.inflight import loads_at
 from batchrun.twin.model import GRID, Failure
 
 
@@ -162,6 +165,11 @@ def test_wire_tokens_per_chunk_and_usage_placement() -> None:
     records = sequential(5, tokens=6, usage="finish") + sequential(2, start=5, tokens=6, usage="trailing")
     wire = fit_wire(records)       # 6 tokens in 3 chunks: 2 per chunk
     assert (wire.tokens_per_chunk, wire.chunk_n, wire.usage, wire.usage_n) == (2, 7, "finish", 7)
+    # llama-server holds a byte token back until it completes a character: 32 tokens in 27 and in
+    # 28 chunks is 64 / 55 tokens a chunk, so a twin streams 32 tokens in ceil(32 x 55 / 64) = 28
+    merged = [ok(0, 0.0, 0.5, tokens=32, chunks=27), ok(1, 1.0, 0.5, tokens=32, chunks=28)]
+    assert fit_wire(merged).tokens_per_chunk == pytest.approx(64 / 55)
+    assert fit_wire([ok(0, 0.0, 0.5, tokens=3, chunks=5)]).tokens_per_chunk == 1.0    # never under one
     no_usage = sequential(3)
     for r in no_usage:
         r.tokens_estimated, r.usage_chunk = True, None
@@ -179,6 +187,61 @@ def test_nothing_to_fit_is_a_value_error() -> None:
                     attempt_log=[Attempt(ERROR, 0.0, 0.1, 500)])
     with pytest.raises(ValueError, match="no successful request"):
         fit_twin([RunRecords("r", [failed])])
+
+
+def closed_loop(workers: int, waves: int, service: float = 0.1, turnaround: float = 0.001) -> list[Record]:
+    """`workers` clients sending back to back in lockstep: every request takes `service` s and
+    each worker sends its next one `turnaround` s after its last ended, worker k 0.2 ms after
+    worker k - 1, so in every wave worker k sees itself and the k before it in flight (the rest
+    are between requests): 1, 2, 3, ... though the server is hardly ever without all of them."""
+    return [ok(w * workers + k, w * (service + turnaround) + k * 0.0002, service)
+            for w in range(waves) for k in range(workers)]
+
+
+def test_a_closed_loop_is_one_level_though_its_requests_meet_dips() -> None:
+    """The count at send is 1, 2, 3 and 4 in every wave (the others are between requests), but
+    the server is busy with 4 nearly all the time: the load (its recent average) puts every
+    request after the first waves (while the average builds up) at about 4, one level."""
+    records = closed_loop(4, 40)
+    obs = observe([RunRecords("c4", records)])
+    assert sorted(o.in_flight for o in obs.ok if o.record.sent_s > 0.5)[0] > 3.9    # the dips are bridged
+    assert sorted({o.record.id: in_flight_at(*_starts_ends(records), o.record.sent_s) for o in obs.ok}.values())[0] == 1
+    twin = fit_twin([RunRecords("c4", records)])
+    assert [round(lv.in_flight) for lv in twin.levels] == [4] and twin.levels[0].n == 160
+
+
+def _starts_ends(records: list[Record]) -> tuple[list[float], list[float]]:
+    return sorted(r.sent_s for r in records), sorted(r.end_s for r in records)   # type: ignore[type-var]
+
+
+def test_loads_at_counts_the_arriving_request_and_averages_the_time_before() -> None:
+    spans = [(0.0, 1.0), (0.5, 1.5), (1.0, 2.0)]
+    # with a tiny window the load is the count: a span ending at t no longer counts, one starting does
+    assert loads_at(spans, [0.0, 0.5, 1.0, 1.7], window_s=1e-9) == [1.0, 2.0, 2.0, 1.0]
+    # window 1 s: at 1.7 the count is 1; the average was 2 from 0.5 to 1.5 and 1 after it:
+    # a(0.5) = 1 - e^-0.5; a(1.5) = 2 + (a(0.5) - 2) e^-1; a(1.7) = 1 + (a(1.5) - 1) e^-0.2
+    a05 = 1 - math.exp(-0.5)
+    a15 = 2 + (a05 - 2) * math.exp(-1)
+    assert loads_at(spans, [1.7], window_s=1.0)[0] == pytest.approx(1 + (a15 - 1) * math.exp(-0.2))
+
+
+def test_ttft_and_mean_gap_rank_correlation_per_level() -> None:
+    # the slower the first token, the faster the rest: TTFT 0.1 + i ms, gaps 50 - i ms
+    falling = [ok(i, float(i), 0.5, ttft=0.1 + 0.001 * i, itl=[0.05 - 0.001 * i] * 2) for i in range(40)]
+    assert fit_twin([RunRecords("r", falling)]).levels[0].ttft_gap_rho == pytest.approx(-1.0)
+    assert fit_twin([RunRecords("r", sequential(40))]).levels[0].ttft_gap_rho == 0.0    # constant: none
+
+
+def test_the_clients_own_lag_is_taken_out_of_the_ttft_table() -> None:
+    lag = tuple(0.002 for _ in GRID)
+    twin = fit_twin([RunRecords("r", sequential(40), lag_s=lag, lag_n=200)])
+    (level,) = twin.levels
+    assert level.ttft_s == pytest.approx(tuple(0.098 for _ in GRID)) and level.lag_n == 200   # 0.1 measured, 2 ms the client's
+    assert twin.client_lag_s(1, 0.5) == pytest.approx(0.002)
+    assert any(n.startswith("client delay: the TTFT tables are net of one copy") and "p50 2 ms" in n for n in twin.notes)
+    bare = fit_twin([RunRecords("r", sequential(40))])
+    assert set(bare.levels[0].ttft_s) == {0.1} and bare.levels[0].lag_s is None
+    assert any(n.startswith("client delay: no event-loop lag recorded") for n in bare.notes)
 
 
 def test_a_saturated_clients_run_is_named_in_the_notes() -> None:

@@ -88,3 +88,29 @@ def test_a_broken_twin_is_refused_naming_the_field(change, message: str) -> None
     change(data)
     with pytest.raises(TwinError, match=message):
         TwinModel.from_dict(data)
+
+
+def test_mean_gap_rank_follows_the_ttft_rank_by_the_levels_rank_correlation() -> None:
+    def with_rho(rho: float) -> TwinModel:
+        return model(levels=(Level(1.0, 50, linear(0.1, 0.2), 50, flat(0.01), 100, flat(1.0), ttft_gap_rho=rho),))
+
+    assert with_rho(0.0).mean_gap_rank(1, 0.9, 0.3) == 0.3                        # independent: its own draw
+    assert with_rho(1.0).mean_gap_rank(1, 0.9, 0.3) == pytest.approx(0.9)         # r = 2 sin(pi/6) = 1
+    assert with_rho(-1.0).mean_gap_rank(1, 0.9, 0.3) == pytest.approx(0.1)
+    # rho 0.5: r = 2 sin(pi/12) = 0.51764; z = 0.51764 x 1.28155 (the normal's 90%) + 0 = 0.66338;
+    # Phi(0.66338) = 0.74645
+    assert with_rho(0.5).mean_gap_rank(1, 0.9, 0.5) == pytest.approx(0.74645, abs=1e-5)
+
+
+def test_rank_correlation_and_client_lag_interpolate_between_levels() -> None:
+    twin = model(levels=(Level(1.0, 40, flat(0.1), ttft_gap_rho=-0.4, lag_s=flat(0.001), lag_n=100),
+                         Level(3.0, 40, flat(0.3), ttft_gap_rho=0.2, lag_s=flat(0.003), lag_n=100)))
+    assert twin._rho(2.0) == pytest.approx(-0.1) and twin._rho(0.5) == -0.4 and twin._rho(9.0) == 0.2
+    assert twin.client_lag_s(2.0, 0.5) == pytest.approx(0.002)
+    assert twin.client_lag_s(9.0, 0.5) == pytest.approx(0.003)      # never extrapolated
+    assert model().client_lag_s(1.0, 0.5) == 0.0                     # no lag kept: nothing
+
+
+def test_a_rank_correlation_outside_minus_one_to_one_is_refused() -> None:
+    with pytest.raises(TwinError, match=r"levels\[0\].ttft_gap_rho"):
+        model(levels=(Level(1.0, 40, flat(0.1), ttft_gap_rho=1.5),))

@@ -43,6 +43,15 @@ def test_draws_follow_the_twin_and_the_requests_caps() -> None:
     assert draw_level(twin, obs.ok, 1.0, n=10, seed=3).latency_s == got.latency_s
 
 
+def test_predicted_ttft_adds_the_clients_own_delay_back() -> None:
+    """The twin serves TTFT net of the client's lag; what a client measures has it again."""
+    twin = TwinModel(levels=(Level(1.0, 30, flat(0.1), 30, flat(0.02), 60, flat(1.0), lag_s=flat(0.005), lag_n=50),),
+                     output=Output(n=30, stop_n=30, stop_tokens=flat(3.0)))
+    obs = observe([RunRecords("r", [record(i) for i in range(5)])])
+    got = draw_level(twin, obs.ok, 1.0, n=10)
+    assert got.ttft_s == pytest.approx([0.105] * 10) and got.latency_s == pytest.approx([0.145] * 10)
+
+
 def test_a_figure_says_its_change_and_whether_noise_explains_it() -> None:
     measured = [0.1 + 0.001 * i for i in range(100)]              # p50 0.1495, p90 0.1891
     fig = figure("ttft_s", measured, [v * 1.2 for v in measured])

@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import selectors
 import subprocess
 import sys
 import urllib.error
 import urllib.request
 from collections import Counter
 from pathlib import Path
-from typing import Iterator
 
 from typer.testing import CliRunner
 
@@ -33,6 +30,7 @@ from batchrun.twin import sim_config
 from batchrun.twin.fit import failure_kind
 from batchrun.twin.model import GRID, Failure, Failures, Level, Output, TwinModel
 from promptfiles import write_prompts
+from twinserve import serve_like
 
 WORDS = "river stone bridge market signal pattern garden window letter answer".split()
 
@@ -60,27 +58,6 @@ def run(data: Path, out: str, *args: str) -> list[Record]:
     result = invoke("run", str(data), "--out", out, "-q", "--retries", "0", *args)
     assert result.exit_code == 0, result.output
     return [r for r in read_records(Path(out) / "records.jsonl") if r.status != CANCELLED]
-
-
-@contextlib.contextmanager
-def serve_like(*like: str, seed: int = 0) -> Iterator[str]:
-    """`batchrun serve --like ...` in its own process; yields its base URL, stops it after."""
-    args = [x for item in like for x in ("--like", item)]
-    proc = subprocess.Popen([sys.executable, "-m", "batchrun", "serve", *args, "--port", "0", "-q", "--seed", str(seed)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")})
-    try:
-        with selectors.DefaultSelector() as sel:
-            sel.register(proc.stdout, selectors.EVENT_READ)   # type: ignore[arg-type]
-            assert sel.select(timeout=60), "the twin did not start within 60 s"
-        line = proc.stdout.readline().strip()                # type: ignore[union-attr]
-        assert line.startswith("http://127.0.0.1:"), proc.communicate()[1]
-        yield line
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        for stream in (proc.stdout, proc.stderr):
-            stream.close()   # type: ignore[union-attr]
 
 
 def ok_values(records: list[Record], key: str) -> list[float]:

@@ -64,7 +64,8 @@ class SimConfig:
     # Wire quirks of a streamed answer (a twin copies its source's).
     usage_placement: str = "trailing"        # usage (when asked for) on: its own chunk after the finish
                                              # (OpenAI), the finish chunk, the last content chunk, or none
-    tokens_per_chunk: int = 1                # output tokens per content chunk (chat and completions text)
+    tokens_per_chunk: float = 1.0            # output tokens per content chunk (chat and completions text), on
+                                             # average: 1.19 streams 32 tokens in 27 chunks
     chars_per_token: float = 4.0             # prompt tokens counted as ceil(characters / this)
     twin: TwinModel | None = None            # a fitted endpoint (batchrun fit): its latency, output lengths
                                              # and failures replace the latency model, output and fault rates

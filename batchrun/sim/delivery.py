@@ -1,15 +1,22 @@
 """Playing a Plan over a connection in time: the capacity queue and the timed responses.
 
-Responses run on loop timers (`call_at`), not a task per request: a timer callback is about half
+Responses run on loop timers (`call_later`), not a task per request: a timer callback is about half
 the cost of a task waking from asyncio.sleep, there is nothing to cancel but one handle when the
 client goes away, and a stopped server leaves no pending tasks. Chunk times are scheduled from
 the previous chunk's planned time, not from "now", so a late wake-up does not push every later
 chunk back (in fixed mode the timeline is exact up to timer resolution).
+
+The timeline is kept on time.monotonic(), not loop.time(): uvloop's loop.time() counts whole
+milliseconds, so a plan anchored on it started up to 1 ms early and `call_at` fired up to 1 ms
+late, about +0.5 ms per chunk on average. A request that gets a slot at once is timed from when it
+was handed to the handler, not from when its plan was ready: parsing and planning (about 0.3-1 ms
+of Python on a busy machine) are inside the TTFT the plan draws, as a real server's are.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from typing import Callable
 
@@ -17,6 +24,13 @@ from batchrun.sim import model
 from batchrun.sim.config import SimConfig
 from batchrun.sim.http import LAST_CHUNK, Connection, chunk
 from batchrun.sim.planner import Plan
+from batchrun.twin.inflight import LoadMeter
+
+
+# Both loops fire a timer on a millisecond grid after its time, about half a millisecond late on
+# average (uvloop counts whole milliseconds; asyncio's epoll wait rounds its timeout up to one):
+# asking that much early makes the average chunk time the planned one.
+TIMER_LATE_S = 0.0005
 
 
 class Engine:
@@ -26,13 +40,22 @@ class Engine:
         self.capacity = capacity
         self.decoding = 0                      # requests holding a slot
         self.queued = 0                        # live requests waiting for one
-        self.open = 0                          # requests being answered, queued or not: a twin's "in flight"
+        self.open = 0                          # requests being answered, queued or not
+        self.meter = LoadMeter()               # open and its recent average: a twin's load (twin/inflight.py)
         self._waiting: deque[_Delivery] = deque()
+
+    def load(self) -> float:
+        """What a twin reads its tables at: the requests being answered, or their recent average."""
+        return self.meter.load(time.monotonic())
+
+    def count(self, delta: int) -> None:
+        self.open += delta
+        self.meter.change(time.monotonic(), delta)
 
     def admit(self, job: _Delivery) -> None:
         if self.decoding < self.capacity:
             self.decoding += 1
-            job.begin(holding=True)
+            job.begin(holding=True, since=job.conn.received_s)
         else:
             self.queued += 1
             self._waiting.append(job)
@@ -70,28 +93,31 @@ class _Delivery:
         self.cancelled = False
         self.counted = False
         self.ratio_mean: float | None = None     # a twin's: see TwinModel.ratio_mean
+        self.mean_rank = 0.5                     # a twin's: the rank its mean gap is read at (mean_gap_rank)
         self.next_at = 0.0
 
     def start(self) -> None:
         self.conn.watcher = self
         self.counted = True
-        self.engine.open += 1
+        self.engine.count(+1)
         if self.plan.queued:
             self.waiting = True
             self.engine.admit(self)
         else:
-            self.begin(holding=False)
+            self.begin(holding=False, since=self.conn.received_s)
 
-    def begin(self, holding: bool) -> None:
+    def begin(self, holding: bool, since: float | None = None) -> None:
+        """Start the timeline `since` then (time.monotonic()), or now: a request that waited for
+        a slot starts when it gets one."""
         self.waiting, self.holding = False, holding
-        self.next_at = self.loop.time() + self._first_s() + self._extra_s()
+        self.next_at = (since or time.monotonic()) + self._first_s() + self._extra_s()
         self._schedule()
 
     def _first_s(self) -> float:
         """Seconds to the first chunk: the plan's, or a twin's at the requests now in flight."""
         twin, plan = self.cfg.twin, self.plan
         if twin is not None and plan.twin_ttft:
-            return twin.ttft_s(self.engine.open, plan.twin_ranks[0], plan.prompt_tokens)
+            return twin.ttft_s(self.engine.load(), plan.twin_ranks[0], plan.prompt_tokens)
         return plan.ttft_s
 
     def _extra_s(self) -> float:
@@ -115,7 +141,7 @@ class _Delivery:
         self.hooks.done(False)
 
     def _schedule(self) -> None:
-        self.handle = self.loop.call_at(self.next_at, self._step)
+        self.handle = self.loop.call_later(max(0.0, self.next_at - time.monotonic() - TIMER_LATE_S), self._step)
 
     def _release(self) -> None:
         if self.holding:
@@ -125,14 +151,17 @@ class _Delivery:
     def _uncount(self) -> None:
         if self.counted:
             self.counted = False
-            self.engine.open -= 1
+            self.engine.count(-1)
 
     def _gap(self, k: int) -> float:
         ranks, twin = self.plan.twin_ranks, self.cfg.twin
         if ranks and twin is not None:
-            if self.ratio_mean is None:   # once per request, at the requests in flight at its first gap
-                self.ratio_mean = twin.ratio_mean(self.engine.open, ranks[2:2 + max(0, self.plan.n_chunks - 1)])
-            return twin.gap_s(self.engine.open, ranks[1], ranks[2 + k] if 2 + k < len(ranks) else 0.5, self.ratio_mean)
+            load = self.engine.load()
+            if self.ratio_mean is None:   # once per request, at the load at its first gap
+                self.ratio_mean = twin.ratio_mean(load, ranks[2:2 + max(0, self.plan.n_chunks - 1)])
+                self.mean_rank = twin.mean_gap_rank(load, ranks[0], ranks[1])
+            return twin.gap_s(load, self.mean_rank, ranks[2 + k] if 2 + k < len(ranks) else 0.5,
+                              self.ratio_mean)
         jitter = self.plan.itl_jitter[k] if k < len(self.plan.itl_jitter) else 1.0
         return model.itl_s(self.cfg, max(1, self.engine.decoding), jitter)
 
@@ -199,7 +228,7 @@ class StreamDelivery(_Delivery):
         # after stall_s it resumes without a slot.
         self._flush(out)
         self._release()
-        self.next_at = self.loop.time() + self.cfg.stall_s
+        self.next_at = time.monotonic() + self.cfg.stall_s
         self._schedule()
 
     def _flush(self, out: list[bytes]) -> None:

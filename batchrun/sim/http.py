@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections import deque
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -67,6 +68,7 @@ class Connection(asyncio.Protocol):
         self._busy: Request | None = None
         self.transport: asyncio.Transport | None = None
         self.watcher: Watcher | None = None
+        self.received_s = 0.0     # time.monotonic() when the request being answered was handed over
         self._url = b""
         self._headers: dict[bytes, bytes] = {}
         self._body: list[bytes] = []
@@ -147,6 +149,7 @@ class Connection(asyncio.Protocol):
         if not self.open:
             return
         self._busy = self._pending.popleft()
+        self.received_s = time.monotonic()
         self._handler(self, self._busy)
 
     def _reject(self, why: bytes) -> None:

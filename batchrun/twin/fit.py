@@ -6,7 +6,10 @@ Definitions (every figure below comes from the records alone):
   [sent, sent + duration) contains t, itself included. Attempts of every outcome count: each held
   a connection. Records of different runs, or of different sessions of one run (--resume), are on
   different clocks and never counted together.
-- levels: ok requests grouped by their in-flight count, from the lowest count up, a group closing
+- load at send: that count, or its moving average over the time before t if that is higher
+  (twin/inflight.py: the count dips between a closed-loop client's requests; the server's load
+  does not). The twin server keys its draws on the same load, kept live.
+- levels: ok requests grouped by their load (to the nearest whole number), from the lowest up, a group closing
   once it holds MIN_LEVEL requests (a sparse count joins the next one up; a sparse top joins the
   last group). A level's `in_flight` is the median count of its requests. A bench sweep gives one
   level per concurrency, a run at one concurrency one level (its first wave, sent while fewer
@@ -17,7 +20,11 @@ Definitions (every figure below comes from the records alone):
   the origin of all centred points. Not fitted (0) when no level has two groups of different
   prompt lengths; held at 0 when negative.
 - TTFT table: each request's TTFT moved to the reference prompt length (the median over all ok
-  requests): ttft - slope * (prompt_tokens - ref), at least 0; quantiles on the grid.
+  requests): ttft - slope * (prompt_tokens - ref), at least 0; quantiles on the grid; then one copy
+  of the client's own delay taken out (twin/lag.py): the event-loop lag of the runs the level's
+  requests came from, mixed in proportion to their requests (none when no run kept its lag).
+- TTFT / gap rank correlation: Spearman's rho of the level's (moved) TTFTs and mean gaps, over its
+  requests with two or more output chunks (mid-ranks for ties; 0 under MIN_RHO_N requests).
 - chunk gaps: per request with two or more output chunks, m = mean of its gaps (itl_s); the
   level's gap_mean_s are the quantiles of m, its gap_ratio those of every gap / m (pooled).
 - output: finish_reason "length" means max_tokens stopped the answer; the cap is the largest such
@@ -25,8 +32,9 @@ Definitions (every figure below comes from the records alone):
 - failures: per attempt (retries included, cancelled left out): http_<status> for an HTTP error,
   timeout for a client timeout, cut for a stream that ended early (IncompleteStream), malformed
   for a chunk that was not JSON (MalformedChunk), else the error type (seen, not served).
-- wire: tokens per chunk is the median of completion_tokens / output_chunks over answers with
-  usage, rounded; the usage placement is the most common `usage_chunk`, "none" when most
+- wire: tokens per chunk is the answers' completion_tokens over their output chunks (sums over
+  answers with usage; at least 1): 1 for OpenAI, 1.19 for a server that streamed 32 tokens in 27
+  chunks (llama-server holds a byte token back until it completes a character); the usage placement is the most common `usage_chunk`, "none" when most
   answers came without usage.
 """
 
@@ -41,13 +49,17 @@ from typing import Any, Iterable, Mapping, Sequence
 from batchrun.analysis.metrics import in_flight, percentile
 from batchrun.sim.model import CHARS_PER_TOKEN, message_text
 from batchrun.store.records import CANCELLED, OK, SKIPPED, TIMEOUT, Attempt, Record
+from batchrun.twin.copula import spearman
+from batchrun.twin.inflight import loads_at
+from batchrun.twin.lag import deconvolve, mix_tables
 from batchrun.twin.model import (GRID, Failure, Failures, Level, Output, Prompt, RateLimits, Source, Table,
-                                 TwinModel, Wire)
+                                 TwinModel, Wire, at)
 
 MIN_LEVEL = 30          # ok requests a level needs (the project's "few requests" mark)
 PREFILL_GROUPS = 4
 PREFILL_MIN_GROUP = 10
 MAX_GAPS = 200_000      # pooled gaps kept per level (every k-th past it): a huge run still fits in ~1 s
+MIN_RHO_N = 10          # requests a rank correlation needs
 
 # The client's own error types (batchrun.endpoint.attempt), by name: the fit reads records only.
 _STREAM_KINDS = {"IncompleteStream": "cut", "MalformedChunk": "malformed", "APITimeoutError": "timeout"}
@@ -62,13 +74,15 @@ class RunRecords:
     rate_limits: Mapping[str, Any] | None = None    # summary.json: summary.rate_limits.provider
     model: str | None = None                        # summary.json: endpoint.model
     client_saturated: bool = False                  # summary.json: loop_lag.client_saturated
+    lag_s: Table | None = None                      # the client's event-loop lag over the run, quantiles on the grid
+    lag_n: int = 0                                  # lag samples behind it
 
 
 @dataclass(frozen=True, slots=True)
 class Observed:
     """One ok request and the number of requests in flight when it was sent."""
 
-    in_flight: int
+    in_flight: float        # the load at send (twin/inflight.py): requests in flight, or their recent average
     record: Record
     run: int                # index of its timeline in Observations.runs
 
@@ -82,6 +96,8 @@ class Timeline:
     ok: int
     span_s: float | None    # first send to last end
     mean_in_flight: float | None
+    lag_s: Table | None = None   # its run's client lag (RunRecords.lag_s)
+    lag_n: int = 0
 
 
 @dataclass
@@ -102,7 +118,7 @@ def observe(runs: Sequence[RunRecords]) -> Observations:
     for run in runs:
         for session, records in _sessions(run.records).items():
             name = run.name if session == 1 else f"{run.name} (session {session})"
-            _observe_timeline(obs, name, records)
+            _observe_timeline(obs, name, records, run)
     return obs
 
 
@@ -114,19 +130,18 @@ def _sessions(records: Iterable[Record]) -> dict[int, list[Record]]:
     return out
 
 
-def _observe_timeline(obs: Observations, name: str, records: list[Record]) -> None:
+def _observe_timeline(obs: Observations, name: str, records: list[Record], run: RunRecords) -> None:
     spans = [span for r in records for span in attempt_spans(r)]
-    starts, ends = sorted(s for s, _ in spans), sorted(e for _, e in spans)
     index = len(obs.runs)
-    ok = 0
+    ok = [r for r in records
+          if r.status == OK and r.sent_s is not None and r.ttft_s is not None and r.latency_s is not None]
+    for r, load in zip(ok, loads_at(spans, [r.sent_s for r in ok])):   # type: ignore[misc]
+        obs.ok.append(Observed(load, r, index))
     for r in records:
         obs.attempts += [a for a in r.attempt_log if a.status != CANCELLED]
-        if r.status == OK and r.sent_s is not None and r.ttft_s is not None and r.latency_s is not None:
-            obs.ok.append(Observed(in_flight_at(starts, ends, r.sent_s), r, index))
-            ok += 1
     done = [r for r in records if r.status != CANCELLED and r.sent_s is not None and r.end_s is not None]
     span = max(r.end_s for r in done) - min(r.sent_s for r in done) if done else None   # type: ignore[operator]
-    obs.runs.append(Timeline(name, len(done), ok, span or None, in_flight(done)[1]))
+    obs.runs.append(Timeline(name, len(done), len(ok), span or None, in_flight(done)[1], run.lag_s, run.lag_n))
 
 
 def attempt_spans(record: Record) -> list[tuple[float, float]]:
@@ -149,7 +164,7 @@ def fit_observations(obs: Observations, runs: Sequence[RunRecords]) -> TwinModel
     groups = group_levels([o.in_flight for o in obs.ok], MIN_LEVEL)
     levels_obs = [[obs.ok[i] for i in members] for members in groups]
     prompt = fit_prompt(levels_obs)
-    levels = tuple(fit_level(members, prompt) for members in levels_obs)
+    levels = tuple(fit_level(members, prompt, obs.runs) for members in levels_obs)
     records = [o.record for o in obs.ok]
     output = fit_output(records)
     rate_limits = fit_rate_limits(runs)
@@ -167,11 +182,12 @@ def fit_observations(obs: Observations, runs: Sequence[RunRecords]) -> TwinModel
 
 # ---------------------------------------------------------------- levels
 
-def group_levels(in_flight: Sequence[int], min_n: int) -> list[list[int]]:
-    """Indices of `in_flight` grouped into levels (see the module docstring), lowest level first."""
+def group_levels(in_flight: Sequence[float], min_n: int) -> list[list[int]]:
+    """Indices of `in_flight` grouped into levels (see the module docstring), lowest level first;
+    loads are grouped by their nearest whole number."""
     by_count: dict[int, list[int]] = {}
     for i, x in enumerate(in_flight):
-        by_count.setdefault(x, []).append(i)
+        by_count.setdefault(round(x), []).append(i)
     groups: list[list[int]] = []
     current: list[int] = []
     for x in sorted(by_count):
@@ -193,23 +209,39 @@ def quantile_table(values: Iterable[float]) -> Table:
     return tuple(percentile(xs, 100.0 * g) for g in GRID)
 
 
-def fit_level(members: Sequence[Observed], prompt: Prompt) -> Level:
+def fit_level(members: Sequence[Observed], prompt: Prompt, runs: Sequence[Timeline] = ()) -> Level:
     xs = sorted(o.in_flight for o in members)
     ttft = [max(0.0, o.record.ttft_s - prompt.prefill_s_per_token * (_prompt_tokens(o.record, prompt) - prompt.ref_tokens))
             for o in members]   # type: ignore[operator]
-    means, ratios = [], []
-    for o in members:
+    means, ratios, paired = [], [], []
+    for o, t in zip(members, ttft):
         gaps = o.record.itl_s
         if gaps:
             m = math.fsum(gaps) / len(gaps)
             means.append(m)
+            paired.append((t, m))
             if m > 0:
                 ratios += [g / m for g in gaps]
     if len(ratios) > MAX_GAPS:
         ratios = ratios[:: math.ceil(len(ratios) / MAX_GAPS)]
-    return Level(in_flight=percentile(xs, 50), n=len(members), ttft_s=quantile_table(ttft),
+    table = quantile_table(ttft)
+    lag, lag_n = _level_lag(members, runs)
+    if lag is not None:
+        table = deconvolve(table, lag)
+    return Level(in_flight=percentile(xs, 50), n=len(members), ttft_s=table,
                  gap_requests=len(means), gap_mean_s=quantile_table(means) if means else None,
-                 gaps=len(ratios), gap_ratio=quantile_table(ratios) if ratios else None)
+                 gaps=len(ratios), gap_ratio=quantile_table(ratios) if ratios else None,
+                 ttft_gap_rho=spearman(paired) if len(paired) >= MIN_RHO_N else 0.0, lag_s=lag, lag_n=lag_n)
+
+
+def _level_lag(members: Sequence[Observed], runs: Sequence[Timeline]) -> tuple[Table | None, int]:
+    """The client lag of the runs the level's requests came from, each weighted by how many came
+    from it (runs that kept no lag left out), and the lag samples behind it."""
+    counts = Counter(o.run for o in members if runs and runs[o.run].lag_s is not None)
+    if not counts:
+        return None, 0
+    tables = [runs[i].lag_s for i in counts]
+    return mix_tables(tables, list(counts.values())), sum(runs[i].lag_n for i in counts)   # type: ignore[arg-type]
 
 
 def _prompt_tokens(record: Record, prompt: Prompt) -> float:
@@ -323,8 +355,9 @@ def fit_rate_limits(runs: Sequence[RunRecords]) -> RateLimits:
 
 def fit_wire(records: Sequence[Record]) -> Wire:
     with_usage = [r for r in records if not r.tokens_estimated and r.completion_tokens is not None]
-    ratios = sorted(r.completion_tokens / r.output_chunks for r in with_usage if r.output_chunks)   # type: ignore[operator]
-    per_chunk = max(1, round(percentile(ratios, 50))) if ratios else 1
+    chunked = [r for r in with_usage if r.output_chunks]
+    tokens, chunks = sum(r.completion_tokens for r in chunked), sum(r.output_chunks for r in chunked)   # type: ignore[misc]
+    per_chunk = max(1.0, tokens / chunks) if chunks else 1.0
     places = Counter(r.usage_chunk for r in with_usage if r.usage_chunk)
     without = len(records) - len(with_usage)
     if without > len(with_usage):
@@ -333,7 +366,7 @@ def fit_wire(records: Sequence[Record]) -> Wire:
         usage, usage_n = places.most_common(1)[0][0], sum(places.values())
     else:
         usage, usage_n = "trailing", 0
-    return Wire(usage=usage, usage_n=usage_n, tokens_per_chunk=per_chunk, chunk_n=len(ratios))
+    return Wire(usage=usage, usage_n=usage_n, tokens_per_chunk=per_chunk, chunk_n=len(chunked))
 
 
 def _model_name(records: Sequence[Record], runs: Sequence[RunRecords]) -> str | None:
@@ -349,11 +382,12 @@ def fit_notes(levels: Sequence[Level], prompt: Prompt, output: Output, failures:
               limits: RateLimits, wire: Wire, runs: Sequence[RunRecords]) -> tuple[str, ...]:
     """What the fit could not fit, what it assumed, and where the twin extrapolates."""
     notes = [_levels_note(levels)]
+    notes.append(_lag_note(levels))
     saturated = [r.name for r in runs if r.client_saturated]
     if saturated:
-        notes.append(f"client saturated in {', '.join(saturated)}: those timings include the client's own queueing "
-                     "(event-loop lag), which the twin serves as the endpoint's and a run against the twin adds "
-                     "again; fit runs at a concurrency the client keeps up with (or with --workers)")
+        notes.append(f"client saturated in {', '.join(saturated)}: its own queueing (event-loop lag) was large and "
+                     "uneven, and the gaps between chunks keep it; fit runs at a concurrency the client keeps up "
+                     "with (or with --workers)")
     if prompt.prefill_n:
         notes.append(f"TTFT vs prompt length: {prompt.prefill_s_per_token * 1000:.4g} ms per 1,000 prompt tokens "
                      f"(n={prompt.prefill_n}), around {prompt.ref_tokens:g} tokens")
@@ -376,6 +410,17 @@ def fit_notes(levels: Sequence[Level], prompt: Prompt, output: Output, failures:
     if not wire.chunk_n:
         notes.append("tokens per chunk: no answer with usage: assumed 1")
     return tuple(notes)
+
+
+def _lag_note(levels: Sequence[Level]) -> str:
+    lagged = [lv for lv in levels if lv.lag_s is not None]
+    if not lagged:
+        return ("client delay: no event-loop lag recorded with these runs: the TTFT tables keep the client's own "
+                "delay, and a run against the twin adds its own again")
+    p50 = ", ".join(f"{1000 * at(GRID, lv.lag_s, 0.5):.2g}" for lv in lagged)   # type: ignore[arg-type]
+    p90 = ", ".join(f"{1000 * at(GRID, lv.lag_s, 0.9):.2g}" for lv in lagged)   # type: ignore[arg-type]
+    return (f"client delay: the TTFT tables are net of one copy of the client's own delay, its event-loop lag "
+            f"(p50 {p50} ms, p90 {p90} ms by level), which a run against the twin adds again")
 
 
 def _levels_note(levels: Sequence[Level]) -> str:

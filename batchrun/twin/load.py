@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from batchrun.errors import ConfigError, OutputError
 from batchrun.store.records import Record, read_records
-from batchrun.twin.fit import Observations, RunRecords, fit_observations, observe
-from batchrun.twin.model import TwinError, TwinModel
+from batchrun.twin.fit import Observations, RunRecords, fit_observations, observe, quantile_table
+from batchrun.twin.lag import summary_lag_table
+from batchrun.twin.model import Table, TwinError, TwinModel
 
 if TYPE_CHECKING:
     from batchrun.sim.config import SimConfig
@@ -68,23 +69,36 @@ def read_sources(sources: Sequence[str | Path]) -> list[RunRecords]:
 
 
 def _bench_runs(bench: Path) -> list[RunRecords]:
-    names = [run.get("name") for run in _json(bench / "bench.json").get("runs") or []
-             if isinstance(run, dict) and run.get("mode") != "sync"]
-    runs = [_run(bench / "runs" / name, bench, name) for name in names
-            if isinstance(name, str) and (bench / "runs" / name / "records.jsonl").is_file()]
+    entries = [run for run in _json(bench / "bench.json").get("runs") or []
+               if isinstance(run, dict) and run.get("mode") != "sync" and isinstance(run.get("name"), str)]
+    runs = [_run(bench / "runs" / run["name"], bench, run["name"], run.get("loop_lag_s")) for run in entries
+            if (bench / "runs" / run["name"] / "records.jsonl").is_file()]
     if not runs:
         raise ConfigError(f"{bench}: a bench directory without async runs to fit (runs/*/records.jsonl)")
     return runs
 
 
-def _run(directory: Path, source: Path, level: str | None = None) -> RunRecords:
+def _run(directory: Path, source: Path, level: str | None = None, lag_samples: Any = None) -> RunRecords:
     summary = _json(directory / "summary.json") if (directory / "summary.json").is_file() else {}
     figures = summary.get("summary") or {}
     limits = (figures.get("rate_limits") or {}).get("provider")
     model = (summary.get("endpoint") or {}).get("model")
-    saturated = bool((figures.get("loop_lag") or {}).get("client_saturated"))
+    lag = figures.get("loop_lag") or {}
+    saturated = bool(lag.get("client_saturated"))
     name = f"{source}:{level}" if level else str(source)
-    return RunRecords(name, [_lean(r) for r in read_records(directory / "records.jsonl")], limits, model, saturated)
+    lag_s, lag_n = _lag(lag_samples, lag)
+    return RunRecords(name, [_lean(r) for r in read_records(directory / "records.jsonl")], limits, model, saturated,
+                      lag_s, lag_n)
+
+
+def _lag(samples: Any, summary: dict[str, Any]) -> tuple[Table | None, int]:
+    """The client's loop lag over a run: the bench's raw samples when it kept them (bench.json),
+    else what the run's summary keeps (p50, p99, max; see twin/lag.py)."""
+    if isinstance(samples, list) and samples and all(isinstance(x, (int, float)) for x in samples):
+        return quantile_table(float(x) for x in samples), len(samples)
+    count = summary.get("count")
+    table = summary_lag_table(summary.get("p50_s"), summary.get("p99_s"), summary.get("max_s"))
+    return (table, count) if table is not None and isinstance(count, int) and count > 0 else (None, 0)
 
 
 def _lean(record: Record) -> Record:

@@ -4,8 +4,10 @@ What a twin draws for one request (u, u_m, u_k are uniform ranks in [0, 1) from 
 x is the number of requests the server is answering, this one included):
 
     TTFT      = T(x, u) + prefill_s_per_token * (prompt_tokens - ref_tokens), at least 0
-    gap k     = M(x, u_m) * R(x, u_k) / mean_j R(x, u_j)   (the chunk gaps: a per-request mean, and
-                                                          the shape around it, scaled to average 1)
+    gap k     = M(x, v) * R(x, u_k) / mean_j R(x, u_j)   (the chunk gaps: a per-request mean, and
+                                                        the shape around it, scaled to average 1)
+    v         = the mean gap's rank: u_m coupled to u by the level's Spearman rank correlation rho
+                (a Gaussian copula, twin/copula.py; each keeps its own table; rho 0 gives v = u_m)
     output    = the cap (max_tokens) with probability length_share, else S(u)
 
 T, M, R and S are empirical quantile tables on the shared probability grid, read between grid
@@ -13,7 +15,10 @@ points by linear interpolation (a piecewise-linear inverse CDF). T, M and R exis
 requests in flight at send that the fit grouped); between two levels each quantile is
 interpolated linearly in x, below the lowest level the lowest holds, and above the highest T and
 M grow by the slope of their medians over the last two levels (never shrink: a slope below zero is
-held flat). R is never extrapolated.
+held flat). R is never extrapolated; rho is interpolated like a table value and held outside.
+
+T is net of the client's own delay in seeing the first chunk (twin/lag.py): a run against the twin
+adds its client's delay again. Each level keeps the delay it was taken from (lag_s).
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import bisect
 import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
+
+from batchrun.twin.copula import coupled_rank
 
 SCHEMA = "batchrun.twin/1"
 
@@ -47,6 +54,9 @@ class Level:
     gap_mean_s: Table | None = None  # per request: mean seconds between its output chunks
     gaps: int = 0                    # gaps behind gap_ratio
     gap_ratio: Table | None = None   # each gap over its request's mean gap (the shape within a request)
+    ttft_gap_rho: float = 0.0        # Spearman rank correlation of a request's TTFT and its mean gap
+    lag_s: Table | None = None       # the client's own delay (event-loop lag) taken out of ttft_s
+    lag_n: int = 0                   # lag samples behind lag_s (0: nothing taken out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +109,7 @@ class RateLimits:
 class Wire:
     usage: str = "trailing"          # where the stream's usage came: trailing, finish, content or none
     usage_n: int = 0                 # requests that showed it (0: assumed)
-    tokens_per_chunk: int = 1        # output tokens per content chunk (median, rounded)
+    tokens_per_chunk: float = 1.0    # output tokens per content chunk, on average (at least 1)
     chunk_n: int = 0                 # requests that showed it (0: assumed)
 
 
@@ -144,6 +154,27 @@ class TwinModel:
             return 0.0
         return max(0.0, _across(mean, in_flight, lambda t: at(self.grid, t, u_request))
                    * self._ratio(in_flight, u_gap) / ratio_mean)
+
+    def mean_gap_rank(self, in_flight: float, u_ttft: float, u: float) -> float:
+        """The rank of a request's mean gap, from its TTFT's rank u_ttft and its own uniform u,
+        coupled by the level's rank correlation (twin/copula.py)."""
+        return coupled_rank(self._rho(in_flight), u_ttft, u)
+
+    def _rho(self, in_flight: float) -> float:
+        levels = self.levels
+        if in_flight <= levels[0].in_flight:
+            return levels[0].ttft_gap_rho
+        if in_flight >= levels[-1].in_flight:
+            return levels[-1].ttft_gap_rho
+        j = bisect.bisect_right([lv.in_flight for lv in levels], in_flight)
+        lo, hi = levels[j - 1], levels[j]
+        w = (in_flight - lo.in_flight) / (hi.in_flight - lo.in_flight)
+        return (1.0 - w) * lo.ttft_gap_rho + w * hi.ttft_gap_rho
+
+    def client_lag_s(self, in_flight: float, u: float) -> float:
+        """The client's own delay at rank u (the lag the TTFT tables are net of); 0 without one."""
+        lag = self._series("lag")
+        return _across(lag, in_flight, lambda t: at(self.grid, t, u)) if lag.keys else 0.0
 
     def ratio_mean(self, in_flight: float, u_gaps: Sequence[float]) -> float:
         """The mean gap ratio at the ranks of one request's gaps (1.0 without any)."""
@@ -214,6 +245,7 @@ class TwinModel:
 
 # ---------------------------------------------------------------- tables
 
+
 def at(grid: Sequence[float], table: Sequence[float], u: float) -> float:
     """The table's value at probability u: linear between the two grid points around it."""
     i = min(max(bisect.bisect_right(grid, u) - 1, 0), len(grid) - 2)
@@ -232,10 +264,11 @@ class _Series:
 def _series(model: TwinModel, name: str) -> _Series:
     """One table per level that has it, and the slope used above the highest level."""
     pairs = [(lv.in_flight, t) for lv in model.levels
-             if (t := {"ttft": lv.ttft_s, "gap_mean": lv.gap_mean_s, "gap_ratio": lv.gap_ratio}[name]) is not None]
+             if (t := {"ttft": lv.ttft_s, "gap_mean": lv.gap_mean_s, "gap_ratio": lv.gap_ratio, "lag": lv.lag_s}[name])
+             is not None]
     keys, tables = tuple(k for k, _ in pairs), tuple(t for _, t in pairs)
     slope = 0.0
-    if name != "gap_ratio" and len(keys) >= 2:
+    if name in ("ttft", "gap_mean") and len(keys) >= 2:
         median = lambda t: at(model.grid, t, 0.5)  # noqa: E731
         slope = max(0.0, (median(tables[-1]) - median(tables[-2])) / (keys[-1] - keys[-2]))
     return _Series(keys, tables, slope)
@@ -275,8 +308,10 @@ def check(model: TwinModel) -> None:
     if any(b <= a for a, b in zip(keys, keys[1:])) or keys[0] <= 0:
         raise TwinError("levels: in_flight must be positive and ascending")
     for i, lv in enumerate(model.levels):
-        for name in ("ttft_s", "gap_mean_s", "gap_ratio"):
+        for name in ("ttft_s", "gap_mean_s", "gap_ratio", "lag_s"):
             _check_table(f"levels[{i}].{name}", getattr(lv, name), len(grid), required=name == "ttft_s")
+        if not -1.0 <= lv.ttft_gap_rho <= 1.0:
+            raise TwinError(f"levels[{i}].ttft_gap_rho: expected a rank correlation between -1 and 1")
     _check_table("output.stop_tokens", model.output.stop_tokens, len(grid), required=False)
     if model.wire.usage not in USAGE_PLACES:
         raise TwinError(f"wire.usage: expected one of {', '.join(USAGE_PLACES)}, got {model.wire.usage!r}")

@@ -2,8 +2,9 @@
 prompt lengths and max_tokens resampled) played through the same draws the server makes, at that
 level's requests in flight. Pure and seeded: the report compares these with the records.
 
+    TTFT          = the twin's draw + the client's own delay (a draw of the level's lag_s)
     latency       = TTFT + the sum of the gaps between the answer's chunks
-    chunks        = ceil(output tokens / tokens_per_chunk)
+    chunks        = ceil(output tokens / tokens_per_chunk)   (as the server streams them)
     throughput(x) = x / (s * mean latency at x)      (Little's law for x requests kept in flight;
                                                       s = the share of requests the twin answers,
                                                       its failures taken as instant)
@@ -16,6 +17,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from batchrun.sim.planner import content_chunk_count
 from batchrun.store.records import Record
 from batchrun.twin.fit import Observed
 from batchrun.twin.model import TwinModel
@@ -48,12 +50,14 @@ def draw_level(twin: TwinModel, like: Sequence[Observed], in_flight: float, n: i
     for _ in range(n):
         record = like[rng.randrange(len(like))].record
         prompt = twin.prompt.ref_tokens if record.prompt_tokens is None else record.prompt_tokens
-        ttft = twin.ttft_s(in_flight, rng.random(), prompt)
+        u_ttft = rng.random()
+        # What a client measures: what the twin serves, plus the client's own delay (twin/lag.py).
+        ttft = twin.ttft_s(in_flight, u_ttft, prompt) + twin.client_lag_s(in_flight, rng.random())
         cap = request_cap(record)
         tokens = twin.answer_tokens(rng.random(), cap)
         tokens = min(tokens, cap) if cap else tokens
-        u_request = rng.random()
-        ranks = [rng.random() for _ in range(math.ceil(tokens / per_chunk) - 1)]
+        u_request = twin.mean_gap_rank(in_flight, u_ttft, rng.random())
+        ranks = [rng.random() for _ in range(content_chunk_count(tokens, per_chunk, rng.random()) - 1)]
         scale = twin.ratio_mean(in_flight, ranks)
         gaps = [twin.gap_s(in_flight, u_request, u, scale) for u in ranks]
         out.ttft_s.append(ttft)

@@ -85,7 +85,7 @@ def _fitted(twin: TwinModel) -> Section:
              else "not fitted"],
             ["prompt tokens", f"reference {p.ref_tokens:g}; {p.chars_per_token:.3g} characters per token (n={p.chars_n})"],
             ["output", f"{o.n} answers: {o.length_n} cut by max_tokens (cap {o.cap}), {o.stop_n} stopped by themselves"],
-            ["wire", f"usage {w.usage} (n={w.usage_n}); {w.tokens_per_chunk} token(s) per chunk (n={w.chunk_n})"],
+            ["wire", f"usage {w.usage} (n={w.usage_n}); {w.tokens_per_chunk:.3g} token(s) per chunk (n={w.chunk_n})"],
             ["rate limits", f"{lim.headers} headers, rpm {lim.rpm}, tpm {lim.tpm}" if lim.headers else "none seen"]]
     blocks: list = [Table(["part", "fitted"], rows), _levels_table(twin), _failures_table(twin)]
     blocks += [Text(note, warning=True) for note in twin.notes]
@@ -98,9 +98,11 @@ def _levels_table(twin: TwinModel) -> Table:
     def q(table: Sequence[float] | None, u: float) -> str:
         return "-" if table is None else fmt_s(at(twin.grid, table, u))
 
-    return Table(["in flight", "n", "TTFT p50", "TTFT p90", "mean gap p50", "gap requests"],
-                 [[f"{lv.in_flight:g}", str(lv.n), q(lv.ttft_s, 0.5), q(lv.ttft_s, 0.9), q(lv.gap_mean_s, 0.5),
-                   str(lv.gap_requests)] for lv in twin.levels])
+    return Table(["in flight", "n", "TTFT p50", "TTFT p90", "mean gap p50", "gap requests", "TTFT / gap rank corr.",
+                  "client lag p50 / p90 (n)"],
+                 [[f"{lv.in_flight:.3g}", str(lv.n), q(lv.ttft_s, 0.5), q(lv.ttft_s, 0.9), q(lv.gap_mean_s, 0.5),
+                   str(lv.gap_requests), f"{lv.ttft_gap_rho:+.2f}",
+                   f"{q(lv.lag_s, 0.5)} / {q(lv.lag_s, 0.9)} ({lv.lag_n})" if lv.lag_s else "-"] for lv in twin.levels])
 
 
 def _failures_table(twin: TwinModel) -> Table:

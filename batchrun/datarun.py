@@ -63,12 +63,12 @@ def save_input_identity(run_json: Path, identity: dict[str, Any] | None) -> None
 
 def checked_input(config: RunConfig, run_json: Path, say: Say) -> dict[str, Any] | None:
     """The input's identity; on --resume, refused when it is not the file the run started with."""
-    if config.input is None:
+    if config.input.path is None:
         return None
-    identity = input_identity(config.input)
-    if config.resume is not None:
+    identity = input_identity(config.input.path)
+    if config.control.resume is not None:
         saved = _saved_run(run_json).get("input_identity")
-        difference = check_input(saved, identity, config.input_changed == "ok")
+        difference = check_input(saved, identity, config.control.input_changed == "ok")
         if difference:
             say(f"--input-changed ok: {difference}; rows are matched by id")
     return identity
@@ -77,24 +77,24 @@ def checked_input(config: RunConfig, run_json: Path, say: Say) -> dict[str, Any]
 def changed_during_run(config: RunConfig, identity: dict[str, Any] | None) -> InputChanged | None:
     """After a run that read its whole input: the file is still the one it began on. Rows added
     after the reader reached its end were never read (and the summary would say 100%)."""
-    if config.input is None or identity is None:
+    if config.input.path is None or identity is None:
         return None
-    change = changed_while_read(config.input, identity, None)
+    change = changed_while_read(config.input.path, identity, None)
     if change is None:
         return None
     return InputChanged(f"changed during the run, after it was read ({change}): rows it has now may not be "
-                        "in this run, rows it lost may be", path=str(config.input))
+                        "in this run, rows it lost may be", path=str(config.input.path))
 
 
 def announce_row_settings(config: RunConfig, say: Say) -> None:
     """Input columns named like request settings override the flags: say so once, up front."""
-    if config.input is None:
+    if config.input.path is None:
         return
-    found = setting_columns(config.input, config.fmt)
+    found = setting_columns(config.input.path, config.input.fmt)
     if not found:
         return
     listed = ", ".join(f"'{name}' ({n} distinct value{'s' if n != 1 else ''})" for name, n in found.items())
-    if config.row_settings:
+    if config.input.row_settings:
         say(f"input columns {listed} set those request fields per row, over the flags "
             "(--no-row-settings ignores them)")
     else:
@@ -113,40 +113,40 @@ def report_vanished(done: set[str], seen: set[str] | None, say: Say) -> None:
 
 def announce_schema(config: RunConfig, say: Say) -> None:
     """--json-schema: warn up front when OpenAI's strict mode would refuse the schema."""
-    problems = strict_problems(config.json_schema) if config.json_schema is not None else []
+    problems = strict_problems(config.request.json_schema) if config.request.json_schema is not None else []
     if problems:
         say("warning: OpenAI's strict structured outputs would reject this schema ("
             + "; ".join(problems[:3]) + "); servers that accept it still get it")
 
 
 def output_check(config: RunConfig) -> AnswerCheck | None:
-    if config.json_schema is None and not config.json_mode:
+    if config.request.json_schema is None and not config.request.json_mode:
         return None
-    return AnswerCheck(config.json_schema)
+    return AnswerCheck(config.request.json_schema)
 
 
 async def count_total(config: RunConfig, total: Total) -> None:
     """The progress total, counted in a thread so the first rows go out at once."""
-    if config.input is None:
+    if config.input.path is None:
         return
-    total.rows = config.limit             # a pilot's total at once; corrected if the file is shorter
-    rows = await asyncio.to_thread(count_rows, config.input, config.fmt)
+    total.rows = config.control.limit             # a pilot's total at once; corrected if the file is shorter
+    rows = await asyncio.to_thread(count_rows, config.input.path, config.input.fmt)
     if rows is not None:
-        total.rows = min(rows, config.limit) if config.limit is not None else rows
+        total.rows = min(rows, config.control.limit) if config.control.limit is not None else rows
 
 
 def add_run_facts(summary: dict[str, Any], config: RunConfig, records: list[Record]) -> None:
     """The cost of what was sent (when a price is known), the pilot's --limit, and for a run that
     did not finish, how many input rows it never reached."""
     try:
-        price = resolve_price(config.model, config.price_in, config.price_out)
+        price = resolve_price(config.endpoint.model, config.output.price_in, config.output.price_out)
     except ConfigError:
         price = None
     summary["cost"] = run_cost(records, price)
     run = summary["run"]
-    run["limit"] = config.limit
-    if (run["interrupted"] or run["aborted"] or run.get("refused")) and config.input is not None:
-        total = count_rows(config.input, config.fmt)      # only now: a finished run needs no count
+    run["limit"] = config.control.limit
+    if (run["interrupted"] or run["aborted"] or run.get("refused")) and config.input.path is not None:
+        total = count_rows(config.input.path, config.input.fmt)      # only now: a finished run needs no count
         if total is not None:
-            total = min(total, config.limit) if config.limit else total
+            total = min(total, config.control.limit) if config.control.limit else total
             run["unread"] = max(0, total - len(records))

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterator
 
 from batchrun.endpoint.client import Endpoint, make_session
-from batchrun.config import RunConfig, config_replace, env_base_url
+from batchrun.config import DEFAULTS, RunConfig, env_base_url
 from batchrun.endpoint.multi import check_more, open_more
 from batchrun.endpoint.resolve import BUILTIN, choose_base_url, endpoint_info, open_endpoint, preflight
 from batchrun.engine.capacity import ensure_open_files, pacing_warnings
@@ -73,13 +73,13 @@ def say(message: str) -> None:
 
 
 def default_out_dir(config: RunConfig) -> Path:
-    stem = config.input.stem if config.input else "run"
+    stem = config.input.path.stem if config.input.path else "run"
     return Path("results") / f"{stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
 # What defines the rows and their requests: on --resume these come from the saved run
 # unless given again; how to send them (concurrency, limits, timeouts) comes from now.
-_RESUMED_FIELDS = ("input", "fmt", "prompt_column", "id_column", "template", "system", "on_bad_row",
+_RESUMED_FIELDS = ("path", "fmt", "prompt_column", "id_column", "template", "system", "on_bad_row",
                    "model", "max_tokens", "temperature", "extra_body", "tools", "tool_choice",
                    "parallel_tool_calls", "tool_module", "output_format", "mode", "endpoint", "batch_size",
                    "synthetic")
@@ -91,34 +91,33 @@ _RESUMED_FIELDS += ("row_settings", "save_request", "csv_formulas", "json_schema
 
 def resolve_resume(config: RunConfig) -> RunConfig:
     """For --resume DIR: the saved run's input and request settings, unless given again now, and
-    its endpoint unless --base-url names another (`config.base_url` is then the flag's value)."""
-    if config.resume is None:
+    its endpoint unless --base-url names another (`config.endpoint.base_url` is then the flag's value)."""
+    if config.control.resume is None:
         return config
-    run = read_run_json(config.resume)
+    run = read_run_json(config.control.resume)
     saved_config = {k: v for k, v in run["config"].items() if k != "base_url"}
-    base = RunConfig.from_public_dict(saved_config, resume=config.resume, overwrite=False, dry_run=False)
-    defaults = RunConfig.__dataclass_fields__
-    changes: dict[str, Any] = {"out": config.resume}
-    if config.base_url is None:
-        changes["base_url"] = restore_base_url(saved_base_url(run), env_base_url(), config.api_key)
+    base = RunConfig.from_public_dict(saved_config, resume=config.control.resume, overwrite=False, dry_run=False)
+    now, saved = config.flat(), base.flat()
+    changes: dict[str, Any] = {"out": config.control.resume}
+    if config.endpoint.base_url is None:
+        changes["base_url"] = restore_base_url(saved_base_url(run), env_base_url(), config.endpoint.api_key)
     for name in _RESUMED_FIELDS:
-        now = getattr(config, name)
-        default = defaults[name].default
-        changes[name] = getattr(base, name) if now is None or now == default or now == {} else now
-    return config_replace(config, **changes)
+        given = now[name] is not None and now[name] != DEFAULTS[name] and now[name] != {}
+        changes[name] = now[name] if given else saved[name]
+    return config.replace(**changes)
 
 
 def open_rows(config: RunConfig) -> Iterator[Prompt | BadRow]:
     """The input's rows, read lazily; a missing, empty or unreadable file, or a bad
     --template / --prompt-column, raises InputError here, before anything is started."""
-    if config.synthetic is not None:     # checked now; generated once the endpoint is known
+    if config.input.synthetic is not None:     # checked now; generated once the endpoint is known
         from batchrun.inputs.synthetic import check_spec
-        check_spec(config.synthetic)
+        check_spec(config.input.synthetic)
         return iter(())
-    assert config.input is not None
-    rows = read_prompts(config.input, fmt=config.fmt, prompt_column=config.prompt_column,
-                        id_column=config.id_column, template=config.template,
-                        system=config.system, on_bad_row=config.on_bad_row, row_settings=config.row_settings)
+    assert config.input.path is not None
+    rows = read_prompts(config.input.path, fmt=config.input.fmt, prompt_column=config.input.prompt_column,
+                        id_column=config.input.id_column, template=config.input.template,
+                        system=config.input.system, on_bad_row=config.input.on_bad_row, row_settings=config.input.row_settings)
     from batchrun.workloads import length_trace
     if length_trace(config):             # lengths without text: prompts are sized once the endpoint is known
         return iter(())
@@ -128,18 +127,18 @@ def open_rows(config: RunConfig) -> Iterator[Prompt | BadRow]:
 
 
 def request_defaults(config: RunConfig) -> RequestDefaults:
-    return RequestDefaults(model=config.model, max_tokens=config.max_tokens,
-                           temperature=config.temperature, extra_body=config.extra_body,
-                           tools=config.tools, tool_choice=config.tool_choice,
-                           parallel_tool_calls=config.parallel_tool_calls,
-                           response_format=response_format(config.json_schema, config.json_mode))
+    return RequestDefaults(model=config.endpoint.model, max_tokens=config.request.max_tokens,
+                           temperature=config.request.temperature, extra_body=config.request.extra_body,
+                           tools=config.tools.tools, tool_choice=config.tools.tool_choice,
+                           parallel_tool_calls=config.tools.parallel_tool_calls,
+                           response_format=response_format(config.request.json_schema, config.request.json_mode))
 
 
 def jobs(config: RunConfig, rows: Iterator[Prompt | BadRow], skip: set[str],
          seen_ids: set[str] | None = None) -> Iterator[Job | BadRow]:
     """Rows minus those already done, as ready-to-send Jobs; `seen_ids` collects every id read."""
     defaults = request_defaults(config)
-    build = build_completion_body if config.endpoint == "completions" else build_body
+    build = build_completion_body if config.endpoint.endpoint == "completions" else build_body
     for item in rows:
         if seen_ids is not None:
             seen_ids.add(item.id)
@@ -152,20 +151,20 @@ def jobs(config: RunConfig, rows: Iterator[Prompt | BadRow], skip: set[str],
             body = build(item, defaults)
             data = json.dumps(body, ensure_ascii=False, allow_nan=False).encode()   # NaN is not JSON
         except (TypeError, ValueError, RecursionError) as exc:   # e.g. a Parquet date inside messages
-            reason = f"{config.input} line {item.line}: the row cannot be sent as JSON ({exc})"
-            if config.on_bad_row == "fail":
-                raise InputError(f"the row cannot be sent as JSON ({exc})", path=str(config.input),
+            reason = f"{config.input.path} line {item.line}: the row cannot be sent as JSON ({exc})"
+            if config.input.on_bad_row == "fail":
+                raise InputError(f"the row cannot be sent as JSON ({exc})", path=str(config.input.path),
                                  line=item.line, hint="fix the row or use --on-bad-row skip") from None
             yield BadRow(item.id, item.row, item.line, reason, data=item.data)
             continue
         yield Job(prompt=item, body=data,
-                  estimated_tokens=estimate_request_tokens(body, config.max_tokens),
+                  estimated_tokens=estimate_request_tokens(body, config.request.max_tokens),
                   prompt_tokens_estimate=estimate_prompt_tokens(body),
-                  request=saved_request(body) if config.save_request else None)
+                  request=saved_request(body) if config.output.save_request else None)
 
 
 def prepare_out_dir(config: RunConfig) -> Path:
-    out = config.resume or config.out or default_out_dir(config)
+    out = config.control.resume or config.output.out or default_out_dir(config)
     try:
         out.mkdir(parents=True, exist_ok=True)
         if not out.is_dir():
@@ -185,42 +184,42 @@ async def execute_run(config: RunConfig) -> RunOutcome:
 
     config = await batchapi.choose_mode(config, say)
     rows = open_rows(config)
-    config = config_replace(config, out=config.resume or config.out or default_out_dir(config))
-    assert config.out is not None
-    with claim_run_dir(config.out, resume=config.resume is not None, overwrite=config.overwrite,
+    config = config.replace(out=config.control.resume or config.output.out or default_out_dir(config))
+    assert config.output.out is not None
+    with claim_run_dir(config.output.out, resume=config.control.resume is not None, overwrite=config.control.overwrite,
                        about=lock_about(config), say=say):
         out = prepare_out_dir(config)
         identity = checked_input(config, out / RUN_JSON, say)
         announce_row_settings(config, say)
         announce_schema(config, say)
-        raised = ensure_open_files(config.concurrency)
+        raised = ensure_open_files(config.limits.concurrency)
         if raised:
             say(raised)
         sim = sim_config(config)
-        if config.mode == "batch":   # batchapi.sim_config loads the openai SDK: only a batch run needs it
+        if config.control.mode == "batch":   # batchapi.sim_config loads the openai SDK: only a batch run needs it
             sim = batchapi.sim_config(sim, config, out)
-        async with open_endpoint(config.base_url, config.api_key, announce=say, sim_config=sim) as endpoint, \
+        async with open_endpoint(config.endpoint.base_url, config.endpoint.api_key, announce=say, sim_config=sim) as endpoint, \
                 open_more(config, say) as more:
-            model = await preflight(endpoint, config.model, timeout_s=config.timeout, announce=say)
-            config = config_replace(config, model=model, base_url=BUILTIN if endpoint.embedded
-                                    else choose_base_url(config.base_url, config.api_key))
-            resolve_price(config.model, config.price_in, config.price_out)   # a bad price stops here
+            model = await preflight(endpoint, config.endpoint.model, timeout_s=config.limits.timeout, announce=say)
+            config = config.replace(model=model, base_url=BUILTIN if endpoint.embedded
+                                    else choose_base_url(config.endpoint.base_url, config.endpoint.api_key))
+            resolve_price(config.endpoint.model, config.output.price_in, config.output.price_out)   # a bad price stops here
             info = endpoint_info(endpoint, model)
             session, previous = start_session(out, config.public_dict(), info)
             save_input_identity(out / RUN_JSON, identity)
             if previous is not None and previous.get("endpoint") != info:
                 say(f"this session's endpoint differs from session {previous.get('n')}'s "
                     f"({_describe(previous.get('endpoint') or {})}): now {_describe(info)}")
-            skip = done_ids(out / RECORDS) if config.resume else set()
+            skip = done_ids(out / RECORDS) if config.control.resume else set()
             if skip:
                 say(f"resuming {out} (session {session}): {len(skip)} rows already done are not sent again")
-            seen = set() if config.input_changed == "ok" and config.limit is None else None
-            if config.mode == "batch":
-                items = jobs(config, limited(rows, config.limit), skip, seen)
+            seen = set() if config.control.input_changed == "ok" and config.control.limit is None else None
+            if config.control.mode == "batch":
+                items = jobs(config, limited(rows, config.control.limit), skip, seen)
                 outcome = await batchapi.run_batch(config, endpoint, out, items, session)
             else:
                 await check_more(more, config, say)
-                workload = await prepare_workload(config, endpoint, limited(rows, config.limit), out, skip,
+                workload = await prepare_workload(config, endpoint, limited(rows, config.control.limit), out, skip,
                                                   lambda c, r, k: jobs(c, r, k, seen), say)
                 workload.more_endpoints = more
                 if workload.kind in ("rows", "trace"):
@@ -235,10 +234,10 @@ async def execute_run(config: RunConfig) -> RunOutcome:
 def lock_about(config: RunConfig) -> dict[str, str]:
     """What the run directory's lock says the run is, for a person who finds it: the subcommand,
     the input file and the endpoint's host and port (never a URL's credentials, path or query)."""
-    about = {"subcommand": "batchrun run" + (" --resume" if config.resume else "")}
-    if config.input is not None:
-        about["input"] = str(config.input)
-    url = choose_base_url(config.base_url, config.api_key)
+    about = {"subcommand": "batchrun run" + (" --resume" if config.control.resume else "")}
+    if config.input.path is not None:
+        about["input"] = str(config.input.path)
+    url = choose_base_url(config.endpoint.base_url, config.endpoint.api_key)
     about["endpoint"] = "the built-in endpoint" if url == BUILTIN else host_and_port(url)
     return about
 
@@ -250,12 +249,12 @@ def _describe(info: dict[str, Any]) -> str:
 
 def _warn_pacing(config: RunConfig, items: Iterator[Job | BadRow]) -> Iterator[Job | BadRow]:
     """With --rpm / --tpm: warn before sending when they cannot be what was meant."""
-    if config.rpm is None and config.tpm is None:
+    if config.limits.rpm is None and config.limits.tpm is None:
         return items
     first = [item for item in itertools.islice(items, 1)]
     charge = next((i.estimated_tokens for i in first if isinstance(i, Job)), 0)
-    rows = count_rows(config.input, config.fmt) if config.input is not None else None
-    for warning in pacing_warnings(rows, charge, config.rpm, config.tpm):
+    rows = count_rows(config.input.path, config.input.fmt) if config.input.path is not None else None
+    for warning in pacing_warnings(rows, charge, config.limits.rpm, config.limits.tpm):
         say(f"warning: {warning}")
     return itertools.chain(first, items)
 
@@ -267,7 +266,7 @@ async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, workload: 
     t0 = clock()
     started_wall = time.time()
     from batchrun.engine.workers_plan import worker_count
-    workers = worker_count(config, workload.kind) if config.ray is None else 0
+    workers = worker_count(config, workload.kind) if config.scale.ray is None else 0
     secrets = tuple(dict.fromkeys(s for e in [endpoint, *workload.more_endpoints] for s in e.secrets))
     with RecordSink(out / RECORDS, secrets=secrets) as sink:
         def write(record: Record) -> None:
@@ -281,14 +280,14 @@ async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, workload: 
             sink.write_many(records)
 
         span = SendSpan(write)
-        send = _send_by_ray if config.ray is not None else _send_by_workers if workers > 1 else _send_in_process
+        send = _send_by_ray if config.scale.ray is not None else _send_by_workers if workers > 1 else _send_in_process
         pool, interrupted = await send(config, endpoint, out, workload,
                                        _Sending(span.write, write_many, sink, t0, clock, lag, resumed, workers))
         # First send to last byte: client setup before the first request is not the endpoint's time.
         wall = span.width() or clock() - getattr(pool, "t0", t0)
     outcome = RunOutcome(out_dir=out, summary={}, interrupted=interrupted.is_set(),
                          aborted=pool.abort_reason, input_error=pool.input_error, failed=pool.stats.failed,
-                         endpoint=endpoint_info(endpoint, config.model), refused=pool.refused,
+                         endpoint=endpoint_info(endpoint, config.endpoint.model), refused=pool.refused,
                          internal_errors=len(pool.internal_errors))
     if pool.internal_errors:
         _write_internal_log(out, pool.internal_errors)
@@ -317,8 +316,8 @@ async def _send_in_process(config: RunConfig, endpoint: Endpoint, out: Path, wor
                            run: _Sending) -> tuple[Any, asyncio.Event]:
     """Today's single-process run: the pool on this event loop."""
     t0, clock = run.t0, run.clock
-    async with make_session(config.concurrency) as session:
-        runner = ToolRunner.from_file(config.tool_module, config.tool_timeout) if config.tool_module else None
+    async with make_session(config.limits.concurrency) as session:
+        runner = ToolRunner.from_file(config.tools.tool_module, config.tools.tool_timeout) if config.tools.tool_module else None
         pool = make_pool(workload, session, endpoint, run.write, config, _pool_config(config), out, t0, clock,
                          runner, lambda prompt: next(jobs(config, iter([prompt]), set())), run.write_many,
                          output_check=output_check(config), warn=say)
@@ -362,8 +361,8 @@ async def _send_by_ray(config: RunConfig, endpoint: Endpoint, out: Path, workloa
 
     check_workload(workload.kind)
     pool_config = _pool_config(config)
-    async with RayCluster.open(config.ray, say) as cluster:
-        actors = cluster.plan(None if config.workers_auto else config.workers, config.ray_cpus, endpoint)
+    async with RayCluster.open(config.scale.ray, say) as cluster:
+        actors = cluster.plan(None if config.scale.workers_auto else config.scale.workers, config.scale.ray_cpus, endpoint)
         coordinator = Coordinator(worker_spec(config, endpoint, pool_config, run.t0), pool_config, actors,
                                   t0=run.t0, write_many=run.write_many, say=say, launch=cluster.launch)
         coordinator.stats.resumed = run.resumed
@@ -402,14 +401,14 @@ class SendSpan:
 def sim_config(config: RunConfig, realistic: bool = False) -> Any:
     """The built-in endpoint's SimConfig for this run (None with a configured endpoint): the
     defaults, or `realistic` noise for a bench, with --builtin-option applied."""
-    if choose_base_url(config.base_url, config.api_key) != BUILTIN:
-        if config.builtin_options:
+    if choose_base_url(config.endpoint.base_url, config.endpoint.api_key) != BUILTIN:
+        if config.endpoint.builtin_options:
             raise ConfigError("--builtin-option configures the built-in endpoint; it has no effect with "
                               "--base-url / OPENAI_BASE_URL (leave one of them out)")
         return None
     from batchrun.sim.config import SimConfig, realistic as noisy
 
-    return (noisy() if realistic else SimConfig()).with_options(config.builtin_options)
+    return (noisy() if realistic else SimConfig()).with_options(config.endpoint.builtin_options)
 def _pool_findings(pool: Pool, config: RunConfig, wall: float) -> dict[str, Any]:
     """What the pool learned about the endpoint: its rate limits and, with --concurrency auto,
     the concurrency over time and where it settled."""
@@ -419,11 +418,11 @@ def _pool_findings(pool: Pool, config: RunConfig, wall: float) -> dict[str, Any]
     assert pool.limits is not None
     stats = pool.stats
     found: dict[str, Any] = {"rate_limits": limits_summary(
-        pool.limits, attempts=stats.attempts, rate_limited=stats.rate_limited, user_rpm=config.rpm,
-        user_tpm=config.tpm, learn=config.learn_rpm or config.learn_tpm)}
+        pool.limits, attempts=stats.attempts, rate_limited=stats.rate_limited, user_rpm=config.limits.rpm,
+        user_tpm=config.limits.tpm, learn=config.limits.learn_rpm or config.limits.learn_tpm)}
     if pool.controller is not None:
         history = stats.concurrency_history
-        found["concurrency"] = {"auto": True, "ceiling": config.concurrency, "history": history,
+        found["concurrency"] = {"auto": True, "ceiling": config.limits.concurrency, "history": history,
                                 "settled": settled_limit(history, wall), "final": history[-1][1] if history else None}
     return found
 
@@ -441,16 +440,16 @@ def _write_internal_log(out: Path, tracebacks: list[str]) -> None:
 
 def _pool_config(config: RunConfig) -> PoolConfig:
     adaptive = None
-    if config.concurrency_auto:
-        slo = config.slo or {}
-        adaptive = AdaptiveConfig(ceiling=config.concurrency, slo_ttft_s=slo.get("ttft"), slo_e2e_s=slo.get("e2e"))
-    several = bool(config.extra_base_urls)      # then each endpoint has its own limits (endpoint/multi.py)
-    return PoolConfig(concurrency=config.concurrency, rpm=None if several else config.rpm,
-                      tpm=None if several else config.tpm,
-                      retries=config.retries, max_errors=config.max_errors,
-                      max_error_rate=config.max_error_rate, seed=config.seed,
-                      max_tool_rounds=config.max_tool_rounds, max_retry_wait_s=config.max_retry_wait,
-                      learn_rpm=config.learn_rpm and not several, learn_tpm=config.learn_tpm and not several,
+    if config.limits.concurrency_auto:
+        slo = config.limits.slo or {}
+        adaptive = AdaptiveConfig(ceiling=config.limits.concurrency, slo_ttft_s=slo.get("ttft"), slo_e2e_s=slo.get("e2e"))
+    several = bool(config.endpoint.extra_base_urls)      # then each endpoint has its own limits (endpoint/multi.py)
+    return PoolConfig(concurrency=config.limits.concurrency, rpm=None if several else config.limits.rpm,
+                      tpm=None if several else config.limits.tpm,
+                      retries=config.limits.retries, max_errors=config.control.max_errors,
+                      max_error_rate=config.control.max_error_rate, seed=config.limits.seed,
+                      max_tool_rounds=config.tools.max_tool_rounds, max_retry_wait_s=config.limits.max_retry_wait,
+                      learn_rpm=config.limits.learn_rpm and not several, learn_tpm=config.limits.learn_tpm and not several,
                       adaptive=adaptive)
 
 
@@ -473,7 +472,7 @@ async def _quiet_gc() -> AsyncIterator[None]:
 @contextlib.asynccontextmanager
 async def _background(pool: Pool, config: RunConfig, lag: list[float], clock: Any) -> AsyncIterator[None]:
     tasks = [asyncio.create_task(sample_loop_lag(lag))]
-    if not config.quiet:
+    if not config.control.quiet:
         total = Total()
         tasks.append(asyncio.create_task(count_total(config, total)))
         tasks.append(asyncio.create_task(show_progress(pool.stats, total=total, clock=clock)))
@@ -515,14 +514,14 @@ def _finish_outputs(outcome: RunOutcome, config: RunConfig, lag: list[float], wa
     gc.collect()        # the run's cyclic garbage (collected rarely while sending) is free for what follows
     gaps = GapSample()
     lean = ColumnsBuilder(keep=SAMPLE_ROWS, gaps=gaps)     # the summary's figures, one record at a time
-    outcome.files.append(write_results(out / RECORDS, out, config.output_format, id_column=config.id_column,
-                                       csv_formulas=config.csv_formulas, each=lean.add))
+    outcome.files.append(write_results(out / RECORDS, out, config.output.output_format, id_column=config.input.id_column,
+                                       csv_formulas=config.output.csv_formulas, each=lean.add))
     wall_total = add_wall_time(out, wall)
     records = lean.finish()
-    if config.endpoint == "embeddings":
+    if config.endpoint.endpoint == "embeddings":
         from batchrun.store.vectors import consolidate
         outcome.files.append(consolidate(out, (r.id for r in slim_records(out / RECORDS) if r.status == OK)))
-    summary = summarize(records, wall_time_s=wall_total, loop_lag_s=lag, itl_sample=gaps, slo=config.slo)
+    summary = summarize(records, wall_time_s=wall_total, loop_lag_s=lag, itl_sample=gaps, slo=config.limits.slo)
     summary.update(_workloads(out, config, records, wall_total))
     add_findings(summary, findings or {})
     summary["run"] = {"interrupted": outcome.interrupted, "aborted": outcome.aborted,

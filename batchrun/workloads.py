@@ -38,7 +38,7 @@ class Workload:
 def kind_of(config: RunConfig) -> str:
     """Decided before anything is sent; a wrong combination is a ConfigError."""
     kind = _kind(config)
-    if config.speedup != 1.0 and kind != "trace":
+    if config.input.speedup != 1.0 and kind != "trace":
         raise ConfigError("--speedup replays a trace: the input needs a timestamp or delay_s column")
     return kind
 
@@ -47,15 +47,15 @@ def _kind(config: RunConfig) -> str:
     from batchrun.inputs.sidecols import file_columns
     from batchrun.inputs.synthetic import parse_spec
 
-    if config.endpoint == "embeddings":
+    if config.endpoint.endpoint == "embeddings":
         return "embeddings"
-    if config.synthetic is not None:
-        return "sessions" if parse_spec(config.synthetic).sessions else "rows"
-    columns = file_columns(config.input, config.fmt) if config.input is not None else set()
+    if config.input.synthetic is not None:
+        return "sessions" if parse_spec(config.input.synthetic).sessions else "rows"
+    columns = file_columns(config.input.path, config.input.fmt) if config.input.path is not None else set()
     if {"session_id", "turn"} <= columns:
         return "sessions"
     if columns & {"timestamp", "delay_s"}:
-        if config.tool_module is not None:
+        if config.tools.tool_module is not None:
             raise ConfigError("trace replay and --tool-module cannot be combined")
         return "trace"
     return "rows"
@@ -64,7 +64,7 @@ def _kind(config: RunConfig) -> str:
 def client_class(config: RunConfig) -> type[StreamClient]:
     from batchrun.endpoint.client import StreamClient
 
-    if config.endpoint == "completions":
+    if config.endpoint.endpoint == "completions":
         from batchrun.endpoint.completions import TextStreamClient
         return TextStreamClient
     return StreamClient
@@ -75,9 +75,9 @@ def length_trace(config: RunConfig) -> bool:
     from batchrun.inputs.sidecols import file_columns
     from batchrun.inputs.traces import is_length_trace
 
-    if config.input is None or config.synthetic is not None or config.prompt_column or config.template:
+    if config.input.path is None or config.input.synthetic is not None or config.input.prompt_column or config.input.template:
         return False
-    return is_length_trace(file_columns(config.input, config.fmt))
+    return is_length_trace(file_columns(config.input.path, config.input.fmt))
 
 
 async def prepare(config: RunConfig, endpoint: Endpoint, rows: Iterator[Prompt | BadRow], out: Path,
@@ -88,10 +88,10 @@ async def prepare(config: RunConfig, endpoint: Endpoint, rows: Iterator[Prompt |
     if length_trace(config):
         from batchrun.endpoint.calibrate import calibrate
         from batchrun.inputs.traces import length_trace_prompts
-        assert config.input is not None
+        assert config.input.path is not None
         sizer = await calibrate(config, endpoint, client_class(config), say)
-        rows = length_trace_prompts(config.input, config.fmt, sizer)
-    if config.synthetic is not None:
+        rows = length_trace_prompts(config.input.path, config.input.fmt, sizer)
+    if config.input.synthetic is not None:
         from batchrun.endpoint.calibrate import synthetic_rows
         rows, info = await synthetic_rows(config, endpoint, client_class(config), 100, say)
         _write(out / SYNTHETIC_FILE, info)
@@ -113,12 +113,12 @@ def _sessions(config: RunConfig, rows: Iterator[Prompt | BadRow], skip: set[str]
     from batchrun.inputs.synthetic import parse_spec
 
     bad: list[BadRow] = []
-    if config.synthetic is not None:
-        spec = parse_spec(config.synthetic)
+    if config.input.synthetic is not None:
+        spec = parse_spec(config.input.synthetic)
         sessions = generated_sessions(rows, spec.sessions or 0, spec.turns, spec.think_s)   # type: ignore[arg-type]
     else:
-        assert config.input is not None
-        sessions, bad = file_sessions(config.input, config.fmt, rows)
+        assert config.input.path is not None
+        sessions, bad = file_sessions(config.input.path, config.input.fmt, rows)
     _write(out / TURNS_FILE, turn_numbers(sessions))
     todo = pending(sessions, skip)
     answered = [t.prompt.id for s in todo for t in s.turns if t.prompt.id in skip]
@@ -134,8 +134,8 @@ def _trace(config: RunConfig, rows: Iterator[Prompt | BadRow], skip: set[str],
            make_jobs: Callable[..., Iterator[Any]]) -> Workload:
     from batchrun.inputs.traces import rebase, trace_offsets
 
-    assert config.input is not None
-    offsets = trace_offsets(config.input, config.fmt, config.speedup)
+    assert config.input.path is not None
+    offsets = trace_offsets(config.input.path, config.input.fmt, config.input.speedup)
     items = list(make_jobs(config, rows, skip))
     items.sort(key=lambda item: offsets[_row(item)])
     planned = rebase([offsets[_row(item)] for item in items])
@@ -154,8 +154,8 @@ def make_pool(workload: Workload, session: aiohttp.ClientSession, endpoint: Endp
     if workload.kind == "embeddings":
         from batchrun.engine.embed import embed_pool
         return embed_pool(session, endpoint, write, config, pool_config, out, t0, clock, write_many)
-    clients = [client_class(config)(session, e, timeout_s=config.timeout, ttft_timeout_s=config.ttft_timeout,
-                                    clock=clock, max_response_bytes=config.max_response_bytes)
+    clients = [client_class(config)(session, e, timeout_s=config.limits.timeout, ttft_timeout_s=config.limits.ttft_timeout,
+                                    clock=clock, max_response_bytes=config.limits.max_response_bytes)
                for e in [endpoint, *workload.more_endpoints]]
     client: Any = clients[0]
     if len(clients) > 1:

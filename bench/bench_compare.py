@@ -42,8 +42,8 @@ EXAMPLE_TOLERANCES = "latency_p99=10%,ttft_p50=10%,throughput=-5%"
 
 def bench_config(n: int | None, concurrency: int, slower: float) -> BenchConfig:
     options = tuple(o.format(ttft=TTFT_S * slower, prefill=PREFILL_S * slower) for o in SCALED)
-    run = RunConfig(input=PROMPTS, max_tokens=32, timeout=60.0, retries=0, on_bad_row="skip", quiet=True,
-                    builtin_options=options)
+    run = RunConfig.of(path=PROMPTS, max_tokens=32, timeout=60.0, retries=0, on_bad_row="skip", quiet=True,
+                       builtin_options=options)
     return BenchConfig(run=run, requests=n, concurrencies=(concurrency,), sync=False)
 
 

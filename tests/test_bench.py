@@ -91,7 +91,7 @@ def test_bad_options_are_usage_errors(tmp_path) -> None:
 
 
 def test_bench_jobs_cycle_with_unique_ids() -> None:
-    jobs = bench_jobs(RunConfig(input=SAMPLES / "prompts.csv", model="m"), 100)
+    jobs = bench_jobs(RunConfig.of(path=SAMPLES / "prompts.csv", model="m"), 100)
     ids = [j.prompt.id for j in jobs]
     assert len(ids) == 100 and len(set(ids)) == 100 and [j.prompt.row for j in jobs] == list(range(100))
 
@@ -117,7 +117,7 @@ def test_sync_baseline_enforces_the_whole_request_timeout_like_the_async_client(
     from batchrun.endpoint.client import Endpoint
     from batchrun.bench.sync import run_sync
 
-    jobs = bench_jobs(RunConfig(input=SAMPLES / "prompts.csv", model="m"), 2)
+    jobs = bench_jobs(RunConfig.of(path=SAMPLES / "prompts.csv", model="m"), 2)
     with SimProcess(SimConfig(fixed_ttft_s=0.01, fixed_itl_s=0.05, output_tokens=10)) as sim:
         endpoint = Endpoint(sim.base_url)
         slow = run_sync(endpoint, jobs, timeout_s=0.3, t0=time.perf_counter())
@@ -167,7 +167,7 @@ async def test_sync_and_async_classify_the_same_response_the_same_way() -> None:
     from batchrun.bench.sync import run_sync
     from batchrun.endpoint.client import Endpoint, StreamClient, make_session
 
-    jobs = bench_jobs(RunConfig(input=SAMPLES / "prompts.csv", model="raw-model"), 1)
+    jobs = bench_jobs(RunConfig.of(path=SAMPLES / "prompts.csv", model="raw-model"), 1)
     for name, handler in _cases().items():
         async with raw_server(handler) as url:
             endpoint = Endpoint(url)
@@ -183,7 +183,7 @@ async def test_sync_and_async_classify_the_same_response_the_same_way() -> None:
 # ---------------------------------------------------------------- samples, wall time, the built-in endpoint
 
 def test_requests_per_level_are_honoured_and_enough_by_default() -> None:
-    config = BenchConfig(run=RunConfig(input=SAMPLES / "prompts.csv", model="m"))
+    config = BenchConfig(run=RunConfig.of(path=SAMPLES / "prompts.csv", model="m"))
     assert config.max_run_s is None                       # was 5 s: -n 200 at c=4 measured 20
     assert [config.requests_for(c) for c in (1, 4, 25, 64)] == [100, 100, 100, 256]
     assert [config.requests_cap(c) for c in (1, 64)] == [400, 1024]

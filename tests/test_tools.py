@@ -17,12 +17,13 @@ from batchrun.errors import InputError
 from batchrun.engine.pool import Job, Pool, PoolConfig
 from batchrun.inputs.prompt import Prompt
 from batchrun.store.records import Record
+from batchrun.values import load_tools
 from batchrun.engine.tools import (ToolCallAssembler, ToolRunner, argument_problems, body_forces_tool_call, check_calls,
-                            forces_tool_call, load_tool_definitions, load_tool_module, merge_rounds)
+                            forces_tool_call, load_tool_module, merge_rounds)
 from promptfiles import write_prompts
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "tools"
-TOOLS = load_tool_definitions(SAMPLES / "tools.json")
+TOOLS = load_tools(SAMPLES / "tools.json")
 
 
 # ---------------------------------------------------------------- pure parts

@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import math
 import random
-import re
 from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
@@ -19,9 +18,9 @@ from array import array
 
 from batchrun.analysis.columns import Columns, ColumnsBuilder, iter_present
 from batchrun.store.records import CANCELLED, OK, SKIPPED, STATUSES, Record
+from batchrun.values import check_slo
 
 PERCENTILES = (50, 90, 95, 99)
-SLO_KEYS = ("ttft", "tpot", "e2e")
 # p99 event-loop lag above this means the client was busy: a request's clock starts late or
 # its chunks are read late, so measured latency includes client-side queueing.
 LOOP_LAG_SATURATED_S = 0.020
@@ -100,37 +99,6 @@ def meets_slo(record: Record, slo: Mapping[str, float]) -> bool:
 
 
 # ---------------------------------------------------------------- SLO parsing
-
-_SLO_ITEM = re.compile(r"^\s*([a-z0-9_]+)\s*=\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s)\s*$", re.IGNORECASE)
-
-
-def parse_slo(text: str) -> dict[str, float]:
-    """'ttft=500ms,tpot=50ms,e2e=10s' -> {'ttft': 0.5, 'tpot': 0.05, 'e2e': 10.0} (seconds)."""
-    slo: dict[str, float] = {}
-    for item in text.split(","):
-        m = _SLO_ITEM.match(item)
-        if not m:
-            raise ValueError(f"bad SLO item {item.strip()!r}: write NAME=VALUE with a unit, "
-                             f"e.g. ttft=500ms or e2e=10s (names: {', '.join(SLO_KEYS)})")
-        name, value, unit = m.group(1).lower(), float(m.group(2)), m.group(3).lower()
-        if name in slo:
-            raise ValueError(f"SLO {name!r} is given twice")
-        slo[name] = value / 1000 if unit == "ms" else value
-    return check_slo(slo)
-
-
-def check_slo(slo: Mapping[str, float]) -> dict[str, float]:
-    """Validate an SLO mapping (names in SLO_KEYS, positive seconds) and return a copy."""
-    unknown = sorted(set(slo) - set(SLO_KEYS))
-    if unknown:
-        raise ValueError(f"unknown SLO name(s) {', '.join(unknown)}; valid names: {', '.join(SLO_KEYS)}")
-    for name, value in slo.items():
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-            raise ValueError(f"SLO {name} must be a positive number of seconds, got {value!r}")
-    if not slo:
-        raise ValueError(f"empty SLO; give at least one of {', '.join(SLO_KEYS)}")
-    return {k: float(v) for k, v in slo.items()}
-
 
 # ---------------------------------------------------------------- timeline
 

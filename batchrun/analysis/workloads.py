@@ -114,9 +114,10 @@ def workload_summary(config: Mapping[str, Any], records: list[Record] | Columns,
         out["turns"] = turn_figures(again(), turn_of)
     if cols.has("scheduled_s"):
         out["schedule_lag_s"] = schedule_lag(cols)
-    if config.get("slice_s"):
+    width = config.get("slice", config.get("slice_s"))     # run.json before the keys were option names: slice_s
+    if width:
         from batchrun.analysis.slices import time_slices
-        out["slices"] = time_slices(cols, config["slice_s"])
+        out["slices"] = time_slices(cols, width)
     return out
 
 

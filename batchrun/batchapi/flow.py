@@ -43,7 +43,7 @@ CAPACITY_CODE = "token_limit_exceeded"   # "Enqueued token limit reached for <mo
 def sim_config(base: Any, config: RunConfig, out: Path) -> Any:
     """The built-in endpoint's SimConfig (`base`, None for a configured endpoint) for this run: in
     batch mode its files and jobs are kept in the run directory, so a resumed run finds them."""
-    if base is None or config.mode != "batch":
+    if base is None or config.control.mode != "batch":
         return base
     return base.replace(batch_state_dir=str((out / SIM_STATE_DIR).resolve()))
 
@@ -61,7 +61,7 @@ async def run_batch(config: RunConfig, endpoint: Endpoint, out: Path, items: Ite
     session.session_n = session_n
     await session.run(items)
     outcome = runner.RunOutcome(out_dir=out, summary={}, interrupted=session.interrupted, failed=session.failed,
-                                aborted=session.aborted, endpoint=endpoint_info(endpoint, config.model))
+                                aborted=session.aborted, endpoint=endpoint_info(endpoint, config.endpoint.model))
     runner._finish_outputs(outcome, config, None, max(session.wall_s, 1e-9), session.started_wall)  # type: ignore[arg-type]
     return outcome
 
@@ -145,12 +145,12 @@ class BatchSession:
         too_big = oversize_reason(len(line), self.limits)
         if too_big is None:
             splitter.add(line, prompt.id, prompt.row, body.get("model"), row_extras(item))
-        elif self.config.on_bad_row == "fail":
-            raise InputError(too_big, path=str(self.config.input), line=prompt.line,
+        elif self.config.input.on_bad_row == "fail":
+            raise InputError(too_big, path=str(self.config.input.path), line=prompt.line,
                              hint="fix the row or use --on-bad-row skip")
         else:
             self._record(Record(id=prompt.id, row=prompt.row, status=SKIPPED, error_type="BadRow",
-                                error=f"{self.config.input} line {prompt.line}: {too_big}", input=prompt.data))
+                                error=f"{self.config.input.path} line {prompt.line}: {too_big}", input=prompt.data))
 
     # --- submitting ---
     async def _submit(self, api: BatchApi) -> None:
@@ -181,7 +181,7 @@ class BatchSession:
         queued: list[JobEntry] = []           # refused for the enqueued-token limit: sent again later
         if not waiting:
             return
-        progress = None if self.config.quiet else JobsProgress(waiting)
+        progress = None if self.config.control.quiet else JobsProgress(waiting)
         interval, since = POLL_FIRST_S, time.perf_counter()
         try:
             while (waiting or queued) and not self._stop.is_set() and not self._waited_enough(since, waiting + queued):
@@ -225,7 +225,7 @@ class BatchSession:
     def _waited_enough(self, since: float, waiting: list[JobEntry]) -> bool:
         """--batch-wait: once this session has waited that long, stop (the jobs go on at the
         provider, not cancelled) and say what to do; True from then on."""
-        limit = self.config.batch_wait_s or BATCH_WAIT_S
+        limit = self.config.control.batch_wait_s or BATCH_WAIT_S
         if self.aborted is None and time.perf_counter() - since >= limit:
             open_jobs = ", ".join(f"{j.batch_id} ({_status_text(j.status)})" for j in waiting[:5])
             self.aborted = (f"waited {_hours(limit)} for the Batch API jobs (--batch-wait) and {len(waiting)} are "
@@ -253,7 +253,7 @@ class BatchSession:
     async def _past_deadline(self, api: BatchApi, waiting: list[JobEntry]) -> bool:
         """--deadline: once it has passed, cancel the open jobs (once) and collect what they did.
         True in the round it passes."""
-        deadline = self.config.deadline_s
+        deadline = self.config.control.deadline_s
         if deadline is None or self._cancelled or time.perf_counter() - self._t0 < deadline:
             return False
         self._cancelled = True
@@ -273,7 +273,7 @@ class BatchSession:
         before = job.status
         self._warn(job, _update(job, batch, self.endpoint.secrets))
         if job.status not in KNOWN_STATUSES:
-            limit = _hours(self.config.batch_wait_s or BATCH_WAIT_S)
+            limit = _hours(self.config.control.batch_wait_s or BATCH_WAIT_S)
             self._warn(job, [f"status {_status_text(job.status)} is one batchrun does not know"],
                        f": the job is waited for as a running one, for at most {limit} in this session (--batch-wait)")
         if job.status != before:
@@ -299,7 +299,7 @@ class BatchSession:
         for kind, file_id in (("output", job.output_file_id), ("errors", job.error_file_id)):
             if file_id:
                 target = self.out / BATCH_DIR / f"{job.name}.{kind}.jsonl"
-                index.add(await api.download(file_id, target, self.config.max_response_bytes), ids)
+                index.add(await api.download(file_id, target, self.config.limits.max_response_bytes), ids)
         info = JobInfo(batch_id=job.batch_id or "", status=job.status or "", created_at=job.created_at,
                        ended_at=job.ended_at, errors=tuple(str(e["message"]) for e in job.errors if e.get("message")))
         for record, extra in job_records(index, self.out / job.ids, self.out / job.input, info,

@@ -142,11 +142,11 @@ async def execute_find_max(config: Any, out: Path | None = None) -> tuple[Path, 
     # Every request of a probe is measured: no --max-run-time cut, one warm-up wave.
     config = dataclasses.replace(config, max_run_s=None)
     results: list[RunResult] = []
-    async with open_endpoint(run.base_url, run.api_key, announce=say,
+    async with open_endpoint(run.endpoint.base_url, run.endpoint.api_key, announce=say,
                              sim_config=sim_config(run, realistic=True)) as endpoint:
-        model = await preflight(endpoint, run.model, timeout_s=run.timeout, announce=say)
-        if model != run.model:
-            config = dataclasses.replace(config, run=dataclasses.replace(run, model=model))
+        model = await preflight(endpoint, run.endpoint.model, timeout_s=run.limits.timeout, announce=say)
+        if model != run.endpoint.model:
+            config = dataclasses.replace(config, run=run.replace(model=model))
         pool = bench_jobs(config.run, probe_requests(config.requests, config.max_concurrency), rows)
         warmup = await warm_prompts(endpoint, pool, config)
         # Each probe opens its connections with at least one unmeasured wave (none with --no-warmup).

@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterator
 from batchrun.analysis import stats
 from batchrun.analysis.recommend import DEFAULT_MAX_FAILURE_SHARE
 from batchrun.endpoint.client import Endpoint, make_session
+from batchrun import options
 from batchrun.config import RunConfig
 from batchrun.endpoint.resolve import endpoint_info, open_endpoint, preflight
 from batchrun.errors import ConfigError, InputError
@@ -91,9 +92,25 @@ class BenchConfig:
             raise ConfigError("concurrency levels must be >= 1 and rates > 0")
         if self.burstiness <= 0:
             raise ConfigError(f"--burstiness must be positive, got {self.burstiness}")
-        if self.run.endpoint == "embeddings":
+        if self.run.endpoint.endpoint == "embeddings":
             raise ConfigError("bench measures streamed endpoints (chat, completions); time embeddings with "
                               "`batchrun run --endpoint embeddings` (its summary has inputs/s and tokens/s)")
+
+    @classmethod
+    def from_options(cls, **given: Any) -> BenchConfig:
+        """A bench from option values as a user gives them (`batchrun bench`'s options in
+        options.py); the rest take their declared defaults. Bad rows are skipped in a bench."""
+        run = RunConfig.from_options("bench", **given).replace(on_bad_row="skip")
+        picked = options.with_defaults("bench", given)
+        if picked["no_warmup"] and picked["warmup"] is not None:
+            raise ConfigError("--no-warmup sends nothing unmeasured: leave out --warmup (or --no-warmup)")
+        fields: dict[str, Any] = {}
+        for option in options.of("bench"):
+            if option.group == "bench":
+                fields.update(option.config_values(picked[option.name]))
+        if picked["no_warmup"]:
+            fields.update(warmup=0, warm_cache=False)
+        return cls(run=run, **fields)
 
     def requests_for(self, concurrency: int) -> int:
         """Measured requests at one level: -n, else at least max(100, 4 x concurrency)."""
@@ -126,7 +143,7 @@ def bench_jobs(config: RunConfig, n: int, rows: Iterator[Prompt | BadRow] | None
     rows = open_rows(config) if rows is None else rows
     base = [item for item in itertools.islice(run_jobs(config, rows, set()), n) if not isinstance(item, BadRow)]
     if not base:
-        raise InputError("no usable prompts to benchmark", path=str(config.input))
+        raise InputError("no usable prompts to benchmark", path=str(config.input.path))
     out = []
     for i in range(n):
         job = base[i % len(base)]
@@ -257,7 +274,7 @@ async def measure_async(endpoint: Endpoint, jobs: list[Job], config: BenchConfig
                 sampler = asyncio.create_task(sample_loop_lag(lag))
                 interrupted = False
                 try:
-                    schedule = arrivals(rate, config.burstiness, run.seed) if rate else None
+                    schedule = arrivals(rate, config.burstiness, run.limits.seed) if rate else None
                     await pool.run(iter(sized), schedule=schedule, send_for_s=config.max_run_s)
                 except asyncio.CancelledError:
                     interrupted = True          # Ctrl-C: keep what finished (below), then stop the bench
@@ -287,10 +304,12 @@ async def measure_async(endpoint: Endpoint, jobs: list[Job], config: BenchConfig
 def _client(session: Any, endpoint: Endpoint, run: RunConfig, workers: int,
             clock: Any) -> tuple[Any, PoolConfig]:
     """The async client and pool settings every bench run (and the warm-up pass) uses."""
-    client = client_class(run)(session, endpoint, timeout_s=run.timeout, ttft_timeout_s=run.ttft_timeout, clock=clock,
-                               max_response_bytes=run.max_response_bytes)
-    return client, PoolConfig(concurrency=workers, retries=run.retries, rpm=run.rpm, tpm=run.tpm, seed=run.seed,
-                              max_retry_wait_s=run.max_retry_wait, learn_rpm=run.learn_rpm, learn_tpm=run.learn_tpm)
+    limits = run.limits
+    client = client_class(run)(session, endpoint, timeout_s=limits.timeout, ttft_timeout_s=limits.ttft_timeout,
+                               clock=clock, max_response_bytes=limits.max_response_bytes)
+    return client, PoolConfig(concurrency=workers, retries=limits.retries, rpm=limits.rpm, tpm=limits.tpm,
+                              seed=limits.seed, max_retry_wait_s=limits.max_retry_wait, learn_rpm=limits.learn_rpm,
+                              learn_tpm=limits.learn_tpm)
 
 
 def cache_pass_jobs(jobs: list[Job]) -> tuple[list[Job], int | None]:
@@ -371,7 +390,7 @@ async def measure_sync(endpoint: Endpoint, jobs: list[Job], config: BenchConfig,
     interrupted = False
     async with _quiet_gc():
         thread = asyncio.get_running_loop().run_in_executor(None, functools.partial(
-            run_sync, endpoint, jobs, timeout_s=config.run.timeout, send_for_s=config.max_run_s,
+            run_sync, endpoint, jobs, timeout_s=config.run.limits.timeout, send_for_s=config.max_run_s,
             warmup=_warmup_jobs(jobs, config.warmup_for(1)), stop=stop))
         try:
             records = await asyncio.shield(thread)
@@ -401,21 +420,22 @@ async def execute_bench(config: BenchConfig, out: Path | None = None) -> tuple[P
     from batchrun.sim.config import public as public_sim
 
     run = config.run
-    out = out or Path("results") / f"bench-{run.input.stem if run.input else 'run'}-{datetime.now():%Y%m%d-%H%M%S}"
+    stem = run.input.path.stem if run.input.path else "run"
+    out = out or Path("results") / f"bench-{stem}-{datetime.now():%Y%m%d-%H%M%S}"
     rows = open_rows(run)                   # a bad file stops here, before the endpoint starts
     out.mkdir(parents=True, exist_ok=True)
     builtin = sim_config(run, realistic=True)
     extra = {"builtin_endpoint": public_sim(builtin)} if builtin is not None else {}
     results: list[RunResult] = []
     interrupted = False
-    async with open_endpoint(run.base_url, run.api_key, announce=lambda m: _note(config, m),
+    async with open_endpoint(run.endpoint.base_url, run.endpoint.api_key, announce=lambda m: _note(config, m),
                              sim_config=builtin) as endpoint:
-        model = await preflight(endpoint, run.model, timeout_s=run.timeout, announce=say)
-        if model != run.model:
-            config = dataclasses.replace(config, run=dataclasses.replace(run, model=model))
+        model = await preflight(endpoint, run.endpoint.model, timeout_s=run.limits.timeout, announce=say)
+        if model != run.endpoint.model:
+            config = dataclasses.replace(config, run=run.replace(model=model))
         info = endpoint_info(endpoint, model)
         synthetic_info = None
-        if run.synthetic is not None:
+        if run.input.synthetic is not None:
             from batchrun.endpoint.calibrate import synthetic_rows
             rows, synthetic_info = await synthetic_rows(config.run, endpoint, client_class(run), config.requests, say)
         public = _public(config)
@@ -441,7 +461,7 @@ async def execute_bench(config: BenchConfig, out: Path | None = None) -> tuple[P
              "max_failure_share": config.max_failure_share}
     analysis = bench_analysis(bench)
     headline = _headline(analysis, bench["runs"])
-    headline = bench_headline_workloads(headline, bench["runs"], run.synthetic, synthetic_info)
+    headline = bench_headline_workloads(headline, bench["runs"], run.input.synthetic, synthetic_info)
     if results:
         write_reports(out, headline, [], bench=bench, config=public, endpoint=info,
                       extra={**extra, "interrupted": interrupted})
@@ -454,7 +474,7 @@ async def execute_bench(config: BenchConfig, out: Path | None = None) -> tuple[P
 
 def _note(config: BenchConfig, message: str) -> None:
     """Progress lines, left out with --quiet (warnings always print)."""
-    if not config.run.quiet:
+    if not config.run.control.quiet:
         say(message)
 
 
@@ -471,7 +491,7 @@ async def _all_runs(endpoint: Endpoint, jobs: list[Job], config: BenchConfig, ou
         manifest()
 
     for repeat in range(1, config.repeat + 1):
-        if config.sync and config.run.endpoint == "chat":     # the SDK baseline speaks chat only
+        if config.sync and config.run.endpoint.endpoint == "chat":     # the SDK baseline speaks chat only
             _note(config, f"sync baseline (openai.OpenAI, sequential), repeat {repeat}")
             done(await measure_sync(endpoint, jobs[:config.requests_for(1)], config, out, repeat))
         for c in config.concurrencies if not config.rates else ():

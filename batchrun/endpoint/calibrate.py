@@ -19,11 +19,11 @@ async def calibrate(config: RunConfig, endpoint: Endpoint, client_class: type[St
                     say: Callable[[str], None], tokenizer: str | None = None, seed: int = 0) -> Sizer:
     if tokenizer:
         return Sizer(tokenizer=load_tokenizer(tokenizer), source=f"tokenizer {tokenizer}")
-    build = build_completion_body if config.endpoint == "completions" else build_body
-    defaults = RequestDefaults(model=config.model, extra_body=config.extra_body)
+    build = build_completion_body if config.endpoint.endpoint == "completions" else build_body
+    defaults = RequestDefaults(model=config.endpoint.model, extra_body=config.request.extra_body)
     points: list[tuple[int, int]] = []
     async with make_session(1) as session:
-        client = client_class(session, endpoint, timeout_s=config.timeout)
+        client = client_class(session, endpoint, timeout_s=config.limits.timeout)
         for text in probe_texts(seed):
             prompt = Prompt(id="probe", row=0, line=0, messages=[{"role": "user", "content": text}],
                             params={"max_tokens": 1})
@@ -43,7 +43,7 @@ async def calibrate(config: RunConfig, endpoint: Endpoint, client_class: type[St
 async def synthetic_rows(config: RunConfig, endpoint: Endpoint, client_class: type[StreamClient],
                          fallback_n: int, say: Callable[[str], None]) -> tuple[Iterator[Prompt], dict[str, Any]]:
     """The run's generated prompts and what to record about them (spec, sizing)."""
-    spec = check_spec(config.synthetic or "")
+    spec = check_spec(config.input.synthetic or "")
     sizer = await calibrate(config, endpoint, client_class, say, spec.tokenizer, spec.seed)
     info = {**spec.public(), "sizing": sizer.public()}
     return synthetic_prompts(spec, default_count(spec, fallback_n), sizer), info

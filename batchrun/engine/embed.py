@@ -228,14 +228,14 @@ class EmbedPool(Fanout["Batch | BadRow"]):
 
 def embed_items(config: "RunConfig", rows: Iterable[Prompt | BadRow], skip: set[str]) -> Iterator[Batch | BadRow]:
     """The rows not yet done, in batches of --batch-size."""
-    return make_batches((r for r in rows if r.id not in skip), config.batch_size, config.model,
-                        config.extra_body)
+    return make_batches((r for r in rows if r.id not in skip), config.request.batch_size, config.endpoint.model,
+                        config.request.extra_body)
 
 
 def embed_pool(session: "aiohttp.ClientSession", endpoint: "Endpoint", write: Callable[[Record], None],
                config: "RunConfig", pool_config: PoolConfig, out: "Path", t0: float, clock: Clock,
                write_many: Callable[[list[Record]], None] | None = None) -> EmbedPool:
-    client = EmbeddingsClient(session, endpoint, timeout_s=config.timeout, clock=clock,
-                              max_response_bytes=config.max_response_bytes)
+    client = EmbeddingsClient(session, endpoint, timeout_s=config.limits.timeout, clock=clock,
+                              max_response_bytes=config.limits.max_response_bytes)
     many = write_many or (lambda records: [write(r) for r in records])
     return EmbedPool(client, write, VectorSink(out, many), pool_config, t0=t0, clock=clock)

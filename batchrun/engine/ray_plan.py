@@ -16,19 +16,19 @@ from typing import Any, AsyncIterator, Callable
 from urllib.parse import urlsplit
 
 from batchrun.errors import BatchrunError, ConfigError
+# RAY_LOCAL: --ray alone, ray.init() joins the cluster here (or RAY_ADDRESS's) or starts one;
+# RAY_INSTALL: the `ray` extra's requirement itself, which installs Ray however batchrun was installed.
+from batchrun.values import RAY_INSTALL, RAY_LOCAL
 
 NAMESPACE = "batchrun"          # actors are named batchrun-<driver pid>-<run>-<i> in this namespace
-LOCAL = "local"                 # --ray alone: ray.init() joins the cluster here (or RAY_ADDRESS's) or starts one
 START_TIMEOUT_S = 120.0         # an actor waits for a free CPU; an autoscaler may add a node meanwhile
-# The `ray` extra's requirement itself: it installs Ray however batchrun was installed.
-INSTALL = 'pip install "ray[client]>=2.9"'
 
 
 def import_ray() -> Any:
     try:
         import ray
     except ImportError:
-        raise ConfigError(f"--ray needs Ray, which is not installed here ({INSTALL}, on the driver and on "
+        raise ConfigError(f"--ray needs Ray, which is not installed here ({RAY_INSTALL}, on the driver and on "
                           "every node of the cluster)") from None
     return ray
 
@@ -90,17 +90,6 @@ def check_workload(kind: str) -> None:
     if kind != "rows":
         what = {"sessions": "multi-turn sessions", "trace": "a trace replay"}.get(kind, f"a {kind} run")
         raise ConfigError(f"--ray: {what} runs in one process (run without --ray)")
-
-
-def check_address(address: str) -> str:
-    """--ray-address: auto, ray://host:port or host:port (a GCS address); `local` for --ray alone."""
-    text = address.strip()
-    if text in (LOCAL, "auto") or text.startswith("ray://"):
-        return text
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit():
-        raise ConfigError(f"--ray-address takes auto, ray://HOST:PORT or HOST:PORT, got {text!r}")
-    return text
 
 
 class RayCluster:
@@ -199,13 +188,13 @@ def _connect(ray: Any, address: str) -> None:
     import logging
 
     kwargs: dict[str, Any] = {"namespace": NAMESPACE, "logging_level": logging.WARNING}
-    if address != LOCAL:
+    if address != RAY_LOCAL:
         kwargs["address"] = address
     try:
         ray.init(**kwargs)
     except Exception as exc:             # ConnectionError, ValueError, RuntimeError, ...: all mean "not connected"
-        where = "a local Ray cluster" if address == LOCAL else f"the Ray cluster at {address}"
-        hint = (f' (a ray:// address needs Ray Client: {INSTALL} installs it)'
+        where = "a local Ray cluster" if address == RAY_LOCAL else f"the Ray cluster at {address}"
+        hint = (f' (a ray:// address needs Ray Client: {RAY_INSTALL} installs it)'
                 if isinstance(exc, ImportError) and address.startswith("ray://") else "")
         raise ConfigError(f"--ray: could not connect to {where}: {_first_line(exc)}{hint}") from None
 

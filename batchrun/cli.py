@@ -10,16 +10,19 @@ stopped by --max-errors / a regression in `compare`; 2 a usage or input error; 1
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Callable, Iterable, Mapping, Optional
+from typing import Annotated, Any, Callable, Iterable, Iterator, Mapping, Optional
 
 import typer
 
 from batchrun import __version__, options
 from batchrun.config import RunConfig, load_env_file
 from batchrun.errors import BatchrunError, ConfigError, InputChanged
-from batchrun.interrupts import unwinding
+from batchrun.hooks import Hooks
+from batchrun.interrupts import loop_handlers, unwinding
 from batchrun.options import Option
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -87,18 +90,42 @@ def command(name: str, on: typer.Typer = app, declared: Iterable[Option] = optio
 @command("run")
 def run(given: dict[str, Any]) -> int:
     """Send every prompt, write one timed record per row, and a summary."""
-    from batchrun.runner import execute_run     # lazy: the run path loads what --help never needs
+    from batchrun.pipeline import execute_run    # lazy: the run path loads what --help never needs
+    from batchrun.progress import ConsoleProgress
 
     config = RunConfig.from_options("run", **given)
     if config.control.dry_run:
         return _preview(config)
-    return _report_run(asyncio.run(execute_run(config)), config.control.fail_on_error)
+    hooks = Hooks(notify=say, progress=ConsoleProgress(), interrupts=ctrl_c_stops)
+    return _report_run(asyncio.run(execute_run(config, hooks)), config.control.fail_on_error)
+
+
+@contextlib.contextmanager
+def ctrl_c_stops(stop: Callable[[], None], close_now: Callable[[], None] | None) -> Iterator[None]:
+    """While a run sends: the first Ctrl-C / SIGTERM stops it (it ends as an interrupted run, its
+    files written); a second closes the records file (whole lines, flushed), removes the run
+    directory's lock and exits 130 at once."""
+    from batchrun.store.rundir import drop_held_locks
+
+    pressed = False
+
+    def on_signal() -> None:
+        nonlocal pressed
+        if pressed and close_now is not None:
+            close_now()
+            drop_held_locks()
+            os._exit(EXIT_INTERRUPTED)
+        pressed = True
+        stop()
+
+    with loop_handlers(asyncio.get_running_loop(), on_signal):
+        yield
 
 
 def _preview(config: RunConfig) -> int:
     """--dry-run: exit 0 when every row can be sent, 2 when some cannot."""
+    from batchrun.plan import resolve_resume
     from batchrun.preview import dry_run, format_preview
-    from batchrun.runner import resolve_resume
 
     config = resolve_resume(config)
     preview = dry_run(config)
@@ -162,11 +189,11 @@ def bench(given: dict[str, Any]) -> int:
     if given.get("find_max"):
         from batchrun.bench.findmax import execute_find_max, format_find_max
 
-        out_dir, found = asyncio.run(execute_find_max(config, config.run.output.out))
+        out_dir, found = asyncio.run(execute_find_max(config, config.run.output.out, say))
         typer.echo(format_find_max(found, config.slo or {}))
         typer.echo(f"  wrote {out_dir}/find_max.json, summary.json, report.md, report.html, runs/")
         return EXIT_OK
-    out_dir, analysis = asyncio.run(execute_bench(config, config.run.output.out))
+    out_dir, analysis = asyncio.run(execute_bench(config, config.run.output.out, say))
     typer.echo(format_bench_table(analysis))
     _echo_workloads(out_dir)
     typer.echo(f"  wrote {out_dir}/summary.json, report.md, report.html, runs/")
@@ -190,7 +217,7 @@ def _echo_workloads(out_dir: Path) -> None:
 @command("report")
 def report(given: dict[str, Any]) -> int:
     """Rebuild summary.json, report.md and report.html from saved records, sending nothing."""
-    from batchrun.report.summary import rebuild_reports
+    from batchrun.finish import rebuild_reports
 
     picked = options.with_defaults("report", given)
     for path in rebuild_reports(picked["run_dir"]).values():

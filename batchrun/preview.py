@@ -14,9 +14,8 @@ from batchrun.endpoint.requests import estimate_prompt_tokens, estimate_request_
 from batchrun.inputs.prompt import BadRow
 from batchrun.inputs.scan import setting_columns
 from batchrun.store.outputs import done_ids
-from batchrun.progress import fmt_eta
-from batchrun.datarun import limited
-from batchrun.runner import jobs, open_rows
+from batchrun.plan import jobs, limited, open_rows
+from batchrun.report.format import fmt_eta
 
 SHOWN_PROMPTS = 3
 SHOWN_BAD_ROWS = 50

@@ -1,38 +1,21 @@
-"""Live progress (tqdm) and the event-loop lag sampler that tells whether the client kept up."""
+"""Live progress on the command line: a tqdm bar over a run's rows (a plain line now and then when
+stderr is no terminal), and one over Batch API jobs. The command line hands them to the pipeline
+(`ConsoleProgress`, a hooks.Progress); nothing below the faces draws."""
 
 from __future__ import annotations
 
 import asyncio
 import statistics
 import sys
-from typing import Callable
+from typing import Callable, Sequence
 
 from tqdm import tqdm
 
+from batchrun.batchapi.ledger import JobEntry
+from batchrun.batchapi.progress import done_requests, status_line
 from batchrun.engine.pool import PoolStats
-
-LAG_INTERVAL_S = 0.05
-
-
-async def sample_loop_lag(samples: list[float], interval_s: float = LAG_INTERVAL_S) -> None:
-    """Append, every `interval_s`, how late the loop woke us (seconds). Runs until cancelled.
-
-    A busy client loop reads chunks late, which inflates every measured TTFT and ITL;
-    the summary warns when this lag was high, so client queueing never hides inside
-    what looks like server latency.
-    """
-    loop = asyncio.get_running_loop()
-    while True:
-        planned = loop.time() + interval_s
-        await asyncio.sleep(interval_s)
-        samples.append(max(0.0, loop.time() - planned))
-
-
-class Total:
-    """The run's row total, filled in by a background count while the run goes (None until then)."""
-
-    def __init__(self, rows: int | None = None) -> None:
-        self.rows = rows
+from batchrun.hooks import Total
+from batchrun.report.format import fmt_eta
 
 
 async def show_progress(stats: PoolStats, *, total: Total | int | None, clock: Callable[[], float],
@@ -81,16 +64,6 @@ def progress_line(stats: PoolStats, total: int | None, elapsed_s: float) -> str:
             f"{tokens:.0f} tok/s{eta}")
 
 
-def fmt_eta(seconds: float) -> str:
-    """1h 02m, 3m 05s, 42s."""
-    seconds = max(0, round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
-
-
 def _refresh(bar: tqdm, stats: PoolStats, total: Total, elapsed_s: float) -> None:
     if total.rows is not None and bar.total != total.rows:
         bar.total = total.rows
@@ -104,3 +77,33 @@ def _refresh(bar: tqdm, stats: PoolStats, total: Total, elapsed_s: float) -> Non
         refresh=False,
     )
     bar.refresh()
+
+
+class JobsProgress:
+    """A bar over Batch API jobs: requests done of all requests, and the jobs in each status.
+    Call update() after each poll round; close() at the end."""
+
+    def __init__(self, jobs: Sequence[JobEntry]) -> None:
+        self.jobs = list(jobs)
+        self.bar = tqdm(total=sum(j.requests for j in self.jobs), unit="req", file=sys.stderr,
+                        dynamic_ncols=True, desc=f"{len(self.jobs)} batch job(s)",
+                        mininterval=0 if sys.stderr.isatty() else 10.0)
+
+    def update(self) -> None:
+        self.bar.n = done_requests(self.jobs)
+        self.bar.set_postfix_str(status_line(self.jobs), refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.update()
+        self.bar.close()
+
+
+class ConsoleProgress:
+    """The command line's hooks.Progress."""
+
+    async def rows(self, stats: PoolStats, total: Total, clock: Callable[[], float]) -> None:
+        await show_progress(stats, total=total, clock=clock)
+
+    def jobs(self, jobs: Sequence[JobEntry]) -> JobsProgress:
+        return JobsProgress(jobs)

@@ -157,7 +157,7 @@ def test_batch_status_and_cancel_from_another_terminal_while_a_run_waits(tmp_pat
     import threading
 
     from batchrun.config import RunConfig
-    from batchrun.runner import execute_run
+    from batchrun.pipeline import execute_run
 
     prompts = write_prompts(tmp_path / "p.csv", 4)
     out = tmp_path / "run"

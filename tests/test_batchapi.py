@@ -396,7 +396,7 @@ async def test_an_endpoint_without_a_batch_api_is_a_clear_error_and_auto_goes_on
 
     from batchrun.batchapi.api import BatchApiError
     from batchrun.config import RunConfig
-    from batchrun.runner import execute_run
+    from batchrun.pipeline import execute_run
     from rawserver import raw_server
 
     async def never(request: web.Request) -> web.StreamResponse:

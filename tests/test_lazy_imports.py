@@ -29,7 +29,7 @@ def _loaded_after(code: str, names: tuple[str, ...] = HEAVY) -> list[str]:
 
 
 def test_loading_the_cli_and_the_run_path_imports_no_heavy_library() -> None:
-    loaded = _loaded_after("import batchrun.cli, batchrun.runner, batchrun.report.summary, "
+    loaded = _loaded_after("import batchrun.cli, batchrun.pipeline, batchrun.report.summary, "
                            "batchrun.report.limits, batchrun.report.plots, batchrun.endpoint.client")
     assert loaded == []
 

@@ -8,7 +8,9 @@ import sys
 import threading
 
 from batchrun.engine.pool import PoolStats
-from batchrun.progress import Total, fmt_eta, progress_line, show_progress
+from batchrun.hooks import Total
+from batchrun.progress import progress_line, show_progress
+from batchrun.report.format import fmt_eta
 
 
 def test_progress_line_has_percent_eta_counts_and_tokens() -> None:

@@ -173,7 +173,7 @@ async def test_a_frame_cut_short_is_never_delivered() -> None:
 async def test_the_worker_loop_over_a_channel_paced_by_credits(sim: Any, tmp_path: Path) -> None:
     """The worker as the coordinator (or a Ray driver) sees it: START, JOBS, END in; READY, BATCHes
     asking one credit per request (metered) and carrying the records, DONE out."""
-    from batchrun.runner import jobs
+    from batchrun.plan import jobs
 
     ours, theirs = socket.socketpair()
     coordinator, worker_side = await StreamChannel.over(ours), await StreamChannel.over(theirs)

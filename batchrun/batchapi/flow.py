@@ -20,16 +20,16 @@ from batchrun.batchapi.collect import JobInfo
 from batchrun.batchapi.jobobject import KNOWN_STATUSES, read_job
 from batchrun.batchapi.ledger import TERMINAL, JobEntry, Ledger
 from batchrun.batchapi.lines import Limits, Splitter, batch_body, oversize_reason, read_ids, request_line
-from batchrun.batchapi.progress import JobsProgress
 from batchrun.batchapi.results import ResultIndex, job_records
 from batchrun.config import RunConfig
 from batchrun.endpoint.client import Endpoint
 from batchrun.endpoint.resolve import endpoint_info
-from batchrun.datarun import output_check
 from batchrun.engine.pool import TRUNCATED_OUTPUT, Job
 from batchrun.errors import ConfigError, InputError
 from batchrun.inputs.prompt import BadRow
-from batchrun.interrupts import loop_handlers
+from batchrun.plan import output_check
+from batchrun.finish import RunOutcome, finish_run
+from batchrun.hooks import Hooks
 from batchrun.store.records import INVALID_OUTPUT, OK, SKIPPED, Record, RecordSink, read_records
 
 BATCH_DIR = "batch"                  # the run directory's request files
@@ -49,20 +49,18 @@ def sim_config(base: Any, config: RunConfig, out: Path) -> Any:
 
 
 async def run_batch(config: RunConfig, endpoint: Endpoint, out: Path, items: Iterator[Job | BadRow],
-                    session_n: int = 1) -> Any:
-    """Where an online run starts its pool: the same rows (`runner.jobs`: the same bodies, bad
-    rows and skips) through the Batch API, then the same output files."""
-    from batchrun import runner
-
+                    session_n: int = 1, hooks: Hooks = Hooks()) -> RunOutcome:
+    """Where an online run starts its pool: the same rows (`plan.jobs`: the same bodies, bad
+    rows and skips) through the Batch API, then the same output files (finish.py)."""
     ledger = Ledger.load(out)
     _check_endpoint(ledger, endpoint, out)
     ledger.save(out)
-    session = BatchSession(config, endpoint, out, ledger, LIMITS, POLL_MAX_S)
+    session = BatchSession(config, endpoint, out, ledger, LIMITS, POLL_MAX_S, hooks)
     session.session_n = session_n
     await session.run(items)
-    outcome = runner.RunOutcome(out_dir=out, summary={}, interrupted=session.interrupted, failed=session.failed,
-                                aborted=session.aborted, endpoint=endpoint_info(endpoint, config.endpoint.model))
-    runner._finish_outputs(outcome, config, None, max(session.wall_s, 1e-9), session.started_wall)  # type: ignore[arg-type]
+    outcome = RunOutcome(out_dir=out, summary={}, interrupted=session.interrupted, failed=session.failed,
+                         aborted=session.aborted, endpoint=endpoint_info(endpoint, config.endpoint.model))
+    finish_run(outcome, config, None, max(session.wall_s, 1e-9), session.started_wall)
     return outcome
 
 
@@ -79,8 +77,8 @@ class BatchSession:
     """One session of a batch run: its planning, submissions, waiting and collecting."""
 
     def __init__(self, config: RunConfig, endpoint: Endpoint, out: Path, ledger: Ledger, limits: Limits,
-                 poll_max_s: float) -> None:
-        self.config, self.endpoint, self.out, self.ledger = config, endpoint, out, ledger
+                 poll_max_s: float, hooks: Hooks = Hooks()) -> None:
+        self.config, self.endpoint, self.out, self.ledger, self.hooks = config, endpoint, out, ledger, hooks
         self.limits, self.poll_max_s = limits, poll_max_s
         self.interrupted, self.failed = False, 0
         self.aborted: str | None = None      # why this session stopped early (--batch-wait, a failed download)
@@ -106,7 +104,7 @@ class BatchSession:
                         await self._wait(api, already)
                     finally:
                         if api.reconnects:
-                            runner_say(f"{api.reconnects} Batch API call(s) met a pooled connection the server had "
+                            self.hooks.notify(f"{api.reconnects} Batch API call(s) met a pooled connection the server had "
                                        "closed and were sent again at once on a new one (not retries)")
         finally:
             self.wall_s = time.perf_counter() - t0
@@ -131,7 +129,7 @@ class BatchSession:
                                              bytes=chunk.bytes, model=chunk.model, planned_at=time.time()))
         self.ledger.save(self.out)
         if chunks:
-            runner_say(f"{sum(c.requests for c in chunks)} rows in {len(chunks)} Batch API file(s) under "
+            self.hooks.notify(f"{sum(c.requests for c in chunks)} rows in {len(chunks)} Batch API file(s) under "
                        f"{self.out / BATCH_DIR}")
 
     def _plan_row(self, item: Job | BadRow, splitter: Splitter) -> None:
@@ -173,7 +171,7 @@ class BatchSession:
                 raise BatchApiError(f"creating the job for {name} at {self.endpoint.display_url}: the answer has no "
                                     f"job id to follow; --resume looks for the job by its file ({job.file_id}) again")
             self.ledger.save(self.out)
-            runner_say(f"job {job.batch_id}: {job.requests} requests ({job.status})")
+            self.hooks.notify(f"job {job.batch_id}: {job.requests} requests ({job.status})")
 
     # --- waiting and collecting ---
     async def _wait(self, api: BatchApi, already: dict[str, set[str]]) -> None:
@@ -181,7 +179,8 @@ class BatchSession:
         queued: list[JobEntry] = []           # refused for the enqueued-token limit: sent again later
         if not waiting:
             return
-        progress = None if self.config.control.quiet else JobsProgress(waiting)
+        shown = self.hooks.progress
+        progress = None if self.config.control.quiet or shown is None else shown.jobs(waiting)
         interval, since = POLL_FIRST_S, time.perf_counter()
         try:
             while (waiting or queued) and not self._stop.is_set() and not self._waited_enough(since, waiting + queued):
@@ -216,7 +215,7 @@ class BatchSession:
                 progress.close()
         if (waiting or queued) and self.aborted is None:
             self.interrupted = True
-            runner_say(f"{len(waiting) + len(queued)} job(s) not collected (the open ones keep running at the "
+            self.hooks.notify(f"{len(waiting) + len(queued)} job(s) not collected (the open ones keep running at the "
                        f"provider); continue with batchrun run --resume {self.out}")
         elif self.uncollected and self.aborted is None:
             self.aborted = (f"the results of {len(self.uncollected)} ended job(s) could not be downloaded "
@@ -239,12 +238,12 @@ class BatchSession:
         for problem in problems:
             if (job.batch_id or job.name, problem) not in self._warned:
                 self._warned.add((job.batch_id or job.name, problem))
-                runner_say(f"warning: job {job.batch_id or job.name}: the provider's {problem}{suffix}")
+                self.hooks.notify(f"warning: job {job.batch_id or job.name}: the provider's {problem}{suffix}")
 
     def _requeue(self, job: JobEntry) -> None:
         """A job the provider refused at its enqueued-token limit ran nothing: its file is sent as a
         new job once one of this run's other jobs has ended."""
-        runner_say(f"job {job.batch_id} refused: {job.errors[0].get('message') if job.errors else ''} "
+        self.hooks.notify(f"job {job.batch_id} refused: {job.errors[0].get('message') if job.errors else ''} "
                    "(it will be created again when another job of this run ends)")
         job.refused.append(job.batch_id or "")
         job.batch_id, job.status, job.errors, job.request_counts = None, "waiting", [], {}
@@ -257,7 +256,7 @@ class BatchSession:
         if deadline is None or self._cancelled or time.perf_counter() - self._t0 < deadline:
             return False
         self._cancelled = True
-        runner_say(f"--deadline {deadline:g} s passed: cancelling {len(waiting)} open job(s); rows they did "
+        self.hooks.notify(f"--deadline {deadline:g} s passed: cancelling {len(waiting)} open job(s); rows they did "
                    "not finish are recorded cancelled (send them again with --resume)")
         for job in waiting:
             await api.cancel(job.batch_id or "")
@@ -268,7 +267,7 @@ class BatchSession:
         try:
             batch = await api.retrieve(job.batch_id or "")
         except TRANSIENT as exc:
-            runner_say(f"job {job.batch_id}: status unavailable ({type(exc).__name__}); trying again")
+            self.hooks.notify(f"job {job.batch_id}: status unavailable ({type(exc).__name__}); trying again")
             return False
         before = job.status
         self._warn(job, _update(job, batch, self.endpoint.secrets))
@@ -287,7 +286,7 @@ class BatchSession:
             await self._collect_job(api, job, recorded)
         except BatchApiError as exc:
             self.uncollected.append(job.batch_id or job.name)
-            runner_say(f"warning: {exc}; job {job.batch_id} stays open and --resume {self.out} collects it")
+            self.hooks.notify(f"warning: {exc}; job {job.batch_id} stays open and --resume {self.out} collects it")
 
     async def _collect_job(self, api: BatchApi, job: JobEntry, recorded: set[str]) -> None:
         """One record per row of the job, in input order (results.job_records). The provider's files
@@ -313,7 +312,7 @@ class BatchSession:
         self.ledger.save(self.out)
         counts = job.request_counts
         unmatched = f", {index.unmatched_count} naming no row of it" if index.unmatched_count else ""
-        runner_say(f"job {job.batch_id} {job.status}: {counts.get('completed', '?')} completed, "
+        self.hooks.notify(f"job {job.batch_id} {job.status}: {counts.get('completed', '?')} completed, "
                    f"{counts.get('failed', '?')} failed, {len(ids) - len(index.found) - len(index.twice)} without "
                    f"a result line{unmatched}")
 
@@ -343,23 +342,18 @@ class BatchSession:
 
     @contextlib.asynccontextmanager
     async def _signals(self) -> AsyncIterator[None]:
-        """Ctrl-C / SIGTERM: stop waiting (the jobs run on at the provider) and write the reports."""
-        def on_signal() -> None:
-            runner_say("interrupted: no longer waiting; the jobs keep running at the provider")
+        """The face's Ctrl-C (hooks.interrupts): stop waiting (the jobs run on at the provider) and
+        write the reports."""
+        def stop() -> None:
+            self.hooks.notify("interrupted: no longer waiting; the jobs keep running at the provider")
             self._stop.set()
 
         try:
-            with loop_handlers(asyncio.get_running_loop(), on_signal):
+            with self.hooks.interrupts(stop, None):
                 yield
         finally:
             if self._stop.is_set():
                 self.interrupted = True
-
-
-def runner_say(message: str) -> None:
-    from batchrun.runner import say
-
-    say(message)
 
 
 def _update(job: JobEntry, batch: Any, secrets: tuple[str, ...] = ()) -> list[str]:

@@ -1,7 +1,7 @@
 """The Batch API's files, line by line (pure but for the files it writes and reads).
 
 Prompts -> request lines, split into files within the API's limits. A line's body is exactly
-what online mode sends (`endpoint.requests.build_body`, through `runner.jobs`) minus the two
+what online mode sends (`endpoint.requests.build_body`, through `plan.jobs`) minus the two
 fields that make a request stream: the Batch API answers every request with one whole
 `chat.completion` (usage included), and rejects `stream: true`.
 
@@ -29,7 +29,7 @@ STREAM_FIELDS = ("stream", "stream_options")
 
 
 def batch_body(online: dict[str, Any]) -> dict[str, Any]:
-    """An online request body (`build_body`'s, as `runner.jobs` made it) without its streaming fields."""
+    """An online request body (`build_body`'s, as `plan.jobs` made it) without its streaming fields."""
     body = dict(online)
     for name in STREAM_FIELDS:
         body.pop(name, None)

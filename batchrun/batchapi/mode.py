@@ -18,7 +18,11 @@ from typing import Callable
 import aiohttp
 
 from batchrun.config import RunConfig
+from batchrun.endpoint.resolve import BUILTIN
 from batchrun.errors import ConfigError
+from batchrun.plan import open_rows
+from batchrun.store.outputs import done_ids
+from batchrun.store.records import RECORDS
 
 AUTO_ONLINE_MAX_ROWS = 1_000
 BATCH_WINDOW_S = 24 * 3600.0
@@ -91,9 +95,6 @@ async def choose_mode(config: RunConfig, announce: Callable[[str], None]) -> Run
 
 def rows_to_send(config: RunConfig) -> int:
     """Rows of the input without an ok record in the run directory (all of them for a new run)."""
-    from batchrun.runner import RECORDS, open_rows
-    from batchrun.store.outputs import done_ids
-
     done = done_ids(config.control.resume / RECORDS) if config.control.resume else set()
     return sum(1 for row in open_rows(config) if row.id not in done)
 
@@ -101,8 +102,6 @@ def rows_to_send(config: RunConfig) -> int:
 async def has_batch_api(base_url: str | None, api_key: str | None) -> bool | None:
     """Whether GET {base_url}/batches answers 200; the built-in endpoint and OpenAI (no base URL)
     have one."""
-    from batchrun.endpoint.resolve import BUILTIN
-
     if not base_url or base_url == BUILTIN:
         return True
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}

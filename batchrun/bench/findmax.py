@@ -13,14 +13,22 @@ lowest failing level) and the 95% interval of each probe's p99s.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Sequence
 
 from batchrun.analysis.metrics import percentile
 from batchrun.analysis.recommend import DEFAULT_MAX_FAILURE_SHARE, BenchPoint, recommend
+from batchrun.bench.sweep import BenchConfig, RunResult, bench_jobs, measure_async, warm_prompts
+from batchrun.endpoint.resolve import open_endpoint, preflight, sim_config
 from batchrun.errors import ConfigError
+from batchrun.hooks import Notify, log
+from batchrun.plan import open_rows
+from batchrun.report.format import fmt_num, fmt_s, slo_text
+from batchrun.report.summary import write_bench_manifest, write_reports
 from batchrun.store.records import OK, Record
 
 _Z95 = 1.959964
@@ -123,16 +131,9 @@ def probe_requests(requests: int | None, concurrency: int) -> int:
     return max(requests or 0, MIN_REQUESTS, 4 * concurrency)
 
 
-async def execute_find_max(config: Any, out: Path | None = None) -> tuple[Path, FindMaxResult]:
+async def execute_find_max(config: BenchConfig, out: Path | None = None,
+                           notify: Notify = log) -> tuple[Path, FindMaxResult]:
     """Run the search against the configured endpoint; every probe is written as a bench run."""
-    import json
-    from datetime import datetime
-
-    from batchrun.bench.sweep import RunResult, bench_jobs, measure_async, warm_prompts
-    from batchrun.endpoint.resolve import open_endpoint, preflight
-    from batchrun.report.summary import write_bench_manifest, write_reports
-    from batchrun.runner import open_rows, say, sim_config
-
     if not config.slo:
         raise ConfigError("--find-max needs --slo, e.g. --slo ttft=500ms,e2e=10s")
     run = config.run
@@ -142,13 +143,13 @@ async def execute_find_max(config: Any, out: Path | None = None) -> tuple[Path, 
     # Every request of a probe is measured: no --max-run-time cut, one warm-up wave.
     config = dataclasses.replace(config, max_run_s=None)
     results: list[RunResult] = []
-    async with open_endpoint(run.endpoint.base_url, run.endpoint.api_key, announce=say,
+    async with open_endpoint(run.endpoint.base_url, run.endpoint.api_key, announce=notify,
                              sim_config=sim_config(run, realistic=True)) as endpoint:
-        model = await preflight(endpoint, run.endpoint.model, timeout_s=run.limits.timeout, announce=say)
+        model = await preflight(endpoint, run.endpoint.model, timeout_s=run.limits.timeout, announce=notify)
         if model != run.endpoint.model:
             config = dataclasses.replace(config, run=run.replace(model=model))
         pool = bench_jobs(config.run, probe_requests(config.requests, config.max_concurrency), rows)
-        warmup = await warm_prompts(endpoint, pool, config)
+        warmup = await warm_prompts(endpoint, pool, config, notify)
         # Each probe opens its connections with at least one unmeasured wave (none with --no-warmup).
         warmup["wave"] = (config.warmup or None) if config.warm_cache else 0
 
@@ -158,16 +159,17 @@ async def execute_find_max(config: Any, out: Path | None = None) -> tuple[Path, 
             records: list[Record] = []
             wall = 0.0
             for attempt in range(1 + MORE_ON_CLOSE_CALL):
-                say(f"find-max: concurrency {c}, {n} requests" + (" more (a close call)" if attempt else ""))
+                notify(f"find-max: concurrency {c}, {n} requests" + (" more (a close call)" if attempt else ""))
                 result = await measure_async(endpoint, pool[:n], level, out, concurrency=c, repeat=attempt + 1,
-                                             name=f"findmax-c{c}" + (f"-more{attempt}" if attempt else ""))
+                                             name=f"findmax-c{c}" + (f"-more{attempt}" if attempt else ""),
+                                             notify=notify)
                 results.append(result)
                 records += result.records
                 wall += result.wall_time_s
                 verdict = judge(c, records, wall, config.slo, config.max_failure_share)
                 if not verdict.close_call:
                     break
-            say(f"find-max: concurrency {c}: {'meets' if verdict.meets else 'misses'} the SLO"
+            notify(f"find-max: concurrency {c}: {'meets' if verdict.meets else 'misses'} the SLO"
                 + (f" ({verdict.why})" if verdict.why else ""))
             return verdict
 
@@ -182,8 +184,6 @@ async def execute_find_max(config: Any, out: Path | None = None) -> tuple[Path, 
 
 def format_find_max(result: FindMaxResult, slo: dict[str, float]) -> str:
     """The console lines: one per probe, then the answer with its bracket."""
-    from batchrun.report.format import fmt_num, fmt_s, slo_text
-
     def ci(value: float | None, interval: tuple[float, float] | None) -> str:
         return fmt_s(value) if interval is None else f"{fmt_s(value)} [{fmt_s(interval[0])}, {fmt_s(interval[1])}]"
 

@@ -32,17 +32,19 @@ from batchrun.config import RunConfig
 from batchrun.endpoint.resolve import endpoint_info, open_endpoint, preflight
 from batchrun.errors import ConfigError, InputError
 from batchrun.engine.pool import Job, Pool, PoolConfig
-from batchrun.progress import sample_loop_lag
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.store.records import CANCELLED, OK, Record, RecordSink
-from batchrun.runner import jobs as run_jobs
-from batchrun.runner import open_rows
-from batchrun.runner import say
 from batchrun.bench.sync import run_sync
 from batchrun.report.bench import bench_analysis
 from batchrun.report.summary import write_bench_manifest, write_reports
 from batchrun.report.workloads import append_markdown, bench_headline_workloads
 from batchrun.workloads import client_class
+from batchrun.engine.looplag import sample_loop_lag
+from batchrun.engine.quietgc import quiet_gc
+from batchrun.endpoint.resolve import sim_config
+from batchrun.hooks import Notify, log
+from batchrun.plan import jobs as run_jobs
+from batchrun.plan import open_rows
 
 DEFAULT_SWEEP = (1, 2, 4, 8, 16, 32, 64)
 _NOT_IN_BENCH = {"concurrency", "resume", "out", "output_format", "quiet", "fail_on_error", "max_errors",
@@ -236,18 +238,17 @@ class SizedJobs:
         return math.inf if width is None else width if width > self.target else None
 
 
-def _cut_warning(name: str, records: list[Record], planned: int, max_run_s: float | None) -> None:
+def _cut_warning(name: str, records: list[Record], planned: int, max_run_s: float | None, notify: Notify) -> None:
     if max_run_s is not None and len(records) < planned:
-        say(f"warning: {name}: --max-run-time {max_run_s:g}s cut it to {len(records)} of {planned} "
+        notify(f"warning: {name}: --max-run-time {max_run_s:g}s cut it to {len(records)} of {planned} "
             f"requests{' (fewer than 30: its figures are marked)' if len(records) < FEW_REQUESTS else ''}")
 
 
 async def measure_async(endpoint: Endpoint, jobs: list[Job], config: BenchConfig, out: Path, *,
-                        name: str, concurrency: int, repeat: int, rate: float | None = None) -> RunResult:
+                        name: str, concurrency: int, repeat: int, rate: float | None = None,
+                        notify: Notify = log) -> RunResult:
     """One async run: warm the pool's connections with one wave, then send `jobs` and record each,
     under the same garbage-collector settings as `batchrun run`."""
-    from batchrun.runner import _quiet_gc
-
     run = config.run
     workers = config.max_concurrency if rate else concurrency
     level = math.ceil(rate) if rate else concurrency
@@ -268,7 +269,7 @@ async def measure_async(endpoint: Endpoint, jobs: list[Job], config: BenchConfig
                 records.append(record)
                 sink.write(record)
 
-            async with _quiet_gc():
+            async with quiet_gc():
                 t0 = clock()
                 pool = Pool(client, keep, pool_config, t0=t0, clock=clock)
                 sampler = asyncio.create_task(sample_loop_lag(lag))
@@ -291,11 +292,11 @@ async def measure_async(endpoint: Endpoint, jobs: list[Job], config: BenchConfig
                        send_span(finished) or wall, finished, lag, planned)
     if interrupted:
         raise Interrupted(result)
-    _cut_warning(name, records, planned, config.max_run_s)
+    _cut_warning(name, records, planned, config.max_run_s, notify)
     capped = sized.capped_width()
     if capped is not None:
         width = "unknown" if math.isinf(capped) else f"±{100 * capped:.1f}%"
-        say(f"warning: {name}: stopped at its cap of {sized.sent} requests with the p50 TTFT/latency "
+        notify(f"warning: {name}: stopped at its cap of {sized.sent} requests with the p50 TTFT/latency "
             f"interval against an identical run still {width} (the default sizing aims at "
             f"±{100 * TARGET_HALF_WIDTH:g}%): a small regression may not be caught; measure more with -n")
     return result
@@ -332,7 +333,8 @@ def cache_pass_jobs(jobs: list[Job]) -> tuple[list[Job], int | None]:
     return out, cap
 
 
-async def warm_prompts(endpoint: Endpoint, jobs: list[Job], config: BenchConfig) -> dict[str, Any]:
+async def warm_prompts(endpoint: Endpoint, jobs: list[Job], config: BenchConfig,
+                       notify: Notify = log) -> dict[str, Any]:
     """The warm-up pass: every distinct prompt of `jobs` sent once, unmeasured, before the first
     measured run, so each run meets a server that has seen all of them (a cold prompt cache
     otherwise slows the first run only). Returns what was done, for bench.json and the reports."""
@@ -346,7 +348,7 @@ async def warm_prompts(endpoint: Endpoint, jobs: list[Job], config: BenchConfig)
         nonlocal failed
         failed += record.status != OK
 
-    _note(config, f"warm-up: {len(distinct)} distinct prompts once, {level} at a time, not measured")
+    _note(config, notify, f"warm-up: {len(distinct)} distinct prompts once, {level} at a time, not measured")
     clock = time.perf_counter
     async with make_session(level) as session:
         client, pool_config = _client(session, endpoint, config.run, level, clock)
@@ -359,7 +361,7 @@ async def warm_prompts(endpoint: Endpoint, jobs: list[Job], config: BenchConfig)
                 raise ConfigError(f"the endpoint refused the run: {pool.refused} (fix OPENAI_API_KEY, --model or "
                                   "--base-url)")
     if failed:
-        say(f"warning: warm-up: {failed} of {len(distinct)} requests failed"
+        notify(f"warning: warm-up: {failed} of {len(distinct)} requests failed"
             + (": the first measured run may meet a cold cache" if failed == len(distinct) else ""))
     return {"pass": True, "prompts": len(distinct), "failed": failed, "concurrency": level, "max_tokens": cap,
             "wave": config.warmup}
@@ -380,15 +382,13 @@ def _warmup_jobs(jobs: list[Job], n: int) -> list[Job]:
 
 
 async def measure_sync(endpoint: Endpoint, jobs: list[Job], config: BenchConfig, out: Path,
-                       repeat: int) -> RunResult:
+                       repeat: int, notify: Notify = log) -> RunResult:
     """The SDK baseline, one request after another, in a thread so the loop stays free; its client
     is built and warmed before the clock starts."""
-    from batchrun.runner import _quiet_gc
-
     name = f"sync-r{repeat}"
     stop = threading.Event()
     interrupted = False
-    async with _quiet_gc():
+    async with quiet_gc():
         thread = asyncio.get_running_loop().run_in_executor(None, functools.partial(
             run_sync, endpoint, jobs, timeout_s=config.run.limits.timeout, send_for_s=config.max_run_s,
             warmup=_warmup_jobs(jobs, config.warmup_for(1)), stop=stop))
@@ -407,16 +407,16 @@ async def measure_sync(endpoint: Endpoint, jobs: list[Job], config: BenchConfig,
     result = RunResult(name, "sync", 1, repeat, None, wall, records, [], len(jobs))
     if interrupted:
         raise Interrupted(result)
-    _cut_warning(name, records, len(jobs), config.max_run_s)
+    _cut_warning(name, records, len(jobs), config.max_run_s, notify)
     return result
 
 
-async def execute_bench(config: BenchConfig, out: Path | None = None) -> tuple[Path, dict[str, Any]]:
+async def execute_bench(config: BenchConfig, out: Path | None = None,
+                        notify: Notify = log) -> tuple[Path, dict[str, Any]]:
     """Run the whole bench; returns the output directory and the bench analysis.
 
     bench.json is rewritten after every run, so a bench stopped by Ctrl-C keeps (and reports)
     every run it finished; KeyboardInterrupt is raised again after the reports are written."""
-    from batchrun.runner import sim_config
     from batchrun.sim.config import public as public_sim
 
     run = config.run
@@ -428,16 +428,16 @@ async def execute_bench(config: BenchConfig, out: Path | None = None) -> tuple[P
     extra = {"builtin_endpoint": public_sim(builtin)} if builtin is not None else {}
     results: list[RunResult] = []
     interrupted = False
-    async with open_endpoint(run.endpoint.base_url, run.endpoint.api_key, announce=lambda m: _note(config, m),
+    async with open_endpoint(run.endpoint.base_url, run.endpoint.api_key, announce=lambda m: _note(config, notify, m),
                              sim_config=builtin) as endpoint:
-        model = await preflight(endpoint, run.endpoint.model, timeout_s=run.limits.timeout, announce=say)
+        model = await preflight(endpoint, run.endpoint.model, timeout_s=run.limits.timeout, announce=notify)
         if model != run.endpoint.model:
             config = dataclasses.replace(config, run=run.replace(model=model))
         info = endpoint_info(endpoint, model)
         synthetic_info = None
         if run.input.synthetic is not None:
             from batchrun.endpoint.calibrate import synthetic_rows
-            rows, synthetic_info = await synthetic_rows(config.run, endpoint, client_class(run), config.requests, say)
+            rows, synthetic_info = await synthetic_rows(config.run, endpoint, client_class(run), config.requests, notify)
         public = _public(config)
         jobs = bench_jobs(config.run, max(config.requests_cap(config.largest_level()), config.requests_for(1)), rows)
         warmup: dict[str, Any] | None = None
@@ -447,14 +447,14 @@ async def execute_bench(config: BenchConfig, out: Path | None = None) -> tuple[P
                                  max_failure_share=config.max_failure_share)
 
         try:
-            warmup = await warm_prompts(endpoint, jobs, config)
-            await _all_runs(endpoint, jobs, config, out, results, manifest)
+            warmup = await warm_prompts(endpoint, jobs, config, notify)
+            await _all_runs(endpoint, jobs, config, out, results, manifest, notify)
         except (KeyboardInterrupt, asyncio.CancelledError, Interrupted) as exc:
             interrupted = True
             if isinstance(exc, Interrupted) and exc.result.records:
                 results.append(exc.result)
                 manifest()
-            say(f"interrupted: keeping the {len(results)} run(s) measured so far"
+            notify(f"interrupted: keeping the {len(results)} run(s) measured so far"
                 + (f" ({exc.result.name} partly: {len(exc.result.records)} requests)"
                    if isinstance(exc, Interrupted) and exc.result.records else ""))
     bench = {"runs": [r.entry() for r in results], "slo": config.slo, "warmup": warmup,
@@ -472,10 +472,10 @@ async def execute_bench(config: BenchConfig, out: Path | None = None) -> tuple[P
     return out, analysis
 
 
-def _note(config: BenchConfig, message: str) -> None:
-    """Progress lines, left out with --quiet (warnings always print)."""
+def _note(config: BenchConfig, notify: Notify, message: str) -> None:
+    """Progress lines, left out with --quiet (warnings always go to `notify`)."""
     if not config.run.control.quiet:
-        say(message)
+        notify(message)
 
 
 def _public(config: BenchConfig) -> dict[str, Any]:
@@ -485,24 +485,24 @@ def _public(config: BenchConfig) -> dict[str, Any]:
 
 
 async def _all_runs(endpoint: Endpoint, jobs: list[Job], config: BenchConfig, out: Path,
-                    results: list[RunResult], manifest: Callable[[], None]) -> None:
+                    results: list[RunResult], manifest: Callable[[], None], notify: Notify) -> None:
     def done(result: RunResult) -> None:
         results.append(result)
         manifest()
 
     for repeat in range(1, config.repeat + 1):
         if config.sync and config.run.endpoint.endpoint == "chat":     # the SDK baseline speaks chat only
-            _note(config, f"sync baseline (openai.OpenAI, sequential), repeat {repeat}")
-            done(await measure_sync(endpoint, jobs[:config.requests_for(1)], config, out, repeat))
+            _note(config, notify, f"sync baseline (openai.OpenAI, sequential), repeat {repeat}")
+            done(await measure_sync(endpoint, jobs[:config.requests_for(1)], config, out, repeat, notify))
         for c in config.concurrencies if not config.rates else ():
-            _note(config, f"async, concurrency {c}, repeat {repeat}")
+            _note(config, notify, f"async, concurrency {c}, repeat {repeat}")
             done(await measure_async(endpoint, jobs[:config.requests_cap(c)], config, out,
-                                     name=f"async-c{c}-r{repeat}", concurrency=c, repeat=repeat))
+                                     name=f"async-c{c}-r{repeat}", concurrency=c, repeat=repeat, notify=notify))
         for rate in config.rates:
-            _note(config, f"open loop, {rate:g} requests/s, repeat {repeat}")
+            _note(config, notify, f"open loop, {rate:g} requests/s, repeat {repeat}")
             done(await measure_async(endpoint, jobs[:config.requests_cap(math.ceil(rate))], config, out,
                                      name=f"rate-{rate:g}-r{repeat}", concurrency=config.max_concurrency,
-                                     repeat=repeat, rate=rate))
+                                     repeat=repeat, rate=rate, notify=notify))
 
 
 def _bench_settings(config: BenchConfig) -> dict[str, Any]:

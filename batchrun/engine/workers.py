@@ -248,7 +248,7 @@ async def serve(channel: Channel) -> None:
     spec = WorkerSpec.from_dict(first[1])
     from batchrun.endpoint.client import make_session
 
-    from batchrun.progress import sample_loop_lag
+    from batchrun.engine.looplag import sample_loop_lag
 
     lag: list[float] = []                # this loop's lag: it is the one that times the requests
     async with make_session(spec.pool["concurrency"]) as session:
@@ -322,7 +322,7 @@ async def _main(fd: int) -> None:
 def main(argv: list[str]) -> None:
     # Ctrl-C reaches the whole process group: the coordinator decides, and tells us (STOP).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    gc.freeze()                          # as runner._quiet_gc: fewer, shorter pauses while measuring
+    gc.freeze()                          # as engine/quietgc.py does: fewer, shorter pauses while measuring
     gc.set_threshold(50_000, 50, 100)
     asyncio.run(_main(int(argv[1])))
 

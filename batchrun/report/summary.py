@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
@@ -388,6 +388,12 @@ def _read_json(path: Path) -> Any:
     return doc
 
 
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    """A run or bench directory's summary.json ({} when it has none)."""
+    path = run_dir / "summary.json"
+    return _read_json(path) if path.exists() else {}
+
+
 def _records(path: Path) -> list[Record]:
     from batchrun.store.outputs import iter_latest   # latest per id, a fixed bad row's ghost dropped
 
@@ -400,6 +406,7 @@ class LoadedRun:
     summary: dict[str, Any]           # recomputed from the records (stored wall time, SLO and loop lag kept)
     config: dict[str, Any] | None
     endpoint: dict[str, Any] | None = None
+    stored: dict[str, Any] | None = None     # summary.json as it was
 
 
 def read_columns(path: Path, gaps: GapSample | None = None) -> Columns:
@@ -425,6 +432,44 @@ def slim_records(path: Path) -> Iterator[Record]:
         yield Record.from_dict(data)
 
 
+@dataclass(slots=True)
+class RunFacts:
+    """What a run's summary holds that its records cannot tell: measured while it ran (its wall
+    time, the event loop's lag, what the pool learned about the endpoint), how it ended and what it
+    cost. A run gives them live; `batchrun report` and `compare` read them back from summary.json."""
+
+    wall_time_s: float | None = None                     # None: the records' own first send to last byte
+    slo: Mapping[str, float] | None = None
+    loop_lag_s: Sequence[float] | None = None            # lag samples, live
+    loop_lag: Mapping[str, Any] | None = None            # their statistics, as stored
+    findings: Mapping[str, Any] = field(default_factory=dict)     # rate limits, --concurrency auto
+    ended: dict[str, Any] = field(default_factory=dict)  # "run" (how it ended) and "cost"
+
+    @classmethod
+    def stored(cls, summary: Mapping[str, Any]) -> RunFacts:
+        """The facts a summary.json keeps (raw lag samples are not kept: their statistics are)."""
+        return cls(wall_time_s=summary.get("wall_time_s") if summary.get("wall_time_source") == "given" else None,
+                   slo=(summary.get("goodput") or {}).get("slo"), loop_lag=summary.get("loop_lag"),
+                   findings=summary, ended={k: summary[k] for k in ("run", "cost") if k in summary})
+
+
+def run_summary(run_dir: Path, records: list[Record] | Columns, facts: RunFacts, *, config: Mapping[str, Any],
+                gaps: GapSample | None = None) -> dict[str, Any]:
+    """A run's summary: the figures of its records, its workload sections and the facts around
+    them. The one recipe of a run's end, a resumed run's, a Batch API run's and `batchrun report`'s."""
+    summary = summarize(records, wall_time_s=facts.wall_time_s, slo=facts.slo, loop_lag_s=facts.loop_lag_s,
+                        itl_sample=gaps)
+    if facts.loop_lag:       # raw lag samples are not stored for a single run; keep their statistics
+        summary["loop_lag"] = dict(facts.loop_lag)
+        summary["warnings"] = summary_warnings(summary)
+    from batchrun.report.workloads import workload_sections
+    stream = (lambda: slim_records(run_dir / "records.jsonl")) if isinstance(records, Columns) else None
+    summary.update(workload_sections(run_dir, config, records, summary["wall_time_s"], stream))
+    limits.add_findings(summary, facts.findings)
+    summary.update(facts.ended)
+    return summary
+
+
 def load_run(run_dir: Path | str, *, lean: bool = False) -> LoadedRun:
     """Read a run directory back, recomputing its summary from records.jsonl without any request.
 
@@ -436,24 +481,12 @@ def load_run(run_dir: Path | str, *, lean: bool = False) -> LoadedRun:
     path = run_dir / "records.jsonl"
     if not path.exists():
         raise ConfigError(f"{run_dir} has no records.jsonl (pass the --out directory of a batchrun run)")
-    stored = _read_json(run_dir / "summary.json") if (run_dir / "summary.json").exists() else {}
-    old = stored.get("summary") or {}
+    stored = read_summary(run_dir)
     gaps = GapSample() if lean else None
     records: list[Record] | Columns = read_columns(path, gaps) if lean else _records(path)
-    wall = old.get("wall_time_s") if old.get("wall_time_source") == "given" else None
-    slo = (old.get("goodput") or {}).get("slo")
-    summary = summarize(records, wall_time_s=wall, slo=slo, itl_sample=gaps)
-    if old.get("loop_lag"):  # raw lag samples are not stored for a single run; keep their statistics
-        summary["loop_lag"] = old["loop_lag"]
-        summary["warnings"] = summary_warnings(summary)
-    for key in ("run", "cost"):       # how the run ended and its price are not in the records
-        if key in old:
-            summary[key] = old[key]
-    limits.add_findings(summary, old)   # what the pool learned is not in the records: keep it
-    from batchrun.report.workloads import workload_sections
-    summary.update(workload_sections(run_dir, stored.get("config") or {}, records, summary["wall_time_s"],
-                                     (lambda: slim_records(path)) if lean else None))
-    return LoadedRun(records, summary, stored.get("config"), stored.get("endpoint"))
+    summary = run_summary(run_dir, records, RunFacts.stored(stored.get("summary") or {}),
+                          config=stored.get("config") or {}, gaps=gaps)
+    return LoadedRun(records, summary, stored.get("config"), stored.get("endpoint"), stored)
 
 
 def load_bench(run_dir: Path | str) -> dict[str, Any]:
@@ -471,19 +504,3 @@ def load_bench(run_dir: Path | str) -> dict[str, Any]:
         runs.append({**entry, "records": _records(records_path)})
     return {"runs": runs, "slo": manifest.get("slo"), "config": manifest.get("config"),
             "warmup": manifest.get("warmup"), "max_failure_share": manifest.get("max_failure_share")}
-
-
-def rebuild_reports(run_dir: Path | str) -> dict[str, Path]:
-    """`batchrun report RUN_DIR`: rebuild every report of a run or a bench from its files."""
-    run_dir = Path(run_dir)
-    stored = _read_json(run_dir / "summary.json") if (run_dir / "summary.json").exists() else {}
-    # What was measured, and with which batchrun, stays as it was written.
-    kept = {k: stored[k] for k in ("batchrun_version", "input", "builtin_endpoint", "interrupted") if k in stored}
-    if (run_dir / "bench.json").exists():
-        bench = load_bench(run_dir)
-        return write_reports(run_dir, stored.get("summary"), [], bench=bench, config=bench["config"],
-                             endpoint=stored.get("endpoint"), extra=kept)
-    run = load_run(run_dir, lean=True)
-    from batchrun.report.workloads import write_extras
-    return {**write_reports(run_dir, run.summary, run.records, config=run.config, endpoint=run.endpoint, extra=kept),
-            **write_extras(run_dir, run.summary)}

@@ -83,7 +83,7 @@ _RESUMED_FIELDS = ("path", "fmt", "prompt_column", "id_column", "template", "sys
                    "model", "max_tokens", "temperature", "extra_body", "tools", "tool_choice",
                    "parallel_tool_calls", "tool_module", "output_format", "mode", "endpoint", "batch_size",
                    "synthetic")
-# Issue 10's: how rows become requests and answers are read. --limit is not kept, so a resume
+# Data-team runs: how rows become requests and answers are read. --limit is not kept, so a resume
 # without it extends a pilot to the whole file.
 _RESUMED_FIELDS += ("row_settings", "save_request", "csv_formulas", "json_schema", "json_mode",
                     "price_in", "price_out")

@@ -254,6 +254,32 @@ def compare(given: dict[str, Any]) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
+@command("fit")
+def fit(given: dict[str, Any]) -> int:
+    """Fit an endpoint twin to the records of runs and benches: latency by requests in flight and
+    prompt length, output lengths, failures, rate limits and wire quirks, as a small JSON file."""
+    from batchrun.twin.load import fit_sources, write_twin   # lazy: only `fit` reads records to fit them
+
+    picked = options.with_defaults("fit", given)
+    out, quiet = picked["out"], picked["quiet"]
+    twin, observed = fit_sources(picked["sources"])
+    write_twin(twin, out)
+    typer.echo(f"  wrote {out}")
+    if not picked["no_report"]:
+        from batchrun.twin.compare import compare_fit
+        from batchrun.twin.report import headline, write_fit_report
+
+        comparison = compare_fit(twin, observed)
+        for path in write_fit_report(twin, comparison, picked["report"] or out.with_suffix(".html")):
+            typer.echo(f"  wrote {path}")
+        if not quiet:
+            typer.echo(headline(comparison))
+    if not quiet:
+        for note in twin.notes:
+            typer.echo(f"note: {note}")
+    return EXIT_OK
+
+
 def _step_summary(markdown: str) -> None:
     """Append to the GitHub Actions job summary when running there."""
     import os

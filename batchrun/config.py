@@ -25,7 +25,7 @@ import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 from dotenv import load_dotenv
 
@@ -33,7 +33,8 @@ from batchrun import options, values
 from batchrun.errors import ConfigError
 from batchrun.redact import public_url, redact
 
-ON_BAD_ROW = ("fail", "skip")
+OnBadRow = Literal["fail", "skip"]
+ON_BAD_ROW: tuple[OnBadRow, ...] = ("fail", "skip")
 OUTPUT_FORMATS = ("csv", "parquet")
 CSV_FORMULAS = ("escape", "raw")
 ENDPOINTS = ("chat", "completions", "embeddings")
@@ -113,7 +114,7 @@ class InputConfig:
     id_column: str | None = _D["id_column"]
     template: str | None = _D["template"]
     system: str | None = _D["system"]
-    on_bad_row: str = _D["on_bad_row"]
+    on_bad_row: OnBadRow = _D["on_bad_row"]
     row_settings: bool = _D["row_settings"]     # input columns named model / max_tokens / ... override the flags
     synthetic: str | None = _D["synthetic"]     # --synthetic spec: generated prompts instead of a file
     speedup: float = _D["speedup"]              # trace replay: timestamps / delay_s divided by this

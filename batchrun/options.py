@@ -316,11 +316,20 @@ OPTIONS: tuple[Option, ...] = (
     _o("allow_config_change", bool, False,
        "Compare even when model, endpoint, max_tokens, concurrency, input or batchrun version differ.", "compare",
        commands=("compare",)),
-    _o("quiet", bool, False, "Print nothing but errors.", "report", commands=("report", "compare"),
-       flags=("--quiet", "-q"), per={"compare": {"help": "Print only the regressions and errors."}}),
+    _o("quiet", bool, False, "Print nothing but errors.", "report", commands=("report", "compare", "fit"),
+       flags=("--quiet", "-q"), per={"compare": {"help": "Print only the regressions and errors."},
+                                     "fit": {"help": "Print only the paths written and errors."}}),
     _o("base_url", Optional[str], None,
        "The endpoint the jobs live at (default: the run's own, as --resume uses).", "batch",
        commands=("batch status", "batch cancel")),
+    # ---------------------------------------------------------------- fit
+    _o("sources", list[Path], ..., "Run or bench directories (written by `batchrun run` / `batchrun bench`) of the "
+       "endpoint to copy.", "fit", commands=("fit",), argument=True),
+    _o("out", Path, Path("twin.json"), "The twin file to write (serve it with `batchrun serve --like FILE`).", "fit",
+       commands=("fit",)),
+    _o("report", Optional[Path], None, "The fit's report page, HTML with a Markdown copy beside it (default: the "
+       "twin file's name with .html).", "fit", commands=("fit",)),
+    _o("no_report", bool, False, "Write only the twin file.", "fit", commands=("fit",), flags=("--no-report",)),
 )
 
 

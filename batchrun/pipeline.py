@@ -86,7 +86,8 @@ async def execute_run(config: RunConfig, hooks: Hooks = Hooks()) -> RunOutcome:
             skip = done_ids(out / RECORDS) if config.control.resume else set()
             if skip:
                 notify(f"resuming {out} (session {session}): {len(skip)} rows already done are not sent again")
-            seen = set() if config.control.input_changed == "ok" and config.control.limit is None else None
+            seen: set[str] | None = set() if config.control.input_changed == "ok" and config.control.limit is None \
+                else None
             if config.control.mode == "batch":
                 items = jobs(config, limited(rows, config.control.limit), skip, seen)
                 outcome = await flow.run_batch(config, endpoint, out, items, session, hooks)

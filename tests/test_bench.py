@@ -430,3 +430,22 @@ def test_no_warmup_sends_nothing_unmeasured_and_says_the_first_pass_was_cold(fix
     assert json.loads((out / "summary.json").read_text())["bench"]["warmup"]["pass"] is False
     both = invoke("bench", str(prompts), "--base-url", fixed_sim.base_url, "--no-warmup", "--warmup", "2")
     assert both.exit_code == 2 and "--no-warmup sends nothing unmeasured" in both.output
+
+
+def test_a_bench_rows_speedup_efficiency_and_failures_by_hand() -> None:
+    from batchrun.report.bench import bench_analysis
+
+    def rec(i: int, status: str = "ok") -> Record:
+        return Record(id=str(i), row=i, status=status, sent_s=0.0, end_s=0.5, ttft_s=0.25, latency_s=0.5,
+                      total_s=0.5, completion_tokens=4, prompt_tokens=10, cached_tokens=5 if i % 2 else 0)
+    runs = [{"name": "sync", "mode": "sync", "concurrency": 1, "repeat": 0, "wall_time_s": 4.0,
+             "records": [rec(i) for i in range(4)]},
+            {"name": "async-c2", "mode": "async", "concurrency": 2, "repeat": 0, "wall_time_s": 1.0,
+             "records": [rec(i) for i in range(4)] + [rec(4, "error")]}]
+    sync, c2 = bench_analysis({"runs": runs})["rows"]
+    # sync: 4 ok / 4 s = 1 req/s, the baseline; c=2: 4 ok / 1 s = 4 req/s -> speedup 4, efficiency 4 / 2
+    assert (sync["requests_per_s"], sync["speedup"], sync["efficiency"]) == (1.0, 1.0, 1.0)
+    assert (c2["requests_per_s"], c2["speedup"], c2["efficiency"]) == (4.0, 4.0, 2.0)
+    # 1 of 5 attempted failed; cached 5 + 5 of 4 x 10 prompt tokens of the ok records
+    assert (c2["n"], c2["errors"], c2["failure_share"], c2["cached_share"]) == (5, 1, 0.2, 0.25)
+

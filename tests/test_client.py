@@ -13,6 +13,7 @@ from batchrun.endpoint.client import (CONNECTION_ERROR, EMPTY_RESPONSE, INCOMPLE
                              status_error_type)
 from rawserver import DONE, chunk, cut, raw_server, sse, usage_chunk
 
+USAGE = {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
 BODY = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}).encode()
 
 
@@ -60,6 +61,19 @@ def test_multi_token_chunks_count_one_gap_each() -> None:
     r = feed([(0.1, chunk("one two")), (0.3, chunk(" three four five")),
               (0.31, chunk(finish="length") + usage_chunk(2, 5) + DONE)], end=0.4)
     assert r.itl_s == pytest.approx([0.2]) and r.completion_tokens == 5 and r.finish_reason == "length"
+
+
+@pytest.mark.parametrize("tail,place", [
+    (chunk(" c") + chunk(finish="stop") + usage_chunk(5, 3), "trailing"),
+    (chunk(" c") + chunk(finish="stop", usage=USAGE), "finish"),
+    (chunk(" c", usage=USAGE) + chunk(finish="stop"), "content"),
+    (chunk(" c") + chunk(finish="stop") + chunk("", usage=USAGE), "trailing"),   # LiteLLM: an empty delta
+    (chunk(" c") + chunk(finish="stop"), None),
+])
+def test_where_usage_came_is_recorded(tail: bytes, place: str | None) -> None:
+    r = feed([(0.1, chunk("a")), (0.2, chunk(" b")), (0.3, tail + DONE)], end=0.4)
+    assert r.status == "ok" and r.text == "a b c" and r.usage_chunk == place
+    assert r.completion_tokens == (None if place is None else 3)
 
 
 async def test_a_real_stream_over_a_socket() -> None:

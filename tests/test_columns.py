@@ -5,15 +5,14 @@ worked out by hand in comments. Also the lean results index (store/outputs.lates
 from __future__ import annotations
 
 import json
-import random
 from array import array
-from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from batchrun.analysis.columns import Columns
-from batchrun.analysis.metrics import GapSample, in_flight_timeline_from, summarize, thin_steps
+from batchrun.analysis.distribution import GapSample
+from batchrun.analysis.metrics import summarize
 from batchrun.report.summary import read_columns
 from batchrun.store.outputs import _last_of_each_key, index_records, latest_dicts, latest_offsets
 from batchrun.store.records import Record, RecordSink
@@ -101,31 +100,6 @@ def test_select_keeps_the_chosen_records() -> None:
     assert len(ok_only) == 2 and summarize(ok_only)["counts"]["ok"] == 2
 
 
-def test_in_flight_steps_by_merge_match_a_table_of_every_instant() -> None:
-    rng = random.Random(3)
-    spans = []
-    for _ in range(300):
-        start = rng.choice([0.0, 0.5, 1.0]) + rng.randrange(20) / 4     # many shared instants
-        spans.append((start, start + rng.randrange(1, 8) / 4))
-    events = Counter()
-    for s, e in spans:
-        events[s] += 1
-        events[e] -= 1
-    count, expected = 0, []
-    for t in sorted(events):
-        count += events[t]
-        expected.append((t, count))
-    assert in_flight_timeline_from(spans) == expected
-
-
-def test_thinned_steps_keep_every_bucket_peak_and_trough() -> None:
-    steps = [(float(t), c) for t, c in enumerate([0, 5, 1, 1, 9, 2, 2, 2, 0, 0])]
-    assert thin_steps(iter(steps), 0.0, 9.0, len(steps), max_steps=20) == steps      # few: all kept
-    thin = thin_steps(iter(steps), 0.0, 9.0, len(steps), max_steps=4)               # 2 buckets of 4.5 s
-    # bucket [0, 4.5): low (0, 0), high (4, 9); [4.5, 9): high (5, 2), low (8, 0); the end, 9.0, alone
-    assert thin == [(0.0, 0), (4.0, 9), (5.0, 2), (8.0, 0), (9.0, 0)]
-
-
 # ---------------------------------------------------------------- the lean results index
 
 def messy_file(path: Path) -> Path:
@@ -147,7 +121,10 @@ def test_latest_offsets_follow_the_index_rule(tmp_path: Path) -> None:
     lean = [(d["id"], d["status"]) for d in latest_dicts(path, latest_offsets(path, seen.append))]
     index = index_records(path)
     assert lean == [("r0", "ok"), ("r1", "ok"), ("r2", "ok"), ("r3", "skipped"), ("r4", "skipped")]
-    assert len(index) == len(lean) and len(seen) == 7                  # the ghost of row 2 is gone
+    assert len(seen) == 7                                               # the ghost of row 2 is gone
+    # --resume's index holds exactly the results' records: one rule for both
+    assert list(index.items()) == [(d["id"], (d["row"], offset, d["status"]))
+                                   for offset, d in zip(latest_offsets(path), latest_dicts(path))]
     assert isinstance(latest_offsets(path), array)
 
 
@@ -185,7 +162,6 @@ def test_report_rebuilds_the_summary_a_run_wrote_from_its_columns(fast_sim, tmp_
     assert again == written and again["counts"]["ok"] == 30 and again["itl_s"]["population"] > 0
     md = (tmp_path / "o" / "report.md").read_text()
     assert "| q0 | 0 | ok |" in md and "| q19 | 19 | ok |" in md and "| q20 |" not in md
-
 
 
 def test_records_written_before_the_flags_existed_read_as_none_set(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from batchrun.analysis.compare import (
-    FIGURES, CompareRefused, Tolerance, compare, figure_name, load_summary, parse_tolerances,
+    FIGURES, CompareRefused, Tolerance, compare, figure_name, parse_tolerances,
 )
 from batchrun.errors import ConfigError
 from batchrun.report.compare import format_comparison
@@ -177,14 +177,14 @@ def test_compare_run_directories(tmp_path: Path):
 def test_a_bench_without_headline_must_name_a_run(tmp_path: Path):
     (tmp_path / "summary.json").write_text(json.dumps({"schema_version": 1, "kind": "bench", "summary": None}))
     with pytest.raises(CompareRefused, match="runs/<name>"):
-        load_summary(tmp_path)
+        compare(tmp_path, tmp_path)
 
 
 def test_unreadable_source(tmp_path: Path):
     with pytest.raises(ConfigError, match="cannot read"):
-        load_summary(tmp_path / "nope.json")
+        compare(tmp_path / "nope.json", tmp_path / "nope.json")
     with pytest.raises(ConfigError, match="no records.jsonl"):
-        load_summary(tmp_path)
+        compare(tmp_path, tmp_path)
 
 
 # ---------------------------------------------------------------- distributions, not points

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from batchrun.bench.findmax import FindMaxResult, Probe, format_find_max, judge, probe_requests, quantile_ci, search
+from batchrun.bench.findmax import FindMaxResult, Probe, format_find_max, judge, probe_requests, search
 from batchrun.cli import app
 from batchrun.sim import SimConfig, SimProcess
 from batchrun.store.records import Record
@@ -71,14 +71,21 @@ def test_a_probe_with_failures_misses_however_fast_its_successes() -> None:
                                                                                  {"ttft": 0.5})
 
 
-def test_quantile_interval_brackets_the_estimate() -> None:
+def test_a_p99_interval_is_the_order_statistic_one_and_the_bound_inside_it_is_a_close_call() -> None:
     values = [i / 1000 for i in range(1, 1001)]                 # 0.001 .. 1.000
-    low, high = quantile_ci(values, 50)
-    assert low < 0.5 < high and high - low < 0.08                # ranks 500 -/+ 31
-    assert quantile_ci([], 99) is None
-    assert quantile_ci([1.0], 99) == (1.0, 1.0)
     close = judge(1, [ok(t, 1.0) for t in values], wall_s=1.0, slo={"ttft": 0.99})
-    assert close.close_call                                     # p99 0.990: the bound is inside its interval
+    # stats.quantile_ci of 1,000 values at p99: ranks 983 and 997, each tail of Binomial(1000, 0.99)
+    # outside them <= 2.5%
+    assert close.ttft_p99_ci == (0.983, 0.997) and close.close_call     # p99 0.990: the bound is inside
+
+
+def test_a_probe_too_small_for_a_p99_interval_claims_none() -> None:
+    # 120 requests: the largest value lies below the true p99 with probability 0.99^120 = 30%, so an
+    # interval ending there would be a 70% interval called 95% (simulated: 69% at 120, 61% at 100).
+    records = [ok(0.1 + i / 1000, 0.5 + i / 1000) for i in range(120)]
+    probe = judge(8, records, wall_s=10.0, slo={"ttft": 0.3, "e2e": 0.6})
+    assert probe.ttft_p99_ci is None and probe.latency_p99_ci is None
+    assert not probe.close_call and not probe.meets               # p99 latency 0.618 s > 0.6 s, no doubt claimed
 
 
 def test_probe_size() -> None:

@@ -11,7 +11,6 @@ below the faces imports a face.
 from __future__ import annotations
 
 import ast
-from collections import defaultdict
 from pathlib import Path
 
 import batchrun
@@ -25,7 +24,9 @@ ALLOWED: dict[str, set[str]] = {
     "values": {"errors"},
     "options": {"errors", "values"},
     "config": {"errors", "redact", "values", "options"},
-    "sim": BASE | {"interrupts"},             # the built-in endpoint: base only (its `serve` face: interrupts)
+    # The built-in endpoint: base, and the fitted model of a twin it serves (twin/model.py, pure);
+    # its `serve` face also handles Ctrl-C (interrupts) and fits a twin for --like (twin/load.py).
+    "sim": BASE | {"interrupts", "twin"},
     "inputs": BASE,
     "store": BASE | {"inputs", "version"},
     "endpoint": BASE | {"inputs", "store", "sim"},

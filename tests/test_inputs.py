@@ -1,4 +1,4 @@
-"""inputs.py: every format, every bad input, and the guarantees (streaming, only InputError)."""
+"""inputs/ (readers.py, rows.py): every format, every bad input, and the guarantees (streaming, only InputError)."""
 
 from __future__ import annotations
 

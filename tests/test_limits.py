@@ -1,21 +1,22 @@
-"""engine/limits.py: the token bucket on literal clocks, refunds, learned limits, and that
-pacing needs nothing of aiolimiter (whose private API broke --tpm on aiolimiter 1.1.0)."""
+"""engine/limits.py: the token bucket on literal clocks, refunds, the request pacer on a virtual
+clock, learned limits, and that pacing uses only aiolimiter's public API (its private API once
+broke --tpm on aiolimiter 1.1.0)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
+import random
 import time
-from pathlib import Path
 
 import aiohttp
 import pytest
+from aiolimiter import AsyncLimiter
 
 from batchrun.endpoint.client import Endpoint, StreamClient, make_session
 from batchrun.endpoint.ratelimits import IETF, OPENAI, Quota, RateLimitInfo
-from batchrun.engine.limits import RateLimits, TokenBucket, limits_summary
+from batchrun.engine import limits as limits_module
+from batchrun.engine.limits import RateLimits, RequestPacer, TokenBucket, limits_summary
 from batchrun.engine.pool import Pool, PoolConfig
 from batchrun.store.records import Record
 from aiohttp import web
@@ -23,6 +24,7 @@ from aiohttp import web
 from conftest import MakeSim
 from rawserver import raw_server, sse
 from test_pool import OK_STREAM, job
+from virtualloop import run_virtual
 
 # ---------------------------------------------------------------- the bucket, pure
 
@@ -83,8 +85,8 @@ async def test_refund_wakes_a_waiter_at_once() -> None:
 
 async def test_waiters_are_served_in_arrival_order() -> None:
     """A large request first, then small ones: the small ones that would fit sooner still wait."""
-    limits = RateLimits(rpm=60_000)                    # 1000/s, a bucket of 1000
-    bucket = limits._rpm                               # noqa: SLF001
+    limits = RateLimits(tpm=60_000)                    # 1000/s, a bucket of 1000
+    bucket = limits._tpm                               # noqa: SLF001
     assert bucket is not None
     await bucket.take(1000)                            # empty
     order: list[str] = []
@@ -95,6 +97,117 @@ async def test_waiters_are_served_in_arrival_order() -> None:
 
     await asyncio.gather(one("large", 400), one("small-1", 50), one("small-2", 50))
     assert order == ["large", "small-1", "small-2"]
+
+
+# ---------------------------------------------------------------- the request pacer (aiolimiter), on a virtual clock
+
+
+async def take_times(pacer: RequestPacer, n: int) -> list[float]:
+    """n requests one after another; the loop's time at each admission."""
+    loop, times = asyncio.get_running_loop(), []
+    for _ in range(n):
+        await pacer.take()
+        times.append(loop.time())
+    return times
+
+
+def test_pacer_lets_one_seconds_worth_through_then_paces_at_the_rate() -> None:
+    async def main() -> list[float]:
+        return await take_times(RequestPacer(600), 13)       # 10 per second, a burst of 10
+
+    assert run_virtual(main()) == pytest.approx([0.0] * 10 + [0.1, 0.2, 0.3], abs=1e-3)
+
+
+def test_pacer_under_sixty_per_minute_lets_one_at_a_time() -> None:
+    async def main() -> list[float]:
+        return await take_times(RequestPacer(30), 3)
+
+    assert run_virtual(main()) == pytest.approx([0.0, 2.0, 4.0], abs=1e-3)
+
+
+def test_pacer_serves_first_come_first_served_on_a_busy_loop() -> None:
+    """64 senders over a 600/min limit on a loop whose iterations take 1 ms: a sender that asks
+    in the same iteration as capacity frees must not go before the one woken for it (a bare
+    AsyncLimiter lets it, and the woken one queues again behind everyone)."""
+    async def main() -> tuple[list[int], int]:
+        loop, pacer, rng = asyncio.get_running_loop(), RequestPacer(600), random.Random(4)
+        asked, order = [0], []
+
+        async def sender() -> None:
+            while loop.time() < 60.0:
+                number, asked[0] = asked[0], asked[0] + 1
+                await pacer.take()
+                order.append(number)
+                await asyncio.sleep(rng.uniform(0.5, 3.0))
+
+        await asyncio.gather(*(sender() for _ in range(64)))
+        return order, asked[0]
+
+    order, asked = run_virtual(main(), iteration_s=1e-3)
+    assert len(order) == asked > 600 and order == sorted(order)
+
+
+def test_pacer_never_counts_on_more_than_the_provider_says_is_left() -> None:
+    async def main() -> list[float]:
+        pacer = RequestPacer(600)
+        pacer.at_most(3)
+        pacer.at_most(50)                                    # only ever lowers
+        return await take_times(pacer, 5)
+
+    assert run_virtual(main()) == pytest.approx([0.0, 0.0, 0.0, 0.1, 0.2], abs=1e-3)
+
+
+def test_pacer_holds_when_the_provider_says_less_than_nothing_is_left() -> None:
+    async def main() -> list[float]:
+        pacer = RequestPacer(600)
+        pacer.at_most(-20)                                   # 2 s of refill before anything is free
+        return await take_times(pacer, 2)
+
+    assert run_virtual(main()) == pytest.approx([2.1, 2.2], abs=1e-3)
+
+
+def test_a_request_already_waiting_is_held_by_a_lower_remaining() -> None:
+    """It waits on the limiter that was current when it asked (due at 0.1 s); the provider's
+    `remaining` that comes meanwhile holds it too."""
+    async def main() -> float:
+        pacer = RequestPacer(600)
+        await take_times(pacer, 10)                          # the burst, all at 0
+        waiting = asyncio.ensure_future(take_times(pacer, 1))
+        await asyncio.sleep(0.05)
+        pacer.at_most(-10)                                   # at 0.05: 11 to refill before one goes
+        (at,) = await waiting
+        return at
+
+    assert run_virtual(main()) == pytest.approx(1.15, abs=1e-3)
+
+
+def test_a_hold_being_paid_off_is_not_shortened_by_a_milder_one() -> None:
+    """25 below nothing at 600/min: the first request goes at 2.6 s. At 0.5 s the provider says
+    16 below nothing, while 20 are still owed (the limiter drains its first 10, the other 25 wait
+    their turn): that is milder, so nothing changes."""
+    async def main() -> float:
+        loop, pacer = asyncio.get_running_loop(), RequestPacer(600)
+        pacer.at_most(-25)
+        loop.call_at(0.5, pacer.at_most, -16)
+        (at,) = await take_times(pacer, 1)
+        return at
+
+    assert run_virtual(main()) == pytest.approx(2.6, abs=1e-3)
+
+
+def test_a_lower_rate_brings_no_burst_of_its_own() -> None:
+    """600/min, then 300/min from 1.05 s: from then on one request per 0.2 s. The old limiter had
+    0.5 free then, which its public API cannot tell apart from none: the first request after the
+    change may wait up to that much longer than the exact 1.15 s."""
+    async def main() -> list[float]:
+        loop, pacer = asyncio.get_running_loop(), RequestPacer(600)
+        loop.call_at(1.05, pacer.set_rate, 300)
+        times = await take_times(pacer, 30)
+        return [t for t in times if t > 1.05]
+
+    after = run_virtual(main())
+    assert 1.15 - 1e-3 <= after[0] <= 1.25 + 1e-3
+    assert [b - a for a, b in zip(after, after[1:])] == pytest.approx([0.2] * (len(after) - 1), abs=1e-3)
 
 
 # ---------------------------------------------------------------- learned limits
@@ -120,17 +233,31 @@ async def test_without_learning_headers_are_only_remembered() -> None:
     assert limits.paced == {"rpm": None, "tpm": None} and limits.seen.lowest_tokens_left == 10
 
 
-async def test_budget_spent_elsewhere_is_not_counted_on() -> None:
-    limits = RateLimits(learn_rpm=True)
-    limits.observe(RateLimitInfo(OPENAI, Quota(600, 0, 60.0)), [])   # another process used it all
-    assert limits._rpm is not None and limits._rpm.core.level <= 0   # noqa: SLF001
+def test_budget_spent_elsewhere_is_not_counted_on() -> None:
+    """The provider says none of its 600/min are left: nothing goes until the rate has refilled
+    one request (0.1 s), and then one every 0.1 s, not a second's burst."""
+    async def main() -> list[float]:
+        limits = RateLimits(learn_rpm=True)
+        limits.observe(RateLimitInfo(OPENAI, Quota(600, 0, 60.0)), [])   # another process used it all
+        return [await admitted(limits) for _ in range(3)]
+
+    assert run_virtual(main()) == pytest.approx([0.1, 0.2, 0.3], abs=1e-3)
 
 
-async def test_an_ietf_window_must_last_until_its_reset() -> None:
-    limits = RateLimits(learn_rpm=True)
-    limits.observe(RateLimitInfo(IETF, Quota(60, 5, 30.0, 60.0)), [])  # 1/s; 5 left for 30 s
-    core = limits._rpm.core                                            # noqa: SLF001
-    assert core.level == pytest.approx(5 - 30)         # the refill before the reset is not counted on
+def test_an_ietf_window_must_last_until_its_reset() -> None:
+    async def main() -> float:
+        limits = RateLimits(learn_rpm=True)
+        limits.observe(RateLimitInfo(IETF, Quota(60, 5, 30.0, 60.0)), [])  # 1/s; 5 left for 30 s
+        return await admitted(limits)
+
+    # The refill before the reset (30) is not counted on: 5 - 30 = -25 free, so the first goes at 26 s.
+    assert run_virtual(main()) == pytest.approx(26.0, abs=1e-3)
+
+
+async def admitted(limits: RateLimits) -> float:
+    """Acquire one request of one token; the loop's time when it was admitted."""
+    await limits.acquire(1)
+    return asyncio.get_running_loop().time()
 
 
 async def test_learned_tokens_are_not_refunded() -> None:
@@ -206,36 +333,44 @@ async def test_a_server_with_an_unreadable_header_gets_one_warning_and_its_rows_
     assert pool.limits is not None and pool.limits.paced == {"rpm": None, "tpm": 100_000}
 
 
-_WITHOUT_AIOLIMITER = """
-import asyncio, json, sys, time
-sys.modules["aiolimiter"] = None                     # any import of it now fails
-from batchrun.endpoint.client import Endpoint, StreamClient, make_session
-from batchrun.engine.pool import Job, Pool, PoolConfig
-from batchrun.inputs.prompt import Prompt
-from batchrun.sim import SimConfig, serve_sim
+class PublicOnly:
+    """aiolimiter's AsyncLimiter showing its documented API and nothing else: `max_rate`,
+    `time_period`, `has_capacity`, `acquire` and `async with`."""
 
-async def main():
-    records = []
-    async with serve_sim(SimConfig(fast=True)) as sim, make_session(4) as session:
-        pool = Pool(StreamClient(session, Endpoint(sim.base_url)), records.append,
-                    PoolConfig(concurrency=4, tpm=6_000_000), t0=time.perf_counter())
-        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True,
-                "stream_options": {"include_usage": True}, "max_tokens": 2000}
-        jobs = [Job(Prompt(id=str(i), row=i, line=i + 1, messages=body["messages"]), json.dumps(body).encode(),
-                    estimated_tokens=2002, prompt_tokens_estimate=2) for i in range(8)]
-        await pool.run(iter(jobs))       # every answer is far under 2000 tokens: each one is refunded
-    print(json.dumps([[r.status, r.error] for r in records]))
+    made = 0
 
-asyncio.run(main())
-"""
+    def __init__(self, max_rate: float, time_period: float = 60) -> None:
+        self.__real = AsyncLimiter(max_rate, time_period)
+        self.max_rate, self.time_period = max_rate, time_period
+        PublicOnly.made += 1
+
+    def has_capacity(self, amount: float = 1) -> bool:
+        return self.__real.has_capacity(amount)
+
+    async def acquire(self, amount: float = 1) -> None:
+        await self.__real.acquire(amount)
+
+    async def __aenter__(self) -> None:
+        await self.__real.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
 
 
-def test_tpm_pacing_needs_nothing_of_aiolimiter(tmp_path: Path) -> None:
-    """aiolimiter 1.1.0 (allowed by pyproject) has no `_wake_next`, so every --tpm refund raised
-    AttributeError and each ok request was recorded as ClientError. With aiolimiter made
-    unimportable, --tpm pacing and its refunds must still work: they depend on none of it."""
-    done = subprocess.run([sys.executable, "-c", _WITHOUT_AIOLIMITER], capture_output=True, text=True,
-                          timeout=120, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-2000:]
-    outcomes = json.loads(done.stdout)
-    assert outcomes == [["ok", None]] * 8
+async def test_pacing_uses_only_aiolimiters_public_api(make_sim: MakeSim, monkeypatch: pytest.MonkeyPatch) -> None:
+    """aiolimiter 1.1.0 (allowed by pyproject then) had no `_wake_next`, which the pacing called:
+    every --tpm refund raised AttributeError and each ok request was recorded as ClientError.
+    With every limiter limited to its public API: a learned request rate (swapped in when the
+    provider's `remaining` is below what is free), a changed rate, and --tpm with its refunds
+    (our own bucket) all work."""
+    monkeypatch.setattr(limits_module, "AsyncLimiter", PublicOnly)
+    sim = await make_sim(fast=True, rpm=6000, tpm=60_000_000)
+    records, pool = await run_learning(sim.base_url, 40, concurrency=4, learn_rpm=True, tpm=6_000_000)
+    assert [r.status for r in records] == ["ok"] * 40           # every answer is refunded: far under 16 tokens
+    assert pool.limits is not None and pool.limits.paced == {"rpm": 6000, "tpm": 6_000_000}
+    pacer = RequestPacer(600)
+    made = PublicOnly.made
+    pacer.set_rate(1200)
+    pacer.at_most(-1)
+    await pacer.take()
+    assert PublicOnly.made >= made + 2 and made >= 2            # the run's pacer, swapped at least once

@@ -1,15 +1,13 @@
-"""metrics.py on tiny literal inputs; every expected value is worked out by hand in a comment."""
+"""metrics.py (the run summary) on tiny literal inputs; every expected value is worked out by hand in a comment."""
 
 from __future__ import annotations
 
-import math
 
 import pytest
 
-from batchrun.analysis.metrics import (
-    GapSample, Distribution, cached_share, in_flight, in_flight_timeline, loop_lag, mean_ci95, meets_slo,
-    percentile, summarize, t975, tpot,
-)
+from batchrun.analysis.distribution import GapSample
+from batchrun.analysis.metrics import cached_share, loop_lag, summarize
+from batchrun.analysis.request_figures import meets_slo, tpot
 from batchrun.store.records import Record
 
 approx = pytest.approx
@@ -36,38 +34,6 @@ def skipped(id: str) -> Record:
     return Record(id=id, row=0, status="skipped", error="column 'text' is empty")
 
 
-# ---------------------------------------------------------------- percentiles and Distribution
-
-def test_percentiles_of_one_to_ten_interpolate_linearly():
-    xs = [float(i) for i in range(1, 11)]
-    # rank = 9q/100: p50 -> 4.5 -> 5.5; p90 -> 8.1 -> 9.1; p95 -> 8.55 -> 9.55; p99 -> 8.91 -> 9.91
-    assert [percentile(xs, q) for q in (0, 50, 90, 95, 99, 100)] == approx([1, 5.5, 9.1, 9.55, 9.91, 10])
-
-
-def test_distribution_of_one_to_ten():
-    d = Distribution.of(range(10, 0, -1))  # order must not matter
-    # population variance of 1..10 = (100 - 1) / 12 = 8.25
-    assert (d.count, d.mean, d.min, d.max) == (10, 5.5, 1, 10)
-    assert d.std == approx(math.sqrt(8.25))
-    assert (d.p50, d.p90, d.p95, d.p99) == approx((5.5, 9.1, 9.55, 9.91))
-
-
-def test_empty_distribution_is_all_none():
-    d = Distribution.of([]).to_dict()
-    assert d.pop("count") == 0
-    assert set(d.values()) == {None}
-
-
-def test_single_value_distribution():
-    d = Distribution.of([0.25])
-    assert (d.count, d.mean, d.std, d.min, d.p50, d.p99, d.max) == (1, 0.25, 0.0, 0.25, 0.25, 0.25, 0.25)
-
-
-def test_percentile_of_nothing_raises():
-    with pytest.raises(ValueError):
-        percentile([], 50)
-
-
 # ---------------------------------------------------------------- TPOT, ITL and token cases
 
 def test_tpot_excludes_one_token_requests():
@@ -78,10 +44,6 @@ def test_tpot_excludes_one_token_requests():
     s = summarize([one, two])
     assert s["tpot_s"]["count"] == 1 and s["tpot_s"]["mean"] == approx(0.1)
     assert s["itl_s"]["count"] == 1  # the 1-token request has no gap
-
-
-def test_tpot_is_none_without_token_count():
-    assert tpot(Record(id="x", row=0, ttft_s=0.1, latency_s=0.2, completion_tokens=None)) is None
 
 
 def test_multi_token_chunks_count_each_gap_once_and_tpot_per_token():
@@ -228,27 +190,6 @@ def test_tool_call_stats():
     assert t["first_round_ttft_s"]["p50"] == 0.2 and t["final_answer_ttft_s"]["p50"] == 0.3
 
 
-# ---------------------------------------------------------------- in flight
-
-def test_in_flight_on_a_hand_drawn_timeline():
-    #   A  |=======|          [0, 4)
-    #   B    |===|            [1, 3)
-    #   C      |=======|      [2, 6)
-    #   D          |=|        [4, 5)   starts the instant A ends: no overlap with A
-    #      0 1 2 3 4 5 6
-    rs = [Record(id=n, row=0, sent_s=s, end_s=e) for n, s, e in
-          [("A", 0, 4), ("B", 1, 3), ("C", 2, 6), ("D", 4, 5)]]
-    assert in_flight_timeline(rs) == [(0, 1), (1, 2), (2, 3), (3, 2), (4, 2), (5, 1), (6, 0)]
-    peak, mean = in_flight(rs)
-    assert peak == 3
-    assert mean == approx(11 / 6)  # busy time 4 + 2 + 4 + 1 = 11 over span 6
-
-
-def test_in_flight_ignores_unsent_records():
-    rs = [Record(id="a", row=0, sent_s=0, end_s=2), Record(id="b", row=0, status="cancelled")]
-    assert in_flight(rs) == (1, 1.0)
-
-
 # ---------------------------------------------------------------- SLO and goodput
 
 def test_goodput_counts_ok_requests_meeting_every_bound():
@@ -296,45 +237,14 @@ def test_loop_lag_below_threshold_and_absent():
     assert summarize([ok("a")])["warnings"] == []
 
 
-# ---------------------------------------------------------------- confidence intervals
-
-def test_mean_ci95_with_three_values():
-    mean, low, high = mean_ci95([1.0, 2.0, 3.0])
-    # s = 1, t(0.975, 2) = 4.303, half width 4.303 / sqrt(3) = 2.48434
-    assert mean == 2.0
-    assert (low, high) == approx((2 - 2.48434, 2 + 2.48434), abs=1e-5)
-
-
-def test_mean_ci95_degenerate_cases():
-    assert mean_ci95([]) == (None, None, None)
-    assert mean_ci95([4.0]) == (4.0, None, None)
-    assert mean_ci95([3.0, 3.0]) == (3.0, 3.0, 3.0)
-
-
-def test_t975_table_and_large_df_approximation():
-    assert t975(1) == 12.706 and t975(30) == 2.042
-    assert t975(31) == approx(2.0395, abs=1e-3)
-    assert t975(60) == approx(2.0003, abs=1e-3)
-    assert t975(10_000) == approx(1.96, abs=1e-3)
-    with pytest.raises(ValueError):
-        t975(0)
-
-
 # ---------------------------------------------------------------- ITL sample for huge runs
 
-def test_gap_sample_is_exact_below_capacity_and_bounded_above():
+def test_a_gap_sample_below_capacity_gives_the_exact_itl_figures():
     exact = GapSample(capacity=10)
     exact.add([0.1, 0.2]); exact.add([0.3])
     assert (list(exact.values), exact.seen) == ([0.1, 0.2, 0.3], 3)
     s = summarize([ok("a", itl=[0.1, 0.2]), ok("b", itl=[0.3])], itl_sample=exact)
     assert s["itl_s"]["count"] == 3 and s["itl_s"]["population"] == 3 and s["itl_s"]["p50"] == approx(0.2)
-    big = GapSample(capacity=1000, seed=1)
-    big.add(i / 100_000 for i in range(100_000))          # uniform on [0, 1)
-    assert len(big.values) == 1000 and big.seen == 100_000
-    assert Distribution.of(big.values).p50 == approx(0.5, abs=0.06)   # a uniform sample's median
-    again = GapSample(capacity=1000, seed=1)
-    again.add(i / 100_000 for i in range(100_000))
-    assert again.values == big.values                       # seeded: the same run, the same figures
 
 
 # ---------------------------------------------------------------- e2el, zero gaps, open-loop schedule

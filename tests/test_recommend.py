@@ -7,7 +7,7 @@ import math
 import pytest
 
 from batchrun.analysis.recommend import (
-    BenchPoint, failed_text, indistinguishable, percent, plateau_concurrency, recommend, recommend_concurrency,
+    BenchPoint, failed_text, indistinguishable, percent, plateau_concurrency, recommend,
     throughput_text,
 )
 
@@ -24,8 +24,8 @@ def test_without_an_slo_latency_does_not_decide():
 
 
 def test_with_an_slo_the_levels_over_it_are_ruled_out():
-    assert recommend_concurrency(CURVE, slo={"e2e": 3.0, "ttft": 1.0}) == 8
-    assert recommend_concurrency(CURVE, slo={"ttft": 2.0}) == 16   # latency left free
+    assert recommend(CURVE, slo={"e2e": 3.0, "ttft": 1.0}).choice == 8
+    assert recommend(CURVE, slo={"ttft": 2.0}).choice == 16   # latency left free
     rec = recommend(CURVE, slo={"e2e": 0.5})
     assert rec.choice is None and rec.best == 16 and rec.excluded == (1, 2, 4, 8, 16)
     assert rec.reasons[1] == "p99 latency 1.00 s is over the SLO's 500 ms"
@@ -33,13 +33,13 @@ def test_with_an_slo_the_levels_over_it_are_ruled_out():
 
 def test_ties_and_missing_values():
     pts = [(1, 10.0, 1.0, 0.1), (2, 20.0, 1.0, 0.1), (4, 20.0, 1.0, 0.1), (8, 30.0, None, 0.1)]
-    assert recommend_concurrency(pts) == 8                             # no SLO: a missing latency does not matter
-    assert recommend_concurrency(pts, {"e2e": 2.0}) == 2               # 8's unknown latency cannot meet it; 2 and 4 tie
+    assert recommend(pts).choice == 8                            # no SLO: a missing latency does not matter
+    assert recommend(pts, {"e2e": 2.0}).choice == 2              # 8's unknown latency cannot meet it; 2 and 4 tie
     assert recommend(pts, {"e2e": 2.0}).reasons[8] == "p99 latency unknown is over the SLO's 2.00 s"
     assert recommend([]).choice is None and recommend([]).best is None
 
 
-def test_the_issue_case_c1_is_not_within_noise_of_c8():
+def test_a_llama_server_bench_c1_is_not_within_noise_of_c8():
     """llama-server: c=1 1.58 req/s, p99 TTFT 31 ms; c=8 7.74 req/s, p99 TTFT 133 ms. The former
     rule bounded p99 TTFT at 2 x c=1's (62 ms), ruled c=8 out and called c=1 "within noise of
     the best" (the best of what was left: itself)."""

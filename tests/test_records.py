@@ -20,7 +20,7 @@ from batchrun.cli import app
 from batchrun.errors import OutputError
 from batchrun.sim import SimConfig, SimProcess
 from batchrun.store.outputs import done_ids
-from batchrun.store.records import Record, RecordSink, read_records
+from batchrun.store.records import Record, RecordSink, read_records, record_lines
 from promptfiles import write_prompts
 
 
@@ -135,7 +135,7 @@ OURS = {"id", "row", "status", "http_status", "attempts", "prompt_tokens", "comp
         "batch_id", "batch_created_at", "batch_completed_at", "queued_at", "scheduled_s", "queue_wait_s", "sent_s",
         "end_s", "ttft_s", "latency_s", "total_s", "itl_s", "output_chunks", "output_tokens_per_s", "endpoint",
         "session", "ttfo_s", "reasoning_tokens", "input", "request", "synthetic_id", "reconnects", "cached_tokens",
-        "empty", "tool_choice_ignored"}
+        "empty", "tool_choice_ignored", "usage_chunk"}
 
 
 def test_every_record_field_is_either_ours_or_redacted_as_provider_text() -> None:
@@ -164,3 +164,18 @@ def test_redact_record_masks_provider_text_and_keeps_the_users_own() -> None:
     assert record.input == {"prompt": f"my own {secret}"}                      # the user's row is theirs
     answer = Record(id="b", row=1, text="Authorization: Bearer $TOKEN")        # an answer is not a message
     assert redact_record(answer, (secret,)).text == "Authorization: Bearer $TOKEN"
+
+
+def test_records_jsonl_has_one_reader_for_every_use(tmp_path) -> None:
+    """record_lines decides what a record line is, for read_records and for the index of --resume
+    and the results alike: a blank line, a JSON value that is no object, and a torn last line are
+    passed over; an object that is no record (no id) is left to each reader to refuse."""
+    lines = [Record(id="a", row=0).to_json() + b"\n", b"\n", b"[1, 2]\n", b'{"no": "id"}\n',
+             Record(id="b", row=1).to_json() + b"\n", b'{"id": "c", "ro']
+    path = tmp_path / "records.jsonl"
+    path.write_bytes(b"".join(lines))
+    starts = [sum(map(len, lines[:i])) for i in range(len(lines))]
+    assert [offset for offset, _ in record_lines(path)] == [starts[0], starts[3], starts[4]]
+    assert [r.id for r in read_records(path)] == ["a", "b"]
+    assert done_ids(path) == {"a", "b"}
+    assert list(record_lines(tmp_path / "none.jsonl")) == []

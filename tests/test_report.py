@@ -1,4 +1,4 @@
-"""report.py, report_html.py and plots.py: files written, content, HTML safety, reading runs back."""
+"""report/summary.py, report/html.py and report/plots.py: files written, content, HTML safety, reading runs back."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 
 from batchrun.sim import SimServer
+from batchrun.twin.model import GRID, Level, Output, TwinModel
 
 if TYPE_CHECKING:
     from conftest import MakeSim
@@ -132,3 +133,30 @@ async def test_ttft_directive_also_delays_a_fast_sim(sim: SimServer) -> None:
     async with aiohttp.ClientSession() as session:
         ttft, arrivals, _ = await timed_stream(session, sim, "[[sim:ttft=0.15,tokens=4]]")
     assert 0.14 <= ttft < 2.0 and len(arrivals) == 4
+
+
+async def test_a_twin_draws_ttft_at_the_requests_it_is_answering(make_sim: MakeSim) -> None:
+    """Alone, a request gets the 1-in-flight level's TTFT (50 ms); the fourth of four held open
+    gets the 4-in-flight level's (1 s), the two between them an interpolation. Each answer is 3
+    tokens 0.5 s apart, so the first is still open when the fourth arrives."""
+    def flat(v: float) -> tuple[float, ...]:
+        return (v,) * len(GRID)
+
+    levels = tuple(Level(x, 30, flat(ttft), 30, flat(0.5), 60, flat(1.0)) for x, ttft in ((1.0, 0.05), (4.0, 1.0)))
+    twin = TwinModel(levels=levels, output=Output(n=30, stop_n=30, stop_tokens=flat(3.0)))
+    server = await make_sim(twin=twin)
+    async with aiohttp.ClientSession() as session:
+        tasks = []
+        for i in range(4):
+            tasks.append(asyncio.create_task(timed_stream(session, server, f"p{i}")))
+            for _ in range(5000):                      # polls until the server holds it
+                if server.stats()["answering"] > i:
+                    break
+                await asyncio.sleep(0.001)
+            assert server.stats()["answering"] == i + 1
+        results = await asyncio.gather(*tasks)
+    ttfts = [ttft for ttft, _, _ in results]
+    assert ttfts[0] < 0.5 and ttfts[3] >= 1.0 - 0.01    # a timer never fires early
+    assert all(len(arrivals) == 3 for _, arrivals, _ in results)
+    assert server.stats()["answering"] == 0
+

@@ -11,6 +11,8 @@ import aiohttp
 import openai
 import pytest
 
+from batchrun.endpoint.client import AttemptResult, Endpoint, StreamClient, make_session
+from batchrun.endpoint.completions import TextStreamClient
 from batchrun.sim import SimServer
 
 if TYPE_CHECKING:
@@ -322,3 +324,56 @@ async def test_keep_alive_and_pipelined_requests_are_answered_in_order(sim: SimS
         await writer.wait_closed()
     assert data.count(b"HTTP/1.1 200 OK") == 3 and data.endswith(b'{"status":"ok"}')
     assert sim.stats()["requests"] == 2
+
+
+# --- wire quirks a twin copies (usage placement, tokens per chunk, token counting) ---
+
+async def client_send(sim: SimServer, body: dict[str, Any], path: str = "/chat/completions") -> AttemptResult:
+    cls = TextStreamClient if path == "/completions" else StreamClient
+    async with make_session(1) as session:
+        return await cls(session, Endpoint(sim.base_url)).send(json.dumps(body).encode())
+
+
+@pytest.mark.parametrize("placement", ["trailing", "finish", "content", "none"])
+@pytest.mark.parametrize("path", ["/chat/completions", "/completions"])
+async def test_usage_placement_is_where_the_client_finds_usage(make_sim: MakeSim, placement: str, path: str) -> None:
+    server = await make_sim(fast=True, usage_placement=placement, output_tokens=5)
+    body = {"model": "m", "stream": True, "stream_options": {"include_usage": True},
+            **({"prompt": "Say something."} if path == "/completions" else {"messages": HELLO})}
+    r = await client_send(server, body, path)
+    assert r.status == "ok" and r.output_chunks == 5
+    assert r.usage_chunk == (None if placement == "none" else placement)
+    assert r.completion_tokens == (None if placement == "none" else 5)
+
+
+async def test_sdk_reads_usage_on_the_finish_chunk(make_sim: MakeSim) -> None:
+    server = await make_sim(fast=True, usage_placement="finish", output_tokens=4)
+    async with sdk(server) as client:
+        stream = await client.chat.completions.create(model="m", messages=HELLO, stream=True,
+                                                      stream_options={"include_usage": True})
+        chunks = [c async for c in stream]
+    assert chunks[-1].choices[0].finish_reason == "stop" and chunks[-1].usage.completion_tokens == 4
+
+
+@pytest.mark.parametrize("path", ["/chat/completions", "/completions"])
+async def test_tokens_per_chunk_groups_the_same_text(make_sim: MakeSim, path: str) -> None:
+    body = {"model": "m", "stream": True, "stream_options": {"include_usage": True},
+            **({"prompt": "Say something."} if path == "/completions" else {"messages": HELLO})}
+    one = await client_send(await make_sim(fast=True, output_tokens=7), body, path)
+    three = await client_send(await make_sim(fast=True, output_tokens=7, tokens_per_chunk=3), body, path)
+    assert (one.output_chunks, three.output_chunks) == (7, 3)           # 3 + 3 + 1 tokens
+    assert three.text == one.text and three.completion_tokens == one.completion_tokens == 7
+
+
+async def test_logprobs_keep_one_token_per_chunk(make_sim: MakeSim) -> None:
+    server = await make_sim(fast=True, output_tokens=6, tokens_per_chunk=3)
+    r = await client_send(server, {"model": "m", "messages": HELLO, "stream": True, "logprobs": True})
+    assert r.output_chunks == 6
+
+
+async def test_chars_per_token_counts_prompt_tokens(make_sim: MakeSim) -> None:
+    server = await make_sim(fast=True, chars_per_token=3.5)
+    body = {"model": "m", "messages": [{"role": "user", "content": "x" * 35}], "stream": True,
+            "stream_options": {"include_usage": True}}
+    assert (await client_send(server, body)).prompt_tokens == 10
+

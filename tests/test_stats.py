@@ -40,13 +40,6 @@ def test_percentile_intervals_cover_the_true_value(q, n):
     assert hits / 300 >= 0.93
 
 
-def test_t_interval_by_hand():
-    iv = stats.t_interval([1.0, 2.0, 3.0])
-    # mean 2, s = 1, t(0.975, 2) = 4.303: 2 ± 4.303 / sqrt(3)
-    assert iv == approx((2.0, 2.0 - 4.303 / math.sqrt(3), 2.0 + 4.303 / math.sqrt(3)))
-    assert stats.t_interval([1.0]) is None
-
-
 def test_hodges_lehmann_finds_a_common_factor():
     base = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
     iv = stats.hodges_lehmann_ratio(base, [1.2 * x for x in base])
@@ -120,3 +113,27 @@ def test_proportions_and_rates():
     r = stats.poisson_rate_ratio(100, 10.0, 100, 10.0)
     assert r.estimate == 0 and r.low == approx(math.exp(-1.959964 * math.sqrt(0.02)) - 1, abs=1e-5)
     assert stats.poisson_rate_ratio(0, 1.0, 3, 1.0) is None
+
+
+def test_poisson_rate_interval_by_hand():
+    # 16 events in 8 s: (16 -/+ 1.959964 * 4) / 8
+    low, high = stats.poisson_rate_ci(16, 8.0)
+    assert (low, high) == approx((8.160144 / 8, 23.839856 / 8))
+    assert stats.poisson_rate_ci(1, 1.0)[0] == 0.0             # 1 - 1.96 < 0: clamped
+    assert stats.poisson_rate_ci(0, 8.0) is None and stats.poisson_rate_ci(3, 0.0) is None
+
+
+def test_littles_law_rate_interval_by_hand():
+    # 3 of 4 requests ok, each 1 s in the system, over 2 s: L = 4 / 2 = 2 in flight, rate 2 * 3 / 4 = 1.5/s.
+    # A resample holds k ok of 4: rate k / 2. P(k <= 1) = 13/256 (5%) and P(k = 4) = 81/256 (32%):
+    # the 2.5% and 97.5% points are k = 1 and k = 4.
+    assert stats.little_rate_ci([1.0, 1.0, 0.0, 1.0], [1.0] * 4, 2.0) == (1.5, 0.5, 2.0)
+    assert stats.little_rate_ci([1.0], [1.0], 2.0) is None      # one request: no resampling
+
+
+def test_littles_law_rate_ratio_by_hand():
+    # Every request ok and 1 s long; 4 over 2 s (L = 2) against 4 over 1 s (L = 4): the rate doubles,
+    # and no resample can say otherwise (sum(w) / sum(total) is 1 in each).
+    side = ([1.0] * 4, [1.0] * 4)
+    assert stats.little_rate_ratio((*side, 2.0), (*side, 1.0)) == (1.0, 1.0, 1.0)
+    assert stats.little_rate_ratio((*side, 0.0), (*side, 1.0)) is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,13 @@ def test_parse_slo():
 def test_parse_slo_rejects_bad_input(text, match):
     with pytest.raises(ValueError, match=match):
         parse_slo(text)
+
+
+def test_check_slo_returns_seconds_as_floats_and_refuses_what_is_not_positive():
+    assert values.check_slo({"ttft": 1, "e2e": 2.5}) == {"ttft": 1.0, "e2e": 2.5}
+    for bad in ({"ttft": 0}, {"ttft": math.inf}, {"ttft": "1"}, {}):
+        with pytest.raises(ValueError):
+            values.check_slo(bad)
 
 
 def test_the_slo_option_takes_text_or_a_mapping() -> None:

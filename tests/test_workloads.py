@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from batchrun.analysis.slices import time_slices
-from batchrun.analysis.workloads import embedding_figures, schedule_lag
+from batchrun.analysis.workloads import embedding_figures, endpoint_figures, schedule_lag
 from batchrun.cli import app
 from batchrun.engine.embed import split_tokens
 from batchrun.errors import ConfigError
@@ -167,6 +167,22 @@ def test_schedule_lag_by_hand() -> None:
             Record(id="c", row=2, sent_s=3.0)]
     lag = schedule_lag(recs)
     assert lag["count"] == 2 and lag["max"] == 0.25 and lag["min"] == pytest.approx(0.05)
+
+
+def test_figures_by_endpoint_by_hand() -> None:
+    def rec(i: int, endpoint: str, status: str = "ok", latency: float = 0.5) -> Record:
+        return Record(id=str(i), row=i, status=status, endpoint=endpoint, sent_s=0.0, end_s=latency, ttft_s=0.25,
+                      latency_s=latency if status == "ok" else None, completion_tokens=4, prompt_tokens=2)
+    records = [rec(0, "http://a/v1"), rec(1, "http://a/v1", latency=1.0), rec(2, "http://b/v1"),
+               rec(3, "http://b/v1", "error")]
+    by = endpoint_figures(records, wall_time_s=4.0)
+    a, b = by["http://a/v1"], by["http://b/v1"]
+    # a: 2 ok of 2, 2 / 4 s; latencies 0.5 and 1.0; tokens of ok records 2 x 4
+    assert (a["counts"]["ok"], a["success_rate"], a["throughput"]["requests_per_s"]) == (2, 1.0, 0.5)
+    assert (a["latency_s"]["p50"], a["tokens"]["completion"]) == (0.75, 8)
+    # b: 1 ok of 2, 1 / 4 s over the whole run's wall time
+    assert (b["counts"]["ok"], b["success_rate"], b["throughput"]["requests_per_s"]) == (1, 0.5, 0.25)
+    assert endpoint_figures([], 1.0) == {}
 
 
 # --- the documented workload commands (docs/workloads.md), as written ---

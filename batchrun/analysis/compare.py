@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from batchrun.analysis import stats
-from batchrun.analysis.metrics import meets_slo, tpot
+from batchrun.analysis.request_figures import meets_slo, tpot
 from batchrun.analysis.sides import (  # noqa: F401  (CompareRefused, side_of_records: the library face)
     CompareRefused, Side, _headline_level, _pick_levels, _pool_level, config_differences, load_side,
     side_of_records,
@@ -233,7 +233,7 @@ def _throughput_interval(base: Side, cur: Side, name: str, slo: Mapping[str, flo
                          seed: int) -> stats.Interval | None:
     """Closed loop: throughput = L · ok / sum(total_s) (Little's law, with L the measured mean in
     flight), so resampling requests gives its noise. Open loop: counts over the run time (Poisson)."""
-    def columns(side: Side) -> tuple[list[list[float]], float]:
+    def columns(side: Side) -> tuple[list[float], list[float], float]:
         sent = _sent(side)
         if name == "throughput":
             weight = [1.0 if r.status == OK else 0.0 for r in sent]
@@ -241,26 +241,15 @@ def _throughput_interval(base: Side, cur: Side, name: str, slo: Mapping[str, flo
             weight = [float(r.completion_tokens or 0) if r.status == OK else 0.0 for r in sent]
         else:
             weight = [1.0 if slo is not None and meets_slo(r, slo) else 0.0 for r in sent]
-        total = [r.total_s for r in sent]
-        in_flight = math.fsum(total) / side.wall_s if side.wall_s else 0.0
-        return [weight, total], in_flight
+        return weight, [r.total_s for r in sent], side.wall_s
 
-    (bc, bl), (cc, cl) = columns(base), columns(cur)
+    b, c = columns(base), columns(cur)
     if base.open_loop or cur.open_loop:
-        kb, kc = sum(bc[0]), sum(cc[0])
+        kb, kc = sum(b[0]), sum(c[0])
         if name == "output_throughput":     # tokens are not Poisson counts: use requests as the unit
-            kb, kc = sum(1 for w in bc[0] if w > 0), sum(1 for w in cc[0] if w > 0)
+            kb, kc = sum(1 for w in b[0] if w > 0), sum(1 for w in c[0] if w > 0)
         return stats.poisson_rate_ratio(int(kb), base.wall_s, int(kc), cur.wall_s)
-    if not (bl > 0 and cl > 0):
-        return None
-    factor = cl / bl
-
-    def stat(cols: list[np.ndarray]) -> np.ndarray:
-        return cols[0].sum(axis=-1) / cols[1].sum(axis=-1)
-    iv = stats.bootstrap_ratio(bc, cc, stat, seed=seed)
-    if iv is None:
-        return None
-    return stats.Interval((iv.estimate + 1) * factor - 1, (iv.low + 1) * factor - 1, (iv.high + 1) * factor - 1)
+    return stats.little_rate_ratio(b, c, seed=seed)
 
 
 def _interval(fig: Figure, base: Side, cur: Side, seed: int) -> tuple[stats.Interval | None, int, int, str | None]:
@@ -449,18 +438,6 @@ def compare(baseline: Mapping[str, Any] | Path | str | Side, current: Mapping[st
         elif change.status == "inconclusive":
             result.inconclusive.append(_sentence(change))
     return result
-
-
-def load_summary(source: Mapping[str, Any] | Path | str) -> dict[str, Any]:
-    """The headline summary of a summary dict, a summary.json file, or a run or bench directory."""
-    side = load_side(source)
-    if side.doc.get("_bench") is not None:
-        level = _headline_level(side)
-        if level is None:
-            raise CompareRefused(f"{side.where} is a bench with no headline summary: compare one of its runs, "
-                                 "e.g. RUN_DIR/runs/<name>")
-        return _pool_level(side, level).summary
-    return side.summary
 
 
 def changes_as_dicts(cmp: Comparison) -> list[dict[str, Any]]:

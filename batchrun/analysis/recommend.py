@@ -145,12 +145,6 @@ def _lost(p: BenchPoint, choice: BenchPoint, top: BenchPoint) -> str:
             f"{throughput_text(top, False)}, as is c={choice.concurrency}'s, and {fewer}")
 
 
-def recommend_concurrency(points: Iterable[BenchPoint | tuple], slo: Mapping[str, float] | None = None,
-                          max_failure_share: float = DEFAULT_MAX_FAILURE_SHARE) -> int | None:
-    """The recommended concurrency of `recommend` (without the reasons)."""
-    return recommend(points, slo, max_failure_share).choice
-
-
 def plateau_concurrency(points: Iterable[BenchPoint | tuple], gain: float = 0.1) -> int | None:
     """The first concurrency after which doubling raises throughput by less than `gain` (10%).
 

@@ -17,7 +17,8 @@ import math
 from typing import Any, Iterable
 
 from batchrun.analysis.columns import Columns
-from batchrun.analysis.metrics import Distribution
+from batchrun.analysis.distribution import Distribution
+from batchrun.analysis.timeline import per_s
 from batchrun.store.records import CANCELLED, OK, SKIPPED, Record
 
 
@@ -47,8 +48,8 @@ def _window(k: int, width_s: float, length_s: float, cols: Columns, rows: list[i
     completion = cols.column("completion_tokens")
     tokens = sum(max(0, completion[i]) for i in ok)
     ttft, latency = cols.column("ttft_s"), cols.column("latency_s")
-    rate = (lambda x: x / length_s) if length_s > 0 else (lambda x: None)
     return {"start_s": k * width_s, "length_s": length_s, "requests": len(rows), "ok": len(ok),
-            "failed": failed, "requests_per_s": rate(len(ok)), "output_tokens_per_s": rate(tokens),
+            "failed": failed, "requests_per_s": per_s(len(ok), length_s),
+            "output_tokens_per_s": per_s(tokens, length_s),
             "ttft_s": Distribution.of(ttft[i] for i in ok if ttft[i] == ttft[i]).to_dict(),
             "latency_s": Distribution.of(latency[i] for i in ok if latency[i] == latency[i]).to_dict()}

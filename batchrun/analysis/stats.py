@@ -1,4 +1,4 @@
-"""Pure interval statistics: percentile CIs, t-intervals, bootstrap, Hodges-Lehmann, proportions.
+"""Pure interval statistics: percentile CIs, bootstrap, Hodges-Lehmann, proportions, rates.
 
 No I/O, no clock; randomness only from a seeded generator passed in or made from `seed`, so the
 same samples always give the same interval. numpy does the resampling and the rank counting
@@ -16,6 +16,8 @@ from statistics import NormalDist
 from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
+
+from batchrun.analysis.distribution import percentile
 
 LEVEL = 0.95
 BOOTSTRAP_RESAMPLES = 2000
@@ -87,29 +89,6 @@ def quantile_ci(sorted_values: Sequence[float], q: float, level: float = LEVEL) 
         return None
     l, u = ranks
     return float(sorted_values[l - 1]), float(sorted_values[u - 1])
-
-
-# ---------------------------------------------------------------- means
-
-def t_quantile(df: int, level: float = LEVEL) -> float:
-    """Student's t quantile; exact table at 95% via metrics.t975, else a Cornish-Fisher expansion."""
-    from batchrun.analysis.metrics import t975
-
-    if abs(level - 0.95) < 1e-12:
-        return t975(df)
-    zz = z(level)
-    return zz + (zz**3 + zz) / (4 * df) + (5 * zz**5 + 16 * zz**3 + 3 * zz) / (96 * df**2)
-
-
-def t_interval(values: Sequence[float], level: float = LEVEL) -> Interval | None:
-    """mean ± t(df = n - 1) · s / √n; None for fewer than two values."""
-    n = len(values)
-    if n < 2:
-        return None
-    mean = math.fsum(values) / n
-    s = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
-    half = t_quantile(n - 1, level) * s / math.sqrt(n)
-    return Interval(mean, mean - half, mean + half)
 
 
 # ---------------------------------------------------------------- two-sample: relative change
@@ -284,8 +263,6 @@ def quantile_ratio(base_sorted: Sequence[float], cur_sorted: Sequence[float], q:
     together with probability >= level, and the ratio lies in [lo_cur / hi_base, hi_cur / lo_base].
     Conservative (wider than it must be) but valid for any distribution and any tail.
     """
-    from batchrun.analysis.metrics import percentile
-
     each = math.sqrt(level)
     b, c = quantile_ci(base_sorted, q, each), quantile_ci(cur_sorted, q, each)
     if b is None or c is None or b[0] <= 0:
@@ -320,6 +297,52 @@ def proportion_difference(k_base: int, n_base: int, k_cur: int, n_cur: int,
     d = p2 - p1
     return Interval(d, d - math.sqrt((p2 - l2) ** 2 + (u1 - p1) ** 2),
                     d + math.sqrt((u2 - p2) ** 2 + (p1 - l1) ** 2))
+
+
+# ---------------------------------------------------------------- rates
+
+def poisson_rate_ci(k: float, seconds: float, level: float = LEVEL) -> tuple[float, float] | None:
+    """CI of the rate k / seconds from an event count over a fixed time (an open-loop run):
+    (k -/+ z·sqrt(k)) / seconds, the normal approximation to the Poisson count, the low end at
+    least 0. None without any event or time."""
+    if not k or not seconds > 0:
+        return None
+    half = z(level) * math.sqrt(k)
+    return max(0.0, k - half) / seconds, (k + half) / seconds
+
+
+def little_rate_ci(weights: Sequence[float], totals: Sequence[float], wall_s: float, *, level: float = LEVEL,
+                   resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> Interval | None:
+    """CI of a closed-loop rate sum(weights) / wall_s (weights: 1 per ok request, or its tokens).
+
+    By Little's law the rate is L · sum(weights) / sum(totals), L = sum(totals) / wall_s the mean
+    in flight (each request's total_s is its time in the system); L is held and the requests are
+    resampled (bootstrap_ci), so the interval is the noise of the requests, not of the clock."""
+    in_flight = math.fsum(totals) / wall_s
+    return bootstrap_ci([weights, totals], lambda c: in_flight * c[0].sum(axis=-1) / c[1].sum(axis=-1),
+                        level=level, resamples=resamples, seed=seed)
+
+
+def little_rate_ratio(base: tuple[Sequence[float], Sequence[float], float],
+                      cur: tuple[Sequence[float], Sequence[float], float], *, level: float = LEVEL,
+                      resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> Interval | None:
+    """Relative change of a closed-loop rate, cur / base - 1, each side (weights, totals, wall_s) as
+    in little_rate_ci: the ratio of sum(w) / sum(total) bootstrapped (bootstrap_ratio), times the
+    ratio of the two mean-in-flight figures, which are held. None when a side has nothing in flight."""
+    def in_flight(side: tuple[Sequence[float], Sequence[float], float]) -> float:
+        return math.fsum(side[1]) / side[2] if side[2] else 0.0
+
+    bl, cl = in_flight(base), in_flight(cur)
+    if not (bl > 0 and cl > 0):
+        return None
+    factor = cl / bl
+
+    def stat(cols: list[np.ndarray]) -> np.ndarray:
+        return cols[0].sum(axis=-1) / cols[1].sum(axis=-1)
+    iv = bootstrap_ratio([base[0], base[1]], [cur[0], cur[1]], stat, level=level, resamples=resamples, seed=seed)
+    if iv is None:
+        return None
+    return Interval((iv.estimate + 1) * factor - 1, (iv.low + 1) * factor - 1, (iv.high + 1) * factor - 1)
 
 
 def poisson_rate_ratio(k_base: int, t_base: float, k_cur: int, t_cur: float,

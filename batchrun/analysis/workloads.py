@@ -8,7 +8,9 @@ from collections import defaultdict
 from typing import Any, Callable, Iterable, Mapping
 
 from batchrun.analysis.columns import Columns
-from batchrun.analysis.metrics import Distribution
+from batchrun.analysis.distribution import Distribution
+from batchrun.analysis.metrics import schedule_figures, summarize
+from batchrun.analysis.timeline import per_s, sent_timed
 from batchrun.store.records import OK, Record
 
 
@@ -26,9 +28,8 @@ def embedding_figures(records: Iterable[Record], wall_time_s: float | None) -> d
         tokens += r.prompt_tokens or 0
         if r.latency_s is not None:
             batches.setdefault(r.request_id or f"{r.sent_s}", r.latency_s)
-    per_s = (lambda x: x / wall_time_s) if wall_time_s else (lambda x: None)
-    return {"inputs": inputs, "batches": len(batches), "inputs_per_s": per_s(inputs),
-            "prompt_tokens": tokens, "prompt_tokens_per_s": per_s(tokens),
+    return {"inputs": inputs, "batches": len(batches), "inputs_per_s": per_s(inputs, wall_time_s),
+            "prompt_tokens": tokens, "prompt_tokens_per_s": per_s(tokens, wall_time_s),
             "inputs_per_batch": inputs / len(batches) if batches else None,
             "batch_latency_s": Distribution.of(batches.values()).to_dict()}
 
@@ -56,11 +57,11 @@ def turn_figures(records: Iterable[Record], turn_of: Mapping[str, int]) -> list[
 
 
 def schedule_lag(records: Iterable[Record] | Columns) -> dict[str, Any]:
-    """Actual send minus scheduled send (s), for records that had a schedule (open-loop runs)."""
+    """Actual send minus scheduled send (s), for records that had a schedule (open-loop runs): the
+    run summary's schedule.send_lag_s, under the name the workload sections have always used."""
     cols = records if isinstance(records, Columns) else Columns.of(records, keep=0)
-    lags = [sent - sch for sch, sent in zip(cols.column("scheduled_s"), cols.column("sent_s"))
-            if sch == sch and sent == sent]
-    return Distribution.of(lags).to_dict()
+    schedule = schedule_figures(cols, sent_timed(cols))
+    return schedule["send_lag_s"] if schedule else Distribution().to_dict()
 
 
 def synthetic_figures(records: list[Record], info: Mapping[str, Any],
@@ -124,8 +125,6 @@ def workload_summary(config: Mapping[str, Any], records: list[Record] | Columns,
 def endpoint_figures(records: list[Record] | Columns, wall_time_s: float | None) -> dict[str, dict[str, Any]]:
     """Per endpoint (the one that answered each record's final attempt): counts, success rate,
     throughput over the run's wall time, and the latency / TTFT distributions."""
-    from batchrun.analysis.metrics import summarize
-
     cols = records if isinstance(records, Columns) else Columns.of(records, keep=0)
     codes = cols.column("endpoint")
     out = {}

@@ -7,7 +7,9 @@ warm-up wave, judged by the sweep's own rule (at most --max-failure-share failed
 p99 latency within the SLO: recommend.recommend), so the answer is the one a full sweep at every
 level would give. A probe whose p99's 95% interval straddles its bound (a close call) is measured
 again, up to twice, and judged on all its requests. The answer comes with its bracket (the
-lowest failing level) and the 95% interval of each probe's p99s.
+lowest failing level) and the 95% interval of each probe's p99s: distribution-free order
+statistics (stats.quantile_ci), which exist from 368 requests on; a probe with fewer has none,
+so it is judged on its p99s alone and is never a close call.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Sequence
 
+from batchrun.analysis import stats
 from batchrun.analysis.metrics import percentile
 from batchrun.analysis.recommend import DEFAULT_MAX_FAILURE_SHARE, BenchPoint, recommend
 from batchrun.bench.sweep import BenchConfig, RunResult, bench_jobs, measure_async, warm_prompts
@@ -31,7 +34,6 @@ from batchrun.report.format import fmt_num, fmt_s, slo_text
 from batchrun.report.summary import write_bench_manifest, write_reports
 from batchrun.store.records import OK, Record
 
-_Z95 = 1.959964
 MIN_REQUESTS = 100          # as bench/sweep.py's per-level floor
 MORE_ON_CLOSE_CALL = 2          # a probe whose p99 interval straddles its bound is measured again, up to 2x
 
@@ -64,19 +66,6 @@ class FindMaxResult:
                 "probes": [dataclasses.asdict(p) for p in self.probes]}
 
 
-def quantile_ci(sorted_values: Sequence[float], q: float) -> tuple[float, float] | None:
-    """A distribution-free 95% interval of the q-th percentile (0..100): the order statistics at
-    ranks n*p -/+ 1.96*sqrt(n*p*(1-p)) (normal approximation to the binomial count below it)."""
-    n = len(sorted_values)
-    if n == 0:
-        return None
-    p = q / 100
-    half = _Z95 * math.sqrt(n * p * (1 - p))
-    lo = max(0, math.floor(n * p - half) - 1)
-    hi = min(n - 1, math.ceil(n * p + half) - 1)
-    return sorted_values[lo], sorted_values[hi]
-
-
 def judge(concurrency: int, records: Sequence[Record], wall_s: float | None,
           slo: dict[str, float], max_failure_share: float = DEFAULT_MAX_FAILURE_SHARE) -> Probe:
     """A level's figures and verdict; pure."""
@@ -88,7 +77,9 @@ def judge(concurrency: int, records: Sequence[Record], wall_s: float | None,
     rps = len(ok) / wall_s if wall_s else None
     point = BenchPoint(concurrency, rps, lat_p99, ttft_p99, n=len(records), failed=len(records) - len(ok))
     verdict = recommend([point], slo, max_failure_share)
-    ttft_ci, lat_ci = quantile_ci(ttft, 99), quantile_ci(latency, 99)
+    # Distribution-free order-statistic intervals: none below 368 values, where no pair of ranks
+    # holds the p99 95% of the time (an interval clamped to the largest value would claim it).
+    ttft_ci, lat_ci = stats.quantile_ci(ttft, 99), stats.quantile_ci(latency, 99)
     close = any(ci is not None and bound is not None and ci[0] <= bound < ci[1]
                 for ci, bound in ((ttft_ci, slo.get("ttft")), (lat_ci, slo.get("e2e"))))
     return Probe(concurrency, len(records), len(ok), rps, ttft_p99, ttft_ci, lat_p99, lat_ci,

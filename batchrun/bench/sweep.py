@@ -178,7 +178,7 @@ class RunResult:
     planned: int = 0                        # requests the run meant to measure
 
     def entry(self) -> dict[str, Any]:
-        """The run as report.py takes it (records stay Record objects)."""
+        """The run as report/bench.py takes it (records stay Record objects)."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 

@@ -2,9 +2,9 @@
 
 The hot path is deliberately lean: aiohttp, SSE lines split by hand, one
 `orjson.loads` per chunk and a clock read per network read. Building an SDK object per
-chunk costs ~100 us and caps a core at ~100 streamed requests/s (see
-shared/PERF-FACTS.md); we send the openai SDK's default headers and use the names of its
-error types instead, both spelled out here so a run never imports the SDK.
+chunk costs ~100 us and caps a core at ~100 streamed requests/s (the
+openai SDK's AsyncOpenAI, measured on a 2-core machine); we send the openai SDK's default
+headers and use the names of its error types instead, both spelled out here so a run never imports the SDK.
 """
 
 from __future__ import annotations
@@ -156,6 +156,7 @@ class AttemptResult:
     completion_tokens: int | None = None
     reasoning_tokens: int | None = None    # usage.completion_tokens_details.reasoning_tokens
     cached_tokens: int | None = None       # usage.prompt_tokens_details.cached_tokens (llama-server: timings.cache_n)
+    usage_chunk: str | None = None         # where usage came: trailing, finish or content (see usage_place)
     reasoning_text: str = ""               # `reasoning_content` / `reasoning` deltas
     other_choices: list[str] | None = None  # n > 1: the texts of choices 1.. by their `index`
     ttft_s: float | None = None            # send -> first output chunk (reasoning, content or tool call)
@@ -468,6 +469,7 @@ class SSEStream:
                     return True
                 if chunk.get("usage"):      # on any chunk, whatever its choices hold; the last one wins
                     _read_usage(chunk, result)
+                    result.usage_chunk = usage_place(choices)
                 elif result.model is None and not choices:
                     result.model = chunk.get("model") or None
             except (ValueError, AttributeError, TypeError, KeyError, IndexError):
@@ -603,6 +605,19 @@ class SSEStream:
 
 
 StreamClient.stream_class = SSEStream
+
+
+def usage_place(choices: Any) -> str:
+    """Which chunk carried usage, from that chunk's choices: `finish` (the one with finish_reason),
+    `content` (an output chunk), else `trailing` (a chunk of its own: no choices, or an empty
+    delta as LiteLLM sends). Off the per-chunk path: called once per usage chunk."""
+    choice = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else {}
+    if choice.get("finish_reason"):
+        return "finish"
+    delta = choice.get("delta") or {}
+    if (isinstance(delta, dict) and (delta.get("content") or delta.get("tool_calls"))) or choice.get("text"):
+        return "content"
+    return "trailing"
 
 
 def _read_usage(chunk: dict[str, Any], result: AttemptResult) -> None:

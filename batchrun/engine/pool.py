@@ -484,7 +484,7 @@ def to_record(job: Job, result: AttemptResult, log: list[Attempt], t0: float, qu
         request_id=result.request_id, model=result.model, finish_reason=result.finish_reason,
         text=result.text, tool_calls=result.tool_calls, prompt_tokens=result.prompt_tokens,
         completion_tokens=result.completion_tokens, cached_tokens=result.cached_tokens,
-        queued_at=queued_at, queue_wait_s=queue_wait,
+        usage_chunk=result.usage_chunk, queued_at=queued_at, queue_wait_s=queue_wait,
         sent_s=result.sent - t0, ttft_s=result.ttft_s, latency_s=result.latency_s,
         total_s=result.total_s, itl_s=result.itl_s, output_chunks=result.output_chunks,
         ttfo_s=result.ttfo_s, reasoning_text=result.reasoning_text, reasoning_tokens=result.reasoning_tokens,

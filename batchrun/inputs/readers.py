@@ -1,4 +1,4 @@
-"""Row sources for inputs.py: a CSV, JSONL or Parquet file -> raw dicts with their line numbers.
+"""Row sources for inputs/rows.py: a CSV, JSONL or Parquet file -> raw dicts with their line numbers.
 
 Everything here streams: a source holds one open file and at most one Parquet batch.
 Every csv / json / pyarrow / decoding failure becomes an InputError naming file and line.

@@ -3,7 +3,6 @@ and the console table printed at the end of `batchrun bench`."""
 
 from __future__ import annotations
 
-import math
 from typing import Any, Iterable, Mapping, Sequence
 
 from batchrun.analysis import stats
@@ -74,14 +73,8 @@ def _throughput_ci(runs: list[Mapping[str, Any]]) -> tuple[float | None, float |
         return None, None
     ok = [1.0 if r.status == OK else 0.0 for r in records]
     if any(run["mode"] == "rate" for run in runs):
-        k = sum(ok)
-        if not k:
-            return None, None
-        half = stats.z() * math.sqrt(k)
-        return max(0.0, k - half) / wall, (k + half) / wall
-    total = [r.total_s for r in records]
-    in_flight = math.fsum(total) / wall
-    iv = stats.bootstrap_ci([ok, total], lambda c: in_flight * c[0].sum(axis=-1) / c[1].sum(axis=-1))
+        return stats.poisson_rate_ci(sum(ok), wall) or (None, None)
+    iv = stats.little_rate_ci(ok, [r.total_s for r in records], wall)
     return (iv.low, iv.high) if iv else (None, None)
 
 

@@ -1,6 +1,6 @@
 """A report as plain blocks, and its two renderings: self-contained HTML and Markdown.
 
-report.py builds the blocks once from a summary; the renderers only format them, so the
+report/summary.py and report/bench.py build the blocks once from a summary; the renderers only format them, so the
 Markdown and the HTML always say the same thing. Every string in a block may come from the
 model, the prompts file or an error message: the HTML renderer escapes all of it with
 `html.escape`, and no link is ever built from data.

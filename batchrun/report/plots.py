@@ -120,15 +120,16 @@ def throughput_vs_concurrency(concurrency: Sequence[int], throughput: Sequence[f
     return chart.render()
 
 
-def percentiles_vs_concurrency(concurrency: Sequence[int],
-                               lines: Mapping[str, Sequence[float | None]], *, title: str) -> str:
-    """Several per-concurrency figures (e.g. p50/p99 latency and TTFT) in seconds."""
+def percentiles_vs_concurrency(concurrency: Sequence[float],
+                               lines: Mapping[str, Sequence[float | None]], *, title: str,
+                               ylabel: str = "seconds", xlabel: str = "concurrency (log 2)") -> str:
+    """Several per-concurrency figures (e.g. p50/p99 latency and TTFT), in seconds unless `ylabel` says."""
     levels = [c for c in concurrency if c is not None and c > 0]
     drawn = {name: list(zip(concurrency, values)) for name, values in lines.items()
              if finite(v for c, v in zip(concurrency, values) if c is not None and c > 0)}
     values = [v for pts in drawn.values() for v in finite(v for _, v in pts)]
     keys = _keys(list(drawn), marker=True)
-    chart = Chart(title, "concurrency (log 2)", "seconds", log2_axis(levels),
+    chart = Chart(title, xlabel, ylabel, log2_axis(levels),
                   linear_axis(0, max(values, default=1.0), headroom=0.08), *_WIDE, legend=_legend(keys))
     for key, pts in zip(keys, drawn.values()):
         chart.line(pts, key)

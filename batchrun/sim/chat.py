@@ -17,7 +17,7 @@ from batchrun.sim.prefix_cache import apply_cache, chat_prefix_text
 from batchrun.sim.sampling import chat_logprob_entry, plan_logprobs
 from batchrun.sim.structured import check_response_format, escape
 from batchrun.sim.validate import validate_chat
-from batchrun.sim.wire import DONE, ApiError, ChunkEncoder, completion_body
+from batchrun.sim.wire import DONE, ApiError, ChunkEncoder, completion_body, dumps, place_usage, usage
 
 
 def handle_chat(server: Host, conn: Connection, req: Request, rid: str) -> None:
@@ -47,9 +47,9 @@ def _admit(server: Host, req: Request) -> tuple[dict[str, Any], Plan]:
         directives = request_directives(body, attempt)
     except DirectiveError as err:
         raise ApiError(400, str(err), param="messages") from None
-    prompt_tokens = model.estimate_prompt_tokens(body["messages"])
+    prompt_tokens = model.estimate_prompt_tokens(body["messages"], cfg.chars_per_token)
     server.check_rate_limit(body["model"], token_cost(body, prompt_tokens))
-    plan = plan_request(cfg, body, directives, attempt, prompt_tokens)
+    plan = plan_request(cfg, body, directives, attempt, prompt_tokens, group=not body.get("logprobs"))
     apply_cache(server.prefix_cache, plan, cfg.prefill_s_per_token, chat_prefix_text(body["messages"]))
     check_injected_error(server, plan)
     return body, plan
@@ -67,7 +67,8 @@ def _stream(server: Host, conn: Connection, req: Request, body: dict[str, Any], 
         units = [enc.role()]               # a stop sequence at the very start: no content at all
     tail = enc.finish(plan.finish_reason)
     if opts.get("include_usage"):
-        tail += enc.usage(plan.prompt_tokens, plan.completion_tokens, plan.cached_tokens)
+        counts = (plan.prompt_tokens, plan.completion_tokens, plan.cached_tokens)
+        units, tail = place_usage(server.config.usage_placement, units, tail, enc.usage(*counts), dumps(usage(*counts)))
     head = response_head(200, headers, None, req.keep_alive)
     server.counters.count_response(200)
     StreamDelivery(server.config, server.engine, conn, plan, server.hooks,
@@ -88,7 +89,7 @@ def _units(enc: ChunkEncoder, plan: Plan, body: dict[str, Any]) -> list[bytes]:
     if not plan.calls:
         if plan.json_text:          # JSON pieces carry quotes: escape them (plain words need not be)
             return [enc.content(escape(t)) for t in plan.tokens]
-        return [enc.content(t) for t in plan.tokens]
+        return [enc.content(t) for t in plan.content_chunks()]
     units = []
     for i, (call, pieces) in enumerate(zip(plan.calls, plan.arg_pieces, strict=True)):
         units.append(enc.tool_start(i, call))

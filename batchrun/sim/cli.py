@@ -53,6 +53,10 @@ SERVE_OPTIONS: tuple[Option, ...] = (
     _s("strict", bool, "strict: 400 for unknown parameters and out-of-range values, as OpenAI; lenient: accept "
                        "and ignore them, as vLLM.", flags=("--strict/--lenient",)),
     _s("embedding_dim", int, "Length of /v1/embeddings vectors unless the request sets 'dimensions'."),
+    _s("like", Optional[list[str]], "Serve a twin: a twin file from `batchrun fit`, or run / bench directories to "
+                                    "fit now (repeatable). Its latency, output lengths, failures, rate limits and "
+                                    "wire quirks replace the latency, output, fault and rate-limit options.",
+       default=None, flags=("--like",), into=()),
     _s("quiet", bool, "Print only the base URL.", default=False, flags=("--quiet", "-q"), into=()),
     _s("fixed_ttft", Optional[float], "Fixed-latency mode: exact seconds to first token (no jitter, no queue).",
        "latency", "fixed_ttft_s"),
@@ -103,10 +107,29 @@ def serve(given: dict[str, Any]) -> int:
     host, port = given.get("host", "127.0.0.1"), given.get("port", 8000)
     quiet = given.get("quiet", False)
     try:
-        config = sim_config(given)
+        config = _twin_config(given, quiet) if given.get("like") else sim_config(given)
     except ConfigError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
+    return _serve(config, host, port, quiet)
+
+
+def _twin_config(given: dict[str, Any], quiet: bool) -> SimConfig:
+    """The SimConfig serving the twin `--like` names; its notes go to stderr (what it could not fit)."""
+    from batchrun.twin.load import load, sim_config as twin_sim_config   # lazy: a twin's fit only when served
+
+    twin = load(given["like"])
+    changes: dict[str, Any] = {"api_key": given.get("api_key")}
+    if given.get("model"):
+        changes["models"] = tuple(given["model"])
+    config = twin_sim_config(twin, seed=given.get("seed", 0), **changes)
+    if not quiet:
+        for note in twin.notes:
+            typer.echo(f"note: {note}", err=True)
+    return config
+
+
+def _serve(config: SimConfig, host: str, port: int, quiet: bool) -> int:
     from batchrun.sim.server import run_loop  # the server loads only when `serve` runs
 
     from batchrun.interrupts import unwinding
@@ -130,7 +153,8 @@ async def _serve_forever(config: SimConfig, host: str, port: int, quiet: bool = 
         if quiet:
             typer.echo(sim.base_url)
             await asyncio.Event().wait()
-        mode = "fast" if config.fast else "fixed-latency" if config.fixed else "latency model"
+        mode = ("fast" if config.fast else "fixed-latency" if config.fixed else "twin" if config.twin
+                else "latency model")
         typer.echo(f"batchrun sim ({mode}) listening on {sim.base_url}")
         typer.echo(f"export OPENAI_BASE_URL={sim.base_url}")
         typer.echo(f"export OPENAI_API_KEY={config.api_key or 'sim'}")

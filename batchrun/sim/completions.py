@@ -16,12 +16,11 @@ from batchrun.sim.handling import (admitted, answer_headers, check_injected_erro
                                    send_body)
 from batchrun.sim.host import Host
 from batchrun.sim.http import Connection, Request, response_head
-from batchrun.sim.model import CHARS_PER_TOKEN
 from batchrun.sim.params import check_sampling
 from batchrun.sim.planner import Plan, plan_request, request_directives, token_cost
 from batchrun.sim.prefix_cache import apply_cache
 from batchrun.sim.sampling import completion_logprobs, plan_logprobs
-from batchrun.sim.wire import DONE, FINGERPRINT, ApiError, dumps, usage
+from batchrun.sim.wire import DONE, FINGERPRINT, ApiError, dumps, place_usage, usage
 
 
 def handle_completions(server: Host, conn: Connection, req: Request, rid: str) -> None:
@@ -35,10 +34,12 @@ def handle_completions(server: Host, conn: Connection, req: Request, rid: str) -
     echo = prompt if body.get("echo") and isinstance(prompt, str) else ""
     lps = _logprobs(body, plan, len(echo))
     if body.get("stream"):
-        units = ([enc.text(echo)] if echo else []) + [enc.text(t, lp) for t, lp in zip(plan.tokens, lps or _nones(plan))]
+        pieces = [enc.text(t, lp) for t, lp in zip(plan.tokens, lps)] if lps else [enc.text(t) for t in plan.content_chunks()]
+        units = ([enc.text(echo)] if echo else []) + pieces
         tail = enc.text("", None, plan.finish_reason)
         if enc.include_usage:
-            tail += enc.usage(plan)
+            usage_json = dumps(usage(plan.prompt_tokens, plan.completion_tokens, plan.cached_tokens))
+            units, tail = place_usage(server.config.usage_placement, units, tail, enc.usage(plan), usage_json)
         server.counters.count_response(200)
         StreamDelivery(server.config, server.engine, conn, plan, server.hooks,
                        response_head(200, headers, None, req.keep_alive), units, tail + DONE,
@@ -62,9 +63,9 @@ def _admit(server: Host, req: Request) -> tuple[dict[str, Any], str | list[int],
         directives = request_directives(chat_like, attempt)
     except DirectiveError as err:
         raise ApiError(400, str(err), param="prompt") from None
-    prompt_tokens = len(prompt) if isinstance(prompt, list) else max(1, math.ceil(len(prompt) / CHARS_PER_TOKEN))
+    prompt_tokens = len(prompt) if isinstance(prompt, list) else max(1, math.ceil(len(prompt) / cfg.chars_per_token))
     server.check_rate_limit(body["model"], token_cost(body, prompt_tokens))
-    plan = plan_request(cfg, chat_like, directives, attempt, prompt_tokens)
+    plan = plan_request(cfg, chat_like, directives, attempt, prompt_tokens, group=body.get("logprobs") is None)
     apply_cache(server.prefix_cache, plan, cfg.prefill_s_per_token, text)
     check_injected_error(server, plan)
     return body, prompt, plan
@@ -121,10 +122,6 @@ def _joined(per_token: list[dict[str, Any]] | None, plan: Plan, offset: int) -> 
             "token_logprobs": [p["token_logprobs"][0] for p in per_token],
             "top_logprobs": [p["top_logprobs"][0] for p in per_token],
             "text_offset": [p["text_offset"][0] for p in per_token]}
-
-
-def _nones(plan: Plan) -> list[None]:
-    return [None] * len(plan.tokens)
 
 
 class TextEncoder:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from batchrun.errors import ConfigError
+
+if TYPE_CHECKING:   # loaded with the first twin (batchrun serve --like), not with the CLI
+    from batchrun.twin.model import TwinModel
 
 DEFAULT_MODEL = "batchrun-sim"
 
@@ -16,6 +19,7 @@ ERROR_FAULTS = ("error_500", "error_502", "error_503", "error_429")
 STREAM_FAULTS = ("cut", "stall", "malformed")
 FAULT_KINDS = ERROR_FAULTS + STREAM_FAULTS
 RATELIMIT_STYLES = ("openai", "anthropic", "ietf", "none")
+USAGE_PLACEMENTS = ("trailing", "finish", "content", "none")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +61,14 @@ class SimConfig:
     prefix_cache_tokens: int = 1_000_000     # prefix-cache capacity (0: off); a cached prefix skips its prefill
     embedding_dim: int = 256                 # /v1/embeddings vector length unless the request gives `dimensions`
 
+    # Wire quirks of a streamed answer (a twin copies its source's).
+    usage_placement: str = "trailing"        # usage (when asked for) on: its own chunk after the finish
+                                             # (OpenAI), the finish chunk, the last content chunk, or none
+    tokens_per_chunk: int = 1                # output tokens per content chunk (chat and completions text)
+    chars_per_token: float = 4.0             # prompt tokens counted as ceil(characters / this)
+    twin: TwinModel | None = None            # a fitted endpoint (batchrun fit): its latency, output lengths
+                                             # and failures replace the latency model, output and fault rates
+
     error_500_rate: float = 0.0
     error_502_rate: float = 0.0
     error_503_rate: float = 0.0
@@ -93,7 +105,9 @@ class SimConfig:
         return dataclasses.replace(self, **changes)
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self))
+        data = dataclasses.asdict(self.replace(twin=None))
+        data["twin"] = None if self.twin is None else self.twin.to_dict()
+        return json.dumps(data)
 
     def with_options(self, options: "Iterable[str]") -> SimConfig:
         """This config with `KEY=VALUE` items applied (`--builtin-option`); values are JSON
@@ -103,7 +117,7 @@ class SimConfig:
         for item in options:
             key, sep, raw = item.partition("=")
             key = key.strip().replace("-", "_")
-            if not sep or key not in names:
+            if not sep or key not in names or key == "twin":
                 raise ConfigError(f"--builtin-option {item!r}: write KEY=VALUE with KEY one of "
                                   f"{', '.join(sorted(names))}")
             try:
@@ -127,6 +141,10 @@ class SimConfig:
     def from_json(cls, text: str) -> SimConfig:
         data = json.loads(text)
         data["models"] = tuple(data["models"])
+        if data.get("twin") is not None:
+            from batchrun.twin.model import TwinModel
+
+            data["twin"] = TwinModel.from_dict(data["twin"])
         return cls(**data)
 
 
@@ -142,8 +160,11 @@ def realistic(seed: int | None = None, **changes: Any) -> SimConfig:
 
 def public(cfg: SimConfig) -> dict[str, Any]:
     """The config as written into summaries: never the API key."""
-    data = dataclasses.asdict(cfg)
+    data = dataclasses.asdict(cfg.replace(twin=None))
     data["api_key"] = None if cfg.api_key is None else "(set)"
+    if cfg.twin is not None:   # what it was fitted on, not its tables
+        data["twin"] = {"model": cfg.twin.model, "sources": [s.name for s in cfg.twin.sources],
+                        "levels_in_flight": [lv.in_flight for lv in cfg.twin.levels]}
     return data
 
 
@@ -174,6 +195,13 @@ def _validate(cfg: SimConfig) -> None:
             raise ConfigError(f"sim: --{name} must be at least 1 (leave it out for no limit)")
     if cfg.prefix_cache_tokens < 0 or cfg.embedding_dim < 1:
         raise ConfigError("sim: prefix_cache_tokens must not be negative and embedding_dim must be at least 1")
+    if cfg.usage_placement not in USAGE_PLACEMENTS:
+        raise ConfigError(f"sim: usage_placement must be one of {', '.join(USAGE_PLACEMENTS)}, "
+                          f"got {cfg.usage_placement!r}")
+    if cfg.tokens_per_chunk < 1 or cfg.chars_per_token <= 0:
+        raise ConfigError("sim: tokens_per_chunk must be at least 1 and chars_per_token positive")
+    if cfg.twin is not None and (cfg.fast or cfg.fixed):
+        raise ConfigError("sim: a twin has its own latency: leave out --fast and the fixed-latency options")
     if cfg.ratelimit_headers not in RATELIMIT_STYLES:
         raise ConfigError(f"sim: --ratelimit-headers must be one of {', '.join(RATELIMIT_STYLES)}, "
                           f"got {cfg.ratelimit_headers!r}")

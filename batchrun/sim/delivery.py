@@ -26,6 +26,7 @@ class Engine:
         self.capacity = capacity
         self.decoding = 0                      # requests holding a slot
         self.queued = 0                        # live requests waiting for one
+        self.open = 0                          # requests being answered, queued or not: a twin's "in flight"
         self._waiting: deque[_Delivery] = deque()
 
     def admit(self, job: _Delivery) -> None:
@@ -67,10 +68,14 @@ class _Delivery:
         self.holding = False
         self.waiting = False
         self.cancelled = False
+        self.counted = False
+        self.ratio_mean: float | None = None     # a twin's: see TwinModel.ratio_mean
         self.next_at = 0.0
 
     def start(self) -> None:
         self.conn.watcher = self
+        self.counted = True
+        self.engine.open += 1
         if self.plan.queued:
             self.waiting = True
             self.engine.admit(self)
@@ -79,8 +84,15 @@ class _Delivery:
 
     def begin(self, holding: bool) -> None:
         self.waiting, self.holding = False, holding
-        self.next_at = self.loop.time() + self.plan.ttft_s + self._extra_s()
+        self.next_at = self.loop.time() + self._first_s() + self._extra_s()
         self._schedule()
+
+    def _first_s(self) -> float:
+        """Seconds to the first chunk: the plan's, or a twin's at the requests now in flight."""
+        twin, plan = self.cfg.twin, self.plan
+        if twin is not None and plan.twin_ttft:
+            return twin.ttft_s(self.engine.open, plan.twin_ranks[0], plan.prompt_tokens)
+        return plan.ttft_s
 
     def _extra_s(self) -> float:
         return 0.0
@@ -99,6 +111,7 @@ class _Delivery:
         if self.waiting:
             self.engine.withdraw()
         self._release()
+        self._uncount()
         self.hooks.done(False)
 
     def _schedule(self) -> None:
@@ -109,13 +122,24 @@ class _Delivery:
             self.holding = False
             self.engine.release()
 
+    def _uncount(self) -> None:
+        if self.counted:
+            self.counted = False
+            self.engine.open -= 1
+
     def _gap(self, k: int) -> float:
+        ranks, twin = self.plan.twin_ranks, self.cfg.twin
+        if ranks and twin is not None:
+            if self.ratio_mean is None:   # once per request, at the requests in flight at its first gap
+                self.ratio_mean = twin.ratio_mean(self.engine.open, ranks[2:2 + max(0, self.plan.n_chunks - 1)])
+            return twin.gap_s(self.engine.open, ranks[1], ranks[2 + k] if 2 + k < len(ranks) else 0.5, self.ratio_mean)
         jitter = self.plan.itl_jitter[k] if k < len(self.plan.itl_jitter) else 1.0
         return model.itl_s(self.cfg, max(1, self.engine.decoding), jitter)
 
     def _end(self, completed: bool) -> None:
         self.cancelled = True            # nothing more to cancel if the connection drops now
         self._release()
+        self._uncount()
         if completed:
             self.hooks.done(True)
             self.conn.finish()

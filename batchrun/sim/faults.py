@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from batchrun.sim.config import ERROR_FAULTS, FAULT_KINDS, SimConfig
 from batchrun.sim.directives import Directives
+from batchrun.twin.model import TwinModel, http_status
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +39,9 @@ def choose_faults(cfg: SimConfig, d: Directives, rng: random.Random | None, n_ch
 
 
 def roll_fault(cfg: SimConfig, rng: random.Random, n_chunks: int) -> Faults:
-    """At most one fault, picked by one uniform draw over the cumulative rates."""
+    """At most one fault, picked by one uniform draw over the cumulative rates (a twin's own)."""
+    if cfg.twin is not None:
+        return twin_fault(cfg.twin, rng, n_chunks)
     u, edge = rng.random(), 0.0
     for kind in FAULT_KINDS:
         edge += cfg.fault_rate(kind)
@@ -50,5 +53,20 @@ def roll_fault(cfg: SimConfig, rng: random.Random, n_chunks: int) -> Faults:
     return NO_FAULTS
 
 
+def twin_fault(twin: TwinModel, rng: random.Random, n_chunks: int) -> Faults:
+    """A twin's failure: an HTTP error, or a stream fault (a source's timeout is served as a stall,
+    so the client's own timeout ends it as it ended the source's request)."""
+    failure = twin.failure(rng.random())
+    if failure is None:
+        return NO_FAULTS
+    status = http_status(failure)
+    if status is not None:
+        return Faults(error=status)
+    kind = "stall" if failure.kind == "timeout" else failure.kind
+    return Faults(events=((rng.randint(1, max(1, n_chunks - 1)), kind),))
+
+
 def any_fault_rate(cfg: SimConfig) -> bool:
+    if cfg.twin is not None:
+        return cfg.twin.fails
     return any(cfg.fault_rate(k) > 0 for k in FAULT_KINDS)

@@ -1,7 +1,7 @@
 """A minimal HTTP/1.1 server connection: httptools parsing on a raw asyncio.Protocol.
 
 Why not aiohttp.web: with one write per SSE event it tops out near 950 streamed req/s, about
-half of what a raw protocol reaches (docs/PERF-FACTS). This keeps exactly what the sim needs:
+half of what a raw protocol reaches (measured on a 2-core machine). This keeps exactly what the sim needs:
 keep-alive, pipelined requests answered in order, Content-Length and chunked responses, and a
 hook so a response in progress hears when its client goes away.
 """

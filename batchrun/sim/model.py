@@ -52,10 +52,10 @@ def message_text(message: Any) -> str:
     return ""
 
 
-def estimate_prompt_tokens(messages: Iterable[Any]) -> int:
-    """ceil(characters / 4) over every message's text, at least 1."""
+def estimate_prompt_tokens(messages: Iterable[Any], chars_per_token: float = CHARS_PER_TOKEN) -> int:
+    """ceil(characters / chars_per_token) over every message's text, at least 1."""
     chars = sum(len(message_text(m)) for m in messages)
-    return max(1, math.ceil(chars / CHARS_PER_TOKEN))
+    return max(1, math.ceil(chars / chars_per_token))
 
 
 def sample_output_tokens(rng: random.Random, cfg: SimConfig) -> int:

@@ -8,6 +8,7 @@ rolls and latency jitter use the attempt number of the identical body (a retry c
 from __future__ import annotations
 
 import itertools
+import random
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,9 @@ class Plan:
     ttft_s: float = 0.0          # slot -> first token (no queue wait); see model.ttft_s
     queued: bool = True          # False: skip the capacity queue (fast, fixed, [[sim:ttft=...]])
     itl_jitter: list[float] = field(default_factory=list)      # one factor per gap
+    chunk_tokens: int = 1        # content tokens per output chunk (SimConfig.tokens_per_chunk, plain text)
+    twin_ranks: list[float] = field(default_factory=list)      # twin: TTFT rank, mean-gap rank, a rank per gap
+    twin_ttft: bool = False      # twin: TTFT drawn when the request starts (else ttft_s, from a directive)
     cached_tokens: int = 0       # prompt tokens served from the prefix cache (usage.prompt_tokens_details)
     key: bytes = b""             # the request's RNG key (logprobs are drawn from it)
     json_text: bool = False      # tokens are pieces of a JSON document: escaped on the wire
@@ -41,12 +45,18 @@ class Plan:
 
     @property
     def n_chunks(self) -> int:
-        """Output chunks: one per content token, or per call one header plus its argument pieces."""
-        return len(self.tokens) + sum(1 + len(p) for p in self.arg_pieces)
+        """Output chunks: one per chunk_tokens content tokens, or per call one header plus its
+        argument pieces."""
+        return -(-len(self.tokens) // self.chunk_tokens) + sum(1 + len(p) for p in self.arg_pieces)
 
     @property
     def completion_tokens(self) -> int:
-        return self.n_chunks + self.unseen_tokens
+        return len(self.tokens) + sum(1 + len(p) for p in self.arg_pieces) + self.unseen_tokens
+
+    def content_chunks(self) -> list[str]:
+        """The content tokens as streamed: chunk_tokens of them per chunk."""
+        k = self.chunk_tokens
+        return self.tokens if k == 1 else ["".join(self.tokens[i:i + k]) for i in range(0, len(self.tokens), k)]
 
 
 def last_user_text(messages: list[Any]) -> str:
@@ -76,7 +86,8 @@ def request_directives(body: dict[str, Any], attempt: int) -> Directives:
 
 
 def plan_request(cfg: SimConfig, body: dict[str, Any], d: Directives, attempt: int,
-                 prompt_tokens: int) -> Plan:
+                 prompt_tokens: int, group: bool = True) -> Plan:
+    """`group`: content tokens may share a chunk (not when each chunk carries its logprobs)."""
     messages = body["messages"]
     key = model.request_key(cfg.seed, messages, body.get("tools"), body.get("seed"))
     plan = Plan(prompt_tokens=prompt_tokens, key=key)
@@ -84,9 +95,14 @@ def plan_request(cfg: SimConfig, body: dict[str, Any], d: Directives, attempt: i
         _plan_json(plan, cfg, body, key, attempt)
     else:
         _plan_output(plan, cfg, body, d, key)
+        if group and not plan.calls:
+            plan.chunk_tokens = cfg.tokens_per_chunk
     faulty = d != Directives() or any_fault_rate(cfg)
     if faulty:
-        rng = model.rng_for(key, "fault", attempt) if any_fault_rate(cfg) else None
+        # A twin rolls on its own stream: the same prompts and seed as its source's sim must not
+        # fail in the same places.
+        purpose = "fault" if cfg.twin is None else "twin-fault"
+        rng = model.rng_for(key, purpose, attempt) if any_fault_rate(cfg) else None
         plan.faults = choose_faults(cfg, d, rng, plan.n_chunks)
     _plan_timing(plan, cfg, d, key, attempt)
     return plan
@@ -108,13 +124,20 @@ def _plan_output(plan: Plan, cfg: SimConfig, body: dict[str, Any], d: Directives
         plan.finish_reason, plan.unseen_tokens = "stop", 1
         return
     rng = model.rng_for(key, "text")
-    natural = d.tokens or model.sample_output_tokens(rng, cfg)
+    natural = d.tokens or natural_tokens(rng, cfg, output_cap(body))
     min_tokens = body.get("min_tokens") or 0
     n, plan.finish_reason = output_length(natural, output_cap(body), bool(body.get("ignore_eos")), min_tokens)
     plan.tokens = generate_tokens(rng, n)
     plan.tokens, stopped = apply_stop(plan.tokens, stop_list(body), min_tokens)   # ignore_eos keeps stops, as vLLM
     if stopped:
         plan.finish_reason = "stop"
+
+
+def natural_tokens(rng: random.Random, cfg: SimConfig, cap: int | None) -> int:
+    """The answer's length before max_tokens: the latency model's lognormal, or a twin's draw."""
+    if cfg.twin is None:
+        return model.sample_output_tokens(rng, cfg)
+    return cfg.twin.answer_tokens(rng.random(), cap)
 
 
 def _plan_json(plan: Plan, cfg: SimConfig, body: dict[str, Any], key: bytes, attempt: int) -> None:
@@ -129,13 +152,19 @@ def _plan_json(plan: Plan, cfg: SimConfig, body: dict[str, Any], key: bytes, att
 
 
 def _plan_timing(plan: Plan, cfg: SimConfig, d: Directives, key: bytes, attempt: int) -> None:
-    plan.queued = not (cfg.fast or cfg.fixed or d.ttft is not None)
+    # A twin has no slots to queue for: its TTFT tables hold the queueing its source saw.
+    plan.queued = not (cfg.fast or cfg.fixed or d.ttft is not None or cfg.twin is not None)
     if not cfg.fast:
         gaps = plan.n_chunks  # gaps after the first chunk, plus one before the finish chunk
         # Fresh jitter: a counter in the key, so even the same prompt sent twice differs.
         jitter_key = key + next(_REQUEST_COUNTER).to_bytes(8, "little") if cfg.fresh_jitter else key
-        factors = model.jitter_factors(model.rng_for(jitter_key, "latency", attempt), cfg, gaps + 1)
-        plan.ttft_s = model.ttft_s(cfg, plan.prompt_tokens, factors[0])
-        plan.itl_jitter = factors[1:]
+        rng = model.rng_for(jitter_key, "latency", attempt)
+        if cfg.twin is not None:
+            plan.twin_ranks = [rng.random() for _ in range(gaps + 2)]
+            plan.twin_ttft = d.ttft is None
+        else:
+            factors = model.jitter_factors(rng, cfg, gaps + 1)
+            plan.ttft_s = model.ttft_s(cfg, plan.prompt_tokens, factors[0])
+            plan.itl_jitter = factors[1:]
     if d.ttft is not None:
         plan.ttft_s = d.ttft      # honoured in fast mode too: handy for client-timeout tests

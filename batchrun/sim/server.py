@@ -92,7 +92,7 @@ class SimServer(SimAddress):
                 "faults": dict(s.faults), "rate_limited": dict(s.rate_limited),
                 "tool_call_responses": s.tool_call_responses, "completed": s.completed,
                 "disconnects": s.disconnects, "open_connections": len(self.connections),
-                "decoding": self.engine.decoding, "queued": self.engine.queued,
+                "decoding": self.engine.decoding, "queued": self.engine.queued, "answering": self.engine.open,
                 "by_endpoint": dict(s.by_endpoint), "prefix_cache_hit_tokens": self.prefix_cache.hit_tokens}
 
     # --- helpers for handlers ---

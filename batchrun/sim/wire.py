@@ -127,6 +127,30 @@ def completion_body(cid: str, created: int, model: str, text: str | None, calls:
                   "service_tier": "default", "system_fingerprint": FINGERPRINT})
 
 
+_USAGE_NULL_END = b'"usage":null}\n\n'
+
+
+def place_usage(placement: str, units: list[bytes], finish: bytes, usage_event: bytes,
+                usage_json: bytes) -> tuple[list[bytes], bytes]:
+    """(units, tail) of a stream that asked for usage, with usage where `placement` puts it:
+    trailing (`usage_event`, a chunk of its own after the finish chunk, as OpenAI sends it),
+    finish (on the finish chunk), content (on the last output chunk) or none. `finish` and every
+    unit end in `"usage":null}` (include_usage): the object replaces that null."""
+    if placement == "content" and units:
+        return units[:-1] + [_with_usage(units[-1], usage_json)], finish
+    if placement in ("finish", "content"):
+        return units, _with_usage(finish, usage_json)
+    if placement == "none":
+        return units, finish
+    return units, finish + usage_event
+
+
+def _with_usage(event: bytes, usage_json: bytes) -> bytes:
+    if not event.endswith(_USAGE_NULL_END):
+        raise ValueError("the event has no usage field to fill")
+    return event[:-len(_USAGE_NULL_END)] + b'"usage":' + usage_json + b"}\n\n"
+
+
 class ChunkEncoder:
     """Builds `data: {chat.completion.chunk}\\n\\n` events from pre-encoded pieces.
 

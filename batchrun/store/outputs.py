@@ -1,9 +1,9 @@
 """Final outputs of a run: results.csv / results.parquet in input order, read back from records.jsonl.
 
 records.jsonl may hold several records for one id (a resumed run appends a new one for
-each row it sends again); the last one wins. Only the byte offsets of the latest records are
-kept in memory (an array, 8 bytes a row), so a million-row run does not hold a million
-records, or a dict of a million ids, at once.
+each row it sends again); the last one wins, by one rule (_latest_lines) for both readers: the
+results (byte offsets in an array, 8 bytes a row, so a million-row run does not hold a million
+records or a dict of a million ids at once) and --resume (a dict of ids, which it must look up).
 
 A results row is the input row's own columns, under their own names and in their order,
 then the answer: `status`, the parsed answer's fields (--json / --json-schema), `text`, ...
@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import sys
 from array import array
 
 import orjson
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from batchrun.errors import OutputError
-from batchrun.store.records import OK, SKIPPED, Record
+from batchrun.store.records import OK, SKIPPED, Record, record_lines
 
 # Answer columns after the input's own; `id` only when no input column holds the id.
 ANSWER_COLUMNS = [
@@ -50,44 +51,29 @@ def _key(data: dict[str, Any]) -> str:
 
 
 def index_records(path: Path, seen: Callable[[dict[str, Any]], None] | None = None) -> dict[str, tuple[int, int, str]]:
-    """id -> (row, byte offset of its latest record, status); torn or blank lines are ignored.
-    `seen` is shown every parsed record (so one pass can learn more than the index).
-
-    A skipped row is superseded by any later record of the same row (the row was fixed and
-    sent on --resume, perhaps under another id), so a fixed row never leaves a ghost behind.
+    """id -> (row, byte offset of its latest record, status): the records of latest_offsets,
+    keyed for look-ups (what --resume asks: is this id done?). `seen` is shown every parsed record.
     """
-    index: dict[str, tuple[int, int, str]] = {}
-    for offset, data, key, row, status in _parsed_lines(path):
-        index[key] = (row, offset, status)
-        if seen is not None:
-            seen(data)
-    return _drop_ghosts(index)
+    keys: list[str] = []
+    statuses: list[str] = []
+
+    def note(key: str, status: str) -> None:
+        keys.append(key)
+        statuses.append(sys.intern(status))      # a handful of distinct texts, not one object a line
+
+    lines, latest = _latest_lines(path, seen, note)
+    return {keys[i]: (lines.rows[i], lines.offsets[i], statuses[i]) for i in latest}
 
 
 def _parsed_lines(path: Path) -> Iterator[tuple[int, dict[str, Any], str, int, str]]:
-    """(byte offset, record, index key, row, status) of every parseable line of records.jsonl;
-    torn or blank lines (a killed run's last line) are passed over; no file, no lines."""
-    if not path.exists():
-        return
-    with open(path, "rb") as f:
-        offset = 0
-        for line in f:
-            try:
-                data = orjson.loads(line)
-                key, row, status = _key(data), int(data["row"]), data["status"]
-            except (ValueError, KeyError, TypeError):
-                pass            # a torn last line from a killed run
-            else:
-                yield offset, data, key, row, status
-            offset += len(line)
-
-
-def _drop_ghosts(index: dict[str, tuple[int, int, str]]) -> dict[str, tuple[int, int, str]]:
-    newest_of_row: dict[int, int] = {}
-    for row, offset, _ in index.values():
-        newest_of_row[row] = max(offset, newest_of_row.get(row, -1))
-    return {key: entry for key, entry in index.items()
-            if entry[2] != SKIPPED or newest_of_row[entry[0]] == entry[1]}
+    """(byte offset, record, index key, row, status) of every record line of records.jsonl
+    (record_lines); a line without an id, row or status is passed over."""
+    for offset, data in record_lines(path):
+        try:
+            key, row, status = _key(data), int(data["row"]), data["status"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        yield offset, data, key, row, status
 
 
 def done_ids(path: Path) -> set[str]:
@@ -122,27 +108,51 @@ def latest_dicts(path: Path, offsets: Sequence[int] | None = None) -> Iterator[d
             yield orjson.loads(f.readline())
 
 
-# ------------------------------------------------------------------ the lean index
+# ------------------------------------------------------------------ the latest record of each id
 
 def latest_offsets(path: Path, seen: Callable[[dict[str, Any]], None] | None = None) -> array:
-    """Byte offsets of the latest record of every id, in input (row) order: the rule of
-    index_records (a skipped row's ghost dropped), held as arrays of 8-byte numbers instead of a
-    dict of every id, so a million-row run's results cost tens of MB, not hundreds.
+    """Byte offsets of the latest record of every id, in input (row) order (_latest_lines)."""
+    lines, latest = _latest_lines(path, seen)
+    return array("q", map(lines.offsets.__getitem__, latest))
 
-    Ids are told apart by their hash first; ids whose hashes match (a resumed row's records,
-    or a collision) are read again and compared whole, so a collision can never merge two ids.
+
+@dataclass
+class _Lines:
+    """What the latest-record rule needs of each parseable line of records.jsonl: 8-byte numbers,
+    no ids, so a million-row run's index costs tens of MB, not hundreds."""
+
+    hashes: array = field(default_factory=lambda: array("q"))
+    rows: array = field(default_factory=lambda: array("q"))
+    offsets: array = field(default_factory=lambda: array("q"))
+    skipped: bytearray = field(default_factory=bytearray)
+
+
+def _latest_lines(path: Path, seen: Callable[[dict[str, Any]], None] | None = None,
+                  note: Callable[[str, str], None] | None = None) -> tuple[_Lines, array]:
+    """One pass over records.jsonl: its lines, and the numbers of the lines that hold the latest
+    record of each id, in (row, offset) order. `seen` is shown every parsed record, `note` every
+    line's index key and status (in line order).
+
+    The last record of an id wins (a resumed run appends a new one for each row it sends again).
+    A skipped row is superseded by any later record of the same row (the row was fixed and sent
+    on --resume, perhaps under another id), so a fixed row never leaves a ghost behind. Ids are
+    told apart by their hash first; ids whose hashes match (a resumed row's records, or a
+    collision) are read again and compared whole, so a collision can never merge two ids.
     """
-    hashes, rows, offsets, skipped = array("q"), array("q"), array("q"), bytearray()
+    lines = _Lines()
+    hashes, rows, offsets, skipped = lines.hashes.append, lines.rows.append, lines.offsets.append, lines.skipped.append
     for offset, data, key, row, status in _parsed_lines(path):
-        hashes.append(hash(key))
-        rows.append(row)
-        offsets.append(offset)
-        skipped.append(status == SKIPPED)
+        hashes(hash(key))
+        rows(row)
+        offsets(offset)
+        skipped(status == SKIPPED)
         if seen is not None:
             seen(data)
-    keep = _last_of_each_key(path, hashes, offsets)
-    del hashes
-    return _in_row_order(keep, rows, offsets, skipped)
+        if note is not None:
+            note(key, status)
+    keep = _last_of_each_key(path, lines.hashes, lines.offsets)
+    lines.hashes = array("q")           # done with: the caller keeps rows and offsets only
+    return lines, _in_row_order(keep, lines.rows, lines.skipped)
 
 
 def _packed_sort(keys: Iterable[tuple[int, int]], n: int) -> tuple[list[int], int]:
@@ -152,14 +162,19 @@ def _packed_sort(keys: Iterable[tuple[int, int]], n: int) -> tuple[list[int], in
     return sorted((k << shift) | line for k, line in keys), shift
 
 
-def _groups(packed: list[int], shift: int) -> Iterator[list[int]]:
-    """The lines of each run of equal keys in a packed sort, in line order."""
+def _runs(packed: list[int], shift: int) -> Iterator[int | list[int]]:
+    """The lines of a packed sort in order: a line alone under its key as an int (nearly every
+    line: no list made for it), the lines that share a key as one list, in line order."""
     mask, n, i = (1 << shift) - 1, len(packed), 0
     while i < n:
-        key, j = packed[i] >> shift, i + 1
-        while j < n and packed[j] >> shift == key:
-            j += 1
-        yield [packed[k] & mask for k in range(i, j)]
+        p, j = packed[i], i + 1
+        if j < n and packed[j] >> shift == p >> shift:
+            key = p >> shift
+            while j < n and packed[j] >> shift == key:
+                j += 1
+            yield [q & mask for q in packed[i:j]]
+        else:
+            yield p & mask
         i = j
 
 
@@ -167,8 +182,11 @@ def _last_of_each_key(path: Path, hashes: array, offsets: array) -> array:
     """The last line of each id (line numbers, in no particular order)."""
     packed, shift = _packed_sort(((h + 2**63, line) for line, h in enumerate(hashes)), len(hashes))
     keep = array("q")
-    for lines in _groups(packed, shift):
-        keep.extend(lines if len(lines) == 1 else _last_by_key(path, lines, offsets))
+    for run in _runs(packed, shift):
+        if isinstance(run, int):
+            keep.append(run)
+        else:
+            keep.extend(_last_by_key(path, run, offsets))
     return keep
 
 
@@ -182,13 +200,16 @@ def _last_by_key(path: Path, lines: list[int], offsets: array) -> list[int]:
     return list(last.values())
 
 
-def _in_row_order(keep: array, rows: array, offsets: array, skipped: bytearray) -> array:
-    """The kept lines' offsets by (row, offset); a skipped record is dropped when a later record
-    of its row was kept (the row was fixed and sent on --resume, perhaps under another id)."""
-    packed, shift = _packed_sort(((rows[line], line) for line in keep), len(offsets))
+def _in_row_order(keep: array, rows: array, skipped: bytearray) -> array:
+    """The kept lines by (row, line); a skipped record is dropped when a later record of its row
+    was kept (the row was fixed and sent on --resume, perhaps under another id)."""
+    packed, shift = _packed_sort(((rows[line], line) for line in keep), len(rows))
     out = array("q")
-    for lines in _groups(packed, shift):       # one input row; lines ascend with their offsets
-        out.extend(offsets[line] for line in lines if not skipped[line] or line == lines[-1])
+    for run in _runs(packed, shift):           # one input row; lines ascend, as their offsets do
+        if isinstance(run, int):
+            out.append(run)
+        else:
+            out.extend(line for line in run if not skipped[line] or line == run[-1])
     return out
 
 

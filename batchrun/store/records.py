@@ -61,6 +61,8 @@ class Record:
     completion_tokens: int | None = None
     tokens_estimated: bool = False           # True when the server sent no usage and we estimated
     cached_tokens: int | None = None         # prompt tokens the server took from its prompt cache (usage), None: not said
+    usage_chunk: str | None = None           # the stream chunk usage came on: trailing (its own chunk, after the
+                                             # finish), finish (the finish_reason chunk), content (an output chunk)
     # --- Batch API rows (--mode batch): no per-request timing exists, so the times below stay None ---
     batch_id: str | None = None              # the job that answered the row
     batch_created_at: int | None = None      # the job's created_at (unix s, from the provider)
@@ -84,7 +86,7 @@ class Record:
     reasoning_text: str = ""                 # reasoning deltas (`reasoning_content` / `reasoning`), apart from `text`
     reasoning_tokens: int | None = None      # usage.completion_tokens_details.reasoning_tokens
     other_choices: list[str] | None = None   # with n > 1: the texts of choices 1.. (`text` is choice 0)
-    # --- the row and what was asked (issue 10) ---
+    # --- the row and what was asked ---
     input: dict[str, Any] | None = None      # the input row's own columns, given back in results
     request: dict[str, Any] | None = None    # the body as sent (messages, model, ...); None with --no-save-request
     parsed: dict[str, Any] | None = None     # --json / --json-schema: the answer parsed as a JSON object
@@ -297,21 +299,29 @@ def _write_all(file: Any, data: bytes) -> None:
         view = view[written:]
 
 
-def read_records(path: Path) -> Iterator[Record]:
-    """Every parseable record in file order; a torn (unparseable) line is skipped."""
+def record_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(byte offset, JSON object) of every line of a records file that parses as one, in file
+    order: the one reader of records.jsonl. A torn or blank line (a killed run's last line) is
+    passed over; no file, no lines."""
     if not path.exists():
         return
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with open(path, "rb") as f:
+        offset = 0
         for line in f:
-            line = line.strip()
-            if not line:
-                continue
             try:
-                yield Record.from_dict(orjson.loads(line))   # orjson: ~3x json.loads on a record line
-            except (ValueError, TypeError):
-                continue  # torn last line of a killed run
+                data = orjson.loads(line)        # orjson: ~3x json.loads on a record line
+            except ValueError:
+                data = None
+            if isinstance(data, dict):
+                yield offset, data
+            offset += len(line)
 
 
-def latest_by_id(path: Path) -> dict[str, Record]:
-    """The last record written for each id: a rerun's record supersedes the earlier one."""
-    return {r.id: r for r in read_records(path)}
+def read_records(path: Path) -> Iterator[Record]:
+    """Every parseable record in file order; a torn (unparseable) line is skipped."""
+    for _, data in record_lines(path):
+        try:
+            record = Record.from_dict(data)
+        except (ValueError, TypeError):
+            continue            # a line that is JSON but no record (no id or row)
+        yield record

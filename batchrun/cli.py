@@ -1,7 +1,8 @@
 """The command line: argv -> the declared options -> the work -> an exit code, in one place.
 
 Every command's options are generated from batchrun/options.py (serve's from batchrun/sim/cli.py):
-each command here is only what it does with them.
+each command here is only what it does with them. Each imports its own work inside its body, so
+`batchrun --help`, `report` or `compare` never load the run path, and `run` never the bench's SDK.
 
 Exit codes: 0 ok; 1 the run finished with failed requests (with --fail-on-error) or was
 stopped by --max-errors / a regression in `compare`; 2 a usage or input error; 130 interrupted.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -90,8 +92,8 @@ def command(name: str, on: typer.Typer = app, declared: Iterable[Option] = optio
 @command("run")
 def run(given: dict[str, Any]) -> int:
     """Send every prompt, write one timed record per row, and a summary."""
-    from batchrun.pipeline import execute_run    # lazy: the run path loads what --help never needs
-    from batchrun.progress import ConsoleProgress
+    from batchrun.pipeline import execute_run    # lazy: the run path (aiohttp, the engine) is for `run` only
+    from batchrun.progress import ConsoleProgress   # lazy: so is tqdm
 
     config = RunConfig.from_options("run", **given)
     if config.control.dry_run:
@@ -105,7 +107,7 @@ def ctrl_c_stops(stop: Callable[[], None], close_now: Callable[[], None] | None)
     """While a run sends: the first Ctrl-C / SIGTERM stops it (it ends as an interrupted run, its
     files written); a second closes the records file (whole lines, flushed), removes the run
     directory's lock and exits 130 at once."""
-    from batchrun.store.rundir import drop_held_locks
+    from batchrun.store.rundir import drop_held_locks   # lazy: as the run path
 
     pressed = False
 
@@ -124,8 +126,8 @@ def ctrl_c_stops(stop: Callable[[], None], close_now: Callable[[], None] | None)
 
 def _preview(config: RunConfig) -> int:
     """--dry-run: exit 0 when every row can be sent, 2 when some cannot."""
-    from batchrun.plan import resolve_resume
-    from batchrun.preview import dry_run, format_preview
+    from batchrun.plan import resolve_resume              # lazy: as the run path
+    from batchrun.preview import dry_run, format_preview  # lazy: for --dry-run only
 
     config = resolve_resume(config)
     preview = dry_run(config)
@@ -140,7 +142,7 @@ def _say_if_simulated(endpoint: dict[str, Any] | None) -> None:
 
 
 def _report_run(outcome: Any, fail_on_error: bool) -> int:
-    from batchrun.report.summary import format_summary_table
+    from batchrun.report.summary import format_summary_table   # lazy: as the run path
     from batchrun.report.workloads import workload_lines
 
     typer.echo(format_summary_table(outcome.summary))
@@ -183,11 +185,11 @@ def _report_run(outcome: Any, fail_on_error: bool) -> int:
 def bench(given: dict[str, Any]) -> int:
     """Compare the sync SDK baseline with the async pool at several concurrencies; report and plots."""
     from batchrun.bench.sweep import BenchConfig, execute_bench   # lazy: the bench loads the openai SDK
-    from batchrun.report.bench import format_bench_table
+    from batchrun.report.bench import format_bench_table        # lazy: numpy, for a bench only
 
     config = BenchConfig.from_options(**given)
     if given.get("find_max"):
-        from batchrun.bench.findmax import execute_find_max, format_find_max
+        from batchrun.bench.findmax import execute_find_max, format_find_max   # lazy: --find-max only
 
         out_dir, found = asyncio.run(execute_find_max(config, config.run.output.out, say))
         typer.echo(format_find_max(found, config.slo or {}))
@@ -203,9 +205,7 @@ def bench(given: dict[str, Any]) -> int:
 
 def _echo_workloads(out_dir: Path) -> None:
     """A synthetic bench: the headline run's requested and realised lengths."""
-    import json
-
-    from batchrun.report.workloads import workload_lines
+    from batchrun.report.workloads import workload_lines   # lazy: as the bench
 
     headline = json.loads((out_dir / "summary.json").read_text(encoding="utf-8")).get("summary") or {}
     for line in workload_lines(headline):
@@ -217,7 +217,7 @@ def _echo_workloads(out_dir: Path) -> None:
 @command("report")
 def report(given: dict[str, Any]) -> int:
     """Rebuild summary.json, report.md and report.html from saved records, sending nothing."""
-    from batchrun.finish import rebuild_reports
+    from batchrun.finish import rebuild_reports   # lazy: `report` alone reads records back
 
     picked = options.with_defaults("report", given)
     for path in rebuild_reports(picked["run_dir"]).values():
@@ -231,7 +231,7 @@ def compare(given: dict[str, Any]) -> int:
     """Each headline figure's change with a 95% interval and a verdict; exit 1 on a regression.
 
     Writes a Markdown summary to $GITHUB_STEP_SUMMARY when that variable is set."""
-    from batchrun.analysis.compare import compare as compare_sides
+    from batchrun.analysis.compare import compare as compare_sides   # lazy: `compare` alone needs these
     from batchrun.analysis.compare import parse_tolerances
     from batchrun.report.compare import FORMATS, format_comparison
 
@@ -266,7 +266,7 @@ def fit(given: dict[str, Any]) -> int:
     write_twin(twin, out)
     typer.echo(f"  wrote {out}")
     if not picked["no_report"]:
-        from batchrun.twin.compare import compare_fit
+        from batchrun.twin.compare import compare_fit              # lazy: `fit` alone needs these
         from batchrun.twin.report import headline, write_fit_report
 
         comparison = compare_fit(twin, observed)
@@ -282,8 +282,6 @@ def fit(given: dict[str, Any]) -> int:
 
 def _step_summary(markdown: str) -> None:
     """Append to the GitHub Actions job summary when running there."""
-    import os
-
     path = os.environ.get("GITHUB_STEP_SUMMARY")
     if not path:
         return
@@ -306,7 +304,7 @@ app.add_typer(batch_app, name="batch")
 @command("batch status", on=batch_app)
 def batch_status(given: dict[str, Any]) -> int:
     """Every job of the run: its file, id, status and request counts (open jobs asked afresh)."""
-    from batchrun.batchapi.commands import status
+    from batchrun.batchapi.commands import status   # lazy: the Batch API's commands alone
 
     picked = options.with_defaults("batch status", given)
     for line in asyncio.run(status(picked["run_dir"], picked["base_url"], say)):
@@ -317,7 +315,7 @@ def batch_status(given: dict[str, Any]) -> int:
 @command("batch cancel", on=batch_app)
 def batch_cancel(given: dict[str, Any]) -> int:
     """Cancel the run's open jobs; `batchrun run --resume DIR` then collects what they finished."""
-    from batchrun.batchapi.commands import cancel
+    from batchrun.batchapi.commands import cancel   # lazy: the Batch API's commands alone
 
     picked = options.with_defaults("batch cancel", given)
     for line in asyncio.run(cancel(picked["run_dir"], picked["base_url"], say)):

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
+import typer
+
+from batchrun.cli import app
+
 # typer builds click commands (typer >= 0.26 its own vendored click): they are read by their
 # attributes, never by isinstance against one click.
 Command = Any
@@ -81,10 +85,6 @@ def _command(name: str, cmd: Command) -> list[str]:
 
 def markdown() -> str:
     """The whole reference, one section per command."""
-    import typer
-
-    from batchrun.cli import app
-
     root = typer.main.get_command(app)
     lines = [HEADER]
     for name, cmd in _commands(root, "batchrun"):

@@ -20,6 +20,7 @@ Precedence: command-line flag > environment (`OPENAI_*`, `BATCHRUN_*`) > `.env` 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import math
 import os
@@ -284,7 +285,6 @@ class ScaleConfig:
             raise ConfigError(f"--workers must be at least 1, got {self.workers}")
         if self.ray is None:
             return
-        import importlib.util       # lazy: only a --ray run looks for Ray (without importing it)
         if importlib.util.find_spec("ray") is None:
             raise ConfigError(f"--ray needs Ray, which is not installed here ({values.RAY_INSTALL})")
         values.ray_address(self.ray)

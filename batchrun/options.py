@@ -18,7 +18,7 @@ import difflib
 import inspect
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Optional
+from typing import Annotated, Any, Callable, Iterable, Mapping, Optional
 
 from batchrun import values
 from batchrun.errors import ConfigError
@@ -382,8 +382,6 @@ def public_names(command: str = "run") -> dict[str, str]:
 def typer_parameter(option: Option, panels: Mapping[str, str] = PANELS) -> inspect.Parameter:
     """The parameter a typer command takes for `option`: Annotated[type, typer.Option(...)]."""
     import typer        # lazy: the Python face never needs typer
-    from typing import Annotated
-
     panel = panels.get(option.group)
     if option.argument:
         info = typer.Argument(help=option.help, metavar=option.metavar or option.name.upper(), show_default=False)

@@ -46,6 +46,8 @@ from batchrun.store.rundir import check_input, claim_run_dir
 from batchrun.store.sessions import RUN_JSON, start_session, write_json
 from batchrun.workloads import Workload, make_pool
 from batchrun.workloads import prepare as prepare_workload
+from batchrun.engine.coordinator import Coordinator
+from batchrun.engine.ray_plan import RayCluster, check_workload
 
 INTERNAL_LOG = "internal-errors.log"
 
@@ -302,8 +304,6 @@ async def _send_in_process(config: RunConfig, endpoint: Endpoint, out: Path, wor
 async def _send_by_workers(config: RunConfig, endpoint: Endpoint, out: Path, workload: Workload,
                            send: _Sending) -> tuple[Any, asyncio.Event]:
     """--workers N: N sending processes; this one reads, writes, paces and counts (engine/coordinator.py)."""
-    from batchrun.engine.coordinator import Coordinator    # lazy: only a --workers run spawns processes
-
     notify = send.run.hooks.notify
     pool_config = _pool_config(config)
     coordinator = Coordinator(worker_spec(config, endpoint, pool_config, send.t0), pool_config, send.workers,
@@ -322,9 +322,6 @@ async def _send_by_workers(config: RunConfig, endpoint: Endpoint, out: Path, wor
 async def _send_by_ray(config: RunConfig, endpoint: Endpoint, out: Path, workload: Workload,
                        send: _Sending) -> tuple[Any, asyncio.Event]:
     """--ray: the workers as Ray actors; this process reads, writes, paces and counts (engine/ray_plan.py)."""
-    from batchrun.engine.coordinator import Coordinator    # lazy: only a --ray run spawns actors
-    from batchrun.engine.ray_plan import RayCluster, check_workload
-
     notify = send.run.hooks.notify
     check_workload(workload.kind)
     pool_config = _pool_config(config)

@@ -27,6 +27,7 @@ from batchrun.inputs.rows import read_prompts
 from batchrun.inputs.scan import setting_columns
 from batchrun.store.sessions import RUN_JSON, read_run_json
 from batchrun.workloads import length_trace
+from batchrun.inputs.synthetic import check_spec
 
 Notify = Callable[[str], None]
 
@@ -86,7 +87,6 @@ def open_rows(config: RunConfig) -> Iterator[Prompt | BadRow]:
     --template / --prompt-column, raises InputError here, before anything is started."""
     source = config.input
     if source.synthetic is not None:     # checked now; generated once the endpoint is known
-        from batchrun.inputs.synthetic import check_spec    # lazy: only a synthetic run needs the generator
         check_spec(source.synthetic)
         return iter(())
     assert source.path is not None

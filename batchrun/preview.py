@@ -27,7 +27,7 @@ def tokenizer() -> tuple[Any, str] | None:
     """tiktoken's o200k_base encoding when tiktoken is installed and has it (it may need to
     download it once); None otherwise, and the estimate falls back to UTF-8 bytes / 4."""
     try:
-        import tiktoken
+        import tiktoken     # optional, and slow to import: a dry run alone tries it
 
         return tiktoken.get_encoding("o200k_base"), "tiktoken o200k_base + 4 per message"
     except Exception:       # noqa: BLE001 - not installed, or no network to fetch the encoding

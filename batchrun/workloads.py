@@ -15,13 +15,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from batchrun.config import RunConfig
+from batchrun.endpoint.calibrate import calibrate, synthetic_rows
+from batchrun.endpoint.client import Endpoint, StreamClient
+from batchrun.endpoint.completions import TextStreamClient
+from batchrun.endpoint.multi import multi_client
+from batchrun.engine.pool import Pool
+from batchrun.engine.sessions import SessionPool
 from batchrun.errors import ConfigError
 from batchrun.inputs.prompt import BadRow, Prompt
+from batchrun.inputs.sessions import file_sessions, generated_sessions, pending, turn_numbers, with_answers
+from batchrun.inputs.sidecols import file_columns
+from batchrun.inputs.synthetic import parse_spec
+from batchrun.inputs.traces import is_length_trace, length_trace_prompts, rebase, trace_offsets
+from batchrun.store.outputs import done_answers
+from batchrun.store.records import RECORDS
 
 if TYPE_CHECKING:
     import aiohttp
-
-    from batchrun.endpoint.client import Endpoint, StreamClient
 
 TURNS_FILE = "turns.json"          # the names report/workloads.py reads back (SIDE_FILES)
 SYNTHETIC_FILE = "synthetic.json"
@@ -44,9 +54,6 @@ def kind_of(config: RunConfig) -> str:
 
 
 def _kind(config: RunConfig) -> str:
-    from batchrun.inputs.sidecols import file_columns
-    from batchrun.inputs.synthetic import parse_spec
-
     if config.endpoint.endpoint == "embeddings":
         return "embeddings"
     if config.input.synthetic is not None:
@@ -62,20 +69,15 @@ def _kind(config: RunConfig) -> str:
 
 
 def client_class(config: RunConfig) -> type[StreamClient]:
-    from batchrun.endpoint.client import StreamClient
-
     if config.endpoint.endpoint == "completions":
-        from batchrun.endpoint.completions import TextStreamClient
         return TextStreamClient
     return StreamClient
 
 
 def length_trace(config: RunConfig) -> bool:
     """A trace of lengths without text (Mooncake): its prompts are generated, not read."""
-    from batchrun.inputs.sidecols import file_columns
-    from batchrun.inputs.traces import is_length_trace
-
-    if config.input.path is None or config.input.synthetic is not None or config.input.prompt_column or config.input.template:
+    source = config.input
+    if source.path is None or source.synthetic is not None or source.prompt_column or source.template:
         return False
     return is_length_trace(file_columns(config.input.path, config.input.fmt))
 
@@ -86,17 +88,14 @@ async def prepare(config: RunConfig, endpoint: Endpoint, rows: Iterator[Prompt |
     """The run's items; `make_jobs(config, rows, skip)` is the runner's Prompt -> Job step."""
     kind = kind_of(config)
     if length_trace(config):
-        from batchrun.endpoint.calibrate import calibrate
-        from batchrun.inputs.traces import length_trace_prompts
         assert config.input.path is not None
         sizer = await calibrate(config, endpoint, client_class(config), say)
         rows = length_trace_prompts(config.input.path, config.input.fmt, sizer)
     if config.input.synthetic is not None:
-        from batchrun.endpoint.calibrate import synthetic_rows
         rows, info = await synthetic_rows(config, endpoint, client_class(config), 100, say)
         _write(out / SYNTHETIC_FILE, info)
     if kind == "embeddings":
-        from batchrun.engine.embed import embed_items
+        from batchrun.engine.embed import embed_items    # lazy: embeddings' vectors load pyarrow and numpy
         return Workload(kind, embed_items(config, rows, skip))
     if kind == "sessions":
         return Workload(kind, iter(_sessions(config, rows, skip, out, say)))
@@ -107,11 +106,6 @@ async def prepare(config: RunConfig, endpoint: Endpoint, rows: Iterator[Prompt |
 
 def _sessions(config: RunConfig, rows: Iterator[Prompt | BadRow], skip: set[str], out: Path,
               say: Callable[[str], None]) -> list[Any]:
-    from batchrun.inputs.sessions import file_sessions, generated_sessions, pending, turn_numbers, with_answers
-    from batchrun.store.outputs import done_answers
-    from batchrun.store.records import RECORDS
-    from batchrun.inputs.synthetic import parse_spec
-
     bad: list[BadRow] = []
     if config.input.synthetic is not None:
         spec = parse_spec(config.input.synthetic)
@@ -132,8 +126,6 @@ def _sessions(config: RunConfig, rows: Iterator[Prompt | BadRow], skip: set[str]
 
 def _trace(config: RunConfig, rows: Iterator[Prompt | BadRow], skip: set[str],
            make_jobs: Callable[..., Iterator[Any]]) -> Workload:
-    from batchrun.inputs.traces import rebase, trace_offsets
-
     assert config.input.path is not None
     offsets = trace_offsets(config.input.path, config.input.fmt, config.input.speedup)
     items = list(make_jobs(config, rows, skip))
@@ -152,19 +144,17 @@ def make_pool(workload: Workload, session: aiohttp.ClientSession, endpoint: Endp
               write_many: Callable[[list[Any]], None] | None = None, **pool_kw: Any) -> Any:
     """The pool for the workload; `pool_kw` (output_check, warn, ...) go to Pool as they are."""
     if workload.kind == "embeddings":
-        from batchrun.engine.embed import embed_pool
+        from batchrun.engine.embed import embed_pool     # lazy: embeddings' vectors load pyarrow and numpy
         return embed_pool(session, endpoint, write, config, pool_config, out, t0, clock, write_many)
-    clients = [client_class(config)(session, e, timeout_s=config.limits.timeout, ttft_timeout_s=config.limits.ttft_timeout,
-                                    clock=clock, max_response_bytes=config.limits.max_response_bytes)
+    limits = config.limits
+    clients = [client_class(config)(session, e, timeout_s=limits.timeout, ttft_timeout_s=limits.ttft_timeout,
+                                    clock=clock, max_response_bytes=limits.max_response_bytes)
                for e in [endpoint, *workload.more_endpoints]]
     client: Any = clients[0]
     if len(clients) > 1:
-        from batchrun.endpoint.multi import multi_client
         client = multi_client(clients, config)
     if workload.kind == "sessions":
-        from batchrun.engine.sessions import SessionPool
         return SessionPool(client, write, pool_config, t0=t0, clock=clock, make_job=make_job, **pool_kw)
-    from batchrun.engine.pool import Pool
     return Pool(client, write, pool_config, t0=t0, clock=clock, tool_runner=tool_runner, **pool_kw)
 
 

@@ -46,6 +46,12 @@ def test_a_one_row_run_loads_no_heavy_library_nor_the_batch_api_flow(tmp_path: P
     assert (tmp_path / "out" / "report.html").read_text().count('<div class="plot"') == 4
 
 
+def test_loading_the_cli_does_not_load_the_run_path() -> None:
+    # Each command imports its own work (`--help`, `report`, `compare` never need the engine).
+    assert _loaded_after("import batchrun.cli", ("aiohttp", "tqdm", "batchrun.pipeline", "batchrun.engine.pool",
+                                                "batchrun.report.summary")) == []
+
+
 def test_loading_the_cli_does_not_load_the_simulated_endpoint() -> None:
     # `batchrun serve` and the built-in endpoint (in a child process) load it when they start.
     assert _loaded_after("import batchrun.cli", ("batchrun.sim.server", "batchrun.sim.process")) == []

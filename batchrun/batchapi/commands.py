@@ -11,6 +11,8 @@ from typing import Any, AsyncIterator, Callable
 from batchrun.batchapi.ledger import JobEntry, Ledger
 from batchrun.config import env_endpoint
 from batchrun.errors import ConfigError
+from batchrun.endpoint.resolve import BUILTIN, open_endpoint
+from batchrun.sim.config import SimConfig
 
 # The openai SDK (via batchapi.api / flow) is imported inside the functions: the command line
 # imports this module's callers on every start, and the SDK costs half a second.
@@ -81,9 +83,7 @@ async def _api(run_dir: Path, ledger: Ledger, base_url: str | None, notify: Noti
     """The endpoint the run's jobs live at, opened like `run` opens it (the built-in one with the
     run's saved state), as a BatchApi."""
     from batchrun.batchapi.api import BatchApi      # lazy: the openai SDK
-    from batchrun.batchapi.flow import SIM_STATE_DIR, _check_endpoint
-    from batchrun.endpoint.resolve import BUILTIN, open_endpoint
-    from batchrun.sim import SimConfig
+    from batchrun.batchapi.flow import SIM_STATE_DIR, _check_endpoint   # lazy: the openai SDK
 
     url, key = env_endpoint(base_url, None, use_env_url=False)   # like --resume: the run's own
     if url is None:        # the run's own endpoint (a URL that held credentials needs --base-url)

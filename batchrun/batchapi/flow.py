@@ -79,6 +79,7 @@ class BatchSession:
     def __init__(self, config: RunConfig, endpoint: Endpoint, out: Path, ledger: Ledger, limits: Limits,
                  poll_max_s: float, hooks: Hooks = Hooks()) -> None:
         self.config, self.endpoint, self.out, self.ledger, self.hooks = config, endpoint, out, ledger, hooks
+        self.note = hooks.notify             # one line for the user
         self.limits, self.poll_max_s = limits, poll_max_s
         self.interrupted, self.failed = False, 0
         self.aborted: str | None = None      # why this session stopped early (--batch-wait, a failed download)
@@ -104,7 +105,7 @@ class BatchSession:
                         await self._wait(api, already)
                     finally:
                         if api.reconnects:
-                            self.hooks.notify(f"{api.reconnects} Batch API call(s) met a pooled connection the server had "
+                            self.note(f"{api.reconnects} Batch API call(s) met a pooled connection the server had "
                                        "closed and were sent again at once on a new one (not retries)")
         finally:
             self.wall_s = time.perf_counter() - t0
@@ -129,7 +130,7 @@ class BatchSession:
                                              bytes=chunk.bytes, model=chunk.model, planned_at=time.time()))
         self.ledger.save(self.out)
         if chunks:
-            self.hooks.notify(f"{sum(c.requests for c in chunks)} rows in {len(chunks)} Batch API file(s) under "
+            self.note(f"{sum(c.requests for c in chunks)} rows in {len(chunks)} Batch API file(s) under "
                        f"{self.out / BATCH_DIR}")
 
     def _plan_row(self, item: Job | BadRow, splitter: Splitter) -> None:
@@ -171,7 +172,7 @@ class BatchSession:
                 raise BatchApiError(f"creating the job for {name} at {self.endpoint.display_url}: the answer has no "
                                     f"job id to follow; --resume looks for the job by its file ({job.file_id}) again")
             self.ledger.save(self.out)
-            self.hooks.notify(f"job {job.batch_id}: {job.requests} requests ({job.status})")
+            self.note(f"job {job.batch_id}: {job.requests} requests ({job.status})")
 
     # --- waiting and collecting ---
     async def _wait(self, api: BatchApi, already: dict[str, set[str]]) -> None:
@@ -215,7 +216,7 @@ class BatchSession:
                 progress.close()
         if (waiting or queued) and self.aborted is None:
             self.interrupted = True
-            self.hooks.notify(f"{len(waiting) + len(queued)} job(s) not collected (the open ones keep running at the "
+            self.note(f"{len(waiting) + len(queued)} job(s) not collected (the open ones keep running at the "
                        f"provider); continue with batchrun run --resume {self.out}")
         elif self.uncollected and self.aborted is None:
             self.aborted = (f"the results of {len(self.uncollected)} ended job(s) could not be downloaded "
@@ -238,12 +239,12 @@ class BatchSession:
         for problem in problems:
             if (job.batch_id or job.name, problem) not in self._warned:
                 self._warned.add((job.batch_id or job.name, problem))
-                self.hooks.notify(f"warning: job {job.batch_id or job.name}: the provider's {problem}{suffix}")
+                self.note(f"warning: job {job.batch_id or job.name}: the provider's {problem}{suffix}")
 
     def _requeue(self, job: JobEntry) -> None:
         """A job the provider refused at its enqueued-token limit ran nothing: its file is sent as a
         new job once one of this run's other jobs has ended."""
-        self.hooks.notify(f"job {job.batch_id} refused: {job.errors[0].get('message') if job.errors else ''} "
+        self.note(f"job {job.batch_id} refused: {job.errors[0].get('message') if job.errors else ''} "
                    "(it will be created again when another job of this run ends)")
         job.refused.append(job.batch_id or "")
         job.batch_id, job.status, job.errors, job.request_counts = None, "waiting", [], {}
@@ -256,7 +257,7 @@ class BatchSession:
         if deadline is None or self._cancelled or time.perf_counter() - self._t0 < deadline:
             return False
         self._cancelled = True
-        self.hooks.notify(f"--deadline {deadline:g} s passed: cancelling {len(waiting)} open job(s); rows they did "
+        self.note(f"--deadline {deadline:g} s passed: cancelling {len(waiting)} open job(s); rows they did "
                    "not finish are recorded cancelled (send them again with --resume)")
         for job in waiting:
             await api.cancel(job.batch_id or "")
@@ -267,7 +268,7 @@ class BatchSession:
         try:
             batch = await api.retrieve(job.batch_id or "")
         except TRANSIENT as exc:
-            self.hooks.notify(f"job {job.batch_id}: status unavailable ({type(exc).__name__}); trying again")
+            self.note(f"job {job.batch_id}: status unavailable ({type(exc).__name__}); trying again")
             return False
         before = job.status
         self._warn(job, _update(job, batch, self.endpoint.secrets))
@@ -286,7 +287,7 @@ class BatchSession:
             await self._collect_job(api, job, recorded)
         except BatchApiError as exc:
             self.uncollected.append(job.batch_id or job.name)
-            self.hooks.notify(f"warning: {exc}; job {job.batch_id} stays open and --resume {self.out} collects it")
+            self.note(f"warning: {exc}; job {job.batch_id} stays open and --resume {self.out} collects it")
 
     async def _collect_job(self, api: BatchApi, job: JobEntry, recorded: set[str]) -> None:
         """One record per row of the job, in input order (results.job_records). The provider's files
@@ -312,7 +313,7 @@ class BatchSession:
         self.ledger.save(self.out)
         counts = job.request_counts
         unmatched = f", {index.unmatched_count} naming no row of it" if index.unmatched_count else ""
-        self.hooks.notify(f"job {job.batch_id} {job.status}: {counts.get('completed', '?')} completed, "
+        self.note(f"job {job.batch_id} {job.status}: {counts.get('completed', '?')} completed, "
                    f"{counts.get('failed', '?')} failed, {len(ids) - len(index.found) - len(index.twice)} without "
                    f"a result line{unmatched}")
 
@@ -345,7 +346,7 @@ class BatchSession:
         """The face's Ctrl-C (hooks.interrupts): stop waiting (the jobs run on at the provider) and
         write the reports."""
         def stop() -> None:
-            self.hooks.notify("interrupted: no longer waiting; the jobs keep running at the provider")
+            self.note("interrupted: no longer waiting; the jobs keep running at the provider")
             self._stop.set()
 
         try:

@@ -23,6 +23,7 @@ from batchrun.errors import ConfigError
 from batchrun.plan import open_rows
 from batchrun.store.outputs import done_ids
 from batchrun.store.records import RECORDS
+from batchrun.batchapi.ledger import Ledger
 
 AUTO_ONLINE_MAX_ROWS = 1_000
 BATCH_WINDOW_S = 24 * 3600.0
@@ -59,8 +60,6 @@ def drop_unsent_jobs(out: Path | None) -> None:
     send rows that online mode has answered meanwhile."""
     if out is None or not (out / "run.json").exists():
         return
-    from batchrun.batchapi.ledger import Ledger
-
     ledger = Ledger.load(out)
     unsent = [job for job in ledger.open_jobs() if job.file_id is None and job.batch_id is None]
     for job in unsent:

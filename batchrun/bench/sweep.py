@@ -45,6 +45,9 @@ from batchrun.endpoint.resolve import sim_config
 from batchrun.hooks import Notify, log
 from batchrun.plan import jobs as run_jobs
 from batchrun.plan import open_rows
+from batchrun.analysis.metrics import summarize
+from batchrun.endpoint.calibrate import synthetic_rows
+from batchrun.sim.config import public as public_sim
 
 DEFAULT_SWEEP = (1, 2, 4, 8, 16, 32, 64)
 _NOT_IN_BENCH = {"concurrency", "resume", "out", "output_format", "quiet", "fail_on_error", "max_errors",
@@ -417,8 +420,6 @@ async def execute_bench(config: BenchConfig, out: Path | None = None,
 
     bench.json is rewritten after every run, so a bench stopped by Ctrl-C keeps (and reports)
     every run it finished; KeyboardInterrupt is raised again after the reports are written."""
-    from batchrun.sim.config import public as public_sim
-
     run = config.run
     stem = run.input.path.stem if run.input.path else "run"
     out = out or Path("results") / f"bench-{stem}-{datetime.now():%Y%m%d-%H%M%S}"
@@ -436,8 +437,8 @@ async def execute_bench(config: BenchConfig, out: Path | None = None,
         info = endpoint_info(endpoint, model)
         synthetic_info = None
         if run.input.synthetic is not None:
-            from batchrun.endpoint.calibrate import synthetic_rows
-            rows, synthetic_info = await synthetic_rows(config.run, endpoint, client_class(run), config.requests, notify)
+            rows, synthetic_info = await synthetic_rows(config.run, endpoint, client_class(run), config.requests,
+                                                        notify)
         public = _public(config)
         jobs = bench_jobs(config.run, max(config.requests_cap(config.largest_level()), config.requests_for(1)), rows)
         warmup: dict[str, Any] | None = None
@@ -512,8 +513,6 @@ def _bench_settings(config: BenchConfig) -> dict[str, Any]:
 def _headline(analysis: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The recommended level's summary, every repeat pooled (as `compare` pools them);
     `bench_run` names its first run."""
-    from batchrun.analysis.metrics import summarize
-
     best = analysis.get("recommended_concurrency")
     level = [run for run in runs if run["mode"] == "async" and run["concurrency"] == best]
     if not level:

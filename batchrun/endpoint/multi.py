@@ -23,6 +23,7 @@ from batchrun.endpoint.client import (CONNECTION_ERROR, INCOMPLETE_STREAM, MALFO
                                       AttemptResult, Endpoint, StreamClient)
 from batchrun.endpoint.requests import estimate_request_tokens
 from batchrun.engine.limits import RateLimits
+from batchrun.endpoint.resolve import open_endpoint, preflight
 
 if TYPE_CHECKING:
     from batchrun.config import RunConfig
@@ -144,8 +145,6 @@ def label(endpoint: Endpoint) -> str:
 @contextlib.asynccontextmanager
 async def open_more(config: RunConfig, say: Callable[[str], None]) -> AsyncIterator[list[Endpoint]]:
     """The endpoints after the first --base-url (check them with check_more once the model is known)."""
-    from batchrun.endpoint.resolve import open_endpoint
-
     async with contextlib.AsyncExitStack() as stack:
         yield [await stack.enter_async_context(open_endpoint(url, config.endpoint.api_key, say))
                for url in config.endpoint.extra_base_urls]
@@ -153,8 +152,6 @@ async def open_more(config: RunConfig, say: Callable[[str], None]) -> AsyncItera
 
 async def check_more(more: list[Endpoint], config: RunConfig, say: Callable[[str], None]) -> None:
     """Each further endpoint reachable, its key accepted and `config.endpoint.model` (the first one's) served."""
-    from batchrun.endpoint.resolve import preflight
-
     for endpoint in more:
         await preflight(endpoint, config.endpoint.model, timeout_s=config.limits.timeout)
     if more:

@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import logging
 import os
 import uuid
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable
 from urllib.parse import urlsplit
 
+from batchrun.engine import ray_watchdog
 from batchrun.errors import BatchrunError, ConfigError
 # RAY_LOCAL: --ray alone, ray.init() joins the cluster here (or RAY_ADDRESS's) or starts one;
 # RAY_INSTALL: the `ray` extra's requirement itself, which installs Ray however batchrun was installed.
@@ -26,7 +28,7 @@ START_TIMEOUT_S = 120.0         # an actor waits for a free CPU; an autoscaler m
 
 def import_ray() -> Any:
     try:
-        import ray
+        import ray          # optional (the ray extra), and ~1 s: a --ray run alone imports it
     except ImportError:
         raise ConfigError(f"--ray needs Ray, which is not installed here ({RAY_INSTALL}, on the driver and on "
                           "every node of the cluster)") from None
@@ -106,8 +108,6 @@ class RayCluster:
     @contextlib.asynccontextmanager
     async def open(cls, address: str, say: Callable[[str], None]) -> AsyncIterator["RayCluster"]:
         """Connected (joined, or started on this machine) for the block; actors killed after it."""
-        from batchrun.engine import ray_watchdog
-
         ray = import_ray()
         started_here = not ray.is_initialized()
         watchdog = None
@@ -150,7 +150,7 @@ class RayCluster:
         if problem:
             raise ConfigError(unreachable_message(problem, endpoint.embedded))
         if is_loopback(endpoint.base_url):
-            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy   # lazy: Ray
             self.pin = NodeAffinitySchedulingStrategy(self.ray.get_runtime_context().get_node_id(), soft=False)
         self.cpus_per_actor = cpus_per_actor
         cpus = self.cpus()
@@ -163,7 +163,7 @@ class RayCluster:
     # --- actors ---
     async def launch(self, index: int) -> Any:
         """One worker actor, started (the Coordinator's `launch`)."""
-        from batchrun.engine.ray_workers import RayWorker, actor_class
+        from batchrun.engine.ray_workers import RayWorker, actor_class   # lazy: it imports Ray
 
         name = f"batchrun-{self.run_id}-{index}"
         options: dict[str, Any] = {"name": name, "namespace": NAMESPACE}
@@ -185,8 +185,6 @@ class RayCluster:
 
 def _connect(ray: Any, address: str) -> None:
     """ray.init for --ray's address; a failure is a clear message, not a traceback."""
-    import logging
-
     kwargs: dict[str, Any] = {"namespace": NAMESPACE, "logging_level": logging.WARNING}
     if address != RAY_LOCAL:
         kwargs["address"] = address

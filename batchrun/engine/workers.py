@@ -33,6 +33,11 @@ from batchrun.engine.channel import (BATCH, CREDIT, DONE, END, JOBS, PACE, READY
 from batchrun.engine.pool import Job, Pool, PoolConfig
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.store.records import Record
+from batchrun.endpoint.answers import AnswerCheck
+from batchrun.endpoint.client import Endpoint, StreamClient, make_session
+from batchrun.endpoint.completions import TextStreamClient
+from batchrun.engine.looplag import sample_loop_lag
+from batchrun.engine.tools import ToolRunner
 
 FLUSH_S = 0.01          # finished records wait at most this long before they are sent back
 BATCH_RECORDS = 256     # ... or until this many are waiting
@@ -246,9 +251,6 @@ async def serve(channel: Channel) -> None:
     if first is None or first[0] != START:
         return
     spec = WorkerSpec.from_dict(first[1])
-    from batchrun.endpoint.client import make_session
-
-    from batchrun.engine.looplag import sample_loop_lag
 
     lag: list[float] = []                # this loop's lag: it is the one that times the requests
     async with make_session(spec.pool["concurrency"]) as session:
@@ -266,9 +268,6 @@ async def serve(channel: Channel) -> None:
 
 
 def _build(spec: WorkerSpec, session: Any, channel: Channel) -> tuple[WorkerPool, Outbox]:
-    from batchrun.endpoint.client import Endpoint
-    from batchrun.engine.tools import ToolRunner
-
     endpoint = Endpoint(spec.base_url, spec.api_key, spec.embedded, spec.basic_auth)
     client = _client_class(spec.endpoint_kind)(session, endpoint, timeout_s=spec.timeout,
                                                ttft_timeout_s=spec.ttft_timeout, clock=time.perf_counter,
@@ -276,7 +275,6 @@ def _build(spec: WorkerSpec, session: Any, channel: Channel) -> tuple[WorkerPool
     runner = ToolRunner.from_file(spec.tool_module, spec.tool_timeout) if spec.tool_module else None
     check = None
     if spec.json_schema is not None or spec.json_mode:
-        from batchrun.endpoint.answers import AnswerCheck
         check = AnswerCheck(spec.json_schema)
     outbox = Outbox(channel)
     pool = WorkerPool(client, outbox.record, PoolConfig(**spec.pool), t0=spec.t0, clock=time.perf_counter,
@@ -288,9 +286,7 @@ def _build(spec: WorkerSpec, session: Any, channel: Channel) -> tuple[WorkerPool
 def _client_class(endpoint_kind: str) -> Any:
     """As workloads.client_class, from the endpoint kind alone."""
     if endpoint_kind == "completions":
-        from batchrun.endpoint.completions import TextStreamClient
         return TextStreamClient
-    from batchrun.endpoint.client import StreamClient
     return StreamClient
 
 

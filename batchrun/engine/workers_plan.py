@@ -57,6 +57,7 @@ def worker_spec(config: RunConfig, endpoint: Any, pool_config: PoolConfig, t0: f
                       embedded=endpoint.embedded, endpoint_kind=config.endpoint.endpoint, timeout=limits.timeout,
                       ttft_timeout=limits.ttft_timeout, max_response_bytes=limits.max_response_bytes, pool=pool,
                       t0=t0, metered=bool(limits.rpm or limits.tpm),
-                      tool_module=str(tools.tool_module) if tools.tool_module else None, tool_timeout=tools.tool_timeout,
+                      tool_module=str(tools.tool_module) if tools.tool_module else None,
+                      tool_timeout=tools.tool_timeout,
                       json_schema=config.request.json_schema, json_mode=config.request.json_mode)
 

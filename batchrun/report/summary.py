@@ -21,6 +21,11 @@ from batchrun.analysis.metrics import GapSample, session_timelines, summarize, s
 from batchrun.store.records import OK, Record
 from batchrun.report.format import config_table, fmt_num, fmt_pct, fmt_s, slo_text
 from batchrun.report.html import Document, Image, Section, Table, Text, render_html, render_markdown
+from batchrun import __version__
+from batchrun.analysis.cost import format_usd
+from batchrun.report.workloads import workload_doc, workload_sections
+from batchrun.store.fingerprint import input_identity
+from batchrun.store.outputs import iter_latest, latest_dicts
 
 SCHEMA_VERSION = 1
 SAMPLE_ROWS = 20
@@ -65,8 +70,6 @@ def format_summary_table(summary: Mapping[str, Any]) -> str:
 
 def _run_facts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(label, text) lines on how the run ended and what it cost, when there is something to say."""
-    from batchrun.analysis.cost import format_usd
-
     out = []
     note = interruption_note(summary)
     if note:
@@ -259,7 +262,6 @@ def run_document(summary: Mapping[str, Any], records: Sequence[Record] | Columns
                 Section("Timings (ok requests; queue wait: all sent)", [_timings(summary)])]
     sections += [s for s in (_batch_section(summary.get("batch")), _lag_section(summary.get("loop_lag")),
                              _tools_section(summary["tool_calls"]), limits.limits_section(summary, cols)) if s]
-    from batchrun.report.workloads import workload_doc
     sections += workload_doc(summary)
     sections.append(Section("Plots", _run_plots(cols) or [Text(
         "no successful request to plot" if not summary["counts"]["ok"] else "no timed request to plot")]))
@@ -322,7 +324,7 @@ def write_reports(run_dir: Path | str, summary: Mapping[str, Any] | None, record
     doc: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "kind": "bench" if bench else "run",
                            "summary": summary, "config": config, "endpoint": endpoint, **_identity(config, extra)}
     if bench:
-        from batchrun.report.bench import bench_analysis, bench_document, run_summary
+        from batchrun.report.bench import bench_analysis, bench_document, run_summary   # lazy: numpy
 
         analysis = bench_analysis(bench)
         doc["bench"] = analysis
@@ -347,9 +349,6 @@ def write_reports(run_dir: Path | str, summary: Mapping[str, Any] | None, record
 
 
 def _identity(config: Mapping[str, Any] | None, extra: Mapping[str, Any] | None) -> dict[str, Any]:
-    from batchrun import __version__
-    from batchrun.store.fingerprint import input_identity
-
     out: dict[str, Any] = {"batchrun_version": __version__}
     out.update(extra or {})
     if "input" not in out and config and config.get("input"):
@@ -395,8 +394,6 @@ def read_summary(run_dir: Path) -> dict[str, Any]:
 
 
 def _records(path: Path) -> list[Record]:
-    from batchrun.store.outputs import iter_latest   # latest per id, a fixed bad row's ghost dropped
-
     return list(iter_latest(path))
 
 
@@ -412,8 +409,6 @@ class LoadedRun:
 def read_columns(path: Path, gaps: GapSample | None = None) -> Columns:
     """The latest record of every id (a fixed bad row's ghost dropped) as Columns, read one record
     at a time: what a run's summary and report need, in memory flat in the number of rows."""
-    from batchrun.store.outputs import latest_dicts
-
     builder = ColumnsBuilder(keep=SAMPLE_ROWS, gaps=gaps)
     for data in latest_dicts(path):
         builder.add(data)
@@ -424,8 +419,6 @@ def slim_records(path: Path) -> Iterator[Record]:
     """The latest records again, one at a time, without what no summary reads (the input row,
     the request, attempt logs, ITL gaps, the answer's text): for the rare workload sections
     that need ids."""
-    from batchrun.store.outputs import latest_dicts
-
     for data in latest_dicts(path):
         for key in ("input", "request", "parsed", "attempt_log", "itl_s", "text", "reasoning_text", "rounds"):
             data.pop(key, None)
@@ -462,7 +455,6 @@ def run_summary(run_dir: Path, records: list[Record] | Columns, facts: RunFacts,
     if facts.loop_lag:       # raw lag samples are not stored for a single run; keep their statistics
         summary["loop_lag"] = dict(facts.loop_lag)
         summary["warnings"] = summary_warnings(summary)
-    from batchrun.report.workloads import workload_sections
     stream = (lambda: slim_records(run_dir / "records.jsonl")) if isinstance(records, Columns) else None
     summary.update(workload_sections(run_dir, config, records, summary["wall_time_s"], stream))
     limits.add_findings(summary, facts.findings)

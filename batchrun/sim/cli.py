@@ -14,6 +14,7 @@ from typing import Any, Optional
 import typer
 
 from batchrun.errors import ConfigError
+from batchrun.interrupts import unwinding
 from batchrun.options import Option
 from batchrun.options import of as options_of
 from batchrun.sim.config import DEFAULT_MODEL, SimConfig
@@ -132,8 +133,6 @@ def _twin_config(given: dict[str, Any], quiet: bool) -> SimConfig:
 def _serve(config: SimConfig, host: str, port: int, quiet: bool) -> int:
     from batchrun.sim.server import run_loop  # the server loads only when `serve` runs
 
-    from batchrun.interrupts import unwinding
-
     try:
         with unwinding():      # Ctrl-C stops the server through its cleanup (batch state saved)
             run_loop(_serve_forever(config, host, port, quiet))
@@ -147,7 +146,7 @@ def _serve(config: SimConfig, host: str, port: int, quiet: bool) -> int:
 
 
 async def _serve_forever(config: SimConfig, host: str, port: int, quiet: bool = False) -> None:
-    from batchrun.sim.server import serve_sim
+    from batchrun.sim.server import serve_sim   # lazy: the server loads only when `serve` runs
 
     async with serve_sim(config, host, port) as sim:
         if quiet:

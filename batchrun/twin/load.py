@@ -12,6 +12,7 @@ from batchrun.errors import ConfigError, OutputError
 from batchrun.store.records import Record, read_records
 from batchrun.twin.fit import Observations, RunRecords, fit_observations, observe
 from batchrun.twin.model import TwinError, TwinModel
+from batchrun.sim.config import DEFAULT_MODEL, SimConfig
 
 if TYPE_CHECKING:
     from batchrun.sim.config import SimConfig
@@ -137,8 +138,6 @@ def sim_config(twin: TwinModel, seed: int = 0, **changes: Any) -> SimConfig:
     """The built-in endpoint serving `twin`: its model name, rate limits and wire quirks; jitter
     drawn afresh per request, as a real endpoint's noise; lenient about parameters (a real server
     took what the source run sent); no prefix cache (the source's is in the TTFT tables)."""
-    from batchrun.sim.config import DEFAULT_MODEL, SimConfig
-
     limits = twin.rate_limits
     settings: dict[str, Any] = dict(
         seed=seed, models=(twin.model or DEFAULT_MODEL,), twin=twin, fresh_jitter=True, strict=False,

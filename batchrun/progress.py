@@ -1,4 +1,4 @@
-"""Live progress (tqdm) and the event-loop lag sampler that tells whether the client kept up."""
+"""Live progress (tqdm) on stderr, read from the pool's PoolStats."""
 
 from __future__ import annotations
 
@@ -10,22 +10,6 @@ from typing import Callable
 from tqdm import tqdm
 
 from batchrun.engine.pool import PoolStats
-
-LAG_INTERVAL_S = 0.05
-
-
-async def sample_loop_lag(samples: list[float], interval_s: float = LAG_INTERVAL_S) -> None:
-    """Append, every `interval_s`, how late the loop woke us (seconds). Runs until cancelled.
-
-    A busy client loop reads chunks late, which inflates every measured TTFT and ITL;
-    the summary warns when this lag was high, so client queueing never hides inside
-    what looks like server latency.
-    """
-    loop = asyncio.get_running_loop()
-    while True:
-        planned = loop.time() + interval_s
-        await asyncio.sleep(interval_s)
-        samples.append(max(0.0, loop.time() - planned))
 
 
 class Total:

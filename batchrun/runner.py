@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterator
 
-from batchrun.endpoint.client import Endpoint, make_session
+from batchrun.endpoint.transport import Endpoint, make_session
 from batchrun.config import DEFAULTS, RunConfig, env_base_url
 from batchrun.endpoint.multi import check_more, open_more
 from batchrun.endpoint.resolve import BUILTIN, choose_base_url, endpoint_info, open_endpoint, preflight
@@ -31,8 +31,10 @@ from batchrun.inputs.rows import read_prompts
 from batchrun.analysis.metrics import GapSample, summarize
 from batchrun.store.outputs import done_ids, write_results
 from batchrun.engine.adaptive import AdaptiveConfig
-from batchrun.engine.pool import Job, Pool, PoolConfig
-from batchrun.progress import Total, sample_loop_lag, show_progress
+from batchrun.endpoint.requests import Job
+from batchrun.engine.pool import Pool, PoolConfig
+from batchrun.engine.looplag import sample_loop_lag
+from batchrun.progress import Total, show_progress
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.store.records import OK, RECORDS, Record, RecordSink
 from batchrun.store.rundir import claim_run_dir, drop_held_locks
@@ -42,8 +44,8 @@ from batchrun.store.sessions import RUN_JSON, add_wall_time, read_run_json, rest
 from batchrun.engine.tools import ToolRunner
 from batchrun.workloads import Workload, make_pool
 from batchrun.workloads import prepare as prepare_workload
-from batchrun.endpoint.requests import (RequestDefaults, build_body, build_completion_body, estimate_prompt_tokens,
-                                       estimate_request_tokens)
+from batchrun.endpoint.kinds import kind
+from batchrun.endpoint.requests import RequestDefaults, estimate_prompt_tokens, estimate_request_tokens
 from batchrun.endpoint.answers import response_format
 from batchrun.analysis.cost import resolve_price
 from batchrun.datarun import (add_run_facts, announce_row_settings, announce_schema, changed_during_run,
@@ -138,7 +140,7 @@ def jobs(config: RunConfig, rows: Iterator[Prompt | BadRow], skip: set[str],
          seen_ids: set[str] | None = None) -> Iterator[Job | BadRow]:
     """Rows minus those already done, as ready-to-send Jobs; `seen_ids` collects every id read."""
     defaults = request_defaults(config)
-    build = build_completion_body if config.endpoint.endpoint == "completions" else build_body
+    build = kind(config.endpoint.endpoint).build_body
     for item in rows:
         if seen_ids is not None:
             seen_ids.add(item.id)

@@ -21,7 +21,7 @@ from batchrun.inputs.prompt import BadRow, Prompt
 if TYPE_CHECKING:
     import aiohttp
 
-    from batchrun.endpoint.client import Endpoint, StreamClient
+    from batchrun.endpoint.transport import Endpoint
 
 TURNS_FILE = "turns.json"          # the names report/workloads.py reads back (SIDE_FILES)
 SYNTHETIC_FILE = "synthetic.json"
@@ -61,21 +61,13 @@ def _kind(config: RunConfig) -> str:
     return "rows"
 
 
-def client_class(config: RunConfig) -> type[StreamClient]:
-    from batchrun.endpoint.client import StreamClient
-
-    if config.endpoint.endpoint == "completions":
-        from batchrun.endpoint.completions import TextStreamClient
-        return TextStreamClient
-    return StreamClient
-
-
 def length_trace(config: RunConfig) -> bool:
     """A trace of lengths without text (Mooncake): its prompts are generated, not read."""
     from batchrun.inputs.sidecols import file_columns
     from batchrun.inputs.traces import is_length_trace
 
-    if config.input.path is None or config.input.synthetic is not None or config.input.prompt_column or config.input.template:
+    source = config.input
+    if source.path is None or source.synthetic is not None or source.prompt_column or source.template:
         return False
     return is_length_trace(file_columns(config.input.path, config.input.fmt))
 
@@ -89,11 +81,11 @@ async def prepare(config: RunConfig, endpoint: Endpoint, rows: Iterator[Prompt |
         from batchrun.endpoint.calibrate import calibrate
         from batchrun.inputs.traces import length_trace_prompts
         assert config.input.path is not None
-        sizer = await calibrate(config, endpoint, client_class(config), say)
+        sizer = await calibrate(config, endpoint, say)
         rows = length_trace_prompts(config.input.path, config.input.fmt, sizer)
     if config.input.synthetic is not None:
         from batchrun.endpoint.calibrate import synthetic_rows
-        rows, info = await synthetic_rows(config, endpoint, client_class(config), 100, say)
+        rows, info = await synthetic_rows(config, endpoint, 100, say)
         _write(out / SYNTHETIC_FILE, info)
     if kind == "embeddings":
         from batchrun.engine.embed import embed_items
@@ -154,13 +146,18 @@ def make_pool(workload: Workload, session: aiohttp.ClientSession, endpoint: Endp
     if workload.kind == "embeddings":
         from batchrun.engine.embed import embed_pool
         return embed_pool(session, endpoint, write, config, pool_config, out, t0, clock, write_many)
-    clients = [client_class(config)(session, e, timeout_s=config.limits.timeout, ttft_timeout_s=config.limits.ttft_timeout,
-                                    clock=clock, max_response_bytes=config.limits.max_response_bytes)
+    from batchrun.endpoint.kinds import kind
+
+    limits = config.limits
+    clients = [kind(config.endpoint.endpoint).client_for(session, e, timeout_s=limits.timeout,
+                                                         ttft_timeout_s=limits.ttft_timeout, clock=clock,
+                                                         max_response_bytes=limits.max_response_bytes)
                for e in [endpoint, *workload.more_endpoints]]
     client: Any = clients[0]
     if len(clients) > 1:
         from batchrun.endpoint.multi import multi_client
-        client = multi_client(clients, config)
+        from batchrun.engine.limits import RateLimits
+        client = multi_client(clients, config, lambda: RateLimits(config.limits.rpm, config.limits.tpm))
     if workload.kind == "sessions":
         from batchrun.engine.sessions import SessionPool
         return SessionPool(client, write, pool_config, t0=t0, clock=clock, make_job=make_job, **pool_kw)

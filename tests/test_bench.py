@@ -114,7 +114,7 @@ def test_sync_baseline_enforces_the_whole_request_timeout_like_the_async_client(
     """Chunks every 50 ms for 0.5 s: each read is quick, the whole request is not (timeout 0.3 s)."""
     import time
 
-    from batchrun.endpoint.client import Endpoint
+    from batchrun.endpoint.transport import Endpoint
     from batchrun.bench.sync import run_sync
 
     jobs = bench_jobs(RunConfig.of(path=SAMPLES / "prompts.csv", model="m"), 2)
@@ -165,7 +165,7 @@ async def test_sync_and_async_classify_the_same_response_the_same_way() -> None:
     import time
 
     from batchrun.bench.sync import run_sync
-    from batchrun.endpoint.client import Endpoint, StreamClient, make_session
+    from batchrun.endpoint.transport import Endpoint, StreamClient, make_session
 
     jobs = bench_jobs(RunConfig.of(path=SAMPLES / "prompts.csv", model="raw-model"), 1)
     for name, handler in _cases().items():

@@ -26,13 +26,15 @@ from typing import Any, Callable, Iterator
 
 from batchrun.analysis import stats
 from batchrun.analysis.recommend import DEFAULT_MAX_FAILURE_SHARE
-from batchrun.endpoint.client import Endpoint, make_session
+from batchrun.endpoint.kinds import kind
+from batchrun.endpoint.transport import Endpoint, make_session
 from batchrun import options
 from batchrun.config import RunConfig
 from batchrun.endpoint.resolve import endpoint_info, open_endpoint, preflight
 from batchrun.errors import ConfigError, InputError
-from batchrun.engine.pool import Job, Pool, PoolConfig
-from batchrun.progress import sample_loop_lag
+from batchrun.endpoint.requests import Job
+from batchrun.engine.pool import Pool, PoolConfig
+from batchrun.engine.looplag import sample_loop_lag
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.store.records import CANCELLED, OK, Record, RecordSink
 from batchrun.runner import jobs as run_jobs
@@ -42,7 +44,6 @@ from batchrun.bench.sync import run_sync
 from batchrun.report.bench import bench_analysis
 from batchrun.report.summary import write_bench_manifest, write_reports
 from batchrun.report.workloads import append_markdown, bench_headline_workloads
-from batchrun.workloads import client_class
 
 DEFAULT_SWEEP = (1, 2, 4, 8, 16, 32, 64)
 _NOT_IN_BENCH = {"concurrency", "resume", "out", "output_format", "quiet", "fail_on_error", "max_errors",
@@ -305,8 +306,9 @@ def _client(session: Any, endpoint: Endpoint, run: RunConfig, workers: int,
             clock: Any) -> tuple[Any, PoolConfig]:
     """The async client and pool settings every bench run (and the warm-up pass) uses."""
     limits = run.limits
-    client = client_class(run)(session, endpoint, timeout_s=limits.timeout, ttft_timeout_s=limits.ttft_timeout,
-                               clock=clock, max_response_bytes=limits.max_response_bytes)
+    client = kind(run.endpoint.endpoint).client_for(session, endpoint, timeout_s=limits.timeout,
+                                                    ttft_timeout_s=limits.ttft_timeout, clock=clock,
+                                                    max_response_bytes=limits.max_response_bytes)
     return client, PoolConfig(concurrency=workers, retries=limits.retries, rpm=limits.rpm, tpm=limits.tpm,
                               seed=limits.seed, max_retry_wait_s=limits.max_retry_wait, learn_rpm=limits.learn_rpm,
                               learn_tpm=limits.learn_tpm)
@@ -437,7 +439,7 @@ async def execute_bench(config: BenchConfig, out: Path | None = None) -> tuple[P
         synthetic_info = None
         if run.input.synthetic is not None:
             from batchrun.endpoint.calibrate import synthetic_rows
-            rows, synthetic_info = await synthetic_rows(config.run, endpoint, client_class(run), config.requests, say)
+            rows, synthetic_info = await synthetic_rows(config.run, endpoint, config.requests, say)
         public = _public(config)
         jobs = bench_jobs(config.run, max(config.requests_cap(config.largest_level()), config.requests_for(1)), rows)
         warmup: dict[str, Any] | None = None

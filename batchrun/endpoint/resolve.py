@@ -9,7 +9,7 @@ from typing import Any, AsyncIterator, Callable
 
 import aiohttp
 
-from batchrun.endpoint.client import Endpoint, error_body_text
+from batchrun.endpoint.transport import Endpoint, error_body_text
 from batchrun.errors import ConfigError
 from batchrun.redact import mask, redact
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from batchrun import __version__
-from batchrun.endpoint.client import Endpoint
+from batchrun.endpoint.transport import Endpoint
 from batchrun.endpoint.resolve import BUILTIN
 from batchrun.errors import ConfigError, OutputError
 

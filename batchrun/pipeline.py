@@ -21,13 +21,14 @@ from typing import Any, AsyncIterator, Callable, Iterator
 from batchrun.analysis.cost import resolve_price
 from batchrun.batchapi.mode import choose_mode
 from batchrun.config import RunConfig
-from batchrun.endpoint.client import Endpoint, make_session
 from batchrun.endpoint.multi import check_more, open_more
+from batchrun.endpoint.requests import Job
 from batchrun.endpoint.resolve import BUILTIN, choose_base_url, endpoint_info, open_endpoint, preflight, sim_config
+from batchrun.endpoint.transport import Endpoint, make_session
 from batchrun.engine.adaptive import AdaptiveConfig, settled_limit
 from batchrun.engine.capacity import ensure_open_files, pacing_warnings
 from batchrun.engine.limits import limits_summary
-from batchrun.engine.pool import Job, Pool, PoolConfig
+from batchrun.engine.pool import Pool, PoolConfig
 from batchrun.engine.looplag import sample_loop_lag
 from batchrun.engine.quietgc import quiet_gc
 from batchrun.engine.tools import ToolRunner

@@ -16,10 +16,9 @@ from typing import Any, Callable, Iterator
 
 from batchrun.config import DEFAULTS, RunConfig, env_base_url
 from batchrun.endpoint.answers import AnswerCheck, response_format, strict_problems
-from batchrun.endpoint.client import Endpoint
-from batchrun.endpoint.requests import (RequestDefaults, build_body, build_completion_body, estimate_prompt_tokens,
-                                        estimate_request_tokens)
-from batchrun.engine.pool import Job
+from batchrun.endpoint.kinds import kind
+from batchrun.endpoint.requests import Job, RequestDefaults, estimate_prompt_tokens, estimate_request_tokens
+from batchrun.endpoint.transport import Endpoint
 from batchrun.endpoint.resolve import BUILTIN
 from batchrun.errors import ConfigError, InputError
 from batchrun.inputs.prompt import BadRow, Prompt
@@ -135,7 +134,7 @@ def jobs(config: RunConfig, rows: Iterator[Prompt | BadRow], skip: set[str],
          seen_ids: set[str] | None = None) -> Iterator[Job | BadRow]:
     """Rows minus those already done, as ready-to-send Jobs; `seen_ids` collects every id read."""
     defaults = request_defaults(config)
-    build = build_completion_body if config.endpoint.endpoint == "completions" else build_body
+    build = kind(config.endpoint.endpoint).build_body
     path = config.input.path
     for item in rows:
         if seen_ids is not None:

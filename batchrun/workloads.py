@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from batchrun.config import RunConfig
 from batchrun.endpoint.calibrate import calibrate, synthetic_rows
-from batchrun.endpoint.client import Endpoint, StreamClient
-from batchrun.endpoint.completions import TextStreamClient
+from batchrun.endpoint.kinds import kind
 from batchrun.endpoint.multi import multi_client
+from batchrun.endpoint.transport import Endpoint
+from batchrun.engine.limits import RateLimits
 from batchrun.engine.pool import Pool
 from batchrun.engine.sessions import SessionPool
 from batchrun.errors import ConfigError
@@ -68,12 +69,6 @@ def _kind(config: RunConfig) -> str:
     return "rows"
 
 
-def client_class(config: RunConfig) -> type[StreamClient]:
-    if config.endpoint.endpoint == "completions":
-        return TextStreamClient
-    return StreamClient
-
-
 def length_trace(config: RunConfig) -> bool:
     """A trace of lengths without text (Mooncake): its prompts are generated, not read."""
     source = config.input
@@ -89,10 +84,10 @@ async def prepare(config: RunConfig, endpoint: Endpoint, rows: Iterator[Prompt |
     kind = kind_of(config)
     if length_trace(config):
         assert config.input.path is not None
-        sizer = await calibrate(config, endpoint, client_class(config), say)
+        sizer = await calibrate(config, endpoint, say)
         rows = length_trace_prompts(config.input.path, config.input.fmt, sizer)
     if config.input.synthetic is not None:
-        rows, info = await synthetic_rows(config, endpoint, client_class(config), 100, say)
+        rows, info = await synthetic_rows(config, endpoint, 100, say)
         _write(out / SYNTHETIC_FILE, info)
     if kind == "embeddings":
         from batchrun.engine.embed import embed_items    # lazy: embeddings' vectors load pyarrow and numpy
@@ -147,12 +142,13 @@ def make_pool(workload: Workload, session: aiohttp.ClientSession, endpoint: Endp
         from batchrun.engine.embed import embed_pool     # lazy: embeddings' vectors load pyarrow and numpy
         return embed_pool(session, endpoint, write, config, pool_config, out, t0, clock, write_many)
     limits = config.limits
-    clients = [client_class(config)(session, e, timeout_s=limits.timeout, ttft_timeout_s=limits.ttft_timeout,
-                                    clock=clock, max_response_bytes=limits.max_response_bytes)
+    clients = [kind(config.endpoint.endpoint).client_for(session, e, timeout_s=limits.timeout,
+                                                         ttft_timeout_s=limits.ttft_timeout, clock=clock,
+                                                         max_response_bytes=limits.max_response_bytes)
                for e in [endpoint, *workload.more_endpoints]]
     client: Any = clients[0]
     if len(clients) > 1:
-        client = multi_client(clients, config)
+        client = multi_client(clients, config, lambda: RateLimits(limits.rpm, limits.tpm))
     if workload.kind == "sessions":
         return SessionPool(client, write, pool_config, t0=t0, clock=clock, make_job=make_job, **pool_kw)
     return Pool(client, write, pool_config, t0=t0, clock=clock, tool_runner=tool_runner, **pool_kw)

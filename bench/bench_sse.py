@@ -19,7 +19,8 @@ from pathlib import Path
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from batchrun.endpoint.client import AttemptResult, SSEStream  # noqa: E402
+from batchrun.endpoint.attempt import AttemptResult  # noqa: E402
+from batchrun.endpoint.sse import SSEStream
 
 CHUNKS = 64
 READS = 2_000            # responses per timing

@@ -31,7 +31,7 @@ import threading
 from collections import Counter
 from typing import Any
 
-from batchrun.engine.pool import Job
+from batchrun.endpoint.requests import Job
 from batchrun.inputs.prompt import Prompt
 
 IDLE_CLOSE_S = 10.0       # a connection no request comes on is closed after this

@@ -13,8 +13,9 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from batchrun.batchapi.collect import JobInfo, missing_record, record_from_line
-from batchrun.batchapi.lines import Limits, Splitter, batch_body, index_lines, oversize_reason, read_ids, request_line
+from batchrun.endpoint.batch import JobInfo, missing_record, record_from_line
+from batchrun.batchapi.lines import Limits, Splitter, index_lines, oversize_reason, read_ids
+from batchrun.endpoint.batch import batch_body, request_line
 from batchrun.batchapi.mode import AUTO_ONLINE_MAX_ROWS, auto_choice
 from batchrun.cli import app
 from batchrun.endpoint.requests import RequestDefaults, build_body
@@ -227,7 +228,7 @@ def test_a_line_that_is_not_a_result_is_malformed_too(line: Any) -> None:
 
 
 def test_raw_lines_not_json_or_noted_too_large() -> None:
-    from batchrun.batchapi.collect import record_from_raw
+    from batchrun.endpoint.batch import record_from_raw
 
     cut = record_from_raw(b'{"custom_id":"a","response":{"status_co\n', "a", 0, JOB, where="f line 2")
     assert (cut.error_type, cut.status) == ("MalformedBatchLine", ERROR) and "cannot be read as JSON" in cut.error

@@ -10,11 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from batchrun.bench.sweep import (
-    TARGET_HALF_WIDTH, BenchConfig, SizedJobs, arrivals, bench_jobs, level_half_width, parse_levels,
+    TARGET_HALF_WIDTH, BenchConfig, SizedJobs, arrivals, bench_jobs, level_half_width,
 )
 from batchrun.cli import app
 from batchrun.config import RunConfig
-from batchrun.errors import ConfigError
 from batchrun.sim import SimConfig, SimProcess
 from batchrun.store.records import Record
 from promptfiles import write_prompts
@@ -103,18 +102,11 @@ def test_arrivals_have_the_requested_mean_rate() -> None:
     assert times[-1] / 5000 == pytest.approx(0.1, rel=0.05)       # mean gap 1/rate
 
 
-def test_parse_levels() -> None:
-    assert parse_levels("1,2, 4") == (1, 2, 4)
-    assert parse_levels("0.5,2", float) == (0.5, 2.0)
-    with pytest.raises(ConfigError):
-        parse_levels("1,two")
-
-
 def test_sync_baseline_enforces_the_whole_request_timeout_like_the_async_client() -> None:
     """Chunks every 50 ms for 0.5 s: each read is quick, the whole request is not (timeout 0.3 s)."""
     import time
 
-    from batchrun.endpoint.client import Endpoint
+    from batchrun.endpoint.transport import Endpoint
     from batchrun.bench.sync import run_sync
 
     jobs = bench_jobs(RunConfig.of(path=SAMPLES / "prompts.csv", model="m"), 2)
@@ -165,7 +157,7 @@ async def test_sync_and_async_classify_the_same_response_the_same_way() -> None:
     import time
 
     from batchrun.bench.sync import run_sync
-    from batchrun.endpoint.client import Endpoint, StreamClient, make_session
+    from batchrun.endpoint.transport import Endpoint, StreamClient, make_session
 
     jobs = bench_jobs(RunConfig.of(path=SAMPLES / "prompts.csv", model="raw-model"), 1)
     for name, handler in _cases().items():

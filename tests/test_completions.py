@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from batchrun.endpoint.client import MALFORMED_CHUNK, STREAM_ERROR, AttemptResult
-from batchrun.endpoint.completions import TextSSEStream
+from batchrun.endpoint.attempt import MALFORMED_CHUNK, STREAM_ERROR, AttemptResult
+from batchrun.endpoint.sse import TextSSEStream
 from rawserver import DONE, chunk, usage_chunk
-from test_client import feed as feed_stream
+from test_sse import feed as feed_stream
 
 
 def feed(pieces: list[tuple[float, bytes]], end: float, sent: float = 0.0) -> AttemptResult:

@@ -41,9 +41,10 @@ from rawserver import raw_server
 from typer.testing import CliRunner
 
 from batchrun.cli import app
-from batchrun.endpoint.client import Endpoint, StreamClient, make_session
+from batchrun.endpoint.transport import Endpoint, StreamClient, make_session
 from batchrun.analysis.metrics import summarize
-from batchrun.engine.pool import Job, Pool, PoolConfig
+from batchrun.endpoint.requests import Job
+from batchrun.engine.pool import Pool, PoolConfig
 from batchrun.inputs.prompt import Prompt
 from batchrun.store.records import Record, read_records
 from batchrun.sim import SimConfig, SimProcess, SimServer, serve_sim

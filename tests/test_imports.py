@@ -46,8 +46,6 @@ FACES = {"cli", "clidoc", "__main__", "api", "progress"}     # progress: the com
 # Imports against the shape that a branch in flight removes (module -> module). The test fails
 # when one of them is gone: then delete it here.
 KNOWN: dict[tuple[str, str], str] = {
-    ("batchrun.endpoint.client", "batchrun.engine.tools"): "tool-call assembly moves to endpoint/",
-    ("batchrun.endpoint.multi", "batchrun.engine.limits"): "the caller gives each endpoint its limiter",
     ("batchrun.analysis.sides", "batchrun.report.summary"): "compare reads run directories through report/",
     ("batchrun.analysis.compare", "batchrun.report.format"): "compare's messages format with report/",
 }

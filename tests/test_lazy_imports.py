@@ -13,7 +13,7 @@ from pathlib import Path
 
 import openai
 
-from batchrun.endpoint import client
+from batchrun.endpoint import attempt
 
 # matplotlib is no longer a dependency at all (plots are SVG from report/svg.py); it stays on the
 # list so that nobody brings it back onto the run path unnoticed. httpx/httpx2 come with openai;
@@ -30,7 +30,7 @@ def _loaded_after(code: str, names: tuple[str, ...] = HEAVY) -> list[str]:
 
 def test_loading_the_cli_and_the_run_path_imports_no_heavy_library() -> None:
     loaded = _loaded_after("import batchrun.cli, batchrun.pipeline, batchrun.report.summary, "
-                           "batchrun.report.limits, batchrun.report.plots, batchrun.endpoint.client")
+                           "batchrun.report.limits, batchrun.report.plots, batchrun.endpoint.transport")
     assert loaded == []
 
 
@@ -58,12 +58,12 @@ def test_loading_the_cli_does_not_load_the_simulated_endpoint() -> None:
 
 
 def test_error_type_names_are_the_openai_sdk_class_names() -> None:
-    assert client.TIMEOUT_ERROR == openai.APITimeoutError.__name__
-    assert client.CONNECTION_ERROR == openai.APIConnectionError.__name__
+    assert attempt.TIMEOUT_ERROR == openai.APITimeoutError.__name__
+    assert attempt.CONNECTION_ERROR == openai.APIConnectionError.__name__
     sdk = {400: openai.BadRequestError, 401: openai.AuthenticationError, 403: openai.PermissionDeniedError,
            404: openai.NotFoundError, 409: openai.ConflictError, 422: openai.UnprocessableEntityError,
            429: openai.RateLimitError, 500: openai.InternalServerError, 503: openai.InternalServerError,
            418: openai.APIStatusError, 302: openai.APIStatusError}
     for status, cls in sdk.items():
-        assert client.status_error_type(status) == cls.__name__, status
+        assert attempt.status_error_type(status) == cls.__name__, status
         assert issubclass(cls, openai.APIStatusError)

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from aiolimiter import AsyncLimiter
 
-from batchrun.endpoint.client import Endpoint, StreamClient, make_session
+from batchrun.endpoint.transport import Endpoint, StreamClient, make_session
 from batchrun.endpoint.ratelimits import IETF, OPENAI, Quota, RateLimitInfo
 from batchrun.engine import limits as limits_module
 from batchrun.engine.limits import RateLimits, RequestPacer, TokenBucket, limits_summary

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from batchrun.cli import app
 import pytest
 
-from batchrun.endpoint.client import (CONNECTION_ERROR, EMPTY_RESPONSE, INCOMPLETE_STREAM, MALFORMED_CHUNK,
-                                      RESPONSE_TOO_LARGE, STREAM_ERROR, TIMEOUT_ERROR, AttemptResult)
+from batchrun.endpoint.attempt import (CONNECTION_ERROR, EMPTY_RESPONSE, INCOMPLETE_STREAM, MALFORMED_CHUNK,
+                                       RESPONSE_TOO_LARGE, STREAM_ERROR, TIMEOUT_ERROR, AttemptResult)
 from batchrun.endpoint.multi import COOLDOWN_S, FAIL_LIMIT, Member, MultiClient
 from batchrun.engine.limits import RateLimits
 from batchrun.sim import SimConfig, SimProcess

@@ -8,10 +8,11 @@ import time
 
 from aiohttp import web
 
-from batchrun.endpoint.client import Endpoint, StreamClient, make_session
+from batchrun.endpoint.transport import Endpoint, StreamClient, make_session
 from batchrun.engine.limits import RateLimits
 from batchrun.engine.retry import retry_delay_s
-from batchrun.engine.pool import Job, Pool, PoolConfig
+from batchrun.endpoint.requests import Job
+from batchrun.engine.pool import Pool, PoolConfig
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.store.records import Record
 from rawserver import DONE, chunk, cut, raw_server, sse, usage_chunk

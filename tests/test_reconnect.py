@@ -15,14 +15,16 @@ import pytest
 from typer.testing import CliRunner
 
 from batchrun.cli import app
-from batchrun.endpoint.client import CONNECTION_ERROR, INCOMPLETE_STREAM, Endpoint, StreamClient, make_session
-from batchrun.endpoint.completions import TextStreamClient
+from batchrun.endpoint.attempt import CONNECTION_ERROR, INCOMPLETE_STREAM
+from batchrun.endpoint.transport import Endpoint, StreamClient, make_session
+from batchrun.endpoint.kinds import kind
 from batchrun.endpoint.embeddings import EmbeddingsClient
 from batchrun.endpoint.multi import Member, MultiClient
 from batchrun.endpoint.reconnect import closed_before_response, connection_reused, fresh_connection
 from batchrun.engine.embed import EmbedPool, make_batches
 from batchrun.engine.limits import RateLimits
-from batchrun.engine.pool import Job, Pool, PoolConfig
+from batchrun.endpoint.requests import Job
+from batchrun.engine.pool import Pool, PoolConfig
 from batchrun.inputs.prompt import Prompt
 from batchrun.store.vectors import VectorSink
 from batchrun.store.records import ERROR, OK, Record, read_records
@@ -163,7 +165,7 @@ async def test_the_completions_client_resends_too() -> None:
     records: list[Record] = []
     with DropServer("llama") as server:
         async with make_session(1) as session:
-            pool = Pool(TextStreamClient(session, Endpoint(server.base_url)), records.append,
+            pool = Pool(kind("completions").client_for(session, Endpoint(server.base_url)), records.append,
                         PoolConfig(concurrency=1, retries=2), t0=time.perf_counter())
             await pool.run(text_job(i) for i in range(4))
     records.sort(key=lambda r: r.row)

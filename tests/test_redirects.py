@@ -22,7 +22,7 @@ from batchrun.bench.sweep import bench_jobs
 from batchrun.bench.sync import run_sync
 from batchrun.cli import app
 from batchrun.config import RunConfig
-from batchrun.endpoint.client import Endpoint
+from batchrun.endpoint.transport import Endpoint
 from promptfiles import write_prompts
 
 HIDDEN = ("pa55word", "mover", "SIGNED-TOKEN", "/v2", "sig=")

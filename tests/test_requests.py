@@ -7,7 +7,7 @@ from typing import Any
 
 from batchrun.inputs.prompt import Prompt
 from batchrun.endpoint.requests import (DEFAULT_OUTPUT_TOKENS, RequestDefaults, build_body, estimate_prompt_tokens,
-                               estimate_request_tokens)
+                                        estimate_request_tokens)
 
 USER = [{"role": "user", "content": "hello"}]
 TOOLS = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]

@@ -13,8 +13,9 @@ from datetime import datetime, timezone
 import pytest
 from aiohttp import web
 
-from batchrun.endpoint.client import Endpoint, StreamClient, make_session
-from batchrun.engine.pool import Job, Pool, PoolConfig
+from batchrun.endpoint.transport import Endpoint, StreamClient, make_session
+from batchrun.endpoint.requests import Job
+from batchrun.engine.pool import Pool, PoolConfig
 from batchrun.inputs.prompt import Prompt
 from batchrun.store.records import Record
 from faultserver import ok_pieces, row_of

@@ -5,7 +5,7 @@ from __future__ import annotations
 import openai
 import pytest
 
-from batchrun.endpoint.client import Endpoint
+from batchrun.endpoint.transport import Endpoint
 from batchrun.endpoint.sdk_headers import sdk_default_headers, sdk_version
 
 

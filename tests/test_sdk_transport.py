@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from batchrun.batchapi.api import BatchApi
 from batchrun.bench.sync import run_sync
-from batchrun.endpoint.client import CONNECTION_ERROR, Endpoint
+from batchrun.endpoint.attempt import CONNECTION_ERROR
+from batchrun.endpoint.transport import Endpoint
 from batchrun.store.records import ERROR, OK
 from dropserver import DropServer, chat_job
 

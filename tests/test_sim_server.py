@@ -11,8 +11,9 @@ import aiohttp
 import openai
 import pytest
 
-from batchrun.endpoint.client import AttemptResult, Endpoint, StreamClient, make_session
-from batchrun.endpoint.completions import TextStreamClient
+from batchrun.endpoint.attempt import AttemptResult
+from batchrun.endpoint.kinds import kind
+from batchrun.endpoint.transport import Endpoint, make_session
 from batchrun.sim import SimServer
 
 if TYPE_CHECKING:
@@ -329,9 +330,9 @@ async def test_keep_alive_and_pipelined_requests_are_answered_in_order(sim: SimS
 # --- wire quirks a twin copies (usage placement, tokens per chunk, token counting) ---
 
 async def client_send(sim: SimServer, body: dict[str, Any], path: str = "/chat/completions") -> AttemptResult:
-    cls = TextStreamClient if path == "/completions" else StreamClient
+    name = "completions" if path == "/completions" else "chat"
     async with make_session(1) as session:
-        return await cls(session, Endpoint(sim.base_url)).send(json.dumps(body).encode())
+        return await kind(name).client_for(session, Endpoint(sim.base_url)).send(json.dumps(body).encode())
 
 
 @pytest.mark.parametrize("placement", ["trailing", "finish", "content", "none"])

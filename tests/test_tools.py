@@ -12,14 +12,16 @@ import pytest
 from typer.testing import CliRunner
 
 from batchrun.cli import app
-from batchrun.endpoint.client import Endpoint, StreamClient, make_session
+from batchrun.endpoint.transport import Endpoint, StreamClient, make_session
 from batchrun.errors import InputError
-from batchrun.engine.pool import Job, Pool, PoolConfig
+from batchrun.endpoint.requests import Job
+from batchrun.engine.pool import Pool, PoolConfig
 from batchrun.inputs.prompt import Prompt
 from batchrun.store.records import Record
+from batchrun.endpoint.toolcalls import (ToolCallAssembler, argument_problems, body_forces_tool_call, check_calls,
+                                         forces_tool_call)
+from batchrun.engine.tools import ToolRunner, load_tool_module, merge_rounds
 from batchrun.values import load_tools
-from batchrun.engine.tools import (ToolCallAssembler, ToolRunner, argument_problems, body_forces_tool_call, check_calls,
-                            forces_tool_call, load_tool_module, merge_rounds)
 from promptfiles import write_prompts
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "tools"

@@ -9,9 +9,10 @@ from typing import Callable
 import pytest
 
 import wireservers as ws
-from batchrun.endpoint.client import (EMPTY_RESPONSE, RESPONSE_TOO_LARGE, AttemptResult, Endpoint, SSEStream,
-                                      StreamClient, make_session)
-from batchrun.engine.tools import ToolCallAssembler
+from batchrun.endpoint.attempt import EMPTY_RESPONSE, RESPONSE_TOO_LARGE, AttemptResult
+from batchrun.endpoint.transport import Endpoint, StreamClient, make_session
+from batchrun.endpoint.sse import SSEStream
+from batchrun.endpoint.toolcalls import ToolCallAssembler
 from rawserver import DONE, chunk, raw_server
 
 BODY = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}).encode()

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from batchrun.analysis.slices import time_slices
 from batchrun.analysis.workloads import embedding_figures, endpoint_figures, schedule_lag
 from batchrun.cli import app
-from batchrun.engine.embed import split_tokens
+from batchrun.endpoint.embeddings import split_tokens
 from batchrun.errors import ConfigError
 from batchrun.inputs.synthetic import fit_sizer, parse_spec, plan_lengths
 from batchrun.store.records import Record, read_records

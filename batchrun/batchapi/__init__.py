@@ -1,9 +1,9 @@
 """Batch API mode: the same rows, records and reports as online mode, at the Batch API's price.
 
-    lines.py     rows -> request lines (online mode's bodies, not streamed), split into files
+    lines.py     request lines (endpoint/batch.py: online mode's bodies, not streamed) split into
+                 files, and the provider's files kept line by line
     ledger.py    the jobs of a run, saved in run.json before each step (resume, never twice)
     api.py       files and batches through the openai SDK
-    collect.py   output / error lines -> Records (pure)
     flow.py      one session: plan, upload, create, wait, collect
     mode.py      --mode auto's rule
     commands.py  `batchrun batch status / cancel DIR`

@@ -13,12 +13,12 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 import openai
 
 from batchrun.batchapi.lines import KeptLines
-from batchrun.endpoint.client import Endpoint, redirect_text
+from batchrun.endpoint.batch import PATH
+from batchrun.endpoint.transport import Endpoint, redirect_text
 from batchrun.endpoint.sdk_transport import AsyncResendTransport
 from batchrun.errors import BatchrunError
 from batchrun.redact import redact
 
-ENDPOINT = "/v1/chat/completions"
 COMPLETION_WINDOW = "24h"
 CLOCK_SKEW_S = 600.0      # our clock vs the provider's, when searching by creation time
 # Errors worth waiting out while polling: the SDK has already retried them twice.
@@ -95,7 +95,7 @@ class BatchApi:
 
     async def create(self, file_id: str, name: str) -> Any:
         try:
-            return await self._client.batches.create(input_file_id=file_id, endpoint=ENDPOINT,
+            return await self._client.batches.create(input_file_id=file_id, endpoint=PATH,
                                                      completion_window=COMPLETION_WINDOW,
                                                      metadata={"batchrun_file": name})
         except openai.OpenAIError as exc:

@@ -16,15 +16,16 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Iterator
 
 from batchrun.batchapi.api import TRANSIENT, BatchApi, BatchApiError
-from batchrun.batchapi.collect import JobInfo
 from batchrun.batchapi.jobobject import KNOWN_STATUSES, read_job
 from batchrun.batchapi.ledger import TERMINAL, JobEntry, Ledger
-from batchrun.batchapi.lines import Limits, Splitter, batch_body, oversize_reason, read_ids, request_line
+from batchrun.batchapi.lines import Limits, Splitter, oversize_reason, read_ids
 from batchrun.batchapi.results import ResultIndex, job_records
 from batchrun.config import RunConfig
-from batchrun.endpoint.client import Endpoint
+from batchrun.endpoint.batch import JobInfo, batch_body, request_line
+from batchrun.endpoint.transport import Endpoint
 from batchrun.endpoint.resolve import endpoint_info
-from batchrun.engine.pool import TRUNCATED_OUTPUT, Job
+from batchrun.engine.pool import TRUNCATED_OUTPUT
+from batchrun.endpoint.requests import Job
 from batchrun.errors import ConfigError, InputError
 from batchrun.inputs.prompt import BadRow
 from batchrun.plan import output_check

@@ -1,9 +1,6 @@
 """The Batch API's files, line by line (pure but for the files it writes and reads).
 
-Prompts -> request lines, split into files within the API's limits. A line's body is exactly
-what online mode sends (`endpoint.requests.build_body`, through `plan.jobs`) minus the two
-fields that make a request stream: the Batch API answers every request with one whole
-`chat.completion` (usage included), and rejects `stream: true`.
+Request lines (endpoint/batch.py builds each) split into files within the API's limits.
 
 The provider's output and error files -> the copies batchrun keeps and reads (KeptLines): secrets
 masked, lines over --max-response-bytes replaced by a note, and an index of their custom_ids.
@@ -19,27 +16,11 @@ from typing import Any, BinaryIO, Callable, Iterator
 
 import orjson
 
+from batchrun.endpoint.batch import TOO_LARGE
 from batchrun.redact import redact, redact_json
 
-
-ENDPOINT = "/v1/chat/completions"
 MAX_REQUESTS = 50_000                 # OpenAI: requests per input file
 MAX_BYTES = 200 * 1024 * 1024         # OpenAI: bytes per input file
-STREAM_FIELDS = ("stream", "stream_options")
-
-
-def batch_body(online: dict[str, Any]) -> dict[str, Any]:
-    """An online request body (`build_body`'s, as `plan.jobs` made it) without its streaming fields."""
-    body = dict(online)
-    for name in STREAM_FIELDS:
-        body.pop(name, None)
-    return body
-
-
-def request_line(custom_id: str, body: dict[str, Any]) -> bytes:
-    """One line of a Batch API input file, newline included."""
-    line = {"custom_id": custom_id, "method": "POST", "url": ENDPOINT, "body": body}
-    return json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +120,6 @@ def read_requests(path: Path) -> Iterator[dict[str, Any]]:
 # ---------------------------------------------------------------- the provider's output and error files
 
 HEAD_BYTES = 64 * 1024        # of an oversize line, kept to find its custom_id
-TOO_LARGE = "batchrun_too_large"   # the key of the note that stands in for an oversize line
 _CUSTOM_ID = re.compile(rb'"custom_id"\s*:\s*("(?:[^"\\]|\\.){0,4096}")')
 
 

@@ -1,5 +1,5 @@
 """A finished job's output and error files -> one record per row of the job, in input order (the
-file half of collecting; collect.py turns one line into one record).
+file half of collecting; endpoint/batch.py turns one line into one record).
 
 Every row gets exactly one record whatever the files hold: its line's, a MalformedBatchLine when
 its custom_id is on more than one line, or a missing record (why depends on how the job ended)
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from batchrun.batchapi.collect import JobInfo, malformed_record, missing_record, record_from_raw
+from batchrun.endpoint.batch import JobInfo, malformed_record, missing_record, record_from_raw
 from batchrun.batchapi.lines import Spot, index_lines, read_entries, read_requests
 from batchrun.store.records import Record
 

@@ -26,19 +26,20 @@ from typing import Any, Callable, Iterator
 
 from batchrun.analysis import stats
 from batchrun.analysis.recommend import DEFAULT_MAX_FAILURE_SHARE
-from batchrun.endpoint.client import Endpoint, make_session
+from batchrun.endpoint.kinds import kind
+from batchrun.endpoint.transport import Endpoint, make_session
 from batchrun import options
 from batchrun.config import RunConfig
 from batchrun.endpoint.resolve import endpoint_info, open_endpoint, preflight
 from batchrun.errors import ConfigError, InputError
-from batchrun.engine.pool import Job, Pool, PoolConfig
+from batchrun.endpoint.requests import Job
+from batchrun.engine.pool import Pool, PoolConfig
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.store.records import CANCELLED, OK, Record, RecordSink
 from batchrun.bench.sync import run_sync
 from batchrun.report.bench import bench_analysis
 from batchrun.report.summary import write_bench_manifest, write_reports
 from batchrun.report.workloads import append_markdown, bench_headline_workloads
-from batchrun.workloads import client_class
 from batchrun.engine.looplag import sample_loop_lag
 from batchrun.engine.quietgc import quiet_gc
 from batchrun.endpoint.resolve import sim_config
@@ -133,14 +134,6 @@ class BenchConfig:
     def largest_level(self) -> int:
         levels = [*self.concurrencies, *(math.ceil(r) for r in self.rates), 1]
         return max(levels)
-
-
-def parse_levels(text: str, kind: type = int) -> tuple[Any, ...]:
-    """'1,2,4' -> (1, 2, 4), with a ConfigError naming the bad item."""
-    try:
-        return tuple(kind(part) for part in text.split(",") if part.strip())
-    except ValueError as exc:
-        raise ConfigError(f"expected a comma-separated list of numbers, got {text!r}") from exc
 
 
 def bench_jobs(config: RunConfig, n: int, rows: Iterator[Prompt | BadRow] | None = None) -> list[Job]:
@@ -309,8 +302,9 @@ def _client(session: Any, endpoint: Endpoint, run: RunConfig, workers: int,
             clock: Any) -> tuple[Any, PoolConfig]:
     """The async client and pool settings every bench run (and the warm-up pass) uses."""
     limits = run.limits
-    client = client_class(run)(session, endpoint, timeout_s=limits.timeout, ttft_timeout_s=limits.ttft_timeout,
-                               clock=clock, max_response_bytes=limits.max_response_bytes)
+    client = kind(run.endpoint.endpoint).client_for(session, endpoint, timeout_s=limits.timeout,
+                                                    ttft_timeout_s=limits.ttft_timeout, clock=clock,
+                                                    max_response_bytes=limits.max_response_bytes)
     return client, PoolConfig(concurrency=workers, retries=limits.retries, rpm=limits.rpm, tpm=limits.tpm,
                               seed=limits.seed, max_retry_wait_s=limits.max_retry_wait, learn_rpm=limits.learn_rpm,
                               learn_tpm=limits.learn_tpm)
@@ -437,8 +431,7 @@ async def execute_bench(config: BenchConfig, out: Path | None = None,
         info = endpoint_info(endpoint, model)
         synthetic_info = None
         if run.input.synthetic is not None:
-            rows, synthetic_info = await synthetic_rows(config.run, endpoint, client_class(run), config.requests,
-                                                        notify)
+            rows, synthetic_info = await synthetic_rows(config.run, endpoint, config.requests, notify)
         public = _public(config)
         jobs = bench_jobs(config.run, max(config.requests_cap(config.largest_level()), config.requests_for(1)), rows)
         warmup: dict[str, Any] | None = None

@@ -21,12 +21,12 @@ from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 import openai
 
-from batchrun.endpoint.client import (
-    CONNECTION_ERROR, INCOMPLETE_STREAM, TIMEOUT_ERROR, AttemptResult, Endpoint, SSEStream,
-    fail_status,
-)
+from batchrun.endpoint.attempt import CONNECTION_ERROR, INCOMPLETE_STREAM, TIMEOUT_ERROR, AttemptResult
+from batchrun.endpoint.transport import Endpoint, fail_status
+from batchrun.endpoint.sse import SSEStream
 from batchrun.endpoint.sdk_transport import ResendTransport
-from batchrun.engine.pool import Job, to_record
+from batchrun.endpoint.requests import Job
+from batchrun.endpoint.assemble import to_record
 from batchrun.redact import redact
 from batchrun.store.records import CANCELLED, ERROR, TIMEOUT, Attempt, Record
 

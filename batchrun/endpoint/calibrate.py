@@ -7,27 +7,29 @@ import json
 from typing import Any, Callable, Iterator
 
 from batchrun.config import RunConfig
-from batchrun.endpoint.client import Endpoint, StreamClient, make_session
-from batchrun.endpoint.requests import RequestDefaults, build_body, build_completion_body
+from batchrun.endpoint.kinds import kind
+from batchrun.endpoint.requests import RequestDefaults
+from batchrun.endpoint.transport import Endpoint, make_session
 from batchrun.inputs.prompt import Prompt
 from batchrun.inputs.synthetic import (Sizer, check_spec, default_count, fit_sizer, load_tokenizer, probe_texts,
                                        synthetic_prompts)
 from batchrun.store.records import OK
 
 
-async def calibrate(config: RunConfig, endpoint: Endpoint, client_class: type[StreamClient],
-                    say: Callable[[str], None], tokenizer: str | None = None, seed: int = 0) -> Sizer:
+async def calibrate(config: RunConfig, endpoint: Endpoint, say: Callable[[str], None],
+                    tokenizer: str | None = None, seed: int = 0) -> Sizer:
     if tokenizer:
         return Sizer(tokenizer=load_tokenizer(tokenizer), source=f"tokenizer {tokenizer}")
-    build = build_completion_body if config.endpoint.endpoint == "completions" else build_body
+    # A probe is one streamed row: an embeddings run's prompts are sized by chat probes.
+    probe = kind("completions" if config.endpoint.endpoint == "completions" else "chat")
     defaults = RequestDefaults(model=config.endpoint.model, extra_body=config.request.extra_body)
     points: list[tuple[int, int]] = []
     async with make_session(1) as session:
-        client = client_class(session, endpoint, timeout_s=config.limits.timeout)
+        client = probe.client_for(session, endpoint, timeout_s=config.limits.timeout)
         for text in probe_texts(seed):
             prompt = Prompt(id="probe", row=0, line=0, messages=[{"role": "user", "content": text}],
                             params={"max_tokens": 1})
-            result = await client.send(json.dumps(build(prompt, defaults), ensure_ascii=False).encode())
+            result = await client.send(json.dumps(probe.build_body(prompt, defaults), ensure_ascii=False).encode())
             if result.status == OK and result.prompt_tokens:
                 points.append((len(text), result.prompt_tokens))
     sizer = fit_sizer(points)
@@ -40,10 +42,10 @@ async def calibrate(config: RunConfig, endpoint: Endpoint, client_class: type[St
     return sizer
 
 
-async def synthetic_rows(config: RunConfig, endpoint: Endpoint, client_class: type[StreamClient],
-                         fallback_n: int, say: Callable[[str], None]) -> tuple[Iterator[Prompt], dict[str, Any]]:
+async def synthetic_rows(config: RunConfig, endpoint: Endpoint, fallback_n: int,
+                         say: Callable[[str], None]) -> tuple[Iterator[Prompt], dict[str, Any]]:
     """The run's generated prompts and what to record about them (spec, sizing)."""
     spec = check_spec(config.input.synthetic or "")
-    sizer = await calibrate(config, endpoint, client_class, say, spec.tokenizer, spec.seed)
+    sizer = await calibrate(config, endpoint, say, spec.tokenizer, spec.seed)
     info = {**spec.public(), "sizing": sizer.public()}
     return synthetic_prompts(spec, default_count(spec, fallback_n), sizer), info

@@ -1,36 +1,32 @@
-"""/v1/completions: the same timed streaming client, reading `choices[0].text` instead of a delta.
-
-Only where the text sits differs from chat: line framing, the response cap, timing (TTFT, ITL),
-usage, errors, choices by index and the end-of-stream rules are SSEStream's own (its `feed`
-hands a choice without a delta to `_no_delta`, which is where a text chunk's `text` is read).
-"""
+"""The completions kind: one streamed POST /completions per row, a `prompt` string instead of
+`messages`. Its stream is read by sse.TextSSEStream (`choices[0].text` instead of a delta); the
+transport and the record are chat's."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
-from batchrun.endpoint.client import SSEStream, StreamClient
+from batchrun.endpoint.assemble import to_record
+from batchrun.endpoint.kinds import Kind
+from batchrun.endpoint.requests import RequestDefaults, build_body, prompt_text
+from batchrun.endpoint.sse import TextSSEStream
+from batchrun.endpoint.transport import StreamClient
+from batchrun.inputs.prompt import Prompt
 
-
-class TextSSEStream(SSEStream):
-    """SSEStream for `text_completion` chunks: `{"choices": [{"text": "...", "finish_reason": ...}]}`."""
-
-    __slots__ = ()
-    kind: ClassVar[str] = "text completion"
-
-    def _no_delta(self, chunk: dict[str, Any], choice: dict[str, Any], now: float) -> None:
-        text = choice.get("text")
-        if text:
-            if not isinstance(text, str):
-                raise TypeError("text is not a string")
-            self._output(chunk, text, None, now)
-
-    def _other_choice(self, index: int, choice: dict[str, Any]) -> None:
-        """n > 1: only choice 0's text is read; the other choices' text is not kept."""
+COMPLETION_DROPPED = frozenset({"messages", "tools", "tool_choice", "parallel_tool_calls", "max_completion_tokens"})
 
 
-class TextStreamClient(StreamClient):
-    """StreamClient for POST /completions."""
+def build_completion_body(prompt: Prompt, defaults: RequestDefaults) -> dict[str, Any]:
+    """The body for POST /completions: `prompt` instead of `messages`, the same precedence of
+    run-wide options < extra_body < row fields; chat-only fields (tools, ...) are left out and
+    max_completion_tokens becomes max_tokens (the only name /completions knows)."""
+    chat = build_body(prompt, defaults)
+    limit = chat.get("max_completion_tokens", chat.get("max_tokens"))
+    body = {k: v for k, v in chat.items() if k not in COMPLETION_DROPPED and k != "max_tokens"}
+    body["prompt"] = prompt_text(prompt)
+    if limit is not None:
+        body["max_tokens"] = limit
+    return body
 
-    path: ClassVar[str] = "/completions"
-    stream_class: ClassVar[Any] = TextSSEStream
+
+KIND = Kind("completions", "completions", build_completion_body, TextSSEStream, to_record, StreamClient)

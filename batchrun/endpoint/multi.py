@@ -17,12 +17,12 @@ import json
 import math
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Collection, Sequence
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Collection, Protocol, Sequence
 
-from batchrun.endpoint.client import (CONNECTION_ERROR, INCOMPLETE_STREAM, MALFORMED_CHUNK, STREAM_ERROR,
-                                      AttemptResult, Endpoint, StreamClient)
+from batchrun.endpoint.attempt import (CONNECTION_ERROR, INCOMPLETE_STREAM, MALFORMED_CHUNK, STREAM_ERROR,
+                                       AttemptResult)
+from batchrun.endpoint.transport import Endpoint, StreamClient
 from batchrun.endpoint.requests import estimate_request_tokens
-from batchrun.engine.limits import RateLimits
 from batchrun.endpoint.resolve import open_endpoint, preflight
 
 if TYPE_CHECKING:
@@ -38,11 +38,19 @@ COOLDOWN_S = 5.0
 SERVER_FAULTS = frozenset({CONNECTION_ERROR, MALFORMED_CHUNK, INCOMPLETE_STREAM, STREAM_ERROR})
 
 
+class Limiter(Protocol):
+    """One endpoint's pacing (engine/limits.py's RateLimits: its --rpm / --tpm buckets)."""
+
+    async def acquire(self, estimated_tokens: int) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
 @dataclass
 class Member:
     client: StreamClient
     label: str
-    limits: RateLimits
+    limits: Limiter
     in_flight: int = 0
     failures: int = 0                  # consecutive
     down_until: float = 0.0
@@ -158,6 +166,7 @@ async def check_more(more: list[Endpoint], config: RunConfig, say: Callable[[str
         say(f"{len(more) + 1} endpoints, balanced {config.endpoint.balance}")
 
 
-def multi_client(clients: list[StreamClient], config: RunConfig) -> MultiClient:
-    members = [Member(c, label(c.endpoint), RateLimits(config.limits.rpm, config.limits.tpm)) for c in clients]
+def multi_client(clients: list[StreamClient], config: RunConfig, limits: Callable[[], Limiter]) -> MultiClient:
+    """One client over `clients`, each endpoint paced by a Limiter of its own from `limits()`."""
+    members = [Member(c, label(c.endpoint), limits()) for c in clients]
     return MultiClient(members, config.endpoint.balance, charge_tokens=config.limits.tpm is not None)

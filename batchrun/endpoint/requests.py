@@ -1,4 +1,5 @@
-"""Prompt + run-wide defaults -> the JSON body for POST /chat/completions (pure, no I/O).
+"""Prompt + run-wide defaults -> the JSON body for POST /chat/completions (pure, no I/O), the
+token estimates charged before a request is sent, and the Job that carries both to the engine.
 
 Precedence, lowest to highest, for an ordinary row:
 
@@ -47,6 +48,17 @@ class RequestDefaults:
     tool_choice: ChatCompletionToolChoiceOptionParam | None = None  # only sent when the body has tools
     parallel_tool_calls: bool | None = None                      # only sent when the body has tools
     response_format: dict[str, Any] | None = None                # --json / --json-schema (see answers.py)
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A prompt ready to send: its body bytes and the TPM charge estimated before sending."""
+
+    prompt: Prompt
+    body: bytes
+    estimated_tokens: int               # prompt estimate + max_tokens, charged before the request
+    prompt_tokens_estimate: int         # used in the record when the server sends no usage
+    request: dict[str, Any] | None = None  # the body as sent, kept in the record (None: --no-save-request)
 
 
 def build_body(prompt: Prompt, defaults: RequestDefaults) -> dict[str, Any]:
@@ -162,11 +174,7 @@ def _output_limit(body: Mapping[str, Any], default_max_tokens: int | None) -> in
     return default_max_tokens if default_max_tokens is not None else DEFAULT_OUTPUT_TOKENS
 
 
-
-# ---------------------------------------------------------------- /completions and /embeddings
-
-COMPLETION_DROPPED = frozenset({"messages", "tools", "tool_choice", "parallel_tool_calls", "max_completion_tokens"})
-
+# ---------------------------------------------------------------- the text of a row, for /completions and /embeddings
 
 def prompt_text(prompt: Prompt) -> str:
     """A row's conversation as one prompt string: the text of every message, in order, one blank
@@ -183,28 +191,3 @@ def prompt_text(prompt: Prompt) -> str:
         if isinstance(content, str) and content:
             parts.append(content)
     return "\n\n".join(parts)
-
-
-def build_completion_body(prompt: Prompt, defaults: RequestDefaults) -> dict[str, Any]:
-    """The body for POST /completions: `prompt` instead of `messages`, the same precedence of
-    run-wide options < extra_body < row fields; chat-only fields (tools, ...) are left out and
-    max_completion_tokens becomes max_tokens (the only name /completions knows)."""
-    chat = build_body(prompt, defaults)
-    limit = chat.get("max_completion_tokens", chat.get("max_tokens"))
-    body = {k: v for k, v in chat.items() if k not in COMPLETION_DROPPED and k != "max_tokens"}
-    body["prompt"] = prompt_text(prompt)
-    if limit is not None:
-        body["max_tokens"] = limit
-    return body
-
-
-def build_embeddings_body(texts: list[str], model: str | None, extra_body: Mapping[str, Any],
-                          encoding_format: str = "base64") -> dict[str, Any]:
-    """The body for POST /embeddings: one batch of inputs. base64 by default: a quarter of the bytes
-    of JSON floats and no float parsing (what the openai SDK asks for too)."""
-    body: dict[str, Any] = {"encoding_format": encoding_format}
-    if model is not None:
-        body["model"] = model
-    body.update({k: v for k, v in extra_body.items() if k not in ("input", "stream", "stream_options")})
-    body["input"] = texts
-    return body

@@ -10,7 +10,7 @@ from typing import Any, AsyncIterator, Callable
 import aiohttp
 
 from batchrun.config import RunConfig
-from batchrun.endpoint.client import Endpoint, error_body_text
+from batchrun.endpoint.transport import Endpoint, error_body_text
 from batchrun.errors import ConfigError
 from batchrun.redact import mask, redact
 from batchrun.sim.config import SimConfig, realistic as noisy

@@ -27,7 +27,8 @@ from typing import Any, Awaitable, Callable, Iterable, Iterator, Protocol
 
 from batchrun.engine.channel import BATCH, CREDIT, DONE, END, JOBS, PACE, READY, START, STOP, Channel, StreamChannel
 from batchrun.engine.limits import RateLimits
-from batchrun.engine.pool import Job, Pool, PoolConfig, skipped_record
+from batchrun.endpoint.requests import Job
+from batchrun.engine.pool import Pool, PoolConfig, skipped_record
 from batchrun.engine.workers import WorkerSpec, info_from_wire, job_wire
 from batchrun.errors import BatchrunError
 from batchrun.inputs.prompt import BadRow
@@ -103,8 +104,9 @@ class Link:
 
 
 class Tally(Pool):
-    """The single-process Pool's bookkeeping of finished records (counts, --max-errors,
-    --max-error-rate, a refusing endpoint), fed with the workers' records; it never sends."""
+    """The single-process Pool's bookkeeping of finished records (counts, and its StopRule:
+    --max-errors, --max-error-rate, a refusing endpoint), fed with the workers' records; it
+    never sends."""
 
     def __init__(self, config: PoolConfig, t0: float, on_stop: Callable[[], None]) -> None:
         super().__init__(None, lambda record: None, config, t0=t0)   # type: ignore[arg-type]
@@ -257,7 +259,7 @@ class Coordinator:
 
     def _all_gone(self) -> None:
         left = len(self._again)
-        self.tally.abort_reason = (f"every worker process ended unexpectedly; {left} rows they held and the rows "
+        self.tally.stop_rule.abort(f"every worker process ended unexpectedly; {left} rows they held and the rows "
                                    "not yet read were not sent (continue with --resume)")
 
     # --- records and requests in ---

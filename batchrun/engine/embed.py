@@ -2,8 +2,8 @@
 per batch, `concurrency` workers (the reader / workers / cancel skeleton is Pool's, engine/fanout.py),
 RPM/TPM limits, retries, error isolation and cancellation as in pool.py. It has Pool's face
 (run / stop / stats / abort_reason / input_error) so the runner drives both alike; a batch's
-outcome becomes one Record per input, its vectors one Parquet row per input (store/vectors.py
-writes them before the records).
+outcome becomes one Record per input (the embeddings kind's record assembly, endpoint/embeddings.py),
+its vectors one Parquet row per input (store/vectors.py writes them before the records).
 """
 
 from __future__ import annotations
@@ -17,15 +17,16 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, AsyncIterator, Callable, Iterable, Iterator
 
-from batchrun.endpoint.embeddings import EmbeddingsClient, EmbedResult
-from batchrun.endpoint.requests import build_embeddings_body, prompt_text
+from batchrun.endpoint.embeddings import EmbeddingsClient, EmbedResult, build_embeddings_body, input_records
+from batchrun.endpoint.requests import prompt_text
 from batchrun.engine.fanout import Fanout
 from batchrun.engine.limits import RateLimits
 from batchrun.engine.retry import retry_delay_s
-from batchrun.engine.pool import REFUSED_STATUS, PoolConfig, PoolStats, is_retryable, skipped_record
+from batchrun.engine.pool import PoolConfig, PoolStats, is_retryable, skipped_record
+from batchrun.engine.stop import StopRule, Stoppable
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.redact import redact
-from batchrun.store.records import CANCELLED, ERROR, OK, SKIPPED, Attempt, Record
+from batchrun.store.records import CANCELLED, ERROR, OK, Attempt, Record
 from batchrun.store.vectors import VectorSink
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     import aiohttp
 
     from batchrun.config import RunConfig
-    from batchrun.endpoint.client import Endpoint
+    from batchrun.endpoint.transport import Endpoint
 
 Clock = Callable[[], float]
 _STOPPED = "the run was stopped before this batch finished"
@@ -73,29 +74,14 @@ def _batch(prompts: list[Prompt], model: str | None, extra_body: dict) -> Batch:
     return Batch(prompts, texts, json.dumps(body, ensure_ascii=False).encode(), max(1, tokens))
 
 
-def split_tokens(total: int | None, texts: list[str]) -> list[int | None]:
-    """A batch's usage.prompt_tokens shared out by text length (largest remainder), so per-input
-    counts add up to exactly what the server reported."""
-    if total is None:
-        return [None] * len(texts)
-    weights = [max(1, len(t)) for t in texts]
-    whole = sum(weights)
-    shares = [total * w / whole for w in weights]
-    counts = [int(s) for s in shares]
-    for i in sorted(range(len(texts)), key=lambda i: counts[i] - shares[i])[: total - sum(counts)]:
-        counts[i] += 1
-    return counts
-
-
-class EmbedPool(Fanout["Batch | BadRow"]):
+class EmbedPool(Fanout["Batch | BadRow"], Stoppable):
     def __init__(self, client: EmbeddingsClient, sink: Callable[[Record], None], vectors: VectorSink,
                  config: PoolConfig, *, t0: float, clock: Clock = time.perf_counter) -> None:
         super().__init__(config.concurrency)
         self.client, self.sink, self.vectors, self.config = client, sink, vectors, config
         self.t0, self.clock = t0, clock
         self.stats = PoolStats()
-        self.abort_reason: str | None = None
-        self.refused: str | None = None        # the endpoint refused the run (401 / 403 / 404, a redirect): stop at once
+        self.stop_rule = StopRule(config.max_errors, config.max_error_rate, unit="inputs")
         self.internal_errors: list[str] = []   # Pool's face; a bug here is recorded on its rows instead
         self._rng = random.Random(config.seed)
 
@@ -115,7 +101,7 @@ class EmbedPool(Fanout["Batch | BadRow"]):
 
     async def _work(self, limits: RateLimits) -> None:
         while (item := await self._queue.get()) is not None:
-            if self.abort_reason is not None or self.refused is not None:
+            if self.stop_rule.decided:
                 return              # stopped: stop() cancels us at the next suspension; send nothing more
             if isinstance(item, BadRow):
                 self._finish([skipped_record(item, time.time())])
@@ -124,7 +110,7 @@ class EmbedPool(Fanout["Batch | BadRow"]):
             try:
                 result, wait = await self._request(item, limits, log)
             except asyncio.CancelledError:
-                self._finish([self._record(p, item, None, log, 0.0, CANCELLED) for p in item.prompts])
+                self._finish([_cancelled(p, item, log) for p in item.prompts])
                 raise
             except Exception as exc:  # noqa: BLE001 - a bug in one batch never stops the run
                 result = EmbedResult(sent=self.clock(), inputs=len(item.prompts))
@@ -164,34 +150,12 @@ class EmbedPool(Fanout["Batch | BadRow"]):
         raise AssertionError("unreachable")
 
     async def _settle(self, batch: Batch, result: EmbedResult, log: list[Attempt], wait: float) -> None:
-        tokens = split_tokens(result.prompt_tokens, batch.texts)
-        records = [self._record(p, batch, result, log, wait, result.status, n) for p, n in zip(batch.prompts, tokens)]
-        if records:
-            records[0].reconnects = result.reconnects     # once per request, so the summary's sum is true
+        records = input_records(batch.prompts, batch.texts, result, log, self.t0, batch.queued_at, wait)
         if result.status == OK and result.vectors is not None:
             self._count(records)
             await self.vectors.add(records, result.vectors)   # records go out once their vectors are on disk
         else:
             self._finish(records)
-
-    def _record(self, prompt: Prompt, batch: Batch, result: EmbedResult | None, log: list[Attempt],
-                wait: float, status: str, tokens: int | None = None) -> Record:
-        record = Record(id=prompt.id, row=prompt.row, status=status, attempts=len(log), attempt_log=log,
-                        queued_at=batch.queued_at, queue_wait_s=wait)
-        if status == CANCELLED:
-            record.error_type, record.error = "Cancelled", _STOPPED
-        if result is None:
-            return record
-        record.error_type, record.error = record.error_type or result.error_type, record.error or result.error
-        record.http_status, record.request_id, record.model = result.http_status, result.request_id, result.model
-        record.finish_reason, record.prompt_tokens = result.finish_reason, tokens
-        # Several inputs share one usage figure: each row's share of it is a length-weighted guess.
-        record.tokens_estimated = tokens is not None and len(batch.prompts) > 1
-        record.completion_tokens = 0 if status == OK else None
-        record.sent_s, record.latency_s, record.total_s = result.sent - self.t0, result.latency_s, result.total_s
-        if result.total_s is not None:
-            record.end_s = record.sent_s + result.total_s
-        return record
 
     def _finish(self, records: list[Record]) -> None:
         for record in records:
@@ -199,31 +163,17 @@ class EmbedPool(Fanout["Batch | BadRow"]):
         self._count(records)
 
     def _count(self, records: list[Record]) -> None:
-        stats = self.stats
+        """The records of one request (or one skipped row): counted, and judged as one request."""
         for record in records:
-            stats.done += 1
-            if record.status == OK:
-                stats.ok += 1
-            elif record.status == SKIPPED:
-                stats.skipped += 1
-            elif record.status != CANCELLED:
-                stats.failed += 1
-        cfg, finished = self.config, stats.ok + stats.failed
-        refusal = next((r for r in records if r.http_status in REFUSED_STATUS), None)
-        if refusal is not None and self.refused is None:
-            self.refused = refusal.error or f"HTTP {refusal.http_status}"
-            self.stop()
-        if self.abort_reason is not None or self.refused is not None:
-            return
-        if cfg.max_errors is not None and stats.failed >= cfg.max_errors:
-            self.abort_reason = f"{stats.failed} inputs failed (--max-errors {cfg.max_errors})"
-        elif cfg.max_error_rate is not None and finished >= 20 and stats.failed / finished > cfg.max_error_rate:
-            self.abort_reason = (f"{stats.failed} of {finished} inputs failed, more than "
-                                 f"--max-error-rate {cfg.max_error_rate:g}")
-        if self.abort_reason is not None:
+            self.stats.count(record)
+        if records and self.stop_rule.see(records[0], len(records)):
             self.stop()
 
 
+def _cancelled(prompt: Prompt, batch: Batch, log: list[Attempt]) -> Record:
+    """The record of an input whose batch the run stopped (its attempts so far kept)."""
+    return Record(id=prompt.id, row=prompt.row, status=CANCELLED, error_type="Cancelled", error=_STOPPED,
+                  attempts=len(log), attempt_log=log, queued_at=batch.queued_at, queue_wait_s=0.0)
 
 
 def embed_items(config: "RunConfig", rows: Iterable[Prompt | BadRow], skip: set[str]) -> Iterator[Batch | BadRow]:

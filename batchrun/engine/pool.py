@@ -12,36 +12,34 @@ import json
 import random
 import time
 import traceback
-from collections import Counter, deque
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 
-from batchrun.endpoint.client import (CONNECTION_ERROR, INCOMPLETE_STREAM, MALFORMED_CHUNK, STREAM_ERROR,
-                             AttemptResult, StreamClient)
+from batchrun.endpoint.assemble import to_record
+from batchrun.endpoint.attempt import (CONNECTION_ERROR, INCOMPLETE_STREAM, MALFORMED_CHUNK, STREAM_ERROR,
+                                       AttemptResult)
+from batchrun.endpoint.ratelimits import is_ratelimit_header, parse_ratelimit_headers
+from batchrun.endpoint.requests import Job, estimate_request_tokens
+from batchrun.endpoint.toolcalls import body_forces_tool_call, check_calls
+from batchrun.endpoint.transport import StreamClient
 from batchrun.engine.adaptive import AdaptiveConfig, ConcurrencyController, Gate
 from batchrun.engine.fanout import Fanout
 from batchrun.engine.limits import RateLimits
-from batchrun.engine.retry import DEFAULT_MAX_RETRY_WAIT_S, RATE_LIMIT_BASE_S, retry_delay_s
-from batchrun.endpoint.ratelimits import is_ratelimit_header, parse_ratelimit_headers
-from batchrun.inputs.prompt import BadRow, Prompt
+from batchrun.engine.retry import DEFAULT_MAX_RETRY_WAIT_S, RATE_LIMIT_BASE_S, RETRYABLE_STATUS, retry_delay_s
+from batchrun.engine.stop import StopRule, Stoppable
+from batchrun.engine.tools import ToolRunner, assistant_message, merge_rounds, round_entry
+from batchrun.inputs.prompt import BadRow
 from batchrun.redact import mask, redact
 from batchrun.store.records import CANCELLED, ERROR, INVALID_OUTPUT, OK, SKIPPED, TIMEOUT, Attempt, Record
-from batchrun.endpoint.requests import estimate_request_tokens
-from batchrun.engine.tools import (ToolRunner, assistant_message, body_forces_tool_call, check_calls, merge_rounds,
-                                   round_entry)
 
 Clock = Callable[[], float]
 # --json / --json-schema: the answer's text -> (parsed object, None) or (None, why it is invalid).
 OutputCheck = Callable[[str], "tuple[dict[str, Any] | None, str | None]"]
-_RETRYABLE_STATUS = {408, 409, 429}
 TRUNCATED_OUTPUT = "TruncatedOutput"     # error_type of an invalid answer that hit max_tokens
 _RETRYABLE_TYPES = {CONNECTION_ERROR, INCOMPLETE_STREAM, MALFORMED_CHUNK, STREAM_ERROR}
-_MIN_FOR_RATE = 20                       # finished requests before --max-error-rate may stop a run
 _NO_GATE = contextlib.nullcontext()
 _STOPPED = "the run was stopped before this request finished"
-# A refused key, a wrong model/URL, or a URL that redirects (POSTs are never followed): every row would get it.
-REFUSED_STATUS = {301, 302, 303, 307, 308, 401, 403, 404}
-_SAME_4XX_STOP = 5                        # the first N finished requests all failed with one 4xx: stop
 INTERNAL_ERROR = "InternalError"          # a bug in batchrun, never a provider's failure
 Sleep = Callable[[float], Awaitable[None]]
 # A queued item: the item, its wall-clock label, the monotonic start of its queue wait, its planned send.
@@ -67,17 +65,6 @@ class PoolConfig:
     adaptive: AdaptiveConfig | None = None   # --concurrency auto; `concurrency` is then the ceiling
 
 
-@dataclass(frozen=True, slots=True)
-class Job:
-    """A prompt ready to send: its body bytes and the TPM charge estimated before sending."""
-
-    prompt: Prompt
-    body: bytes
-    estimated_tokens: int               # prompt estimate + max_tokens, charged before the request
-    prompt_tokens_estimate: int         # used in the record when the server sends no usage
-    request: dict[str, Any] | None = None  # the body as sent, kept in the record (None: --no-save-request)
-
-
 @dataclass
 class PoolStats:
     """Live counters for the progress display and the summary."""
@@ -96,6 +83,17 @@ class PoolStats:
     rate_limited: int = 0                # of which answered 429
     concurrency_history: list[tuple[float, int]] = field(default_factory=list)  # (s since t0, limit)
 
+    def count(self, record: Record) -> None:
+        """One finished row's record."""
+        self.done += 1
+        self.output_tokens += record.completion_tokens or 0
+        if record.status == OK:
+            self.ok += 1
+        elif record.status == SKIPPED:
+            self.skipped += 1
+        elif record.status != CANCELLED:
+            self.failed += 1
+
 
 def is_retryable(result: AttemptResult) -> bool:
     """429, 408, 409, 5xx, connection errors, cut or garbled streams and timeouts; never 4xx otherwise."""
@@ -104,16 +102,17 @@ def is_retryable(result: AttemptResult) -> bool:
     if result.status == TIMEOUT:
         return True
     if result.http_status is not None and result.http_status != 200:
-        return result.http_status in _RETRYABLE_STATUS or result.http_status >= 500
+        return result.http_status in RETRYABLE_STATUS or result.http_status >= 500
     return result.error_type in _RETRYABLE_TYPES
 
 
-class Pool(Fanout[Entry]):
+class Pool(Fanout[Entry], Stoppable):
     """Runs Jobs through `concurrency` workers and hands each finished Record to `sink`.
 
     After a run: `abort_reason` says why --max-errors / --max-error-rate stopped it, `refused`
     why the endpoint refused the run (a rejected key, a wrong model: the run stops at once),
-    and `internal_errors` holds the tracebacks of batchrun's own bugs met on the way.
+    both decided by `stop_rule` (engine/stop.py), and `internal_errors` holds the tracebacks
+    of batchrun's own bugs met on the way.
     """
 
     def __init__(self, client: StreamClient, sink: Callable[[Record], None], config: PoolConfig,
@@ -131,12 +130,8 @@ class Pool(Fanout[Entry]):
         self._gate: Gate | None = None
         self._unanswered = 0               # attempts sent whose response head has not arrived
         self.stats = PoolStats()
-        self.abort_reason: str | None = None
-        self.refused: str | None = None
+        self.stop_rule = StopRule(config.max_errors, config.max_error_rate)
         self.internal_errors: list[str] = []
-        self._errors: Counter[tuple[str, int | None]] = Counter()
-        self._error_sample: dict[tuple[str, int | None], str] = {}
-        self._first_4xx: list[int | None] = []
         self._rng = random.Random(config.seed)
         self._send_until: float | None = None
 
@@ -395,53 +390,13 @@ class Pool(Fanout[Entry]):
 
     def _finish(self, record: Record) -> None:
         self.sink(record)
-        stats = self.stats
-        stats.done += 1
-        stats.output_tokens += record.completion_tokens or 0
-        if record.status == OK:
-            stats.ok += 1
-        elif record.status == SKIPPED:
-            stats.skipped += 1
-        elif record.status != CANCELLED:
-            stats.failed += 1
-            key = (record.error_type or record.status, record.http_status)
-            self._errors[key] += 1
-            self._error_sample[key] = (record.error or "")[:160]
-            self._check_error_budget()
-        if record.status in (OK, ERROR, TIMEOUT) and self.refused is None:
-            self._check_refused(record)
-
-    def _check_refused(self, record: Record) -> None:
-        """Stop at once when the endpoint refuses the run itself, whichever row sees it first: a
-        401/403 (the key), a 404 (the model or the URL), or the first few finished requests all
-        failing with one and the same non-retryable 4xx."""
-        status = record.http_status if record.status == ERROR else None
-        if status in REFUSED_STATUS:
-            self.refused = record.error or f"HTTP {status}"
-        elif len(self._first_4xx) < _SAME_4XX_STOP:
-            self._first_4xx.append(status if status is not None and 400 <= status < 500 else None)
-            first = self._first_4xx[0]
-            if (len(self._first_4xx) == _SAME_4XX_STOP and first is not None and first not in _RETRYABLE_STATUS
-                    and all(s == first for s in self._first_4xx)):
-                self.refused = (f"the first {_SAME_4XX_STOP} requests all failed with HTTP {first}; "
-                                f"the last said: {record.error}")
-        if self.refused is not None:
+        self.stats.count(record)
+        if self._judge(record):
             self.stop()
 
-    def _check_error_budget(self) -> None:
-        stats, cfg = self.stats, self.config
-        finished = stats.ok + stats.failed
-        if cfg.max_errors is not None and stats.failed >= cfg.max_errors:
-            self.abort_reason = f"{stats.failed} requests failed (--max-errors {cfg.max_errors})"
-        elif (cfg.max_error_rate is not None and finished >= _MIN_FOR_RATE
-              and stats.failed / finished > cfg.max_error_rate):
-            self.abort_reason = (f"{stats.failed} of {finished} requests failed, more than "
-                                 f"--max-error-rate {cfg.max_error_rate:g}")
-        if self.abort_reason is not None:
-            key, count = self._errors.most_common(1)[0]
-            self.abort_reason += (f"; the commonest error ({count} of {stats.failed}): {key[0]}: "
-                                  f"{self._error_sample[key]}")
-            self.stop()
+    def _judge(self, record: Record) -> bool:
+        """Whether this finished row stops the run (a worker process leaves that to its coordinator)."""
+        return self.stop_rule.see(record)
 
 
 @dataclass
@@ -471,34 +426,3 @@ def skipped_record(bad: BadRow, queued_at: float) -> Record:
     whether its id is made up (so it never passes for a real row's)."""
     return Record(id=bad.id, row=bad.row, status=SKIPPED, error_type="BadRow", error=bad.reason,
                   queued_at=queued_at, input=bad.data, synthetic_id=bad.synthetic_id)
-
-
-def to_record(job: Job, result: AttemptResult, log: list[Attempt], t0: float, queued_at: float,
-              queue_wait: float) -> Record:
-    """One row's Record from its final attempt (shared with the sync baseline, so both sides of a
-    bench build records, and estimate tokens, the same way)."""
-    prompt = job.prompt
-    record = Record(
-        id=prompt.id, row=prompt.row, status=result.status, error_type=result.error_type,
-        error=result.error, http_status=result.http_status, attempts=len(log), attempt_log=log,
-        request_id=result.request_id, model=result.model, finish_reason=result.finish_reason,
-        text=result.text, tool_calls=result.tool_calls, prompt_tokens=result.prompt_tokens,
-        completion_tokens=result.completion_tokens, cached_tokens=result.cached_tokens,
-        usage_chunk=result.usage_chunk, queued_at=queued_at, queue_wait_s=queue_wait,
-        sent_s=result.sent - t0, ttft_s=result.ttft_s, latency_s=result.latency_s,
-        total_s=result.total_s, itl_s=result.itl_s, output_chunks=result.output_chunks,
-        ttfo_s=result.ttfo_s, reasoning_text=result.reasoning_text, reasoning_tokens=result.reasoning_tokens,
-        other_choices=result.other_choices, input=prompt.data, request=job.request, endpoint=result.endpoint,
-    )
-    if record.end_s is None and result.total_s is not None:
-        record.end_s = record.sent_s + result.total_s
-    record.empty = result.status == OK and not result.text and not result.tool_calls
-    if result.output_chunks and record.completion_tokens is None:
-        # No usage from the server: one token per output chunk, and say it is an estimate.
-        record.completion_tokens = result.output_chunks
-        record.prompt_tokens = record.prompt_tokens or job.prompt_tokens_estimate
-        record.tokens_estimated = True
-    if record.completion_tokens and record.latency_s:
-        record.output_tokens_per_s = record.completion_tokens / record.latency_s
-    return record
-

@@ -10,6 +10,8 @@ DEFAULT_MAX_RETRY_WAIT_S = 60.0
 # in a one-minute window (LiteLLM's default) has reset by the last retry.
 RATE_LIMIT_BASE_S, RATE_LIMIT_FACTOR = 5.0, 3.0
 OTHER_BASE_S, OTHER_MAX_S = 0.5, 30.0
+# 4xx statuses worth another try (timeout, conflict, rate limit); every other 4xx would be answered the same.
+RETRYABLE_STATUS = frozenset({408, 409, 429})
 
 
 def retry_delay_s(attempt: int, http_status: int | None, hint_s: float | None, *, rng: random.Random,

@@ -15,7 +15,8 @@ import time
 from typing import Any, Callable
 
 from batchrun.engine.limits import RateLimits
-from batchrun.engine.pool import Job, Pool, skipped_record
+from batchrun.endpoint.requests import Job
+from batchrun.engine.pool import Pool, skipped_record
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.inputs.sessions import Session
 from batchrun.store.records import ERROR, OK, Record

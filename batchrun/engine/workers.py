@@ -30,12 +30,13 @@ import orjson
 from batchrun.endpoint.ratelimits import Quota, RateLimitInfo
 from batchrun.engine.channel import (BATCH, CREDIT, DONE, END, JOBS, PACE, READY, START, STOP, Channel,
                                      StreamChannel)
-from batchrun.engine.pool import Job, Pool, PoolConfig
+from batchrun.endpoint.requests import Job
+from batchrun.engine.pool import Pool, PoolConfig
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.store.records import Record
 from batchrun.endpoint.answers import AnswerCheck
-from batchrun.endpoint.client import Endpoint, StreamClient, make_session
-from batchrun.endpoint.completions import TextStreamClient
+from batchrun.endpoint.kinds import kind
+from batchrun.endpoint.transport import Endpoint, make_session
 from batchrun.engine.looplag import sample_loop_lag
 from batchrun.engine.tools import ToolRunner
 
@@ -229,13 +230,10 @@ class WorkerPool(Pool):
     def _new_limits(self) -> Any:
         return self.credits
 
-    # The run's fate (--max-errors, --max-error-rate, an endpoint refusing the run) is decided
-    # over all workers' records by the coordinator's Tally, which then sends STOP.
-    def _check_refused(self, record: Record) -> None:
-        pass
-
-    def _check_error_budget(self) -> None:
-        pass
+    def _judge(self, record: Record) -> bool:
+        """Never here: the run's fate (engine/stop.py) is decided over all workers' records by the
+        coordinator's Tally, which then sends STOP."""
+        return False
 
     async def _entries(self, items: Iterable[Job | BadRow], schedule: Iterator[float] | None,
                        send_for_s: float | None) -> AsyncIterator[tuple[Job, float, float, None]]:
@@ -269,9 +267,9 @@ async def serve(channel: Channel) -> None:
 
 def _build(spec: WorkerSpec, session: Any, channel: Channel) -> tuple[WorkerPool, Outbox]:
     endpoint = Endpoint(spec.base_url, spec.api_key, spec.embedded, spec.basic_auth)
-    client = _client_class(spec.endpoint_kind)(session, endpoint, timeout_s=spec.timeout,
-                                               ttft_timeout_s=spec.ttft_timeout, clock=time.perf_counter,
-                                               max_response_bytes=spec.max_response_bytes)
+    client = kind(spec.endpoint_kind).client_for(session, endpoint, timeout_s=spec.timeout,
+                                                 ttft_timeout_s=spec.ttft_timeout, clock=time.perf_counter,
+                                                 max_response_bytes=spec.max_response_bytes)
     runner = ToolRunner.from_file(spec.tool_module, spec.tool_timeout) if spec.tool_module else None
     check = None
     if spec.json_schema is not None or spec.json_mode:
@@ -281,13 +279,6 @@ def _build(spec: WorkerSpec, session: Any, channel: Channel) -> tuple[WorkerPool
                       tool_runner=runner, output_check=check, credits=CreditLimits(outbox, spec.metered))
     outbox.watch(pool)
     return pool, outbox
-
-
-def _client_class(endpoint_kind: str) -> Any:
-    """As workloads.client_class, from the endpoint kind alone."""
-    if endpoint_kind == "completions":
-        return TextStreamClient
-    return StreamClient
 
 
 async def _listen(channel: Channel, pool: WorkerPool) -> None:

@@ -49,7 +49,7 @@ PREFILL_GROUPS = 4
 PREFILL_MIN_GROUP = 10
 MAX_GAPS = 200_000      # pooled gaps kept per level (every k-th past it): a huge run still fits in ~1 s
 
-# The client's own error types (batchrun.endpoint.client), by name: the fit reads records only.
+# The client's own error types (batchrun.endpoint.attempt), by name: the fit reads records only.
 _STREAM_KINDS = {"IncompleteStream": "cut", "MalformedChunk": "malformed", "APITimeoutError": "timeout"}
 
 

@@ -1,4 +1,10 @@
-"""Batch API output / error lines -> Records (pure: no I/O, no clock).
+"""The batch kind: a chat request written as a line of a Batch API input file, answered by a line
+of the job's output or error file. Request lines from online bodies, and result lines -> Records
+(pure: no I/O, no clock); batchapi/ splits, uploads, polls and downloads the files.
+
+A line's body is exactly what online mode sends (requests.build_body) minus the two fields that
+make a request stream: the Batch API answers every request with one whole `chat.completion`
+(usage included), and rejects `stream: true`.
 
 A batch record carries what the API gives: text, tool calls, finish reason, token usage, the
 request id and the job's id and times. It has no per-request timing -- the Batch API does not
@@ -14,17 +20,22 @@ line, only its types; provider messages (error bodies) are redacted before they 
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from batchrun.batchapi.lines import TOO_LARGE
-from batchrun.endpoint.client import EMPTY_RESPONSE, RESPONSE_TOO_LARGE, status_error_type
-from batchrun.engine.tools import ToolCallAssembler, check_calls, forces_tool_call
+from batchrun.endpoint.attempt import EMPTY_RESPONSE, RESPONSE_TOO_LARGE, status_error_type
+from batchrun.endpoint.kinds import Kind
+from batchrun.endpoint.toolcalls import ToolCallAssembler, check_calls, forces_tool_call
 from batchrun.redact import redact
 from batchrun.store.records import CANCELLED, ERROR, OK, TIMEOUT, Record
+
+PATH = "/v1/chat/completions"         # the url of every request line, and the job's endpoint
+STREAM_FIELDS = ("stream", "stream_options")
+TOO_LARGE = "batchrun_too_large"      # the key of the note that stands in for an oversize result line
 
 EXPIRED = "batch_expired"
 MISSING = "BatchResultMissing"
@@ -33,6 +44,20 @@ LINE_ERROR = "BatchLineError"
 _MAX_MESSAGE = 500
 MAX_TOKENS_FIGURE = 2**53          # a token count above this is not a count (and not exact as a float)
 _CODE = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}")
+
+
+def batch_body(online: dict[str, Any]) -> dict[str, Any]:
+    """An online request body (`build_body`'s) without its streaming fields."""
+    body = dict(online)
+    for name in STREAM_FIELDS:
+        body.pop(name, None)
+    return body
+
+
+def request_line(custom_id: str, body: dict[str, Any]) -> bytes:
+    """One line of a Batch API input file, newline included."""
+    line = {"custom_id": custom_id, "method": "POST", "url": PATH, "body": body}
+    return json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,3 +288,6 @@ def missing_record(cid: str, row: int, job: JobInfo, unmatched: str = "") -> Rec
         return _fail(record, ERROR, "batch_failed", f"the job failed validation: {why}")
     note = f" ({unmatched})" if unmatched else ""
     return _fail(record, ERROR, MISSING, f"the job ended {job.status} without a line for this custom_id{note}")
+
+
+KIND = Kind("batch", PATH, batch_body, record_from_raw, record_from_line)

@@ -304,21 +304,20 @@ app.add_typer(batch_app, name="batch")
 @command("batch status", on=batch_app)
 def batch_status(given: dict[str, Any]) -> int:
     """Every job of the run: its file, id, status and request counts (open jobs asked afresh)."""
-    from batchrun.batchapi.commands import status   # lazy: the Batch API's commands alone
-
-    picked = options.with_defaults("batch status", given)
-    for line in asyncio.run(status(picked["run_dir"], picked["base_url"], say)):
-        typer.echo(line)
-    return EXIT_OK
+    return _batch_command("status", given)
 
 
 @command("batch cancel", on=batch_app)
 def batch_cancel(given: dict[str, Any]) -> int:
     """Cancel the run's open jobs; `batchrun run --resume DIR` then collects what they finished."""
-    from batchrun.batchapi.commands import cancel   # lazy: the Batch API's commands alone
+    return _batch_command("cancel", given)
 
-    picked = options.with_defaults("batch cancel", given)
-    for line in asyncio.run(cancel(picked["run_dir"], picked["base_url"], say)):
+
+def _batch_command(name: str, given: dict[str, Any]) -> int:
+    from batchrun.batchapi import commands   # lazy: the Batch API's commands alone
+
+    picked = options.with_defaults(f"batch {name}", given)
+    for line in asyncio.run(getattr(commands, name)(picked["run_dir"], picked["base_url"], say)):
         typer.echo(line)
     return EXIT_OK
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from batchrun.endpoint.client import CONNECTION_ERROR, INCOMPLETE_STREAM
+from batchrun.endpoint.attempt import CONNECTION_ERROR, INCOMPLETE_STREAM
 from batchrun.report.bench import CACHE_STATE_GAP
 from promptfiles import write_prompts
 

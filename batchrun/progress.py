@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import sys
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from tqdm import tqdm
 
@@ -88,3 +88,46 @@ def _refresh(bar: tqdm, stats: PoolStats, total: Total, elapsed_s: float) -> Non
         refresh=False,
     )
     bar.refresh()
+
+
+class LevelProgress(NamedTuple):
+    """Where one bench run stands."""
+
+    label: str                  # which run, e.g. "async c=16 (run 4/5)"
+    done: int                   # requests finished
+    total: str                  # requests it will measure: "100", "~90" (a time share), "100+" (sized by spread)
+    ok: int
+    failed: int
+    eta_s: float | None         # seconds it has left; None: not known yet
+
+
+def level_progress_line(p: LevelProgress) -> str:
+    """'batchrun: async c=16 (run 4/5): 48/~90 requests, ok 48, failed 0, ETA 4s'."""
+    eta = f", ETA {fmt_eta(p.eta_s)}" if p.eta_s is not None else ""
+    return f"batchrun: {p.label}: {p.done}/{p.total} requests, ok {p.ok}, failed {p.failed}{eta}"
+
+
+async def show_level_progress(state: Callable[[], LevelProgress], *, interval_s: float = 0.5,
+                              plain_interval_s: float = 5.0) -> None:
+    """A bench run's progress on stderr until cancelled: one line redrawn in place on a terminal;
+    a plain line every `plain_interval_s` and a last one when stderr is a log file or a pipe."""
+    if not sys.stderr.isatty():
+        await _plain_level_progress(state, plain_interval_s)
+        return
+    bar = tqdm(file=sys.stderr, bar_format="{desc}", dynamic_ncols=True, leave=True)
+    try:
+        while True:
+            bar.set_description_str(level_progress_line(state()))
+            await asyncio.sleep(interval_s)
+    finally:
+        bar.set_description_str(level_progress_line(state()))
+        bar.close()
+
+
+async def _plain_level_progress(state: Callable[[], LevelProgress], interval_s: float) -> None:
+    try:
+        while True:
+            await asyncio.sleep(interval_s)
+            print(level_progress_line(state()), file=sys.stderr, flush=True)
+    finally:
+        print(level_progress_line(state()), file=sys.stderr, flush=True)

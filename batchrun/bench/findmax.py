@@ -119,8 +119,9 @@ async def execute_find_max(config: Any, out: Path | None = None) -> tuple[Path, 
     import json
     from datetime import datetime
 
-    from batchrun.bench.sweep import RunResult, bench_jobs, measure_async, warm_prompts
-    from batchrun.endpoint.resolve import open_endpoint, preflight
+    from batchrun.bench.sweep import (RunResult, RunSize, bench_jobs, builtin_extra, measure_async, public_settings,
+                                      warm_prompts)
+    from batchrun.endpoint.resolve import endpoint_info, open_endpoint, preflight
     from batchrun.report.summary import write_bench_manifest, write_reports
     from batchrun.runner import open_rows, say, sim_config
 
@@ -133,11 +134,12 @@ async def execute_find_max(config: Any, out: Path | None = None) -> tuple[Path, 
     # Every request of a probe is measured: no --max-run-time cut, one warm-up wave.
     config = dataclasses.replace(config, max_run_s=None)
     results: list[RunResult] = []
-    async with open_endpoint(run.endpoint.base_url, run.endpoint.api_key, announce=say,
-                             sim_config=sim_config(run, realistic=True)) as endpoint:
+    builtin = sim_config(run, realistic=True)
+    async with open_endpoint(run.endpoint.base_url, run.endpoint.api_key, announce=say, sim_config=builtin) as endpoint:
         model = await preflight(endpoint, run.endpoint.model, timeout_s=run.limits.timeout, announce=say)
         if model != run.endpoint.model:
             config = dataclasses.replace(config, run=run.replace(model=model))
+        info = endpoint_info(endpoint, model)
         pool = bench_jobs(config.run, probe_requests(config.requests, config.max_concurrency), rows)
         warmup = await warm_prompts(endpoint, pool, config)
         # Each probe opens its connections with at least one unmeasured wave (none with --no-warmup).
@@ -150,8 +152,9 @@ async def execute_find_max(config: Any, out: Path | None = None) -> tuple[Path, 
             wall = 0.0
             for attempt in range(1 + MORE_ON_CLOSE_CALL):
                 say(f"find-max: concurrency {c}, {n} requests" + (" more (a close call)" if attempt else ""))
-                result = await measure_async(endpoint, pool[:n], level, out, concurrency=c, repeat=attempt + 1,
-                                             name=f"findmax-c{c}" + (f"-more{attempt}" if attempt else ""))
+                result = await measure_async(endpoint, pool, level, out, concurrency=c, repeat=attempt + 1,
+                                             name=f"findmax-c{c}" + (f"-more{attempt}" if attempt else ""),
+                                             size=RunSize(n, n), label=f"find-max c={c}")
                 results.append(result)
                 records += result.records
                 wall += result.wall_time_s
@@ -163,34 +166,31 @@ async def execute_find_max(config: Any, out: Path | None = None) -> tuple[Path, 
             return verdict
 
         found = await search(probe, start=min(config.concurrencies or (1,)), ceiling=config.max_concurrency)
+    found_dict = {"slo": config.slo, **found.to_dict()}
     bench = {"runs": [r.entry() for r in results], "slo": config.slo, "warmup": warmup,
-             "max_failure_share": config.max_failure_share}
-    write_bench_manifest(out, bench["runs"], slo=config.slo, warmup=warmup, max_failure_share=config.max_failure_share)
-    write_reports(out, None, [], bench=bench)
-    (out / "find_max.json").write_text(json.dumps({"slo": config.slo, **found.to_dict()}, indent=2) + "\n")
+             "max_failure_share": config.max_failure_share, "find_max": found_dict}
+    public = public_settings(config)
+    write_bench_manifest(out, bench["runs"], slo=config.slo, config=public, warmup=warmup,
+                         max_failure_share=config.max_failure_share)
+    # The same endpoint block and banner as a sweep's (and a run's) reports.
+    write_reports(out, None, [], bench=bench, config=public, endpoint=info, extra=builtin_extra(builtin))
+    (out / "find_max.json").write_text(json.dumps(found_dict, indent=2) + "\n")
     return out, found
 
 
 def format_find_max(result: FindMaxResult, slo: dict[str, float]) -> str:
-    """The console lines: one per probe, then the answer with its bracket."""
-    from batchrun.report.format import fmt_num, fmt_s, slo_text
+    """The console lines: the answer with its bracket, then one line per probe."""
+    from batchrun.report.bench import find_max_answer
+    from batchrun.report.format import fmt_num, fmt_s
 
     def ci(value: float | None, interval: tuple[float, float] | None) -> str:
         return fmt_s(value) if interval is None else f"{fmt_s(value)} [{fmt_s(interval[0])}, {fmt_s(interval[1])}]"
 
-    lines = [f"{'c':>5}  {'n':>5}  {'req/s':>8}  {'p99 TTFT [95% CI]':>28}  {'p99 latency [95% CI]':>28}  verdict"]
+    lines = [*find_max_answer({"slo": slo, **result.to_dict()}),
+             f"{'c':>5}  {'n':>5}  {'req/s':>8}  {'p99 TTFT [95% CI]':>28}  {'p99 latency [95% CI]':>28}  verdict"]
     for p in sorted(result.probes, key=lambda p: p.concurrency):
         verdict = ("meets" if p.meets else f"misses ({p.why})" if p.why else "misses") + \
             (" (close call)" if p.close_call else "")
         lines.append(f"{p.concurrency:>5}  {p.requests:>5}  {fmt_num(p.requests_per_s):>8}  "
                      f"{ci(p.ttft_p99_s, p.ttft_p99_ci):>28}  {ci(p.latency_p99_s, p.latency_p99_ci):>28}  {verdict}")
-    rule = slo_text(slo)
-    if result.best is None:
-        lines.append(f"No concurrency met the SLO ({rule}), not even {result.probes[0].concurrency}.")
-    elif result.first_failing is None:
-        lines.append(f"Highest load meeting the SLO ({rule}): concurrency {result.best} or more "
-                     "(the ceiling still met it).")
-    else:
-        lines.append(f"Highest load meeting the SLO ({rule}): concurrency {result.best} "
-                     f"(it lies in [{result.best}, {result.first_failing}): {result.first_failing} missed).")
     return "\n".join(lines)

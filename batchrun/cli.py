@@ -183,19 +183,24 @@ def _report_run(outcome: Any, fail_on_error: bool) -> int:
 
 @command("bench")
 def bench(given: dict[str, Any]) -> int:
-    """Compare the sync SDK baseline with the async pool at several concurrencies; report and plots."""
+    """The sync SDK baseline vs the async pool at several concurrencies, under a minute by default
+    (--time-budget)."""
     from batchrun.bench.sweep import BenchConfig, execute_bench   # lazy: the bench loads the openai SDK
     from batchrun.report.bench import format_bench_table        # lazy: numpy, for a bench only
 
+    from batchrun.progress import ConsoleProgress                # lazy: tqdm
+
     config = BenchConfig.from_options(**given)
+    hooks = Hooks(notify=say, progress=ConsoleProgress())         # Ctrl-C unwinds a bench (it keeps its runs)
     if given.get("find_max"):
         from batchrun.bench.findmax import execute_find_max, format_find_max   # lazy: --find-max only
 
-        out_dir, found = asyncio.run(execute_find_max(config, config.run.output.out, say))
+        out_dir, found = asyncio.run(execute_find_max(config, config.run.output.out, hooks))
         typer.echo(format_find_max(found, config.slo or {}))
         typer.echo(f"  wrote {out_dir}/find_max.json, summary.json, report.md, report.html, runs/")
+        _say_if_simulated(_written_endpoint(out_dir))
         return EXIT_OK
-    out_dir, analysis = asyncio.run(execute_bench(config, config.run.output.out, say))
+    out_dir, analysis = asyncio.run(execute_bench(config, config.run.output.out, hooks))
     typer.echo(format_bench_table(analysis))
     _echo_workloads(out_dir)
     typer.echo(f"  wrote {out_dir}/summary.json, report.md, report.html, runs/")
@@ -210,6 +215,10 @@ def _echo_workloads(out_dir: Path) -> None:
     headline = json.loads((out_dir / "summary.json").read_text(encoding="utf-8")).get("summary") or {}
     for line in workload_lines(headline):
         typer.echo(line)
+
+
+def _written_endpoint(out_dir: Path) -> Any:
+    return json.loads((out_dir / "summary.json").read_text(encoding="utf-8")).get("endpoint")
 
 
 # ---------------------------------------------------------------- report, compare
@@ -230,10 +239,11 @@ def report(given: dict[str, Any]) -> int:
 def compare(given: dict[str, Any]) -> int:
     """Each headline figure's change with a 95% interval and a verdict; exit 1 on a regression.
 
-    Writes a Markdown summary to $GITHUB_STEP_SUMMARY when that variable is set."""
+    Silent on a pass unless --verbose; a failure prints what failed. Writes a Markdown summary to
+    $GITHUB_STEP_SUMMARY when that variable is set."""
     from batchrun.analysis.compare import compare as compare_sides   # lazy: `compare` alone needs these
     from batchrun.analysis.compare import parse_tolerances
-    from batchrun.report.compare import FORMATS, format_comparison
+    from batchrun.report.compare import FORMATS, console_output, format_comparison, gate_failed
 
     picked = options.with_defaults("compare", given)
     fmt, strict = picked["format"], picked["fail_on_inconclusive"]
@@ -246,12 +256,12 @@ def compare(given: dict[str, Any]) -> int:
     result = compare_sides(picked["baseline"], picked["current"], tolerances, defaults=True,
                            allow_config_change=picked["allow_config_change"])
     if not picked["quiet"]:
-        typer.echo(format_comparison(result, fmt, strict), nl=False)
+        typer.echo(console_output(result, fmt, strict, picked["verbose"]), nl=False)
     _step_summary(format_comparison(result, "md", strict))
-    for line in result.regressions:
-        say(f"regression: {line}")
-    failed = not result.passed or (strict and bool(result.inconclusive))
-    return EXIT_FAILED if failed else EXIT_OK
+    if picked["quiet"] or fmt not in ("text", "github"):      # else stdout already says what failed
+        for line in result.regressions:
+            say(f"regression: {line}")
+    return EXIT_FAILED if gate_failed(result, strict) else EXIT_OK
 
 
 @command("fit")

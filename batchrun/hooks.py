@@ -4,6 +4,7 @@ Ctrl-C stops a run. Nothing below the faces prints or installs a signal handler:
     notify(message)               one line for the user ("resuming ...", "warning: ...")
     progress.rows(stats, total)   a run's live progress, until cancelled
     progress.jobs(jobs)           a bar over Batch API jobs (update() after each poll, close())
+    progress.level(state)         one bench run's progress, until cancelled
     interrupts(stop, close_now)   around sending: Ctrl-C calls stop() (the run ends gracefully) and,
                                   pressed again, close_now() before the face exits
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, ContextManager, Iterator, Protocol, Sequence
+from typing import Any, Callable, ContextManager, Iterator, NamedTuple, Protocol, Sequence
 
 Notify = Callable[[str], None]
 Interrupts = Callable[[Callable[[], None], "Callable[[], None] | None"], ContextManager[None]]
@@ -36,6 +37,17 @@ class Total:
         self.rows = rows
 
 
+class LevelProgress(NamedTuple):
+    """Where one bench run stands."""
+
+    label: str                  # which run, e.g. "async c=16 (run 4/5)"
+    done: int                   # requests finished
+    total: str                  # requests it will measure: "100", "~90" (a time share), "100+" (sized by spread)
+    ok: int
+    failed: int
+    eta_s: float | None         # seconds it has left; None: not known yet
+
+
 class JobsBar(Protocol):
     def update(self) -> None: ...
 
@@ -48,6 +60,9 @@ class Progress(Protocol):
 
     def jobs(self, jobs: Sequence[Any]) -> JobsBar:
         """A bar over Batch API jobs (JobEntry objects, updated in place by each poll)."""
+
+    async def level(self, state: Callable[[], LevelProgress]) -> None:
+        """One bench run's progress (`state()` says where it stands) until cancelled."""
 
 
 @contextlib.contextmanager

@@ -123,9 +123,15 @@ OPTIONS: tuple[Option, ...] = (
        "Trace replay (a timestamp or delay_s column): play the schedule this many times faster.", "input"),
     # ---------------------------------------------------------------- bench
     _o("requests", Optional[int], None,
-       "Measured requests per run (default: at least max(100, 4 x concurrency) per level, more until its p50 "
-       "TTFT and latency intervals are within ±4%, at most 4x that; 100 for the sync baseline; prompts cycle "
-       "when the file has fewer).", "bench", commands=BENCH, flags=("--requests", "-n")),
+       "Measured requests per run, exactly (default: sized: by --time-budget, or, with -c or --rate given, at "
+       "least max(100, 4 x concurrency) per level, more until its p50 TTFT and latency intervals are within ±4%, "
+       "at most 4x that, and 100 for the sync baseline; prompts cycle when the file has fewer).", "bench",
+       commands=BENCH, flags=("--requests", "-n")),
+    _o("time_budget", Optional[float], None,
+       "Seconds the runs share: each sends until what it sent would end past its share (the sync baseline two "
+       "shares), after at least 10 requests and one per slot. Default 36 when neither -c, --rate nor -n is given "
+       "(the whole bench then takes under a minute against an endpoint answering in about 1 s: 46-49 s against "
+       "the built-in one), else none; 0: none.", "bench", commands=BENCH, into=()),
     _o("rate", Optional[str], None,
        "Open-loop load instead: requests/s levels, e.g. 2,4,8 (Poisson arrivals).", "bench", commands=BENCH,
        parse=values.rates, into=("rates",)),
@@ -177,7 +183,7 @@ OPTIONS: tuple[Option, ...] = (
     _o("max_tokens", Optional[int], None, "Maximum output tokens per request.", "request", commands=RUN_BENCH,
        env="BATCHRUN_MAX_TOKENS",
        per={"bench": {"type": int, "default": 32, "env": None,
-                      "help": "Maximum output tokens per request (short answers keep a sweep quick)."}}),
+                      "help": "Maximum output tokens per request (short answers keep a bench quick)."}}),
     _o("temperature", Optional[float], None, "Sampling temperature.", "request", commands=RUN_BENCH,
        env="BATCHRUN_TEMPERATURE"),
     _o("extra_body", Optional[str], None, "JSON object merged into every request body.", "request",
@@ -193,10 +199,11 @@ OPTIONS: tuple[Option, ...] = (
        "Most requests in flight at once, or auto: start low and find what the endpoint takes (AIMD on 429s, "
        "errors and a TTFT knee).", "limits", commands=RUN_BENCH, flags=("--concurrency", "-c"),
        env="BATCHRUN_CONCURRENCY", parse=values.concurrency, into=("concurrency", "concurrency_auto"),
-       per={"bench": {"default": "1,2,4,8,16,32,64", "env": None, "group": "bench", "parse": values.levels,
-                      "into": ("concurrencies",),
-                      "help": "Concurrency levels to sweep, e.g. 1,2,4,8 (with --find-max: where the search "
-                              "starts, the lowest)."}}),
+       per={"bench": {"type": Optional[str], "default": None, "env": None, "group": "bench",
+                      "parse": values.levels, "into": ("concurrencies",),
+                      "help": "Concurrency levels to sweep, e.g. 1,2,4,8 (default 1,4,16,64; with --find-max the "
+                              "lowest is where the search starts). Given, each level is sized by its spread (see -n) "
+                              "unless --time-budget is given too."}}),
     _o("rpm", str, "auto",
        "Requests-per-minute limit to stay under; auto: the limit the provider's rate-limit headers announce; "
        "off: none.", "limits", commands=RUN_BENCH, env="BATCHRUN_RPM", parse=values.rpm,
@@ -316,8 +323,11 @@ OPTIONS: tuple[Option, ...] = (
     _o("allow_config_change", bool, False,
        "Compare even when model, endpoint, max_tokens, concurrency, input or batchrun version differ.", "compare",
        commands=("compare",)),
+    _o("verbose", bool, False,
+       "Print the whole comparison also when the gate passes (a pass prints nothing, or with --format github one "
+       "warning naming the undecided figures).", "compare", commands=("compare",), flags=("--verbose", "-v")),
     _o("quiet", bool, False, "Print nothing but errors.", "report", commands=("report", "compare", "fit"),
-       flags=("--quiet", "-q"), per={"compare": {"help": "Print only the regressions and errors."},
+       flags=("--quiet", "-q"), per={"compare": {"help": "Print only the regressions (on stderr) and errors."},
                                      "fit": {"help": "Print only the paths written and errors."}}),
     _o("base_url", Optional[str], None,
        "The endpoint the jobs live at (default: the run's own, as --resume uses).", "batch",

@@ -14,7 +14,7 @@ from tqdm import tqdm
 from batchrun.batchapi.ledger import JobEntry
 from batchrun.batchapi.progress import done_requests, status_line
 from batchrun.engine.pool import PoolStats
-from batchrun.hooks import Total
+from batchrun.hooks import LevelProgress, Total
 from batchrun.report.format import fmt_eta
 
 
@@ -79,6 +79,38 @@ def _refresh(bar: tqdm, stats: PoolStats, total: Total, elapsed_s: float) -> Non
     bar.refresh()
 
 
+def level_progress_line(p: LevelProgress) -> str:
+    """'batchrun: async c=16 (run 4/5): 48/~90 requests, ok 48, failed 0, ETA 4s'."""
+    eta = f", ETA {fmt_eta(p.eta_s)}" if p.eta_s is not None else ""
+    return f"batchrun: {p.label}: {p.done}/{p.total} requests, ok {p.ok}, failed {p.failed}{eta}"
+
+
+async def show_level_progress(state: Callable[[], LevelProgress], *, interval_s: float = 0.5,
+                              plain_interval_s: float = 5.0) -> None:
+    """A bench run's progress on stderr until cancelled: one line redrawn in place on a terminal;
+    a plain line every `plain_interval_s` and a last one when stderr is a log file or a pipe."""
+    if not sys.stderr.isatty():
+        await _plain_level_progress(state, plain_interval_s)
+        return
+    bar = tqdm(file=sys.stderr, bar_format="{desc}", dynamic_ncols=True, leave=True)
+    try:
+        while True:
+            bar.set_description_str(level_progress_line(state()))
+            await asyncio.sleep(interval_s)
+    finally:
+        bar.set_description_str(level_progress_line(state()))
+        bar.close()
+
+
+async def _plain_level_progress(state: Callable[[], LevelProgress], interval_s: float) -> None:
+    try:
+        while True:
+            await asyncio.sleep(interval_s)
+            print(level_progress_line(state()), file=sys.stderr, flush=True)
+    finally:
+        print(level_progress_line(state()), file=sys.stderr, flush=True)
+
+
 class JobsProgress:
     """A bar over Batch API jobs: requests done of all requests, and the jobs in each status.
     Call update() after each poll round; close() at the end."""
@@ -107,3 +139,6 @@ class ConsoleProgress:
 
     def jobs(self, jobs: Sequence[JobEntry]) -> JobsProgress:
         return JobsProgress(jobs)
+
+    async def level(self, state: Callable[[], LevelProgress]) -> None:
+        await show_level_progress(state)

@@ -80,7 +80,7 @@ def length_trace(config: RunConfig) -> bool:
 async def prepare(config: RunConfig, endpoint: Endpoint, rows: Iterator[Prompt | BadRow], out: Path,
                   skip: set[str], make_jobs: Callable[..., Iterator[Any]],
                   say: Callable[[str], None]) -> Workload:
-    """The run's items; `make_jobs(config, rows, skip)` is the runner's Prompt -> Job step."""
+    """The run's items; `make_jobs(config, rows, skip)` is the plan's Prompt -> Job step (plan.jobs)."""
     kind = kind_of(config)
     if length_trace(config):
         assert config.input.path is not None

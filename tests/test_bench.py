@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from batchrun.bench.sizing import TARGET_HALF_WIDTH, RunSize, SizedJobs, drain_s, level_half_width, window_allows
 from batchrun.bench.sweep import (
-    TARGET_HALF_WIDTH, BenchConfig, SizedJobs, arrivals, bench_jobs, level_half_width,
+    DEFAULT_LEVELS, DEFAULT_TIME_BUDGET_S, BenchConfig, arrivals, bench_jobs, resolve_time_budget,
 )
 from batchrun.cli import app
 from batchrun.config import RunConfig
+from batchrun.errors import ConfigError
 from batchrun.sim import SimConfig, SimProcess
 from batchrun.store.records import Record
 from promptfiles import write_prompts
@@ -52,7 +55,7 @@ def test_bench_sweep_writes_every_run_and_a_report(fixed_sim, tmp_path) -> None:
                   "in-flight timeline per run"):
         assert title in html
     assert html.count('<div class="plot"') >= 4
-    assert "Recommended concurrency" in result.output and "speedup over sync" in result.output
+    assert "Recommended concurrency" in result.output and "faster than sync (95% interval" in result.output
 
 
 def test_report_rebuilds_a_bench_and_compare_gates_it(fixed_sim, tmp_path) -> None:
@@ -184,11 +187,94 @@ def test_requests_per_level_are_honoured_and_enough_by_default() -> None:
     assert (given.requests_for(64), given.requests_cap(64), given.warmup_for(64)) == (7, 7, 0)
 
 
+# ---------------------------------------------------------------- the default bench: a time budget
+
+def test_a_bench_given_no_levels_and_no_n_shares_a_time_budget() -> None:
+    assert resolve_time_budget(None, requests=None, levels_given=False) == DEFAULT_TIME_BUDGET_S
+    assert resolve_time_budget(None, requests=None, levels_given=True) is None     # -c / --rate: by spread
+    assert resolve_time_budget(None, requests=50, levels_given=False) is None      # -n: exactly that
+    assert resolve_time_budget(0, requests=None, levels_given=False) is None       # 0: none
+    assert resolve_time_budget(90, requests=None, levels_given=True) == 90
+    run = RunConfig.of(path=SAMPLES / "prompts.csv", model="m")
+    quick = BenchConfig(run=run, time_budget_s=36.0)
+    assert quick.concurrencies == DEFAULT_LEVELS == (1, 4, 16, 64)
+    # sync two shares, four levels one each: 6 shares of 6 s
+    assert (quick.shares(), quick.run_count()) == (6, 5)
+    assert quick.size(1, sync=True) == RunSize(10, 400, window_s=12.0)
+    assert [quick.size(c) for c in (1, 16, 64)] == [RunSize(10, 400, window_s=6.0), RunSize(16, 400, window_s=6.0),
+                                                    RunSize(64, 1024, window_s=6.0)]
+    no_sync = BenchConfig(run=run, time_budget_s=36.0, sync=False, repeat=2)
+    assert (no_sync.shares(), no_sync.size(4).window_s) == (8, 4.5)
+    # Levels given, no budget: sized by spread (the CI recipe's sizing), sync exactly 100.
+    spread = BenchConfig(run=run, concurrencies=(8,))
+    assert spread.size(8) == RunSize(100, 400, target=TARGET_HALF_WIDTH)
+    assert spread.size(1, sync=True) == RunSize(100, 100)
+    assert BenchConfig(run=run, requests=7).size(64) == RunSize(7, 7)
+    with pytest.raises(ConfigError, match="give one of them"):
+        BenchConfig(run=run, requests=7, time_budget_s=30.0)
+    bad = invoke("bench", str(SAMPLES / "prompts.csv"), "--time-budget", "-5")
+    assert bad.exit_code == 2 and "--time-budget is a number of seconds above 0 (0 for none), got -5" in bad.output
+
+
+def test_drain_and_window_by_hand() -> None:
+    # 10 finished in 2 s: 5 in flight take 5 x 2 / 10 = 1 s more.
+    assert drain_s(2.0, 10, 5) == 1.0 and drain_s(2.0, 0, 5) == 0.0
+    assert window_allows(2.0, 3.5, 10, 5, 4) and not window_allows(2.0, 2.9, 10, 5, 4)
+    # Fewer finished than `settled`: the rate is not read, only the share bounds the sending.
+    assert window_allows(2.0, 2.1, 3, 50, 4) and not window_allows(2.2, 2.1, 3, 50, 4)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_sequential_run_stops_when_its_next_request_would_end_past_its_share() -> None:
+    """Requests of 1 s one after another in a 5.5 s share, at least 3: the 4th (sent at 3 s)
+    and 5th (at 4 s) end within it; a 6th, sent at 5 s, would end at 6 s: not sent."""
+    clock, records = Clock(), []
+    sized = SizedJobs(list(range(100)), records, RunSize(3, 100, window_s=5.5), clock=clock)
+    for i in sized:
+        assert sized.may_send()
+        clock.now += 1.0
+        records.append(Record(id=str(i), row=i, status="ok", latency_s=1.0, total_s=1.0))
+    assert (sized.launched, len(records), clock.now) == (5, 5, 5.0)
+    assert sized.outlook() == ("5", 0.0)
+
+
+def test_jobs_taken_ahead_are_not_sent_past_the_share() -> None:
+    """The pool's queue takes jobs before it sends them: at send time `may_send` refuses them
+    once the share is spent (the minimum always goes)."""
+    clock, records = Clock(), []
+    sized = SizedJobs(list(range(100)), records, RunSize(4, 100, window_s=2.0), concurrency=4, clock=clock)
+    taken = iter(sized)
+    queue = [next(taken) for _ in range(12)]           # three waves ahead, at 0 s
+    assert all(sized.may_send() for _ in range(4))     # the minimum
+    clock.now = 2.5                                    # nothing finished, the share is spent
+    assert not sized.may_send() and sized.stopped and next(taken, None) is None
+    assert (sized.launched, len(queue)) == (4, 12)
+
+
+def test_progress_outlook_by_sizing() -> None:
+    clock, records = Clock(), []
+    exact = SizedJobs(list(range(40)), records, RunSize(40, 40), clock=clock)
+    next(iter(exact))
+    clock.now = 2.0
+    records += [Record(id=str(i), row=i) for i in range(10)]
+    assert exact.outlook() == ("40", 6.0)              # 10 in 2 s: 30 more in 6 s
+    spread = SizedJobs(list(range(400)), records, RunSize(100, 400, target=0.04), clock=clock)
+    next(iter(spread))
+    assert spread.outlook()[0] == "100+"
+
+
 def _sized_level(sigma: float, seed: int = 1, target: float | None = TARGET_HALF_WIDTH) -> tuple[SizedJobs, list]:
     """Hand out jobs as the pool would, each finishing at once with a lognormal(0, sigma) TTFT."""
     rng = np.random.default_rng(seed)
     records: list[Record] = []
-    sized = SizedJobs(list(range(400)), records, 100, target)
+    sized = SizedJobs(list(range(400)), records, RunSize(100, 400, target=target))
     for i in sized:
         ttft = 0.3 * float(rng.lognormal(0.0, sigma))
         records.append(Record(id=str(i), row=i, ttft_s=ttft, latency_s=ttft + 0.5))
@@ -205,7 +291,8 @@ def test_a_level_measures_until_its_p50_interval_is_tight_enough() -> None:
     assert wild.sent == 400 and wild.capped_width() > 0.1                        # the cap, and it says so
     given, records = _sized_level(1.0, target=None)                              # -n: exactly that many
     assert given.sent == 400 and given.capped_width() is None
-    failing = SizedJobs(list(range(400)), [Record(id="x", row=0, status="error")] * 100, 100, TARGET_HALF_WIDTH)
+    failing = SizedJobs(list(range(400)), [Record(id="x", row=0, status="error")] * 100,
+                        RunSize(100, 400, target=TARGET_HALF_WIDTH))
     assert len(list(failing)) == 100                                             # nothing to judge: the minimum
 
 
@@ -369,7 +456,8 @@ def test_a_5xx_share_on_every_level_leaves_nothing_to_recommend(tmp_path) -> Non
     assert doc["recommendation"][0] == "No concurrency level can be recommended: every level measured was ruled out (below)."
     best = next(g for g in doc["groups"] if g["mode"] == "async" and g["concurrency"] == doc["best_concurrency"])
     assert f"failed ({best['errors'] * 100 / best['n']:.3g}" in doc["recommendation"][1]
-    assert "No speedup over sync is shown: every async run had more than 1% failed requests" in result.output
+    assert result.stdout.startswith("No concurrency can be recommended: every level measured was ruled out")
+    assert result.stdout.splitlines()[1].startswith(f"c={doc['best_concurrency']} measured the most, ")
     manifest = json.loads((out / "bench.json").read_text())
     manifest["max_failure_share"] = 0.5
     (out / "bench.json").write_text(json.dumps(manifest))
@@ -377,7 +465,12 @@ def test_a_5xx_share_on_every_level_leaves_nothing_to_recommend(tmp_path) -> Non
     again = json.loads((out / "summary.json").read_text())["bench"]
     rec = next(g for g in again["groups"] if g["mode"] == "async" and g["concurrency"] == again["recommended_concurrency"])
     assert f"n=30, {rec['errors']}/30 failed" in again["recommendation"][0]
-    assert "at most 50% failed requests" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "at most 50% failed requests" in report
+    # The answer now names a level, its failures beside its n, and says what req/s counts.
+    answer = report.split("## Answer\n\n")[1].splitlines()[0]
+    assert answer.startswith(f"async at c={rec['concurrency']} is ") and f"n=30 at c={rec['concurrency']} (" in answer
+    assert answer.endswith("req/s counts successful requests only.")
 
 
 def _long_prompts(tag: str, n: int) -> list[str]:
@@ -441,3 +534,56 @@ def test_a_bench_rows_speedup_efficiency_and_failures_by_hand() -> None:
     # 1 of 5 attempted failed; cached 5 + 5 of 4 x 10 prompt tokens of the ok records
     assert (c2["n"], c2["errors"], c2["failure_share"], c2["cached_share"]) == (5, 1, 0.2, 0.25)
 
+
+
+# ---------------------------------------------------------------- the default bench, end to end
+
+FAST = [a for opt in ("fixed_ttft_s=0.002", "fixed_itl_s=0.0005", "output_tokens=4") for a in ("--builtin-option", opt)]
+
+
+def _svg(html: str, alt: str) -> ET.Element:
+    """The plot whose alt text starts with `alt`, parsed."""
+    start = html.index(f'aria-label="{alt}')
+    return ET.fromstring(html[html.index("<svg", start):html.index("</div>", start)])
+
+
+def test_the_default_bench_leads_every_view_with_the_answer(tmp_path) -> None:
+    """No -c, no -n: the default levels share a time budget (here 1 s, against a fast built-in
+    endpoint), progress shows per run on stderr, and the console, report.md and report.html
+    open with the speedup of the recommended level and why, then the SIMULATED banner."""
+    result = invoke("bench", str(SAMPLES / "prompts.csv"), "--time-budget", "1", "--out", "q", *FAST)
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "q"
+    doc = json.loads((out / "summary.json").read_text())["bench"]
+    assert [r["name"] for r in doc["rows"]] == ["sync-r1", "async-c1-r1", "async-c4-r1", "async-c16-r1", "async-c64-r1"]
+    rec = doc["recommended_concurrency"]
+    sp = doc["speedup"][str(rec)]
+    assert sp["ci_low"] <= sp["estimate"] <= sp["ci_high"] and sp["sync_n"] >= 10
+    answer = doc["answer"]
+    assert answer[0].startswith(f"async at c={rec} is ") and "(95% interval " in answer[0]
+    assert answer[0].endswith(f"; n={sp['n']} at c={rec}, n={sp['sync_n']} sync.")
+    assert answer[1].startswith(f"Recommended c={rec} because ")
+    assert result.stdout.splitlines()[:len(answer)] == answer
+    md = (out / "report.md").read_text().split("\n\n")
+    assert md[:2 + len(answer)] == ["# batchrun bench report", "## Answer", *answer]
+    assert md[2 + len(answer)] == "## Endpoint" and "SIMULATED ENDPOINT" in md[3 + len(answer)]
+    html = (out / "report.html").read_text()
+    body = html[html.index("<body>"):]
+    assert body.index("<h2>Answer</h2>") < body.index(f"<p>{answer[0]}</p>") < body.index("SIMULATED ENDPOINT")
+    # Progress: a plain line per run (stderr is not a terminal here), with its counts.
+    for label in ("sync (run 1/5)", "async c=1 (run 2/5)", "async c=64 (run 5/5)"):
+        assert any(line.startswith(f"batchrun: {label}: ") and " requests, ok " in line
+                   for line in result.stderr.splitlines()), label
+    # The plots mark the sync baseline's point and the recommended level.
+    throughput = _svg(html, "throughput vs concurrency")
+    marks = {g.get("data-name"): g for g in throughput.iter("g") if g.get("class") in ("series", "mark")}
+    assert marks["sync baseline (c=1)"].find("circle") is not None and f"recommended c={rec}" in marks
+    latency = _svg(html, "latency and TTFT vs concurrency")
+    assert any(g.get("data-name") == f"recommended c={rec}" for g in latency.iter("g"))
+
+
+def test_quiet_shows_no_progress(tmp_path) -> None:
+    result = invoke("bench", str(SAMPLES / "prompts.csv"), "--time-budget", "0.5", "-c", "2", "--no-sync", "-q",
+                    "--out", "q", *FAST)
+    assert result.exit_code == 0, result.output
+    assert "requests, ok" not in result.stderr and result.stdout.startswith("async at c=2: ")

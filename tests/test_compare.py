@@ -40,10 +40,13 @@ def change(cmp, name):
 # ---------------------------------------------------------------- tolerances
 
 def test_parse_tolerances():
-    tols = parse_tolerances("p99_latency=10%, ttft_p50=10%,throughput=-5%,errors=3,success_rate=-0.01")
+    tols = parse_tolerances("p99_latency=10%, ttft_p50=10%,throughput=-5%,errors=3,failure_share=2pt")
     assert tols == {"latency_p99": Tolerance(10, True), "ttft_p50": Tolerance(10, True),
                     "throughput": Tolerance(5, True), "errors": Tolerance(3, False),
-                    "success_rate": Tolerance(0.01, False)}
+                    "failure_share": Tolerance(0.02, False)}
+    # a share's bound in points or as a fraction; success_rate=-N (the name before) is failure_share=N
+    assert parse_tolerances("failure_share=0.02") == parse_tolerances("success_rate=-2pt") == \
+        {"failure_share": Tolerance(0.02, False)}
     assert parse_tolerances("latency_p50=0%,throughput=0%") == {"latency_p50": Tolerance(0, True),
                                                                 "throughput": Tolerance(0, True)}
     assert parse_tolerances("") == {}
@@ -56,6 +59,10 @@ def test_parse_tolerances():
     ("latency_p99", "write FIGURE=N%"),
     ("latency_p99=ten%", "write FIGURE=N%"),
     ("latency_p99=10%,p99_latency=20%", "given twice"),
+    ("latency_p99=2pt", "not a share.*latency_p99=2%"),
+    ("failure_share=-1pt", "lower-is-better.*failure_share=1pt"),
+    ("success_rate=0.05", "success_rate is higher-is-better.*success_rate=-0.05"),
+    ("failure_share=2", "would allow 200 points.*failure_share=2pt"),
 ])
 def test_bad_tolerances_are_refused_clearly(text, match):
     with pytest.raises(ValueError, match=match):
@@ -65,7 +72,8 @@ def test_bad_tolerances_are_refused_clearly(text, match):
 def test_figure_names_accept_percentile_first_spelling():
     assert figure_name("P90_Latency") == "latency_p90"
     assert set(FIGURES) >= {"throughput", "output_throughput", "latency_p50", "latency_p90", "latency_p99",
-                            "ttft_p50", "ttft_p99", "tpot_p50", "itl_p50", "success_rate", "errors"}
+                            "ttft_p50", "ttft_p99", "tpot_p50", "itl_p50", "failure_share", "errors"}
+    assert figure_name("success_rate") == "failure_share"
 
 
 # ---------------------------------------------------------------- verdicts
@@ -74,7 +82,8 @@ def test_regression_past_tolerance_is_named():
     cmp = compare(crafted(), crafted(lat=(1.0, 1.5, 2.5)), "latency_p99=10%")
     c = change(cmp, "latency_p99")
     assert (c.change, c.change_pct, c.status) == (approx(0.5), approx(25.0), "regressed")
-    assert cmp.regressions == ["latency_p99 rose 25.0% (2.00 s -> 2.50 s), past the tolerance +10%"]
+    assert cmp.regressions == ["latency_p99 rose 25.0% (2.00 s -> 2.50 s), no interval (point values), "
+                               "past the tolerance +10% (n=10/10)"]
     assert not cmp.statistical and "point comparison" in cmp.notes[-1]
     assert not cmp.passed
 
@@ -82,7 +91,8 @@ def test_regression_past_tolerance_is_named():
 def test_throughput_fall_past_negative_tolerance():
     cmp = compare(crafted(rps=10.0), crafted(rps=9.4), "throughput=-5%")
     assert change(cmp, "throughput").status == "regressed"
-    assert cmp.regressions == ["throughput fell 6.0% (10.00 -> 9.40), past the tolerance -5%"]
+    assert cmp.regressions == ["throughput fell 6.0% (10.00 -> 9.40), no interval (point values), "
+                               "past the tolerance -5% (n=100/100)"]
     assert compare(crafted(rps=10.0), crafted(rps=9.6), "throughput=-5%").passed
 
 
@@ -113,7 +123,7 @@ def test_missing_figure_fails_only_when_a_tolerance_names_it():
     assert (c.status, c.baseline, c.current) == ("missing", 0.02, None)
     assert compare(crafted(), current).passed
     cmp = compare(crafted(), current, "tpot_p50=10%")
-    assert cmp.regressions == ["tpot_p50: missing in the current run (the tolerance 10% names it)"]
+    assert cmp.regressions == ["tpot_p50: missing in the current run (the tolerance +10% names it; n=10/0)"]
 
 
 def test_absolute_tolerance_and_zero_baseline():
@@ -122,7 +132,7 @@ def test_absolute_tolerance_and_zero_baseline():
     assert not compare(base, crafted(ok=95), "errors=3").passed        # +5 > 3
     cmp = compare(base, crafted(ok=99), "errors=0%")                   # any rise from 0 is past a %
     assert change(cmp, "errors").change_pct is None and not cmp.passed
-    assert not compare(base, crafted(ok=97), "success_rate=-0.01").passed  # 1.00 -> 0.97
+    assert not compare(base, crafted(ok=90), "failure_share=1pt").passed  # 0 -> 10 failed of 100
 
 
 def test_goodput_is_compared_only_when_present():
@@ -141,18 +151,21 @@ def test_format_comparison_text_and_markdown():
     assert head.split() == ["figure", "baseline", "current", "change", "95%", "interval", "tolerance", "n",
                             "(base/cur)", "verdict"]
     md = format_comparison(cmp, "md")
-    assert "| latency_p99 | 2.00 s | 2.50 s | +25.0% | - | +10% | - | regressed |" in md
+    assert "| latency_p99 | 2.00 s | 2.50 s | +25.0% | - | +10% | 10/10 | regressed |" in md
+    assert "**batchrun compare: failed: latency_p99**" in md
     assert "no figure regressed" in format_comparison(compare(crafted(), crafted()), "md")
     with pytest.raises(ValueError, match="unknown format"):
         format_comparison(cmp, "html")
 
 
 def test_signs_and_units_of_tolerances():
-    cmp = compare(crafted(ok=100), crafted(rps=9.0, ok=97), "throughput=-5%,success_rate=-0.01,latency_p99=0.1")
+    cmp = compare(crafted(ok=100), crafted(rps=9.0, ok=90), "throughput=-5%,failure_share=1pt,latency_p99=0.1")
     md = format_comparison(cmp, "md")
-    assert "| throughput | 10.00 | 9.00 | -10.0% | - | -5% | - | regressed |" in md
-    assert "| success_rate | 100.0% | 97.0% | -3.0 pt | - | -1 pt | - | regressed |" in md
-    assert "| latency_p99 | 2.00 s | 2.00 s | +0.0% | - | +100 ms | - | unchanged |" in md
+    assert "| throughput | 10.00 | 9.00 | -10.0% | - | -5% | 100/100 | regressed |" in md
+    # summaries alone: the failure share still has its interval, from the counts (worked out in
+    # test_failure_share_is_judged_by_newcombes_interval_of_the_rise)
+    assert "| failure_share | 0.0% | 10.0% | +10.0 pt | [+4.2 pt, +17.4 pt] | +1 pt | 100/100 | regressed |" in md
+    assert "| latency_p99 | 2.00 s | 2.00 s | +0.0% | - | +100 ms | 10/10 | unchanged |" in md
 
 
 # ---------------------------------------------------------------- loading
@@ -220,9 +233,11 @@ def test_a_real_20_percent_ttft_regression_is_detected():
 
 
 def _sized_run(seed: int, **model) -> list:
-    """A simulated run grown as bench's default sizing grows a level: 100 requests, then 25 more
-    while compare's p50 interval against an identical run would be wider than ±4%, at most 400."""
-    from batchrun.bench.sweep import MAX_FACTOR, MIN_REQUESTS, TARGET_HALF_WIDTH, level_half_width
+    """A simulated run grown as bench sizes a level given with -c (by its spread): 100 requests,
+    then 25 more while compare's p50 interval against an identical run would be wider than ±4%,
+    at most 400."""
+    from batchrun.bench.sizing import TARGET_HALF_WIDTH, level_half_width
+    from batchrun.bench.sweep import MAX_FACTOR, MIN_REQUESTS
 
     n = MIN_REQUESTS
     while n < MAX_FACTOR * MIN_REQUESTS and level_half_width(simulated_run(seed, n=n, **model)) > TARGET_HALF_WIDTH:
@@ -232,7 +247,7 @@ def _sized_run(seed: int, **model) -> list:
 
 def test_the_default_sample_size_detects_a_20_percent_regression():
     """With the built-in endpoint's bench noise (jitter 0.2): 100 requests a side caught a 20%
-    TTFT regression in fewer than 95% of pairs; the default sizing catches it in >= 95%, and
+    TTFT regression in fewer than 95% of pairs; the sizing by spread catches it in >= 95%, and
     sizes by spread (a quiet endpoint stops at 100)."""
     hits = at_100 = 0
     sizes = []
@@ -291,9 +306,12 @@ def test_cli_compares_run_directories_with_intervals(tmp_path: Path):
     assert result.exit_code == 1
     assert "ttft_p50 rose" in result.output and "95% interval" in result.output
     assert "200/200" in result.output                                  # every row shows n
-    same = invoke("compare", str(a), str(_write_run(tmp_path / "c", simulated_run(3, n=200))))
-    assert same.exit_code == 0 and "no figure regressed" in same.output
-    assert "worse" not in same.output
+    c = _write_run(tmp_path / "c", simulated_run(3, n=200))
+    same = invoke("compare", str(a), str(c))
+    assert same.exit_code == 0 and same.output == ""                   # silent on a pass
+    verbose = invoke("compare", str(a), str(c), "--verbose")
+    assert verbose.exit_code == 0 and "batchrun compare: passed: no figure regressed" in verbose.output
+    assert "| " not in verbose.output and "200/200" in verbose.output   # the whole table
 
 
 def test_cli_output_formats_and_the_step_summary(tmp_path: Path):
@@ -318,7 +336,8 @@ def test_fail_on_inconclusive(tmp_path: Path):
     b = _write_run(tmp_path / "b", simulated_run(2, n=40))
     assert invoke("compare", str(a), str(b)).exit_code == 0           # p99 cannot be decided from 40
     strict = invoke("compare", str(a), str(b), "--fail-on-inconclusive")
-    assert strict.exit_code == 1 and "more requests a side would settle it" in strict.output
+    assert strict.exit_code == 1 and "batchrun compare: failed: undecided with --fail-on-inconclusive" in strict.output
+    assert "latency_p99 " in strict.output and "(n=40/40, needs 435 a side)" in strict.output
 
 
 # ---------------------------------------------------------------- refusals
@@ -344,8 +363,10 @@ def test_configuration_differences_are_refused_unless_allowed(tmp_path: Path):
     refused = invoke("compare", str(a), str(b))
     assert refused.exit_code == 2 and "max_tokens: 32 -> unknown/none" in refused.output
     assert "--allow-config-change" in refused.output
-    allowed = invoke("compare", str(a), str(b), "--allow-config-change")
+    allowed = invoke("compare", str(a), str(b), "--allow-config-change", "-v")
     assert allowed.exit_code == 0 and "config changed (allowed): max_tokens" in allowed.output
+    gh = invoke("compare", str(a), str(b), "--allow-config-change", "--format", "github").output
+    assert "::warning title=batchrun compare: configuration changed (allowed)::max_tokens: 32 -> unknown/none" in gh
 
 
 def test_simulated_against_real_is_a_difference_and_an_unknown_endpoint_is_said(tmp_path: Path):
@@ -377,3 +398,143 @@ def test_summaries_name_the_batchrun_version_and_input(tmp_path: Path):
     other = {**doc, "batchrun_version": "0.0.1"}
     with pytest.raises(CompareRefused, match="batchrun version: 0.0.1"):
         compare(other, doc, allow_config_change=False)
+
+
+# ---------------------------------------------------------------- the failure share
+
+def with_failures(records: list, k: int) -> list:
+    """The first k records turned into failed requests (HTTP 500), the rest as they were."""
+    import dataclasses
+
+    return [dataclasses.replace(r, status="error", error_type="http_500", error="HTTP 500", ttft_s=None,
+                                latency_s=None, itl_s=None, completion_tokens=None) if i < k else r
+            for i, r in enumerate(records)]
+
+
+def counts(failed: int, n: int, cancelled: int = 0) -> dict:
+    return crafted(ok=n - failed - cancelled, attempted=n) | {
+        "counts": {"ok": n - failed - cancelled, "attempted": n, "cancelled": cancelled,
+                   "finished": n - cancelled}}
+
+
+# Wilson's 95% interval of k/n (z = 1.95996): centre (p + z²/2n) / (1 + z²/n), half-width
+# z·sqrt(p(1-p)/n + z²/4n²) / (1 + z²/n). For 0 of 200 it is [0, z²/(n + z²)] = [0, 0.018845];
+# for 8 of 200, p = 0.04: centre 0.048669, half 0.028263, so [0.020406, 0.076932]; for 7 of 200,
+# [0.017056, 0.070471]. Newcombe's interval of the rise p2 - p1 (baseline 0 of 200, p1 = 0, l1 = 0):
+#   low  = (p2 - p1) - sqrt((p2 - l2)² + (u1 - p1)²)     high = (p2 - p1) + sqrt((u2 - p2)² + (p1 - l1)²)
+#   8 of 200: 0.04  - sqrt(0.019594² + 0.018845²) = 0.012814;  0.04 + 0.036932 = 0.076932
+#   7 of 200: 0.035 - sqrt(0.017944² + 0.018845²) = 0.008978;  0.035 + 0.035471 = 0.070471
+#   0 of 200: -0.018845 .. +0.018845
+@pytest.mark.parametrize("failed, low, high, status", [
+    (8, 0.012814, 0.076932, "regressed"),       # the whole interval is past +1 pt
+    (7, 0.008978, 0.070471, "inconclusive"),    # the rise (3.5 pt) is past +1 pt, its low end is not
+    (2, -0.010193, 0.035722, "unchanged"),      # a rise of 1 pt is within +1 pt
+    (0, -0.018845, 0.018845, "unchanged"),      # no failure on either side
+])
+def test_failure_share_is_judged_by_newcombes_interval_of_the_rise(failed, low, high, status):
+    by_counts = change(compare(counts(0, 200), counts(failed, 200), defaults=True), "failure_share")
+    assert (by_counts.low, by_counts.high) == (approx(low, abs=1e-6), approx(high, abs=1e-6))
+    assert (by_counts.status, by_counts.tolerance, by_counts.absolute) == (status, Tolerance(0.01, False), True)
+    assert (by_counts.n_baseline, by_counts.n_current, by_counts.current) == (200, 200, approx(failed / 200))
+    # the same verdict from the records of a run
+    records = with_failures(simulated_run(2, n=200), failed)
+    by_records = change(compare(side_of_records(simulated_run(1, n=200)), side_of_records(records),
+                                defaults=True), "failure_share")
+    assert (by_records.status, by_records.low, by_records.high) == (status, by_counts.low, by_counts.high)
+
+
+def test_a_rise_in_failures_fails_the_gate_by_default(tmp_path: Path):
+    """Before, success_rate=-0.05 had to be passed wholly (20 failed of 200 where none had): 8 passed."""
+    a = _write_run(tmp_path / "a", simulated_run(1, n=200))
+    b = _write_run(tmp_path / "b", with_failures(simulated_run(2, n=200), 8))
+    result = invoke("compare", str(a), str(b))
+    assert result.exit_code == 1
+    assert result.output.startswith("batchrun compare: failed: failure_share\n")
+    assert ("failure_share rose 4.0 pt (0.0% -> 4.0%), 95% interval [+1.3 pt, +7.7 pt], past the tolerance "
+            "+1 pt (n=200/200)") in result.output
+    # a looser bound is one option away; the old spelling still works
+    assert invoke("compare", str(a), str(b), "--max-regression", "failure_share=5pt").exit_code == 0
+    assert invoke("compare", str(a), str(b), "--max-regression", "success_rate=-0.05").exit_code == 0
+
+
+def test_cancelled_requests_are_not_failures():
+    # an interrupted run: 20 cancelled of 200, 0 failed -> failure share 0 of 180
+    c = change(compare(counts(0, 200), counts(0, 200, cancelled=20), defaults=True), "failure_share")
+    assert (c.current, c.n_current, c.status) == (0.0, 180, "unchanged")
+
+
+# ---------------------------------------------------------------- what the gate prints
+
+def _gh_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("::")]
+
+
+def test_a_run_compared_with_itself_is_silent_and_warns_at_most_once(tmp_path: Path):
+    """200 requests a side: p99 latency and TTFT cannot be decided (435 needed), every other figure
+    is unchanged. Text prints nothing; GitHub gets one warning with both figures and their n."""
+    import xml.etree.ElementTree as ET
+
+    a = _write_run(tmp_path / "a", simulated_run(1, n=200))
+    text = invoke("compare", str(a), str(a))
+    assert (text.exit_code, text.output) == (0, "")
+    gh = invoke("compare", str(a), str(a), "--format", "github")
+    assert gh.exit_code == 0 and gh.output.splitlines() == _gh_lines(gh.output)      # nothing but annotations
+    assert _gh_lines(gh.output) == [
+        "::warning title=batchrun compare: inconclusive::"
+        "latency_p99 +0.0%25 no interval, tolerance +20%25 (n=200/200, needs 435 a side); "
+        "ttft_p99 +0.0%25 no interval, tolerance +20%25 (n=200/200, needs 435 a side)"]
+    # the documents say the same: json lists the two, junit skips the two with the same words
+    doc = json.loads(invoke("compare", str(a), str(a), "--format", "json").stdout)
+    assert doc["passed"] and doc["regressions"] == [] and [i.split()[0] for i in doc["inconclusive"]] == \
+        ["latency_p99", "ttft_p99"]
+    suite = ET.fromstring(invoke("compare", str(a), str(a), "--format", "junit").stdout)
+    assert (suite.get("failures"), suite.get("skipped")) == ("0", "2")
+    assert [s.get("message") for s in suite.iter("skipped")] == doc["inconclusive"]
+    md = invoke("compare", str(a), str(a), "--format", "md").stdout
+    assert "**batchrun compare: passed: no figure regressed past its tolerance**" in md
+    assert "\ninconclusive: " + "; ".join(doc["inconclusive"]) + "\n" in md
+
+
+def test_two_runs_of_one_configuration_warn_at_most_once():
+    from batchrun.report.compare import console_output
+
+    passes = 0
+    for i in range(10):
+        same = compare(side_of_records(simulated_run(2 * i, n=100, jitter=0.5)),
+                       side_of_records(simulated_run(2 * i + 1, n=100, jitter=0.5)), defaults=True)
+        if same.passed:
+            passes += 1
+            assert console_output(same, "text") == ""
+            assert len(_gh_lines(console_output(same, "github"))) <= 1
+            assert console_output(same, "text", verbose=True).startswith("batchrun compare: passed")
+    assert passes >= 9
+
+
+def test_a_regression_says_figure_change_interval_tolerance_and_n_in_every_format(tmp_path: Path):
+    import re
+    import xml.etree.ElementTree as ET
+
+    a = _write_run(tmp_path / "a", simulated_run(1, n=200))
+    b = _write_run(tmp_path / "b", simulated_run(2, n=200, ttft_s=0.30))
+    sentence = compare(a, b, defaults=True).regressions[0]
+    assert re.fullmatch(r"ttft_p50 rose \d+\.\d% \(\d+ ms -> \d+ ms\), 95% interval \[\+\d+\.\d%, \+\d+\.\d%\], "
+                        r"past the tolerance \+10% \(n=200/200\)", sentence), sentence
+    text = invoke("compare", str(a), str(b))
+    assert text.exit_code == 1 and f"  - {sentence}\n" in text.output
+    assert "batchrun: regression" not in text.output             # said once, not again on stderr
+    quiet = invoke("compare", str(a), str(b), "-q")
+    assert (quiet.exit_code, quiet.stdout, quiet.stderr) == (1, "", f"batchrun: regression: {sentence}\n")
+    md = invoke("compare", str(a), str(b), "--format", "md").stdout
+    assert f"\n- {sentence}\n" in md and re.search(r"\| ttft_p50 \| .* \| \+10% \| 200/200 \| regressed \|", md)
+    jsoned = invoke("compare", str(a), str(b), "--format", "json")
+    doc = json.loads(jsoned.stdout)
+    row = next(f for f in doc["figures"] if f["name"] == "ttft_p50")
+    assert doc["regressions"] == [sentence] and not doc["passed"]
+    assert (row["tolerance"], row["n_baseline"], row["n_current"], row["interval"]["unit"]) == \
+        ("+10%", 200, 200, "percent")
+    assert f"batchrun: regression: {sentence}" in jsoned.stderr    # a document on stdout: stderr says it
+    suite = ET.fromstring(invoke("compare", str(a), str(b), "--format", "junit").stdout)
+    assert suite.find("testcase[@name='ttft_p50']/failure").get("message") == sentence
+    gh = invoke("compare", str(a), str(b), "--format", "github").output
+    assert "::error title=batchrun compare: regression::" + sentence.replace("%", "%25") in gh.splitlines()
+    assert "batchrun compare: failed: ttft_p50" in gh                # and the table, as plain log lines

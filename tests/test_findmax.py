@@ -114,3 +114,27 @@ def test_find_max_needs_an_slo(tmp_path: Path) -> None:
     prompts = write_prompts(tmp_path / "p.csv", 1)
     result = CliRunner().invoke(app, ["bench", str(prompts), "--find-max"])
     assert result.exit_code == 2 and "--find-max needs --slo" in result.output
+
+
+def test_find_max_reports_carry_the_simulated_banner_and_the_endpoint(tmp_path: Path) -> None:
+    """A find-max against the built-in endpoint says so as a run report does: the SIMULATED banner
+    in report.md and report.html, and summary.json's endpoint block (it was null)."""
+    prompts = write_prompts(tmp_path / "p.csv", 4)
+    sim = [a for opt in ("ttft_s=0.01", "itl_s=0.001", "output_tokens=2", "max_concurrency=2", "jitter=0",
+                         "prefill_s_per_token=0") for a in ("--builtin-option", opt)]
+    result = CliRunner().invoke(app, ["bench", str(prompts), "--find-max", "--slo", "ttft=15ms", "-c", "2",
+                                      "--out", "fm", "-q", *sim], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "fm"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["endpoint"] == {"kind": "builtin", "base_url": None, "model": "batchrun-sim"}
+    assert summary["builtin_endpoint"]["max_concurrency"] == 2          # the settings it measured
+    assert summary["config"]["slo"] == {"ttft": 0.015}
+    for name in ("report.md", "report.html"):
+        assert "SIMULATED ENDPOINT" in (out / name).read_text(), name
+    # The reports lead with find-max's own answer, the console's first line; a rebuild keeps it.
+    answer = result.stdout.splitlines()[0]
+    assert answer.startswith(("Highest load meeting the SLO (ttft<=15 ms): concurrency ", "No concurrency met the SLO"))
+    assert (out / "report.md").read_text().split("\n\n")[1:3] == ["## Answer", answer]
+    assert CliRunner().invoke(app, ["report", "fm", "-q"]).exit_code == 0
+    assert (out / "report.md").read_text().split("\n\n")[1:3] == ["## Answer", answer]

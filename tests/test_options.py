@@ -104,7 +104,10 @@ def test_bench_takes_its_own_defaults() -> None:
     bench = BenchConfig.from_options(input=Path("p.csv"))
     run = bench.run
     assert (run.request.max_tokens, run.limits.timeout, run.limits.retries) == (32, 120.0, 0)
-    assert run.input.on_bad_row == "skip" and bench.concurrencies == (1, 2, 4, 8, 16, 32, 64)
+    assert run.input.on_bad_row == "skip" and bench.concurrencies == (1, 4, 16, 64)
+    assert bench.time_budget_s == 36.0                  # the quick default bench, with none of -c, --rate, -n
+    given = BenchConfig.from_options(input=Path("p.csv"), concurrency="2,8")
+    assert given.concurrencies == (2, 8) and given.time_budget_s is None
     assert bench.max_failure_share == options.named("bench", "max_failure_share").default == 0.01
     with pytest.raises(Exception, match="--no-warmup sends nothing unmeasured"):
         BenchConfig.from_options(input=Path("p.csv"), no_warmup=True, warmup=3)

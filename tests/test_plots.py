@@ -161,6 +161,32 @@ def test_throughput_vs_concurrency_on_a_log2_axis() -> None:
     assert texts(root, "ytick")[-1] == "200"   # fits the measurements (172 x 1.08), not the ideal 1,280
 
 
+def test_the_sync_point_and_the_recommended_level_are_marked() -> None:
+    cs = [1, 4, 16, 64]
+    root = parse(plots.throughput_vs_concurrency(cs, [1.0, 3.8, 11.0, 11.2], ideal_base=1.0, sync=0.9,
+                                                 recommended=16))
+    measured, sync = (g for g in series(root) if g.get("data-name") in ("measured", "sync baseline (c=1)"))
+    dots = [(float(c.get("cx")), float(c.get("cy"))) for c in measured.findall("circle")]
+    ring = sync.find("circle")
+    # The sync point sits at c=1, below the async c=1 point (0.9 < 1.0 req/s: y grows downwards),
+    # drawn as a hollow ring so it shows even where the two coincide.
+    assert float(ring.get("cx")) == dots[0][0] and float(ring.get("cy")) > dots[0][1]
+    assert ring.get("fill") == "none" and ring.get("stroke")
+    mark = next(g for g in root.iter("g") if g.get("class") == "mark")
+    assert mark.get("data-name") == "recommended c=16" and mark.find("text").text == "recommended c=16"
+    x = float(mark.find("path").get("d")[1:].split()[0])
+    assert x == dots[2][0]                                             # the line runs through c=16's point
+    legend = [t.text for g in root.iter("g") if g.get("class") == "legend-item" for t in g.iter("text")]
+    assert legend == ["measured", "ideal (linear from c=1)", "sync baseline (c=1)", "recommended c=16"]
+    latency = parse(plots.percentiles_vs_concurrency(cs, {"p50 latency": [1.0, 1.0, 1.3, 4.6]}, title="Latency",
+                                                     recommended=16))
+    assert [g.get("data-name") for g in latency.iter("g") if g.get("class") == "mark"] == ["recommended c=16"]
+    # No sync run, no recommendation (or one not on the axis): nothing marked.
+    bare = parse(plots.throughput_vs_concurrency(cs, [1.0, 3.8, 11.0, 11.2], ideal_base=1.0, recommended=3))
+    assert not [g for g in bare.iter("g") if g.get("class") == "mark"]
+    assert [g.get("data-name") for g in series(bare)] == ["measured", "ideal (linear from c=1)"]
+
+
 def test_percentiles_vs_concurrency_has_every_series_in_the_legend() -> None:
     cs = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048]
     lines = {"p50 latency": [0.1 * i for i in range(12)], "p99 latency": [0.2 * i for i in range(12)],

@@ -6,10 +6,11 @@ import asyncio
 import io
 import sys
 import threading
+from typing import Awaitable, Callable
 
 from batchrun.engine.pool import PoolStats
-from batchrun.hooks import Total
-from batchrun.progress import progress_line, show_progress
+from batchrun.hooks import LevelProgress, Total
+from batchrun.progress import level_progress_line, progress_line, show_level_progress, show_progress
 from batchrun.report.format import fmt_eta
 
 
@@ -19,6 +20,26 @@ def test_progress_line_has_percent_eta_counts_and_tokens() -> None:
     line = progress_line(stats, 480, elapsed_s=10.0)
     assert line == "batchrun: 120/480 rows (25%), ok 98, failed 2, retrying 1, 300 tok/s, ETA 36s"
     assert progress_line(stats, None, 10.0).startswith("batchrun: 120 rows, ok 98")
+
+
+def test_a_bench_runs_progress_line() -> None:
+    line = level_progress_line(LevelProgress("async c=16 (run 4/5)", 48, "~90", 47, 1, 4.2))
+    assert line == "batchrun: async c=16 (run 4/5): 48/~90 requests, ok 47, failed 1, ETA 4s"
+    assert level_progress_line(LevelProgress("sync (run 1/5)", 0, "10+", 0, 0, None)).endswith("0/10+ requests, ok 0, failed 0")
+
+
+async def test_a_bench_run_not_on_a_terminal_gets_plain_lines_and_a_last_one(monkeypatch) -> None:
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    state = [LevelProgress("async c=4 (run 3/5)", 2, "~20", 2, 0, 3.0)]
+    task = asyncio.create_task(show_level_progress(lambda: state[0], plain_interval_s=0.01))
+    await asyncio.sleep(0.05)
+    state[0] = LevelProgress("async c=4 (run 3/5)", 20, "20", 19, 1, 0.0)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    lines = err.getvalue().splitlines()
+    assert len(lines) >= 2 and "\r" not in err.getvalue()
+    assert lines[-1] == "batchrun: async c=4 (run 3/5): 20/20 requests, ok 19, failed 1, ETA 0s"
 
 
 def test_eta_format() -> None:
@@ -39,11 +60,12 @@ async def test_not_a_terminal_gets_plain_lines(monkeypatch) -> None:
     assert "5/10 rows (50%)" in lines[-1]
 
 
-async def test_a_terminal_gets_a_bar_with_total_percent_and_counts(monkeypatch) -> None:
+async def _on_a_terminal(monkeypatch, show: Callable[[], Awaitable[None]], change: Callable[[], None]) -> str:
+    """Run the progress display `show` with stderr a 160-column pseudo-terminal, call `change`,
+    stop it, and return what the terminal received."""
+    import fcntl
     import os
     import pty
-
-    import fcntl
     import struct
     import termios
 
@@ -65,14 +87,33 @@ async def test_a_terminal_gets_a_bar_with_total_percent_and_counts(monkeypatch) 
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
     monkeypatch.setattr(sys, "stderr", term)
-    stats, total = PoolStats(resumed=10), Total()
-    task = asyncio.create_task(show_progress(stats, total=total, clock=lambda: 1.0, interval_s=0.01))
-    total.rows, stats.done, stats.ok, stats.failed = 40, 10, 9, 1
+    task = asyncio.create_task(show())
+    change()
     await asyncio.sleep(0.1)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     term.close()                    # the reader then sees end of file (EIO) and stops
     reader.join(timeout=5)
     os.close(master)
-    shown = b"".join(chunks).decode(errors="replace")
+    return b"".join(chunks).decode(errors="replace")
+
+
+async def test_a_terminal_gets_a_bar_with_total_percent_and_counts(monkeypatch) -> None:
+    stats, total = PoolStats(resumed=10), Total()
+
+    def change() -> None:
+        total.rows, stats.done, stats.ok, stats.failed = 40, 10, 9, 1
+
+    shown = await _on_a_terminal(monkeypatch, lambda: show_progress(stats, total=total, clock=lambda: 1.0,
+                                                                    interval_s=0.01), change)
     assert "20/40" in shown and "50%" in shown and "ok=9 failed=1" in shown and "\r" in shown
+
+
+async def test_a_bench_run_on_a_terminal_is_one_line_redrawn(monkeypatch) -> None:
+    state = [LevelProgress("async c=16 (run 4/5)", 0, "16+", 0, 0, None)]
+
+    def change() -> None:
+        state[0] = LevelProgress("async c=16 (run 4/5)", 48, "~90", 47, 1, 4.0)
+
+    shown = await _on_a_terminal(monkeypatch, lambda: show_level_progress(lambda: state[0], interval_s=0.01), change)
+    assert "async c=16 (run 4/5): 48/~90 requests, ok 47, failed 1, ETA 4s" in shown and "\r" in shown

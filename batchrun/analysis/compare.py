@@ -10,8 +10,15 @@ With records on both sides each headline figure gets a 95% interval of its relat
 
 A tolerance bounds how far a figure may move in its *bad* direction: `latency_p99=10%` lets
 p99 latency rise at most 10%; `throughput=-5%` lets throughput fall at most 5%. Without '%'
-the bound is absolute in the figure's unit (`errors=3`, `success_rate=-0.01`). Summaries alone
-(no records) fall back to comparing the two point values, and say so.
+the bound is absolute in the figure's unit (`errors=3`, `failure_share=0.02`, also written
+`failure_share=2pt`). Summaries alone
+(no records) fall back to comparing the two point values, and say so; the failure share keeps
+its interval there, since it needs only the counts.
+
+The failure share is gated one-sided: a share of failures cannot show an interval inside a
+tolerance of a point or two at CI sample sizes (0 failed of 200 still allows 1.9%), so instead
+of calling every clean run inconclusive it fails on evidence of a rise past the tolerance, and is
+inconclusive only when the measured rise is past the tolerance but the interval's low end is not.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ class Figure:
     unit: str                                    # "s", "req/s", "tok/s", "ratio", "count"
     get: Callable[[Mapping[str, Any]], Any]
     method: str                                  # how its interval is made from records
+    one_sided: bool = False                      # inconclusive only when the estimate is past the tolerance
 
 
 def _dist(key: str, stat: str) -> Callable[[Mapping[str, Any]], Any]:
@@ -50,6 +58,22 @@ def _dist(key: str, stat: str) -> Callable[[Mapping[str, Any]], Any]:
 def _errors(s: Mapping[str, Any]) -> Any:
     counts = s.get("counts") or {}
     return counts["attempted"] - counts["ok"] if "attempted" in counts and "ok" in counts else None
+
+
+def failure_counts(s: Mapping[str, Any]) -> tuple[int, int] | None:
+    """(failed, finished) requests: finished = attempted - cancelled (an interrupted run's cancelled
+    requests neither succeeded nor failed; the summary's success_rate has the same denominator)."""
+    counts = s.get("counts") or {}
+    if "ok" not in counts or "attempted" not in counts:
+        return None
+    finished = counts.get("finished", counts["attempted"] - counts.get("cancelled", 0))
+    return finished - counts["ok"], finished
+
+
+def _failure_share(s: Mapping[str, Any]) -> float | None:
+    """Failed requests / finished requests (0..1): the complement of success_rate."""
+    fc = failure_counts(s)
+    return fc[0] / fc[1] if fc and fc[1] else None
 
 
 HL, ORDER, BOOT, NEWCOMBE, POINT = ("Hodges-Lehmann", "order statistics", "bootstrap", "Newcombe", "point")
@@ -63,7 +87,7 @@ FIGURES: dict[str, Figure] = {f.name: f for f in (
     Figure("ttft_p99", False, "s", _dist("ttft_s", "p99"), ORDER),
     Figure("tpot_p50", False, "s", _dist("tpot_s", "p50"), HL),
     Figure("itl_p50", False, "s", _dist("itl_s", "p50"), BOOT),
-    Figure("success_rate", True, "ratio", lambda s: s.get("success_rate"), NEWCOMBE),
+    Figure("failure_share", False, "ratio", _failure_share, NEWCOMBE, one_sided=True),
     Figure("errors", False, "count", _errors, POINT),
     Figure("goodput", True, "req/s", lambda s: (s.get("goodput") or {}).get("requests_per_s"), BOOT),
 )}
@@ -74,23 +98,28 @@ HEADLINE = tuple(name for name in FIGURES if name != "goodput")
 @dataclass(frozen=True, slots=True)
 class Tolerance:
     limit: float          # how far the figure may move in its bad direction (>= 0)
-    relative: bool        # True: percent of the baseline value; False: the figure's own unit
+    relative: bool        # True: percent of the baseline value; False: the figure's own unit (a share: 0..1)
 
     def __str__(self) -> str:
         return f"{self.limit:g}%" if self.relative else f"{self.limit:g}"
 
 
-# The documented defaults (docs/ci-gate.md): every headline figure but `errors` gates, so a bare `compare A B` is a gate.
+# The documented defaults (docs/ci-gate.md): every headline figure but `errors` gates, so a bare
+# `compare A B` is a gate. failure_share=1pt is bench's --max-failure-share default: a level that
+# fails more than 1% is never recommended, and a rise of more than a point fails the gate.
 DEFAULT_TOLERANCES_TEXT = ("throughput=-10%,output_throughput=-10%,latency_p50=10%,latency_p90=15%,"
                            "latency_p99=20%,ttft_p50=10%,ttft_p99=20%,tpot_p50=10%,itl_p50=10%,"
-                           "success_rate=-0.05,goodput=-10%")
+                           "failure_share=1pt,goodput=-10%")
 
-_TOL_ITEM = re.compile(r"^\s*([A-Za-z0-9_]+)\s*=\s*([+-]?)(\d+(?:\.\d*)?|\.\d+)\s*(%?)\s*$")
+_TOL_ITEM = re.compile(r"^\s*([A-Za-z0-9_]+)\s*=\s*([+-]?)(\d+(?:\.\d*)?|\.\d+)\s*(%|pt)?\s*$")
+# Names kept from before the figure was turned around: success_rate=-0.05 is failure_share=5pt.
+_COMPLEMENTS = {"success_rate": "failure_share"}
 
 
 def figure_name(name: str) -> str:
     """Canonical figure name; 'p99_latency' is accepted for 'latency_p99'. ValueError if unknown."""
     key = name.strip().lower()
+    key = _COMPLEMENTS.get(key, key)
     m = re.match(r"^(p\d+)_(\w+)$", key)
     if key not in FIGURES and m:
         key = f"{m.group(2)}_{m.group(1)}"
@@ -100,24 +129,36 @@ def figure_name(name: str) -> str:
 
 
 def parse_tolerances(text: str) -> dict[str, Tolerance]:
-    """'latency_p99=10%,throughput=-5%,errors=3' -> {figure name: Tolerance}."""
+    """'latency_p99=10%,throughput=-5%,failure_share=2pt' -> {figure name: Tolerance}.
+
+    N% is relative to the baseline; N alone is in the figure's unit; Npt is points of a share
+    (failure_share=2pt == failure_share=0.02)."""
     tolerances: dict[str, Tolerance] = {}
     for item in filter(str.strip, text.split(",")):
         m = _TOL_ITEM.match(item)
         if not m:
             raise ValueError(f"bad tolerance {item.strip()!r}: write FIGURE=N% (e.g. latency_p99=10%, "
-                             "throughput=-5%) or FIGURE=N for an absolute bound")
-        name, sign, number, pct = figure_name(m.group(1)), m.group(2), float(m.group(3)), m.group(4)
+                             "throughput=-5%), FIGURE=N for an absolute bound, or failure_share=Npt")
+        given, sign, number, unit = m.group(1), m.group(2), float(m.group(3)), m.group(4) or ""
+        name = figure_name(given)
         fig = FIGURES[name]
-        if number and fig.higher_is_better and sign != "-":
-            raise ValueError(f"{name} is higher-is-better: a tolerance says how far it may fall, "
-                             f"so write it negative, e.g. {name}=-{m.group(3)}{pct}")
-        if number and not fig.higher_is_better and sign == "-":
+        higher_is_better = True if given.strip().lower() in _COMPLEMENTS else fig.higher_is_better
+        if unit == "pt" and fig.unit != "ratio":
+            raise ValueError(f"{name} is not a share: 'pt' (points) is for failure_share; write "
+                             f"{name}={sign}{m.group(3)}% or an absolute bound")
+        if fig.unit == "ratio" and not unit and number > 1:
+            raise ValueError(f"{given.strip()}={sign}{m.group(3)} would allow {number * 100:g} points: a share's "
+                             f"bound is a fraction or points, e.g. {given.strip()}={sign}{m.group(3)}pt")
+        if number and higher_is_better and sign != "-":
+            raise ValueError(f"{given.strip()} is higher-is-better: a tolerance says how far it may fall, "
+                             f"so write it negative, e.g. {given.strip()}=-{m.group(3)}{unit}")
+        if number and not higher_is_better and sign == "-":
             raise ValueError(f"{name} is lower-is-better: a tolerance says how far it may rise, "
-                             f"so write it positive, e.g. {name}={m.group(3)}{pct}")
+                             f"so write it positive, e.g. {name}={m.group(3)}{unit}")
         if name in tolerances:
             raise ValueError(f"tolerance for {name} is given twice")
-        tolerances[name] = Tolerance(number, relative=pct == "%")
+        limit = number / 100 if unit == "pt" else number
+        tolerances[name] = Tolerance(limit, relative=unit == "%")
     return tolerances
 
 
@@ -151,7 +192,7 @@ class Change:
 class Comparison:
     changes: list[Change] = field(default_factory=list)
     regressions: list[str] = field(default_factory=list)    # one sentence per failed figure
-    inconclusive: list[str] = field(default_factory=list)
+    inconclusive: list[str] = field(default_factory=list)   # undecided_text of each undecided figure
     differences: list[str] = field(default_factory=list)    # configuration differences (allowed)
     notes: list[str] = field(default_factory=list)
     statistical: bool = False
@@ -161,6 +202,10 @@ class Comparison:
     @property
     def passed(self) -> bool:
         return not self.regressions
+
+    def inconclusive_line(self) -> str | None:
+        """Every undecided figure in one line, or None when every figure was decided."""
+        return "inconclusive: " + "; ".join(self.inconclusive) if self.inconclusive else None
 
 
 def _past(worse: float, bound: float) -> bool:
@@ -177,12 +222,12 @@ def _bound(tol: Tolerance, base: float, absolute_space: bool) -> float:
     return 100 * tol.limit / abs(base) if base else (0.0 if tol.limit == 0 else math.inf)
 
 
-def _verdict(worse_low: float, worse_high: float, bound: float) -> str:
+def _verdict(worse_est: float, worse_low: float, worse_high: float, bound: float, one_sided: bool) -> str:
     if _past(worse_low, bound):
         return "regressed"
     if worse_high < -bound and not math.isclose(worse_high, -bound, rel_tol=1e-9, abs_tol=1e-12):
         return "improved"
-    if _past(worse_high, bound):
+    if _past(worse_est if one_sided else worse_high, bound):
         return "inconclusive"
     return "unchanged"
 
@@ -276,54 +321,76 @@ def _interval(fig: Figure, base: Side, cur: Side, seed: int) -> tuple[stats.Inte
 
 def _statistical_change(fig: Figure, base: Side, cur: Side, tol: Tolerance | None, seed: int) -> Change:
     bv, cv = fig.get(base.summary), fig.get(cur.summary)
-    if bv is None or cv is None:
-        return _point_change(fig, base.summary, cur.summary, tol)
-    delta = cv - bv
-    pct = 100 * delta / abs(bv) if bv else (0.0 if delta == 0 else None)
-    if fig.method == POINT:
+    if bv is None or cv is None or fig.method == POINT:
         return _point_change(fig, base.summary, cur.summary, tol)
     if fig.method == NEWCOMBE:
-        bc, cc = base.summary["counts"], cur.summary["counts"]
-        iv = stats.proportion_difference(bc[OK], bc["attempted"], cc[OK], cc["attempted"])
-        nb, nc, why, absolute = bc["attempted"], cc["attempted"], "no attempted requests", True
-        low, high = (iv.low, iv.high) if iv else (None, None)
-    else:
-        iv, nb, nc, why = _interval(fig, base, cur, seed)
-        absolute = False
-        low, high = (100 * iv.low, 100 * iv.high) if iv else (None, None)
-    common = dict(low=low, high=high, absolute=absolute, method=fig.method, n_baseline=nb, n_current=nc)
-    if tol is None:
-        return Change(fig.name, fig.unit, fig.higher_is_better, bv, cv, delta, pct, tol, "not gated", **common)
-    bound = _bound(tol, bv, absolute)
-    if low is None:
+        return _share_change(fig, base.summary, cur.summary, tol)
+    iv, nb, nc, why = _interval(fig, base, cur, seed)
+    if iv is None:
         more = None
         if fig.method == ORDER:
             more = max(0, stats.min_n_for_quantile_ratio(float(fig.name.rsplit("_p", 1)[1])) - min(nb, nc))
+        return _judged(fig, bv, cv, tol, None, False, nb, nc, more_requests=more or None, note=why)
+    # The interval's own centre (Hodges-Lehmann, bootstrap point), in percent like its ends.
+    return _judged(fig, bv, cv, tol, stats.Interval(100 * iv.estimate, 100 * iv.low, 100 * iv.high),
+                   False, nb, nc)
+
+
+def _share_change(fig: Figure, baseline: Mapping[str, Any], current: Mapping[str, Any],
+                  tol: Tolerance | None) -> Change:
+    """The failure share from the two summaries' counts (records or not): Newcombe's interval of the
+    difference of the two shares, in fractions (a rise of 0.02 is 2 points)."""
+    b, c = failure_counts(baseline), failure_counts(current)
+    if b is None or c is None or not b[1] or not c[1]:
+        return _point_change(fig, baseline, current, tol)
+    iv = stats.proportion_difference(b[0], b[1], c[0], c[1])
+    return _judged(fig, b[0] / b[1], c[0] / c[1], tol, iv, True, b[1], c[1])
+
+
+def _judged(fig: Figure, bv: float, cv: float, tol: Tolerance | None, iv: stats.Interval | None,
+            absolute: bool, nb: int, nc: int, *, more_requests: int | None = None, note: str | None = None) -> Change:
+    """A Change with its verdict from the interval `iv` of the change (percent, or the figure's unit
+    when `absolute`); without an interval a gated figure is inconclusive."""
+    delta = cv - bv
+    pct = 100 * delta / abs(bv) if bv else (0.0 if delta == 0 else None)
+    low, high = (iv.low, iv.high) if iv else (None, None)
+    common = dict(low=low, high=high, absolute=absolute, method=fig.method, n_baseline=nb, n_current=nc)
+    if tol is None:
+        return Change(fig.name, fig.unit, fig.higher_is_better, bv, cv, delta, pct, tol, "not gated", **common)
+    if iv is None:
         return Change(fig.name, fig.unit, fig.higher_is_better, bv, cv, delta, pct, tol, "inconclusive",
-                      more_requests=more or None, note=why, **common)
+                      more_requests=more_requests, note=note, **common)
+    bound = _bound(tol, bv, absolute)
     sign = -1 if fig.higher_is_better else 1
-    # The interval's own centre (Hodges-Lehmann, bootstrap point), in the interval's units.
-    est = iv.estimate if absolute else 100 * iv.estimate
-    w_est, w_lo, w_hi = sign * est, min(sign * low, sign * high), max(sign * low, sign * high)
-    status = _verdict(w_lo, w_hi, bound)
+    w_est, w_lo, w_hi = sign * iv.estimate, min(sign * iv.low, sign * iv.high), max(sign * iv.low, sign * iv.high)
+    status = _verdict(w_est, w_lo, w_hi, bound, fig.one_sided)
     more = _more_needed(min(nb, nc), w_est, w_lo, w_hi, bound) if status == "inconclusive" else None
     return Change(fig.name, fig.unit, fig.higher_is_better, bv, cv, delta, pct, tol, status,
                   more_requests=more, **common)
 
 
+def _point_n(fig: Figure, summary: Mapping[str, Any]) -> int | None:
+    """The sample size behind a summary's figure: the values of its distribution, else requests."""
+    dist = summary.get(fig.name.rsplit("_p", 1)[0] + "_s") if fig.method in (HL, ORDER, BOOT) else None
+    if isinstance(dist, Mapping) and dist.get("count") is not None:
+        return dist["count"]
+    return (summary.get("counts") or {}).get("attempted")
+
+
 def _point_change(fig: Figure, baseline: Mapping[str, Any], current: Mapping[str, Any],
                   tol: Tolerance | None) -> Change:
     base, cur = fig.get(baseline), fig.get(current)
+    n = dict(n_baseline=_point_n(fig, baseline), n_current=_point_n(fig, current))
     if base is None or cur is None:
-        return Change(fig.name, fig.unit, fig.higher_is_better, base, cur, None, None, tol, "missing")
+        return Change(fig.name, fig.unit, fig.higher_is_better, base, cur, None, None, tol, "missing", **n)
     delta = cur - base
     pct = 100 * delta / abs(base) if base else (0.0 if delta == 0 else None)
     if tol is None:
-        return Change(fig.name, fig.unit, fig.higher_is_better, base, cur, delta, pct, tol, "not gated")
+        return Change(fig.name, fig.unit, fig.higher_is_better, base, cur, delta, pct, tol, "not gated", **n)
     worse = -delta if fig.higher_is_better else delta
     bound = tol.limit / 100 * abs(base) if tol.relative else tol.limit
     status = "regressed" if _past(worse, bound) else "improved" if (worse < -bound and bound > 0) else "unchanged"
-    return Change(fig.name, fig.unit, fig.higher_is_better, base, cur, delta, pct, tol, status)
+    return Change(fig.name, fig.unit, fig.higher_is_better, base, cur, delta, pct, tol, status, **n)
 
 
 # ---------------------------------------------------------------- sentences
@@ -355,19 +422,49 @@ def interval_text(c: Change) -> str:
     return f"[{c.low:+.1f}%, {c.high:+.1f}%]"
 
 
-def _sentence(c: Change) -> str:
+def change_text(c: Change) -> str:
+    """'+19.5%'; a share's change in points ('+4.0 pt'); a change from 0 in the figure's unit."""
+    if c.change is None:
+        return "-"
+    if c.unit == "ratio":
+        return f"{c.change * 100:+.1f} pt"
+    if c.change_pct is not None:
+        return f"{c.change_pct:+.1f}%"
+    return ("+" if c.change >= 0 else "-") + value_text(abs(c.change), c.unit)
+
+
+def n_text(c: Change) -> str:
+    return "n=?" if c.n_baseline is None else f"n={c.n_baseline}/{c.n_current}"
+
+
+def failure_text(c: Change) -> str:
+    """A failed figure: its values, the change with its interval, the tolerance and n."""
     if c.status == "missing":
         side = "baseline" if c.baseline is None else "current"
-        return f"{c.name}: missing in the {side} run (the tolerance {c.tolerance} names it)"
+        return f"{c.name}: missing in the {side} run (the tolerance {tolerance_text(c)} names it; {n_text(c)})"
     verb = "fell" if c.change < 0 else "rose" if c.change > 0 else "did not move"
-    pct = f" {abs(c.change_pct):.1f}%" if c.change_pct is not None and c.change else ""
-    iv = f", 95% interval {interval_text(c)}" if c.low is not None else ""
-    head = (f"{c.name} {verb}{pct} ({value_text(c.baseline, c.unit)} -> {value_text(c.current, c.unit)}{iv})")
-    if c.status == "regressed":
-        return f"{head}, past the tolerance {tolerance_text(c)}"
-    settle = (f"; about {c.more_requests} more requests a side would settle it" if c.more_requests
-              else f" ({c.note})" if c.note else "")
-    return f"{head}: the interval straddles the tolerance {tolerance_text(c)}{settle}"
+    size = f" {change_text(c).lstrip('+-')}" if c.change else ""
+    iv = f"95% interval {interval_text(c)}" if c.low is not None else "no interval (point values)"
+    return (f"{c.name} {verb}{size} ({value_text(c.baseline, c.unit)} -> {value_text(c.current, c.unit)}), "
+            f"{iv}, past the tolerance {tolerance_text(c)} ({n_text(c)})")
+
+
+def needs_text(c: Change) -> str | None:
+    """'needs ~435 a side': requests a side that would settle an undecided figure (an estimate, but
+    for a percentile's exact minimum), or None when no estimate exists."""
+    if not c.more_requests or c.n_baseline is None or c.n_current is None:
+        return None
+    exact = c.low is None and c.method == ORDER
+    return f"needs {'' if exact else '~'}{min(c.n_baseline, c.n_current) + c.more_requests} a side"
+
+
+def undecided_text(c: Change) -> str:
+    """An undecided figure in a few words: 'latency_p99 +3.1% no interval, tolerance +20%
+    (n=200/200, needs 435 a side)'."""
+    iv = interval_text(c) if c.low is not None else "no interval"
+    needs = needs_text(c)
+    settle = f", {needs}" if needs else f"; {c.note}" if c.note else ""
+    return f"{c.name} {change_text(c)} {iv}, tolerance {tolerance_text(c)} ({n_text(c)}{settle})"
 
 
 # ---------------------------------------------------------------- compare
@@ -413,8 +510,8 @@ def compare(baseline: Mapping[str, Any] | Path | str | Side, current: Mapping[st
     if not statistical:
         notes.append("no records on " + ("either side" if base.records is None and cur.records is None else
                      "the baseline side" if base.records is None else "the current side") +
-                     ": point comparison of the two summaries, without intervals (pass run directories "
-                     "to compare distributions)")
+                     ": point comparison of the two summaries, without intervals but the failure share's, "
+                     "which needs only the counts (pass run directories to compare distributions)")
     names = [n for n in FIGURES if n in HEADLINE or FIGURES[n].get(base.summary) is not None
              or FIGURES[n].get(cur.summary) is not None or (n in tols and n != "goodput")]
     if figures is not None:
@@ -429,14 +526,23 @@ def compare(baseline: Mapping[str, Any] | Path | str | Side, current: Mapping[st
                         current_label=_label(cur, (cur.summary.get("counts") or {}).get("attempted")))
     for name in names:
         fig, tol = FIGURES[name], tols.get(name)
-        change = _statistical_change(fig, base, cur, tol, seed) if statistical else \
-            _point_change(fig, base.summary, cur.summary, tol)
+        if statistical:
+            change = _statistical_change(fig, base, cur, tol, seed)
+        elif fig.method == NEWCOMBE:
+            change = _share_change(fig, base.summary, cur.summary, tol)
+        else:
+            change = _point_change(fig, base.summary, cur.summary, tol)
         result.changes.append(change)
-        if change.status == "regressed" or (change.status == "missing" and change.tolerance is not None):
-            result.regressions.append(_sentence(change))
+        if failed(change):
+            result.regressions.append(failure_text(change))
         elif change.status == "inconclusive":
-            result.inconclusive.append(_sentence(change))
+            result.inconclusive.append(undecided_text(change))
     return result
+
+
+def failed(c: Change) -> bool:
+    """A figure that fails the gate: regressed, or missing while a tolerance names it."""
+    return c.status == "regressed" or (c.status == "missing" and c.tolerance is not None)
 
 
 def changes_as_dicts(cmp: Comparison) -> list[dict[str, Any]]:

@@ -49,6 +49,7 @@ class BenchPoint(NamedTuple):
 class Recommendation:
     choice: int | None                      # the recommended concurrency; None: no level is eligible
     best: int | None                        # the level with the most throughput, eligible or not
+    top: int | None = None                  # the eligible level with the most throughput
     reasons: dict[int, str] = field(default_factory=dict)   # why each other level was not recommended
     excluded: tuple[int, ...] = ()          # levels ruled out before their throughput was compared
 
@@ -121,12 +122,12 @@ def recommend(points: Iterable[BenchPoint | tuple], slo: Mapping[str, float] | N
     eligible = [p for p in pts if p.concurrency not in reasons]
     top = _most(eligible)
     if top is None:
-        return Recommendation(None, best.concurrency if best else None, reasons, excluded)
+        return Recommendation(None, best.concurrency if best else None, None, reasons, excluded)
     choice = min((p for p in eligible if indistinguishable(p, top)), key=lambda p: p.concurrency)
     for p in eligible:
         if p is not choice:
             reasons[p.concurrency] = _lost(p, choice, top)
-    return Recommendation(choice.concurrency, best.concurrency if best else None, reasons, excluded)
+    return Recommendation(choice.concurrency, best.concurrency if best else None, top.concurrency, reasons, excluded)
 
 
 def _lost(p: BenchPoint, choice: BenchPoint, top: BenchPoint) -> str:

@@ -25,12 +25,14 @@ from typing import Any, Awaitable, Callable, Sequence
 from batchrun.analysis import stats
 from batchrun.analysis.metrics import percentile
 from batchrun.analysis.recommend import DEFAULT_MAX_FAILURE_SHARE, BenchPoint, recommend
-from batchrun.bench.sweep import BenchConfig, RunResult, bench_jobs, measure_async, warm_prompts
-from batchrun.endpoint.resolve import open_endpoint, preflight, sim_config
+from batchrun.bench.sizing import RunSize
+from batchrun.bench.sweep import (BenchConfig, RunResult, bench_jobs, builtin_extra, measure_async, public_settings,
+                                  warm_prompts)
+from batchrun.endpoint.resolve import endpoint_info, open_endpoint, preflight, sim_config
 from batchrun.errors import ConfigError
-from batchrun.hooks import Notify, log
+from batchrun.hooks import Hooks
 from batchrun.plan import open_rows
-from batchrun.report.format import fmt_num, fmt_s, slo_text
+from batchrun.report.format import fmt_num, fmt_s
 from batchrun.report.summary import write_bench_manifest, write_reports
 from batchrun.store.records import OK, Record
 
@@ -123,8 +125,9 @@ def probe_requests(requests: int | None, concurrency: int) -> int:
 
 
 async def execute_find_max(config: BenchConfig, out: Path | None = None,
-                           notify: Notify = log) -> tuple[Path, FindMaxResult]:
-    """Run the search against the configured endpoint; every probe is written as a bench run."""
+                           hooks: Hooks = Hooks()) -> tuple[Path, FindMaxResult]:
+    """Run the search against the configured endpoint; every probe is written as a bench run.
+    Messages and progress go to the face's `hooks`."""
     if not config.slo:
         raise ConfigError("--find-max needs --slo, e.g. --slo ttft=500ms,e2e=10s")
     run = config.run
@@ -134,13 +137,15 @@ async def execute_find_max(config: BenchConfig, out: Path | None = None,
     # Every request of a probe is measured: no --max-run-time cut, one warm-up wave.
     config = dataclasses.replace(config, max_run_s=None)
     results: list[RunResult] = []
-    async with open_endpoint(run.endpoint.base_url, run.endpoint.api_key, announce=notify,
-                             sim_config=sim_config(run, realistic=True)) as endpoint:
-        model = await preflight(endpoint, run.endpoint.model, timeout_s=run.limits.timeout, announce=notify)
+    builtin = sim_config(run, realistic=True)
+    async with open_endpoint(run.endpoint.base_url, run.endpoint.api_key, announce=hooks.notify,
+                             sim_config=builtin) as endpoint:
+        model = await preflight(endpoint, run.endpoint.model, timeout_s=run.limits.timeout, announce=hooks.notify)
         if model != run.endpoint.model:
             config = dataclasses.replace(config, run=run.replace(model=model))
+        info = endpoint_info(endpoint, model)
         pool = bench_jobs(config.run, probe_requests(config.requests, config.max_concurrency), rows)
-        warmup = await warm_prompts(endpoint, pool, config, notify)
+        warmup = await warm_prompts(endpoint, pool, config, hooks)
         # Each probe opens its connections with at least one unmeasured wave (none with --no-warmup).
         warmup["wave"] = (config.warmup or None) if config.warm_cache else 0
 
@@ -150,47 +155,46 @@ async def execute_find_max(config: BenchConfig, out: Path | None = None,
             records: list[Record] = []
             wall = 0.0
             for attempt in range(1 + MORE_ON_CLOSE_CALL):
-                notify(f"find-max: concurrency {c}, {n} requests" + (" more (a close call)" if attempt else ""))
-                result = await measure_async(endpoint, pool[:n], level, out, concurrency=c, repeat=attempt + 1,
+                hooks.notify(f"find-max: concurrency {c}, {n} requests"
+                             + (" more (a close call)" if attempt else ""))
+                result = await measure_async(endpoint, pool, level, out, concurrency=c, repeat=attempt + 1,
                                              name=f"findmax-c{c}" + (f"-more{attempt}" if attempt else ""),
-                                             notify=notify)
+                                             size=RunSize(n, n), label=f"find-max c={c}", hooks=hooks)
                 results.append(result)
                 records += result.records
                 wall += result.wall_time_s
                 verdict = judge(c, records, wall, config.slo, config.max_failure_share)
                 if not verdict.close_call:
                     break
-            notify(f"find-max: concurrency {c}: {'meets' if verdict.meets else 'misses'} the SLO"
-                + (f" ({verdict.why})" if verdict.why else ""))
+            hooks.notify(f"find-max: concurrency {c}: {'meets' if verdict.meets else 'misses'} the SLO"
+                         + (f" ({verdict.why})" if verdict.why else ""))
             return verdict
 
         found = await search(probe, start=min(config.concurrencies or (1,)), ceiling=config.max_concurrency)
+    found_dict = {"slo": config.slo, **found.to_dict()}
     bench = {"runs": [r.entry() for r in results], "slo": config.slo, "warmup": warmup,
-             "max_failure_share": config.max_failure_share}
-    write_bench_manifest(out, bench["runs"], slo=config.slo, warmup=warmup, max_failure_share=config.max_failure_share)
-    write_reports(out, None, [], bench=bench)
-    (out / "find_max.json").write_text(json.dumps({"slo": config.slo, **found.to_dict()}, indent=2) + "\n")
+             "max_failure_share": config.max_failure_share, "find_max": found_dict}
+    public = public_settings(config)
+    write_bench_manifest(out, bench["runs"], slo=config.slo, config=public, warmup=warmup,
+                         max_failure_share=config.max_failure_share)
+    # The same endpoint block and banner as a sweep's (and a run's) reports.
+    write_reports(out, None, [], bench=bench, config=public, endpoint=info, extra=builtin_extra(builtin))
+    (out / "find_max.json").write_text(json.dumps(found_dict, indent=2) + "\n")
     return out, found
 
 
 def format_find_max(result: FindMaxResult, slo: dict[str, float]) -> str:
-    """The console lines: one per probe, then the answer with its bracket."""
+    """The console lines: the answer with its bracket, then one line per probe."""
+    from batchrun.report.bench import find_max_answer    # lazy: the bench report loads numpy
+
     def ci(value: float | None, interval: tuple[float, float] | None) -> str:
         return fmt_s(value) if interval is None else f"{fmt_s(value)} [{fmt_s(interval[0])}, {fmt_s(interval[1])}]"
 
-    lines = [f"{'c':>5}  {'n':>5}  {'req/s':>8}  {'p99 TTFT [95% CI]':>28}  {'p99 latency [95% CI]':>28}  verdict"]
+    lines = [*find_max_answer({"slo": slo, **result.to_dict()}),
+             f"{'c':>5}  {'n':>5}  {'req/s':>8}  {'p99 TTFT [95% CI]':>28}  {'p99 latency [95% CI]':>28}  verdict"]
     for p in sorted(result.probes, key=lambda p: p.concurrency):
         verdict = ("meets" if p.meets else f"misses ({p.why})" if p.why else "misses") + \
             (" (close call)" if p.close_call else "")
         lines.append(f"{p.concurrency:>5}  {p.requests:>5}  {fmt_num(p.requests_per_s):>8}  "
                      f"{ci(p.ttft_p99_s, p.ttft_p99_ci):>28}  {ci(p.latency_p99_s, p.latency_p99_ci):>28}  {verdict}")
-    rule = slo_text(slo)
-    if result.best is None:
-        lines.append(f"No concurrency met the SLO ({rule}), not even {result.probes[0].concurrency}.")
-    elif result.first_failing is None:
-        lines.append(f"Highest load meeting the SLO ({rule}): concurrency {result.best} or more "
-                     "(the ceiling still met it).")
-    else:
-        lines.append(f"Highest load meeting the SLO ({rule}): concurrency {result.best} "
-                     f"(it lies in [{result.best}, {result.first_failing}): {result.first_failing} missed).")
     return "\n".join(lines)

@@ -11,6 +11,7 @@ requests that are not measured.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import itertools
@@ -22,9 +23,8 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, AsyncIterator, Callable, Iterator
 
-from batchrun.analysis import stats
 from batchrun.analysis.recommend import DEFAULT_MAX_FAILURE_SHARE
 from batchrun.endpoint.kinds import kind
 from batchrun.endpoint.transport import Endpoint, make_session
@@ -34,36 +34,42 @@ from batchrun.endpoint.resolve import endpoint_info, open_endpoint, preflight
 from batchrun.errors import ConfigError, InputError
 from batchrun.endpoint.requests import Job
 from batchrun.engine.pool import Pool, PoolConfig
+from batchrun.engine.looplag import sample_loop_lag
+from batchrun.engine.quietgc import quiet_gc
+from batchrun.hooks import Hooks, LevelProgress
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.store.records import CANCELLED, OK, Record, RecordSink
+from batchrun.plan import jobs as run_jobs
+from batchrun.plan import open_rows
+from batchrun.bench.sizing import QUICK_MIN, TARGET_HALF_WIDTH, RunSize, SizedJobs
 from batchrun.bench.sync import run_sync
 from batchrun.report.bench import bench_analysis
 from batchrun.report.summary import write_bench_manifest, write_reports
 from batchrun.report.workloads import append_markdown, bench_headline_workloads
-from batchrun.engine.looplag import sample_loop_lag
-from batchrun.engine.quietgc import quiet_gc
-from batchrun.endpoint.resolve import sim_config
-from batchrun.hooks import Notify, log
-from batchrun.plan import jobs as run_jobs
-from batchrun.plan import open_rows
 from batchrun.analysis.metrics import summarize
 from batchrun.endpoint.calibrate import synthetic_rows
+from batchrun.endpoint.resolve import sim_config
 from batchrun.sim.config import public as public_sim
 
-DEFAULT_SWEEP = (1, 2, 4, 8, 16, 32, 64)
+# The default levels: a factor of 4 apart, so four runs span what seven doubling ones did.
+DEFAULT_LEVELS = (1, 4, 16, 64)
 _NOT_IN_BENCH = {"concurrency", "resume", "out", "output_format", "quiet", "fail_on_error", "max_errors",
                  "max_error_rate", "on_bad_row", "tool_module", "max_tool_rounds", "tool_timeout"}
 
 
 MIN_REQUESTS = 100          # per level by default: at least this many, and 4 x the concurrency
 FEW_REQUESTS = 30           # a level with fewer measured requests is marked in every table
-# Default sizing of an async level: past its minimum it keeps sending until `compare` against an
-# identical run would give its p50 TTFT and p50 latency a 95% interval within ±4% (SizedJobs,
-# level_half_width), checked every quarter of the minimum, up to 4 x the minimum. ±4% against the
-# default 10% tolerance catches a 20% regression in ~99% of pairs (simulated; bench_compare.py
-# measures it for real); the sync baseline, only the speedup's denominator, keeps the minimum.
-TARGET_HALF_WIDTH = 0.04
+# Levels given (-c / --rate), no time budget: each async level sized by its spread (sizing.py)
+# between its minimum and MAX_FACTOR x that; the sync baseline, only the speedup's denominator,
+# measures its minimum.
 MAX_FACTOR = 4
+# The default bench (no -c, --rate, -n): a time budget shared by its runs, each sending while
+# what it has in flight would end within its share, after at least QUICK_MIN requests (and one
+# per slot). The sync baseline gets SYNC_SHARES shares: the speedup's interval is mostly its
+# width. Against the built-in endpoint (~1 s a request) the whole bench took 46-49 s (3 runs,
+# /usr/bin/time, 2-core machine at load 2.6-3.8).
+DEFAULT_TIME_BUDGET_S = 36.0
+SYNC_SHARES = 2
 # The warm-up pass's requests in flight (at most the largest level): quick over a few hundred
 # prompts, and few enough that a small server (llama-server's 4 slots) only queues a little.
 WARMUP_CONCURRENCY = 8
@@ -74,8 +80,8 @@ class BenchConfig:
     """What to measure; `run` holds the input, request and endpoint settings shared with `run`."""
 
     run: RunConfig
-    requests: int | None = None             # per run; None: max(100, 4 x concurrency) per level
-    concurrencies: tuple[int, ...] = DEFAULT_SWEEP
+    requests: int | None = None             # per run; None: sized (time_budget_s, else by spread)
+    concurrencies: tuple[int, ...] = DEFAULT_LEVELS
     rates: tuple[float, ...] = ()           # open-loop requests/s instead of fixed concurrency
     burstiness: float = 1.0                 # gamma shape of inter-arrival times; 1 = Poisson
     max_concurrency: int = 1024             # cap on in-flight requests in open-loop runs
@@ -86,6 +92,7 @@ class BenchConfig:
     max_run_s: float | None = None          # stop sending new requests this long into a run
     slo: dict[str, float] | None = None
     max_failure_share: float = DEFAULT_MAX_FAILURE_SHARE    # a level failing more is never recommended
+    time_budget_s: float | None = None      # seconds the runs share (resolve_time_budget); None: none
 
     def __post_init__(self) -> None:
         if (self.requests is not None and self.requests < 1) or self.repeat < 1 or \
@@ -98,6 +105,11 @@ class BenchConfig:
             raise ConfigError("concurrency levels must be >= 1 and rates > 0")
         if self.burstiness <= 0:
             raise ConfigError(f"--burstiness must be positive, got {self.burstiness}")
+        if self.time_budget_s is not None and self.time_budget_s <= 0:
+            raise ConfigError(f"--time-budget is a number of seconds above 0 (0 for none), got {self.time_budget_s:g}")
+        if self.time_budget_s is not None and self.requests is not None:
+            raise ConfigError("-n measures exactly N requests a run and --time-budget sizes runs by time: "
+                              "give one of them")
         if self.run.endpoint.endpoint == "embeddings":
             raise ConfigError("bench measures streamed endpoints (chat, completions); time embeddings with "
                               "`batchrun run --endpoint embeddings` (its summary has inputs/s and tokens/s)")
@@ -112,11 +124,19 @@ class BenchConfig:
             raise ConfigError("--no-warmup sends nothing unmeasured: leave out --warmup (or --no-warmup)")
         fields: dict[str, Any] = {}
         for option in options.of("bench"):
-            if option.group == "bench":
+            if option.group == "bench" and picked[option.name] is not None:   # None: the bench's own default
                 fields.update(option.config_values(picked[option.name]))
         if picked["no_warmup"]:
             fields.update(warmup=0, warm_cache=False)
+        levels_given = bool(picked["concurrency"] or picked["rate"])
+        fields["time_budget_s"] = resolve_time_budget(picked["time_budget"], requests=picked["requests"],
+                                                      levels_given=levels_given)
         return cls(run=run, **fields)
+
+    @property
+    def has_sync(self) -> bool:
+        """Whether the sync SDK baseline runs (it speaks chat only)."""
+        return self.sync and self.run.endpoint.endpoint == "chat"
 
     def requests_for(self, concurrency: int) -> int:
         """Measured requests at one level: -n, else at least max(100, 4 x concurrency)."""
@@ -127,6 +147,30 @@ class BenchConfig:
         decides in between)."""
         return self.requests if self.requests is not None else MAX_FACTOR * self.requests_for(concurrency)
 
+    def size(self, concurrency: int, *, sync: bool = False) -> RunSize:
+        """How many requests a run at `concurrency` measures (the sync baseline: sync=True)."""
+        if self.requests is not None:
+            return RunSize(self.requests, self.requests)
+        if self.time_budget_s is not None:
+            share = self.time_budget_s / self.shares()
+            return RunSize(max(QUICK_MIN, concurrency), self.requests_cap(concurrency),
+                           window_s=share * (SYNC_SHARES if sync else 1))
+        if sync:
+            return RunSize(self.requests_for(1), self.requests_for(1))
+        return RunSize(self.requests_for(concurrency), self.requests_cap(concurrency), target=TARGET_HALF_WIDTH)
+
+    def shares(self) -> int:
+        """How many shares of the time budget the runs take: SYNC_SHARES for the sync baseline,
+        one per level (or rate), every repeat."""
+        return self.repeat * (self._levels() + (SYNC_SHARES if self.has_sync else 0))
+
+    def run_count(self) -> int:
+        """The runs the bench measures: the sync baseline and every level, every repeat."""
+        return self.repeat * (self._levels() + self.has_sync)
+
+    def _levels(self) -> int:
+        return len(self.rates) if self.rates else len(self.concurrencies)
+
     def warmup_for(self, concurrency: int) -> int:
         """Unmeasured requests before a level: --warmup, else one wave (one per slot)."""
         return self.warmup if self.warmup is not None else concurrency
@@ -134,6 +178,15 @@ class BenchConfig:
     def largest_level(self) -> int:
         levels = [*self.concurrencies, *(math.ceil(r) for r in self.rates), 1]
         return max(levels)
+
+
+def resolve_time_budget(given: float | None, *, requests: int | None, levels_given: bool) -> float | None:
+    """The bench's time budget: as given (0: none); else DEFAULT_TIME_BUDGET_S for a bench given
+    neither levels (-c / --rate) nor -n, and none otherwise (each level then sized by its spread,
+    the sizing the CI recipe's detection power rests on)."""
+    if given is not None:
+        return given or None
+    return None if requests is not None or levels_given else DEFAULT_TIME_BUDGET_S
 
 
 def bench_jobs(config: RunConfig, n: int, rows: Iterator[Prompt | BadRow] | None = None) -> list[Job]:
@@ -186,65 +239,18 @@ def send_span(records: list[Record]) -> float | None:
     return max(e for _, e in sent) - min(s for s, _ in sent) or None
 
 
-def level_half_width(records: list[Record]) -> float | None:
-    """How tight `compare` would be on this level against an identical run of the same size: the
-    wider predicted half-width (fraction) of its p50 TTFT and p50 latency intervals; None when
-    too few requests succeeded to say."""
-    ok = [r for r in records if r.status == OK]
-    widths = [stats.median_change_half_width([v for r in ok if (v := getattr(r, key)) is not None])
-              for key in ("ttft_s", "latency_s")]
-    known = [w for w in widths if w is not None]
-    return max(known) if known else None
-
-
-class SizedJobs:
-    """The jobs of one async level, handed out lazily: the first `minimum`, then more while the
-    measured records are not tight enough (level_half_width above `target`, checked every `every`
-    jobs), up to all of `jobs`. Only finished requests are judged, and the rule looks at their
-    spread, never at where they lie, so stopping on it leaves the level's intervals honest
-    (simulated coverage 95-96%)."""
-
-    def __init__(self, jobs: list[Job], records: list[Record], minimum: int, target: float | None) -> None:
-        self.jobs, self.records, self.minimum, self.target = jobs, records, minimum, target
-        self.every = max(1, minimum // 4)
-        self.sent = 0
-        self.width: float | None = None          # the last predicted half-width judged
-
-    def __iter__(self) -> Iterator[Job]:
-        for i, job in enumerate(self.jobs):
-            if self.target is not None and i >= self.minimum and (i - self.minimum) % self.every == 0:
-                self.width = self.predicted(i)
-                if self.width is None or self.width <= self.target:
-                    return
-            self.sent = i + 1
-            yield job
-
-    def predicted(self, sent: int) -> float | None:
-        """The half-width once all `sent` requests have finished: up to 3 waves are still in flight
-        or queued, so the finished ones' width is scaled by sqrt(finished / sent) (widths shrink as
-        1/sqrt(n))."""
-        width = level_half_width(self.records)
-        return None if width is None else width * math.sqrt(len(self.records) / sent)
-
-    def capped_width(self) -> float | None:
-        """The level's final half-width when the cap stopped it short of the target, else None."""
-        if self.target is None or self.sent < len(self.jobs) or self.sent <= self.minimum:
-            return None
-        width = level_half_width(self.records)
-        return math.inf if width is None else width if width > self.target else None
-
-
-def _cut_warning(name: str, records: list[Record], planned: int, max_run_s: float | None, notify: Notify) -> None:
+def _cut_warning(name: str, records: list[Record], planned: int, max_run_s: float | None, hooks: Hooks) -> None:
     if max_run_s is not None and len(records) < planned:
-        notify(f"warning: {name}: --max-run-time {max_run_s:g}s cut it to {len(records)} of {planned} "
-            f"requests{' (fewer than 30: its figures are marked)' if len(records) < FEW_REQUESTS else ''}")
+        hooks.notify(f"warning: {name}: --max-run-time {max_run_s:g}s cut it to {len(records)} of {planned} "
+                     f"requests{' (fewer than 30: its figures are marked)' if len(records) < FEW_REQUESTS else ''}")
 
 
 async def measure_async(endpoint: Endpoint, jobs: list[Job], config: BenchConfig, out: Path, *,
-                        name: str, concurrency: int, repeat: int, rate: float | None = None,
-                        notify: Notify = log) -> RunResult:
-    """One async run: warm the pool's connections with one wave, then send `jobs` and record each,
-    under the same garbage-collector settings as `batchrun run`."""
+                        name: str, concurrency: int, repeat: int, size: RunSize, rate: float | None = None,
+                        label: str | None = None, hooks: Hooks = Hooks()) -> RunResult:
+    """One async run: warm the pool's connections with one wave, then send `jobs` as `size` says
+    and record each, under the same garbage-collector settings as `batchrun run`; live progress
+    (the face's) under `label` (none with --quiet)."""
     run = config.run
     workers = config.max_concurrency if rate else concurrency
     level = math.ceil(rate) if rate else concurrency
@@ -254,8 +260,7 @@ async def measure_async(endpoint: Endpoint, jobs: list[Job], config: BenchConfig
     async with make_session(workers) as session:
         client, pool_config = _client(session, endpoint, run, workers, clock)
         warmup = config.warmup_for(level)
-        sized = SizedJobs(jobs, records, min(len(jobs), config.requests_for(level)),
-                          TARGET_HALF_WIDTH if config.requests is None else None)
+        sized = SizedJobs(jobs, records, size, level, clock)
         if warmup:
             warm = Pool(client, lambda r: None, dataclasses.replace(pool_config, concurrency=min(level, workers)),
                         t0=clock(), clock=clock)
@@ -265,14 +270,15 @@ async def measure_async(endpoint: Endpoint, jobs: list[Job], config: BenchConfig
                 records.append(record)
                 sink.write(record)
 
-            async with quiet_gc():
+            async with quiet_gc(), _progress(config, label, sized, hooks):
                 t0 = clock()
                 pool = Pool(client, keep, pool_config, t0=t0, clock=clock)
                 sampler = asyncio.create_task(sample_loop_lag(lag))
                 interrupted = False
                 try:
                     schedule = arrivals(rate, config.burstiness, run.limits.seed) if rate else None
-                    await pool.run(iter(sized), schedule=schedule, send_for_s=config.max_run_s)
+                    await pool.run(iter(sized), schedule=schedule, send_for_s=config.max_run_s,
+                                   send_check=sized.may_send)
                 except asyncio.CancelledError:
                     interrupted = True          # Ctrl-C: keep what finished (below), then stop the bench
                 finally:
@@ -283,19 +289,48 @@ async def measure_async(endpoint: Endpoint, jobs: list[Job], config: BenchConfig
                     raise ConfigError(f"the endpoint refused the run: {pool.refused} (fix OPENAI_API_KEY, "
                                       "--model or --base-url)")
     finished = [r for r in records if r.status != CANCELLED]
-    planned = max(sized.sent, sized.minimum) if config.max_run_s is not None else sized.sent
     result = RunResult(name, "rate" if rate else "async", workers if rate else concurrency, repeat, rate,
-                       send_span(finished) or wall, finished, lag, planned)
+                       send_span(finished) or wall, finished, lag, _planned(sized, config.max_run_s))
     if interrupted:
         raise Interrupted(result)
-    _cut_warning(name, records, planned, config.max_run_s, notify)
+    _cut_warning(name, records, result.planned, config.max_run_s, hooks)
     capped = sized.capped_width()
     if capped is not None:
         width = "unknown" if math.isinf(capped) else f"±{100 * capped:.1f}%"
-        notify(f"warning: {name}: stopped at its cap of {sized.sent} requests with the p50 TTFT/latency "
-            f"interval against an identical run still {width} (the default sizing aims at "
-            f"±{100 * TARGET_HALF_WIDTH:g}%): a small regression may not be caught; measure more with -n")
+        hooks.notify(f"warning: {name}: stopped at its cap of {sized.sent} requests with the p50 TTFT/latency "
+                     f"interval against an identical run still {width} (the default sizing aims at "
+                     f"±{100 * TARGET_HALF_WIDTH:g}%): a small regression may not be caught; measure more with -n")
     return result
+
+
+def _planned(sized: SizedJobs, max_run_s: float | None) -> int:
+    """The requests a run meant to measure, against which a --max-run-time cut is shown: those
+    its sizing handed out (at least its minimum when a cut may have stopped it); with a time
+    share, those it sent (the share is the plan)."""
+    if sized.size.window_s is not None:
+        return sized.launched
+    return max(sized.sent, sized.minimum) if max_run_s is not None else sized.sent
+
+
+@contextlib.asynccontextmanager
+async def _progress(config: BenchConfig, label: str | None, sized: SizedJobs, hooks: Hooks) -> AsyncIterator[None]:
+    """The face's live progress of one run while the block runs (none with --quiet or no label)."""
+    progress = hooks.progress
+    if label is None or config.run.control.quiet or progress is None:
+        yield
+        return
+
+    def state() -> LevelProgress:
+        total, eta = sized.outlook()
+        ok = sum(r.status == OK for r in sized.records)
+        return LevelProgress(label, len(sized.records), total, ok, len(sized.records) - ok, eta)
+
+    task = asyncio.create_task(progress.level(state))
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 def _client(session: Any, endpoint: Endpoint, run: RunConfig, workers: int,
@@ -310,28 +345,35 @@ def _client(session: Any, endpoint: Endpoint, run: RunConfig, workers: int,
                               learn_tpm=limits.learn_tpm)
 
 
+def one_token(job: Job, id: str) -> tuple[Job, int | None]:
+    """`job` unmeasured: its output cap cut to 1 token and its id `id` (never a measured one's);
+    also the cap sent (None: the body had none, so it was left as it was). What warming needs is
+    the prompt's prefill (what a server's prompt cache keeps) and an open connection; the
+    answer adds nothing to either, and at 1 token a wave takes about a TTFT, not a whole answer."""
+    body, cap = json.loads(job.body), None
+    for key in ("max_tokens", "max_completion_tokens"):
+        if key in body:
+            body[key] = cap = 1
+    return dataclasses.replace(job, body=json.dumps(body, ensure_ascii=False).encode(),
+                               prompt=dataclasses.replace(job.prompt, id=id)), cap
+
+
 def cache_pass_jobs(jobs: list[Job]) -> tuple[list[Job], int | None]:
-    """One job per distinct request body among `jobs` (the prompts cycle), with its output cap
-    cut to 1 token (the prompt's prefill is what a server's prompt cache keeps; the answer adds
-    nothing to it), and ids that never meet a measured one. Also the cap sent (None: the body
-    had none, so it was left as it was)."""
+    """One job per distinct request body among `jobs` (the prompts cycle), each cut to one token
+    (one_token), and the cap sent."""
     seen: set[bytes] = set()
     out, cap = [], None
     for job in jobs:
         if job.body in seen:
             continue
         seen.add(job.body)
-        body = json.loads(job.body)
-        for key in ("max_tokens", "max_completion_tokens"):
-            if key in body:
-                body[key] = cap = 1
-        out.append(dataclasses.replace(job, body=json.dumps(body, ensure_ascii=False).encode(),
-                                       prompt=dataclasses.replace(job.prompt, id=f"warmup-pass-{len(out)}")))
+        warm, cap = one_token(job, f"warmup-pass-{len(out)}")
+        out.append(warm)
     return out, cap
 
 
 async def warm_prompts(endpoint: Endpoint, jobs: list[Job], config: BenchConfig,
-                       notify: Notify = log) -> dict[str, Any]:
+                       hooks: Hooks = Hooks()) -> dict[str, Any]:
     """The warm-up pass: every distinct prompt of `jobs` sent once, unmeasured, before the first
     measured run, so each run meets a server that has seen all of them (a cold prompt cache
     otherwise slows the first run only). Returns what was done, for bench.json and the reports."""
@@ -345,7 +387,7 @@ async def warm_prompts(endpoint: Endpoint, jobs: list[Job], config: BenchConfig,
         nonlocal failed
         failed += record.status != OK
 
-    _note(config, notify, f"warm-up: {len(distinct)} distinct prompts once, {level} at a time, not measured")
+    _note(config, hooks, f"warm-up: {len(distinct)} distinct prompts once, {level} at a time, not measured")
     clock = time.perf_counter
     async with make_session(level) as session:
         client, pool_config = _client(session, endpoint, config.run, level, clock)
@@ -358,8 +400,8 @@ async def warm_prompts(endpoint: Endpoint, jobs: list[Job], config: BenchConfig,
                 raise ConfigError(f"the endpoint refused the run: {pool.refused} (fix OPENAI_API_KEY, --model or "
                                   "--base-url)")
     if failed:
-        notify(f"warning: warm-up: {failed} of {len(distinct)} requests failed"
-            + (": the first measured run may meet a cold cache" if failed == len(distinct) else ""))
+        hooks.notify(f"warning: warm-up: {failed} of {len(distinct)} requests failed"
+                     + (": the first measured run may meet a cold cache" if failed == len(distinct) else ""))
     return {"pass": True, "prompts": len(distinct), "failed": failed, "concurrency": level, "max_tokens": cap,
             "wave": config.warmup}
 
@@ -373,44 +415,47 @@ class Interrupted(Exception):
 
 
 def _warmup_jobs(jobs: list[Job], n: int) -> list[Job]:
-    """`n` jobs for the warm-up wave (the prompts cycle), with ids that never meet a measured one."""
-    return [dataclasses.replace(jobs[i % len(jobs)], prompt=dataclasses.replace(
-        jobs[i % len(jobs)].prompt, id=f"warmup-{i}")) for i in range(n)]
+    """`n` jobs for the warm-up wave (the prompts cycle), cut to one token (one_token)."""
+    return [one_token(jobs[i % len(jobs)], f"warmup-{i}")[0] for i in range(n)]
 
 
 async def measure_sync(endpoint: Endpoint, jobs: list[Job], config: BenchConfig, out: Path,
-                       repeat: int, notify: Notify = log) -> RunResult:
+                       repeat: int, label: str | None = None, hooks: Hooks = Hooks()) -> RunResult:
     """The SDK baseline, one request after another, in a thread so the loop stays free; its client
-    is built and warmed before the clock starts."""
+    is built and warmed before the clock starts. Sized by config.size(1, sync=True)."""
     name = f"sync-r{repeat}"
     stop = threading.Event()
     interrupted = False
-    async with quiet_gc():
+    records: list[Record] = []
+    sized = SizedJobs(jobs, records, config.size(1, sync=True))
+    async with quiet_gc(), _progress(config, label, sized, hooks):
         thread = asyncio.get_running_loop().run_in_executor(None, functools.partial(
-            run_sync, endpoint, jobs, timeout_s=config.run.limits.timeout, send_for_s=config.max_run_s,
-            warmup=_warmup_jobs(jobs, config.warmup_for(1)), stop=stop))
+            run_sync, endpoint, sized, timeout_s=config.run.limits.timeout, send_for_s=config.max_run_s,
+            warmup=_warmup_jobs(jobs, config.warmup_for(1)), stop=stop, send_check=sized.may_send,
+            records=records))
         try:
-            records = await asyncio.shield(thread)
+            await asyncio.shield(thread)
         except asyncio.CancelledError:
             # Ctrl-C: a thread cannot be cancelled; it stops after its request in flight, and
             # what it finished is kept.
             stop.set()
             interrupted = True
-            records = await thread
+            await thread
     wall = send_span(records) or 1e-9
     with RecordSink(out / "runs" / name / "records.jsonl", secrets=endpoint.secrets) as sink:
         for record in records:
             sink.write(record)
-    result = RunResult(name, "sync", 1, repeat, None, wall, records, [], len(jobs))
+    result = RunResult(name, "sync", 1, repeat, None, wall, records, [], _planned(sized, config.max_run_s))
     if interrupted:
         raise Interrupted(result)
-    _cut_warning(name, records, len(jobs), config.max_run_s, notify)
+    _cut_warning(name, records, result.planned, config.max_run_s, hooks)
     return result
 
 
 async def execute_bench(config: BenchConfig, out: Path | None = None,
-                        notify: Notify = log) -> tuple[Path, dict[str, Any]]:
-    """Run the whole bench; returns the output directory and the bench analysis.
+                        hooks: Hooks = Hooks()) -> tuple[Path, dict[str, Any]]:
+    """Run the whole bench; returns the output directory and the bench analysis. Messages and
+    progress go to the face's `hooks`.
 
     bench.json is rewritten after every run, so a bench stopped by Ctrl-C keeps (and reports)
     every run it finished; KeyboardInterrupt is raised again after the reports are written."""
@@ -420,19 +465,19 @@ async def execute_bench(config: BenchConfig, out: Path | None = None,
     rows = open_rows(run)                   # a bad file stops here, before the endpoint starts
     out.mkdir(parents=True, exist_ok=True)
     builtin = sim_config(run, realistic=True)
-    extra = {"builtin_endpoint": public_sim(builtin)} if builtin is not None else {}
+    extra = builtin_extra(builtin)
     results: list[RunResult] = []
     interrupted = False
-    async with open_endpoint(run.endpoint.base_url, run.endpoint.api_key, announce=lambda m: _note(config, notify, m),
+    async with open_endpoint(run.endpoint.base_url, run.endpoint.api_key, announce=lambda m: _note(config, hooks, m),
                              sim_config=builtin) as endpoint:
-        model = await preflight(endpoint, run.endpoint.model, timeout_s=run.limits.timeout, announce=notify)
+        model = await preflight(endpoint, run.endpoint.model, timeout_s=run.limits.timeout, announce=hooks.notify)
         if model != run.endpoint.model:
             config = dataclasses.replace(config, run=run.replace(model=model))
         info = endpoint_info(endpoint, model)
         synthetic_info = None
         if run.input.synthetic is not None:
-            rows, synthetic_info = await synthetic_rows(config.run, endpoint, config.requests, notify)
-        public = _public(config)
+            rows, synthetic_info = await synthetic_rows(config.run, endpoint, config.requests, hooks.notify)
+        public = public_settings(config)
         jobs = bench_jobs(config.run, max(config.requests_cap(config.largest_level()), config.requests_for(1)), rows)
         warmup: dict[str, Any] | None = None
 
@@ -441,16 +486,16 @@ async def execute_bench(config: BenchConfig, out: Path | None = None,
                                  max_failure_share=config.max_failure_share)
 
         try:
-            warmup = await warm_prompts(endpoint, jobs, config, notify)
-            await _all_runs(endpoint, jobs, config, out, results, manifest, notify)
+            warmup = await warm_prompts(endpoint, jobs, config, hooks)
+            await _all_runs(endpoint, jobs, config, out, results, manifest, hooks)
         except (KeyboardInterrupt, asyncio.CancelledError, Interrupted) as exc:
             interrupted = True
             if isinstance(exc, Interrupted) and exc.result.records:
                 results.append(exc.result)
                 manifest()
-            notify(f"interrupted: keeping the {len(results)} run(s) measured so far"
-                + (f" ({exc.result.name} partly: {len(exc.result.records)} requests)"
-                   if isinstance(exc, Interrupted) and exc.result.records else ""))
+            hooks.notify(f"interrupted: keeping the {len(results)} run(s) measured so far"
+                         + (f" ({exc.result.name} partly: {len(exc.result.records)} requests)"
+                            if isinstance(exc, Interrupted) and exc.result.records else ""))
     bench = {"runs": [r.entry() for r in results], "slo": config.slo, "warmup": warmup,
              "max_failure_share": config.max_failure_share}
     analysis = bench_analysis(bench)
@@ -466,37 +511,48 @@ async def execute_bench(config: BenchConfig, out: Path | None = None,
     return out, analysis
 
 
-def _note(config: BenchConfig, notify: Notify, message: str) -> None:
-    """Progress lines, left out with --quiet (warnings always go to `notify`)."""
+def _note(config: BenchConfig, hooks: Hooks, message: str) -> None:
+    """Progress lines, left out with --quiet (warnings always go to the face)."""
     if not config.run.control.quiet:
-        notify(message)
+        hooks.notify(message)
 
 
-def _public(config: BenchConfig) -> dict[str, Any]:
-    # The run settings that mean something in a bench (not concurrency, resume, output, ...).
+def builtin_extra(builtin: Any) -> dict[str, Any]:
+    """summary.json's `builtin_endpoint`: every setting of the built-in endpoint that answered
+    (its seed too, so a bench can be repeated exactly); nothing for a configured endpoint."""
+    return {"builtin_endpoint": public_sim(builtin)} if builtin is not None else {}
+
+
+def public_settings(config: BenchConfig) -> dict[str, Any]:
+    """The settings a bench's reports and bench.json show: the run settings that mean something
+    in a bench (not concurrency, resume, output, ...) and the bench's own."""
     run_public = {k: v for k, v in config.run.public_dict().items() if k not in _NOT_IN_BENCH}
     return {**run_public, **_bench_settings(config)}
 
 
 async def _all_runs(endpoint: Endpoint, jobs: list[Job], config: BenchConfig, out: Path,
-                    results: list[RunResult], manifest: Callable[[], None], notify: Notify) -> None:
+                    results: list[RunResult], manifest: Callable[[], None], hooks: Hooks) -> None:
     def done(result: RunResult) -> None:
         results.append(result)
         manifest()
 
+    def label(what: str) -> str:
+        return f"{what} (run {len(results) + 1}/{config.run_count()})"
+
     for repeat in range(1, config.repeat + 1):
-        if config.sync and config.run.endpoint.endpoint == "chat":     # the SDK baseline speaks chat only
-            _note(config, notify, f"sync baseline (openai.OpenAI, sequential), repeat {repeat}")
-            done(await measure_sync(endpoint, jobs[:config.requests_for(1)], config, out, repeat, notify))
+        if config.has_sync:
+            _note(config, hooks, f"sync baseline (openai.OpenAI, sequential), repeat {repeat}")
+            done(await measure_sync(endpoint, jobs, config, out, repeat, label("sync"), hooks))
         for c in config.concurrencies if not config.rates else ():
-            _note(config, notify, f"async, concurrency {c}, repeat {repeat}")
-            done(await measure_async(endpoint, jobs[:config.requests_cap(c)], config, out,
-                                     name=f"async-c{c}-r{repeat}", concurrency=c, repeat=repeat, notify=notify))
+            _note(config, hooks, f"async, concurrency {c}, repeat {repeat}")
+            done(await measure_async(endpoint, jobs, config, out, name=f"async-c{c}-r{repeat}", concurrency=c,
+                                     repeat=repeat, size=config.size(c), label=label(f"async c={c}"), hooks=hooks))
         for rate in config.rates:
-            _note(config, notify, f"open loop, {rate:g} requests/s, repeat {repeat}")
-            done(await measure_async(endpoint, jobs[:config.requests_cap(math.ceil(rate))], config, out,
-                                     name=f"rate-{rate:g}-r{repeat}", concurrency=config.max_concurrency,
-                                     repeat=repeat, rate=rate, notify=notify))
+            _note(config, hooks, f"open loop, {rate:g} requests/s, repeat {repeat}")
+            done(await measure_async(endpoint, jobs, config, out, name=f"rate-{rate:g}-r{repeat}",
+                                     concurrency=config.max_concurrency, repeat=repeat,
+                                     size=config.size(math.ceil(rate)), rate=rate, label=label(f"rate {rate:g}/s"),
+                                     hooks=hooks))
 
 
 def _bench_settings(config: BenchConfig) -> dict[str, Any]:

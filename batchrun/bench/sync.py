@@ -55,20 +55,24 @@ def make_client(endpoint: Endpoint, timeout_s: float | None) -> _Client:
 
 def run_sync(endpoint: Endpoint, jobs: Iterable[Job], *, timeout_s: float | None, t0: float | None = None,
              send_for_s: float | None = None, clock: Callable[[], float] = time.perf_counter,
-             warmup: Sequence[Job] = (), stop: threading.Event | None = None) -> list[Record]:
-    """Send `jobs` one after another; stop starting new ones `send_for_s` after the start.
+             warmup: Sequence[Job] = (), stop: threading.Event | None = None,
+             send_check: Callable[[], bool] | None = None, records: list[Record] | None = None) -> list[Record]:
+    """Send `jobs` one after another; stop starting new ones `send_for_s` after the start, or
+    once `send_check` (asked before each send) says no.
 
     `warmup` jobs go first and are not recorded; the run's clock (`t0`, unless given) starts after
     them, so every record's `sent_s` is an offset from the first measured send. Setting `stop`
-    (Ctrl-C in the bench) ends the run after the request in flight."""
+    (Ctrl-C in the bench) ends the run after the request in flight. Records are appended to
+    `records` (when given, so a caller may watch them) as each request ends, and returned."""
     client = make_client(endpoint, timeout_s)
-    records: list[Record] = []
+    records = [] if records is None else records
     try:
         for job in warmup:
             _one(client, job, endpoint, clock(), clock, timeout_s)
         start = clock() if t0 is None else t0
         for job in jobs:
-            if (send_for_s is not None and clock() - start >= send_for_s) or (stop is not None and stop.is_set()):
+            if (send_for_s is not None and clock() - start >= send_for_s) or (stop is not None and stop.is_set()) \
+                    or (send_check is not None and not send_check()):
                 break
             records.append(_one(client, job, endpoint, start, clock, timeout_s))
     finally:

@@ -1,7 +1,7 @@
 """The embeddings pool: rows grouped into batches of --batch-size inputs, one POST /embeddings
 per batch, `concurrency` workers (the reader / workers / cancel skeleton is Pool's, engine/fanout.py),
 RPM/TPM limits, retries, error isolation and cancellation as in pool.py. It has Pool's face
-(run / stop / stats / abort_reason / input_error) so the runner drives both alike; a batch's
+(run / stop / stats / abort_reason / input_error) so the pipeline drives both alike; a batch's
 outcome becomes one Record per input (the embeddings kind's record assembly, endpoint/embeddings.py),
 its vectors one Parquet row per input (store/vectors.py writes them before the records).
 """

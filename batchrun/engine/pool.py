@@ -134,14 +134,18 @@ class Pool(Fanout[Entry], Stoppable):
         self.internal_errors: list[str] = []
         self._rng = random.Random(config.seed)
         self._send_until: float | None = None
+        self._send_check: Callable[[], bool] | None = None
 
     async def run(self, items: Iterable[Job | BadRow], *, schedule: Iterator[float] | None = None,
-                  send_for_s: float | None = None) -> None:
+                  send_for_s: float | None = None, send_check: Callable[[], bool] | None = None) -> None:
         """Send everything `items` yields; returns when all is recorded or the run is stopped.
 
         `schedule` (open-loop load) gives each request's planned send time as an offset from
-        `t0`; `send_for_s` stops taking new items that long after `t0` (in-flight ones finish).
+        `t0`; `send_for_s` stops taking new items that long after `t0` (in-flight ones finish);
+        `send_check` is asked just before each job is sent, and one it refuses is not sent (a
+        bench level's time share: the items the queue took ahead are judged when they would go).
         """
+        self._send_check = send_check
         limits = self.limits = self._new_limits()
         self._start_adaptive()
         hook, self.client.on_headers = self.client.on_headers, self._on_headers
@@ -183,6 +187,8 @@ class Pool(Fanout[Entry], Stoppable):
                 continue        # the run's sending time is over: queued items are not sent
             if isinstance(item, BadRow):
                 self._finish(skipped_record(item, queued_at))
+                continue
+            if self._send_check is not None and not self._send_check():
                 continue
             async with self._gate or _NO_GATE:
                 record = await self._process(item, limits, queued_at, queued_clock)

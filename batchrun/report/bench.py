@@ -3,12 +3,13 @@ and the console table printed at the end of `batchrun bench`."""
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from batchrun.analysis import stats
 from batchrun.analysis.metrics import cached_share, in_flight_timeline, summarize, wall_time
 from batchrun.analysis.recommend import (
-    DEFAULT_MAX_FAILURE_SHARE, BenchPoint, failed_text, percent, plateau_concurrency, recommend, throughput_text,
+    DEFAULT_MAX_FAILURE_SHARE, BenchPoint, failed_text, indistinguishable, percent, plateau_concurrency, recommend,
+    throughput_text,
 )
 from batchrun.report import plots
 from batchrun.store.records import OK
@@ -45,11 +46,18 @@ def _row(run: Mapping[str, Any], s: Mapping[str, Any], sync_rps: float | None) -
             "output_tokens_per_s": s["throughput"]["output_tokens_per_s"],
             "goodput_per_s": (s.get("goodput") or {}).get("requests_per_s"),
             "speedup": speedup, "efficiency": speedup / conc if speedup is not None and conc else None,
-            "latency_p50_s": s["latency_s"]["p50"], "latency_p99_s": s["latency_s"]["p99"],
-            "ttft_p50_s": s["ttft_s"]["p50"], "ttft_p99_s": s["ttft_s"]["p99"],
-            **_failures(s), "success_rate": s["success_rate"],
+            **_percentiles(s), **_failures(s), "success_rate": s["success_rate"],
             "cached_share": cached_share(run.get("records") or []),
             "client_saturated": bool(s["loop_lag"] and s["loop_lag"]["client_saturated"])}
+
+
+# (name in rows and groups, key in a summary): the per-request figures every level shows at p50 and p99.
+_PER_REQUEST = (("latency", "latency_s"), ("ttft", "ttft_s"), ("tpot", "tpot_s"), ("itl", "itl_s"))
+
+
+def _percentiles(s: Mapping[str, Any]) -> dict[str, Any]:
+    """latency_p50_s, latency_p99_s, ttft_..., tpot_..., itl_... of a summary."""
+    return {f"{name}_p{q}_s": (s.get(key) or {}).get(f"p{q}") for name, key in _PER_REQUEST for q in (50, 99)}
 
 
 def _failures(s: Mapping[str, Any]) -> dict[str, Any]:
@@ -78,6 +86,30 @@ def _throughput_ci(runs: list[Mapping[str, Any]]) -> tuple[float | None, float |
     return (iv.low, iv.high) if iv else (None, None)
 
 
+def _rate_side(runs: list[Mapping[str, Any]]) -> tuple[list[float], list[float], float]:
+    """Runs pooled as a closed-loop rate's sample: 1 per successful request (0 per failed),
+    each request's time in the system, and the summed wall time."""
+    records = [r for run in runs for r in run.get("records") or []
+               if r.sent_s is not None and r.total_s is not None]
+    return ([1.0 if r.status == OK else 0.0 for r in records], [r.total_s for r in records],
+            sum(map(_wall, runs)))
+
+
+def speedup_ci(sync: list[Mapping[str, Any]],
+               level: list[Mapping[str, Any]]) -> tuple[float, float | None, float | None] | None:
+    """A level's speedup over the sync baseline and its 95% interval: (ok / wall) of the level's
+    runs pooled over (ok / wall) of the sync runs pooled; the interval is a bootstrap of both
+    sides' requests with each side's mean in flight held (stats.little_rate_ratio, as `compare`'s
+    throughput change), None below 2 requests a side. None when either side has no successful
+    request or no wall time."""
+    base, cur = _rate_side(sync), _rate_side(level)
+    if not (sum(base[0]) and sum(cur[0]) and base[2] and cur[2]):
+        return None
+    estimate = (sum(cur[0]) / cur[2]) / (sum(base[0]) / base[2])
+    change = stats.little_rate_ratio(base, cur)
+    return (estimate, None, None) if change is None else (estimate, 1.0 + change.low, 1.0 + change.high)
+
+
 def _percentile_ci(values: list[float], q: float) -> tuple[float | None, float | None]:
     ci = stats.quantile_ci(sorted(values), q)
     return ci if ci is not None else (None, None)
@@ -88,8 +120,9 @@ def _pooled(runs: list[Mapping[str, Any]], slo: Mapping[str, float] | None) -> d
     records = [r for run in runs for r in run.get("records") or []]
     wall = sum(map(_wall, runs))
     s = summarize(records, wall_time_s=wall or None, slo=slo)
-    out: dict[str, Any] = {"n": s["counts"]["attempted"], **_failures(s),
+    out: dict[str, Any] = {"n": s["counts"]["attempted"], **_failures(s), **_percentiles(s),
                            "requests_per_s": s["throughput"]["requests_per_s"],
+                           "output_tokens_per_s": s["throughput"]["output_tokens_per_s"],
                            "goodput_per_s": (s.get("goodput") or {}).get("requests_per_s")}
     out["requests_per_s_ci_low"], out["requests_per_s_ci_high"] = _throughput_ci(runs)
     ok = [r for r in records if r.status == OK]
@@ -116,8 +149,8 @@ def _groups(runs: list[Mapping[str, Any]], rows: list[dict[str, Any]],
         if any(runs[i].get("records") for i in members):
             group.update(_pooled([runs[i] for i in members], slo))
         else:   # summaries only: means over the repeats, no intervals
-            for key in ("requests_per_s", "latency_p50_s", "latency_p99_s", "ttft_p50_s", "ttft_p99_s",
-                        "goodput_per_s"):
+            for key in ("requests_per_s", "output_tokens_per_s", "goodput_per_s",
+                        *(f"{name}_p{q}_s" for name, _ in _PER_REQUEST for q in (50, 99))):
                 group[key] = _mean(rows[i][key] for i in members)
             group["n"] = sum(rows[i]["n"] for i in members)
             group["errors"] = sum(rows[i]["errors"] for i in members)
@@ -148,7 +181,8 @@ def bench_analysis(bench: Mapping[str, Any], slo: Mapping[str, float] | None = N
     analysis = {"rows": rows, "groups": groups, "sync_requests_per_s": sync_rps,
                 "ideal_base_requests_per_s": c1 if c1 is not None else sync_rps, "slo": slo,
                 "max_failure_share": max_failure_share, "recommended_concurrency": rec.choice,
-                "best_concurrency": rec.best,
+                "best_concurrency": rec.best, "top_concurrency": rec.top,
+                "speedup": _speedups(runs, rec.choice, rec.best),
                 "recommendation_reasons": {str(k): v for k, v in sorted(rec.reasons.items())},
                 "excluded_levels": [c for c in rec.excluded],
                 # A level with failures counts only its successes: its curve would bend for that alone.
@@ -156,7 +190,23 @@ def bench_analysis(bench: Mapping[str, Any], slo: Mapping[str, float] | None = N
                     [p for p in points if (p.failure_share or 0.0) <= max_failure_share]),
                 "warmup": warmup_statement(bench.get("warmup"))}
     analysis["recommendation"] = [t.text for t in _recommendation(analysis)]
+    analysis["answer"] = (find_max_answer(bench["find_max"]) if bench.get("find_max")
+                          else answer_lines(analysis))
     return analysis
+
+
+def _speedups(runs: list[Mapping[str, Any]], *levels: int | None) -> dict[str, Any]:
+    """The speedup over sync, with its interval and both sample sizes, of each named level
+    (the recommended and the throughput-best one), keyed by concurrency as text."""
+    sync = [run for run in runs if run["mode"] == "sync"]
+    out: dict[str, Any] = {}
+    for c in {c for c in levels if c is not None}:
+        level = [run for run in runs if run["mode"] == "async" and run.get("concurrency") == c]
+        estimate, low, high = (speedup_ci(sync, level) if sync and level else None) or (None, None, None)
+        out[str(c)] = {"estimate": estimate, "ci_low": low, "ci_high": high,
+                       "n": sum(len(run.get("records") or []) for run in level),
+                       "sync_n": sum(len(run.get("records") or []) for run in sync)}
+    return out
 
 
 def _point(group: Mapping[str, Any]) -> BenchPoint:
@@ -203,26 +253,44 @@ def _failed(item: Mapping[str, Any]) -> str:
     return f"{failed}/{n} ({percent(failed / n)})" if failed and n else "0"
 
 
-def _bench_rows(analysis: Mapping[str, Any]) -> Table:
-    head = ["run", "mode", "c", "n", "failed", "wall", "req/s", "speedup", "efficiency", "p50 lat", "p99 lat",
-            "p50 TTFT", "p99 TTFT"]
-    goodput = analysis.get("slo") is not None
-    cached = any(r.get("cached_share") is not None for r in analysis["rows"])
-    if goodput:
-        head.insert(7, "goodput/s")
-    if cached:
-        head.append("cached")
-    rows = []
-    for r in analysis["rows"]:
-        row = [r["name"], r["mode"], str(r["concurrency"]), _n(r), _failed(r), fmt_s(r["wall_time_s"]),
-               fmt_num(r["requests_per_s"]), fmt_num(r["speedup"], 2, "x"), fmt_pct(r["efficiency"]),
-               fmt_s(r["latency_p50_s"]), fmt_s(r["latency_p99_s"]), fmt_s(r["ttft_p50_s"]), fmt_s(r["ttft_p99_s"])]
-        if goodput:
-            row.insert(7, fmt_num(r.get("goodput_per_s")))
-        if cached:
-            row.append(fmt_pct(r.get("cached_share")))
-        rows.append(row)
-    return Table(head, rows)
+def _pcell(key: str) -> Callable[[Mapping[str, Any]], str]:
+    return lambda r: fmt_s(r.get(key))
+
+
+# The runs table's columns: (header, cell of a row, shown on the console too). The console
+# leaves out what the run name, the other columns or the reports already say, to stay readable.
+_RUN_COLUMNS: tuple[tuple[str, Callable[[Mapping[str, Any]], str], bool], ...] = (
+    ("run", lambda r: r["name"], True),
+    ("mode", lambda r: r["mode"], False),
+    ("c", lambda r: str(r["concurrency"]), True),
+    ("n", _n, True),
+    ("failed", _failed, True),
+    ("wall", lambda r: fmt_s(r["wall_time_s"]), False),
+    ("req/s", lambda r: fmt_num(r["requests_per_s"]), True),
+    ("goodput/s", lambda r: fmt_num(r.get("goodput_per_s")), True),
+    ("out tok/s", lambda r: fmt_num(r.get("output_tokens_per_s"), 0), True),
+    ("speedup", lambda r: fmt_num(r["speedup"], 2, "x"), True),
+    ("efficiency", lambda r: fmt_pct(r["efficiency"]), False),
+    ("p50 lat", _pcell("latency_p50_s"), False),
+    ("p99 lat", _pcell("latency_p99_s"), True),
+    ("p50 TTFT", _pcell("ttft_p50_s"), True),
+    ("p99 TTFT", _pcell("ttft_p99_s"), True),
+    ("p50 TPOT", _pcell("tpot_p50_s"), True),
+    ("p99 TPOT", _pcell("tpot_p99_s"), True),
+    ("p50 ITL", _pcell("itl_p50_s"), True),
+    ("p99 ITL", _pcell("itl_p99_s"), True),
+    ("cached", lambda r: fmt_pct(r.get("cached_share")), True),
+)
+
+
+def _bench_rows(analysis: Mapping[str, Any], console: bool = False) -> Table:
+    """One row per run; goodput only with an SLO, cached only when the server reported it."""
+    skip = set() if analysis.get("slo") is not None else {"goodput/s"}
+    if not any(r.get("cached_share") is not None for r in analysis["rows"]):
+        skip.add("cached")
+    columns = [(head, cell) for head, cell, on_console in _RUN_COLUMNS
+               if head not in skip and (on_console or not console)]
+    return Table([head for head, _ in columns], [[cell(r) for _, cell in columns] for r in analysis["rows"]])
 
 
 def _ci(mean: float | None, low: float | None, high: float | None, fmt: Any) -> str:
@@ -232,12 +300,15 @@ def _ci(mean: float | None, low: float | None, high: float | None, fmt: Any) -> 
 def _level_rows(analysis: Mapping[str, Any]) -> Table:
     def ci(g: Mapping[str, Any], key: str, fmt: Any) -> str:
         return _ci(g.get(key), g.get(key + "_ci_low"), g.get(key + "_ci_high"), fmt)
-    return Table(["mode", "c", "repeats", "n", "failed", "req/s [95% CI]", "p50 latency [95% CI]",
-                  "p99 latency [95% CI]", "p50 TTFT [95% CI]", "p99 TTFT [95% CI]"],
+    return Table(["mode", "c", "repeats", "n", "failed", "req/s [95% CI]", "out tok/s", "p50 latency [95% CI]",
+                  "p99 latency [95% CI]", "p50 TTFT [95% CI]", "p99 TTFT [95% CI]", "p50 TPOT", "p99 TPOT",
+                  "p50 ITL", "p99 ITL"],
                  [[g["mode"], str(g["concurrency"] if g["mode"] != "rate" else f"rate {g['rate']:g}"),
                    str(g["repeats"]), _n(g), _failed(g), ci(g, "requests_per_s", fmt_num),
+                   fmt_num(g.get("output_tokens_per_s"), 0),
                    ci(g, "latency_p50_s", fmt_s), ci(g, "latency_p99_s", fmt_s), ci(g, "ttft_p50_s", fmt_s),
-                   ci(g, "ttft_p99_s", fmt_s)]
+                   ci(g, "ttft_p99_s", fmt_s), *(fmt_s(g.get(f"{name}_p{q}_s")) for name in ("tpot", "itl")
+                                                for q in (50, 99))]
                   for g in analysis["groups"]])
 
 
@@ -300,15 +371,18 @@ def _bench_plots(analysis: Mapping[str, Any], runs: Sequence[Mapping[str, Any]])
     curve = sorted((g for g in analysis["groups"] if g["mode"] == "async" and g["concurrency"]),
                    key=lambda g: g["concurrency"])
     cs = [g["concurrency"] for g in curve]
+    rec = analysis["recommended_concurrency"]
     images = [Image(plots.throughput_vs_concurrency(
                   cs, [g["requests_per_s"] for g in curve], ideal_base=analysis["ideal_base_requests_per_s"],
-                  ci=[(g["requests_per_s_ci_low"], g["requests_per_s_ci_high"]) for g in curve]),
-                  "throughput vs concurrency"),
+                  ci=[(g.get("requests_per_s_ci_low"), g.get("requests_per_s_ci_high")) for g in curve],
+                  sync=analysis["sync_requests_per_s"], recommended=rec),
+                  "throughput vs concurrency, the sync baseline and the recommended level marked"),
               Image(plots.percentiles_vs_concurrency(cs, {
                   label: [g[key] for g in curve] for label, key in (
                       ("p50 latency", "latency_p50_s"), ("p99 latency", "latency_p99_s"),
                       ("p50 TTFT", "ttft_p50_s"), ("p99 TTFT", "ttft_p99_s"))},
-                  title="Latency and TTFT vs concurrency"), "latency and TTFT vs concurrency")]
+                  title="Latency and TTFT vs concurrency", recommended=rec),
+                  "latency and TTFT vs concurrency, the recommended level marked")]
     with_records = [run for run in runs if run.get("records")]
     if with_records:
         ttft = {run["name"]: [r.ttft_s for r in run["records"] if r.status == OK and r.ttft_s is not None]
@@ -325,10 +399,14 @@ def bench_document(analysis: Mapping[str, Any], bench: Mapping[str, Any],
     warnings = [Text(w, warning=True) for w in bench_warnings(analysis)]
     legend = Text("n = measured requests; failed = of those, the ones that did not succeed; req/s = successful "
                   "requests per second of wall time (a failed request takes time but is not counted); "
-                  "speedup = req/s over the sync baseline's; efficiency = speedup / concurrency"
+                  "out tok/s = output tokens of the successful requests per second of wall time; "
+                  "speedup = req/s over the sync baseline's; efficiency = speedup / concurrency; "
+                  "TPOT = time per output token after the first, per request; ITL = the gaps between "
+                  "streamed chunks (docs/metrics.md defines each)"
                   + ("; cached = share of prompt tokens the server served from its prompt cache"
                      if any(r.get("cached_share") is not None for r in analysis["rows"]) else ""))
-    sections = [Section("Runs", [Text(analysis["warmup"]["text"]),
+    sections = [Section("Answer", [Text(line) for line in analysis["answer"]]),
+                Section("Runs", [Text(analysis["warmup"]["text"]),
                                  *warnings, _bench_rows(analysis), legend]),
                 Section("Levels (repeats pooled; 95% intervals)", [_level_rows(analysis), Text(
                     "Percentile intervals are distribution-free order-statistic intervals over the pooled "
@@ -361,31 +439,107 @@ def bench_warnings(analysis: Mapping[str, Any]) -> list[str]:
 
 
 def format_bench_table(analysis: Mapping[str, Any]) -> str:
-    """The console view of a bench: the warm-up done, the caveats, one line per run, then the
-    recommendation and the speedup."""
-    table = _bench_rows(analysis)
+    """The console view of a bench: the answer first, then the warm-up done, the caveats, one
+    line per run and the recommendation's reasons."""
+    table = _bench_rows(analysis, console=True)
     widths = [max(len(str(cell)) for cell in column) for column in zip(table.headers, *table.rows)]
-    lines = [analysis["warmup"]["text"]]
+    lines = [*analysis["answer"], analysis["warmup"]["text"]]
     lines += [f"warning: {w}" for w in bench_warnings(analysis)]
     lines += ["  ".join(str(cell).rjust(w) for cell, w in zip(row, widths)) for row in [table.headers, *table.rows]]
     lines += analysis["recommendation"]
-    lines.append(_speedup_line(analysis))
     return "\n".join(line for line in lines if line)
 
 
-def _speedup_line(analysis: Mapping[str, Any]) -> str:
-    """The best measured speedup over sync, among async runs with at most the allowed failure
-    share, with the failures of either side beside it."""
-    limit = analysis["max_failure_share"]
-    rows = [r for r in analysis["rows"] if r["mode"] == "async" and r["speedup"] is not None]
-    best = max((r for r in rows if (r["failure_share"] or 0.0) <= limit),
-               key=lambda r: r["requests_per_s"] or 0, default=None)
+# ---------------------------------------------------------------- the answer, first in every view
+
+def _times(x: float) -> str:
+    """11.7x; 1.04x below 2 (where a few percent are the whole story)."""
+    return f"{x:.2f}x" if x < 2 else f"{x:.1f}x"
+
+
+def answer_lines(analysis: Mapping[str, Any]) -> list[str]:
+    """The first lines of the console and both reports: the recommended level's speedup over
+    sync with its interval and both sample sizes, why it is recommended, and the throughput-best
+    level only when it is really better and was ruled out."""
+    rec, best = analysis["recommended_concurrency"], analysis.get("best_concurrency")
+    group, top = _level(analysis, rec), _level(analysis, best)
+    if group is None:
+        if top is not None:
+            lines = ["No concurrency can be recommended: every level measured was ruled out (see the "
+                     "recommendation below)."]
+        elif any(g["mode"] == "rate" for g in analysis["groups"]):
+            lines = ["No concurrency is recommended: an open-loop bench (--rate) measures arrival rates; "
+                     "see the levels table."]
+        else:
+            lines = ["No concurrency level was measured."]
+    else:
+        lines = [_speedup_sentence(analysis, rec, group), f"Recommended c={rec} because {_because(analysis, group)}."]
+    if top is not None and best != rec and (group is None or not indistinguishable(_point(group), _point(top))):
+        why = (analysis.get("recommendation_reasons") or {}).get(str(best), "unknown")
+        figure = _speedup_figure(analysis, best) or throughput_text(_point(top), False)
+        lines.append(f"c={best} measured the most, {figure}, n={top['n']}, but was ruled out: {why}.")
+    return lines
+
+
+def _speedup_figure(analysis: Mapping[str, Any], level: int) -> str | None:
+    """'11.7x faster than sync (95% interval 10.9x to 12.6x)', or None without a speedup."""
+    sp = (analysis.get("speedup") or {}).get(str(level)) or {}
+    x = sp.get("estimate")
+    if x is None:
+        return None
+    if sp.get("ci_low") is None:
+        return f"{_times(x)} the sync throughput (too few requests for an interval)"
+    low, high = sp["ci_low"], sp["ci_high"]
+    said = (f"{_times(x)} faster than sync" if low > 1 else f"slower than sync: {_times(x)} its throughput"
+            if high < 1 else f"no faster than sync as measured: {_times(x)}")
+    return f"{said} (95% interval {_times(low)} to {_times(high)})"
+
+
+def _speedup_sentence(analysis: Mapping[str, Any], rec: int, group: Mapping[str, Any]) -> str:
+    """'async at c=16 is 11.7x faster than sync (95% interval 10.9x to 12.6x); n=52 at c=16,
+    n=11 sync.', with the failures of either side beside its n."""
+    sync = [r for r in analysis["rows"] if r["mode"] == "sync"]
+    level = f"n={group['n']} at c={rec}"
+    level += f" ({failed_text(group['errors'], group['n'])})" if group.get("errors") else ""
+    if not sync:
+        return (f"async at c={rec}: {throughput_text(_point(group), False)}; {level}; no sync baseline was "
+                "measured (--no-sync), so no speedup.")
+    sync_n, sync_failed = sum(r["n"] for r in sync), sum(r["errors"] for r in sync)
+    figure = _speedup_figure(analysis, rec)
+    if figure is None:
+        return (f"async at c={rec}: {throughput_text(_point(group), False)}; {level}; the sync baseline had no "
+                f"successful request ({failed_text(sync_failed, sync_n)}), so no speedup.")
+    sides = f"{level}, n={sync_n} sync" + (f" ({failed_text(sync_failed, sync_n)})" if sync_failed else "")
+    counted = "; req/s counts successful requests only" if group.get("errors") or sync_failed else ""
+    return f"async at c={rec} is {figure}; {sides}{counted}."
+
+
+def _because(analysis: Mapping[str, Any], group: Mapping[str, Any]) -> str:
+    """Why the recommended level: the most throughput, or as much as the level with the most
+    with fewer requests in flight; among the levels meeting the SLO when one was given."""
+    rec, top_c = analysis["recommended_concurrency"], analysis.get("top_concurrency")
+    slo = analysis.get("slo")
+    among = f" among the levels meeting the SLO {slo_text(slo)}" if slo else ""
+    top = _level(analysis, top_c)
+    if top is None or top_c == rec:
+        others = [g for g in analysis["groups"] if g["mode"] == "async" and g["concurrency"] != rec]
+        return (f"it has the most throughput{among}: {throughput_text(_point(group), False)}"
+                if others else "it is the only level measured")
+    fewer = f"fewer requests in flight (p99 TTFT {fmt_s(group['ttft_p99_s'])} vs {fmt_s(top['ttft_p99_s'])})"
+    return (f"its throughput, {throughput_text(_point(group), False)}, is statistically indistinguishable from "
+            f"the highest{among}, c={top_c}'s {throughput_text(_point(top), False)}, with {fewer}")
+
+
+def find_max_answer(found: Mapping[str, Any]) -> list[str]:
+    """find-max's answer (find_max.json's best and first failing level, its SLO), as the first
+    line of its reports and the last of its console output."""
+    rule = slo_text(found.get("slo") or {})
+    best, failing = found.get("best_concurrency"), found.get("first_failing_concurrency")
+    probes = found.get("probes") or []
     if best is None:
-        return (f"No speedup over sync is shown: every async run had more than {percent(limit)} failed requests "
-                "(its req/s counts only its successes)." if rows else "")
-    text = (f"Best measured speedup over sync: {best['speedup']:.1f}x at concurrency {best['concurrency']} "
-            f"(ideal {best['concurrency']}x, efficiency {fmt_pct(best['efficiency'])}")
-    text += f"; {failed_text(best['errors'], best['n'])}" if best["errors"] else ""
-    sync = [r for r in analysis["rows"] if r["mode"] == "sync" and r["errors"]]
-    text += "".join(f"; the sync baseline {r['name']}: {failed_text(r['errors'], r['n'])}" for r in sync)
-    return text + ")."
+        first = probes[0]["concurrency"] if probes else "the first level"
+        return [f"No concurrency met the SLO ({rule}), not even {first}."]
+    if failing is None:
+        return [f"Highest load meeting the SLO ({rule}): concurrency {best} or more (the ceiling still met it)."]
+    return [f"Highest load meeting the SLO ({rule}): concurrency {best} (it lies in [{best}, {failing}): "
+            f"{failing} missed)."]

@@ -90,10 +90,21 @@ def timeline(series: Mapping[str, Sequence[tuple[float, int]]], *, title: str) -
     return chart.render()
 
 
+_SYNC = "#d62728"          # the sync baseline's point
+_RECOMMENDED = "#2ca02c"   # the recommended level's line
+
+
+def _recommended_key(recommended: int | None, levels: Sequence[float]) -> Key | None:
+    return Key(f"recommended c={recommended}", _RECOMMENDED, dashed=True) if recommended in levels else None
+
+
 def throughput_vs_concurrency(concurrency: Sequence[int], throughput: Sequence[float | None], *,
                               ideal_base: float | None,
-                              ci: Sequence[tuple[float | None, float | None]] | None = None) -> str:
-    """Measured requests/s per concurrency, the ideal linear line c x ideal_base, optional 95% CIs.
+                              ci: Sequence[tuple[float | None, float | None]] | None = None,
+                              sync: float | None = None, recommended: int | None = None) -> str:
+    """Measured requests/s per concurrency, the ideal linear line c x ideal_base, optional 95% CIs,
+    the sync baseline's requests/s as its own point at c=1 (`sync`), and a line at the
+    `recommended` level.
 
     The y axis fits the measurements and their intervals; the ideal line, which grows much faster
     once a server saturates, is drawn until it leaves the plot rather than flattening the curve."""
@@ -101,36 +112,46 @@ def throughput_vs_concurrency(concurrency: Sequence[int], throughput: Sequence[f
     pts = [(c, t) for c, t in zip(concurrency, throughput) if c is not None and c > 0]
     spans = [(c, lo, hi) for c, (lo, hi) in zip(concurrency, ci or [])
              if c is not None and c > 0 and finite([lo, hi]) == [lo, hi]]
-    measured = finite([t for _, t in pts]) + [v for _, lo, hi in spans for v in (lo, hi)]
+    sync_pts = [(1, v) for v in finite([sync])]
+    measured = finite([t for _, t in pts]) + [v for _, lo, hi in spans for v in (lo, hi)] + [v for _, v in sync_pts]
     usable = bool(ideal_base and finite([ideal_base]) and ideal_base > 0)
     ideal = [(c, c * ideal_base) for c in sorted(set(levels))] if usable and levels else []
     top = max(measured) if measured else max(finite(v for _, v in ideal), default=1.0)
-    keys = []
-    if finite([t for _, t in pts]):
-        keys.append(Key("measured", _color(0), marker=True))
-    if ideal:
-        keys.append(Key("ideal (linear from c=1)", "#7f7f7f", dashed=True))
-    chart = Chart("Throughput vs concurrency", "concurrency (log 2)", "requests / s", log2_axis(levels),
-                  linear_axis(0, top, headroom=0.08), *_WIDE, legend=_legend(keys))
-    for key in keys:
-        chart.line(pts if key.name == "measured" else ideal, key)
+    series = [(key, points) for key, points in (
+        (Key("measured", _color(0), marker=True), pts if finite([t for _, t in pts]) else []),
+        (Key("ideal (linear from c=1)", "#7f7f7f", dashed=True), ideal),
+        (Key("sync baseline (c=1)", _SYNC, marker=True, ring=True), sync_pts)) if points]
+    mark = _recommended_key(recommended, levels)
+    chart = Chart("Throughput vs concurrency", "concurrency (log 2)", "requests / s",
+                  log2_axis([*levels, *(c for c, _ in sync_pts)]), linear_axis(0, top, headroom=0.08), *_WIDE,
+                  legend=_legend([key for key, _ in series] + ([mark] if mark else [])))
+    if mark:
+        chart.mark(recommended, mark)
+    for key, points in series:
+        chart.line(points, key)
     chart.intervals(spans)
-    if not keys:
+    if not series:
         chart.note(_NO_DATA)
     return chart.render()
 
 
 def percentiles_vs_concurrency(concurrency: Sequence[float],
                                lines: Mapping[str, Sequence[float | None]], *, title: str,
-                               ylabel: str = "seconds", xlabel: str = "concurrency (log 2)") -> str:
-    """Several per-concurrency figures (e.g. p50/p99 latency and TTFT), in seconds unless `ylabel` says."""
+                               ylabel: str = "seconds", xlabel: str = "concurrency (log 2)",
+                               recommended: int | None = None) -> str:
+    """Several per-concurrency figures (e.g. p50/p99 latency and TTFT), in seconds unless `ylabel`
+    says, and a line at the `recommended` level."""
     levels = [c for c in concurrency if c is not None and c > 0]
     drawn = {name: list(zip(concurrency, values)) for name, values in lines.items()
              if finite(v for c, v in zip(concurrency, values) if c is not None and c > 0)}
     values = [v for pts in drawn.values() for v in finite(v for _, v in pts)]
     keys = _keys(list(drawn), marker=True)
+    mark = _recommended_key(recommended, levels)
     chart = Chart(title, xlabel, ylabel, log2_axis(levels),
-                  linear_axis(0, max(values, default=1.0), headroom=0.08), *_WIDE, legend=_legend(keys))
+                  linear_axis(0, max(values, default=1.0), headroom=0.08), *_WIDE,
+                  legend=_legend(keys + ([mark] if mark else [])))
+    if mark:
+        chart.mark(recommended, mark)
     for key, pts in zip(keys, drawn.values()):
         chart.line(pts, key)
     if not drawn:

@@ -339,8 +339,8 @@ def write_reports(run_dir: Path | str, summary: Mapping[str, Any] | None, record
             raise ValueError("write_reports needs a summary for a single run")
         document = run_document(summary, records, config)
     banner = endpoint_banner(endpoint)
-    if banner is not None:
-        document.sections.insert(0, banner)
+    if banner is not None:       # first, or right under a bench's answer (which leads every view)
+        document.sections.insert(1 if bench else 0, banner)
     paths = {"summary": run_dir / "summary.json", "markdown": run_dir / "report.md", "html": run_dir / "report.html"}
     _write_text(paths["summary"], _json(doc))
     _write_text(paths["markdown"], render_markdown(document))
@@ -494,5 +494,7 @@ def load_bench(run_dir: Path | str) -> dict[str, Any]:
         if not records_path.exists():
             raise ConfigError(f"{records_path} is missing (bench.json lists run {entry['name']!r})")
         runs.append({**entry, "records": _records(records_path)})
+    found = run_dir / "find_max.json"      # a find-max: its answer leads the reports
     return {"runs": runs, "slo": manifest.get("slo"), "config": manifest.get("config"),
-            "warmup": manifest.get("warmup"), "max_failure_share": manifest.get("max_failure_share")}
+            "warmup": manifest.get("warmup"), "max_failure_share": manifest.get("max_failure_share"),
+            "find_max": _read_json(found) if found.exists() else None}

@@ -134,6 +134,13 @@ class Key:
     color: str
     dashed: bool = False
     marker: bool = False
+    ring: bool = False          # the marker as a hollow ring, so a point it shares with another series shows
+
+
+def _dot(key: Key, cx: float, cy: float) -> str:
+    if key.ring:
+        return f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="6.5" fill="none" stroke="{key.color}" stroke-width="2"/>'
+    return f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="3.5" fill="{key.color}"/>'
 
 
 @dataclass
@@ -198,6 +205,11 @@ class Chart:
         """A vertical bar with end caps from low to high at x, for each (x, low, high)."""
         self._ops.append(lambda: self._intervals(spans, color))
 
+    def mark(self, x: float, key: Key) -> None:
+        """A vertical line across the plot at x, dashed when key.dashed, labelled with key.name at
+        its top: one level singled out (the recommended one)."""
+        self._ops.append(lambda: self._mark(x, key))
+
     def note(self, text: str) -> None:
         """A line of text in the middle of the plot area ("no data")."""
         self._ops.append(lambda: self._note(text))
@@ -230,8 +242,7 @@ class Chart:
         dash = ' stroke-dasharray="6 4"' if key.dashed else ""
         body = f'<path d="{d}" fill="none" stroke="{key.color}" stroke-width="1.6"{dash}/>' if d else ""
         if key.marker:
-            body += "".join(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="3.5" fill="{key.color}"/>'
-                            for r in pixel_runs for cx, cy in r)
+            body += "".join(_dot(key, cx, cy) for r in pixel_runs for cx, cy in r)
         return f'<g class="series" data-name="{esc(key.name)}">{body}</g>'
 
     def _intervals(self, spans: Sequence[tuple[float, float, float]], color: str = "#333333") -> str:
@@ -240,6 +251,15 @@ class Chart:
             cx, y0, y1 = self.px(x), self.py(low), self.py(high)
             d.append(f"M{cx:.1f} {y0:.1f}V{y1:.1f}M{cx - 4:.1f} {y0:.1f}H{cx + 4:.1f}M{cx - 4:.1f} {y1:.1f}H{cx + 4:.1f}")
         return f'<path class="interval" d="{"".join(d)}" fill="none" stroke="{color}" stroke-width="1.2"/>' if d else ""
+
+    def _mark(self, x: float, key: Key) -> str:
+        cx = self.px(x)
+        dash = ' stroke-dasharray="6 4"' if key.dashed else ""
+        anchor = "end" if cx > (self.left + self.right) / 2 else "start"
+        label_x = cx - 4 if anchor == "end" else cx + 4
+        return (f'<g class="mark" data-name="{esc(key.name)}"><path d="M{cx:.1f} {self.top:.1f}V{self.bottom:.1f}" '
+                f'stroke="{key.color}" stroke-width="1.4"{dash} fill="none"/><text x="{label_x:.1f}" '
+                f'y="{self.top + FONT + 2:.1f}" text-anchor="{anchor}" fill="{key.color}">{esc(key.name)}</text></g>')
 
     def _note(self, text: str) -> str:
         return (f'<text x="{(self.left + self.right) / 2:.1f}" y="{(self.top + self.bottom) / 2:.1f}" '
@@ -311,7 +331,7 @@ class Chart:
             y = 28 + r * _ROW + _ROW / 2
             for x, key in row:
                 dash = ' stroke-dasharray="6 4"' if key.dashed else ""
-                dot = f'<circle cx="{x + 11:.1f}" cy="{y:.1f}" r="3.5" fill="{key.color}"/>' if key.marker else ""
+                dot = _dot(key, x + 11, y) if key.marker else ""
                 out.append(f'<g class="legend-item"><path d="M{x:.1f} {y:.1f}h22" stroke="{key.color}" '
                            f'stroke-width="2"{dash}/>{dot}<text x="{x + 26:.1f}" y="{y + FONT * 0.35:.1f}">'
                            f"{esc(key.name)}</text></g>")

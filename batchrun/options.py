@@ -389,6 +389,15 @@ def public_names(command: str = "run") -> dict[str, str]:
 
 # ---------------------------------------------------------------- the command line (typer)
 
+def _unwrapped(doc: str | None) -> str | None:
+    """A docstring with each paragraph on one line: rich keeps a docstring's line breaks, which cut
+    the command list's one-line summaries in the middle of a sentence."""
+    if doc is None:
+        return None
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(" ".join(p.split()) for p in paragraphs)
+
+
 def typer_parameter(option: Option, panels: Mapping[str, str] = PANELS) -> inspect.Parameter:
     """The parameter a typer command takes for `option`: Annotated[type, typer.Option(...)]."""
     import typer        # lazy: the Python face never needs typer
@@ -421,6 +430,6 @@ def typer_command(command: str, run: Callable[[Any, dict[str, Any]], None], decl
     parameters = [ctx_param, *(typer_parameter(o, panels) for o in options)]
     handler.__signature__ = inspect.Signature(parameters)          # type: ignore[attr-defined]
     handler.__annotations__ = {p.name: p.annotation for p in parameters}
-    handler.__doc__ = doc
+    handler.__doc__ = _unwrapped(doc)
     handler.__name__ = command.replace(" ", "_")
     return handler

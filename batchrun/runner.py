@@ -37,7 +37,7 @@ from batchrun.engine.looplag import sample_loop_lag
 from batchrun.progress import Total, show_progress
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.store.records import OK, RECORDS, Record, RecordSink
-from batchrun.store.rundir import claim_run_dir, drop_held_locks
+from batchrun.store.rundir import claim_run_dir, drop_held_locks, new_run_dir
 from batchrun.interrupts import loop_handlers
 from batchrun.redact import host_and_port
 from batchrun.store.sessions import RUN_JSON, add_wall_time, read_run_json, restore_base_url, saved_base_url, start_session  # noqa: F401 (RUN_JSON: kept importable from here)
@@ -76,7 +76,7 @@ def say(message: str) -> None:
 
 def default_out_dir(config: RunConfig) -> Path:
     stem = config.input.path.stem if config.input.path else "run"
-    return Path("results") / f"{stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    return new_run_dir(stem)
 
 
 # What defines the rows and their requests: on --resume these come from the saved run

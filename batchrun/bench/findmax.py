@@ -117,18 +117,18 @@ def probe_requests(requests: int | None, concurrency: int) -> int:
 async def execute_find_max(config: Any, out: Path | None = None) -> tuple[Path, FindMaxResult]:
     """Run the search against the configured endpoint; every probe is written as a bench run."""
     import json
-    from datetime import datetime
 
     from batchrun.bench.sweep import (RunResult, RunSize, bench_jobs, builtin_extra, measure_async, public_settings,
                                       warm_prompts)
     from batchrun.endpoint.resolve import endpoint_info, open_endpoint, preflight
     from batchrun.report.summary import write_bench_manifest, write_reports
     from batchrun.runner import open_rows, say, sim_config
+    from batchrun.store.rundir import new_run_dir
 
     if not config.slo:
         raise ConfigError("--find-max needs --slo, e.g. --slo ttft=500ms,e2e=10s")
     run = config.run
-    out = out or Path("results") / f"findmax-{datetime.now():%Y%m%d-%H%M%S}"
+    out = out or new_run_dir("findmax")
     rows = open_rows(run)
     out.mkdir(parents=True, exist_ok=True)
     # Every request of a probe is measured: no --max-run-time cut, one warm-up wave.

@@ -21,7 +21,6 @@ import random
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterator
 
@@ -38,6 +37,7 @@ from batchrun.engine.looplag import sample_loop_lag
 from batchrun.progress import LevelProgress, show_level_progress
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.store.records import CANCELLED, OK, Record, RecordSink
+from batchrun.store.rundir import new_run_dir
 from batchrun.runner import jobs as run_jobs
 from batchrun.runner import open_rows
 from batchrun.runner import say
@@ -466,8 +466,7 @@ async def execute_bench(config: BenchConfig, out: Path | None = None) -> tuple[P
     from batchrun.runner import sim_config
 
     run = config.run
-    stem = run.input.path.stem if run.input.path else "run"
-    out = out or Path("results") / f"bench-{stem}-{datetime.now():%Y%m%d-%H%M%S}"
+    out = out or new_run_dir(f"bench-{run.input.path.stem if run.input.path else 'run'}")
     rows = open_rows(run)                   # a bad file stops here, before the endpoint starts
     out.mkdir(parents=True, exist_ok=True)
     builtin = sim_config(run, realistic=True)

@@ -43,7 +43,7 @@ from batchrun.plan import announce_row_settings, announce_schema, jobs, limited,
 from batchrun.redact import host_and_port
 from batchrun.store.outputs import done_ids
 from batchrun.store.records import RECORDS, Record, RecordSink
-from batchrun.store.rundir import check_input, claim_run_dir
+from batchrun.store.rundir import check_input, claim_run_dir, new_run_dir
 from batchrun.store.sessions import RUN_JSON, start_session, write_json
 from batchrun.workloads import Workload, make_pool
 from batchrun.workloads import prepare as prepare_workload
@@ -110,7 +110,7 @@ async def execute_run(config: RunConfig, hooks: Hooks = Hooks()) -> RunOutcome:
 
 def default_out_dir(config: RunConfig) -> Path:
     stem = config.input.path.stem if config.input.path else "run"
-    return Path("results") / f"{stem}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    return new_run_dir(stem)
 
 
 def prepare_out_dir(config: RunConfig) -> Path:

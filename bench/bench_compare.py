@@ -12,10 +12,10 @@ TTFT model as shipped (250 ms plus prefill), its gaps between tokens cut to 5 ms
 take half an hour, not two. Every run uses the same prompts. It prints the requests each run
 measured (the default sizing decides them from each run's own spread).
 
-1. False alarms: pairs of identical configurations, compared at the default tolerances (the
-   README's): the share of pairs with any figure `regressed` (target <= 5%), and the share with an
-   inconclusive figure. Same-run baseline: the old point comparison on the same pairs with the
-   README's example tolerances (latency_p99=10%, ttft_p50=10%, throughput=-5%).
+1. False alarms: pairs of identical configurations, compared at the default tolerances (those of
+   docs/ci-gate.md): the share of pairs with any figure `regressed` (target <= 5%), and the share
+   with an inconclusive figure. Same-run baseline: the old point comparison on the same pairs with
+   the docs' former example tolerances (latency_p99=10%, ttft_p50=10%, throughput=-5%).
    What a pass prints: pairs whose text output is not empty, and the most `::warning` lines one
    identical pair gave in `--format github` (at most one).
 2. Detection: the baseline of each pair against a run whose endpoint has a 20% longer TTFT

@@ -88,11 +88,11 @@ def test_bad_limit_values_are_usage_errors(tmp_path: Path, args: list[str], mess
     ("bench", ("--find-max", "--rpm", "--tpm")),
     ("serve", ("--ratelimit-headers",)),
 ])
-def test_the_new_options_are_in_help_and_readme(command: str, options: tuple[str, ...]) -> None:
-    readme = docs_text()
+def test_the_new_options_are_in_help_and_docs(command: str, options: tuple[str, ...]) -> None:
+    docs = docs_text()
     help_text = " ".join(CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"}).output.split())
     for option in options:
-        assert option in help_text and f"`{option}" in readme
+        assert option in help_text and f"`{option}" in docs
     if command == "run":
         assert "or auto:" in help_text and "auto: the limit the provider's rate-limit headers announce" in help_text
 

@@ -113,7 +113,7 @@ def test_a_figure_without_a_tolerance_is_shown_but_not_gated():
     cmp = compare(crafted(), crafted(ttft=(0.4, 0.5)))
     assert change(cmp, "ttft_p50").status == "not gated" and change(cmp, "ttft_p50").change_pct == approx(100)
     assert cmp.passed
-    # The CLI starts from the README's default tolerances, so a bare `compare A B` gates.
+    # The CLI starts from the default tolerances (docs/ci-gate.md), so a bare `compare A B` gates.
     assert not compare(crafted(), crafted(ttft=(0.4, 0.5)), defaults=True).passed
 
 
@@ -220,7 +220,7 @@ def test_identical_configurations_rarely_raise_a_false_alarm():
         alarms += not compare(side_of_records(a), side_of_records(b), defaults=True).passed
         point_alarms += not compare(summarize(a), summarize(b), "latency_p99=10%,ttft_p50=10%,throughput=-5%").passed
     assert alarms <= 2
-    assert point_alarms >= 8          # what the old gate did with the README's example tolerances
+    assert point_alarms >= 8          # what the old gate did with the docs' former example tolerances
 
 
 def test_a_real_20_percent_ttft_regression_is_detected():

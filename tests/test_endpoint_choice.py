@@ -333,12 +333,12 @@ async def test_a_run_through_a_litellm_gateway_records_real_usage_on_every_row(t
 
 
 @pytest.mark.parametrize("command", ["run", "bench"])
-def test_the_new_options_are_in_help_and_readme(command: str) -> None:
-    readme = docs_text()
+def test_the_new_options_are_in_help_and_docs(command: str) -> None:
+    docs = docs_text()
     help_text = " ".join(invoke(command, "--help", env={"COLUMNS": "200"}).output.split())
     for option in ("--max-retry-wait", "--max-response-bytes"):
-        assert option in help_text and f"`{option}" in readme
-    assert "'builtin' for the built-in simulated endpoint" in help_text and "`--base-url builtin`" in readme
+        assert option in help_text and f"`{option}" in docs
+    assert "'builtin' for the built-in simulated endpoint" in help_text and "`--base-url builtin`" in docs
 
 
 @pytest.mark.parametrize("url, says", [

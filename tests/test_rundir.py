@@ -12,6 +12,7 @@ import socket
 import stat
 import subprocess
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from batchrun.cli import app
 from batchrun.errors import ConfigError, OutputError
 from batchrun.sim import SimProcess
 from batchrun.inputs.identity import EDGE, HASH_WHOLE_UP_TO, input_identity
-from batchrun.store.rundir import LOCK_FILE, check_empty, check_input, lock_run_dir
+from batchrun.store.rundir import LOCK_FILE, check_empty, check_input, lock_run_dir, new_run_dir
 from promptfiles import write_prompts
 from test_workers import Run, slow_sim  # noqa: F401 (a fixture)
 
@@ -54,6 +55,41 @@ def finished_run(fast_sim, tmp_path_factory) -> Path:
 def copy_of(run: Path, tmp_path: Path) -> Path:
     shutil.copytree(run, tmp_path / "o")
     return tmp_path / "o"
+
+
+def taken_for_the_next_seconds(stem: str, seconds: int = 10) -> list[str]:
+    """results/<stem>-<YYYYmmdd-HHMMSS> for now and the next seconds, each holding a file: the
+    default name a run starting in that window would take is in use."""
+    start = datetime.now()
+    taken = [f"{stem}-{start + timedelta(seconds=s):%Y%m%d-%H%M%S}" for s in range(seconds)]
+    for name in taken:
+        (Path("results") / name).mkdir(parents=True)
+        (Path("results") / name / "records.jsonl").write_text("")
+    return taken
+
+
+def test_a_default_out_taken_in_the_same_second_gets_a_new_name(fast_sim, tmp_path) -> None:
+    """Two runs of one script started within a second: the second was refused (its default
+    results/<stem>-<second> was the first's), and a bench wrote into the first bench's directory."""
+    write_prompts(tmp_path / "prompts.csv", 4)
+    for command, stem in (("run", "prompts"), ("bench", "bench-prompts")):
+        taken = taken_for_the_next_seconds(stem)
+        before = {p.name for p in (tmp_path / "results").iterdir()}
+        extra = ["-c", "2", "-n", "4", "--no-sync", "--no-warmup"] if command == "bench" else []
+        result = invoke(command, "prompts.csv", *extra, "--base-url", fast_sim.base_url, "-q")
+        assert result.exit_code == 0, result.output
+        written = sorted({p.name for p in (tmp_path / "results").iterdir()} - before)
+        assert len(written) == 1 and re.fullmatch(rf"{stem}-\d{{8}}-\d{{6}}-2", written[0]), written
+        assert (tmp_path / "results" / written[0] / "summary.json").is_file()
+        assert all([p.name for p in (tmp_path / "results" / name).iterdir()] == ["records.jsonl"] for name in taken)
+
+
+def test_new_run_dir_counts_up_from_the_second_s_name(tmp_path) -> None:
+    now = datetime(2026, 11, 24, 10, 15, 0)
+    assert new_run_dir("p", now, tmp_path) == tmp_path / "p-20261124-101500"
+    (tmp_path / "p-20261124-101500").mkdir()
+    (tmp_path / "p-20261124-101500-2").write_text("a file takes the name too")
+    assert new_run_dir("p", now, tmp_path) == tmp_path / "p-20261124-101500-3"
 
 
 def test_overwrite_replaces_the_run_files(fast_sim, finished_run, tmp_path) -> None:

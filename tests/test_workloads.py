@@ -18,7 +18,6 @@ from batchrun.endpoint.embeddings import split_tokens
 from batchrun.errors import ConfigError
 from batchrun.inputs.synthetic import fit_sizer, parse_spec, plan_lengths
 from batchrun.store.records import Record, read_records
-from docstext import doc_page
 from promptfiles import write_prompts
 
 
@@ -183,62 +182,6 @@ def test_figures_by_endpoint_by_hand() -> None:
     # b: 1 ok of 2, 1 / 4 s over the whole run's wall time
     assert (b["counts"]["ok"], b["success_rate"], b["throughput"]["requests_per_s"]) == (1, 0.5, 0.25)
     assert endpoint_figures([], 1.0) == {}
-
-
-# --- the documented workload commands (docs/workloads.md), as written ---
-
-def readme_workload_commands() -> list[list[str]]:
-    """The commands as written, with counts and think times cut so the suite stays fast."""
-    block = doc_page("workloads.md").split("```bash", 1)[1].split("```", 1)[0]
-    block = block.replace("n=200", "n=20").replace("think_s=0.5", "think_s=0.01")
-    return [line.split("#", 1)[0].split()[1:] for line in block.strip().splitlines()]
-
-
-def test_every_readme_workload_runs_on_the_built_in_endpoint(fast_sim, tmp_path: Path, monkeypatch) -> None:
-    root = Path(__file__).resolve().parent.parent
-    monkeypatch.chdir(root)                           # the commands name samples/...
-    commands = readme_workload_commands()
-    assert len(commands) >= 9
-    for i, args in enumerate(commands):
-        out = tmp_path / f"w{i}"
-        extra = ["--out", str(out)] + (["-q"] if args[0] == "run" else ["--no-sync", "-n", "16"])
-        stats = fast_sim.stats()
-        result = invoke(*args, *extra, base_url=fast_sim.base_url)
-        assert result.exit_code == 0, (args, result.output)
-        summary = json.loads((out / "summary.json").read_text())["summary"]
-        if args[0] == "run":
-            assert summary["counts"]["ok"] == summary["counts"]["total"] > 0, (args, summary["counts"])
-            check_workload(args, summary, out, stats, fast_sim.stats())
-        else:                                            # bench: the headline run's lengths, requested vs realised
-            assert summary["synthetic"]["output_tokens_error"]["max"] == 0
-            assert "realised (usage)" in (out / "report.md").read_text()
-
-
-def check_workload(args: list[str], summary: dict, out: Path, before: dict, after: dict) -> None:
-    """What each README workload promises, beyond every row being ok."""
-    line = " ".join(args)
-    if "--synthetic" in args and "sessions=" not in line:
-        syn = summary["synthetic"]                   # lengths held exactly on the built-in endpoint
-        for key in ("prompt_tokens_error", "output_tokens_error"):
-            assert syn[key]["min"] == syn[key]["max"] == 0, (line, key, syn[key])
-        assert "calibrated" in syn["sizing"]["source"]
-    if "shared_prefix_tokens" in line:               # every prompt after the first of its prefix hits the cache
-        hits = after["prefix_cache_hit_tokens"] - before["prefix_cache_hit_tokens"]
-        assert hits >= (20 - 4) * 496, hits
-    if "sessions" in line:
-        assert [t["turn"] for t in summary["turns"]] == list(range(1, len(summary["turns"]) + 1))
-        assert len(summary["turns"]) >= 3
-    if "trace.csv" in line:
-        assert summary["schedule_lag_s"]["count"] == summary["counts"]["ok"]
-    if "--slice" in args:
-        assert (out / "slices.svg").stat().st_size > 1000 and "| window (s) |" in (out / "slices.md").read_text()
-        assert sum(w["requests"] for w in summary["slices"]) == summary["counts"]["total"]
-    if "completions" in args:
-        assert after["by_endpoint"].get("completions", 0) - before["by_endpoint"].get("completions", 0) >= 10
-        assert summary["ttft_s"]["count"] == summary["counts"]["ok"]
-    if "embeddings" in args:
-        vectors = pd.read_parquet(out / "embeddings.parquet")
-        assert len(vectors) == summary["counts"]["ok"] == summary["embeddings"]["inputs"]
 
 
 def test_tokenizer_sizes_prompts_exactly(fast_sim, tmp_path: Path) -> None:

@@ -18,7 +18,6 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Sequence
 
@@ -35,6 +34,7 @@ from batchrun.plan import open_rows
 from batchrun.report.format import fmt_num, fmt_s
 from batchrun.report.summary import write_bench_manifest, write_reports
 from batchrun.store.records import OK, Record
+from batchrun.store.rundir import new_run_dir
 
 MIN_REQUESTS = 100          # as bench/sweep.py's per-level floor
 MORE_ON_CLOSE_CALL = 2          # a probe whose p99 interval straddles its bound is measured again, up to 2x
@@ -131,7 +131,7 @@ async def execute_find_max(config: BenchConfig, out: Path | None = None,
     if not config.slo:
         raise ConfigError("--find-max needs --slo, e.g. --slo ttft=500ms,e2e=10s")
     run = config.run
-    out = out or Path("results") / f"findmax-{datetime.now():%Y%m%d-%H%M%S}"
+    out = out or new_run_dir("findmax")
     rows = open_rows(run)
     out.mkdir(parents=True, exist_ok=True)
     # Every request of a probe is measured: no --max-run-time cut, one warm-up wave.

@@ -21,7 +21,6 @@ import random
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterator
 
@@ -39,6 +38,7 @@ from batchrun.engine.quietgc import quiet_gc
 from batchrun.hooks import Hooks, LevelProgress
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.store.records import CANCELLED, OK, Record, RecordSink
+from batchrun.store.rundir import new_run_dir
 from batchrun.plan import jobs as run_jobs
 from batchrun.plan import open_rows
 from batchrun.bench.sizing import QUICK_MIN, TARGET_HALF_WIDTH, RunSize, SizedJobs
@@ -460,8 +460,7 @@ async def execute_bench(config: BenchConfig, out: Path | None = None,
     bench.json is rewritten after every run, so a bench stopped by Ctrl-C keeps (and reports)
     every run it finished; KeyboardInterrupt is raised again after the reports are written."""
     run = config.run
-    stem = run.input.path.stem if run.input.path else "run"
-    out = out or Path("results") / f"bench-{stem}-{datetime.now():%Y%m%d-%H%M%S}"
+    out = out or new_run_dir(f"bench-{run.input.path.stem if run.input.path else 'run'}")
     rows = open_rows(run)                   # a bad file stops here, before the endpoint starts
     out.mkdir(parents=True, exist_ok=True)
     builtin = sim_config(run, realistic=True)

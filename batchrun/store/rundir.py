@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import json
 import os
 import socket
@@ -24,6 +25,17 @@ LOCK_FILE = ".batchrun.lock"
 RUN_FILES = ("records.jsonl", "run.json", "summary.json", "results.csv", "results.parquet",
              "report.md", "report.html", "internal-errors.log")
 _IGNORED = {LOCK_FILE, ".write-test"}
+
+
+def new_run_dir(stem: str, now: datetime | None = None, parent: Path = Path("results")) -> Path:
+    """The default output directory, results/<stem>-<YYYYmmdd-HHMMSS>: with -2, -3, ... when one of
+    that name exists, so two runs started within the same second (a script) never share one."""
+    base = f"{stem}-{now or datetime.now():%Y%m%d-%H%M%S}"
+    for n in itertools.count(1):
+        candidate = parent / (base if n == 1 else f"{base}-{n}")
+        if not candidate.exists():
+            return candidate
+    raise AssertionError("unreachable")
 
 
 def check_empty(out: Path, *, resume: bool, overwrite: bool) -> None:

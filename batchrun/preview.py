@@ -9,14 +9,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from batchrun.analysis.cost import Price, batch_price, estimate_cost, format_usd, resolve_price
-from batchrun.config import RunConfig, config_replace
+from batchrun.config import RunConfig
 from batchrun.endpoint.requests import estimate_prompt_tokens, estimate_request_tokens
 from batchrun.inputs.prompt import BadRow
 from batchrun.inputs.scan import setting_columns
 from batchrun.store.outputs import done_ids
-from batchrun.progress import fmt_eta
-from batchrun.datarun import limited
-from batchrun.runner import jobs, open_rows
+from batchrun.plan import jobs, limited, open_rows
+from batchrun.report.format import fmt_eta
 
 SHOWN_PROMPTS = 3
 SHOWN_BAD_ROWS = 50
@@ -28,7 +27,7 @@ def tokenizer() -> tuple[Any, str] | None:
     """tiktoken's o200k_base encoding when tiktoken is installed and has it (it may need to
     download it once); None otherwise, and the estimate falls back to UTF-8 bytes / 4."""
     try:
-        import tiktoken
+        import tiktoken     # optional, and slow to import: a dry run alone tries it
 
         return tiktoken.get_encoding("o200k_base"), "tiktoken o200k_base + 4 per message"
     except Exception:       # noqa: BLE001 - not installed, or no network to fetch the encoding
@@ -69,15 +68,15 @@ class Preview:
 
 def dry_run(config: RunConfig) -> Preview:
     """Read every row as a run would, send nothing."""
-    preview = Preview(price=resolve_price(config.model, config.price_in, config.price_out))
-    preview.row_settings = setting_columns(config.input, config.fmt) if config.input else {}
+    preview = Preview(price=resolve_price(config.endpoint.model, config.output.price_in, config.output.price_out))
+    preview.row_settings = setting_columns(config.input.path, config.input.fmt) if config.input.path else {}
     counter = tokenizer()
     if counter is not None:
         preview.token_method = counter[1]
-    reading = config_replace(config, on_bad_row="skip")      # every bad row, not only the first
-    done = done_ids(config.resume / "records.jsonl") if config.resume else set()
+    reading = config.replace(on_bad_row="skip")      # every bad row, not only the first
+    done = done_ids(config.control.resume / "records.jsonl") if config.control.resume else set()
     preview.done = preview.rows = len(done)
-    for item in jobs(reading, limited(open_rows(reading), config.limit), done):
+    for item in jobs(reading, limited(open_rows(reading), config.control.limit), done):
         preview.rows += 1
         if isinstance(item, BadRow):
             preview.bad_count += 1
@@ -87,7 +86,7 @@ def dry_run(config: RunConfig) -> Preview:
         body = json.loads(item.body)
         preview.sendable += 1
         estimate = estimate_prompt_tokens(body)
-        preview.output_tokens += estimate_request_tokens(body, config.max_tokens) - estimate
+        preview.output_tokens += estimate_request_tokens(body, config.request.max_tokens) - estimate
         preview.prompt_tokens += count_prompt_tokens(body, counter[0]) if counter else estimate
         if len(preview.prompts) < SHOWN_PROMPTS:
             preview.prompts.append(body.get("messages") or [])
@@ -106,26 +105,26 @@ def limits_time_s(preview: Preview, rpm: float | None, tpm: float | None) -> flo
 
 
 def format_preview(preview: Preview, config: RunConfig) -> str:
-    lines = [f"dry run of {config.input}: nothing was sent",
+    lines = [f"dry run of {config.input.path}: nothing was sent",
              f"rows              {preview.rows} ({preview.sendable} to send, {preview.bad_count} bad"
              + (f", {preview.done} already done" if preview.done else "") + ")"
-             + (f", the first {config.limit} (--limit)" if config.limit else "")]
+             + (f", the first {config.control.limit} (--limit)" if config.control.limit else "")]
     for reason in preview.bad:
         lines.append(f"bad row           {reason}")
     if preview.bad_count > len(preview.bad):
         lines.append(f"bad row           ... and {preview.bad_count - len(preview.bad)} more")
     for name, distinct in preview.row_settings.items():
         lines.append(f"row setting       column '{name}' ({distinct} distinct values) sets {name} per row"
-                     + (" (ignored: --no-row-settings)" if not config.row_settings else ""))
+                     + (" (ignored: --no-row-settings)" if not config.input.row_settings else ""))
     for i, messages in enumerate(preview.prompts, 1):
         lines.append(f"prompt {i}          " + " | ".join(_message_text(m) for m in messages))
     lines.append(f"prompt tokens     ~{preview.prompt_tokens:,} (estimated: {preview.token_method})")
     lines.append(f"output tokens     at most {preview.output_tokens:,} (each request's max_tokens"
-                 + ("" if config.max_tokens else "; none given, so 256 per request") + ")")
-    lines.append("cost              " + _cost_text(preview, config.model))
+                 + ("" if config.request.max_tokens else "; none given, so 256 per request") + ")")
+    lines.append("cost              " + _cost_text(preview, config.endpoint.model))
     if preview.price is not None:
-        lines.append("cost, batch mode  " + _batch_cost_text(preview, config.model))
-    seconds = limits_time_s(preview, config.rpm, config.tpm)
+        lines.append("cost, batch mode  " + _batch_cost_text(preview, config.endpoint.model))
+    seconds = limits_time_s(preview, config.limits.rpm, config.limits.tpm)
     lines.append("time              " + (f"at least {fmt_eta(seconds)} at the --rpm / --tpm limits"
                                          if seconds is not None else
                                          "no fixed --rpm / --tpm (auto paces by the provider's own limits): depends on the endpoint"))

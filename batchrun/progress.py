@@ -1,22 +1,21 @@
-"""Live progress (tqdm) on stderr, read from the pool's PoolStats."""
+"""Live progress on the command line: a tqdm bar over a run's rows (a plain line now and then when
+stderr is no terminal), and one over Batch API jobs. The command line hands them to the pipeline
+(`ConsoleProgress`, a hooks.Progress); nothing below the faces draws."""
 
 from __future__ import annotations
 
 import asyncio
 import statistics
 import sys
-from typing import Callable, NamedTuple
+from typing import Callable, Sequence
 
 from tqdm import tqdm
 
+from batchrun.batchapi.ledger import JobEntry
+from batchrun.batchapi.progress import done_requests, status_line
 from batchrun.engine.pool import PoolStats
-
-
-class Total:
-    """The run's row total, filled in by a background count while the run goes (None until then)."""
-
-    def __init__(self, rows: int | None = None) -> None:
-        self.rows = rows
+from batchrun.hooks import LevelProgress, Total
+from batchrun.report.format import fmt_eta
 
 
 async def show_progress(stats: PoolStats, *, total: Total | int | None, clock: Callable[[], float],
@@ -65,16 +64,6 @@ def progress_line(stats: PoolStats, total: int | None, elapsed_s: float) -> str:
             f"{tokens:.0f} tok/s{eta}")
 
 
-def fmt_eta(seconds: float) -> str:
-    """1h 02m, 3m 05s, 42s."""
-    seconds = max(0, round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
-
-
 def _refresh(bar: tqdm, stats: PoolStats, total: Total, elapsed_s: float) -> None:
     if total.rows is not None and bar.total != total.rows:
         bar.total = total.rows
@@ -88,17 +77,6 @@ def _refresh(bar: tqdm, stats: PoolStats, total: Total, elapsed_s: float) -> Non
         refresh=False,
     )
     bar.refresh()
-
-
-class LevelProgress(NamedTuple):
-    """Where one bench run stands."""
-
-    label: str                  # which run, e.g. "async c=16 (run 4/5)"
-    done: int                   # requests finished
-    total: str                  # requests it will measure: "100", "~90" (a time share), "100+" (sized by spread)
-    ok: int
-    failed: int
-    eta_s: float | None         # seconds it has left; None: not known yet
 
 
 def level_progress_line(p: LevelProgress) -> str:
@@ -131,3 +109,36 @@ async def _plain_level_progress(state: Callable[[], LevelProgress], interval_s: 
             print(level_progress_line(state()), file=sys.stderr, flush=True)
     finally:
         print(level_progress_line(state()), file=sys.stderr, flush=True)
+
+
+class JobsProgress:
+    """A bar over Batch API jobs: requests done of all requests, and the jobs in each status.
+    Call update() after each poll round; close() at the end."""
+
+    def __init__(self, jobs: Sequence[JobEntry]) -> None:
+        self.jobs = list(jobs)
+        self.bar = tqdm(total=sum(j.requests for j in self.jobs), unit="req", file=sys.stderr,
+                        dynamic_ncols=True, desc=f"{len(self.jobs)} batch job(s)",
+                        mininterval=0 if sys.stderr.isatty() else 10.0)
+
+    def update(self) -> None:
+        self.bar.n = done_requests(self.jobs)
+        self.bar.set_postfix_str(status_line(self.jobs), refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.update()
+        self.bar.close()
+
+
+class ConsoleProgress:
+    """The command line's hooks.Progress."""
+
+    async def rows(self, stats: PoolStats, total: Total, clock: Callable[[], float]) -> None:
+        await show_progress(stats, total=total, clock=clock)
+
+    def jobs(self, jobs: Sequence[JobEntry]) -> JobsProgress:
+        return JobsProgress(jobs)
+
+    async def level(self, state: Callable[[], LevelProgress]) -> None:
+        await show_level_progress(state)

@@ -49,6 +49,12 @@ def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
     return _SK.sub("sk-***", text)
 
 
+def public_url(url: str, secrets: tuple[str, ...] = ()) -> str:
+    """A configured URL as it may be written: credentials in it (`user:pass@`) as `***:***@`,
+    key-like query values and the known `secrets` masked."""
+    return redact(url, secrets + query_secrets(url))
+
+
 def host_and_port(url: str) -> str:
     """Where a URL points, as 'host:port' and nothing else: never its credentials, path or query
     (for a Location header or a lock file, where a path may carry a signed token)."""

@@ -15,13 +15,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from batchrun.config import RunConfig
+from batchrun.endpoint.calibrate import calibrate, synthetic_rows
+from batchrun.endpoint.kinds import kind
+from batchrun.endpoint.multi import multi_client
+from batchrun.endpoint.transport import Endpoint
+from batchrun.engine.limits import RateLimits
+from batchrun.engine.pool import Pool
+from batchrun.engine.sessions import SessionPool
 from batchrun.errors import ConfigError
 from batchrun.inputs.prompt import BadRow, Prompt
+from batchrun.inputs.sessions import file_sessions, generated_sessions, pending, turn_numbers, with_answers
+from batchrun.inputs.sidecols import file_columns
+from batchrun.inputs.synthetic import parse_spec
+from batchrun.inputs.traces import is_length_trace, length_trace_prompts, rebase, trace_offsets
+from batchrun.store.outputs import done_answers
+from batchrun.store.records import RECORDS
 
 if TYPE_CHECKING:
     import aiohttp
-
-    from batchrun.endpoint.transport import Endpoint
 
 TURNS_FILE = "turns.json"          # the names report/workloads.py reads back (SIDE_FILES)
 SYNTHETIC_FILE = "synthetic.json"
@@ -38,24 +49,21 @@ class Workload:
 def kind_of(config: RunConfig) -> str:
     """Decided before anything is sent; a wrong combination is a ConfigError."""
     kind = _kind(config)
-    if config.speedup != 1.0 and kind != "trace":
+    if config.input.speedup != 1.0 and kind != "trace":
         raise ConfigError("--speedup replays a trace: the input needs a timestamp or delay_s column")
     return kind
 
 
 def _kind(config: RunConfig) -> str:
-    from batchrun.inputs.sidecols import file_columns
-    from batchrun.inputs.synthetic import parse_spec
-
-    if config.endpoint == "embeddings":
+    if config.endpoint.endpoint == "embeddings":
         return "embeddings"
-    if config.synthetic is not None:
-        return "sessions" if parse_spec(config.synthetic).sessions else "rows"
-    columns = file_columns(config.input, config.fmt) if config.input is not None else set()
+    if config.input.synthetic is not None:
+        return "sessions" if parse_spec(config.input.synthetic).sessions else "rows"
+    columns = file_columns(config.input.path, config.input.fmt) if config.input.path is not None else set()
     if {"session_id", "turn"} <= columns:
         return "sessions"
     if columns & {"timestamp", "delay_s"}:
-        if config.tool_module is not None:
+        if config.tools.tool_module is not None:
             raise ConfigError("trace replay and --tool-module cannot be combined")
         return "trace"
     return "rows"
@@ -63,31 +71,26 @@ def _kind(config: RunConfig) -> str:
 
 def length_trace(config: RunConfig) -> bool:
     """A trace of lengths without text (Mooncake): its prompts are generated, not read."""
-    from batchrun.inputs.sidecols import file_columns
-    from batchrun.inputs.traces import is_length_trace
-
-    if config.input is None or config.synthetic is not None or config.prompt_column or config.template:
+    source = config.input
+    if source.path is None or source.synthetic is not None or source.prompt_column or source.template:
         return False
-    return is_length_trace(file_columns(config.input, config.fmt))
+    return is_length_trace(file_columns(config.input.path, config.input.fmt))
 
 
 async def prepare(config: RunConfig, endpoint: Endpoint, rows: Iterator[Prompt | BadRow], out: Path,
                   skip: set[str], make_jobs: Callable[..., Iterator[Any]],
                   say: Callable[[str], None]) -> Workload:
-    """The run's items; `make_jobs(config, rows, skip)` is the runner's Prompt -> Job step."""
+    """The run's items; `make_jobs(config, rows, skip)` is the plan's Prompt -> Job step (plan.jobs)."""
     kind = kind_of(config)
     if length_trace(config):
-        from batchrun.endpoint.calibrate import calibrate
-        from batchrun.inputs.traces import length_trace_prompts
-        assert config.input is not None
+        assert config.input.path is not None
         sizer = await calibrate(config, endpoint, say)
-        rows = length_trace_prompts(config.input, config.fmt, sizer)
-    if config.synthetic is not None:
-        from batchrun.endpoint.calibrate import synthetic_rows
+        rows = length_trace_prompts(config.input.path, config.input.fmt, sizer)
+    if config.input.synthetic is not None:
         rows, info = await synthetic_rows(config, endpoint, 100, say)
         _write(out / SYNTHETIC_FILE, info)
     if kind == "embeddings":
-        from batchrun.engine.embed import embed_items
+        from batchrun.engine.embed import embed_items    # lazy: embeddings' vectors load pyarrow and numpy
         return Workload(kind, embed_items(config, rows, skip))
     if kind == "sessions":
         return Workload(kind, iter(_sessions(config, rows, skip, out, say)))
@@ -98,18 +101,13 @@ async def prepare(config: RunConfig, endpoint: Endpoint, rows: Iterator[Prompt |
 
 def _sessions(config: RunConfig, rows: Iterator[Prompt | BadRow], skip: set[str], out: Path,
               say: Callable[[str], None]) -> list[Any]:
-    from batchrun.inputs.sessions import file_sessions, generated_sessions, pending, turn_numbers, with_answers
-    from batchrun.store.outputs import done_answers
-    from batchrun.store.records import RECORDS
-    from batchrun.inputs.synthetic import parse_spec
-
     bad: list[BadRow] = []
-    if config.synthetic is not None:
-        spec = parse_spec(config.synthetic)
+    if config.input.synthetic is not None:
+        spec = parse_spec(config.input.synthetic)
         sessions = generated_sessions(rows, spec.sessions or 0, spec.turns, spec.think_s)   # type: ignore[arg-type]
     else:
-        assert config.input is not None
-        sessions, bad = file_sessions(config.input, config.fmt, rows)
+        assert config.input.path is not None
+        sessions, bad = file_sessions(config.input.path, config.input.fmt, rows)
     _write(out / TURNS_FILE, turn_numbers(sessions))
     todo = pending(sessions, skip)
     answered = [t.prompt.id for s in todo for t in s.turns if t.prompt.id in skip]
@@ -123,10 +121,8 @@ def _sessions(config: RunConfig, rows: Iterator[Prompt | BadRow], skip: set[str]
 
 def _trace(config: RunConfig, rows: Iterator[Prompt | BadRow], skip: set[str],
            make_jobs: Callable[..., Iterator[Any]]) -> Workload:
-    from batchrun.inputs.traces import rebase, trace_offsets
-
-    assert config.input is not None
-    offsets = trace_offsets(config.input, config.fmt, config.speedup)
+    assert config.input.path is not None
+    offsets = trace_offsets(config.input.path, config.input.fmt, config.input.speedup)
     items = list(make_jobs(config, rows, skip))
     items.sort(key=lambda item: offsets[_row(item)])
     planned = rebase([offsets[_row(item)] for item in items])
@@ -143,22 +139,18 @@ def make_pool(workload: Workload, session: aiohttp.ClientSession, endpoint: Endp
               write_many: Callable[[list[Any]], None] | None = None, **pool_kw: Any) -> Any:
     """The pool for the workload; `pool_kw` (output_check, warn, ...) go to Pool as they are."""
     if workload.kind == "embeddings":
-        from batchrun.engine.embed import embed_pool
+        from batchrun.engine.embed import embed_pool     # lazy: embeddings' vectors load pyarrow and numpy
         return embed_pool(session, endpoint, write, config, pool_config, out, t0, clock, write_many)
-    from batchrun.endpoint.kinds import kind
-
-    clients = [kind(config.endpoint).client_for(session, e, timeout_s=config.timeout, ttft_timeout_s=config.ttft_timeout,
-                                                clock=clock, max_response_bytes=config.max_response_bytes)
+    limits = config.limits
+    clients = [kind(config.endpoint.endpoint).client_for(session, e, timeout_s=limits.timeout,
+                                                         ttft_timeout_s=limits.ttft_timeout, clock=clock,
+                                                         max_response_bytes=limits.max_response_bytes)
                for e in [endpoint, *workload.more_endpoints]]
     client: Any = clients[0]
     if len(clients) > 1:
-        from batchrun.endpoint.multi import multi_client
-        from batchrun.engine.limits import RateLimits
-        client = multi_client(clients, config, lambda: RateLimits(config.rpm, config.tpm))
+        client = multi_client(clients, config, lambda: RateLimits(limits.rpm, limits.tpm))
     if workload.kind == "sessions":
-        from batchrun.engine.sessions import SessionPool
         return SessionPool(client, write, pool_config, t0=t0, clock=clock, make_job=make_job, **pool_kw)
-    from batchrun.engine.pool import Pool
     return Pool(client, write, pool_config, t0=t0, clock=clock, tool_runner=tool_runner, **pool_kw)
 
 

@@ -57,8 +57,8 @@ BEFORE = "failure_share=5pt"
 def bench_config(n: int | None, concurrency: int, slower: float, failing: float = 0.0) -> BenchConfig:
     options = tuple(o.format(ttft=TTFT_S * slower, prefill=PREFILL_S * slower) for o in SCALED)
     options += (f"error_500_rate={failing}",) if failing else ()
-    run = RunConfig(input=PROMPTS, max_tokens=32, timeout=60.0, retries=0, on_bad_row="skip", quiet=True,
-                    builtin_options=options)
+    run = RunConfig.of(path=PROMPTS, max_tokens=32, timeout=60.0, retries=0, on_bad_row="skip", quiet=True,
+                       builtin_options=options)
     return BenchConfig(run=run, requests=n, concurrencies=(concurrency,), sync=False)
 
 

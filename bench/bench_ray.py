@@ -103,21 +103,22 @@ def end_to_end(work: Path, rows: int) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def _sending_ends() -> Iterator[list[float]]:
-    """The driver's CPU time when sending has ended and the final files begin (runner._finish_outputs)."""
-    from batchrun import runner
+    """The driver's CPU time when sending has ended and the final files begin (finish_run, as the
+    pipeline calls it)."""
+    from batchrun import pipeline
 
     ended: list[float] = []
-    original = runner._finish_outputs
+    original = pipeline.finish_run
 
     def finish(*args: Any, **kwargs: Any) -> Any:
         ended.append(time.process_time())
         return original(*args, **kwargs)
 
-    runner._finish_outputs = finish
+    pipeline.finish_run = finish  # type: ignore[assignment]
     try:
         yield ended
     finally:
-        runner._finish_outputs = original
+        pipeline.finish_run = original  # type: ignore[assignment]
 
 
 def frames(records_path: Path, total: int) -> tuple[list[bytes], int, float]:

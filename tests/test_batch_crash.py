@@ -157,12 +157,12 @@ def test_batch_status_and_cancel_from_another_terminal_while_a_run_waits(tmp_pat
     import threading
 
     from batchrun.config import RunConfig
-    from batchrun.runner import execute_run
+    from batchrun.pipeline import execute_run
 
     prompts = write_prompts(tmp_path / "p.csv", 4)
     out = tmp_path / "run"
     with SimProcess(SimConfig(fast=True, batch_delay_s=30.0)) as slow:
-        config = RunConfig(input=prompts, base_url=slow.base_url, mode="batch", out=out, quiet=True)
+        config = RunConfig.of(path=prompts, base_url=slow.base_url, mode="batch", out=out, quiet=True)
         outcome: list[Any] = []
         waiting = threading.Thread(target=lambda: outcome.append(asyncio.run(execute_run(config))))
         waiting.start()

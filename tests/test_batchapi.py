@@ -397,7 +397,7 @@ async def test_an_endpoint_without_a_batch_api_is_a_clear_error_and_auto_goes_on
 
     from batchrun.batchapi.api import BatchApiError
     from batchrun.config import RunConfig
-    from batchrun.runner import execute_run
+    from batchrun.pipeline import execute_run
     from rawserver import raw_server
 
     async def never(request: web.Request) -> web.StreamResponse:
@@ -405,7 +405,7 @@ async def test_an_endpoint_without_a_batch_api_is_a_clear_error_and_auto_goes_on
 
     prompts = write_prompts(tmp_path / "p.csv", 2)
     async with raw_server(never) as url:
-        config = RunConfig(input=prompts, base_url=url, mode="batch", out=tmp_path / "run", quiet=True)
+        config = RunConfig.of(path=prompts, base_url=url, mode="batch", out=tmp_path / "run", quiet=True)
         with pytest.raises(BatchApiError) as err:
             await execute_run(config)
         assert "has no Batch API; use --mode online" in str(err.value) and "NotFoundError" in str(err.value)

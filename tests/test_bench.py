@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from batchrun.bench.sizing import TARGET_HALF_WIDTH, RunSize, SizedJobs, drain_s, level_half_width, window_allows
 from batchrun.bench.sweep import (
-    DEFAULT_LEVELS, DEFAULT_TIME_BUDGET_S, BenchConfig, arrivals, bench_jobs, parse_levels, resolve_time_budget,
+    DEFAULT_LEVELS, DEFAULT_TIME_BUDGET_S, BenchConfig, arrivals, bench_jobs, resolve_time_budget,
 )
 from batchrun.cli import app
 from batchrun.config import RunConfig
@@ -93,7 +93,7 @@ def test_bad_options_are_usage_errors(tmp_path) -> None:
 
 
 def test_bench_jobs_cycle_with_unique_ids() -> None:
-    jobs = bench_jobs(RunConfig(input=SAMPLES / "prompts.csv", model="m"), 100)
+    jobs = bench_jobs(RunConfig.of(path=SAMPLES / "prompts.csv", model="m"), 100)
     ids = [j.prompt.id for j in jobs]
     assert len(ids) == 100 and len(set(ids)) == 100 and [j.prompt.row for j in jobs] == list(range(100))
 
@@ -105,13 +105,6 @@ def test_arrivals_have_the_requested_mean_rate() -> None:
     assert times[-1] / 5000 == pytest.approx(0.1, rel=0.05)       # mean gap 1/rate
 
 
-def test_parse_levels() -> None:
-    assert parse_levels("1,2, 4") == (1, 2, 4)
-    assert parse_levels("0.5,2", float) == (0.5, 2.0)
-    with pytest.raises(ConfigError):
-        parse_levels("1,two")
-
-
 def test_sync_baseline_enforces_the_whole_request_timeout_like_the_async_client() -> None:
     """Chunks every 50 ms for 0.5 s: each read is quick, the whole request is not (timeout 0.3 s)."""
     import time
@@ -119,7 +112,7 @@ def test_sync_baseline_enforces_the_whole_request_timeout_like_the_async_client(
     from batchrun.endpoint.transport import Endpoint
     from batchrun.bench.sync import run_sync
 
-    jobs = bench_jobs(RunConfig(input=SAMPLES / "prompts.csv", model="m"), 2)
+    jobs = bench_jobs(RunConfig.of(path=SAMPLES / "prompts.csv", model="m"), 2)
     with SimProcess(SimConfig(fixed_ttft_s=0.01, fixed_itl_s=0.05, output_tokens=10)) as sim:
         endpoint = Endpoint(sim.base_url)
         slow = run_sync(endpoint, jobs, timeout_s=0.3, t0=time.perf_counter())
@@ -169,7 +162,7 @@ async def test_sync_and_async_classify_the_same_response_the_same_way() -> None:
     from batchrun.bench.sync import run_sync
     from batchrun.endpoint.transport import Endpoint, StreamClient, make_session
 
-    jobs = bench_jobs(RunConfig(input=SAMPLES / "prompts.csv", model="raw-model"), 1)
+    jobs = bench_jobs(RunConfig.of(path=SAMPLES / "prompts.csv", model="raw-model"), 1)
     for name, handler in _cases().items():
         async with raw_server(handler) as url:
             endpoint = Endpoint(url)
@@ -185,7 +178,7 @@ async def test_sync_and_async_classify_the_same_response_the_same_way() -> None:
 # ---------------------------------------------------------------- samples, wall time, the built-in endpoint
 
 def test_requests_per_level_are_honoured_and_enough_by_default() -> None:
-    config = BenchConfig(run=RunConfig(input=SAMPLES / "prompts.csv", model="m"))
+    config = BenchConfig(run=RunConfig.of(path=SAMPLES / "prompts.csv", model="m"))
     assert config.max_run_s is None                       # was 5 s: -n 200 at c=4 measured 20
     assert [config.requests_for(c) for c in (1, 4, 25, 64)] == [100, 100, 100, 256]
     assert [config.requests_cap(c) for c in (1, 64)] == [400, 1024]
@@ -202,7 +195,7 @@ def test_a_bench_given_no_levels_and_no_n_shares_a_time_budget() -> None:
     assert resolve_time_budget(None, requests=50, levels_given=False) is None      # -n: exactly that
     assert resolve_time_budget(0, requests=None, levels_given=False) is None       # 0: none
     assert resolve_time_budget(90, requests=None, levels_given=True) == 90
-    run = RunConfig(input=SAMPLES / "prompts.csv", model="m")
+    run = RunConfig.of(path=SAMPLES / "prompts.csv", model="m")
     quick = BenchConfig(run=run, time_budget_s=36.0)
     assert quick.concurrencies == DEFAULT_LEVELS == (1, 4, 16, 64)
     # sync two shares, four levels one each: 6 shares of 6 s

@@ -29,7 +29,7 @@ def _loaded_after(code: str, names: tuple[str, ...] = HEAVY) -> list[str]:
 
 
 def test_loading_the_cli_and_the_run_path_imports_no_heavy_library() -> None:
-    loaded = _loaded_after("import batchrun.cli, batchrun.runner, batchrun.report.summary, "
+    loaded = _loaded_after("import batchrun.cli, batchrun.pipeline, batchrun.report.summary, "
                            "batchrun.report.limits, batchrun.report.plots, batchrun.endpoint.transport")
     assert loaded == []
 
@@ -44,6 +44,12 @@ def test_a_one_row_run_loads_no_heavy_library_nor_the_batch_api_flow(tmp_path: P
             "except SystemExit as exc:\n    assert exc.code == 0, exc.code")
     assert _loaded_after(code, HEAVY + ("batchrun.batchapi.flow",)) == []
     assert (tmp_path / "out" / "report.html").read_text().count('<div class="plot"') == 4
+
+
+def test_loading_the_cli_does_not_load_the_run_path() -> None:
+    # Each command imports its own work (`--help`, `report`, `compare` never need the engine).
+    assert _loaded_after("import batchrun.cli", ("aiohttp", "tqdm", "batchrun.pipeline", "batchrun.engine.pool",
+                                                "batchrun.report.summary")) == []
 
 
 def test_loading_the_cli_does_not_load_the_simulated_endpoint() -> None:

@@ -131,11 +131,11 @@ def test_run_over_two_endpoints_fails_over_and_reports_each(tmp_path: Path) -> N
 
 def test_endpoint_labels_carry_no_password_or_key() -> None:
     from batchrun.config import RunConfig
-    from batchrun.endpoint.multi import public_url
+    from batchrun.redact import public_url
 
     url = "http://bob:hunter2@127.0.0.1:8000/v1?api_key=sk-abcdef0123456789"
     assert public_url(url) == "http://***:***@127.0.0.1:8000/v1?api_key=***"   # as Endpoint.display_url shows it
-    config = RunConfig(synthetic="prompt_tokens=5,output_tokens=5", base_url="http://a/v1", extra_base_urls=[url])
+    config = RunConfig.of(synthetic="prompt_tokens=5,output_tokens=5", base_url="http://a/v1", extra_base_urls=(url,))
     assert "hunter2" not in str(config.public_dict()) and "sk-abcdef" not in str(config.public_dict())
 
 

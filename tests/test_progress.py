@@ -9,8 +9,9 @@ import threading
 from typing import Awaitable, Callable
 
 from batchrun.engine.pool import PoolStats
-from batchrun.progress import (LevelProgress, Total, fmt_eta, level_progress_line, progress_line, show_level_progress,
-                               show_progress)
+from batchrun.hooks import LevelProgress, Total
+from batchrun.progress import level_progress_line, progress_line, show_level_progress, show_progress
+from batchrun.report.format import fmt_eta
 
 
 def test_progress_line_has_percent_eta_counts_and_tokens() -> None:

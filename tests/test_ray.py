@@ -23,8 +23,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from batchrun.engine.ray_plan import Node, actor_count, check_address, is_loopback, loopback_problem
-from batchrun.errors import ConfigError
+from batchrun.engine.ray_plan import Node, actor_count, is_loopback, loopback_problem
 from batchrun.sim import SimConfig, SimProcess
 from promptfiles import write_prompts
 from test_workers import Run, assert_each_row_once, assert_same_rows, invoke, records, results, slow_sim  # noqa: F401 (a fixture)
@@ -77,13 +76,6 @@ def test_a_loopback_endpoint_is_refused_when_other_nodes_cannot_reach_it() -> No
     assert problem is not None and "10.0.0.2" in problem and "loopback" in problem
     assert loopback_problem(url, url, [here], "10.0.0.1", client=True) is not None     # ray://: never here
     assert loopback_problem("http://10.0.0.1:8000/v1", "x", [here, there], "10.0.0.1", client=True) is None
-
-
-def test_ray_address_forms() -> None:
-    for ok in ("local", "auto", "ray://head:10001", "10.0.0.1:6379"):
-        assert check_address(ok) == ok
-    with pytest.raises(ConfigError, match="--ray-address"):
-        check_address("head")
 
 
 def test_a_plain_run_never_imports_ray_and_ray_missing_is_a_clear_usage_error(fast_sim: SimProcess,

@@ -72,7 +72,7 @@ async def test_a_redirected_post_fails_once_naming_host_and_port_and_stops_the_r
 async def test_the_sync_baseline_does_not_follow_a_redirect_either() -> None:
     """`bench --sync`: the openai SDK's httpx client follows redirects unless told not to."""
     log: list[str] = []
-    jobs = bench_jobs(RunConfig(input=Path(__file__).parents[1] / "samples" / "prompts.csv", model="raw-model"), 1)
+    jobs = bench_jobs(RunConfig.of(path=Path(__file__).parents[1] / "samples" / "prompts.csv", model="raw-model"), 1)
     async with raw_server(redirect(302, log), routes=_routes(302, log)) as url:
         [record] = await asyncio.to_thread(run_sync, Endpoint(url), jobs, timeout_s=5.0, t0=time.perf_counter())
     assert log == ["POST /v1/chat/completions"]

@@ -11,9 +11,9 @@ from batchrun.errors import ConfigError
 from batchrun.analysis.metrics import summarize
 from batchrun.store.records import Record, RecordSink
 from batchrun.report.bench import bench_analysis, format_bench_table
+from batchrun.finish import rebuild_reports
 from batchrun.report.summary import (
-    fmt_s, format_summary_table, load_bench, load_run, rebuild_reports,
-    write_bench_manifest, write_reports,
+    fmt_s, format_summary_table, load_bench, load_run, write_bench_manifest, write_reports,
 )
 from batchrun.report.html import Document, Section, Table, Text, render_html, render_markdown
 

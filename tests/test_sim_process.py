@@ -12,11 +12,10 @@ from pathlib import Path
 
 import openai
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from batchrun.sim import SimConfig, SimProcess
-from batchrun.sim.cli import serve
+from batchrun.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,9 +58,6 @@ def test_sim_process_reports_a_port_in_use() -> None:
 
 
 def test_serve_rejects_a_bad_option() -> None:
-    app = typer.Typer()
-    app.command("serve")(serve)
-    app.command("other")(lambda: None)
     result = CliRunner().invoke(app, ["serve", "--max-concurrency", "0"])
     assert result.exit_code == 2 and "max-concurrency" in result.output
 
@@ -71,10 +67,7 @@ def test_serve_prints_the_url_and_exits_130_on_ctrl_c(tmp_path: Path) -> None:
     script.write_text(textwrap.dedent("""
         import signal, typer
         signal.signal(signal.SIGINT, signal.default_int_handler)   # a background shell ignores SIGINT
-        from batchrun.sim.cli import serve
-        app = typer.Typer()
-        app.command("serve")(serve)
-        app.command("other")(lambda: None)
+        from batchrun.cli import app
         app()
     """))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

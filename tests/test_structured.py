@@ -10,9 +10,8 @@ import aiohttp
 import pytest
 from jsonschema import Draft202012Validator
 
-from batchrun.endpoint.answers import AnswerCheck, load_schema, response_format
+from batchrun.endpoint.answers import AnswerCheck, response_format
 from batchrun.endpoint.requests import RequestDefaults, build_body
-from batchrun.errors import ConfigError
 from batchrun.inputs.prompt import Prompt
 from batchrun.sim.structured import instance
 
@@ -44,14 +43,6 @@ def test_answer_check_parses_validates_and_words_the_problem() -> None:
     assert parsed is None and "at label" in problem and "'meh' is not one of" in problem
     assert AnswerCheck()("[1, 2]") == (None, "the answer is JSON but not an object {...}")
     assert AnswerCheck()('{"a": 1}') == ({"a": 1}, None)
-
-
-def test_a_schema_file_that_is_not_a_schema_is_refused() -> None:
-    with pytest.raises(ConfigError, match="not valid JSON"):
-        load_schema("{nope", "s.json")
-    with pytest.raises(ConfigError, match="not a valid JSON Schema"):
-        load_schema('{"type": 12}', "s.json")
-    assert load_schema(json.dumps(SCHEMA), "s.json") == SCHEMA
 
 
 def test_sim_instances_follow_the_schema() -> None:

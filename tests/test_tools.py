@@ -20,11 +20,12 @@ from batchrun.inputs.prompt import Prompt
 from batchrun.store.records import Record
 from batchrun.endpoint.toolcalls import (ToolCallAssembler, argument_problems, body_forces_tool_call, check_calls,
                                          forces_tool_call)
-from batchrun.engine.tools import ToolRunner, load_tool_definitions, load_tool_module, merge_rounds
+from batchrun.engine.tools import ToolRunner, load_tool_module, merge_rounds
+from batchrun.values import load_tools
 from promptfiles import write_prompts
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "tools"
-TOOLS = load_tool_definitions(SAMPLES / "tools.json")
+TOOLS = load_tools(SAMPLES / "tools.json")
 
 
 # ---------------------------------------------------------------- pure parts

@@ -140,14 +140,14 @@ def test_concurrency_is_split_evenly_and_never_into_empty_shares() -> None:
 
 def test_auto_uses_cores_minus_one_only_at_high_concurrency(tmp_path: Path) -> None:
     write_prompts(tmp_path / "p.csv", 1)
-    high = RunConfig(input=tmp_path / "p.csv", concurrency=AUTO_MIN_CONCURRENCY, workers_auto=True)
-    low = RunConfig(input=tmp_path / "p.csv", concurrency=AUTO_MIN_CONCURRENCY - 1, workers_auto=True)
+    high = RunConfig.of(path=tmp_path / "p.csv", concurrency=AUTO_MIN_CONCURRENCY, workers_auto=True)
+    low = RunConfig.of(path=tmp_path / "p.csv", concurrency=AUTO_MIN_CONCURRENCY - 1, workers_auto=True)
     assert worker_count(high, "rows", cores=8) == 7
     assert worker_count(high, "rows", cores=2) == 1
     assert worker_count(low, "rows", cores=8) == 1
     assert worker_count(high, "sessions", cores=8) == 1          # auto never refuses: one process
     with pytest.raises(ConfigError, match="sessions"):
-        worker_count(RunConfig(input=tmp_path / "p.csv", workers=2), "sessions")
+        worker_count(RunConfig.of(path=tmp_path / "p.csv", workers=2), "sessions")
 
 
 def test_workers_with_options_that_run_in_one_process_is_a_usage_error(tmp_path: Path) -> None:
@@ -173,7 +173,7 @@ async def test_a_frame_cut_short_is_never_delivered() -> None:
 async def test_the_worker_loop_over_a_channel_paced_by_credits(sim: Any, tmp_path: Path) -> None:
     """The worker as the coordinator (or a Ray driver) sees it: START, JOBS, END in; READY, BATCHes
     asking one credit per request (metered) and carrying the records, DONE out."""
-    from batchrun.runner import jobs
+    from batchrun.plan import jobs
 
     ours, theirs = socket.socketpair()
     coordinator, worker_side = await StreamChannel.over(ours), await StreamChannel.over(theirs)
@@ -184,7 +184,7 @@ async def test_the_worker_loop_over_a_channel_paced_by_credits(sim: Any, tmp_pat
                       t0=time.perf_counter(), metered=True)
     await coordinator.send(START, spec.to_dict())
     assert (await coordinator.recv())[0] == READY
-    config = RunConfig(input=write_prompts(tmp_path / "p.csv", 1), model="batchrun-sim")
+    config = RunConfig.of(path=write_prompts(tmp_path / "p.csv", 1), model="batchrun-sim")
     todo = list(jobs(config, iter(Prompt(id=f"r{i}", row=i, line=i + 2, messages=[{"role": "user", "content": "hi"}])
                                   for i in range(10)), set()))
     await coordinator.send(JOBS, [job_wire(job) for job in todo])

@@ -38,6 +38,7 @@ from batchrun.analysis.sides import (  # noqa: F401  (CompareRefused, side_of_re
     side_of_records,
 )
 from batchrun.store.records import OK, SKIPPED, Record
+from batchrun.report.format import fmt_num, fmt_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,8 +396,6 @@ def _point_change(fig: Figure, baseline: Mapping[str, Any], current: Mapping[str
 # ---------------------------------------------------------------- sentences
 
 def value_text(v: float | None, unit: str) -> str:
-    from batchrun.report.format import fmt_num, fmt_s
-
     if v is None:
         return "-"
     return fmt_s(v) if unit == "s" else fmt_num(v * 100, 1, "%") if unit == "ratio" else \

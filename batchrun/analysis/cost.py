@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any, Iterable
 
+from batchrun.analysis.columns import Columns
 from batchrun.errors import ConfigError
 from batchrun.store.records import Record
 
@@ -104,7 +105,7 @@ def estimate_cost(prompt_tokens: float, output_tokens: float, price: Price) -> f
     return (prompt_tokens * price.input_per_m + output_tokens * price.output_per_m) / 1_000_000
 
 
-def run_cost(records: Iterable[Record], price: Price | None) -> dict[str, Any] | None:
+def run_cost(records: Iterable[Record] | Columns, price: Price | None) -> dict[str, Any] | None:
     """The cost of what was sent, from each record's usage (any status: a failed request that
     reported usage was billed). Records without usage are counted, not guessed."""
     if price is None:

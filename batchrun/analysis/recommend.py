@@ -23,7 +23,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, NamedTuple
 
-DEFAULT_MAX_FAILURE_SHARE = 0.01
+from batchrun.options import named
+
+DEFAULT_MAX_FAILURE_SHARE: float = named("bench", "max_failure_share").default   # the option's: 1%
 
 
 class BenchPoint(NamedTuple):

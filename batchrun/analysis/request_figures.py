@@ -1,4 +1,5 @@
-"""One request's own figures: TPOT, and whether it meets an SLO; and the SLO itself.
+"""One request's own figures: TPOT, and whether it meets an SLO (the SLO itself is an option's value:
+values.py reads it).
 
 Each figure is a function of plain values, so a Record and a row of Columns (where an unknown
 time is NaN and an unknown count is -1) go through the same arithmetic.
@@ -6,13 +7,9 @@ time is NaN and an unknown count is -1) go through the same arithmetic.
 
 from __future__ import annotations
 
-import math
-import re
 from typing import Mapping
 
 from batchrun.store.records import OK, Record
-
-SLO_KEYS = ("ttft", "tpot", "e2e")
 
 
 def _known(value: float | None) -> bool:
@@ -60,34 +57,3 @@ def meets_bounds(slo: Mapping[str, float], ttft_s: float | None, latency_s: floa
 def meets_slo(record: Record, slo: Mapping[str, float]) -> bool:
     """True when an ok record meets every bound in `slo` (meets_bounds); any other status fails."""
     return record.status == OK and meets_bounds(slo, record.ttft_s, record.latency_s, record.completion_tokens)
-
-
-_SLO_ITEM = re.compile(r"^\s*([a-z0-9_]+)\s*=\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s)\s*$", re.IGNORECASE)
-
-
-def parse_slo(text: str) -> dict[str, float]:
-    """'ttft=500ms,tpot=50ms,e2e=10s' -> {'ttft': 0.5, 'tpot': 0.05, 'e2e': 10.0} (seconds)."""
-    slo: dict[str, float] = {}
-    for item in text.split(","):
-        m = _SLO_ITEM.match(item)
-        if not m:
-            raise ValueError(f"bad SLO item {item.strip()!r}: write NAME=VALUE with a unit, "
-                             f"e.g. ttft=500ms or e2e=10s (names: {', '.join(SLO_KEYS)})")
-        name, value, unit = m.group(1).lower(), float(m.group(2)), m.group(3).lower()
-        if name in slo:
-            raise ValueError(f"SLO {name!r} is given twice")
-        slo[name] = value / 1000 if unit == "ms" else value
-    return check_slo(slo)
-
-
-def check_slo(slo: Mapping[str, float]) -> dict[str, float]:
-    """Validate an SLO mapping (names in SLO_KEYS, positive seconds) and return a copy."""
-    unknown = sorted(set(slo) - set(SLO_KEYS))
-    if unknown:
-        raise ValueError(f"unknown SLO name(s) {', '.join(unknown)}; valid names: {', '.join(SLO_KEYS)}")
-    for name, value in slo.items():
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-            raise ValueError(f"SLO {name} must be a positive number of seconds, got {value!r}")
-    if not slo:
-        raise ValueError(f"empty SLO; give at least one of {', '.join(SLO_KEYS)}")
-    return {k: float(v) for k, v in slo.items()}

@@ -15,6 +15,8 @@ from typing import Any, Mapping, Sequence
 
 from batchrun.errors import BatchrunError, ConfigError
 from batchrun.store.records import SKIPPED, Record
+from batchrun.analysis.metrics import summarize
+from batchrun.report.summary import load_bench, load_run
 
 KNOWN_SCHEMA_VERSIONS = (1,)
 # A summary without these is not a batchrun summary at all.
@@ -115,8 +117,6 @@ def _doc_side(doc: dict[str, Any], where: str) -> Side:
 
 
 def _run_dir_side(path: Path) -> Side:
-    from batchrun.report.summary import load_run
-
     doc = _read_doc(path / "summary.json") if (path / "summary.json").exists() else {"schema_version": 1}
     _check_version(doc, str(path / "summary.json"))
     run = load_run(path)
@@ -130,8 +130,6 @@ def _run_dir_side(path: Path) -> Side:
 
 
 def _bench_side(path: Path) -> Side:
-    from batchrun.report.summary import load_bench
-
     doc = _read_doc(path / "summary.json") if (path / "summary.json").exists() else {"schema_version": 1}
     _check_version(doc, str(path / "summary.json"))
     bench = load_bench(path)
@@ -144,8 +142,6 @@ def side_of_records(records: Sequence[Record], *, where: str = "records", wall_s
                     doc: Mapping[str, Any] | None = None, slo: Mapping[str, float] | None = None,
                     open_loop: bool = False) -> Side:
     """A Side straight from records (library use and tests: no files)."""
-    from batchrun.analysis.metrics import summarize
-
     summary = summarize(records, wall_time_s=wall_s, slo=slo)
     return Side(where, "run", summary, doc=dict(doc or {}), records=list(records),
                 wall_s=summary["wall_time_s"] or 0.0, open_loop=open_loop)
@@ -173,8 +169,6 @@ def _headline_level(side: Side) -> str | None:
 
 def _pool_level(side: Side, level: str) -> Side:
     """The bench side narrowed to one level, its repeats' records pooled."""
-    from batchrun.analysis.metrics import summarize
-
     runs = _levels(side)[level]
     records = [r for run in runs for r in run["records"]]
     wall = math.fsum(run.get("wall_time_s") or 0.0 for run in runs)

@@ -12,6 +12,8 @@ from batchrun.analysis.distribution import Distribution
 from batchrun.analysis.metrics import schedule_figures, summarize
 from batchrun.analysis.timeline import per_s, sent_timed
 from batchrun.store.records import OK, Record
+from batchrun.analysis.slices import time_slices
+from batchrun.inputs.synthetic import requested_lengths
 
 
 def embedding_figures(records: Iterable[Record], wall_time_s: float | None) -> dict[str, Any]:
@@ -104,7 +106,6 @@ def workload_summary(config: Mapping[str, Any], records: list[Record] | Columns,
     if config.get("endpoint") == "embeddings":
         out["embeddings"] = embedding_figures(again(), wall_time_s)
     if config.get("synthetic") and synthetic_info is not None:
-        from batchrun.inputs.synthetic import requested_lengths
         records_list = list(again())
         ids = [r.id for r in records_list if r.id.startswith("syn-")]
         out["synthetic"] = synthetic_figures(records_list, synthetic_info,
@@ -115,9 +116,9 @@ def workload_summary(config: Mapping[str, Any], records: list[Record] | Columns,
         out["turns"] = turn_figures(again(), turn_of)
     if cols.has("scheduled_s"):
         out["schedule_lag_s"] = schedule_lag(cols)
-    if config.get("slice_s"):
-        from batchrun.analysis.slices import time_slices
-        out["slices"] = time_slices(cols, config["slice_s"])
+    width = config.get("slice", config.get("slice_s"))     # run.json before the keys were option names: slice_s
+    if width:
+        out["slices"] = time_slices(cols, width)
     return out
 
 

@@ -8,21 +8,6 @@
     mode.py      --mode auto's rule
     commands.py  `batchrun batch status / cancel DIR`
 
-The names below load on first use: `batchrun` imports this package on every start, and the
-openai SDK behind flow.py costs half a second.
+The pipeline imports mode.py for every run and flow.py only for a batch run: flow.py loads the
+openai SDK (half a second).
 """
-
-from __future__ import annotations
-
-from typing import Any
-
-__all__ = ["choose_mode", "run_batch", "sim_config"]
-_HOMES = {"choose_mode": "mode", "run_batch": "flow", "sim_config": "flow"}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(name)
-    import importlib
-
-    return getattr(importlib.import_module(f"batchrun.batchapi.{_HOMES[name]}"), name)

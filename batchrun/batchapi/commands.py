@@ -1,42 +1,23 @@
 """`batchrun batch status DIR` and `batchrun batch cancel DIR`: look at or stop a run's Batch API
-jobs without waiting for them (`batchrun run --resume DIR` collects them)."""
+jobs without waiting for them (`batchrun run --resume DIR` collects them). Each returns the lines
+to show; warnings go to `notify`."""
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 from pathlib import Path
-from typing import Annotated, Any, Optional
-
-import typer
+from typing import Any, AsyncIterator, Callable
 
 from batchrun.batchapi.ledger import JobEntry, Ledger
 from batchrun.config import env_endpoint
 from batchrun.errors import ConfigError
+from batchrun.endpoint.resolve import BUILTIN, open_endpoint
+from batchrun.sim.config import SimConfig
 
-# The openai SDK (via batchapi.api / flow) is imported inside the commands: every `batchrun`
-# invocation imports this module, and the SDK costs half a second.
+# The openai SDK (via batchapi.api / flow) is imported inside the functions: the command line
+# imports this module's callers on every start, and the SDK costs half a second.
 
-batch_app = typer.Typer(no_args_is_help=True, help="The Batch API jobs of a `batchrun run --mode batch` directory.")
-
-RunDir = Annotated[Path, typer.Argument(help="A directory written by `batchrun run --mode batch`.")]
-BaseUrl = Annotated[Optional[str], typer.Option(help="The endpoint the jobs live at (default: the run's own, "
-                                                     "as --resume uses).")]
-
-
-@batch_app.command()
-def status(run_dir: RunDir, base_url: BaseUrl = None) -> None:
-    """Every job of the run: its file, id, status and request counts (open jobs asked afresh)."""
-    from batchrun.cli import guarded
-
-    guarded(lambda: asyncio.run(_status(run_dir, base_url)))
-
-
-@batch_app.command()
-def cancel(run_dir: RunDir, base_url: BaseUrl = None) -> None:
-    """Cancel the run's open jobs; `batchrun run --resume DIR` then collects what they finished."""
-    from batchrun.cli import guarded
-
-    guarded(lambda: asyncio.run(_cancel(run_dir, base_url)))
+Notify = Callable[[str], None]
 
 
 def job_row(job: JobEntry) -> str:
@@ -47,37 +28,40 @@ def job_row(job: JobEntry) -> str:
             f"{'  collected' if job.collected else ''}")
 
 
-async def _status(run_dir: Path, base_url: str | None) -> int:
-    from batchrun.batchapi.api import TRANSIENT
+async def status(run_dir: Path, base_url: str | None, notify: Notify) -> list[str]:
+    """Every job of the run: its file, id, status and request counts (open jobs asked afresh)."""
+    from batchrun.batchapi.api import TRANSIENT     # lazy: the openai SDK
 
     ledger = _ledger(run_dir)
     open_jobs = [j for j in ledger.open_jobs() if j.batch_id]
     if open_jobs:
-        async with _api(run_dir, ledger, base_url) as api:
+        async with _api(run_dir, ledger, base_url, notify) as api:
             for job in open_jobs:
                 try:
-                    _refresh(job, await api.retrieve(job.batch_id or ""), api.endpoint.secrets)
+                    _refresh(job, await api.retrieve(job.batch_id or ""), api.endpoint.secrets, notify)
                 except TRANSIENT as exc:
-                    typer.echo(f"batchrun: {job.batch_id}: status unavailable ({type(exc).__name__})", err=True)
+                    notify(f"{job.batch_id}: status unavailable ({type(exc).__name__})")
         ledger.save(run_dir)
-    for job in ledger.jobs:
-        typer.echo(job_row(job))
+    lines = [job_row(job) for job in ledger.jobs]
     if open_jobs:
-        typer.echo(f"collect with: batchrun run --resume {run_dir}")
-    return 0
+        lines.append(f"collect with: batchrun run --resume {run_dir}")
+    return lines
 
 
-async def _cancel(run_dir: Path, base_url: str | None) -> int:
+async def cancel(run_dir: Path, base_url: str | None, notify: Notify) -> list[str]:
+    """Cancel the run's open jobs; `batchrun run --resume DIR` then collects what they finished."""
     ledger = _ledger(run_dir)
     open_jobs = [j for j in ledger.open_jobs() if j.batch_id]
-    async with _api(run_dir, ledger, base_url) as api:
+    lines = []
+    async with _api(run_dir, ledger, base_url, notify) as api:
         for job in open_jobs:
             await api.cancel(job.batch_id or "")
-            _refresh(job, await api.retrieve(job.batch_id or ""), api.endpoint.secrets)
-            typer.echo(job_row(job))
+            _refresh(job, await api.retrieve(job.batch_id or ""), api.endpoint.secrets, notify)
+            lines.append(job_row(job))
     ledger.save(run_dir)
-    typer.echo(f"{len(open_jobs)} job(s) asked to cancel; collect what they did with: batchrun run --resume {run_dir}")
-    return 0
+    lines.append(f"{len(open_jobs)} job(s) asked to cancel; collect what they did with: "
+                 f"batchrun run --resume {run_dir}")
+    return lines
 
 
 def _ledger(run_dir: Path) -> Ledger:
@@ -87,37 +71,25 @@ def _ledger(run_dir: Path) -> Ledger:
     return ledger
 
 
-def _refresh(job: JobEntry, batch: Any, secrets: tuple[str, ...]) -> None:
-    from batchrun.batchapi.flow import _update
+def _refresh(job: JobEntry, batch: Any, secrets: tuple[str, ...], notify: Notify) -> None:
+    from batchrun.batchapi.flow import _update      # lazy: the openai SDK
 
     for problem in _update(job, batch, secrets):
-        typer.echo(f"batchrun: warning: job {job.batch_id or job.name}: the provider's {problem}; ignored", err=True)
+        notify(f"warning: job {job.batch_id or job.name}: the provider's {problem}; ignored")
 
 
-class _api:
+@contextlib.asynccontextmanager
+async def _api(run_dir: Path, ledger: Ledger, base_url: str | None, notify: Notify) -> AsyncIterator[Any]:
     """The endpoint the run's jobs live at, opened like `run` opens it (the built-in one with the
     run's saved state), as a BatchApi."""
+    from batchrun.batchapi.api import BatchApi      # lazy: the openai SDK
+    from batchrun.batchapi.flow import SIM_STATE_DIR, _check_endpoint   # lazy: the openai SDK
 
-    def __init__(self, run_dir: Path, ledger: Ledger, base_url: str | None) -> None:
-        self.url, self.key = env_endpoint(base_url, None, use_env_url=False)   # like --resume: the run's own
-        self.run_dir, self.ledger = run_dir, ledger
-
-    async def __aenter__(self) -> Any:
-        from batchrun.batchapi.api import BatchApi
-        from batchrun.batchapi.flow import SIM_STATE_DIR, _check_endpoint
-        from batchrun.sim import SimConfig
-        from batchrun.endpoint.resolve import BUILTIN, open_endpoint
-        from batchrun.runner import say
-
-        if self.url is None:        # the run's own endpoint (a URL that held credentials needs --base-url)
-            self.url = BUILTIN if self.ledger.endpoint in (None, "embedded") else self.ledger.endpoint
-        sim = SimConfig(batch_state_dir=str((self.run_dir / SIM_STATE_DIR).resolve()))
-        self._endpoint = open_endpoint(self.url, self.key, announce=say, sim_config=sim)
-        endpoint = await self._endpoint.__aenter__()
-        _check_endpoint(self.ledger, endpoint, self.run_dir)
-        self._api = BatchApi(endpoint)
-        return self._api
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self._api.__aexit__(*exc)
-        await self._endpoint.__aexit__(*exc)
+    url, key = env_endpoint(base_url, None, use_env_url=False)   # like --resume: the run's own
+    if url is None:        # the run's own endpoint (a URL that held credentials needs --base-url)
+        url = BUILTIN if ledger.endpoint in (None, "embedded") else ledger.endpoint
+    sim = SimConfig(batch_state_dir=str((run_dir / SIM_STATE_DIR).resolve()))
+    async with open_endpoint(url, key, announce=notify, sim_config=sim) as endpoint:
+        _check_endpoint(ledger, endpoint, run_dir)
+        async with BatchApi(endpoint) as api:
+            yield api

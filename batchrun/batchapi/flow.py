@@ -19,18 +19,18 @@ from batchrun.batchapi.api import TRANSIENT, BatchApi, BatchApiError
 from batchrun.batchapi.jobobject import KNOWN_STATUSES, read_job
 from batchrun.batchapi.ledger import TERMINAL, JobEntry, Ledger
 from batchrun.batchapi.lines import Limits, Splitter, oversize_reason, read_ids
-from batchrun.batchapi.progress import JobsProgress
 from batchrun.batchapi.results import ResultIndex, job_records
 from batchrun.config import RunConfig
 from batchrun.endpoint.batch import JobInfo, batch_body, request_line
 from batchrun.endpoint.transport import Endpoint
 from batchrun.endpoint.resolve import endpoint_info
-from batchrun.datarun import output_check
 from batchrun.engine.pool import TRUNCATED_OUTPUT
 from batchrun.endpoint.requests import Job
 from batchrun.errors import ConfigError, InputError
 from batchrun.inputs.prompt import BadRow
-from batchrun.interrupts import loop_handlers
+from batchrun.plan import output_check
+from batchrun.finish import RunOutcome, finish_run
+from batchrun.hooks import Hooks
 from batchrun.store.records import INVALID_OUTPUT, OK, SKIPPED, Record, RecordSink, read_records
 
 BATCH_DIR = "batch"                  # the run directory's request files
@@ -44,26 +44,24 @@ CAPACITY_CODE = "token_limit_exceeded"   # "Enqueued token limit reached for <mo
 def sim_config(base: Any, config: RunConfig, out: Path) -> Any:
     """The built-in endpoint's SimConfig (`base`, None for a configured endpoint) for this run: in
     batch mode its files and jobs are kept in the run directory, so a resumed run finds them."""
-    if base is None or config.mode != "batch":
+    if base is None or config.control.mode != "batch":
         return base
     return base.replace(batch_state_dir=str((out / SIM_STATE_DIR).resolve()))
 
 
 async def run_batch(config: RunConfig, endpoint: Endpoint, out: Path, items: Iterator[Job | BadRow],
-                    session_n: int = 1) -> Any:
-    """Where an online run starts its pool: the same rows (`runner.jobs`: the same bodies, bad
-    rows and skips) through the Batch API, then the same output files."""
-    from batchrun import runner
-
+                    session_n: int = 1, hooks: Hooks = Hooks()) -> RunOutcome:
+    """Where an online run starts its pool: the same rows (`plan.jobs`: the same bodies, bad
+    rows and skips) through the Batch API, then the same output files (finish.py)."""
     ledger = Ledger.load(out)
     _check_endpoint(ledger, endpoint, out)
     ledger.save(out)
-    session = BatchSession(config, endpoint, out, ledger, LIMITS, POLL_MAX_S)
+    session = BatchSession(config, endpoint, out, ledger, LIMITS, POLL_MAX_S, hooks)
     session.session_n = session_n
     await session.run(items)
-    outcome = runner.RunOutcome(out_dir=out, summary={}, interrupted=session.interrupted, failed=session.failed,
-                                aborted=session.aborted, endpoint=endpoint_info(endpoint, config.model))
-    runner._finish_outputs(outcome, config, None, max(session.wall_s, 1e-9), session.started_wall)  # type: ignore[arg-type]
+    outcome = RunOutcome(out_dir=out, summary={}, interrupted=session.interrupted, failed=session.failed,
+                         aborted=session.aborted, endpoint=endpoint_info(endpoint, config.endpoint.model))
+    finish_run(outcome, config, None, max(session.wall_s, 1e-9), session.started_wall)
     return outcome
 
 
@@ -80,8 +78,9 @@ class BatchSession:
     """One session of a batch run: its planning, submissions, waiting and collecting."""
 
     def __init__(self, config: RunConfig, endpoint: Endpoint, out: Path, ledger: Ledger, limits: Limits,
-                 poll_max_s: float) -> None:
-        self.config, self.endpoint, self.out, self.ledger = config, endpoint, out, ledger
+                 poll_max_s: float, hooks: Hooks = Hooks()) -> None:
+        self.config, self.endpoint, self.out, self.ledger, self.hooks = config, endpoint, out, ledger, hooks
+        self.note = hooks.notify             # one line for the user
         self.limits, self.poll_max_s = limits, poll_max_s
         self.interrupted, self.failed = False, 0
         self.aborted: str | None = None      # why this session stopped early (--batch-wait, a failed download)
@@ -107,7 +106,7 @@ class BatchSession:
                         await self._wait(api, already)
                     finally:
                         if api.reconnects:
-                            runner_say(f"{api.reconnects} Batch API call(s) met a pooled connection the server had "
+                            self.note(f"{api.reconnects} Batch API call(s) met a pooled connection the server had "
                                        "closed and were sent again at once on a new one (not retries)")
         finally:
             self.wall_s = time.perf_counter() - t0
@@ -132,7 +131,7 @@ class BatchSession:
                                              bytes=chunk.bytes, model=chunk.model, planned_at=time.time()))
         self.ledger.save(self.out)
         if chunks:
-            runner_say(f"{sum(c.requests for c in chunks)} rows in {len(chunks)} Batch API file(s) under "
+            self.note(f"{sum(c.requests for c in chunks)} rows in {len(chunks)} Batch API file(s) under "
                        f"{self.out / BATCH_DIR}")
 
     def _plan_row(self, item: Job | BadRow, splitter: Splitter) -> None:
@@ -146,12 +145,12 @@ class BatchSession:
         too_big = oversize_reason(len(line), self.limits)
         if too_big is None:
             splitter.add(line, prompt.id, prompt.row, body.get("model"), row_extras(item))
-        elif self.config.on_bad_row == "fail":
-            raise InputError(too_big, path=str(self.config.input), line=prompt.line,
+        elif self.config.input.on_bad_row == "fail":
+            raise InputError(too_big, path=str(self.config.input.path), line=prompt.line,
                              hint="fix the row or use --on-bad-row skip")
         else:
             self._record(Record(id=prompt.id, row=prompt.row, status=SKIPPED, error_type="BadRow",
-                                error=f"{self.config.input} line {prompt.line}: {too_big}", input=prompt.data))
+                                error=f"{self.config.input.path} line {prompt.line}: {too_big}", input=prompt.data))
 
     # --- submitting ---
     async def _submit(self, api: BatchApi) -> None:
@@ -174,7 +173,7 @@ class BatchSession:
                 raise BatchApiError(f"creating the job for {name} at {self.endpoint.display_url}: the answer has no "
                                     f"job id to follow; --resume looks for the job by its file ({job.file_id}) again")
             self.ledger.save(self.out)
-            runner_say(f"job {job.batch_id}: {job.requests} requests ({job.status})")
+            self.note(f"job {job.batch_id}: {job.requests} requests ({job.status})")
 
     # --- waiting and collecting ---
     async def _wait(self, api: BatchApi, already: dict[str, set[str]]) -> None:
@@ -182,7 +181,8 @@ class BatchSession:
         queued: list[JobEntry] = []           # refused for the enqueued-token limit: sent again later
         if not waiting:
             return
-        progress = None if self.config.quiet else JobsProgress(waiting)
+        shown = self.hooks.progress
+        progress = None if self.config.control.quiet or shown is None else shown.jobs(waiting)
         interval, since = POLL_FIRST_S, time.perf_counter()
         try:
             while (waiting or queued) and not self._stop.is_set() and not self._waited_enough(since, waiting + queued):
@@ -217,7 +217,7 @@ class BatchSession:
                 progress.close()
         if (waiting or queued) and self.aborted is None:
             self.interrupted = True
-            runner_say(f"{len(waiting) + len(queued)} job(s) not collected (the open ones keep running at the "
+            self.note(f"{len(waiting) + len(queued)} job(s) not collected (the open ones keep running at the "
                        f"provider); continue with batchrun run --resume {self.out}")
         elif self.uncollected and self.aborted is None:
             self.aborted = (f"the results of {len(self.uncollected)} ended job(s) could not be downloaded "
@@ -226,7 +226,7 @@ class BatchSession:
     def _waited_enough(self, since: float, waiting: list[JobEntry]) -> bool:
         """--batch-wait: once this session has waited that long, stop (the jobs go on at the
         provider, not cancelled) and say what to do; True from then on."""
-        limit = self.config.batch_wait_s or BATCH_WAIT_S
+        limit = self.config.control.batch_wait_s or BATCH_WAIT_S
         if self.aborted is None and time.perf_counter() - since >= limit:
             open_jobs = ", ".join(f"{j.batch_id} ({_status_text(j.status)})" for j in waiting[:5])
             self.aborted = (f"waited {_hours(limit)} for the Batch API jobs (--batch-wait) and {len(waiting)} are "
@@ -240,12 +240,12 @@ class BatchSession:
         for problem in problems:
             if (job.batch_id or job.name, problem) not in self._warned:
                 self._warned.add((job.batch_id or job.name, problem))
-                runner_say(f"warning: job {job.batch_id or job.name}: the provider's {problem}{suffix}")
+                self.note(f"warning: job {job.batch_id or job.name}: the provider's {problem}{suffix}")
 
     def _requeue(self, job: JobEntry) -> None:
         """A job the provider refused at its enqueued-token limit ran nothing: its file is sent as a
         new job once one of this run's other jobs has ended."""
-        runner_say(f"job {job.batch_id} refused: {job.errors[0].get('message') if job.errors else ''} "
+        self.note(f"job {job.batch_id} refused: {job.errors[0].get('message') if job.errors else ''} "
                    "(it will be created again when another job of this run ends)")
         job.refused.append(job.batch_id or "")
         job.batch_id, job.status, job.errors, job.request_counts = None, "waiting", [], {}
@@ -254,11 +254,11 @@ class BatchSession:
     async def _past_deadline(self, api: BatchApi, waiting: list[JobEntry]) -> bool:
         """--deadline: once it has passed, cancel the open jobs (once) and collect what they did.
         True in the round it passes."""
-        deadline = self.config.deadline_s
+        deadline = self.config.control.deadline_s
         if deadline is None or self._cancelled or time.perf_counter() - self._t0 < deadline:
             return False
         self._cancelled = True
-        runner_say(f"--deadline {deadline:g} s passed: cancelling {len(waiting)} open job(s); rows they did "
+        self.note(f"--deadline {deadline:g} s passed: cancelling {len(waiting)} open job(s); rows they did "
                    "not finish are recorded cancelled (send them again with --resume)")
         for job in waiting:
             await api.cancel(job.batch_id or "")
@@ -269,12 +269,12 @@ class BatchSession:
         try:
             batch = await api.retrieve(job.batch_id or "")
         except TRANSIENT as exc:
-            runner_say(f"job {job.batch_id}: status unavailable ({type(exc).__name__}); trying again")
+            self.note(f"job {job.batch_id}: status unavailable ({type(exc).__name__}); trying again")
             return False
         before = job.status
         self._warn(job, _update(job, batch, self.endpoint.secrets))
         if job.status not in KNOWN_STATUSES:
-            limit = _hours(self.config.batch_wait_s or BATCH_WAIT_S)
+            limit = _hours(self.config.control.batch_wait_s or BATCH_WAIT_S)
             self._warn(job, [f"status {_status_text(job.status)} is one batchrun does not know"],
                        f": the job is waited for as a running one, for at most {limit} in this session (--batch-wait)")
         if job.status != before:
@@ -288,7 +288,7 @@ class BatchSession:
             await self._collect_job(api, job, recorded)
         except BatchApiError as exc:
             self.uncollected.append(job.batch_id or job.name)
-            runner_say(f"warning: {exc}; job {job.batch_id} stays open and --resume {self.out} collects it")
+            self.note(f"warning: {exc}; job {job.batch_id} stays open and --resume {self.out} collects it")
 
     async def _collect_job(self, api: BatchApi, job: JobEntry, recorded: set[str]) -> None:
         """One record per row of the job, in input order (results.job_records). The provider's files
@@ -300,7 +300,7 @@ class BatchSession:
         for kind, file_id in (("output", job.output_file_id), ("errors", job.error_file_id)):
             if file_id:
                 target = self.out / BATCH_DIR / f"{job.name}.{kind}.jsonl"
-                index.add(await api.download(file_id, target, self.config.max_response_bytes), ids)
+                index.add(await api.download(file_id, target, self.config.limits.max_response_bytes), ids)
         info = JobInfo(batch_id=job.batch_id or "", status=job.status or "", created_at=job.created_at,
                        ended_at=job.ended_at, errors=tuple(str(e["message"]) for e in job.errors if e.get("message")))
         for record, extra in job_records(index, self.out / job.ids, self.out / job.input, info,
@@ -314,7 +314,7 @@ class BatchSession:
         self.ledger.save(self.out)
         counts = job.request_counts
         unmatched = f", {index.unmatched_count} naming no row of it" if index.unmatched_count else ""
-        runner_say(f"job {job.batch_id} {job.status}: {counts.get('completed', '?')} completed, "
+        self.note(f"job {job.batch_id} {job.status}: {counts.get('completed', '?')} completed, "
                    f"{counts.get('failed', '?')} failed, {len(ids) - len(index.found) - len(index.twice)} without "
                    f"a result line{unmatched}")
 
@@ -344,23 +344,18 @@ class BatchSession:
 
     @contextlib.asynccontextmanager
     async def _signals(self) -> AsyncIterator[None]:
-        """Ctrl-C / SIGTERM: stop waiting (the jobs run on at the provider) and write the reports."""
-        def on_signal() -> None:
-            runner_say("interrupted: no longer waiting; the jobs keep running at the provider")
+        """The face's Ctrl-C (hooks.interrupts): stop waiting (the jobs run on at the provider) and
+        write the reports."""
+        def stop() -> None:
+            self.note("interrupted: no longer waiting; the jobs keep running at the provider")
             self._stop.set()
 
         try:
-            with loop_handlers(asyncio.get_running_loop(), on_signal):
+            with self.hooks.interrupts(stop, None):
                 yield
         finally:
             if self._stop.is_set():
                 self.interrupted = True
-
-
-def runner_say(message: str) -> None:
-    from batchrun.runner import say
-
-    say(message)
 
 
 def _update(job: JobEntry, batch: Any, secrets: tuple[str, ...] = ()) -> list[str]:

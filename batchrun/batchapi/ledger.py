@@ -69,7 +69,7 @@ class Ledger:
         return cls(endpoint=data.get("endpoint"), token=data["token"], jobs=jobs)
 
     def save(self, out: Path) -> None:
-        """Into run.json beside what the runner keeps there; write then rename, never torn."""
+        """Into run.json beside what the pipeline keeps there; write then rename, never torn."""
         path = out / RUN_JSON
         data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
         data["batch"] = {"endpoint": self.endpoint, "token": self.token, "jobs": [asdict(j) for j in self.jobs]}

@@ -17,8 +17,13 @@ from typing import Callable
 
 import aiohttp
 
-from batchrun.config import RunConfig, config_replace
+from batchrun.config import RunConfig
+from batchrun.endpoint.resolve import BUILTIN
 from batchrun.errors import ConfigError
+from batchrun.plan import open_rows
+from batchrun.store.outputs import done_ids
+from batchrun.store.records import RECORDS
+from batchrun.batchapi.ledger import Ledger
 
 AUTO_ONLINE_MAX_ROWS = 1_000
 BATCH_WINDOW_S = 24 * 3600.0
@@ -55,8 +60,6 @@ def drop_unsent_jobs(out: Path | None) -> None:
     send rows that online mode has answered meanwhile."""
     if out is None or not (out / "run.json").exists():
         return
-    from batchrun.batchapi.ledger import Ledger
-
     ledger = Ledger.load(out)
     unsent = [job for job in ledger.open_jobs() if job.file_id is None and job.batch_id is None]
     for job in unsent:
@@ -67,41 +70,37 @@ def drop_unsent_jobs(out: Path | None) -> None:
 
 async def choose_mode(config: RunConfig, announce: Callable[[str], None]) -> RunConfig:
     """The config with `mode` settled to online or batch (after resolve_resume)."""
-    open_jobs = open_batch_jobs(config.resume)
-    if config.mode in (None, "online"):
+    open_jobs = open_batch_jobs(config.control.resume)
+    if config.control.mode in (None, "online"):
         if open_jobs:
-            raise ConfigError(f"{config.resume} has {open_jobs} Batch API job(s) not yet collected: resume with "
-                              "--mode batch to collect them (sending their rows online would pay twice)")
-        drop_unsent_jobs(config.resume)
-        return config_replace(config, mode="online")
-    if config.mode == "batch":
-        if config.tool_module is not None:
+            raise ConfigError(f"{config.control.resume} has {open_jobs} Batch API job(s) not yet collected: "
+                              "resume with --mode batch to collect them (sending their rows online would pay twice)")
+        drop_unsent_jobs(config.control.resume)
+        return config.replace(mode="online")
+    if config.control.mode == "batch":
+        if config.tools.tool_module is not None:
             raise ConfigError("--tool-module runs tools between requests, which a Batch API request cannot; "
                               "use --mode online")
         return config
     if open_jobs:
-        return config_replace(config, mode="batch")
+        return config.replace(mode="batch")
     count = rows_to_send(config)
-    probe = None if count <= AUTO_ONLINE_MAX_ROWS else await has_batch_api(config.base_url, config.api_key)
-    mode, why = auto_choice(count, config.deadline_s, config.tool_module is not None, probe)
+    endpoint = config.endpoint
+    probe = None if count <= AUTO_ONLINE_MAX_ROWS else await has_batch_api(endpoint.base_url, endpoint.api_key)
+    mode, why = auto_choice(count, config.control.deadline_s, config.tools.tool_module is not None, probe)
     announce(f"--mode auto: {mode} ({why})")
-    return config_replace(config, mode=mode)
+    return config.replace(mode=mode)
 
 
 def rows_to_send(config: RunConfig) -> int:
     """Rows of the input without an ok record in the run directory (all of them for a new run)."""
-    from batchrun.runner import RECORDS, open_rows
-    from batchrun.store.outputs import done_ids
-
-    done = done_ids(config.resume / RECORDS) if config.resume else set()
+    done = done_ids(config.control.resume / RECORDS) if config.control.resume else set()
     return sum(1 for row in open_rows(config) if row.id not in done)
 
 
 async def has_batch_api(base_url: str | None, api_key: str | None) -> bool | None:
     """Whether GET {base_url}/batches answers 200; the built-in endpoint and OpenAI (no base URL)
     have one."""
-    from batchrun.endpoint.resolve import BUILTIN
-
     if not base_url or base_url == BUILTIN:
         return True
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}

@@ -15,6 +15,7 @@ so it is judged on its p99s alone and is never a close call.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +24,17 @@ from typing import Any, Awaitable, Callable, Sequence
 from batchrun.analysis import stats
 from batchrun.analysis.metrics import percentile
 from batchrun.analysis.recommend import DEFAULT_MAX_FAILURE_SHARE, BenchPoint, recommend
+from batchrun.bench.sizing import RunSize
+from batchrun.bench.sweep import (BenchConfig, RunResult, bench_jobs, builtin_extra, measure_async, public_settings,
+                                  warm_prompts)
+from batchrun.endpoint.resolve import endpoint_info, open_endpoint, preflight, sim_config
 from batchrun.errors import ConfigError
+from batchrun.hooks import Hooks
+from batchrun.plan import open_rows
+from batchrun.report.format import fmt_num, fmt_s
+from batchrun.report.summary import write_bench_manifest, write_reports
 from batchrun.store.records import OK, Record
+from batchrun.store.rundir import new_run_dir
 
 MIN_REQUESTS = 100          # as bench/sweep.py's per-level floor
 MORE_ON_CLOSE_CALL = 2          # a probe whose p99 interval straddles its bound is measured again, up to 2x
@@ -114,17 +124,10 @@ def probe_requests(requests: int | None, concurrency: int) -> int:
     return max(requests or 0, MIN_REQUESTS, 4 * concurrency)
 
 
-async def execute_find_max(config: Any, out: Path | None = None) -> tuple[Path, FindMaxResult]:
-    """Run the search against the configured endpoint; every probe is written as a bench run."""
-    import json
-
-    from batchrun.bench.sweep import (RunResult, RunSize, bench_jobs, builtin_extra, measure_async, public_settings,
-                                      warm_prompts)
-    from batchrun.endpoint.resolve import endpoint_info, open_endpoint, preflight
-    from batchrun.report.summary import write_bench_manifest, write_reports
-    from batchrun.runner import open_rows, say, sim_config
-    from batchrun.store.rundir import new_run_dir
-
+async def execute_find_max(config: BenchConfig, out: Path | None = None,
+                           hooks: Hooks = Hooks()) -> tuple[Path, FindMaxResult]:
+    """Run the search against the configured endpoint; every probe is written as a bench run.
+    Messages and progress go to the face's `hooks`."""
     if not config.slo:
         raise ConfigError("--find-max needs --slo, e.g. --slo ttft=500ms,e2e=10s")
     run = config.run
@@ -135,13 +138,14 @@ async def execute_find_max(config: Any, out: Path | None = None) -> tuple[Path, 
     config = dataclasses.replace(config, max_run_s=None)
     results: list[RunResult] = []
     builtin = sim_config(run, realistic=True)
-    async with open_endpoint(run.base_url, run.api_key, announce=say, sim_config=builtin) as endpoint:
-        model = await preflight(endpoint, run.model, timeout_s=run.timeout, announce=say)
-        if model != run.model:
-            config = dataclasses.replace(config, run=dataclasses.replace(run, model=model))
+    async with open_endpoint(run.endpoint.base_url, run.endpoint.api_key, announce=hooks.notify,
+                             sim_config=builtin) as endpoint:
+        model = await preflight(endpoint, run.endpoint.model, timeout_s=run.limits.timeout, announce=hooks.notify)
+        if model != run.endpoint.model:
+            config = dataclasses.replace(config, run=run.replace(model=model))
         info = endpoint_info(endpoint, model)
         pool = bench_jobs(config.run, probe_requests(config.requests, config.max_concurrency), rows)
-        warmup = await warm_prompts(endpoint, pool, config)
+        warmup = await warm_prompts(endpoint, pool, config, hooks)
         # Each probe opens its connections with at least one unmeasured wave (none with --no-warmup).
         warmup["wave"] = (config.warmup or None) if config.warm_cache else 0
 
@@ -151,18 +155,19 @@ async def execute_find_max(config: Any, out: Path | None = None) -> tuple[Path, 
             records: list[Record] = []
             wall = 0.0
             for attempt in range(1 + MORE_ON_CLOSE_CALL):
-                say(f"find-max: concurrency {c}, {n} requests" + (" more (a close call)" if attempt else ""))
+                hooks.notify(f"find-max: concurrency {c}, {n} requests"
+                             + (" more (a close call)" if attempt else ""))
                 result = await measure_async(endpoint, pool, level, out, concurrency=c, repeat=attempt + 1,
                                              name=f"findmax-c{c}" + (f"-more{attempt}" if attempt else ""),
-                                             size=RunSize(n, n), label=f"find-max c={c}")
+                                             size=RunSize(n, n), label=f"find-max c={c}", hooks=hooks)
                 results.append(result)
                 records += result.records
                 wall += result.wall_time_s
                 verdict = judge(c, records, wall, config.slo, config.max_failure_share)
                 if not verdict.close_call:
                     break
-            say(f"find-max: concurrency {c}: {'meets' if verdict.meets else 'misses'} the SLO"
-                + (f" ({verdict.why})" if verdict.why else ""))
+            hooks.notify(f"find-max: concurrency {c}: {'meets' if verdict.meets else 'misses'} the SLO"
+                         + (f" ({verdict.why})" if verdict.why else ""))
             return verdict
 
         found = await search(probe, start=min(config.concurrencies or (1,)), ceiling=config.max_concurrency)
@@ -180,8 +185,7 @@ async def execute_find_max(config: Any, out: Path | None = None) -> tuple[Path, 
 
 def format_find_max(result: FindMaxResult, slo: dict[str, float]) -> str:
     """The console lines: the answer with its bracket, then one line per probe."""
-    from batchrun.report.bench import find_max_answer
-    from batchrun.report.format import fmt_num, fmt_s
+    from batchrun.report.bench import find_max_answer    # lazy: the bench report loads numpy
 
     def ci(value: float | None, interval: tuple[float, float] | None) -> str:
         return fmt_s(value) if interval is None else f"{fmt_s(value)} [{fmt_s(interval[0])}, {fmt_s(interval[1])}]"

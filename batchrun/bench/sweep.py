@@ -27,24 +27,29 @@ from typing import Any, AsyncIterator, Callable, Iterator
 from batchrun.analysis.recommend import DEFAULT_MAX_FAILURE_SHARE
 from batchrun.endpoint.kinds import kind
 from batchrun.endpoint.transport import Endpoint, make_session
+from batchrun import options
 from batchrun.config import RunConfig
 from batchrun.endpoint.resolve import endpoint_info, open_endpoint, preflight
 from batchrun.errors import ConfigError, InputError
 from batchrun.endpoint.requests import Job
 from batchrun.engine.pool import Pool, PoolConfig
 from batchrun.engine.looplag import sample_loop_lag
-from batchrun.progress import LevelProgress, show_level_progress
+from batchrun.engine.quietgc import quiet_gc
+from batchrun.hooks import Hooks, LevelProgress
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.store.records import CANCELLED, OK, Record, RecordSink
 from batchrun.store.rundir import new_run_dir
-from batchrun.runner import jobs as run_jobs
-from batchrun.runner import open_rows
-from batchrun.runner import say
+from batchrun.plan import jobs as run_jobs
+from batchrun.plan import open_rows
 from batchrun.bench.sizing import QUICK_MIN, TARGET_HALF_WIDTH, RunSize, SizedJobs
 from batchrun.bench.sync import run_sync
 from batchrun.report.bench import bench_analysis
 from batchrun.report.summary import write_bench_manifest, write_reports
 from batchrun.report.workloads import append_markdown, bench_headline_workloads
+from batchrun.analysis.metrics import summarize
+from batchrun.endpoint.calibrate import synthetic_rows
+from batchrun.endpoint.resolve import sim_config
+from batchrun.sim.config import public as public_sim
 
 # The default levels: a factor of 4 apart, so four runs span what seven doubling ones did.
 DEFAULT_LEVELS = (1, 4, 16, 64)
@@ -105,14 +110,33 @@ class BenchConfig:
         if self.time_budget_s is not None and self.requests is not None:
             raise ConfigError("-n measures exactly N requests a run and --time-budget sizes runs by time: "
                               "give one of them")
-        if self.run.endpoint == "embeddings":
+        if self.run.endpoint.endpoint == "embeddings":
             raise ConfigError("bench measures streamed endpoints (chat, completions); time embeddings with "
                               "`batchrun run --endpoint embeddings` (its summary has inputs/s and tokens/s)")
+
+    @classmethod
+    def from_options(cls, **given: Any) -> BenchConfig:
+        """A bench from option values as a user gives them (`batchrun bench`'s options in
+        options.py); the rest take their declared defaults. Bad rows are skipped in a bench."""
+        run = RunConfig.from_options("bench", **given).replace(on_bad_row="skip")
+        picked = options.with_defaults("bench", given)
+        if picked["no_warmup"] and picked["warmup"] is not None:
+            raise ConfigError("--no-warmup sends nothing unmeasured: leave out --warmup (or --no-warmup)")
+        fields: dict[str, Any] = {}
+        for option in options.of("bench"):
+            if option.group == "bench" and picked[option.name] is not None:   # None: the bench's own default
+                fields.update(option.config_values(picked[option.name]))
+        if picked["no_warmup"]:
+            fields.update(warmup=0, warm_cache=False)
+        levels_given = bool(picked["concurrency"] or picked["rate"])
+        fields["time_budget_s"] = resolve_time_budget(picked["time_budget"], requests=picked["requests"],
+                                                      levels_given=levels_given)
+        return cls(run=run, **fields)
 
     @property
     def has_sync(self) -> bool:
         """Whether the sync SDK baseline runs (it speaks chat only)."""
-        return self.sync and self.run.endpoint == "chat"
+        return self.sync and self.run.endpoint.endpoint == "chat"
 
     def requests_for(self, concurrency: int) -> int:
         """Measured requests at one level: -n, else at least max(100, 4 x concurrency)."""
@@ -165,20 +189,12 @@ def resolve_time_budget(given: float | None, *, requests: int | None, levels_giv
     return None if requests is not None or levels_given else DEFAULT_TIME_BUDGET_S
 
 
-def parse_levels(text: str, kind: type = int) -> tuple[Any, ...]:
-    """'1,2,4' -> (1, 2, 4), with a ConfigError naming the bad item."""
-    try:
-        return tuple(kind(part) for part in text.split(",") if part.strip())
-    except ValueError as exc:
-        raise ConfigError(f"expected a comma-separated list of numbers, got {text!r}") from exc
-
-
 def bench_jobs(config: RunConfig, n: int, rows: Iterator[Prompt | BadRow] | None = None) -> list[Job]:
     """The first `n` prompts of the input, cycling when it has fewer; bad rows are left out."""
     rows = open_rows(config) if rows is None else rows
     base = [item for item in itertools.islice(run_jobs(config, rows, set()), n) if not isinstance(item, BadRow)]
     if not base:
-        raise InputError("no usable prompts to benchmark", path=str(config.input))
+        raise InputError("no usable prompts to benchmark", path=str(config.input.path))
     out = []
     for i in range(n):
         job = base[i % len(base)]
@@ -223,20 +239,18 @@ def send_span(records: list[Record]) -> float | None:
     return max(e for _, e in sent) - min(s for s, _ in sent) or None
 
 
-def _cut_warning(name: str, records: list[Record], planned: int, max_run_s: float | None) -> None:
+def _cut_warning(name: str, records: list[Record], planned: int, max_run_s: float | None, hooks: Hooks) -> None:
     if max_run_s is not None and len(records) < planned:
-        say(f"warning: {name}: --max-run-time {max_run_s:g}s cut it to {len(records)} of {planned} "
-            f"requests{' (fewer than 30: its figures are marked)' if len(records) < FEW_REQUESTS else ''}")
+        hooks.notify(f"warning: {name}: --max-run-time {max_run_s:g}s cut it to {len(records)} of {planned} "
+                     f"requests{' (fewer than 30: its figures are marked)' if len(records) < FEW_REQUESTS else ''}")
 
 
 async def measure_async(endpoint: Endpoint, jobs: list[Job], config: BenchConfig, out: Path, *,
                         name: str, concurrency: int, repeat: int, size: RunSize, rate: float | None = None,
-                        label: str | None = None) -> RunResult:
+                        label: str | None = None, hooks: Hooks = Hooks()) -> RunResult:
     """One async run: warm the pool's connections with one wave, then send `jobs` as `size` says
     and record each, under the same garbage-collector settings as `batchrun run`; live progress
-    on stderr under `label` (none with --quiet)."""
-    from batchrun.runner import _quiet_gc
-
+    (the face's) under `label` (none with --quiet)."""
     run = config.run
     workers = config.max_concurrency if rate else concurrency
     level = math.ceil(rate) if rate else concurrency
@@ -256,13 +270,13 @@ async def measure_async(endpoint: Endpoint, jobs: list[Job], config: BenchConfig
                 records.append(record)
                 sink.write(record)
 
-            async with _quiet_gc(), _progress(config, label, sized):
+            async with quiet_gc(), _progress(config, label, sized, hooks):
                 t0 = clock()
                 pool = Pool(client, keep, pool_config, t0=t0, clock=clock)
                 sampler = asyncio.create_task(sample_loop_lag(lag))
                 interrupted = False
                 try:
-                    schedule = arrivals(rate, config.burstiness, run.seed) if rate else None
+                    schedule = arrivals(rate, config.burstiness, run.limits.seed) if rate else None
                     await pool.run(iter(sized), schedule=schedule, send_for_s=config.max_run_s,
                                    send_check=sized.may_send)
                 except asyncio.CancelledError:
@@ -279,13 +293,13 @@ async def measure_async(endpoint: Endpoint, jobs: list[Job], config: BenchConfig
                        send_span(finished) or wall, finished, lag, _planned(sized, config.max_run_s))
     if interrupted:
         raise Interrupted(result)
-    _cut_warning(name, records, result.planned, config.max_run_s)
+    _cut_warning(name, records, result.planned, config.max_run_s, hooks)
     capped = sized.capped_width()
     if capped is not None:
         width = "unknown" if math.isinf(capped) else f"±{100 * capped:.1f}%"
-        say(f"warning: {name}: stopped at its cap of {sized.sent} requests with the p50 TTFT/latency "
-            f"interval against an identical run still {width} (the default sizing aims at "
-            f"±{100 * TARGET_HALF_WIDTH:g}%): a small regression may not be caught; measure more with -n")
+        hooks.notify(f"warning: {name}: stopped at its cap of {sized.sent} requests with the p50 TTFT/latency "
+                     f"interval against an identical run still {width} (the default sizing aims at "
+                     f"±{100 * TARGET_HALF_WIDTH:g}%): a small regression may not be caught; measure more with -n")
     return result
 
 
@@ -299,9 +313,10 @@ def _planned(sized: SizedJobs, max_run_s: float | None) -> int:
 
 
 @contextlib.asynccontextmanager
-async def _progress(config: BenchConfig, label: str | None, sized: SizedJobs) -> AsyncIterator[None]:
-    """Live progress of one run on stderr while the block runs (none with --quiet or no label)."""
-    if label is None or config.run.quiet:
+async def _progress(config: BenchConfig, label: str | None, sized: SizedJobs, hooks: Hooks) -> AsyncIterator[None]:
+    """The face's live progress of one run while the block runs (none with --quiet or no label)."""
+    progress = hooks.progress
+    if label is None or config.run.control.quiet or progress is None:
         yield
         return
 
@@ -310,7 +325,7 @@ async def _progress(config: BenchConfig, label: str | None, sized: SizedJobs) ->
         ok = sum(r.status == OK for r in sized.records)
         return LevelProgress(label, len(sized.records), total, ok, len(sized.records) - ok, eta)
 
-    task = asyncio.create_task(show_level_progress(state))
+    task = asyncio.create_task(progress.level(state))
     try:
         yield
     finally:
@@ -321,10 +336,13 @@ async def _progress(config: BenchConfig, label: str | None, sized: SizedJobs) ->
 def _client(session: Any, endpoint: Endpoint, run: RunConfig, workers: int,
             clock: Any) -> tuple[Any, PoolConfig]:
     """The async client and pool settings every bench run (and the warm-up pass) uses."""
-    client = kind(run.endpoint).client_for(session, endpoint, timeout_s=run.timeout, ttft_timeout_s=run.ttft_timeout,
-                                           clock=clock, max_response_bytes=run.max_response_bytes)
-    return client, PoolConfig(concurrency=workers, retries=run.retries, rpm=run.rpm, tpm=run.tpm, seed=run.seed,
-                              max_retry_wait_s=run.max_retry_wait, learn_rpm=run.learn_rpm, learn_tpm=run.learn_tpm)
+    limits = run.limits
+    client = kind(run.endpoint.endpoint).client_for(session, endpoint, timeout_s=limits.timeout,
+                                                    ttft_timeout_s=limits.ttft_timeout, clock=clock,
+                                                    max_response_bytes=limits.max_response_bytes)
+    return client, PoolConfig(concurrency=workers, retries=limits.retries, rpm=limits.rpm, tpm=limits.tpm,
+                              seed=limits.seed, max_retry_wait_s=limits.max_retry_wait, learn_rpm=limits.learn_rpm,
+                              learn_tpm=limits.learn_tpm)
 
 
 def one_token(job: Job, id: str) -> tuple[Job, int | None]:
@@ -354,7 +372,8 @@ def cache_pass_jobs(jobs: list[Job]) -> tuple[list[Job], int | None]:
     return out, cap
 
 
-async def warm_prompts(endpoint: Endpoint, jobs: list[Job], config: BenchConfig) -> dict[str, Any]:
+async def warm_prompts(endpoint: Endpoint, jobs: list[Job], config: BenchConfig,
+                       hooks: Hooks = Hooks()) -> dict[str, Any]:
     """The warm-up pass: every distinct prompt of `jobs` sent once, unmeasured, before the first
     measured run, so each run meets a server that has seen all of them (a cold prompt cache
     otherwise slows the first run only). Returns what was done, for bench.json and the reports."""
@@ -368,7 +387,7 @@ async def warm_prompts(endpoint: Endpoint, jobs: list[Job], config: BenchConfig)
         nonlocal failed
         failed += record.status != OK
 
-    _note(config, f"warm-up: {len(distinct)} distinct prompts once, {level} at a time, not measured")
+    _note(config, hooks, f"warm-up: {len(distinct)} distinct prompts once, {level} at a time, not measured")
     clock = time.perf_counter
     async with make_session(level) as session:
         client, pool_config = _client(session, endpoint, config.run, level, clock)
@@ -381,8 +400,8 @@ async def warm_prompts(endpoint: Endpoint, jobs: list[Job], config: BenchConfig)
                 raise ConfigError(f"the endpoint refused the run: {pool.refused} (fix OPENAI_API_KEY, --model or "
                                   "--base-url)")
     if failed:
-        say(f"warning: warm-up: {failed} of {len(distinct)} requests failed"
-            + (": the first measured run may meet a cold cache" if failed == len(distinct) else ""))
+        hooks.notify(f"warning: warm-up: {failed} of {len(distinct)} requests failed"
+                     + (": the first measured run may meet a cold cache" if failed == len(distinct) else ""))
     return {"pass": True, "prompts": len(distinct), "failed": failed, "concurrency": level, "max_tokens": cap,
             "wave": config.warmup}
 
@@ -401,19 +420,17 @@ def _warmup_jobs(jobs: list[Job], n: int) -> list[Job]:
 
 
 async def measure_sync(endpoint: Endpoint, jobs: list[Job], config: BenchConfig, out: Path,
-                       repeat: int, label: str | None = None) -> RunResult:
+                       repeat: int, label: str | None = None, hooks: Hooks = Hooks()) -> RunResult:
     """The SDK baseline, one request after another, in a thread so the loop stays free; its client
     is built and warmed before the clock starts. Sized by config.size(1, sync=True)."""
-    from batchrun.runner import _quiet_gc
-
     name = f"sync-r{repeat}"
     stop = threading.Event()
     interrupted = False
     records: list[Record] = []
     sized = SizedJobs(jobs, records, config.size(1, sync=True))
-    async with _quiet_gc(), _progress(config, label, sized):
+    async with quiet_gc(), _progress(config, label, sized, hooks):
         thread = asyncio.get_running_loop().run_in_executor(None, functools.partial(
-            run_sync, endpoint, sized, timeout_s=config.run.timeout, send_for_s=config.max_run_s,
+            run_sync, endpoint, sized, timeout_s=config.run.limits.timeout, send_for_s=config.max_run_s,
             warmup=_warmup_jobs(jobs, config.warmup_for(1)), stop=stop, send_check=sized.may_send,
             records=records))
         try:
@@ -431,35 +448,34 @@ async def measure_sync(endpoint: Endpoint, jobs: list[Job], config: BenchConfig,
     result = RunResult(name, "sync", 1, repeat, None, wall, records, [], _planned(sized, config.max_run_s))
     if interrupted:
         raise Interrupted(result)
-    _cut_warning(name, records, result.planned, config.max_run_s)
+    _cut_warning(name, records, result.planned, config.max_run_s, hooks)
     return result
 
 
-async def execute_bench(config: BenchConfig, out: Path | None = None) -> tuple[Path, dict[str, Any]]:
-    """Run the whole bench; returns the output directory and the bench analysis.
+async def execute_bench(config: BenchConfig, out: Path | None = None,
+                        hooks: Hooks = Hooks()) -> tuple[Path, dict[str, Any]]:
+    """Run the whole bench; returns the output directory and the bench analysis. Messages and
+    progress go to the face's `hooks`.
 
     bench.json is rewritten after every run, so a bench stopped by Ctrl-C keeps (and reports)
     every run it finished; KeyboardInterrupt is raised again after the reports are written."""
-    from batchrun.runner import sim_config
-
     run = config.run
-    out = out or new_run_dir(f"bench-{run.input.stem if run.input else 'run'}")
+    out = out or new_run_dir(f"bench-{run.input.path.stem if run.input.path else 'run'}")
     rows = open_rows(run)                   # a bad file stops here, before the endpoint starts
     out.mkdir(parents=True, exist_ok=True)
     builtin = sim_config(run, realistic=True)
     extra = builtin_extra(builtin)
     results: list[RunResult] = []
     interrupted = False
-    async with open_endpoint(run.base_url, run.api_key, announce=lambda m: _note(config, m),
+    async with open_endpoint(run.endpoint.base_url, run.endpoint.api_key, announce=lambda m: _note(config, hooks, m),
                              sim_config=builtin) as endpoint:
-        model = await preflight(endpoint, run.model, timeout_s=run.timeout, announce=say)
-        if model != run.model:
-            config = dataclasses.replace(config, run=dataclasses.replace(run, model=model))
+        model = await preflight(endpoint, run.endpoint.model, timeout_s=run.limits.timeout, announce=hooks.notify)
+        if model != run.endpoint.model:
+            config = dataclasses.replace(config, run=run.replace(model=model))
         info = endpoint_info(endpoint, model)
         synthetic_info = None
-        if run.synthetic is not None:
-            from batchrun.endpoint.calibrate import synthetic_rows
-            rows, synthetic_info = await synthetic_rows(config.run, endpoint, config.requests, say)
+        if run.input.synthetic is not None:
+            rows, synthetic_info = await synthetic_rows(config.run, endpoint, config.requests, hooks.notify)
         public = public_settings(config)
         jobs = bench_jobs(config.run, max(config.requests_cap(config.largest_level()), config.requests_for(1)), rows)
         warmup: dict[str, Any] | None = None
@@ -469,21 +485,21 @@ async def execute_bench(config: BenchConfig, out: Path | None = None) -> tuple[P
                                  max_failure_share=config.max_failure_share)
 
         try:
-            warmup = await warm_prompts(endpoint, jobs, config)
-            await _all_runs(endpoint, jobs, config, out, results, manifest)
+            warmup = await warm_prompts(endpoint, jobs, config, hooks)
+            await _all_runs(endpoint, jobs, config, out, results, manifest, hooks)
         except (KeyboardInterrupt, asyncio.CancelledError, Interrupted) as exc:
             interrupted = True
             if isinstance(exc, Interrupted) and exc.result.records:
                 results.append(exc.result)
                 manifest()
-            say(f"interrupted: keeping the {len(results)} run(s) measured so far"
-                + (f" ({exc.result.name} partly: {len(exc.result.records)} requests)"
-                   if isinstance(exc, Interrupted) and exc.result.records else ""))
+            hooks.notify(f"interrupted: keeping the {len(results)} run(s) measured so far"
+                         + (f" ({exc.result.name} partly: {len(exc.result.records)} requests)"
+                            if isinstance(exc, Interrupted) and exc.result.records else ""))
     bench = {"runs": [r.entry() for r in results], "slo": config.slo, "warmup": warmup,
              "max_failure_share": config.max_failure_share}
     analysis = bench_analysis(bench)
     headline = _headline(analysis, bench["runs"])
-    headline = bench_headline_workloads(headline, bench["runs"], run.synthetic, synthetic_info)
+    headline = bench_headline_workloads(headline, bench["runs"], run.input.synthetic, synthetic_info)
     if results:
         write_reports(out, headline, [], bench=bench, config=public, endpoint=info,
                       extra={**extra, "interrupted": interrupted})
@@ -494,17 +510,15 @@ async def execute_bench(config: BenchConfig, out: Path | None = None) -> tuple[P
     return out, analysis
 
 
-def _note(config: BenchConfig, message: str) -> None:
-    """Progress lines, left out with --quiet (warnings always print)."""
-    if not config.run.quiet:
-        say(message)
+def _note(config: BenchConfig, hooks: Hooks, message: str) -> None:
+    """Progress lines, left out with --quiet (warnings always go to the face)."""
+    if not config.run.control.quiet:
+        hooks.notify(message)
 
 
 def builtin_extra(builtin: Any) -> dict[str, Any]:
     """summary.json's `builtin_endpoint`: every setting of the built-in endpoint that answered
     (its seed too, so a bench can be repeated exactly); nothing for a configured endpoint."""
-    from batchrun.sim.config import public as public_sim
-
     return {"builtin_endpoint": public_sim(builtin)} if builtin is not None else {}
 
 
@@ -516,7 +530,7 @@ def public_settings(config: BenchConfig) -> dict[str, Any]:
 
 
 async def _all_runs(endpoint: Endpoint, jobs: list[Job], config: BenchConfig, out: Path,
-                    results: list[RunResult], manifest: Callable[[], None]) -> None:
+                    results: list[RunResult], manifest: Callable[[], None], hooks: Hooks) -> None:
     def done(result: RunResult) -> None:
         results.append(result)
         manifest()
@@ -526,17 +540,18 @@ async def _all_runs(endpoint: Endpoint, jobs: list[Job], config: BenchConfig, ou
 
     for repeat in range(1, config.repeat + 1):
         if config.has_sync:
-            _note(config, f"sync baseline (openai.OpenAI, sequential), repeat {repeat}")
-            done(await measure_sync(endpoint, jobs, config, out, repeat, label("sync")))
+            _note(config, hooks, f"sync baseline (openai.OpenAI, sequential), repeat {repeat}")
+            done(await measure_sync(endpoint, jobs, config, out, repeat, label("sync"), hooks))
         for c in config.concurrencies if not config.rates else ():
-            _note(config, f"async, concurrency {c}, repeat {repeat}")
+            _note(config, hooks, f"async, concurrency {c}, repeat {repeat}")
             done(await measure_async(endpoint, jobs, config, out, name=f"async-c{c}-r{repeat}", concurrency=c,
-                                     repeat=repeat, size=config.size(c), label=label(f"async c={c}")))
+                                     repeat=repeat, size=config.size(c), label=label(f"async c={c}"), hooks=hooks))
         for rate in config.rates:
-            _note(config, f"open loop, {rate:g} requests/s, repeat {repeat}")
+            _note(config, hooks, f"open loop, {rate:g} requests/s, repeat {repeat}")
             done(await measure_async(endpoint, jobs, config, out, name=f"rate-{rate:g}-r{repeat}",
                                      concurrency=config.max_concurrency, repeat=repeat,
-                                     size=config.size(math.ceil(rate)), rate=rate, label=label(f"rate {rate:g}/s")))
+                                     size=config.size(math.ceil(rate)), rate=rate, label=label(f"rate {rate:g}/s"),
+                                     hooks=hooks))
 
 
 def _bench_settings(config: BenchConfig) -> dict[str, Any]:
@@ -546,8 +561,6 @@ def _bench_settings(config: BenchConfig) -> dict[str, Any]:
 def _headline(analysis: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The recommended level's summary, every repeat pooled (as `compare` pools them);
     `bench_run` names its first run."""
-    from batchrun.analysis.metrics import summarize
-
     best = analysis.get("recommended_concurrency")
     level = [run for run in runs if run["mode"] == "async" and run["concurrency"] == best]
     if not level:

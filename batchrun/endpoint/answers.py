@@ -11,7 +11,6 @@ import json
 import re
 from typing import Any
 
-from batchrun.errors import ConfigError
 
 MAX_PROBLEM = 300        # characters of a validation message kept in the record
 
@@ -24,24 +23,6 @@ def response_format(schema: dict[str, Any] | None, json_mode: bool) -> dict[str,
     if json_mode:
         return {"type": "json_object"}
     return None
-
-
-def load_schema(text: str, source: str) -> dict[str, Any]:
-    """A JSON Schema from a file's text; a ConfigError names the file when it is not one."""
-    from jsonschema import Draft202012Validator, SchemaError
-
-    try:
-        schema = json.loads(text)
-    except ValueError as exc:
-        raise ConfigError(f"{source} is not valid JSON ({exc})") from None
-    if not isinstance(schema, dict):
-        raise ConfigError(f"{source} must hold a JSON Schema object, e.g. "
-                          '{"type": "object", "properties": {"label": {"type": "string"}}}')
-    try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as exc:
-        raise ConfigError(f"{source} is not a valid JSON Schema: {exc.message}") from None
-    return schema
 
 
 def strict_problems(schema: Any, where: str = "the schema") -> list[str]:
@@ -71,7 +52,7 @@ class AnswerCheck:
     def __init__(self, schema: dict[str, Any] | None = None) -> None:
         self._validator = None
         if schema is not None:
-            from jsonschema import Draft202012Validator
+            from jsonschema import Draft202012Validator   # lazy: a run with --json-schema alone pays ~0.1 s
 
             self._validator = Draft202012Validator(schema)
 

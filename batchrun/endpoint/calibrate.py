@@ -21,11 +21,11 @@ async def calibrate(config: RunConfig, endpoint: Endpoint, say: Callable[[str], 
     if tokenizer:
         return Sizer(tokenizer=load_tokenizer(tokenizer), source=f"tokenizer {tokenizer}")
     # A probe is one streamed row: an embeddings run's prompts are sized by chat probes.
-    probe = kind("completions" if config.endpoint == "completions" else "chat")
-    defaults = RequestDefaults(model=config.model, extra_body=config.extra_body)
+    probe = kind("completions" if config.endpoint.endpoint == "completions" else "chat")
+    defaults = RequestDefaults(model=config.endpoint.model, extra_body=config.request.extra_body)
     points: list[tuple[int, int]] = []
     async with make_session(1) as session:
-        client = probe.client_for(session, endpoint, timeout_s=config.timeout)
+        client = probe.client_for(session, endpoint, timeout_s=config.limits.timeout)
         for text in probe_texts(seed):
             prompt = Prompt(id="probe", row=0, line=0, messages=[{"role": "user", "content": text}],
                             params={"max_tokens": 1})
@@ -45,7 +45,7 @@ async def calibrate(config: RunConfig, endpoint: Endpoint, say: Callable[[str], 
 async def synthetic_rows(config: RunConfig, endpoint: Endpoint, fallback_n: int,
                          say: Callable[[str], None]) -> tuple[Iterator[Prompt], dict[str, Any]]:
     """The run's generated prompts and what to record about them (spec, sizing)."""
-    spec = check_spec(config.synthetic or "")
+    spec = check_spec(config.input.synthetic or "")
     sizer = await calibrate(config, endpoint, say, spec.tokenizer, spec.seed)
     info = {**spec.public(), "sizing": sizer.public()}
     return synthetic_prompts(spec, default_count(spec, fallback_n), sizer), info

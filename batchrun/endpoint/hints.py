@@ -7,42 +7,12 @@ is the server's problem and must not become a failed row.
 
 from __future__ import annotations
 
-import math
 import re
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Mapping
 
-# OpenAI's `x-ratelimit-reset-*` values are Go durations: "1s", "6m0s", "20ms", "1h2m3.5s", "0.5s".
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h|d)")
-_UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def _finite_nonneg(value: float) -> float | None:
-    return value if math.isfinite(value) and value >= 0 else None
-
-
-def parse_duration_s(text: str | None) -> float | None:
-    """Seconds in a Go-style duration ("6m0s", "20ms") or a bare number of seconds ("1.5")."""
-    if text is None:
-        return None
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        return _finite_nonneg(float(text))
-    except ValueError:
-        pass
-    total, pos = 0.0, 0
-    for match in _DURATION_PART.finditer(text):
-        if match.start() != pos:
-            return None
-        total += float(match.group(1)) * _UNIT_S[match.group(2)]
-        pos = match.end()
-    if pos != len(text):
-        return None
-    return _finite_nonneg(total)
-
+from batchrun.values import parse_duration_s  # Go-style durations: also what --deadline takes
 
 def parse_http_date(text: str | None) -> float | None:
     """POSIX seconds of an HTTP-date ("Wed, 21 Oct 2015 07:28:00 GMT"), or None."""

@@ -23,7 +23,7 @@ from batchrun.endpoint.attempt import (CONNECTION_ERROR, INCOMPLETE_STREAM, MALF
                                        AttemptResult)
 from batchrun.endpoint.transport import Endpoint, StreamClient
 from batchrun.endpoint.requests import estimate_request_tokens
-from batchrun.redact import redact
+from batchrun.endpoint.resolve import open_endpoint, preflight
 
 if TYPE_CHECKING:
     from batchrun.config import RunConfig
@@ -150,35 +150,23 @@ def label(endpoint: Endpoint) -> str:
     return endpoint.display_url
 
 
-def public_url(url: str, secrets: tuple[str, ...] = ()) -> str:
-    """A configured URL as it may be written: credentials masked, key-like values redacted."""
-    try:
-        return redact(Endpoint.of(url).display_url, secrets)
-    except ValueError:
-        return "***"
-
-
 @contextlib.asynccontextmanager
 async def open_more(config: RunConfig, say: Callable[[str], None]) -> AsyncIterator[list[Endpoint]]:
     """The endpoints after the first --base-url (check them with check_more once the model is known)."""
-    from batchrun.endpoint.resolve import open_endpoint
-
     async with contextlib.AsyncExitStack() as stack:
-        yield [await stack.enter_async_context(open_endpoint(url, config.api_key, say))
-               for url in config.extra_base_urls]
+        yield [await stack.enter_async_context(open_endpoint(url, config.endpoint.api_key, say))
+               for url in config.endpoint.extra_base_urls]
 
 
 async def check_more(more: list[Endpoint], config: RunConfig, say: Callable[[str], None]) -> None:
-    """Each further endpoint reachable, its key accepted and `config.model` (the first one's) served."""
-    from batchrun.endpoint.resolve import preflight
-
+    """Each further endpoint reachable, its key accepted and `config.endpoint.model` (the first one's) served."""
     for endpoint in more:
-        await preflight(endpoint, config.model, timeout_s=config.timeout)
+        await preflight(endpoint, config.endpoint.model, timeout_s=config.limits.timeout)
     if more:
-        say(f"{len(more) + 1} endpoints, balanced {config.balance}")
+        say(f"{len(more) + 1} endpoints, balanced {config.endpoint.balance}")
 
 
 def multi_client(clients: list[StreamClient], config: RunConfig, limits: Callable[[], Limiter]) -> MultiClient:
     """One client over `clients`, each endpoint paced by a Limiter of its own from `limits()`."""
     members = [Member(c, label(c.endpoint), limits()) for c in clients]
-    return MultiClient(members, config.balance, charge_tokens=config.tpm is not None)
+    return MultiClient(members, config.endpoint.balance, charge_tokens=config.limits.tpm is not None)

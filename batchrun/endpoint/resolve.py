@@ -9,9 +9,11 @@ from typing import Any, AsyncIterator, Callable
 
 import aiohttp
 
+from batchrun.config import RunConfig
 from batchrun.endpoint.transport import Endpoint, error_body_text
 from batchrun.errors import ConfigError
 from batchrun.redact import mask, redact
+from batchrun.sim.config import SimConfig, realistic as noisy
 
 BUILTIN = "builtin"                        # `--base-url builtin`: the simulated endpoint, by name
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -31,6 +33,17 @@ def endpoint_info(endpoint: Endpoint, model: str | None) -> dict[str, Any]:
     if endpoint.embedded:
         return {"kind": "builtin", "base_url": None, "model": model}
     return {"kind": "remote", "base_url": endpoint.display_url, "model": model}
+
+
+def sim_config(config: RunConfig, realistic: bool = False) -> SimConfig | None:
+    """The built-in endpoint's SimConfig for this run (None with a configured endpoint): the
+    defaults, or `realistic` noise for a bench, with --builtin-option applied."""
+    if choose_base_url(config.endpoint.base_url, config.endpoint.api_key) != BUILTIN:
+        if config.endpoint.builtin_options:
+            raise ConfigError("--builtin-option configures the built-in endpoint; it has no effect with "
+                              "--base-url / OPENAI_BASE_URL (leave one of them out)")
+        return None
+    return (noisy() if realistic else SimConfig()).with_options(config.endpoint.builtin_options)
 
 
 @contextlib.asynccontextmanager
@@ -53,7 +66,7 @@ async def open_endpoint(base_url: str | None, api_key: str | None,
                               f"got {endpoint.display_url!r}")
         yield endpoint
         return
-    from batchrun.sim import SimConfig, SimProcess
+    from batchrun.sim.process import SimProcess     # lazy: only the built-in endpoint starts a child process
 
     async with SimProcess(sim_config or SimConfig()) as sim:
         why = "--base-url builtin" if base_url else "no OPENAI_BASE_URL, --base-url or OPENAI_API_KEY set"

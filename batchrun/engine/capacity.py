@@ -13,7 +13,7 @@ def ensure_open_files(concurrency: int) -> str | None:
     """Raise the open-file limit to fit `concurrency` connections where the hard limit allows;
     a message saying so, or a ConfigError saying what to do when it cannot."""
     try:
-        import resource
+        import resource                     # here: Windows has no `resource` module
     except ImportError:                     # Windows: no RLIMIT_NOFILE to manage
         return None
     needed = concurrency + _SPARE_FILES

@@ -131,7 +131,7 @@ def shares(concurrency: int, workers: int) -> list[int]:
 
 class Coordinator:
     """Runs `items` through workers started by `launch`; `tally` is the run's Pool-like face
-    (stats, abort_reason, refused, input_error, internal_errors, limits) for the runner."""
+    (stats, abort_reason, refused, input_error, internal_errors, limits) for the pipeline."""
 
     def __init__(self, spec: WorkerSpec, pool_config: PoolConfig, workers: int, *, t0: float,
                  write_many: Callable[[list[Record]], None], say: Callable[[str], None],

@@ -1,7 +1,7 @@
 """The embeddings pool: rows grouped into batches of --batch-size inputs, one POST /embeddings
 per batch, `concurrency` workers (the reader / workers / cancel skeleton is Pool's, engine/fanout.py),
 RPM/TPM limits, retries, error isolation and cancellation as in pool.py. It has Pool's face
-(run / stop / stats / abort_reason / input_error) so the runner drives both alike; a batch's
+(run / stop / stats / abort_reason / input_error) so the pipeline drives both alike; a batch's
 outcome becomes one Record per input (the embeddings kind's record assembly, endpoint/embeddings.py),
 its vectors one Parquet row per input (store/vectors.py writes them before the records).
 """
@@ -178,14 +178,14 @@ def _cancelled(prompt: Prompt, batch: Batch, log: list[Attempt]) -> Record:
 
 def embed_items(config: "RunConfig", rows: Iterable[Prompt | BadRow], skip: set[str]) -> Iterator[Batch | BadRow]:
     """The rows not yet done, in batches of --batch-size."""
-    return make_batches((r for r in rows if r.id not in skip), config.batch_size, config.model,
-                        config.extra_body)
+    return make_batches((r for r in rows if r.id not in skip), config.request.batch_size, config.endpoint.model,
+                        config.request.extra_body)
 
 
 def embed_pool(session: "aiohttp.ClientSession", endpoint: "Endpoint", write: Callable[[Record], None],
                config: "RunConfig", pool_config: PoolConfig, out: "Path", t0: float, clock: Clock,
                write_many: Callable[[list[Record]], None] | None = None) -> EmbedPool:
-    client = EmbeddingsClient(session, endpoint, timeout_s=config.timeout, clock=clock,
-                              max_response_bytes=config.max_response_bytes)
+    client = EmbeddingsClient(session, endpoint, timeout_s=config.limits.timeout, clock=clock,
+                              max_response_bytes=config.limits.max_response_bytes)
     many = write_many or (lambda records: [write(r) for r in records])
     return EmbedPool(client, write, VectorSink(out, many), pool_config, t0=t0, clock=clock)

@@ -210,7 +210,7 @@ class Pool(Fanout[Entry], Stoppable):
             raise
         except Exception as exc:  # noqa: BLE001 - a bug of ours: recorded on the row, and surfaced
             # Not a provider failure: the traceback goes to the run's internal-errors.log, the
-            # summary warns and the exit code is non-zero (see runner.py).
+            # summary warns and the exit code is non-zero (see pipeline.py).
             secrets = self.client.endpoint.secrets
             self.internal_errors.append(redact(f"row {job.prompt.id!r}:\n{traceback.format_exc()}", secrets))
             result = row.result or AttemptResult(sent=self.clock())

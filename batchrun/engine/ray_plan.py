@@ -9,26 +9,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import logging
 import os
 import uuid
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable
 from urllib.parse import urlsplit
 
+from batchrun.engine import ray_watchdog
 from batchrun.errors import BatchrunError, ConfigError
+# RAY_LOCAL: --ray alone, ray.init() joins the cluster here (or RAY_ADDRESS's) or starts one;
+# RAY_INSTALL: the `ray` extra's requirement itself, which installs Ray however batchrun was installed.
+from batchrun.values import RAY_INSTALL, RAY_LOCAL
 
 NAMESPACE = "batchrun"          # actors are named batchrun-<driver pid>-<run>-<i> in this namespace
-LOCAL = "local"                 # --ray alone: ray.init() joins the cluster here (or RAY_ADDRESS's) or starts one
 START_TIMEOUT_S = 120.0         # an actor waits for a free CPU; an autoscaler may add a node meanwhile
-# The `ray` extra's requirement itself: it installs Ray however batchrun was installed.
-INSTALL = 'pip install "ray[client]>=2.9"'
 
 
 def import_ray() -> Any:
     try:
-        import ray
+        import ray          # optional (the ray extra), and ~1 s: a --ray run alone imports it
     except ImportError:
-        raise ConfigError(f"--ray needs Ray, which is not installed here ({INSTALL}, on the driver and on "
+        raise ConfigError(f"--ray needs Ray, which is not installed here ({RAY_INSTALL}, on the driver and on "
                           "every node of the cluster)") from None
     return ray
 
@@ -92,17 +94,6 @@ def check_workload(kind: str) -> None:
         raise ConfigError(f"--ray: {what} runs in one process (run without --ray)")
 
 
-def check_address(address: str) -> str:
-    """--ray-address: auto, ray://host:port or host:port (a GCS address); `local` for --ray alone."""
-    text = address.strip()
-    if text in (LOCAL, "auto") or text.startswith("ray://"):
-        return text
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit():
-        raise ConfigError(f"--ray-address takes auto, ray://HOST:PORT or HOST:PORT, got {text!r}")
-    return text
-
-
 class RayCluster:
     """A connection to a cluster for one run: the facts that size it, and actors started on it."""
 
@@ -117,8 +108,6 @@ class RayCluster:
     @contextlib.asynccontextmanager
     async def open(cls, address: str, say: Callable[[str], None]) -> AsyncIterator["RayCluster"]:
         """Connected (joined, or started on this machine) for the block; actors killed after it."""
-        from batchrun.engine import ray_watchdog
-
         ray = import_ray()
         started_here = not ray.is_initialized()
         watchdog = None
@@ -161,7 +150,7 @@ class RayCluster:
         if problem:
             raise ConfigError(unreachable_message(problem, endpoint.embedded))
         if is_loopback(endpoint.base_url):
-            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy   # lazy: Ray
             self.pin = NodeAffinitySchedulingStrategy(self.ray.get_runtime_context().get_node_id(), soft=False)
         self.cpus_per_actor = cpus_per_actor
         cpus = self.cpus()
@@ -174,7 +163,7 @@ class RayCluster:
     # --- actors ---
     async def launch(self, index: int) -> Any:
         """One worker actor, started (the Coordinator's `launch`)."""
-        from batchrun.engine.ray_workers import RayWorker, actor_class
+        from batchrun.engine.ray_workers import RayWorker, actor_class   # lazy: it imports Ray
 
         name = f"batchrun-{self.run_id}-{index}"
         options: dict[str, Any] = {"name": name, "namespace": NAMESPACE}
@@ -196,16 +185,14 @@ class RayCluster:
 
 def _connect(ray: Any, address: str) -> None:
     """ray.init for --ray's address; a failure is a clear message, not a traceback."""
-    import logging
-
     kwargs: dict[str, Any] = {"namespace": NAMESPACE, "logging_level": logging.WARNING}
-    if address != LOCAL:
+    if address != RAY_LOCAL:
         kwargs["address"] = address
     try:
         ray.init(**kwargs)
     except Exception as exc:             # ConnectionError, ValueError, RuntimeError, ...: all mean "not connected"
-        where = "a local Ray cluster" if address == LOCAL else f"the Ray cluster at {address}"
-        hint = (f' (a ray:// address needs Ray Client: {INSTALL} installs it)'
+        where = "a local Ray cluster" if address == RAY_LOCAL else f"the Ray cluster at {address}"
+        hint = (f' (a ray:// address needs Ray Client: {RAY_INSTALL} installs it)'
                 if isinstance(exc, ImportError) and address.startswith("ray://") else "")
         raise ConfigError(f"--ray: could not connect to {where}: {_first_line(exc)}{hint}") from None
 

@@ -59,7 +59,7 @@ def stop(watchdog: subprocess.Popen[bytes] | None, timeout_s: float = 10.0) -> N
 def children_of(pid: int) -> set[int]:
     """The direct children of `pid` now (psutil: call after `import ray`); none known without psutil."""
     try:
-        import psutil
+        import psutil   # optional: there once Ray is (its thirdparty_files)
     except ImportError:          # a Ray packaged without its psutil: no watchdog, as before it
         return set()
     try:
@@ -71,7 +71,7 @@ def children_of(pid: int) -> set[int]:
 def watch(roots: list[int], pipe: BinaryIO, poll_s: float = POLL_S) -> int:
     """Track `roots` and their descendants until `pipe` ends, then SIGKILL those still running;
     returns how many were killed."""
-    import psutil
+    import psutil   # optional: there once Ray is (its thirdparty_files)
 
     procs: dict[int, Any] = {}
     for pid in roots:
@@ -96,7 +96,7 @@ def watch(roots: list[int], pipe: BinaryIO, poll_s: float = POLL_S) -> int:
 def running(procs: Iterable[Any]) -> list[Any]:
     """Those of `procs` (psutil.Process) still running as themselves: a pid given to another
     program since is not theirs, and a zombie is dead."""
-    import psutil
+    import psutil   # optional: there once Ray is (its thirdparty_files)
 
     alive = []
     for proc in procs:

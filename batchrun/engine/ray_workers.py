@@ -16,7 +16,7 @@ Records stay JSON bytes end to end (no pickling of Record objects), a batch cost
 and a dead actor shows up as a RayActorError on the pending pull: the channel's end, which
 the Coordinator already treats as a dead worker (its rows are sent again).
 
-Ray is imported only here and in engine/ray_plan.py, which the runner loads only for --ray.
+Ray is imported only here and in engine/ray_plan.py, which the pipeline loads only for --ray.
 """
 
 from __future__ import annotations

@@ -101,7 +101,7 @@ class StopRule:
 
 
 class Stoppable:
-    """Why a pool's run stopped early, as its StopRule decided (the face the runner reads)."""
+    """Why a pool's run stopped early, as its StopRule decided (the face the pipeline reads)."""
 
     stop_rule: StopRule
 

@@ -15,27 +15,6 @@ from typing import Any, Callable
 from batchrun.errors import InputError
 
 
-def load_tool_definitions(path: Path) -> list[dict[str, Any]]:
-    """A JSON file holding a list of OpenAI tool definitions, checked for the fields the API needs."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InputError(f"cannot read the tools file: {exc.strerror}", path=str(path)) from exc
-    except ValueError as exc:
-        raise InputError(f"not valid JSON: {exc}", path=str(path),
-                         hint="the file must hold a JSON list of tool definitions") from exc
-    if isinstance(data, dict):
-        data = [data]
-    if not isinstance(data, list):
-        raise InputError("expected a JSON list of tool definitions", path=str(path))
-    for i, tool in enumerate(data):
-        name = tool.get("function", {}).get("name") if isinstance(tool, dict) else None
-        if not name:
-            raise InputError(f"tool #{i + 1} has no function.name", path=str(path),
-                             hint='each tool is {"type": "function", "function": {"name": ..., "parameters": {...}}}')
-    return data
-
-
 class ToolRunner:
     """Runs the model's tool calls with the user's own functions (`--tool-module`).
 

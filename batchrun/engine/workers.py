@@ -34,6 +34,11 @@ from batchrun.endpoint.requests import Job
 from batchrun.engine.pool import Pool, PoolConfig
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.store.records import Record
+from batchrun.endpoint.answers import AnswerCheck
+from batchrun.endpoint.kinds import kind
+from batchrun.endpoint.transport import Endpoint, make_session
+from batchrun.engine.looplag import sample_loop_lag
+from batchrun.engine.tools import ToolRunner
 
 FLUSH_S = 0.01          # finished records wait at most this long before they are sent back
 BATCH_RECORDS = 256     # ... or until this many are waiting
@@ -244,9 +249,6 @@ async def serve(channel: Channel) -> None:
     if first is None or first[0] != START:
         return
     spec = WorkerSpec.from_dict(first[1])
-    from batchrun.endpoint.transport import make_session
-
-    from batchrun.engine.looplag import sample_loop_lag
 
     lag: list[float] = []                # this loop's lag: it is the one that times the requests
     async with make_session(spec.pool["concurrency"]) as session:
@@ -264,10 +266,6 @@ async def serve(channel: Channel) -> None:
 
 
 def _build(spec: WorkerSpec, session: Any, channel: Channel) -> tuple[WorkerPool, Outbox]:
-    from batchrun.endpoint.kinds import kind
-    from batchrun.endpoint.transport import Endpoint
-    from batchrun.engine.tools import ToolRunner
-
     endpoint = Endpoint(spec.base_url, spec.api_key, spec.embedded, spec.basic_auth)
     client = kind(spec.endpoint_kind).client_for(session, endpoint, timeout_s=spec.timeout,
                                                  ttft_timeout_s=spec.ttft_timeout, clock=time.perf_counter,
@@ -275,7 +273,6 @@ def _build(spec: WorkerSpec, session: Any, channel: Channel) -> tuple[WorkerPool
     runner = ToolRunner.from_file(spec.tool_module, spec.tool_timeout) if spec.tool_module else None
     check = None
     if spec.json_schema is not None or spec.json_mode:
-        from batchrun.endpoint.answers import AnswerCheck
         check = AnswerCheck(spec.json_schema)
     outbox = Outbox(channel)
     pool = WorkerPool(client, outbox.record, PoolConfig(**spec.pool), t0=spec.t0, clock=time.perf_counter,
@@ -312,7 +309,7 @@ async def _main(fd: int) -> None:
 def main(argv: list[str]) -> None:
     # Ctrl-C reaches the whole process group: the coordinator decides, and tells us (STOP).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    gc.freeze()                          # as runner._quiet_gc: fewer, shorter pauses while measuring
+    gc.freeze()                          # as engine/quietgc.py does: fewer, shorter pauses while measuring
     gc.set_threshold(50_000, 50, 100)
     asyncio.run(_main(int(argv[1])))
 

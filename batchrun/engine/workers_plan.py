@@ -30,12 +30,12 @@ def worker_count(config: RunConfig, kind: str, cores: int | None = None) -> int:
     auto: cores - 1 (one core left for the coordinator and the rest of the machine) once
     --concurrency reaches AUTO_MIN_CONCURRENCY and the workload can be split, else 1."""
     problem = _unsplittable(kind)
-    if config.workers_auto:
+    if config.scale.workers_auto:
         cores = usable_cores() if cores is None else cores
-        return max(1, cores - 1) if config.concurrency >= AUTO_MIN_CONCURRENCY and problem is None else 1
-    if config.workers > 1 and problem is not None:
-        raise ConfigError(f"--workers {config.workers}: {problem} (use --workers 1)")
-    return config.workers
+        return max(1, cores - 1) if config.limits.concurrency >= AUTO_MIN_CONCURRENCY and problem is None else 1
+    if config.scale.workers > 1 and problem is not None:
+        raise ConfigError(f"--workers {config.scale.workers}: {problem} (use --workers 1)")
+    return config.scale.workers
 
 
 def _unsplittable(kind: str) -> str | None:
@@ -52,10 +52,12 @@ def worker_spec(config: RunConfig, endpoint: Any, pool_config: PoolConfig, t0: f
     """What every worker gets (its `concurrency` share is set per worker by the coordinator)."""
     pool = dataclasses.asdict(pool_config)
     pool.pop("adaptive")                 # --concurrency auto runs in one process (config.py)
+    limits, tools = config.limits, config.tools
     return WorkerSpec(base_url=endpoint.base_url, api_key=endpoint.api_key, basic_auth=endpoint.basic_auth,
-                      embedded=endpoint.embedded, endpoint_kind=config.endpoint, timeout=config.timeout,
-                      ttft_timeout=config.ttft_timeout, max_response_bytes=config.max_response_bytes, pool=pool,
-                      t0=t0, metered=bool(config.rpm or config.tpm),
-                      tool_module=str(config.tool_module) if config.tool_module else None,
-                      tool_timeout=config.tool_timeout, json_schema=config.json_schema, json_mode=config.json_mode)
+                      embedded=endpoint.embedded, endpoint_kind=config.endpoint.endpoint, timeout=limits.timeout,
+                      ttft_timeout=limits.ttft_timeout, max_response_bytes=limits.max_response_bytes, pool=pool,
+                      t0=t0, metered=bool(limits.rpm or limits.tpm),
+                      tool_module=str(tools.tool_module) if tools.tool_module else None,
+                      tool_timeout=tools.tool_timeout,
+                      json_schema=config.request.json_schema, json_mode=config.request.json_mode)
 

@@ -206,7 +206,7 @@ def words_text(rng: random.Random, chars: int) -> str:
 
 def load_tokenizer(path: str) -> Any:
     try:
-        from tokenizers import Tokenizer
+        from tokenizers import Tokenizer   # optional (the tokenizer extra)
     except ImportError:
         raise ConfigError("--synthetic tokenizer=PATH needs the `tokenizers` package (pip install tokenizers); "
                           "leave tokenizer out to size prompts from the endpoint's usage instead") from None

@@ -32,3 +32,13 @@ def slo_text(slo: Mapping[str, float]) -> str:
 def config_table(config: Mapping[str, Any]) -> Table:
     return Table(["option", "value"], [[k, json.dumps(v, ensure_ascii=False, default=str)]
                                        for k, v in config.items()])
+
+
+def fmt_eta(seconds: float) -> str:
+    """1h 02m, 3m 05s, 42s."""
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"

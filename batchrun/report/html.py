@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import re
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Union
 
@@ -88,8 +89,6 @@ _SVG_ATTRS = frozenset({"xmlns", "class", "role", "font-family", "font-size", "f
 
 def checked_svg(markup: str) -> str:
     """`markup` if it is one well-formed <svg> made only of the allowed elements and attributes."""
-    import xml.etree.ElementTree as ET
-
     root = ET.fromstring(markup)
     for el in root.iter():
         tag = el.tag.rpartition("}")[2]

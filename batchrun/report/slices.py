@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Sequence
+from batchrun.report.svg import PALETTE, Chart, Key, finite, linear_axis, stack
 
 
 def _ms(value: float | None) -> str:
@@ -33,8 +34,6 @@ def slices_markdown(slices: Sequence[dict[str, Any]]) -> str:
 
 def slices_svg(slices: Sequence[dict[str, Any]], *, standalone: bool = False) -> str:
     """Requests/s per window above TTFT and latency p50/p99 per window (ms), as one SVG document."""
-    from batchrun.report.svg import PALETTE, Chart, Key, finite, linear_axis, stack
-
     mid = [w["start_s"] + w["length_s"] / 2 for w in slices]
     ends = [w["start_s"] for w in slices] + [w["start_s"] + w["length_s"] for w in slices]
     x_axis = linear_axis(min(ends, default=0.0), max(ends, default=1.0), zero=False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
@@ -21,6 +21,11 @@ from batchrun.analysis.metrics import GapSample, session_timelines, summarize, s
 from batchrun.store.records import OK, Record
 from batchrun.report.format import config_table, fmt_num, fmt_pct, fmt_s, slo_text
 from batchrun.report.html import Document, Image, Section, Table, Text, render_html, render_markdown
+from batchrun import __version__
+from batchrun.analysis.cost import format_usd
+from batchrun.report.workloads import workload_doc, workload_sections
+from batchrun.store.fingerprint import input_identity
+from batchrun.store.outputs import iter_latest, latest_dicts
 
 SCHEMA_VERSION = 1
 SAMPLE_ROWS = 20
@@ -65,8 +70,6 @@ def format_summary_table(summary: Mapping[str, Any]) -> str:
 
 def _run_facts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(label, text) lines on how the run ended and what it cost, when there is something to say."""
-    from batchrun.analysis.cost import format_usd
-
     out = []
     note = interruption_note(summary)
     if note:
@@ -259,7 +262,6 @@ def run_document(summary: Mapping[str, Any], records: Sequence[Record] | Columns
                 Section("Timings (ok requests; queue wait: all sent)", [_timings(summary)])]
     sections += [s for s in (_batch_section(summary.get("batch")), _lag_section(summary.get("loop_lag")),
                              _tools_section(summary["tool_calls"]), limits.limits_section(summary, cols)) if s]
-    from batchrun.report.workloads import workload_doc
     sections += workload_doc(summary)
     sections.append(Section("Plots", _run_plots(cols) or [Text(
         "no successful request to plot" if not summary["counts"]["ok"] else "no timed request to plot")]))
@@ -322,7 +324,7 @@ def write_reports(run_dir: Path | str, summary: Mapping[str, Any] | None, record
     doc: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "kind": "bench" if bench else "run",
                            "summary": summary, "config": config, "endpoint": endpoint, **_identity(config, extra)}
     if bench:
-        from batchrun.report.bench import bench_analysis, bench_document, run_summary
+        from batchrun.report.bench import bench_analysis, bench_document, run_summary   # lazy: numpy
 
         analysis = bench_analysis(bench)
         doc["bench"] = analysis
@@ -347,9 +349,6 @@ def write_reports(run_dir: Path | str, summary: Mapping[str, Any] | None, record
 
 
 def _identity(config: Mapping[str, Any] | None, extra: Mapping[str, Any] | None) -> dict[str, Any]:
-    from batchrun import __version__
-    from batchrun.store.fingerprint import input_identity
-
     out: dict[str, Any] = {"batchrun_version": __version__}
     out.update(extra or {})
     if "input" not in out and config and config.get("input"):
@@ -388,9 +387,13 @@ def _read_json(path: Path) -> Any:
     return doc
 
 
-def _records(path: Path) -> list[Record]:
-    from batchrun.store.outputs import iter_latest   # latest per id, a fixed bad row's ghost dropped
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    """A run or bench directory's summary.json ({} when it has none)."""
+    path = run_dir / "summary.json"
+    return _read_json(path) if path.exists() else {}
 
+
+def _records(path: Path) -> list[Record]:
     return list(iter_latest(path))
 
 
@@ -400,13 +403,12 @@ class LoadedRun:
     summary: dict[str, Any]           # recomputed from the records (stored wall time, SLO and loop lag kept)
     config: dict[str, Any] | None
     endpoint: dict[str, Any] | None = None
+    stored: dict[str, Any] | None = None     # summary.json as it was
 
 
 def read_columns(path: Path, gaps: GapSample | None = None) -> Columns:
     """The latest record of every id (a fixed bad row's ghost dropped) as Columns, read one record
     at a time: what a run's summary and report need, in memory flat in the number of rows."""
-    from batchrun.store.outputs import latest_dicts
-
     builder = ColumnsBuilder(keep=SAMPLE_ROWS, gaps=gaps)
     for data in latest_dicts(path):
         builder.add(data)
@@ -417,12 +419,47 @@ def slim_records(path: Path) -> Iterator[Record]:
     """The latest records again, one at a time, without what no summary reads (the input row,
     the request, attempt logs, ITL gaps, the answer's text): for the rare workload sections
     that need ids."""
-    from batchrun.store.outputs import latest_dicts
-
     for data in latest_dicts(path):
         for key in ("input", "request", "parsed", "attempt_log", "itl_s", "text", "reasoning_text", "rounds"):
             data.pop(key, None)
         yield Record.from_dict(data)
+
+
+@dataclass(slots=True)
+class RunFacts:
+    """What a run's summary holds that its records cannot tell: measured while it ran (its wall
+    time, the event loop's lag, what the pool learned about the endpoint), how it ended and what it
+    cost. A run gives them live; `batchrun report` and `compare` read them back from summary.json."""
+
+    wall_time_s: float | None = None                     # None: the records' own first send to last byte
+    slo: Mapping[str, float] | None = None
+    loop_lag_s: Sequence[float] | None = None            # lag samples, live
+    loop_lag: Mapping[str, Any] | None = None            # their statistics, as stored
+    findings: Mapping[str, Any] = field(default_factory=dict)     # rate limits, --concurrency auto
+    ended: dict[str, Any] = field(default_factory=dict)  # "run" (how it ended) and "cost"
+
+    @classmethod
+    def stored(cls, summary: Mapping[str, Any]) -> RunFacts:
+        """The facts a summary.json keeps (raw lag samples are not kept: their statistics are)."""
+        return cls(wall_time_s=summary.get("wall_time_s") if summary.get("wall_time_source") == "given" else None,
+                   slo=(summary.get("goodput") or {}).get("slo"), loop_lag=summary.get("loop_lag"),
+                   findings=summary, ended={k: summary[k] for k in ("run", "cost") if k in summary})
+
+
+def run_summary(run_dir: Path, records: list[Record] | Columns, facts: RunFacts, *, config: Mapping[str, Any],
+                gaps: GapSample | None = None) -> dict[str, Any]:
+    """A run's summary: the figures of its records, its workload sections and the facts around
+    them. The one recipe of a run's end, a resumed run's, a Batch API run's and `batchrun report`'s."""
+    summary = summarize(records, wall_time_s=facts.wall_time_s, slo=facts.slo, loop_lag_s=facts.loop_lag_s,
+                        itl_sample=gaps)
+    if facts.loop_lag:       # raw lag samples are not stored for a single run; keep their statistics
+        summary["loop_lag"] = dict(facts.loop_lag)
+        summary["warnings"] = summary_warnings(summary)
+    stream = (lambda: slim_records(run_dir / "records.jsonl")) if isinstance(records, Columns) else None
+    summary.update(workload_sections(run_dir, config, records, summary["wall_time_s"], stream))
+    limits.add_findings(summary, facts.findings)
+    summary.update(facts.ended)
+    return summary
 
 
 def load_run(run_dir: Path | str, *, lean: bool = False) -> LoadedRun:
@@ -436,24 +473,12 @@ def load_run(run_dir: Path | str, *, lean: bool = False) -> LoadedRun:
     path = run_dir / "records.jsonl"
     if not path.exists():
         raise ConfigError(f"{run_dir} has no records.jsonl (pass the --out directory of a batchrun run)")
-    stored = _read_json(run_dir / "summary.json") if (run_dir / "summary.json").exists() else {}
-    old = stored.get("summary") or {}
+    stored = read_summary(run_dir)
     gaps = GapSample() if lean else None
     records: list[Record] | Columns = read_columns(path, gaps) if lean else _records(path)
-    wall = old.get("wall_time_s") if old.get("wall_time_source") == "given" else None
-    slo = (old.get("goodput") or {}).get("slo")
-    summary = summarize(records, wall_time_s=wall, slo=slo, itl_sample=gaps)
-    if old.get("loop_lag"):  # raw lag samples are not stored for a single run; keep their statistics
-        summary["loop_lag"] = old["loop_lag"]
-        summary["warnings"] = summary_warnings(summary)
-    for key in ("run", "cost"):       # how the run ended and its price are not in the records
-        if key in old:
-            summary[key] = old[key]
-    limits.add_findings(summary, old)   # what the pool learned is not in the records: keep it
-    from batchrun.report.workloads import workload_sections
-    summary.update(workload_sections(run_dir, stored.get("config") or {}, records, summary["wall_time_s"],
-                                     (lambda: slim_records(path)) if lean else None))
-    return LoadedRun(records, summary, stored.get("config"), stored.get("endpoint"))
+    summary = run_summary(run_dir, records, RunFacts.stored(stored.get("summary") or {}),
+                          config=stored.get("config") or {}, gaps=gaps)
+    return LoadedRun(records, summary, stored.get("config"), stored.get("endpoint"), stored)
 
 
 def load_bench(run_dir: Path | str) -> dict[str, Any]:
@@ -473,19 +498,3 @@ def load_bench(run_dir: Path | str) -> dict[str, Any]:
     return {"runs": runs, "slo": manifest.get("slo"), "config": manifest.get("config"),
             "warmup": manifest.get("warmup"), "max_failure_share": manifest.get("max_failure_share"),
             "find_max": _read_json(found) if found.exists() else None}
-
-
-def rebuild_reports(run_dir: Path | str) -> dict[str, Path]:
-    """`batchrun report RUN_DIR`: rebuild every report of a run or a bench from its files."""
-    run_dir = Path(run_dir)
-    stored = _read_json(run_dir / "summary.json") if (run_dir / "summary.json").exists() else {}
-    # What was measured, and with which batchrun, stays as it was written.
-    kept = {k: stored[k] for k in ("batchrun_version", "input", "builtin_endpoint", "interrupted") if k in stored}
-    if (run_dir / "bench.json").exists():
-        bench = load_bench(run_dir)
-        return write_reports(run_dir, stored.get("summary"), [], bench=bench, config=bench["config"],
-                             endpoint=stored.get("endpoint"), extra=kept)
-    run = load_run(run_dir, lean=True)
-    from batchrun.report.workloads import write_extras
-    return {**write_reports(run_dir, run.summary, run.records, config=run.config, endpoint=run.endpoint, extra=kept),
-            **write_extras(run_dir, run.summary)}

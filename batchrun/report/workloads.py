@@ -9,6 +9,10 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from batchrun.analysis.columns import Columns
 from batchrun.store.records import Record
+from batchrun.analysis.workloads import synthetic_figures, workload_summary
+from batchrun.inputs.synthetic import requested_lengths
+from batchrun.report.html import Image, Section, Table, Text
+from batchrun.report.slices import HEADERS, slice_rows, slices_svg, write_slices
 
 SIDE_FILES = {"synthetic": "synthetic.json", "turns": "turns.json"}
 
@@ -68,8 +72,6 @@ def workload_sections(out: Path, config: Mapping[str, Any], records: Sequence[Re
                       stream: Callable[[], Iterable[Record]] | None = None) -> dict[str, Any]:
     """The summary's workload sections for a run directory (the run itself, or `batchrun report`).
     With Columns, `stream` reads the records again one at a time for the sections that need ids."""
-    from batchrun.analysis.workloads import workload_summary
-
     side = load_side(out)
     records = records if isinstance(records, Columns) else list(records)
     return workload_summary(config, records, wall_time_s, side.get("synthetic"), side.get("turns"), stream)
@@ -77,14 +79,11 @@ def workload_sections(out: Path, config: Mapping[str, Any], records: Sequence[Re
 
 def workload_doc(summary: Mapping[str, Any]) -> list[Any]:
     """Report sections (Markdown and HTML) for the workload figures and the --slice windows."""
-    from batchrun.report.html import Image, Section, Table, Text
-
     sections = []
     lines = workload_lines(summary)
     if lines:
         sections.append(Section("Workload", [Text(line.strip()) for line in lines]))
     if summary.get("slices"):
-        from batchrun.report.slices import HEADERS, slice_rows, slices_svg
         sections.append(Section("Per time window (a request counts in the window it ended in)", [
             Table(HEADERS, slice_rows(summary["slices"])),
             Image(slices_svg(summary["slices"]), "requests/s, TTFT and latency per time window")]))
@@ -95,7 +94,6 @@ def write_extras(out: Path, summary: Mapping[str, Any]) -> dict[str, Path]:
     """slices.md / slices.svg with --slice (report.md and report.html carry the rest)."""
     if not summary.get("slices"):
         return {}
-    from batchrun.report.slices import write_slices
     md, svg = write_slices(out, summary["slices"])
     return {"slices_md": md, "slices_svg": svg}
 
@@ -105,9 +103,6 @@ def bench_headline_workloads(headline: dict[str, Any] | None, runs: Sequence[Map
     """A synthetic bench's headline run, with its requested and realised lengths."""
     if headline is None or spec is None or info is None:
         return headline
-    from batchrun.analysis.workloads import synthetic_figures
-    from batchrun.inputs.synthetic import requested_lengths
-
     run = next((r for r in runs if r["name"] == headline.get("bench_run")), None)
     if run is None:
         return headline

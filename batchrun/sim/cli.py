@@ -1,148 +1,137 @@
 """`batchrun serve`: run the simulated endpoint in the foreground until Ctrl-C.
 
-Registered by the main app as `app.command("serve")(serve)`; this module only maps options
-onto a SimConfig and runs the server.
+Its options are declared here, beside SimConfig, with the same Option declarations as every other
+command's (batchrun/options.py); each names the SimConfig field it sets, and its default is that
+field's. The main app generates the command from them (`SERVE_OPTIONS`) and calls `serve(given)`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any, Callable, Optional
+import dataclasses
+from typing import Any, Optional
 
 import typer
 
 from batchrun.errors import ConfigError
+from batchrun.interrupts import unwinding
+from batchrun.options import Option
+from batchrun.options import of as options_of
 from batchrun.sim.config import DEFAULT_MODEL, SimConfig
 
-_LAT = "Latency model"
-_FAULTS = "Faults (probabilities per request, seeded)"
-_BATCH = "Batch API (/v1/files, /v1/batches)"
+SERVE_PANELS = {"serve": "Options", "latency": "Latency model", "faults": "Faults (probabilities per request, seeded)",
+                "batch": "Batch API (/v1/files, /v1/batches)"}
+_SIM = {f.name: f.default for f in dataclasses.fields(SimConfig)}
 
 
-def _panel(name: str) -> Callable[[str], Any]:
-    """`_lat("...")` is typer.Option(help="...", rich_help_panel=_LAT): the panels' plain options."""
-    return lambda help: typer.Option(help=help, rich_help_panel=name)
+def _s(name: str, type: Any, help: str, group: str = "serve", field: str | None = None, **kw: Any) -> Option:
+    """A serve option setting SimConfig's `field` (default: the option's name), with its default."""
+    into = kw.pop("into", (field or name,))
+    default = kw.pop("default") if "default" in kw else _SIM[into[0]]
+    return Option(name, type, default, help, group, commands=("serve",), into=into, **kw)
 
 
-_lat, _faults, _batch = _panel(_LAT), _panel(_FAULTS), _panel(_BATCH)
+def _models(value: list[str] | tuple[str, ...] | str | None) -> tuple[str, ...]:
+    return (DEFAULT_MODEL,) if not value else (value,) if isinstance(value, str) else tuple(value)
 
 
-def serve(
-    host: Annotated[str, typer.Option(help="Interface to listen on; keep the loopback default unless you "
-                                           "mean to expose it.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port; 0 picks a free one.")] = 8000,
-    model: Annotated[Optional[list[str]], typer.Option(
-        "--model", help=f"Model name to list in /v1/models; repeat for several. [default: {DEFAULT_MODEL}]")] = None,
-    enforce_models: Annotated[bool, typer.Option(
-        help="Answer 404 model_not_found for a model not given with --model.")] = False,
-    seed: Annotated[int, typer.Option(help="Seed for text, lengths, jitter and faults.")] = 0,
-    api_key: Annotated[Optional[str], typer.Option(
-        help="Require 'Authorization: Bearer KEY' (401 otherwise). Default: no auth.")] = None,
-    batch_delay: Annotated[float, _batch("Seconds from creating a batch job to its completion.")] = 2.0,
-    batch_error_rate: Annotated[float, _batch(
-        "Chance a request of a job fails (HTTP 500 in the error file).")] = 0.0,
-    batch_failure_rate: Annotated[float, _batch("Chance a whole job fails validation.")] = 0.0,
-    batch_expiry_rate: Annotated[float, _batch("Chance a job expires with half its requests done.")] = 0.0,
-    batch_state_dir: Annotated[Optional[str], _batch(
-        "Keep files and jobs in this directory, so they survive a restart.")] = None,
-    batch_token_limit: Annotated[Optional[int], _batch(
-        "Enqueued-token limit: prompt tokens per model over unfinished jobs; a job past it fails "
-        "with token_limit_exceeded.")] = None,
-    fast: Annotated[bool, typer.Option(
-        help="Zero delays and no queueing: measures the client's own overhead.")] = False,
-    fixed_ttft: Annotated[Optional[float], _lat(
-        "Fixed-latency mode: exact seconds to first token (no jitter, no queue).")] = None,
-    fixed_itl: Annotated[Optional[float], _lat("Fixed-latency mode: exact seconds between chunks.")] = None,
-    ttft: Annotated[float, _lat("Base seconds to first token.")] = 0.25,
-    prefill: Annotated[float, _lat("Seconds added to TTFT per prompt token.")] = 0.0002,
-    itl: Annotated[float, _lat("Seconds between tokens with one sequence decoding.")] = 0.025,
-    itl_load_factor: Annotated[float, _lat("Relative ITL growth per extra decoding sequence.")] = 0.03,
-    jitter: Annotated[float, _lat("Lognormal sigma of TTFT and ITL jitter (0: none).")] = 0.15,
-    max_concurrency: Annotated[int, _lat("Sequences decoding at once; more requests wait FIFO.")] = 16,
-    output_tokens_mean: Annotated[float, _lat("Mean answer length in tokens (lognormal).")] = 80.0,
-    output_tokens: Annotated[Optional[int], _lat(
-        "Fixed answer length in tokens (max_tokens still caps it).")] = None,
-    rpm: Annotated[Optional[int], typer.Option(help="Requests-per-minute limit (429 beyond it).")] = None,
-    tpm: Annotated[Optional[int], typer.Option(
-        help="Tokens-per-minute limit: prompt tokens + max_tokens (256 if unset).")] = None,
-    ratelimit_headers: Annotated[str, typer.Option(
-        help="How --rpm/--tpm are announced: openai (x-ratelimit-*), anthropic (anthropic-ratelimit-*), "
-             "ietf (RateLimit / RateLimit-Policy) or none.")] = "openai",
-    tool_call_rate: Annotated[float, typer.Option(
-        help="Chance of a tool call when tools are offered and none is named in the prompt.")] = 0.0,
-    fault_500: Annotated[float, _faults("HTTP 500 rate.")] = 0.0,
-    fault_502: Annotated[float, _faults("HTTP 502 rate.")] = 0.0,
-    fault_503: Annotated[float, _faults("HTTP 503 rate.")] = 0.0,
-    fault_429: Annotated[float, _faults("Injected 429 rate.")] = 0.0,
-    fault_invalid_json: Annotated[float, _faults(
-        "Share of response_format JSON answers sent as broken JSON.")] = 0.0,
-    fault_cut: Annotated[float, _faults("Stream closed mid-way, without [DONE].")] = 0.0,
-    fault_stall: Annotated[float, _faults("Stream goes silent mid-way for --stall-seconds.")] = 0.0,
-    fault_malformed: Annotated[float, _faults("One data: line that is not JSON.")] = 0.0,
-    stall_seconds: Annotated[float, _faults("Length of a stall.")] = 3600.0,
-    strict: Annotated[bool, typer.Option(
-        "--strict/--lenient", help="strict: 400 for unknown parameters and out-of-range values, as OpenAI; "
-                                   "lenient: accept and ignore them, as vLLM.")] = True,
-    prefix_cache_tokens: Annotated[int, _lat(
-        "Prefix-cache capacity in tokens (0: off); a cached prompt prefix skips its prefill time.")] = 1_000_000,
-    embedding_dim: Annotated[int, typer.Option(
-        help="Length of /v1/embeddings vectors unless the request sets 'dimensions'.")] = 256,
-    fresh_jitter: Annotated[bool, _lat(
-        "Draw jitter afresh per request (a real endpoint's noise) instead of from the prompt.")] = False,
-    like: Annotated[Optional[list[str]], typer.Option(
-        "--like", help="Serve a twin: a twin file from `batchrun fit`, or run / bench directories to fit now "
-                       "(repeatable). Its latency, output lengths, failures, rate limits and wire quirks replace "
-                       "the latency, output, fault and rate-limit options.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the base URL.")] = False,
-) -> None:
+SERVE_OPTIONS: tuple[Option, ...] = (
+    _s("host", str, "Interface to listen on; keep the loopback default unless you mean to expose it.",
+       default="127.0.0.1", into=()),
+    _s("port", int, "TCP port; 0 picks a free one.", default=8000, into=()),
+    _s("model", Optional[list[str]],
+       f"Model name to list in /v1/models; repeat for several (default: {DEFAULT_MODEL}).",
+       field="models", default=None, flags=("--model",), parse=_models),
+    _s("enforce_models", bool, "Answer 404 model_not_found for a model not given with --model."),
+    _s("seed", int, "Seed for text, lengths, jitter and faults."),
+    _s("api_key", Optional[str], "Require 'Authorization: Bearer KEY' (401 otherwise). Default: no auth."),
+    _s("fast", bool, "Zero delays and no queueing: measures the client's own overhead."),
+    _s("rpm", Optional[int], "Requests-per-minute limit (429 beyond it)."),
+    _s("tpm", Optional[int], "Tokens-per-minute limit: prompt tokens + max_tokens (256 if unset)."),
+    _s("ratelimit_headers", str, "How --rpm/--tpm are announced: openai (x-ratelimit-*), anthropic "
+                                 "(anthropic-ratelimit-*), ietf (RateLimit / RateLimit-Policy) or none."),
+    _s("tool_call_rate", float, "Chance of a tool call when tools are offered and none is named in the prompt."),
+    _s("strict", bool, "strict: 400 for unknown parameters and out-of-range values, as OpenAI; lenient: accept "
+                       "and ignore them, as vLLM.", flags=("--strict/--lenient",)),
+    _s("embedding_dim", int, "Length of /v1/embeddings vectors unless the request sets 'dimensions'."),
+    _s("like", Optional[list[str]], "Serve a twin: a twin file from `batchrun fit`, or run / bench directories to "
+                                    "fit now (repeatable). Its latency, output lengths, failures, rate limits and "
+                                    "wire quirks replace the latency, output, fault and rate-limit options.",
+       default=None, flags=("--like",), into=()),
+    _s("quiet", bool, "Print only the base URL.", default=False, flags=("--quiet", "-q"), into=()),
+    _s("fixed_ttft", Optional[float], "Fixed-latency mode: exact seconds to first token (no jitter, no queue).",
+       "latency", "fixed_ttft_s"),
+    _s("fixed_itl", Optional[float], "Fixed-latency mode: exact seconds between chunks.", "latency", "fixed_itl_s"),
+    _s("ttft", float, "Base seconds to first token.", "latency", "ttft_s"),
+    _s("prefill", float, "Seconds added to TTFT per prompt token.", "latency", "prefill_s_per_token"),
+    _s("itl", float, "Seconds between tokens with one sequence decoding.", "latency", "itl_s"),
+    _s("itl_load_factor", float, "Relative ITL growth per extra decoding sequence.", "latency"),
+    _s("jitter", float, "Lognormal sigma of TTFT and ITL jitter (0: none).", "latency"),
+    _s("max_concurrency", int, "Sequences decoding at once; more requests wait FIFO.", "latency"),
+    _s("output_tokens_mean", float, "Mean answer length in tokens (lognormal).", "latency"),
+    _s("output_tokens", Optional[int], "Fixed answer length in tokens (max_tokens still caps it).", "latency"),
+    _s("prefix_cache_tokens", int, "Prefix-cache capacity in tokens (0: off); a cached prompt prefix skips its "
+                                   "prefill time.", "latency"),
+    _s("fresh_jitter", bool, "Draw jitter afresh per request (a real endpoint's noise) instead of from the prompt.",
+       "latency"),
+    _s("fault_500", float, "HTTP 500 rate.", "faults", "error_500_rate"),
+    _s("fault_502", float, "HTTP 502 rate.", "faults", "error_502_rate"),
+    _s("fault_503", float, "HTTP 503 rate.", "faults", "error_503_rate"),
+    _s("fault_429", float, "Injected 429 rate.", "faults", "error_429_rate"),
+    _s("fault_invalid_json", float, "Share of response_format JSON answers sent as broken JSON.", "faults",
+       "invalid_json_rate"),
+    _s("fault_cut", float, "Stream closed mid-way, without [DONE].", "faults", "cut_rate"),
+    _s("fault_stall", float, "Stream goes silent mid-way for --stall-seconds.", "faults", "stall_rate"),
+    _s("fault_malformed", float, "One data: line that is not JSON.", "faults", "malformed_rate"),
+    _s("stall_seconds", float, "Length of a stall.", "faults", "stall_s"),
+    _s("batch_delay", float, "Seconds from creating a batch job to its completion.", "batch", "batch_delay_s"),
+    _s("batch_error_rate", float, "Chance a request of a job fails (HTTP 500 in the error file).", "batch"),
+    _s("batch_failure_rate", float, "Chance a whole job fails validation.", "batch"),
+    _s("batch_expiry_rate", float, "Chance a job expires with half its requests done.", "batch"),
+    _s("batch_state_dir", Optional[str], "Keep files and jobs in this directory, so they survive a restart.", "batch"),
+    _s("batch_token_limit", Optional[int], "Enqueued-token limit: prompt tokens per model over unfinished jobs; a "
+                                           "job past it fails with token_limit_exceeded.", "batch"),
+)
+
+
+def sim_config(given: dict[str, Any]) -> SimConfig:
+    """The SimConfig the serve options describe (options left out keep SimConfig's defaults)."""
+    fields: dict[str, Any] = {}
+    for option in options_of("serve", SERVE_OPTIONS, SERVE_PANELS):
+        if option.name in given:
+            fields.update(option.config_values(given[option.name]))
+    return SimConfig(**fields)
+
+
+def serve(given: dict[str, Any]) -> int:
     """Run a simulated OpenAI-compatible endpoint (latency model, rate limits, faults) until Ctrl-C."""
-    if like:
-        return _serve(_twin_config(like, seed=seed, api_key=api_key, model=model, quiet=quiet), host, port, quiet)
+    host, port = given.get("host", "127.0.0.1"), given.get("port", 8000)
+    quiet = given.get("quiet", False)
     try:
-        config = SimConfig(
-            seed=seed, models=tuple(model or (DEFAULT_MODEL,)), enforce_models=enforce_models,
-            api_key=api_key, fast=fast, fixed_ttft_s=fixed_ttft, fixed_itl_s=fixed_itl, ttft_s=ttft,
-            prefill_s_per_token=prefill, itl_s=itl, itl_load_factor=itl_load_factor, jitter=jitter,
-            max_concurrency=max_concurrency, output_tokens_mean=output_tokens_mean,
-            output_tokens=output_tokens, rpm=rpm, tpm=tpm, ratelimit_headers=ratelimit_headers, tool_call_rate=tool_call_rate,
-            error_500_rate=fault_500, error_502_rate=fault_502, error_503_rate=fault_503,
-            error_429_rate=fault_429, cut_rate=fault_cut, stall_rate=fault_stall,
-            malformed_rate=fault_malformed, stall_s=stall_seconds, batch_delay_s=batch_delay,
-            batch_error_rate=batch_error_rate, batch_failure_rate=batch_failure_rate,
-            batch_expiry_rate=batch_expiry_rate, batch_state_dir=batch_state_dir,
-            batch_token_limit=batch_token_limit, invalid_json_rate=fault_invalid_json,
-            fresh_jitter=fresh_jitter, strict=strict, prefix_cache_tokens=prefix_cache_tokens,
-            embedding_dim=embedding_dim)
+        config = _twin_config(given, quiet) if given.get("like") else sim_config(given)
     except ConfigError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
-    _serve(config, host, port, quiet)
+    return _serve(config, host, port, quiet)
 
 
-def _twin_config(like: list[str], *, seed: int, api_key: str | None, model: list[str] | None,
-                 quiet: bool) -> SimConfig:
+def _twin_config(given: dict[str, Any], quiet: bool) -> SimConfig:
     """The SimConfig serving the twin `--like` names; its notes go to stderr (what it could not fit)."""
-    from batchrun.twin.load import load, sim_config
+    from batchrun.twin.load import load, sim_config as twin_sim_config   # lazy: a twin's fit only when served
 
-    try:
-        twin = load(like)
-        changes: dict[str, Any] = {"api_key": api_key}
-        if model:
-            changes["models"] = tuple(model)
-        config = sim_config(twin, seed=seed, **changes)
-    except ConfigError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
+    twin = load(given["like"])
+    changes: dict[str, Any] = {"api_key": given.get("api_key")}
+    if given.get("model"):
+        changes["models"] = tuple(given["model"])
+    config = twin_sim_config(twin, seed=given.get("seed", 0), **changes)
     if not quiet:
         for note in twin.notes:
             typer.echo(f"note: {note}", err=True)
     return config
 
 
-def _serve(config: SimConfig, host: str, port: int, quiet: bool) -> None:
+def _serve(config: SimConfig, host: str, port: int, quiet: bool) -> int:
     from batchrun.sim.server import run_loop  # the server loads only when `serve` runs
-
-    from batchrun.interrupts import unwinding
 
     try:
         with unwinding():      # Ctrl-C stops the server through its cleanup (batch state saved)
@@ -153,16 +142,18 @@ def _serve(config: SimConfig, host: str, port: int, quiet: bool) -> None:
     except OSError as err:
         typer.echo(f"error: cannot listen on {host}:{port}: {err.strerror} (try --port 0)", err=True)
         raise typer.Exit(2) from None
+    return 0
 
 
 async def _serve_forever(config: SimConfig, host: str, port: int, quiet: bool = False) -> None:
-    from batchrun.sim.server import serve_sim
+    from batchrun.sim.server import serve_sim   # lazy: the server loads only when `serve` runs
 
     async with serve_sim(config, host, port) as sim:
         if quiet:
             typer.echo(sim.base_url)
             await asyncio.Event().wait()
-        mode = "fast" if config.fast else "fixed-latency" if config.fixed else "twin" if config.twin else "latency model"
+        mode = ("fast" if config.fast else "fixed-latency" if config.fixed else "twin" if config.twin
+                else "latency model")
         typer.echo(f"batchrun sim ({mode}) listening on {sim.base_url}")
         typer.echo(f"export OPENAI_BASE_URL={sim.base_url}")
         typer.echo(f"export OPENAI_API_KEY={config.api_key or 'sim'}")

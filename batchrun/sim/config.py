@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -143,7 +144,7 @@ class SimConfig:
         data = json.loads(text)
         data["models"] = tuple(data["models"])
         if data.get("twin") is not None:
-            from batchrun.twin.model import TwinModel
+            from batchrun.twin.model import TwinModel   # lazy: the twin package loads its fit (store, analysis)
 
             data["twin"] = TwinModel.from_dict(data["twin"])
         return cls(**data)
@@ -153,8 +154,6 @@ def realistic(seed: int | None = None, **changes: Any) -> SimConfig:
     """The built-in endpoint as `batchrun bench` starts it: a fresh random seed per run (recorded
     in the summary) and jitter drawn afresh per request, so two runs differ the way two runs
     against a real endpoint do, and a CI gate calibrated on it sees noise."""
-    import random
-
     return SimConfig(seed=random.SystemRandom().randrange(2**31) if seed is None else seed,
                      fresh_jitter=True, jitter=0.2, **changes)
 

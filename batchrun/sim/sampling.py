@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from batchrun.sim.model import rng_for
 from batchrun.sim.text import WORDS
 
 
@@ -80,5 +81,4 @@ def completion_logprobs(tokens: list[str], lps: list[tuple[float, list[tuple[str
 
 def plan_logprobs(key: bytes, tokens: list[str], top: int) -> list[tuple[float, list[tuple[str, float]]]]:
     """The logprobs of a plan's tokens, from the request's own RNG (same request, same numbers)."""
-    from batchrun.sim.model import rng_for
     return token_logprobs(rng_for(key, "logprobs"), tokens, top)

@@ -191,7 +191,7 @@ async def serve_sim(config: SimConfig | None = None, host: str = "127.0.0.1",
 def run_loop(main: Coroutine[Any, Any, None]) -> None:
     """Run a standalone sim: on uvloop when installed (about 1.3x the throughput), else asyncio."""
     try:
-        import uvloop
+        import uvloop       # optional (not on Windows)
     except ImportError:
         asyncio.run(main)
     else:

@@ -1,6 +1,6 @@
 """run.json: a run's settings and its sessions (the first run and every --resume), each with the
-endpoint that answered it, so a resumed run keeps its endpoint and every record says which
-session wrote it."""
+endpoint that answered it, so a resumed run keeps its endpoint (plan.resolve_resume) and every
+record says which session wrote it."""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from batchrun import __version__
-from batchrun.endpoint.transport import Endpoint
-from batchrun.endpoint.resolve import BUILTIN
 from batchrun.errors import ConfigError, OutputError
 
 RUN_JSON = "run.json"
@@ -32,29 +30,6 @@ def read_run_json(run_dir: Path) -> dict[str, Any]:
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ConfigError(f"cannot read {path} ({type(exc).__name__}: {exc}); rerun without --resume "
                           f"into a new --out (rows already done are in {run_dir / 'records.jsonl'})") from exc
-
-
-def saved_base_url(run: dict[str, Any]) -> str:
-    """The base URL (as written: secrets masked) of the session that last ran, or `builtin`."""
-    sessions = run.get("sessions") or []
-    if sessions:
-        endpoint = sessions[-1].get("endpoint") or {}
-        return BUILTIN if endpoint.get("kind") == "builtin" else str(endpoint.get("base_url"))
-    # run.json of batchrun 0.1 before sessions: the config's URL, or "embedded" for the built-in one
-    url = run["config"].get("base_url")
-    return url if url else BUILTIN
-
-
-def restore_base_url(saved: str, env_url: str | None, api_key: str | None) -> str:
-    """The URL to resume with: the saved one, with its secrets from OPENAI_BASE_URL when the
-    saved copy had them masked (they are never written down)."""
-    if saved == BUILTIN or "***" not in saved:
-        return saved
-    if env_url and Endpoint.of(env_url, api_key).display_url == saved:
-        return env_url
-    raise ConfigError(f"this run used {saved}, whose credentials are not kept in {RUN_JSON}; "
-                      "set OPENAI_BASE_URL (and OPENAI_API_KEY) to the same URL with its credentials, "
-                      "or pass --base-url to continue with another endpoint")
 
 
 def start_session(out: Path, config: dict[str, Any], endpoint: dict[str, Any]) -> tuple[int, dict[str, Any] | None]:

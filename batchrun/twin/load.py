@@ -6,16 +6,14 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 from batchrun.errors import ConfigError, OutputError
 from batchrun.store.records import Record, read_records
+from batchrun.sim.config import DEFAULT_MODEL, SimConfig
 from batchrun.twin.fit import Observations, RunRecords, fit_observations, observe, quantile_table
 from batchrun.twin.lag import summary_lag_table
 from batchrun.twin.model import Table, TwinError, TwinModel
-
-if TYPE_CHECKING:
-    from batchrun.sim.config import SimConfig
 
 
 def fit(sources: Sequence[str | Path]) -> TwinModel:
@@ -151,8 +149,6 @@ def sim_config(twin: TwinModel, seed: int = 0, **changes: Any) -> SimConfig:
     """The built-in endpoint serving `twin`: its model name, rate limits and wire quirks; jitter
     drawn afresh per request, as a real endpoint's noise; lenient about parameters (a real server
     took what the source run sent); no prefix cache (the source's is in the TTFT tables)."""
-    from batchrun.sim.config import DEFAULT_MODEL, SimConfig
-
     limits = twin.rate_limits
     settings: dict[str, Any] = dict(
         seed=seed, models=(twin.model or DEFAULT_MODEL,), twin=twin, fresh_jitter=True, strict=False,

@@ -12,6 +12,8 @@ from batchrun.report.format import fmt_num, fmt_pct, fmt_s
 from batchrun.report.html import Document, Image, Section, Table, Text, render_html, render_markdown
 from batchrun.twin.compare import NAMES, FitComparison, Figure, LevelComparison
 from batchrun.twin.model import TwinModel
+from batchrun.analysis.stats import wilson
+from batchrun.twin.model import at
 
 MAX_CDF_LEVELS = 6      # levels drawn as CDFs (spread over the range); every level is in the tables
 
@@ -93,8 +95,6 @@ def _fitted(twin: TwinModel) -> Section:
 
 
 def _levels_table(twin: TwinModel) -> Table:
-    from batchrun.twin.model import at
-
     def q(table: Sequence[float] | None, u: float) -> str:
         return "-" if table is None else fmt_s(at(twin.grid, table, u))
 
@@ -106,8 +106,6 @@ def _levels_table(twin: TwinModel) -> Table:
 
 
 def _failures_table(twin: TwinModel) -> Table:
-    from batchrun.analysis.stats import wilson
-
     f = twin.failures
     rows = [[k.kind, str(k.count), fmt_pct(f.share(k)),
              "{} - {}".format(*map(fmt_pct, wilson(k.count, f.attempts))), "yes" if k.served else "no"]

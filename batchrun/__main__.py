@@ -22,7 +22,7 @@ signal.signal(signal.SIGINT, _interrupted)
 
 
 def main() -> None:
-    from batchrun.cli import main as cli_main      # after the handler: these imports are the slow part
+    from batchrun.cli import main as cli_main  # after the handler: these imports are the slow part
 
     cli_main()
 

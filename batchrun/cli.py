@@ -30,11 +30,18 @@ from batchrun.options import Option
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 HELP_FLAGS = {"help_option_names": ["-h", "--help"]}
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  context_settings=HELP_FLAGS,
-                  help="Send prompts to any OpenAI-compatible chat endpoint concurrently, and measure it.")
-batch_app = typer.Typer(no_args_is_help=True, context_settings=HELP_FLAGS,
-                        help="The Batch API jobs of a `batchrun run --mode batch` directory.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings=HELP_FLAGS,
+    help="Send prompts to any OpenAI-compatible chat endpoint concurrently, and measure it.",
+)
+batch_app = typer.Typer(
+    no_args_is_help=True,
+    context_settings=HELP_FLAGS,
+    help="The Batch API jobs of a `batchrun run --mode batch` directory.",
+)
 
 
 def _print_version(value: bool) -> None:
@@ -44,9 +51,14 @@ def _print_version(value: bool) -> None:
 
 
 @app.callback()
-def _main(version: Annotated[Optional[bool], typer.Option(
-        "--version", "-V", help="Print batchrun's version and exit.", callback=_print_version,
-        is_eager=True)] = None) -> None:
+def _main(
+    version: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--version", "-V", help="Print batchrun's version and exit.", callback=_print_version, is_eager=True
+        ),
+    ] = None,
+) -> None:
     """Send prompts to any OpenAI-compatible chat endpoint concurrently, and measure it."""
 
 
@@ -70,30 +82,38 @@ def guarded(fn: Callable[[], int]) -> None:
         fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
         typer.echo("batchrun: interrupted", err=True)
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     raise typer.Exit(code)
 
 
-def command(name: str, on: typer.Typer = app, declared: Iterable[Option] = options.OPTIONS,
-            panels: Mapping[str, str] = options.PANELS,
-            help: str | None = None) -> Callable[[Callable[[dict[str, Any]], int]], Callable[[dict[str, Any]], int]]:
+def command(
+    name: str,
+    on: typer.Typer = app,
+    declared: Iterable[Option] = options.OPTIONS,
+    panels: Mapping[str, str] = options.PANELS,
+    help: str | None = None,
+) -> Callable[[Callable[[dict[str, Any]], int]], Callable[[dict[str, Any]], int]]:
     """Register `body(given)` as the command `name`, its options generated from `declared`;
     `given` holds the options the user gave (left-out ones are absent: their default is declared)."""
+
     def register(body: Callable[[dict[str, Any]], int]) -> Callable[[dict[str, Any]], int]:
-        handler = options.typer_command(name, lambda ctx, given: guarded(lambda: body(given)), declared,
-                                        doc=body.__doc__, panels=panels)
+        handler = options.typer_command(
+            name, lambda ctx, given: guarded(lambda: body(given)), declared, doc=body.__doc__, panels=panels
+        )
         on.command(name.split()[-1], help=help)(handler)
         return body
+
     return register
 
 
 # ---------------------------------------------------------------- run
 
+
 @command("run")
 def run(given: dict[str, Any]) -> int:
     """Send every prompt, write one timed record per row, and a summary."""
-    from batchrun.pipeline import execute_run    # lazy: the run path (aiohttp, the engine) is for `run` only
-    from batchrun.progress import ConsoleProgress   # lazy: so is tqdm
+    from batchrun.pipeline import execute_run  # lazy: the run path (aiohttp, the engine) is for `run` only
+    from batchrun.progress import ConsoleProgress  # lazy: so is tqdm
 
     config = RunConfig.from_options("run", **given)
     if config.control.dry_run:
@@ -107,7 +127,7 @@ def ctrl_c_stops(stop: Callable[[], None], close_now: Callable[[], None] | None)
     """While a run sends: the first Ctrl-C / SIGTERM stops it (it ends as an interrupted run, its
     files written); a second closes the records file (whole lines, flushed), removes the run
     directory's lock and exits 130 at once."""
-    from batchrun.store.rundir import drop_held_locks   # lazy: as the run path
+    from batchrun.store.rundir import drop_held_locks  # lazy: as the run path
 
     pressed = False
 
@@ -126,7 +146,7 @@ def ctrl_c_stops(stop: Callable[[], None], close_now: Callable[[], None] | None)
 
 def _preview(config: RunConfig) -> int:
     """--dry-run: exit 0 when every row can be sent, 2 when some cannot."""
-    from batchrun.plan import resolve_resume              # lazy: as the run path
+    from batchrun.plan import resolve_resume  # lazy: as the run path
     from batchrun.preview import dry_run, format_preview  # lazy: for --dry-run only
 
     config = resolve_resume(config)
@@ -137,12 +157,14 @@ def _preview(config: RunConfig) -> int:
 
 def _say_if_simulated(endpoint: dict[str, Any] | None) -> None:
     if endpoint and endpoint.get("kind") == "builtin":
-        say("note: these results come from the built-in simulated endpoint, not a real model "
-            "(set OPENAI_API_KEY / OPENAI_BASE_URL for a real one)")
+        say(
+            "note: these results come from the built-in simulated endpoint, not a real model "
+            "(set OPENAI_API_KEY / OPENAI_BASE_URL for a real one)"
+        )
 
 
 def _report_run(outcome: Any, fail_on_error: bool) -> int:
-    from batchrun.report.summary import format_summary_table   # lazy: as the run path
+    from batchrun.report.summary import format_summary_table  # lazy: as the run path
     from batchrun.report.workloads import workload_lines
 
     typer.echo(format_summary_table(outcome.summary))
@@ -153,22 +175,30 @@ def _report_run(outcome: Any, fail_on_error: bool) -> int:
     _say_if_simulated(outcome.endpoint)
     if outcome.refused is not None:
         say(f"error: the endpoint refused the run: {outcome.refused}")
-        say("no more rows were sent; fix the key (OPENAI_API_KEY), --model or --base-url and "
-            f"continue with: batchrun run --resume {outcome.out_dir}")
+        say(
+            "no more rows were sent; fix the key (OPENAI_API_KEY), --model or --base-url and "
+            f"continue with: batchrun run --resume {outcome.out_dir}"
+        )
         return EXIT_USAGE
     if outcome.internal_errors:
-        say(f"error: {outcome.internal_errors} row(s) hit an internal error of batchrun (a bug); "
-            f"the tracebacks are in {outcome.out_dir}/internal-errors.log")
+        say(
+            f"error: {outcome.internal_errors} row(s) hit an internal error of batchrun (a bug); "
+            f"the tracebacks are in {outcome.out_dir}/internal-errors.log"
+        )
         return EXIT_FAILED
     if outcome.input_error is not None:
         say(f"error: {outcome.input_error}")
         if isinstance(outcome.input_error, InputChanged):
-            say(f"the rows read are recorded; once the file is as it should be, send what it has that this run "
+            say(
+                f"the rows read are recorded; once the file is as it should be, send what it has that this run "
                 f"did not with --resume {outcome.out_dir} --input-changed ok (rows matched by id), or start a "
-                "new --out")
+                "new --out"
+            )
         else:
-            say(f"rows before it are recorded; fix the file and rerun with --resume {outcome.out_dir} "
-                "--input-changed ok")
+            say(
+                f"rows before it are recorded; fix the file and rerun with --resume {outcome.out_dir} "
+                "--input-changed ok"
+            )
         return EXIT_USAGE
     if outcome.interrupted:
         say(f"interrupted; continue with: batchrun run --resume {outcome.out_dir}")
@@ -181,19 +211,19 @@ def _report_run(outcome: Any, fail_on_error: bool) -> int:
 
 # ---------------------------------------------------------------- bench
 
+
 @command("bench")
 def bench(given: dict[str, Any]) -> int:
     """The sync SDK baseline vs the async pool at several concurrencies, under a minute by default
     (--time-budget)."""
-    from batchrun.bench.sweep import BenchConfig, execute_bench   # lazy: the bench loads the openai SDK
-    from batchrun.report.bench import format_bench_table        # lazy: numpy, for a bench only
-
-    from batchrun.progress import ConsoleProgress                # lazy: tqdm
+    from batchrun.bench.sweep import BenchConfig, execute_bench  # lazy: the bench loads the openai SDK
+    from batchrun.progress import ConsoleProgress  # lazy: tqdm
+    from batchrun.report.bench import format_bench_table  # lazy: numpy, for a bench only
 
     config = BenchConfig.from_options(**given)
-    hooks = Hooks(notify=say, progress=ConsoleProgress())         # Ctrl-C unwinds a bench (it keeps its runs)
+    hooks = Hooks(notify=say, progress=ConsoleProgress())  # Ctrl-C unwinds a bench (it keeps its runs)
     if given.get("find_max"):
-        from batchrun.bench.findmax import execute_find_max, format_find_max   # lazy: --find-max only
+        from batchrun.bench.findmax import execute_find_max, format_find_max  # lazy: --find-max only
 
         out_dir, found = asyncio.run(execute_find_max(config, config.run.output.out, hooks))
         typer.echo(format_find_max(found, config.slo or {}))
@@ -210,7 +240,7 @@ def bench(given: dict[str, Any]) -> int:
 
 def _echo_workloads(out_dir: Path) -> None:
     """A synthetic bench: the headline run's requested and realised lengths."""
-    from batchrun.report.workloads import workload_lines   # lazy: as the bench
+    from batchrun.report.workloads import workload_lines  # lazy: as the bench
 
     headline = json.loads((out_dir / "summary.json").read_text(encoding="utf-8")).get("summary") or {}
     for line in workload_lines(headline):
@@ -223,10 +253,11 @@ def _written_endpoint(out_dir: Path) -> Any:
 
 # ---------------------------------------------------------------- report, compare
 
+
 @command("report")
 def report(given: dict[str, Any]) -> int:
     """Rebuild summary.json, report.md and report.html from saved records, sending nothing."""
-    from batchrun.finish import rebuild_reports   # lazy: `report` alone reads records back
+    from batchrun.finish import rebuild_reports  # lazy: `report` alone reads records back
 
     picked = options.with_defaults("report", given)
     for path in rebuild_reports(picked["run_dir"]).values():
@@ -241,7 +272,7 @@ def compare(given: dict[str, Any]) -> int:
 
     Silent on a pass unless --verbose; a failure prints what failed. Writes a Markdown summary to
     $GITHUB_STEP_SUMMARY when that variable is set."""
-    from batchrun.analysis.compare import compare as compare_sides   # lazy: `compare` alone needs these
+    from batchrun.analysis.compare import compare as compare_sides  # lazy: `compare` alone needs these
     from batchrun.analysis.compare import parse_tolerances
     from batchrun.report.compare import FORMATS, console_output, format_comparison, gate_failed
 
@@ -253,12 +284,17 @@ def compare(given: dict[str, Any]) -> int:
         raise ConfigError(f"--max-regression: {exc}") from exc
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    result = compare_sides(picked["baseline"], picked["current"], tolerances, defaults=True,
-                           allow_config_change=picked["allow_config_change"])
+    result = compare_sides(
+        picked["baseline"],
+        picked["current"],
+        tolerances,
+        defaults=True,
+        allow_config_change=picked["allow_config_change"],
+    )
     if not picked["quiet"]:
         typer.echo(console_output(result, fmt, strict, picked["verbose"]), nl=False)
     _step_summary(format_comparison(result, "md", strict))
-    if picked["quiet"] or fmt not in ("text", "github"):      # else stdout already says what failed
+    if picked["quiet"] or fmt not in ("text", "github"):  # else stdout already says what failed
         for line in result.regressions:
             say(f"regression: {line}")
     return EXIT_FAILED if gate_failed(result, strict) else EXIT_OK
@@ -268,7 +304,7 @@ def compare(given: dict[str, Any]) -> int:
 def fit(given: dict[str, Any]) -> int:
     """Fit an endpoint twin to the records of runs and benches: latency by requests in flight and
     prompt length, output lengths, failures, rate limits and wire quirks, as a small JSON file."""
-    from batchrun.twin.load import fit_sources, write_twin   # lazy: only `fit` reads records to fit them
+    from batchrun.twin.load import fit_sources, write_twin  # lazy: only `fit` reads records to fit them
 
     picked = options.with_defaults("fit", given)
     out, quiet = picked["out"], picked["quiet"]
@@ -276,7 +312,7 @@ def fit(given: dict[str, Any]) -> int:
     write_twin(twin, out)
     typer.echo(f"  wrote {out}")
     if not picked["no_report"]:
-        from batchrun.twin.compare import compare_fit              # lazy: `fit` alone needs these
+        from batchrun.twin.compare import compare_fit  # lazy: `fit` alone needs these
         from batchrun.twin.report import headline, write_fit_report
 
         comparison = compare_fit(twin, observed)
@@ -306,8 +342,12 @@ def _step_summary(markdown: str) -> None:
 
 from batchrun.sim.cli import SERVE_OPTIONS, SERVE_PANELS, serve  # noqa: E402  (the sim's own options, beside its config)
 
-command("serve", declared=SERVE_OPTIONS, panels=SERVE_PANELS,
-        help="Run the built-in simulated OpenAI-compatible endpoint in the foreground.")(serve)
+command(
+    "serve",
+    declared=SERVE_OPTIONS,
+    panels=SERVE_PANELS,
+    help="Run the built-in simulated OpenAI-compatible endpoint in the foreground.",
+)(serve)
 app.add_typer(batch_app, name="batch")
 
 
@@ -324,7 +364,7 @@ def batch_cancel(given: dict[str, Any]) -> int:
 
 
 def _batch_command(name: str, given: dict[str, Any]) -> int:
-    from batchrun.batchapi import commands   # lazy: the Batch API's commands alone
+    from batchrun.batchapi import commands  # lazy: the Batch API's commands alone
 
     picked = options.with_defaults(f"batch {name}", given)
     for line in asyncio.run(getattr(commands, name)(picked["run_dir"], picked["base_url"], say)):

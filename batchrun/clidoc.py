@@ -19,10 +19,12 @@ from batchrun.cli import app
 # attributes, never by isinstance against one click.
 Command = Any
 
-HEADER = ("# Command-line reference\n\n"
-          "Generated from the command line itself (`python -m batchrun.clidoc > docs/cli.md`); "
-          "`batchrun COMMAND --help` shows the same. Every option of `run` and `bench` is also a keyword "
-          "of the Python API, with the same name and default.\n")
+HEADER = (
+    "# Command-line reference\n\n"
+    "Generated from the command line itself (`python -m batchrun.clidoc > docs/cli.md`); "
+    "`batchrun COMMAND --help` shows the same. Every option of `run` and `bench` is also a keyword "
+    "of the Python API, with the same name and default.\n"
+)
 
 
 def _commands(group: Command, prefix: str) -> Iterator[tuple[str, Command]]:
@@ -69,8 +71,9 @@ def _command(name: str, cmd: Command) -> list[str]:
     arguments = [p for p in cmd.params if _is_argument(p)]
     if arguments:
         lines += ["| argument | help |", "|---|---|"]
-        lines += [f"| `{(p.metavar or p.name or '').upper()}` | {_cell(getattr(p, 'help', '') or '')} |"
-                  for p in arguments]
+        lines += [
+            f"| `{(p.metavar or p.name or '').upper()}` | {_cell(getattr(p, 'help', '') or '')} |" for p in arguments
+        ]
         lines.append("")
     panels: dict[str, list[Any]] = {}
     for param in cmd.params:

@@ -42,7 +42,7 @@ ENDPOINTS = ("chat", "completions", "embeddings")
 MODES = (None, "online", "batch", "auto")
 
 _D = options.field_defaults("run")
-DEFAULTS: Mapping[str, Any] = _D     # every config field's default (`batchrun run`'s)
+DEFAULTS: Mapping[str, Any] = _D  # every config field's default (`batchrun run`'s)
 
 
 def load_env_file(path: str | os.PathLike[str] | None = None) -> None:
@@ -50,8 +50,9 @@ def load_env_file(path: str | os.PathLike[str] | None = None) -> None:
     load_dotenv(path or Path.cwd() / ".env", override=False)
 
 
-def env_endpoint(base_url: str | None, api_key: str | None, *,
-                 use_env_url: bool = True) -> tuple[str | None, str | None]:
+def env_endpoint(
+    base_url: str | None, api_key: str | None, *, use_env_url: bool = True
+) -> tuple[str | None, str | None]:
     """Flags win; otherwise OPENAI_BASE_URL / OPENAI_API_KEY from the environment or `.env`.
     `use_env_url=False` (a --resume): the base URL only from the flag, since a resumed run keeps
     its own endpoint unless told otherwise."""
@@ -75,8 +76,7 @@ def env_openai_org_project() -> tuple[str | None, str | None]:
 def env_options(command: str = "run") -> dict[str, str]:
     """The options `command` takes from the environment (`BATCHRUN_*`, declared in options.py) that
     are set there, as text: what a face without typer (the Python API) adds to its keywords."""
-    return {o.name: os.environ[o.env] for o in options.of(command)
-            if o.cli and o.env and os.environ.get(o.env)}
+    return {o.name: os.environ[o.env] for o in options.of(command) if o.cli and o.env and os.environ.get(o.env)}
 
 
 def _flag(name: str) -> str:
@@ -116,9 +116,9 @@ class InputConfig:
     template: str | None = _D["template"]
     system: str | None = _D["system"]
     on_bad_row: OnBadRow = _D["on_bad_row"]
-    row_settings: bool = _D["row_settings"]     # input columns named model / max_tokens / ... override the flags
-    synthetic: str | None = _D["synthetic"]     # --synthetic spec: generated prompts instead of a file
-    speedup: float = _D["speedup"]              # trace replay: timestamps / delay_s divided by this
+    row_settings: bool = _D["row_settings"]  # input columns named model / max_tokens / ... override the flags
+    synthetic: str | None = _D["synthetic"]  # --synthetic spec: generated prompts instead of a file
+    speedup: float = _D["speedup"]  # trace replay: timestamps / delay_s divided by this
 
     def __post_init__(self) -> None:
         _one_of(self.on_bad_row, ON_BAD_ROW, "--on-bad-row")
@@ -132,12 +132,12 @@ class EndpointConfig:
     """Where requests go and which model answers."""
 
     base_url: str | None = _D["base_url"]
-    extra_base_urls: tuple[str, ...] = _D["extra_base_urls"]   # --base-url given more than once
+    extra_base_urls: tuple[str, ...] = _D["extra_base_urls"]  # --base-url given more than once
     api_key: str | None = field(default=_D["api_key"], repr=False)
     model: str | None = _D["model"]
-    endpoint: str = _D["endpoint"]                       # chat / completions / embeddings
-    balance: str = _D["balance"]                         # rr / least, across base_url and extra_base_urls
-    builtin_options: tuple[str, ...] = _D["builtin_options"]   # --builtin-option KEY=VALUE
+    endpoint: str = _D["endpoint"]  # chat / completions / embeddings
+    balance: str = _D["balance"]  # rr / least, across base_url and extra_base_urls
+    builtin_options: tuple[str, ...] = _D["builtin_options"]  # --builtin-option KEY=VALUE
 
     def __post_init__(self) -> None:
         _one_of(self.endpoint, ENDPOINTS, "--endpoint")
@@ -153,9 +153,9 @@ class RequestConfig:
     max_tokens: int | None = _D["max_tokens"]
     temperature: float | None = _D["temperature"]
     extra_body: dict[str, Any] = field(default_factory=lambda: dict(_D["extra_body"]))
-    json_mode: bool = _D["json_mode"]                    # --json: answers must be a JSON object
-    json_schema: dict[str, Any] | None = _D["json_schema"]   # --json-schema: the schema answers must follow
-    batch_size: int = _D["batch_size"]                   # inputs per /embeddings request
+    json_mode: bool = _D["json_mode"]  # --json: answers must be a JSON object
+    json_schema: dict[str, Any] | None = _D["json_schema"]  # --json-schema: the schema answers must follow
+    batch_size: int = _D["batch_size"]  # inputs per /embeddings request
 
     def __post_init__(self) -> None:
         _finite(self, "max_tokens", "temperature")
@@ -188,10 +188,10 @@ class ToolsConfig:
 class LimitsConfig:
     """How many requests at once, how fast, how long each may take, how often to retry."""
 
-    concurrency: int = _D["concurrency"]                 # with concurrency_auto: the most it may grow to
-    concurrency_auto: bool = _D["concurrency_auto"]      # --concurrency auto: found at run time (engine/adaptive.py)
+    concurrency: int = _D["concurrency"]  # with concurrency_auto: the most it may grow to
+    concurrency_auto: bool = _D["concurrency_auto"]  # --concurrency auto: found at run time (engine/adaptive.py)
     rpm: float | None = _D["rpm"]
-    learn_rpm: bool = _D["learn_rpm"]                    # --rpm auto (the default): pace by the provider's headers
+    learn_rpm: bool = _D["learn_rpm"]  # --rpm auto (the default): pace by the provider's headers
     tpm: float | None = _D["tpm"]
     learn_tpm: bool = _D["learn_tpm"]
     timeout: float | None = _D["timeout"]
@@ -199,8 +199,8 @@ class LimitsConfig:
     retries: int = _D["retries"]
     max_retry_wait: float = _D["max_retry_wait"]
     max_response_bytes: int = _D["max_response_bytes"]
-    slo: dict[str, float] | None = _D["slo"]             # latency bounds: goodput, and --concurrency auto's ceiling
-    seed: int | None = None                              # retry jitter and open-loop arrivals (None: random)
+    slo: dict[str, float] | None = _D["slo"]  # latency bounds: goodput, and --concurrency auto's ceiling
+    seed: int | None = None  # retry jitter and open-loop arrivals (None: random)
 
     def __post_init__(self) -> None:
         _finite(self, "concurrency", "rpm", "tpm", "timeout", "ttft_timeout", "max_retry_wait")
@@ -217,11 +217,11 @@ class OutputConfig:
 
     out: Path | None = _D["out"]
     output_format: str = _D["output_format"]
-    csv_formulas: str = _D["csv_formulas"]       # escape: OWASP-neutralise formula-like text cells; raw: as is
-    save_request: bool = _D["save_request"]      # records keep the body as sent
-    slice_s: float | None = _D["slice_s"]        # --slice: per-window figures of this width
-    price_in: float | None = _D["price_in"]      # USD per 1M prompt tokens (None: the price table's, if any)
-    price_out: float | None = _D["price_out"]    # USD per 1M output tokens
+    csv_formulas: str = _D["csv_formulas"]  # escape: OWASP-neutralise formula-like text cells; raw: as is
+    save_request: bool = _D["save_request"]  # records keep the body as sent
+    slice_s: float | None = _D["slice_s"]  # --slice: per-window figures of this width
+    price_in: float | None = _D["price_in"]  # USD per 1M prompt tokens (None: the price table's, if any)
+    price_out: float | None = _D["price_out"]  # USD per 1M output tokens
 
     def __post_init__(self) -> None:
         if self.output_format not in OUTPUT_FORMATS:
@@ -242,17 +242,17 @@ class ControlConfig:
     Batch API, and when it stops early."""
 
     resume: Path | None = _D["resume"]
-    limit: int | None = _D["limit"]              # send only the first N rows (a pilot)
-    dry_run: bool = _D["dry_run"]                # read and price the file, send nothing
-    mode: str | None = _D["mode"]                # None: online, or the resumed run's mode
+    limit: int | None = _D["limit"]  # send only the first N rows (a pilot)
+    dry_run: bool = _D["dry_run"]  # read and price the file, send nothing
+    mode: str | None = _D["mode"]  # None: online, or the resumed run's mode
     deadline_s: float | None = _D["deadline_s"]  # answers needed within this many seconds
-    batch_wait_s: float | None = _D["batch_wait_s"]   # --mode batch: longest wait per session (None: 25 h)
+    batch_wait_s: float | None = _D["batch_wait_s"]  # --mode batch: longest wait per session (None: 25 h)
     quiet: bool = _D["quiet"]
     fail_on_error: bool = _D["fail_on_error"]
     max_errors: int | None = _D["max_errors"]
     max_error_rate: float | None = _D["max_error_rate"]
-    overwrite: bool = _D["overwrite"]            # --out may name a non-empty directory: its run files are replaced
-    input_changed: str | None = _D["input_changed"]   # "ok": --resume accepts a changed input file (rows matched by id)
+    overwrite: bool = _D["overwrite"]  # --out may name a non-empty directory: its run files are replaced
+    input_changed: str | None = _D["input_changed"]  # "ok": --resume accepts a changed input file (rows matched by id)
 
     def __post_init__(self) -> None:
         _finite(self, "max_error_rate")
@@ -275,10 +275,10 @@ class ControlConfig:
 class ScaleConfig:
     """Sending processes: this one alone, worker processes, or Ray actors."""
 
-    workers: int = _D["workers"]                 # --workers: sending processes (1: the run's own process)
-    workers_auto: bool = _D["workers_auto"]      # --workers auto: cores - 1 at high concurrency
-    ray: str | None = None                       # --ray / --ray-address: local, auto, ray://HOST:PORT or HOST:PORT
-    ray_cpus: float = _D["ray_cpus"]             # --ray-cpus: CPUs each Ray actor reserves
+    workers: int = _D["workers"]  # --workers: sending processes (1: the run's own process)
+    workers_auto: bool = _D["workers_auto"]  # --workers auto: cores - 1 at high concurrency
+    ray: str | None = None  # --ray / --ray-address: local, auto, ray://HOST:PORT or HOST:PORT
+    ray_cpus: float = _D["ray_cpus"]  # --ray-cpus: CPUs each Ray actor reserves
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -292,9 +292,16 @@ class ScaleConfig:
             raise ConfigError(f"--ray-cpus must be positive, got {self.ray_cpus}")
 
 
-GROUPS: dict[str, type] = {"input": InputConfig, "endpoint": EndpointConfig, "request": RequestConfig,
-                           "tools": ToolsConfig, "limits": LimitsConfig, "output": OutputConfig,
-                           "control": ControlConfig, "scale": ScaleConfig}
+GROUPS: dict[str, type] = {
+    "input": InputConfig,
+    "endpoint": EndpointConfig,
+    "request": RequestConfig,
+    "tools": ToolsConfig,
+    "limits": LimitsConfig,
+    "output": OutputConfig,
+    "control": ControlConfig,
+    "scale": ScaleConfig,
+}
 # Config field -> its group's name (field names are unique across groups).
 FIELD_GROUP = {f.name: group for group, cls in GROUPS.items() for f in fields(cls)}
 
@@ -338,14 +345,13 @@ class RunConfig:
         for option in options.of(command):
             if option.name in given and option.fields and FIELD_GROUP.get(option.fields[0]):
                 flat.update(option.config_values(given[option.name]))
-        url, key = env_endpoint(flat.get("base_url"), flat.get("api_key"),
-                                use_env_url=given.get("resume") is None)
+        url, key = env_endpoint(flat.get("base_url"), flat.get("api_key"), use_env_url=given.get("resume") is None)
         flat["base_url"], flat["api_key"] = url, key
         ray = given.get("ray_address") or (values.RAY_LOCAL if given.get("ray") else None)
         if ray is not None:
             flat["ray"] = ray
-            flat.setdefault("workers_auto", "workers" not in given)    # then the cluster sizes it
-        if command != "run":        # a command's own defaults (bench: max_tokens 32, timeout 120, ...)
+            flat.setdefault("workers_auto", "workers" not in given)  # then the cluster sizes it
+        if command != "run":  # a command's own defaults (bench: max_tokens 32, timeout 120, ...)
             flat = {**{k: v for k, v in options.field_defaults(command).items() if k in FIELD_GROUP}, **flat}
         return cls.of(**flat)
 
@@ -356,13 +362,15 @@ class RunConfig:
             if name not in FIELD_GROUP:
                 raise TypeError(f"RunConfig has no field {name!r}")
             by_group.setdefault(FIELD_GROUP[name], {})[name] = value
-        return dataclasses.replace(self, **{group: dataclasses.replace(getattr(self, group), **given)
-                                            for group, given in by_group.items()})
+        return dataclasses.replace(
+            self, **{group: dataclasses.replace(getattr(self, group), **given) for group, given in by_group.items()}
+        )
 
     def flat(self) -> dict[str, Any]:
         """Every config field by name, in group order."""
-        return {f.name: getattr(group, f.name) for group in (getattr(self, name) for name in GROUPS)
-                for f in fields(group)}
+        return {
+            f.name: getattr(group, f.name) for group in (getattr(self, name) for name in GROUPS) for f in fields(group)
+        }
 
     def public_dict(self) -> dict[str, Any]:
         """The config as written to run.json / summary.json: flat, keyed by option name, JSON-safe,
@@ -370,7 +378,7 @@ class RunConfig:
         secrets = (self.endpoint.api_key,) if self.endpoint.api_key else ()
         data = self.flat()
         del data["api_key"]
-        if self.endpoint.base_url:       # a gateway key may ride in the URL (`?api_key=...`)
+        if self.endpoint.base_url:  # a gateway key may ride in the URL (`?api_key=...`)
             data["base_url"] = redact(self.endpoint.base_url, secrets)
         data["extra_base_urls"] = [public_url(u, secrets) for u in self.endpoint.extra_base_urls]
         data["api_key_set"] = self.endpoint.api_key is not None
@@ -400,24 +408,34 @@ class RunConfig:
 
 def _one_process_clash(config: RunConfig) -> str | None:
     """What makes a run keep to one process (None: nothing)."""
-    return ("--concurrency auto" if config.limits.concurrency_auto else
-            "a second --base-url" if config.endpoint.extra_base_urls else
-            "--endpoint embeddings" if config.endpoint.endpoint == "embeddings" else
-            "--mode batch" if config.control.mode == "batch" else None)
+    return (
+        "--concurrency auto"
+        if config.limits.concurrency_auto
+        else "a second --base-url"
+        if config.endpoint.extra_base_urls
+        else "--endpoint embeddings"
+        if config.endpoint.endpoint == "embeddings"
+        else "--mode batch"
+        if config.control.mode == "batch"
+        else None
+    )
 
 
 def _check_across(config: RunConfig) -> None:
     """What no single group can check."""
     scale, endpoint = config.scale, config.endpoint
     if scale.workers > 1 and _one_process_clash(config):
-        raise ConfigError(f"--workers {scale.workers} cannot be combined with {_one_process_clash(config)} yet: "
-                          "those run in one process (use --workers 1)")
+        raise ConfigError(
+            f"--workers {scale.workers} cannot be combined with {_one_process_clash(config)} yet: "
+            "those run in one process (use --workers 1)"
+        )
     if scale.ray is not None and _one_process_clash(config):
         raise ConfigError(f"--ray cannot be combined with {_one_process_clash(config)} yet: that runs in one process")
     if config.request.batch_size != _D["batch_size"] and endpoint.endpoint != "embeddings":
         raise ConfigError("--batch-size groups inputs for --endpoint embeddings only")
     if config.control.mode == "batch" and (endpoint.endpoint != "chat" or endpoint.extra_base_urls):
-        raise ConfigError("--mode batch sends chat requests to one endpoint; "
-                          "leave out --endpoint / a second --base-url")
+        raise ConfigError(
+            "--mode batch sends chat requests to one endpoint; leave out --endpoint / a second --base-url"
+        )
     if endpoint.endpoint == "embeddings" and config.tools.tools:
         raise ConfigError("--tools cannot be used with --endpoint embeddings")

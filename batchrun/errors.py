@@ -24,8 +24,15 @@ class BatchrunError(Exception):
 class InputError(BatchrunError):
     """A problem with the prompts file, naming file, line and column where known."""
 
-    def __init__(self, message: str, *, path: str | None = None, line: int | None = None,
-                 column: str | int | None = None, hint: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        line: int | None = None,
+        column: str | int | None = None,
+        hint: str | None = None,
+    ) -> None:
         self.path, self.line, self.column, self.hint = path, line, column, hint
         where = path or ""
         if line is not None:

@@ -21,8 +21,16 @@ from batchrun.config import RunConfig
 from batchrun.endpoint.resolve import sim_config
 from batchrun.errors import ConfigError
 from batchrun.inputs.scan import count_rows
-from batchrun.report.summary import (SAMPLE_ROWS, RunFacts, load_bench, load_run, read_summary, run_summary,
-                                     slim_records, write_reports)
+from batchrun.report.summary import (
+    SAMPLE_ROWS,
+    RunFacts,
+    load_bench,
+    load_run,
+    read_summary,
+    run_summary,
+    slim_records,
+    write_reports,
+)
 from batchrun.report.workloads import write_extras
 from batchrun.sim.config import public as public_sim
 from batchrun.store.outputs import write_results
@@ -45,29 +53,48 @@ class RunOutcome:
     input_error: Exception | None = None
     failed: int = 0
     files: list[Path] = field(default_factory=list)
-    endpoint: dict[str, Any] = field(default_factory=dict)   # endpoint_info of this session
-    refused: str | None = None         # the endpoint refused the run (key, model): what it said
-    internal_errors: int = 0           # rows that met a bug of batchrun's (see internal-errors.log)
+    endpoint: dict[str, Any] = field(default_factory=dict)  # endpoint_info of this session
+    refused: str | None = None  # the endpoint refused the run (key, model): what it said
+    internal_errors: int = 0  # rows that met a bug of batchrun's (see internal-errors.log)
 
 
-def finish_run(outcome: RunOutcome, config: RunConfig, lag: list[float] | None, wall: float,
-               started_wall: float, findings: dict[str, Any] | None = None) -> None:
+def finish_run(
+    outcome: RunOutcome,
+    config: RunConfig,
+    lag: list[float] | None,
+    wall: float,
+    started_wall: float,
+    findings: dict[str, Any] | None = None,
+) -> None:
     """results.csv (or .parquet), summary.json, report.md, report.html and the extras, from
     records.jsonl; `outcome.summary` and `outcome.files` are filled in."""
     out = outcome.out_dir
-    gc.collect()        # the run's cyclic garbage (collected rarely while sending) is free for what follows
+    gc.collect()  # the run's cyclic garbage (collected rarely while sending) is free for what follows
     gaps = GapSample()
-    lean = ColumnsBuilder(keep=SAMPLE_ROWS, gaps=gaps)     # the summary's figures, one record at a time
-    outcome.files.append(write_results(out / RECORDS, out, config.output.output_format,
-                                       id_column=config.input.id_column, csv_formulas=config.output.csv_formulas,
-                                       each=lean.add))
+    lean = ColumnsBuilder(keep=SAMPLE_ROWS, gaps=gaps)  # the summary's figures, one record at a time
+    outcome.files.append(
+        write_results(
+            out / RECORDS,
+            out,
+            config.output.output_format,
+            id_column=config.input.id_column,
+            csv_formulas=config.output.csv_formulas,
+            each=lean.add,
+        )
+    )
     wall_total = add_wall_time(out, wall)
     records = lean.finish()
     if config.endpoint.endpoint == "embeddings":
-        from batchrun.store.vectors import consolidate   # lazy: pyarrow and numpy (~0.3 s) for vectors only
+        from batchrun.store.vectors import consolidate  # lazy: pyarrow and numpy (~0.3 s) for vectors only
+
         outcome.files.append(consolidate(out, (r.id for r in slim_records(out / RECORDS) if r.status == OK)))
-    facts = RunFacts(wall_time_s=wall_total, slo=config.limits.slo, loop_lag_s=lag, findings=findings or {},
-                     ended=_ended(outcome, config, records, wall, started_wall))
+    facts = RunFacts(
+        wall_time_s=wall_total,
+        slo=config.limits.slo,
+        loop_lag_s=lag,
+        findings=findings or {},
+        ended=_ended(outcome, config, records, wall, started_wall),
+    )
     public = config.public_dict()
     outcome.summary = run_summary(out, records, facts, config=public, gaps=gaps)
     builtin = sim_config(config)
@@ -75,16 +102,23 @@ def finish_run(outcome: RunOutcome, config: RunConfig, lag: list[float] | None, 
     outcome.files.extend(_write(out, outcome.summary, records, public, outcome.endpoint, extra).values())
 
 
-def _ended(outcome: RunOutcome, config: RunConfig, records: Columns, wall: float,
-           started_wall: float) -> dict[str, Any]:
+def _ended(
+    outcome: RunOutcome, config: RunConfig, records: Columns, wall: float, started_wall: float
+) -> dict[str, Any]:
     """How the run ended (with the pilot's --limit, and for a run that did not finish, how many
     input rows it never reached) and the cost of what was sent, when a price is known."""
-    run = {"interrupted": outcome.interrupted, "aborted": outcome.aborted,
-           "input_error": str(outcome.input_error) if outcome.input_error else None,
-           "refused": outcome.refused, "internal_errors": outcome.internal_errors,
-           "session_wall_time_s": wall, "started_at": started_wall, "limit": config.control.limit}
+    run = {
+        "interrupted": outcome.interrupted,
+        "aborted": outcome.aborted,
+        "input_error": str(outcome.input_error) if outcome.input_error else None,
+        "refused": outcome.refused,
+        "internal_errors": outcome.internal_errors,
+        "session_wall_time_s": wall,
+        "started_at": started_wall,
+        "limit": config.control.limit,
+    }
     if (outcome.interrupted or outcome.aborted or outcome.refused) and config.input.path is not None:
-        total = count_rows(config.input.path, config.input.fmt)      # only now: a finished run needs no count
+        total = count_rows(config.input.path, config.input.fmt)  # only now: a finished run needs no count
         if total is not None:
             total = min(total, config.control.limit) if config.control.limit else total
             run["unread"] = max(0, total - len(records))
@@ -95,10 +129,18 @@ def _ended(outcome: RunOutcome, config: RunConfig, records: Columns, wall: float
     return {"run": run, "cost": run_cost(records, price)}
 
 
-def _write(run_dir: Path, summary: dict[str, Any], records: Columns, config: dict[str, Any] | None,
-           endpoint: dict[str, Any] | None, extra: dict[str, Any] | None) -> dict[str, Path]:
-    return {**write_reports(run_dir, summary, records, config=config, endpoint=endpoint, extra=extra),
-            **write_extras(run_dir, summary)}
+def _write(
+    run_dir: Path,
+    summary: dict[str, Any],
+    records: Columns,
+    config: dict[str, Any] | None,
+    endpoint: dict[str, Any] | None,
+    extra: dict[str, Any] | None,
+) -> dict[str, Path]:
+    return {
+        **write_reports(run_dir, summary, records, config=config, endpoint=endpoint, extra=extra),
+        **write_extras(run_dir, summary),
+    }
 
 
 def rebuild_reports(run_dir: Path | str) -> dict[str, Path]:
@@ -106,11 +148,18 @@ def rebuild_reports(run_dir: Path | str) -> dict[str, Path]:
     run wrote them (results.csv, written from the same records, is left as it is)."""
     run_dir = Path(run_dir)
     stored = read_summary(run_dir)
-    kept = {k: v for k, v in stored.items() if k in KEPT}      # in the order the run wrote them
+    kept = {k: v for k, v in stored.items() if k in KEPT}  # in the order the run wrote them
     if (run_dir / "bench.json").exists():
         bench = load_bench(run_dir)
-        return write_reports(run_dir, stored.get("summary"), [], bench=bench, config=bench["config"],
-                             endpoint=stored.get("endpoint"), extra=kept)
+        return write_reports(
+            run_dir,
+            stored.get("summary"),
+            [],
+            bench=bench,
+            config=bench["config"],
+            endpoint=stored.get("endpoint"),
+            extra=kept,
+        )
     run = load_run(run_dir, lean=True)
     assert isinstance(run.records, Columns)
     return _write(run_dir, run.summary, run.records, run.config, run.endpoint, kept)

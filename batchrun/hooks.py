@@ -40,12 +40,12 @@ class Total:
 class LevelProgress(NamedTuple):
     """Where one bench run stands."""
 
-    label: str                  # which run, e.g. "async c=16 (run 4/5)"
-    done: int                   # requests finished
-    total: str                  # requests it will measure: "100", "~90" (a time share), "100+" (sized by spread)
+    label: str  # which run, e.g. "async c=16 (run 4/5)"
+    done: int  # requests finished
+    total: str  # requests it will measure: "100", "~90" (a time share), "100+" (sized by spread)
     ok: int
     failed: int
-    eta_s: float | None         # seconds it has left; None: not known yet
+    eta_s: float | None  # seconds it has left; None: not known yet
 
 
 class JobsBar(Protocol):
@@ -74,5 +74,5 @@ def no_interrupts(stop: Callable[[], None], close_now: Callable[[], None] | None
 @dataclass(frozen=True)
 class Hooks:
     notify: Notify = log
-    progress: Progress | None = None          # None: no progress shown (--quiet, a library caller)
+    progress: Progress | None = None  # None: no progress shown (--quiet, a library caller)
     interrupts: Interrupts = no_interrupts

@@ -25,7 +25,7 @@ def _as_ctrl_c(signum: int, frame: Any) -> None:
     """SIGTERM: whatever Ctrl-C does now (under asyncio.run: cancel the main task, so async
     `finally` blocks run too)."""
     handler = signal.getsignal(signal.SIGINT)
-    if not callable(handler):        # SIG_DFL / SIG_IGN: no Python handler to hand it to
+    if not callable(handler):  # SIG_DFL / SIG_IGN: no Python handler to hand it to
         raise KeyboardInterrupt
     handler(signal.SIGINT, frame)
 
@@ -68,6 +68,6 @@ def loop_handlers(loop: asyncio.AbstractEventLoop, callback: Callable[[], None])
 
 def _restore(handlers: list[tuple[int, Any]]) -> None:
     for sig, handler in handlers:
-        if handler is not None:        # None: set outside Python, cannot be put back
+        if handler is not None:  # None: set outside Python, cannot be put back
             with contextlib.suppress(ValueError):
                 signal.signal(sig, handler)

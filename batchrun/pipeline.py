@@ -27,10 +27,12 @@ from batchrun.endpoint.resolve import BUILTIN, choose_base_url, endpoint_info, o
 from batchrun.endpoint.transport import Endpoint, make_session
 from batchrun.engine.adaptive import AdaptiveConfig, settled_limit
 from batchrun.engine.capacity import ensure_open_files, pacing_warnings
+from batchrun.engine.coordinator import Coordinator
 from batchrun.engine.limits import limits_summary
-from batchrun.engine.pool import Pool, PoolConfig
 from batchrun.engine.looplag import sample_loop_lag
+from batchrun.engine.pool import Pool, PoolConfig
 from batchrun.engine.quietgc import quiet_gc
+from batchrun.engine.ray_plan import RayCluster, check_workload
 from batchrun.engine.tools import ToolRunner
 from batchrun.engine.workers_plan import worker_count, worker_spec
 from batchrun.errors import InputChanged, OutputError
@@ -47,8 +49,6 @@ from batchrun.store.rundir import check_input, claim_run_dir, new_run_dir
 from batchrun.store.sessions import RUN_JSON, start_session, write_json
 from batchrun.workloads import Workload, make_pool
 from batchrun.workloads import prepare as prepare_workload
-from batchrun.engine.coordinator import Coordinator
-from batchrun.engine.ray_plan import RayCluster, check_workload
 
 INTERNAL_LOG = "internal-errors.log"
 
@@ -61,8 +61,13 @@ async def execute_run(config: RunConfig, hooks: Hooks = Hooks()) -> RunOutcome:
     rows = open_rows(config)
     config = config.replace(out=config.control.resume or config.output.out or default_out_dir(config))
     assert config.output.out is not None
-    with claim_run_dir(config.output.out, resume=config.control.resume is not None,
-                       overwrite=config.control.overwrite, about=lock_about(config), say=notify):
+    with claim_run_dir(
+        config.output.out,
+        resume=config.control.resume is not None,
+        overwrite=config.control.overwrite,
+        about=lock_about(config),
+        say=notify,
+    ):
         out = prepare_out_dir(config)
         identity = checked_input(config, out / RUN_JSON, notify)
         announce_row_settings(config, notify)
@@ -72,32 +77,51 @@ async def execute_run(config: RunConfig, hooks: Hooks = Hooks()) -> RunOutcome:
             notify(raised)
         sim = sim_config(config)
         if config.control.mode == "batch":
-            from batchrun.batchapi import flow    # lazy: the openai SDK (~0.45 s) is for a batch run only
+            from batchrun.batchapi import flow  # lazy: the openai SDK (~0.45 s) is for a batch run only
+
             sim = flow.sim_config(sim, config, out)
-        async with open_endpoint(config.endpoint.base_url, config.endpoint.api_key, announce=notify,
-                                 sim_config=sim) as endpoint, open_more(config, notify) as more:
+        async with (
+            open_endpoint(
+                config.endpoint.base_url, config.endpoint.api_key, announce=notify, sim_config=sim
+            ) as endpoint,
+            open_more(config, notify) as more,
+        ):
             model = await preflight(endpoint, config.endpoint.model, timeout_s=config.limits.timeout, announce=notify)
-            config = config.replace(model=model, base_url=BUILTIN if endpoint.embedded
-                                    else choose_base_url(config.endpoint.base_url, config.endpoint.api_key))
-            resolve_price(model, config.output.price_in, config.output.price_out)   # a bad price stops here
+            config = config.replace(
+                model=model,
+                base_url=BUILTIN
+                if endpoint.embedded
+                else choose_base_url(config.endpoint.base_url, config.endpoint.api_key),
+            )
+            resolve_price(model, config.output.price_in, config.output.price_out)  # a bad price stops here
             info = endpoint_info(endpoint, model)
             session, previous = start_session(out, config.public_dict(), info)
             save_input_identity(out / RUN_JSON, identity)
             if previous is not None and previous.get("endpoint") != info:
-                notify(f"this session's endpoint differs from session {previous.get('n')}'s "
-                       f"({_describe(previous.get('endpoint') or {})}): now {_describe(info)}")
+                notify(
+                    f"this session's endpoint differs from session {previous.get('n')}'s "
+                    f"({_describe(previous.get('endpoint') or {})}): now {_describe(info)}"
+                )
             skip = done_ids(out / RECORDS) if config.control.resume else set()
             if skip:
                 notify(f"resuming {out} (session {session}): {len(skip)} rows already done are not sent again")
-            seen: set[str] | None = set() if config.control.input_changed == "ok" and config.control.limit is None \
-                else None
+            seen: set[str] | None = (
+                set() if config.control.input_changed == "ok" and config.control.limit is None else None
+            )
             if config.control.mode == "batch":
                 items = jobs(config, limited(rows, config.control.limit), skip, seen)
                 outcome = await flow.run_batch(config, endpoint, out, items, session, hooks)
             else:
                 await check_more(more, config, notify)
-                workload = await prepare_workload(config, endpoint, limited(rows, config.control.limit), out, skip,
-                                                  lambda c, r, k: jobs(c, r, k, seen), notify)
+                workload = await prepare_workload(
+                    config,
+                    endpoint,
+                    limited(rows, config.control.limit),
+                    out,
+                    skip,
+                    lambda c, r, k: jobs(c, r, k, seen),
+                    notify,
+                )
                 workload.more_endpoints = more
                 if workload.kind in ("rows", "trace"):
                     workload.items = _warn_pacing(config, workload.items, notify)
@@ -145,6 +169,7 @@ def _describe(info: dict[str, Any]) -> str:
 
 # ---------------------------------------------------------------- the input across sessions
 
+
 def _saved_run(path: Path) -> dict[str, Any]:
     try:
         data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
@@ -181,8 +206,11 @@ def changed_during_run(config: RunConfig, identity: dict[str, Any] | None) -> In
     change = changed_while_read(config.input.path, identity, None)
     if change is None:
         return None
-    return InputChanged(f"changed during the run, after it was read ({change}): rows it has now may not be "
-                        "in this run, rows it lost may be", path=str(config.input.path))
+    return InputChanged(
+        f"changed during the run, after it was read ({change}): rows it has now may not be "
+        "in this run, rows it lost may be",
+        path=str(config.input.path),
+    )
 
 
 def report_vanished(done: set[str], seen: set[str] | None, notify: Notify) -> None:
@@ -191,8 +219,11 @@ def report_vanished(done: set[str], seen: set[str] | None, notify: Notify) -> No
         return
     vanished = sorted(done - seen)
     if vanished:
-        notify(f"{len(vanished)} id(s) done earlier are not in the input any more (kept in the results): "
-               + ", ".join(vanished[:10]) + (" ..." if len(vanished) > 10 else ""))
+        notify(
+            f"{len(vanished)} id(s) done earlier are not in the input any more (kept in the results): "
+            + ", ".join(vanished[:10])
+            + (" ..." if len(vanished) > 10 else "")
+        )
 
 
 def _warn_pacing(config: RunConfig, items: Iterator[Job | BadRow], notify: Notify) -> Iterator[Job | BadRow]:
@@ -213,7 +244,7 @@ async def count_total(config: RunConfig, total: Total) -> None:
     if config.input.path is None:
         return
     limit = config.control.limit
-    total.rows = limit             # a pilot's total at once; corrected if the file is shorter
+    total.rows = limit  # a pilot's total at once; corrected if the file is shorter
     rows = await asyncio.to_thread(count_rows, config.input.path, config.input.fmt)
     if rows is not None:
         total.rows = min(rows, limit) if limit is not None else rows
@@ -221,11 +252,12 @@ async def count_total(config: RunConfig, total: Total) -> None:
 
 # ---------------------------------------------------------------- sending
 
+
 @dataclass
 class _Run:
     """What sending needs to know of the session."""
 
-    resumed: int                                 # rows done in earlier sessions (progress)
+    resumed: int  # rows done in earlier sessions (progress)
     session: int
     identity: dict[str, Any] | None
     hooks: Hooks
@@ -239,6 +271,7 @@ async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, workload: 
     workers = worker_count(config, workload.kind) if config.scale.ray is None else 0
     secrets = tuple(dict.fromkeys(s for e in [endpoint, *workload.more_endpoints] for s in e.secrets))
     with RecordSink(out / RECORDS, secrets=secrets) as sink:
+
         def write(record: Record) -> None:
             record.session = run.session
             sink.write(record)
@@ -251,14 +284,22 @@ async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, workload: 
 
         span = SendSpan(write)
         send = _send_by_ray if config.scale.ray is not None else _send_by_workers if workers > 1 else _send_in_process
-        pool, interrupted = await send(config, endpoint, out, workload,
-                                       _Sending(span.write, write_many, sink, t0, clock, lag, run, workers))
+        pool, interrupted = await send(
+            config, endpoint, out, workload, _Sending(span.write, write_many, sink, t0, clock, lag, run, workers)
+        )
         # First send to last byte: client setup before the first request is not the endpoint's time.
         wall = span.width() or clock() - getattr(pool, "t0", t0)
-    outcome = RunOutcome(out_dir=out, summary={}, interrupted=interrupted.is_set(),
-                         aborted=pool.abort_reason, input_error=pool.input_error, failed=pool.stats.failed,
-                         endpoint=endpoint_info(endpoint, config.endpoint.model), refused=pool.refused,
-                         internal_errors=len(pool.internal_errors))
+    outcome = RunOutcome(
+        out_dir=out,
+        summary={},
+        interrupted=interrupted.is_set(),
+        aborted=pool.abort_reason,
+        input_error=pool.input_error,
+        failed=pool.stats.failed,
+        endpoint=endpoint_info(endpoint, config.endpoint.model),
+        refused=pool.refused,
+        internal_errors=len(pool.internal_errors),
+    )
     if pool.internal_errors:
         _write_internal_log(out, pool.internal_errors)
     if not (outcome.input_error or outcome.interrupted or outcome.aborted or outcome.refused):
@@ -272,47 +313,72 @@ async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, workload: 
 class _Sending:
     """What each way of sending needs from _run_pool."""
 
-    write: Callable[[Record], None]              # one record (sets its session, tracks the send span)
+    write: Callable[[Record], None]  # one record (sets its session, tracks the send span)
     write_many: Callable[[list[Record]], None]
     sink: RecordSink
     t0: float
     clock: Callable[[], float]
-    lag: list[float]                             # event-loop lag samples of this process
+    lag: list[float]  # event-loop lag samples of this process
     run: _Run
     workers: int
 
 
-async def _send_in_process(config: RunConfig, endpoint: Endpoint, out: Path, workload: Workload,
-                           send: _Sending) -> tuple[Any, asyncio.Event]:
+async def _send_in_process(
+    config: RunConfig, endpoint: Endpoint, out: Path, workload: Workload, send: _Sending
+) -> tuple[Any, asyncio.Event]:
     """The pool on this event loop."""
     t0, clock = send.t0, send.clock
     async with make_session(config.limits.concurrency) as session:
         tools = config.tools
         runner = ToolRunner.from_file(tools.tool_module, tools.tool_timeout) if tools.tool_module else None
-        pool = make_pool(workload, session, endpoint, send.write, config, _pool_config(config), out, t0, clock,
-                         runner, lambda prompt: next(jobs(config, iter([prompt]), set())), send.write_many,
-                         output_check=output_check(config), warn=send.run.hooks.notify)
+        pool = make_pool(
+            workload,
+            session,
+            endpoint,
+            send.write,
+            config,
+            _pool_config(config),
+            out,
+            t0,
+            clock,
+            runner,
+            lambda prompt: next(jobs(config, iter([prompt]), set())),
+            send.write_many,
+            output_check=output_check(config),
+            warn=send.run.hooks.notify,
+        )
         pool.stats.resumed = send.run.resumed
         async with _stopping(pool, send) as interrupted, _background(pool, config, send), quiet_gc():
             if workload.schedule is not None:
-                pool.t0 = clock()      # a trace's clock starts now, after the setup above (gc freeze)
+                pool.t0 = clock()  # a trace's clock starts now, after the setup above (gc freeze)
                 await pool.run(workload.items, schedule=workload.schedule)
             else:
                 await pool.run(workload.items)
     return pool, interrupted
 
 
-async def _send_by_workers(config: RunConfig, endpoint: Endpoint, out: Path, workload: Workload,
-                           send: _Sending) -> tuple[Any, asyncio.Event]:
+async def _send_by_workers(
+    config: RunConfig, endpoint: Endpoint, out: Path, workload: Workload, send: _Sending
+) -> tuple[Any, asyncio.Event]:
     """--workers N: N sending processes; this one reads, writes, paces and counts (engine/coordinator.py)."""
     notify = send.run.hooks.notify
     pool_config = _pool_config(config)
-    coordinator = Coordinator(worker_spec(config, endpoint, pool_config, send.t0), pool_config, send.workers,
-                              t0=send.t0, write_many=send.write_many, say=notify)
+    coordinator = Coordinator(
+        worker_spec(config, endpoint, pool_config, send.t0),
+        pool_config,
+        send.workers,
+        t0=send.t0,
+        write_many=send.write_many,
+        say=notify,
+    )
     coordinator.stats.resumed = send.run.resumed
     async with _stopping(coordinator, send) as interrupted, _background(coordinator, config, send):
-        await coordinator.run(workload.items, started=lambda names: notify(
-            f"{len(names)} worker processes ({', '.join(names)}); this process reads, writes and paces"))
+        await coordinator.run(
+            workload.items,
+            started=lambda names: notify(
+                f"{len(names)} worker processes ({', '.join(names)}); this process reads, writes and paces"
+            ),
+        )
     # The loops that timed the requests are the workers': their lag is what the summary judges.
     send.lag[:] = coordinator.loop_lag or send.lag
     if coordinator.resent:
@@ -320,24 +386,37 @@ async def _send_by_workers(config: RunConfig, endpoint: Endpoint, out: Path, wor
     return coordinator.tally, interrupted
 
 
-async def _send_by_ray(config: RunConfig, endpoint: Endpoint, out: Path, workload: Workload,
-                       send: _Sending) -> tuple[Any, asyncio.Event]:
+async def _send_by_ray(
+    config: RunConfig, endpoint: Endpoint, out: Path, workload: Workload, send: _Sending
+) -> tuple[Any, asyncio.Event]:
     """--ray: the workers as Ray actors; this process reads, writes, paces and counts (engine/ray_plan.py)."""
     notify = send.run.hooks.notify
     check_workload(workload.kind)
     pool_config = _pool_config(config)
     assert config.scale.ray is not None
     async with RayCluster.open(config.scale.ray, notify) as cluster:
-        actors = cluster.plan(None if config.scale.workers_auto else config.scale.workers, config.scale.ray_cpus,
-                              endpoint)
-        coordinator = Coordinator(worker_spec(config, endpoint, pool_config, send.t0), pool_config, actors,
-                                  t0=send.t0, write_many=send.write_many, say=notify, launch=cluster.launch)
+        actors = cluster.plan(
+            None if config.scale.workers_auto else config.scale.workers, config.scale.ray_cpus, endpoint
+        )
+        coordinator = Coordinator(
+            worker_spec(config, endpoint, pool_config, send.t0),
+            pool_config,
+            actors,
+            t0=send.t0,
+            write_many=send.write_many,
+            say=notify,
+            launch=cluster.launch,
+        )
         coordinator.stats.resumed = send.run.resumed
         async with _stopping(coordinator, send) as interrupted, _background(coordinator, config, send):
-            await coordinator.run(workload.items, started=lambda names: notify(
-                f"{len(names)} Ray actor{'s' if len(names) > 1 else ''} ({'; '.join(names)}); this process "
-                "reads, writes and paces"))
-    send.lag[:] = coordinator.loop_lag or send.lag      # the actors' loops timed the requests
+            await coordinator.run(
+                workload.items,
+                started=lambda names: notify(
+                    f"{len(names)} Ray actor{'s' if len(names) > 1 else ''} ({'; '.join(names)}); this process "
+                    "reads, writes and paces"
+                ),
+            )
+    send.lag[:] = coordinator.loop_lag or send.lag  # the actors' loops timed the requests
     if coordinator.resent:
         notify(f"{coordinator.resent} rows held by a Ray actor that ended were sent again; each is recorded once")
     return coordinator.tally, interrupted
@@ -372,13 +451,25 @@ def _pool_findings(pool: Pool, config: RunConfig, wall: float) -> dict[str, Any]
     the concurrency over time and where it settled."""
     assert pool.limits is not None
     stats, limits = pool.stats, config.limits
-    found: dict[str, Any] = {"rate_limits": limits_summary(
-        pool.limits, attempts=stats.attempts, rate_limited=stats.rate_limited, user_rpm=limits.rpm,
-        user_tpm=limits.tpm, learn=limits.learn_rpm or limits.learn_tpm)}
+    found: dict[str, Any] = {
+        "rate_limits": limits_summary(
+            pool.limits,
+            attempts=stats.attempts,
+            rate_limited=stats.rate_limited,
+            user_rpm=limits.rpm,
+            user_tpm=limits.tpm,
+            learn=limits.learn_rpm or limits.learn_tpm,
+        )
+    }
     if pool.controller is not None:
         history = stats.concurrency_history
-        found["concurrency"] = {"auto": True, "ceiling": limits.concurrency, "history": history,
-                                "settled": settled_limit(history, wall), "final": history[-1][1] if history else None}
+        found["concurrency"] = {
+            "auto": True,
+            "ceiling": limits.concurrency,
+            "history": history,
+            "settled": settled_limit(history, wall),
+            "final": history[-1][1] if history else None,
+        }
     return found
 
 
@@ -399,13 +490,21 @@ def _pool_config(config: RunConfig) -> PoolConfig:
     if limits.concurrency_auto:
         slo = limits.slo or {}
         adaptive = AdaptiveConfig(ceiling=limits.concurrency, slo_ttft_s=slo.get("ttft"), slo_e2e_s=slo.get("e2e"))
-    several = bool(config.endpoint.extra_base_urls)      # then each endpoint has its own limits (endpoint/multi.py)
-    return PoolConfig(concurrency=limits.concurrency, rpm=None if several else limits.rpm,
-                      tpm=None if several else limits.tpm, retries=limits.retries,
-                      max_errors=config.control.max_errors, max_error_rate=config.control.max_error_rate,
-                      seed=limits.seed, max_tool_rounds=config.tools.max_tool_rounds,
-                      max_retry_wait_s=limits.max_retry_wait, learn_rpm=limits.learn_rpm and not several,
-                      learn_tpm=limits.learn_tpm and not several, adaptive=adaptive)
+    several = bool(config.endpoint.extra_base_urls)  # then each endpoint has its own limits (endpoint/multi.py)
+    return PoolConfig(
+        concurrency=limits.concurrency,
+        rpm=None if several else limits.rpm,
+        tpm=None if several else limits.tpm,
+        retries=limits.retries,
+        max_errors=config.control.max_errors,
+        max_error_rate=config.control.max_error_rate,
+        seed=limits.seed,
+        max_tool_rounds=config.tools.max_tool_rounds,
+        max_retry_wait_s=limits.max_retry_wait,
+        learn_rpm=limits.learn_rpm and not several,
+        learn_tpm=limits.learn_tpm and not several,
+        adaptive=adaptive,
+    )
 
 
 @contextlib.asynccontextmanager
@@ -434,8 +533,9 @@ async def _stopping(pool: Any, send: _Sending) -> AsyncIterator[asyncio.Event]:
 
     def stop() -> None:
         if not interrupted.is_set():
-            hooks.notify("interrupted: stopping; in-flight requests are recorded as cancelled "
-                         "(Ctrl-C again to quit now)")
+            hooks.notify(
+                "interrupted: stopping; in-flight requests are recorded as cancelled (Ctrl-C again to quit now)"
+            )
         interrupted.set()
         pool.stop()
 

@@ -18,26 +18,50 @@ from batchrun.config import DEFAULTS, RunConfig, env_base_url
 from batchrun.endpoint.answers import AnswerCheck, response_format, strict_problems
 from batchrun.endpoint.kinds import kind
 from batchrun.endpoint.requests import Job, RequestDefaults, estimate_prompt_tokens, estimate_request_tokens
-from batchrun.endpoint.transport import Endpoint
 from batchrun.endpoint.resolve import BUILTIN
+from batchrun.endpoint.transport import Endpoint
 from batchrun.errors import ConfigError, InputError
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.inputs.rows import read_prompts
 from batchrun.inputs.scan import setting_columns
+from batchrun.inputs.synthetic import check_spec
 from batchrun.store.sessions import RUN_JSON, read_run_json
 from batchrun.workloads import length_trace
-from batchrun.inputs.synthetic import check_spec
 
 Notify = Callable[[str], None]
 
 # What defines the rows and their requests: on --resume these come from the saved run unless given
 # again; how to send them (concurrency, limits, timeouts) comes from now. --limit is not kept, so a
 # resume without it extends a pilot to the whole file.
-RESUMED_FIELDS = ("path", "fmt", "prompt_column", "id_column", "template", "system", "on_bad_row",
-                  "model", "max_tokens", "temperature", "extra_body", "tools", "tool_choice",
-                  "parallel_tool_calls", "tool_module", "output_format", "mode", "endpoint", "batch_size",
-                  "synthetic", "row_settings", "save_request", "csv_formulas", "json_schema", "json_mode",
-                  "price_in", "price_out")
+RESUMED_FIELDS = (
+    "path",
+    "fmt",
+    "prompt_column",
+    "id_column",
+    "template",
+    "system",
+    "on_bad_row",
+    "model",
+    "max_tokens",
+    "temperature",
+    "extra_body",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "tool_module",
+    "output_format",
+    "mode",
+    "endpoint",
+    "batch_size",
+    "synthetic",
+    "row_settings",
+    "save_request",
+    "csv_formulas",
+    "json_schema",
+    "json_mode",
+    "price_in",
+    "price_out",
+)
 
 
 def resolve_resume(config: RunConfig) -> RunConfig:
@@ -76,23 +100,32 @@ def _restore_base_url(saved: str, env_url: str | None, api_key: str | None) -> s
         return saved
     if env_url and Endpoint.of(env_url, api_key).display_url == saved:
         return env_url
-    raise ConfigError(f"this run used {saved}, whose credentials are not kept in {RUN_JSON}; "
-                      "set OPENAI_BASE_URL (and OPENAI_API_KEY) to the same URL with its credentials, "
-                      "or pass --base-url to continue with another endpoint")
+    raise ConfigError(
+        f"this run used {saved}, whose credentials are not kept in {RUN_JSON}; "
+        "set OPENAI_BASE_URL (and OPENAI_API_KEY) to the same URL with its credentials, "
+        "or pass --base-url to continue with another endpoint"
+    )
 
 
 def open_rows(config: RunConfig) -> Iterator[Prompt | BadRow]:
     """The input's rows, read lazily; a missing, empty or unreadable file, or a bad
     --template / --prompt-column, raises InputError here, before anything is started."""
     source = config.input
-    if source.synthetic is not None:     # checked now; generated once the endpoint is known
+    if source.synthetic is not None:  # checked now; generated once the endpoint is known
         check_spec(source.synthetic)
         return iter(())
     assert source.path is not None
-    rows = read_prompts(source.path, fmt=source.fmt, prompt_column=source.prompt_column, id_column=source.id_column,
-                        template=source.template, system=source.system, on_bad_row=source.on_bad_row,
-                        row_settings=source.row_settings)
-    if length_trace(config):             # lengths without text: prompts are sized once the endpoint is known
+    rows = read_prompts(
+        source.path,
+        fmt=source.fmt,
+        prompt_column=source.prompt_column,
+        id_column=source.id_column,
+        template=source.template,
+        system=source.system,
+        on_bad_row=source.on_bad_row,
+        row_settings=source.row_settings,
+    )
+    if length_trace(config):  # lengths without text: prompts are sized once the endpoint is known
         return iter(())
     # Header-level problems (which column is the prompt?) surface with the first row: read it now.
     first = next(rows, None)
@@ -118,11 +151,16 @@ def _first_rows(rows: Iterator[Prompt | BadRow], limit: int) -> Iterator[Prompt 
 
 def request_defaults(config: RunConfig) -> RequestDefaults:
     request, tools = config.request, config.tools
-    return RequestDefaults(model=config.endpoint.model, max_tokens=request.max_tokens,
-                           temperature=request.temperature, extra_body=request.extra_body,
-                           tools=tools.tools, tool_choice=tools.tool_choice,
-                           parallel_tool_calls=tools.parallel_tool_calls,
-                           response_format=response_format(request.json_schema, request.json_mode))
+    return RequestDefaults(
+        model=config.endpoint.model,
+        max_tokens=request.max_tokens,
+        temperature=request.temperature,
+        extra_body=request.extra_body,
+        tools=tools.tools,
+        tool_choice=tools.tool_choice,
+        parallel_tool_calls=tools.parallel_tool_calls,
+        response_format=response_format(request.json_schema, request.json_mode),
+    )
 
 
 def saved_request(body: dict[str, Any]) -> dict[str, Any]:
@@ -130,8 +168,9 @@ def saved_request(body: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
 
 
-def jobs(config: RunConfig, rows: Iterator[Prompt | BadRow], skip: set[str],
-         seen_ids: set[str] | None = None) -> Iterator[Job | BadRow]:
+def jobs(
+    config: RunConfig, rows: Iterator[Prompt | BadRow], skip: set[str], seen_ids: set[str] | None = None
+) -> Iterator[Job | BadRow]:
     """Rows minus those already done, as ready-to-send Jobs; `seen_ids` collects every id read."""
     defaults = request_defaults(config)
     build = kind(config.endpoint.endpoint).build_body
@@ -146,18 +185,25 @@ def jobs(config: RunConfig, rows: Iterator[Prompt | BadRow], skip: set[str],
             continue
         try:
             body = build(item, defaults)
-            data = json.dumps(body, ensure_ascii=False, allow_nan=False).encode()   # NaN is not JSON
-        except (TypeError, ValueError, RecursionError) as exc:   # e.g. a Parquet date inside messages
+            data = json.dumps(body, ensure_ascii=False, allow_nan=False).encode()  # NaN is not JSON
+        except (TypeError, ValueError, RecursionError) as exc:  # e.g. a Parquet date inside messages
             reason = f"{path} line {item.line}: the row cannot be sent as JSON ({exc})"
             if config.input.on_bad_row == "fail":
-                raise InputError(f"the row cannot be sent as JSON ({exc})", path=str(path),
-                                 line=item.line, hint="fix the row or use --on-bad-row skip") from None
+                raise InputError(
+                    f"the row cannot be sent as JSON ({exc})",
+                    path=str(path),
+                    line=item.line,
+                    hint="fix the row or use --on-bad-row skip",
+                ) from None
             yield BadRow(item.id, item.row, item.line, reason, data=item.data)
             continue
-        yield Job(prompt=item, body=data,
-                  estimated_tokens=estimate_request_tokens(body, config.request.max_tokens),
-                  prompt_tokens_estimate=estimate_prompt_tokens(body),
-                  request=saved_request(body) if config.output.save_request else None)
+        yield Job(
+            prompt=item,
+            body=data,
+            estimated_tokens=estimate_request_tokens(body, config.request.max_tokens),
+            prompt_tokens_estimate=estimate_prompt_tokens(body),
+            request=saved_request(body) if config.output.save_request else None,
+        )
 
 
 def output_check(config: RunConfig) -> AnswerCheck | None:
@@ -176,8 +222,9 @@ def announce_row_settings(config: RunConfig, notify: Notify) -> None:
         return
     listed = ", ".join(f"'{name}' ({n} distinct value{'s' if n != 1 else ''})" for name, n in found.items())
     if config.input.row_settings:
-        notify(f"input columns {listed} set those request fields per row, over the flags "
-               "(--no-row-settings ignores them)")
+        notify(
+            f"input columns {listed} set those request fields per row, over the flags (--no-row-settings ignores them)"
+        )
     else:
         notify(f"--no-row-settings: input columns {listed} are kept as data, not sent as request fields")
 
@@ -187,5 +234,8 @@ def announce_schema(config: RunConfig, notify: Notify) -> None:
     schema = config.request.json_schema
     problems = strict_problems(schema) if schema is not None else []
     if problems:
-        notify("warning: OpenAI's strict structured outputs would reject this schema ("
-               + "; ".join(problems[:3]) + "); servers that accept it still get it")
+        notify(
+            "warning: OpenAI's strict structured outputs would reject this schema ("
+            + "; ".join(problems[:3])
+            + "); servers that accept it still get it"
+        )

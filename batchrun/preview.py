@@ -13,9 +13,9 @@ from batchrun.config import RunConfig
 from batchrun.endpoint.requests import estimate_prompt_tokens, estimate_request_tokens
 from batchrun.inputs.prompt import BadRow
 from batchrun.inputs.scan import setting_columns
-from batchrun.store.outputs import done_ids
 from batchrun.plan import jobs, limited, open_rows
 from batchrun.report.format import fmt_eta
+from batchrun.store.outputs import done_ids
 
 SHOWN_PROMPTS = 3
 SHOWN_BAD_ROWS = 50
@@ -27,10 +27,10 @@ def tokenizer() -> tuple[Any, str] | None:
     """tiktoken's o200k_base encoding when tiktoken is installed and has it (it may need to
     download it once); None otherwise, and the estimate falls back to UTF-8 bytes / 4."""
     try:
-        import tiktoken     # optional, and slow to import: a dry run alone tries it
+        import tiktoken  # optional, and slow to import: a dry run alone tries it
 
         return tiktoken.get_encoding("o200k_base"), "tiktoken o200k_base + 4 per message"
-    except Exception:       # noqa: BLE001 - not installed, or no network to fetch the encoding
+    except Exception:  # noqa: BLE001 - not installed, or no network to fetch the encoding
         return None
 
 
@@ -49,17 +49,17 @@ def count_prompt_tokens(body: dict[str, Any], encoding: Any) -> int:
 class Preview:
     """What a run of `config` would send."""
 
-    rows: int = 0                         # rows read (sendable + bad + already done)
-    done: int = 0                         # --resume: rows already ok, not sent again
+    rows: int = 0  # rows read (sendable + bad + already done)
+    done: int = 0  # --resume: rows already ok, not sent again
     sendable: int = 0
-    bad: list[str] = field(default_factory=list)    # the first SHOWN_BAD_ROWS reasons
+    bad: list[str] = field(default_factory=list)  # the first SHOWN_BAD_ROWS reasons
     bad_count: int = 0
-    prompts: list[list[dict[str, Any]]] = field(default_factory=list)   # the first rendered conversations
-    prompt_tokens: int = 0                # estimated
-    output_tokens: int = 0                # upper bound: each request's max_tokens (or the default charge)
+    prompts: list[list[dict[str, Any]]] = field(default_factory=list)  # the first rendered conversations
+    prompt_tokens: int = 0  # estimated
+    output_tokens: int = 0  # upper bound: each request's max_tokens (or the default charge)
     price: Price | None = None
     token_method: str = TOKEN_METHOD
-    row_settings: dict[str, int] = field(default_factory=dict)   # setting column -> distinct values
+    row_settings: dict[str, int] = field(default_factory=dict)  # setting column -> distinct values
 
     @property
     def cost_usd(self) -> float | None:
@@ -73,7 +73,7 @@ def dry_run(config: RunConfig) -> Preview:
     counter = tokenizer()
     if counter is not None:
         preview.token_method = counter[1]
-    reading = config.replace(on_bad_row="skip")      # every bad row, not only the first
+    reading = config.replace(on_bad_row="skip")  # every bad row, not only the first
     done = done_ids(config.control.resume / "records.jsonl") if config.control.resume else set()
     preview.done = preview.rows = len(done)
     for item in jobs(reading, limited(open_rows(reading), config.control.limit), done):
@@ -105,29 +105,42 @@ def limits_time_s(preview: Preview, rpm: float | None, tpm: float | None) -> flo
 
 
 def format_preview(preview: Preview, config: RunConfig) -> str:
-    lines = [f"dry run of {config.input.path}: nothing was sent",
-             f"rows              {preview.rows} ({preview.sendable} to send, {preview.bad_count} bad"
-             + (f", {preview.done} already done" if preview.done else "") + ")"
-             + (f", the first {config.control.limit} (--limit)" if config.control.limit else "")]
+    lines = [
+        f"dry run of {config.input.path}: nothing was sent",
+        f"rows              {preview.rows} ({preview.sendable} to send, {preview.bad_count} bad"
+        + (f", {preview.done} already done" if preview.done else "")
+        + ")"
+        + (f", the first {config.control.limit} (--limit)" if config.control.limit else ""),
+    ]
     for reason in preview.bad:
         lines.append(f"bad row           {reason}")
     if preview.bad_count > len(preview.bad):
         lines.append(f"bad row           ... and {preview.bad_count - len(preview.bad)} more")
     for name, distinct in preview.row_settings.items():
-        lines.append(f"row setting       column '{name}' ({distinct} distinct values) sets {name} per row"
-                     + (" (ignored: --no-row-settings)" if not config.input.row_settings else ""))
+        lines.append(
+            f"row setting       column '{name}' ({distinct} distinct values) sets {name} per row"
+            + (" (ignored: --no-row-settings)" if not config.input.row_settings else "")
+        )
     for i, messages in enumerate(preview.prompts, 1):
         lines.append(f"prompt {i}          " + " | ".join(_message_text(m) for m in messages))
     lines.append(f"prompt tokens     ~{preview.prompt_tokens:,} (estimated: {preview.token_method})")
-    lines.append(f"output tokens     at most {preview.output_tokens:,} (each request's max_tokens"
-                 + ("" if config.request.max_tokens else "; none given, so 256 per request") + ")")
+    lines.append(
+        f"output tokens     at most {preview.output_tokens:,} (each request's max_tokens"
+        + ("" if config.request.max_tokens else "; none given, so 256 per request")
+        + ")"
+    )
     lines.append("cost              " + _cost_text(preview, config.endpoint.model))
     if preview.price is not None:
         lines.append("cost, batch mode  " + _batch_cost_text(preview, config.endpoint.model))
     seconds = limits_time_s(preview, config.limits.rpm, config.limits.tpm)
-    lines.append("time              " + (f"at least {fmt_eta(seconds)} at the --rpm / --tpm limits"
-                                         if seconds is not None else
-                                         "no fixed --rpm / --tpm (auto paces by the provider's own limits): depends on the endpoint"))
+    lines.append(
+        "time              "
+        + (
+            f"at least {fmt_eta(seconds)} at the --rpm / --tpm limits"
+            if seconds is not None
+            else "no fixed --rpm / --tpm (auto paces by the provider's own limits): depends on the endpoint"
+        )
+    )
     return "\n".join(lines)
 
 
@@ -135,7 +148,7 @@ def _message_text(message: dict[str, Any], width: int = 160) -> str:
     content = message.get("content")
     text = content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
     text = " ".join(str(text).split())
-    return f"[{message.get('role')}] " + (text if len(text) <= width else text[:width - 1] + "…")
+    return f"[{message.get('role')}] " + (text if len(text) <= width else text[: width - 1] + "…")
 
 
 def _batch_cost_text(preview: Preview, model: str | None) -> str:
@@ -143,8 +156,10 @@ def _batch_cost_text(preview: Preview, model: str | None) -> str:
     price = batch_price(preview.price, model)
     assert price is not None
     usd = estimate_cost(preview.prompt_tokens, preview.output_tokens, price)
-    return (f"at most {format_usd(usd)} with --mode batch (prompt ${price.input_per_m:g} + output "
-            f"${price.output_per_m:g} per 1M tokens: {price.source}; answers within 24 h)")
+    return (
+        f"at most {format_usd(usd)} with --mode batch (prompt ${price.input_per_m:g} + output "
+        f"${price.output_per_m:g} per 1M tokens: {price.source}; answers within 24 h)"
+    )
 
 
 def _cost_text(preview: Preview, model: str | None) -> str:
@@ -152,5 +167,7 @@ def _cost_text(preview: Preview, model: str | None) -> str:
         which = f"for {model}" if model else "without --model"
         return f"unknown: no list price {which}; pass --price-in and --price-out (USD per 1M tokens)"
     p = preview.price
-    return (f"at most {format_usd(preview.cost_usd or 0.0)} (prompt ${p.input_per_m:g} + output "
-            f"${p.output_per_m:g} per 1M tokens: {p.source}; output counted at its max_tokens bound)")
+    return (
+        f"at most {format_usd(preview.cost_usd or 0.0)} (prompt ${p.input_per_m:g} + output "
+        f"${p.output_per_m:g} per 1M tokens: {p.source}; output counted at its max_tokens bound)"
+    )

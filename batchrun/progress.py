@@ -18,8 +18,14 @@ from batchrun.hooks import LevelProgress, Total
 from batchrun.report.format import fmt_eta
 
 
-async def show_progress(stats: PoolStats, *, total: Total | int | None, clock: Callable[[], float],
-                        interval_s: float = 0.5, plain_interval_s: float = 5.0) -> None:
+async def show_progress(
+    stats: PoolStats,
+    *,
+    total: Total | int | None,
+    clock: Callable[[], float],
+    interval_s: float = 0.5,
+    plain_interval_s: float = 5.0,
+) -> None:
     """Progress on stderr until cancelled: a tqdm bar (percent and ETA once the total is known)
     on a terminal; one plain line every `plain_interval_s` when stderr is a log file or a pipe."""
     known = total if isinstance(total, Total) else Total(total)
@@ -27,8 +33,9 @@ async def show_progress(stats: PoolStats, *, total: Total | int | None, clock: C
         await _plain_progress(stats, known, clock, plain_interval_s)
         return
     # initial: rows done in an earlier session are not counted into this session's rate and ETA
-    bar = tqdm(total=known.rows, initial=stats.resumed, unit="row", file=sys.stderr, dynamic_ncols=True,
-               mininterval=interval_s)
+    bar = tqdm(
+        total=known.rows, initial=stats.resumed, unit="row", file=sys.stderr, dynamic_ncols=True, mininterval=interval_s
+    )
     start = clock()
     try:
         while True:
@@ -60,8 +67,10 @@ def progress_line(stats: PoolStats, total: int | None, elapsed_s: float) -> str:
     rate = stats.done / elapsed_s if elapsed_s > 0 else 0.0
     tokens = stats.output_tokens / elapsed_s if elapsed_s > 0 else 0.0
     eta = f", ETA {fmt_eta((total - done) / rate)}" if total and rate > 0 and done < total else ""
-    return (f"batchrun: {done}{of}, ok {stats.ok}, failed {stats.failed}, retrying {stats.retrying}, "
-            f"{tokens:.0f} tok/s{eta}")
+    return (
+        f"batchrun: {done}{of}, ok {stats.ok}, failed {stats.failed}, retrying {stats.retrying}, "
+        f"{tokens:.0f} tok/s{eta}"
+    )
 
 
 def _refresh(bar: tqdm, stats: PoolStats, total: Total, elapsed_s: float) -> None:
@@ -85,8 +94,9 @@ def level_progress_line(p: LevelProgress) -> str:
     return f"batchrun: {p.label}: {p.done}/{p.total} requests, ok {p.ok}, failed {p.failed}{eta}"
 
 
-async def show_level_progress(state: Callable[[], LevelProgress], *, interval_s: float = 0.5,
-                              plain_interval_s: float = 5.0) -> None:
+async def show_level_progress(
+    state: Callable[[], LevelProgress], *, interval_s: float = 0.5, plain_interval_s: float = 5.0
+) -> None:
     """A bench run's progress on stderr until cancelled: one line redrawn in place on a terminal;
     a plain line every `plain_interval_s` and a last one when stderr is a log file or a pipe."""
     if not sys.stderr.isatty():
@@ -117,9 +127,14 @@ class JobsProgress:
 
     def __init__(self, jobs: Sequence[JobEntry]) -> None:
         self.jobs = list(jobs)
-        self.bar = tqdm(total=sum(j.requests for j in self.jobs), unit="req", file=sys.stderr,
-                        dynamic_ncols=True, desc=f"{len(self.jobs)} batch job(s)",
-                        mininterval=0 if sys.stderr.isatty() else 10.0)
+        self.bar = tqdm(
+            total=sum(j.requests for j in self.jobs),
+            unit="req",
+            file=sys.stderr,
+            dynamic_ncols=True,
+            desc=f"{len(self.jobs)} batch job(s)",
+            mininterval=0 if sys.stderr.isatty() else 10.0,
+        )
 
     def update(self) -> None:
         self.bar.n = done_requests(self.jobs)

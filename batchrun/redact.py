@@ -27,7 +27,7 @@ _QUERY_KEY = re.compile(rf"(?i)([?&](?:{_KEY_NAMES})=)[^&\s\"']+")
 _KEY_NAME = re.compile(rf"(?i)^(?:{_KEY_NAMES})$")
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@\"'<>]+@")
 _SK = re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}")
-MIN_SECRET = 4          # shorter "secrets" ("x", "abc") would mask ordinary text
+MIN_SECRET = 4  # shorter "secrets" ("x", "abc") would mask ordinary text
 
 
 def mask(text: str, secrets: tuple[str, ...] = ()) -> str:
@@ -92,5 +92,5 @@ def query_secrets(url: str) -> tuple[str, ...]:
     except ValueError:
         return ()
     raw = [tuple(item.split("=", 1)) for item in query.split("&") if "=" in item]
-    found = [v for k, v in raw + parse_qsl(query) if _KEY_NAME.match(k) and v]    # as written, and decoded
+    found = [v for k, v in raw + parse_qsl(query) if _KEY_NAME.match(k) and v]  # as written, and decoded
     return tuple(dict.fromkeys(found))

@@ -15,10 +15,10 @@ from typing import Any, Mapping
 
 from batchrun.errors import ConfigError, InputError
 
-AUTO_CEILING = 256      # --concurrency auto grows to at most this many requests in flight
+AUTO_CEILING = 256  # --concurrency auto grows to at most this many requests in flight
 SLO_KEYS = ("ttft", "tpot", "e2e")
 RAY_INSTALL = 'pip install "ray[client]>=2.9"'
-RAY_LOCAL = "local"     # --ray without --ray-address: join the cluster on this machine, or start one
+RAY_LOCAL = "local"  # --ray without --ray-address: join the cluster on this machine, or start one
 
 # Go-style durations, as in OpenAI's `x-ratelimit-reset-*` headers: "1s", "6m0s", "20ms", "1h2m3.5s".
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h|d)")
@@ -71,8 +71,10 @@ def parse_slo(text: str) -> dict[str, float]:
     for item in text.split(","):
         m = _SLO_ITEM.match(item)
         if not m:
-            raise ValueError(f"bad SLO item {item.strip()!r}: write NAME=VALUE with a unit, "
-                             f"e.g. ttft=500ms or e2e=10s (names: {', '.join(SLO_KEYS)})")
+            raise ValueError(
+                f"bad SLO item {item.strip()!r}: write NAME=VALUE with a unit, "
+                f"e.g. ttft=500ms or e2e=10s (names: {', '.join(SLO_KEYS)})"
+            )
         name, value, unit = m.group(1).lower(), float(m.group(2)), m.group(3).lower()
         if name in slo:
             raise ValueError(f"SLO {name!r} is given twice")
@@ -165,7 +167,7 @@ def json_option(value: Any, option: str) -> Any:
         return json.loads(value, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{option} is not valid JSON ({exc.msg} at column {exc.colno}): {value!r}") from exc
-    except ValueError as exc:       # NaN / Infinity: not JSON, and no server would take it
+    except ValueError as exc:  # NaN / Infinity: not JSON, and no server would take it
         raise ConfigError(f"{option}: {exc}: {value!r}") from exc
 
 
@@ -188,8 +190,9 @@ def load_tools(path: Path) -> list[dict[str, Any]]:
     except OSError as exc:
         raise InputError(f"cannot read the tools file: {exc.strerror}", path=str(path)) from exc
     except ValueError as exc:
-        raise InputError(f"not valid JSON: {exc}", path=str(path),
-                         hint="the file must hold a JSON list of tool definitions") from exc
+        raise InputError(
+            f"not valid JSON: {exc}", path=str(path), hint="the file must hold a JSON list of tool definitions"
+        ) from exc
     return check_tools(data, str(path))
 
 
@@ -202,8 +205,11 @@ def check_tools(data: Any, where: str) -> list[dict[str, Any]]:
     for i, tool in enumerate(data):
         name = tool.get("function", {}).get("name") if isinstance(tool, dict) else None
         if not name:
-            raise InputError(f"tool #{i + 1} has no function.name", path=where,
-                             hint='each tool is {"type": "function", "function": {"name": ..., "parameters": {...}}}')
+            raise InputError(
+                f"tool #{i + 1} has no function.name",
+                path=where,
+                hint='each tool is {"type": "function", "function": {"name": ..., "parameters": {...}}}',
+            )
     return data
 
 
@@ -225,8 +231,10 @@ def load_schema(text: str, source: str) -> dict[str, Any]:
 
 def check_schema(schema: Any, source: str) -> dict[str, Any]:
     if not isinstance(schema, dict):
-        raise ConfigError(f"{source} must hold a JSON Schema object, e.g. "
-                          '{"type": "object", "properties": {"label": {"type": "string"}}}')
+        raise ConfigError(
+            f"{source} must hold a JSON Schema object, e.g. "
+            '{"type": "object", "properties": {"label": {"type": "string"}}}'
+        )
     # lazy: only a run with a schema pays for jsonschema (~0.1 s)
     from jsonschema import Draft202012Validator, SchemaError  # type: ignore[import-untyped]
 

@@ -34,16 +34,16 @@ from batchrun.store.records import RECORDS
 if TYPE_CHECKING:
     import aiohttp
 
-TURNS_FILE = "turns.json"          # the names report/workloads.py reads back (SIDE_FILES)
+TURNS_FILE = "turns.json"  # the names report/workloads.py reads back (SIDE_FILES)
 SYNTHETIC_FILE = "synthetic.json"
 
 
 @dataclass
 class Workload:
-    kind: str                                   # rows / embeddings / sessions / trace
+    kind: str  # rows / embeddings / sessions / trace
     items: Iterator[Any]
-    schedule: Iterator[float] | None = None     # planned send offsets, one per item (trace)
-    more_endpoints: list[Any] = field(default_factory=list)   # --base-url given more than once
+    schedule: Iterator[float] | None = None  # planned send offsets, one per item (trace)
+    more_endpoints: list[Any] = field(default_factory=list)  # --base-url given more than once
 
 
 def kind_of(config: RunConfig) -> str:
@@ -77,9 +77,15 @@ def length_trace(config: RunConfig) -> bool:
     return is_length_trace(file_columns(config.input.path, config.input.fmt))
 
 
-async def prepare(config: RunConfig, endpoint: Endpoint, rows: Iterator[Prompt | BadRow], out: Path,
-                  skip: set[str], make_jobs: Callable[..., Iterator[Any]],
-                  say: Callable[[str], None]) -> Workload:
+async def prepare(
+    config: RunConfig,
+    endpoint: Endpoint,
+    rows: Iterator[Prompt | BadRow],
+    out: Path,
+    skip: set[str],
+    make_jobs: Callable[..., Iterator[Any]],
+    say: Callable[[str], None],
+) -> Workload:
     """The run's items; `make_jobs(config, rows, skip)` is the plan's Prompt -> Job step (plan.jobs)."""
     kind = kind_of(config)
     if length_trace(config):
@@ -90,7 +96,8 @@ async def prepare(config: RunConfig, endpoint: Endpoint, rows: Iterator[Prompt |
         rows, info = await synthetic_rows(config, endpoint, 100, say)
         _write(out / SYNTHETIC_FILE, info)
     if kind == "embeddings":
-        from batchrun.engine.embed import embed_items    # lazy: embeddings' vectors load pyarrow and numpy
+        from batchrun.engine.embed import embed_items  # lazy: embeddings' vectors load pyarrow and numpy
+
         return Workload(kind, embed_items(config, rows, skip))
     if kind == "sessions":
         return Workload(kind, iter(_sessions(config, rows, skip, out, say)))
@@ -99,12 +106,13 @@ async def prepare(config: RunConfig, endpoint: Endpoint, rows: Iterator[Prompt |
     return Workload(kind, make_jobs(config, rows, skip))
 
 
-def _sessions(config: RunConfig, rows: Iterator[Prompt | BadRow], skip: set[str], out: Path,
-              say: Callable[[str], None]) -> list[Any]:
+def _sessions(
+    config: RunConfig, rows: Iterator[Prompt | BadRow], skip: set[str], out: Path, say: Callable[[str], None]
+) -> list[Any]:
     bad: list[BadRow] = []
     if config.input.synthetic is not None:
         spec = parse_spec(config.input.synthetic)
-        sessions = generated_sessions(rows, spec.sessions or 0, spec.turns, spec.think_s)   # type: ignore[arg-type]
+        sessions = generated_sessions(rows, spec.sessions or 0, spec.turns, spec.think_s)  # type: ignore[arg-type]
     else:
         assert config.input.path is not None
         sessions, bad = file_sessions(config.input.path, config.input.fmt, rows)
@@ -114,13 +122,16 @@ def _sessions(config: RunConfig, rows: Iterator[Prompt | BadRow], skip: set[str]
     if answered:
         todo = with_answers(todo, done_answers(out / RECORDS, answered))
     if skip and len(todo) < len(sessions):
-        say(f"{len(sessions) - len(todo)} sessions already done are not sent again; {len(todo)} unfinished "
-            f"ones carry on, their {len(answered)} turns already ok replayed as history, not sent")
+        say(
+            f"{len(sessions) - len(todo)} sessions already done are not sent again; {len(todo)} unfinished "
+            f"ones carry on, their {len(answered)} turns already ok replayed as history, not sent"
+        )
     return [b for b in bad if b.id not in skip] + todo
 
 
-def _trace(config: RunConfig, rows: Iterator[Prompt | BadRow], skip: set[str],
-           make_jobs: Callable[..., Iterator[Any]]) -> Workload:
+def _trace(
+    config: RunConfig, rows: Iterator[Prompt | BadRow], skip: set[str], make_jobs: Callable[..., Iterator[Any]]
+) -> Workload:
     assert config.input.path is not None
     offsets = trace_offsets(config.input.path, config.input.fmt, config.input.speedup)
     items = list(make_jobs(config, rows, skip))
@@ -133,19 +144,38 @@ def _row(item: Any) -> int:
     return item.row if isinstance(item, BadRow) else item.prompt.row
 
 
-def make_pool(workload: Workload, session: aiohttp.ClientSession, endpoint: Endpoint, write: Callable[[Any], None],
-              config: RunConfig, pool_config: Any, out: Path, t0: float, clock: Callable[[], float],
-              tool_runner: Any, make_job: Callable[[Prompt], Any],
-              write_many: Callable[[list[Any]], None] | None = None, **pool_kw: Any) -> Any:
+def make_pool(
+    workload: Workload,
+    session: aiohttp.ClientSession,
+    endpoint: Endpoint,
+    write: Callable[[Any], None],
+    config: RunConfig,
+    pool_config: Any,
+    out: Path,
+    t0: float,
+    clock: Callable[[], float],
+    tool_runner: Any,
+    make_job: Callable[[Prompt], Any],
+    write_many: Callable[[list[Any]], None] | None = None,
+    **pool_kw: Any,
+) -> Any:
     """The pool for the workload; `pool_kw` (output_check, warn, ...) go to Pool as they are."""
     if workload.kind == "embeddings":
-        from batchrun.engine.embed import embed_pool     # lazy: embeddings' vectors load pyarrow and numpy
+        from batchrun.engine.embed import embed_pool  # lazy: embeddings' vectors load pyarrow and numpy
+
         return embed_pool(session, endpoint, write, config, pool_config, out, t0, clock, write_many)
     limits = config.limits
-    clients = [kind(config.endpoint.endpoint).client_for(session, e, timeout_s=limits.timeout,
-                                                         ttft_timeout_s=limits.ttft_timeout, clock=clock,
-                                                         max_response_bytes=limits.max_response_bytes)
-               for e in [endpoint, *workload.more_endpoints]]
+    clients = [
+        kind(config.endpoint.endpoint).client_for(
+            session,
+            e,
+            timeout_s=limits.timeout,
+            ttft_timeout_s=limits.ttft_timeout,
+            clock=clock,
+            max_response_bytes=limits.max_response_bytes,
+        )
+        for e in [endpoint, *workload.more_endpoints]
+    ]
     client: Any = clients[0]
     if len(clients) > 1:
         client = multi_client(clients, config, lambda: RateLimits(limits.rpm, limits.tpm))

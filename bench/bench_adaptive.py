@@ -31,8 +31,22 @@ MAX_TOKENS = 64
 
 
 def run(base_url: str, prompts: Path, out: Path, concurrency: str) -> dict:
-    cmd = [sys.executable, "-m", "batchrun", "run", str(prompts), "--base-url", base_url, "-c", concurrency,
-           "--max-tokens", str(MAX_TOKENS), "--out", str(out), "-q"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "batchrun",
+        "run",
+        str(prompts),
+        "--base-url",
+        base_url,
+        "-c",
+        concurrency,
+        "--max-tokens",
+        str(MAX_TOKENS),
+        "--out",
+        str(out),
+        "-q",
+    ]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return json.loads((out / "summary.json").read_text())["summary"]
 
@@ -63,17 +77,27 @@ def measure(knee: int, tmp: Path) -> None:
     settled_at = settle_time(history, knee, end)
     after = [limit for t, limit in history if settled_at is not None and t >= settled_at]
     swing = max(abs(limit - conc["settled"]) for limit in after) / conc["settled"] if after else None
-    print(f"== knee {knee}: {n} requests, auto ran {end:.0f} s, {len(history) - 1} changes "
-          f"({' '.join(str(int(x[1])) for x in history[:8])} ...)")
-    print(f"settled within +-25% of the knee after {settled_at:.1f} s (target <= 30 s)" if settled_at is not None
-          else "never settled within +-25% of the knee")
-    print(f"settled value (recommended -c) {conc['settled']} = {conc['settled'] / knee:.2f}x the knee "
-          f"(target 0.75-1.25x); largest swing after settling {swing:.0%} (target <= 20%)" if swing is not None
-          else f"settled value {conc['settled']}")
+    print(
+        f"== knee {knee}: {n} requests, auto ran {end:.0f} s, {len(history) - 1} changes "
+        f"({' '.join(str(int(x[1])) for x in history[:8])} ...)"
+    )
+    print(
+        f"settled within +-25% of the knee after {settled_at:.1f} s (target <= 30 s)"
+        if settled_at is not None
+        else "never settled within +-25% of the knee"
+    )
+    print(
+        f"settled value (recommended -c) {conc['settled']} = {conc['settled'] / knee:.2f}x the knee "
+        f"(target 0.75-1.25x); largest swing after settling {swing:.0%} (target <= 20%)"
+        if swing is not None
+        else f"settled value {conc['settled']}"
+    )
     ratio = auto["throughput"]["requests_per_s"] / fixed["throughput"]["requests_per_s"]
-    print(f"throughput auto / fixed -c {knee}: {ratio:.2f}x ({auto['throughput']['requests_per_s']:.2f} vs "
-          f"{fixed['throughput']['requests_per_s']:.2f} req/s); p50 TTFT {auto['ttft_s']['p50'] * 1e3:.0f} ms vs "
-          f"{fixed['ttft_s']['p50'] * 1e3:.0f} ms")
+    print(
+        f"throughput auto / fixed -c {knee}: {ratio:.2f}x ({auto['throughput']['requests_per_s']:.2f} vs "
+        f"{fixed['throughput']['requests_per_s']:.2f} req/s); p50 TTFT {auto['ttft_s']['p50'] * 1e3:.0f} ms vs "
+        f"{fixed['ttft_s']['p50'] * 1e3:.0f} ms"
+    )
 
 
 def main() -> None:

@@ -34,8 +34,24 @@ def write_rows(path: Path, n: int) -> Path:
 
 def timed_run(prompts: Path, out: Path, mode: str, base_url: str) -> tuple[float, float]:
     """(wall seconds, peak RSS MiB) of one `batchrun run` process."""
-    cmd = [sys.executable, "-m", "batchrun", "run", str(prompts), "--mode", mode, "--base-url", base_url,
-           "--out", str(out), "--max-tokens", "16", "-q", "--concurrency", "128"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "batchrun",
+        "run",
+        str(prompts),
+        "--mode",
+        mode,
+        "--base-url",
+        base_url,
+        "--out",
+        str(out),
+        "--max-tokens",
+        "16",
+        "-q",
+        "--concurrency",
+        "128",
+    ]
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -48,15 +64,19 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=50_000)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, \
-            SimProcess(SimConfig(fast=True, batch_delay_s=0.0, output_tokens=16)) as sim:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        SimProcess(SimConfig(fast=True, batch_delay_s=0.0, output_tokens=16)) as sim,
+    ):
         prompts = write_rows(Path(tmp) / "p.csv", args.rows)
         batch_s, batch_mib = timed_run(prompts, Path(tmp) / "batch", "batch", sim.base_url)
         online_s, online_mib = timed_run(prompts, Path(tmp) / "online", "online", sim.base_url)
     print(f"{args.rows:,} rows, 16 output tokens each, built-in endpoint (--fast, batch delay 0)")
     print(f"  --mode batch : {batch_s:6.1f} s  ({args.rows / batch_s:,.0f} rows/s), peak RSS {batch_mib:,.0f} MiB")
     print(f"  --mode online: {online_s:6.1f} s  ({args.rows / online_s:,.0f} rows/s), peak RSS {online_mib:,.0f} MiB")
-    print(f"  batch / online wall time: {batch_s / online_s:.2f}x (batch includes the sim answering every request at job creation)")
+    print(
+        f"  batch / online wall time: {batch_s / online_s:.2f}x (batch includes the sim answering every request at job creation)"
+    )
 
 
 if __name__ == "__main__":

@@ -40,16 +40,31 @@ def _write_rows(path: Path, middle: str) -> Path:
 
 def _run(prompts: Path, out: Path, base_url: str, max_bytes: int) -> int:
     """Peak RSS in bytes of one `batchrun run --mode batch` child process (its own rusage)."""
-    cmd = [sys.executable, "-c", "from batchrun.cli import main; main()", "run", str(prompts), "--mode", "batch",
-           "--base-url", base_url, "--out", str(out), "-q", "--max-tokens", "8",
-           "--max-response-bytes", str(max_bytes)]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from batchrun.cli import main; main()",
+        "run",
+        str(prompts),
+        "--mode",
+        "batch",
+        "--base-url",
+        base_url,
+        "--out",
+        str(out),
+        "-q",
+        "--max-tokens",
+        "8",
+        "--max-response-bytes",
+        str(max_bytes),
+    ]
     env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     err = proc.stderr.read().decode() if proc.stderr else ""
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"batchrun exited {os.waitstatus_to_exitcode(status)}:\n{err}")
-    return usage.ru_maxrss * 1024           # Linux: KiB
+    return usage.ru_maxrss * 1024  # Linux: KiB
 
 
 def _statuses(out: Path) -> list[tuple[str, str]]:
@@ -61,12 +76,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--line-mb", type=float, default=150.0, help="size of the huge output line, MB (10^6 bytes)")
     ap.add_argument("--max-response-bytes", type=int, default=MIB)
-    ap.add_argument("--unbounded", action="store_true",
-                    help="also run the huge job with a bound above the line (~7x the line in RSS: what the bound saves)")
+    ap.add_argument(
+        "--unbounded",
+        action="store_true",
+        help="also run the huge job with a bound above the line (~7x the line in RSS: what the bound saves)",
+    )
     args = ap.parse_args()
     line_bytes = int(args.line_mb * 1_000_000)
-    with tempfile.TemporaryDirectory() as tmp, \
-            SimProcess(SimConfig(fast=True, batch_delay_s=0.0, output_tokens=8)) as sim:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        SimProcess(SimConfig(fast=True, batch_delay_s=0.0, output_tokens=8)) as sim,
+    ):
         root = Path(tmp)
         small = _write_rows(root / "small.csv", "a third small question")
         huge = _write_rows(root / "huge.csv", f"[[sim:batch_bytes={line_bytes}]] a question with a huge answer")
@@ -75,11 +95,14 @@ def main() -> None:
         kept = (root / "huge" / "batch" / "0001.output.jsonl").stat().st_size
         unbounded = _run(huge, root / "unbounded", sim.base_url, 2**31) if args.unbounded else None
         assert _statuses(root / "small") == [("ok", "")] * 3, _statuses(root / "small")
-        assert _statuses(root / "huge") == [("ok", ""), ("error", "ResponseTooLarge"), ("ok", "")], \
-            _statuses(root / "huge")
+        assert _statuses(root / "huge") == [("ok", ""), ("error", "ResponseTooLarge"), ("ok", "")], _statuses(
+            root / "huge"
+        )
     print(f"--mode batch, one job of 3 rows, --max-response-bytes {args.max_response_bytes:,}")
-    print(f"  one output line of {line_bytes / 1e6:,.0f} MB : peak RSS {peak / MIB:7.1f} MiB "
-          f"(the line is the row's ResponseTooLarge; kept output file {kept:,} bytes)")
+    print(
+        f"  one output line of {line_bytes / 1e6:,.0f} MB : peak RSS {peak / MIB:7.1f} MiB "
+        f"(the line is the row's ResponseTooLarge; kept output file {kept:,} bytes)"
+    )
     print(f"  baseline, all lines small : peak RSS {baseline / MIB:7.1f} MiB")
     print(f"  ratio huge / baseline     : {peak / baseline:.2f}x")
     if unbounded is not None:

@@ -39,9 +39,15 @@ from batchrun.sim import SimConfig, SimProcess  # noqa: E402
 
 async def raw_client(base_url: str, n: int, concurrency: int, max_tokens: int) -> tuple[float, list[float]]:
     """The baseline: n streamed requests, `concurrency` at a time; (wall seconds, TTFTs)."""
-    body = json.dumps({"model": "batchrun-sim", "messages": [{"role": "user", "content": "benchmark"}],
-                       "stream": True, "stream_options": {"include_usage": True},
-                       "max_tokens": max_tokens}).encode()
+    body = json.dumps(
+        {
+            "model": "batchrun-sim",
+            "messages": [{"role": "user", "content": "benchmark"}],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "max_tokens": max_tokens,
+        }
+    ).encode()
     url = base_url + "/chat/completions"
     headers = {"Content-Type": "application/json"}
     ttfts: list[float] = []
@@ -70,15 +76,32 @@ async def raw_client(base_url: str, n: int, concurrency: int, max_tokens: int) -
         return time.perf_counter() - start, ttfts
 
 
-def batchrun_process(base_url: str, n: int, concurrency: int, max_tokens: int, tmp: Path,
-                     src: Path | None = None) -> tuple[float, dict]:
+def batchrun_process(
+    base_url: str, n: int, concurrency: int, max_tokens: int, tmp: Path, src: Path | None = None
+) -> tuple[float, dict]:
     """`batchrun run` as a user runs it (from the checkout `src`, else this one); (wall seconds of
     the whole process, summary)."""
     prompts = tmp / f"prompts-{n}.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": f"benchmark {i}"}) + "\n" for i in range(n)))
     out = tmp / f"out-{n}-{concurrency}-{time.monotonic_ns()}"
-    cmd = [sys.executable, "-m", "batchrun", "run", str(prompts), "--base-url", base_url, "-c", str(concurrency),
-           "--max-tokens", str(max_tokens), "--out", str(out), "-q", "--retries", "0"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "batchrun",
+        "run",
+        str(prompts),
+        "--base-url",
+        base_url,
+        "-c",
+        str(concurrency),
+        "--max-tokens",
+        str(max_tokens),
+        "--out",
+        str(out),
+        "-q",
+        "--retries",
+        "0",
+    ]
     env = {**os.environ, "PYTHONPATH": str(src)} if src is not None else None
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
@@ -104,40 +127,54 @@ def pct(values: list[float], q: float) -> float:
 def throughput_against(n: int, other: Path, repeat: int) -> None:
     """This checkout's `batchrun run` and another's, interleaved `repeat` times on one endpoint
     process, each beside the raw client: medians and the ratio this / other."""
-    print(f"== throughput: {n} requests, 64 tokens each, concurrency 128; this checkout vs {other}, "
-          f"{repeat} interleaved rounds")
+    print(
+        f"== throughput: {n} requests, 64 tokens each, concurrency 128; this checkout vs {other}, "
+        f"{repeat} interleaved rounds"
+    )
     walls: dict[str, list[float]] = {"raw": [], "this": [], "other": []}
-    cpu: dict[str, list[float]] = {"this": [], "other": []}       # CPU us per request of the process
+    cpu: dict[str, list[float]] = {"this": [], "other": []}  # CPU us per request of the process
     with SimProcess(SimConfig(fast=True, output_tokens=64)) as sim, tempfile.TemporaryDirectory() as tmp:
-        asyncio.run(raw_client(sim.base_url, 500, 128, 64))          # warm the endpoint
+        asyncio.run(raw_client(sim.base_url, 500, 128, 64))  # warm the endpoint
         for round_ in range(repeat):
             walls["raw"].append(asyncio.run(raw_client(sim.base_url, n, 128, 64))[0])
             order = [("this", None), ("other", other)]
-            for name, src in order if round_ % 2 == 0 else order[::-1]:     # neither always goes first
+            for name, src in order if round_ % 2 == 0 else order[::-1]:  # neither always goes first
                 before = child_cpu_s()
                 walls[name].append(batchrun_process(sim.base_url, n, 128, 64, Path(tmp), src=src)[0])
                 cpu[name].append((child_cpu_s() - before) / n * 1e6)
     rps = {k: [n / w for w in v] for k, v in walls.items()}
     for name in ("raw", "this", "other"):
-        print(f"{name:6} req/s  " + "  ".join(f"{x:7.0f}" for x in rps[name])
-              + f"   median {statistics.median(rps[name]):7.0f}")
+        print(
+            f"{name:6} req/s  "
+            + "  ".join(f"{x:7.0f}" for x in rps[name])
+            + f"   median {statistics.median(rps[name]):7.0f}"
+        )
     ratios = [t / o for t, o in zip(rps["this"], rps["other"])]
-    print(f"ratio this / other per round: {'  '.join(f'{r:.3f}' for r in ratios)}   median "
-          f"{statistics.median(ratios):.3f}")
-    print(f"ratio to raw: this {statistics.median(rps['this']) / statistics.median(rps['raw']):.2f}x, "
-          f"other {statistics.median(rps['other']) / statistics.median(rps['raw']):.2f}x")
-    for name in ("this", "other"):     # CPU is steadier than wall time on a shared machine
-        print(f"{name:6} CPU us/request (whole process)  " + "  ".join(f"{x:6.0f}" for x in cpu[name])
-              + f"   median {statistics.median(cpu[name]):6.0f}")
+    print(
+        f"ratio this / other per round: {'  '.join(f'{r:.3f}' for r in ratios)}   median "
+        f"{statistics.median(ratios):.3f}"
+    )
+    print(
+        f"ratio to raw: this {statistics.median(rps['this']) / statistics.median(rps['raw']):.2f}x, "
+        f"other {statistics.median(rps['other']) / statistics.median(rps['raw']):.2f}x"
+    )
+    for name in ("this", "other"):  # CPU is steadier than wall time on a shared machine
+        print(
+            f"{name:6} CPU us/request (whole process)  "
+            + "  ".join(f"{x:6.0f}" for x in cpu[name])
+            + f"   median {statistics.median(cpu[name]):6.0f}"
+        )
     cpu_ratios = [t / o for t, o in zip(cpu["this"], cpu["other"])]
-    print(f"CPU per request this / other per round: {'  '.join(f'{r:.3f}' for r in cpu_ratios)}   median "
-          f"{statistics.median(cpu_ratios):.3f}")
+    print(
+        f"CPU per request this / other per round: {'  '.join(f'{r:.3f}' for r in cpu_ratios)}   median "
+        f"{statistics.median(cpu_ratios):.3f}"
+    )
 
 
 def throughput(n: int) -> None:
     print(f"== throughput: {n} requests, 64 tokens each, concurrency 128, endpoint --fast in its own process")
     with SimProcess(SimConfig(fast=True, output_tokens=64)) as sim, tempfile.TemporaryDirectory() as tmp:
-        asyncio.run(raw_client(sim.base_url, 500, 128, 64))          # warm the endpoint
+        asyncio.run(raw_client(sim.base_url, 500, 128, 64))  # warm the endpoint
         raw_wall, _ = asyncio.run(raw_client(sim.base_url, n, 128, 64))
         br_wall, summary = batchrun_process(sim.base_url, n, 128, 64, Path(tmp))
     raw_rps, br_rps = n / raw_wall, n / br_wall
@@ -155,11 +192,17 @@ def accuracy(n: int, streams: int) -> None:
         _, summary = batchrun_process(sim.base_url, n, streams, 32, Path(tmp))
     raw_over = [t - 0.05 for t in raw]
     ttft = summary["ttft_s"]
-    print(f"raw aiohttp   TTFT - 50 ms: p50 {pct(raw_over, .5) * 1e3:+7.1f} ms  p99 {pct(raw_over, .99) * 1e3:+7.1f} ms")
-    print(f"batchrun      TTFT - 50 ms: p50 {(ttft['p50'] - .05) * 1e3:+7.1f} ms  p99 {(ttft['p99'] - .05) * 1e3:+7.1f} ms")
+    print(
+        f"raw aiohttp   TTFT - 50 ms: p50 {pct(raw_over, 0.5) * 1e3:+7.1f} ms  p99 {pct(raw_over, 0.99) * 1e3:+7.1f} ms"
+    )
+    print(
+        f"batchrun      TTFT - 50 ms: p50 {(ttft['p50'] - 0.05) * 1e3:+7.1f} ms  p99 {(ttft['p99'] - 0.05) * 1e3:+7.1f} ms"
+    )
     lag = summary.get("loop_lag") or {}
-    print(f"batchrun loop lag p99 {lag.get('p99_s', 0) * 1e3:.1f} ms; client saturated warning: "
-          f"{bool(lag.get('client_saturated'))}")
+    print(
+        f"batchrun loop lag p99 {lag.get('p99_s', 0) * 1e3:.1f} ms; client saturated warning: "
+        f"{bool(lag.get('client_saturated'))}"
+    )
 
 
 def main() -> None:

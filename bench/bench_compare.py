@@ -47,7 +47,7 @@ from batchrun.report.compare import console_output  # noqa: E402
 
 PROMPTS = Path(__file__).resolve().parent.parent / "samples" / "prompts.csv"
 SCALED = ("ttft_s={ttft}", "prefill_s_per_token={prefill}", "itl_s=0.005")
-TTFT_S, PREFILL_S = 0.25, 0.0002          # the built-in endpoint's defaults
+TTFT_S, PREFILL_S = 0.25, 0.0002  # the built-in endpoint's defaults
 EXAMPLE_TOLERANCES = "latency_p99=10%,ttft_p50=10%,throughput=-5%"
 # The default gate before failures were gated: success_rate=-0.05 regressed only when the whole
 # interval of the rise was past 5 points, which is what failure_share=5pt's regressed verdict is.
@@ -57,8 +57,9 @@ BEFORE = "failure_share=5pt"
 def bench_config(n: int | None, concurrency: int, slower: float, failing: float = 0.0) -> BenchConfig:
     options = tuple(o.format(ttft=TTFT_S * slower, prefill=PREFILL_S * slower) for o in SCALED)
     options += (f"error_500_rate={failing}",) if failing else ()
-    run = RunConfig.of(path=PROMPTS, max_tokens=32, timeout=60.0, retries=0, on_bad_row="skip", quiet=True,
-                       builtin_options=options)
+    run = RunConfig.of(
+        path=PROMPTS, max_tokens=32, timeout=60.0, retries=0, on_bad_row="skip", quiet=True, builtin_options=options
+    )
     return BenchConfig(run=run, requests=n, concurrencies=(concurrency,), sync=False)
 
 
@@ -70,11 +71,16 @@ def one_run(out: Path, n: int | None, concurrency: int, slower: float = 1.0, fai
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=40)
-    parser.add_argument("-n", type=int, default=None,
-                        help="requests per run (default: bench's own per-level sizing, as the CI recipe)")
+    parser.add_argument(
+        "-n", type=int, default=None, help="requests per run (default: bench's own per-level sizing, as the CI recipe)"
+    )
     parser.add_argument("-c", type=int, default=8, help="concurrency (the CI recipe's)")
-    parser.add_argument("--failure-rate", type=float, default=0.0,
-                        help="also run a failing side per pair: this share of requests fails (e.g. 0.05)")
+    parser.add_argument(
+        "--failure-rate",
+        type=float,
+        default=0.0,
+        help="also run a failing side per pair: this share of requests fails (e.g. 0.05)",
+    )
     args = parser.parse_args()
     exact_failure_share()
     if args.pairs:
@@ -102,42 +108,54 @@ def pairs(args: argparse.Namespace) -> None:
             point_alarms += not point.passed
             if same.passed:
                 loud_passes += console_output(same, "text") != ""
-                most_warnings = max(most_warnings, sum(line.startswith("::warning")
-                                                       for line in console_output(same, "github").splitlines()))
+                most_warnings = max(
+                    most_warnings,
+                    sum(line.startswith("::warning") for line in console_output(same, "github").splitlines()),
+                )
             worse = compare(a, slow, defaults=True, figures=["ttft_p50"])
             hits += worse.changes[0].status == "regressed"
             if args.failure_rate:
                 failing = one_run(root / f"f{i}", args.n, args.c, failing=args.failure_rate)
                 share = compare(a, failing, defaults=True, figures=["failure_share"]).changes[0]
                 failing_hits += share.status == "regressed"
-                failing_before += compare(a, failing, BEFORE, defaults=True,
-                                          figures=["failure_share"]).changes[0].status == "regressed"
-                print(f"          failing {args.failure_rate:.0%} -> failure_share {share.status} "
-                      f"{share.current:.1%} [{share.low * 100:+.1f} pt, {share.high * 100:+.1f} pt] "
-                      f"(n={share.n_baseline}/{share.n_current})", flush=True)
+                failing_before += (
+                    compare(a, failing, BEFORE, defaults=True, figures=["failure_share"]).changes[0].status
+                    == "regressed"
+                )
+                print(
+                    f"          failing {args.failure_rate:.0%} -> failure_share {share.status} "
+                    f"{share.current:.1%} [{share.low * 100:+.1f} pt, {share.high * 100:+.1f} pt] "
+                    f"(n={share.n_baseline}/{share.n_current})",
+                    flush=True,
+                )
             effects.append(worse.changes[0].change_pct)
             regressed = [c.name for c in same.changes if c.status == "regressed"]
-            print(f"pair {i + 1:>3}: identical -> {'REGRESSED ' + ','.join(regressed) if regressed else 'pass'}"
-                  f"{' (inconclusive: ' + ','.join(c.name for c in same.changes if c.status == 'inconclusive') + ')' if same.inconclusive else ''}"
-                  f"; ttft +20% -> {worse.changes[0].status} {worse.changes[0].low:+.1f}%..{worse.changes[0].high:+.1f}%"
-                  f"; n {sizes[-3]}/{sizes[-2]}/{sizes[-1]}",
-                  flush=True)
+            print(
+                f"pair {i + 1:>3}: identical -> {'REGRESSED ' + ','.join(regressed) if regressed else 'pass'}"
+                f"{' (inconclusive: ' + ','.join(c.name for c in same.changes if c.status == 'inconclusive') + ')' if same.inconclusive else ''}"
+                f"; ttft +20% -> {worse.changes[0].status} {worse.changes[0].low:+.1f}%..{worse.changes[0].high:+.1f}%"
+                f"; n {sizes[-3]}/{sizes[-2]}/{sizes[-1]}",
+                flush=True,
+            )
     k = args.pairs
     ordered = sorted(sizes)
     print(f"\n{k} pairs, -c {args.c} -n {args.n or 'default sizing'}, {time.perf_counter() - started:.0f} s")
-    print(f"requests per run: min {ordered[0]}, median {ordered[len(ordered) // 2]}, max {ordered[-1]} "
-          f"(mean {sum(sizes) / len(sizes):.0f}, {len(sizes)} runs)")
+    print(
+        f"requests per run: min {ordered[0]}, median {ordered[len(ordered) // 2]}, max {ordered[-1]} "
+        f"(mean {sum(sizes) / len(sizes):.0f}, {len(sizes)} runs)"
+    )
     print(f"false alarms (identical pairs, default tolerances):   {alarms}/{k} = {alarms / k:.1%}  (target <= 5%)")
     print(f"  same pairs, the default gate before (success_rate=-0.05): {alarms_before}/{k}")
     print(f"  pairs with an inconclusive figure:                 {inconclusive}/{k} = {inconclusive / k:.1%}")
-    print(f"  same-run baseline, old point gate ({EXAMPLE_TOLERANCES}): "
-          f"{point_alarms}/{k} = {point_alarms / k:.1%}")
+    print(f"  same-run baseline, old point gate ({EXAMPLE_TOLERANCES}): {point_alarms}/{k} = {point_alarms / k:.1%}")
     print(f"  passes that printed anything (text format):        {loud_passes}")
     print(f"  most ::warning lines from one identical pair:      {most_warnings}  (at most 1)")
     print(f"detection of a 20% TTFT p50 regression:               {hits}/{k} = {hits / k:.1%}  (target >= 95%)")
     if args.failure_rate:
-        print(f"detection of {args.failure_rate:.0%} failed requests (failure_share): "
-              f"{failing_hits}/{k} = {failing_hits / k:.1%}; the default gate before: {failing_before}/{k}")
+        print(
+            f"detection of {args.failure_rate:.0%} failed requests (failure_share): "
+            f"{failing_hits}/{k} = {failing_hits / k:.1%}; the default gate before: {failing_before}/{k}"
+        )
     print(f"  measured TTFT p50 change in those pairs: median {sorted(effects)[len(effects) // 2]:+.1f}%")
 
 
@@ -146,12 +164,24 @@ def exact_failure_share() -> None:
     failure counts (k1, k2) of n requests a side, weighted by their binomial probabilities."""
     tol = DEFAULT_TOLERANCES["failure_share"].limit
     print(f"failure_share gate (+{tol * 100:g} pt), exact: P(regressed) / P(inconclusive)")
-    cases = [(0.0, 0.0), (0.01, 0.01), (0.02, 0.02), (0.05, 0.05), (0.0, 0.03), (0.0, 0.05), (0.0, 0.10),
-             (0.01, 0.05), (0.02, 0.06)]
-    print("  p1 -> p2     " + "".join(f"n={n:<16}" for n in (100, 200, 400)) +
-          "before: success_rate=-0.05, n=200, P(regressed)")
+    cases = [
+        (0.0, 0.0),
+        (0.01, 0.01),
+        (0.02, 0.02),
+        (0.05, 0.05),
+        (0.0, 0.03),
+        (0.0, 0.05),
+        (0.0, 0.10),
+        (0.01, 0.05),
+        (0.02, 0.06),
+    ]
+    print(
+        "  p1 -> p2     "
+        + "".join(f"n={n:<16}" for n in (100, 200, 400))
+        + "before: success_rate=-0.05, n=200, P(regressed)"
+    )
     columns = {n: verdict_grid(n, tol) for n in (100, 200, 400)}
-    before = verdict_grid(200, 0.05)[0]      # the old default: the whole interval past 5 points
+    before = verdict_grid(200, 0.05)[0]  # the old default: the whole interval past 5 points
     for p1, p2 in cases:
         cells = []
         for n, (regressed, undecided) in columns.items():

@@ -33,8 +33,15 @@ from batchrun.sim import SimConfig, SimProcess  # noqa: E402
 
 
 async def raw_completions(base_url: str, n: int, concurrency: int) -> float:
-    body = json.dumps({"model": "batchrun-sim", "prompt": "benchmark", "max_tokens": 64, "stream": True,
-                       "stream_options": {"include_usage": True}}).encode()
+    body = json.dumps(
+        {
+            "model": "batchrun-sim",
+            "prompt": "benchmark",
+            "max_tokens": 64,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+    ).encode()
     url, headers = base_url + "/completions", {"Content-Type": "application/json"}
     remaining = iter(range(n))
 
@@ -56,9 +63,14 @@ async def raw_completions(base_url: str, n: int, concurrency: int) -> float:
 
 async def raw_embeddings(base_url: str, inputs: int, batch: int, concurrency: int) -> float:
     url, headers = base_url + "/embeddings", {"Content-Type": "application/json"}
-    bodies = iter([json.dumps({"model": "batchrun-sim", "encoding_format": "base64",
-                               "input": [f"text {i + k}" for k in range(batch)]}).encode()
-                   for i in range(0, inputs, batch)])
+    bodies = iter(
+        [
+            json.dumps(
+                {"model": "batchrun-sim", "encoding_format": "base64", "input": [f"text {i + k}" for k in range(batch)]}
+            ).encode()
+            for i in range(0, inputs, batch)
+        ]
+    )
 
     async def worker(session: aiohttp.ClientSession) -> None:
         for body in bodies:
@@ -76,8 +88,21 @@ def batchrun_process(base_url: str, n: int, args: list[str], tmp: Path) -> tuple
     prompts = tmp / f"prompts-{n}.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": f"text {i}"}) + "\n" for i in range(n)))
     out = tmp / f"out-{time.monotonic_ns()}"
-    cmd = [sys.executable, "-m", "batchrun", "run", str(prompts), "--base-url", base_url, "--out", str(out),
-           "-q", "--retries", "0", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "batchrun",
+        "run",
+        str(prompts),
+        "--base-url",
+        base_url,
+        "--out",
+        str(out),
+        "-q",
+        "--retries",
+        "0",
+        *args,
+    ]
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - start
@@ -89,8 +114,10 @@ def batchrun_process(base_url: str, n: int, args: list[str], tmp: Path) -> tuple
 def report(name: str, unit: str, n: int, raw_wall: float, br: tuple[float, dict]) -> None:
     raw, (br_wall, summary) = n / raw_wall, br
     inner = summary["throughput"]["requests_per_s"]
-    print(f"{name:<12} raw aiohttp {raw:8.0f} {unit}/s   batchrun run (process) {n / br_wall:8.0f} {unit}/s "
-          f"(inside the run: {inner:.0f})   ratio {n / br_wall / raw:5.2f}x, inside {inner / raw:4.2f}x   (n={n})")
+    print(
+        f"{name:<12} raw aiohttp {raw:8.0f} {unit}/s   batchrun run (process) {n / br_wall:8.0f} {unit}/s "
+        f"(inside the run: {inner:.0f})   ratio {n / br_wall / raw:5.2f}x, inside {inner / raw:4.2f}x   (n={n})"
+    )
 
 
 def main() -> None:
@@ -100,14 +127,16 @@ def main() -> None:
     n_completions = 4_000 if args.quick else 15_000
     n_inputs = 32_000 if args.quick else 128_000
     with SimProcess(SimConfig(fast=True, output_tokens=64)) as sim, tempfile.TemporaryDirectory() as tmp:
-        asyncio.run(raw_completions(sim.base_url, 500, 128))                     # warm the endpoint
+        asyncio.run(raw_completions(sim.base_url, 500, 128))  # warm the endpoint
         raw = asyncio.run(raw_completions(sim.base_url, n_completions, 128))
-        br = batchrun_process(sim.base_url, n_completions, ["--endpoint", "completions", "-c", "128",
-                                                            "--max-tokens", "64"], Path(tmp))
+        br = batchrun_process(
+            sim.base_url, n_completions, ["--endpoint", "completions", "-c", "128", "--max-tokens", "64"], Path(tmp)
+        )
         report("completions", "req", n_completions, raw, br)
         raw = asyncio.run(raw_embeddings(sim.base_url, n_inputs, 32, 32))
-        br = batchrun_process(sim.base_url, n_inputs, ["--endpoint", "embeddings", "--batch-size", "32",
-                                                       "-c", "32"], Path(tmp))
+        br = batchrun_process(
+            sim.base_url, n_inputs, ["--endpoint", "embeddings", "--batch-size", "32", "-c", "32"], Path(tmp)
+        )
         report("embeddings", "input", n_inputs, raw, br)
 
 

@@ -33,13 +33,28 @@ from batchrun.sim import SimConfig, SimProcess  # noqa: E402
 from batchrun.store.records import read_records  # noqa: E402
 
 SIM = SimConfig(ttft_s=0.1, itl_s=0.004, output_tokens=16, max_concurrency=16, itl_load_factor=0.1)
-SWEEPS = {"ttft=200ms": (1, 2, 4, 8, 12, 14, 15, 16, 17, 18, 20, 24),
-          "e2e=275ms": (1, 2, 4, 8, 10, 11, 12, 13, 14, 15, 16, 20)}
+SWEEPS = {
+    "ttft=200ms": (1, 2, 4, 8, 12, 14, 15, 16, 17, 18, 20, 24),
+    "e2e=275ms": (1, 2, 4, 8, 10, 11, 12, 13, 14, 15, 16, 20),
+}
 
 
 def bench(base_url: str, prompts: Path, out: Path, args: list[str]) -> float:
-    cmd = [sys.executable, "-m", "batchrun", "bench", str(prompts), "--base-url", base_url, "--max-tokens", "16",
-           "--no-sync", "--out", str(out), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "batchrun",
+        "bench",
+        str(prompts),
+        "--base-url",
+        base_url,
+        "--max-tokens",
+        "16",
+        "--no-sync",
+        "--out",
+        str(out),
+        *args,
+    ]
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - start
@@ -52,17 +67,21 @@ def compare(slo: str, tmp: Path) -> None:
     with SimProcess(SIM) as sim:
         fm_wall = bench(sim.base_url, prompts, tmp / f"fm-{slo}", ["--find-max", "--slo", slo, "-n", "100"])
     with SimProcess(SIM) as sim:
-        sweep_wall = bench(sim.base_url, prompts, tmp / f"sweep-{slo}",
-                           ["-c", ",".join(map(str, levels)), "--slo", slo, "-n", "100", "--warmup", "16",
-                            "--max-run-time", "0"])
+        sweep_wall = bench(
+            sim.base_url,
+            prompts,
+            tmp / f"sweep-{slo}",
+            ["-c", ",".join(map(str, levels)), "--slo", slo, "-n", "100", "--warmup", "16", "--max-run-time", "0"],
+        )
     found = json.loads((tmp / f"fm-{slo}" / "find_max.json").read_text())
     analysis = json.loads((tmp / f"sweep-{slo}" / "summary.json").read_text())["bench"]
     recommended = analysis["recommended_concurrency"]
     # (the wall time only sets req/s, which the verdict does not use)
-    verdicts = {c: judge(c, _records(tmp / f"sweep-{slo}" / "runs" / f"async-c{c}-r1"), 1.0, analysis["slo"])
-                for c in levels}
+    verdicts = {
+        c: judge(c, _records(tmp / f"sweep-{slo}" / "runs" / f"async-c{c}-r1"), 1.0, analysis["slo"]) for c in levels
+    }
     meeting = [c for c, v in verdicts.items() if v.meets]
-    sweep_best = max(meeting, default=None)       # the sweep's highest level meeting the SLO
+    sweep_best = max(meeting, default=None)  # the sweep's highest level meeting the SLO
     probes = " ".join(f"{p['concurrency']}{'+' if p['meets'] else '-'}" for p in found["probes"])
     best = found["best_concurrency"]
     # Agree: the same level, or every sweep level between the two answers was a close call in the
@@ -71,10 +90,14 @@ def compare(slo: str, tmp: Path) -> None:
     agree = best == sweep_best or all(verdicts[c].close_call for c in between)
     calls = ", ".join(f"{c}{' (close call)' if verdicts[c].close_call else ''}" for c in between)
     print(f"== SLO {slo}")
-    print(f"find-max   {fm_wall:6.1f} s, {len(found['probes'])} probes ({probes}): concurrency {best} "
-          f"in [{best}, {found['first_failing_concurrency']})")
-    print(f"full sweep {sweep_wall:6.1f} s, {len(levels)} levels: best SLO-meeting level {sweep_best} "
-          f"(levels meeting it: {', '.join(map(str, meeting))}; the sweep recommends {recommended})")
+    print(
+        f"find-max   {fm_wall:6.1f} s, {len(found['probes'])} probes ({probes}): concurrency {best} "
+        f"in [{best}, {found['first_failing_concurrency']})"
+    )
+    print(
+        f"full sweep {sweep_wall:6.1f} s, {len(levels)} levels: best SLO-meeting level {sweep_best} "
+        f"(levels meeting it: {', '.join(map(str, meeting))}; the sweep recommends {recommended})"
+    )
     if between:
         print(f"sweep levels between the two answers: {calls}")
     print(f"agree: {'yes' if agree else 'NO'}; find-max took {fm_wall / sweep_wall:.2f}x the sweep's time")

@@ -22,9 +22,10 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from bench_memory import row_count, write_input  # the same generated prompts (this directory is on sys.path)
+
 from batchrun.inputs.identity import changed_while_read, input_identity
 from batchrun.inputs.rows import read_prompts
-from bench_memory import row_count, write_input     # the same generated prompts (this directory is on sys.path)
 
 
 def _best_s(fn: Callable[[], object], repeat: int) -> float:

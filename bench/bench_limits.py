@@ -40,25 +40,49 @@ CONCURRENCY = 16
 
 
 def run(base_url: str, prompts: Path, out: Path, flags: list[str]) -> dict:
-    cmd = [sys.executable, "-m", "batchrun", "run", str(prompts), "--base-url", base_url, "-c", str(CONCURRENCY),
-           "--max-tokens", str(MAX_TOKENS), "--out", str(out), "-q", "--retries", "8", *flags]
+    cmd = [
+        sys.executable,
+        "-m",
+        "batchrun",
+        "run",
+        str(prompts),
+        "--base-url",
+        base_url,
+        "-c",
+        str(CONCURRENCY),
+        "--max-tokens",
+        str(MAX_TOKENS),
+        "--out",
+        str(out),
+        "-q",
+        "--retries",
+        "8",
+        *flags,
+    ]
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - start
     summary = json.loads((out / "summary.json").read_text())["summary"]
     limits = summary["rate_limits"]
-    return {"wall": wall, "ok": summary["counts"]["ok"], "total": summary["counts"]["total"],
-            "attempts": limits["attempts"], "429": limits["rate_limited"]}
+    return {
+        "wall": wall,
+        "ok": summary["counts"]["ok"],
+        "total": summary["counts"]["total"],
+        "attempts": limits["attempts"],
+        "429": limits["rate_limited"],
+    }
 
 
 async def spend(base_url: str, tokens: int) -> None:
     """Another process takes `tokens` of the minute's token budget (prompt + max_tokens each)."""
     async with aiohttp.ClientSession() as session:
+
         async def one(cost: int) -> None:
             body = {"model": "batchrun-sim", "messages": [{"role": "user", "content": "x"}], "max_tokens": cost}
             async with session.post(base_url + "/chat/completions", json=body) as resp:
                 await resp.read()
                 assert resp.status == 200, resp.status
+
         await asyncio.gather(*(one(tokens // 4) for _ in range(4)))
 
 
@@ -76,21 +100,26 @@ def main() -> None:
         cost = estimate_request_tokens(body)
         # A tokens/min limit that allows ~40% of the requests/min limit: it binds first.
         tpm = int(cost * RPM * 0.4)
-        print(f"== {n} requests of ~{cost} tokens at concurrency {CONCURRENCY}; the endpoint allows "
-              f"{RPM} requests/min and {tpm:,} tokens/min ({tpm / cost:.0f} requests/min: tokens bind)")
-        runs = {"no limit flags (auto)": [],
-                f"hand-tuned --rpm {RPM} --tpm {tpm}": ["--rpm", str(RPM), "--tpm", str(tpm)],
-                f"hand-tuned --tpm {tpm}": ["--rpm", "off", "--tpm", str(tpm)],
-                "reference: --rpm off --tpm off": ["--rpm", "off", "--tpm", "off"]}
+        print(
+            f"== {n} requests of ~{cost} tokens at concurrency {CONCURRENCY}; the endpoint allows "
+            f"{RPM} requests/min and {tpm:,} tokens/min ({tpm / cost:.0f} requests/min: tokens bind)"
+        )
+        runs = {
+            "no limit flags (auto)": [],
+            f"hand-tuned --rpm {RPM} --tpm {tpm}": ["--rpm", str(RPM), "--tpm", str(tpm)],
+            f"hand-tuned --tpm {tpm}": ["--rpm", "off", "--tpm", str(tpm)],
+            "reference: --rpm off --tpm off": ["--rpm", "off", "--tpm", "off"],
+        }
         results = {}
         for i, (name, flags) in enumerate(runs.items()):
-            with SimProcess(SimConfig(rpm=RPM, tpm=tpm, ttft_s=0.1, itl_s=0.005,
-                                      output_tokens=MAX_TOKENS)) as sim:
+            with SimProcess(SimConfig(rpm=RPM, tpm=tpm, ttft_s=0.1, itl_s=0.005, output_tokens=MAX_TOKENS)) as sim:
                 asyncio.run(spend(sim.base_url, int(tpm * 0.9)))
                 results[name] = run(sim.base_url, prompts, tmp / f"out{i}", flags)
             r = results[name]
-            print(f"{name:42} {r['wall']:7.1f} s   {r['ok']}/{r['total']} ok   "
-                  f"429s {r['429']}/{r['attempts']} ({r['429'] / r['attempts']:.1%})")
+            print(
+                f"{name:42} {r['wall']:7.1f} s   {r['ok']}/{r['total']} ok   "
+                f"429s {r['429']}/{r['attempts']} ({r['429'] / r['attempts']:.1%})"
+            )
     auto = results["no limit flags (auto)"]
     tuned = {k: v for k, v in results.items() if k.startswith("hand-tuned") and v["429"] / v["attempts"] <= 0.02}
     best_name, best = min(tuned.items(), key=lambda kv: kv[1]["wall"]) if tuned else (None, None)
@@ -98,8 +127,10 @@ def main() -> None:
         print("no hand-tuned run stayed at <= 2% 429s")
         return
     ratio = auto["wall"] / best["wall"]
-    print(f"no flags / best hand-tuned ({best_name}): {ratio:.3f}x wall time "
-          f"(target <= 1.10); 429s {auto['429'] / auto['attempts']:.1%} of attempts (target <= 2%)")
+    print(
+        f"no flags / best hand-tuned ({best_name}): {ratio:.3f}x wall time "
+        f"(target <= 1.10); 429s {auto['429'] / auto['attempts']:.1%} of attempts (target <= 2%)"
+    )
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ def _run(cmd: list[str], env: dict[str, str]) -> tuple[int, float]:
     err = proc.stderr.read().decode() if proc.stderr else ""
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}:\n{err}")
-    return usage.ru_maxrss * 1024, wall      # Linux: ru_maxrss is in KiB
+    return usage.ru_maxrss * 1024, wall  # Linux: ru_maxrss is in KiB
 
 
 def main() -> None:
@@ -61,16 +61,23 @@ def main() -> None:
     ap.add_argument("--sizes", default="10k,100k,1m", help="comma-separated row counts (10k, 100k, 1m, 2500)")
     ap.add_argument("--concurrency", type=int, default=128)
     ap.add_argument("--max-tokens", type=int, default=16, help="answer length asked of the fast sim")
-    ap.add_argument("--index-rows", default=None,
-                    help="instead: peak RSS of reading the results index of a generated records.jsonl of "
-                         "this many rows (dict of every id vs the array index), against importing the module")
+    ap.add_argument(
+        "--index-rows",
+        default=None,
+        help="instead: peak RSS of reading the results index of a generated records.jsonl of "
+        "this many rows (dict of every id vs the array index), against importing the module",
+    )
     opts = ap.parse_args()
     if opts.index_rows:
         return _index_bench(row_count(opts.index_rows))
     sizes = [row_count(s) for s in opts.sizes.split(",") if s.strip()]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "BATCHRUN_"))}
-    server = subprocess.Popen(_batchrun() + ["serve", "--fast", "--host", "127.0.0.1", "--port", "0", "-q"],
-                              env=env, stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        _batchrun() + ["serve", "--fast", "--host", "127.0.0.1", "--port", "0", "-q"],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     results: list[tuple[int, int, float, int]] = []
     try:
         url = server.stdout.readline().strip() if server.stdout else ""
@@ -80,20 +87,35 @@ def main() -> None:
             for rows in [BASELINE_ROWS, *sizes]:
                 data, out = Path(tmp, f"in-{rows}.csv"), Path(tmp, f"run-{rows}")
                 write_input(data, rows)
-                cmd = _batchrun() + ["run", str(data), "--base-url", url, "-q", "--out", str(out),
-                                     "-c", str(opts.concurrency), "--max-tokens", str(opts.max_tokens)]
+                cmd = _batchrun() + [
+                    "run",
+                    str(data),
+                    "--base-url",
+                    url,
+                    "-q",
+                    "--out",
+                    str(out),
+                    "-c",
+                    str(opts.concurrency),
+                    "--max-tokens",
+                    str(opts.max_tokens),
+                ]
                 peak, wall = _run(cmd, env)
                 records = (out / "records.jsonl").stat().st_size
                 results.append((rows, peak, wall, records))
-                print(f"  {rows:>9,} rows: peak RSS {peak / 2**20:7.1f} MiB in {wall:7.1f} s", file=sys.stderr, flush=True)
+                print(
+                    f"  {rows:>9,} rows: peak RSS {peak / 2**20:7.1f} MiB in {wall:7.1f} s", file=sys.stderr, flush=True
+                )
                 for path in (data, *out.iterdir()):
                     path.unlink()
     finally:
         server.terminate()
         server.wait(timeout=10)
     base = results[0][1]
-    print(f"peak RSS of the `batchrun run` process (fast built-in endpoint, -c {opts.concurrency}, "
-          f"--max-tokens {opts.max_tokens}); baseline: a {BASELINE_ROWS}-row run")
+    print(
+        f"peak RSS of the `batchrun run` process (fast built-in endpoint, -c {opts.concurrency}, "
+        f"--max-tokens {opts.max_tokens}); baseline: a {BASELINE_ROWS}-row run"
+    )
     print(f"  {'rows':>9}  {'peak RSS':>10}  {'x baseline':>10}  {'wall':>8}  {'records.jsonl':>13}")
     for rows, peak, wall, size in results:
         print(f"  {rows:>9,}  {peak / 2**20:7.1f} MiB  {peak / base:9.2f}x  {wall:7.1f}s  {size / 2**20:9.1f} MiB")
@@ -108,9 +130,11 @@ def _index_bench(rows: int) -> None:
             for i in range(rows):
                 f.write(f'{{"id": "r{i}", "row": {i}, "status": "ok", "text": "an answer", "ttft_s": 0.01}}\n')
         load = "from pathlib import Path; from batchrun.store import outputs as o; p = Path({!r}); ".format(str(path))
-        cases = [("import batchrun.store.outputs (baseline)", load + "pass"),
-                 ("index_records: dict of every id", load + "i = o.index_records(p); sorted(i.values())"),
-                 ("latest_offsets: arrays", load + "i = o.latest_offsets(p)")]
+        cases = [
+            ("import batchrun.store.outputs (baseline)", load + "pass"),
+            ("index_records: dict of every id", load + "i = o.index_records(p); sorted(i.values())"),
+            ("latest_offsets: arrays", load + "i = o.latest_offsets(p)"),
+        ]
         print(f"results index over {rows:,} records (peak RSS of one process each)")
         base = None
         for label, code in cases:

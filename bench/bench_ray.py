@@ -86,8 +86,18 @@ def end_to_end(work: Path, rows: int) -> dict[str, Any]:
             for name in ("small", "ray"):
                 cpu0 = time.process_time()
                 with _sending_ends() as ended:
-                    run_cli(["run", str(work / f"{'small' if name == 'small' else 'p'}.csv"), *flags,
-                             "--out", str(work / name), "--ray", "--workers", "2"])
+                    run_cli(
+                        [
+                            "run",
+                            str(work / f"{'small' if name == 'small' else 'p'}.csv"),
+                            *flags,
+                            "--out",
+                            str(work / name),
+                            "--ray",
+                            "--workers",
+                            "2",
+                        ]
+                    )
                 cpu[name] = time.process_time() - cpu0
                 live[name] = ended[0] - cpu0
     finally:
@@ -96,9 +106,12 @@ def end_to_end(work: Path, rows: int) -> dict[str, Any]:
     on_ray, ray_ok = throughput(work / "ray")
     assert one_ok == rows and ray_ok == rows, (one_ok, ray_ok)
     # Marginal: start-up and the report files cost the same for both sizes and cancel out.
-    return {"one_process_rps": one, "ray_rps": on_ray,
-            "driver_cpu_per_1000": (cpu["ray"] - cpu["small"]) / (rows - small) * 1000,
-            "live_cpu_per_1000": (live["ray"] - live["small"]) / (rows - small) * 1000}
+    return {
+        "one_process_rps": one,
+        "ray_rps": on_ray,
+        "driver_cpu_per_1000": (cpu["ray"] - cpu["small"]) / (rows - small) * 1000,
+        "live_cpu_per_1000": (live["ray"] - live["small"]) / (rows - small) * 1000,
+    }
 
 
 @contextlib.contextmanager
@@ -128,8 +141,9 @@ def frames(records_path: Path, total: int) -> tuple[list[bytes], int, float]:
     out, n = [], 0
     while n < total:
         chunk = [orjson.Fragment(line) for line in lines[:BATCH_RECORDS]]
-        out.append(orjson.dumps([[BATCH, {"records": chunk, "want": [], "observe": [], "correct": [],
-                                          "stats": stats}]]))
+        out.append(
+            orjson.dumps([[BATCH, {"records": chunk, "want": [], "observe": [], "correct": [], "stats": stats}]])
+        )
         n += len(chunk)
     mean_bytes = sum(len(line) + 1 for line in lines) / len(lines)
     return out, n, mean_bytes
@@ -138,9 +152,19 @@ def frames(records_path: Path, total: int) -> tuple[list[bytes], int, float]:
 def driver_ceiling(records_path: Path, total: int) -> tuple[float, float]:
     """(records/s of one driver core receiving and writing, mean bytes per record line)."""
     replies, n, mean_bytes = frames(records_path, total)
-    spec = WorkerSpec(base_url="http://127.0.0.1:9/v1", api_key=None, basic_auth=None, embedded=False,
-                      endpoint_kind="chat", timeout=None, ttft_timeout=None, max_response_bytes=1 << 24,
-                      pool={}, t0=0.0, metered=False)
+    spec = WorkerSpec(
+        base_url="http://127.0.0.1:9/v1",
+        api_key=None,
+        basic_auth=None,
+        embedded=False,
+        endpoint_kind="chat",
+        timeout=None,
+        ttft_timeout=None,
+        max_response_bytes=1 << 24,
+        pool={},
+        t0=0.0,
+        metered=False,
+    )
     with tempfile.TemporaryDirectory() as tmp, RecordSink(Path(tmp) / "records.jsonl") as sink:
         coordinator = Coordinator(spec, PoolConfig(), 1, t0=0.0, write_many=sink.write_many, say=print)
         link = coordinator.links[0]
@@ -165,19 +189,27 @@ def main() -> None:
         ceiling, mean_bytes = driver_ceiling(work / "one" / "records.jsonl", 100_000)
     one, on_ray = e2e["one_process_rps"], e2e["ray_rps"]
     print(f"cores here: {len(os.sched_getaffinity(0))}; rows: {rows:,}; fast built-in endpoint, 64-token answers")
-    print(f"1. driver ceiling (decode + Record + records.jsonl + count, one core): {ceiling:,.0f} records/s "
-          f"({1000 / ceiling * 1000:.1f} ms CPU per 1,000; {mean_bytes:,.0f} bytes per record line)")
-    print(f"2. end to end: one process {one:,.0f} records/s; --ray --workers 2 {on_ray:,.0f} records/s "
-          f"(ratio {on_ray / one:.2f}); driver CPU in the --ray run {e2e['driver_cpu_per_1000'] * 1000:.0f} ms "
-          f"per 1,000 records (marginal: a {rows:,}-row minus a {rows // 5:,}-row run) = at most "
-          f"{1000 / e2e['driver_cpu_per_1000']:,.0f} records/s on one driver core")
+    print(
+        f"1. driver ceiling (decode + Record + records.jsonl + count, one core): {ceiling:,.0f} records/s "
+        f"({1000 / ceiling * 1000:.1f} ms CPU per 1,000; {mean_bytes:,.0f} bytes per record line)"
+    )
+    print(
+        f"2. end to end: one process {one:,.0f} records/s; --ray --workers 2 {on_ray:,.0f} records/s "
+        f"(ratio {on_ray / one:.2f}); driver CPU in the --ray run {e2e['driver_cpu_per_1000'] * 1000:.0f} ms "
+        f"per 1,000 records (marginal: a {rows:,}-row minus a {rows // 5:,}-row run) = at most "
+        f"{1000 / e2e['driver_cpu_per_1000']:,.0f} records/s on one driver core"
+    )
     live = 1000 / e2e["live_cpu_per_1000"]
-    print(f"   of which while sending (reader, request bodies, Ray calls, decoding, writing, counting; "
-          f"not the final results.csv / summary pass): {e2e['live_cpu_per_1000'] * 1000:.0f} ms per 1,000 = at most "
-          f"{live:,.0f} records/s")
-    print(f"3. one driver core keeps up with about {live / one:.1f} actors sending at one process's full speed "
-          f"({one:,.0f} records/s each) by the live cost, {ceiling / one:.1f} by the receive-and-write ceiling; "
-          f"records.jsonl grows by {live * mean_bytes / 1e6:,.1f} MB/s at the live bound")
+    print(
+        f"   of which while sending (reader, request bodies, Ray calls, decoding, writing, counting; "
+        f"not the final results.csv / summary pass): {e2e['live_cpu_per_1000'] * 1000:.0f} ms per 1,000 = at most "
+        f"{live:,.0f} records/s"
+    )
+    print(
+        f"3. one driver core keeps up with about {live / one:.1f} actors sending at one process's full speed "
+        f"({one:,.0f} records/s each) by the live cost, {ceiling / one:.1f} by the receive-and-write ceiling; "
+        f"records.jsonl grows by {live * mean_bytes / 1e6:,.1f} MB/s at the live bound"
+    )
 
 
 if __name__ == "__main__":

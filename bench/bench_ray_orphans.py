@@ -28,8 +28,8 @@ from typing import Any, Callable
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import ray  # noqa: E402,F401 (puts the psutil Ray ships on sys.path)
 import psutil  # noqa: E402
+import ray  # noqa: E402,F401 (puts the psutil Ray ships on sys.path)
 
 from batchrun.engine.ray_watchdog import running  # noqa: E402
 from batchrun.sim import SimConfig, SimProcess  # noqa: E402
@@ -75,13 +75,36 @@ def in_own_ray_tmp(start: Callable[[dict[str, str]], tuple[float, int, list[str]
 
 
 def batchrun_driver(env: dict[str, str]) -> tuple[float, int, list[str]]:
-    with tempfile.TemporaryDirectory() as tmp, \
-            SimProcess(SimConfig(fixed_ttft_s=0.004, fixed_itl_s=0.002, output_tokens=4)) as sim:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        SimProcess(SimConfig(fixed_ttft_s=0.004, fixed_itl_s=0.002, output_tokens=4)) as sim,
+    ):
         (Path(tmp) / "p.csv").write_text("id,prompt\n" + "".join(f"q{i},question {i}\n" for i in range(20_000)))
         records = Path(tmp) / "o" / "records.jsonl"
-        driver = subprocess.Popen([sys.executable, "-m", "batchrun", "run", "p.csv", "--base-url", sim.base_url, "-q",
-                                   "--ray", "--workers", "2", "-c", "4", "--out", "o"], cwd=tmp, env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        driver = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "batchrun",
+                "run",
+                "p.csv",
+                "--base-url",
+                sim.base_url,
+                "-q",
+                "--ray",
+                "--workers",
+                "2",
+                "-c",
+                "4",
+                "--out",
+                "o",
+            ],
+            cwd=tmp,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 180
         while not (records.exists() and records.read_bytes().count(b"\n") >= 100):
             if driver.poll() is not None or time.monotonic() > deadline:
@@ -91,8 +114,14 @@ def batchrun_driver(env: dict[str, str]) -> tuple[float, int, list[str]]:
 
 
 def bare_driver(env: dict[str, str]) -> tuple[float, int, list[str]]:
-    driver = subprocess.Popen([sys.executable, "-c", BARE_DRIVER], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    driver = subprocess.Popen(
+        [sys.executable, "-c", BARE_DRIVER],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
     assert driver.stdout is not None
     if driver.stdout.readline().strip() != "ready":
         raise SystemExit("the bare Ray driver did not start")

@@ -33,20 +33,46 @@ def make_records(path: Path, n: int) -> None:
     answer = " ".join(["word"] * 40)
     with RecordSink(path) as sink:
         for i in range(n):
-            row = {"review_id": f"{i:07d}", "product": "kettle", "stars": "4",
-                   "review": "Works exactly as described, very happy with it."}
-            sink.write(Record(id=row["review_id"], row=i, text=answer, ttft_s=0.1234567, latency_s=0.5,
-                              total_s=0.51, prompt_tokens=30, completion_tokens=40, input=row,
-                              request={"model": "m", "messages": [{"role": "user", "content": row["review"]}]},
-                              parsed={"label": "positive", "confidence": 0.9}))
+            row = {
+                "review_id": f"{i:07d}",
+                "product": "kettle",
+                "stars": "4",
+                "review": "Works exactly as described, very happy with it.",
+            }
+            sink.write(
+                Record(
+                    id=row["review_id"],
+                    row=i,
+                    text=answer,
+                    ttft_s=0.1234567,
+                    latency_s=0.5,
+                    total_s=0.51,
+                    prompt_tokens=30,
+                    completion_tokens=40,
+                    input=row,
+                    request={"model": "m", "messages": [{"role": "user", "content": row["review"]}]},
+                    parsed={"label": "positive", "confidence": 0.9},
+                )
+            )
 
 
 def _records(n: int) -> list[Record]:
     answer = " ".join(["word"] * 40)
-    return [Record(id=f"{i:07d}", row=i, text=answer, ttft_s=0.1234567, latency_s=0.5, total_s=0.51,
-                   prompt_tokens=30, completion_tokens=40, input={"review": "Works as described."},
-                   request={"model": "m", "messages": [{"role": "user", "content": "Works as described."}]})
-            for i in range(n)]
+    return [
+        Record(
+            id=f"{i:07d}",
+            row=i,
+            text=answer,
+            ttft_s=0.1234567,
+            latency_s=0.5,
+            total_s=0.51,
+            prompt_tokens=30,
+            completion_tokens=40,
+            input={"review": "Works as described."},
+            request={"model": "m", "messages": [{"role": "user", "content": "Works as described."}]},
+        )
+        for i in range(n)
+    ]
 
 
 def caller_cost(write, records: list[Record]) -> tuple[float, float]:
@@ -62,18 +88,24 @@ def caller_cost(write, records: list[Record]) -> tuple[float, float]:
 
 def sink_figures(tmp: Path, n: int) -> None:
     records = _records(n)
-    with open(tmp / "sync.jsonl", "ab") as f:           # the former RecordSink.write, inline
+    with open(tmp / "sync.jsonl", "ab") as f:  # the former RecordSink.write, inline
+
         def sync_write(record: Record) -> None:
             f.write(record.to_json() + b"\n")
             f.flush()
+
         sync_wall, sync_cpu = caller_cost(sync_write, records)
     with RecordSink(tmp / "queued.jsonl") as sink:
         queued_wall, queued_cpu = caller_cost(sink.write, records)
     assert (tmp / "queued.jsonl").read_bytes() == (tmp / "sync.jsonl").read_bytes()
     print(f"records.jsonl, {n:,} records: the caller (the event loop) spends per record")
-    print(f"  write+flush on the caller (before)  {sync_wall / n * 1e6:6.1f} us wall, {sync_cpu / n * 1e6:6.1f} us CPU   1.00x")
-    print(f"  RecordSink.write (queued, now)      {queued_wall / n * 1e6:6.1f} us wall, {queued_cpu / n * 1e6:6.1f} us CPU"
-          f"   {queued_wall / sync_wall:.2f}x wall")
+    print(
+        f"  write+flush on the caller (before)  {sync_wall / n * 1e6:6.1f} us wall, {sync_cpu / n * 1e6:6.1f} us CPU   1.00x"
+    )
+    print(
+        f"  RecordSink.write (queued, now)      {queued_wall / n * 1e6:6.1f} us wall, {queued_cpu / n * 1e6:6.1f} us CPU"
+        f"   {queued_wall / sync_wall:.2f}x wall"
+    )
 
 
 def timed(fn) -> float:

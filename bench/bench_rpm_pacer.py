@@ -62,13 +62,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import aiolimiter  # noqa: E402
 from aiolimiter import AsyncLimiter  # noqa: E402
+from virtualloop import run_virtual  # noqa: E402
 
 from batchrun.engine.limits import Bucket, RequestPacer  # noqa: E402
 from batchrun.sim import SimConfig, SimProcess  # noqa: E402
-from virtualloop import run_virtual  # noqa: E402
-
 
 # ---------------------------------------------------------------- the pacers under test
+
 
 class Pacer(Protocol):
     async def acquire(self) -> None: ...
@@ -100,7 +100,7 @@ class Aiolimiter:
         per_s = per_minute / 60.0
         if per_s * self.period_s >= 1:
             return AsyncLimiter(per_s * self.period_s, self.period_s)
-        return AsyncLimiter(1, 1 / per_s)           # under one per period: one at a time
+        return AsyncLimiter(1, 1 / per_s)  # under one per period: one at a time
 
     async def acquire(self) -> None:
         await self.limiter.acquire()
@@ -142,11 +142,12 @@ PACERS: dict[str, Callable[[float], Pacer]] = {
 
 # ---------------------------------------------------------------- demands
 
+
 @dataclass
 class Admissions:
-    asked: list[float] = field(default_factory=list)      # per request: when it asked (loop time)
-    admitted: list[float] = field(default_factory=list)   # per request: when it was admitted
-    order: list[int] = field(default_factory=list)        # request numbers (by asking order) as admitted
+    asked: list[float] = field(default_factory=list)  # per request: when it asked (loop time)
+    admitted: list[float] = field(default_factory=list)  # per request: when it was admitted
+    order: list[int] = field(default_factory=list)  # request numbers (by asking order) as admitted
 
 
 async def one(pacer_box: list[Pacer], out: Admissions) -> None:
@@ -159,9 +160,14 @@ async def one(pacer_box: list[Pacer], out: Admissions) -> None:
     out.order.append(number)
 
 
-async def saturating(pacer: Pacer, until_s: float, seed: int, workers: int = 64,
-                     service: tuple[float, float] = (0.5, 3.0),
-                     changes: tuple[tuple[float, float], ...] = ()) -> Admissions:
+async def saturating(
+    pacer: Pacer,
+    until_s: float,
+    seed: int,
+    workers: int = 64,
+    service: tuple[float, float] = (0.5, 3.0),
+    changes: tuple[tuple[float, float], ...] = (),
+) -> Admissions:
     """`workers` senders, each asking again a random service time after it was admitted."""
     loop = asyncio.get_running_loop()
     out, rng, box = Admissions(), random.Random(seed), [pacer]
@@ -192,6 +198,7 @@ async def bursty(pacer: Pacer, per_minute: float, until_s: float, every_s: float
 
 
 # ---------------------------------------------------------------- figures (pure)
+
 
 def allowed(rates: list[tuple[float, float]], start: float, end: float) -> float:
     """Requests the limit allows in [start, end): the integral of the per-second rate.
@@ -247,15 +254,18 @@ def quantile(values: list[float], q: float) -> float:
 
 # ---------------------------------------------------------------- the sections
 
+
 def accuracy(names: list[str], minutes: float) -> None:
     until = 60.0 * minutes
     scenarios: list[tuple[str, list[tuple[float, float]], Callable[[Pacer], Awaitable[Admissions]]]] = [
         ("saturating 600/min", [(0.0, 600.0)], lambda p: saturating(p, until, seed=1)),
         ("saturating 30/min", [(0.0, 30.0)], lambda p: saturating(p, until, seed=2, workers=8)),
         ("bursty 600/min", [(0.0, 600.0)], lambda p: bursty(p, 600.0, until)),
-        ("rate change 600->300->1200", [(0.0, 600.0), (120.0, 300.0), (240.0, 1200.0)],
-         lambda p: saturating(p, max(until, 360.0), seed=3, workers=128,
-                              changes=((120.0, 300.0), (240.0, 1200.0)))),
+        (
+            "rate change 600->300->1200",
+            [(0.0, 600.0), (120.0, 300.0), (240.0, 1200.0)],
+            lambda p: saturating(p, max(until, 360.0), seed=3, workers=128, changes=((120.0, 300.0), (240.0, 1200.0))),
+        ),
     ]
     print("== 1. rate accuracy (virtual clock): most admitted in a sliding window / what the limit allows")
     print(f"   {'demand':28} {'pacer':28} {'n':>6} {'60 s window':>12} {'1 s window':>11} {'achieved':>9}")
@@ -263,24 +273,30 @@ def accuracy(names: list[str], minutes: float) -> None:
         for name in names:
             got = run_virtual(_made(name, rates[0][1], demand))
             w60, w1 = worst_window(got.admitted, 60.0, rates), worst_window(got.admitted, 1.0, rates)
-            print(f"   {title:28} {name:28} {len(got.admitted):6} {w60:11.3f}x {w1:10.3f}x "
-                  f"{achieved(got.admitted, rates):8.3f}x")
+            print(
+                f"   {title:28} {name:28} {len(got.admitted):6} {w60:11.3f}x {w1:10.3f}x "
+                f"{achieved(got.admitted, rates):8.3f}x"
+            )
             title = ""
 
 
 async def _made(name: str, per_minute: float, demand: Callable[[Pacer], Awaitable[Admissions]]) -> Admissions:
-    return await demand(PACERS[name](per_minute))       # the pacer is made inside the running loop
+    return await demand(PACERS[name](per_minute))  # the pacer is made inside the running loop
 
 
 def order(names: list[str], minutes: float) -> None:
-    print("== 1b. order under contention (virtual clock, every loop iteration taking 1 ms as on a busy loop; "
-          "600/min, 64 workers)")
+    print(
+        "== 1b. order under contention (virtual clock, every loop iteration taking 1 ms as on a busy loop; "
+        "600/min, 64 workers)"
+    )
     print(f"   {'pacer':28} {'n':>6} {'overtaken':>10} {'wait p50':>9} {'p99':>8} {'max':>8}")
     for name in names:
         got = run_virtual(_made(name, 600.0, lambda p: saturating(p, 60.0 * minutes, seed=4)), iteration_s=1e-3)
         waits = [a - b for a, b in zip(got.admitted, got.asked)]
-        print(f"   {name:28} {len(waits):6} {overtaken(got.order):9.1%} {quantile(waits, 0.5):8.2f}s "
-              f"{quantile(waits, 0.99):7.2f}s {max(waits):7.2f}s")
+        print(
+            f"   {name:28} {len(waits):6} {overtaken(got.order):9.1%} {quantile(waits, 0.5):8.2f}s "
+            f"{quantile(waits, 0.99):7.2f}s {max(waits):7.2f}s"
+        )
 
 
 def binding(names: list[str], seconds: float, repeats: int) -> None:
@@ -290,20 +306,33 @@ def binding(names: list[str], seconds: float, repeats: int) -> None:
     runs: dict[str, list[tuple[float, float, float, float, int]]] = {name: [] for name in ["no pacer", *names]}
     for _ in range(repeats):
         for name in runs:
-            async def go() -> tuple[Admissions, float, float]:
+
+            async def go(name: str = name) -> tuple[Admissions, float, float]:
                 pacer = PACERS[name](per_minute) if name in PACERS else NoPacer()
                 loop = asyncio.get_running_loop()
                 cpu0, t0 = time.process_time(), loop.time()
                 got = await saturating(pacer, t0 + seconds, seed=5, workers=128, service=(0.020, 0.040))
                 return got, time.process_time() - cpu0, t0
+
             got, cpu_s, t0 = asyncio.run(go())
             waits = [a - b for a, b in zip(got.admitted, got.asked)]
-            runs[name].append((cpu_s / len(waits) * 1e6, steady_rate(got.admitted, t0 + 1.0) / (per_minute / 60),
-                               overtaken(got.order), quantile(waits, 0.99), len(waits)))
-    print(f"== 2a. real time, 128 workers wanting ~4,200/s, limit 120,000/min (2,000/s) "
-          f"({repeats} repeats of {seconds:.0f} s alternated; CPU: the least, the rest: medians)")
-    print(f"   {'pacer':28} {'n':>6} {'CPU µs/request':>15} {'over harness':>13} {'rate/limit after 1 s':>21} "
-          f"{'vs ours':>8} {'overtaken':>10} {'wait p99':>9}")
+            runs[name].append(
+                (
+                    cpu_s / len(waits) * 1e6,
+                    steady_rate(got.admitted, t0 + 1.0) / (per_minute / 60),
+                    overtaken(got.order),
+                    quantile(waits, 0.99),
+                    len(waits),
+                )
+            )
+    print(
+        f"== 2a. real time, 128 workers wanting ~4,200/s, limit 120,000/min (2,000/s) "
+        f"({repeats} repeats of {seconds:.0f} s alternated; CPU: the least, the rest: medians)"
+    )
+    print(
+        f"   {'pacer':28} {'n':>6} {'CPU µs/request':>15} {'over harness':>13} {'rate/limit after 1 s':>21} "
+        f"{'vs ours':>8} {'overtaken':>10} {'wait p99':>9}"
+    )
     base = min(r[0] for r in runs["no pacer"])
     ours = min(r[0] for r in runs[OURS]) - base
     for name, rs in runs.items():
@@ -311,8 +340,7 @@ def binding(names: list[str], seconds: float, repeats: int) -> None:
         us = min(r[0] for r in rs)
         n = int(statistics.median(r[4] for r in rs))
         rate_s, ratio = ("(no limit)", "") if name == "no pacer" else (f"{rate:10.3f}x", f"{(us - base) / ours:7.2f}x")
-        print(f"   {name:28} {n:6} {us:15.1f} {us - base:13.1f} {rate_s:>21} {ratio:>8} {late:9.1%} "
-              f"{p99 * 1e3:7.1f}ms")
+        print(f"   {name:28} {n:6} {us:15.1f} {us - base:13.1f} {rate_s:>21} {ratio:>8} {late:9.1%} {p99 * 1e3:7.1f}ms")
 
 
 def hot_path(names: list[str], n: int, repeats: int) -> None:
@@ -322,12 +350,14 @@ def hot_path(names: list[str], n: int, repeats: int) -> None:
     runs: dict[str, list[float]] = {name: [] for name in ["no pacer", *names]}
     for _ in range(repeats):
         for name in runs:
-            async def go() -> float:
+
+            async def go(name: str = name) -> float:
                 pacer = PACERS[name](per_minute) if name in PACERS else NoPacer()
                 cpu0 = time.process_time()
                 for _ in range(n):
                     await pacer.acquire()
                 return time.process_time() - cpu0
+
             runs[name].append(asyncio.run(go()) / n * 1e6)
     base = min(runs["no pacer"])
     ours = min(runs[OURS]) - base
@@ -358,9 +388,11 @@ main(sys.argv[1:])
 def whole_runs(n: int, repeats: int) -> None:
     """`batchrun run` as a whole process on the fast built-in endpoint (own process, own core
     when there are two), concurrency 128, 64 tokens per answer: req/s and CPU per request."""
-    variants = {f"--rpm {rpm}, {name}": (how, ["--rpm", rpm])
-                for rpm in ("1000000", "100000")
-                for name, how in ((PACER, ["-m", "batchrun"]), (OURS, ["-c", _WITH_OLD_BUCKET]))}
+    variants = {
+        f"--rpm {rpm}, {name}": (how, ["--rpm", rpm])
+        for rpm in ("1000000", "100000")
+        for name, how in ((PACER, ["-m", "batchrun"]), (OURS, ["-c", _WITH_OLD_BUCKET]))
+    }
     variants["--rpm off (no pacing)"] = (["-m", "batchrun"], ["--rpm", "off"])
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     pin = ["taskset", "-c", str(cores[0])] if len(cores) > 1 and shutil.which("taskset") else []
@@ -373,8 +405,25 @@ def whole_runs(n: int, repeats: int) -> None:
         for repeat in range(repeats):
             for i, (name, (how, flags)) in enumerate(variants.items()):
                 out = Path(tmp_name) / f"out-{repeat}-{i}"
-                cmd = [*pin, sys.executable, *how, "run", str(prompts), "--base-url", sim.base_url, "-c", "128",
-                       "--max-tokens", "64", "--out", str(out), "-q", "--retries", "0", *flags]
+                cmd = [
+                    *pin,
+                    sys.executable,
+                    *how,
+                    "run",
+                    str(prompts),
+                    "--base-url",
+                    sim.base_url,
+                    "-c",
+                    "128",
+                    "--max-tokens",
+                    "64",
+                    "--out",
+                    str(out),
+                    "-q",
+                    "--retries",
+                    "0",
+                    *flags,
+                ]
                 before = resource.getrusage(resource.RUSAGE_CHILDREN)
                 start = time.perf_counter()
                 subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
@@ -384,9 +433,13 @@ def whole_runs(n: int, repeats: int) -> None:
                 ok = json.loads((out / "summary.json").read_text())["summary"]["counts"]["ok"]
                 assert ok == n, f"{name}: {ok} of {n} ok"
                 got[name].append((n / wall, cpu_s / n * 1e3))
-    print(f"== 3. `batchrun run` whole process, {n:,} requests at -c 128 on the fast built-in endpoint "
-          f"({repeats} repeats alternated{', client and endpoint on their own cores' if pin else ''})")
-    print(f"   {'run':48} {'req/s best':>10} {'vs old':>7} {'median':>7} {'vs old':>7} {'CPU ms/request':>15} {'vs old':>7}")
+    print(
+        f"== 3. `batchrun run` whole process, {n:,} requests at -c 128 on the fast built-in endpoint "
+        f"({repeats} repeats alternated{', client and endpoint on their own cores' if pin else ''})"
+    )
+    print(
+        f"   {'run':48} {'req/s best':>10} {'vs old':>7} {'median':>7} {'vs old':>7} {'CPU ms/request':>15} {'vs old':>7}"
+    )
 
     def figures(values: list[tuple[float, float]]) -> tuple[float, float, float]:
         return max(v[0] for v in values), statistics.median(v[0] for v in values), min(v[1] for v in values)
@@ -394,8 +447,10 @@ def whole_runs(n: int, repeats: int) -> None:
     for name, values in got.items():
         old_best, old_median, old_cpu = figures(got[name.replace(PACER, OURS)])
         best, median, cpu_ms = figures(values)
-        print(f"   {name:48} {best:10.0f} {best / old_best:6.3f}x {median:7.0f} {median / old_median:6.3f}x "
-              f"{cpu_ms:15.3f} {cpu_ms / old_cpu:6.3f}x")
+        print(
+            f"   {name:48} {best:10.0f} {best / old_best:6.3f}x {median:7.0f} {median / old_median:6.3f}x "
+            f"{cpu_ms:15.3f} {cpu_ms / old_cpu:6.3f}x"
+        )
 
 
 def main() -> None:

@@ -42,7 +42,7 @@ SERVER_CORE, CLIENT_CORE = 1, 0
 # the sim sent for the same request, precomputed, in one write: the same work for the client, and
 # the least a Python server can do per request. ---
 
-BASELINE = r'''
+BASELINE = r"""
 import asyncio, json, sys
 try:
     import uvloop
@@ -77,7 +77,7 @@ async def main():
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)   # until stdin closes
 
 (uvloop.run if uvloop else asyncio.run)(main())
-'''
+"""
 
 
 def cpu_s(pid: int) -> float:
@@ -96,8 +96,9 @@ def request_body(tokens: int | None = CHUNKS) -> str:
     return json.dumps({"model": "m", "stream": True, "messages": [{"role": "user", "content": text}]})
 
 
-async def drive(url: str, n: int, parse: bool, concurrency: int = CONCURRENCY,
-                tokens: int | None = CHUNKS) -> tuple[int, int]:
+async def drive(
+    url: str, n: int, parse: bool, concurrency: int = CONCURRENCY, tokens: int | None = CHUNKS
+) -> tuple[int, int]:
     """n streamed requests at fixed concurrency; returns (requests completed, data chunks)."""
     body = request_body(tokens)
     headers = {"content-type": "application/json", "authorization": "Bearer x"}
@@ -122,15 +123,21 @@ async def drive(url: str, n: int, parse: bool, concurrency: int = CONCURRENCY,
 
 
 async def measure(name: str, url: str, pid: int, n: int, parse: bool) -> dict[str, float]:
-    await drive(url, min(500, n), parse)                 # warm-up: connections, caches
+    await drive(url, min(500, n), parse)  # warm-up: connections, caches
     c0, t0 = cpu_s(pid), time.perf_counter()
     done, chunks = await drive(url, n, parse)
     wall, cpu = time.perf_counter() - t0, cpu_s(pid) - c0
-    row = {"req_s": done / wall, "chunks_s": chunks / wall, "server_cpu": cpu / wall,
-           "server_us_per_req": cpu / done * 1e6}
-    print(f"  {name:<26} {row['req_s']:7.0f} req/s  {row['chunks_s']:9.0f} chunks/s  "
-          f"server CPU {row['server_cpu'] * 100:4.0f}%  {row['server_us_per_req']:5.0f} CPU-us/req "
-          f"(one-core ceiling ~{1e6 / row['server_us_per_req']:,.0f} req/s)")
+    row = {
+        "req_s": done / wall,
+        "chunks_s": chunks / wall,
+        "server_cpu": cpu / wall,
+        "server_us_per_req": cpu / done * 1e6,
+    }
+    print(
+        f"  {name:<26} {row['req_s']:7.0f} req/s  {row['chunks_s']:9.0f} chunks/s  "
+        f"server CPU {row['server_cpu'] * 100:4.0f}%  {row['server_us_per_req']:5.0f} CPU-us/req "
+        f"(one-core ceiling ~{1e6 / row['server_us_per_req']:,.0f} req/s)"
+    )
     return row
 
 
@@ -142,26 +149,27 @@ async def fetch_body(url: str, path: Path) -> None:
 
 
 def start_baseline(body_path: Path) -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen([sys.executable, "-c", BASELINE, str(body_path)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
-    return proc, int(proc.stdout.readline())             # type: ignore[union-attr]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", BASELINE, str(body_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    return proc, int(proc.stdout.readline())  # type: ignore[union-attr]
 
 
 def stop_baseline(proc: subprocess.Popen[str]) -> None:
-    proc.stdin.close()                                   # type: ignore[union-attr]
+    proc.stdin.close()  # type: ignore[union-attr]
     try:
         proc.wait(timeout=3)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-    proc.stdout.close()                                  # type: ignore[union-attr]
+    proc.stdout.close()  # type: ignore[union-attr]
 
 
 async def throughput(n: int, body_path: Path) -> None:
     print(f"throughput: {n} streamed requests, concurrency {CONCURRENCY}, {CHUNKS} content chunks each")
     async with SimProcess(SimConfig(fast=True)) as sim:
         await fetch_body(sim.base_url + "/chat/completions", body_path)
-        pin(sim.pid, SERVER_CORE)                        # type: ignore[arg-type]
+        pin(sim.pid, SERVER_CORE)  # type: ignore[arg-type]
         url = sim.base_url + "/chat/completions"
         sim_row = await measure("sim --fast, json.loads", url, sim.pid, n, parse=True)  # type: ignore[arg-type]
         lean = await measure("sim --fast, lean client", url, sim.pid, n, parse=False)  # type: ignore[arg-type]
@@ -173,31 +181,34 @@ async def throughput(n: int, body_path: Path) -> None:
         base_lean = await measure("baseline, lean client", url, proc.pid, n, parse=False)
     finally:
         stop_baseline(proc)
-    print(f"  sim/baseline req/s: {sim_row['req_s'] / base_row['req_s']:.2f} (json.loads client), "
-          f"{lean['req_s'] / base_lean['req_s']:.2f} (lean client); server CPU-us/req sim/baseline: "
-          f"{lean['server_us_per_req'] / base_lean['server_us_per_req']:.2f}")
+    print(
+        f"  sim/baseline req/s: {sim_row['req_s'] / base_row['req_s']:.2f} (json.loads client), "
+        f"{lean['req_s'] / base_lean['req_s']:.2f} (lean client); server CPU-us/req sim/baseline: "
+        f"{lean['server_us_per_req'] / base_lean['server_us_per_req']:.2f}"
+    )
 
 
 async def slow_streams(n: int) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = min(hard, max(soft, 2 * n + 1024))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))   # the child inherits it
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))  # the child inherits it
     cfg = SimConfig(fixed_ttft_s=1.0, fixed_itl_s=0.5, output_tokens=8)
     print(f"slow streams: {n} at once, fixed TTFT 1 s, 0.5 s gaps, 8 tokens (~5 s each)")
     async with SimProcess(cfg) as sim:
-        pin(sim.pid, SERVER_CORE)                        # type: ignore[arg-type]
-        c0, t0 = cpu_s(sim.pid), time.perf_counter()     # type: ignore[arg-type]
+        pin(sim.pid, SERVER_CORE)  # type: ignore[arg-type]
+        c0, t0 = cpu_s(sim.pid), time.perf_counter()  # type: ignore[arg-type]
         peak = 0
-        task = asyncio.create_task(drive(sim.base_url + "/chat/completions", n, parse=True, concurrency=n,
-                                         tokens=None))
+        task = asyncio.create_task(drive(sim.base_url + "/chat/completions", n, parse=True, concurrency=n, tokens=None))
         while not task.done():
             await asyncio.sleep(0.5)
             peak = max(peak, (await asyncio.to_thread(sim.stats))["open_connections"])
         done, chunks = await asyncio.wait_for(task, 120)
         wall, cpu = time.perf_counter() - t0, cpu_s(sim.pid) - c0  # type: ignore[arg-type]
         stats = sim.stats()
-    print(f"  completed {done}/{n} ({stats['completed']} by the server's count), peak open connections "
-          f"{peak}, {chunks} chunks in {wall:.1f} s; server CPU {cpu:.2f} s = {cpu / wall * 100:.0f}% of a core")
+    print(
+        f"  completed {done}/{n} ({stats['completed']} by the server's count), peak open connections "
+        f"{peak}, {chunks} chunks in {wall:.1f} s; server CPU {cpu:.2f} s = {cpu / wall * 100:.0f}% of a core"
+    )
 
 
 def main() -> None:
@@ -208,6 +219,7 @@ def main() -> None:
     pin(0, CLIENT_CORE)
     try:
         import uvloop
+
         run: Any = uvloop.run
     except ImportError:
         run = asyncio.run

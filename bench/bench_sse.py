@@ -23,18 +23,28 @@ from batchrun.endpoint.attempt import AttemptResult  # noqa: E402
 from batchrun.endpoint.sse import SSEStream
 
 CHUNKS = 64
-READS = 2_000            # responses per timing
+READS = 2_000  # responses per timing
 
 
 def response(n: int = CHUNKS) -> list[bytes]:
     """One streamed response as vLLM/OpenAI send it, one network read per chunk."""
+
     def chunk(delta: dict, finish: str | None = None) -> bytes:
-        body = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0, "model": "m",
-                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+        body = {
+            "id": "chatcmpl-1",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": "m",
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
         return b"data: " + json.dumps(body).encode() + b"\n\n"
+
     usage = {"id": "chatcmpl-1", "choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": n}}
-    return ([chunk({"role": "assistant", "content": ""})] + [chunk({"content": " word"}) for _ in range(n)]
-            + [chunk({}, "stop"), b"data: " + json.dumps(usage).encode() + b"\n\n", b"data: [DONE]\n\n"])
+    return (
+        [chunk({"role": "assistant", "content": ""})]
+        + [chunk({"content": " word"}) for _ in range(n)]
+        + [chunk({}, "stop"), b"data: " + json.dumps(usage).encode() + b"\n\n", b"data: [DONE]\n\n"]
+    )
 
 
 def minimal(reads: list[bytes]) -> str:
@@ -72,7 +82,7 @@ def main() -> None:
     reads = response()
     assert minimal(reads) == batchrun(reads)
     mins, ours = [], []
-    for _ in range(7):                  # interleaved, so both see the same machine load
+    for _ in range(7):  # interleaved, so both see the same machine load
         mins.append(per_chunk_us(minimal, reads))
         ours.append(per_chunk_us(batchrun, reads))
     m, b = statistics.median(mins), statistics.median(ours)

@@ -56,10 +56,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=7, help="whole-process timings per command (median shown)")
     opts = ap.parse_args()
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("OPENAI_", "BATCHRUN_")) and k != "PYTHONDONTWRITEBYTECODE"}
-    server = subprocess.Popen(_batchrun() + ["serve", "--fast", "--host", "127.0.0.1", "--port", "0", "-q"],
-                              env=env, stdout=subprocess.PIPE, text=True)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OPENAI_", "BATCHRUN_")) and k != "PYTHONDONTWRITEBYTECODE"
+    }
+    server = subprocess.Popen(
+        _batchrun() + ["serve", "--fast", "--host", "127.0.0.1", "--port", "0", "-q"],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = server.stdout.readline().strip()
         if not url.startswith("http://127.0.0.1:"):
@@ -76,11 +83,16 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=10)
     load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"load average at the end (1 / 5 / 15 min): {load} on {os.cpu_count()} cores; above the core count, "
-          "other work shares the CPU and the wall clock grows with it")
+    print(
+        f"load average at the end (1 / 5 / 15 min): {load} on {os.cpu_count()} cores; above the core count, "
+        "other work shares the CPU and the wall clock grows with it"
+    )
     print(f"median of {opts.runs} whole-process runs each:      wall clock        CPU (user+sys)")
-    for name, (wall, cpu) in (("python -c pass", bare), ("python -c 'import batchrun.cli'", cli),
-                              ("batchrun run (1 row, -q)", one)):
+    for name, (wall, cpu) in (
+        ("python -c pass", bare),
+        ("python -c 'import batchrun.cli'", cli),
+        ("batchrun run (1 row, -q)", one),
+    ):
         print(f"  {name:32s} {wall * 1000:6.0f} ms {wall / bare[0]:5.1f}x   {cpu * 1000:6.0f} ms {cpu / bare[1]:5.1f}x")
 
 

@@ -28,16 +28,33 @@ from batchrun.sim import SimConfig, SimProcess  # noqa: E402
 
 
 def run(base_url: str, spec: str, concurrency: int, out: Path) -> dict:
-    cmd = [sys.executable, "-m", "batchrun", "run", "--synthetic", spec, "--base-url", base_url,
-           "-c", str(concurrency), "--out", str(out), "-q", "--retries", "0"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "batchrun",
+        "run",
+        "--synthetic",
+        spec,
+        "--base-url",
+        base_url,
+        "-c",
+        str(concurrency),
+        "--out",
+        str(out),
+        "-q",
+        "--retries",
+        "0",
+    ]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return json.loads((out / "summary.json").read_text())["summary"]
 
 
 def row(name: str, dist: dict, truth_s: float) -> str:
     p50, p99 = dist["p50"] * 1e3, dist["p99"] * 1e3
-    return (f"{name:<10} truth {truth_s * 1e3:7.1f} ms   measured p50 {p50:7.1f} ms ({p50 - truth_s * 1e3:+6.1f})"
-            f"   p99 {p99:7.1f} ms ({p99 - truth_s * 1e3:+6.1f})   n={dist['count']}")
+    return (
+        f"{name:<10} truth {truth_s * 1e3:7.1f} ms   measured p50 {p50:7.1f} ms ({p50 - truth_s * 1e3:+6.1f})"
+        f"   p99 {p99:7.1f} ms ({p99 - truth_s * 1e3:+6.1f})   n={dist['count']}"
+    )
 
 
 def fixed_mode(n: int) -> None:
@@ -53,16 +70,20 @@ def fixed_mode(n: int) -> None:
     syn = s["synthetic"]
     for key in ("prompt_tokens", "output_tokens"):
         req, real, err = syn["requested"][key], syn["realised"][key], syn[f"{key}_error"]
-        print(f"{key:<14} requested mean {req['mean']:.1f} (p50 {req['p50']:.0f})   realised mean {real['mean']:.1f} "
-              f"(p50 {real['p50']:.0f})   per-row error min {err['min']:+.0f} max {err['max']:+.0f}   n={real['count']}")
+        print(
+            f"{key:<14} requested mean {req['mean']:.1f} (p50 {req['p50']:.0f})   realised mean {real['mean']:.1f} "
+            f"(p50 {real['p50']:.0f})   per-row error min {err['min']:+.0f} max {err['max']:+.0f}   n={real['count']}"
+        )
     print(f"sizing: {syn['sizing']['source']}")
 
 
 def prefix_sharing(n: int) -> None:
     base, prefill = 0.02, 0.0002
     config = SimConfig(ttft_s=base, prefill_s_per_token=prefill, itl_s=0.001, jitter=0.0, max_concurrency=1024)
-    print(f"== prefix sharing, latency model without jitter: TTFT = {base * 1e3:.0f} ms + {prefill * 1e3:.1f} ms "
-          "per uncached prompt token")
+    print(
+        f"== prefix sharing, latency model without jitter: TTFT = {base * 1e3:.0f} ms + {prefill * 1e3:.1f} ms "
+        "per uncached prompt token"
+    )
     means = {}
     for label, extra in (("no sharing", ""), ("shared 448", ",shared_prefix_tokens=448,prefix_pool=4")):
         spec = f"prompt_tokens=512,output_tokens=8,n={n},seed=2{extra}"
@@ -71,8 +92,10 @@ def prefix_sharing(n: int) -> None:
             hits = sim.stats()["prefix_cache_hit_tokens"]
         means[label] = (s["ttft_s"]["mean"], hits, s["ttft_s"]["count"])
         truth = base + prefill * (s["synthetic"]["realised"]["prompt_tokens"]["mean"] - hits / s["ttft_s"]["count"])
-        print(f"{label:<11} mean TTFT {s['ttft_s']['mean'] * 1e3:6.1f} ms (truth {truth * 1e3:6.1f} ms)   "
-              f"cache hit tokens {hits}   n={s['ttft_s']['count']}")
+        print(
+            f"{label:<11} mean TTFT {s['ttft_s']['mean'] * 1e3:6.1f} ms (truth {truth * 1e3:6.1f} ms)   "
+            f"cache hit tokens {hits}   n={s['ttft_s']['count']}"
+        )
     (a, _, count), (b, hits, _) = means["no sharing"], means["shared 448"]
     truth = prefill * hits / count
     print(f"saving in mean TTFT: measured {(a - b) * 1e3:.1f} ms, truth {truth * 1e3:.1f} ms")

@@ -36,15 +36,26 @@ from batchrun.store.records import OK, read_records  # noqa: E402
 WORDS = "river stone bridge market signal pattern garden window letter answer".split()
 # name: (built-in endpoint options, run options, requests)
 SETTINGS: dict[str, tuple[list[str], list[str], int]] = {
-    "queue": (["ttft_s=0.05", "itl_s=0.005", "max_concurrency=8", "error_500_rate=0.05", "output_tokens_mean=12"],
-              ["-c", "16", "--max-tokens", "64"], 480),
-    "no-queue": (["ttft_s=0.05", "itl_s=0.005", "max_concurrency=64", "output_tokens_mean=12"],
-                 ["-c", "8", "--max-tokens", "64"], 480),
-    "prefill": (["ttft_s=0.1", "prefill_s_per_token=0.0005", "itl_s=0.004", "max_concurrency=4", "output_tokens=24"],
-                ["-c", "8", "--max-tokens", "24"], 400),
+    "queue": (
+        ["ttft_s=0.05", "itl_s=0.005", "max_concurrency=8", "error_500_rate=0.05", "output_tokens_mean=12"],
+        ["-c", "16", "--max-tokens", "64"],
+        480,
+    ),
+    "no-queue": (
+        ["ttft_s=0.05", "itl_s=0.005", "max_concurrency=64", "output_tokens_mean=12"],
+        ["-c", "8", "--max-tokens", "64"],
+        480,
+    ),
+    "prefill": (
+        ["ttft_s=0.1", "prefill_s_per_token=0.0005", "itl_s=0.004", "max_concurrency=4", "output_tokens=24"],
+        ["-c", "8", "--max-tokens", "24"],
+        400,
+    ),
 }
 SWEEP = (["ttft_s=0.05", "itl_s=0.005", "max_concurrency=8", "output_tokens_mean=12"], "1,4,16", 200)
-ENV = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "BATCHRUN_")) and k != "PYTHONDONTWRITEBYTECODE"}
+ENV = {
+    k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "BATCHRUN_")) and k != "PYTHONDONTWRITEBYTECODE"
+}
 
 
 def batchrun(*args: str, cwd: Path) -> None:
@@ -65,8 +76,11 @@ def prompts(path: Path, n: int, chars: int = 256) -> Path:
 
 
 def builtin(options: list[str], seed: int) -> list[str]:
-    return ["--base-url", "builtin", *(x for o in [*options, "fresh_jitter=true", f"seed={seed}"]
-                                       for x in ("--builtin-option", o))]
+    return [
+        "--base-url",
+        "builtin",
+        *(x for o in [*options, "fresh_jitter=true", f"seed={seed}"] for x in ("--builtin-option", o)),
+    ]
 
 
 class Twin:
@@ -75,9 +89,14 @@ class Twin:
     def __init__(self, like: list[str], cwd: Path) -> None:
         args = [x for item in like for x in ("--like", item)] if like else []
         t0 = time.perf_counter()
-        self.proc = subprocess.Popen([sys.executable, "-m", "batchrun", "serve", *args, "--port", "0", "-q"],
-                                     cwd=cwd, env=ENV, stdout=subprocess.PIPE, text=True)
-        self.url = self.proc.stdout.readline().strip()     # type: ignore[union-attr]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "batchrun", "serve", *args, "--port", "0", "-q"],
+            cwd=cwd,
+            env=ENV,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.url = self.proc.stdout.readline().strip()  # type: ignore[union-attr]
         self.start_s = time.perf_counter() - t0
         if not self.url.startswith("http://127.0.0.1:"):
             self.stop()
@@ -86,7 +105,7 @@ class Twin:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=10)
-        self.proc.stdout.close()    # type: ignore[union-attr]
+        self.proc.stdout.close()  # type: ignore[union-attr]
 
 
 def figures(records_path: Path) -> dict[str, float]:
@@ -121,8 +140,13 @@ def fidelity(name: str, tmp: Path) -> float:
         batchrun("run", str(data), "--out", "T", "-q", "--retries", "0", *run_args, "--base-url", twin.url, cwd=tmp)
     finally:
         twin.stop()
-    return show(name, figures(tmp / "A" / "records.jsonl"), figures(tmp / "B" / "records.jsonl"),
-                figures(tmp / "T" / "records.jsonl"), f" [{' '.join(options)}; {' '.join(run_args)}]")
+    return show(
+        name,
+        figures(tmp / "A" / "records.jsonl"),
+        figures(tmp / "B" / "records.jsonl"),
+        figures(tmp / "T" / "records.jsonl"),
+        f" [{' '.join(options)}; {' '.join(run_args)}]",
+    )
 
 
 def sweep(tmp: Path) -> float:
@@ -142,8 +166,13 @@ def sweep(tmp: Path) -> float:
         name = f"async-c{c}-r1"
         got = [figures(tmp / side / "runs" / name / "records.jsonl") for side in ("A", "B", "T")]
         worst = max(worst, show(f"sweep c={c}", *got, f" [{' '.join(options)}]"))
-    rps = {side: {r["name"]: r["requests_per_s"] for r in json.loads((tmp / side / "summary.json").read_text())["bench"]["rows"]}
-           for side in ("A", "B", "T")}
+    rps = {
+        side: {
+            r["name"]: r["requests_per_s"]
+            for r in json.loads((tmp / side / "summary.json").read_text())["bench"]["rows"]
+        }
+        for side in ("A", "B", "T")
+    }
     for c in levels.split(","):
         a, b, t = (rps[side][f"async-c{c}-r1"] for side in ("A", "B", "T"))
         print(f"    throughput c={c}: A {a:.2f} req/s   B {b / a - 1:+6.1%}   twin {t / a - 1:+6.1%}")
@@ -157,8 +186,11 @@ def startup(tmp: Path, runs: int) -> None:
     batchrun("fit", "src", "--out", "twin.json", "-q", "--no-report", cwd=tmp)
     timings: dict[str, list[float]] = {}
     for _ in range(runs):
-        for name, like in (("batchrun serve (baseline)", []), ("batchrun serve --like twin.json", ["twin.json"]),
-                           (f"batchrun serve --like RUN_DIR ({n} records)", ["src"])):
+        for name, like in (
+            ("batchrun serve (baseline)", []),
+            ("batchrun serve --like twin.json", ["twin.json"]),
+            (f"batchrun serve --like RUN_DIR ({n} records)", ["src"]),
+        ):
             twin = Twin(like, tmp)
             twin.stop()
             timings.setdefault(name, []).append(twin.start_s)

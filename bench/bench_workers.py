@@ -70,14 +70,16 @@ def write_prompts(path: Path, n: int) -> Path:
 
 
 # `batchrun run` that also writes its own process's CPU seconds (the coordinator alone) at exit.
-_SELF_CPU = ("import atexit, resource, sys\n"
-             "def _cpu():\n"
-             "    u = resource.getrusage(resource.RUSAGE_SELF)\n"
-             "    open('self-cpu.txt', 'w').write(str(u.ru_utime + u.ru_stime))\n"
-             "atexit.register(_cpu)\n"
-             "from batchrun.cli import main\n"
-             "sys.argv = ['batchrun', *sys.argv[1:]]\n"
-             "main()\n")
+_SELF_CPU = (
+    "import atexit, resource, sys\n"
+    "def _cpu():\n"
+    "    u = resource.getrusage(resource.RUSAGE_SELF)\n"
+    "    open('self-cpu.txt', 'w').write(str(u.ru_utime + u.ru_stime))\n"
+    "atexit.register(_cpu)\n"
+    "from batchrun.cli import main\n"
+    "sys.argv = ['batchrun', *sys.argv[1:]]\n"
+    "main()\n"
+)
 
 
 def run_batchrun(args: list[str], client_cores: list[int], cwd: Path) -> float:
@@ -96,8 +98,10 @@ def run_batchrun_split(args: list[str], client_cores: list[int], cwd: Path) -> t
 
 
 def cpu_per_1k(workers: list[int], small: int, big: int, concurrency: int) -> None:
-    print(f"== CPU s per 1,000 requests (marginal: {big:,} - {small:,} rows), endpoint --fast, 64 tokens, "
-          f"concurrency {concurrency}")
+    print(
+        f"== CPU s per 1,000 requests (marginal: {big:,} - {small:,} rows), endpoint --fast, 64 tokens, "
+        f"concurrency {concurrency}"
+    )
     with SimProcess(SimConfig(fast=True, output_tokens=64)) as sim, tempfile.TemporaryDirectory() as tmp:
         client, endpoint = pin_endpoint(sim)
         print(f"   endpoint on core {endpoint}, batchrun (coordinator + workers) on cores {client}")
@@ -106,16 +110,37 @@ def cpu_per_1k(workers: list[int], small: int, big: int, concurrency: int) -> No
             cpu, own = {}, {}
             for n in (small, big):
                 write_prompts(Path(tmp) / f"p{n}.csv", n)
-                cpu[n], own[n] = min(run_batchrun_split(
-                    [f"p{n}.csv", "--base-url", sim.base_url, "-q", "-c", str(concurrency), "--workers",
-                     str(n_workers), "--max-tokens", "64", "--out", f"o-{n_workers}-{n}-{rep}", "--retries", "0"],
-                    client, Path(tmp)) for rep in range(2))
+                cpu[n], own[n] = min(
+                    run_batchrun_split(
+                        [
+                            f"p{n}.csv",
+                            "--base-url",
+                            sim.base_url,
+                            "-q",
+                            "-c",
+                            str(concurrency),
+                            "--workers",
+                            str(n_workers),
+                            "--max-tokens",
+                            "64",
+                            "--out",
+                            f"o-{n_workers}-{n}-{rep}",
+                            "--retries",
+                            "0",
+                        ],
+                        client,
+                        Path(tmp),
+                    )
+                    for rep in range(2)
+                )
             per_1k = (cpu[big] - cpu[small]) / (big - small) * 1000
             coordinator = (own[big] - own[small]) / (big - small) * 1000
             base = per_1k if base is None else base
-            print(f"   --workers {n_workers}: {per_1k:6.2f} CPU s / 1k requests   ({per_1k / base:.2f}x of "
-                  f"--workers {workers[0]}; of which this process: {coordinator:.2f} s; whole runs: "
-                  f"{cpu[small]:.2f} s and {cpu[big]:.2f} s)")
+            print(
+                f"   --workers {n_workers}: {per_1k:6.2f} CPU s / 1k requests   ({per_1k / base:.2f}x of "
+                f"--workers {workers[0]}; of which this process: {coordinator:.2f} s; whole runs: "
+                f"{cpu[small]:.2f} s and {cpu[big]:.2f} s)"
+            )
 
 
 def ttft_inflation(workers: list[int], n: int, streams: int) -> None:
@@ -124,8 +149,11 @@ def ttft_inflation(workers: list[int], n: int, streams: int) -> None:
     for pinned in (True, False):
         with SimProcess(config) as sim, tempfile.TemporaryDirectory() as tmp:
             client, endpoint = pin_endpoint(sim) if pinned else (cores(), cores())
-            note = ("  (one core for the client whatever N is: this machine cannot show a second core's gain)"
-                    if pinned and len(client) < 2 else "")
+            note = (
+                "  (one core for the client whatever N is: this machine cannot show a second core's gain)"
+                if pinned and len(client) < 2
+                else ""
+            )
             print(f"   endpoint on cores {endpoint}, batchrun on cores {client}{note}")
             write_prompts(Path(tmp) / "p.csv", n)
             for n_workers in workers:
@@ -134,13 +162,33 @@ def ttft_inflation(workers: list[int], n: int, streams: int) -> None:
 
 def _one_ttft_run(sim: SimProcess, client: list[int], tmp: Path, n_workers: int, streams: int) -> None:
     out = tmp / f"o{n_workers}"
-    cpu = run_batchrun(["p.csv", "--base-url", sim.base_url, "-q", "-c", str(streams), "--workers", str(n_workers),
-                        "--max-tokens", "32", "--out", out.name, "--retries", "0"], client, tmp)
+    cpu = run_batchrun(
+        [
+            "p.csv",
+            "--base-url",
+            sim.base_url,
+            "-q",
+            "-c",
+            str(streams),
+            "--workers",
+            str(n_workers),
+            "--max-tokens",
+            "32",
+            "--out",
+            out.name,
+            "--retries",
+            "0",
+        ],
+        client,
+        tmp,
+    )
     over = sorted(r["ttft_s"] - 0.05 for r in _records(out) if r["status"] == "ok")
     summary = json.loads((out / "summary.json").read_text())["summary"]
-    print(f"     --workers {n_workers}: TTFT - 50 ms p50 {_pct(over, .5) * 1e3:+7.1f} ms  "
-          f"p99 {_pct(over, .99) * 1e3:+7.1f} ms  (n={len(over)}; {summary['throughput']['requests_per_s']:.0f} "
-          f"req/s; client CPU {cpu:.1f} s)")
+    print(
+        f"     --workers {n_workers}: TTFT - 50 ms p50 {_pct(over, 0.5) * 1e3:+7.1f} ms  "
+        f"p99 {_pct(over, 0.99) * 1e3:+7.1f} ms  (n={len(over)}; {summary['throughput']['requests_per_s']:.0f} "
+        f"req/s; client CPU {cpu:.1f} s)"
+    )
 
 
 def knee(levels: list[int], waves: int) -> None:
@@ -153,12 +201,30 @@ def knee(levels: list[int], waves: int) -> None:
         for level in levels:
             write_prompts(Path(tmp) / f"p{level}.csv", waves * level)
             out = Path(tmp) / f"k{level}"
-            run_batchrun([f"p{level}.csv", "--base-url", sim.base_url, "-q", "-c", str(level), "--max-tokens", "32",
-                          "--out", out.name, "--retries", "0"], client, Path(tmp))
+            run_batchrun(
+                [
+                    f"p{level}.csv",
+                    "--base-url",
+                    sim.base_url,
+                    "-q",
+                    "-c",
+                    str(level),
+                    "--max-tokens",
+                    "32",
+                    "--out",
+                    out.name,
+                    "--retries",
+                    "0",
+                ],
+                client,
+                Path(tmp),
+            )
             over = sorted(r["ttft_s"] - 0.05 for r in _records(out) if r["status"] == "ok")
             lag = json.loads((out / "summary.json").read_text())["summary"]["loop_lag"]
-            print(f"   -c {level:5d}: TTFT - 50 ms p50 {_pct(over, .5) * 1e3:+7.1f} ms  p99 {_pct(over, .99) * 1e3:+7.1f} ms"
-                  f"  loop lag p99 {lag['p99_s'] * 1e3:6.1f} ms  (n={len(over)})")
+            print(
+                f"   -c {level:5d}: TTFT - 50 ms p50 {_pct(over, 0.5) * 1e3:+7.1f} ms  p99 {_pct(over, 0.99) * 1e3:+7.1f} ms"
+                f"  loop lag p99 {lag['p99_s'] * 1e3:6.1f} ms  (n={len(over)})"
+            )
 
 
 def exactness(rows: int) -> None:
@@ -166,8 +232,26 @@ def exactness(rows: int) -> None:
     config = SimConfig(fixed_ttft_s=0.004, fixed_itl_s=0.002, output_tokens=4, seed=11, **FAULTS)
     with SimProcess(config) as sim, tempfile.TemporaryDirectory() as tmp:
         write_prompts(Path(tmp) / "p.csv", rows)
-        cmd = [sys.executable, "-m", "batchrun", "run", "p.csv", "--base-url", sim.base_url, "--out", "o", "-q",
-               "-c", "64", "--workers", "2", "--max-retry-wait", "0.05", "--retries", "8"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "batchrun",
+            "run",
+            "p.csv",
+            "--base-url",
+            sim.base_url,
+            "--out",
+            "o",
+            "-q",
+            "-c",
+            "64",
+            "--workers",
+            "2",
+            "--max-retry-wait",
+            "0.05",
+            "--retries",
+            "8",
+        ]
         proc = subprocess.Popen(cmd, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         lines: list[str] = []
         reader = threading.Thread(target=lambda: lines.extend(proc.stderr or []), daemon=True)
@@ -181,9 +265,11 @@ def exactness(rows: int) -> None:
         per_id = Counter(r["id"] for r in records)
         ok = Counter(r["id"] for r in records if r["status"] == "ok")
         resent = next((line.strip() for line in lines if "were sent again" in line), "no resend message")
-        print(f"   exit {code}; {len(per_id):,} rows recorded, {sum(per_id.values()):,} records; "
-              f"ok exactly once: {sum(1 for v in ok.values() if v == 1):,}; rows with two records: "
-              f"{sum(1 for v in per_id.values() if v > 1)}; faults injected: {sum(sim.stats()['faults'].values())}")
+        print(
+            f"   exit {code}; {len(per_id):,} rows recorded, {sum(per_id.values()):,} records; "
+            f"ok exactly once: {sum(1 for v in ok.values() if v == 1):,}; rows with two records: "
+            f"{sum(1 for v in per_id.values() if v > 1)}; faults injected: {sum(sim.stats()['faults'].values())}"
+        )
         print(f"   {resent}")
         good = code == 0 and len(ok) == rows and set(per_id.values()) == {1}
         print(f"   {'PASS' if good else 'FAIL'}: every row ok exactly once")

@@ -34,6 +34,7 @@ async def make_sim() -> AsyncIterator[MakeSim]:
     """Factory: `await make_sim(fast=True, rpm=10)` starts a sim with those SimConfig fields;
     every sim it started is stopped when the test ends."""
     async with contextlib.AsyncExitStack() as stack:
+
         async def factory(**config: Any) -> SimServer:
             return await stack.enter_async_context(serve_sim(SimConfig(**config)))
 

@@ -55,14 +55,14 @@ def doc_page(name: str) -> str:
 class Example:
     """One `batchrun` command of the docs, as the shell would run it."""
 
-    page: str                       # README.md or docs/<name>.md
-    line: int                       # 1-based line where the command starts
-    block: int                      # line of its block's opening fence: examples of one block share a directory
-    argv: tuple[str, ...]           # the words after `batchrun`
-    env: tuple[tuple[str, str], ...] = ()   # NAME=value before it, and exported earlier in its block
-    comment: str = ""               # its `#` comment, without the `#`
-    needs: str | None = None        # what it needs that a test cannot have: checked for its options only
-    output: tuple[str, ...] = ()    # the lines a console block shows after it
+    page: str  # README.md or docs/<name>.md
+    line: int  # 1-based line where the command starts
+    block: int  # line of its block's opening fence: examples of one block share a directory
+    argv: tuple[str, ...]  # the words after `batchrun`
+    env: tuple[tuple[str, str], ...] = ()  # NAME=value before it, and exported earlier in its block
+    comment: str = ""  # its `#` comment, without the `#`
+    needs: str | None = None  # what it needs that a test cannot have: checked for its options only
+    output: tuple[str, ...] = ()  # the lines a console block shows after it
 
     @property
     def id(self) -> str:
@@ -93,7 +93,7 @@ def split_comment(line: str) -> tuple[str, str]:
         elif char in "'\"":
             quote = char
         elif char == "#" and (i == 0 or line[i - 1].isspace()):
-            return line[:i].rstrip(), line[i + 1:].strip()
+            return line[:i].rstrip(), line[i + 1 :].strip()
     return line.rstrip(), ""
 
 
@@ -145,7 +145,7 @@ def commands(tokens: list[str]) -> Iterator[list[str]]:
 class _Block:
     page: str
     fence: int
-    shell: bool                                      # bash/sh: every line is a command; else only `$ ` lines
+    shell: bool  # bash/sh: every line is a command; else only `$ ` lines
     variables: dict[str, str]
     exported: dict[str, str]
 
@@ -167,28 +167,30 @@ def _simple_commands(block: _Block, code: str) -> Iterator[tuple[list[str], dict
             yield command, {**block.exported, **assigned}
 
 
-def _examples_of_line(block: _Block, line: int, code: str, comment: str,
-                      inside: str | None = None) -> Iterator[Example]:
+def _examples_of_line(
+    block: _Block, line: int, code: str, comment: str, inside: str | None = None
+) -> Iterator[Example]:
     """The examples of one logical line (several when it chains commands or nests a script)."""
     try:
         simple = list(_simple_commands(block, code))
     except DocSyntaxError:
         if "batchrun" in code:
             raise
-        return                                       # not an example: a line of another tool's syntax
+        return  # not an example: a line of another tool's syntax
     marked = _NEEDS.search(comment)
     for command, env in simple:
         if command[0] == "batchrun":
             unexpanded = [w for w in command if _VARIABLE.search(w)]
             if unexpanded and inside is None:
-                raise DocSyntaxError(f"{block.page}:{line}: {unexpanded[0]!r} is not set by a line before it in its block")
+                raise DocSyntaxError(
+                    f"{block.page}:{line}: {unexpanded[0]!r} is not set by a line before it in its block"
+                )
             needs = marked.group(1).strip().rstrip(".") if marked else inside
             yield Example(block.page, line, block.fence, tuple(command[1:]), tuple(env.items()), comment, needs)
             continue
-        for word in command[1:]:                     # a script handed to another command
+        for word in command[1:]:  # a script handed to another command
             if "batchrun" in word and word != "batchrun":
-                yield from _examples_of_line(block, line, word, comment,
-                                             inside=f"runs where `{command[0]}` sends it")
+                yield from _examples_of_line(block, line, word, comment, inside=f"runs where `{command[0]}` sends it")
 
 
 def _logical_lines(block: _Block, body: list[tuple[int, str]]) -> Iterator[tuple[int, str, str, tuple[str, ...]]]:
@@ -277,7 +279,7 @@ def parse_command(argv: Sequence[str]) -> str:
     try:
         with command.make_context(name, args):
             pass
-    except Exception as exc:                         # click's UsageError (typer's own copy, or click's)
+    except Exception as exc:  # click's UsageError (typer's own copy, or click's)
         message = exc.format_message() if hasattr(exc, "format_message") else repr(exc)
         raise AssertionError(f"`{shlex.join(['batchrun', *argv])}`: {message}") from None
     return name
@@ -297,5 +299,8 @@ def prose_code(text: str) -> Iterator[tuple[int, str]]:
 
 def doc_examples() -> list[Example]:
     """Every `batchrun` example of README.md and docs/*.md."""
-    return [example for page in doc_pages()
-            for example in examples_in(str(page.relative_to(ROOT)), page.read_text(encoding="utf-8"))]
+    return [
+        example
+        for page in doc_pages()
+        for example in examples_in(str(page.relative_to(ROOT)), page.read_text(encoding="utf-8"))
+    ]

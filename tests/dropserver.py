@@ -34,12 +34,13 @@ from typing import Any
 from batchrun.endpoint.requests import Job
 from batchrun.inputs.prompt import Prompt
 
-IDLE_CLOSE_S = 10.0       # a connection no request comes on is closed after this
+IDLE_CLOSE_S = 10.0  # a connection no request comes on is closed after this
 
 
 def sse_response(prompt: str, tokens: int = 3, *, text: bool = False) -> bytes:
     """A complete chunked SSE response (head and body), as llama-server sends: no Connection
     header. Chat chunks, or /completions' `text` chunks with `text=True`."""
+
     def choice(content: str | None, finish: str | None = None) -> dict[str, Any]:
         if text:
             return {"index": 0, "text": content or "", "finish_reason": finish}
@@ -49,8 +50,16 @@ def sse_response(prompt: str, tokens: int = 3, *, text: bool = False) -> bytes:
     events = [{"choices": [choice(None)]}]
     events += [{"choices": [choice(f" w{i}")]} for i in range(tokens)]
     events.append({"choices": [choice(None, "stop")]})
-    events.append({"choices": [], "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": tokens,
-                                             "total_tokens": len(prompt.split()) + tokens}})
+    events.append(
+        {
+            "choices": [],
+            "usage": {
+                "prompt_tokens": len(prompt.split()),
+                "completion_tokens": tokens,
+                "total_tokens": len(prompt.split()) + tokens,
+            },
+        }
+    )
     body = b"".join(_chunk(b"data: " + json.dumps({"model": "drop-model", **e}).encode() + b"\n\n") for e in events)
     body += _chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n"
     return _head("text/event-stream", chunked=True) + body
@@ -69,10 +78,17 @@ def embeddings_response(body: bytes) -> bytes:
     """One 2-float vector per input, base64 as batchrun asks, usage one token per word."""
     texts = json.loads(body)["input"]
     vector = base64.b64encode(struct.pack("<2f", 1.0, 0.0)).decode()
-    payload = json.dumps({"object": "list", "model": "drop-model",
-                          "data": [{"object": "embedding", "index": i, "embedding": vector} for i in range(len(texts))],
-                          "usage": {"prompt_tokens": sum(len(t.split()) for t in texts),
-                                    "total_tokens": sum(len(t.split()) for t in texts)}}).encode()
+    payload = json.dumps(
+        {
+            "object": "list",
+            "model": "drop-model",
+            "data": [{"object": "embedding", "index": i, "embedding": vector} for i in range(len(texts))],
+            "usage": {
+                "prompt_tokens": sum(len(t.split()) for t in texts),
+                "total_tokens": sum(len(t.split()) for t in texts),
+            },
+        }
+    ).encode()
     return _head("application/json", length=len(payload)) + payload
 
 
@@ -86,10 +102,10 @@ class DropServer:
     def __init__(self, policy: str) -> None:
         assert policy in ("llama", "close_after", "cut_first", "answer_once", "drop_all")
         self.policy = policy
-        self.connections = 0                  # accepted
-        self.answered: Counter[str] = Counter()   # prompt -> complete answers sent
-        self.cut: Counter[str] = Counter()        # prompt -> answers cut after a chunk
-        self.dropped = 0                       # requests read and answered by closing
+        self.connections = 0  # accepted
+        self.answered: Counter[str] = Counter()  # prompt -> complete answers sent
+        self.cut: Counter[str] = Counter()  # prompt -> answers cut after a chunk
+        self.dropped = 0  # requests read and answered by closing
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="dropserver", daemon=True)
         self._server: asyncio.AbstractServer | None = None
@@ -98,7 +114,8 @@ class DropServer:
     def __enter__(self) -> "DropServer":
         self._thread.start()
         self._server = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._serve, "127.0.0.1", 0), self._loop).result(10)
+            asyncio.start_server(self._serve, "127.0.0.1", 0), self._loop
+        ).result(10)
         port = self._server.sockets[0].getsockname()[1]
         self.base_url = f"http://127.0.0.1:{port}/v1"
         return self
@@ -155,7 +172,7 @@ class DropServer:
             self.cut[prompt] += 1
             first_chunk_end = response.index(b"\r\n\r\n") + 4
             first_chunk_end = response.index(b"\n\n\r\n", first_chunk_end) + 4
-            writer.write(response[:first_chunk_end])   # head and one event: bytes did arrive
+            writer.write(response[:first_chunk_end])  # head and one event: bytes did arrive
             await writer.drain()
             raise ConnectionError("cut on purpose")
         writer.write(response)
@@ -189,5 +206,9 @@ def chat_job(i: int) -> Job:
     """Row i as the Pool and the sync baseline take it: a streamed chat request for drop-model."""
     messages = [{"role": "user", "content": f"question {i}"}]
     body = {"model": "drop-model", "messages": messages, "stream": True, "stream_options": {"include_usage": True}}
-    return Job(prompt=Prompt(id=f"q{i}", row=i, line=i + 2, messages=messages),
-               body=json.dumps(body).encode(), estimated_tokens=10, prompt_tokens_estimate=2)
+    return Job(
+        prompt=Prompt(id=f"q{i}", row=i, line=i + 2, messages=messages),
+        body=json.dumps(body).encode(),
+        estimated_tokens=10,
+        prompt_tokens_estimate=2,
+    )

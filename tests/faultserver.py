@@ -22,8 +22,8 @@ from rawserver import DONE, chunk, sse, usage_chunk
 
 Fault = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-FLAKY_EVERY = 3          # rows failing on their first attempt only
-BROKEN_EVERY = 50        # rows failing on every attempt
+FLAKY_EVERY = 3  # rows failing on their first attempt only
+BROKEN_EVERY = 50  # rows failing on every attempt
 
 
 def prompt_of(body: bytes) -> str:
@@ -35,8 +35,14 @@ def row_of(body: bytes) -> int:
 
 
 def ok_pieces(i: int) -> list[bytes]:
-    return [chunk("", role="assistant"), chunk(f"answer {i}"), chunk(" done"), chunk(finish="stop"),
-            usage_chunk(3, 2), DONE]
+    return [
+        chunk("", role="assistant"),
+        chunk(f"answer {i}"),
+        chunk(" done"),
+        chunk(finish="stop"),
+        usage_chunk(3, 2),
+        DONE,
+    ]
 
 
 def fault_plan(i: int, attempt: int) -> bool:
@@ -62,9 +68,11 @@ class Faulty:
 
 # --- the faults -------------------------------------------------------------------------------
 
+
 async def status_429_no_header(request: web.Request) -> web.StreamResponse:
-    return web.json_response({"error": {"message": "Rate limit reached", "type": "requests",
-                                        "code": "rate_limit_exceeded"}}, status=429)
+    return web.json_response(
+        {"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}}, status=429
+    )
 
 
 async def headers_then_nothing(request: web.Request) -> web.StreamResponse:
@@ -77,37 +85,70 @@ async def headers_then_nothing(request: web.Request) -> web.StreamResponse:
 
 
 async def malformed_line(request: web.Request) -> web.StreamResponse:
-    return await sse(request, [chunk("", role="assistant"), chunk("par"), b'data: {"choices": [\n\n',
-                               chunk("tial"), chunk(finish="stop"), DONE])
+    return await sse(
+        request,
+        [
+            chunk("", role="assistant"),
+            chunk("par"),
+            b'data: {"choices": [\n\n',
+            chunk("tial"),
+            chunk(finish="stop"),
+            DONE,
+        ],
+    )
 
 
 async def wrong_shape_chunk(request: web.Request) -> web.StreamResponse:
     """Valid JSON, wrong shape: `choices` is a string (a broken proxy or a non-OpenAI server)."""
-    return await sse(request, [chunk("", role="assistant"), chunk("par"),
-                               b'data: {"id": "x", "choices": "oops"}\n\n', chunk(finish="stop"), DONE])
+    return await sse(
+        request,
+        [
+            chunk("", role="assistant"),
+            chunk("par"),
+            b'data: {"id": "x", "choices": "oops"}\n\n',
+            chunk(finish="stop"),
+            DONE,
+        ],
+    )
 
 
 async def non_text_content(request: web.Request) -> web.StreamResponse:
     """`delta.content` that is a number, not text."""
-    return await sse(request, [chunk("", role="assistant"),
-                               b'data: {"choices": [{"index": 0, "delta": {"content": 5}}]}\n\n',
-                               chunk(finish="stop"), DONE])
+    return await sse(
+        request,
+        [
+            chunk("", role="assistant"),
+            b'data: {"choices": [{"index": 0, "delta": {"content": 5}}]}\n\n',
+            chunk(finish="stop"),
+            DONE,
+        ],
+    )
 
 
 async def error_in_stream(request: web.Request) -> web.StreamResponse:
-    return await sse(request, [chunk("", role="assistant"), chunk("par"),
-                               b'data: {"error": {"message": "The server had an error while processing '
-                               b'your request.", "type": "server_error"}}\n\n'])
+    return await sse(
+        request,
+        [
+            chunk("", role="assistant"),
+            chunk("par"),
+            b'data: {"error": {"message": "The server had an error while processing '
+            b'your request.", "type": "server_error"}}\n\n',
+        ],
+    )
 
 
 async def non_json_error(request: web.Request) -> web.StreamResponse:
-    return web.Response(status=500, text="upstream connect error or disconnect/reset before headers",
-                        content_type="text/plain")
+    return web.Response(
+        status=500, text="upstream connect error or disconnect/reset before headers", content_type="text/plain"
+    )
 
 
-PROXY_PAGE = ("<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
-              "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
-              + "<!-- padding -->\r\n" * 200 + "</body>\r\n</html>\r\n")
+PROXY_PAGE = (
+    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    + "<!-- padding -->\r\n" * 200
+    + "</body>\r\n</html>\r\n"
+)
 
 
 async def proxy_html_page(request: web.Request) -> web.StreamResponse:
@@ -116,35 +157,48 @@ async def proxy_html_page(request: web.Request) -> web.StreamResponse:
 
 # Benign oddities: every one of these is a complete, successful answer.
 
+
 async def azure_empty_choices_first(request: web.Request) -> web.StreamResponse:
     i = row_of(await request.read())
-    filter_chunk = (b'data: {"choices": [], "created": 0, "id": "", "model": "", "object": "", '
-                    b'"prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {}}]}\n\n')
+    filter_chunk = (
+        b'data: {"choices": [], "created": 0, "id": "", "model": "", "object": "", '
+        b'"prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {}}]}\n\n'
+    )
     return await sse(request, [filter_chunk, *ok_pieces(i)])
 
 
 async def no_usage_chunk(request: web.Request) -> web.StreamResponse:
     i = row_of(await request.read())
-    return await sse(request, [chunk("", role="assistant"), chunk(f"answer {i}"), chunk(" done"),
-                               chunk(finish="stop"), DONE])
+    return await sse(
+        request, [chunk("", role="assistant"), chunk(f"answer {i}"), chunk(" done"), chunk(finish="stop"), DONE]
+    )
 
 
 async def done_without_finish_reason(request: web.Request) -> web.StreamResponse:
     i = row_of(await request.read())
-    return await sse(request, [chunk("", role="assistant"), chunk(f"answer {i}"), chunk(" done"),
-                               usage_chunk(3, 2), DONE])
+    return await sse(
+        request, [chunk("", role="assistant"), chunk(f"answer {i}"), chunk(" done"), usage_chunk(3, 2), DONE]
+    )
 
 
 async def usage_as_text(request: web.Request) -> web.StreamResponse:
     """Token counts as strings: they must not reach the records (the summary sums them)."""
     i = row_of(await request.read())
-    return await sse(request, [chunk("", role="assistant"), chunk(f"answer {i}"), chunk(" done"),
-                               chunk(finish="stop"),
-                               b'data: {"choices": [], "usage": {"prompt_tokens": "3", "completion_tokens": "2"}}\n\n',
-                               DONE])
+    return await sse(
+        request,
+        [
+            chunk("", role="assistant"),
+            chunk(f"answer {i}"),
+            chunk(" done"),
+            chunk(finish="stop"),
+            b'data: {"choices": [], "usage": {"prompt_tokens": "3", "completion_tokens": "2"}}\n\n',
+            DONE,
+        ],
+    )
 
 
 # --- leaks ------------------------------------------------------------------------------------
+
 
 def open_fds() -> int:
     return len(os.listdir(f"/proc/{os.getpid()}/fd"))
@@ -160,7 +214,7 @@ async def no_leaks() -> AsyncIterator[None]:
     """
     before = open_fds()
     yield
-    for _ in range(10):             # transports close their sockets in call_soon callbacks
+    for _ in range(10):  # transports close their sockets in call_soon callbacks
         await asyncio.sleep(0)
     current = asyncio.current_task()
     pending = [t for t in asyncio.all_tasks() if t is not current and not t.done()]

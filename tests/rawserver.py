@@ -16,9 +16,15 @@ from aiohttp import web
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def chunk(content: str | None = None, *, role: str | None = None, finish: str | None = None,
-          tool_calls: list[dict[str, Any]] | None = None, usage: dict[str, int] | None = None,
-          choices: bool = True) -> bytes:
+def chunk(
+    content: str | None = None,
+    *,
+    role: str | None = None,
+    finish: str | None = None,
+    tool_calls: list[dict[str, Any]] | None = None,
+    usage: dict[str, int] | None = None,
+    choices: bool = True,
+) -> bytes:
     """One `data: {chat.completion.chunk}` SSE event."""
     delta: dict[str, Any] = {}
     if role:
@@ -27,9 +33,13 @@ def chunk(content: str | None = None, *, role: str | None = None, finish: str | 
         delta["content"] = content
     if tool_calls is not None:
         delta["tool_calls"] = tool_calls
-    body: dict[str, Any] = {"id": "chatcmpl-raw", "object": "chat.completion.chunk", "created": 0,
-                            "model": "raw-model",
-                            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}] if choices else []}
+    body: dict[str, Any] = {
+        "id": "chatcmpl-raw",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "raw-model",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}] if choices else [],
+    }
     if usage is not None:
         body["usage"] = usage
     return b"data: " + json.dumps(body).encode() + b"\n\n"
@@ -39,15 +49,19 @@ DONE = b"data: [DONE]\n\n"
 
 
 def usage_chunk(prompt: int, completion: int) -> bytes:
-    return chunk(choices=False, usage={"prompt_tokens": prompt, "completion_tokens": completion,
-                                       "total_tokens": prompt + completion})
+    return chunk(
+        choices=False,
+        usage={"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+    )
 
 
-async def sse(request: web.Request, pieces: list[bytes | float], *, headers: dict[str, str] | None = None,
-              end: bool = True) -> web.StreamResponse:
+async def sse(
+    request: web.Request, pieces: list[bytes | float], *, headers: dict[str, str] | None = None, end: bool = True
+) -> web.StreamResponse:
     """Stream `pieces` (bytes are written, floats are sleeps in seconds)."""
-    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "x-request-id": "req-raw",
-                                       **(headers or {})})
+    resp = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "x-request-id": "req-raw", **(headers or {})}
+    )
     await resp.prepare(request)
     for piece in pieces:
         if isinstance(piece, float):
@@ -68,8 +82,9 @@ async def cut(request: web.Request, pieces: list[bytes]) -> web.StreamResponse:
 
 
 @contextlib.asynccontextmanager
-async def raw_server(handler: Handler, models: Handler | None = None,
-                     routes: Sequence[web.RouteDef] = ()) -> AsyncIterator[str]:
+async def raw_server(
+    handler: Handler, models: Handler | None = None, routes: Sequence[web.RouteDef] = ()
+) -> AsyncIterator[str]:
     """Serve `handler` for POST /v1/chat/completions, `models` (default: one model, raw-model)
     for GET /v1/models, and any further `routes`; yields the base URL."""
     app = web.Application()

@@ -16,10 +16,18 @@ class ScriptedServer:
     `ttft_s`); past it, requests queue and their TTFT grows by the wait (Little's law:
     wait = service * (n - knee) / knee). `rate_limit`: more in flight than this gets 429s."""
 
-    def __init__(self, knee: int, *, ttft_s: float = 0.25, service_s: float = 3.0,
-                 rate_limit: int | None = None, waves: bool = False, seed: int = 0) -> None:
+    def __init__(
+        self,
+        knee: int,
+        *,
+        ttft_s: float = 0.25,
+        service_s: float = 3.0,
+        rate_limit: int | None = None,
+        waves: bool = False,
+        seed: int = 0,
+    ) -> None:
         self.knee, self.ttft_s, self.service_s, self.rate_limit = knee, ttft_s, service_s, rate_limit
-        self.waves = waves      # even service times: only the excess waits, a whole service time each
+        self.waves = waves  # even service times: only the excess waits, a whole service time each
         self.rng = random.Random(seed)
 
     def drive(self, controller: ConcurrencyController, seconds: float) -> list[tuple[float, int]]:
@@ -28,16 +36,20 @@ class ScriptedServer:
         while now < seconds:
             n = controller.limit
             wait = self.service_s * max(0, n - self.knee) / self.knee
-            step = (self.service_s + wait) / n                  # completions arrive n per cycle
+            step = (self.service_s + wait) / n  # completions arrive n per cycle
             if self.waves:
                 wait = self.service_s if self.rng.random() < max(0, n - self.knee) / n else 0.0
             now += step
             jitter = self.rng.lognormvariate(0, 0.15)
             overloaded = self.rate_limit is not None and n > self.rate_limit and self.rng.random() < 0.3
-            controller.observe(sent=now - self.service_s - wait, now=now,
-                               ttft_s=None if overloaded else (self.ttft_s + wait) * jitter,
-                               latency_s=None if overloaded else (self.service_s + wait) * jitter,
-                               overloaded=overloaded, in_flight=n)
+            controller.observe(
+                sent=now - self.service_s - wait,
+                now=now,
+                ttft_s=None if overloaded else (self.ttft_s + wait) * jitter,
+                latency_s=None if overloaded else (self.service_s + wait) * jitter,
+                overloaded=overloaded,
+                in_flight=n,
+            )
             trace.append((now, controller.limit))
         return trace
 
@@ -51,10 +63,10 @@ def test_settles_near_the_knee_and_stays_there(knee: int, within_s: float) -> No
     controller = ConcurrencyController(AdaptiveConfig(), now=0.0)
     trace = ScriptedServer(knee).drive(controller, 300.0)
     late = after(trace, within_s)
-    assert min(late) >= 0.75 * knee and max(late) <= 1.25 * knee      # within ±25% from then on
+    assert min(late) >= 0.75 * knee and max(late) <= 1.25 * knee  # within ±25% from then on
     settled = settled_limit(controller.history, 300.0)
     assert settled is not None and abs(settled - knee) <= 0.25 * knee
-    assert all(abs(n - settled) <= 0.2 * settled + 1 for n in after(trace, 60.0))   # no wide swings
+    assert all(abs(n - settled) <= 0.2 * settled + 1 for n in after(trace, 60.0))  # no wide swings
 
 
 @pytest.mark.parametrize("knee", [16, 32])
@@ -78,8 +90,14 @@ def test_a_server_that_slows_every_token_instead_of_queueing_is_not_pushed_past_
         n = controller.limit
         latency = service * max(1.0, n / knee)
         now += latency / n
-        controller.observe(sent=now - latency, now=now, ttft_s=0.25 * rng.lognormvariate(0, 0.15),
-                           latency_s=latency * rng.lognormvariate(0, 0.15), overloaded=False, in_flight=n)
+        controller.observe(
+            sent=now - latency,
+            now=now,
+            ttft_s=0.25 * rng.lognormvariate(0, 0.15),
+            latency_s=latency * rng.lognormvariate(0, 0.15),
+            overloaded=False,
+            in_flight=n,
+        )
     settled = settled_limit(controller.history, now)
     assert settled is not None and knee <= settled <= 2 * knee
 
@@ -89,7 +107,7 @@ def test_slow_start_doubles_then_the_first_congestion_ends_it_at_the_last_good_l
     ScriptedServer(knee=20).drive(controller, 30.0)
     limits = [n for _, n in controller.history]
     assert limits[:4] == [4, 8, 16, 32]
-    assert limits[4] == 16                 # back to the last limit that was fine, not 32 * 0.8
+    assert limits[4] == 16  # back to the last limit that was fine, not 32 * 0.8
     assert not controller.slow_start
 
 
@@ -105,7 +123,7 @@ def test_errors_cut_multiplicatively() -> None:
 def test_rate_limited_server_keeps_it_below_where_429s_start() -> None:
     controller = ConcurrencyController(AdaptiveConfig(), now=0.0)
     trace = ScriptedServer(knee=100, rate_limit=12).drive(controller, 300.0)
-    assert max(after(trace, 60.0)) <= 15                     # probes past 12 are cut at once
+    assert max(after(trace, 60.0)) <= 15  # probes past 12 are cut at once
     settled = settled_limit(controller.history, 300.0)
     assert settled is not None and 8 <= settled <= 12
 
@@ -115,9 +133,9 @@ def test_slo_bounds_the_limit_before_the_knee() -> None:
     config = AdaptiveConfig(slo_ttft_s=0.6, knee_factor=100.0)
     controller = ConcurrencyController(config, now=0.0)
     trace = ScriptedServer(knee=16, ttft_s=0.25, service_s=3.0).drive(controller, 300.0)
-    assert max(after(trace, 60.0)) <= 20                     # probes past it are cut at once
+    assert max(after(trace, 60.0)) <= 20  # probes past it are cut at once
     settled = settled_limit(controller.history, 300.0)
-    assert settled is not None and 12 <= settled <= 17       # p90 TTFT <= 0.6 s allows ~17
+    assert settled is not None and 12 <= settled <= 17  # p90 TTFT <= 0.6 s allows ~17
 
 
 def test_an_unused_limit_does_not_grow() -> None:
@@ -165,7 +183,7 @@ async def test_gate_applies_a_lower_and_a_higher_limit() -> None:
     gate.set_limit(5)
     await asyncio.sleep(0)
     assert inside == 5
-    gate.set_limit(1)                      # holders finish; no one new enters until below 1
+    gate.set_limit(1)  # holders finish; no one new enters until below 1
     release.set()
     await asyncio.gather(*tasks)
     assert peak == 5 and gate.active == 0

@@ -16,11 +16,11 @@ from typing import Any, Iterator
 
 import openai
 import pytest
+from promptfiles import write_prompts
 from typer.testing import CliRunner
 
 from batchrun.cli import app
 from batchrun.sim import SimConfig, SimProcess
-from promptfiles import write_prompts
 
 
 @pytest.fixture(autouse=True)
@@ -46,8 +46,14 @@ def start(args: list[str], cwd: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
         env.pop(name, None)
-    return subprocess.Popen([sys.executable, "-m", "batchrun", *args], cwd=cwd, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "batchrun", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def kill_once_submitted(proc: subprocess.Popen[str], out: Path, timeout_s: float = 30.0) -> dict[str, Any]:
@@ -69,7 +75,6 @@ def kill_once_submitted(proc: subprocess.Popen[str], out: Path, timeout_s: float
     proc.kill()
     proc.communicate()
     pytest.fail("no job id in run.json in time")
-
 
 
 def first_job_id(out: Path) -> str | None:
@@ -102,8 +107,9 @@ def test_sigkill_between_submit_and_collect_then_resume(slow_batches: SimProcess
     prompts = write_prompts(tmp_path / "p.csv", N)
     out = tmp_path / "run"
     before = {b.id for b in batches_at(slow_batches)}
-    proc = start(["run", str(prompts), "--mode", "batch", "--base-url", slow_batches.base_url,
-                  "--out", str(out), "-q"], tmp_path)
+    proc = start(
+        ["run", str(prompts), "--mode", "batch", "--base-url", slow_batches.base_url, "--out", str(out), "-q"], tmp_path
+    )
     job = kill_once_submitted(proc, out)
     assert [b.id for b in batches_at(slow_batches) if b.id not in before] == [job["batch_id"]]
 

@@ -41,8 +41,20 @@ def usd_on(line: str, output: str) -> float:
 
 
 def test_dry_run_shows_the_online_and_the_batch_cost() -> None:
-    dry = CliRunner().invoke(app, ["run", str(SAMPLES / "reviews.csv"), "--template", TEMPLATE, "--dry-run",
-                                   "--model", "gpt-4o-mini", "--max-tokens", "50"])
+    dry = CliRunner().invoke(
+        app,
+        [
+            "run",
+            str(SAMPLES / "reviews.csv"),
+            "--template",
+            TEMPLATE,
+            "--dry-run",
+            "--model",
+            "gpt-4o-mini",
+            "--max-tokens",
+            "50",
+        ],
+    )
     assert dry.exit_code == 0, dry.output
     online, batch = usd_on("cost", dry.output), usd_on("cost, batch mode", dry.output)
     assert batch == pytest.approx(online / 2, rel=0.01)
@@ -63,12 +75,35 @@ def test_batch_rows_are_costed_at_the_batch_price() -> None:
 
 
 def test_a_batch_run_keeps_input_columns_checks_json_schema_answers_and_honours_limit(
-        batches: SimProcess, tmp_path: Path) -> None:
+    batches: SimProcess, tmp_path: Path
+) -> None:
     out = tmp_path / "labels"
-    result = CliRunner().invoke(app, [
-        "run", str(SAMPLES / "reviews.csv"), "--template", TEMPLATE, "--id-column", "review_id",
-        "--json-schema", str(SAMPLES / "label.json"), "--base-url", batches.base_url, "--mode", "batch",
-        "--limit", "6", "--out", str(out), "-q", "--price-in", "0.15", "--price-out", "0.6"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            str(SAMPLES / "reviews.csv"),
+            "--template",
+            TEMPLATE,
+            "--id-column",
+            "review_id",
+            "--json-schema",
+            str(SAMPLES / "label.json"),
+            "--base-url",
+            batches.base_url,
+            "--mode",
+            "batch",
+            "--limit",
+            "6",
+            "--out",
+            str(out),
+            "-q",
+            "--price-in",
+            "0.15",
+            "--price-out",
+            "0.6",
+        ],
+    )
     assert result.exit_code == 0, result.output
     [job] = json.loads((out / "run.json").read_text())["batch"]["jobs"]
     assert job["requests"] == 6
@@ -78,7 +113,7 @@ def test_a_batch_run_keeps_input_columns_checks_json_schema_answers_and_honours_
     assert list(df.columns[:4]) == list(original.columns) and (df["status"] == "ok").all()
     assert set(df["label"]) <= {"positive", "negative", "neutral"}
     record = json.loads((out / "records.jsonl").read_text().splitlines()[0])
-    assert record["request"]["response_format"]["type"] == "json_schema"     # the body as sent, as online keeps it
+    assert record["request"]["response_format"]["type"] == "json_schema"  # the body as sent, as online keeps it
     assert "stream" not in record["request"]
     summary = json.loads((out / "summary.json").read_text())["summary"]
     assert summary["cost"]["batch"]["usd"] == pytest.approx(summary["cost"]["usd"])

@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from promptfiles import write_prompts
 from typer.testing import CliRunner
 
 from batchrun.cli import app
 from batchrun.sim import SimConfig, SimProcess
 from batchrun.sim.directives import BATCH_LINE_KINDS
 from batchrun.store.records import Record, read_records
-from promptfiles import write_prompts
 
 
 @pytest.fixture(autouse=True)
@@ -58,12 +58,24 @@ def ledger(out: Path) -> list[dict[str, Any]]:
 
 # The row each kind of broken line becomes: (status, error_type).
 MALFORMED = ("error", "MalformedBatchLine")
-EXPECTED = {"status_code": MALFORMED, "usage": MALFORMED, "choices": MALFORMED, "message": MALFORMED,
-            "tool_calls": MALFORMED, "content_number": MALFORMED, "bad_part": MALFORMED, "not_json": MALFORMED,
-            "duplicate": MALFORMED, "no_response": MALFORMED, "content_parts": ("ok", ""),
-            "refusal_part": ("error", "EmptyResponse"), "garbage": ("error", "BatchResultMissing"),
-            "no_custom_id": ("error", "BatchResultMissing"), "unknown_custom_id": ("error", "BatchResultMissing"),
-            "line_array": ("error", "BatchResultMissing")}
+EXPECTED = {
+    "status_code": MALFORMED,
+    "usage": MALFORMED,
+    "choices": MALFORMED,
+    "message": MALFORMED,
+    "tool_calls": MALFORMED,
+    "content_number": MALFORMED,
+    "bad_part": MALFORMED,
+    "not_json": MALFORMED,
+    "duplicate": MALFORMED,
+    "no_response": MALFORMED,
+    "content_parts": ("ok", ""),
+    "refusal_part": ("error", "EmptyResponse"),
+    "garbage": ("error", "BatchResultMissing"),
+    "no_custom_id": ("error", "BatchResultMissing"),
+    "unknown_custom_id": ("error", "BatchResultMissing"),
+    "line_array": ("error", "BatchResultMissing"),
+}
 
 
 def hostile_prompts(tmp_path: Path, suffix: str = "") -> Path:
@@ -72,18 +84,20 @@ def hostile_prompts(tmp_path: Path, suffix: str = "") -> Path:
     return write_prompts(tmp_path / "p.csv", texts + ["fine 1"])
 
 
-def test_every_kind_of_broken_line_costs_only_its_own_row_and_resume_finishes(hostile: SimProcess,
-                                                                              tmp_path: Path) -> None:
+def test_every_kind_of_broken_line_costs_only_its_own_row_and_resume_finishes(
+    hostile: SimProcess, tmp_path: Path
+) -> None:
     """Regression: one line of the wrong shape raised in collect: 4 of 5 rows never recorded, no
     results.csv or summary.json, the job never collected, and every --resume crashed the same way."""
     assert set(EXPECTED) == set(BATCH_LINE_KINDS)
     out = tmp_path / "run"
-    first = run(str(hostile_prompts(tmp_path, "x1")), "--mode", "batch", "--base-url", hostile.base_url,
-                "--out", str(out), "-q")
+    first = run(
+        str(hostile_prompts(tmp_path, "x1")), "--mode", "batch", "--base-url", hostile.base_url, "--out", str(out), "-q"
+    )
     assert first.exit_code == 0, first.output
     rows = results(out)
     assert [r["id"] for r in rows] == [f"q{i}" for i in range(len(BATCH_LINE_KINDS) + 2)]
-    assert sorted(r.id for r in records(out)) == sorted(r["id"] for r in rows)      # each row once
+    assert sorted(r.id for r in records(out)) == sorted(r["id"] for r in rows)  # each row once
     by_kind = dict(zip(BATCH_LINE_KINDS, rows[1:-1]))
     assert {k: (r["status"], r["error_type"]) for k, r in by_kind.items()} == EXPECTED
     assert rows[0]["status"] == rows[-1]["status"] == "ok"
@@ -98,7 +112,7 @@ def test_every_kind_of_broken_line_costs_only_its_own_row_and_resume_finishes(ho
 
     again = run("--resume", str(out), "--base-url", hostile.base_url, "-q")
     assert again.exit_code == 0, again.output
-    assert [r["status"] for r in results(out)] == ["ok"] * len(rows)          # x1: the broken lines were once
+    assert [r["status"] for r in results(out)] == ["ok"] * len(rows)  # x1: the broken lines were once
     assert [j["requests"] for j in ledger(out)] == [len(rows), len(rows) - 3]  # content_parts and the fine rows: ok
 
 
@@ -107,8 +121,12 @@ def test_a_crash_at_any_point_of_collecting_resumes_to_every_row_once(hostile: S
     flushed, a torn last line, all records but not yet marked collected, a half-downloaded file --
     each resumed: every row of the job recorded exactly once, results written, the job collected."""
     done = tmp_path / "done"
-    assert run(str(hostile_prompts(tmp_path)), "--mode", "batch", "--base-url", hostile.base_url, "--out",
-               str(done), "-q").exit_code == 0
+    assert (
+        run(
+            str(hostile_prompts(tmp_path)), "--mode", "batch", "--base-url", hostile.base_url, "--out", str(done), "-q"
+        ).exit_code
+        == 0
+    )
     lines = (done / "records.jsonl").read_bytes().splitlines(keepends=True)
     expected = {r["id"]: (r["status"], r["error_type"]) for r in results(done)}
     for cut, torn in [(0, b""), (5, b""), (5, lines[5][:40]), (len(lines), b"")]:
@@ -135,8 +153,18 @@ def test_an_oversize_result_line_is_that_rows_error_and_never_read_whole(hostile
     bench/bench_batch_lines.py.)"""
     prompts = write_prompts(tmp_path / "p.csv", ["fine", "[[sim:batch_bytes=300000]] huge", "fine too"])
     out = tmp_path / "run"
-    result = run(str(prompts), "--mode", "batch", "--base-url", hostile.base_url, "--out", str(out), "-q",
-                 "--max-response-bytes", "65536")
+    result = run(
+        str(prompts),
+        "--mode",
+        "batch",
+        "--base-url",
+        hostile.base_url,
+        "--out",
+        str(out),
+        "-q",
+        "--max-response-bytes",
+        "65536",
+    )
     assert result.exit_code == 0, result.output
     rows = results(out)
     assert [r["status"] for r in rows] == ["ok", "error", "ok"]
@@ -148,18 +176,21 @@ def test_an_oversize_result_line_is_that_rows_error_and_never_read_whole(hostile
     assert (out / "batch" / "0001.output.jsonl").stat().st_size < 65536
 
 
-@pytest.mark.parametrize("counts", [{"total": 3, "completed": -5, "failed": None},
-                                    {"total": "three", "completed": 10**300, "failed": 2.5}])
+@pytest.mark.parametrize(
+    "counts", [{"total": 3, "completed": -5, "failed": None}, {"total": "three", "completed": 10**300, "failed": 2.5}]
+)
 @pytest.mark.parametrize("quiet", [True, False], ids=["quiet", "progress-bar"])
-def test_garbage_request_counts_are_ignored_with_one_warning(tmp_path: Path, counts: dict[str, Any],
-                                                             quiet: bool) -> None:
+def test_garbage_request_counts_are_ignored_with_one_warning(
+    tmp_path: Path, counts: dict[str, Any], quiet: bool
+) -> None:
     """Regression: "-5 completed, None failed" was printed with --quiet, and without it the
     progress bar crashed batch mode (TypeError in batchapi/progress.py, no summary)."""
     prompts = write_prompts(tmp_path / "p.csv", 3)
     out = tmp_path / "run"
     with SimProcess(SimConfig(fast=True, batch_delay_s=0.3, batch_patch={"request_counts": counts})) as sim:
-        result = run(str(prompts), "--mode", "batch", "--base-url", sim.base_url, "--out", str(out),
-                     *(["-q"] if quiet else []))
+        result = run(
+            str(prompts), "--mode", "batch", "--base-url", sim.base_url, "--out", str(out), *(["-q"] if quiet else [])
+        )
     assert result.exit_code == 0, result.output
     assert [r["status"] for r in results(out)] == ["ok"] * 3 and (out / "summary.json").exists()
     # The raw figures are never printed as counts (a throughput such as "322.5 tok/s" may well
@@ -169,7 +200,7 @@ def test_garbage_request_counts_are_ignored_with_one_warning(tmp_path: Path, cou
         assert raw not in words, raw
     assert not [w for w in words if w.isdigit() and len(w) >= 10], "10**300 (or its start) was printed"
     warnings = [line for line in result.output.splitlines() if "request_counts" in line]
-    assert warnings and len(warnings) == len(set(warnings))         # each problem once, however many polls
+    assert warnings and len(warnings) == len(set(warnings))  # each problem once, however many polls
     assert "completed, ? failed" in result.output or "? completed" in result.output
     assert ledger(out)[0]["request_counts"] in ({"total": 3}, {})
 
@@ -181,8 +212,9 @@ def test_a_status_batchrun_does_not_know_is_warned_once_and_bounded_by_batch_wai
     paused = SimConfig(fast=True, batch_delay_s=0.1, batch_state_dir=state, batch_patch={"status": "paused_forever"})
     with SimProcess(paused) as sim:
         port = sim.port
-        stuck = run(str(prompts), "--mode", "batch", "--base-url", sim.base_url, "--out", str(out),
-                    "--batch-wait", "1s")
+        stuck = run(
+            str(prompts), "--mode", "batch", "--base-url", sim.base_url, "--out", str(out), "--batch-wait", "1s"
+        )
     assert stuck.exit_code == 1, stuck.output
     assert stuck.output.count("status 'paused_forever' is one batchrun does not know") == 1
     assert "stopped early: waited 1 s for the Batch API jobs (--batch-wait) and 1 are still open" in stuck.output
@@ -213,8 +245,10 @@ def test_a_result_file_that_cannot_be_downloaded_leaves_its_job_open_and_the_run
     assert (out / "summary.json").exists() and (out / "results.csv").exists()
 
 
-@pytest.mark.parametrize("value, message", [("0", "--batch-wait must be a positive duration"),
-                                            ("soon", "--batch-wait: cannot read 'soon' as a duration")])
+@pytest.mark.parametrize(
+    "value, message",
+    [("0", "--batch-wait must be a positive duration"), ("soon", "--batch-wait: cannot read 'soon' as a duration")],
+)
 def test_a_batch_wait_that_is_no_duration_is_a_usage_error(tmp_path: Path, value: str, message: str) -> None:
     result = run(str(write_prompts(tmp_path / "p.csv", 2)), "--mode", "batch", "--batch-wait", value)
     assert result.exit_code == 2 and message in result.output

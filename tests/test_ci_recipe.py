@@ -12,9 +12,8 @@ from typing import Any, Iterator
 
 import pytest
 import yaml
-from packaging.requirements import InvalidRequirement, Requirement   # pytest's own dependency
-
 from docstext import ROOT, doc_page, parse_command, script_commands
+from packaging.requirements import InvalidRequirement, Requirement  # pytest's own dependency
 
 WORKFLOWS = sorted((ROOT / "docs" / "examples").glob("*.yml"))
 # tomllib is 3.11+; the project line is the first `name = ` of pyproject.toml
@@ -45,9 +44,10 @@ def check_install(args: list[str]) -> None:
             req = Requirement(target)
         except InvalidRequirement as exc:
             raise AssertionError(f"{target!r} is not a requirement pip reads: {exc}") from exc
-        assert req.name == PROJECT and req.url and SOURCE.match(req.url), \
-            f"{target!r}: install batchrun as '{PROJECT} @ git+https://github.com/OWNER/batchrun@<tag>'; " \
+        assert req.name == PROJECT and req.url and SOURCE.match(req.url), (
+            f"{target!r}: install batchrun as '{PROJECT} @ git+https://github.com/OWNER/batchrun@<tag>'; "
             "a bare 'batchrun' is an unrelated project on the package index"
+        )
 
 
 def test_there_are_workflows_to_check():
@@ -57,7 +57,7 @@ def test_there_are_workflows_to_check():
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
 def test_a_workflow_runs_real_batchrun_commands_and_installs_this_project(path: Path):
     workflow = yaml.safe_load(path.read_text(encoding="utf-8"))
-    triggers = workflow.get("on", workflow.get(True))          # YAML 1.1 reads a bare `on` as true
+    triggers = workflow.get("on", workflow.get(True))  # YAML 1.1 reads a bare `on` as true
     assert "pull_request" in triggers and workflow["jobs"]
     used, installs = [], 0
     for script in run_scripts(workflow):
@@ -65,7 +65,7 @@ def test_a_workflow_runs_real_batchrun_commands_and_installs_this_project(path: 
             if argv[0] == "batchrun":
                 used.append(parse_command(argv[1:]).removeprefix("batchrun "))
             elif "install" in argv and argv[0] in ("pip", "pip3", "python", "python3", "uv"):
-                check_install(argv[argv.index("install") + 1:])
+                check_install(argv[argv.index("install") + 1 :])
                 installs += 1
     assert installs == 1 and used == ["bench", "compare"], (installs, used)
 
@@ -75,14 +75,17 @@ def test_a_checkout_or_this_projects_repository_is_accepted():
     check_install([f"{PROJECT} @ git+https://github.com/OWNER/batchrun@v0.1.0"])
 
 
-@pytest.mark.parametrize("line", [
-    "pip install batchrun",
-    "pip install -e tools/other",
-    "pip install 'batchrun[ray]'",
-    "pip install batchrun-llm",             # not published by this project: whoever takes the name
-    'pip install "batchrun @ git+https://github.com/OWNER/batchrun@v0.1.0"',
-    'pip install "batchrun-llm @ git+https://github.com/someone/else@v1"',
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "pip install batchrun",
+        "pip install -e tools/other",
+        "pip install 'batchrun[ray]'",
+        "pip install batchrun-llm",  # not published by this project: whoever takes the name
+        'pip install "batchrun @ git+https://github.com/OWNER/batchrun@v0.1.0"',
+        'pip install "batchrun-llm @ git+https://github.com/someone/else@v1"',
+    ],
+)
 def test_an_install_from_the_package_index_or_elsewhere_is_refused(line: str):
     with pytest.raises(AssertionError):
         check_install(shlex.split(line)[2:])

@@ -13,13 +13,13 @@ import time
 from pathlib import Path
 
 import pytest
+from promptfiles import write_prompts
 from typer.testing import CliRunner
 
 from batchrun.cli import app
+from batchrun.sim import SimConfig, SimProcess
 from batchrun.store.outputs import index_records
 from batchrun.store.records import read_records
-from batchrun.sim import SimConfig, SimProcess
-from promptfiles import write_prompts
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -66,21 +66,25 @@ def test_parquet_in_and_out(fast_sim, tmp_path) -> None:
     import pandas as pd
 
     pd.DataFrame({"prompt": [f"p {i}" for i in range(12)]}).to_parquet(tmp_path / "in.parquet")
-    result = invoke("run", "in.parquet", "--base-url", fast_sim.base_url, "--out", "o", "-q",
-                    "--output-format", "parquet")
+    result = invoke(
+        "run", "in.parquet", "--base-url", fast_sim.base_url, "--out", "o", "-q", "--output-format", "parquet"
+    )
     assert result.exit_code == 0, result.output
     table = pd.read_parquet(tmp_path / "o" / "results.parquet")
     assert list(table["row"]) == list(range(12)) and set(table["status"]) == {"ok"}
 
 
-@pytest.mark.parametrize("args,message", [
-    (["missing.csv"], "missing.csv: no such file"),
-    (["amb.csv"], "pass --prompt-column"),
-    (["amb.csv", "--template", "{a.__class__}"], "only plain {column} names"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["missing.csv"], "missing.csv: no such file"),
+        (["amb.csv"], "pass --prompt-column"),
+        (["amb.csv", "--template", "{a.__class__}"], "only plain {column} names"),
+    ],
+)
 def test_bad_file_or_template_stops_before_anything_starts(tmp_path, args, message) -> None:
     (tmp_path / "amb.csv").write_text("a,b\nx,y\n", encoding="utf-8")
-    result = invoke("run", *args)                    # no base URL: the embedded endpoint would start
+    result = invoke("run", *args)  # no base URL: the embedded endpoint would start
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
     assert "built-in simulated endpoint" not in result.output and not (tmp_path / "results").exists()
 
@@ -92,7 +96,7 @@ def test_bad_row_stops_with_file_and_line_and_resume_finishes(fast_sim, tmp_path
     assert "p.csv line 3" in result.output and "--on-bad-row skip" in result.output
     (tmp_path / "p.csv").write_text("id,prompt\na,first\nb,second\nc,third\n", encoding="utf-8")
     result = invoke("run", "--resume", "o", "--base-url", fast_sim.base_url, "-q")
-    assert result.exit_code == 2 and "--input-changed ok" in result.output   # the file changed: say so
+    assert result.exit_code == 2 and "--input-changed ok" in result.output  # the file changed: say so
     result = invoke("run", "--resume", "o", "--base-url", fast_sim.base_url, "-q", "--input-changed", "ok")
     assert result.exit_code == 0, result.output
     assert [(r["id"], r["status"]) for r in result_rows(tmp_path / "o")] == [("a", "ok"), ("b", "ok"), ("c", "ok")]
@@ -124,16 +128,16 @@ def test_fail_on_error_exit_code(fast_sim, tmp_path) -> None:
 def test_api_key_never_written_or_printed(tmp_path) -> None:
     (tmp_path / "p.csv").write_text("prompt\nhello\n[[sim:error=500]] boom\n[[sim:cut=2]] cut\n", encoding="utf-8")
     with SimProcess(SimConfig(fast=True, api_key=KEY)) as sim:
-        result = invoke("run", "p.csv", "--base-url", sim.base_url, "--out", "o", "--retries", "0",
-                        env={"OPENAI_API_KEY": KEY})
+        result = invoke(
+            "run", "p.csv", "--base-url", sim.base_url, "--out", "o", "--retries", "0", env={"OPENAI_API_KEY": KEY}
+        )
         assert result.exit_code == 0, result.output
-        bad = invoke("run", "p.csv", "--base-url", sim.base_url, "--out", "w",
-                     env={"OPENAI_API_KEY": KEY + "-wrong"})
+        bad = invoke("run", "p.csv", "--base-url", sim.base_url, "--out", "w", env={"OPENAI_API_KEY": KEY + "-wrong"})
     assert bad.exit_code == 2 and "rejected the API key" in bad.output
     statuses = sorted(r["status"] for r in result_rows(tmp_path / "o"))
     assert statuses == ["error", "error", "ok"]
     written = [p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file()]
-    assert len(written) >= 6                    # records, results, summary, reports, run.json
+    assert len(written) >= 6  # records, results, summary, reports, run.json
     for text in [result.output, bad.output, *written]:
         assert KEY not in text
 
@@ -141,8 +145,14 @@ def test_api_key_never_written_or_printed(tmp_path) -> None:
 def run_subprocess(args: list[str], cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("OPENAI_API_KEY", None)
-    return subprocess.Popen([sys.executable, "-m", "batchrun", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "batchrun", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for_records(path: Path, at_least: int, proc: subprocess.Popen, limit_s: float = 60) -> None:
@@ -166,8 +176,7 @@ def test_killed_run_resumes_to_each_row_exactly_once(slow_sim, tmp_path, sig) ->
     n = 300
     write_prompts(tmp_path / "p.csv", n)
     out = tmp_path / "o"
-    proc = run_subprocess(["run", "p.csv", "--base-url", slow_sim.base_url, "--out", "o", "-q",
-                           "-c", "8"], tmp_path)
+    proc = run_subprocess(["run", "p.csv", "--base-url", slow_sim.base_url, "--out", "o", "-q", "-c", "8"], tmp_path)
     wait_for_records(out / "records.jsonl", 40, proc)
     proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=30)
@@ -185,9 +194,9 @@ def test_killed_run_resumes_to_each_row_exactly_once(slow_sim, tmp_path, sig) ->
     result = invoke("run", "--resume", str(out), "--base-url", slow_sim.base_url, "-q", "-c", "32")
     assert result.exit_code == 0, result.output
     assert_each_row_once(out, n)
-    sent_again = {r.id for r in list(read_records(out / "records.jsonl"))[len(written):]}
-    assert not sent_again & done_before              # rows already ok were not sent again
-    assert len(sent_again) == n - len(done_before)   # every other row was
+    sent_again = {r.id for r in list(read_records(out / "records.jsonl"))[len(written) :]}
+    assert not sent_again & done_before  # rows already ok were not sent again
+    assert len(sent_again) == n - len(done_before)  # every other row was
     assert len(index_records(out / "records.jsonl")) == n
 
 
@@ -205,7 +214,7 @@ def test_dotenv_and_batchrun_env_defaults_flags_win(fast_sim, tmp_path, monkeypa
         monkeypatch.delenv(name)
     from batchrun.cli import main
 
-    with pytest.raises(SystemExit) as exit_info:          # main() reads .env, as the console script does
+    with pytest.raises(SystemExit) as exit_info:  # main() reads .env, as the console script does
         main(["run", "p.csv", "--out", "a", "-q"])
     assert exit_info.value.code == 0
     config = json.loads((tmp_path / "a" / "run.json").read_text())["config"]
@@ -221,8 +230,11 @@ def test_a_bad_row_without_an_id_never_hides_another_row(fast_sim, tmp_path) -> 
     assert result.exit_code == 0, result.output
     rows = result_rows(tmp_path / "o")
     # The id column is the input's own: the bad row shows its (empty) id, never a made-up one.
-    assert [(r["id"], r["row"], r["status"]) for r in rows] == [("a", "0", "ok"), ("", "1", "skipped"),
-                                                               ("1", "2", "ok")]
+    assert [(r["id"], r["row"], r["status"]) for r in rows] == [
+        ("a", "0", "ok"),
+        ("", "1", "skipped"),
+        ("1", "2", "ok"),
+    ]
 
 
 def test_a_row_that_cannot_be_sent_as_json_is_a_bad_row(fast_sim, tmp_path) -> None:
@@ -230,8 +242,10 @@ def test_a_row_that_cannot_be_sent_as_json_is_a_bad_row(fast_sim, tmp_path) -> N
 
     import pandas as pd
 
-    messages = [[{"role": "user", "content": "hi", "sent": datetime.datetime(2026, 1, 1)}],
-                [{"role": "user", "content": "fine", "sent": None}]]
+    messages = [
+        [{"role": "user", "content": "hi", "sent": datetime.datetime(2026, 1, 1)}],
+        [{"role": "user", "content": "fine", "sent": None}],
+    ]
     pd.DataFrame({"id": ["x", "y"], "messages": messages}).to_parquet(tmp_path / "m.parquet")
     result = invoke("run", "m.parquet", "--base-url", fast_sim.base_url, "--out", "o", "-q")
     assert result.exit_code == 2 and "cannot be sent as JSON" in result.output and "Traceback" not in result.output
@@ -242,8 +256,7 @@ def test_a_row_that_cannot_be_sent_as_json_is_a_bad_row(fast_sim, tmp_path) -> N
 
 def test_run_wall_time_is_first_send_to_last_byte(slow_sim, tmp_path) -> None:
     """Client setup (the session, the SDK's headers) happens before the first send: not counted."""
-    result = invoke("run", str(SAMPLES / "prompts.csv"), "--base-url", slow_sim.base_url, "--out", "w", "-q",
-                    "-c", "4")
+    result = invoke("run", str(SAMPLES / "prompts.csv"), "--base-url", slow_sim.base_url, "--out", "w", "-q", "-c", "4")
     assert result.exit_code == 0, result.output
     records = [json.loads(l) for l in (tmp_path / "w" / "records.jsonl").read_text().splitlines()]
     span = max(r["end_s"] for r in records) - min(r["sent_s"] for r in records)
@@ -251,8 +264,19 @@ def test_run_wall_time_is_first_send_to_last_byte(slow_sim, tmp_path) -> None:
 
 
 def test_builtin_options_configure_the_built_in_endpoint(tmp_path) -> None:
-    args = ["run", str(SAMPLES / "prompts.csv"), "-q", "--max-tokens", "4", "--builtin-option", "fixed_ttft_s=0.002",
-            "--builtin-option", "fixed_itl_s=0", "--builtin-option", "seed=11"]
+    args = [
+        "run",
+        str(SAMPLES / "prompts.csv"),
+        "-q",
+        "--max-tokens",
+        "4",
+        "--builtin-option",
+        "fixed_ttft_s=0.002",
+        "--builtin-option",
+        "fixed_itl_s=0",
+        "--builtin-option",
+        "seed=11",
+    ]
     assert invoke(*args, "--out", "b").exit_code == 0
     doc = json.loads((tmp_path / "b" / "summary.json").read_text())
     assert doc["builtin_endpoint"]["seed"] == 11 and doc["builtin_endpoint"]["fixed_ttft_s"] == 0.002

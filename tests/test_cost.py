@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from batchrun.analysis.cost import (PRICES_AS_OF, Price, estimate_cost, format_usd, price_for, resolve_price,
-                                    run_cost)
+from batchrun.analysis.cost import PRICES_AS_OF, Price, estimate_cost, format_usd, price_for, resolve_price, run_cost
 from batchrun.errors import ConfigError
 from batchrun.store.records import Record
 
@@ -14,7 +13,7 @@ def test_list_prices_are_dated_and_snapshots_take_their_familys_price() -> None:
     price = price_for("gpt-4o-mini-2024-07-18")
     assert (price.input_per_m, price.output_per_m) == (0.15, 0.60)
     assert PRICES_AS_OF in price.source and "gpt-4o-mini" in price.source
-    assert price_for("gpt-4o").input_per_m == 2.50            # not gpt-4o-mini's
+    assert price_for("gpt-4o").input_per_m == 2.50  # not gpt-4o-mini's
     assert price_for("openai/gpt-4.1-nano").output_per_m == 0.40
     assert price_for("llama-3-8b") is None and price_for(None) is None
 
@@ -40,10 +39,12 @@ def test_batch_price_is_a_scaled_price() -> None:
 
 
 def test_run_cost_counts_usage_of_everything_sent() -> None:
-    records = [Record(id="a", row=0, sent_s=0.0, prompt_tokens=1000, completion_tokens=500),
-               Record(id="b", row=1, status="error", sent_s=0.1, prompt_tokens=1000, completion_tokens=10),
-               Record(id="c", row=2, status="error", sent_s=0.2),                  # no usage: counted apart
-               Record(id="d", row=3, status="skipped")]                            # never sent
+    records = [
+        Record(id="a", row=0, sent_s=0.0, prompt_tokens=1000, completion_tokens=500),
+        Record(id="b", row=1, status="error", sent_s=0.1, prompt_tokens=1000, completion_tokens=10),
+        Record(id="c", row=2, status="error", sent_s=0.2),  # no usage: counted apart
+        Record(id="d", row=3, status="skipped"),
+    ]  # never sent
     cost = run_cost(records, Price(1.0, 2.0, "flags"))
     # (2000 x $1 + 510 x $2) / 1M = $0.00302
     assert cost["usd"] == pytest.approx(0.00302)

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from promptfiles import write_prompts
 from typer.testing import CliRunner
 
 from batchrun.cli import app
-from batchrun.store.outputs import index_records
 from batchrun.sim import SimConfig, SimProcess
-from promptfiles import write_prompts
+from batchrun.store.outputs import index_records
 
 N = 2500
 KILLS = 4
@@ -37,8 +37,14 @@ def sim() -> Iterator[SimProcess]:
 def start(args: list[str], cwd: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("OPENAI_API_KEY", None)
-    return subprocess.Popen([sys.executable, "-m", "batchrun", *args], cwd=cwd, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "batchrun", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def line_count(path: Path) -> int:
@@ -68,9 +74,10 @@ def test_repeated_sigkill_and_resume_ends_with_every_row_once(sim: SimProcess, t
     args = ["run", "p.csv", "--base-url", sim.base_url, "--out", "o", "-q", "-c", "16"]
     for kill in range(KILLS):
         before = line_count(records_path)
-        target = before + rng.randint(150, 450)     # seeded kill points, counted in records written
-        proc = start(args if kill == 0 else ["run", "--resume", "o", "--base-url", sim.base_url, "-q", "-c", "16"],
-                     tmp_path)
+        target = before + rng.randint(150, 450)  # seeded kill points, counted in records written
+        proc = start(
+            args if kill == 0 else ["run", "--resume", "o", "--base-url", sim.base_url, "-q", "-c", "16"], tmp_path
+        )
         deadline = time.monotonic() + 60
         while line_count(records_path) < target and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.005)
@@ -82,7 +89,7 @@ def test_repeated_sigkill_and_resume_ends_with_every_row_once(sim: SimProcess, t
         if data and not data.endswith(b"\n"):
             torn.add(data.rindex(b"\n") + 1 if b"\n" in data else 0)
         records = parse_records(records_path, torn)
-        json.loads((out / "run.json").read_text(encoding="utf-8"))      # readable after every kill
+        json.loads((out / "run.json").read_text(encoding="utf-8"))  # readable after every kill
         latest = {r["id"]: r["status"] for r in records}
         ok_now = {rid for rid, status in latest.items() if status == "ok"}
         assert ok_so_far <= ok_now, f"ok rows lost: {sorted(ok_so_far - ok_now)[:5]}"
@@ -91,8 +98,9 @@ def test_repeated_sigkill_and_resume_ends_with_every_row_once(sim: SimProcess, t
         ok_so_far = ok_now
         sends_of_ok = {rid: sends[rid] for rid in ok_now}
         assert len(ok_now) < N
-    final = CliRunner().invoke(app, ["run", "--resume", "o", "--base-url", sim.base_url, "-q", "-c", "16"],
-                               catch_exceptions=False)
+    final = CliRunner().invoke(
+        app, ["run", "--resume", "o", "--base-url", sim.base_url, "-q", "-c", "16"], catch_exceptions=False
+    )
     assert final.exit_code == 0, final.output
     records = parse_records(records_path, torn)
     sends = _sends(records)
@@ -127,6 +135,7 @@ def test_a_torn_run_json_is_a_clear_error_on_resume(sim: SimProcess, tmp_path: P
 
 # --- outputs that cannot be written ------------------------------------------------------------
 
+
 def _chmod_blocks_writes(path: Path) -> bool:
     path.mkdir()
     path.chmod(0o500)
@@ -159,18 +168,20 @@ def test_unwritable_output_directory_fails_before_anything_is_sent(tmp_path: Pat
     assert result.exit_code == 2, result.output
     assert f"cannot write to {out}" in result.output and "choose another --out" in result.output
     assert "Traceback" not in result.output
-    assert stats["requests"] == 0 and stats["responses"] == {}      # not even the /models check
+    assert stats["requests"] == 0 and stats["responses"] == {}  # not even the /models check
 
 
 # --- a disk that fills up ---------------------------------------------------------------------
+
 
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     """A 64 KiB tmpfs; skipped where mounting is not permitted (not root, or a container)."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True, text=True
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.strip() or 'mount failed'})")
     try:
@@ -184,9 +195,14 @@ def test_full_disk_stops_with_a_clear_output_error(tiny_disk: Path, tmp_path: Pa
     write_prompts(tmp_path / "p.csv", rows)
     out = tiny_disk / "o"
     with SimProcess(SimConfig(fast=True)) as server:
-        proc = subprocess.run([sys.executable, "-m", "batchrun", "run", "p.csv", "--base-url", server.base_url,
-                               "--out", str(out), "-q"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                              check=False)
+        proc = subprocess.run(
+            [sys.executable, "-m", "batchrun", "run", "p.csv", "--base-url", server.base_url, "--out", str(out), "-q"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert "No space left on device" in proc.stderr and "batchrun: error: cannot write" in proc.stderr

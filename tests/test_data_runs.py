@@ -34,38 +34,49 @@ def records_of(out: Path) -> list[dict]:
 
 
 def test_the_readme_walkthrough_dry_run_pilot_then_the_whole_file(fast_sim, tmp_path) -> None:
-    base = ["run", str(SAMPLES / "reviews.csv"), "--template", TEMPLATE, "--id-column", "review_id",
-            "--json-schema", str(SAMPLES / "label.json"), "--base-url", fast_sim.base_url]
+    base = [
+        "run",
+        str(SAMPLES / "reviews.csv"),
+        "--template",
+        TEMPLATE,
+        "--id-column",
+        "review_id",
+        "--json-schema",
+        str(SAMPLES / "label.json"),
+        "--base-url",
+        fast_sim.base_url,
+    ]
     dry = invoke(*base, "--dry-run", "--model", "gpt-4o-mini", "--max-tokens", "50", "--rpm", "20")
     assert dry.exit_code == 0, dry.output
     assert "nothing was sent" in dry.output and "rows              40 (40 to send, 0 bad)" in dry.output
     assert dry.output.count("[user] Label the sentiment") == 3
-    assert "output tokens     at most 2,000" in dry.output                    # 40 x max_tokens 50
+    assert "output tokens     at most 2,000" in dry.output  # 40 x max_tokens 50
     assert "list price of gpt-4o-mini" in dry.output and "at least 2m 00s" in dry.output  # 40 rows at 20 rpm
     assert not (tmp_path / "results").exists()
 
     pilot = invoke(*base, "--limit", "20", "--out", "labels", "-q", "--price-in", "0.15", "--price-out", "0.6")
     assert pilot.exit_code == 0, pilot.output
     assert len(records_of(tmp_path / "labels")) == 20
-    assert "cost        $0.0" in pilot.output                                  # the cost of what was sent
+    assert "cost        $0.0" in pilot.output  # the cost of what was sent
 
-    rest = invoke("run", "--resume", "labels", "--dry-run")                  # what the rest would cost
+    rest = invoke("run", "--resume", "labels", "--dry-run")  # what the rest would cost
     assert rest.exit_code == 0 and "(20 to send, 0 bad, 20 already done)" in rest.output
     full = invoke("run", "--resume", "labels", "--base-url", fast_sim.base_url, "-q")
     assert full.exit_code == 0, full.output
-    assert len(records_of(tmp_path / "labels")) == 40                        # 20 more, none twice
+    assert len(records_of(tmp_path / "labels")) == 40  # 20 more, none twice
     df = pd.read_csv(tmp_path / "labels" / "results.csv", dtype={"review_id": str})
     original = pd.read_csv(SAMPLES / "reviews.csv", dtype={"review_id": str})
     assert list(df.columns[:4]) == list(original.columns) and "label" in df.columns
-    assert df["review_id"].tolist() == original["review_id"].tolist()        # "001", in input order
+    assert df["review_id"].tolist() == original["review_id"].tolist()  # "001", in input order
     assert set(df["label"]) <= {"positive", "negative", "neutral"} and (df["status"] == "ok").all()
     request = records_of(tmp_path / "labels")[0]["request"]
     assert request["response_format"]["type"] == "json_schema"
     assert request["response_format"]["json_schema"]["strict"] is True
     summary = json.loads((tmp_path / "labels" / "summary.json").read_text())["summary"]
-    assert summary["cost"]["price"]["source"] == "--price-in/--price-out"      # kept over the resume
+    assert summary["cost"]["price"]["source"] == "--price-in/--price-out"  # kept over the resume
     assert summary["cost"]["usd"] == pytest.approx(
-        (summary["cost"]["prompt_tokens"] * 0.15 + summary["cost"]["completion_tokens"] * 0.6) / 1e6)
+        (summary["cost"]["prompt_tokens"] * 0.15 + summary["cost"]["completion_tokens"] * 0.6) / 1e6
+    )
 
 
 def test_dry_run_lists_every_bad_row_and_exits_2(tmp_path) -> None:
@@ -78,16 +89,27 @@ def test_dry_run_lists_every_bad_row_and_exits_2(tmp_path) -> None:
 
 def test_an_invalid_answer_is_its_own_status_and_is_retried(tmp_path) -> None:
     (tmp_path / "p.csv").write_text("prompt\n" + "".join(f"review {i}\n" for i in range(10)), encoding="utf-8")
-    with SimProcess(SimConfig(fast=True, invalid_json_rate=0.4)) as sim:    # seeded: the same rolls every run
-        result = invoke("run", "p.csv", "--base-url", sim.base_url, "--out", "o", "-q",
-                        "--json-schema", str(SAMPLES / "label.json"), "--retries", "1")
+    with SimProcess(SimConfig(fast=True, invalid_json_rate=0.4)) as sim:  # seeded: the same rolls every run
+        result = invoke(
+            "run",
+            "p.csv",
+            "--base-url",
+            sim.base_url,
+            "--out",
+            "o",
+            "-q",
+            "--json-schema",
+            str(SAMPLES / "label.json"),
+            "--retries",
+            "1",
+        )
     assert result.exit_code == 0, result.output
     assert "1 invalid output" in result.output
     records = records_of(tmp_path / "o")
     logs = {r["id"]: [a["status"] for a in r["attempt_log"]] for r in records}
-    assert sum(log == ["invalid_output", "ok"] for log in logs.values()) >= 1         # retried, then fine
+    assert sum(log == ["invalid_output", "ok"] for log in logs.values()) >= 1  # retried, then fine
     bad = [r for r in records if r["status"] == "invalid_output"]
-    assert len(bad) == 1 and logs[bad[0]["id"]] == ["invalid_output", "invalid_output"]   # --retries 1 spent
+    assert len(bad) == 1 and logs[bad[0]["id"]] == ["invalid_output", "invalid_output"]  # --retries 1 spent
     assert bad[0]["error_type"] == "InvalidOutput" and "not valid JSON" in bad[0]["error"]
     assert bad[0]["parsed"] is None
     assert all(r["parsed"]["label"] in ("positive", "negative", "neutral") for r in records if r["status"] == "ok")
@@ -113,8 +135,7 @@ def test_a_bad_schema_file_is_a_usage_error(tmp_path) -> None:
 
 def test_row_setting_columns_are_announced_and_can_be_ignored(fast_sim, tmp_path) -> None:
     # A product catalogue's `model` column is data, not the model to ask.
-    (tmp_path / "p.csv").write_text("model,prompt\nX100,describe it\nX200,describe it\nX100,again\n",
-                                    encoding="utf-8")
+    (tmp_path / "p.csv").write_text("model,prompt\nX100,describe it\nX200,describe it\nX100,again\n", encoding="utf-8")
     result = invoke("run", "p.csv", "--dry-run")
     assert "column 'model' (2 distinct values) sets model per row" in result.output
     result = invoke("run", "p.csv", "--base-url", fast_sim.base_url, "--out", "a", "-q")
@@ -122,18 +143,35 @@ def test_row_setting_columns_are_announced_and_can_be_ignored(fast_sim, tmp_path
     assert {r["request"]["model"] for r in records_of(tmp_path / "a")} == {"X100", "X200"}
     result = invoke("run", "p.csv", "--base-url", fast_sim.base_url, "--out", "b", "-q", "--no-row-settings")
     assert result.exit_code == 0 and "--no-row-settings" in result.output
-    assert {r["request"]["model"] for r in records_of(tmp_path / "b")} == {DEFAULT_MODEL}   # the endpoint's
+    assert {r["request"]["model"] for r in records_of(tmp_path / "b")} == {DEFAULT_MODEL}  # the endpoint's
     with open(tmp_path / "b" / "results.csv", newline="", encoding="utf-8") as f:
-        assert [row["model"] for row in csv.DictReader(f)] == ["X100", "X200", "X100"]   # the data, kept
+        assert [row["model"] for row in csv.DictReader(f)] == ["X100", "X200", "X100"]  # the data, kept
 
 
 def test_an_interrupted_run_reports_sent_cancelled_and_never_sent(tmp_path) -> None:
     (tmp_path / "p.csv").write_text("prompt\n" + "".join(f"row {i}\n" for i in range(200)), encoding="utf-8")
     with SimProcess(SimConfig(fixed_ttft_s=0.05, fixed_itl_s=0.02, output_tokens=10)) as sim:
-        proc = subprocess.Popen([sys.executable, "-c", "from batchrun.cli import main; main()", "run", "p.csv",
-                                 "--base-url", sim.base_url, "--out", "o", "-q", "-c", "4"], cwd=tmp_path,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from batchrun.cli import main; main()",
+                "run",
+                "p.csv",
+                "--base-url",
+                sim.base_url,
+                "--out",
+                "o",
+                "-q",
+                "-c",
+                "4",
+            ],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             path = tmp_path / "o" / "records.jsonl"
@@ -146,7 +184,7 @@ def test_an_interrupted_run_reports_sent_cancelled_and_never_sent(tmp_path) -> N
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())["summary"]
     c = summary["counts"]
     assert c["cancelled"] >= 1 and c["sent"] == c["ok"] + c["error"] + c["timeout"] + c["cancelled"] - c["never_sent"]
-    assert summary["success_rate"] == 1.0                # cancelled rows are not failures
+    assert summary["success_rate"] == 1.0  # cancelled rows are not failures
     assert summary["run"]["unread"] == 200 - c["total"]
     report = (tmp_path / "o" / "report.md").read_text()
     assert "This run did not finish: interrupted" in report and "never sent" in report
@@ -156,7 +194,7 @@ def test_an_interrupted_run_reports_sent_cancelled_and_never_sent(tmp_path) -> N
 def test_dry_run_counts_with_a_tokenizer_when_one_is_installed(tmp_path, monkeypatch) -> None:
     import types
 
-    class Encoding:                          # stands in for tiktoken's: one token per word
+    class Encoding:  # stands in for tiktoken's: one token per word
         def encode(self, text: str) -> list[int]:
             return list(range(len(text.split())))
 
@@ -164,7 +202,7 @@ def test_dry_run_counts_with_a_tokenizer_when_one_is_installed(tmp_path, monkeyp
     (tmp_path / "p.csv").write_text("prompt\none two three\nfour five\n", encoding="utf-8")
     result = invoke("run", "p.csv", "--dry-run", "--model", "gpt-4o", "--max-tokens", "10")
     assert result.exit_code == 0, result.output
-    assert "prompt tokens     ~13 (estimated: tiktoken o200k_base" in result.output   # (3 + 4) + (2 + 4)
+    assert "prompt tokens     ~13 (estimated: tiktoken o200k_base" in result.output  # (3 + 4) + (2 + 4)
     # 13 x $2.50 + 20 x $10.00 per 1M tokens
     assert f"at most ${(13 * 2.5 + 20 * 10) / 1e6:.4f}" in result.output
 
@@ -178,8 +216,20 @@ def test_a_bad_row_past_the_pilot_does_not_stop_it(fast_sim, tmp_path) -> None:
 
 def test_an_answer_cut_at_max_tokens_is_not_retried(fast_sim, tmp_path) -> None:
     (tmp_path / "p.csv").write_text("prompt\nhello\n", encoding="utf-8")
-    result = invoke("run", "p.csv", "--base-url", fast_sim.base_url, "--out", "o", "-q", "--json",
-                    "--max-tokens", "2", "--retries", "3")
+    result = invoke(
+        "run",
+        "p.csv",
+        "--base-url",
+        fast_sim.base_url,
+        "--out",
+        "o",
+        "-q",
+        "--json",
+        "--max-tokens",
+        "2",
+        "--retries",
+        "3",
+    )
     assert result.exit_code == 0, result.output
     record = records_of(tmp_path / "o")[0]
     assert (record["status"], record["error_type"], record["attempts"]) == ("invalid_output", "TruncatedOutput", 1)

@@ -47,15 +47,15 @@ def test_gap_sample_is_exact_below_capacity_and_bounded_above():
     exact.add([0.3])
     assert (list(exact.values), exact.seen) == ([0.1, 0.2, 0.3], 3)
     big = GapSample(capacity=1000, seed=1)
-    big.add(i / 100_000 for i in range(100_000))          # uniform on [0, 1)
+    big.add(i / 100_000 for i in range(100_000))  # uniform on [0, 1)
     assert len(big.values) == 1000 and big.seen == 100_000
-    assert Distribution.of(big.values).p50 == approx(0.5, abs=0.06)   # a uniform sample's median
+    assert Distribution.of(big.values).p50 == approx(0.5, abs=0.06)  # a uniform sample's median
     again = GapSample(capacity=1000, seed=1)
     again.add(i / 100_000 for i in range(100_000))
-    assert again.values == big.values                       # seeded: the same run, the same figures
+    assert again.values == big.values  # seeded: the same run, the same figures
 
 
 def test_zero_share_counts_gaps_of_exactly_zero():
-    assert zero_share([0.0, 0.0, 0.1, 0.2]) == 0.5          # 2 of 4
-    assert zero_share([1e-9]) == 0.0                        # small is not zero
+    assert zero_share([0.0, 0.0, 0.1, 0.2]) == 0.5  # 2 of 4
+    assert zero_share([1e-9]) == 0.0  # small is not zero
     assert zero_share([]) is None

@@ -41,12 +41,25 @@ from typing import Any, Callable, Iterator
 
 import pandas as pd
 import pytest
+from docstext import (
+    ROOT,
+    SHELL_FENCES,
+    DocSyntaxError,
+    Example,
+    cli_command,
+    doc_examples,
+    doc_pages,
+    examples_in,
+    parse_command,
+    prose_code,
+    script_commands,
+    subcommand,
+    words,
+)
 from typer.testing import CliRunner
 
 from batchrun.cli import app
 from batchrun.sim import SimConfig, SimProcess
-from docstext import (ROOT, SHELL_FENCES, DocSyntaxError, Example, cli_command, doc_examples, doc_pages, examples_in,
-                      parse_command, prose_code, script_commands, subcommand, words)
 
 EXAMPLES = doc_examples()
 RUNNABLE = [example for example in EXAMPLES if example.needs is None]
@@ -81,6 +94,7 @@ def with_option(argv: list[str], names: tuple[str, ...], value: str) -> list[str
 
 
 # --- what the test changes in a runnable example, and why (never what the example means) ---
+
 
 def fewer_bench_requests(argv: list[str]) -> list[str]:
     """bench: sized the way the example sizes it, smaller. A time budget (`--time-budget S`, or the
@@ -136,7 +150,13 @@ def free_port(argv: list[str]) -> list[str]:
 
 
 SHRINKS: tuple[Callable[[list[str]], list[str]], ...] = (
-    fewer_bench_requests, faster_rates, tighter_find_max_slo, smaller_synthetic, quicker_builtin_tokens, free_port)
+    fewer_bench_requests,
+    faster_rates,
+    tighter_find_max_slo,
+    smaller_synthetic,
+    quicker_builtin_tokens,
+    free_port,
+)
 
 
 def shrink(argv: list[str]) -> list[str]:
@@ -147,8 +167,11 @@ def shrink(argv: list[str]) -> list[str]:
 
 def names_endpoint(argv: list[str], env: dict[str, str]) -> bool:
     """Whether the command says where to send (or, on --resume and `batch`, takes it from the run)."""
-    return (any(word.partition("=")[0] in ("--base-url", "--builtin-option", "--resume") for word in argv)
-            or "OPENAI_BASE_URL" in env or "OPENAI_API_KEY" in env)
+    return (
+        any(word.partition("=")[0] in ("--base-url", "--builtin-option", "--resume") for word in argv)
+        or "OPENAI_BASE_URL" in env
+        or "OPENAI_API_KEY" in env
+    )
 
 
 def on_shared_sim(argv: list[str], env: dict[str, str], base_url: str) -> list[str]:
@@ -180,6 +203,7 @@ def text_file(content: str) -> Maker:
     def make(block: Block, path: str) -> None:
         (block.dir / path).parent.mkdir(parents=True, exist_ok=True)
         (block.dir / path).write_text(content, encoding="utf-8")
+
     return make
 
 
@@ -187,22 +211,27 @@ def sample_copy(name: str) -> Maker:
     def make(block: Block, path: str) -> None:
         (block.dir / path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(SAMPLES / name, block.dir / path)
+
     return make
 
 
 def made_by(command: str) -> Maker:
     """A directory a batchrun command writes (shrunk and on the shared sim, as an example would be)."""
+
     def make(block: Block, path: str) -> None:
         block.run_quietly(words(command))
+
     return make
 
 
 def copy_of(source: str) -> Maker:
     """A copy of another directory (made first if needed): a baseline compared with the run it was
     copied from passes whatever this machine's load did to the run's timings."""
+
     def make(block: Block, path: str) -> None:
         block.provide(source)
         shutil.copytree(block.dir / source, block.dir / path)
+
     return make
 
 
@@ -223,9 +252,11 @@ FIXTURES: dict[str, Maker] = {
 
 # --- what a runnable example must have done, beyond exit 0 ---
 
-WRITES = {"run": ("results.csv", "summary.json", "report.md", "report.html"),
-          "bench": ("summary.json", "report.md", "report.html"),
-          "report": ("summary.json", "report.md", "report.html")}
+WRITES = {
+    "run": ("results.csv", "summary.json", "report.md", "report.html"),
+    "bench": ("summary.json", "report.md", "report.html"),
+    "report": ("summary.json", "report.md", "report.html"),
+}
 
 
 @dataclass(frozen=True)
@@ -246,16 +277,16 @@ def check_workloads(argv: list[str], summary: dict[str, Any], out: Path, sent: S
     """What docs/workloads.md promises of each workload, beyond every row being ok."""
     line = " ".join(argv)
     if argv[0] == "bench":
-        if "--synthetic" in argv:                    # the headline run's lengths, requested vs realised
+        if "--synthetic" in argv:  # the headline run's lengths, requested vs realised
             assert summary["synthetic"]["output_tokens_error"]["max"] == 0
             assert "realised (usage)" in (out / "report.md").read_text(encoding="utf-8")
         return
     if "--synthetic" in argv and "sessions=" not in line:
-        syn = summary["synthetic"]                   # lengths held exactly on the built-in endpoint
+        syn = summary["synthetic"]  # lengths held exactly on the built-in endpoint
         for key in ("prompt_tokens_error", "output_tokens_error"):
             assert syn[key]["min"] == syn[key]["max"] == 0, (line, key, syn[key])
         assert "calibrated" in syn["sizing"]["source"]
-    if "shared_prefix_tokens" in line:               # every prompt after the first of its prefix hits the cache
+    if "shared_prefix_tokens" in line:  # every prompt after the first of its prefix hits the cache
         assert sent.count("prefix_cache_hit_tokens") >= (20 - 4) * 496
     if "sessions" in line:
         assert [t["turn"] for t in summary["turns"]] == list(range(1, len(summary["turns"]) + 1))
@@ -276,13 +307,14 @@ def check_workloads(argv: list[str], summary: dict[str, Any], out: Path, sent: S
 
 # --- a block's directory, its background servers, and running one example ---
 
+
 @dataclass
 class Serving:
     """A `batchrun serve` example, running until its block ends."""
 
     example: Example
     proc: subprocess.Popen[str]
-    reader: threading.Thread                   # copies the server's output lines into `lines`
+    reader: threading.Thread  # copies the server's output lines into `lines`
     lines: queue.Queue[str | None]
     seen: list[str] = field(default_factory=list)
 
@@ -327,7 +359,7 @@ class Block:
 
     dir: Path
     sim: SimProcess
-    ports: dict[str, str] = field(default_factory=dict)       # a port the docs name -> the one serve got
+    ports: dict[str, str] = field(default_factory=dict)  # a port the docs name -> the one serve got
     serving: list[Serving] = field(default_factory=list)
     done: set[str] = field(default_factory=set)
     failed: set[str] = field(default_factory=set)
@@ -362,7 +394,9 @@ class Block:
         argv = on_shared_sim(shrink(argv), {}, self.sim.base_url)
         self.provide_named(argv)
         result = invoke(argv, {})
-        assert result.exit_code == 0, f"fixture `batchrun {shlex.join(argv)}` exited {result.exit_code}:\n{result.output}"
+        assert result.exit_code == 0, (
+            f"fixture `batchrun {shlex.join(argv)}` exited {result.exit_code}:\n{result.output}"
+        )
 
     def run(self, example: Example) -> None:
         env = dict(example.env)
@@ -383,9 +417,14 @@ class Block:
         check_writes(example, argv, sorted(listing(self.dir / "results") - results), Sent(before, self.sim.stats()))
 
     def serve(self, example: Example, argv: list[str]) -> None:
-        proc = subprocess.Popen([sys.executable, "-m", "batchrun", *argv], cwd=self.dir, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                env={**os.environ, **dict(example.env), "PYTHONUNBUFFERED": "1"})
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "batchrun", *argv],
+            cwd=self.dir,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **dict(example.env), "PYTHONUNBUFFERED": "1"},
+        )
         lines: queue.Queue[str | None] = queue.Queue()
         reader = threading.Thread(target=pump, args=(proc, lines), daemon=True)
         reader.start()
@@ -397,7 +436,7 @@ class Block:
         doc_port = option_value(list(example.argv), "--port") or "8000"
         self.ports[doc_port] = port
         expected = [self.localise(line).rstrip() for line in example.output]
-        shown = serving.read_until(lambda seen: len(seen) >= len(expected))[:len(expected)]
+        shown = serving.read_until(lambda seen: len(seen) >= len(expected))[: len(expected)]
         assert shown == expected, f"{example.id}: serve printed {shown}, the docs show {expected}"
 
     def stop(self) -> None:
@@ -468,18 +507,23 @@ def blocks(docs_sim: SimProcess, tmp_path_factory: pytest.TempPathFactory) -> It
 
 
 @pytest.mark.parametrize("example", RUNNABLE, ids=lambda example: example.id)
-def test_example_runs(example: Example, blocks: dict[tuple[str, int], Block], docs_sim: SimProcess,
-                      tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_example_runs(
+    example: Example,
+    blocks: dict[tuple[str, int], Block],
+    docs_sim: SimProcess,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     key = block_of(example)
     if key not in blocks:
         blocks[key] = Block.open(tmp_path_factory.mktemp(f"{Path(key[0]).stem}-{key[1]}"), docs_sim)
     block = blocks[key]
     monkeypatch.chdir(block.dir)
     mates = [other for other in RUNNABLE if block_of(other) == key]
-    for earlier in mates[:mates.index(example)]:
+    for earlier in mates[: mates.index(example)]:
         if earlier.id in block.failed:
             pytest.skip(f"{earlier.id}, before it in its block, failed")
-        if earlier.id not in block.done:             # this example was picked alone: its block's lines first
+        if earlier.id not in block.done:  # this example was picked alone: its block's lines first
             block.run(earlier)
             block.done.add(earlier.id)
     try:
@@ -494,6 +538,7 @@ def test_example_runs(example: Example, blocks: dict[tuple[str, int], Block], do
 
 # --- options only: the examples that need what a test cannot have ---
 
+
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda example: example.id)
 def test_example_options_parse(example: Example) -> None:
     """Its subcommand exists, and the CLI's own parser takes every option and value it gives."""
@@ -503,22 +548,25 @@ def test_example_options_parse(example: Example) -> None:
         raise AssertionError(f"{example.id}: {exc}") from None
 
 
-@pytest.mark.parametrize("argv, says", [
-    (("run", "p.csv", "--no-such-option"), "No such option: --no-such-option"),
-    (("bench", "p.csv", "-n", "many"), "'many' is not a valid int"),
-    (("bench", "p.csv", "--requests", "many"), "'many' is not a valid int"),
-    (("batch", "nothing"), "no command `batchrun batch nothing`"),
-    (("comprae", "a", "b"), "no command `batchrun comprae`"),
-    (("batch",), "`batchrun batch` needs a subcommand"),
-    (("compare", "only-one"), "Missing argument"),
-])
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (("run", "p.csv", "--no-such-option"), "No such option: --no-such-option"),
+        (("bench", "p.csv", "-n", "many"), "'many' is not a valid int"),
+        (("bench", "p.csv", "--requests", "many"), "'many' is not a valid int"),
+        (("batch", "nothing"), "no command `batchrun batch nothing`"),
+        (("comprae", "a", "b"), "no command `batchrun comprae`"),
+        (("batch",), "`batchrun batch` needs a subcommand"),
+        (("compare", "only-one"), "Missing argument"),
+    ],
+)
 def test_options_only_parse_refuses_what_the_cli_refuses(argv: tuple[str, ...], says: str) -> None:
     with pytest.raises(AssertionError, match=re.escape(says)):
         test_example_options_parse(Example("p.md", 1, 1, argv))
 
 
 def option_names(command: Any) -> set[str]:
-    names = {"--help"}                               # click adds it to every command, outside params
+    names = {"--help"}  # click adds it to every command, outside params
     for param in command.params:
         names.update(param.opts)
         names.update(param.secondary_opts)
@@ -548,8 +596,12 @@ def test_every_option_the_prose_names_exists() -> None:
     for page in doc_pages():
         for number, span in prose_code(page.read_text(encoding="utf-8")):
             for name in re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", span):
-                known = (name in ours or f'"{name}"' in scripts or name in OTHER_PROGRAMS
-                         or (name.endswith("-") and any(o.startswith(name) for o in ours)))     # `--fault-*`
+                known = (
+                    name in ours
+                    or f'"{name}"' in scripts
+                    or name in OTHER_PROGRAMS
+                    or (name.endswith("-") and any(o.startswith(name) for o in ours))
+                )  # `--fault-*`
                 if not known:
                     unknown.append(f"{page.relative_to(ROOT)}:{number}: {name} in `{span}`")
     assert not unknown, "\n".join(unknown)
@@ -560,7 +612,7 @@ def test_every_command_the_prose_names_exists_with_its_options() -> None:
     wrong, seen = [], 0
     for page in doc_pages():
         for number, span in prose_code(page.read_text(encoding="utf-8")):
-            if not re.match(r"batchrun [a-z]+(\s|$)", span):   # not `batchrun compare: failed: ...`, a message
+            if not re.match(r"batchrun [a-z]+(\s|$)", span):  # not `batchrun compare: failed: ...`, a message
                 continue
             seen += 1
             where = f"{page.relative_to(ROOT)}:{number}: `{span}`"
@@ -569,8 +621,11 @@ def test_every_command_the_prose_names_exists_with_its_options() -> None:
             except AssertionError as exc:
                 wrong.append(f"{where}: {exc}")
                 continue
-            wrong += [f"{where}: `{name}` has no {word}" for word in args
-                      if word.startswith("-") and word.split("=")[0] not in option_names(command)]
+            wrong += [
+                f"{where}: `{name}` has no {word}"
+                for word in args
+                if word.startswith("-") and word.split("=")[0] not in option_names(command)
+            ]
     assert not wrong, "\n".join(wrong)
     assert seen >= 20
 
@@ -587,45 +642,59 @@ def test_examples_are_found_on_every_page() -> None:
             opening = re.match(r"\s*```+\s*(\w*)", line)
             if opening:
                 fence = None if fence is not None else opening.group(1)
-            elif fence is not None and re.match(r"\s*\$ batchrun |\s*batchrun " if fence in SHELL_FENCES
-                                                else r"\s*\$ batchrun ", line):
+            elif fence is not None and re.match(
+                r"\s*\$ batchrun |\s*batchrun " if fence in SHELL_FENCES else r"\s*\$ batchrun ", line
+            ):
                 assert f"{name}:{number}" in starts, f"{name}:{number} is not read as an example"
     assert len(RUNNABLE) >= 30 and len(EXAMPLES) - len(RUNNABLE) >= 5
 
 
 # --- how a line of the docs is read ---
 
+
 def test_a_line_is_read_as_bash_reads_it() -> None:
-    page = "\n".join([
-        "```bash",
-        "T='Say {x}: \"#1\"'",
-        "export BATCHRUN_MAX_TOKENS=5",
-        "OPENAI_BASE_URL=http://127.0.0.1:9/v1 batchrun run a.csv --template \"$T\" \\",
-        "    --system 'no # comment' --out ${T}x   # the comment",
-        "pip install -e . && batchrun report out; echo 'not batchrun'",
-        "```",
-    ])
+    page = "\n".join(
+        [
+            "```bash",
+            "T='Say {x}: \"#1\"'",
+            "export BATCHRUN_MAX_TOKENS=5",
+            'OPENAI_BASE_URL=http://127.0.0.1:9/v1 batchrun run a.csv --template "$T" \\',
+            "    --system 'no # comment' --out ${T}x   # the comment",
+            "pip install -e . && batchrun report out; echo 'not batchrun'",
+            "```",
+        ]
+    )
     run, report = examples_in("p.md", page)
     assert run.id == "p.md:4" and run.block == 1 and run.comment == "the comment" and run.needs is None
-    assert run.argv == ("run", "a.csv", "--template", 'Say {x}: "#1"', "--system", "no # comment",
-                        "--out", 'Say {x}: "#1"x')
+    assert run.argv == (
+        "run",
+        "a.csv",
+        "--template",
+        'Say {x}: "#1"',
+        "--system",
+        "no # comment",
+        "--out",
+        'Say {x}: "#1"x',
+    )
     assert dict(run.env) == {"BATCHRUN_MAX_TOKENS": "5", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}
     assert (report.id, report.argv) == ("p.md:6", ("report", "out"))
 
 
 def test_needs_and_nested_scripts_are_options_only_and_console_output_is_kept() -> None:
-    page = "\n".join([
-        "```bash",
-        "batchrun run big.csv --ray   # needs: a Ray cluster; and more",
-        "ray exec c.yaml 'cd ~ && batchrun run p.csv -c 8'",
-        "```",
-        "text",
-        "```console",
-        "$ batchrun serve --port 8000",
-        "listening on 8000",
-        "$ ls",
-        "```",
-    ])
+    page = "\n".join(
+        [
+            "```bash",
+            "batchrun run big.csv --ray   # needs: a Ray cluster; and more",
+            "ray exec c.yaml 'cd ~ && batchrun run p.csv -c 8'",
+            "```",
+            "text",
+            "```console",
+            "$ batchrun serve --port 8000",
+            "listening on 8000",
+            "$ ls",
+            "```",
+        ]
+    )
     ray, nested, serve = examples_in("p.md", page)
     assert ray.needs == "a Ray cluster" and ray.argv == ("run", "big.csv", "--ray")
     assert nested.needs == "runs where `ray` sends it" and nested.argv == ("run", "p.csv", "-c", "8")
@@ -633,12 +702,17 @@ def test_needs_and_nested_scripts_are_options_only_and_console_output_is_kept() 
 
 
 def test_a_script_is_read_as_a_block_is() -> None:
-    script = "D=perf  # where\npip install -e tools/batchrun && X=1 batchrun bench \\\n  $D/p.csv -q # measure\necho 'a;b'\n"
-    assert list(script_commands(script)) == [["pip", "install", "-e", "tools/batchrun"],
-                                             ["batchrun", "bench", "perf/p.csv", "-q"], ["echo", "a;b"]]
+    script = (
+        "D=perf  # where\npip install -e tools/batchrun && X=1 batchrun bench \\\n  $D/p.csv -q # measure\necho 'a;b'\n"
+    )
+    assert list(script_commands(script)) == [
+        ["pip", "install", "-e", "tools/batchrun"],
+        ["batchrun", "bench", "perf/p.csv", "-q"],
+        ["echo", "a;b"],
+    ]
 
 
-@pytest.mark.parametrize("line", ["batchrun run 'open quote", "batchrun run --template \"$UNSET\""])
+@pytest.mark.parametrize("line", ["batchrun run 'open quote", 'batchrun run --template "$UNSET"'])
 def test_an_unreadable_example_is_an_error_and_another_tools_line_is_not(line: str) -> None:
     with pytest.raises(DocSyntaxError):
         examples_in("p.md", f"```bash\n{line}\n```\n")
@@ -646,12 +720,24 @@ def test_an_unreadable_example_is_an_error_and_another_tools_line_is_not(line: s
 
 
 def test_shrinks_change_counts_only() -> None:
-    assert shrink(["bench", "p.csv", "-n", "200", "--rate", "2,4,8"]) == ["bench", "p.csv", "-n", "16", "--rate", "200,400,800"]
+    assert shrink(["bench", "p.csv", "-n", "200", "--rate", "2,4,8"]) == [
+        "bench",
+        "p.csv",
+        "-n",
+        "16",
+        "--rate",
+        "200,400,800",
+    ]
     assert shrink(["bench", "p.csv", "-c", "1,4"]) == ["bench", "p.csv", "-c", "1,4", "-n", "16"]
     assert shrink(["bench", "p.csv"]) == ["bench", "p.csv", "--time-budget", "1"]
     assert shrink(["bench", "p.csv", "--time-budget", "300"]) == ["bench", "p.csv", "--time-budget", "1"]
-    assert option_value(shrink(["bench", "p.csv", "--find-max", "--slo", "ttft=500ms,e2e=10s"]), "--slo") == "ttft=50ms,e2e=1s"
-    assert option_value(shrink(["run", "--synthetic", "a=1,n=200,think_s=0.5"]), "--synthetic") == "a=1,n=20,think_s=0.01"
+    assert (
+        option_value(shrink(["bench", "p.csv", "--find-max", "--slo", "ttft=500ms,e2e=10s"]), "--slo")
+        == "ttft=50ms,e2e=1s"
+    )
+    assert (
+        option_value(shrink(["run", "--synthetic", "a=1,n=200,think_s=0.5"]), "--synthetic") == "a=1,n=20,think_s=0.01"
+    )
     assert shrink(["run", "p.csv", "-c", "64"]) == ["run", "p.csv", "-c", "64"]
     assert shrink(["serve", "--port", "8000"]) == ["serve", "--port", "0"]
     assert on_shared_sim(["run", "p.csv"], {}, "U") == ["run", "p.csv", "--base-url", "U"]

@@ -11,17 +11,17 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from aiohttp import web
-from typer.testing import CliRunner
-
 import wireservers as ws
-from batchrun.cli import app
-from batchrun.endpoint.resolve import OPENAI_BASE_URL, open_endpoint
-from batchrun.store.records import read_records
+from aiohttp import web
 from docstext import docs_text
 from faultserver import free_port, ok_pieces, row_of
 from promptfiles import write_prompts
 from rawserver import raw_server, sse
+from typer.testing import CliRunner
+
+from batchrun.cli import app
+from batchrun.endpoint.resolve import OPENAI_BASE_URL, open_endpoint
+from batchrun.store.records import read_records
 
 
 def invoke(*args: str, env: dict[str, str] | None = None):
@@ -57,6 +57,7 @@ class FirstTimeFails:
 
 # ---------------------------------------------------------------- resume keeps the endpoint
 
+
 async def test_resume_uses_the_runs_own_endpoint_and_records_each_session(tmp_path: Path) -> None:
     write_prompts(tmp_path / "p.csv", [f"question {i}" for i in range(1, 11)])
     server = FirstTimeFails()
@@ -70,7 +71,7 @@ async def test_resume_uses_the_runs_own_endpoint_and_records_each_session(tmp_pa
     assert again.exit_code == 0, again.output
     by_id = latest(tmp_path / "o")
     assert all(r.status == "ok" and r.text == f"answer {int(r.id[1:]) + 1} done" for r in by_id.values())
-    assert all(server.seen[i] == (2 if i % 2 == 0 else 1) for i in range(1, 11))   # resent rows came here
+    assert all(server.seen[i] == (2 if i % 2 == 0 else 1) for i in range(1, 11))  # resent rows came here
     assert {r.session for r in by_id.values()} == {1, 2}
     assert all(r.session == (2 if (int(r.id[1:]) + 1) % 2 == 0 else 1) for r in by_id.values())
     run = json.loads((tmp_path / "o" / "run.json").read_text())
@@ -86,7 +87,7 @@ def test_a_builtin_run_resumes_on_the_builtin_endpoint_even_with_a_key_set(tmp_p
     write_prompts(tmp_path / "p.csv", 3)
     first = invoke("run", "p.csv", "--out", "o", "-q", "--max-tokens", "4")
     assert first.exit_code == 0, first.output
-    (tmp_path / "o" / "records.jsonl").write_text("")          # as if nothing had finished
+    (tmp_path / "o" / "records.jsonl").write_text("")  # as if nothing had finished
     again = invoke("run", "--resume", "o", "-q", env={"OPENAI_API_KEY": "k-123456789"})
     assert again.exit_code == 0, again.output
     run = json.loads((tmp_path / "o" / "run.json").read_text())
@@ -113,6 +114,7 @@ async def _ok(request: web.Request) -> web.StreamResponse:
 
 # ---------------------------------------------------------------- which endpoint by default
 
+
 async def test_a_key_alone_means_openai() -> None:
     said: list[str] = []
     async with open_endpoint(None, "k-123456789", announce=said.append) as endpoint:
@@ -122,8 +124,18 @@ async def test_a_key_alone_means_openai() -> None:
 
 def test_builtin_by_name_and_a_simulated_run_says_so_everywhere(tmp_path: Path) -> None:
     write_prompts(tmp_path / "p.csv", 2)
-    result = invoke("run", "p.csv", "--base-url", "builtin", "--out", "o", "-q", "--max-tokens", "4",
-                    env={"OPENAI_API_KEY": "k-123456789"})
+    result = invoke(
+        "run",
+        "p.csv",
+        "--base-url",
+        "builtin",
+        "--out",
+        "o",
+        "-q",
+        "--max-tokens",
+        "4",
+        env={"OPENAI_API_KEY": "k-123456789"},
+    )
     assert result.exit_code == 0, result.output
     assert "--base-url builtin: using the built-in simulated endpoint" in result.output
     assert "these results come from the built-in simulated endpoint" in result.output
@@ -131,7 +143,7 @@ def test_builtin_by_name_and_a_simulated_run_says_so_everywhere(tmp_path: Path) 
     assert summary["endpoint"] == {"kind": "builtin", "base_url": None, "model": "batchrun-sim"}
     for report in ("report.md", "report.html"):
         assert "SIMULATED ENDPOINT" in (tmp_path / "o" / report).read_text()
-    assert invoke("report", "o").exit_code == 0                  # a rebuild keeps the banner
+    assert invoke("report", "o").exit_code == 0  # a rebuild keeps the banner
     assert "SIMULATED ENDPOINT" in (tmp_path / "o" / "report.html").read_text()
 
 
@@ -146,6 +158,7 @@ def test_a_simulated_bench_says_so(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- preflight
+
 
 async def test_several_models_and_no_model_stops_before_sending(tmp_path: Path) -> None:
     write_prompts(tmp_path / "p.csv", 2)
@@ -178,6 +191,7 @@ async def test_the_preflight_honours_timeout(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- refusals stop the run
 
+
 class Counting:
     def __init__(self, handler) -> None:
         self.handler, self.calls = handler, 0
@@ -187,12 +201,19 @@ class Counting:
         return await self.handler(request)
 
 
-@pytest.mark.parametrize("handler, status, says", [
-    (ws.REFUSED_KEY, "HTTP 401", "Incorrect API key provided"),
-    (ws.NO_SUCH_MODEL, "HTTP 404", "The model `gpt-9` does not exist"),
-    (ws.error(400, "Unsupported parameter: 'max_tokens'"), "first 5 requests all failed with HTTP 400",
-     "Unsupported parameter"),
-], ids=["401-on-chat", "404-model", "same-400"])
+@pytest.mark.parametrize(
+    "handler, status, says",
+    [
+        (ws.REFUSED_KEY, "HTTP 401", "Incorrect API key provided"),
+        (ws.NO_SUCH_MODEL, "HTTP 404", "The model `gpt-9` does not exist"),
+        (
+            ws.error(400, "Unsupported parameter: 'max_tokens'"),
+            "first 5 requests all failed with HTTP 400",
+            "Unsupported parameter",
+        ),
+    ],
+    ids=["401-on-chat", "404-model", "same-400"],
+)
 async def test_a_refused_run_stops_at_once_exit_2_and_resumes(tmp_path: Path, handler, status, says) -> None:
     write_prompts(tmp_path / "p.csv", 200)
     refusing = Counting(handler)
@@ -200,9 +221,9 @@ async def test_a_refused_run_stops_at_once_exit_2_and_resumes(tmp_path: Path, ha
         result = await in_thread("run", "p.csv", "--base-url", url, "--out", "o", "-c", "2", "-q")
     assert result.exit_code == 2, result.output
     assert status in result.output and says in result.output and "--resume o" in result.output
-    assert refusing.calls <= 8                                     # stopped, not 200 rows sent
+    assert refusing.calls <= 8  # stopped, not 200 rows sent
     assert not any(r.status == "ok" for r in records(tmp_path / "o").values())
-    async with raw_server(_ok) as url:                             # fixed: the rest is resumable
+    async with raw_server(_ok) as url:  # fixed: the rest is resumable
         again = await in_thread("run", "--resume", "o", "--base-url", url, "-q")
     assert again.exit_code == 0, again.output
     by_id = latest(tmp_path / "o")
@@ -211,14 +232,18 @@ async def test_a_refused_run_stops_at_once_exit_2_and_resumes(tmp_path: Path, ha
 
 # ---------------------------------------------------------------- options that cannot work
 
-@pytest.mark.parametrize("args, says", [
-    (["--rpm", "nan"], "--rpm must be a finite number"),
-    (["--tpm", "inf"], "--tpm must be a finite number"),
-    (["--temperature", "nan"], "--temperature must be a finite number"),
-    (["--timeout", "inf"], "--timeout must be a finite number"),
-    (["--extra-body", '{"top_p": NaN}'], "--extra-body: NaN is not a number JSON allows"),
-    (["--max-retry-wait", "0"], "--max-retry-wait must be positive"),
-])
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--rpm", "nan"], "--rpm must be a finite number"),
+        (["--tpm", "inf"], "--tpm must be a finite number"),
+        (["--temperature", "nan"], "--temperature must be a finite number"),
+        (["--timeout", "inf"], "--timeout must be a finite number"),
+        (["--extra-body", '{"top_p": NaN}'], "--extra-body: NaN is not a number JSON allows"),
+        (["--max-retry-wait", "0"], "--max-retry-wait must be positive"),
+    ],
+)
 def test_nan_and_infinite_options_are_refused(tmp_path: Path, args: list[str], says: str) -> None:
     write_prompts(tmp_path / "p.csv", 1)
     result = invoke("run", "p.csv", "--out", "o", *args)
@@ -227,15 +252,19 @@ def test_nan_and_infinite_options_are_refused(tmp_path: Path, args: list[str], s
 
 
 def test_a_nan_in_a_batch_api_body_is_a_bad_row_not_invalid_json(tmp_path: Path) -> None:
-    line = {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions",
-            "body": {"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": float("nan")}}
-    (tmp_path / "p.jsonl").write_text(json.dumps(line) + "\n", encoding="utf-8")     # writes NaN
+    line = {
+        "custom_id": "a",
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": float("nan")},
+    }
+    (tmp_path / "p.jsonl").write_text(json.dumps(line) + "\n", encoding="utf-8")  # writes NaN
     result = invoke("run", "p.jsonl", "--out", "o", "-q")
     assert result.exit_code == 2 and "cannot be sent as JSON" in result.output, result.output
 
 
 def test_an_rpm_that_makes_the_run_take_days_is_warned_about(tmp_path: Path) -> None:
-    write_prompts(tmp_path / "p.csv", 1)            # one row: its header line is not a second one
+    write_prompts(tmp_path / "p.csv", 1)  # one row: its header line is not a second one
     result = invoke("run", "p.csv", "--out", "o", "-q", "--rpm", "0.0001", "--max-tokens", "4")
     assert result.exit_code == 0, result.output
     assert "warning: at --rpm 0.0001, about 1 row takes about 6.9 days" in result.output
@@ -244,22 +273,38 @@ def test_an_rpm_that_makes_the_run_take_days_is_warned_about(tmp_path: Path) -> 
 def _limit_files(soft: int, hard: int):
     def apply() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
     return apply
 
 
 def test_concurrency_above_the_open_file_limit(tmp_path: Path) -> None:
     write_prompts(tmp_path / "p.csv", 3)
     run = [sys.executable, "-m", "batchrun", "run", "p.csv", "-q", "--max-tokens", "4"]
-    stuck = subprocess.run([*run, "--out", "a", "-c", "2000"], cwd=tmp_path, capture_output=True, text=True,
-                           timeout=60, preexec_fn=_limit_files(256, 256), check=False)
+    stuck = subprocess.run(
+        [*run, "--out", "a", "-c", "2000"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=_limit_files(256, 256),
+        check=False,
+    )
     assert stuck.returncode == 2 and "ulimit -n 2064" in stuck.stderr and "Traceback" not in stuck.stderr
-    raised = subprocess.run([*run, "--out", "b", "-c", "600"], cwd=tmp_path, capture_output=True, text=True,
-                            timeout=60, preexec_fn=_limit_files(256, 4096), check=False)
+    raised = subprocess.run(
+        [*run, "--out", "b", "-c", "600"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=_limit_files(256, 4096),
+        check=False,
+    )
     assert raised.returncode == 0, raised.stderr
     assert "raised the open-file limit from 256 to 664" in raised.stderr
 
 
 # ---------------------------------------------------------------- our own bugs surface
+
 
 def test_an_internal_error_is_logged_warned_and_exits_non_zero(tmp_path: Path, monkeypatch) -> None:
     from batchrun.engine import pool
@@ -302,10 +347,11 @@ async def test_a_refused_bench_stops_with_exit_2(tmp_path: Path) -> None:
     write_prompts(tmp_path / "p.csv", 4)
     refusing = Counting(ws.REFUSED_KEY)
     async with raw_server(refusing.handle) as url:
-        result = await in_thread("bench", "p.csv", "--base-url", url, "--out", "b", "-c", "1,2,4", "-n", "40",
-                                 "--no-sync")
+        result = await in_thread(
+            "bench", "p.csv", "--base-url", url, "--out", "b", "-c", "1,2,4", "-n", "40", "--no-sync"
+        )
     assert result.exit_code == 2 and "HTTP 401" in result.output and "Incorrect API key" in result.output
-    assert refusing.calls <= 3                                    # the first level stopped it
+    assert refusing.calls <= 3  # the first level stopped it
 
 
 def test_pacing_warnings() -> None:
@@ -325,8 +371,10 @@ async def test_a_run_through_a_litellm_gateway_records_real_usage_on_every_row(t
     assert result.exit_code == 0, result.output
     by_id = records(tmp_path / "o")
     assert len(by_id) == 40
-    assert all(r.status == "ok" and not r.tokens_estimated and (r.prompt_tokens, r.completion_tokens) == (11, 3)
-               for r in by_id.values())
+    assert all(
+        r.status == "ok" and not r.tokens_estimated and (r.prompt_tokens, r.completion_tokens) == (11, 3)
+        for r in by_id.values()
+    )
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())["summary"]
     assert summary["tokens"] == {"prompt": 440, "completion": 120, "estimated_records": 0}
     assert not any("estimated" in w for w in summary["warnings"])
@@ -341,10 +389,13 @@ def test_the_new_options_are_in_help_and_docs(command: str) -> None:
     assert "'builtin' for the built-in simulated endpoint" in help_text and "`--base-url builtin`" in docs
 
 
-@pytest.mark.parametrize("url, says", [
-    ("http://u:pw-HIDDEN-9@host:abc/v1", "is not a valid URL"),
-    ("ftp://u:pw-HIDDEN-9@host/v1", "must start with http:// or https://"),
-])
+@pytest.mark.parametrize(
+    "url, says",
+    [
+        ("http://u:pw-HIDDEN-9@host:abc/v1", "is not a valid URL"),
+        ("ftp://u:pw-HIDDEN-9@host/v1", "must start with http:// or https://"),
+    ],
+)
 def test_a_bad_base_url_is_refused_without_showing_its_password(tmp_path: Path, url: str, says: str) -> None:
     write_prompts(tmp_path / "p.csv", 1)
     result = invoke("run", "p.csv", "--base-url", url, "--out", "o")

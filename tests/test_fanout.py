@@ -64,7 +64,7 @@ async def test_every_entry_reaches_one_worker_and_each_worker_gets_one_end_marke
 
 async def test_the_reader_stays_at_most_a_bounded_queue_ahead_of_the_workers() -> None:
     pool = Collect(3)
-    pool.gate.clear()                                   # each worker holds its first entry
+    pool.gate.clear()  # each worker holds its first entry
     run = asyncio.create_task(pool.run(range(1_000)))
     await settle()
     # 3 held by workers + 6 in the queue + 1 the reader waits to put: never the whole input.
@@ -87,7 +87,7 @@ async def test_an_input_error_ends_the_input_after_the_entries_before_it() -> No
 
 async def test_stop_from_a_worker_is_a_normal_end_and_leaves_no_task() -> None:
     pool = Collect(2, stop_at=5)
-    await pool.run(itertools.count())                        # endless input
+    await pool.run(itertools.count())  # endless input
     assert 5 in pool.seen and pool.input_closed and alone()
 
 

@@ -37,38 +37,61 @@ from faultserver import (
     usage_as_text,
     wrong_shape_chunk,
 )
+from promptfiles import write_prompts
 from rawserver import raw_server
 from typer.testing import CliRunner
 
-from batchrun.cli import app
-from batchrun.endpoint.transport import Endpoint, StreamClient, make_session
 from batchrun.analysis.metrics import summarize
+from batchrun.cli import app
 from batchrun.endpoint.requests import Job
+from batchrun.endpoint.transport import Endpoint, StreamClient, make_session
 from batchrun.engine.pool import Pool, PoolConfig
 from batchrun.inputs.prompt import Prompt
-from batchrun.store.records import Record, read_records
 from batchrun.sim import SimConfig, SimProcess, SimServer, serve_sim
-from promptfiles import write_prompts
+from batchrun.store.records import Record, read_records
 
 N = 300
 RETRIES = 3
 
 
 def job(i: int) -> Job:
-    body = {"model": "m", "messages": [{"role": "user", "content": f"question {i}"}], "stream": True,
-            "stream_options": {"include_usage": True}, "max_tokens": 16}
-    return Job(prompt=Prompt(id=f"r{i}", row=i, line=i + 2, messages=body["messages"]),
-               body=json.dumps(body).encode(), estimated_tokens=20, prompt_tokens_estimate=2)
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": f"question {i}"}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "max_tokens": 16,
+    }
+    return Job(
+        prompt=Prompt(id=f"r{i}", row=i, line=i + 2, messages=body["messages"]),
+        body=json.dumps(body).encode(),
+        estimated_tokens=20,
+        prompt_tokens_estimate=2,
+    )
 
 
-async def run_pool(url: str, n: int = N, *, concurrency: int = 16, retries: int = RETRIES,
-                   timeout_s: float | None = 10.0, ttft_timeout_s: float | None = None,
-                   backoff_base_s: float = 0.01, backoff_max_s: float = 0.1,
-                   during: Callable[[list[Record]], Any] | None = None) -> tuple[list[Record], Pool]:
+async def run_pool(
+    url: str,
+    n: int = N,
+    *,
+    concurrency: int = 16,
+    retries: int = RETRIES,
+    timeout_s: float | None = 10.0,
+    ttft_timeout_s: float | None = None,
+    backoff_base_s: float = 0.01,
+    backoff_max_s: float = 0.1,
+    during: Callable[[list[Record]], Any] | None = None,
+) -> tuple[list[Record], Pool]:
     """n jobs through a Pool with fast backoff; `during(records)` runs beside it."""
     records: list[Record] = []
-    cfg = PoolConfig(concurrency=concurrency, retries=retries, backoff_base_s=backoff_base_s,
-                     backoff_max_s=backoff_max_s, rate_limit_backoff_s=backoff_base_s, seed=7)
+    cfg = PoolConfig(
+        concurrency=concurrency,
+        retries=retries,
+        backoff_base_s=backoff_base_s,
+        backoff_max_s=backoff_max_s,
+        rate_limit_backoff_s=backoff_base_s,
+        seed=7,
+    )
     async with make_session(concurrency) as session:
         client = StreamClient(session, Endpoint(url), timeout_s=timeout_s, ttft_timeout_s=ttft_timeout_s)
         pool = Pool(client, records.append, cfg, t0=time.perf_counter())
@@ -106,7 +129,7 @@ def attempt_types(records: list[Record]) -> Counter[str | None]:
 
 # --- seeded faults from the built-in endpoint -------------------------------------------------
 
-SIM_FAULTS = {   # kind -> (error_type of a failed attempt, final status when every attempt failed)
+SIM_FAULTS = {  # kind -> (error_type of a failed attempt, final status when every attempt failed)
     "error_500": ("InternalServerError", "error"),
     "error_502": ("InternalServerError", "error"),
     "error_503": ("InternalServerError", "error"),
@@ -139,14 +162,14 @@ async def test_sim_fault_rate_is_retried_and_counted(kind: str) -> None:
     assert stats["faults"][kind] == len(failed_attempts)
     assert sum(stats["faults"].values()) == stats["faults"][kind]
     if kind.startswith("error_"):
-        assert stats["responses"] == {"200": pool.stats.ok, kind[len("error_"):]: len(failed_attempts)}
+        assert stats["responses"] == {"200": pool.stats.ok, kind[len("error_") :]: len(failed_attempts)}
     else:
         assert stats["responses"] == {"200": stats["requests"]}
     # A row fails only when every attempt did.
     for r in by_id.values():
         assert r.status == "ok" or (r.status == final_status and r.attempts == RETRIES + 1)
     assert pool.stats.ok + pool.stats.failed == N and pool.stats.in_flight == 0
-    if kind in ("error_429", "error_503"):      # they carry retry-after: it was honoured
+    if kind in ("error_429", "error_503"):  # they carry retry-after: it was honoured
         waits = [a for a in failed_attempts if a.backoff_s is not None]
         assert all(a.retry_after_s == 0.02 and 0.02 <= a.backoff_s <= 0.022 for a in waits)
     if kind == "stall":
@@ -163,12 +186,12 @@ async def test_429_storm_with_retry_after_ends_ok_and_honours_every_wait() -> No
     limited = [a for r in records for a in r.attempt_log if a.http_status == 429]
     assert stats["responses"]["429"] == stats["faults"]["error_429"] == len(limited) > N
     assert all(a.retry_after_s == 0.01 and 0.01 <= a.backoff_s <= 0.011 for a in limited if a.backoff_s)
-    assert sum(r.status == "ok" for r in records) >= N - 2      # 0.6 ** 9 per row
+    assert sum(r.status == "ok" for r in records) >= N - 2  # 0.6 ** 9 per row
 
 
 # --- faults only a raw server can produce -----------------------------------------------------
 
-RAW_FAULTS = {   # name -> (handler fault, error_type of a failed attempt, status when all attempts failed)
+RAW_FAULTS = {  # name -> (handler fault, error_type of a failed attempt, status when all attempts failed)
     "429_without_retry_header": (status_429_no_header, "RateLimitError", "error"),
     "headers_then_nothing": (headers_then_nothing, "APITimeoutError", "timeout"),
     "malformed_sse_line": (malformed_line, "MalformedChunk", "error"),
@@ -201,7 +224,7 @@ async def test_raw_fault_is_retried_and_isolated(name: str) -> None:
             assert r.status == "ok" and r.text == f"answer {i} done"
             assert r.attempts == (2 if i % FLAKY_EVERY == 0 else 1)
     failed = by_id["r0"]
-    if name == "429_without_retry_header":      # a 429's own backoff: base x 3^attempt, +10% jitter
+    if name == "429_without_retry_header":  # a 429's own backoff: base x 3^attempt, +10% jitter
         for k, a in enumerate(failed.attempt_log[:-1]):
             assert a.retry_after_s is None and 0.01 * 3**k <= a.backoff_s <= 0.011 * 3**k
     if name == "headers_then_nothing":
@@ -243,6 +266,7 @@ async def test_benign_oddity_is_a_success(name: str) -> None:
 
 # --- the endpoint itself goes away ------------------------------------------------------------
 
+
 async def test_endpoint_killed_and_restarted_on_the_same_port_mid_run() -> None:
     """In-flight streams are cut and new connections refused while it is down; retries with
     backoff carry every row through once it is back."""
@@ -254,7 +278,7 @@ async def test_endpoint_killed_and_restarted_on_the_same_port_mid_run() -> None:
         while len(records) < 100:
             await asyncio.sleep(0.005)
         await first.stop()
-        await asyncio.sleep(0.3)            # down: connections are refused
+        await asyncio.sleep(0.3)  # down: connections are refused
         second = SimServer(config)
         await second.start("127.0.0.1", port)
         restarts.append(second)
@@ -264,8 +288,9 @@ async def test_endpoint_killed_and_restarted_on_the_same_port_mid_run() -> None:
         await first.start("127.0.0.1", port)
         try:
             # Backoff from 0.05 s doubling: 7 retries wait at least 3 s, ten times the outage.
-            records, _ = await run_pool(first.base_url, retries=7, backoff_base_s=0.05, backoff_max_s=2.0,
-                                        during=kill_and_restart)
+            records, _ = await run_pool(
+                first.base_url, retries=7, backoff_base_s=0.05, backoff_max_s=2.0, during=kill_and_restart
+            )
         finally:
             await first.stop()
             for server in restarts:
@@ -312,8 +337,7 @@ def test_endpoint_killed_mid_run_rows_fail_cleanly_and_resume_completes(tmp_path
     killer = threading.Thread(target=kill_when_started)
     killer.start()
     try:
-        first = invoke("run", "p.csv", "--base-url", sim.base_url, "--out", "o", "-q", "-c", "8",
-                       "--retries", "0")
+        first = invoke("run", "p.csv", "--base-url", sim.base_url, "--out", "o", "-q", "-c", "8", "--retries", "0")
     finally:
         killer.join()
         sim.stop()
@@ -339,14 +363,14 @@ def test_endpoint_killed_mid_run_rows_fail_cleanly_and_resume_completes(tmp_path
 
 def test_connection_refused_from_the_start_is_a_fast_clear_error(tmp_path: Path) -> None:
     write_prompts(tmp_path / "p.csv", 50)
-    port = free_port()                      # nothing listens there
+    port = free_port()  # nothing listens there
     start = time.monotonic()
     result = invoke("run", "p.csv", "--base-url", f"http://127.0.0.1:{port}/v1", "--out", "o", "-q")
     elapsed = time.monotonic() - start
     assert result.exit_code == 2
     assert f"cannot connect to http://127.0.0.1:{port}/v1" in result.output
     assert "is the server running?" in result.output and "Traceback" not in result.output
-    assert elapsed < 10                     # one refused connect, no retry storm (usually ~0.1 s)
+    assert elapsed < 10  # one refused connect, no retry storm (usually ~0.1 s)
     assert not (tmp_path / "o" / "records.jsonl").exists()
 
 
@@ -358,8 +382,7 @@ async def test_endpoint_gone_after_preflight_fails_every_row_with_bounded_attemp
     async with no_leaks():
         records, pool = await run_pool(f"http://127.0.0.1:{port}/v1", n=200, retries=2)
     check_invariants(records, n=200, retries=2)
-    assert all(r.status == "error" and r.error_type == "APIConnectionError" and r.attempts == 3
-               for r in records)
+    assert all(r.status == "error" and r.error_type == "APIConnectionError" and r.attempts == 3 for r in records)
     assert all(is_retryable_log(r) for r in records)
     assert pool.stats.failed == 200
     assert time.perf_counter() - start < 30
@@ -382,10 +405,11 @@ async def test_a_thousand_requests_to_a_very_slow_server_all_time_out_in_bounded
     assert pool.stats.peak_in_flight == 1000
     # Some attempts time out before the busy server has even read them: at most, never more.
     assert 0 < stats["requests"] <= 2000
-    assert elapsed < 60                     # 2 x 0.5 s of waiting; a safety bound only
+    assert elapsed < 60  # 2 x 0.5 s of waiting; a safety bound only
 
 
 # --- the leak check itself --------------------------------------------------------------------
+
 
 async def test_the_leak_check_catches_a_pending_task_and_an_open_socket() -> None:
     import socket

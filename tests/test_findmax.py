@@ -7,31 +7,33 @@ import json
 from pathlib import Path
 
 import pytest
+from promptfiles import write_prompts
 from typer.testing import CliRunner
 
 from batchrun.bench.findmax import FindMaxResult, Probe, format_find_max, judge, probe_requests, search
 from batchrun.cli import app
 from batchrun.sim import SimConfig, SimProcess
 from batchrun.store.records import Record
-from promptfiles import write_prompts
 
 
 def scripted(max_ok: int, asked: list[int]):
     async def probe(c: int) -> Probe:
         asked.append(c)
         return Probe(c, 100, 100, float(c), None, None, None, None, meets=c <= max_ok, close_call=False)
+
     return probe
 
 
 @pytest.mark.parametrize("max_ok, expected, bracket", [(13, 13, 14), (16, 16, 17), (1, 1, 2), (100, 100, 101)])
-async def test_doubling_then_bisection_finds_the_highest_passing_level(max_ok: int, expected: int,
-                                                                        bracket: int) -> None:
+async def test_doubling_then_bisection_finds_the_highest_passing_level(
+    max_ok: int, expected: int, bracket: int
+) -> None:
     asked: list[int] = []
     found = await search(scripted(max_ok, asked), start=1, ceiling=1024, resolution=0.0)
     assert (found.best, found.first_failing) == (expected, bracket)
     doublings = [c for c in asked if c & (c - 1) == 0]
-    assert asked[:len(doublings)] == doublings                  # doubling first
-    assert len(asked) <= 2 * (max_ok.bit_length() + 1)         # then bisection: logarithmic
+    assert asked[: len(doublings)] == doublings  # doubling first
+    assert len(asked) <= 2 * (max_ok.bit_length() + 1)  # then bisection: logarithmic
 
 
 async def test_resolution_stops_the_bisection_early() -> None:
@@ -58,7 +60,7 @@ def test_judge_uses_the_sweeps_p99_rule() -> None:
     assert verdict.ttft_p99_s == pytest.approx(0.306) and verdict.meets and verdict.requests_per_s == 10.0
     assert not judge(8, records, wall_s=10.0, slo={"ttft": 0.3}).meets
     failed = [Record(id="e", row=0, status="error")] * 3
-    assert not judge(8, failed, wall_s=1.0, slo={"ttft": 0.5}).meets      # nothing ok: not met
+    assert not judge(8, failed, wall_s=1.0, slo={"ttft": 0.5}).meets  # nothing ok: not met
 
 
 def test_a_probe_with_failures_misses_however_fast_its_successes() -> None:
@@ -67,16 +69,17 @@ def test_a_probe_with_failures_misses_however_fast_its_successes() -> None:
     probe = judge(4, records, wall_s=10.0, slo={"ttft": 0.5})
     assert not probe.meets and probe.why == "45/100 failed (45%), over the 1% allowed"
     assert judge(4, records, wall_s=10.0, slo={"ttft": 0.5}, max_failure_share=0.5).meets
-    assert "misses (45/100 failed (45%), over the 1% allowed)" in format_find_max(FindMaxResult(None, 4, [probe]),
-                                                                                 {"ttft": 0.5})
+    assert "misses (45/100 failed (45%), over the 1% allowed)" in format_find_max(
+        FindMaxResult(None, 4, [probe]), {"ttft": 0.5}
+    )
 
 
 def test_a_p99_interval_is_the_order_statistic_one_and_the_bound_inside_it_is_a_close_call() -> None:
-    values = [i / 1000 for i in range(1, 1001)]                 # 0.001 .. 1.000
+    values = [i / 1000 for i in range(1, 1001)]  # 0.001 .. 1.000
     close = judge(1, [ok(t, 1.0) for t in values], wall_s=1.0, slo={"ttft": 0.99})
     # stats.quantile_ci of 1,000 values at p99: ranks 983 and 997, each tail of Binomial(1000, 0.99)
     # outside them <= 2.5%
-    assert close.ttft_p99_ci == (0.983, 0.997) and close.close_call     # p99 0.990: the bound is inside
+    assert close.ttft_p99_ci == (0.983, 0.997) and close.close_call  # p99 0.990: the bound is inside
 
 
 def test_a_probe_too_small_for_a_p99_interval_claims_none() -> None:
@@ -85,7 +88,7 @@ def test_a_probe_too_small_for_a_p99_interval_claims_none() -> None:
     records = [ok(0.1 + i / 1000, 0.5 + i / 1000) for i in range(120)]
     probe = judge(8, records, wall_s=10.0, slo={"ttft": 0.3, "e2e": 0.6})
     assert probe.ttft_p99_ci is None and probe.latency_p99_ci is None
-    assert not probe.close_call and not probe.meets               # p99 latency 0.618 s > 0.6 s, no doubt claimed
+    assert not probe.close_call and not probe.meets  # p99 latency 0.618 s > 0.6 s, no doubt claimed
 
 
 def test_probe_size() -> None:
@@ -95,19 +98,39 @@ def test_probe_size() -> None:
 def test_find_max_end_to_end(tmp_path: Path) -> None:
     # Four decoding slots, no jitter: TTFT 60 ms up to 4 in flight; past it a request waits for a
     # slot (+72 ms). The SLO sits 30-40 ms from both, so a loaded machine's overhead cannot move the answer.
-    config = SimConfig(ttft_s=0.06, itl_s=0.003, output_tokens=4, max_concurrency=4, jitter=0.0,
-                       prefill_s_per_token=0.0)
+    config = SimConfig(
+        ttft_s=0.06, itl_s=0.003, output_tokens=4, max_concurrency=4, jitter=0.0, prefill_s_per_token=0.0
+    )
     prompts = write_prompts(tmp_path / "p.csv", 10)
     with SimProcess(config) as sim:
-        result = CliRunner().invoke(app, ["bench", str(prompts), "--base-url", sim.base_url, "--find-max",
-                                          "--slo", "ttft=90ms", "--out", "fm", "-n", "40", "-c", "2"], catch_exceptions=False)
+        result = CliRunner().invoke(
+            app,
+            [
+                "bench",
+                str(prompts),
+                "--base-url",
+                sim.base_url,
+                "--find-max",
+                "--slo",
+                "ttft=90ms",
+                "--out",
+                "fm",
+                "-n",
+                "40",
+                "-c",
+                "2",
+            ],
+            catch_exceptions=False,
+        )
     assert result.exit_code == 0, result.output
     found = json.loads((tmp_path / "fm" / "find_max.json").read_text())
     assert found["best_concurrency"] == 4 and found["first_failing_concurrency"] == 5
     assert "Highest load meeting the SLO (ttft<=90 ms): concurrency 4" in result.output
     assert (tmp_path / "fm" / "report.html").exists()
-    assert "Warm-up: 10 prompts sent once before measuring (2 at a time, max_tokens 1), not measured; each run " \
-           "also opened its connections with one unmeasured wave" in (tmp_path / "fm" / "report.md").read_text()
+    assert (
+        "Warm-up: 10 prompts sent once before measuring (2 at a time, max_tokens 1), not measured; each run "
+        "also opened its connections with one unmeasured wave" in (tmp_path / "fm" / "report.md").read_text()
+    )
 
 
 def test_find_max_needs_an_slo(tmp_path: Path) -> None:
@@ -120,15 +143,28 @@ def test_find_max_reports_carry_the_simulated_banner_and_the_endpoint(tmp_path: 
     """A find-max against the built-in endpoint says so as a run report does: the SIMULATED banner
     in report.md and report.html, and summary.json's endpoint block (it was null)."""
     prompts = write_prompts(tmp_path / "p.csv", 4)
-    sim = [a for opt in ("ttft_s=0.01", "itl_s=0.001", "output_tokens=2", "max_concurrency=2", "jitter=0",
-                         "prefill_s_per_token=0") for a in ("--builtin-option", opt)]
-    result = CliRunner().invoke(app, ["bench", str(prompts), "--find-max", "--slo", "ttft=15ms", "-c", "2",
-                                      "--out", "fm", "-q", *sim], catch_exceptions=False)
+    sim = [
+        a
+        for opt in (
+            "ttft_s=0.01",
+            "itl_s=0.001",
+            "output_tokens=2",
+            "max_concurrency=2",
+            "jitter=0",
+            "prefill_s_per_token=0",
+        )
+        for a in ("--builtin-option", opt)
+    ]
+    result = CliRunner().invoke(
+        app,
+        ["bench", str(prompts), "--find-max", "--slo", "ttft=15ms", "-c", "2", "--out", "fm", "-q", *sim],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     out = tmp_path / "fm"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["endpoint"] == {"kind": "builtin", "base_url": None, "model": "batchrun-sim"}
-    assert summary["builtin_endpoint"]["max_concurrency"] == 2          # the settings it measured
+    assert summary["builtin_endpoint"]["max_concurrency"] == 2  # the settings it measured
     assert summary["config"]["slo"] == {"ttft": 0.015}
     for name in ("report.md", "report.html"):
         assert "SIMULATED ENDPOINT" in (out / name).read_text(), name

@@ -8,11 +8,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from promptfiles import write_prompts
 from typer.testing import CliRunner
 
 from batchrun.cli import app
 from batchrun.sim import SimConfig, SimProcess
-from promptfiles import write_prompts
 
 WRITTEN = ("summary.json", "report.md", "report.html", "slices.md", "slices.svg")
 
@@ -40,8 +40,25 @@ def failing_sim():
 
 def test_report_rebuilds_the_files_a_run_wrote(failing_sim: SimProcess, tmp_path: Path) -> None:
     write_prompts(tmp_path / "p.csv", 40)
-    result = invoke("run", "p.csv", "--base-url", failing_sim.base_url, "--out", "o", "-q", "--retries", "0",
-                    "--slice", "1s", "--slo", "ttft=1s", "--price-in", "1", "--price-out", "2")
+    result = invoke(
+        "run",
+        "p.csv",
+        "--base-url",
+        failing_sim.base_url,
+        "--out",
+        "o",
+        "-q",
+        "--retries",
+        "0",
+        "--slice",
+        "1s",
+        "--slo",
+        "ttft=1s",
+        "--price-in",
+        "1",
+        "--price-out",
+        "2",
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())["summary"]
     assert summary["counts"]["error"] > 0 and summary["slices"] and summary["cost"] and summary["goodput"]

@@ -17,13 +17,13 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from batchrun.errors import InputError
-from batchrun.inputs.rows import read_prompts
-from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.endpoint.requests import RequestDefaults, build_body
+from batchrun.errors import InputError
+from batchrun.inputs.prompt import BadRow, Prompt
+from batchrun.inputs.rows import read_prompts
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
-HANG_S = 20.0        # a safety bound only: every example here reads in milliseconds
+HANG_S = 20.0  # a safety bound only: every example here reads in milliseconds
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 FEW = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -83,7 +83,8 @@ ENCODINGS = ["utf-8", "utf-8-sig", "latin-1", "cp1252", "utf-16", "utf-16-le", "
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-    max_leaves=12)
+    max_leaves=12,
+)
 
 
 @st.composite
@@ -104,9 +105,9 @@ def mixed_encoding_lines(draw: Any, header: bytes) -> bytes:
 
 # --- CSV / JSONL ------------------------------------------------------------------------------
 
+
 @FUZZ
-@given(data=st.binary(max_size=400) | mixed_encoding_lines(b"id,prompt,messages,max_tokens"),
-       skip=st.booleans())
+@given(data=st.binary(max_size=400) | mixed_encoding_lines(b"id,prompt,messages,max_tokens"), skip=st.booleans())
 def test_csv_arbitrary_bytes_and_mixed_encodings(tmp_path: Path, data: bytes, skip: bool) -> None:
     read_all(write(tmp_path, "f.csv", data), on_bad_row="skip" if skip else "fail")
 
@@ -121,31 +122,40 @@ def jsonl_files(draw: Any) -> bytes:
         elif kind == 1:
             value = {"id": draw(json_values), "prompt": draw(json_values)}
         elif kind == 2:
-            value = {"prompt": draw(st.text(max_size=20)), "messages": draw(json_values),
-                     "max_tokens": draw(json_values), "temperature": draw(json_values),
-                     "tools": draw(json_values), "tool_choice": draw(json_values)}
+            value = {
+                "prompt": draw(st.text(max_size=20)),
+                "messages": draw(json_values),
+                "max_tokens": draw(json_values),
+                "temperature": draw(json_values),
+                "tools": draw(json_values),
+                "tool_choice": draw(json_values),
+            }
         else:
-            value = {"messages": [{"role": draw(st.sampled_from(["user", "system", "tool", "x"])),
-                                   "content": draw(json_values)}]}
+            value = {
+                "messages": [
+                    {"role": draw(st.sampled_from(["user", "system", "tool", "x"])), "content": draw(json_values)}
+                ]
+            }
         lines.append(json.dumps(value).encode())
     data = b"\n".join(lines)
     if draw(st.booleans()):
-        data = data[: draw(st.integers(0, len(data)))]          # a file cut short anywhere
+        data = data[: draw(st.integers(0, len(data)))]  # a file cut short anywhere
     return data
 
 
 @FUZZ
-@given(data=st.binary(max_size=400) | jsonl_files() | mixed_encoding_lines(b'{"prompt": "a"}'),
-       skip=st.booleans())
+@given(data=st.binary(max_size=400) | jsonl_files() | mixed_encoding_lines(b'{"prompt": "a"}'), skip=st.booleans())
 def test_jsonl_arbitrary_bytes_and_random_objects(tmp_path: Path, data: bytes, skip: bool) -> None:
     read_all(write(tmp_path, "f.jsonl", data), on_bad_row="skip" if skip else "fail")
 
 
 @FUZZ
-@given(value=st.floats() | st.integers(-5, 10**6) | st.sampled_from(["nan", " NaN ", "inf", "-Infinity", "1e400", "0.5"]),
-       column=st.sampled_from(["temperature", "max_tokens", "max_completion_tokens"]),
-       name=st.sampled_from(["p.csv", "p.jsonl"]))
-@example(value=float("nan"), column="temperature", name="p.jsonl")     # was dropped: sent with the flag's value
+@given(
+    value=st.floats() | st.integers(-5, 10**6) | st.sampled_from(["nan", " NaN ", "inf", "-Infinity", "1e400", "0.5"]),
+    column=st.sampled_from(["temperature", "max_tokens", "max_completion_tokens"]),
+    name=st.sampled_from(["p.csv", "p.jsonl"]),
+)
+@example(value=float("nan"), column="temperature", name="p.jsonl")  # was dropped: sent with the flag's value
 @example(value=float("-inf"), column="max_tokens", name="p.jsonl")
 def test_a_row_setting_is_used_or_refused_never_dropped(tmp_path: Path, value: Any, column: str, name: str) -> None:
     """NaN, infinities, huge and negative numbers, as numbers or text: the row either carries the
@@ -153,7 +163,7 @@ def test_a_row_setting_is_used_or_refused_never_dropped(tmp_path: Path, value: A
     if name == "p.csv":
         data = f"prompt,{column}\nhi,{value}\n".encode()
     else:
-        data = json.dumps({"prompt": "hi", column: value}).encode()    # NaN / Infinity as Python writes them
+        data = json.dumps({"prompt": "hi", column: value}).encode()  # NaN / Infinity as Python writes them
     items = read_all(write(tmp_path, name, data), on_bad_row="skip")
     assert isinstance(items, list) and len(items) == 1
     item = items[0]
@@ -165,14 +175,18 @@ def test_a_row_setting_is_used_or_refused_never_dropped(tmp_path: Path, value: A
 
 
 @FUZZ
-@given(sample=st.sampled_from(["prompts.csv", "prompts.jsonl", "batch_api.jsonl", "bad_prompts.csv"]),
-       cut=st.floats(0, 1), nul=st.booleans(), skip=st.booleans())
+@given(
+    sample=st.sampled_from(["prompts.csv", "prompts.jsonl", "batch_api.jsonl", "bad_prompts.csv"]),
+    cut=st.floats(0, 1),
+    nul=st.booleans(),
+    skip=st.booleans(),
+)
 def test_truncated_samples(tmp_path: Path, sample: str, cut: float, nul: bool, skip: bool) -> None:
     """Valid files cut at any byte (mid-line, mid-quote, mid-character), optionally with a NUL."""
     data = (SAMPLES / sample).read_bytes()
     data = data[: int(len(data) * cut)]
     if nul:
-        data = data[: len(data) // 2] + b"\x00" + data[len(data) // 2:]
+        data = data[: len(data) // 2] + b"\x00" + data[len(data) // 2 :]
     read_all(write(tmp_path, sample, data), on_bad_row="skip" if skip else "fail")
 
 
@@ -180,15 +194,28 @@ def test_truncated_samples(tmp_path: Path, sample: str, cut: float, nul: bool, s
 def batch_lines(draw: Any) -> bytes:
     lines = []
     for i in range(draw(st.integers(1, 5))):
-        body = draw(json_values | st.fixed_dictionaries(
-            {"model": json_values, "messages": json_values | st.lists(
-                st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "bogus"]),
-                                       "content": json_values}), max_size=3)},
-            optional={"max_tokens": json_values, "tools": json_values}))
-        line = {"custom_id": draw(st.sampled_from([f"r{i}", "dup", "", None, 7])),
-                "method": draw(st.sampled_from(["POST", "post", "GET", None])),
-                "url": draw(st.sampled_from(["/v1/chat/completions", "/chat/completions", "/v1/embeddings", 3])),
-                "body": body}
+        body = draw(
+            json_values
+            | st.fixed_dictionaries(
+                {
+                    "model": json_values,
+                    "messages": json_values
+                    | st.lists(
+                        st.fixed_dictionaries(
+                            {"role": st.sampled_from(["user", "assistant", "bogus"]), "content": json_values}
+                        ),
+                        max_size=3,
+                    ),
+                },
+                optional={"max_tokens": json_values, "tools": json_values},
+            )
+        )
+        line = {
+            "custom_id": draw(st.sampled_from([f"r{i}", "dup", "", None, 7])),
+            "method": draw(st.sampled_from(["POST", "post", "GET", None])),
+            "url": draw(st.sampled_from(["/v1/chat/completions", "/chat/completions", "/v1/embeddings", 3])),
+            "body": body,
+        }
         lines.append(json.dumps(line).encode())
     return b"\n".join(lines)
 
@@ -208,25 +235,34 @@ def test_batch_api_lines_with_random_bodies(tmp_path: Path, data: bytes, skip: b
 MB = "x" * (1 << 20)
 
 
-@pytest.mark.parametrize("name, data", [
-    ("huge.csv", f'id,prompt\na,"{MB}"\nb,short\n'.encode()),
-    ("huge-unquoted.csv", f"id,prompt\na,{MB}\n".encode()),
-    ("huge.jsonl", (json.dumps({"id": "a", "prompt": MB}) + "\n" + json.dumps({"id": "b", "prompt": "short"})).encode()),
-])
+@pytest.mark.parametrize(
+    "name, data",
+    [
+        ("huge.csv", f'id,prompt\na,"{MB}"\nb,short\n'.encode()),
+        ("huge-unquoted.csv", f"id,prompt\na,{MB}\n".encode()),
+        (
+            "huge.jsonl",
+            (json.dumps({"id": "a", "prompt": MB}) + "\n" + json.dumps({"id": "b", "prompt": "short"})).encode(),
+        ),
+    ],
+)
 def test_a_one_megabyte_field_is_read_whole(tmp_path: Path, name: str, data: bytes) -> None:
     items = read_all(write(tmp_path, name, data))
     assert isinstance(items, list) and isinstance(items[0], Prompt)
     assert items[0].messages[-1]["content"] == MB
 
 
-@pytest.mark.parametrize("name, data", [
-    ("nul.csv", b"id,prompt\na,hel\x00lo\n"),
-    ("nul-header.csv", b"i\x00d,prompt\na,hello\n"),
-    ("nul.jsonl", b'{"prompt": "hel\x00lo"}\n'),
-    ("nul-escaped.jsonl", b'{"prompt": "hel\\u0000lo"}\n'),
-    ("only-nul.csv", b"\x00" * 64),
-    ("only-nul.jsonl", b"\x00" * 64),
-])
+@pytest.mark.parametrize(
+    "name, data",
+    [
+        ("nul.csv", b"id,prompt\na,hel\x00lo\n"),
+        ("nul-header.csv", b"i\x00d,prompt\na,hello\n"),
+        ("nul.jsonl", b'{"prompt": "hel\x00lo"}\n'),
+        ("nul-escaped.jsonl", b'{"prompt": "hel\\u0000lo"}\n'),
+        ("only-nul.csv", b"\x00" * 64),
+        ("only-nul.jsonl", b"\x00" * 64),
+    ],
+)
 def test_nul_bytes(tmp_path: Path, name: str, data: bytes) -> None:
     read_all(write(tmp_path, name, data))
     read_all(tmp_path / name, on_bad_row="skip")
@@ -242,8 +278,10 @@ def _nested(depth: int) -> str:
 DEPTHS = [*range(940, 1001, 3), 10_000]
 
 
-@pytest.mark.parametrize("shape", ["line", "extra_field", "template_field", "messages_column", "message_content",
-                                   "batch_body", "csv_messages"])
+@pytest.mark.parametrize(
+    "shape",
+    ["line", "extra_field", "template_field", "messages_column", "message_content", "batch_body", "csv_messages"],
+)
 def test_deeply_nested_json(tmp_path: Path, shape: str) -> None:
     for depth in DEPTHS:
         deep, options = _nested(depth), {}
@@ -254,8 +292,10 @@ def test_deeply_nested_json(tmp_path: Path, shape: str) -> None:
             "template_field": f'{{"text": "hi", "meta": {deep}}}\n',
             "messages_column": f'{{"messages": {deep}}}\n',
             "message_content": f'{{"messages": [{{"role": "user", "content": {deep}}}]}}\n',
-            "batch_body": ('{"custom_id": "a", "url": "/v1/chat/completions", "body": {"model": "m", '
-                           f'"messages": [{{"role": "user", "content": "hi"}}], "metadata": {deep}}}}}\n'),
+            "batch_body": (
+                '{"custom_id": "a", "url": "/v1/chat/completions", "body": {"model": "m", '
+                f'"messages": [{{"role": "user", "content": "hi"}}], "metadata": {deep}}}}}\n'
+            ),
             "csv_messages": 'prompt,messages\nhi,"' + deep + '"\n',
         }[shape]
         if shape == "template_field":
@@ -266,19 +306,29 @@ def test_deeply_nested_json(tmp_path: Path, shape: str) -> None:
 
 # --- Parquet ----------------------------------------------------------------------------------
 
+
 def parquet_bytes(table: pa.Table) -> bytes:
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
     return buffer.getvalue()
 
 
-VALID_PARQUET = parquet_bytes(pa.table({"id": [f"r{i}" for i in range(50)], "prompt": [f"p {i}" for i in range(50)],
-                                        "max_tokens": [i % 7 or None for i in range(50)]}))
+VALID_PARQUET = parquet_bytes(
+    pa.table(
+        {
+            "id": [f"r{i}" for i in range(50)],
+            "prompt": [f"p {i}" for i in range(50)],
+            "max_tokens": [i % 7 or None for i in range(50)],
+        }
+    )
+)
 
 
 @FEW
-@given(cut=st.integers(0, len(VALID_PARQUET)), flips=st.lists(st.tuples(st.integers(0, len(VALID_PARQUET) - 1),
-                                                                       st.integers(0, 255)), max_size=4))
+@given(
+    cut=st.integers(0, len(VALID_PARQUET)),
+    flips=st.lists(st.tuples(st.integers(0, len(VALID_PARQUET) - 1), st.integers(0, 255)), max_size=4),
+)
 def test_parquet_truncated_or_corrupted(tmp_path: Path, cut: int, flips: list[tuple[int, int]]) -> None:
     data = bytearray(VALID_PARQUET)
     for at, value in flips:
@@ -293,18 +343,33 @@ def test_parquet_random_bytes(tmp_path: Path, data: bytes, magic: bool) -> None:
     read_all(write(tmp_path, "p.parquet", b"PAR1" + data + b"PAR1" if magic else data))
 
 
-columns = st.sampled_from([
-    pa.array(["a", "b", None]), pa.array([1, None, 3]), pa.array([1.5, float("nan"), None]),
-    pa.array([b"\x00\xff", b"", None]), pa.array([[1, 2], None, []]), pa.array([{"x": 1}, None, {"x": None}]),
-    pa.array([True, False, None]), pa.array(["a", "a", "b"]).dictionary_encode(),
-    pa.array([0, 1, 2], type=pa.timestamp("s")), pa.array(["", "   ", "ok"]),
-])
+columns = st.sampled_from(
+    [
+        pa.array(["a", "b", None]),
+        pa.array([1, None, 3]),
+        pa.array([1.5, float("nan"), None]),
+        pa.array([b"\x00\xff", b"", None]),
+        pa.array([[1, 2], None, []]),
+        pa.array([{"x": 1}, None, {"x": None}]),
+        pa.array([True, False, None]),
+        pa.array(["a", "a", "b"]).dictionary_encode(),
+        pa.array([0, 1, 2], type=pa.timestamp("s")),
+        pa.array(["", "   ", "ok"]),
+    ]
+)
 
 
 @FEW
-@given(names=st.lists(st.sampled_from(["prompt", "id", "messages", "max_tokens", "temperature", "text", "model",
-                                       "tools", "x"]), min_size=1, max_size=4, unique=True),
-       data=st.data(), template=st.booleans())
+@given(
+    names=st.lists(
+        st.sampled_from(["prompt", "id", "messages", "max_tokens", "temperature", "text", "model", "tools", "x"]),
+        min_size=1,
+        max_size=4,
+        unique=True,
+    ),
+    data=st.data(),
+    template=st.booleans(),
+)
 def test_parquet_with_random_column_types(tmp_path: Path, names: list[str], data: Any, template: bool) -> None:
     table = pa.table({name: data.draw(columns) for name in names})
     options = {"template": "{" + names[0] + "}"} if template else {}

@@ -51,15 +51,29 @@ async def payload_server(request: web.Request) -> web.StreamResponse:
         body = json.dumps({"error": {"message": f"{LINK} {IMG}"}})
         return await sse(request, [chunk("x"), f"data: {body}\n\n".encode()])
     say = dict(script=SCRIPT, img=IMG, link=LINK).get(kind, " ".join(PAYLOADS))
-    return await sse(request, [chunk("", role="assistant"), chunk(say[:20]), chunk(say[20:]),
-                               chunk(finish=SCRIPT if kind == "script" else "stop"), usage_chunk(3, 2), DONE])
+    return await sse(
+        request,
+        [
+            chunk("", role="assistant"),
+            chunk(say[:20]),
+            chunk(say[20:]),
+            chunk(finish=SCRIPT if kind == "script" else "stop"),
+            usage_chunk(3, 2),
+            DONE,
+        ],
+    )
 
 
 def write_rows(path: Path) -> None:
     # Payloads in ids and prompts too; ids stay unique.
     rows = [(f"id-{p}", f"{p} please say script") for p in PAYLOADS[:1]]
-    rows += [(f"id-{IMG}", "say img"), (f"id-{LINK}", f"{LINK} say link"), ("e1", f"{SCRIPT} error"),
-             ("e2", "stream_error"), ("all", "say all")]
+    rows += [
+        (f"id-{IMG}", "say img"),
+        (f"id-{LINK}", f"{LINK} say link"),
+        ("e1", f"{SCRIPT} error"),
+        ("e2", "stream_error"),
+        ("all", "say all"),
+    ]
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["id", "prompt"])
@@ -71,9 +85,11 @@ async def make_report(tmp_path: Path) -> Path:
     write_rows(tmp_path / "p.csv")
     async with raw_server(payload_server) as url:
         result = await asyncio.to_thread(
-            CliRunner().invoke, app,
-            ["run", "p.csv", "--base-url", url, "--out", "o", "-q", "--retries", "0",
-             "--system", f"be brief {IMG}"], catch_exceptions=False)
+            CliRunner().invoke,
+            app,
+            ["run", "p.csv", "--base-url", url, "--out", "o", "-q", "--retries", "0", "--system", f"be brief {IMG}"],
+            catch_exceptions=False,
+        )
     assert result.exit_code == 0, result.output
     return tmp_path / "o"
 
@@ -92,8 +108,11 @@ class DomFacts(HTMLParser):
             self._in_title = True
         if tag == "body":
             self.body_attrs = attributes
-        if tag == "script" or any(k.startswith("on") for k in attributes) or \
-                (tag == "a" and (attributes.get("href") or "").lower().startswith("javascript:")):
+        if (
+            tag == "script"
+            or any(k.startswith("on") for k in attributes)
+            or (tag == "a" and (attributes.get("href") or "").lower().startswith("javascript:"))
+        ):
             self.live.append((tag, attributes))
 
     def handle_endtag(self, tag: str) -> None:
@@ -106,10 +125,24 @@ class DomFacts(HTMLParser):
 
 def dump_dom(chromium: str, page: Path, profile: Path) -> str:
     done = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={profile}", "--dump-dom", page.resolve().as_uri()],
-        capture_output=True, text=True, timeout=90)
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            "--dump-dom",
+            page.resolve().as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
     assert done.returncode == 0 and "<body" in done.stdout, done.stderr[-2000:]
     return done.stdout
 
@@ -123,7 +156,7 @@ def facts(dom: str) -> DomFacts:
 async def test_no_script_runs_when_the_report_is_opened(chromium: str, tmp_path: Path) -> None:
     out = await make_report(tmp_path)
     html = (out / "report.html").read_text(encoding="utf-8")
-    for payload in PAYLOADS:                       # the payloads did reach the page, as text
+    for payload in PAYLOADS:  # the payloads did reach the page, as text
         assert payload not in html
     # The harness can see a script run: the same payloads unescaped, without the report's CSP.
     control = tmp_path / "control.html"
@@ -135,15 +168,17 @@ async def test_no_script_runs_when_the_report_is_opened(chromium: str, tmp_path:
     report = facts(dom)
     assert "PWNED" not in report.title and report.title.startswith("batchrun")
     assert "data-pwned" not in report.body_attrs
-    assert report.live == []                       # no script, no on* handler, no javascript: link
-    escaped = {SCRIPT: "&lt;script&gt;document.title='PWNED'&lt;/script&gt;",
-               IMG: "&lt;img src=x onerror=\"document.body.setAttribute('data-pwned','1')\"&gt;",
-               LINK: "&lt;a id=\"pwn\" href=\"javascript:document.body.setAttribute('data-pwned','2')\"&gt;click&lt;/a&gt;"}
+    assert report.live == []  # no script, no on* handler, no javascript: link
+    escaped = {
+        SCRIPT: "&lt;script&gt;document.title='PWNED'&lt;/script&gt;",
+        IMG: "&lt;img src=x onerror=\"document.body.setAttribute('data-pwned','1')\"&gt;",
+        LINK: "&lt;a id=\"pwn\" href=\"javascript:document.body.setAttribute('data-pwned','2')\"&gt;click&lt;/a&gt;",
+    }
     for payload, text in escaped.items():
         assert text in dom, f"{payload} is not shown as text"
-    assert "id-&lt;img src=x onerror=" in dom       # from the ids column
-    assert "bad &lt;script&gt;" in dom             # from an error message
-    assert "be brief &lt;img" in dom               # from --system, in the settings table
+    assert "id-&lt;img src=x onerror=" in dom  # from the ids column
+    assert "bad &lt;script&gt;" in dom  # from an error message
+    assert "be brief &lt;img" in dom  # from --system, in the settings table
 
 
 async def test_markdown_report_escapes_the_payloads_too(tmp_path: Path) -> None:
@@ -153,13 +188,15 @@ async def test_markdown_report_escapes_the_payloads_too(tmp_path: Path) -> None:
     assert "&lt;script&gt;document.title='PWNED'&lt;/script&gt;" in markdown
 
 
-@pytest.mark.parametrize("template", ["{row.__class__}", "{text.__class__.__mro__}", "{text[0]}", "{text!r}",
-                                      "{text:>{width}}", "{0}", "{}"])
+@pytest.mark.parametrize(
+    "template", ["{row.__class__}", "{text.__class__.__mro__}", "{text[0]}", "{text!r}", "{text:>{width}}", "{0}", "{}"]
+)
 def test_template_cannot_reach_python_attributes(tmp_path: Path, template: str) -> None:
     (tmp_path / "p.csv").write_text("text,width\nhello,5\n", encoding="utf-8")
-    result = CliRunner().invoke(app, ["run", "p.csv", "--template", template, "--base-url", "http://127.0.0.1:9/v1",
-                                      "--out", "o", "-q"])
+    result = CliRunner().invoke(
+        app, ["run", "p.csv", "--template", template, "--base-url", "http://127.0.0.1:9/v1", "--out", "o", "-q"]
+    )
     assert result.exit_code == 2, result.output
     assert "--template" in result.output and "Traceback" not in result.output
-    assert "class" not in result.output.replace(template, "")       # nothing was evaluated
+    assert "class" not in result.output.replace(template, "")  # nothing was evaluated
     assert not (tmp_path / "o" / "records.jsonl").exists()

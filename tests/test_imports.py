@@ -20,7 +20,10 @@ ROOT = Path(batchrun.__file__).parent
 BASE = {"errors", "redact", "hooks", "values", "options", "config"}
 STAGES = {"inputs", "store", "endpoint", "engine", "analysis", "report"}
 ALLOWED: dict[str, set[str]] = {
-    "errors": set(), "redact": set(), "hooks": set(), "interrupts": set(),
+    "errors": set(),
+    "redact": set(),
+    "hooks": set(),
+    "interrupts": set(),
     "values": {"errors"},
     "options": {"errors", "values"},
     "config": {"errors", "redact", "values", "options"},
@@ -42,7 +45,7 @@ ALLOWED: dict[str, set[str]] = {
     "twin": BASE | STAGES | {"sim"},
     "pipeline": BASE | STAGES | {"plan", "finish", "workloads", "batchapi", "sim"},
 }
-FACES = {"cli", "clidoc", "__main__", "api", "progress"}     # progress: the command line's bars
+FACES = {"cli", "clidoc", "__main__", "api", "progress"}  # progress: the command line's bars
 # Imports against the shape that a branch in flight removes (module -> module). The test fails
 # when one of them is gone: then delete it here.
 KNOWN: dict[tuple[str, str], str] = {
@@ -75,9 +78,9 @@ def _imports(module: str) -> set[str]:
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
-            if node.level:             # relative: `from .x import y` inside a package
+            if node.level:  # relative: `from .x import y` inside a package
                 parts = package.split(".")
-                base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
             names = [f"{base}.{a.name}" for a in node.names]
         else:
             continue
@@ -118,14 +121,21 @@ def test_the_known_exceptions_still_exist() -> None:
 
 
 def test_nothing_below_the_faces_imports_a_face() -> None:
-    wrong = [f"{m} imports {t}" for m, targets in GRAPH.items() for t in targets
-             if _part(t) in FACES and _part(m) not in FACES]
+    wrong = [
+        f"{m} imports {t}"
+        for m, targets in GRAPH.items()
+        for t in targets
+        if _part(t) in FACES and _part(m) not in FACES
+    ]
     assert not wrong, "\n".join(wrong)
 
 
 def test_no_import_circle_outside_sim() -> None:
-    graph = {m: {t for t in ts if not t.startswith("batchrun.sim")} for m, ts in GRAPH.items()
-             if not m.startswith("batchrun.sim")}
+    graph = {
+        m: {t for t in ts if not t.startswith("batchrun.sim")}
+        for m, ts in GRAPH.items()
+        if not m.startswith("batchrun.sim")
+    }
     circles = [sorted(c) for c in _strongly_connected(graph) if len(c) > 1]
     assert not circles, "import circles:\n" + "\n".join(" <-> ".join(c) for c in circles)
 

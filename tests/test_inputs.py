@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from batchrun.errors import InputError
-from batchrun.inputs.rows import read_prompts
 from batchrun.inputs.prompt import BadRow, Prompt
+from batchrun.inputs.rows import read_prompts
 from batchrun.inputs.scan import count_rows
 from batchrun.inputs.sessions import file_sessions
 from batchrun.inputs.traces import trace_offsets
@@ -53,6 +53,7 @@ def user_text(prompt: Prompt | BadRow) -> str:
 
 # --- formats ----------------------------------------------------------------------------------
 
+
 def test_csv_rows_become_user_messages_with_row_ids_and_start_lines(tmp_path: Path) -> None:
     path = write(tmp_path, "p.csv", 'id,prompt\na,"Hello, world"\nb,"two\nlines"\nc,last\n')
     prompts = read(path)
@@ -75,8 +76,7 @@ def test_jsonl_skips_blank_lines_and_keeps_exact_line_numbers(tmp_path: Path) ->
 
 def test_parquet_rows_with_typed_params(tmp_path: Path) -> None:
     path = tmp_path / "p.parquet"
-    pq.write_table(pa.table({"id": [7, 8], "prompt": ["x", "y"], "max_tokens": [10.0, None],
-                             "note": ["n", "m"]}), path)
+    pq.write_table(pa.table({"id": [7, 8], "prompt": ["x", "y"], "max_tokens": [10.0, None], "note": ["n", "m"]}), path)
     prompts = read(path, id_column="id")
     assert [(p.id, p.row, p.line, user_text(p)) for p in prompts] == [("7", 0, 1, "x"), ("8", 1, 2, "y")]
     assert [p.params for p in prompts] == [{"max_tokens": 10}, {}]
@@ -135,6 +135,7 @@ def test_bad_sample_has_one_bad_row_of_each_kind() -> None:
 
 # --- prompt text: columns, system, template, messages ----------------------------------------
 
+
 def test_only_text_column_is_the_prompt(tmp_path: Path) -> None:
     path = write(tmp_path, "p.csv", "id,question,max_tokens\n1,Why?,5\n")
     assert user_text(read(path)[0]) == "Why?"
@@ -167,7 +168,8 @@ def test_system_message_comes_first_unless_row_has_one(tmp_path: Path) -> None:
 def test_template_fills_columns(tmp_path: Path) -> None:
     path = write(tmp_path, "p.csv", "text,lang,prompt\nbonjour,French,unused\n")
     assert user_text(read(path, template="Translate from {lang}: {text} {{literal}}")[0]) == (
-        "Translate from French: bonjour {literal}")
+        "Translate from French: bonjour {literal}"
+    )
 
 
 def test_template_renders_non_text_jsonl_values_as_json(tmp_path: Path) -> None:
@@ -189,7 +191,7 @@ def test_template_field_missing_from_jsonl_row_is_a_bad_row(tmp_path: Path) -> N
 def test_template_rejects_anything_but_plain_names(tmp_path: Path, template: str) -> None:
     path = write(tmp_path, "p.csv", "x,y\na,b\n")
     with pytest.raises(InputError, match="not allowed: only plain"):
-        read_prompts(path, template=template)   # at call time, before any row is read
+        read_prompts(path, template=template)  # at call time, before any row is read
 
 
 @pytest.mark.parametrize("template", ["{x", "x}", "no fields"])
@@ -199,8 +201,11 @@ def test_malformed_template(tmp_path: Path, template: str) -> None:
 
 
 def test_messages_column_in_csv_is_json_text(tmp_path: Path) -> None:
-    conversation = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
-                    {"role": "user", "content": "c"}]
+    conversation = [
+        {"role": "user", "content": "a"},
+        {"role": "assistant", "content": "b"},
+        {"role": "user", "content": "c"},
+    ]
     cell = json.dumps(conversation).replace('"', '""')
     path = write(tmp_path, "p.csv", f'id,messages\n1,"{cell}"\n')
     assert read(path)[0].messages == conversation  # type: ignore[union-attr]
@@ -211,14 +216,17 @@ def test_empty_messages_cell_falls_back_to_prompt(tmp_path: Path) -> None:
     assert user_text(read(path)[0]) == "hello"
 
 
-@pytest.mark.parametrize("messages, problem", [
-    ("not json", "not valid JSON"),
-    ({"role": "user"}, "non-empty list"),
-    ([], "an empty list"),
-    (["hi"], "message 0: expected an object"),
-    ([{"role": "usr", "content": "hi"}], "message 0: role 'usr'"),
-    ([{"role": "user", "content": "a"}, {"role": "user"}], "message 1: needs 'content'"),
-])
+@pytest.mark.parametrize(
+    "messages, problem",
+    [
+        ("not json", "not valid JSON"),
+        ({"role": "user"}, "non-empty list"),
+        ([], "an empty list"),
+        (["hi"], "message 0: expected an object"),
+        ([{"role": "usr", "content": "hi"}], "message 0: role 'usr'"),
+        ([{"role": "user", "content": "a"}, {"role": "user"}], "message 1: needs 'content'"),
+    ],
+)
 def test_bad_messages_name_the_column(tmp_path: Path, messages: Any, problem: str) -> None:
     err = fails(jsonl(tmp_path, {"messages": messages}))
     assert (err.line, err.column) == (1, "messages") and problem in str(err)
@@ -226,22 +234,35 @@ def test_bad_messages_name_the_column(tmp_path: Path, messages: Any, problem: st
 
 def test_assistant_tool_call_without_content_is_valid(tmp_path: Path) -> None:
     call = {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}
-    messages = [{"role": "user", "content": "q"}, {"role": "assistant", "content": None, "tool_calls": [call]},
-                {"role": "tool", "tool_call_id": "c", "content": "42"}]
+    messages = [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c", "content": "42"},
+    ]
     assert read(jsonl(tmp_path, {"messages": messages}))[0].messages == messages  # type: ignore[union-attr]
 
 
 # --- per-row request fields -------------------------------------------------------------------
 
+
 def test_csv_params_are_typed_and_blank_means_unset(tmp_path: Path) -> None:
     tools = json.dumps([{"type": "function", "function": {"name": "f"}}]).replace('"', '""')
-    path = write(tmp_path, "p.csv", "prompt,model,max_tokens,temperature,tools,tool_choice\n"
-                                    f'a,m1, 256 ,0.5,"{tools}",required\n'
-                                    "b,,,,,\n"
-                                    'c,m2,256.0,1,[],"{""type"": ""function""}"\n')
+    path = write(
+        tmp_path,
+        "p.csv",
+        "prompt,model,max_tokens,temperature,tools,tool_choice\n"
+        f'a,m1, 256 ,0.5,"{tools}",required\n'
+        "b,,,,,\n"
+        'c,m2,256.0,1,[],"{""type"": ""function""}"\n',
+    )
     a, b, c = (p.params for p in read(path))  # type: ignore[union-attr]
-    assert a == {"model": "m1", "max_tokens": 256, "temperature": 0.5,
-                 "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "required"}
+    assert a == {
+        "model": "m1",
+        "max_tokens": 256,
+        "temperature": 0.5,
+        "tools": [{"type": "function", "function": {"name": "f"}}],
+        "tool_choice": "required",
+    }
     assert b == {}
     assert c == {"model": "m2", "max_tokens": 256, "temperature": 1.0, "tool_choice": {"type": "function"}}
     assert isinstance(c["temperature"], float)
@@ -252,11 +273,23 @@ def test_jsonl_null_params_are_unset(tmp_path: Path) -> None:
     assert read(path)[0].params == {"max_completion_tokens": 9}  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("column, value", [
-    ("max_tokens", "lots"), ("max_tokens", 0), ("max_tokens", 2.5), ("max_tokens", True), ("max_tokens", "nan"),
-    ("temperature", -1), ("temperature", "warm"), ("temperature", "inf"), ("model", 5),
-    ("tools", "{not json"), ("tools", {"type": "function"}), ("tool_choice", "sometimes"),
-])
+@pytest.mark.parametrize(
+    "column, value",
+    [
+        ("max_tokens", "lots"),
+        ("max_tokens", 0),
+        ("max_tokens", 2.5),
+        ("max_tokens", True),
+        ("max_tokens", "nan"),
+        ("temperature", -1),
+        ("temperature", "warm"),
+        ("temperature", "inf"),
+        ("model", 5),
+        ("tools", "{not json"),
+        ("tools", {"type": "function"}),
+        ("tool_choice", "sometimes"),
+    ],
+)
 def test_bad_param_value_names_the_column(tmp_path: Path, column: str, value: Any) -> None:
     err = fails(jsonl(tmp_path, {"prompt": "ok"}, "\n", {"prompt": "x", column: value}))
     assert (err.path, err.line, err.column) == (str(tmp_path / "p.jsonl"), 2, column)
@@ -268,7 +301,7 @@ def non_finite_file(tmp_path: Path, fmt: str, column: str, spelling: str) -> Pat
     value = float(spelling)
     if fmt == "csv":
         return write(tmp_path, "p.csv", f"prompt,{column}\nok,1\nx,{spelling}\n")
-    if fmt == "jsonl":    # Python's json writes NaN / Infinity / -Infinity, as pandas records dumped by hand have
+    if fmt == "jsonl":  # Python's json writes NaN / Infinity / -Infinity, as pandas records dumped by hand have
         return jsonl(tmp_path, {"prompt": "ok", column: 1}, "\n", {"prompt": "x", column: value})
     path = tmp_path / "p.parquet"
     pq.write_table(pa.table({"prompt": ["ok", "x"], column: pa.array([1.0, value], from_pandas=False)}), path)
@@ -278,8 +311,9 @@ def non_finite_file(tmp_path: Path, fmt: str, column: str, spelling: str) -> Pat
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
 @pytest.mark.parametrize("column", ["temperature", "max_tokens", "max_completion_tokens"])
 @pytest.mark.parametrize("spelling", ["nan", "inf", "-inf"])
-def test_non_finite_row_setting_is_a_bad_row_never_dropped(tmp_path: Path, fmt: str, column: str,
-                                                           spelling: str) -> None:
+def test_non_finite_row_setting_is_a_bad_row_never_dropped(
+    tmp_path: Path, fmt: str, column: str, spelling: str
+) -> None:
     path = non_finite_file(tmp_path, fmt, column, spelling)
     err = fails(path)
     unit, line = {"csv": ("line", 3), "jsonl": ("line", 2), "parquet": ("row", 2)}[fmt]
@@ -296,7 +330,7 @@ def test_nan_in_a_plain_data_column_is_data(tmp_path: Path) -> None:
     pq.write_table(pa.table({"prompt": ["x"], "score": pa.array([float("nan")], from_pandas=False)}), path)
     (prompt,) = read(path)
     assert isinstance(prompt, Prompt) and prompt.params == {} and user_text(prompt) == "x"
-    assert prompt.data is not None and prompt.data["score"] != prompt.data["score"]   # NaN, as written
+    assert prompt.data is not None and prompt.data["score"] != prompt.data["score"]  # NaN, as written
 
 
 def test_nan_prompt_or_template_field_is_a_bad_row_that_says_nan(tmp_path: Path) -> None:
@@ -308,13 +342,17 @@ def test_nan_prompt_or_template_field_is_a_bad_row_that_says_nan(tmp_path: Path)
 
 
 def test_nan_think_time_is_an_error_not_zero(tmp_path: Path) -> None:
-    path = jsonl(tmp_path, {"prompt": "a", "session_id": "s", "turn": 1}, "\n",
-                 {"prompt": "b", "session_id": "s", "turn": 2, "think_s": float("nan")})
+    path = jsonl(
+        tmp_path,
+        {"prompt": "a", "session_id": "s", "turn": 1},
+        "\n",
+        {"prompt": "b", "session_id": "s", "turn": 2, "think_s": float("nan")},
+    )
     with pytest.raises(InputError) as caught:
         file_sessions(path, None, read(path))
     err = caught.value
     assert (err.path, err.line, err.column) == (str(path), 2, "think_s") and "NaN" in str(err)
-    assert str(err).count(str(path)) == 1                    # said once, not "p.jsonl line 2: p.jsonl line 2"
+    assert str(err).count(str(path)) == 1  # said once, not "p.jsonl line 2: p.jsonl line 2"
 
 
 @pytest.mark.parametrize("column, value", [("delay_s", "nan"), ("delay_s", "-1"), ("timestamp", "inf")])
@@ -328,15 +366,21 @@ def test_trace_times_must_be_finite(tmp_path: Path, column: str, value: str) -> 
 
 # --- ids ---------------------------------------------------------------------------------------
 
+
 def test_ids_are_row_numbers_without_an_id_column(tmp_path: Path) -> None:
     path = jsonl(tmp_path, {"prompt": "a", "key": "k1"}, "\n", {"prompt": "b", "key": "k1"})
     assert [p.id for p in read(path)] == ["0", "1"]
-    assert [p.id for p in read(path, id_column="key", on_bad_row="skip")] == ["k1", "k1#duplicate-row-1"]  # 2nd: a BadRow with an id of its own
+    assert [p.id for p in read(path, id_column="key", on_bad_row="skip")] == [
+        "k1",
+        "k1#duplicate-row-1",
+    ]  # 2nd: a BadRow with an id of its own
 
 
 def test_an_id_column_is_used_by_default(tmp_path: Path) -> None:
     assert [p.id for p in read(jsonl(tmp_path, {"id": 5, "prompt": "a"}, "\n", {"id": "x", "prompt": "b"}))] == [
-        "5", "x"]
+        "5",
+        "x",
+    ]
 
 
 def test_id_column_and_duplicates(tmp_path: Path) -> None:
@@ -358,6 +402,7 @@ def test_empty_id_is_a_bad_row(tmp_path: Path) -> None:
 
 
 # --- bad rows, fail and skip --------------------------------------------------------------------
+
 
 def test_skip_mode_yields_bad_rows_and_keeps_going(tmp_path: Path) -> None:
     path = jsonl(tmp_path, {"prompt": "a"}, "\n", "  {oops\n", "[1, 2]\n", {"prompt": ""}, "\n", {"prompt": "z"})
@@ -397,6 +442,7 @@ def test_csv_trailing_empty_fields_are_tolerated(tmp_path: Path) -> None:
 
 
 # --- whole-file problems: always raised, with a next step ---------------------------------------
+
 
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"nope\.csv: no such file \(check the path"):
@@ -439,8 +485,11 @@ def test_latin1_line_names_line_and_byte(tmp_path: Path, name: str) -> None:
 
 @pytest.mark.parametrize("name", ["p.csv", "p.jsonl"])
 def test_skip_passes_over_an_undecodable_line_late_in_the_file(tmp_path: Path, name: str) -> None:
-    rows = ["prompt", "one", "caf\xe9", "three"] if name.endswith("csv") else \
-        ['{"prompt": "one"}', '{"prompt": "caf\xe9"}', '{"prompt": "three"}']
+    rows = (
+        ["prompt", "one", "caf\xe9", "three"]
+        if name.endswith("csv")
+        else ['{"prompt": "one"}', '{"prompt": "caf\xe9"}', '{"prompt": "three"}']
+    )
     path = write(tmp_path, name, "\n".join(rows).encode("latin-1") + b"\n")
     items = list(read_prompts(path, on_bad_row="skip"))
     assert [type(i).__name__ for i in items] == ["Prompt", "BadRow", "Prompt"]
@@ -465,6 +514,7 @@ def test_unknown_on_bad_row(tmp_path: Path) -> None:
 
 # --- guarantees -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", ["big.csv", "big.jsonl"])
 def test_first_prompt_does_not_read_the_whole_file(tmp_path: Path, name: str) -> None:
     row = "a moderately long prompt that pads every row of this file to a realistic size " * 2
@@ -487,9 +537,13 @@ def test_first_prompt_does_not_read_the_whole_file(tmp_path: Path, name: str) ->
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(content=st.binary(max_size=300) | st.text(max_size=200).map(str.encode)
-       | st.text(st.sampled_from(list('prompt,messages"role:content[]{}\n\r 0.5')), max_size=200).map(str.encode),
-       name=st.sampled_from(["f.csv", "f.jsonl"]), skip=st.booleans())
+@given(
+    content=st.binary(max_size=300)
+    | st.text(max_size=200).map(str.encode)
+    | st.text(st.sampled_from(list('prompt,messages"role:content[]{}\n\r 0.5')), max_size=200).map(str.encode),
+    name=st.sampled_from(["f.csv", "f.jsonl"]),
+    skip=st.booleans(),
+)
 def test_arbitrary_bytes_give_prompts_or_input_error(tmp_path: Path, content: bytes, name: str, skip: bool) -> None:
     path = write(tmp_path, name, content)
     try:
@@ -500,6 +554,7 @@ def test_arbitrary_bytes_give_prompts_or_input_error(tmp_path: Path, content: by
 
 
 # --- counting rows (the progress total, the pacing warning) ------------------------------------
+
 
 def test_count_rows_respects_quoted_newlines_and_blank_lines(tmp_path: Path) -> None:
     (tmp_path / "p.csv").write_bytes(b'id,prompt\n1,"two\nlines"\n\n2,plain\n3,"a ""quoted"" word"\n4,last')
@@ -513,15 +568,19 @@ def test_count_rows_of_parquet_and_of_a_file_named_by_format(tmp_path: Path) -> 
     pq.write_table(pa.table({"prompt": ["a", "b", "c"]}), tmp_path / "p.parquet")
     assert count_rows(tmp_path / "p.parquet") == 3
     (tmp_path / "prompts.txt").write_text('prompt\n"a\nb"\nc\n')
-    assert count_rows(tmp_path / "prompts.txt") is None                  # no format: no count
+    assert count_rows(tmp_path / "prompts.txt") is None  # no format: no count
     assert count_rows(tmp_path / "prompts.txt", "csv") == 2
     (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
     assert count_rows(tmp_path / "broken.parquet") is None
 
 
-@pytest.mark.parametrize("name, content", [
-    ("p.csv", "id,prompt\nq0,a\n\nq1,b\n"), ("p.jsonl", '{"prompt": "a"}\n\n{"prompt": "b"}\n'),
-])
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        ("p.csv", "id,prompt\nq0,a\n\nq1,b\n"),
+        ("p.jsonl", '{"prompt": "a"}\n\n{"prompt": "b"}\n'),
+    ],
+)
 def test_count_rows_agrees_with_the_reader(tmp_path: Path, name: str, content: str) -> None:
     path = write(tmp_path, name, content)
     assert count_rows(path) == len(read(path)) == 2

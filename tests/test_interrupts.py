@@ -17,18 +17,18 @@ import subprocess
 import sys
 import threading
 import time
-import tomllib
 from pathlib import Path
 
 import pytest
-
-from batchrun.sim import SimProcess
+import tomllib
 from promptfiles import write_prompts
 from test_workers import slow_sim  # noqa: F401 (a fixture)
 
+from batchrun.sim import SimProcess
+
 # What the console script pip writes for `batchrun = "batchrun.__main__:main"` runs.
 CONSOLE_SCRIPT = "import sys; from batchrun.__main__ import main; sys.exit(main())"
-ENTRY_READY = "| batchrun.__main__"       # its -X importtime line: the handler is installed
+ENTRY_READY = "| batchrun.__main__"  # its -X importtime line: the handler is installed
 
 
 class Started:
@@ -37,8 +37,14 @@ class Started:
     def __init__(self, args: list[str], cwd: Path) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPROFILEIMPORTTIME": "1"}
         env.pop("OPENAI_API_KEY", None)
-        self.proc = subprocess.Popen([sys.executable, "-c", CONSOLE_SCRIPT, *args], cwd=cwd, env=env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", CONSOLE_SCRIPT, *args],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.lines: list[str] = []
         self.ready = threading.Event()
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -64,8 +70,7 @@ class Started:
 
 
 @pytest.mark.parametrize("delay_s", [0.0, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.6])
-def test_ctrl_c_at_any_moment_exits_130_with_no_traceback(slow_sim: SimProcess, tmp_path: Path,
-                                                          delay_s: float) -> None:
+def test_ctrl_c_at_any_moment_exits_130_with_no_traceback(slow_sim: SimProcess, tmp_path: Path, delay_s: float) -> None:
     """A run of a few seconds, Ctrl-C `delay_s` after the entry point's first statement: in the
     imports, the option parsing, the endpoint check or the sending, depending on the machine."""
     write_prompts(tmp_path / "p.csv", 1500)
@@ -83,9 +88,11 @@ def test_ctrl_c_at_any_moment_exits_130_with_no_traceback(slow_sim: SimProcess, 
 def test_nothing_of_batchrun_runs_before_the_ctrl_c_handler() -> None:
     """The entry point's module imports only the package's tiny __init__ before its handler: the
     rest of batchrun (typer, aiohttp, ~0.4 s) loads after it."""
-    script = ("import sys, json; before = set(sys.modules); import batchrun.__main__ as m; "
-              "import signal; print(json.dumps([sorted(set(sys.modules) - before), "
-              "signal.getsignal(signal.SIGINT) is m._interrupted]))")
+    script = (
+        "import sys, json; before = set(sys.modules); import batchrun.__main__ as m; "
+        "import signal; print(json.dumps([sorted(set(sys.modules) - before), "
+        "signal.getsignal(signal.SIGINT) is m._interrupted]))"
+    )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     loaded, installed = json.loads(proc.stdout)
     assert installed

@@ -26,7 +26,7 @@ def test_every_endpoint_a_run_may_name_has_a_kind_and_an_unknown_one_is_named() 
     with pytest.raises(ValueError, match="no endpoint kind 'responses'"):
         kind("responses")
     with pytest.raises(ValueError, match="not sent one by one"):
-        kind("batch").client_for(None, Endpoint("http://127.0.0.1:1/v1"))    # type: ignore[arg-type]
+        kind("batch").client_for(None, Endpoint("http://127.0.0.1:1/v1"))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("name,says", [("chat", "messages"), ("completions", "prompt")])
@@ -34,15 +34,20 @@ async def test_a_row_kind_sends_parses_and_records_through_its_table_entry(sim: 
     row = kind(name)
     body = row.build_body(ROW, DEFAULTS)
     assert says in body and body["stream"] is True
-    job = Job(prompt=ROW, body=json.dumps(body).encode(), estimated_tokens=20,
-              prompt_tokens_estimate=estimate_prompt_tokens(body))
+    job = Job(
+        prompt=ROW,
+        body=json.dumps(body).encode(),
+        estimated_tokens=20,
+        prompt_tokens_estimate=estimate_prompt_tokens(body),
+    )
     t0 = time.perf_counter()
     async with make_session(1) as session:
         client = row.client_for(session, Endpoint(sim.base_url), timeout_s=10.0)
         assert isinstance(client, row.client) and client.parse is row.parse
         result = await client.send(job.body)
-    record = row.to_record(job, result, [Attempt(status=result.status, sent_s=result.sent - t0, duration_s=1.0)],
-                           t0, time.time(), 0.0)
+    record = row.to_record(
+        job, result, [Attempt(status=result.status, sent_s=result.sent - t0, duration_s=1.0)], t0, time.time(), 0.0
+    )
     assert (record.id, record.status, record.attempts) == ("r1", OK, 1), record.error
     assert record.text and record.completion_tokens and record.ttft_s is not None
     assert sim.stats()["by_endpoint"] == {name: 1}
@@ -69,10 +74,18 @@ def test_the_batch_kind_writes_a_line_without_stream_fields_and_reads_a_result_l
     body = batch.build_body(kind("chat").build_body(ROW, DEFAULTS))
     assert "stream" not in body and "stream_options" not in body
     assert json.loads(request_line("r1", body))["url"] == batch.path == "/v1/chat/completions"
-    answer = {"custom_id": "r1", "response": {"status_code": 200, "request_id": "req_1", "body": {
-        "model": "m", "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"},
-                                   "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 3, "completion_tokens": 1}}}}
+    answer = {
+        "custom_id": "r1",
+        "response": {
+            "status_code": 200,
+            "request_id": "req_1",
+            "body": {
+                "model": "m",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 1},
+            },
+        },
+    }
     job = JobInfo(batch_id="batch_1", status="completed", created_at=1, ended_at=2)
     record = batch.parse(json.dumps(answer).encode(), "r1", 0, job)
     assert (record.status, record.text, record.completion_tokens) == (OK, "hi", 1)

@@ -29,8 +29,10 @@ def _loaded_after(code: str, names: tuple[str, ...] = HEAVY) -> list[str]:
 
 
 def test_loading_the_cli_and_the_run_path_imports_no_heavy_library() -> None:
-    loaded = _loaded_after("import batchrun.cli, batchrun.pipeline, batchrun.report.summary, "
-                           "batchrun.report.limits, batchrun.report.plots, batchrun.endpoint.transport")
+    loaded = _loaded_after(
+        "import batchrun.cli, batchrun.pipeline, batchrun.report.summary, "
+        "batchrun.report.limits, batchrun.report.plots, batchrun.endpoint.transport"
+    )
     assert loaded == []
 
 
@@ -39,17 +41,24 @@ def test_a_one_row_run_loads_no_heavy_library_nor_the_batch_api_flow(tmp_path: P
     all reports with their plots."""
     data = tmp_path / "in.csv"
     data.write_text("id,prompt\nr1,hello\n")
-    code = ("from batchrun.cli import main\n"
-            f"try:\n    main(['run', {str(data)!r}, '--base-url', 'builtin', '-q', '--out', {str(tmp_path / 'out')!r}])\n"
-            "except SystemExit as exc:\n    assert exc.code == 0, exc.code")
+    code = (
+        "from batchrun.cli import main\n"
+        f"try:\n    main(['run', {str(data)!r}, '--base-url', 'builtin', '-q', '--out', {str(tmp_path / 'out')!r}])\n"
+        "except SystemExit as exc:\n    assert exc.code == 0, exc.code"
+    )
     assert _loaded_after(code, HEAVY + ("batchrun.batchapi.flow",)) == []
     assert (tmp_path / "out" / "report.html").read_text().count('<div class="plot"') == 4
 
 
 def test_loading_the_cli_does_not_load_the_run_path() -> None:
     # Each command imports its own work (`--help`, `report`, `compare` never need the engine).
-    assert _loaded_after("import batchrun.cli", ("aiohttp", "tqdm", "batchrun.pipeline", "batchrun.engine.pool",
-                                                "batchrun.report.summary")) == []
+    assert (
+        _loaded_after(
+            "import batchrun.cli",
+            ("aiohttp", "tqdm", "batchrun.pipeline", "batchrun.engine.pool", "batchrun.report.summary"),
+        )
+        == []
+    )
 
 
 def test_loading_the_cli_does_not_load_the_simulated_endpoint() -> None:
@@ -60,10 +69,19 @@ def test_loading_the_cli_does_not_load_the_simulated_endpoint() -> None:
 def test_error_type_names_are_the_openai_sdk_class_names() -> None:
     assert attempt.TIMEOUT_ERROR == openai.APITimeoutError.__name__
     assert attempt.CONNECTION_ERROR == openai.APIConnectionError.__name__
-    sdk = {400: openai.BadRequestError, 401: openai.AuthenticationError, 403: openai.PermissionDeniedError,
-           404: openai.NotFoundError, 409: openai.ConflictError, 422: openai.UnprocessableEntityError,
-           429: openai.RateLimitError, 500: openai.InternalServerError, 503: openai.InternalServerError,
-           418: openai.APIStatusError, 302: openai.APIStatusError}
+    sdk = {
+        400: openai.BadRequestError,
+        401: openai.AuthenticationError,
+        403: openai.PermissionDeniedError,
+        404: openai.NotFoundError,
+        409: openai.ConflictError,
+        422: openai.UnprocessableEntityError,
+        429: openai.RateLimitError,
+        500: openai.InternalServerError,
+        503: openai.InternalServerError,
+        418: openai.APIStatusError,
+        302: openai.APIStatusError,
+    }
     for status, cls in sdk.items():
         assert attempt.status_error_type(status) == cls.__name__, status
         assert issubclass(cls, openai.APIStatusError)

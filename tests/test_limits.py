@@ -11,51 +11,50 @@ import time
 
 import aiohttp
 import pytest
-from aiolimiter import AsyncLimiter
-
-from batchrun.endpoint.transport import Endpoint, StreamClient, make_session
-from batchrun.endpoint.ratelimits import IETF, OPENAI, Quota, RateLimitInfo
-from batchrun.engine import limits as limits_module
-from batchrun.engine.limits import RateLimits, RequestPacer, TokenBucket, limits_summary
-from batchrun.engine.pool import Pool, PoolConfig
-from batchrun.store.records import Record
 from aiohttp import web
-
+from aiolimiter import AsyncLimiter
 from conftest import MakeSim
 from rawserver import raw_server, sse
 from test_pool import OK_STREAM, job
 from virtualloop import run_virtual
 
+from batchrun.endpoint.ratelimits import IETF, OPENAI, Quota, RateLimitInfo
+from batchrun.endpoint.transport import Endpoint, StreamClient, make_session
+from batchrun.engine import limits as limits_module
+from batchrun.engine.limits import RateLimits, RequestPacer, TokenBucket, limits_summary
+from batchrun.engine.pool import Pool, PoolConfig
+from batchrun.store.records import Record
+
 # ---------------------------------------------------------------- the bucket, pure
 
 
 def test_bucket_holds_one_second_and_refills_at_the_rate() -> None:
-    bucket = TokenBucket(600, now=0.0)                 # 10 per second, a bucket of 10
+    bucket = TokenBucket(600, now=0.0)  # 10 per second, a bucket of 10
     assert bucket.capacity == 10 and bucket.wait_s(10, 0.0) == 0
     bucket.take(10, 0.0)
     assert bucket.wait_s(1, 0.0) == pytest.approx(0.1)
-    assert bucket.wait_s(5, 0.2) == pytest.approx(0.3)   # 2 refilled by 0.2 s, 3 more at 10/s
+    assert bucket.wait_s(5, 0.2) == pytest.approx(0.3)  # 2 refilled by 0.2 s, 3 more at 10/s
     bucket.refill(100.0)
-    assert bucket.level == 10                          # never more than the capacity
+    assert bucket.level == 10  # never more than the capacity
 
 
 def test_under_sixty_per_minute_one_unit_at_a_time() -> None:
-    bucket = TokenBucket(30, now=0.0)                  # one every 2 s
+    bucket = TokenBucket(30, now=0.0)  # one every 2 s
     bucket.take(1, 0.0)
     assert bucket.capacity == 1 and bucket.wait_s(1, 0.0) == pytest.approx(2.0)
 
 
 def test_refund_and_new_rate() -> None:
-    bucket = TokenBucket(6000, now=0.0)                # 100 tokens per second
+    bucket = TokenBucket(6000, now=0.0)  # 100 tokens per second
     bucket.take(100, 0.0)
     bucket.give_back(90, 0.0)
     assert bucket.level == 90
     bucket.give_back(500, 0.0)
-    assert bucket.level == 100                         # a refund never overfills
-    bucket.set_rate(600, 0.0)                          # the limit drops to 10/s
+    assert bucket.level == 100  # a refund never overfills
+    bucket.set_rate(600, 0.0)  # the limit drops to 10/s
     assert bucket.capacity == 10 and bucket.level == 10
     bucket.take(10, 0.0)
-    bucket.set_rate(1200, 0.5)                         # 5 refilled at the old rate, then 20/s
+    bucket.set_rate(1200, 0.5)  # 5 refilled at the old rate, then 20/s
     assert bucket.level == pytest.approx(5) and bucket.wait_s(20, 0.5) == pytest.approx(0.75)
 
 
@@ -64,8 +63,8 @@ def test_provider_remaining_caps_what_is_free_and_may_hold() -> None:
     bucket.at_most(3, 0.0)
     assert bucket.level == 3
     bucket.at_most(50, 0.0)
-    assert bucket.level == 3                           # only ever lowers
-    bucket.at_most(-20, 0.0)                           # hold: 2 s of refill before anything is free
+    assert bucket.level == 3  # only ever lowers
+    bucket.at_most(-20, 0.0)  # hold: 2 s of refill before anything is free
     assert bucket.wait_s(1, 0.0) == pytest.approx(2.1)
 
 
@@ -73,22 +72,22 @@ def test_provider_remaining_caps_what_is_free_and_may_hold() -> None:
 
 
 async def test_refund_wakes_a_waiter_at_once() -> None:
-    limits = RateLimits(tpm=60)                        # 1 token per second
+    limits = RateLimits(tpm=60)  # 1 token per second
     await limits.acquire(1)
     waiter = asyncio.create_task(limits.acquire(1))
     await asyncio.sleep(0)
     assert not waiter.done()
     limits.correct(charged_tokens=1, actual_tokens=0)
-    await asyncio.wait_for(waiter, timeout=0.5)       # not the 1 s refill
+    await asyncio.wait_for(waiter, timeout=0.5)  # not the 1 s refill
     await limits.aclose()
 
 
 async def test_waiters_are_served_in_arrival_order() -> None:
     """A large request first, then small ones: the small ones that would fit sooner still wait."""
-    limits = RateLimits(tpm=60_000)                    # 1000/s, a bucket of 1000
-    bucket = limits._tpm                               # noqa: SLF001
+    limits = RateLimits(tpm=60_000)  # 1000/s, a bucket of 1000
+    bucket = limits._tpm  # noqa: SLF001
     assert bucket is not None
-    await bucket.take(1000)                            # empty
+    await bucket.take(1000)  # empty
     order: list[str] = []
 
     async def one(name: str, amount: int) -> None:
@@ -113,7 +112,7 @@ async def take_times(pacer: RequestPacer, n: int) -> list[float]:
 
 def test_pacer_lets_one_seconds_worth_through_then_paces_at_the_rate() -> None:
     async def main() -> list[float]:
-        return await take_times(RequestPacer(600), 13)       # 10 per second, a burst of 10
+        return await take_times(RequestPacer(600), 13)  # 10 per second, a burst of 10
 
     assert run_virtual(main()) == pytest.approx([0.0] * 10 + [0.1, 0.2, 0.3], abs=1e-3)
 
@@ -129,6 +128,7 @@ def test_pacer_serves_first_come_first_served_on_a_busy_loop() -> None:
     """64 senders over a 600/min limit on a loop whose iterations take 1 ms: a sender that asks
     in the same iteration as capacity frees must not go before the one woken for it (a bare
     AsyncLimiter lets it, and the woken one queues again behind everyone)."""
+
     async def main() -> tuple[list[int], int]:
         loop, pacer, rng = asyncio.get_running_loop(), RequestPacer(600), random.Random(4)
         asked, order = [0], []
@@ -151,7 +151,7 @@ def test_pacer_never_counts_on_more_than_the_provider_says_is_left() -> None:
     async def main() -> list[float]:
         pacer = RequestPacer(600)
         pacer.at_most(3)
-        pacer.at_most(50)                                    # only ever lowers
+        pacer.at_most(50)  # only ever lowers
         return await take_times(pacer, 5)
 
     assert run_virtual(main()) == pytest.approx([0.0, 0.0, 0.0, 0.1, 0.2], abs=1e-3)
@@ -160,7 +160,7 @@ def test_pacer_never_counts_on_more_than_the_provider_says_is_left() -> None:
 def test_pacer_holds_when_the_provider_says_less_than_nothing_is_left() -> None:
     async def main() -> list[float]:
         pacer = RequestPacer(600)
-        pacer.at_most(-20)                                   # 2 s of refill before anything is free
+        pacer.at_most(-20)  # 2 s of refill before anything is free
         return await take_times(pacer, 2)
 
     assert run_virtual(main()) == pytest.approx([2.1, 2.2], abs=1e-3)
@@ -169,12 +169,13 @@ def test_pacer_holds_when_the_provider_says_less_than_nothing_is_left() -> None:
 def test_a_request_already_waiting_is_held_by_a_lower_remaining() -> None:
     """It waits on the limiter that was current when it asked (due at 0.1 s); the provider's
     `remaining` that comes meanwhile holds it too."""
+
     async def main() -> float:
         pacer = RequestPacer(600)
-        await take_times(pacer, 10)                          # the burst, all at 0
+        await take_times(pacer, 10)  # the burst, all at 0
         waiting = asyncio.ensure_future(take_times(pacer, 1))
         await asyncio.sleep(0.05)
-        pacer.at_most(-10)                                   # at 0.05: 11 to refill before one goes
+        pacer.at_most(-10)  # at 0.05: 11 to refill before one goes
         (at,) = await waiting
         return at
 
@@ -185,6 +186,7 @@ def test_a_hold_being_paid_off_is_not_shortened_by_a_milder_one() -> None:
     """25 below nothing at 600/min: the first request goes at 2.6 s. At 0.5 s the provider says
     16 below nothing, while 20 are still owed (the limiter drains its first 10, the other 25 wait
     their turn): that is milder, so nothing changes."""
+
     async def main() -> float:
         loop, pacer = asyncio.get_running_loop(), RequestPacer(600)
         pacer.at_most(-25)
@@ -199,6 +201,7 @@ def test_a_lower_rate_brings_no_burst_of_its_own() -> None:
     """600/min, then 300/min from 1.05 s: from then on one request per 0.2 s. The old limiter had
     0.5 free then, which its public API cannot tell apart from none: the first request after the
     change may wait up to that much longer than the exact 1.15 s."""
+
     async def main() -> list[float]:
         loop, pacer = asyncio.get_running_loop(), RequestPacer(600)
         loop.call_at(1.05, pacer.set_rate, 300)
@@ -221,9 +224,9 @@ async def test_learned_limits_pace_where_the_user_gave_none() -> None:
     limits = RateLimits(rpm=100, learn_rpm=True, learn_tpm=True)
     assert limits.paced == {"rpm": 100, "tpm": None}
     limits.observe(openai_info(600, 599, 40_000, 39_000), [])
-    assert limits.paced == {"rpm": 100, "tpm": 40_000}      # the user's --rpm wins
+    assert limits.paced == {"rpm": 100, "tpm": 40_000}  # the user's --rpm wins
     limits.observe(openai_info(600, 599, 80_000, 79_000), [])
-    assert limits.paced["tpm"] == 80_000                    # the rate follows the announced limit
+    assert limits.paced["tpm"] == 80_000  # the rate follows the announced limit
     assert limits.seen.requests_per_min == 600 and limits.seen.source == OPENAI
 
 
@@ -236,9 +239,10 @@ async def test_without_learning_headers_are_only_remembered() -> None:
 def test_budget_spent_elsewhere_is_not_counted_on() -> None:
     """The provider says none of its 600/min are left: nothing goes until the rate has refilled
     one request (0.1 s), and then one every 0.1 s, not a second's burst."""
+
     async def main() -> list[float]:
         limits = RateLimits(learn_rpm=True)
-        limits.observe(RateLimitInfo(OPENAI, Quota(600, 0, 60.0)), [])   # another process used it all
+        limits.observe(RateLimitInfo(OPENAI, Quota(600, 0, 60.0)), [])  # another process used it all
         return [await admitted(limits) for _ in range(3)]
 
     assert run_virtual(main()) == pytest.approx([0.1, 0.2, 0.3], abs=1e-3)
@@ -264,8 +268,8 @@ async def test_learned_tokens_are_not_refunded() -> None:
     limits = RateLimits(learn_tpm=True)
     limits.observe(RateLimitInfo(OPENAI, tokens=Quota(6000, 6000, 0.0)), [])
     await limits.acquire(100)
-    limits.correct(charged_tokens=100, actual_tokens=10)   # the provider still counts its 100
-    assert limits._tpm.core.level == pytest.approx(0, abs=1)   # noqa: SLF001
+    limits.correct(charged_tokens=100, actual_tokens=10)  # the provider still counts its 100
+    assert limits._tpm.core.level == pytest.approx(0, abs=1)  # noqa: SLF001
 
 
 async def test_an_unreadable_header_is_warned_about_once() -> None:
@@ -308,23 +312,31 @@ async def test_limits_are_learned_from_each_header_format(make_sim: MakeSim, sty
 
 
 async def test_a_run_that_starts_with_the_minute_mostly_spent_stays_under_the_limit(make_sim: MakeSim) -> None:
-    sim = await make_sim(fast=True, rpm=600)             # 10/s, a full minute's 600 at the start
+    sim = await make_sim(fast=True, rpm=600)  # 10/s, a full minute's 600 at the start
     body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 1})
-    async with aiohttp.ClientSession() as other:         # another process spends 595 of them
+    async with aiohttp.ClientSession() as other:  # another process spends 595 of them
+
         async def spend() -> None:
             async with other.post(sim.base_url + "/chat/completions", data=body) as resp:
                 await resp.read()
+
         await asyncio.gather(*(spend() for _ in range(595)))
     records, pool = await run_learning(sim.base_url, 40, concurrency=4, learn_rpm=True, learn_tpm=True)
     assert all(r.status == "ok" for r in records)
-    assert pool.stats.rate_limited <= 1                  # without learning: most of the 40 are 429s
+    assert pool.stats.rate_limited <= 1  # without learning: most of the 40 are 429s
 
 
 async def test_a_server_with_an_unreadable_header_gets_one_warning_and_its_rows_succeed() -> None:
     async def handler(request: web.Request) -> web.StreamResponse:
-        return await sse(request, OK_STREAM, headers={"x-ratelimit-limit-requests": "plenty",
-                                                      "x-ratelimit-remaining-requests": "5",
-                                                      "x-ratelimit-limit-tokens": "100000"})
+        return await sse(
+            request,
+            OK_STREAM,
+            headers={
+                "x-ratelimit-limit-requests": "plenty",
+                "x-ratelimit-remaining-requests": "5",
+                "x-ratelimit-limit-tokens": "100000",
+            },
+        )
 
     async with raw_server(handler) as url:
         records, pool = await run_learning(url, 12, concurrency=3, learn_rpm=True, learn_tpm=True)
@@ -366,11 +378,11 @@ async def test_pacing_uses_only_aiolimiters_public_api(make_sim: MakeSim, monkey
     monkeypatch.setattr(limits_module, "AsyncLimiter", PublicOnly)
     sim = await make_sim(fast=True, rpm=6000, tpm=60_000_000)
     records, pool = await run_learning(sim.base_url, 40, concurrency=4, learn_rpm=True, tpm=6_000_000)
-    assert [r.status for r in records] == ["ok"] * 40           # every answer is refunded: far under 16 tokens
+    assert [r.status for r in records] == ["ok"] * 40  # every answer is refunded: far under 16 tokens
     assert pool.limits is not None and pool.limits.paced == {"rpm": 6000, "tpm": 6_000_000}
     pacer = RequestPacer(600)
     made = PublicOnly.made
     pacer.set_rate(1200)
     pacer.at_most(-1)
     await pacer.take()
-    assert PublicOnly.made >= made + 2 and made >= 2            # the run's pacer, swapped at least once
+    assert PublicOnly.made >= made + 2 and made >= 2  # the run's pacer, swapped at least once

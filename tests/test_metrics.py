@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from batchrun.analysis.distribution import GapSample
@@ -13,21 +12,47 @@ from batchrun.store.records import Record
 approx = pytest.approx
 
 
-def ok(id: str, *, sent: float = 0.0, ttft: float = 0.1, itl: list[float] | None = None,
-       tokens: int | None = None, prompt: int | None = 5, **kw) -> Record:
+def ok(
+    id: str,
+    *,
+    sent: float = 0.0,
+    ttft: float = 0.1,
+    itl: list[float] | None = None,
+    tokens: int | None = None,
+    prompt: int | None = 5,
+    **kw,
+) -> Record:
     """An ok record whose latency is ttft + sum(itl), as the client guarantees."""
     itl = itl or []
     latency = ttft + sum(itl)
     tokens = len(itl) + 1 if tokens is None else tokens
-    return Record(id=id, row=0, status="ok", sent_s=sent, end_s=sent + latency, ttft_s=ttft,
-                  latency_s=latency, total_s=latency, itl_s=itl, output_chunks=len(itl) + 1,
-                  completion_tokens=tokens, prompt_tokens=prompt, finish_reason="stop", **kw)
+    return Record(
+        id=id,
+        row=0,
+        status="ok",
+        sent_s=sent,
+        end_s=sent + latency,
+        ttft_s=ttft,
+        latency_s=latency,
+        total_s=latency,
+        itl_s=itl,
+        output_chunks=len(itl) + 1,
+        completion_tokens=tokens,
+        prompt_tokens=prompt,
+        finish_reason="stop",
+        **kw,
+    )
 
 
-def failed(id: str, status: str = "error", error_type: str | None = "APIError", *,
-           sent: float | None = 0.0, end: float | None = 1.0) -> Record:
-    return Record(id=id, row=0, status=status, error_type=error_type, error="boom",
-                  sent_s=sent, end_s=end)
+def failed(
+    id: str,
+    status: str = "error",
+    error_type: str | None = "APIError",
+    *,
+    sent: float | None = 0.0,
+    end: float | None = 1.0,
+) -> Record:
+    return Record(id=id, row=0, status=status, error_type=error_type, error="boom", sent_s=sent, end_s=end)
 
 
 def skipped(id: str) -> Record:
@@ -35,6 +60,7 @@ def skipped(id: str) -> Record:
 
 
 # ---------------------------------------------------------------- TPOT, ITL and token cases
+
 
 def test_tpot_excludes_one_token_requests():
     one = ok("a", ttft=0.2, tokens=1)
@@ -64,6 +90,7 @@ def test_itl_gaps_are_pooled_across_ok_requests():
 
 # ---------------------------------------------------------------- counts and rates
 
+
 def test_no_successes():
     s = summarize([failed("a"), failed("b", "timeout", "APITimeoutError", sent=1.0, end=3.0)])
     assert s["counts"]["ok"] == 0 and s["counts"]["attempted"] == 2
@@ -83,8 +110,8 @@ def test_empty_run():
 
 def test_failed_and_skipped_rows_mixed_in():
     records = [
-        ok("a", ttft=0.1, itl=[0.1]),                  # latency 0.2
-        ok("b", sent=1.0, ttft=0.3, itl=[0.5]),        # latency 0.8
+        ok("a", ttft=0.1, itl=[0.1]),  # latency 0.2
+        ok("b", sent=1.0, ttft=0.3, itl=[0.5]),  # latency 0.8
         failed("c", "error", "RateLimitError", sent=0.0, end=9.0),  # a failure must not stretch latency
         failed("d", "timeout", None, sent=0.5, end=2.0),
         failed("e", "cancelled", None, sent=None, end=None),
@@ -110,9 +137,9 @@ def test_throughputs_over_default_wall_time():
     s = summarize([a, b, skipped("c")])
     assert s["wall_time_s"] == approx(4.0) and s["wall_time_source"] == "records"
     t = s["throughput"]
-    assert t["requests_per_s"] == approx(0.5)          # 2 / 4
-    assert t["output_tokens_per_s"] == approx(7.5)     # 30 / 4
-    assert t["total_tokens_per_s"] == approx(10.0)     # (30 + 10) / 4
+    assert t["requests_per_s"] == approx(0.5)  # 2 / 4
+    assert t["output_tokens_per_s"] == approx(7.5)  # 30 / 4
+    assert t["total_tokens_per_s"] == approx(10.0)  # (30 + 10) / 4
     assert s["tokens"] == {"prompt": 10, "completion": 30, "estimated_records": 0}
 
 
@@ -139,7 +166,7 @@ def test_estimated_tokens_are_counted_and_warned():
 
 def test_estimated_tokens_of_failed_rows_are_not_warned_about():
     cut = failed("b")
-    cut.tokens_estimated = True          # a stream cut after some output: no usage, but no answer either
+    cut.tokens_estimated = True  # a stream cut after some output: no usage, but no answer either
     s = summarize([ok("a"), cut])
     assert s["tokens"]["estimated_records"] == 0
     assert not any("estimated token counts" in w for w in s["warnings"])
@@ -148,14 +175,16 @@ def test_estimated_tokens_of_failed_rows_are_not_warned_about():
 def test_empty_answers_ignored_tool_choice_and_reconnects_on_hand_counted_records():
     # 4 ok (2 empty: one stopped, one cut at max_tokens; 1 text despite a forced tool call),
     # 1 failed; attempts 1+1+2+1+3 = 8, re-sends 1+0+1+0+1 = 3 (a failed row's count too).
-    rs = [ok("a", empty=True, reconnects=1, attempts=1),
-          ok("b", empty=True, attempts=1),
-          ok("c", tool_choice_ignored=True, reconnects=1, attempts=2),
-          ok("d", attempts=1),
-          failed("e")]
+    rs = [
+        ok("a", empty=True, reconnects=1, attempts=1),
+        ok("b", empty=True, attempts=1),
+        ok("c", tool_choice_ignored=True, reconnects=1, attempts=2),
+        ok("d", attempts=1),
+        failed("e"),
+    ]
     rs[1].finish_reason = "length"
     rs[4].attempts, rs[4].reconnects = 3, 1
-    rs[4].empty = rs[4].tool_choice_ignored = True       # flags on a failed row are not counted
+    rs[4].empty = rs[4].tool_choice_ignored = True  # flags on a failed row are not counted
     s = summarize(rs)
     assert (s["empty"], s["empty_by_finish_reason"], s["tool_choice_ignored"]) == (2, {"stop": 1, "length": 1}, 1)
     assert (s["reconnects"], s["reconnect_share"]) == (3, approx(3 / (8 + 3)))
@@ -179,10 +208,12 @@ def test_a_reconnect_share_under_one_percent_is_counted_not_warned():
 def test_tool_call_stats():
     good = {"id": "c1", "name": "f", "valid": True}
     bad = {"id": "c2", "name": "f", "valid": False}
-    rounds = [{"ttft_s": 0.2, "tool_results": [{"status": "ok"}, {"status": "error"}]},
-              {"ttft_s": 0.5, "tool_results": [{"status": "ok"}]}, {"ttft_s": 0.3, "tool_results": None}]
-    rs = [ok("a", tool_calls=[good, bad, good], rounds=rounds), ok("b", tool_calls=[], rounds=[{}]),
-          ok("c")]
+    rounds = [
+        {"ttft_s": 0.2, "tool_results": [{"status": "ok"}, {"status": "error"}]},
+        {"ttft_s": 0.5, "tool_results": [{"status": "ok"}]},
+        {"ttft_s": 0.3, "tool_results": None},
+    ]
+    rs = [ok("a", tool_calls=[good, bad, good], rounds=rounds), ok("b", tool_calls=[], rounds=[{}]), ok("c")]
     t = summarize(rs)["tool_calls"]
     assert (t["records_with_tool_calls"], t["tool_calls"], t["invalid_arguments"]) == (1, 3, 1)
     assert (t["rounds"]["count"], t["rounds"]["mean"]) == (2, 2.0)
@@ -192,15 +223,16 @@ def test_tool_call_stats():
 
 # ---------------------------------------------------------------- SLO and goodput
 
+
 def test_goodput_counts_ok_requests_meeting_every_bound():
     slo = {"ttft": 0.5, "tpot": 0.05, "e2e": 2.0}
     rs = [
-        ok("pass", ttft=0.5, itl=[0.04, 0.04], tokens=3),    # ttft on the bound, tpot 0.04, e2e 0.58
+        ok("pass", ttft=0.5, itl=[0.04, 0.04], tokens=3),  # ttft on the bound, tpot 0.04, e2e 0.58
         ok("slow_ttft", ttft=0.6, itl=[0.01], tokens=2),
-        ok("slow_tpot", ttft=0.1, itl=[0.2], tokens=3),      # tpot 0.2 / 2 = 0.1
-        ok("slow_e2e", ttft=0.1, itl=[2.0], tokens=101),     # tpot 0.02 but e2e 2.1
-        ok("one_token", ttft=0.2, tokens=1),                 # no decode phase: passes tpot
-        failed("err"),                                       # fast but failed
+        ok("slow_tpot", ttft=0.1, itl=[0.2], tokens=3),  # tpot 0.2 / 2 = 0.1
+        ok("slow_e2e", ttft=0.1, itl=[2.0], tokens=101),  # tpot 0.02 but e2e 2.1
+        ok("one_token", ttft=0.2, tokens=1),  # no decode phase: passes tpot
+        failed("err"),  # fast but failed
     ]
     s = summarize(rs, wall_time_s=10.0, slo=slo)
     assert s["goodput"] == {"slo": slo, "requests": 2, "requests_per_s": approx(0.2)}
@@ -221,6 +253,7 @@ def test_summarize_rejects_bad_slo_dict():
 
 # ---------------------------------------------------------------- loop lag
 
+
 def test_loop_lag_saturation_flag_and_warning():
     samples = [0.001] * 98 + [0.05, 0.1]
     lag = loop_lag(samples)
@@ -239,9 +272,11 @@ def test_loop_lag_below_threshold_and_absent():
 
 # ---------------------------------------------------------------- ITL sample for huge runs
 
+
 def test_a_gap_sample_below_capacity_gives_the_exact_itl_figures():
     exact = GapSample(capacity=10)
-    exact.add([0.1, 0.2]); exact.add([0.3])
+    exact.add([0.1, 0.2])
+    exact.add([0.3])
     assert (list(exact.values), exact.seen) == ([0.1, 0.2, 0.3], 3)
     s = summarize([ok("a", itl=[0.1, 0.2]), ok("b", itl=[0.3])], itl_sample=exact)
     assert s["itl_s"]["count"] == 3 and s["itl_s"]["population"] == 3 and s["itl_s"]["p50"] == approx(0.2)
@@ -249,9 +284,10 @@ def test_a_gap_sample_below_capacity_gives_the_exact_itl_figures():
 
 # ---------------------------------------------------------------- e2el, zero gaps, open-loop schedule
 
+
 def test_e2el_is_send_to_the_end_of_the_stream_and_latency_stays_to_the_last_token():
     r = ok("a", ttft=0.1, itl=[0.2, 0.3])
-    r.total_s = 0.65                       # a trailing finish / usage chunk 50 ms after the last token
+    r.total_s = 0.65  # a trailing finish / usage chunk 50 ms after the last token
     s = summarize([r])
     assert s["latency_s"]["p50"] == approx(0.6) and s["e2el_s"]["p50"] == approx(0.65)
     assert s["e2el_s"]["count"] == 1
@@ -259,18 +295,18 @@ def test_e2el_is_send_to_the_end_of_the_stream_and_latency_stays_to_the_last_tok
 
 def test_share_of_zero_itl_gaps():
     s = summarize([ok("a", itl=[0.0, 0.0, 0.1]), ok("b", itl=[0.2])])
-    assert s["itl_s"]["zero_share"] == approx(0.5)          # 2 of 4 gaps arrived in one read
+    assert s["itl_s"]["zero_share"] == approx(0.5)  # 2 of 4 gaps arrived in one read
     assert summarize([ok("c")])["itl_s"]["zero_share"] is None
 
 
 def test_open_loop_figures_count_from_the_planned_send():
     on_time = ok("a", sent=1.0, ttft=0.1, itl=[0.1], scheduled_s=1.0)
-    late = ok("b", sent=2.5, ttft=0.1, itl=[0.1], scheduled_s=2.0)      # left 0.5 s behind schedule
+    late = ok("b", sent=2.5, ttft=0.1, itl=[0.1], scheduled_s=2.0)  # left 0.5 s behind schedule
     s = summarize([on_time, late])
     sched = s["schedule"]
     assert sched["send_lag_s"]["max"] == approx(0.5) and sched["send_lag_s"]["min"] == 0
     assert sched["ttft_s"]["max"] == approx(0.6) and sched["latency_s"]["max"] == approx(0.7)
-    assert s["ttft_s"]["max"] == approx(0.1)                            # from the actual send, as before
+    assert s["ttft_s"]["max"] == approx(0.1)  # from the actual send, as before
     assert any("fell behind the arrival schedule" in w for w in s["warnings"])
     assert summarize([ok("c")])["schedule"] is None
 
@@ -295,16 +331,20 @@ def test_a_resumed_runs_sessions_are_never_laid_on_one_timeline():
     first = [ok("a", sent=0.0, ttft=1.0), ok("b", sent=0.0, ttft=1.0)]
     second = [ok("c", sent=0.0, ttft=1.0, session=2), ok("d", sent=0.0, ttft=1.0, session=2)]
     s = summarize(first + second)
-    assert s["in_flight"] == {"peak": 2, "mean": approx(2.0)}     # one timeline would say 4
-    assert s["wall_time_s"] == approx(2.0)                        # 1 s per session, summed
+    assert s["in_flight"] == {"peak": 2, "mean": approx(2.0)}  # one timeline would say 4
+    assert s["wall_time_s"] == approx(2.0)  # 1 s per session, summed
     assert s["throughput"]["requests_per_s"] == approx(4 / 2.0)
 
 
 def test_cached_share_is_cached_over_prompt_tokens_of_ok_records_that_say():
     # (90 + 0) cached of (100 + 100) prompt tokens; the failed record and the one whose server
     # said nothing are left out.
-    records = [ok("a", prompt=100, cached_tokens=90), ok("b", prompt=100, cached_tokens=0),
-               ok("c", prompt=100), failed("d")]
+    records = [
+        ok("a", prompt=100, cached_tokens=90),
+        ok("b", prompt=100, cached_tokens=0),
+        ok("c", prompt=100),
+        failed("d"),
+    ]
     records[3].cached_tokens, records[3].prompt_tokens = 50, 50
     assert cached_share(records) == approx(90 / 200)
     assert cached_share([ok("e", prompt=100)]) is None

@@ -23,8 +23,15 @@ from batchrun.sim.config import SimConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 OLD_RUN = Path(__file__).parent / "oldruns" / "main-2026-12"
-COMMANDS = {"run": [], "bench": [], "report": ["x"], "compare": ["a", "b"], "serve": [], "batch status": ["x"],
-            "batch cancel": ["x"]}
+COMMANDS = {
+    "run": [],
+    "bench": [],
+    "report": ["x"],
+    "compare": ["a", "b"],
+    "serve": [],
+    "batch status": ["x"],
+    "batch cancel": ["x"],
+}
 
 
 def _declared(command: str) -> list[options.Option]:
@@ -56,7 +63,7 @@ def test_a_command_receives_the_declared_default_of_every_option_left_out(comman
     assert declared and {o.name for o in declared} <= set(received)
     for option in declared:
         value = received[option.name]
-        if value == () and option.default is None:      # click's "none given" for a repeatable option
+        if value == () and option.default is None:  # click's "none given" for a repeatable option
             value = None
         assert value == option.default, option.name
 
@@ -93,9 +100,10 @@ def test_no_command_takes_two_options_of_one_name() -> None:
 def test_the_config_defaults_are_the_declared_ones_parsed() -> None:
     config = RunConfig.of(path=Path("p.csv"))
     flat = config.flat()
-    not_options = {"path", "ray", "seed"}        # the given input; --ray's address and seed come from no one option
-    assert {k: v for k, v in flat.items() if k not in not_options} == \
-        {k: v for k, v in DEFAULTS.items() if k not in not_options}
+    not_options = {"path", "ray", "seed"}  # the given input; --ray's address and seed come from no one option
+    assert {k: v for k, v in flat.items() if k not in not_options} == {
+        k: v for k, v in DEFAULTS.items() if k not in not_options
+    }
     assert flat["concurrency"] == 16 and flat["learn_rpm"] is True and flat["timeout"] == 600.0
     assert set(FIELD_GROUP) == set(flat)
 
@@ -105,7 +113,7 @@ def test_bench_takes_its_own_defaults() -> None:
     run = bench.run
     assert (run.request.max_tokens, run.limits.timeout, run.limits.retries) == (32, 120.0, 0)
     assert run.input.on_bad_row == "skip" and bench.concurrencies == (1, 4, 16, 64)
-    assert bench.time_budget_s == 36.0                  # the quick default bench, with none of -c, --rate, -n
+    assert bench.time_budget_s == 36.0  # the quick default bench, with none of -c, --rate, -n
     given = BenchConfig.from_options(input=Path("p.csv"), concurrency="2,8")
     assert given.concurrencies == (2, 8) and given.time_budget_s is None
     assert bench.max_failure_share == options.named("bench", "max_failure_share").default == 0.01
@@ -118,12 +126,19 @@ def test_serve_defaults_are_simconfig_defaults() -> None:
 
     assert sim_config({}) == SimConfig()
     assert sim_config({"ttft": 0.5, "fault_500": 0.1, "model": ["a", "b"]}) == SimConfig(
-        ttft_s=0.5, error_500_rate=0.1, models=("a", "b"))
+        ttft_s=0.5, error_500_rate=0.1, models=("a", "b")
+    )
 
 
 def test_options_given_from_python_take_values_or_text() -> None:
-    config = RunConfig.from_options(input="p.csv", concurrency="auto", rpm=600, slo={"ttft": 0.5},
-                                    extra_body={"top_p": 0.9}, base_url=["http://a/v1", "http://b/v1"])
+    config = RunConfig.from_options(
+        input="p.csv",
+        concurrency="auto",
+        rpm=600,
+        slo={"ttft": 0.5},
+        extra_body={"top_p": 0.9},
+        base_url=["http://a/v1", "http://b/v1"],
+    )
     assert config.input.path == Path("p.csv")
     assert (config.limits.concurrency, config.limits.concurrency_auto) == (256, True)
     assert (config.limits.rpm, config.limits.learn_rpm) == (600.0, False)
@@ -135,12 +150,19 @@ def test_an_unknown_keyword_is_a_type_error_naming_the_closest_option() -> None:
     with pytest.raises(TypeError, match=r"unexpected keyword argument 'concurency'; did you mean 'concurrency'\?"):
         RunConfig.from_options(input="p.csv", concurency=4)
     with pytest.raises(TypeError, match="'find_max'"):
-        RunConfig.from_options(input="p.csv", find_max=True)          # a bench option, not a run one
+        RunConfig.from_options(input="p.csv", find_max=True)  # a bench option, not a run one
 
 
 def test_the_public_dict_is_keyed_by_option_name_and_reads_back() -> None:
-    config = RunConfig.from_options(input="p.csv", format="jsonl", json=True, slice="10s", deadline="2h",
-                                    builtin_option=["seed=3"], api_key="sk-secret-0123456789")
+    config = RunConfig.from_options(
+        input="p.csv",
+        format="jsonl",
+        json=True,
+        slice="10s",
+        deadline="2h",
+        builtin_option=["seed=3"],
+        api_key="sk-secret-0123456789",
+    )
     public = config.public_dict()
     assert public["input"] == "p.csv" and public["format"] == "jsonl" and public["json"] is True
     assert public["slice"] == 10.0 and public["deadline"] == 7200.0 and public["builtin_option"] == ["seed=3"]
@@ -195,15 +217,26 @@ def test_version(flag) -> None:
 def test_run_help_is_grouped_into_panels_in_order() -> None:
     text = CliRunner().invoke(app, ["run", "--help"], env={"TERMINAL_WIDTH": "200", "COLUMNS": "200"}).output
     panels = re.findall(r"╭─ ([A-Za-z -]+?) ─", text)
-    assert panels == ["Arguments", "Options", "Input", "Endpoint", "Request", "Limits and retries", "Output",
-                      "Run control", "Tools", "Scale-out"]
+    assert panels == [
+        "Arguments",
+        "Options",
+        "Input",
+        "Endpoint",
+        "Request",
+        "Limits and retries",
+        "Output",
+        "Run control",
+        "Tools",
+        "Scale-out",
+    ]
 
 
 def test_the_cli_reference_is_generated_from_the_command_line() -> None:
     from batchrun.clidoc import markdown
 
-    assert (ROOT / "docs" / "cli.md").read_text(encoding="utf-8") == markdown(), \
+    assert (ROOT / "docs" / "cli.md").read_text(encoding="utf-8") == markdown(), (
         "docs/cli.md is stale: python -m batchrun.clidoc > docs/cli.md"
+    )
 
 
 def test_numbers_given_as_text_are_read_as_their_option_takes_them(monkeypatch) -> None:

@@ -33,27 +33,55 @@ def write_records(path: Path, records: list[Record]) -> Path:
 
 
 def test_results_keep_every_input_column_in_order_and_the_id_column_name(fast_sim, tmp_path) -> None:
-    (tmp_path / "p.csv").write_text("review_id,product,prompt,stars\n007,kettle,Is it good?,5\n"
-                                    "008,lamp,Is it bad?,1\n", encoding="utf-8")
-    result = invoke("run", "p.csv", "--id-column", "review_id", "--base-url", fast_sim.base_url,
-                    "--out", "o", "-q", "--max-tokens", "4", "--system", "Be brief.")
+    (tmp_path / "p.csv").write_text(
+        "review_id,product,prompt,stars\n007,kettle,Is it good?,5\n008,lamp,Is it bad?,1\n", encoding="utf-8"
+    )
+    result = invoke(
+        "run",
+        "p.csv",
+        "--id-column",
+        "review_id",
+        "--base-url",
+        fast_sim.base_url,
+        "--out",
+        "o",
+        "-q",
+        "--max-tokens",
+        "4",
+        "--system",
+        "Be brief.",
+    )
     assert result.exit_code == 0, result.output
     header, *rows = rows_of(tmp_path / "o" / "results.csv")
     assert header[:4] == ["review_id", "product", "prompt", "stars"]
-    assert header[4:7] == ["row", "status", "text"] and "id" not in header     # the id keeps its own name
+    assert header[4:7] == ["row", "status", "text"] and "id" not in header  # the id keeps its own name
     assert [r[:4] for r in rows] == [["007", "kettle", "Is it good?", "5"], ["008", "lamp", "Is it bad?", "1"]]
     # records.jsonl keeps the input row and the request as sent
     record = json.loads((tmp_path / "o" / "records.jsonl").read_text().splitlines()[0])
     assert record["input"] == {"review_id": "007", "product": "kettle", "prompt": "Is it good?", "stars": "5"}
-    assert record["request"]["messages"] == [{"role": "system", "content": "Be brief."},
-                                             {"role": "user", "content": "Is it good?"}]
+    assert record["request"]["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Is it good?"},
+    ]
     assert record["request"]["max_tokens"] == 4 and "stream" not in record["request"]
 
 
 def test_parquet_keeps_csv_text_as_text(fast_sim, tmp_path) -> None:
     (tmp_path / "p.csv").write_text("id,prompt,zip\n007,hello,01234\n010,again,99999\n", encoding="utf-8")
-    result = invoke("run", "p.csv", "--base-url", fast_sim.base_url, "--out", "o", "-q",
-                    "--output-format", "parquet", "--max-tokens", "4", "--no-save-request")
+    result = invoke(
+        "run",
+        "p.csv",
+        "--base-url",
+        fast_sim.base_url,
+        "--out",
+        "o",
+        "-q",
+        "--output-format",
+        "parquet",
+        "--max-tokens",
+        "4",
+        "--no-save-request",
+    )
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "o" / "records.jsonl").read_text().splitlines()[0])["request"] is None
     table = pq.read_table(tmp_path / "o" / "results.parquet")
@@ -64,8 +92,10 @@ def test_parquet_keeps_csv_text_as_text(fast_sim, tmp_path) -> None:
 
 
 def test_jsonl_numbers_stay_numbers_in_parquet_and_mixed_columns_become_text(tmp_path) -> None:
-    records = [Record(id="0", row=0, input={"prompt": "a", "n": 1, "mixed": 1, "tags": ["x"]}),
-               Record(id="1", row=1, input={"prompt": "b", "n": 2, "mixed": "two", "tags": []})]
+    records = [
+        Record(id="0", row=0, input={"prompt": "a", "n": 1, "mixed": 1, "tags": ["x"]}),
+        Record(id="1", row=1, input={"prompt": "b", "n": 2, "mixed": "two", "tags": []}),
+    ]
     path = write_results(write_records(tmp_path / "records.jsonl", records), tmp_path, "parquet")
     table = pq.read_table(path)
     assert table.column("n").to_pylist() == [1, 2]
@@ -82,22 +112,34 @@ def test_an_answer_column_an_input_column_already_has_gets_a_prefix(tmp_path) ->
     assert row[header.index("result_status")] == "ok"
 
 
-@pytest.mark.parametrize("cell, safe", [
-    ("=1+2", "'=1+2"), ("+SUM(A1)", "'+SUM(A1)"), ("-2+3", "'-2+3"), ("@cmd", "'@cmd"),
-    ("\tx", "'\tx"), ("\rx", "'\rx"), ("-5", "-5"), ("+1.5", "+1.5"), ("-1e3", "-1e3"),
-    ("plain", "plain"), ("", ""), ("a=b", "a=b"),
-])
+@pytest.mark.parametrize(
+    "cell, safe",
+    [
+        ("=1+2", "'=1+2"),
+        ("+SUM(A1)", "'+SUM(A1)"),
+        ("-2+3", "'-2+3"),
+        ("@cmd", "'@cmd"),
+        ("\tx", "'\tx"),
+        ("\rx", "'\rx"),
+        ("-5", "-5"),
+        ("+1.5", "+1.5"),
+        ("-1e3", "-1e3"),
+        ("plain", "plain"),
+        ("", ""),
+        ("a=b", "a=b"),
+    ],
+)
 def test_formula_cells_are_neutralised_numbers_are_not(cell: str, safe: str) -> None:
     assert neutralize(cell) == safe
 
 
 def test_csv_formulas_escaped_by_default_and_raw_on_request(tmp_path) -> None:
-    records = [Record(id="0", row=0, text="=HYPERLINK(\"http://x\")", input={"note": "@SUM(1)", "n": "-3"})]
+    records = [Record(id="0", row=0, text='=HYPERLINK("http://x")', input={"note": "@SUM(1)", "n": "-3"})]
     records_path = write_records(tmp_path / "records.jsonl", records)
     write_results(records_path, tmp_path)
     header, row = rows_of(tmp_path / "results.csv")
     assert row[header.index("note")] == "'@SUM(1)" and row[header.index("n")] == "-3"
-    assert row[header.index("text")] == "'=HYPERLINK(\"http://x\")"
+    assert row[header.index("text")] == '\'=HYPERLINK("http://x")'
     write_results(records_path, tmp_path, csv_formulas="raw")
     header, row = rows_of(tmp_path / "results.csv")
     assert row[header.index("note")] == "@SUM(1)" and row[header.index("text")].startswith("=")
@@ -127,14 +169,16 @@ def test_a_fixed_bad_row_leaves_no_ghost(fast_sim, tmp_path) -> None:
 
 def test_a_made_up_id_never_collides_with_a_real_one(tmp_path) -> None:
     # Row 1's own id is literally "#row-2"; row 2 has no id, so it is skipped under a made-up id.
-    records = [Record(id="#row-2", row=1, input={"id": "#row-2"}),
-               Record(id="#row-2", row=2, status="skipped", synthetic_id=True, input={"id": ""})]
+    records = [
+        Record(id="#row-2", row=1, input={"id": "#row-2"}),
+        Record(id="#row-2", row=2, status="skipped", synthetic_id=True, input={"id": ""}),
+    ]
     index = index_records(write_records(tmp_path / "records.jsonl", records))
     assert sorted(row for row, _, _ in index.values()) == [1, 2]
 
 
 def test_an_input_row_with_a_huge_integer_is_recorded_and_given_back(tmp_path) -> None:
-    big = 123456789012345678901234567890           # valid JSON, past orjson's 64 bits
+    big = 123456789012345678901234567890  # valid JSON, past orjson's 64 bits
     records = [Record(id="0", row=0, input={"prompt": "x", "n": big})]
     write_results(write_records(tmp_path / "records.jsonl", records), tmp_path)
     header, row = rows_of(tmp_path / "results.csv")
@@ -146,13 +190,35 @@ def test_a_parquet_inputs_every_column_comes_back_with_its_type(fast_sim, tmp_pa
 
     import pyarrow as pa
 
-    pq.write_table(pa.table({"id": ["007", "008"], "prompt": ["a", "b"], "n": [1, 2],
-                             "when": [datetime.date(2024, 1, 31), None], "unused": [1.5, None]}), tmp_path / "in.parquet")
-    result = invoke("run", "in.parquet", "--base-url", fast_sim.base_url, "--out", "o", "-q",
-                    "--output-format", "parquet", "--max-tokens", "3")
+    pq.write_table(
+        pa.table(
+            {
+                "id": ["007", "008"],
+                "prompt": ["a", "b"],
+                "n": [1, 2],
+                "when": [datetime.date(2024, 1, 31), None],
+                "unused": [1.5, None],
+            }
+        ),
+        tmp_path / "in.parquet",
+    )
+    result = invoke(
+        "run",
+        "in.parquet",
+        "--base-url",
+        fast_sim.base_url,
+        "--out",
+        "o",
+        "-q",
+        "--output-format",
+        "parquet",
+        "--max-tokens",
+        "3",
+    )
     assert result.exit_code == 0, result.output
     table = pq.read_table(tmp_path / "o" / "results.parquet")
     assert table.column_names[:5] == ["id", "prompt", "n", "when", "unused"]
     assert table.select(["id", "n", "when", "unused"]).to_pylist() == [
         {"id": "007", "n": 1, "when": "2024-01-31", "unused": 1.5},
-        {"id": "008", "n": 2, "when": None, "unused": None}]
+        {"id": "008", "n": 2, "when": None, "unused": None},
+    ]

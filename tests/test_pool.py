@@ -7,22 +7,31 @@ import json
 import time
 
 from aiohttp import web
+from rawserver import DONE, chunk, cut, raw_server, sse, usage_chunk
 
+from batchrun.endpoint.requests import Job
 from batchrun.endpoint.transport import Endpoint, StreamClient, make_session
 from batchrun.engine.limits import RateLimits
-from batchrun.engine.retry import retry_delay_s
-from batchrun.endpoint.requests import Job
 from batchrun.engine.pool import Pool, PoolConfig
+from batchrun.engine.retry import retry_delay_s
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.store.records import Record
-from rawserver import DONE, chunk, cut, raw_server, sse, usage_chunk
 
 
 def job(i: int, text: str = "hello", max_tokens: int = 16) -> Job:
-    body = {"model": "m", "messages": [{"role": "user", "content": text}], "stream": True,
-            "stream_options": {"include_usage": True}, "max_tokens": max_tokens}
-    return Job(prompt=Prompt(id=f"r{i}", row=i, line=i + 2, messages=body["messages"]),
-               body=json.dumps(body).encode(), estimated_tokens=2 + max_tokens, prompt_tokens_estimate=2)
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": text}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "max_tokens": max_tokens,
+    }
+    return Job(
+        prompt=Prompt(id=f"r{i}", row=i, line=i + 2, messages=body["messages"]),
+        body=json.dumps(body).encode(),
+        estimated_tokens=2 + max_tokens,
+        prompt_tokens_estimate=2,
+    )
 
 
 def prompt_of(request_body: bytes) -> str:
@@ -68,9 +77,11 @@ async def test_429_is_retried_after_retry_after_and_400_is_not() -> None:
         text = prompt_of(await request.read())
         seen[text] = seen.get(text, 0) + 1
         if text == "limited" and seen[text] <= 2:
-            return web.json_response({"error": {"message": "slow down", "type": "requests",
-                                                "code": "rate_limit_exceeded"}},
-                                     status=429, headers={"retry-after-ms": "50"})
+            return web.json_response(
+                {"error": {"message": "slow down", "type": "requests", "code": "rate_limit_exceeded"}},
+                status=429,
+                headers={"retry-after-ms": "50"},
+            )
         if text == "invalid":
             return web.json_response({"error": {"message": "bad body"}}, status=400)
         return await sse(request, OK_STREAM)
@@ -138,8 +149,8 @@ async def test_max_errors_stops_the_run() -> None:
     async with raw_server(handler) as url:
         records, pool = await run_pool(url, (job(i) for i in range(500)), concurrency=4, max_errors=10, retries=0)
     assert pool.abort_reason and "--max-errors 10" in pool.abort_reason
-    assert "InternalServerError: HTTP 500: nope" in pool.abort_reason      # names the commonest error
-    assert 10 <= len(records) < 500      # stopped long before the end
+    assert "InternalServerError: HTTP 500: nope" in pool.abort_reason  # names the commonest error
+    assert 10 <= len(records) < 500  # stopped long before the end
 
 
 async def test_stop_records_in_flight_as_cancelled() -> None:
@@ -157,8 +168,9 @@ async def test_stop_records_in_flight_as_cancelled() -> None:
 
     records: list[Record] = []
     async with raw_server(handler) as url, make_session(3) as session:
-        pool = Pool(StreamClient(session, Endpoint(url)), records.append, PoolConfig(concurrency=3),
-                    t0=time.perf_counter())
+        pool = Pool(
+            StreamClient(session, Endpoint(url)), records.append, PoolConfig(concurrency=3), t0=time.perf_counter()
+        )
         task = asyncio.create_task(pool.run(job(i) for i in range(10)))
         # Stop only once every stream's first chunk is on the wire (being in flight is not enough:
         # a request counts as in flight before it is even sent), then give loopback time to deliver it.
@@ -167,14 +179,15 @@ async def test_stop_records_in_flight_as_cancelled() -> None:
         pool.stop()
         await task
     assert len(records) == 3 and all(r.status == "cancelled" for r in records)
-    for r in records:           # the attempt cut short is kept, with its send time and duration
+    for r in records:  # the attempt cut short is kept, with its send time and duration
         assert r.attempts == 1 and r.attempt_log[0].status == "cancelled"
         assert r.sent_s is not None and r.end_s is not None and r.end_s > r.sent_s
-        assert r.text == "a" and r.ttft_s is not None   # what arrived before the stop is kept
+        assert r.text == "a" and r.ttft_s is not None  # what arrived before the stop is kept
 
 
 async def test_rate_limit_paces_requests() -> None:
     """60 requests at 1,200 RPM (20/s, a bucket of 20): at least 2 s on any machine."""
+
     async def handler(request: web.Request) -> web.StreamResponse:
         return await sse(request, OK_STREAM)
 
@@ -186,9 +199,9 @@ async def test_rate_limit_paces_requests() -> None:
 
 
 async def test_tpm_refund_lets_the_next_request_through() -> None:
-    limits = RateLimits(tpm=6000)             # a bucket of 100 tokens
-    await limits.acquire(100)                 # the bucket is now full
-    limits.correct(charged_tokens=100, actual_tokens=10)   # 90 refunded
+    limits = RateLimits(tpm=6000)  # a bucket of 100 tokens
+    await limits.acquire(100)  # the bucket is now full
+    limits.correct(charged_tokens=100, actual_tokens=10)  # 90 refunded
     await asyncio.wait_for(limits.acquire(80), timeout=0.5)  # fits at once after the refund
     await limits.aclose()
 
@@ -206,7 +219,7 @@ async def test_a_large_request_is_not_starved_by_smaller_ones() -> None:
     crowd = [asyncio.create_task(small()) for _ in range(8)]
     await asyncio.sleep(0.05)
     try:
-        await asyncio.wait_for(limits.acquire(30_000), timeout=10)   # ~1.5 s of budget at the fair share
+        await asyncio.wait_for(limits.acquire(30_000), timeout=10)  # ~1.5 s of budget at the fair share
     finally:
         stop.set()
         for task in crowd:
@@ -221,8 +234,8 @@ def test_backoff_rule() -> None:
     rng = random.Random(0)
     waits = [retry_delay_s(a, 500, None, base_s=1.0, max_s=8.0, rng=rng) for a in range(6)]
     assert [0.5 <= waits[0] <= 1, 1 <= waits[1] <= 2, 2 <= waits[2] <= 4] == [True] * 3
-    assert all(4 <= w <= 8 for w in waits[3:])           # capped at max_s
-    assert 2.0 <= retry_delay_s(0, 429, 2.0, base_s=1, max_s=8, rng=rng) <= 2.2   # retry-after wins
+    assert all(4 <= w <= 8 for w in waits[3:])  # capped at max_s
+    assert 2.0 <= retry_delay_s(0, 429, 2.0, base_s=1, max_s=8, rng=rng) <= 2.2  # retry-after wins
     # A 429 without a hint outlasts a one-minute window within the default 3 retries ...
     assert sum(retry_delay_s(a, 429, None, rng=rng) for a in range(3)) >= 60
     # ... and --max-retry-wait caps every wait, hinted or not.

@@ -25,7 +25,9 @@ def test_progress_line_has_percent_eta_counts_and_tokens() -> None:
 def test_a_bench_runs_progress_line() -> None:
     line = level_progress_line(LevelProgress("async c=16 (run 4/5)", 48, "~90", 47, 1, 4.2))
     assert line == "batchrun: async c=16 (run 4/5): 48/~90 requests, ok 47, failed 1, ETA 4s"
-    assert level_progress_line(LevelProgress("sync (run 1/5)", 0, "10+", 0, 0, None)).endswith("0/10+ requests, ok 0, failed 0")
+    assert level_progress_line(LevelProgress("sync (run 1/5)", 0, "10+", 0, 0, None)).endswith(
+        "0/10+ requests, ok 0, failed 0"
+    )
 
 
 async def test_a_bench_run_not_on_a_terminal_gets_plain_lines_and_a_last_one(monkeypatch) -> None:
@@ -47,7 +49,7 @@ def test_eta_format() -> None:
 
 
 async def test_not_a_terminal_gets_plain_lines(monkeypatch) -> None:
-    err = io.StringIO()                       # isatty() is False, as for a log file
+    err = io.StringIO()  # isatty() is False, as for a log file
     monkeypatch.setattr(sys, "stderr", err)
     stats, total = PoolStats(), Total()
     task = asyncio.create_task(show_progress(stats, total=total, clock=lambda: 1.0, plain_interval_s=0.01))
@@ -70,11 +72,11 @@ async def _on_a_terminal(monkeypatch, show: Callable[[], Awaitable[None]], chang
     import termios
 
     master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 160, 0, 0))   # a 160-column terminal
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 160, 0, 0))  # a 160-column terminal
     term = os.fdopen(slave, "w", buffering=1)
     chunks: list[bytes] = []
 
-    def drain() -> None:            # keep the pty's buffer empty, so the bar's writes never block
+    def drain() -> None:  # keep the pty's buffer empty, so the bar's writes never block
         while True:
             try:
                 data = os.read(master, 65536)
@@ -92,7 +94,7 @@ async def _on_a_terminal(monkeypatch, show: Callable[[], Awaitable[None]], chang
     await asyncio.sleep(0.1)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
-    term.close()                    # the reader then sees end of file (EIO) and stops
+    term.close()  # the reader then sees end of file (EIO) and stops
     reader.join(timeout=5)
     os.close(master)
     return b"".join(chunks).decode(errors="replace")
@@ -104,8 +106,9 @@ async def test_a_terminal_gets_a_bar_with_total_percent_and_counts(monkeypatch) 
     def change() -> None:
         total.rows, stats.done, stats.ok, stats.failed = 40, 10, 9, 1
 
-    shown = await _on_a_terminal(monkeypatch, lambda: show_progress(stats, total=total, clock=lambda: 1.0,
-                                                                    interval_s=0.01), change)
+    shown = await _on_a_terminal(
+        monkeypatch, lambda: show_progress(stats, total=total, clock=lambda: 1.0, interval_s=0.01), change
+    )
     assert "20/40" in shown and "50%" in shown and "ok=9 failed=1" in shown and "\r" in shown
 
 

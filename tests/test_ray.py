@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from promptfiles import write_prompts
+from test_workers import Run, assert_each_row_once, assert_same_rows, invoke, records, results, slow_sim  # noqa: F401 (a fixture)
 
 from batchrun.engine.ray_plan import Node, actor_count, is_loopback, loopback_problem
 from batchrun.sim import SimConfig, SimProcess
-from promptfiles import write_prompts
-from test_workers import Run, assert_each_row_once, assert_same_rows, invoke, records, results, slow_sim  # noqa: F401 (a fixture)
 
 HAVE_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="Ray is not installed (pip install -e '.[ray]')")
@@ -61,7 +61,7 @@ def test_actor_count_is_cluster_cpus_minus_one_unless_given() -> None:
     assert actor_count(None, 2, 1) == 1
     assert actor_count(None, 64, 1) == 63
     assert actor_count(None, 64, 2) == 31
-    assert actor_count(None, 1, 1) == 1          # never zero
+    assert actor_count(None, 1, 1) == 1  # never zero
     assert actor_count(5, 2, 1) == 5
 
 
@@ -74,12 +74,13 @@ def test_a_loopback_endpoint_is_refused_when_other_nodes_cannot_reach_it() -> No
     assert loopback_problem(url, url, [here], "10.0.0.1", client=False) is None
     problem = loopback_problem(url, url, [here, there], "10.0.0.1", client=False)
     assert problem is not None and "10.0.0.2" in problem and "loopback" in problem
-    assert loopback_problem(url, url, [here], "10.0.0.1", client=True) is not None     # ray://: never here
+    assert loopback_problem(url, url, [here], "10.0.0.1", client=True) is not None  # ray://: never here
     assert loopback_problem("http://10.0.0.1:8000/v1", "x", [here, there], "10.0.0.1", client=True) is None
 
 
-def test_a_plain_run_never_imports_ray_and_ray_missing_is_a_clear_usage_error(fast_sim: SimProcess,
-                                                                               tmp_path: Path) -> None:
+def test_a_plain_run_never_imports_ray_and_ray_missing_is_a_clear_usage_error(
+    fast_sim: SimProcess, tmp_path: Path
+) -> None:
     """In a fresh interpreter: a plain run leaves Ray unimported (installed or not); with `import
     ray` made impossible, --ray exits 2 naming what to install."""
     write_prompts(tmp_path / "p.csv", 3)
@@ -89,10 +90,12 @@ def test_a_plain_run_never_imports_ray_and_ray_missing_is_a_clear_usage_error(fa
         "print('plain', plain.exit_code, 'ray' in sys.modules)\n"
         "sys.modules['ray'] = None   # as if not installed\n"
         "ray = CliRunner().invoke(app, ['run', 'p.csv', '-q', '--out', 'b', '--ray'])\n"
-        "print('ray', ray.exit_code, ray.output.replace(chr(10), ' '))\n")
+        "print('ray', ray.exit_code, ray.output.replace(chr(10), ' '))\n"
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
-    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
     lines = dict(line.split(" ", 1) for line in done.stdout.splitlines() if line.startswith(("plain", "ray")))
     assert lines["plain"] == "0 False", done.stdout + done.stderr
     assert lines["ray"].startswith("2 ") and 'pip install "ray[client]>=2.9"' in lines["ray"], lines["ray"]
@@ -108,9 +111,9 @@ def test_ray_with_a_one_process_option_or_a_bad_address_is_a_usage_error(tmp_pat
 
 # --- runs on the local cluster ---
 @needs_ray
-def test_ray_actors_give_the_rows_one_process_gives_at_the_rate_asked(cluster: Any, keyed_sim: SimProcess,
-                                                                      tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ray_actors_give_the_rows_one_process_gives_at_the_rate_asked(
+    cluster: Any, keyed_sim: SimProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Row for row as one process. --rpm 2400 (40/s, a one-second burst of 40) holds for the run,
     not per actor: the endpoint counts each request once and refuses none, and no second of sends
     holds more than the burst and a second's refill (two actors pacing alone would put up to 80
@@ -135,24 +138,25 @@ def test_ray_actors_give_the_rows_one_process_gives_at_the_rate_asked(cluster: A
     assert len(sent) == n
     busiest = max(sum(1 for t in sent[i:] if t < start + 1.0) for i, start in enumerate(sent))
     assert busiest <= 2 * per_s + 1
-    assert sent[-1] - sent[0] >= (n - per_s) / per_s * 0.95       # lower bound only: slow can only lengthen
+    assert sent[-1] - sent[0] >= (n - per_s) / per_s * 0.95  # lower bound only: slow can only lengthen
 
     assert _session_files_with(cluster, KEY.encode()) == []
 
 
 @needs_ray
-def test_a_killed_actor_leaves_every_row_once_with_faults(cluster: Any, slow_sim: SimProcess,
-                                                          tmp_path: Path) -> None:
+def test_a_killed_actor_leaves_every_row_once_with_faults(cluster: Any, slow_sim: SimProcess, tmp_path: Path) -> None:
     """1,000 rows with 8% injected faults (retried); one actor ray.kill()ed mid-run: its rows are
     sent again by the other, and every row is recorded ok exactly once."""
     n = 1000
     write_prompts(tmp_path / "p.csv", n)
     killed: list[str] = []
-    killer = threading.Thread(target=_kill_one_actor, args=(cluster, tmp_path / "o" / "records.jsonl", n // 4, killed),
-                              daemon=True)
+    killer = threading.Thread(
+        target=_kill_one_actor, args=(cluster, tmp_path / "o" / "records.jsonl", n // 4, killed), daemon=True
+    )
     killer.start()
-    result = invoke(["run", "p.csv", *ray_flags(slow_sim, "--out", "o", "-c", "32", "--max-retry-wait", "0.05",
-                                                "--retries", "6")])
+    result = invoke(
+        ["run", "p.csv", *ray_flags(slow_sim, "--out", "o", "-c", "32", "--max-retry-wait", "0.05", "--retries", "6")]
+    )
     killer.join(10)
     assert killed, "no actor was killed"
     assert result.exit_code == 0, result.output
@@ -168,8 +172,19 @@ def test_an_interrupted_ray_run_resumes_exactly_once(cluster: Any, slow_sim: Sim
     n = 600
     write_prompts(tmp_path / "p.csv", n)
     out = tmp_path / "o"
-    flags = ["--base-url", slow_sim.base_url, "-q", "-c", "32", "--workers", "2", "--max-retry-wait", "0.05",
-             "--retries", "6"]
+    flags = [
+        "--base-url",
+        slow_sim.base_url,
+        "-q",
+        "-c",
+        "32",
+        "--workers",
+        "2",
+        "--max-retry-wait",
+        "0.05",
+        "--retries",
+        "6",
+    ]
     address = cluster.get_runtime_context().gcs_address
     run = Run(["run", "p.csv", "--out", "o", "--ray-address", address, *flags], tmp_path)
     run.wait_for_records(out / "records.jsonl", n // 3, timeout_s=90)
@@ -189,14 +204,19 @@ def test_an_interrupted_ray_run_resumes_exactly_once(cluster: Any, slow_sim: Sim
 def test_the_watchdog_kills_its_roots_and_their_descendants_once_the_driver_pipe_ends() -> None:
     """Without a cluster: a root that ignores SIGTERM and its child that does too are SIGKILLed
     when the pipe ends; a process outside the tree is left alone."""
-    import ray  # noqa: F401 (puts the psutil Ray ships on sys.path)
     import psutil
+    import ray  # noqa: F401 (puts the psutil Ray ships on sys.path)
 
     from batchrun.engine.ray_watchdog import running, watch
 
     stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
-    root = subprocess.Popen([sys.executable, "-c", f"import subprocess, sys; subprocess.Popen([sys.executable, "
-                             f"'-c', {stubborn!r}]); {stubborn}"])
+    root = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import subprocess, sys; subprocess.Popen([sys.executable, '-c', {stubborn!r}]); {stubborn}",
+        ]
+    )
     bystander = subprocess.Popen([sys.executable, "-c", stubborn])
     tree = [psutil.Process(root.pid)]
     try:
@@ -210,10 +230,10 @@ def test_the_watchdog_kills_its_roots_and_their_descendants_once_the_driver_pipe
         with open(read, "rb") as pipe:
             watcher = threading.Thread(target=lambda: killed.append(watch([root.pid], pipe, poll_s=0.05)))
             watcher.start()
-            os.close(write)                   # the driver is gone
+            os.close(write)  # the driver is gone
             watcher.join(30)
         assert killed == [2]
-        deadline = time.monotonic() + 30        # a SIGKILL takes effect soon, not at once
+        deadline = time.monotonic() + 30  # a SIGKILL takes effect soon, not at once
         while running(tree) and time.monotonic() < deadline:
             time.sleep(0.01)
         assert running(tree) == []
@@ -227,20 +247,21 @@ def test_the_watchdog_kills_its_roots_and_their_descendants_once_the_driver_pipe
 
 
 @needs_ray
-def test_a_sigkilled_driver_leaves_no_process_of_its_cluster_behind(slow_sim: SimProcess, tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_sigkilled_driver_leaves_no_process_of_its_cluster_behind(
+    slow_sim: SimProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Plain --ray starts a local cluster as the driver's children. The driver SIGKILLed once its
     actors send: every process of that cluster (the driver's descendants just before the kill, and
     any process naming the run's own Ray temp dir) is gone within 30 s. Ray alone ends the GCS,
     the raylet and the actors, but leaves the DashboardAgent and the RuntimeEnvAgent for a minute."""
-    import ray  # noqa: F401 (puts the psutil Ray ships on sys.path)
     import psutil
+    import ray  # noqa: F401 (puts the psutil Ray ships on sys.path)
 
     from batchrun.engine.ray_watchdog import running
 
-    ray_tmp = tempfile.mkdtemp(prefix="brray", dir="/tmp")     # short: Ray's socket paths live under it
+    ray_tmp = tempfile.mkdtemp(prefix="brray", dir="/tmp")  # short: Ray's socket paths live under it
     monkeypatch.setenv("RAY_TMPDIR", ray_tmp)
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)              # start a cluster, never join one
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)  # start a cluster, never join one
     write_prompts(tmp_path / "p.csv", 20_000)
     run = Run(["run", "p.csv", *ray_flags(slow_sim, "--out", "o", "-c", "4")], tmp_path)
     cluster: list[Any] = []
@@ -281,8 +302,9 @@ def _kill_one_actor(ray: Any, path: Path, n: int, killed: list[str], timeout_s: 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if path.exists() and path.read_bytes().count(b"\n") >= n:
-            names = sorted(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-                           if a["name"].startswith("batchrun-"))
+            names = sorted(
+                a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith("batchrun-")
+            )
             if names:
                 ray.kill(ray.get_actor(names[0], namespace="batchrun"))
                 killed.append(names[0])

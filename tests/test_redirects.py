@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from promptfiles import write_prompts
 from rawserver import raw_server
 from typer.testing import CliRunner
 from wireservers import MOVED_TO, moved_answer, redirect
@@ -23,7 +24,6 @@ from batchrun.bench.sync import run_sync
 from batchrun.cli import app
 from batchrun.config import RunConfig
 from batchrun.endpoint.transport import Endpoint
-from promptfiles import write_prompts
 
 HIDDEN = ("pa55word", "mover", "SIGNED-TOKEN", "/v2", "sig=")
 WHAT_TO_DO = "set --base-url to the final URL"
@@ -32,8 +32,12 @@ WHAT_TO_DO = "set --base-url to the final URL"
 def _routes(status: int, log: list[str]) -> list[web.RouteDef]:
     """Every POST batchrun sends redirected; the target answers anything, as a moved server might."""
     moved = redirect(status, log)
-    return [web.post("/v1/completions", moved), web.post("/v1/embeddings", moved), web.post("/v1/files", moved),
-            web.route("*", MOVED_TO, moved_answer(log))]
+    return [
+        web.post("/v1/completions", moved),
+        web.post("/v1/embeddings", moved),
+        web.post("/v1/files", moved),
+        web.route("*", MOVED_TO, moved_answer(log)),
+    ]
 
 
 def _results(out: Path) -> list[dict[str, str]]:
@@ -48,21 +52,41 @@ def _assert_names_only_host_and_port(message: str, url: str) -> None:
         assert hidden not in message, message
 
 
-@pytest.mark.parametrize("kind, status", [("chat", 301), ("chat", 302), ("chat", 307), ("chat", 308),
-                                          ("completions", 302), ("embeddings", 301)])
-async def test_a_redirected_post_fails_once_naming_host_and_port_and_stops_the_run(tmp_path: Path, kind: str,
-                                                                                   status: int) -> None:
+@pytest.mark.parametrize(
+    "kind, status",
+    [("chat", 301), ("chat", 302), ("chat", 307), ("chat", 308), ("completions", 302), ("embeddings", 301)],
+)
+async def test_a_redirected_post_fails_once_naming_host_and_port_and_stops_the_run(
+    tmp_path: Path, kind: str, status: int
+) -> None:
     write_prompts(tmp_path / "p.csv", 4)
     log: list[str] = []
     async with raw_server(redirect(status, log), routes=_routes(status, log)) as url:
         result = await asyncio.to_thread(
-            CliRunner().invoke, app, ["run", "p.csv", "--base-url", url, "--out", "o", "-q", "-c", "1",
-                                      "--endpoint", kind, "--model", "raw-model"], catch_exceptions=False)
-    assert result.exit_code == 2, result.output                  # the endpoint refused the run
+            CliRunner().invoke,
+            app,
+            [
+                "run",
+                "p.csv",
+                "--base-url",
+                url,
+                "--out",
+                "o",
+                "-q",
+                "-c",
+                "1",
+                "--endpoint",
+                kind,
+                "--model",
+                "raw-model",
+            ],
+            catch_exceptions=False,
+        )
+    assert result.exit_code == 2, result.output  # the endpoint refused the run
     path = "/v1/" + ("chat/completions" if kind == "chat" else kind)
-    assert log and set(log) == {f"POST {path}"}                  # never followed to MOVED_TO
+    assert log and set(log) == {f"POST {path}"}  # never followed to MOVED_TO
     records = [json.loads(line) for line in (tmp_path / "o" / "records.jsonl").read_text().splitlines()]
-    assert all(r["attempts"] <= 1 for r in records)              # none retried
+    assert all(r["attempts"] <= 1 for r in records)  # none retried
     first = _results(tmp_path / "o")[0]
     assert (first["status"], first["http_status"]) == ("error", str(status))
     _assert_names_only_host_and_port(first["error"], url)

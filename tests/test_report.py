@@ -7,26 +7,45 @@ from pathlib import Path
 
 import pytest
 
-from batchrun.errors import ConfigError
 from batchrun.analysis.metrics import summarize
-from batchrun.store.records import Record, RecordSink
-from batchrun.report.bench import bench_analysis, format_bench_table
+from batchrun.errors import ConfigError
 from batchrun.finish import rebuild_reports
-from batchrun.report.summary import (
-    fmt_s, format_summary_table, load_bench, load_run, write_bench_manifest, write_reports,
-)
+from batchrun.report.bench import bench_analysis, format_bench_table
 from batchrun.report.html import Document, Section, Table, Text, render_html, render_markdown
+from batchrun.report.summary import (
+    fmt_s,
+    format_summary_table,
+    load_bench,
+    load_run,
+    write_bench_manifest,
+    write_reports,
+)
+from batchrun.store.records import Record, RecordSink
 
 approx = pytest.approx
 
 HOSTILE = ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>", '"><svg onload=alert(1)>']
 
 
-def ok(id: str, row: int = 0, *, sent: float = 0.0, latency: float = 1.0, ttft: float = 0.25,
-       text: str = "fine") -> Record:
-    return Record(id=id, row=row, status="ok", sent_s=sent, end_s=sent + latency, ttft_s=ttft,
-                  latency_s=latency, total_s=latency, itl_s=[latency - ttft], output_chunks=2,
-                  completion_tokens=2, prompt_tokens=3, finish_reason="stop", text=text)
+def ok(
+    id: str, row: int = 0, *, sent: float = 0.0, latency: float = 1.0, ttft: float = 0.25, text: str = "fine"
+) -> Record:
+    return Record(
+        id=id,
+        row=row,
+        status="ok",
+        sent_s=sent,
+        end_s=sent + latency,
+        ttft_s=ttft,
+        latency_s=latency,
+        total_s=latency,
+        itl_s=[latency - ttft],
+        output_chunks=2,
+        completion_tokens=2,
+        prompt_tokens=3,
+        finish_reason="stop",
+        text=text,
+    )
 
 
 def write_records(path: Path, records: list[Record]) -> None:
@@ -46,6 +65,7 @@ def parallel(n: int, width: int, latency: float) -> list[Record]:
 
 # ---------------------------------------------------------------- console and formatting
 
+
 def test_fmt_s_picks_readable_units():
     assert [fmt_s(v) for v in (None, 0.0005, 0.12, 1.5)] == ["-", "0.5 ms", "120 ms", "1.50 s"]
 
@@ -58,7 +78,7 @@ def test_summary_table_is_compact_and_names_the_headline_figures():
     assert "success 66.7%" in lines[0]
     assert any(line.startswith("latency") and "1.00 s" in line for line in lines)
     assert any(line.startswith("TTFT") and "250 ms" in line for line in lines)
-    assert lines[1].split()[-1] == "n" and lines[2].split()[-1] == "2"    # each figure's sample size
+    assert lines[1].split()[-1] == "n" and lines[2].split()[-1] == "2"  # each figure's sample size
     assert any("1.00 req/s" in line and "in flight peak" in line for line in lines)  # 2 ok over 2.0 s
     assert lines[-1].startswith("warning: client saturated")
     assert len(lines) <= 12
@@ -71,11 +91,12 @@ def test_summary_table_with_no_success_has_no_empty_percentile_rows():
 
 
 def test_summary_table_leaves_out_in_flight_figures_when_nothing_was_in_flight():
-    batch = Record(id="a", row=0, status="ok", text="x", completion_tokens=1)      # no timings (Batch API)
+    batch = Record(id="a", row=0, status="ok", text="x", completion_tokens=1)  # no timings (Batch API)
     assert "in flight" not in format_summary_table(summarize([batch]))
 
 
 # ---------------------------------------------------------------- single run
+
 
 def test_write_reports_for_a_run(tmp_path: Path):
     records = sequential(3, 0.5)
@@ -162,6 +183,7 @@ def test_load_run_of_a_directory_without_records(tmp_path: Path):
 
 # ---------------------------------------------------------------- bench
 
+
 def bench_runs() -> list[dict]:
     # sync: 4 x 1 s one after another      -> wall 4 s,   1.0 req/s
     # async c1: the same                   -> 1.0 req/s, speedup 1.0
@@ -172,8 +194,13 @@ def bench_runs() -> list[dict]:
         {"name": "async-c1", "mode": "async", "concurrency": 1, "records": sequential(4, 1.0)},
         {"name": "async-c2-r0", "mode": "async", "concurrency": 2, "repeat": 0, "records": parallel(4, 2, 1.0)},
         {"name": "async-c2-r1", "mode": "async", "concurrency": 2, "repeat": 1, "records": parallel(4, 2, 1.25)},
-        {"name": "async-c4", "mode": "async", "concurrency": 4, "records": parallel(4, 4, 1.6),
-         "loop_lag_s": [0.05, 0.05]},
+        {
+            "name": "async-c4",
+            "mode": "async",
+            "concurrency": 4,
+            "records": parallel(4, 4, 1.6),
+            "loop_lag_s": [0.05, 0.05],
+        },
     ]
 
 
@@ -204,14 +231,40 @@ def test_format_bench_table_leads_with_the_answer():
     lines = text.splitlines()
     # c4: 4 requests in 1.6 s, sync 4 in 4 s: 2.5 / 1.0; every request of a side takes the same
     # time, so every bootstrap resample gives the same ratio: the interval is [2.5, 2.5].
-    assert lines[:3] == ["async at c=4 is 2.5x faster than sync (95% interval 2.5x to 2.5x); n=4 at c=4, n=4 sync.",
-                         "Recommended c=4 because it has the most throughput: 2.50 req/s [2.50, 2.50].",
-                         "Warm-up: not recorded (a bench written before batchrun recorded it)"]
+    assert lines[:3] == [
+        "async at c=4 is 2.5x faster than sync (95% interval 2.5x to 2.5x); n=4 at c=4, n=4 sync.",
+        "Recommended c=4 because it has the most throughput: 2.50 req/s [2.50, 2.50].",
+        "Warm-up: not recorded (a bench written before batchrun recorded it)",
+    ]
     header = next(line for line in lines if line.split()[:2] == ["run", "c"])
-    assert header.split() == ["run", "c", "n", "failed", "req/s", "out", "tok/s", "speedup", "p99", "lat", "p50",
-                              "TTFT", "p99", "TTFT", "p50", "TPOT", "p99", "TPOT", "p50", "ITL", "p99", "ITL"]
-    assert ("Recommended concurrency: 4 (2.50 req/s [2.50, 2.50], n=4, 0 failed; p99 TTFT 250 ms, "
-            "p99 latency 1.60 s). It is also the level with the most throughput.") in lines
+    assert header.split() == [
+        "run",
+        "c",
+        "n",
+        "failed",
+        "req/s",
+        "out",
+        "tok/s",
+        "speedup",
+        "p99",
+        "lat",
+        "p50",
+        "TTFT",
+        "p99",
+        "TTFT",
+        "p50",
+        "TPOT",
+        "p99",
+        "TPOT",
+        "p50",
+        "ITL",
+        "p99",
+        "ITL",
+    ]
+    assert (
+        "Recommended concurrency: 4 (2.50 req/s [2.50, 2.50], n=4, 0 failed; p99 TTFT 250 ms, "
+        "p99 latency 1.60 s). It is also the level with the most throughput."
+    ) in lines
     assert "Best measured speedup" not in text
 
 
@@ -221,8 +274,10 @@ def test_the_recommendation_names_the_best_level_and_why_a_failing_one_lost():
     c8 = parallel(40, 8, 0.5)
     for r in c8[:18]:
         r.status, r.error_type = "error", "InternalServerError"
-    runs = [{"name": "async-c1", "mode": "async", "concurrency": 1, "records": sequential(40, 0.5)},
-            {"name": "async-c8", "mode": "async", "concurrency": 8, "records": c8}]
+    runs = [
+        {"name": "async-c1", "mode": "async", "concurrency": 1, "records": sequential(40, 0.5)},
+        {"name": "async-c8", "mode": "async", "concurrency": 8, "records": c8},
+    ]
     a = bench_analysis({"runs": runs})
     assert (a["recommended_concurrency"], a["best_concurrency"], a["excluded_levels"]) == (1, 8, [8])
     first, second = a["recommendation"][:2]
@@ -247,8 +302,15 @@ def test_bench_reports_round_trip_through_the_manifest(tmp_path: Path):
         write_records(tmp_path / "runs" / run["name"], run["records"])
     write_bench_manifest(tmp_path, runs, config={"model": "m"})
     manifest = json.loads((tmp_path / "bench.json").read_text())
-    assert manifest["runs"][4] == {"name": "async-c4", "mode": "async", "concurrency": 4, "repeat": None,
-                                   "rate": None, "wall_time_s": None, "loop_lag_s": [0.05, 0.05]}
+    assert manifest["runs"][4] == {
+        "name": "async-c4",
+        "mode": "async",
+        "concurrency": 4,
+        "repeat": None,
+        "rate": None,
+        "wall_time_s": None,
+        "loop_lag_s": [0.05, 0.05],
+    }
     bench = load_bench(tmp_path)
     assert [len(r["records"]) for r in bench["runs"]] == [4, 4, 4, 4, 4]
     paths = rebuild_reports(tmp_path)
@@ -306,18 +368,34 @@ def test_the_answer_leads_with_the_recommended_levels_speedup_not_the_fastest_ru
     """c=64 measures 1% more req/s than c=16, well within the noise: c=16 is recommended, and the
     headline speedup is c=16's (it used to be 'Best measured speedup over sync: 16.2x at
     concurrency 64'); c=64 is not mentioned beside it, since it is not significantly better."""
-    runs = [{"name": "sync", "mode": "sync", "concurrency": 1, "records": sequential(20, 1.0), "wall_time_s": 20.0},
-            {"name": "async-c16", "mode": "async", "concurrency": 16, "records": _jittered(160, 16, 1.0),
-             "wall_time_s": 10.0},
-            {"name": "async-c64", "mode": "async", "concurrency": 64, "records": _jittered(256, 64, 4.0),
-             "wall_time_s": 256 / 16.16}]
+    runs = [
+        {"name": "sync", "mode": "sync", "concurrency": 1, "records": sequential(20, 1.0), "wall_time_s": 20.0},
+        {
+            "name": "async-c16",
+            "mode": "async",
+            "concurrency": 16,
+            "records": _jittered(160, 16, 1.0),
+            "wall_time_s": 10.0,
+        },
+        {
+            "name": "async-c64",
+            "mode": "async",
+            "concurrency": 64,
+            "records": _jittered(256, 64, 4.0),
+            "wall_time_s": 256 / 16.16,
+        },
+    ]
     a = bench_analysis({"runs": runs})
     assert (a["recommended_concurrency"], a["best_concurrency"], a["top_concurrency"]) == (16, 64, 64)
     sp = a["speedup"]["16"]
-    assert sp["estimate"] == approx(16.0) and sp["ci_low"] < 16.0 < sp["ci_high"] and (sp["n"], sp["sync_n"]) == (160, 20)
+    assert (
+        sp["estimate"] == approx(16.0) and sp["ci_low"] < 16.0 < sp["ci_high"] and (sp["n"], sp["sync_n"]) == (160, 20)
+    )
     lines = format_bench_table(a).splitlines()
-    assert lines[0] == (f"async at c=16 is 16.0x faster than sync (95% interval {sp['ci_low']:.1f}x to "
-                        f"{sp['ci_high']:.1f}x); n=160 at c=16, n=20 sync.")
+    assert lines[0] == (
+        f"async at c=16 is 16.0x faster than sync (95% interval {sp['ci_low']:.1f}x to "
+        f"{sp['ci_high']:.1f}x); n=160 at c=16, n=20 sync."
+    )
     assert lines[1].startswith("Recommended c=16 because its throughput, 16.00 req/s [")
     assert "is statistically indistinguishable from the highest, c=64's 16.16 req/s [" in lines[1]
     assert lines[2].startswith("Warm-up") and "16.2x" not in "\n".join(lines)
@@ -326,16 +404,22 @@ def test_the_answer_leads_with_the_recommended_levels_speedup_not_the_fastest_ru
 def test_a_ruled_out_level_that_is_really_faster_is_named_after_the_answer() -> None:
     """With an SLO that c=64 misses, c=16 is recommended; c=64 is named after it, with its own
     speedup, because its throughput is really (not within noise) higher."""
-    runs = [{"name": "sync", "mode": "sync", "concurrency": 1, "records": sequential(20, 1.0), "wall_time_s": 20.0},
-            {"name": "async-c16", "mode": "async", "concurrency": 16, "records": parallel(160, 16, 1.0)},
-            {"name": "async-c64", "mode": "async", "concurrency": 64, "records": parallel(256, 64, 2.0)}]
+    runs = [
+        {"name": "sync", "mode": "sync", "concurrency": 1, "records": sequential(20, 1.0), "wall_time_s": 20.0},
+        {"name": "async-c16", "mode": "async", "concurrency": 16, "records": parallel(160, 16, 1.0)},
+        {"name": "async-c64", "mode": "async", "concurrency": 64, "records": parallel(256, 64, 2.0)},
+    ]
     a = bench_analysis({"runs": runs, "slo": {"e2e": 1.5}})
     assert (a["recommended_concurrency"], a["best_concurrency"]) == (16, 64)
     assert a["answer"][0].startswith("async at c=16 is 16.0x faster than sync (95% interval 16.0x to 16.0x)")
-    assert a["answer"][1] == ("Recommended c=16 because it has the most throughput among the levels meeting the "
-                              "SLO e2e<=1.50 s: 16.00 req/s [16.00, 16.00].")
-    assert a["answer"][2] == ("c=64 measured the most, 32.0x faster than sync (95% interval 32.0x to 32.0x), n=256, "
-                              "but was ruled out: p99 latency 2.00 s is over the SLO's 1.50 s.")
+    assert a["answer"][1] == (
+        "Recommended c=16 because it has the most throughput among the levels meeting the "
+        "SLO e2e<=1.50 s: 16.00 req/s [16.00, 16.00]."
+    )
+    assert a["answer"][2] == (
+        "c=64 measured the most, 32.0x faster than sync (95% interval 32.0x to 32.0x), n=256, "
+        "but was ruled out: p99 latency 2.00 s is over the SLO's 1.50 s."
+    )
 
 
 def test_speedup_by_hand() -> None:

@@ -5,9 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from batchrun.endpoint.requests import (
+    DEFAULT_OUTPUT_TOKENS,
+    RequestDefaults,
+    build_body,
+    estimate_prompt_tokens,
+    estimate_request_tokens,
+)
 from batchrun.inputs.prompt import Prompt
-from batchrun.endpoint.requests import (DEFAULT_OUTPUT_TOKENS, RequestDefaults, build_body, estimate_prompt_tokens,
-                                        estimate_request_tokens)
 
 USER = [{"role": "user", "content": "hello"}]
 TOOLS = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
@@ -74,7 +79,7 @@ def test_batch_body_is_sent_as_written_plus_streaming() -> None:
     batch = Prompt("r1", 0, 1, body=source)
     defaults = RequestDefaults(model="run", max_tokens=100, temperature=1.0, extra_body={"top_k": 2})
     assert build_body(batch, defaults) == {"model": "own", "messages": USER, "max_tokens": 5, **STREAM}
-    assert source["stream"] is False   # the Prompt's body is untouched
+    assert source["stream"] is False  # the Prompt's body is untouched
 
 
 def test_batch_body_takes_run_model_only_when_it_has_none() -> None:

@@ -16,15 +16,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from promptfiles import write_prompts
+from test_workers import Run, slow_sim  # noqa: F401 (a fixture)
 from typer.testing import CliRunner
 
 from batchrun.cli import app
 from batchrun.errors import ConfigError, OutputError
-from batchrun.sim import SimProcess
 from batchrun.inputs.identity import EDGE, HASH_WHOLE_UP_TO, input_identity
+from batchrun.sim import SimProcess
 from batchrun.store.rundir import LOCK_FILE, check_empty, check_input, lock_run_dir, new_run_dir
-from promptfiles import write_prompts
-from test_workers import Run, slow_sim  # noqa: F401 (a fixture)
 
 
 def invoke(*args: str):
@@ -110,14 +110,14 @@ def test_overwrite_never_clears_a_directory_batchrun_did_not_write(tmp_path) -> 
 def test_a_second_process_on_a_locked_directory_stops_naming_the_holder(fast_sim, finished_run, tmp_path) -> None:
     out = copy_of(finished_run, tmp_path)
     (tmp_path / "q.csv").write_text("prompt\nhello\n", encoding="utf-8")
-    with lock_run_dir(out):                      # flock is per open file: this stands for another process
+    with lock_run_dir(out):  # flock is per open file: this stands for another process
         result = invoke("run", "--resume", "o", "--base-url", fast_sim.base_url, "-q")
         assert result.exit_code == 2
         assert "in use by another batchrun run" in result.output and f"pid {os.getpid()}" in result.output
-        assert len((out / "records.jsonl").read_text().splitlines()) == 2      # nothing written
-    with lock_run_dir(out):                      # released when its holder let go
+        assert len((out / "records.jsonl").read_text().splitlines()) == 2  # nothing written
+    with lock_run_dir(out):  # released when its holder let go
         pass
-    with lock_run_dir(out):                      # --overwrite of a running run's directory deletes nothing
+    with lock_run_dir(out):  # --overwrite of a running run's directory deletes nothing
         result = invoke("run", "q.csv", "--base-url", fast_sim.base_url, "--out", "o", "-q", "--overwrite")
         assert result.exit_code == 2 and "in use" in result.output
         assert len((out / "records.jsonl").read_text().splitlines()) == 2
@@ -135,7 +135,7 @@ def test_resume_refuses_a_changed_input_unless_told(fast_sim, tmp_path) -> None:
     assert result.exit_code == 0, result.output
     assert "1 id(s) done earlier are not in the input any more" in result.output and ": a" in result.output
     sent = [json.loads(line)["id"] for line in (tmp_path / "o" / "records.jsonl").read_text().splitlines()]
-    assert sent == ["a", "b", "c"]              # b was done: matched by id, not sent again
+    assert sent == ["a", "b", "c"]  # b was done: matched by id, not sent again
 
 
 def test_resume_with_another_file_is_refused(fast_sim, finished_run, tmp_path) -> None:
@@ -150,7 +150,7 @@ def test_big_files_hash_their_first_and_last_mib(tmp_path) -> None:
     body = bytearray(b"x" * (HASH_WHOLE_UP_TO + EDGE))
     path.write_bytes(bytes(body))
     before = input_identity(path)
-    body[EDGE + 10] = ord("y")                  # the middle: not hashed (size and ends are)
+    body[EDGE + 10] = ord("y")  # the middle: not hashed (size and ends are)
     path.write_bytes(bytes(body))
     assert input_identity(path) == before and before["hashed"] == "first and last MiB"
     body[-1] = ord("y")
@@ -192,8 +192,9 @@ def _assert_lock_says_no_secret(lock: Path, pid: int) -> None:
 
 
 @pytest.mark.parametrize("ending", ["normal", "SIGINT", "SIGTERM", "SIGINT twice"])
-def test_the_lock_names_no_secret_is_0600_and_is_gone_when_the_run_ends(slow_sim: SimProcess, tmp_path: Path,
-                                                                        ending: str) -> None:
+def test_the_lock_names_no_secret_is_0600_and_is_gone_when_the_run_ends(
+    slow_sim: SimProcess, tmp_path: Path, ending: str
+) -> None:
     """A base URL with user:password and ?api_key=, a key in the environment: while the run goes,
     the lock holds pid, host, start time, subcommand, input and endpoint host only, mode 0600;
     it is gone after a normal end, after Ctrl-C, after SIGTERM and after a second Ctrl-C (which
@@ -201,14 +202,33 @@ def test_the_lock_names_no_secret_is_0600_and_is_gone_when_the_run_ends(slow_sim
     rows = 60 if ending == "normal" else 3000
     write_prompts(tmp_path / "p.csv", rows)
     lock, records_file = tmp_path / "o" / LOCK_FILE, tmp_path / "o" / "records.jsonl"
-    run = Run(["run", "p.csv", "--base-url", _secret_url(slow_sim.base_url), "--out", "o", "-q", "-c", "2",
-               "--retries", "6", "--max-retry-wait", "0.05"], tmp_path, env={"OPENAI_API_KEY": KEY})
-    _wait_for(lambda: records_file.exists() and records_file.read_bytes().count(b"\n") >= 5, run.proc,
-              "five records")
+    run = Run(
+        [
+            "run",
+            "p.csv",
+            "--base-url",
+            _secret_url(slow_sim.base_url),
+            "--out",
+            "o",
+            "-q",
+            "-c",
+            "2",
+            "--retries",
+            "6",
+            "--max-retry-wait",
+            "0.05",
+        ],
+        tmp_path,
+        env={"OPENAI_API_KEY": KEY},
+    )
+    _wait_for(lambda: records_file.exists() and records_file.read_bytes().count(b"\n") >= 5, run.proc, "five records")
     if ending != "normal":
         _assert_lock_says_no_secret(lock, run.proc.pid)
-        for sig in {"SIGINT": [signal.SIGINT], "SIGTERM": [signal.SIGTERM],
-                    "SIGINT twice": [signal.SIGINT, signal.SIGINT]}[ending]:   # a second Ctrl-C exits at once
+        for sig in {
+            "SIGINT": [signal.SIGINT],
+            "SIGTERM": [signal.SIGTERM],
+            "SIGINT twice": [signal.SIGINT, signal.SIGINT],
+        }[ending]:  # a second Ctrl-C exits at once
             os.kill(run.proc.pid, sig)
             time.sleep(0.01)
     code = run.finish()
@@ -235,7 +255,7 @@ def test_the_lock_is_gone_after_a_signal_before_the_first_request(tmp_path: Path
         run = Run(["run", "p.csv", "--base-url", url, "--out", "o", "-q", "--timeout", "120"], tmp_path)
         lock = tmp_path / "o" / LOCK_FILE
         _wait_for(lock.exists, run.proc, "the lock")
-        time.sleep(0.2)                        # into the wait for /models
+        time.sleep(0.2)  # into the wait for /models
         os.kill(run.proc.pid, sig)
         assert run.finish() == 130, "".join(run.lines)
     assert not lock.exists()
@@ -246,14 +266,31 @@ def test_the_lock_is_gone_after_a_signal_before_the_first_request(tmp_path: Path
 def test_a_lock_left_by_a_sigkilled_run_is_taken_over_with_a_message(slow_sim: SimProcess, tmp_path: Path) -> None:
     write_prompts(tmp_path / "p.csv", 400)
     out = tmp_path / "o"
-    run = Run(["run", "p.csv", "--base-url", slow_sim.base_url, "--out", "o", "-q", "-c", "2",
-               "--retries", "6", "--max-retry-wait", "0.05"], tmp_path)
+    run = Run(
+        [
+            "run",
+            "p.csv",
+            "--base-url",
+            slow_sim.base_url,
+            "--out",
+            "o",
+            "-q",
+            "-c",
+            "2",
+            "--retries",
+            "6",
+            "--max-retry-wait",
+            "0.05",
+        ],
+        tmp_path,
+    )
     _wait_for(lambda: (out / "records.jsonl").exists(), run.proc, "the first record")
     os.kill(run.proc.pid, signal.SIGKILL)
     run.finish()
-    assert json.loads((out / LOCK_FILE).read_text())["pid"] == run.proc.pid      # left behind
-    result = invoke("run", "--resume", "o", "--base-url", slow_sim.base_url, "-q", "--retries", "6",
-                    "--max-retry-wait", "0.05")
+    assert json.loads((out / LOCK_FILE).read_text())["pid"] == run.proc.pid  # left behind
+    result = invoke(
+        "run", "--resume", "o", "--base-url", slow_sim.base_url, "-q", "--retries", "6", "--max-retry-wait", "0.05"
+    )
     assert result.exit_code == 0, result.output
     assert f"taking over the lock left by a run that did not end cleanly (pid {run.proc.pid} on" in result.output
     assert not (out / LOCK_FILE).exists()
@@ -263,8 +300,16 @@ def test_an_old_lock_with_the_command_line_is_replaced_not_shown(tmp_path: Path)
     """An older batchrun kept the whole command line (URL password included) in a 0644 lock: it
     is taken over without showing that line, and replaced by a new 0600 file."""
     lock = tmp_path / LOCK_FILE
-    lock.write_text(json.dumps({"pid": 4_000_000, "host": "elsewhere", "since": "2026-01-01 00:00:00 UTC",
-                                "command": f"batchrun run --base-url http://bob:{PASSWORD}@h/v1"}))
+    lock.write_text(
+        json.dumps(
+            {
+                "pid": 4_000_000,
+                "host": "elsewhere",
+                "since": "2026-01-01 00:00:00 UTC",
+                "command": f"batchrun run --base-url http://bob:{PASSWORD}@h/v1",
+            }
+        )
+    )
     lock.chmod(0o644)
     said: list[str] = []
     with lock_run_dir(tmp_path, {"subcommand": "batchrun run"}, said.append):
@@ -273,7 +318,7 @@ def test_an_old_lock_with_the_command_line_is_replaced_not_shown(tmp_path: Path)
     assert not lock.exists()
     [message] = said
     assert PASSWORD not in message and "pid 4000000 on elsewhere" in message
-    assert "cannot see elsewhere's processes" in message        # another host: what batchrun trusts
+    assert "cannot see elsewhere's processes" in message  # another host: what batchrun trusts
 
 
 def test_a_second_taker_of_a_held_lock_changes_nothing(tmp_path: Path) -> None:

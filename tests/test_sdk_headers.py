@@ -5,8 +5,8 @@ from __future__ import annotations
 import openai
 import pytest
 
-from batchrun.endpoint.transport import Endpoint
 from batchrun.endpoint.sdk_headers import sdk_default_headers, sdk_version
+from batchrun.endpoint.transport import Endpoint
 
 
 def sdk_headers() -> dict[str, str]:
@@ -39,4 +39,6 @@ def test_endpoint_headers_add_streaming_accept_and_auth(monkeypatch: pytest.Monk
     assert Endpoint("http://127.0.0.1:9/v1", "sk-test").headers() == {**expected, "Authorization": "Bearer sk-test"}
     assert Endpoint("http://127.0.0.1:9/v1").headers() == expected
     basic = Endpoint.of("http://user:pw@127.0.0.1:9/v1", "sk-test").headers()
-    assert basic["Authorization"] == "Basic dXNlcjpwdw==" and basic["User-Agent"] == f"OpenAI/Python {openai.__version__}"
+    assert (
+        basic["Authorization"] == "Basic dXNlcjpwdw==" and basic["User-Agent"] == f"OpenAI/Python {openai.__version__}"
+    )

@@ -3,12 +3,13 @@ at once what met a dead pooled connection, against tests/dropserver.py's llama-l
 
 from __future__ import annotations
 
+from dropserver import DropServer, chat_job
+
 from batchrun.batchapi.api import BatchApi
 from batchrun.bench.sync import run_sync
 from batchrun.endpoint.attempt import CONNECTION_ERROR
 from batchrun.endpoint.transport import Endpoint
 from batchrun.store.records import ERROR, OK
-from dropserver import DropServer, chat_job
 
 
 def test_the_sync_baseline_resends_a_request_the_server_dropped_on_a_reused_connection() -> None:
@@ -26,7 +27,7 @@ def test_the_sync_baseline_does_not_resend_when_the_new_connection_fails_too() -
         first, second = run_sync(Endpoint(server.base_url), [chat_job(0), chat_job(1)], timeout_s=30)
     assert (first.status, first.reconnects) == (OK, 0)
     assert (second.status, second.error_type, second.reconnects) == (ERROR, CONNECTION_ERROR, 1)
-    assert server.dropped == 2                        # the reused connection, then the one re-send
+    assert server.dropped == 2  # the reused connection, then the one re-send
 
 
 async def test_batch_api_calls_are_resent_at_once_not_retried() -> None:

@@ -56,8 +56,9 @@ def test_session_turns_go_in_order_with_the_history(fast_sim, tmp_path: Path) ->
 def test_a_skipped_session_row_keeps_its_input_and_its_made_up_id_flag(fast_sim, tmp_path: Path) -> None:
     rows = [["a1", "A", 1, "alpha"], ["a1", "B", 1, "beta"]]
     write_csv(tmp_path / "s.csv", ["id", "session_id", "turn", "prompt"], rows)
-    result = invoke("run", "s.csv", "--max-tokens", "4", "--on-bad-row", "skip", "--out", "o", "-q",
-                    base_url=fast_sim.base_url)
+    result = invoke(
+        "run", "s.csv", "--max-tokens", "4", "--on-bad-row", "skip", "--out", "o", "-q", base_url=fast_sim.base_url
+    )
     assert result.exit_code == 0, result.output
     skipped = {r.id: r for r in records(tmp_path / "o")}["a1#duplicate-row-1"]
     assert skipped.status == "skipped" and skipped.synthetic_id
@@ -65,8 +66,12 @@ def test_a_skipped_session_row_keeps_its_input_and_its_made_up_id_flag(fast_sim,
 
 
 def test_a_failed_turn_aborts_its_session_and_resume_carries_it_on_from_that_turn(fast_sim, tmp_path: Path) -> None:
-    rows = [["x1", "X", 1, "first"], ["x2", "X", 2, "[[sim:error=400x1]] second"], ["x3", "X", 3, "third"],
-            ["y1", "Y", 1, "other session"]]
+    rows = [
+        ["x1", "X", 1, "first"],
+        ["x2", "X", 2, "[[sim:error=400x1]] second"],
+        ["x3", "X", 3, "third"],
+        ["y1", "Y", 1, "other session"],
+    ]
     write_csv(tmp_path / "s.csv", ["id", "session_id", "turn", "prompt"], rows)
     first = invoke("run", "s.csv", "--max-tokens", "3", "--out", "o", "-q", base_url=fast_sim.base_url)
     assert first.exit_code == 0, first.output
@@ -77,7 +82,7 @@ def test_a_failed_turn_aborts_its_session_and_resume_carries_it_on_from_that_tur
     second = invoke("run", "--resume", "o", "-q", base_url=fast_sim.base_url)
     assert second.exit_code == 0, second.output
     again = {r.id: r for r in records(tmp_path / "o")[sent_before:]}
-    assert sorted(again) == ["x2", "x3"]                  # x1 was ok: not sent again, nor y1's session
+    assert sorted(again) == ["x2", "x3"]  # x1 was ok: not sent again, nor y1's session
     assert all(r.status == "ok" for r in again.values())
     # x2 carries x1's recorded answer as history: the sim counts the characters of every message.
     assert again["x2"].prompt_tokens == -(-(len("first") + len(x1.text) + len(rows[1][3])) // 4)
@@ -101,8 +106,16 @@ async def run_until(args: list[str], cwd: Path, records: Path, lines: int | None
     """`batchrun *args` in a child process; SIGKILLed once records.jsonl has `lines` lines (None:
     left to finish). The sim runs on this loop, so the waits here are asyncio's."""
     env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "batchrun", *args, cwd=cwd, env=env,
-                                                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "batchrun",
+        *args,
+        cwd=cwd,
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
     deadline = time.monotonic() + 90
     try:
         while lines is not None and proc.returncode is None and time.monotonic() < deadline:
@@ -126,15 +139,21 @@ async def test_a_killed_sessions_run_resumes_without_sending_an_ok_turn_again(tm
     recorded answer is the next turn's history), and the last run ends every turn ok. Turns in
     flight at a kill (never recorded) are sent again, as they must be."""
     text = {f"s{s}-t{t}": f"session {s} turn {t}" for s in range(30) for t in range(1, 2 + s % 5 + 1)}
-    write_csv(tmp_path / "s.csv", ["id", "session_id", "turn", "prompt"],
-              [[rid, rid.split("-")[0], rid.split("-t")[1], prompt] for rid, prompt in text.items()])
+    write_csv(
+        tmp_path / "s.csv",
+        ["id", "session_id", "turn", "prompt"],
+        [[rid, rid.split("-")[0], rid.split("-t")[1], prompt] for rid, prompt in text.items()],
+    )
     records_path = tmp_path / "o" / "records.jsonl"
     server = TurnCountingSim(SimConfig(fixed_ttft_s=0.1, fixed_itl_s=0.005, output_tokens=4))
     await server.start()
     try:
         base = ["--base-url", server.base_url, "-q", "-c", "6", "--max-tokens", "4"]
-        runs = [(["run", "s.csv", "--out", "o", *base], 23), (["run", "--resume", "o", *base], 57),
-                (["run", "--resume", "o", *base], None)]
+        runs = [
+            (["run", "s.csv", "--out", "o", *base], 23),
+            (["run", "--resume", "o", *base], 57),
+            (["run", "--resume", "o", *base], None),
+        ]
         for args, kill_at in runs:
             ok_before = done_ids(records_path)
             server.sent.clear()
@@ -155,9 +174,9 @@ def test_generated_sessions_with_think_time(fast_sim, tmp_path: Path) -> None:
     recs = sorted(records(tmp_path / "o"), key=lambda r: r.row)
     assert len(recs) == 9 and all(r.status == "ok" for r in recs)
     for s in range(3):
-        turns = recs[3 * s: 3 * s + 3]
+        turns = recs[3 * s : 3 * s + 3]
         assert turns[0].prompt_tokens == 40 and turns[2].prompt_tokens > turns[1].prompt_tokens > 40
-        assert turns[1].sent_s - turns[0].end_s >= 0.05                  # the think time
+        assert turns[1].sent_s - turns[0].end_s >= 0.05  # the think time
 
 
 def test_trace_offsets_from_timestamps_and_delays(tmp_path: Path) -> None:
@@ -169,10 +188,12 @@ def test_trace_offsets_from_timestamps_and_delays(tmp_path: Path) -> None:
 
 
 def test_trace_replay_keeps_the_schedule_and_reports_the_lag(fast_sim, tmp_path: Path) -> None:
-    write_csv(tmp_path / "t.csv", ["id", "timestamp", "prompt"],
-              [[f"r{i}", 1000 * i, f"row {i}"] for i in (3, 0, 2, 1)])    # out of order on purpose
-    result = invoke("run", "t.csv", "--speedup", "10", "--max-tokens", "2", "--out", "o", "-q",
-                    base_url=fast_sim.base_url)
+    write_csv(
+        tmp_path / "t.csv", ["id", "timestamp", "prompt"], [[f"r{i}", 1000 * i, f"row {i}"] for i in (3, 0, 2, 1)]
+    )  # out of order on purpose
+    result = invoke(
+        "run", "t.csv", "--speedup", "10", "--max-tokens", "2", "--out", "o", "-q", base_url=fast_sim.base_url
+    )
     assert result.exit_code == 0, result.output
     by_id = {r.id: r for r in records(tmp_path / "o")}
     assert [by_id[f"r{i}"].scheduled_s for i in range(4)] == pytest.approx([0.0, 0.1, 0.2, 0.3])
@@ -195,9 +216,12 @@ def test_a_bad_trace_cell_is_an_input_error(fast_sim, tmp_path: Path) -> None:
 
 def test_mooncake_style_trace_of_lengths_and_hash_ids(fast_sim, tmp_path: Path) -> None:
     rows = [(0, 600, 8, [1, 2]), (500, 700, 4, [1, 2, 3]), (1000, 300, 6, [4]), (1200, 1100, 5, [1, 2, 3, 5])]
-    (tmp_path / "trace.jsonl").write_text("".join(
-        json.dumps({"timestamp": t, "input_length": i, "output_length": o, "hash_ids": h}) + "\n"
-        for t, i, o, h in rows))
+    (tmp_path / "trace.jsonl").write_text(
+        "".join(
+            json.dumps({"timestamp": t, "input_length": i, "output_length": o, "hash_ids": h}) + "\n"
+            for t, i, o, h in rows
+        )
+    )
     before = fast_sim.stats()["prefix_cache_hit_tokens"]
     result = invoke("run", "trace.jsonl", "--speedup", "10", "-c", "1", "--out", "o", "-q", base_url=fast_sim.base_url)
     assert result.exit_code == 0, result.output

@@ -20,9 +20,12 @@ from batchrun.sim.wire import ApiError
 
 
 def line(cid: str, text: str = "hello", **body: Any) -> dict[str, Any]:
-    return {"custom_id": cid, "method": "POST", "url": "/v1/chat/completions",
-            "body": {"model": "batchrun-sim", "messages": [{"role": "user", "content": text}],
-                     "max_tokens": 5, **body}}
+    return {
+        "custom_id": cid,
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {"model": "batchrun-sim", "messages": [{"role": "user", "content": text}], "max_tokens": 5, **body},
+    }
 
 
 def jsonl(lines: list[dict[str, Any]]) -> bytes:
@@ -31,19 +34,26 @@ def jsonl(lines: list[dict[str, Any]]) -> bytes:
 
 # ---------------------------------------------------------------- the SDK, unchanged
 
+
 async def test_openai_sdk_files_and_batches_work_against_the_built_in_endpoint(make_sim: Any) -> None:
     sim = await make_sim(fast=True, batch_delay_s=0.2, seed=3)
     client = openai.AsyncOpenAI(base_url=sim.base_url, api_key="x", max_retries=0)
     try:
         data = jsonl([line("a"), line("b", "fail me [[sim:error=400]]"), line("c")])
         uploaded = await client.files.create(file=("in.jsonl", data), purpose="batch")
-        assert (uploaded.object, uploaded.bytes, uploaded.filename, uploaded.purpose) == ("file", len(data), "in.jsonl", "batch")
+        assert (uploaded.object, uploaded.bytes, uploaded.filename, uploaded.purpose) == (
+            "file",
+            len(data),
+            "in.jsonl",
+            "batch",
+        )
         assert (await client.files.retrieve(uploaded.id)).id == uploaded.id
         assert (await client.files.content(uploaded.id)).content == data
         assert uploaded.id in [f.id async for f in client.files.list(purpose="batch")]
 
-        batch = await client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
-                                            completion_window="24h", metadata={"run": "t"})
+        batch = await client.batches.create(
+            input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h", metadata={"run": "t"}
+        )
         assert batch.status == "validating" and batch.request_counts.total == 3 and batch.metadata == {"run": "t"}
         seen = {batch.status}
         while batch.status not in ("completed", "failed", "expired", "cancelled"):
@@ -64,10 +74,25 @@ async def test_openai_sdk_files_and_batches_work_against_the_built_in_endpoint(m
         body = ok["response"]["body"]
         assert body["object"] == "chat.completion" and body["choices"][0]["message"]["content"]
         assert body["usage"]["completion_tokens"] == 5 and body["choices"][0]["finish_reason"] == "length"
-        assert errors == [{"id": errors[0]["id"], "custom_id": "b", "error": None,
-                           "response": {"status_code": 400, "request_id": errors[0]["response"]["request_id"],
-                                        "body": {"error": {"message": "Simulated error 400.", "type": "invalid_request_error",
-                                                           "param": None, "code": None}}}}]
+        assert errors == [
+            {
+                "id": errors[0]["id"],
+                "custom_id": "b",
+                "error": None,
+                "response": {
+                    "status_code": 400,
+                    "request_id": errors[0]["response"]["request_id"],
+                    "body": {
+                        "error": {
+                            "message": "Simulated error 400.",
+                            "type": "invalid_request_error",
+                            "param": None,
+                            "code": None,
+                        }
+                    },
+                },
+            }
+        ]
         meta = await client.files.retrieve(batch.output_file_id)
         assert meta.purpose == "batch_output" and meta.filename == f"{batch.id}_output.jsonl"
 
@@ -84,8 +109,9 @@ async def test_openai_sdk_cancel_and_errors(make_sim: Any) -> None:
     client = openai.AsyncOpenAI(base_url=sim.base_url, api_key="sk-test-key", max_retries=0)
     try:
         uploaded = await client.files.create(file=("in.jsonl", jsonl([line("a")])), purpose="batch")
-        batch = await client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions",
-                                            completion_window="24h")
+        batch = await client.batches.create(
+            input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
         cancelled = await client.batches.cancel(batch.id)
         assert cancelled.status == "cancelling" and cancelled.cancelling_at is not None
         with pytest.raises(openai.BadRequestError):
@@ -93,8 +119,9 @@ async def test_openai_sdk_cancel_and_errors(make_sim: Any) -> None:
         with pytest.raises(openai.NotFoundError):
             await client.batches.retrieve("batch_nope")
         with pytest.raises(openai.NotFoundError):
-            await client.batches.create(input_file_id="file-nope", endpoint="/v1/chat/completions",
-                                        completion_window="24h")
+            await client.batches.create(
+                input_file_id="file-nope", endpoint="/v1/chat/completions", completion_window="24h"
+            )
     finally:
         await client.close()
     wrong = openai.AsyncOpenAI(base_url=sim.base_url, api_key="wrong-key", max_retries=0)
@@ -107,8 +134,18 @@ async def test_openai_sdk_cancel_and_errors(make_sim: Any) -> None:
 
 # ---------------------------------------------------------------- the pure timeline
 
-@pytest.mark.parametrize("elapsed, expected", [(0.0, "validating"), (0.99, "validating"), (1.0, "in_progress"),
-                                               (8.99, "in_progress"), (9.0, "finalizing"), (10.0, "done")])
+
+@pytest.mark.parametrize(
+    "elapsed, expected",
+    [
+        (0.0, "validating"),
+        (0.99, "validating"),
+        (1.0, "in_progress"),
+        (8.99, "in_progress"),
+        (9.0, "finalizing"),
+        (10.0, "done"),
+    ],
+)
 def test_phase_of_a_ten_second_job(elapsed: float, expected: str) -> None:
     assert phase(elapsed, 10.0) == expected
 
@@ -119,6 +156,7 @@ def test_processed_share_grows_linearly_while_in_progress() -> None:
 
 
 # ---------------------------------------------------------------- the store on a scripted clock
+
 
 class Clock:
     def __init__(self) -> None:
@@ -147,7 +185,7 @@ def file_lines(files: FileStore, fid: str | None) -> list[dict[str, Any]]:
 def test_counts_grow_with_time_and_the_files_appear_at_the_end() -> None:
     batches, files, clock = store()
     job = create(batches, files, [line(f"r{i}") for i in range(8)])
-    clock.now += 5.0                                  # half-way through in_progress: 4 of 8 done
+    clock.now += 5.0  # half-way through in_progress: 4 of 8 done
     view = batches.view(job["id"])
     assert view["status"] == "in_progress" and view["request_counts"] == {"total": 8, "completed": 4, "failed": 0}
     assert view["output_file_id"] is None
@@ -203,13 +241,13 @@ def test_a_line_for_a_model_the_sim_does_not_list_is_a_404_when_models_are_enfor
     response = json.loads(out)["response"]
     assert ok and not refused and response["status_code"] == 404
     assert response["body"]["error"]["code"] == "model_not_found"
-    assert answer_line(SimConfig(fast=True), bad, 0, False, 0)[0]     # not enforced: answered
+    assert answer_line(SimConfig(fast=True), bad, 0, False, 0)[0]  # not enforced: answered
 
 
 def test_cancel_keeps_what_ran_and_refuses_an_ended_job() -> None:
     batches, files, clock = store()
     job = create(batches, files, [line(f"r{i}") for i in range(8)])
-    clock.now += 3.0                                  # 2 of 8 ran
+    clock.now += 3.0  # 2 of 8 ran
     assert batches.cancel(job["id"])["status"] == "cancelling"
     clock.now += 1.0
     view = batches.view(job["id"])
@@ -219,7 +257,7 @@ def test_cancel_keeps_what_ran_and_refuses_an_ended_job() -> None:
         batches.cancel(job["id"])
     assert err.value.status == 409
     early = create(batches, files, [line("x")])
-    batches.cancel(early["id"])                       # still validating: it never ran
+    batches.cancel(early["id"])  # still validating: it never ran
     clock.now += 1.0
     view = batches.view(early["id"])
     assert view["status"] == "cancelled" and view["in_progress_at"] is None and view["output_file_id"] is None
@@ -247,31 +285,38 @@ def test_a_restarted_sim_goes_on_counting_submissions_for_xn_directives(tmp_path
 
 # ---------------------------------------------------------------- a hostile provider (batchrun's own tests)
 
+
 def test_broken_lines_patched_objects_and_echoed_credentials(tmp_path: Path) -> None:
     """The faults batchrun's batch tests stand on: each [[sim:batch_line=K]] breaks its line the
     way it says (kept across a restart, a duplicate too), batch_patch puts fields over the job
     object, and batch_echo_auth quotes the credentials in the job's errors and every line."""
-    batches, files, clock = store(tmp_path, batch_patch={"status": "paused", "request_counts": {"completed": -5}},
-                                  batch_echo_auth=True, batch_error_rate=0.0)
+    batches, files, clock = store(
+        tmp_path,
+        batch_patch={"status": "paused", "request_counts": {"completed": -5}},
+        batch_echo_auth=True,
+        batch_error_rate=0.0,
+    )
     kinds = ["status_code", "usage", "content_parts", "no_custom_id", "duplicate", "not_json"]
     lines = [line(f"r{i}", f"[[sim:batch_line={k}]] hi") for i, k in enumerate(kinds)]
     lines.append(line("bad", "[[sim:error=400]] x"))
     fid = files.add(jsonl(lines), "in.jsonl", "batch")["id"]
-    job = batches.create({"input_file_id": fid, "endpoint": "/v1/chat/completions", "completion_window": "24h"},
-                         echo="you sent Authorization: Bearer k-123")
-    again, files_again, clock_again = store(tmp_path, batch_echo_auth=True)     # restarted: answers read back
+    job = batches.create(
+        {"input_file_id": fid, "endpoint": "/v1/chat/completions", "completion_window": "24h"},
+        echo="you sent Authorization: Bearer k-123",
+    )
+    again, files_again, clock_again = store(tmp_path, batch_echo_auth=True)  # restarted: answers read back
     clock_again.now = clock.now + 10.0
     view = again.view(job["id"])
     assert view["status"] == "completed" and "Bearer k-123" in view["errors"]["data"][0]["message"]
     out = files_again.content(view["output_file_id"]).splitlines()
-    assert len(out) == len(kinds) + 1                                            # the duplicate is two lines
+    assert len(out) == len(kinds) + 1  # the duplicate is two lines
     parsed = [json.loads(x) for x in out[:5]]
     assert parsed[0]["response"]["status_code"] == "abc" and parsed[1]["response"]["body"]["usage"] == "lots"
     content = parsed[2]["response"]["body"]["choices"][0]["message"]["content"]
     assert [p["type"] for p in content] == ["text", "text"] and "Bearer k-123" in "".join(p["text"] for p in content)
     assert "custom_id" not in parsed[3] and parsed[4]["custom_id"] == json.loads(out[5])["custom_id"] == "r4"
     with pytest.raises(ValueError):
-        json.loads(out[6])                                                       # not_json: cut short
+        json.loads(out[6])  # not_json: cut short
     assert out[6].startswith(b'{"id":"batch_req_') and b'"custom_id":"r5"' in out[6]
     [error] = file_lines(files_again, view["error_file_id"])
     assert "Bearer k-123" in error["response"]["body"]["error"]["message"]
@@ -284,17 +329,20 @@ def test_broken_lines_patched_objects_and_echoed_credentials(tmp_path: Path) -> 
 
 def test_a_padded_answer_makes_a_line_of_the_asked_size() -> None:
     ok, data = answer_line(SimConfig(fast=True), line("a", "[[sim:batch_bytes=200000]] hi"), 0, False, 0)
-    assert ok and 199_000 <= len(data) <= 201_000          # "about": the envelope is not counted exactly
+    assert ok and 199_000 <= len(data) <= 201_000  # "about": the envelope is not counted exactly
 
 
 # ---------------------------------------------------------------- multipart
 
+
 def test_multipart_fields_and_file() -> None:
-    body = (b"--XyZ\r\ncontent-disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n"
-            b"--XyZ\r\ncontent-disposition: form-data; name=\"file\"; filename=\"a.jsonl\"\r\n"
-            b"content-type: application/octet-stream\r\n\r\n{\"x\":1}\r\n\r\n--XyZ--\r\n")
+    body = (
+        b'--XyZ\r\ncontent-disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
+        b'--XyZ\r\ncontent-disposition: form-data; name="file"; filename="a.jsonl"\r\n'
+        b'content-type: application/octet-stream\r\n\r\n{"x":1}\r\n\r\n--XyZ--\r\n'
+    )
     parts = parse_multipart('multipart/form-data; boundary="XyZ"', body)
     assert parts["purpose"].data == b"batch"
-    assert (parts["file"].filename, parts["file"].data) == ("a.jsonl", b"{\"x\":1}\r\n")
+    assert (parts["file"].filename, parts["file"].data) == ("a.jsonl", b'{"x":1}\r\n')
     with pytest.raises(MultipartError):
         parse_multipart("application/json", body)

@@ -20,8 +20,9 @@ def ask(text: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": text}]
 
 
-async def read_stream(session: aiohttp.ClientSession, sim: SimServer, text: str,
-                      read_timeout: float | None = None) -> tuple[list[str], str | None]:
+async def read_stream(
+    session: aiohttp.ClientSession, sim: SimServer, text: str, read_timeout: float | None = None
+) -> tuple[list[str], str | None]:
     """(data payloads received, name of the exception that ended the stream or None)."""
     body = {"model": "m", "stream": True, "messages": ask(text)}
     events: list[str] = []
@@ -69,7 +70,7 @@ async def test_malformed_sends_one_line_that_is_not_json(sim: SimServer) -> None
         except ValueError:
             bad.append(e)
     assert error is None and events[-1] == "[DONE]" and len(bad) == 1
-    assert events.index(bad[0]) == 2 + 1    # the role chunk, then 2 content chunks, then the bad line
+    assert events.index(bad[0]) == 2 + 1  # the role chunk, then 2 content chunks, then the bad line
     assert sim.stats()["faults"]["malformed"] == 1
 
 
@@ -115,12 +116,13 @@ async def test_server_stops_cleanly_while_a_stall_holds_a_connection(make_sim: M
 
 
 async def test_directive_limited_to_two_attempts_then_succeeds(make_sim: MakeSim) -> None:
-    server = await make_sim(fast=True, retry_after_s=0.01)   # the SDK honours retry-after-ms: fast retries
+    server = await make_sim(fast=True, retry_after_s=0.01)  # the SDK honours retry-after-ms: fast retries
     async with openai.AsyncOpenAI(base_url=server.base_url, api_key="k", max_retries=2) as client:
         done = await client.chat.completions.create(model="m", messages=ask("hello [[sim:error=503x2]]"))
         with pytest.raises(openai.InternalServerError):
             await client.with_options(max_retries=0).chat.completions.create(
-                model="m", messages=ask("other [[sim:error=500x1]]"))
+                model="m", messages=ask("other [[sim:error=500x1]]")
+            )
     assert done.choices[0].finish_reason == "stop"
     stats = server.stats()
     assert stats["responses"] == {"200": 1, "500": 1, "503": 2}
@@ -128,8 +130,9 @@ async def test_directive_limited_to_two_attempts_then_succeeds(make_sim: MakeSim
 
 
 async def test_seeded_fault_rates_match_what_the_client_saw(make_sim: MakeSim) -> None:
-    server = await make_sim(fast=True, seed=11, error_500_rate=0.15, error_502_rate=0.1, cut_rate=0.15,
-                            malformed_rate=0.1)
+    server = await make_sim(
+        fast=True, seed=11, error_500_rate=0.15, error_502_rate=0.1, cut_rate=0.15, malformed_rate=0.1
+    )
     seen = {"500": 0, "502": 0, "cut": 0, "malformed": 0, "ok": 0}
     async with aiohttp.ClientSession() as session:
         for i in range(120):
@@ -146,9 +149,13 @@ async def test_seeded_fault_rates_match_what_the_client_saw(make_sim: MakeSim) -
             bad = [e for e in payload.split("\n") if e.startswith("data: {") and not _is_json(e[6:])]
             seen["malformed" if bad else "ok"] += 1
     faults = server.stats()["faults"]
-    assert (faults["error_500"], faults["error_502"], faults["cut"], faults["malformed"]) == \
-        (seen["500"], seen["502"], seen["cut"], seen["malformed"])
-    assert all(seen[k] > 0 for k in seen)     # the seed gives every kind at least once
+    assert (faults["error_500"], faults["error_502"], faults["cut"], faults["malformed"]) == (
+        seen["500"],
+        seen["502"],
+        seen["cut"],
+        seen["malformed"],
+    )
+    assert all(seen[k] > 0 for k in seen)  # the seed gives every kind at least once
     assert server.stats()["completed"] == seen["ok"] + seen["malformed"]
 
 

@@ -15,15 +15,16 @@ if TYPE_CHECKING:
     from conftest import MakeSim
 
 
-async def timed_stream(session: aiohttp.ClientSession, sim: SimServer, text: str,
-                       **body: object) -> tuple[float, list[float], float]:
+async def timed_stream(
+    session: aiohttp.ClientSession, sim: SimServer, text: str, **body: object
+) -> tuple[float, list[float], float]:
     """(TTFT, arrival time of every content chunk, total), in seconds from sending."""
     payload = {"model": "m", "stream": True, "messages": [{"role": "user", "content": text}], **body}
     start = time.perf_counter()
     arrivals: list[float] = []
     async with session.post(sim.base_url + "/chat/completions", json=payload) as resp:
         async for line in resp.content:
-            if line.startswith(b'data: {') and b'"content":"' in line and b'"content":""' not in line:
+            if line.startswith(b"data: {") and b'"content":"' in line and b'"content":""' not in line:
                 arrivals.append(time.perf_counter() - start)
     return arrivals[0], arrivals, time.perf_counter() - start
 
@@ -53,8 +54,9 @@ async def test_ttft_rises_with_queue_depth_beyond_capacity(make_sim: MakeSim) ->
     # of six connections). Request k + 2 takes the slot request k frees, so its first token comes
     # one hold time after request k's, measured on one clock: how long the sending took cancels.
     hold = 0.4 + 5 * 0.02
-    server = await make_sim(max_concurrency=2, ttft_s=0.4, prefill_s_per_token=0, itl_s=0.02,
-                            itl_load_factor=0, jitter=0, output_tokens=5)
+    server = await make_sim(
+        max_concurrency=2, ttft_s=0.4, prefill_s_per_token=0, itl_s=0.02, itl_load_factor=0, jitter=0, output_tokens=5
+    )
 
     def held() -> int:
         s = server.stats()
@@ -69,15 +71,15 @@ async def test_ttft_rises_with_queue_depth_beyond_capacity(make_sim: MakeSim) ->
         tasks = []
         for i in range(6):
             tasks.append(asyncio.create_task(first_token_at(session, i)))
-            for _ in range(5000):                          # polls until held, not a timed guess
+            for _ in range(5000):  # polls until held, not a timed guess
                 if held() > i:
                     break
                 await asyncio.sleep(0.001)
             assert held() == i + 1, f"request {i} never reached the server"
-        assert server.stats()["completed"] == 0 and server.stats()["queued"] == 4   # all in the queue in time
+        assert server.stats()["completed"] == 0 and server.stats()["queued"] == 4  # all in the queue in time
         ttfts, firsts = zip(*await asyncio.gather(*tasks))
-    assert max(ttfts[:2]) < 0.4 + 0.5                      # no wait (generous upper bound)
-    for k in range(4):                                     # 3-4 waited one round, 5-6 two
+    assert max(ttfts[:2]) < 0.4 + 0.5  # no wait (generous upper bound)
+    for k in range(4):  # 3-4 waited one round, 5-6 two
         assert firsts[k + 2] - firsts[k] > 0.8 * hold, (k, firsts)
     assert min(ttfts[4:]) > max(ttfts[2:4]) > max(ttfts[:2])
     assert server.stats()["completed"] == 6 and server.stats()["decoding"] == 0
@@ -139,6 +141,7 @@ async def test_a_twin_draws_ttft_at_the_requests_it_is_answering(make_sim: MakeS
     """Alone, a request gets the 1-in-flight level's TTFT (50 ms); the fourth of four held open
     gets the 4-in-flight level's (1 s), the two between them an interpolation. Each answer is 3
     tokens 0.5 s apart, so the first is still open when the fourth arrives."""
+
     def flat(v: float) -> tuple[float, ...]:
         return (v,) * len(GRID)
 
@@ -149,14 +152,13 @@ async def test_a_twin_draws_ttft_at_the_requests_it_is_answering(make_sim: MakeS
         tasks = []
         for i in range(4):
             tasks.append(asyncio.create_task(timed_stream(session, server, f"p{i}")))
-            for _ in range(5000):                      # polls until the server holds it
+            for _ in range(5000):  # polls until the server holds it
                 if server.stats()["answering"] > i:
                     break
                 await asyncio.sleep(0.001)
             assert server.stats()["answering"] == i + 1
         results = await asyncio.gather(*tasks)
     ttfts = [ttft for ttft, _, _ in results]
-    assert ttfts[0] < 0.5 and ttfts[3] >= 1.0 - 0.01    # a timer never fires early
+    assert ttfts[0] < 0.5 and ttfts[3] >= 1.0 - 0.01  # a timer never fires early
     assert all(len(arrivals) == 3 for _, arrivals, _ in results)
     assert server.stats()["answering"] == 0
-

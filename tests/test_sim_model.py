@@ -27,6 +27,7 @@ def plan(cfg: SimConfig, body: dict, attempt: int = 0):
 
 # --- latency model ---
 
+
 def test_ttft_adds_prefill_per_prompt_token() -> None:
     cfg = SimConfig(ttft_s=0.2, prefill_s_per_token=0.001)
     assert model.ttft_s(cfg, 100) == pytest.approx(0.3)
@@ -60,18 +61,22 @@ def test_default_output_length_has_the_configured_mean() -> None:
 
 
 def test_prompt_tokens_are_chars_over_four_across_messages_and_parts() -> None:
-    messages = [{"role": "system", "content": "x" * 10},
-                {"role": "user", "content": [{"type": "text", "text": "y" * 7}, {"type": "image_url"}]}]
-    assert model.estimate_prompt_tokens(messages) == 5   # ceil(17 / 4)
+    messages = [
+        {"role": "system", "content": "x" * 10},
+        {"role": "user", "content": [{"type": "text", "text": "y" * 7}, {"type": "image_url"}]},
+    ]
+    assert model.estimate_prompt_tokens(messages) == 5  # ceil(17 / 4)
 
 
-@pytest.mark.parametrize("seconds, text", [(0.02, "20ms"), (1.0, "1s"), (2.5, "2.5s"), (360.0, "6m0s"),
-                                           (3723.0, "1h2m3s")])
+@pytest.mark.parametrize(
+    "seconds, text", [(0.02, "20ms"), (1.0, "1s"), (2.5, "2.5s"), (360.0, "6m0s"), (3723.0, "1h2m3s")]
+)
 def test_reset_durations_use_openai_format(seconds: float, text: str) -> None:
     assert model.format_duration(seconds) == text
 
 
 # --- text and determinism ---
+
 
 def test_tokens_are_words_forming_sentences() -> None:
     tokens = generate_tokens(random.Random(3), 40)
@@ -108,6 +113,7 @@ def test_jitter_differs_between_attempts_but_is_reproducible() -> None:
 
 # --- directives ---
 
+
 def test_directives_parse_values_flags_and_several_per_marker() -> None:
     d = parse_directives("hi [[sim:tokens=32,cut=10]] and [[sim:bad_args]] [[sim:ttft=0.5]]")
     assert d == Directives(tokens=32, cut=10, bad_args=True, ttft=0.5)
@@ -120,8 +126,18 @@ def test_directive_with_attempt_limit_fires_only_on_first_attempts() -> None:
     assert [parse_directives(text, a).error for a in range(4)] == [500, 500, None, None]
 
 
-@pytest.mark.parametrize("text", ["[[sim:nonsense=3]]", "[[sim:tokens]]", "[[sim:error=200]]", "[[sim:cut=x]]",
-                                  "[[sim:batch_line=nope]]", "[[sim:batch_line=5]]", "[[sim:batch_bytes=0]]"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[[sim:nonsense=3]]",
+        "[[sim:tokens]]",
+        "[[sim:error=200]]",
+        "[[sim:cut=x]]",
+        "[[sim:batch_line=nope]]",
+        "[[sim:batch_line=5]]",
+        "[[sim:batch_bytes=0]]",
+    ],
+)
 def test_bad_directives_are_rejected(text: str) -> None:
     with pytest.raises(DirectiveError):
         parse_directives(text)
@@ -129,12 +145,28 @@ def test_bad_directives_are_rejected(text: str) -> None:
 
 # --- tools ---
 
-WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
-    "type": "object", "required": ["city", "days", "unit"],
-    "properties": {"city": {"type": "string"}, "days": {"type": "integer", "maximum": 10},
-                   "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}}}}}
-TIME = {"type": "function", "function": {"name": "get_time", "parameters": {
-    "type": "object", "properties": {"zone": {"type": "string"}, "exact": {"type": "boolean"}}}}}
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {
+            "type": "object",
+            "required": ["city", "days", "unit"],
+            "properties": {
+                "city": {"type": "string"},
+                "days": {"type": "integer", "maximum": 10},
+                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+            },
+        },
+    },
+}
+TIME = {
+    "type": "function",
+    "function": {
+        "name": "get_time",
+        "parameters": {"type": "object", "properties": {"zone": {"type": "string"}, "exact": {"type": "boolean"}}},
+    },
+}
 
 
 def choose(body: dict, text: str, last_role: str = "user", d: Directives = NO_DIRECTIVES, rate: float = 0.0):
@@ -179,6 +211,7 @@ def test_bad_args_are_not_json_and_pieces_rebuild_the_arguments() -> None:
 
 # --- faults ---
 
+
 def test_fault_roll_matches_rates_and_lands_mid_stream() -> None:
     cfg = SimConfig(error_500_rate=0.2, cut_rate=0.3)
     rng = random.Random(5)
@@ -198,6 +231,7 @@ def test_directive_faults_override_rates_and_clamp_to_the_stream() -> None:
 
 # --- limits ---
 
+
 def test_token_bucket_refills_at_limit_per_minute() -> None:
     b = TokenBucket(60, now=0.0)
     b.take(60, 0.0)
@@ -212,8 +246,8 @@ def test_limiter_denies_without_charging_and_reports_headers() -> None:
     assert denied is not None and denied.kind == "requests" and denied.wait_s == pytest.approx(30.0)
     tokens = RateLimiter(rpm=None, tpm=1000, now=0.0)
     assert tokens.admit(900, 0.0) is None
-    assert tokens.admit(200, 0.0).kind == "tokens"          # type: ignore[union-attr]
-    assert tokens.admit(100, 0.0) is None                   # the denied request cost nothing
+    assert tokens.admit(200, 0.0).kind == "tokens"  # type: ignore[union-attr]
+    assert tokens.admit(100, 0.0) is None  # the denied request cost nothing
     headers = dict(lim.headers(0.0))
     assert headers["x-ratelimit-remaining-requests"] == "0"
     assert headers["x-ratelimit-reset-requests"] == "1m0s"
@@ -227,8 +261,11 @@ def test_token_cost_reserves_max_tokens_or_a_default() -> None:
 
 # --- config ---
 
-@pytest.mark.parametrize("bad", [{"max_concurrency": 0}, {"cut_rate": 1.5}, {"models": ()},
-                                 {"error_500_rate": 0.6, "cut_rate": 0.6}, {"rpm": 0}])
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"max_concurrency": 0}, {"cut_rate": 1.5}, {"models": ()}, {"error_500_rate": 0.6, "cut_rate": 0.6}, {"rpm": 0}],
+)
 def test_config_rejects_nonsense(bad: dict) -> None:
     with pytest.raises(ConfigError):
         SimConfig(**bad)
@@ -245,4 +282,4 @@ def test_fresh_jitter_differs_for_the_same_prompt_and_keyed_jitter_does_not() ->
     assert plan(keyed, body).ttft_s == plan(keyed, body).ttft_s
     fresh = SimConfig(jitter=0.2, fresh_jitter=True)
     assert plan(fresh, body).ttft_s != plan(fresh, body).ttft_s
-    assert plan(fresh, body).tokens == plan(keyed, body).tokens          # the answer itself stays
+    assert plan(fresh, body).tokens == plan(keyed, body).tokens  # the answer itself stays

@@ -31,8 +31,13 @@ async def sdk(sim: SimServer, api_key: str = "sk-test", **kw: Any) -> AsyncItera
         await client.close()
 
 
-async def raw(sim: SimServer, body: Any, method: str = "POST", path: str = "/v1/chat/completions",
-              headers: dict[str, str] | None = None) -> tuple[int, Any, bytes]:
+async def raw(
+    sim: SimServer,
+    body: Any,
+    method: str = "POST",
+    path: str = "/v1/chat/completions",
+    headers: dict[str, str] | None = None,
+) -> tuple[int, Any, bytes]:
     data = body if isinstance(body, (bytes, str)) else json.dumps(body)
     async with aiohttp.ClientSession() as session:
         async with session.request(method, sim.url + path, data=data, headers=headers) as resp:
@@ -44,6 +49,7 @@ def sse_events(payload: bytes) -> list[str]:
 
 
 # --- completions ---
+
 
 async def test_sdk_parses_a_non_streamed_completion(sim: SimServer) -> None:
     async with sdk(sim) as client:
@@ -60,8 +66,9 @@ async def test_sdk_parses_a_non_streamed_completion(sim: SimServer) -> None:
 
 async def test_sdk_parses_a_stream_with_usage(sim: SimServer) -> None:
     async with sdk(sim) as client:
-        stream = await client.chat.completions.create(model="m", messages=HELLO, stream=True,
-                                                      stream_options={"include_usage": True})
+        stream = await client.chat.completions.create(
+            model="m", messages=HELLO, stream=True, stream_options={"include_usage": True}
+        )
         chunks = [c async for c in stream]
     first, finish, usage = chunks[0], chunks[-2], chunks[-1]
     assert first.choices[0].delta.role == "assistant" and first.choices[0].delta.content == ""
@@ -73,8 +80,7 @@ async def test_sdk_parses_a_stream_with_usage(sim: SimServer) -> None:
 
 
 async def test_stream_bytes_follow_openai_order(sim: SimServer) -> None:
-    body = {"model": "m", "messages": HELLO, "stream": True, "stream_options": {"include_usage": True},
-            "max_tokens": 3}
+    body = {"model": "m", "messages": HELLO, "stream": True, "stream_options": {"include_usage": True}, "max_tokens": 3}
     status, headers, payload = await raw(sim, body)
     events = sse_events(payload)
     assert status == 200 and headers["content-type"].startswith("text/event-stream")
@@ -95,11 +101,10 @@ async def test_stream_without_include_usage_sends_no_usage(sim: SimServer) -> No
 async def test_sync_sdk_streams_and_honours_max_completion_tokens(sim: SimServer) -> None:
     def call() -> list[Any]:
         with openai.OpenAI(base_url=sim.base_url, api_key="k", max_retries=0) as client:
-            stream = client.chat.completions.create(model="m", messages=HELLO, stream=True,
-                                                    max_completion_tokens=5)
+            stream = client.chat.completions.create(model="m", messages=HELLO, stream=True, max_completion_tokens=5)
             return list(stream)
 
-    chunks = await asyncio.to_thread(call)   # the sim runs on this loop, the sync client in a thread
+    chunks = await asyncio.to_thread(call)  # the sim runs on this loop, the sync client in a thread
     assert sum(bool(c.choices and c.choices[0].delta.content) for c in chunks) == 5
     assert chunks[-1].choices[0].finish_reason == "length"
 
@@ -117,16 +122,31 @@ async def test_same_prompt_and_seed_give_the_same_text(make_sim: MakeSim) -> Non
 async def test_tokens_directive_sets_the_exact_length(sim: SimServer) -> None:
     async with sdk(sim) as client:
         done = await client.chat.completions.create(
-            model="m", messages=[{"role": "user", "content": "hi [[sim:tokens=64]]"}])
+            model="m", messages=[{"role": "user", "content": "hi [[sim:tokens=64]]"}]
+        )
     assert done.usage.completion_tokens == 64 and len(done.choices[0].message.content.split()) == 64
 
 
 # --- tools ---
 
-WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
-    "type": "object", "required": ["city"], "properties": {"city": {"type": "string"}}}}}
-TIME = {"type": "function", "function": {"name": "get_time", "parameters": {
-    "type": "object", "required": ["zone"], "properties": {"zone": {"type": "string", "enum": ["UTC", "CET"]}}}}}
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "required": ["city"], "properties": {"city": {"type": "string"}}},
+    },
+}
+TIME = {
+    "type": "function",
+    "function": {
+        "name": "get_time",
+        "parameters": {
+            "type": "object",
+            "required": ["zone"],
+            "properties": {"zone": {"type": "string", "enum": ["UTC", "CET"]}},
+        },
+    },
+}
 
 
 async def test_sdk_assembles_streamed_parallel_tool_calls(sim: SimServer) -> None:
@@ -144,8 +164,13 @@ async def test_sdk_assembles_streamed_parallel_tool_calls(sim: SimServer) -> Non
 
 
 async def test_tool_call_stream_sends_name_first_then_argument_pieces(sim: SimServer) -> None:
-    body = {"model": "m", "stream": True, "tools": [WEATHER], "tool_choice": "required",
-            "messages": [{"role": "user", "content": "weather?"}]}
+    body = {
+        "model": "m",
+        "stream": True,
+        "tools": [WEATHER],
+        "tool_choice": "required",
+        "messages": [{"role": "user", "content": "weather?"}],
+    }
     _, _, payload = await raw(sim, body)
     deltas = [json.loads(e)["choices"][0]["delta"] for e in sse_events(payload)[:-1]]
     head, pieces = deltas[1]["tool_calls"][0], [d["tool_calls"][0] for d in deltas[2:-1]]
@@ -155,10 +180,17 @@ async def test_tool_call_stream_sends_name_first_then_argument_pieces(sim: SimSe
 
 
 async def test_tool_result_gets_a_content_answer_unless_told_to_keep_calling(sim: SimServer) -> None:
-    history = [{"role": "user", "content": "use get_weather"},
-               {"role": "assistant", "content": None, "tool_calls": [
-                   {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]},
-               {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}]
+    history = [
+        {"role": "user", "content": "use get_weather"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+    ]
     async with sdk(sim) as client:
         final = await client.chat.completions.create(model="m", messages=history, tools=[WEATHER])
         history[0]["content"] += " [[sim:always_tools]]"
@@ -176,6 +208,7 @@ async def test_bad_args_directive_sends_arguments_that_are_not_json(sim: SimServ
 
 
 # --- errors ---
+
 
 async def test_wrong_api_key_is_an_authentication_error(make_sim: MakeSim) -> None:
     server = await make_sim(fast=True, api_key="sk-right")
@@ -198,7 +231,10 @@ async def test_unknown_model_is_not_found_when_models_are_enforced(make_sim: Mak
 
 
 MODEL_ENDPOINTS = {
-    "chat": ("/v1/chat/completions", lambda model, text: {"model": model, "messages": [{"role": "user", "content": text}]}),
+    "chat": (
+        "/v1/chat/completions",
+        lambda model, text: {"model": model, "messages": [{"role": "user", "content": text}]},
+    ),
     "completions": ("/v1/completions", lambda model, text: {"model": model, "prompt": text, "max_tokens": 3}),
     "embeddings": ("/v1/embeddings", lambda model, text: {"model": model, "input": text}),
 }
@@ -211,17 +247,25 @@ async def test_model_endpoints_share_the_first_checks_and_injected_errors(make_s
     server = await make_sim(fast=True, models=("a",), enforce_models=True, api_key="sk-right")
     path, body = MODEL_ENDPOINTS[endpoint]
     auth = {"Authorization": "Bearer sk-right"}
-    answers = [await raw(server, body("b", "hi"), path=path),                   # no key, unknown model: 401 first
-               await raw(server, b"{not json", path=path, headers=auth),
-               await raw(server, {**body("b", "hi"), "bogus": 1}, path=path, headers=auth),
-               await raw(server, body("b", "hi"), path=path, headers=auth),
-               await raw(server, body("a", "hi [[sim:error=503]]"), path=path, headers=auth),
-               await raw(server, body("a", "hi [[sim:error=429]]"), path=path, headers=auth),
-               await raw(server, body("a", "hi"), path=path, headers=auth)]
+    answers = [
+        await raw(server, body("b", "hi"), path=path),  # no key, unknown model: 401 first
+        await raw(server, b"{not json", path=path, headers=auth),
+        await raw(server, {**body("b", "hi"), "bogus": 1}, path=path, headers=auth),
+        await raw(server, body("b", "hi"), path=path, headers=auth),
+        await raw(server, body("a", "hi [[sim:error=503]]"), path=path, headers=auth),
+        await raw(server, body("a", "hi [[sim:error=429]]"), path=path, headers=auth),
+        await raw(server, body("a", "hi"), path=path, headers=auth),
+    ]
     errors = [json.loads(payload)["error"] for _, _, payload in answers[:-1]]
     assert [status for status, _, _ in answers] == [401, 400, 400, 404, 503, 429, 200]
-    assert [e["code"] for e in errors] == ["invalid_api_key", None, None, "model_not_found", None,
-                                           "rate_limit_exceeded"]
+    assert [e["code"] for e in errors] == [
+        "invalid_api_key",
+        None,
+        None,
+        "model_not_found",
+        None,
+        "rate_limit_exceeded",
+    ]
     assert errors[2]["message"] == "Unrecognized request argument supplied: bogus"
     assert [headers.get("retry-after") for _, headers, _ in answers[4:]] == ["1", "1", None]
     assert all(headers["x-request-id"].startswith("req_") for _, headers, _ in answers)
@@ -232,16 +276,19 @@ async def test_model_endpoints_share_the_first_checks_and_injected_errors(make_s
     assert (stats["faults"]["error_503"], stats["faults"]["error_429"]) == (1, 1)
 
 
-@pytest.mark.parametrize("body, code", [
-    (b"{not json", None),
-    ({"model": "m"}, "missing_required_parameter"),
-    ({"model": "m", "messages": []}, "empty_array"),
-    ({"model": "m", "messages": "hi"}, "invalid_type"),
-    ({"model": "m", "messages": HELLO, "max_tokens": 0}, "integer_below_min_value"),
-    ({"model": "m", "messages": [{"role": "robot", "content": "x"}]}, "invalid_value"),
-    ({"model": "m", "messages": HELLO, "stream_options": {"include_usage": True}}, "invalid_value"),
-    ({"model": "m", "messages": [{"role": "user", "content": "[[sim:nonsense]]"}]}, None),
-])
+@pytest.mark.parametrize(
+    "body, code",
+    [
+        (b"{not json", None),
+        ({"model": "m"}, "missing_required_parameter"),
+        ({"model": "m", "messages": []}, "empty_array"),
+        ({"model": "m", "messages": "hi"}, "invalid_type"),
+        ({"model": "m", "messages": HELLO, "max_tokens": 0}, "integer_below_min_value"),
+        ({"model": "m", "messages": [{"role": "robot", "content": "x"}]}, "invalid_value"),
+        ({"model": "m", "messages": HELLO, "stream_options": {"include_usage": True}}, "invalid_value"),
+        ({"model": "m", "messages": [{"role": "user", "content": "[[sim:nonsense]]"}]}, None),
+    ],
+)
 async def test_invalid_bodies_get_openai_400s(sim: SimServer, body: Any, code: str | None) -> None:
     status, headers, payload = await raw(sim, body)
     error = json.loads(payload)["error"]
@@ -255,18 +302,27 @@ async def test_unknown_path_is_a_json_404(sim: SimServer) -> None:
     assert status == 404 and json.loads(payload)["error"]["message"] == "Invalid URL (GET /v1/nope)"
 
 
-@pytest.mark.parametrize("code, exc", [(500, openai.InternalServerError), (502, openai.InternalServerError),
-                                       (503, openai.InternalServerError), (429, openai.RateLimitError)])
+@pytest.mark.parametrize(
+    "code, exc",
+    [
+        (500, openai.InternalServerError),
+        (502, openai.InternalServerError),
+        (503, openai.InternalServerError),
+        (429, openai.RateLimitError),
+    ],
+)
 async def test_error_directives_raise_the_sdks_exceptions(sim: SimServer, code: int, exc: type) -> None:
     async with sdk(sim) as client:
         with pytest.raises(exc) as info:
             await client.chat.completions.create(
-                model="m", messages=[{"role": "user", "content": f"x [[sim:error={code}]]"}], stream=True)
+                model="m", messages=[{"role": "user", "content": f"x [[sim:error={code}]]"}], stream=True
+            )
     assert info.value.status_code == code
     assert sim.stats()["faults"][f"error_{code}"] == 1
 
 
 # --- rate limits ---
+
 
 async def test_rpm_limit_answers_429_with_retry_after(make_sim: MakeSim) -> None:
     server = await make_sim(fast=True, rpm=2)
@@ -280,7 +336,7 @@ async def test_rpm_limit_answers_429_with_retry_after(make_sim: MakeSim) -> None
     assert ok.headers["x-ratelimit-reset-requests"].endswith("s")
     err = info.value
     assert err.code == "rate_limit_exceeded" and err.body["type"] == "requests"  # type: ignore[index]
-    assert int(err.response.headers["retry-after"]) == 30            # a slot refills every 30 s at 2 rpm
+    assert int(err.response.headers["retry-after"]) == 30  # a slot refills every 30 s at 2 rpm
     assert 29_000 < int(err.response.headers["retry-after-ms"]) <= 30_000
     assert err.response.headers["x-ratelimit-remaining-requests"] == "0"
     assert server.stats()["rate_limited"] == {"requests": 1, "tokens": 0}
@@ -303,6 +359,7 @@ async def test_unlimited_sim_sends_no_ratelimit_headers(sim: SimServer) -> None:
 
 # --- other endpoints and HTTP ---
 
+
 async def test_health_models_and_stats_endpoints(sim: SimServer) -> None:
     assert (await raw(sim, None, "GET", "/health"))[0] == 200
     status, _, payload = await raw(sim, None, "GET", "/v1/models")
@@ -314,12 +371,14 @@ async def test_health_models_and_stats_endpoints(sim: SimServer) -> None:
 
 async def test_keep_alive_and_pipelined_requests_are_answered_in_order(sim: SimServer) -> None:
     body = json.dumps({"model": "m", "messages": HELLO, "max_tokens": 2}).encode()
-    req = (b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
-           b"content-length: %d\r\n\r\n%s" % (len(body), body))
+    req = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\n\r\n%s" % (len(body), body)
+    )
     reader, writer = await asyncio.open_connection(sim.host, sim.port)
     try:
         writer.write(req + req + b"GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-        data = await asyncio.wait_for(reader.read(), 5)     # read() ends when the server closes
+        data = await asyncio.wait_for(reader.read(), 5)  # read() ends when the server closes
     finally:
         writer.close()
         await writer.wait_closed()
@@ -328,6 +387,7 @@ async def test_keep_alive_and_pipelined_requests_are_answered_in_order(sim: SimS
 
 
 # --- wire quirks a twin copies (usage placement, tokens per chunk, token counting) ---
+
 
 async def client_send(sim: SimServer, body: dict[str, Any], path: str = "/chat/completions") -> AttemptResult:
     name = "completions" if path == "/completions" else "chat"
@@ -339,8 +399,12 @@ async def client_send(sim: SimServer, body: dict[str, Any], path: str = "/chat/c
 @pytest.mark.parametrize("path", ["/chat/completions", "/completions"])
 async def test_usage_placement_is_where_the_client_finds_usage(make_sim: MakeSim, placement: str, path: str) -> None:
     server = await make_sim(fast=True, usage_placement=placement, output_tokens=5)
-    body = {"model": "m", "stream": True, "stream_options": {"include_usage": True},
-            **({"prompt": "Say something."} if path == "/completions" else {"messages": HELLO})}
+    body = {
+        "model": "m",
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        **({"prompt": "Say something."} if path == "/completions" else {"messages": HELLO}),
+    }
     r = await client_send(server, body, path)
     assert r.status == "ok" and r.output_chunks == 5
     assert r.usage_chunk == (None if placement == "none" else placement)
@@ -350,19 +414,24 @@ async def test_usage_placement_is_where_the_client_finds_usage(make_sim: MakeSim
 async def test_sdk_reads_usage_on_the_finish_chunk(make_sim: MakeSim) -> None:
     server = await make_sim(fast=True, usage_placement="finish", output_tokens=4)
     async with sdk(server) as client:
-        stream = await client.chat.completions.create(model="m", messages=HELLO, stream=True,
-                                                      stream_options={"include_usage": True})
+        stream = await client.chat.completions.create(
+            model="m", messages=HELLO, stream=True, stream_options={"include_usage": True}
+        )
         chunks = [c async for c in stream]
     assert chunks[-1].choices[0].finish_reason == "stop" and chunks[-1].usage.completion_tokens == 4
 
 
 @pytest.mark.parametrize("path", ["/chat/completions", "/completions"])
 async def test_tokens_per_chunk_groups_the_same_text(make_sim: MakeSim, path: str) -> None:
-    body = {"model": "m", "stream": True, "stream_options": {"include_usage": True},
-            **({"prompt": "Say something."} if path == "/completions" else {"messages": HELLO})}
+    body = {
+        "model": "m",
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        **({"prompt": "Say something."} if path == "/completions" else {"messages": HELLO}),
+    }
     one = await client_send(await make_sim(fast=True, output_tokens=7), body, path)
     three = await client_send(await make_sim(fast=True, output_tokens=7, tokens_per_chunk=3), body, path)
-    assert (one.output_chunks, three.output_chunks) == (7, 3)           # 3 + 3 + 1 tokens
+    assert (one.output_chunks, three.output_chunks) == (7, 3)  # 3 + 3 + 1 tokens
     assert three.text == one.text and three.completion_tokens == one.completion_tokens == 7
 
 
@@ -370,7 +439,7 @@ async def test_a_fractional_tokens_per_chunk_streams_that_many_chunks(make_sim: 
     body = {"model": "m", "stream": True, "stream_options": {"include_usage": True}, "messages": HELLO}
     one = await client_send(await make_sim(fast=True, output_tokens=8), body)
     merged = await client_send(await make_sim(fast=True, output_tokens=8, tokens_per_chunk=1.6), body)
-    assert (one.output_chunks, merged.output_chunks) == (8, 5)            # ceil(8 / 1.6): sizes 1, 2, 1, 2, 2
+    assert (one.output_chunks, merged.output_chunks) == (8, 5)  # ceil(8 / 1.6): sizes 1, 2, 1, 2, 2
     assert merged.text == one.text and merged.completion_tokens == 8
 
 
@@ -382,7 +451,10 @@ async def test_logprobs_keep_one_token_per_chunk(make_sim: MakeSim) -> None:
 
 async def test_chars_per_token_counts_prompt_tokens(make_sim: MakeSim) -> None:
     server = await make_sim(fast=True, chars_per_token=3.5)
-    body = {"model": "m", "messages": [{"role": "user", "content": "x" * 35}], "stream": True,
-            "stream_options": {"include_usage": True}}
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "x" * 35}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     assert (await client_send(server, body)).prompt_tokens == 10
-

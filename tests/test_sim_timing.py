@@ -40,8 +40,17 @@ async def test_a_request_is_timed_from_its_hand_over_not_from_when_its_plan_was_
     TTFT of 0.5 s, gets its first chunk 0.2 s after the start: before a timer set at 0.4 s."""
     wire = Wire(received_s=time.monotonic() - 0.3)
     plan = Plan(prompt_tokens=1, tokens=["a", "b"], queued=False, ttft_s=0.5)
-    delivery = StreamDelivery(SimConfig(fixed_ttft_s=0.5, fixed_itl_s=0.01), Engine(1), wire,  # type: ignore[arg-type]
-                              plan, Hooks(lambda kind: None, lambda done: None), b"HEAD", [b"a", b"b"], b"END", b"")
+    delivery = StreamDelivery(
+        SimConfig(fixed_ttft_s=0.5, fixed_itl_s=0.01),
+        Engine(1),
+        wire,  # type: ignore[arg-type]
+        plan,
+        Hooks(lambda kind: None, lambda done: None),
+        b"HEAD",
+        [b"a", b"b"],
+        b"END",
+        b"",
+    )
     marker = asyncio.get_running_loop().create_future()
     handle = asyncio.get_running_loop().call_later(0.4, marker.set_result, None)
     delivery.start()
@@ -69,4 +78,4 @@ def test_a_fractional_chunk_count_keeps_its_mean() -> None:
     draws = [content_chunk_count(24, k, (i + 0.5) / 1000) for i in range(1000)]
     assert sum(draws) / 1000 == pytest.approx(20.34, abs=0.01)
     assert {content_chunk_count(7, 3.0, u) for u in (0.0, 0.9)} == {3}
-    assert content_chunk_count(1, 1.5, 0.9) == 1                 # never no chunk for a token
+    assert content_chunk_count(1, 1.5, 0.9) == 1  # never no chunk for a token

@@ -16,12 +16,12 @@ def test_order_statistic_ranks_match_the_tables():
     # n = 100, median, 95%: the textbook ranks 40 and 61 (Conover, Table A3 / binomial).
     assert stats._order_ranks(100, 50, 0.95) == (40, 61)
     assert stats._order_ranks(10, 50, 0.95) == (2, 9)
-    assert stats._order_ranks(5, 50, 0.95) is None           # 2 * 0.5^5 = 6.25% > 5%: no interval
+    assert stats._order_ranks(5, 50, 0.95) is None  # 2 * 0.5^5 = 6.25% > 5%: no interval
     assert stats.quantile_ci(list(range(1, 11)), 50) == (2.0, 9.0)
 
 
 def test_a_p99_interval_needs_enough_values():
-    assert stats.min_n_for_quantile_ci(99) == 368             # 0.99^368 < 0.025 <= 0.99^367
+    assert stats.min_n_for_quantile_ci(99) == 368  # 0.99^368 < 0.025 <= 0.99^367
     assert stats.quantile_ci(list(range(367)), 99) is None
     assert stats.quantile_ci(list(range(368)), 99) == (359.0, 367.0)
     assert stats.min_n_for_quantile_ratio(99) == 435
@@ -44,8 +44,8 @@ def test_hodges_lehmann_finds_a_common_factor():
     base = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
     iv = stats.hodges_lehmann_ratio(base, [1.2 * x for x in base])
     assert iv.estimate == approx(0.2) and iv.low < 0.2 < iv.high
-    assert stats.hodges_lehmann_ratio(base[:4], base) is None          # fewer than 5 a side
-    assert stats.hodges_lehmann_ratio([0.0] + base, base) is None      # log of 0
+    assert stats.hodges_lehmann_ratio(base[:4], base) is None  # fewer than 5 a side
+    assert stats.hodges_lehmann_ratio([0.0] + base, base) is None  # log of 0
 
 
 def test_hodges_lehmann_interval_covers_the_true_factor():
@@ -60,7 +60,7 @@ def test_hodges_lehmann_interval_covers_the_true_factor():
         hits += iv.low <= 0.2 <= iv.high
         widths.append(math.log1p(iv.high) - math.log1p(iv.low))
         se = math.sqrt(np.log(cur).var(ddof=1) / 100 + np.log(base).var(ddof=1) / 100)
-        t_widths.append(2 * 1.972 * se)             # t(0.975, 198)
+        t_widths.append(2 * 1.972 * se)  # t(0.975, 198)
     assert hits / 300 >= 0.93
     assert np.mean(widths) <= 1.10 * np.mean(t_widths)
 
@@ -76,7 +76,7 @@ def test_the_half_width_against_an_identical_run_is_predicted_from_one_sample():
         iv = stats.hodges_lehmann_ratio(x, y)
         pair.append((iv.high - iv.low) / 2)
     assert np.mean(own) == approx(np.mean(pair), rel=0.05)
-    assert 0.035 < np.mean(own) < 0.06              # ±1.96 · 0.2 · sqrt(2/150) / sqrt(0.955), about ±4.6%
+    assert 0.035 < np.mean(own) < 0.06  # ±1.96 · 0.2 · sqrt(2/150) / sqrt(0.955), about ±4.6%
     assert stats.median_change_half_width([1.0, 2.0, 3.0]) is None
 
 
@@ -119,7 +119,7 @@ def test_poisson_rate_interval_by_hand():
     # 16 events in 8 s: (16 -/+ 1.959964 * 4) / 8
     low, high = stats.poisson_rate_ci(16, 8.0)
     assert (low, high) == approx((8.160144 / 8, 23.839856 / 8))
-    assert stats.poisson_rate_ci(1, 1.0)[0] == 0.0             # 1 - 1.96 < 0: clamped
+    assert stats.poisson_rate_ci(1, 1.0)[0] == 0.0  # 1 - 1.96 < 0: clamped
     assert stats.poisson_rate_ci(0, 8.0) is None and stats.poisson_rate_ci(3, 0.0) is None
 
 
@@ -128,7 +128,7 @@ def test_littles_law_rate_interval_by_hand():
     # A resample holds k ok of 4: rate k / 2. P(k <= 1) = 13/256 (5%) and P(k = 4) = 81/256 (32%):
     # the 2.5% and 97.5% points are k = 1 and k = 4.
     assert stats.little_rate_ci([1.0, 1.0, 0.0, 1.0], [1.0] * 4, 2.0) == (1.5, 0.5, 2.0)
-    assert stats.little_rate_ci([1.0], [1.0], 2.0) is None      # one request: no resampling
+    assert stats.little_rate_ci([1.0], [1.0], 2.0) is None  # one request: no resampling
 
 
 def test_littles_law_rate_ratio_by_hand():

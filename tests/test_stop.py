@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from promptfiles import write_prompts
 from typer.testing import CliRunner
 
 from batchrun.cli import app
 from batchrun.engine.stop import StopRule
 from batchrun.store.records import Record
-from promptfiles import write_prompts
 
 N = 200
 # How each caller of the rule is reached from the command line; each sends one input per request.
@@ -28,25 +28,30 @@ CALLERS = {
 
 def run(caller: str, base_url: str, tmp_path: Path, prompt: str, *options: str) -> tuple[Any, Counter[str]]:
     write_prompts(tmp_path / "p.csv", [f"{prompt} {i}" for i in range(N)])
-    result = CliRunner().invoke(app, ["run", "p.csv", "--base-url", base_url, "-q", "--retries", "0",
-                                      "--out", "o", *CALLERS[caller], *options], catch_exceptions=False)
+    result = CliRunner().invoke(
+        app,
+        ["run", "p.csv", "--base-url", base_url, "-q", "--retries", "0", "--out", "o", *CALLERS[caller], *options],
+        catch_exceptions=False,
+    )
     lines = (tmp_path / "o" / "records.jsonl").read_text().splitlines()
     statuses = Counter(json.loads(line)["status"] for line in lines)
     return result, statuses
 
 
 @pytest.mark.parametrize("caller", CALLERS)
-def test_the_first_five_requests_failing_with_one_4xx_stop_every_caller(fast_sim: Any, tmp_path: Path,
-                                                                        caller: str) -> None:
+def test_the_first_five_requests_failing_with_one_4xx_stop_every_caller(
+    fast_sim: Any, tmp_path: Path, caller: str
+) -> None:
     """A 400 on every request (a parameter the endpoint rejects): every row would get it, so the
     run stops after the first five and says why, whichever caller counts them."""
     result, statuses = run(caller, fast_sim.base_url, tmp_path, "[[sim:error=400]]")
     assert result.exit_code == 2, result.output
-    assert ("the endpoint refused the run: the first 5 requests all failed with HTTP 400; "
-            "the last said: HTTP 400") in result.output
+    assert (
+        "the endpoint refused the run: the first 5 requests all failed with HTTP 400; the last said: HTTP 400"
+    ) in result.output
     assert set(statuses) <= {"error", "cancelled"}
-    assert sum(statuses.values()) < N / 2          # stopped early: most rows left for --resume
-    if caller != "workers":         # one request at a time: the fifth answer stopped it (a sixth may be cancelled)
+    assert sum(statuses.values()) < N / 2  # stopped early: most rows left for --resume
+    if caller != "workers":  # one request at a time: the fifth answer stopped it (a sixth may be cancelled)
         assert statuses["error"] == 5
 
 
@@ -55,14 +60,16 @@ def test_max_errors_stops_every_caller_with_the_commonest_error(fast_sim: Any, t
     result, statuses = run(caller, fast_sim.base_url, tmp_path, "[[sim:error=500]]", "--max-errors", "3")
     assert result.exit_code == 1, result.output
     unit = "inputs" if caller == "embeddings" else "requests"
-    assert (f"stopped early: 3 {unit} failed (--max-errors 3); the commonest error (3 of 3): "
-            "InternalServerError: HTTP 500") in result.output
+    assert (
+        f"stopped early: 3 {unit} failed (--max-errors 3); the commonest error (3 of 3): InternalServerError: HTTP 500"
+    ) in result.output
     assert set(statuses) <= {"error", "cancelled"} and sum(statuses.values()) < N / 2
     if caller != "workers":
         assert statuses["error"] == 3
 
 
 # --- the rule itself, on hand-made records ---
+
 
 def rec(status: str = "error", http: int | None = None, error_type: str | None = None, error: str = "") -> Record:
     return Record(id="r", row=0, status=status, http_status=http, error_type=error_type, error=error)
@@ -83,8 +90,13 @@ def test_the_first_five_failing_with_one_plain_4xx_stop_but_a_retryable_or_mixed
     rule = StopRule()
     assert feed(rule, [rec(http=400, error=f"HTTP 400: bad {i}") for i in range(5)]) == [False] * 4 + [True]
     assert rule.refused == "the first 5 requests all failed with HTTP 400; the last said: HTTP 400: bad 4"
-    for window in ([rec(http=429)] * 5, [rec(http=408)] * 5, [rec(http=400)] * 4 + [rec(http=422)],
-                   [rec(http=400)] * 4 + [rec("ok", 200)], [rec(http=400)] * 4 + [rec("timeout")]):
+    for window in (
+        [rec(http=429)] * 5,
+        [rec(http=408)] * 5,
+        [rec(http=400)] * 4 + [rec(http=422)],
+        [rec(http=400)] * 4 + [rec("ok", 200)],
+        [rec(http=400)] * 4 + [rec("timeout")],
+    ):
         rule = StopRule()
         assert not any(feed(rule, window)) and not any(feed(rule, [rec(http=400)] * 5)) and not rule.decided
 
@@ -99,21 +111,29 @@ def test_only_answered_requests_fill_the_window() -> None:
 
 def test_max_errors_names_the_commonest_error_with_its_share() -> None:
     rule = StopRule(max_errors=3)
-    said = feed(rule, [rec(http=500, error_type="InternalServerError", error="HTTP 500: a"), rec("ok", 200),
-                       rec("timeout", error_type="APITimeoutError", error="slow"),
-                       rec(http=500, error_type="InternalServerError", error="HTTP 500: b")])
+    said = feed(
+        rule,
+        [
+            rec(http=500, error_type="InternalServerError", error="HTTP 500: a"),
+            rec("ok", 200),
+            rec("timeout", error_type="APITimeoutError", error="slow"),
+            rec(http=500, error_type="InternalServerError", error="HTTP 500: b"),
+        ],
+    )
     assert said == [False, False, False, True]
-    assert rule.abort_reason == ("3 requests failed (--max-errors 3); the commonest error (2 of 3): "
-                                 "InternalServerError: HTTP 500: b")
+    assert rule.abort_reason == (
+        "3 requests failed (--max-errors 3); the commonest error (2 of 3): InternalServerError: HTTP 500: b"
+    )
 
 
 def test_max_error_rate_waits_for_twenty_finished_and_is_strictly_above() -> None:
     rule = StopRule(max_error_rate=0.5, unit="inputs")
-    assert not any(feed(rule, [rec(http=500, error_type="E")] * 10 + [rec("ok", 200)] * 9))   # 10 of 19
-    assert not rule.see(rec("ok", 200))                                                     # 10 of 20: not above
-    assert rule.see(rec(http=500, error_type="E", error="boom"))                            # 11 of 21
-    assert rule.abort_reason == ("11 of 21 inputs failed, more than --max-error-rate 0.5; "
-                                 "the commonest error (11 of 11): E: boom")
+    assert not any(feed(rule, [rec(http=500, error_type="E")] * 10 + [rec("ok", 200)] * 9))  # 10 of 19
+    assert not rule.see(rec("ok", 200))  # 10 of 20: not above
+    assert rule.see(rec(http=500, error_type="E", error="boom"))  # 11 of 21
+    assert rule.abort_reason == (
+        "11 of 21 inputs failed, more than --max-error-rate 0.5; the commonest error (11 of 11): E: boom"
+    )
 
 
 def test_one_request_standing_for_several_inputs_counts_them_all_but_fills_one_window_place() -> None:
@@ -128,7 +148,7 @@ def test_one_request_standing_for_several_inputs_counts_them_all_but_fills_one_w
 
 def test_the_first_reason_is_kept_while_later_records_are_still_counted() -> None:
     rule = StopRule(max_errors=1)
-    assert rule.see(rec(http=401, error="HTTP 401: bad key"))          # a refusal and the budget: the refusal
+    assert rule.see(rec(http=401, error="HTTP 401: bad key"))  # a refusal and the budget: the refusal
     assert (rule.refused, rule.abort_reason) == ("HTTP 401: bad key", None)
     assert not rule.see(rec(http=500, error_type="E")) and rule.failed == 2
     rule.abort("every worker process ended")

@@ -7,11 +7,18 @@ import json
 
 import pytest
 from aiohttp import web
-
-from batchrun.endpoint.attempt import (CONNECTION_ERROR, EMPTY_RESPONSE, INCOMPLETE_STREAM, MALFORMED_CHUNK,
-                                       STREAM_ERROR, AttemptResult, status_error_type)
-from batchrun.endpoint.transport import Endpoint, StreamClient, make_session
 from rawserver import DONE, chunk, cut, raw_server, sse, usage_chunk
+
+from batchrun.endpoint.attempt import (
+    CONNECTION_ERROR,
+    EMPTY_RESPONSE,
+    INCOMPLETE_STREAM,
+    MALFORMED_CHUNK,
+    STREAM_ERROR,
+    AttemptResult,
+    status_error_type,
+)
+from batchrun.endpoint.transport import Endpoint, StreamClient, make_session
 
 BODY = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}).encode()
 
@@ -23,8 +30,16 @@ async def send(base_url: str, **kw) -> AttemptResult:
 
 
 async def test_a_real_stream_over_a_socket() -> None:
-    pieces = [chunk("", role="assistant"), 0.05, chunk("a"), 0.05, chunk(" b"), chunk(finish="stop"),
-              usage_chunk(5, 2), DONE]
+    pieces = [
+        chunk("", role="assistant"),
+        0.05,
+        chunk("a"),
+        0.05,
+        chunk(" b"),
+        chunk(finish="stop"),
+        usage_chunk(5, 2),
+        DONE,
+    ]
 
     async def handler(request: web.Request) -> web.StreamResponse:
         return await sse(request, pieces)
@@ -35,19 +50,32 @@ async def test_a_real_stream_over_a_socket() -> None:
     assert 0.03 < r.ttft_s < 5 and r.latency_s >= r.ttft_s
 
 
-@pytest.mark.parametrize("status,body,ctype,expected", [
-    (429, {"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}},
-     "application/json", "RateLimitError"),
-    (400, {"error": {"message": "bad", "type": "invalid_request_error"}}, "application/json", "BadRequestError"),
-    (401, {"error": {"message": "Incorrect API key provided: sk-abc...xyz"}}, "application/json", "AuthenticationError"),
-    (503, "upstream unavailable", "text/plain", "InternalServerError"),
-    (502, "<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html", "InternalServerError"),
-])
+@pytest.mark.parametrize(
+    "status,body,ctype,expected",
+    [
+        (
+            429,
+            {"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}},
+            "application/json",
+            "RateLimitError",
+        ),
+        (400, {"error": {"message": "bad", "type": "invalid_request_error"}}, "application/json", "BadRequestError"),
+        (
+            401,
+            {"error": {"message": "Incorrect API key provided: sk-abc...xyz"}},
+            "application/json",
+            "AuthenticationError",
+        ),
+        (503, "upstream unavailable", "text/plain", "InternalServerError"),
+        (502, "<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html", "InternalServerError"),
+    ],
+)
 async def test_http_errors_become_typed_results(status, body, ctype, expected) -> None:
     async def handler(request: web.Request) -> web.Response:
         text = json.dumps(body) if isinstance(body, dict) else body
-        return web.Response(status=status, text=text, content_type=ctype,
-                            headers={"retry-after-ms": "1500", "x-request-id": "req-err"})
+        return web.Response(
+            status=status, text=text, content_type=ctype, headers={"retry-after-ms": "1500", "x-request-id": "req-err"}
+        )
 
     async with raw_server(handler) as url:
         r = await send(url)
@@ -75,11 +103,14 @@ async def test_stream_without_done_is_incomplete() -> None:
     assert r.error_type == INCOMPLETE_STREAM and r.text == "a"
 
 
-@pytest.mark.parametrize("pieces,expected", [
-    ([chunk("a"), b"data: {not json\n\n", DONE], MALFORMED_CHUNK),
-    ([chunk("a"), b'data: {"error": {"message": "overloaded", "type": "server_error"}}\n\n', DONE], STREAM_ERROR),
-    ([chunk(role="assistant"), usage_chunk(1, 0), DONE], EMPTY_RESPONSE),   # no content and no finish_reason
-])
+@pytest.mark.parametrize(
+    "pieces,expected",
+    [
+        ([chunk("a"), b"data: {not json\n\n", DONE], MALFORMED_CHUNK),
+        ([chunk("a"), b'data: {"error": {"message": "overloaded", "type": "server_error"}}\n\n', DONE], STREAM_ERROR),
+        ([chunk(role="assistant"), usage_chunk(1, 0), DONE], EMPTY_RESPONSE),  # no content and no finish_reason
+    ],
+)
 async def test_bad_streams(pieces, expected) -> None:
     async def handler(request: web.Request) -> web.StreamResponse:
         return await sse(request, pieces)
@@ -92,13 +123,14 @@ async def test_bad_streams(pieces, expected) -> None:
 async def test_an_empty_answer_the_server_ended_is_ok_with_no_timing_invented() -> None:
     """llama-server's answer when a stop sequence matches the first token: a finish chunk, usage
     with one completion token, [DONE], and no content at all."""
+
     async def handler(request: web.Request) -> web.StreamResponse:
         return await sse(request, [chunk(role="assistant", content=""), chunk(finish="stop"), usage_chunk(5, 1), DONE])
 
     async with raw_server(handler) as url:
         r = await send(url)
     assert (r.status, r.text, r.finish_reason, r.completion_tokens, r.output_chunks) == ("ok", "", "stop", 1, 0)
-    assert r.ttft_s is None and r.latency_s is None and r.total_s is not None   # no output chunk came
+    assert r.ttft_s is None and r.latency_s is None and r.total_s is not None  # no output chunk came
 
 
 async def test_tolerated_stream_variants() -> None:
@@ -127,7 +159,7 @@ async def test_ttft_timeout_and_total_timeout() -> None:
     async with raw_server(slow_tail) as url:
         r = await send(url, timeout_s=0.3, ttft_timeout_s=0.2)
     assert r.status == "timeout" and "--timeout" in r.error
-    assert r.text == "a" and r.output_chunks == 1 and r.latency_s == r.ttft_s   # partial, and consistent
+    assert r.text == "a" and r.output_chunks == 1 and r.latency_s == r.ttft_s  # partial, and consistent
 
 
 async def test_whole_request_timeout_also_bounds_the_wait_for_the_first_token() -> None:
@@ -144,7 +176,7 @@ async def test_connection_refused() -> None:
         return await sse(request, [])
 
     async with raw_server(handler) as url:
-        pass                                           # the port is closed again now
+        pass  # the port is closed again now
     r = await send(url)
     assert r.status == "error" and r.error_type == CONNECTION_ERROR and "cannot connect" in r.error
 
@@ -177,8 +209,17 @@ async def test_cancellation_propagates() -> None:
 
 def test_status_error_types_match_the_sdk() -> None:
     assert [status_error_type(s) for s in (400, 401, 403, 404, 409, 422, 429, 500, 503, 418)] == [
-        "BadRequestError", "AuthenticationError", "PermissionDeniedError", "NotFoundError", "ConflictError",
-        "UnprocessableEntityError", "RateLimitError", "InternalServerError", "InternalServerError", "APIStatusError"]
+        "BadRequestError",
+        "AuthenticationError",
+        "PermissionDeniedError",
+        "NotFoundError",
+        "ConflictError",
+        "UnprocessableEntityError",
+        "RateLimitError",
+        "InternalServerError",
+        "InternalServerError",
+        "APIStatusError",
+    ]
 
 
 def test_endpoint_repr_hides_key() -> None:

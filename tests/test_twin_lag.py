@@ -39,7 +39,7 @@ def test_deconvolving_a_constant_delay_takes_it_off() -> None:
 
 
 def test_deconvolving_a_spread_delay_gives_back_the_server() -> None:
-    server, lag = linear(0.010, 0.020), linear(0.0, 0.004)       # lag uniform on 0-4 ms, mean 2 ms
+    server, lag = linear(0.010, 0.020), linear(0.0, 0.004)  # lag uniform on 0-4 ms, mean 2 ms
     measured = sum_quantiles(server, lag)
     d = deconvolve(measured, lag)
     for p in (0.1, 0.25, 0.5, 0.75, 0.9):

@@ -19,18 +19,18 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
+from promptfiles import write_prompts
+from twinserve import serve_like
 from typer.testing import CliRunner
 
 from batchrun.analysis.metrics import percentile
 from batchrun.analysis.stats import proportion_difference, quantile_ci
 from batchrun.cli import app
-from batchrun.store.records import CANCELLED, OK, Record, read_records
 from batchrun.sim import SimProcess
+from batchrun.store.records import CANCELLED, OK, Record, read_records
 from batchrun.twin import sim_config
 from batchrun.twin.fit import failure_kind
 from batchrun.twin.model import GRID, Failure, Failures, Level, Output, TwinModel
-from promptfiles import write_prompts
-from twinserve import serve_like
 
 WORDS = "river stone bridge market signal pattern garden window letter answer".split()
 
@@ -69,8 +69,16 @@ def test_a_run_against_the_twin_gives_the_sources_ttft_and_latency_within_10_per
     queue), 5% HTTP 500s, natural answer lengths (lognormal, mean 12, sigma 0.3) under max_tokens 64.
     (With sigma 0.6 the latency p90's interval reaches about 5% at this n: 0.3 keeps it near 3%.)"""
     data = prompts(tmp_path / "p.csv", 480)
-    settings = ["ttft_s=0.05", "itl_s=0.005", "max_concurrency=8", "error_500_rate=0.05", "output_tokens_mean=12",
-                "output_tokens_sigma=0.3", "fresh_jitter=true", "seed=3"]
+    settings = [
+        "ttft_s=0.05",
+        "itl_s=0.005",
+        "max_concurrency=8",
+        "error_500_rate=0.05",
+        "output_tokens_mean=12",
+        "output_tokens_sigma=0.3",
+        "fresh_jitter=true",
+        "seed=3",
+    ]
     source = run(data, "source", "-c", "16", "--max-tokens", "64", *builtin(*settings))
     assert invoke("fit", "source", "--out", "twin.json", "-q").exit_code == 0
     with serve_like("twin.json") as url:
@@ -79,7 +87,7 @@ def test_a_run_against_the_twin_gives_the_sources_ttft_and_latency_within_10_per
         s, t = ok_values(source, key), ok_values(twin, key)
         for q in (50, 90):
             measured = percentile(s, q)
-            low, high = quantile_ci(s, q)   # type: ignore[misc]
+            low, high = quantile_ci(s, q)  # type: ignore[misc]
             # n large enough: with half-widths under 5%, two runs of the source itself differ by
             # sampling noise alone with a spread (sd) under 5% x sqrt(2) / 1.96 = 3.6%, so 10% is
             # nearly three of those out.
@@ -98,8 +106,17 @@ def test_serve_like_a_run_dir_reproduces_failure_kinds_and_rates(tmp_path: Path)
     the client keeps up on a busy machine: no answer but a stalled one comes near the timeout."""
     n = 1500
     data = prompts(tmp_path / "p.csv", n, chars=40)
-    faults = ["fixed_ttft_s=0.002", "fixed_itl_s=0.001", "output_tokens=4", "error_500_rate=0.04",
-              "error_503_rate=0.03", "error_429_rate=0.02", "cut_rate=0.03", "malformed_rate=0.02", "stall_rate=0.01"]
+    faults = [
+        "fixed_ttft_s=0.002",
+        "fixed_itl_s=0.001",
+        "output_tokens=4",
+        "error_500_rate=0.04",
+        "error_503_rate=0.03",
+        "error_429_rate=0.02",
+        "cut_rate=0.03",
+        "malformed_rate=0.02",
+        "stall_rate=0.01",
+    ]
     source = run(data, "source", "-c", "16", "--timeout", "3", *builtin(*faults))
     with serve_like("source") as url:
         twin = run(data, "twin", "-c", "16", "--timeout", "3", "--base-url", url)
@@ -112,21 +129,44 @@ def test_serve_like_a_run_dir_reproduces_failure_kinds_and_rates(tmp_path: Path)
 
 def test_the_twin_copies_wire_quirks_rate_limit_headers_and_the_model_name(tmp_path: Path) -> None:
     data = prompts(tmp_path / "p.csv", 40, chars=40)
-    quirks = ["fixed_ttft_s=0.002", "fixed_itl_s=0.001", "output_tokens=6", "usage_placement=\"finish\"",
-              "tokens_per_chunk=2", "rpm=60000", "ratelimit_headers=\"anthropic\"", "models=[\"acme-7b\"]"]
+    quirks = [
+        "fixed_ttft_s=0.002",
+        "fixed_itl_s=0.001",
+        "output_tokens=6",
+        'usage_placement="finish"',
+        "tokens_per_chunk=2",
+        "rpm=60000",
+        'ratelimit_headers="anthropic"',
+        'models=["acme-7b"]',
+    ]
     run(data, "source", "-c", "4", *builtin(*quirks))
     assert invoke("fit", "source", "--out", "twin.json", "--no-report", "-q").exit_code == 0
     with serve_like("twin.json") as url:
         twin = run(data, "twin", "-c", "4", "--base-url", url)
-    assert {(r.usage_chunk, r.completion_tokens, r.output_chunks, r.model) for r in twin} == {("finish", 6, 3, "acme-7b")}
+    assert {(r.usage_chunk, r.completion_tokens, r.output_chunks, r.model) for r in twin} == {
+        ("finish", 6, 3, "acme-7b")
+    }
     limits = json.loads(Path("twin/summary.json").read_text())["summary"]["rate_limits"]["provider"]
     assert (limits["source"], limits["requests_per_min"]) == ("anthropic", 60000)
 
 
 def test_fit_on_a_bench_sweep_gives_a_level_per_concurrency_and_a_report(tmp_path: Path) -> None:
     data = prompts(tmp_path / "p.csv", 40, chars=40)
-    result = invoke("bench", str(data), "-c", "1,4", "-n", "40", "--no-sync", "--max-tokens", "4", "--out", "b", "-q",
-                    *builtin("ttft_s=0.004", "itl_s=0.0005", "max_concurrency=2", "prefill_s_per_token=0"))
+    result = invoke(
+        "bench",
+        str(data),
+        "-c",
+        "1,4",
+        "-n",
+        "40",
+        "--no-sync",
+        "--max-tokens",
+        "4",
+        "--out",
+        "b",
+        "-q",
+        *builtin("ttft_s=0.004", "itl_s=0.0005", "max_concurrency=2", "prefill_s_per_token=0"),
+    )
     assert result.exit_code == 0, result.output
     result = invoke("fit", "b", "--out", "out/twin.json")
     assert result.exit_code == 0, result.output
@@ -136,17 +176,20 @@ def test_fit_on_a_bench_sweep_gives_a_level_per_concurrency_and_a_report(tmp_pat
     assert "the largest difference is" in result.output
     assert "note: TTFT and chunk gaps vs concurrency: levels at in flight 1, 4;" in result.output
     page = Path("out/twin.html").read_text()
-    assert page.count('<div class="plot"') == 2 + 1 + 3 * 2      # per-level lines, throughput, CDFs
+    assert page.count('<div class="plot"') == 2 + 1 + 3 * 2  # per-level lines, throughput, CDFs
     assert "Measured vs twin" in Path("out/twin.md").read_text()
 
 
 def test_a_twin_config_serves_from_a_child_process() -> None:
     """What a Python caller does: a TwinModel -> sim_config -> SimProcess (the config, twin
     included, crosses to the child as JSON)."""
-    flat = lambda v: (v,) * len(GRID)   # noqa: E731
-    twin = TwinModel(levels=(Level(1.0, 30, flat(0.01), 30, flat(0.001), 60, flat(1.0)),), model="acme-7b",
-                     output=Output(n=30, stop_n=30, stop_tokens=flat(5.0)),
-                     failures=Failures(100, (Failure("http_503", 100),)))   # every attempt: 503
+    flat = lambda v: (v,) * len(GRID)  # noqa: E731
+    twin = TwinModel(
+        levels=(Level(1.0, 30, flat(0.01), 30, flat(0.001), 60, flat(1.0)),),
+        model="acme-7b",
+        output=Output(n=30, stop_n=30, stop_tokens=flat(5.0)),
+        failures=Failures(100, (Failure("http_503", 100),)),
+    )  # every attempt: 503
     with SimProcess(sim_config(twin)) as sim:
         body = json.dumps({"model": "acme-7b", "messages": [{"role": "user", "content": "hi"}]}).encode()
         request = urllib.request.Request(sim.base_url + "/chat/completions", body, {"Content-Type": "application/json"})
@@ -162,7 +205,11 @@ def test_fit_and_serve_like_refuse_what_is_not_a_run_or_a_twin(tmp_path: Path) -
     result = invoke("fit", "missing")
     assert result.exit_code == 2 and "missing: no such file or directory" in result.output
     Path("bad.json").write_text(json.dumps({"schema": "batchrun.twin/1", "levels": [{"in_flight": 1}]}))
-    proc = subprocess.run([sys.executable, "-m", "batchrun", "serve", "--like", "bad.json", "--port", "0"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "batchrun", "serve", "--like", "bad.json", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2 and "bad.json: grid: missing" in proc.stderr
     assert "Traceback" not in proc.stderr

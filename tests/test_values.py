@@ -13,10 +13,20 @@ from batchrun.errors import ConfigError, InputError
 from batchrun.values import parse_duration_s, parse_slo
 
 
-@pytest.mark.parametrize("text, seconds", [
-    ("1s", 1.0), ("6m0s", 360.0), ("20ms", 0.02), ("1h2m3.5s", 3723.5), ("0.5s", 0.5),
-    ("1.5", 1.5), ("0", 0.0), ("250us", 0.00025), (" 2s ", 2.0),
-])
+@pytest.mark.parametrize(
+    "text, seconds",
+    [
+        ("1s", 1.0),
+        ("6m0s", 360.0),
+        ("20ms", 0.02),
+        ("1h2m3.5s", 3723.5),
+        ("0.5s", 0.5),
+        ("1.5", 1.5),
+        ("0", 0.0),
+        ("250us", 0.00025),
+        (" 2s ", 2.0),
+    ],
+)
 def test_duration_strings(text: str, seconds: float) -> None:
     assert parse_duration_s(text) == pytest.approx(seconds)
 
@@ -39,15 +49,18 @@ def test_parse_slo():
     assert parse_slo("E2E=1.5S") == {"e2e": 1.5}
 
 
-@pytest.mark.parametrize("text, match", [
-    ("ttft=500", "with a unit"),
-    ("ttft:500ms", "NAME=VALUE"),
-    ("latency=1s", "unknown SLO name.*valid names: ttft, tpot, e2e"),
-    ("ttft=0ms", "positive"),
-    ("ttft=-1s", "with a unit"),
-    ("ttft=1s,ttft=2s", "given twice"),
-    ("", "NAME=VALUE"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("ttft=500", "with a unit"),
+        ("ttft:500ms", "NAME=VALUE"),
+        ("latency=1s", "unknown SLO name.*valid names: ttft, tpot, e2e"),
+        ("ttft=0ms", "positive"),
+        ("ttft=-1s", "with a unit"),
+        ("ttft=1s,ttft=2s", "given twice"),
+        ("", "NAME=VALUE"),
+    ],
+)
 def test_parse_slo_rejects_bad_input(text, match):
     with pytest.raises(ValueError, match=match):
         parse_slo(text)
@@ -68,14 +81,23 @@ def test_the_slo_option_takes_text_or_a_mapping() -> None:
         values.slo({"p99": 1.0})
 
 
-@pytest.mark.parametrize("text, expected", [("auto", (None, True)), ("off", (None, False)), ("600", (600.0, False)),
-                                            (None, (None, True)), (90, (90.0, False))])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("auto", (None, True)),
+        ("off", (None, False)),
+        ("600", (600.0, False)),
+        (None, (None, True)),
+        (90, (90.0, False)),
+    ],
+)
 def test_rate_limits(text, expected) -> None:
     assert values.rpm(text) == expected
 
 
-@pytest.mark.parametrize("text, match", [("fast", "takes a number per minute"), ("nan", "finite"),
-                                         ("0", "positive number per minute")])
+@pytest.mark.parametrize(
+    "text, match", [("fast", "takes a number per minute"), ("nan", "finite"), ("0", "positive number per minute")]
+)
 def test_bad_rate_limits_name_the_option(text, match) -> None:
     with pytest.raises(ConfigError, match=f"--tpm.*{match}|{match}"):
         values.tpm(text)

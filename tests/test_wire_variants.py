@@ -7,13 +7,13 @@ import tracemalloc
 from typing import Callable
 
 import pytest
-
 import wireservers as ws
+from rawserver import DONE, chunk, raw_server
+
 from batchrun.endpoint.attempt import EMPTY_RESPONSE, RESPONSE_TOO_LARGE, AttemptResult
-from batchrun.endpoint.transport import Endpoint, StreamClient, make_session
 from batchrun.endpoint.sse import SSEStream
 from batchrun.endpoint.toolcalls import ToolCallAssembler
-from rawserver import DONE, chunk, raw_server
+from batchrun.endpoint.transport import Endpoint, StreamClient, make_session
 
 BODY = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}).encode()
 
@@ -26,8 +26,8 @@ async def send(handler, **kw) -> AttemptResult:
 async def test_litellm_usage_chunk_with_an_empty_delta_choice_is_read() -> None:
     r = await send(ws.litellm_usage)
     assert r.status == "ok" and r.text == "Hello you"
-    assert (r.prompt_tokens, r.completion_tokens) == (11, 3)      # not estimated
-    assert r.output_chunks == 3 and len(r.itl_s) == 2             # the usage chunk is no token
+    assert (r.prompt_tokens, r.completion_tokens) == (11, 3)  # not estimated
+    assert r.output_chunks == 3 and len(r.itl_s) == 2  # the usage chunk is no token
 
 
 async def test_vllm_continuous_usage_the_last_one_wins_and_no_chunk_counts_twice() -> None:
@@ -42,7 +42,7 @@ async def test_cached_prompt_tokens_are_read_from_usage_or_llama_servers_timings
     r = await send(ws.llama_server_cache_n)
     assert r.status == "ok" and (r.prompt_tokens, r.cached_tokens) == (24, 23)
     r = await send(ws.litellm_usage)
-    assert r.cached_tokens is None                                # not said: unknown, not 0
+    assert r.cached_tokens is None  # not said: unknown, not 0
 
 
 async def test_bare_cr_line_endings() -> None:
@@ -64,8 +64,8 @@ async def test_reasoning_is_recorded_apart_with_its_own_first_token_time() -> No
     r = await send(ws.reasoning_then_answer)
     assert r.status == "ok" and r.text == "Yes." and r.reasoning_text == "Let me think."
     assert r.reasoning_tokens == 3 and r.completion_tokens == 6
-    assert r.output_chunks == 5                                   # 3 reasoning + 2 answer chunks
-    assert r.ttft_s is not None and r.ttfo_s is not None and r.ttfo_s > r.ttft_s   # first answer comes later
+    assert r.output_chunks == 5  # 3 reasoning + 2 answer chunks
+    assert r.ttft_s is not None and r.ttfo_s is not None and r.ttfo_s > r.ttft_s  # first answer comes later
     assert r.first_content_s == r.ttfo_s
 
 
@@ -101,10 +101,14 @@ async def test_a_line_without_a_newline_ends_at_the_cap() -> None:
 async def test_a_long_line_under_the_cap_is_parsed_whole() -> None:
     async def handler(request):
         from rawserver import sse
+
         big = "z" * 3_000_000
         body = json.dumps({"choices": [{"index": 0, "delta": {"content": big}}]}).encode()
-        return await sse(request, [b"data: ", *(body[i:i + 1000] for i in range(0, len(body), 1000)),
-                                   b"\n\n", chunk(finish="stop"), DONE])
+        return await sse(
+            request,
+            [b"data: ", *(body[i : i + 1000] for i in range(0, len(body), 1000)), b"\n\n", chunk(finish="stop"), DONE],
+        )
+
     r = await send(handler)
     assert r.status == "ok" and len(r.text) == 3_000_000
 
@@ -161,21 +165,25 @@ def _sse_line_reads(pieces: int) -> tuple[list, int, Callable[[], None]]:
 
     def check() -> None:
         assert stream._parts == ["y" * 64 * pieces]
+
     return calls, sum(map(len, reads)), check
 
 
 def _tool_argument_deltas(pieces: int) -> tuple[list, int, Callable[[], None]]:
     """A tool call whose arguments arrive in `pieces` 64-character fragments, then joined."""
     tools = ToolCallAssembler()
-    deltas = [[{"index": 0, "id": "c", "function": {"name": "f", "arguments": "["}}],
-              *[[{"index": 0, "function": {"arguments": "1," * 32}}]] * pieces,
-              [{"index": 0, "function": {"arguments": "1]"}}]]
+    deltas = [
+        [{"index": 0, "id": "c", "function": {"name": "f", "arguments": "["}}],
+        *[[{"index": 0, "function": {"arguments": "1," * 32}}]] * pieces,
+        [{"index": 0, "function": {"arguments": "1]"}}],
+    ]
     calls = [lambda delta=delta: tools.add(delta) for delta in deltas]
     parsed: list = []
     calls.append(lambda: parsed.append(tools.calls()[0]["parsed_arguments"]))
 
     def check() -> None:
         assert len(parsed[0]) == 32 * pieces + 1
+
     return calls, 64 * pieces + 2, check
 
 

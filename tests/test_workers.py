@@ -21,19 +21,19 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+from promptfiles import write_prompts
 from typer.testing import CliRunner
 
 from batchrun.cli import app
 from batchrun.config import RunConfig
 from batchrun.engine.channel import CREDIT, DONE, END, JOBS, READY, START, StreamChannel, encode
+from batchrun.engine.coordinator import shares
 from batchrun.engine.pool import PoolConfig
 from batchrun.engine.workers import WorkerSpec, job_wire, serve
-from batchrun.inputs.prompt import Prompt
-from batchrun.engine.coordinator import shares
 from batchrun.engine.workers_plan import AUTO_MIN_CONCURRENCY, worker_count
 from batchrun.errors import ConfigError
+from batchrun.inputs.prompt import Prompt
 from batchrun.sim import SimConfig, SimProcess
-from promptfiles import write_prompts
 
 FAULTS = dict(error_500_rate=0.02, error_502_rate=0.02, cut_rate=0.02, malformed_rate=0.02)
 
@@ -67,6 +67,7 @@ def records(out: Path) -> list[dict[str, Any]]:
             pass
     return found
 
+
 def assert_same_rows(one: Path, two: Path) -> None:
     """Two runs of the same prompts gave the same rows, and each record got its row's columns and
     request back (a worker never sees them: the coordinator puts them back)."""
@@ -75,7 +76,6 @@ def assert_same_rows(one: Path, two: Path) -> None:
     one_rec = {r["id"]: r for r in records(one)}
     for r in records(two):
         assert r["input"] == one_rec[r["id"]]["input"] and r["request"] == one_rec[r["id"]]["request"]
-
 
 
 def invoke(args: list[str]) -> Any:
@@ -89,9 +89,15 @@ class Run:
         base = {**os.environ, "PYTHONUNBUFFERED": "1"}
         base.pop("OPENAI_API_KEY", None)
         env = {**base, **(env or {})}
-        self.proc = subprocess.Popen([sys.executable, "-m", "batchrun", *args], cwd=cwd, env=env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "batchrun", *args],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stderr), daemon=True)
         self._reader.start()
@@ -145,7 +151,7 @@ def test_auto_uses_cores_minus_one_only_at_high_concurrency(tmp_path: Path) -> N
     assert worker_count(high, "rows", cores=8) == 7
     assert worker_count(high, "rows", cores=2) == 1
     assert worker_count(low, "rows", cores=8) == 1
-    assert worker_count(high, "sessions", cores=8) == 1          # auto never refuses: one process
+    assert worker_count(high, "sessions", cores=8) == 1  # auto never refuses: one process
     with pytest.raises(ConfigError, match="sessions"):
         worker_count(RunConfig.of(path=tmp_path / "p.csv", workers=2), "sessions")
 
@@ -179,14 +185,31 @@ async def test_the_worker_loop_over_a_channel_paced_by_credits(sim: Any, tmp_pat
     coordinator, worker_side = await StreamChannel.over(ours), await StreamChannel.over(theirs)
     worker = asyncio.create_task(serve(worker_side))
     pool = {k: v for k, v in dataclasses.asdict(PoolConfig(concurrency=3)).items() if k != "adaptive"}
-    spec = WorkerSpec(base_url=sim.base_url, api_key=None, basic_auth=None, embedded=True, endpoint_kind="chat",
-                      timeout=30.0, ttft_timeout=None, max_response_bytes=1 << 20, pool=pool,
-                      t0=time.perf_counter(), metered=True)
+    spec = WorkerSpec(
+        base_url=sim.base_url,
+        api_key=None,
+        basic_auth=None,
+        embedded=True,
+        endpoint_kind="chat",
+        timeout=30.0,
+        ttft_timeout=None,
+        max_response_bytes=1 << 20,
+        pool=pool,
+        t0=time.perf_counter(),
+        metered=True,
+    )
     await coordinator.send(START, spec.to_dict())
     assert (await coordinator.recv())[0] == READY
     config = RunConfig.of(path=write_prompts(tmp_path / "p.csv", 1), model="batchrun-sim")
-    todo = list(jobs(config, iter(Prompt(id=f"r{i}", row=i, line=i + 2, messages=[{"role": "user", "content": "hi"}])
-                                  for i in range(10)), set()))
+    todo = list(
+        jobs(
+            config,
+            iter(
+                Prompt(id=f"r{i}", row=i, line=i + 2, messages=[{"role": "user", "content": "hi"}]) for i in range(10)
+            ),
+            set(),
+        )
+    )
     await coordinator.send(JOBS, [job_wire(job) for job in todo])
     await coordinator.send(END)
     got, credits = [], 0
@@ -199,9 +222,12 @@ async def test_the_worker_loop_over_a_channel_paced_by_credits(sim: Any, tmp_pat
     await worker
     await coordinator.close()
     await worker_side.close()
-    assert sorted(r["id"] for r in got) == sorted(f"r{i}" for i in range(10)), (credits, [(r["id"], r["status"]) for r in got])
+    assert sorted(r["id"] for r in got) == sorted(f"r{i}" for i in range(10)), (
+        credits,
+        [(r["id"], r["status"]) for r in got],
+    )
     assert {r["status"] for r in got} == {"ok"} and credits == 10
-    assert all(r["input"] is None and r["request"] is None for r in got)   # they stay with the coordinator
+    assert all(r["input"] is None and r["request"] is None for r in got)  # they stay with the coordinator
 
 
 # --- runs ---
@@ -224,8 +250,23 @@ def test_rpm_holds_across_two_workers(headers_sim: SimProcess, tmp_path: Path) -
     endpoint's headers announce is learned once for the run and paced by too (--tpm auto)."""
     n, per_s = 80, 40
     write_prompts(tmp_path / "p.csv", n)
-    result = invoke(["run", "p.csv", "--base-url", headers_sim.base_url, "-q", "-c", "16", "--workers", "2",
-                     "--rpm", str(per_s * 60), "--out", "o"])
+    result = invoke(
+        [
+            "run",
+            "p.csv",
+            "--base-url",
+            headers_sim.base_url,
+            "-q",
+            "-c",
+            "16",
+            "--workers",
+            "2",
+            "--rpm",
+            str(per_s * 60),
+            "--out",
+            "o",
+        ]
+    )
     assert result.exit_code == 0, result.output
     limits = json.loads((tmp_path / "o" / "summary.json").read_text())["summary"]["rate_limits"]
     assert limits["provider"]["requests_per_min"] == 600_000 and limits["attempts"] == n
@@ -233,7 +274,7 @@ def test_rpm_holds_across_two_workers(headers_sim: SimProcess, tmp_path: Path) -
     sent = sorted(a["sent_s"] for r in records(tmp_path / "o") for a in r["attempt_log"])
     assert len(sent) == n
     busiest = max(sum(1 for t in sent[i:] if t < start + 1.0) for i, start in enumerate(sent))
-    assert busiest <= 2 * per_s + 1               # burst + one second's refill, with one for the window's edge
+    assert busiest <= 2 * per_s + 1  # burst + one second's refill, with one for the window's edge
     # Lower bound only (a slow machine can only make it longer): n - burst requests at per_s a second.
     assert sent[-1] - sent[0] >= (n - per_s) / per_s * 0.95
 
@@ -242,13 +283,30 @@ def test_max_errors_counts_over_all_workers_and_stops_them_all(headers_sim: SimP
     """The run's fate is the coordinator's: 10 failures in total (not per worker) stop both workers."""
     n = 400
     write_prompts(tmp_path / "p.csv", [f"q {i} [[sim:error=500]]" for i in range(n)])
-    result = invoke(["run", "p.csv", "--base-url", headers_sim.base_url, "-q", "-c", "8", "--workers", "2",
-                     "--retries", "0", "--max-errors", "10", "--out", "o"])
+    result = invoke(
+        [
+            "run",
+            "p.csv",
+            "--base-url",
+            headers_sim.base_url,
+            "-q",
+            "-c",
+            "8",
+            "--workers",
+            "2",
+            "--retries",
+            "0",
+            "--max-errors",
+            "10",
+            "--out",
+            "o",
+        ]
+    )
     assert result.exit_code == 1, result.output
     assert "--max-errors 10" in result.output
     statuses = Counter(r["status"] for r in records(tmp_path / "o"))
     assert statuses["error"] >= 10 and set(statuses) <= {"error", "cancelled"}
-    assert sum(statuses.values()) < n / 2            # stopped early: most rows left for --resume
+    assert sum(statuses.values()) < n / 2  # stopped early: most rows left for --resume
 
 
 def test_a_killed_worker_leaves_every_row_once_with_faults(slow_sim: SimProcess, tmp_path: Path) -> None:
@@ -257,26 +315,56 @@ def test_a_killed_worker_leaves_every_row_once_with_faults(slow_sim: SimProcess,
     (bench/bench_workers.py --exact runs the same over 20,000 rows.)"""
     n = 2000
     write_prompts(tmp_path / "p.csv", n)
-    run = Run(["run", "p.csv", "--base-url", slow_sim.base_url, "--out", "o", "-q", "-c", "32", "--workers", "2",
-               "--max-retry-wait", "0.05", "--retries", "6"], tmp_path)
+    run = Run(
+        [
+            "run",
+            "p.csv",
+            "--base-url",
+            slow_sim.base_url,
+            "--out",
+            "o",
+            "-q",
+            "-c",
+            "32",
+            "--workers",
+            "2",
+            "--max-retry-wait",
+            "0.05",
+            "--retries",
+            "6",
+        ],
+        tmp_path,
+    )
     victim = run.worker_pids()[0]
     run.wait_for_records(tmp_path / "o" / "records.jsonl", n // 4)
     os.kill(victim, signal.SIGKILL)
     assert run.finish() == 0, "".join(run.lines)[-3000:]
     assert any("ended unexpectedly" in line for line in run.lines)
     assert_each_row_once(tmp_path / "o", n)
-    assert Counter(r["id"] for r in records(tmp_path / "o")).most_common(1)[0][1] == 1   # one record per row
+    assert Counter(r["id"] for r in records(tmp_path / "o")).most_common(1)[0][1] == 1  # one record per row
 
 
-def test_ctrl_c_then_sigkill_of_the_whole_run_each_leave_it_resumable_exactly_once(slow_sim: SimProcess,
-                                                                                      tmp_path: Path) -> None:
+def test_ctrl_c_then_sigkill_of_the_whole_run_each_leave_it_resumable_exactly_once(
+    slow_sim: SimProcess, tmp_path: Path
+) -> None:
     """Ctrl-C (to the run's process group, as a terminal sends it): exit 130, summary marked
     interrupted. A resume, SIGKILLed with its workers mid-run. A last resume: every row ok once."""
     n = 1000
     write_prompts(tmp_path / "p.csv", n)
     out = tmp_path / "o"
-    flags = ["--base-url", slow_sim.base_url, "-q", "-c", "32", "--workers", "2", "--max-retry-wait", "0.05",
-             "--retries", "6"]
+    flags = [
+        "--base-url",
+        slow_sim.base_url,
+        "-q",
+        "-c",
+        "32",
+        "--workers",
+        "2",
+        "--max-retry-wait",
+        "0.05",
+        "--retries",
+        "6",
+    ]
     run = Run(["run", "p.csv", "--out", "o", *flags], tmp_path)
     pids = run.worker_pids()
     run.wait_for_records(out / "records.jsonl", n // 3)
@@ -290,7 +378,7 @@ def test_ctrl_c_then_sigkill_of_the_whole_run_each_leave_it_resumable_exactly_on
     run = Run(["run", "--resume", "o", *flags], tmp_path)
     pids = run.worker_pids()
     run.wait_for_records(out / "records.jsonl", 2 * n // 3)
-    os.killpg(run.proc.pid, signal.SIGKILL)           # the run's group; its workers see their socket close
+    os.killpg(run.proc.pid, signal.SIGKILL)  # the run's group; its workers see their socket close
     assert run.finish() == -signal.SIGKILL
     _assert_gone(pids)
     ok_second = {r["id"] for r in records(out) if r["status"] == "ok"}

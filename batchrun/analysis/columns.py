@@ -26,17 +26,41 @@ NAN = math.nan
 _UNREAD = ("input", "request", "parsed", "attempt_log", "itl_s")
 
 # name -> (array typecode, value stored for None / missing)
-_FLOATS = ("ttft_s", "ttfo_s", "latency_s", "total_s", "queue_wait_s", "sent_s", "end_s", "scheduled_s",
-           "batch_created_at", "batch_completed_at", "first_round_ttft_s", "final_round_ttft_s")
-_INTS = ("prompt_tokens", "completion_tokens", "rounds")          # -1: None (counts are never negative)
-_SMALL = ("attempts", "session", "tool_calls", "invalid_arguments", "tokens_estimated", "reconnects", "empty",
-          "tool_choice_ignored")
-_FLAGS = ("tokens_estimated", "empty", "tool_choice_ignored")        # 0 / 1 in the columns, bool in a view
-_LABELS = ("status", "error_type", "finish_reason", "endpoint", "batch_id")   # -1: None
+_FLOATS = (
+    "ttft_s",
+    "ttfo_s",
+    "latency_s",
+    "total_s",
+    "queue_wait_s",
+    "sent_s",
+    "end_s",
+    "scheduled_s",
+    "batch_created_at",
+    "batch_completed_at",
+    "first_round_ttft_s",
+    "final_round_ttft_s",
+)
+_INTS = ("prompt_tokens", "completion_tokens", "rounds")  # -1: None (counts are never negative)
+_SMALL = (
+    "attempts",
+    "session",
+    "tool_calls",
+    "invalid_arguments",
+    "tokens_estimated",
+    "reconnects",
+    "empty",
+    "tool_choice_ignored",
+)
+_FLAGS = ("tokens_estimated", "empty", "tool_choice_ignored")  # 0 / 1 in the columns, bool in a view
+_LABELS = ("status", "error_type", "finish_reason", "endpoint", "batch_id")  # -1: None
 COLUMNS = (*_FLOATS, *_INTS, *_SMALL, *_LABELS)
 # 4-byte ints ("i"): token counts, attempts and label codes stay far below 2**31.
-_TYPE = {**{n: ("d", NAN) for n in _FLOATS}, **{n: ("i", -1) for n in _INTS},
-         **{n: ("i", 0) for n in _SMALL}, **{n: ("i", -1) for n in _LABELS}}
+_TYPE = {
+    **{n: ("d", NAN) for n in _FLOATS},
+    **{n: ("i", -1) for n in _INTS},
+    **{n: ("i", 0) for n in _SMALL},
+    **{n: ("i", -1) for n in _LABELS},
+}
 _TYPE["session"] = ("i", 1)
 
 
@@ -82,7 +106,7 @@ class ColumnsBuilder:
     `keep` records are kept whole (slimmed) for the report's sample table."""
 
     def __init__(self, keep: int = 20, gaps: Any = None) -> None:
-        self._gaps = gaps                    # a GapSample: ok records' ITL gaps go there
+        self._gaps = gaps  # a GapSample: ok records' ITL gaps go there
         self._columns = {name: _Column(*_TYPE[name]) for name in COLUMNS}
         self._labels = {name: Labels() for name in _LABELS}
         self._tool_results: dict[int, list[str]] = {}
@@ -106,8 +130,18 @@ class ColumnsBuilder:
 
     def _add(self, get: Callable[[str], Any]) -> None:
         col, labels = self._columns, self._labels
-        for name in ("ttft_s", "ttfo_s", "latency_s", "total_s", "queue_wait_s", "sent_s", "end_s",
-                     "scheduled_s", "batch_created_at", "batch_completed_at"):
+        for name in (
+            "ttft_s",
+            "ttfo_s",
+            "latency_s",
+            "total_s",
+            "queue_wait_s",
+            "sent_s",
+            "end_s",
+            "scheduled_s",
+            "batch_created_at",
+            "batch_completed_at",
+        ):
             value = get(name)
             col[name].append(NAN if value is None else float(value))
         for name in ("prompt_tokens", "completion_tokens"):
@@ -146,11 +180,17 @@ class Columns:
     """Per-record figures of a run in input order; iterating gives one light `RecordView` per
     record (made on the fly, so a loop over a million of them holds one at a time)."""
 
-    def __init__(self, n: int, arrays: Mapping[str, Any], labels: Mapping[str, Labels],
-                 tool_results: Mapping[int, list[str]] | None = None, sample: Sequence[Record] = ()) -> None:
+    def __init__(
+        self,
+        n: int,
+        arrays: Mapping[str, Any],
+        labels: Mapping[str, Labels],
+        tool_results: Mapping[int, list[str]] | None = None,
+        sample: Sequence[Record] = (),
+    ) -> None:
         self.n, self._arrays, self._labels = n, dict(arrays), dict(labels)
         self.tool_results = dict(tool_results or {})
-        self.sample = list(sample)           # the first records, whole: the report's sample table
+        self.sample = list(sample)  # the first records, whole: the report's sample table
 
     @classmethod
     def of(cls, records: Iterable[Record], keep: int = 20) -> "Columns":
@@ -190,8 +230,10 @@ class Columns:
 
     def select(self, mask: Sequence[bool]) -> "Columns":
         """The records where `mask` is true, as Columns of their own (labels keep their codes)."""
-        arrays = {name: None if values is None else array(values.typecode, (v for v, m in zip(values, mask) if m))
-                  for name, values in self._arrays.items()}
+        arrays = {
+            name: None if values is None else array(values.typecode, (v for v, m in zip(values, mask) if m))
+            for name, values in self._arrays.items()
+        }
         kept = [i for i, m in enumerate(mask) if m]
         where = {old: new for new, old in enumerate(kept)}
         tools = {where[i]: t for i, t in self.tool_results.items() if i in where}
@@ -228,6 +270,7 @@ class RecordView:
 
 
 # ------------------------------------------------------------------ helpers over columns
+
 
 def present(values: Sequence[float], mask: Sequence[bool] | None = None) -> list[float]:
     """The values that are not NaN (not None), where `mask` is true."""

@@ -34,21 +34,27 @@ import numpy as np
 from batchrun.analysis import stats
 from batchrun.analysis.request_figures import meets_slo, tpot
 from batchrun.analysis.sides import (  # noqa: F401  (CompareRefused, side_of_records: the library face)
-    CompareRefused, Side, _headline_level, _pick_levels, _pool_level, config_differences, load_side,
+    CompareRefused,
+    Side,
+    _headline_level,
+    _pick_levels,
+    _pool_level,
+    config_differences,
+    load_side,
     side_of_records,
 )
-from batchrun.store.records import OK, SKIPPED, Record
 from batchrun.report.format import fmt_num, fmt_s
+from batchrun.store.records import OK, SKIPPED, Record
 
 
 @dataclass(frozen=True, slots=True)
 class Figure:
     name: str
     higher_is_better: bool
-    unit: str                                    # "s", "req/s", "tok/s", "ratio", "count"
+    unit: str  # "s", "req/s", "tok/s", "ratio", "count"
     get: Callable[[Mapping[str, Any]], Any]
-    method: str                                  # how its interval is made from records
-    one_sided: bool = False                      # inconclusive only when the estimate is past the tolerance
+    method: str  # how its interval is made from records
+    one_sided: bool = False  # inconclusive only when the estimate is past the tolerance
 
 
 def _dist(key: str, stat: str) -> Callable[[Mapping[str, Any]], Any]:
@@ -77,28 +83,33 @@ def _failure_share(s: Mapping[str, Any]) -> float | None:
 
 
 HL, ORDER, BOOT, NEWCOMBE, POINT = ("Hodges-Lehmann", "order statistics", "bootstrap", "Newcombe", "point")
-FIGURES: dict[str, Figure] = {f.name: f for f in (
-    Figure("throughput", True, "req/s", lambda s: (s.get("throughput") or {}).get("requests_per_s"), BOOT),
-    Figure("output_throughput", True, "tok/s", lambda s: (s.get("throughput") or {}).get("output_tokens_per_s"), BOOT),
-    Figure("latency_p50", False, "s", _dist("latency_s", "p50"), HL),
-    Figure("latency_p90", False, "s", _dist("latency_s", "p90"), ORDER),
-    Figure("latency_p99", False, "s", _dist("latency_s", "p99"), ORDER),
-    Figure("ttft_p50", False, "s", _dist("ttft_s", "p50"), HL),
-    Figure("ttft_p99", False, "s", _dist("ttft_s", "p99"), ORDER),
-    Figure("tpot_p50", False, "s", _dist("tpot_s", "p50"), HL),
-    Figure("itl_p50", False, "s", _dist("itl_s", "p50"), BOOT),
-    Figure("failure_share", False, "ratio", _failure_share, NEWCOMBE, one_sided=True),
-    Figure("errors", False, "count", _errors, POINT),
-    Figure("goodput", True, "req/s", lambda s: (s.get("goodput") or {}).get("requests_per_s"), BOOT),
-)}
+FIGURES: dict[str, Figure] = {
+    f.name: f
+    for f in (
+        Figure("throughput", True, "req/s", lambda s: (s.get("throughput") or {}).get("requests_per_s"), BOOT),
+        Figure(
+            "output_throughput", True, "tok/s", lambda s: (s.get("throughput") or {}).get("output_tokens_per_s"), BOOT
+        ),
+        Figure("latency_p50", False, "s", _dist("latency_s", "p50"), HL),
+        Figure("latency_p90", False, "s", _dist("latency_s", "p90"), ORDER),
+        Figure("latency_p99", False, "s", _dist("latency_s", "p99"), ORDER),
+        Figure("ttft_p50", False, "s", _dist("ttft_s", "p50"), HL),
+        Figure("ttft_p99", False, "s", _dist("ttft_s", "p99"), ORDER),
+        Figure("tpot_p50", False, "s", _dist("tpot_s", "p50"), HL),
+        Figure("itl_p50", False, "s", _dist("itl_s", "p50"), BOOT),
+        Figure("failure_share", False, "ratio", _failure_share, NEWCOMBE, one_sided=True),
+        Figure("errors", False, "count", _errors, POINT),
+        Figure("goodput", True, "req/s", lambda s: (s.get("goodput") or {}).get("requests_per_s"), BOOT),
+    )
+}
 # Shown even when absent on both sides; goodput only exists when an SLO was given.
 HEADLINE = tuple(name for name in FIGURES if name != "goodput")
 
 
 @dataclass(frozen=True, slots=True)
 class Tolerance:
-    limit: float          # how far the figure may move in its bad direction (>= 0)
-    relative: bool        # True: percent of the baseline value; False: the figure's own unit (a share: 0..1)
+    limit: float  # how far the figure may move in its bad direction (>= 0)
+    relative: bool  # True: percent of the baseline value; False: the figure's own unit (a share: 0..1)
 
     def __str__(self) -> str:
         return f"{self.limit:g}%" if self.relative else f"{self.limit:g}"
@@ -107,9 +118,11 @@ class Tolerance:
 # The documented defaults (docs/ci-gate.md): every headline figure but `errors` gates, so a bare
 # `compare A B` is a gate. failure_share=1pt is bench's --max-failure-share default: a level that
 # fails more than 1% is never recommended, and a rise of more than a point fails the gate.
-DEFAULT_TOLERANCES_TEXT = ("throughput=-10%,output_throughput=-10%,latency_p50=10%,latency_p90=15%,"
-                           "latency_p99=20%,ttft_p50=10%,ttft_p99=20%,tpot_p50=10%,itl_p50=10%,"
-                           "failure_share=1pt,goodput=-10%")
+DEFAULT_TOLERANCES_TEXT = (
+    "throughput=-10%,output_throughput=-10%,latency_p50=10%,latency_p90=15%,"
+    "latency_p99=20%,ttft_p50=10%,ttft_p99=20%,tpot_p50=10%,itl_p50=10%,"
+    "failure_share=1pt,goodput=-10%"
+)
 
 _TOL_ITEM = re.compile(r"^\s*([A-Za-z0-9_]+)\s*=\s*([+-]?)(\d+(?:\.\d*)?|\.\d+)\s*(%|pt)?\s*$")
 # Names kept from before the figure was turned around: success_rate=-0.05 is failure_share=5pt.
@@ -137,24 +150,34 @@ def parse_tolerances(text: str) -> dict[str, Tolerance]:
     for item in filter(str.strip, text.split(",")):
         m = _TOL_ITEM.match(item)
         if not m:
-            raise ValueError(f"bad tolerance {item.strip()!r}: write FIGURE=N% (e.g. latency_p99=10%, "
-                             "throughput=-5%), FIGURE=N for an absolute bound, or failure_share=Npt")
+            raise ValueError(
+                f"bad tolerance {item.strip()!r}: write FIGURE=N% (e.g. latency_p99=10%, "
+                "throughput=-5%), FIGURE=N for an absolute bound, or failure_share=Npt"
+            )
         given, sign, number, unit = m.group(1), m.group(2), float(m.group(3)), m.group(4) or ""
         name = figure_name(given)
         fig = FIGURES[name]
         higher_is_better = True if given.strip().lower() in _COMPLEMENTS else fig.higher_is_better
         if unit == "pt" and fig.unit != "ratio":
-            raise ValueError(f"{name} is not a share: 'pt' (points) is for failure_share; write "
-                             f"{name}={sign}{m.group(3)}% or an absolute bound")
+            raise ValueError(
+                f"{name} is not a share: 'pt' (points) is for failure_share; write "
+                f"{name}={sign}{m.group(3)}% or an absolute bound"
+            )
         if fig.unit == "ratio" and not unit and number > 1:
-            raise ValueError(f"{given.strip()}={sign}{m.group(3)} would allow {number * 100:g} points: a share's "
-                             f"bound is a fraction or points, e.g. {given.strip()}={sign}{m.group(3)}pt")
+            raise ValueError(
+                f"{given.strip()}={sign}{m.group(3)} would allow {number * 100:g} points: a share's "
+                f"bound is a fraction or points, e.g. {given.strip()}={sign}{m.group(3)}pt"
+            )
         if number and higher_is_better and sign != "-":
-            raise ValueError(f"{given.strip()} is higher-is-better: a tolerance says how far it may fall, "
-                             f"so write it negative, e.g. {given.strip()}=-{m.group(3)}{unit}")
+            raise ValueError(
+                f"{given.strip()} is higher-is-better: a tolerance says how far it may fall, "
+                f"so write it negative, e.g. {given.strip()}=-{m.group(3)}{unit}"
+            )
         if number and not higher_is_better and sign == "-":
-            raise ValueError(f"{name} is lower-is-better: a tolerance says how far it may rise, "
-                             f"so write it positive, e.g. {name}={m.group(3)}{unit}")
+            raise ValueError(
+                f"{name} is lower-is-better: a tolerance says how far it may rise, "
+                f"so write it positive, e.g. {name}={m.group(3)}{unit}"
+            )
         if name in tolerances:
             raise ValueError(f"tolerance for {name} is given twice")
         limit = number / 100 if unit == "pt" else number
@@ -167,6 +190,7 @@ DEFAULT_TOLERANCES = parse_tolerances(DEFAULT_TOLERANCES_TEXT)
 
 # ---------------------------------------------------------------- verdicts
 
+
 @dataclass(frozen=True, slots=True)
 class Change:
     name: str
@@ -174,26 +198,26 @@ class Change:
     higher_is_better: bool
     baseline: float | None
     current: float | None
-    change: float | None          # current - baseline
-    change_pct: float | None      # 100 * change / |baseline|; None when baseline is 0 or missing
+    change: float | None  # current - baseline
+    change_pct: float | None  # 100 * change / |baseline|; None when baseline is 0 or missing
     tolerance: Tolerance | None
-    status: str                   # regressed / improved / unchanged / inconclusive / missing / not gated
-    low: float | None = None      # 95% interval of the change: percent of baseline, or the figure's unit
-    high: float | None = None     #   (`absolute` says which)
+    status: str  # regressed / improved / unchanged / inconclusive / missing / not gated
+    low: float | None = None  # 95% interval of the change: percent of baseline, or the figure's unit
+    high: float | None = None  #   (`absolute` says which)
     absolute: bool = False
     method: str = POINT
     n_baseline: int | None = None
     n_current: int | None = None
-    more_requests: int | None = None   # per side, to settle an inconclusive figure (estimate)
+    more_requests: int | None = None  # per side, to settle an inconclusive figure (estimate)
     note: str | None = None
 
 
 @dataclass(slots=True)
 class Comparison:
     changes: list[Change] = field(default_factory=list)
-    regressions: list[str] = field(default_factory=list)    # one sentence per failed figure
-    inconclusive: list[str] = field(default_factory=list)   # undecided_text of each undecided figure
-    differences: list[str] = field(default_factory=list)    # configuration differences (allowed)
+    regressions: list[str] = field(default_factory=list)  # one sentence per failed figure
+    inconclusive: list[str] = field(default_factory=list)  # undecided_text of each undecided figure
+    differences: list[str] = field(default_factory=list)  # configuration differences (allowed)
     notes: list[str] = field(default_factory=list)
     statistical: bool = False
     baseline_label: str = ""
@@ -246,6 +270,7 @@ def _more_needed(n: int, worse_est: float, worse_low: float, worse_high: float, 
 
 # ---------------------------------------------------------------- intervals from records
 
+
 def _ok(side: Side) -> list[Record]:
     return [r for r in side.records or [] if r.status == OK]
 
@@ -275,10 +300,12 @@ def _itl_interval(base: Side, cur: Side, seed: int) -> tuple[stats.Interval | No
     return stats.bootstrap_ratio(*index, pair, seed=seed), nb, nc
 
 
-def _throughput_interval(base: Side, cur: Side, name: str, slo: Mapping[str, float] | None,
-                         seed: int) -> stats.Interval | None:
+def _throughput_interval(
+    base: Side, cur: Side, name: str, slo: Mapping[str, float] | None, seed: int
+) -> stats.Interval | None:
     """Closed loop: throughput = L · ok / sum(total_s) (Little's law, with L the measured mean in
     flight), so resampling requests gives its noise. Open loop: counts over the run time (Poisson)."""
+
     def columns(side: Side) -> tuple[list[float], list[float], float]:
         sent = _sent(side)
         if name == "throughput":
@@ -292,7 +319,7 @@ def _throughput_interval(base: Side, cur: Side, name: str, slo: Mapping[str, flo
     b, c = columns(base), columns(cur)
     if base.open_loop or cur.open_loop:
         kb, kc = sum(b[0]), sum(c[0])
-        if name == "output_throughput":     # tokens are not Poisson counts: use requests as the unit
+        if name == "output_throughput":  # tokens are not Poisson counts: use requests as the unit
             kb, kc = sum(1 for w in b[0] if w > 0), sum(1 for w in c[0] if w > 0)
         return stats.poisson_rate_ratio(int(kb), base.wall_s, int(kc), cur.wall_s)
     return stats.little_rate_ratio(b, c, seed=seed)
@@ -304,7 +331,7 @@ def _interval(fig: Figure, base: Side, cur: Side, seed: int) -> tuple[stats.Inte
         b, c = _per_request(base, fig.name), _per_request(cur, fig.name)
         if fig.method == HL:
             iv = stats.hodges_lehmann_ratio(b, c)
-            if iv is None and len(b) >= 5 and len(c) >= 5:     # zeros (fast endpoints): bootstrap medians
+            if iv is None and len(b) >= 5 and len(c) >= 5:  # zeros (fast endpoints): bootstrap medians
                 iv = stats.bootstrap_ratio([b], [c], lambda cols: np.median(cols[0], axis=-1), seed=seed)
             return iv, len(b), len(c), None if iv else "fewer than 5 values a side"
         q = float(fig.name.rsplit("_p", 1)[1])
@@ -332,12 +359,12 @@ def _statistical_change(fig: Figure, base: Side, cur: Side, tol: Tolerance | Non
             more = max(0, stats.min_n_for_quantile_ratio(float(fig.name.rsplit("_p", 1)[1])) - min(nb, nc))
         return _judged(fig, bv, cv, tol, None, False, nb, nc, more_requests=more or None, note=why)
     # The interval's own centre (Hodges-Lehmann, bootstrap point), in percent like its ends.
-    return _judged(fig, bv, cv, tol, stats.Interval(100 * iv.estimate, 100 * iv.low, 100 * iv.high),
-                   False, nb, nc)
+    return _judged(fig, bv, cv, tol, stats.Interval(100 * iv.estimate, 100 * iv.low, 100 * iv.high), False, nb, nc)
 
 
-def _share_change(fig: Figure, baseline: Mapping[str, Any], current: Mapping[str, Any],
-                  tol: Tolerance | None) -> Change:
+def _share_change(
+    fig: Figure, baseline: Mapping[str, Any], current: Mapping[str, Any], tol: Tolerance | None
+) -> Change:
     """The failure share from the two summaries' counts (records or not): Newcombe's interval of the
     difference of the two shares, in fractions (a rise of 0.02 is 2 points)."""
     b, c = failure_counts(baseline), failure_counts(current)
@@ -347,8 +374,19 @@ def _share_change(fig: Figure, baseline: Mapping[str, Any], current: Mapping[str
     return _judged(fig, b[0] / b[1], c[0] / c[1], tol, iv, True, b[1], c[1])
 
 
-def _judged(fig: Figure, bv: float, cv: float, tol: Tolerance | None, iv: stats.Interval | None,
-            absolute: bool, nb: int, nc: int, *, more_requests: int | None = None, note: str | None = None) -> Change:
+def _judged(
+    fig: Figure,
+    bv: float,
+    cv: float,
+    tol: Tolerance | None,
+    iv: stats.Interval | None,
+    absolute: bool,
+    nb: int,
+    nc: int,
+    *,
+    more_requests: int | None = None,
+    note: str | None = None,
+) -> Change:
     """A Change with its verdict from the interval `iv` of the change (percent, or the figure's unit
     when `absolute`); without an interval a gated figure is inconclusive."""
     delta = cv - bv
@@ -358,15 +396,28 @@ def _judged(fig: Figure, bv: float, cv: float, tol: Tolerance | None, iv: stats.
     if tol is None:
         return Change(fig.name, fig.unit, fig.higher_is_better, bv, cv, delta, pct, tol, "not gated", **common)
     if iv is None:
-        return Change(fig.name, fig.unit, fig.higher_is_better, bv, cv, delta, pct, tol, "inconclusive",
-                      more_requests=more_requests, note=note, **common)
+        return Change(
+            fig.name,
+            fig.unit,
+            fig.higher_is_better,
+            bv,
+            cv,
+            delta,
+            pct,
+            tol,
+            "inconclusive",
+            more_requests=more_requests,
+            note=note,
+            **common,
+        )
     bound = _bound(tol, bv, absolute)
     sign = -1 if fig.higher_is_better else 1
     w_est, w_lo, w_hi = sign * iv.estimate, min(sign * iv.low, sign * iv.high), max(sign * iv.low, sign * iv.high)
     status = _verdict(w_est, w_lo, w_hi, bound, fig.one_sided)
     more = _more_needed(min(nb, nc), w_est, w_lo, w_hi, bound) if status == "inconclusive" else None
-    return Change(fig.name, fig.unit, fig.higher_is_better, bv, cv, delta, pct, tol, status,
-                  more_requests=more, **common)
+    return Change(
+        fig.name, fig.unit, fig.higher_is_better, bv, cv, delta, pct, tol, status, more_requests=more, **common
+    )
 
 
 def _point_n(fig: Figure, summary: Mapping[str, Any]) -> int | None:
@@ -377,8 +428,9 @@ def _point_n(fig: Figure, summary: Mapping[str, Any]) -> int | None:
     return (summary.get("counts") or {}).get("attempted")
 
 
-def _point_change(fig: Figure, baseline: Mapping[str, Any], current: Mapping[str, Any],
-                  tol: Tolerance | None) -> Change:
+def _point_change(
+    fig: Figure, baseline: Mapping[str, Any], current: Mapping[str, Any], tol: Tolerance | None
+) -> Change:
     base, cur = fig.get(baseline), fig.get(current)
     n = dict(n_baseline=_point_n(fig, baseline), n_current=_point_n(fig, current))
     if base is None or cur is None:
@@ -395,11 +447,19 @@ def _point_change(fig: Figure, baseline: Mapping[str, Any], current: Mapping[str
 
 # ---------------------------------------------------------------- sentences
 
+
 def value_text(v: float | None, unit: str) -> str:
     if v is None:
         return "-"
-    return fmt_s(v) if unit == "s" else fmt_num(v * 100, 1, "%") if unit == "ratio" else \
-        str(int(v)) if unit == "count" else fmt_num(v, 2)
+    return (
+        fmt_s(v)
+        if unit == "s"
+        else fmt_num(v * 100, 1, "%")
+        if unit == "ratio"
+        else str(int(v))
+        if unit == "count"
+        else fmt_num(v, 2)
+    )
 
 
 def tolerance_text(c: Change) -> str:
@@ -445,8 +505,10 @@ def failure_text(c: Change) -> str:
     verb = "fell" if c.change < 0 else "rose" if c.change > 0 else "did not move"
     size = f" {change_text(c).lstrip('+-')}" if c.change else ""
     iv = f"95% interval {interval_text(c)}" if c.low is not None else "no interval (point values)"
-    return (f"{c.name} {verb}{size} ({value_text(c.baseline, c.unit)} -> {value_text(c.current, c.unit)}), "
-            f"{iv}, past the tolerance {tolerance_text(c)} ({n_text(c)})")
+    return (
+        f"{c.name} {verb}{size} ({value_text(c.baseline, c.unit)} -> {value_text(c.current, c.unit)}), "
+        f"{iv}, past the tolerance {tolerance_text(c)} ({n_text(c)})"
+    )
 
 
 def needs_text(c: Change) -> str | None:
@@ -469,10 +531,13 @@ def undecided_text(c: Change) -> str:
 
 # ---------------------------------------------------------------- compare
 
-def _merged_tolerances(tolerances: Mapping[str, Tolerance] | str | None,
-                       defaults: bool) -> dict[str, Tolerance]:
-    given = parse_tolerances(tolerances) if isinstance(tolerances, str) else \
-        {figure_name(k): v for k, v in (tolerances or {}).items()}
+
+def _merged_tolerances(tolerances: Mapping[str, Tolerance] | str | None, defaults: bool) -> dict[str, Tolerance]:
+    given = (
+        parse_tolerances(tolerances)
+        if isinstance(tolerances, str)
+        else {figure_name(k): v for k, v in (tolerances or {}).items()}
+    )
     return {**(DEFAULT_TOLERANCES if defaults else {}), **given}
 
 
@@ -482,10 +547,16 @@ def _label(side: Side, n: int | None) -> str:
     return f"{side.where} ({what}, {n if n is not None else '?'} requests{runs})"
 
 
-def compare(baseline: Mapping[str, Any] | Path | str | Side, current: Mapping[str, Any] | Path | str | Side,
-            tolerances: Mapping[str, Tolerance] | str | None = None, *, defaults: bool = False,
-            allow_config_change: bool = True, seed: int = 0,
-            figures: Sequence[str] | None = None) -> Comparison:
+def compare(
+    baseline: Mapping[str, Any] | Path | str | Side,
+    current: Mapping[str, Any] | Path | str | Side,
+    tolerances: Mapping[str, Tolerance] | str | None = None,
+    *,
+    defaults: bool = False,
+    allow_config_change: bool = True,
+    seed: int = 0,
+    figures: Sequence[str] | None = None,
+) -> Comparison:
     """Every headline figure, baseline vs current, with a verdict against its tolerance.
 
     `defaults`: start from DEFAULT_TOLERANCES (the CLI does); `allow_config_change=False` refuses
@@ -495,35 +566,65 @@ def compare(baseline: Mapping[str, Any] | Path | str | Side, current: Mapping[st
     base = baseline if isinstance(baseline, Side) else load_side(baseline)
     cur = current if isinstance(current, Side) else load_side(current)
     base, cur = _pick_levels(base, cur)
-    if base.doc.get("kind") and cur.doc.get("kind") and base.doc["kind"] != cur.doc["kind"] \
-            and not (base.level or cur.level):
-        raise CompareRefused(f"{base.where} is a {base.doc['kind']} and {cur.where} a {cur.doc['kind']}: "
-                             "compare like with like (a bench run is RUN_DIR/runs/<name>)")
+    if (
+        base.doc.get("kind")
+        and cur.doc.get("kind")
+        and base.doc["kind"] != cur.doc["kind"]
+        and not (base.level or cur.level)
+    ):
+        raise CompareRefused(
+            f"{base.where} is a {base.doc['kind']} and {cur.where} a {cur.doc['kind']}: "
+            "compare like with like (a bench run is RUN_DIR/runs/<name>)"
+        )
     if (base.summary.get("counts") or {}).get(OK) == 0:
-        raise CompareRefused(f"{base.where}: no request succeeded in the baseline, so it has no figures to "
-                             "compare against (record a good baseline first)")
+        raise CompareRefused(
+            f"{base.where}: no request succeeded in the baseline, so it has no figures to "
+            "compare against (record a good baseline first)"
+        )
     diffs, notes = config_differences(base, cur)
     if diffs and not allow_config_change:
-        raise CompareRefused("the two sides were measured differently: " + "; ".join(diffs) +
-                             " (pass --allow-config-change to compare anyway)")
+        raise CompareRefused(
+            "the two sides were measured differently: "
+            + "; ".join(diffs)
+            + " (pass --allow-config-change to compare anyway)"
+        )
     statistical = base.records is not None and cur.records is not None
     if not statistical:
-        notes.append("no records on " + ("either side" if base.records is None and cur.records is None else
-                     "the baseline side" if base.records is None else "the current side") +
-                     ": point comparison of the two summaries, without intervals but the failure share's, "
-                     "which needs only the counts (pass run directories to compare distributions)")
-    names = [n for n in FIGURES if n in HEADLINE or FIGURES[n].get(base.summary) is not None
-             or FIGURES[n].get(cur.summary) is not None or (n in tols and n != "goodput")]
+        notes.append(
+            "no records on "
+            + (
+                "either side"
+                if base.records is None and cur.records is None
+                else "the baseline side"
+                if base.records is None
+                else "the current side"
+            )
+            + ": point comparison of the two summaries, without intervals but the failure share's, "
+            "which needs only the counts (pass run directories to compare distributions)"
+        )
+    names = [
+        n
+        for n in FIGURES
+        if n in HEADLINE
+        or FIGURES[n].get(base.summary) is not None
+        or FIGURES[n].get(cur.summary) is not None
+        or (n in tols and n != "goodput")
+    ]
     if figures is not None:
         wanted = {figure_name(f) for f in figures}
         names = [n for n in names if n in wanted]
-    if "goodput" in names and (FIGURES["goodput"].get(base.summary) is None) != \
-            (FIGURES["goodput"].get(cur.summary) is None):
+    if "goodput" in names and (FIGURES["goodput"].get(base.summary) is None) != (
+        FIGURES["goodput"].get(cur.summary) is None
+    ):
         notes.append("goodput is on one side only (an SLO was given to one run): not compared")
         names.remove("goodput")
-    result = Comparison(differences=diffs, notes=notes, statistical=statistical,
-                        baseline_label=_label(base, (base.summary.get("counts") or {}).get("attempted")),
-                        current_label=_label(cur, (cur.summary.get("counts") or {}).get("attempted")))
+    result = Comparison(
+        differences=diffs,
+        notes=notes,
+        statistical=statistical,
+        baseline_label=_label(base, (base.summary.get("counts") or {}).get("attempted")),
+        current_label=_label(cur, (cur.summary.get("counts") or {}).get("attempted")),
+    )
     for name in names:
         fig, tol = FIGURES[name], tols.get(name)
         if statistical:
@@ -551,9 +652,9 @@ def changes_as_dicts(cmp: Comparison) -> list[dict[str, Any]]:
     for c in cmp.changes:
         row = {k: getattr(c, k) for k in Change.__slots__}
         row["tolerance"] = None if c.tolerance is None else tolerance_text(c)
-        row["interval"] = None if c.low is None else {"low": c.low, "high": c.high,
-                                                      "unit": "fraction" if c.absolute else "percent"}
+        row["interval"] = (
+            None if c.low is None else {"low": c.low, "high": c.high, "unit": "fraction" if c.absolute else "percent"}
+        )
         del row["low"], row["high"]
         out.append(row)
     return out
-

@@ -47,8 +47,12 @@ class Price:
 
     def scaled(self, factor: float, why: str) -> "Price":
         """E.g. the Batch API's half price: `price.scaled(0.5, "Batch API, half price")`."""
-        return replace(self, input_per_m=self.input_per_m * factor, output_per_m=self.output_per_m * factor,
-                       source=f"{self.source}, {why}")
+        return replace(
+            self,
+            input_per_m=self.input_per_m * factor,
+            output_per_m=self.output_per_m * factor,
+            source=f"{self.source}, {why}",
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {"input_per_1m": self.input_per_m, "output_per_1m": self.output_per_m, "source": self.source}
@@ -74,7 +78,7 @@ def price_for(model: str | None) -> Price | None:
     family's price (the longest table name it starts with). None when the model is unknown."""
     if not model:
         return None
-    name = model.split("/")[-1].lower()          # "openai/gpt-4o" as gateways spell it
+    name = model.split("/")[-1].lower()  # "openai/gpt-4o" as gateways spell it
     if name not in LIST_PRICES:
         family = [m for m in LIST_PRICES if name.startswith(m + "-")]
         if not family:
@@ -90,8 +94,10 @@ def resolve_price(model: str | None, price_in: float | None, price_out: float | 
     if price_in is None and price_out is None:
         return listed
     if listed is None and (price_in is None or price_out is None):
-        raise ConfigError(f"give both --price-in and --price-out: there is no list price for "
-                          f"{model or 'an unnamed model'} to fill in the other")
+        raise ConfigError(
+            f"give both --price-in and --price-out: there is no list price for "
+            f"{model or 'an unnamed model'} to fill in the other"
+        )
     if price_in is not None and price_out is not None:
         return Price(price_in, price_out, "--price-in/--price-out")
     assert listed is not None
@@ -110,14 +116,14 @@ def run_cost(records: Iterable[Record] | Columns, price: Price | None) -> dict[s
     reported usage was billed). Records without usage are counted, not guessed."""
     if price is None:
         return None
-    tokens = {False: [0, 0], True: [0, 0]}      # online / Batch API rows: [prompt, completion]
+    tokens = {False: [0, 0], True: [0, 0]}  # online / Batch API rows: [prompt, completion]
     with_usage = without = estimated = 0
     for record in records:
         batch = record.batch_id is not None
         if record.sent_s is None and not batch:
-            continue                      # never sent: skipped, or cancelled in the queue
+            continue  # never sent: skipped, or cancelled in the queue
         if record.prompt_tokens is None and record.completion_tokens is None:
-            if not batch:                 # a Batch API row without usage never ran: not billed
+            if not batch:  # a Batch API row without usage never ran: not billed
                 without += 1
             continue
         with_usage += 1
@@ -126,13 +132,22 @@ def run_cost(records: Iterable[Record] | Columns, price: Price | None) -> dict[s
         tokens[batch][1] += record.completion_tokens or 0
     half = batch_price(price)
     assert half is not None
-    cost = {"usd": estimate_cost(*tokens[False], price) + estimate_cost(*tokens[True], half),
-            "prompt_tokens": tokens[False][0] + tokens[True][0], "completion_tokens": tokens[False][1] + tokens[True][1],
-            "records_with_usage": with_usage, "records_without_usage": without,
-            "records_estimated": estimated, "price": price.to_dict()}
-    if any(tokens[True]):                 # rows answered by Batch API jobs, at the batch price
-        cost["batch"] = {"prompt_tokens": tokens[True][0], "completion_tokens": tokens[True][1],
-                         "usd": estimate_cost(*tokens[True], half), "price": half.to_dict()}
+    cost = {
+        "usd": estimate_cost(*tokens[False], price) + estimate_cost(*tokens[True], half),
+        "prompt_tokens": tokens[False][0] + tokens[True][0],
+        "completion_tokens": tokens[False][1] + tokens[True][1],
+        "records_with_usage": with_usage,
+        "records_without_usage": without,
+        "records_estimated": estimated,
+        "price": price.to_dict(),
+    }
+    if any(tokens[True]):  # rows answered by Batch API jobs, at the batch price
+        cost["batch"] = {
+            "prompt_tokens": tokens[True][0],
+            "completion_tokens": tokens[True][1],
+            "usd": estimate_cost(*tokens[True], half),
+            "price": half.to_dict(),
+        }
     return cost
 
 

@@ -32,7 +32,7 @@ class Distribution:
 
     count: int = 0
     mean: float | None = None
-    std: float | None = None    # population std (ddof=0), as numpy and vllm bench serve report
+    std: float | None = None  # population std (ddof=0), as numpy and vllm bench serve report
     min: float | None = None
     p50: float | None = None
     p90: float | None = None
@@ -65,7 +65,7 @@ class GapSample:
 
     def __init__(self, capacity: int = 1_000_000, seed: int = 0) -> None:
         self.capacity, self.seen = capacity, 0
-        self.values = array("d")        # 8 bytes a gap: a full sample is 8 MB, not 32
+        self.values = array("d")  # 8 bytes a gap: a full sample is 8 MB, not 32
         self._rng = random.Random(seed)
 
     def add(self, gaps: Iterable[float]) -> None:

@@ -25,20 +25,20 @@ from typing import Iterable, Mapping, NamedTuple
 
 from batchrun.options import named
 
-DEFAULT_MAX_FAILURE_SHARE: float = named("bench", "max_failure_share").default   # the option's: 1%
+DEFAULT_MAX_FAILURE_SHARE: float = named("bench", "max_failure_share").default  # the option's: 1%
 
 
 class BenchPoint(NamedTuple):
     """One level of a bench (its repeats pooled)."""
 
     concurrency: int
-    throughput: float | None        # successful requests per second of wall time
+    throughput: float | None  # successful requests per second of wall time
     p99_latency_s: float | None
     p99_ttft_s: float | None
-    throughput_low: float | None = None     # 95% interval of the throughput, when known
+    throughput_low: float | None = None  # 95% interval of the throughput, when known
     throughput_high: float | None = None
-    n: int | None = None            # measured requests, ok and failed; None: not known
-    failed: int = 0                 # of the n, the ones that did not succeed
+    n: int | None = None  # measured requests, ok and failed; None: not known
+    failed: int = 0  # of the n, the ones that did not succeed
 
     @property
     def failure_share(self) -> float | None:
@@ -47,11 +47,11 @@ class BenchPoint(NamedTuple):
 
 @dataclass(frozen=True)
 class Recommendation:
-    choice: int | None                      # the recommended concurrency; None: no level is eligible
-    best: int | None                        # the level with the most throughput, eligible or not
-    top: int | None = None                  # the eligible level with the most throughput
-    reasons: dict[int, str] = field(default_factory=dict)   # why each other level was not recommended
-    excluded: tuple[int, ...] = ()          # levels ruled out before their throughput was compared
+    choice: int | None  # the recommended concurrency; None: no level is eligible
+    best: int | None  # the level with the most throughput, eligible or not
+    top: int | None = None  # the eligible level with the most throughput
+    reasons: dict[int, str] = field(default_factory=dict)  # why each other level was not recommended
+    excluded: tuple[int, ...] = ()  # levels ruled out before their throughput was compared
 
 
 def percent(share: float) -> str:
@@ -111,8 +111,11 @@ def _most(points: Iterable[BenchPoint]) -> BenchPoint | None:
     return max((p for p in points if p.throughput), key=lambda p: (p.throughput, -p.concurrency), default=None)
 
 
-def recommend(points: Iterable[BenchPoint | tuple], slo: Mapping[str, float] | None = None,
-              max_failure_share: float = DEFAULT_MAX_FAILURE_SHARE) -> Recommendation:
+def recommend(
+    points: Iterable[BenchPoint | tuple],
+    slo: Mapping[str, float] | None = None,
+    max_failure_share: float = DEFAULT_MAX_FAILURE_SHARE,
+) -> Recommendation:
     """The recommended level, the throughput-best level, and why every other level lost (the
     module docstring states the rule)."""
     pts = sorted((BenchPoint(*p) for p in points), key=lambda p: p.concurrency)
@@ -134,16 +137,22 @@ def _lost(p: BenchPoint, choice: BenchPoint, top: BenchPoint) -> str:
     """Why an eligible level lost to `choice`, given the eligible level with the most throughput
     (a predicate: the caller names the level and its figures)."""
     if not indistinguishable(p, top):
-        return (f"its throughput is below c={top.concurrency}'s {throughput_text(top, False)} by more than "
-                "the noise of the two 95% intervals")
+        return (
+            f"its throughput is below c={top.concurrency}'s {throughput_text(top, False)} by more than "
+            "the noise of the two 95% intervals"
+        )
     fewer = f"c={choice.concurrency} keeps fewer requests in flight"
     if choice.p99_ttft_s is not None and p.p99_ttft_s is not None:
         fewer += f" (p99 TTFT {_ms(choice.p99_ttft_s)} vs {_ms(p.p99_ttft_s)})"
     if p is top:
-        return (f"its throughput is statistically indistinguishable from c={choice.concurrency}'s "
-                f"{throughput_text(choice, False)}, and {fewer}")
-    return (f"its throughput is statistically indistinguishable from the best, c={top.concurrency}'s "
-            f"{throughput_text(top, False)}, as is c={choice.concurrency}'s, and {fewer}")
+        return (
+            f"its throughput is statistically indistinguishable from c={choice.concurrency}'s "
+            f"{throughput_text(choice, False)}, and {fewer}"
+        )
+    return (
+        f"its throughput is statistically indistinguishable from the best, c={top.concurrency}'s "
+        f"{throughput_text(top, False)}, as is c={choice.concurrency}'s, and {fewer}"
+    )
 
 
 def plateau_concurrency(points: Iterable[BenchPoint | tuple], gain: float = 0.1) -> int | None:

@@ -26,7 +26,7 @@ def tpot_of(latency_s: float | None, ttft_s: float | None, completion_tokens: in
     n = completion_tokens
     if n is None or n < 2 or not _known(latency_s) or not _known(ttft_s):
         return None
-    return (latency_s - ttft_s) / (n - 1)      # type: ignore[operator]  (both known above)
+    return (latency_s - ttft_s) / (n - 1)  # type: ignore[operator]  (both known above)
 
 
 def tpot(record: Record) -> float | None:
@@ -34,13 +34,14 @@ def tpot(record: Record) -> float | None:
     return tpot_of(record.latency_s, record.ttft_s, record.completion_tokens)
 
 
-def meets_bounds(slo: Mapping[str, float], ttft_s: float | None, latency_s: float | None,
-                 completion_tokens: int | None) -> bool:
+def meets_bounds(
+    slo: Mapping[str, float], ttft_s: float | None, latency_s: float | None, completion_tokens: int | None
+) -> bool:
     """True when one ok request's figures meet every bound in `slo` (inclusive); an unknown
     value fails its bound."""
-    if "ttft" in slo and not (_known(ttft_s) and ttft_s <= slo["ttft"]):    # type: ignore[operator]
+    if "ttft" in slo and not (_known(ttft_s) and ttft_s <= slo["ttft"]):  # type: ignore[operator]
         return False
-    if "e2e" in slo and not (_known(latency_s) and latency_s <= slo["e2e"]):   # type: ignore[operator]
+    if "e2e" in slo and not (_known(latency_s) and latency_s <= slo["e2e"]):  # type: ignore[operator]
         return False
     if "tpot" in slo:
         value = tpot_of(latency_s, ttft_s, completion_tokens)

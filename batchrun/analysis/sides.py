@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from batchrun.errors import BatchrunError, ConfigError
-from batchrun.store.records import SKIPPED, Record
 from batchrun.analysis.metrics import summarize
+from batchrun.errors import BatchrunError, ConfigError
 from batchrun.report.summary import load_bench, load_run
+from batchrun.store.records import SKIPPED, Record
 
 KNOWN_SCHEMA_VERSIONS = (1,)
 # A summary without these is not a batchrun summary at all.
@@ -27,21 +27,21 @@ class CompareRefused(BatchrunError):
     """The two sides cannot be compared (exit 2): unreadable, different kinds, configs differ."""
 
 
-
 # ---------------------------------------------------------------- one side of the comparison
+
 
 @dataclass(slots=True)
 class Side:
     """What one argument of `compare` holds: its summary, and its records when it has them."""
 
     where: str
-    kind: str                                  # "run" or "bench"
+    kind: str  # "run" or "bench"
     summary: dict[str, Any]
-    doc: dict[str, Any] = field(default_factory=dict)        # the whole summary.json, when read
-    records: list[Record] | None = None        # pooled over the repeats of one bench level
-    wall_s: float = 0.0                        # summed over those repeats
+    doc: dict[str, Any] = field(default_factory=dict)  # the whole summary.json, when read
+    records: list[Record] | None = None  # pooled over the repeats of one bench level
+    wall_s: float = 0.0  # summed over those repeats
     runs: int = 1
-    level: str | None = None                   # "c=8" or "rate=4" for a bench level
+    level: str | None = None  # "c=8" or "rate=4" for a bench level
     open_loop: bool = False
 
     @property
@@ -55,8 +55,9 @@ def _read_doc(path: Path) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read {path}: {exc} (pass a run or bench directory, or its summary.json)") from exc
     if not isinstance(doc, dict) or not doc:
-        raise CompareRefused(f"{path} is empty or not a JSON object: nothing to compare "
-                             "(pass a summary.json written by batchrun)")
+        raise CompareRefused(
+            f"{path} is empty or not a JSON object: nothing to compare (pass a summary.json written by batchrun)"
+        )
     return doc
 
 
@@ -65,17 +66,21 @@ def _check_summary(summary: Any, where: str) -> dict[str, Any]:
         raise CompareRefused(f"{where} holds no summary: nothing to compare (pass a summary.json written by batchrun)")
     missing = [k for k in _REQUIRED_KEYS if not isinstance(summary.get(k), Mapping)]
     if missing:
-        raise CompareRefused(f"{where} is not a batchrun summary: it lacks {', '.join(missing)} "
-                             "(rebuild it with `batchrun report RUN_DIR`)")
+        raise CompareRefused(
+            f"{where} is not a batchrun summary: it lacks {', '.join(missing)} "
+            "(rebuild it with `batchrun report RUN_DIR`)"
+        )
     return dict(summary)
 
 
 def _check_version(doc: Mapping[str, Any], where: str) -> None:
     version = doc.get("schema_version")
     if version not in KNOWN_SCHEMA_VERSIONS:
-        raise CompareRefused(f"{where} has schema version {version!r}, which this batchrun does not know "
-                             f"(it reads {', '.join(map(str, KNOWN_SCHEMA_VERSIONS))}); rebuild it with "
-                             "`batchrun report RUN_DIR` or compare with the batchrun that wrote it")
+        raise CompareRefused(
+            f"{where} has schema version {version!r}, which this batchrun does not know "
+            f"(it reads {', '.join(map(str, KNOWN_SCHEMA_VERSIONS))}); rebuild it with "
+            "`batchrun report RUN_DIR` or compare with the batchrun that wrote it"
+        )
 
 
 def load_side(source: Mapping[str, Any] | Path | str) -> Side:
@@ -90,8 +95,11 @@ def load_side(source: Mapping[str, Any] | Path | str) -> Side:
             return _doc_side(doc, "the given summary")
         return Side("the given summary", "run", _check_summary(doc, "the given summary"))
     path = Path(source)
-    if path.is_file() and path.name == "summary.json" and \
-            ((path.parent / "records.jsonl").exists() or (path.parent / "bench.json").exists()):
+    if (
+        path.is_file()
+        and path.name == "summary.json"
+        and ((path.parent / "records.jsonl").exists() or (path.parent / "bench.json").exists())
+    ):
         path = path.parent
     if path.is_dir():
         if (path / "bench.json").exists():
@@ -103,7 +111,7 @@ def load_side(source: Mapping[str, Any] | Path | str) -> Side:
         path = path / "summary.json"
     doc = _read_doc(path)
     if "schema_version" not in doc:
-        return Side(str(path), "run", _check_summary(doc, str(path)))     # a bare summary dict
+        return Side(str(path), "run", _check_summary(doc, str(path)))  # a bare summary dict
     _check_version(doc, str(path))
     return _doc_side(doc, str(path))
 
@@ -111,8 +119,10 @@ def load_side(source: Mapping[str, Any] | Path | str) -> Side:
 def _doc_side(doc: dict[str, Any], where: str) -> Side:
     kind = doc.get("kind", "run")
     if kind == "bench" and doc.get("summary") is None:
-        raise CompareRefused(f"{where} is a bench with no headline summary: pass the bench directory, "
-                             "or compare one of its runs, e.g. RUN_DIR/runs/<name>")
+        raise CompareRefused(
+            f"{where} is a bench with no headline summary: pass the bench directory, "
+            "or compare one of its runs, e.g. RUN_DIR/runs/<name>"
+        )
     return Side(where, kind, _check_summary(doc.get("summary"), where), doc=doc)
 
 
@@ -124,9 +134,16 @@ def _run_dir_side(path: Path) -> Side:
         doc["config"] = run.config
     summary = _check_summary(run.summary, str(path))
     sent = [r for r in run.records if r.status != SKIPPED and r.sent_s is not None]
-    return Side(str(path), doc.get("kind", "run"), summary, doc=doc, records=run.records,
-                wall_s=summary.get("wall_time_s") or 0.0, runs=1,
-                open_loop=any(r.scheduled_s is not None for r in sent))
+    return Side(
+        str(path),
+        doc.get("kind", "run"),
+        summary,
+        doc=doc,
+        records=run.records,
+        wall_s=summary.get("wall_time_s") or 0.0,
+        runs=1,
+        open_loop=any(r.scheduled_s is not None for r in sent),
+    )
 
 
 def _bench_side(path: Path) -> Side:
@@ -138,13 +155,26 @@ def _bench_side(path: Path) -> Side:
     return Side(str(path), "bench", {}, doc={**doc, "_bench": bench})
 
 
-def side_of_records(records: Sequence[Record], *, where: str = "records", wall_s: float | None = None,
-                    doc: Mapping[str, Any] | None = None, slo: Mapping[str, float] | None = None,
-                    open_loop: bool = False) -> Side:
+def side_of_records(
+    records: Sequence[Record],
+    *,
+    where: str = "records",
+    wall_s: float | None = None,
+    doc: Mapping[str, Any] | None = None,
+    slo: Mapping[str, float] | None = None,
+    open_loop: bool = False,
+) -> Side:
     """A Side straight from records (library use and tests: no files)."""
     summary = summarize(records, wall_time_s=wall_s, slo=slo)
-    return Side(where, "run", summary, doc=dict(doc or {}), records=list(records),
-                wall_s=summary["wall_time_s"] or 0.0, open_loop=open_loop)
+    return Side(
+        where,
+        "run",
+        summary,
+        doc=dict(doc or {}),
+        records=list(records),
+        wall_s=summary["wall_time_s"] or 0.0,
+        open_loop=open_loop,
+    )
 
 
 def _levels(side: Side) -> dict[str, list[dict[str, Any]]]:
@@ -178,33 +208,65 @@ def _pool_level(side: Side, level: str) -> Side:
     config = {**side.config, "level": level}
     doc = {k: v for k, v in side.doc.items() if k != "_bench"}
     doc["config"] = config
-    return Side(side.where, "bench", summary, doc=doc, records=records, wall_s=wall, runs=len(runs),
-                level=level, open_loop=runs[0]["mode"] == "rate")
+    return Side(
+        side.where,
+        "bench",
+        summary,
+        doc=doc,
+        records=records,
+        wall_s=wall,
+        runs=len(runs),
+        level=level,
+        open_loop=runs[0]["mode"] == "rate",
+    )
 
 
 def _pick_levels(base: Side, cur: Side) -> tuple[Side, Side]:
-    if base.kind != cur.kind and "bench" in (base.kind, cur.kind) and \
-            (base.doc.get("_bench") is not None or cur.doc.get("_bench") is not None):
-        raise CompareRefused(f"{base.where} is a {base.kind} and {cur.where} a {cur.kind}: compare two runs "
-                             "or two benches (or pass one bench run, RUN_DIR/runs/<name>)")
+    if (
+        base.kind != cur.kind
+        and "bench" in (base.kind, cur.kind)
+        and (base.doc.get("_bench") is not None or cur.doc.get("_bench") is not None)
+    ):
+        raise CompareRefused(
+            f"{base.where} is a {base.kind} and {cur.where} a {cur.kind}: compare two runs "
+            "or two benches (or pass one bench run, RUN_DIR/runs/<name>)"
+        )
     if base.doc.get("_bench") is None or cur.doc.get("_bench") is None:
         return base, cur
     level = _headline_level(base)
     if level is None:
-        raise CompareRefused(f"{base.where} has no recommended level to compare: compare one of its runs, "
-                             "e.g. RUN_DIR/runs/<name>")
+        raise CompareRefused(
+            f"{base.where} has no recommended level to compare: compare one of its runs, e.g. RUN_DIR/runs/<name>"
+        )
     if level not in _levels(cur):
-        raise CompareRefused(f"{cur.where} did not measure {level}, the baseline's level "
-                             f"(it has {', '.join(_levels(cur)) or 'no async level'})")
+        raise CompareRefused(
+            f"{cur.where} did not measure {level}, the baseline's level "
+            f"(it has {', '.join(_levels(cur)) or 'no async level'})"
+        )
     return _pool_level(base, level), _pool_level(cur, level)
 
 
 # ---------------------------------------------------------------- configuration differences
 
 # Settings whose change changes what is measured (the rest, like --out or --quiet, do not).
-_COMPARED_SETTINGS = ("model", "base_url", "max_tokens", "temperature", "system", "template", "extra_body",
-                      "tools", "tool_choice", "prompt_column", "concurrency", "rates", "burstiness",
-                      "level", "slo", "input")
+_COMPARED_SETTINGS = (
+    "model",
+    "base_url",
+    "max_tokens",
+    "temperature",
+    "system",
+    "template",
+    "extra_body",
+    "tools",
+    "tool_choice",
+    "prompt_column",
+    "concurrency",
+    "rates",
+    "burstiness",
+    "level",
+    "slo",
+    "input",
+)
 
 
 def _endpoint_kind(side: Side) -> str | None:
@@ -233,7 +295,7 @@ def config_differences(base: Side, cur: Side) -> tuple[list[str], list[str]]:
         else:
             bv, cv = b.get(key), c.get(key)
         if key == "concurrency" and (base.level or cur.level):
-            continue                                # the level says it for a bench
+            continue  # the level says it for a bench
         if key in ("rates",) and (base.level or cur.level):
             continue
         if bv != cv:
@@ -242,7 +304,8 @@ def config_differences(base: Side, cur: Side) -> tuple[list[str], list[str]]:
     if None in kinds:
         where = "both sides" if kinds == (None, None) else "the baseline" if kinds[0] is None else "the current side"
         (notes if kinds == (None, None) else diffs).append(
-            f"endpoint: simulated or real is unknown on {where} (summary has no 'endpoint' key)")
+            f"endpoint: simulated or real is unknown on {where} (summary has no 'endpoint' key)"
+        )
     elif kinds[0] != kinds[1]:
         diffs.append(f"endpoint: {kinds[0]} -> {kinds[1]} (simulated vs real)")
     versions = (base.doc.get("batchrun_version"), cur.doc.get("batchrun_version"))

@@ -36,8 +36,10 @@ def time_slices(records: Iterable[Record] | Columns, width_s: float) -> list[dic
     windows: list[list[int]] = [[] for _ in range(n)]
     for i in ended:
         windows[min(n - 1, max(0, int(ends[i] // width_s)))].append(i)
-    return [_window(k, width_s, min(width_s, last - k * width_s) if k == n - 1 else width_s, cols, rows)
-            for k, rows in enumerate(windows)]
+    return [
+        _window(k, width_s, min(width_s, last - k * width_s) if k == n - 1 else width_s, cols, rows)
+        for k, rows in enumerate(windows)
+    ]
 
 
 def _window(k: int, width_s: float, length_s: float, cols: Columns, rows: list[int]) -> dict[str, Any]:
@@ -48,8 +50,14 @@ def _window(k: int, width_s: float, length_s: float, cols: Columns, rows: list[i
     completion = cols.column("completion_tokens")
     tokens = sum(max(0, completion[i]) for i in ok)
     ttft, latency = cols.column("ttft_s"), cols.column("latency_s")
-    return {"start_s": k * width_s, "length_s": length_s, "requests": len(rows), "ok": len(ok),
-            "failed": failed, "requests_per_s": per_s(len(ok), length_s),
-            "output_tokens_per_s": per_s(tokens, length_s),
-            "ttft_s": Distribution.of(ttft[i] for i in ok if ttft[i] == ttft[i]).to_dict(),
-            "latency_s": Distribution.of(latency[i] for i in ok if latency[i] == latency[i]).to_dict()}
+    return {
+        "start_s": k * width_s,
+        "length_s": length_s,
+        "requests": len(rows),
+        "ok": len(ok),
+        "failed": failed,
+        "requests_per_s": per_s(len(ok), length_s),
+        "output_tokens_per_s": per_s(tokens, length_s),
+        "ttft_s": Distribution.of(ttft[i] for i in ok if ttft[i] == ttft[i]).to_dict(),
+        "latency_s": Distribution.of(latency[i] for i in ok if latency[i] == latency[i]).to_dict(),
+    }

@@ -31,6 +31,7 @@ class Interval(NamedTuple):
 
 # ---------------------------------------------------------------- binomial and normal helpers
 
+
 def z(level: float = LEVEL) -> float:
     """The two-sided normal quantile for `level` (1.95996 for 0.95)."""
     return NormalDist().inv_cdf(0.5 + level / 2)
@@ -93,6 +94,7 @@ def quantile_ci(sorted_values: Sequence[float], q: float, level: float = LEVEL) 
 
 # ---------------------------------------------------------------- two-sample: relative change
 
+
 def rng(seed: int = 0) -> np.random.Generator:
     return np.random.default_rng(seed)
 
@@ -100,9 +102,15 @@ def rng(seed: int = 0) -> np.random.Generator:
 Stat = Callable[[list[np.ndarray]], np.ndarray]
 
 
-def bootstrap_ratio(base: Sequence[Sequence[float]], cur: Sequence[Sequence[float]],
-                    stat: Stat | tuple[Stat, Stat], *, level: float = LEVEL,
-                    resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> Interval | None:
+def bootstrap_ratio(
+    base: Sequence[Sequence[float]],
+    cur: Sequence[Sequence[float]],
+    stat: Stat | tuple[Stat, Stat],
+    *,
+    level: float = LEVEL,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+) -> Interval | None:
     """Percentile-bootstrap CI of stat(cur) / stat(base) - 1.
 
     `base` and `cur` are each a list of equally long columns (one row per unit: a request);
@@ -139,8 +147,14 @@ def bootstrap_ratio(base: Sequence[Sequence[float]], cur: Sequence[Sequence[floa
     return Interval(c0 / b0 - 1, float(lo) - 1, float(hi) - 1)
 
 
-def bootstrap_ci(columns: Sequence[Sequence[float]], stat: Stat, *, level: float = LEVEL,
-                 resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> Interval | None:
+def bootstrap_ci(
+    columns: Sequence[Sequence[float]],
+    stat: Stat,
+    *,
+    level: float = LEVEL,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+) -> Interval | None:
     """Percentile-bootstrap CI of stat(columns) (one sample; rows resampled, columns together)."""
     cols = [np.asarray(c, dtype=float) for c in columns]
     n = len(cols[0])
@@ -178,8 +192,8 @@ def clustered_median(groups: Sequence[Sequence[float]]) -> Stat:
         cum = np.cumsum(counts[:, owner[lo_pos:hi_pos]], axis=1, dtype=np.int32) + prefix[:, None]
         total = counts @ lengths
         width = hi_pos - lo_pos
-        lo = (2 * cum < total[:, None]).sum(axis=1)             # first position reaching half the weight
-        hi = (2 * cum <= total[:, None]).sum(axis=1)            # first position past it (even totals)
+        lo = (2 * cum < total[:, None]).sum(axis=1)  # first position reaching half the weight
+        hi = (2 * cum <= total[:, None]).sum(axis=1)  # first position past it (even totals)
         inside = (lo > 0) & (hi < width) if lo_pos else hi < width
         lo_c, hi_c = np.minimum(lo, width - 1), np.minimum(hi, width - 1)
         med = (values[lo_c + lo_pos] + values[hi_c + lo_pos]) / 2
@@ -195,6 +209,7 @@ def clustered_median(groups: Sequence[Sequence[float]]) -> Stat:
             full, _ = medians(counts[~inside], 0, size, np.zeros((~inside).sum(), dtype=np.int32))
             med[~inside] = full
         return med.reshape(idx.shape[:-1]) if idx.ndim > 1 else med[0]
+
     return stat
 
 
@@ -255,8 +270,9 @@ def median_change_half_width(values: Sequence[float], level: float = LEVEL) -> f
     return None if iv is None else max(-iv.low, iv.high)
 
 
-def quantile_ratio(base_sorted: Sequence[float], cur_sorted: Sequence[float], q: float,
-                   level: float = LEVEL) -> Interval | None:
+def quantile_ratio(
+    base_sorted: Sequence[float], cur_sorted: Sequence[float], q: float, level: float = LEVEL
+) -> Interval | None:
     """Relative change of the q-th percentile from two distribution-free intervals.
 
     Each side gets an order-statistic interval at sqrt(level) (97.47% for 95%), so the two hold
@@ -286,8 +302,7 @@ def wilson(k: int, n: int, level: float = LEVEL) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def proportion_difference(k_base: int, n_base: int, k_cur: int, n_cur: int,
-                          level: float = LEVEL) -> Interval | None:
+def proportion_difference(k_base: int, n_base: int, k_cur: int, n_cur: int, level: float = LEVEL) -> Interval | None:
     """CI of p_cur - p_base by Newcombe's hybrid score method (Wilson intervals combined)."""
     if n_base < 1 or n_cur < 1:
         return None
@@ -295,11 +310,11 @@ def proportion_difference(k_base: int, n_base: int, k_cur: int, n_cur: int,
     l1, u1 = wilson(k_base, n_base, level)
     l2, u2 = wilson(k_cur, n_cur, level)
     d = p2 - p1
-    return Interval(d, d - math.sqrt((p2 - l2) ** 2 + (u1 - p1) ** 2),
-                    d + math.sqrt((u2 - p2) ** 2 + (p1 - l1) ** 2))
+    return Interval(d, d - math.sqrt((p2 - l2) ** 2 + (u1 - p1) ** 2), d + math.sqrt((u2 - p2) ** 2 + (p1 - l1) ** 2))
 
 
 # ---------------------------------------------------------------- rates
+
 
 def poisson_rate_ci(k: float, seconds: float, level: float = LEVEL) -> tuple[float, float] | None:
     """CI of the rate k / seconds from an event count over a fixed time (an open-loop run):
@@ -311,24 +326,42 @@ def poisson_rate_ci(k: float, seconds: float, level: float = LEVEL) -> tuple[flo
     return max(0.0, k - half) / seconds, (k + half) / seconds
 
 
-def little_rate_ci(weights: Sequence[float], totals: Sequence[float], wall_s: float, *, level: float = LEVEL,
-                   resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> Interval | None:
+def little_rate_ci(
+    weights: Sequence[float],
+    totals: Sequence[float],
+    wall_s: float,
+    *,
+    level: float = LEVEL,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+) -> Interval | None:
     """CI of a closed-loop rate sum(weights) / wall_s (weights: 1 per ok request, or its tokens).
 
     By Little's law the rate is L · sum(weights) / sum(totals), L = sum(totals) / wall_s the mean
     in flight (each request's total_s is its time in the system); L is held and the requests are
     resampled (bootstrap_ci), so the interval is the noise of the requests, not of the clock."""
     in_flight = math.fsum(totals) / wall_s
-    return bootstrap_ci([weights, totals], lambda c: in_flight * c[0].sum(axis=-1) / c[1].sum(axis=-1),
-                        level=level, resamples=resamples, seed=seed)
+    return bootstrap_ci(
+        [weights, totals],
+        lambda c: in_flight * c[0].sum(axis=-1) / c[1].sum(axis=-1),
+        level=level,
+        resamples=resamples,
+        seed=seed,
+    )
 
 
-def little_rate_ratio(base: tuple[Sequence[float], Sequence[float], float],
-                      cur: tuple[Sequence[float], Sequence[float], float], *, level: float = LEVEL,
-                      resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> Interval | None:
+def little_rate_ratio(
+    base: tuple[Sequence[float], Sequence[float], float],
+    cur: tuple[Sequence[float], Sequence[float], float],
+    *,
+    level: float = LEVEL,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+) -> Interval | None:
     """Relative change of a closed-loop rate, cur / base - 1, each side (weights, totals, wall_s) as
     in little_rate_ci: the ratio of sum(w) / sum(total) bootstrapped (bootstrap_ratio), times the
     ratio of the two mean-in-flight figures, which are held. None when a side has nothing in flight."""
+
     def in_flight(side: tuple[Sequence[float], Sequence[float], float]) -> float:
         return math.fsum(side[1]) / side[2] if side[2] else 0.0
 
@@ -339,14 +372,14 @@ def little_rate_ratio(base: tuple[Sequence[float], Sequence[float], float],
 
     def stat(cols: list[np.ndarray]) -> np.ndarray:
         return cols[0].sum(axis=-1) / cols[1].sum(axis=-1)
+
     iv = bootstrap_ratio([base[0], base[1]], [cur[0], cur[1]], stat, level=level, resamples=resamples, seed=seed)
     if iv is None:
         return None
     return Interval((iv.estimate + 1) * factor - 1, (iv.low + 1) * factor - 1, (iv.high + 1) * factor - 1)
 
 
-def poisson_rate_ratio(k_base: int, t_base: float, k_cur: int, t_cur: float,
-                       level: float = LEVEL) -> Interval | None:
+def poisson_rate_ratio(k_base: int, t_base: float, k_cur: int, t_cur: float, level: float = LEVEL) -> Interval | None:
     """CI of (k_cur / t_cur) / (k_base / t_base) - 1 for event counts over fixed times
     (log-ratio ± z · sqrt(1/k_base + 1/k_cur))."""
     if k_base < 1 or k_cur < 1 or t_base <= 0 or t_cur <= 0:

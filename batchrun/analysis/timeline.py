@@ -45,7 +45,7 @@ class Spans:
         self.ends.append(end)
 
     def close(self) -> Spans:
-        self.busy = math.fsum(e - s for s, e in zip(self.starts, self.ends))   # before sorting splits the pairs
+        self.busy = math.fsum(e - s for s, e in zip(self.starts, self.ends))  # before sorting splits the pairs
         self.starts = array("d", sorted(self.starts))
         self.ends = array("d", sorted(self.ends))
         return self
@@ -134,8 +134,9 @@ def sessions_in_flight(spans: Mapping[int, Spans]) -> tuple[int, float | None, f
     return peak, (busy / width if width > 0 else None), (math.fsum(widths) if widths else None)
 
 
-def session_timelines(cols: Columns, *, by_session: bool = True,
-                      max_steps: int = PLOT_STEPS) -> dict[int, list[tuple[float, int]]]:
+def session_timelines(
+    cols: Columns, *, by_session: bool = True, max_steps: int = PLOT_STEPS
+) -> dict[int, list[tuple[float, int]]]:
     """In-flight step functions per session (all under 1 with by_session=False), for plots:
     every step up to `max_steps`, else per time bucket its lowest and highest step (the peaks
     and troughs a plot shows), so a drawing never takes one point per request."""
@@ -145,8 +146,9 @@ def session_timelines(cols: Columns, *, by_session: bool = True,
     return out
 
 
-def thin_steps(steps: Iterable[tuple[float, int]], start: float, end: float, n: int,
-               max_steps: int = PLOT_STEPS) -> list[tuple[float, int]]:
+def thin_steps(
+    steps: Iterable[tuple[float, int]], start: float, end: float, n: int, max_steps: int = PLOT_STEPS
+) -> list[tuple[float, int]]:
     """At most ~max_steps of n steps spanning [start, end]: each of max_steps / 2 equal time
     buckets keeps its lowest and its highest step, in time order; all steps when n is small."""
     if n <= max_steps or not end > start:

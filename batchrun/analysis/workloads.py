@@ -10,10 +10,10 @@ from typing import Any, Callable, Iterable, Mapping
 from batchrun.analysis.columns import Columns
 from batchrun.analysis.distribution import Distribution
 from batchrun.analysis.metrics import schedule_figures, summarize
-from batchrun.analysis.timeline import per_s, sent_timed
-from batchrun.store.records import OK, Record
 from batchrun.analysis.slices import time_slices
+from batchrun.analysis.timeline import per_s, sent_timed
 from batchrun.inputs.synthetic import requested_lengths
+from batchrun.store.records import OK, Record
 
 
 def embedding_figures(records: Iterable[Record], wall_time_s: float | None) -> dict[str, Any]:
@@ -30,19 +30,26 @@ def embedding_figures(records: Iterable[Record], wall_time_s: float | None) -> d
         tokens += r.prompt_tokens or 0
         if r.latency_s is not None:
             batches.setdefault(r.request_id or f"{r.sent_s}", r.latency_s)
-    return {"inputs": inputs, "batches": len(batches), "inputs_per_s": per_s(inputs, wall_time_s),
-            "prompt_tokens": tokens, "prompt_tokens_per_s": per_s(tokens, wall_time_s),
-            "inputs_per_batch": inputs / len(batches) if batches else None,
-            "batch_latency_s": Distribution.of(batches.values()).to_dict()}
+    return {
+        "inputs": inputs,
+        "batches": len(batches),
+        "inputs_per_s": per_s(inputs, wall_time_s),
+        "prompt_tokens": tokens,
+        "prompt_tokens_per_s": per_s(tokens, wall_time_s),
+        "inputs_per_batch": inputs / len(batches) if batches else None,
+        "batch_latency_s": Distribution.of(batches.values()).to_dict(),
+    }
 
 
 def length_figures(records: Iterable[Record], requested: Mapping[str, Any]) -> dict[str, Any]:
     """Requested prompt/output lengths beside the realised ones (from usage) of ok records."""
     ok = [r for r in records if r.status == OK]
-    return {"requested": dict(requested),
-            "prompt_tokens": Distribution.of(r.prompt_tokens for r in ok if r.prompt_tokens is not None).to_dict(),
-            "output_tokens": Distribution.of(r.completion_tokens for r in ok if r.completion_tokens is not None).to_dict(),
-            "usage_records": sum(1 for r in ok if not r.tokens_estimated)}
+    return {
+        "requested": dict(requested),
+        "prompt_tokens": Distribution.of(r.prompt_tokens for r in ok if r.prompt_tokens is not None).to_dict(),
+        "output_tokens": Distribution.of(r.completion_tokens for r in ok if r.completion_tokens is not None).to_dict(),
+        "usage_records": sum(1 for r in ok if not r.tokens_estimated),
+    }
 
 
 def turn_figures(records: Iterable[Record], turn_of: Mapping[str, int]) -> list[dict[str, Any]]:
@@ -51,11 +58,16 @@ def turn_figures(records: Iterable[Record], turn_of: Mapping[str, int]) -> list[
     for r in records:
         if r.status == OK and r.id in turn_of:
             by_turn[turn_of[r.id]].append(r)
-    return [{"turn": t, "count": len(rs),
-             "prompt_tokens": Distribution.of(r.prompt_tokens for r in rs if r.prompt_tokens is not None).to_dict(),
-             "ttft_s": Distribution.of(r.ttft_s for r in rs if r.ttft_s is not None).to_dict(),
-             "latency_s": Distribution.of(r.latency_s for r in rs if r.latency_s is not None).to_dict()}
-            for t, rs in sorted(by_turn.items())]
+    return [
+        {
+            "turn": t,
+            "count": len(rs),
+            "prompt_tokens": Distribution.of(r.prompt_tokens for r in rs if r.prompt_tokens is not None).to_dict(),
+            "ttft_s": Distribution.of(r.ttft_s for r in rs if r.ttft_s is not None).to_dict(),
+            "latency_s": Distribution.of(r.latency_s for r in rs if r.latency_s is not None).to_dict(),
+        }
+        for t, rs in sorted(by_turn.items())
+    ]
 
 
 def schedule_lag(records: Iterable[Record] | Columns) -> dict[str, Any]:
@@ -66,8 +78,9 @@ def schedule_lag(records: Iterable[Record] | Columns) -> dict[str, Any]:
     return schedule["send_lag_s"] if schedule else Distribution().to_dict()
 
 
-def synthetic_figures(records: list[Record], info: Mapping[str, Any],
-                      requested: Mapping[str, list[int]], ids: list[str]) -> dict[str, Any]:
+def synthetic_figures(
+    records: list[Record], info: Mapping[str, Any], requested: Mapping[str, list[int]], ids: list[str]
+) -> dict[str, Any]:
     """Requested lengths (what the spec drew for these rows) beside realised ones (usage), and
     the per-row difference realised - requested for output tokens (0 when the server held it)."""
     by_id = {r.id: r for r in records}
@@ -81,19 +94,29 @@ def synthetic_figures(records: list[Record], info: Mapping[str, Any],
         if r.prompt_tokens is not None:
             diffs_prompt.append(r.prompt_tokens - requested["prompt_tokens"][i])
     realised = length_figures(records, {})
-    return {"spec": info.get("spec"), "settings": {k: v for k, v in info.items() if k not in ("spec", "sizing")},
-            "sizing": info.get("sizing"), "usage_records": realised["usage_records"],
-            "realised": {"prompt_tokens": realised["prompt_tokens"], "output_tokens": realised["output_tokens"]},
-            "requested": {"prompt_tokens": Distribution.of(requested["prompt_tokens"]).to_dict(),
-                          "output_tokens": Distribution.of(requested["output_tokens"]).to_dict()},
-            "prompt_tokens_error": Distribution.of(diffs_prompt).to_dict(),
-            "output_tokens_error": Distribution.of(diffs_out).to_dict()}
+    return {
+        "spec": info.get("spec"),
+        "settings": {k: v for k, v in info.items() if k not in ("spec", "sizing")},
+        "sizing": info.get("sizing"),
+        "usage_records": realised["usage_records"],
+        "realised": {"prompt_tokens": realised["prompt_tokens"], "output_tokens": realised["output_tokens"]},
+        "requested": {
+            "prompt_tokens": Distribution.of(requested["prompt_tokens"]).to_dict(),
+            "output_tokens": Distribution.of(requested["output_tokens"]).to_dict(),
+        },
+        "prompt_tokens_error": Distribution.of(diffs_prompt).to_dict(),
+        "output_tokens_error": Distribution.of(diffs_out).to_dict(),
+    }
 
 
-def workload_summary(config: Mapping[str, Any], records: list[Record] | Columns, wall_time_s: float | None,
-                     synthetic_info: Mapping[str, Any] | None = None,
-                     turn_of: Mapping[str, int] | None = None,
-                     stream: Callable[[], Iterable[Record]] | None = None) -> dict[str, Any]:
+def workload_summary(
+    config: Mapping[str, Any],
+    records: list[Record] | Columns,
+    wall_time_s: float | None,
+    synthetic_info: Mapping[str, Any] | None = None,
+    turn_of: Mapping[str, int] | None = None,
+    stream: Callable[[], Iterable[Record]] | None = None,
+) -> dict[str, Any]:
     """The extra summary sections a run's config calls for (empty for a plain chat run).
 
     `records`: Records, or a run's Columns; then `stream` gives the (slimmed) records again, one
@@ -101,22 +124,23 @@ def workload_summary(config: Mapping[str, Any], records: list[Record] | Columns,
     cols = records if isinstance(records, Columns) else Columns.of(records, keep=0)
     again: Callable[[], Iterable[Record]] = stream if stream is not None else (lambda: iter(records))
     if isinstance(records, Columns) and stream is None:
-        again = lambda: iter(())       # noqa: E731  (no records to read again: those sections are empty)
+        again = lambda: iter(())  # noqa: E731  (no records to read again: those sections are empty)
     out: dict[str, Any] = {}
     if config.get("endpoint") == "embeddings":
         out["embeddings"] = embedding_figures(again(), wall_time_s)
     if config.get("synthetic") and synthetic_info is not None:
         records_list = list(again())
         ids = [r.id for r in records_list if r.id.startswith("syn-")]
-        out["synthetic"] = synthetic_figures(records_list, synthetic_info,
-                                             requested_lengths(config["synthetic"], ids), ids)
+        out["synthetic"] = synthetic_figures(
+            records_list, synthetic_info, requested_lengths(config["synthetic"], ids), ids
+        )
     if cols.has("endpoint"):
         out["by_endpoint"] = endpoint_figures(cols, wall_time_s)
     if turn_of:
         out["turns"] = turn_figures(again(), turn_of)
     if cols.has("scheduled_s"):
         out["schedule_lag_s"] = schedule_lag(cols)
-    width = config.get("slice", config.get("slice_s"))     # run.json before the keys were option names: slice_s
+    width = config.get("slice", config.get("slice_s"))  # run.json before the keys were option names: slice_s
     if width:
         out["slices"] = time_slices(cols, width)
     return out

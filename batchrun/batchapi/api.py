@@ -14,13 +14,13 @@ import openai
 
 from batchrun.batchapi.lines import KeptLines
 from batchrun.endpoint.batch import PATH
-from batchrun.endpoint.transport import Endpoint, redirect_text
 from batchrun.endpoint.sdk_transport import AsyncResendTransport
+from batchrun.endpoint.transport import Endpoint, redirect_text
 from batchrun.errors import BatchrunError
 from batchrun.redact import redact
 
 COMPLETION_WINDOW = "24h"
-CLOCK_SKEW_S = 600.0      # our clock vs the provider's, when searching by creation time
+CLOCK_SKEW_S = 600.0  # our clock vs the provider's, when searching by creation time
 # Errors worth waiting out while polling: the SDK has already retried them twice.
 TRANSIENT = (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError)
 
@@ -43,10 +43,15 @@ class BatchApi:
         url = urlsplit(endpoint.base_url)
         self._transport = AsyncResendTransport()
         http = openai.DefaultAsyncHttpxClient(transport=self._transport, follow_redirects=False)
-        self._client = openai.AsyncOpenAI(base_url=urlunsplit(url._replace(query="")),
-                                          api_key=endpoint.api_key or "not-needed", max_retries=max_retries,
-                                          timeout=timeout_s, default_headers=headers,
-                                          default_query=dict(parse_qsl(url.query)) or None, http_client=http)
+        self._client = openai.AsyncOpenAI(
+            base_url=urlunsplit(url._replace(query="")),
+            api_key=endpoint.api_key or "not-needed",
+            max_retries=max_retries,
+            timeout=timeout_s,
+            default_headers=headers,
+            default_query=dict(parse_qsl(url.query)) or None,
+            http_client=http,
+        )
 
     @property
     def reconnects(self) -> int:
@@ -95,9 +100,12 @@ class BatchApi:
 
     async def create(self, file_id: str, name: str) -> Any:
         try:
-            return await self._client.batches.create(input_file_id=file_id, endpoint=PATH,
-                                                     completion_window=COMPLETION_WINDOW,
-                                                     metadata={"batchrun_file": name})
+            return await self._client.batches.create(
+                input_file_id=file_id,
+                endpoint=PATH,
+                completion_window=COMPLETION_WINDOW,
+                metadata={"batchrun_file": name},
+            )
         except openai.OpenAIError as exc:
             raise self.error(f"creating the job for {name}", exc) from exc
 
@@ -155,5 +163,6 @@ class BatchApi:
 def _older(created_at: Any, since: float) -> bool:
     """Whether a listed file or job was made before `since` (unix s, our clock, less the skew);
     a created_at that is not a number says nothing, so the search goes on."""
-    return isinstance(created_at, (int, float)) and not isinstance(created_at, bool) and \
-        created_at < since - CLOCK_SKEW_S
+    return (
+        isinstance(created_at, (int, float)) and not isinstance(created_at, bool) and created_at < since - CLOCK_SKEW_S
+    )

@@ -22,23 +22,23 @@ from batchrun.batchapi.lines import Limits, Splitter, oversize_reason, read_ids
 from batchrun.batchapi.results import ResultIndex, job_records
 from batchrun.config import RunConfig
 from batchrun.endpoint.batch import JobInfo, batch_body, request_line
-from batchrun.endpoint.transport import Endpoint
-from batchrun.endpoint.resolve import endpoint_info
-from batchrun.engine.pool import TRUNCATED_OUTPUT
 from batchrun.endpoint.requests import Job
+from batchrun.endpoint.resolve import endpoint_info
+from batchrun.endpoint.transport import Endpoint
+from batchrun.engine.pool import TRUNCATED_OUTPUT
 from batchrun.errors import ConfigError, InputError
-from batchrun.inputs.prompt import BadRow
-from batchrun.plan import output_check
 from batchrun.finish import RunOutcome, finish_run
 from batchrun.hooks import Hooks
+from batchrun.inputs.prompt import BadRow
+from batchrun.plan import output_check
 from batchrun.store.records import INVALID_OUTPUT, OK, SKIPPED, Record, RecordSink, read_records
 
-BATCH_DIR = "batch"                  # the run directory's request files
-SIM_STATE_DIR = "sim-batches"        # the built-in endpoint's files and jobs, kept for --resume
+BATCH_DIR = "batch"  # the run directory's request files
+SIM_STATE_DIR = "sim-batches"  # the built-in endpoint's files and jobs, kept for --resume
 POLL_FIRST_S, POLL_GROWTH, POLL_MAX_S = 0.5, 1.5, 30.0
-BATCH_WAIT_S = 25 * 3600.0               # --batch-wait's default: the 24 h window and an hour to finalize
-LIMITS = Limits()                        # the Batch API's per-file limits (50,000 requests, 200 MB)
-CAPACITY_CODE = "token_limit_exceeded"   # "Enqueued token limit reached for <model> ..."
+BATCH_WAIT_S = 25 * 3600.0  # --batch-wait's default: the 24 h window and an hour to finalize
+LIMITS = Limits()  # the Batch API's per-file limits (50,000 requests, 200 MB)
+CAPACITY_CODE = "token_limit_exceeded"  # "Enqueued token limit reached for <model> ..."
 
 
 def sim_config(base: Any, config: RunConfig, out: Path) -> Any:
@@ -49,8 +49,14 @@ def sim_config(base: Any, config: RunConfig, out: Path) -> Any:
     return base.replace(batch_state_dir=str((out / SIM_STATE_DIR).resolve()))
 
 
-async def run_batch(config: RunConfig, endpoint: Endpoint, out: Path, items: Iterator[Job | BadRow],
-                    session_n: int = 1, hooks: Hooks = Hooks()) -> RunOutcome:
+async def run_batch(
+    config: RunConfig,
+    endpoint: Endpoint,
+    out: Path,
+    items: Iterator[Job | BadRow],
+    session_n: int = 1,
+    hooks: Hooks = Hooks(),
+) -> RunOutcome:
     """Where an online run starts its pool: the same rows (`plan.jobs`: the same bodies, bad
     rows and skips) through the Batch API, then the same output files (finish.py)."""
     ledger = Ledger.load(out)
@@ -59,8 +65,14 @@ async def run_batch(config: RunConfig, endpoint: Endpoint, out: Path, items: Ite
     session = BatchSession(config, endpoint, out, ledger, LIMITS, POLL_MAX_S, hooks)
     session.session_n = session_n
     await session.run(items)
-    outcome = RunOutcome(out_dir=out, summary={}, interrupted=session.interrupted, failed=session.failed,
-                         aborted=session.aborted, endpoint=endpoint_info(endpoint, config.endpoint.model))
+    outcome = RunOutcome(
+        out_dir=out,
+        summary={},
+        interrupted=session.interrupted,
+        failed=session.failed,
+        aborted=session.aborted,
+        endpoint=endpoint_info(endpoint, config.endpoint.model),
+    )
     finish_run(outcome, config, None, max(session.wall_s, 1e-9), session.started_wall)
     return outcome
 
@@ -70,26 +82,36 @@ def _check_endpoint(ledger: Ledger, endpoint: Endpoint, out: Path) -> None:
     if ledger.endpoint is None or not ledger.open_jobs():
         ledger.endpoint = here
     elif ledger.endpoint != here:
-        raise ConfigError(f"the open Batch API jobs of {out} live at {ledger.endpoint}, not {here}: resume "
-                          f"against the same endpoint (--base-url / OPENAI_BASE_URL) to collect them")
+        raise ConfigError(
+            f"the open Batch API jobs of {out} live at {ledger.endpoint}, not {here}: resume "
+            f"against the same endpoint (--base-url / OPENAI_BASE_URL) to collect them"
+        )
 
 
 class BatchSession:
     """One session of a batch run: its planning, submissions, waiting and collecting."""
 
-    def __init__(self, config: RunConfig, endpoint: Endpoint, out: Path, ledger: Ledger, limits: Limits,
-                 poll_max_s: float, hooks: Hooks = Hooks()) -> None:
+    def __init__(
+        self,
+        config: RunConfig,
+        endpoint: Endpoint,
+        out: Path,
+        ledger: Ledger,
+        limits: Limits,
+        poll_max_s: float,
+        hooks: Hooks = Hooks(),
+    ) -> None:
         self.config, self.endpoint, self.out, self.ledger, self.hooks = config, endpoint, out, ledger, hooks
-        self.note = hooks.notify             # one line for the user
+        self.note = hooks.notify  # one line for the user
         self.limits, self.poll_max_s = limits, poll_max_s
         self.interrupted, self.failed = False, 0
-        self.aborted: str | None = None      # why this session stopped early (--batch-wait, a failed download)
-        self.uncollected: list[str] = []     # jobs that ended but whose files could not be downloaded
-        self._warned: set[tuple[str, str]] = set()   # (job, problem) already warned about
+        self.aborted: str | None = None  # why this session stopped early (--batch-wait, a failed download)
+        self.uncollected: list[str] = []  # jobs that ended but whose files could not be downloaded
+        self._warned: set[tuple[str, str]] = set()  # (job, problem) already warned about
         self.wall_s, self.started_wall = 0.0, time.time()
         self._stop = asyncio.Event()
         self._t0, self._cancelled = time.perf_counter(), False
-        self.session_n = 1                   # run.json's session number, kept on every record
+        self.session_n = 1  # run.json's session number, kept on every record
         self._answer_check = output_check(config)
 
     async def run(self, items: Iterator[Job | BadRow]) -> None:
@@ -106,8 +128,10 @@ class BatchSession:
                         await self._wait(api, already)
                     finally:
                         if api.reconnects:
-                            self.note(f"{api.reconnects} Batch API call(s) met a pooled connection the server had "
-                                       "closed and were sent again at once on a new one (not retries)")
+                            self.note(
+                                f"{api.reconnects} Batch API call(s) met a pooled connection the server had "
+                                "closed and were sent again at once on a new one (not retries)"
+                            )
         finally:
             self.wall_s = time.perf_counter() - t0
 
@@ -126,18 +150,31 @@ class BatchSession:
         finally:
             chunks = splitter.close()
         for chunk in chunks:
-            self.ledger.jobs.append(JobEntry(name=chunk.name, input=str(chunk.input_path.relative_to(self.out)),
-                                             ids=str(chunk.ids_path.relative_to(self.out)), requests=chunk.requests,
-                                             bytes=chunk.bytes, model=chunk.model, planned_at=time.time()))
+            self.ledger.jobs.append(
+                JobEntry(
+                    name=chunk.name,
+                    input=str(chunk.input_path.relative_to(self.out)),
+                    ids=str(chunk.ids_path.relative_to(self.out)),
+                    requests=chunk.requests,
+                    bytes=chunk.bytes,
+                    model=chunk.model,
+                    planned_at=time.time(),
+                )
+            )
         self.ledger.save(self.out)
         if chunks:
-            self.note(f"{sum(c.requests for c in chunks)} rows in {len(chunks)} Batch API file(s) under "
-                       f"{self.out / BATCH_DIR}")
+            self.note(
+                f"{sum(c.requests for c in chunks)} rows in {len(chunks)} Batch API file(s) under "
+                f"{self.out / BATCH_DIR}"
+            )
 
     def _plan_row(self, item: Job | BadRow, splitter: Splitter) -> None:
-        if isinstance(item, BadRow):      # recorded as the pool records it
-            self._record(Record(id=item.id, row=item.row, status=SKIPPED, error_type="BadRow", error=item.reason,
-                                input=item.data))
+        if isinstance(item, BadRow):  # recorded as the pool records it
+            self._record(
+                Record(
+                    id=item.id, row=item.row, status=SKIPPED, error_type="BadRow", error=item.reason, input=item.data
+                )
+            )
             return
         prompt = item.prompt
         body = batch_body(json.loads(item.body))
@@ -146,11 +183,20 @@ class BatchSession:
         if too_big is None:
             splitter.add(line, prompt.id, prompt.row, body.get("model"), row_extras(item))
         elif self.config.input.on_bad_row == "fail":
-            raise InputError(too_big, path=str(self.config.input.path), line=prompt.line,
-                             hint="fix the row or use --on-bad-row skip")
+            raise InputError(
+                too_big, path=str(self.config.input.path), line=prompt.line, hint="fix the row or use --on-bad-row skip"
+            )
         else:
-            self._record(Record(id=prompt.id, row=prompt.row, status=SKIPPED, error_type="BadRow",
-                                error=f"{self.config.input.path} line {prompt.line}: {too_big}", input=prompt.data))
+            self._record(
+                Record(
+                    id=prompt.id,
+                    row=prompt.row,
+                    status=SKIPPED,
+                    error_type="BadRow",
+                    error=f"{self.config.input.path} line {prompt.line}: {too_big}",
+                    input=prompt.data,
+                )
+            )
 
     # --- submitting ---
     async def _submit(self, api: BatchApi) -> None:
@@ -166,19 +212,22 @@ class BatchSession:
             job.file_id = await api.find_file(name, job.planned_at) or await api.upload(self.out / job.input, name)
             self.ledger.save(self.out)
         if job.batch_id is None:
-            batch = await api.find_batch(job.file_id, job.planned_at, set(job.refused)) or \
-                await api.create(job.file_id, name)
+            batch = await api.find_batch(job.file_id, job.planned_at, set(job.refused)) or await api.create(
+                job.file_id, name
+            )
             self._warn(job, _update(job, batch, self.endpoint.secrets))
             if job.batch_id is None:
-                raise BatchApiError(f"creating the job for {name} at {self.endpoint.display_url}: the answer has no "
-                                    f"job id to follow; --resume looks for the job by its file ({job.file_id}) again")
+                raise BatchApiError(
+                    f"creating the job for {name} at {self.endpoint.display_url}: the answer has no "
+                    f"job id to follow; --resume looks for the job by its file ({job.file_id}) again"
+                )
             self.ledger.save(self.out)
             self.note(f"job {job.batch_id}: {job.requests} requests ({job.status})")
 
     # --- waiting and collecting ---
     async def _wait(self, api: BatchApi, already: dict[str, set[str]]) -> None:
         waiting = [j for j in self.ledger.open_jobs() if j.batch_id]
-        queued: list[JobEntry] = []           # refused for the enqueued-token limit: sent again later
+        queued: list[JobEntry] = []  # refused for the enqueued-token limit: sent again later
         if not waiting:
             return
         shown = self.hooks.progress
@@ -187,7 +236,7 @@ class BatchSession:
         try:
             while (waiting or queued) and not self._stop.is_set() and not self._waited_enough(since, waiting + queued):
                 if await self._past_deadline(api, waiting):
-                    for job in queued:        # never created again: their rows are cancelled, resumable
+                    for job in queued:  # never created again: their rows are cancelled, resumable
                         job.status = "cancelled"
                         await self._collect(api, job, set())
                     queued = []
@@ -202,7 +251,7 @@ class BatchSession:
                         continue
                     await self._collect(api, job, already.get(job.batch_id or "", set()))
                     freed = True
-                if freed and queued:          # a job ended: there may be room for the refused ones
+                if freed and queued:  # a job ended: there may be room for the refused ones
                     for job in queued:
                         await self._send(api, job)
                     waiting, queued = waiting + queued, []
@@ -217,11 +266,15 @@ class BatchSession:
                 progress.close()
         if (waiting or queued) and self.aborted is None:
             self.interrupted = True
-            self.note(f"{len(waiting) + len(queued)} job(s) not collected (the open ones keep running at the "
-                       f"provider); continue with batchrun run --resume {self.out}")
+            self.note(
+                f"{len(waiting) + len(queued)} job(s) not collected (the open ones keep running at the "
+                f"provider); continue with batchrun run --resume {self.out}"
+            )
         elif self.uncollected and self.aborted is None:
-            self.aborted = (f"the results of {len(self.uncollected)} ended job(s) could not be downloaded "
-                            f"({', '.join(self.uncollected[:5])}); they stay open")
+            self.aborted = (
+                f"the results of {len(self.uncollected)} ended job(s) could not be downloaded "
+                f"({', '.join(self.uncollected[:5])}); they stay open"
+            )
 
     def _waited_enough(self, since: float, waiting: list[JobEntry]) -> bool:
         """--batch-wait: once this session has waited that long, stop (the jobs go on at the
@@ -229,10 +282,12 @@ class BatchSession:
         limit = self.config.control.batch_wait_s or BATCH_WAIT_S
         if self.aborted is None and time.perf_counter() - since >= limit:
             open_jobs = ", ".join(f"{j.batch_id} ({_status_text(j.status)})" for j in waiting[:5])
-            self.aborted = (f"waited {_hours(limit)} for the Batch API jobs (--batch-wait) and {len(waiting)} are "
-                            f"still open: {open_jobs or 'none created yet'}. They go on at the provider: look at "
-                            f"them with batchrun batch status {self.out}, or stop them with batchrun batch cancel "
-                            f"{self.out}")
+            self.aborted = (
+                f"waited {_hours(limit)} for the Batch API jobs (--batch-wait) and {len(waiting)} are "
+                f"still open: {open_jobs or 'none created yet'}. They go on at the provider: look at "
+                f"them with batchrun batch status {self.out}, or stop them with batchrun batch cancel "
+                f"{self.out}"
+            )
         return self.aborted is not None
 
     def _warn(self, job: JobEntry, problems: list[str], suffix: str = "; ignored") -> None:
@@ -245,8 +300,10 @@ class BatchSession:
     def _requeue(self, job: JobEntry) -> None:
         """A job the provider refused at its enqueued-token limit ran nothing: its file is sent as a
         new job once one of this run's other jobs has ended."""
-        self.note(f"job {job.batch_id} refused: {job.errors[0].get('message') if job.errors else ''} "
-                   "(it will be created again when another job of this run ends)")
+        self.note(
+            f"job {job.batch_id} refused: {job.errors[0].get('message') if job.errors else ''} "
+            "(it will be created again when another job of this run ends)"
+        )
         job.refused.append(job.batch_id or "")
         job.batch_id, job.status, job.errors, job.request_counts = None, "waiting", [], {}
         self.ledger.save(self.out)
@@ -258,8 +315,10 @@ class BatchSession:
         if deadline is None or self._cancelled or time.perf_counter() - self._t0 < deadline:
             return False
         self._cancelled = True
-        self.note(f"--deadline {deadline:g} s passed: cancelling {len(waiting)} open job(s); rows they did "
-                   "not finish are recorded cancelled (send them again with --resume)")
+        self.note(
+            f"--deadline {deadline:g} s passed: cancelling {len(waiting)} open job(s); rows they did "
+            "not finish are recorded cancelled (send them again with --resume)"
+        )
         for job in waiting:
             await api.cancel(job.batch_id or "")
         return True
@@ -275,8 +334,11 @@ class BatchSession:
         self._warn(job, _update(job, batch, self.endpoint.secrets))
         if job.status not in KNOWN_STATUSES:
             limit = _hours(self.config.control.batch_wait_s or BATCH_WAIT_S)
-            self._warn(job, [f"status {_status_text(job.status)} is one batchrun does not know"],
-                       f": the job is waited for as a running one, for at most {limit} in this session (--batch-wait)")
+            self._warn(
+                job,
+                [f"status {_status_text(job.status)} is one batchrun does not know"],
+                f": the job is waited for as a running one, for at most {limit} in this session (--batch-wait)",
+            )
         if job.status != before:
             self.ledger.save(self.out)
         return job.status in TERMINAL
@@ -301,22 +363,28 @@ class BatchSession:
             if file_id:
                 target = self.out / BATCH_DIR / f"{job.name}.{kind}.jsonl"
                 index.add(await api.download(file_id, target, self.config.limits.max_response_bytes), ids)
-        info = JobInfo(batch_id=job.batch_id or "", status=job.status or "", created_at=job.created_at,
-                       ended_at=job.ended_at, errors=tuple(str(e["message"]) for e in job.errors if e.get("message")))
-        for record, extra in job_records(index, self.out / job.ids, self.out / job.input, info,
-                                         self.endpoint.secrets):
+        info = JobInfo(
+            batch_id=job.batch_id or "",
+            status=job.status or "",
+            created_at=job.created_at,
+            ended_at=job.ended_at,
+            errors=tuple(str(e["message"]) for e in job.errors if e.get("message")),
+        )
+        for record, extra in job_records(index, self.out / job.ids, self.out / job.input, info, self.endpoint.secrets):
             record = self._checked(record)
             for name, value in extra.items():
                 setattr(record, name, value)
             self._write(record, recorded)
-        self._sink.flush()          # the job's records on disk before run.json calls it collected
+        self._sink.flush()  # the job's records on disk before run.json calls it collected
         job.collected = True
         self.ledger.save(self.out)
         counts = job.request_counts
         unmatched = f", {index.unmatched_count} naming no row of it" if index.unmatched_count else ""
-        self.note(f"job {job.batch_id} {job.status}: {counts.get('completed', '?')} completed, "
-                   f"{counts.get('failed', '?')} failed, {len(ids) - len(index.found) - len(index.twice)} without "
-                   f"a result line{unmatched}")
+        self.note(
+            f"job {job.batch_id} {job.status}: {counts.get('completed', '?')} completed, "
+            f"{counts.get('failed', '?')} failed, {len(ids) - len(index.found) - len(index.twice)} without "
+            f"a result line{unmatched}"
+        )
 
     def _checked(self, record: Record) -> Record:
         """--json / --json-schema: an ok answer is parsed and checked as online mode does; an invalid
@@ -333,7 +401,7 @@ class BatchSession:
 
     def _write(self, record: Record, recorded: set[str]) -> None:
         if record.id in recorded:
-            return          # written by a session killed while collecting this job
+            return  # written by a session killed while collecting this job
         if record.status != OK:
             self.failed += 1
         self._record(record)
@@ -346,6 +414,7 @@ class BatchSession:
     async def _signals(self) -> AsyncIterator[None]:
         """The face's Ctrl-C (hooks.interrupts): stop waiting (the jobs run on at the provider) and
         write the reports."""
+
         def stop() -> None:
             self.note("interrupted: no longer waiting; the jobs keep running at the provider")
             self._stop.set()

@@ -16,15 +16,23 @@ from typing import Any
 
 from batchrun.redact import mask, redact
 
-KNOWN_STATUSES = ("validating", "in_progress", "finalizing", "completed", "failed", "expired", "cancelling",
-                  "cancelled")
+KNOWN_STATUSES = (
+    "validating",
+    "in_progress",
+    "finalizing",
+    "completed",
+    "failed",
+    "expired",
+    "cancelling",
+    "cancelled",
+)
 UNREADABLE = "unreadable"
 COUNTS = ("total", "completed", "failed")
 ENDED = ("completed_at", "expired_at", "cancelled_at", "failed_at")
-EARLIEST_S, LATEST_S = 946_684_800, 7_258_118_400      # 2000-01-01 .. 2200-01-01 (unix s)
+EARLIEST_S, LATEST_S = 946_684_800, 7_258_118_400  # 2000-01-01 .. 2200-01-01 (unix s)
 _MAX_MESSAGE = 500
 _STATUS = re.compile(r"[a-z][a-z0-9_]{0,39}")
-_ID = re.compile(r"[\x21-\x7e]{1,256}")                  # printable, no spaces
+_ID = re.compile(r"[\x21-\x7e]{1,256}")  # printable, no spaces
 
 
 @dataclass(slots=True)
@@ -39,7 +47,7 @@ class JobView:
     output_file_id: str | None = None
     error_file_id: str | None = None
     errors: list[dict[str, Any]] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)   # e.g. "request_counts.completed is negative"
+    problems: list[str] = field(default_factory=list)  # e.g. "request_counts.completed is negative"
 
 
 def plain(batch: Any) -> dict[str, Any]:
@@ -90,8 +98,11 @@ def read_counts(value: Any, requests: int, problems: list[str]) -> dict[str, int
         if isinstance(figure, int) and not isinstance(figure, bool) and 0 <= figure <= requests:
             counts[name] = figure
         else:
-            why = _describe(figure) if not isinstance(figure, int) or isinstance(figure, bool) or figure < 0 \
+            why = (
+                _describe(figure)
+                if not isinstance(figure, int) or isinstance(figure, bool) or figure < 0
                 else f"more than the job's {requests:,} requests"
+            )
             problems.append(f"request_counts.{name} is {why}")
     return counts
 
@@ -139,7 +150,9 @@ def _errors(value: Any, view: JobView, secrets: tuple[str, ...]) -> list[dict[st
 
 def _error(error: dict[str, Any], secrets: tuple[str, ...]) -> dict[str, Any]:
     code, message, param, line = (error.get(k) for k in ("code", "message", "param", "line"))
-    return {"code": mask(code, secrets)[:64] if isinstance(code, str) else None,
-            "message": redact(message, secrets)[:_MAX_MESSAGE] if isinstance(message, str) else None,
-            "param": mask(param, secrets)[:200] if isinstance(param, str) else None,
-            "line": line if isinstance(line, int) and not isinstance(line, bool) and 0 < line < 2**63 else None}
+    return {
+        "code": mask(code, secrets)[:64] if isinstance(code, str) else None,
+        "message": redact(message, secrets)[:_MAX_MESSAGE] if isinstance(message, str) else None,
+        "param": mask(param, secrets)[:200] if isinstance(param, str) else None,
+        "line": line if isinstance(line, int) and not isinstance(line, bool) and 0 < line < 2**63 else None,
+    }

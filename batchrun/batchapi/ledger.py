@@ -25,29 +25,29 @@ TERMINAL = ("completed", "failed", "expired", "cancelled")
 
 @dataclass(slots=True)
 class JobEntry:
-    name: str                                 # e.g. "0003"; the uploaded file is batchrun-<token>-<name>.jsonl
-    input: str                                # request lines, relative to the run directory
-    ids: str                                  # (custom_id, row) per line, relative to the run directory
+    name: str  # e.g. "0003"; the uploaded file is batchrun-<token>-<name>.jsonl
+    input: str  # request lines, relative to the run directory
+    ids: str  # (custom_id, row) per line, relative to the run directory
     requests: int
     bytes: int
     model: str | None = None
-    planned_at: float = 0.0                   # unix s, our clock: the provider's search starts here
-    file_id: str | None = None                # set once uploaded
-    batch_id: str | None = None               # set once the job is created
-    status: str | None = None                 # the provider's last reported status
+    planned_at: float = 0.0  # unix s, our clock: the provider's search starts here
+    file_id: str | None = None  # set once uploaded
+    batch_id: str | None = None  # set once the job is created
+    status: str | None = None  # the provider's last reported status
     request_counts: dict[str, int] = field(default_factory=dict)
-    created_at: int | None = None             # the job's created_at (unix s, from the provider)
-    ended_at: int | None = None               # completed_at / expired_at / cancelled_at / failed_at
+    created_at: int | None = None  # the job's created_at (unix s, from the provider)
+    ended_at: int | None = None  # completed_at / expired_at / cancelled_at / failed_at
     output_file_id: str | None = None
     error_file_id: str | None = None
-    errors: list[dict[str, Any]] = field(default_factory=list)   # a failed job's validation errors
-    collected: bool = False                   # every row of the job has its record
-    refused: list[str] = field(default_factory=list)   # earlier jobs of this file, failed at the token limit
+    errors: list[dict[str, Any]] = field(default_factory=list)  # a failed job's validation errors
+    collected: bool = False  # every row of the job has its record
+    refused: list[str] = field(default_factory=list)  # earlier jobs of this file, failed at the token limit
 
 
 @dataclass(slots=True)
 class Ledger:
-    endpoint: str | None = None               # where the jobs live (redacted URL, or "embedded")
+    endpoint: str | None = None  # where the jobs live (redacted URL, or "embedded")
     token: str = field(default_factory=lambda: os.urandom(6).hex())
     jobs: list[JobEntry] = field(default_factory=list)
 
@@ -64,7 +64,7 @@ class Ledger:
             return cls()
         known = {f.name for f in fields(JobEntry)}
         jobs = [JobEntry(**{k: v for k, v in job.items() if k in known}) for job in data.get("jobs", [])]
-        for job in jobs:        # saved raw by an earlier batchrun: only figures that are counts
+        for job in jobs:  # saved raw by an earlier batchrun: only figures that are counts
             job.request_counts = read_counts(job.request_counts, job.requests, [])
         return cls(endpoint=data.get("endpoint"), token=data["token"], jobs=jobs)
 

@@ -19,8 +19,8 @@ import orjson
 from batchrun.endpoint.batch import TOO_LARGE
 from batchrun.redact import redact, redact_json
 
-MAX_REQUESTS = 50_000                 # OpenAI: requests per input file
-MAX_BYTES = 200 * 1024 * 1024         # OpenAI: bytes per input file
+MAX_REQUESTS = 50_000  # OpenAI: requests per input file
+MAX_BYTES = 200 * 1024 * 1024  # OpenAI: bytes per input file
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +71,9 @@ class Splitter:
         self._open: dict[str | None, Chunk] = {}
         directory.mkdir(parents=True, exist_ok=True)
 
-    def add(self, line: bytes, custom_id: str, row: int, model: str | None,
-            extra: dict[str, Any] | None = None) -> None:
+    def add(
+        self, line: bytes, custom_id: str, row: int, model: str | None, extra: dict[str, Any] | None = None
+    ) -> None:
         chunk = self._open.get(model)
         if chunk is None or not chunk.fits(len(line), self.limits):
             if chunk is not None:
@@ -91,8 +92,10 @@ class Splitter:
 
 def oversize_reason(size: int, limits: Limits) -> str | None:
     if size > limits.max_bytes:
-        return (f"its Batch API request line is {size:,} bytes, over the {limits.max_bytes:,}-byte file "
-                "limit (send it with --mode online)")
+        return (
+            f"its Batch API request line is {size:,} bytes, over the {limits.max_bytes:,}-byte file "
+            "limit (send it with --mode online)"
+        )
     return None
 
 
@@ -119,7 +122,7 @@ def read_requests(path: Path) -> Iterator[dict[str, Any]]:
 
 # ---------------------------------------------------------------- the provider's output and error files
 
-HEAD_BYTES = 64 * 1024        # of an oversize line, kept to find its custom_id
+HEAD_BYTES = 64 * 1024  # of an oversize line, kept to find its custom_id
 _CUSTOM_ID = re.compile(rb'"custom_id"\s*:\s*("(?:[^"\\]|\\.){0,4096}")')
 
 
@@ -133,7 +136,7 @@ class KeptLines:
     def __init__(self, max_bytes: int, secrets: tuple[str, ...] = ()) -> None:
         self.max_bytes, self.secrets = max_bytes, secrets
         self._line = bytearray()
-        self._head: bytes | None = None     # set once the line in progress is past the bound
+        self._head: bytes | None = None  # set once the line in progress is past the bound
         self._size = 0
 
     def feed(self, piece: bytes) -> bytes:

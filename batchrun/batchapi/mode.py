@@ -17,13 +17,13 @@ from typing import Callable
 
 import aiohttp
 
+from batchrun.batchapi.ledger import Ledger
 from batchrun.config import RunConfig
 from batchrun.endpoint.resolve import BUILTIN
 from batchrun.errors import ConfigError
 from batchrun.plan import open_rows
 from batchrun.store.outputs import done_ids
 from batchrun.store.records import RECORDS
-from batchrun.batchapi.ledger import Ledger
 
 AUTO_ONLINE_MAX_ROWS = 1_000
 BATCH_WINDOW_S = 24 * 3600.0
@@ -73,14 +73,17 @@ async def choose_mode(config: RunConfig, announce: Callable[[str], None]) -> Run
     open_jobs = open_batch_jobs(config.control.resume)
     if config.control.mode in (None, "online"):
         if open_jobs:
-            raise ConfigError(f"{config.control.resume} has {open_jobs} Batch API job(s) not yet collected: "
-                              "resume with --mode batch to collect them (sending their rows online would pay twice)")
+            raise ConfigError(
+                f"{config.control.resume} has {open_jobs} Batch API job(s) not yet collected: "
+                "resume with --mode batch to collect them (sending their rows online would pay twice)"
+            )
         drop_unsent_jobs(config.control.resume)
         return config.replace(mode="online")
     if config.control.mode == "batch":
         if config.tools.tool_module is not None:
-            raise ConfigError("--tool-module runs tools between requests, which a Batch API request cannot; "
-                              "use --mode online")
+            raise ConfigError(
+                "--tool-module runs tools between requests, which a Batch API request cannot; use --mode online"
+            )
         return config
     if open_jobs:
         return config.replace(mode="batch")

@@ -9,8 +9,7 @@ from typing import Sequence
 
 from batchrun.batchapi.ledger import JobEntry
 
-STATUS_ORDER = ("validating", "in_progress", "finalizing", "completed", "failed", "expired",
-                "cancelling", "cancelled")
+STATUS_ORDER = ("validating", "in_progress", "finalizing", "completed", "failed", "expired", "cancelling", "cancelled")
 
 
 def status_line(jobs: Sequence[JobEntry]) -> str:

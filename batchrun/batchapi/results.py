@@ -14,21 +14,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from batchrun.endpoint.batch import JobInfo, malformed_record, missing_record, record_from_raw
 from batchrun.batchapi.lines import Spot, index_lines, read_entries, read_requests
+from batchrun.endpoint.batch import JobInfo, malformed_record, missing_record, record_from_raw
 from batchrun.store.records import Record
 
-_NAMED = 5          # lines that named no row, named in the records of rows without a line
+_NAMED = 5  # lines that named no row, named in the records of rows without a line
 
 
 @dataclass(slots=True)
 class ResultIndex:
     """Where each custom_id of a job is answered in its kept files."""
 
-    out: Path                                  # the run directory: files are named relative to it
+    out: Path  # the run directory: files are named relative to it
     found: dict[str, Spot] = field(default_factory=dict)
-    twice: dict[str, list[Spot]] = field(default_factory=dict)    # custom_ids on more than one line (first 3)
-    unmatched: list[Spot] = field(default_factory=list)          # lines that name no row of the job (first 5)
+    twice: dict[str, list[Spot]] = field(default_factory=dict)  # custom_ids on more than one line (first 3)
+    unmatched: list[Spot] = field(default_factory=list)  # lines that name no row of the job (first 5)
     unmatched_count: int = 0
 
     def add(self, path: Path, ids: set[str]) -> None:
@@ -60,8 +60,9 @@ class ResultIndex:
         return f"{self.unmatched_count} result line(s) named no row of this job: {named}{more}"
 
 
-def job_records(index: ResultIndex, ids_path: Path, input_path: Path, info: JobInfo,
-                secrets: tuple[str, ...]) -> Iterator[tuple[Record, dict[str, Any]]]:
+def job_records(
+    index: ResultIndex, ids_path: Path, input_path: Path, info: JobInfo, secrets: tuple[str, ...]
+) -> Iterator[tuple[Record, dict[str, Any]]]:
     """(record, what the row's record carries from the input) for every row of the job, in input
     order; the kept files are each opened once (a 50,000-row job must not open 50,000 handles)."""
     note = index.unmatched_note()
@@ -69,15 +70,26 @@ def job_records(index: ResultIndex, ids_path: Path, input_path: Path, info: JobI
         handles = {p: files.enter_context(open(p, "rb")) for p in {s.path for s in index.found.values()}}
         for (cid, row, extra), request in zip(read_entries(ids_path), read_requests(input_path)):
             if cid in index.twice:
-                record = malformed_record(cid, row, info, " and ".join(index.where(s) for s in index.twice[cid]),
-                                          "the custom_id is on more than one line: which is the row's answer "
-                                          "cannot be told")
+                record = malformed_record(
+                    cid,
+                    row,
+                    info,
+                    " and ".join(index.where(s) for s in index.twice[cid]),
+                    "the custom_id is on more than one line: which is the row's answer cannot be told",
+                )
             elif cid in index.found:
                 spot = index.found[cid]
                 handles[spot.path].seek(spot.offset)
-                record = record_from_raw(handles[spot.path].readline(), cid, row, info, _tools(request),
-                                         where=index.where(spot), secrets=secrets,
-                                         tool_choice=_body(request).get("tool_choice"))
+                record = record_from_raw(
+                    handles[spot.path].readline(),
+                    cid,
+                    row,
+                    info,
+                    _tools(request),
+                    where=index.where(spot),
+                    secrets=secrets,
+                    tool_choice=_body(request).get("tool_choice"),
+                )
             else:
                 record = missing_record(cid, row, info, note)
             yield record, extra

@@ -44,8 +44,10 @@ def level_half_width(records: list[Record]) -> float | None:
     wider predicted half-width (fraction) of its p50 TTFT and p50 latency intervals; None when
     too few requests succeeded to say."""
     ok = [r for r in records if r.status == OK]
-    widths = [stats.median_change_half_width([v for r in ok if (v := getattr(r, key)) is not None])
-              for key in ("ttft_s", "latency_s")]
+    widths = [
+        stats.median_change_half_width([v for r in ok if (v := getattr(r, key)) is not None])
+        for key in ("ttft_s", "latency_s")
+    ]
     known = [w for w in widths if w is not None]
     return max(known) if known else None
 
@@ -79,16 +81,22 @@ class SizedJobs:
     The pool takes jobs ahead of sending them (its queue), so with a time share it also asks
     `may_send` just before each send: a job taken but past the share is never sent."""
 
-    def __init__(self, jobs: Sequence[T], records: list[Record], size: RunSize, concurrency: int = 1,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
-        self.jobs, self.records, self.size, self.clock = list(jobs[:size.cap]), records, size, clock
+    def __init__(
+        self,
+        jobs: Sequence[T],
+        records: list[Record],
+        size: RunSize,
+        concurrency: int = 1,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.jobs, self.records, self.size, self.clock = list(jobs[: size.cap]), records, size, clock
         self.minimum, self.target, self.concurrency = min(size.minimum, len(self.jobs)), size.target, concurrency
         self.every = max(1, size.minimum // 4)
-        self.sent = 0                            # jobs handed out
-        self.launched = 0                        # of those, the ones may_send let go
-        self.started: float | None = None        # the clock at the first job handed out
-        self.stopped = False                     # no more will be handed out or sent
-        self.width: float | None = None          # the last predicted half-width judged
+        self.sent = 0  # jobs handed out
+        self.launched = 0  # of those, the ones may_send let go
+        self.started: float | None = None  # the clock at the first job handed out
+        self.stopped = False  # no more will be handed out or sent
+        self.width: float | None = None  # the last predicted half-width judged
 
     def __iter__(self) -> Iterator[T]:
         for i, job in enumerate(self.jobs):
@@ -112,8 +120,7 @@ class SizedJobs:
     def may_send(self) -> bool:
         """Asked just before each send: with a time share, whether it still allows one more
         (the minimum always goes out)."""
-        if self.size.window_s is not None and self.launched >= self.minimum and \
-                (self.stopped or not self._in_window()):
+        if self.size.window_s is not None and self.launched >= self.minimum and (self.stopped or not self._in_window()):
             self.stopped = True
             return False
         self.launched += 1
@@ -124,8 +131,9 @@ class SizedJobs:
         elapsed = self.clock() - self.started if self.started is not None else 0.0
         done = len(self.records)
         # In flight once this one is sent too: what must end within the share.
-        return window_allows(elapsed, self.size.window_s, done, max(self.launched - done, 0) + 1,
-                             min(self.concurrency, QUICK_MIN))
+        return window_allows(
+            elapsed, self.size.window_s, done, max(self.launched - done, 0) + 1, min(self.concurrency, QUICK_MIN)
+        )
 
     def predicted(self, sent: int) -> float | None:
         """The half-width once all `sent` requests have finished: up to 3 waves are still in flight

@@ -24,41 +24,52 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterator
 
-from batchrun.analysis.recommend import DEFAULT_MAX_FAILURE_SHARE
-from batchrun.endpoint.kinds import kind
-from batchrun.endpoint.transport import Endpoint, make_session
 from batchrun import options
-from batchrun.config import RunConfig
-from batchrun.endpoint.resolve import endpoint_info, open_endpoint, preflight
-from batchrun.errors import ConfigError, InputError
-from batchrun.endpoint.requests import Job
-from batchrun.engine.pool import Pool, PoolConfig
-from batchrun.engine.looplag import sample_loop_lag
-from batchrun.engine.quietgc import quiet_gc
-from batchrun.hooks import Hooks, LevelProgress
-from batchrun.inputs.prompt import BadRow, Prompt
-from batchrun.store.records import CANCELLED, OK, Record, RecordSink
-from batchrun.store.rundir import new_run_dir
-from batchrun.plan import jobs as run_jobs
-from batchrun.plan import open_rows
+from batchrun.analysis.metrics import summarize
+from batchrun.analysis.recommend import DEFAULT_MAX_FAILURE_SHARE
 from batchrun.bench.sizing import QUICK_MIN, TARGET_HALF_WIDTH, RunSize, SizedJobs
 from batchrun.bench.sync import run_sync
+from batchrun.config import RunConfig
+from batchrun.endpoint.calibrate import synthetic_rows
+from batchrun.endpoint.kinds import kind
+from batchrun.endpoint.requests import Job
+from batchrun.endpoint.resolve import endpoint_info, open_endpoint, preflight, sim_config
+from batchrun.endpoint.transport import Endpoint, make_session
+from batchrun.engine.looplag import sample_loop_lag
+from batchrun.engine.pool import Pool, PoolConfig
+from batchrun.engine.quietgc import quiet_gc
+from batchrun.errors import ConfigError, InputError
+from batchrun.hooks import Hooks, LevelProgress
+from batchrun.inputs.prompt import BadRow, Prompt
+from batchrun.plan import jobs as run_jobs
+from batchrun.plan import open_rows
 from batchrun.report.bench import bench_analysis
 from batchrun.report.summary import write_bench_manifest, write_reports
 from batchrun.report.workloads import append_markdown, bench_headline_workloads
-from batchrun.analysis.metrics import summarize
-from batchrun.endpoint.calibrate import synthetic_rows
-from batchrun.endpoint.resolve import sim_config
 from batchrun.sim.config import public as public_sim
+from batchrun.store.records import CANCELLED, OK, Record, RecordSink
+from batchrun.store.rundir import new_run_dir
 
 # The default levels: a factor of 4 apart, so four runs span what seven doubling ones did.
 DEFAULT_LEVELS = (1, 4, 16, 64)
-_NOT_IN_BENCH = {"concurrency", "resume", "out", "output_format", "quiet", "fail_on_error", "max_errors",
-                 "max_error_rate", "on_bad_row", "tool_module", "max_tool_rounds", "tool_timeout"}
+_NOT_IN_BENCH = {
+    "concurrency",
+    "resume",
+    "out",
+    "output_format",
+    "quiet",
+    "fail_on_error",
+    "max_errors",
+    "max_error_rate",
+    "on_bad_row",
+    "tool_module",
+    "max_tool_rounds",
+    "tool_timeout",
+}
 
 
-MIN_REQUESTS = 100          # per level by default: at least this many, and 4 x the concurrency
-FEW_REQUESTS = 30           # a level with fewer measured requests is marked in every table
+MIN_REQUESTS = 100  # per level by default: at least this many, and 4 x the concurrency
+FEW_REQUESTS = 30  # a level with fewer measured requests is marked in every table
 # Levels given (-c / --rate), no time budget: each async level sized by its spread (sizing.py)
 # between its minimum and MAX_FACTOR x that; the sync baseline, only the speedup's denominator,
 # measures its minimum.
@@ -80,27 +91,31 @@ class BenchConfig:
     """What to measure; `run` holds the input, request and endpoint settings shared with `run`."""
 
     run: RunConfig
-    requests: int | None = None             # per run; None: sized (time_budget_s, else by spread)
+    requests: int | None = None  # per run; None: sized (time_budget_s, else by spread)
     concurrencies: tuple[int, ...] = DEFAULT_LEVELS
-    rates: tuple[float, ...] = ()           # open-loop requests/s instead of fixed concurrency
-    burstiness: float = 1.0                 # gamma shape of inter-arrival times; 1 = Poisson
-    max_concurrency: int = 1024             # cap on in-flight requests in open-loop runs
-    warmup: int | None = None               # unmeasured requests before each run; None: one wave
-    warm_cache: bool = True                 # one unmeasured pass over the distinct prompts before measuring
+    rates: tuple[float, ...] = ()  # open-loop requests/s instead of fixed concurrency
+    burstiness: float = 1.0  # gamma shape of inter-arrival times; 1 = Poisson
+    max_concurrency: int = 1024  # cap on in-flight requests in open-loop runs
+    warmup: int | None = None  # unmeasured requests before each run; None: one wave
+    warm_cache: bool = True  # one unmeasured pass over the distinct prompts before measuring
     repeat: int = 1
     sync: bool = True
-    max_run_s: float | None = None          # stop sending new requests this long into a run
+    max_run_s: float | None = None  # stop sending new requests this long into a run
     slo: dict[str, float] | None = None
-    max_failure_share: float = DEFAULT_MAX_FAILURE_SHARE    # a level failing more is never recommended
-    time_budget_s: float | None = None      # seconds the runs share (resolve_time_budget); None: none
+    max_failure_share: float = DEFAULT_MAX_FAILURE_SHARE  # a level failing more is never recommended
+    time_budget_s: float | None = None  # seconds the runs share (resolve_time_budget); None: none
 
     def __post_init__(self) -> None:
-        if (self.requests is not None and self.requests < 1) or self.repeat < 1 or \
-                (self.warmup is not None and self.warmup < 0):
+        if (
+            (self.requests is not None and self.requests < 1)
+            or self.repeat < 1
+            or (self.warmup is not None and self.warmup < 0)
+        ):
             raise ConfigError("--requests and --repeat must be at least 1, --warmup at least 0")
         if not 0.0 <= self.max_failure_share <= 1.0:
-            raise ConfigError(f"--max-failure-share is a share between 0 and 1 (0.05 allows 5%), "
-                              f"got {self.max_failure_share:g}")
+            raise ConfigError(
+                f"--max-failure-share is a share between 0 and 1 (0.05 allows 5%), got {self.max_failure_share:g}"
+            )
         if any(c < 1 for c in self.concurrencies) or any(r <= 0 for r in self.rates):
             raise ConfigError("concurrency levels must be >= 1 and rates > 0")
         if self.burstiness <= 0:
@@ -108,11 +123,14 @@ class BenchConfig:
         if self.time_budget_s is not None and self.time_budget_s <= 0:
             raise ConfigError(f"--time-budget is a number of seconds above 0 (0 for none), got {self.time_budget_s:g}")
         if self.time_budget_s is not None and self.requests is not None:
-            raise ConfigError("-n measures exactly N requests a run and --time-budget sizes runs by time: "
-                              "give one of them")
+            raise ConfigError(
+                "-n measures exactly N requests a run and --time-budget sizes runs by time: give one of them"
+            )
         if self.run.endpoint.endpoint == "embeddings":
-            raise ConfigError("bench measures streamed endpoints (chat, completions); time embeddings with "
-                              "`batchrun run --endpoint embeddings` (its summary has inputs/s and tokens/s)")
+            raise ConfigError(
+                "bench measures streamed endpoints (chat, completions); time embeddings with "
+                "`batchrun run --endpoint embeddings` (its summary has inputs/s and tokens/s)"
+            )
 
     @classmethod
     def from_options(cls, **given: Any) -> BenchConfig:
@@ -124,13 +142,14 @@ class BenchConfig:
             raise ConfigError("--no-warmup sends nothing unmeasured: leave out --warmup (or --no-warmup)")
         fields: dict[str, Any] = {}
         for option in options.of("bench"):
-            if option.group == "bench" and picked[option.name] is not None:   # None: the bench's own default
+            if option.group == "bench" and picked[option.name] is not None:  # None: the bench's own default
                 fields.update(option.config_values(picked[option.name]))
         if picked["no_warmup"]:
             fields.update(warmup=0, warm_cache=False)
         levels_given = bool(picked["concurrency"] or picked["rate"])
-        fields["time_budget_s"] = resolve_time_budget(picked["time_budget"], requests=picked["requests"],
-                                                      levels_given=levels_given)
+        fields["time_budget_s"] = resolve_time_budget(
+            picked["time_budget"], requests=picked["requests"], levels_given=levels_given
+        )
         return cls(run=run, **fields)
 
     @property
@@ -153,8 +172,11 @@ class BenchConfig:
             return RunSize(self.requests, self.requests)
         if self.time_budget_s is not None:
             share = self.time_budget_s / self.shares()
-            return RunSize(max(QUICK_MIN, concurrency), self.requests_cap(concurrency),
-                           window_s=share * (SYNC_SHARES if sync else 1))
+            return RunSize(
+                max(QUICK_MIN, concurrency),
+                self.requests_cap(concurrency),
+                window_s=share * (SYNC_SHARES if sync else 1),
+            )
         if sync:
             return RunSize(self.requests_for(1), self.requests_for(1))
         return RunSize(self.requests_for(concurrency), self.requests_cap(concurrency), target=TARGET_HALF_WIDTH)
@@ -224,7 +246,7 @@ class RunResult:
     wall_time_s: float
     records: list[Record]
     loop_lag_s: list[float]
-    planned: int = 0                        # requests the run meant to measure
+    planned: int = 0  # requests the run meant to measure
 
     def entry(self) -> dict[str, Any]:
         """The run as report/bench.py takes it (records stay Record objects)."""
@@ -241,13 +263,26 @@ def send_span(records: list[Record]) -> float | None:
 
 def _cut_warning(name: str, records: list[Record], planned: int, max_run_s: float | None, hooks: Hooks) -> None:
     if max_run_s is not None and len(records) < planned:
-        hooks.notify(f"warning: {name}: --max-run-time {max_run_s:g}s cut it to {len(records)} of {planned} "
-                     f"requests{' (fewer than 30: its figures are marked)' if len(records) < FEW_REQUESTS else ''}")
+        hooks.notify(
+            f"warning: {name}: --max-run-time {max_run_s:g}s cut it to {len(records)} of {planned} "
+            f"requests{' (fewer than 30: its figures are marked)' if len(records) < FEW_REQUESTS else ''}"
+        )
 
 
-async def measure_async(endpoint: Endpoint, jobs: list[Job], config: BenchConfig, out: Path, *,
-                        name: str, concurrency: int, repeat: int, size: RunSize, rate: float | None = None,
-                        label: str | None = None, hooks: Hooks = Hooks()) -> RunResult:
+async def measure_async(
+    endpoint: Endpoint,
+    jobs: list[Job],
+    config: BenchConfig,
+    out: Path,
+    *,
+    name: str,
+    concurrency: int,
+    repeat: int,
+    size: RunSize,
+    rate: float | None = None,
+    label: str | None = None,
+    hooks: Hooks = Hooks(),
+) -> RunResult:
     """One async run: warm the pool's connections with one wave, then send `jobs` as `size` says
     and record each, under the same garbage-collector settings as `batchrun run`; live progress
     (the face's) under `label` (none with --quiet)."""
@@ -262,10 +297,16 @@ async def measure_async(endpoint: Endpoint, jobs: list[Job], config: BenchConfig
         warmup = config.warmup_for(level)
         sized = SizedJobs(jobs, records, size, level, clock)
         if warmup:
-            warm = Pool(client, lambda r: None, dataclasses.replace(pool_config, concurrency=min(level, workers)),
-                        t0=clock(), clock=clock)
+            warm = Pool(
+                client,
+                lambda r: None,
+                dataclasses.replace(pool_config, concurrency=min(level, workers)),
+                t0=clock(),
+                clock=clock,
+            )
             await warm.run(iter(_warmup_jobs(jobs, warmup)))
         with RecordSink(out / "runs" / name / "records.jsonl", secrets=endpoint.secrets) as sink:
+
             def keep(record: Record) -> None:
                 records.append(record)
                 sink.write(record)
@@ -277,29 +318,42 @@ async def measure_async(endpoint: Endpoint, jobs: list[Job], config: BenchConfig
                 interrupted = False
                 try:
                     schedule = arrivals(rate, config.burstiness, run.limits.seed) if rate else None
-                    await pool.run(iter(sized), schedule=schedule, send_for_s=config.max_run_s,
-                                   send_check=sized.may_send)
+                    await pool.run(
+                        iter(sized), schedule=schedule, send_for_s=config.max_run_s, send_check=sized.may_send
+                    )
                 except asyncio.CancelledError:
-                    interrupted = True          # Ctrl-C: keep what finished (below), then stop the bench
+                    interrupted = True  # Ctrl-C: keep what finished (below), then stop the bench
                 finally:
                     sampler.cancel()
                     await asyncio.gather(sampler, return_exceptions=True)
                     wall = send_span(records) or clock() - t0
-                if pool.refused is not None:        # a rejected key or a wrong model: no level can succeed
-                    raise ConfigError(f"the endpoint refused the run: {pool.refused} (fix OPENAI_API_KEY, "
-                                      "--model or --base-url)")
+                if pool.refused is not None:  # a rejected key or a wrong model: no level can succeed
+                    raise ConfigError(
+                        f"the endpoint refused the run: {pool.refused} (fix OPENAI_API_KEY, --model or --base-url)"
+                    )
     finished = [r for r in records if r.status != CANCELLED]
-    result = RunResult(name, "rate" if rate else "async", workers if rate else concurrency, repeat, rate,
-                       send_span(finished) or wall, finished, lag, _planned(sized, config.max_run_s))
+    result = RunResult(
+        name,
+        "rate" if rate else "async",
+        workers if rate else concurrency,
+        repeat,
+        rate,
+        send_span(finished) or wall,
+        finished,
+        lag,
+        _planned(sized, config.max_run_s),
+    )
     if interrupted:
         raise Interrupted(result)
     _cut_warning(name, records, result.planned, config.max_run_s, hooks)
     capped = sized.capped_width()
     if capped is not None:
         width = "unknown" if math.isinf(capped) else f"±{100 * capped:.1f}%"
-        hooks.notify(f"warning: {name}: stopped at its cap of {sized.sent} requests with the p50 TTFT/latency "
-                     f"interval against an identical run still {width} (the default sizing aims at "
-                     f"±{100 * TARGET_HALF_WIDTH:g}%): a small regression may not be caught; measure more with -n")
+        hooks.notify(
+            f"warning: {name}: stopped at its cap of {sized.sent} requests with the p50 TTFT/latency "
+            f"interval against an identical run still {width} (the default sizing aims at "
+            f"±{100 * TARGET_HALF_WIDTH:g}%): a small regression may not be caught; measure more with -n"
+        )
     return result
 
 
@@ -333,16 +387,27 @@ async def _progress(config: BenchConfig, label: str | None, sized: SizedJobs, ho
         await asyncio.gather(task, return_exceptions=True)
 
 
-def _client(session: Any, endpoint: Endpoint, run: RunConfig, workers: int,
-            clock: Any) -> tuple[Any, PoolConfig]:
+def _client(session: Any, endpoint: Endpoint, run: RunConfig, workers: int, clock: Any) -> tuple[Any, PoolConfig]:
     """The async client and pool settings every bench run (and the warm-up pass) uses."""
     limits = run.limits
-    client = kind(run.endpoint.endpoint).client_for(session, endpoint, timeout_s=limits.timeout,
-                                                    ttft_timeout_s=limits.ttft_timeout, clock=clock,
-                                                    max_response_bytes=limits.max_response_bytes)
-    return client, PoolConfig(concurrency=workers, retries=limits.retries, rpm=limits.rpm, tpm=limits.tpm,
-                              seed=limits.seed, max_retry_wait_s=limits.max_retry_wait, learn_rpm=limits.learn_rpm,
-                              learn_tpm=limits.learn_tpm)
+    client = kind(run.endpoint.endpoint).client_for(
+        session,
+        endpoint,
+        timeout_s=limits.timeout,
+        ttft_timeout_s=limits.ttft_timeout,
+        clock=clock,
+        max_response_bytes=limits.max_response_bytes,
+    )
+    return client, PoolConfig(
+        concurrency=workers,
+        retries=limits.retries,
+        rpm=limits.rpm,
+        tpm=limits.tpm,
+        seed=limits.seed,
+        max_retry_wait_s=limits.max_retry_wait,
+        learn_rpm=limits.learn_rpm,
+        learn_tpm=limits.learn_tpm,
+    )
 
 
 def one_token(job: Job, id: str) -> tuple[Job, int | None]:
@@ -354,8 +419,9 @@ def one_token(job: Job, id: str) -> tuple[Job, int | None]:
     for key in ("max_tokens", "max_completion_tokens"):
         if key in body:
             body[key] = cap = 1
-    return dataclasses.replace(job, body=json.dumps(body, ensure_ascii=False).encode(),
-                               prompt=dataclasses.replace(job.prompt, id=id)), cap
+    return dataclasses.replace(
+        job, body=json.dumps(body, ensure_ascii=False).encode(), prompt=dataclasses.replace(job.prompt, id=id)
+    ), cap
 
 
 def cache_pass_jobs(jobs: list[Job]) -> tuple[list[Job], int | None]:
@@ -372,8 +438,9 @@ def cache_pass_jobs(jobs: list[Job]) -> tuple[list[Job], int | None]:
     return out, cap
 
 
-async def warm_prompts(endpoint: Endpoint, jobs: list[Job], config: BenchConfig,
-                       hooks: Hooks = Hooks()) -> dict[str, Any]:
+async def warm_prompts(
+    endpoint: Endpoint, jobs: list[Job], config: BenchConfig, hooks: Hooks = Hooks()
+) -> dict[str, Any]:
     """The warm-up pass: every distinct prompt of `jobs` sent once, unmeasured, before the first
     measured run, so each run meets a server that has seen all of them (a cold prompt cache
     otherwise slows the first run only). Returns what was done, for bench.json and the reports."""
@@ -397,13 +464,22 @@ async def warm_prompts(endpoint: Endpoint, jobs: list[Job], config: BenchConfig,
             pool = Pool(client, count, dataclasses.replace(pool_config, concurrency=width), t0=clock(), clock=clock)
             await pool.run(iter(part))
             if pool.refused is not None:
-                raise ConfigError(f"the endpoint refused the run: {pool.refused} (fix OPENAI_API_KEY, --model or "
-                                  "--base-url)")
+                raise ConfigError(
+                    f"the endpoint refused the run: {pool.refused} (fix OPENAI_API_KEY, --model or --base-url)"
+                )
     if failed:
-        hooks.notify(f"warning: warm-up: {failed} of {len(distinct)} requests failed"
-                     + (": the first measured run may meet a cold cache" if failed == len(distinct) else ""))
-    return {"pass": True, "prompts": len(distinct), "failed": failed, "concurrency": level, "max_tokens": cap,
-            "wave": config.warmup}
+        hooks.notify(
+            f"warning: warm-up: {failed} of {len(distinct)} requests failed"
+            + (": the first measured run may meet a cold cache" if failed == len(distinct) else "")
+        )
+    return {
+        "pass": True,
+        "prompts": len(distinct),
+        "failed": failed,
+        "concurrency": level,
+        "max_tokens": cap,
+        "wave": config.warmup,
+    }
 
 
 class Interrupted(Exception):
@@ -419,8 +495,15 @@ def _warmup_jobs(jobs: list[Job], n: int) -> list[Job]:
     return [one_token(jobs[i % len(jobs)], f"warmup-{i}")[0] for i in range(n)]
 
 
-async def measure_sync(endpoint: Endpoint, jobs: list[Job], config: BenchConfig, out: Path,
-                       repeat: int, label: str | None = None, hooks: Hooks = Hooks()) -> RunResult:
+async def measure_sync(
+    endpoint: Endpoint,
+    jobs: list[Job],
+    config: BenchConfig,
+    out: Path,
+    repeat: int,
+    label: str | None = None,
+    hooks: Hooks = Hooks(),
+) -> RunResult:
     """The SDK baseline, one request after another, in a thread so the loop stays free; its client
     is built and warmed before the clock starts. Sized by config.size(1, sync=True)."""
     name = f"sync-r{repeat}"
@@ -429,10 +512,20 @@ async def measure_sync(endpoint: Endpoint, jobs: list[Job], config: BenchConfig,
     records: list[Record] = []
     sized = SizedJobs(jobs, records, config.size(1, sync=True))
     async with quiet_gc(), _progress(config, label, sized, hooks):
-        thread = asyncio.get_running_loop().run_in_executor(None, functools.partial(
-            run_sync, endpoint, sized, timeout_s=config.run.limits.timeout, send_for_s=config.max_run_s,
-            warmup=_warmup_jobs(jobs, config.warmup_for(1)), stop=stop, send_check=sized.may_send,
-            records=records))
+        thread = asyncio.get_running_loop().run_in_executor(
+            None,
+            functools.partial(
+                run_sync,
+                endpoint,
+                sized,
+                timeout_s=config.run.limits.timeout,
+                send_for_s=config.max_run_s,
+                warmup=_warmup_jobs(jobs, config.warmup_for(1)),
+                stop=stop,
+                send_check=sized.may_send,
+                records=records,
+            ),
+        )
         try:
             await asyncio.shield(thread)
         except asyncio.CancelledError:
@@ -452,8 +545,9 @@ async def measure_sync(endpoint: Endpoint, jobs: list[Job], config: BenchConfig,
     return result
 
 
-async def execute_bench(config: BenchConfig, out: Path | None = None,
-                        hooks: Hooks = Hooks()) -> tuple[Path, dict[str, Any]]:
+async def execute_bench(
+    config: BenchConfig, out: Path | None = None, hooks: Hooks = Hooks()
+) -> tuple[Path, dict[str, Any]]:
     """Run the whole bench; returns the output directory and the bench analysis. Messages and
     progress go to the face's `hooks`.
 
@@ -461,14 +555,15 @@ async def execute_bench(config: BenchConfig, out: Path | None = None,
     every run it finished; KeyboardInterrupt is raised again after the reports are written."""
     run = config.run
     out = out or new_run_dir(f"bench-{run.input.path.stem if run.input.path else 'run'}")
-    rows = open_rows(run)                   # a bad file stops here, before the endpoint starts
+    rows = open_rows(run)  # a bad file stops here, before the endpoint starts
     out.mkdir(parents=True, exist_ok=True)
     builtin = sim_config(run, realistic=True)
     extra = builtin_extra(builtin)
     results: list[RunResult] = []
     interrupted = False
-    async with open_endpoint(run.endpoint.base_url, run.endpoint.api_key, announce=lambda m: _note(config, hooks, m),
-                             sim_config=builtin) as endpoint:
+    async with open_endpoint(
+        run.endpoint.base_url, run.endpoint.api_key, announce=lambda m: _note(config, hooks, m), sim_config=builtin
+    ) as endpoint:
         model = await preflight(endpoint, run.endpoint.model, timeout_s=run.limits.timeout, announce=hooks.notify)
         if model != run.endpoint.model:
             config = dataclasses.replace(config, run=run.replace(model=model))
@@ -481,8 +576,14 @@ async def execute_bench(config: BenchConfig, out: Path | None = None,
         warmup: dict[str, Any] | None = None
 
         def manifest() -> None:
-            write_bench_manifest(out, [r.entry() for r in results], slo=config.slo, config=public, warmup=warmup,
-                                 max_failure_share=config.max_failure_share)
+            write_bench_manifest(
+                out,
+                [r.entry() for r in results],
+                slo=config.slo,
+                config=public,
+                warmup=warmup,
+                max_failure_share=config.max_failure_share,
+            )
 
         try:
             warmup = await warm_prompts(endpoint, jobs, config, hooks)
@@ -492,17 +593,27 @@ async def execute_bench(config: BenchConfig, out: Path | None = None,
             if isinstance(exc, Interrupted) and exc.result.records:
                 results.append(exc.result)
                 manifest()
-            hooks.notify(f"interrupted: keeping the {len(results)} run(s) measured so far"
-                         + (f" ({exc.result.name} partly: {len(exc.result.records)} requests)"
-                            if isinstance(exc, Interrupted) and exc.result.records else ""))
-    bench = {"runs": [r.entry() for r in results], "slo": config.slo, "warmup": warmup,
-             "max_failure_share": config.max_failure_share}
+            hooks.notify(
+                f"interrupted: keeping the {len(results)} run(s) measured so far"
+                + (
+                    f" ({exc.result.name} partly: {len(exc.result.records)} requests)"
+                    if isinstance(exc, Interrupted) and exc.result.records
+                    else ""
+                )
+            )
+    bench = {
+        "runs": [r.entry() for r in results],
+        "slo": config.slo,
+        "warmup": warmup,
+        "max_failure_share": config.max_failure_share,
+    }
     analysis = bench_analysis(bench)
     headline = _headline(analysis, bench["runs"])
     headline = bench_headline_workloads(headline, bench["runs"], run.input.synthetic, synthetic_info)
     if results:
-        write_reports(out, headline, [], bench=bench, config=public, endpoint=info,
-                      extra={**extra, "interrupted": interrupted})
+        write_reports(
+            out, headline, [], bench=bench, config=public, endpoint=info, extra={**extra, "interrupted": interrupted}
+        )
         append_markdown(out, headline or {})
     analysis["endpoint"] = info
     if interrupted:
@@ -529,8 +640,15 @@ def public_settings(config: BenchConfig) -> dict[str, Any]:
     return {**run_public, **_bench_settings(config)}
 
 
-async def _all_runs(endpoint: Endpoint, jobs: list[Job], config: BenchConfig, out: Path,
-                    results: list[RunResult], manifest: Callable[[], None], hooks: Hooks) -> None:
+async def _all_runs(
+    endpoint: Endpoint,
+    jobs: list[Job],
+    config: BenchConfig,
+    out: Path,
+    results: list[RunResult],
+    manifest: Callable[[], None],
+    hooks: Hooks,
+) -> None:
     def done(result: RunResult) -> None:
         results.append(result)
         manifest()
@@ -544,14 +662,37 @@ async def _all_runs(endpoint: Endpoint, jobs: list[Job], config: BenchConfig, ou
             done(await measure_sync(endpoint, jobs, config, out, repeat, label("sync"), hooks))
         for c in config.concurrencies if not config.rates else ():
             _note(config, hooks, f"async, concurrency {c}, repeat {repeat}")
-            done(await measure_async(endpoint, jobs, config, out, name=f"async-c{c}-r{repeat}", concurrency=c,
-                                     repeat=repeat, size=config.size(c), label=label(f"async c={c}"), hooks=hooks))
+            done(
+                await measure_async(
+                    endpoint,
+                    jobs,
+                    config,
+                    out,
+                    name=f"async-c{c}-r{repeat}",
+                    concurrency=c,
+                    repeat=repeat,
+                    size=config.size(c),
+                    label=label(f"async c={c}"),
+                    hooks=hooks,
+                )
+            )
         for rate in config.rates:
             _note(config, hooks, f"open loop, {rate:g} requests/s, repeat {repeat}")
-            done(await measure_async(endpoint, jobs, config, out, name=f"rate-{rate:g}-r{repeat}",
-                                     concurrency=config.max_concurrency, repeat=repeat,
-                                     size=config.size(math.ceil(rate)), rate=rate, label=label(f"rate {rate:g}/s"),
-                                     hooks=hooks))
+            done(
+                await measure_async(
+                    endpoint,
+                    jobs,
+                    config,
+                    out,
+                    name=f"rate-{rate:g}-r{repeat}",
+                    concurrency=config.max_concurrency,
+                    repeat=repeat,
+                    size=config.size(math.ceil(rate)),
+                    rate=rate,
+                    label=label(f"rate {rate:g}/s"),
+                    hooks=hooks,
+                )
+            )
 
 
 def _bench_settings(config: BenchConfig) -> dict[str, Any]:
@@ -567,8 +708,12 @@ def _headline(analysis: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str,
         return None
     records = [r for run in level for r in run["records"]]
     wall = sum(run["wall_time_s"] or 0.0 for run in level) or None
-    summary = summarize(records, wall_time_s=wall, slo=analysis.get("slo"),
-                        loop_lag_s=[x for run in level for x in run.get("loop_lag_s") or []])
+    summary = summarize(
+        records,
+        wall_time_s=wall,
+        slo=analysis.get("slo"),
+        loop_lag_s=[x for run in level for x in run.get("loop_lag_s") or []],
+    )
     summary["bench_run"] = level[0]["name"]
     summary["bench_runs"] = [run["name"] for run in level]
     return summary

@@ -21,42 +21,72 @@ from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 import openai
 
-from batchrun.endpoint.attempt import CONNECTION_ERROR, INCOMPLETE_STREAM, TIMEOUT_ERROR, AttemptResult
-from batchrun.endpoint.transport import Endpoint, fail_status
-from batchrun.endpoint.sse import SSEStream
-from batchrun.endpoint.sdk_transport import ResendTransport
-from batchrun.endpoint.requests import Job
 from batchrun.endpoint.assemble import to_record
+from batchrun.endpoint.attempt import CONNECTION_ERROR, INCOMPLETE_STREAM, TIMEOUT_ERROR, AttemptResult
+from batchrun.endpoint.requests import Job
+from batchrun.endpoint.sdk_transport import ResendTransport
+from batchrun.endpoint.sse import SSEStream
+from batchrun.endpoint.transport import Endpoint, fail_status
 from batchrun.redact import redact
 from batchrun.store.records import CANCELLED, ERROR, TIMEOUT, Attempt, Record
 
 # Body keys the SDK takes as keyword arguments; anything else goes through `extra_body`.
-_SDK_KEYS = {"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p",
-             "stop", "seed", "tools", "tool_choice", "parallel_tool_calls", "stream_options",
-             "n", "presence_penalty", "frequency_penalty", "logprobs", "top_logprobs", "user",
-             "response_format"}
+_SDK_KEYS = {
+    "model",
+    "messages",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "stop",
+    "seed",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "stream_options",
+    "n",
+    "presence_penalty",
+    "frequency_penalty",
+    "logprobs",
+    "top_logprobs",
+    "user",
+    "response_format",
+}
 
 
 class _Client(NamedTuple):
     sdk: openai.OpenAI
-    transport: ResendTransport       # its `reconnects` gives each request's re-sends
+    transport: ResendTransport  # its `reconnects` gives each request's re-sends
 
 
 def make_client(endpoint: Endpoint, timeout_s: float | None) -> _Client:
     """The SDK client, without its retries (a failure is a record), over a ResendTransport, and
     without following redirects (the SDK's httpx client follows them, turning a POST into a GET)."""
     transport = ResendTransport()
-    sdk = openai.OpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key or "not-needed",
-                        default_headers=endpoint.auth_headers() if endpoint.basic_auth else None,
-                        max_retries=0, timeout=timeout_s,
-                        http_client=openai.DefaultHttpxClient(transport=transport, follow_redirects=False))
+    sdk = openai.OpenAI(
+        base_url=endpoint.base_url,
+        api_key=endpoint.api_key or "not-needed",
+        default_headers=endpoint.auth_headers() if endpoint.basic_auth else None,
+        max_retries=0,
+        timeout=timeout_s,
+        http_client=openai.DefaultHttpxClient(transport=transport, follow_redirects=False),
+    )
     return _Client(sdk, transport)
 
 
-def run_sync(endpoint: Endpoint, jobs: Iterable[Job], *, timeout_s: float | None, t0: float | None = None,
-             send_for_s: float | None = None, clock: Callable[[], float] = time.perf_counter,
-             warmup: Sequence[Job] = (), stop: threading.Event | None = None,
-             send_check: Callable[[], bool] | None = None, records: list[Record] | None = None) -> list[Record]:
+def run_sync(
+    endpoint: Endpoint,
+    jobs: Iterable[Job],
+    *,
+    timeout_s: float | None,
+    t0: float | None = None,
+    send_for_s: float | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+    warmup: Sequence[Job] = (),
+    stop: threading.Event | None = None,
+    send_check: Callable[[], bool] | None = None,
+    records: list[Record] | None = None,
+) -> list[Record]:
     """Send `jobs` one after another; stop starting new ones `send_for_s` after the start, or
     once `send_check` (asked before each send) says no.
 
@@ -71,8 +101,11 @@ def run_sync(endpoint: Endpoint, jobs: Iterable[Job], *, timeout_s: float | None
             _one(client, job, endpoint, clock(), clock, timeout_s)
         start = clock() if t0 is None else t0
         for job in jobs:
-            if (send_for_s is not None and clock() - start >= send_for_s) or (stop is not None and stop.is_set()) \
-                    or (send_check is not None and not send_check()):
+            if (
+                (send_for_s is not None and clock() - start >= send_for_s)
+                or (stop is not None and stop.is_set())
+                or (send_check is not None and not send_check())
+            ):
                 break
             records.append(_one(client, job, endpoint, start, clock, timeout_s))
     finally:
@@ -91,8 +124,9 @@ def _kwargs(job: Job) -> dict[str, Any]:
     return {**kwargs, "stream": True, "extra_body": body or None}
 
 
-def _one(client: _Client, job: Job, endpoint: Endpoint, t0: float,
-         clock: Callable[[], float], timeout_s: float | None = None) -> Record:
+def _one(
+    client: _Client, job: Job, endpoint: Endpoint, t0: float, clock: Callable[[], float], timeout_s: float | None = None
+) -> Record:
     queued_at = time.time()
     resent_before = client.transport.reconnects
     result = AttemptResult(sent=clock())
@@ -105,23 +139,35 @@ def _one(client: _Client, job: Job, endpoint: Endpoint, t0: float,
     except openai.APIStatusError as exc:
         result.http_status = exc.status_code
         response = exc.response
-        fail_status(result, exc.status_code, response.content if response is not None else b"",
-                    location=response.headers.get("location") if response is not None else None)
+        fail_status(
+            result,
+            exc.status_code,
+            response.content if response is not None else b"",
+            location=response.headers.get("location") if response is not None else None,
+        )
     except KeyboardInterrupt:
         result.fail(CANCELLED, "Cancelled", "cancelled before the response finished")
         raise
     except Exception as exc:  # noqa: BLE001 - mid-stream, the SDK lets its HTTP library's own errors through
         if "Timeout" in type(exc).__name__:
             result.fail(TIMEOUT, TIMEOUT_ERROR, f"the request took longer than {timeout_s:g}s (--timeout)")
-        else:   # a stream cut after output is what the async client calls it
+        else:  # a stream cut after output is what the async client calls it
             kind = INCOMPLETE_STREAM if result.ttft_s is not None else CONNECTION_ERROR
             result.fail(ERROR, kind, f"the server closed the connection: {type(exc).__name__}: {exc}")
     if result.total_s is None:
         result.total_s = clock() - result.sent
     if result.error:
         result.error = redact(result.error, endpoint.secrets)
-    log = [Attempt(status=result.status, sent_s=result.sent - t0, duration_s=result.total_s,
-                   http_status=result.http_status, error_type=result.error_type, error=result.error)]
+    log = [
+        Attempt(
+            status=result.status,
+            sent_s=result.sent - t0,
+            duration_s=result.total_s,
+            http_status=result.http_status,
+            error_type=result.error_type,
+            error=result.error,
+        )
+    ]
     record = to_record(job, result, log, t0, queued_at, 0.0)
     # The re-send happens inside the SDK's call: its clock started before the dead connection,
     # so unlike the async client's, this record's times include that (loopback: well under 1 ms).
@@ -129,13 +175,14 @@ def _one(client: _Client, job: Job, endpoint: Endpoint, t0: float,
     return record
 
 
-def _stream(client: openai.OpenAI, job: Job, result: AttemptResult, clock: Callable[[], float],
-            timeout_s: float | None) -> None:
+def _stream(
+    client: openai.OpenAI, job: Job, result: AttemptResult, clock: Callable[[], float], timeout_s: float | None
+) -> None:
     with client.chat.completions.with_streaming_response.create(**_kwargs(job)) as resp:
         result.http_status = resp.status_code
         result.request_id = resp.headers.get("x-request-id")
         stream = SSEStream(result)
-        ended: float | None = None          # when `data: [DONE]` (or a stream error) was read
+        ended: float | None = None  # when `data: [DONE]` (or a stream error) was read
         try:
             for piece in resp.iter_bytes():
                 now = clock()

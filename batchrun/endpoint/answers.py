@@ -11,8 +11,7 @@ import json
 import re
 from typing import Any
 
-
-MAX_PROBLEM = 300        # characters of a validation message kept in the record
+MAX_PROBLEM = 300  # characters of a validation message kept in the record
 
 
 def response_format(schema: dict[str, Any] | None, json_mode: bool) -> dict[str, Any] | None:
@@ -52,7 +51,7 @@ class AnswerCheck:
     def __init__(self, schema: dict[str, Any] | None = None) -> None:
         self._validator = None
         if schema is not None:
-            from jsonschema import Draft202012Validator   # lazy: a run with --json-schema alone pays ~0.1 s
+            from jsonschema import Draft202012Validator  # lazy: a run with --json-schema alone pays ~0.1 s
 
             self._validator = Draft202012Validator(schema)
 

@@ -10,10 +10,10 @@ from batchrun.redact import redact
 from batchrun.store.records import OK
 
 # Our own error types, for failures the openai SDK has no class for.
-INCOMPLETE_STREAM = "IncompleteStream"   # connection closed before `data: [DONE]`
-MALFORMED_CHUNK = "MalformedChunk"       # a `data:` line that is not JSON
-STREAM_ERROR = "StreamError"             # `data: {"error": ...}` inside a 200 stream
-EMPTY_RESPONSE = "EmptyResponse"         # the stream finished with no answer and no finish_reason
+INCOMPLETE_STREAM = "IncompleteStream"  # connection closed before `data: [DONE]`
+MALFORMED_CHUNK = "MalformedChunk"  # a `data:` line that is not JSON
+STREAM_ERROR = "StreamError"  # `data: {"error": ...}` inside a 200 stream
+EMPTY_RESPONSE = "EmptyResponse"  # the stream finished with no answer and no finish_reason
 RESPONSE_TOO_LARGE = "ResponseTooLarge"  # the response grew past --max-response-bytes
 # The openai SDK's exception names, spelled out so a run does not import the SDK (~0.4 s) just for
 # them; tests/test_lazy_imports.py pins them to the SDK's classes.
@@ -44,7 +44,7 @@ def status_error_type(status: int) -> str:
 class AttemptResult:
     """What one HTTP attempt produced; times are seconds on the injected monotonic clock."""
 
-    sent: float                            # clock value when the request was sent
+    sent: float  # clock value when the request was sent
     status: str = OK
     http_status: int | None = None
     error_type: str | None = None
@@ -57,22 +57,22 @@ class AttemptResult:
     tool_calls: list[dict[str, Any]] | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
-    reasoning_tokens: int | None = None    # usage.completion_tokens_details.reasoning_tokens
-    cached_tokens: int | None = None       # usage.prompt_tokens_details.cached_tokens (llama-server: timings.cache_n)
-    usage_chunk: str | None = None         # where usage came: trailing, finish or content (see sse.usage_place)
-    reasoning_text: str = ""               # `reasoning_content` / `reasoning` deltas
+    reasoning_tokens: int | None = None  # usage.completion_tokens_details.reasoning_tokens
+    cached_tokens: int | None = None  # usage.prompt_tokens_details.cached_tokens (llama-server: timings.cache_n)
+    usage_chunk: str | None = None  # where usage came: trailing, finish or content (see sse.usage_place)
+    reasoning_text: str = ""  # `reasoning_content` / `reasoning` deltas
     other_choices: list[str] | None = None  # n > 1: the texts of choices 1.. by their `index`
-    ttft_s: float | None = None            # send -> first output chunk (reasoning, content or tool call)
-    ttfo_s: float | None = None            # send -> first answer chunk (content or tool call, not reasoning)
-    first_content_s: float | None = None   # send -> first content chunk
+    ttft_s: float | None = None  # send -> first output chunk (reasoning, content or tool call)
+    ttfo_s: float | None = None  # send -> first answer chunk (content or tool call, not reasoning)
+    first_content_s: float | None = None  # send -> first content chunk
     first_tool_call_s: float | None = None  # send -> first tool-call delta
-    latency_s: float | None = None         # send -> last output chunk
-    total_s: float | None = None           # send -> end of the response
+    latency_s: float | None = None  # send -> last output chunk
+    total_s: float | None = None  # send -> end of the response
     itl_s: list[float] = field(default_factory=list)
     output_chunks: int = 0
-    secrets: tuple[str, ...] = ()          # redacted from `error` before it is cut to length
-    endpoint: str | None = None            # which endpoint answered, with several (--base-url A --base-url B)
-    reconnects: int = 0                    # re-sends after a dead pooled connection (not attempts)
+    secrets: tuple[str, ...] = ()  # redacted from `error` before it is cut to length
+    endpoint: str | None = None  # which endpoint answered, with several (--base-url A --base-url B)
+    reconnects: int = 0  # re-sends after a dead pooled connection (not attempts)
 
     def fail(self, status: str, error_type: str, message: str) -> "AttemptResult":
         # Redact first: a key echoed past the cut point must not leave its first characters behind.

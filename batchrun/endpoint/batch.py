@@ -33,16 +33,16 @@ from batchrun.endpoint.toolcalls import ToolCallAssembler, check_calls, forces_t
 from batchrun.redact import redact
 from batchrun.store.records import CANCELLED, ERROR, OK, TIMEOUT, Record
 
-PATH = "/v1/chat/completions"         # the url of every request line, and the job's endpoint
+PATH = "/v1/chat/completions"  # the url of every request line, and the job's endpoint
 STREAM_FIELDS = ("stream", "stream_options")
-TOO_LARGE = "batchrun_too_large"      # the key of the note that stands in for an oversize result line
+TOO_LARGE = "batchrun_too_large"  # the key of the note that stands in for an oversize result line
 
 EXPIRED = "batch_expired"
 MISSING = "BatchResultMissing"
 MALFORMED = "MalformedBatchLine"
 LINE_ERROR = "BatchLineError"
 _MAX_MESSAGE = 500
-MAX_TOKENS_FIGURE = 2**53          # a token count above this is not a count (and not exact as a float)
+MAX_TOKENS_FIGURE = 2**53  # a token count above this is not a count (and not exact as a float)
 _CODE = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,63}")
 
 
@@ -65,10 +65,10 @@ class JobInfo:
     """What every record of one job carries about the job."""
 
     batch_id: str
-    status: str                       # the job's final status
-    created_at: int | None            # unix s
-    ended_at: int | None              # unix s: completed / expired / cancelled / failed at
-    errors: tuple[str, ...] = ()      # a failed job's validation messages (redacted)
+    status: str  # the job's final status
+    created_at: int | None  # unix s
+    ended_at: int | None  # unix s: completed / expired / cancelled / failed at
+    errors: tuple[str, ...] = ()  # a failed job's validation messages (redacted)
 
 
 class _Malformed(ValueError):
@@ -81,8 +81,17 @@ def _base(cid: str, row: int, job: JobInfo) -> Record:
     return record
 
 
-def record_from_raw(raw: bytes, cid: str, row: int, job: JobInfo, tools: list[dict[str, Any]] | None = None,
-                    *, where: str = "a result line", secrets: tuple[str, ...] = (), tool_choice: Any = None) -> Record:
+def record_from_raw(
+    raw: bytes,
+    cid: str,
+    row: int,
+    job: JobInfo,
+    tools: list[dict[str, Any]] | None = None,
+    *,
+    where: str = "a result line",
+    secrets: tuple[str, ...] = (),
+    tool_choice: Any = None,
+) -> Record:
     """One line of a kept output or error file (lines.KeptLines: bounded, secrets masked) as the
     record of row `row`, whose custom_id is `cid`; `where` names the line ("batch/0001.output.jsonl
     line 7") in the record's error; `tools` and `tool_choice` are the request's, to check its tool
@@ -93,13 +102,20 @@ def record_from_raw(raw: bytes, cid: str, row: int, job: JobInfo, tools: list[di
         return malformed_record(cid, row, job, where, f"it cannot be read as JSON ({exc.args[0]})")
     if isinstance(line, dict) and isinstance(line.get(TOO_LARGE), dict):
         return _too_large(_base(cid, row, job), line[TOO_LARGE], where)
-    return record_from_line(line, row, job, tools, where=where, secrets=secrets, cid=cid,
-                            tool_choice=tool_choice)
+    return record_from_line(line, row, job, tools, where=where, secrets=secrets, cid=cid, tool_choice=tool_choice)
 
 
-def record_from_line(line: Any, row: int, job: JobInfo, tools: list[dict[str, Any]] | None = None, *,
-                     where: str = "a result line", secrets: tuple[str, ...] = (), cid: str | None = None,
-                     tool_choice: Any = None) -> Record:
+def record_from_line(
+    line: Any,
+    row: int,
+    job: JobInfo,
+    tools: list[dict[str, Any]] | None = None,
+    *,
+    where: str = "a result line",
+    secrets: tuple[str, ...] = (),
+    cid: str | None = None,
+    tool_choice: Any = None,
+) -> Record:
     """One parsed output- or error-file line as the record of its row."""
     if cid is None:
         cid = str(line.get("custom_id")) if isinstance(line, dict) else "?"
@@ -135,14 +151,16 @@ def _read_line(record: Record, line: Any, tools: list[dict[str, Any]] | None, se
     return _completion(record, _object(body, "response.body"), tools, secrets)
 
 
-def _completion(record: Record, body: dict[str, Any], tools: list[dict[str, Any]] | None,
-                secrets: tuple[str, ...]) -> Record:
+def _completion(
+    record: Record, body: dict[str, Any], tools: list[dict[str, Any]] | None, secrets: tuple[str, ...]
+) -> Record:
     record.model = _text(body.get("model"), "model")
     if body.get("usage") is not None:
         usage = _object(body["usage"], "usage")
         record.prompt_tokens = _integer(usage.get("prompt_tokens"), "usage.prompt_tokens", 0, MAX_TOKENS_FIGURE)
-        record.completion_tokens = _integer(usage.get("completion_tokens"), "usage.completion_tokens", 0,
-                                            MAX_TOKENS_FIGURE)
+        record.completion_tokens = _integer(
+            usage.get("completion_tokens"), "usage.completion_tokens", 0, MAX_TOKENS_FIGURE
+        )
     choices = [] if body.get("choices") is None else _list(body["choices"], "choices")
     if not choices:
         return _fail(record, ERROR, EMPTY_RESPONSE, "the completion has no choices")
@@ -156,9 +174,10 @@ def _completion(record: Record, body: dict[str, Any], tools: list[dict[str, Any]
     if not record.text and not record.tool_calls:
         if refusal:
             return _fail(record, ERROR, EMPTY_RESPONSE, f"the model refused: {redact(refusal, secrets)}")
-        if record.finish_reason is None:       # as online: only an answer nobody ended is a failure
-            return _fail(record, ERROR, EMPTY_RESPONSE, "the completion has neither content, a tool call "
-                         "nor a finish_reason")
+        if record.finish_reason is None:  # as online: only an answer nobody ended is a failure
+            return _fail(
+                record, ERROR, EMPTY_RESPONSE, "the completion has neither content, a tool call nor a finish_reason"
+            )
         record.empty = True
     record.status = OK
     return record
@@ -198,10 +217,17 @@ def _tool_calls(calls: Any) -> list[dict[str, Any]]:
         where = f"message.tool_calls[{i}]"
         call = _object(call, where)
         function = _object(call.get("function"), f"{where}.function")
-        deltas.append({"index": i, "id": _text(call.get("id"), f"{where}.id"),
-                       "type": _text(call.get("type"), f"{where}.type"),
-                       "function": {"name": _text(function.get("name"), f"{where}.function.name"),
-                                    "arguments": _text(function.get("arguments"), f"{where}.function.arguments")}})
+        deltas.append(
+            {
+                "index": i,
+                "id": _text(call.get("id"), f"{where}.id"),
+                "type": _text(call.get("type"), f"{where}.type"),
+                "function": {
+                    "name": _text(function.get("name"), f"{where}.function.name"),
+                    "arguments": _text(function.get("arguments"), f"{where}.function.arguments"),
+                },
+            }
+        )
     assembler = ToolCallAssembler()
     assembler.add(deltas)
     return assembler.calls()
@@ -210,7 +236,7 @@ def _tool_calls(calls: Any) -> list[dict[str, Any]]:
 def _line_error(record: Record, error: dict[str, Any], secrets: tuple[str, ...]) -> Record:
     """An error-file line without a response (e.g. batch_expired): its code is the error type."""
     code = _text(error.get("code"), "error.code")
-    code = code if code is not None and _CODE.fullmatch(code) else LINE_ERROR   # a type, not free text
+    code = code if code is not None and _CODE.fullmatch(code) else LINE_ERROR  # a type, not free text
     message = _text(error.get("message"), "error.message") or "the error file gave no message"
     return _fail(record, TIMEOUT if code == EXPIRED else ERROR, code, redact(message, secrets))
 
@@ -227,10 +253,15 @@ def _error_message(body: Any, secrets: tuple[str, ...]) -> str:
 
 def _too_large(record: Record, note: dict[str, Any], where: str) -> Record:
     size, limit = note.get("bytes"), note.get("limit")
-    return _fail(record, ERROR, RESPONSE_TOO_LARGE,
-                 f"{where}: the result line is {size:,} bytes, over --max-response-bytes {limit:,}; it was not read "
-                 "(raise --max-response-bytes and --resume to send the row again)"
-                 if isinstance(size, int) and isinstance(limit, int) else f"{where}: the result line was too large")
+    return _fail(
+        record,
+        ERROR,
+        RESPONSE_TOO_LARGE,
+        f"{where}: the result line is {size:,} bytes, over --max-response-bytes {limit:,}; it was not read "
+        "(raise --max-response-bytes and --resume to send the row again)"
+        if isinstance(size, int) and isinstance(limit, int)
+        else f"{where}: the result line was too large",
+    )
 
 
 def _fail(record: Record, status: str, error_type: str, message: str) -> Record:
@@ -240,9 +271,17 @@ def _fail(record: Record, status: str, error_type: str, message: str) -> Record:
 
 # ---------------------------------------------------------------- shapes
 
+
 def _kind(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "text", bool: "true/false", int: "an integer",
-            float: "a decimal number", type(None): "null"}.get(type(value), type(value).__name__)
+    return {
+        dict: "an object",
+        list: "a list",
+        str: "text",
+        bool: "true/false",
+        int: "an integer",
+        float: "a decimal number",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
 
 
 def _object(value: Any, name: str) -> dict[str, Any]:

@@ -22,17 +22,18 @@ from batchrun.endpoint.transport import StreamClient, read_capped
 from batchrun.inputs.prompt import Prompt
 from batchrun.store.records import ERROR, OK, Attempt, Record
 
-BAD_EMBEDDINGS = "BadEmbeddingsResponse"   # a 200 whose body is not the expected list of vectors
+BAD_EMBEDDINGS = "BadEmbeddingsResponse"  # a 200 whose body is not the expected list of vectors
 
 
 @dataclass(slots=True)
 class EmbedResult(AttemptResult):
-    vectors: np.ndarray | None = None      # shape (inputs, dim), float32
-    inputs: int = 0                        # how many inputs the request carried
+    vectors: np.ndarray | None = None  # shape (inputs, dim), float32
+    inputs: int = 0  # how many inputs the request carried
 
 
-def build_embeddings_body(texts: list[str], model: str | None, extra_body: Mapping[str, Any],
-                          encoding_format: str = "base64") -> dict[str, Any]:
+def build_embeddings_body(
+    texts: list[str], model: str | None, extra_body: Mapping[str, Any], encoding_format: str = "base64"
+) -> dict[str, Any]:
     """The body for POST /embeddings: one batch of inputs. base64 by default: a quarter of the bytes
     of JSON floats and no float parsing (what the openai SDK asks for too)."""
     body: dict[str, Any] = {"encoding_format": encoding_format}
@@ -65,8 +66,10 @@ def _matrix(values: list[Any]) -> np.ndarray:
         if len({len(r) for r in raw}) > 1 or len(raw[0]) % 4:
             raise ValueError("vectors of different lengths in one response")
         return np.frombuffer(b"".join(raw), dtype="<f4").astype(np.float32, copy=False).reshape(len(raw), -1)
-    vectors = [np.frombuffer(base64.b64decode(v), dtype="<f4") if isinstance(v, str)
-               else np.asarray(v, dtype=np.float32) for v in values]
+    vectors = [
+        np.frombuffer(base64.b64decode(v), dtype="<f4") if isinstance(v, str) else np.asarray(v, dtype=np.float32)
+        for v in values
+    ]
     if len({v.shape for v in vectors}) > 1 or vectors[0].ndim != 1:
         raise ValueError("vectors of different lengths in one response")
     return np.stack(vectors)
@@ -88,13 +91,18 @@ class EmbeddingsClient(StreamClient):
         await self.send(body, result)
         return result
 
-    async def _read_stream(self, resp: aiohttp.ClientResponse, result: AttemptResult, deadline: Any,
-                           start: float) -> None:
+    async def _read_stream(
+        self, resp: aiohttp.ClientResponse, result: AttemptResult, deadline: Any, start: float
+    ) -> None:
         raw = await read_capped(resp.content, self.max_response_bytes + 1)
         now = self.clock()
         if len(raw) > self.max_response_bytes:
-            result.fail(ERROR, RESPONSE_TOO_LARGE, f"the response grew past {self.max_response_bytes} bytes "
-                        "(--max-response-bytes); lower --batch-size or raise the limit")
+            result.fail(
+                ERROR,
+                RESPONSE_TOO_LARGE,
+                f"the response grew past {self.max_response_bytes} bytes "
+                "(--max-response-bytes); lower --batch-size or raise the limit",
+            )
             return
         result.latency_s = result.total_s = now - result.sent
         assert isinstance(result, EmbedResult)
@@ -118,26 +126,54 @@ def split_tokens(total: int | None, texts: list[str]) -> list[int] | list[None]:
     return counts
 
 
-def input_records(prompts: list[Prompt], texts: list[str], result: EmbedResult, log: list[Attempt], t0: float,
-                  queued_at: float, queue_wait: float) -> list[Record]:
+def input_records(
+    prompts: list[Prompt],
+    texts: list[str],
+    result: EmbedResult,
+    log: list[Attempt],
+    t0: float,
+    queued_at: float,
+    queue_wait: float,
+) -> list[Record]:
     """One Record per input of one request, from its final attempt: the request's outcome and
     times, each input's share of the usage, and the request's re-sends on the first record only
     (so the summary's sum is true)."""
     tokens = split_tokens(result.prompt_tokens, texts)
-    records = [_input_record(p, n, len(prompts) > 1, result, log, t0, queued_at, queue_wait)
-               for p, n in zip(prompts, tokens)]
+    records = [
+        _input_record(p, n, len(prompts) > 1, result, log, t0, queued_at, queue_wait) for p, n in zip(prompts, tokens)
+    ]
     if records:
         records[0].reconnects = result.reconnects
     return records
 
 
-def _input_record(prompt: Prompt, tokens: int | None, shared: bool, result: EmbedResult, log: list[Attempt],
-                  t0: float, queued_at: float, queue_wait: float) -> Record:
-    record = Record(id=prompt.id, row=prompt.row, status=result.status, attempts=len(log), attempt_log=log,
-                    queued_at=queued_at, queue_wait_s=queue_wait, error_type=result.error_type,
-                    error=result.error, http_status=result.http_status, request_id=result.request_id,
-                    model=result.model, finish_reason=result.finish_reason, prompt_tokens=tokens,
-                    completion_tokens=0 if result.status == OK else None)
+def _input_record(
+    prompt: Prompt,
+    tokens: int | None,
+    shared: bool,
+    result: EmbedResult,
+    log: list[Attempt],
+    t0: float,
+    queued_at: float,
+    queue_wait: float,
+) -> Record:
+    record = Record(
+        id=prompt.id,
+        row=prompt.row,
+        status=result.status,
+        attempts=len(log),
+        attempt_log=log,
+        queued_at=queued_at,
+        queue_wait_s=queue_wait,
+        error_type=result.error_type,
+        error=result.error,
+        http_status=result.http_status,
+        request_id=result.request_id,
+        model=result.model,
+        finish_reason=result.finish_reason,
+        prompt_tokens=tokens,
+        completion_tokens=0 if result.status == OK else None,
+    )
     # Several inputs share one usage figure: each row's share of it is a length-weighted guess.
     record.tokens_estimated = tokens is not None and shared
     record.sent_s, record.latency_s, record.total_s = result.sent - t0, result.latency_s, result.total_s

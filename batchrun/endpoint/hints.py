@@ -14,6 +14,7 @@ from typing import Mapping
 
 from batchrun.values import parse_duration_s  # Go-style durations: also what --deadline takes
 
+
 def parse_http_date(text: str | None) -> float | None:
     """POSIX seconds of an HTTP-date ("Wed, 21 Oct 2015 07:28:00 GMT"), or None."""
     if not text:
@@ -41,7 +42,7 @@ def parse_rfc3339(text: str | None) -> float | None:
     except ValueError:
         return None
     if moment.tzinfo is None:
-        return None             # an instant without a zone is ambiguous: not trusted
+        return None  # an instant without a zone is ambiguous: not trusted
     return moment.timestamp()
 
 

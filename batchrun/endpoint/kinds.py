@@ -40,11 +40,11 @@ class Kind:
     """What one endpoint kind is made of."""
 
     name: str
-    path: str                                   # where its requests go, under the base URL
-    build_body: Callable[..., Any]              # row(s) -> the request body
-    parse: Any                                  # the response parser (for a client: its `parse`)
-    to_record: Callable[..., Any]               # what was parsed -> the row's Record(s)
-    client: type[StreamClient] | None = None    # the transport that sends one request (None: batch)
+    path: str  # where its requests go, under the base URL
+    build_body: Callable[..., Any]  # row(s) -> the request body
+    parse: Any  # the response parser (for a client: its `parse`)
+    to_record: Callable[..., Any]  # what was parsed -> the row's Record(s)
+    client: type[StreamClient] | None = None  # the transport that sends one request (None: batch)
 
     def client_for(self, session: aiohttp.ClientSession, endpoint: Endpoint, **options: Any) -> StreamClient:
         """A client sending this kind's requests to `endpoint` (`options`: StreamClient's timeouts,

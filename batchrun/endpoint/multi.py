@@ -19,11 +19,10 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Collection, Protocol, Sequence
 
-from batchrun.endpoint.attempt import (CONNECTION_ERROR, INCOMPLETE_STREAM, MALFORMED_CHUNK, STREAM_ERROR,
-                                       AttemptResult)
-from batchrun.endpoint.transport import Endpoint, StreamClient
+from batchrun.endpoint.attempt import CONNECTION_ERROR, INCOMPLETE_STREAM, MALFORMED_CHUNK, STREAM_ERROR, AttemptResult
 from batchrun.endpoint.requests import estimate_request_tokens
 from batchrun.endpoint.resolve import open_endpoint, preflight
+from batchrun.endpoint.transport import Endpoint, StreamClient
 
 if TYPE_CHECKING:
     from batchrun.config import RunConfig
@@ -52,7 +51,7 @@ class Member:
     label: str
     limits: Limiter
     in_flight: int = 0
-    failures: int = 0                  # consecutive
+    failures: int = 0  # consecutive
     down_until: float = 0.0
     sent: int = 0
 
@@ -64,7 +63,7 @@ class MultiClient:
     members: list[Member]
     balance: str = "rr"
     clock: Callable[[], float] = time.monotonic
-    charge_tokens: bool = False        # True with --tpm: each request's tokens are estimated
+    charge_tokens: bool = False  # True with --tpm: each request's tokens are estimated
     _next: int = field(default=0, init=False)
 
     @property
@@ -97,10 +96,11 @@ class MultiClient:
         return choice
 
     def _in_turn(self) -> list[Member]:
-        return self.members[self._next:] + self.members[:self._next]
+        return self.members[self._next :] + self.members[: self._next]
 
-    async def send(self, body: bytes, result: AttemptResult | None = None, *,
-                   avoid: Sequence[str] = ()) -> AttemptResult:
+    async def send(
+        self, body: bytes, result: AttemptResult | None = None, *, avoid: Sequence[str] = ()
+    ) -> AttemptResult:
         """One attempt on the endpoint `pick(avoid)` chooses; the result names it (`endpoint`)."""
         member = self.pick(avoid)
         result = AttemptResult(sent=member.client.clock()) if result is None else result
@@ -154,8 +154,10 @@ def label(endpoint: Endpoint) -> str:
 async def open_more(config: RunConfig, say: Callable[[str], None]) -> AsyncIterator[list[Endpoint]]:
     """The endpoints after the first --base-url (check them with check_more once the model is known)."""
     async with contextlib.AsyncExitStack() as stack:
-        yield [await stack.enter_async_context(open_endpoint(url, config.endpoint.api_key, say))
-               for url in config.endpoint.extra_base_urls]
+        yield [
+            await stack.enter_async_context(open_endpoint(url, config.endpoint.api_key, say))
+            for url in config.endpoint.extra_base_urls
+        ]
 
 
 async def check_more(more: list[Endpoint], config: RunConfig, say: Callable[[str], None]) -> None:

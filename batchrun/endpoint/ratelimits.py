@@ -34,7 +34,7 @@ _MINUTE_S = 60.0
 # providers publish are ~3e4 requests and ~1.5e8 tokens a minute (OpenAI's top tier); the bounds
 # leave four orders of magnitude above them. A limit is a count: at least 1 per window.
 MOST_PER_MIN = {REQUESTS: 1e9, TOKENS: 1e12}
-LONGEST_S = 31 * 86_400.0        # a reset or window past a month is no rate limit's
+LONGEST_S = 31 * 86_400.0  # a reset or window past a month is no rate limit's
 SHORTEST_WINDOW_S = 0.001
 
 
@@ -42,11 +42,10 @@ SHORTEST_WINDOW_S = 0.001
 class Quota:
     """One limit as a response reported it; None where the response did not say."""
 
-    limit: float | None = None          # units per window
-    remaining: float | None = None      # units left now
-    reset_s: float | None = None        # seconds from the response until the limit is whole again
-    window_s: float | None = None       # the policy's window when stated (IETF `w`); else per minute
-
+    limit: float | None = None  # units per window
+    remaining: float | None = None  # units left now
+    reset_s: float | None = None  # seconds from the response until the limit is whole again
+    window_s: float | None = None  # the policy's window when stated (IETF `w`); else per minute
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,10 +96,18 @@ def _checked(headers: Mapping[str, str], name: str, value: float | None, problem
     return value
 
 
-def _quota(kind: str, names: tuple[str, ...], problems: list[str], limit: float | None,
-           remaining: float | None, reset_s: float | None, window_s: float | None = None) -> Quota | None:
+def _quota(
+    kind: str,
+    names: tuple[str, ...],
+    problems: list[str],
+    limit: float | None,
+    remaining: float | None,
+    reset_s: float | None,
+    window_s: float | None = None,
+) -> Quota | None:
     """The quota of one kind, its figures within MOST_PER_MIN / LONGEST_S; `names` are the
     (limit, remaining, reset, window) headers, for the problem lines of figures left out."""
+
     def out_of_range(name: str, value: float, bound: str) -> None:
         problems.append(f"{name}: {value:.3g} is out of range ({bound}), not a real limit")
 
@@ -145,8 +152,9 @@ def _anthropic(headers: Mapping[str, str], now_s: float, problems: list[str]) ->
         remaining = _number(headers, f"{base}-remaining", problems)
         moment = _checked(headers, f"{base}-reset", parse_rfc3339(headers.get(f"{base}-reset")), problems)
         names = (f"{base}-limit", f"{base}-remaining", f"{base}-reset")
-        quotas[kind] = _quota(kind, names, problems, limit, remaining,
-                              None if moment is None else max(0.0, moment - now_s))
+        quotas[kind] = _quota(
+            kind, names, problems, limit, remaining, None if moment is None else max(0.0, moment - now_s)
+        )
     if not any(quotas.values()):
         return None
     return RateLimitInfo(ANTHROPIC, quotas[REQUESTS], quotas[TOKENS])
@@ -170,7 +178,7 @@ def _ietf(headers: Mapping[str, str], now_s: float, problems: list[str]) -> Rate
     field, policy = headers.get("ratelimit"), headers.get("ratelimit-policy")
     if field is None and policy is None:
         return _ietf_separate(headers, problems)
-    if field is not None and ";" not in field:        # drafts 5-7: one dictionary
+    if field is not None and ";" not in field:  # drafts 5-7: one dictionary
         state = {k: v for member in field.split(",") for k, v in _params(member).items()}
         quota = _ietf_quota(REQUESTS, state, _old_policy(policy or ""), problems)
         return None if quota is None else RateLimitInfo(IETF, requests=quota)
@@ -186,7 +194,7 @@ def _ietf(headers: Mapping[str, str], now_s: float, problems: list[str]) -> Rate
         kind = {"requests": REQUESTS, "tokens": TOKENS}.get(pol.get("qu", "requests"))
         if kind is not None and kind not in quotas:
             quotas[kind] = _ietf_quota(kind, states.get(_name(member), {}), pol, problems)
-    if policy is None and len(states) == 1:            # state without a policy: requests
+    if policy is None and len(states) == 1:  # state without a policy: requests
         quotas[REQUESTS] = _ietf_quota(REQUESTS, next(iter(states.values())), {}, problems)
     if not any(quotas.values()):
         return None
@@ -217,9 +225,15 @@ def _ietf_quota(kind: str, state: dict[str, str], pol: dict[str, str], problems:
         return None
 
     limit = num(state, "limit")
-    return _quota(kind, ("ratelimit limit", "ratelimit remaining", "ratelimit reset", "ratelimit-policy w"), problems,
-                  limit if limit is not None else num(pol, "q"), num(state, "remaining", "r"),
-                  num(state, "reset", "t"), num(pol, "w") or None)
+    return _quota(
+        kind,
+        ("ratelimit limit", "ratelimit remaining", "ratelimit reset", "ratelimit-policy w"),
+        problems,
+        limit if limit is not None else num(pol, "q"),
+        num(state, "remaining", "r"),
+        num(state, "reset", "t"),
+        num(pol, "w") or None,
+    )
 
 
 def _ietf_separate(headers: Mapping[str, str], problems: list[str]) -> RateLimitInfo | None:
@@ -237,7 +251,13 @@ def _ietf_separate(headers: Mapping[str, str], problems: list[str]) -> RateLimit
                 window = parse_duration_s(found)
     remaining = _number(headers, "ratelimit-remaining", problems)
     reset = _checked(headers, "ratelimit-reset", parse_duration_s(headers.get("ratelimit-reset")), problems)
-    quota = _quota(REQUESTS, ("ratelimit-limit", "ratelimit-remaining", "ratelimit-reset", "ratelimit-limit w"),
-                   problems,
-                   limit, remaining, reset, window or None)
+    quota = _quota(
+        REQUESTS,
+        ("ratelimit-limit", "ratelimit-remaining", "ratelimit-reset", "ratelimit-limit w"),
+        problems,
+        limit,
+        remaining,
+        reset,
+        window or None,
+    )
     return None if quota is None else RateLimitInfo(IETF, requests=quota)

@@ -44,11 +44,11 @@ class PoolConnector(aiohttp.TCPConnector):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._handed_out: weakref.WeakSet[Any] = weakref.WeakSet()   # protocols already used once
-        self._fresh: aiohttp.TCPConnector | None = None     # made at the first re-send
+        self._handed_out: weakref.WeakSet[Any] = weakref.WeakSet()  # protocols already used once
+        self._fresh: aiohttp.TCPConnector | None = None  # made at the first re-send
 
     async def connect(self, req: Any, traces: Any, timeout: Any) -> Any:
-        _REUSED.set(False)      # also when connecting fails below: no stale flag from the last request
+        _REUSED.set(False)  # also when connecting fails below: no stale flag from the last request
         if _FRESH.get():
             return await self._fresh_connector().connect(req, traces, timeout)
         conn = await super().connect(req, traces, timeout)
@@ -62,8 +62,7 @@ class PoolConnector(aiohttp.TCPConnector):
     def _fresh_connector(self) -> aiohttp.TCPConnector:
         # force_close: a connection per request, closed after it; never pooled, never reused.
         if self._fresh is None:
-            self._fresh = aiohttp.TCPConnector(limit=self.limit, limit_per_host=0, force_close=True,
-                                               ttl_dns_cache=300)
+            self._fresh = aiohttp.TCPConnector(limit=self.limit, limit_per_host=0, force_close=True, ttl_dns_cache=300)
         return self._fresh
 
     def close(self, **kwargs: Any) -> Awaitable[None]:
@@ -75,6 +74,7 @@ class PoolConnector(aiohttp.TCPConnector):
         async def both() -> None:
             await fresh_closing
             await closing
+
         return both()
 
 

@@ -29,11 +29,11 @@ if TYPE_CHECKING:  # the SDK's TypedDicts document shapes; no SDK object is used
     from openai.types.chat import ChatCompletionToolChoiceOptionParam, ChatCompletionToolUnionParam
 
 TOKEN_LIMITS = ("max_tokens", "max_completion_tokens")
-RESERVED_BODY_KEYS = frozenset({"messages", "stream"})   # extra_body may not set these
-DEFAULT_OUTPUT_TOKENS = 256     # charged for a reply when no max_tokens is known anywhere
-CHARS_PER_TOKEN = 4             # UTF-8 bytes per token for English text with GPT-style tokenizers
-TOKENS_PER_MESSAGE = 4          # chat-template overhead per message (role markers, separators)
-TOKENS_PER_IMAGE = 85           # OpenAI's charge for a low-detail image; a guess for other servers
+RESERVED_BODY_KEYS = frozenset({"messages", "stream"})  # extra_body may not set these
+DEFAULT_OUTPUT_TOKENS = 256  # charged for a reply when no max_tokens is known anywhere
+CHARS_PER_TOKEN = 4  # UTF-8 bytes per token for English text with GPT-style tokenizers
+TOKENS_PER_MESSAGE = 4  # chat-template overhead per message (role markers, separators)
+TOKENS_PER_IMAGE = 85  # OpenAI's charge for a low-detail image; a guess for other servers
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +46,8 @@ class RequestDefaults:
     extra_body: Mapping[str, Any] = field(default_factory=dict)  # merged as is (see module doc)
     tools: list[ChatCompletionToolUnionParam] | None = None
     tool_choice: ChatCompletionToolChoiceOptionParam | None = None  # only sent when the body has tools
-    parallel_tool_calls: bool | None = None                      # only sent when the body has tools
-    response_format: dict[str, Any] | None = None                # --json / --json-schema (see answers.py)
+    parallel_tool_calls: bool | None = None  # only sent when the body has tools
+    response_format: dict[str, Any] | None = None  # --json / --json-schema (see answers.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +56,8 @@ class Job:
 
     prompt: Prompt
     body: bytes
-    estimated_tokens: int               # prompt estimate + max_tokens, charged before the request
-    prompt_tokens_estimate: int         # used in the record when the server sends no usage
+    estimated_tokens: int  # prompt estimate + max_tokens, charged before the request
+    prompt_tokens_estimate: int  # used in the record when the server sends no usage
     request: dict[str, Any] | None = None  # the body as sent, kept in the record (None: --no-save-request)
 
 
@@ -77,8 +77,12 @@ def build_body(prompt: Prompt, defaults: RequestDefaults) -> dict[str, Any]:
 
 
 def _named_defaults(defaults: RequestDefaults) -> dict[str, Any]:
-    named = {"max_tokens": defaults.max_tokens, "temperature": defaults.temperature, "tools": defaults.tools,
-             "response_format": defaults.response_format}
+    named = {
+        "max_tokens": defaults.max_tokens,
+        "temperature": defaults.temperature,
+        "tools": defaults.tools,
+        "response_format": defaults.response_format,
+    }
     return {k: v for k, v in named.items() if v is not None}
 
 
@@ -167,7 +171,7 @@ def estimate_request_tokens(body: Mapping[str, Any], default_max_tokens: int | N
 
 
 def _output_limit(body: Mapping[str, Any], default_max_tokens: int | None) -> int:
-    for name in reversed(TOKEN_LIMITS):      # max_completion_tokens is the newer, preferred name
+    for name in reversed(TOKEN_LIMITS):  # max_completion_tokens is the newer, preferred name
         value = body.get(name)
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return value
@@ -175,6 +179,7 @@ def _output_limit(body: Mapping[str, Any], default_max_tokens: int | None) -> in
 
 
 # ---------------------------------------------------------------- the text of a row, for /completions and /embeddings
+
 
 def prompt_text(prompt: Prompt) -> str:
     """A row's conversation as one prompt string: the text of every message, in order, one blank

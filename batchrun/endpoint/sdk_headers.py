@@ -63,13 +63,19 @@ def _arch() -> str:
 @functools.lru_cache(maxsize=1)
 def _identity() -> tuple[tuple[str, str], ...]:
     version = sdk_version()
-    return (("Accept", "application/json"), ("Content-Type", "application/json"),
-            ("User-Agent", f"OpenAI/Python {version}"), ("X-Stainless-Lang", "python"),
-            ("X-Stainless-Package-Version", version), ("X-Stainless-OS", _os_name()),
-            ("X-Stainless-Arch", _arch()), ("X-Stainless-Runtime", platform.python_implementation()),
-            ("X-Stainless-Runtime-Version", platform.python_version()),
-            # What the sync `openai.OpenAI` client says, as batchrun sent when it built one for these.
-            ("X-Stainless-Async", "false"))
+    return (
+        ("Accept", "application/json"),
+        ("Content-Type", "application/json"),
+        ("User-Agent", f"OpenAI/Python {version}"),
+        ("X-Stainless-Lang", "python"),
+        ("X-Stainless-Package-Version", version),
+        ("X-Stainless-OS", _os_name()),
+        ("X-Stainless-Arch", _arch()),
+        ("X-Stainless-Runtime", platform.python_implementation()),
+        ("X-Stainless-Runtime-Version", platform.python_version()),
+        # What the sync `openai.OpenAI` client says, as batchrun sent when it built one for these.
+        ("X-Stainless-Async", "false"),
+    )
 
 
 def sdk_default_headers() -> dict[str, str]:

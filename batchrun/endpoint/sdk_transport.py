@@ -61,7 +61,7 @@ def _watch(request: Any, asynchronous: bool) -> _Connects:
 
 
 def _fresh_limits() -> Any:
-    return httpx.Limits(max_keepalive_connections=0)     # never kept: every request gets a new one
+    return httpx.Limits(max_keepalive_connections=0)  # never kept: every request gets a new one
 
 
 class ResendTransport(httpx.BaseTransport):
@@ -71,7 +71,7 @@ class ResendTransport(httpx.BaseTransport):
         self._kwargs = kwargs
         self._pool = httpx.HTTPTransport(**kwargs)
         self._fresh: Any = None
-        self.reconnects = 0           # requests re-sent after a dead pooled connection
+        self.reconnects = 0  # requests re-sent after a dead pooled connection
 
     def handle_request(self, request: Any) -> Any:
         connects = _watch(request, asynchronous=False)
@@ -79,7 +79,7 @@ class ResendTransport(httpx.BaseTransport):
             return self._pool.handle_request(request)
         except _DEAD:
             if connects.new:
-                raise                 # a new connection that fails is a real connection error
+                raise  # a new connection that fails is a real connection error
         self.reconnects += 1
         if self._fresh is None:
             self._fresh = httpx.HTTPTransport(**{**self._kwargs, "limits": _fresh_limits()})

@@ -13,12 +13,21 @@ from typing import Any, ClassVar
 
 import orjson
 
-from batchrun.endpoint.attempt import (DEFAULT_MAX_RESPONSE_BYTES, EMPTY_RESPONSE, INCOMPLETE_STREAM, MALFORMED_CHUNK,
-                                       RESPONSE_TOO_LARGE, STREAM_ERROR, AttemptResult, error_message)
+from batchrun.endpoint.attempt import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    EMPTY_RESPONSE,
+    INCOMPLETE_STREAM,
+    MALFORMED_CHUNK,
+    RESPONSE_TOO_LARGE,
+    STREAM_ERROR,
+    AttemptResult,
+    error_message,
+)
 from batchrun.endpoint.toolcalls import ToolCallAssembler
 from batchrun.store.records import ERROR, OK
 
 _CR, _LF = 13, 10
+
 
 class SSEStream:
     """Turns the bytes of one streamed response into the AttemptResult's text, tool calls,
@@ -30,14 +39,25 @@ class SSEStream:
     its line ends, so a 200 MB line costs one join rather than one copy per read.
     """
 
-    __slots__ = ("result", "first_output", "done", "_pending", "_parts", "_tools",
-                 "_last", "_size", "_max_bytes", "_others", "_reasoning")
-    kind: ClassVar[str] = "chat completion"     # what a garbled line is not, in its error message
+    __slots__ = (
+        "result",
+        "first_output",
+        "done",
+        "_pending",
+        "_parts",
+        "_tools",
+        "_last",
+        "_size",
+        "_max_bytes",
+        "_others",
+        "_reasoning",
+    )
+    kind: ClassVar[str] = "chat completion"  # what a garbled line is not, in its error message
 
     def __init__(self, result: AttemptResult, max_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> None:
         self.result = result
-        self.first_output = False       # set when the first output chunk arrives (cleared by the caller)
-        self.done = False               # `data: [DONE]` seen
+        self.first_output = False  # set when the first output chunk arrives (cleared by the caller)
+        self.done = False  # `data: [DONE]` seen
         self._pending: list[bytes] = []  # the start of a line whose end has not arrived
         self._parts: list[str] = []
         self._tools: ToolCallAssembler | None = None
@@ -54,9 +74,9 @@ class SSEStream:
         if self._size > self._max_bytes:
             return None
         # `13 in piece` (an int) is a memchr; `b"\r" in piece` costs 6x as much per read.
-        if _CR in piece:                # SSE allows CRLF, LF and a bare CR as line ends
+        if _CR in piece:  # SSE allows CRLF, LF and a bare CR as line ends
             piece = piece.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        if self._pending:               # a line began in an earlier read: join it once it ends
+        if self._pending:  # a line began in an earlier read: join it once it ends
             self._pending.append(piece)
             if _LF not in piece:
                 return []
@@ -76,7 +96,7 @@ class SSEStream:
         result, loads = self.result, orjson.loads
         for line in lines:
             if not line.startswith(b"data:"):
-                continue            # blank separators, `event:` lines and `: keep-alive` comments
+                continue  # blank separators, `event:` lines and `: keep-alive` comments
             data = line[5:].strip()
             if data == b"[DONE]":
                 self.done = True
@@ -89,9 +109,9 @@ class SSEStream:
                 if choices:
                     choice = choices[0]
                     if choice.get("index") or len(choices) > 1:
-                        for choice in choices:              # n > 1: each by its index
+                        for choice in choices:  # n > 1: each by its index
                             self._choice(chunk, choice, now)
-                    else:                                   # the common case, inline
+                    else:  # the common case, inline
                         delta = choice.get("delta")
                         if delta:
                             content = delta.get("content")
@@ -99,14 +119,14 @@ class SSEStream:
                                 self._output(chunk, content, None, now)
                             else:
                                 self._delta(chunk, delta, now)
-                        else:                               # chat's finish chunk; every text chunk
+                        else:  # chat's finish chunk; every text chunk
                             self._no_delta(chunk, choice, now)
                         if choice.get("finish_reason"):
                             result.finish_reason = choice["finish_reason"]
                 elif chunk.get("error"):
                     result.fail(ERROR, STREAM_ERROR, error_message(chunk["error"]))
                     return True
-                if chunk.get("usage"):      # on any chunk, whatever its choices hold; the last one wins
+                if chunk.get("usage"):  # on any chunk, whatever its choices hold; the last one wins
                     _read_usage(chunk, result)
                     result.usage_chunk = usage_place(choices)
                 elif result.model is None and not choices:
@@ -118,8 +138,11 @@ class SSEStream:
 
     def _too_large(self) -> bool:
         self._pending = []
-        self.result.fail(ERROR, RESPONSE_TOO_LARGE, f"the response grew past {self._max_bytes} bytes "
-                         "(--max-response-bytes); it was cut there")
+        self.result.fail(
+            ERROR,
+            RESPONSE_TOO_LARGE,
+            f"the response grew past {self._max_bytes} bytes (--max-response-bytes); it was cut there",
+        )
         return True
 
     def _choice0(self, chunk: dict[str, Any], choice: dict[str, Any], now: float) -> None:
@@ -189,10 +212,10 @@ class SSEStream:
 
     def _output(self, chunk: dict[str, Any], content: str | None, calls: Any, now: float) -> None:
         result = self.result
-        if result.first_content_s is not None and calls is None:     # the per-chunk path
-            result.itl_s.append(now - self._last)                     # type: ignore[operator]
+        if result.first_content_s is not None and calls is None:  # the per-chunk path
+            result.itl_s.append(now - self._last)  # type: ignore[operator]
             self._last = now
-            self._parts.append(content)                               # type: ignore[arg-type]
+            self._parts.append(content)  # type: ignore[arg-type]
             return
         since_send = now - result.sent
         if self._last is None or result.ttfo_s is None:
@@ -214,7 +237,7 @@ class SSEStream:
     def finish(self, now: float) -> None:
         """The response ended at `now` (or was abandoned): settle totals and the outcome."""
         result = self.result
-        if self._pending and not self.done:     # the last line may come without its line end
+        if self._pending and not self.done:  # the last line may come without its line end
             last = b"".join(self._pending).strip()
             if last.startswith(b"data:") and last[5:].strip() == b"[DONE]":
                 self.done = True

@@ -23,8 +23,13 @@ class ToolCallAssembler:
             index = delta.get("index", position)
             call = self._calls.get(index)
             if call is None:
-                call = self._calls[index] = {"index": index, "id": None, "type": "function",
-                                             "name": [], "arguments": []}
+                call = self._calls[index] = {
+                    "index": index,
+                    "id": None,
+                    "type": "function",
+                    "name": [],
+                    "arguments": [],
+                }
             if delta.get("id"):
                 call["id"] = delta["id"]
             if delta.get("type"):
@@ -37,8 +42,10 @@ class ToolCallAssembler:
 
     def calls(self) -> list[dict[str, Any]]:
         """The finished calls in index order, each with its arguments parsed where they are JSON."""
-        return [_with_parsed_arguments({**call, "name": "".join(call["name"]), "arguments": "".join(call["arguments"])})
-                for _, call in sorted(self._calls.items())]
+        return [
+            _with_parsed_arguments({**call, "name": "".join(call["name"]), "arguments": "".join(call["arguments"])})
+            for _, call in sorted(self._calls.items())
+        ]
 
 
 def _with_parsed_arguments(call: dict[str, Any]) -> dict[str, Any]:
@@ -55,8 +62,13 @@ def _with_parsed_arguments(call: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------- argument checks
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,),
-    "array": (list,), "object": (dict,), "null": (type(None),),
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "array": (list,),
+    "object": (dict,),
+    "null": (type(None),),
 }
 
 
@@ -67,8 +79,7 @@ def argument_problems(arguments: Any, schema: dict[str, Any] | None) -> list[str
         return [f"arguments must be a JSON object, not {type(arguments).__name__}"]
     if not schema:
         return []
-    problems = [f"missing required field {name!r}" for name in schema.get("required", [])
-                if name not in arguments]
+    problems = [f"missing required field {name!r}" for name in schema.get("required", []) if name not in arguments]
     for name, value in arguments.items():
         spec = (schema.get("properties") or {}).get(name)
         if not isinstance(spec, dict):
@@ -86,8 +97,11 @@ def argument_problems(arguments: Any, schema: dict[str, Any] | None) -> list[str
 
 def check_calls(calls: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     """Annotate each assembled call with `valid` and the problems of its arguments."""
-    schemas = {t.get("function", {}).get("name"): t.get("function", {}).get("parameters")
-               for t in tools or [] if isinstance(t, dict)}
+    schemas = {
+        t.get("function", {}).get("name"): t.get("function", {}).get("parameters")
+        for t in tools or []
+        if isinstance(t, dict)
+    }
     for call in calls:
         if call.get("arguments_error"):
             call["problems"] = [call["arguments_error"]]

@@ -22,8 +22,16 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aiohttp
 
-from batchrun.endpoint.attempt import (CONNECTION_ERROR, DEFAULT_MAX_RESPONSE_BYTES, INCOMPLETE_STREAM, MALFORMED_CHUNK,
-                                       TIMEOUT_ERROR, AttemptResult, error_message, status_error_type)
+from batchrun.endpoint.attempt import (
+    CONNECTION_ERROR,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    INCOMPLETE_STREAM,
+    MALFORMED_CHUNK,
+    TIMEOUT_ERROR,
+    AttemptResult,
+    error_message,
+    status_error_type,
+)
 from batchrun.endpoint.hints import retry_wait_s
 from batchrun.endpoint.reconnect import PoolConnector, closed_before_response, connection_reused, fresh_connection
 from batchrun.endpoint.sdk_headers import sdk_default_headers
@@ -32,7 +40,7 @@ from batchrun.redact import host_and_port, query_secrets, redact
 from batchrun.store.records import CANCELLED, ERROR, TIMEOUT
 
 Clock = Callable[[], float]
-CHAT_PATH = "chat/completions"         # a client's path unless its kind gives another
+CHAT_PATH = "chat/completions"  # a client's path unless its kind gives another
 _MAX_ERROR_BODY = 64 * 1024
 
 
@@ -46,7 +54,7 @@ class Endpoint:
 
     base_url: str
     api_key: str | None = field(default=None, repr=False)
-    embedded: bool = False                 # the built-in simulated endpoint
+    embedded: bool = False  # the built-in simulated endpoint
     basic_auth: tuple[str, str] | None = field(default=None, repr=False)
 
     @classmethod
@@ -113,22 +121,23 @@ class StreamClient:
 
     session: aiohttp.ClientSession
     endpoint: Endpoint
-    timeout_s: float | None = 600.0        # whole request
-    ttft_timeout_s: float | None = None    # first output chunk
+    timeout_s: float | None = 600.0  # whole request
+    ttft_timeout_s: float | None = None  # first output chunk
     clock: Clock = time.perf_counter
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
-    wall_clock: Clock = time.time          # for retry-after HTTP dates only
-    on_headers: Callable[[Any], None] | None = None   # sees every response's headers as they arrive
-    path: str = CHAT_PATH                  # under the base URL (endpoint/kinds.py: each kind's)
-    parse: Any = SSEStream                 # the response parser: an SSEStream class for a streamed kind
+    wall_clock: Clock = time.time  # for retry-after HTTP dates only
+    on_headers: Callable[[Any], None] | None = None  # sees every response's headers as they arrive
+    path: str = CHAT_PATH  # under the base URL (endpoint/kinds.py: each kind's)
+    parse: Any = SSEStream  # the response parser: an SSEStream class for a streamed kind
     _headers: dict[str, str] = field(init=False)
 
     def __post_init__(self) -> None:
         self._headers = self.endpoint.headers()
         self._url = self.endpoint.url(self.path)
 
-    async def send(self, body: bytes, result: AttemptResult | None = None, *,
-                   avoid: Sequence[str] = ()) -> AttemptResult:
+    async def send(
+        self, body: bytes, result: AttemptResult | None = None, *, avoid: Sequence[str] = ()
+    ) -> AttemptResult:
         """Stream one request; every failure becomes a result, only cancellation propagates
         (pass `result` to keep what a cancelled request had received). `avoid` (endpoints that
         failed this row) matters only to a MultiClient: one endpoint has nowhere else to send.
@@ -157,13 +166,16 @@ class StreamClient:
             except (aiohttp.ServerDisconnectedError, ConnectionResetError) as exc:
                 if self._resend(exc, result):
                     continue
-                result.fail(ERROR, INCOMPLETE_STREAM if result.output_chunks else CONNECTION_ERROR,
-                            f"the server closed the connection: {exc}")
+                result.fail(
+                    ERROR,
+                    INCOMPLETE_STREAM if result.output_chunks else CONNECTION_ERROR,
+                    f"the server closed the connection: {exc}",
+                )
             except (aiohttp.ClientError, OSError) as exc:
                 if self._resend(exc, result):
                     continue
                 result.fail(ERROR, CONNECTION_ERROR, f"{type(exc).__name__}: {exc}")
-            except ValueError as exc:   # aiohttp: a header line longer than its buffer
+            except ValueError as exc:  # aiohttp: a header line longer than its buffer
                 result.fail(ERROR, MALFORMED_CHUNK, f"unreadable stream: {exc}")
             break
         if result.total_s is None:
@@ -174,8 +186,12 @@ class StreamClient:
         """True (and the result reset to a new send) when `exc` met a dead pooled connection
         before any response came: the request goes out again at once, on a new connection, not
         as a retry. Once per attempt: that new connection is never a reused one."""
-        if (result.reconnects or result.http_status is not None or not connection_reused()
-                or not closed_before_response(exc)):
+        if (
+            result.reconnects
+            or result.http_status is not None
+            or not connection_reused()
+            or not closed_before_response(exc)
+        ):
             return False
         result.reconnects = 1
         # The clock restarts: the time lost on the dead connection is neither this send's
@@ -209,8 +225,9 @@ class StreamClient:
                     return
                 await self._read_stream(resp, result, deadline, start)
 
-    async def _read_stream(self, resp: aiohttp.ClientResponse, result: AttemptResult,
-                           deadline: asyncio.Timeout, start: float) -> None:
+    async def _read_stream(
+        self, resp: aiohttp.ClientResponse, result: AttemptResult, deadline: asyncio.Timeout, start: float
+    ) -> None:
         # One clock read per network read (events that arrived together share their arrival
         # time), and the lines split here rather than by aiohttp's per-line readline.
         stream = self.parse(result, self.max_response_bytes)
@@ -220,7 +237,7 @@ class StreamClient:
                 done = stream.feed(piece, clock())
                 if stream.first_output:
                     stream.first_output = False
-                    if self.ttft_timeout_s is not None:   # swap the TTFT deadline for the whole-request one
+                    if self.ttft_timeout_s is not None:  # swap the TTFT deadline for the whole-request one
                         deadline.reschedule(None if self.timeout_s is None else start + self.timeout_s)
                 if done:
                     break
@@ -235,22 +252,26 @@ class StreamClient:
         fail_status(result, resp.status, raw, resp.headers.get("Content-Type", ""), resp.headers.get("Location"))
 
 
-def fail_status(result: AttemptResult, status: int, raw: bytes, content_type: str = "",
-                location: str | None = None) -> AttemptResult:
+def fail_status(
+    result: AttemptResult, status: int, raw: bytes, content_type: str = "", location: str | None = None
+) -> AttemptResult:
     """Classify a non-200 response from its status and body (shared with the sync baseline)."""
     if 300 <= status < 400:
         return result.fail(ERROR, status_error_type(status), f"HTTP {status}: {redirect_text(location)}")
-    return result.fail(ERROR, status_error_type(status),
-                       f"HTTP {status}: {error_body_text(raw[:_MAX_ERROR_BODY], content_type)}")
+    return result.fail(
+        ERROR, status_error_type(status), f"HTTP {status}: {error_body_text(raw[:_MAX_ERROR_BODY], content_type)}"
+    )
 
 
 def redirect_text(location: str | None) -> str:
     """What a redirect of a POST means, for a person: where it points (host and port only: its
     path or query may carry a signed token) and what to do."""
     where = f"to {host_and_port(location)}" if location else "(without a Location)"
-    return (f"the endpoint redirects this request {where}; batchrun does not follow redirects on POST "
-            "(after a 301 or 302 the request would arrive as a GET, and the key could go to another host): "
-            "set --base-url to the final URL")
+    return (
+        f"the endpoint redirects this request {where}; batchrun does not follow redirects on POST "
+        "(after a 301 or 302 the request would arrive as a GET, and the key could go to another host): "
+        "set --base-url to the final URL"
+    )
 
 
 async def read_capped(content: aiohttp.StreamReader, limit: int) -> bytes:

@@ -35,24 +35,24 @@ from batchrun.analysis.metrics import percentile
 
 @dataclass(frozen=True)
 class AdaptiveConfig:
-    start: int = 4                        # the first limit
+    start: int = 4  # the first limit
     floor: int = 1
-    ceiling: int = 256                    # never more in flight than this
-    knee_factor: float = 2.0              # round mean TTFT past this x the best round mean: a knee
-    slo_ttft_s: float | None = None       # round p90 TTFT above this: too much load
-    slo_e2e_s: float | None = None        # round p90 latency above this: too much load
-    error_cut: float = 0.7                # limit x this after a 429 / 5xx / timeout
-    latency_cut: float = 0.8              # limit x this after a latency knee or an SLO miss
+    ceiling: int = 256  # never more in flight than this
+    knee_factor: float = 2.0  # round mean TTFT past this x the best round mean: a knee
+    slo_ttft_s: float | None = None  # round p90 TTFT above this: too much load
+    slo_e2e_s: float | None = None  # round p90 latency above this: too much load
+    error_cut: float = 0.7  # limit x this after a 429 / 5xx / timeout
+    latency_cut: float = 0.8  # limit x this after a latency knee or an SLO miss
 
 
 @dataclass
 class _Round:
-    started: float                        # samples sent before this were sent under an older limit
+    started: float  # samples sent before this were sent under an older limit
     ttft: list[float] = field(default_factory=list)
     latency: list[float] = field(default_factory=list)
     overloaded: int = 0
     peak_in_flight: int = 0
-    marker: float | None = None           # when the round's first request finished
+    marker: float | None = None  # when the round's first request finished
 
     @property
     def size(self) -> int:
@@ -76,16 +76,24 @@ class ConcurrencyController:
     def limit(self) -> int:
         return max(self.config.floor, int(self.value))
 
-    def observe(self, *, sent: float, now: float, ttft_s: float | None, latency_s: float | None,
-                overloaded: bool, in_flight: int) -> int:
+    def observe(
+        self,
+        *,
+        sent: float,
+        now: float,
+        ttft_s: float | None,
+        latency_s: float | None,
+        overloaded: bool,
+        in_flight: int,
+    ) -> int:
         """One finished attempt (sent at `sent`); returns the limit to apply from now on."""
         rnd = self._round
         rnd.peak_in_flight = max(rnd.peak_in_flight, in_flight)
         if sent < rnd.started:
-            return self.limit           # sent under an older limit: says nothing about this one
+            return self.limit  # sent under an older limit: says nothing about this one
         if overloaded:
             rnd.overloaded += 1
-            self._decide(now)           # an error needs no more evidence
+            self._decide(now)  # an error needs no more evidence
         elif ttft_s is not None:
             rnd.ttft.append(ttft_s)
             if latency_s is not None:
@@ -115,7 +123,7 @@ class ConcurrencyController:
                 mean = sum(rnd.latency) / len(rnd.latency)
                 self.best_latency = mean if self.best_latency is None else min(self.best_latency, mean)
             self.last_good = self.value
-            if rnd.peak_in_flight >= 0.8 * self.limit:   # grow only a limit that was used
+            if rnd.peak_in_flight >= 0.8 * self.limit:  # grow only a limit that was used
                 self.value = self.value * 2 if self.slow_start else self.value + max(1.0, math.sqrt(self.value) / 2)
         self.value = min(max(self.value, cfg.floor), cfg.ceiling)
         if self.limit != self.history[-1][1]:
@@ -128,8 +136,11 @@ class ConcurrencyController:
             return True
         # A server that slows every token instead of queueing: throughput = limit / latency stops
         # growing once latency grows as fast as the limit; past knee_factor x the best, stop.
-        if (self.best_latency is not None and latency
-                and sum(latency) / len(latency) > cfg.knee_factor * self.best_latency):
+        if (
+            self.best_latency is not None
+            and latency
+            and sum(latency) / len(latency) > cfg.knee_factor * self.best_latency
+        ):
             return True
         if cfg.slo_ttft_s is not None and percentile(ttft, 90) > cfg.slo_ttft_s:
             return True
@@ -179,10 +190,10 @@ class Gate:
         future = asyncio.get_running_loop().create_future()
         self._waiters.append(future)
         try:
-            await future                # the releaser counted us in before waking us
+            await future  # the releaser counted us in before waking us
         except asyncio.CancelledError:
             if future.done() and not future.cancelled():
-                self._release()         # woken and cancelled in the same tick: give the slot on
+                self._release()  # woken and cancelled in the same tick: give the slot on
             else:
                 self._waiters.remove(future)
             raise

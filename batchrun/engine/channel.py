@@ -20,8 +20,8 @@ from typing import Any, Protocol
 
 import orjson
 
-_HEADER = struct.Struct("<I")           # payload length, bytes
-MAX_FRAME = 1 << 30                     # a frame past this is a bug, not a message
+_HEADER = struct.Struct("<I")  # payload length, bytes
+MAX_FRAME = 1 << 30  # a frame past this is a bug, not a message
 
 # Coordinator -> worker
 START, JOBS, CREDIT, PACE, STOP, END = "start", "jobs", "credit", "pace", "stop", "end"
@@ -34,7 +34,7 @@ class Channel(Protocol):
 
     async def send(self, kind: str, payload: Any = None) -> None: ...
 
-    async def recv(self) -> tuple[str, Any] | None: ...   # None: the peer is gone (or closed)
+    async def recv(self) -> tuple[str, Any] | None: ...  # None: the peer is gone (or closed)
 
     async def close(self) -> None: ...
 
@@ -64,7 +64,7 @@ class StreamChannel:
 
     async def send(self, kind: str, payload: Any = None) -> None:
         self.post(kind, payload)
-        with contextlib.suppress(ConnectionError):     # a dead peer: its recv side says so
+        with contextlib.suppress(ConnectionError):  # a dead peer: its recv side says so
             await self._writer.drain()
 
     def post(self, kind: str, payload: Any = None) -> None:

@@ -25,27 +25,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable, Iterator, Protocol
 
+from batchrun.endpoint.requests import Job
 from batchrun.engine.channel import BATCH, CREDIT, DONE, END, JOBS, PACE, READY, START, STOP, Channel, StreamChannel
 from batchrun.engine.limits import RateLimits
-from batchrun.endpoint.requests import Job
 from batchrun.engine.pool import Pool, PoolConfig, skipped_record
 from batchrun.engine.workers import WorkerSpec, info_from_wire, job_wire
 from batchrun.errors import BatchrunError
 from batchrun.inputs.prompt import BadRow
 from batchrun.store.records import OK, Record
 
-JOB_BATCH = 64             # jobs per JOBS frame at most
-START_TIMEOUT_S = 60.0     # a cold interpreter on a loaded machine; ~0.5 s is usual
-STOP_TIMEOUT_S = 30.0      # a stopped worker records its in-flight rows and ends well within this
+JOB_BATCH = 64  # jobs per JOBS frame at most
+START_TIMEOUT_S = 60.0  # a cold interpreter on a loaded machine; ~0.5 s is usual
+STOP_TIMEOUT_S = 30.0  # a stopped worker records its in-flight rows and ends well within this
 
 
 class WorkerHandle(Protocol):
     """One started worker, whatever runs it (a process here; a Ray actor later)."""
 
     channel: Channel
-    name: str                                   # for messages: "pid 1234"
+    name: str  # for messages: "pid 1234"
 
-    async def finish(self, timeout_s: float) -> None: ...   # wait until it has ended; kill it after timeout_s
+    async def finish(self, timeout_s: float) -> None: ...  # wait until it has ended; kill it after timeout_s
 
 
 Launch = Callable[[int], Awaitable[WorkerHandle]]
@@ -62,21 +62,28 @@ class ProcessWorker:
     @classmethod
     async def launch(cls, index: int) -> "ProcessWorker":
         ours, theirs = socket.socketpair()
-        root = str(Path(__file__).resolve().parents[2])      # the child imports this very batchrun
+        root = str(Path(__file__).resolve().parents[2])  # the child imports this very batchrun
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
         try:
             # A process group of its own: a terminal's Ctrl-C reaches the coordinator only (a worker
             # still importing would die of it), which then sends STOP; a worker whose coordinator is
             # gone, even SIGKILLed with its group, sees its socket close and ends (workers.py).
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "batchrun.engine.workers", str(theirs.fileno()),
-                pass_fds=[theirs.fileno()], env=env, stdin=asyncio.subprocess.DEVNULL, start_new_session=True)
+                sys.executable,
+                "-m",
+                "batchrun.engine.workers",
+                str(theirs.fileno()),
+                pass_fds=[theirs.fileno()],
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                start_new_session=True,
+            )
         finally:
             theirs.close()
         return cls(proc, await StreamChannel.over(ours))
 
     async def finish(self, timeout_s: float) -> None:
-        await self.channel.close()          # a worker still running takes this as STOP
+        await self.channel.close()  # a worker still running takes this as STOP
         try:
             await asyncio.wait_for(self.proc.wait(), timeout_s)
         except TimeoutError:
@@ -90,10 +97,10 @@ class Link:
     """The coordinator's view of one worker."""
 
     handle: WorkerHandle
-    share: int                                          # its part of --concurrency
-    outstanding: dict[str, Job] = field(default_factory=dict)   # sent, no record back yet
-    live: list[int] = field(default_factory=lambda: [0] * 6)   # workers.live_stats, as last reported
-    credits: int = 0                                    # granted, not yet posted
+    share: int  # its part of --concurrency
+    outstanding: dict[str, Job] = field(default_factory=dict)  # sent, no record back yet
+    live: list[int] = field(default_factory=lambda: [0] * 6)  # workers.live_stats, as last reported
+    credits: int = 0  # granted, not yet posted
     alive: bool = True
     done: bool = False
 
@@ -109,7 +116,7 @@ class Tally(Pool):
     never sends."""
 
     def __init__(self, config: PoolConfig, t0: float, on_stop: Callable[[], None]) -> None:
-        super().__init__(None, lambda record: None, config, t0=t0)   # type: ignore[arg-type]
+        super().__init__(None, lambda record: None, config, t0=t0)  # type: ignore[arg-type]
         self._on_stop = on_stop
 
     def stop(self) -> None:
@@ -133,42 +140,53 @@ class Coordinator:
     """Runs `items` through workers started by `launch`; `tally` is the run's Pool-like face
     (stats, abort_reason, refused, input_error, internal_errors, limits) for the pipeline."""
 
-    def __init__(self, spec: WorkerSpec, pool_config: PoolConfig, workers: int, *, t0: float,
-                 write_many: Callable[[list[Record]], None], say: Callable[[str], None],
-                 launch: Launch = ProcessWorker.launch) -> None:
+    def __init__(
+        self,
+        spec: WorkerSpec,
+        pool_config: PoolConfig,
+        workers: int,
+        *,
+        t0: float,
+        write_many: Callable[[list[Record]], None],
+        say: Callable[[str], None],
+        launch: Launch = ProcessWorker.launch,
+    ) -> None:
         self.spec, self.pool_config, self.launch = spec, pool_config, launch
         self.write_many, self.say = write_many, say
         self.tally = Tally(pool_config, t0, self.stop)
         self.links = [Link(handle=None, share=s) for s in shares(pool_config.concurrency, workers)]  # type: ignore[arg-type]
         self.stopping = False
-        self.resent = 0                          # jobs sent again after their worker died
-        self.loop_lag: list[float] = []          # the workers' event-loop lag samples, seconds
+        self.resent = 0  # jobs sent again after their worker died
+        self.loop_lag: list[float] = []  # the workers' event-loop lag samples, seconds
         self._again: deque[Job] = deque()
         self._changed = asyncio.Event()
         self._wants: deque[tuple[Link, int]] = deque()
         self._wanted = asyncio.Event()
         self._metered = spec.metered
         self._posting = False
-        self._failure: Exception | None = None    # what broke a listener (raised by run)
+        self._failure: Exception | None = None  # what broke a listener (raised by run)
 
     @property
     def stats(self) -> Any:
         return self.tally.stats
 
-    async def run(self, items: Iterable[Job | BadRow],
-                  started: Callable[[list[str]], None] = lambda names: None) -> None:
+    async def run(
+        self, items: Iterable[Job | BadRow], started: Callable[[list[str]], None] = lambda names: None
+    ) -> None:
         """Start the workers (`started` gets their names), send everything `items` yields (or until
         stopped), end the workers."""
         cfg = self.pool_config
-        limits = self.tally.limits = RateLimits(cfg.rpm, cfg.tpm, learn_rpm=cfg.learn_rpm,
-                                                learn_tpm=cfg.learn_tpm, warn=self.say)
+        limits = self.tally.limits = RateLimits(
+            cfg.rpm, cfg.tpm, learn_rpm=cfg.learn_rpm, learn_tpm=cfg.learn_tpm, warn=self.say
+        )
         try:
             await self._start()
             started(self.names())
             await self._serve(iter(items), limits)
         finally:
-            await asyncio.gather(*(link.handle.finish(STOP_TIMEOUT_S) for link in self.links
-                                   if link.handle is not None))
+            await asyncio.gather(
+                *(link.handle.finish(STOP_TIMEOUT_S) for link in self.links if link.handle is not None)
+            )
             await limits.aclose()
 
     async def _serve(self, items: Iterator[Job | BadRow], limits: RateLimits) -> None:
@@ -192,7 +210,7 @@ class Coordinator:
             return
         self.stopping = True
         for link in self._alive():
-            if link.handle is not None:       # not yet started: it is ended before it gets a job
+            if link.handle is not None:  # not yet started: it is ended before it gets a job
                 link.handle.channel.post(STOP)
         self._changed.set()
 
@@ -213,11 +231,15 @@ class Coordinator:
             try:
                 reply = await asyncio.wait_for(link.handle.channel.recv(), START_TIMEOUT_S)
             except TimeoutError:
-                raise BatchrunError(f"worker {link.handle.name} did not start within {START_TIMEOUT_S:g} s "
-                                    "(--workers 1 sends from this process)") from None
+                raise BatchrunError(
+                    f"worker {link.handle.name} did not start within {START_TIMEOUT_S:g} s "
+                    "(--workers 1 sends from this process)"
+                ) from None
             if reply is None or reply[0] != READY:
-                raise BatchrunError(f"worker {link.handle.name} ended before it started (see the messages "
-                                    "above; --workers 1 sends from this process)")
+                raise BatchrunError(
+                    f"worker {link.handle.name} ended before it started (see the messages "
+                    "above; --workers 1 sends from this process)"
+                )
 
     # --- jobs out ---
     async def _dispatch(self, source: Iterator[Job | BadRow]) -> None:
@@ -248,7 +270,7 @@ class Coordinator:
                 item = next(source)
             except StopIteration:
                 exhausted = True
-            except BatchrunError as exc:      # --on-bad-row fail: rows before it are sent, none after
+            except BatchrunError as exc:  # --on-bad-row fail: rows before it are sent, none after
                 self.tally.input_error, exhausted = exc, True
             else:
                 if isinstance(item, BadRow):
@@ -259,8 +281,10 @@ class Coordinator:
 
     def _all_gone(self) -> None:
         left = len(self._again)
-        self.tally.stop_rule.abort(f"every worker process ended unexpectedly; {left} rows they held and the rows "
-                                   "not yet read were not sent (continue with --resume)")
+        self.tally.stop_rule.abort(
+            f"every worker process ended unexpectedly; {left} rows they held and the rows "
+            "not yet read were not sent (continue with --resume)"
+        )
 
     # --- records and requests in ---
     async def _listen(self, link: Link) -> None:
@@ -268,7 +292,7 @@ class Coordinator:
         try:
             while (message := await channel.recv()) is not None:
                 self._on_message(link, *message)
-        except Exception as exc:      # e.g. the disk filled up: stop everything, then raise it (run)
+        except Exception as exc:  # e.g. the disk filled up: stop everything, then raise it (run)
             self._failure = exc
             self.stop()
             raise
@@ -287,7 +311,7 @@ class Coordinator:
         for data in payload["records"]:
             record = Record.from_dict(data)
             job = link.outstanding.pop(record.id, None)
-            if job is not None:                 # the row's columns and request stayed here
+            if job is not None:  # the row's columns and request stayed here
                 record.input, record.request = job.prompt.data, job.request
             records.append(record)
         if records:
@@ -301,7 +325,7 @@ class Coordinator:
         for info, problems, unanswered in payload["observe"]:
             self._observe(link, info, problems, unanswered)
         for charged, actual in payload["correct"]:
-            self.tally.limits.correct(charged, actual)      # type: ignore[union-attr]
+            self.tally.limits.correct(charged, actual)  # type: ignore[union-attr]
         self._changed.set()
 
     def _record(self, records: list[Record]) -> None:
@@ -323,8 +347,10 @@ class Coordinator:
         if not link.done and not self.stopping:
             self._again.extend(held)
             self.resent += len(held)
-            self.say(f"worker {link.handle.name} ended unexpectedly; its {len(held)} unfinished rows are "
-                     "sent again by the other workers")
+            self.say(
+                f"worker {link.handle.name} ended unexpectedly; its {len(held)} unfinished rows are "
+                "sent again by the other workers"
+            )
         self._sum_live()
         self._changed.set()
 
@@ -365,4 +391,3 @@ class Coordinator:
             if link.credits:
                 link.handle.channel.post(CREDIT, link.credits)
                 link.credits = 0
-

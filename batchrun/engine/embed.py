@@ -21,9 +21,9 @@ from batchrun.endpoint.embeddings import EmbeddingsClient, EmbedResult, build_em
 from batchrun.endpoint.requests import prompt_text
 from batchrun.engine.fanout import Fanout
 from batchrun.engine.limits import RateLimits
-from batchrun.engine.retry import retry_delay_s
 from batchrun.engine.pool import PoolConfig, PoolStats, is_retryable, skipped_record
-from batchrun.engine.stop import StopRule, Stoppable
+from batchrun.engine.retry import retry_delay_s
+from batchrun.engine.stop import Stoppable, StopRule
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.redact import redact
 from batchrun.store.records import CANCELLED, ERROR, OK, Attempt, Record
@@ -51,8 +51,9 @@ class Batch:
     queued_clock: float = 0.0
 
 
-def make_batches(rows: Iterable[Prompt | BadRow], size: int, model: str | None,
-                 extra_body: dict) -> Iterator[Batch | BadRow]:
+def make_batches(
+    rows: Iterable[Prompt | BadRow], size: int, model: str | None, extra_body: dict
+) -> Iterator[Batch | BadRow]:
     """Consecutive prompts in groups of `size` (the last may be smaller); bad rows pass through."""
     group: list[Prompt] = []
     for item in rows:
@@ -75,14 +76,22 @@ def _batch(prompts: list[Prompt], model: str | None, extra_body: dict) -> Batch:
 
 
 class EmbedPool(Fanout["Batch | BadRow"], Stoppable):
-    def __init__(self, client: EmbeddingsClient, sink: Callable[[Record], None], vectors: VectorSink,
-                 config: PoolConfig, *, t0: float, clock: Clock = time.perf_counter) -> None:
+    def __init__(
+        self,
+        client: EmbeddingsClient,
+        sink: Callable[[Record], None],
+        vectors: VectorSink,
+        config: PoolConfig,
+        *,
+        t0: float,
+        clock: Clock = time.perf_counter,
+    ) -> None:
         super().__init__(config.concurrency)
         self.client, self.sink, self.vectors, self.config = client, sink, vectors, config
         self.t0, self.clock = t0, clock
         self.stats = PoolStats()
         self.stop_rule = StopRule(config.max_errors, config.max_error_rate, unit="inputs")
-        self.internal_errors: list[str] = []   # Pool's face; a bug here is recorded on its rows instead
+        self.internal_errors: list[str] = []  # Pool's face; a bug here is recorded on its rows instead
         self._rng = random.Random(config.seed)
 
     async def run(self, items: Iterable[Batch | BadRow]) -> None:
@@ -95,14 +104,14 @@ class EmbedPool(Fanout["Batch | BadRow"], Stoppable):
 
     async def _entries(self, items: Iterable[Batch | BadRow]) -> AsyncIterator[Batch | BadRow]:
         for item in items:
-            if isinstance(item, Batch):      # its queue wait starts now
+            if isinstance(item, Batch):  # its queue wait starts now
                 item = dataclasses.replace(item, queued_at=time.time(), queued_clock=self.clock())
             yield item
 
     async def _work(self, limits: RateLimits) -> None:
         while (item := await self._queue.get()) is not None:
             if self.stop_rule.decided:
-                return              # stopped: stop() cancels us at the next suspension; send nothing more
+                return  # stopped: stop() cancels us at the next suspension; send nothing more
             if isinstance(item, BadRow):
                 self._finish([skipped_record(item, time.time())])
                 continue
@@ -132,19 +141,34 @@ class EmbedPool(Fanout["Batch | BadRow"], Stoppable):
             finally:
                 self.stats.in_flight -= 1
             reconnects += result.reconnects
-            result.reconnects = reconnects        # the batch's total, over its attempts
-            log.append(Attempt(status=result.status, sent_s=result.sent - self.t0, duration_s=result.total_s or 0.0,
-                               http_status=result.http_status, error_type=result.error_type, error=result.error,
-                               retry_after_s=result.retry_after_s))
+            result.reconnects = reconnects  # the batch's total, over its attempts
+            log.append(
+                Attempt(
+                    status=result.status,
+                    sent_s=result.sent - self.t0,
+                    duration_s=result.total_s or 0.0,
+                    http_status=result.http_status,
+                    error_type=result.error_type,
+                    error=result.error,
+                    retry_after_s=result.retry_after_s,
+                )
+            )
             if result.status == OK:
                 limits.correct(batch.estimated_tokens, result.prompt_tokens or batch.estimated_tokens)
                 return result, wait
             if not is_retryable(result) or attempt == self.config.retries:
                 return result, wait
             cfg = self.config
-            delay = retry_delay_s(attempt, result.http_status, result.retry_after_s, rng=self._rng,
-                                  max_wait_s=cfg.max_retry_wait_s, base_s=cfg.backoff_base_s,
-                                  max_s=cfg.backoff_max_s, rate_limit_base_s=cfg.rate_limit_backoff_s)
+            delay = retry_delay_s(
+                attempt,
+                result.http_status,
+                result.retry_after_s,
+                rng=self._rng,
+                max_wait_s=cfg.max_retry_wait_s,
+                base_s=cfg.backoff_base_s,
+                max_s=cfg.backoff_max_s,
+                rate_limit_base_s=cfg.rate_limit_backoff_s,
+            )
             log[-1].backoff_s = delay
             await asyncio.sleep(delay)
         raise AssertionError("unreachable")
@@ -153,7 +177,7 @@ class EmbedPool(Fanout["Batch | BadRow"], Stoppable):
         records = input_records(batch.prompts, batch.texts, result, log, self.t0, batch.queued_at, wait)
         if result.status == OK and result.vectors is not None:
             self._count(records)
-            await self.vectors.add(records, result.vectors)   # records go out once their vectors are on disk
+            await self.vectors.add(records, result.vectors)  # records go out once their vectors are on disk
         else:
             self._finish(records)
 
@@ -172,20 +196,46 @@ class EmbedPool(Fanout["Batch | BadRow"], Stoppable):
 
 def _cancelled(prompt: Prompt, batch: Batch, log: list[Attempt]) -> Record:
     """The record of an input whose batch the run stopped (its attempts so far kept)."""
-    return Record(id=prompt.id, row=prompt.row, status=CANCELLED, error_type="Cancelled", error=_STOPPED,
-                  attempts=len(log), attempt_log=log, queued_at=batch.queued_at, queue_wait_s=0.0)
+    return Record(
+        id=prompt.id,
+        row=prompt.row,
+        status=CANCELLED,
+        error_type="Cancelled",
+        error=_STOPPED,
+        attempts=len(log),
+        attempt_log=log,
+        queued_at=batch.queued_at,
+        queue_wait_s=0.0,
+    )
 
 
 def embed_items(config: "RunConfig", rows: Iterable[Prompt | BadRow], skip: set[str]) -> Iterator[Batch | BadRow]:
     """The rows not yet done, in batches of --batch-size."""
-    return make_batches((r for r in rows if r.id not in skip), config.request.batch_size, config.endpoint.model,
-                        config.request.extra_body)
+    return make_batches(
+        (r for r in rows if r.id not in skip),
+        config.request.batch_size,
+        config.endpoint.model,
+        config.request.extra_body,
+    )
 
 
-def embed_pool(session: "aiohttp.ClientSession", endpoint: "Endpoint", write: Callable[[Record], None],
-               config: "RunConfig", pool_config: PoolConfig, out: "Path", t0: float, clock: Clock,
-               write_many: Callable[[list[Record]], None] | None = None) -> EmbedPool:
-    client = EmbeddingsClient(session, endpoint, timeout_s=config.limits.timeout, clock=clock,
-                              max_response_bytes=config.limits.max_response_bytes)
+def embed_pool(
+    session: "aiohttp.ClientSession",
+    endpoint: "Endpoint",
+    write: Callable[[Record], None],
+    config: "RunConfig",
+    pool_config: PoolConfig,
+    out: "Path",
+    t0: float,
+    clock: Clock,
+    write_many: Callable[[list[Record]], None] | None = None,
+) -> EmbedPool:
+    client = EmbeddingsClient(
+        session,
+        endpoint,
+        timeout_s=config.limits.timeout,
+        clock=clock,
+        max_response_bytes=config.limits.max_response_bytes,
+    )
     many = write_many or (lambda records: [write(r) for r in records])
     return EmbedPool(client, write, VectorSink(out, many), pool_config, t0=t0, clock=clock)

@@ -37,8 +37,7 @@ class Fanout(Generic[Entry]):
         """Run the reader and the workers until all have ended or stop() cancelled them; our own
         cancellation (Ctrl-C, a timeout around the run) is raised again, stop()'s is not."""
         reader = asyncio.create_task(self._feed(entries), name="batchrun-reader")
-        workers = [asyncio.create_task(worker(), name=f"batchrun-worker-{i}")
-                   for i in range(self._workers)]
+        workers = [asyncio.create_task(worker(), name=f"batchrun-worker-{i}") for i in range(self._workers)]
         self._tasks = [reader, *workers]
         try:
             await asyncio.gather(*self._tasks)
@@ -60,11 +59,11 @@ class Fanout(Generic[Entry]):
 
     async def _feed(self, entries: AsyncIterator[Entry]) -> None:
         try:
-            async with contextlib.aclosing(entries):    # type: ignore[type-var]
+            async with contextlib.aclosing(entries):  # type: ignore[type-var]
                 async for entry in entries:
                     await self._queue.put(entry)
         except BatchrunError as exc:
             # --on-bad-row fail: entries before this one are sent and recorded; nothing after it.
             self.input_error = exc
         for _ in range(self._workers):
-            await self._queue.put(None)       # one end-of-input marker per worker
+            await self._queue.put(None)  # one end-of-input marker per worker

@@ -37,8 +37,8 @@ class TokenBucket:
     def __init__(self, per_minute: float, now: float) -> None:
         if not per_minute > 0:
             raise ValueError(f"a rate limit must be positive, got {per_minute}")
-        self.rate = per_minute / _MINUTE_S                 # units per second
-        self.capacity = max(1.0, self.rate * _BURST_S)     # under 60/min: one unit at a time
+        self.rate = per_minute / _MINUTE_S  # units per second
+        self.capacity = max(1.0, self.rate * _BURST_S)  # under 60/min: one unit at a time
         self.level = self.capacity
         self.stamp = now
 
@@ -72,7 +72,6 @@ class TokenBucket:
         value holds everything until the refill has made up for it)."""
         self.refill(now)
         self.level = min(self.level, available)
-
 
 
 class Bucket:
@@ -125,7 +124,6 @@ class Bucket:
     def at_most(self, available: float) -> None:
         self.core.at_most(available, self._clock())
 
-
     def _poke(self) -> None:
         if self._wakeup is not None:
             _wake(self._wakeup)
@@ -173,7 +171,7 @@ class RequestPacer:
     async def take(self) -> None:
         async with self._turn:
             while not await self._one_from(self._limiter):
-                pass                               # swapped while we waited: go again on the new one
+                pass  # swapped while we waited: go again on the new one
 
     async def _one_from(self, limiter: AsyncLimiter) -> bool:
         """Pay what `limiter` is owed, then one request; False if it was swapped out meanwhile."""
@@ -205,9 +203,9 @@ class RequestPacer:
         value holds everything until the rate has made up for it)."""
         owed = max(0.0, self._owing())
         if available >= self._limiter.max_rate - owed:
-            return                                 # never more free than that anyway
+            return  # never more free than that anyway
         if available + owed > 0 and not self._limiter.has_capacity(available + owed):
-            return                                 # less than `available` is free already
+            return  # less than `available` is free already
         self._swap(available)
 
     def _swap(self, free: float) -> None:
@@ -220,18 +218,23 @@ class LimitsSeen:
     """What the provider's headers said over a run, for the summary and the recommendation."""
 
     source: str | None = None
-    requests_per_min: float | None = None      # the last limit announced, per minute
+    requests_per_min: float | None = None  # the last limit announced, per minute
     tokens_per_min: float | None = None
     lowest_requests_left: float | None = None
     lowest_tokens_left: float | None = None
-    responses: int = 0                         # responses that carried rate-limit headers
-    problems: dict[str, str] = field(default_factory=dict)   # header name -> first unreadable value
+    responses: int = 0  # responses that carried rate-limit headers
+    problems: dict[str, str] = field(default_factory=dict)  # header name -> first unreadable value
 
     def to_dict(self) -> dict[str, object]:
-        return {"source": self.source, "requests_per_min": self.requests_per_min,
-                "tokens_per_min": self.tokens_per_min, "lowest_requests_left": self.lowest_requests_left,
-                "lowest_tokens_left": self.lowest_tokens_left, "responses": self.responses,
-                "unreadable": dict(self.problems)}
+        return {
+            "source": self.source,
+            "requests_per_min": self.requests_per_min,
+            "tokens_per_min": self.tokens_per_min,
+            "lowest_requests_left": self.lowest_requests_left,
+            "lowest_tokens_left": self.lowest_tokens_left,
+            "responses": self.responses,
+            "unreadable": dict(self.problems),
+        }
 
 
 def per_minute(quota: Quota) -> float | None:
@@ -263,22 +266,28 @@ class RateLimits:
     until its reset.
     """
 
-    def __init__(self, rpm: float | None = None, tpm: float | None = None, *, learn_rpm: bool = False,
-                 learn_tpm: bool = False, warn: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        *,
+        learn_rpm: bool = False,
+        learn_tpm: bool = False,
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
         self._rpm = RequestPacer(rpm) if rpm else None
         self._tpm = Bucket(tpm) if tpm else None
-        self._learn_rpm = learn_rpm and not rpm        # a limit the user gave always wins
+        self._learn_rpm = learn_rpm and not rpm  # a limit the user gave always wins
         self._learn_tpm = learn_tpm and not tpm
         self._warn = warn
         self.seen = LimitsSeen()
-        self._acquired, self._mean_tokens = 0, 0.0      # for the tokens of requests still in transit
+        self._acquired, self._mean_tokens = 0, 0.0  # for the tokens of requests still in transit
         self._debts: set[asyncio.Task[None]] = set()
 
     @property
     def paced(self) -> dict[str, float | None]:
         """The limits pacing now, per minute (user-given or learned)."""
-        return {"rpm": self._rpm.per_minute if self._rpm else None,
-                "tpm": self._tpm.per_minute if self._tpm else None}
+        return {"rpm": self._rpm.per_minute if self._rpm else None, "tpm": self._tpm.per_minute if self._tpm else None}
 
     async def acquire(self, estimated_tokens: int) -> None:
         """Wait until one request of about `estimated_tokens` tokens fits both limits."""
@@ -329,12 +338,12 @@ class RateLimits:
             seen.tokens_per_min = per_minute(info.tokens) or seen.tokens_per_min
             seen.lowest_tokens_left = _lowest(seen.lowest_tokens_left, info.tokens.remaining)
             if self._learn_tpm:
-                self._tpm = self._follow(self._tpm, Bucket, info.tokens, info.source,
-                                         unanswered * self._mean_tokens)
+                self._tpm = self._follow(self._tpm, Bucket, info.tokens, info.source, unanswered * self._mean_tokens)
 
     @staticmethod
-    def _follow(bucket: _P | None, make: Callable[[float], _P], quota: Quota, source: str,
-                in_transit: float) -> _P | None:
+    def _follow(
+        bucket: _P | None, make: Callable[[float], _P], quota: Quota, source: str, in_transit: float
+    ) -> _P | None:
         rate = per_minute(quota)
         if rate is None:
             return bucket
@@ -364,14 +373,24 @@ def _lowest(current: float | None, value: float | None) -> float | None:
     return value if current is None else min(current, value)
 
 
-def limits_summary(limits: RateLimits, *, attempts: int, rate_limited: int, user_rpm: float | None,
-                   user_tpm: float | None, learn: bool) -> dict[str, object]:
+def limits_summary(
+    limits: RateLimits, *, attempts: int, rate_limited: int, user_rpm: float | None, user_tpm: float | None, learn: bool
+) -> dict[str, object]:
     """The limits a run saw and paced by, its share of 429s, and the --rpm/--tpm to recommend:
     the provider's announced limits (batchrun paces at them by default; giving them as flags
     also paces the first wave of requests, sent before any header was seen)."""
     seen = limits.seen
-    recommend = {"rpm": math.floor(seen.requests_per_min) if seen.requests_per_min else None,
-                 "tpm": math.floor(seen.tokens_per_min) if seen.tokens_per_min else None}
-    return {"provider": seen.to_dict(), "user": {"rpm": user_rpm, "tpm": user_tpm}, "learned": learn,
-            "paced": limits.paced, "attempts": attempts, "rate_limited": rate_limited,
-            "rate_limited_share": rate_limited / attempts if attempts else None, "recommend": recommend}
+    recommend = {
+        "rpm": math.floor(seen.requests_per_min) if seen.requests_per_min else None,
+        "tpm": math.floor(seen.tokens_per_min) if seen.tokens_per_min else None,
+    }
+    return {
+        "provider": seen.to_dict(),
+        "user": {"rpm": user_rpm, "tpm": user_tpm},
+        "learned": learn,
+        "paced": limits.paced,
+        "attempts": attempts,
+        "rate_limited": rate_limited,
+        "rate_limited_share": rate_limited / attempts if attempts else None,
+        "recommend": recommend,
+    }

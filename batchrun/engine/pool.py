@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 
 from batchrun.endpoint.assemble import to_record
-from batchrun.endpoint.attempt import (CONNECTION_ERROR, INCOMPLETE_STREAM, MALFORMED_CHUNK, STREAM_ERROR,
-                                       AttemptResult)
+from batchrun.endpoint.attempt import CONNECTION_ERROR, INCOMPLETE_STREAM, MALFORMED_CHUNK, STREAM_ERROR, AttemptResult
 from batchrun.endpoint.ratelimits import is_ratelimit_header, parse_ratelimit_headers
 from batchrun.endpoint.requests import Job, estimate_request_tokens
 from batchrun.endpoint.toolcalls import body_forces_tool_call, check_calls
@@ -27,7 +26,7 @@ from batchrun.engine.adaptive import AdaptiveConfig, ConcurrencyController, Gate
 from batchrun.engine.fanout import Fanout
 from batchrun.engine.limits import RateLimits
 from batchrun.engine.retry import DEFAULT_MAX_RETRY_WAIT_S, RATE_LIMIT_BASE_S, RETRYABLE_STATUS, retry_delay_s
-from batchrun.engine.stop import StopRule, Stoppable
+from batchrun.engine.stop import Stoppable, StopRule
 from batchrun.engine.tools import ToolRunner, assistant_message, merge_rounds, round_entry
 from batchrun.inputs.prompt import BadRow
 from batchrun.redact import mask, redact
@@ -36,11 +35,11 @@ from batchrun.store.records import CANCELLED, ERROR, INVALID_OUTPUT, OK, SKIPPED
 Clock = Callable[[], float]
 # --json / --json-schema: the answer's text -> (parsed object, None) or (None, why it is invalid).
 OutputCheck = Callable[[str], "tuple[dict[str, Any] | None, str | None]"]
-TRUNCATED_OUTPUT = "TruncatedOutput"     # error_type of an invalid answer that hit max_tokens
+TRUNCATED_OUTPUT = "TruncatedOutput"  # error_type of an invalid answer that hit max_tokens
 _RETRYABLE_TYPES = {CONNECTION_ERROR, INCOMPLETE_STREAM, MALFORMED_CHUNK, STREAM_ERROR}
 _NO_GATE = contextlib.nullcontext()
 _STOPPED = "the run was stopped before this request finished"
-INTERNAL_ERROR = "InternalError"          # a bug in batchrun, never a provider's failure
+INTERNAL_ERROR = "InternalError"  # a bug in batchrun, never a provider's failure
 Sleep = Callable[[float], Awaitable[None]]
 # A queued item: the item, its wall-clock label, the monotonic start of its queue wait, its planned send.
 Entry = tuple["Job | BadRow", float, float, "float | None"]
@@ -52,17 +51,17 @@ class PoolConfig:
     rpm: float | None = None
     tpm: float | None = None
     retries: int = 3
-    backoff_base_s: float = 0.5          # 5xx, cut streams, timeouts: base * 2^attempt ...
-    backoff_max_s: float = 30.0          # ... capped here
+    backoff_base_s: float = 0.5  # 5xx, cut streams, timeouts: base * 2^attempt ...
+    backoff_max_s: float = 30.0  # ... capped here
     rate_limit_backoff_s: float = RATE_LIMIT_BASE_S  # 429 without a hint: this * 3^attempt
     max_retry_wait_s: float = DEFAULT_MAX_RETRY_WAIT_S  # --max-retry-wait: no single wait is longer
     max_errors: int | None = None
     max_error_rate: float | None = None
-    seed: int | None = None              # jitter; set in tests for repeatable waits
-    max_tool_rounds: int = 3             # follow-up requests after tool results (with a ToolRunner)
-    learn_rpm: bool = False              # pace by the provider's rate-limit headers where rpm is None
-    learn_tpm: bool = False              # ... and where tpm is None
-    adaptive: AdaptiveConfig | None = None   # --concurrency auto; `concurrency` is then the ceiling
+    seed: int | None = None  # jitter; set in tests for repeatable waits
+    max_tool_rounds: int = 3  # follow-up requests after tool results (with a ToolRunner)
+    learn_rpm: bool = False  # pace by the provider's rate-limit headers where rpm is None
+    learn_tpm: bool = False  # ... and where tpm is None
+    adaptive: AdaptiveConfig | None = None  # --concurrency auto; `concurrency` is then the ceiling
 
 
 @dataclass
@@ -76,11 +75,11 @@ class PoolStats:
     retrying: int = 0
     in_flight: int = 0
     peak_in_flight: int = 0
-    resumed: int = 0                     # rows already ok in an earlier run, not sent again
-    output_tokens: int = 0               # completion tokens of finished requests (progress tok/s)
+    resumed: int = 0  # rows already ok in an earlier run, not sent again
+    output_tokens: int = 0  # completion tokens of finished requests (progress tok/s)
     recent_ttft_s: deque[float] = field(default_factory=lambda: deque(maxlen=512))
-    attempts: int = 0                    # HTTP attempts finished (retries count)
-    rate_limited: int = 0                # of which answered 429
+    attempts: int = 0  # HTTP attempts finished (retries count)
+    rate_limited: int = 0  # of which answered 429
     concurrency_history: list[tuple[float, int]] = field(default_factory=list)  # (s since t0, limit)
 
     def count(self, record: Record) -> None:
@@ -98,7 +97,7 @@ class PoolStats:
 def is_retryable(result: AttemptResult) -> bool:
     """429, 408, 409, 5xx, connection errors, cut or garbled streams and timeouts; never 4xx otherwise."""
     if result.status == INVALID_OUTPUT:
-        return result.error_type != TRUNCATED_OUTPUT   # cut at max_tokens: a retry is cut the same way
+        return result.error_type != TRUNCATED_OUTPUT  # cut at max_tokens: a retry is cut the same way
     if result.status == TIMEOUT:
         return True
     if result.http_status is not None and result.http_status != 200:
@@ -115,10 +114,19 @@ class Pool(Fanout[Entry], Stoppable):
     of batchrun's own bugs met on the way.
     """
 
-    def __init__(self, client: StreamClient, sink: Callable[[Record], None], config: PoolConfig,
-                 *, t0: float, clock: Clock = time.perf_counter, tool_runner: ToolRunner | None = None,
-                 output_check: OutputCheck | None = None, sleep: Sleep = asyncio.sleep,
-                 warn: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        client: StreamClient,
+        sink: Callable[[Record], None],
+        config: PoolConfig,
+        *,
+        t0: float,
+        clock: Clock = time.perf_counter,
+        tool_runner: ToolRunner | None = None,
+        output_check: OutputCheck | None = None,
+        sleep: Sleep = asyncio.sleep,
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
         super().__init__(config.concurrency)
         self.client, self.sink, self.config, self.tool_runner = client, sink, config, tool_runner
         self.output_check = output_check
@@ -128,7 +136,7 @@ class Pool(Fanout[Entry], Stoppable):
         self.limits: RateLimits | None = None
         self.controller: ConcurrencyController | None = None
         self._gate: Gate | None = None
-        self._unanswered = 0               # attempts sent whose response head has not arrived
+        self._unanswered = 0  # attempts sent whose response head has not arrived
         self.stats = PoolStats()
         self.stop_rule = StopRule(config.max_errors, config.max_error_rate)
         self.internal_errors: list[str] = []
@@ -136,8 +144,14 @@ class Pool(Fanout[Entry], Stoppable):
         self._send_until: float | None = None
         self._send_check: Callable[[], bool] | None = None
 
-    async def run(self, items: Iterable[Job | BadRow], *, schedule: Iterator[float] | None = None,
-                  send_for_s: float | None = None, send_check: Callable[[], bool] | None = None) -> None:
+    async def run(
+        self,
+        items: Iterable[Job | BadRow],
+        *,
+        schedule: Iterator[float] | None = None,
+        send_for_s: float | None = None,
+        send_check: Callable[[], bool] | None = None,
+    ) -> None:
         """Send everything `items` yields; returns when all is recorded or the run is stopped.
 
         `schedule` (open-loop load) gives each request's planned send time as an offset from
@@ -162,8 +176,9 @@ class Pool(Fanout[Entry], Stoppable):
         cfg = self.config
         return RateLimits(cfg.rpm, cfg.tpm, learn_rpm=cfg.learn_rpm, learn_tpm=cfg.learn_tpm, warn=self._warning)
 
-    async def _entries(self, items: Iterable[Job | BadRow], schedule: Iterator[float] | None,
-                       send_for_s: float | None) -> AsyncIterator[Entry]:
+    async def _entries(
+        self, items: Iterable[Job | BadRow], schedule: Iterator[float] | None, send_for_s: float | None
+    ) -> AsyncIterator[Entry]:
         clock, t0 = self.clock, self.t0
         for item in items:
             if send_for_s is not None and clock() - t0 >= send_for_s:
@@ -184,7 +199,7 @@ class Pool(Fanout[Entry], Stoppable):
                 return
             item, queued_at, queued_clock, planned = entry
             if self._send_until is not None and self.clock() >= self._send_until:
-                continue        # the run's sending time is over: queued items are not sent
+                continue  # the run's sending time is over: queued items are not sent
             if isinstance(item, BadRow):
                 self._finish(skipped_record(item, queued_at))
                 continue
@@ -195,8 +210,7 @@ class Pool(Fanout[Entry], Stoppable):
             record.scheduled_s = planned
             self._finish(record)
 
-    async def _process(self, job: Job, limits: RateLimits, queued_at: float,
-                       queued_clock: float) -> Record:
+    async def _process(self, job: Job, limits: RateLimits, queued_at: float, queued_clock: float) -> Record:
         row = _RowState(queued_clock=queued_clock, forced_tool=body_forces_tool_call(job.body))
         try:
             result = await self._request(job.body, job.estimated_tokens, job, limits, row)
@@ -214,8 +228,11 @@ class Pool(Fanout[Entry], Stoppable):
             secrets = self.client.endpoint.secrets
             self.internal_errors.append(redact(f"row {job.prompt.id!r}:\n{traceback.format_exc()}", secrets))
             result = row.result or AttemptResult(sent=self.clock())
-            result.fail(ERROR, INTERNAL_ERROR, redact(f"batchrun bug, see internal-errors.log: "
-                                                      f"{type(exc).__name__}: {exc}", secrets))
+            result.fail(
+                ERROR,
+                INTERNAL_ERROR,
+                redact(f"batchrun bug, see internal-errors.log: {type(exc).__name__}: {exc}", secrets),
+            )
         record = self._to_record(job, result, row.log, queued_at, row.queue_wait or 0.0)
         record.reconnects = row.reconnects
         record.tool_choice_ignored = row.tool_choice_ignored and record.status == OK
@@ -225,8 +242,9 @@ class Pool(Fanout[Entry], Stoppable):
             record.parsed = row.parsed
         return record
 
-    async def _request(self, body: bytes, estimated_tokens: int, job: Job, limits: RateLimits,
-                       row: "_RowState") -> AttemptResult:
+    async def _request(
+        self, body: bytes, estimated_tokens: int, job: Job, limits: RateLimits, row: "_RowState"
+    ) -> AttemptResult:
         """One model call with its retries; the last attempt's result. A retry names the
         endpoints that failed this call so far (`row.failed_on`): with several, it goes elsewhere."""
         row.failed_on = []
@@ -261,8 +279,9 @@ class Pool(Fanout[Entry], Stoppable):
             entry = row.log[-1]
             entry.status, entry.error_type, entry.error = INVALID_OUTPUT, kind, result.error
 
-    async def _tool_rounds(self, job: Job, result: AttemptResult, limits: RateLimits,
-                           row: "_RowState") -> AttemptResult:
+    async def _tool_rounds(
+        self, job: Job, result: AttemptResult, limits: RateLimits, row: "_RowState"
+    ) -> AttemptResult:
         """Run the requested tools, send their results back, and repeat while the model calls
         tools, up to --max-tool-rounds follow-up requests; every round is kept."""
         assert self.tool_runner is not None
@@ -276,13 +295,18 @@ class Pool(Fanout[Entry], Stoppable):
             if result.status != OK or not result.tool_calls:
                 return result
             if follow_up > self.config.max_tool_rounds:
-                return result.fail(ERROR, "ToolRoundLimit", "the model still called tools after "
-                                   f"--max-tool-rounds {self.config.max_tool_rounds}")
+                return result.fail(
+                    ERROR,
+                    "ToolRoundLimit",
+                    f"the model still called tools after --max-tool-rounds {self.config.max_tool_rounds}",
+                )
             outputs = await self.tool_runner.run_calls(result.tool_calls)
             entry["tool_results"] = outputs
-            body["messages"] = [*body["messages"], assistant_message(result.text, result.tool_calls),
-                                *({"role": "tool", "tool_call_id": o["tool_call_id"], "content": o["content"]}
-                                  for o in outputs)]
+            body["messages"] = [
+                *body["messages"],
+                assistant_message(result.text, result.tool_calls),
+                *({"role": "tool", "tool_call_id": o["tool_call_id"], "content": o["content"]} for o in outputs),
+            ]
             data = json.dumps(body, ensure_ascii=False).encode()
             result = await self._request(data, estimate_request_tokens(body), job, limits, row)
             if result.status == OK and result.tool_calls is not None:
@@ -305,18 +329,32 @@ class Pool(Fanout[Entry], Stoppable):
             result.fail(CANCELLED, "Cancelled", _STOPPED)
             result.total_s = result.total_s if result.total_s is not None else self.clock() - result.sent
             row.result = result
-            log.append(Attempt(status=CANCELLED, sent_s=result.sent - self.t0, duration_s=result.total_s,
-                               error_type="Cancelled", error=_STOPPED))
+            log.append(
+                Attempt(
+                    status=CANCELLED,
+                    sent_s=result.sent - self.t0,
+                    duration_s=result.total_s,
+                    error_type="Cancelled",
+                    error=_STOPPED,
+                )
+            )
             raise
         finally:
             stats.in_flight -= 1
             row.reconnects += result.reconnects
-            if result.http_status is None:      # no response head came (its hook counts those that did)
+            if result.http_status is None:  # no response head came (its hook counts those that did)
                 self._unanswered -= 1
-        log.append(Attempt(status=result.status, sent_s=result.sent - self.t0,
-                           duration_s=result.total_s or 0.0, http_status=result.http_status,
-                           error_type=result.error_type, error=result.error,
-                           retry_after_s=result.retry_after_s))
+        log.append(
+            Attempt(
+                status=result.status,
+                sent_s=result.sent - self.t0,
+                duration_s=result.total_s or 0.0,
+                http_status=result.http_status,
+                error_type=result.error_type,
+                error=result.error,
+                retry_after_s=result.retry_after_s,
+            )
+        )
         if result.ttft_s is not None and result.status == OK:
             stats.recent_ttft_s.append(result.ttft_s)
         self._observe(result)
@@ -342,9 +380,10 @@ class Pool(Fanout[Entry], Stoppable):
         self._unanswered = max(0, self._unanswered - 1)
         if self.limits is None:
             return
-        secrets = self.client.endpoint.secrets      # a value that quotes one is never repeated, not even cut
-        fields = {name.lower(): mask(value, secrets) for name, value in headers.items()
-                  if is_ratelimit_header(name.lower())}
+        secrets = self.client.endpoint.secrets  # a value that quotes one is never repeated, not even cut
+        fields = {
+            name.lower(): mask(value, secrets) for name, value in headers.items() if is_ratelimit_header(name.lower())
+        }
         if fields:
             info, problems = parse_ratelimit_headers(fields, time.time())
             self.limits.observe(info, problems, unanswered=self._unanswered)
@@ -356,21 +395,33 @@ class Pool(Fanout[Entry], Stoppable):
         stats.rate_limited += result.http_status == 429
         if self.controller is None or self._gate is None or result.status == CANCELLED:
             return
-        overloaded = result.status == TIMEOUT or (result.http_status is not None and (
-            result.http_status == 429 or result.http_status >= 500))
+        overloaded = result.status == TIMEOUT or (
+            result.http_status is not None and (result.http_status == 429 or result.http_status >= 500)
+        )
         limit = self.controller.observe(
-            sent=result.sent, now=self.clock(), ttft_s=result.ttft_s if result.status == OK else None,
-            latency_s=result.latency_s if result.status == OK else None, overloaded=overloaded,
-            in_flight=stats.in_flight + 1)
+            sent=result.sent,
+            now=self.clock(),
+            ttft_s=result.ttft_s if result.status == OK else None,
+            latency_s=result.latency_s if result.status == OK else None,
+            overloaded=overloaded,
+            in_flight=stats.in_flight + 1,
+        )
         if limit != self._gate.limit:
             self._gate.set_limit(limit)
             stats.concurrency_history.append((self.clock() - self.t0, limit))
 
     async def _backoff(self, attempt: int, result: AttemptResult, entry: Attempt) -> None:
         cfg = self.config
-        wait = retry_delay_s(attempt, result.http_status, result.retry_after_s, rng=self._rng,
-                             max_wait_s=cfg.max_retry_wait_s, base_s=cfg.backoff_base_s,
-                             max_s=cfg.backoff_max_s, rate_limit_base_s=cfg.rate_limit_backoff_s)
+        wait = retry_delay_s(
+            attempt,
+            result.http_status,
+            result.retry_after_s,
+            rng=self._rng,
+            max_wait_s=cfg.max_retry_wait_s,
+            base_s=cfg.backoff_base_s,
+            max_s=cfg.backoff_max_s,
+            rate_limit_base_s=cfg.rate_limit_backoff_s,
+        )
         entry.backoff_s = wait
         self.stats.retrying += 1
         try:
@@ -378,17 +429,26 @@ class Pool(Fanout[Entry], Stoppable):
         finally:
             self.stats.retrying -= 1
 
-    def _to_record(self, job: Job, result: AttemptResult, log: list[Attempt], queued_at: float,
-                   queue_wait: float) -> Record:
+    def _to_record(
+        self, job: Job, result: AttemptResult, log: list[Attempt], queued_at: float, queue_wait: float
+    ) -> Record:
         return to_record(job, result, log, self.t0, queued_at, queue_wait)
 
     def _cancelled(self, job: Job, row: "_RowState", queued_at: float) -> Record:
         """The record of a row the run stopped: its last attempt's figures (the one cut short, or
         the failed one it was backing off from), or none when it was never sent."""
         if row.result is None:
-            return Record(id=job.prompt.id, row=job.prompt.row, status=CANCELLED, error_type="Cancelled",
-                          error=_STOPPED, queued_at=queued_at, queue_wait_s=row.queue_wait or 0.0,
-                          input=job.prompt.data, request=job.request)
+            return Record(
+                id=job.prompt.id,
+                row=job.prompt.row,
+                status=CANCELLED,
+                error_type="Cancelled",
+                error=_STOPPED,
+                queued_at=queued_at,
+                queue_wait_s=row.queue_wait or 0.0,
+                input=job.prompt.data,
+                request=job.request,
+            )
         record = self._to_record(job, row.result, row.log, queued_at, row.queue_wait or 0.0)
         record.status, record.error_type, record.error = CANCELLED, "Cancelled", _STOPPED
         record.reconnects = row.reconnects
@@ -414,21 +474,29 @@ class _RowState:
     result: AttemptResult | None = None
     log: list[Attempt] = field(default_factory=list)
     rounds: list[dict[str, Any]] = field(default_factory=list)
-    parsed: dict[str, Any] | None = None     # --json / --json-schema: the last attempt's parsed answer
+    parsed: dict[str, Any] | None = None  # --json / --json-schema: the last attempt's parsed answer
     failed_on: list[str] = field(default_factory=list)  # endpoints that failed the current call, in order
-    reconnects: int = 0                      # dead pooled connections met by all its attempts and rounds
-    forced_tool: bool = False                # its body's tool_choice obliges a tool call
-    tool_choice_ignored: bool = False        # ... and an ok answer (of any round) came without one
+    reconnects: int = 0  # dead pooled connections met by all its attempts and rounds
+    forced_tool: bool = False  # its body's tool_choice obliges a tool call
+    tool_choice_ignored: bool = False  # ... and an ok answer (of any round) came without one
 
 
 def _used_tokens(result: AttemptResult, job: Job, charged: int) -> int:
     if result.completion_tokens is None:
-        return charged          # no usage from the server: keep what was charged
+        return charged  # no usage from the server: keep what was charged
     return (result.prompt_tokens or job.prompt_tokens_estimate) + result.completion_tokens
 
 
 def skipped_record(bad: BadRow, queued_at: float) -> Record:
     """The record of a row that cannot be sent (--on-bad-row skip): why, the row's input, and
     whether its id is made up (so it never passes for a real row's)."""
-    return Record(id=bad.id, row=bad.row, status=SKIPPED, error_type="BadRow", error=bad.reason,
-                  queued_at=queued_at, input=bad.data, synthetic_id=bad.synthetic_id)
+    return Record(
+        id=bad.id,
+        row=bad.row,
+        status=SKIPPED,
+        error_type="BadRow",
+        error=bad.reason,
+        queued_at=queued_at,
+        input=bad.data,
+        synthetic_id=bad.synthetic_id,
+    )

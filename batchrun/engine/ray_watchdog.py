@@ -27,7 +27,7 @@ import subprocess
 import sys
 from typing import Any, BinaryIO, Iterable
 
-POLL_S = 0.5            # how often the roots' descendants are looked up while the driver lives
+POLL_S = 0.5  # how often the roots' descendants are looked up while the driver lives
 
 
 def start(roots: list[int]) -> subprocess.Popen[bytes] | None:
@@ -35,12 +35,16 @@ def start(roots: list[int]) -> subprocess.Popen[bytes] | None:
     (Windows: Ray ends a dead driver's processes there with a job object)."""
     if not roots or sys.platform == "win32":
         return None
-    import psutil   # importable once ray is: Ray puts its thirdparty_files on sys.path
+    import psutil  # importable once ray is: Ray puts its thirdparty_files on sys.path
 
     where = os.path.dirname(os.path.dirname(psutil.__file__))
-    return subprocess.Popen([sys.executable, "-m", "batchrun.engine.ray_watchdog", where, *map(str, roots)],
-                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "batchrun.engine.ray_watchdog", where, *map(str, roots)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def stop(watchdog: subprocess.Popen[bytes] | None, timeout_s: float = 10.0) -> None:
@@ -59,8 +63,8 @@ def stop(watchdog: subprocess.Popen[bytes] | None, timeout_s: float = 10.0) -> N
 def children_of(pid: int) -> set[int]:
     """The direct children of `pid` now (psutil: call after `import ray`); none known without psutil."""
     try:
-        import psutil   # optional: there once Ray is (its thirdparty_files)
-    except ImportError:          # a Ray packaged without its psutil: no watchdog, as before it
+        import psutil  # optional: there once Ray is (its thirdparty_files)
+    except ImportError:  # a Ray packaged without its psutil: no watchdog, as before it
         return set()
     try:
         return {child.pid for child in psutil.Process(pid).children()}
@@ -71,15 +75,15 @@ def children_of(pid: int) -> set[int]:
 def watch(roots: list[int], pipe: BinaryIO, poll_s: float = POLL_S) -> int:
     """Track `roots` and their descendants until `pipe` ends, then SIGKILL those still running;
     returns how many were killed."""
-    import psutil   # optional: there once Ray is (its thirdparty_files)
+    import psutil  # optional: there once Ray is (its thirdparty_files)
 
     procs: dict[int, Any] = {}
     for pid in roots:
         with contextlib.suppress(psutil.Error):
             procs[pid] = psutil.Process(pid)
-    while True:                                         # look first: what exists now is seen
+    while True:  # look first: what exists now is seen
         for root in running(procs.values()):
-            with contextlib.suppress(psutil.Error):     # it ended meanwhile
+            with contextlib.suppress(psutil.Error):  # it ended meanwhile
                 for child in root.children(recursive=True):
                     if not running([procs[child.pid]] if child.pid in procs else []):
                         procs[child.pid] = child
@@ -96,7 +100,7 @@ def watch(roots: list[int], pipe: BinaryIO, poll_s: float = POLL_S) -> int:
 def running(procs: Iterable[Any]) -> list[Any]:
     """Those of `procs` (psutil.Process) still running as themselves: a pid given to another
     program since is not theirs, and a zombie is dead."""
-    import psutil   # optional: there once Ray is (its thirdparty_files)
+    import psutil  # optional: there once Ray is (its thirdparty_files)
 
     alive = []
     for proc in procs:

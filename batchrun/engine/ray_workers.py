@@ -37,8 +37,8 @@ import ray
 from batchrun.engine.channel import START
 from batchrun.engine.workers import serve
 
-_CLOSE = "__close__"      # driver -> actor: the driver closed its end (the worker takes it as STOP)
-CLOSE_TIMEOUT_S = 10.0    # for the last push to reach a live actor
+_CLOSE = "__close__"  # driver -> actor: the driver closed its end (the worker takes it as STOP)
+CLOSE_TIMEOUT_S = 10.0  # for the last push to reach a live actor
 
 
 class _ActorSide:
@@ -76,7 +76,7 @@ class _ActorSide:
         if not self._out:
             return b""
         out, self._out = self._out, []
-        return orjson.dumps(out)       # records are orjson.Fragment: their JSON bytes, as they are
+        return orjson.dumps(out)  # records are orjson.Fragment: their JSON bytes, as they are
 
 
 class WorkerActor:
@@ -88,7 +88,7 @@ class WorkerActor:
 
     async def start(self) -> list[Any]:
         """Start the worker loop; [pid, node address] for messages."""
-        gc.freeze()                      # as workers.main: fewer, shorter pauses while measuring
+        gc.freeze()  # as workers.main: fewer, shorter pauses while measuring
         gc.set_threshold(50_000, 50, 100)
         self._side = _ActorSide()
         self._task = asyncio.get_running_loop().create_task(self._serve(self._side))
@@ -98,11 +98,11 @@ class WorkerActor:
     async def _serve(side: _ActorSide) -> None:
         try:
             await serve(side)
-        except Exception:                # a bug of ours: in the actor's log (and the driver's stderr)
+        except Exception:  # a bug of ours: in the actor's log (and the driver's stderr)
             traceback.print_exc()
             raise
         finally:
-            side.end()                   # the driver sees the channel end: this actor's rows go to others
+            side.end()  # the driver sees the channel end: this actor's rows go to others
 
     async def push(self, data: bytes) -> None:
         assert self._side is not None
@@ -110,7 +110,7 @@ class WorkerActor:
             if kind == _CLOSE:
                 self._side.inbox.put_nowait(None)
                 continue
-            if kind == START:            # the run's clock, as this machine's perf_counter reads it
+            if kind == START:  # the run's clock, as this machine's perf_counter reads it
                 payload["t0"] = time.perf_counter() - payload.pop("elapsed_s")
             self._side.inbox.put_nowait((kind, payload))
 
@@ -134,7 +134,7 @@ class RayChannel:
         self._drained = asyncio.Event()
         self._drained.set()
         self._in: deque[tuple[str, Any]] = deque()
-        self.gone = False                # the actor ended, or died
+        self.gone = False  # the actor ended, or died
         self._closed = False
         self._sender = asyncio.get_running_loop().create_task(self._send_loop())
 
@@ -156,7 +156,7 @@ class RayChannel:
                 return None
             try:
                 data = await self._actor.pull.remote()
-            except ray.exceptions.RayError:      # killed, its node lost, or ended
+            except ray.exceptions.RayError:  # killed, its node lost, or ended
                 data = b""
             if not data:
                 self.gone = True
@@ -170,7 +170,7 @@ class RayChannel:
             return
         self.post(_CLOSE)
         self._closed = True
-        with contextlib.suppress(TimeoutError, asyncio.TimeoutError):   # a stuck push: finish kills the actor
+        with contextlib.suppress(TimeoutError, asyncio.TimeoutError):  # a stuck push: finish kills the actor
             await asyncio.wait_for(self._drained.wait(), CLOSE_TIMEOUT_S)
         self._sender.cancel()
         await asyncio.gather(self._sender, return_exceptions=True)

@@ -14,9 +14,17 @@ OTHER_BASE_S, OTHER_MAX_S = 0.5, 30.0
 RETRYABLE_STATUS = frozenset({408, 409, 429})
 
 
-def retry_delay_s(attempt: int, http_status: int | None, hint_s: float | None, *, rng: random.Random,
-                  max_wait_s: float = DEFAULT_MAX_RETRY_WAIT_S, base_s: float = OTHER_BASE_S,
-                  max_s: float = OTHER_MAX_S, rate_limit_base_s: float = RATE_LIMIT_BASE_S) -> float:
+def retry_delay_s(
+    attempt: int,
+    http_status: int | None,
+    hint_s: float | None,
+    *,
+    rng: random.Random,
+    max_wait_s: float = DEFAULT_MAX_RETRY_WAIT_S,
+    base_s: float = OTHER_BASE_S,
+    max_s: float = OTHER_MAX_S,
+    rate_limit_base_s: float = RATE_LIMIT_BASE_S,
+) -> float:
     """Seconds to wait before attempt `attempt + 1` (attempt is 0-based), never past `max_wait_s`.
 
     A server hint (retry-after and kin) is honoured with up to 10% added jitter, so that a crowd
@@ -27,8 +35,8 @@ def retry_delay_s(attempt: int, http_status: int | None, hint_s: float | None, *
     if hint_s is not None:
         wait = hint_s * (1 + 0.1 * rng.random())
     elif http_status == 429:
-        wait = rate_limit_base_s * RATE_LIMIT_FACTOR ** attempt * (1 + 0.1 * rng.random())
+        wait = rate_limit_base_s * RATE_LIMIT_FACTOR**attempt * (1 + 0.1 * rng.random())
     else:
-        delay = min(max_s, base_s * 2 ** attempt)
+        delay = min(max_s, base_s * 2**attempt)
         wait = delay / 2 + rng.random() * delay / 2
     return min(wait, max_wait_s)

@@ -14,8 +14,8 @@ import dataclasses
 import time
 from typing import Any, Callable
 
-from batchrun.engine.limits import RateLimits
 from batchrun.endpoint.requests import Job
+from batchrun.engine.limits import RateLimits
 from batchrun.engine.pool import Pool, skipped_record
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.inputs.sessions import Session
@@ -46,7 +46,7 @@ class SessionPool(Pool):
 
     async def _session(self, session: Session, limits: RateLimits, queued_at: float, queued_clock: float) -> None:
         history: list[dict[str, Any]] = []
-        answered_now = False            # the previous answer came in this run (a replayed one: no think time)
+        answered_now = False  # the previous answer came in this run (a replayed one: no think time)
         for k, turn in enumerate(session.turns):
             new = [m for m in turn.prompt.messages or [] if not (history and m.get("role") in ("system", "developer"))]
             if turn.answer is not None:
@@ -73,5 +73,13 @@ class SessionPool(Pool):
         for turn in session.turns[start:]:
             if turn.answer is not None:
                 continue
-            self._finish(Record(id=turn.prompt.id, row=turn.prompt.row, status=ERROR, error_type=SESSION_ABORTED,
-                                error=f"not sent: {why}; --resume carries the session on from the failed turn", queued_at=queued_at))
+            self._finish(
+                Record(
+                    id=turn.prompt.id,
+                    row=turn.prompt.row,
+                    status=ERROR,
+                    error_type=SESSION_ABORTED,
+                    error=f"not sent: {why}; --resume carries the session on from the failed turn",
+                    queued_at=queued_at,
+                )
+            )

@@ -22,25 +22,26 @@ from batchrun.store.records import CANCELLED, ERROR, OK, SKIPPED, TIMEOUT, Recor
 
 # A refused key, a wrong model/URL, or a URL that redirects (POSTs are never followed): every row would get it.
 REFUSED_STATUS = frozenset({301, 302, 303, 307, 308, 401, 403, 404})
-REFUSAL_WINDOW = 5           # the first N finished requests all failed with one 4xx: stop
-MIN_FOR_RATE = 20            # finished before --max-error-rate may stop a run
-_SAMPLE = 160                # characters of an error message kept to name the commonest error
+REFUSAL_WINDOW = 5  # the first N finished requests all failed with one 4xx: stop
+MIN_FOR_RATE = 20  # finished before --max-error-rate may stop a run
+_SAMPLE = 160  # characters of an error message kept to name the commonest error
 
 
 class StopRule:
     """Fed every finished request's record (`see`); says when the run must stop, and why."""
 
-    def __init__(self, max_errors: int | None = None, max_error_rate: float | None = None, *,
-                 unit: str = "requests") -> None:
+    def __init__(
+        self, max_errors: int | None = None, max_error_rate: float | None = None, *, unit: str = "requests"
+    ) -> None:
         self.max_errors, self.max_error_rate = max_errors, max_error_rate
-        self.unit = unit                      # what a record stands for in a reason: requests, inputs
+        self.unit = unit  # what a record stands for in a reason: requests, inputs
         self.abort_reason: str | None = None
         self.refused: str | None = None
         self.ok = 0
         self.failed = 0
         self._errors: Counter[tuple[str, int | None]] = Counter()
         self._samples: dict[tuple[str, int | None], str] = {}
-        self._first: list[int | None] = []    # the 4xx of each of the first finished requests (None: not one)
+        self._first: list[int | None] = []  # the 4xx of each of the first finished requests (None: not one)
 
     @property
     def decided(self) -> bool:
@@ -73,7 +74,7 @@ class StopRule:
 
     def _refusal(self, record: Record) -> str | None:
         if record.status not in (OK, ERROR, TIMEOUT):
-            return None                   # skipped, cancelled, an invalid answer: the endpoint said nothing
+            return None  # skipped, cancelled, an invalid answer: the endpoint said nothing
         status = record.http_status if record.status == ERROR else None
         if status in REFUSED_STATUS:
             return record.error or f"HTTP {status}"
@@ -81,18 +82,20 @@ class StopRule:
             return None
         self._first.append(status if status is not None and 400 <= status < 500 else None)
         first = self._first[0]
-        if (len(self._first) == REFUSAL_WINDOW and first is not None and first not in RETRYABLE_STATUS
-                and all(s == first for s in self._first)):
-            return (f"the first {REFUSAL_WINDOW} requests all failed with HTTP {first}; "
-                    f"the last said: {record.error}")
+        if (
+            len(self._first) == REFUSAL_WINDOW
+            and first is not None
+            and first not in RETRYABLE_STATUS
+            and all(s == first for s in self._first)
+        ):
+            return f"the first {REFUSAL_WINDOW} requests all failed with HTTP {first}; the last said: {record.error}"
         return None
 
     def _over_budget(self) -> str | None:
         finished, failed, unit = self.ok + self.failed, self.failed, self.unit
         if self.max_errors is not None and failed >= self.max_errors:
             reason = f"{failed} {unit} failed (--max-errors {self.max_errors})"
-        elif (self.max_error_rate is not None and finished >= MIN_FOR_RATE
-              and failed / finished > self.max_error_rate):
+        elif self.max_error_rate is not None and finished >= MIN_FOR_RATE and failed / finished > self.max_error_rate:
             reason = f"{failed} of {finished} {unit} failed, more than --max-error-rate {self.max_error_rate:g}"
         else:
             return None

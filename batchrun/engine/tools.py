@@ -80,7 +80,7 @@ def _in_daemon_thread(function: Callable[..., Any], arguments: dict[str, Any]) -
         try:
             loop.call_soon_threadsafe(settle, value, error)
         except RuntimeError:
-            pass                      # the loop is gone: the run ended while this tool hung
+            pass  # the loop is gone: the run ended while this tool hung
 
     threading.Thread(target=target, name="batchrun-tool", daemon=True).start()
     return future
@@ -98,9 +98,11 @@ def load_tool_module(path: Path) -> dict[str, Callable[..., Any]]:
         spec.loader.exec_module(module)
     except Exception as exc:  # noqa: BLE001 - any failure of the user's module is an input error
         raise InputError(f"the tool module failed to import: {type(exc).__name__}: {exc}", path=str(path)) from exc
-    functions = {name: obj for name, obj in vars(module).items()
-                 if callable(obj) and not name.startswith("_") and inspect.isfunction(obj)
-                 and obj.__module__ == module.__name__}
+    functions = {
+        name: obj
+        for name, obj in vars(module).items()
+        if callable(obj) and not name.startswith("_") and inspect.isfunction(obj) and obj.__module__ == module.__name__
+    }
     if not functions:
         raise InputError("the tool module defines no public functions", path=str(path))
     return functions
@@ -108,20 +110,41 @@ def load_tool_module(path: Path) -> dict[str, Callable[..., Any]]:
 
 # ---------------------------------------------------------------- rounds in the record
 
+
 def assistant_message(text: str, calls: list[dict[str, Any]]) -> dict[str, Any]:
     """The assistant turn that asked for `calls`, as the next request must repeat it."""
-    return {"role": "assistant", "content": text or None,
-            "tool_calls": [{"id": c["id"], "type": c.get("type") or "function",
-                            "function": {"name": c["name"], "arguments": c["arguments"]}} for c in calls]}
+    return {
+        "role": "assistant",
+        "content": text or None,
+        "tool_calls": [
+            {
+                "id": c["id"],
+                "type": c.get("type") or "function",
+                "function": {"name": c["name"], "arguments": c["arguments"]},
+            }
+            for c in calls
+        ],
+    }
 
 
 def round_entry(result: Any, attempts: list[Any], t0: float) -> dict[str, Any]:
     """One model call of a tool-calling row, as kept in `Record.rounds`."""
-    return {"status": result.status, "error_type": result.error_type, "attempts": len(attempts),
-            "sent_s": result.sent - t0, "ttft_s": result.ttft_s, "latency_s": result.latency_s,
-            "total_s": result.total_s, "itl_s": list(result.itl_s), "prompt_tokens": result.prompt_tokens,
-            "completion_tokens": result.completion_tokens, "finish_reason": result.finish_reason,
-            "text": result.text, "tool_calls": result.tool_calls, "tool_results": None}
+    return {
+        "status": result.status,
+        "error_type": result.error_type,
+        "attempts": len(attempts),
+        "sent_s": result.sent - t0,
+        "ttft_s": result.ttft_s,
+        "latency_s": result.latency_s,
+        "total_s": result.total_s,
+        "itl_s": list(result.itl_s),
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
+        "finish_reason": result.finish_reason,
+        "text": result.text,
+        "tool_calls": result.tool_calls,
+        "tool_results": None,
+    }
 
 
 def merge_rounds(record: Any, rounds: list[dict[str, Any]], t0: float) -> None:

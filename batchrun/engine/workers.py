@@ -27,21 +27,20 @@ from typing import Any, AsyncIterator, Iterable, Iterator
 
 import orjson
 
-from batchrun.endpoint.ratelimits import Quota, RateLimitInfo
-from batchrun.engine.channel import (BATCH, CREDIT, DONE, END, JOBS, PACE, READY, START, STOP, Channel,
-                                     StreamChannel)
-from batchrun.endpoint.requests import Job
-from batchrun.engine.pool import Pool, PoolConfig
-from batchrun.inputs.prompt import BadRow, Prompt
-from batchrun.store.records import Record
 from batchrun.endpoint.answers import AnswerCheck
 from batchrun.endpoint.kinds import kind
+from batchrun.endpoint.ratelimits import Quota, RateLimitInfo
+from batchrun.endpoint.requests import Job
 from batchrun.endpoint.transport import Endpoint, make_session
+from batchrun.engine.channel import BATCH, CREDIT, DONE, END, JOBS, PACE, READY, START, STOP, Channel, StreamChannel
 from batchrun.engine.looplag import sample_loop_lag
+from batchrun.engine.pool import Pool, PoolConfig
 from batchrun.engine.tools import ToolRunner
+from batchrun.inputs.prompt import BadRow, Prompt
+from batchrun.store.records import Record
 
-FLUSH_S = 0.01          # finished records wait at most this long before they are sent back
-BATCH_RECORDS = 256     # ... or until this many are waiting
+FLUSH_S = 0.01  # finished records wait at most this long before they are sent back
+BATCH_RECORDS = 256  # ... or until this many are waiting
 
 
 @dataclass(frozen=True)
@@ -52,13 +51,13 @@ class WorkerSpec:
     api_key: str | None
     basic_auth: tuple[str, str] | None
     embedded: bool
-    endpoint_kind: str                   # chat / completions
+    endpoint_kind: str  # chat / completions
     timeout: float | None
     ttft_timeout: float | None
     max_response_bytes: int
-    pool: dict[str, Any]                 # PoolConfig fields; `concurrency` is this worker's share
-    t0: float                            # the run's start on time.perf_counter (one clock for all processes)
-    metered: bool                        # pace by credits from the start (--rpm / --tpm given)
+    pool: dict[str, Any]  # PoolConfig fields; `concurrency` is this worker's share
+    t0: float  # the run's start on time.perf_counter (one clock for all processes)
+    metered: bool  # pace by credits from the start (--rpm / --tpm given)
     tool_module: str | None = None
     tool_timeout: float = 30.0
     json_schema: dict[str, Any] | None = None
@@ -82,8 +81,12 @@ def job_wire(job: Job) -> list[Any]:
 
 def job_from_wire(data: list[Any]) -> Job:
     rid, row, body, estimated, prompt_estimate = data
-    return Job(prompt=Prompt(id=rid, row=row, line=0), body=body.encode(), estimated_tokens=estimated,
-               prompt_tokens_estimate=prompt_estimate)
+    return Job(
+        prompt=Prompt(id=rid, row=row, line=0),
+        body=body.encode(),
+        estimated_tokens=estimated,
+        prompt_tokens_estimate=prompt_estimate,
+    )
 
 
 def info_wire(info: RateLimitInfo | None) -> list[Any] | None:
@@ -148,13 +151,18 @@ class Outbox:
         post = getattr(self._channel, "post", None)
         frame = self._frame()
         if post is not None:
-            post(BATCH, frame)          # a stream: queue it now, in order
+            post(BATCH, frame)  # a stream: queue it now, in order
         else:
             asyncio.get_running_loop().create_task(self._channel.send(BATCH, frame))
 
     def _frame(self) -> dict[str, Any]:
-        frame = {"records": self._records, "want": self._want, "observe": self._observe,
-                 "correct": self._correct, "stats": live_stats(self._pool)}
+        frame = {
+            "records": self._records,
+            "want": self._want,
+            "observe": self._observe,
+            "correct": self._correct,
+            "stats": live_stats(self._pool),
+        }
         self._records, self._want, self._observe, self._correct = [], [], [], []
         return frame
 
@@ -181,7 +189,7 @@ class CreditLimits:
     def __init__(self, outbox: Outbox, metered: bool) -> None:
         self._outbox, self.metered = outbox, metered
         self._waiting: deque[asyncio.Future[None]] = deque()
-        self._spare = 0                 # credits that arrived for a waiter that was cancelled
+        self._spare = 0  # credits that arrived for a waiter that was cancelled
 
     async def acquire(self, estimated_tokens: int) -> None:
         if not self.metered:
@@ -235,8 +243,9 @@ class WorkerPool(Pool):
         coordinator's Tally, which then sends STOP."""
         return False
 
-    async def _entries(self, items: Iterable[Job | BadRow], schedule: Iterator[float] | None,
-                       send_for_s: float | None) -> AsyncIterator[tuple[Job, float, float, None]]:
+    async def _entries(
+        self, items: Iterable[Job | BadRow], schedule: Iterator[float] | None, send_for_s: float | None
+    ) -> AsyncIterator[tuple[Job, float, float, None]]:
         """The jobs of every JOBS message, until END: (job, wall-clock label, queue start, no plan)."""
         while (batch := await self.inbox.get()) is not None:
             for job in batch:
@@ -250,7 +259,7 @@ async def serve(channel: Channel) -> None:
         return
     spec = WorkerSpec.from_dict(first[1])
 
-    lag: list[float] = []                # this loop's lag: it is the one that times the requests
+    lag: list[float] = []  # this loop's lag: it is the one that times the requests
     async with make_session(spec.pool["concurrency"]) as session:
         pool, outbox = _build(spec, session, channel)
         await channel.send(READY, os.getpid())
@@ -267,16 +276,29 @@ async def serve(channel: Channel) -> None:
 
 def _build(spec: WorkerSpec, session: Any, channel: Channel) -> tuple[WorkerPool, Outbox]:
     endpoint = Endpoint(spec.base_url, spec.api_key, spec.embedded, spec.basic_auth)
-    client = kind(spec.endpoint_kind).client_for(session, endpoint, timeout_s=spec.timeout,
-                                                 ttft_timeout_s=spec.ttft_timeout, clock=time.perf_counter,
-                                                 max_response_bytes=spec.max_response_bytes)
+    client = kind(spec.endpoint_kind).client_for(
+        session,
+        endpoint,
+        timeout_s=spec.timeout,
+        ttft_timeout_s=spec.ttft_timeout,
+        clock=time.perf_counter,
+        max_response_bytes=spec.max_response_bytes,
+    )
     runner = ToolRunner.from_file(spec.tool_module, spec.tool_timeout) if spec.tool_module else None
     check = None
     if spec.json_schema is not None or spec.json_mode:
         check = AnswerCheck(spec.json_schema)
     outbox = Outbox(channel)
-    pool = WorkerPool(client, outbox.record, PoolConfig(**spec.pool), t0=spec.t0, clock=time.perf_counter,
-                      tool_runner=runner, output_check=check, credits=CreditLimits(outbox, spec.metered))
+    pool = WorkerPool(
+        client,
+        outbox.record,
+        PoolConfig(**spec.pool),
+        t0=spec.t0,
+        clock=time.perf_counter,
+        tool_runner=runner,
+        output_check=check,
+        credits=CreditLimits(outbox, spec.metered),
+    )
     outbox.watch(pool)
     return pool, outbox
 
@@ -309,7 +331,7 @@ async def _main(fd: int) -> None:
 def main(argv: list[str]) -> None:
     # Ctrl-C reaches the whole process group: the coordinator decides, and tells us (STOP).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    gc.freeze()                          # as engine/quietgc.py does: fewer, shorter pauses while measuring
+    gc.freeze()  # as engine/quietgc.py does: fewer, shorter pauses while measuring
     gc.set_threshold(50_000, 50, 100)
     asyncio.run(_main(int(argv[1])))
 

@@ -51,13 +51,22 @@ def _unsplittable(kind: str) -> str | None:
 def worker_spec(config: RunConfig, endpoint: Any, pool_config: PoolConfig, t0: float) -> WorkerSpec:
     """What every worker gets (its `concurrency` share is set per worker by the coordinator)."""
     pool = dataclasses.asdict(pool_config)
-    pool.pop("adaptive")                 # --concurrency auto runs in one process (config.py)
+    pool.pop("adaptive")  # --concurrency auto runs in one process (config.py)
     limits, tools = config.limits, config.tools
-    return WorkerSpec(base_url=endpoint.base_url, api_key=endpoint.api_key, basic_auth=endpoint.basic_auth,
-                      embedded=endpoint.embedded, endpoint_kind=config.endpoint.endpoint, timeout=limits.timeout,
-                      ttft_timeout=limits.ttft_timeout, max_response_bytes=limits.max_response_bytes, pool=pool,
-                      t0=t0, metered=bool(limits.rpm or limits.tpm),
-                      tool_module=str(tools.tool_module) if tools.tool_module else None,
-                      tool_timeout=tools.tool_timeout,
-                      json_schema=config.request.json_schema, json_mode=config.request.json_mode)
-
+    return WorkerSpec(
+        base_url=endpoint.base_url,
+        api_key=endpoint.api_key,
+        basic_auth=endpoint.basic_auth,
+        embedded=endpoint.embedded,
+        endpoint_kind=config.endpoint.endpoint,
+        timeout=limits.timeout,
+        ttft_timeout=limits.ttft_timeout,
+        max_response_bytes=limits.max_response_bytes,
+        pool=pool,
+        t0=t0,
+        metered=bool(limits.rpm or limits.tpm),
+        tool_module=str(tools.tool_module) if tools.tool_module else None,
+        tool_timeout=tools.tool_timeout,
+        json_schema=config.request.json_schema,
+        json_mode=config.request.json_mode,
+    )

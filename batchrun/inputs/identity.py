@@ -12,8 +12,8 @@ import hashlib
 from pathlib import Path
 from typing import Any, BinaryIO
 
-HASH_WHOLE_UP_TO = 2 * 1024 * 1024     # bytes: smaller files are hashed whole
-EDGE = 1024 * 1024                     # bytes hashed at each end of a larger file
+HASH_WHOLE_UP_TO = 2 * 1024 * 1024  # bytes: smaller files are hashed whole
+EDGE = 1024 * 1024  # bytes hashed at each end of a larger file
 _BLOCK = 64 * 1024
 
 

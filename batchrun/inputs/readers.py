@@ -17,9 +17,16 @@ from typing import Any, Iterator
 
 from batchrun.errors import InputError
 
-FORMAT_ALIASES = {"csv": "csv", "jsonl": "jsonl", "ndjson": "jsonl", "jsonlines": "jsonl",
-                  "json": "jsonl", "parquet": "parquet", "pq": "parquet"}
-_PARQUET_BATCH_ROWS = 1024   # rows decoded at a time: bounded memory, few Python round trips
+FORMAT_ALIASES = {
+    "csv": "csv",
+    "jsonl": "jsonl",
+    "ndjson": "jsonl",
+    "jsonlines": "jsonl",
+    "json": "jsonl",
+    "parquet": "parquet",
+    "pq": "parquet",
+}
+_PARQUET_BATCH_ROWS = 1024  # rows decoded at a time: bounded memory, few Python round trips
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 # CSV text is decoded with this handler: an undecodable byte becomes a lone surrogate (as with
@@ -33,7 +40,7 @@ def _mark_undecodable(exc: UnicodeError) -> tuple[str, int]:
     if not isinstance(exc, UnicodeDecodeError):
         raise exc
     _UNDECODABLE[0] += 1
-    return "".join(chr(0xDC00 + b) for b in exc.object[exc.start:exc.end]), exc.end
+    return "".join(chr(0xDC00 + b) for b in exc.object[exc.start : exc.end]), exc.end
 
 
 codecs.register_error("batchrun-undecodable", _mark_undecodable)
@@ -55,8 +62,9 @@ class Where:
         """Parquet positions are rows, text files' are lines."""
         return cls(str(path), "row" if fmt == "parquet" else "line")
 
-    def error(self, message: str, *, line: int | None = None, column: str | int | None = None,
-              hint: str | None = None) -> InputError:
+    def error(
+        self, message: str, *, line: int | None = None, column: str | int | None = None, hint: str | None = None
+    ) -> InputError:
         if self.unit == "line" or line is None:
             return InputError(message, path=self.path, line=line, column=column, hint=hint)
         err = InputError(message, path=f"{self.path} {self.unit} {line}", column=column, hint=hint)
@@ -68,11 +76,11 @@ class Where:
 class RawRow:
     """One data row before it is understood; `data` is None when the row could not be parsed."""
 
-    row: int                                 # 0-based among data rows
-    line: int                                # 1-based line where the row starts (Parquet: row + 1)
+    row: int  # 0-based among data rows
+    line: int  # 1-based line where the row starts (Parquet: row + 1)
     data: dict[str, Any] | None
-    problem: str | None = None               # why data is None
-    column: str | int | None = None          # where in the row the problem is
+    problem: str | None = None  # why data is None
+    column: str | int | None = None  # where in the row the problem is
 
 
 def resolve_format(path: Path, fmt: str | None) -> str:
@@ -84,8 +92,11 @@ def resolve_format(path: Path, fmt: str | None) -> str:
         return name
     name = FORMAT_ALIASES.get(path.suffix.lower().lstrip("."))
     if name is None:
-        raise InputError(f"cannot tell the format from the extension {path.suffix or '(none)'!r}",
-                         path=str(path), hint="pass --format csv, jsonl or parquet")
+        raise InputError(
+            f"cannot tell the format from the extension {path.suffix or '(none)'!r}",
+            path=str(path),
+            hint="pass --format csv, jsonl or parquet",
+        )
     return name
 
 
@@ -96,13 +107,17 @@ def check_path(path: Path) -> None:
     try:
         size = path.stat().st_size
     except FileNotFoundError:
-        raise InputError("no such file", path=str(path),
-                         hint=f"check the path; relative paths start in {os.getcwd()}") from None
+        raise InputError(
+            "no such file", path=str(path), hint=f"check the path; relative paths start in {os.getcwd()}"
+        ) from None
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror}", path=str(path)) from None
     if size == 0:
-        raise InputError("is empty (0 bytes): there are no prompts to send", path=str(path),
-                         hint="add a header line and rows (CSV) or one JSON object per line (JSONL)")
+        raise InputError(
+            "is empty (0 bytes): there are no prompts to send",
+            path=str(path),
+            hint="add a header line and rows (CSV) or one JSON object per line (JSONL)",
+        )
 
 
 def _dir_hint(path: Path) -> str:
@@ -130,8 +145,11 @@ def encoding_error(path: Path, where: Where) -> InputError:
 def _not_utf8(where: Where, raw: bytes, exc: UnicodeDecodeError, offset: int, lineno: int) -> InputError:
     if offset == 0 and raw.startswith(_UTF16_BOMS):
         return where.error("is UTF-16, not UTF-8", line=1, hint="re-save the file as UTF-8")
-    return where.error(f"is not UTF-8: byte 0x{raw[exc.start]:02x} at byte offset {offset + exc.start}",
-                       line=lineno, hint='re-save the file as UTF-8, e.g. Excel\'s "CSV UTF-8"')
+    return where.error(
+        f"is not UTF-8: byte 0x{raw[exc.start]:02x} at byte offset {offset + exc.start}",
+        line=lineno,
+        hint='re-save the file as UTF-8, e.g. Excel\'s "CSV UTF-8"',
+    )
 
 
 def _refuse_utf16(path: Path, where: Where) -> None:
@@ -139,7 +157,7 @@ def _refuse_utf16(path: Path, where: Where) -> None:
         with open(path, "rb") as f:
             start = f.read(2)
     except OSError:
-        return                               # _open_text reports it
+        return  # _open_text reports it
     if start in _UTF16_BOMS:
         raise where.error("is UTF-16, not UTF-8", line=1, hint="re-save the file as UTF-8")
 
@@ -153,8 +171,8 @@ def open_source(path: Path, fmt: str, where: Where) -> "CsvSource | JsonlSource 
 class _Closing:
     """Context-manager plumbing shared by the sources."""
 
-    columns: list[str] | None = None         # header, known before any row (None: JSONL, per row)
-    text_columns: list[str] | None = None    # columns whose values are text
+    columns: list[str] | None = None  # header, known before any row (None: JSONL, per row)
+    text_columns: list[str] | None = None  # columns whose values are text
 
     def close(self) -> None:
         raise NotImplementedError
@@ -202,13 +220,19 @@ class CsvSource(_Closing):
         first = next(self._records, None)
         header = [name.strip() for name in first[1]] if first else []
         if not any(header):
-            raise self.where.error("has no header line with column names",
-                                   line=first[0] if first else None, hint="make the first line e.g. id,prompt")
+            raise self.where.error(
+                "has no header line with column names",
+                line=first[0] if first else None,
+                hint="make the first line e.g. id,prompt",
+            )
         named = [name for name in header if name]
         dupes = sorted({name for name in named if named.count(name) > 1})
         if dupes:
-            raise self.where.error(f"the header repeats column names {', '.join(map(repr, dupes))}",
-                                   line=first[0], hint="give every column a unique name")
+            raise self.where.error(
+                f"the header repeats column names {', '.join(map(repr, dupes))}",
+                line=first[0],
+                hint="give every column a unique name",
+            )
         if self._undecodable(header):
             raise encoding_error(self.path, self.where)
         self._header = header
@@ -222,11 +246,12 @@ class CsvSource(_Closing):
             except StopIteration:
                 return
             except csv.Error as exc:
-                raise self.where.error(f"unreadable CSV: {exc}", line=start,
-                                       hint="check the quoting on and after this line") from None
+                raise self.where.error(
+                    f"unreadable CSV: {exc}", line=start, hint="check the quoting on and after this line"
+                ) from None
             except UnicodeDecodeError:
                 raise encoding_error(self.path, self.where) from None
-            if fields:                       # a blank line is not a row
+            if fields:  # a blank line is not a row
                 yield start, fields
 
     def rows(self, needed: list[str] | None = None) -> Iterator[RawRow]:
@@ -250,8 +275,9 @@ class CsvSource(_Closing):
     def _raw(self, row: int, line: int, fields: list[str]) -> RawRow:
         byte = self._undecodable(fields)
         if byte is not None:
-            return RawRow(row, line, None, f"is not UTF-8 (byte {byte}; re-save the file as UTF-8, "
-                                           'e.g. Excel\'s "CSV UTF-8")')
+            return RawRow(
+                row, line, None, f'is not UTF-8 (byte {byte}; re-save the file as UTF-8, e.g. Excel\'s "CSV UTF-8")'
+            )
         n, want = len(fields), len(self._header)
         if n > want and not any(f.strip() for f in fields[want:]):
             fields, n = fields[:want], want  # trailing empty fields: a spreadsheet's stray commas
@@ -286,19 +312,25 @@ class JsonlSource(_Closing):
                 if lineno == 1 and raw.startswith(_UTF16_BOMS):
                     raise _not_utf8(self.where, raw, exc, offset, lineno) from None
                 # One undecodable line is one bad row: --on-bad-row decides (its rows before were sent).
-                yield RawRow(row, lineno, None, f"is not UTF-8: byte 0x{raw[exc.start]:02x} at byte offset "
-                                                f"{offset + exc.start} (re-save the file as UTF-8)")
+                yield RawRow(
+                    row,
+                    lineno,
+                    None,
+                    f"is not UTF-8: byte 0x{raw[exc.start]:02x} at byte offset "
+                    f"{offset + exc.start} (re-save the file as UTF-8)",
+                )
                 row, offset = row + 1, offset + len(raw)
                 continue
             offset += len(raw)
             if lineno == 1:
                 text = text.removeprefix("\ufeff")
-            if text.strip():                 # parse unstripped: error columns match the editor's
+            if text.strip():  # parse unstripped: error columns match the editor's
                 yield self._parse(row, lineno, text)
                 row += 1
         if row == 0:
-            raise self.where.error("has only blank lines: no JSON objects",
-                                   hint='write one object per line, e.g. {"prompt": "Hello"}')
+            raise self.where.error(
+                "has only blank lines: no JSON objects", hint='write one object per line, e.g. {"prompt": "Hello"}'
+            )
 
     def _parse(self, row: int, line: int, text: str) -> RawRow:
         try:
@@ -316,8 +348,11 @@ class JsonlSource(_Closing):
         return RawRow(row, line, None, f"expected a JSON object {{...}}, got {json_kind(value)}")
 
     def _array_error(self) -> InputError:
-        return self.where.error("is one JSON array, not JSON Lines (one object per line)", line=1,
-                                hint=f"convert it: jq -c '.[]' {self.path} > prompts.jsonl")
+        return self.where.error(
+            "is one JSON array, not JSON Lines (one object per line)",
+            line=1,
+            hint=f"convert it: jq -c '.[]' {self.path} > prompts.jsonl",
+        )
 
     def close(self) -> None:
         self._file.close()
@@ -330,7 +365,7 @@ class ParquetSource(_Closing):
     """A Parquet file read a batch at a time; row N is reported as 'row N+1'."""
 
     def __init__(self, path: Path, where: Where) -> None:
-        import pyarrow as pa                 # imported here: pyarrow is slow to import
+        import pyarrow as pa  # imported here: pyarrow is slow to import
         import pyarrow.parquet as pq
 
         self.where, self._errors = where, (pa.ArrowException, OSError, ValueError)
@@ -339,8 +374,10 @@ class ParquetSource(_Closing):
             schema = self._file.schema_arrow
             num_rows = self._file.metadata.num_rows
         except self._errors as exc:
-            raise where.error(f"is not a readable Parquet file ({exc})",
-                              hint="check it was written completely, or pass --format if it is not Parquet") from None
+            raise where.error(
+                f"is not a readable Parquet file ({exc})",
+                hint="check it was written completely, or pass --format if it is not Parquet",
+            ) from None
         self.columns = list(schema.names)
         self.text_columns = [f.name for f in schema if _is_text(pa, f.type)]
         if num_rows == 0:
@@ -357,8 +394,9 @@ class ParquetSource(_Closing):
                 batch = next(batches, None)
                 records = batch.to_pylist() if batch is not None else None
             except self._errors as exc:
-                raise self.where.error(f"unreadable Parquet data ({exc})", line=row + 1,
-                                       hint="check the file was written completely") from None
+                raise self.where.error(
+                    f"unreadable Parquet data ({exc})", line=row + 1, hint="check the file was written completely"
+                ) from None
             if records is None:
                 return
             for data in records:
@@ -372,8 +410,11 @@ class ParquetSource(_Closing):
 def _is_text(pa: Any, kind: Any) -> bool:
     if pa.types.is_dictionary(kind):
         kind = kind.value_type
-    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind)
-                or getattr(pa.types, "is_string_view", lambda _: False)(kind))
+    return bool(
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or getattr(pa.types, "is_string_view", lambda _: False)(kind)
+    )
 
 
 def non_finite(value: float) -> str:

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal
 
-from batchrun.inputs.readers import RawRow, Where, check_path, json_kind, non_finite, open_source, resolve_format
 from batchrun.errors import InputChanged, InputError
 from batchrun.inputs.identity import changed_while_read, input_identity
 from batchrun.inputs.prompt import BadRow, Prompt
+from batchrun.inputs.readers import RawRow, Where, check_path, json_kind, non_finite, open_source, resolve_format
 
 SKIP_HINT = "fix the row or use --on-bad-row skip"
 MESSAGES = "messages"
@@ -34,22 +34,30 @@ class InputSpec:
     """Where the prompts are and how to turn rows into conversations."""
 
     path: Path
-    fmt: str | None = None                   # csv / jsonl / parquet; None: from the extension
-    prompt_column: str | None = None         # None: 'prompt', else the only text column
-    id_column: str | None = None             # None: an 'id' column if any, else the row number
-    template: str | None = None              # e.g. "Summarise: {text}"; wins over prompt_column
-    system: str | None = None                # system message put first (unless the row has one)
+    fmt: str | None = None  # csv / jsonl / parquet; None: from the extension
+    prompt_column: str | None = None  # None: 'prompt', else the only text column
+    id_column: str | None = None  # None: an 'id' column if any, else the row number
+    template: str | None = None  # e.g. "Summarise: {text}"; wins over prompt_column
+    system: str | None = None  # system message put first (unless the row has one)
     on_bad_row: Literal["fail", "skip"] = "fail"
-    row_settings: bool = True                # columns named model / max_tokens / ... override the flags
+    row_settings: bool = True  # columns named model / max_tokens / ... override the flags
 
 
-def read_prompts(path: str | Path, *, fmt: str | None = None, prompt_column: str | None = None,
-                 id_column: str | None = None, template: str | None = None, system: str | None = None,
-                 on_bad_row: Literal["fail", "skip"] = "fail",
-                 row_settings: bool = True) -> Iterator[Prompt | BadRow]:
+def read_prompts(
+    path: str | Path,
+    *,
+    fmt: str | None = None,
+    prompt_column: str | None = None,
+    id_column: str | None = None,
+    template: str | None = None,
+    system: str | None = None,
+    on_bad_row: Literal["fail", "skip"] = "fail",
+    row_settings: bool = True,
+) -> Iterator[Prompt | BadRow]:
     """Check options and path now (InputError), then stream the file as Prompt / BadRow."""
-    return iter_prompts(InputSpec(Path(path), fmt, prompt_column, id_column, template, system, on_bad_row,
-                                  row_settings))
+    return iter_prompts(
+        InputSpec(Path(path), fmt, prompt_column, id_column, template, system, on_bad_row, row_settings)
+    )
 
 
 def iter_prompts(spec: InputSpec) -> Iterator[Prompt | BadRow]:
@@ -64,11 +72,11 @@ def iter_prompts(spec: InputSpec) -> Iterator[Prompt | BadRow]:
 
 def _stream(spec: InputSpec, fmt: str, template: Template | None) -> Iterator[Prompt | BadRow]:
     where = Where.of(spec.path, fmt)
-    before = _identity(spec.path)            # as reading begins: compared once it ends
+    before = _identity(spec.path)  # as reading begins: compared once it ends
     with open_source(spec.path, fmt, where) as source:
         try:
             yield from _items(spec, template, where, source)
-        except InputError as exc:            # a row torn by a change is the change's doing: say that
+        except InputError as exc:  # a row torn by a change is the change's doing: say that
             changed = _changed(spec.path, before, None)
             if changed is None:
                 raise
@@ -82,7 +90,7 @@ def _items(spec: InputSpec, template: Template | None, where: Where, source: Any
     builder = _RowBuilder(spec, template, where)
     if source.columns is not None:
         builder.set_columns(source.columns, source.text_columns or [], header=True)
-    for raw in source.rows():        # every column: results give the whole row back
+    for raw in source.rows():  # every column: results give the whole row back
         try:
             item: Prompt | BadRow = builder.build(raw)
         except _Bad as bad:
@@ -97,15 +105,18 @@ def _identity(path: Path) -> dict[str, Any] | None:
     try:
         return input_identity(path)
     except OSError:
-        return None                          # opening it says what is wrong
+        return None  # opening it says what is wrong
 
 
 def _changed(path: Path, before: dict[str, Any] | None, bytes_read: int | None) -> InputChanged | None:
     change = None if before is None else changed_while_read(path, before, bytes_read)
     if change is None:
         return None
-    return InputChanged(f"changed while the run read it ({change}): rows added, removed or edited meanwhile "
-                        "may be missing, or sent from two versions of the file", path=str(path))
+    return InputChanged(
+        f"changed while the run read it ({change}): rows added, removed or edited meanwhile "
+        "may be missing, or sent from two versions of the file",
+        path=str(path),
+    )
 
 
 def _bad_row(bad: "_Bad", raw: RawRow, builder: "_RowBuilder", reason: str) -> BadRow:
@@ -125,11 +136,12 @@ class Template:
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self.parts = _parse_template(text)   # (literal, field or None) pairs
+        self.parts = _parse_template(text)  # (literal, field or None) pairs
         self.fields = tuple(dict.fromkeys(name for _, name in self.parts if name))
         if not self.fields:
-            raise InputError(f"--template {text!r} has no {{column}} field",
-                             hint='name a column in braces, e.g. "Summarise: {text}"')
+            raise InputError(
+                f"--template {text!r} has no {{column}} field", hint='name a column in braces, e.g. "Summarise: {text}"'
+            )
 
     def render(self, value_of: Callable[[str], str]) -> str:
         """The filled-in text; `value_of(field)` supplies each field's text."""
@@ -140,14 +152,17 @@ def _parse_template(text: str) -> list[tuple[str, str | None]]:
     try:
         pieces = list(string.Formatter().parse(text))
     except ValueError as exc:
-        raise InputError(f"--template {text!r} is malformed ({exc})",
-                         hint="write literal braces as {{ and }}") from None
+        raise InputError(
+            f"--template {text!r} is malformed ({exc})", hint="write literal braces as {{ and }}"
+        ) from None
     parts: list[tuple[str, str | None]] = []
     for literal, name, spec, conversion in pieces:
         if name is not None and (not name.isidentifier() or spec or conversion):
             whole = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
-            raise InputError(f"--template field {whole} is not allowed: only plain {{column}} names",
-                             hint="use the column name alone, e.g. {text}")
+            raise InputError(
+                f"--template field {whole} is not allowed: only plain {{column}} names",
+                hint="use the column name alone, e.g. {text}",
+            )
         parts.append((literal, name))
     return parts
 
@@ -155,8 +170,9 @@ def _parse_template(text: str) -> list[tuple[str, str | None]]:
 class _Bad(Exception):
     """A row that cannot become a Prompt; becomes an InputError or a BadRow."""
 
-    def __init__(self, message: str, column: str | int | None = None, id: str | None = None,
-                 synthetic: bool = False) -> None:
+    def __init__(
+        self, message: str, column: str | int | None = None, id: str | None = None, synthetic: bool = False
+    ) -> None:
         super().__init__(message)
         self.synthetic = synthetic
         self.message, self.column, self.id = message, column, id
@@ -166,8 +182,8 @@ class _Bad(Exception):
 class _Layout:
     """Which columns carry the prompt and the id, decided once per file."""
 
-    prompt_column: str | None                # None: rows need 'messages' (or a template)
-    id_column: str | None                    # None: the row number is the id
+    prompt_column: str | None  # None: rows need 'messages' (or a template)
+    id_column: str | None  # None: the row number is the id
 
 
 class _RowBuilder:
@@ -193,12 +209,16 @@ class _RowBuilder:
         have = ", ".join(map(repr, columns))
         for name, option in ((self.spec.prompt_column, "--prompt-column"), (self.spec.id_column, "--id-column")):
             if name is not None and name not in columns:
-                raise self.where.error(f"has no column {name!r} (from {option}); its columns are {have}",
-                                       hint=f"pass {option} with one of them")
+                raise self.where.error(
+                    f"has no column {name!r} (from {option}); its columns are {have}",
+                    hint=f"pass {option} with one of them",
+                )
         for name in self.template.fields if self.template else ():
             if name not in columns:
-                raise self.where.error(f"--template uses {{{name}}} but there is no column {name!r}; "
-                                       f"its columns are {have}", hint="fix the --template field names")
+                raise self.where.error(
+                    f"--template uses {{{name}}} but there is no column {name!r}; its columns are {have}",
+                    hint="fix the --template field names",
+                )
 
     def build(self, raw: RawRow) -> Prompt:
         """The Prompt for one row; raises _Bad naming the column at fault."""
@@ -207,7 +227,7 @@ class _RowBuilder:
         data = raw.data
         if "custom_id" in data and "body" in data:
             return self._batch_prompt(raw, data)
-        if self.layout is None:            # JSONL: the first ordinary object sets the layout
+        if self.layout is None:  # JSONL: the first ordinary object sets the layout
             self.set_columns(list(data), [k for k, v in data.items() if isinstance(v, str)], header=False)
         row_id = self._row_id(raw, data)
         try:
@@ -229,7 +249,7 @@ class _RowBuilder:
     def _row_id(self, raw: RawRow, data: dict[str, Any]) -> str:
         column = self.layout.id_column if self.layout else None
         if column is None:
-            return str(raw.row)              # unique by construction: nothing to remember
+            return str(raw.row)  # unique by construction: nothing to remember
         value = data.get(column)
         if _unset(value):
             raise _Bad(f"the id is {_blank(value)}" if column in data else "the row has no id field", column)
@@ -241,8 +261,12 @@ class _RowBuilder:
         if row_id in self._seen:
             # The skipped duplicate gets an id of its own: under the same id its record would
             # supersede the first row's in records.jsonl and hide that row's result.
-            raise _Bad(f"duplicate id {row_id!r}: ids must be unique", column,
-                       id=f"{row_id}#duplicate-row-{row}", synthetic=True)
+            raise _Bad(
+                f"duplicate id {row_id!r}: ids must be unique",
+                column,
+                id=f"{row_id}#duplicate-row-{row}",
+                synthetic=True,
+            )
         self._seen.add(row_id)
         return row_id
 
@@ -261,8 +285,10 @@ class _RowBuilder:
             return self.template.render(lambda name: _field_text(data, name))
         column = self.layout.prompt_column if self.layout else None
         if column is None:
-            raise _Bad("no prompt: the row has no 'messages' and the file no prompt column "
-                       "(pass --prompt-column or --template)")
+            raise _Bad(
+                "no prompt: the row has no 'messages' and the file no prompt column "
+                "(pass --prompt-column or --template)"
+            )
         value = data.get(column)
         if _unset(value):
             raise _Bad(f"the prompt is {_blank(value)}" if column in data else "the row has no prompt field", column)
@@ -282,8 +308,9 @@ class _RowBuilder:
             raise
 
 
-def _infer_prompt_column(columns: list[str], text_columns: list[str], id_column: str | None,
-                         where: Where) -> str | None:
+def _infer_prompt_column(
+    columns: list[str], text_columns: list[str], id_column: str | None, where: Where
+) -> str | None:
     """'prompt' if present, else the only text column that is not an id or request field."""
     if "prompt" in columns:
         return "prompt"
@@ -292,13 +319,16 @@ def _infer_prompt_column(columns: list[str], text_columns: list[str], id_column:
     if len(candidates) == 1:
         return candidates[0]
     if MESSAGES in columns:
-        return None                          # rows carry their own conversations
+        return None  # rows carry their own conversations
     have = ", ".join(map(repr, columns))
     if not candidates:
-        raise where.error(f"has no text column to use as the prompt; its columns are {have}",
-                          hint="add a 'prompt' column, or pass --prompt-column or --template")
-    raise where.error(f"cannot tell which column is the prompt: {', '.join(map(repr, candidates))}",
-                      hint="pass --prompt-column NAME")
+        raise where.error(
+            f"has no text column to use as the prompt; its columns are {have}",
+            hint="add a 'prompt' column, or pass --prompt-column or --template",
+        )
+    raise where.error(
+        f"cannot tell which column is the prompt: {', '.join(map(repr, candidates))}", hint="pass --prompt-column NAME"
+    )
 
 
 def _field_text(data: dict[str, Any], name: str) -> str:
@@ -309,7 +339,7 @@ def _field_text(data: dict[str, Any], name: str) -> str:
         return value
     try:
         return json.dumps(value, ensure_ascii=False, default=str)  # numbers, lists, dates: stable text
-    except (ValueError, RecursionError) as exc:     # a value nested too deeply to write out again
+    except (ValueError, RecursionError) as exc:  # a value nested too deeply to write out again
         raise _Bad(f"the value cannot be written as text ({exc})", name) from None
 
 
@@ -334,8 +364,11 @@ def parse_messages(value: Any, column: str) -> list[dict[str, Any]]:
         except (ValueError, RecursionError) as exc:
             raise _Bad(f"not valid JSON ({exc})", column) from None
     if not isinstance(value, list) or not value:
-        raise _Bad('expected a non-empty list of {"role": ..., "content": ...} objects, '
-                   f"got {json_kind(value) if value != [] else 'an empty list'}", column)
+        raise _Bad(
+            'expected a non-empty list of {"role": ..., "content": ...} objects, '
+            f"got {json_kind(value) if value != [] else 'an empty list'}",
+            column,
+        )
     for i, message in enumerate(value):
         problem = _message_problem(message)
         if problem:
@@ -350,7 +383,7 @@ def _message_problem(message: Any) -> str | None:
     if not isinstance(role, str) or role not in ROLES:
         return f"role {role!r} is not one of {', '.join(ROLES)}"
     content = message.get("content")
-    if isinstance(content, (str, list)):     # a list: multi-part content (text, image_url, ...)
+    if isinstance(content, (str, list)):  # a list: multi-part content (text, image_url, ...)
         return None
     if content is None and role == "assistant" and message.get("tool_calls"):
         return None
@@ -358,6 +391,7 @@ def _message_problem(message: Any) -> str | None:
 
 
 # --- per-row request fields -------------------------------------------------------------------
+
 
 def _unset(value: Any) -> bool:
     """In a data column (id, prompt, messages, a --template field) a blank cell, null or NaN
@@ -388,8 +422,9 @@ def _number(value: Any) -> float | int | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"{non_finite(value)}: write a finite number, or leave it empty (null) to use the "
-                         "run's setting")
+        raise ValueError(
+            f"{non_finite(value)}: write a finite number, or leave it empty (null) to use the run's setting"
+        )
     return value
 
 
@@ -397,7 +432,7 @@ def _as_count(value: Any) -> int:
     number = _number(value)
     if number is None or number != int(number) or number < 1:
         raise ValueError(f"expected a whole number of at least 1, got {value!r}")
-    return int(number)     # 256.0 is fine: pandas writes ints as floats when a column has gaps
+    return int(number)  # 256.0 is fine: pandas writes ints as floats when a column has gaps
 
 
 def _as_temperature(value: Any) -> float:
@@ -417,7 +452,7 @@ def _as_json(value: Any) -> Any:
     if not isinstance(value, str):
         return value
     try:
-        return json.loads(value)           # CSV cells hold JSON text
+        return json.loads(value)  # CSV cells hold JSON text
     except (ValueError, RecursionError) as exc:
         raise ValueError(f"not valid JSON ({exc})") from None
 
@@ -426,7 +461,7 @@ def _as_tools(value: Any) -> list[dict[str, Any]] | None:
     tools = _as_json(value)
     if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
         raise ValueError("expected a JSON list of tool objects")
-    return tools or None                     # [] means no tools: servers reject an empty list
+    return tools or None  # [] means no tools: servers reject an empty list
 
 
 def _as_tool_choice(value: Any) -> str | dict[str, Any]:
@@ -439,24 +474,28 @@ def _as_tool_choice(value: Any) -> str | dict[str, Any]:
 
 
 PARAMS: dict[str, Callable[[Any], Any]] = {
-    "model": _as_model, "max_tokens": _as_count, "max_completion_tokens": _as_count,
-    "temperature": _as_temperature, "tools": _as_tools, "tool_choice": _as_tool_choice,
+    "model": _as_model,
+    "max_tokens": _as_count,
+    "max_completion_tokens": _as_count,
+    "temperature": _as_temperature,
+    "tools": _as_tools,
+    "tool_choice": _as_tool_choice,
 }
-RESERVED = frozenset({MESSAGES, *PARAMS})   # never guessed to be the prompt column
+RESERVED = frozenset({MESSAGES, *PARAMS})  # never guessed to be the prompt column
 
 
 def row_params(data: dict[str, Any]) -> dict[str, Any]:
     """Per-row request fields, typed; raises _Bad naming the column of a bad value."""
     params: dict[str, Any] = {}
     for name, convert in PARAMS.items():
-        if name not in data:               # the common case; checked first because it is cheap
+        if name not in data:  # the common case; checked first because it is cheap
             continue
         value = data[name]
         if _blank_cell(value):
             continue
         try:
             converted = convert(value)
-        except ValueError as exc:          # converters word their own messages
+        except ValueError as exc:  # converters word their own messages
             raise _Bad(str(exc), name) from None
         if converted is not None:
             params[name] = converted

@@ -17,28 +17,28 @@ def count_rows(path: Path, fmt: str | None = None) -> int | None:
     try:
         kind = resolve_format(path, fmt)
         if kind == "parquet":
-            import pyarrow.parquet as pq   # lazy: pyarrow (~0.2 s) for a Parquet input only
+            import pyarrow.parquet as pq  # lazy: pyarrow (~0.2 s) for a Parquet input only
 
             return int(pq.ParquetFile(path).metadata.num_rows)
         with open(path, "rb") as f:
             return _count_csv(f) if kind == "csv" else sum(1 for line in f if line.strip())
     except (OSError, InputError, ValueError, ImportError):
         return None
-    except Exception:          # noqa: BLE001 - e.g. a pyarrow error: no total, the run goes on
+    except Exception:  # noqa: BLE001 - e.g. a pyarrow error: no total, the run goes on
         return None
 
 
 def _count_csv(lines: object) -> int:
     records, open_quote, blank = 0, False, True
-    for line in lines:                               # type: ignore[attr-defined]
+    for line in lines:  # type: ignore[attr-defined]
         if line.count(b'"') % 2:
             open_quote = not open_quote
         blank = blank and not line.strip()
         if not open_quote:
             records += not blank
             blank = True
-    records += not blank                             # a last record without its newline, mid-quote
-    return max(0, records - 1)                       # minus the header
+    records += not blank  # a last record without its newline, mid-quote
+    return max(0, records - 1)  # minus the header
 
 
 def setting_columns(path: Path, fmt: str | None = None) -> dict[str, int]:
@@ -47,7 +47,7 @@ def setting_columns(path: Path, fmt: str | None = None) -> dict[str, int]:
     try:
         return _setting_columns(path, resolve_format(path, fmt))
     except InputError:
-        return {}          # the run's own reader reports what is wrong with the file
+        return {}  # the run's own reader reports what is wrong with the file
 
 
 def _setting_columns(path: Path, kind: str) -> dict[str, int]:
@@ -59,7 +59,7 @@ def _setting_columns(path: Path, kind: str) -> dict[str, int]:
         for raw in rows:
             if raw.data is None:
                 continue
-            if columns is None:                      # JSONL: the first object names the columns
+            if columns is None:  # JSONL: the first object names the columns
                 columns = list(raw.data)
                 if not any(c in PARAMS for c in columns):
                     break

@@ -22,9 +22,9 @@ from batchrun.inputs.sidecols import as_number, cell_where, side_values
 @dataclass(frozen=True, slots=True)
 class Turn:
     prompt: Prompt
-    number: int                      # the `turn` value (1-based in generated sessions)
-    think_s: float = 0.0             # wait after the previous answer before sending this turn
-    answer: str | None = None        # recorded ok by an earlier run: replayed as history, never sent
+    number: int  # the `turn` value (1-based in generated sessions)
+    think_s: float = 0.0  # wait after the previous answer before sending this turn
+    answer: str | None = None  # recorded ok by an earlier run: replayed as history, never sent
 
 
 @dataclass(slots=True)
@@ -50,8 +50,11 @@ def file_sessions(path: Path, fmt: str | None, rows: Iterable[Prompt | BadRow]) 
         line, values = side[item.row]
         sid, turn = values["session_id"], values["turn"]
         if sid is None or turn is None:
-            raise where.error("a row of a session file needs both session_id and turn", line=line,
-                              hint="fill the cells, or remove the session_id / turn columns")
+            raise where.error(
+                "a row of a session file needs both session_id and turn",
+                line=line,
+                hint="fill the cells, or remove the session_id / turn columns",
+            )
         number = int(as_number(turn, "turn", where, line))
         think = as_number(values["think_s"], "think_s", where, line) if values["think_s"] is not None else 0.0
         sessions.setdefault(str(sid), Session(str(sid))).turns.append(Turn(item, number, think))
@@ -79,8 +82,10 @@ def pending(sessions: list[Session], done: set[str]) -> list[Session]:
 
 def with_answers(sessions: list[Session], answers: dict[str, str]) -> list[Session]:
     """The sessions with each turn whose id `answers` holds carrying that recorded answer."""
-    return [Session(s.id, [replace(t, answer=answers[t.prompt.id]) if t.prompt.id in answers else t
-                           for t in s.turns]) for s in sessions]
+    return [
+        Session(s.id, [replace(t, answer=answers[t.prompt.id]) if t.prompt.id in answers else t for t in s.turns])
+        for s in sessions
+    ]
 
 
 def turn_numbers(sessions: list[Session]) -> dict[str, int]:

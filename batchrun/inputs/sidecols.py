@@ -49,7 +49,7 @@ def _clean(value: Any, *, keep_nan: bool) -> Any:
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
     if isinstance(value, float) and math.isnan(value) and not keep_nan:
-        return None                          # an id or session_id: pandas' missing value
+        return None  # an id or session_id: pandas' missing value
     return value
 
 

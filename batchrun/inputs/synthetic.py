@@ -28,7 +28,8 @@ from typing import Any, Iterator
 from batchrun.errors import ConfigError
 from batchrun.inputs.prompt import Prompt
 
-_WORDS = tuple("""
+_WORDS = tuple(
+    """
 time year people way day man thing woman life child world school state family student group
 country problem hand part place case week company system program question work government number
 night point home water room mother area money story fact month lot right study book eye job word
@@ -36,10 +37,25 @@ business issue side kind head house service friend father power hour game line e
 city community name president team minute idea kid body information back parent face others level
 office door health person art war history party result change morning reason research girl guy
 moment air teacher force education river garden signal engine window market bridge stone cloud
-""".split())
+""".split()
+)
 
-KEYS = {"prompt_tokens", "output_tokens", "stdev", "prompt_stdev", "output_stdev", "n", "seed",
-        "shared_prefix_tokens", "prefix_pool", "ignore_eos", "tokenizer", "sessions", "turns", "think_s"}
+KEYS = {
+    "prompt_tokens",
+    "output_tokens",
+    "stdev",
+    "prompt_stdev",
+    "output_stdev",
+    "n",
+    "seed",
+    "shared_prefix_tokens",
+    "prefix_pool",
+    "ignore_eos",
+    "tokenizer",
+    "sessions",
+    "turns",
+    "think_s",
+}
 
 
 @dataclass(frozen=True)
@@ -73,16 +89,23 @@ class SyntheticSpec:
     prefix_pool: int = 1
     ignore_eos: bool = True
     tokenizer: str | None = None
-    sessions: int | None = None         # multi-turn: this many sessions ...
-    turns: int = 1                      # ... of this many turns ...
-    think_s: float = 0.0                # ... each turn sent this long after the previous answer
-    text: str = ""                      # the spec as given
+    sessions: int | None = None  # multi-turn: this many sessions ...
+    turns: int = 1  # ... of this many turns ...
+    think_s: float = 0.0  # ... each turn sent this long after the previous answer
+    text: str = ""  # the spec as given
 
     def public(self) -> dict[str, Any]:
-        return {"spec": self.text, "prompt_tokens": self.prompt.describe(),
-                "output_tokens": self.output.describe(), "seed": self.seed,
-                        "shared_prefix_tokens": self.shared_prefix_tokens, "prefix_pool": self.prefix_pool,
-                "sessions": self.sessions, "turns": self.turns, "think_s": self.think_s}
+        return {
+            "spec": self.text,
+            "prompt_tokens": self.prompt.describe(),
+            "output_tokens": self.output.describe(),
+            "seed": self.seed,
+            "shared_prefix_tokens": self.shared_prefix_tokens,
+            "prefix_pool": self.prefix_pool,
+            "sessions": self.sessions,
+            "turns": self.turns,
+            "think_s": self.think_s,
+        }
 
 
 def parse_spec(text: str) -> SyntheticSpec:
@@ -101,12 +124,17 @@ def parse_spec(text: str) -> SyntheticSpec:
         spec = SyntheticSpec(
             prompt=_spread(items["prompt_tokens"], float(items.get("prompt_stdev", stdev))),
             output=_spread(items["output_tokens"], float(items.get("output_stdev", stdev))),
-            n=int(items["n"]) if "n" in items else None, seed=int(items.get("seed", 0)),
+            n=int(items["n"]) if "n" in items else None,
+            seed=int(items.get("seed", 0)),
             shared_prefix_tokens=int(items.get("shared_prefix_tokens", 0)),
             prefix_pool=int(items.get("prefix_pool", 1)),
-            ignore_eos=_bool(items.get("ignore_eos", "true")), tokenizer=items.get("tokenizer"),
-            sessions=int(items["sessions"]) if "sessions" in items else None, turns=int(items.get("turns", 1)),
-            think_s=float(items.get("think_s", 0)), text=text)
+            ignore_eos=_bool(items.get("ignore_eos", "true")),
+            tokenizer=items.get("tokenizer"),
+            sessions=int(items["sessions"]) if "sessions" in items else None,
+            turns=int(items.get("turns", 1)),
+            think_s=float(items.get("think_s", 0)),
+            text=text,
+        )
     except ValueError as exc:
         raise ConfigError(f"--synthetic {text!r}: {exc}") from None
     _check(spec)
@@ -150,13 +178,14 @@ def _check(spec: SyntheticSpec) -> None:
 
 # ---------------------------------------------------------------- sizing text
 
+
 @dataclass(frozen=True)
 class Sizer:
     """How many characters make N tokens: tokens = per_char * chars + overhead (fitted by probes),
     or exact token counts from a local tokenizer."""
 
-    per_char: float = 0.25              # 4 characters per token: the rule of thumb
-    overhead: float = 0.0               # tokens the endpoint adds around a prompt (chat template)
+    per_char: float = 0.25  # 4 characters per token: the rule of thumb
+    overhead: float = 0.0  # tokens the endpoint adds around a prompt (chat template)
     source: str = "rule of thumb (4 characters per token)"
     tokenizer: Any = field(default=None, repr=False)
 
@@ -206,10 +235,12 @@ def words_text(rng: random.Random, chars: int) -> str:
 
 def load_tokenizer(path: str) -> Any:
     try:
-        from tokenizers import Tokenizer   # optional (the tokenizer extra)
+        from tokenizers import Tokenizer  # optional (the tokenizer extra)
     except ImportError:
-        raise ConfigError("--synthetic tokenizer=PATH needs the `tokenizers` package (pip install tokenizers); "
-                          "leave tokenizer out to size prompts from the endpoint's usage instead") from None
+        raise ConfigError(
+            "--synthetic tokenizer=PATH needs the `tokenizers` package (pip install tokenizers); "
+            "leave tokenizer out to size prompts from the endpoint's usage instead"
+        ) from None
     try:
         return Tokenizer.from_file(path)
     except Exception as exc:  # noqa: BLE001 - the library raises plain Exception for a bad file
@@ -225,11 +256,12 @@ def _tokenizer_text(tokenizer: Any, rng: random.Random, tokens: int) -> str:
 
 # ---------------------------------------------------------------- the prompts
 
+
 @dataclass(frozen=True, slots=True)
 class Planned:
     prompt_tokens: int
     output_tokens: int
-    prefix: int | None               # which shared prefix, if any
+    prefix: int | None  # which shared prefix, if any
 
 
 def plan_lengths(spec: SyntheticSpec, n: int) -> list[Planned]:
@@ -246,8 +278,14 @@ def plan_lengths(spec: SyntheticSpec, n: int) -> list[Planned]:
 def synthetic_prompts(spec: SyntheticSpec, n: int, sizer: Sizer) -> Iterator[Prompt]:
     """n Prompts: [shared prefix] + unique words, with per-row max_tokens (and ignore_eos)."""
     text_rng = random.Random(f"text-{spec.seed}")
-    prefixes = [sizer.text(random.Random(f"prefix-{spec.seed}-{k}"), spec.shared_prefix_tokens, with_overhead=False)
-                for k in range(spec.prefix_pool)] if spec.shared_prefix_tokens else []
+    prefixes = (
+        [
+            sizer.text(random.Random(f"prefix-{spec.seed}-{k}"), spec.shared_prefix_tokens, with_overhead=False)
+            for k in range(spec.prefix_pool)
+        ]
+        if spec.shared_prefix_tokens
+        else []
+    )
     for i, plan in enumerate(plan_lengths(spec, n)):
         if plan.prefix is not None:
             body = sizer.text(text_rng, plan.prompt_tokens - spec.shared_prefix_tokens)
@@ -258,8 +296,7 @@ def synthetic_prompts(spec: SyntheticSpec, n: int, sizer: Sizer) -> Iterator[Pro
         params: dict[str, Any] = {"max_tokens": plan.output_tokens}
         if spec.ignore_eos:
             params["ignore_eos"] = True
-        yield Prompt(id=f"syn-{i:06d}", row=i, line=i + 1, messages=[{"role": "user", "content": text}],
-                     params=params)
+        yield Prompt(id=f"syn-{i:06d}", row=i, line=i + 1, messages=[{"role": "user", "content": text}], params=params)
 
 
 def requested_lengths(spec_text: str, ids: list[str]) -> dict[str, list[int]]:
@@ -269,8 +306,10 @@ def requested_lengths(spec_text: str, ids: list[str]) -> dict[str, list[int]]:
     if not rows:
         return {"prompt_tokens": [], "output_tokens": []}
     plans = plan_lengths(spec, max(rows) + 1)
-    return {"prompt_tokens": [plans[r].prompt_tokens for r in rows],
-            "output_tokens": [plans[r].output_tokens for r in rows]}
+    return {
+        "prompt_tokens": [plans[r].prompt_tokens for r in rows],
+        "output_tokens": [plans[r].output_tokens for r in rows],
+    }
 
 
 def probe_texts(seed: int = 0) -> list[str]:
@@ -290,5 +329,3 @@ def check_spec(text: str) -> SyntheticSpec:
     if spec.tokenizer:
         load_tokenizer(spec.tokenizer)
     return spec
-
-

@@ -15,8 +15,8 @@ import random
 from pathlib import Path
 from typing import Any, Iterator
 
-from batchrun.inputs.readers import Where
 from batchrun.inputs.prompt import Prompt
+from batchrun.inputs.readers import Where
 from batchrun.inputs.sidecols import as_number, cell_where, side_values
 from batchrun.inputs.synthetic import Sizer
 
@@ -33,8 +33,9 @@ def trace_offsets(path: Path, fmt: str | None, speedup: float) -> dict[int, floa
     for row, line, cells in values:
         cell = cells[column]
         if cell is None:
-            raise where.error(f"every row of a trace needs a {column!r} value (the first row has one)",
-                              line=line, column=column)
+            raise where.error(
+                f"every row of a trace needs a {column!r} value (the first row has one)", line=line, column=column
+            )
         number = as_number(cell, column, where, line)
         if column == "timestamp":
             raw[row] = number / 1000.0
@@ -55,7 +56,7 @@ def rebase(offsets: list[float]) -> list[float]:
 
 # ---------------------------------------------------------------- traces without text (Mooncake)
 
-HASH_BLOCK_TOKENS = 512      # Mooncake's block: one hash id stands for 512 prompt tokens
+HASH_BLOCK_TOKENS = 512  # Mooncake's block: one hash id stands for 512 prompt tokens
 
 
 def is_length_trace(columns: set[str]) -> bool:
@@ -77,13 +78,18 @@ def length_trace_prompts(path: Path, fmt: str | None, sizer: Sizer) -> Iterator[
         for h in ids:
             if h not in blocks:
                 if len(blocks) > 100_000:
-                    blocks.clear()               # bounded memory; a block's text is recomputed the same
+                    blocks.clear()  # bounded memory; a block's text is recomputed the same
                 blocks[h] = sizer.text(random.Random(f"block-{h}"), HASH_BLOCK_TOKENS, with_overhead=False)
             parts.append(blocks[h])
         text = sizer.fit(parts, max(1, tokens), random.Random(f"row-{row}"))
         row_id = str(cells["id"]) if cells["id"] is not None else str(row)
-        yield Prompt(id=row_id, row=row, line=line, messages=[{"role": "user", "content": text}],
-                     params={"max_tokens": max(1, output), "ignore_eos": True})
+        yield Prompt(
+            id=row_id,
+            row=row,
+            line=line,
+            messages=[{"role": "user", "content": text}],
+            params={"max_tokens": max(1, output), "ignore_eos": True},
+        )
 
 
 def _hash_ids(value: Any, where: Where, line: int) -> list[int]:
@@ -95,7 +101,7 @@ def _hash_ids(value: Any, where: Where, line: int) -> list[int]:
         except (ValueError, RecursionError):
             raise where.error("must be a JSON list of integers", line=line, column="hash_ids") from None
     if hasattr(value, "tolist"):
-        value = value.tolist()                   # a Parquet list column
+        value = value.tolist()  # a Parquet list column
     if not isinstance(value, list) or not all(isinstance(h, int) and not isinstance(h, bool) for h in value):
         raise where.error(f"must be a list of integers, got {value!r}", line=line, column="hash_ids")
     return value

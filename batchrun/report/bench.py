@@ -8,20 +8,27 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from batchrun.analysis import stats
 from batchrun.analysis.metrics import cached_share, in_flight_timeline, summarize, wall_time
 from batchrun.analysis.recommend import (
-    DEFAULT_MAX_FAILURE_SHARE, BenchPoint, failed_text, indistinguishable, percent, plateau_concurrency, recommend,
+    DEFAULT_MAX_FAILURE_SHARE,
+    BenchPoint,
+    failed_text,
+    indistinguishable,
+    percent,
+    plateau_concurrency,
+    recommend,
     throughput_text,
 )
 from batchrun.report import plots
-from batchrun.store.records import OK
 from batchrun.report.format import config_table, fmt_num, fmt_pct, fmt_s, slo_text
 from batchrun.report.html import Document, Image, Section, Table, Text
+from batchrun.store.records import OK
 
-FEW_REQUESTS = 30       # a level with fewer measured requests is marked in every table
+FEW_REQUESTS = 30  # a level with fewer measured requests is marked in every table
 # Two runs whose shares of cached prompt tokens differ by more than this met different cache states.
 CACHE_STATE_GAP = 0.10
 
 
 # ---------------------------------------------------------------- bench analysis
+
 
 def _mean(values: Iterable[float | None]) -> float | None:
     xs = [v for v in values if v is not None]
@@ -32,23 +39,35 @@ def run_summary(run: Mapping[str, Any], slo: Mapping[str, float] | None = None) 
     """A bench run's summary: the one given, else computed from its records."""
     if run.get("summary") is not None:
         return dict(run["summary"])
-    return summarize(run.get("records") or [], wall_time_s=run.get("wall_time_s"), slo=slo,
-                     loop_lag_s=run.get("loop_lag_s"))
+    return summarize(
+        run.get("records") or [], wall_time_s=run.get("wall_time_s"), slo=slo, loop_lag_s=run.get("loop_lag_s")
+    )
 
 
 def _row(run: Mapping[str, Any], s: Mapping[str, Any], sync_rps: float | None) -> dict[str, Any]:
     rps, conc = s["throughput"]["requests_per_s"], run.get("concurrency")
     speedup = rps / sync_rps if rps is not None and sync_rps else None
     n = s["counts"]["attempted"]
-    return {"name": run["name"], "mode": run["mode"], "concurrency": conc, "repeat": run.get("repeat", 0),
-            "n": n, "planned": run.get("planned") or None, "few": n < FEW_REQUESTS,
-            "wall_time_s": s["wall_time_s"], "requests_per_s": rps,
-            "output_tokens_per_s": s["throughput"]["output_tokens_per_s"],
-            "goodput_per_s": (s.get("goodput") or {}).get("requests_per_s"),
-            "speedup": speedup, "efficiency": speedup / conc if speedup is not None and conc else None,
-            **_percentiles(s), **_failures(s), "success_rate": s["success_rate"],
-            "cached_share": cached_share(run.get("records") or []),
-            "client_saturated": bool(s["loop_lag"] and s["loop_lag"]["client_saturated"])}
+    return {
+        "name": run["name"],
+        "mode": run["mode"],
+        "concurrency": conc,
+        "repeat": run.get("repeat", 0),
+        "n": n,
+        "planned": run.get("planned") or None,
+        "few": n < FEW_REQUESTS,
+        "wall_time_s": s["wall_time_s"],
+        "requests_per_s": rps,
+        "output_tokens_per_s": s["throughput"]["output_tokens_per_s"],
+        "goodput_per_s": (s.get("goodput") or {}).get("requests_per_s"),
+        "speedup": speedup,
+        "efficiency": speedup / conc if speedup is not None and conc else None,
+        **_percentiles(s),
+        **_failures(s),
+        "success_rate": s["success_rate"],
+        "cached_share": cached_share(run.get("records") or []),
+        "client_saturated": bool(s["loop_lag"] and s["loop_lag"]["client_saturated"]),
+    }
 
 
 # (name in rows and groups, key in a summary): the per-request figures every level shows at p50 and p99.
@@ -74,8 +93,7 @@ def _wall(run: Mapping[str, Any]) -> float:
 def _throughput_ci(runs: list[Mapping[str, Any]]) -> tuple[float | None, float | None]:
     """95% interval of pooled throughput: ok / sum(total_s) x L, with L = the measured mean in flight
     (Little's law), requests resampled; open-loop runs: a Poisson count over the run time."""
-    records = [r for run in runs for r in run.get("records") or []
-               if r.sent_s is not None and r.total_s is not None]
+    records = [r for run in runs for r in run.get("records") or [] if r.sent_s is not None and r.total_s is not None]
     wall = sum(map(_wall, runs))
     if len(records) < 2 or not wall:
         return None, None
@@ -89,14 +107,13 @@ def _throughput_ci(runs: list[Mapping[str, Any]]) -> tuple[float | None, float |
 def _rate_side(runs: list[Mapping[str, Any]]) -> tuple[list[float], list[float], float]:
     """Runs pooled as a closed-loop rate's sample: 1 per successful request (0 per failed),
     each request's time in the system, and the summed wall time."""
-    records = [r for run in runs for r in run.get("records") or []
-               if r.sent_s is not None and r.total_s is not None]
-    return ([1.0 if r.status == OK else 0.0 for r in records], [r.total_s for r in records],
-            sum(map(_wall, runs)))
+    records = [r for run in runs for r in run.get("records") or [] if r.sent_s is not None and r.total_s is not None]
+    return ([1.0 if r.status == OK else 0.0 for r in records], [r.total_s for r in records], sum(map(_wall, runs)))
 
 
-def speedup_ci(sync: list[Mapping[str, Any]],
-               level: list[Mapping[str, Any]]) -> tuple[float, float | None, float | None] | None:
+def speedup_ci(
+    sync: list[Mapping[str, Any]], level: list[Mapping[str, Any]]
+) -> tuple[float, float | None, float | None] | None:
     """A level's speedup over the sync baseline and its 95% interval: (ok / wall) of the level's
     runs pooled over (ok / wall) of the sync runs pooled; the interval is a bootstrap of both
     sides' requests with each side's mean in flight held (stats.little_rate_ratio, as `compare`'s
@@ -120,10 +137,14 @@ def _pooled(runs: list[Mapping[str, Any]], slo: Mapping[str, float] | None) -> d
     records = [r for run in runs for r in run.get("records") or []]
     wall = sum(map(_wall, runs))
     s = summarize(records, wall_time_s=wall or None, slo=slo)
-    out: dict[str, Any] = {"n": s["counts"]["attempted"], **_failures(s), **_percentiles(s),
-                           "requests_per_s": s["throughput"]["requests_per_s"],
-                           "output_tokens_per_s": s["throughput"]["output_tokens_per_s"],
-                           "goodput_per_s": (s.get("goodput") or {}).get("requests_per_s")}
+    out: dict[str, Any] = {
+        "n": s["counts"]["attempted"],
+        **_failures(s),
+        **_percentiles(s),
+        "requests_per_s": s["throughput"]["requests_per_s"],
+        "output_tokens_per_s": s["throughput"]["output_tokens_per_s"],
+        "goodput_per_s": (s.get("goodput") or {}).get("requests_per_s"),
+    }
     out["requests_per_s_ci_low"], out["requests_per_s_ci_high"] = _throughput_ci(runs)
     ok = [r for r in records if r.status == OK]
     for key, attr in (("latency", "latency_s"), ("ttft", "ttft_s")):
@@ -135,22 +156,32 @@ def _pooled(runs: list[Mapping[str, Any]], slo: Mapping[str, float] | None) -> d
     return out
 
 
-def _groups(runs: list[Mapping[str, Any]], rows: list[dict[str, Any]],
-            slo: Mapping[str, float] | None) -> list[dict[str, Any]]:
+def _groups(
+    runs: list[Mapping[str, Any]], rows: list[dict[str, Any]], slo: Mapping[str, float] | None
+) -> list[dict[str, Any]]:
     """Repeats of one (mode, concurrency) pooled over their requests, with 95% intervals."""
     keyed: dict[tuple[str, Any], list[int]] = {}
     for i, row in enumerate(rows):
-        keyed.setdefault((row["mode"], row["concurrency"] if row["mode"] != "rate" else runs[i].get("rate")),
-                         []).append(i)
+        keyed.setdefault(
+            (row["mode"], row["concurrency"] if row["mode"] != "rate" else runs[i].get("rate")), []
+        ).append(i)
     groups = []
-    for (mode, level), members in keyed.items():
-        group: dict[str, Any] = {"mode": mode, "concurrency": rows[members[0]]["concurrency"],
-                                 "rate": runs[members[0]].get("rate"), "repeats": len(members)}
+    for (mode, _level), members in keyed.items():
+        group: dict[str, Any] = {
+            "mode": mode,
+            "concurrency": rows[members[0]]["concurrency"],
+            "rate": runs[members[0]].get("rate"),
+            "repeats": len(members),
+        }
         if any(runs[i].get("records") for i in members):
             group.update(_pooled([runs[i] for i in members], slo))
-        else:   # summaries only: means over the repeats, no intervals
-            for key in ("requests_per_s", "output_tokens_per_s", "goodput_per_s",
-                        *(f"{name}_p{q}_s" for name, _ in _PER_REQUEST for q in (50, 99))):
+        else:  # summaries only: means over the repeats, no intervals
+            for key in (
+                "requests_per_s",
+                "output_tokens_per_s",
+                "goodput_per_s",
+                *(f"{name}_p{q}_s" for name, _ in _PER_REQUEST for q in (50, 99)),
+            ):
                 group[key] = _mean(rows[i][key] for i in members)
             group["n"] = sum(rows[i]["n"] for i in members)
             group["errors"] = sum(rows[i]["errors"] for i in members)
@@ -178,20 +209,27 @@ def bench_analysis(bench: Mapping[str, Any], slo: Mapping[str, float] | None = N
     points = [_point(g) for g in curve]
     c1 = next((g["requests_per_s"] for g in curve if g["concurrency"] == 1), None)
     rec = recommend(points, slo, max_failure_share)
-    analysis = {"rows": rows, "groups": groups, "sync_requests_per_s": sync_rps,
-                "ideal_base_requests_per_s": c1 if c1 is not None else sync_rps, "slo": slo,
-                "max_failure_share": max_failure_share, "recommended_concurrency": rec.choice,
-                "best_concurrency": rec.best, "top_concurrency": rec.top,
-                "speedup": _speedups(runs, rec.choice, rec.best),
-                "recommendation_reasons": {str(k): v for k, v in sorted(rec.reasons.items())},
-                "excluded_levels": [c for c in rec.excluded],
-                # A level with failures counts only its successes: its curve would bend for that alone.
-                "plateau_concurrency": plateau_concurrency(
-                    [p for p in points if (p.failure_share or 0.0) <= max_failure_share]),
-                "warmup": warmup_statement(bench.get("warmup"))}
+    analysis = {
+        "rows": rows,
+        "groups": groups,
+        "sync_requests_per_s": sync_rps,
+        "ideal_base_requests_per_s": c1 if c1 is not None else sync_rps,
+        "slo": slo,
+        "max_failure_share": max_failure_share,
+        "recommended_concurrency": rec.choice,
+        "best_concurrency": rec.best,
+        "top_concurrency": rec.top,
+        "speedup": _speedups(runs, rec.choice, rec.best),
+        "recommendation_reasons": {str(k): v for k, v in sorted(rec.reasons.items())},
+        "excluded_levels": [c for c in rec.excluded],
+        # A level with failures counts only its successes: its curve would bend for that alone.
+        "plateau_concurrency": plateau_concurrency(
+            [p for p in points if (p.failure_share or 0.0) <= max_failure_share]
+        ),
+        "warmup": warmup_statement(bench.get("warmup")),
+    }
     analysis["recommendation"] = [t.text for t in _recommendation(analysis)]
-    analysis["answer"] = (find_max_answer(bench["find_max"]) if bench.get("find_max")
-                          else answer_lines(analysis))
+    analysis["answer"] = find_max_answer(bench["find_max"]) if bench.get("find_max") else answer_lines(analysis)
     return analysis
 
 
@@ -203,16 +241,27 @@ def _speedups(runs: list[Mapping[str, Any]], *levels: int | None) -> dict[str, A
     for c in {c for c in levels if c is not None}:
         level = [run for run in runs if run["mode"] == "async" and run.get("concurrency") == c]
         estimate, low, high = (speedup_ci(sync, level) if sync and level else None) or (None, None, None)
-        out[str(c)] = {"estimate": estimate, "ci_low": low, "ci_high": high,
-                       "n": sum(len(run.get("records") or []) for run in level),
-                       "sync_n": sum(len(run.get("records") or []) for run in sync)}
+        out[str(c)] = {
+            "estimate": estimate,
+            "ci_low": low,
+            "ci_high": high,
+            "n": sum(len(run.get("records") or []) for run in level),
+            "sync_n": sum(len(run.get("records") or []) for run in sync),
+        }
     return out
 
 
 def _point(group: Mapping[str, Any]) -> BenchPoint:
-    return BenchPoint(group["concurrency"], group["requests_per_s"], group["latency_p99_s"], group["ttft_p99_s"],
-                      group.get("requests_per_s_ci_low"), group.get("requests_per_s_ci_high"),
-                      group["n"], group.get("errors") or 0)
+    return BenchPoint(
+        group["concurrency"],
+        group["requests_per_s"],
+        group["latency_p99_s"],
+        group["ttft_p99_s"],
+        group.get("requests_per_s_ci_low"),
+        group.get("requests_per_s_ci_high"),
+        group["n"],
+        group.get("errors") or 0,
+    )
 
 
 def warmup_statement(warmup: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -220,24 +269,32 @@ def warmup_statement(warmup: Mapping[str, Any] | None) -> dict[str, Any]:
     if warmup is None:
         return {"pass": None, "text": "Warm-up: not recorded (a bench written before batchrun recorded it)"}
     if not warmup.get("pass"):
-        return {**warmup, "text": "No warm-up (--no-warmup): the first pass may see a cold cache; "
-                                  "every request sent was measured"}
+        return {
+            **warmup,
+            "text": "No warm-up (--no-warmup): the first pass may see a cold cache; every request sent was measured",
+        }
     n, failed = warmup.get("prompts") or 0, warmup.get("failed") or 0
     cap = warmup.get("max_tokens")
-    text = (f"Warm-up: {n} prompt{'s' if n != 1 else ''} sent once before measuring "
-            f"({warmup.get('concurrency')} at a time, {'whole answers' if cap is None else f'max_tokens {cap}'}), "
-            "not measured")
+    text = (
+        f"Warm-up: {n} prompt{'s' if n != 1 else ''} sent once before measuring "
+        f"({warmup.get('concurrency')} at a time, {'whole answers' if cap is None else f'max_tokens {cap}'}), "
+        "not measured"
+    )
     if failed:
         text += f"; {failed_text(failed, n)}"
         text += ", so the first pass may still see a cold cache" if failed == n else ""
     wave = warmup.get("wave")
     if wave != 0:
-        text += ("; each run also opened its connections with one unmeasured wave (one request per slot)"
-                 if wave is None else f"; each run also sent {wave} unmeasured request(s) first (--warmup)")
+        text += (
+            "; each run also opened its connections with one unmeasured wave (one request per slot)"
+            if wave is None
+            else f"; each run also sent {wave} unmeasured request(s) first (--warmup)"
+        )
     return {**warmup, "text": text}
 
 
 # ---------------------------------------------------------------- bench document
+
 
 def _n(item: Mapping[str, Any]) -> str:
     """The sample size, marked when it is too small for its figures."""
@@ -288,8 +345,9 @@ def _bench_rows(analysis: Mapping[str, Any], console: bool = False) -> Table:
     skip = set() if analysis.get("slo") is not None else {"goodput/s"}
     if not any(r.get("cached_share") is not None for r in analysis["rows"]):
         skip.add("cached")
-    columns = [(head, cell) for head, cell, on_console in _RUN_COLUMNS
-               if head not in skip and (on_console or not console)]
+    columns = [
+        (head, cell) for head, cell, on_console in _RUN_COLUMNS if head not in skip and (on_console or not console)
+    ]
     return Table([head for head, _ in columns], [[cell(r) for _, cell in columns] for r in analysis["rows"]])
 
 
@@ -300,16 +358,43 @@ def _ci(mean: float | None, low: float | None, high: float | None, fmt: Any) -> 
 def _level_rows(analysis: Mapping[str, Any]) -> Table:
     def ci(g: Mapping[str, Any], key: str, fmt: Any) -> str:
         return _ci(g.get(key), g.get(key + "_ci_low"), g.get(key + "_ci_high"), fmt)
-    return Table(["mode", "c", "repeats", "n", "failed", "req/s [95% CI]", "out tok/s", "p50 latency [95% CI]",
-                  "p99 latency [95% CI]", "p50 TTFT [95% CI]", "p99 TTFT [95% CI]", "p50 TPOT", "p99 TPOT",
-                  "p50 ITL", "p99 ITL"],
-                 [[g["mode"], str(g["concurrency"] if g["mode"] != "rate" else f"rate {g['rate']:g}"),
-                   str(g["repeats"]), _n(g), _failed(g), ci(g, "requests_per_s", fmt_num),
-                   fmt_num(g.get("output_tokens_per_s"), 0),
-                   ci(g, "latency_p50_s", fmt_s), ci(g, "latency_p99_s", fmt_s), ci(g, "ttft_p50_s", fmt_s),
-                   ci(g, "ttft_p99_s", fmt_s), *(fmt_s(g.get(f"{name}_p{q}_s")) for name in ("tpot", "itl")
-                                                for q in (50, 99))]
-                  for g in analysis["groups"]])
+
+    return Table(
+        [
+            "mode",
+            "c",
+            "repeats",
+            "n",
+            "failed",
+            "req/s [95% CI]",
+            "out tok/s",
+            "p50 latency [95% CI]",
+            "p99 latency [95% CI]",
+            "p50 TTFT [95% CI]",
+            "p99 TTFT [95% CI]",
+            "p50 TPOT",
+            "p99 TPOT",
+            "p50 ITL",
+            "p99 ITL",
+        ],
+        [
+            [
+                g["mode"],
+                str(g["concurrency"] if g["mode"] != "rate" else f"rate {g['rate']:g}"),
+                str(g["repeats"]),
+                _n(g),
+                _failed(g),
+                ci(g, "requests_per_s", fmt_num),
+                fmt_num(g.get("output_tokens_per_s"), 0),
+                ci(g, "latency_p50_s", fmt_s),
+                ci(g, "latency_p99_s", fmt_s),
+                ci(g, "ttft_p50_s", fmt_s),
+                ci(g, "ttft_p99_s", fmt_s),
+                *(fmt_s(g.get(f"{name}_p{q}_s")) for name in ("tpot", "itl") for q in (50, 99)),
+            ]
+            for g in analysis["groups"]
+        ],
+    )
 
 
 def _level(analysis: Mapping[str, Any], concurrency: int | None) -> Mapping[str, Any] | None:
@@ -323,13 +408,18 @@ def _recommendation(analysis: Mapping[str, Any]) -> list[Text]:
     reasons = analysis.get("recommendation_reasons") or {}
     group, top = _level(analysis, rec), _level(analysis, best)
     if group is not None:
-        lines = [f"Recommended concurrency: {rec} ({throughput_text(_point(group))}; p99 TTFT "
-                 f"{fmt_s(group['ttft_p99_s'])}, p99 latency {fmt_s(group['latency_p99_s'])})."]
+        lines = [
+            f"Recommended concurrency: {rec} ({throughput_text(_point(group))}; p99 TTFT "
+            f"{fmt_s(group['ttft_p99_s'])}, p99 latency {fmt_s(group['latency_p99_s'])})."
+        ]
         if best == rec:
             lines[0] += " It is also the level with the most throughput."
     else:
-        lines = ["No concurrency level can be recommended: every level measured was ruled out (below)."
-                 if analysis["groups"] and reasons else "No concurrency level was measured."]
+        lines = [
+            "No concurrency level can be recommended: every level measured was ruled out (below)."
+            if analysis["groups"] and reasons
+            else "No concurrency level was measured."
+        ]
     said = best if top is not None and best != rec else None
     if top is not None and said is not None:
         why = reasons.get(str(best), "unknown")
@@ -341,10 +431,14 @@ def _recommendation(analysis: Mapping[str, Any]) -> list[Text]:
             lines.append(f"  c={level} ({_figure(other, why)}): {why}")
     slo, plateau = analysis["slo"], analysis["plateau_concurrency"]
     if group is not None and slo and group.get("goodput_per_s") is not None:
-        lines.append(f"Goodput at concurrency {rec}: {fmt_num(group['goodput_per_s'])} req/s "
-                     f"meet the SLO {slo_text(slo)}.")
-    lines.append(f"Throughput stops growing after concurrency {plateau} (doubling it adds less than 10%)."
-                 if plateau is not None else "Throughput was still growing at the highest concurrency measured.")
+        lines.append(
+            f"Goodput at concurrency {rec}: {fmt_num(group['goodput_per_s'])} req/s meet the SLO {slo_text(slo)}."
+        )
+    lines.append(
+        f"Throughput stops growing after concurrency {plateau} (doubling it adds less than 10%)."
+        if plateau is not None
+        else "Throughput was still growing at the highest concurrency measured."
+    )
     return [Text(line) for line in lines]
 
 
@@ -359,61 +453,101 @@ def _figure(group: Mapping[str, Any], why: str) -> str:
 
 def _rule(analysis: Mapping[str, Any]) -> str:
     slo = analysis["slo"]
-    rule = ("Rule: the lowest concurrency whose throughput (successful requests/s) is statistically "
-            "indistinguishable from the best (95% intervals), among the levels with at most "
-            f"{percent(analysis['max_failure_share'])} failed requests (--max-failure-share)")
+    rule = (
+        "Rule: the lowest concurrency whose throughput (successful requests/s) is statistically "
+        "indistinguishable from the best (95% intervals), among the levels with at most "
+        f"{percent(analysis['max_failure_share'])} failed requests (--max-failure-share)"
+    )
     if slo:
         return rule + f" that meet the SLO {slo_text(slo)}."
     return rule + "; without --slo latency does not decide (give --slo to bound it)."
 
 
 def _bench_plots(analysis: Mapping[str, Any], runs: Sequence[Mapping[str, Any]]) -> list[Image]:
-    curve = sorted((g for g in analysis["groups"] if g["mode"] == "async" and g["concurrency"]),
-                   key=lambda g: g["concurrency"])
+    curve = sorted(
+        (g for g in analysis["groups"] if g["mode"] == "async" and g["concurrency"]), key=lambda g: g["concurrency"]
+    )
     cs = [g["concurrency"] for g in curve]
     rec = analysis["recommended_concurrency"]
-    images = [Image(plots.throughput_vs_concurrency(
-                  cs, [g["requests_per_s"] for g in curve], ideal_base=analysis["ideal_base_requests_per_s"],
-                  ci=[(g.get("requests_per_s_ci_low"), g.get("requests_per_s_ci_high")) for g in curve],
-                  sync=analysis["sync_requests_per_s"], recommended=rec),
-                  "throughput vs concurrency, the sync baseline and the recommended level marked"),
-              Image(plots.percentiles_vs_concurrency(cs, {
-                  label: [g[key] for g in curve] for label, key in (
-                      ("p50 latency", "latency_p50_s"), ("p99 latency", "latency_p99_s"),
-                      ("p50 TTFT", "ttft_p50_s"), ("p99 TTFT", "ttft_p99_s"))},
-                  title="Latency and TTFT vs concurrency", recommended=rec),
-                  "latency and TTFT vs concurrency, the recommended level marked")]
+    images = [
+        Image(
+            plots.throughput_vs_concurrency(
+                cs,
+                [g["requests_per_s"] for g in curve],
+                ideal_base=analysis["ideal_base_requests_per_s"],
+                ci=[(g.get("requests_per_s_ci_low"), g.get("requests_per_s_ci_high")) for g in curve],
+                sync=analysis["sync_requests_per_s"],
+                recommended=rec,
+            ),
+            "throughput vs concurrency, the sync baseline and the recommended level marked",
+        ),
+        Image(
+            plots.percentiles_vs_concurrency(
+                cs,
+                {
+                    label: [g[key] for g in curve]
+                    for label, key in (
+                        ("p50 latency", "latency_p50_s"),
+                        ("p99 latency", "latency_p99_s"),
+                        ("p50 TTFT", "ttft_p50_s"),
+                        ("p99 TTFT", "ttft_p99_s"),
+                    )
+                },
+                title="Latency and TTFT vs concurrency",
+                recommended=rec,
+            ),
+            "latency and TTFT vs concurrency, the recommended level marked",
+        ),
+    ]
     with_records = [run for run in runs if run.get("records")]
     if with_records:
-        ttft = {run["name"]: [r.ttft_s for r in run["records"] if r.status == OK and r.ttft_s is not None]
-                for run in with_records}
+        ttft = {
+            run["name"]: [r.ttft_s for r in run["records"] if r.status == OK and r.ttft_s is not None]
+            for run in with_records
+        }
         steps = {run["name"]: in_flight_timeline(run["records"]) for run in with_records}
-        images += [Image(plots.cdf(ttft, title="TTFT CDF per run", xlabel="seconds"), "TTFT CDF per run"),
-                   Image(plots.timeline(steps, title="Requests in flight per run"), "in-flight timeline per run")]
+        images += [
+            Image(plots.cdf(ttft, title="TTFT CDF per run", xlabel="seconds"), "TTFT CDF per run"),
+            Image(plots.timeline(steps, title="Requests in flight per run"), "in-flight timeline per run"),
+        ]
     return images
 
 
-def bench_document(analysis: Mapping[str, Any], bench: Mapping[str, Any],
-                   config: Mapping[str, Any] | None = None) -> Document:
+def bench_document(
+    analysis: Mapping[str, Any], bench: Mapping[str, Any], config: Mapping[str, Any] | None = None
+) -> Document:
     """The bench report as blocks: per-run table, levels with CIs, recommendation, plots."""
     warnings = [Text(w, warning=True) for w in bench_warnings(analysis)]
-    legend = Text("n = measured requests; failed = of those, the ones that did not succeed; req/s = successful "
-                  "requests per second of wall time (a failed request takes time but is not counted); "
-                  "out tok/s = output tokens of the successful requests per second of wall time; "
-                  "speedup = req/s over the sync baseline's; efficiency = speedup / concurrency; "
-                  "TPOT = time per output token after the first, per request; ITL = the gaps between "
-                  "streamed chunks (docs/metrics.md defines each)"
-                  + ("; cached = share of prompt tokens the server served from its prompt cache"
-                     if any(r.get("cached_share") is not None for r in analysis["rows"]) else ""))
-    sections = [Section("Answer", [Text(line) for line in analysis["answer"]]),
-                Section("Runs", [Text(analysis["warmup"]["text"]),
-                                 *warnings, _bench_rows(analysis), legend]),
-                Section("Levels (repeats pooled; 95% intervals)", [_level_rows(analysis), Text(
+    legend = Text(
+        "n = measured requests; failed = of those, the ones that did not succeed; req/s = successful "
+        "requests per second of wall time (a failed request takes time but is not counted); "
+        "out tok/s = output tokens of the successful requests per second of wall time; "
+        "speedup = req/s over the sync baseline's; efficiency = speedup / concurrency; "
+        "TPOT = time per output token after the first, per request; ITL = the gaps between "
+        "streamed chunks (docs/metrics.md defines each)"
+        + (
+            "; cached = share of prompt tokens the server served from its prompt cache"
+            if any(r.get("cached_share") is not None for r in analysis["rows"])
+            else ""
+        )
+    )
+    sections = [
+        Section("Answer", [Text(line) for line in analysis["answer"]]),
+        Section("Runs", [Text(analysis["warmup"]["text"]), *warnings, _bench_rows(analysis), legend]),
+        Section(
+            "Levels (repeats pooled; 95% intervals)",
+            [
+                _level_rows(analysis),
+                Text(
                     "Percentile intervals are distribution-free order-statistic intervals over the pooled "
                     "requests (none below the sample size they need: 6 for p50, 368 for p99); the req/s "
-                    "interval is a bootstrap of the requests (Little's law, the mean in flight held).")]),
-                Section("Recommendation", [Text(line) for line in analysis["recommendation"]]),
-                Section("Plots", _bench_plots(analysis, bench["runs"]))]
+                    "interval is a bootstrap of the requests (Little's law, the mean in flight held)."
+                ),
+            ],
+        ),
+        Section("Recommendation", [Text(line) for line in analysis["recommendation"]]),
+        Section("Plots", _bench_plots(analysis, bench["runs"])),
+    ]
     if config:
         sections.append(Section("Configuration", [config_table(config)]))
     return Document("batchrun bench report", sections)
@@ -422,19 +556,30 @@ def bench_document(analysis: Mapping[str, Any], bench: Mapping[str, Any],
 def bench_warnings(analysis: Mapping[str, Any]) -> list[str]:
     """Runs whose figures need a caveat: failed requests, a saturated client, too few requests,
     passes that met different prompt-cache states."""
-    out = [f"{r['name']}: {failed_text(r['errors'], r['n'])}: its req/s and speedup count only the "
-           f"{r['n'] - r['errors']} that succeeded" for r in analysis["rows"] if r["errors"]]
-    out += [f"{r['name']}: client saturated, its latency includes client-side queueing"
-            for r in analysis["rows"] if r["client_saturated"]]
+    out = [
+        f"{r['name']}: {failed_text(r['errors'], r['n'])}: its req/s and speedup count only the "
+        f"{r['n'] - r['errors']} that succeeded"
+        for r in analysis["rows"]
+        if r["errors"]
+    ]
+    out += [
+        f"{r['name']}: client saturated, its latency includes client-side queueing"
+        for r in analysis["rows"]
+        if r["client_saturated"]
+    ]
     few = [r["name"] for r in analysis["rows"] if r["few"]]
     if few:
-        out.append(f"{', '.join(few)}: fewer than {FEW_REQUESTS} measured requests; their percentiles "
-                   "and rates are too noisy to compare (marked <30)")
+        out.append(
+            f"{', '.join(few)}: fewer than {FEW_REQUESTS} measured requests; their percentiles "
+            "and rates are too noisy to compare (marked <30)"
+        )
     shares = {r["name"]: r["cached_share"] for r in analysis["rows"] if r.get("cached_share") is not None}
     if len(shares) > 1 and max(shares.values()) - min(shares.values()) > CACHE_STATE_GAP:
         listed = ", ".join(f"{name} {fmt_pct(share)}" for name, share in shares.items())
-        out.append(f"the runs met different prompt-cache states (share of prompt tokens cached: {listed}): "
-                   "their TTFTs are not comparable")
+        out.append(
+            f"the runs met different prompt-cache states (share of prompt tokens cached: {listed}): "
+            "their TTFTs are not comparable"
+        )
     return out
 
 
@@ -452,6 +597,7 @@ def format_bench_table(analysis: Mapping[str, Any]) -> str:
 
 # ---------------------------------------------------------------- the answer, first in every view
 
+
 def _times(x: float) -> str:
     """11.7x; 1.04x below 2 (where a few percent are the whole story)."""
     return f"{x:.2f}x" if x < 2 else f"{x:.1f}x"
@@ -465,11 +611,14 @@ def answer_lines(analysis: Mapping[str, Any]) -> list[str]:
     group, top = _level(analysis, rec), _level(analysis, best)
     if group is None:
         if top is not None:
-            lines = ["No concurrency can be recommended: every level measured was ruled out (see the "
-                     "recommendation below)."]
+            lines = [
+                "No concurrency can be recommended: every level measured was ruled out (see the recommendation below)."
+            ]
         elif any(g["mode"] == "rate" for g in analysis["groups"]):
-            lines = ["No concurrency is recommended: an open-loop bench (--rate) measures arrival rates; "
-                     "see the levels table."]
+            lines = [
+                "No concurrency is recommended: an open-loop bench (--rate) measures arrival rates; "
+                "see the levels table."
+            ]
         else:
             lines = ["No concurrency level was measured."]
     else:
@@ -490,8 +639,13 @@ def _speedup_figure(analysis: Mapping[str, Any], level: int) -> str | None:
     if sp.get("ci_low") is None:
         return f"{_times(x)} the sync throughput (too few requests for an interval)"
     low, high = sp["ci_low"], sp["ci_high"]
-    said = (f"{_times(x)} faster than sync" if low > 1 else f"slower than sync: {_times(x)} its throughput"
-            if high < 1 else f"no faster than sync as measured: {_times(x)}")
+    said = (
+        f"{_times(x)} faster than sync"
+        if low > 1
+        else f"slower than sync: {_times(x)} its throughput"
+        if high < 1
+        else f"no faster than sync as measured: {_times(x)}"
+    )
     return f"{said} (95% interval {_times(low)} to {_times(high)})"
 
 
@@ -502,13 +656,17 @@ def _speedup_sentence(analysis: Mapping[str, Any], rec: int, group: Mapping[str,
     level = f"n={group['n']} at c={rec}"
     level += f" ({failed_text(group['errors'], group['n'])})" if group.get("errors") else ""
     if not sync:
-        return (f"async at c={rec}: {throughput_text(_point(group), False)}; {level}; no sync baseline was "
-                "measured (--no-sync), so no speedup.")
+        return (
+            f"async at c={rec}: {throughput_text(_point(group), False)}; {level}; no sync baseline was "
+            "measured (--no-sync), so no speedup."
+        )
     sync_n, sync_failed = sum(r["n"] for r in sync), sum(r["errors"] for r in sync)
     figure = _speedup_figure(analysis, rec)
     if figure is None:
-        return (f"async at c={rec}: {throughput_text(_point(group), False)}; {level}; the sync baseline had no "
-                f"successful request ({failed_text(sync_failed, sync_n)}), so no speedup.")
+        return (
+            f"async at c={rec}: {throughput_text(_point(group), False)}; {level}; the sync baseline had no "
+            f"successful request ({failed_text(sync_failed, sync_n)}), so no speedup."
+        )
     sides = f"{level}, n={sync_n} sync" + (f" ({failed_text(sync_failed, sync_n)})" if sync_failed else "")
     counted = "; req/s counts successful requests only" if group.get("errors") or sync_failed else ""
     return f"async at c={rec} is {figure}; {sides}{counted}."
@@ -523,11 +681,16 @@ def _because(analysis: Mapping[str, Any], group: Mapping[str, Any]) -> str:
     top = _level(analysis, top_c)
     if top is None or top_c == rec:
         others = [g for g in analysis["groups"] if g["mode"] == "async" and g["concurrency"] != rec]
-        return (f"it has the most throughput{among}: {throughput_text(_point(group), False)}"
-                if others else "it is the only level measured")
+        return (
+            f"it has the most throughput{among}: {throughput_text(_point(group), False)}"
+            if others
+            else "it is the only level measured"
+        )
     fewer = f"fewer requests in flight (p99 TTFT {fmt_s(group['ttft_p99_s'])} vs {fmt_s(top['ttft_p99_s'])})"
-    return (f"its throughput, {throughput_text(_point(group), False)}, is statistically indistinguishable from "
-            f"the highest{among}, c={top_c}'s {throughput_text(_point(top), False)}, with {fewer}")
+    return (
+        f"its throughput, {throughput_text(_point(group), False)}, is statistically indistinguishable from "
+        f"the highest{among}, c={top_c}'s {throughput_text(_point(top), False)}, with {fewer}"
+    )
 
 
 def find_max_answer(found: Mapping[str, Any]) -> list[str]:
@@ -541,5 +704,6 @@ def find_max_answer(found: Mapping[str, Any]) -> list[str]:
         return [f"No concurrency met the SLO ({rule}), not even {first}."]
     if failing is None:
         return [f"Highest load meeting the SLO ({rule}): concurrency {best} or more (the ceiling still met it)."]
-    return [f"Highest load meeting the SLO ({rule}): concurrency {best} (it lies in [{best}, {failing}): "
-            f"{failing} missed)."]
+    return [
+        f"Highest load meeting the SLO ({rule}): concurrency {best} (it lies in [{best}, {failing}): {failing} missed)."
+    ]

@@ -13,8 +13,17 @@ from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from batchrun.analysis.compare import (
-    Change, Comparison, change_text, changes_as_dicts, failed, failure_text, interval_text, needs_text,
-    tolerance_text, undecided_text, value_text,
+    Change,
+    Comparison,
+    change_text,
+    changes_as_dicts,
+    failed,
+    failure_text,
+    interval_text,
+    needs_text,
+    tolerance_text,
+    undecided_text,
+    value_text,
 )
 
 FORMATS = ("text", "md", "json", "junit", "github")
@@ -30,8 +39,16 @@ def _row(c: Change) -> list[str]:
     n = "-" if c.n_baseline is None else f"{c.n_baseline}/{c.n_current}"
     needs = needs_text(c) if c.status == "inconclusive" else None
     verdict = f"{c.status} ({needs})" if needs else c.status
-    return [c.name, value_text(c.baseline, c.unit), value_text(c.current, c.unit), change_text(c),
-            interval_text(c), tolerance_text(c), n, verdict]
+    return [
+        c.name,
+        value_text(c.baseline, c.unit),
+        value_text(c.current, c.unit),
+        change_text(c),
+        interval_text(c),
+        tolerance_text(c),
+        n,
+        verdict,
+    ]
 
 
 def _headline(cmp: Comparison, fail_on_inconclusive: bool) -> str:
@@ -54,8 +71,11 @@ def _verdict_lines(cmp: Comparison, fail_on_inconclusive: bool) -> list[str]:
 
 def _context(cmp: Comparison) -> list[str]:
     lines = [f"baseline: {cmp.baseline_label}", f"current:  {cmp.current_label}"]
-    method = ("95% intervals of the relative change from the requests (pooled over repeats)" if cmp.statistical
-              else "point comparison (no intervals but the failure share's)")
+    method = (
+        "95% intervals of the relative change from the requests (pooled over repeats)"
+        if cmp.statistical
+        else "point comparison (no intervals but the failure share's)"
+    )
     lines.append(f"method:   {method}")
     lines += [f"config changed (allowed): {d}" for d in cmp.differences]
     lines += [f"note: {n}" for n in cmp.notes]
@@ -97,9 +117,15 @@ def format_markdown(cmp: Comparison, fail_on_inconclusive: bool = False) -> str:
 def format_json(cmp: Comparison, fail_on_inconclusive: bool = False) -> str:
     doc: dict[str, Any] = {
         "passed": not gate_failed(cmp, fail_on_inconclusive),
-        "statistical": cmp.statistical, "baseline": cmp.baseline_label, "current": cmp.current_label,
-        "figures": changes_as_dicts(cmp), "regressions": cmp.regressions, "inconclusive": cmp.inconclusive,
-        "config_differences": cmp.differences, "notes": cmp.notes}
+        "statistical": cmp.statistical,
+        "baseline": cmp.baseline_label,
+        "current": cmp.current_label,
+        "figures": changes_as_dicts(cmp),
+        "regressions": cmp.regressions,
+        "inconclusive": cmp.inconclusive,
+        "config_differences": cmp.differences,
+        "notes": cmp.notes,
+    }
     return json.dumps(doc, indent=2, default=str) + "\n"
 
 
@@ -117,9 +143,11 @@ def format_junit(cmp: Comparison, fail_on_inconclusive: bool = False) -> str:
         else:
             body = f"<system-out>{escape(' '.join(_row(c)))}</system-out>"
         cases.append(f"    <testcase {attrs}>{body}</testcase>")
-    return ("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-            f'<testsuite name="batchrun compare" tests="{len(cmp.changes)}" failures="{failures}" '
-            f'skipped="{skipped}">\n' + "\n".join(cases) + "\n</testsuite>\n")
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'<testsuite name="batchrun compare" tests="{len(cmp.changes)}" failures="{failures}" '
+        f'skipped="{skipped}">\n' + "\n".join(cases) + "\n</testsuite>\n"
+    )
 
 
 def _gh_escape(text: str) -> str:
@@ -136,13 +164,20 @@ def format_github(cmp: Comparison, fail_on_inconclusive: bool = False, *, table:
         level = "error" if fail_on_inconclusive else "warning"
         lines.append(f"::{level} title=batchrun compare: inconclusive::{_gh_escape('; '.join(cmp.inconclusive))}")
     if cmp.differences:
-        lines.append("::warning title=batchrun compare: configuration changed (allowed)::"
-                     + _gh_escape("; ".join(cmp.differences)))
+        lines.append(
+            "::warning title=batchrun compare: configuration changed (allowed)::"
+            + _gh_escape("; ".join(cmp.differences))
+        )
     return "".join(line + "\n" for line in lines)
 
 
-_FORMATTERS = {"text": format_text, "md": format_markdown, "json": format_json, "junit": format_junit,
-               "github": format_github}
+_FORMATTERS = {
+    "text": format_text,
+    "md": format_markdown,
+    "json": format_json,
+    "junit": format_junit,
+    "github": format_github,
+}
 
 
 def format_comparison(cmp: Comparison, fmt: str = "text", fail_on_inconclusive: bool = False) -> str:
@@ -152,8 +187,9 @@ def format_comparison(cmp: Comparison, fmt: str = "text", fail_on_inconclusive: 
     return _FORMATTERS[fmt](cmp, fail_on_inconclusive)
 
 
-def console_output(cmp: Comparison, fmt: str = "text", fail_on_inconclusive: bool = False,
-                   verbose: bool = False) -> str:
+def console_output(
+    cmp: Comparison, fmt: str = "text", fail_on_inconclusive: bool = False, verbose: bool = False
+) -> str:
     """What `batchrun compare` prints: silent text on a pass (unless `verbose`), everything on a
     failure; annotations alone on a pass in the github format; the documents always whole."""
     show_all = verbose or gate_failed(cmp, fail_on_inconclusive)

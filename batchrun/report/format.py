@@ -30,8 +30,7 @@ def slo_text(slo: Mapping[str, float]) -> str:
 
 
 def config_table(config: Mapping[str, Any]) -> Table:
-    return Table(["option", "value"], [[k, json.dumps(v, ensure_ascii=False, default=str)]
-                                       for k, v in config.items()])
+    return Table(["option", "value"], [[k, json.dumps(v, ensure_ascii=False, default=str)] for k, v in config.items()])
 
 
 def fmt_eta(seconds: float) -> str:

@@ -29,7 +29,7 @@ class Text:
 
 @dataclass(frozen=True, slots=True)
 class Image:
-    svg: str                # one <svg> element from plots.py: every text in it escaped by report/svg.py
+    svg: str  # one <svg> element from plots.py: every text in it escaped by report/svg.py
     alt: str
 
 
@@ -82,9 +82,32 @@ def _html_block(block: Block) -> str:
 # no href, no on* handler, no style. The plots escape their text; this check makes that a rule the
 # page enforces rather than a promise (a plot that broke it fails loudly, it is never inlined).
 _SVG_TAGS = frozenset({"svg", "g", "path", "rect", "circle", "text", "title"})
-_SVG_ATTRS = frozenset({"xmlns", "class", "role", "font-family", "font-size", "font-weight", "width", "height",
-                        "viewBox", "x", "y", "d", "fill", "stroke", "stroke-width", "stroke-dasharray", "cx",
-                        "cy", "r", "text-anchor", "transform", "data-name"})
+_SVG_ATTRS = frozenset(
+    {
+        "xmlns",
+        "class",
+        "role",
+        "font-family",
+        "font-size",
+        "font-weight",
+        "width",
+        "height",
+        "viewBox",
+        "x",
+        "y",
+        "d",
+        "fill",
+        "stroke",
+        "stroke-width",
+        "stroke-dasharray",
+        "cx",
+        "cy",
+        "r",
+        "text-anchor",
+        "transform",
+        "data-name",
+    }
+)
 
 
 def checked_svg(markup: str) -> str:
@@ -104,13 +127,16 @@ def render_html(doc: Document) -> str:
     for section in doc.sections:
         parts.append(f"<h2>{_esc(section.title)}</h2>")
         parts.extend(_html_block(b) for b in section.blocks)
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            # CSP: even if something slipped through escaping, the page may run no script
-            # and load nothing from the network.
-            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
-            "style-src 'unsafe-inline'\">"
-            f"<title>{_esc(doc.title)}</title><style>{_CSS}</style></head>\n<body>\n"
-            + "\n".join(parts) + "\n</body></html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        # CSP: even if something slipped through escaping, the page may run no script
+        # and load nothing from the network.
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+        "style-src 'unsafe-inline'\">"
+        f"<title>{_esc(doc.title)}</title><style>{_CSS}</style></head>\n<body>\n"
+        + "\n".join(parts)
+        + "\n</body></html>\n"
+    )
 
 
 # ---------------------------------------------------------------- Markdown
@@ -129,8 +155,7 @@ def _md_cell(text: object) -> str:
 
 def _md_block(block: Block) -> str:
     if isinstance(block, Table):
-        lines = ["| " + " | ".join(_md_cell(h) for h in block.headers) + " |",
-                 "|" + "---|" * len(block.headers)]
+        lines = ["| " + " | ".join(_md_cell(h) for h in block.headers) + " |", "|" + "---|" * len(block.headers)]
         lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in block.rows]
         return "\n".join(lines)
     if isinstance(block, Text):

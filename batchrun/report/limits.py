@@ -31,11 +31,15 @@ def limit_warnings(summary: Mapping[str, Any]) -> list[str]:
     out = [f"ignored a rate-limit header: {p}" for p in limits["provider"]["unreadable"].values()]
     share = limits["rate_limited_share"]
     if share is not None and share > _MANY_429:
-        out.append(f"{fmt_pct(share)} of requests were answered 429 (rate limited); "
-                   f"{recommend_text(limits) or 'lower --rpm / --tpm'}")
+        out.append(
+            f"{fmt_pct(share)} of requests were answered 429 (rate limited); "
+            f"{recommend_text(limits) or 'lower --rpm / --tpm'}"
+        )
     provider, user = limits["provider"], limits["user"]
-    for flag, mine, theirs in (("rpm", user["rpm"], provider["requests_per_min"]),
-                               ("tpm", user["tpm"], provider["tokens_per_min"])):
+    for flag, mine, theirs in (
+        ("rpm", user["rpm"], provider["requests_per_min"]),
+        ("tpm", user["tpm"], provider["tokens_per_min"]),
+    ):
         if mine and theirs and mine > theirs:
             out.append(f"--{flag} {mine:g} is above the provider's announced {theirs:,.0f} per minute")
     return out
@@ -44,8 +48,11 @@ def limit_warnings(summary: Mapping[str, Any]) -> list[str]:
 def seen_text(limits: Mapping[str, Any]) -> str:
     """'provider (openai headers): 600 requests/min, 40,000 tokens/min; 0.4% of requests were 429s'."""
     provider = limits["provider"]
-    parts = [f"{fmt_num(v, 0)} {unit}/min" for v, unit in ((provider["requests_per_min"], "requests"),
-                                                           (provider["tokens_per_min"], "tokens")) if v]
+    parts = [
+        f"{fmt_num(v, 0)} {unit}/min"
+        for v, unit in ((provider["requests_per_min"], "requests"), (provider["tokens_per_min"], "tokens"))
+        if v
+    ]
     said = ", ".join(parts) if parts else "no rate-limit headers seen"
     source = f" ({provider['source']} headers)" if provider["source"] else ""
     share = limits["rate_limited_share"]
@@ -61,9 +68,11 @@ def recommend_text(limits: Mapping[str, Any]) -> str | None:
 
 def concurrency_text(conc: Mapping[str, Any]) -> str:
     history = conc["history"]
-    values = [n for _, n in history[len(history) // 2:]] or [conc["final"]]
-    return (f"concurrency auto: settled at {conc['settled']} (recommended -c {conc['settled']}); "
-            f"{len(history) - 1} changes, last half between {min(values)} and {max(values)}")
+    values = [n for _, n in history[len(history) // 2 :]] or [conc["final"]]
+    return (
+        f"concurrency auto: settled at {conc['settled']} (recommended -c {conc['settled']}); "
+        f"{len(history) - 1} changes, last half between {min(values)} and {max(values)}"
+    )
 
 
 def console_lines(summary: Mapping[str, Any]) -> list[str]:
@@ -86,10 +95,23 @@ def limits_section(summary: Mapping[str, Any], records: Sequence[Record] | Colum
     if limits:
         paced, user = limits["paced"], limits["user"]
         blocks.append(Text(seen_text(limits)))
-        blocks.append(Table(["limit", "provider announced / min", "you gave", "paced at / min"], [
-            [name, fmt_num(limits["provider"][key], 0), fmt_num(user[flag], 0) if user[flag] else "auto"
-             if limits["learned"] else "off", fmt_num(paced[flag], 0)]
-            for name, key, flag in (("requests", "requests_per_min", "rpm"), ("tokens", "tokens_per_min", "tpm"))]))
+        blocks.append(
+            Table(
+                ["limit", "provider announced / min", "you gave", "paced at / min"],
+                [
+                    [
+                        name,
+                        fmt_num(limits["provider"][key], 0),
+                        fmt_num(user[flag], 0) if user[flag] else "auto" if limits["learned"] else "off",
+                        fmt_num(paced[flag], 0),
+                    ]
+                    for name, key, flag in (
+                        ("requests", "requests_per_min", "rpm"),
+                        ("tokens", "tokens_per_min", "tpm"),
+                    )
+                ],
+            )
+        )
         rec = recommend_text(limits)
         if rec:
             blocks.append(Text(rec))
@@ -99,9 +121,14 @@ def limits_section(summary: Mapping[str, Any], records: Sequence[Record] | Colum
         if steps and summary.get("wall_time_s"):
             steps.append((max(steps[-1][0], summary["wall_time_s"]), steps[-1][1]))
         # In flight first, so the limit is drawn over it (they coincide while the limit binds).
-        blocks.append(Image(plots.timeline({"in flight": _in_flight_line(records),
-                                            "concurrency limit": steps},
-                                           title="Concurrency over time"), "concurrency over time"))
+        blocks.append(
+            Image(
+                plots.timeline(
+                    {"in flight": _in_flight_line(records), "concurrency limit": steps}, title="Concurrency over time"
+                ),
+                "concurrency over time",
+            )
+        )
     return Section("Rate limits and concurrency", blocks)
 
 

@@ -17,14 +17,24 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-           "#bcbd22", "#17becf")   # matplotlib's tab10: distinct, and readable by most colour-blind readers
-FONT = 12            # px; tick labels and legend
+PALETTE = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)  # matplotlib's tab10: distinct, and readable by most colour-blind readers
+FONT = 12  # px; tick labels and legend
 TITLE_FONT = 14
-_CHAR_W = 0.6        # a character's width as a share of the font size (an estimate, for layout only)
-_ROW = 18            # px per legend row
+_CHAR_W = 0.6  # a character's width as a share of the font size (an estimate, for layout only)
+_ROW = 18  # px per legend row
 _NS = "http://www.w3.org/2000/svg"
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")   # not allowed in XML 1.0
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # not allowed in XML 1.0
 
 
 def esc(text: object) -> str:
@@ -32,7 +42,7 @@ def esc(text: object) -> str:
     return html.escape(_CONTROL.sub("", str(text)), quote=True)
 
 
-_HUGE = 1e300   # past this, axis arithmetic (padding, rounding out) overflows
+_HUGE = 1e300  # past this, axis arithmetic (padding, rounding out) overflows
 
 
 def finite(values: Iterable[float | None]) -> list[float]:
@@ -70,7 +80,7 @@ def tick_labels(ticks: Sequence[float]) -> list[str]:
         for decimals in range(0, 8):
             if all(abs(round(t, decimals) - t) <= step * 1e-6 for t in ticks):
                 break
-        return [f"{t + 0.0:,.{decimals}f}" for t in ticks]     # + 0.0: no "-0"
+        return [f"{t + 0.0:,.{decimals}f}" for t in ticks]  # + 0.0: no "-0"
     for digits in range(1, 16):
         labels = [f"{t + 0.0:.{digits}g}" for t in ticks]
         if len(set(labels)) == len(labels):
@@ -80,9 +90,9 @@ def tick_labels(ticks: Sequence[float]) -> list[str]:
 
 @dataclass(frozen=True)
 class Axis:
-    lo: float                       # data value (log2 of it on a log axis) at the axis start
+    lo: float  # data value (log2 of it on a log axis) at the axis start
     hi: float
-    ticks: tuple[float, ...]        # data values
+    ticks: tuple[float, ...]  # data values
     labels: tuple[str, ...]
     log2: bool = False
 
@@ -93,13 +103,14 @@ class Axis:
         return (v - self.lo) / (self.hi - self.lo)
 
 
-def linear_axis(lo: float, hi: float, *, target: int = 6, zero: bool = True, integer: bool = False,
-                headroom: float = 0.0) -> Axis:
+def linear_axis(
+    lo: float, hi: float, *, target: int = 6, zero: bool = True, integer: bool = False, headroom: float = 0.0
+) -> Axis:
     """An axis over [lo, hi] widened to round ticks; from 0 when `zero`, whole-number ticks when
     `integer`; `headroom` (a share of the span) keeps the largest value off the top edge."""
     if zero:
         lo, hi = min(lo, 0.0), max(hi, 0.0)
-    if hi - lo <= 1e-12 * max(abs(lo), abs(hi), 1e-300):      # one value: give it room
+    if hi - lo <= 1e-12 * max(abs(lo), abs(hi), 1e-300):  # one value: give it room
         pad = abs(hi) * 0.1 or 0.5
         lo, hi = (lo, hi + 2 * pad) if zero and lo == 0 else (lo - pad, hi + pad)
     hi += (hi - lo) * headroom
@@ -130,11 +141,12 @@ def log2_axis(levels: Iterable[float]) -> Axis:
 @dataclass(frozen=True)
 class Key:
     """One legend entry."""
+
     name: str
     color: str
     dashed: bool = False
     marker: bool = False
-    ring: bool = False          # the marker as a hollow ring, so a point it shares with another series shows
+    ring: bool = False  # the marker as a hollow ring, so a point it shares with another series shows
 
 
 def _dot(key: Key, cx: float, cy: float) -> str:
@@ -171,7 +183,7 @@ class Chart:
         self.top = 28 + len(self._legend_rows) * _ROW + 8
         self.height = self._base_height
         self.bottom = self.height - (6 + FONT + 8 + FONT + 8)
-        if self.bottom - self.top < 60:           # a long legend: grow rather than squash the plot
+        if self.bottom - self.top < 60:  # a long legend: grow rather than squash the plot
             self.height += int(60 - (self.bottom - self.top))
             self.bottom = self.top + 60
 
@@ -218,8 +230,10 @@ class Chart:
         rects = []
         for i, n in enumerate(counts):
             x0, x1, top = self.px(edges[i]), self.px(edges[i + 1]), self.py(n)
-            rects.append(f'<rect class="bar" x="{x0:.1f}" y="{top:.1f}" width="{max(x1 - x0, 0.0):.1f}" '
-                         f'height="{max(self.bottom - top, 0.0):.1f}" fill="{color}" stroke="#ffffff" stroke-width="0.5"/>')
+            rects.append(
+                f'<rect class="bar" x="{x0:.1f}" y="{top:.1f}" width="{max(x1 - x0, 0.0):.1f}" '
+                f'height="{max(self.bottom - top, 0.0):.1f}" fill="{color}" stroke="#ffffff" stroke-width="0.5"/>'
+            )
         return '<g class="bars">' + "".join(rects) + "</g>"
 
     def _line(self, points: Sequence[tuple[float, float | None]], key: Key, *, step: bool = False) -> str:
@@ -249,7 +263,9 @@ class Chart:
         d = []
         for x, low, high in spans:
             cx, y0, y1 = self.px(x), self.py(low), self.py(high)
-            d.append(f"M{cx:.1f} {y0:.1f}V{y1:.1f}M{cx - 4:.1f} {y0:.1f}H{cx + 4:.1f}M{cx - 4:.1f} {y1:.1f}H{cx + 4:.1f}")
+            d.append(
+                f"M{cx:.1f} {y0:.1f}V{y1:.1f}M{cx - 4:.1f} {y0:.1f}H{cx + 4:.1f}M{cx - 4:.1f} {y1:.1f}H{cx + 4:.1f}"
+            )
         return f'<path class="interval" d="{"".join(d)}" fill="none" stroke="{color}" stroke-width="1.2"/>' if d else ""
 
     def _mark(self, x: float, key: Key) -> str:
@@ -257,13 +273,17 @@ class Chart:
         dash = ' stroke-dasharray="6 4"' if key.dashed else ""
         anchor = "end" if cx > (self.left + self.right) / 2 else "start"
         label_x = cx - 4 if anchor == "end" else cx + 4
-        return (f'<g class="mark" data-name="{esc(key.name)}"><path d="M{cx:.1f} {self.top:.1f}V{self.bottom:.1f}" '
-                f'stroke="{key.color}" stroke-width="1.4"{dash} fill="none"/><text x="{label_x:.1f}" '
-                f'y="{self.top + FONT + 2:.1f}" text-anchor="{anchor}" fill="{key.color}">{esc(key.name)}</text></g>')
+        return (
+            f'<g class="mark" data-name="{esc(key.name)}"><path d="M{cx:.1f} {self.top:.1f}V{self.bottom:.1f}" '
+            f'stroke="{key.color}" stroke-width="1.4"{dash} fill="none"/><text x="{label_x:.1f}" '
+            f'y="{self.top + FONT + 2:.1f}" text-anchor="{anchor}" fill="{key.color}">{esc(key.name)}</text></g>'
+        )
 
     def _note(self, text: str) -> str:
-        return (f'<text x="{(self.left + self.right) / 2:.1f}" y="{(self.top + self.bottom) / 2:.1f}" '
-                f'text-anchor="middle" fill="#666666">{esc(text)}</text>')
+        return (
+            f'<text x="{(self.left + self.right) / 2:.1f}" y="{(self.top + self.bottom) / 2:.1f}" '
+            f'text-anchor="middle" fill="#666666">{esc(text)}</text>'
+        )
 
     def render(self, *, standalone: bool = False, y_offset: float | None = None) -> str:
         """The chart as one <svg> element for an HTML page (`standalone`: for an .svg file);
@@ -273,12 +293,22 @@ class Chart:
         pw, ph = self.right - self.left, self.bottom - self.top
         # The data are drawn in a nested <svg> the size of the plot area: it clips whatever leaves
         # the axes (an "ideal" line past the top) without a clipPath id that could clash in a page.
-        plot = (f'<svg class="plot-area" x="{self.left:.1f}" y="{self.top:.1f}" width="{pw:.1f}" height="{ph:.1f}" '
-                f'viewBox="{self.left:.1f} {self.top:.1f} {pw:.1f} {ph:.1f}">' + "".join(op() for op in self._ops) + "</svg>")
-        return (f'<svg{where} width="{w}" height="{h}" viewBox="0 0 {w} {h}">'
-                f"<title>{esc(self.title)}</title>"
-                f'<rect x="0" y="0" width="{w}" height="{h}" fill="#ffffff"/>'
-                + self._frame() + plot + self._axes_text() + self._legend_markup() + "</svg>")
+        plot = (
+            f'<svg class="plot-area" x="{self.left:.1f}" y="{self.top:.1f}" width="{pw:.1f}" height="{ph:.1f}" '
+            f'viewBox="{self.left:.1f} {self.top:.1f} {pw:.1f} {ph:.1f}">'
+            + "".join(op() for op in self._ops)
+            + "</svg>"
+        )
+        return (
+            f'<svg{where} width="{w}" height="{h}" viewBox="0 0 {w} {h}">'
+            f"<title>{esc(self.title)}</title>"
+            f'<rect x="0" y="0" width="{w}" height="{h}" fill="#ffffff"/>'
+            + self._frame()
+            + plot
+            + self._axes_text()
+            + self._legend_markup()
+            + "</svg>"
+        )
 
     # -- pieces
     def _frame(self) -> str:
@@ -291,24 +321,37 @@ class Chart:
             y = self.py(v)
             grid.append(f"M{self.left:.1f} {y:.1f}H{self.right:.1f}")
             ticks.append(f"M{self.left:.1f} {y:.1f}h-4")
-        return (f'<path class="grid" d="{"".join(grid)}" stroke="#e3e3e3" stroke-width="1" fill="none"/>'
-                f'<rect x="{self.left:.1f}" y="{self.top:.1f}" width="{self.right - self.left:.1f}" '
-                f'height="{self.bottom - self.top:.1f}" fill="none" stroke="#888888" stroke-width="1"/>'
-                f'<path d="{"".join(ticks)}" stroke="#888888" stroke-width="1" fill="none"/>')
+        return (
+            f'<path class="grid" d="{"".join(grid)}" stroke="#e3e3e3" stroke-width="1" fill="none"/>'
+            f'<rect x="{self.left:.1f}" y="{self.top:.1f}" width="{self.right - self.left:.1f}" '
+            f'height="{self.bottom - self.top:.1f}" fill="none" stroke="#888888" stroke-width="1"/>'
+            f'<path d="{"".join(ticks)}" stroke="#888888" stroke-width="1" fill="none"/>'
+        )
 
     def _axes_text(self) -> str:
-        out = [f'<text class="title" x="{self.width / 2:.1f}" y="19" text-anchor="middle" '
-               f'font-size="{TITLE_FONT}" font-weight="600">{esc(self.title)}</text>']
+        out = [
+            f'<text class="title" x="{self.width / 2:.1f}" y="19" text-anchor="middle" '
+            f'font-size="{TITLE_FONT}" font-weight="600">{esc(self.title)}</text>'
+        ]
         xs = [self.px(v) for v in self.x.ticks]
         every = _label_stride(xs, self.x.labels)
-        out += [f'<text class="xtick" x="{x:.1f}" y="{self.bottom + 6 + FONT:.1f}" text-anchor="middle">{esc(s)}</text>'
-                for i, (x, s) in enumerate(zip(xs, self.x.labels)) if i % every == 0]
-        out += [f'<text class="ytick" x="{self.left - 7:.1f}" y="{self.py(v) + FONT * 0.35:.1f}" text-anchor="end">{esc(s)}</text>'
-                for v, s in zip(self.y.ticks, self.y.labels)]
+        out += [
+            f'<text class="xtick" x="{x:.1f}" y="{self.bottom + 6 + FONT:.1f}" text-anchor="middle">{esc(s)}</text>'
+            for i, (x, s) in enumerate(zip(xs, self.x.labels))
+            if i % every == 0
+        ]
+        out += [
+            f'<text class="ytick" x="{self.left - 7:.1f}" y="{self.py(v) + FONT * 0.35:.1f}" text-anchor="end">{esc(s)}</text>'
+            for v, s in zip(self.y.ticks, self.y.labels)
+        ]
         mid_x, mid_y = (self.left + self.right) / 2, (self.top + self.bottom) / 2
-        out.append(f'<text class="xlabel" x="{mid_x:.1f}" y="{self.height - 8:.1f}" text-anchor="middle">{esc(self.xlabel)}</text>')
-        out.append(f'<text class="ylabel" x="{8 + FONT:.1f}" y="{mid_y:.1f}" text-anchor="middle" '
-                   f'transform="rotate(-90 {8 + FONT:.1f} {mid_y:.1f})">{esc(self.ylabel)}</text>')
+        out.append(
+            f'<text class="xlabel" x="{mid_x:.1f}" y="{self.height - 8:.1f}" text-anchor="middle">{esc(self.xlabel)}</text>'
+        )
+        out.append(
+            f'<text class="ylabel" x="{8 + FONT:.1f}" y="{mid_y:.1f}" text-anchor="middle" '
+            f'transform="rotate(-90 {8 + FONT:.1f} {mid_y:.1f})">{esc(self.ylabel)}</text>'
+        )
         return "".join(out)
 
     def _layout_legend(self) -> list[list[tuple[float, Key]]]:
@@ -332,9 +375,11 @@ class Chart:
             for x, key in row:
                 dash = ' stroke-dasharray="6 4"' if key.dashed else ""
                 dot = _dot(key, x + 11, y) if key.marker else ""
-                out.append(f'<g class="legend-item"><path d="M{x:.1f} {y:.1f}h22" stroke="{key.color}" '
-                           f'stroke-width="2"{dash}/>{dot}<text x="{x + 26:.1f}" y="{y + FONT * 0.35:.1f}">'
-                           f"{esc(key.name)}</text></g>")
+                out.append(
+                    f'<g class="legend-item"><path d="M{x:.1f} {y:.1f}h22" stroke="{key.color}" '
+                    f'stroke-width="2"{dash}/>{dot}<text x="{x + 26:.1f}" y="{y + FONT * 0.35:.1f}">'
+                    f"{esc(key.name)}</text></g>"
+                )
         return '<g class="legend">' + "".join(out) + "</g>" if out else ""
 
 
@@ -348,15 +393,18 @@ def _root_attrs(standalone: bool) -> str:
 def stack(charts: Sequence[Chart], *, standalone: bool = False) -> str:
     """Several charts one above the other, as one <svg> element (`standalone`: for an .svg file)."""
     width, y, inner = max(c.width for c in charts), 0.0, []
-    left = max(c.left for c in charts)           # one left edge, so shared x axes line up
+    left = max(c.left for c in charts)  # one left edge, so shared x axes line up
     for chart in charts:
         chart.layout(min_left=left)
     for chart in charts:
         inner.append(chart.render(y_offset=y))
         y += chart.height
     h = int(math.ceil(y))
-    return (f'<svg{_root_attrs(standalone)} width="{width}" height="{h}" viewBox="0 0 {width} {h}">'
-            + "".join(inner) + "</svg>")
+    return (
+        f'<svg{_root_attrs(standalone)} width="{width}" height="{h}" viewBox="0 0 {width} {h}">'
+        + "".join(inner)
+        + "</svg>"
+    )
 
 
 # ---------------------------------------------------------------- paths

@@ -36,6 +36,6 @@ async def _main(config: SimConfig, host: str, port: int) -> None:
 if __name__ == "__main__":
     try:
         run_loop(_main(SimConfig.from_json(sys.argv[1]), sys.argv[2], int(sys.argv[3])))
-    except OSError as err:   # e.g. the port is taken: one line for the parent's error, no traceback
+    except OSError as err:  # e.g. the port is taken: one line for the parent's error, no traceback
         sys.stderr.write(f"batchrun sim: cannot listen on {sys.argv[2]}:{sys.argv[3]}: {err.strerror}\n")
         sys.exit(2)

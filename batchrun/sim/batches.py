@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from batchrun.sim import model
-from batchrun.sim.handling import check_auth, check_model
 from batchrun.sim.config import SimConfig
 from batchrun.sim.directives import DirectiveError
 from batchrun.sim.files import FileStore, list_page, query_of, subpath
-from batchrun.sim.hostile import broken_line, echo_errors, echo_of, patched
+from batchrun.sim.handling import check_auth, check_model
 from batchrun.sim.host import AttemptCounter, Host
+from batchrun.sim.hostile import broken_line, echo_errors, echo_of, patched
 from batchrun.sim.http import Connection, Request
 from batchrun.sim.planner import plan_request, request_directives
 from batchrun.sim.structured import check_response_format
@@ -46,6 +46,7 @@ EXPIRED_MESSAGE = "This request could not be executed before the completion wind
 
 
 # ---------------------------------------------------------------- the pure timeline
+
 
 def phase(elapsed_s: float, delay_s: float) -> str:
     """validating / in_progress / finalizing / done, for a job `elapsed_s` after its creation."""
@@ -70,8 +71,10 @@ def _cancel_s(delay_s: float) -> float:
 
 # ---------------------------------------------------------------- one request line
 
-def answer_line(cfg: SimConfig, line: dict[str, Any], attempt: int, fail: bool, created: int,
-                echo: str = "") -> tuple[bool, bytes]:
+
+def answer_line(
+    cfg: SimConfig, line: dict[str, Any], attempt: int, fail: bool, created: int, echo: str = ""
+) -> tuple[bool, bytes]:
     """(ok, the output- or error-file line) for one validated input line; `echo` (batch_echo_auth)
     is quoted in the answer or the error message."""
     cid = line["custom_id"]
@@ -82,9 +85,15 @@ def answer_line(cfg: SimConfig, line: dict[str, Any], attempt: int, fail: bool, 
         if echo:
             err.message += f" ({echo})"
         status, body = err.status, err.body()
-    data = (b'{"id":"batch_req_' + os.urandom(12).hex().encode() + b'","custom_id":' + dumps(cid)
-            + b',"response":{"status_code":%d,"request_id":"%s","body":' % (status, rid.encode())
-            + body + b'},"error":null}\n')
+    data = (
+        b'{"id":"batch_req_'
+        + os.urandom(12).hex().encode()
+        + b'","custom_id":'
+        + dumps(cid)
+        + b',"response":{"status_code":%d,"request_id":"%s","body":' % (status, rid.encode())
+        + body
+        + b'},"error":null}\n'
+    )
     kind = _line_fault(line["body"], attempt)
     return status == 200, (data if kind is None or status != 200 else broken_line(kind, data))
 
@@ -120,8 +129,16 @@ def _completion(cfg: SimConfig, body: Any, attempt: int, fail: bool, created: in
         text += f" [{echo}]"
     if text is not None and directives.batch_bytes:
         text = _padded(text, directives.batch_bytes)
-    return completion_body("chatcmpl-" + os.urandom(12).hex(), created, body["model"], text, plan.calls,
-                           plan.finish_reason, plan.prompt_tokens, plan.completion_tokens)
+    return completion_body(
+        "chatcmpl-" + os.urandom(12).hex(),
+        created,
+        body["model"],
+        text,
+        plan.calls,
+        plan.finish_reason,
+        plan.prompt_tokens,
+        plan.completion_tokens,
+    )
 
 
 def _padded(text: str, line_bytes: int) -> str:
@@ -137,8 +154,15 @@ def _prompt_tokens(body: Any) -> int:
 
 def expired_line(custom_id: str, echo: str = "") -> bytes:
     message = EXPIRED_MESSAGE + (f" ({echo})" if echo else "")
-    return (b'{"id":"batch_req_' + os.urandom(12).hex().encode() + b'","custom_id":' + dumps(custom_id)
-            + b',"response":null,"error":{"code":"batch_expired","message":' + dumps(message) + b'}}\n')
+    return (
+        b'{"id":"batch_req_'
+        + os.urandom(12).hex().encode()
+        + b'","custom_id":'
+        + dumps(custom_id)
+        + b',"response":null,"error":{"code":"batch_expired","message":'
+        + dumps(message)
+        + b"}}\n"
+    )
 
 
 def check_lines(raw: bytes) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -190,11 +214,13 @@ def _err(code: str, message: str, line: int | None) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- the store
 
+
 class BatchStore:
     """Jobs by id: their state (JSON-able dicts) and, until they end, their answers."""
 
-    def __init__(self, config: SimConfig, files: FileStore, attempts: AttemptCounter,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, config: SimConfig, files: FileStore, attempts: AttemptCounter, clock: Callable[[], float] = time.time
+    ) -> None:
         self.config, self.files, self.attempts, self.clock = config, files, attempts, clock
         self._jobs: dict[str, dict[str, Any]] = {}
         self._answers: dict[str, list[bytes]] = {}
@@ -214,7 +240,7 @@ class BatchStore:
                 continue
             try:
                 lines, _ = check_lines(self.files.content(job["input_file_id"]))
-            except ApiError:            # the input file was deleted
+            except ApiError:  # the input file was deleted
                 continue
             for line in lines:
                 self.attempts.next(dumps(line["body"]))
@@ -231,13 +257,25 @@ class BatchStore:
         if not errors and rng.random() < self.config.batch_failure_rate:
             why = "The sim failed this job (batch_failure_rate)." + (f" {echo}" if echo else "")
             errors = [_err("batch_failed", why, None)]
-        job = {"id": bid, "t0": now, "delay_s": self.config.batch_delay_s, "input_file_id": input_file_id,
-               "metadata": params.get("metadata"), "completion_window": params["completion_window"],
-               "errors": errors, "expires": not errors and rng.random() < self.config.batch_expiry_rate,
-               "custom_ids": [line["custom_id"] for line in lines], "ok": "", "cancel_at": None,
-               "model": next((ln["body"].get("model") for ln in lines if isinstance(ln["body"], dict)), None),
-               "tokens": sum(_prompt_tokens(line["body"]) for line in lines),
-               "output_file_id": None, "error_file_id": None, "final": None, "echo": echo}
+        job = {
+            "id": bid,
+            "t0": now,
+            "delay_s": self.config.batch_delay_s,
+            "input_file_id": input_file_id,
+            "metadata": params.get("metadata"),
+            "completion_window": params["completion_window"],
+            "errors": errors,
+            "expires": not errors and rng.random() < self.config.batch_expiry_rate,
+            "custom_ids": [line["custom_id"] for line in lines],
+            "ok": "",
+            "cancel_at": None,
+            "model": next((ln["body"].get("model") for ln in lines if isinstance(ln["body"], dict)), None),
+            "tokens": sum(_prompt_tokens(line["body"]) for line in lines),
+            "output_file_id": None,
+            "error_file_id": None,
+            "final": None,
+            "echo": echo,
+        }
         if not errors:
             job["errors"] = errors = self._over_token_limit(job)
         if not errors:
@@ -251,7 +289,7 @@ class BatchStore:
         job = self._jobs.get(bid)
         if job is None:
             raise ApiError(404, f"No batch found with id '{bid}'.", param="batch_id")
-        status = self._status(job)      # read the clock once: the object must match its files
+        status = self._status(job)  # read the clock once: the object must match its files
         if job["final"] is None and status in TERMINAL:
             self._finalize(job, status)
         obj = self._object(job, status)
@@ -277,13 +315,22 @@ class BatchStore:
         limit = self.config.batch_token_limit
         if limit is None:
             return []
-        enqueued = sum(j.get("tokens", 0) for j in self._jobs.values() if j["model"] == job["model"]
-                       and not j["errors"] and self._status(j) not in TERMINAL)
+        enqueued = sum(
+            j.get("tokens", 0)
+            for j in self._jobs.values()
+            if j["model"] == job["model"] and not j["errors"] and self._status(j) not in TERMINAL
+        )
         if enqueued + job["tokens"] <= limit:
             return []
-        return [_err("token_limit_exceeded", f"Enqueued token limit reached for {job['model']} in organization "
-                     f"org-sim. Limit: {limit:,} enqueued tokens. Please try again once some in_progress batches "
-                     "have been completed.", None)]
+        return [
+            _err(
+                "token_limit_exceeded",
+                f"Enqueued token limit reached for {job['model']} in organization "
+                f"org-sim. Limit: {limit:,} enqueued tokens. Please try again once some in_progress batches "
+                "have been completed.",
+                None,
+            )
+        ]
 
     # --- internals ---
     def _check_params(self, params: Any) -> str:
@@ -291,26 +338,40 @@ class BatchStore:
             raise ApiError(400, "Invalid type for body: expected an object.")
         for name in ("input_file_id", "endpoint", "completion_window"):
             if not isinstance(params.get(name), str):
-                raise ApiError(400, f"Missing required parameter: '{name}'.", param=name,
-                               code="missing_required_parameter")
+                raise ApiError(
+                    400, f"Missing required parameter: '{name}'.", param=name, code="missing_required_parameter"
+                )
         if params["endpoint"] != ENDPOINT:
-            raise ApiError(400, f"Invalid value for 'endpoint': the sim runs {ENDPOINT} batches only.",
-                           param="endpoint", code="invalid_value")
+            raise ApiError(
+                400,
+                f"Invalid value for 'endpoint': the sim runs {ENDPOINT} batches only.",
+                param="endpoint",
+                code="invalid_value",
+            )
         if params["completion_window"] != "24h":
-            raise ApiError(400, "Invalid value for 'completion_window': only '24h' is supported.",
-                           param="completion_window", code="invalid_value")
+            raise ApiError(
+                400,
+                "Invalid value for 'completion_window': only '24h' is supported.",
+                param="completion_window",
+                code="invalid_value",
+            )
         meta = self.files.get(params["input_file_id"])
         if meta["purpose"] != "batch":
-            raise ApiError(400, f"File {meta['id']} has purpose {meta['purpose']!r}; a batch input needs 'batch'.",
-                           param="input_file_id")
+            raise ApiError(
+                400,
+                f"File {meta['id']} has purpose {meta['purpose']!r}; a batch input needs 'batch'.",
+                param="input_file_id",
+            )
         return params["input_file_id"]
 
     def _answer_all(self, job: dict[str, Any], lines: list[dict[str, Any]], created: int) -> None:
         answers, ok = [], []
         for line in lines:
             attempt = self.attempts.next(dumps(line["body"]))
-            fail = random.Random(f"{self.config.seed}:{job['id']}:{line['custom_id']}").random() \
+            fail = (
+                random.Random(f"{self.config.seed}:{job['id']}:{line['custom_id']}").random()
                 < self.config.batch_error_rate
+            )
             good, data = answer_line(self.config, line, attempt, fail, created, job.get("echo", ""))
             answers.append(data)
             ok.append("1" if good else "0")
@@ -380,11 +441,32 @@ class BatchStore:
         t0, d = job["t0"], job["delay_s"]
         at = lambda share: int(t0 + share * d)  # noqa: E731
         obj: dict[str, Any] = dict.fromkeys(
-            ("cancelled_at", "cancelling_at", "completed_at", "error_file_id", "errors", "expired_at",
-             "failed_at", "finalizing_at", "in_progress_at", "output_file_id", "usage"))
-        obj.update(id=job["id"], object="batch", endpoint=ENDPOINT, input_file_id=job["input_file_id"],
-                   completion_window=job["completion_window"], status=status, created_at=int(t0),
-                   expires_at=int(t0) + 86_400, metadata=job["metadata"], model=job["model"])
+            (
+                "cancelled_at",
+                "cancelling_at",
+                "completed_at",
+                "error_file_id",
+                "errors",
+                "expired_at",
+                "failed_at",
+                "finalizing_at",
+                "in_progress_at",
+                "output_file_id",
+                "usage",
+            )
+        )
+        obj.update(
+            id=job["id"],
+            object="batch",
+            endpoint=ENDPOINT,
+            input_file_id=job["input_file_id"],
+            completion_window=job["completion_window"],
+            status=status,
+            created_at=int(t0),
+            expires_at=int(t0) + 86_400,
+            metadata=job["metadata"],
+            model=job["model"],
+        )
         total = len(job["custom_ids"])
         if job["errors"]:
             obj["errors"] = {"object": "list", "data": job["errors"]}
@@ -397,21 +479,25 @@ class BatchStore:
         failed = done - ok + (total - done if status == "expired" else 0)
         obj["request_counts"] = {"total": total, "completed": ok, "failed": failed}
         ran_until = job["cancel_at"] - t0 if job["cancel_at"] is not None else self._elapsed(job)
-        if ran_until >= 0.1 * d and status != "validating":     # a job cancelled while validating never ran
+        if ran_until >= 0.1 * d and status != "validating":  # a job cancelled while validating never ran
             obj["in_progress_at"] = at(0.1)
         if status in ("finalizing", "completed"):
             obj["finalizing_at"] = at(0.9)
         if job["cancel_at"] is not None:
             obj["cancelling_at"] = int(job["cancel_at"])
-        obj.update({"completed": {"completed_at": at(1.0)}, "expired": {"expired_at": at(1.0)},
-                    "cancelled": {"cancelled_at": int(job["cancel_at"] + _cancel_s(d)) if job["cancel_at"] else None},
-                    }.get(status, {}))
+        obj.update(
+            {
+                "completed": {"completed_at": at(1.0)},
+                "expired": {"expired_at": at(1.0)},
+                "cancelled": {"cancelled_at": int(job["cancel_at"] + _cancel_s(d)) if job["cancel_at"] else None},
+            }.get(status, {})
+        )
         if job["final"]:
             obj["output_file_id"], obj["error_file_id"] = job["output_file_id"], job["error_file_id"]
         return obj
 
 
-_PACKED = b"#answers-v2\n"     # one JSON string per answer: a hostile answer may span two lines
+_PACKED = b"#answers-v2\n"  # one JSON string per answer: a hostile answer may span two lines
 
 
 def _pack(answers: list[bytes]) -> bytes:
@@ -420,12 +506,13 @@ def _pack(answers: list[bytes]) -> bytes:
 
 
 def _unpack(data: bytes) -> list[bytes]:
-    if not data.startswith(_PACKED):          # saved by an earlier sim: one line per answer
+    if not data.startswith(_PACKED):  # saved by an earlier sim: one line per answer
         return data.splitlines(keepends=True)
-    return [json.loads(line).encode("latin-1") for line in data[len(_PACKED):].splitlines()]
+    return [json.loads(line).encode("latin-1") for line in data[len(_PACKED) :].splitlines()]
 
 
 # ---------------------------------------------------------------- HTTP
+
 
 def handle_batches(server: Host, conn: Connection, req: Request, rid: str) -> None:
     try:

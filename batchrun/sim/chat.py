@@ -7,12 +7,11 @@ from typing import Any
 from batchrun.sim import model
 from batchrun.sim.delivery import StreamDelivery
 from batchrun.sim.directives import DirectiveError
-from batchrun.sim.handling import (admitted, answer_headers, check_injected_error, check_model, read_body,
-                                   send_body)
+from batchrun.sim.handling import admitted, answer_headers, check_injected_error, check_model, read_body, send_body
 from batchrun.sim.host import Host
 from batchrun.sim.http import Connection, Request, response_head
-from batchrun.sim.planner import Plan, plan_request, request_directives, token_cost
 from batchrun.sim.params import check_sampling
+from batchrun.sim.planner import Plan, plan_request, request_directives, token_cost
 from batchrun.sim.prefix_cache import apply_cache, chat_prefix_text
 from batchrun.sim.sampling import chat_logprob_entry, plan_logprobs
 from batchrun.sim.structured import check_response_format, escape
@@ -55,24 +54,25 @@ def _admit(server: Host, req: Request) -> tuple[dict[str, Any], Plan]:
     return body, plan
 
 
-def _stream(server: Host, conn: Connection, req: Request, body: dict[str, Any], plan: Plan,
-            headers: list[tuple[str, str]]) -> None:
+def _stream(
+    server: Host, conn: Connection, req: Request, body: dict[str, Any], plan: Plan, headers: list[tuple[str, str]]
+) -> None:
     opts = body.get("stream_options") or {}
-    enc = ChunkEncoder(server.completion_id(), server.created(), body["model"],
-                       bool(opts.get("include_usage")))
+    enc = ChunkEncoder(server.completion_id(), server.created(), body["model"], bool(opts.get("include_usage")))
     units = _units(enc, plan, body)
     if units:
-        units[0] = enc.role() + units[0]   # the role chunk goes out with the first token, as OpenAI's does
+        units[0] = enc.role() + units[0]  # the role chunk goes out with the first token, as OpenAI's does
     else:
-        units = [enc.role()]               # a stop sequence at the very start: no content at all
+        units = [enc.role()]  # a stop sequence at the very start: no content at all
     tail = enc.finish(plan.finish_reason)
     if opts.get("include_usage"):
         counts = (plan.prompt_tokens, plan.completion_tokens, plan.cached_tokens)
         units, tail = place_usage(server.config.usage_placement, units, tail, enc.usage(*counts), dumps(usage(*counts)))
     head = response_head(200, headers, None, req.keep_alive)
     server.counters.count_response(200)
-    StreamDelivery(server.config, server.engine, conn, plan, server.hooks,
-                   head, units, tail + DONE, enc.malformed()).start()
+    StreamDelivery(
+        server.config, server.engine, conn, plan, server.hooks, head, units, tail + DONE, enc.malformed()
+    ).start()
 
 
 def _logprob_entries(body: dict[str, Any], plan: Plan) -> list[dict[str, Any]] | None:
@@ -87,7 +87,7 @@ def _units(enc: ChunkEncoder, plan: Plan, body: dict[str, Any]) -> list[bytes]:
     if entries is not None:
         return [enc.content_logprobs(t, e) for t, e in zip(plan.tokens, entries)]
     if not plan.calls:
-        if plan.json_text:          # JSON pieces carry quotes: escape them (plain words need not be)
+        if plan.json_text:  # JSON pieces carry quotes: escape them (plain words need not be)
             return [enc.content(escape(t)) for t in plan.tokens]
         return [enc.content(t) for t in plan.content_chunks()]
     units = []
@@ -97,11 +97,21 @@ def _units(enc: ChunkEncoder, plan: Plan, body: dict[str, Any]) -> list[bytes]:
     return units
 
 
-def _respond(server: Host, conn: Connection, req: Request, body: dict[str, Any], plan: Plan,
-             headers: list[tuple[str, str]]) -> None:
+def _respond(
+    server: Host, conn: Connection, req: Request, body: dict[str, Any], plan: Plan, headers: list[tuple[str, str]]
+) -> None:
     text = None if plan.calls else "".join(plan.tokens)
     entries = _logprob_entries(body, plan)
-    payload = completion_body(server.completion_id(), server.created(), body["model"], text, plan.calls,
-                              plan.finish_reason, plan.prompt_tokens, plan.completion_tokens,
-                              plan.cached_tokens, None if entries is None else {"content": entries, "refusal": None})
+    payload = completion_body(
+        server.completion_id(),
+        server.created(),
+        body["model"],
+        text,
+        plan.calls,
+        plan.finish_reason,
+        plan.prompt_tokens,
+        plan.completion_tokens,
+        plan.cached_tokens,
+        None if entries is None else {"content": entries, "refusal": None},
+    )
     send_body(server, conn, req, plan, headers, payload)

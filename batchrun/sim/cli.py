@@ -19,8 +19,12 @@ from batchrun.options import Option
 from batchrun.options import of as options_of
 from batchrun.sim.config import DEFAULT_MODEL, SimConfig
 
-SERVE_PANELS = {"serve": "Options", "latency": "Latency model", "faults": "Faults (probabilities per request, seeded)",
-                "batch": "Batch API (/v1/files, /v1/batches)"}
+SERVE_PANELS = {
+    "serve": "Options",
+    "latency": "Latency model",
+    "faults": "Faults (probabilities per request, seeded)",
+    "batch": "Batch API (/v1/files, /v1/batches)",
+}
 _SIM = {f.name: f.default for f in dataclasses.fields(SimConfig)}
 
 
@@ -36,31 +40,62 @@ def _models(value: list[str] | tuple[str, ...] | str | None) -> tuple[str, ...]:
 
 
 SERVE_OPTIONS: tuple[Option, ...] = (
-    _s("host", str, "Interface to listen on; keep the loopback default unless you mean to expose it.",
-       default="127.0.0.1", into=()),
+    _s(
+        "host",
+        str,
+        "Interface to listen on; keep the loopback default unless you mean to expose it.",
+        default="127.0.0.1",
+        into=(),
+    ),
     _s("port", int, "TCP port; 0 picks a free one.", default=8000, into=()),
-    _s("model", Optional[list[str]],
-       f"Model name to list in /v1/models; repeat for several (default: {DEFAULT_MODEL}).",
-       field="models", default=None, flags=("--model",), parse=_models),
+    _s(
+        "model",
+        Optional[list[str]],
+        f"Model name to list in /v1/models; repeat for several (default: {DEFAULT_MODEL}).",
+        field="models",
+        default=None,
+        flags=("--model",),
+        parse=_models,
+    ),
     _s("enforce_models", bool, "Answer 404 model_not_found for a model not given with --model."),
     _s("seed", int, "Seed for text, lengths, jitter and faults."),
     _s("api_key", Optional[str], "Require 'Authorization: Bearer KEY' (401 otherwise). Default: no auth."),
     _s("fast", bool, "Zero delays and no queueing: measures the client's own overhead."),
     _s("rpm", Optional[int], "Requests-per-minute limit (429 beyond it)."),
     _s("tpm", Optional[int], "Tokens-per-minute limit: prompt tokens + max_tokens (256 if unset)."),
-    _s("ratelimit_headers", str, "How --rpm/--tpm are announced: openai (x-ratelimit-*), anthropic "
-                                 "(anthropic-ratelimit-*), ietf (RateLimit / RateLimit-Policy) or none."),
+    _s(
+        "ratelimit_headers",
+        str,
+        "How --rpm/--tpm are announced: openai (x-ratelimit-*), anthropic "
+        "(anthropic-ratelimit-*), ietf (RateLimit / RateLimit-Policy) or none.",
+    ),
     _s("tool_call_rate", float, "Chance of a tool call when tools are offered and none is named in the prompt."),
-    _s("strict", bool, "strict: 400 for unknown parameters and out-of-range values, as OpenAI; lenient: accept "
-                       "and ignore them, as vLLM.", flags=("--strict/--lenient",)),
+    _s(
+        "strict",
+        bool,
+        "strict: 400 for unknown parameters and out-of-range values, as OpenAI; lenient: accept "
+        "and ignore them, as vLLM.",
+        flags=("--strict/--lenient",),
+    ),
     _s("embedding_dim", int, "Length of /v1/embeddings vectors unless the request sets 'dimensions'."),
-    _s("like", Optional[list[str]], "Serve a twin: a twin file from `batchrun fit`, or run / bench directories to "
-                                    "fit now (repeatable). Its latency, output lengths, failures, rate limits and "
-                                    "wire quirks replace the latency, output, fault and rate-limit options.",
-       default=None, flags=("--like",), into=()),
+    _s(
+        "like",
+        Optional[list[str]],
+        "Serve a twin: a twin file from `batchrun fit`, or run / bench directories to "
+        "fit now (repeatable). Its latency, output lengths, failures, rate limits and "
+        "wire quirks replace the latency, output, fault and rate-limit options.",
+        default=None,
+        flags=("--like",),
+        into=(),
+    ),
     _s("quiet", bool, "Print only the base URL.", default=False, flags=("--quiet", "-q"), into=()),
-    _s("fixed_ttft", Optional[float], "Fixed-latency mode: exact seconds to first token (no jitter, no queue).",
-       "latency", "fixed_ttft_s"),
+    _s(
+        "fixed_ttft",
+        Optional[float],
+        "Fixed-latency mode: exact seconds to first token (no jitter, no queue).",
+        "latency",
+        "fixed_ttft_s",
+    ),
     _s("fixed_itl", Optional[float], "Fixed-latency mode: exact seconds between chunks.", "latency", "fixed_itl_s"),
     _s("ttft", float, "Base seconds to first token.", "latency", "ttft_s"),
     _s("prefill", float, "Seconds added to TTFT per prompt token.", "latency", "prefill_s_per_token"),
@@ -70,16 +105,29 @@ SERVE_OPTIONS: tuple[Option, ...] = (
     _s("max_concurrency", int, "Sequences decoding at once; more requests wait FIFO.", "latency"),
     _s("output_tokens_mean", float, "Mean answer length in tokens (lognormal).", "latency"),
     _s("output_tokens", Optional[int], "Fixed answer length in tokens (max_tokens still caps it).", "latency"),
-    _s("prefix_cache_tokens", int, "Prefix-cache capacity in tokens (0: off); a cached prompt prefix skips its "
-                                   "prefill time.", "latency"),
-    _s("fresh_jitter", bool, "Draw jitter afresh per request (a real endpoint's noise) instead of from the prompt.",
-       "latency"),
+    _s(
+        "prefix_cache_tokens",
+        int,
+        "Prefix-cache capacity in tokens (0: off); a cached prompt prefix skips its prefill time.",
+        "latency",
+    ),
+    _s(
+        "fresh_jitter",
+        bool,
+        "Draw jitter afresh per request (a real endpoint's noise) instead of from the prompt.",
+        "latency",
+    ),
     _s("fault_500", float, "HTTP 500 rate.", "faults", "error_500_rate"),
     _s("fault_502", float, "HTTP 502 rate.", "faults", "error_502_rate"),
     _s("fault_503", float, "HTTP 503 rate.", "faults", "error_503_rate"),
     _s("fault_429", float, "Injected 429 rate.", "faults", "error_429_rate"),
-    _s("fault_invalid_json", float, "Share of response_format JSON answers sent as broken JSON.", "faults",
-       "invalid_json_rate"),
+    _s(
+        "fault_invalid_json",
+        float,
+        "Share of response_format JSON answers sent as broken JSON.",
+        "faults",
+        "invalid_json_rate",
+    ),
     _s("fault_cut", float, "Stream closed mid-way, without [DONE].", "faults", "cut_rate"),
     _s("fault_stall", float, "Stream goes silent mid-way for --stall-seconds.", "faults", "stall_rate"),
     _s("fault_malformed", float, "One data: line that is not JSON.", "faults", "malformed_rate"),
@@ -89,8 +137,13 @@ SERVE_OPTIONS: tuple[Option, ...] = (
     _s("batch_failure_rate", float, "Chance a whole job fails validation.", "batch"),
     _s("batch_expiry_rate", float, "Chance a job expires with half its requests done.", "batch"),
     _s("batch_state_dir", Optional[str], "Keep files and jobs in this directory, so they survive a restart.", "batch"),
-    _s("batch_token_limit", Optional[int], "Enqueued-token limit: prompt tokens per model over unfinished jobs; a "
-                                           "job past it fails with token_limit_exceeded.", "batch"),
+    _s(
+        "batch_token_limit",
+        Optional[int],
+        "Enqueued-token limit: prompt tokens per model over unfinished jobs; a "
+        "job past it fails with token_limit_exceeded.",
+        "batch",
+    ),
 )
 
 
@@ -117,7 +170,8 @@ def serve(given: dict[str, Any]) -> int:
 
 def _twin_config(given: dict[str, Any], quiet: bool) -> SimConfig:
     """The SimConfig serving the twin `--like` names; its notes go to stderr (what it could not fit)."""
-    from batchrun.twin.load import load, sim_config as twin_sim_config   # lazy: a twin's fit only when served
+    from batchrun.twin.load import load  # lazy: a twin's fit only when served
+    from batchrun.twin.load import sim_config as twin_sim_config
 
     twin = load(given["like"])
     changes: dict[str, Any] = {"api_key": given.get("api_key")}
@@ -134,7 +188,7 @@ def _serve(config: SimConfig, host: str, port: int, quiet: bool) -> int:
     from batchrun.sim.server import run_loop  # the server loads only when `serve` runs
 
     try:
-        with unwinding():      # Ctrl-C stops the server through its cleanup (batch state saved)
+        with unwinding():  # Ctrl-C stops the server through its cleanup (batch state saved)
             run_loop(_serve_forever(config, host, port, quiet))
     except KeyboardInterrupt:
         typer.echo("\nstopped", err=True)
@@ -146,14 +200,15 @@ def _serve(config: SimConfig, host: str, port: int, quiet: bool) -> int:
 
 
 async def _serve_forever(config: SimConfig, host: str, port: int, quiet: bool = False) -> None:
-    from batchrun.sim.server import serve_sim   # lazy: the server loads only when `serve` runs
+    from batchrun.sim.server import serve_sim  # lazy: the server loads only when `serve` runs
 
     async with serve_sim(config, host, port) as sim:
         if quiet:
             typer.echo(sim.base_url)
             await asyncio.Event().wait()
-        mode = ("fast" if config.fast else "fixed-latency" if config.fixed else "twin" if config.twin
-                else "latency model")
+        mode = (
+            "fast" if config.fast else "fixed-latency" if config.fixed else "twin" if config.twin else "latency model"
+        )
         typer.echo(f"batchrun sim ({mode}) listening on {sim.base_url}")
         typer.echo(f"export OPENAI_BASE_URL={sim.base_url}")
         typer.echo(f"export OPENAI_API_KEY={config.api_key or 'sim'}")

@@ -12,8 +12,7 @@ from typing import Any
 
 from batchrun.sim.delivery import StreamDelivery
 from batchrun.sim.directives import DirectiveError
-from batchrun.sim.handling import (admitted, answer_headers, check_injected_error, check_model, read_body,
-                                   send_body)
+from batchrun.sim.handling import admitted, answer_headers, check_injected_error, check_model, read_body, send_body
 from batchrun.sim.host import Host
 from batchrun.sim.http import Connection, Request, response_head
 from batchrun.sim.params import check_sampling
@@ -30,20 +29,34 @@ def handle_completions(server: Host, conn: Connection, req: Request, rid: str) -
     body, prompt, plan = got
     headers = answer_headers(server, rid, bool(body.get("stream")))
     cid = "cmpl-" + server.completion_id().removeprefix("chatcmpl-")
-    enc = TextEncoder(cid, server.created(), body["model"], bool((body.get("stream_options") or {}).get("include_usage")))
+    enc = TextEncoder(
+        cid, server.created(), body["model"], bool((body.get("stream_options") or {}).get("include_usage"))
+    )
     echo = prompt if body.get("echo") and isinstance(prompt, str) else ""
     lps = _logprobs(body, plan, len(echo))
     if body.get("stream"):
-        pieces = [enc.text(t, lp) for t, lp in zip(plan.tokens, lps)] if lps else [enc.text(t) for t in plan.content_chunks()]
+        pieces = (
+            [enc.text(t, lp) for t, lp in zip(plan.tokens, lps)]
+            if lps
+            else [enc.text(t) for t in plan.content_chunks()]
+        )
         units = ([enc.text(echo)] if echo else []) + pieces
         tail = enc.text("", None, plan.finish_reason)
         if enc.include_usage:
             usage_json = dumps(usage(plan.prompt_tokens, plan.completion_tokens, plan.cached_tokens))
             units, tail = place_usage(server.config.usage_placement, units, tail, enc.usage(plan), usage_json)
         server.counters.count_response(200)
-        StreamDelivery(server.config, server.engine, conn, plan, server.hooks,
-                       response_head(200, headers, None, req.keep_alive), units, tail + DONE,
-                       enc.prefix + b'"unterminated\n\n').start()
+        StreamDelivery(
+            server.config,
+            server.engine,
+            conn,
+            plan,
+            server.hooks,
+            response_head(200, headers, None, req.keep_alive),
+            units,
+            tail + DONE,
+            enc.prefix + b'"unterminated\n\n',
+        ).start()
         return
     payload = enc.body(echo + "".join(plan.tokens), plan, _joined(lps, plan, len(echo)))
     send_body(server, conn, req, plan, headers, payload)
@@ -85,18 +98,31 @@ def validate_completion(body: dict[str, Any]) -> str | list[int]:
     if isinstance(prompt, list) and len(prompt) > 1:
         raise ApiError(400, "The sim answers one prompt per request: send a string, or a list of one.", param="prompt")
     if not isinstance(prompt, str):
-        raise ApiError(400, "Invalid type for 'prompt': expected one of a string, an array of strings, an array "
-                            "of integers or an array of arrays of integers.", param="prompt", code="invalid_type")
+        raise ApiError(
+            400,
+            "Invalid type for 'prompt': expected one of a string, an array of strings, an array "
+            "of integers or an array of arrays of integers.",
+            param="prompt",
+            code="invalid_type",
+        )
     if body.get("stream") is not None and not isinstance(body["stream"], bool):
         raise ApiError(400, "Invalid type for 'stream': expected a boolean.", param="stream", code="invalid_type")
     if body.get("stream_options") is not None and body.get("stream") is not True:
-        raise ApiError(400, "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
-                       param="stream_options", code="invalid_value")
+        raise ApiError(
+            400,
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            param="stream_options",
+            code="invalid_value",
+        )
     for name in ("max_tokens", "n"):
         value = body.get(name)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise ApiError(400, f"Invalid '{name}': expected an integer >= 1, but got {value!r} instead.",
-                           param=name, code="invalid_value")
+            raise ApiError(
+                400,
+                f"Invalid '{name}': expected an integer >= 1, but got {value!r} instead.",
+                param=name,
+                code="invalid_value",
+            )
     if body.get("n") not in (None, 1):
         raise ApiError(400, "The sim answers with one choice only: leave out 'n' or set it to 1.", param="n")
     return prompt
@@ -118,10 +144,12 @@ def _joined(per_token: list[dict[str, Any]] | None, plan: Plan, offset: int) -> 
     """The per-token objects as one choice's `logprobs` (non-streamed)."""
     if per_token is None:
         return None
-    return {"tokens": list(plan.tokens),
-            "token_logprobs": [p["token_logprobs"][0] for p in per_token],
-            "top_logprobs": [p["top_logprobs"][0] for p in per_token],
-            "text_offset": [p["text_offset"][0] for p in per_token]}
+    return {
+        "tokens": list(plan.tokens),
+        "token_logprobs": [p["token_logprobs"][0] for p in per_token],
+        "top_logprobs": [p["top_logprobs"][0] for p in per_token],
+        "text_offset": [p["text_offset"][0] for p in per_token],
+    }
 
 
 class TextEncoder:
@@ -129,14 +157,31 @@ class TextEncoder:
 
     def __init__(self, cid: str, created: int, model: str, include_usage: bool) -> None:
         self.cid, self.created, self.model, self.include_usage = cid, created, model, include_usage
-        self.prefix = (b'data: {"id":"' + cid.encode() + b'","object":"text_completion","created":'
-                       + str(created).encode() + b',"model":' + dumps(model) + b',"system_fingerprint":"'
-                       + FINGERPRINT.encode() + b'","choices":[{"index":0,"text":')
+        self.prefix = (
+            b'data: {"id":"'
+            + cid.encode()
+            + b'","object":"text_completion","created":'
+            + str(created).encode()
+            + b',"model":'
+            + dumps(model)
+            + b',"system_fingerprint":"'
+            + FINGERPRINT.encode()
+            + b'","choices":[{"index":0,"text":'
+        )
         self._usage_null = b',"usage":null' if include_usage else b""
 
     def text(self, token: str, logprobs: dict[str, Any] | None = None, finish: str | None = None) -> bytes:
-        return (self.prefix + dumps(token) + b',"logprobs":' + dumps(logprobs) + b',"finish_reason":'
-                + dumps(finish) + b"}]" + self._usage_null + b"}\n\n")
+        return (
+            self.prefix
+            + dumps(token)
+            + b',"logprobs":'
+            + dumps(logprobs)
+            + b',"finish_reason":'
+            + dumps(finish)
+            + b"}]"
+            + self._usage_null
+            + b"}\n\n"
+        )
 
     def usage(self, plan: Plan) -> bytes:
         return b"data: " + dumps(self._object([], plan)) + b"\n\n"
@@ -146,6 +191,12 @@ class TextEncoder:
         return dumps(self._object([choice], plan))
 
     def _object(self, choices: list[dict[str, Any]], plan: Plan) -> dict[str, Any]:
-        return {"id": self.cid, "object": "text_completion", "created": self.created, "model": self.model,
-                "system_fingerprint": FINGERPRINT, "choices": choices,
-                "usage": usage(plan.prompt_tokens, plan.completion_tokens, plan.cached_tokens)}
+        return {
+            "id": self.cid,
+            "object": "text_completion",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": FINGERPRINT,
+            "choices": choices,
+            "usage": usage(plan.prompt_tokens, plan.completion_tokens, plan.cached_tokens),
+        }

@@ -26,7 +26,6 @@ from batchrun.sim.http import LAST_CHUNK, Connection, chunk
 from batchrun.sim.planner import Plan
 from batchrun.twin.inflight import LoadMeter
 
-
 # Both loops fire a timer on a millisecond grid after its time, about half a millisecond late on
 # average (uvloop counts whole milliseconds; asyncio's epoll wait rounds its timeout up to one):
 # asking that much early makes the average chunk time the planned one.
@@ -38,10 +37,10 @@ class Engine:
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self.decoding = 0                      # requests holding a slot
-        self.queued = 0                        # live requests waiting for one
-        self.open = 0                          # requests being answered, queued or not
-        self.meter = LoadMeter()               # open and its recent average: a twin's load (twin/inflight.py)
+        self.decoding = 0  # requests holding a slot
+        self.queued = 0  # live requests waiting for one
+        self.open = 0  # requests being answered, queued or not
+        self.meter = LoadMeter()  # open and its recent average: a twin's load (twin/inflight.py)
         self._waiting: deque[_Delivery] = deque()
 
     def load(self) -> float:
@@ -65,7 +64,7 @@ class Engine:
         while self._waiting and self.decoding < self.capacity:
             job = self._waiting.popleft()
             if job.cancelled:
-                continue                       # its count was dropped in withdraw()
+                continue  # its count was dropped in withdraw()
             self.queued -= 1
             self.decoding += 1
             job.begin(holding=True)
@@ -79,8 +78,8 @@ class Hooks:
     """What a delivery reports back to the server (kept apart so this module needs no server)."""
 
     def __init__(self, count_fault: Callable[[str], None], done: Callable[[bool], None]) -> None:
-        self.count_fault = count_fault   # kind -> None, when a fault actually happens
-        self.done = done                 # True: answered in full; False: the client left mid-answer
+        self.count_fault = count_fault  # kind -> None, when a fault actually happens
+        self.done = done  # True: answered in full; False: the client left mid-answer
 
 
 class _Delivery:
@@ -92,8 +91,8 @@ class _Delivery:
         self.waiting = False
         self.cancelled = False
         self.counted = False
-        self.ratio_mean: float | None = None     # a twin's: see TwinModel.ratio_mean
-        self.mean_rank = 0.5                     # a twin's: the rank its mean gap is read at (mean_gap_rank)
+        self.ratio_mean: float | None = None  # a twin's: see TwinModel.ratio_mean
+        self.mean_rank = 0.5  # a twin's: the rank its mean gap is read at (mean_gap_rank)
         self.next_at = 0.0
 
     def start(self) -> None:
@@ -157,16 +156,15 @@ class _Delivery:
         ranks, twin = self.plan.twin_ranks, self.cfg.twin
         if ranks and twin is not None:
             load = self.engine.load()
-            if self.ratio_mean is None:   # once per request, at the load at its first gap
-                self.ratio_mean = twin.ratio_mean(load, ranks[2:2 + max(0, self.plan.n_chunks - 1)])
+            if self.ratio_mean is None:  # once per request, at the load at its first gap
+                self.ratio_mean = twin.ratio_mean(load, ranks[2 : 2 + max(0, self.plan.n_chunks - 1)])
                 self.mean_rank = twin.mean_gap_rank(load, ranks[0], ranks[1])
-            return twin.gap_s(load, self.mean_rank, ranks[2 + k] if 2 + k < len(ranks) else 0.5,
-                              self.ratio_mean)
+            return twin.gap_s(load, self.mean_rank, ranks[2 + k] if 2 + k < len(ranks) else 0.5, self.ratio_mean)
         jitter = self.plan.itl_jitter[k] if k < len(self.plan.itl_jitter) else 1.0
         return model.itl_s(self.cfg, max(1, self.engine.decoding), jitter)
 
     def _end(self, completed: bool) -> None:
-        self.cancelled = True            # nothing more to cancel if the connection drops now
+        self.cancelled = True  # nothing more to cancel if the connection drops now
         self._release()
         self._uncount()
         if completed:
@@ -183,8 +181,18 @@ class _Delivery:
 class StreamDelivery(_Delivery):
     """SSE: one HTTP chunk per output chunk, after TTFT and then one ITL apart."""
 
-    def __init__(self, cfg: SimConfig, engine: Engine, conn: Connection, plan: Plan, hooks: Hooks,
-                 head: bytes, units: list[bytes], tail: bytes, malformed: bytes) -> None:
+    def __init__(
+        self,
+        cfg: SimConfig,
+        engine: Engine,
+        conn: Connection,
+        plan: Plan,
+        hooks: Hooks,
+        head: bytes,
+        units: list[bytes],
+        tail: bytes,
+        malformed: bytes,
+    ) -> None:
         super().__init__(cfg, engine, conn, plan, hooks)
         self.head, self.units, self.tail, self.malformed = head, units, tail, malformed
         self.sent = 0
@@ -239,8 +247,16 @@ class StreamDelivery(_Delivery):
 class BodyDelivery(_Delivery):
     """Non-streamed: the whole JSON once the answer is "generated" (TTFT + one ITL per token)."""
 
-    def __init__(self, cfg: SimConfig, engine: Engine, conn: Connection, plan: Plan, hooks: Hooks,
-                 head: Callable[[int], bytes], body: bytes) -> None:
+    def __init__(
+        self,
+        cfg: SimConfig,
+        engine: Engine,
+        conn: Connection,
+        plan: Plan,
+        hooks: Hooks,
+        head: Callable[[int], bytes],
+        body: bytes,
+    ) -> None:
         super().__init__(cfg, engine, conn, plan, hooks)
         self.head, self.body = head, body
 
@@ -265,7 +281,7 @@ class BodyDelivery(_Delivery):
         body = self.body
         if "malformed" in kinds:
             self.hooks.count_fault("malformed")
-            body = body[: len(body) // 2]        # a complete HTTP response whose JSON is cut short
+            body = body[: len(body) // 2]  # a complete HTTP response whose JSON is cut short
         if "cut" in kinds:
             self.hooks.count_fault("cut")
             self.conn.write(self.head(len(body)) + body[: len(body) // 2])

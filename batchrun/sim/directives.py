@@ -33,9 +33,24 @@ _ITEM_RE = re.compile(r"^([a-z_]+)(?:=([0-9]+(?:\.[0-9]+)?|[a-z_]+?))?(?:x([0-9]
 
 _INT_ARGS = {"error", "cut", "stall", "malformed", "tokens", "batch_bytes"}
 # How [[sim:batch_line=K]] breaks an output line: each a shape a provider's file must not crash a reader with.
-BATCH_LINE_KINDS = ("status_code", "usage", "choices", "message", "tool_calls", "content_number", "content_parts",
-                    "refusal_part", "bad_part", "not_json", "garbage", "no_custom_id", "unknown_custom_id",
-                    "duplicate", "line_array", "no_response")
+BATCH_LINE_KINDS = (
+    "status_code",
+    "usage",
+    "choices",
+    "message",
+    "tool_calls",
+    "content_number",
+    "content_parts",
+    "refusal_part",
+    "bad_part",
+    "not_json",
+    "garbage",
+    "no_custom_id",
+    "unknown_custom_id",
+    "duplicate",
+    "line_array",
+    "no_response",
+)
 _WORD_ARGS = {"batch_line": BATCH_LINE_KINDS}
 _FLOAT_ARGS = {"ttft"}
 _FLAGS = {"bad_args", "always_tools", "tools", "malformed", "no_tools", "empty"}
@@ -90,7 +105,7 @@ def _parse_item(item: str) -> tuple[str, object, int | None]:
         return name, (1 if name == "malformed" else True), limit_n
     if name in _WORD_ARGS and raw in _WORD_ARGS[name]:
         return name, raw, limit_n
-    numeric = raw[0].isdigit()          # the pattern lets words through for _WORD_ARGS only
+    numeric = raw[0].isdigit()  # the pattern lets words through for _WORD_ARGS only
     if numeric and name in _INT_ARGS and "." not in raw:
         return name, _checked(name, int(raw)), limit_n
     if numeric and name in _FLOAT_ARGS:

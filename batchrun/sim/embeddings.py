@@ -14,19 +14,18 @@ import math
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # numpy loads on the first embeddings request, not with every `batchrun` start
-    import numpy as np      # lazy: numpy (~0.1 s) for /v1/embeddings only
+    import numpy as np  # lazy: numpy (~0.1 s) for /v1/embeddings only
 
 from batchrun.sim import model
 from batchrun.sim.directives import DirectiveError, parse_directives
 from batchrun.sim.faults import any_fault_rate, choose_faults
-from batchrun.sim.handling import (admitted, answer_headers, check_injected_error, check_model, read_body,
-                                   send_body)
+from batchrun.sim.handling import admitted, answer_headers, check_injected_error, check_model, read_body, send_body
 from batchrun.sim.host import Host
 from batchrun.sim.http import Connection, Request
 from batchrun.sim.planner import Plan
 from batchrun.sim.wire import ApiError, dumps
 
-MAX_INPUTS = 2048          # OpenAI's limit on inputs per request
+MAX_INPUTS = 2048  # OpenAI's limit on inputs per request
 ENCODINGS = ("float", "base64")
 
 
@@ -36,8 +35,9 @@ def handle_embeddings(server: Host, conn: Connection, req: Request, rid: str) ->
         return
     body, texts, plan = got
     dim = body.get("dimensions") or server.config.embedding_dim
-    payload = embeddings_body(server.config.seed, texts, body["model"], dim,
-                              body.get("encoding_format") or "float", plan.prompt_tokens)
+    payload = embeddings_body(
+        server.config.seed, texts, body["model"], dim, body.get("encoding_format") or "float", plan.prompt_tokens
+    )
     send_body(server, conn, req, plan, answer_headers(server, rid, False), payload)
 
 
@@ -73,11 +73,18 @@ def validate_embeddings(body: dict[str, Any]) -> tuple[list[str], int]:
         raise ApiError(400, "Missing required parameter: 'input'.", param="input", code="missing_required_parameter")
     items = [raw] if isinstance(raw, str) or (isinstance(raw, list) and raw and isinstance(raw[0], int)) else raw
     if not isinstance(items, list) or not items:
-        raise ApiError(400, "'$.input' is invalid. Please check the API reference: "
-                            "https://platform.openai.com/docs/api-reference.", param="input")
+        raise ApiError(
+            400,
+            "'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference.",
+            param="input",
+        )
     if len(items) > MAX_INPUTS:
-        raise ApiError(400, f"Invalid 'input': maximum {MAX_INPUTS} inputs per request, got {len(items)}.",
-                       param="input", code="array_above_max_length")
+        raise ApiError(
+            400,
+            f"Invalid 'input': maximum {MAX_INPUTS} inputs per request, got {len(items)}.",
+            param="input",
+            code="array_above_max_length",
+        )
     texts, tokens = [], 0
     for i, item in enumerate(items):
         if isinstance(item, str) and item:
@@ -87,16 +94,28 @@ def validate_embeddings(body: dict[str, Any]) -> tuple[list[str], int]:
             texts.append(" ".join(map(str, item)))
             tokens += len(item)
         else:
-            raise ApiError(400, f"Invalid 'input[{i}]': expected a non-empty string or array of token ids.",
-                           param="input", code="invalid_value")
+            raise ApiError(
+                400,
+                f"Invalid 'input[{i}]': expected a non-empty string or array of token ids.",
+                param="input",
+                code="invalid_value",
+            )
     fmt = body.get("encoding_format")
     if fmt is not None and fmt not in ENCODINGS:
-        raise ApiError(400, f"Invalid value: {fmt!r}. Supported values are: 'float' and 'base64'.",
-                       param="encoding_format", code="invalid_value")
+        raise ApiError(
+            400,
+            f"Invalid value: {fmt!r}. Supported values are: 'float' and 'base64'.",
+            param="encoding_format",
+            code="invalid_value",
+        )
     dim = body.get("dimensions")
     if dim is not None and (not isinstance(dim, int) or isinstance(dim, bool) or not 1 <= dim <= 8192):
-        raise ApiError(400, f"Invalid 'dimensions': expected an integer between 1 and 8192, got {dim!r}.",
-                       param="dimensions", code="invalid_value")
+        raise ApiError(
+            400,
+            f"Invalid 'dimensions': expected an integer between 1 and 8192, got {dim!r}.",
+            param="dimensions",
+            code="invalid_value",
+        )
     return texts, tokens
 
 
@@ -115,5 +134,11 @@ def embeddings_body(seed: int, texts: list[str], model_name: str, dim: int, fmt:
         vec = embedding_vector(seed, text, dim)
         value: Any = base64.b64encode(vec.astype("<f4").tobytes()).decode() if fmt == "base64" else vec.tolist()
         data.append({"object": "embedding", "index": i, "embedding": value})
-    return dumps({"object": "list", "data": data, "model": model_name,
-                  "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+    return dumps(
+        {
+            "object": "list",
+            "data": data,
+            "model": model_name,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+    )

@@ -17,8 +17,8 @@ from batchrun.twin.model import TwinModel, http_status
 
 @dataclass(frozen=True, slots=True)
 class Faults:
-    error: int | None = None                       # HTTP status to answer with instead of a completion
-    events: tuple[tuple[int, str], ...] = ()       # (output chunks sent before it, kind), in order
+    error: int | None = None  # HTTP status to answer with instead of a completion
+    events: tuple[tuple[int, str], ...] = ()  # (output chunks sent before it, kind), in order
 
     def at(self, sent: int) -> list[str]:
         return [kind for pos, kind in self.events if pos == sent]
@@ -31,8 +31,11 @@ def choose_faults(cfg: SimConfig, d: Directives, rng: random.Random | None, n_ch
     """Directives win; else one roll against the configured rates (rng None: no rates set)."""
     if d.error is not None:
         return Faults(error=d.error)
-    forced = [(min(v, n_chunks), k) for k, v in (("malformed", d.malformed), ("stall", d.stall),
-                                                ("cut", d.cut)) if v is not None]
+    forced = [
+        (min(v, n_chunks), k)
+        for k, v in (("malformed", d.malformed), ("stall", d.stall), ("cut", d.cut))
+        if v is not None
+    ]
     if forced:
         return Faults(events=tuple(sorted(forced, key=lambda e: e[0])))
     return roll_fault(cfg, rng, n_chunks) if rng is not None else NO_FAULTS

@@ -40,13 +40,21 @@ class FileStore:
 
     def add(self, data: bytes, filename: str, purpose: str) -> dict[str, Any]:
         fid = "file-" + os.urandom(12).hex()
-        meta = {"id": fid, "object": "file", "bytes": len(data), "created_at": int(self.clock()),
-                "filename": filename, "purpose": purpose, "status": "processed",
-                "expires_at": None, "status_details": None}
+        meta = {
+            "id": fid,
+            "object": "file",
+            "bytes": len(data),
+            "created_at": int(self.clock()),
+            "filename": filename,
+            "purpose": purpose,
+            "status": "processed",
+            "expires_at": None,
+            "status_details": None,
+        }
         self._meta[fid] = meta
         if self._dir is None:
             self._data[fid] = data
-        else:   # data first, then the meta that makes the file visible after a restart
+        else:  # data first, then the meta that makes the file visible after a restart
             _atomic_write(self._dir / f"{fid}.data", data)
             _atomic_write(self._dir / f"{fid}.json", json.dumps(meta).encode())
         return meta
@@ -87,11 +95,18 @@ def list_page(items: list[dict[str, Any]], query: dict[str, str], default_limit:
     items = sorted(items, key=lambda o: (o["created_at"], o["id"]), reverse=order != "asc")
     if "after" in query:
         ids = [o["id"] for o in items]
-        items = items[ids.index(query["after"]) + 1:] if query["after"] in ids else []
+        items = items[ids.index(query["after"]) + 1 :] if query["after"] in ids else []
     limit = _limit(query.get("limit"), default_limit)
     page = items[:limit]
-    return dumps({"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
-                  "last_id": page[-1]["id"] if page else None, "has_more": len(items) > limit})
+    return dumps(
+        {
+            "object": "list",
+            "data": page,
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None,
+            "has_more": len(items) > limit,
+        }
+    )
 
 
 def _limit(value: str | None, default: int) -> int:
@@ -114,7 +129,7 @@ def subpath(req: Request, resource: str) -> list[str]:
     """`/v1/files/file-1/content` -> ["file-1", "content"] for resource "/files"."""
     path = req.path.rstrip("/")
     path = path[3:] if path.startswith("/v1/") else path
-    return [p for p in path[len(resource):].split("/") if p]
+    return [p for p in path[len(resource) :].split("/") if p]
 
 
 def handle_files(server: Host, conn: Connection, req: Request, rid: str) -> None:
@@ -123,10 +138,11 @@ def handle_files(server: Host, conn: Connection, req: Request, rid: str) -> None
         status, body = _route(server.files, req)
     except ApiError as err:
         return server.send_error(conn, req, rid, err)
-    if isinstance(body, tuple):     # file content: raw bytes, not JSON
+    if isinstance(body, tuple):  # file content: raw bytes, not JSON
         server.counters.count_response(status)
-        head = response_head(status, [("content-type", "application/octet-stream"), ("x-request-id", rid)],
-                             len(body[0]), req.keep_alive)
+        head = response_head(
+            status, [("content-type", "application/octet-stream"), ("x-request-id", rid)], len(body[0]), req.keep_alive
+        )
         conn.write(head + body[0])
         return conn.finish()
     server.send_json(conn, req, rid, status, body)
@@ -158,10 +174,17 @@ def _upload(store: FileStore, req: Request) -> dict[str, Any]:
     if "file" not in parts:
         raise ApiError(400, "Missing required parameter: 'file'.", param="file", code="missing_required_parameter")
     if "purpose" not in parts:
-        raise ApiError(400, "Missing required parameter: 'purpose'.", param="purpose",
-                       code="missing_required_parameter")
+        raise ApiError(
+            400, "Missing required parameter: 'purpose'.", param="purpose", code="missing_required_parameter"
+        )
     purpose = parts["purpose"].data.decode("utf-8", "replace")
     if purpose not in PURPOSES:
-        raise ApiError(400, f"Invalid value for 'purpose': {purpose!r}. Supported values are: "
-                            + ", ".join(repr(p) for p in PURPOSES) + ".", param="purpose", code="invalid_value")
+        raise ApiError(
+            400,
+            f"Invalid value for 'purpose': {purpose!r}. Supported values are: "
+            + ", ".join(repr(p) for p in PURPOSES)
+            + ".",
+            param="purpose",
+            code="invalid_value",
+        )
     return store.add(parts["file"].data, parts["file"].filename or "upload", purpose)

@@ -21,8 +21,9 @@ JSON_HEADERS = [("content-type", "application/json")]
 T = TypeVar("T")
 
 
-def admitted(server: Host, conn: Connection, req: Request, rid: str, endpoint: str,
-             admit: Callable[[Host, Request], T]) -> T | None:
+def admitted(
+    server: Host, conn: Connection, req: Request, rid: str, endpoint: str, admit: Callable[[Host, Request], T]
+) -> T | None:
     """Count the request and run `admit`; its ApiError is answered here, and then None is returned."""
     server.counters.requests += 1
     server.counters.by_endpoint[endpoint] += 1
@@ -74,8 +75,9 @@ def answer_headers(server: Host, rid: str, stream: bool) -> list[tuple[str, str]
     return [*(SSE_HEADERS if stream else JSON_HEADERS), ("x-request-id", rid), *server.ratelimit_headers()]
 
 
-def send_body(server: Host, conn: Connection, req: Request, plan: Plan, headers: list[tuple[str, str]],
-              payload: bytes) -> None:
+def send_body(
+    server: Host, conn: Connection, req: Request, plan: Plan, headers: list[tuple[str, str]], payload: bytes
+) -> None:
     """A whole (non-streamed) 200 answer, delivered after the plan's latency; counted when its head goes."""
 
     def head(length: int) -> bytes:

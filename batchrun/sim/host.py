@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from batchrun.sim.config import FAULT_KINDS, SimConfig
 from batchrun.sim.delivery import Engine, Hooks
@@ -19,14 +19,14 @@ class Stats:
     """Counters a test compares with what its client saw."""
 
     def __init__(self) -> None:
-        self.requests = 0                  # POST requests on chat, completions and embeddings
+        self.requests = 0  # POST requests on chat, completions and embeddings
         self.by_endpoint: Counter[str] = Counter()  # POST requests by endpoint (chat, completions, embeddings)
-        self.responses: Counter[int] = Counter()   # every response by HTTP status (bar _QUIET_PATHS)
+        self.responses: Counter[int] = Counter()  # every response by HTTP status (bar _QUIET_PATHS)
         self.faults: Counter[str] = Counter(dict.fromkeys(FAULT_KINDS, 0))
-        self.rate_limited: Counter[str] = Counter(requests=0, tokens=0)   # 429s from rpm / tpm
+        self.rate_limited: Counter[str] = Counter(requests=0, tokens=0)  # 429s from rpm / tpm
         self.tool_call_responses = 0
-        self.completed = 0                 # answers sent in full
-        self.disconnects = 0               # clients that left mid-answer (cuts not included)
+        self.completed = 0  # answers sent in full
+        self.disconnects = 0  # clients that left mid-answer (cuts not included)
 
     def count_response(self, status: int) -> None:
         self.responses[status] += 1
@@ -52,7 +52,7 @@ class AttemptCounter:
         return n
 
 
-if TYPE_CHECKING:   # the stores import this module for Host
+if TYPE_CHECKING:  # the stores import this module for Host
     from batchrun.sim.batches import BatchStore
     from batchrun.sim.files import FileStore
 
@@ -60,8 +60,8 @@ if TYPE_CHECKING:   # the stores import this module for Host
 class Host(Protocol):
     """The server as its handlers see it (SimServer implements it)."""
 
-    files: FileStore                 # /v1/files
-    batches: BatchStore              # /v1/batches
+    files: FileStore  # /v1/files
+    batches: BatchStore  # /v1/batches
     config: SimConfig
     counters: Stats
     attempts: AttemptCounter
@@ -73,6 +73,13 @@ class Host(Protocol):
     def created(self) -> int: ...
     def ratelimit_headers(self) -> list[tuple[str, str]]: ...
     def check_rate_limit(self, model: str, cost_tokens: int) -> None: ...
-    def send_json(self, conn: Connection, req: Request, rid: str, status: int, body: bytes,
-                  extra: list[tuple[str, str]] | None = None) -> None: ...
+    def send_json(
+        self,
+        conn: Connection,
+        req: Request,
+        rid: str,
+        status: int,
+        body: bytes,
+        extra: list[tuple[str, str]] | None = None,
+    ) -> None: ...
     def send_error(self, conn: Connection, req: Request, rid: str, err: ApiError) -> None: ...

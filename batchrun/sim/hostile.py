@@ -41,7 +41,7 @@ def patched(obj: dict[str, Any], patch: dict[str, Any] | None) -> dict[str, Any]
 
 def broken_line(kind: str, good: bytes) -> bytes:
     """An output line (newline included) broken the `kind` way (directives.BATCH_LINE_KINDS)."""
-    if kind == "not_json":              # cut short: the custom_id is still at its start
+    if kind == "not_json":  # cut short: the custom_id is still at its start
         return good[: max(len(good) // 2, 40)].rstrip(b"\n") + b"\n"
     if kind == "garbage":
         return b"<html>upstream hiccup</html>\n"
@@ -70,6 +70,7 @@ def _set(path: tuple[str, ...], value: Any) -> Any:
             target = target[name][0] if name == "choices" else target[name]
         target[path[-1]] = value
         return line
+
     return breaker
 
 
@@ -83,6 +84,7 @@ def _without(name: str) -> Any:
     def breaker(line: dict[str, Any]) -> dict[str, Any]:
         line.pop(name, None)
         return line
+
     return breaker
 
 

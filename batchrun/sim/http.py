@@ -25,11 +25,11 @@ _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 @dataclass(slots=True)
 class Request:
     method: str
-    path: str                    # without the query string
+    path: str  # without the query string
     headers: dict[bytes, bytes]  # lower-cased names
     body: bytes
     keep_alive: bool
-    query: str = ""              # the raw query string, without "?"
+    query: str = ""  # the raw query string, without "?"
 
 
 class Watcher(Protocol):
@@ -38,8 +38,9 @@ class Watcher(Protocol):
     def cancel(self) -> None: ...
 
 
-def response_head(status: int, headers: Sequence[tuple[str, str]], length: int | None,
-                  keep_alive: bool = True) -> bytes:
+def response_head(
+    status: int, headers: Sequence[tuple[str, str]], length: int | None, keep_alive: bool = True
+) -> bytes:
     """Status line and headers; length None means `transfer-encoding: chunked`."""
     lines = [b"HTTP/1.1 %d %s" % (status, _REASONS.get(status, b"Unknown"))]
     lines += [f"{k}: {v}".encode("latin-1") for k, v in headers]
@@ -68,7 +69,7 @@ class Connection(asyncio.Protocol):
         self._busy: Request | None = None
         self.transport: asyncio.Transport | None = None
         self.watcher: Watcher | None = None
-        self.received_s = 0.0     # time.monotonic() when the request being answered was handed over
+        self.received_s = 0.0  # time.monotonic() when the request being answered was handed over
         self._url = b""
         self._headers: dict[bytes, bytes] = {}
         self._body: list[bytes] = []
@@ -114,8 +115,9 @@ class Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         path, _, query = self._url.decode("latin-1").partition("?")
         method = self._parser.get_method().decode("latin-1")
-        self._pending.append(Request(method, path, self._headers, b"".join(self._body),
-                                     self._parser.should_keep_alive(), query))
+        self._pending.append(
+            Request(method, path, self._headers, b"".join(self._body), self._parser.should_keep_alive(), query)
+        )
         if self._busy is None:
             self._next()
 
@@ -153,8 +155,11 @@ class Connection(asyncio.Protocol):
         self._handler(self, self._busy)
 
     def _reject(self, why: bytes) -> None:
-        body = b'{"error":{"message":"malformed HTTP request: ' + why.replace(b'"', b"'") + \
-            b'","type":"invalid_request_error","param":null,"code":null}}'
+        body = (
+            b'{"error":{"message":"malformed HTTP request: '
+            + why.replace(b'"', b"'")
+            + b'","type":"invalid_request_error","param":null,"code":null}}'
+        )
         headers = [("content-type", "application/json"), ("x-request-id", f"req_{os.urandom(8).hex()}")]
         self.write(response_head(400, headers, len(body), False) + body)
         self.close()

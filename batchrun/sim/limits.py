@@ -18,7 +18,7 @@ from batchrun.sim.model import format_duration
 class TokenBucket:
     def __init__(self, limit_per_min: int, now: float) -> None:
         self.limit = limit_per_min
-        self.rate = limit_per_min / 60.0      # units per second
+        self.rate = limit_per_min / 60.0  # units per second
         self.level = float(limit_per_min)
         self.stamp = now
 
@@ -48,11 +48,11 @@ class TokenBucket:
 
 @dataclass(frozen=True, slots=True)
 class Denied:
-    kind: str          # "requests" or "tokens"
+    kind: str  # "requests" or "tokens"
     limit: int
     used: int
     requested: int
-    wait_s: float      # when a retry can pass
+    wait_s: float  # when a retry can pass
 
 
 class RateLimiter:
@@ -89,12 +89,18 @@ class RateLimiter:
                 continue
             limit, left, reset = str(bucket.limit), str(bucket.remaining(now)), bucket.reset_s(now)
             if style == "openai":
-                out += [(f"x-ratelimit-limit-{kind}", limit), (f"x-ratelimit-remaining-{kind}", left),
-                        (f"x-ratelimit-reset-{kind}", format_duration(reset))]
+                out += [
+                    (f"x-ratelimit-limit-{kind}", limit),
+                    (f"x-ratelimit-remaining-{kind}", left),
+                    (f"x-ratelimit-reset-{kind}", format_duration(reset)),
+                ]
             elif style == "anthropic":
                 moment = datetime.fromtimestamp(math.ceil(wall + reset), timezone.utc)
-                out += [(f"anthropic-ratelimit-{kind}-limit", limit), (f"anthropic-ratelimit-{kind}-remaining", left),
-                        (f"anthropic-ratelimit-{kind}-reset", moment.strftime("%Y-%m-%dT%H:%M:%SZ"))]
+                out += [
+                    (f"anthropic-ratelimit-{kind}-limit", limit),
+                    (f"anthropic-ratelimit-{kind}-remaining", left),
+                    (f"anthropic-ratelimit-{kind}-reset", moment.strftime("%Y-%m-%dT%H:%M:%SZ")),
+                ]
         return out
 
 

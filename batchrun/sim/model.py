@@ -20,7 +20,7 @@ from typing import Any, Iterable
 
 from batchrun.sim.config import SimConfig
 
-CHARS_PER_TOKEN = 4     # the usual rule of thumb for English with BPE tokenizers
+CHARS_PER_TOKEN = 4  # the usual rule of thumb for English with BPE tokenizers
 
 
 def request_key(seed: int, messages: Any, tools: Any = None, request_seed: int | None = None) -> bytes:
@@ -47,8 +47,7 @@ def message_text(message: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return " ".join(p.get("text", "") for p in content if isinstance(p, dict)
-                        and isinstance(p.get("text"), str))
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
     return ""
 
 

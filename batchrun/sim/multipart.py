@@ -39,7 +39,7 @@ def parse_multipart(content_type: str, body: bytes) -> dict[str, Part]:
     if len(pieces) < 3:
         raise MultipartError("the body has no complete multipart part")
     parts: dict[str, Part] = {}
-    for piece in pieces[1:-1]:      # before the first delimiter: preamble; after the last: "--" epilogue
+    for piece in pieces[1:-1]:  # before the first delimiter: preamble; after the last: "--" epilogue
         part = _part(piece)
         parts[part.name] = part
     return parts

@@ -15,26 +15,79 @@ from batchrun.sim.wire import ApiError, invalid_type
 
 # Parameters that change the answer. `ignore_eos` and `min_tokens` are vLLM's extensions,
 # accepted because benchmarks send them to hold the output length.
-CHAT_HONOURED = frozenset({
-    "model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "n",
-    "stop", "seed", "logprobs", "top_logprobs", "tools", "tool_choice", "parallel_tool_calls",
-    "ignore_eos", "min_tokens",
-})
+CHAT_HONOURED = frozenset(
+    {
+        "model",
+        "messages",
+        "stream",
+        "stream_options",
+        "max_tokens",
+        "max_completion_tokens",
+        "n",
+        "stop",
+        "seed",
+        "logprobs",
+        "top_logprobs",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "ignore_eos",
+        "min_tokens",
+    }
+)
 # Known to OpenAI's chat API, accepted and range-checked, with no effect on the sim's answer.
-CHAT_IGNORED = frozenset({
-    "temperature", "top_p", "presence_penalty", "frequency_penalty", "logit_bias", "user", "metadata",
-    "store", "service_tier", "response_format", "reasoning_effort", "modalities", "audio", "prediction",
-    "prompt_cache_key", "safety_identifier", "verbosity", "web_search_options", "functions",
-    "function_call",
-})
-COMPLETIONS_HONOURED = frozenset({
-    "model", "prompt", "stream", "stream_options", "max_tokens", "n", "stop", "seed", "logprobs",
-    "echo", "ignore_eos", "min_tokens",
-})
-COMPLETIONS_IGNORED = frozenset({
-    "temperature", "top_p", "presence_penalty", "frequency_penalty", "logit_bias", "user", "best_of",
-    "suffix",
-})
+CHAT_IGNORED = frozenset(
+    {
+        "temperature",
+        "top_p",
+        "presence_penalty",
+        "frequency_penalty",
+        "logit_bias",
+        "user",
+        "metadata",
+        "store",
+        "service_tier",
+        "response_format",
+        "reasoning_effort",
+        "modalities",
+        "audio",
+        "prediction",
+        "prompt_cache_key",
+        "safety_identifier",
+        "verbosity",
+        "web_search_options",
+        "functions",
+        "function_call",
+    }
+)
+COMPLETIONS_HONOURED = frozenset(
+    {
+        "model",
+        "prompt",
+        "stream",
+        "stream_options",
+        "max_tokens",
+        "n",
+        "stop",
+        "seed",
+        "logprobs",
+        "echo",
+        "ignore_eos",
+        "min_tokens",
+    }
+)
+COMPLETIONS_IGNORED = frozenset(
+    {
+        "temperature",
+        "top_p",
+        "presence_penalty",
+        "frequency_penalty",
+        "logit_bias",
+        "user",
+        "best_of",
+        "suffix",
+    }
+)
 EMBEDDINGS_HONOURED = frozenset({"model", "input", "encoding_format", "dimensions"})
 EMBEDDINGS_IGNORED = frozenset({"user"})
 
@@ -73,8 +126,9 @@ def check_params(body: dict[str, Any], endpoint: str, strict: bool) -> None:
     if endpoint == "completions" and body.get("logprobs") is not None:
         _check_range("logprobs", body["logprobs"], 0, COMPLETIONS_LOGPROBS_MAX, True)
     if body.get("best_of") not in (None, 1):
-        raise ApiError(400, "The sim does not sample several candidates: leave out 'best_of' or set it to 1.",
-                       param="best_of")
+        raise ApiError(
+            400, "The sim does not sample several candidates: leave out 'best_of' or set it to 1.", param="best_of"
+        )
 
 
 def check_sampling(body: dict[str, Any], endpoint: str) -> None:
@@ -83,12 +137,20 @@ def check_sampling(body: dict[str, Any], endpoint: str) -> None:
     if stop is not None:
         stops = [stop] if isinstance(stop, str) else stop
         if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
-            raise ApiError(400, "Invalid type for 'stop': expected one of a string or an array of strings.",
-                           param="stop", code="invalid_type")
+            raise ApiError(
+                400,
+                "Invalid type for 'stop': expected one of a string or an array of strings.",
+                param="stop",
+                code="invalid_type",
+            )
         if len(stops) > MAX_STOP:
-            raise ApiError(400, f"Invalid 'stop': array too long. Expected an array with maximum length "
-                                f"{MAX_STOP}, but got an array with length {len(stops)} instead.",
-                           param="stop", code="array_above_max_length")
+            raise ApiError(
+                400,
+                f"Invalid 'stop': array too long. Expected an array with maximum length "
+                f"{MAX_STOP}, but got an array with length {len(stops)} instead.",
+                param="stop",
+                code="array_above_max_length",
+            )
     seed = body.get("seed")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
         raise invalid_type("seed", "an integer", seed)
@@ -112,8 +174,12 @@ def _check_chat_logprobs(body: dict[str, Any]) -> None:
     if not isinstance(top, int) or isinstance(top, bool):
         raise invalid_type("top_logprobs", "an integer", top)
     if not logprobs:
-        raise ApiError(400, "Invalid value for 'top_logprobs': 'logprobs' must be set to true when "
-                            "'top_logprobs' is given.", param="top_logprobs", code="invalid_value")
+        raise ApiError(
+            400,
+            "Invalid value for 'top_logprobs': 'logprobs' must be set to true when 'top_logprobs' is given.",
+            param="top_logprobs",
+            code="invalid_value",
+        )
 
 
 def stop_list(body: dict[str, Any]) -> list[str]:
@@ -128,8 +194,16 @@ def _check_range(name: str, value: Any, low: float, high: float, integer: bool) 
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
         raise invalid_type(name, "an integer" if integer else "a number", value)
     if value < low:
-        raise ApiError(400, f"Invalid '{name}': {kind} below minimum value. Expected a value >= {low:g}, "
-                            f"but got {value:g} instead.", param=name, code=f"{kind}_below_min_value")
+        raise ApiError(
+            400,
+            f"Invalid '{name}': {kind} below minimum value. Expected a value >= {low:g}, but got {value:g} instead.",
+            param=name,
+            code=f"{kind}_below_min_value",
+        )
     if value > high:
-        raise ApiError(400, f"Invalid '{name}': {kind} above maximum value. Expected a value <= {high:g}, "
-                            f"but got {value:g} instead.", param=name, code=f"{kind}_above_max_value")
+        raise ApiError(
+            400,
+            f"Invalid '{name}': {kind} above maximum value. Expected a value <= {high:g}, but got {value:g} instead.",
+            param=name,
+            code=f"{kind}_above_max_value",
+        )

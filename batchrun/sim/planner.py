@@ -22,35 +22,36 @@ from batchrun.sim.sampling import apply_stop, output_length
 from batchrun.sim.text import generate_tokens
 from batchrun.sim.tools import ToolCall, choose_tools, make_calls, split_arguments
 
-DEFAULT_COST_COMPLETION = 256   # TPM cost of the answer when the request gives no max_tokens
+DEFAULT_COST_COMPLETION = 256  # TPM cost of the answer when the request gives no max_tokens
 
 
 @dataclass(slots=True)
 class Plan:
     prompt_tokens: int
     finish_reason: str = "stop"
-    tokens: list[str] = field(default_factory=list)           # content tokens, one per chunk
+    tokens: list[str] = field(default_factory=list)  # content tokens, one per chunk
     calls: list[ToolCall] = field(default_factory=list)
     arg_pieces: list[list[str]] = field(default_factory=list)  # per call: argument pieces, one per chunk
     faults: Faults = NO_FAULTS
-    ttft_s: float = 0.0          # slot -> first token (no queue wait); see model.ttft_s
-    queued: bool = True          # False: skip the capacity queue (fast, fixed, [[sim:ttft=...]])
-    itl_jitter: list[float] = field(default_factory=list)      # one factor per gap
-    chunk_tokens: float = 1.0    # content tokens per output chunk, on average (SimConfig.tokens_per_chunk, plain text)
-    chunk_u: float = 0.0         # a fractional chunk_tokens: the draw that rounds the chunk count (content_chunk_count)
-    twin_ranks: list[float] = field(default_factory=list)      # twin: TTFT rank, mean-gap rank, a rank per gap
-    twin_ttft: bool = False      # twin: TTFT drawn when the request starts (else ttft_s, from a directive)
-    cached_tokens: int = 0       # prompt tokens served from the prefix cache (usage.prompt_tokens_details)
-    key: bytes = b""             # the request's RNG key (logprobs are drawn from it)
-    json_text: bool = False      # tokens are pieces of a JSON document: escaped on the wire
-    unseen_tokens: int = 0       # generated but not sent: the stop token of [[sim:empty]]
+    ttft_s: float = 0.0  # slot -> first token (no queue wait); see model.ttft_s
+    queued: bool = True  # False: skip the capacity queue (fast, fixed, [[sim:ttft=...]])
+    itl_jitter: list[float] = field(default_factory=list)  # one factor per gap
+    chunk_tokens: float = 1.0  # content tokens per output chunk, on average (SimConfig.tokens_per_chunk, plain text)
+    chunk_u: float = 0.0  # a fractional chunk_tokens: the draw that rounds the chunk count (content_chunk_count)
+    twin_ranks: list[float] = field(default_factory=list)  # twin: TTFT rank, mean-gap rank, a rank per gap
+    twin_ttft: bool = False  # twin: TTFT drawn when the request starts (else ttft_s, from a directive)
+    cached_tokens: int = 0  # prompt tokens served from the prefix cache (usage.prompt_tokens_details)
+    key: bytes = b""  # the request's RNG key (logprobs are drawn from it)
+    json_text: bool = False  # tokens are pieces of a JSON document: escaped on the wire
+    unseen_tokens: int = 0  # generated but not sent: the stop token of [[sim:empty]]
 
     @property
     def n_chunks(self) -> int:
         """Output chunks: one per chunk_tokens content tokens, or per call one header plus its
         argument pieces."""
-        return (content_chunk_count(len(self.tokens), self.chunk_tokens, self.chunk_u)
-                + sum(1 + len(p) for p in self.arg_pieces))
+        return content_chunk_count(len(self.tokens), self.chunk_tokens, self.chunk_u) + sum(
+            1 + len(p) for p in self.arg_pieces
+        )
 
     @property
     def completion_tokens(self) -> int:
@@ -119,8 +120,9 @@ def request_directives(body: dict[str, Any], attempt: int) -> Directives:
     return parse_directives(last_user_text(body["messages"]), attempt)
 
 
-def plan_request(cfg: SimConfig, body: dict[str, Any], d: Directives, attempt: int,
-                 prompt_tokens: int, group: bool = True) -> Plan:
+def plan_request(
+    cfg: SimConfig, body: dict[str, Any], d: Directives, attempt: int, prompt_tokens: int, group: bool = True
+) -> Plan:
     """`group`: content tokens may share a chunk (not when each chunk carries its logprobs)."""
     messages = body["messages"]
     key = model.request_key(cfg.seed, messages, body.get("tools"), body.get("seed"))
@@ -155,7 +157,7 @@ def _plan_output(plan: Plan, cfg: SimConfig, body: dict[str, Any], d: Directives
             plan.arg_pieces = [split_arguments(c.arguments, rng) for c in plan.calls]
             plan.finish_reason = "tool_calls"
             return
-    if d.empty:         # the first token matched a stop sequence: counted in usage, never sent
+    if d.empty:  # the first token matched a stop sequence: counted in usage, never sent
         plan.finish_reason, plan.unseen_tokens = "stop", 1
         return
     rng = model.rng_for(key, "text")
@@ -163,7 +165,7 @@ def _plan_output(plan: Plan, cfg: SimConfig, body: dict[str, Any], d: Directives
     min_tokens = body.get("min_tokens") or 0
     n, plan.finish_reason = output_length(natural, output_cap(body), bool(body.get("ignore_eos")), min_tokens)
     plan.tokens = generate_tokens(rng, n)
-    plan.tokens, stopped = apply_stop(plan.tokens, stop_list(body), min_tokens)   # ignore_eos keeps stops, as vLLM
+    plan.tokens, stopped = apply_stop(plan.tokens, stop_list(body), min_tokens)  # ignore_eos keeps stops, as vLLM
     if stopped:
         plan.finish_reason = "stop"
 
@@ -202,4 +204,4 @@ def _plan_timing(plan: Plan, cfg: SimConfig, d: Directives, key: bytes, attempt:
             plan.ttft_s = model.ttft_s(cfg, plan.prompt_tokens, factors[0])
             plan.itl_jitter = factors[1:]
     if d.ttft is not None:
-        plan.ttft_s = d.ttft      # honoured in fast mode too: handy for client-timeout tests
+        plan.ttft_s = d.ttft  # honoured in fast mode too: handy for client-timeout tests

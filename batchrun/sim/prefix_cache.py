@@ -20,7 +20,7 @@ class PrefixCache:
     def __init__(self, capacity_tokens: int) -> None:
         self.capacity_blocks = capacity_tokens // BLOCK_TOKENS
         self._blocks: OrderedDict[bytes, None] = OrderedDict()
-        self.hit_tokens = 0                  # cached prompt tokens served, over all requests
+        self.hit_tokens = 0  # cached prompt tokens served, over all requests
 
     def admit(self, text: str, prompt_tokens: int) -> int:
         """Cached tokens for this prompt (before it is inserted); inserts its blocks."""
@@ -29,7 +29,7 @@ class PrefixCache:
         matched, still_matching = 0, True
         h = hashlib.blake2b(digest_size=16)
         for i in range(len(text) // BLOCK_CHARS):
-            h.update(text[i * BLOCK_CHARS:(i + 1) * BLOCK_CHARS].encode())
+            h.update(text[i * BLOCK_CHARS : (i + 1) * BLOCK_CHARS].encode())
             key = h.copy().digest()
             if still_matching and key in self._blocks:
                 matched += 1

@@ -21,7 +21,7 @@ from typing import Any
 from batchrun.errors import BatchrunError
 from batchrun.sim.config import SimAddress, SimConfig
 
-START_TIMEOUT_S = 10.0     # generous: a cold interpreter on a loaded CI machine; ~0.2 s is usual
+START_TIMEOUT_S = 10.0  # generous: a cold interpreter on a loaded CI machine; ~0.2 s is usual
 
 
 class SimProcessError(BatchrunError):
@@ -38,7 +38,7 @@ class SimProcess(SimAddress):
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        root = str(Path(__file__).resolve().parents[2])   # so the child imports this very batchrun
+        root = str(Path(__file__).resolve().parents[2])  # so the child imports this very batchrun
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
         cmd = [sys.executable, "-m", "batchrun.sim._child", self.config.to_json(), self.host, str(self.port)]
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
@@ -63,7 +63,7 @@ class SimProcess(SimAddress):
                 proc.wait(timeout=3.0)
             except subprocess.TimeoutExpired:
                 continue
-        proc.wait()            # reaped: no zombie
+        proc.wait()  # reaped: no zombie
         _close_stdin(proc)
         if proc.stdout is not None:
             proc.stdout.close()
@@ -96,14 +96,17 @@ def _close_stdin(proc: subprocess.Popen[bytes]) -> None:
 def _read_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
     """The child's readiness line; a thread does the blocking read so this also works on Windows."""
     lines: queue.Queue[bytes] = queue.Queue()
-    reader = threading.Thread(target=lambda: lines.put(proc.stdout.readline()),  # type: ignore[union-attr]
-                              daemon=True)
+    reader = threading.Thread(
+        target=lambda: lines.put(proc.stdout.readline()),  # type: ignore[union-attr]
+        daemon=True,
+    )
     reader.start()
     try:
         line = lines.get(timeout=timeout)
     except queue.Empty:
         raise SimProcessError(f"the sim did not start within {timeout:.0f} s") from None
     if not line:
-        raise SimProcessError(f"the sim process exited with code {proc.wait()} before it was ready "
-                              "(its error is printed above)")
+        raise SimProcessError(
+            f"the sim process exited with code {proc.wait()} before it was ready (its error is printed above)"
+        )
     return line.decode()

@@ -16,8 +16,9 @@ from batchrun.sim.model import rng_for
 from batchrun.sim.text import WORDS
 
 
-def output_length(natural: int, cap: int | None, ignore_eos: bool = False,
-                  min_tokens: int | None = None) -> tuple[int, str]:
+def output_length(
+    natural: int, cap: int | None, ignore_eos: bool = False, min_tokens: int | None = None
+) -> tuple[int, str]:
     """(tokens to generate, finish_reason) before any stop sequence."""
     target = (cap or natural) if ignore_eos else max(natural, min_tokens or 0)
     if cap is not None and target >= cap and (ignore_eos or target > cap):
@@ -64,19 +65,28 @@ def token_logprobs(rng: random.Random, tokens: list[str], top: int) -> list[tupl
 
 def chat_logprob_entry(token: str, lp: float, alts: list[tuple[str, float]]) -> dict[str, Any]:
     """One element of a chat choice's `logprobs.content`."""
-    return {"token": token, "logprob": lp, "bytes": list(token.encode()),
-            "top_logprobs": [{"token": t, "logprob": v, "bytes": list(t.encode())} for t, v in alts]}
+    return {
+        "token": token,
+        "logprob": lp,
+        "bytes": list(token.encode()),
+        "top_logprobs": [{"token": t, "logprob": v, "bytes": list(t.encode())} for t, v in alts],
+    }
 
 
-def completion_logprobs(tokens: list[str], lps: list[tuple[float, list[tuple[str, float]]]],
-                        offset: int = 0) -> dict[str, Any]:
+def completion_logprobs(
+    tokens: list[str], lps: list[tuple[float, list[tuple[str, float]]]], offset: int = 0
+) -> dict[str, Any]:
     """A completions choice's `logprobs`: tokens, token_logprobs, top_logprobs, text_offset."""
     offsets, pos = [], offset
     for token in tokens:
         offsets.append(pos)
         pos += len(token)
-    return {"tokens": list(tokens), "token_logprobs": [lp for lp, _ in lps],
-            "top_logprobs": [dict(alts) for _, alts in lps], "text_offset": offsets}
+    return {
+        "tokens": list(tokens),
+        "token_logprobs": [lp for lp, _ in lps],
+        "top_logprobs": [dict(alts) for _, alts in lps],
+        "text_offset": offsets,
+    }
 
 
 def plan_logprobs(key: bytes, tokens: list[str], top: int) -> list[tuple[float, list[tuple[str, float]]]]:

@@ -10,20 +10,20 @@ from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Callable, Coroutine
 
 from batchrun.sim.batches import BatchStore, handle_batches
-from batchrun.sim.files import FileStore, handle_files
-from batchrun.sim.handling import JSON_HEADERS, check_auth
 from batchrun.sim.chat import handle_chat
 from batchrun.sim.completions import handle_completions
-from batchrun.sim.embeddings import handle_embeddings
 from batchrun.sim.config import SimAddress, SimConfig
 from batchrun.sim.delivery import Engine, Hooks
+from batchrun.sim.embeddings import handle_embeddings
+from batchrun.sim.files import FileStore, handle_files
+from batchrun.sim.handling import JSON_HEADERS, check_auth
 from batchrun.sim.host import AttemptCounter, Host, Stats
 from batchrun.sim.http import Connection, Request, response_head
 from batchrun.sim.limits import RateLimiter
 from batchrun.sim.prefix_cache import PrefixCache
 from batchrun.sim.wire import ApiError, dumps, invalid_url, model_object, models_body, rate_limit_error
 
-_QUIET_PATHS = ("/health", "/v1/health", "/sim/stats")   # not counted, so polling changes no stats
+_QUIET_PATHS = ("/health", "/v1/health", "/sim/stats")  # not counted, so polling changes no stats
 
 
 Handler = Callable[[Host, Connection, Request, str], None]
@@ -67,8 +67,9 @@ class SimServer(SimAddress):
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: Connection(self.handle, self.connections),
-                                                host, port, backlog=8192, reuse_address=True)
+        self._server = await loop.create_server(
+            lambda: Connection(self.handle, self.connections), host, port, backlog=8192, reuse_address=True
+        )
         self.host, self.port = host, self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
@@ -88,12 +89,21 @@ class SimServer(SimAddress):
     def stats(self) -> dict[str, Any]:
         """A JSON-ready snapshot of the counters (the same dict GET /sim/stats returns)."""
         s = self.counters
-        return {"requests": s.requests, "responses": {str(k): v for k, v in sorted(s.responses.items())},
-                "faults": dict(s.faults), "rate_limited": dict(s.rate_limited),
-                "tool_call_responses": s.tool_call_responses, "completed": s.completed,
-                "disconnects": s.disconnects, "open_connections": len(self.connections),
-                "decoding": self.engine.decoding, "queued": self.engine.queued, "answering": self.engine.open,
-                "by_endpoint": dict(s.by_endpoint), "prefix_cache_hit_tokens": self.prefix_cache.hit_tokens}
+        return {
+            "requests": s.requests,
+            "responses": {str(k): v for k, v in sorted(s.responses.items())},
+            "faults": dict(s.faults),
+            "rate_limited": dict(s.rate_limited),
+            "tool_call_responses": s.tool_call_responses,
+            "completed": s.completed,
+            "disconnects": s.disconnects,
+            "open_connections": len(self.connections),
+            "decoding": self.engine.decoding,
+            "queued": self.engine.queued,
+            "answering": self.engine.open,
+            "by_endpoint": dict(s.by_endpoint),
+            "prefix_cache_hit_tokens": self.prefix_cache.hit_tokens,
+        }
 
     # --- helpers for handlers ---
     def request_id(self) -> str:
@@ -117,11 +127,17 @@ class SimServer(SimAddress):
         denied = self.limiter.admit(cost_tokens, time.monotonic())
         if denied is not None:
             self.counters.rate_limited[denied.kind] += 1
-            raise rate_limit_error(denied.kind, model, denied.limit, denied.used, denied.requested,
-                                   denied.wait_s)
+            raise rate_limit_error(denied.kind, model, denied.limit, denied.used, denied.requested, denied.wait_s)
 
-    def send_json(self, conn: Connection, req: Request, rid: str, status: int, body: bytes,
-                  extra: list[tuple[str, str]] | None = None) -> None:
+    def send_json(
+        self,
+        conn: Connection,
+        req: Request,
+        rid: str,
+        status: int,
+        body: bytes,
+        extra: list[tuple[str, str]] | None = None,
+    ) -> None:
         if req.path not in _QUIET_PATHS:
             self.counters.count_response(status)
         headers = [*JSON_HEADERS, ("x-request-id", rid), *(extra or []), *self.ratelimit_headers()]
@@ -162,7 +178,7 @@ class SimServer(SimAddress):
             return 200, dumps(self.stats())
         if path == "/models" or path.startswith("/models/"):
             self._check_auth(req)
-            return 200, self._models(path[len("/models/"):] if path != "/models" else None)
+            return 200, self._models(path[len("/models/") :] if path != "/models" else None)
         raise invalid_url(method, req.path)
 
     def _check_auth(self, req: Request) -> None:
@@ -177,8 +193,9 @@ class SimServer(SimAddress):
 
 
 @asynccontextmanager
-async def serve_sim(config: SimConfig | None = None, host: str = "127.0.0.1",
-                    port: int = 0) -> AsyncIterator[SimServer]:
+async def serve_sim(
+    config: SimConfig | None = None, host: str = "127.0.0.1", port: int = 0
+) -> AsyncIterator[SimServer]:
     """Run the sim in the current event loop; `port=0` picks a free port (see `.base_url`)."""
     server = SimServer(config or SimConfig())
     await server.start(host, port)
@@ -191,7 +208,7 @@ async def serve_sim(config: SimConfig | None = None, host: str = "127.0.0.1",
 def run_loop(main: Coroutine[Any, Any, None]) -> None:
     """Run a standalone sim: on uvloop when installed (about 1.3x the throughput), else asyncio."""
     try:
-        import uvloop       # optional (not on Windows)
+        import uvloop  # optional (not on Windows)
     except ImportError:
         asyncio.run(main)
     else:

@@ -16,7 +16,7 @@ from typing import Any
 from batchrun.sim.text import WORDS
 from batchrun.sim.wire import ApiError
 
-CHARS_PER_TOKEN = 4          # characters of JSON text per streamed token
+CHARS_PER_TOKEN = 4  # characters of JSON text per streamed token
 _MAX_DEPTH = 6
 
 
@@ -27,14 +27,25 @@ def check_response_format(body: dict[str, Any]) -> None:
         return
     kind = fmt.get("type") if isinstance(fmt, dict) else None
     if kind not in ("text", "json_object", "json_schema"):
-        raise ApiError(400, f"Invalid value: {kind!r}. Supported values are: 'text', 'json_object' and "
-                            "'json_schema'.", param="response_format.type", code="invalid_value")
+        raise ApiError(
+            400,
+            f"Invalid value: {kind!r}. Supported values are: 'text', 'json_object' and 'json_schema'.",
+            param="response_format.type",
+            code="invalid_value",
+        )
     if kind == "json_schema":
         spec = fmt.get("json_schema")
-        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not isinstance(spec.get("schema"), dict):
-            raise ApiError(400, "Missing required parameter: 'response_format.json_schema' needs a 'name' and "
-                                "a 'schema' object.", param="response_format.json_schema",
-                           code="missing_required_parameter")
+        if (
+            not isinstance(spec, dict)
+            or not isinstance(spec.get("name"), str)
+            or not isinstance(spec.get("schema"), dict)
+        ):
+            raise ApiError(
+                400,
+                "Missing required parameter: 'response_format.json_schema' needs a 'name' and a 'schema' object.",
+                param="response_format.json_schema",
+                code="missing_required_parameter",
+            )
 
 
 def wants_json(body: dict[str, Any]) -> bool:
@@ -93,7 +104,7 @@ def break_json(text: str) -> str:
 
 def json_tokens(text: str) -> list[str]:
     """The JSON text in streamed pieces of ~4 characters."""
-    return [text[i:i + CHARS_PER_TOKEN] for i in range(0, len(text), CHARS_PER_TOKEN)] or [text]
+    return [text[i : i + CHARS_PER_TOKEN] for i in range(0, len(text), CHARS_PER_TOKEN)] or [text]
 
 
 def escape(token: str) -> str:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import random
 
-WORDS: tuple[str, ...] = tuple("""
+WORDS: tuple[str, ...] = tuple(
+    """
 the of and to in is that for it as with was on be by this are from at or an have not
 but all can they which one more their about will would there also has when what some
 time people could other than into only over new most very first after been because
@@ -26,7 +27,8 @@ across along around before behind below beside during inside outside toward with
 build carry change follow gather handle keep learn listen move notice offer prepare
 reach remember repeat return share show start study test travel turn visit wait watch
 write read run send hold find give take bring call look seem feel try leave become
-""".split())
+""".split()
+)
 
 _CAPITALISED = tuple(w.capitalize() for w in WORDS)
 

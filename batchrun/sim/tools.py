@@ -25,9 +25,9 @@ _SENTENCE_RE = re.compile(r"[.!?\n]+")
 
 @dataclass(frozen=True, slots=True)
 class ToolCall:
-    id: str          # "call_..."
+    id: str  # "call_..."
     name: str
-    arguments: str   # JSON text (deliberately broken under [[sim:bad_args]])
+    arguments: str  # JSON text (deliberately broken under [[sim:bad_args]])
 
 
 def function_tools(tools: Any) -> dict[str, dict[str, Any]]:
@@ -41,8 +41,9 @@ def function_tools(tools: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
-def choose_tools(body: dict[str, Any], user_text: str, last_role: str, d: Directives,
-                 rng: random.Random, tool_call_rate: float) -> list[str]:
+def choose_tools(
+    body: dict[str, Any], user_text: str, last_role: str, d: Directives, rng: random.Random, tool_call_rate: float
+) -> list[str]:
     """Names of the tools this request calls, in call order (empty: answer with content)."""
     tools = list(function_tools(body.get("tools")))
     choice = body.get("tool_choice", "auto")
@@ -70,8 +71,9 @@ def mentioned_tools(tools: list[str], text: str) -> list[str]:
     return [name for _, name in sorted(hits)]
 
 
-def make_calls(names: list[str], body: dict[str, Any], user_text: str, rng: random.Random,
-               bad_args: bool) -> list[ToolCall]:
+def make_calls(
+    names: list[str], body: dict[str, Any], user_text: str, rng: random.Random, bad_args: bool
+) -> list[ToolCall]:
     schemas = function_tools(body.get("tools"))
     ctx = _ArgContext(user_text, rng)
     calls = []
@@ -88,7 +90,7 @@ def split_arguments(arguments: str, rng: random.Random) -> list[str]:
     pieces, i = [], 0
     while i < len(arguments):
         step = rng.randint(2, 6)
-        pieces.append(arguments[i:i + step])
+        pieces.append(arguments[i : i + step])
         i += step
     return pieces or [""]
 

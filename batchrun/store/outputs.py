@@ -17,31 +17,48 @@ import json
 import math
 import sys
 from array import array
-
-import orjson
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import orjson
 
 from batchrun.errors import OutputError
 from batchrun.store.records import OK, SKIPPED, Record, record_lines
 
 # Answer columns after the input's own; `id` only when no input column holds the id.
 ANSWER_COLUMNS = [
-    "id", "row", "status", "text", "finish_reason", "error_type", "error", "http_status",
-    "attempts", "prompt_tokens", "completion_tokens", "tokens_estimated", "ttft_s", "latency_s",
-    "total_s", "queue_wait_s", "output_tokens_per_s", "request_id", "model", "tool_calls",
+    "id",
+    "row",
+    "status",
+    "text",
+    "finish_reason",
+    "error_type",
+    "error",
+    "http_status",
+    "attempts",
+    "prompt_tokens",
+    "completion_tokens",
+    "tokens_estimated",
+    "ttft_s",
+    "latency_s",
+    "total_s",
+    "queue_wait_s",
+    "output_tokens_per_s",
+    "request_id",
+    "model",
+    "tool_calls",
     "tool_choice_ignored",  # a forced tool call answered with text
-    "empty",            # an ok answer the server ended without content (text "")
-    "reconnects",       # re-sends after a dead pooled connection (not attempts)
-    "batch_id",         # the Batch API job that answered the row (--mode batch), else empty
+    "empty",  # an ok answer the server ended without content (text "")
+    "reconnects",  # re-sends after a dead pooled connection (not attempts)
+    "batch_id",  # the Batch API job that answered the row (--mode batch), else empty
 ]
 TIMING_COLUMNS = frozenset({"ttft_s", "latency_s", "total_s", "queue_wait_s"})
 CSV_FORMULAS = ("escape", "raw")
 # OWASP "CSV injection": a spreadsheet runs a cell starting with these as a formula.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_SYNTHETIC = "\x00synthetic-row:"       # index key of a made-up id: no real id can start with NUL
+_SYNTHETIC = "\x00synthetic-row:"  # index key of a made-up id: no real id can start with NUL
 
 
 def _key(data: dict[str, Any]) -> str:
@@ -59,7 +76,7 @@ def index_records(path: Path, seen: Callable[[dict[str, Any]], None] | None = No
 
     def note(key: str, status: str) -> None:
         keys.append(key)
-        statuses.append(sys.intern(status))      # a handful of distinct texts, not one object a line
+        statuses.append(sys.intern(status))  # a handful of distinct texts, not one object a line
 
     lines, latest = _latest_lines(path, seen, note)
     return {keys[i]: (lines.rows[i], lines.offsets[i], statuses[i]) for i in latest}
@@ -110,6 +127,7 @@ def latest_dicts(path: Path, offsets: Sequence[int] | None = None) -> Iterator[d
 
 # ------------------------------------------------------------------ the latest record of each id
 
+
 def latest_offsets(path: Path, seen: Callable[[dict[str, Any]], None] | None = None) -> array:
     """Byte offsets of the latest record of every id, in input (row) order (_latest_lines)."""
     lines, latest = _latest_lines(path, seen)
@@ -127,8 +145,9 @@ class _Lines:
     skipped: bytearray = field(default_factory=bytearray)
 
 
-def _latest_lines(path: Path, seen: Callable[[dict[str, Any]], None] | None = None,
-                  note: Callable[[str, str], None] | None = None) -> tuple[_Lines, array]:
+def _latest_lines(
+    path: Path, seen: Callable[[dict[str, Any]], None] | None = None, note: Callable[[str, str], None] | None = None
+) -> tuple[_Lines, array]:
     """One pass over records.jsonl: its lines, and the numbers of the lines that hold the latest
     record of each id, in (row, offset) order. `seen` is shown every parsed record, `note` every
     line's index key and status (in line order).
@@ -151,7 +170,7 @@ def _latest_lines(path: Path, seen: Callable[[dict[str, Any]], None] | None = No
         if note is not None:
             note(key, status)
     keep = _last_of_each_key(path, lines.hashes, lines.offsets)
-    lines.hashes = array("q")           # done with: the caller keeps rows and offsets only
+    lines.hashes = array("q")  # done with: the caller keeps rows and offsets only
     return lines, _in_row_order(keep, lines.rows, lines.skipped)
 
 
@@ -194,7 +213,7 @@ def _last_by_key(path: Path, lines: list[int], offsets: array) -> list[int]:
     """Of lines whose ids hash alike, the last line of each id, read again and compared whole."""
     last: dict[str, int] = {}
     with open(path, "rb") as f:
-        for line in lines:                  # ascending: a later line of an id replaces an earlier one
+        for line in lines:  # ascending: a later line of an id replaces an earlier one
             f.seek(offsets[line])
             last[_key(orjson.loads(f.readline()))] = line
     return list(last.values())
@@ -205,7 +224,7 @@ def _in_row_order(keep: array, rows: array, skipped: bytearray) -> array:
     was kept (the row was fixed and sent on --resume, perhaps under another id)."""
     packed, shift = _packed_sort(((rows[line], line) for line in keep), len(rows))
     out = array("q")
-    for run in _runs(packed, shift):           # one input row; lines ascend, as their offsets do
+    for run in _runs(packed, shift):  # one input row; lines ascend, as their offsets do
         if isinstance(run, int):
             out.append(run)
         else:
@@ -215,15 +234,16 @@ def _in_row_order(keep: array, rows: array, skipped: bytearray) -> array:
 
 # ------------------------------------------------------------------ the columns
 
+
 @dataclass
 class Layout:
     """The results' columns, from one pass over the latest records."""
 
     input_columns: list[str] = field(default_factory=list)
     parsed_columns: list[str] = field(default_factory=list)
-    kinds: dict[str, set[str]] = field(default_factory=dict)   # column -> kinds of value seen
+    kinds: dict[str, set[str]] = field(default_factory=dict)  # column -> kinds of value seen
     id_in_input: bool = False
-    names: dict[str, str] = field(default_factory=dict)        # answer field -> its column name
+    names: dict[str, str] = field(default_factory=dict)  # answer field -> its column name
 
     def columns(self) -> list[str]:
         return [*self.input_columns, *self.names.values()]
@@ -324,7 +344,7 @@ def _answer_values(data: dict[str, Any]) -> dict[str, Any]:
     values["tool_calls"] = json.dumps(calls, ensure_ascii=False) if calls else ""
     for name in TIMING_COLUMNS:
         if values[name] is not None:
-            values[name] = round(values[name], 6)     # microseconds: more is clock noise
+            values[name] = round(values[name], 6)  # microseconds: more is clock noise
     return values
 
 
@@ -350,15 +370,23 @@ def _csv_cell(value: Any, escape: bool) -> Any:
 
 # ------------------------------------------------------------------ the files
 
-def write_results(records_path: Path, out_dir: Path, fmt: str = "csv", *, id_column: str | None = None,
-                  csv_formulas: str = "escape", each: Callable[[dict[str, Any]], None] | None = None) -> Path:
+
+def write_results(
+    records_path: Path,
+    out_dir: Path,
+    fmt: str = "csv",
+    *,
+    id_column: str | None = None,
+    csv_formulas: str = "escape",
+    each: Callable[[dict[str, Any]], None] | None = None,
+) -> Path:
     """Write results.<fmt> with exactly one row per input row, in input order, row by row (never
     every row at once). `each` is shown every latest record (as its dict) in that order, so the
     same pass can feed the summary."""
     target = out_dir / f"results.{fmt}"
     tmp = target.with_suffix(target.suffix + ".tmp")
     planner = LayoutPlanner(id_column)
-    offsets = latest_offsets(records_path, planner)    # one pass: the index and the columns
+    offsets = latest_offsets(records_path, planner)  # one pass: the index and the columns
     records = latest_dicts(records_path, offsets)
     if each is not None:
         records = _shown(records, each)
@@ -368,9 +396,9 @@ def write_results(records_path: Path, out_dir: Path, fmt: str = "csv", *, id_col
             _write_parquet(records, layout, tmp)
         else:
             _write_csv(records, layout, tmp, escape=csv_formulas != "raw")
-        tmp.replace(target)       # atomic: a crash never leaves a half-written results file
+        tmp.replace(target)  # atomic: a crash never leaves a half-written results file
     except OSError as exc:
-        tmp.unlink(missing_ok=True)     # a half-written temp file only takes space from a full disk
+        tmp.unlink(missing_ok=True)  # a half-written temp file only takes space from a full disk
         raise OutputError(f"cannot write {target}: {exc.strerror}") from exc
     return target
 
@@ -390,7 +418,7 @@ def _write_csv(records: Iterable[dict[str, Any]], layout: Layout, target: Path, 
 
 
 def _write_parquet(records: Iterable[dict[str, Any]], layout: Layout, target: Path, batch: int = 10_000) -> None:
-    import pyarrow as pa             # lazy: pyarrow (~0.2 s) for --output-format parquet only
+    import pyarrow as pa  # lazy: pyarrow (~0.2 s) for --output-format parquet only
     import pyarrow.parquet as pq
 
     schema = _schema(pa, layout)
@@ -414,11 +442,22 @@ def _write_parquet(records: Iterable[dict[str, Any]], layout: Layout, target: Pa
         writer.close()
 
 
-_ANSWER_TYPES = {"row": "int64", "http_status": "int64", "attempts": "int64", "prompt_tokens": "int64",
-                 "completion_tokens": "int64", "tokens_estimated": "bool_", "ttft_s": "float64",
-                 "tool_choice_ignored": "bool_", "empty": "bool_", "reconnects": "int64",
-                 "latency_s": "float64", "total_s": "float64", "queue_wait_s": "float64",
-                 "output_tokens_per_s": "float64"}
+_ANSWER_TYPES = {
+    "row": "int64",
+    "http_status": "int64",
+    "attempts": "int64",
+    "prompt_tokens": "int64",
+    "completion_tokens": "int64",
+    "tokens_estimated": "bool_",
+    "ttft_s": "float64",
+    "tool_choice_ignored": "bool_",
+    "empty": "bool_",
+    "reconnects": "int64",
+    "latency_s": "float64",
+    "total_s": "float64",
+    "queue_wait_s": "float64",
+    "output_tokens_per_s": "float64",
+}
 
 
 def _schema(pa: Any, layout: Layout) -> Any:

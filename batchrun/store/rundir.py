@@ -22,8 +22,16 @@ from batchrun.inputs.identity import content_change
 
 LOCK_FILE = ".batchrun.lock"
 # What a run writes; --overwrite removes exactly these, never a file of the user's.
-RUN_FILES = ("records.jsonl", "run.json", "summary.json", "results.csv", "results.parquet",
-             "report.md", "report.html", "internal-errors.log")
+RUN_FILES = (
+    "records.jsonl",
+    "run.json",
+    "summary.json",
+    "results.csv",
+    "results.parquet",
+    "report.md",
+    "report.html",
+    "internal-errors.log",
+)
 _IGNORED = {LOCK_FILE, ".write-test"}
 
 
@@ -49,13 +57,17 @@ def check_empty(out: Path, *, resume: bool, overwrite: bool) -> None:
         return
     if not overwrite:
         shown = ", ".join(present[:5]) + (", ..." if len(present) > 5 else "")
-        raise OutputError(f"--out {out} is not empty ({shown}); one directory holds one run: "
-                          f"continue it with --resume {out}, replace it with --overwrite, "
-                          "or choose a new --out")
+        raise OutputError(
+            f"--out {out} is not empty ({shown}); one directory holds one run: "
+            f"continue it with --resume {out}, replace it with --overwrite, "
+            "or choose a new --out"
+        )
     foreign = [name for name in present if name not in RUN_FILES]
     if foreign and "records.jsonl" not in present:
-        raise OutputError(f"--out {out} holds files batchrun did not write ({', '.join(foreign[:5])}); "
-                          "--overwrite only replaces a run directory: choose a new --out")
+        raise OutputError(
+            f"--out {out} holds files batchrun did not write ({', '.join(foreign[:5])}); "
+            "--overwrite only replaces a run directory: choose a new --out"
+        )
     for name in RUN_FILES:
         with contextlib.suppress(FileNotFoundError):
             (out / name).unlink()
@@ -76,8 +88,11 @@ def describe_holder(text: str) -> str:
         words = f"pid {int(data['pid'])} on {data['host']} since {data['since']}"
     except (ValueError, KeyError, TypeError):
         return "another process"
-    doing = [f"{label}{data[key]}" for key, label in (("subcommand", ""), ("input", "input "),
-                                                       ("endpoint", "endpoint ")) if isinstance(data.get(key), str)]
+    doing = [
+        f"{label}{data[key]}"
+        for key, label in (("subcommand", ""), ("input", "input "), ("endpoint", "endpoint "))
+        if isinstance(data.get(key), str)
+    ]
     return words + (f": {', '.join(doing)}" if doing else "")
 
 
@@ -140,9 +155,11 @@ def _take(out: Path, about: Mapping[str, str], say: Callable[[str], None]) -> in
         except BlockingIOError:
             holder = describe_holder(os.pread(fd, 4096, 0).decode("utf-8", "replace"))
             os.close(fd)
-            raise OutputError(f"{out} is in use by another batchrun run: {holder}; wait for it to finish "
-                              "(two runs in one directory would send rows twice)") from None
-        if not _same_file(fd, path):        # its holder removed it as we opened it: start over
+            raise OutputError(
+                f"{out} is in use by another batchrun run: {holder}; wait for it to finish "
+                "(two runs in one directory would send rows twice)"
+            ) from None
+        if not _same_file(fd, path):  # its holder removed it as we opened it: start over
             os.close(fd)
             continue
         if created:
@@ -150,7 +167,7 @@ def _take(out: Path, about: Mapping[str, str], say: Callable[[str], None]) -> in
             return fd
         left = os.pread(fd, 4096, 0).decode("utf-8", "replace")
         with contextlib.suppress(FileNotFoundError):
-            path.unlink()                   # replaced by a new file of ours (created 0600) on the next turn
+            path.unlink()  # replaced by a new file of ours (created 0600) on the next turn
         os.close(fd)
         if left.strip():
             say(_stale_message(out, left))
@@ -162,16 +179,24 @@ def _stale_message(out: Path, text: str) -> str:
         host = json.loads(text).get("host")
     except (ValueError, AttributeError):
         host = None
-    where = "" if host in (None, socket.gethostname()) else (
-        f"; batchrun cannot see {host}'s processes and trusts the file system's lock, which NFS shares "
-        "between machines: on a file system that does not, make sure that run has ended")
-    return (f"{out}: taking over the lock left by a run that did not end cleanly ({describe_holder(text)}); "
-            f"nobody holds it any more, so that process is gone{where}")
+    where = (
+        ""
+        if host in (None, socket.gethostname())
+        else (
+            f"; batchrun cannot see {host}'s processes and trusts the file system's lock, which NFS shares "
+            "between machines: on a file system that does not, make sure that run has ended"
+        )
+    )
+    return (
+        f"{out}: taking over the lock left by a run that did not end cleanly ({describe_holder(text)}); "
+        f"nobody holds it any more, so that process is gone{where}"
+    )
 
 
 @contextlib.contextmanager
-def lock_run_dir(out: Path, about: Mapping[str, str] | None = None,
-                 say: Callable[[str], None] = lambda _: None) -> Iterator[None]:
+def lock_run_dir(
+    out: Path, about: Mapping[str, str] | None = None, say: Callable[[str], None] = lambda _: None
+) -> Iterator[None]:
     """Hold an exclusive lock on OUT/.batchrun.lock (mode 0600: pid, host, start time and the
     public `about` fields, e.g. subcommand, input, endpoint host); a second process stops at once
     (exit 2) naming the holder. The file is removed when the body ends, however it ends short of
@@ -189,8 +214,14 @@ def lock_run_dir(out: Path, about: Mapping[str, str] | None = None,
 
 
 @contextlib.contextmanager
-def claim_run_dir(out: Path, *, resume: bool, overwrite: bool, about: Mapping[str, str] | None = None,
-                  say: Callable[[str], None] = lambda _: None) -> Iterator[None]:
+def claim_run_dir(
+    out: Path,
+    *,
+    resume: bool,
+    overwrite: bool,
+    about: Mapping[str, str] | None = None,
+    say: Callable[[str], None] = lambda _: None,
+) -> Iterator[None]:
     """Create OUT and hold its lock for the body. A refused directory is left untouched (no lock
     file either); --overwrite clears only under the lock, so it never deletes a running run's files;
     and a fresh run checks again under the lock, in case another run filled OUT meanwhile."""
@@ -207,10 +238,11 @@ def claim_run_dir(out: Path, *, resume: bool, overwrite: bool, about: Mapping[st
 
 # ------------------------------------------------------------------ input identity
 
+
 def input_difference(saved: dict[str, Any] | None, now: dict[str, Any]) -> str | None:
     """How the input differs from the one the run started with, or None."""
     if not saved:
-        return None           # a run directory from before identities were kept
+        return None  # a run directory from before identities were kept
     if saved.get("path") != now["path"]:
         return f"the run read {saved.get('path')}, this is {now['path']}"
     change = content_change(saved, now)
@@ -222,7 +254,9 @@ def check_input(saved: dict[str, Any] | None, now: dict[str, Any], accept_change
     difference when it was accepted (to be announced)."""
     difference = input_difference(saved, now)
     if difference is not None and not accept_changed:
-        raise ConfigError(f"--resume: {difference}; rows are matched by id, so a changed file can mix two "
-                          "inputs in one run. Resume with the original file, start a new --out, or pass "
-                          "--input-changed ok to match rows by id (ids no longer in the file are reported)")
+        raise ConfigError(
+            f"--resume: {difference}; rows are matched by id, so a changed file can mix two "
+            "inputs in one run. Resume with the original file, start a new --out, or pass "
+            "--input-changed ok to match rows by id (ids no longer in the file are reported)"
+        )
     return difference

@@ -20,16 +20,20 @@ def read_run_json(run_dir: Path) -> dict[str, Any]:
     """The saved run.json of `run_dir`, or a ConfigError saying what to do."""
     path = run_dir / RUN_JSON
     if not path.exists():
-        raise ConfigError(f"{run_dir} is not a batchrun run directory (no {RUN_JSON}); "
-                          "pass the directory a previous `batchrun run` wrote")
+        raise ConfigError(
+            f"{run_dir} is not a batchrun run directory (no {RUN_JSON}); "
+            "pass the directory a previous `batchrun run` wrote"
+        )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(data.get("config"), dict):
             raise KeyError("config")
         return data
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ConfigError(f"cannot read {path} ({type(exc).__name__}: {exc}); rerun without --resume "
-                          f"into a new --out (rows already done are in {run_dir / 'records.jsonl'})") from exc
+        raise ConfigError(
+            f"cannot read {path} ({type(exc).__name__}: {exc}); rerun without --resume "
+            f"into a new --out (rows already done are in {run_dir / 'records.jsonl'})"
+        ) from exc
 
 
 def start_session(out: Path, config: dict[str, Any], endpoint: dict[str, Any]) -> tuple[int, dict[str, Any] | None]:
@@ -38,11 +42,21 @@ def start_session(out: Path, config: dict[str, Any], endpoint: dict[str, Any]) -
     path = out / RUN_JSON
     previous = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     sessions = list(previous.get("sessions") or [])
-    session = {"n": len(sessions) + 1, "started_at": datetime.now(timezone.utc).isoformat(),
-               "batchrun_version": __version__, "endpoint": endpoint}
+    session = {
+        "n": len(sessions) + 1,
+        "started_at": datetime.now(timezone.utc).isoformat(),
+        "batchrun_version": __version__,
+        "endpoint": endpoint,
+    }
     # Keys written by other stages (e.g. the input's identity) are kept as they are.
-    data = {**previous, "wall_time_s": previous.get("wall_time_s", 0.0), "config": config, "endpoint": endpoint,
-            "started_at": previous.get("started_at", session["started_at"]), "sessions": [*sessions, session]}
+    data = {
+        **previous,
+        "wall_time_s": previous.get("wall_time_s", 0.0),
+        "config": config,
+        "endpoint": endpoint,
+        "started_at": previous.get("started_at", session["started_at"]),
+        "sessions": [*sessions, session],
+    }
     write_json(path, data)
     return session["n"], (sessions[-1] if sessions else None)
 

@@ -74,8 +74,13 @@ class VectorSink:
 def _table(ids: list[str], rows: list[int], matrix: np.ndarray) -> pa.Table:
     dim = matrix.shape[1] if matrix.ndim == 2 else 0
     flat = pa.array(matrix.astype(np.float32, copy=False).reshape(-1), type=pa.float32())
-    return pa.table({"id": pa.array(ids, pa.string()), "row": pa.array(rows, pa.int64()),
-                     "embedding": pa.FixedSizeListArray.from_arrays(flat, dim)})
+    return pa.table(
+        {
+            "id": pa.array(ids, pa.string()),
+            "row": pa.array(rows, pa.int64()),
+            "embedding": pa.FixedSizeListArray.from_arrays(flat, dim),
+        }
+    )
 
 
 def _write_atomic(path: Path, table: pa.Table) -> None:
@@ -114,10 +119,12 @@ def consolidate(out: Path, ok_ids: Iterable[str]) -> Path:
             if writer is None:
                 writer = pq.ParquetWriter(tmp, table.schema)
             elif table.schema != writer.schema:
-                raise OutputError(f"{part}: vectors of another length than earlier parts; "
-                                  "rerun into a new --out with one fixed 'dimensions'")
+                raise OutputError(
+                    f"{part}: vectors of another length than earlier parts; "
+                    "rerun into a new --out with one fixed 'dimensions'"
+                )
             writer.write_table(table)
-        if writer is None:       # no vector at all (every batch failed): an empty file, same columns
+        if writer is None:  # no vector at all (every batch failed): an empty file, same columns
             writer = pq.ParquetWriter(tmp, EMPTY_SCHEMA)
     finally:
         if writer is not None:

@@ -24,7 +24,7 @@ NAMES = {"ttft_s": "TTFT", "latency_s": "latency", "itl_s": "ITL"}
 
 @dataclass(frozen=True)
 class Figure:
-    key: str                                  # ttft_s, latency_s or itl_s
+    key: str  # ttft_s, latency_s or itl_s
     measured: Distribution
     twin: Distribution
     ci: dict[int, tuple[float, float] | None]  # measured p50 / p90: 95% interval (None: too few values)
@@ -43,14 +43,14 @@ class Figure:
 class LevelComparison:
     level: Level
     figures: tuple[Figure, ...]
-    measured: Draws          # the level's measured values (for the CDF plots)
+    measured: Draws  # the level's measured values (for the CDF plots)
     twin: Draws
 
 
 @dataclass(frozen=True)
 class RunComparison:
     name: str
-    in_flight: float         # time-averaged requests in flight
+    in_flight: float  # time-averaged requests in flight
     completed: int
     measured_rps: float | None
     twin_rps: float | None
@@ -61,10 +61,18 @@ class FitComparison:
     levels: tuple[LevelComparison, ...]
     runs: tuple[RunComparison, ...]
 
-    def largest(self, keys: Sequence[str] = ("ttft_s", "latency_s")) -> tuple[LevelComparison, Figure, int, float] | None:
+    def largest(
+        self, keys: Sequence[str] = ("ttft_s", "latency_s")
+    ) -> tuple[LevelComparison, Figure, int, float] | None:
         """The largest |change| among these figures' p50 and p90 over every level."""
-        found = [(lv, f, q, c) for lv in self.levels for f in lv.figures if f.key in keys
-                 for q in (50, 90) if (c := f.change(q)) is not None]
+        found = [
+            (lv, f, q, c)
+            for lv in self.levels
+            for f in lv.figures
+            if f.key in keys
+            for q in (50, 90)
+            if (c := f.change(q)) is not None
+        ]
         return max(found, key=lambda item: abs(item[3]), default=None)
 
 
@@ -77,8 +85,8 @@ def measured_draws(members: Sequence[Observed]) -> Draws:
     out = Draws()
     for o in members:
         r = o.record
-        out.ttft_s.append(r.ttft_s)          # type: ignore[arg-type]
-        out.latency_s.append(r.latency_s)    # type: ignore[arg-type]
+        out.ttft_s.append(r.ttft_s)  # type: ignore[arg-type]
+        out.latency_s.append(r.latency_s)  # type: ignore[arg-type]
         out.itl_s += r.itl_s
     return out
 

@@ -52,14 +52,26 @@ from batchrun.store.records import CANCELLED, OK, SKIPPED, TIMEOUT, Attempt, Rec
 from batchrun.twin.copula import spearman
 from batchrun.twin.inflight import loads_at
 from batchrun.twin.lag import deconvolve, mix_tables
-from batchrun.twin.model import (GRID, Failure, Failures, Level, Output, Prompt, RateLimits, Source, Table,
-                                 TwinModel, Wire, at)
+from batchrun.twin.model import (
+    GRID,
+    Failure,
+    Failures,
+    Level,
+    Output,
+    Prompt,
+    RateLimits,
+    Source,
+    Table,
+    TwinModel,
+    Wire,
+    at,
+)
 
-MIN_LEVEL = 30          # ok requests a level needs (the project's "few requests" mark)
+MIN_LEVEL = 30  # ok requests a level needs (the project's "few requests" mark)
 PREFILL_GROUPS = 4
 PREFILL_MIN_GROUP = 10
-MAX_GAPS = 200_000      # pooled gaps kept per level (every k-th past it): a huge run still fits in ~1 s
-MIN_RHO_N = 10          # requests a rank correlation needs
+MAX_GAPS = 200_000  # pooled gaps kept per level (every k-th past it): a huge run still fits in ~1 s
+MIN_RHO_N = 10  # requests a rank correlation needs
 
 # The client's own error types (batchrun.endpoint.attempt), by name: the fit reads records only.
 _STREAM_KINDS = {"IncompleteStream": "cut", "MalformedChunk": "malformed", "APITimeoutError": "timeout"}
@@ -71,20 +83,20 @@ class RunRecords:
 
     name: str
     records: Sequence[Record]
-    rate_limits: Mapping[str, Any] | None = None    # summary.json: summary.rate_limits.provider
-    model: str | None = None                        # summary.json: endpoint.model
-    client_saturated: bool = False                  # summary.json: loop_lag.client_saturated
-    lag_s: Table | None = None                      # the client's event-loop lag over the run, quantiles on the grid
-    lag_n: int = 0                                  # lag samples behind it
+    rate_limits: Mapping[str, Any] | None = None  # summary.json: summary.rate_limits.provider
+    model: str | None = None  # summary.json: endpoint.model
+    client_saturated: bool = False  # summary.json: loop_lag.client_saturated
+    lag_s: Table | None = None  # the client's event-loop lag over the run, quantiles on the grid
+    lag_n: int = 0  # lag samples behind it
 
 
 @dataclass(frozen=True, slots=True)
 class Observed:
     """One ok request and the number of requests in flight when it was sent."""
 
-    in_flight: float        # the load at send (twin/inflight.py): requests in flight, or their recent average
+    in_flight: float  # the load at send (twin/inflight.py): requests in flight, or their recent average
     record: Record
-    run: int                # index of its timeline in Observations.runs
+    run: int  # index of its timeline in Observations.runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,11 +104,11 @@ class Timeline:
     """One clock's worth of records: a run, or one session of a resumed run."""
 
     name: str
-    completed: int          # requests that got an outcome (not cancelled, not skipped)
+    completed: int  # requests that got an outcome (not cancelled, not skipped)
     ok: int
-    span_s: float | None    # first send to last end
+    span_s: float | None  # first send to last end
     mean_in_flight: float | None
-    lag_s: Table | None = None   # its run's client lag (RunRecords.lag_s)
+    lag_s: Table | None = None  # its run's client lag (RunRecords.lag_s)
     lag_n: int = 0
 
 
@@ -133,14 +145,17 @@ def _sessions(records: Iterable[Record]) -> dict[int, list[Record]]:
 def _observe_timeline(obs: Observations, name: str, records: list[Record], run: RunRecords) -> None:
     spans = [span for r in records for span in attempt_spans(r)]
     index = len(obs.runs)
-    ok = [r for r in records
-          if r.status == OK and r.sent_s is not None and r.ttft_s is not None and r.latency_s is not None]
-    for r, load in zip(ok, loads_at(spans, [r.sent_s for r in ok])):   # type: ignore[misc]
+    ok = [
+        r
+        for r in records
+        if r.status == OK and r.sent_s is not None and r.ttft_s is not None and r.latency_s is not None
+    ]
+    for r, load in zip(ok, loads_at(spans, [r.sent_s for r in ok])):  # type: ignore[misc]
         obs.ok.append(Observed(load, r, index))
     for r in records:
         obs.attempts += [a for a in r.attempt_log if a.status != CANCELLED]
     done = [r for r in records if r.status != CANCELLED and r.sent_s is not None and r.end_s is not None]
-    span = max(r.end_s for r in done) - min(r.sent_s for r in done) if done else None   # type: ignore[operator]
+    span = max(r.end_s for r in done) - min(r.sent_s for r in done) if done else None  # type: ignore[operator]
     obs.runs.append(Timeline(name, len(done), len(ok), span or None, in_flight(done)[1], run.lag_s, run.lag_n))
 
 
@@ -173,14 +188,24 @@ def fit_observations(obs: Observations, runs: Sequence[RunRecords]) -> TwinModel
     sources = tuple(Source(r.name, len(r.records)) for r in runs)
     model = _model_name(records, runs)
     notes = fit_notes(levels, prompt, output, failures, rate_limits, wire, runs)
-    fitted = TwinModel(levels=levels, model=model, prompt=prompt, output=output, failures=failures,
-                       rate_limits=rate_limits, wire=wire, sources=sources, notes=notes)
+    fitted = TwinModel(
+        levels=levels,
+        model=model,
+        prompt=prompt,
+        output=output,
+        failures=failures,
+        rate_limits=rate_limits,
+        wire=wire,
+        sources=sources,
+        notes=notes,
+    )
     # As its file holds it (6 significant digits), so a twin fitted on the spot and one read back
     # from `batchrun fit`'s file serve exactly the same.
     return TwinModel.from_dict(fitted.to_dict())
 
 
 # ---------------------------------------------------------------- levels
+
 
 def group_levels(in_flight: Sequence[float], min_n: int) -> list[list[int]]:
     """Indices of `in_flight` grouped into levels (see the module docstring), lowest level first;
@@ -211,8 +236,10 @@ def quantile_table(values: Iterable[float]) -> Table:
 
 def fit_level(members: Sequence[Observed], prompt: Prompt, runs: Sequence[Timeline] = ()) -> Level:
     xs = sorted(o.in_flight for o in members)
-    ttft = [max(0.0, o.record.ttft_s - prompt.prefill_s_per_token * (_prompt_tokens(o.record, prompt) - prompt.ref_tokens))
-            for o in members]   # type: ignore[operator]
+    ttft = [
+        max(0.0, o.record.ttft_s - prompt.prefill_s_per_token * (_prompt_tokens(o.record, prompt) - prompt.ref_tokens))
+        for o in members
+    ]  # type: ignore[operator]
     means, ratios, paired = [], [], []
     for o, t in zip(members, ttft):
         gaps = o.record.itl_s
@@ -228,10 +255,18 @@ def fit_level(members: Sequence[Observed], prompt: Prompt, runs: Sequence[Timeli
     lag, lag_n = _level_lag(members, runs)
     if lag is not None:
         table = deconvolve(table, lag)
-    return Level(in_flight=percentile(xs, 50), n=len(members), ttft_s=table,
-                 gap_requests=len(means), gap_mean_s=quantile_table(means) if means else None,
-                 gaps=len(ratios), gap_ratio=quantile_table(ratios) if ratios else None,
-                 ttft_gap_rho=spearman(paired) if len(paired) >= MIN_RHO_N else 0.0, lag_s=lag, lag_n=lag_n)
+    return Level(
+        in_flight=percentile(xs, 50),
+        n=len(members),
+        ttft_s=table,
+        gap_requests=len(means),
+        gap_mean_s=quantile_table(means) if means else None,
+        gaps=len(ratios),
+        gap_ratio=quantile_table(ratios) if ratios else None,
+        ttft_gap_rho=spearman(paired) if len(paired) >= MIN_RHO_N else 0.0,
+        lag_s=lag,
+        lag_n=lag_n,
+    )
 
 
 def _level_lag(members: Sequence[Observed], runs: Sequence[Timeline]) -> tuple[Table | None, int]:
@@ -241,7 +276,7 @@ def _level_lag(members: Sequence[Observed], runs: Sequence[Timeline]) -> tuple[T
     if not counts:
         return None, 0
     tables = [runs[i].lag_s for i in counts]
-    return mix_tables(tables, list(counts.values())), sum(runs[i].lag_n for i in counts)   # type: ignore[arg-type]
+    return mix_tables(tables, list(counts.values())), sum(runs[i].lag_n for i in counts)  # type: ignore[arg-type]
 
 
 def _prompt_tokens(record: Record, prompt: Prompt) -> float:
@@ -250,13 +285,19 @@ def _prompt_tokens(record: Record, prompt: Prompt) -> float:
 
 # ---------------------------------------------------------------- prompt
 
+
 def fit_prompt(levels: Sequence[Sequence[Observed]]) -> Prompt:
     tokens = sorted(o.record.prompt_tokens for lv in levels for o in lv if o.record.prompt_tokens is not None)
     ref = percentile(tokens, 50) if tokens else 0.0
     slope, used = prefill_slope(levels)
     chars, chars_n = chars_per_token([o.record for lv in levels for o in lv])
-    return Prompt(ref_tokens=ref, prefill_s_per_token=max(0.0, slope) if used else 0.0, prefill_n=used,
-                  chars_per_token=chars, chars_n=chars_n)
+    return Prompt(
+        ref_tokens=ref,
+        prefill_s_per_token=max(0.0, slope) if used else 0.0,
+        prefill_n=used,
+        chars_per_token=chars,
+        chars_n=chars_n,
+    )
 
 
 def prefill_slope(levels: Sequence[Sequence[Observed]]) -> tuple[float, int]:
@@ -264,15 +305,18 @@ def prefill_slope(levels: Sequence[Sequence[Observed]]) -> tuple[float, int]:
     points: list[tuple[float, float]] = []
     used = 0
     for level in levels:
-        pairs = sorted((float(o.record.prompt_tokens), float(o.record.ttft_s)) for o in level   # type: ignore[arg-type]
-                       if o.record.prompt_tokens is not None)
+        pairs = sorted(
+            (float(o.record.prompt_tokens), float(o.record.ttft_s))
+            for o in level  # type: ignore[arg-type]
+            if o.record.prompt_tokens is not None
+        )
         k = min(PREFILL_GROUPS, len(pairs) // PREFILL_MIN_GROUP)
         if k < 2 or pairs[0][0] == pairs[-1][0]:
             continue
         size = len(pairs) / k
         medians = []
         for g in range(k):
-            part = pairs[round(g * size):round((g + 1) * size)]
+            part = pairs[round(g * size) : round((g + 1) * size)]
             medians.append((percentile([p for p, _ in part], 50), percentile(sorted(t for _, t in part), 50)))
         mx = math.fsum(p for p, _ in medians) / k
         my = math.fsum(t for _, t in medians) / k
@@ -287,8 +331,11 @@ def prefill_slope(levels: Sequence[Sequence[Observed]]) -> tuple[float, int]:
 def chars_per_token(records: Iterable[Record]) -> tuple[float, int]:
     """Median characters of prompt text per prompt token reported by the server, over requests
     saved with their body and answered with usage; (4.0, 0) when none were."""
-    ratios = sorted(chars / r.prompt_tokens for r in records
-                    if r.prompt_tokens and not r.tokens_estimated and (chars := request_chars(r.request)))
+    ratios = sorted(
+        chars / r.prompt_tokens
+        for r in records
+        if r.prompt_tokens and not r.tokens_estimated and (chars := request_chars(r.request))
+    )
     if not ratios:
         return float(CHARS_PER_TOKEN), 0
     return percentile(ratios, 50), len(ratios)
@@ -306,12 +353,18 @@ def request_chars(request: Mapping[str, Any] | None) -> int:
 
 # ---------------------------------------------------------------- output, failures, limits, wire
 
+
 def fit_output(records: Sequence[Record]) -> Output:
     done = [r for r in records if r.completion_tokens is not None]
     hit = [r.completion_tokens for r in done if r.finish_reason == "length"]
     stop = [r.completion_tokens for r in done if r.finish_reason != "length"]
-    return Output(n=len(done), length_n=len(hit), cap=max(hit) if hit else None, stop_n=len(stop),   # type: ignore[type-var]
-                  stop_tokens=quantile_table(float(t) for t in stop) if stop else None)      # type: ignore[arg-type]
+    return Output(
+        n=len(done),
+        length_n=len(hit),
+        cap=max(hit) if hit else None,
+        stop_n=len(stop),  # type: ignore[type-var]
+        stop_tokens=quantile_table(float(t) for t in stop) if stop else None,
+    )  # type: ignore[arg-type]
 
 
 def failure_kind(attempt: Attempt) -> str | None:
@@ -339,7 +392,11 @@ def fit_failures(attempts: Sequence[Attempt], *, limiter: bool) -> Failures:
 
 def _servable(kind: str) -> bool:
     head, _, digits = kind.partition("_")
-    return (head == "http" and digits.isdigit() and 400 <= int(digits) <= 599) or kind in ("cut", "malformed", "timeout")
+    return (head == "http" and digits.isdigit() and 400 <= int(digits) <= 599) or kind in (
+        "cut",
+        "malformed",
+        "timeout",
+    )
 
 
 def fit_rate_limits(runs: Sequence[RunRecords]) -> RateLimits:
@@ -348,15 +405,16 @@ def fit_rate_limits(runs: Sequence[RunRecords]) -> RateLimits:
         seen = run.rate_limits or {}
         if seen.get("source"):
             rpm, tpm = seen.get("requests_per_min"), seen.get("tokens_per_min")
-            return RateLimits(headers=seen["source"], rpm=math.floor(rpm) if rpm else None,
-                              tpm=math.floor(tpm) if tpm else None)
+            return RateLimits(
+                headers=seen["source"], rpm=math.floor(rpm) if rpm else None, tpm=math.floor(tpm) if tpm else None
+            )
     return RateLimits()
 
 
 def fit_wire(records: Sequence[Record]) -> Wire:
     with_usage = [r for r in records if not r.tokens_estimated and r.completion_tokens is not None]
     chunked = [r for r in with_usage if r.output_chunks]
-    tokens, chunks = sum(r.completion_tokens for r in chunked), sum(r.output_chunks for r in chunked)   # type: ignore[misc]
+    tokens, chunks = sum(r.completion_tokens for r in chunked), sum(r.output_chunks for r in chunked)  # type: ignore[misc]
     per_chunk = max(1.0, tokens / chunks) if chunks else 1.0
     places = Counter(r.usage_chunk for r in with_usage if r.usage_chunk)
     without = len(records) - len(with_usage)
@@ -378,33 +436,52 @@ def _model_name(records: Sequence[Record], runs: Sequence[RunRecords]) -> str | 
 
 # ---------------------------------------------------------------- notes
 
-def fit_notes(levels: Sequence[Level], prompt: Prompt, output: Output, failures: Failures,
-              limits: RateLimits, wire: Wire, runs: Sequence[RunRecords]) -> tuple[str, ...]:
+
+def fit_notes(
+    levels: Sequence[Level],
+    prompt: Prompt,
+    output: Output,
+    failures: Failures,
+    limits: RateLimits,
+    wire: Wire,
+    runs: Sequence[RunRecords],
+) -> tuple[str, ...]:
     """What the fit could not fit, what it assumed, and where the twin extrapolates."""
     notes = [_levels_note(levels)]
     notes.append(_lag_note(levels))
     saturated = [r.name for r in runs if r.client_saturated]
     if saturated:
-        notes.append(f"client saturated in {', '.join(saturated)}: its own queueing (event-loop lag) was large and "
-                     "uneven, and the gaps between chunks keep it; fit runs at a concurrency the client keeps up "
-                     "with (or with --workers)")
+        notes.append(
+            f"client saturated in {', '.join(saturated)}: its own queueing (event-loop lag) was large and "
+            "uneven, and the gaps between chunks keep it; fit runs at a concurrency the client keeps up "
+            "with (or with --workers)"
+        )
     if prompt.prefill_n:
-        notes.append(f"TTFT vs prompt length: {prompt.prefill_s_per_token * 1000:.4g} ms per 1,000 prompt tokens "
-                     f"(n={prompt.prefill_n}), around {prompt.ref_tokens:g} tokens")
+        notes.append(
+            f"TTFT vs prompt length: {prompt.prefill_s_per_token * 1000:.4g} ms per 1,000 prompt tokens "
+            f"(n={prompt.prefill_n}), around {prompt.ref_tokens:g} tokens"
+        )
     else:
-        notes.append(f"TTFT vs prompt length: not fitted (prompt lengths too alike, or fewer than "
-                     f"{2 * PREFILL_MIN_GROUP} requests per level): TTFT held independent of prompt length")
+        notes.append(
+            f"TTFT vs prompt length: not fitted (prompt lengths too alike, or fewer than "
+            f"{2 * PREFILL_MIN_GROUP} requests per level): TTFT held independent of prompt length"
+        )
     if not prompt.chars_n:
         notes.append("prompt tokens: no saved request with usage, so the twin counts 4 characters per token")
     if output.length_n:
-        notes.append(f"output length: {output.length_n} of {output.n} answers ({100 * output.length_share:.0f}%) "
-                     f"were cut by max_tokens (up to {output.cap}); their natural length is unknown: such an "
-                     f"answer runs to the request's max_tokens, or to {output.cap} tokens without one")
+        notes.append(
+            f"output length: {output.length_n} of {output.n} answers ({100 * output.length_share:.0f}%) "
+            f"were cut by max_tokens (up to {output.cap}); their natural length is unknown: such an "
+            f"answer runs to the request's max_tokens, or to {output.cap} tokens without one"
+        )
     notes += _failure_notes(failures, limits)
     if limits.headers is None:
         unrecorded = any(r.rate_limits is None for r in runs)
-        notes.append("rate limits: " + ("not recorded (a bench keeps no rate-limit headers)" if unrecorded else
-                                        "no rate-limit headers seen") + ": the twin sends none and limits nothing")
+        notes.append(
+            "rate limits: "
+            + ("not recorded (a bench keeps no rate-limit headers)" if unrecorded else "no rate-limit headers seen")
+            + ": the twin sends none and limits nothing"
+        )
     if not wire.usage_n:
         notes.append("usage placement: not recorded in these records (an older batchrun): assumed trailing")
     if not wire.chunk_n:
@@ -415,22 +492,30 @@ def fit_notes(levels: Sequence[Level], prompt: Prompt, output: Output, failures:
 def _lag_note(levels: Sequence[Level]) -> str:
     lagged = [lv for lv in levels if lv.lag_s is not None]
     if not lagged:
-        return ("client delay: no event-loop lag recorded with these runs: the TTFT tables keep the client's own "
-                "delay, and a run against the twin adds its own again")
-    p50 = ", ".join(f"{1000 * at(GRID, lv.lag_s, 0.5):.2g}" for lv in lagged)   # type: ignore[arg-type]
-    p90 = ", ".join(f"{1000 * at(GRID, lv.lag_s, 0.9):.2g}" for lv in lagged)   # type: ignore[arg-type]
-    return (f"client delay: the TTFT tables are net of one copy of the client's own delay, its event-loop lag "
-            f"(p50 {p50} ms, p90 {p90} ms by level), which a run against the twin adds again")
+        return (
+            "client delay: no event-loop lag recorded with these runs: the TTFT tables keep the client's own "
+            "delay, and a run against the twin adds its own again"
+        )
+    p50 = ", ".join(f"{1000 * at(GRID, lv.lag_s, 0.5):.2g}" for lv in lagged)  # type: ignore[arg-type]
+    p90 = ", ".join(f"{1000 * at(GRID, lv.lag_s, 0.9):.2g}" for lv in lagged)  # type: ignore[arg-type]
+    return (
+        f"client delay: the TTFT tables are net of one copy of the client's own delay, its event-loop lag "
+        f"(p50 {p50} ms, p90 {p90} ms by level), which a run against the twin adds again"
+    )
 
 
 def _levels_note(levels: Sequence[Level]) -> str:
     if len(levels) == 1:
         lv = levels[0]
-        return (f"TTFT and chunk gaps vs concurrency: one level only (in flight {lv.in_flight:g}, n={lv.n}), "
-                "held constant at every concurrency")
+        return (
+            f"TTFT and chunk gaps vs concurrency: one level only (in flight {lv.in_flight:g}, n={lv.n}), "
+            "held constant at every concurrency"
+        )
     keys = ", ".join(f"{lv.in_flight:g}" for lv in levels)
-    return (f"TTFT and chunk gaps vs concurrency: levels at in flight {keys}; interpolated between them, held "
-            f"below {levels[0].in_flight:g}, extrapolated above {levels[-1].in_flight:g} (linear from the last two levels)")
+    return (
+        f"TTFT and chunk gaps vs concurrency: levels at in flight {keys}; interpolated between them, held "
+        f"below {levels[0].in_flight:g}, extrapolated above {levels[-1].in_flight:g} (linear from the last two levels)"
+    )
 
 
 def _failure_notes(failures: Failures, limits: RateLimits) -> list[str]:
@@ -439,8 +524,10 @@ def _failure_notes(failures: Failures, limits: RateLimits) -> list[str]:
         if f.served:
             continue
         if f.kind == "http_429" and (limits.rpm or limits.tpm):
-            notes.append(f"failures: the {f.count} HTTP 429s are left to the twin's rate limiter "
-                         f"(rpm {limits.rpm}, tpm {limits.tpm}), not drawn at random")
+            notes.append(
+                f"failures: the {f.count} HTTP 429s are left to the twin's rate limiter "
+                f"(rpm {limits.rpm}, tpm {limits.tpm}), not drawn at random"
+            )
         else:
             notes.append(f"failures: {f.count} attempts failed with {f.kind}, which the twin cannot reproduce")
     return notes

@@ -48,8 +48,9 @@ class LoadMeter:
         return max(float(self.n), self.average)
 
 
-def loads_at(spans: Sequence[tuple[float, float]], times: Sequence[float],
-             window_s: float = LOAD_WINDOW_S) -> list[float]:
+def loads_at(
+    spans: Sequence[tuple[float, float]], times: Sequence[float], window_s: float = LOAD_WINDOW_S
+) -> list[float]:
     """load(t) at each of `times` for requests holding the half-open spans [start, end): a span
     starting at t counts in n(t) (the arriving request itself), one ending at t does not, and
     neither moves the average before t."""

@@ -30,8 +30,8 @@ import numpy as np
 
 from batchrun.twin.model import GRID, Table
 
-CONV_POINTS = 100    # quantiles of the second distribution in a sum
-X_POINTS = 2000      # values its distribution function is read at
+CONV_POINTS = 100  # quantiles of the second distribution in a sum
+X_POINTS = 2000  # values its distribution function is read at
 ITERATIONS = 30
 
 
@@ -96,8 +96,9 @@ def mix_tables(tables: Sequence[Table], weights: Sequence[float], grid: Sequence
     return tuple(float(x) for x in np.interp(g, centre, values))
 
 
-def summary_lag_table(p50: float | None, p99: float | None, top: float | None,
-                      grid: Sequence[float] = GRID) -> Table | None:
+def summary_lag_table(
+    p50: float | None, p99: float | None, top: float | None, grid: Sequence[float] = GRID
+) -> Table | None:
     """A lag table from what a run's summary keeps (p50, p99, max of its loop lag): linear from 0
     at p = 0 through p50 and p99 to the max. None when the summary has none of them."""
     if p50 is None or p99 is None:

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from batchrun.errors import ConfigError, OutputError
-from batchrun.store.records import Record, read_records
 from batchrun.sim.config import DEFAULT_MODEL, SimConfig
+from batchrun.store.records import Record, read_records
 from batchrun.twin.fit import Observations, RunRecords, fit_observations, observe, quantile_table
 from batchrun.twin.lag import summary_lag_table
 from batchrun.twin.model import Table, TwinError, TwinModel
@@ -61,16 +61,24 @@ def read_sources(sources: Sequence[str | Path]) -> list[RunRecords]:
         elif (source / "records.jsonl").is_file():
             runs.append(_run(source, source))
         else:
-            raise ConfigError(f"{source}: not a run or bench directory (no records.jsonl, no bench.json); "
-                              "give a directory written by `batchrun run` or `batchrun bench`")
+            raise ConfigError(
+                f"{source}: not a run or bench directory (no records.jsonl, no bench.json); "
+                "give a directory written by `batchrun run` or `batchrun bench`"
+            )
     return runs
 
 
 def _bench_runs(bench: Path) -> list[RunRecords]:
-    entries = [run for run in _json(bench / "bench.json").get("runs") or []
-               if isinstance(run, dict) and run.get("mode") != "sync" and isinstance(run.get("name"), str)]
-    runs = [_run(bench / "runs" / run["name"], bench, run["name"], run.get("loop_lag_s")) for run in entries
-            if (bench / "runs" / run["name"] / "records.jsonl").is_file()]
+    entries = [
+        run
+        for run in _json(bench / "bench.json").get("runs") or []
+        if isinstance(run, dict) and run.get("mode") != "sync" and isinstance(run.get("name"), str)
+    ]
+    runs = [
+        _run(bench / "runs" / run["name"], bench, run["name"], run.get("loop_lag_s"))
+        for run in entries
+        if (bench / "runs" / run["name"] / "records.jsonl").is_file()
+    ]
     if not runs:
         raise ConfigError(f"{bench}: a bench directory without async runs to fit (runs/*/records.jsonl)")
     return runs
@@ -85,8 +93,9 @@ def _run(directory: Path, source: Path, level: str | None = None, lag_samples: A
     saturated = bool(lag.get("client_saturated"))
     name = f"{source}:{level}" if level else str(source)
     lag_s, lag_n = _lag(lag_samples, lag)
-    return RunRecords(name, [_lean(r) for r in read_records(directory / "records.jsonl")], limits, model, saturated,
-                      lag_s, lag_n)
+    return RunRecords(
+        name, [_lean(r) for r in read_records(directory / "records.jsonl")], limits, model, saturated, lag_s, lag_n
+    )
 
 
 def _lag(samples: Any, summary: dict[str, Any]) -> tuple[Table | None, int]:
@@ -151,10 +160,19 @@ def sim_config(twin: TwinModel, seed: int = 0, **changes: Any) -> SimConfig:
     took what the source run sent); no prefix cache (the source's is in the TTFT tables)."""
     limits = twin.rate_limits
     settings: dict[str, Any] = dict(
-        seed=seed, models=(twin.model or DEFAULT_MODEL,), twin=twin, fresh_jitter=True, strict=False,
-        prefix_cache_tokens=0, rpm=limits.rpm, tpm=limits.tpm, ratelimit_headers=limits.headers or "none",
-        usage_placement=twin.wire.usage, tokens_per_chunk=twin.wire.tokens_per_chunk,
-        chars_per_token=twin.prompt.chars_per_token)
+        seed=seed,
+        models=(twin.model or DEFAULT_MODEL,),
+        twin=twin,
+        fresh_jitter=True,
+        strict=False,
+        prefix_cache_tokens=0,
+        rpm=limits.rpm,
+        tpm=limits.tpm,
+        ratelimit_headers=limits.headers or "none",
+        usage_placement=twin.wire.usage,
+        tokens_per_chunk=twin.wire.tokens_per_chunk,
+        chars_per_token=twin.prompt.chars_per_token,
+    )
     if twin.failures.retry_after_s is not None:
         settings["retry_after_s"] = twin.failures.retry_after_s
     return SimConfig(**{**settings, **changes})

@@ -47,33 +47,33 @@ class TwinError(ValueError):
 class Level:
     """The requests that were sent with about `in_flight` requests in flight."""
 
-    in_flight: float                 # requests in flight at send (this one included), median of the level
-    n: int                           # ok requests behind the TTFT table
-    ttft_s: Table                    # TTFT at the reference prompt length, quantiles on the grid
-    gap_requests: int = 0            # requests with two or more output chunks (behind gap_mean_s)
+    in_flight: float  # requests in flight at send (this one included), median of the level
+    n: int  # ok requests behind the TTFT table
+    ttft_s: Table  # TTFT at the reference prompt length, quantiles on the grid
+    gap_requests: int = 0  # requests with two or more output chunks (behind gap_mean_s)
     gap_mean_s: Table | None = None  # per request: mean seconds between its output chunks
-    gaps: int = 0                    # gaps behind gap_ratio
-    gap_ratio: Table | None = None   # each gap over its request's mean gap (the shape within a request)
-    ttft_gap_rho: float = 0.0        # Spearman rank correlation of a request's TTFT and its mean gap
-    lag_s: Table | None = None       # the client's own delay (event-loop lag) taken out of ttft_s
-    lag_n: int = 0                   # lag samples behind lag_s (0: nothing taken out)
+    gaps: int = 0  # gaps behind gap_ratio
+    gap_ratio: Table | None = None  # each gap over its request's mean gap (the shape within a request)
+    ttft_gap_rho: float = 0.0  # Spearman rank correlation of a request's TTFT and its mean gap
+    lag_s: Table | None = None  # the client's own delay (event-loop lag) taken out of ttft_s
+    lag_n: int = 0  # lag samples behind lag_s (0: nothing taken out)
 
 
 @dataclass(frozen=True, slots=True)
 class Prompt:
-    ref_tokens: float = 0.0              # the prompt length TTFT tables are at (median of the fit)
-    prefill_s_per_token: float = 0.0     # TTFT growth per prompt token; 0 when not fitted
-    prefill_n: int = 0                   # requests the slope was fitted on (0: not fitted)
-    chars_per_token: float = 4.0         # how the twin counts prompt tokens from message text
-    chars_n: int = 0                     # requests that gave it (0: the default 4)
+    ref_tokens: float = 0.0  # the prompt length TTFT tables are at (median of the fit)
+    prefill_s_per_token: float = 0.0  # TTFT growth per prompt token; 0 when not fitted
+    prefill_n: int = 0  # requests the slope was fitted on (0: not fitted)
+    chars_per_token: float = 4.0  # how the twin counts prompt tokens from message text
+    chars_n: int = 0  # requests that gave it (0: the default 4)
 
 
 @dataclass(frozen=True, slots=True)
 class Output:
-    n: int = 0                       # ok requests
-    length_n: int = 0                # of which stopped by max_tokens (finish_reason "length")
-    cap: int | None = None           # the max_tokens they hit (the largest), for requests without one
-    stop_n: int = 0                  # of which stopped by themselves
+    n: int = 0  # ok requests
+    length_n: int = 0  # of which stopped by max_tokens (finish_reason "length")
+    cap: int | None = None  # the max_tokens they hit (the largest), for requests without one
+    stop_n: int = 0  # of which stopped by themselves
     stop_tokens: Table | None = None  # their output tokens, quantiles on the grid
 
     @property
@@ -83,16 +83,16 @@ class Output:
 
 @dataclass(frozen=True, slots=True)
 class Failure:
-    kind: str            # http_<status>, cut, malformed or timeout when served; else the error type
-    count: int           # attempts that failed this way
+    kind: str  # http_<status>, cut, malformed or timeout when served; else the error type
+    count: int  # attempts that failed this way
     served: bool = True  # False: seen but not reproduced (the notes say why)
 
 
 @dataclass(frozen=True, slots=True)
 class Failures:
-    attempts: int = 0                       # every attempt that got an outcome (cancelled ones left out)
+    attempts: int = 0  # every attempt that got an outcome (cancelled ones left out)
     kinds: tuple[Failure, ...] = ()
-    retry_after_s: float | None = None      # median retry-after the failed attempts were given
+    retry_after_s: float | None = None  # median retry-after the failed attempts were given
 
     def share(self, failure: Failure) -> float:
         return failure.count / self.attempts if self.attempts else 0.0
@@ -100,23 +100,23 @@ class Failures:
 
 @dataclass(frozen=True, slots=True)
 class RateLimits:
-    headers: str | None = None     # header family seen: openai, anthropic, ietf; None: none seen
-    rpm: int | None = None         # requests per minute announced
-    tpm: int | None = None         # tokens per minute announced
+    headers: str | None = None  # header family seen: openai, anthropic, ietf; None: none seen
+    rpm: int | None = None  # requests per minute announced
+    tpm: int | None = None  # tokens per minute announced
 
 
 @dataclass(frozen=True, slots=True)
 class Wire:
-    usage: str = "trailing"          # where the stream's usage came: trailing, finish, content or none
-    usage_n: int = 0                 # requests that showed it (0: assumed)
-    tokens_per_chunk: float = 1.0    # output tokens per content chunk, on average (at least 1)
-    chunk_n: int = 0                 # requests that showed it (0: assumed)
+    usage: str = "trailing"  # where the stream's usage came: trailing, finish, content or none
+    usage_n: int = 0  # requests that showed it (0: assumed)
+    tokens_per_chunk: float = 1.0  # output tokens per content chunk, on average (at least 1)
+    chunk_n: int = 0  # requests that showed it (0: assumed)
 
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    name: str           # the run or bench directory (its path as given)
-    records: int        # records read from it
+    name: str  # the run or bench directory (its path as given)
+    records: int  # records read from it
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +129,7 @@ class TwinModel:
     rate_limits: RateLimits = RateLimits()
     wire: Wire = Wire()
     sources: tuple[Source, ...] = ()
-    notes: tuple[str, ...] = ()           # what could not be fitted, what is extrapolated
+    notes: tuple[str, ...] = ()  # what could not be fitted, what is extrapolated
     grid: tuple[float, ...] = GRID
     schema: str = SCHEMA
     _cache: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
@@ -152,8 +152,12 @@ class TwinModel:
         mean = self._series("gap_mean")
         if not mean.keys:
             return 0.0
-        return max(0.0, _across(mean, in_flight, lambda t: at(self.grid, t, u_request))
-                   * self._ratio(in_flight, u_gap) / ratio_mean)
+        return max(
+            0.0,
+            _across(mean, in_flight, lambda t: at(self.grid, t, u_request))
+            * self._ratio(in_flight, u_gap)
+            / ratio_mean,
+        )
 
     def mean_gap_rank(self, in_flight: float, u_ttft: float, u: float) -> float:
         """The rank of a request's mean gap, from its TTFT's rank u_ttft and its own uniform u,
@@ -228,14 +232,23 @@ class TwinModel:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: the schema id first, tables as lists, numbers rounded to 6 digits."""
-        return {"schema": self.schema, "model": self.model,
-                "sources": [_plain(s) for s in self.sources], "notes": list(self.notes),
-                "grid": list(self.grid), "prompt": _plain(self.prompt),
-                "levels": [_plain(lv) for lv in self.levels], "output": _plain(self.output),
-                "failures": {"attempts": self.failures.attempts, "retry_after_s": self.failures.retry_after_s,
-                             "kinds": [{**_plain(f), "share": round6(self.failures.share(f))}
-                                       for f in self.failures.kinds]},
-                "rate_limits": _plain(self.rate_limits), "wire": _plain(self.wire)}
+        return {
+            "schema": self.schema,
+            "model": self.model,
+            "sources": [_plain(s) for s in self.sources],
+            "notes": list(self.notes),
+            "grid": list(self.grid),
+            "prompt": _plain(self.prompt),
+            "levels": [_plain(lv) for lv in self.levels],
+            "output": _plain(self.output),
+            "failures": {
+                "attempts": self.failures.attempts,
+                "retry_after_s": self.failures.retry_after_s,
+                "kinds": [{**_plain(f), "share": round6(self.failures.share(f))} for f in self.failures.kinds],
+            },
+            "rate_limits": _plain(self.rate_limits),
+            "wire": _plain(self.wire),
+        }
 
     @classmethod
     def from_dict(cls, data: Any) -> TwinModel:
@@ -256,16 +269,19 @@ def at(grid: Sequence[float], table: Sequence[float], u: float) -> float:
 
 @dataclass(frozen=True, slots=True)
 class _Series:
-    keys: tuple[float, ...]            # levels' in_flight, ascending
+    keys: tuple[float, ...]  # levels' in_flight, ascending
     tables: tuple[Table, ...]
-    slope: float                       # growth per request in flight above the last level (>= 0)
+    slope: float  # growth per request in flight above the last level (>= 0)
 
 
 def _series(model: TwinModel, name: str) -> _Series:
     """One table per level that has it, and the slope used above the highest level."""
-    pairs = [(lv.in_flight, t) for lv in model.levels
-             if (t := {"ttft": lv.ttft_s, "gap_mean": lv.gap_mean_s, "gap_ratio": lv.gap_ratio, "lag": lv.lag_s}[name])
-             is not None]
+    pairs = [
+        (lv.in_flight, t)
+        for lv in model.levels
+        if (t := {"ttft": lv.ttft_s, "gap_mean": lv.gap_mean_s, "gap_ratio": lv.gap_ratio, "lag": lv.lag_s}[name])
+        is not None
+    ]
     keys, tables = tuple(k for k, _ in pairs), tuple(t for _, t in pairs)
     slope = 0.0
     if name in ("ttft", "gap_mean") and len(keys) >= 2:
@@ -298,8 +314,9 @@ def check(model: TwinModel) -> None:
     """TwinError for a model the server could not serve."""
     grid = model.grid
     if model.schema != SCHEMA:
-        raise TwinError(f"schema: expected {SCHEMA!r}, got {model.schema!r} (write it with this batchrun's "
-                        "`batchrun fit`)")
+        raise TwinError(
+            f"schema: expected {SCHEMA!r}, got {model.schema!r} (write it with this batchrun's `batchrun fit`)"
+        )
     if len(grid) < 2 or grid[0] != 0.0 or grid[-1] != 1.0 or any(b <= a for a, b in zip(grid, grid[1:])):
         raise TwinError("grid: expected ascending probabilities from 0 to 1")
     if not model.levels:
@@ -323,8 +340,10 @@ def check(model: TwinModel) -> None:
         raise TwinError("failures: the served shares add up to more than 1")
     for f in model.failures.kinds:
         if f.served and not (_http_status(f.kind) or f.kind in SERVED_STREAM_KINDS):
-            raise TwinError(f"failures: kind {f.kind!r} cannot be served (http_<400-599>, "
-                            f"{', '.join(SERVED_STREAM_KINDS)}); set its served to false")
+            raise TwinError(
+                f"failures: kind {f.kind!r} cannot be served (http_<400-599>, "
+                f"{', '.join(SERVED_STREAM_KINDS)}); set its served to false"
+            )
 
 
 def _check_table(where: str, table: Table | None, size: int, *, required: bool) -> None:
@@ -332,8 +351,11 @@ def _check_table(where: str, table: Table | None, size: int, *, required: bool) 
         if required:
             raise TwinError(f"{where}: missing")
         return
-    if len(table) != size or any(not math.isfinite(v) or v < 0 for v in table) \
-            or any(b < a for a, b in zip(table, table[1:])):
+    if (
+        len(table) != size
+        or any(not math.isfinite(v) or v < 0 for v in table)
+        or any(b < a for a, b in zip(table, table[1:]))
+    ):
         raise TwinError(f"{where}: expected {size} finite, non-negative, ascending numbers (one per grid point)")
 
 
@@ -369,23 +391,33 @@ def _from_dict(data: Any) -> TwinModel:
     if not isinstance(data, dict):
         raise TwinError("expected a JSON object")
     if data.get("schema") != SCHEMA:
-        raise TwinError(f"schema: expected {SCHEMA!r}, got {data.get('schema')!r} (is this a twin file written "
-                        "by `batchrun fit`?)")
+        raise TwinError(
+            f"schema: expected {SCHEMA!r}, got {data.get('schema')!r} (is this a twin file written by `batchrun fit`?)"
+        )
     try:
         failures = data.get("failures") or {}
         return TwinModel(
-            schema=data["schema"], model=data.get("model"), grid=_floats("grid", data["grid"]),
+            schema=data["schema"],
+            model=data.get("model"),
+            grid=_floats("grid", data["grid"]),
             levels=tuple(_build(Level, f"levels[{i}]", lv) for i, lv in enumerate(_list("levels", data["levels"]))),
             prompt=_build(Prompt, "prompt", data.get("prompt") or {}),
             output=_build(Output, "output", data.get("output") or {}),
-            failures=Failures(attempts=_int("failures.attempts", failures.get("attempts", 0)),
-                              retry_after_s=failures.get("retry_after_s"),
-                              kinds=tuple(_build(Failure, f"failures.kinds[{i}]", f, drop=("share",))
-                                          for i, f in enumerate(_list("failures.kinds", failures.get("kinds", []))))),
+            failures=Failures(
+                attempts=_int("failures.attempts", failures.get("attempts", 0)),
+                retry_after_s=failures.get("retry_after_s"),
+                kinds=tuple(
+                    _build(Failure, f"failures.kinds[{i}]", f, drop=("share",))
+                    for i, f in enumerate(_list("failures.kinds", failures.get("kinds", [])))
+                ),
+            ),
             rate_limits=_build(RateLimits, "rate_limits", data.get("rate_limits") or {}),
             wire=_build(Wire, "wire", data.get("wire") or {}),
-            sources=tuple(_build(Source, f"sources[{i}]", s) for i, s in enumerate(_list("sources", data.get("sources", [])))),
-            notes=tuple(str(n) for n in _list("notes", data.get("notes", []))))
+            sources=tuple(
+                _build(Source, f"sources[{i}]", s) for i, s in enumerate(_list("sources", data.get("sources", [])))
+            ),
+            notes=tuple(str(n) for n in _list("notes", data.get("notes", []))),
+        )
     except KeyError as exc:
         raise TwinError(f"{exc.args[0]}: missing") from None
 
@@ -407,8 +439,12 @@ def _build(cls: Any, where: str, data: Any, drop: tuple[str, ...] = ()) -> Any:
     return obj
 
 
-_TYPES = {"int": ((int,), "a whole number"), "float": ((int, float), "a number"), "str": ((str,), "text"),
-          "bool": ((bool,), "true or false")}
+_TYPES = {
+    "int": ((int,), "a whole number"),
+    "float": ((int, float), "a number"),
+    "str": ((str,), "text"),
+    "bool": ((bool,), "true or false"),
+}
 
 
 def _check_type(where: str, value: Any, annotation: str) -> None:

@@ -22,7 +22,7 @@ from batchrun.store.records import Record
 from batchrun.twin.fit import Observed
 from batchrun.twin.model import TwinModel
 
-DRAWS = 2000        # requests drawn per level
+DRAWS = 2000  # requests drawn per level
 
 
 @dataclass
@@ -41,8 +41,7 @@ def request_cap(record: Record) -> int | None:
     return cap if isinstance(cap, int) and not isinstance(cap, bool) else None
 
 
-def draw_level(twin: TwinModel, like: Sequence[Observed], in_flight: float, n: int = DRAWS,
-               seed: int = 0) -> Draws:
+def draw_level(twin: TwinModel, like: Sequence[Observed], in_flight: float, n: int = DRAWS, seed: int = 0) -> Draws:
     """`n` requests drawn as the twin serves them at `in_flight`, shaped like the records `like`."""
     rng = random.Random(seed)
     out = Draws()

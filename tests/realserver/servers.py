@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-MODEL_NAME = "tiny"              # what both kinds serve the model as
-START_TIMEOUT_S = 60.0          # llama-server with a 4 MB model is up in about a second
-VLLM_START_TIMEOUT_S = 300.0    # vLLM on CPU imports torch and compiles kernels: 30-120 s here
+MODEL_NAME = "tiny"  # what both kinds serve the model as
+START_TIMEOUT_S = 60.0  # llama-server with a 4 MB model is up in about a second
+VLLM_START_TIMEOUT_S = 300.0  # vLLM on CPU imports torch and compiles kernels: 30-120 s here
 
 
 def free_port() -> int:
@@ -38,7 +38,7 @@ class RealServer:
     """One server process. `command(port)` gives its argv; `url` is its /v1 base URL once started."""
 
     name: str
-    argv: Sequence[str]                  # without the port: `--port N` is appended
+    argv: Sequence[str]  # without the port: `--port N` is appended
     log: Path
     env: dict[str, str] = field(default_factory=dict)
     start_timeout_s: float = START_TIMEOUT_S
@@ -58,8 +58,13 @@ class RealServer:
         self.port = free_port()
         env = {**os.environ, **self.env}
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen([*self.argv, "--port", str(self.port)], stdout=out,
-                                         stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            self.proc = subprocess.Popen(
+                [*self.argv, "--port", str(self.port)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
         try:
             self._wait_healthy()
         except BaseException:
@@ -117,7 +122,7 @@ class RealServer:
 class Backend:
     """A running server kind under test: `timing` is False where its timings mean nothing (vLLM on 2 cores)."""
 
-    kind: str                  # "llama-server" or "vllm"
+    kind: str  # "llama-server" or "vllm"
     server: RealServer
     timing: bool
     model: str
@@ -131,31 +136,70 @@ class Backend:
 class ServerKind:
     """How to make a server of one kind (not started): `new(name, *extra_args)`."""
 
-    kind: str                              # "llama-server" or "vllm"
-    timing: bool                           # False where its timings mean nothing (vLLM on 2 cores)
+    kind: str  # "llama-server" or "vllm"
+    timing: bool  # False where its timings mean nothing (vLLM on 2 cores)
     new: Callable[..., RealServer]
-    chat_args: tuple[str, ...]             # what a chat server of this kind is started with
-    embed_args: tuple[str, ...]            # what makes it serve /v1/embeddings
+    chat_args: tuple[str, ...]  # what a chat server of this kind is started with
+    embed_args: tuple[str, ...]  # what makes it serve /v1/embeddings
 
 
 def llama_server_command(binary: Path, model: Path, *extra: str, slots: int = 4) -> list[str]:
     """llama-server on one thread (the client gets the other core), `slots` parallel sequences."""
-    return [str(binary), "-m", str(model), "--host", "127.0.0.1", "-c", str(1024 * slots), "-np", str(slots),
-            "-t", "1", "-tb", "1", "--metrics", "--no-webui", "--alias", MODEL_NAME, *extra]
+    return [
+        str(binary),
+        "-m",
+        str(model),
+        "--host",
+        "127.0.0.1",
+        "-c",
+        str(1024 * slots),
+        "-np",
+        str(slots),
+        "-t",
+        "1",
+        "-tb",
+        "1",
+        "--metrics",
+        "--no-webui",
+        "--alias",
+        MODEL_NAME,
+        *extra,
+    ]
 
 
 def vllm_command(python: str, model_dir: Path, *extra: str) -> list[str]:
     """vLLM's OpenAI server on CPU in float32; `vllm serve` would look for a package named vllm."""
-    return [python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
-            "--served-model-name", MODEL_NAME, "--host", "127.0.0.1", "--dtype", "float32", "--enforce-eager",
-            "--max-model-len", "1024", "--max-num-seqs", "8", *extra]
+    return [
+        python,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(model_dir),
+        "--served-model-name",
+        MODEL_NAME,
+        "--host",
+        "127.0.0.1",
+        "--dtype",
+        "float32",
+        "--enforce-eager",
+        "--max-model-len",
+        "1024",
+        "--max-num-seqs",
+        "8",
+        *extra,
+    ]
 
 
 # vLLM answers a forced tool choice only with a tool-call parser (else HTTP 400); `pythonic` needs no
 # special tokens. Its JSON grammar allows unbounded whitespace, which a random model fills until
 # max_tokens: structured answers are only complete without it.
-VLLM_CHAT_ARGS = ("--enable-auto-tool-choice", "--tool-call-parser", "pythonic",
-                  "--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}')
+VLLM_CHAT_ARGS = (
+    "--enable-auto-tool-choice",
+    "--tool-call-parser",
+    "pythonic",
+    "--structured-outputs-config",
+    '{"backend": "xgrammar", "disable_any_whitespace": true}',
+)
 VLLM_EMBED_ARGS = ("--runner", "pooling")
 LLAMA_EMBED_ARGS = ("--embeddings", "--pooling", "mean")
 

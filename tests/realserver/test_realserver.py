@@ -10,10 +10,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from promptfiles import write_prompts
 
 from batchrun.endpoint.attempt import CONNECTION_ERROR, INCOMPLETE_STREAM
 from batchrun.report.bench import CACHE_STATE_GAP
-from promptfiles import write_prompts
 
 from .rawclient import RawRun, raw_run
 from .realruns import CliRun, batchrun, cli_argv, cli_env, prompt_texts
@@ -39,8 +39,11 @@ def _run(backend: Backend, out: Path, *args: str | Path) -> CliRun:
 def _assert_all_first_attempt(run: CliRun, n: int) -> None:
     latest = run.latest()
     assert len(latest) == n, run.explain()
-    bad = {i: (r["status"], r["attempts"], r["error_type"], r["error"]) for i, r in latest.items()
-           if r["status"] != "ok" or r["attempts"] != 1}
+    bad = {
+        i: (r["status"], r["attempts"], r["error_type"], r["error"])
+        for i, r in latest.items()
+        if r["status"] != "ok" or r["attempts"] != 1
+    }
     assert not bad, f"{len(bad)} rows not ok at the first attempt: {list(bad.items())[:5]}"
 
 
@@ -88,9 +91,11 @@ def test_run_streams_every_row_at_the_first_attempt(chat: Backend, tmp_path: Pat
         runs.append(run(len(runs) + 1))
         ratio = min(r.summary()["wall_time_s"] for r in runs) / min(raw.wall_s for raw in raws)
     assert all(raw.ok == ROWS for raw in raws)
-    figures = (f"c={concurrency}: batchrun/raw wall time {ratio:.2f}x (batchrun "
-               f"{[round(r.summary()['wall_time_s'], 2) for r in runs]} s, raw {[round(r.wall_s, 2) for r in raws]} s, "
-               f"{ROWS} rows each; reconnects {[_reconnects(r)[0] for r in runs]})")
+    figures = (
+        f"c={concurrency}: batchrun/raw wall time {ratio:.2f}x (batchrun "
+        f"{[round(r.summary()['wall_time_s'], 2) for r in runs]} s, raw {[round(r.wall_s, 2) for r in raws]} s, "
+        f"{ROWS} rows each; reconnects {[_reconnects(r)[0] for r in runs]})"
+    )
     print(figures)
     assert ratio <= WALL_RATIO_LIMIT, figures
 
@@ -110,8 +115,22 @@ def test_limit_then_resume_sends_each_row_once(chat: Backend, tmp_path: Path) ->
 
 def test_bench_has_no_failed_requests_and_states_its_warmup(chat: Backend, tmp_path: Path) -> None:
     out = tmp_path / "bench"
-    run = batchrun(out, "bench", _prompts(tmp_path, 40), "--base-url", chat.url, "-c", "1,4", "-n", "40",
-                   "--max-tokens", "16", "--out", out, "-q")
+    run = batchrun(
+        out,
+        "bench",
+        _prompts(tmp_path, 40),
+        "--base-url",
+        chat.url,
+        "-c",
+        "1,4",
+        "-n",
+        "40",
+        "--max-tokens",
+        "16",
+        "--out",
+        out,
+        "-q",
+    )
     assert run.code == 0, run.explain()
     bench = json.loads((out / "summary.json").read_text())["bench"]
     rows = bench["rows"]
@@ -133,14 +152,29 @@ def test_bench_has_no_failed_requests_and_states_its_warmup(chat: Backend, tmp_p
 
 
 def test_json_schema_answers_validate(chat: Backend, tmp_path: Path) -> None:
-    schema = {"type": "object", "properties": {"answer": {"type": "string", "enum": ["yes", "no"]},
-                                               "score": {"type": "integer", "minimum": 0, "maximum": 9}},
-              "required": ["answer", "score"], "additionalProperties": False}
+    schema = {
+        "type": "object",
+        "properties": {
+            "answer": {"type": "string", "enum": ["yes", "no"]},
+            "score": {"type": "integer", "minimum": 0, "maximum": 9},
+        },
+        "required": ["answer", "score"],
+        "additionalProperties": False,
+    }
     (tmp_path / "schema.json").write_text(json.dumps(schema))
     # llama-server's grammar allows up to ~22 whitespace tokens between JSON tokens, which a random
     # model uses: 256 tokens always reach the closing brace.
-    run = _run(chat, tmp_path / "run", _prompts(tmp_path, 12), "-c", "4", "--max-tokens", "256",
-               "--json-schema", tmp_path / "schema.json")
+    run = _run(
+        chat,
+        tmp_path / "run",
+        _prompts(tmp_path, 12),
+        "-c",
+        "4",
+        "--max-tokens",
+        "256",
+        "--json-schema",
+        tmp_path / "schema.json",
+    )
     assert run.code == 0, run.explain()
     for r in run.records():
         assert r["status"] == "ok", (r["status"], r["error_type"], r["error"], r["text"])
@@ -150,8 +184,9 @@ def test_json_schema_answers_validate(chat: Backend, tmp_path: Path) -> None:
 
 
 def test_completions_endpoint(chat: Backend, tmp_path: Path) -> None:
-    run = _run(chat, tmp_path / "run", _prompts(tmp_path, 20), "--endpoint", "completions", "-c", "4",
-               "--max-tokens", "12")
+    run = _run(
+        chat, tmp_path / "run", _prompts(tmp_path, 20), "--endpoint", "completions", "-c", "4", "--max-tokens", "12"
+    )
     assert run.code == 0, run.explain()
     _assert_all_first_attempt(run, 20)
     for r in run.records():
@@ -161,8 +196,22 @@ def test_completions_endpoint(chat: Backend, tmp_path: Path) -> None:
 
 
 def test_embeddings_rows_and_estimated_tokens(embed: Backend, tmp_path: Path) -> None:
-    run = batchrun(tmp_path / "run", "run", _prompts(tmp_path, 40), "--endpoint", "embeddings", "--batch-size", "8",
-                   "--base-url", embed.url, "--out", tmp_path / "run", "-q", "-c", "2")
+    run = batchrun(
+        tmp_path / "run",
+        "run",
+        _prompts(tmp_path, 40),
+        "--endpoint",
+        "embeddings",
+        "--batch-size",
+        "8",
+        "--base-url",
+        embed.url,
+        "--out",
+        tmp_path / "run",
+        "-q",
+        "-c",
+        "2",
+    )
     assert run.code == 0, run.explain()
     _assert_all_first_attempt(run, 40)
     import pyarrow.parquet as pq
@@ -177,10 +226,10 @@ def test_embeddings_rows_and_estimated_tokens(embed: Backend, tmp_path: Path) ->
 
 def _first_token_text(chat: Backend, prompt: str) -> str:
     """The greedy first token this model answers `prompt` with (asked with max_tokens 1)."""
-    body = {"model": chat.model, "messages": [{"role": "user", "content": prompt}], "max_tokens": 1,
-            "temperature": 0}
-    req = urllib.request.Request(f"{chat.url}/chat/completions", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
+    body = {"model": chat.model, "messages": [{"role": "user", "content": prompt}], "max_tokens": 1, "temperature": 0}
+    req = urllib.request.Request(
+        f"{chat.url}/chat/completions", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=60) as resp:
         return str(json.loads(resp.read())["choices"][0]["message"]["content"] or "")
 
@@ -198,8 +247,15 @@ def _prompt_with_a_word_first(chat: Backend) -> tuple[str, str]:
 def test_empty_answer_ended_by_a_stop_sequence_is_ok(chat: Backend, tmp_path: Path) -> None:
     # A stop sequence that matches the first token: the server ends the answer at once, normally.
     prompt, first = _prompt_with_a_word_first(chat)
-    run = _run(chat, tmp_path / "run", write_prompts(tmp_path / "one.csv", [prompt]), "--max-tokens", "8",
-               "--extra-body", json.dumps({"stop": [first]}))
+    run = _run(
+        chat,
+        tmp_path / "run",
+        write_prompts(tmp_path / "one.csv", [prompt]),
+        "--max-tokens",
+        "8",
+        "--extra-body",
+        json.dumps({"stop": [first]}),
+    )
     assert run.code == 0, run.explain()
     (r,) = run.records()
     assert (r["status"], r["text"], r["finish_reason"]) == ("ok", "", "stop"), (r["status"], r["error"], r["text"])
@@ -209,9 +265,27 @@ def test_empty_answer_ended_by_a_stop_sequence_is_ok(chat: Backend, tmp_path: Pa
 def test_server_killed_midrun_then_resume_finishes(server_kind: ServerKind, tmp_path: Path) -> None:
     out, prompts = tmp_path / "run", _prompts(tmp_path, 200)
     with server_kind.new("doomed", *server_kind.chat_args) as server:
-        proc = subprocess.Popen(cli_argv("run", prompts, "--base-url", server.url, "--out", out, "-q", "-c", "2",
-                                         "--max-tokens", "200", "--retries", "0"),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())
+        proc = subprocess.Popen(
+            cli_argv(
+                "run",
+                prompts,
+                "--base-url",
+                server.url,
+                "--out",
+                out,
+                "-q",
+                "-c",
+                "2",
+                "--max-tokens",
+                "200",
+                "--retries",
+                "0",
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=cli_env(),
+        )
         try:
             _wait_for_records(out / "records.jsonl", 10)
             server.kill()
@@ -240,19 +314,39 @@ def _wait_for_records(path: Path, n: int, timeout_s: float = 60.0) -> None:
     raise AssertionError(f"{path}: fewer than {n} records after {timeout_s:.0f} s")
 
 
-WEATHER_TOOL = [{"type": "function", "function": {
-    "name": "get_weather", "description": "The weather in a city",
-    # An enum keeps a grammar-forced call short enough to finish within max_tokens on a random model.
-    "parameters": {"type": "object", "properties": {"city": {"type": "string", "enum": ["Paris", "Rome"]}},
-                   "required": ["city"], "additionalProperties": False}}}]
+WEATHER_TOOL = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "The weather in a city",
+            # An enum keeps a grammar-forced call short enough to finish within max_tokens on a random model.
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string", "enum": ["Paris", "Rome"]}},
+                "required": ["city"],
+                "additionalProperties": False,
+            },
+        },
+    }
+]
 
 
 @pytest.mark.parametrize("tool_choice", ["required", "get_weather"])
 def test_forced_tool_choice(chat: Backend, tmp_path: Path, tool_choice: str) -> None:
     """What each server really does with a forced tool choice, and how batchrun records it."""
     (tmp_path / "tools.json").write_text(json.dumps(WEATHER_TOOL))
-    run = _run(chat, tmp_path / "run", _prompts(tmp_path, 6), "--max-tokens", "64", "--tools", tmp_path / "tools.json",
-               "--tool-choice", tool_choice)
+    run = _run(
+        chat,
+        tmp_path / "run",
+        _prompts(tmp_path, 6),
+        "--max-tokens",
+        "64",
+        "--tools",
+        tmp_path / "tools.json",
+        "--tool-choice",
+        tool_choice,
+    )
     assert run.code == 0, run.explain()
     records = run.records()
     assert all(r["status"] == "ok" for r in records), [(r["status"], r["error"]) for r in records]

@@ -27,8 +27,9 @@ def cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 
 def _script(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=60,
-                          env=env or dict(os.environ))
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=60, env=env or dict(os.environ)
+    )
 
 
 def test_the_cache_is_keyed_by_version_and_flags(cache: Path) -> None:
@@ -46,7 +47,7 @@ def test_a_cached_binary_that_runs_is_reused_without_building(cache: Path) -> No
     done = _script()
     assert (done.returncode, done.stdout.strip()) == (0, str(binary))
     assert "building" not in done.stderr
-    binary.write_text("#!/bin/sh\nexit 1\n")        # there but broken: not a working build
+    binary.write_text("#!/bin/sh\nexit 1\n")  # there but broken: not a working build
     assert _script("--check").returncode == 1
 
 
@@ -58,10 +59,19 @@ def test_no_compiler_is_said_loudly_with_its_own_exit_status(cache: Path) -> Non
 
 def test_the_lock_tells_another_process_a_build_is_under_way(cache: Path) -> None:
     assert not build.build_in_progress()
-    with subprocess.Popen([sys.executable, "-c", (
-            "import sys, time; sys.path.insert(0, sys.argv[1]); import build_llama_server as b\n"
-            "with b.build_lock():\n    print('held', flush=True); time.sleep(60)"), str(HERE)],
-            stdout=subprocess.PIPE, text=True) as holder:
+    with subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, time; sys.path.insert(0, sys.argv[1]); import build_llama_server as b\n"
+                "with b.build_lock():\n    print('held', flush=True); time.sleep(60)"
+            ),
+            str(HERE),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as holder:
         try:
             assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
             assert build.build_in_progress()
@@ -74,9 +84,26 @@ def _tier(cache: Path, tmp_path: Path, **env: str) -> subprocess.CompletedProces
     """pytest on one llama-server test of the tier, in a child process, with an empty build cache."""
     child_env = {k: v for k, v in os.environ.items() if k not in ("CI", "BATCHRUN_LLAMA_SERVER")}
     child_env |= {"BATCHRUN_CACHE": str(cache), **env}
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "realserver",
-                           f"{HERE / 'test_realserver.py'}::test_completions_endpoint", "--rootdir", str(tmp_path)],
-                          capture_output=True, text=True, timeout=300, env=child_env, cwd=HERE.parent.parent)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-m",
+            "realserver",
+            f"{HERE / 'test_realserver.py'}::test_completions_endpoint",
+            "--rootdir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=child_env,
+        cwd=HERE.parent.parent,
+    )
 
 
 def test_without_a_build_the_tier_is_skipped_loudly(cache: Path, tmp_path: Path) -> None:
@@ -96,8 +123,7 @@ def test_the_gguf_holds_the_tiny_chat_model(tmp_path: Path) -> None:
     import gguf
 
     reader = gguf.GGUFReader(tinymodel.write_gguf(tmp_path / "tiny.gguf"))
-    fields = {name: field.contents() for name, field in reader.fields.items()
-              if not name.startswith("tokenizer.ggml.")}
+    fields = {name: field.contents() for name, field in reader.fields.items() if not name.startswith("tokenizer.ggml.")}
     shape = tinymodel.Shape()
     assert fields["general.architecture"] == "llama"
     assert (fields["llama.embedding_length"], fields["llama.block_count"]) == (shape.n_embd, shape.n_layer)

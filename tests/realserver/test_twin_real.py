@@ -46,12 +46,12 @@ from pathlib import Path
 from typing import Sequence
 
 import pytest
+from promptfiles import write_prompts
+from twinserve import serve_like
 
 from batchrun.analysis.metrics import percentile
 from batchrun.analysis.stats import quantile_ci
 from batchrun.store.records import OK, read_records
-from promptfiles import write_prompts
-from twinserve import serve_like
 
 from .realruns import CLI_TIMEOUT_S, cli_argv, cli_env
 from .servers import RealServer, llama_server_command
@@ -60,15 +60,15 @@ pytestmark = pytest.mark.realserver
 
 LEVELS = (1, 2, 4)
 SLOTS = 2
-SWEEP = 400             # measured requests per level against the real server
+SWEEP = 400  # measured requests per level against the real server
 MAX_SWEEPS = 3
-TWIN_FACTOR = 2         # the twin's sweep measures this many times as many
+TWIN_FACTOR = 2  # the twin's sweep measures this many times as many
 PROMPT_WORDS = 50
 MAX_TOKENS = 24
-TOLERANCE = 0.10        # TTFT and latency p50 / p90
-RPS_TOLERANCE = 0.15    # throughput
-PRECISION = 0.075       # the source's 95% half-width of each percentile, relative, at most
-LAG_SLACK_S = 0.002     # the twin run's client lag p90 may differ from the real run's by this much
+TOLERANCE = 0.10  # TTFT and latency p50 / p90
+RPS_TOLERANCE = 0.15  # throughput
+PRECISION = 0.075  # the source's 95% half-width of each percentile, relative, at most
+LAG_SLACK_S = 0.002  # the twin run's client lag p90 may differ from the real run's by this much
 TWIN_TRIES = 3
 
 
@@ -80,8 +80,10 @@ def pinned(argv: Sequence[str], cpu: int) -> list[str]:
     return [taskset, "-c", str(cpu), *argv]
 
 
-WORDS = ("the of and to in is that for it as with was on be by this are from at or an have not but all can they "
-         "which one more their about will would there also has when what some time people could other").split()
+WORDS = (
+    "the of and to in is that for it as with was on be by this are from at or an have not but all can they "
+    "which one more their about will would there also has when what some time people could other"
+).split()
 
 
 def prompts(path: Path, n: int) -> Path:
@@ -91,11 +93,31 @@ def prompts(path: Path, n: int) -> Path:
 
 
 def bench(data: Path, url: str, out: Path, n: int, levels: Sequence[int] = LEVELS) -> Path:
-    argv = pinned(cli_argv("bench", data, "--base-url", url, "-c", ",".join(map(str, levels)), "-n", str(n),
-                           "--max-tokens", str(MAX_TOKENS), "--extra-body", '{"ignore_eos": true}', "--no-sync",
-                           "--no-warmup", "--out", out, "-q"), 1)
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=CLI_TIMEOUT_S, env=cli_env(),
-                          stdin=subprocess.DEVNULL)
+    argv = pinned(
+        cli_argv(
+            "bench",
+            data,
+            "--base-url",
+            url,
+            "-c",
+            ",".join(map(str, levels)),
+            "-n",
+            str(n),
+            "--max-tokens",
+            str(MAX_TOKENS),
+            "--extra-body",
+            '{"ignore_eos": true}',
+            "--no-sync",
+            "--no-warmup",
+            "--out",
+            out,
+            "-q",
+        ),
+        1,
+    )
+    proc = subprocess.run(
+        argv, capture_output=True, text=True, timeout=CLI_TIMEOUT_S, env=cli_env(), stdin=subprocess.DEVNULL
+    )
     assert proc.returncode == 0, f"bench exited {proc.returncode}:\n{proc.stderr[-3000:]}"
     return out
 
@@ -103,9 +125,9 @@ def bench(data: Path, url: str, out: Path, n: int, levels: Sequence[int] = LEVEL
 @dataclass(frozen=True)
 class Figures:
     n: int
-    ttft: list[float]       # sorted, seconds
+    ttft: list[float]  # sorted, seconds
     latency: list[float]
-    rps: float              # ok requests over the seconds their runs took
+    rps: float  # ok requests over the seconds their runs took
 
 
 def figures(outs: Sequence[Path], levels: Sequence[int] = LEVELS) -> dict[int, Figures]:
@@ -118,38 +140,57 @@ def figures(outs: Sequence[Path], levels: Sequence[int] = LEVELS) -> dict[int, F
             if not (out / "runs" / name).is_dir():
                 continue
             rows = {r["name"]: r for r in json.loads((out / "summary.json").read_text())["bench"]["rows"]}
-            run = [r for r in read_records(out / "runs" / name / "records.jsonl") if r.status == OK and r.ttft_s is not None]
+            run = [
+                r
+                for r in read_records(out / "runs" / name / "records.jsonl")
+                if r.status == OK and r.ttft_s is not None
+            ]
             ok += run
             seconds += len(run) / rows[name]["requests_per_s"]
-        got[c] = Figures(len(ok), sorted(r.ttft_s for r in ok), sorted(r.latency_s for r in ok),   # type: ignore[misc]
-                         len(ok) / seconds)
+        got[c] = Figures(
+            len(ok),
+            sorted(r.ttft_s for r in ok),
+            sorted(r.latency_s for r in ok),  # type: ignore[misc]
+            len(ok) / seconds,
+        )
     return got
 
 
 def lag_p90(outs: Sequence[Path], c: int) -> float:
     """The client's event-loop lag p90 over the level's runs in `outs` (bench.json keeps the samples)."""
-    samples = sorted(x for out in outs for run in json.loads((out / "bench.json").read_text())["runs"]
-                     if run["name"] == f"async-c{c}-r1" for x in run["loop_lag_s"])
+    samples = sorted(
+        x
+        for out in outs
+        for run in json.loads((out / "bench.json").read_text())["runs"]
+        if run["name"] == f"async-c{c}-r1"
+        for x in run["loop_lag_s"]
+    )
     return percentile(samples, 90)
 
 
 def widest(real: dict[int, Figures]) -> tuple[float, str]:
     """The largest relative 95% half-width over the levels' percentiles, and which it is."""
-    return max((half_width(getattr(f, name), q), f"c={c} {name} p{q} (n={f.n})")
-               for c, f in real.items() for name in ("ttft", "latency") for q in (50, 90))
+    return max(
+        (half_width(getattr(f, name), q), f"c={c} {name} p{q} (n={f.n})")
+        for c, f in real.items()
+        for name in ("ttft", "latency")
+        for q in (50, 90)
+    )
 
 
 def half_width(values: list[float], q: int) -> float:
     """The distribution-free 95% interval of the q-th percentile, its larger side over the value."""
-    low, high = quantile_ci(values, q)   # type: ignore[misc]
+    low, high = quantile_ci(values, q)  # type: ignore[misc]
     mid = percentile(values, q)
     return max(mid - low, high - mid) / mid
 
 
 def table(real: dict[int, Figures], twin: dict[int, Figures]) -> tuple[str, list[str]]:
     """The per-level comparison as Markdown, and every figure outside its tolerance."""
-    lines = ["| c | n real / twin | figure | real p50 | twin p50 | p50 diff | real p90 | twin p90 | p90 diff |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| c | n real / twin | figure | real p50 | twin p50 | p50 diff | real p90 | twin p90 | p90 diff |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     misses = []
     for c in LEVELS:
         r, t = real[c], twin[c]
@@ -157,21 +198,26 @@ def table(real: dict[int, Figures], twin: dict[int, Figures]) -> tuple[str, list
             cells = []
             for q in (50, 90):
                 a, b = percentile(getattr(r, name), q), percentile(getattr(t, name), q)
-                cells += [f"{1000 * a:.1f} ms (±{half_width(getattr(r, name), q):.0%})", f"{1000 * b:.1f} ms",
-                          f"{b / a - 1:+.1%}"]
+                cells += [
+                    f"{1000 * a:.1f} ms (±{half_width(getattr(r, name), q):.0%})",
+                    f"{1000 * b:.1f} ms",
+                    f"{b / a - 1:+.1%}",
+                ]
                 if abs(b / a - 1) >= TOLERANCE:
                     misses.append(f"c={c} {name} p{q}: real {1000 * a:.1f} ms, twin {1000 * b:.1f} ms")
             lines.append(f"| {c} | {r.n} / {t.n} | {name} | " + " | ".join(cells) + " |")
         change = t.rps / r.rps - 1
-        lines.append(f"| {c} | {r.n} / {t.n} | throughput | {r.rps:.1f} req/s | {t.rps:.1f} req/s | {change:+.1%} "
-                     "| | | |")
+        lines.append(
+            f"| {c} | {r.n} / {t.n} | throughput | {r.rps:.1f} req/s | {t.rps:.1f} req/s | {change:+.1%} | | | |"
+        )
         if abs(change) >= RPS_TOLERANCE:
             misses.append(f"c={c} throughput: real {r.rps:.1f}, twin {t.rps:.1f} req/s")
     return "\n".join(lines), misses
 
 
 def test_a_twin_fitted_to_a_llama_server_sweep_matches_it_at_every_level(
-        llama_binary: Path, tiny_gguf: Path, tmp_path: Path) -> None:
+    llama_binary: Path, tiny_gguf: Path, tmp_path: Path
+) -> None:
     data = prompts(tmp_path / "prompts.csv", SWEEP)
     started = time.monotonic()
     argv = pinned(llama_server_command(llama_binary, tiny_gguf, "--cache-ram", "0", slots=SLOTS), 0)
@@ -183,11 +229,18 @@ def test_a_twin_fitted_to_a_llama_server_sweep_matches_it_at_every_level(
     source = min(sweeps, key=sweeps.__getitem__)
     assert sweeps[source][0] <= PRECISION, (
         f"no sweep of {len(sweeps)} can decide {TOLERANCE:.0%} (the machine is too noisy): the widest 95% half-width "
-        f"of each was {[f'{w:.1%} at {where}' for w, where in sweeps.values()]}, over {PRECISION:.1%}")
+        f"of each was {[f'{w:.1%} at {where}' for w, where in sweeps.values()]}, over {PRECISION:.1%}"
+    )
     real = figures([source])
 
-    fit = subprocess.run(cli_argv("fit", source, "--out", tmp_path / "twin.json", "-q"),
-                         capture_output=True, text=True, timeout=CLI_TIMEOUT_S, env=cli_env(), stdin=subprocess.DEVNULL)
+    fit = subprocess.run(
+        cli_argv("fit", source, "--out", tmp_path / "twin.json", "-q"),
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+        env=cli_env(),
+        stdin=subprocess.DEVNULL,
+    )
     assert fit.returncode == 0, fit.stderr
     twin_runs: dict[int, Path] = {}
     with serve_like(str(tmp_path / "twin.json")) as url:
@@ -200,13 +253,19 @@ def test_a_twin_fitted_to_a_llama_server_sweep_matches_it_at_every_level(
             if len(twin_runs) == len(LEVELS):
                 break
     lags = {c: (lag_p90([source], c), lag_p90([twin_runs[c]], c)) for c in LEVELS}
-    off = {c: f"real {1000 * a:.1f} ms, twin {1000 * b:.1f} ms" for c, (a, b) in lags.items() if abs(a - b) > LAG_SLACK_S}
-    assert not off, f"the client's lag p90 in the twin's sweep stayed off the real one's (the machine's load changed): {off}"
+    off = {
+        c: f"real {1000 * a:.1f} ms, twin {1000 * b:.1f} ms" for c, (a, b) in lags.items() if abs(a - b) > LAG_SLACK_S
+    }
+    assert not off, (
+        f"the client's lag p90 in the twin's sweep stayed off the real one's (the machine's load changed): {off}"
+    )
     twin = {c: figures([twin_runs[c]], [c])[c] for c in LEVELS}
 
     text, misses = table(real, twin)
-    print(f"\n{text}\n(real-server twin test: real sweep {source.name} of {len(sweeps)}, twin sweeps "
-          f"{sorted({p.name for p in twin_runs.values()})}, client lag p90 real / twin "
-          + ", ".join(f"c={c} {1000 * a:.1f} / {1000 * b:.1f} ms" for c, (a, b) in lags.items())
-          + f"; {time.monotonic() - started:.0f} s)")
+    print(
+        f"\n{text}\n(real-server twin test: real sweep {source.name} of {len(sweeps)}, twin sweeps "
+        f"{sorted({p.name for p in twin_runs.values()})}, client lag p90 real / twin "
+        + ", ".join(f"c={c} {1000 * a:.1f} / {1000 * b:.1f} ms" for c, (a, b) in lags.items())
+        + f"; {time.monotonic() - started:.0f} s)"
+    )
     assert not misses, f"{misses}\n{text}"

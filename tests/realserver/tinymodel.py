@@ -57,8 +57,9 @@ class Shape:
 def corpus(seed: int = 0, sentences: int = 400) -> list[str]:
     """The fixed training text: seeded sentences and a few JSON lines."""
     rng = random.Random(seed)
-    lines = [" ".join(rng.choice(_WORDS) for _ in range(rng.randint(5, 14))).capitalize() + "."
-             for _ in range(sentences)]
+    lines = [
+        " ".join(rng.choice(_WORDS) for _ in range(rng.randint(5, 14))).capitalize() + "." for _ in range(sentences)
+    ]
     lines += [json.dumps({rng.choice(_WORDS): rng.choice(_WORDS), "n": i}) for i in range(50)]
     return lines
 
@@ -70,8 +71,12 @@ def train_tokenizer(shape: Shape = Shape(), seed: int = 0) -> Any:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=shape.vocab_size, special_tokens=list(SPECIAL_TOKENS),
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=shape.vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(corpus(seed), trainer=trainer)
     return tok
 
@@ -92,23 +97,41 @@ def hf_weights(shape: Shape, vocab: int, seed: int) -> dict[str, np.ndarray]:
         return (rng.standard_normal((rows, cols)) / np.sqrt(cols)).astype(np.float32)
 
     e, ff = shape.n_embd, shape.n_ff
-    out = {"model.embed_tokens.weight": mat(vocab, e), "model.norm.weight": np.ones(e, np.float32),
-           "lm_head.weight": mat(vocab, e)}
+    out = {
+        "model.embed_tokens.weight": mat(vocab, e),
+        "model.norm.weight": np.ones(e, np.float32),
+        "lm_head.weight": mat(vocab, e),
+    }
     for i in range(shape.n_layer):
         p = f"model.layers.{i}."
-        out |= {p + "input_layernorm.weight": np.ones(e, np.float32), p + "self_attn.q_proj.weight": mat(e, e),
-                p + "self_attn.k_proj.weight": mat(e, e), p + "self_attn.v_proj.weight": mat(e, e),
-                p + "self_attn.o_proj.weight": mat(e, e), p + "post_attention_layernorm.weight": np.ones(e, np.float32),
-                p + "mlp.gate_proj.weight": mat(ff, e), p + "mlp.up_proj.weight": mat(ff, e),
-                p + "mlp.down_proj.weight": mat(e, ff)}
+        out |= {
+            p + "input_layernorm.weight": np.ones(e, np.float32),
+            p + "self_attn.q_proj.weight": mat(e, e),
+            p + "self_attn.k_proj.weight": mat(e, e),
+            p + "self_attn.v_proj.weight": mat(e, e),
+            p + "self_attn.o_proj.weight": mat(e, e),
+            p + "post_attention_layernorm.weight": np.ones(e, np.float32),
+            p + "mlp.gate_proj.weight": mat(ff, e),
+            p + "mlp.up_proj.weight": mat(ff, e),
+            p + "mlp.down_proj.weight": mat(e, ff),
+        }
     return out
 
 
-_GGUF_NAMES = {"model.embed_tokens": "token_embd", "model.norm": "output_norm", "lm_head": "output",
-               "input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k",
-               "self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output",
-               "post_attention_layernorm": "ffn_norm", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
-               "mlp.down_proj": "ffn_down"}
+_GGUF_NAMES = {
+    "model.embed_tokens": "token_embd",
+    "model.norm": "output_norm",
+    "lm_head": "output",
+    "input_layernorm": "attn_norm",
+    "self_attn.q_proj": "attn_q",
+    "self_attn.k_proj": "attn_k",
+    "self_attn.v_proj": "attn_v",
+    "self_attn.o_proj": "attn_output",
+    "post_attention_layernorm": "ffn_norm",
+    "mlp.gate_proj": "ffn_gate",
+    "mlp.up_proj": "ffn_up",
+    "mlp.down_proj": "ffn_down",
+}
 
 
 def _rope_rows(w: np.ndarray, n_head: int) -> np.ndarray:
@@ -124,7 +147,9 @@ def gguf_weights(shape: Shape, vocab: int, seed: int) -> dict[str, np.ndarray]:
         stem = name.removesuffix(".weight")
         layer, _, part = stem.removeprefix("model.layers.").partition(".")
         gguf_name = f"blk.{layer}.{_GGUF_NAMES[part]}" if stem.startswith("model.layers.") else _GGUF_NAMES[stem]
-        out[f"{gguf_name}.weight"] = _rope_rows(w, shape.n_head) if part in ("self_attn.q_proj", "self_attn.k_proj") else w
+        out[f"{gguf_name}.weight"] = (
+            _rope_rows(w, shape.n_head) if part in ("self_attn.q_proj", "self_attn.k_proj") else w
+        )
     return out
 
 
@@ -173,15 +198,25 @@ def write_hf(out: Path, shape: Shape = Shape(), seed: int = 0) -> Path:
 
     tok = train_tokenizer(shape, seed)
     vocab = tok.get_vocab_size()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=END_OF_TEXT, eos_token=IM_END,
-                                   pad_token=END_OF_TEXT, unk_token=None)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token=END_OF_TEXT, eos_token=IM_END, pad_token=END_OF_TEXT, unk_token=None
+    )
     fast.chat_template = CHAT_TEMPLATE
-    config = LlamaConfig(vocab_size=vocab, hidden_size=shape.n_embd, intermediate_size=shape.n_ff,
-                         num_hidden_layers=shape.n_layer, num_attention_heads=shape.n_head,
-                         num_key_value_heads=shape.n_head, max_position_embeddings=shape.n_ctx_train,
-                         rms_norm_eps=shape.rms_eps, rope_theta=shape.rope_theta,
-                         bos_token_id=tok.token_to_id(END_OF_TEXT), eos_token_id=tok.token_to_id(IM_END),
-                         tie_word_embeddings=False, torch_dtype="float32")
+    config = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=shape.n_embd,
+        intermediate_size=shape.n_ff,
+        num_hidden_layers=shape.n_layer,
+        num_attention_heads=shape.n_head,
+        num_key_value_heads=shape.n_head,
+        max_position_embeddings=shape.n_ctx_train,
+        rms_norm_eps=shape.rms_eps,
+        rope_theta=shape.rope_theta,
+        bos_token_id=tok.token_to_id(END_OF_TEXT),
+        eos_token_id=tok.token_to_id(IM_END),
+        tie_word_embeddings=False,
+        torch_dtype="float32",
+    )
     model = LlamaForCausalLM(config)
     model.load_state_dict({k: torch.from_numpy(v) for k, v in hf_weights(shape, vocab, seed).items()})
     out.mkdir(parents=True, exist_ok=True)

@@ -14,8 +14,9 @@ from dataclasses import dataclass, replace
 from typing import Any, Iterable
 
 from batchrun.analysis.columns import Columns
+from batchrun.analysis.interval import LEVEL, mean_interval
 from batchrun.errors import ConfigError
-from batchrun.store.records import Record
+from batchrun.store.records import OK, Record
 
 PRICES_AS_OF = "2025-08-07"
 # model -> (USD per 1M input tokens, USD per 1M output tokens), OpenAI's standard-tier list prices
@@ -149,6 +150,65 @@ def run_cost(records: Iterable[Record] | Columns, price: Price | None) -> dict[s
             "price": half.to_dict(),
         }
     return cost
+
+
+def project_cost(
+    records: Iterable[Record] | Columns,
+    price: Price | None,
+    rows: int,
+    output_cap: int,
+    level: float = LEVEL,
+) -> dict[str, Any] | None:
+    """What `rows` input rows would cost at the measured cost per ok row, with a t interval.
+
+    Each ok row that reported usage costs c_i = (prompt_i x price_in + completion_i x price_out)
+    / 1M (a row a Batch API job answered, at the batch price); the projection is rows x mean(c),
+    its interval rows x the mean's Student's t interval (low end at least 0), from n such rows.
+    The ceiling is rows x the cost of a row with the mean prompt tokens and `output_cap` output
+    tokens (max_tokens: what the dry run charges). None without a price or with fewer than 2 rows.
+    """
+    if price is None:
+        return None
+    half = batch_price(price)
+    assert half is not None
+    per_row: list[float] = []
+    prompt: list[int] = []
+    completion: list[int] = []
+    for record in records:
+        if record.status != OK or record.prompt_tokens is None or record.completion_tokens is None:
+            continue
+        prompt.append(record.prompt_tokens)
+        completion.append(record.completion_tokens)
+        per_row.append(
+            estimate_cost(record.prompt_tokens, record.completion_tokens, half if record.batch_id else price)
+        )
+    interval = mean_interval(per_row, level)
+    if interval is None:
+        return None
+    mean_prompt = math.fsum(prompt) / len(prompt)
+    return {
+        "rows": rows,
+        "n": len(per_row),
+        "level": level,
+        "usd": rows * interval.estimate,
+        "low": rows * max(0.0, interval.low),
+        "high": rows * interval.high,
+        "per_row_usd": interval.estimate,
+        "mean_prompt_tokens": mean_prompt,
+        "mean_completion_tokens": math.fsum(completion) / len(completion),
+        "ceiling_usd": rows * estimate_cost(mean_prompt, output_cap, price),
+        "ceiling_output_tokens": output_cap,
+    }
+
+
+def projection_text(projection: dict[str, Any]) -> str:
+    """'$4.12 for 10,000 rows (95% $3.90-$4.35, from 50 ok rows); ceiling $9.80 (max_tokens ...)'."""
+    p = projection
+    return (
+        f"{format_usd(p['usd'])} for {p['rows']:,} rows "
+        f"({p['level']:.0%} {format_usd(p['low'])}-{format_usd(p['high'])}, from {p['n']:,} ok rows); "
+        f"ceiling {format_usd(p['ceiling_usd'])} (max_tokens {p['ceiling_output_tokens']:,} per answer)"
+    )
 
 
 def format_usd(usd: float) -> str:

@@ -57,6 +57,7 @@ class RunOutcome:
     endpoint: dict[str, Any] = field(default_factory=dict)  # endpoint_info of this session
     refused: str | None = None  # the endpoint refused the run (key, model): what it said
     internal_errors: int = 0  # rows that met a bug of batchrun's (see internal-errors.log)
+    max_cost: dict[str, Any] | None = None  # --max-cost: the budget, the spend, and why it stopped sending
 
 
 def finish_run(
@@ -118,7 +119,9 @@ def _ended(
         "started_at": started_wall,
         "limit": config.control.limit,
     }
-    stopped = outcome.interrupted or outcome.aborted or outcome.refused
+    if outcome.max_cost is not None:
+        run["max_cost"] = outcome.max_cost
+    stopped = bool(outcome.interrupted or outcome.aborted or outcome.refused)
     # Only a pilot or a run that stopped counts its input: a finished run has a record per row.
     rows = _input_rows(config) if stopped or config.control.limit else None
     if stopped and rows is not None:

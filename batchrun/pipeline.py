@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterator
 
-from batchrun.analysis.cost import Price, resolve_price
+from batchrun.analysis.cost import Price, RunningCost, resolve_price
 from batchrun.batchapi.mode import choose_mode
 from batchrun.config import RunConfig
 from batchrun.endpoint.multi import check_more, open_more
@@ -133,9 +133,9 @@ async def execute_run(config: RunConfig, hooks: Hooks = Hooks()) -> RunOutcome:
                 workload.more_endpoints = more
                 if workload.kind in ("rows", "trace"):
                     workload.items = _warn_pacing(config, workload.items, notify)
-                budget = _budget(config, price, out)
+                budget, running = _spend(config, price, out)
                 outcome = await _run_pool(
-                    config, endpoint, out, workload, _Run(len(skip), session, identity, hooks, budget)
+                    config, endpoint, out, workload, _Run(len(skip), session, identity, hooks, budget, running)
                 )
             outcome.endpoint = info
             if outcome.input_error is None and not outcome.interrupted:
@@ -161,15 +161,19 @@ def check_max_cost(config: RunConfig) -> None:
         )
 
 
-def _budget(config: RunConfig, price: Price | None, out: Path) -> Budget | None:
-    """--max-cost's budget, charged with what earlier sessions of the run spent."""
-    if config.control.max_cost is None:
-        return None
-    assert price is not None  # refused above without one
-    budget = Budget(config.control.max_cost, price)
+def _spend(config: RunConfig, price: Price | None, out: Path) -> tuple[Budget | None, RunningCost | None]:
+    """With a price: the running cost the progress shows and --max-cost's budget, both charged
+    with what earlier sessions of the run spent."""
+    if price is None:
+        return None, None  # --max-cost without a price was refused above
+    running = RunningCost(price)
+    budget = None if config.control.max_cost is None else Budget(config.control.max_cost, price)
     if config.control.resume is not None and (out / RECORDS).exists():
-        budget.carry(slim_records(out / RECORDS))
-    return budget
+        for record in slim_records(out / RECORDS):
+            running.add(record)
+            if budget is not None:
+                budget.carry([record])
+    return budget, running
 
 
 def default_out_dir(config: RunConfig) -> Path:
@@ -302,6 +306,7 @@ class _Run:
     identity: dict[str, Any] | None
     hooks: Hooks
     budget: Budget | None = None  # --max-cost
+    cost: RunningCost | None = None  # spend and projection so far (progress), when a price is known
 
 
 async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, workload: Workload, run: _Run) -> RunOutcome:
@@ -395,7 +400,7 @@ async def _send_in_process(
             warn=send.run.hooks.notify,
         )
         pool.stats.resumed = send.run.resumed
-        pool.budget = send.run.budget
+        pool.budget, pool.stats.cost = send.run.budget, send.run.cost
         async with _stopping(pool, send) as interrupted, _background(pool, config, send), quiet_gc():
             if workload.schedule is not None:
                 pool.t0 = clock()  # a trace's clock starts now, after the setup above (gc freeze)
@@ -420,7 +425,7 @@ async def _send_by_workers(
         say=notify,
     )
     coordinator.stats.resumed = send.run.resumed
-    coordinator.budget = send.run.budget
+    coordinator.budget, coordinator.stats.cost = send.run.budget, send.run.cost
     async with _stopping(coordinator, send) as interrupted, _background(coordinator, config, send):
         await coordinator.run(
             workload.items,
@@ -457,7 +462,7 @@ async def _send_by_ray(
             launch=cluster.launch,
         )
         coordinator.stats.resumed = send.run.resumed
-        coordinator.budget = send.run.budget
+        coordinator.budget, coordinator.stats.cost = send.run.budget, send.run.cost
         async with _stopping(coordinator, send) as interrupted, _background(coordinator, config, send):
             await coordinator.run(
                 workload.items,

@@ -67,9 +67,10 @@ def progress_line(stats: PoolStats, total: int | None, elapsed_s: float) -> str:
     rate = stats.done / elapsed_s if elapsed_s > 0 else 0.0
     tokens = stats.output_tokens / elapsed_s if elapsed_s > 0 else 0.0
     eta = f", ETA {fmt_eta((total - done) / rate)}" if total and rate > 0 and done < total else ""
+    cost = f", {stats.cost.text(total)}" if stats.cost is not None else ""
     return (
         f"batchrun: {done}{of}, ok {stats.ok}, failed {stats.failed}, retrying {stats.retrying}, "
-        f"{tokens:.0f} tok/s{eta}"
+        f"{tokens:.0f} tok/s{eta}{cost}"
     )
 
 
@@ -82,7 +83,8 @@ def _refresh(bar: tqdm, stats: PoolStats, total: Total, elapsed_s: float) -> Non
     bar.set_postfix_str(
         f"ok={stats.ok} failed={stats.failed} retrying={stats.retrying} "
         f"in-flight={stats.in_flight} {tokens:.0f} tok/s"
-        + (f" ttft_p50={ttft * 1000:.0f}ms" if ttft is not None else ""),
+        + (f" ttft_p50={ttft * 1000:.0f}ms" if ttft is not None else "")
+        + (f" {stats.cost.text(total.rows)}" if stats.cost is not None else ""),
         refresh=False,
     )
     bar.refresh()

@@ -7,6 +7,7 @@ import pytest
 from batchrun.analysis.cost import (
     PRICES_AS_OF,
     Price,
+    RunningCost,
     estimate_cost,
     format_usd,
     price_for,
@@ -97,3 +98,20 @@ def test_projection_prices_batch_rows_at_the_batch_price_and_needs_two_rows() ->
     assert (p["usd"], p["low"], p["high"]) == pytest.approx((0.01, 0.01, 0.01))
     assert project_cost(batch[:1], price, rows=10, output_cap=100) is None
     assert project_cost(batch, None, rows=10, output_cap=100) is None
+
+
+def test_the_running_cost_projects_as_the_summary_does() -> None:
+    records = [
+        Record(id="a", row=0, sent_s=0.0, prompt_tokens=1000, completion_tokens=500),
+        Record(id="b", row=1, sent_s=0.0, prompt_tokens=2000, completion_tokens=1000),
+        Record(id="c", row=2, sent_s=0.0, prompt_tokens=3000, completion_tokens=1500),
+        Record(id="d", row=3, status="error", sent_s=0.0, prompt_tokens=500, completion_tokens=0),  # billed
+        Record(id="e", row=4, status="skipped"),
+    ]
+    running = RunningCost(Price(1.0, 2.0, "flags"))
+    for record in records:
+        running.add(record)
+    assert running.spent_usd == pytest.approx(run_cost(records, Price(1.0, 2.0, "flags"))["usd"]) == 0.0125
+    summary = project_cost(records, Price(1.0, 2.0, "flags"), rows=100, output_cap=256)
+    assert tuple(running.projection(100)) == pytest.approx((summary["usd"], summary["low"], summary["high"]))
+    assert running.n == 3 and RunningCost(Price(1.0, 2.0, "flags")).projection(100) is None

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Iterable
 
 from batchrun.analysis.columns import Columns
-from batchrun.analysis.interval import LEVEL, mean_interval
+from batchrun.analysis.interval import LEVEL, Interval, mean_interval, t_interval
 from batchrun.errors import ConfigError
 from batchrun.store.records import OK, Record
 
@@ -209,6 +209,49 @@ def projection_text(projection: dict[str, Any]) -> str:
         f"({p['level']:.0%} {format_usd(p['low'])}-{format_usd(p['high'])}, from {p['n']:,} ok rows); "
         f"ceiling {format_usd(p['ceiling_usd'])} (max_tokens {p['ceiling_output_tokens']:,} per answer)"
     )
+
+
+class RunningCost:
+    """A run's cost as its records arrive, for the live progress: what was sent so far (as
+    run_cost counts it) and the projection of `rows` rows (as project_cost, without the
+    ceiling), kept with Welford's running mean and variance of the cost per ok row."""
+
+    def __init__(self, price: Price) -> None:
+        self.price = price
+        self.spent_usd = 0.0
+        self.n = 0  # ok rows with usage
+        self._mean = 0.0
+        self._m2 = 0.0  # sum of squared deviations from the running mean
+
+    def add(self, record: Record) -> None:
+        if record.sent_s is None or record.prompt_tokens is None or record.completion_tokens is None:
+            return  # never sent, or no usage: run_cost does not count it either
+        cost = estimate_cost(record.prompt_tokens, record.completion_tokens, self.price)
+        self.spent_usd += cost
+        if record.status == OK:
+            self.n += 1
+            delta = cost - self._mean
+            self._mean += delta / self.n
+            self._m2 += delta * (cost - self._mean)
+
+    def projection(self, rows: int, level: float = LEVEL) -> Interval | None:
+        """`rows` x the mean cost per ok row, with its t interval; None below 2 ok rows."""
+        if self.n < 2:
+            return None
+        interval = t_interval(self.n, self._mean, math.sqrt(self._m2 / (self.n - 1)), level)
+        assert interval is not None
+        return Interval(rows * interval.estimate, rows * max(0.0, interval.low), rows * interval.high)
+
+    def text(self, rows: int | None) -> str:
+        """'$0.12 spent, ~$4.10 for 10,000 rows (95% $3.90-$4.35, n=50)' for a progress line."""
+        spent = f"{format_usd(self.spent_usd)} spent"
+        projected = self.projection(rows) if rows else None
+        if projected is None or not rows:
+            return spent
+        return (
+            f"{spent}, ~{format_usd(projected.estimate)} for {rows:,} rows "
+            f"({LEVEL:.0%} {format_usd(projected.low)}-{format_usd(projected.high)}, n={self.n:,})"
+        )
 
 
 def format_usd(usd: float) -> str:

@@ -71,6 +71,12 @@ def mean_interval(values: Sequence[float], level: float = LEVEL) -> Interval | N
     if n < 2:
         return None
     mean = math.fsum(values) / n
-    s = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
-    half = t_quantile(n - 1, level) * s / math.sqrt(n)
+    return t_interval(n, mean, math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1)), level)
+
+
+def t_interval(n: int, mean: float, sd: float, level: float = LEVEL) -> Interval | None:
+    """mean_interval from a sample's size, mean and standard deviation (kept as it grows)."""
+    if n < 2:
+        return None
+    half = t_quantile(n - 1, level) * sd / math.sqrt(n)
     return Interval(mean, mean - half, mean + half)

@@ -16,7 +16,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 
-from batchrun.analysis.cost import format_usd
+from batchrun.analysis.cost import RunningCost, format_usd
 from batchrun.endpoint.assemble import to_record
 from batchrun.endpoint.attempt import CONNECTION_ERROR, INCOMPLETE_STREAM, MALFORMED_CHUNK, STREAM_ERROR, AttemptResult
 from batchrun.endpoint.ratelimits import is_ratelimit_header, parse_ratelimit_headers
@@ -83,9 +83,12 @@ class PoolStats:
     attempts: int = 0  # HTTP attempts finished (retries count)
     rate_limited: int = 0  # of which answered 429
     concurrency_history: list[tuple[float, int]] = field(default_factory=list)  # (s since t0, limit)
+    cost: RunningCost | None = None  # spend and projected cost, when a price is known
 
     def count(self, record: Record) -> None:
         """One finished row's record."""
+        if self.cost is not None:
+            self.cost.add(record)
         self.done += 1
         self.output_tokens += record.completion_tokens or 0
         if record.status == OK:

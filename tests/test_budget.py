@@ -156,3 +156,14 @@ def test_max_cost_with_sessions_is_a_usage_error(tmp_path) -> None:
     sessions = Path(__file__).parent.parent / "samples" / "sessions.csv"
     result = invoke("run", str(sessions), *PRICED, "--max-cost", "1")
     assert result.exit_code == 2 and "--max-cost does not apply to multi-turn sessions" in result.output
+
+
+def test_the_dry_run_weighs_the_budget_against_the_ceiling(tmp_path) -> None:
+    args = ["run", str(prompts(tmp_path / "p.csv")), "--dry-run", *PRICED]
+    # The ceiling: 20 rows x 50 output tokens (max_tokens) x $1,000 per 1M = $1.00; prompts are free.
+    assert "cost              at most $1.00" in invoke(*args).output
+    low = invoke(*args, "--max-cost", "0.25")
+    assert low.exit_code == 0 and "budget            --max-cost $0.2500 is 25% of the ceiling" in low.output
+    assert "the run will not stop for it" in invoke(*args, "--max-cost", "1").output
+    unpriced = invoke("run", str(tmp_path / "p.csv"), "--dry-run", "--max-cost", "1")
+    assert "--max-cost $1.00 needs a price" in unpriced.output

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterator
 
-from batchrun.analysis.cost import Price, RunningCost, resolve_price
+from batchrun.analysis.cost import Price, RunningCost, Usage, resolve_price
 from batchrun.batchapi.mode import choose_mode
 from batchrun.config import RunConfig
 from batchrun.endpoint.multi import check_more, open_more
@@ -44,7 +44,6 @@ from batchrun.inputs.prompt import BadRow
 from batchrun.inputs.scan import count_rows
 from batchrun.plan import announce_row_settings, announce_schema, jobs, limited, open_rows, output_check, resolve_resume
 from batchrun.redact import host_and_port
-from batchrun.report.summary import slim_records
 from batchrun.store.outputs import done_ids
 from batchrun.store.records import RECORDS, Record, RecordSink
 from batchrun.store.rundir import check_input, claim_run_dir, new_run_dir
@@ -110,7 +109,8 @@ async def execute_run(config: RunConfig, hooks: Hooks = Hooks()) -> RunOutcome:
                     f"this session's endpoint differs from session {previous.get('n')}'s "
                     f"({_describe(previous.get('endpoint') or {})}): now {_describe(info)}"
                 )
-            skip = done_ids(out / RECORDS) if config.control.resume else set()
+            budget, running = _spend(config, price)
+            skip = done_ids(out / RECORDS, _carry(budget, running)) if config.control.resume else set()
             if skip:
                 notify(f"resuming {out} (session {session}): {len(skip)} rows already done are not sent again")
             seen: set[str] | None = (
@@ -133,7 +133,6 @@ async def execute_run(config: RunConfig, hooks: Hooks = Hooks()) -> RunOutcome:
                 workload.more_endpoints = more
                 if workload.kind in ("rows", "trace"):
                     workload.items = _warn_pacing(config, workload.items, notify)
-                budget, running = _spend(config, price, out)
                 outcome = await _run_pool(
                     config, endpoint, out, workload, _Run(len(skip), session, identity, hooks, budget, running)
                 )
@@ -161,19 +160,27 @@ def check_max_cost(config: RunConfig) -> None:
         )
 
 
-def _spend(config: RunConfig, price: Price | None, out: Path) -> tuple[Budget | None, RunningCost | None]:
-    """With a price: the running cost the progress shows and --max-cost's budget, both charged
-    with what earlier sessions of the run spent."""
+def _spend(config: RunConfig, price: Price | None) -> tuple[Budget | None, RunningCost | None]:
+    """With a price: --max-cost's budget and the running cost the progress shows."""
     if price is None:
         return None, None  # --max-cost without a price was refused above
-    running = RunningCost(price)
     budget = None if config.control.max_cost is None else Budget(config.control.max_cost, price)
-    if config.control.resume is not None and (out / RECORDS).exists():
-        for record in slim_records(out / RECORDS):
-            running.add(record)
-            if budget is not None:
-                budget.carry([record])
-    return budget, running
+    return budget, RunningCost(price)
+
+
+def _carry(budget: Budget | None, running: RunningCost | None) -> Callable[[dict[str, Any]], None] | None:
+    """What an earlier session's records (every one: each was a billed request) tell the budget
+    and the running cost, read in the pass that finds the rows already done."""
+    if running is None:
+        return None
+
+    def seen(data: dict[str, Any]) -> None:
+        usage = Usage.of(data)  # not Record.from_dict: that would double the pass
+        running.add(usage)
+        if budget is not None:
+            budget.carry([usage])
+
+    return seen
 
 
 def default_out_dir(config: RunConfig) -> Path:

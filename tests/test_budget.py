@@ -11,12 +11,14 @@ from typing import Iterator
 import pytest
 from typer.testing import CliRunner
 
-from batchrun.analysis.cost import Price
+from batchrun.analysis.cost import Price, RunningCost
 from batchrun.cli import app
 from batchrun.endpoint.requests import Job
 from batchrun.engine.budget import SEND, STOP, WAIT, Budget
 from batchrun.inputs.prompt import Prompt
+from batchrun.pipeline import _carry
 from batchrun.sim import SimConfig, SimProcess
+from batchrun.store.outputs import done_ids
 from batchrun.store.records import Record
 
 PRICE = Price(1.0, 2.0, "flags")  # USD per 1M prompt / output tokens
@@ -56,6 +58,21 @@ def test_an_earlier_sessions_spend_and_answers_count() -> None:
     budget.carry(earlier)
     assert budget.spent_usd == pytest.approx(0.0016)
     assert budget.expected(job(2)) == pytest.approx(0.0016)  # 1,000 prompt + the mean 300 output tokens
+
+
+def test_a_resume_charges_every_earlier_record_also_a_row_sent_twice(tmp_path) -> None:
+    lines = [
+        {"id": "0", "row": 0, "status": "error", "sent_s": 0.0, "prompt_tokens": 1000, "completion_tokens": 0},
+        {"id": "0", "row": 0, "status": "ok", "sent_s": 5.0, "prompt_tokens": 1000, "completion_tokens": 500},
+        {"id": "1", "row": 1, "status": "skipped"},
+    ]
+    path = tmp_path / "records.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    budget, running = Budget(1.0, PRICE), RunningCost(PRICE)
+    assert done_ids(path, _carry(budget, running)) == {"0"}
+    # Both sends of row 0 were billed: $0.001 + $0.002.
+    assert budget.spent_usd == pytest.approx(0.003) == running.spent_usd
+    assert running.n == 1 and budget.expected(job(2)) == pytest.approx(0.002)  # the ok row's 500 tokens
 
 
 def test_a_sent_request_without_usage_is_charged_what_it_was_expected_to_cost() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 from batchrun.analysis.columns import Columns
 from batchrun.analysis.interval import LEVEL, Interval, mean_interval, t_interval
@@ -211,6 +211,31 @@ def projection_text(projection: dict[str, Any]) -> str:
     )
 
 
+class Usage(NamedTuple):
+    """What the cost figures read of a record, when a whole Record would cost more to build than
+    the figures (a resumed run's earlier records, read in one pass)."""
+
+    id: str
+    status: str
+    sent_s: float | None
+    batch_id: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "Usage":
+        """From a record's JSON object, as records.jsonl holds it."""
+        get = data.get
+        return cls(
+            str(get("id")),
+            get("status", ""),
+            get("sent_s"),
+            get("batch_id"),
+            get("prompt_tokens"),
+            get("completion_tokens"),
+        )
+
+
 class RunningCost:
     """A run's cost as its records arrive, for the live progress: what was sent so far (as
     run_cost counts it) and the projection of `rows` rows (as project_cost, without the
@@ -223,7 +248,7 @@ class RunningCost:
         self._mean = 0.0
         self._m2 = 0.0  # sum of squared deviations from the running mean
 
-    def add(self, record: Record) -> None:
+    def add(self, record: Record | Usage) -> None:
         if record.sent_s is None or record.prompt_tokens is None or record.completion_tokens is None:
             return  # never sent, or no usage: run_cost does not count it either
         cost = estimate_cost(record.prompt_tokens, record.completion_tokens, self.price)

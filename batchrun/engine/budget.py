@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from batchrun.analysis.cost import Price, estimate_cost, format_usd
+from batchrun.analysis.cost import Price, Usage, estimate_cost, format_usd
 from batchrun.endpoint.requests import Job
 from batchrun.store.records import OK, Record
 
@@ -43,8 +43,9 @@ class Budget:
         self._completion_sum = 0  # completion tokens of the ok rows so far ...
         self._completion_rows = 0  # ... and how many they are
 
-    def carry(self, records: Iterable[Record]) -> None:
-        """An earlier session's records: their usage is spend, their ok rows' answers measured."""
+    def carry(self, records: Iterable[Record | Usage]) -> None:
+        """An earlier session's records, every one (each was a billed request, also a row sent
+        again since): their usage is spend, their ok rows' answers measured."""
         for record in records:
             self._charge(record, expected=0.0)
 
@@ -85,7 +86,7 @@ class Budget:
             self._prompt_measured += record.prompt_tokens
             self._prompt_estimated += estimate
 
-    def _charge(self, record: Record, expected: float) -> None:
+    def _charge(self, record: Record | Usage, expected: float) -> None:
         if record.sent_s is None and record.batch_id is None:
             return  # never sent: skipped, or stopped in the queue
         if record.prompt_tokens is None and record.completion_tokens is None:

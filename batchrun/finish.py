@@ -109,7 +109,7 @@ def _ended(
 ) -> dict[str, Any]:
     """How the run ended (with the pilot's --limit, and for a run that did not finish, how many
     input rows it never reached) and the cost of what was sent, when a price is known."""
-    run = {
+    run: dict[str, Any] = {
         "interrupted": outcome.interrupted,
         "aborted": outcome.aborted,
         "input_error": str(outcome.input_error) if outcome.input_error else None,

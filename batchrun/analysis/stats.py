@@ -17,9 +17,13 @@ from typing import Callable, Sequence
 import numpy as np
 
 from batchrun.analysis.distribution import percentile
-from batchrun.analysis.interval import LEVEL, Interval, z
-from batchrun.analysis.interval import mean_interval as mean_interval  # offered with the rest
+
+# Offered here with the rest (stats.Interval, stats.mean_interval): `as` marks the re-export.
+from batchrun.analysis.interval import LEVEL as LEVEL
+from batchrun.analysis.interval import Interval as Interval
+from batchrun.analysis.interval import mean_interval as mean_interval
 from batchrun.analysis.interval import t_quantile as t_quantile
+from batchrun.analysis.interval import z as z
 
 BOOTSTRAP_RESAMPLES = 2000
 

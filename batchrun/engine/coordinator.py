@@ -269,6 +269,7 @@ class Coordinator:
         """Up to `n` jobs: those to send again first, then the input's next rows (bad rows are
         recorded here, as the pool records them)."""
         batch = [self._again.popleft() for _ in range(min(n, len(self._again)))]
+        item: Job | BadRow
         while len(batch) < n and not exhausted:
             if self._held is not None:
                 item, self._held = self._held, None

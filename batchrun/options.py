@@ -591,14 +591,16 @@ OPTIONS: tuple[Option, ...] = (
         "limit",
         Optional[int],
         None,
-        "Send only the first N rows (a pilot); --resume without it extends the run to the whole file.",
+        "Send only the first N rows that can be sent (a pilot; with --on-bad-row skip, bad rows met on the way are "
+        "recorded as skipped and not counted); --resume without it extends the run to the whole file.",
         "control",
     ),
     _o(
         "dry_run",
         bool,
         False,
-        "Read the whole file and show bad rows, three prompts, estimated tokens, cost and time; send nothing.",
+        "Read the whole file and show bad rows, three prompts, estimated tokens, cost and time; send nothing. "
+        "Exits 2 when a row is bad, unless --on-bad-row skip (then 0: the bad rows are listed as skipped).",
         "control",
         flags=("--dry-run",),
     ),

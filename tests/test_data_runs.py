@@ -214,6 +214,33 @@ def test_a_bad_row_past_the_pilot_does_not_stop_it(fast_sim, tmp_path) -> None:
     assert [r["id"] for r in records_of(tmp_path / "o")] == ["a", "b"]
 
 
+def test_a_pilot_with_skip_skips_bad_rows_and_still_sends_n_good_ones(fast_sim, tmp_path) -> None:
+    (tmp_path / "p.csv").write_text("id,prompt\na,one\nb,\nc,three\nd,\ne,five\nf,six\ng,\n", encoding="utf-8")
+    args = ["run", "p.csv", "--base-url", fast_sim.base_url, "-q", "--limit", "3", "--on-bad-row", "skip"]
+    result = invoke(*args, "--out", "o")
+    assert result.exit_code == 0, result.output
+    statuses = [(r["id"], r["status"]) for r in records_of(tmp_path / "o")]
+    assert sorted(statuses) == [("a", "ok"), ("b", "skipped"), ("c", "ok"), ("d", "skipped"), ("e", "ok")]
+    skipped = {r["id"]: r["error"] for r in records_of(tmp_path / "o") if r["status"] == "skipped"}
+    assert "p.csv line 3, column 'prompt'" in skipped["b"] and "p.csv line 5" in skipped["d"]
+    # --on-bad-row fail: the pilot stops at the first bad row, as a full run does
+    failed = invoke(*args[:-2], "--out", "f")
+    assert failed.exit_code == 2 and "p.csv line 3" in failed.output
+
+
+def test_a_dry_run_with_skip_lists_what_it_would_skip_and_exits_0(tmp_path) -> None:
+    (tmp_path / "p.csv").write_text("id,prompt\na,fine\nb,\nc,ok\nd,\n", encoding="utf-8")
+    result = invoke("run", "p.csv", "--dry-run", "--on-bad-row", "skip")
+    assert result.exit_code == 0, result.output
+    assert "(2 to send, 2 bad to skip)" in result.output
+    assert "skipped row       p.csv line 3, column 'prompt'" in result.output
+    assert "skipped row       p.csv line 5, column 'prompt'" in result.output
+    pilot = invoke("run", "p.csv", "--dry-run", "--on-bad-row", "skip", "--limit", "1")
+    assert pilot.exit_code == 0 and "(1 to send, 0 bad" in pilot.output  # row a, then reading stops
+    pilot = invoke("run", "p.csv", "--dry-run", "--on-bad-row", "skip", "--limit", "2")
+    assert pilot.exit_code == 0 and "(2 to send, 1 bad to skip)" in pilot.output
+
+
 def test_an_answer_cut_at_max_tokens_is_not_retried(fast_sim, tmp_path) -> None:
     (tmp_path / "p.csv").write_text("prompt\nhello\n", encoding="utf-8")
     result = invoke(

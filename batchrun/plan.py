@@ -172,16 +172,12 @@ def saved_request(body: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
 
 
-def jobs(
-    config: RunConfig, rows: Iterator[Prompt | BadRow], skip: set[str], seen_ids: set[str] | None = None
-) -> Iterator[Job | BadRow]:
-    """Rows minus those already done, as ready-to-send Jobs; `seen_ids` collects every id read."""
+def jobs(config: RunConfig, rows: Iterator[Prompt | BadRow], skip: set[str]) -> Iterator[Job | BadRow]:
+    """Rows minus those already done, as ready-to-send Jobs."""
     defaults = request_defaults(config)
     build = kind(config.endpoint.endpoint).build_body
     path = config.input.path
     for item in rows:
-        if seen_ids is not None:
-            seen_ids.add(item.id)
         if item.id in skip:
             continue
         if isinstance(item, BadRow):

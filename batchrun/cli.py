@@ -216,7 +216,7 @@ def _report_run(outcome: Any, fail_on_error: bool) -> int:
 @command("bench")
 def bench(given: dict[str, Any]) -> int:
     """The sync SDK baseline vs the async pool at several concurrencies, under a minute by default
-    (--time-budget)."""
+    (--time-budget); with no PROMPTS, a built-in sample of prompts."""
     from batchrun.bench.sweep import BenchConfig, execute_bench  # lazy: the bench loads the openai SDK
     from batchrun.progress import ConsoleProgress  # lazy: tqdm
     from batchrun.report.bench import format_bench_table  # lazy: numpy, for a bench only

@@ -117,6 +117,12 @@ OPTIONS: tuple[Option, ...] = (
         "CSV, JSONL, Parquet or Batch API JSONL file of prompts.",
         "input",
         commands=RUN_BENCH,
+        per={
+            "bench": {
+                "help": "CSV, JSONL, Parquet or Batch API JSONL file of prompts (none, and no --synthetic: a built-in "
+                "sample of 44 prompts, short questions to paragraph-long tasks)."
+            }
+        },
         argument=True,
         metavar="PROMPTS",
         parse=values.path,
@@ -583,7 +589,8 @@ OPTIONS: tuple[Option, ...] = (
         "resume",
         Optional[Path],
         None,
-        "Continue the run in this directory: rows already ok are not sent again.",
+        "Continue the run in this directory: rows already ok are not sent again (progress counts the rows left: "
+        "0 of rows minus those done).",
         "control",
         parse=values.path,
     ),

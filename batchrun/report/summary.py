@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from batchrun import __version__
+from batchrun.version import __version__
 from batchrun.analysis.columns import Columns, ColumnsBuilder, iter_present, present
 from batchrun.analysis.cost import format_usd
 from batchrun.analysis.metrics import GapSample, session_timelines, summarize, summary_warnings

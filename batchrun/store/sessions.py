@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from batchrun import __version__
+from batchrun.version import __version__
 from batchrun.errors import ConfigError, OutputError
 
 RUN_JSON = "run.json"

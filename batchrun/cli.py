@@ -21,12 +21,12 @@ from typing import Annotated, Any, Callable, Iterable, Iterator, Mapping, Option
 import typer
 
 from batchrun import options
-from batchrun.version import __version__
 from batchrun.config import RunConfig, load_env_file
 from batchrun.errors import BatchrunError, ConfigError, InputChanged
 from batchrun.hooks import Hooks
 from batchrun.interrupts import loop_handlers, unwinding
 from batchrun.options import Option
+from batchrun.version import __version__
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 HELP_FLAGS = {"help_option_names": ["-h", "--help"]}

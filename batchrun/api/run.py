@@ -98,7 +98,7 @@ def run(prompts: Prompts = None, /, **options: Any) -> Run:
         prompts: a CSV, JSONL or Parquet file (a path), a pandas DataFrame, or a list of prompt
             strings or of dicts (one row each). None with `resume=DIR` continues that run.
         **options: every option of `batchrun run`, by its name (`--max-tokens` is `max_tokens`)
-            with the same default; see the CLI reference. Python values are taken where the
+            with the same default; see the [command-line reference](cli.md). Python values are taken where the
             command line takes text: `concurrency=8`, `json_schema=` a dict or a pydantic model
             class, `extra_body=` a dict, durations in seconds, paths as `str` or `Path`.
 

@@ -8,16 +8,15 @@ The Python face (the command line `batchrun` calls the same functions):
     run.summary      # the figures of summary.json
     run = await batchrun.arun(df, ...)                                        # in a running loop
 
-Every name is loaded on first use, so `import batchrun` stays cheap (the command line's start-up
-counts it on every call).
+Every name is loaded on first use, `__version__` too, so `import batchrun` stays cheap: the
+command line's entry point imports it before its Ctrl-C handler is in place, and start-up counts it
+on every call.
 """
 
 from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING, Any
-
-from batchrun.version import __version__
 
 if TYPE_CHECKING:
     from batchrun.api.run import Run, Summary, arun, run
@@ -31,9 +30,11 @@ if TYPE_CHECKING:
         OutputError,
         RunAborted,
     )
+    from batchrun.version import __version__
 
 # Public name -> the module that defines it (imported when the name is first used).
 _LAZY = {
+    "__version__": "batchrun.version",
     "run": "batchrun.api.run",
     "arun": "batchrun.api.run",
     "Run": "batchrun.api.run",
@@ -75,4 +76,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    return sorted(__all__)

@@ -16,6 +16,7 @@ def test_every_public_name_resolves() -> None:
     for name in batchrun.__all__:
         assert getattr(batchrun, name) is not None, name
     assert dir(batchrun) == sorted(batchrun.__all__)
+    assert set(batchrun.__all__) == set(batchrun._LAZY)  # __all__ is a literal list for type checkers
     assert batchrun.__version__ == batchrun.version.__version__
 
 

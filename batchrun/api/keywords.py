@@ -25,6 +25,7 @@ declared defaults only (`OPENAI_API_KEY` / `OPENAI_BASE_URL` choose the endpoint
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import typing
@@ -75,13 +76,18 @@ def signature(
     """Every option of `command` as a parameter, with the command line's name and default: the
     command's arguments (its positional ones on the command line) positional-or-keyword first,
     unless `positional` gives the face's own, then every other option keyword-only."""
-    options_ = declared(command)
     if positional is None:
-        lead = [parameter(o, inspect.Parameter.POSITIONAL_OR_KEYWORD) for o in options_ if o.argument]
+        lead = [parameter(o, inspect.Parameter.POSITIONAL_OR_KEYWORD) for o in declared(command) if o.argument]
     else:
         lead = list(positional)
-    keywords = [parameter(o) for o in options_ if not o.argument]
-    return inspect.Signature([*lead, *keywords], return_annotation=returns)
+    return inspect.Signature([*lead, *_keywords(command)], return_annotation=returns)
+
+
+@functools.lru_cache(maxsize=None)
+def _keywords(command: str) -> tuple[inspect.Parameter, ...]:
+    """The keyword-only parameters of `command`, made once (run and arun share them; the command
+    line imports both when it runs)."""
+    return tuple(parameter(o) for o in declared(command) if not o.argument)
 
 
 def takes(command: str, positional: Iterable[inspect.Parameter] | None = None) -> Callable[[F], F]:

@@ -32,7 +32,9 @@ from batchrun.store.rundir import STAGED_INPUTS
 
 if TYPE_CHECKING:
     import pandas as pd
+    from typing_extensions import Unpack  # typing's own from Python 3.11
 
+    from batchrun.api.typed import RunOptions
     from batchrun.finish import RunOutcome
 
 LOG = logging.getLogger("batchrun")
@@ -91,7 +93,7 @@ async def execute(prepared: Prepared, hooks: Hooks) -> Run:
 
 
 @keywords.takes("run", [PROMPTS])
-def run(prompts: Prompts = None, /, **options: Any) -> Run:
+def run(prompts: Prompts = None, /, **options: Unpack[RunOptions]) -> Run:
     """Send every prompt to the endpoint and return the finished `Run`.
 
     Args:
@@ -129,7 +131,7 @@ def run(prompts: Prompts = None, /, **options: Any) -> Run:
 
 
 @keywords.takes("run", [PROMPTS])
-async def arun(prompts: Prompts = None, /, **options: Any) -> Run:
+async def arun(prompts: Prompts = None, /, **options: Unpack[RunOptions]) -> Run:
     """`run` as a coroutine, for a running event loop (Jupyter: `run = await batchrun.arun(df)`).
 
     Takes what `run` takes and returns what it returns. Cancelling the task stops the run as

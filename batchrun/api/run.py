@@ -28,7 +28,8 @@ from batchrun.api import keywords
 from batchrun.config import RunConfig
 from batchrun.errors import BatchrunError, ConfigError, EndpointRefused, InputError, InsideEventLoop, OutputError
 from batchrun.hooks import Hooks
-from batchrun.store.rundir import STAGED_INPUTS
+from batchrun.interrupts import loop_handlers
+from batchrun.store.rundir import STAGED_INPUTS, check_empty, new_run_dir
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -146,9 +147,9 @@ async def _drive(prompts: Prompts, given: Mapping[str, Any], *, signals: bool) -
     """Prepare and execute with the Python face's hooks. A cancelled task (Ctrl-C under
     asyncio.run, or a caller's cancel()) stops a sending run gracefully and waits for its files
     before it ends cancelled; a second cancel stops waiting."""
-    prepared = prepare(prompts, given)
-    if prepared.config.control.dry_run:
+    if given.get("dry_run"):  # refused before Python rows are written anywhere
         raise ConfigError("dry_run is the command line's (`batchrun run --dry-run FILE`); batchrun.run sends")
+    prepared = prepare(prompts, given)
     quiet = prepared.config.control.quiet
     interrupts = _Interrupts(signals)
     hooks = Hooks(notify=_notifier(quiet), progress=None if quiet else _progress(), interrupts=interrupts)
@@ -239,8 +240,6 @@ class _Interrupts:
 
     @contextlib.contextmanager
     def __call__(self, stop: Callable[[], None], close_now: Callable[[], None] | None) -> Iterator[None]:
-        from batchrun.interrupts import loop_handlers  # lazy: as the run path
-
         self.stop = stop
         task = asyncio.current_task()
         pressed = False
@@ -286,8 +285,6 @@ def _stage(prompts: Any, options: Mapping[str, Any]) -> dict[str, Any]:
             "prompts must be a path (str or Path), a pandas DataFrame or a list of strings or dicts, "
             f"not {type(prompts).__name__}"
         )
-    from batchrun.store.rundir import check_empty, new_run_dir
-
     resume = options.get("resume")
     out = Path(resume if resume is not None else options.get("out") or new_run_dir("run"))
     target = out.resolve() / name
@@ -482,8 +479,8 @@ _ANSWER_DTYPES = {
 def _build_frame(finished: Run) -> pd.DataFrame:
     import pandas as pd  # lazy: pandas costs ~0.3 s of start-up, and only .frame needs it
 
-    from batchrun.store.outputs import result_rows  # lazy: as the run path
-    from batchrun.store.records import RECORDS
+    from batchrun.store.outputs import result_rows  # lazy: only .frame reads the records back (orjson)
+    from batchrun.store.records import RECORDS  # lazy: as result_rows
 
     config = finished.summary.to_dict().get("config") or {}
     layout, rows = result_rows(finished.out_dir / RECORDS, config.get("id_column"))

@@ -391,3 +391,9 @@ def test_dry_run_is_refused_before_anything_is_written() -> None:
     with pytest.raises(batchrun.ConfigError, match="batchrun run --dry-run"):
         batchrun.run(["a"], out="o", dry_run=True)
     assert not Path("o").exists()
+
+
+def test_a_bad_option_is_refused_before_the_rows_are_written() -> None:
+    with pytest.raises(batchrun.ConfigError, match="--concurrency"):
+        batchrun.run(["a"], out="o", concurrency="lots")
+    assert not Path("o").exists()

@@ -131,7 +131,10 @@ def run(prompts: Prompts = None, /, **options: Unpack[RunOptions]) -> Run:
             "app): use `await batchrun.arun(...)` with the same arguments"
         )
     given = keywords.given("run", options)
-    finished = asyncio.run(_drive(prompts, given, signals=True))
+    try:
+        finished = asyncio.run(_drive(prompts, given, signals=True))
+    except asyncio.CancelledError:  # a second Ctrl-C cancelled the run at once (no other code can)
+        raise KeyboardInterrupt("interrupted twice: the run stopped at once; its records are kept") from None
     return _returned(finished)
 
 

@@ -147,14 +147,15 @@ def ctrl_c_stops(stop: Callable[[], None], close_now: Callable[[], None] | None)
 
 
 def _preview(config: RunConfig) -> int:
-    """--dry-run: exit 0 when every row can be sent, 2 when some cannot."""
+    """--dry-run: exit 0 when the run would go through (every row can be sent, or --on-bad-row skip
+    would skip the bad ones), 2 when a bad row would stop it."""
     from batchrun.plan import resolve_resume  # lazy: as the run path
     from batchrun.preview import dry_run, format_preview  # lazy: for --dry-run only
 
     config = resolve_resume(config)
     preview = dry_run(config)
     typer.echo(format_preview(preview, config))
-    return EXIT_OK if preview.bad_count == 0 else EXIT_USAGE
+    return EXIT_OK if preview.bad_count == 0 or config.input.on_bad_row == "skip" else EXIT_USAGE
 
 
 def _say_if_simulated(endpoint: dict[str, Any] | None) -> None:
@@ -205,10 +206,25 @@ def _report_run(outcome: Any, fail_on_error: bool) -> int:
     if outcome.interrupted:
         say(f"interrupted; continue with: batchrun run --resume {outcome.out_dir}")
         return EXIT_INTERRUPTED
+    if outcome.max_cost and outcome.max_cost.get("reached"):
+        _say_over_budget(outcome.max_cost, outcome.out_dir)
+        return EXIT_FAILED
     if outcome.aborted:
         say(f"stopped early: {outcome.aborted}; continue with --resume {outcome.out_dir}")
         return EXIT_FAILED
     return EXIT_FAILED if fail_on_error and outcome.failed else EXIT_OK
+
+
+def _say_over_budget(budget: dict[str, Any], out_dir: Path) -> None:
+    from batchrun.analysis.cost import format_usd  # lazy: as the run path
+
+    spent, limit = format_usd(budget["spent_usd"]), format_usd(budget["max_usd"])
+    say(f"stopped at the budget: spent {spent} of --max-cost {limit} ({budget['reached']})")
+    say(
+        "the rows not sent are not recorded; continue with: batchrun run --resume "
+        f"{out_dir} --max-cost USD, a budget above {spent} for the whole run (its projected cost is in the "
+        "summary above)"
+    )
 
 
 # ---------------------------------------------------------------- bench
@@ -217,7 +233,7 @@ def _report_run(outcome: Any, fail_on_error: bool) -> int:
 @command("bench")
 def bench(given: dict[str, Any]) -> int:
     """The sync SDK baseline vs the async pool at several concurrencies, under a minute by default
-    (--time-budget)."""
+    (--time-budget); with no PROMPTS, a built-in sample of prompts."""
     from batchrun.bench.sweep import BenchConfig, execute_bench  # lazy: the bench loads the openai SDK
     from batchrun.progress import ConsoleProgress  # lazy: tqdm
     from batchrun.report.bench import format_bench_table  # lazy: numpy, for a bench only

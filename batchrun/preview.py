@@ -105,17 +105,21 @@ def limits_time_s(preview: Preview, rpm: float | None, tpm: float | None) -> flo
 
 
 def format_preview(preview: Preview, config: RunConfig) -> str:
+    skip = config.input.on_bad_row == "skip"
     lines = [
         f"dry run of {config.input.path}: nothing was sent",
         f"rows              {preview.rows} ({preview.sendable} to send, {preview.bad_count} bad"
+        + (" to skip" if skip and preview.bad_count else "")
         + (f", {preview.done} already done" if preview.done else "")
         + ")"
-        + (f", the first {config.control.limit} (--limit)" if config.control.limit else ""),
+        + (f", up to the first {config.control.limit} good ones (--limit)" if config.control.limit else ""),
     ]
-    for reason in preview.bad:
-        lines.append(f"bad row           {reason}")
+    label = "skipped row       " if skip else "bad row           "
+    lines.extend(label + reason for reason in preview.bad)
     if preview.bad_count > len(preview.bad):
-        lines.append(f"bad row           ... and {preview.bad_count - len(preview.bad)} more")
+        lines.append(f"{label}... and {preview.bad_count - len(preview.bad)} more")
+    if preview.bad_count and not skip:
+        lines.append("                  a run stops at the first bad row: fix them, or --on-bad-row skip skips them")
     for name, distinct in preview.row_settings.items():
         lines.append(
             f"row setting       column '{name}' ({distinct} distinct values) sets {name} per row"
@@ -132,6 +136,8 @@ def format_preview(preview: Preview, config: RunConfig) -> str:
     lines.append("cost              " + _cost_text(preview, config.endpoint.model))
     if preview.price is not None:
         lines.append("cost, batch mode  " + _batch_cost_text(preview, config.endpoint.model))
+    if config.control.max_cost is not None:
+        lines.append("budget            " + _budget_text(preview, config.control.max_cost))
     seconds = limits_time_s(preview, config.limits.rpm, config.limits.tpm)
     lines.append(
         "time              "
@@ -159,6 +165,18 @@ def _batch_cost_text(preview: Preview, model: str | None) -> str:
     return (
         f"at most {format_usd(usd)} with --mode batch (prompt ${price.input_per_m:g} + output "
         f"${price.output_per_m:g} per 1M tokens: {price.source}; answers within 24 h)"
+    )
+
+
+def _budget_text(preview: Preview, max_cost: float) -> str:
+    """--max-cost against the ceiling: whether it can stop the run, and where a pilot tells more."""
+    if preview.cost_usd is None:
+        return f"--max-cost {format_usd(max_cost)} needs a price: the run is refused without --price-in and --price-out"
+    if preview.cost_usd <= max_cost:
+        return f"--max-cost {format_usd(max_cost)} covers even the ceiling: the run will not stop for it"
+    return (
+        f"--max-cost {format_usd(max_cost)} is {max_cost / preview.cost_usd:.0%} of the ceiling: the run stops "
+        "(resumable) when the measured spend reaches it; a --limit pilot projects what the whole run costs"
     )
 
 

@@ -422,3 +422,21 @@ def test_a_bad_option_is_refused_before_the_rows_are_written() -> None:
     with pytest.raises(batchrun.ConfigError, match="--concurrency"):
         batchrun.run(["a"], out="o", concurrency="lots")
     assert not Path("o").exists()
+
+
+def test_a_run_stopped_at_its_budget_is_returned_with_its_rows() -> None:
+    with SimProcess(SimConfig(fast=True, output_tokens=50)) as sim:
+        run = batchrun.run(
+            [f"Name a colour ({i})" for i in range(20)],
+            base_url=sim.base_url,
+            out="o",
+            quiet=True,
+            concurrency=4,
+            price_in=0,
+            price_out=1000,
+            max_tokens=50,
+            max_cost=0.33,
+        )
+    assert run.max_cost is not None and run.max_cost["reached"] and run.ok == 6
+    assert "stopped at the budget" in repr(run)
+    assert run.frame["status"].tolist() == ["ok"] * 6  # the rows not sent are not recorded

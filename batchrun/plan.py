@@ -78,6 +78,10 @@ def resolve_resume(config: RunConfig) -> RunConfig:
     changes: dict[str, Any] = {"out": config.control.resume}
     if config.endpoint.base_url is None:
         changes["base_url"] = _restore_base_url(_saved_base_url(run), env_base_url(), config.endpoint.api_key)
+        if changes["base_url"] == BUILTIN and not config.endpoint.builtin_options:
+            # The built-in endpoint the run was started on, as it was configured: a resume against
+            # the defaults would measure another endpoint under the same run's name.
+            changes["builtin_options"] = base.endpoint.builtin_options
     for name in RESUMED_FIELDS:
         given = now[name] is not None and now[name] != DEFAULTS[name] and now[name] != {}
         changes[name] = now[name] if given else saved[name]

@@ -282,3 +282,19 @@ def test_builtin_options_configure_the_built_in_endpoint(tmp_path) -> None:
     assert doc["builtin_endpoint"]["seed"] == 11 and doc["builtin_endpoint"]["fixed_ttft_s"] == 0.002
     bad = invoke(*args, "--base-url", "http://127.0.0.1:9/v1", "--out", "c")
     assert bad.exit_code == 2 and "--builtin-option configures the built-in endpoint" in bad.output
+
+
+def test_a_resume_on_the_built_in_endpoint_keeps_its_builtin_options(tmp_path) -> None:
+    """The built-in endpoint a run was started on is the one its resume talks to: the same
+    --builtin-option settings, not the defaults, unless given again."""
+    pilot = ["run", str(SAMPLES / "prompts.csv"), "-q", "--out", "r", "--limit", "3"]
+    assert invoke(*pilot, "--builtin-option", "output_tokens=3", "--builtin-option", "seed=5").exit_code == 0
+    assert invoke("run", "--resume", "r", "-q", "--limit", "6").exit_code == 0
+    tokens = {r.id: r.completion_tokens for r in read_records(tmp_path / "r" / "records.jsonl")}
+    assert len(tokens) == 6 and set(tokens.values()) == {3}, tokens
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["builtin_endpoint"]["seed"] == 5
+    # Given again, the new settings win for the rows sent now.
+    assert invoke("run", "--resume", "r", "-q", "--limit", "8", "--builtin-option", "output_tokens=2").exit_code == 0
+    tokens = {r.id: r.completion_tokens for r in read_records(tmp_path / "r" / "records.jsonl")}
+    assert len(tokens) == 8 and sorted(tokens.values()) == [2, 2] + [3] * 6, tokens

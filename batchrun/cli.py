@@ -272,32 +272,27 @@ def compare(given: dict[str, Any]) -> int:
 
     Silent on a pass unless --verbose; a failure prints what failed. Writes a Markdown summary to
     $GITHUB_STEP_SUMMARY when that variable is set."""
-    from batchrun.analysis.compare import compare as compare_sides  # lazy: `compare` alone needs these
-    from batchrun.analysis.compare import parse_tolerances
-    from batchrun.report.compare import FORMATS, console_output, format_comparison, gate_failed
+    from batchrun.api.compare import compare as compare_sides  # lazy: `compare` alone needs these
+    from batchrun.report.compare import FORMATS, console_output
 
     picked = options.with_defaults("compare", given)
     fmt, strict = picked["format"], picked["fail_on_inconclusive"]
-    try:
-        tolerances = parse_tolerances(picked["max_regression"]) if picked["max_regression"] else None
-    except ValueError as exc:
-        raise ConfigError(f"--max-regression: {exc}") from exc
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    result = compare_sides(
+    verdict = compare_sides(
         picked["baseline"],
         picked["current"],
-        tolerances,
-        defaults=True,
+        max_regression=picked["max_regression"],
+        fail_on_inconclusive=strict,
         allow_config_change=picked["allow_config_change"],
     )
     if not picked["quiet"]:
-        typer.echo(console_output(result, fmt, strict, picked["verbose"]), nl=False)
-    _step_summary(format_comparison(result, "md", strict))
+        typer.echo(console_output(verdict.comparison, fmt, strict, picked["verbose"]), nl=False)
+    _step_summary(verdict.format("md"))
     if picked["quiet"] or fmt not in ("text", "github"):  # else stdout already says what failed
-        for line in result.regressions:
+        for line in verdict.comparison.regressions:
             say(f"regression: {line}")
-    return EXIT_FAILED if gate_failed(result, strict) else EXIT_OK
+    return EXIT_FAILED if verdict.failed else EXIT_OK
 
 
 @command("fit")
@@ -340,14 +335,30 @@ def _step_summary(markdown: str) -> None:
 
 # ---------------------------------------------------------------- serve, batch
 
-from batchrun.sim.cli import SERVE_OPTIONS, SERVE_PANELS, serve  # noqa: E402  (the sim's own options, beside its config)
+from batchrun.sim.cli import SERVE_OPTIONS, SERVE_PANELS  # noqa: E402  (the sim's own options, beside its config)
 
-command(
+
+@command(
     "serve",
     declared=SERVE_OPTIONS,
     panels=SERVE_PANELS,
     help="Run the built-in simulated OpenAI-compatible endpoint in the foreground.",
-)(serve)
+)
+def serve(given: dict[str, Any]) -> int:
+    """Run a simulated OpenAI-compatible endpoint (latency model, rate limits, faults) until Ctrl-C."""
+    from batchrun.api.serve import serve_config  # lazy: the sim's config only when serving
+    from batchrun.sim.cli import serve_foreground
+
+    picked = options.with_defaults("serve", given, SERVE_OPTIONS)
+    quiet = picked["quiet"]
+    try:
+        config = serve_config(given, notify=lambda note: None if quiet else typer.echo(note, err=True))
+    except ConfigError as err:
+        typer.echo(f"error: {err}", err=True)
+        return EXIT_USAGE
+    return serve_foreground(config, picked["host"], picked["port"], quiet)
+
+
 app.add_typer(batch_app, name="batch")
 
 

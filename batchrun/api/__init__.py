@@ -1,1 +1,5 @@
-"""The Python face, one module per command; `batchrun/__init__.py` curates what is public."""
+"""The Python face: what `batchrun.run`, `batchrun.arun` and the other names of `batchrun` are.
+
+keywords.py makes each face function's keywords from the option declarations; run.py is `run`,
+`arun` and the `Run` they return. The command line's commands call these same functions.
+"""

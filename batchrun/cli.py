@@ -216,25 +216,19 @@ def _report_run(outcome: Any, fail_on_error: bool) -> int:
 def bench(given: dict[str, Any]) -> int:
     """The sync SDK baseline vs the async pool at several concurrencies, under a minute by default
     (--time-budget)."""
-    from batchrun.bench.sweep import BenchConfig, execute_bench  # lazy: the bench loads the openai SDK
+    from batchrun.api.bench import Bench, execute  # lazy: the bench loads the openai SDK
     from batchrun.progress import ConsoleProgress  # lazy: tqdm
-    from batchrun.report.bench import format_bench_table  # lazy: numpy, for a bench only
 
-    config = BenchConfig.from_options(**given)
     hooks = Hooks(notify=say, progress=ConsoleProgress())  # Ctrl-C unwinds a bench (it keeps its runs)
-    if given.get("find_max"):
-        from batchrun.bench.findmax import execute_find_max, format_find_max  # lazy: --find-max only
-
-        out_dir, found = asyncio.run(execute_find_max(config, config.run.output.out, hooks))
-        typer.echo(format_find_max(found, config.slo or {}))
-        typer.echo(f"  wrote {out_dir}/find_max.json, summary.json, report.md, report.html, runs/")
-        _say_if_simulated(_written_endpoint(out_dir))
-        return EXIT_OK
-    out_dir, analysis = asyncio.run(execute_bench(config, config.run.output.out, hooks))
-    typer.echo(format_bench_table(analysis))
-    _echo_workloads(out_dir)
-    typer.echo(f"  wrote {out_dir}/summary.json, report.md, report.html, runs/")
-    _say_if_simulated(analysis.get("endpoint"))
+    result = asyncio.run(execute(given, hooks))
+    typer.echo(str(result))
+    if isinstance(result, Bench):
+        _echo_workloads(result.out_dir)
+        typer.echo(f"  wrote {result.out_dir}/summary.json, report.md, report.html, runs/")
+        _say_if_simulated(result.analysis.get("endpoint"))
+    else:
+        typer.echo(f"  wrote {result.out_dir}/find_max.json, summary.json, report.md, report.html, runs/")
+        _say_if_simulated(_written_endpoint(result.out_dir))
     return EXIT_OK
 
 

@@ -251,7 +251,7 @@ def _written_endpoint(out_dir: Path) -> Any:
 @command("report")
 def report(given: dict[str, Any]) -> int:
     """Rebuild summary.json, report.md and report.html from saved records, sending nothing."""
-    from batchrun.finish import rebuild_reports  # lazy: `report` alone reads records back
+    from batchrun.api.report import report as rebuild_reports  # lazy: `report` alone reads records back
 
     picked = options.with_defaults("report", given)
     for path in rebuild_reports(picked["run_dir"]).values():
@@ -293,23 +293,16 @@ def compare(given: dict[str, Any]) -> int:
 def fit(given: dict[str, Any]) -> int:
     """Fit an endpoint twin to the records of runs and benches: latency by requests in flight and
     prompt length, output lengths, failures, rate limits and wire quirks, as a small JSON file."""
-    from batchrun.twin.load import fit_sources, write_twin  # lazy: only `fit` reads records to fit them
+    from batchrun.api.fit import fit as fit_twin  # lazy: only `fit` reads records to fit them
 
     picked = options.with_defaults("fit", given)
-    out, quiet = picked["out"], picked["quiet"]
-    twin, observed = fit_sources(picked["sources"])
-    write_twin(twin, out)
-    typer.echo(f"  wrote {out}")
-    if not picked["no_report"]:
-        from batchrun.twin.compare import compare_fit  # lazy: `fit` alone needs these
-        from batchrun.twin.report import headline, write_fit_report
-
-        comparison = compare_fit(twin, observed)
-        for path in write_fit_report(twin, comparison, picked["report"] or out.with_suffix(".html")):
-            typer.echo(f"  wrote {path}")
-        if not quiet:
-            typer.echo(headline(comparison))
+    quiet = picked["quiet"]
+    twin = fit_twin(picked["sources"], out=picked["out"], report=picked["report"], no_report=picked["no_report"])
+    for path in twin.files:
+        typer.echo(f"  wrote {path}")
     if not quiet:
+        if not picked["no_report"]:
+            typer.echo(twin.headline)
         for note in twin.notes:
             typer.echo(f"note: {note}")
     return EXIT_OK

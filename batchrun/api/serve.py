@@ -132,12 +132,13 @@ def serve_config(given: Mapping[str, Any], notify: Notify = log) -> SimConfig:
 
 def _twin(like: Like) -> TwinModel:
     """A fitted twin as given, or read (a twin file) or fitted (run / bench directories) now."""
-    from batchrun.twin.load import load  # lazy: a twin's fit loads the store and the analysis
+    from batchrun.api.fit import Twin  # lazy: a twin's fit loads the store and the analysis
+    from batchrun.twin.load import load
     from batchrun.twin.model import TwinModel
 
     if isinstance(like, TwinModel):
         return like
-    if hasattr(like, "model") and isinstance(like.model, TwinModel):  # a Twin from batchrun.fit
+    if isinstance(like, Twin):
         return like.model
     if isinstance(like, (str, os.PathLike)):
         return load([Path(like)])

@@ -1,12 +1,20 @@
 """batchrun: bulk-query and benchmark any OpenAI-compatible chat endpoint.
 
-The Python face. Each name loads its module on first use, so `import batchrun` stays cheap:
+The Python face (the command line `batchrun` calls the same functions):
 
-    with batchrun.serve(fast=True) as url: ...          the built-in endpoint, stopped on exit
+    import batchrun
+    run = batchrun.run("prompts.csv", model="gpt-4o-mini", concurrency=32)   # or a DataFrame, a list
+    run.frame        # pandas DataFrame: the input's columns + answer, status, tokens, timings
+    run.summary      # the figures of summary.json
+    run = await batchrun.arun(df, ...)                                        # in a running loop
     b = batchrun.bench("prompts.csv", concurrency=[1, 4, 16]); b.frame; b.recommendation
-    verdict = batchrun.compare("base/", "new/"); verdict.failed
-    twin = batchrun.fit(["run-dir"], out="twin.json")
-    batchrun.report("run-dir")                           rebuild a run's reports
+    verdict = batchrun.compare("results/base", "results/new"); verdict.failed
+    with batchrun.serve(ttft=0.05) as url: ...                                # the built-in endpoint
+    twin = batchrun.fit(["results/prod"], out="twin.json")                    # an endpoint's twin
+    batchrun.report("results/run")                                            # rebuild its reports
+
+Every name is loaded on first use, so `import batchrun` stays cheap (the command line's start-up
+counts it on every call).
 """
 
 from __future__ import annotations
@@ -15,54 +23,92 @@ import importlib
 import types
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from batchrun.version import __version__
 
 if TYPE_CHECKING:
     from batchrun.api.bench import Bench, FindMax, abench, bench
     from batchrun.api.compare import Verdict, compare
     from batchrun.api.fit import Twin, fit
     from batchrun.api.report import report
+    from batchrun.api.run import Run, Summary, arun, run
     from batchrun.api.serve import Served, serve
+    from batchrun.errors import (
+        BatchrunError,
+        ConfigError,
+        EndpointRefused,
+        InputChanged,
+        InputError,
+        InsideEventLoop,
+        OutputError,
+        RunAborted,
+    )
 
-# name -> the module of the face that defines it
+# Public name -> the module that defines it (imported when the name is first used).
 _LAZY = {
+    "run": "batchrun.api.run",
+    "arun": "batchrun.api.run",
+    "Run": "batchrun.api.run",
+    "Summary": "batchrun.api.run",
     "bench": "batchrun.api.bench",
     "abench": "batchrun.api.bench",
     "Bench": "batchrun.api.bench",
     "FindMax": "batchrun.api.bench",
     "compare": "batchrun.api.compare",
     "Verdict": "batchrun.api.compare",
+    "serve": "batchrun.api.serve",
+    "Served": "batchrun.api.serve",
     "fit": "batchrun.api.fit",
     "Twin": "batchrun.api.fit",
     "report": "batchrun.api.report",
-    "serve": "batchrun.api.serve",
-    "Served": "batchrun.api.serve",
+    "BatchrunError": "batchrun.errors",
+    "ConfigError": "batchrun.errors",
+    "EndpointRefused": "batchrun.errors",
+    "InputChanged": "batchrun.errors",
+    "InputError": "batchrun.errors",
+    "InsideEventLoop": "batchrun.errors",
+    "OutputError": "batchrun.errors",
+    "RunAborted": "batchrun.errors",
 }
 
 __all__ = [
+    "run",
+    "arun",
+    "Run",
+    "Summary",
+    "bench",
+    "abench",
     "Bench",
     "FindMax",
-    "Served",
-    "Twin",
-    "Verdict",
-    "__version__",
-    "abench",
-    "bench",
     "compare",
-    "fit",
-    "report",
+    "Verdict",
     "serve",
+    "Served",
+    "fit",
+    "Twin",
+    "report",
+    "BatchrunError",
+    "ConfigError",
+    "EndpointRefused",
+    "InputChanged",
+    "InputError",
+    "InsideEventLoop",
+    "OutputError",
+    "RunAborted",
+    "__version__",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'batchrun' has no attribute {name!r}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'batchrun' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
 
 
 def __dir__() -> list[str]:
-    return sorted(__all__)
+    return sorted({*globals(), *__all__})
 
 
 class _CallablePackage(types.ModuleType):

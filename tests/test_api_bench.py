@@ -101,3 +101,24 @@ def test_abench_inside_a_running_loop(url: str, prompts: Path, tmp_path: Path) -
 
     b = asyncio.run(main())
     assert isinstance(b, Bench) and list(b.frame["n"]) == [8]
+
+
+def test_bench_inside_a_running_loop_says_to_await_abench(prompts: Path) -> None:
+    async def main() -> None:
+        batchrun.bench(prompts)
+
+    with pytest.raises(batchrun.InsideEventLoop, match=r"await batchrun.abench\(...\)"):
+        asyncio.run(main())
+
+
+def test_a_dataframe_or_a_list_of_prompts(url: str, tmp_path: Path) -> None:
+    import pandas
+
+    frame = pandas.DataFrame({"prompt": [f"question {i}" for i in range(6)], "topic": ["a", "b"] * 3})
+    b = batchrun.bench(frame, concurrency=[2], requests=6, sync=False, base_url=url, out=tmp_path / "df", quiet=True)
+    assert list(b.frame["n"]) == [6] and (tmp_path / "df" / "input.parquet").exists()
+    listed = batchrun.bench(["one", "two"], concurrency=[1], requests=4, sync=False, base_url=url, quiet=True)
+    assert list(listed.frame["n"]) == [4] and listed.out_dir.parent == Path("results")
+    assert listed.out_dir.name.startswith("bench-") and (listed.out_dir / "input.jsonl").exists()
+    with pytest.raises(TypeError, match="not int"):
+        batchrun.bench(3)

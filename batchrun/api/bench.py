@@ -9,9 +9,11 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Union
+from typing import TYPE_CHECKING, Any, Mapping, Sequence, Union
 
 from batchrun.api import keywords
+from batchrun.api.run import _is_frame, _notifier, _progress, _stage
+from batchrun.errors import InsideEventLoop
 from batchrun.hooks import Hooks
 
 if TYPE_CHECKING:
@@ -19,9 +21,12 @@ if TYPE_CHECKING:
 
     from batchrun.bench.findmax import FindMaxResult, Probe
 
-Prompts = Union[str, "os.PathLike[str]", None]
+Prompts = Union[str, "os.PathLike[str]", "pandas.DataFrame", Sequence[str], Sequence[Mapping[str, Any]], None]
 PROMPTS = inspect.Parameter(
-    "prompts", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation="str | os.PathLike[str] | None"
+    "prompts",
+    inspect.Parameter.POSITIONAL_ONLY,
+    default=None,
+    annotation="str | os.PathLike[str] | pandas.DataFrame | list[str] | list[dict[str, Any]] | None",
 )
 
 
@@ -189,19 +194,38 @@ async def execute(given: Mapping[str, Any], hooks: Hooks) -> Bench | FindMax:
 
 
 def _given(prompts: Prompts, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options a call gave; Python rows (a DataFrame, a list) are written into the bench's
+    directory first, as `batchrun.run` writes them into the run's."""
     given = keywords.given("bench", options)
-    if prompts is not None:
-        given["input"] = Path(prompts)
-    return given
+    if prompts is None:
+        return given
+    if "input" in given:
+        raise TypeError("give the prompts once: as the first argument, not also as input=")
+    if isinstance(prompts, (str, os.PathLike)):
+        return {**given, "input": Path(prompts)}
+    if not (_is_frame(prompts) or isinstance(prompts, Sequence)):
+        raise TypeError(f"prompts must be a path, a pandas DataFrame or a list, not {type(prompts).__name__}")
+    from batchrun.store.rundir import new_run_dir  # lazy: only Python rows need the directory now
+
+    given.setdefault("out", new_run_dir("bench"))
+    return {**given, **_stage(prompts, given)}
+
+
+def _hooks(given: Mapping[str, Any]) -> Hooks:
+    """The Python face's: messages to the "batchrun" logger (the few a user must see to stderr
+    too), a tqdm.auto bar per run (a widget in Jupyter); neither when quiet."""
+    quiet = bool(given.get("quiet"))
+    return Hooks(notify=_notifier(quiet), progress=None if quiet else _progress())
 
 
 @keywords.takes("bench", [PROMPTS])
-def bench(prompts: Prompts = None, **options: Any) -> Bench | FindMax:
+def bench(prompts: Prompts = None, /, **options: Any) -> Bench | FindMax:
     """Benchmark the endpoint: the sync SDK baseline, then the async pool at each concurrency
     (or arrival rate), every run recorded, then one report; returns the `Bench`.
 
     Args:
-        prompts: a CSV, JSONL or Parquet file of prompts (None: `synthetic=` prompts).
+        prompts: a CSV, JSONL or Parquet file of prompts, a pandas DataFrame or a list of
+            prompt strings or dicts (None: `synthetic=` prompts).
         **options: every option of `batchrun bench`, by its name and with its default
             (`concurrency=[1, 4, 16]` or "1,4,16", `requests=100`, `rate=[2, 4]`,
             `slo={"ttft": 0.5}` or "ttft=500ms", `max_tokens`, `base_url`, `out`, ...).
@@ -211,15 +235,24 @@ def bench(prompts: Prompts = None, **options: Any) -> Bench | FindMax:
     Raises:
         TypeError: an unknown keyword (naming the closest ones).
         ConfigError, InputError: a bad option or prompts file.
+        InsideEventLoop: called inside a running event loop (Jupyter): `await batchrun.abench(...)`.
         KeyboardInterrupt: Ctrl-C, after the runs measured so far are written and reported.
 
         b = batchrun.bench("prompts.csv", concurrency=[1, 4, 16])
         b.frame; b.recommendation; b.speedup
     """
-    return asyncio.run(abench(prompts, **options))
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # no running loop: the one case bench() is for
+        return asyncio.run(abench(prompts, **options))
+    raise InsideEventLoop(
+        "batchrun.bench() blocks, and an event loop is already running here (Jupyter, an async app): "
+        "use `await batchrun.abench(...)` with the same arguments"
+    )
 
 
 @keywords.takes("bench", [PROMPTS])
-async def abench(prompts: Prompts = None, **options: Any) -> Bench | FindMax:
+async def abench(prompts: Prompts = None, /, **options: Any) -> Bench | FindMax:
     """`bench` as a coroutine, for a running event loop (Jupyter: `b = await batchrun.abench(...)`)."""
-    return await execute(_given(prompts, options), Hooks())
+    given = _given(prompts, options)
+    return await execute(given, _hooks(given))

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from batchrun.version import __version__
 
 if TYPE_CHECKING:
+    from batchrun.api.batch import BatchJobs, batch_cancel, batch_status
     from batchrun.api.bench import Bench, FindMax, abench, bench
     from batchrun.api.compare import Verdict, compare
     from batchrun.api.fit import Twin, fit
@@ -60,6 +61,9 @@ _LAZY = {
     "fit": "batchrun.api.fit",
     "Twin": "batchrun.api.fit",
     "report": "batchrun.api.report",
+    "batch_status": "batchrun.api.batch",
+    "batch_cancel": "batchrun.api.batch",
+    "BatchJobs": "batchrun.api.batch",
     "BatchrunError": "batchrun.errors",
     "ConfigError": "batchrun.errors",
     "EndpointRefused": "batchrun.errors",
@@ -86,6 +90,9 @@ __all__ = [
     "fit",
     "Twin",
     "report",
+    "batch_status",
+    "batch_cancel",
+    "BatchJobs",
     "BatchrunError",
     "ConfigError",
     "EndpointRefused",

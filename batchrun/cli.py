@@ -364,10 +364,11 @@ def batch_cancel(given: dict[str, Any]) -> int:
 
 
 def _batch_command(name: str, given: dict[str, Any]) -> int:
-    from batchrun.batchapi import commands  # lazy: the Batch API's commands alone
+    from batchrun.api import batch  # lazy: the Batch API's commands alone
 
     picked = options.with_defaults(f"batch {name}", given)
-    for line in asyncio.run(getattr(commands, name)(picked["run_dir"], picked["base_url"], say)):
+    command = batch.batch_status if name == "status" else batch.batch_cancel
+    for line in command(picked["run_dir"], base_url=picked["base_url"], notify=say).lines:
         typer.echo(line)
     return EXIT_OK
 

@@ -132,6 +132,11 @@ class _CallablePackage(types.ModuleType):
         return self._face()(*args, **kwargs)
 
     @property
+    def __doc__(self) -> str | None:  # type: ignore[override]  # Jupyter's `batchrun.bench?`: the call's
+        package = self.__dict__.get("__doc__") or ""
+        return f"{self._face().__doc__}\n\nThe package {self.__name__}: {package}"
+
+    @property
     def __signature__(self) -> Any:  # what help() and Jupyter show for the call
         import inspect  # lazy: typer loads it for the command line anyway; a script may never ask
 

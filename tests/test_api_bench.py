@@ -122,3 +122,20 @@ def test_a_dataframe_or_a_list_of_prompts(url: str, tmp_path: Path) -> None:
     assert listed.out_dir.name.startswith("bench-") and (listed.out_dir / "input.jsonl").exists()
     with pytest.raises(TypeError, match="not int"):
         batchrun.bench(3)
+
+
+def test_batchrun_bench_is_the_function_and_still_the_package() -> None:
+    import inspect
+    import subprocess
+    import sys
+
+    from batchrun.bench.sweep import BenchConfig  # the package's modules as before
+
+    assert BenchConfig.__module__ == "batchrun.bench.sweep" and batchrun.bench.sweep.BenchConfig is BenchConfig
+    assert "concurrency" in inspect.signature(batchrun.bench).parameters
+    assert batchrun.bench.__doc__.startswith("Benchmark the endpoint")
+    assert "run_dir" in inspect.signature(batchrun.report).parameters
+    # Whichever is imported first, the package or the face, both stay reachable.
+    script = "import batchrun.bench.sweep, batchrun.report.summary, batchrun; print(callable(batchrun.bench))"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "True", done.stderr

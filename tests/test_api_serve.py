@@ -93,3 +93,15 @@ def test_a_bad_value_is_a_config_error_naming_the_option() -> None:
 def test_like_a_missing_file_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="nowhere: no such file"):
         batchrun.serve(like="nowhere")
+
+
+def test_the_signature_lists_every_serve_option_with_its_default() -> None:
+    import inspect
+
+    from batchrun.options import of
+    from batchrun.sim.cli import SERVE_OPTIONS, SERVE_PANELS
+
+    shown = inspect.signature(batchrun.serve).parameters
+    declared = {o.name: o.default for o in of("serve", SERVE_OPTIONS, SERVE_PANELS)}
+    assert list(shown) == list(declared)
+    assert {name: p.default for name, p in shown.items()} == {**declared, "port": 0}

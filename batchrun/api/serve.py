@@ -7,15 +7,18 @@ script and `async with` inside a running loop.
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Mapping, Sequence, Union
 
+from batchrun.api import keywords
 from batchrun.errors import ConfigError
 from batchrun.hooks import Notify, log
+from batchrun.options import of as options_of
 from batchrun.options import with_defaults
-from batchrun.sim.cli import SERVE_OPTIONS, sim_config
+from batchrun.sim.cli import SERVE_OPTIONS, SERVE_PANELS, sim_config
 from batchrun.sim.config import SimConfig
 
 if TYPE_CHECKING:
@@ -111,6 +114,22 @@ def serve(*, like: Like = None, host: str = LOOPBACK, port: int = 0, **options: 
     if like is not None:
         given["like"] = like
     return Served(serve_config(given), host, port)
+
+
+def _signature() -> inspect.Signature:
+    """serve's keywords as help() and notebooks show them: every serve option, `port` 0."""
+    parameters = []
+    for option in options_of("serve", SERVE_OPTIONS, SERVE_PANELS):
+        parameter = keywords.parameter(option)
+        if option.name == "port":
+            parameter = parameter.replace(default=0)
+        elif option.name == "like":
+            parameter = parameter.replace(annotation="str | os.PathLike[str] | list[str] | Twin | None")
+        parameters.append(parameter)
+    return inspect.Signature(parameters, return_annotation=Served)
+
+
+serve.__signature__ = _signature()  # type: ignore[attr-defined]
 
 
 def serve_config(given: Mapping[str, Any], notify: Notify = log) -> SimConfig:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from batchrun.api.serve import Served, serve
     from batchrun.errors import (
         BatchrunError,
+        CompareRefused,
         ConfigError,
         EndpointRefused,
         InputChanged,
@@ -65,6 +66,7 @@ _LAZY = {
     "batch_cancel": "batchrun.api.batch",
     "BatchJobs": "batchrun.api.batch",
     "BatchrunError": "batchrun.errors",
+    "CompareRefused": "batchrun.errors",
     "ConfigError": "batchrun.errors",
     "EndpointRefused": "batchrun.errors",
     "InputChanged": "batchrun.errors",
@@ -94,6 +96,7 @@ __all__ = [
     "batch_cancel",
     "BatchJobs",
     "BatchrunError",
+    "CompareRefused",
     "ConfigError",
     "EndpointRefused",
     "InputChanged",

@@ -12,7 +12,6 @@ from promptfiles import write_prompts
 from typer.testing import CliRunner
 
 import batchrun
-from batchrun.analysis.sides import CompareRefused
 from batchrun.cli import app
 from batchrun.errors import ConfigError
 from batchrun.options import named
@@ -78,9 +77,9 @@ def test_fail_on_inconclusive_fails_an_undecided_gate(runs: dict[str, Path]) -> 
 
 
 def test_endpoints_that_differ_are_refused_unless_allowed(runs: dict[str, Path]) -> None:
-    with pytest.raises(CompareRefused, match="measured differently"):
+    with pytest.raises(batchrun.CompareRefused, match="measured differently") as refused:
         batchrun.compare(runs["fast"], runs["slow"])
-    assert isinstance(CompareRefused("x"), batchrun.errors.BatchrunError)
+    assert isinstance(refused.value, batchrun.BatchrunError)
 
 
 def test_sides_may_be_summaries_or_results(runs: dict[str, Path]) -> None:

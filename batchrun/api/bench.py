@@ -4,15 +4,14 @@ find_max=True, the `FindMax`) they return. `batchrun bench` calls the same `exec
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence, Union
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from batchrun.api import keywords
-from batchrun.api.run import _is_frame, _notifier, _progress, _stage
+from batchrun.api.run import PROMPTS, Prompts, _is_frame, _notifier, _progress, _stage
 from batchrun.errors import InsideEventLoop
 from batchrun.hooks import Hooks
 
@@ -20,14 +19,6 @@ if TYPE_CHECKING:
     import pandas
 
     from batchrun.bench.findmax import FindMaxResult, Probe
-
-Prompts = Union[str, "os.PathLike[str]", "pandas.DataFrame", Sequence[str], Sequence[Mapping[str, Any]], None]
-PROMPTS = inspect.Parameter(
-    "prompts",
-    inspect.Parameter.POSITIONAL_ONLY,
-    default=None,
-    annotation="str | os.PathLike[str] | pandas.DataFrame | list[str] | list[dict[str, Any]] | None",
-)
 
 
 @dataclass(frozen=True)

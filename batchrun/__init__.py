@@ -13,17 +13,17 @@ The Python face (the command line `batchrun` calls the same functions):
     twin = batchrun.fit(["results/prod"], out="twin.json")                    # an endpoint's twin
     batchrun.report("results/run")                                            # rebuild its reports
 
-Every name is loaded on first use, so `import batchrun` stays cheap (the command line's start-up
-counts it on every call).
+Every name is loaded on first use, `__version__` too, so `import batchrun` stays cheap: the
+command line's entry point imports it before its Ctrl-C handler is in place, and start-up counts it
+on every call.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
 import types
 from typing import TYPE_CHECKING, Any
-
-from batchrun.version import __version__
 
 if TYPE_CHECKING:
     from batchrun.api.batch import BatchJobs, batch_cancel, batch_status
@@ -44,9 +44,11 @@ if TYPE_CHECKING:
         OutputError,
         RunAborted,
     )
+    from batchrun.version import __version__
 
 # Public name -> the module that defines it (imported when the name is first used).
 _LAZY = {
+    "__version__": "batchrun.version",
     "run": "batchrun.api.run",
     "arun": "batchrun.api.run",
     "Run": "batchrun.api.run",
@@ -118,14 +120,19 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    return sorted(__all__)
+
+
+# `batchrun.bench` and `batchrun.report` name both a face function and a subpackage (bench/,
+# report/). Each is the subpackage, made callable: `batchrun.bench(...)` calls the face's function,
+# and `from batchrun.bench.sweep import ...` and dotted paths keep working. The package's own class
+# holds them as properties, so that whichever comes first, `import batchrun.bench.sweep` (the
+# import system then sets the attribute) or `batchrun.bench` (the property imports the package),
+# the name is the callable package, and `import batchrun` imports neither.
 
 
 class _CallablePackage(types.ModuleType):
-    """A subpackage that is also the face's function of its name: `batchrun.bench` is the bench/
-    package (`from batchrun.bench.sweep import ...` and dotted paths keep working) and, called,
-    `batchrun.api.bench.bench`; likewise `batchrun.report`. Without this, whichever the import
-    system bound last would win: the package once anything imported it, the function before."""
+    """A subpackage that, called, is the face's function of its name."""
 
     def _face(self) -> Any:
         name = self.__name__.rsplit(".", 1)[-1]
@@ -146,10 +153,25 @@ class _CallablePackage(types.ModuleType):
         return inspect.signature(self._face())
 
 
-def _callable_package(name: str) -> None:
-    # Both packages' __init__ are docstrings only: importing them here costs nothing.
-    importlib.import_module(f"batchrun.{name}").__class__ = _CallablePackage
+def _callable(name: str, package: types.ModuleType | None = None) -> types.ModuleType:
+    package = package if package is not None else importlib.import_module(f"batchrun.{name}")
+    package.__class__ = _CallablePackage
+    return package
 
 
-_callable_package("bench")
-_callable_package("report")
+def _both(name: str) -> property:
+    def get(_: types.ModuleType) -> types.ModuleType:
+        return _callable(name)
+
+    def set_by_the_import_system(_: types.ModuleType, package: types.ModuleType) -> None:
+        _callable(name, package)
+
+    return property(get, set_by_the_import_system)
+
+
+class _Package(types.ModuleType):
+    bench = _both("bench")
+    report = _both("report")
+
+
+sys.modules[__name__].__class__ = _Package

@@ -370,3 +370,18 @@ def test_summary_reads_like_the_file(sim_url: str) -> None:
     assert run.summary.config.max_tokens == 4 and run.summary.endpoint.to_dict() == written["endpoint"]
     with pytest.raises(AttributeError, match="has no 'nope'"):
         run.summary.nope  # noqa: B018
+
+
+def test_a_bad_row_mid_run_raises_after_the_rows_before_are_recorded(sim_url: str) -> None:
+    rows = [{"prompt": "fine"}, {"prompt": "also fine"}, {"prompt": ""}, {"prompt": "never read"}]
+    with pytest.raises(batchrun.InputError) as caught:
+        batchrun.run(rows, base_url=sim_url, out="o", quiet=True, concurrency=1, max_tokens=4)
+    assert caught.value.out_dir == "o" and "input.jsonl" in str(caught.value)
+    statuses = [r["status"] for r in _csv_rows(Path("o/results.csv"))]
+    assert statuses[:2] == ["ok", "ok"]
+
+
+def test_progress_is_shown_unless_quiet(sim_url: str, capfd: pytest.CaptureFixture[str]) -> None:
+    batchrun.run(["a", "b"], base_url=sim_url, out="o", max_tokens=4)
+    err = capfd.readouterr().err
+    assert "batchrun: 2/2 rows (100%), ok 2, failed 0" in err  # stderr is no terminal here: plain lines

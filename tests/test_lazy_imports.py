@@ -95,10 +95,12 @@ def test_importing_batchrun_loads_only_its_names() -> None:
 
 
 def test_a_python_run_loads_no_heavy_library_until_its_frame(tmp_path: Path) -> None:
-    run = (
-        "import batchrun\n"
-        f"run = batchrun.run(['hello'], base_url='builtin', quiet=True, out={str(tmp_path / 'out')!r})\n"
-        "assert run.ok == 1, run\n"
-    )
-    assert _loaded_after(run, (*HEAVY, "tqdm", "typer")) == []
-    assert _loaded_after(run + "run.frame\n", ("pandas",)) == ["pandas"]
+    def run(out: str) -> str:
+        return (
+            "import batchrun\n"
+            f"run = batchrun.run(['hello'], base_url='builtin', quiet=True, out={str(tmp_path / out)!r})\n"
+            "assert run.ok == 1, run\n"
+        )
+
+    assert _loaded_after(run("a"), (*HEAVY, "tqdm", "typer")) == []
+    assert _loaded_after(run("b") + "run.frame\n", ("pandas",)) == ["pandas"]

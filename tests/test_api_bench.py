@@ -42,7 +42,11 @@ def test_a_bench_returns_its_runs_levels_recommendation_and_speedup(url: str, pr
     assert b.speedup is not None and (b.speedup.level, b.speedup.n, b.speedup.sync_n) == (rec.level, 20, 20)
     speedup_row = b.frame.set_index("name").loc[f"async-c{rec.level}-r1", "speedup"]
     assert b.speedup.estimate == pytest.approx(speedup_row)
-    assert b.summary["kind"] == "bench" and b.summary["summary"]["counts"]["attempted"] == 20
+    assert (
+        b.summary.kind == "bench"
+        and b.summary.counts.attempted == 20
+        and b.summary.bench_run == f"async-c{rec.level}-r1"
+    )
     assert repr(b).startswith(f"<batchrun.Bench {tmp_path / 'b'}: 3 runs, recommended concurrency {rec.level} (")
     again = Bench.read(b.out_dir)  # read back from its files: the same runs (bench.json keeps no plan)
     assert again.frame.drop(columns="planned").equals(b.frame.drop(columns="planned"))

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from batchrun.api import keywords
-from batchrun.api.run import PROMPTS, Prompts, _is_frame, _notifier, _progress, _stage
+from batchrun.api.run import PROMPTS, Prompts, Summary, _is_frame, _notifier, _progress, _stage
 from batchrun.errors import InsideEventLoop
 from batchrun.hooks import Hooks
 
@@ -104,10 +104,10 @@ class Bench:
         return Speedup(level, found["estimate"], interval, found["n"], found["sync_n"])
 
     @property
-    def summary(self) -> dict[str, Any]:
-        """summary.json as written: `summary` (the recommended level's figures), `config`, `endpoint`, ..."""
-        loaded: dict[str, Any] = json.loads((self.out_dir / "summary.json").read_text(encoding="utf-8"))
-        return loaded
+    def summary(self) -> Summary:
+        """summary.json as an object, as `Run.summary`: the recommended level's figures by attribute
+        (`b.summary.ttft_s.p50`, `b.summary.counts.ok`), the file's sections (`config`, `endpoint`)."""
+        return Summary(json.loads((self.out_dir / "summary.json").read_text(encoding="utf-8")))
 
     def __str__(self) -> str:
         from batchrun.report.bench import format_bench_table  # lazy: as read()

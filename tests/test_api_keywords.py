@@ -7,6 +7,7 @@ from __future__ import annotations
 import inspect
 import json
 from pathlib import Path, PurePath
+from typing import Any, Mapping, Optional, Union
 
 import pydantic
 import pytest
@@ -142,3 +143,22 @@ def test_a_class_that_is_no_model_is_refused() -> None:
 def test_the_declared_options_are_the_only_list() -> None:
     """The keywords are the declarations, in the declared order (nothing kept by hand here)."""
     assert [p for p in keywords.signature("run").parameters] == [o.name for o in options.of("run")]
+
+
+def test_the_typed_dicts_are_the_declarations() -> None:
+    """batchrun/api/typed.py (what type checkers read) is generated; regenerate it when this fails:
+    python -m batchrun.api.keywords > batchrun/api/typed.py"""
+    from batchrun.api import typed
+
+    assert Path(typed.__file__).read_text(encoding="utf-8") == keywords.typed_source()
+    keyword_names = [n for n, p in keywords.signature("run").parameters.items() if p.kind is p.KEYWORD_ONLY]
+    assert list(typed.RunOptions.__annotations__) == keyword_names
+
+
+def test_a_type_is_written_as_source() -> None:
+    imports: dict[str, set[str]] = {"typing": set()}
+    assert keywords._render(Optional[list[str]], imports) == "list[str] | None"
+    assert keywords._render(Union[str, Path, Mapping[str, Any], tuple[int, ...]], imports) == (
+        "str | Path | Mapping[str, Any] | tuple[int, ...]"
+    )
+    assert imports == {"typing": {"Any"}, "pathlib": {"Path"}, "collections.abc": {"Mapping"}}

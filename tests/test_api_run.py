@@ -385,3 +385,15 @@ def test_progress_is_shown_unless_quiet(sim_url: str, capfd: pytest.CaptureFixtu
     batchrun.run(["a", "b"], base_url=sim_url, out="o", max_tokens=4)
     err = capfd.readouterr().err
     assert "batchrun: 2/2 rows (100%), ok 2, failed 0" in err  # stderr is no terminal here: plain lines
+
+
+def test_dry_run_is_refused_before_anything_is_written() -> None:
+    with pytest.raises(batchrun.ConfigError, match="batchrun run --dry-run"):
+        batchrun.run(["a"], out="o", dry_run=True)
+    assert not Path("o").exists()
+
+
+def test_a_bad_option_is_refused_before_the_rows_are_written() -> None:
+    with pytest.raises(batchrun.ConfigError, match="--concurrency"):
+        batchrun.run(["a"], out="o", concurrency="lots")
+    assert not Path("o").exists()

@@ -12,21 +12,24 @@ bench's levels), `json_schema=` a dict, a path or a pydantic model class, `extra
 batchrun/values.py accept both forms; this module only turns what they cannot know (a model class,
 an `os.PathLike`) into what they take.
 
-Typing: the face functions take `**options: Any` and carry the runtime `__signature__` built here,
-rather than `Unpack[TypedDict]` with a TypedDict generated from the declarations. The values an
-option accepts are unions the declarations do not spell (a parser's own annotation, or a lambda
-with none), so a generated TypedDict would be a second, hand-tuned copy of every option's Python
-type that has to be regenerated and kept in step, while what a reader sees in a notebook (the
-signature) is generated at import time and can never be stale. A misspelled keyword is caught at
-call time with a suggestion (`given`), which is what a type checker would have added.
+Typing, twice from the same declarations: at run time each face function carries the
+`__signature__` built here (what help(), Jupyter and inspect show), and for type checkers its
+`**options` are `Unpack[RunOptions]`, a TypedDict generated into batchrun/api/typed.py by
+`python -m batchrun.api.keywords` (tests/test_api_keywords.py fails when that file is stale), so
+mypy or an editor flags a misspelled keyword or a wrong type at the call. A keyword's type there is
+what the option's parser is annotated to take; an option parsed by a lambda (the durations) takes
+`Any`. A misspelled keyword is also caught at call time, with a suggestion (`given`).
 Environment variables (`BATCHRUN_*`) are the command line's: a Python call takes its keywords and the
 declared defaults only (`OPENAI_API_KEY` / `OPENAI_BASE_URL` choose the endpoint for both faces).
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
+import sys
+import types
 import typing
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, TypeVar
@@ -75,13 +78,18 @@ def signature(
     """Every option of `command` as a parameter, with the command line's name and default: the
     command's arguments (its positional ones on the command line) positional-or-keyword first,
     unless `positional` gives the face's own, then every other option keyword-only."""
-    options_ = declared(command)
     if positional is None:
-        lead = [parameter(o, inspect.Parameter.POSITIONAL_OR_KEYWORD) for o in options_ if o.argument]
+        lead = [parameter(o, inspect.Parameter.POSITIONAL_OR_KEYWORD) for o in declared(command) if o.argument]
     else:
         lead = list(positional)
-    keywords = [parameter(o) for o in options_ if not o.argument]
-    return inspect.Signature([*lead, *keywords], return_annotation=returns)
+    return inspect.Signature([*lead, *_keywords(command)], return_annotation=returns)
+
+
+@functools.lru_cache(maxsize=None)
+def _keywords(command: str) -> tuple[inspect.Parameter, ...]:
+    """The keyword-only parameters of `command`, made once (run and arun share them; the command
+    line imports both when it runs)."""
+    return tuple(parameter(o) for o in declared(command) if not o.argument)
 
 
 def takes(command: str, positional: Iterable[inspect.Parameter] | None = None) -> Callable[[F], F]:
@@ -120,3 +128,58 @@ def python_value(value: Any) -> Any:
     if isinstance(value, (set, frozenset)):
         return sorted(value)
     return value
+
+
+# ---------------------------------------------------------------- the TypedDicts for type checkers
+
+# Command -> the TypedDict of its keywords in batchrun/api/typed.py.
+TYPED = {"run": "RunOptions"}
+TYPED_HEADER = '''"""The keywords of the Python face's functions as TypedDicts, for type checkers (`**options:
+Unpack[RunOptions]`). Generated from batchrun/options.py by `python -m batchrun.api.keywords`: do not edit.
+"""
+'''
+
+
+def typed_source() -> str:
+    """The text of batchrun/api/typed.py: one TypedDict (total=False) per command in TYPED."""
+    imports: dict[str, set[str]] = {"typing": {"TypedDict"}}
+    classes = []
+    for command, name in TYPED.items():
+        lines = [f"class {name}(TypedDict, total=False):", f'    """The keywords of `{command}` (all optional)."""', ""]
+        for option in declared(command):
+            if not option.argument:
+                lines.append(f"    {option.name}: {_render(annotation(option), imports)}")
+        classes.append("\n".join(lines))
+    head = [f"from {module} import {', '.join(sorted(names))}" for module, names in sorted(imports.items())]
+    return (
+        TYPED_HEADER
+        + "\nfrom __future__ import annotations\n\n"
+        + "\n".join(head)
+        + "\n\n\n"
+        + "\n\n\n".join(classes)
+        + "\n"
+    )
+
+
+def _render(hint: Any, imports: dict[str, set[str]]) -> str:
+    """A type as source text (`str | Path | None`), noting the imports it needs."""
+    if hint is Any:
+        imports["typing"].add("Any")
+        return "Any"
+    if hint is None or hint is type(None):
+        return "None"
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Union or origin is types.UnionType:
+        return " | ".join(_render(a, imports) for a in args)
+    if origin is not None:
+        inner = ", ".join("..." if a is Ellipsis else _render(a, imports) for a in args)
+        return f"{_render(origin, imports)}[{inner}]"
+    if isinstance(hint, type):
+        if hint.__module__ != "builtins":
+            imports.setdefault(hint.__module__, set()).add(hint.__name__)
+        return hint.__name__
+    raise TypeError(f"cannot write {hint!r} as a type")
+
+
+if __name__ == "__main__":
+    sys.stdout.write(typed_source())

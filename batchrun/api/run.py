@@ -28,11 +28,14 @@ from batchrun.api import keywords
 from batchrun.config import RunConfig
 from batchrun.errors import BatchrunError, ConfigError, EndpointRefused, InputError, InsideEventLoop, OutputError
 from batchrun.hooks import Hooks
-from batchrun.store.rundir import STAGED_INPUTS
+from batchrun.interrupts import loop_handlers
+from batchrun.store.rundir import STAGED_INPUTS, check_empty, new_run_dir
 
 if TYPE_CHECKING:
     import pandas as pd
+    from typing_extensions import Unpack  # typing's own from Python 3.11
 
+    from batchrun.api.typed import RunOptions
     from batchrun.finish import RunOutcome
 
 LOG = logging.getLogger("batchrun")
@@ -67,7 +70,7 @@ def prepare(prompts: Prompts, given: Mapping[str, Any]) -> Prepared:
     or the resumed run's own) with the options `given`; Python rows are written into the run
     directory first (the directory is chosen here then)."""
     options = dict(given)
-    frame = None
+    frame, staged = None, None
     if prompts is not None:
         if "input" in options:
             raise TypeError("give the prompts once: as the first argument, not also as input=")
@@ -75,8 +78,12 @@ def prepare(prompts: Prompts, given: Mapping[str, Any]) -> Prepared:
             options["input"] = Path(prompts)
         else:
             frame = prompts if _is_frame(prompts) else None
-            options.update(_stage(prompts, options))
-    return Prepared(RunConfig.from_options("run", **options), frame)
+            staged = _Staged.of(prompts, options)
+            options.update(staged.options())
+    config = RunConfig.from_options("run", **options)  # a bad option is refused before anything is written
+    if staged is not None:
+        staged.write()
+    return Prepared(config, frame)
 
 
 async def execute(prepared: Prepared, hooks: Hooks) -> Run:
@@ -91,7 +98,7 @@ async def execute(prepared: Prepared, hooks: Hooks) -> Run:
 
 
 @keywords.takes("run", [PROMPTS])
-def run(prompts: Prompts = None, /, **options: Any) -> Run:
+def run(prompts: Prompts = None, /, **options: Unpack[RunOptions]) -> Run:
     """Send every prompt to the endpoint and return the finished `Run`.
 
     Args:
@@ -129,7 +136,7 @@ def run(prompts: Prompts = None, /, **options: Any) -> Run:
 
 
 @keywords.takes("run", [PROMPTS])
-async def arun(prompts: Prompts = None, /, **options: Any) -> Run:
+async def arun(prompts: Prompts = None, /, **options: Unpack[RunOptions]) -> Run:
     """`run` as a coroutine, for a running event loop (Jupyter: `run = await batchrun.arun(df)`).
 
     Takes what `run` takes and returns what it returns. Cancelling the task stops the run as
@@ -144,9 +151,9 @@ async def _drive(prompts: Prompts, given: Mapping[str, Any], *, signals: bool) -
     """Prepare and execute with the Python face's hooks. A cancelled task (Ctrl-C under
     asyncio.run, or a caller's cancel()) stops a sending run gracefully and waits for its files
     before it ends cancelled; a second cancel stops waiting."""
-    prepared = prepare(prompts, given)
-    if prepared.config.control.dry_run:
+    if given.get("dry_run"):  # refused before Python rows are written anywhere
         raise ConfigError("dry_run is the command line's (`batchrun run --dry-run FILE`); batchrun.run sends")
+    prepared = prepare(prompts, given)
     quiet = prepared.config.control.quiet
     interrupts = _Interrupts(signals)
     hooks = Hooks(notify=_notifier(quiet), progress=None if quiet else _progress(), interrupts=interrupts)
@@ -237,8 +244,6 @@ class _Interrupts:
 
     @contextlib.contextmanager
     def __call__(self, stop: Callable[[], None], close_now: Callable[[], None] | None) -> Iterator[None]:
-        from batchrun.interrupts import loop_handlers  # lazy: as the run path
-
         self.stop = stop
         task = asyncio.current_task()
         pressed = False
@@ -272,38 +277,64 @@ def _is_frame(value: Any) -> bool:
     return type(value).__name__ == "DataFrame" and type(value).__module__.startswith("pandas")
 
 
-def _stage(prompts: Any, options: Mapping[str, Any]) -> dict[str, Any]:
-    """Write a DataFrame's or list's rows into the run directory; the options that read them
-    (`input`, and `out` for a new run)."""
-    if _is_frame(prompts):
-        name, data = FRAME_INPUT, _frame_bytes(prompts)
-    elif isinstance(prompts, Sequence) and not isinstance(prompts, (str, bytes)):
-        name, data = LIST_INPUT, _list_bytes(prompts)
-    else:
-        raise TypeError(
-            "prompts must be a path (str or Path), a pandas DataFrame or a list of strings or dicts, "
-            f"not {type(prompts).__name__}"
-        )
-    from batchrun.store.rundir import check_empty, new_run_dir
+@dataclass(frozen=True)
+class _Staged:
+    """A DataFrame's or list's rows as the file the run reads, and where it goes."""
 
-    resume = options.get("resume")
-    out = Path(resume if resume is not None else options.get("out") or new_run_dir("run"))
-    target = out.resolve() / name
-    if resume is not None:
-        if target.exists() and target.read_bytes() != data and options.get("input_changed") != "ok":
-            raise ConfigError(
-                f"resume: these rows differ from the ones the run in {out} started with ({target}); "
-                "pass the same rows, none (the run's own are used), or input_changed='ok' to match rows by id"
+    data: bytes
+    out: Path  # the run directory
+    target: Path  # the file in it (absolute: run.json names it, and a resume may start elsewhere)
+    resume: bool
+    overwrite: bool
+    accept_changed: bool  # input_changed="ok"
+
+    @classmethod
+    def of(cls, prompts: Any, options: Mapping[str, Any]) -> _Staged:
+        if _is_frame(prompts):
+            name, data = FRAME_INPUT, _frame_bytes(prompts)
+        elif isinstance(prompts, Sequence) and not isinstance(prompts, (str, bytes)):
+            name, data = LIST_INPUT, _list_bytes(prompts)
+        else:
+            raise TypeError(
+                "prompts must be a path (str or Path), a pandas DataFrame or a list of strings or dicts, "
+                f"not {type(prompts).__name__}"
             )
-    else:
-        check_empty(out, resume=False, overwrite=bool(options.get("overwrite")))
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        if not (target.exists() and target.read_bytes() == data):  # unchanged: the identity stays
-            target.write_bytes(data)
-    except OSError as exc:
-        raise OutputError(f"cannot write the prompts to {target}: {exc.strerror} (choose another out=)") from exc
-    return {"input": target} if resume is not None else {"input": target, "out": out}
+        resume = options.get("resume")
+        out = Path(resume if resume is not None else options.get("out") or new_run_dir("run"))
+        return cls(
+            data,
+            out,
+            out.resolve() / name,
+            resume is not None,
+            bool(options.get("overwrite")),
+            options.get("input_changed") == "ok",
+        )
+
+    def options(self) -> dict[str, Any]:
+        """The options that read the rows: `input`, and `out` for a new run."""
+        return {"input": self.target} if self.resume else {"input": self.target, "out": self.out}
+
+    def write(self) -> None:
+        """Into a new or empty run directory (or the resumed run's, when the rows are the ones it
+        started with); the file is left as it is when it holds these rows already."""
+        same = self.target.exists() and self.target.read_bytes() == self.data
+        if self.resume:
+            if self.target.exists() and not same and not self.accept_changed:
+                raise ConfigError(
+                    f"resume: these rows differ from the ones the run in {self.out} started with "
+                    f"({self.target}); pass the same rows, none (the run's own are used), or "
+                    "input_changed='ok' to match rows by id"
+                )
+        else:
+            check_empty(self.out, resume=False, overwrite=self.overwrite)
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            if not same:  # unchanged: the input's identity (size, hash) stays the run's
+                self.target.write_bytes(self.data)
+        except OSError as exc:
+            raise OutputError(
+                f"cannot write the prompts to {self.target}: {exc.strerror} (choose another out=)"
+            ) from exc
 
 
 def _frame_bytes(frame: Any) -> bytes:
@@ -480,8 +511,8 @@ _ANSWER_DTYPES = {
 def _build_frame(finished: Run) -> pd.DataFrame:
     import pandas as pd  # lazy: pandas costs ~0.3 s of start-up, and only .frame needs it
 
-    from batchrun.store.outputs import result_rows  # lazy: as the run path
-    from batchrun.store.records import RECORDS
+    from batchrun.store.outputs import result_rows  # lazy: only .frame reads the records back (orjson)
+    from batchrun.store.records import RECORDS  # lazy: as result_rows
 
     config = finished.summary.to_dict().get("config") or {}
     layout, rows = result_rows(finished.out_dir / RECORDS, config.get("id_column"))

@@ -11,13 +11,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from batchrun.api import keywords
-from batchrun.api.run import PROMPTS, Prompts, Summary, _is_frame, _notifier, _progress, _stage
+from batchrun.api.run import PROMPTS, Prompts, Summary, _is_frame, _notifier, _progress, _Staged
 from batchrun.errors import InsideEventLoop
 from batchrun.hooks import Hooks
 
 if TYPE_CHECKING:
     import pandas
+    from typing_extensions import Unpack  # typing's own from Python 3.11
 
+    from batchrun.api.typed import BenchOptions
     from batchrun.bench.findmax import FindMaxResult, Probe
 
 
@@ -169,12 +171,15 @@ def _level(analysis: Mapping[str, Any], level: int | None) -> Mapping[str, Any] 
     return next((g for g in analysis["groups"] if g["mode"] == "async" and g["concurrency"] == level), None)
 
 
-async def execute(given: Mapping[str, Any], hooks: Hooks) -> Bench | FindMax:
+async def execute(given: Mapping[str, Any], hooks: Hooks, staged: _Staged | None = None) -> Bench | FindMax:
     """The bench (or find-max search) the options describe, with a face's hooks: the one code
-    path of `batchrun bench` and `batchrun.bench`."""
+    path of `batchrun bench` and `batchrun.bench`. Python rows (`staged`) are written once the
+    options are known to be valid."""
     from batchrun.bench.sweep import BenchConfig, execute_bench  # lazy: the bench loads the openai SDK
 
     config = BenchConfig.from_options(**given)
+    if staged is not None:
+        staged.write()
     if given.get("find_max"):
         from batchrun.bench.findmax import execute_find_max  # lazy: find-max only
 
@@ -184,22 +189,23 @@ async def execute(given: Mapping[str, Any], hooks: Hooks) -> Bench | FindMax:
     return Bench(out_dir, analysis)
 
 
-def _given(prompts: Prompts, options: Mapping[str, Any]) -> dict[str, Any]:
-    """The options a call gave; Python rows (a DataFrame, a list) are written into the bench's
-    directory first, as `batchrun.run` writes them into the run's."""
+def _given(prompts: Prompts, options: Mapping[str, Any]) -> tuple[dict[str, Any], _Staged | None]:
+    """The options a call gave; Python rows (a DataFrame, a list) become a file in the bench's
+    directory, as `batchrun.run` makes them one in the run's (written by `execute`)."""
     given = keywords.given("bench", options)
     if prompts is None:
-        return given
+        return given, None
     if "input" in given:
         raise TypeError("give the prompts once: as the first argument, not also as input=")
     if isinstance(prompts, (str, os.PathLike)):
-        return {**given, "input": Path(prompts)}
+        return {**given, "input": Path(prompts)}, None
     if not (_is_frame(prompts) or isinstance(prompts, Sequence)):
         raise TypeError(f"prompts must be a path, a pandas DataFrame or a list, not {type(prompts).__name__}")
     from batchrun.store.rundir import new_run_dir  # lazy: only Python rows need the directory now
 
     given.setdefault("out", new_run_dir("bench"))
-    return {**given, **_stage(prompts, given)}
+    staged = _Staged.of(prompts, given)
+    return {**given, **staged.options()}, staged
 
 
 def _hooks(given: Mapping[str, Any]) -> Hooks:
@@ -210,7 +216,7 @@ def _hooks(given: Mapping[str, Any]) -> Hooks:
 
 
 @keywords.takes("bench", [PROMPTS])
-def bench(prompts: Prompts = None, /, **options: Any) -> Bench | FindMax:
+def bench(prompts: Prompts = None, /, **options: Unpack[BenchOptions]) -> Bench | FindMax:
     """Benchmark the endpoint: the sync SDK baseline, then the async pool at each concurrency
     (or arrival rate), every run recorded, then one report; returns the `Bench`.
 
@@ -243,7 +249,7 @@ def bench(prompts: Prompts = None, /, **options: Any) -> Bench | FindMax:
 
 
 @keywords.takes("bench", [PROMPTS])
-async def abench(prompts: Prompts = None, /, **options: Any) -> Bench | FindMax:
+async def abench(prompts: Prompts = None, /, **options: Unpack[BenchOptions]) -> Bench | FindMax:
     """`bench` as a coroutine, for a running event loop (Jupyter: `b = await batchrun.abench(...)`)."""
-    given = _given(prompts, options)
-    return await execute(given, _hooks(given))
+    given, staged = _given(prompts, options)
+    return await execute(given, _hooks(given), staged)

@@ -222,7 +222,7 @@ def bench(prompts: Prompts = None, /, **options: Unpack[BenchOptions]) -> Bench 
 
     Args:
         prompts: a CSV, JSONL or Parquet file of prompts, a pandas DataFrame or a list of
-            prompt strings or dicts (None: `synthetic=` prompts).
+            prompt strings or dicts (None: `synthetic=` prompts, or else a built-in sample).
         **options: every option of `batchrun bench`, by its name and with its default
             (`concurrency=[1, 4, 16]` or "1,4,16", `requests=100`, `rate=[2, 4]`,
             `slo={"ttft": 0.5}` or "ttft=500ms", `max_tokens`, `base_url`, `out`, ...).

@@ -313,32 +313,57 @@ async def test_cancelling_arun_writes_the_files_then_ends_cancelled(make_sim: An
     assert run.ok == 400
 
 
-def test_ctrl_c_in_a_script_raises_keyboard_interrupt_after_the_files(tmp_path: Path) -> None:
+CTRL_C_SCRIPT = """
+import sys, batchrun
+try:
+    batchrun.run("p.csv", out="o", quiet=True, concurrency=2,
+                 builtin_option=["fixed_ttft_s=0.01", "fixed_itl_s=0.01", "output_tokens=3"])
+except KeyboardInterrupt as exc:
+    print("KeyboardInterrupt:", exc)
+    sys.exit(7)
+"""
+
+
+def _ctrl_c(tmp_path: Path, presses: int) -> bytes:
+    """A script's run of 2,000 rows, Ctrl-C pressed `presses` times once rows are being recorded:
+    what it printed (it exits 7 on KeyboardInterrupt)."""
     write_prompts(tmp_path / "p.csv", 2000)
-    code = textwrap.dedent(
-        """
-        import sys, batchrun
-        try:
-            batchrun.run("p.csv", out="o", quiet=True, concurrency=2,
-                         builtin_option=["fixed_ttft_s=0.01", "fixed_itl_s=0.01", "output_tokens=3"])
-        except KeyboardInterrupt as exc:
-            print("KeyboardInterrupt:", exc)
-            sys.exit(7)
-        """
-    )
     child = subprocess.Popen(
-        [sys.executable, "-c", code], cwd=tmp_path, env=SCRIPT_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [sys.executable, "-c", CTRL_C_SCRIPT],
+        cwd=tmp_path,
+        env=SCRIPT_ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     records = tmp_path / "o" / "records.jsonl"
     deadline = time.monotonic() + 60
     while not (records.exists() and records.stat().st_size > 0) and time.monotonic() < deadline:
         time.sleep(0.02)
-    child.send_signal(signal.SIGINT)
+    for _ in range(presses):
+        child.send_signal(signal.SIGINT)
+        time.sleep(0.05)
     out, err = child.communicate(timeout=60)
     assert child.returncode == 7, err.decode()[-2000:]
-    assert b"resume=" in out
+    return out
+
+
+def test_ctrl_c_in_a_script_raises_keyboard_interrupt_after_the_files(tmp_path: Path) -> None:
+    assert b"resume=" in _ctrl_c(tmp_path, 1)
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert summary["summary"]["run"]["interrupted"] is True and (tmp_path / "o" / "results.csv").exists()
+
+
+def test_ctrl_c_twice_stops_at_once_with_whole_records_and_no_lock(tmp_path: Path) -> None:
+    """Wherever the second press lands (still sending, or writing the files), a KeyboardInterrupt."""
+    assert _ctrl_c(tmp_path, 2).startswith(b"KeyboardInterrupt")
+    lines = (tmp_path / "o" / "records.jsonl").read_text().splitlines()
+    assert lines and all(json.loads(line)["id"] for line in lines)  # whole lines only
+    assert not (tmp_path / "o" / ".batchrun.lock").exists()
+    fast = ["--builtin-option", "fixed_ttft_s=0.001", "--builtin-option", "fixed_itl_s=0.001"]  # not resumed
+    result = CliRunner().invoke(
+        app, ["run", "--resume", str(tmp_path / "o"), "-q", "-c", "64", *fast], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output  # and the CLI finishes it
 
 
 # ---------------------------------------------------------------- what it says
@@ -397,3 +422,21 @@ def test_a_bad_option_is_refused_before_the_rows_are_written() -> None:
     with pytest.raises(batchrun.ConfigError, match="--concurrency"):
         batchrun.run(["a"], out="o", concurrency="lots")
     assert not Path("o").exists()
+
+
+def test_a_run_stopped_at_its_budget_is_returned_with_its_rows() -> None:
+    with SimProcess(SimConfig(fast=True, output_tokens=50)) as sim:
+        run = batchrun.run(
+            [f"Name a colour ({i})" for i in range(20)],
+            base_url=sim.base_url,
+            out="o",
+            quiet=True,
+            concurrency=4,
+            price_in=0,
+            price_out=1000,
+            max_tokens=50,
+            max_cost=0.33,
+        )
+    assert run.max_cost is not None and run.max_cost["reached"] and run.ok == 6
+    assert "stopped at the budget" in repr(run)
+    assert run.frame["status"].tolist() == ["ok"] * 6  # the rows not sent are not recorded

@@ -268,6 +268,11 @@ class RecordView:
             if d[name] is not None:
                 d[name] = int(d[name])
 
+    def __getattr__(self, name: str) -> Any:
+        # Called only for a name that is not a column: it still raises. It tells the type checker
+        # that a view's columns (set in __init__) are read as attributes, as a Record's are.
+        raise AttributeError(f"a record view has no column {name!r}")
+
 
 # ------------------------------------------------------------------ helpers over columns
 

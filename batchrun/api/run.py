@@ -131,7 +131,10 @@ def run(prompts: Prompts = None, /, **options: Unpack[RunOptions]) -> Run:
             "app): use `await batchrun.arun(...)` with the same arguments"
         )
     given = keywords.given("run", options)
-    finished = asyncio.run(_drive(prompts, given, signals=True))
+    try:
+        finished = asyncio.run(_drive(prompts, given, signals=True))
+    except asyncio.CancelledError:  # a second Ctrl-C cancelled the run at once (no other code can)
+        raise KeyboardInterrupt("interrupted twice: the run stopped at once; its records are kept") from None
     return _returned(finished)
 
 
@@ -427,6 +430,8 @@ class Run:
         endpoint: the endpoint this session used (`kind`, `base_url` with secrets masked, `model`).
         simulated: True when that was the built-in simulated endpoint.
         aborted: why max_errors / max_error_rate stopped the run early, else None.
+        max_cost: with `max_cost=`, the budget and the spend (`reached` says why it stopped
+            sending, when it did); else None.
         internal_errors: rows that met a bug of batchrun's (internal-errors.log).
     """
 
@@ -436,6 +441,7 @@ class Run:
         self.files: list[Path] = list(outcome.files)
         self.endpoint: dict[str, Any] = dict(outcome.endpoint)
         self.aborted: str | None = outcome.aborted
+        self.max_cost: dict[str, Any] | None = outcome.max_cost
         self.internal_errors: int = outcome.internal_errors
         self._input_frame = frame
         self._summary: Summary | None = None
@@ -482,6 +488,8 @@ class Run:
         wall = self.summary.to_dict()["summary"].get("wall_time_s")
         where = "the built-in simulated endpoint" if self.simulated else (self.endpoint.get("base_url") or "?")
         stopped = f", stopped early: {self.aborted}" if self.aborted else ""
+        if self.max_cost and self.max_cost.get("reached"):
+            stopped += f", stopped at the budget: {self.max_cost['reached']}"
         wall_text = f"{wall:.1f} s" if isinstance(wall, (int, float)) else "?"
         return (
             f"<batchrun.Run {counts.get('total', 0)} rows: {self.ok} ok, {self.failed} failed{stopped}; "

@@ -59,6 +59,7 @@ class RunOptions(TypedDict, total=False):
     fail_on_error: bool
     max_errors: int | None
     max_error_rate: float | None
+    max_cost: float | None
     overwrite: bool
     input_changed: str | None
     tools: str | Path | list[dict[str, Any]] | dict[str, Any] | None

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from batchrun.analysis.columns import Columns, ColumnsBuilder, iter_present, present
-from batchrun.analysis.cost import format_usd
+from batchrun.analysis.cost import format_usd, projection_text
 from batchrun.analysis.metrics import GapSample, session_timelines, summarize, summary_warnings
 from batchrun.errors import ConfigError, OutputError
 from batchrun.report import limits, plots
@@ -113,6 +113,8 @@ def _run_facts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
                 f"({cost['price']['source']}){unpriced}",
             )
         )
+        if cost.get("projection"):
+            out.append(("projected", projection_text(cost["projection"])))
     return out
 
 

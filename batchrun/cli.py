@@ -234,25 +234,19 @@ def _say_over_budget(budget: dict[str, Any], out_dir: Path) -> None:
 def bench(given: dict[str, Any]) -> int:
     """The sync SDK baseline vs the async pool at several concurrencies, under a minute by default
     (--time-budget); with no PROMPTS, a built-in sample of prompts."""
-    from batchrun.bench.sweep import BenchConfig, execute_bench  # lazy: the bench loads the openai SDK
+    from batchrun.api.bench import Bench, execute  # lazy: the bench loads the openai SDK
     from batchrun.progress import ConsoleProgress  # lazy: tqdm
-    from batchrun.report.bench import format_bench_table  # lazy: numpy, for a bench only
 
-    config = BenchConfig.from_options(**given)
     hooks = Hooks(notify=say, progress=ConsoleProgress())  # Ctrl-C unwinds a bench (it keeps its runs)
-    if given.get("find_max"):
-        from batchrun.bench.findmax import execute_find_max, format_find_max  # lazy: --find-max only
-
-        out_dir, found = asyncio.run(execute_find_max(config, config.run.output.out, hooks))
-        typer.echo(format_find_max(found, config.slo or {}))
-        typer.echo(f"  wrote {out_dir}/find_max.json, summary.json, report.md, report.html, runs/")
-        _say_if_simulated(_written_endpoint(out_dir))
-        return EXIT_OK
-    out_dir, analysis = asyncio.run(execute_bench(config, config.run.output.out, hooks))
-    typer.echo(format_bench_table(analysis))
-    _echo_workloads(out_dir)
-    typer.echo(f"  wrote {out_dir}/summary.json, report.md, report.html, runs/")
-    _say_if_simulated(analysis.get("endpoint"))
+    result = asyncio.run(execute(given, hooks))
+    typer.echo(str(result))
+    if isinstance(result, Bench):
+        _echo_workloads(result.out_dir)
+        typer.echo(f"  wrote {result.out_dir}/summary.json, report.md, report.html, runs/")
+        _say_if_simulated(result.analysis.get("endpoint"))
+    else:
+        typer.echo(f"  wrote {result.out_dir}/find_max.json, summary.json, report.md, report.html, runs/")
+        _say_if_simulated(_written_endpoint(result.out_dir))
     return EXIT_OK
 
 
@@ -275,7 +269,7 @@ def _written_endpoint(out_dir: Path) -> Any:
 @command("report")
 def report(given: dict[str, Any]) -> int:
     """Rebuild summary.json, report.md and report.html from saved records, sending nothing."""
-    from batchrun.finish import rebuild_reports  # lazy: `report` alone reads records back
+    from batchrun.api.report import report as rebuild_reports  # lazy: `report` alone reads records back
 
     picked = options.with_defaults("report", given)
     for path in rebuild_reports(picked["run_dir"]).values():
@@ -290,55 +284,43 @@ def compare(given: dict[str, Any]) -> int:
 
     Silent on a pass unless --verbose; a failure prints what failed. Writes a Markdown summary to
     $GITHUB_STEP_SUMMARY when that variable is set."""
-    from batchrun.analysis.compare import compare as compare_sides  # lazy: `compare` alone needs these
-    from batchrun.analysis.compare import parse_tolerances
-    from batchrun.report.compare import FORMATS, console_output, format_comparison, gate_failed
+    from batchrun.api.compare import compare as compare_sides  # lazy: `compare` alone needs these
+    from batchrun.report.compare import FORMATS, console_output
 
     picked = options.with_defaults("compare", given)
     fmt, strict = picked["format"], picked["fail_on_inconclusive"]
-    try:
-        tolerances = parse_tolerances(picked["max_regression"]) if picked["max_regression"] else None
-    except ValueError as exc:
-        raise ConfigError(f"--max-regression: {exc}") from exc
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    result = compare_sides(
+    verdict = compare_sides(
         picked["baseline"],
         picked["current"],
-        tolerances,
-        defaults=True,
+        max_regression=picked["max_regression"],
+        fail_on_inconclusive=strict,
         allow_config_change=picked["allow_config_change"],
     )
     if not picked["quiet"]:
-        typer.echo(console_output(result, fmt, strict, picked["verbose"]), nl=False)
-    _step_summary(format_comparison(result, "md", strict))
+        typer.echo(console_output(verdict.comparison, fmt, strict, picked["verbose"]), nl=False)
+    _step_summary(verdict.format("md"))
     if picked["quiet"] or fmt not in ("text", "github"):  # else stdout already says what failed
-        for line in result.regressions:
+        for line in verdict.comparison.regressions:
             say(f"regression: {line}")
-    return EXIT_FAILED if gate_failed(result, strict) else EXIT_OK
+    return EXIT_FAILED if verdict.failed else EXIT_OK
 
 
 @command("fit")
 def fit(given: dict[str, Any]) -> int:
     """Fit an endpoint twin to the records of runs and benches: latency by requests in flight and
     prompt length, output lengths, failures, rate limits and wire quirks, as a small JSON file."""
-    from batchrun.twin.load import fit_sources, write_twin  # lazy: only `fit` reads records to fit them
+    from batchrun.api.fit import fit as fit_twin  # lazy: only `fit` reads records to fit them
 
     picked = options.with_defaults("fit", given)
-    out, quiet = picked["out"], picked["quiet"]
-    twin, observed = fit_sources(picked["sources"])
-    write_twin(twin, out)
-    typer.echo(f"  wrote {out}")
-    if not picked["no_report"]:
-        from batchrun.twin.compare import compare_fit  # lazy: `fit` alone needs these
-        from batchrun.twin.report import headline, write_fit_report
-
-        comparison = compare_fit(twin, observed)
-        for path in write_fit_report(twin, comparison, picked["report"] or out.with_suffix(".html")):
-            typer.echo(f"  wrote {path}")
-        if not quiet:
-            typer.echo(headline(comparison))
+    quiet = picked["quiet"]
+    twin = fit_twin(picked["sources"], out=picked["out"], report=picked["report"], no_report=picked["no_report"])
+    for path in twin.files:
+        typer.echo(f"  wrote {path}")
     if not quiet:
+        if not picked["no_report"]:
+            typer.echo(twin.headline)
         for note in twin.notes:
             typer.echo(f"note: {note}")
     return EXIT_OK
@@ -358,14 +340,30 @@ def _step_summary(markdown: str) -> None:
 
 # ---------------------------------------------------------------- serve, batch
 
-from batchrun.sim.cli import SERVE_OPTIONS, SERVE_PANELS, serve  # noqa: E402  (the sim's own options, beside its config)
+from batchrun.sim.cli import SERVE_OPTIONS, SERVE_PANELS  # noqa: E402  (the sim's own options, beside its config)
 
-command(
+
+@command(
     "serve",
     declared=SERVE_OPTIONS,
     panels=SERVE_PANELS,
     help="Run the built-in simulated OpenAI-compatible endpoint in the foreground.",
-)(serve)
+)
+def serve(given: dict[str, Any]) -> int:
+    """Run a simulated OpenAI-compatible endpoint (latency model, rate limits, faults) until Ctrl-C."""
+    from batchrun.api.serve import serve_config  # lazy: the sim's config only when serving
+    from batchrun.sim.cli import serve_foreground
+
+    picked = options.with_defaults("serve", given, SERVE_OPTIONS)
+    quiet = picked["quiet"]
+    try:
+        config = serve_config(given, notify=lambda note: None if quiet else typer.echo(note, err=True))
+    except ConfigError as err:
+        typer.echo(f"error: {err}", err=True)
+        return EXIT_USAGE
+    return serve_foreground(config, picked["host"], picked["port"], quiet)
+
+
 app.add_typer(batch_app, name="batch")
 
 
@@ -382,10 +380,11 @@ def batch_cancel(given: dict[str, Any]) -> int:
 
 
 def _batch_command(name: str, given: dict[str, Any]) -> int:
-    from batchrun.batchapi import commands  # lazy: the Batch API's commands alone
+    from batchrun.api import batch  # lazy: the Batch API's commands alone
 
     picked = options.with_defaults(f"batch {name}", given)
-    for line in asyncio.run(getattr(commands, name)(picked["run_dir"], picked["base_url"], say)):
+    command = batch.batch_status if name == "status" else batch.batch_cancel
+    for line in command(picked["run_dir"], base_url=picked["base_url"], notify=say).lines:
         typer.echo(line)
     return EXIT_OK
 

@@ -11,6 +11,7 @@ what to do next.
      +-- OutputError     the results directory cannot be written (exit 2)
      +-- EndpointRefused the endpoint refused the key, model or URL: no more rows sent (exit 2)
      +-- InsideEventLoop batchrun.run() called where an event loop runs: await batchrun.arun()
+     +-- CompareRefused  compare: a side unreadable, of another kind, or measured differently (exit 2)
      +-- RunAborted      --max-errors / --max-error-rate stopped the run (exit 1)
 
 An error raised after a run started and wrote its files carries that run's directory in
@@ -75,6 +76,10 @@ class EndpointRefused(BatchrunError):
 class InsideEventLoop(BatchrunError, RuntimeError):
     """A blocking call (batchrun.run) where an event loop already runs (Jupyter, an async app):
     the message says which coroutine to await instead."""
+
+
+class CompareRefused(BatchrunError):
+    """The two sides cannot be compared (exit 2): unreadable, different kinds, configs differ."""
 
 
 class RunAborted(BatchrunError):

@@ -14,17 +14,13 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from batchrun.analysis.metrics import summarize
-from batchrun.errors import BatchrunError, ConfigError
+from batchrun.errors import CompareRefused, ConfigError  # noqa: F401  (CompareRefused: imported from here too)
 from batchrun.report.summary import load_bench, load_run
 from batchrun.store.records import SKIPPED, Record
 
 KNOWN_SCHEMA_VERSIONS = (1,)
 # A summary without these is not a batchrun summary at all.
 _REQUIRED_KEYS = ("counts", "throughput", "latency_s", "ttft_s")
-
-
-class CompareRefused(BatchrunError):
-    """The two sides cannot be compared (exit 2): unreadable, different kinds, configs differ."""
 
 
 # ---------------------------------------------------------------- one side of the comparison

@@ -133,7 +133,7 @@ def python_value(value: Any) -> Any:
 # ---------------------------------------------------------------- the TypedDicts for type checkers
 
 # Command -> the TypedDict of its keywords in batchrun/api/typed.py.
-TYPED = {"run": "RunOptions"}
+TYPED = {"run": "RunOptions", "bench": "BenchOptions"}
 TYPED_HEADER = '''"""The keywords of the Python face's functions as TypedDicts, for type checkers (`**options:
 Unpack[RunOptions]`). Generated from batchrun/options.py by `python -m batchrun.api.keywords`: do not edit.
 """

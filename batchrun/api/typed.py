@@ -72,3 +72,44 @@ class RunOptions(TypedDict, total=False):
     ray: bool
     ray_address: str | None
     ray_cpus: float
+
+
+class BenchOptions(TypedDict, total=False):
+    """The keywords of `bench` (all optional)."""
+
+    prompt_column: str | None
+    id_column: str | None
+    template: str | None
+    system: str | None
+    format: str | None
+    synthetic: str | None
+    requests: int | None
+    time_budget: float | None
+    rate: str | float | list[float] | None
+    burstiness: float
+    warmup: int | None
+    no_warmup: bool
+    repeat: int
+    sync: bool
+    max_run_time: Any
+    max_failure_share: float
+    find_max: bool
+    concurrency: str | int | float | list[Any] | tuple[Any, ...] | None
+    slo: str | Mapping[str, float] | None
+    base_url: str | list[str] | tuple[str, ...] | None
+    api_key: str | None
+    model: str | None
+    endpoint: str
+    builtin_option: str | list[str] | tuple[str, ...] | None
+    max_tokens: int
+    temperature: float | None
+    extra_body: str | Mapping[str, Any] | None
+    rpm: str | float | None
+    tpm: str | float | None
+    timeout: float
+    ttft_timeout: float | None
+    retries: int
+    max_retry_wait: float
+    max_response_bytes: int
+    out: str | Path | None
+    quiet: bool

@@ -2,7 +2,8 @@
 
 Its options are declared here, beside SimConfig, with the same Option declarations as every other
 command's (batchrun/options.py); each names the SimConfig field it sets, and its default is that
-field's. The main app generates the command from them (`SERVE_OPTIONS`) and calls `serve(given)`.
+field's. The main app generates the command from them (`SERVE_OPTIONS`), makes the SimConfig
+through the Python face (`batchrun.serve`'s) and serves it here (`serve_foreground`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from typing import Any, Optional
 
 import typer
 
-from batchrun.errors import ConfigError
 from batchrun.interrupts import unwinding
 from batchrun.options import Option
 from batchrun.options import of as options_of
@@ -156,35 +156,8 @@ def sim_config(given: dict[str, Any]) -> SimConfig:
     return SimConfig(**fields)
 
 
-def serve(given: dict[str, Any]) -> int:
-    """Run a simulated OpenAI-compatible endpoint (latency model, rate limits, faults) until Ctrl-C."""
-    host, port = given.get("host", "127.0.0.1"), given.get("port", 8000)
-    quiet = given.get("quiet", False)
-    try:
-        config = _twin_config(given, quiet) if given.get("like") else sim_config(given)
-    except ConfigError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
-    return _serve(config, host, port, quiet)
-
-
-def _twin_config(given: dict[str, Any], quiet: bool) -> SimConfig:
-    """The SimConfig serving the twin `--like` names; its notes go to stderr (what it could not fit)."""
-    from batchrun.twin.load import load  # lazy: a twin's fit only when served
-    from batchrun.twin.load import sim_config as twin_sim_config
-
-    twin = load(given["like"])
-    changes: dict[str, Any] = {"api_key": given.get("api_key")}
-    if given.get("model"):
-        changes["models"] = tuple(given["model"])
-    config = twin_sim_config(twin, seed=given.get("seed", 0), **changes)
-    if not quiet:
-        for note in twin.notes:
-            typer.echo(f"note: {note}", err=True)
-    return config
-
-
-def _serve(config: SimConfig, host: str, port: int, quiet: bool) -> int:
+def serve_foreground(config: SimConfig, host: str, port: int, quiet: bool) -> int:
+    """Serve `config` on host:port in this process until Ctrl-C (130); a port taken exits 2."""
     from batchrun.sim.server import run_loop  # the server loads only when `serve` runs
 
     try:

@@ -660,7 +660,7 @@ BENCH_ANALYSIS: dict[str, Any] = {
             "output_tokens_per_s": 6.4,
             "requests_per_s": 1.6,
             "goodput_per_s": 1.6,
-            "requests_per_s_ci_low": 1.4445344129554656,
+            "requests_per_s_ci_low": 1.4622950819672131,
             "requests_per_s_ci_high": 1.7663366336633664,
             "latency_p50_s": 0.421875,
             "latency_p50_s_ci_low": 0.3515625,
@@ -726,8 +726,8 @@ BENCH_ANALYSIS: dict[str, Any] = {
             "output_tokens_per_s": 24.753977968176255,
             "requests_per_s": 6.188494492044064,
             "goodput_per_s": 6.188494492044064,
-            "requests_per_s_ci_low": 6.028105719884921,
-            "requests_per_s_ci_high": 6.35137640004325,
+            "requests_per_s_ci_low": 6.035597224943772,
+            "requests_per_s_ci_high": 6.357703791068019,
             "latency_p50_s": 0.609375,
             "latency_p50_s_ci_low": 0.578125,
             "latency_p50_s_ci_high": 0.640625,
@@ -759,8 +759,8 @@ BENCH_ANALYSIS: dict[str, Any] = {
             "output_tokens_per_s": 44.64459161147903,
             "requests_per_s": 11.161147902869757,
             "goodput_per_s": 11.161147902869757,
-            "requests_per_s_ci_low": 10.870713887204984,
-            "requests_per_s_ci_high": 11.44528429026249,
+            "requests_per_s_ci_low": 10.900837098530802,
+            "requests_per_s_ci_high": 11.448059913953593,
             "latency_p50_s": 0.828125,
             "latency_p50_s_ci_low": 0.796875,
             "latency_p50_s_ci_high": 0.859375,
@@ -837,21 +837,21 @@ BENCH_ANALYSIS: dict[str, Any] = {
     },
     "recommendation": [
         "No concurrency level can be recommended: every level measured was ruled out (below).",
-        "The level with the most throughput, c=8 (11.16 req/s [10.87, 11.45], n=80), was not "
+        "The level with the most throughput, c=8 (11.16 req/s [10.90, 11.45], n=80), was not "
         "picked: 1/80 failed (1.2%), over the 1% allowed.",
         "Rule: the lowest concurrency whose throughput (successful requests/s) is statistically "
         "indistinguishable from the best (95% intervals), among the levels with at most 1% "
         "failed requests (--max-failure-share) that meet the SLO e2e<=1.50 s.",
         "  c=1 (1.55 req/s [1.45, 1.67], n=16): 1/16 failed (6.2%), over the 1% allowed",
-        "  c=4 (6.19 req/s [6.03, 6.35], n=80): 1/80 failed (1.2%), over the 1% allowed",
+        "  c=4 (6.19 req/s [6.04, 6.36], n=80): 1/80 failed (1.2%), over the 1% allowed",
         "Throughput was still growing at the highest concurrency measured.",
     ],
     "top_concurrency": None,
     "speedup": {
         "8": {
             "estimate": 6.975717439293598,
-            "ci_low": 6.332248353872117,
-            "ci_high": 7.698307457448124,
+            "ci_low": 6.299350222434559,
+            "ci_high": 7.668470752369169,
             "n": 80,
             "sync_n": 8,
         }
@@ -900,7 +900,7 @@ COMPARISON: dict[str, Any] = {
             "n_current": 40,
             "more_requests": None,
             "note": None,
-            "interval": {"low": 9.065312395081747, "high": 19.398912363549826, "unit": "percent"},
+            "interval": {"low": 9.048089513864554, "high": 19.110739568542435, "unit": "percent"},
         },
         {
             "name": "output_throughput",
@@ -918,7 +918,7 @@ COMPARISON: dict[str, Any] = {
             "n_current": 40,
             "more_requests": None,
             "note": None,
-            "interval": {"low": 9.065312395081747, "high": 19.398912363549826, "unit": "percent"},
+            "interval": {"low": 9.048089513864554, "high": 19.110739568542435, "unit": "percent"},
         },
         {
             "name": "latency_p50",

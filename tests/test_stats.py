@@ -137,3 +137,25 @@ def test_littles_law_rate_ratio_by_hand():
     side = ([1.0] * 4, [1.0] * 4)
     assert stats.little_rate_ratio((*side, 2.0), (*side, 1.0)) == (1.0, 1.0, 1.0)
     assert stats.little_rate_ratio((*side, 0.0), (*side, 1.0)) is None
+
+
+def test_a_bootstrap_interval_does_not_depend_on_the_order_of_the_rows() -> None:
+    """A bench's records held in completion order and read back in row order are the same rows:
+    the same interval, to the last bit."""
+    import random
+
+    from batchrun.analysis import stats
+
+    values = [0.5 + (i * 37 % 23) / 10 for i in range(60)]
+    tokens = [float(10 + i % 7) for i in range(60)]
+    shuffled = list(zip(values, tokens))
+    random.Random(3).shuffle(shuffled)
+    sv, st = [v for v, _ in shuffled], [t for _, t in shuffled]
+
+    def rate(c):
+        return c[1].sum(axis=-1) / c[0].sum(axis=-1)
+
+    assert stats.bootstrap_ci([values, tokens], rate) == stats.bootstrap_ci([sv, st], rate)
+    assert stats.bootstrap_ratio([values, tokens], [tokens, values], rate) == stats.bootstrap_ratio(
+        [sv, st], [st, sv], rate
+    )

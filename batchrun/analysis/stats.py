@@ -96,6 +96,15 @@ def rng(seed: int = 0) -> np.random.Generator:
 Stat = Callable[[list[np.ndarray]], np.ndarray]
 
 
+def _in_canonical_order(cols: list[np.ndarray]) -> list[np.ndarray]:
+    """The rows sorted by their values (last column first): the bootstrap treats rows as
+    exchangeable, so sorting changes nothing in what it means, and it makes an interval a
+    function of the rows alone. The records of a run read back in row order then give the same
+    interval as the same records held in completion order."""
+    order = np.lexsort(cols[::-1])
+    return [c[order] for c in cols]
+
+
 def bootstrap_ratio(
     base: Sequence[Sequence[float]],
     cur: Sequence[Sequence[float]],
@@ -114,8 +123,8 @@ def bootstrap_ratio(
     and on blocks of resamples, shape (B, n)); a (baseline, current) pair when the sides differ.
     """
     stat_b, stat_c = stat if isinstance(stat, tuple) else (stat, stat)
-    b_cols = [np.asarray(c, dtype=float) for c in base]
-    c_cols = [np.asarray(c, dtype=float) for c in cur]
+    b_cols = _in_canonical_order([np.asarray(c, dtype=float) for c in base])
+    c_cols = _in_canonical_order([np.asarray(c, dtype=float) for c in cur])
     nb, nc = len(b_cols[0]), len(c_cols[0])
     if nb < 2 or nc < 2:
         return None
@@ -154,6 +163,7 @@ def bootstrap_ci(
     n = len(cols[0])
     if n < 2:
         return None
+    cols = _in_canonical_order(cols)
     est = float(stat(cols))
     g = rng(seed)
     values = []

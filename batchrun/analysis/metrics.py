@@ -12,37 +12,11 @@ from collections import Counter
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from batchrun.analysis.columns import Columns, ColumnsBuilder, iter_present
-from batchrun.analysis.distribution import Distribution, GapSample, percentile, zero_share
-from batchrun.analysis.request_figures import meets_bounds, meets_slo, tpot, tpot_of
-from batchrun.analysis.timeline import (
-    in_flight,
-    in_flight_timeline,
-    per_s,
-    sent_timed,
-    session_spans,
-    session_timelines,
-    sessions_in_flight,
-    wall_time,
-)
+from batchrun.analysis.distribution import Distribution, GapSample, zero_share
+from batchrun.analysis.request_figures import meets_bounds, tpot_of
+from batchrun.analysis.timeline import per_s, sent_timed, session_spans, sessions_in_flight
 from batchrun.store.records import CANCELLED, OK, SKIPPED, STATUSES, Record
 from batchrun.values import check_slo
-
-# Other stages import these from here (their homes are the modules above).
-__all__ = [
-    "Distribution",
-    "GapSample",
-    "percentile",
-    "meets_slo",
-    "tpot",
-    "in_flight",
-    "in_flight_timeline",
-    "session_timelines",
-    "wall_time",
-    "summarize",
-    "summary_warnings",
-    "loop_lag",
-    "cached_share",
-]
 
 # p99 event-loop lag above this means the client was busy: a request's clock starts late or
 # its chunks are read late, so measured latency includes client-side queueing.

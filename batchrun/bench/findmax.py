@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Sequence
 
 from batchrun.analysis import stats
-from batchrun.analysis.metrics import percentile
+from batchrun.analysis.distribution import percentile
 from batchrun.analysis.recommend import DEFAULT_MAX_FAILURE_SHARE, BenchPoint, recommend
 from batchrun.bench.sizing import RunSize
 from batchrun.bench.sweep import (

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from batchrun.analysis import stats
-from batchrun.analysis.metrics import cached_share, in_flight_timeline, summarize, wall_time
+from batchrun.analysis.metrics import cached_share, summarize
 from batchrun.analysis.recommend import (
     DEFAULT_MAX_FAILURE_SHARE,
     BenchPoint,
@@ -17,6 +17,7 @@ from batchrun.analysis.recommend import (
     recommend,
     throughput_text,
 )
+from batchrun.analysis.timeline import in_flight_timeline, wall_time
 from batchrun.report import plots
 from batchrun.report.format import config_table, fmt_num, fmt_pct, fmt_s, slo_text
 from batchrun.report.html import Document, Image, Section, Table, Text

@@ -85,7 +85,7 @@ def cdf(series: Mapping[str, Sequence[float | None]], *, title: str, xlabel: str
 
 
 def timeline(series: Mapping[str, Sequence[tuple[float, int]]], *, title: str) -> str:
-    """Requests in flight over time (step function from metrics.in_flight_timeline)."""
+    """Requests in flight over time (step function from timeline.in_flight_timeline)."""
     drawn = {
         name: pts
         for name, steps in series.items()

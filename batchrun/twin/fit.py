@@ -46,7 +46,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from batchrun.analysis.metrics import in_flight, percentile
+from batchrun.analysis.distribution import percentile
+from batchrun.analysis.timeline import in_flight
 from batchrun.sim.model import CHARS_PER_TOKEN, message_text
 from batchrun.store.records import CANCELLED, OK, SKIPPED, TIMEOUT, Attempt, Record
 from batchrun.twin.copula import spearman

@@ -333,6 +333,7 @@ def summarize(
     whose records then need not carry them; Columns carry no gaps, so pass it with Columns."""
     if wall_time_s is not None and not wall_time_s > 0:
         raise ValueError(f"wall_time_s must be positive, got {wall_time_s!r}")
+    gaps: GapSample | list[float]
     if isinstance(records, Columns):
         cols, gaps = records, itl_sample if itl_sample is not None else []
     else:
@@ -381,9 +382,12 @@ def summarize(
     return summary
 
 
-def _columns_and_gaps(records: Iterable[Record], itl_sample: GapSample | None) -> tuple[Columns, Any]:
+def _columns_and_gaps(
+    records: Iterable[Record], itl_sample: GapSample | None
+) -> tuple[Columns, GapSample | list[float]]:
     """Records -> their Columns, and (without a caller's sample) every ok record's ITL gaps."""
-    builder, gaps = ColumnsBuilder(keep=0), []
+    builder = ColumnsBuilder(keep=0)
+    gaps: list[float] = []
     for r in records:
         builder.add_record(r)
         if itl_sample is None and r.status == OK:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from batchrun.store.records import OK, Record
 
@@ -269,6 +269,10 @@ class RecordView:
         for name in ("batch_created_at", "batch_completed_at"):
             if d[name] is not None:
                 d[name] = int(d[name])
+
+    if TYPE_CHECKING:  # the columns are set per instance above; no fallback exists at run time
+
+        def __getattr__(self, name: str) -> Any: ...
 
 
 # ------------------------------------------------------------------ helpers over columns

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import math
 from statistics import NormalDist
-from typing import Callable, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
 
 import numpy as np
 
 from batchrun.analysis.distribution import percentile
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 LEVEL = 0.95
 BOOTSTRAP_RESAMPLES = 2000
@@ -103,8 +106,8 @@ Stat = Callable[[list[np.ndarray]], np.ndarray]
 
 
 def bootstrap_ratio(
-    base: Sequence[Sequence[float]],
-    cur: Sequence[Sequence[float]],
+    base: Sequence[ArrayLike],
+    cur: Sequence[ArrayLike],
     stat: Stat | tuple[Stat, Stat],
     *,
     level: float = LEVEL,

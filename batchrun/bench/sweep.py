@@ -428,7 +428,8 @@ def cache_pass_jobs(jobs: list[Job]) -> tuple[list[Job], int | None]:
     """One job per distinct request body among `jobs` (the prompts cycle), each cut to one token
     (one_token), and the cap sent."""
     seen: set[bytes] = set()
-    out, cap = [], None
+    out: list[Job] = []
+    cap: int | None = None
     for job in jobs:
         if job.body in seen:
             continue
@@ -603,7 +604,7 @@ async def execute_bench(
                     else ""
                 )
             )
-    bench = {
+    bench: dict[str, Any] = {
         "runs": [r.entry() for r in results],
         "slo": config.slo,
         "warmup": warmup,

@@ -624,7 +624,12 @@ def answer_lines(analysis: Mapping[str, Any]) -> list[str]:
             lines = ["No concurrency level was measured."]
     else:
         lines = [_speedup_sentence(analysis, rec, group), f"Recommended c={rec} because {_because(analysis, group)}."]
-    if top is not None and best != rec and (group is None or not indistinguishable(_point(group), _point(top))):
+    if (
+        top is not None
+        and best is not None
+        and best != rec
+        and (group is None or not indistinguishable(_point(group), _point(top)))
+    ):
         why = (analysis.get("recommendation_reasons") or {}).get(str(best), "unknown")
         figure = _speedup_figure(analysis, best) or throughput_text(_point(top), False)
         lines.append(f"c={best} measured the most, {figure}, n={top['n']}, but was ruled out: {why}.")

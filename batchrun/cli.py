@@ -145,14 +145,15 @@ def ctrl_c_stops(stop: Callable[[], None], close_now: Callable[[], None] | None)
 
 
 def _preview(config: RunConfig) -> int:
-    """--dry-run: exit 0 when every row can be sent, 2 when some cannot."""
+    """--dry-run: exit 0 when the run would go through (every row can be sent, or --on-bad-row skip
+    would skip the bad ones), 2 when a bad row would stop it."""
     from batchrun.plan import resolve_resume  # lazy: as the run path
     from batchrun.preview import dry_run, format_preview  # lazy: for --dry-run only
 
     config = resolve_resume(config)
     preview = dry_run(config)
     typer.echo(format_preview(preview, config))
-    return EXIT_OK if preview.bad_count == 0 else EXIT_USAGE
+    return EXIT_OK if preview.bad_count == 0 or config.input.on_bad_row == "skip" else EXIT_USAGE
 
 
 def _say_if_simulated(endpoint: dict[str, Any] | None) -> None:
@@ -215,7 +216,7 @@ def _report_run(outcome: Any, fail_on_error: bool) -> int:
 @command("bench")
 def bench(given: dict[str, Any]) -> int:
     """The sync SDK baseline vs the async pool at several concurrencies, under a minute by default
-    (--time-budget)."""
+    (--time-budget); with no PROMPTS, a built-in sample of prompts."""
     from batchrun.bench.sweep import BenchConfig, execute_bench  # lazy: the bench loads the openai SDK
     from batchrun.progress import ConsoleProgress  # lazy: tqdm
     from batchrun.report.bench import format_bench_table  # lazy: numpy, for a bench only

@@ -117,6 +117,12 @@ OPTIONS: tuple[Option, ...] = (
         "CSV, JSONL, Parquet or Batch API JSONL file of prompts.",
         "input",
         commands=RUN_BENCH,
+        per={
+            "bench": {
+                "help": "CSV, JSONL, Parquet or Batch API JSONL file of prompts (none, and no --synthetic: a built-in "
+                "sample of 44 prompts, short questions to paragraph-long tasks)."
+            }
+        },
         argument=True,
         metavar="PROMPTS",
         parse=values.path,
@@ -583,7 +589,8 @@ OPTIONS: tuple[Option, ...] = (
         "resume",
         Optional[Path],
         None,
-        "Continue the run in this directory: rows already ok are not sent again.",
+        "Continue the run in this directory: rows already ok are not sent again (progress counts the rows left: "
+        "0 of rows minus those done).",
         "control",
         parse=values.path,
     ),
@@ -591,14 +598,16 @@ OPTIONS: tuple[Option, ...] = (
         "limit",
         Optional[int],
         None,
-        "Send only the first N rows (a pilot); --resume without it extends the run to the whole file.",
+        "Send only the first N rows that can be sent (a pilot; with --on-bad-row skip, bad rows met on the way are "
+        "recorded as skipped and not counted); --resume without it extends the run to the whole file.",
         "control",
     ),
     _o(
         "dry_run",
         bool,
         False,
-        "Read the whole file and show bad rows, three prompts, estimated tokens, cost and time; send nothing.",
+        "Read the whole file and show bad rows, three prompts, estimated tokens, cost and time; send nothing. "
+        "Exits 2 when a row is bad, unless --on-bad-row skip (then 0: the bad rows are listed as skipped).",
         "control",
         flags=("--dry-run",),
     ),

@@ -47,7 +47,7 @@ from batchrun.store.outputs import done_ids
 from batchrun.store.records import RECORDS, Record, RecordSink
 from batchrun.store.rundir import check_input, claim_run_dir, new_run_dir
 from batchrun.store.sessions import RUN_JSON, start_session, write_json
-from batchrun.workloads import Workload, make_pool
+from batchrun.workloads import Reading, Workload, make_pool, tally
 from batchrun.workloads import prepare as prepare_workload
 
 INTERNAL_LOG = "internal-errors.log"
@@ -105,30 +105,25 @@ async def execute_run(config: RunConfig, hooks: Hooks = Hooks()) -> RunOutcome:
             skip = done_ids(out / RECORDS) if config.control.resume else set()
             if skip:
                 notify(f"resuming {out} (session {session}): {len(skip)} rows already done are not sent again")
-            seen: set[str] | None = (
-                set() if config.control.input_changed == "ok" and config.control.limit is None else None
-            )
+            keep_ids = config.control.input_changed == "ok" and config.control.limit is None
+            reading = Reading(seen=set() if keep_ids else None, total=Total())
             if config.control.mode == "batch":
-                items = jobs(config, limited(rows, config.control.limit), skip, seen)
+                items = jobs(config, tally(limited(rows, config.control.limit), skip, reading), skip)
                 outcome = await flow.run_batch(config, endpoint, out, items, session, hooks)
             else:
                 await check_more(more, config, notify)
                 workload = await prepare_workload(
-                    config,
-                    endpoint,
-                    limited(rows, config.control.limit),
-                    out,
-                    skip,
-                    lambda c, r, k: jobs(c, r, k, seen),
-                    notify,
+                    config, endpoint, limited(rows, config.control.limit), out, skip, jobs, notify, reading
                 )
                 workload.more_endpoints = more
                 if workload.kind in ("rows", "trace"):
                     workload.items = _warn_pacing(config, workload.items, notify)
-                outcome = await _run_pool(config, endpoint, out, workload, _Run(len(skip), session, identity, hooks))
+                outcome = await _run_pool(
+                    config, endpoint, out, workload, _Run(len(skip), session, identity, hooks, reading)
+                )
             outcome.endpoint = info
-            if outcome.input_error is None and not outcome.interrupted:
-                report_vanished(skip, seen, notify)
+            if outcome.input_error is None and not outcome.interrupted and reading.ended:
+                report_vanished(skip, reading.seen, notify)
             return outcome
 
 
@@ -239,15 +234,19 @@ def _warn_pacing(config: RunConfig, items: Iterator[Job | BadRow], notify: Notif
     return itertools.chain(first, items)
 
 
-async def count_total(config: RunConfig, total: Total) -> None:
-    """The progress total, counted in a thread so the first rows go out at once."""
-    if config.input.path is None:
+async def count_total(config: RunConfig, reading: Reading, resumed: int) -> None:
+    """This session's progress total, the rows left to send (rows minus the `resumed` done
+    earlier), estimated from a count of the file made in a thread so the first rows go out at
+    once; the reader makes it exact when it meets the input's end (workloads.tally)."""
+    total = reading.total
+    if config.input.path is None or total is None or reading.ended:
         return
     limit = config.control.limit
-    total.rows = limit  # a pilot's total at once; corrected if the file is shorter
+    if limit is not None:
+        total.rows = limit  # a pilot's total at once; corrected if the file is shorter
     rows = await asyncio.to_thread(count_rows, config.input.path, config.input.fmt)
-    if rows is not None:
-        total.rows = min(rows, limit) if limit is not None else rows
+    if rows is not None and not reading.ended:
+        total.rows = max(0, (min(rows, limit) if limit is not None else rows) - resumed)
 
 
 # ---------------------------------------------------------------- sending
@@ -261,6 +260,7 @@ class _Run:
     session: int
     identity: dict[str, Any] | None
     hooks: Hooks
+    reading: Reading  # the input as read so far (progress total)
 
 
 async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, workload: Workload, run: _Run) -> RunOutcome:
@@ -512,10 +512,10 @@ async def _background(pool: Any, config: RunConfig, send: _Sending) -> AsyncIter
     """While sending: the event loop's lag sampled, and the face's progress with the row total."""
     tasks = [asyncio.create_task(sample_loop_lag(send.lag))]
     progress = send.run.hooks.progress
-    if progress is not None and not config.control.quiet:
-        total = Total()
-        tasks.append(asyncio.create_task(count_total(config, total)))
-        tasks.append(asyncio.create_task(progress.rows(pool.stats, total, send.clock)))
+    reading = send.run.reading
+    if progress is not None and not config.control.quiet and reading.total is not None:
+        tasks.append(asyncio.create_task(count_total(config, reading, send.run.resumed)))
+        tasks.append(asyncio.create_task(progress.rows(pool.stats, reading.total, send.clock)))
     try:
         yield
     finally:

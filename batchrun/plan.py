@@ -133,20 +133,24 @@ def open_rows(config: RunConfig) -> Iterator[Prompt | BadRow]:
 
 
 def limited(rows: Iterator[Prompt | BadRow], limit: int | None) -> Iterator[Prompt | BadRow]:
-    """--limit N: the file's first N rows (a pilot). Reading stops at row N-1: row N is never
-    read, so a bad row past the pilot cannot stop it."""
+    """--limit N: the file's first N rows that can be sent (a pilot). With --on-bad-row skip the
+    bad rows met on the way come too (each recorded as skipped) but do not count towards N;
+    reading stops right after the Nth good row, so a bad row past the pilot cannot stop it."""
     if limit is None:
         return rows
     return _first_rows(rows, limit)
 
 
 def _first_rows(rows: Iterator[Prompt | BadRow], limit: int) -> Iterator[Prompt | BadRow]:
+    if limit < 1:
+        return
+    good = 0
     for item in rows:
-        if item.row >= limit:
-            return
         yield item
-        if item.row >= limit - 1:
-            return
+        if isinstance(item, Prompt):
+            good += 1
+            if good >= limit:
+                return
 
 
 def request_defaults(config: RunConfig) -> RequestDefaults:
@@ -168,16 +172,12 @@ def saved_request(body: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
 
 
-def jobs(
-    config: RunConfig, rows: Iterator[Prompt | BadRow], skip: set[str], seen_ids: set[str] | None = None
-) -> Iterator[Job | BadRow]:
-    """Rows minus those already done, as ready-to-send Jobs; `seen_ids` collects every id read."""
+def jobs(config: RunConfig, rows: Iterator[Prompt | BadRow], skip: set[str]) -> Iterator[Job | BadRow]:
+    """Rows minus those already done, as ready-to-send Jobs."""
     defaults = request_defaults(config)
     build = kind(config.endpoint.endpoint).build_body
     path = config.input.path
     for item in rows:
-        if seen_ids is not None:
-            seen_ids.add(item.id)
         if item.id in skip:
             continue
         if isinstance(item, BadRow):

@@ -105,17 +105,21 @@ def limits_time_s(preview: Preview, rpm: float | None, tpm: float | None) -> flo
 
 
 def format_preview(preview: Preview, config: RunConfig) -> str:
+    skip = config.input.on_bad_row == "skip"
     lines = [
         f"dry run of {config.input.path}: nothing was sent",
         f"rows              {preview.rows} ({preview.sendable} to send, {preview.bad_count} bad"
+        + (" to skip" if skip and preview.bad_count else "")
         + (f", {preview.done} already done" if preview.done else "")
         + ")"
-        + (f", the first {config.control.limit} (--limit)" if config.control.limit else ""),
+        + (f", up to the first {config.control.limit} good ones (--limit)" if config.control.limit else ""),
     ]
-    for reason in preview.bad:
-        lines.append(f"bad row           {reason}")
+    label = "skipped row       " if skip else "bad row           "
+    lines.extend(label + reason for reason in preview.bad)
     if preview.bad_count > len(preview.bad):
-        lines.append(f"bad row           ... and {preview.bad_count - len(preview.bad)} more")
+        lines.append(f"{label}... and {preview.bad_count - len(preview.bad)} more")
+    if preview.bad_count and not skip:
+        lines.append("                  a run stops at the first bad row: fix them, or --on-bad-row skip skips them")
     for name, distinct in preview.row_settings.items():
         lines.append(
             f"row setting       column '{name}' ({distinct} distinct values) sets {name} per row"

@@ -27,14 +27,21 @@ async def show_progress(
     plain_interval_s: float = 5.0,
 ) -> None:
     """Progress on stderr until cancelled: a tqdm bar (percent and ETA once the total is known)
-    on a terminal; one plain line every `plain_interval_s` when stderr is a log file or a pipe."""
+    on a terminal; one plain line every `plain_interval_s` when stderr is a log file or a pipe.
+
+    The bar counts this session's rows: after --resume it starts at 0 of the rows left to send
+    (the rows done earlier are named beside it, not counted in)."""
     known = total if isinstance(total, Total) else Total(total)
     if not sys.stderr.isatty():
         await _plain_progress(stats, known, clock, plain_interval_s)
         return
-    # initial: rows done in an earlier session are not counted into this session's rate and ETA
     bar = tqdm(
-        total=known.rows, initial=stats.resumed, unit="row", file=sys.stderr, dynamic_ncols=True, mininterval=interval_s
+        total=known.rows,
+        unit="row",
+        file=sys.stderr,
+        dynamic_ncols=True,
+        mininterval=interval_s,
+        desc=f"{stats.resumed} done earlier; left" if stats.resumed else None,
     )
     start = clock()
     try:
@@ -59,24 +66,25 @@ async def _plain_progress(stats: PoolStats, total: Total, clock: Callable[[], fl
 def progress_line(stats: PoolStats, total: int | None, elapsed_s: float) -> str:
     """'batchrun: 120/500 rows (24%), ok 118, failed 2, retrying 0, 310 tok/s, ETA 1m 20s'.
 
-    The rate (and so the ETA) is over this session's rows: rows done in an earlier session
-    count toward the percent but were not done at this session's speed.
+    Every figure is this session's: after --resume, `total` is the rows left to send and the
+    rows done earlier are named at the end ('..., 300 done earlier').
     """
-    done = stats.done + stats.resumed
+    done = stats.done
     of = f"/{total} rows ({100 * done / total:.0f}%)" if total else " rows"
-    rate = stats.done / elapsed_s if elapsed_s > 0 else 0.0
+    rate = done / elapsed_s if elapsed_s > 0 else 0.0
     tokens = stats.output_tokens / elapsed_s if elapsed_s > 0 else 0.0
     eta = f", ETA {fmt_eta((total - done) / rate)}" if total and rate > 0 and done < total else ""
+    earlier = f", {stats.resumed} done earlier" if stats.resumed else ""
     return (
         f"batchrun: {done}{of}, ok {stats.ok}, failed {stats.failed}, retrying {stats.retrying}, "
-        f"{tokens:.0f} tok/s{eta}"
+        f"{tokens:.0f} tok/s{eta}{earlier}"
     )
 
 
 def _refresh(bar: tqdm, stats: PoolStats, total: Total, elapsed_s: float) -> None:
     if total.rows is not None and bar.total != total.rows:
         bar.total = total.rows
-    bar.n = stats.done + stats.resumed
+    bar.n = stats.done
     ttft = statistics.median(stats.recent_ttft_s) if stats.recent_ttft_s else None
     tokens = stats.output_tokens / elapsed_s if elapsed_s > 0 else 0.0
     bar.set_postfix_str(

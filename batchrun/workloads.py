@@ -23,6 +23,7 @@ from batchrun.engine.limits import RateLimits
 from batchrun.engine.pool import Pool
 from batchrun.engine.sessions import SessionPool
 from batchrun.errors import ConfigError
+from batchrun.hooks import Total
 from batchrun.inputs.prompt import BadRow, Prompt
 from batchrun.inputs.sessions import file_sessions, generated_sessions, pending, turn_numbers, with_answers
 from batchrun.inputs.sidecols import file_columns
@@ -44,6 +45,36 @@ class Workload:
     items: Iterator[Any]
     schedule: Iterator[float] | None = None  # planned send offsets, one per item (trace)
     more_endpoints: list[Any] = field(default_factory=list)  # --base-url given more than once
+
+
+@dataclass
+class Reading:
+    """What a run met in its input, counted as its rows are read (whatever the workload makes of
+    them): this session's row total for progress, and the ids the file has for --input-changed ok."""
+
+    read: int = 0  # rows read, sendable and bad
+    done: int = 0  # of which done in an earlier session: not sent, not recorded again
+    ended: bool = False  # the input (or --limit) ran out: `left` is exact
+    seen: set[str] | None = None  # every id read; None: not kept
+    total: Total | None = None  # set to `left` once reading ends (the progress bar's total)
+
+    @property
+    def left(self) -> int:
+        """Rows this session records: those read minus those done earlier."""
+        return self.read - self.done
+
+
+def tally(rows: Iterator[Prompt | BadRow], skip: set[str], reading: Reading) -> Iterator[Prompt | BadRow]:
+    """`rows` passed on as they are, counted into `reading`."""
+    for item in rows:
+        reading.read += 1
+        reading.done += item.id in skip
+        if reading.seen is not None:
+            reading.seen.add(item.id)
+        yield item
+    reading.ended = True
+    if reading.total is not None:
+        reading.total.rows = reading.left
 
 
 def kind_of(config: RunConfig) -> str:
@@ -85,8 +116,10 @@ async def prepare(
     skip: set[str],
     make_jobs: Callable[..., Iterator[Any]],
     say: Callable[[str], None],
+    reading: Reading | None = None,
 ) -> Workload:
-    """The run's items; `make_jobs(config, rows, skip)` is the plan's Prompt -> Job step (plan.jobs)."""
+    """The run's items; `make_jobs(config, rows, skip)` is the plan's Prompt -> Job step (plan.jobs).
+    `reading` counts the rows as every workload reads them (generated ones included)."""
     kind = kind_of(config)
     if length_trace(config):
         assert config.input.path is not None
@@ -95,6 +128,8 @@ async def prepare(
     if config.input.synthetic is not None:
         rows, info = await synthetic_rows(config, endpoint, 100, say)
         _write(out / SYNTHETIC_FILE, info)
+    if reading is not None:
+        rows = tally(rows, skip, reading)
     if kind == "embeddings":
         from batchrun.engine.embed import embed_items  # lazy: embeddings' vectors load pyarrow and numpy
 

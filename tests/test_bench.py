@@ -11,10 +11,12 @@ import pytest
 from promptfiles import write_prompts
 from typer.testing import CliRunner
 
+from batchrun import options
 from batchrun.bench.sizing import TARGET_HALF_WIDTH, RunSize, SizedJobs, drain_s, level_half_width, window_allows
 from batchrun.bench.sweep import (
     DEFAULT_LEVELS,
     DEFAULT_TIME_BUDGET_S,
+    SAMPLE,
     BenchConfig,
     arrivals,
     bench_jobs,
@@ -24,7 +26,7 @@ from batchrun.cli import app
 from batchrun.config import RunConfig
 from batchrun.errors import ConfigError
 from batchrun.sim import SimConfig, SimProcess
-from batchrun.store.records import Record
+from batchrun.store.records import Record, read_records
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
@@ -790,6 +792,40 @@ def test_the_default_bench_leads_every_view_with_the_answer(tmp_path) -> None:
     assert marks["sync baseline (c=1)"].find("circle") is not None and f"recommended c={rec}" in marks
     latency = _svg(html, "latency and TTFT vs concurrency")
     assert any(g.get("data-name") == f"recommended c={rec}" for g in latency.iter("g"))
+
+
+def test_a_first_bench_with_no_prompts_measures_the_bundled_sample(tmp_path) -> None:
+    """`batchrun bench` alone: the default levels and time budget over the sample shipped with the
+    package, said in one line (here on a 1 s budget against a fast built-in endpoint)."""
+    config = BenchConfig.from_options()
+    assert config.sample and config.run.input.path == SAMPLE and config.time_budget_s == DEFAULT_TIME_BUDGET_S
+    result = invoke("bench", "--time-budget", "1", "--out", "q", "-q", *FAST)
+    assert result.exit_code == 0, result.output
+    said = (
+        f"batchrun: no prompts given: benching the built-in sample of 44 prompts ({SAMPLE}); give a file to bench yours"
+    )
+    assert said in result.stderr.splitlines()  # also with -q: the figures are not of the user's prompts
+    doc = json.loads((tmp_path / "q" / "summary.json").read_text())
+    assert [r["name"] for r in doc["bench"]["rows"]][:2] == ["sync-r1", "async-c1-r1"]
+    assert doc["bench"]["answer"][0].startswith("async at c=")
+    sent = {r.id for r in read_records(tmp_path / "q" / "runs" / "sync-r1" / "records.jsonl")}
+    assert sent <= {f"s{i:03d}" for i in range(1, 45)} | {f"s{i:03d}#{lap}" for i in range(1, 45) for lap in (1, 2, 3)}
+    assert "sample" not in json.loads((tmp_path / "q" / "bench.json").read_text())["config"]
+    given = invoke("bench", str(SAMPLES / "prompts.csv"), "--time-budget", "0.5", "-c", "2", "--no-sync", "-q", *FAST)
+    assert given.exit_code == 0 and "no prompts given" not in given.output  # a file given: no such line
+
+
+def test_the_sample_is_package_data_and_its_help_counts_it_right() -> None:
+    import tomllib
+
+    from batchrun.inputs.scan import count_rows
+
+    assert count_rows(SAMPLE) == 44  # the number --help and the announcement name
+    (argument,) = [o.on("bench") for o in options.of("bench") if o.name == "input"]
+    assert "a built-in sample of 44 prompts" in argument.help
+    pyproject = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
+    shipped = pyproject["tool"]["setuptools"]["package-data"]["batchrun"]
+    assert any(SAMPLE.relative_to(SAMPLE.parent.parent).match(pattern) for pattern in shipped)
 
 
 def test_quiet_shows_no_progress(tmp_path) -> None:

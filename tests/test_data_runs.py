@@ -3,6 +3,7 @@ answers in their own columns, row settings announced, cost shown, interrupted ru
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 import os
@@ -212,6 +213,92 @@ def test_a_bad_row_past_the_pilot_does_not_stop_it(fast_sim, tmp_path) -> None:
     result = invoke("run", "p.csv", "--base-url", fast_sim.base_url, "--out", "o", "-q", "--limit", "2")
     assert result.exit_code == 0, result.output
     assert [r["id"] for r in records_of(tmp_path / "o")] == ["a", "b"]
+
+
+def test_a_pilot_with_skip_skips_bad_rows_and_still_sends_n_good_ones(fast_sim, tmp_path) -> None:
+    (tmp_path / "p.csv").write_text("id,prompt\na,one\nb,\nc,three\nd,\ne,five\nf,six\ng,\n", encoding="utf-8")
+    args = ["run", "p.csv", "--base-url", fast_sim.base_url, "-q", "--limit", "3", "--on-bad-row", "skip"]
+    result = invoke(*args, "--out", "o")
+    assert result.exit_code == 0, result.output
+    statuses = [(r["id"], r["status"]) for r in records_of(tmp_path / "o")]
+    assert sorted(statuses) == [("a", "ok"), ("b", "skipped"), ("c", "ok"), ("d", "skipped"), ("e", "ok")]
+    skipped = {r["id"]: r["error"] for r in records_of(tmp_path / "o") if r["status"] == "skipped"}
+    assert "p.csv line 3, column 'prompt'" in skipped["b"] and "p.csv line 5" in skipped["d"]
+    # --on-bad-row fail: the pilot stops at the first bad row, as a full run does
+    failed = invoke(*args[:-2], "--out", "f")
+    assert failed.exit_code == 2 and "p.csv line 3" in failed.output
+
+
+def test_a_dry_run_with_skip_lists_what_it_would_skip_and_exits_0(tmp_path) -> None:
+    (tmp_path / "p.csv").write_text("id,prompt\na,fine\nb,\nc,ok\nd,\n", encoding="utf-8")
+    result = invoke("run", "p.csv", "--dry-run", "--on-bad-row", "skip")
+    assert result.exit_code == 0, result.output
+    assert "(2 to send, 2 bad to skip)" in result.output
+    assert "skipped row       p.csv line 3, column 'prompt'" in result.output
+    assert "skipped row       p.csv line 5, column 'prompt'" in result.output
+    pilot = invoke("run", "p.csv", "--dry-run", "--on-bad-row", "skip", "--limit", "1")
+    assert pilot.exit_code == 0 and "(1 to send, 0 bad" in pilot.output  # row a, then reading stops
+    pilot = invoke("run", "p.csv", "--dry-run", "--on-bad-row", "skip", "--limit", "2")
+    assert pilot.exit_code == 0 and "(2 to send, 1 bad to skip)" in pilot.output
+
+
+class Figures:
+    """A hooks.Progress that keeps what a row bar is drawn from at every poll and at the end:
+    (rows done this session, the bar's total, rows done earlier)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, int | None, int]] = []
+
+    async def rows(self, stats, total, clock) -> None:
+        try:
+            while True:
+                self.seen.append((stats.done, total.rows, stats.resumed))
+                await asyncio.sleep(0.005)
+        finally:
+            self.seen.append((stats.done, total.rows, stats.resumed))
+
+    def jobs(self, jobs):
+        raise AssertionError("not a batch run")
+
+    async def level(self, state) -> None:
+        raise AssertionError("not a bench")
+
+
+def _run_with(figures: Figures, **given):
+    from batchrun.config import RunConfig
+    from batchrun.hooks import Hooks
+    from batchrun.pipeline import execute_run
+
+    return asyncio.run(execute_run(RunConfig.from_options("run", **given), Hooks(progress=figures)))
+
+
+def test_after_a_resume_progress_counts_the_rows_left_from_0(fast_sim, tmp_path) -> None:
+    (tmp_path / "p.csv").write_text("id,prompt\n" + "".join(f"r{i},row {i}\n" for i in range(40)), encoding="utf-8")
+    pilot = invoke("run", "p.csv", "--base-url", fast_sim.base_url, "--out", "o", "-q", "--limit", "15")
+    assert pilot.exit_code == 0, pilot.output
+    figures = Figures()
+    outcome = _run_with(figures, resume=tmp_path / "o", base_url=fast_sim.base_url)
+    assert outcome.failed == 0 and len(records_of(tmp_path / "o")) == 40
+    assert figures.seen[-1] == (25, 25, 15)  # 25 of the 25 left; the 15 done earlier beside them
+    assert {total for _, total, _ in figures.seen if total is not None} == {25}  # never 40, never 15 + x
+    assert all(done <= 25 for done, _, _ in figures.seen)
+
+
+def test_the_command_lines_last_progress_line_after_a_resume(fast_sim, tmp_path) -> None:
+    (tmp_path / "p.csv").write_text("id,prompt\n" + "".join(f"r{i},row {i}\n" for i in range(12)), encoding="utf-8")
+    assert invoke("run", "p.csv", "--base-url", fast_sim.base_url, "--out", "o", "-q", "--limit", "5").exit_code == 0
+    result = invoke("run", "--resume", "o", "--base-url", fast_sim.base_url)  # stderr is no terminal: plain lines
+    assert result.exit_code == 0, result.output
+    last = [line for line in result.output.splitlines() if " rows" in line and line.startswith("batchrun: ")][-1]
+    assert last.startswith("batchrun: 7/7 rows (100%), ok 7, failed 0") and last.endswith(", 5 done earlier")
+
+
+def test_a_pilots_progress_total_takes_in_the_bad_rows_it_skipped(fast_sim, tmp_path) -> None:
+    (tmp_path / "p.csv").write_text("id,prompt\na,one\nb,\nc,three\nd,\ne,five\nf,six\n", encoding="utf-8")
+    figures = Figures()
+    path, out = tmp_path / "p.csv", tmp_path / "o"
+    _run_with(figures, input=path, base_url=fast_sim.base_url, out=out, limit=3, on_bad_row="skip")
+    assert figures.seen[-1] == (5, 5, 0)  # a, c, e sent; b, d recorded as skipped
 
 
 def test_an_answer_cut_at_max_tokens_is_not_retried(fast_sim, tmp_path) -> None:

@@ -139,25 +139,35 @@ def test_find_max_needs_an_slo(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "--find-max needs --slo" in result.output
 
 
+# A built-in endpoint of 2 slots, ~12 ms a request, no jitter: a find-max ends in a few probes.
+TINY_SIM = [
+    a
+    for opt in (
+        "ttft_s=0.01",
+        "itl_s=0.001",
+        "output_tokens=2",
+        "max_concurrency=2",
+        "jitter=0",
+        "prefill_s_per_token=0",
+    )
+    for a in ("--builtin-option", opt)
+]
+
+
+def test_a_find_max_given_no_prompts_measures_the_bundled_sample_and_says_so(tmp_path: Path) -> None:
+    args = ["bench", "--find-max", "--slo", "ttft=15ms", "-c", "2", "--out", "fm", "-q", *TINY_SIM]
+    result = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "no prompts given: benching the built-in sample of 44 prompts" in result.stderr
+
+
 def test_find_max_reports_carry_the_simulated_banner_and_the_endpoint(tmp_path: Path) -> None:
     """A find-max against the built-in endpoint says so as a run report does: the SIMULATED banner
     in report.md and report.html, and summary.json's endpoint block (it was null)."""
     prompts = write_prompts(tmp_path / "p.csv", 4)
-    sim = [
-        a
-        for opt in (
-            "ttft_s=0.01",
-            "itl_s=0.001",
-            "output_tokens=2",
-            "max_concurrency=2",
-            "jitter=0",
-            "prefill_s_per_token=0",
-        )
-        for a in ("--builtin-option", opt)
-    ]
     result = CliRunner().invoke(
         app,
-        ["bench", str(prompts), "--find-max", "--slo", "ttft=15ms", "-c", "2", "--out", "fm", "-q", *sim],
+        ["bench", str(prompts), "--find-max", "--slo", "ttft=15ms", "-c", "2", "--out", "fm", "-q", *TINY_SIM],
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output

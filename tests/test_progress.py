@@ -15,11 +15,18 @@ from batchrun.report.format import fmt_eta
 
 
 def test_progress_line_has_percent_eta_counts_and_tokens() -> None:
+    stats = PoolStats(done=100, ok=98, failed=2, retrying=1, output_tokens=3000)
+    # 100 of 400 rows done = 25%; 100 rows in 10 s = 10 rows/s -> 300 left = 30 s.
+    line = progress_line(stats, 400, elapsed_s=10.0)
+    assert line == "batchrun: 100/400 rows (25%), ok 98, failed 2, retrying 1, 300 tok/s, ETA 30s"
+    assert progress_line(stats, None, 10.0).startswith("batchrun: 100 rows, ok 98")
+
+
+def test_after_a_resume_the_line_counts_this_sessions_rows_and_names_the_earlier_ones() -> None:
+    # 20 rows done earlier, 400 left: the count, percent and ETA are of the 400 alone.
     stats = PoolStats(done=100, ok=98, failed=2, retrying=1, resumed=20, output_tokens=3000)
-    # 120 of 480 rows done = 25%; 100 rows in 10 s this session = 10 rows/s -> 360 left = 36 s.
-    line = progress_line(stats, 480, elapsed_s=10.0)
-    assert line == "batchrun: 120/480 rows (25%), ok 98, failed 2, retrying 1, 300 tok/s, ETA 36s"
-    assert progress_line(stats, None, 10.0).startswith("batchrun: 120 rows, ok 98")
+    line = progress_line(stats, 400, elapsed_s=10.0)
+    assert line == "batchrun: 100/400 rows (25%), ok 98, failed 2, retrying 1, 300 tok/s, ETA 30s, 20 done earlier"
 
 
 def test_a_bench_runs_progress_line() -> None:
@@ -109,7 +116,9 @@ async def test_a_terminal_gets_a_bar_with_total_percent_and_counts(monkeypatch) 
     shown = await _on_a_terminal(
         monkeypatch, lambda: show_progress(stats, total=total, clock=lambda: 1.0, interval_s=0.01), change
     )
-    assert "20/40" in shown and "50%" in shown and "ok=9 failed=1" in shown and "\r" in shown
+    # 10 rows done earlier are named, not counted: 10 of the 40 left is 25%
+    assert "10/40" in shown and "25%" in shown and "ok=9 failed=1" in shown and "\r" in shown
+    assert "10 done earlier" in shown
 
 
 async def test_a_bench_run_on_a_terminal_is_one_line_redrawn(monkeypatch) -> None:

@@ -230,3 +230,16 @@ def test_mooncake_style_trace_of_lengths_and_hash_ids(fast_sim, tmp_path: Path) 
     assert [by_row[k].scheduled_s for k in range(4)] == pytest.approx([0.0, 0.05, 0.1, 0.12])
     # Rows 1 and 3 begin with row 0's blocks 1 and 2 (the first 600 tokens of them): served from the cache.
     assert fast_sim.stats()["prefix_cache_hit_tokens"] - before >= 2 * 576
+
+
+def test_a_sessions_resume_with_a_changed_file_names_only_the_ids_really_gone(fast_sim, tmp_path: Path) -> None:
+    header = ["id", "session_id", "turn", "prompt"]
+    kept = [["a1", "A", 1, "alpha one"], ["a2", "A", 2, "alpha two"]]
+    write_csv(tmp_path / "s.csv", header, [*kept, ["b1", "B", 1, "beta one"], ["b2", "B", 2, "beta two"]])
+    first = invoke("run", "s.csv", "--max-tokens", "3", "--out", "o", "-q", base_url=fast_sim.base_url)
+    assert first.exit_code == 0, first.output
+    write_csv(tmp_path / "s.csv", header, [*kept, ["c1", "C", 1, "gamma one"]])  # B gone, C new
+    resumed = invoke("run", "--resume", "o", "-q", "--input-changed", "ok", base_url=fast_sim.base_url)
+    assert resumed.exit_code == 0, resumed.output
+    assert "2 id(s) done earlier are not in the input any more (kept in the results): b1, b2" in resumed.output
+    assert sorted(r.id for r in records(tmp_path / "o")) == ["a1", "a2", "b1", "b2", "c1"]  # c1 alone sent

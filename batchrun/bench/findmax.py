@@ -28,6 +28,7 @@ from batchrun.bench.sizing import RunSize
 from batchrun.bench.sweep import (
     BenchConfig,
     RunResult,
+    announce_sample,
     bench_jobs,
     builtin_extra,
     measure_async,
@@ -164,6 +165,7 @@ async def execute_find_max(
     run = config.run
     out = out or new_run_dir("findmax")
     rows = open_rows(run)
+    announce_sample(config, hooks)
     out.mkdir(parents=True, exist_ok=True)
     # Every request of a probe is measured: no --max-run-time cut, one warm-up wave.
     config = dataclasses.replace(config, max_run_s=None)

@@ -41,6 +41,7 @@ from batchrun.engine.quietgc import quiet_gc
 from batchrun.errors import ConfigError, InputError
 from batchrun.hooks import Hooks, LevelProgress
 from batchrun.inputs.prompt import BadRow, Prompt
+from batchrun.inputs.scan import count_rows
 from batchrun.plan import jobs as run_jobs
 from batchrun.plan import open_rows
 from batchrun.report.bench import bench_analysis
@@ -52,6 +53,10 @@ from batchrun.store.rundir import new_run_dir
 
 # The default levels: a factor of 4 apart, so four runs span what seven doubling ones did.
 DEFAULT_LEVELS = (1, 4, 16, 64)
+# What `batchrun bench` measures when given no prompts (package data): real prompts, short
+# questions to paragraph-long tasks, so a first bench needs no file, no tokenizer and no
+# calibration request, and answers like real traffic on a real model.
+SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample.csv"
 _NOT_IN_BENCH = {
     "concurrency",
     "resume",
@@ -104,6 +109,7 @@ class BenchConfig:
     slo: dict[str, float] | None = None
     max_failure_share: float = DEFAULT_MAX_FAILURE_SHARE  # a level failing more is never recommended
     time_budget_s: float | None = None  # seconds the runs share (resolve_time_budget); None: none
+    sample: bool = False  # no prompts were given: the input is the bundled SAMPLE
 
     def __post_init__(self) -> None:
         if (
@@ -135,7 +141,11 @@ class BenchConfig:
     @classmethod
     def from_options(cls, **given: Any) -> BenchConfig:
         """A bench from option values as a user gives them (`batchrun bench`'s options in
-        options.py); the rest take their declared defaults. Bad rows are skipped in a bench."""
+        options.py); the rest take their declared defaults. Bad rows are skipped in a bench.
+        Without prompts (no file, no --synthetic) it measures the bundled SAMPLE."""
+        sample = given.get("input") is None and given.get("synthetic") is None
+        if sample:
+            given = {**given, "input": SAMPLE}
         run = RunConfig.from_options("bench", **given).replace(on_bad_row="skip")
         picked = options.with_defaults("bench", given)
         if picked["no_warmup"] and picked["warmup"] is not None:
@@ -150,7 +160,7 @@ class BenchConfig:
         fields["time_budget_s"] = resolve_time_budget(
             picked["time_budget"], requests=picked["requests"], levels_given=levels_given
         )
-        return cls(run=run, **fields)
+        return cls(run=run, sample=sample, **fields)
 
     @property
     def has_sync(self) -> bool:
@@ -557,6 +567,7 @@ async def execute_bench(
     run = config.run
     out = out or new_run_dir(f"bench-{run.input.path.stem if run.input.path else 'run'}")
     rows = open_rows(run)  # a bad file stops here, before the endpoint starts
+    announce_sample(config, hooks)
     out.mkdir(parents=True, exist_ok=True)
     builtin = sim_config(run, realistic=True)
     extra = builtin_extra(builtin)
@@ -622,6 +633,16 @@ async def execute_bench(
     if interrupted:
         raise KeyboardInterrupt
     return out, analysis
+
+
+def announce_sample(config: BenchConfig, hooks: Hooks) -> None:
+    """A bench given no prompts says what it measures instead (also with --quiet: the figures
+    are of these prompts, not the user's)."""
+    if config.sample:
+        hooks.notify(
+            f"no prompts given: benching the built-in sample of {count_rows(SAMPLE)} prompts ({SAMPLE}); "
+            "give a file to bench yours"
+        )
 
 
 def _note(config: BenchConfig, hooks: Hooks, message: str) -> None:
@@ -699,7 +720,7 @@ async def _all_runs(
 
 
 def _bench_settings(config: BenchConfig) -> dict[str, Any]:
-    return json.loads(json.dumps({k: v for k, v in dataclasses.asdict(config).items() if k != "run"}))
+    return json.loads(json.dumps({k: v for k, v in dataclasses.asdict(config).items() if k not in ("run", "sample")}))
 
 
 def _headline(analysis: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -204,10 +204,25 @@ def _report_run(outcome: Any, fail_on_error: bool) -> int:
     if outcome.interrupted:
         say(f"interrupted; continue with: batchrun run --resume {outcome.out_dir}")
         return EXIT_INTERRUPTED
+    if outcome.max_cost and outcome.max_cost.get("reached"):
+        _say_over_budget(outcome.max_cost, outcome.out_dir)
+        return EXIT_FAILED
     if outcome.aborted:
         say(f"stopped early: {outcome.aborted}; continue with --resume {outcome.out_dir}")
         return EXIT_FAILED
     return EXIT_FAILED if fail_on_error and outcome.failed else EXIT_OK
+
+
+def _say_over_budget(budget: dict[str, Any], out_dir: Path) -> None:
+    from batchrun.analysis.cost import format_usd  # lazy: as the run path
+
+    spent, limit = format_usd(budget["spent_usd"]), format_usd(budget["max_usd"])
+    say(f"stopped at the budget: spent {spent} of --max-cost {limit} ({budget['reached']})")
+    say(
+        "the rows not sent are not recorded; continue with: batchrun run --resume "
+        f"{out_dir} --max-cost USD, a budget above {spent} for the whole run (its projected cost is in the "
+        "summary above)"
+    )
 
 
 # ---------------------------------------------------------------- bench

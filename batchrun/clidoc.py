@@ -46,7 +46,8 @@ def _cell(text: str) -> str:
 
 
 def _flags(param: Any) -> str:
-    names = [*param.opts, *getattr(param, "secondary_opts", [])]
+    # Long names first: click orders a help option's names by how its context was made.
+    names = sorted([*param.opts, *getattr(param, "secondary_opts", [])], key=lambda n: not n.startswith("--"))
     return ", ".join(f"`{n}`" for n in names)
 
 
@@ -86,11 +87,32 @@ def _command(name: str, cmd: Command) -> list[str]:
     return lines
 
 
+def _root(root: Command, commands: list[tuple[str, Command]]) -> list[str]:
+    """`batchrun` itself: its own options (which -h / --help every command takes too) and an
+    index of the commands, each linked to its section."""
+    lines = ["## `batchrun`", "", (root.help or "").strip(), ""]
+    lines += ["| option | help |", "|---|---|"]
+    params = root.get_params(_context(root))
+    lines += [f"| {_flags(p)} | {_cell(p.help or '')} |" for p in params]
+    lines += ["", "| command | what it does |", "|---|---|"]
+    for name, cmd in commands:
+        anchor = name.replace(" ", "-")
+        summary = (cmd.short_help or (cmd.help or "").strip().split("\n\n")[0]).replace("\n", " ")
+        lines.append(f"| [`{name}`](#{anchor}) | {_cell(summary)} |")
+    return [*lines, ""]
+
+
+def _context(cmd: Command) -> Any:
+    """The click context a command's own parameters (its help option among them) are read in."""
+    return cmd.context_class(cmd, info_name="batchrun", **(cmd.context_settings or {}))
+
+
 def markdown() -> str:
-    """The whole reference, one section per command."""
+    """The whole reference: `batchrun` and its commands, then one section per command."""
     root = typer.main.get_command(app)
-    lines = [HEADER]
-    for name, cmd in _commands(root, "batchrun"):
+    commands = list(_commands(root, "batchrun"))
+    lines = [HEADER, *_root(root, commands)]
+    for name, cmd in commands:
         lines += _command(name, cmd)
     return "\n".join(lines).rstrip() + "\n"
 

@@ -251,11 +251,14 @@ class ControlConfig:
     fail_on_error: bool = _D["fail_on_error"]
     max_errors: int | None = _D["max_errors"]
     max_error_rate: float | None = _D["max_error_rate"]
+    max_cost: float | None = _D["max_cost"]  # USD: no request is sent that would take the spend past it
     overwrite: bool = _D["overwrite"]  # --out may name a non-empty directory: its run files are replaced
     input_changed: str | None = _D["input_changed"]  # "ok": --resume accepts a changed input file (rows matched by id)
 
     def __post_init__(self) -> None:
-        _finite(self, "max_error_rate")
+        _finite(self, "max_error_rate", "max_cost")
+        if self.max_cost is not None and self.max_cost <= 0:
+            raise ConfigError(f"--max-cost is a budget in USD, more than 0; got {self.max_cost:g}")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"--limit must be at least 1, got {self.limit}")
         _one_of(self.mode, MODES, "--mode")

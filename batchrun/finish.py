@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from batchrun.analysis.columns import Columns, ColumnsBuilder
-from batchrun.analysis.cost import resolve_price, run_cost
+from batchrun.analysis.cost import project_cost, resolve_price, run_cost
 from batchrun.analysis.distribution import GapSample
 from batchrun.config import RunConfig
+from batchrun.endpoint.requests import DEFAULT_OUTPUT_TOKENS
 from batchrun.endpoint.resolve import sim_config
 from batchrun.errors import ConfigError
 from batchrun.inputs.scan import count_rows
@@ -56,6 +57,7 @@ class RunOutcome:
     endpoint: dict[str, Any] = field(default_factory=dict)  # endpoint_info of this session
     refused: str | None = None  # the endpoint refused the run (key, model): what it said
     internal_errors: int = 0  # rows that met a bug of batchrun's (see internal-errors.log)
+    max_cost: dict[str, Any] | None = None  # --max-cost: the budget, the spend, and why it stopped sending
 
 
 def finish_run(
@@ -107,7 +109,7 @@ def _ended(
 ) -> dict[str, Any]:
     """How the run ended (with the pilot's --limit, and for a run that did not finish, how many
     input rows it never reached) and the cost of what was sent, when a price is known."""
-    run = {
+    run: dict[str, Any] = {
         "interrupted": outcome.interrupted,
         "aborted": outcome.aborted,
         "input_error": str(outcome.input_error) if outcome.input_error else None,
@@ -117,16 +119,30 @@ def _ended(
         "started_at": started_wall,
         "limit": config.control.limit,
     }
-    if (outcome.interrupted or outcome.aborted or outcome.refused) and config.input.path is not None:
-        total = count_rows(config.input.path, config.input.fmt)  # only now: a finished run needs no count
-        if total is not None:
-            total = min(total, config.control.limit) if config.control.limit else total
-            run["unread"] = max(0, total - len(records))
+    if outcome.max_cost is not None:
+        run["max_cost"] = outcome.max_cost
+    stopped = bool(outcome.interrupted or outcome.aborted or outcome.refused)
+    # Only a pilot or a run that stopped counts its input: a finished run has a record per row.
+    rows = _input_rows(config) if stopped or config.control.limit else None
+    if stopped and rows is not None:
+        total = min(rows, config.control.limit) if config.control.limit else rows
+        run["unread"] = max(0, total - len(records))
     try:
         price = resolve_price(config.endpoint.model, config.output.price_in, config.output.price_out)
     except ConfigError:
         price = None
-    return {"run": run, "cost": run_cost(records, price)}
+    cost = run_cost(records, price)
+    if cost is not None and rows is not None and rows > len(records):
+        cap = config.request.max_tokens or DEFAULT_OUTPUT_TOKENS
+        cost["projection"] = project_cost(records, price, rows, cap)
+    return {"run": run, "cost": cost}
+
+
+def _input_rows(config: RunConfig) -> int | None:
+    """Rows in the whole input file (not only a pilot's --limit); None without a file."""
+    if config.input.path is None:
+        return None
+    return count_rows(config.input.path, config.input.fmt)
 
 
 def _write(

@@ -661,6 +661,15 @@ OPTIONS: tuple[Option, ...] = (
         "control",
     ),
     _o(
+        "max_cost",
+        Optional[float],
+        None,
+        "Budget in USD: no request is sent once spend so far plus the requests in flight and the next "
+        "at their expected cost would pass it; the run ends resumable (--resume with a higher --max-cost "
+        "goes on). Needs a price: --price-in/--price-out, or a model in the list-price table.",
+        "control",
+    ),
+    _o(
         "overwrite",
         bool,
         False,

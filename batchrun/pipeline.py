@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterator
 
-from batchrun.analysis.cost import resolve_price
+from batchrun.analysis.cost import Price, RunningCost, Usage, resolve_price
 from batchrun.batchapi.mode import choose_mode
 from batchrun.config import RunConfig
 from batchrun.endpoint.multi import check_more, open_more
@@ -26,6 +26,7 @@ from batchrun.endpoint.requests import Job
 from batchrun.endpoint.resolve import BUILTIN, choose_base_url, endpoint_info, open_endpoint, preflight, sim_config
 from batchrun.endpoint.transport import Endpoint, make_session
 from batchrun.engine.adaptive import AdaptiveConfig, settled_limit
+from batchrun.engine.budget import Budget
 from batchrun.engine.capacity import ensure_open_files, pacing_warnings
 from batchrun.engine.coordinator import Coordinator
 from batchrun.engine.limits import limits_summary
@@ -35,7 +36,7 @@ from batchrun.engine.quietgc import quiet_gc
 from batchrun.engine.ray_plan import RayCluster, check_workload
 from batchrun.engine.tools import ToolRunner
 from batchrun.engine.workers_plan import worker_count, worker_spec
-from batchrun.errors import InputChanged, OutputError
+from batchrun.errors import ConfigError, InputChanged, OutputError
 from batchrun.finish import RunOutcome, finish_run
 from batchrun.hooks import Hooks, Notify, Total
 from batchrun.inputs.identity import changed_while_read, input_identity
@@ -47,7 +48,7 @@ from batchrun.store.outputs import done_ids
 from batchrun.store.records import RECORDS, Record, RecordSink
 from batchrun.store.rundir import check_input, claim_run_dir, new_run_dir
 from batchrun.store.sessions import RUN_JSON, start_session, write_json
-from batchrun.workloads import Reading, Workload, make_pool, tally
+from batchrun.workloads import Reading, Workload, kind_of, make_pool, tally
 from batchrun.workloads import prepare as prepare_workload
 
 INTERNAL_LOG = "internal-errors.log"
@@ -58,6 +59,7 @@ async def execute_run(config: RunConfig, hooks: Hooks = Hooks()) -> RunOutcome:
     notify = hooks.notify
     config = resolve_resume(config)
     config = await choose_mode(config, notify)
+    check_max_cost(config)
     rows = open_rows(config)
     config = config.replace(out=config.control.resume or config.output.out or default_out_dir(config))
     assert config.output.out is not None
@@ -93,7 +95,12 @@ async def execute_run(config: RunConfig, hooks: Hooks = Hooks()) -> RunOutcome:
                 if endpoint.embedded
                 else choose_base_url(config.endpoint.base_url, config.endpoint.api_key),
             )
-            resolve_price(model, config.output.price_in, config.output.price_out)  # a bad price stops here
+            price = resolve_price(model, config.output.price_in, config.output.price_out)  # a bad price stops here
+            if config.control.max_cost is not None and price is None:
+                raise ConfigError(
+                    f"--max-cost needs a price for model {model!r}, which is not in the list-price table: "
+                    "give --price-in and --price-out (USD per 1M prompt / output tokens)"
+                )
             info = endpoint_info(endpoint, model)
             session, previous = start_session(out, config.public_dict(), info)
             save_input_identity(out / RUN_JSON, identity)
@@ -102,7 +109,8 @@ async def execute_run(config: RunConfig, hooks: Hooks = Hooks()) -> RunOutcome:
                     f"this session's endpoint differs from session {previous.get('n')}'s "
                     f"({_describe(previous.get('endpoint') or {})}): now {_describe(info)}"
                 )
-            skip = done_ids(out / RECORDS) if config.control.resume else set()
+            budget, running = _spend(config, price)
+            skip = done_ids(out / RECORDS, _carry(budget, running)) if config.control.resume else set()
             if skip:
                 notify(f"resuming {out} (session {session}): {len(skip)} rows already done are not sent again")
             keep_ids = config.control.input_changed == "ok" and config.control.limit is None
@@ -119,12 +127,53 @@ async def execute_run(config: RunConfig, hooks: Hooks = Hooks()) -> RunOutcome:
                 if workload.kind in ("rows", "trace"):
                     workload.items = _warn_pacing(config, workload.items, notify)
                 outcome = await _run_pool(
-                    config, endpoint, out, workload, _Run(len(skip), session, identity, hooks, reading)
+                    config, endpoint, out, workload, _Run(len(skip), session, identity, hooks, reading, budget, running)
                 )
             outcome.endpoint = info
             if outcome.input_error is None and not outcome.interrupted and reading.ended:
                 report_vanished(skip, reading.seen, notify)
             return outcome
+
+
+def check_max_cost(config: RunConfig) -> None:
+    """--max-cost where the run's shape can honour it: each request is judged before it is sent."""
+    if config.control.max_cost is None:
+        return
+    if config.control.mode == "batch":
+        raise ConfigError(
+            "--max-cost cannot stop a Batch API run: a job is billed for all its requests once submitted. "
+            "Size the run with --limit (the dry run prices it), or send online (--mode online)"
+        )
+    shape = kind_of(config)
+    if shape in ("sessions", "embeddings"):
+        what = "multi-turn sessions" if shape == "sessions" else "--endpoint embeddings"
+        raise ConfigError(
+            f"--max-cost does not apply to {what} yet (only one request per row is judged before it is sent); "
+            "size the run with --limit instead"
+        )
+
+
+def _spend(config: RunConfig, price: Price | None) -> tuple[Budget | None, RunningCost | None]:
+    """With a price: --max-cost's budget and the running cost the progress shows."""
+    if price is None:
+        return None, None  # --max-cost without a price was refused above
+    budget = None if config.control.max_cost is None else Budget(config.control.max_cost, price)
+    return budget, RunningCost(price)
+
+
+def _carry(budget: Budget | None, running: RunningCost | None) -> Callable[[dict[str, Any]], None] | None:
+    """What an earlier session's records (every one: each was a billed request) tell the budget
+    and the running cost, read in the pass that finds the rows already done."""
+    if running is None:
+        return None
+
+    def seen(data: dict[str, Any]) -> None:
+        usage = Usage.of(data)  # not Record.from_dict: that would double the pass
+        running.add(usage)
+        if budget is not None:
+            budget.carry([usage])
+
+    return seen
 
 
 def default_out_dir(config: RunConfig) -> Path:
@@ -261,6 +310,8 @@ class _Run:
     identity: dict[str, Any] | None
     hooks: Hooks
     reading: Reading  # the input as read so far (progress total)
+    budget: Budget | None = None  # --max-cost
+    cost: RunningCost | None = None  # spend and projection so far (progress), when a price is known
 
 
 async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, workload: Workload, run: _Run) -> RunOutcome:
@@ -300,6 +351,12 @@ async def _run_pool(config: RunConfig, endpoint: Endpoint, out: Path, workload: 
         refused=pool.refused,
         internal_errors=len(pool.internal_errors),
     )
+    if run.budget is not None:
+        outcome.max_cost = {
+            "max_usd": run.budget.max_usd,
+            "spent_usd": run.budget.spent_usd,
+            "reached": run.budget.reached,
+        }
     if pool.internal_errors:
         _write_internal_log(out, pool.internal_errors)
     if not (outcome.input_error or outcome.interrupted or outcome.aborted or outcome.refused):
@@ -348,6 +405,7 @@ async def _send_in_process(
             warn=send.run.hooks.notify,
         )
         pool.stats.resumed = send.run.resumed
+        pool.budget, pool.stats.cost = send.run.budget, send.run.cost
         async with _stopping(pool, send) as interrupted, _background(pool, config, send), quiet_gc():
             if workload.schedule is not None:
                 pool.t0 = clock()  # a trace's clock starts now, after the setup above (gc freeze)
@@ -372,6 +430,7 @@ async def _send_by_workers(
         say=notify,
     )
     coordinator.stats.resumed = send.run.resumed
+    coordinator.budget, coordinator.stats.cost = send.run.budget, send.run.cost
     async with _stopping(coordinator, send) as interrupted, _background(coordinator, config, send):
         await coordinator.run(
             workload.items,
@@ -408,6 +467,7 @@ async def _send_by_ray(
             launch=cluster.launch,
         )
         coordinator.stats.resumed = send.run.resumed
+        coordinator.budget, coordinator.stats.cost = send.run.budget, send.run.cost
         async with _stopping(coordinator, send) as interrupted, _background(coordinator, config, send):
             await coordinator.run(
                 workload.items,

@@ -32,7 +32,8 @@ Notify = Callable[[str], None]
 
 # What defines the rows and their requests: on --resume these come from the saved run unless given
 # again; how to send them (concurrency, limits, timeouts) comes from now. --limit is not kept, so a
-# resume without it extends a pilot to the whole file.
+# resume without it extends a pilot to the whole file. --max-cost is kept: a budget is the whole
+# run's, and a resume that forgot it must not spend without one (give a higher one to go on).
 RESUMED_FIELDS = (
     "path",
     "fmt",
@@ -61,6 +62,7 @@ RESUMED_FIELDS = (
     "json_mode",
     "price_in",
     "price_out",
+    "max_cost",
 )
 
 

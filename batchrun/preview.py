@@ -136,6 +136,8 @@ def format_preview(preview: Preview, config: RunConfig) -> str:
     lines.append("cost              " + _cost_text(preview, config.endpoint.model))
     if preview.price is not None:
         lines.append("cost, batch mode  " + _batch_cost_text(preview, config.endpoint.model))
+    if config.control.max_cost is not None:
+        lines.append("budget            " + _budget_text(preview, config.control.max_cost))
     seconds = limits_time_s(preview, config.limits.rpm, config.limits.tpm)
     lines.append(
         "time              "
@@ -163,6 +165,18 @@ def _batch_cost_text(preview: Preview, model: str | None) -> str:
     return (
         f"at most {format_usd(usd)} with --mode batch (prompt ${price.input_per_m:g} + output "
         f"${price.output_per_m:g} per 1M tokens: {price.source}; answers within 24 h)"
+    )
+
+
+def _budget_text(preview: Preview, max_cost: float) -> str:
+    """--max-cost against the ceiling: whether it can stop the run, and where a pilot tells more."""
+    if preview.cost_usd is None:
+        return f"--max-cost {format_usd(max_cost)} needs a price: the run is refused without --price-in and --price-out"
+    if preview.cost_usd <= max_cost:
+        return f"--max-cost {format_usd(max_cost)} covers even the ceiling: the run will not stop for it"
+    return (
+        f"--max-cost {format_usd(max_cost)} is {max_cost / preview.cost_usd:.0%} of the ceiling: the run stops "
+        "(resumable) when the measured spend reaches it; a --limit pilot projects what the whole run costs"
     )
 
 

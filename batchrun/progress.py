@@ -77,8 +77,16 @@ def progress_line(stats: PoolStats, total: int | None, elapsed_s: float) -> str:
     earlier = f", {stats.resumed} done earlier" if stats.resumed else ""
     return (
         f"batchrun: {done}{of}, ok {stats.ok}, failed {stats.failed}, retrying {stats.retrying}, "
-        f"{tokens:.0f} tok/s{eta}{earlier}"
+        f"{tokens:.0f} tok/s{eta}{earlier}{_cost(stats, total)}"
     )
+
+
+def _cost(stats: PoolStats, total: int | None) -> str:
+    """', $0.12 spent, ~$4.10 for 10,000 rows (...)' with a price: the whole file's projection
+    (the rows left to send and those done earlier), as the summary's; '' without a price."""
+    if stats.cost is None:
+        return ""
+    return ", " + stats.cost.text(total + stats.resumed if total is not None else None)
 
 
 def _refresh(bar: tqdm, stats: PoolStats, total: Total, elapsed_s: float) -> None:
@@ -90,7 +98,8 @@ def _refresh(bar: tqdm, stats: PoolStats, total: Total, elapsed_s: float) -> Non
     bar.set_postfix_str(
         f"ok={stats.ok} failed={stats.failed} retrying={stats.retrying} "
         f"in-flight={stats.in_flight} {tokens:.0f} tok/s"
-        + (f" ttft_p50={ttft * 1000:.0f}ms" if ttft is not None else ""),
+        + (f" ttft_p50={ttft * 1000:.0f}ms" if ttft is not None else "")
+        + _cost(stats, total.rows),
         refresh=False,
     )
     bar.refresh()

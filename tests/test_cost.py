@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from batchrun.analysis.cost import PRICES_AS_OF, Price, estimate_cost, format_usd, price_for, resolve_price, run_cost
+from batchrun.analysis.cost import (
+    PRICES_AS_OF,
+    Price,
+    RunningCost,
+    estimate_cost,
+    format_usd,
+    price_for,
+    project_cost,
+    projection_text,
+    resolve_price,
+    run_cost,
+)
 from batchrun.errors import ConfigError
 from batchrun.store.records import Record
 
@@ -55,3 +66,52 @@ def test_run_cost_counts_usage_of_everything_sent() -> None:
 def test_format_usd() -> None:
     assert format_usd(0.00302) == "$0.003020" and format_usd(0.0302) == "$0.0302"
     assert format_usd(1234.5) == "$1,234.50" and format_usd(0.0) == "$0.000000"
+
+
+def test_projection_by_hand() -> None:
+    price = Price(1.0, 2.0, "flags")
+    records = [
+        Record(id="a", row=0, sent_s=0.0, prompt_tokens=1000, completion_tokens=500),  # $0.002
+        Record(id="b", row=1, sent_s=0.0, prompt_tokens=2000, completion_tokens=1000),  # $0.004
+        Record(id="c", row=2, sent_s=0.0, prompt_tokens=3000, completion_tokens=1500),  # $0.006
+        Record(id="d", row=3, status="error", sent_s=0.0, prompt_tokens=9000, completion_tokens=9000),  # not ok
+        Record(id="e", row=4, sent_s=0.0),  # ok without usage: not a sample
+    ]
+    p = project_cost(records, price, rows=100, output_cap=256)
+    # Per ok row: mean $0.004, s = $0.002, s / sqrt(3) = $0.00115470, t(2) = 4.302653: half width
+    # $0.00496828; x 100 rows: $0.40, low -$0.0968 -> $0, high $0.896828.
+    assert (p["rows"], p["n"], p["level"]) == (100, 3, 0.95)
+    assert (p["usd"], p["low"], p["high"]) == pytest.approx((0.40, 0.0, 0.896828), abs=1e-6)
+    assert (p["mean_prompt_tokens"], p["mean_completion_tokens"]) == (2000, 1000)
+    # Ceiling: 100 rows x (2000 prompt tokens x $1 + 256 output tokens x $2) / 1M = $0.2512.
+    assert p["ceiling_usd"] == pytest.approx(0.2512)
+    assert projection_text(p) == (
+        "$0.4000 for 100 rows (95% $0.000000-$0.8968, from 3 ok rows); ceiling $0.2512 (max_tokens 256 per answer)"
+    )
+
+
+def test_projection_prices_batch_rows_at_the_batch_price_and_needs_two_rows() -> None:
+    price = Price(1.0, 2.0, "flags")
+    batch = [Record(id=str(i), row=i, batch_id="b1", prompt_tokens=1000, completion_tokens=500) for i in range(2)]
+    p = project_cost(batch, price, rows=10, output_cap=100)
+    # Half of (1000 x $1 + 500 x $2) / 1M = $0.001 a row, no spread: exactly $0.01 for 10 rows.
+    assert (p["usd"], p["low"], p["high"]) == pytest.approx((0.01, 0.01, 0.01))
+    assert project_cost(batch[:1], price, rows=10, output_cap=100) is None
+    assert project_cost(batch, None, rows=10, output_cap=100) is None
+
+
+def test_the_running_cost_projects_as_the_summary_does() -> None:
+    records = [
+        Record(id="a", row=0, sent_s=0.0, prompt_tokens=1000, completion_tokens=500),
+        Record(id="b", row=1, sent_s=0.0, prompt_tokens=2000, completion_tokens=1000),
+        Record(id="c", row=2, sent_s=0.0, prompt_tokens=3000, completion_tokens=1500),
+        Record(id="d", row=3, status="error", sent_s=0.0, prompt_tokens=500, completion_tokens=0),  # billed
+        Record(id="e", row=4, status="skipped"),
+    ]
+    running = RunningCost(Price(1.0, 2.0, "flags"))
+    for record in records:
+        running.add(record)
+    assert running.spent_usd == pytest.approx(run_cost(records, Price(1.0, 2.0, "flags"))["usd"]) == 0.0125
+    summary = project_cost(records, Price(1.0, 2.0, "flags"), rows=100, output_cap=256)
+    assert tuple(running.projection(100)) == pytest.approx((summary["usd"], summary["low"], summary["high"]))
+    assert running.n == 3 and RunningCost(Price(1.0, 2.0, "flags")).projection(100) is None

@@ -59,6 +59,16 @@ def test_the_readme_walkthrough_dry_run_pilot_then_the_whole_file(fast_sim, tmp_
     assert pilot.exit_code == 0, pilot.output
     assert len(records_of(tmp_path / "labels")) == 20
     assert "cost        $0.0" in pilot.output  # the cost of what was sent
+    # The whole file's cost from the pilot's measured tokens: 40 rows x the mean cost of an ok row.
+    assert "projected   $0.0" in pilot.output and "for 40 rows (95% $" in pilot.output
+    assert "from 20 ok rows); ceiling $" in pilot.output
+    projection = json.loads((tmp_path / "labels" / "summary.json").read_text())["summary"]["cost"]["projection"]
+    per_row = [
+        (r["prompt_tokens"] * 0.15 + r["completion_tokens"] * 0.6) / 1e6 for r in records_of(tmp_path / "labels")
+    ]
+    assert projection["n"] == 20 and projection["rows"] == 40
+    assert projection["usd"] == pytest.approx(40 * sum(per_row) / 20)
+    assert projection["low"] <= projection["usd"] <= projection["high"]
 
     rest = invoke("run", "--resume", "labels", "--dry-run")  # what the rest would cost
     assert rest.exit_code == 0 and "(20 to send, 0 bad, 20 already done)" in rest.output
@@ -75,6 +85,7 @@ def test_the_readme_walkthrough_dry_run_pilot_then_the_whole_file(fast_sim, tmp_
     assert request["response_format"]["json_schema"]["strict"] is True
     summary = json.loads((tmp_path / "labels" / "summary.json").read_text())["summary"]
     assert summary["cost"]["price"]["source"] == "--price-in/--price-out"  # kept over the resume
+    assert "projection" not in summary["cost"]  # the whole file was sent: nothing left to project
     assert summary["cost"]["usd"] == pytest.approx(
         (summary["cost"]["prompt_tokens"] * 0.15 + summary["cost"]["completion_tokens"] * 0.6) / 1e6
     )

@@ -8,10 +8,12 @@ import sys
 import threading
 from typing import Awaitable, Callable
 
+from batchrun.analysis.cost import Price, RunningCost
 from batchrun.engine.pool import PoolStats
 from batchrun.hooks import LevelProgress, Total
 from batchrun.progress import level_progress_line, progress_line, show_level_progress, show_progress
 from batchrun.report.format import fmt_eta
+from batchrun.store.records import Record
 
 
 def test_progress_line_has_percent_eta_counts_and_tokens() -> None:
@@ -27,6 +29,20 @@ def test_after_a_resume_the_line_counts_this_sessions_rows_and_names_the_earlier
     stats = PoolStats(done=100, ok=98, failed=2, retrying=1, resumed=20, output_tokens=3000)
     line = progress_line(stats, 400, elapsed_s=10.0)
     assert line == "batchrun: 100/400 rows (25%), ok 98, failed 2, retrying 1, 300 tok/s, ETA 30s, 20 done earlier"
+
+
+def test_progress_line_shows_the_spend_and_the_projected_cost_with_a_price() -> None:
+    stats = PoolStats(cost=RunningCost(Price(1.0, 2.0, "flags")))
+    for i, (prompt, completion) in enumerate([(1000, 500), (2000, 1000), (3000, 1500)]):
+        record = Record(id=str(i), row=i, sent_s=0.0, prompt_tokens=prompt, completion_tokens=completion)
+        stats.count(record)
+    # $0.002 + $0.004 + $0.006 spent; 100 rows at the mean $0.004 (t interval as in test_cost).
+    assert progress_line(stats, 100, 10.0).endswith(
+        ", $0.0120 spent, ~$0.4000 for 100 rows (95% $0.000000-$0.8968, n=3)"
+    )
+    assert progress_line(stats, None, 10.0).endswith(", $0.0120 spent")
+    stats.resumed = 20  # after --resume the total is the rows left; the projection is the whole file's
+    assert ", 20 done earlier, $0.0120 spent, ~$0.4000 for 100 rows" in progress_line(stats, 80, 10.0)
 
 
 def test_a_bench_runs_progress_line() -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from batchrun.store.records import OK, Record
 
@@ -270,9 +270,10 @@ class RecordView:
             if d[name] is not None:
                 d[name] = int(d[name])
 
-    if TYPE_CHECKING:  # the columns are set per instance above; no fallback exists at run time
-
-        def __getattr__(self, name: str) -> Any: ...
+    def __getattr__(self, name: str) -> Any:
+        # Called only for a name that is not a column: it still raises. It tells the type checker
+        # that a view's columns (set in __init__) are read as attributes, as a Record's are.
+        raise AttributeError(f"a record view has no column {name!r}")
 
 
 # ------------------------------------------------------------------ helpers over columns

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 from batchrun.analysis.columns import Columns
+from batchrun.analysis.interval import LEVEL, Interval, mean_interval, t_interval
 from batchrun.errors import ConfigError
-from batchrun.store.records import Record
+from batchrun.store.records import OK, Record
 
 PRICES_AS_OF = "2025-08-07"
 # model -> (USD per 1M input tokens, USD per 1M output tokens), OpenAI's standard-tier list prices
@@ -150,6 +151,133 @@ def run_cost(records: Iterable[Record] | Columns, price: Price | None) -> dict[s
             "price": half.to_dict(),
         }
     return cost
+
+
+def project_cost(
+    records: Iterable[Record] | Columns,
+    price: Price | None,
+    rows: int,
+    output_cap: int,
+    level: float = LEVEL,
+) -> dict[str, Any] | None:
+    """What `rows` input rows would cost at the measured cost per ok row, with a t interval.
+
+    Each ok row that reported usage costs c_i = (prompt_i x price_in + completion_i x price_out)
+    / 1M (a row a Batch API job answered, at the batch price); the projection is rows x mean(c),
+    its interval rows x the mean's Student's t interval (low end at least 0), from n such rows.
+    The ceiling is rows x the cost of a row with the mean prompt tokens and `output_cap` output
+    tokens (max_tokens: what the dry run charges). None without a price or with fewer than 2 rows.
+    """
+    if price is None:
+        return None
+    half = batch_price(price)
+    assert half is not None
+    per_row: list[float] = []
+    prompt: list[int] = []
+    completion: list[int] = []
+    for record in records:
+        if record.status != OK or record.prompt_tokens is None or record.completion_tokens is None:
+            continue
+        prompt.append(record.prompt_tokens)
+        completion.append(record.completion_tokens)
+        per_row.append(
+            estimate_cost(record.prompt_tokens, record.completion_tokens, half if record.batch_id else price)
+        )
+    interval = mean_interval(per_row, level)
+    if interval is None:
+        return None
+    mean_prompt = math.fsum(prompt) / len(prompt)
+    return {
+        "rows": rows,
+        "n": len(per_row),
+        "level": level,
+        "usd": rows * interval.estimate,
+        "low": rows * max(0.0, interval.low),
+        "high": rows * interval.high,
+        "per_row_usd": interval.estimate,
+        "mean_prompt_tokens": mean_prompt,
+        "mean_completion_tokens": math.fsum(completion) / len(completion),
+        "ceiling_usd": rows * estimate_cost(mean_prompt, output_cap, price),
+        "ceiling_output_tokens": output_cap,
+    }
+
+
+def projection_text(projection: dict[str, Any]) -> str:
+    """'$4.12 for 10,000 rows (95% $3.90-$4.35, from 50 ok rows); ceiling $9.80 (max_tokens ...)'."""
+    p = projection
+    return (
+        f"{format_usd(p['usd'])} for {p['rows']:,} rows "
+        f"({p['level']:.0%} {format_usd(p['low'])}-{format_usd(p['high'])}, from {p['n']:,} ok rows); "
+        f"ceiling {format_usd(p['ceiling_usd'])} (max_tokens {p['ceiling_output_tokens']:,} per answer)"
+    )
+
+
+class Usage(NamedTuple):
+    """What the cost figures read of a record, when a whole Record would cost more to build than
+    the figures (a resumed run's earlier records, read in one pass)."""
+
+    id: str
+    status: str
+    sent_s: float | None
+    batch_id: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> "Usage":
+        """From a record's JSON object, as records.jsonl holds it."""
+        get = data.get
+        return cls(
+            str(get("id")),
+            get("status", ""),
+            get("sent_s"),
+            get("batch_id"),
+            get("prompt_tokens"),
+            get("completion_tokens"),
+        )
+
+
+class RunningCost:
+    """A run's cost as its records arrive, for the live progress: what was sent so far (as
+    run_cost counts it) and the projection of `rows` rows (as project_cost, without the
+    ceiling), kept with Welford's running mean and variance of the cost per ok row."""
+
+    def __init__(self, price: Price) -> None:
+        self.price = price
+        self.spent_usd = 0.0
+        self.n = 0  # ok rows with usage
+        self._mean = 0.0
+        self._m2 = 0.0  # sum of squared deviations from the running mean
+
+    def add(self, record: Record | Usage) -> None:
+        if record.sent_s is None or record.prompt_tokens is None or record.completion_tokens is None:
+            return  # never sent, or no usage: run_cost does not count it either
+        cost = estimate_cost(record.prompt_tokens, record.completion_tokens, self.price)
+        self.spent_usd += cost
+        if record.status == OK:
+            self.n += 1
+            delta = cost - self._mean
+            self._mean += delta / self.n
+            self._m2 += delta * (cost - self._mean)
+
+    def projection(self, rows: int, level: float = LEVEL) -> Interval | None:
+        """`rows` x the mean cost per ok row, with its t interval; None below 2 ok rows."""
+        if self.n < 2:
+            return None
+        interval = t_interval(self.n, self._mean, math.sqrt(self._m2 / (self.n - 1)), level)
+        assert interval is not None
+        return Interval(rows * interval.estimate, rows * max(0.0, interval.low), rows * interval.high)
+
+    def text(self, rows: int | None) -> str:
+        """'$0.12 spent, ~$4.10 for 10,000 rows (95% $3.90-$4.35, n=50)' for a progress line."""
+        spent = f"{format_usd(self.spent_usd)} spent"
+        projected = self.projection(rows) if rows else None
+        if projected is None or not rows:
+            return spent
+        return (
+            f"{spent}, ~{format_usd(projected.estimate)} for {rows:,} rows "
+            f"({LEVEL:.0%} {format_usd(projected.low)}-{format_usd(projected.high)}, n={self.n:,})"
+        )
 
 
 def format_usd(usd: float) -> str:

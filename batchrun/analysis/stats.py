@@ -12,32 +12,26 @@ cannot give one (too few values), never a made-up interval.
 from __future__ import annotations
 
 import math
-from statistics import NormalDist
-from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
 from batchrun.analysis.distribution import percentile
 
+# Offered here with the rest (stats.Interval, stats.mean_interval): `as` marks the re-export.
+from batchrun.analysis.interval import LEVEL as LEVEL
+from batchrun.analysis.interval import Interval as Interval
+from batchrun.analysis.interval import mean_interval as mean_interval
+from batchrun.analysis.interval import t_quantile as t_quantile
+from batchrun.analysis.interval import z as z
+
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
 
-LEVEL = 0.95
 BOOTSTRAP_RESAMPLES = 2000
 
 
-class Interval(NamedTuple):
-    estimate: float
-    low: float
-    high: float
-
-
-# ---------------------------------------------------------------- binomial and normal helpers
-
-
-def z(level: float = LEVEL) -> float:
-    """The two-sided normal quantile for `level` (1.95996 for 0.95)."""
-    return NormalDist().inv_cdf(0.5 + level / 2)
+# ---------------------------------------------------------------- binomial helpers
 
 
 def binom_cdf_all(n: int, p: float) -> np.ndarray:

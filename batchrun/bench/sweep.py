@@ -66,6 +66,7 @@ _NOT_IN_BENCH = {
     "fail_on_error",
     "max_errors",
     "max_error_rate",
+    "max_cost",
     "on_bad_row",
     "tool_module",
     "max_tool_rounds",

@@ -25,7 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable, Iterator, Protocol
 
+from batchrun.analysis.cost import format_usd
 from batchrun.endpoint.requests import Job
+from batchrun.engine.budget import SEND, WAIT, Budget
 from batchrun.engine.channel import BATCH, CREDIT, DONE, END, JOBS, PACE, READY, START, STOP, Channel, StreamChannel
 from batchrun.engine.limits import RateLimits
 from batchrun.engine.pool import Pool, PoolConfig, skipped_record
@@ -167,6 +169,8 @@ class Coordinator:
         self._metered = spec.metered
         self._posting = False
         self._failure: Exception | None = None  # what broke a listener (raised by run)
+        self.budget: Budget | None = None  # --max-cost: set by the caller before run()
+        self._held: Job | None = None  # --max-cost: the next row, waiting for the rows in flight
 
     @property
     def stats(self) -> Any:
@@ -267,18 +271,34 @@ class Coordinator:
         """Up to `n` jobs: those to send again first, then the input's next rows (bad rows are
         recorded here, as the pool records them)."""
         batch = [self._again.popleft() for _ in range(min(n, len(self._again)))]
+        item: Job | BadRow
         while len(batch) < n and not exhausted:
-            try:
-                item = next(source)
-            except StopIteration:
-                exhausted = True
-            except BatchrunError as exc:  # --on-bad-row fail: rows before it are sent, none after
-                self.tally.input_error, exhausted = exc, True
+            if self._held is not None:
+                item, self._held = self._held, None
             else:
-                if isinstance(item, BadRow):
-                    self._record([skipped_record(item, time.time())])
-                else:
-                    batch.append(item)
+                try:
+                    item = next(source)
+                except StopIteration:
+                    exhausted = True
+                    continue
+                except BatchrunError as exc:  # --on-bad-row fail: rows before it are sent, none after
+                    self.tally.input_error, exhausted = exc, True
+                    continue
+            if isinstance(item, BadRow):
+                self._record([skipped_record(item, time.time())])
+                continue
+            verdict = SEND if self.budget is None else self.budget.judge(item)
+            if verdict == WAIT:  # --max-cost: judged again when the rows in flight have reported
+                self._held = item
+                break
+            if verdict != SEND:  # this row and the rest are not sent (nor recorded: --resume sends them)
+                assert self.budget is not None
+                self.tally.stop_rule.abort(
+                    f"--max-cost {format_usd(self.budget.max_usd)} reached: {self.budget.reached}"
+                )
+                exhausted = True
+                break
+            batch.append(item)
         return batch, exhausted
 
     def _all_gone(self) -> None:
@@ -331,6 +351,9 @@ class Coordinator:
         self._changed.set()
 
     def _record(self, records: list[Record]) -> None:
+        if self.budget is not None:
+            for record in records:
+                self.budget.settle(record)
         self.write_many(records)
         self.tally.count(records)
 

@@ -16,6 +16,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 
+from batchrun.analysis.cost import RunningCost, format_usd
 from batchrun.endpoint.assemble import to_record
 from batchrun.endpoint.attempt import CONNECTION_ERROR, INCOMPLETE_STREAM, MALFORMED_CHUNK, STREAM_ERROR, AttemptResult
 from batchrun.endpoint.ratelimits import is_ratelimit_header, parse_ratelimit_headers
@@ -23,6 +24,7 @@ from batchrun.endpoint.requests import Job, estimate_request_tokens
 from batchrun.endpoint.toolcalls import body_forces_tool_call, check_calls
 from batchrun.endpoint.transport import StreamClient
 from batchrun.engine.adaptive import AdaptiveConfig, ConcurrencyController, Gate
+from batchrun.engine.budget import SEND, WAIT, Budget
 from batchrun.engine.fanout import Fanout
 from batchrun.engine.limits import RateLimits
 from batchrun.engine.retry import DEFAULT_MAX_RETRY_WAIT_S, RATE_LIMIT_BASE_S, RETRYABLE_STATUS, retry_delay_s
@@ -81,9 +83,12 @@ class PoolStats:
     attempts: int = 0  # HTTP attempts finished (retries count)
     rate_limited: int = 0  # of which answered 429
     concurrency_history: list[tuple[float, int]] = field(default_factory=list)  # (s since t0, limit)
+    cost: RunningCost | None = None  # spend and projected cost, when a price is known
 
     def count(self, record: Record) -> None:
         """One finished row's record."""
+        if self.cost is not None:
+            self.cost.add(record)
         self.done += 1
         self.output_tokens += record.completion_tokens or 0
         if record.status == OK:
@@ -143,6 +148,8 @@ class Pool(Fanout[Entry], Stoppable):
         self._rng = random.Random(config.seed)
         self._send_until: float | None = None
         self._send_check: Callable[[], bool] | None = None
+        self.budget: Budget | None = None  # --max-cost: set by the caller before run()
+        self._settled = asyncio.Event()  # a row finished: the budget may have room again
 
     async def run(
         self,
@@ -183,6 +190,8 @@ class Pool(Fanout[Entry], Stoppable):
         for item in items:
             if send_for_s is not None and clock() - t0 >= send_for_s:
                 break
+            if self.budget is not None and self.budget.reached:
+                break  # --max-cost: the rest is left unread, for --resume
             planned = None
             if schedule is not None:
                 planned = next(schedule)
@@ -205,10 +214,22 @@ class Pool(Fanout[Entry], Stoppable):
                 continue
             if self._send_check is not None and not self._send_check():
                 continue
+            if self.budget is not None and not await self._within_budget(item):
+                continue  # not sent, not recorded: --resume sends it
             async with self._gate or _NO_GATE:
                 record = await self._process(item, limits, queued_at, queued_clock)
             record.scheduled_s = planned
             self._finish(record)
+
+    async def _within_budget(self, job: Job) -> bool:
+        """--max-cost: whether `job` may go, after waiting for what is in flight if need be."""
+        assert self.budget is not None
+        while (verdict := self.budget.judge(job)) == WAIT:
+            self._settled.clear()
+            await self._settled.wait()
+        if verdict != SEND:
+            self.stop_rule.abort(f"--max-cost {format_usd(self.budget.max_usd)} reached: {self.budget.reached}")
+        return verdict == SEND
 
     async def _process(self, job: Job, limits: RateLimits, queued_at: float, queued_clock: float) -> Record:
         row = _RowState(queued_clock=queued_clock, forced_tool=body_forces_tool_call(job.body))
@@ -455,6 +476,9 @@ class Pool(Fanout[Entry], Stoppable):
         return record
 
     def _finish(self, record: Record) -> None:
+        if self.budget is not None:
+            self.budget.settle(record)
+            self._settled.set()
         self.sink(record)
         self.stats.count(record)
         if self._judge(record):

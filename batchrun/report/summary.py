@@ -16,7 +16,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from batchrun import __version__
 from batchrun.analysis.columns import Columns, ColumnsBuilder, iter_present, present
-from batchrun.analysis.cost import format_usd
+from batchrun.analysis.cost import format_usd, projection_text
 from batchrun.analysis.distribution import GapSample
 from batchrun.analysis.metrics import summarize, summary_warnings
 from batchrun.analysis.timeline import session_timelines
@@ -115,6 +115,8 @@ def _run_facts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
                 f"({cost['price']['source']}){unpriced}",
             )
         )
+        if cost.get("projection"):
+            out.append(("projected", projection_text(cost["projection"])))
     return out
 
 

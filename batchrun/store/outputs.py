@@ -93,9 +93,10 @@ def _parsed_lines(path: Path) -> Iterator[tuple[int, dict[str, Any], str, int, s
         yield offset, data, key, row, status
 
 
-def done_ids(path: Path) -> set[str]:
-    """Ids whose latest record is ok: a resumed run does not send them again."""
-    return {rid for rid, (_, _, status) in index_records(path).items() if status == OK}
+def done_ids(path: Path, seen: Callable[[dict[str, Any]], None] | None = None) -> set[str]:
+    """Ids whose latest record is ok: a resumed run does not send them again. `seen` is shown
+    every parsed record on the way (what an earlier session spent, in the same pass)."""
+    return {rid for rid, (_, _, status) in index_records(path, seen).items() if status == OK}
 
 
 def done_answers(path: Path, ids: Iterable[str]) -> dict[str, str]:

@@ -20,12 +20,13 @@ from typing import Annotated, Any, Callable, Iterable, Iterator, Mapping, Option
 
 import typer
 
-from batchrun import __version__, options
+from batchrun import options
 from batchrun.config import RunConfig, load_env_file
 from batchrun.errors import BatchrunError, ConfigError, InputChanged
 from batchrun.hooks import Hooks
 from batchrun.interrupts import loop_handlers, unwinding
 from batchrun.options import Option
+from batchrun.version import __version__
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 HELP_FLAGS = {"help_option_names": ["-h", "--help"]}
@@ -112,14 +113,15 @@ def command(
 @command("run")
 def run(given: dict[str, Any]) -> int:
     """Send every prompt, write one timed record per row, and a summary."""
-    from batchrun.pipeline import execute_run  # lazy: the run path (aiohttp, the engine) is for `run` only
-    from batchrun.progress import ConsoleProgress  # lazy: so is tqdm
+    from batchrun.api.run import execute, prepare  # the Python face's own steps: one code path for both
+    from batchrun.progress import ConsoleProgress  # lazy: tqdm is for `run` only
 
-    config = RunConfig.from_options("run", **given)
+    prepared = prepare(None, given)
+    config = prepared.config
     if config.control.dry_run:
         return _preview(config)
     hooks = Hooks(notify=say, progress=ConsoleProgress(), interrupts=ctrl_c_stops)
-    return _report_run(asyncio.run(execute_run(config, hooks)), config.control.fail_on_error)
+    return _report_run(asyncio.run(execute(prepared, hooks)).outcome, config.control.fail_on_error)
 
 
 @contextlib.contextmanager

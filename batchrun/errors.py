@@ -9,7 +9,12 @@ what to do next.
      |    +-- InputChanged    it changed while the run read it (exit 2)
      +-- ConfigError     an option or environment value is invalid (exit 2)
      +-- OutputError     the results directory cannot be written (exit 2)
+     +-- EndpointRefused the endpoint refused the key, model or URL: no more rows sent (exit 2)
+     +-- InsideEventLoop batchrun.run() called where an event loop runs: await batchrun.arun()
      +-- RunAborted      --max-errors / --max-error-rate stopped the run (exit 1)
+
+An error raised after a run started and wrote its files carries that run's directory in
+`out_dir` (continue it with `batchrun run --resume DIR` or `batchrun.run(resume=DIR)`).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ class BatchrunError(Exception):
     """Base class; `str(err)` is the whole user-facing message."""
 
     exit_code = 2
+    out_dir: str | None = None  # the run directory whose files were written before it stopped
 
 
 class InputError(BatchrunError):
@@ -55,6 +61,20 @@ class ConfigError(BatchrunError):
 
 class OutputError(BatchrunError):
     """The output directory or a file in it cannot be written."""
+
+
+class EndpointRefused(BatchrunError):
+    """The endpoint refused the run (401, 403 or 404: the key, the model or the URL; or its first
+    answers were all one non-retryable 4xx). No more rows were sent; those before are recorded."""
+
+    def __init__(self, message: str, *, out_dir: str | None = None) -> None:
+        super().__init__(message)
+        self.out_dir = out_dir
+
+
+class InsideEventLoop(BatchrunError, RuntimeError):
+    """A blocking call (batchrun.run) where an event loop already runs (Jupyter, an async app):
+    the message says which coroutine to await instead."""
 
 
 class RunAborted(BatchrunError):

@@ -1,6 +1,7 @@
-"""Live progress on the command line: a tqdm bar over a run's rows (a plain line now and then when
-stderr is no terminal), and one over Batch API jobs. The command line hands them to the pipeline
-(`ConsoleProgress`, a hooks.Progress); nothing below the faces draws."""
+"""Live progress: a tqdm bar over a run's rows (a plain line now and then when stderr is no terminal),
+and one over Batch API jobs. The command line hands them to the pipeline (`ConsoleProgress`, a
+hooks.Progress); the Python face hands `ConsoleProgress(tqdm.auto.tqdm, widget=...)`, which in
+Jupyter draws a widget whatever stderr is. Nothing below the faces draws."""
 
 from __future__ import annotations
 
@@ -25,17 +26,20 @@ async def show_progress(
     clock: Callable[[], float],
     interval_s: float = 0.5,
     plain_interval_s: float = 5.0,
+    bar_class: type[tqdm] = tqdm,
+    widget: bool = False,
 ) -> None:
     """Progress on stderr until cancelled: a tqdm bar (percent and ETA once the total is known)
-    on a terminal; one plain line every `plain_interval_s` when stderr is a log file or a pipe.
+    on a terminal or as a notebook `widget`; one plain line every `plain_interval_s` when stderr
+    is a log file or a pipe.
 
     The bar counts this session's rows: after --resume it starts at 0 of the rows left to send
     (the rows done earlier are named beside it, not counted in)."""
     known = total if isinstance(total, Total) else Total(total)
-    if not sys.stderr.isatty():
+    if not (widget or sys.stderr.isatty()):
         await _plain_progress(stats, known, clock, plain_interval_s)
         return
-    bar = tqdm(
+    bar = bar_class(
         total=known.rows,
         unit="row",
         file=sys.stderr,
@@ -112,14 +116,20 @@ def level_progress_line(p: LevelProgress) -> str:
 
 
 async def show_level_progress(
-    state: Callable[[], LevelProgress], *, interval_s: float = 0.5, plain_interval_s: float = 5.0
+    state: Callable[[], LevelProgress],
+    *,
+    interval_s: float = 0.5,
+    plain_interval_s: float = 5.0,
+    bar_class: type[tqdm] = tqdm,
+    widget: bool = False,
 ) -> None:
-    """A bench run's progress on stderr until cancelled: one line redrawn in place on a terminal;
-    a plain line every `plain_interval_s` and a last one when stderr is a log file or a pipe."""
-    if not sys.stderr.isatty():
+    """A bench run's progress on stderr until cancelled: one line redrawn in place on a terminal
+    or in a notebook `widget`; a plain line every `plain_interval_s` and a last one when stderr is
+    a log file or a pipe."""
+    if not (widget or sys.stderr.isatty()):
         await _plain_level_progress(state, plain_interval_s)
         return
-    bar = tqdm(file=sys.stderr, bar_format="{desc}", dynamic_ncols=True, leave=True)
+    bar = bar_class(file=sys.stderr, bar_format="{desc}", dynamic_ncols=True, leave=True)
     try:
         while True:
             bar.set_description_str(level_progress_line(state()))
@@ -142,9 +152,9 @@ class JobsProgress:
     """A bar over Batch API jobs: requests done of all requests, and the jobs in each status.
     Call update() after each poll round; close() at the end."""
 
-    def __init__(self, jobs: Sequence[JobEntry]) -> None:
+    def __init__(self, jobs: Sequence[JobEntry], bar_class: type[tqdm] = tqdm) -> None:
         self.jobs = list(jobs)
-        self.bar = tqdm(
+        self.bar = bar_class(
             total=sum(j.requests for j in self.jobs),
             unit="req",
             file=sys.stderr,
@@ -164,13 +174,17 @@ class JobsProgress:
 
 
 class ConsoleProgress:
-    """The command line's hooks.Progress."""
+    """The faces' hooks.Progress: tqdm bars on stderr (`bar_class`: tqdm's own, or tqdm.auto's,
+    which is a widget in Jupyter; `widget`: draw the bar even where stderr is no terminal)."""
+
+    def __init__(self, bar_class: type[tqdm] = tqdm, widget: bool = False) -> None:
+        self.bar_class, self.widget = bar_class, widget
 
     async def rows(self, stats: PoolStats, total: Total, clock: Callable[[], float]) -> None:
-        await show_progress(stats, total=total, clock=clock)
+        await show_progress(stats, total=total, clock=clock, bar_class=self.bar_class, widget=self.widget)
 
     def jobs(self, jobs: Sequence[JobEntry]) -> JobsProgress:
-        return JobsProgress(jobs)
+        return JobsProgress(jobs, self.bar_class)
 
     async def level(self, state: Callable[[], LevelProgress]) -> None:
-        await show_level_progress(state)
+        await show_level_progress(state, bar_class=self.bar_class, widget=self.widget)

@@ -85,3 +85,22 @@ def test_error_type_names_are_the_openai_sdk_class_names() -> None:
     for status, cls in sdk.items():
         assert attempt.status_error_type(status) == cls.__name__, status
         assert issubclass(cls, openai.APIStatusError)
+
+
+def test_importing_batchrun_loads_only_its_names() -> None:
+    """The Python face's names load on first use: `import batchrun` is the package and its version."""
+    assert (
+        _loaded_after("import batchrun", (*HEAVY, "asyncio", "typer", "tqdm", "batchrun.api", "batchrun.config")) == []
+    )
+
+
+def test_a_python_run_loads_no_heavy_library_until_its_frame(tmp_path: Path) -> None:
+    def run(out: str) -> str:
+        return (
+            "import batchrun\n"
+            f"run = batchrun.run(['hello'], base_url='builtin', quiet=True, out={str(tmp_path / out)!r})\n"
+            "assert run.ok == 1, run\n"
+        )
+
+    assert _loaded_after(run("a"), (*HEAVY, "tqdm", "typer")) == []
+    assert _loaded_after(run("b") + "run.frame\n", ("pandas",)) == ["pandas"]

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from batchrun import __version__
 from batchrun.analysis.columns import Columns, ColumnsBuilder, iter_present, present
 from batchrun.analysis.cost import format_usd, projection_text
 from batchrun.analysis.distribution import GapSample
@@ -28,6 +27,7 @@ from batchrun.report.workloads import workload_doc, workload_sections
 from batchrun.store.fingerprint import input_identity
 from batchrun.store.outputs import iter_latest, latest_dicts
 from batchrun.store.records import OK, Record
+from batchrun.version import __version__
 
 SCHEMA_VERSION = 1
 SAMPLE_ROWS = 20

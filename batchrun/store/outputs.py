@@ -391,13 +391,10 @@ def write_results(
     same pass can feed the summary."""
     target = out_dir / f"results.{fmt}"
     tmp = target.with_suffix(target.suffix + ".tmp")
-    planner = LayoutPlanner(id_column)
-    offsets = latest_offsets(records_path, planner)  # one pass: the index and the columns
-    records = latest_dicts(records_path, offsets)
+    layout, records = planned_records(records_path, id_column)
     if each is not None:
         records = _shown(records, each)
     try:
-        layout = planner.finish()
         if fmt == "parquet":
             _write_parquet(records, layout, tmp)
         else:
@@ -407,6 +404,22 @@ def write_results(
         tmp.unlink(missing_ok=True)  # a half-written temp file only takes space from a full disk
         raise OutputError(f"cannot write {target}: {exc.strerror}") from exc
     return target
+
+
+def planned_records(records_path: Path, id_column: str | None = None) -> tuple[Layout, Iterator[dict[str, Any]]]:
+    """The results' columns and the latest record of each row (as dicts), in input order: one
+    pass over records.jsonl to plan, the records read lazily in a second."""
+    planner = LayoutPlanner(id_column)
+    offsets = latest_offsets(records_path, planner)  # one pass: the index and the columns
+    return planner.finish(), latest_dicts(records_path, offsets)
+
+
+def result_rows(records_path: Path, id_column: str | None = None) -> tuple[Layout, Iterator[list[Any]]]:
+    """The results' columns (`layout.columns()`: the input's, then the answer's) and rows,
+    Python-typed (None for an empty cell, text never escaped for spreadsheets): what results.csv
+    holds, for a caller that keeps values typed."""
+    layout, records = planned_records(records_path, id_column)
+    return layout, (_values(data, layout) for data in records)
 
 
 def _shown(records: Iterator[dict[str, Any]], each: Callable[[dict[str, Any]], None]) -> Iterator[dict[str, Any]]:

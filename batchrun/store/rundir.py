@@ -32,7 +32,10 @@ RUN_FILES = (
     "report.html",
     "internal-errors.log",
 )
-_IGNORED = {LOCK_FILE, ".write-test"}
+# Rows a caller gave as Python values (a DataFrame, a list), written into the run directory before
+# the run starts so that it reads a file (and resumes from one): not a sign of an earlier run.
+STAGED_INPUTS = ("input.parquet", "input.jsonl")
+_IGNORED = {LOCK_FILE, ".write-test", *STAGED_INPUTS}
 
 
 def new_run_dir(stem: str, now: datetime | None = None, parent: Path = Path("results")) -> Path:

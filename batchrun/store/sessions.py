@@ -10,8 +10,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from batchrun import __version__
 from batchrun.errors import ConfigError, OutputError
+from batchrun.version import __version__
 
 RUN_JSON = "run.json"
 

@@ -55,7 +55,9 @@ def _ours(first: str, here: Path) -> bool:
 
 
 def _exists(rel: str, here: Path) -> bool:
-    return any((base / rel).exists() for base in (ROOT, ROOT / "batchrun", here.parent, ROOT / "tests"))
+    """A file or folder, or a module named by its path (`batchrun/__init__`)."""
+    bases = (ROOT, ROOT / "batchrun", here.parent, ROOT / "tests")
+    return any((base / rel).exists() or (base / f"{rel}.py").exists() for base in bases)
 
 
 def missing_paths(text: str, here: Path) -> list[str]:
@@ -75,7 +77,7 @@ def missing_paths(text: str, here: Path) -> list[str]:
 
 def test_the_path_finder_on_literal_comments() -> None:
     here = ROOT / "batchrun" / "engine" / "pool.py"
-    assert missing_paths("see docs/metrics.md and engine/limits.py", here) == []
+    assert missing_paths("see docs/metrics.md, engine/limits.py and batchrun/__init__", here) == []
     assert missing_paths("see docs/nowhere.md, batchrun/gone.py and tests/absent.py", here) == [
         "docs/nowhere.md",
         "batchrun/gone.py",

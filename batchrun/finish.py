@@ -16,7 +16,7 @@ from typing import Any
 
 from batchrun.analysis.columns import Columns, ColumnsBuilder
 from batchrun.analysis.cost import project_cost, resolve_price, run_cost
-from batchrun.analysis.metrics import GapSample
+from batchrun.analysis.distribution import GapSample
 from batchrun.config import RunConfig
 from batchrun.endpoint.requests import DEFAULT_OUTPUT_TOKENS
 from batchrun.endpoint.resolve import sim_config

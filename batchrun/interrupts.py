@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import signal
 import threading
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -66,7 +66,7 @@ def loop_handlers(loop: asyncio.AbstractEventLoop, callback: Callable[[], None])
         _restore([(sig, handler) for sig, handler in before if sig in installed])
 
 
-def _restore(handlers: list[tuple[int, Any]]) -> None:
+def _restore(handlers: Sequence[tuple[int, Any]]) -> None:
     for sig, handler in handlers:
         if handler is not None:  # None: set outside Python, cannot be put back
             with contextlib.suppress(ValueError):

@@ -236,7 +236,7 @@ def check_schema(schema: Any, source: str) -> dict[str, Any]:
             '{"type": "object", "properties": {"label": {"type": "string"}}}'
         )
     # lazy: only a run with a schema pays for jsonschema (~0.1 s)
-    from jsonschema import Draft202012Validator, SchemaError  # type: ignore[import-untyped]
+    from jsonschema import Draft202012Validator, SchemaError
 
     try:
         Draft202012Validator.check_schema(schema)

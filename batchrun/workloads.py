@@ -105,7 +105,7 @@ def length_trace(config: RunConfig) -> bool:
     source = config.input
     if source.path is None or source.synthetic is not None or source.prompt_column or source.template:
         return False
-    return is_length_trace(file_columns(config.input.path, config.input.fmt))
+    return is_length_trace(file_columns(source.path, source.fmt))
 
 
 async def prepare(

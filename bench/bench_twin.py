@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from batchrun.analysis.metrics import percentile  # noqa: E402
+from batchrun.analysis.distribution import percentile  # noqa: E402
 from batchrun.store.records import OK, read_records  # noqa: E402
 
 WORDS = "river stone bridge market signal pattern garden window letter answer".split()

@@ -834,3 +834,25 @@ def test_quiet_shows_no_progress(tmp_path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "requests, ok" not in result.stderr and result.stdout.startswith("async at c=2: ")
+
+
+def test_a_synthetic_bench_sized_by_its_time_budget_generates_its_prompts(fixed_sim, tmp_path) -> None:
+    # No -n: the levels are sized as they run, so the prompts generated must cover the most a level may take.
+    result = invoke(
+        "bench",
+        "--synthetic",
+        "prompt_tokens=20,output_tokens=5",
+        "--base-url",
+        fixed_sim.base_url,
+        "-c",
+        "1",
+        "--no-sync",
+        "--time-budget",
+        "0.5",
+        "--out",
+        str(tmp_path / "syn"),
+        "-q",
+    )
+    assert result.exit_code == 0, result.output
+    lines = (tmp_path / "syn" / "runs" / "async-c1-r1" / "records.jsonl").read_text().splitlines()
+    assert lines and all(json.loads(line)["status"] == "ok" for line in lines)

@@ -14,7 +14,8 @@ from typing import Any
 
 from batchrun.analysis.columns import Columns
 from batchrun.analysis.compare import changes_as_dicts, compare
-from batchrun.analysis.metrics import GapSample, summarize
+from batchrun.analysis.distribution import GapSample
+from batchrun.analysis.metrics import summarize
 from batchrun.analysis.sides import side_of_records
 from batchrun.bench.findmax import judge
 from batchrun.report.bench import bench_analysis

@@ -17,10 +17,10 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 from promptfiles import write_prompts
 from test_workers import slow_sim  # noqa: F401 (a fixture)
 

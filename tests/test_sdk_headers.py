@@ -10,9 +10,10 @@ from batchrun.endpoint.transport import Endpoint
 
 
 def sdk_headers() -> dict[str, str]:
+    """The SDK's default headers; Omit() = not sent. The key goes apart (older SDKs list it here too)."""
     client = openai.OpenAI(api_key="sk-test", base_url="http://127.0.0.1:9/v1")
     try:
-        return {k: v for k, v in client.default_headers.items() if isinstance(v, str)}  # Omit() = not sent
+        return {k: v for k, v in client.default_headers.items() if isinstance(v, str) and k != "Authorization"}
     finally:
         client.close()
 

@@ -248,7 +248,9 @@ async def test_a_model_that_keeps_calling_tools_stops_at_the_round_limit(sim, ru
     assert len(record.rounds) == 3 and "--max-tool-rounds 2" in record.error
 
 
-def test_tools_sample_end_to_end_on_the_cli(tmp_path, monkeypatch) -> None:
+# --workers 2: each worker process loads the tool module itself, from the path it is handed.
+@pytest.mark.parametrize("workers", [[], ["--workers", "2"]], ids=["in-process", "two-workers"])
+def test_tools_sample_end_to_end_on_the_cli(tmp_path, monkeypatch, workers: list[str]) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     result = CliRunner().invoke(
@@ -265,6 +267,7 @@ def test_tools_sample_end_to_end_on_the_cli(tmp_path, monkeypatch) -> None:
             "-q",
             "--max-tokens",
             "16",
+            *workers,
         ],
         catch_exceptions=False,
     )

@@ -23,7 +23,7 @@ from promptfiles import write_prompts
 from twinserve import serve_like
 from typer.testing import CliRunner
 
-from batchrun.analysis.metrics import percentile
+from batchrun.analysis.distribution import percentile
 from batchrun.analysis.stats import proportion_difference, quantile_ci
 from batchrun.cli import app
 from batchrun.sim import SimProcess

@@ -70,7 +70,8 @@ class _Column:
     __slots__ = ("code", "default", "values", "n")
 
     def __init__(self, code: str, default: Any) -> None:
-        self.code, self.default, self.values, self.n = code, default, None, 0
+        self.code, self.default, self.n = code, default, 0
+        self.values: array[Any] | None = None
 
     def append(self, value: Any) -> None:
         if self.values is None:
@@ -80,7 +81,7 @@ class _Column:
             self.values = array(self.code, [self.default]) * self.n
         self.values.append(value)
 
-    def finish(self) -> array | None:
+    def finish(self) -> array[Any] | None:
         return self.values
 
 
@@ -110,7 +111,8 @@ class ColumnsBuilder:
         self._columns = {name: _Column(*_TYPE[name]) for name in COLUMNS}
         self._labels = {name: Labels() for name in _LABELS}
         self._tool_results: dict[int, list[str]] = {}
-        self._keep, self.sample = keep, []
+        self._keep = keep
+        self.sample: list[Record] = []
         self.n = 0
 
     def add(self, data: Mapping[str, Any]) -> None:
@@ -228,7 +230,7 @@ class Columns:
         codes = self._labels[name]._codes
         return codes.get(text, -2)
 
-    def select(self, mask: Sequence[bool]) -> "Columns":
+    def select(self, mask: Sequence[int]) -> "Columns":
         """The records where `mask` is true, as Columns of their own (labels keep their codes)."""
         arrays = {
             name: None if values is None else array(values.typecode, (v for v, m in zip(values, mask) if m))
@@ -277,12 +279,12 @@ class RecordView:
 # ------------------------------------------------------------------ helpers over columns
 
 
-def present(values: Sequence[float], mask: Sequence[bool] | None = None) -> list[float]:
+def present(values: Sequence[float], mask: Sequence[int] | None = None) -> list[float]:
     """The values that are not NaN (not None), where `mask` is true."""
     return list(iter_present(values, mask))
 
 
-def iter_present(values: Sequence[float], mask: Sequence[bool] | None = None) -> Iterator[float]:
+def iter_present(values: Sequence[float], mask: Sequence[int] | None = None) -> Iterator[float]:
     """present() one at a time (Distribution.of then holds one list of them, not two)."""
     if mask is None:
         return (v for v in values if v == v)

@@ -314,7 +314,7 @@ def _throughput_interval(
             weight = [float(r.completion_tokens or 0) if r.status == OK else 0.0 for r in sent]
         else:
             weight = [1.0 if slo is not None and meets_slo(r, slo) else 0.0 for r in sent]
-        return weight, [r.total_s for r in sent], side.wall_s
+        return weight, [r.total_s for r in sent if r.total_s is not None], side.wall_s  # _sent: all known
 
     b, c = columns(base), columns(cur)
     if base.open_loop or cur.open_loop:
@@ -392,7 +392,7 @@ def _judged(
     delta = cv - bv
     pct = 100 * delta / abs(bv) if bv else (0.0 if delta == 0 else None)
     low, high = (iv.low, iv.high) if iv else (None, None)
-    common = dict(low=low, high=high, absolute=absolute, method=fig.method, n_baseline=nb, n_current=nc)
+    common: dict[str, Any] = dict(low=low, high=high, absolute=absolute, method=fig.method, n_baseline=nb, n_current=nc)
     if tol is None:
         return Change(fig.name, fig.unit, fig.higher_is_better, bv, cv, delta, pct, tol, "not gated", **common)
     if iv is None:
@@ -432,7 +432,7 @@ def _point_change(
     fig: Figure, baseline: Mapping[str, Any], current: Mapping[str, Any], tol: Tolerance | None
 ) -> Change:
     base, cur = fig.get(baseline), fig.get(current)
-    n = dict(n_baseline=_point_n(fig, baseline), n_current=_point_n(fig, current))
+    n: dict[str, Any] = dict(n_baseline=_point_n(fig, baseline), n_current=_point_n(fig, current))
     if base is None or cur is None:
         return Change(fig.name, fig.unit, fig.higher_is_better, base, cur, None, None, tol, "missing", **n)
     delta = cur - base
@@ -475,7 +475,7 @@ def tolerance_text(c: Change) -> str:
 
 
 def interval_text(c: Change) -> str:
-    if c.low is None:
+    if c.low is None or c.high is None:
         return "-"
     if c.absolute:
         return f"[{c.low * 100:+.1f} pt, {c.high * 100:+.1f} pt]"
@@ -502,6 +502,7 @@ def failure_text(c: Change) -> str:
     if c.status == "missing":
         side = "baseline" if c.baseline is None else "current"
         return f"{c.name}: missing in the {side} run (the tolerance {tolerance_text(c)} names it; {n_text(c)})"
+    assert c.change is not None  # only a missing figure has no change
     verb = "fell" if c.change < 0 else "rose" if c.change > 0 else "did not move"
     size = f" {change_text(c).lstrip('+-')}" if c.change else ""
     iv = f"95% interval {interval_text(c)}" if c.low is not None else "no interval (point values)"

@@ -134,7 +134,8 @@ def run_cost(records: Iterable[Record] | Columns, price: Price | None) -> dict[s
     half = batch_price(price)
     assert half is not None
     cost = {
-        "usd": estimate_cost(*tokens[False], price) + estimate_cost(*tokens[True], half),
+        "usd": estimate_cost(tokens[False][0], tokens[False][1], price)
+        + estimate_cost(tokens[True][0], tokens[True][1], half),
         "prompt_tokens": tokens[False][0] + tokens[True][0],
         "completion_tokens": tokens[False][1] + tokens[True][1],
         "records_with_usage": with_usage,
@@ -146,7 +147,7 @@ def run_cost(records: Iterable[Record] | Columns, price: Price | None) -> dict[s
         cost["batch"] = {
             "prompt_tokens": tokens[True][0],
             "completion_tokens": tokens[True][1],
-            "usd": estimate_cost(*tokens[True], half),
+            "usd": estimate_cost(tokens[True][0], tokens[True][1], half),
             "price": half.to_dict(),
         }
     return cost

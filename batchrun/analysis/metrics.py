@@ -12,37 +12,11 @@ from collections import Counter
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from batchrun.analysis.columns import Columns, ColumnsBuilder, iter_present
-from batchrun.analysis.distribution import Distribution, GapSample, percentile, zero_share
-from batchrun.analysis.request_figures import meets_bounds, meets_slo, tpot, tpot_of
-from batchrun.analysis.timeline import (
-    in_flight,
-    in_flight_timeline,
-    per_s,
-    sent_timed,
-    session_spans,
-    session_timelines,
-    sessions_in_flight,
-    wall_time,
-)
+from batchrun.analysis.distribution import Distribution, GapSample, zero_share
+from batchrun.analysis.request_figures import meets_bounds, tpot_of
+from batchrun.analysis.timeline import per_s, sent_timed, session_spans, sessions_in_flight
 from batchrun.store.records import CANCELLED, OK, SKIPPED, STATUSES, Record
 from batchrun.values import check_slo
-
-# Other stages import these from here (their homes are the modules above).
-__all__ = [
-    "Distribution",
-    "GapSample",
-    "percentile",
-    "meets_slo",
-    "tpot",
-    "in_flight",
-    "in_flight_timeline",
-    "session_timelines",
-    "wall_time",
-    "summarize",
-    "summary_warnings",
-    "loop_lag",
-    "cached_share",
-]
 
 # p99 event-loop lag above this means the client was busy: a request's clock starts late or
 # its chunks are read late, so measured latency includes client-side queueing.
@@ -359,6 +333,7 @@ def summarize(
     whose records then need not carry them; Columns carry no gaps, so pass it with Columns."""
     if wall_time_s is not None and not wall_time_s > 0:
         raise ValueError(f"wall_time_s must be positive, got {wall_time_s!r}")
+    gaps: GapSample | list[float]
     if isinstance(records, Columns):
         cols, gaps = records, itl_sample if itl_sample is not None else []
     else:
@@ -407,9 +382,12 @@ def summarize(
     return summary
 
 
-def _columns_and_gaps(records: Iterable[Record], itl_sample: GapSample | None) -> tuple[Columns, Any]:
+def _columns_and_gaps(
+    records: Iterable[Record], itl_sample: GapSample | None
+) -> tuple[Columns, GapSample | list[float]]:
     """Records -> their Columns, and (without a caller's sample) every ok record's ITL gaps."""
-    builder, gaps = ColumnsBuilder(keep=0), []
+    builder = ColumnsBuilder(keep=0)
+    gaps: list[float] = []
     for r in records:
         builder.add_record(r)
         if itl_sample is None and r.status == OK:

@@ -7,12 +7,12 @@ time is NaN and an unknown count is -1) go through the same arithmetic.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, TypeGuard
 
 from batchrun.store.records import OK, Record
 
 
-def _known(value: float | None) -> bool:
+def _known(value: float | None) -> TypeGuard[float]:
     """Not None and not NaN (Columns' mark for a missing time)."""
     return value is not None and value == value
 
@@ -24,9 +24,9 @@ def tpot_of(latency_s: float | None, ttft_s: float | None, completion_tokens: in
     when a time or the count is unknown.
     """
     n = completion_tokens
-    if n is None or n < 2 or not _known(latency_s) or not _known(ttft_s):
+    if n is None or n < 2 or not (_known(latency_s) and _known(ttft_s)):
         return None
-    return (latency_s - ttft_s) / (n - 1)  # type: ignore[operator]  (both known above)
+    return (latency_s - ttft_s) / (n - 1)
 
 
 def tpot(record: Record) -> float | None:
@@ -39,9 +39,9 @@ def meets_bounds(
 ) -> bool:
     """True when one ok request's figures meet every bound in `slo` (inclusive); an unknown
     value fails its bound."""
-    if "ttft" in slo and not (_known(ttft_s) and ttft_s <= slo["ttft"]):  # type: ignore[operator]
+    if "ttft" in slo and not (_known(ttft_s) and ttft_s <= slo["ttft"]):
         return False
-    if "e2e" in slo and not (_known(latency_s) and latency_s <= slo["e2e"]):  # type: ignore[operator]
+    if "e2e" in slo and not (_known(latency_s) and latency_s <= slo["e2e"]):
         return False
     if "tpot" in slo:
         value = tpot_of(latency_s, ttft_s, completion_tokens)

@@ -123,19 +123,23 @@ def _doc_side(doc: dict[str, Any], where: str) -> Side:
 
 
 def _run_dir_side(path: Path) -> Side:
-    doc = _read_doc(path / "summary.json") if (path / "summary.json").exists() else {"schema_version": 1}
+    doc: dict[str, Any] = (
+        _read_doc(path / "summary.json") if (path / "summary.json").exists() else {"schema_version": 1}
+    )
     _check_version(doc, str(path / "summary.json"))
     run = load_run(path)
     if doc.get("config") is None and run.config is not None:
         doc["config"] = run.config
     summary = _check_summary(run.summary, str(path))
-    sent = [r for r in run.records if r.status != SKIPPED and r.sent_s is not None]
+    records = run.records
+    assert isinstance(records, list)  # load_run without lean reads Records, not Columns
+    sent = [r for r in records if r.status != SKIPPED and r.sent_s is not None]
     return Side(
         str(path),
         doc.get("kind", "run"),
         summary,
         doc=doc,
-        records=run.records,
+        records=records,
         wall_s=summary.get("wall_time_s") or 0.0,
         runs=1,
         open_loop=any(r.scheduled_s is not None for r in sent),
@@ -143,7 +147,9 @@ def _run_dir_side(path: Path) -> Side:
 
 
 def _bench_side(path: Path) -> Side:
-    doc = _read_doc(path / "summary.json") if (path / "summary.json").exists() else {"schema_version": 1}
+    doc: dict[str, Any] = (
+        _read_doc(path / "summary.json") if (path / "summary.json").exists() else {"schema_version": 1}
+    )
     _check_version(doc, str(path / "summary.json"))
     bench = load_bench(path)
     doc.setdefault("config", bench.get("config"))
@@ -281,7 +287,8 @@ def _input_identity(side: Side) -> Any:
 
 def config_differences(base: Side, cur: Side) -> tuple[list[str], list[str]]:
     """(differences that make the comparison unfair, notes on what is unknown)."""
-    diffs, notes = [], []
+    diffs: list[str] = []
+    notes: list[str] = []
     if not base.doc or not cur.doc:
         return diffs, ["configuration unknown on one side (a bare summary): not checked"]
     b, c = base.config, cur.config

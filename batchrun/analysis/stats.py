@@ -12,7 +12,7 @@ cannot give one (too few values), never a made-up interval.
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from batchrun.analysis.interval import Interval as Interval
 from batchrun.analysis.interval import mean_interval as mean_interval
 from batchrun.analysis.interval import t_quantile as t_quantile
 from batchrun.analysis.interval import z as z
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 BOOTSTRAP_RESAMPLES = 2000
 
@@ -106,8 +109,8 @@ def _in_canonical_order(cols: list[np.ndarray]) -> list[np.ndarray]:
 
 
 def bootstrap_ratio(
-    base: Sequence[Sequence[float]],
-    cur: Sequence[Sequence[float]],
+    base: Sequence[ArrayLike],
+    cur: Sequence[ArrayLike],
     stat: Stat | tuple[Stat, Stat],
     *,
     level: float = LEVEL,

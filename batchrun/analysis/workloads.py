@@ -122,9 +122,14 @@ def workload_summary(
     `records`: Records, or a run's Columns; then `stream` gives the (slimmed) records again, one
     at a time, for the sections that need what columns do not keep (ids, request ids)."""
     cols = records if isinstance(records, Columns) else Columns.of(records, keep=0)
-    again: Callable[[], Iterable[Record]] = stream if stream is not None else (lambda: iter(records))
-    if isinstance(records, Columns) and stream is None:
-        again = lambda: iter(())  # noqa: E731  (no records to read again: those sections are empty)
+    again: Callable[[], Iterable[Record]]
+    if stream is not None:
+        again = stream
+    elif isinstance(records, Columns):
+        again = lambda: iter(())  # no records to read again: those sections are empty
+    else:
+        listed = records
+        again = lambda: iter(listed)
     out: dict[str, Any] = {}
     if config.get("endpoint") == "embeddings":
         out["embeddings"] = embedding_figures(again(), wall_time_s)

@@ -7,7 +7,7 @@ provider error becomes a BatchApiError whose message says what to do, with secre
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import openai
@@ -19,7 +19,7 @@ from batchrun.endpoint.transport import Endpoint, redirect_text
 from batchrun.errors import BatchrunError
 from batchrun.redact import redact
 
-COMPLETION_WINDOW = "24h"
+COMPLETION_WINDOW: Final = "24h"
 CLOCK_SKEW_S = 600.0  # our clock vs the provider's, when searching by creation time
 # Errors worth waiting out while polling: the SDK has already retried them twice.
 TRANSIENT = (openai.APIConnectionError, openai.InternalServerError, openai.RateLimitError)

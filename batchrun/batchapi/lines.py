@@ -8,6 +8,7 @@ masked, lines over --max-response-bytes replaced by a note, and an index of thei
 
 from __future__ import annotations
 
+import builtins  # a Chunk field is named `bytes`
 import json
 import re
 from dataclasses import dataclass, field
@@ -46,7 +47,7 @@ class Chunk:
     def fits(self, size: int, limits: Limits) -> bool:
         return self.requests < limits.max_requests and self.bytes + size <= limits.max_bytes
 
-    def add(self, line: bytes, custom_id: str, row: int, extra: dict[str, Any] | None = None) -> None:
+    def add(self, line: builtins.bytes, custom_id: str, row: int, extra: dict[str, Any] | None = None) -> None:
         if self._lines is None:
             self._lines, self._ids = open(self.input_path, "wb"), open(self.ids_path, "wb")
         self._lines.write(line)
@@ -141,7 +142,8 @@ class KeptLines:
 
     def feed(self, piece: bytes) -> bytes:
         """The kept bytes of every line that `piece` completes."""
-        out, start = [], 0
+        out: list[bytes] = []
+        start = 0
         while True:
             end = piece.find(b"\n", start)
             self._take(piece[start:] if end < 0 else piece[start:end])

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Sequence
 
 from batchrun.analysis import stats
-from batchrun.analysis.metrics import percentile
+from batchrun.analysis.distribution import percentile
 from batchrun.analysis.recommend import DEFAULT_MAX_FAILURE_SHARE, BenchPoint, recommend
 from batchrun.bench.sizing import RunSize
 from batchrun.bench.sweep import (
@@ -159,7 +159,8 @@ async def execute_find_max(
 ) -> tuple[Path, FindMaxResult]:
     """Run the search against the configured endpoint; every probe is written as a bench run.
     Messages and progress go to the face's `hooks`."""
-    if not config.slo:
+    slo = config.slo
+    if not slo:
         raise ConfigError("--find-max needs --slo, e.g. --slo ttft=500ms,e2e=10s")
     run = config.run
     out = out or new_run_dir("findmax")
@@ -204,7 +205,7 @@ async def execute_find_max(
                 results.append(result)
                 records += result.records
                 wall += result.wall_time_s
-                verdict = judge(c, records, wall, config.slo, config.max_failure_share)
+                verdict = judge(c, records, wall, slo, config.max_failure_share)
                 if not verdict.close_call:
                     break
             hooks.notify(
@@ -215,7 +216,7 @@ async def execute_find_max(
 
         found = await search(probe, start=min(config.concurrencies or (1,)), ceiling=config.max_concurrency)
     found_dict = {"slo": config.slo, **found.to_dict()}
-    bench = {
+    bench: dict[str, Any] = {
         "runs": [r.entry() for r in results],
         "slo": config.slo,
         "warmup": warmup,

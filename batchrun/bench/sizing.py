@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence, TypeVar
+from typing import Callable, Generic, Iterator, Sequence, TypeVar
 
 from batchrun.analysis import stats
 from batchrun.store.records import OK, Record
@@ -71,7 +71,7 @@ def window_allows(elapsed_s: float, window_s: float, done: int, in_flight: int, 
     return elapsed_s + drain_s(elapsed_s, done, in_flight) < window_s
 
 
-class SizedJobs:
+class SizedJobs(Generic[T]):
     """The jobs of one run, handed out lazily as its RunSize says: the first `minimum`, then
     more while the measured records are not tight enough (level_half_width above `target`,
     checked every quarter of the minimum) or while the time share allows (window_allows), up to

@@ -439,7 +439,8 @@ def cache_pass_jobs(jobs: list[Job]) -> tuple[list[Job], int | None]:
     """One job per distinct request body among `jobs` (the prompts cycle), each cut to one token
     (one_token), and the cap sent."""
     seen: set[bytes] = set()
-    out, cap = [], None
+    out: list[Job] = []
+    cap: int | None = None
     for job in jobs:
         if job.body in seen:
             continue
@@ -580,11 +581,13 @@ async def execute_bench(
         if model != run.endpoint.model:
             config = dataclasses.replace(config, run=run.replace(model=model))
         info = endpoint_info(endpoint, model)
+        needed = max(config.requests_cap(config.largest_level()), config.requests_for(1))
         synthetic_info = None
         if run.input.synthetic is not None:
-            rows, synthetic_info = await synthetic_rows(config.run, endpoint, config.requests, hooks.notify)
+            # Without -n the runs are sized as they go: generate as many prompts as they may take.
+            rows, synthetic_info = await synthetic_rows(config.run, endpoint, needed, hooks.notify)
         public = public_settings(config)
-        jobs = bench_jobs(config.run, max(config.requests_cap(config.largest_level()), config.requests_for(1)), rows)
+        jobs = bench_jobs(config.run, needed, rows)
         warmup: dict[str, Any] | None = None
 
         def manifest() -> None:
@@ -613,7 +616,7 @@ async def execute_bench(
                     else ""
                 )
             )
-    bench = {
+    bench: dict[str, Any] = {
         "runs": [r.entry() for r in results],
         "slo": config.slo,
         "warmup": warmup,

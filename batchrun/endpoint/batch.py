@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -33,7 +33,7 @@ from batchrun.endpoint.toolcalls import ToolCallAssembler, check_calls, forces_t
 from batchrun.redact import redact
 from batchrun.store.records import CANCELLED, ERROR, OK, TIMEOUT, Record
 
-PATH = "/v1/chat/completions"  # the url of every request line, and the job's endpoint
+PATH: Final = "/v1/chat/completions"  # the url of every request line, and the job's endpoint
 STREAM_FIELDS = ("stream", "stream_options")
 TOO_LARGE = "batchrun_too_large"  # the key of the note that stands in for an oversize result line
 
@@ -76,7 +76,7 @@ class _Malformed(ValueError):
 
 
 def _base(cid: str, row: int, job: JobInfo) -> Record:
-    record = Record(id=cid, row=row, attempts=1, queue_wait_s=None)  # type: ignore[arg-type]
+    record = Record(id=cid, row=row, attempts=1, queue_wait_s=None)
     record.batch_id, record.batch_created_at, record.batch_completed_at = job.batch_id, job.created_at, job.ended_at
     return record
 

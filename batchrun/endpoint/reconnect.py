@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import weakref
-from typing import Any, Awaitable, Iterator
+from typing import Any, Iterator
 
 import aiohttp
 
@@ -65,17 +65,12 @@ class PoolConnector(aiohttp.TCPConnector):
             self._fresh = aiohttp.TCPConnector(limit=self.limit, limit_per_host=0, force_close=True, ttl_dns_cache=300)
         return self._fresh
 
-    def close(self, **kwargs: Any) -> Awaitable[None]:
-        closing = super().close(**kwargs)
-        if self._fresh is None:
-            return closing
-        fresh_closing = self._fresh.close(**kwargs)
-
-        async def both() -> None:
-            await fresh_closing
-            await closing
-
-        return both()
+    async def close(self, **kwargs: Any) -> None:
+        # The session awaits its connector's close; aiohttp 3.9 closes at the call and
+        # returns an awaitable, later versions close when awaited: awaiting both covers either.
+        if self._fresh is not None:
+            await self._fresh.close(**kwargs)
+        await super().close(**kwargs)
 
 
 def connection_reused() -> bool:

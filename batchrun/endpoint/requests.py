@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from batchrun.inputs.prompt import Prompt
 
 if TYPE_CHECKING:  # the SDK's TypedDicts document shapes; no SDK object is used at runtime
-    from openai.types.chat import ChatCompletionToolChoiceOptionParam, ChatCompletionToolUnionParam
+    from openai.types.chat import ChatCompletionToolChoiceOptionParam
 
 TOKEN_LIMITS = ("max_tokens", "max_completion_tokens")
 RESERVED_BODY_KEYS = frozenset({"messages", "stream"})  # extra_body may not set these
@@ -44,7 +44,7 @@ class RequestDefaults:
     max_tokens: int | None = None
     temperature: float | None = None
     extra_body: Mapping[str, Any] = field(default_factory=dict)  # merged as is (see module doc)
-    tools: list[ChatCompletionToolUnionParam] | None = None
+    tools: list[dict[str, Any]] | None = None  # as the user gave them (--tools): OpenAI's shape, not checked here
     tool_choice: ChatCompletionToolChoiceOptionParam | None = None  # only sent when the body has tools
     parallel_tool_calls: bool | None = None  # only sent when the body has tools
     response_format: dict[str, Any] | None = None  # --json / --json-schema (see answers.py)

@@ -30,6 +30,9 @@ def _sdk_http_module() -> Any:
 
 httpx = _sdk_http_module()
 _DEAD = (httpx.RemoteProtocolError, httpx.WriteError, httpx.ReadError)
+# Which httpx these come from is known only at run time, so the type checker sees them as Any.
+_BaseTransport: Any = httpx.BaseTransport
+_AsyncBaseTransport: Any = httpx.AsyncBaseTransport
 
 
 class _Connects:
@@ -64,7 +67,7 @@ def _fresh_limits() -> Any:
     return httpx.Limits(max_keepalive_connections=0)  # never kept: every request gets a new one
 
 
-class ResendTransport(httpx.BaseTransport):
+class ResendTransport(_BaseTransport):
     """The SDK's sync transport, re-sending once what met a dead pooled connection."""
 
     def __init__(self, **kwargs: Any) -> None:
@@ -91,7 +94,7 @@ class ResendTransport(httpx.BaseTransport):
             self._fresh.close()
 
 
-class AsyncResendTransport(httpx.AsyncBaseTransport):
+class AsyncResendTransport(_AsyncBaseTransport):
     """The SDK's async transport, re-sending once what met a dead pooled connection."""
 
     def __init__(self, **kwargs: Any) -> None:

@@ -30,7 +30,7 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
-from batchrun.analysis.metrics import percentile
+from batchrun.analysis.distribution import percentile
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,8 @@ class Channel(Protocol):
 
     async def send(self, kind: str, payload: Any = None) -> None: ...
 
+    def post(self, kind: str, payload: Any = None) -> None: ...  # send without waiting (control messages)
+
     async def recv(self) -> tuple[str, Any] | None: ...  # None: the peer is gone (or closed)
 
     async def close(self) -> None: ...

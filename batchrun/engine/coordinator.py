@@ -44,8 +44,10 @@ STOP_TIMEOUT_S = 30.0  # a stopped worker records its in-flight rows and ends we
 class WorkerHandle(Protocol):
     """One started worker, whatever runs it (a process here; a Ray actor later)."""
 
-    channel: Channel
     name: str  # for messages: "pid 1234"
+
+    @property
+    def channel(self) -> Channel: ...  # read-only here, so a handle may hold a narrower channel
 
     async def finish(self, timeout_s: float) -> None: ...  # wait until it has ended; kill it after timeout_s
 

@@ -237,5 +237,10 @@ def embed_pool(
         clock=clock,
         max_response_bytes=config.limits.max_response_bytes,
     )
-    many = write_many or (lambda records: [write(r) for r in records])
+
+    def write_each(records: list[Record]) -> None:
+        for record in records:
+            write(record)
+
+    many = write_many or write_each
     return EmbedPool(client, write, VectorSink(out, many), pool_config, t0=t0, clock=clock)

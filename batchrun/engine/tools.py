@@ -98,7 +98,7 @@ def load_tool_module(path: Path) -> dict[str, Callable[..., Any]]:
         spec.loader.exec_module(module)
     except Exception as exc:  # noqa: BLE001 - any failure of the user's module is an input error
         raise InputError(f"the tool module failed to import: {type(exc).__name__}: {exc}", path=str(path)) from exc
-    functions = {
+    functions: dict[str, Callable[..., Any]] = {
         name: obj
         for name, obj in vars(module).items()
         if callable(obj) and not name.startswith("_") and inspect.isfunction(obj) and obj.__module__ == module.__name__

@@ -23,6 +23,7 @@ import sys
 import time
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, AsyncIterator, Iterable, Iterator
 
 import orjson
@@ -284,7 +285,7 @@ def _build(spec: WorkerSpec, session: Any, channel: Channel) -> tuple[WorkerPool
         clock=time.perf_counter,
         max_response_bytes=spec.max_response_bytes,
     )
-    runner = ToolRunner.from_file(spec.tool_module, spec.tool_timeout) if spec.tool_module else None
+    runner = ToolRunner.from_file(Path(spec.tool_module), spec.tool_timeout) if spec.tool_module else None
     check = None
     if spec.json_schema is not None or spec.json_mode:
         check = AnswerCheck(spec.json_schema)

@@ -13,7 +13,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, TypeVar
 
 from batchrun.errors import InputError
 
@@ -164,8 +164,13 @@ def _refuse_utf16(path: Path, where: Where) -> None:
 
 def open_source(path: Path, fmt: str, where: Where) -> "CsvSource | JsonlSource | ParquetSource":
     """An open source for `fmt`; use it as a context manager so the file is always closed."""
-    kind = {"csv": CsvSource, "jsonl": JsonlSource, "parquet": ParquetSource}[fmt]
+    kinds: dict[str, type[CsvSource | JsonlSource | ParquetSource]]
+    kinds = {"csv": CsvSource, "jsonl": JsonlSource, "parquet": ParquetSource}
+    kind = kinds[fmt]
     return kind(path, where)
+
+
+_Source = TypeVar("_Source", bound="_Closing")
 
 
 class _Closing:
@@ -182,7 +187,7 @@ class _Closing:
         None when the reader cannot say."""
         return None
 
-    def __enter__(self) -> "_Closing":
+    def __enter__(self: _Source) -> _Source:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -219,7 +224,7 @@ class CsvSource(_Closing):
     def _read_header(self) -> None:
         first = next(self._records, None)
         header = [name.strip() for name in first[1]] if first else []
-        if not any(header):
+        if first is None or not any(header):
             raise self.where.error(
                 "has no header line with column names",
                 line=first[0] if first else None,
@@ -386,7 +391,8 @@ class ParquetSource(_Closing):
 
     def rows(self, needed: list[str] | None = None) -> Iterator[RawRow]:
         """Data rows in file order, reading only the `needed` columns when given."""
-        columns = [c for c in dict.fromkeys(needed) if c in self.columns] if needed is not None else None
+        known = self.columns or []  # set when the file was opened
+        columns = [c for c in dict.fromkeys(needed) if c in known] if needed is not None else None
         batches = self._file.iter_batches(batch_size=_PARQUET_BATCH_ROWS, columns=columns)
         row = 0
         while True:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from batchrun.analysis import stats
-from batchrun.analysis.metrics import cached_share, in_flight_timeline, summarize, wall_time
+from batchrun.analysis.metrics import cached_share, summarize
 from batchrun.analysis.recommend import (
     DEFAULT_MAX_FAILURE_SHARE,
     BenchPoint,
@@ -17,6 +17,7 @@ from batchrun.analysis.recommend import (
     recommend,
     throughput_text,
 )
+from batchrun.analysis.timeline import in_flight_timeline, wall_time
 from batchrun.report import plots
 from batchrun.report.format import config_table, fmt_num, fmt_pct, fmt_s, slo_text
 from batchrun.report.html import Document, Image, Section, Table, Text
@@ -623,7 +624,12 @@ def answer_lines(analysis: Mapping[str, Any]) -> list[str]:
             lines = ["No concurrency level was measured."]
     else:
         lines = [_speedup_sentence(analysis, rec, group), f"Recommended c={rec} because {_because(analysis, group)}."]
-    if top is not None and best != rec and (group is None or not indistinguishable(_point(group), _point(top))):
+    if (
+        top is not None
+        and best is not None
+        and best != rec
+        and (group is None or not indistinguishable(_point(group), _point(top)))
+    ):
         why = (analysis.get("recommendation_reasons") or {}).get(str(best), "unknown")
         figure = _speedup_figure(analysis, best) or throughput_text(_point(top), False)
         lines.append(f"c={best} measured the most, {figure}, n={top['n']}, but was ruled out: {why}.")

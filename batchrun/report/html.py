@@ -12,7 +12,7 @@ import html
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Sequence, Union
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +39,7 @@ Block = Union[Table, Text, Image]
 @dataclass(slots=True)
 class Section:
     title: str
-    blocks: list[Block] = field(default_factory=list)
+    blocks: Sequence[Block] = field(default_factory=list)
 
 
 @dataclass(slots=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from batchrun.analysis.columns import Columns
-from batchrun.analysis.metrics import in_flight_timeline, session_timelines
+from batchrun.analysis.timeline import in_flight_timeline, session_timelines
 from batchrun.report import plots
 from batchrun.report.format import fmt_num, fmt_pct
 from batchrun.report.html import Image, Section, Table, Text

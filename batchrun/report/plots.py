@@ -85,7 +85,7 @@ def cdf(series: Mapping[str, Sequence[float | None]], *, title: str, xlabel: str
 
 
 def timeline(series: Mapping[str, Sequence[tuple[float, int]]], *, title: str) -> str:
-    """Requests in flight over time (step function from metrics.in_flight_timeline)."""
+    """Requests in flight over time (step function from timeline.in_flight_timeline)."""
     drawn = {
         name: pts
         for name, steps in series.items()
@@ -144,14 +144,14 @@ def throughput_vs_concurrency(
     levels = [c for c in concurrency if c is not None and c > 0]
     pts = [(c, t) for c, t in zip(concurrency, throughput) if c is not None and c > 0]
     spans = [
-        (c, lo, hi)
+        (float(c), bounds[0], bounds[1])
         for c, (lo, hi) in zip(concurrency, ci or [])
-        if c is not None and c > 0 and finite([lo, hi]) == [lo, hi]
+        if c is not None and c > 0 and len(bounds := finite([lo, hi])) == 2
     ]
     sync_pts = [(1, v) for v in finite([sync])]
     measured = finite([t for _, t in pts]) + [v for _, lo, hi in spans for v in (lo, hi)] + [v for _, v in sync_pts]
-    usable = bool(ideal_base and finite([ideal_base]) and ideal_base > 0)
-    ideal = [(c, c * ideal_base) for c in sorted(set(levels))] if usable and levels else []
+    base = [b for b in finite([ideal_base]) if b > 0]
+    ideal = [(c, c * base[0]) for c in sorted(set(levels))] if base and levels else []
     top = max(measured) if measured else max(finite(v for _, v in ideal), default=1.0)
     series = [
         (key, points)
@@ -172,7 +172,7 @@ def throughput_vs_concurrency(
         *_WIDE,
         legend=_legend([key for key, _ in series] + ([mark] if mark else [])),
     )
-    if mark:
+    if mark and recommended is not None:
         chart.mark(recommended, mark)
     for key, points in series:
         chart.line(points, key)
@@ -211,7 +211,7 @@ def percentiles_vs_concurrency(
         *_WIDE,
         legend=_legend(keys + ([mark] if mark else [])),
     )
-    if mark:
+    if mark and recommended is not None:
         chart.mark(recommended, mark)
     for key, pts in zip(keys, drawn.values()):
         chart.line(pts, key)

@@ -16,7 +16,9 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from batchrun.analysis.columns import Columns, ColumnsBuilder, iter_present, present
 from batchrun.analysis.cost import format_usd, projection_text
-from batchrun.analysis.metrics import GapSample, session_timelines, summarize, summary_warnings
+from batchrun.analysis.distribution import GapSample
+from batchrun.analysis.metrics import summarize, summary_warnings
+from batchrun.analysis.timeline import session_timelines
 from batchrun.errors import ConfigError, OutputError
 from batchrun.report import limits, plots
 from batchrun.report.format import config_table, fmt_num, fmt_pct, fmt_s, slo_text

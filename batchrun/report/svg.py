@@ -240,7 +240,8 @@ class Chart:
         # px/py inlined as one scale and offset per axis: this loop sees every point of a big run.
         (sx, ox), (sy, oy), log2 = self._scale(), self._scale_y(), self.x.log2
         isfinite, lg = math.isfinite, math.log2
-        pixel_runs, run = [], []
+        pixel_runs: list[list[tuple[float, float]]] = []
+        run: list[tuple[float, float]] = []
         for x, y in points:
             if y is None or not isfinite(y) or not isfinite(x) or (log2 and x <= 0):
                 if run:

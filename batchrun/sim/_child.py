@@ -22,8 +22,13 @@ async def _main(config: SimConfig, host: str, port: int) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     stdin = sys.stdin.fileno()
-    # EOF on stdin means the parent is gone: never outlive it.
-    loop.add_reader(stdin, lambda: os.read(stdin, 4096) or stop.set())
+
+    def on_stdin() -> None:
+        # EOF on stdin means the parent is gone: never outlive it.
+        if not os.read(stdin, 4096):
+            stop.set()
+
+    loop.add_reader(stdin, on_stdin)
     try:
         async with serve_sim(config, host, port) as sim:
             sys.stdout.write(json.dumps({"port": sim.port, "pid": os.getpid()}) + "\n")

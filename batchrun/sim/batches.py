@@ -167,7 +167,9 @@ def expired_line(custom_id: str, echo: str = "") -> bytes:
 
 def check_lines(raw: bytes) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(the input file's request lines, validation errors in OpenAI's `errors.data` shape)."""
-    lines, errors, seen = [], [], set()
+    lines: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    seen: set[str] = set()
     if len(raw) > MAX_FILE_BYTES:
         return [], [_err("file_too_large", f"The input file is larger than {MAX_FILE_BYTES} bytes.", None)]
     for n, text in enumerate(raw.splitlines(), 1):
@@ -474,7 +476,7 @@ class BatchStore:
             if status == "failed":
                 obj["failed_at"] = at(0.1)
             return obj
-        done = job.get("done") if job["final"] else self._done_count(job, status)
+        done = job["done"] if job["final"] else self._done_count(job, status)  # final: _finalize counted them
         ok = job["ok"][:done].count("1")
         failed = done - ok + (total - done if status == "expired" else 0)
         obj["request_counts"] = {"total": total, "completed": ok, "failed": failed}
@@ -485,13 +487,12 @@ class BatchStore:
             obj["finalizing_at"] = at(0.9)
         if job["cancel_at"] is not None:
             obj["cancelling_at"] = int(job["cancel_at"])
-        obj.update(
-            {
-                "completed": {"completed_at": at(1.0)},
-                "expired": {"expired_at": at(1.0)},
-                "cancelled": {"cancelled_at": int(job["cancel_at"] + _cancel_s(d)) if job["cancel_at"] else None},
-            }.get(status, {})
-        )
+        ended: dict[str, dict[str, Any]] = {
+            "completed": {"completed_at": at(1.0)},
+            "expired": {"expired_at": at(1.0)},
+            "cancelled": {"cancelled_at": int(job["cancel_at"] + _cancel_s(d)) if job["cancel_at"] else None},
+        }
+        obj.update(ended.get(status, {}))
         if job["final"]:
             obj["output_file_id"], obj["error_file_id"] = job["output_file_id"], job["error_file_id"]
         return obj

@@ -145,7 +145,8 @@ def _type_of(schema: dict[str, Any]) -> str:
 
 def _object(schema: dict[str, Any], ctx: _ArgContext) -> dict[str, Any]:
     props = schema.get("properties") or {}
-    keys = schema.get("required") if isinstance(schema.get("required"), list) else list(props)
+    required = schema.get("required")
+    keys = required if isinstance(required, list) else list(props)
     return {k: value_for(props.get(k, {}), ctx) for k in keys}
 
 

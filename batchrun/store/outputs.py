@@ -242,7 +242,7 @@ class Layout:
 
     input_columns: list[str] = field(default_factory=list)
     parsed_columns: list[str] = field(default_factory=list)
-    kinds: dict[str, set[str]] = field(default_factory=dict)  # column -> kinds of value seen
+    kinds: dict[tuple[str, str], set[str]] = field(default_factory=dict)  # (input|parsed, column) -> kinds seen
     id_in_input: bool = False
     names: dict[str, str] = field(default_factory=dict)  # answer field -> its column name
 
@@ -282,7 +282,11 @@ def _name_columns(layout: Layout, input_columns: list[str], parsed_columns: list
     layout.input_columns, layout.parsed_columns = input_columns, parsed_columns
     answer = [c for c in ANSWER_COLUMNS if not (c == "id" and layout.id_in_input)]
     status_at = answer.index("status") + 1
-    fields = [*answer[:status_at], *(("parsed", p) for p in layout.parsed_columns), *answer[status_at:]]
+    fields: list[str | tuple[str, str]] = [
+        *answer[:status_at],
+        *(("parsed", p) for p in layout.parsed_columns),
+        *answer[status_at:],
+    ]
     taken = set(layout.input_columns)
     for f in fields:
         name = f[1] if isinstance(f, tuple) else f
@@ -294,7 +298,7 @@ def _name_columns(layout: Layout, input_columns: list[str], parsed_columns: list
     return layout
 
 
-def _note_kind(kinds: dict[Any, set[str]], key: Any, value: Any) -> None:
+def _note_kind(kinds: dict[tuple[str, str], set[str]], key: tuple[str, str], value: Any) -> None:
     kinds.setdefault(key, set()).add(_kind(value))
 
 
@@ -344,8 +348,9 @@ def _answer_values(data: dict[str, Any]) -> dict[str, Any]:
     calls = data.get("tool_calls")
     values["tool_calls"] = json.dumps(calls, ensure_ascii=False) if calls else ""
     for name in TIMING_COLUMNS:
-        if values[name] is not None:
-            values[name] = round(values[name], 6)  # microseconds: more is clock noise
+        value = values[name]
+        if value is not None:
+            values[name] = round(value, 6)  # microseconds: more is clock noise
     return values
 
 

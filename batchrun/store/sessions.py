@@ -42,8 +42,9 @@ def start_session(out: Path, config: dict[str, Any], endpoint: dict[str, Any]) -
     path = out / RUN_JSON
     previous = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     sessions = list(previous.get("sessions") or [])
+    n = len(sessions) + 1
     session = {
-        "n": len(sessions) + 1,
+        "n": n,
         "started_at": datetime.now(timezone.utc).isoformat(),
         "batchrun_version": __version__,
         "endpoint": endpoint,
@@ -58,7 +59,7 @@ def start_session(out: Path, config: dict[str, Any], endpoint: dict[str, Any]) -
         "sessions": [*sessions, session],
     }
     write_json(path, data)
-    return session["n"], (sessions[-1] if sessions else None)
+    return n, (sessions[-1] if sessions else None)
 
 
 def add_wall_time(out: Path, wall: float) -> float:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from batchrun.analysis.metrics import Distribution
+from batchrun.analysis.distribution import Distribution
 from batchrun.analysis.stats import quantile_ci
 from batchrun.twin.fit import MIN_LEVEL, Observations, Observed, group_levels
 from batchrun.twin.model import Level, TwinModel

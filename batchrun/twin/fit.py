@@ -46,7 +46,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from batchrun.analysis.metrics import in_flight, percentile
+from batchrun.analysis.distribution import percentile
+from batchrun.analysis.timeline import in_flight
 from batchrun.sim.model import CHARS_PER_TOKEN, message_text
 from batchrun.store.records import CANCELLED, OK, SKIPPED, TIMEOUT, Attempt, Record
 from batchrun.twin.copula import spearman
@@ -97,6 +98,13 @@ class Observed:
     in_flight: float  # the load at send (twin/inflight.py): requests in flight, or their recent average
     record: Record
     run: int  # index of its timeline in Observations.runs
+
+    @property
+    def ttft_s(self) -> float:
+        """The record's TTFT (only ok records with a TTFT are observed)."""
+        ttft = self.record.ttft_s
+        assert ttft is not None
+        return ttft
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +163,8 @@ def _observe_timeline(obs: Observations, name: str, records: list[Record], run: 
     for r in records:
         obs.attempts += [a for a in r.attempt_log if a.status != CANCELLED]
     done = [r for r in records if r.status != CANCELLED and r.sent_s is not None and r.end_s is not None]
-    span = max(r.end_s for r in done) - min(r.sent_s for r in done) if done else None  # type: ignore[operator]
+    bounds = [(r.sent_s, r.end_s) for r in done if r.sent_s is not None and r.end_s is not None]  # all of done
+    span = max(end for _, end in bounds) - min(sent for sent, _ in bounds) if bounds else None
     obs.runs.append(Timeline(name, len(done), len(ok), span or None, in_flight(done)[1], run.lag_s, run.lag_n))
 
 
@@ -237,9 +246,9 @@ def quantile_table(values: Iterable[float]) -> Table:
 def fit_level(members: Sequence[Observed], prompt: Prompt, runs: Sequence[Timeline] = ()) -> Level:
     xs = sorted(o.in_flight for o in members)
     ttft = [
-        max(0.0, o.record.ttft_s - prompt.prefill_s_per_token * (_prompt_tokens(o.record, prompt) - prompt.ref_tokens))
+        max(0.0, o.ttft_s - prompt.prefill_s_per_token * (_prompt_tokens(o.record, prompt) - prompt.ref_tokens))
         for o in members
-    ]  # type: ignore[operator]
+    ]
     means, ratios, paired = [], [], []
     for o, t in zip(members, ttft):
         gaps = o.record.itl_s
@@ -305,11 +314,7 @@ def prefill_slope(levels: Sequence[Sequence[Observed]]) -> tuple[float, int]:
     points: list[tuple[float, float]] = []
     used = 0
     for level in levels:
-        pairs = sorted(
-            (float(o.record.prompt_tokens), float(o.record.ttft_s))
-            for o in level  # type: ignore[arg-type]
-            if o.record.prompt_tokens is not None
-        )
+        pairs = sorted((float(o.record.prompt_tokens), o.ttft_s) for o in level if o.record.prompt_tokens is not None)
         k = min(PREFILL_GROUPS, len(pairs) // PREFILL_MIN_GROUP)
         if k < 2 or pairs[0][0] == pairs[-1][0]:
             continue
@@ -355,16 +360,15 @@ def request_chars(request: Mapping[str, Any] | None) -> int:
 
 
 def fit_output(records: Sequence[Record]) -> Output:
-    done = [r for r in records if r.completion_tokens is not None]
-    hit = [r.completion_tokens for r in done if r.finish_reason == "length"]
-    stop = [r.completion_tokens for r in done if r.finish_reason != "length"]
+    hit = [r.completion_tokens for r in records if r.completion_tokens is not None and r.finish_reason == "length"]
+    stop = [r.completion_tokens for r in records if r.completion_tokens is not None and r.finish_reason != "length"]
     return Output(
-        n=len(done),
+        n=len(hit) + len(stop),
         length_n=len(hit),
         cap=max(hit) if hit else None,
-        stop_n=len(stop),  # type: ignore[type-var]
+        stop_n=len(stop),
         stop_tokens=quantile_table(float(t) for t in stop) if stop else None,
-    )  # type: ignore[arg-type]
+    )
 
 
 def failure_kind(attempt: Attempt) -> str | None:

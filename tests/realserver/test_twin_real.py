@@ -49,7 +49,7 @@ import pytest
 from promptfiles import write_prompts
 from twinserve import serve_like
 
-from batchrun.analysis.metrics import percentile
+from batchrun.analysis.distribution import percentile
 from batchrun.analysis.stats import quantile_ci
 from batchrun.store.records import OK, read_records
 

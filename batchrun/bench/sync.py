@@ -28,7 +28,7 @@ from batchrun.endpoint.sdk_transport import ResendTransport
 from batchrun.endpoint.sse import SSEStream
 from batchrun.endpoint.transport import Endpoint, fail_status
 from batchrun.redact import redact
-from batchrun.store.records import CANCELLED, ERROR, TIMEOUT, Attempt, Record
+from batchrun.store.records import CANCELLED, ERROR, TIMEOUT, Record
 
 # Body keys the SDK takes as keyword arguments; anything else goes through `extra_body`.
 _SDK_KEYS = {
@@ -158,16 +158,7 @@ def _one(
         result.total_s = clock() - result.sent
     if result.error:
         result.error = redact(result.error, endpoint.secrets)
-    log = [
-        Attempt(
-            status=result.status,
-            sent_s=result.sent - t0,
-            duration_s=result.total_s,
-            http_status=result.http_status,
-            error_type=result.error_type,
-            error=result.error,
-        )
-    ]
+    log = [result.logged(t0)]
     record = to_record(job, result, log, t0, queued_at, 0.0)
     # The re-send happens inside the SDK's call: its clock started before the dead connection,
     # so unlike the async client's, this record's times include that (loopback: well under 1 ms).

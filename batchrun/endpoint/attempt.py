@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from batchrun.redact import redact
-from batchrun.store.records import OK
+from batchrun.store.records import OK, Attempt
 
 # Our own error types, for failures the openai SDK has no class for.
 INCOMPLETE_STREAM = "IncompleteStream"  # connection closed before `data: [DONE]`
@@ -79,6 +79,18 @@ class AttemptResult:
         message = redact(message, self.secrets)
         self.status, self.error_type, self.error = status, error_type, message[:_MAX_MESSAGE]
         return self
+
+    def logged(self, t0: float) -> Attempt:
+        """This attempt as a record's attempt log keeps it (times from the run's start `t0`)."""
+        return Attempt(
+            status=self.status,
+            sent_s=self.sent - t0,
+            duration_s=self.total_s or 0.0,
+            http_status=self.http_status,
+            error_type=self.error_type,
+            error=self.error,
+            retry_after_s=self.retry_after_s,
+        )
 
 
 def error_message(error: Any) -> str:

@@ -142,17 +142,7 @@ class EmbedPool(Fanout["Batch | BadRow"], Stoppable):
                 self.stats.in_flight -= 1
             reconnects += result.reconnects
             result.reconnects = reconnects  # the batch's total, over its attempts
-            log.append(
-                Attempt(
-                    status=result.status,
-                    sent_s=result.sent - self.t0,
-                    duration_s=result.total_s or 0.0,
-                    http_status=result.http_status,
-                    error_type=result.error_type,
-                    error=result.error,
-                    retry_after_s=result.retry_after_s,
-                )
-            )
+            log.append(result.logged(self.t0))
             if result.status == OK:
                 limits.correct(batch.estimated_tokens, result.prompt_tokens or batch.estimated_tokens)
                 return result, wait

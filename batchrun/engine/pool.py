@@ -365,17 +365,7 @@ class Pool(Fanout[Entry], Stoppable):
             row.reconnects += result.reconnects
             if result.http_status is None:  # no response head came (its hook counts those that did)
                 self._unanswered -= 1
-        log.append(
-            Attempt(
-                status=result.status,
-                sent_s=result.sent - self.t0,
-                duration_s=result.total_s or 0.0,
-                http_status=result.http_status,
-                error_type=result.error_type,
-                error=result.error,
-                retry_after_s=result.retry_after_s,
-            )
-        )
+        log.append(result.logged(self.t0))
         if result.ttft_s is not None and result.status == OK:
             stats.recent_ttft_s.append(result.ttft_s)
         self._observe(result)

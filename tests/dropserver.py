@@ -124,9 +124,16 @@ class DropServer:
         async def stop() -> None:
             assert self._server is not None
             self._server.close()
-            for task in [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
                 task.cancel()
+            # Each connection's task closes its writer as it ends; the transport lets go of its
+            # socket a loop turn later. Stopping the loop before then leaves the socket for the
+            # garbage collector (an unclosed-socket warning in whichever test runs next).
+            await asyncio.gather(*tasks, return_exceptions=True)
             await self._server.wait_closed()
+            for _ in range(3):
+                await asyncio.sleep(0)
 
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)

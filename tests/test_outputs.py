@@ -57,7 +57,8 @@ def test_results_keep_every_input_column_in_order_and_the_id_column_name(fast_si
     assert header[4:7] == ["row", "status", "text"] and "id" not in header  # the id keeps its own name
     assert [r[:4] for r in rows] == [["007", "kettle", "Is it good?", "5"], ["008", "lamp", "Is it bad?", "1"]]
     # records.jsonl keeps the input row and the request as sent
-    record = json.loads((tmp_path / "o" / "records.jsonl").read_text().splitlines()[0])
+    lines = (tmp_path / "o" / "records.jsonl").read_text().splitlines()
+    record = next(r for r in map(json.loads, lines) if r["id"] == "007")  # records are in completion order
     assert record["input"] == {"review_id": "007", "product": "kettle", "prompt": "Is it good?", "stars": "5"}
     assert record["request"]["messages"] == [
         {"role": "system", "content": "Be brief."},

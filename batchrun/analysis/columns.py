@@ -26,7 +26,7 @@ NAN = math.nan
 _UNREAD = ("input", "request", "parsed", "attempt_log", "itl_s")
 
 # name -> (array typecode, value stored for None / missing)
-_FLOATS = (
+_RECORD_FLOATS = (  # read from the record as they are
     "ttft_s",
     "ttfo_s",
     "latency_s",
@@ -37,9 +37,8 @@ _FLOATS = (
     "scheduled_s",
     "batch_created_at",
     "batch_completed_at",
-    "first_round_ttft_s",
-    "final_round_ttft_s",
 )
+_FLOATS = (*_RECORD_FLOATS, "first_round_ttft_s", "final_round_ttft_s")  # the last two from its tool rounds
 _INTS = ("prompt_tokens", "completion_tokens", "rounds")  # -1: None (counts are never negative)
 _SMALL = (
     "attempts",
@@ -132,18 +131,7 @@ class ColumnsBuilder:
 
     def _add(self, get: Callable[[str], Any]) -> None:
         col, labels = self._columns, self._labels
-        for name in (
-            "ttft_s",
-            "ttfo_s",
-            "latency_s",
-            "total_s",
-            "queue_wait_s",
-            "sent_s",
-            "end_s",
-            "scheduled_s",
-            "batch_created_at",
-            "batch_completed_at",
-        ):
+        for name in _RECORD_FLOATS:
             value = get(name)
             col[name].append(NAN if value is None else float(value))
         for name in ("prompt_tokens", "completion_tokens"):
